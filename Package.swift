@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers (SPEC.md §2): CLMDB ← EventStore ← {CampaignProjections, CampaignSnapshots} ← CampaignEngine ← tools.
+// `Hashing` is an addition to the spec's table: SHA-256 is needed both by `EventStore` (the hash chain)
+// and by the pure `CampaignDomain` (commitments, sticky experiment buckets), and neither layer may
+// depend on the other, so the digest lives in its own dependency-free target.
+let package = Package(
+    name: "CampaignEngine",
+    products: [
+        .library(name: "CampaignEngine", targets: ["CampaignEngine"]),
+        .executable(name: "campaign", targets: ["campaign"]),
+        .executable(name: "campaign-bench", targets: ["campaign-bench"]),
+        .executable(name: "campaign-harness", targets: ["campaign-harness"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLMDB",
+            path: "Sources/CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        .target(name: "Hashing"),
+        .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
+        .target(name: "CampaignDomain", dependencies: ["Hashing"]),
+        .target(
+            name: "CampaignProjections",
+            dependencies: ["EventStore", "CampaignDomain"],
+            path: "Projections"
+        ),
+        .target(
+            name: "CampaignSnapshots",
+            dependencies: ["EventStore", "CampaignDomain"],
+            path: "Snapshots"
+        ),
+        .target(
+            name: "CampaignEngine",
+            dependencies: ["EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots"]
+        ),
+        .executableTarget(name: "campaign", dependencies: ["CampaignEngine"], path: "Tools/campaign"),
+        .executableTarget(
+            name: "campaign-bench",
+            dependencies: ["CampaignEngine", "EventStore", "CLMDB"],
+            path: "Tools/bench"
+        ),
+        .executableTarget(
+            name: "campaign-harness",
+            dependencies: ["CampaignEngine", "EventStore"],
+            path: "Tools/harness"
+        ),
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "campaign-harness"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+/// Placeholder until the domain lands; see issue 3.
+enum CampaignDomainModule {}

@@ -1,0 +1,241 @@
+internal import CLMDB
+import Foundation
+
+/// Options for opening a store directory.
+public struct StoreOptions: Sendable {
+    /// The map size to start with, in bytes. The map doubles by itself whenever LMDB reports
+    /// `MDB_MAP_FULL`, so a small value only costs a few resizes.
+    public var initialMapSize: Int
+    /// The largest map the store will grow to; beyond it a write fails with ``EventStoreError/storageFull(message:)``.
+    public var maximumMapSize: Int
+    /// The most requests the group committer puts into one write transaction.
+    public var maximumBatchSize: Int
+    /// LMDB reader slots (concurrent read transactions across all processes).
+    public var maximumReaders: Int
+
+    /// Defaults suited to a host service: a 64 MiB starting map, growing up to 1 TiB.
+    public init(
+        initialMapSize: Int = 64 << 20,
+        maximumMapSize: Int = 1 << 40,
+        maximumBatchSize: Int = 4096,
+        maximumReaders: Int = 512
+    ) {
+        self.initialMapSize = initialMapSize
+        self.maximumMapSize = maximumMapSize
+        self.maximumBatchSize = maximumBatchSize
+        self.maximumReaders = maximumReaders
+    }
+}
+
+/// The LMDB environment of one directory.
+///
+/// Invariant that makes `@unchecked Sendable` safe: the `MDB_env` pointer is set once in `init`
+/// and cleared once in `close()` under `gate`'s exclusive lock; every transaction holds `gate`
+/// shared for its whole life, and map resizes (which LMDB allows only with no transaction open in
+/// the process) hold it exclusively. `tables` is guarded by `tableLock`.
+final class Environment: @unchecked Sendable {
+    let path: String
+    private var env: OpaquePointer?
+    private let gate = ReadWriteLock()
+    private let tableLock = NSLock()
+    private var tables: [String: MDB_dbi] = [:]
+    private let maximumMapSize: Int
+    private(set) var mapSize: Int
+
+    private static let openPathsLock = NSLock()
+    nonisolated(unsafe) private static var openPaths = Set<String>()
+
+    init(path: String, options: StoreOptions) throws {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        let standardPath = url.path
+        self.path = standardPath
+        self.maximumMapSize = options.maximumMapSize
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+
+        try Environment.openPathsLock.withLock {
+            guard !Environment.openPaths.contains(standardPath) else { throw EventStoreError.alreadyOpen(path: standardPath) }
+            Environment.openPaths.insert(standardPath)
+        }
+        var created: OpaquePointer?
+        do {
+            try LMDB.check(mdb_env_create(&created), "mdb_env_create")
+            try LMDB.check(mdb_env_set_maxdbs(created, 64), "mdb_env_set_maxdbs")
+            try LMDB.check(mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
+            let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let initial = max(options.initialMapSize / pageSize, 16) * pageSize
+            try LMDB.check(mdb_env_set_mapsize(created, initial), "mdb_env_set_mapsize")
+            // MDB_NOTLS: read transactions are not tied to threads, because Swift tasks hop threads.
+            try LMDB.check(mdb_env_open(created, standardPath, UInt32(MDB_NOTLS), 0o644), "mdb_env_open \(standardPath)")
+            var info = MDB_envinfo()
+            try LMDB.check(mdb_env_info(created, &info), "mdb_env_info")
+            mapSize = info.me_mapsize
+        } catch {
+            if let created { mdb_env_close(created) }
+            _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(standardPath) }
+            throw error
+        }
+        env = created
+    }
+
+    /// Closes the environment: waits for open transactions, then releases LMDB's handle.
+    func close() {
+        gate.withWriteLock {
+            if let env { mdb_env_close(env) }
+            env = nil
+        }
+        _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(path) }
+    }
+
+    deinit {
+        if env != nil { close() }
+    }
+
+    /// Opens (creating if needed) a named database and remembers its handle.
+    func table(named name: String) throws -> MDB_dbi {
+        if let dbi = tableLock.withLock({ tables[name] }) { return dbi }
+        // A handle opened in a write transaction becomes usable by all once that transaction commits.
+        let dbi: MDB_dbi = try write { txn in
+            var dbi = MDB_dbi()
+            try LMDB.check(mdb_dbi_open(txn.pointer, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open \(name)")
+            return dbi
+        }
+        tableLock.withLock { tables[name] = dbi }
+        return dbi
+    }
+
+    /// Runs `body` in a read-only transaction, aborted when the body returns.
+    func read<T>(_ body: (Txn) throws -> T) throws -> T {
+        while true {
+            let outcome: T? = try gate.withReadLock {
+                guard let env else { throw EventStoreError.closed }
+                var pointer: OpaquePointer?
+                let code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &pointer)
+                if code == MDB_MAP_RESIZED { return nil }
+                try LMDB.check(code, "mdb_txn_begin(read)")
+                let txn = Txn(pointer!, writable: false)
+                defer { mdb_txn_abort(txn.pointer) }
+                return try body(txn)
+            }
+            if let outcome { return outcome }
+            try adoptMapSizeOfOtherProcess()
+        }
+    }
+
+    /// Runs `body` in a write transaction, committed when the body returns and aborted when it
+    /// throws. When the map is full the transaction is aborted, the map grows, and `body` runs again,
+    /// so `body` must be repeatable (it is: nothing it did survived the abort).
+    func write<T>(_ body: (Txn) throws -> T) throws -> T {
+        while true {
+            let attempt: WriteAttempt<T> = try gate.withReadLock {
+                guard let env else { throw EventStoreError.closed }
+                var pointer: OpaquePointer?
+                let code = mdb_txn_begin(env, nil, 0, &pointer)
+                if code == MDB_MAP_RESIZED { return .resized }
+                try LMDB.check(code, "mdb_txn_begin(write)")
+                let txn = Txn(pointer!, writable: true)
+                let value: T
+                do {
+                    value = try body(txn)
+                } catch is MapFullSignal {
+                    mdb_txn_abort(txn.pointer)
+                    return .mapFull
+                } catch {
+                    mdb_txn_abort(txn.pointer)
+                    throw error
+                }
+                let commit = mdb_txn_commit(txn.pointer)
+                if commit == MDB_MAP_FULL { return .mapFull }
+                try LMDB.check(commit, "mdb_txn_commit")
+                return .done(value)
+            }
+            switch attempt {
+            case let .done(value): return value
+            case .mapFull: try growMap()
+            case .resized: try adoptMapSizeOfOtherProcess()
+            }
+        }
+    }
+
+    /// Doubles the map. LMDB requires that no transaction of this process is open, hence the
+    /// exclusive gate.
+    private func growMap() throws {
+        try gate.withWriteLock {
+            guard let env else { throw EventStoreError.closed }
+            var info = MDB_envinfo()
+            try LMDB.check(mdb_env_info(env, &info), "mdb_env_info")
+            guard info.me_mapsize < maximumMapSize else {
+                throw EventStoreError.storageFull(message: "map size limit of \(maximumMapSize) bytes reached")
+            }
+            let grown = min(info.me_mapsize * 2, maximumMapSize)
+            try LMDB.check(mdb_env_set_mapsize(env, grown), "mdb_env_set_mapsize(\(grown))")
+            mapSize = grown
+        }
+    }
+
+    /// Another process grew the map: take its size (`mdb_env_set_mapsize(env, 0)`).
+    private func adoptMapSizeOfOtherProcess() throws {
+        try gate.withWriteLock {
+            guard let env else { throw EventStoreError.closed }
+            try LMDB.check(mdb_env_set_mapsize(env, 0), "mdb_env_set_mapsize(0)")
+            var info = MDB_envinfo()
+            try LMDB.check(mdb_env_info(env, &info), "mdb_env_info")
+            mapSize = info.me_mapsize
+        }
+    }
+
+    /// Facts for `campaign stats`: map size, pages in use, page size.
+    func usage() throws -> (mapSize: Int, usedBytes: Int, pageSize: Int) {
+        try gate.withReadLock {
+            guard let env else { throw EventStoreError.closed }
+            var info = MDB_envinfo()
+            var stat = MDB_stat()
+            try LMDB.check(mdb_env_info(env, &info), "mdb_env_info")
+            try LMDB.check(mdb_env_stat(env, &stat), "mdb_env_stat")
+            let pageSize = Int(stat.ms_psize)
+            return (info.me_mapsize, (info.me_last_pgno + 1) * pageSize, pageSize)
+        }
+    }
+
+    /// Writes a compacted copy of the environment (free pages dropped) into `directory`.
+    func copyCompacted(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try gate.withReadLock {
+            guard let env else { throw EventStoreError.closed }
+            try LMDB.check(mdb_env_copy2(env, directory, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2 \(directory)")
+        }
+    }
+}
+
+/// How one try at a write transaction ended.
+private enum WriteAttempt<T> {
+    case done(T)
+    case mapFull
+    case resized
+}
+
+/// A pthread read-write lock: many transactions share it, a map resize takes it alone.
+final class ReadWriteLock: @unchecked Sendable {
+    private let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+
+    init() {
+        lock.initialize(to: pthread_rwlock_t())
+        precondition(pthread_rwlock_init(lock, nil) == 0, "pthread_rwlock_init failed")
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func withReadLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    func withWriteLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+}

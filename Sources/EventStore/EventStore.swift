@@ -1,0 +1,304 @@
+import Foundation
+import Hashing
+
+/// The event store of one directory: an append-only, hash-chained log in LMDB with a stream
+/// index, idempotency records, unique-value reservations and checkpoints.
+///
+/// Appends go through a group committer (many requests, one transaction, one fsync); a request
+/// is answered only after its transaction committed with LMDB's default durable sync. Reads use
+/// short read transactions and page through large results, so memory stays bounded.
+///
+/// Several processes may open the same directory: LMDB's lock file serialises their writers, and
+/// every check (expected version, unique values, idempotency) is made inside the write transaction,
+/// so it always sees the other process's latest commit. Within one process, open a directory once.
+///
+/// Invariant that makes `@unchecked Sendable` safe: every stored property is immutable after
+/// `init`; the mutable parts (`Environment`, `GroupCommitter`) guard their own state.
+public final class EventStore: @unchecked Sendable {
+    let environment: Environment
+    let log: EventLog
+    let idempotency: IdempotencyRecords
+    let unique: UniqueReservations
+    let checkpoints: Checkpoints
+    private var committer: GroupCommitter!
+
+    /// The directory the store lives in.
+    public var path: String { environment.path }
+
+    /// Opens (creating if needed) the store in `path`.
+    /// - Throws: ``EventStoreError/alreadyOpen(path:)`` if this process has it open, or a storage error.
+    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+        environment = try Environment(path: path, options: options)
+        do {
+            log = EventLog(events: try environment.table(named: "events"), streams: try environment.table(named: "streams"))
+            idempotency = IdempotencyRecords(table: try environment.table(named: "idempotency"))
+            unique = UniqueReservations(table: try environment.table(named: "unique"))
+            checkpoints = Checkpoints(table: try environment.table(named: "checkpoints"))
+        } catch {
+            environment.close()
+            throw error
+        }
+        committer = GroupCommitter(
+            maximumBatchSize: options.maximumBatchSize,
+            commit: { [unowned self] jobs in try self.commitBatch(jobs) },
+            commitAlone: { [unowned self] job in
+                Result { try self.commitBatch([job])[0].get() }
+            })
+    }
+
+    /// Commits what is queued, then closes the environment. Later calls throw ``EventStoreError/closed``.
+    public func close() {
+        committer.stop()
+        environment.close()
+    }
+
+    deinit { close() }
+
+    /// Opens (creating if needed) a named table for data kept beside the log. Call it before, not
+    /// inside, a transaction.
+    public func table(named name: String) throws -> Table {
+        let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints"]
+        guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
+        return Table(name: name, dbi: try environment.table(named: name))
+    }
+
+    /// Runs `body` in a read-only transaction: a consistent snapshot of the store.
+    public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
+        try environment.read { try body(ReadTransaction(txn: $0, store: self)) }
+    }
+
+    /// Runs `body` in a write transaction of its own (not group-committed), committed when it
+    /// returns. Meant for bulk maintenance such as projection rebuilds. The body may run more than
+    /// once if the map has to grow, so it must not have side effects outside the transaction.
+    public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
+        try environment.write { try body(WriteTransaction(txn: $0, store: self)) }
+    }
+
+    /// Appends a request through the group committer and returns once it is durably committed.
+    /// - Throws: ``EventStoreError/wrongExpectedVersion(streamId:expected:current:)``,
+    ///   ``EventStoreError/uniqueValueTaken(key:owner:)``, ``EventStoreError/idempotencyKeyReused(key:)``,
+    ///   or a storage error; nothing of the request is written when it throws.
+    public func append(_ request: AppendRequest) async throws -> AppendOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            committer.submit(.init(request: request) { continuation.resume(with: $0) })
+        }
+    }
+
+    /// The blocking form of ``append(_:)`` for callers outside Swift concurrency.
+    public func appendAndWait(_ request: AppendRequest) throws -> AppendOutcome {
+        let box = ResultBox()
+        committer.submit(.init(request: request) { box.set($0) })
+        return try box.wait().get()
+    }
+
+    /// The current version of a stream; 0 when it has no events.
+    public func streamVersion(_ streamId: String) throws -> UInt64 {
+        try environment.read { try log.streamVersion(streamId, in: $0) }
+    }
+
+    /// Up to `limit` events of a stream from `version` on (or down from it when `backward`).
+    public func readStream(
+        _ streamId: String, from version: UInt64 = 1, backward: Bool = false, limit: Int = 1_000
+    ) throws -> [RecordedEvent] {
+        try environment.read { try log.streamEvents(streamId, from: version, backward: backward, limit: limit, in: $0) }
+    }
+
+    /// Up to `limit` events of the global log from `position` on.
+    public func readAll(from position: UInt64 = 1, limit: Int = 1_000) throws -> [RecordedEvent] {
+        try environment.read { try log.events(from: position, limit: limit, in: $0) }
+    }
+
+    /// Visits the global log from `position` on, a page at a time (one short read transaction a
+    /// page, so memory stays bounded), while `body` returns true.
+    public func forEachEvent(
+        from position: UInt64 = 1, pageSize: Int = 1_024, _ body: (RecordedEvent) throws -> Bool
+    ) throws {
+        var next = max(position, 1)
+        while true {
+            let page = try readAll(from: next, limit: pageSize)
+            for event in page { guard try body(event) else { return } }
+            guard let last = page.last, page.count == pageSize else { return }
+            next = last.position + 1
+        }
+    }
+
+    /// Visits one stream from `version` on (or down from it when `backward`), a page at a time.
+    public func forEachEvent(
+        inStream streamId: String, from version: UInt64 = 1, backward: Bool = false, pageSize: Int = 1_024,
+        _ body: (RecordedEvent) throws -> Bool
+    ) throws {
+        var next = backward && version == 0 ? UInt64.max : version
+        while true {
+            let page = try readStream(streamId, from: next, backward: backward, limit: pageSize)
+            for event in page { guard try body(event) else { return } }
+            guard let last = page.last, page.count == pageSize else { return }
+            if backward {
+                guard last.streamVersion > 1 else { return }
+                next = last.streamVersion - 1
+            } else {
+                next = last.streamVersion + 1
+            }
+        }
+    }
+
+    /// The last position (0 when empty) and its hash (32 zero bytes when empty).
+    public func head() throws -> (position: UInt64, hash: [UInt8]) {
+        try environment.read { txn in
+            let head = try log.head(in: txn)
+            return (head.position, head.hash)
+        }
+    }
+
+    /// Who holds a unique value, if anyone.
+    public func uniqueOwner(of key: String) throws -> String? {
+        try environment.read { try unique.owner(of: key, in: $0) }
+    }
+
+    /// The stored result for an idempotency key, when it was used with the same fingerprint.
+    /// - Throws: ``EventStoreError/idempotencyKeyReused(key:)`` when the fingerprint differs.
+    public func idempotentResult(key: String, fingerprint: [UInt8]) throws -> [UInt8]? {
+        try environment.read { txn in
+            if case let .replay(result) = try idempotency.lookup(key, fingerprint: fingerprint, in: txn) { return result }
+            return nil
+        }
+    }
+
+    /// Counters for tests, benchmarks and `campaign stats`.
+    public var statistics: StoreStatistics {
+        let counters = committer.counters
+        let load = committer.load
+        return StoreStatistics(
+            groupCommitTransactions: counters.transactions, groupCommitRequests: counters.requests,
+            queuedRequests: load.queued, inFlightRequests: load.inFlight)
+    }
+
+    /// Map size, bytes in use and page size of the environment.
+    public func usage() throws -> StoreUsage {
+        let usage = try environment.usage()
+        return StoreUsage(mapSize: usage.mapSize, usedBytes: usage.usedBytes, pageSize: usage.pageSize)
+    }
+
+    /// Writes a compacted copy of the store (LMDB's `MDB_CP_COMPACT`) into an empty directory.
+    /// Freed pages are not copied, so erased values do not survive in the copy.
+    public func copyCompacted(to directory: String) throws {
+        try environment.copyCompacted(to: directory)
+    }
+
+    // MARK: - Committing
+
+    private func commitBatch(_ jobs: [GroupCommitter.Job]) throws -> [Result<AppendOutcome, Error>] {
+        try environment.write { txn in
+            var head = try log.head(in: txn)
+            let writer = WriteTransaction(txn: txn, store: self)
+            var results = [Result<AppendOutcome, Error>]()
+            results.reserveCapacity(jobs.count)
+            for job in jobs {
+                let plan: Plan
+                do {
+                    plan = try check(job.request, in: txn)
+                } catch {
+                    results.append(.failure(error))
+                    continue
+                }
+                // From here on a failure throws out of the transaction: it is no longer clean.
+                results.append(.success(try write(job.request, plan, head: &head, writer: writer)))
+            }
+            return results
+        }
+    }
+
+    private enum Plan {
+        case replay([UInt8])
+        case append(currentVersions: [UInt64])
+    }
+
+    /// The read-only half of a request: every rule is checked before anything is written, so a
+    /// rejected request leaves the batch's transaction untouched.
+    private func check(_ request: AppendRequest, in txn: Txn) throws -> Plan {
+        if let claim = request.idempotency,
+           case let .replay(stored) = try idempotency.lookup(claim.key, fingerprint: claim.fingerprint, in: txn) {
+            return .replay(stored)
+        }
+        var seen = Set<String>()
+        var versions = [UInt64]()
+        for stream in request.streams {
+            guard seen.insert(stream.streamId).inserted else {
+                throw EventStoreError.invalidKey("stream \(stream.streamId) appears twice in one request")
+            }
+            let current = try log.streamVersion(stream.streamId, in: txn)
+            guard stream.expectedVersion.admits(current) else {
+                throw EventStoreError.wrongExpectedVersion(
+                    streamId: stream.streamId, expected: stream.expectedVersion, current: current)
+            }
+            versions.append(current)
+        }
+        for claim in request.claims { try unique.check(claim, in: txn) }
+        for release in request.releases { try UniqueReservations.validate(release.key) }
+        return .append(currentVersions: versions)
+    }
+
+    private func write(
+        _ request: AppendRequest, _ plan: Plan, head: inout EventLog.Head, writer: WriteTransaction
+    ) throws -> AppendOutcome {
+        guard case let .append(currentVersions) = plan else {
+            if case let .replay(stored) = plan { return .replayed(storedResult: stored) }
+            fatalError("unreachable")
+        }
+        var receipt = AppendReceipt(events: [], streamVersions: [:])
+        for (stream, current) in zip(request.streams, currentVersions) {
+            let recorded = try log.append(stream.events, to: stream.streamId, fromVersion: current, head: &head, in: writer.txn)
+            receipt.events.append(contentsOf: recorded)
+            receipt.streamVersions[stream.streamId] = current + UInt64(stream.events.count)
+        }
+        for release in request.releases { try unique.release(release, in: writer.txn) }
+        for claim in request.claims { try unique.take(claim, in: writer.txn) }
+        if let claim = request.idempotency {
+            try idempotency.record(claim.key, fingerprint: claim.fingerprint, result: claim.result(receipt), in: writer.txn)
+        }
+        try request.afterAppend?(writer, receipt)
+        return .appended(receipt)
+    }
+}
+
+/// Counters of the group committer.
+public struct StoreStatistics: Sendable, Equatable {
+    /// Write transactions the group committer has run.
+    public var groupCommitTransactions: UInt64
+    /// Append requests it has answered.
+    public var groupCommitRequests: UInt64
+    /// Requests waiting for the writer now.
+    public var queuedRequests: Int
+    /// Requests in the transaction being committed now.
+    public var inFlightRequests: Int
+}
+
+/// Space facts of a store.
+public struct StoreUsage: Sendable, Equatable {
+    /// The current LMDB map size in bytes.
+    public var mapSize: Int
+    /// Bytes of the map in use (last page number × page size).
+    public var usedBytes: Int
+    /// LMDB's page size.
+    public var pageSize: Int
+}
+
+/// A one-shot result handed from the writer thread to a blocked caller.
+private final class ResultBox: @unchecked Sendable {
+    // Invariant: `result` is written once under `condition` and read only after that write.
+    private let condition = NSCondition()
+    private var result: Result<AppendOutcome, Error>?
+
+    func set(_ value: Result<AppendOutcome, Error>) {
+        condition.withLock {
+            result = value
+            condition.signal()
+        }
+    }
+
+    func wait() -> Result<AppendOutcome, Error> {
+        condition.withLock {
+            while result == nil { condition.wait() }
+            return result!
+        }
+    }
+}

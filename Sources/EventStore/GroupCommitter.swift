@@ -1,0 +1,107 @@
+import Foundation
+
+/// The single writer of a store: concurrent append requests queue here and a dedicated thread
+/// commits as many as are waiting in one LMDB write transaction (one fsync), then answers each.
+///
+/// A dedicated thread, not a task, because the commit blocks on the disk flush and must begin and
+/// end on one thread (LMDB's writer mutex belongs to the thread that took it).
+///
+/// Invariant that makes `@unchecked Sendable` safe: `pending`, `stopped`, `inFlight` and the
+/// counters are read and written only with `condition` locked.
+final class GroupCommitter: @unchecked Sendable {
+    struct Job {
+        let request: AppendRequest
+        let complete: @Sendable (Result<AppendOutcome, Error>) -> Void
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Job] = []
+    private var stopped = false
+    private var finished = false
+    private var inFlight = 0
+    private var transactions: UInt64 = 0
+    private var requests: UInt64 = 0
+    private let maximumBatchSize: Int
+    private let commit: ([Job]) -> [Result<AppendOutcome, Error>]
+    private let commitAlone: (Job) -> Result<AppendOutcome, Error>
+
+    /// - Parameters:
+    ///   - commit: commits a batch in one transaction, or throws if the transaction as a whole failed.
+    ///   - commitAlone: commits one request in a transaction of its own.
+    init(
+        maximumBatchSize: Int,
+        commit: @escaping ([Job]) throws -> [Result<AppendOutcome, Error>],
+        commitAlone: @escaping (Job) -> Result<AppendOutcome, Error>
+    ) {
+        self.maximumBatchSize = max(1, maximumBatchSize)
+        self.commitAlone = commitAlone
+        self.commit = { jobs in
+            do { return try commit(jobs) } catch {
+                // A failure after some writes (an inline projection threw, or the disk failed)
+                // poisons the whole transaction. Retry each request alone so that only the one at
+                // fault fails; a storage failure simply fails each of them again.
+                if jobs.count == 1 { return [.failure(error)] }
+                return jobs.map(commitAlone)
+            }
+        }
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = "EventStore.GroupCommitter"
+        thread.start()
+    }
+
+    func submit(_ job: Job) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopped else {
+            job.complete(.failure(EventStoreError.closed))
+            return
+        }
+        pending.append(job)
+        condition.signal()
+    }
+
+    /// Stops taking requests, commits what is queued, and waits for the thread to end.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Requests waiting for the writer, and requests in the transaction being committed.
+    var load: (queued: Int, inFlight: Int) {
+        condition.withLock { (pending.count, inFlight) }
+    }
+
+    /// Write transactions committed (or attempted) by the writer, and requests answered.
+    var counters: (transactions: UInt64, requests: UInt64) {
+        condition.withLock { (transactions, requests) }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && stopped {
+                finished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = Array(pending.prefix(maximumBatchSize))
+            pending.removeFirst(batch.count)
+            inFlight = batch.count
+            condition.unlock()
+
+            let results = commit(batch)
+
+            condition.lock()
+            inFlight = 0
+            transactions += 1
+            requests += UInt64(batch.count)
+            condition.unlock()
+            for (job, result) in zip(batch, results) { job.complete(result) }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Hashing
+
+/// The byte layout of a stored event (README, "On-disk format"). All integers are big-endian.
+///
+/// ```
+/// offset  size  field
+/// 0       1     record format (1)
+/// 1       8     position
+/// 9       8     stream version
+/// 17      8     occurredAt, milliseconds since 1970-01-01T00:00:00Z, signed
+/// 25      2     schema version
+/// 27      …     six strings, each a u16 length then UTF-8 bytes:
+///               streamId, type, tenant, actor, requestId, causationId
+/// …       4+n   payload: u32 length then the JSON bytes
+/// …       32    previous hash
+/// …       32    hash = SHA-256(previous hash ‖ bytes [0, start of previous hash))
+/// ```
+enum RecordCodec {
+    static let formatVersion: UInt8 = 1
+    static let hashSize = 32
+    static let zeroHash = [UInt8](repeating: 0, count: 32)
+
+    /// Encodes the canonical bytes of a record, then appends the previous hash and the new hash.
+    static func encode(
+        _ event: NewEvent, position: UInt64, streamId: String, streamVersion: UInt64, previousHash: [UInt8]
+    ) throws -> (bytes: [UInt8], hash: [UInt8]) {
+        var out = [UInt8]()
+        out.reserveCapacity(27 + 6 * 2 + streamId.utf8.count + event.type.utf8.count + event.tenant.utf8.count
+            + event.actor.utf8.count + event.requestId.utf8.count + event.causationId.utf8.count
+            + 4 + event.payload.count + 64)
+        out.append(formatVersion)
+        out.appendBigEndian(position)
+        out.appendBigEndian(streamVersion)
+        out.appendBigEndian(UInt64(bitPattern: Int64((event.occurredAt.timeIntervalSince1970 * 1000).rounded())))
+        out.appendBigEndian(event.schemaVersion)
+        for field in [streamId, event.type, event.tenant, event.actor, event.requestId, event.causationId] {
+            let utf8 = Array(field.utf8)
+            guard utf8.count <= Int(UInt16.max) else { throw EventStoreError.invalidKey("field longer than 65535 bytes") }
+            out.appendBigEndian(UInt16(utf8.count))
+            out.append(contentsOf: utf8)
+        }
+        guard event.payload.count <= Int(UInt32.max) else { throw EventStoreError.invalidKey("payload too large") }
+        out.appendBigEndian(UInt32(event.payload.count))
+        out.append(contentsOf: event.payload)
+        var hasher = SHA256()
+        hasher.update(previousHash)
+        hasher.update(out)
+        let hash = hasher.finalize()
+        out.append(contentsOf: previousHash)
+        out.append(contentsOf: hash)
+        return (out, hash)
+    }
+
+    /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.
+    static func decode(_ bytes: UnsafeRawBufferPointer, position: UInt64) throws -> RecordedEvent {
+        var reader = ByteReader(bytes)
+        func fail(_ reason: String) -> EventStoreError { .corruptRecord(position: position, reason: reason) }
+        guard let format = reader.u8(), format == formatVersion else { throw fail("unknown record format") }
+        guard let storedPosition = reader.u64(), let version = reader.u64(), let millis = reader.u64(),
+              let schema = reader.u16() else { throw fail("truncated header") }
+        var strings = [String]()
+        for _ in 0..<6 {
+            guard let length = reader.u16(), let raw = reader.bytes(Int(length)) else { throw fail("truncated field") }
+            guard let text = String(validating: raw, as: UTF8.self) else { throw fail("field is not UTF-8") }
+            strings.append(text)
+        }
+        guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
+              let previous = reader.bytes(hashSize), let hash = reader.bytes(hashSize), reader.isAtEnd
+        else { throw fail("truncated payload or hashes") }
+        return RecordedEvent(
+            position: storedPosition, streamId: strings[0], streamVersion: version, type: strings[1],
+            schemaVersion: schema, occurredAt: Date(timeIntervalSince1970: Double(Int64(bitPattern: millis)) / 1000),
+            tenant: strings[2], actor: strings[3], requestId: strings[4], causationId: strings[5],
+            payload: payload, previousHash: previous, hash: hash
+        )
+    }
+
+    /// Checks one stored record against the chain: the hash it stores must be SHA-256 of the
+    /// previous hash it stores and its canonical bytes, and its previous hash must be `expectedPrevious`.
+    /// Returns the record's hash, or a reason it is bad.
+    static func verify(_ bytes: UnsafeRawBufferPointer, position: UInt64, expectedPrevious: [UInt8]) -> Result<[UInt8], EventStoreError> {
+        func bad(_ reason: String) -> Result<[UInt8], EventStoreError> { .failure(.corruptRecord(position: position, reason: reason)) }
+        guard bytes.count >= 27 + 12 + 4 + 2 * hashSize else { return bad("record too short") }
+        guard bytes[0] == formatVersion else { return bad("unknown record format") }
+        var reader = ByteReader(bytes)
+        _ = reader.u8()
+        guard reader.u64() == position else { return bad("stored position does not match its key") }
+        let canonicalCount = bytes.count - 2 * hashSize
+        let previous = UnsafeRawBufferPointer(rebasing: bytes[canonicalCount..<(canonicalCount + hashSize)])
+        let stored = UnsafeRawBufferPointer(rebasing: bytes[(canonicalCount + hashSize)...])
+        guard previous.elementsEqual(expectedPrevious) else { return bad("previous hash does not match the record before") }
+        var hasher = SHA256()
+        hasher.update(previous)
+        hasher.update(UnsafeRawBufferPointer(rebasing: bytes[0..<canonicalCount]))
+        let computed = hasher.finalize()
+        guard stored.elementsEqual(computed) else { return bad("hash does not match the record's bytes") }
+        return .success(computed)
+    }
+
+    /// The stored hash of a record (its last 32 bytes).
+    static func storedHash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        Array(bytes.suffix(hashSize))
+    }
+}
+
+/// Reads big-endian integers and byte runs from a buffer without trapping on short input.
+struct ByteReader {
+    private let bytes: UnsafeRawBufferPointer
+    private var offset = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    var isAtEnd: Bool { offset == bytes.count }
+
+    mutating func bytes(_ count: Int) -> [UInt8]? {
+        guard count >= 0, bytes.count - offset >= count else { return nil }
+        defer { offset += count }
+        return Array(bytes[offset..<(offset + count)])
+    }
+
+    private mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
+        let size = MemoryLayout<T>.size
+        guard bytes.count - offset >= size else { return nil }
+        var value: T = 0
+        for index in 0..<size { value = value << 8 | T(bytes[offset + index]) }
+        offset += size
+        return value
+    }
+
+    mutating func u8() -> UInt8? { integer(UInt8.self) }
+    mutating func u16() -> UInt16? { integer(UInt16.self) }
+    mutating func u32() -> UInt32? { integer(UInt32.self) }
+    mutating func u64() -> UInt64? { integer(UInt64.self) }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
+        var big = value.bigEndian
+        Swift.withUnsafeBytes(of: &big) { append(contentsOf: $0) }
+    }
+
+    /// An integer key in big-endian order, so LMDB's byte order is numeric order.
+    static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(MemoryLayout<T>.size)
+        out.appendBigEndian(value)
+        return out
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Reads a big-endian UInt64 from the first 8 bytes.
+    func bigEndianUInt64(at offset: Int = 0) -> UInt64 {
+        var value: UInt64 = 0
+        for index in 0..<8 { value = value << 8 | UInt64(self[offset + index]) }
+        return value
+    }
+}

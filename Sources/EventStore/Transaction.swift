@@ -1,0 +1,225 @@
+internal import CLMDB
+import Foundation
+
+/// One LMDB transaction. Lives only inside an `Environment.read` or `write` closure; the bytes it
+/// hands out point into the map and are valid only until that closure returns (STYLE.md 6), so
+/// every public accessor copies them.
+final class Txn {
+    let pointer: OpaquePointer
+    let writable: Bool
+
+    init(_ pointer: OpaquePointer, writable: Bool) {
+        self.pointer = pointer
+        self.writable = writable
+    }
+
+    /// Calls `body` with the stored value for `key`, or returns nil when there is none.
+    func withValue<T>(_ dbi: MDB_dbi, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
+        try key.withUnsafeBytes { keyBytes in
+            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var v = MDB_val()
+            let code = mdb_get(pointer, dbi, &k, &v)
+            if code == MDB_NOTFOUND { return nil }
+            try LMDB.check(code, "mdb_get")
+            return try body(UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        }
+    }
+
+    func get(_ dbi: MDB_dbi, _ key: [UInt8]) throws -> [UInt8]? {
+        try withValue(dbi, key) { Array($0) }
+    }
+
+    /// Stores `value` under `key`. Returns false instead of throwing for `MDB_KEYEXIST` when the
+    /// flags include `MDB_NOOVERWRITE`; throws ``MapFullSignal`` when the map is full.
+    @discardableResult
+    func put(_ dbi: MDB_dbi, _ key: [UInt8], _ value: [UInt8], flags: UInt32 = 0) throws -> Bool {
+        try value.withUnsafeBytes { valueBytes in
+            try put(dbi, key, valueBytes, flags: flags)
+        }
+    }
+
+    @discardableResult
+    func put(_ dbi: MDB_dbi, _ key: [UInt8], _ value: UnsafeRawBufferPointer, flags: UInt32 = 0) throws -> Bool {
+        try key.withUnsafeBytes { keyBytes in
+            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+            let code = mdb_put(pointer, dbi, &k, &v, flags)
+            if code == MDB_KEYEXIST { return false }
+            if code == MDB_MAP_FULL { throw MapFullSignal() }
+            try LMDB.check(code, "mdb_put")
+            return true
+        }
+    }
+
+    @discardableResult
+    func delete(_ dbi: MDB_dbi, _ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { keyBytes in
+            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+            let code = mdb_del(pointer, dbi, &k, nil)
+            if code == MDB_NOTFOUND { return false }
+            if code == MDB_MAP_FULL { throw MapFullSignal() }
+            try LMDB.check(code, "mdb_del")
+            return true
+        }
+    }
+
+    /// Empties a table, keeping its handle.
+    func clear(_ dbi: MDB_dbi) throws {
+        let code = mdb_drop(pointer, dbi, 0)
+        if code == MDB_MAP_FULL { throw MapFullSignal() }
+        try LMDB.check(code, "mdb_drop")
+    }
+
+    func entryCount(_ dbi: MDB_dbi) throws -> Int {
+        var stat = MDB_stat()
+        try LMDB.check(mdb_stat(pointer, dbi, &stat), "mdb_stat")
+        return stat.ms_entries
+    }
+
+    /// Opens a cursor for the length of `body`.
+    func withCursor<T>(_ dbi: MDB_dbi, _ body: (Cursor) throws -> T) throws -> T {
+        var cursor: OpaquePointer?
+        try LMDB.check(mdb_cursor_open(pointer, dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        return try body(Cursor(cursor!))
+    }
+}
+
+/// A positioned LMDB cursor; the key and value it yields are views into the map.
+struct Cursor {
+    let pointer: OpaquePointer
+
+    typealias Entry = (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
+
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    private func move(_ op: MDB_cursor_op, key: [UInt8]? = nil) throws -> Entry? {
+        var k = MDB_val()
+        var v = MDB_val()
+        let code: Int32
+        if let key {
+            code = key.withUnsafeBytes { keyBytes in
+                k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
+                return mdb_cursor_get(pointer, &k, &v, op)
+            }
+        } else {
+            code = mdb_cursor_get(pointer, &k, &v, op)
+        }
+        if code == MDB_NOTFOUND { return nil }
+        try LMDB.check(code, "mdb_cursor_get")
+        return (UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+    }
+
+    func first() throws -> Entry? { try move(MDB_FIRST) }
+    func last() throws -> Entry? { try move(MDB_LAST) }
+    func next() throws -> Entry? { try move(MDB_NEXT) }
+    func previous() throws -> Entry? { try move(MDB_PREV) }
+    /// The first entry whose key is greater than or equal to `key`.
+    func seek(atLeast key: [UInt8]) throws -> Entry? { try move(MDB_SET_RANGE, key: key) }
+
+    /// The last entry whose key is less than or equal to `key`.
+    func seek(atMost key: [UInt8]) throws -> Entry? {
+        if let entry = try seek(atLeast: key) {
+            if entry.key.elementsEqual(key) { return entry }
+            return try previous()
+        }
+        return try last()
+    }
+}
+
+/// A named key-value table inside the store, for modules above `EventStore` (projections,
+/// snapshots, personal data) that must write in the same transaction as the events.
+public struct Table: Hashable, Sendable {
+    /// The table's name in the environment.
+    public let name: String
+    let dbi: UInt32
+}
+
+/// A read-only view of the store for the length of a closure. Bytes it returns are copies.
+public class ReadTransaction {
+    let txn: Txn
+    let store: EventStore
+
+    init(txn: Txn, store: EventStore) {
+        self.txn = txn
+        self.store = store
+    }
+
+    /// The value stored under `key` in `table`, or nil.
+    public func value(forKey key: [UInt8], in table: Table) throws -> [UInt8]? {
+        try txn.get(table.dbi, key)
+    }
+
+    /// Visits the entries of `table` in key order from the first key ≥ `start` (or from the end
+    /// backwards when `reverse`, starting at the last key ≤ `start`), while `body` returns true.
+    public func forEach(
+        in table: Table,
+        from start: [UInt8]? = nil,
+        reverse: Bool = false,
+        _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool
+    ) throws {
+        try txn.withCursor(table.dbi) { cursor in
+            var entry: Cursor.Entry?
+            switch (start, reverse) {
+            case (nil, false): entry = try cursor.first()
+            case (nil, true): entry = try cursor.last()
+            case let (key?, false): entry = try cursor.seek(atLeast: key)
+            case let (key?, true): entry = try cursor.seek(atMost: key)
+            }
+            while let current = entry {
+                guard try body(Array(current.key), Array(current.value)) else { return }
+                entry = reverse ? try cursor.previous() : try cursor.next()
+            }
+        }
+    }
+
+    /// How many entries `table` holds.
+    public func count(of table: Table) throws -> Int {
+        try txn.entryCount(table.dbi)
+    }
+
+    /// The current version of a stream (0 when it has no events), as this transaction sees it.
+    public func streamVersion(_ streamId: String) throws -> UInt64 {
+        try store.log.streamVersion(streamId, in: txn)
+    }
+
+    /// The event at a global position, or nil.
+    public func event(at position: UInt64) throws -> RecordedEvent? {
+        try store.log.event(at: position, in: txn)
+    }
+
+    /// The last global position (0 for an empty log).
+    public func headPosition() throws -> UInt64 {
+        try store.log.head(in: txn).position
+    }
+
+    /// The saved position of a checkpoint (0 when never saved).
+    public func checkpoint(_ name: String) throws -> UInt64 {
+        try store.checkpoints.position(of: name, in: txn)
+    }
+}
+
+/// A write transaction for the length of a closure; committed when the closure returns.
+public final class WriteTransaction: ReadTransaction {
+    /// Stores `value` under `key` in `table`, replacing any old value.
+    public func put(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
+        try txn.put(table.dbi, key, value)
+    }
+
+    /// Removes `key` from `table`; returns whether it was there.
+    @discardableResult
+    public func delete(key: [UInt8], in table: Table) throws -> Bool {
+        try txn.delete(table.dbi, key)
+    }
+
+    /// Removes every entry of `table`.
+    public func clear(_ table: Table) throws {
+        try txn.clear(table.dbi)
+    }
+
+    /// Saves a checkpoint position in this transaction.
+    public func setCheckpoint(_ name: String, to position: UInt64) throws {
+        try store.checkpoints.set(name, to: position, in: txn)
+    }
+}

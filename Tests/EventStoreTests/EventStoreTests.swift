@@ -1,0 +1,404 @@
+import EventStore
+import Foundation
+import Hashing
+import Testing
+
+@Suite struct AppendAndReadTests {
+    @Test func appendsGetDensePositionsFromOneAndStreamVersionsFromOne() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let first = try await store.append(appendRequest("a", .noStream, events: [event(), event()])).receipt
+        let second = try await store.append(appendRequest("b", .noStream)).receipt
+        let third = try await store.append(appendRequest("a", .exact(2))).receipt
+        #expect(first?.events.map(\.position) == [1, 2])
+        #expect(first?.events.map(\.streamVersion) == [1, 2])
+        #expect(second?.events.map(\.position) == [3])
+        #expect(second?.events.map(\.streamVersion) == [1])
+        #expect(third?.events.map(\.position) == [4])
+        #expect(third?.streamVersions["a"] == 3)
+        #expect(try store.streamVersion("a") == 3)
+        #expect(try store.streamVersion("missing") == 0)
+        #expect(try store.head().position == 4)
+    }
+
+    @Test func storedEnvelopeRoundTripsEveryField() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let new = NewEvent(
+            type: "campaign.created", schemaVersion: 3, occurredAt: Date(timeIntervalSince1970: 1_790_000_000.123),
+            tenant: "acme", actor: "u_7", requestId: "req_9", causationId: "cmd_9",
+            payload: Array(#"{"name":"Spring ☀️"}"#.utf8))
+        _ = try await store.append(appendRequest("cmp_1", .noStream, events: [new]))
+        let stored = try #require(try store.readStream("cmp_1").first)
+        #expect(stored.type == new.type)
+        #expect(stored.schemaVersion == 3)
+        #expect(stored.occurredAt == Date(timeIntervalSince1970: 1_790_000_000.123))
+        #expect(stored.tenant == "acme" && stored.actor == "u_7")
+        #expect(stored.requestId == "req_9" && stored.causationId == "cmd_9")
+        #expect(stored.payload == new.payload)
+        #expect(stored.previousHash == [UInt8](repeating: 0, count: 32))
+    }
+
+    @Test func readsStreamsForwardBackwardAndTheGlobalLogFromAPosition() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        for n in 1...10 {
+            _ = try await store.append(appendRequest(n % 2 == 0 ? "even" : "odd", events: [event(request: "r\(n)")]))
+        }
+        #expect(try store.readStream("even").map(\.requestId) == ["r2", "r4", "r6", "r8", "r10"])
+        #expect(try store.readStream("even", from: 3).map(\.requestId) == ["r6", "r8", "r10"])
+        #expect(try store.readStream("even", from: 4, backward: true).map(\.requestId) == ["r8", "r6", "r4", "r2"])
+        #expect(try store.readStream("even", from: .max, backward: true, limit: 2).map(\.requestId) == ["r10", "r8"])
+        #expect(try store.readAll(from: 8).map(\.position) == [8, 9, 10])
+        // A stream whose id extends another's is not mixed in.
+        _ = try await store.append(appendRequest("even-more"))
+        #expect(try store.streamVersion("even") == 5)
+        #expect(try store.readStream("even").count == 5)
+    }
+
+    @Test func pagedVisitsSeeEveryEventOnceAndCanStopEarly() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        for n in 1...25 { _ = try await store.append(appendRequest("s", events: [event(request: "r\(n)")])) }
+        var positions = [UInt64]()
+        try store.forEachEvent(from: 3, pageSize: 4) { positions.append($0.position); return true }
+        #expect(positions == Array(3...25))
+        var backward = [UInt64]()
+        try store.forEachEvent(inStream: "s", from: .max, backward: true, pageSize: 3) { backward.append($0.streamVersion); return true }
+        #expect(backward == Array((1...25).reversed()))
+        var seen = 0
+        try store.forEachEvent(pageSize: 4) { _ in seen += 1; return seen < 6 }
+        #expect(seen == 6)
+    }
+
+    @Test func invalidStreamIdsAreRejectedWithoutWriting() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        for bad in ["", String(repeating: "x", count: 401), "a\u{0}b"] {
+            await #expect(throws: EventStoreError.self) { try await store.append(appendRequest(bad)) }
+        }
+        #expect(try store.head().position == 0)
+    }
+
+    @Test func aSecondOpenOfTheSameDirectoryInOneProcessIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        #expect(throws: EventStoreError.alreadyOpen(path: store.path)) { try EventStore(path: dir.path) }
+        store.close()
+        let reopened = try EventStore(path: dir.path)
+        reopened.close()
+    }
+}
+
+@Suite struct ExpectedVersionTests {
+    @Test func noStreamOnAnExistingStreamIsAConflictWithTheCurrentVersion() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("s", .noStream, events: [event(), event()]))
+        await #expect(throws: EventStoreError.wrongExpectedVersion(streamId: "s", expected: .noStream, current: 2)) {
+            try await store.append(appendRequest("s", .noStream))
+        }
+    }
+
+    @Test func exactVersionMismatchIsAConflictAndWritesNothing() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("s", .noStream))
+        await #expect(throws: EventStoreError.wrongExpectedVersion(streamId: "s", expected: .exact(5), current: 1)) {
+            try await store.append(appendRequest("s", .exact(5)))
+        }
+        await #expect(throws: EventStoreError.wrongExpectedVersion(streamId: "new", expected: .exact(1), current: 0)) {
+            try await store.append(appendRequest("new", .exact(1)))
+        }
+        #expect(try store.head().position == 1)
+    }
+
+    @Test func aMultiStreamRequestIsAllOrNothing() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("taken", .noStream))
+        let request = AppendRequest(streams: [
+            StreamAppend(streamId: "fresh", expectedVersion: .noStream, events: [event()]),
+            StreamAppend(streamId: "taken", expectedVersion: .noStream, events: [event()]),
+        ])
+        await #expect(throws: EventStoreError.self) { try await store.append(request) }
+        #expect(try store.streamVersion("fresh") == 0)
+    }
+}
+
+@Suite struct ConcurrencyTests {
+    @Test func manyTasksOnOneStreamLoseNothingAndNeverDuplicateAVersion() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let count = 300
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<count {
+                group.addTask { _ = try await store.append(appendRequest("one", events: [event(request: "r\(n)")])) }
+            }
+            try await group.waitForAll()
+        }
+        let events = try store.readStream("one", limit: 10_000)
+        #expect(events.map(\.streamVersion) == Array(1...UInt64(count)))
+        #expect(Set(events.map(\.requestId)).count == count)
+        #expect(try store.verifyChain().isIntact)
+    }
+
+    @Test func manyTasksOnManyStreamsLoseNothing() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<400 {
+                group.addTask { _ = try await store.append(appendRequest("s\(n % 20)", events: [event(request: "r\(n)")])) }
+            }
+            try await group.waitForAll()
+        }
+        for stream in 0..<20 {
+            #expect(try store.readStream("s\(stream)").map(\.streamVersion) == Array(1...20))
+        }
+        #expect(try store.head().position == 400)
+        #expect(Set(try store.readAll(limit: 1_000).map(\.requestId)).count == 400)
+    }
+
+    @Test func exactlyOneOfManyRacersExpectingTheSameVersionWins() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("race", .noStream))
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for n in 0..<50 {
+                group.addTask { (try? await store.append(appendRequest("race", .exact(1), events: [event(request: "r\(n)")]))) != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        #expect(try store.streamVersion("race") == 2)
+    }
+
+    @Test func concurrentRequestsShareWriteTransactions() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let count = 100
+        let before = store.statistics.groupCommitTransactions
+        // Hold LMDB's writer lock so the requests pile up behind the group committer.
+        let release = DispatchSemaphore(value: 0)
+        let holding = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            try? store.write { _ in
+                holding.signal()
+                release.wait()
+            }
+        }
+        try await blocking { holding.wait() }
+        let appends = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<count {
+                    group.addTask { _ = try await store.append(appendRequest("g\(n % 7)", events: [event(request: "r\(n)")])) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        while store.statistics.queuedRequests + store.statistics.inFlightRequests < count {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        release.signal()
+        try await appends.value
+        let used = store.statistics.groupCommitTransactions - before
+        // One transaction already waiting for the lock, and one for everything queued behind it.
+        #expect(used <= 2, "used \(used) transactions for \(count) requests")
+        #expect(try store.head().position == UInt64(count))
+    }
+
+    @Test func aRejectedRequestInABatchFailsAloneAndTheOthersCommit() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("existing", .noStream))
+        struct ProjectionBug: Error {}
+        let requests: [AppendRequest] = (0..<30).map { n in
+            switch n {
+            case 10: return appendRequest("existing", .noStream)
+            case 20:
+                var request = appendRequest("hooked")
+                request.afterAppend = { _, _ in throw ProjectionBug() }
+                return request
+            default: return appendRequest("ok\(n)", .noStream)
+            }
+        }
+        let results = await withTaskGroup(of: (Int, Bool).self) { group in
+            for (n, request) in requests.enumerated() {
+                group.addTask { (n, (try? await store.append(request)) != nil) }
+            }
+            return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(results.filter { !$0.value }.map(\.key).sorted() == [10, 20])
+        #expect(try store.streamVersion("hooked") == 0)
+        #expect(try store.head().position == 29)
+        #expect(try store.verifyChain().isIntact)
+    }
+}
+
+@Suite struct IdempotencyAndUniquenessTests {
+    func claim(_ key: String, _ fingerprint: String) -> IdempotencyClaim {
+        IdempotencyClaim(key: key, fingerprint: SHA256.hash(Array(fingerprint.utf8))) { receipt in
+            Array("positions:\(receipt.events.map(\.position))".utf8)
+        }
+    }
+
+    @Test func aRetryWithTheSameKeyReturnsTheFirstResultAndWritesNothing() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var request = appendRequest("s", events: [event(), event()])
+        request.idempotency = claim("acme/k1", "create s")
+        let first = try await store.append(request)
+        #expect(first.receipt?.events.count == 2)
+        let again = try await store.append(request)
+        #expect(again == .replayed(storedResult: Array("positions:[1, 2]".utf8)))
+        #expect(try store.head().position == 2)
+        #expect(try store.idempotentResult(key: "acme/k1", fingerprint: SHA256.hash(Array("create s".utf8)))
+            == Array("positions:[1, 2]".utf8))
+    }
+
+    @Test func theSameKeyWithADifferentRequestIsAConflict() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var request = appendRequest("s")
+        request.idempotency = claim("acme/k1", "one")
+        _ = try await store.append(request)
+        request.idempotency = claim("acme/k1", "two")
+        await #expect(throws: EventStoreError.idempotencyKeyReused(key: "acme/k1")) { try await store.append(request) }
+        #expect(throws: EventStoreError.idempotencyKeyReused(key: "acme/k1")) {
+            try store.idempotentResult(key: "acme/k1", fingerprint: SHA256.hash(Array("two".utf8)))
+        }
+        #expect(try store.head().position == 1)
+    }
+
+    @Test func concurrentRetriesOfOneKeyWriteOnce() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var request = appendRequest("s")
+        request.idempotency = claim("acme/k", "same")
+        let sent = request
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<20 { group.addTask { _ = try? await store.append(sent) } }
+        }
+        #expect(try store.head().position == 1)
+    }
+
+    @Test func aUniqueValueHeldByAnotherOwnerIsRefusedUntilReleased() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var first = appendRequest("cmp_1", .noStream)
+        first.claims = [UniqueClaim(key: "name/acme/spring", owner: "cmp_1")]
+        _ = try await store.append(first)
+        var second = appendRequest("cmp_2", .noStream)
+        second.claims = [UniqueClaim(key: "name/acme/spring", owner: "cmp_2")]
+        await #expect(throws: EventStoreError.uniqueValueTaken(key: "name/acme/spring", owner: "cmp_1")) {
+            try await store.append(second)
+        }
+        #expect(try store.streamVersion("cmp_2") == 0)
+        var release = appendRequest("cmp_1")
+        release.releases = [UniqueClaim(key: "name/acme/spring", owner: "cmp_1")]
+        _ = try await store.append(release)
+        _ = try await store.append(second)
+        #expect(try store.uniqueOwner(of: "name/acme/spring") == "cmp_2")
+    }
+
+    @Test func releasingAValueOneDoesNotHoldLeavesItAlone() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var first = appendRequest("cmp_1")
+        first.claims = [UniqueClaim(key: "k", owner: "cmp_1")]
+        _ = try await store.append(first)
+        var other = appendRequest("cmp_2")
+        other.releases = [UniqueClaim(key: "k", owner: "cmp_2")]
+        _ = try await store.append(other)
+        #expect(try store.uniqueOwner(of: "k") == "cmp_1")
+    }
+}
+
+@Suite struct TablesAndCheckpointsTests {
+    @Test func sideTablesAndCheckpointsCommitWithTheirTransaction() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "board")
+        try store.write { txn in
+            for n in 0..<5 { try txn.put(Array("v\(n)".utf8), forKey: Array("k\(n)".utf8), in: table) }
+            try txn.setCheckpoint("board", to: 42)
+        }
+        struct Abort: Error {}
+        #expect(throws: Abort.self) {
+            try store.write { txn in
+                try txn.put(Array("lost".utf8), forKey: Array("k9".utf8), in: table)
+                throw Abort()
+            }
+        }
+        try store.read { txn in
+            #expect(try txn.value(forKey: Array("k3".utf8), in: table) == Array("v3".utf8))
+            #expect(try txn.value(forKey: Array("k9".utf8), in: table) == nil)
+            #expect(try txn.checkpoint("board") == 42)
+            #expect(try txn.checkpoint("other") == 0)
+            var keys = [String]()
+            try txn.forEach(in: table, from: Array("k1".utf8)) { key, _ in keys.append(String(decoding: key, as: UTF8.self)); return true }
+            #expect(keys == ["k1", "k2", "k3", "k4"])
+            var backward = [String]()
+            try txn.forEach(in: table, from: Array("k2z".utf8), reverse: true) { key, _ in backward.append(String(decoding: key, as: UTF8.self)); return true }
+            #expect(backward == ["k2", "k1", "k0"])
+            #expect(try txn.count(of: table) == 5)
+        }
+        #expect(throws: EventStoreError.self) { try store.table(named: "events") }
+    }
+}
+
+@Suite struct MapGrowthTests {
+    @Test func theMapGrowsByItselfFromATinyStart() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path, options: StoreOptions(initialMapSize: 64 << 10))
+        defer { store.close() }
+        let startSize = try store.usage().mapSize
+        let payload = "{\"blob\":\"" + String(repeating: "x", count: 2_000) + "\"}"
+        for batch in 0..<40 {
+            let events = (0..<25).map { event(payload: payload, request: "r\(batch)-\($0)") }
+            _ = try await store.append(appendRequest("big\(batch)", .noStream, events: events))
+        }
+        #expect(try store.head().position == 1_000)
+        #expect(try store.usage().mapSize > startSize)
+        #expect(try store.verifyChain().isIntact)
+    }
+
+    @Test func aMapLimitIsAClearStorageFullErrorAndTheStoreStaysUsable() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path, options: StoreOptions(initialMapSize: 64 << 10, maximumMapSize: 256 << 10))
+        defer { store.close() }
+        let payload = "{\"blob\":\"" + String(repeating: "x", count: 4_000) + "\"}"
+        var acknowledged = 0
+        do {
+            for n in 0..<1_000 {
+                _ = try await store.append(appendRequest("s", events: [event(payload: payload, request: "r\(n)")]))
+                acknowledged += 1
+            }
+            Issue.record("a 256 KiB map should not hold 4 MB")
+        } catch let error as EventStoreError {
+            #expect(error.isStorageUnavailable)
+            guard case .storageFull = error else { Issue.record("expected storageFull, got \(error)"); return }
+        }
+        #expect(try store.head().position == UInt64(acknowledged))
+        #expect(try store.verifyChain().isIntact)
+    }
+}

@@ -1,0 +1,164 @@
+import EventStore
+import Foundation
+import Testing
+
+/// A `campaign-harness append-writer` child process whose acknowledgements are read line by line.
+final class WriterProcess: @unchecked Sendable {
+    // Invariant: `lines` and `buffer` are touched only under `lock` (the pipe's handler and the test).
+    let process = Process()
+    private let pipe = Pipe()
+    private let lock = NSLock()
+    private var buffer = Data()
+    private var lines: [String] = []
+
+    init(arguments: [String]) throws {
+        process.executableURL = productsDirectory.appendingPathComponent("campaign-harness")
+        process.arguments = arguments
+        process.standardOutput = pipe
+        process.standardError = FileHandle.standardError
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock {
+                self.buffer.append(data)
+                while let newline = self.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    self.lines.append(String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
+                    self.buffer.removeSubrange(self.buffer.startIndex...newline)
+                }
+            }
+        }
+        try process.run()
+    }
+
+    /// Acknowledged appends so far: (position, stream, version, request id).
+    var acknowledgements: [(position: UInt64, stream: String, version: UInt64, request: String)] {
+        lock.withLock {
+            lines.compactMap { line in
+                let parts = line.split(separator: " ")
+                guard parts.count == 5, parts[0] == "ack", let position = UInt64(parts[1]), let version = UInt64(parts[3])
+                else { return nil }
+                return (position, String(parts[2]), version, String(parts[4]))
+            }
+        }
+    }
+
+    func waitForExit() async throws -> Int32 {
+        try await blocking { self.process.waitUntilExit() }
+        pipe.fileHandleForReading.readabilityHandler = nil
+        return process.terminationStatus
+    }
+}
+
+@Suite(.serialized) struct ProcessTests {
+    @Test func aSecondProcessAppendingAtTheSameTimeNeverCausesALostOrDuplicateVersion() async throws {
+        let dir = TemporaryDirectory()
+        let child = try WriterProcess(arguments: [
+            "append-writer", "--data", dir.path, "--streams", "5", "--count", "300", "--mode", "exact", "--tag", "child",
+        ])
+        // Give the child time to open the store so the two really overlap.
+        try await Task.sleep(for: .milliseconds(200))
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var mine = 0
+        while mine < 300 {
+            let stream = "stream-\(mine % 5)"
+            let current = try store.streamVersion(stream)
+            let request = appendRequest(stream, current == 0 ? .noStream : .exact(current), events: [event(request: "parent-\(mine)")])
+            do {
+                _ = try await store.append(request)
+                mine += 1
+            } catch EventStoreError.wrongExpectedVersion {
+                continue
+            }
+        }
+        #expect(try await child.waitForExit() == 0)
+        #expect(child.acknowledgements.count == 300)
+        for stream in 0..<5 {
+            let events = try store.readStream("stream-\(stream)", limit: 10_000)
+            #expect(events.map(\.streamVersion) == Array(1...UInt64(events.count)))
+        }
+        let all = try store.readAll(limit: 10_000)
+        #expect(all.count == 600)
+        #expect(Set(all.map(\.requestId)).count == 600)
+        #expect(try store.verifyChain().isIntact)
+    }
+
+    @Test func aWriterKilledMidStreamLosesNoAcknowledgedAppend() async throws {
+        let dir = TemporaryDirectory()
+        for round in 0..<3 {
+            let child = try WriterProcess(arguments: [
+                "append-writer", "--data", dir.path, "--streams", "7", "--count", "1000000", "--tag", "k\(round)",
+            ])
+            let target = 150 + round * 97
+            while child.acknowledgements.count < target {
+                try await Task.sleep(for: .milliseconds(2))
+                guard child.process.isRunning else { break }
+            }
+            kill(child.process.processIdentifier, SIGKILL)
+            let status = try await child.waitForExit()
+            #expect(child.process.terminationReason == .uncaughtSignal && status == SIGKILL)
+            let acknowledged = child.acknowledgements
+            #expect(acknowledged.count >= target)
+
+            let store = try EventStore(path: dir.path)
+            for ack in acknowledged {
+                let stored = try #require(try store.readAll(from: ack.position, limit: 1).first)
+                #expect(stored.position == ack.position && stored.streamId == ack.stream)
+                #expect(stored.streamVersion == ack.version && stored.requestId == ack.request)
+            }
+            let report = try store.verifyChain()
+            #expect(report.isIntact, "\(report)")
+            #expect(report.headPosition >= acknowledged.last?.position ?? 0)
+            store.close()
+        }
+    }
+}
+
+@Suite struct TamperTests {
+    @Test func aFlippedByteInAStoredEventIsReportedAtItsPosition() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: dir.path)
+            for n in 1...40 {
+                let marker = String(format: "marker-%03d-end", n)
+                _ = try await store.append(appendRequest("s\(n % 3)", events: [event(payload: "{\"m\":\"\(marker)\"}", request: "r\(n)")]))
+            }
+            let clean = try store.verifyChain()
+            #expect(clean.isIntact && clean.eventsChecked == 40 && clean.headPosition == 40)
+            store.close()
+        }
+        let file = dir.path + "/data.mdb"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        let marker = Data("marker-017-end".utf8)
+        // Copy-on-write leaves stale copies of a page in the file; damage every copy.
+        var searchStart = bytes.startIndex
+        var flipped = 0
+        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
+            bytes[found.lowerBound + 8] ^= 0x01
+            searchStart = found.upperBound
+            flipped += 1
+        }
+        #expect(flipped >= 1)
+        try bytes.write(to: URL(fileURLWithPath: file))
+
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let report = try store.verifyChain(pageSize: 5)
+        #expect(report.firstBadPosition == 17)
+        #expect(report.eventsChecked == 17)
+        #expect(report.headPosition == 40)
+    }
+
+    @Test func theHeadHashIsTheLastRecordsHashAndChainsFromZero() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let empty = try store.verifyChain()
+        #expect(empty.isIntact && empty.eventsChecked == 0 && empty.headHash == [UInt8](repeating: 0, count: 32))
+        _ = try await store.append(appendRequest("s", events: [event(), event(), event()]))
+        let events = try store.readAll()
+        #expect(events[1].previousHash == events[0].hash)
+        #expect(events[2].previousHash == events[1].hash)
+        #expect(try store.verifyChain().headHash == events[2].hash)
+    }
+}

@@ -1,0 +1,69 @@
+import EventStore
+import Foundation
+
+/// `campaign-harness`: child processes for the reliability tests.
+///
+/// `append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]`
+/// appends `count` events spread over `streams` streams and prints one line per acknowledged
+/// append, `ack <position> <streamId> <version> <tag>-<n>`, flushed at once, so the parent knows
+/// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
+/// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
+
+let usage = "usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]"
+
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(code)
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard arguments.first == "append-writer" else { fail(usage, code: 64) }
+arguments.removeFirst()
+var options: [String: String] = [:]
+while let flag = arguments.first {
+    guard flag.hasPrefix("--"), arguments.count >= 2 else { fail(usage, code: 64) }
+    options[String(flag.dropFirst(2))] = arguments[1]
+    arguments.removeFirst(2)
+}
+guard let data = options["data"], let streams = Int(options["streams"] ?? "1"), streams > 0,
+      let count = Int(options["count"] ?? ""), count >= 0 else { fail(usage, code: 64) }
+let exact = options["mode"] == "exact"
+let tag = options["tag"] ?? "w"
+
+/// Writes a line straight to the pipe (no stdio buffer), so nothing acknowledged is held back.
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+do {
+    let store = try EventStore(path: data)
+    for n in 0..<count {
+        let streamId = "stream-\(n % streams)"
+        let event = NewEvent(
+            type: "harness.appended", occurredAt: Date(), tenant: "harness", actor: tag,
+            requestId: "\(tag)-\(n)", causationId: "\(tag)-\(n)", payload: Array("{\"n\":\(n)}".utf8))
+        while true {
+            let expected: ExpectedVersion
+            if exact {
+                let current = try store.streamVersion(streamId)
+                expected = current == 0 ? .noStream : .exact(current)
+            } else {
+                expected = .any
+            }
+            do {
+                let outcome = try store.appendAndWait(AppendRequest(
+                    streams: [StreamAppend(streamId: streamId, expectedVersion: expected, events: [event])]))
+                if case let .appended(receipt) = outcome, let recorded = receipt.events.first {
+                    emit("ack \(recorded.position) \(streamId) \(recorded.streamVersion) \(tag)-\(n)")
+                }
+                break
+            } catch EventStoreError.wrongExpectedVersion {
+                emit("conflict \(streamId)")
+                continue
+            }
+        }
+    }
+    store.close()
+} catch {
+    fail("campaign-harness: \(error)", code: 1)
+}
