@@ -162,3 +162,44 @@ final class WriterProcess: @unchecked Sendable {
         #expect(try store.verifyChain().headHash == events[2].hash)
     }
 }
+
+/// Whether `python3` with the `lmdb` binding is on this machine.
+let pythonLMDBAvailable: Bool = {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import lmdb"]
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}()
+
+@Suite struct ForeignReaderTests {
+    /// README promises that a program in another language can verify the chain with a stock LMDB
+    /// binding. Tools/verify_chain.py is that program; it shares no code with the engine.
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func anIndependentPythonReaderVerifiesTheChainAndAgreesOnTheHead() async throws {
+        let dir = TemporaryDirectory()
+        let head: String
+        do {
+            let store = try EventStore(path: dir.path)
+            for n in 0..<30 {
+                _ = try await store.append(appendRequest("s\(n % 4)", events: [event(payload: "{\"n\":\(n),\"text\":\"héllo ☀️\"}", request: "r\(n)")]))
+            }
+            head = try store.verifyChain().headHash.map { String(format: "%02x", $0) }.joined()
+            store.close()
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Tools/verify_chain.py").standardized.path
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, dir.path]
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("30 events verified, head \(head)"))
+    }
+}
