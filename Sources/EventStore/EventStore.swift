@@ -234,6 +234,10 @@ public final class EventStore: @unchecked Sendable {
         }
         for claim in request.claims { try unique.check(claim, in: txn) }
         for release in request.releases { try UniqueReservations.validate(release.key) }
+        if !request.preconditions.isEmpty {
+            let reader = ReadTransaction(txn: txn, store: self)
+            for precondition in request.preconditions { try precondition(reader) }
+        }
         return .append(currentVersions: versions)
     }
 

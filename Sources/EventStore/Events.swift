@@ -153,6 +153,11 @@ public struct AppendRequest: Sendable {
     public var releases: [UniqueClaim]
     /// The idempotency record to check and write, if any.
     public var idempotency: IdempotencyClaim?
+    /// Checks run inside the write transaction, after the version checks and before anything is
+    /// written: a rule that spans aggregates (a segment no scheduled campaign uses; a stream read
+    /// while deciding is still at the version read) holds at commit time. Throwing rejects this
+    /// request alone, with the thrown error.
+    public var preconditions: [@Sendable (ReadTransaction) throws -> Void]
     /// Runs inside the write transaction after the events are written: inline projections,
     /// snapshots, side tables. Throwing rolls back this request only.
     public var afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)?
@@ -163,12 +168,14 @@ public struct AppendRequest: Sendable {
         claims: [UniqueClaim] = [],
         releases: [UniqueClaim] = [],
         idempotency: IdempotencyClaim? = nil,
+        preconditions: [@Sendable (ReadTransaction) throws -> Void] = [],
         afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)? = nil
     ) {
         self.streams = streams
         self.claims = claims
         self.releases = releases
         self.idempotency = idempotency
+        self.preconditions = preconditions
         self.afterAppend = afterAppend
     }
 }

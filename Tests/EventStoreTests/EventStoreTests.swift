@@ -402,3 +402,42 @@ import Testing
         #expect(try store.verifyChain().isIntact)
     }
 }
+
+@Suite struct PreconditionTests {
+    struct Refused: Error, Equatable {}
+
+    @Test func aFailingPreconditionRejectsOnlyItsRequestWithItsOwnError() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "locks")
+        try store.write { try $0.put([1], forKey: Array("seg_1".utf8), in: table) }
+        var guarded = appendRequest("seg_1-update")
+        guarded.preconditions = [{ txn in
+            if try txn.value(forKey: Array("seg_1".utf8), in: table) != nil { throw Refused() }
+        }]
+        await #expect(throws: Refused.self) { try await store.append(guarded) }
+        #expect(try store.streamVersion("seg_1-update") == 0)
+        try store.write { _ = try $0.delete(key: Array("seg_1".utf8), in: table) }
+        _ = try await store.append(guarded)
+        #expect(try store.streamVersion("seg_1-update") == 1)
+    }
+
+    @Test func aPreconditionSeesWritesOfEarlierRequestsInTheSameBatch() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        // Each request may only append while the other stream is still empty: exactly one wins,
+        // even when both land in one transaction.
+        func request(_ mine: String, _ other: String) -> AppendRequest {
+            var request = appendRequest(mine)
+            request.preconditions = [{ txn in if try txn.streamVersion(other) > 0 { throw Refused() } }]
+            return request
+        }
+        let (a, b) = (request("a", "b"), request("b", "a"))
+        async let first = try? store.append(a)
+        async let second = try? store.append(b)
+        let results = await [first, second]
+        #expect(results.compactMap { $0 }.count == 1)
+    }
+}

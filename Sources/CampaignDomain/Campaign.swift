@@ -1,0 +1,317 @@
+import Foundation
+import Hashing
+
+/// Campaign states (SPEC.md §6); `deleted` means the stream is closed.
+public enum CampaignStatus: String, Sendable, CaseIterable {
+    /// Being edited.
+    case draft
+    /// Waiting for its send time.
+    case scheduled
+    /// Sending.
+    case active
+    /// Sending paused.
+    case paused
+    /// Sent; reported by the host's sender.
+    case completed
+    /// Stopped for good.
+    case cancelled
+    /// Put away; its name is free again.
+    case archived
+    /// Deleted from draft; the stream is closed and the id answers not found.
+    case deleted
+}
+
+/// A campaign's state, folded from its events.
+public struct CampaignState: Sendable, Equatable {
+    /// The id (`cmp_…`).
+    public var id: String
+    /// The name.
+    public var name: String
+    /// The channel.
+    public var channel: String
+    /// The attached segment.
+    public var segmentId: String?
+    /// The content.
+    public var content: Content?
+    /// The send time, once scheduled (or as planned at creation).
+    public var sendAt: Date?
+    /// The state.
+    public var status: CampaignStatus
+    /// When it was created.
+    public var createdAt: Date
+    /// When it last changed.
+    public var updatedAt: Date
+    /// The stream version.
+    public var version: UInt64
+
+    /// The read model returned by `campaign.get`.
+    public var json: JSON {
+        var members: [String: JSON] = [
+            "campaignId": .string(id), "name": .string(name), "channel": .string(channel), "status": .string(status.rawValue),
+            "createdAt": .string(Timestamp.format(createdAt)), "updatedAt": .string(Timestamp.format(updatedAt)),
+            "version": .number(Double(version)),
+        ]
+        if let segmentId { members["segmentId"] = .string(segmentId) }
+        if let content { members["content"] = content.json }
+        if let sendAt { members["sendAt"] = .string(Timestamp.format(sendAt)) }
+        return .object(members)
+    }
+}
+
+/// The campaign aggregate: `decide` checks a command against the state table; `evolve` folds events.
+public enum Campaign {
+    /// The states each command is allowed from.
+    public static func allowedStates(for command: String) -> [CampaignStatus] {
+        switch command {
+        case "update", "attachSegment", "schedule": return [.draft, .scheduled, .paused]
+        case "unschedule", "activate": return [.scheduled]
+        case "pause", "complete": return [.active]
+        case "resume": return [.paused]
+        case "cancel": return [.scheduled, .active, .paused]
+        case "archive": return [.draft, .completed, .cancelled]
+        case "delete": return [.draft]
+        default: return []
+        }
+    }
+
+    /// Commands that answer `CAMPAIGN_ALREADY_ACTIVE` on an active campaign.
+    static let alreadyActiveCommands: Set = ["update", "attachSegment", "schedule", "unschedule", "activate", "resume", "archive"]
+
+    /// The unique key of a campaign name in a tenant (hashed, so any name fits LMDB's key size).
+    public static func nameKey(tenant: String, name: String) -> String {
+        "campaign-name/\(tenant)/\(SHA256.hash(Array(name.normalizedName.utf8)).hexString)"
+    }
+
+    /// Decides a campaign command.
+    /// - Parameters:
+    ///   - command: a `campaign.*` command; ids must already be filled in by the engine.
+    ///   - state: the current state, nil when the stream does not exist.
+    /// - Throws: the catalogue error for an illegal transition or invalid input.
+    public static func decide(_ command: Command, state: CampaignState?, context: DecisionContext) throws(CampaignError) -> Decision {
+        if case let .campaignCreate(campaignId, name, channel, segmentId, content, sendAt) = command {
+            guard let campaignId else { preconditionFailure("the engine assigns an id before deciding") }
+            guard state == nil else {
+                throw CampaignError(.duplicateResource, "campaign \(campaignId) already exists", param: "campaignId", pointer: "/payload/campaignId")
+            }
+            var problems = validateFields(name: name, channel: channel, content: content)
+            if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) { problems.append(problem) }
+            guard problems.isEmpty else { throw .validation(problems) }
+            if let segmentId, case .missing? = segmentCheck(segmentId, context: context) {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
+            }
+            if let sendAt, sendAt <= context.now {
+                throw CampaignError(.invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt", pointer: "/payload/sendAt")
+            }
+            var payload: [String: JSON] = ["campaignId": .string(campaignId), "name": .string(name.trimmed), "channel": .string(channel)]
+            if let segmentId { payload["segmentId"] = .string(segmentId) }
+            if let content { payload["content"] = content.json }
+            if let sendAt { payload["sendAt"] = .string(Timestamp.format(sendAt)) }
+            return Decision(
+                events: [DomainEvent("campaign.created", payload)],
+                reservations: [nameReservation(context.tenant, name, campaignId)])
+        }
+
+        guard let state, state.status != .deleted else {
+            throw CampaignError.notFound("campaign", command.campaignId ?? "?", pointer: "/payload/campaignId")
+        }
+        let verb = command.campaignVerb
+        try checkTransition(verb, state)
+        let id = state.id
+
+        switch command {
+        case let .campaignUpdate(_, name, channel, content):
+            var problems = validateFields(name: name, channel: channel, content: content)
+            if name == nil && channel == nil && content == nil {
+                problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name, channel or content"))
+            }
+            guard problems.isEmpty else { throw .validation(problems) }
+            var payload: [String: JSON] = ["campaignId": .string(id)]
+            var decision = Decision(events: [])
+            if let name {
+                payload["name"] = .string(name.trimmed)
+                if name.normalizedName != state.name.normalizedName {
+                    decision.reservations.append(nameReservation(context.tenant, name, id))
+                    decision.releases.append(nameReservation(context.tenant, state.name, id))
+                }
+            }
+            if let channel { payload["channel"] = .string(channel) }
+            if let content { payload["content"] = content.json }
+            decision.events = [DomainEvent("campaign.updated", payload)]
+            return decision
+
+        case let .campaignAttachSegment(_, segmentId):
+            switch segmentCheck(segmentId, context: context) {
+            case .missing?: throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
+            case let .invalid(problem)?: throw .validation([problem])
+            case nil: break
+            }
+            return Decision(events: [DomainEvent("campaign.segmentAttached", ["campaignId": .string(id), "segmentId": .string(segmentId)])])
+
+        case let .campaignSchedule(_, sendAt):
+            try requireSegment(state, context: context)
+            guard sendAt > context.now else {
+                throw CampaignError(.invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt", pointer: "/payload/sendAt")
+            }
+            return Decision(events: [DomainEvent("campaign.scheduled", ["campaignId": .string(id), "sendAt": .string(Timestamp.format(sendAt))])])
+
+        case let .campaignTransition(transition, _):
+            if transition == .activate { try requireSegment(state, context: context) }
+            let type: String
+            switch transition {
+            case .unschedule: type = "campaign.unscheduled"
+            case .activate: type = "campaign.activated"
+            case .pause: type = "campaign.paused"
+            case .resume: type = "campaign.resumed"
+            case .complete: type = "campaign.completed"
+            case .cancel: type = "campaign.cancelled"
+            case .archive: type = "campaign.archived"
+            case .delete: type = "campaign.deleted"
+            }
+            var decision = Decision(events: [DomainEvent(type, ["campaignId": .string(id)])])
+            if transition == .archive || transition == .delete {
+                decision.releases = [nameReservation(context.tenant, state.name, id)]
+            }
+            return decision
+
+        default:
+            preconditionFailure("not a campaign command: \(command.name)")
+        }
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: CampaignState?, _ event: EventRecord) -> CampaignState? {
+        let p = event.payload
+        if event.type == "campaign.created" {
+            return CampaignState(
+                id: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "", channel: p["channel"]?.stringValue ?? "",
+                segmentId: p["segmentId"]?.stringValue, content: Content(json: p["content"]),
+                sendAt: p["sendAt"]?.stringValue.flatMap { Timestamp.parse($0) }, status: .draft,
+                createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+        }
+        guard var state else { return nil }
+        state.version = event.version
+        state.updatedAt = event.occurredAt
+        switch event.type {
+        case "campaign.updated":
+            if let name = p["name"]?.stringValue { state.name = name }
+            if let channel = p["channel"]?.stringValue { state.channel = channel }
+            if let content = Content(json: p["content"]) { state.content = content }
+        case "campaign.segmentAttached": state.segmentId = p["segmentId"]?.stringValue
+        case "campaign.scheduled":
+            state.status = .scheduled
+            state.sendAt = p["sendAt"]?.stringValue.flatMap { Timestamp.parse($0) }
+        case "campaign.unscheduled": state.status = .draft
+        case "campaign.activated", "campaign.resumed": state.status = .active
+        case "campaign.paused": state.status = .paused
+        case "campaign.completed": state.status = .completed
+        case "campaign.cancelled": state.status = .cancelled
+        case "campaign.archived": state.status = .archived
+        case "campaign.deleted": state.status = .deleted
+        default: break
+        }
+        return state
+    }
+
+    // MARK: Rules
+
+    private static func checkTransition(_ verb: String, _ state: CampaignState) throws(CampaignError) {
+        let allowed = allowedStates(for: verb)
+        guard !allowed.contains(state.status) else { return }
+        let current = state.status.rawValue
+        let allowedNames = allowed.map(\.rawValue)
+        if state.status == .active && alreadyActiveCommands.contains(verb) {
+            throw CampaignError(.campaignAlreadyActive, "campaign \(state.id) is active; cannot \(verb) it",
+                                currentState: current, allowedStates: allowedNames)
+        }
+        if (verb == "activate" || verb == "unschedule") && (state.status == .draft || state.status == .paused) {
+            throw CampaignError(.campaignNotScheduled, "campaign \(state.id) is not scheduled (it is \(current))",
+                                currentState: current, allowedStates: allowedNames)
+        }
+        if verb == "delete" {
+            throw CampaignError(.resourceConflict, "Cannot delete \(current) campaign; only a draft can be deleted",
+                                currentState: current, allowedStates: allowedNames)
+        }
+        throw CampaignError(.resourceConflict, "Cannot \(verb) a \(current) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
+                            currentState: current, allowedStates: allowedNames)
+    }
+
+    private static func requireSegment(_ state: CampaignState, context: DecisionContext) throws(CampaignError) {
+        guard let segmentId = state.segmentId else {
+            throw CampaignError(.segmentRequired, "campaign \(state.id) has no segment; attach one first")
+        }
+        guard let segment = context.segments[segmentId], segment.status == .active else {
+            throw CampaignError(.segmentRequired, "campaign \(state.id)'s segment \(segmentId) is archived or gone; attach an active segment")
+        }
+    }
+
+    private enum SegmentCheck {
+        /// Not in this tenant: `RESOURCE_NOT_FOUND`.
+        case missing
+        /// There but unusable: one `VALIDATION_ERROR` detail.
+        case invalid(FieldProblem)
+    }
+
+    private static func segmentCheck(_ segmentId: String, context: DecisionContext) -> SegmentCheck? {
+        guard let segment = context.segments[segmentId] else { return .missing }
+        guard segment.status == .active else {
+            return .invalid(FieldProblem(field: "segmentId", pointer: "/payload/segmentId", message: "segment \(segmentId) is archived"))
+        }
+        return nil
+    }
+
+    static func validateFields(name: String?, channel: String?, content: Content?) -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        if let name {
+            let length = name.trimmed.count
+            if length < 3 || length > 120 {
+                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 3–120 characters, not \(length)"))
+            }
+        }
+        if let channel, Channel(rawValue: channel) == nil {
+            problems.append(FieldProblem(field: "channel", pointer: "/payload/channel",
+                                         message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
+        }
+        if let content {
+            if content.body.trimmed.isEmpty || content.body.count > 100_000 {
+                problems.append(FieldProblem(field: "content.body", pointer: "/payload/content/body", message: "body must be 1–100000 characters"))
+            }
+            if let subject = content.subject, subject.count > 998 {
+                problems.append(FieldProblem(field: "content.subject", pointer: "/payload/content/subject", message: "subject must be at most 998 characters"))
+            }
+        }
+        return problems
+    }
+
+    private static func nameReservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
+        Reservation(key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+                    message: "a campaign named \"\(name.trimmed)\" already exists in this tenant")
+    }
+}
+
+extension Command {
+    /// The campaign id a campaign command is about.
+    public var campaignId: String? {
+        switch self {
+        case let .campaignCreate(id, _, _, _, _, _): return id
+        case let .campaignUpdate(id, _, _, _), let .campaignAttachSegment(id, _), let .campaignSchedule(id, _),
+             let .campaignTransition(_, id):
+            return id
+        default: return nil
+        }
+    }
+
+    /// `update`, `attachSegment`, `schedule`, or the transition's name.
+    var campaignVerb: String {
+        switch self {
+        case .campaignUpdate: return "update"
+        case .campaignAttachSegment: return "attachSegment"
+        case .campaignSchedule: return "schedule"
+        case let .campaignTransition(transition, _): return transition.rawValue
+        default: return name
+        }
+    }
+}
+
+extension String {
+    var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
+}

@@ -1,0 +1,219 @@
+import Foundation
+
+/// The stable error codes of SPEC.md §5. Raw values are the wire codes.
+public enum ErrorCode: String, Sendable, CaseIterable, Codable {
+    /// 401: no principal, or an unknown subject.
+    case unauthorized = "UNAUTHORIZED"
+    /// 401: the principal's token expired.
+    case tokenExpired = "TOKEN_EXPIRED"
+    /// 403: the role is too low.
+    case forbidden = "FORBIDDEN"
+    /// 403: a required scope is missing.
+    case invalidScope = "INVALID_SCOPE"
+    /// 404: unknown id, or another tenant's.
+    case resourceNotFound = "RESOURCE_NOT_FOUND"
+    /// 409: name or id already taken.
+    case duplicateResource = "DUPLICATE_RESOURCE"
+    /// 409: illegal transition, version mismatch, or reused idempotency key.
+    case resourceConflict = "RESOURCE_CONFLICT"
+    /// 422: semantic validation failed; see `details`.
+    case validationError = "VALIDATION_ERROR"
+    /// 400: unknown field in the request.
+    case invalidField = "INVALID_FIELD"
+    /// 400: required field absent.
+    case missingField = "MISSING_FIELD"
+    /// 400: malformed JSON, wrong type, bad date or id.
+    case invalidFormat = "INVALID_FORMAT"
+    /// 422: malformed segment rule tree.
+    case invalidSegmentRule = "INVALID_SEGMENT_RULE"
+    /// 422: a rule names a field the tenant's contact schema lacks.
+    case unknownField = "UNKNOWN_FIELD"
+    /// 422: operator not allowed for the field's type.
+    case invalidOperator = "INVALID_OPERATOR"
+    /// 409: the campaign is active.
+    case campaignAlreadyActive = "CAMPAIGN_ALREADY_ACTIVE"
+    /// 409: the campaign is not scheduled.
+    case campaignNotScheduled = "CAMPAIGN_NOT_SCHEDULED"
+    /// 422: the campaign has no segment.
+    case segmentRequired = "SEGMENT_REQUIRED"
+    /// 422: the time is in the past, or an end is before its start.
+    case invalidSchedule = "INVALID_SCHEDULE"
+    /// 409: the social connection expired or was revoked.
+    case connectionExpired = "CONNECTION_EXPIRED"
+    /// 502: the platform failed after retries, or the outcome is unknown.
+    case publishingFailed = "PUBLISHING_FAILED"
+    /// 429: a tenant or platform rate limit was hit.
+    case rateLimitExceeded = "RATE_LIMIT_EXCEEDED"
+    /// 422: the platform rejected the content.
+    case contentRejected = "CONTENT_REJECTED"
+    /// 422: a winner was declared before enough data.
+    case experimentInsufficientData = "EXPERIMENT_INSUFFICIENT_DATA"
+    /// 500: a bug; the store stays consistent.
+    case internalError = "INTERNAL_ERROR"
+    /// 503: storage unavailable or full; retryable.
+    case serviceUnavailable = "SERVICE_UNAVAILABLE"
+
+    /// The HTTP status that goes with the code.
+    public var httpStatus: Int {
+        switch self {
+        case .invalidField, .missingField, .invalidFormat: return 400
+        case .unauthorized, .tokenExpired: return 401
+        case .forbidden, .invalidScope: return 403
+        case .resourceNotFound: return 404
+        case .duplicateResource, .resourceConflict, .campaignAlreadyActive, .campaignNotScheduled, .connectionExpired:
+            return 409
+        case .validationError, .invalidSegmentRule, .unknownField, .invalidOperator, .segmentRequired, .invalidSchedule,
+             .contentRejected, .experimentInsufficientData:
+            return 422
+        case .rateLimitExceeded: return 429
+        case .internalError: return 500
+        case .publishingFailed: return 502
+        case .serviceUnavailable: return 503
+        }
+    }
+}
+
+/// One problem in a `VALIDATION_ERROR`'s `details`.
+public struct FieldProblem: Sendable, Equatable {
+    /// The field's name (dotted path).
+    public var field: String
+    /// RFC 6901 pointer into the request.
+    public var pointer: String
+    /// What is wrong.
+    public var message: String
+
+    /// Creates a problem.
+    public init(field: String, pointer: String, message: String) {
+        self.field = field
+        self.pointer = pointer
+        self.message = message
+    }
+}
+
+/// A rate limit's state, rendered as the 429 headers.
+public struct RateLimitState: Sendable, Equatable {
+    /// Requests allowed per window.
+    public var limit: Int
+    /// Requests left in this window.
+    public var remaining: Int
+    /// When the window resets.
+    public var reset: Date
+    /// Seconds until a retry may succeed.
+    public var retryAfter: Int
+
+    /// Creates a state.
+    public init(limit: Int, remaining: Int, reset: Date, retryAfter: Int) {
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset
+        self.retryAfter = retryAfter
+    }
+
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds) and `Retry-After`.
+    public var headers: [String: String] {
+        [
+            "X-RateLimit-Limit": String(limit),
+            "X-RateLimit-Remaining": String(remaining),
+            "X-RateLimit-Reset": String(Int(reset.timeIntervalSince1970.rounded(.up))),
+            "Retry-After": String(retryAfter),
+        ]
+    }
+}
+
+/// The engine's one error type: a catalogue code, a message, and the optional fields of SPEC.md §4.
+public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The stable code.
+    public var code: ErrorCode
+    /// A human-readable message.
+    public var message: String
+    /// The parameter concerned (for example the missing scope).
+    public var param: String?
+    /// RFC 6901 pointer into the request.
+    public var pointer: String?
+    /// Each problem, for `VALIDATION_ERROR`.
+    public var details: [FieldProblem]?
+    /// The resource's state, for illegal transitions.
+    public var currentState: String?
+    /// The states the command is allowed from.
+    public var allowedStates: [String]?
+    /// The stream's version, for version conflicts.
+    public var currentVersion: UInt64?
+    /// The version the request expected.
+    public var expectedVersion: UInt64?
+    /// Seconds to wait before retrying.
+    public var retryAfter: Int?
+    /// Whether the same request may succeed later.
+    public var retryable: Bool?
+    /// For 429: the rate limit behind it.
+    public var rateLimit: RateLimitState?
+
+    /// Creates an error.
+    public init(
+        _ code: ErrorCode, _ message: String, param: String? = nil, pointer: String? = nil,
+        details: [FieldProblem]? = nil, currentState: String? = nil, allowedStates: [String]? = nil,
+        currentVersion: UInt64? = nil, expectedVersion: UInt64? = nil, retryAfter: Int? = nil,
+        retryable: Bool? = nil, rateLimit: RateLimitState? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.param = param
+        self.pointer = pointer
+        self.details = details
+        self.currentState = currentState
+        self.allowedStates = allowedStates
+        self.currentVersion = currentVersion
+        self.expectedVersion = expectedVersion
+        self.retryAfter = retryAfter
+        self.retryable = retryable
+        self.rateLimit = rateLimit
+    }
+
+    /// The HTTP status of the code.
+    public var httpStatus: Int { code.httpStatus }
+
+    /// `CODE: message`.
+    public var description: String { "\(code.rawValue): \(message)" }
+
+    /// The `error` object of the wire format, with only the fields that apply.
+    public func body(requestId: String) -> JSON {
+        var members: [String: JSON] = [
+            "code": .string(code.rawValue), "message": .string(message), "requestId": .string(requestId),
+        ]
+        if let param { members["param"] = .string(param) }
+        if let pointer { members["pointer"] = .string(pointer) }
+        if let details {
+            members["details"] = .array(details.map {
+                .object(["field": .string($0.field), "pointer": .string($0.pointer), "message": .string($0.message)])
+            })
+        }
+        if let currentState { members["currentState"] = .string(currentState) }
+        if let allowedStates { members["allowedStates"] = .array(allowedStates.map(JSON.string)) }
+        if let currentVersion { members["currentVersion"] = .number(Double(currentVersion)) }
+        if let expectedVersion { members["expectedVersion"] = .number(Double(expectedVersion)) }
+        if let retryAfter { members["retryAfter"] = .number(Double(retryAfter)) }
+        if let retryable { members["retryable"] = .bool(retryable) }
+        return .object(members)
+    }
+
+    // MARK: Common shapes
+
+    /// `RESOURCE_NOT_FOUND` for a kind and id; says nothing about other tenants.
+    public static func notFound(_ kind: String, _ id: String, pointer: String? = nil) -> CampaignError {
+        CampaignError(.resourceNotFound, "\(kind) \(id) was not found", pointer: pointer)
+    }
+
+    /// `VALIDATION_ERROR` listing each problem.
+    public static func validation(_ problems: [FieldProblem]) -> CampaignError {
+        let summary = problems.count == 1 ? problems[0].message : "\(problems.count) fields are invalid"
+        return CampaignError(.validationError, summary, pointer: problems.first?.pointer, details: problems)
+    }
+
+    /// `RESOURCE_CONFLICT` for an illegal transition.
+    public static func illegalTransition(
+        _ what: String, from state: String, allowed: [String]
+    ) -> CampaignError {
+        CampaignError(
+            .resourceConflict, "Cannot \(what) a \(state) resource; allowed from: \(allowed.joined(separator: ", "))",
+            currentState: state, allowedStates: allowed)
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Hashing
+
+/// A tenant's contact schema as an aggregate (`field.define` appends to it).
+public enum TenantSchema {
+    /// Decides `field.define`.
+    public static func decide(_ command: Command, schema: ContactSchema) throws(CampaignError) -> Decision {
+        guard case let .fieldDefine(name, type, values) = command else { preconditionFailure("not field.define") }
+        var problems = [FieldProblem]()
+        if !ContactSchema.isValidFieldName(name) {
+            problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–64 of a-z, 0-9 and _, starting with a letter"))
+        }
+        let types = ["string", "number", "boolean", "date", "enum", "list"]
+        if !types.contains(type) {
+            problems.append(FieldProblem(field: "type", pointer: "/payload/type", message: "type must be one of \(types.joined(separator: ", "))"))
+        }
+        if type == "enum" {
+            let list = values ?? []
+            if list.isEmpty || list.count > 100 || Set(list).count != list.count || list.contains(where: { $0.isEmpty || $0.count > 100 }) {
+                problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "an enum needs 1–100 distinct, non-empty values"))
+            }
+        } else if values != nil {
+            problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "values is only for enum fields"))
+        }
+        guard problems.isEmpty else { throw .validation(problems) }
+        guard schema.fields[name] == nil else {
+            throw CampaignError(.duplicateResource, "field \(name) already exists", param: "name", pointer: "/payload/name")
+        }
+        var payload: [String: JSON] = ["name": .string(name), "type": .string(type)]
+        if let values { payload["values"] = .array(values.map(JSON.string)) }
+        return Decision(events: [DomainEvent("field.defined", payload)])
+    }
+
+    /// Folds `field.defined` events into a schema.
+    public static func evolve(_ schema: ContactSchema, _ event: EventRecord) -> ContactSchema {
+        guard event.type == "field.defined", let name = event.payload["name"]?.stringValue,
+              let type = event.payload["type"]?.stringValue else { return schema }
+        var schema = schema
+        switch type {
+        case "string": schema.define(name, .string)
+        case "number": schema.define(name, .number)
+        case "boolean": schema.define(name, .boolean)
+        case "date": schema.define(name, .date)
+        case "enum": schema.define(name, .enumeration((event.payload["values"]?.arrayValue ?? []).compactMap(\.stringValue)))
+        case "list": schema.define(name, .list)
+        default: break
+        }
+        return schema
+    }
+}
+
+/// Contact states.
+public enum ContactStatus: String, Sendable {
+    /// Has values.
+    case active
+    /// Personal values deleted.
+    case erased
+}
+
+/// A contact's state as the log knows it: no personal values, only a commitment to them.
+public struct ContactState: Sendable, Equatable {
+    /// The id (`ctc_…`).
+    public var id: String
+    /// The state.
+    public var status: ContactStatus
+    /// SHA-256(salt ‖ canonical JSON of the values), hex; proves what the values were without holding them.
+    public var commitment: String
+    /// The names of the fields that have values.
+    public var fields: [String]
+    /// When it last changed.
+    public var updatedAt: Date
+    /// The stream version.
+    public var version: UInt64
+}
+
+/// The contact aggregate. Personal values never enter an event: the event carries a salted
+/// commitment and the field names; the values go to a separate table that erasure empties.
+public enum Contact {
+    /// The commitment to a set of values.
+    public static func commitment(values: [String: JSON], salt: String) -> String {
+        var hasher = SHA256()
+        hasher.update(Array(salt.utf8))
+        hasher.update(JSON.object(values).bytes)
+        return hasher.finalize().hexString
+    }
+
+    /// Validates an upsert's attributes; returns each problem with its pointer.
+    public static func problems(in input: ContactInput, schema: ContactSchema, at pointer: String) -> [FieldProblem] {
+        input.attributes.keys.sorted().compactMap { field in
+            schema.problem(with: input.attributes[field]!, for: field).map {
+                FieldProblem(field: "attributes.\(field)", pointer: FieldReader.pointer(FieldReader.pointer(pointer, "attributes"), field), message: $0)
+            }
+        }
+    }
+
+    /// Decides an upsert: merges the attributes into the current values (null removes one).
+    /// Returns no events when nothing changes.
+    public static func decideUpsert(
+        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext, at pointer: String = "/payload"
+    ) throws(CampaignError) -> Decision {
+        let problems = problems(in: input, schema: context.schema, at: pointer)
+        guard problems.isEmpty else { throw .validation(problems) }
+        var values = state?.status == .active ? currentValues : [:]
+        for (field, value) in input.attributes {
+            if value == .null { values.removeValue(forKey: field) } else { values[field] = value }
+        }
+        if let state, state.status == .active, values == currentValues { return Decision(events: []) }
+        let commitment = commitment(values: values, salt: context.salt)
+        return Decision(
+            events: [DomainEvent("contact.upserted", [
+                "contactId": .string(input.contactId), "commitment": .string(commitment),
+                "fields": .array(values.keys.sorted().map(JSON.string)),
+            ])],
+            personalData: [PersonalDataChange(contactId: input.contactId, values: values, salt: context.salt)])
+    }
+
+    /// Decides `contact.erase`.
+    public static func decideErase(contactId: String, state: ContactState?) throws(CampaignError) -> Decision {
+        guard let state, state.status == .active else { throw CampaignError.notFound("contact", contactId, pointer: "/payload/contactId") }
+        return Decision(
+            events: [DomainEvent("contact.erased", ["contactId": .string(contactId)])],
+            personalData: [PersonalDataChange(contactId: contactId, values: nil, salt: nil)])
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: ContactState?, _ event: EventRecord) -> ContactState? {
+        let p = event.payload
+        switch event.type {
+        case "contact.upserted":
+            return ContactState(
+                id: p["contactId"]?.stringValue ?? state?.id ?? "", status: .active, commitment: p["commitment"]?.stringValue ?? "",
+                fields: (p["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: event.occurredAt, version: event.version)
+        case "contact.erased":
+            guard var state else { return nil }
+            state.status = .erased
+            state.commitment = ""
+            state.fields = []
+            state.updatedAt = event.occurredAt
+            state.version = event.version
+            return state
+        default:
+            return state
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// The type of a contact field.
+public enum FieldType: Sendable, Equatable {
+    /// Text.
+    case string
+    /// A number.
+    case number
+    /// `true` or `false`.
+    case boolean
+    /// An ISO 8601 date or timestamp.
+    case date
+    /// One of a fixed list of strings.
+    case enumeration([String])
+    /// A list of strings (tags).
+    case list
+
+    /// The wire name: string, number, boolean, date, enum, list.
+    public var name: String {
+        switch self {
+        case .string: return "string"
+        case .number: return "number"
+        case .boolean: return "boolean"
+        case .date: return "date"
+        case .enumeration: return "enum"
+        case .list: return "list"
+        }
+    }
+
+    /// The operators a rule may use on a field of this type (SPEC.md §6).
+    public var operators: [String] {
+        switch self {
+        case .string: return ["eq", "neq", "contains", "not_contains", "starts_with", "ends_with", "in", "not_in", "exists", "not_exists"]
+        case .number: return ["eq", "neq", "gt", "gte", "lt", "lte", "between", "in", "not_in", "exists", "not_exists"]
+        case .boolean: return ["eq", "neq", "exists", "not_exists"]
+        case .date: return ["eq", "before", "after", "between", "within_last_days", "not_within_last_days", "exists", "not_exists"]
+        case .enumeration: return ["eq", "neq", "in", "not_in", "exists", "not_exists"]
+        case .list: return ["includes", "includes_all", "excludes", "exists", "not_exists"]
+        }
+    }
+}
+
+/// A tenant's contact fields: the built-ins plus those added with `field.define`.
+public struct ContactSchema: Sendable, Equatable {
+    /// Every field by name.
+    public private(set) var fields: [String: FieldType]
+
+    /// The built-in fields every tenant has. `plan` is an enum of free, starter, pro, enterprise.
+    public static let builtIn: [String: FieldType] = [
+        "email": .string, "first_name": .string, "last_name": .string, "country": .string, "city": .string,
+        "age": .number, "lifetime_value": .number, "signed_up_at": .date, "last_seen_at": .date,
+        "subscribed": .boolean, "plan": .enumeration(["free", "starter", "pro", "enterprise"]), "tags": .list,
+    ]
+
+    /// The schema of a tenant that defined nothing yet.
+    public init() { fields = ContactSchema.builtIn }
+
+    /// Adds a tenant field.
+    public mutating func define(_ name: String, _ type: FieldType) { fields[name] = type }
+
+    /// Field names: 1–64 of `[a-z0-9_]`, starting with a letter.
+    public static func isValidFieldName(_ name: String) -> Bool {
+        let utf8 = Array(name.utf8)
+        guard (1...64).contains(utf8.count), let first = utf8.first, (97...122).contains(first) else { return false }
+        return utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
+    }
+
+    /// Checks one attribute value against its field; returns a message when it does not fit.
+    public func problem(with value: JSON, for field: String) -> String? {
+        guard let type = fields[field] else { return "\(field) is not a field of this tenant's contact schema" }
+        switch (type, value) {
+        case (_, .null): return nil
+        case let (.string, .string(text)): return text.count <= 1_000 ? nil : "\(field) is longer than 1000 characters"
+        case let (.number, .number(number)): return abs(number) <= 1e15 ? nil : "\(field) is out of range"
+        case (.boolean, .bool): return nil
+        case let (.date, .string(text)):
+            return Timestamp.parse(text, allowDateOnly: true) != nil ? nil : "\(field) must be an ISO 8601 date"
+        case let (.enumeration(values), .string(text)):
+            return values.contains(text) ? nil : "\(field) must be one of \(values.joined(separator: ", "))"
+        case let (.list, .array(items)):
+            guard items.count <= 100 else { return "\(field) holds more than 100 items" }
+            return items.allSatisfy({ ($0.stringValue?.count ?? 1_000) < 1_000 }) ? nil : "\(field) must be a list of strings"
+        default: return "\(field) must be a \(type.name) value, not \(value.typeName)"
+        }
+    }
+}

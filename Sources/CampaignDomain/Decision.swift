@@ -1,0 +1,136 @@
+import Foundation
+
+/// An event a decision produces: a type and a JSON payload. The engine adds the envelope.
+public struct DomainEvent: Sendable, Equatable {
+    /// The event type, such as `campaign.created`.
+    public var type: String
+    /// The payload.
+    public var payload: JSON
+    /// The payload's schema version.
+    public var schemaVersion: UInt16
+
+    /// Creates an event.
+    public init(_ type: String, _ payload: [String: JSON], schemaVersion: UInt16 = 1) {
+        self.type = type
+        self.payload = .object(payload)
+        self.schemaVersion = schemaVersion
+    }
+}
+
+/// An event as an aggregate folds it: what it says, when, and the stream version it made.
+public struct EventRecord: Sendable, Equatable {
+    /// The event type.
+    public var type: String
+    /// The payload, already upcast to the current schema.
+    public var payload: JSON
+    /// When it happened.
+    public var occurredAt: Date
+    /// The stream version after it.
+    public var version: UInt64
+
+    /// Creates a record.
+    public init(type: String, payload: JSON, occurredAt: Date, version: UInt64) {
+        self.type = type
+        self.payload = payload
+        self.occurredAt = occurredAt
+        self.version = version
+    }
+}
+
+/// A unique value a decision takes or gives back (a campaign name in a tenant), with what to
+/// say when someone else holds it.
+public struct Reservation: Sendable, Equatable {
+    /// The key, namespaced by kind and tenant.
+    public var key: String
+    /// The owner (the stream id).
+    public var owner: String
+    /// The pointer to report on a clash.
+    public var pointer: String
+    /// The message to report on a clash.
+    public var message: String
+
+    /// Creates a reservation.
+    public init(key: String, owner: String, pointer: String, message: String) {
+        self.key = key
+        self.owner = owner
+        self.pointer = pointer
+        self.message = message
+    }
+}
+
+/// Personal contact values to store beside the log (not in hashed events), or erase.
+public struct PersonalDataChange: Sendable, Equatable {
+    /// The contact.
+    public var contactId: String
+    /// The full attribute set after the change; nil erases.
+    public var values: [String: JSON]?
+    /// The salt mixed into the commitment event (16 random bytes, hex).
+    public var salt: String?
+
+    /// Creates a change.
+    public init(contactId: String, values: [String: JSON]?, salt: String?) {
+        self.contactId = contactId
+        self.values = values
+        self.salt = salt
+    }
+}
+
+/// What `decide` returns: the events to append and what goes with them in the same transaction.
+public struct Decision: Sendable, Equatable {
+    /// The events, in order.
+    public var events: [DomainEvent]
+    /// Unique values to take.
+    public var reservations: [Reservation]
+    /// Unique values to release.
+    public var releases: [Reservation]
+    /// Personal data writes.
+    public var personalData: [PersonalDataChange]
+
+    /// Creates a decision.
+    public init(
+        events: [DomainEvent], reservations: [Reservation] = [], releases: [Reservation] = [],
+        personalData: [PersonalDataChange] = []
+    ) {
+        self.events = events
+        self.reservations = reservations
+        self.releases = releases
+        self.personalData = personalData
+    }
+}
+
+/// Everything `decide` may know beyond the aggregate's own state. The engine loads it; the
+/// domain never reads a clock, a database or a random source itself.
+public struct DecisionContext: Sendable {
+    /// The engine clock's time.
+    public var now: Date
+    /// The principal's tenant.
+    public var tenant: String
+    /// Segments the command refers to, by id (absent = not found in this tenant).
+    public var segments: [String: SegmentState]
+    /// The tenant's contact schema.
+    public var schema: ContactSchema
+    /// Campaigns in scheduled or active state that use the segment a command is about.
+    public var campaignsUsingSegment: [String]
+    /// 16 random bytes, hex (a salt for contact commitments).
+    public var salt: String
+
+    /// Creates a context.
+    public init(
+        now: Date, tenant: String, segments: [String: SegmentState] = [:], schema: ContactSchema = ContactSchema(),
+        campaignsUsingSegment: [String] = [], salt: String = String(repeating: "0", count: 32)
+    ) {
+        self.now = now
+        self.tenant = tenant
+        self.segments = segments
+        self.schema = schema
+        self.campaignsUsingSegment = campaignsUsingSegment
+        self.salt = salt
+    }
+}
+
+extension String {
+    /// A name compared the way users expect: trimmed, inner white space collapsed, case folded.
+    var normalizedName: String {
+        split(whereSeparator: \.isWhitespace).joined(separator: " ").lowercased()
+    }
+}

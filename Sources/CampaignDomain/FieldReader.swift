@@ -1,0 +1,252 @@
+import Foundation
+
+/// Reads one JSON object strictly: any member not in `allowed` is `INVALID_FIELD`, a required
+/// member that is absent (or null) is `MISSING_FIELD`, a member of the wrong JSON type or a bad
+/// date or id is `INVALID_FORMAT`; each error carries the RFC 6901 pointer of the member.
+public struct FieldReader {
+    /// The object's members.
+    public let members: [String: JSON]
+    /// The pointer of the object itself.
+    public let pointer: String
+
+    /// Checks that `value` is an object with no member outside `allowed`.
+    public init(_ value: JSON, at pointer: String, allowed: Set<String>) throws(CampaignError) {
+        guard case let .object(members) = value else {
+            throw CampaignError(.invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)", pointer: pointer)
+        }
+        if let unknown = members.keys.filter({ !allowed.contains($0) }).sorted().first {
+            throw CampaignError(
+                .invalidField, "unknown field \"\(unknown)\" in \(FieldReader.describe(pointer))",
+                param: unknown, pointer: FieldReader.pointer(pointer, unknown))
+        }
+        self.members = members
+        self.pointer = pointer
+    }
+
+    /// `base` extended by one reference token, escaped per RFC 6901.
+    public static func pointer(_ base: String, _ token: String) -> String {
+        base + "/" + token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+    }
+
+    /// `base` extended by an array index.
+    public static func pointer(_ base: String, _ index: Int) -> String { base + "/" + String(index) }
+
+    static func describe(_ pointer: String) -> String { pointer.isEmpty ? "the request" : pointer }
+
+    /// The pointer of member `key`.
+    public func pointer(_ key: String) -> String { FieldReader.pointer(pointer, key) }
+
+    /// The member's value, or nil when absent or null.
+    public func optional(_ key: String) -> JSON? {
+        guard let value = members[key], value != .null else { return nil }
+        return value
+    }
+
+    /// The member's value; `MISSING_FIELD` when absent or null.
+    public func required(_ key: String) throws(CampaignError) -> JSON {
+        guard let value = optional(key) else {
+            throw CampaignError(.missingField, "\(key) is required", param: key, pointer: pointer(key))
+        }
+        return value
+    }
+
+    func wrongType(_ key: String, _ expected: String, _ value: JSON) -> CampaignError {
+        CampaignError(.invalidFormat, "\(key) must be \(expected), not \(value.typeName)", param: key, pointer: pointer(key))
+    }
+
+    /// A required string.
+    public func string(_ key: String) throws(CampaignError) -> String {
+        let value = try required(key)
+        guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
+        return text
+    }
+
+    /// An optional string.
+    public func optionalString(_ key: String) throws(CampaignError) -> String? {
+        guard let value = optional(key) else { return nil }
+        guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
+        return text
+    }
+
+    /// An optional boolean.
+    public func optionalBool(_ key: String) throws(CampaignError) -> Bool? {
+        guard let value = optional(key) else { return nil }
+        guard let flag = value.boolValue else { throw wrongType(key, "a boolean", value) }
+        return flag
+    }
+
+    /// An optional integer within `range`.
+    public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(CampaignError) -> Int? {
+        guard let value = optional(key) else { return nil }
+        guard let number = value.integerValue else { throw wrongType(key, "an integer", value) }
+        guard range.contains(number) else {
+            throw CampaignError(.invalidFormat, "\(key) must be between \(range.lowerBound) and \(range.upperBound)",
+                                param: key, pointer: pointer(key))
+        }
+        return number
+    }
+
+    /// A required array.
+    public func array(_ key: String) throws(CampaignError) -> [JSON] {
+        let value = try required(key)
+        guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }
+        return elements
+    }
+
+    /// An optional array.
+    public func optionalArray(_ key: String) throws(CampaignError) -> [JSON]? {
+        guard let value = optional(key) else { return nil }
+        guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }
+        return elements
+    }
+
+    /// A required ISO 8601 timestamp (`2026-12-01T09:00:00Z`, optional fraction, `Z` or offset).
+    public func timestamp(_ key: String) throws(CampaignError) -> Date {
+        let text = try string(key)
+        guard let date = Timestamp.parse(text) else {
+            throw CampaignError(.invalidFormat, "\(key) must be an ISO 8601 timestamp such as 2026-12-01T09:00:00Z",
+                                param: key, pointer: pointer(key))
+        }
+        return date
+    }
+
+    /// An optional ISO 8601 timestamp.
+    public func optionalTimestamp(_ key: String) throws(CampaignError) -> Date? {
+        guard optional(key) != nil else { return nil }
+        return try timestamp(key)
+    }
+
+    /// A required id with the given prefix (`cmp`, `seg`, …).
+    public func id(_ key: String, prefix: String) throws(CampaignError) -> String {
+        let text = try string(key)
+        guard Identifier.isValid(text, prefix: prefix) else {
+            throw CampaignError(.invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
+                                param: key, pointer: pointer(key))
+        }
+        return text
+    }
+
+    /// An optional id with the given prefix.
+    public func optionalId(_ key: String, prefix: String) throws(CampaignError) -> String? {
+        guard optional(key) != nil else { return nil }
+        return try id(key, prefix: prefix)
+    }
+}
+
+/// Resource ids: a type prefix, `_`, then 1–64 of `[A-Za-z0-9_-]`.
+public enum Identifier {
+    /// Whether `id` is well-formed for `prefix`.
+    public static func isValid(_ id: String, prefix: String) -> Bool {
+        let utf8 = Array(id.utf8)
+        let head = Array((prefix + "_").utf8)
+        guard utf8.count > head.count, utf8.count <= head.count + 64, utf8.starts(with: head) else { return false }
+        return utf8[head.count...].allSatisfy { byte in
+            (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte)
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+    }
+
+    /// A fresh id: the prefix and 16 base-32 characters (80 random bits).
+    public static func make(prefix: String, using random: inout some RandomNumberGenerator) -> String {
+        let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+        var out = prefix + "_"
+        for _ in 0..<16 { out.append(alphabet[Int(random.next() % 32)]) }
+        return out
+    }
+}
+
+/// ISO 8601 timestamps without Foundation's formatters (which are slow to create and not Sendable).
+public enum Timestamp {
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, or a bare date `YYYY-MM-DD` (midnight UTC)
+    /// when `allowDateOnly`. Years 1970–9999.
+    public static func parse(_ text: String, allowDateOnly: Bool = false) -> Date? {
+        let b = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var value = 0
+            for i in from..<(from + count) {
+                guard (48...57).contains(b[i]) else { return nil }
+                value = value * 10 + Int(b[i] - 48)
+            }
+            return value
+        }
+        guard b.count >= 10, let year = number(0, 4), b[4] == UInt8(ascii: "-"), let month = number(5, 2),
+              b[7] == UInt8(ascii: "-"), let day = number(8, 2), (1970...9999).contains(year), (1...12).contains(month),
+              (1...daysInMonth(year, month)).contains(day) else { return nil }
+        let days = daysFromCivil(year, month, day)
+        if b.count == 10 { return allowDateOnly ? Date(timeIntervalSince1970: Double(days) * 86_400) : nil }
+        guard b.count >= 20, b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"), let hour = number(11, 2),
+              b[13] == UInt8(ascii: ":"), let minute = number(14, 2), b[16] == UInt8(ascii: ":"), let second = number(17, 2),
+              hour < 24, minute < 60, second < 60 else { return nil }
+        var index = 19
+        var fraction = 0.0
+        if b[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 0.1
+            let start = index
+            while index < b.count, (48...57).contains(b[index]) {
+                fraction += Double(b[index] - 48) * scale
+                scale /= 10
+                index += 1
+            }
+            guard index > start, index - start <= 9 else { return nil }
+        }
+        guard index < b.count else { return nil }
+        var offsetSeconds = 0
+        if b[index] == UInt8(ascii: "Z") || b[index] == UInt8(ascii: "z") {
+            index += 1
+        } else if b[index] == UInt8(ascii: "+") || b[index] == UInt8(ascii: "-") {
+            guard let oh = number(index + 1, 2), b.count > index + 3, b[index + 3] == UInt8(ascii: ":"),
+                  let om = number(index + 4, 2), oh < 24, om < 60 else { return nil }
+            offsetSeconds = (oh * 3600 + om * 60) * (b[index] == UInt8(ascii: "+") ? 1 : -1)
+            index += 6
+        } else {
+            return nil
+        }
+        guard index == b.count else { return nil }
+        let seconds = Double(days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds) + fraction
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` in UTC; milliseconds only when not zero.
+    public static func format(_ date: Date) -> String {
+        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let millis = Int(((totalMillis % 1000) + 1000) % 1000)
+        let totalSeconds = (totalMillis - Int64(millis)) / 1000
+        let days = Int(totalSeconds >= 0 ? totalSeconds / 86_400 : (totalSeconds - 86_399) / 86_400)
+        let secondOfDay = Int(totalSeconds - Int64(days) * 86_400)
+        let (year, month, day) = civilFromDays(days)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : String(n) }
+        var text = "\(String(format: "%04d", year))-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
+        if millis != 0 { text += String(format: ".%03d", millis) }
+        return text + "Z"
+    }
+
+    static func isLeap(_ year: Int) -> Bool { (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 }
+
+    static func daysInMonth(_ year: Int, _ month: Int) -> Int {
+        [31, isLeap(year) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    }
+
+    /// Days since 1970-01-01 (Howard Hinnant's algorithm).
+    static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}

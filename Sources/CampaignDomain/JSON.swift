@@ -1,0 +1,387 @@
+import Foundation
+
+/// A JSON value. The engine parses requests into it with its own strict parser (so that a
+/// duplicate key, a lone surrogate or invalid UTF-8 is an error, and every error has a byte
+/// offset), and writes events and responses from it with sorted keys, so equal values always
+/// give equal bytes (request fingerprints and hashed payloads depend on that).
+public enum JSON: Sendable, Equatable {
+    /// `null`.
+    case null
+    /// `true` or `false`.
+    case bool(Bool)
+    /// A number; integers are exact up to 2^53.
+    case number(Double)
+    /// A string.
+    case string(String)
+    /// An array.
+    case array([JSON])
+    /// An object; keys are unique.
+    case object([String: JSON])
+
+    /// The value of `key` when this is an object.
+    public subscript(key: String) -> JSON? {
+        if case let .object(members) = self { return members[key] }
+        return nil
+    }
+
+    /// The string, when this is one.
+    public var stringValue: String? {
+        if case let .string(value) = self { return value }
+        return nil
+    }
+
+    /// The number, when this is one.
+    public var numberValue: Double? {
+        if case let .number(value) = self { return value }
+        return nil
+    }
+
+    /// The integer, when this is a number with no fraction within ±2^53.
+    public var integerValue: Int? {
+        guard case let .number(value) = self, value.rounded() == value, abs(value) <= 9_007_199_254_740_992 else { return nil }
+        return Int(value)
+    }
+
+    /// The boolean, when this is one.
+    public var boolValue: Bool? {
+        if case let .bool(value) = self { return value }
+        return nil
+    }
+
+    /// The elements, when this is an array.
+    public var arrayValue: [JSON]? {
+        if case let .array(value) = self { return value }
+        return nil
+    }
+
+    /// The members, when this is an object.
+    public var objectValue: [String: JSON]? {
+        if case let .object(value) = self { return value }
+        return nil
+    }
+
+    /// The JSON type's name, for error messages.
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .number: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+}
+
+// MARK: - Writing
+
+extension JSON {
+    /// Canonical UTF-8 bytes: no white space, object keys sorted by their UTF-8 bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8]()
+        write(into: &out)
+        return out
+    }
+
+    /// The canonical text.
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    private func write(into out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case let .bool(value): out.append(contentsOf: (value ? "true" : "false").utf8)
+        case let .number(value): out.append(contentsOf: JSON.format(value).utf8)
+        case let .string(value): JSON.writeString(value, into: &out)
+        case let .array(values):
+            out.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                value.write(into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case let .object(members):
+            out.append(UInt8(ascii: "{"))
+            let keys = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for (index, key) in keys.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                members[key]!.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static func format(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        if value.rounded() == value, abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
+
+    private static func writeString(_ value: String, into out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
+            case 0x0a: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 0x0d: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20, 0x7f:
+                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xf)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+// MARK: - Parsing
+
+/// Hard limits on what the parser accepts; inputs beyond them are rejected, never truncated.
+public struct JSONLimits: Sendable {
+    /// The largest document, in bytes.
+    public var maximumBytes: Int
+    /// The deepest nesting of arrays and objects.
+    public var maximumDepth: Int
+
+    /// Defaults: 64 MiB (a 100,000-contact import fits), nesting 32.
+    public init(maximumBytes: Int = 64 << 20, maximumDepth: Int = 32) {
+        self.maximumBytes = maximumBytes
+        self.maximumDepth = maximumDepth
+    }
+}
+
+/// Why a document is not JSON, and where.
+public struct JSONParseError: Error, Equatable, Sendable {
+    /// The byte offset of the problem.
+    public var offset: Int
+    /// What is wrong.
+    public var reason: String
+}
+
+extension JSON {
+    /// Parses one JSON document (RFC 8259, strictly: no duplicate keys, no lone surrogates,
+    /// valid UTF-8 only, nothing after the value but white space).
+    public static func parse(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) throws(JSONParseError) -> JSON {
+        guard bytes.count <= limits.maximumBytes else {
+            throw JSONParseError(offset: limits.maximumBytes, reason: "document is larger than \(limits.maximumBytes) bytes")
+        }
+        var parser = Parser(bytes: bytes, maximumDepth: limits.maximumDepth)
+        return try parser.document()
+    }
+
+    /// Parses a string's UTF-8 bytes.
+    public static func parse(_ text: String, limits: JSONLimits = JSONLimits()) throws(JSONParseError) -> JSON {
+        try parse(Array(text.utf8), limits: limits)
+    }
+}
+
+private struct Parser {
+    let bytes: [UInt8]
+    let maximumDepth: Int
+    var index = 0
+    var depth = 0
+
+    init(bytes: [UInt8], maximumDepth: Int) {
+        self.bytes = bytes
+        self.maximumDepth = maximumDepth
+    }
+
+    func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
+        JSONParseError(offset: offset ?? index, reason: reason)
+    }
+
+    mutating func document() throws(JSONParseError) -> JSON {
+        skipWhiteSpace()
+        let value = try self.value()
+        skipWhiteSpace()
+        guard index == bytes.count else { throw fail("unexpected content after the JSON value") }
+        return value
+    }
+
+    mutating func skipWhiteSpace() {
+        while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 }
+    }
+
+    mutating func value() throws(JSONParseError) -> JSON {
+        guard index < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return try object()
+        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw fail("unexpected character")
+        }
+    }
+
+    mutating func literal(_ word: String) throws(JSONParseError) {
+        let utf8 = Array(word.utf8)
+        guard bytes.count - index >= utf8.count, Array(bytes[index..<(index + utf8.count)]) == utf8 else {
+            throw fail("invalid literal")
+        }
+        index += utf8.count
+    }
+
+    mutating func enter() throws(JSONParseError) {
+        depth += 1
+        guard depth <= maximumDepth else { throw fail("nesting deeper than \(maximumDepth)") }
+    }
+
+    mutating func object() throws(JSONParseError) -> JSON {
+        try enter()
+        index += 1
+        var members = [String: JSON]()
+        skipWhiteSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return .object(members)
+        }
+        while true {
+            skipWhiteSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let keyOffset = index
+            let key = try string()
+            skipWhiteSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            index += 1
+            skipWhiteSpace()
+            let value = try self.value()
+            guard members.updateValue(value, forKey: key) == nil else { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+            skipWhiteSpace()
+            guard index < bytes.count else { throw fail("unexpected end of input in an object") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; break }
+            throw fail("expected ',' or '}'")
+        }
+        depth -= 1
+        return .object(members)
+    }
+
+    mutating func array() throws(JSONParseError) -> JSON {
+        try enter()
+        index += 1
+        var elements = [JSON]()
+        skipWhiteSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return .array(elements)
+        }
+        while true {
+            skipWhiteSpace()
+            elements.append(try value())
+            skipWhiteSpace()
+            guard index < bytes.count else { throw fail("unexpected end of input in an array") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; break }
+            throw fail("expected ',' or ']'")
+        }
+        depth -= 1
+        return .array(elements)
+    }
+
+    mutating func number() throws(JSONParseError) -> Double {
+        let start = index
+        if bytes[index] == UInt8(ascii: "-") { index += 1 }
+        func digits(_ parser: inout Parser) -> Int {
+            let from = parser.index
+            while parser.index < parser.bytes.count, (48...57).contains(parser.bytes[parser.index]) { parser.index += 1 }
+            return parser.index - from
+        }
+        guard index < bytes.count else { throw fail("truncated number") }
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+            if index < bytes.count, (48...57).contains(bytes[index]) { throw fail("leading zero in a number") }
+        } else if digits(&self) == 0 {
+            throw fail("invalid number")
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard digits(&self) > 0 else { throw fail("digits expected after '.'") }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard digits(&self) > 0 else { throw fail("digits expected in the exponent") }
+        }
+        guard index - start <= 64 else { throw fail("number literal longer than 64 characters", at: start) }
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        guard let value = Double(text), value.isFinite else { throw fail("number out of range", at: start) }
+        return value
+    }
+
+    mutating func hex4() throws(JSONParseError) -> UInt32 {
+        guard bytes.count - index >= 4 else { throw fail("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case 48...57: digit = UInt32(byte - 48)
+            case 65...70: digit = UInt32(byte - 55)
+            case 97...102: digit = UInt32(byte - 87)
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
+    }
+
+    mutating func string() throws(JSONParseError) -> String {
+        let start = index
+        index += 1
+        var out = [UInt8]()
+        var runStart = index
+        while true {
+            guard index < bytes.count else { throw fail("unterminated string", at: start) }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                out.append(contentsOf: bytes[runStart..<index])
+                index += 1
+                break
+            }
+            if byte < 0x20 { throw fail("control character in a string") }
+            if byte != UInt8(ascii: "\\") { index += 1; continue }
+            out.append(contentsOf: bytes[runStart..<index])
+            index += 1
+            guard index < bytes.count else { throw fail("unterminated escape") }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""): out.append(34)
+            case UInt8(ascii: "\\"): out.append(92)
+            case UInt8(ascii: "/"): out.append(47)
+            case UInt8(ascii: "b"): out.append(8)
+            case UInt8(ascii: "f"): out.append(12)
+            case UInt8(ascii: "n"): out.append(10)
+            case UInt8(ascii: "r"): out.append(13)
+            case UInt8(ascii: "t"): out.append(9)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if (0xD800...0xDBFF).contains(scalar) {
+                    guard bytes.count - index >= 2, bytes[index] == 92, bytes[index + 1] == UInt8(ascii: "u") else {
+                        throw fail("lone surrogate in \\u escape")
+                    }
+                    index += 2
+                    let low = try hex4()
+                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid surrogate pair") }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00...0xDFFF).contains(scalar) {
+                    throw fail("lone surrogate in \\u escape")
+                }
+                out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            default: throw fail("invalid escape")
+            }
+            runStart = index
+        }
+        guard let text = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: start) }
+        return text
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// Roles, ordered: viewer < editor < admin.
+public enum Role: String, Sendable, Comparable, CaseIterable {
+    /// Reads only.
+    case viewer
+    /// Reads and writes.
+    case editor
+    /// Also runs admin commands (`field.define`, `contact.erase`).
+    case admin
+
+    private var rank: Int {
+        switch self {
+        case .viewer: return 0
+        case .editor: return 1
+        case .admin: return 2
+        }
+    }
+
+    /// Whether `lhs` ranks below `rhs`.
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// Who sends a request: a subject of a tenant, with a role, scopes and a token expiry. The host
+/// authenticates; the engine authorises. No token is ever part of a principal.
+public struct Principal: Sendable, Equatable {
+    /// The tenant whose data the principal may touch.
+    public var tenant: String
+    /// The user or service id.
+    public var subject: String
+    /// The role.
+    public var role: Role
+    /// Granted scopes, such as `campaigns:write`.
+    public var scopes: Set<String>
+    /// When the host's token for this principal expires.
+    public var expiresAt: Date
+
+    /// Creates a principal.
+    public init(tenant: String, subject: String, role: Role, scopes: Set<String>, expiresAt: Date) {
+        self.tenant = tenant
+        self.subject = subject
+        self.role = role
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+    }
+
+    /// Every scope of SPEC.md §6.
+    public static let allScopes: Set<String> = [
+        "campaigns:read", "campaigns:write", "segments:read", "segments:write", "contacts:read", "contacts:write",
+        "social:read", "social:write", "experiments:read", "experiments:write", "audit:read",
+    ]
+
+    /// Tenant ids: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
+    public static func isValidTenant(_ tenant: String) -> Bool {
+        let utf8 = Array(tenant.utf8)
+        guard (1...64).contains(utf8.count), let first = utf8.first, (97...122).contains(first) || (48...57).contains(first)
+        else { return false }
+        return utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 || $0 == 45 }
+    }
+
+    /// Subjects: 1–128 printable ASCII characters without spaces.
+    public static func isValidSubject(_ subject: String) -> Bool {
+        let utf8 = Array(subject.utf8)
+        return (1...128).contains(utf8.count) && utf8.allSatisfy { (33...126).contains($0) }
+    }
+}
+
+/// What a command or query needs: a scope and a minimum role.
+public struct Permission: Sendable, Equatable {
+    /// The scope that must be granted.
+    public var scope: String
+    /// The lowest role allowed.
+    public var minimumRole: Role
+
+    /// Creates a permission.
+    public init(scope: String, minimumRole: Role) {
+        self.scope = scope
+        self.minimumRole = minimumRole
+    }
+}
+
+/// Authorisation, in the order of SPEC.md §5: principal present and known, token not expired,
+/// role high enough, scope granted.
+public enum Authorizer {
+    /// Throws the first rule the principal breaks.
+    /// - Parameter isKnownSubject: the host's directory of subjects, when it has one.
+    public static func authorize(
+        _ principal: Principal?, for permission: Permission, now: Date,
+        isKnownSubject: (String, String) -> Bool = { _, _ in true }
+    ) throws(CampaignError) -> Principal {
+        guard let principal else { throw CampaignError(.unauthorized, "a principal is required") }
+        guard Principal.isValidTenant(principal.tenant), Principal.isValidSubject(principal.subject),
+              isKnownSubject(principal.tenant, principal.subject) else {
+            throw CampaignError(.unauthorized, "unknown subject")
+        }
+        guard principal.expiresAt > now else {
+            throw CampaignError(.tokenExpired, "the token expired at \(Timestamp.format(principal.expiresAt))")
+        }
+        guard principal.role >= permission.minimumRole else {
+            throw CampaignError(.forbidden, "role \(principal.role.rawValue) may not do this; \(permission.minimumRole.rawValue) or higher is required")
+        }
+        guard principal.scopes.contains(permission.scope) else {
+            throw CampaignError(.invalidScope, "scope \(permission.scope) is required", param: permission.scope)
+        }
+        return principal
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Hashing
+
+/// Segment states.
+public enum SegmentStatus: String, Sendable {
+    /// Usable.
+    case active
+    /// Put away; its name is free again.
+    case archived
+}
+
+/// A segment's state, folded from its events.
+public struct SegmentState: Sendable, Equatable {
+    /// The id (`seg_…`).
+    public var id: String
+    /// The name.
+    public var name: String
+    /// The rule tree as stored.
+    public var rules: JSON
+    /// The state.
+    public var status: SegmentStatus
+    /// When it was created.
+    public var createdAt: Date
+    /// When it last changed.
+    public var updatedAt: Date
+    /// The stream version.
+    public var version: UInt64
+
+    /// Creates a state (also used by tests and by the engine's lookups).
+    public init(id: String, name: String, rules: JSON, status: SegmentStatus, createdAt: Date, updatedAt: Date, version: UInt64) {
+        self.id = id
+        self.name = name
+        self.rules = rules
+        self.status = status
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.version = version
+    }
+
+    /// The read model returned by `segment.get`.
+    public var json: JSON {
+        .object([
+            "segmentId": .string(id), "name": .string(name), "rules": rules, "status": .string(status.rawValue),
+            "createdAt": .string(Timestamp.format(createdAt)), "updatedAt": .string(Timestamp.format(updatedAt)),
+            "version": .number(Double(version)),
+        ])
+    }
+}
+
+/// The segment aggregate.
+public enum Segment {
+    /// The unique key of a segment name in a tenant.
+    public static func nameKey(tenant: String, name: String) -> String {
+        "segment-name/\(tenant)/\(SHA256.hash(Array(name.normalizedName.utf8)).hexString)"
+    }
+
+    /// Decides `segment.create`, `segment.update` and `segment.archive`.
+    /// - Throws: rule errors with pointers, `DUPLICATE_RESOURCE` for a taken id, `RESOURCE_CONFLICT`
+    ///   while a scheduled or active campaign uses the segment, `RESOURCE_NOT_FOUND`.
+    public static func decide(_ command: Command, state: SegmentState?, context: DecisionContext) throws(CampaignError) -> Decision {
+        switch command {
+        case let .segmentCreate(segmentId, name, rules):
+            guard let segmentId else { preconditionFailure("the engine assigns an id before deciding") }
+            guard state == nil else {
+                throw CampaignError(.duplicateResource, "segment \(segmentId) already exists", param: "segmentId", pointer: "/payload/segmentId")
+            }
+            try validateName(name)
+            let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules")
+            return Decision(
+                events: [DomainEvent("segment.created", ["segmentId": .string(segmentId), "name": .string(name.trimmed), "rules": parsed.json])],
+                reservations: [reservation(context.tenant, name, segmentId)])
+
+        case let .segmentUpdate(segmentId, name, rules):
+            let state = try existing(state, segmentId)
+            guard state.status == .active else {
+                throw CampaignError.illegalTransition("update", from: state.status.rawValue, allowed: ["active"])
+            }
+            try ensureUnused(state, context, "update")
+            guard name != nil || rules != nil else {
+                throw CampaignError.validation([FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name or rules")])
+            }
+            var payload: [String: JSON] = ["segmentId": .string(segmentId)]
+            var decision = Decision(events: [])
+            if let name {
+                try validateName(name)
+                payload["name"] = .string(name.trimmed)
+                if name.normalizedName != state.name.normalizedName {
+                    decision.reservations = [reservation(context.tenant, name, segmentId)]
+                    decision.releases = [reservation(context.tenant, state.name, segmentId)]
+                }
+            }
+            if let rules { payload["rules"] = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json }
+            decision.events = [DomainEvent("segment.updated", payload)]
+            return decision
+
+        case let .segmentArchive(segmentId):
+            let state = try existing(state, segmentId)
+            guard state.status == .active else {
+                throw CampaignError.illegalTransition("archive", from: state.status.rawValue, allowed: ["active"])
+            }
+            try ensureUnused(state, context, "archive")
+            return Decision(
+                events: [DomainEvent("segment.archived", ["segmentId": .string(segmentId)])],
+                releases: [reservation(context.tenant, state.name, segmentId)])
+
+        default:
+            preconditionFailure("not a segment command: \(command.name)")
+        }
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: SegmentState?, _ event: EventRecord) -> SegmentState? {
+        let p = event.payload
+        if event.type == "segment.created" {
+            return SegmentState(
+                id: p["segmentId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "", rules: p["rules"] ?? .null,
+                status: .active, createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+        }
+        guard var state else { return nil }
+        state.version = event.version
+        state.updatedAt = event.occurredAt
+        switch event.type {
+        case "segment.updated":
+            if let name = p["name"]?.stringValue { state.name = name }
+            if let rules = p["rules"] { state.rules = rules }
+        case "segment.archived": state.status = .archived
+        default: break
+        }
+        return state
+    }
+
+    private static func existing(_ state: SegmentState?, _ id: String) throws(CampaignError) -> SegmentState {
+        guard let state else { throw CampaignError.notFound("segment", id, pointer: "/payload/segmentId") }
+        return state
+    }
+
+    private static func ensureUnused(_ state: SegmentState, _ context: DecisionContext, _ verb: String) throws(CampaignError) {
+        guard context.campaignsUsingSegment.isEmpty else {
+            throw CampaignError(
+                .resourceConflict,
+                "Cannot \(verb) segment \(state.id) while scheduled or active campaigns use it: \(context.campaignsUsingSegment.sorted().joined(separator: ", "))",
+                currentState: "in_use")
+        }
+    }
+
+    private static func validateName(_ name: String) throws(CampaignError) {
+        let length = name.trimmed.count
+        guard (1...120).contains(length) else {
+            throw CampaignError.validation([FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters, not \(length)")])
+        }
+    }
+
+    private static func reservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
+        Reservation(key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+                    message: "a segment named \"\(name.trimmed)\" already exists in this tenant")
+    }
+}

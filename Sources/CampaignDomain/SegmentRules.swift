@@ -1,0 +1,256 @@
+import Foundation
+
+/// A segment's rule tree: `{"all": [...]}` or `{"any": [...]}` of conditions
+/// `{"field", "operator", "value"}` and nested groups; at most 3 levels of groups and 100
+/// conditions. Validated against the tenant's contact schema, evaluated against a contact.
+public indirect enum SegmentRule: Sendable, Equatable {
+    /// Every child matches.
+    case all([SegmentRule])
+    /// At least one child matches.
+    case any([SegmentRule])
+    /// A field compared with a value.
+    case condition(field: String, operator: String, value: JSON?)
+
+    /// The deepest nesting of groups allowed.
+    public static let maximumDepth = 3
+    /// The most conditions a tree may hold.
+    public static let maximumConditions = 100
+
+    // MARK: Parsing and validation
+
+    /// Parses and validates a rule tree.
+    /// - Throws: `INVALID_SEGMENT_RULE` (shape, value, depth, size), `UNKNOWN_FIELD`, `INVALID_OPERATOR`;
+    ///   each with the pointer of the offending node.
+    public static func parse(_ json: JSON, schema: ContactSchema, at pointer: String) throws(CampaignError) -> SegmentRule {
+        var conditions = 0
+        let rule = try parseGroup(json, schema: schema, at: pointer, depth: 1, conditions: &conditions)
+        return rule
+    }
+
+    private static func invalid(_ message: String, _ pointer: String) -> CampaignError {
+        CampaignError(.invalidSegmentRule, message, pointer: pointer)
+    }
+
+    private static func parseGroup(
+        _ json: JSON, schema: ContactSchema, at pointer: String, depth: Int, conditions: inout Int
+    ) throws(CampaignError) -> SegmentRule {
+        guard case let .object(members) = json, members.count == 1, let (kind, body) = members.first,
+              kind == "all" || kind == "any" else {
+            throw invalid("a rule group must be an object with exactly one key, \"all\" or \"any\"", pointer)
+        }
+        guard depth <= maximumDepth else {
+            throw invalid("rule groups are nested deeper than \(maximumDepth) levels", pointer)
+        }
+        let groupPointer = FieldReader.pointer(pointer, kind)
+        guard case let .array(children) = body else { throw invalid("\"\(kind)\" must be an array", groupPointer) }
+        guard !children.isEmpty else { throw invalid("\"\(kind)\" must not be empty", groupPointer) }
+        var parsed = [SegmentRule]()
+        for (index, child) in children.enumerated() {
+            let childPointer = FieldReader.pointer(groupPointer, index)
+            if case let .object(childMembers) = child, childMembers["field"] == nil, childMembers["operator"] == nil {
+                parsed.append(try parseGroup(child, schema: schema, at: childPointer, depth: depth + 1, conditions: &conditions))
+            } else {
+                conditions += 1
+                guard conditions <= maximumConditions else {
+                    throw invalid("a segment may hold at most \(maximumConditions) conditions", childPointer)
+                }
+                parsed.append(try parseCondition(child, schema: schema, at: childPointer))
+            }
+        }
+        return kind == "all" ? .all(parsed) : .any(parsed)
+    }
+
+    private static func parseCondition(_ json: JSON, schema: ContactSchema, at pointer: String) throws(CampaignError) -> SegmentRule {
+        guard case let .object(members) = json else { throw invalid("a condition must be an object", pointer) }
+        if let extra = members.keys.filter({ !["field", "operator", "value"].contains($0) }).sorted().first {
+            throw invalid("unknown key \"\(extra)\" in a condition", FieldReader.pointer(pointer, extra))
+        }
+        guard let field = members["field"]?.stringValue else {
+            throw invalid("a condition needs a string \"field\"", FieldReader.pointer(pointer, "field"))
+        }
+        guard let op = members["operator"]?.stringValue else {
+            throw invalid("a condition needs a string \"operator\"", FieldReader.pointer(pointer, "operator"))
+        }
+        guard let type = schema.fields[field] else {
+            throw CampaignError(.unknownField, "field \(field) is not in this tenant's contact schema",
+                                param: field, pointer: FieldReader.pointer(pointer, "field"))
+        }
+        guard type.operators.contains(op) else {
+            throw CampaignError(
+                .invalidOperator,
+                "operator \(op) is not allowed for \(type.name) field \(field); allowed: \(type.operators.joined(separator: ", "))",
+                param: op, pointer: FieldReader.pointer(pointer, "operator"))
+        }
+        let value = members["value"]
+        let valuePointer = FieldReader.pointer(pointer, "value")
+        if let message = valueProblem(type: type, operator: op, value: value) {
+            throw invalid(message, valuePointer)
+        }
+        return .condition(field: field, operator: op, value: value)
+    }
+
+    /// What is wrong with a condition's value for its field type and operator, if anything.
+    static func valueProblem(type: FieldType, operator op: String, value: JSON?) -> String? {
+        if op == "exists" || op == "not_exists" {
+            return value == nil ? nil : "\(op) takes no value"
+        }
+        guard let value else { return "\(op) needs a value" }
+        func isDate(_ json: JSON) -> Bool { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } != nil }
+        func isScalar(_ json: JSON) -> Bool {
+            switch type {
+            case .string: return json.stringValue != nil
+            case .number: return json.numberValue != nil
+            case .boolean: return json.boolValue != nil
+            case .date: return isDate(json)
+            case let .enumeration(values): return json.stringValue.map(values.contains) ?? false
+            case .list: return json.stringValue != nil
+            }
+        }
+        switch op {
+        case "in", "not_in", "includes_all":
+            guard let items = value.arrayValue, !items.isEmpty, items.count <= 1_000, items.allSatisfy(isScalar) else {
+                return "\(op) needs a non-empty array (at most 1000) of \(type.name) values"
+            }
+        case "between":
+            guard let pair = value.arrayValue, pair.count == 2, pair.allSatisfy(isScalar) else {
+                return "between needs an array of two \(type.name) values"
+            }
+            if case .number = type, let low = pair[0].numberValue, let high = pair[1].numberValue, low > high {
+                return "between needs the lower bound first"
+            }
+            if case .date = type, let low = pair[0].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }),
+               let high = pair[1].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }), low > high {
+                return "between needs the earlier date first"
+            }
+        case "within_last_days", "not_within_last_days":
+            guard let days = value.integerValue, (1...36_500).contains(days) else {
+                return "\(op) needs a whole number of days from 1 to 36500"
+            }
+        default:
+            guard isScalar(value) else {
+                if case let .enumeration(values) = type {
+                    return "\(op) needs one of \(values.joined(separator: ", "))"
+                }
+                return "\(op) needs a \(type.name) value"
+            }
+        }
+        return nil
+    }
+
+    /// The number of conditions in the tree.
+    public var conditionCount: Int {
+        switch self {
+        case let .all(children), let .any(children): return children.reduce(0) { $0 + $1.conditionCount }
+        case .condition: return 1
+        }
+    }
+
+    /// The tree as JSON, as the client wrote it.
+    public var json: JSON {
+        switch self {
+        case let .all(children): return .object(["all": .array(children.map(\.json))])
+        case let .any(children): return .object(["any": .array(children.map(\.json))])
+        case let .condition(field, op, value):
+            var members: [String: JSON] = ["field": .string(field), "operator": .string(op)]
+            if let value { members["value"] = value }
+            return .object(members)
+        }
+    }
+
+    /// The fields the tree reads.
+    public var fields: Set<String> {
+        switch self {
+        case let .all(children), let .any(children): return children.reduce(into: Set<String>()) { $0.formUnion($1.fields) }
+        case let .condition(field, _, _): return [field]
+        }
+    }
+
+    // MARK: Evaluation
+
+    /// Whether a contact with `attributes` matches, at time `now` (for `within_last_days`).
+    ///
+    /// String comparisons ignore case. A missing attribute matches only the negative operators
+    /// (`neq`, `not_in`, `not_contains`, `excludes`, `not_within_last_days`) and `not_exists`.
+    public func matches(_ attributes: [String: JSON], schema: ContactSchema, now: Date) -> Bool {
+        switch self {
+        case let .all(children): return children.allSatisfy { $0.matches(attributes, schema: schema, now: now) }
+        case let .any(children): return children.contains { $0.matches(attributes, schema: schema, now: now) }
+        case let .condition(field, op, value):
+            return SegmentRule.evaluate(attributes[field].flatMap { $0 == .null ? nil : $0 }, op, value,
+                                        type: schema.fields[field] ?? .string, now: now)
+        }
+    }
+
+    private static let negativeOperators: Set = ["neq", "not_in", "not_contains", "excludes", "not_within_last_days"]
+
+    private static func evaluate(_ actual: JSON?, _ op: String, _ expected: JSON?, type: FieldType, now: Date) -> Bool {
+        if op == "exists" { return actual != nil }
+        if op == "not_exists" { return actual == nil }
+        guard let actual else { return negativeOperators.contains(op) }
+        guard let expected else { return false }
+        switch type {
+        case .string, .enumeration:
+            guard let text = actual.stringValue?.lowercased() else { return false }
+            let wanted = expected.stringValue?.lowercased() ?? ""
+            let options = (expected.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() }
+            switch op {
+            case "eq": return text == wanted
+            case "neq": return text != wanted
+            case "contains": return text.contains(wanted)
+            case "not_contains": return !text.contains(wanted)
+            case "starts_with": return text.hasPrefix(wanted)
+            case "ends_with": return text.hasSuffix(wanted)
+            case "in": return options.contains(text)
+            case "not_in": return !options.contains(text)
+            default: return false
+            }
+        case .number:
+            guard let number = actual.numberValue else { return false }
+            let wanted = expected.numberValue ?? .nan
+            let options = (expected.arrayValue ?? []).compactMap(\.numberValue)
+            switch op {
+            case "eq": return number == wanted
+            case "neq": return number != wanted
+            case "gt": return number > wanted
+            case "gte": return number >= wanted
+            case "lt": return number < wanted
+            case "lte": return number <= wanted
+            case "between": return options.count == 2 && options[0] <= number && number <= options[1]
+            case "in": return options.contains(number)
+            case "not_in": return !options.contains(number)
+            default: return false
+            }
+        case .boolean:
+            guard let flag = actual.boolValue, let wanted = expected.boolValue else { return false }
+            return op == "eq" ? flag == wanted : flag != wanted
+        case .date:
+            guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return false }
+            func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } }
+            switch op {
+            case "eq":
+                guard let wanted = parse(expected) else { return false }
+                return Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) == Int((wanted.timeIntervalSince1970 / 86_400).rounded(.down))
+            case "before": return parse(expected).map { date < $0 } ?? false
+            case "after": return parse(expected).map { date > $0 } ?? false
+            case "between":
+                let bounds = (expected.arrayValue ?? []).compactMap(parse)
+                return bounds.count == 2 && bounds[0] <= date && date <= bounds[1]
+            case "within_last_days", "not_within_last_days":
+                guard let days = expected.integerValue else { return false }
+                let within = date <= now && date >= now.addingTimeInterval(-Double(days) * 86_400)
+                return op == "within_last_days" ? within : !within
+            default: return false
+            }
+        case .list:
+            let tags = Set((actual.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() })
+            switch op {
+            case "includes": return expected.stringValue.map { tags.contains($0.lowercased()) } ?? false
+            case "includes_all":
+                let wanted = (expected.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() }
+                return wanted.allSatisfy(tags.contains)
+            case "excludes": return expected.stringValue.map { !tags.contains($0.lowercased()) } ?? false
+            default: return false
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+import CampaignDomain
+import EventStore
+import Foundation
+import Hashing
+
+/// How an engine is set up.
+public struct EngineConfiguration: Sendable {
+    /// The time source; a ``ManualClock`` makes runs reproducible.
+    public var clock: any EngineClock
+    /// Requests per tenant per window.
+    public var rateLimit: Int
+    /// The rate-limit window, in seconds.
+    public var rateLimitWindow: TimeInterval
+    /// Storage options (map size, batch size).
+    public var storeOptions: StoreOptions
+    /// The host's directory of subjects: `(tenant, subject) -> known?`. Unknown subjects are `UNAUTHORIZED`.
+    public var isKnownSubject: @Sendable (String, String) -> Bool
+    /// Limits on a request's JSON.
+    public var jsonLimits: JSONLimits
+    /// How often a command is decided again when another writer changed its aggregate first.
+    public var maximumRetries: Int
+
+    /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
+    public init(
+        clock: any EngineClock = SystemClock(), rateLimit: Int = 1_000, rateLimitWindow: TimeInterval = 60,
+        storeOptions: StoreOptions = StoreOptions(), isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
+        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16
+    ) {
+        self.clock = clock
+        self.rateLimit = rateLimit
+        self.rateLimitWindow = rateLimitWindow
+        self.storeOptions = storeOptions
+        self.isKnownSubject = isKnownSubject
+        self.jsonLimits = jsonLimits
+        self.maximumRetries = maximumRetries
+    }
+}
+
+/// The embeddable engine: open it on a directory, hand it requests, return its responses.
+///
+/// ```swift
+/// let engine = try CampaignEngine(directory: "./campaign-data")
+/// let response = await engine.execute(.command(.campaignCreate(...), as: principal, requestId: "req_1"))
+/// // or, for a host speaking JSON: let line = await engine.handle(line: requestJSON)
+/// ```
+///
+/// Each command flows: authorise → rate limit → idempotency → load aggregate → `decide` →
+/// append (group-committed; events, unique names, idempotency record and side tables in one
+/// transaction) → response. Nothing is cached between commands: every decision is checked against
+/// the stream version inside the write transaction, so another process's writes always win over
+/// a stale read, and the command is simply decided again.
+public final class CampaignEngine: Sendable {
+    let store: EventStore
+    let tables: EngineTables
+    let configuration: EngineConfiguration
+    let rateLimiter: RateLimiter
+
+    /// The engine's clock.
+    public var clock: any EngineClock { configuration.clock }
+
+    /// Opens (creating if needed) an engine directory.
+    /// - Throws: a storage error when the directory cannot be opened.
+    public init(directory: String, configuration: EngineConfiguration = EngineConfiguration()) throws {
+        store = try EventStore(path: directory, options: configuration.storeOptions)
+        do {
+            tables = try EngineTables(store: store)
+        } catch {
+            store.close()
+            throw error
+        }
+        self.configuration = configuration
+        rateLimiter = RateLimiter(limit: configuration.rateLimit, window: configuration.rateLimitWindow)
+    }
+
+    /// Finishes queued writes and closes the store.
+    public func close() { store.close() }
+
+    /// The underlying event store, for tools (replay, verify, stats).
+    public var eventStore: EventStore { store }
+
+    // MARK: Entry points
+
+    /// Handles one wire-format request (a JSON object) and returns the wire response.
+    public func handle(_ bytes: [UInt8]) async -> EngineResponse {
+        switch WireFormat.decode(bytes, limits: configuration.jsonLimits) {
+        case let .request(request): return await execute(request)
+        case let .rejected(response): return response
+        }
+    }
+
+    /// Handles one JSON line and returns the response line.
+    public func handle(line: String) async -> String {
+        await handle(Array(line.utf8)).line
+    }
+
+    /// Executes a typed request. Never throws: every failure is a response with a catalogue code.
+    public func execute(_ request: EngineRequest) async -> EngineResponse {
+        do {
+            let now = configuration.clock.now()
+            let permission: Permission
+            switch request.body {
+            case let .command(command): permission = command.permission
+            case let .query(query): permission = query.permission
+            }
+            let principal = try Authorizer.authorize(request.principal, for: permission, now: now, isKnownSubject: configuration.isKnownSubject)
+            try rateLimiter.take(tenant: principal.tenant, now: now)
+            switch request.body {
+            case let .query(query):
+                return EngineResponse(requestId: request.requestId, status: 200, data: try answer(query, principal: principal))
+            case let .command(command):
+                let (status, data) = try await perform(command, request: request, principal: principal)
+                return EngineResponse(requestId: request.requestId, status: status, data: data)
+            }
+        } catch let error as CampaignError {
+            return .failure(error, requestId: request.requestId)
+        } catch {
+            return .failure(CampaignEngine.map(error), requestId: request.requestId)
+        }
+    }
+
+    // MARK: Commands
+
+    /// What a command handler hands back for the engine to append.
+    struct Plan {
+        /// Streams and their events; the first is the command's own aggregate.
+        var streams: [(streamId: String, loadedVersion: UInt64, events: [DomainEvent])]
+        var decision: Decision
+        var preconditions: [@Sendable (ReadTransaction) throws -> Void] = []
+        var afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)?
+        /// Builds the response data once positions are known.
+        var respond: @Sendable (AppendReceipt) -> JSON
+        var status = 201
+        /// What a version clash on the first stream means when the client set no expectation.
+        var conflictIsDuplicate = false
+    }
+
+    func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
+        var idempotency: IdempotencyClaim?
+        if let key = request.idempotencyKey {
+            let scoped = principal.tenant + "\u{0}" + key
+            let fingerprint = SHA256.hash(JSON.object([
+                "command": .string(command.name), "payload": command.payload, "subject": .string(principal.subject),
+                "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
+            ]).bytes)
+            do {
+                if let stored = try store.idempotentResult(key: scoped, fingerprint: fingerprint) {
+                    return (200, CampaignEngine.storedData(stored))
+                }
+            } catch EventStoreError.idempotencyKeyReused {
+                throw CampaignError(.resourceConflict, "idempotency key \(key) was used with a different request", param: "idempotencyKey", pointer: "/idempotencyKey")
+            }
+            idempotency = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
+        }
+        if case let .systemTick(requested) = command {
+            return (200, await tick(now: requested, requestId: request.requestId).json(for: principal.tenant))
+        }
+        let command = assignIds(command)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let now = configuration.clock.now()
+            let planned: Plan?
+            do {
+                planned = try plan(command, principal: principal, request: request, now: now)
+            } catch let answer as NoChange {
+                return (answer.status, answer.data)
+            }
+            guard let plan = planned else {
+                return (200, try noChangeData(command, principal: principal))
+            }
+            if let expected = request.expectedVersion, let first = plan.streams.first, first.loadedVersion != expected {
+                throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
+            }
+            do {
+                return try await commit(plan, request: request, principal: principal, now: now, idempotency: idempotency)
+            } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
+                if streamId == plan.streams.first?.streamId {
+                    if let expected = request.expectedVersion { throw CampaignEngine.versionConflict(current: current, expected: expected) }
+                    if plan.conflictIsDuplicate {
+                        throw CampaignError(.duplicateResource, "\(command.resourceId ?? streamId) already exists", pointer: command.idPointer)
+                    }
+                }
+                guard attempt < configuration.maximumRetries else {
+                    throw CampaignError(.resourceConflict, "the resource kept changing; try again", retryable: true)
+                }
+            }
+        }
+    }
+
+    private func commit(
+        _ plan: Plan, request: EngineRequest, principal: Principal, now: Date, idempotency: IdempotencyClaim?
+    ) async throws -> (Int, JSON) {
+        let actor = principal.subject
+        let causation = request.requestId + "#" + (request.body.commandName ?? "")
+        let streams = plan.streams.enumerated().map { index, stream in
+            StreamAppend(
+                streamId: stream.streamId,
+                expectedVersion: index == 0 && request.expectedVersion != nil
+                    ? CampaignEngine.expectation(request.expectedVersion!)
+                    : CampaignEngine.expectation(stream.loadedVersion),
+                events: stream.events.map {
+                    NewEvent(type: $0.type, schemaVersion: $0.schemaVersion, occurredAt: now, tenant: principal.tenant, actor: actor,
+                             requestId: request.requestId, causationId: causation, payload: $0.payload.bytes)
+                })
+        }
+        var claim = idempotency
+        let respond = plan.respond
+        let status = plan.status
+        claim?.result = { receipt in JSON.object(["status": .number(Double(status)), "data": respond(receipt)]).bytes }
+        let appendRequest = AppendRequest(
+            streams: streams,
+            claims: plan.decision.reservations.map { UniqueClaim(key: $0.key, owner: $0.owner) },
+            releases: plan.decision.releases.map { UniqueClaim(key: $0.key, owner: $0.owner) },
+            idempotency: claim, preconditions: plan.preconditions, afterAppend: plan.afterAppend)
+        do {
+            switch try await store.append(appendRequest) {
+            case let .appended(receipt): return (status, respond(receipt))
+            case let .replayed(stored): return (200, CampaignEngine.storedData(stored))
+            }
+        } catch let EventStoreError.uniqueValueTaken(key, _) {
+            let reservation = plan.decision.reservations.first { $0.key == key }
+            throw CampaignError(.duplicateResource, reservation?.message ?? "the value is taken", pointer: reservation?.pointer)
+        } catch EventStoreError.idempotencyKeyReused {
+            throw CampaignError(.resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey", pointer: "/idempotencyKey")
+        }
+    }
+
+    static func expectation(_ version: UInt64) -> ExpectedVersion { version == 0 ? .noStream : .exact(version) }
+
+    static func versionConflict(current: UInt64, expected: UInt64) -> CampaignError {
+        CampaignError(.resourceConflict, "expected version \(expected) but the resource is at version \(current)",
+                      pointer: "/expectedVersion", currentVersion: current, expectedVersion: expected)
+    }
+
+    static func storedData(_ bytes: [UInt8]) -> JSON {
+        (try? JSON.parse(bytes))?["data"] ?? .null
+    }
+
+    /// Storage failures are `SERVICE_UNAVAILABLE` (retryable); anything unexpected is `INTERNAL_ERROR`.
+    static func map(_ error: Error) -> CampaignError {
+        if let error = error as? EventStoreError {
+            if error.isStorageUnavailable {
+                return CampaignError(.serviceUnavailable, "storage is unavailable: \(error)", retryable: true)
+            }
+            return CampaignError(.internalError, "storage error: \(error)")
+        }
+        return CampaignError(.internalError, "unexpected error: \(error)")
+    }
+
+    /// Fills in ids the client left out, so the stream id is known before deciding.
+    private func assignIds(_ command: Command) -> Command {
+        var random = SystemRandomNumberGenerator()
+        switch command {
+        case let .campaignCreate(nil, name, channel, segmentId, content, sendAt):
+            return .campaignCreate(campaignId: Identifier.make(prefix: "cmp", using: &random), name: name, channel: channel,
+                                   segmentId: segmentId, content: content, sendAt: sendAt)
+        case let .segmentCreate(nil, name, rules):
+            return .segmentCreate(segmentId: Identifier.make(prefix: "seg", using: &random), name: name, rules: rules)
+        default:
+            return command
+        }
+    }
+
+    static func salt() -> String {
+        var random = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }.hexString
+    }
+}
+
+extension EngineRequest.Body {
+    var commandName: String? {
+        if case let .command(command) = self { return command.name }
+        return nil
+    }
+}
+
+extension Command {
+    /// The id of the resource a command creates or targets.
+    var resourceId: String? {
+        switch self {
+        case let .segmentCreate(id, _, _): return id
+        case let .segmentUpdate(id, _, _), let .segmentArchive(id): return id
+        case let .contactUpsert(input): return input.contactId
+        case let .contactErase(id): return id
+        default: return campaignId
+        }
+    }
+
+    var idPointer: String {
+        switch self {
+        case .segmentCreate, .segmentUpdate, .segmentArchive: return "/payload/segmentId"
+        case .contactUpsert, .contactErase: return "/payload/contactId"
+        default: return "/payload/campaignId"
+        }
+    }
+}

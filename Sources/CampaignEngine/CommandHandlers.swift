@@ -1,0 +1,292 @@
+import CampaignDomain
+import EventStore
+import Foundation
+
+extension CampaignEngine {
+    /// Streams are per tenant, so another tenant's id is simply absent: `RESOURCE_NOT_FOUND`,
+    /// without revealing that it exists elsewhere.
+    static func streamId(_ tenant: String, _ id: String) -> String { tenant + ":" + id }
+
+    // MARK: Loading
+
+    /// Folds a stream into a state; returns the state and the version it is at.
+    func fold<State>(_ streamId: String, _ evolve: (State?, EventRecord) -> State?) throws -> (State?, UInt64) {
+        var state: State?
+        var version: UInt64 = 0
+        try store.forEachEvent(inStream: streamId) { event in
+            guard let payload = try? JSON.parse(event.payload) else {
+                throw CampaignError(.internalError, "event \(event.position) has an unreadable payload")
+            }
+            state = evolve(state, EventRecord(type: event.type, payload: payload, occurredAt: event.occurredAt, version: event.streamVersion))
+            version = event.streamVersion
+            return true
+        }
+        return (state, version)
+    }
+
+    func loadCampaign(_ tenant: String, _ id: String) throws -> (CampaignState?, UInt64) {
+        try fold(CampaignEngine.streamId(tenant, id), Campaign.evolve)
+    }
+
+    func loadSegment(_ tenant: String, _ id: String) throws -> (SegmentState?, UInt64) {
+        try fold(CampaignEngine.streamId(tenant, id), Segment.evolve)
+    }
+
+    func loadSchema(_ tenant: String) throws -> (ContactSchema, UInt64) {
+        let (schema, version): (ContactSchema?, UInt64) = try fold(CampaignEngine.streamId(tenant, "schema")) { schema, event in
+            TenantSchema.evolve(schema ?? ContactSchema(), event)
+        }
+        return (schema ?? ContactSchema(), version)
+    }
+
+    func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, [String: JSON]) {
+        let (state, version): (ContactState?, UInt64) = try fold(CampaignEngine.streamId(tenant, id), Contact.evolve)
+        let values = try store.read { try tables.personalValues(tenant: tenant, contactId: id, in: $0) }
+        return (state, version, values)
+    }
+
+    /// A precondition: the stream is still at the version read while deciding.
+    static func unchanged(_ streamId: String, at version: UInt64) -> @Sendable (ReadTransaction) throws -> Void {
+        { txn in
+            let current = try txn.streamVersion(streamId)
+            guard current == version else {
+                throw EventStoreError.wrongExpectedVersion(streamId: streamId, expected: expectation(version), current: current)
+            }
+        }
+    }
+
+    /// `{streamId, version, events: [{type, position}]}` plus `extra`.
+    static func receiptData(_ receipt: AppendReceipt, streamId: String, _ extra: [String: JSON]) -> JSON {
+        var members = extra
+        members["streamId"] = .string(streamId)
+        members["version"] = .number(Double(receipt.streamVersions[streamId] ?? 0))
+        members["events"] = .array(receipt.events.map {
+            .object(["type": .string($0.type), "position": .number(Double($0.position)), "streamId": .string($0.streamId)])
+        })
+        return .object(members)
+    }
+
+    /// Applies a decision's events to a state, as the store will number them.
+    static func project<State>(_ state: State?, _ events: [DomainEvent], from version: UInt64, at now: Date,
+                               _ evolve: (State?, EventRecord) -> State?) -> State? {
+        var state = state
+        for (offset, event) in events.enumerated() {
+            state = evolve(state, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: version + UInt64(offset) + 1))
+        }
+        return state
+    }
+
+    // MARK: Planning
+
+    /// What a command will write, or nil when it changes nothing.
+    func plan(_ command: Command, principal: Principal, request: EngineRequest, now: Date) throws -> Plan? {
+        let tenant = principal.tenant
+        switch command {
+        case .campaignCreate, .campaignUpdate, .campaignAttachSegment, .campaignSchedule, .campaignTransition:
+            return try planCampaign(command, tenant: tenant, now: now)
+        case .segmentCreate, .segmentUpdate, .segmentArchive:
+            return try planSegment(command, tenant: tenant, now: now)
+        case .fieldDefine:
+            let streamId = CampaignEngine.streamId(tenant, "schema")
+            let (schema, version) = try loadSchema(tenant)
+            let decision = try TenantSchema.decide(command, schema: schema)
+            return Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
+                CampaignEngine.receiptData(receipt, streamId: streamId, ["field": decision.events[0].payload])
+            }
+        case let .contactUpsert(input):
+            let streamId = CampaignEngine.streamId(tenant, input.contactId)
+            let (state, version, values) = try loadContact(tenant, input.contactId)
+            let context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
+            let decision = try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
+            guard !decision.events.isEmpty else { return nil }
+            let tables = self.tables
+            let fields = decision.events[0].payload["fields"] ?? .array([])
+            return Plan(streams: [(streamId, version, decision.events)], decision: decision,
+                        afterAppend: { txn, _ in for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) } },
+                        respond: { receipt in
+                            CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(input.contactId), "fields": fields])
+                        })
+        case let .contactErase(contactId):
+            let streamId = CampaignEngine.streamId(tenant, contactId)
+            let (state, version, _) = try loadContact(tenant, contactId)
+            let decision = try Contact.decideErase(contactId: contactId, state: state)
+            let tables = self.tables
+            return Plan(streams: [(streamId, version, decision.events)], decision: decision,
+                        afterAppend: { txn, _ in for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) } },
+                        respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)]) })
+        case let .contactImport(inputs):
+            return try planImport(inputs, tenant: tenant, now: now)
+        case let .systemTick(now):
+            throw CampaignError(.internalError, "system.tick at \(now) is handled by tick(now:)")
+        }
+    }
+
+    /// The data of a command that changed nothing (answered 200).
+    func noChangeData(_ command: Command, principal: Principal) throws -> JSON {
+        switch command {
+        case let .contactUpsert(input):
+            let (_, version, _) = try loadContact(principal.tenant, input.contactId)
+            return .object(["contactId": .string(input.contactId), "streamId": .string(CampaignEngine.streamId(principal.tenant, input.contactId)),
+                            "version": .number(Double(version)), "events": .array([]), "changed": .bool(false)])
+        default:
+            return .object(["events": .array([]), "changed": .bool(false)])
+        }
+    }
+
+    private func planCampaign(_ command: Command, tenant: String, now: Date) throws -> Plan {
+        guard let campaignId = command.campaignId else { preconditionFailure("campaign command without id") }
+        let streamId = CampaignEngine.streamId(tenant, campaignId)
+        let (state, version) = try loadCampaign(tenant, campaignId)
+        var segmentIds = Set<String>()
+        switch command {
+        case let .campaignCreate(_, _, _, segmentId?, _, _), let .campaignAttachSegment(_, segmentId):
+            segmentIds.insert(segmentId)
+        case .campaignSchedule, .campaignTransition(.activate, _):
+            if let segmentId = state?.segmentId { segmentIds.insert(segmentId) }
+        default: break
+        }
+        var segments = [String: SegmentState]()
+        var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
+        for segmentId in segmentIds {
+            let (segment, segmentVersion) = try loadSegment(tenant, segmentId)
+            segments[segmentId] = segment
+            // Deciding read the segment: it must not change (be archived) before this commits.
+            preconditions.append(CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
+        }
+        let decision = try Campaign.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        let after = CampaignEngine.project(state, decision.events, from: version, at: now, Campaign.evolve)
+        let tables = self.tables
+        var plan = Plan(
+            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,
+            afterAppend: { txn, _ in try tables.recordCampaignChange(tenant: tenant, before: state, after: after, in: txn) },
+            respond: { receipt in
+                var extra: [String: JSON] = ["campaignId": .string(campaignId)]
+                if let after { extra["campaign"] = after.json }
+                return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
+            })
+        if case .campaignCreate = command { plan.conflictIsDuplicate = true }
+        return plan
+    }
+
+    private func planSegment(_ command: Command, tenant: String, now: Date) throws -> Plan {
+        guard let segmentId = command.resourceId else { preconditionFailure("segment command without id") }
+        let streamId = CampaignEngine.streamId(tenant, segmentId)
+        let (state, version) = try loadSegment(tenant, segmentId)
+        var context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0)
+        var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
+        if case .segmentCreate = command {} else {
+            let tables = self.tables
+            context.campaignsUsingSegment = try store.read { try tables.campaignsUsing(tenant: tenant, segmentId: segmentId, in: $0) }
+            // A campaign scheduled between this read and the commit must still block the change.
+            preconditions.append { txn in
+                let users = try tables.campaignsUsing(tenant: tenant, segmentId: segmentId, in: txn)
+                guard users.isEmpty else {
+                    throw CampaignError(.resourceConflict, "segment \(segmentId) is used by scheduled or active campaigns: \(users.joined(separator: ", "))",
+                                        currentState: "in_use")
+                }
+            }
+        }
+        let decision = try Segment.decide(command, state: state, context: context)
+        let after = CampaignEngine.project(state, decision.events, from: version, at: now, Segment.evolve)
+        var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions) { receipt in
+            var extra: [String: JSON] = ["segmentId": .string(segmentId)]
+            if let after { extra["segment"] = after.json }
+            return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
+        }
+        if case .segmentCreate = command { plan.conflictIsDuplicate = true }
+        return plan
+    }
+
+    /// An import validates each contact on its own: valid ones are written together (one
+    /// transaction), invalid ones are reported with their index and pointer, and the answer is
+    /// 207 when any failed. A contact listed twice is merged in order.
+    private func planImport(_ inputs: [ContactInput], tenant: String, now: Date) throws -> Plan? {
+        guard !inputs.isEmpty else {
+            throw CampaignError.validation([FieldProblem(field: "contacts", pointer: "/payload/contacts", message: "an import needs at least one contact")])
+        }
+        let schema = try loadSchema(tenant).0
+        struct Pending {
+            var state: ContactState?
+            var version: UInt64
+            var values: [String: JSON]
+            var events: [DomainEvent] = []
+            var changes: [PersonalDataChange] = []
+        }
+        var pending = [String: Pending]()
+        var order = [String]()
+        var results = [JSON]()
+        var failed = 0
+        for (index, input) in inputs.enumerated() {
+            let pointer = "/payload/contacts/\(index)"
+            var entry: Pending
+            if let existing = pending[input.contactId] {
+                entry = existing
+            } else {
+                let (state, version, values) = try loadContact(tenant, input.contactId)
+                entry = Pending(state: state, version: version, values: values)
+                order.append(input.contactId)
+            }
+            do {
+                let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: CampaignEngine.salt())
+                let decision = try Contact.decideUpsert(input, state: entry.state, currentValues: entry.values, context: context, at: pointer)
+                entry.state = CampaignEngine.project(entry.state, decision.events, from: entry.version + UInt64(entry.events.count), at: now, Contact.evolve)
+                entry.events += decision.events
+                entry.changes += decision.personalData
+                if let values = decision.personalData.last?.values { entry.values = values }
+                results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
+                                        "status": .number(decision.events.isEmpty ? 200 : 201)]))
+            } catch {
+                failed += 1
+                results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
+                                        "status": .number(Double(error.httpStatus)), "error": error.body(requestId: "")]))
+            }
+            pending[input.contactId] = entry
+        }
+        let streams = order.compactMap { id -> (String, UInt64, [DomainEvent])? in
+            guard let entry = pending[id], !entry.events.isEmpty else { return nil }
+            return (CampaignEngine.streamId(tenant, id), entry.version, entry.events)
+        }
+        let changes = order.flatMap { pending[$0]?.changes ?? [] }
+        let status = failed > 0 ? 207 : 201
+        let summary: [String: JSON] = [
+            "results": .array(results), "failed": .number(Double(failed)), "succeeded": .number(Double(inputs.count - failed)),
+        ]
+        guard !streams.isEmpty else {
+            throw NoChange(status: failed > 0 ? 207 : 200, data: .object(summary.merging(["events": .array([])]) { $1 }))
+        }
+        let tables = self.tables
+        var plan = Plan(streams: streams, decision: Decision(events: []),
+                        afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
+                        respond: { receipt in
+                            var members = summary
+                            members["events"] = .number(Double(receipt.events.count))
+                            return .object(members)
+                        })
+        plan.status = status
+        return plan
+    }
+
+    /// Thrown by a planner whose command writes nothing but still has an answer (an import in which
+    /// every contact failed or was unchanged).
+    struct NoChange: Error {
+        var status: Int
+        var data: JSON
+    }
+
+    // MARK: Queries
+
+    func answer(_ query: Query, principal: Principal) throws -> JSON {
+        switch query {
+        case let .campaignGet(campaignId):
+            guard let state = try loadCampaign(principal.tenant, campaignId).0, state.status != .deleted else {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
+            }
+            return state.json
+        case let .segmentGet(segmentId):
+            guard let state = try loadSegment(principal.tenant, segmentId).0 else {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+            }
+            return state.json
+        }
+    }
+}

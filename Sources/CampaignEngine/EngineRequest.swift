@@ -1,0 +1,122 @@
+import CampaignDomain
+import Foundation
+
+/// Read-side questions (SPEC.md §4).
+public enum Query: Sendable, Equatable {
+    /// `campaign.get`.
+    case campaignGet(campaignId: String)
+    /// `segment.get`.
+    case segmentGet(segmentId: String)
+
+    /// The wire name.
+    public var name: String {
+        switch self {
+        case .campaignGet: return "campaign.get"
+        case .segmentGet: return "segment.get"
+        }
+    }
+
+    /// Reading needs the family's read scope; viewers may read.
+    public var permission: Permission {
+        switch self {
+        case .campaignGet: return Permission(scope: "campaigns:read", minimumRole: .viewer)
+        case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
+        }
+    }
+
+    /// Decodes a query's params strictly.
+    public static func decode(name: String, params: JSON, at pointer: String = "/params") throws(CampaignError) -> Query {
+        switch name {
+        case "campaign.get":
+            return .campaignGet(campaignId: try FieldReader(params, at: pointer, allowed: ["campaignId"]).id("campaignId", prefix: "cmp"))
+        case "segment.get":
+            return .segmentGet(segmentId: try FieldReader(params, at: pointer, allowed: ["segmentId"]).id("segmentId", prefix: "seg"))
+        default:
+            throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
+        }
+    }
+}
+
+/// A request to the engine, typed: what the wire format decodes into, and what a Swift host builds directly.
+public struct EngineRequest: Sendable {
+    /// What the request asks.
+    public enum Body: Sendable, Equatable {
+        /// A command that writes.
+        case command(Command)
+        /// A query that reads.
+        case query(Query)
+    }
+
+    /// The correlation id, echoed in the response and stored on every event.
+    public var requestId: String
+    /// Makes a retried command safe: the same key and request return the first result.
+    public var idempotencyKey: String?
+    /// The version the aggregate must be at (0 = must not exist).
+    public var expectedVersion: UInt64?
+    /// Who asks; nil is `UNAUTHORIZED`.
+    public var principal: Principal?
+    /// The command or query.
+    public var body: Body
+
+    /// Creates a request.
+    public init(requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil, principal: Principal?, body: Body) {
+        self.requestId = requestId
+        self.idempotencyKey = idempotencyKey
+        self.expectedVersion = expectedVersion
+        self.principal = principal
+        self.body = body
+    }
+
+    /// A command request.
+    public static func command(
+        _ command: Command, as principal: Principal?, requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil
+    ) -> EngineRequest {
+        EngineRequest(requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion, principal: principal, body: .command(command))
+    }
+
+    /// A query request.
+    public static func query(_ query: Query, as principal: Principal?, requestId: String) -> EngineRequest {
+        EngineRequest(requestId: requestId, principal: principal, body: .query(query))
+    }
+}
+
+/// The engine's answer: an HTTP status, `data` or an `error`, and headers for 429. ``json`` is
+/// the body a host returns unchanged.
+public struct EngineResponse: Sendable, Equatable {
+    /// The request's correlation id.
+    public var requestId: String
+    /// 200, 201 or 207 on success; the error's status otherwise.
+    public var status: Int
+    /// The result, on success.
+    public var data: JSON?
+    /// The error, on failure.
+    public var error: CampaignError?
+
+    /// Creates a response.
+    public init(requestId: String, status: Int, data: JSON? = nil, error: CampaignError? = nil) {
+        self.requestId = requestId
+        self.status = status
+        self.data = data
+        self.error = error
+    }
+
+    /// A failure response.
+    public static func failure(_ error: CampaignError, requestId: String) -> EngineResponse {
+        EngineResponse(requestId: requestId, status: error.httpStatus, error: error)
+    }
+
+    /// HTTP headers to send (the rate-limit headers of a 429).
+    public var headers: [String: String] { error?.rateLimit?.headers ?? [:] }
+
+    /// The wire object of SPEC.md §4.
+    public var json: JSON {
+        var members: [String: JSON] = ["requestId": .string(requestId), "status": .number(Double(status))]
+        if let data { members["data"] = data }
+        if let error { members["error"] = error.body(requestId: requestId) }
+        if !headers.isEmpty { members["headers"] = .object(headers.mapValues(JSON.string)) }
+        return .object(members)
+    }
+
+    /// The wire object as one line of canonical JSON.
+    public var line: String { json.text }
+}

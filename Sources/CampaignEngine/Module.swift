@@ -1,2 +1,0 @@
-/// Placeholder until the domain lands; see issue 3.
-enum CampaignEngineModule {}
