@@ -50,6 +50,8 @@ let package = Package(
         ),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "campaign-harness"]),
+        .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
+        .testTarget(name: "CampaignEngineTests", dependencies: ["CampaignEngine", "campaign"]),
     ],
     swiftLanguageModes: [.v6]
 )

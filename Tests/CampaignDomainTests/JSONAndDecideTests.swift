@@ -1,0 +1,139 @@
+import CampaignDomain
+import Foundation
+import Testing
+
+@Suite struct JSONTests {
+    @Test(arguments: [
+        ("", "unexpected end of input"),
+        ("{", "expected a string key"),
+        (#"{"a":1,}"#, "expected a string key"),
+        ("[1,]", "unexpected character"),
+        (#"{"a":1,"a":2}"#, "duplicate key \"a\""),
+        ("01", "leading zero in a number"),
+        ("1e999", "number out of range"),
+        ("-", "truncated number"),
+        (#""\ud800""#, "lone surrogate in \\u escape"),
+        ("\"a\u{01}b\"", "control character in a string"),
+        (#""\x""#, "invalid escape"),
+        ("nul", "invalid literal"),
+        ("{} {}", "unexpected content after the JSON value"),
+        ("NaN", "unexpected character"),
+    ])
+    func malformedDocumentsAreRejectedWithAReason(_ text: String, _ reason: String) {
+        #expect(throws: JSONParseError.self) { try JSON.parse(text) }
+        do { _ = try JSON.parse(text) } catch { #expect(error.reason == reason, "\(text)") }
+    }
+
+    @Test func invalidUTF8IsRejected() {
+        let bytes: [UInt8] = [0x22, 0xff, 0xfe, 0x22]
+        #expect(throws: JSONParseError.self) { try JSON.parse(bytes) }
+    }
+
+    @Test func nestingBeyondTheLimitIsRejected() {
+        let deep = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+        #expect(throws: JSONParseError.self) { try JSON.parse(deep) }
+        #expect((try? JSON.parse(deep, limits: JSONLimits(maximumDepth: 50))) != nil)
+    }
+
+    @Test func oversizedDocumentsAreRejectedBeforeParsing() {
+        #expect(throws: JSONParseError.self) { try JSON.parse("[1,2,3]", limits: JSONLimits(maximumBytes: 4)) }
+    }
+
+    @Test func escapesAndSurrogatePairsDecode() throws {
+        #expect(try JSON.parse(#""\u00e9\ud83d\ude00\n\"\/""#) == .string("é😀\n\"/"))
+    }
+
+    @Test func encodingIsCanonicalWithSortedKeys() throws {
+        let a = try JSON.parse(#"{"b":[1,2.5,true,null],"a":"x\ny","é":{"z":1,"y":-0.5}}"#)
+        #expect(a.text == #"{"a":"x\ny","b":[1,2.5,true,null],"é":{"y":-0.5,"z":1}}"#)
+        #expect(try JSON.parse(a.text) == a)
+    }
+}
+
+@Suite struct TimestampTests {
+    @Test func parsesOffsetsFractionsAndDates() {
+        #expect(Timestamp.parse("2026-12-01T00:00:00Z") == Date(timeIntervalSince1970: 1_796_083_200))
+        #expect(Timestamp.parse("2026-12-01T01:30:00+01:30") == Date(timeIntervalSince1970: 1_796_083_200))
+        #expect(Timestamp.parse("2026-12-01T00:00:00.250Z") == Date(timeIntervalSince1970: 1_796_083_200.25))
+        #expect(Timestamp.parse("2026-12-01", allowDateOnly: true) == Date(timeIntervalSince1970: 1_796_083_200))
+        #expect(Timestamp.parse("2026-12-01") == nil)
+        for bad in ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01 00:00:00Z", "2026-12-01T00:00:00", "tomorrow"] {
+            #expect(Timestamp.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func formatsInUTCWithMillisecondsOnlyWhenPresent() {
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_796_083_200)) == "2026-12-01T00:00:00Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1_796_083_200.5)) == "2026-12-01T00:00:00.500Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29T00:00:00Z")
+    }
+}
+
+/// `decide` and `evolve` need no database: a state is a fold of events, a decision a value.
+@Suite struct CampaignDecideTests {
+    let now = Timestamp.parse("2026-11-21T10:00:00Z")!
+    var segment: SegmentState {
+        SegmentState(id: "seg_1", name: "All", rules: .null, status: .active, createdAt: now, updatedAt: now, version: 1)
+    }
+
+    func state(_ events: [(String, [String: JSON])]) -> CampaignState? {
+        var state: CampaignState?
+        for (index, (type, payload)) in events.enumerated() {
+            state = Campaign.evolve(state, EventRecord(type: type, payload: .object(payload), occurredAt: now, version: UInt64(index + 1)))
+        }
+        return state
+    }
+
+    var draftWithSegment: CampaignState? {
+        state([("campaign.created", ["campaignId": .string("cmp_1"), "name": .string("Spring"), "channel": .string("email")]),
+               ("campaign.segmentAttached", ["campaignId": .string("cmp_1"), "segmentId": .string("seg_1")])])
+    }
+
+    @Test func schedulingInThePastIsInvalidSchedule() {
+        let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment])
+        #expect(throws: CampaignError.self) {
+            try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+        }
+        do {
+            _ = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+        } catch { #expect(error.code == .invalidSchedule && error.pointer == "/payload/sendAt") }
+    }
+
+    @Test func schedulingWithAnArchivedSegmentNeedsASegment() {
+        var archived = segment
+        archived.status = .archived
+        do {
+            _ = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now + 60), state: draftWithSegment,
+                                    context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": archived]))
+            Issue.record("expected SEGMENT_REQUIRED")
+        } catch { #expect(error.code == .segmentRequired) }
+    }
+
+    @Test func schedulingEmitsOneEventAndEvolvesToScheduled() throws {
+        let decision = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now + 3600), state: draftWithSegment,
+                                           context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment]))
+        #expect(decision.events.map(\.type) == ["campaign.scheduled"])
+        let after = Campaign.evolve(draftWithSegment, EventRecord(type: "campaign.scheduled", payload: decision.events[0].payload, occurredAt: now, version: 3))
+        #expect(after?.status == .scheduled && after?.sendAt == now + 3600 && after?.version == 3)
+    }
+
+    @Test func archivingReleasesTheNameAndRenamingMovesIt() throws {
+        let context = DecisionContext(now: now, tenant: "acme")
+        let archive = try Campaign.decide(.campaignTransition(.archive, campaignId: "cmp_1"), state: draftWithSegment, context: context)
+        #expect(archive.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "Spring")])
+        let rename = try Campaign.decide(.campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil), state: draftWithSegment, context: context)
+        #expect(rename.reservations.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "summer")])
+        #expect(rename.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "SPRING")])
+    }
+
+    @Test func contactEventsCarryACommitmentAndNoPersonalValues() throws {
+        let input = ContactInput(contactId: "ctc_1", attributes: ["email": .string("ann@example.com"), "age": .number(41)])
+        let decision = try Contact.decideUpsert(input, state: nil, currentValues: [:],
+                                                context: DecisionContext(now: now, tenant: "acme", salt: "00112233445566778899aabbccddeeff"))
+        let text = decision.events[0].payload.text
+        #expect(!text.contains("ann@example.com") && !text.contains("41"))
+        #expect(decision.events[0].payload["commitment"]?.stringValue
+            == Contact.commitment(values: input.attributes, salt: "00112233445566778899aabbccddeeff"))
+        #expect(decision.personalData.first?.values == input.attributes)
+    }
+}

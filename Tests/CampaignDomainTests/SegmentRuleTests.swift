@@ -1,0 +1,172 @@
+import CampaignDomain
+import Foundation
+import Testing
+
+private let schema: ContactSchema = {
+    var schema = ContactSchema()
+    schema.define("tier", .enumeration(["gold", "silver"]))
+    return schema
+}()
+
+private let now = Timestamp.parse("2026-11-21T12:00:00Z")!
+
+private func rule(_ field: String, _ op: String, _ value: JSON?) throws -> SegmentRule {
+    var condition: [String: JSON] = ["field": .string(field), "operator": .string(op)]
+    if let value { condition["value"] = value }
+    return try SegmentRule.parse(.object(["all": .array([.object(condition)])]), schema: schema, at: "/rules")
+}
+
+/// One operator case: a contact it must match and one it must not.
+struct OperatorCase: CustomTestStringConvertible, Sendable {
+    let field: String
+    let op: String
+    let value: JSON?
+    let matching: [String: JSON]
+    let notMatching: [String: JSON]
+    var testDescription: String { "\(field) \(op)" }
+}
+
+private let s = JSON.string
+private let n = JSON.number
+
+let operatorCases: [OperatorCase] = [
+    // string
+    .init(field: "country", op: "eq", value: s("FR"), matching: ["country": s("fr")], notMatching: ["country": s("DE")]),
+    .init(field: "country", op: "neq", value: s("FR"), matching: ["country": s("DE")], notMatching: ["country": s("FR")]),
+    .init(field: "email", op: "contains", value: s("@acme"), matching: ["email": s("a@ACME.com")], notMatching: ["email": s("a@b.com")]),
+    .init(field: "email", op: "not_contains", value: s("@acme"), matching: ["email": s("a@b.com")], notMatching: ["email": s("x@acme.io")]),
+    .init(field: "first_name", op: "starts_with", value: s("an"), matching: ["first_name": s("Anna")], notMatching: ["first_name": s("Joan")]),
+    .init(field: "email", op: "ends_with", value: s(".fr"), matching: ["email": s("a@b.FR")], notMatching: ["email": s("a@b.de")]),
+    .init(field: "city", op: "in", value: .array([s("Paris"), s("Lyon")]), matching: ["city": s("lyon")], notMatching: ["city": s("Nice")]),
+    .init(field: "city", op: "not_in", value: .array([s("Paris")]), matching: ["city": s("Nice")], notMatching: ["city": s("Paris")]),
+    .init(field: "city", op: "exists", value: nil, matching: ["city": s("Nice")], notMatching: [:]),
+    .init(field: "city", op: "not_exists", value: nil, matching: [:], notMatching: ["city": s("Nice")]),
+    // number
+    .init(field: "age", op: "eq", value: n(30), matching: ["age": n(30)], notMatching: ["age": n(31)]),
+    .init(field: "age", op: "neq", value: n(30), matching: ["age": n(31)], notMatching: ["age": n(30)]),
+    .init(field: "age", op: "gt", value: n(30), matching: ["age": n(31)], notMatching: ["age": n(30)]),
+    .init(field: "age", op: "gte", value: n(30), matching: ["age": n(30)], notMatching: ["age": n(29)]),
+    .init(field: "age", op: "lt", value: n(30), matching: ["age": n(29)], notMatching: ["age": n(30)]),
+    .init(field: "age", op: "lte", value: n(30), matching: ["age": n(30)], notMatching: ["age": n(31)]),
+    .init(field: "lifetime_value", op: "between", value: .array([n(10), n(20)]), matching: ["lifetime_value": n(20)], notMatching: ["lifetime_value": n(20.5)]),
+    .init(field: "age", op: "in", value: .array([n(18), n(21)]), matching: ["age": n(21)], notMatching: ["age": n(19)]),
+    .init(field: "age", op: "not_in", value: .array([n(18)]), matching: ["age": n(19)], notMatching: ["age": n(18)]),
+    .init(field: "age", op: "exists", value: nil, matching: ["age": n(1)], notMatching: ["age": .null]),
+    .init(field: "age", op: "not_exists", value: nil, matching: ["email": s("x")], notMatching: ["age": n(1)]),
+    // boolean
+    .init(field: "subscribed", op: "eq", value: .bool(true), matching: ["subscribed": .bool(true)], notMatching: ["subscribed": .bool(false)]),
+    .init(field: "subscribed", op: "neq", value: .bool(true), matching: ["subscribed": .bool(false)], notMatching: ["subscribed": .bool(true)]),
+    .init(field: "subscribed", op: "exists", value: nil, matching: ["subscribed": .bool(false)], notMatching: [:]),
+    .init(field: "subscribed", op: "not_exists", value: nil, matching: [:], notMatching: ["subscribed": .bool(false)]),
+    // date
+    .init(field: "signed_up_at", op: "eq", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-03-01T23:59:00Z")], notMatching: ["signed_up_at": s("2026-03-02T00:00:00Z")]),
+    .init(field: "signed_up_at", op: "before", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-02-28")], notMatching: ["signed_up_at": s("2026-03-01")]),
+    .init(field: "signed_up_at", op: "after", value: s("2026-03-01T00:00:00Z"), matching: ["signed_up_at": s("2026-03-01T00:00:01Z")], notMatching: ["signed_up_at": s("2026-03-01")]),
+    .init(field: "signed_up_at", op: "between", value: .array([s("2026-01-01"), s("2026-01-31")]), matching: ["signed_up_at": s("2026-01-31")], notMatching: ["signed_up_at": s("2026-02-01")]),
+    .init(field: "last_seen_at", op: "within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-15T12:00:00Z")], notMatching: ["last_seen_at": s("2026-11-14T11:59:59Z")]),
+    .init(field: "last_seen_at", op: "not_within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-01")], notMatching: ["last_seen_at": s("2026-11-20")]),
+    .init(field: "last_seen_at", op: "exists", value: nil, matching: ["last_seen_at": s("2026-11-01")], notMatching: [:]),
+    .init(field: "last_seen_at", op: "not_exists", value: nil, matching: [:], notMatching: ["last_seen_at": s("2026-11-01")]),
+    // enum
+    .init(field: "plan", op: "eq", value: s("pro"), matching: ["plan": s("pro")], notMatching: ["plan": s("free")]),
+    .init(field: "plan", op: "neq", value: s("pro"), matching: ["plan": s("free")], notMatching: ["plan": s("pro")]),
+    .init(field: "tier", op: "in", value: .array([s("gold")]), matching: ["tier": s("gold")], notMatching: ["tier": s("silver")]),
+    .init(field: "tier", op: "not_in", value: .array([s("gold")]), matching: ["tier": s("silver")], notMatching: ["tier": s("gold")]),
+    .init(field: "plan", op: "exists", value: nil, matching: ["plan": s("free")], notMatching: [:]),
+    .init(field: "plan", op: "not_exists", value: nil, matching: [:], notMatching: ["plan": s("free")]),
+    // list
+    .init(field: "tags", op: "includes", value: s("vip"), matching: ["tags": .array([s("VIP"), s("b")])], notMatching: ["tags": .array([s("b")])]),
+    .init(field: "tags", op: "includes_all", value: .array([s("a"), s("b")]), matching: ["tags": .array([s("a"), s("b"), s("c")])], notMatching: ["tags": .array([s("a")])]),
+    .init(field: "tags", op: "excludes", value: s("vip"), matching: ["tags": .array([s("a")])], notMatching: ["tags": .array([s("vip")])]),
+    .init(field: "tags", op: "exists", value: nil, matching: ["tags": .array([])], notMatching: [:]),
+    .init(field: "tags", op: "not_exists", value: nil, matching: [:], notMatching: ["tags": .array([s("a")])]),
+]
+
+@Suite struct SegmentRuleTests {
+    @Test func everyOperatorOfEveryTypeIsCovered() {
+        var covered = Set<String>()
+        for item in operatorCases { covered.insert("\(schema.fields[item.field]!.name).\(item.op)") }
+        for type in [FieldType.string, .number, .boolean, .date, .enumeration(["x"]), .list] {
+            for op in type.operators { #expect(covered.contains("\(type.name).\(op)"), "no case for \(type.name) \(op)") }
+        }
+    }
+
+    @Test(arguments: operatorCases)
+    func operatorMatchesAndDoesNotMatch(_ item: OperatorCase) throws {
+        let parsed = try rule(item.field, item.op, item.value)
+        #expect(parsed.matches(item.matching, schema: schema, now: now), "should match \(item.matching)")
+        #expect(!parsed.matches(item.notMatching, schema: schema, now: now), "should not match \(item.notMatching)")
+    }
+
+    @Test func negativeOperatorsMatchAContactWithoutTheField() throws {
+        #expect(try rule("country", "neq", s("FR")).matches([:], schema: schema, now: now))
+        #expect(try rule("tags", "excludes", s("vip")).matches([:], schema: schema, now: now))
+        #expect(!(try rule("country", "eq", s("FR")).matches([:], schema: schema, now: now)))
+    }
+
+    @Test func groupsCombineWithAllAndAny() throws {
+        let tree = try SegmentRule.parse(try JSON.parse(#"""
+            {"all":[{"field":"subscribed","operator":"eq","value":true},
+                    {"any":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"gte","value":65}]}]}
+            """#), schema: schema, at: "/rules")
+        #expect(tree.matches(["subscribed": .bool(true), "country": s("FR")], schema: schema, now: now))
+        #expect(tree.matches(["subscribed": .bool(true), "age": n(70)], schema: schema, now: now))
+        #expect(!tree.matches(["subscribed": .bool(true), "age": n(30)], schema: schema, now: now))
+        #expect(!tree.matches(["subscribed": .bool(false), "country": s("FR")], schema: schema, now: now))
+        #expect(tree.conditionCount == 3)
+        #expect(tree.fields == ["subscribed", "country", "age"])
+    }
+
+    struct RuleErrorCase: CustomTestStringConvertible, Sendable {
+        let name: String
+        let rules: String
+        let code: ErrorCode
+        let pointer: String
+        var testDescription: String { name }
+    }
+
+    static let deep = #"{"all":[{"any":[{"all":[{"any":[{"field":"age","operator":"exists"}]}]}]}]}"#
+    static let tooMany = #"{"any":["# + (0...100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
+
+    static let ruleErrors: [RuleErrorCase] = [
+        .init(name: "not an object", rules: "[1]", code: .invalidSegmentRule, pointer: "/rules"),
+        .init(name: "two group keys", rules: #"{"all":[],"any":[]}"#, code: .invalidSegmentRule, pointer: "/rules"),
+        .init(name: "unknown group key", rules: #"{"none":[]}"#, code: .invalidSegmentRule, pointer: "/rules"),
+        .init(name: "group not an array", rules: #"{"all":{}}"#, code: .invalidSegmentRule, pointer: "/rules/all"),
+        .init(name: "empty group", rules: #"{"any":[]}"#, code: .invalidSegmentRule, pointer: "/rules/any"),
+        .init(name: "depth over 3", rules: deep, code: .invalidSegmentRule, pointer: "/rules/all/0/any/0/all/0"),
+        .init(name: "over 100 conditions", rules: tooMany, code: .invalidSegmentRule, pointer: "/rules/any/100"),
+        .init(name: "condition without operator", rules: #"{"all":[{"field":"age","value":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/operator"),
+        .init(name: "extra key in condition", rules: #"{"all":[{"field":"age","operator":"eq","value":1,"x":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/x"),
+        .init(name: "unknown field", rules: #"{"all":[{"field":"shoe_size","operator":"eq","value":1}]}"#, code: .unknownField, pointer: "/rules/all/0/field"),
+        .init(name: "operator for another type", rules: #"{"all":[{"field":"tags","operator":"gt","value":1}]}"#, code: .invalidOperator, pointer: "/rules/all/0/operator"),
+        .init(name: "unknown operator", rules: #"{"all":[{"field":"age","operator":"approx","value":1}]}"#, code: .invalidOperator, pointer: "/rules/all/0/operator"),
+        .init(name: "string for a number", rules: #"{"all":[{"field":"age","operator":"gt","value":"30"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "missing value", rules: #"{"all":[{"field":"age","operator":"gt"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "value on exists", rules: #"{"all":[{"field":"age","operator":"exists","value":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "between with one bound", rules: #"{"all":[{"field":"age","operator":"between","value":[1]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "between reversed", rules: #"{"all":[{"field":"age","operator":"between","value":[9,1]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "empty in list", rules: #"{"all":[{"field":"city","operator":"in","value":[]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "bad date", rules: #"{"all":[{"field":"signed_up_at","operator":"before","value":"yesterday"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "fractional days", rules: #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":1.5}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(name: "enum value outside the list", rules: #"{"all":[{"field":"plan","operator":"eq","value":"platinum"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+    ]
+
+    @Test(arguments: ruleErrors)
+    func malformedRulesAreRejectedWithACodeAndPointer(_ item: RuleErrorCase) throws {
+        let json = try JSON.parse(item.rules)
+        #expect {
+            _ = try SegmentRule.parse(json, schema: schema, at: "/rules")
+        } throws: { error in
+            let error = error as! CampaignError
+            return error.code == item.code && error.pointer == item.pointer
+        }
+    }
+
+    @Test func threeLevelsAndAHundredConditionsAreAllowed() throws {
+        let atDepth = #"{"all":[{"any":[{"all":[{"field":"age","operator":"exists"}]}]}]}"#
+        #expect(try SegmentRule.parse(try JSON.parse(atDepth), schema: schema, at: "").conditionCount == 1)
+        let hundred = #"{"any":["# + (0..<100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
+        #expect(try SegmentRule.parse(try JSON.parse(hundred), schema: schema, at: "").conditionCount == 100)
+    }
+}

@@ -1,0 +1,117 @@
+import CampaignDomain
+import CampaignEngine
+import Foundation
+import Testing
+
+/// Every command and query: without its scope, as a viewer, (for admin commands) as an editor,
+/// with an expired token, and from another tenant. Each must give exactly the expected code and
+/// leave the data unchanged; with the right principal the same request must pass authorisation.
+@Suite struct AuthMatrixTests {
+    struct Entry: CustomTestStringConvertible, Sendable {
+        let name: String
+        let body: String
+        let scope: String
+        let admin: Bool
+        let isQuery: Bool
+        /// What another tenant's admin gets: nil when the request only touches its own namespace.
+        let crossTenantCode: String?
+        var testDescription: String { name }
+    }
+
+    static let entries: [Entry] = {
+        func command(_ name: String, _ payload: String, _ scope: String, admin: Bool = false, cross: String? = "RESOURCE_NOT_FOUND") -> Entry {
+            Entry(name: name, body: #""command":"\#(name)","payload":\#(payload)"#, scope: scope, admin: admin, isQuery: false, crossTenantCode: cross)
+        }
+        func query(_ name: String, _ params: String, _ scope: String) -> Entry {
+            Entry(name: name, body: #""query":"\#(name)","params":\#(params)"#, scope: scope, admin: false, isQuery: true, crossTenantCode: "RESOURCE_NOT_FOUND")
+        }
+        let cmp = #"{"campaignId":"cmp_1"}"#
+        var list: [Entry] = [
+            command("campaign.create", #"{"campaignId":"cmp_new","name":"New one","channel":"sms"}"#, "campaigns:write", cross: nil),
+            command("campaign.update", #"{"campaignId":"cmp_1","name":"Renamed"}"#, "campaigns:write"),
+            command("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#, "campaigns:write"),
+            command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#, "campaigns:write"),
+        ]
+        for verb in ["unschedule", "activate", "pause", "resume", "complete", "cancel", "archive", "delete"] {
+            list.append(command("campaign.\(verb)", cmp, "campaigns:write"))
+        }
+        list += [
+            command("segment.create", #"{"segmentId":"seg_new","name":"New","rules":{"all":[{"field":"age","operator":"exists"}]}}"#, "segments:write", cross: nil),
+            command("segment.update", #"{"segmentId":"seg_1","name":"Renamed"}"#, "segments:write"),
+            command("segment.archive", #"{"segmentId":"seg_1"}"#, "segments:write"),
+            command("field.define", #"{"name":"shoe_size","type":"number"}"#, "contacts:write", admin: true, cross: nil),
+            command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":40}}"#, "contacts:write", cross: nil),
+            command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":41}}]}"#, "contacts:write", cross: nil),
+            command("contact.erase", #"{"contactId":"ctc_1"}"#, "contacts:write", admin: true),
+            command("system.tick", #"{"now":"2026-11-21T11:00:00Z"}"#, "campaigns:write", admin: true, cross: nil),
+            query("campaign.get", cmp, "campaigns:read"),
+            query("segment.get", #"{"segmentId":"seg_1"}"#, "segments:read"),
+        ]
+        return list
+    }()
+
+    /// Tenant acme with seg_1, cmp_1 (draft, segment attached) and contact ctc_1.
+    func seeded() async throws -> TestEngine {
+        let t = try TestEngine()
+        #expect(await t.command("segment.create", #"{"segmentId":"seg_1","name":"Adults","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#).status == 201)
+        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#).status == 201)
+        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":30}}"#).status == 201)
+        return t
+    }
+
+    func send(_ t: TestEngine, _ entry: Entry, as principal: String) async -> JSON {
+        await t.send(#"{"requestId":"m","principal":\#(principal),\#(entry.body)}"#)
+    }
+
+    @Test(arguments: entries)
+    func eachRequestIsRefusedExactlyAsSpecified(_ entry: Entry) async throws {
+        let t = try await seeded()
+        let before = try t.engine.eventStore.head().position
+
+        let withoutScope = await send(t, entry, as: principal(scopes: allScopes.filter { $0 != entry.scope }))
+        #expect(withoutScope.code == "INVALID_SCOPE" && withoutScope.status == 403)
+        #expect(withoutScope["error"]?["param"]?.stringValue == entry.scope)
+
+        let viewer = await send(t, entry, as: principal(role: "viewer"))
+        if entry.isQuery {
+            #expect(viewer.status == 200, "viewers may read: \(viewer)")
+        } else {
+            #expect(viewer.code == "FORBIDDEN" && viewer.status == 403)
+        }
+        if entry.admin {
+            let editor = await send(t, entry, as: principal(role: "editor"))
+            #expect(editor.code == "FORBIDDEN" && editor.status == 403)
+        }
+
+        let expired = await send(t, entry, as: principal(expiresAt: "2026-11-21T09:59:59Z"))
+        #expect(expired.code == "TOKEN_EXPIRED" && expired.status == 401)
+
+        let anonymous = await t.send(#"{"requestId":"m",\#(entry.body)}"#)
+        #expect(anonymous.code == "UNAUTHORIZED" && anonymous.status == 401)
+        let unknownSubject = await send(t, entry, as: principal(subject: ""))
+        #expect(unknownSubject.code == "UNAUTHORIZED")
+
+        #expect(try t.engine.eventStore.head().position == before, "a refused request wrote something")
+
+        let stranger = await send(t, entry, as: admin("globex"))
+        if let code = entry.crossTenantCode {
+            #expect(stranger.code == code && stranger.status == 404, "\(stranger)")
+            #expect(stranger["error"]?["message"]?.stringValue?.contains("acme") == false)
+            #expect(try t.engine.eventStore.head().position == before)
+        } else {
+            // Creates and upserts work in the stranger's own namespace and leave acme's data alone.
+            #expect(stranger.code == nil, "\(stranger)")
+            for stream in ["acme:cmp_1", "acme:seg_1", "acme:ctc_1"] {
+                #expect(try t.engine.eventStore.streamVersion(stream) == 1)
+            }
+        }
+
+        let allowed = await send(t, entry, as: admin())
+        #expect(!["UNAUTHORIZED", "TOKEN_EXPIRED", "FORBIDDEN", "INVALID_SCOPE"].contains(allowed.code ?? ""), "\(allowed)")
+    }
+
+    @Test func theMatrixCoversEveryCommandAndQuery() {
+        let covered = Set(Self.entries.map(\.name))
+        for name in Command.names { #expect(covered.contains(name), "\(name) is not in the auth matrix") }
+    }
+}

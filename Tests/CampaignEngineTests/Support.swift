@@ -1,0 +1,67 @@
+import CampaignDomain
+import CampaignEngine
+import Foundation
+
+/// A directory under the system temporary directory, removed when the value is released.
+final class TemporaryDirectory: @unchecked Sendable {
+    let path: String
+
+    init() {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tests-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+let testStart = Timestamp.parse("2026-11-21T10:00:00Z")!
+
+/// An engine on a temporary directory with a manual clock, speaking the wire format.
+final class TestEngine: @unchecked Sendable {
+    let directory = TemporaryDirectory()
+    let clock = ManualClock(testStart)
+    let engine: CampaignEngine
+
+    init(rateLimit: Int = 1_000_000, storeOptions: EngineConfiguration? = nil) throws {
+        var configuration = storeOptions ?? EngineConfiguration()
+        configuration.clock = clock
+        configuration.rateLimit = rateLimit
+        engine = try CampaignEngine(directory: directory.path, configuration: configuration)
+    }
+
+    deinit { engine.close() }
+
+    /// Sends one wire request and returns the parsed response object.
+    func send(_ line: String) async -> JSON {
+        let response = await engine.handle(line: line)
+        return (try? JSON.parse(response)) ?? .string("unparsable response: \(response)")
+    }
+
+    /// Sends a command as `principal` and returns the response.
+    func command(_ name: String, _ payload: String, as principal: String = admin(), requestId: String = "req",
+                 extra: String = "") async -> JSON {
+        await send(#"{"requestId":"\#(requestId)",\#(extra)"principal":\#(principal),"command":"\#(name)","payload":\#(payload)}"#)
+    }
+
+    /// Sends a query as `principal`.
+    func query(_ name: String, _ params: String, as principal: String = admin()) async -> JSON {
+        await send(#"{"requestId":"q","principal":\#(principal),"query":"\#(name)","params":\#(params)}"#)
+    }
+}
+
+let allScopes = Principal.allScopes.sorted()
+
+/// A principal as wire JSON.
+func principal(tenant: String = "acme", subject: String = "u_1", role: String = "admin", scopes: [String] = allScopes,
+               expiresAt: String = "2027-01-01T00:00:00Z") -> String {
+    let list = scopes.map { "\"\($0)\"" }.joined(separator: ",")
+    return #"{"tenant":"\#(tenant)","subject":"\#(subject)","role":"\#(role)","scopes":[\#(list)],"expiresAt":"\#(expiresAt)"}"#
+}
+
+func admin(_ tenant: String = "acme") -> String { principal(tenant: tenant) }
+
+extension JSON {
+    var status: Int? { self["status"]?.integerValue }
+    var code: String? { self["error"]?["code"]?.stringValue }
+    var data: JSON? { self["data"] }
+}
