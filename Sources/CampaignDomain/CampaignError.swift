@@ -210,10 +210,10 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
 
     /// `RESOURCE_CONFLICT` for an illegal transition.
     public static func illegalTransition(
-        _ what: String, from state: String, allowed: [String]
+        _ verb: String, _ kind: String, from state: String, allowed: [String]
     ) -> CampaignError {
         CampaignError(
-            .resourceConflict, "Cannot \(what) a \(state) resource; allowed from: \(allowed.joined(separator: ", "))",
+            .resourceConflict, "Cannot \(verb) a \(state) \(kind); allowed from: \(allowed.joined(separator: ", "))",
             currentState: state, allowedStates: allowed)
     }
 }

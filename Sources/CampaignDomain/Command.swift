@@ -104,6 +104,36 @@ public enum Command: Sendable, Equatable {
     case contactImport([ContactInput])
     /// `contact.erase`.
     case contactErase(contactId: String)
+    /// `social.connect`.
+    case socialConnect(connectionId: String?, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    /// `social.refresh`.
+    case socialRefresh(connectionId: String, credentialRef: String?, expiresAt: Date)
+    /// `social.disconnect`.
+    case socialDisconnect(connectionId: String)
+    /// `post.create`.
+    case postCreate(postId: String?, connectionIds: [String], text: String, media: [Media], link: String?, campaignId: String?)
+    /// `post.update`.
+    case postUpdate(postId: String, text: String?, media: [Media]?, link: String?)
+    /// `post.schedule`.
+    case postSchedule(postId: String, publishAt: Date)
+    /// `post.cancel`.
+    case postCancel(postId: String)
+    /// `post.publish`.
+    case postPublish(postId: String)
+    /// `experiment.create`.
+    case experimentCreate(experimentId: String?, campaignId: String, name: String, variants: [Variant])
+    /// `experiment.update`.
+    case experimentUpdate(experimentId: String, name: String?, variants: [Variant]?)
+    /// `experiment.start`.
+    case experimentStart(experimentId: String)
+    /// `experiment.stop`.
+    case experimentStop(experimentId: String)
+    /// `experiment.recordExposure`.
+    case experimentRecordExposure(experimentId: String, contactId: String)
+    /// `experiment.recordConversion`.
+    case experimentRecordConversion(experimentId: String, contactId: String)
+    /// `experiment.declareWinner`.
+    case experimentDeclareWinner(experimentId: String, variant: String, force: Bool)
     /// `system.tick`.
     case systemTick(now: Date)
 
@@ -115,7 +145,11 @@ public enum Command: Sendable, Equatable {
         "campaign.create", "campaign.update", "campaign.attachSegment", "campaign.schedule",
     ] + CampaignTransition.allCases.map { "campaign.\($0.rawValue)" } + [
         "segment.create", "segment.update", "segment.archive", "field.define",
-        "contact.upsert", "contact.import", "contact.erase", "system.tick",
+        "contact.upsert", "contact.import", "contact.erase",
+        "social.connect", "social.refresh", "social.disconnect",
+        "post.create", "post.update", "post.schedule", "post.cancel", "post.publish",
+        "experiment.create", "experiment.update", "experiment.start", "experiment.stop",
+        "experiment.recordExposure", "experiment.recordConversion", "experiment.declareWinner", "system.tick",
     ]
 
     /// The wire name.
@@ -133,6 +167,21 @@ public enum Command: Sendable, Equatable {
         case .contactUpsert: return "contact.upsert"
         case .contactImport: return "contact.import"
         case .contactErase: return "contact.erase"
+        case .socialConnect: return "social.connect"
+        case .socialRefresh: return "social.refresh"
+        case .socialDisconnect: return "social.disconnect"
+        case .postCreate: return "post.create"
+        case .postUpdate: return "post.update"
+        case .postSchedule: return "post.schedule"
+        case .postCancel: return "post.cancel"
+        case .postPublish: return "post.publish"
+        case .experimentCreate: return "experiment.create"
+        case .experimentUpdate: return "experiment.update"
+        case .experimentStart: return "experiment.start"
+        case .experimentStop: return "experiment.stop"
+        case .experimentRecordExposure: return "experiment.recordExposure"
+        case .experimentRecordConversion: return "experiment.recordConversion"
+        case .experimentDeclareWinner: return "experiment.declareWinner"
         case .systemTick: return "system.tick"
         }
     }
@@ -150,6 +199,11 @@ public enum Command: Sendable, Equatable {
             return Permission(scope: "contacts:write", minimumRole: .editor)
         case .contactErase:
             return Permission(scope: "contacts:write", minimumRole: .admin)
+        case .socialConnect, .socialRefresh, .socialDisconnect, .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
+            return Permission(scope: "social:write", minimumRole: .editor)
+        case .experimentCreate, .experimentUpdate, .experimentStart, .experimentStop, .experimentRecordExposure,
+             .experimentRecordConversion, .experimentDeclareWinner:
+            return Permission(scope: "experiments:write", minimumRole: .editor)
         case .systemTick:
             return Permission(scope: "campaigns:write", minimumRole: .admin)
         }
@@ -224,6 +278,61 @@ public enum Command: Sendable, Equatable {
             return .contactImport(contacts)
         case "contact.erase":
             return .contactErase(contactId: try reader(["contactId"]).id("contactId", prefix: "ctc"))
+        case "social.connect":
+            let r = try reader(["connectionId", "platform", "accountId", "credentialRef", "expiresAt"])
+            return .socialConnect(connectionId: try r.optionalId("connectionId", prefix: "con"), platform: try r.string("platform"),
+                                  accountId: try r.string("accountId"), credentialRef: try r.string("credentialRef"), expiresAt: try r.timestamp("expiresAt"))
+        case "social.refresh":
+            let r = try reader(["connectionId", "credentialRef", "expiresAt"])
+            return .socialRefresh(connectionId: try r.id("connectionId", prefix: "con"), credentialRef: try r.optionalString("credentialRef"),
+                                  expiresAt: try r.timestamp("expiresAt"))
+        case "social.disconnect":
+            return .socialDisconnect(connectionId: try reader(["connectionId"]).id("connectionId", prefix: "con"))
+        case "post.create":
+            let r = try reader(["postId", "connectionIds", "text", "media", "link", "campaignId"])
+            var connectionIds = [String]()
+            for (index, item) in try r.array("connectionIds").enumerated() {
+                guard let id = item.stringValue, Identifier.isValid(id, prefix: "con") else {
+                    throw CampaignError(.invalidFormat, "connectionIds must hold ids like con_…", param: "connectionIds",
+                                        pointer: FieldReader.pointer(r.pointer("connectionIds"), index))
+                }
+                connectionIds.append(id)
+            }
+            return .postCreate(postId: try r.optionalId("postId", prefix: "pst"), connectionIds: connectionIds, text: try r.optionalString("text") ?? "",
+                               media: try decodeMedia(r) ?? [], link: try r.optionalString("link"), campaignId: try r.optionalId("campaignId", prefix: "cmp"))
+        case "post.update":
+            let r = try reader(["postId", "text", "media", "link"])
+            return .postUpdate(postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"), media: try decodeMedia(r),
+                               link: try r.optionalString("link"))
+        case "post.schedule":
+            let r = try reader(["postId", "publishAt"])
+            return .postSchedule(postId: try r.id("postId", prefix: "pst"), publishAt: try r.timestamp("publishAt"))
+        case "post.cancel":
+            return .postCancel(postId: try reader(["postId"]).id("postId", prefix: "pst"))
+        case "post.publish":
+            return .postPublish(postId: try reader(["postId"]).id("postId", prefix: "pst"))
+        case "experiment.create":
+            let r = try reader(["experimentId", "campaignId", "name", "variants"])
+            return .experimentCreate(experimentId: try r.optionalId("experimentId", prefix: "exp"), campaignId: try r.id("campaignId", prefix: "cmp"),
+                                     name: try r.string("name"), variants: try decodeVariants(r.array("variants"), at: r.pointer("variants")))
+        case "experiment.update":
+            let r = try reader(["experimentId", "name", "variants"])
+            return .experimentUpdate(experimentId: try r.id("experimentId", prefix: "exp"), name: try r.optionalString("name"),
+                                     variants: try r.optionalArray("variants").map { (items) throws(CampaignError) in try decodeVariants(items, at: r.pointer("variants")) })
+        case "experiment.start":
+            return .experimentStart(experimentId: try reader(["experimentId"]).id("experimentId", prefix: "exp"))
+        case "experiment.stop":
+            return .experimentStop(experimentId: try reader(["experimentId"]).id("experimentId", prefix: "exp"))
+        case "experiment.recordExposure", "experiment.recordConversion":
+            let r = try reader(["experimentId", "contactId"])
+            let experimentId = try r.id("experimentId", prefix: "exp"), contactId = try r.id("contactId", prefix: "ctc")
+            return name == "experiment.recordExposure"
+                ? .experimentRecordExposure(experimentId: experimentId, contactId: contactId)
+                : .experimentRecordConversion(experimentId: experimentId, contactId: contactId)
+        case "experiment.declareWinner":
+            let r = try reader(["experimentId", "variant", "force"])
+            return .experimentDeclareWinner(experimentId: try r.id("experimentId", prefix: "exp"), variant: try r.string("variant"),
+                                            force: try r.optionalBool("force") ?? false)
         case "system.tick":
             return .systemTick(now: try reader(["now"]).timestamp("now"))
         default:
@@ -232,6 +341,30 @@ public enum Command: Sendable, Equatable {
             }
             throw CampaignError(.invalidFormat, "unknown command \"\(name)\"", param: "command", pointer: "/command")
         }
+    }
+
+    private static func decodeMedia(_ r: FieldReader) throws(CampaignError) -> [Media]? {
+        guard let items = try r.optionalArray("media") else { return nil }
+        var media = [Media]()
+        for (index, item) in items.enumerated() {
+            let m = try FieldReader(item, at: FieldReader.pointer(r.pointer("media"), index), allowed: ["kind", "url"])
+            media.append(Media(kind: try m.string("kind"), url: try m.string("url")))
+        }
+        return media
+    }
+
+    private static func decodeVariants(_ items: [JSON], at pointer: String) throws(CampaignError) -> [Variant] {
+        var variants = [Variant]()
+        for (index, item) in items.enumerated() {
+            let v = try FieldReader(item, at: FieldReader.pointer(pointer, index), allowed: ["key", "weight", "content"])
+            let weight = try v.required("weight")
+            guard let whole = weight.integerValue, (0...100).contains(whole) else {
+                throw CampaignError(.invalidFormat, "weight must be a whole number from 0 to 100", param: "weight", pointer: v.pointer("weight"))
+            }
+            variants.append(Variant(key: try v.string("key"), weight: whole,
+                                    content: try v.optional("content").map { (json) throws(CampaignError) in try Content.decode(json, at: v.pointer("content")) }))
+        }
+        return variants
     }
 
     private static func decodeContact(_ json: JSON, at pointer: String) throws(CampaignError) -> ContactInput {

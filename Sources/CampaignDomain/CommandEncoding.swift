@@ -35,6 +35,33 @@ extension Command {
             return .object(["contacts": .array(inputs.map(contact))])
         case let .contactErase(id):
             return object(["contactId": .string(id)])
+        case let .socialConnect(id, platform, accountId, credentialRef, expiresAt):
+            return object(["connectionId": id.map(JSON.string), "platform": .string(platform), "accountId": .string(accountId),
+                           "credentialRef": .string(credentialRef), "expiresAt": date(expiresAt)])
+        case let .socialRefresh(id, credentialRef, expiresAt):
+            return object(["connectionId": .string(id), "credentialRef": credentialRef.map(JSON.string), "expiresAt": date(expiresAt)])
+        case let .socialDisconnect(id):
+            return object(["connectionId": .string(id)])
+        case let .postCreate(id, connectionIds, text, media, link, campaignId):
+            return object(["postId": id.map(JSON.string), "connectionIds": .array(connectionIds.map(JSON.string)), "text": .string(text),
+                           "media": .array(media.map(\.json)), "link": link.map(JSON.string), "campaignId": campaignId.map(JSON.string)])
+        case let .postUpdate(id, text, media, link):
+            return object(["postId": .string(id), "text": text.map(JSON.string), "media": media.map { .array($0.map(\.json)) }, "link": link.map(JSON.string)])
+        case let .postSchedule(id, publishAt):
+            return object(["postId": .string(id), "publishAt": date(publishAt)])
+        case let .postCancel(id), let .postPublish(id):
+            return object(["postId": .string(id)])
+        case let .experimentCreate(id, campaignId, name, variants):
+            return object(["experimentId": id.map(JSON.string), "campaignId": .string(campaignId), "name": .string(name),
+                           "variants": .array(variants.map(\.json))])
+        case let .experimentUpdate(id, name, variants):
+            return object(["experimentId": .string(id), "name": name.map(JSON.string), "variants": variants.map { .array($0.map(\.json)) }])
+        case let .experimentStart(id), let .experimentStop(id):
+            return object(["experimentId": .string(id)])
+        case let .experimentRecordExposure(id, contactId), let .experimentRecordConversion(id, contactId):
+            return object(["experimentId": .string(id), "contactId": .string(contactId)])
+        case let .experimentDeclareWinner(id, variant, force):
+            return object(["experimentId": .string(id), "variant": .string(variant), "force": .bool(force)])
         case let .systemTick(now):
             return object(["now": date(now)])
         }

@@ -113,6 +113,10 @@ public struct DecisionContext: Sendable {
     public var campaignsUsingSegment: [String]
     /// 16 random bytes, hex (a salt for contact commitments).
     public var salt: String
+    /// Social connections the command refers to, by id.
+    public var connections: [String: ConnectionState] = [:]
+    /// Campaigns the command refers to, by id.
+    public var campaigns: [String: CampaignState] = [:]
 
     /// Creates a context.
     public init(

@@ -73,7 +73,7 @@ public enum Segment {
         case let .segmentUpdate(segmentId, name, rules):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
-                throw CampaignError.illegalTransition("update", from: state.status.rawValue, allowed: ["active"])
+                throw CampaignError.illegalTransition("update", "segment", from: state.status.rawValue, allowed: ["active"])
             }
             try ensureUnused(state, context, "update")
             guard name != nil || rules != nil else {
@@ -96,7 +96,7 @@ public enum Segment {
         case let .segmentArchive(segmentId):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
-                throw CampaignError.illegalTransition("archive", from: state.status.rawValue, allowed: ["active"])
+                throw CampaignError.illegalTransition("archive", "segment", from: state.status.rawValue, allowed: ["active"])
             }
             try ensureUnused(state, context, "archive")
             return Decision(

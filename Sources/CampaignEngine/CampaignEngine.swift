@@ -13,6 +13,8 @@ public struct EngineConfiguration: Sendable {
     public var rateLimitWindow: TimeInterval
     /// Storage options (map size, batch size).
     public var storeOptions: StoreOptions
+    /// The host's client for the social platforms; a ``SimulatedPublisher`` by default.
+    public var publisher: any SocialPublisher
     /// The host's directory of subjects: `(tenant, subject) -> known?`. Unknown subjects are `UNAUTHORIZED`.
     public var isKnownSubject: @Sendable (String, String) -> Bool
     /// Limits on a request's JSON.
@@ -24,8 +26,9 @@ public struct EngineConfiguration: Sendable {
     public init(
         clock: any EngineClock = SystemClock(), rateLimit: Int = 1_000, rateLimitWindow: TimeInterval = 60,
         storeOptions: StoreOptions = StoreOptions(), isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
-        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16
+        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16, publisher: any SocialPublisher = SimulatedPublisher()
     ) {
+        self.publisher = publisher
         self.clock = clock
         self.rateLimit = rateLimit
         self.rateLimitWindow = rateLimitWindow
@@ -132,6 +135,9 @@ public final class CampaignEngine: Sendable {
         var status = 201
         /// What a version clash on the first stream means when the client set no expectation.
         var conflictIsDuplicate = false
+        /// Append without a version check (events that commute, such as exposures); the rules that
+        /// matter are preconditions checked inside the write transaction.
+        var unversioned = false
     }
 
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
@@ -168,11 +174,19 @@ public final class CampaignEngine: Sendable {
             guard let plan = planned else {
                 return (200, try noChangeData(command, principal: principal))
             }
-            if let expected = request.expectedVersion, let first = plan.streams.first, first.loadedVersion != expected {
+            if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned, first.loadedVersion != expected {
                 throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
             }
             do {
-                return try await commit(plan, request: request, principal: principal, now: now, idempotency: idempotency)
+                let result = try await commit(plan, request: request, principal: principal, now: now, idempotency: idempotency)
+                if case let .postPublish(postId) = command, result.0 == 201 {
+                    // The attempt runs after the command committed, outside its transaction.
+                    let state = try await publishDue(tenant: principal.tenant, postId: postId, as: principal, request: request)
+                    if let state { return try publishAnswer(state, streamId: CampaignEngine.streamId(principal.tenant, postId)) }
+                }
+                return result
+            } catch let answer as NoChange {
+                return (answer.status, answer.data)
             } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
                 if streamId == plan.streams.first?.streamId {
                     if let expected = request.expectedVersion { throw CampaignEngine.versionConflict(current: current, expected: expected) }
@@ -187,7 +201,7 @@ public final class CampaignEngine: Sendable {
         }
     }
 
-    private func commit(
+    func commit(
         _ plan: Plan, request: EngineRequest, principal: Principal, now: Date, idempotency: IdempotencyClaim?
     ) async throws -> (Int, JSON) {
         let actor = principal.subject
@@ -195,8 +209,8 @@ public final class CampaignEngine: Sendable {
         let streams = plan.streams.enumerated().map { index, stream in
             StreamAppend(
                 streamId: stream.streamId,
-                expectedVersion: index == 0 && request.expectedVersion != nil
-                    ? CampaignEngine.expectation(request.expectedVersion!)
+                expectedVersion: plan.unversioned ? .any
+                    : index == 0 && request.expectedVersion != nil ? CampaignEngine.expectation(request.expectedVersion!)
                     : CampaignEngine.expectation(stream.loadedVersion),
                 events: stream.events.map {
                     NewEvent(type: $0.type, schemaVersion: $0.schemaVersion, occurredAt: now, tenant: principal.tenant, actor: actor,
@@ -256,6 +270,14 @@ public final class CampaignEngine: Sendable {
                                    segmentId: segmentId, content: content, sendAt: sendAt)
         case let .segmentCreate(nil, name, rules):
             return .segmentCreate(segmentId: Identifier.make(prefix: "seg", using: &random), name: name, rules: rules)
+        case let .socialConnect(nil, platform, accountId, credentialRef, expiresAt):
+            return .socialConnect(connectionId: Identifier.make(prefix: "con", using: &random), platform: platform, accountId: accountId,
+                                  credentialRef: credentialRef, expiresAt: expiresAt)
+        case let .postCreate(nil, connectionIds, text, media, link, campaignId):
+            return .postCreate(postId: Identifier.make(prefix: "pst", using: &random), connectionIds: connectionIds, text: text, media: media,
+                               link: link, campaignId: campaignId)
+        case let .experimentCreate(nil, campaignId, name, variants):
+            return .experimentCreate(experimentId: Identifier.make(prefix: "exp", using: &random), campaignId: campaignId, name: name, variants: variants)
         default:
             return command
         }
@@ -282,6 +304,9 @@ extension Command {
         case let .segmentUpdate(id, _, _), let .segmentArchive(id): return id
         case let .contactUpsert(input): return input.contactId
         case let .contactErase(id): return id
+        case let .socialConnect(id, _, _, _, _): return id
+        case let .postCreate(id, _, _, _, _, _): return id
+        case let .experimentCreate(id, _, _, _): return id
         default: return campaignId
         }
     }
@@ -290,6 +315,9 @@ extension Command {
         switch self {
         case .segmentCreate, .segmentUpdate, .segmentArchive: return "/payload/segmentId"
         case .contactUpsert, .contactErase: return "/payload/contactId"
+        case .socialConnect: return "/payload/connectionId"
+        case .postCreate: return "/payload/postId"
+        case .experimentCreate: return "/payload/experimentId"
         default: return "/payload/campaignId"
         }
     }

@@ -116,6 +116,13 @@ extension CampaignEngine {
                         respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)]) })
         case let .contactImport(inputs):
             return try planImport(inputs, tenant: tenant, now: now)
+        case .socialConnect, .socialRefresh, .socialDisconnect:
+            return try planConnection(command, tenant: tenant, now: now)
+        case .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
+            return try planPost(command, tenant: tenant, now: now)
+        case .experimentCreate, .experimentUpdate, .experimentStart, .experimentStop, .experimentRecordExposure,
+             .experimentRecordConversion, .experimentDeclareWinner:
+            return try planExperiment(command, tenant: tenant, now: now)
         case let .systemTick(now):
             throw CampaignError(.internalError, "system.tick at \(now) is handled by tick(now:)")
         }
@@ -287,6 +294,30 @@ extension CampaignEngine {
                 throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
             }
             return state.json
+        case let .postGet(postId):
+            guard let state = try loadPost(principal.tenant, postId).0 else {
+                throw CampaignError.notFound("post", postId, pointer: "/params/postId")
+            }
+            return state.json
+        case let .connectionGet(connectionId):
+            guard let state = try loadConnection(principal.tenant, connectionId).0 else {
+                throw CampaignError.notFound("connection", connectionId, pointer: "/params/connectionId")
+            }
+            return state.json(at: configuration.clock.now())
+        case let .experimentGet(experimentId), let .experimentResults(experimentId):
+            let tables = self.tables
+            guard let state = try store.read({ try tables.experiment(tenant: principal.tenant, id: experimentId, in: $0) }) else {
+                throw CampaignError.notFound("experiment", experimentId, pointer: "/params/experimentId")
+            }
+            if case .experimentGet = query { return state.json }
+            var results = ExperimentResults(state).json
+            if case var .object(members) = results {
+                members["experimentId"] = .string(experimentId)
+                members["status"] = .string(state.status.rawValue)
+                if let winner = state.winner { members["winner"] = .string(winner) }
+                results = .object(members)
+            }
+            return results
         }
     }
 }

@@ -7,12 +7,27 @@ public enum Query: Sendable, Equatable {
     case campaignGet(campaignId: String)
     /// `segment.get`.
     case segmentGet(segmentId: String)
+    /// `post.get`.
+    case postGet(postId: String)
+    /// `connection.get` (an addition: a connection's status, expiry and credential reference).
+    case connectionGet(connectionId: String)
+    /// `experiment.get`.
+    case experimentGet(experimentId: String)
+    /// `experiment.results`.
+    case experimentResults(experimentId: String)
+
+    /// Every query name.
+    public static let names = ["campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results"]
 
     /// The wire name.
     public var name: String {
         switch self {
         case .campaignGet: return "campaign.get"
         case .segmentGet: return "segment.get"
+        case .postGet: return "post.get"
+        case .connectionGet: return "connection.get"
+        case .experimentGet: return "experiment.get"
+        case .experimentResults: return "experiment.results"
         }
     }
 
@@ -21,6 +36,8 @@ public enum Query: Sendable, Equatable {
         switch self {
         case .campaignGet: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
+        case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         }
     }
 
@@ -31,6 +48,13 @@ public enum Query: Sendable, Equatable {
             return .campaignGet(campaignId: try FieldReader(params, at: pointer, allowed: ["campaignId"]).id("campaignId", prefix: "cmp"))
         case "segment.get":
             return .segmentGet(segmentId: try FieldReader(params, at: pointer, allowed: ["segmentId"]).id("segmentId", prefix: "seg"))
+        case "post.get":
+            return .postGet(postId: try FieldReader(params, at: pointer, allowed: ["postId"]).id("postId", prefix: "pst"))
+        case "connection.get":
+            return .connectionGet(connectionId: try FieldReader(params, at: pointer, allowed: ["connectionId"]).id("connectionId", prefix: "con"))
+        case "experiment.get", "experiment.results":
+            let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
+            return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)
         default:
             throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
         }

@@ -11,15 +11,109 @@ import Foundation
 /// - `campaign-schedule`: sendAt (ms, u64) ‖ tenant ‖ 0 ‖ campaignId → empty, for every scheduled
 ///   campaign; the scheduler reads it in time order, so a tick costs the same however many
 ///   campaigns wait.
+/// - `post-schedule`: due time (ms) ‖ tenant ‖ 0 ‖ postId → empty, for every post the scheduler
+///   must look at (publish time, retry time, or when an attempt without outcome becomes in doubt).
+/// - `publish-rate`: platform ‖ 0 ‖ accountId ‖ 0 ‖ window start (s, u64) → attempts (u64), the
+///   per-account publish budget, counted in the transaction that records an attempt.
+/// - `experiments`: tenant ‖ 0 ‖ experimentId → the experiment's state as JSON (definition and
+///   counts), updated with every experiment event; exposures and results read it in O(1).
+/// - `experiment-contacts`: tenant ‖ 0 ‖ experimentId ‖ 0 ‖ contactId → variant key, then `\n1`
+///   once converted; it makes repeated exposures and conversions count once.
 struct EngineTables: Sendable {
     let personalData: Table
     let segmentUsage: Table
     let schedule: Table
+    let postSchedule: Table
+    let publishRate: Table
+    let experiments: Table
+    let experimentContacts: Table
 
     init(store: EventStore) throws {
         personalData = try store.table(named: "contact-values")
         segmentUsage = try store.table(named: "segment-usage")
         schedule = try store.table(named: "campaign-schedule")
+        postSchedule = try store.table(named: "post-schedule")
+        publishRate = try store.table(named: "publish-rate")
+        experiments = try store.table(named: "experiments")
+        experimentContacts = try store.table(named: "experiment-contacts")
+    }
+
+    static func timeKey(_ at: Date, _ tenant: String, _ id: String) -> [UInt8] {
+        var key = [UInt8]()
+        let millis = UInt64(max(0, (at.timeIntervalSince1970 * 1000).rounded()))
+        for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: millis >> UInt64(shift))) }
+        return key + Array(tenant.utf8) + [0] + Array(id.utf8)
+    }
+
+    /// Entries of a time index due at or before `now`, earliest first.
+    func due(in table: Table, at now: Date, limit: Int, in txn: ReadTransaction) throws -> [(tenant: String, id: String)] {
+        let bound = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded()))
+        var due = [(String, String)]()
+        try txn.forEach(in: table) { key, _ in
+            guard key.count > 8, due.count < limit else { return false }
+            let millis = key.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            guard millis <= bound else { return false }
+            let rest = key.dropFirst(8)
+            guard let separator = rest.firstIndex(of: 0) else { return true }
+            due.append((String(decoding: rest[rest.startIndex..<separator], as: UTF8.self),
+                        String(decoding: rest[(separator + 1)...], as: UTF8.self)))
+            return true
+        }
+        return due
+    }
+
+    /// Moves a post's entry in the time index from its old due time to its new one.
+    func recordPostChange(tenant: String, before: PostState?, after: PostState?, in txn: WriteTransaction) throws {
+        let old = Post.nextDue(before).map { EngineTables.timeKey($0, tenant, before!.id) }
+        let new = Post.nextDue(after).map { EngineTables.timeKey($0, tenant, after!.id) }
+        guard old != new else { return }
+        if let old { try txn.delete(key: old, in: postSchedule) }
+        if let new { try txn.put([], forKey: new, in: postSchedule) }
+    }
+
+    static func rateKey(platform: String, accountId: String, windowStart: UInt64) -> [UInt8] {
+        var key = Array(platform.utf8) + [0] + Array(accountId.utf8) + [0]
+        for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: windowStart >> UInt64(shift))) }
+        return key
+    }
+
+    func publishCount(_ key: [UInt8], in txn: ReadTransaction) throws -> UInt64 {
+        guard let bytes = try txn.value(forKey: key, in: publishRate), bytes.count == 8 else { return 0 }
+        return bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
+    func setPublishCount(_ key: [UInt8], _ count: UInt64, in txn: WriteTransaction) throws {
+        try txn.put((0..<8).map { UInt8(truncatingIfNeeded: count >> UInt64(56 - $0 * 8)) }, forKey: key, in: publishRate)
+    }
+
+    static func experimentKey(_ tenant: String, _ experimentId: String) -> [UInt8] {
+        Array(tenant.utf8) + [0] + Array(experimentId.utf8)
+    }
+
+    static func experimentContactKey(_ tenant: String, _ experimentId: String, _ contactId: String) -> [UInt8] {
+        experimentKey(tenant, experimentId) + [0] + Array(contactId.utf8)
+    }
+
+    func experiment(tenant: String, id: String, in txn: ReadTransaction) throws -> ExperimentState? {
+        guard let bytes = try txn.value(forKey: EngineTables.experimentKey(tenant, id), in: experiments) else { return nil }
+        return (try? JSON.parse(bytes)).flatMap(ExperimentState.init(json:))
+    }
+
+    /// Folds an experiment's new events into its stored read model.
+    func recordExperimentEvents(tenant: String, id: String, _ events: [RecordedEvent], in txn: WriteTransaction) throws {
+        var state = try experiment(tenant: tenant, id: id, in: txn)
+        for event in events {
+            guard let payload = try? JSON.parse(event.payload) else { continue }
+            state = Experiment.evolve(state, EventRecord(type: event.type, payload: payload, occurredAt: event.occurredAt, version: event.streamVersion))
+        }
+        if let state { try txn.put(state.json.bytes, forKey: EngineTables.experimentKey(tenant, id), in: experiments) }
+    }
+
+    /// The variant a contact was exposed to, and whether it converted.
+    func experimentContact(tenant: String, experimentId: String, contactId: String, in txn: ReadTransaction) throws -> (variant: String, converted: Bool)? {
+        guard let bytes = try txn.value(forKey: EngineTables.experimentContactKey(tenant, experimentId, contactId), in: experimentContacts) else { return nil }
+        let parts = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        return (String(parts.first ?? ""), parts.count > 1)
     }
 
     // MARK: Personal data
@@ -63,28 +157,9 @@ struct EngineTables: Sendable {
 
     // MARK: Schedule
 
-    static func scheduleKey(_ sendAt: Date, _ tenant: String, _ campaignId: String) -> [UInt8] {
-        var key = [UInt8]()
-        let millis = UInt64(max(0, (sendAt.timeIntervalSince1970 * 1000).rounded()))
-        for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: millis >> UInt64(shift))) }
-        return key + Array(tenant.utf8) + [0] + Array(campaignId.utf8)
-    }
-
     /// Campaigns whose send time is at or before `now`, earliest first, at most `limit`.
     func dueCampaigns(at now: Date, limit: Int, in txn: ReadTransaction) throws -> [(tenant: String, campaignId: String)] {
-        let bound = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded()))
-        var due = [(String, String)]()
-        try txn.forEach(in: schedule) { key, _ in
-            guard key.count > 8, due.count < limit else { return false }
-            let millis = key.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            guard millis <= bound else { return false }
-            let rest = key.dropFirst(8)
-            guard let separator = rest.firstIndex(of: 0) else { return true }
-            due.append((String(decoding: rest[rest.startIndex..<separator], as: UTF8.self),
-                        String(decoding: rest[(separator + 1)...], as: UTF8.self)))
-            return true
-        }
-        return due
+        try due(in: schedule, at: now, limit: limit, in: txn).map { ($0.tenant, $0.id) }
     }
 
     /// Keeps the usage and schedule tables in step with a campaign's change from `before` to `after`.
@@ -95,7 +170,7 @@ struct EngineTables: Sendable {
         }
         func scheduleKey(_ state: CampaignState?) -> [UInt8]? {
             guard let state, state.status == .scheduled, let sendAt = state.sendAt else { return nil }
-            return EngineTables.scheduleKey(sendAt, tenant, state.id)
+            return EngineTables.timeKey(sendAt, tenant, state.id)
         }
         for (old, new, table) in [(usageKey(before), usageKey(after), segmentUsage), (scheduleKey(before), scheduleKey(after), schedule)]
         where old != new {

@@ -6,65 +6,103 @@ import Foundation
 public struct TickReport: Sendable, Equatable {
     /// One piece of due work and how it ended.
     public struct Item: Sendable, Equatable {
+        /// `campaign` (activation) or `post` (publish, retry, or an in-doubt attempt settled).
+        public var kind: String
         /// The tenant.
         public var tenant: String
-        /// The campaign activated (or that failed to activate).
-        public var campaignId: String
-        /// Nil when it succeeded.
+        /// The campaign or post.
+        public var id: String
+        /// The post's state afterwards (for posts).
+        public var status: String?
+        /// Nil when it succeeded (or is still on its way).
         public var error: CampaignError?
     }
 
     /// The time the tick ran at.
     public var now: Date
-    /// Every due item handled, in time order.
+    /// Every due item handled, campaigns first, each kind in time order.
     public var items: [Item]
 
-    /// The items that succeeded.
-    public var activated: [Item] { items.filter { $0.error == nil } }
+    /// Campaigns activated.
+    public var activated: [Item] { items.filter { $0.kind == "campaign" && $0.error == nil } }
 
     /// The wire data for a tick requested by `tenant`: only that tenant's items are listed.
     func json(for tenant: String) -> JSON {
         let mine = items.filter { $0.tenant == tenant }
         return .object([
             "now": .string(Timestamp.format(now)),
-            "activated": .array(mine.filter { $0.error == nil }.map { .string($0.campaignId) }),
-            "failed": .array(mine.compactMap { item in
-                item.error.map { .object(["campaignId": .string(item.campaignId), "error": $0.body(requestId: "")]) }
+            "activated": .array(mine.filter { $0.kind == "campaign" && $0.error == nil }.map { .string($0.id) }),
+            "posts": .array(mine.filter { $0.kind == "post" }.map { item in
+                var members: [String: JSON] = ["postId": .string(item.id), "status": .string(item.status ?? "")]
+                if let error = item.error { members["error"] = error.body(requestId: "") }
+                return .object(members)
+            }),
+            "failed": .array(mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
+                .object(["campaignId": .string(item.id), "error": item.error!.body(requestId: "")])
             }),
         ])
     }
 }
 
 extension CampaignEngine {
-    /// Runs the scheduler: activates every scheduled campaign whose send time has come. Due work
-    /// is found through the `campaign-schedule` time index, so a tick with nothing due reads one
-    /// key however many campaigns wait.
+    /// Runs the scheduler: activates scheduled campaigns whose send time has come, publishes
+    /// posts whose publish time has come, retries what is due, and settles attempts left
+    /// without an outcome. Due work is found through time indexes (`campaign-schedule`,
+    /// `post-schedule`), so a tick with nothing due reads one key of each however much waits.
     ///
     /// With a ``ManualClock``, `now` moves the clock first; with the system clock, `now` is
     /// ignored (a tick may not run the future early).
-    /// - Returns: what was activated and what failed (a failed activation stays due).
     public func tick(now requested: Date? = nil, requestId: String = "tick") async -> TickReport {
         if let requested, let manual = configuration.clock as? ManualClock { manual.set(requested) }
         let now = configuration.clock.now()
         var report = TickReport(now: now, items: [])
-        let due: [(tenant: String, campaignId: String)]
-        do {
-            due = try store.read { try tables.dueCampaigns(at: now, limit: 100_000, in: $0) }
-        } catch {
-            return report
-        }
-        for work in due {
-            let system = Principal(tenant: work.tenant, subject: "scheduler", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
-            let request = EngineRequest.command(.campaignTransition(.activate, campaignId: work.campaignId), as: system, requestId: requestId)
+        let tables = self.tables
+        guard let (campaigns, posts) = try? store.read({ txn in
+            (try tables.dueCampaigns(at: now, limit: 100_000, in: txn), try tables.due(in: tables.postSchedule, at: now, limit: 100_000, in: txn))
+        }) else { return report }
+
+        for work in campaigns {
+            let system = CampaignEngine.scheduler(work.tenant)
+            let command = Command.campaignTransition(.activate, campaignId: work.campaignId)
             do {
-                _ = try await perform(.campaignTransition(.activate, campaignId: work.campaignId), request: request, principal: system)
-                report.items.append(.init(tenant: work.tenant, campaignId: work.campaignId, error: nil))
-            } catch let error as CampaignError {
-                report.items.append(.init(tenant: work.tenant, campaignId: work.campaignId, error: error))
+                _ = try await perform(command, request: .command(command, as: system, requestId: requestId), principal: system)
+                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.campaignId))
             } catch {
-                report.items.append(.init(tenant: work.tenant, campaignId: work.campaignId, error: CampaignEngine.map(error)))
+                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.campaignId, error: CampaignEngine.campaignError(error)))
             }
         }
+        for work in posts {
+            let system = CampaignEngine.scheduler(work.tenant)
+            let command = Command.postPublish(postId: work.id)
+            let request = EngineRequest.command(command, as: system, requestId: requestId)
+            var item = TickReport.Item(kind: "post", tenant: work.tenant, id: work.id)
+            do {
+                let state = try loadPost(work.tenant, work.id).0
+                if state?.status == .scheduled {
+                    _ = try await perform(command, request: request, principal: system)
+                } else if let after = try await publishDue(tenant: work.tenant, postId: work.id, as: system, request: request) {
+                    _ = try publishAnswer(after, streamId: CampaignEngine.streamId(work.tenant, work.id))
+                }
+            } catch {
+                item.error = CampaignEngine.campaignError(error)
+            }
+            item.status = (try? loadPost(work.tenant, work.id).0)?.status.rawValue
+            report.items.append(item)
+        }
         return report
+    }
+
+    static func scheduler(_ tenant: String) -> Principal {
+        Principal(tenant: tenant, subject: "scheduler", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+    }
+
+    static func campaignError(_ error: Error) -> CampaignError {
+        (error as? CampaignError) ?? map(error)
+    }
+}
+
+extension TickReport.Item {
+    init(kind: String, tenant: String, id: String, error: CampaignError? = nil) {
+        self.init(kind: kind, tenant: tenant, id: id, status: nil, error: error)
     }
 }

@@ -44,8 +44,27 @@ import Testing
             command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":41}}]}"#, "contacts:write", cross: nil),
             command("contact.erase", #"{"contactId":"ctc_1"}"#, "contacts:write", admin: true),
             command("system.tick", #"{"now":"2026-11-21T11:00:00Z"}"#, "campaigns:write", admin: true, cross: nil),
+            command("social.connect", #"{"connectionId":"con_new","platform":"x","accountId":"other","credentialRef":"vault://x/other","expiresAt":"2027-01-01T00:00:00Z"}"#, "social:write", cross: nil),
+            command("social.refresh", #"{"connectionId":"con_1","expiresAt":"2027-06-01T00:00:00Z"}"#, "social:write"),
+            command("social.disconnect", #"{"connectionId":"con_1"}"#, "social:write"),
+            command("post.create", #"{"postId":"pst_new","connectionIds":["con_1"],"text":"Hi"}"#, "social:write"),
+            command("post.update", #"{"postId":"pst_1","text":"Changed"}"#, "social:write"),
+            command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-12-01T00:00:00Z"}"#, "social:write"),
+            command("post.cancel", #"{"postId":"pst_1"}"#, "social:write"),
+            command("post.publish", #"{"postId":"pst_1"}"#, "social:write"),
+            command("experiment.create", #"{"experimentId":"exp_new","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#, "experiments:write"),
+            command("experiment.update", #"{"experimentId":"exp_1","name":"Renamed"}"#, "experiments:write"),
+            command("experiment.start", #"{"experimentId":"exp_1"}"#, "experiments:write"),
+            command("experiment.stop", #"{"experimentId":"exp_1"}"#, "experiments:write"),
+            command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#, "experiments:write"),
+            command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#, "experiments:write"),
+            command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"a"}"#, "experiments:write"),
             query("campaign.get", cmp, "campaigns:read"),
             query("segment.get", #"{"segmentId":"seg_1"}"#, "segments:read"),
+            query("post.get", #"{"postId":"pst_1"}"#, "social:read"),
+            query("connection.get", #"{"connectionId":"con_1"}"#, "social:read"),
+            query("experiment.get", #"{"experimentId":"exp_1"}"#, "experiments:read"),
+            query("experiment.results", #"{"experimentId":"exp_1"}"#, "experiments:read"),
         ]
         return list
     }()
@@ -56,6 +75,9 @@ import Testing
         #expect(await t.command("segment.create", #"{"segmentId":"seg_1","name":"Adults","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#).status == 201)
         #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#).status == 201)
         #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":30}}"#).status == 201)
+        #expect(await t.command("social.connect", #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","expiresAt":"2027-01-01T00:00:00Z"}"#).status == 201)
+        #expect(await t.command("post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hello"}"#).status == 201)
+        #expect(await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#).status == 201)
         return t
     }
 
@@ -101,7 +123,7 @@ import Testing
         } else {
             // Creates and upserts work in the stranger's own namespace and leave acme's data alone.
             #expect(stranger.code == nil, "\(stranger)")
-            for stream in ["acme:cmp_1", "acme:seg_1", "acme:ctc_1"] {
+            for stream in ["acme:cmp_1", "acme:seg_1", "acme:ctc_1", "acme:con_1", "acme:pst_1", "acme:exp_1"] {
                 #expect(try t.engine.eventStore.streamVersion(stream) == 1)
             }
         }
@@ -112,6 +134,6 @@ import Testing
 
     @Test func theMatrixCoversEveryCommandAndQuery() {
         let covered = Set(Self.entries.map(\.name))
-        for name in Command.names { #expect(covered.contains(name), "\(name) is not in the auth matrix") }
+        for name in Command.names + Query.names { #expect(covered.contains(name), "\(name) is not in the auth matrix") }
     }
 }

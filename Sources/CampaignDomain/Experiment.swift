@@ -1,0 +1,371 @@
+import Foundation
+import Hashing
+
+/// One arm of an experiment.
+public struct Variant: Sendable, Equatable {
+    /// The key, such as `control` or `b`.
+    public var key: String
+    /// The share of traffic in percent (all weights sum to 100).
+    public var weight: Int
+    /// The content this variant sends, if it differs.
+    public var content: Content?
+
+    /// Creates a variant.
+    public init(key: String, weight: Int, content: Content? = nil) {
+        self.key = key
+        self.weight = weight
+        self.content = content
+    }
+
+    var json: JSON {
+        var members: [String: JSON] = ["key": .string(key), "weight": .number(Double(weight))]
+        if let content { members["content"] = content.json }
+        return .object(members)
+    }
+
+    init?(json: JSON) {
+        guard let key = json["key"]?.stringValue, let weight = json["weight"]?.integerValue else { return nil }
+        self.init(key: key, weight: weight, content: Content(json: json["content"]))
+    }
+}
+
+/// Experiment states.
+public enum ExperimentStatus: String, Sendable, CaseIterable {
+    /// Being set up.
+    case draft
+    /// Assigning and counting.
+    case running
+    /// Stopped counting; a winner may still be declared.
+    case stopped
+    /// A winner was declared.
+    case completed
+}
+
+/// An experiment's state: its definition and its counts (one event per first exposure and per
+/// first conversion, so the counts are a fold of the log).
+public struct ExperimentState: Sendable, Equatable {
+    /// The id (`exp_…`).
+    public var id: String
+    /// The campaign under test.
+    public var campaignId: String
+    /// The name.
+    public var name: String
+    /// The variants; the first is the control.
+    public var variants: [Variant]
+    /// The state.
+    public var status: ExperimentStatus
+    /// Exposures per variant key.
+    public var exposures: [String: Int]
+    /// Conversions per variant key.
+    public var conversions: [String: Int]
+    /// The declared winner.
+    public var winner: String?
+    /// Whether the winner was forced past the checks.
+    public var forced: Bool
+    /// The stream version.
+    public var version: UInt64
+
+    /// The read model returned by `experiment.get`.
+    public var json: JSON {
+        var members: [String: JSON] = [
+            "experimentId": .string(id), "campaignId": .string(campaignId), "name": .string(name),
+            "variants": .array(variants.map(\.json)), "status": .string(status.rawValue), "version": .number(Double(version)),
+            "exposures": .object(exposures.mapValues { .number(Double($0)) }),
+            "conversions": .object(conversions.mapValues { .number(Double($0)) }),
+        ]
+        if let winner { members["winner"] = .string(winner); members["forced"] = .bool(forced) }
+        return .object(members)
+    }
+}
+
+extension ExperimentState {
+    /// Reads back what ``json`` wrote.
+    public init?(json: JSON) {
+        guard let id = json["experimentId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(ExperimentStatus.init(rawValue:)),
+              let version = json["version"]?.integerValue else { return nil }
+        self.init(
+            id: id, campaignId: json["campaignId"]?.stringValue ?? "", name: json["name"]?.stringValue ?? "",
+            variants: (json["variants"]?.arrayValue ?? []).compactMap(Variant.init(json:)), status: status,
+            exposures: (json["exposures"]?.objectValue ?? [:]).compactMapValues(\.integerValue),
+            conversions: (json["conversions"]?.objectValue ?? [:]).compactMapValues(\.integerValue),
+            winner: json["winner"]?.stringValue, forced: json["forced"]?.boolValue ?? false, version: UInt64(version))
+    }
+}
+
+/// The experiment aggregate, sticky assignment, and the winner rules.
+public enum Experiment {
+    /// Exposures each variant needs before a winner may be declared.
+    public static let minimumExposuresPerVariant = 150
+    /// Below this SRM p-value the split is broken and no winner may be declared.
+    public static let srmThreshold = 0.001
+    /// The significance level of the winner's z-test.
+    public static let significance = 0.05
+
+    /// The variant a contact gets: SHA-256 of `experimentId:contactId`, its first 8 bytes as a
+    /// big-endian integer modulo 10,000, placed on the cumulative weights (×100). The same
+    /// contact always gets the same variant, in any process, before and after restarts.
+    public static func assign(experimentId: String, contactId: String, variants: [Variant]) -> String {
+        let digest = SHA256.hash(Array("\(experimentId):\(contactId)".utf8))
+        let bucket = Int(digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } % 10_000)
+        var upper = 0
+        for variant in variants {
+            upper += variant.weight * 100
+            if bucket < upper { return variant.key }
+        }
+        return variants.last?.key ?? ""
+    }
+
+    static func variantProblems(_ variants: [Variant]) -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        if variants.count < 2 || variants.count > 10 {
+            problems.append(FieldProblem(field: "variants", pointer: "/payload/variants", message: "an experiment needs 2–10 variants"))
+        }
+        var keys = Set<String>()
+        for (index, variant) in variants.enumerated() {
+            let keyOK = (1...32).contains(variant.key.count) && variant.key.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+            }
+            if !keyOK {
+                problems.append(FieldProblem(field: "variants.key", pointer: "/payload/variants/\(index)/key", message: "key must be 1–32 of a-z, 0-9, _ and -"))
+            } else if !keys.insert(variant.key).inserted {
+                problems.append(FieldProblem(field: "variants.key", pointer: "/payload/variants/\(index)/key", message: "key \(variant.key) is used twice"))
+            }
+            if !(1...99).contains(variant.weight) {
+                problems.append(FieldProblem(field: "variants.weight", pointer: "/payload/variants/\(index)/weight", message: "weight must be a whole number from 1 to 99"))
+            }
+        }
+        let total = variants.reduce(0) { $0 + $1.weight }
+        if total != 100 {
+            problems.append(FieldProblem(field: "variants", pointer: "/payload/variants", message: "weights must sum to 100, not \(total)"))
+        }
+        return problems
+    }
+
+    static func allowed(_ verb: String) -> [ExperimentStatus] {
+        switch verb {
+        case "update", "start": return [.draft]
+        case "stop", "recordExposure", "recordConversion": return [.running]
+        case "declareWinner": return [.running, .stopped]
+        default: return []
+        }
+    }
+
+    /// Decides every `experiment.*` command. For exposures and conversions, `alreadyCounted`
+    /// says whether this contact's exposure (or conversion) was recorded before, and `exposedVariant`
+    /// the variant it was exposed to.
+    public static func decide(
+        _ command: Command, state: ExperimentState?, context: DecisionContext,
+        alreadyCounted: Bool = false, exposedVariant: String? = nil
+    ) throws(CampaignError) -> Decision {
+        if case let .experimentCreate(experimentId, campaignId, name, variants) = command {
+            guard let experimentId else { preconditionFailure("the engine assigns an id before deciding") }
+            guard state == nil else {
+                throw CampaignError(.duplicateResource, "experiment \(experimentId) already exists", param: "experimentId", pointer: "/payload/experimentId")
+            }
+            guard let campaign = context.campaigns[campaignId], campaign.status != .deleted else {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
+            }
+            var problems = variantProblems(variants)
+            if !(1...120).contains(name.trimmed.count) {
+                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters"))
+            }
+            guard problems.isEmpty else { throw .validation(problems) }
+            return Decision(events: [DomainEvent("experiment.created", [
+                "experimentId": .string(experimentId), "campaignId": .string(campaign.id), "name": .string(name.trimmed),
+                "variants": .array(variants.map(\.json)),
+            ])])
+        }
+        guard let state else { throw CampaignError.notFound("experiment", command.experimentId ?? "?", pointer: "/payload/experimentId") }
+        let verb = String(command.name.dropFirst("experiment.".count))
+        guard allowed(verb).contains(state.status) else {
+            if verb == "declareWinner" && state.status == .completed {
+                throw CampaignError(.resourceConflict, "a winner (\(state.winner ?? "?")) was already declared", currentState: "completed",
+                                    allowedStates: allowed(verb).map(\.rawValue))
+            }
+            throw CampaignError.illegalTransition(verb, "experiment", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
+        }
+        let id: [String: JSON] = ["experimentId": .string(state.id)]
+        switch command {
+        case let .experimentUpdate(_, name, variants):
+            var problems = variants.map(variantProblems) ?? []
+            if let name, !(1...120).contains(name.trimmed.count) {
+                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters"))
+            }
+            if name == nil && variants == nil {
+                problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
+            }
+            guard problems.isEmpty else { throw .validation(problems) }
+            var payload = id
+            if let name { payload["name"] = .string(name.trimmed) }
+            if let variants { payload["variants"] = .array(variants.map(\.json)) }
+            return Decision(events: [DomainEvent("experiment.updated", payload)])
+        case .experimentStart:
+            return Decision(events: [DomainEvent("experiment.started", id)])
+        case .experimentStop:
+            return Decision(events: [DomainEvent("experiment.stopped", id)])
+        case let .experimentRecordExposure(_, contactId):
+            guard !alreadyCounted else { return Decision(events: []) }
+            let variant = assign(experimentId: state.id, contactId: contactId, variants: state.variants)
+            return Decision(events: [DomainEvent("experiment.exposed", id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })])
+        case let .experimentRecordConversion(_, contactId):
+            guard let variant = exposedVariant else {
+                throw CampaignError(.resourceConflict, "contact \(contactId) was not exposed to experiment \(state.id); record the exposure first",
+                                    pointer: "/payload/contactId")
+            }
+            guard !alreadyCounted else { return Decision(events: []) }
+            return Decision(events: [DomainEvent("experiment.converted", id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })])
+        case let .experimentDeclareWinner(_, variant, force):
+            guard state.variants.contains(where: { $0.key == variant }) else {
+                throw CampaignError.validation([FieldProblem(field: "variant", pointer: "/payload/variant",
+                                                             message: "variant must be one of \(state.variants.map(\.key).joined(separator: ", "))")])
+            }
+            let results = ExperimentResults(state)
+            if !force { try results.checkWinner(variant) }
+            var payload = id.merging(["variant": .string(variant), "forced": .bool(force)]) { $1 }
+            if let p = results.variants.first(where: { $0.key == variant })?.pValue { payload["pValue"] = .number(p) }
+            if let srm = results.srmPValue { payload["srmPValue"] = .number(srm) }
+            return Decision(events: [DomainEvent("experiment.winnerDeclared", payload)])
+        default:
+            preconditionFailure("not an experiment command: \(command.name)")
+        }
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: ExperimentState?, _ event: EventRecord) -> ExperimentState? {
+        let p = event.payload
+        if event.type == "experiment.created" {
+            return ExperimentState(
+                id: p["experimentId"]?.stringValue ?? "", campaignId: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "",
+                variants: (p["variants"]?.arrayValue ?? []).compactMap(Variant.init(json:)), status: .draft,
+                exposures: [:], conversions: [:], winner: nil, forced: false, version: event.version)
+        }
+        guard var state else { return nil }
+        state.version = event.version
+        switch event.type {
+        case "experiment.updated":
+            if let name = p["name"]?.stringValue { state.name = name }
+            if let variants = p["variants"]?.arrayValue { state.variants = variants.compactMap(Variant.init(json:)) }
+        case "experiment.started": state.status = .running
+        case "experiment.stopped": state.status = .stopped
+        case "experiment.exposed":
+            if let variant = p["variant"]?.stringValue { state.exposures[variant, default: 0] += 1 }
+        case "experiment.converted":
+            if let variant = p["variant"]?.stringValue { state.conversions[variant, default: 0] += 1 }
+        case "experiment.winnerDeclared":
+            state.status = .completed
+            state.winner = p["variant"]?.stringValue
+            state.forced = p["forced"]?.boolValue ?? false
+        default: break
+        }
+        return state
+    }
+}
+
+/// The results of an experiment: per variant, and the sample-ratio check.
+public struct ExperimentResults: Sendable, Equatable {
+    /// One variant's numbers; the interval is the Wilson 95% interval of its rate, and the
+    /// difference interval the 95% interval of (rate − control rate).
+    public struct Row: Sendable, Equatable {
+        /// The key.
+        public var key: String
+        /// Exposures.
+        public var exposures: Int
+        /// Conversions.
+        public var conversions: Int
+        /// conversions ÷ exposures.
+        public var rate: Double
+        /// (rate − control) ÷ control; nil for the control or when the control rate is 0.
+        public var lift: Double?
+        /// Two-sided p-value of the z-test against the control.
+        public var pValue: Double?
+        /// Wilson 95% interval of the rate.
+        public var interval: (low: Double, high: Double)?
+        /// 95% interval of the difference with the control.
+        public var differenceInterval: (low: Double, high: Double)?
+
+        public static func == (a: Row, b: Row) -> Bool {
+            a.key == b.key && a.exposures == b.exposures && a.conversions == b.conversions && a.rate == b.rate
+                && a.lift == b.lift && a.pValue == b.pValue && a.interval?.low == b.interval?.low && a.interval?.high == b.interval?.high
+        }
+    }
+
+    /// Rows in variant order; the first is the control.
+    public var variants: [Row]
+    /// The χ² p-value of the observed split against the weights.
+    public var srmPValue: Double?
+
+    /// Computes the results of a state.
+    public init(_ state: ExperimentState) {
+        let control = state.variants.first?.key ?? ""
+        let n0 = state.exposures[control] ?? 0, c0 = state.conversions[control] ?? 0
+        let controlRate = n0 > 0 ? Double(c0) / Double(n0) : 0
+        variants = state.variants.map { variant in
+            let n = state.exposures[variant.key] ?? 0, c = state.conversions[variant.key] ?? 0
+            let rate = n > 0 ? Double(c) / Double(n) : 0
+            let isControl = variant.key == control
+            return Row(
+                key: variant.key, exposures: n, conversions: c, rate: rate,
+                lift: isControl || controlRate == 0 ? nil : (rate - controlRate) / controlRate,
+                pValue: isControl ? nil : Statistics.twoProportionZTest(controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n)?.pValue,
+                interval: Statistics.wilsonInterval(conversions: c, exposures: n),
+                differenceInterval: isControl ? nil : Statistics.differenceInterval(controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n))
+        }
+        srmPValue = Statistics.chiSquareGoodnessOfFit(observed: state.variants.map { state.exposures[$0.key] ?? 0 },
+                                                      weights: state.variants.map { Double($0.weight) })?.pValue
+    }
+
+    /// Throws `EXPERIMENT_INSUFFICIENT_DATA` unless `variant` may be declared the winner: every
+    /// variant has the minimum sample, the split matches the weights (SRM p ≥ 0.001), and the
+    /// variant beats the control (or, for the control, the best other variant) with p < 0.05.
+    public func checkWinner(_ variant: String) throws(CampaignError) {
+        func insufficient(_ message: String) -> CampaignError { CampaignError(.experimentInsufficientData, message, param: "variant") }
+        if let small = variants.first(where: { $0.exposures < Experiment.minimumExposuresPerVariant }) {
+            throw insufficient("variant \(small.key) has \(small.exposures) exposures; each needs \(Experiment.minimumExposuresPerVariant)")
+        }
+        guard let srm = srmPValue, srm >= Experiment.srmThreshold else {
+            throw insufficient("sample ratio mismatch: the split does not match the weights (χ² p = \(srmPValue ?? 0))")
+        }
+        guard let control = variants.first, let chosen = variants.first(where: { $0.key == variant }) else { return }
+        let (better, worse): (Row, Row)
+        if chosen.key == control.key {
+            guard let best = variants.dropFirst().max(by: { $0.rate < $1.rate }) else { return }
+            (better, worse) = (control, best)
+        } else {
+            (better, worse) = (chosen, control)
+        }
+        guard let test = Statistics.twoProportionZTest(controlConversions: worse.conversions, controlExposures: worse.exposures,
+                                                       treatmentConversions: better.conversions, treatmentExposures: better.exposures),
+              test.z > 0, test.pValue < Experiment.significance else {
+            throw insufficient("variant \(variant) is not significantly better than \(better.key == chosen.key ? worse.key : better.key) (p must be < \(Experiment.significance))")
+        }
+    }
+
+    /// The wire form of the results query.
+    public var json: JSON {
+        func number(_ value: Double?) -> JSON { value.map { .number($0) } ?? .null }
+        func interval(_ value: (low: Double, high: Double)?) -> JSON { value.map { .array([.number($0.low), .number($0.high)]) } ?? .null }
+        return .object([
+            "srmPValue": number(srmPValue),
+            "variants": .array(variants.map { row in
+                .object([
+                    "key": .string(row.key), "exposures": .number(Double(row.exposures)), "conversions": .number(Double(row.conversions)),
+                    "rate": .number(row.rate), "lift": number(row.lift), "pValue": number(row.pValue),
+                    "interval95": interval(row.interval), "differenceInterval95": interval(row.differenceInterval),
+                ])
+            }),
+        ])
+    }
+}
+
+extension Command {
+    /// The experiment an `experiment.*` command is about.
+    public var experimentId: String? {
+        switch self {
+        case let .experimentCreate(id, _, _, _): return id
+        case let .experimentUpdate(id, _, _), let .experimentStart(id), let .experimentStop(id),
+             let .experimentRecordExposure(id, _), let .experimentRecordConversion(id, _), let .experimentDeclareWinner(id, _, _):
+            return id
+        default: return nil
+        }
+    }
+}

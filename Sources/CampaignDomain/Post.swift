@@ -1,0 +1,410 @@
+import Foundation
+
+/// What a platform said when asked to publish.
+public enum PublishOutcome: Sendable, Equatable {
+    /// Published, with the platform's id and URL.
+    case published(platformPostId: String, url: String)
+    /// Refused for now; try again after `retryAfter` seconds.
+    case rateLimited(retryAfter: Int)
+    /// The platform refused the content for good.
+    case rejected(reason: String)
+    /// A passing failure (5xx, network); safe to retry.
+    case transientFailure(reason: String)
+    /// No answer in time: the post may or may not be live, so it is never sent again blindly.
+    case timedOut
+}
+
+/// Post states.
+public enum PostStatus: String, Sendable, CaseIterable {
+    /// Being edited.
+    case draft
+    /// Waiting for its publish time.
+    case scheduled
+    /// Being published to its targets.
+    case publishing
+    /// Live on every target.
+    case published
+    /// Every target finished and at least one failed.
+    case failed
+    /// Cancelled before publishing.
+    case cancelled
+}
+
+/// One target (connection) of a post and how its publishing stands.
+public struct PostTarget: Sendable, Equatable {
+    /// The connection.
+    public var connectionId: String
+    /// `pending`, `attempting`, `retrying`, `published` or `failed`.
+    public var status: String
+    /// Attempts started.
+    public var attempts: Int
+    /// Transient failures so far (3 attempts in all, then `PUBLISHING_FAILED`).
+    public var transientFailures: Int
+    /// Rate-limit refusals so far.
+    public var rateLimits: Int
+    /// When a retry is due.
+    public var retryAt: Date?
+    /// Why it is retrying: `rate_limited` or `transient`.
+    public var retryReason: String?
+    /// When the current attempt started (an attempt with no outcome is in doubt).
+    public var attemptStartedAt: Date?
+    /// The platform's post id, once published.
+    public var platformPostId: String?
+    /// The platform's URL, once published.
+    public var url: String?
+    /// The error code, once failed.
+    public var failureCode: String?
+    /// Why it failed or is retrying.
+    public var message: String?
+
+    var isTerminal: Bool { status == "published" || status == "failed" }
+
+    var json: JSON {
+        var members: [String: JSON] = ["connectionId": .string(connectionId), "status": .string(status), "attempts": .number(Double(attempts))]
+        if let retryAt { members["retryAt"] = .string(Timestamp.format(retryAt)) }
+        if let platformPostId { members["platformPostId"] = .string(platformPostId) }
+        if let url { members["url"] = .string(url) }
+        if let failureCode { members["code"] = .string(failureCode) }
+        if let message { members["message"] = .string(message) }
+        return .object(members)
+    }
+}
+
+/// A post's state, folded from its events.
+public struct PostState: Sendable, Equatable {
+    /// The id (`pst_…`).
+    public var id: String
+    /// Target connections, in order.
+    public var targets: [PostTarget]
+    /// The text.
+    public var text: String
+    /// The media.
+    public var media: [Media]
+    /// A link.
+    public var link: String?
+    /// The campaign it belongs to.
+    public var campaignId: String?
+    /// The state.
+    public var status: PostStatus
+    /// When it is to be published.
+    public var publishAt: Date?
+    /// When it was created.
+    public var createdAt: Date
+    /// When it last changed.
+    public var updatedAt: Date
+    /// The stream version.
+    public var version: UInt64
+
+    /// The connection ids.
+    public var connectionIds: [String] { targets.map(\.connectionId) }
+
+    /// The read model returned by `post.get`.
+    public var json: JSON {
+        var members: [String: JSON] = [
+            "postId": .string(id), "text": .string(text), "media": .array(media.map(\.json)), "status": .string(status.rawValue),
+            "targets": .array(targets.map(\.json)), "createdAt": .string(Timestamp.format(createdAt)),
+            "updatedAt": .string(Timestamp.format(updatedAt)), "version": .number(Double(version)),
+        ]
+        if let link { members["link"] = .string(link) }
+        if let campaignId { members["campaignId"] = .string(campaignId) }
+        if let publishAt { members["publishAt"] = .string(Timestamp.format(publishAt)) }
+        return .object(members)
+    }
+}
+
+/// The post aggregate and its publishing policy.
+public enum Post {
+    /// How long an attempt may go without an outcome before it is failed as unconfirmed.
+    public static let inDoubtAfter: TimeInterval = 300
+    /// Attempts per target for transient failures (then `PUBLISHING_FAILED`).
+    public static let maximumAttempts = 3
+    /// The first retry's delay; each later one doubles it.
+    public static let backoffBase: TimeInterval = 30
+    /// Rate-limit refusals per target before giving up with `RATE_LIMIT_EXCEEDED`.
+    public static let maximumRateLimits = 10
+
+    static func allowed(_ verb: String) -> [PostStatus] {
+        switch verb {
+        case "update", "schedule", "cancel", "publish": return [.draft, .scheduled]
+        default: return []
+        }
+    }
+
+    /// Decides `post.create`, `post.update`, `post.schedule`, `post.cancel` and `post.publish`.
+    /// `context.connections` and `context.campaigns` hold what the command names.
+    public static func decide(_ command: Command, state: PostState?, context: DecisionContext) throws(CampaignError) -> Decision {
+        if case let .postCreate(postId, connectionIds, text, media, link, campaignId) = command {
+            guard let postId else { preconditionFailure("the engine assigns an id before deciding") }
+            guard state == nil else {
+                throw CampaignError(.duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
+            }
+            if let campaignId, context.campaigns[campaignId] == nil || context.campaigns[campaignId]?.status == .deleted {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
+            }
+            for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
+                throw CampaignError.notFound("connection", id, pointer: "/payload/connectionIds/\(index)")
+            }
+            for (index, id) in connectionIds.enumerated() where context.connections[id]?.disconnected == true {
+                throw CampaignError(.connectionExpired, "connection \(id) was disconnected", pointer: "/payload/connectionIds/\(index)")
+            }
+            var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
+            problems += platformProblems(connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media)
+            guard problems.isEmpty else { throw .validation(problems) }
+            var payload: [String: JSON] = [
+                "postId": .string(postId), "connectionIds": .array(connectionIds.map(JSON.string)), "text": .string(text),
+                "media": .array(media.map(\.json)),
+            ]
+            if let link { payload["link"] = .string(link) }
+            if let campaignId { payload["campaignId"] = .string(campaignId) }
+            return Decision(events: [DomainEvent("post.created", payload)])
+        }
+
+        guard let state else { throw CampaignError.notFound("post", command.resourceIdForPost ?? "?", pointer: "/payload/postId") }
+        let verb = String(command.name.dropFirst("post.".count))
+        guard allowed(verb).contains(state.status) else {
+            throw CampaignError.illegalTransition(verb, "post", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
+        }
+        switch command {
+        case let .postUpdate(_, text, media, link):
+            guard text != nil || media != nil || link != nil else {
+                throw CampaignError.validation([FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give text, media or link")])
+            }
+            let newText = text ?? state.text, newMedia = media ?? state.media
+            var problems = shapeProblems(connectionIds: state.connectionIds, text: newText, media: newMedia, link: link)
+            problems += platformProblems(state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
+            guard problems.isEmpty else { throw .validation(problems) }
+            var payload: [String: JSON] = ["postId": .string(state.id)]
+            if let text { payload["text"] = .string(text) }
+            if let media { payload["media"] = .array(media.map(\.json)) }
+            if let link { payload["link"] = .string(link) }
+            return Decision(events: [DomainEvent("post.updated", payload)])
+        case let .postSchedule(_, publishAt):
+            guard publishAt > context.now else {
+                throw CampaignError(.invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))", param: "publishAt", pointer: "/payload/publishAt")
+            }
+            return Decision(events: [DomainEvent("post.scheduled", ["postId": .string(state.id), "publishAt": .string(Timestamp.format(publishAt))])])
+        case .postCancel:
+            return Decision(events: [DomainEvent("post.cancelled", ["postId": .string(state.id)])])
+        case .postPublish:
+            return Decision(events: [DomainEvent("post.publishingStarted", ["postId": .string(state.id)])])
+        default:
+            preconditionFailure("not a post command: \(command.name)")
+        }
+    }
+
+    static func shapeProblems(connectionIds: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        if connectionIds.isEmpty || connectionIds.count > 10 || Set(connectionIds).count != connectionIds.count {
+            problems.append(FieldProblem(field: "connectionIds", pointer: "/payload/connectionIds", message: "connectionIds must hold 1–10 distinct connections"))
+        }
+        if text.trimmed.isEmpty && media.isEmpty {
+            problems.append(FieldProblem(field: "text", pointer: "/payload/text", message: "a post needs text or media"))
+        }
+        for (index, item) in media.enumerated() {
+            if !["image", "video", "gif"].contains(item.kind) {
+                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind", message: "kind must be image, video or gif"))
+            }
+            if !isHTTPSURL(item.url) {
+                problems.append(FieldProblem(field: "media.url", pointer: "/payload/media/\(index)/url", message: "url must be an https URL of at most 2048 characters"))
+            }
+        }
+        if let link, !isHTTPSURL(link) {
+            problems.append(FieldProblem(field: "link", pointer: "/payload/link", message: "link must be an https URL of at most 2048 characters"))
+        }
+        return problems
+    }
+
+    /// Each target platform's problems with the content; a problem shared by several platforms
+    /// is reported once per platform, so the client sees which platform refuses what.
+    static func platformProblems(_ platforms: [String], text: String, media: [Media]) -> [FieldProblem] {
+        var seen = Set<String>()
+        return platforms.filter { seen.insert($0).inserted }.flatMap { PlatformRules.all[$0]?.problems(text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }) ?? [] }
+    }
+
+    static func isHTTPSURL(_ text: String) -> Bool {
+        text.hasPrefix("https://") && text.count > 8 && text.count <= 2048 && !text.unicodeScalars.contains { $0.value <= 32 || $0.value == 127 }
+    }
+
+    // MARK: Publishing policy
+
+    /// Targets ready for an attempt at `now`: never attempted, or retrying and due.
+    public static func dueTargets(_ state: PostState, at now: Date) -> [PostTarget] {
+        guard state.status == .publishing else { return [] }
+        return state.targets.filter { $0.status == "pending" || ($0.status == "retrying" && ($0.retryAt ?? now) <= now) }
+    }
+
+    /// Targets whose attempt has had no outcome for ``inDoubtAfter``: the process died mid-call.
+    public static func inDoubtTargets(_ state: PostState, at now: Date) -> [PostTarget] {
+        state.targets.filter { $0.status == "attempting" && ($0.attemptStartedAt ?? now) + inDoubtAfter <= now }
+    }
+
+    /// When the scheduler must next look at the post, if ever.
+    public static func nextDue(_ state: PostState?) -> Date? {
+        guard let state else { return nil }
+        switch state.status {
+        case .scheduled: return state.publishAt
+        case .publishing:
+            return state.targets.compactMap { target -> Date? in
+                switch target.status {
+                case "pending": return state.updatedAt
+                case "retrying": return target.retryAt
+                case "attempting": return target.attemptStartedAt.map { $0 + inDoubtAfter }
+                default: return nil
+                }
+            }.min()
+        default: return nil
+        }
+    }
+
+    /// The event that starts an attempt; committed before the platform is called, so that a
+    /// crash during the call leaves a visible attempt that is failed as unconfirmed, never resent.
+    public static func attemptStarted(_ state: PostState, connectionId: String, at now: Date) -> DomainEvent {
+        let attempt = (state.targets.first { $0.connectionId == connectionId }?.attempts ?? 0) + 1
+        return DomainEvent("post.attemptStarted", ["postId": .string(state.id), "connectionId": .string(connectionId),
+                                                    "attempt": .number(Double(attempt)), "at": .string(Timestamp.format(now))])
+    }
+
+    /// The events recording a platform's answer for one target, plus the post's final event when
+    /// every target has finished.
+    public static func record(_ outcome: PublishOutcome, for connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
+        guard let target = state.targets.first(where: { $0.connectionId == connectionId }) else { return [] }
+        let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
+        let event: DomainEvent
+        switch outcome {
+        case let .published(platformPostId, url):
+            event = DomainEvent("post.targetPublished", base.merging(["platformPostId": .string(platformPostId), "url": .string(url)]) { $1 })
+        case let .rateLimited(retryAfter):
+            if target.rateLimits + 1 >= maximumRateLimits {
+                event = failure(base, .rateLimitExceeded, "the platform kept refusing with a rate limit")
+            } else {
+                event = retry(base, "rate_limited", now + TimeInterval(max(1, retryAfter)), "the platform asked to retry after \(retryAfter) s")
+            }
+        case let .rejected(reason):
+            event = failure(base, .contentRejected, "the platform rejected the content: \(reason)")
+        case let .transientFailure(reason):
+            if target.transientFailures + 1 >= maximumAttempts {
+                event = failure(base, .publishingFailed, "the platform failed \(maximumAttempts) times: \(reason)")
+            } else {
+                let delay = backoffBase * Double(1 << target.transientFailures)
+                event = retry(base, "transient", now + delay, "transient failure (\(reason)); retrying in \(Int(delay)) s")
+            }
+        case .timedOut:
+            event = failure(base, .publishingFailed, "the platform did not answer in time; the outcome is unknown, so the post is not sent again", unconfirmed: true)
+        }
+        return withCompletion([event], state, now)
+    }
+
+    /// The target's connection is expired or revoked: failed without calling the platform.
+    public static func connectionUnusable(_ connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
+        withCompletion([failure(["postId": .string(state.id), "connectionId": .string(connectionId)], .connectionExpired,
+                                "connection \(connectionId) is expired or revoked")], state, now)
+    }
+
+    /// The account's publish budget is spent: retry when the window resets, without calling.
+    public static func accountRateLimited(_ connectionId: String, in state: PostState, until retryAt: Date, at now: Date) -> [DomainEvent] {
+        let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
+        let rateLimits = state.targets.first { $0.connectionId == connectionId }?.rateLimits ?? 0
+        if rateLimits + 1 >= maximumRateLimits {
+            return withCompletion([failure(base, .rateLimitExceeded, "the account's publish limit kept being reached")], state, now)
+        }
+        return withCompletion([retry(base, "rate_limited", retryAt, "the account's publish limit is reached until \(Timestamp.format(retryAt))")], state, now)
+    }
+
+    /// An attempt that never recorded an outcome: failed as unconfirmed, never resent.
+    public static func unconfirmed(_ connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
+        withCompletion([failure(["postId": .string(state.id), "connectionId": .string(connectionId)], .publishingFailed,
+                                "an attempt recorded no outcome; it may be live, so it is not sent again", unconfirmed: true)], state, now)
+    }
+
+    private static func retry(_ base: [String: JSON], _ reason: String, _ at: Date, _ message: String) -> DomainEvent {
+        DomainEvent("post.targetRetryScheduled", base.merging(["reason": .string(reason), "retryAt": .string(Timestamp.format(at)), "message": .string(message)]) { $1 })
+    }
+
+    private static func failure(_ base: [String: JSON], _ code: ErrorCode, _ message: String, unconfirmed: Bool = false) -> DomainEvent {
+        DomainEvent("post.targetFailed", base.merging(["code": .string(code.rawValue), "message": .string(message), "unconfirmed": .bool(unconfirmed)]) { $1 })
+    }
+
+    private static func withCompletion(_ events: [DomainEvent], _ state: PostState, _ now: Date) -> [DomainEvent] {
+        var after: PostState? = state
+        for event in events { after = evolve(after, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: state.version)) }
+        guard let after, after.targets.allSatisfy(\.isTerminal) else { return events }
+        let done = after.targets.allSatisfy { $0.status == "published" }
+        return events + [DomainEvent(done ? "post.published" : "post.failed", ["postId": .string(state.id)])]
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: PostState?, _ event: EventRecord) -> PostState? {
+        let p = event.payload
+        if event.type == "post.created" {
+            let targets = (p["connectionIds"]?.arrayValue ?? []).compactMap(\.stringValue).map {
+                PostTarget(connectionId: $0, status: "pending", attempts: 0, transientFailures: 0, rateLimits: 0)
+            }
+            return PostState(
+                id: p["postId"]?.stringValue ?? "", targets: targets, text: p["text"]?.stringValue ?? "",
+                media: (p["media"]?.arrayValue ?? []).compactMap(Media.init(json:)), link: p["link"]?.stringValue,
+                campaignId: p["campaignId"]?.stringValue, status: .draft, publishAt: nil,
+                createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+        }
+        guard var state else { return nil }
+        state.version = event.version
+        state.updatedAt = event.occurredAt
+        func updateTarget(_ body: (inout PostTarget) -> Void) {
+            guard let id = p["connectionId"]?.stringValue, let index = state.targets.firstIndex(where: { $0.connectionId == id }) else { return }
+            body(&state.targets[index])
+        }
+        switch event.type {
+        case "post.updated":
+            if let text = p["text"]?.stringValue { state.text = text }
+            if let media = p["media"]?.arrayValue { state.media = media.compactMap(Media.init(json:)) }
+            if let link = p["link"]?.stringValue { state.link = link }
+        case "post.scheduled":
+            state.status = .scheduled
+            state.publishAt = p["publishAt"]?.stringValue.flatMap { Timestamp.parse($0) }
+        case "post.cancelled": state.status = .cancelled
+        case "post.publishingStarted": state.status = .publishing
+        case "post.attemptStarted":
+            updateTarget {
+                $0.status = "attempting"
+                $0.attempts = p["attempt"]?.integerValue ?? $0.attempts + 1
+                $0.attemptStartedAt = p["at"]?.stringValue.flatMap { Timestamp.parse($0) } ?? event.occurredAt
+                $0.retryAt = nil
+            }
+        case "post.targetPublished":
+            updateTarget {
+                $0.status = "published"
+                $0.platformPostId = p["platformPostId"]?.stringValue
+                $0.url = p["url"]?.stringValue
+                $0.message = nil
+            }
+        case "post.targetRetryScheduled":
+            updateTarget {
+                $0.status = "retrying"
+                $0.retryAt = p["retryAt"]?.stringValue.flatMap { Timestamp.parse($0) }
+                $0.retryReason = p["reason"]?.stringValue
+                $0.message = p["message"]?.stringValue
+                if p["reason"]?.stringValue == "transient" { $0.transientFailures += 1 } else { $0.rateLimits += 1 }
+            }
+        case "post.targetFailed":
+            updateTarget {
+                $0.status = "failed"
+                $0.failureCode = p["code"]?.stringValue
+                $0.message = p["message"]?.stringValue
+                $0.retryAt = nil
+            }
+        case "post.published": state.status = .published
+        case "post.failed": state.status = .failed
+        default: break
+        }
+        return state
+    }
+}
+
+extension Command {
+    var resourceIdForPost: String? {
+        switch self {
+        case let .postCreate(id, _, _, _, _, _): return id
+        case let .postUpdate(id, _, _, _), let .postSchedule(id, _), let .postCancel(id), let .postPublish(id): return id
+        default: return nil
+        }
+    }
+}

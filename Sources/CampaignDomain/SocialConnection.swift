@@ -1,0 +1,230 @@
+import Foundation
+import Hashing
+
+/// What a platform accepts, and how fast an account may publish to it.
+public struct PlatformRules: Sendable, Equatable {
+    /// The platform's name.
+    public var platform: String
+    /// The longest text.
+    public var textLimit: Int
+    /// Whether the limit counts grapheme clusters (what a reader sees as one character) rather
+    /// than Unicode scalars.
+    public var countsGraphemes: Bool
+    /// The most media items per post.
+    public var maximumMedia: Int
+    /// The media kinds accepted.
+    public var mediaKinds: Set<String>
+    /// Whether a post needs at least one media item.
+    public var requiresMedia: Bool
+    /// Whether a video or gif must be the only media item.
+    public var videoMustBeAlone: Bool
+    /// Publishes allowed per account per window.
+    public var publishLimit: Int
+    /// The publish window, in seconds.
+    public var publishWindow: Int
+
+    /// The length of `text` as this platform counts it.
+    public func length(of text: String) -> Int {
+        countsGraphemes ? text.count : text.unicodeScalars.count
+    }
+
+    /// The rules table of SPEC.md §6.
+    public static let all: [String: PlatformRules] = {
+        let rows: [PlatformRules] = [
+            .init(platform: "x", textLimit: 280, countsGraphemes: false, maximumMedia: 4, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200, publishWindow: 900),
+            .init(platform: "linkedin", textLimit: 3_000, countsGraphemes: false, maximumMedia: 9, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150, publishWindow: 86_400),
+            .init(platform: "facebook", textLimit: 63_206, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200, publishWindow: 3_600),
+            .init(platform: "instagram", textLimit: 2_200, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25, publishWindow: 86_400),
+            .init(platform: "threads", textLimit: 500, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250, publishWindow: 86_400),
+            .init(platform: "bluesky", textLimit: 300, countsGraphemes: true, maximumMedia: 4, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666, publishWindow: 3_600),
+            .init(platform: "mastodon", textLimit: 500, countsGraphemes: false, maximumMedia: 4, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300, publishWindow: 10_800),
+            .init(platform: "tiktok", textLimit: 2_200, countsGraphemes: false, maximumMedia: 35, mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15, publishWindow: 86_400),
+        ]
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.platform, $0) })
+    }()
+
+    /// Every problem a post's text and media have on this platform, with pointers.
+    public func problems(text: String, media: [Media]) -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        let length = length(of: text)
+        if length > textLimit {
+            problems.append(FieldProblem(field: "text", pointer: "/payload/text",
+                                         message: "\(platform) allows \(textLimit) \(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"))
+        }
+        if requiresMedia && media.isEmpty {
+            problems.append(FieldProblem(field: "media", pointer: "/payload/media", message: "\(platform) needs at least one image or video"))
+        }
+        if media.count > maximumMedia {
+            problems.append(FieldProblem(field: "media", pointer: "/payload/media/\(maximumMedia)",
+                                         message: "\(platform) allows at most \(maximumMedia) media items; this post has \(media.count)"))
+        }
+        for (index, item) in media.enumerated() {
+            if !mediaKinds.contains(item.kind) {
+                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                                             message: "\(platform) does not take \(item.kind) media"))
+            } else if videoMustBeAlone && item.kind != "image" && media.count > 1 {
+                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                                             message: "\(platform) takes a \(item.kind) only as the post's single media item"))
+            }
+        }
+        return problems
+    }
+}
+
+/// A media item of a post.
+public struct Media: Sendable, Equatable {
+    /// `image`, `video` or `gif`.
+    public var kind: String
+    /// An `https` URL.
+    public var url: String
+
+    /// Creates a media item.
+    public init(kind: String, url: String) {
+        self.kind = kind
+        self.url = url
+    }
+
+    var json: JSON { .object(["kind": .string(kind), "url": .string(url)]) }
+
+    init?(json: JSON) {
+        guard let kind = json["kind"]?.stringValue, let url = json["url"]?.stringValue else { return nil }
+        self.init(kind: kind, url: url)
+    }
+}
+
+/// A social connection's state. It holds a credential *reference* (where the host keeps the
+/// token), never a token.
+public struct ConnectionState: Sendable, Equatable {
+    /// The id (`con_…`).
+    public var id: String
+    /// The platform.
+    public var platform: String
+    /// The platform account.
+    public var accountId: String
+    /// Where the host keeps the credential, such as `vault://social/acme/x`.
+    public var credentialRef: String
+    /// When the credential expires.
+    public var expiresAt: Date
+    /// Whether it was disconnected (revoked).
+    public var disconnected: Bool
+    /// The stream version.
+    public var version: UInt64
+
+    /// Usable at `now`: connected and not expired.
+    public func isUsable(at now: Date) -> Bool { !disconnected && expiresAt > now }
+
+    /// `connected`, `expired` or `disconnected` at `now`.
+    public func status(at now: Date) -> String { disconnected ? "disconnected" : (expiresAt > now ? "connected" : "expired") }
+
+    /// The read model.
+    public func json(at now: Date) -> JSON {
+        .object(["connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
+                 "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
+                 "status": .string(status(at: now)), "version": .number(Double(version))])
+    }
+}
+
+/// The social connection aggregate.
+public enum SocialConnection {
+    /// A credential reference is a URI naming where the host keeps the secret (`vault://…`,
+    /// `secretsmanager://…`, `env://…`): a scheme, `://`, then 1–240 printable characters. A bare
+    /// token does not fit the shape, so it is refused instead of stored.
+    public static func isCredentialReference(_ value: String) -> Bool {
+        guard let range = value.range(of: "://") else { return false }
+        let scheme = value[..<range.lowerBound], rest = value[range.upperBound...]
+        guard let first = scheme.unicodeScalars.first, ("a"..."z").contains(first), scheme.count <= 32,
+              scheme.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0) })
+        else { return false }
+        return (1...240).contains(rest.count) && rest.unicodeScalars.allSatisfy { (33...126).contains($0.value) }
+    }
+
+    /// The unique key of an account in a tenant.
+    public static func accountKey(tenant: String, platform: String, accountId: String) -> String {
+        "social-account/\(tenant)/\(platform)/\(SHA256.hash(Array(accountId.utf8)).hexString)"
+    }
+
+    /// Decides `social.connect`, `social.refresh` and `social.disconnect`.
+    public static func decide(_ command: Command, state: ConnectionState?, context: DecisionContext) throws(CampaignError) -> Decision {
+        switch command {
+        case let .socialConnect(connectionId, platform, accountId, credentialRef, expiresAt):
+            guard let connectionId else { preconditionFailure("the engine assigns an id before deciding") }
+            guard state == nil else {
+                throw CampaignError(.duplicateResource, "connection \(connectionId) already exists", param: "connectionId", pointer: "/payload/connectionId")
+            }
+            var problems = [FieldProblem]()
+            if PlatformRules.all[platform] == nil {
+                problems.append(FieldProblem(field: "platform", pointer: "/payload/platform",
+                                             message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))"))
+            }
+            if !(1...200).contains(accountId.count) {
+                problems.append(FieldProblem(field: "accountId", pointer: "/payload/accountId", message: "accountId must be 1–200 characters"))
+            }
+            problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
+            guard problems.isEmpty else { throw .validation(problems) }
+            return Decision(
+                events: [DomainEvent("social.connected", [
+                    "connectionId": .string(connectionId), "platform": .string(platform), "accountId": .string(accountId),
+                    "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
+                ])],
+                reservations: [Reservation(key: accountKey(tenant: context.tenant, platform: platform, accountId: accountId), owner: connectionId,
+                                           pointer: "/payload/accountId", message: "\(platform) account \(accountId) is already connected in this tenant")])
+
+        case let .socialRefresh(connectionId, credentialRef, expiresAt):
+            guard let state else { throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId") }
+            guard !state.disconnected else {
+                throw CampaignError(.connectionExpired, "connection \(connectionId) was disconnected; connect it again", currentState: "disconnected")
+            }
+            let problems = credentialProblems(credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
+            guard problems.isEmpty else { throw .validation(problems) }
+            var payload: [String: JSON] = ["connectionId": .string(connectionId), "expiresAt": .string(Timestamp.format(expiresAt))]
+            if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
+            return Decision(events: [DomainEvent("social.refreshed", payload)])
+
+        case let .socialDisconnect(connectionId):
+            guard let state else { throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId") }
+            guard !state.disconnected else {
+                throw CampaignError.illegalTransition("disconnect", "connection", from: "disconnected", allowed: ["connected", "expired"])
+            }
+            return Decision(
+                events: [DomainEvent("social.disconnected", ["connectionId": .string(connectionId)])],
+                releases: [Reservation(key: accountKey(tenant: context.tenant, platform: state.platform, accountId: state.accountId),
+                                       owner: connectionId, pointer: "", message: "")])
+
+        default:
+            preconditionFailure("not a social command: \(command.name)")
+        }
+    }
+
+    private static func credentialProblems(_ credentialRef: String, expiresAt: Date, now: Date) -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        if !isCredentialReference(credentialRef) {
+            problems.append(FieldProblem(field: "credentialRef", pointer: "/payload/credentialRef",
+                                         message: "credentialRef must be a reference such as vault://path/to/secret, never a token"))
+        }
+        if expiresAt <= now {
+            problems.append(FieldProblem(field: "expiresAt", pointer: "/payload/expiresAt", message: "expiresAt must be in the future"))
+        }
+        return problems
+    }
+
+    /// Folds one event into the state.
+    public static func evolve(_ state: ConnectionState?, _ event: EventRecord) -> ConnectionState? {
+        let p = event.payload
+        if event.type == "social.connected" {
+            return ConnectionState(
+                id: p["connectionId"]?.stringValue ?? "", platform: p["platform"]?.stringValue ?? "", accountId: p["accountId"]?.stringValue ?? "",
+                credentialRef: p["credentialRef"]?.stringValue ?? "", expiresAt: p["expiresAt"]?.stringValue.flatMap { Timestamp.parse($0) } ?? .distantPast,
+                disconnected: false, version: event.version)
+        }
+        guard var state else { return nil }
+        state.version = event.version
+        switch event.type {
+        case "social.refreshed":
+            if let ref = p["credentialRef"]?.stringValue { state.credentialRef = ref }
+            if let expiry = p["expiresAt"]?.stringValue.flatMap({ Timestamp.parse($0) }) { state.expiresAt = expiry }
+        case "social.disconnected": state.disconnected = true
+        default: break
+        }
+        return state
+    }
+}
