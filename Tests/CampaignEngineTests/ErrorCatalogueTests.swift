@@ -110,7 +110,7 @@ import Testing
     @Test func aFullStoreIsServiceUnavailableAndRetryable() async throws {
         var configuration = EngineConfiguration()
         configuration.storeOptions = StoreOptions(initialMapSize: 64 << 10, maximumMapSize: 192 << 10)
-        let t = try TestEngine(storeOptions: configuration)
+        let t = try TestEngine(configuration: configuration)
         let body = String(repeating: "x", count: 5_000)
         var last = JSON.null
         for n in 0..<200 {

@@ -22,8 +22,12 @@ final class TestEngine: @unchecked Sendable {
     let clock = ManualClock(testStart)
     let engine: CampaignEngine
 
-    init(rateLimit: Int = 1_000_000, storeOptions: EngineConfiguration? = nil) throws {
-        var configuration = storeOptions ?? EngineConfiguration()
+    let publisher: SimulatedPublisher
+
+    init(rateLimit: Int = 1_000_000, configuration base: EngineConfiguration? = nil, publishVia custom: (any SocialPublisher)? = nil) throws {
+        var configuration = base ?? EngineConfiguration()
+        publisher = SimulatedPublisher()
+        configuration.publisher = custom ?? publisher
         configuration.clock = clock
         configuration.rateLimit = rateLimit
         engine = try CampaignEngine(directory: directory.path, configuration: configuration)

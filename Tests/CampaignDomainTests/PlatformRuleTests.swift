@@ -1,0 +1,100 @@
+import CampaignDomain
+import Foundation
+import Testing
+
+@Suite struct PlatformRuleTests {
+    static let limits: [(String, Int)] = [
+        ("x", 280), ("linkedin", 3_000), ("facebook", 63_206), ("instagram", 2_200),
+        ("threads", 500), ("bluesky", 300), ("mastodon", 500), ("tiktok", 2_200),
+    ]
+    let image = Media(kind: "image", url: "https://cdn.example/a.jpg")
+    let video = Media(kind: "video", url: "https://cdn.example/a.mp4")
+    let gif = Media(kind: "gif", url: "https://cdn.example/a.gif")
+
+    func problems(_ platform: String, _ text: String, _ media: [Media]? = nil) -> [FieldProblem] {
+        let rules = PlatformRules.all[platform]!
+        return rules.problems(text: text, media: media ?? (rules.requiresMedia ? [image] : []))
+    }
+
+    @Test(arguments: limits)
+    func textAtTheLimitPassesAndOneOverFails(_ platform: String, _ limit: Int) {
+        #expect(problems(platform, String(repeating: "a", count: limit)).isEmpty)
+        let over = problems(platform, String(repeating: "a", count: limit + 1))
+        #expect(over.map(\.pointer) == ["/payload/text"])
+        #expect(over.first?.message.contains(platform) == true)
+    }
+
+    @Test func blueskyCountsGraphemeClustersSoFlagsAndFamiliesCountOnce() {
+        let flag = "🇫🇷", family = "👨‍👩‍👧", accented = "e\u{301}"
+        for cluster in [flag, family, accented] {
+            #expect(problems("bluesky", String(repeating: cluster, count: 300)).isEmpty, "\(cluster) × 300")
+            #expect(problems("bluesky", String(repeating: cluster, count: 301)).count == 1, "\(cluster) × 301")
+        }
+    }
+
+    @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {
+        #expect(problems("x", String(repeating: "🇫🇷", count: 140)).isEmpty)
+        #expect(problems("x", String(repeating: "🇫🇷", count: 141)).first?.message == "x allows 280 characters; this text has 282")
+        #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 100)).isEmpty)
+        #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
+    }
+
+    @Test func instagramAndTikTokNeedMedia() {
+        for platform in ["instagram", "tiktok"] {
+            #expect(problems(platform, "caption", []).map(\.pointer) == ["/payload/media"])
+            #expect(problems(platform, "caption", [image]).isEmpty)
+        }
+        for platform in ["x", "linkedin", "facebook", "threads", "bluesky", "mastodon"] {
+            #expect(problems(platform, "text only", []).isEmpty)
+        }
+    }
+
+    @Test func mediaCountsAtTheLimitPassAndOneOverFails() {
+        let limits = ["x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 10, "bluesky": 4, "mastodon": 4, "tiktok": 35]
+        for (platform, limit) in limits {
+            #expect(problems(platform, "t", Array(repeating: image, count: limit)).isEmpty, "\(platform) at \(limit)")
+            #expect(problems(platform, "t", Array(repeating: image, count: limit + 1)).map(\.pointer) == ["/payload/media/\(limit)"], "\(platform)")
+        }
+    }
+
+    @Test func mediaKindsFollowEachPlatform() {
+        #expect(problems("x", "t", [gif]).isEmpty)
+        #expect(problems("linkedin", "t", [gif]).map(\.pointer) == ["/payload/media/0/kind"])
+        #expect(problems("instagram", "t", [gif]).map(\.pointer) == ["/payload/media/0/kind"])
+        #expect(problems("x", "t", [image, video]).map(\.pointer) == ["/payload/media/1/kind"])
+        #expect(problems("instagram", "t", [image, video]).isEmpty)
+    }
+
+    @Test func everyPlatformHasAPublishLimit() {
+        #expect(PlatformRules.all["x"]?.publishLimit == 200 && PlatformRules.all["x"]?.publishWindow == 900)
+        #expect(PlatformRules.all.values.allSatisfy { $0.publishLimit > 0 && $0.publishWindow > 0 })
+    }
+}
+
+@Suite struct AssignmentTests {
+    let variants = [Variant(key: "control", weight: 50), Variant(key: "b", weight: 30), Variant(key: "c", weight: 20)]
+
+    @Test func aHundredThousandContactsSplitWithinOnePercentOfTheWeights() {
+        var counts = [String: Int]()
+        for n in 0..<100_000 { counts[Experiment.assign(experimentId: "exp_split", contactId: "ctc_\(n)", variants: variants), default: 0] += 1 }
+        for variant in variants {
+            let share = Double(counts[variant.key] ?? 0) / 100_000
+            #expect(abs(share - Double(variant.weight) / 100) < 0.01, "\(variant.key): \(share)")
+        }
+    }
+
+    @Test func theSameContactAlwaysGetsTheSameVariant() {
+        for n in 0..<1_000 {
+            let first = Experiment.assign(experimentId: "exp_1", contactId: "ctc_\(n)", variants: variants)
+            #expect(Experiment.assign(experimentId: "exp_1", contactId: "ctc_\(n)", variants: variants) == first)
+        }
+    }
+
+    /// Pinned values: the assignment is a pure function of the ids (SHA-256), so it is the same in
+    /// every process, on every machine and after every restart. These must never change.
+    @Test func assignmentIsStableAcrossProcesses() {
+        let pinned = (0..<8).map { Experiment.assign(experimentId: "exp_pinned", contactId: "ctc_\($0)", variants: variants) }
+        // Computed independently: Python, int.from_bytes(sha256(b"exp_pinned:ctc_N").digest()[:8], "big") % 10000.
+        #expect(pinned == ["control", "control", "control", "control", "control", "b", "control", "b"])
+    }
+}

@@ -1,0 +1,216 @@
+import CampaignDomain
+import CampaignEngine
+import Foundation
+import Testing
+
+@Suite struct ExperimentTests {
+    static let variants = [Variant(key: "control", weight: 50), Variant(key: "b", weight: 50)]
+
+    func experiment(_ t: TestEngine, start: Bool = true) async throws {
+        try #require(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#).status == 201)
+        let created = await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","weight":50},{"key":"b","weight":50,"content":{"subject":"New!","body":"Hi"}}]}"#)
+        try #require(created.status == 201, "\(created)")
+        if start { try #require(await t.command("experiment.start", #"{"experimentId":"exp_1"}"#).status == 201) }
+    }
+
+    /// Contacts that the hash assigns to `variant`, `count` of them.
+    func contacts(for variant: String, count: Int, from start: Int = 0) -> [String] {
+        var found = [String]()
+        var n = start
+        while found.count < count {
+            let id = "ctc_\(n)"
+            if Experiment.assign(experimentId: "exp_1", contactId: id, variants: Self.variants) == variant { found.append(id) }
+            n += 1
+        }
+        return found
+    }
+
+    func expose(_ t: TestEngine, _ ids: [String], convert: Int) async {
+        for (index, id) in ids.enumerated() {
+            _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"\#(id)"}"#)
+            if index < convert { _ = await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"\#(id)"}"#) }
+        }
+    }
+
+    @Test func creationChecksVariantsWithPointers() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        let bad = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":60},{"key":"a","weight":30}]}"#)
+        #expect(bad.code == "VALIDATION_ERROR")
+        #expect(bad["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } == ["/payload/variants/1/key", "/payload/variants"])
+        let one = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":100}]}"#)
+        #expect(one.code == "VALIDATION_ERROR")
+        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_9","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50.5},{"key":"b","weight":49.5}]}"#).code == "INVALID_FORMAT")
+    }
+
+    static let states = ["draft", "running", "stopped", "completed"]
+    static let commands = ["update", "start", "stop", "recordExposure", "recordConversion", "declareWinner"]
+    /// `→state`, `=` (accepted, state unchanged) or the error code, from SPEC.md §6.
+    static let expected: [String: [String]] = [
+        "draft": ["→draft", "→running", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "running": ["CONFLICT", "CONFLICT", "→stopped", "→running", "→running", "→completed"],
+        "stopped": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "→completed"],
+        "completed": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+    ]
+
+    @Test func everyExperimentStateAndCommandPairGivesTheSpecifiedOutcome() async throws {
+        for state in Self.states {
+            for (column, command) in Self.commands.enumerated() {
+                let t = try TestEngine()
+                try await experiment(t, start: state != "draft")
+                // ctc_0 is exposed while running, so a conversion is allowed where the state is.
+                if state != "draft" { _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_0"}"#) }
+                if state == "stopped" { _ = await t.command("experiment.stop", #"{"experimentId":"exp_1"}"#) }
+                if state == "completed" { _ = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#) }
+                try #require(await t.query("experiment.get", #"{"experimentId":"exp_1"}"#).data?["status"]?.stringValue == state)
+                let payload: String
+                switch command {
+                case "update": payload = #"{"experimentId":"exp_1","name":"Renamed"}"#
+                case "recordExposure": payload = #"{"experimentId":"exp_1","contactId":"ctc_9"}"#
+                case "recordConversion": payload = #"{"experimentId":"exp_1","contactId":"ctc_0"}"#
+                case "declareWinner": payload = #"{"experimentId":"exp_1","variant":"b","force":true}"#
+                default: payload = #"{"experimentId":"exp_1"}"#
+                }
+                let response = await t.command("experiment.\(command)", payload)
+                let outcome = Self.expected[state]![column]
+                let label = "\(state) × \(command)"
+                if outcome.hasPrefix("→") {
+                    #expect(response.status == 201, "\(label): \(response)")
+                } else {
+                    #expect(response.code == "RESOURCE_CONFLICT" && response.status == 409, "\(label): \(response)")
+                    #expect(response["error"]?["currentState"]?.stringValue == state, "\(label)")
+                }
+                let after = await t.query("experiment.get", #"{"experimentId":"exp_1"}"#).data?["status"]?.stringValue
+                #expect(after == (outcome.hasPrefix("→") ? String(outcome.dropFirst()) : state), "\(label)")
+            }
+        }
+    }
+
+    @Test func exposuresAndConversionsCountOnceEvenWhenSentConcurrently() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        let responses = await withTaskGroup(of: JSON.self) { group in
+            for _ in 0..<30 { group.addTask { await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#) } }
+            return await group.reduce(into: [JSON]()) { $0.append($1) }
+        }
+        #expect(responses.filter { $0.data?["counted"] == .bool(true) }.count == 1)
+        #expect(Set(responses.compactMap { $0.data?["variant"]?.stringValue }).count == 1)
+        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_8"}"#).code == "RESOURCE_CONFLICT")
+        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?["counted"] == .bool(true))
+        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?["counted"] == .bool(false))
+        let results = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#).data
+        let total = (results?["variants"]?.arrayValue ?? []).reduce(0) { $0 + ($1["exposures"]?.integerValue ?? 0) }
+        #expect(total == 1)
+    }
+
+    @Test func aClearWinnerIsDeclaredOnceWithResultsMatchingTheStatistics() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        await expose(t, contacts(for: "control", count: 200), convert: 20)
+        await expose(t, contacts(for: "b", count: 200), convert: 50)
+        let results = try #require(await t.query("experiment.results", #"{"experimentId":"exp_1"}"#).data)
+        let rows = results["variants"]?.arrayValue ?? []
+        #expect(rows.compactMap { $0["exposures"]?.integerValue } == [200, 200])
+        #expect(rows.compactMap { $0["conversions"]?.integerValue } == [20, 50])
+        #expect(rows[1]["rate"]?.numberValue == 0.25)
+        #expect(abs((rows[1]["lift"]?.numberValue ?? 0) - 1.5) < 1e-12)
+        let expected = Statistics.twoProportionZTest(controlConversions: 20, controlExposures: 200, treatmentConversions: 50, treatmentExposures: 200)!
+        #expect(rows[1]["pValue"]?.numberValue == expected.pValue)
+        #expect(results["srmPValue"]?.numberValue == 1)
+        #expect(rows[0]["interval95"]?.arrayValue?.count == 2)
+
+        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"control"}"#).code == "EXPERIMENT_INSUFFICIENT_DATA")
+        let declared = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
+        #expect(declared.status == 201 && declared.data?["experiment"]?["winner"]?.stringValue == "b")
+        let again = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
+        #expect(again.code == "RESOURCE_CONFLICT" && again["error"]?["currentState"]?.stringValue == "completed")
+    }
+
+    @Test func tooFewExposuresAreInsufficientUnlessForced() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        await expose(t, contacts(for: "control", count: 149), convert: 5)
+        await expose(t, contacts(for: "b", count: 200), convert: 80)
+        let refused = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
+        #expect(refused.code == "EXPERIMENT_INSUFFICIENT_DATA" && refused.status == 422)
+        #expect(refused["error"]?["message"]?.stringValue?.contains("control has 149 exposures") == true)
+        let forced = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#)
+        #expect(forced.status == 201 && forced.data?["experiment"]?["forced"] == .bool(true))
+    }
+
+    @Test func aSampleRatioMismatchBlocksAWinner() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        await expose(t, contacts(for: "control", count: 400), convert: 20)
+        await expose(t, contacts(for: "b", count: 200), convert: 60)
+        let refused = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
+        #expect(refused.code == "EXPERIMENT_INSUFFICIENT_DATA")
+        #expect(refused["error"]?["message"]?.stringValue?.contains("sample ratio mismatch") == true)
+    }
+
+    @Test func anInsignificantDifferenceIsInsufficient() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        await expose(t, contacts(for: "control", count: 160), convert: 30)
+        await expose(t, contacts(for: "b", count: 160), convert: 33)
+        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#).code == "EXPERIMENT_INSUFFICIENT_DATA")
+        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"z"}"#).code == "VALIDATION_ERROR")
+    }
+}
+
+@Suite struct SchedulerTests {
+    func scheduled(_ t: TestEngine, _ id: String, at sendAt: String) async throws {
+        try #require(await t.command("campaign.create", #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"sms","segmentId":"seg_1"}"#).status == 201)
+        try #require(await t.command("campaign.schedule", #"{"campaignId":"\#(id)","sendAt":"\#(sendAt)"}"#).status == 201)
+    }
+
+    @Test func nothingFiresEarlyAndEverythingDueFiresOnce() async throws {
+        let t = try TestEngine()
+        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        try await scheduled(t, "cmp_a", at: "2026-11-21T11:00:00Z")
+        try await scheduled(t, "cmp_b", at: "2026-11-21T12:00:00Z")
+        try await scheduled(t, "cmp_c", at: "2026-11-21T13:00:00Z")
+        try await scheduled(t, "cmp_gone", at: "2026-11-21T11:30:00Z")
+        _ = await t.command("campaign.unschedule", #"{"campaignId":"cmp_gone"}"#)
+        try await scheduled(t, "cmp_moved", at: "2026-11-21T11:15:00Z")
+        _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_moved","sendAt":"2026-11-21T14:00:00Z"}"#)
+
+        func tick(_ at: String) async -> [String] { (await t.engine.tick(now: Timestamp.parse(at)!)).activated.map(\.id) }
+        #expect(await tick("2026-11-21T10:59:59Z") == [])
+        #expect(await tick("2026-11-21T12:00:00Z") == ["cmp_a", "cmp_b"])
+        #expect(await tick("2026-11-21T12:30:00Z") == [])
+        #expect(await tick("2026-11-21T13:59:59Z") == ["cmp_c"])
+        #expect(await tick("2026-11-21T14:00:00Z") == ["cmp_moved"])
+        #expect(await tick("2026-11-22T00:00:00Z") == [])
+        for id in ["cmp_a", "cmp_b", "cmp_c", "cmp_moved"] {
+            #expect(await t.query("campaign.get", #"{"campaignId":"\#(id)"}"#).data?["status"]?.stringValue == "active")
+            let activations = try t.engine.eventStore.readStream("acme:\(id)").filter { $0.type == "campaign.activated" }
+            #expect(activations.count == 1 && activations.first?.actor == "scheduler")
+        }
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_gone"}"#).data?["status"]?.stringValue == "draft")
+    }
+
+    @Test func aTickOnTheWireMovesTheClockAndReportsOnlyTheCallersTenant() async throws {
+        let t = try TestEngine()
+        for tenant in ["acme", "globex"] {
+            _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#, as: admin(tenant))
+            _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1"}"#, as: admin(tenant))
+            _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#, as: admin(tenant))
+        }
+        let response = await t.command("system.tick", #"{"now":"2026-11-21T11:00:00Z"}"#)
+        #expect(response.data?["activated"] == .array([.string("cmp_1")]))
+        #expect(t.clock.now() == Timestamp.parse("2026-11-21T11:00:00Z"))
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#, as: admin("globex")).data?["status"]?.stringValue == "active")
+    }
+
+    @Test func aScheduledCampaignKeepsItsSegmentSoTheSchedulerCanActivateIt() async throws {
+        let t = try TestEngine()
+        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command("segment.create", #"{"segmentId":"seg_2","name":"Other","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        try await scheduled(t, "cmp_a", at: "2026-11-21T11:00:00Z")
+        #expect(await t.command("segment.archive", #"{"segmentId":"seg_1"}"#).code == "RESOURCE_CONFLICT")
+        let report = await t.engine.tick(now: Timestamp.parse("2026-11-21T11:00:00Z")!)
+        #expect(report.activated.map(\.id) == ["cmp_a"])
+    }
+}

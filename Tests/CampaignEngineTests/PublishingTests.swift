@@ -1,0 +1,273 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import Testing
+
+/// Social publishing through the engine with the simulated publisher and a manual clock.
+@Suite struct PublishingTests {
+    func connected(_ platforms: [(String, String)] = [("con_x", "x")], expiresAt: String = "2027-01-01T00:00:00Z") async throws -> TestEngine {
+        let t = try TestEngine()
+        for (id, platform) in platforms {
+            let response = await t.command("social.connect", #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","credentialRef":"vault://social/\#(id)","expiresAt":"\#(expiresAt)"}"#)
+            try #require(response.status == 201, "\(response)")
+        }
+        return t
+    }
+
+    func post(_ t: TestEngine, _ id: String, text: String, on connections: [String] = ["con_x"], media: String = "[]") async -> JSON {
+        let ids = connections.map { "\"\($0)\"" }.joined(separator: ",")
+        return await t.command("post.create", #"{"postId":"\#(id)","connectionIds":[\#(ids)],"text":"\#(text)","media":\#(media)}"#)
+    }
+
+    func get(_ t: TestEngine, _ id: String) async -> JSON? { await t.query("post.get", #"{"postId":"\#(id)"}"#).data }
+
+    func tick(_ t: TestEngine, _ at: Date) async -> TickReport { await t.engine.tick(now: at) }
+
+    @Test func aSuccessfulPublishRecordsThePlatformIdAndUrl() async throws {
+        let t = try await connected()
+        #expect(await post(t, "pst_1", text: "Hello").status == 201)
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(response.status == 201)
+        let target = response.data?["post"]?["targets"]?.arrayValue?.first
+        #expect(response.data?["post"]?["status"]?.stringValue == "published")
+        #expect(target?["platformPostId"]?.stringValue?.hasPrefix("sim-") == true && target?["url"]?.stringValue?.hasPrefix("https://x.example/") == true)
+        let types = try t.engine.eventStore.readStream("acme:pst_1").map(\.type)
+        #expect(types == ["post.created", "post.publishingStarted", "post.attemptStarted", "post.targetPublished", "post.published"])
+        #expect(t.publisher.requests.count == 1 && t.publisher.requests[0].credentialRef == "vault://social/con_x")
+    }
+
+    @Test func aRateLimitAnswers429AndATickAfterRetryAfterPublishes() async throws {
+        let t = try await connected()
+        t.publisher.enqueue([.rateLimited(retryAfter: 120)], forAccount: "acct_con_x")
+        _ = await post(t, "pst_1", text: "Launch day")
+        let limited = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(limited.code == "RATE_LIMIT_EXCEEDED" && limited.status == 429)
+        #expect(limited["error"]?["retryAfter"]?.integerValue == 120)
+        #expect(limited["headers"]?["Retry-After"]?.stringValue == "120")
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "publishing")
+
+        let early = await tick(t, testStart + 119)
+        #expect(early.items.isEmpty)
+        #expect(t.publisher.requests.count == 1)
+        let due = await tick(t, testStart + 120)
+        #expect(due.items.map(\.id) == ["pst_1"] && due.items.first?.error == nil)
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "published")
+        #expect(t.publisher.requests.count == 2)
+        #expect((await tick(t, testStart + 999)).items.isEmpty)
+    }
+
+    @Test func aRejectionIsContentRejectedAndFailsThePost() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Bad #reject")
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(response.code == "CONTENT_REJECTED" && response.status == 422)
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
+    }
+
+    @Test func transientFailuresRetryWithBackoffThenPublish() async throws {
+        let t = try await connected()
+        t.publisher.enqueue([.transientFailure(reason: "503"), .transientFailure(reason: "502")], forAccount: "acct_con_x")
+        _ = await post(t, "pst_1", text: "Try again")
+        let first = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(first.status == 201 && first.data?["post"]?["status"]?.stringValue == "publishing")
+        #expect(first.data?["post"]?["targets"]?.arrayValue?.first?["retryAt"]?.stringValue == "2026-11-21T10:00:30Z")
+        #expect((await tick(t, testStart + 29)).items.isEmpty)
+        _ = await tick(t, testStart + 30)
+        #expect(await get(t, "pst_1")?["targets"]?.arrayValue?.first?["retryAt"]?.stringValue == "2026-11-21T10:01:30Z")
+        _ = await tick(t, testStart + 90)
+        let done = await get(t, "pst_1")
+        #expect(done?["status"]?.stringValue == "published")
+        #expect(done?["targets"]?.arrayValue?.first?["attempts"]?.integerValue == 3)
+        #expect(t.publisher.requests.map(\.attempt) == [1, 2, 3])
+    }
+
+    @Test func threeTransientFailuresArePublishingFailed() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Unlucky")
+        t.publisher.enqueue(Array(repeating: .transientFailure(reason: "503"), count: 3), forAccount: "acct_con_x")
+        _ = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        _ = await tick(t, testStart + 30)
+        let last = await tick(t, testStart + 90)
+        #expect(last.items.first?.error?.code == .publishingFailed)
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
+        #expect(t.publisher.requests.count == 3)
+    }
+
+    @Test func aTimeoutFailsAsUnconfirmedAndIsNeverResent() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Slow #timeout")
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(response.code == "PUBLISHING_FAILED" && response.status == 502)
+        #expect(response["error"]?["message"]?.stringValue?.contains("not sent again") == true)
+        _ = await tick(t, testStart + 86_400)
+        #expect(t.publisher.requests.count == 1)
+        let failed = try t.engine.eventStore.readStream("acme:pst_1").first { $0.type == "post.targetFailed" }
+        let failedPayload = String(decoding: failed?.payload ?? [UInt8](), as: UTF8.self)
+        #expect(failedPayload.contains(#""unconfirmed":true"#))
+    }
+
+    /// A platform call that never comes back, as when the process dies during it.
+    final class StallingPublisher: SocialPublisher, @unchecked Sendable {
+        // Invariant: `calls` is touched only under `lock`.
+        private let lock = NSLock()
+        private var calls = 0
+        var count: Int { lock.withLock { calls } }
+
+        func publish(_ request: PublishRequest) async -> PublishOutcome {
+            lock.withLock { calls += 1 }
+            try? await Task.sleep(for: .seconds(3_600))
+            return .published(platformPostId: "late", url: "https://x.example/late")
+        }
+    }
+
+    @Test func anAttemptWithoutAnOutcomeIsSettledAsUnconfirmedAndNeverResent() async throws {
+        let stalling = StallingPublisher()
+        let t = try TestEngine(publishVia: stalling)
+        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        _ = await post(t, "pst_1", text: "Hanging")
+        let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
+        while await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue != "attempting" {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect((await tick(t, testStart + Post.inDoubtAfter - 1)).items.isEmpty)
+        let settled = await tick(t, testStart + Post.inDoubtAfter)
+        #expect(settled.items.first?.error?.code == .publishingFailed)
+        let after = await get(t, "pst_1")
+        #expect(after?["status"]?.stringValue == "failed")
+        #expect(after?["targets"]?.arrayValue?.first?["message"]?.stringValue?.contains("not sent again") == true)
+        #expect(stalling.count == 1)
+        // The late answer finds the attempt settled and changes nothing.
+        publishing.cancel()
+        let late = await publishing.value
+        #expect(late.code == "PUBLISHING_FAILED")
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
+        #expect((await tick(t, testStart + 86_400)).items.isEmpty)
+        #expect(stalling.count == 1)
+    }
+
+    @Test func anExpiredOrDisconnectedConnectionIsConnectionExpiredWithoutACall() async throws {
+        let t = try await connected([("con_x", "x"), ("con_m", "mastodon")], expiresAt: "2026-11-21T11:00:00Z")
+        _ = await post(t, "pst_1", text: "Later", on: ["con_x"])
+        t.clock.set(testStart + 3_600)
+        let expired = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(expired.code == "CONNECTION_EXPIRED" && expired.status == 409)
+        t.clock.set(testStart)
+        _ = await post(t, "pst_2", text: "Later", on: ["con_m"])
+        #expect(await t.command("social.disconnect", #"{"connectionId":"con_m"}"#).status == 201)
+        #expect(await t.command("post.publish", #"{"postId":"pst_2"}"#).code == "CONNECTION_EXPIRED")
+        #expect(await post(t, "pst_3", text: "x", on: ["con_m"]).code == "CONNECTION_EXPIRED")
+        #expect(await t.command("social.refresh", #"{"connectionId":"con_m","expiresAt":"2027-01-01T00:00:00Z"}"#).code == "CONNECTION_EXPIRED")
+        #expect(t.publisher.requests.isEmpty)
+    }
+
+    @Test func refreshingAConnectionMakesItUsableAgain() async throws {
+        let t = try await connected(expiresAt: "2026-11-21T11:00:00Z")
+        t.clock.set(testStart + 7_200)
+        #expect(await t.query("connection.get", #"{"connectionId":"con_x"}"#).data?["status"]?.stringValue == "expired")
+        #expect(await t.command("social.refresh", #"{"connectionId":"con_x","credentialRef":"vault://social/con_x/v2","expiresAt":"2027-01-01T00:00:00Z"}"#).status == 201)
+        _ = await post(t, "pst_1", text: "Back")
+        #expect(await t.command("post.publish", #"{"postId":"pst_1"}"#).status == 201)
+        #expect(t.publisher.requests.first?.credentialRef == "vault://social/con_x/v2")
+    }
+
+    @Test func anAccountsPublishBudgetIsEnforcedPerWindow() async throws {
+        let t = try await connected([("con_t", "tiktok")])
+        let media = #"[{"kind":"video","url":"https://cdn.example/v.mp4"}]"#
+        for n in 0..<16 { #expect(await post(t, "pst_\(n)", text: "Clip \(n)", on: ["con_t"], media: media).status == 201) }
+        for n in 0..<15 { #expect(await t.command("post.publish", #"{"postId":"pst_\#(n)"}"#).status == 201) }
+        let over = await t.command("post.publish", #"{"postId":"pst_15"}"#)
+        #expect(over.code == "RATE_LIMIT_EXCEEDED")
+        #expect(over["headers"]?["X-RateLimit-Limit"]?.stringValue == "15")
+        #expect(over["headers"]?["X-RateLimit-Reset"]?.stringValue == "1795305600")  // the next UTC day
+        #expect(t.publisher.requests.count == 15)
+        _ = await tick(t, Timestamp.parse("2026-11-22T00:00:00Z")!)
+        #expect(await get(t, "pst_15")?["status"]?.stringValue == "published")
+    }
+
+    @Test func mixedOutcomesFailThePostAndListEveryTarget() async throws {
+        let t = try await connected([("con_x", "x"), ("con_l", "linkedin")])
+        t.publisher.enqueue([.rejected(reason: "spam")], forAccount: "acct_con_l")
+        _ = await post(t, "pst_1", text: "Two places", on: ["con_x", "con_l"])
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(response.code == "CONTENT_REJECTED")
+        #expect(response["error"]?["details"]?.arrayValue?.compactMap { $0["field"]?.stringValue } == ["con_x", "con_l"])
+        let targets = await get(t, "pst_1")?["targets"]?.arrayValue ?? []
+        #expect(targets.compactMap { $0["status"]?.stringValue } == ["published", "failed"])
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
+    }
+
+    @Test func aScheduledPostPublishesOnceWhenDueAndNotBefore() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Timed")
+        #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T10:00:00Z"}"#).code == "INVALID_SCHEDULE")
+        #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T12:00:00Z"}"#).status == 201)
+        #expect((await tick(t, testStart + 7_199)).items.isEmpty)
+        #expect(t.publisher.requests.isEmpty)
+        let due = await tick(t, testStart + 7_200)
+        #expect(due.items.map(\.status) == ["published"])
+        #expect((await tick(t, testStart + 9_999)).items.isEmpty)
+        #expect(t.publisher.requests.count == 1)
+    }
+
+    @Test func postCreationChecksEveryTargetPlatformWithPointers() async throws {
+        let t = try await connected([("con_x", "x"), ("con_i", "instagram")])
+        let long = String(repeating: "a", count: 281)
+        let response = await post(t, "pst_1", text: long, on: ["con_x", "con_i"])
+        #expect(response.code == "VALIDATION_ERROR")
+        #expect(response["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue }
+            == ["x allows 280 characters; this text has 281", "instagram needs at least one image or video"])
+        #expect(await post(t, "pst_2", text: "hi", on: ["con_nope"]).code == "RESOURCE_NOT_FOUND")
+        #expect(await post(t, "pst_3", text: "hi", on: ["con_x", "con_x"]).code == "VALIDATION_ERROR")
+        #expect(await t.command("post.create", #"{"postId":"pst_4","connectionIds":["con_x"],"text":"hi","link":"http://insecure"}"#).code == "VALIDATION_ERROR")
+    }
+
+    // MARK: The post state table
+
+    static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]
+    static let postCommands = ["update", "schedule", "cancel", "publish"]
+    /// `→state` for a success, else the error code (written out from SPEC.md §6).
+    static let postExpected: [String: [String]] = [
+        "draft": ["→draft", "→scheduled", "→cancelled", "→published"],
+        "scheduled": ["→scheduled", "→scheduled", "→cancelled", "→published"],
+        "publishing": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "published": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "failed": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "cancelled": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+    ]
+
+    @Test func everyPostStateAndCommandPairGivesTheSpecifiedOutcome() async throws {
+        let t = try await connected()
+        for state in Self.postStates {
+            for (column, command) in Self.postCommands.enumerated() {
+                let id = "pst_\(state)_\(command)"
+                let text = state == "publishing" ? "Wobbly #flaky" : state == "failed" ? "Nope #reject" : "Fine"
+                try #require(await post(t, id, text: text).status == 201)
+                switch state {
+                case "scheduled": _ = await t.command("post.schedule", #"{"postId":"\#(id)","publishAt":"2026-12-01T00:00:00Z"}"#)
+                case "publishing", "published", "failed": _ = await t.command("post.publish", #"{"postId":"\#(id)"}"#)
+                case "cancelled": _ = await t.command("post.cancel", #"{"postId":"\#(id)"}"#)
+                default: break
+                }
+                try #require(await get(t, id)?["status"]?.stringValue == state, "setting up \(state)")
+                let payload: String
+                switch command {
+                case "update": payload = #"{"postId":"\#(id)","text":"Edited"}"#
+                case "schedule": payload = #"{"postId":"\#(id)","publishAt":"2026-12-02T00:00:00Z"}"#
+                default: payload = #"{"postId":"\#(id)"}"#
+                }
+                let response = await t.command("post.\(command)", payload)
+                let expected = Self.postExpected[state]![column]
+                if expected.hasPrefix("→") {
+                    #expect(response.status == 201, "\(state) × \(command): \(response)")
+                    #expect(await get(t, id)?["status"]?.stringValue == String(expected.dropFirst()), "\(state) × \(command)")
+                } else {
+                    #expect(response.code == "RESOURCE_CONFLICT" && response.status == 409, "\(state) × \(command): \(response)")
+                    #expect(response["error"]?["currentState"]?.stringValue == state)
+                    #expect(response["error"]?["allowedStates"] == .array([.string("draft"), .string("scheduled")]))
+                }
+            }
+        }
+        #expect(await t.command("post.publish", #"{"postId":"pst_missing"}"#).code == "RESOURCE_NOT_FOUND")
+    }
+}
