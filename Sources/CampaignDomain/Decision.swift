@@ -9,11 +9,11 @@ public struct DomainEvent: Sendable, Equatable {
     /// The payload's schema version.
     public var schemaVersion: UInt16
 
-    /// Creates an event.
-    public init(_ type: String, _ payload: [String: JSON], schemaVersion: UInt16 = 1) {
+    /// Creates an event at its type's current schema version.
+    public init(_ type: String, _ payload: [String: JSON], schemaVersion: UInt16? = nil) {
         self.type = type
         self.payload = .object(payload)
-        self.schemaVersion = schemaVersion
+        self.schemaVersion = schemaVersion ?? Upcasters.currentVersion(of: type)
     }
 }
 

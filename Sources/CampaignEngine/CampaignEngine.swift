@@ -1,4 +1,6 @@
 import CampaignDomain
+import CampaignProjections
+import CampaignSnapshots
 import EventStore
 import Foundation
 import Hashing
@@ -21,13 +23,17 @@ public struct EngineConfiguration: Sendable {
     public var jsonLimits: JSONLimits
     /// How often a command is decided again when another writer changed its aggregate first.
     public var maximumRetries: Int
+    /// When to take aggregate snapshots.
+    public var snapshotPolicy: SnapshotPolicy
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
         clock: any EngineClock = SystemClock(), rateLimit: Int = 1_000, rateLimitWindow: TimeInterval = 60,
         storeOptions: StoreOptions = StoreOptions(), isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
-        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16, publisher: any SocialPublisher = SimulatedPublisher()
+        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16, publisher: any SocialPublisher = SimulatedPublisher(),
+        snapshotPolicy: SnapshotPolicy = SnapshotPolicy()
     ) {
+        self.snapshotPolicy = snapshotPolicy
         self.publisher = publisher
         self.clock = clock
         self.rateLimit = rateLimit
@@ -57,6 +63,16 @@ public final class CampaignEngine: Sendable {
     let tables: EngineTables
     let configuration: EngineConfiguration
     let rateLimiter: RateLimiter
+    /// The read models.
+    public let projections: ProjectionRunner
+    /// The aggregate snapshots.
+    public let snapshots: SnapshotStore
+    let counters = FoldCounters()
+
+    /// The read models the engine keeps.
+    public static func standardProjections() -> [any Projection] {
+        [CampaignBoard(), ScheduleIndex(), PublishingQueue(), ExperimentResultsProjection(), SegmentMembership(), AuditIndex()]
+    }
 
     /// The engine's clock.
     public var clock: any EngineClock { configuration.clock }
@@ -67,6 +83,9 @@ public final class CampaignEngine: Sendable {
         store = try EventStore(path: directory, options: configuration.storeOptions)
         do {
             tables = try EngineTables(store: store)
+            projections = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+            snapshots = try SnapshotStore(store: store, policy: configuration.snapshotPolicy)
+            try projections.prepare()
         } catch {
             store.close()
             throw error
@@ -138,6 +157,8 @@ public final class CampaignEngine: Sendable {
         /// Append without a version check (events that commute, such as exposures); the rules that
         /// matter are preconditions checked inside the write transaction.
         var unversioned = false
+        /// The snapshot to store when the first stream crosses the policy's interval.
+        var snapshot: SnapshotPlan?
     }
 
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
@@ -221,11 +242,25 @@ public final class CampaignEngine: Sendable {
         let respond = plan.respond
         let status = plan.status
         claim?.result = { receipt in JSON.object(["status": .number(Double(status)), "data": respond(receipt)]).bytes }
+        let afterAppend = plan.afterAppend
+        let projections = self.projections
+        let snapshots = self.snapshots
+        let snapshot = plan.snapshot
         let appendRequest = AppendRequest(
             streams: streams,
             claims: plan.decision.reservations.map { UniqueClaim(key: $0.key, owner: $0.owner) },
             releases: plan.decision.releases.map { UniqueClaim(key: $0.key, owner: $0.owner) },
-            idempotency: claim, preconditions: plan.preconditions, afterAppend: plan.afterAppend)
+            idempotency: claim, preconditions: plan.preconditions,
+            afterAppend: { txn, receipt in
+                try afterAppend?(txn, receipt)
+                try projections.applyInline(receipt.events, in: txn)
+                if let snapshot, let new = receipt.streamVersions[snapshot.streamId] {
+                    let old = new - UInt64(receipt.events.filter { $0.streamId == snapshot.streamId }.count)
+                    if snapshots.policy.isDue(kind: snapshot.kind, from: old, to: new), let state = try snapshot.state(txn) {
+                        try snapshots.save(snapshot.streamId, kind: snapshot.kind, schemaVersion: snapshot.schemaVersion, state: state, version: new, in: txn)
+                    }
+                }
+            })
         do {
             switch try await store.append(appendRequest) {
             case let .appended(receipt): return (status, respond(receipt))
@@ -287,6 +322,46 @@ public final class CampaignEngine: Sendable {
         var random = SystemRandomNumberGenerator()
         return (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }.hexString
     }
+}
+
+/// A snapshot to take with an append when it is due.
+struct SnapshotPlan: Sendable {
+    var streamId: String
+    var kind: String
+    var schemaVersion: Int
+    /// The state after the append, encoded; read inside the write transaction.
+    var state: @Sendable (WriteTransaction) throws -> JSON?
+
+    init<State>(_ streamId: String, _ codec: SnapshotCodec<State>, _ after: State?) where State: Sendable {
+        self.streamId = streamId
+        kind = codec.kind
+        schemaVersion = codec.schemaVersion
+        let encoded = after.map(codec.encode)
+        state = { _ in encoded }
+    }
+
+    init(streamId: String, kind: String, schemaVersion: Int, state: @escaping @Sendable (WriteTransaction) throws -> JSON?) {
+        self.streamId = streamId
+        self.kind = kind
+        self.schemaVersion = schemaVersion
+        self.state = state
+    }
+}
+
+/// How many events aggregate loads folded (tests check that snapshots keep it flat).
+///
+/// Invariant that makes `@unchecked Sendable` safe: `folded` is touched only under `lock`.
+final class FoldCounters: @unchecked Sendable {
+    private let lock = NSLock()
+    private var folded: UInt64 = 0
+
+    func add(_ count: UInt64) { lock.withLock { folded += count } }
+    var eventsFolded: UInt64 { lock.withLock { folded } }
+}
+
+extension CampaignEngine {
+    /// Events folded by aggregate loads since the engine opened (snapshots keep this flat).
+    public var eventsFoldedByLoads: UInt64 { counters.eventsFolded }
 }
 
 extension EngineRequest.Body {

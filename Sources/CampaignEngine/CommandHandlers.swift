@@ -1,4 +1,6 @@
 import CampaignDomain
+import CampaignProjections
+import CampaignSnapshots
 import EventStore
 import Foundation
 
@@ -9,38 +11,62 @@ extension CampaignEngine {
 
     // MARK: Loading
 
-    /// Folds a stream into a state; returns the state and the version it is at.
-    func fold<State>(_ streamId: String, _ evolve: (State?, EventRecord) -> State?) throws -> (State?, UInt64) {
-        var state: State?
-        var version: UInt64 = 0
-        try store.forEachEvent(inStream: streamId) { event in
-            guard let payload = try? JSON.parse(event.payload) else {
-                throw CampaignError(.internalError, "event \(event.position) has an unreadable payload")
-            }
-            state = evolve(state, EventRecord(type: event.type, payload: payload, occurredAt: event.occurredAt, version: event.streamVersion))
+    /// Folds a stream into a state from its latest snapshot; returns the state and the version.
+    /// When the tail read is longer than the snapshot policy's interval, a fresh snapshot is
+    /// stored, so the next load reads a short tail again.
+    func fold<State: Sendable>(_ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?) throws -> (State?, UInt64) {
+        let snapshot = try snapshots.load(streamId, codec: codec)
+        var state = snapshot?.state
+        var version = snapshot?.version ?? 0
+        var read: UInt64 = 0
+        try store.forEachEvent(inStream: streamId, from: version + 1) { event in
+            state = evolve(state, ProjectedEvent(event).record)
             version = event.streamVersion
+            read += 1
             return true
+        }
+        counters.add(read)
+        if read >= UInt64(snapshots.policy.interval(for: codec.kind)), let state {
+            try snapshots.save(streamId, codec: codec, state: state, version: version)
         }
         return (state, version)
     }
 
+    /// Folds a stream without snapshots, stopping after `asOf` (a position or a time).
+    func fold<State>(_ streamId: String, asOf: PointInTime, _ evolve: (State?, EventRecord) -> State?) throws -> State? {
+        var state: State?
+        try store.forEachEvent(inStream: streamId) { event in
+            switch asOf {
+            case let .position(position): guard event.position <= position else { return false }
+            case let .time(time): guard event.occurredAt <= time else { return false }
+            }
+            state = evolve(state, ProjectedEvent(event).record)
+            return true
+        }
+        return state
+    }
+
     func loadCampaign(_ tenant: String, _ id: String) throws -> (CampaignState?, UInt64) {
-        try fold(CampaignEngine.streamId(tenant, id), Campaign.evolve)
+        try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.campaign, Campaign.evolve)
     }
 
     func loadSegment(_ tenant: String, _ id: String) throws -> (SegmentState?, UInt64) {
-        try fold(CampaignEngine.streamId(tenant, id), Segment.evolve)
+        try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.segment, Segment.evolve)
     }
 
     func loadSchema(_ tenant: String) throws -> (ContactSchema, UInt64) {
-        let (schema, version): (ContactSchema?, UInt64) = try fold(CampaignEngine.streamId(tenant, "schema")) { schema, event in
-            TenantSchema.evolve(schema ?? ContactSchema(), event)
+        var schema = ContactSchema()
+        var version: UInt64 = 0
+        try store.forEachEvent(inStream: CampaignEngine.streamId(tenant, "schema")) { event in
+            schema = TenantSchema.evolve(schema, ProjectedEvent(event).record)
+            version = event.streamVersion
+            return true
         }
-        return (schema ?? ContactSchema(), version)
+        return (schema, version)
     }
 
     func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, [String: JSON]) {
-        let (state, version): (ContactState?, UInt64) = try fold(CampaignEngine.streamId(tenant, id), Contact.evolve)
+        let (state, version) = try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.contact, Contact.evolve)
         let values = try store.read { try tables.personalValues(tenant: tenant, contactId: id, in: $0) }
         return (state, version, values)
     }
@@ -162,15 +188,14 @@ extension CampaignEngine {
         }
         let decision = try Campaign.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, Campaign.evolve)
-        let tables = self.tables
         var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,
-            afterAppend: { txn, _ in try tables.recordCampaignChange(tenant: tenant, before: state, after: after, in: txn) },
             respond: { receipt in
                 var extra: [String: JSON] = ["campaignId": .string(campaignId)]
                 if let after { extra["campaign"] = after.json }
                 return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
             })
+        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.campaign, after)
         if case .campaignCreate = command { plan.conflictIsDuplicate = true }
         return plan
     }
@@ -182,11 +207,13 @@ extension CampaignEngine {
         var context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0)
         var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
         if case .segmentCreate = command {} else {
-            let tables = self.tables
-            context.campaignsUsingSegment = try store.read { try tables.campaignsUsing(tenant: tenant, segmentId: segmentId, in: $0) }
+            let projections = self.projections
+            context.campaignsUsingSegment = try projections.read("schedule-index") {
+                try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId)
+            }
             // A campaign scheduled between this read and the commit must still block the change.
             preconditions.append { txn in
-                let users = try tables.campaignsUsing(tenant: tenant, segmentId: segmentId, in: txn)
+                let users = try projections.read("schedule-index", in: txn) { try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId) }
                 guard users.isEmpty else {
                     throw CampaignError(.resourceConflict, "segment \(segmentId) is used by scheduled or active campaigns: \(users.joined(separator: ", "))",
                                         currentState: "in_use")
@@ -200,6 +227,7 @@ extension CampaignEngine {
             if let after { extra["segment"] = after.json }
             return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
         }
+        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.segment, after)
         if case .segmentCreate = command { plan.conflictIsDuplicate = true }
         return plan
     }
@@ -278,46 +306,5 @@ extension CampaignEngine {
     struct NoChange: Error {
         var status: Int
         var data: JSON
-    }
-
-    // MARK: Queries
-
-    func answer(_ query: Query, principal: Principal) throws -> JSON {
-        switch query {
-        case let .campaignGet(campaignId):
-            guard let state = try loadCampaign(principal.tenant, campaignId).0, state.status != .deleted else {
-                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
-            }
-            return state.json
-        case let .segmentGet(segmentId):
-            guard let state = try loadSegment(principal.tenant, segmentId).0 else {
-                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
-            }
-            return state.json
-        case let .postGet(postId):
-            guard let state = try loadPost(principal.tenant, postId).0 else {
-                throw CampaignError.notFound("post", postId, pointer: "/params/postId")
-            }
-            return state.json
-        case let .connectionGet(connectionId):
-            guard let state = try loadConnection(principal.tenant, connectionId).0 else {
-                throw CampaignError.notFound("connection", connectionId, pointer: "/params/connectionId")
-            }
-            return state.json(at: configuration.clock.now())
-        case let .experimentGet(experimentId), let .experimentResults(experimentId):
-            let tables = self.tables
-            guard let state = try store.read({ try tables.experiment(tenant: principal.tenant, id: experimentId, in: $0) }) else {
-                throw CampaignError.notFound("experiment", experimentId, pointer: "/params/experimentId")
-            }
-            if case .experimentGet = query { return state.json }
-            var results = ExperimentResults(state).json
-            if case var .object(members) = results {
-                members["experimentId"] = .string(experimentId)
-                members["status"] = .string(state.status.rawValue)
-                if let winner = state.winner { members["winner"] = .string(winner) }
-                results = .object(members)
-            }
-            return results
-        }
     }
 }

@@ -15,9 +15,32 @@ public enum Query: Sendable, Equatable {
     case experimentGet(experimentId: String)
     /// `experiment.results`.
     case experimentResults(experimentId: String)
+    /// `campaign.list`: by status, and `sendAt` in [from, to].
+    case campaignList(status: String?, from: Date?, to: Date?, page: Page)
+    /// `post.list`: by status, and calendar time (publish time, or publication time) in [from, to].
+    case postList(status: String?, from: Date?, to: Date?, page: Page)
+    /// `segment.members`.
+    case segmentMembers(segmentId: String, page: Page)
+    /// `audit.history`: by stream, actor and time.
+    case auditHistory(streamId: String?, actor: String?, from: Date?, to: Date?, page: Page)
+
+    /// A page request: at most `limit` items after the opaque `cursor` of the previous page.
+    public struct Page: Sendable, Equatable {
+        /// 1–500; 50 by default.
+        public var limit: Int
+        /// The previous page's `nextCursor`.
+        public var cursor: String?
+
+        /// Creates a page request.
+        public init(limit: Int = 50, cursor: String? = nil) {
+            self.limit = limit
+            self.cursor = cursor
+        }
+    }
 
     /// Every query name.
-    public static let names = ["campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results"]
+    public static let names = ["campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
+                               "campaign.list", "post.list", "segment.members", "audit.history"]
 
     /// The wire name.
     public var name: String {
@@ -28,6 +51,10 @@ public enum Query: Sendable, Equatable {
         case .connectionGet: return "connection.get"
         case .experimentGet: return "experiment.get"
         case .experimentResults: return "experiment.results"
+        case .campaignList: return "campaign.list"
+        case .postList: return "post.list"
+        case .segmentMembers: return "segment.members"
+        case .auditHistory: return "audit.history"
         }
     }
 
@@ -38,6 +65,10 @@ public enum Query: Sendable, Equatable {
         case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
         case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
+        case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
+        case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
+        case .segmentMembers: return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .auditHistory: return Permission(scope: "audit:read", minimumRole: .viewer)
         }
     }
 
@@ -55,9 +86,27 @@ public enum Query: Sendable, Equatable {
         case "experiment.get", "experiment.results":
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)
+        case "campaign.list", "post.list":
+            let r = try FieldReader(params, at: pointer, allowed: ["status", "from", "to", "limit", "cursor"])
+            let status = try r.optionalString("status"), from = try r.optionalTimestamp("from"), to = try r.optionalTimestamp("to")
+            let page = try decodePage(r)
+            return name == "campaign.list" ? .campaignList(status: status, from: from, to: to, page: page) : .postList(status: status, from: from, to: to, page: page)
+        case "segment.members":
+            let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
+            return .segmentMembers(segmentId: try r.id("segmentId", prefix: "seg"), page: try decodePage(r))
+        case "audit.history":
+            let r = try FieldReader(params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
+            return .auditHistory(streamId: try r.optionalString("streamId"), actor: try r.optionalString("actor"),
+                                 from: try r.optionalTimestamp("from"), to: try r.optionalTimestamp("to"), page: try decodePage(r))
         default:
             throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
         }
+    }
+}
+
+extension Query {
+    static func decodePage(_ r: FieldReader) throws(CampaignError) -> Page {
+        Page(limit: try r.optionalInteger("limit", in: 1...500) ?? 50, cursor: try r.optionalString("cursor"))
     }
 }
 

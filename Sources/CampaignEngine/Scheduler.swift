@@ -1,4 +1,5 @@
 import CampaignDomain
+import CampaignProjections
 import EventStore
 import Foundation
 
@@ -56,19 +57,20 @@ extension CampaignEngine {
         if let requested, let manual = configuration.clock as? ManualClock { manual.set(requested) }
         let now = configuration.clock.now()
         var report = TickReport(now: now, items: [])
-        let tables = self.tables
+        let projections = self.projections
         guard let (campaigns, posts) = try? store.read({ txn in
-            (try tables.dueCampaigns(at: now, limit: 100_000, in: txn), try tables.due(in: tables.postSchedule, at: now, limit: 100_000, in: txn))
+            (try projections.read("schedule-index", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) },
+             try projections.read("publishing-queue", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) })
         }) else { return report }
 
         for work in campaigns {
             let system = CampaignEngine.scheduler(work.tenant)
-            let command = Command.campaignTransition(.activate, campaignId: work.campaignId)
+            let command = Command.campaignTransition(.activate, campaignId: work.id)
             do {
                 _ = try await perform(command, request: .command(command, as: system, requestId: requestId), principal: system)
-                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.campaignId))
+                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.id))
             } catch {
-                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.campaignId, error: CampaignEngine.campaignError(error)))
+                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.id, error: CampaignEngine.campaignError(error)))
             }
         }
         for work in posts {

@@ -1,18 +1,20 @@
 import CampaignDomain
+import CampaignProjections
+import CampaignSnapshots
 import EventStore
 import Foundation
 
 extension CampaignEngine {
     func loadConnection(_ tenant: String, _ id: String) throws -> (ConnectionState?, UInt64) {
-        try fold(CampaignEngine.streamId(tenant, id), SocialConnection.evolve)
+        try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.connection, SocialConnection.evolve)
     }
 
     func loadPost(_ tenant: String, _ id: String) throws -> (PostState?, UInt64) {
-        try fold(CampaignEngine.streamId(tenant, id), Post.evolve)
+        try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.post, Post.evolve)
     }
 
     func loadExperiment(_ tenant: String, _ id: String) throws -> (ExperimentState?, UInt64) {
-        try fold(CampaignEngine.streamId(tenant, id), Experiment.evolve)
+        try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.experiment, Experiment.evolve)
     }
 
     func planConnection(_ command: Command, tenant: String, now: Date) throws -> Plan {
@@ -26,29 +28,30 @@ extension CampaignEngine {
             if let after { extra["connection"] = after.json(at: now) }
             return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
         }
+        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.connection, after)
         if case .socialConnect = command { plan.conflictIsDuplicate = true }
         return plan
     }
 
-    /// A plan that appends post events and keeps the post's entry in the time index current.
+    /// A plan that appends post events (the publishing-queue projection keeps the time index current).
     func postPlan(_ tenant: String, _ state: PostState?, _ version: UInt64, _ decision: Decision, now: Date,
                   preconditions: [@Sendable (ReadTransaction) throws -> Void] = [],
                   extraWrite: (@Sendable (WriteTransaction) throws -> Void)? = nil) -> Plan {
         let postId = state?.id ?? decision.events.first?.payload["postId"]?.stringValue ?? ""
         let streamId = CampaignEngine.streamId(tenant, postId)
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, Post.evolve)
-        let tables = self.tables
-        return Plan(
+        var afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)?
+        if let extraWrite { afterAppend = { txn, _ in try extraWrite(txn) } }
+        var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,
-            afterAppend: { txn, _ in
-                try tables.recordPostChange(tenant: tenant, before: state, after: after, in: txn)
-                try extraWrite?(txn)
-            },
+            afterAppend: afterAppend,
             respond: { receipt in
                 var extra: [String: JSON] = ["postId": .string(postId)]
                 if let after { extra["post"] = after.json }
                 return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
             })
+        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.post, after)
+        return plan
     }
 
     func planPost(_ command: Command, tenant: String, now: Date) throws -> Plan {
@@ -72,18 +75,16 @@ extension CampaignEngine {
     func planExperiment(_ command: Command, tenant: String, now: Date) throws -> Plan? {
         guard let experimentId = command.experimentId else { preconditionFailure("experiment command without id") }
         let streamId = CampaignEngine.streamId(tenant, experimentId)
-        let tables = self.tables
-        let record: @Sendable (WriteTransaction, AppendReceipt) throws -> Void = { txn, receipt in
-            try tables.recordExperimentEvents(tenant: tenant, id: experimentId, receipt.events, in: txn)
-        }
+        let projections = self.projections
         switch command {
         case let .experimentRecordExposure(_, contactId), let .experimentRecordConversion(_, contactId):
             // Exposures and conversions commute, so they append without a version check; the
-            // rules that matter (running, counted once) are checked inside the write transaction.
+            // rules that matter (running, counted once) are checked inside the write transaction
+            // against the experiment-results projection, which every earlier append updated.
             let isExposure = if case .experimentRecordExposure = command { true } else { false }
-            let (state, seen) = try store.read { txn in
-                (try tables.experiment(tenant: tenant, id: experimentId, in: txn),
-                 try tables.experimentContact(tenant: tenant, experimentId: experimentId, contactId: contactId, in: txn))
+            let (state, seen) = try projections.read("experiment-results") { reader in
+                (try ExperimentResultsProjection.experiment(reader, tenant: tenant, id: experimentId),
+                 try ExperimentResultsProjection.exposure(reader, tenant: tenant, id: experimentId, contactId: contactId))
             }
             let decision = try Experiment.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant),
                                                  alreadyCounted: isExposure ? seen != nil : seen?.converted == true,
@@ -94,30 +95,30 @@ extension CampaignEngine {
                     "variant": seen.map { .string($0.variant) } ?? .null, "events": .array([]),
                 ]))
             }
-            let key = EngineTables.experimentContactKey(tenant, experimentId, contactId)
-            let contacts = tables.experimentContacts
             var plan = Plan(
                 streams: [(streamId, 0, decision.events)], decision: decision,
                 preconditions: [{ txn in
-                    guard try tables.experiment(tenant: tenant, id: experimentId, in: txn)?.status == .running else {
-                        throw CampaignError(.resourceConflict, "experiment \(experimentId) is not running", currentState: "not_running", allowedStates: ["running"])
-                    }
-                    let current = try tables.experimentContact(tenant: tenant, experimentId: experimentId, contactId: contactId, in: txn)
-                    if isExposure ? current != nil : current?.converted != false {
-                        throw NoChange(status: 200, data: .object(["experimentId": .string(experimentId), "contactId": .string(contactId),
-                                                                   "counted": .bool(false), "variant": .string(current?.variant ?? variant), "events": .array([])]))
+                    try projections.read("experiment-results", in: txn) { reader in
+                        guard try ExperimentResultsProjection.experiment(reader, tenant: tenant, id: experimentId)?.status == .running else {
+                            throw CampaignError(.resourceConflict, "experiment \(experimentId) is not running", currentState: "not_running", allowedStates: ["running"])
+                        }
+                        let current = try ExperimentResultsProjection.exposure(reader, tenant: tenant, id: experimentId, contactId: contactId)
+                        if isExposure ? current != nil : current?.converted != false {
+                            throw NoChange(status: 200, data: .object(["experimentId": .string(experimentId), "contactId": .string(contactId),
+                                                                       "counted": .bool(false), "variant": .string(current?.variant ?? variant), "events": .array([])]))
+                        }
                     }
                 }],
-                afterAppend: { txn, receipt in
-                    try txn.put(Array((isExposure ? variant : variant + "\n1").utf8), forKey: key, in: contacts)
-                    try record(txn, receipt)
-                },
                 respond: { receipt in
                     CampaignEngine.receiptData(receipt, streamId: streamId, [
                         "experimentId": .string(experimentId), "contactId": .string(contactId), "variant": .string(variant), "counted": .bool(true),
                     ])
                 })
             plan.unversioned = true
+            // The projection row is the experiment's state after this append: snapshot it when due.
+            plan.snapshot = SnapshotPlan(streamId: streamId, kind: SnapshotCodecs.experiment.kind, schemaVersion: SnapshotCodecs.experiment.schemaVersion) { txn in
+                try projections.read("experiment-results", in: txn) { try ExperimentResultsProjection.experiment($0, tenant: tenant, id: experimentId)?.snapshot }
+            }
             return plan
         default:
             let (state, version) = try loadExperiment(tenant, experimentId)
@@ -127,11 +128,12 @@ extension CampaignEngine {
             }
             let decision = try Experiment.decide(command, state: state, context: context)
             let after = CampaignEngine.project(state, decision.events, from: version, at: now, Experiment.evolve)
-            var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision, afterAppend: record) { receipt in
+            var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
                 var extra: [String: JSON] = ["experimentId": .string(experimentId)]
                 if let after { extra["experiment"] = after.json }
                 return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
             }
+            plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.experiment, after)
             if case .experimentCreate = command { plan.conflictIsDuplicate = true }
             return plan
         }

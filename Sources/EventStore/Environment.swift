@@ -59,7 +59,7 @@ final class Environment: @unchecked Sendable {
         var created: OpaquePointer?
         do {
             try LMDB.check(mdb_env_create(&created), "mdb_env_create")
-            try LMDB.check(mdb_env_set_maxdbs(created, 64), "mdb_env_set_maxdbs")
+            try LMDB.check(mdb_env_set_maxdbs(created, 256), "mdb_env_set_maxdbs")
             try LMDB.check(mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
             let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
             let initial = max(options.initialMapSize / pageSize, 16) * pageSize

@@ -189,6 +189,11 @@ public class ReadTransaction {
         try store.log.event(at: position, in: txn)
     }
 
+    /// Up to `limit` events of the global log from `position` on, as this transaction sees them.
+    public func events(from position: UInt64, limit: Int) throws -> [RecordedEvent] {
+        try store.log.events(from: position, limit: limit, in: txn)
+    }
+
     /// The last global position (0 for an empty log).
     public func headPosition() throws -> UInt64 {
         try store.log.head(in: txn).position

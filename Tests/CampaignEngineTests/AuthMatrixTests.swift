@@ -22,8 +22,8 @@ import Testing
         func command(_ name: String, _ payload: String, _ scope: String, admin: Bool = false, cross: String? = "RESOURCE_NOT_FOUND") -> Entry {
             Entry(name: name, body: #""command":"\#(name)","payload":\#(payload)"#, scope: scope, admin: admin, isQuery: false, crossTenantCode: cross)
         }
-        func query(_ name: String, _ params: String, _ scope: String) -> Entry {
-            Entry(name: name, body: #""query":"\#(name)","params":\#(params)"#, scope: scope, admin: false, isQuery: true, crossTenantCode: "RESOURCE_NOT_FOUND")
+        func query(_ name: String, _ params: String, _ scope: String, cross: String? = "RESOURCE_NOT_FOUND") -> Entry {
+            Entry(name: name, body: #""query":"\#(name)","params":\#(params)"#, scope: scope, admin: false, isQuery: true, crossTenantCode: cross)
         }
         let cmp = #"{"campaignId":"cmp_1"}"#
         var list: [Entry] = [
@@ -65,6 +65,10 @@ import Testing
             query("connection.get", #"{"connectionId":"con_1"}"#, "social:read"),
             query("experiment.get", #"{"experimentId":"exp_1"}"#, "experiments:read"),
             query("experiment.results", #"{"experimentId":"exp_1"}"#, "experiments:read"),
+            query("campaign.list", "{}", "campaigns:read", cross: nil),
+            query("post.list", "{}", "social:read", cross: nil),
+            query("segment.members", #"{"segmentId":"seg_1"}"#, "segments:read"),
+            query("audit.history", "{}", "audit:read", cross: nil),
         ]
         return list
     }()
@@ -121,8 +125,11 @@ import Testing
             #expect(stranger["error"]?["message"]?.stringValue?.contains("acme") == false)
             #expect(try t.engine.eventStore.head().position == before)
         } else {
-            // Creates and upserts work in the stranger's own namespace and leave acme's data alone.
+            // Creates, upserts and lists work in the stranger's own namespace and leave acme's data alone.
             #expect(stranger.code == nil, "\(stranger)")
+            if entry.isQuery, let items = stranger.data?["items"]?.arrayValue {
+                #expect(items.isEmpty, "another tenant's list shows acme's data: \(items)")
+            }
             for stream in ["acme:cmp_1", "acme:seg_1", "acme:ctc_1", "acme:con_1", "acme:pst_1", "acme:exp_1"] {
                 #expect(try t.engine.eventStore.streamVersion(stream) == 1)
             }

@@ -1,0 +1,180 @@
+import CampaignDomain
+import EventStore
+import Foundation
+
+/// How a projection is kept current.
+public enum ProjectionMode: String, Sendable {
+    /// Applied in the same write transaction as the events it reads: a query right after a
+    /// command sees the command's effect.
+    case inline
+    /// Applied afterwards by the catch-up runner, in batches, each batch in one transaction with
+    /// the projection's checkpoint, so it resumes after a crash and never skips or repeats an event.
+    case catchUp
+}
+
+/// An event as a projection sees it: the envelope, with the payload parsed and upcast to the
+/// current schema.
+public struct ProjectedEvent: Sendable {
+    /// The stored envelope.
+    public var envelope: RecordedEvent
+    /// The payload, upcast.
+    public var payload: JSON
+
+    /// Parses and upcasts a stored event.
+    public init(_ envelope: RecordedEvent) {
+        self.envelope = envelope
+        let parsed = (try? JSON.parse(envelope.payload)) ?? .null
+        payload = Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
+    }
+
+    /// The event as an aggregate folds it.
+    public var record: EventRecord {
+        EventRecord(type: envelope.type, payload: payload, occurredAt: envelope.occurredAt, version: envelope.streamVersion)
+    }
+}
+
+/// A read model folded from the log into a key-value table of its own.
+///
+/// A projection writes only through the ``ProjectionTable`` it is given, so the runner can build it
+/// into a scratch table and switch atomically. Bump ``version`` whenever ``apply(_:to:)`` changes
+/// what it writes: the runner then rebuilds the projection when the engine opens.
+public protocol Projection: Sendable {
+    /// A stable name (`campaign-board`).
+    var name: String { get }
+    /// The version of what it writes.
+    var version: Int { get }
+    /// Inline or catch-up.
+    var mode: ProjectionMode { get }
+    /// Folds one event into the table.
+    func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws
+}
+
+/// Composite keys: parts joined by a 0x00 byte (parts never contain one), so a key prefix
+/// selects a range; integers are big-endian so byte order is numeric order.
+public enum Key {
+    /// Joins string parts.
+    public static func make(_ parts: [String]) -> [UInt8] {
+        var key = [UInt8]()
+        for (index, part) in parts.enumerated() {
+            if index > 0 { key.append(0) }
+            key.append(contentsOf: part.utf8)
+        }
+        return key
+    }
+
+    /// Joins string parts and ends with a separator, to select everything under them.
+    public static func prefix(_ parts: [String]) -> [UInt8] { make(parts) + [0] }
+
+    /// A big-endian UInt64.
+    public static func u64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - $0 * 8)) } }
+
+    /// Reads a big-endian UInt64 from 8 bytes.
+    public static func readU64<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
+        bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Milliseconds since 1970 as a big-endian UInt64 (0 for earlier times).
+    public static func time(_ date: Date) -> [UInt8] { u64(UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded()))) }
+
+    /// The parts of a key made with ``make(_:)``.
+    public static func split(_ key: [UInt8]) -> [String] {
+        key.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// The table a projection writes while applying events (the live one, or a scratch one during a
+/// rebuild), plus read access to tables kept beside the log (personal data).
+public struct ProjectionTable {
+    let txn: WriteTransaction
+    let table: Table
+    let personalData: Table
+
+    /// The value under `key`.
+    public func get(_ key: [UInt8]) throws -> [UInt8]? { try txn.value(forKey: key, in: table) }
+
+    /// The value under `key`, parsed as JSON.
+    public func json(_ key: [UInt8]) throws -> JSON? { try get(key).flatMap { try? JSON.parse($0) } }
+
+    /// Stores `value` under `key`.
+    public func put(_ key: [UInt8], _ value: [UInt8] = []) throws { try txn.put(value, forKey: key, in: table) }
+
+    /// Stores JSON under `key`.
+    public func put(_ key: [UInt8], json: JSON) throws { try put(key, json.bytes) }
+
+    /// Removes `key`.
+    public func delete(_ key: [UInt8]) throws { _ = try txn.delete(key: key, in: table) }
+
+    /// Adds `delta` to a counter kept as a big-endian UInt64 (removed when it reaches 0).
+    public func add(_ delta: Int, to key: [UInt8]) throws {
+        let current = Int(try get(key).map { Key.readU64($0) } ?? 0)
+        let next = max(0, current + delta)
+        if next == 0 { try delete(key) } else { try put(key, Key.u64(UInt64(next))) }
+    }
+
+    /// Visits the keys that start with `prefix`, in order, while `body` returns true.
+    public func scan(_ prefix: [UInt8], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
+        try txn.forEach(in: table, from: prefix) { key, value in
+            guard key.starts(with: prefix) else { return false }
+            return try body(key, value)
+        }
+    }
+
+    /// The current personal values of a contact (empty once erased).
+    public func contactValues(tenant: String, contactId: String) throws -> [String: JSON] {
+        try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
+    }
+}
+
+/// A read-only view of one projection's live table.
+public struct ProjectionReader {
+    let txn: ReadTransaction
+    let table: Table
+
+    /// The value under `key`.
+    public func get(_ key: [UInt8]) throws -> [UInt8]? { try txn.value(forKey: key, in: table) }
+
+    /// The value under `key`, parsed as JSON.
+    public func json(_ key: [UInt8]) throws -> JSON? { try get(key).flatMap { try? JSON.parse($0) } }
+
+    /// A counter kept with ``ProjectionTable/add(_:to:)``.
+    public func count(_ key: [UInt8]) throws -> Int { Int(try get(key).map { Key.readU64($0) } ?? 0) }
+
+    /// Visits the keys that start with `prefix`, from `after` (exclusive) when given, in order
+    /// (or in reverse), while `body` returns true.
+    public func scan(_ prefix: [UInt8], after: [UInt8]? = nil, reverse: Bool = false,
+                     _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
+        let start: [UInt8]? = reverse ? (after ?? (prefix + [0xff, 0xff, 0xff, 0xff])) : (after.map { $0 + [0] } ?? prefix)
+        try txn.forEach(in: table, from: start, reverse: reverse) { key, value in
+            if let after, key == after { return true }
+            guard key.starts(with: prefix) else { return false }
+            return try body(key, value)
+        }
+    }
+}
+
+/// Personal contact values kept beside the log (`contact-values`: tenant ‖ 0 ‖ contactId →
+/// `{"salt", "values"}`): written with the contact's events, deleted on erasure, never hashed.
+public enum PersonalData {
+    /// The table's name.
+    public static let tableName = "contact-values"
+
+    /// The key of a contact.
+    public static func key(tenant: String, contactId: String) -> [UInt8] { Key.make([tenant, contactId]) }
+
+    /// A contact's values, or an empty set.
+    public static func values(tenant: String, contactId: String, table: Table, in txn: ReadTransaction) throws -> [String: JSON] {
+        guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table),
+              let stored = try? JSON.parse(bytes) else { return [:] }
+        return stored["values"]?.objectValue ?? [:]
+    }
+
+    /// Stores or erases a contact's values.
+    public static func write(_ change: PersonalDataChange, tenant: String, table: Table, in txn: WriteTransaction) throws {
+        let key = key(tenant: tenant, contactId: change.contactId)
+        if let values = change.values {
+            try txn.put(JSON.object(["salt": .string(change.salt ?? ""), "values": .object(values)]).bytes, forKey: key, in: table)
+        } else {
+            try txn.delete(key: key, in: table)
+        }
+    }
+}

@@ -1,0 +1,347 @@
+import CampaignDomain
+import EventStore
+import Foundation
+
+/// A projection's state as the operator sees it.
+public struct ProjectionStatus: Sendable, Equatable {
+    /// The name.
+    public var name: String
+    /// Inline or catch-up.
+    public var mode: ProjectionMode
+    /// The version of the code.
+    public var version: Int
+    /// The version the live table was built with (0 when never built).
+    public var builtVersion: Int
+    /// The last position applied to the live table.
+    public var checkpoint: UInt64
+    /// The log's last position.
+    public var head: UInt64
+    /// Where an unfinished rebuild stands, if one is under way.
+    public var rebuildCheckpoint: UInt64?
+
+    /// Events not yet applied.
+    public var lag: UInt64 { head > checkpoint ? head - checkpoint : 0 }
+}
+
+/// How a rebuild is going.
+public struct RebuildProgress: Sendable {
+    /// The projection.
+    public var name: String
+    /// Events applied so far.
+    public var done: UInt64
+    /// Events to apply in all (the head when the rebuild started or resumed).
+    public var total: UInt64
+    /// Events per second since the rebuild started or resumed.
+    public var eventsPerSecond: Double
+}
+
+/// One entry that differs between a live table and a fresh rebuild.
+public struct ProjectionDifference: Sendable, Equatable {
+    /// The key.
+    public var key: [UInt8]
+    /// The live value (nil when missing from the live table).
+    public var live: [UInt8]?
+    /// The rebuilt value (nil when the live table has an entry the rebuild does not).
+    public var rebuilt: [UInt8]?
+}
+
+/// The outcome of verifying a projection against a fresh rebuild.
+public struct VerifyReport: Sendable, Equatable {
+    /// The projection.
+    public var name: String
+    /// Entries compared.
+    public var entries: Int
+    /// The first differences (at most 20).
+    public var differences: [ProjectionDifference]
+    /// How many differences there are.
+    public var differenceCount: Int
+
+    /// Whether the live table equals the rebuild.
+    public var matches: Bool { differenceCount == 0 }
+}
+
+/// Keeps projections current and rebuilds them.
+///
+/// Each projection has two tables, slots `a` and `b`, and a meta record (`projections`: name →
+/// `{version, slot, checkpoint, rebuild?}`). Readers use the slot the meta record names, in the
+/// same read transaction. A rebuild fills the other slot in large transactions, recording its
+/// own checkpoint so an interrupted rebuild resumes, and switches the meta record in the
+/// transaction where it reaches the head: readers never see a half-built model, and no event
+/// committed meanwhile is missed. `verify` builds a third table the same way and compares.
+///
+/// Invariant that makes `@unchecked Sendable` safe: all stored properties are immutable after
+/// `init`; `catchUpLock` serialises this process's catch-up runs (LMDB serialises processes).
+public final class ProjectionRunner: @unchecked Sendable {
+    let store: EventStore
+    /// The projections, in the order they are applied.
+    public let projections: [any Projection]
+    let meta: Table
+    let slots: [String: (a: Table, b: Table, verify: Table)]
+    let personalData: Table
+    private let catchUpLock = NSLock()
+
+    struct Meta {
+        var version: Int
+        var slot: String
+        var checkpoint: UInt64
+        var rebuild: (slot: String, checkpoint: UInt64, version: Int)?
+
+        init(version: Int = 0, slot: String = "a", checkpoint: UInt64 = 0) {
+            self.version = version
+            self.slot = slot
+            self.checkpoint = checkpoint
+        }
+
+        init(_ json: JSON) {
+            version = json["version"]?.integerValue ?? 0
+            slot = json["slot"]?.stringValue ?? "a"
+            checkpoint = UInt64(json["checkpoint"]?.integerValue ?? 0)
+            if let r = json["rebuild"], let slot = r["slot"]?.stringValue {
+                rebuild = (slot, UInt64(r["checkpoint"]?.integerValue ?? 0), r["version"]?.integerValue ?? 0)
+            }
+        }
+
+        var json: JSON {
+            var members: [String: JSON] = ["version": .number(Double(version)), "slot": .string(slot), "checkpoint": .number(Double(checkpoint))]
+            if let rebuild {
+                members["rebuild"] = .object(["slot": .string(rebuild.slot), "checkpoint": .number(Double(rebuild.checkpoint)),
+                                              "version": .number(Double(rebuild.version))])
+            }
+            return .object(members)
+        }
+    }
+
+    /// Opens the projections' tables. Call ``prepare(progress:)`` next to rebuild what changed.
+    public init(store: EventStore, projections: [any Projection]) throws {
+        self.store = store
+        self.projections = projections
+        meta = try store.table(named: "projections")
+        personalData = try store.table(named: PersonalData.tableName)
+        var slots = [String: (Table, Table, Table)]()
+        for projection in projections {
+            slots[projection.name] = (try store.table(named: "p:\(projection.name):a"), try store.table(named: "p:\(projection.name):b"),
+                                      try store.table(named: "p:\(projection.name):v"))
+        }
+        self.slots = slots
+    }
+
+    func projection(named name: String) throws -> any Projection {
+        guard let projection = projections.first(where: { $0.name == name }) else {
+            throw CampaignError(.resourceNotFound, "no projection named \(name); projections are \(projections.map(\.name).joined(separator: ", "))")
+        }
+        return projection
+    }
+
+    func meta(_ name: String, in txn: ReadTransaction) throws -> Meta? {
+        try txn.value(forKey: Array(name.utf8), in: meta).flatMap { try? JSON.parse($0) }.map(Meta.init)
+    }
+
+    func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) throws {
+        try txn.put(value.json.bytes, forKey: Array(name.utf8), in: meta)
+    }
+
+    func table(_ name: String, slot: String) -> Table {
+        let tables = slots[name]!
+        return slot == "b" ? tables.b : tables.a
+    }
+
+    /// Brings every projection to its code's version: a projection never built, or built by an
+    /// older version, is rebuilt (resuming an interrupted rebuild); then catch-up projections
+    /// catch up. A projection added to an empty store is simply marked built.
+    public func prepare(progress: ((RebuildProgress) -> Void)? = nil) throws {
+        for projection in projections {
+            let current = try store.read { try meta(projection.name, in: $0) }
+            if current == nil, try store.head().position == 0 {
+                try store.write { txn in
+                    if try meta(projection.name, in: txn) == nil { try setMeta(Meta(version: projection.version), projection.name, in: txn) }
+                }
+                continue
+            }
+            if current?.version != projection.version {
+                try rebuild(projection.name, progress: progress)
+            }
+        }
+        try catchUp()
+    }
+
+    /// Reads a projection's live table.
+    public func read<T>(_ name: String, in txn: ReadTransaction, _ body: (ProjectionReader) throws -> T) throws -> T {
+        let slot = try meta(name, in: txn)?.slot ?? "a"
+        return try body(ProjectionReader(txn: txn, table: table(name, slot: slot)))
+    }
+
+    /// Reads a projection's live table in a read transaction of its own.
+    public func read<T>(_ name: String, _ body: (ProjectionReader) throws -> T) throws -> T {
+        try store.read { txn in try read(name, in: txn, body) }
+    }
+
+    // MARK: Inline
+
+    /// Applies committed-in-this-transaction events to every inline projection. If a projection's
+    /// checkpoint is behind the first event (events appended by code that does not project), the
+    /// gap is applied first, from the log, in this same transaction.
+    public func applyInline(_ events: [RecordedEvent], in txn: WriteTransaction) throws {
+        guard let first = events.first, let last = events.last else { return }
+        let projected = events.map(ProjectedEvent.init)
+        for projection in projections where projection.mode == .inline {
+            guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
+            let table = ProjectionTable(txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+            if state.checkpoint + 1 < first.position {
+                for position in (state.checkpoint + 1)..<first.position {
+                    if let missing = try txn.event(at: position) { try projection.apply(ProjectedEvent(missing), to: table) }
+                }
+            }
+            for event in projected where event.envelope.position > state.checkpoint {
+                try projection.apply(event, to: table)
+            }
+            state.checkpoint = max(state.checkpoint, last.position)
+            try setMeta(state, projection.name, in: txn)
+        }
+    }
+
+    // MARK: Catch-up
+
+    /// Applies new events to catch-up projections (all, or one), `batchSize` events per
+    /// transaction, each with its checkpoint. Safe to call from several tasks and processes.
+    /// - Returns: the number of events applied.
+    @discardableResult
+    public func catchUp(_ name: String? = nil, batchSize: Int = 5_000, onBatch: ((String, UInt64) -> Void)? = nil) throws -> UInt64 {
+        try catchUpLock.withLock {
+            var applied: UInt64 = 0
+            for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name) {
+                while true {
+                    let (count, checkpoint): (UInt64, UInt64) = try store.write { txn in
+                        guard var state = try meta(projection.name, in: txn), state.version == projection.version else { return (0, 0) }
+                        let table = ProjectionTable(txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+                        let events = try txn.events(from: state.checkpoint + 1, limit: batchSize)
+                        for event in events { try projection.apply(ProjectedEvent(event), to: table) }
+                        guard let last = events.last else { return (0, state.checkpoint) }
+                        state.checkpoint = last.position
+                        try setMeta(state, projection.name, in: txn)
+                        return (UInt64(events.count), state.checkpoint)
+                    }
+                    if count == 0 { break }
+                    applied += count
+                    onBatch?(projection.name, checkpoint)
+                }
+            }
+            return applied
+        }
+    }
+
+    // MARK: Rebuild
+
+    /// Rebuilds one projection from position 1 into its scratch slot, then switches to it
+    /// atomically. Resumes an interrupted rebuild of the same version.
+    public func rebuild(_ name: String, batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
+        let projection = try self.projection(named: name)
+        let started = Date()
+        let (resumedFrom, total): (UInt64, UInt64) = try store.write { txn in
+            var state = try meta(name, in: txn) ?? Meta()
+            let scratch = state.slot == "a" ? "b" : "a"
+            if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch {
+                return (rebuild.checkpoint, try txn.headPosition())
+            }
+            try txn.clear(table(name, slot: scratch))
+            state.rebuild = (scratch, 0, projection.version)
+            try setMeta(state, name, in: txn)
+            return (0, try txn.headPosition())
+        }
+        while true {
+            let (done, finished): (UInt64, Bool) = try store.write { txn in
+                guard var state = try meta(name, in: txn), var rebuild = state.rebuild else { return (0, true) }
+                let scratch = ProjectionTable(txn: txn, table: table(name, slot: rebuild.slot), personalData: personalData)
+                let events = try txn.events(from: rebuild.checkpoint + 1, limit: batchSize)
+                for event in events { try projection.apply(ProjectedEvent(event), to: scratch) }
+                rebuild.checkpoint = events.last?.position ?? rebuild.checkpoint
+                if rebuild.checkpoint >= (try txn.headPosition()) {
+                    try txn.clear(table(name, slot: state.slot))
+                    state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
+                    try setMeta(state, name, in: txn)
+                    return (rebuild.checkpoint, true)
+                }
+                state.rebuild = rebuild
+                try setMeta(state, name, in: txn)
+                return (rebuild.checkpoint, false)
+            }
+            let seconds = max(Date().timeIntervalSince(started), 1e-6)
+            progress?(RebuildProgress(name: name, done: done, total: max(total, done), eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
+            if finished { return }
+        }
+    }
+
+    /// Rebuilds every projection.
+    public func rebuildAll(batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
+        for projection in projections { try rebuild(projection.name, batchSize: batchSize, progress: progress) }
+    }
+
+    // MARK: Verify
+
+    /// Rebuilds a projection into a scratch table and compares it with the live table, entry by
+    /// entry, at the same head. The live table is not touched (a catch-up projection is caught up).
+    public func verify(_ name: String, batchSize: Int = 20_000) throws -> VerifyReport {
+        let projection = try self.projection(named: name)
+        let scratch = slots[name]!.verify
+        if projection.mode == .catchUp { try catchUp(name) }
+        var checkpoint: UInt64 = 0
+        try store.write { try $0.clear(scratch) }
+        while true {
+            let (next, atHead): (UInt64, Bool) = try store.write { txn in
+                let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
+                let events = try txn.events(from: checkpoint + 1, limit: batchSize)
+                for event in events { try projection.apply(ProjectedEvent(event), to: table) }
+                let reached = events.last?.position ?? checkpoint
+                return (reached, reached >= (try txn.headPosition()))
+            }
+            checkpoint = next
+            if atHead { break }
+        }
+        return try store.write { txn in
+            // Catch both up to the same head inside one transaction, then compare.
+            let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
+            for event in try txn.events(from: checkpoint + 1, limit: .max) { try projection.apply(ProjectedEvent(event), to: table) }
+            guard let state = try meta(name, in: txn) else {
+                return VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
+            }
+            let live = self.table(name, slot: state.slot)
+            if state.checkpoint < (try txn.headPosition()) && projection.mode == .catchUp {
+                let liveTable = ProjectionTable(txn: txn, table: live, personalData: personalData)
+                for event in try txn.events(from: state.checkpoint + 1, limit: .max) { try projection.apply(ProjectedEvent(event), to: liveTable) }
+            }
+            var report = VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
+            func note(_ difference: ProjectionDifference) {
+                report.differenceCount += 1
+                if report.differences.count < 20 { report.differences.append(difference) }
+            }
+            try txn.forEach(in: live) { key, value in
+                report.entries += 1
+                let rebuilt = try txn.value(forKey: key, in: scratch)
+                if rebuilt != value { note(ProjectionDifference(key: key, live: value, rebuilt: rebuilt)) }
+                return true
+            }
+            try txn.forEach(in: scratch) { key, value in
+                if try txn.value(forKey: key, in: live) == nil {
+                    report.entries += 1
+                    note(ProjectionDifference(key: key, live: nil, rebuilt: value))
+                }
+                return true
+            }
+            try txn.clear(scratch)
+            return report
+        }
+    }
+
+    // MARK: Status
+
+    /// Every projection's version, checkpoint and lag.
+    public func status() throws -> [ProjectionStatus] {
+        try store.read { txn in
+            let head = try txn.headPosition()
+            return try projections.map { projection in
+                let state = try meta(projection.name, in: txn) ?? Meta()
+                return ProjectionStatus(name: projection.name, mode: projection.mode, version: projection.version, builtVersion: state.version,
+                                        checkpoint: state.checkpoint, head: head, rebuildCheckpoint: state.rebuild?.checkpoint)
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import CampaignDomain
+import Foundation
+
+/// Experiment results: each experiment's definition and counts, and which variant each exposed
+/// contact saw (and whether it converted), so exposures and conversions count once.
+///
+/// Keys: `e‖tenant‖experimentId` → the experiment's state; `x‖tenant‖experimentId‖contactId` →
+/// the variant key, followed by `\n1` once converted.
+public struct ExperimentResultsProjection: Projection {
+    /// Creates the projection.
+    public init() {}
+    /// `experiment-results`.
+    public var name: String { "experiment-results" }
+    /// 1.
+    public var version: Int { 1 }
+    /// Inline: "counted once" is checked against it inside the write transaction.
+    public var mode: ProjectionMode { .inline }
+
+    /// The key of an experiment's state.
+    public static func row(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["e", tenant, id]) }
+    /// The key of a contact's exposure.
+    public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] { Key.make(["x", tenant, id, contactId]) }
+
+    /// An experiment's state.
+    public static func experiment(_ reader: ProjectionReader, tenant: String, id: String) throws -> ExperimentState? {
+        try reader.json(row(tenant, id)).flatMap(ExperimentState.init(snapshot:))
+    }
+
+    /// The variant a contact was exposed to, and whether it converted.
+    public static func exposure(_ reader: ProjectionReader, tenant: String, id: String, contactId: String) throws -> (variant: String, converted: Bool)? {
+        guard let bytes = try reader.get(contact(tenant, id, contactId)) else { return nil }
+        let parts = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        return (String(parts.first ?? ""), parts.count > 1)
+    }
+
+    /// Folds an experiment event.
+    public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+        guard event.envelope.type.hasPrefix("experiment."), let id = event.payload["experimentId"]?.stringValue else { return }
+        let tenant = event.envelope.tenant
+        let before = try table.json(Self.row(tenant, id)).flatMap(ExperimentState.init(snapshot:))
+        if let after = Experiment.evolve(before, event.record) { try table.put(Self.row(tenant, id), json: after.snapshot) }
+        if let contactId = event.payload["contactId"]?.stringValue, let variant = event.payload["variant"]?.stringValue {
+            let converted = event.envelope.type == "experiment.converted"
+            try table.put(Self.contact(tenant, id, contactId), Array((converted ? variant + "\n1" : variant).utf8))
+        }
+    }
+}

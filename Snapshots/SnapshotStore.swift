@@ -1,0 +1,119 @@
+import CampaignDomain
+import EventStore
+import Foundation
+
+/// When to take a snapshot: every N events per aggregate kind.
+public struct SnapshotPolicy: Sendable, Equatable {
+    /// N for kinds not listed in ``every``.
+    public var defaultEvery: Int
+    /// N per aggregate kind (`campaign`, `segment`, `contact`, `connection`, `post`, `experiment`).
+    public var every: [String: Int]
+
+    /// Creates a policy; the default takes a snapshot every 100 events.
+    public init(defaultEvery: Int = 100, every: [String: Int] = [:]) {
+        self.defaultEvery = max(1, defaultEvery)
+        self.every = every
+    }
+
+    /// N for a kind.
+    public func interval(for kind: String) -> Int { max(1, every[kind] ?? defaultEvery) }
+
+    /// Whether a stream going from version `old` to `new` crossed a multiple of N.
+    public func isDue(kind: String, from old: UInt64, to new: UInt64) -> Bool {
+        let n = UInt64(interval(for: kind))
+        return new / n > old / n
+    }
+}
+
+/// How one aggregate's state is written into a snapshot and read back. A snapshot whose kind or
+/// schema version differs from the codec's is ignored (and replaced by the next one taken).
+public struct SnapshotCodec<State>: Sendable {
+    /// The aggregate kind.
+    public var kind: String
+    /// The version of the encoded shape; bump it when ``encode`` changes.
+    public var schemaVersion: Int
+    /// State → JSON.
+    public var encode: @Sendable (State) -> JSON
+    /// JSON → state, nil when it does not fit.
+    public var decode: @Sendable (JSON) -> State?
+
+    /// Creates a codec.
+    public init(kind: String, schemaVersion: Int, encode: @escaping @Sendable (State) -> JSON, decode: @escaping @Sendable (JSON) -> State?) {
+        self.kind = kind
+        self.schemaVersion = schemaVersion
+        self.encode = encode
+        self.decode = decode
+    }
+}
+
+/// The codecs of the engine's aggregates.
+public enum SnapshotCodecs {
+    /// Campaigns.
+    public static let campaign = SnapshotCodec<CampaignState>(kind: "campaign", schemaVersion: 1, encode: { $0.snapshot }, decode: CampaignState.init(snapshot:))
+    /// Segments.
+    public static let segment = SnapshotCodec<SegmentState>(kind: "segment", schemaVersion: 1, encode: { $0.snapshot }, decode: SegmentState.init(snapshot:))
+    /// Contacts.
+    public static let contact = SnapshotCodec<ContactState>(kind: "contact", schemaVersion: 1, encode: { $0.snapshot }, decode: ContactState.init(snapshot:))
+    /// Social connections.
+    public static let connection = SnapshotCodec<ConnectionState>(kind: "connection", schemaVersion: 1, encode: { $0.snapshot }, decode: ConnectionState.init(snapshot:))
+    /// Posts.
+    public static let post = SnapshotCodec<PostState>(kind: "post", schemaVersion: 1, encode: { $0.snapshot }, decode: PostState.init(snapshot:))
+    /// Experiments.
+    public static let experiment = SnapshotCodec<ExperimentState>(kind: "experiment", schemaVersion: 1, encode: { $0.snapshot }, decode: ExperimentState.init(snapshot:))
+}
+
+/// A decoded snapshot.
+public struct Snapshot<State> {
+    /// The state at ``version``.
+    public var state: State
+    /// The stream version the state includes.
+    public var version: UInt64
+}
+
+/// Snapshots, one per stream (the latest), in the `snapshots` table: streamId →
+/// `{"kind", "schemaVersion", "version", "state"}`. Written in the same transaction as the events
+/// that made them due; a snapshot that cannot be decoded is ignored, never fatal.
+public final class SnapshotStore: Sendable {
+    let store: EventStore
+    let table: Table
+    /// When to take snapshots.
+    public let policy: SnapshotPolicy
+
+    /// Opens the snapshot table.
+    public init(store: EventStore, policy: SnapshotPolicy) throws {
+        self.store = store
+        self.policy = policy
+        table = try store.table(named: "snapshots")
+    }
+
+    /// The latest usable snapshot of a stream, or nil (none, unreadable, other kind or schema).
+    public func load<State>(_ streamId: String, codec: SnapshotCodec<State>) throws -> Snapshot<State>? {
+        try store.read { txn in try load(streamId, codec: codec, in: txn) }
+    }
+
+    /// The latest usable snapshot, read in `txn`.
+    public func load<State>(_ streamId: String, codec: SnapshotCodec<State>, in txn: ReadTransaction) throws -> Snapshot<State>? {
+        guard let bytes = try txn.value(forKey: Array(streamId.utf8), in: table), let json = try? JSON.parse(bytes),
+              json["kind"]?.stringValue == codec.kind, json["schemaVersion"]?.integerValue == codec.schemaVersion,
+              let version = json["version"]?.integerValue, version > 0,
+              let stateJSON = json["state"], let state = codec.decode(stateJSON) else { return nil }
+        return Snapshot(state: state, version: UInt64(version))
+    }
+
+    /// Stores a snapshot in `txn`.
+    public func save<State>(_ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64, in txn: WriteTransaction) throws {
+        try save(streamId, kind: codec.kind, schemaVersion: codec.schemaVersion, state: codec.encode(state), version: version, in: txn)
+    }
+
+    /// Stores an already encoded snapshot in `txn`.
+    public func save(_ streamId: String, kind: String, schemaVersion: Int, state: JSON, version: UInt64, in txn: WriteTransaction) throws {
+        let record = JSON.object(["kind": .string(kind), "schemaVersion": .number(Double(schemaVersion)),
+                                  "version": .number(Double(version)), "state": state])
+        try txn.put(record.bytes, forKey: Array(streamId.utf8), in: table)
+    }
+
+    /// Stores a snapshot in a transaction of its own (a snapshot found due while loading).
+    public func save<State>(_ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64) throws {
+        try store.write { txn in try save(streamId, codec: codec, state: state, version: version, in: txn) }
+    }
+}

@@ -1,0 +1,212 @@
+import CampaignDomain
+import CampaignProjections
+import CampaignSnapshots
+import EventStore
+import Foundation
+
+/// A moment in a stream's history: after a global position, or at a time.
+public enum PointInTime: Sendable, Equatable {
+    /// Every event up to and including this global position.
+    case position(UInt64)
+    /// Every event that occurred at or before this time.
+    case time(Date)
+}
+
+extension CampaignEngine {
+    /// Cursors are the last key read, base64url-encoded: opaque to clients, and always read under
+    /// the caller's tenant prefix, so a forged cursor can only end a page early.
+    static func encodeCursor(_ key: [UInt8]) -> String {
+        Data(key).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    static func decodeCursor(_ cursor: String?) throws(CampaignError) -> [UInt8]? {
+        guard let cursor else { return nil }
+        let base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard let data = Data(base64Encoded: base64), !data.isEmpty else {
+            throw CampaignError(.invalidFormat, "cursor is not one this engine issued", param: "cursor", pointer: "/params/cursor")
+        }
+        return Array(data)
+    }
+
+    /// Reads up to `page.limit` entries under `prefix` after the cursor, keeping those `select`
+    /// turns into an item.
+    static func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page, reverse: Bool = false,
+                     _ select: ([UInt8]) throws -> JSON?) throws -> (items: [JSON], next: String?) {
+        var items = [JSON]()
+        var last: [UInt8]?
+        var more = false
+        try reader.scan(prefix, after: try decodeCursor(page.cursor), reverse: reverse) { key, _ in
+            if items.count == page.limit { more = true; return false }
+            last = key
+            if let item = try select(key) { items.append(item) }
+            return true
+        }
+        return (items, more ? last.map(encodeCursor) : nil)
+    }
+
+    static func listData(_ items: [JSON], _ next: String?, _ extra: [String: JSON] = [:]) -> JSON {
+        var members = extra
+        members["items"] = .array(items)
+        members["nextCursor"] = next.map(JSON.string) ?? .null
+        return .object(members)
+    }
+
+    func answer(_ query: Query, principal: Principal) throws -> JSON {
+        let tenant = principal.tenant
+        switch query {
+        case let .campaignGet(campaignId):
+            guard let state = try loadCampaign(tenant, campaignId).0, state.status != .deleted else {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
+            }
+            return state.json
+
+        case let .segmentGet(segmentId):
+            guard let state = try loadSegment(tenant, segmentId).0 else {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+            }
+            try projections.catchUp("segments")
+            let count = try projections.read("segments") { try $0.count(SegmentMembership.count(tenant, segmentId)) }
+            guard case var .object(members) = state.json else { return state.json }
+            members["memberCount"] = .number(Double(count))
+            return .object(members)
+
+        case let .postGet(postId):
+            guard let state = try loadPost(tenant, postId).0 else { throw CampaignError.notFound("post", postId, pointer: "/params/postId") }
+            return state.json
+
+        case let .connectionGet(connectionId):
+            guard let state = try loadConnection(tenant, connectionId).0 else {
+                throw CampaignError.notFound("connection", connectionId, pointer: "/params/connectionId")
+            }
+            return state.json(at: configuration.clock.now())
+
+        case let .experimentGet(experimentId), let .experimentResults(experimentId):
+            guard let state = try projections.read("experiment-results", { try ExperimentResultsProjection.experiment($0, tenant: tenant, id: experimentId) }) else {
+                throw CampaignError.notFound("experiment", experimentId, pointer: "/params/experimentId")
+            }
+            if case .experimentGet = query { return state.json }
+            guard case var .object(members) = ExperimentResults(state).json else { return .null }
+            members["experimentId"] = .string(experimentId)
+            members["status"] = .string(state.status.rawValue)
+            if let winner = state.winner { members["winner"] = .string(winner) }
+            return .object(members)
+
+        case let .campaignList(status, from, to, page):
+            if let status, CampaignStatus(rawValue: status) == nil || status == "deleted" {
+                throw CampaignError.validation([FieldProblem(field: "status", pointer: "/params/status",
+                                                             message: "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")])
+            }
+            return try projections.read("campaign-board") { reader in
+                let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
+                let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                    let id = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
+                    guard let row = try reader.json(CampaignBoard.row(tenant, id)), let state = CampaignState(snapshot: row) else { return nil }
+                    if from != nil || to != nil {
+                        guard let sendAt = state.sendAt, sendAt >= (from ?? .distantPast), sendAt <= (to ?? .distantFuture) else { return nil }
+                    }
+                    return state.json
+                }
+                var counts = [String: JSON]()
+                for status in CampaignStatus.allCases where status != .deleted {
+                    counts[status.rawValue] = .number(Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))
+                }
+                return Self.listData(items, next, ["counts": .object(counts)])
+            }
+
+        case let .postList(status, from, to, page):
+            if let status, PostStatus(rawValue: status) == nil {
+                throw CampaignError.validation([FieldProblem(field: "status", pointer: "/params/status",
+                                                             message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")])
+            }
+            return try projections.read("publishing-queue") { reader in
+                let byTime = from != nil || to != nil
+                let prefix = byTime ? Key.prefix(["c", tenant]) : Key.prefix(["r", tenant])
+                let upper = Key.readU64(Key.time(to ?? .distantFuture))
+                var cursorPage = page
+                if byTime, page.cursor == nil, let from {
+                    // Start the calendar scan at `from`: a cursor just before its first key.
+                    cursorPage.cursor = Self.encodeCursor(prefix + Key.u64(max(1, Key.readU64(Key.time(from))) - 1) + [0xff])
+                }
+                var passedEnd = false
+                let (items, next) = try Self.page(reader, prefix: prefix, page: cursorPage) { key in
+                    let rest = Array(key.dropFirst(prefix.count))
+                    let id: String
+                    if byTime {
+                        guard rest.count > 8 else { return nil }
+                        if Key.readU64(rest.prefix(8)) > upper { passedEnd = true; return nil }
+                        id = String(decoding: rest.dropFirst(8), as: UTF8.self)
+                    } else {
+                        id = String(decoding: rest, as: UTF8.self)
+                    }
+                    guard !passedEnd, let row = try reader.json(PublishingQueue.row(tenant, id)), let state = PostState(snapshot: row) else { return nil }
+                    if let status, state.status.rawValue != status { return nil }
+                    return state.json
+                }
+                var counts = [String: JSON]()
+                for status in PostStatus.allCases { counts[status.rawValue] = .number(Double(try reader.count(Key.make(["n", tenant, status.rawValue])))) }
+                return Self.listData(items, passedEnd ? nil : next, ["counts": .object(counts)])
+            }
+
+        case let .segmentMembers(segmentId, page):
+            guard try loadSegment(tenant, segmentId).0 != nil else { throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId") }
+            try projections.catchUp("segments")
+            return try projections.read("segments") { reader in
+                let prefix = SegmentMembership.members(tenant, segmentId)
+                let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                    .string(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
+                }
+                return .object(["segmentId": .string(segmentId), "count": .number(Double(try reader.count(SegmentMembership.count(tenant, segmentId)))),
+                                "contactIds": .array(items), "nextCursor": next.map(JSON.string) ?? .null])
+            }
+
+        case let .auditHistory(streamId, actor, from, to, page):
+            try projections.catchUp("audit")
+            let fromBound = Key.readU64(Key.time(from ?? Date(timeIntervalSince1970: 0)))
+            let toBound = Key.readU64(Key.time(to ?? .distantFuture))
+            return try store.read { txn in
+                try projections.read("audit", in: txn) { reader in
+                    let prefix: [UInt8]
+                    if let streamId { prefix = Key.prefix(["s", tenant, streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId)]) }
+                    else if let actor { prefix = Key.prefix(["a", tenant, actor]) }
+                    else { prefix = Key.prefix(["t", tenant]) }
+                    let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                        guard let event = try txn.event(at: Key.readU64(key.suffix(8))), event.tenant == tenant else { return nil }
+                        let millis = Key.readU64(Key.time(event.occurredAt))
+                        guard millis >= fromBound, millis <= toBound, actor == nil || event.actor == actor else { return nil }
+                        return CampaignEngine.auditJSON(event)
+                    }
+                    return Self.listData(items, next)
+                }
+            }
+        }
+    }
+
+    /// An event as the audit trail shows it.
+    public static func auditJSON(_ event: RecordedEvent) -> JSON {
+        .object([
+            "position": .number(Double(event.position)), "streamId": .string(event.streamId), "version": .number(Double(event.streamVersion)),
+            "type": .string(event.type), "schemaVersion": .number(Double(event.schemaVersion)),
+            "occurredAt": .string(Timestamp.format(event.occurredAt)), "tenant": .string(event.tenant), "actor": .string(event.actor),
+            "requestId": .string(event.requestId), "causationId": .string(event.causationId),
+            "payload": (try? JSON.parse(event.payload)) ?? .null, "hash": .string(event.hash.map { String(format: "%02x", $0) }.joined()),
+        ])
+    }
+
+    /// Any aggregate's read model as of a position or a time, folded from the log (snapshots are
+    /// not used: they hold only the latest state).
+    /// - Parameters:
+    ///   - id: the resource id; its prefix (`cmp_`, `seg_`, `ctc_`, `con_`, `pst_`, `exp_`) says the kind.
+    /// - Returns: nil when the resource did not exist then.
+    public func state(tenant: String, id: String, asOf: PointInTime) throws -> JSON? {
+        let streamId = CampaignEngine.streamId(tenant, id)
+        switch id.prefix(4) {
+        case "cmp_": return try (fold(streamId, asOf: asOf, Campaign.evolve) as CampaignState?)?.json
+        case "seg_": return try (fold(streamId, asOf: asOf, Segment.evolve) as SegmentState?)?.json
+        case "ctc_": return try (fold(streamId, asOf: asOf, Contact.evolve) as ContactState?)?.snapshot
+        case "con_": return try (fold(streamId, asOf: asOf, SocialConnection.evolve) as ConnectionState?)?.snapshot
+        case "pst_": return try (fold(streamId, asOf: asOf, Post.evolve) as PostState?)?.json
+        case "exp_": return try (fold(streamId, asOf: asOf, Experiment.evolve) as ExperimentState?)?.json
+        default: return nil
+        }
+    }
+}
