@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
-        .testTarget(name: "CampaignEngineTests", dependencies: ["CampaignEngine", "campaign"]),
+        .testTarget(name: "CampaignEngineTests", dependencies: ["CampaignEngine", "campaign", "campaign-harness"]),
     ],
     swiftLanguageModes: [.v6]
 )

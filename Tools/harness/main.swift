@@ -1,3 +1,5 @@
+import CampaignEngine
+import CampaignProjections
 import EventStore
 import Foundation
 
@@ -8,8 +10,14 @@ import Foundation
 /// append, `ack <position> <streamId> <version> <tag>-<n>`, flushed at once, so the parent knows
 /// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
 /// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
+///
+/// `catch-up --data DIR --batch N` advances the catch-up projections `N` events per transaction,
+/// printing `batch <projection> <checkpoint>` after each commit, so a test can kill it mid-way.
 
-let usage = "usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]"
+let usage = """
+    usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
+           campaign-harness catch-up --data DIR --batch N
+    """
 
 func fail(_ message: String, code: Int32) -> Never {
     FileHandle.standardError.write(Data((message + "\n").utf8))
@@ -17,7 +25,7 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-guard arguments.first == "append-writer" else { fail(usage, code: 64) }
+guard let mode = arguments.first, ["append-writer", "catch-up"].contains(mode) else { fail(usage, code: 64) }
 arguments.removeFirst()
 var options: [String: String] = [:]
 while let flag = arguments.first {
@@ -25,15 +33,28 @@ while let flag = arguments.first {
     options[String(flag.dropFirst(2))] = arguments[1]
     arguments.removeFirst(2)
 }
-guard let data = options["data"], let streams = Int(options["streams"] ?? "1"), streams > 0,
-      let count = Int(options["count"] ?? ""), count >= 0 else { fail(usage, code: 64) }
-let exact = options["mode"] == "exact"
-let tag = options["tag"] ?? "w"
-
 /// Writes a line straight to the pipe (no stdio buffer), so nothing acknowledged is held back.
 func emit(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
+
+if mode == "catch-up" {
+    guard let data = options["data"], let batch = Int(options["batch"] ?? ""), batch > 0 else { fail(usage, code: 64) }
+    do {
+        let store = try EventStore(path: data)
+        let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+        try runner.catchUp(batchSize: batch) { name, checkpoint in emit("batch \(name) \(checkpoint)") }
+        store.close()
+        exit(0)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
+}
+
+guard let data = options["data"], let streams = Int(options["streams"] ?? "1"), streams > 0,
+      let count = Int(options["count"] ?? ""), count >= 0 else { fail(usage, code: 64) }
+let exact = options["mode"] == "exact"
+let tag = options["tag"] ?? "w"
 
 do {
     let store = try EventStore(path: data)

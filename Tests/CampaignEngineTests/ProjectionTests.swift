@@ -1,0 +1,224 @@
+import CampaignDomain
+import CampaignEngine
+import CampaignProjections
+import EventStore
+import Foundation
+import Testing
+
+@Suite struct ReadModelTests {
+    @Test func aListRightAfterACommandShowsItsEffect() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)
+        let listed = await t.query("campaign.list", "{}")
+        #expect(listed.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } == ["cmp_1"])
+        #expect(listed.data?["counts"]?["draft"]?.integerValue == 1)
+        _ = await t.command("campaign.archive", #"{"campaignId":"cmp_1"}"#)
+        let after = await t.query("campaign.list", #"{"status":"draft"}"#)
+        #expect(after.data?["items"]?.arrayValue?.isEmpty == true)
+        #expect(await t.query("campaign.list", "{}").data?["counts"]?["archived"]?.integerValue == 1)
+    }
+
+    @Test func campaignListsFilterByStatusAndTimeAndPageWithACursor() async throws {
+        let t = try TestEngine()
+        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        for n in 1...5 {
+            _ = await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms","segmentId":"seg_1"}"#)
+            if n <= 3 { _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_\#(n)","sendAt":"2026-12-0\#(n)T00:00:00Z"}"#) }
+        }
+        let first = await t.query("campaign.list", #"{"limit":2}"#)
+        let cursor = try #require(first.data?["nextCursor"]?.stringValue)
+        let second = await t.query("campaign.list", #"{"limit":2,"cursor":"\#(cursor)"}"#)
+        let third = await t.query("campaign.list", #"{"limit":2,"cursor":"\#(second.data?["nextCursor"]?.stringValue ?? "")"}"#)
+        let ids = [first, second, third].flatMap { $0.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } ?? [] }
+        #expect(ids == ["cmp_1", "cmp_2", "cmp_3", "cmp_4", "cmp_5"])
+        #expect(third.data?["nextCursor"] == .null)
+        let scheduled = await t.query("campaign.list", #"{"status":"scheduled","from":"2026-12-02T00:00:00Z","to":"2026-12-03T00:00:00Z"}"#)
+        #expect(scheduled.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } == ["cmp_2", "cmp_3"])
+        #expect(scheduled.data?["counts"]?["scheduled"]?.integerValue == 3 && scheduled.data?["counts"]?["draft"]?.integerValue == 2)
+        #expect(await t.query("campaign.list", #"{"status":"bogus"}"#).code == "VALIDATION_ERROR")
+        #expect(await t.query("campaign.list", #"{"cursor":"%%%"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query("campaign.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
+    }
+
+    @Test func postListsUseTheCalendar() async throws {
+        let t = try TestEngine()
+        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        for (n, day) in [(1, "05"), (2, "01"), (3, "10")] {
+            _ = await t.command("post.create", #"{"postId":"pst_\#(n)","connectionIds":["con_x"],"text":"Post \#(n)"}"#)
+            _ = await t.command("post.schedule", #"{"postId":"pst_\#(n)","publishAt":"2026-12-\#(day)T09:00:00Z"}"#)
+        }
+        _ = await t.command("post.create", #"{"postId":"pst_4","connectionIds":["con_x"],"text":"Draft"}"#)
+        let window = await t.query("post.list", #"{"from":"2026-12-01T00:00:00Z","to":"2026-12-06T00:00:00Z"}"#)
+        #expect(window.data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue } == ["pst_2", "pst_1"])
+        let drafts = await t.query("post.list", #"{"status":"draft"}"#)
+        #expect(drafts.data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue } == ["pst_4"])
+        #expect(drafts.data?["counts"]?["scheduled"]?.integerValue == 3)
+    }
+
+    @Test func segmentMembershipFollowsContactsAndRules() async throws {
+        let t = try TestEngine()
+        _ = await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}},{"contactId":"ctc_3","attributes":{"age":70,"country":"FR"}}]}"#)
+        _ = await t.command("segment.create", #"{"segmentId":"seg_fr","name":"France","rules":{"all":[{"field":"country","operator":"eq","value":"FR"}]}}"#)
+        func members() async -> [String] {
+            await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        }
+        #expect(await members() == ["ctc_1", "ctc_3"])
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_2","attributes":{"country":"fr"}}"#)
+        #expect(await members() == ["ctc_1", "ctc_2", "ctc_3"])
+        _ = await t.command("segment.update", #"{"segmentId":"seg_fr","rules":{"all":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"lt","value":50}]}}"#)
+        #expect(await members() == ["ctc_1", "ctc_2"])
+        _ = await t.command("contact.erase", #"{"contactId":"ctc_1"}"#)
+        #expect(await members() == ["ctc_2"])
+        #expect(await t.query("segment.get", #"{"segmentId":"seg_fr"}"#).data?["memberCount"]?.integerValue == 1)
+        _ = await t.command("segment.archive", #"{"segmentId":"seg_fr"}"#)
+        #expect(await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["count"]?.integerValue == 0)
+    }
+
+    @Test func auditHistoryFiltersByStreamActorAndTimeWithinTheTenant() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#, as: principal(subject: "alice"))
+        t.clock.advance(by: 3_600)
+        _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Beta"}"#, as: principal(subject: "bob"), requestId: "req_bob")
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Gamma","channel":"email"}"#, as: principal(subject: "alice"))
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Secret","channel":"email"}"#, as: admin("globex"))
+        func positions(_ params: String, tenant: String = "acme") async -> [Int] {
+            await t.query("audit.history", params, as: admin(tenant)).data?["items"]?.arrayValue?.compactMap { $0["position"]?.integerValue } ?? []
+        }
+        #expect(await positions(#"{"streamId":"cmp_1"}"#) == [1, 2])
+        #expect(await positions(#"{"actor":"alice"}"#) == [1, 3])
+        #expect(await positions(#"{"from":"2026-11-21T10:30:00Z"}"#) == [2, 3])
+        #expect(await positions(#"{"streamId":"cmp_1"}"#, tenant: "globex") == [4])
+        #expect(await positions("{}", tenant: "globex") == [4])
+        let entry = await t.query("audit.history", #"{"actor":"bob"}"#).data?["items"]?.arrayValue?.first
+        #expect(entry?["requestId"]?.stringValue == "req_bob" && entry?["type"]?.stringValue == "campaign.updated")
+        #expect(entry?["occurredAt"]?.stringValue == "2026-11-21T11:00:00Z" && entry?["hash"]?.stringValue?.count == 64)
+    }
+}
+
+@Suite(.serialized) struct ProjectionRunnerTests {
+    @Test func aCatchUpKilledMidWayResumesAndEndsIdenticalToAFreshRebuild() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let engine = try CampaignEngine(directory: directory.path)
+            let admin = Principal(tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+            let contacts = (0..<3_000).map { ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))]) }
+            _ = await engine.execute(.command(.segmentCreate(segmentId: "seg_old", name: "Old", rules: try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)), as: admin, requestId: "r1"))
+            _ = await engine.execute(.command(.contactImport(contacts), as: admin, requestId: "r2"))
+            engine.close()
+        }
+        let child = try ChildProcess("campaign-harness", ["catch-up", "--data", directory.path, "--batch", "40"])
+        while !child.lines.contains(where: { $0.hasPrefix("batch audit") }) {
+            try await Task.sleep(for: .milliseconds(1))
+            guard child.process.isRunning else { break }
+        }
+        kill(child.process.processIdentifier, SIGKILL)
+        _ = try await child.waitForExit()
+        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
+
+        let store = try EventStore(path: directory.path)
+        let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+        let midway = try runner.status().first { $0.name == "audit" }!
+        #expect(midway.checkpoint > 0 && midway.checkpoint < midway.head, "killed at \(midway.checkpoint) of \(midway.head)")
+        try runner.catchUp()
+        for name in ["audit", "segments"] {
+            let status = try runner.status().first { $0.name == name }!
+            #expect(status.lag == 0)
+            let report = try runner.verify(name)
+            #expect(report.matches, "\(name): \(report.differenceCount) differences")
+            #expect(report.entries > 0)
+        }
+        let members = try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_old"])) }
+        #expect(members == (0..<3_000).filter { $0 % 90 >= 60 }.count)
+        store.close()
+    }
+
+    /// A projection whose output depends on its version: v1 counts events per type, v2 per stream.
+    struct Counter: Projection {
+        var version: Int
+        var failOn: UInt64? = nil
+        var name: String { "counter" }
+        var mode: ProjectionMode { .catchUp }
+        struct Boom: Error {}
+
+        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+            if event.envelope.position == failOn { throw Boom() }
+            try table.add(1, to: Key.make([version == 1 ? event.envelope.type : event.envelope.streamId]))
+        }
+    }
+
+    func storeWithEvents(_ count: Int) async throws -> (TemporaryDirectory, EventStore) {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        for n in 0..<count {
+            let event = NewEvent(type: n % 2 == 0 ? "even" : "odd", occurredAt: testStart, tenant: "t", actor: "a", requestId: "r", causationId: "c", payload: Array("{}".utf8))
+            _ = try await store.append(AppendRequest(streams: [StreamAppend(streamId: "s\(n % 3)", expectedVersion: .any, events: [event])]))
+        }
+        return (directory, store)
+    }
+
+    @Test func aBumpedProjectionVersionRebuildsOnOpen() async throws {
+        let (directory, store) = try await storeWithEvents(30)
+        _ = directory
+        defer { store.close() }
+        let v1 = try ProjectionRunner(store: store, projections: [Counter(version: 1)])
+        try v1.prepare()
+        #expect(try v1.read("counter") { try $0.count(Key.make(["even"])) } == 15)
+        let v2 = try ProjectionRunner(store: store, projections: [Counter(version: 2)])
+        #expect(try v2.status().first?.builtVersion == 1)
+        try v2.prepare()
+        #expect(try v2.status().first?.builtVersion == 2)
+        #expect(try v2.read("counter") { try ($0.count(Key.make(["even"])), $0.count(Key.make(["s0"]))) } == (0, 10))
+    }
+
+    @Test func anInterruptedRebuildResumesAndReadersSeeTheOldModelUntilTheSwitch() async throws {
+        let (directory, store) = try await storeWithEvents(100)
+        _ = directory
+        defer { store.close() }
+        try ProjectionRunner(store: store, projections: [Counter(version: 1)]).prepare()
+        let failing = try ProjectionRunner(store: store, projections: [Counter(version: 2, failOn: 75)])
+        var seen = [UInt64]()
+        #expect(throws: Counter.Boom.self) { try failing.rebuild("counter", batchSize: 20) { seen.append($0.done) } }
+        #expect(seen == [20, 40, 60])
+        // Still version 1 for readers: the half-built scratch slot is not visible.
+        #expect(try failing.read("counter") { try $0.count(Key.make(["even"])) } == 50)
+        #expect(try failing.status().first?.rebuildCheckpoint == 60)
+        let resumed = try ProjectionRunner(store: store, projections: [Counter(version: 2)])
+        var progress = [RebuildProgress]()
+        try resumed.rebuild("counter", batchSize: 20) { progress.append($0) }
+        #expect(progress.map(\.done) == [80, 100])
+        #expect(progress.last?.total == 100 && (progress.last?.eventsPerSecond ?? 0) > 0)
+        #expect(try resumed.read("counter") { try $0.count(Key.make(["s1"])) } == 33)
+        #expect(try resumed.verify("counter").matches)
+    }
+
+    @Test func verifyReportsATamperedRow() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Beta","channel":"email"}"#)
+        #expect(try t.engine.projections.verify("campaign-board").matches)
+        let live = try t.engine.eventStore.table(named: "p:campaign-board:a")
+        let key = CampaignBoard.row("acme", "cmp_2")
+        try t.engine.eventStore.write { txn in
+            try txn.put(Array(#"{"campaignId":"cmp_2","name":"Tampered"}"#.utf8), forKey: key, in: live)
+            try txn.put([1], forKey: Key.make(["r", "acme", "cmp_ghost"]), in: live)
+        }
+        let report = try t.engine.projections.verify("campaign-board")
+        #expect(!report.matches && report.differenceCount == 2)
+        #expect(report.differences.map(\.key) == [key, Key.make(["r", "acme", "cmp_ghost"])])
+        #expect(report.differences.first?.rebuilt.map { String(decoding: $0, as: UTF8.self).contains("Beta") } == true)
+        try t.engine.projections.rebuild("campaign-board")
+        #expect(try t.engine.projections.verify("campaign-board").matches)
+    }
+
+    @Test func inlineProjectionsCatchUpEventsAppendedBehindTheirBack() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)
+        let raw = NewEvent(type: "campaign.created", occurredAt: testStart, tenant: "acme", actor: "raw", requestId: "raw", causationId: "raw",
+                           payload: Array(#"{"campaignId":"cmp_raw","name":"Raw","channel":"sms"}"#.utf8))
+        _ = try await t.engine.eventStore.append(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_raw", expectedVersion: .noStream, events: [raw])]))
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_3","name":"Gamma","channel":"email"}"#)
+        let ids = await t.query("campaign.list", "{}").data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue }
+        #expect(ids == ["cmp_1", "cmp_3", "cmp_raw"])
+        #expect(try t.engine.projections.verify("campaign-board").matches)
+    }
+}
