@@ -37,7 +37,8 @@ let package = Package(
             name: "CampaignEngine",
             dependencies: ["EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots"]
         ),
-        .executableTarget(name: "campaign", dependencies: ["CampaignEngine"], path: "Tools/campaign"),
+        .target(name: "CampaignCLI", dependencies: ["CampaignEngine", "CampaignProjections", "EventStore"]),
+        .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",
             dependencies: ["CampaignEngine", "EventStore", "CLMDB"],
@@ -51,7 +52,9 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
-        .testTarget(name: "CampaignEngineTests", dependencies: ["CampaignEngine", "campaign", "campaign-harness"]),
+        .testTarget(
+            name: "CampaignEngineTests", dependencies: ["CampaignEngine", "CampaignCLI", "campaign", "campaign-harness"],
+            exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -125,7 +125,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         self.slots = slots
     }
 
-    func projection(named name: String) throws -> any Projection {
+    /// The projection with this name.
+    /// - Throws: `RESOURCE_NOT_FOUND` naming the projections there are.
+    public func projection(named name: String) throws -> any Projection {
         guard let projection = projections.first(where: { $0.name == name }) else {
             throw CampaignError(.resourceNotFound, "no projection named \(name); projections are \(projections.map(\.name).joined(separator: ", "))")
         }

@@ -141,6 +141,28 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// Visits every stream with its current version, in stream-id order, while `body` returns
+    /// true. One read transaction; nothing is accumulated.
+    public func forEachStream(_ body: (_ streamId: String, _ version: UInt64) throws -> Bool) throws {
+        try environment.read { txn in
+            try txn.withCursor(log.streams) { cursor in
+                var current: (id: [UInt8], version: UInt64)?
+                var entry = try cursor.first()
+                while let (key, _) = entry {
+                    guard key.count > 9 else { entry = try cursor.next(); continue }
+                    let id = Array(key.prefix(key.count - 9))
+                    let version = key.bigEndianUInt64(at: key.count - 8)
+                    if let previous = current, previous.id != id {
+                        guard try body(String(decoding: previous.id, as: UTF8.self), previous.version) else { return }
+                    }
+                    current = (id, version)
+                    entry = try cursor.next()
+                }
+                if let last = current { _ = try body(String(decoding: last.id, as: UTF8.self), last.version) }
+            }
+        }
+    }
+
     /// The last position (0 when empty) and its hash (32 zero bytes when empty).
     public func head() throws -> (position: UInt64, hash: [UInt8]) {
         try environment.read { txn in

@@ -1,0 +1,366 @@
+import CampaignDomain
+import CampaignEngine
+import CampaignProjections
+import EventStore
+import Foundation
+import Hashing
+
+/// The `campaign` command line: `demo`, `apply`, `replay`, `verify`, `projections`, `stats`,
+/// `compact`. Exit codes: 0 success, 1 failure (a broken chain, a projection that differs, an
+/// error), 64 usage.
+public enum CLI {
+    /// Exit codes.
+    public enum Exit: Int32 {
+        /// It worked.
+        case ok = 0
+        /// It ran and found a failure, or could not run.
+        case failure = 1
+        /// The command line is wrong.
+        case usage = 64
+    }
+
+    static let overview = """
+        usage: campaign <command> [options]
+
+        commands:
+          demo          run a multi-tenant workload of every command family and print a dashboard
+          apply         read JSON requests (one per line) on stdin, write one response per line
+          replay        the audit trail: filter events by tenant, stream, actor, type and time
+          verify        walk the hash chain; report the first bad position and the head hash
+          projections   status | rebuild [NAME] | verify [NAME] of the read models
+          stats         events, streams, tenants, sizes and map usage
+          compact       write a compacted copy of the store (drops freed pages)
+
+        Every command takes --data DIR (default ./campaign-data) and --help.
+        Exit codes: 0 ok, 1 failure, 64 usage.
+        """
+
+    /// Runs a command line (without the program name) and returns the exit code.
+    public static func run(_ words: [String], console: any Console = StandardConsole()) async -> Int32 {
+        guard let command = words.first else {
+            console.err(overview)
+            return Exit.usage.rawValue
+        }
+        if command == "--help" || command == "-h" || command == "help" {
+            console.out(overview)
+            return Exit.ok.rawValue
+        }
+        let rest = Array(words.dropFirst())
+        let handlers: [String: (String, Set<String>, Set<String>, (Arguments, any Console) async throws -> Exit)] = [
+            "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
+            "apply": (ApplyCommand.help, ["data", "now", "rate-limit"], [], ApplyCommand.run),
+            "replay": (ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"], ["json"], ReplayCommand.run),
+            "verify": (VerifyCommand.help, ["data"], ["json"], VerifyCommand.run),
+            "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
+            "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
+            "compact": (CompactCommand.help, ["data", "to"], [], CompactCommand.run),
+        ]
+        guard let (help, options, flags, handler) = handlers[command] else {
+            console.err("campaign: unknown command \"\(command)\"; run campaign --help")
+            return Exit.usage.rawValue
+        }
+        if rest.contains("--help") || rest.contains("-h") {
+            console.out(help)
+            return Exit.ok.rawValue
+        }
+        do {
+            let arguments = try Arguments.parse(rest, options: options, flags: flags)
+            return try await handler(arguments, console).rawValue
+        } catch let error as Arguments.UsageError {
+            console.err("campaign \(command): \(error.message); run campaign \(command) --help")
+            return Exit.usage.rawValue
+        } catch let error as CampaignError {
+            console.err("campaign \(command): \(error.code.rawValue): \(error.message)")
+            return Exit.failure.rawValue
+        } catch {
+            console.err("campaign \(command): \(error)")
+            return Exit.failure.rawValue
+        }
+    }
+
+    static func dataDirectory(_ arguments: Arguments) -> String { arguments.options["data"] ?? "./campaign-data" }
+
+    /// Opens an existing store (never creates one: an auditor's typo must not make an empty store).
+    static func openStore(_ arguments: Arguments) throws -> EventStore {
+        let path = dataDirectory(arguments)
+        guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
+            throw CampaignError(.resourceNotFound, "no store at \(path) (no data.mdb)")
+        }
+        return try EventStore(path: path)
+    }
+
+    static func openEngine(_ arguments: Arguments, configuration: EngineConfiguration = EngineConfiguration()) throws -> CampaignEngine {
+        let path = dataDirectory(arguments)
+        guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
+            throw CampaignError(.resourceNotFound, "no store at \(path) (no data.mdb)")
+        }
+        return try CampaignEngine(directory: path, configuration: configuration)
+    }
+
+    static func usage(_ message: String) -> Arguments.UsageError { Arguments.UsageError(message: message) }
+
+    /// A time (ISO 8601) or a global position (a whole number).
+    enum Bound: Equatable {
+        case time(Date)
+        case position(UInt64)
+
+        static func parse(_ text: String, option: String) throws(Arguments.UsageError) -> Bound {
+            if let position = UInt64(text) { return .position(position) }
+            if let time = Timestamp.parse(text) ?? Timestamp.parse(text, allowDateOnly: true) { return .time(time) }
+            throw usage("--\(option) takes an ISO 8601 time or a position, not \(text)")
+        }
+    }
+}
+
+/// `campaign apply`.
+enum ApplyCommand {
+    static let help = """
+        usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N]
+
+        Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
+        on stdout, in order. A malformed line gets an INVALID_FORMAT response and the run goes on.
+        --now fixes the engine clock (system.tick moves it); --rate-limit sets the per-tenant budget
+        per 60 s window (default 1000). Exit 0 when every line was processed.
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("apply takes no arguments") }
+        var configuration = EngineConfiguration()
+        if let now = arguments.options["now"] {
+            guard let date = Timestamp.parse(now) else { throw CLI.usage("--now takes an ISO 8601 time such as 2026-12-01T09:00:00Z") }
+            configuration.clock = ManualClock(date)
+        }
+        if let limit = arguments.options["rate-limit"] {
+            guard let value = Int(limit), value > 0 else { throw CLI.usage("--rate-limit takes a positive whole number") }
+            configuration.rateLimit = value
+        }
+        let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
+        defer { engine.close() }
+        while let line = console.readLine() {
+            if line.allSatisfy(\.isWhitespace) { continue }
+            console.out(await engine.handle(line: line))
+        }
+        return .ok
+    }
+}
+
+/// `campaign verify`.
+enum VerifyCommand {
+    static let help = """
+        usage: campaign verify [--data DIR] [--json]
+
+        Walks the hash chain from position 1: every position present, every record's previous hash
+        equal to the hash before it, every hash equal to SHA-256(previous hash ‖ record). Prints the
+        events checked, the head position and the head hash. Exit 1 with the first bad position.
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("verify takes no arguments") }
+        let store = try CLI.openStore(arguments)
+        defer { store.close() }
+        let total = try store.head().position
+        let started = Date()
+        let report = try store.verifyChain { checked in
+            if console.errorIsTerminal {
+                console.progress(Format.progressBar(done: checked, total: total, rate: Double(checked) / max(Date().timeIntervalSince(started), 1e-6)))
+            }
+        }
+        if console.errorIsTerminal { console.progress("") }
+        let seconds = Date().timeIntervalSince(started)
+        if arguments.flags.contains("json") {
+            var members: [String: JSON] = [
+                "intact": .bool(report.isIntact), "eventsChecked": .number(Double(report.eventsChecked)),
+                "headPosition": .number(Double(report.headPosition)), "headHash": .string(report.headHash.hexString),
+            ]
+            if let bad = report.firstBadPosition { members["firstBadPosition"] = .number(Double(bad)); members["problem"] = .string(report.problem ?? "") }
+            console.out(JSON.object(members).text)
+        } else if report.isIntact {
+            console.out("chain intact: \(Format.count(report.eventsChecked)) events checked in \(String(format: "%.2f", seconds)) s")
+            console.out("head position: \(report.headPosition)")
+            console.out("head hash:     \(report.headHash.hexString)")
+        } else {
+            console.out("chain BROKEN at position \(report.firstBadPosition!): \(report.problem ?? "")")
+            console.out("events checked: \(Format.count(report.eventsChecked)); head position: \(report.headPosition)")
+        }
+        return report.isIntact ? .ok : .failure
+    }
+}
+
+/// `campaign projections`.
+enum ProjectionsCommand {
+    static let help = """
+        usage: campaign projections status [--data DIR] [--json]
+               campaign projections rebuild [NAME] [--data DIR] [--batch N]
+               campaign projections verify [NAME] [--data DIR] [--json]
+
+        status   each projection's mode, version, checkpoint and lag
+        rebuild  rebuild one projection (or all) from position 1 into a scratch table and switch
+                 atomically; resumable; a progress bar with events/s and ETA on a terminal
+        verify   rebuild into a scratch table and compare with the live model; exit 1 on a difference
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard let action = arguments.positionals.first, ["status", "rebuild", "verify"].contains(action) else {
+            throw CLI.usage("projections needs status, rebuild or verify")
+        }
+        guard arguments.positionals.count <= 2, action != "status" || arguments.positionals.count == 1 else {
+            throw CLI.usage("too many arguments")
+        }
+        let batch = try arguments.options["batch"].map { text throws(Arguments.UsageError) -> Int in
+            guard let value = Int(text), value > 0 else { throw CLI.usage("--batch takes a positive whole number") }
+            return value
+        } ?? 20_000
+        let engine = try CLI.openEngine(arguments)
+        defer { engine.close() }
+        let runner = engine.projections
+        let names = arguments.positionals.count == 2 ? [arguments.positionals[1]] : runner.projections.map(\.name)
+        for name in names { _ = try runner.projection(named: name) }
+        let json = arguments.flags.contains("json")
+
+        switch action {
+        case "status":
+            let statuses = try runner.status()
+            if json {
+                for status in statuses {
+                    var members: [String: JSON] = [
+                        "name": .string(status.name), "mode": .string(status.mode.rawValue), "version": .number(Double(status.version)),
+                        "builtVersion": .number(Double(status.builtVersion)), "checkpoint": .number(Double(status.checkpoint)),
+                        "head": .number(Double(status.head)), "lag": .number(Double(status.lag)),
+                    ]
+                    if let rebuilding = status.rebuildCheckpoint { members["rebuildCheckpoint"] = .number(Double(rebuilding)) }
+                    console.out(JSON.object(members).text)
+                }
+            } else {
+                let rows = statuses.map { s in
+                    [s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint), Format.count(s.lag),
+                     s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-"]
+                }
+                Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(console.out)
+            }
+            return .ok
+
+        case "rebuild":
+            for name in names {
+                let started = Date()
+                var last: RebuildProgress?
+                try runner.rebuild(name, batchSize: batch) { progress in
+                    last = progress
+                    if console.errorIsTerminal {
+                        console.progress("\(name) " + Format.progressBar(done: progress.done, total: progress.total, rate: progress.eventsPerSecond))
+                    }
+                }
+                if console.errorIsTerminal { console.progress("") }
+                let seconds = Date().timeIntervalSince(started)
+                let done = last?.done ?? 0
+                console.out("rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)")
+            }
+            return .ok
+
+        default:
+            var failed = false
+            for name in names {
+                let report = try runner.verify(name, batchSize: batch)
+                failed = failed || !report.matches
+                if json {
+                    console.out(JSON.object([
+                        "name": .string(name), "matches": .bool(report.matches), "entries": .number(Double(report.entries)),
+                        "differences": .number(Double(report.differenceCount)),
+                        "keys": .array(report.differences.map { .string(describe($0.key)) }),
+                    ]).text)
+                } else if report.matches {
+                    console.out("\(name): ok (\(Format.count(report.entries)) entries match a fresh rebuild)")
+                } else {
+                    console.out("\(name): DIFFERS in \(report.differenceCount) of \(Format.count(report.entries)) entries")
+                    for difference in report.differences {
+                        console.out("  \(describe(difference.key)): live \(preview(difference.live)) ≠ rebuilt \(preview(difference.rebuilt))")
+                    }
+                }
+            }
+            return failed ? .failure : .ok
+        }
+    }
+
+    /// A key with its 0x00 separators shown as `/` and binary runs as hex.
+    static func describe(_ key: [UInt8]) -> String {
+        key.split(separator: 0, omittingEmptySubsequences: false).map { part in
+            let text = String(decoding: part, as: UTF8.self)
+            return part.allSatisfy({ (32...126).contains($0) }) ? text : "0x" + Array(part).hexString
+        }.joined(separator: "/")
+    }
+
+    static func preview(_ value: [UInt8]?) -> String {
+        guard let value else { return "(missing)" }
+        let text = String(decoding: value.prefix(80), as: UTF8.self)
+        return value.allSatisfy({ $0 >= 32 }) ? text + (value.count > 80 ? "…" : "") : "0x" + value.prefix(16).hexString
+    }
+}
+
+/// `campaign stats`.
+enum StatsCommand {
+    static let help = """
+        usage: campaign stats [--data DIR] [--json]
+
+        Events, streams, tenants, events by type, file and map sizes, and the head.
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("stats takes no arguments") }
+        let store = try CLI.openStore(arguments)
+        defer { store.close() }
+        let head = try store.head()
+        var streams = 0
+        var tenants = Set<String>()
+        try store.forEachStream { streamId, _ in
+            streams += 1
+            tenants.insert(String(streamId.prefix { $0 != ":" }))
+            return true
+        }
+        var types = [String: Int]()
+        try store.forEachEvent { event in
+            types[event.type, default: 0] += 1
+            return true
+        }
+        let usage = try store.usage()
+        let fileSize = (try? FileManager.default.attributesOfItem(atPath: store.path + "/data.mdb")[.size] as? Int) ?? 0
+        if arguments.flags.contains("json") {
+            console.out(JSON.object([
+                "events": .number(Double(head.position)), "streams": .number(Double(streams)), "tenants": .number(Double(tenants.count)),
+                "headHash": .string(head.hash.hexString), "fileBytes": .number(Double(fileSize)), "usedBytes": .number(Double(usage.usedBytes)),
+                "mapBytes": .number(Double(usage.mapSize)), "pageSize": .number(Double(usage.pageSize)),
+                "eventsByType": .object(types.mapValues { .number(Double($0)) }),
+            ]).text)
+        } else {
+            console.out("store:    \(store.path)")
+            console.out("events:   \(Format.count(head.position))   streams: \(Format.count(streams))   tenants: \(tenants.count) (\(tenants.sorted().joined(separator: ", ")))")
+            console.out("head:     \(head.hash.hexString)")
+            console.out("file:     \(Format.bytes(fileSize)) on disk; \(Format.bytes(usage.usedBytes)) used of a \(Format.bytes(usage.mapSize)) map (\(usage.mapSize > 0 ? usage.usedBytes * 100 / usage.mapSize : 0)%), \(usage.pageSize)-byte pages")
+            console.out("")
+            Format.table(["EVENT TYPE", "COUNT"], types.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { [$0.key, Format.count($0.value)] }).forEach(console.out)
+        }
+        return .ok
+    }
+}
+
+/// `campaign compact`.
+enum CompactCommand {
+    static let help = """
+        usage: campaign compact [--data DIR] --to EMPTY_DIR
+
+        Writes a compacted copy of the store (LMDB's MDB_CP_COMPACT): freed pages are not copied, so
+        values deleted by contact.erase do not survive in the copy. Replace the store with the copy
+        while no process has it open.
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard let target = arguments.options["to"] else { throw CLI.usage("compact needs --to EMPTY_DIR") }
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
+            throw CLI.usage("--to \(target) is not empty")
+        }
+        let store = try CLI.openStore(arguments)
+        defer { store.close() }
+        try store.copyCompacted(to: target)
+        let size = (try? FileManager.default.attributesOfItem(atPath: target + "/data.mdb")[.size] as? Int) ?? 0
+        console.out("compacted copy written to \(target) (\(Format.bytes(size)))")
+        return .ok
+    }
+}

@@ -1,0 +1,134 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import Hashing
+
+/// `campaign replay`: the auditor's view of the log.
+enum ReplayCommand {
+    static let help = """
+        usage: campaign replay [--data DIR] [--tenant T] [--stream ID] [--actor A] [--type TYPE]
+                               [--from TIME|POSITION] [--to TIME|POSITION] [--limit N] [--json]
+               campaign replay --as-of TIME|POSITION --stream ID [--tenant T] [--json]
+
+        Lists events in log order with who (actor), when, what (type, stream@version) and the
+        correlation (requestId) and causation ids. --stream takes a resource id with --tenant
+        (cmp_1) or a stream id (acme:cmp_1); --type ends with * to match a prefix (campaign.*).
+        --json prints one JSON object per event. The log is read a page at a time, so memory stays
+        bounded whatever its size. --as-of prints the aggregate's state at that time or position.
+        """
+
+    struct Filter {
+        var tenant: String?
+        var stream: String?
+        var actor: String?
+        var type: String?
+        var from: CLI.Bound?
+        var to: CLI.Bound?
+
+        func admits(_ event: RecordedEvent) -> Bool {
+            if let tenant, event.tenant != tenant { return false }
+            if let stream, event.streamId != stream { return false }
+            if let actor, event.actor != actor { return false }
+            if let type {
+                if type.hasSuffix("*") { if !event.type.hasPrefix(type.dropLast()) { return false } } else if event.type != type { return false }
+            }
+            switch from {
+            case let .position(p)?: if event.position < p { return false }
+            case let .time(t)?: if event.occurredAt < t { return false }
+            case nil: break
+            }
+            switch to {
+            case let .position(p)?: if event.position > p { return false }
+            case let .time(t)?: if event.occurredAt > t { return false }
+            case nil: break
+            }
+            return true
+        }
+
+        /// Past this event nothing later can match (the log is in position and time order).
+        func isPastEnd(_ event: RecordedEvent) -> Bool {
+            switch to {
+            case let .position(p)?: return event.position > p
+            case let .time(t)?: return event.occurredAt > t
+            case nil: return false
+            }
+        }
+    }
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("replay takes options only") }
+        let options = arguments.options
+        var stream = options["stream"]
+        if let given = stream, !given.contains(":") {
+            guard let tenant = options["tenant"] else { throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))") }
+            stream = tenant + ":" + given
+        }
+        let json = arguments.flags.contains("json")
+        if let asOf = options["as-of"] {
+            guard let stream else { throw CLI.usage("--as-of needs --stream") }
+            let bound = try CLI.Bound.parse(asOf, option: "as-of")
+            let engine = try CLI.openEngine(arguments)
+            defer { engine.close() }
+            let parts = stream.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw CLI.usage("--stream must be tenant:id for --as-of") }
+            let point: PointInTime = switch bound { case let .time(t): .time(t); case let .position(p): .position(p) }
+            guard let state = try engine.state(tenant: parts[0], id: parts[1], asOf: point) else {
+                console.out(json ? "null" : "\(stream) did not exist as of \(asOf)")
+                return .ok
+            }
+            if json { console.out(state.text) } else {
+                console.out("\(stream) as of \(asOf):")
+                for (key, value) in (state.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+                    console.out("  \(key.padding(toLength: 12, withPad: " ", startingAt: 0)) \(value.stringValue ?? value.text)")
+                }
+            }
+            return .ok
+        }
+
+        var filter = Filter(tenant: options["tenant"], stream: stream, actor: options["actor"], type: options["type"])
+        filter.from = try options["from"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "from") }
+        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to") }
+        let limit = try options["limit"].map { text throws(Arguments.UsageError) -> Int in
+            guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
+            return value
+        } ?? Int.max
+
+        let store = try CLI.openStore(arguments)
+        defer { store.close() }
+        var shown = 0
+        let header = ["POSITION", "OCCURRED AT", "TENANT", "ACTOR", "STREAM@VERSION", "TYPE", "REQUEST", "CAUSATION"]
+        var pending = [[String]]()
+        func flush() {
+            guard !pending.isEmpty else { return }
+            Format.table(header, pending).dropFirst(shown == pending.count ? 0 : 1).forEach(console.out)
+            pending.removeAll()
+        }
+        let visit: (RecordedEvent) -> Bool = { event in
+            if filter.isPastEnd(event) { return false }
+            guard filter.admits(event) else { return true }
+            shown += 1
+            if json {
+                console.out(CampaignEngine.auditJSON(event).text)
+            } else {
+                pending.append(["\(event.position)", Timestamp.format(event.occurredAt), event.tenant, event.actor,
+                                "\(event.streamId)@\(event.streamVersion)", event.type, event.requestId, event.causationId])
+                if pending.count == 1_000 { flush() }
+            }
+            return shown < limit
+        }
+        if let stream {
+            try store.forEachEvent(inStream: stream) { visit($0) }
+        } else {
+            var start: UInt64 = 1
+            if case let .position(p)? = filter.from { start = p }
+            try store.forEachEvent(from: start) { visit($0) }
+        }
+        if !json {
+            if shown == 0 { console.out(Format.table(header, []).joined()) }
+            flush()
+            console.out("\(Format.count(shown)) event\(shown == 1 ? "" : "s")")
+        }
+        return .ok
+    }
+}

@@ -1,0 +1,213 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import Testing
+
+/// The result of running the built `campaign` binary.
+struct Run {
+    var status: Int32
+    var out: String
+    var err: String
+    var lines: [String] { out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+}
+
+/// Runs `campaign` with `arguments`, feeding `input` on stdin.
+func campaign(_ arguments: [String], input: String = "") async throws -> Run {
+    try await blocking {
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("campaign")
+        process.arguments = arguments
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let group = DispatchGroup()
+        nonisolated(unsafe) var err = Data()
+        DispatchQueue.global().async(group: group) { err = stderr.fileHandleForReading.readDataToEndOfFile() }
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, out: String(decoding: out, as: UTF8.self), err: String(decoding: err, as: UTF8.self))
+    }
+}
+
+func fixture(_ name: String) throws -> String {
+    try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)"), encoding: .utf8)
+}
+
+@Suite(.serialized) struct CLITests {
+    /// A store holding the scripted session of Fixtures/apply-session.jsonl.
+    func sessionStore() async throws -> TemporaryDirectory {
+        let directory = TemporaryDirectory()
+        let run = try await campaign(["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"], input: try fixture("apply-session.jsonl"))
+        try #require(run.status == 0, "\(run.err)")
+        return directory
+    }
+
+    @Test func applyAnswersAScriptedSessionLineForLine() async throws {
+        let directory = TemporaryDirectory()
+        let run = try await campaign(["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"], input: try fixture("apply-session.jsonl"))
+        #expect(run.status == 0)
+        let expected = try fixture("apply-session.expected").split(separator: "\n").map(String.init)
+        #expect(run.lines.count == expected.count)
+        for (got, want) in zip(run.lines, expected) { #expect(got == want) }
+        let codes = run.lines.compactMap { (try? JSON.parse($0))?["error"]?["code"]?.stringValue }
+        #expect(codes == ["RESOURCE_CONFLICT", "INVALID_SCHEDULE", "INVALID_FORMAT", "CAMPAIGN_ALREADY_ACTIVE", "DUPLICATE_RESOURCE", "INVALID_FIELD"])
+    }
+
+    @Test func demoRunsOnAnEmptyDirectoryAndAgainOnTheSameStore() async throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/data"
+        let first = try await campaign(["demo", "--data", path, "--contacts", "400"])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out.contains("Dashboard (from the read models)") && first.out.contains("chain verified"))
+        #expect(first.out.contains("winner declared: emoji"))
+        #expect(!first.out.contains("UNEXPECTED") && !first.out.contains("  ! "), "\(first.out)")
+        #expect(first.lines.filter { $0.hasSuffix("[ok]") }.count == 22)
+        for tenant in ["acme", "globex", "initech"] { #expect(first.out.contains("\n\(tenant)\n")) }
+        let second = try await campaign(["demo", "--data", path, "--contacts", "400", "--json"])
+        #expect(second.status == 0)
+        let summary = try JSON.parse(second.out)
+        #expect(summary["chainIntact"] == .bool(true))
+        let firstEvents = try #require(first.lines.last { $0.hasPrefix("store: ") }.flatMap { Int($0.dropFirst(7).prefix { $0 != " " }.filter(\.isNumber)) })
+        #expect((summary["events"]?.integerValue ?? 0) > firstEvents)
+        let fresh = try await campaign(["demo", "--data", path, "--contacts", "400", "--fresh", "--json"])
+        #expect((try JSON.parse(fresh.out))["events"]?.integerValue ?? 0 < summary["events"]?.integerValue ?? 0)
+    }
+
+    @Test func replayFiltersByTenantStreamActorTypeAndRange() async throws {
+        let directory = try await sessionStore()
+        func positions(_ arguments: [String]) async throws -> [Int] {
+            let run = try await campaign(["replay", "--data", directory.path, "--json"] + arguments)
+            #expect(run.status == 0, "\(run.err)")
+            return run.lines.compactMap { (try? JSON.parse($0))?["position"]?.integerValue }
+        }
+        #expect(try await positions([]) == [1, 2, 3, 4, 5])
+        #expect(try await positions(["--tenant", "acme", "--type", "campaign.*"]) == [2, 3, 4, 5])
+        #expect(try await positions(["--stream", "cmp_1", "--tenant", "acme"]) == [2, 3, 4, 5])
+        #expect(try await positions(["--stream", "acme:seg_1"]) == [1])
+        #expect(try await positions(["--actor", "scheduler"]) == [4])
+        #expect(try await positions(["--type", "campaign.paused"]) == [5])
+        #expect(try await positions(["--from", "3", "--to", "4"]) == [3, 4])
+        #expect(try await positions(["--from", "2026-12-01T00:00:00Z"]) == [4, 5])
+        #expect(try await positions(["--tenant", "globex"]) == [])
+        let table = try await campaign(["replay", "--data", directory.path, "--actor", "scheduler"])
+        #expect(table.lines.first?.hasPrefix("POSITION") == true)
+        #expect(table.lines.contains { $0.contains("acme:cmp_1@3") && $0.contains("campaign.activated") && $0.contains("r7#campaign.activate") })
+        #expect(table.lines.last == "1 event")
+    }
+
+    @Test func replayAsOfPrintsTheAggregateThen() async throws {
+        let directory = try await sessionStore()
+        let atPosition = try await campaign(["replay", "--data", directory.path, "--as-of", "3", "--stream", "acme:cmp_1", "--json"])
+        let scheduled = try JSON.parse(atPosition.out)
+        #expect(scheduled["status"]?.stringValue == "scheduled" && scheduled["version"]?.integerValue == 2)
+        let atTime = try await campaign(["replay", "--data", directory.path, "--as-of", "2026-12-01T09:00:00Z", "--stream", "cmp_1", "--tenant", "acme", "--json"])
+        #expect((try JSON.parse(atTime.out))["status"]?.stringValue == "paused")
+        let before = try await campaign(["replay", "--data", directory.path, "--as-of", "1", "--stream", "acme:cmp_1"])
+        #expect(before.status == 0 && before.out.contains("did not exist"))
+        let text = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "acme:cmp_1"])
+        #expect(text.lines.contains { $0.contains("status") && $0.contains("active") })
+    }
+
+    @Test func verifyPassesACleanStoreAndNamesTheFirstBadPositionOfATamperedOne() async throws {
+        let directory = try await sessionStore()
+        let clean = try await campaign(["verify", "--data", directory.path])
+        #expect(clean.status == 0 && clean.out.contains("chain intact: 5 events checked"))
+        let head = try #require(clean.lines.last?.split(separator: " ").last.map(String.init))
+        #expect(head.count == 64)
+        // "Spring launch" is in the log only in the campaign.created event at position 2.
+        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
+        var bytes = try Data(contentsOf: file)
+        var from = bytes.startIndex
+        while let found = bytes.range(of: Data("Spring launch".utf8), in: from..<bytes.endIndex) {
+            bytes[found.lowerBound] ^= 0x20
+            from = found.upperBound
+        }
+        try bytes.write(to: file)
+        let broken = try await campaign(["verify", "--data", directory.path, "--json"])
+        #expect(broken.status == 1)
+        let report = try JSON.parse(broken.out)
+        #expect(report["intact"] == .bool(false) && report["firstBadPosition"]?.integerValue == 2)
+    }
+
+    @Test func projectionsRebuildAndVerifyAndAVerifyNamesATamperedRow() async throws {
+        let directory = try await sessionStore()
+        let status = try await campaign(["projections", "status", "--data", directory.path, "--json"])
+        #expect(status.status == 0 && status.lines.count == 6)
+        let rebuild = try await campaign(["projections", "rebuild", "--data", directory.path])
+        #expect(rebuild.status == 0 && rebuild.lines.count == 6 && rebuild.lines.allSatisfy { $0.hasPrefix("rebuilt ") })
+        #expect(rebuild.err.isEmpty, "no progress bar when stderr is not a terminal")
+        let one = try await campaign(["projections", "rebuild", "campaign-board", "--data", directory.path])
+        #expect(one.lines.count == 1 && one.out.hasPrefix("rebuilt campaign-board: 5 events"))
+        let verify = try await campaign(["projections", "verify", "--data", directory.path])
+        #expect(verify.status == 0 && verify.lines.allSatisfy { $0.contains(": ok (") })
+
+        do {
+            let store = try EventStore(path: directory.path)
+            let table = try store.table(named: "p:campaign-board:a")
+            let slotB = try store.table(named: "p:campaign-board:b")
+            try store.write { txn in
+                // The live slot alternates with each rebuild; damage the row in whichever holds it.
+                let key = Array("r".utf8) + [0] + Array("acme".utf8) + [0] + Array("cmp_1".utf8)
+                for slot in [table, slotB] where try txn.value(forKey: key, in: slot) != nil {
+                    try txn.put(Array(#"{"campaignId":"cmp_1","status":"draft"}"#.utf8), forKey: key, in: slot)
+                }
+            }
+            store.close()
+        }
+        let differs = try await campaign(["projections", "verify", "campaign-board", "--data", directory.path])
+        #expect(differs.status == 1)
+        #expect(differs.lines.first == "campaign-board: DIFFERS in 1 of 3 entries")
+        #expect(differs.lines.dropFirst().first?.hasPrefix("  r/acme/cmp_1: live {\"campaignId\":\"cmp_1\",\"status\":\"draft\"} ≠ rebuilt") == true)
+    }
+
+    @Test func statsReportsCountsAndSizes() async throws {
+        let directory = try await sessionStore()
+        let run = try await campaign(["stats", "--data", directory.path, "--json"])
+        let stats = try JSON.parse(run.out)
+        #expect(stats["events"]?.integerValue == 5 && stats["streams"]?.integerValue == 2 && stats["tenants"]?.integerValue == 1)
+        #expect(stats["eventsByType"]?["campaign.created"]?.integerValue == 1)
+        #expect((stats["usedBytes"]?.integerValue ?? 0) > 0 && (stats["mapBytes"]?.integerValue ?? 0) >= (stats["usedBytes"]?.integerValue ?? 0))
+        let text = try await campaign(["stats", "--data", directory.path])
+        #expect(text.lines.contains { $0.hasPrefix("events:   5   streams: 2   tenants: 1 (acme)") })
+    }
+
+    @Test(arguments: [
+        [], ["frobnicate"], ["apply", "extra"], ["replay", "--bogus"], ["replay", "--stream", "cmp_1"], ["verify", "--data"],
+        ["projections"], ["projections", "frob"], ["demo", "--tenants", "9"], ["apply", "--now", "tomorrow"], ["compact"],
+        ["replay", "--from", "yesterday"], ["stats", "--json=1"], ["demo", "--contacts", "200"],
+    ])
+    func usageErrorsExit64WithOneClearLine(_ arguments: [String]) async throws {
+        let run = try await campaign(arguments)
+        #expect(run.status == 64, "\(arguments): \(run.err)")
+        #expect(run.out.isEmpty)
+        if !arguments.isEmpty { #expect(run.err.split(separator: "\n").count == 1 && run.err.hasPrefix("campaign")) }
+    }
+
+    @Test(arguments: ["demo", "apply", "replay", "verify", "projections", "stats", "compact"])
+    func everyCommandHasHelp(_ command: String) async throws {
+        let run = try await campaign([command, "--help"])
+        #expect(run.status == 0 && run.out.hasPrefix("usage: campaign \(command)"))
+    }
+
+    @Test func aMissingStoreIsAFailureNotAnEmptyStore() async throws {
+        let directory = TemporaryDirectory()
+        let run = try await campaign(["verify", "--data", directory.path + "/nope"])
+        #expect(run.status == 1 && run.err.contains("no store at"))
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/nope"))
+    }
+
+    @Test func compactWritesACopyThatVerifies() async throws {
+        let directory = try await sessionStore()
+        let copy = TemporaryDirectory()
+        let run = try await campaign(["compact", "--data", directory.path, "--to", copy.path + "/copy"])
+        #expect(run.status == 0, "\(run.err)")
+        let verify = try await campaign(["verify", "--data", copy.path + "/copy"])
+        #expect(verify.status == 0 && verify.out.contains("5 events checked"))
+    }
+}
