@@ -13,18 +13,21 @@ public enum ProjectionMode: String, Sendable {
 }
 
 /// An event as a projection sees it: the envelope, with the payload parsed and upcast to the
-/// current schema.
-public struct ProjectedEvent: Sendable {
+/// current schema on first use — a projection that skips an event by its type never pays for
+/// the parse (most projections skip most events).
+public final class ProjectedEvent {
     /// The stored envelope.
-    public var envelope: RecordedEvent
-    /// The payload, upcast.
-    public var payload: JSON
+    public let envelope: RecordedEvent
 
-    /// Parses and upcasts a stored event.
+    /// The payload, upcast.
+    public private(set) lazy var payload: JSON = {
+        let parsed = (try? JSON.parse(envelope.payload)) ?? .null
+        return Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
+    }()
+
+    /// Wraps a stored event.
     public init(_ envelope: RecordedEvent) {
         self.envelope = envelope
-        let parsed = (try? JSON.parse(envelope.payload)) ?? .null
-        payload = Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
     }
 
     /// The event as an aggregate folds it.

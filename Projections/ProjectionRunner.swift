@@ -236,45 +236,73 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Rebuilds one projection from position 1 into its scratch slot, then switches to it
     /// atomically. Resumes an interrupted rebuild of the same version.
     public func rebuild(_ name: String, batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
-        let projection = try self.projection(named: name)
+        try rebuild([name], batchSize: batchSize, progress: progress)
+    }
+
+    /// Rebuilds every projection, in one pass over the log.
+    public func rebuildAll(batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
+        try rebuild(projections.map(\.name), batchSize: batchSize, progress: progress)
+    }
+
+    /// Rebuilds several projections in one pass over the log: each event is read and decoded
+    /// once and applied to every projection's scratch slot; each projection switches in the
+    /// transaction where its scratch slot reaches the head.
+    public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
+        let selected = try names.map(projection(named:))
+        let label = names.count == 1 ? names[0] : "all"
         let started = Date()
         let (resumedFrom, total): (UInt64, UInt64) = try store.write { txn in
-            var state = try meta(name, in: txn) ?? Meta()
-            let scratch = state.slot == "a" ? "b" : "a"
-            if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch {
-                return (rebuild.checkpoint, try txn.headPosition())
+            var lowest = UInt64.max
+            for projection in selected {
+                var state = try meta(projection.name, in: txn) ?? Meta()
+                let scratch = state.slot == "a" ? "b" : "a"
+                if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch {
+                    lowest = min(lowest, rebuild.checkpoint)
+                    continue
+                }
+                try txn.clear(table(projection.name, slot: scratch))
+                state.rebuild = (scratch, 0, projection.version)
+                try setMeta(state, projection.name, in: txn)
+                lowest = 0
             }
-            try txn.clear(table(name, slot: scratch))
-            state.rebuild = (scratch, 0, projection.version)
-            try setMeta(state, name, in: txn)
-            return (0, try txn.headPosition())
+            return (lowest == .max ? 0 : lowest, try txn.headPosition())
         }
         while true {
             let (done, finished): (UInt64, Bool) = try store.write { txn in
-                guard var state = try meta(name, in: txn), var rebuild = state.rebuild else { return (0, true) }
-                let scratch = ProjectionTable(txn: txn, table: table(name, slot: rebuild.slot), personalData: personalData)
-                let events = try txn.events(from: rebuild.checkpoint + 1, limit: batchSize)
-                for event in events { try projection.apply(ProjectedEvent(event), to: scratch) }
-                rebuild.checkpoint = events.last?.position ?? rebuild.checkpoint
-                if rebuild.checkpoint >= (try txn.headPosition()) {
-                    try txn.clear(table(name, slot: state.slot))
-                    state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
-                    try setMeta(state, name, in: txn)
-                    return (rebuild.checkpoint, true)
+                var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
+                for projection in selected {
+                    guard let state = try meta(projection.name, in: txn), let rebuild = state.rebuild else { continue }
+                    states.append((projection, state, ProjectionTable(txn: txn, table: table(projection.name, slot: rebuild.slot), personalData: personalData)))
                 }
-                state.rebuild = rebuild
-                try setMeta(state, name, in: txn)
-                return (rebuild.checkpoint, false)
+                guard let from = states.map({ $0.state.rebuild!.checkpoint }).min() else { return (total, true) }
+                let events = try txn.events(from: from + 1, limit: batchSize)
+                for event in events {
+                    let projected = ProjectedEvent(event)
+                    for entry in states where event.position > entry.state.rebuild!.checkpoint {
+                        try entry.projection.apply(projected, to: entry.scratch)
+                    }
+                }
+                let reached = events.last?.position ?? from
+                let head = try txn.headPosition()
+                var remaining = false
+                for var entry in states {
+                    var rebuild = entry.state.rebuild!
+                    rebuild.checkpoint = max(rebuild.checkpoint, reached)
+                    if rebuild.checkpoint >= head {
+                        try txn.clear(table(entry.projection.name, slot: entry.state.slot))
+                        entry.state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
+                    } else {
+                        entry.state.rebuild = rebuild
+                        remaining = true
+                    }
+                    try setMeta(entry.state, entry.projection.name, in: txn)
+                }
+                return (reached, !remaining)
             }
             let seconds = max(Date().timeIntervalSince(started), 1e-6)
-            progress?(RebuildProgress(name: name, done: done, total: max(total, done), eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
+            progress?(RebuildProgress(name: label, done: done, total: max(total, done), eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
             if finished { return }
         }
-    }
-
-    /// Rebuilds every projection.
-    public func rebuildAll(batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
-        for projection in projections { try rebuild(projection.name, batchSize: batchSize, progress: progress) }
     }
 
     // MARK: Verify

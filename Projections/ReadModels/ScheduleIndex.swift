@@ -47,9 +47,11 @@ public struct ScheduleIndex: Projection {
         return campaigns
     }
 
-    /// Folds a campaign event.
+    /// Folds a campaign event. Name and content changes cannot move a campaign in the schedule,
+    /// so `campaign.updated` is skipped (the row keeps the fields the keys are made of).
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("campaign."), let id = event.payload["campaignId"]?.stringValue else { return }
+        let type = event.envelope.type
+        guard type.hasPrefix("campaign."), type != "campaign.updated", let id = event.payload["campaignId"]?.stringValue else { return }
         let tenant = event.envelope.tenant
         let row = Key.make(["r", tenant, id])
         let before = try table.json(row).flatMap(CampaignState.init(snapshot:))

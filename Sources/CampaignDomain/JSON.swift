@@ -235,7 +235,7 @@ private struct Parser {
     mutating func object() throws(JSONParseError) -> JSON {
         try enter()
         index += 1
-        var members = [String: JSON]()
+        var members = [String: JSON](minimumCapacity: 8)
         skipWhiteSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -311,6 +311,14 @@ private struct Parser {
             guard digits(&self) > 0 else { throw fail("digits expected in the exponent") }
         }
         guard index - start <= 64 else { throw fail("number literal longer than 64 characters", at: start) }
+        // Fast path: a plain integer of at most 15 digits is exact as a Double.
+        let negative = bytes[start] == UInt8(ascii: "-")
+        let digitsStart = negative ? start + 1 : start
+        if index - digitsStart <= 15, bytes[digitsStart..<index].allSatisfy({ (48...57).contains($0) }) {
+            var value: Int64 = 0
+            for byte in bytes[digitsStart..<index] { value = value * 10 + Int64(byte - 48) }
+            return Double(negative ? -value : value)
+        }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw fail("number out of range", at: start) }
         return value
@@ -337,6 +345,23 @@ private struct Parser {
     mutating func string() throws(JSONParseError) -> String {
         let start = index
         index += 1
+        // Fast path: no escapes, so the string is the bytes between the quotes.
+        let contentStart = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                let end = index
+                let text = bytes.withUnsafeBufferPointer { buffer in
+                    String(validating: UnsafeBufferPointer(rebasing: buffer[contentStart..<end]), as: UTF8.self)
+                }
+                guard let text else { throw fail("string is not valid UTF-8", at: start) }
+                index += 1
+                return text
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            index += 1
+        }
+        index = contentStart
         var out = [UInt8]()
         var runStart = index
         while true {

@@ -25,15 +25,19 @@ public struct EngineConfiguration: Sendable {
     public var maximumRetries: Int
     /// When to take aggregate snapshots.
     public var snapshotPolicy: SnapshotPolicy
+    /// Aggregates kept in memory between commands (0 turns the cache off). A cached state is only
+    /// a starting point: every load still reads the stream's events after the cached version.
+    public var aggregateCacheCapacity: Int
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
         clock: any EngineClock = SystemClock(), rateLimit: Int = 1_000, rateLimitWindow: TimeInterval = 60,
         storeOptions: StoreOptions = StoreOptions(), isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
         jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16, publisher: any SocialPublisher = SimulatedPublisher(),
-        snapshotPolicy: SnapshotPolicy = SnapshotPolicy()
+        snapshotPolicy: SnapshotPolicy = SnapshotPolicy(), aggregateCacheCapacity: Int = 10_000
     ) {
         self.snapshotPolicy = snapshotPolicy
+        self.aggregateCacheCapacity = aggregateCacheCapacity
         self.publisher = publisher
         self.clock = clock
         self.rateLimit = rateLimit
@@ -68,6 +72,7 @@ public final class CampaignEngine: Sendable {
     /// The aggregate snapshots.
     public let snapshots: SnapshotStore
     let counters = FoldCounters()
+    let cache: AggregateCache
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -91,6 +96,7 @@ public final class CampaignEngine: Sendable {
             throw error
         }
         self.configuration = configuration
+        cache = AggregateCache(capacity: configuration.aggregateCacheCapacity)
         rateLimiter = RateLimiter(limit: configuration.rateLimit, window: configuration.rateLimitWindow)
     }
 
@@ -345,6 +351,36 @@ struct SnapshotPlan: Sendable {
         self.kind = kind
         self.schemaVersion = schemaVersion
         self.state = state
+    }
+}
+
+/// Recently loaded aggregates: stream id → (state, version). Not a source of truth: a load starts
+/// from the cached state and still folds every event after its version, inside a read of the
+/// stream, and the append that follows expects exactly the version folded — so an append by
+/// another process is always seen, and a stale entry can never win a write.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `entries` is touched only under `lock`.
+final class AggregateCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String: (state: any Sendable, version: UInt64)] = [:]
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(0, capacity) }
+
+    func get<State: Sendable>(_ streamId: String, as _: State.Type) -> (State, UInt64)? {
+        lock.withLock {
+            guard let entry = entries[streamId], let state = entry.state as? State else { return nil }
+            return (state, entry.version)
+        }
+    }
+
+    func put(_ streamId: String, _ state: any Sendable, version: UInt64) {
+        guard capacity > 0 else { return }
+        lock.withLock {
+            if entries.count >= capacity, entries[streamId] == nil, let victim = entries.keys.first { entries[victim] = nil }
+            if let existing = entries[streamId], existing.version > version { return }
+            entries[streamId] = (state, version)
+        }
     }
 }
 

@@ -15,9 +15,13 @@ extension CampaignEngine {
     /// When the tail read is longer than the snapshot policy's interval, a fresh snapshot is
     /// stored, so the next load reads a short tail again.
     func fold<State: Sendable>(_ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?) throws -> (State?, UInt64) {
-        let snapshot = try snapshots.load(streamId, codec: codec)
-        var state = snapshot?.state
-        var version = snapshot?.version ?? 0
+        var state: State?
+        var version: UInt64 = 0
+        if let (cached, cachedVersion) = cache.get(streamId, as: State.self) {
+            (state, version) = (cached, cachedVersion)
+        } else if let snapshot = try snapshots.load(streamId, codec: codec) {
+            (state, version) = (snapshot.state, snapshot.version)
+        }
         var read: UInt64 = 0
         try store.forEachEvent(inStream: streamId, from: version + 1) { event in
             state = evolve(state, ProjectedEvent(event).record)
@@ -26,8 +30,11 @@ extension CampaignEngine {
             return true
         }
         counters.add(read)
-        if read >= UInt64(snapshots.policy.interval(for: codec.kind)), let state {
-            try snapshots.save(streamId, codec: codec, state: state, version: version)
+        if let state {
+            cache.put(streamId, state, version: version)
+            if read >= UInt64(snapshots.policy.interval(for: codec.kind)) {
+                try snapshots.save(streamId, codec: codec, state: state, version: version)
+            }
         }
         return (state, version)
     }

@@ -18,9 +18,7 @@ public struct SHA256: Sendable {
     private var totalByteCount: UInt64 = 0
 
     /// Creates a hasher in its initial state.
-    public init() {
-        pending.reserveCapacity(64)
-    }
+    public init() {}
 
     /// Hashes `bytes` in one call.
     public static func hash(_ bytes: some Sequence<UInt8>) -> [UInt8] {
@@ -68,25 +66,25 @@ public struct SHA256: Sendable {
     /// Pads the message and returns its 32-byte digest. The hasher should not be used afterwards.
     public mutating func finalize() -> [UInt8] {
         let bitLength = totalByteCount &* 8
-        var tail = pending
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) {
-            tail.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+        let count = pending.count
+        let blocks = count < 56 ? 1 : 2
+        var tail = [UInt8](repeating: 0, count: blocks * 64)
+        tail.withUnsafeMutableBufferPointer { buffer in
+            for index in 0..<count { buffer[index] = pending[index] }
+            buffer[count] = 0x80
+            for index in 0..<8 { buffer[buffer.count - 1 - index] = UInt8(truncatingIfNeeded: bitLength >> UInt64(index * 8)) }
         }
         tail.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                compress(buffer.baseAddress! + offset)
-                offset += 64
-            }
+            for block in 0..<blocks { compress(buffer.baseAddress! + block * 64) }
         }
         var digest = [UInt8](repeating: 0, count: 32)
-        for (index, word) in [h0, h1, h2, h3, h4, h5, h6, h7].enumerated() {
-            digest[index * 4] = UInt8(truncatingIfNeeded: word >> 24)
-            digest[index * 4 + 1] = UInt8(truncatingIfNeeded: word >> 16)
-            digest[index * 4 + 2] = UInt8(truncatingIfNeeded: word >> 8)
-            digest[index * 4 + 3] = UInt8(truncatingIfNeeded: word)
+        digest.withUnsafeMutableBufferPointer { out in
+            for (index, word) in [h0, h1, h2, h3, h4, h5, h6, h7].enumerated() {
+                out[index * 4] = UInt8(truncatingIfNeeded: word >> 24)
+                out[index * 4 + 1] = UInt8(truncatingIfNeeded: word >> 16)
+                out[index * 4 + 2] = UInt8(truncatingIfNeeded: word >> 8)
+                out[index * 4 + 3] = UInt8(truncatingIfNeeded: word)
+            }
         }
         return digest
     }

@@ -33,6 +33,7 @@ import Testing
     @Test func aTwentyThousandEventStreamLoadsFromASnapshotAndAShortTail() async throws {
         var configuration = EngineConfiguration()
         configuration.snapshotPolicy = SnapshotPolicy(defaultEvery: 100)
+        configuration.aggregateCacheCapacity = 0  // measure the snapshot path itself
         let t = try TestEngine(configuration: configuration)
         try await longCampaign(t, updates: 19_999)
         #expect(try t.engine.eventStore.streamVersion("acme:cmp_1") == 20_000)
@@ -59,6 +60,7 @@ import Testing
     @Test func aCorruptOrOutdatedSnapshotIsIgnoredAndReplaced() async throws {
         var configuration = EngineConfiguration()
         configuration.snapshotPolicy = SnapshotPolicy(defaultEvery: 50)
+        configuration.aggregateCacheCapacity = 0  // the snapshot must be consulted on every load
         let t = try TestEngine(configuration: configuration)
         try await longCampaign(t, updates: 499)
         _ = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#)
@@ -89,6 +91,7 @@ import Testing
     @Test func experimentStreamsGetSnapshotsFromTheirExposures() async throws {
         var configuration = EngineConfiguration()
         configuration.snapshotPolicy = SnapshotPolicy(defaultEvery: 20)
+        configuration.aggregateCacheCapacity = 0
         let t = try TestEngine(configuration: configuration)
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
         _ = await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#)
