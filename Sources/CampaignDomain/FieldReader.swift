@@ -208,7 +208,8 @@ public enum Timestamp {
         return Date(timeIntervalSince1970: seconds)
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` in UTC; milliseconds only when not zero.
+    /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` in UTC; milliseconds only when not zero. Written digit by
+    /// digit: `String(format:)` is slow enough to dominate projection rebuilds.
     public static func format(_ date: Date) -> String {
         let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
         let millis = Int(((totalMillis % 1000) + 1000) % 1000)
@@ -216,10 +217,23 @@ public enum Timestamp {
         let days = Int(totalSeconds >= 0 ? totalSeconds / 86_400 : (totalSeconds - 86_399) / 86_400)
         let secondOfDay = Int(totalSeconds - Int64(days) * 86_400)
         let (year, month, day) = civilFromDays(days)
-        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : String(n) }
-        var text = "\(String(format: "%04d", year))-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))"
-        if millis != 0 { text += String(format: ".%03d", millis) }
-        return text + "Z"
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(24)
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = max(0, value)
+            for _ in 0..<width {
+                bytes.append(UInt8(48 + rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        digits(year, 4); bytes.append(45); digits(month, 2); bytes.append(45); digits(day, 2)
+        bytes.append(84); digits(secondOfDay / 3600, 2); bytes.append(58); digits(secondOfDay / 60 % 60, 2); bytes.append(58); digits(secondOfDay % 60, 2)
+        if millis != 0 { bytes.append(46); digits(millis, 3) }
+        bytes.append(90)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func isLeap(_ year: Int) -> Bool { (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 }
