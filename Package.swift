@@ -42,11 +42,12 @@ let package = Package(
         .executableTarget(
             name: "campaign-bench",
             dependencies: ["CampaignEngine", "EventStore", "CLMDB"],
-            path: "Tools/bench"
+            path: "Tools/bench",
+            exclude: ["peer.py"]
         ),
         .executableTarget(
             name: "campaign-harness",
-            dependencies: ["CampaignEngine", "EventStore"],
+            dependencies: ["CampaignEngine", "CampaignCLI", "EventStore"],
             path: "Tools/harness"
         ),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),

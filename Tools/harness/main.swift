@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignEngine
 import CampaignProjections
 import EventStore
@@ -13,10 +14,19 @@ import Foundation
 ///
 /// `catch-up --data DIR --batch N` advances the catch-up projections `N` events per transaction,
 /// printing `batch <projection> <checkpoint>` after each commit, so a test can kill it mid-way.
+///
+/// `crash --data DIR [--kills 100] [--seed S]` runs the crash harness: a `workload` child killed
+/// with SIGKILL at random moments, everything checked after each kill; prints one summary line.
+///
+/// `fuzz [--data DIR] [--cases 100000] [--seed S]` sends hostile requests through the wire
+/// format and checks every answer; prints one summary line.
 
 let usage = """
     usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
            campaign-harness catch-up --data DIR --batch N
+           campaign-harness crash --data DIR [--kills N] [--seed S]
+           campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
+           campaign-harness workload --data DIR --round N --limit N
     """
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -25,7 +35,7 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-guard let mode = arguments.first, ["append-writer", "catch-up"].contains(mode) else { fail(usage, code: 64) }
+guard let mode = arguments.first, ["append-writer", "catch-up", "crash", "fuzz", "workload"].contains(mode) else { fail(usage, code: 64) }
 arguments.removeFirst()
 var options: [String: String] = [:]
 while let flag = arguments.first {
@@ -36,6 +46,54 @@ while let flag = arguments.first {
 /// Writes a line straight to the pipe (no stdio buffer), so nothing acknowledged is held back.
 func emit(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+if mode == "workload" {
+    guard let data = options["data"], let round = Int(options["round"] ?? ""), let limit = Int(options["limit"] ?? "") else { fail(usage, code: 64) }
+    do {
+        try await CrashHarness.workload(data: data, round: round, limit: limit, emit: emit)
+        exit(0)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
+}
+
+if mode == "crash" {
+    guard let data = options["data"] else { fail(usage, code: 64) }
+    let kills = Int(options["kills"] ?? "100") ?? 100
+    let seed = UInt64(options["seed"] ?? "") ?? UInt64(Date().timeIntervalSince1970)
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    do {
+        let summary = try await CrashHarness.run(data: data, kills: kills, seed: seed, executable: executable) { line in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        emit(summary.line + " (seed \(seed))")
+        for problem in summary.problems { emit("  " + problem) }
+        exit(summary.lost == 0 && summary.duplicated == 0 && summary.problems.isEmpty && summary.kills == kills ? 0 : 1)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
+}
+
+if mode == "fuzz" {
+    let data = options["data"] ?? FileManager.default.temporaryDirectory.appendingPathComponent("campaign-fuzz-\(UUID().uuidString)").path
+    let cases = Int(options["cases"] ?? "100000") ?? 100_000
+    let seed = UInt64(options["seed"] ?? "") ?? UInt64(Date().timeIntervalSince1970)
+    do {
+        let engine = try CampaignEngine(directory: data, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        await Fuzzer.prepare(engine)
+        let report = await Fuzzer.run(engine: engine, cases: cases, seed: seed, hugeSize: Int(options["huge"] ?? "1000000") ?? 1_000_000)
+        let chain = try engine.eventStore.verifyChain()
+        let differing = try engine.projections.projections.filter { !(try engine.projections.verify($0.name).matches) }.map(\.name)
+        engine.close()
+        emit("fuzz: \(report.cases) cases (seed \(seed)), \(report.accepted) accepted, \(report.refused) refused with catalogue codes, "
+             + "\(report.problems.count) problems, slowest \(String(format: "%.3f", report.slowest)) s, chain \(chain.isIntact ? "intact" : "BROKEN"), "
+             + "projections \(differing.isEmpty ? "match" : "differ: " + differing.joined(separator: ", "))")
+        for problem in report.problems.prefix(20) { emit("  " + problem) }
+        exit(report.problems.isEmpty && chain.isIntact && differing.isEmpty ? 0 : 1)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
 }
 
 if mode == "catch-up" {

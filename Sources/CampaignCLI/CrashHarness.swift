@@ -1,0 +1,155 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+
+/// Kills a writer process at random moments and checks, after each kill, that nothing
+/// acknowledged was lost or duplicated, that the chain verifies, and that every projection equals
+/// a fresh rebuild.
+public enum CrashHarness {
+    /// The outcome of a run.
+    public struct Summary: Sendable, Equatable {
+        /// Kills survived (checks passed after them).
+        public var kills = 0
+        /// Acknowledged requests checked (over all rounds, against the final log).
+        public var acknowledged = 0
+        /// Acknowledged requests whose events are missing.
+        public var lost = 0
+        /// Acknowledged requests whose events appear more than once.
+        public var duplicated = 0
+        /// Events in the log at the end.
+        public var events: UInt64 = 0
+        /// Problems found (a broken chain, a projection that differs).
+        public var problems: [String] = []
+
+        /// The one-line summary.
+        public var line: String {
+            "crash harness: \(kills) kills survived, \(acknowledged) acknowledged requests checked, \(lost) lost, \(duplicated) duplicated, "
+                + "\(events) events, chain \(problems.contains { $0.hasPrefix("chain") } ? "BROKEN" : "intact"), "
+                + "projections \(problems.contains { $0.hasPrefix("projection") } ? "DIFFER" : "match")"
+        }
+    }
+
+    /// The child: applies a mixed workload (campaigns, segments, contacts, posts, exposures) from
+    /// eight concurrent clients, so kills land inside group commits, and prints
+    /// `ack <requestId> <events>` for each acknowledged command, until killed or `limit` is reached.
+    public static func workload(data: String, round: Int, limit: Int, emit: @escaping @Sendable (String) -> Void) async throws {
+        let engine = try CampaignEngine(directory: data, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        let admin = Principal(tenant: "crash", subject: "writer", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let prefix = "r\(round)"
+        let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":30}]}"#)
+        let setup: [Command] = [
+            .segmentCreate(segmentId: "seg_\(prefix)", name: "Segment \(prefix)", rules: rules),
+            .socialConnect(connectionId: "con_\(prefix)", platform: "mastodon", accountId: "acct-\(prefix)", credentialRef: "vault://m/\(prefix)", expiresAt: .distantFuture),
+            .campaignCreate(campaignId: "cmp_\(prefix)_base", name: "Base \(prefix)", channel: "email", segmentId: "seg_\(prefix)", content: nil, sendAt: nil),
+            .experimentCreate(experimentId: "exp_\(prefix)", campaignId: "cmp_\(prefix)_base", name: "E \(prefix)", variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
+            .experimentStart(experimentId: "exp_\(prefix)"),
+        ]
+        func send(_ command: Command, _ id: String) async {
+            let response = await engine.execute(.command(command, as: admin, requestId: id))
+            if response.error == nil { emit("ack \(id) \(response.data?["events"]?.arrayValue?.count ?? 0)") }
+        }
+        for (index, command) in setup.enumerated() { await send(command, "\(prefix)-setup-\(index)") }
+        await withTaskGroup(of: Void.self) { group in
+            for client in 0..<8 {
+                group.addTask {
+                    var n = client
+                    while n < limit {
+                        let id = "\(prefix)-\(n)"
+                        let command: Command
+                        switch n % 6 {
+                        case 0: command = .campaignCreate(campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms", segmentId: "seg_\(prefix)", content: nil, sendAt: nil)
+                        case 1: command = .campaignUpdate(campaignId: "cmp_\(prefix)_base", name: nil, channel: nil, content: Content(body: "body \(n)"))
+                        case 2: command = .contactUpsert(ContactInput(contactId: "ctc_\(prefix)_\(n % 40)", attributes: ["age": .number(Double(n % 70))]))
+                        case 3: command = .postCreate(postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)", media: [], link: nil, campaignId: nil)
+                        case 4: command = .experimentRecordExposure(experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)")
+                        default: command = .campaignSchedule(campaignId: "cmp_\(prefix)_\(n - 5)", sendAt: Date().addingTimeInterval(3_600))
+                        }
+                        await send(command, id)
+                        n += 8
+                    }
+                }
+            }
+        }
+        engine.close()
+    }
+
+    /// The parent: runs `kills` rounds of start-the-child, wait a random moment, SIGKILL, check.
+    /// - Parameters:
+    ///   - executable: the `campaign-harness` binary (whose `workload` mode is the child).
+    public static func run(data: String, kills: Int, seed: UInt64, executable: URL, log: (String) -> Void = { _ in }) async throws -> Summary {
+        var random = SeededRandom(seed: seed)
+        var acknowledged = [String: Int]()
+        var summary = Summary()
+        for round in 0..<kills {
+            let process = Process()
+            let output = Pipe()
+            process.executableURL = executable
+            process.arguments = ["workload", "--data", data, "--round", String(round), "--limit", "100000"]
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            let lines = LineCollector()
+            output.fileHandleForReading.readabilityHandler = { handle in lines.append(handle.availableData) }
+            try process.run()
+            // Wait for some acknowledgements, then kill at a random moment.
+            let wanted = random.int(1..<60)
+            let deadline = Date().addingTimeInterval(10)
+            while lines.count < wanted && process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            try await Task.sleep(for: .milliseconds(random.int(0..<40)))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            output.fileHandleForReading.readabilityHandler = nil
+            lines.append(output.fileHandleForReading.readDataToEndOfFile())
+            for line in lines.all {
+                let parts = line.split(separator: " ")
+                if parts.count == 3, parts[0] == "ack", let events = Int(parts[2]) { acknowledged[String(parts[1])] = events }
+            }
+            try check(data: data, acknowledged: acknowledged, into: &summary)
+            summary.kills += process.terminationReason == .uncaughtSignal ? 1 : 0
+            log("round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in all, \(summary.events) events")
+        }
+        return summary
+    }
+
+    /// Reopens the store and checks every acknowledged request, the chain and the projections.
+    static func check(data: String, acknowledged: [String: Int], into summary: inout Summary) throws {
+        let engine = try CampaignEngine(directory: data)
+        defer { engine.close() }
+        var counts = [String: Int]()
+        try engine.eventStore.forEachEvent { event in
+            counts[event.requestId, default: 0] += 1
+            return true
+        }
+        summary.acknowledged = acknowledged.count
+        summary.lost = acknowledged.filter { counts[$0.key, default: 0] < $0.value }.count
+        summary.duplicated = acknowledged.filter { counts[$0.key, default: 0] > $0.value }.count
+        let chain = try engine.eventStore.verifyChain()
+        summary.events = chain.headPosition
+        if !chain.isIntact { summary.problems.append("chain broken at \(chain.firstBadPosition ?? 0): \(chain.problem ?? "")") }
+        for projection in engine.projections.projections {
+            let report = try engine.projections.verify(projection.name)
+            if !report.matches { summary.problems.append("projection \(projection.name) differs in \(report.differenceCount) entries") }
+        }
+    }
+}
+
+/// Collects a child's output lines. Invariant that makes `@unchecked Sendable` safe: `buffer` and
+/// `lines` are touched only under `lock`.
+final class LineCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer = Data()
+    private var lines = [String]()
+
+    func append(_ data: Data) {
+        lock.withLock {
+            buffer.append(data)
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                buffer.removeSubrange(buffer.startIndex...newline)
+            }
+        }
+    }
+
+    var count: Int { lock.withLock { lines.count } }
+    var all: [String] { lock.withLock { lines } }
+}
