@@ -283,6 +283,7 @@ public struct ExperimentResults: Sendable, Equatable {
         /// 95% interval of the difference with the control.
         public var differenceInterval: (low: Double, high: Double)?
 
+        /// Rows are equal when their numbers are (tuples are not `Equatable`, so this is written out).
         public static func == (a: Row, b: Row) -> Bool {
             a.key == b.key && a.exposures == b.exposures && a.conversions == b.conversions && a.rate == b.rate
                 && a.lift == b.lift && a.pValue == b.pValue && a.interval?.low == b.interval?.low && a.interval?.high == b.interval?.high
