@@ -41,7 +41,7 @@ let package = Package(
         .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",
-            dependencies: ["CampaignEngine", "EventStore", "CLMDB"],
+            dependencies: ["CampaignEngine", "EventStore", "CLMDB", "Hashing"],
             path: "Tools/bench",
             exclude: ["peer.py"]
         ),
