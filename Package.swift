@@ -50,11 +50,12 @@ let package = Package(
             dependencies: ["CampaignEngine", "CampaignCLI", "EventStore"],
             path: "Tools/harness"
         ),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "campaign-harness"]),
+        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "TestSupport", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
         .testTarget(
-            name: "CampaignEngineTests", dependencies: ["CampaignEngine", "CampaignCLI", "campaign", "campaign-harness"],
+            name: "CampaignEngineTests", dependencies: ["CampaignEngine", "CampaignCLI", "TestSupport", "campaign", "campaign-harness"],
             exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -73,6 +73,7 @@ public final class CampaignEngine: Sendable {
     public let snapshots: SnapshotStore
     let counters = FoldCounters()
     let cache: AggregateCache
+    let aggregateLocks = KeyedLock()
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -188,6 +189,10 @@ public final class CampaignEngine: Sendable {
             return (200, await tick(now: requested, requestId: request.requestId).json(for: principal.tenant))
         }
         let command = assignIds(command)
+        // Commands on one aggregate take turns in this process (see KeyedLock).
+        let lockKey = command.aggregateKey.map { principal.tenant + ":" + $0 }
+        if let lockKey { await aggregateLocks.acquire(lockKey) }
+        defer { if let lockKey { aggregateLocks.release(lockKey) } }
         var attempt = 0
         while true {
             attempt += 1
@@ -224,6 +229,8 @@ public final class CampaignEngine: Sendable {
                 guard attempt < configuration.maximumRetries else {
                     throw CampaignError(.resourceConflict, "the resource kept changing; try again", retryable: true)
                 }
+                // Another process won the race: back off a little (jittered) before deciding again.
+                try? await Task.sleep(for: .microseconds(Int.random(in: 0...(100 * attempt))))
             }
         }
     }
@@ -408,6 +415,16 @@ extension EngineRequest.Body {
 }
 
 extension Command {
+    /// The aggregate a command decides on, for the per-aggregate lock: nil for commands that
+    /// touch many (an import) or commute (exposures, conversions), and for the tick.
+    var aggregateKey: String? {
+        switch self {
+        case .contactImport, .experimentRecordExposure, .experimentRecordConversion, .systemTick: return nil
+        case .fieldDefine: return "schema"
+        default: return resourceId ?? connectionId ?? resourceIdForPostCommand ?? experimentId
+        }
+    }
+
     /// The id of the resource a command creates or targets.
     var resourceId: String? {
         switch self {

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import Foundation
 import Testing
+import TestSupport
 
 /// Every command and query: without its scope, as a viewer, (for admin commands) as an editor,
 /// with an expired token, and from another tenant. Each must give exactly the expected code and

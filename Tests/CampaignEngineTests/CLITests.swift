@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 /// The result of running the built `campaign` binary.
 struct Run {

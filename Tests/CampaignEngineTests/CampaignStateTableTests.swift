@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import Foundation
 import Testing
+import TestSupport
 
 /// Every (campaign state × campaign command) pair, through the wire format, against a table
 /// written out by hand from SPEC.md §6 (not derived from the code under test).

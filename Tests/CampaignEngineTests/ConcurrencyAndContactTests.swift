@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct CommandConcurrencyTests {
     @Test func racersExpectingTheSameVersionHaveExactlyOneWinner() async throws {

@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 /// Each code this issue can raise, once through the wire format and once through the typed API.
 @Suite struct ErrorCatalogueTests {

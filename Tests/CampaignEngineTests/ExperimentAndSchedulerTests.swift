@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ExperimentTests {
     static let variants = [Variant(key: "control", weight: 50), Variant(key: "b", weight: 50)]

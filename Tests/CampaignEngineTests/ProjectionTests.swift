@@ -4,6 +4,7 @@ import CampaignProjections
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ReadModelTests {
     @Test func aListRightAfterACommandShowsItsEffect() async throws {

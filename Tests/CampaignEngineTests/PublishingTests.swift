@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 /// Social publishing through the engine with the simulated publisher and a manual clock.
 @Suite struct PublishingTests {

@@ -4,6 +4,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct ReliabilityTests {
     @Test func writersKilledAtRandomMomentsLoseAndDuplicateNothing() async throws {

@@ -4,6 +4,7 @@ import CampaignSnapshots
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct SnapshotTests {
     /// cmp_1 created through the engine, then `updates` raw `campaign.updated` events appended

@@ -1,18 +1,7 @@
 import CampaignDomain
 import CampaignEngine
 import Foundation
-
-/// A directory under the system temporary directory, removed when the value is released.
-final class TemporaryDirectory: @unchecked Sendable {
-    let path: String
-
-    init() {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tests-\(UUID().uuidString)").path
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+import TestSupport
 
 let testStart = Timestamp.parse("2026-11-21T10:00:00Z")!
 
@@ -68,57 +57,4 @@ extension JSON {
     var status: Int? { self["status"]?.integerValue }
     var code: String? { self["error"]?["code"]?.stringValue }
     var data: JSON? { self["data"] }
-}
-
-/// The folder holding the built products (the test bundle's own folder).
-let productsDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-
-/// Runs blocking work off the cooperative thread pool.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}
-
-/// A child process whose standard output is collected line by line.
-final class ChildProcess: @unchecked Sendable {
-    // Invariant: `buffer` and `collected` are touched only under `lock`.
-    let process = Process()
-    private let pipe = Pipe()
-    private let lock = NSLock()
-    private var buffer = Data()
-    private var collected: [String] = []
-
-    init(_ executable: String, _ arguments: [String], input: String? = nil) throws {
-        process.executableURL = productsDirectory.appendingPathComponent(executable)
-        process.arguments = arguments
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        if let input {
-            let stdin = Pipe()
-            process.standardInput = stdin
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock {
-                self.buffer.append(data)
-                while let newline = self.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    self.collected.append(String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
-                    self.buffer.removeSubrange(self.buffer.startIndex...newline)
-                }
-            }
-        }
-        try process.run()
-    }
-
-    var lines: [String] { lock.withLock { collected } }
-
-    func waitForExit() async throws -> Int32 {
-        try await blocking { self.process.waitUntilExit() }
-        pipe.fileHandleForReading.readabilityHandler = nil
-        return process.terminationStatus
-    }
 }

@@ -2,6 +2,7 @@ import EventStore
 import Foundation
 import Hashing
 import Testing
+import TestSupport
 
 @Suite struct AppendAndReadTests {
     @Test func appendsGetDensePositionsFromOneAndStreamVersionsFromOne() async throws {

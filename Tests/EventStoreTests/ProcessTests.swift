@@ -1,52 +1,29 @@
 import EventStore
 import Foundation
 import Testing
+import TestSupport
 
-/// A `campaign-harness append-writer` child process whose acknowledgements are read line by line.
+/// A `campaign-harness append-writer` child and the appends it acknowledged.
 final class WriterProcess: @unchecked Sendable {
-    // Invariant: `lines` and `buffer` are touched only under `lock` (the pipe's handler and the test).
-    let process = Process()
-    private let pipe = Pipe()
-    private let lock = NSLock()
-    private var buffer = Data()
-    private var lines: [String] = []
+    // Invariant: `child` is set once in `init`.
+    let child: ChildProcess
+    var process: Process { child.process }
 
     init(arguments: [String]) throws {
-        process.executableURL = productsDirectory.appendingPathComponent("campaign-harness")
-        process.arguments = arguments
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock {
-                self.buffer.append(data)
-                while let newline = self.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    self.lines.append(String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
-                    self.buffer.removeSubrange(self.buffer.startIndex...newline)
-                }
-            }
-        }
-        try process.run()
+        child = try ChildProcess("campaign-harness", arguments)
     }
 
     /// Acknowledged appends so far: (position, stream, version, request id).
     var acknowledgements: [(position: UInt64, stream: String, version: UInt64, request: String)] {
-        lock.withLock {
-            lines.compactMap { line in
-                let parts = line.split(separator: " ")
-                guard parts.count == 5, parts[0] == "ack", let position = UInt64(parts[1]), let version = UInt64(parts[3])
-                else { return nil }
-                return (position, String(parts[2]), version, String(parts[4]))
-            }
+        child.lines.compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 5, parts[0] == "ack", let position = UInt64(parts[1]), let version = UInt64(parts[3])
+            else { return nil }
+            return (position, String(parts[2]), version, String(parts[4]))
         }
     }
 
-    func waitForExit() async throws -> Int32 {
-        try await blocking { self.process.waitUntilExit() }
-        pipe.fileHandleForReading.readabilityHandler = nil
-        return process.terminationStatus
-    }
+    func waitForExit() async throws -> Int32 { try await child.waitForExit() }
 }
 
 @Suite(.serialized) struct ProcessTests {
