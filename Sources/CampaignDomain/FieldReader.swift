@@ -25,7 +25,9 @@ public struct FieldReader {
 
     /// `base` extended by one reference token, escaped per RFC 6901.
     public static func pointer(_ base: String, _ token: String) -> String {
-        base + "/" + token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+        // Most tokens need no escaping; Foundation's string replacement is slow enough to show in profiles.
+        guard token.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return base + "/" + token }
+        return base + "/" + token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
     }
 
     /// `base` extended by an array index.
