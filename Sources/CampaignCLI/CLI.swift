@@ -118,7 +118,8 @@ enum ApplyCommand {
         usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N]
 
         Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
-        on stdout, in order. A malformed line gets an INVALID_FORMAT response and the run goes on.
+        on stdout, in order. A malformed line, or one longer than 64 MiB (read in chunks, never held
+        whole), gets an INVALID_FORMAT response and the run goes on.
         --now fixes the engine clock (system.tick moves it); --rate-limit sets the per-tenant budget
         per 60 s window (default 1000). Exit 0 when every line was processed.
         """
@@ -136,9 +137,20 @@ enum ApplyCommand {
         }
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
-        while let line = console.readLine() {
-            if line.allSatisfy(\.isWhitespace) { continue }
-            console.out(await engine.handle(line: line))
+        let limit = configuration.jsonLimits.maximumBytes
+        loop: while true {
+            switch console.readLine(limit: limit) {
+            case .end:
+                break loop
+            case let .tooLong(length):
+                // Refused without ever holding the line in memory.
+                console.out(EngineResponse.failure(
+                    CampaignError(.invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit", pointer: ""),
+                    requestId: WireFormat.fallbackRequestId).line)
+            case let .line(line):
+                if line.allSatisfy(\.isWhitespace) { continue }
+                console.out(await engine.handle(line: line))
+            }
         }
         return .ok
     }

@@ -13,14 +13,75 @@ public protocol Console: Sendable {
     var outputIsTerminal: Bool { get }
     /// Whether standard error is a terminal (progress is shown only then).
     var errorIsTerminal: Bool { get }
-    /// Reads one line from standard input, or nil at the end.
-    func readLine() -> String?
+    /// Reads one line of at most `limit` bytes; a longer line is skipped without being kept in
+    /// memory and reported by its length.
+    func readLine(limit: Int) -> LineRead
+}
+
+/// One line read with a size limit.
+public enum LineRead: Equatable, Sendable {
+    /// A line (without its newline).
+    case line(String)
+    /// A line longer than the limit, skipped; its length in bytes.
+    case tooLong(Int)
+    /// The end of the input.
+    case end
+}
+
+/// Splits a byte stream into lines of bounded size, reading a chunk at a time.
+///
+/// Invariant that makes `@unchecked Sendable` safe: the buffer is touched only under `lock`.
+public final class LineReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private let read: () -> Data
+    private var buffer = [UInt8]()
+    private var exhausted = false
+
+    /// Reads from `read`, which returns an empty `Data` at the end of the input.
+    public init(read: @escaping () -> Data) { self.read = read }
+
+    /// The next line, or `.tooLong` (the line is consumed but not kept), or `.end`. Each byte is
+    /// scanned for a newline once, so a long line costs linear time.
+    public func next(limit: Int) -> LineRead {
+        lock.withLock {
+            var skipped = 0
+            var scanned = 0
+            while true {
+                if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
+                    let length = skipped + newline
+                    let line = length > limit || skipped > 0 ? nil : String(decoding: buffer[..<newline], as: UTF8.self)
+                    buffer.removeSubrange(...newline)
+                    return line.map(LineRead.line) ?? .tooLong(length)
+                }
+                scanned = buffer.count
+                if buffer.count > limit {
+                    skipped += buffer.count
+                    buffer.removeAll(keepingCapacity: true)
+                    scanned = 0
+                }
+                if exhausted {
+                    guard !buffer.isEmpty || skipped > 0 else { return .end }
+                    let length = skipped + buffer.count
+                    let line = length > limit || skipped > 0 ? nil : String(decoding: buffer, as: UTF8.self)
+                    buffer.removeAll()
+                    return line.map(LineRead.line) ?? .tooLong(length)
+                }
+                let chunk = read()
+                if chunk.isEmpty { exhausted = true } else { buffer.append(contentsOf: chunk) }
+            }
+        }
+    }
 }
 
 /// The process's standard streams.
 public struct StandardConsole: Console {
+    private let input = LineReader { FileHandle.standardInput.readData(ofLength: 1 << 16) }
+
     /// Creates the console.
     public init() {}
+
+    /// Reads a bounded line from standard input, a chunk at a time.
+    public func readLine(limit: Int) -> LineRead { input.next(limit: limit) }
 
     /// Writes to standard output, unbuffered, so a pipe sees each line at once.
     public func out(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
@@ -32,8 +93,6 @@ public struct StandardConsole: Console {
     public var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     /// `isatty(2)`.
     public var errorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
-    /// `Swift.readLine()`.
-    public func readLine() -> String? { Swift.readLine(strippingNewline: true) }
 }
 
 /// Text helpers for tables, numbers and progress bars.

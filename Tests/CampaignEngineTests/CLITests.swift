@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignDomain
 import CampaignEngine
 import EventStore
@@ -210,5 +211,53 @@ func fixture(_ name: String) throws -> String {
         #expect(run.status == 0, "\(run.err)")
         let verify = try await campaign(["verify", "--data", copy.path + "/copy"])
         #expect(verify.status == 0 && verify.out.contains("5 events checked"))
+    }
+}
+
+@Suite struct LineReaderTests {
+    /// Feeds `chunks` one read at a time.
+    func reader(_ chunks: [String]) -> LineReader {
+        let queue = Locked(chunks.map { Data($0.utf8) })
+        return LineReader { queue.pop() ?? Data() }
+    }
+
+    @Test func linesAreSplitAcrossChunksAndTheLastNeedsNoNewline() {
+        let lines = reader(["ab", "c\nde", "f\n\ng", "h"])
+        #expect(lines.next(limit: 10) == .line("abc"))
+        #expect(lines.next(limit: 10) == .line("def"))
+        #expect(lines.next(limit: 10) == .line(""))
+        #expect(lines.next(limit: 10) == .line("gh"))
+        #expect(lines.next(limit: 10) == .end)
+    }
+
+    @Test func anOverlongLineIsReportedByItsLengthAndTheNextLineStillReads() {
+        let lines = reader(["0123456789", "0123456789", "01\nok\n", "0123456789abc"])
+        #expect(lines.next(limit: 8) == .tooLong(22))
+        #expect(lines.next(limit: 8) == .line("ok"))
+        #expect(lines.next(limit: 8) == .tooLong(13))
+        #expect(lines.next(limit: 8) == .end)
+    }
+}
+
+/// A value shared between closures. Invariant that makes `@unchecked Sendable` safe: `items` is
+/// touched only under `lock`.
+final class Locked: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Data]
+    init(_ items: [Data]) { self.items = items }
+    func pop() -> Data? { lock.withLock { items.isEmpty ? nil : items.removeFirst() } }
+}
+
+@Suite(.serialized) struct ApplyLimitTests {
+    @Test func aLineOverTheLimitIsRefusedAndTheRunGoesOn() async throws {
+        let directory = TemporaryDirectory()
+        let huge = #"{"requestId":"big","command":"campaign.create","payload":{"name":""# + String(repeating: "x", count: 64 << 20) + #""}}"#
+        let next = #"{"requestId":"after","principal":\#(admin()),"query":"campaign.list","params":{}}"#
+        let run = try await campaign(["apply", "--data", directory.path], input: huge + "\n" + next + "\n")
+        #expect(run.status == 0)
+        #expect(run.lines.count == 2)
+        let refused = try JSON.parse(run.lines[0])
+        #expect(refused.code == "INVALID_FORMAT" && refused["error"]?["message"]?.stringValue?.contains("longer than the 67108864-byte limit") == true)
+        #expect(try JSON.parse(run.lines[1])["requestId"]?.stringValue == "after")
     }
 }

@@ -203,3 +203,15 @@ import TestSupport
         for code in ErrorCode.allCases { #expect(code.httpStatus == statuses[code], "\(code)") }
     }
 }
+
+@Suite struct SubjectDirectoryTests {
+    @Test func aSubjectTheHostDoesNotKnowIsUnauthorized() async throws {
+        var configuration = EngineConfiguration()
+        configuration.isKnownSubject = { tenant, subject in tenant == "acme" && subject == "u_1" }
+        let t = try TestEngine(configuration: configuration)
+        #expect(await t.query("campaign.list", "{}", as: principal(subject: "u_1")).status == 200)
+        let stranger = await t.query("campaign.list", "{}", as: principal(subject: "mallory"))
+        #expect(stranger.code == "UNAUTHORIZED" && stranger.status == 401)
+        #expect(await t.query("campaign.list", "{}", as: principal(tenant: "globex", subject: "u_1")).code == "UNAUTHORIZED")
+    }
+}
