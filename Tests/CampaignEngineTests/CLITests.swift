@@ -261,3 +261,34 @@ final class Locked: @unchecked Sendable {
         #expect(try JSON.parse(run.lines[1])["requestId"]?.stringValue == "after")
     }
 }
+
+@Suite struct ArgumentAndFormatTests {
+    @Test func optionsFlagsAndPositionalsParse() throws {
+        let parsed = try Arguments.parse(["rebuild", "--data", "/d", "audit", "--json", "--batch=50"], options: ["data", "batch"], flags: ["json"])
+        #expect(parsed.positionals == ["rebuild", "audit"])
+        #expect(parsed.options == ["data": "/d", "batch": "50"])
+        #expect(parsed.flags == ["json"])
+    }
+
+    @Test(arguments: [
+        (["--nope"], "unknown option --nope"), (["--data"], "--data needs a value"), (["--data", "--json"], "--data needs a value"),
+        (["--json=1"], "--json takes no value"), (["--data", "a", "--data", "b"], "--data is given twice"), (["-x"], "unknown option -x"),
+    ])
+    func badCommandLinesSayWhatIsWrong(_ words: [String], _ message: String) {
+        #expect { try Arguments.parse(words, options: ["data"], flags: ["json"]) } throws: { error in
+            (error as? Arguments.UsageError)?.message == message
+        }
+    }
+
+    @Test func progressBarsShowFractionRateAndETA() {
+        #expect(Format.progressBar(done: 250, total: 1_000, rate: 125, width: 8) == "[##------] 25%  250/1,000 events  125 ev/s  ETA 6s")
+        #expect(Format.progressBar(done: 1_000, total: 1_000, rate: 2_000_000, width: 4) == "[####] 100%  1,000/1,000 events  2,000,000 ev/s")
+        #expect(Format.progressBar(done: 0, total: 0, rate: 0, width: 2) == "[##] 100%  0/0 events  0 ev/s")
+    }
+
+    @Test func tablesNumbersAndSizesFormat() {
+        #expect(Format.table(["A", "BB"], [["xyz", "1"], ["q", "22"]]) == ["A    BB", "xyz  1", "q    22"])
+        #expect(Format.count(1_234_567) == "1,234,567" && Format.count(-1_234) == "-1,234" && Format.count(12) == "12")
+        #expect(Format.bytes(512) == "512 B" && Format.bytes(3 << 20) == "3.0 MiB")
+    }
+}
