@@ -142,13 +142,10 @@ public struct ProjectionReader {
     /// A counter kept with ``ProjectionTable/add(_:to:)``.
     public func count(_ key: [UInt8]) throws -> Int { Int(try get(key).map { Key.readU64($0) } ?? 0) }
 
-    /// Visits the keys that start with `prefix`, from `after` (exclusive) when given, in order
-    /// (or in reverse), while `body` returns true.
-    public func scan(_ prefix: [UInt8], after: [UInt8]? = nil, reverse: Bool = false,
-                     _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
-        let start: [UInt8]? = reverse ? (after ?? (prefix + [0xff, 0xff, 0xff, 0xff])) : (after.map { $0 + [0] } ?? prefix)
-        try txn.forEach(in: table, from: start, reverse: reverse) { key, value in
-            if let after, key == after { return true }
+    /// Visits the keys that start with `prefix`, in order, after `after` (exclusive) when given,
+    /// while `body` returns true.
+    public func scan(_ prefix: [UInt8], after: [UInt8]? = nil, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
+        try txn.forEach(in: table, from: after.map { $0 + [0] } ?? prefix) { key, value in
             guard key.starts(with: prefix) else { return false }
             return try body(key, value)
         }

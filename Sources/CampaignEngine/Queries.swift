@@ -30,12 +30,12 @@ extension CampaignEngine {
 
     /// Reads up to `page.limit` entries under `prefix` after the cursor, keeping those `select`
     /// turns into an item.
-    static func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page, reverse: Bool = false,
+    static func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page,
                      _ select: ([UInt8]) throws -> JSON?) throws -> (items: [JSON], next: String?) {
         var items = [JSON]()
         var last: [UInt8]?
         var more = false
-        try reader.scan(prefix, after: try decodeCursor(page.cursor), reverse: reverse) { key, _ in
+        try reader.scan(prefix, after: try decodeCursor(page.cursor)) { key, _ in
             if items.count == page.limit { more = true; return false }
             last = key
             if let item = try select(key) { items.append(item) }
