@@ -48,9 +48,9 @@ public enum CLI {
         let rest = Array(words.dropFirst())
         let handlers: [String: (String, Set<String>, Set<String>, (Arguments, any Console) async throws -> Exit)] = [
             "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
-            "apply": (ApplyCommand.help, ["data", "now", "rate-limit"], [], ApplyCommand.run),
+            "apply": (ApplyCommand.help, ["data", "now", "rate-limit", "operator-tenant"], [], ApplyCommand.run),
             "replay": (ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"], ["json"], ReplayCommand.run),
-            "verify": (VerifyCommand.help, ["data"], ["json"], VerifyCommand.run),
+            "verify": (VerifyCommand.help, ["data"], ["json", "record"], VerifyCommand.run),
             "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
             "compact": (CompactCommand.help, ["data", "to"], [], CompactCommand.run),
@@ -69,24 +69,27 @@ public enum CLI {
         } catch let error as Arguments.UsageError {
             console.err("campaign \(command): \(error.message); run campaign \(command) --help")
             return Exit.usage.rawValue
-        } catch let error as CampaignError {
-            console.err("campaign \(command): \(error.code.rawValue): \(error.message)")
-            return Exit.failure.rawValue
         } catch {
-            console.err("campaign \(command): \(error)")
+            // Every failure is a catalogue error; with --json it is also written as JSON on stdout.
+            let failure = (error as? CampaignError) ?? CampaignEngine.catalogueError(for: error)
+            console.err("campaign \(command): \(failure.code.rawValue): \(failure.message)")
+            if rest.contains("--json") { console.out(JSON.object(["error": failure.body(requestId: command)]).text) }
             return Exit.failure.rawValue
         }
     }
 
     static func dataDirectory(_ arguments: Arguments) -> String { arguments.options["data"] ?? "./campaign-data" }
 
-    /// Opens an existing store (never creates one: an auditor's typo must not make an empty store).
-    static func openStore(_ arguments: Arguments) throws -> EventStore {
+    /// Opens an existing store read-only (never creates one: an auditor's typo must not make an
+    /// empty store; and a tool that only reads works on a store it may not write).
+    static func openStore(_ arguments: Arguments, readOnly: Bool = true) throws -> EventStore {
         let path = dataDirectory(arguments)
         guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
             throw CampaignError(.resourceNotFound, "no store at \(path) (no data.mdb)")
         }
-        return try EventStore(path: path)
+        var options = StoreOptions()
+        options.readOnly = readOnly
+        return try EventStore(path: path, options: options)
     }
 
     static func openEngine(_ arguments: Arguments, configuration: EngineConfiguration = EngineConfiguration()) throws -> CampaignEngine {
@@ -115,13 +118,19 @@ public enum CLI {
 /// `campaign apply`.
 enum ApplyCommand {
     static let help = """
-        usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N]
+        usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N] [--operator-tenant NAME]
 
         Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
-        on stdout, in order. A malformed line, or one longer than 64 MiB (read in chunks, never held
-        whole), gets an INVALID_FORMAT response and the run goes on.
-        --now fixes the engine clock (system.tick moves it); --rate-limit sets the per-tenant budget
-        per 60 s window (default 1000). Exit 0 when every line was processed.
+        on stdout, in order, each as soon as its line is complete (so a host may drive it as a
+        co-process). Every line gets exactly one answer: a malformed line, a blank line, invalid
+        UTF-8, or a line longer than 64 MiB (read in chunks, never held whole) gets an
+        INVALID_FORMAT response and the run goes on. A UTF-8 byte order mark at the start of the
+        input and a CR before a newline are ignored.
+        --now fixes the engine clock; system.tick with a "now" moves it forward, never back, and
+        only an admin of the operator tenant (--operator-tenant, default "system") may send that
+        tick: it runs every tenant's due work. A tenant's admin may tick without "now", for its own
+        tenant. --rate-limit sets the per-tenant budget per 60 s window (default 1000).
+        Exit 0 when every line was processed.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
@@ -131,6 +140,7 @@ enum ApplyCommand {
             guard let date = Timestamp.parse(now) else { throw CLI.usage("--now takes an ISO 8601 time such as 2026-12-01T09:00:00Z") }
             configuration.clock = ManualClock(date)
         }
+        configuration.operatorTenant = arguments.options["operator-tenant"] ?? "system"
         if let limit = arguments.options["rate-limit"] {
             guard let value = Int(limit), value > 0 else { throw CLI.usage("--rate-limit takes a positive whole number") }
             configuration.rateLimit = value
@@ -138,6 +148,7 @@ enum ApplyCommand {
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
         let limit = configuration.jsonLimits.maximumBytes
+        var isFirstLine = true
         loop: while true {
             switch console.readLine(limit: limit) {
             case .end:
@@ -147,10 +158,19 @@ enum ApplyCommand {
                 console.out(EngineResponse.failure(
                     CampaignError(.invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit", pointer: ""),
                     requestId: WireFormat.fallbackRequestId).line)
-            case let .line(line):
-                if line.allSatisfy(\.isWhitespace) { continue }
-                console.out(await engine.handle(line: line))
+            case var .line(line):
+                if isFirstLine, line.starts(with: [0xEF, 0xBB, 0xBF]) { line.removeFirst(3) }
+                if line.last == 0x0D { line.removeLast() }
+                if line.allSatisfy({ [0x20, 0x09].contains($0) }) {
+                    // Every line gets one answer, so a co-process never waits for one that will not come.
+                    console.out(EngineResponse.failure(
+                        CampaignError(.invalidFormat, "empty line: each line must hold one JSON request", pointer: ""),
+                        requestId: WireFormat.fallbackRequestId).line)
+                } else {
+                    console.out(await engine.handle(line).line)
+                }
             }
+            isFirstLine = false
         }
         return .ok
     }
@@ -159,16 +179,19 @@ enum ApplyCommand {
 /// `campaign verify`.
 enum VerifyCommand {
     static let help = """
-        usage: campaign verify [--data DIR] [--json]
+        usage: campaign verify [--data DIR] [--json] [--record]
 
         Walks the hash chain from position 1: every position present, every record's previous hash
         equal to the hash before it, every hash equal to SHA-256(previous hash ‖ record). Prints the
         events checked, the head position and the head hash. Exit 1 with the first bad position.
+        The store is opened read-only. With --record it is opened for writing and the outcome is
+        kept: a broken chain makes engines refuse appends; an intact one lifts that refusal (the
+        operator's step after restoring or repairing a store).
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("verify takes no arguments") }
-        let store = try CLI.openStore(arguments)
+        let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
         let total = try store.head().position
         let started = Date()
@@ -222,35 +245,24 @@ enum ProjectionsCommand {
             guard let value = Int(text), value > 0 else { throw CLI.usage("--batch takes a positive whole number") }
             return value
         } ?? 20_000
+        let known = CampaignEngine.standardProjections().map(\.name)
+        let names = arguments.positionals.count == 2 ? [arguments.positionals[1]] : known
+        for name in names where !known.contains(name) {
+            throw CLI.usage("no projection named \(name); projections are \(known.joined(separator: ", "))")
+        }
+        let json = arguments.flags.contains("json")
+        if action == "status" {
+            // Read-only: status never writes, so it works on a store it may not write.
+            let store = try CLI.openStore(arguments)
+            defer { store.close() }
+            let statuses = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections()).status()
+            return status(statuses, json: json, console: console)
+        }
         let engine = try CLI.openEngine(arguments)
         defer { engine.close() }
         let runner = engine.projections
-        let names = arguments.positionals.count == 2 ? [arguments.positionals[1]] : runner.projections.map(\.name)
-        for name in names { _ = try runner.projection(named: name) }
-        let json = arguments.flags.contains("json")
 
         switch action {
-        case "status":
-            let statuses = try runner.status()
-            if json {
-                for status in statuses {
-                    var members: [String: JSON] = [
-                        "name": .string(status.name), "mode": .string(status.mode.rawValue), "version": .number(Double(status.version)),
-                        "builtVersion": .number(Double(status.builtVersion)), "checkpoint": .number(Double(status.checkpoint)),
-                        "head": .number(Double(status.head)), "lag": .number(Double(status.lag)),
-                    ]
-                    if let rebuilding = status.rebuildCheckpoint { members["rebuildCheckpoint"] = .number(Double(rebuilding)) }
-                    console.out(JSON.object(members).text)
-                }
-            } else {
-                let rows = statuses.map { s in
-                    [s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint), Format.count(s.lag),
-                     s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-"]
-                }
-                Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(console.out)
-            }
-            return .ok
-
         case "rebuild":
             for name in names {
                 let started = Date()
@@ -290,6 +302,28 @@ enum ProjectionsCommand {
             }
             return failed ? .failure : .ok
         }
+    }
+
+    /// Prints each projection's status, as a table or JSON lines.
+    static func status(_ statuses: [ProjectionStatus], json: Bool, console: any Console) -> CLI.Exit {
+        if json {
+            for status in statuses {
+                var members: [String: JSON] = [
+                    "name": .string(status.name), "mode": .string(status.mode.rawValue), "version": .number(Double(status.version)),
+                    "builtVersion": .number(Double(status.builtVersion)), "checkpoint": .number(Double(status.checkpoint)),
+                    "head": .number(Double(status.head)), "lag": .number(Double(status.lag)),
+                ]
+                if let rebuilding = status.rebuildCheckpoint { members["rebuildCheckpoint"] = .number(Double(rebuilding)) }
+                console.out(JSON.object(members).text)
+            }
+        } else {
+            let rows = statuses.map { s in
+                [s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint), Format.count(s.lag),
+                 s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-"]
+            }
+            Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(console.out)
+        }
+        return .ok
     }
 
     /// A key with its 0x00 separators shown as `/` and binary runs as hex.

@@ -20,8 +20,9 @@ public protocol Console: Sendable {
 
 /// One line read with a size limit.
 public enum LineRead: Equatable, Sendable {
-    /// A line (without its newline).
-    case line(String)
+    /// A line's bytes (without its newline), not yet decoded: the JSON parser checks the UTF-8,
+    /// so an invalid sequence is refused, never replaced with U+FFFD.
+    case line([UInt8])
     /// A line longer than the limit, skipped; its length in bytes.
     case tooLong(Int)
     /// The end of the input.
@@ -49,7 +50,7 @@ public final class LineReader: @unchecked Sendable {
             while true {
                 if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                     let length = skipped + newline
-                    let line = length > limit || skipped > 0 ? nil : String(decoding: buffer[..<newline], as: UTF8.self)
+                    let line = length > limit || skipped > 0 ? nil : Array(buffer[..<newline])
                     buffer.removeSubrange(...newline)
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
@@ -62,7 +63,7 @@ public final class LineReader: @unchecked Sendable {
                 if exhausted {
                     guard !buffer.isEmpty || skipped > 0 else { return .end }
                     let length = skipped + buffer.count
-                    let line = length > limit || skipped > 0 ? nil : String(decoding: buffer, as: UTF8.self)
+                    let line = length > limit || skipped > 0 ? nil : buffer
                     buffer.removeAll()
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
@@ -75,7 +76,16 @@ public final class LineReader: @unchecked Sendable {
 
 /// The process's standard streams.
 public struct StandardConsole: Console {
-    private let input = LineReader { FileHandle.standardInput.readData(ofLength: 1 << 16) }
+    /// `read(2)` returns as soon as any bytes are there, so a host that writes one request and
+    /// waits for its answer gets it (Foundation's `readData(ofLength:)` waits for the whole length).
+    private let input = LineReader {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Foundation.read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            if count >= 0 { return Data(chunk[..<count]) }
+            if errno != EINTR { return Data() }
+        }
+    }
 
     /// Creates the console.
     public init() {}
@@ -83,12 +93,13 @@ public struct StandardConsole: Console {
     /// Reads a bounded line from standard input, a chunk at a time.
     public func readLine(limit: Int) -> LineRead { input.next(limit: limit) }
 
-    /// Writes to standard output, unbuffered, so a pipe sees each line at once.
-    public func out(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-    /// Writes to standard error.
-    public func err(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    /// Writes to standard output, unbuffered, so a pipe sees each line at once; stored text can
+    /// never drive the terminal (``Format/printable(_:)``).
+    public func out(_ line: String) { FileHandle.standardOutput.write(Data((Format.printable(line) + "\n").utf8)) }
+    /// Writes to standard error, escaped like ``out(_:)``.
+    public func err(_ line: String) { FileHandle.standardError.write(Data((Format.printable(line) + "\n").utf8)) }
     /// Overwrites the line on standard error.
-    public func progress(_ line: String) { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8)) }
+    public func progress(_ line: String) { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + Format.printable(line)).utf8)) }
     /// `isatty(1)`.
     public var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     /// `isatty(2)`.
@@ -97,6 +108,30 @@ public struct StandardConsole: Console {
 
 /// Text helpers for tables, numbers and progress bars.
 public enum Format {
+    /// The line with every control character (C0, DEL, C1) and every bidirectional control
+    /// (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) written as `\uXXXX`: data a tenant
+    /// stored (a name, an actor) cannot move an auditor's cursor, recolour the screen or reverse
+    /// text. In a JSON line those characters only occur inside strings, where `\uXXXX` is the same
+    /// character, so machine output stays valid and means the same.
+    public static func printable(_ line: String) -> String {
+        func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+            let value = scalar.value
+            return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x061C || value == 0x200E || value == 0x200F
+                || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+        }
+        guard line.unicodeScalars.contains(where: isUnsafe) else { return line }
+        var out = String.UnicodeScalarView()
+        for scalar in line.unicodeScalars {
+            if isUnsafe(scalar) {
+                out.append(contentsOf: "\\u".unicodeScalars)
+                out.append(contentsOf: String(scalar.value, radix: 16).leftPadded(to: 4).unicodeScalars)
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
     /// Left-aligned columns under a header, two spaces apart.
     public static func table(_ header: [String], _ rows: [[String]]) -> [String] {
         var widths = header.map(\.count)
@@ -139,5 +174,11 @@ public enum Format {
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let eta = rate > 0 && total > done ? "  ETA \(Int((Double(total - done) / rate).rounded(.up)))s" : ""
         return "[\(bar)] \(Int(fraction * 100))%  \(count(done))/\(count(total)) events  \(count(Int(rate))) ev/s\(eta)"
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

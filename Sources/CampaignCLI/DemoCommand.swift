@@ -42,7 +42,7 @@ enum DemoCommand {
         demo.section("Illegal moves get catalogue errors")
         try await demo.illegalMoves(tenant: tenants[0], other: tenants.count > 1 ? tenants[1] : "globex")
         demo.section("Time passes: scheduler ticks")
-        for minutes in [30, 60, 61, 62, 90, 120] { await demo.tick(at: start + Double(minutes * 60)) }
+        for minutes in [30, 60, 61, 62, 90, 120] { try await demo.tick(at: start + Double(minutes * 60)) }
         for tenant in tenants { try await demo.finishLifecycle(tenant: tenant) }
         demo.section("A/B test in \(tenants[0])")
         try await demo.experiment(tenant: tenants[0], contacts: contactCount)
@@ -242,8 +242,8 @@ final class Demo: @unchecked Sendable {
         }
     }
 
-    func tick(at time: Date) async {
-        let report = await engine.tick(now: time)
+    func tick(at time: Date) async throws {
+        let report = try await engine.tick(now: time)
         let campaigns = report.items.filter { $0.kind == "campaign" && $0.error == nil }.count
         let posts = report.items.filter { $0.kind == "post" }.map { "\($0.tenant)/\($0.id.split(separator: "_").last ?? "")→\($0.status ?? "?")" }
         say("  tick \(Timestamp.format(time)): \(campaigns) campaign(s) activated\(posts.isEmpty ? "" : "; posts " + posts.joined(separator: ", "))")

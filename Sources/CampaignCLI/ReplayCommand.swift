@@ -68,12 +68,12 @@ enum ReplayCommand {
         if let asOf = options["as-of"] {
             guard let stream else { throw CLI.usage("--as-of needs --stream") }
             let bound = try CLI.Bound.parse(asOf, option: "as-of")
-            let engine = try CLI.openEngine(arguments)
-            defer { engine.close() }
+            let store = try CLI.openStore(arguments)
+            defer { store.close() }
             let parts = stream.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw CLI.usage("--stream must be tenant:id for --as-of") }
             let point: PointInTime = switch bound { case let .time(t): .time(t); case let .position(p): .position(p) }
-            guard let state = try engine.state(tenant: parts[0], id: parts[1], asOf: point) else {
+            guard let state = try CampaignEngine.state(in: store, tenant: parts[0], id: parts[1], asOf: point) else {
                 console.out(json ? "null" : "\(stream) did not exist as of \(asOf)")
                 return .ok
             }

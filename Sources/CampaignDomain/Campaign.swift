@@ -125,6 +125,10 @@ public enum Campaign {
                 problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name, channel or content"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
+            // An update that sets every field to what it is already changes nothing: no event.
+            let sameName = name.map { $0.trimmed == state.name } ?? true
+            let sameContent = content.map { $0.json == state.content?.json } ?? true
+            if sameName && sameContent && (channel ?? state.channel) == state.channel { return Decision(events: []) }
             var payload: [String: JSON] = ["campaignId": .string(id)]
             var decision = Decision(events: [])
             if let name {
@@ -155,7 +159,8 @@ public enum Campaign {
             return Decision(events: [DomainEvent("campaign.scheduled", ["campaignId": .string(id), "sendAt": .string(Timestamp.format(sendAt))])])
 
         case let .campaignTransition(transition, _):
-            if transition == .activate { try requireSegment(state, context: context) }
+            // Sending again needs an active segment, whether it starts (activate) or restarts (resume).
+            if transition == .activate || transition == .resume { try requireSegment(state, context: context) }
             let type: String
             switch transition {
             case .unschedule: type = "campaign.unscheduled"
@@ -231,7 +236,7 @@ public enum Campaign {
             throw CampaignError(.resourceConflict, "Cannot delete \(current) campaign; only a draft can be deleted",
                                 currentState: current, allowedStates: allowedNames)
         }
-        throw CampaignError(.resourceConflict, "Cannot \(verb) a \(current) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
+        throw CampaignError(.resourceConflict, "Cannot \(verb) \(current.withArticle) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
                             currentState: current, allowedStates: allowedNames)
     }
 
@@ -261,12 +266,7 @@ public enum Campaign {
 
     static func validateFields(name: String?, channel: String?, content: Content?) -> [FieldProblem] {
         var problems = [FieldProblem]()
-        if let name {
-            let length = name.trimmed.count
-            if length < 3 || length > 120 {
-                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 3–120 characters, not \(length)"))
-            }
-        }
+        if let name, let problem = Names.problem(name, pointer: "/payload/name") { problems.append(problem) }
         if let channel, Channel(rawValue: channel) == nil {
             problems.append(FieldProblem(field: "channel", pointer: "/payload/channel",
                                          message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))

@@ -213,7 +213,15 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
         _ verb: String, _ kind: String, from state: String, allowed: [String]
     ) -> CampaignError {
         CampaignError(
-            .resourceConflict, "Cannot \(verb) a \(state) \(kind); allowed from: \(allowed.joined(separator: ", "))",
+            .resourceConflict, "Cannot \(verb) \(state.withArticle) \(kind); allowed from: \(allowed.joined(separator: ", "))",
             currentState: state, allowedStates: allowed)
+    }
+}
+
+extension String {
+    /// The word with `a` or `an` before it, by its first letter (`an archived`, `a draft`).
+    public var withArticle: String {
+        guard let first = lowercased().first else { return self }
+        return ("aeiou".contains(first) ? "an " : "a ") + self
     }
 }

@@ -134,8 +134,19 @@ public enum Command: Sendable, Equatable {
     case experimentRecordConversion(experimentId: String, contactId: String)
     /// `experiment.declareWinner`.
     case experimentDeclareWinner(experimentId: String, variant: String, force: Bool)
-    /// `system.tick`.
-    case systemTick(now: Date)
+    /// `system.tick`: run due work at the engine clock, after moving a manual clock forward to
+    /// `now` when given (only the operator may move it; see the engine's tick).
+    case systemTick(now: Date?)
+
+    /// Whether a request may set `expectedVersion` for this command: not for commands that span
+    /// many streams (an import), commute without a version check (exposures, conversions), or
+    /// touch no stream of their own (the tick).
+    public var acceptsExpectedVersion: Bool {
+        switch self {
+        case .contactImport, .experimentRecordExposure, .experimentRecordConversion, .systemTick: return false
+        default: return true
+        }
+    }
 
     /// The most contacts one import may carry.
     public static let maximumImportSize = 100_000
@@ -334,7 +345,7 @@ public enum Command: Sendable, Equatable {
             return .experimentDeclareWinner(experimentId: try r.id("experimentId", prefix: "exp"), variant: try r.string("variant"),
                                             force: try r.optionalBool("force") ?? false)
         case "system.tick":
-            return .systemTick(now: try reader(["now"]).timestamp("now"))
+            return .systemTick(now: try reader(["now"]).optionalTimestamp("now"))
         default:
             if name.hasPrefix("campaign."), let transition = CampaignTransition(rawValue: String(name.dropFirst("campaign.".count))) {
                 return .campaignTransition(transition, campaignId: try reader(["campaignId"]).id("campaignId", prefix: "cmp"))
@@ -358,9 +369,9 @@ public enum Command: Sendable, Equatable {
         for (index, item) in items.enumerated() {
             let v = try FieldReader(item, at: FieldReader.pointer(pointer, index), allowed: ["key", "weight", "content"])
             let weight = try v.required("weight")
-            guard let whole = weight.integerValue, (0...100).contains(whole) else {
-                throw CampaignError(.invalidFormat, "weight must be a whole number from 0 to 100", param: "weight", pointer: v.pointer("weight"))
-            }
+            guard let number = weight.numberValue else { throw v.wrongType("weight", "a number", weight) }
+            // Any number decodes; its range is a validation rule, reported with the other problems.
+            let whole = number.rounded() == number && abs(number) <= 1e9 ? Int(number) : Variant.invalidWeight
             variants.append(Variant(key: try v.string("key"), weight: whole,
                                     content: try v.optional("content").map { (json) throws(CampaignError) in try Content.decode(json, at: v.pointer("content")) }))
         }

@@ -15,9 +15,13 @@ public enum TenantSchema {
             problems.append(FieldProblem(field: "type", pointer: "/payload/type", message: "type must be one of \(types.joined(separator: ", "))"))
         }
         if type == "enum" {
-            let list = values ?? []
-            if list.isEmpty || list.count > 100 || Set(list).count != list.count || list.contains(where: { $0.isEmpty || $0.count > 100 }) {
-                problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "an enum needs 1–100 distinct, non-empty values"))
+            if let list = values {
+                if list.isEmpty || list.count > 100 || Set(list).count != list.count || list.contains(where: { $0.isEmpty || $0.count > 100 }) {
+                    problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "an enum needs 1–100 distinct, non-empty values"))
+                }
+            } else {
+                // The pointer names a value that exists: the payload, which lacks `values`.
+                problems.append(FieldProblem(field: "values", pointer: "/payload", message: "values is required for an enum field (1–100 distinct values)"))
             }
         } else if values != nil {
             problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "values is only for enum fields"))

@@ -131,10 +131,3 @@ public struct DecisionContext: Sendable {
         self.salt = salt
     }
 }
-
-extension String {
-    /// A name compared the way users expect: trimmed, inner white space collapsed, case folded.
-    var normalizedName: String {
-        split(whereSeparator: \.isWhitespace).joined(separator: " ").lowercased()
-    }
-}

@@ -10,6 +10,10 @@ public struct Variant: Sendable, Equatable {
     /// The content this variant sends, if it differs.
     public var content: Content?
 
+    /// The weight a decoded variant carries when the request's number is not a whole number
+    /// (a fraction, or beyond ±10⁹): out of every valid range, so validation reports it.
+    public static let invalidWeight = Int.min
+
     /// Creates a variant.
     public init(key: String, weight: Int, content: Content? = nil) {
         self.key = key
@@ -134,8 +138,8 @@ public enum Experiment {
                 problems.append(FieldProblem(field: "variants.weight", pointer: "/payload/variants/\(index)/weight", message: "weight must be a whole number from 1 to 99"))
             }
         }
-        let total = variants.reduce(0) { $0 + $1.weight }
-        if total != 100 {
+        // The sum says something only when every weight is in range.
+        if variants.allSatisfy({ (1...99).contains($0.weight) }), case let total = variants.reduce(0, { $0 + $1.weight }), total != 100 {
             problems.append(FieldProblem(field: "variants", pointer: "/payload/variants", message: "weights must sum to 100, not \(total)"))
         }
         return problems
@@ -166,9 +170,7 @@ public enum Experiment {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
             }
             var problems = variantProblems(variants)
-            if !(1...120).contains(name.trimmed.count) {
-                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters"))
-            }
+            if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [DomainEvent("experiment.created", [
                 "experimentId": .string(experimentId), "campaignId": .string(campaign.id), "name": .string(name.trimmed),
@@ -188,9 +190,7 @@ public enum Experiment {
         switch command {
         case let .experimentUpdate(_, name, variants):
             var problems = variants.map(variantProblems) ?? []
-            if let name, !(1...120).contains(name.trimmed.count) {
-                problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters"))
-            }
+            if let name, let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
             if name == nil && variants == nil {
                 problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
             }

@@ -144,10 +144,7 @@ public enum Segment {
     }
 
     private static func validateName(_ name: String) throws(CampaignError) {
-        let length = name.trimmed.count
-        guard (1...120).contains(length) else {
-            throw CampaignError.validation([FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–120 characters, not \(length)")])
-        }
+        if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { throw .validation([problem]) }
     }
 
     private static func reservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {

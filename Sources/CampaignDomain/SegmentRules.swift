@@ -65,11 +65,15 @@ public indirect enum SegmentRule: Sendable, Equatable {
         if let extra = members.keys.filter({ !["field", "operator", "value"].contains($0) }).sorted().first {
             throw invalid("unknown key \"\(extra)\" in a condition", FieldReader.pointer(pointer, extra))
         }
+        // A pointer names a value that exists: the member when it is there (of the wrong type),
+        // else the condition that lacks it.
+        func memberPointer(_ key: String) -> String { members[key] == nil ? pointer : FieldReader.pointer(pointer, key) }
         guard let field = members["field"]?.stringValue else {
-            throw invalid("a condition needs a string \"field\"", FieldReader.pointer(pointer, "field"))
+            throw invalid(members["field"] == nil ? "the condition has no \"field\"" : "\"field\" must be a string", memberPointer("field"))
         }
         guard let op = members["operator"]?.stringValue else {
-            throw invalid("a condition needs a string \"operator\"", FieldReader.pointer(pointer, "operator"))
+            throw invalid(members["operator"] == nil ? "the condition has no \"operator\"" : "\"operator\" must be a string",
+                          memberPointer("operator"))
         }
         guard let type = schema.fields[field] else {
             throw CampaignError(.unknownField, "field \(field) is not in this tenant's contact schema",
@@ -82,7 +86,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
                 param: op, pointer: FieldReader.pointer(pointer, "operator"))
         }
         let value = members["value"]
-        let valuePointer = FieldReader.pointer(pointer, "value")
+        let valuePointer = memberPointer("value")
         if let message = valueProblem(type: type, operator: op, value: value) {
             throw invalid(message, valuePointer)
         }
@@ -94,7 +98,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
         if op == "exists" || op == "not_exists" {
             return value == nil ? nil : "\(op) takes no value"
         }
-        guard let value else { return "\(op) needs a value" }
+        guard let value else { return "the condition has no \"value\"; \(op) needs one" }
         func isDate(_ json: JSON) -> Bool { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } != nil }
         func isScalar(_ json: JSON) -> Bool {
             switch type {

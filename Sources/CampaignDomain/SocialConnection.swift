@@ -126,18 +126,6 @@ public struct ConnectionState: Sendable, Equatable {
 
 /// The social connection aggregate.
 public enum SocialConnection {
-    /// A credential reference is a URI naming where the host keeps the secret (`vault://…`,
-    /// `secretsmanager://…`, `env://…`): a scheme, `://`, then 1–240 printable characters. A bare
-    /// token does not fit the shape, so it is refused instead of stored.
-    public static func isCredentialReference(_ value: String) -> Bool {
-        guard let range = value.range(of: "://") else { return false }
-        let scheme = value[..<range.lowerBound], rest = value[range.upperBound...]
-        guard let first = scheme.unicodeScalars.first, ("a"..."z").contains(first), scheme.count <= 32,
-              scheme.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0) })
-        else { return false }
-        return (1...240).contains(rest.count) && rest.unicodeScalars.allSatisfy { (33...126).contains($0.value) }
-    }
-
     /// The unique key of an account in a tenant.
     public static func accountKey(tenant: String, platform: String, accountId: String) -> String {
         "social-account/\(tenant)/\(platform)/\(SHA256.hash(Array(accountId.utf8)).hexString)"
@@ -197,9 +185,8 @@ public enum SocialConnection {
 
     private static func credentialProblems(_ credentialRef: String, expiresAt: Date, now: Date) -> [FieldProblem] {
         var problems = [FieldProblem]()
-        if !isCredentialReference(credentialRef) {
-            problems.append(FieldProblem(field: "credentialRef", pointer: "/payload/credentialRef",
-                                         message: "credentialRef must be a reference such as vault://path/to/secret, never a token"))
+        if let problem = CredentialReference.problem(credentialRef) {
+            problems.append(FieldProblem(field: "credentialRef", pointer: "/payload/credentialRef", message: problem))
         }
         if expiresAt <= now {
             problems.append(FieldProblem(field: "expiresAt", pointer: "/payload/expiresAt", message: "expiresAt must be in the future"))

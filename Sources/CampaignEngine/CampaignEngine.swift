@@ -28,6 +28,12 @@ public struct EngineConfiguration: Sendable {
     /// Aggregates kept in memory between commands (0 turns the cache off). A cached state is only
     /// a starting point: every load still reads the stream's events after the cached version.
     public var aggregateCacheCapacity: Int
+    /// The tenant whose admins are the engine's operator on the wire: only they may send
+    /// `system.tick` with a `now` that moves the shared clock, and their tick runs every tenant's
+    /// due work. Nil (the default): nobody moves the clock over the wire; the host calls
+    /// ``CampaignEngine/tick(now:tenant:requestId:)``. A tenant's own admin always may tick, at the
+    /// current clock, for that tenant only.
+    public var operatorTenant: String?
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
@@ -166,9 +172,18 @@ public final class CampaignEngine: Sendable {
         var unversioned = false
         /// The snapshot to store when the first stream crosses the policy's interval.
         var snapshot: SnapshotPlan?
+        /// Set for a command that goes on after this commit (a publish): the idempotency record
+        /// stores a pending marker with this version (the stream's before the command), not the
+        /// response, and the final answer replaces it.
+        var pendingFrom: UInt64?
     }
 
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
+        if request.expectedVersion != nil, !command.acceptsExpectedVersion {
+            throw CampaignError(
+                .invalidField, "expectedVersion does not apply to \(command.name), which spans many streams or commutes; leave it out",
+                param: "expectedVersion", pointer: "/expectedVersion")
+        }
         var idempotency: IdempotencyClaim?
         if let key = request.idempotencyKey {
             let scoped = principal.tenant + "\u{0}" + key
@@ -176,17 +191,20 @@ public final class CampaignEngine: Sendable {
                 "command": .string(command.name), "payload": command.payload, "subject": .string(principal.subject),
                 "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
             ]).bytes)
+            let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
             do {
                 if let stored = try store.idempotentResult(key: scoped, fingerprint: fingerprint) {
-                    return (200, CampaignEngine.storedData(stored))
+                    return try await replay(StoredAnswer(bytes: stored), command: command, request: request, principal: principal, claim: claim)
                 }
             } catch EventStoreError.idempotencyKeyReused {
                 throw CampaignError(.resourceConflict, "idempotency key \(key) was used with a different request", param: "idempotencyKey", pointer: "/idempotencyKey")
             }
-            idempotency = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
+            idempotency = claim
         }
         if case let .systemTick(requested) = command {
-            return (200, await tick(now: requested, requestId: request.requestId).json(for: principal.tenant))
+            let data = try await wireTick(requested, principal: principal, requestId: request.requestId)
+            if let idempotency { try await recordFinal(.success(status: 200, data: data), for: idempotency) }
+            return (200, data)
         }
         let command = assignIds(command)
         // Commands on one aggregate take turns in this process (see KeyedLock).
@@ -203,18 +221,19 @@ public final class CampaignEngine: Sendable {
             } catch let answer as NoChange {
                 return (answer.status, answer.data)
             }
-            guard let plan = planned else {
+            guard var plan = planned else {
                 return (200, try noChangeData(command, principal: principal))
             }
+            if case .postPublish = command { plan.pendingFrom = plan.streams.first?.loadedVersion }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned, first.loadedVersion != expected {
                 throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
             }
             do {
                 let result = try await commit(plan, request: request, principal: principal, now: now, idempotency: idempotency)
-                if case let .postPublish(postId) = command, result.0 == 201 {
-                    // The attempt runs after the command committed, outside its transaction.
-                    let state = try await publishDue(tenant: principal.tenant, postId: postId, as: principal, request: request)
-                    if let state { return try publishAnswer(state, streamId: CampaignEngine.streamId(principal.tenant, postId)) }
+                if case let .postPublish(postId) = command, result.0 == 201, let from = plan.pendingFrom {
+                    // The attempts run after the command committed, outside its transaction; the
+                    // idempotency record holds a pending marker until the outcome replaces it.
+                    return try await finishPublish(postId, fromVersion: from, request: request, principal: principal, idempotency: idempotency)
                 }
                 return result
             } catch let answer as NoChange {
@@ -254,7 +273,12 @@ public final class CampaignEngine: Sendable {
         var claim = idempotency
         let respond = plan.respond
         let status = plan.status
-        claim?.result = { receipt in JSON.object(["status": .number(Double(status)), "data": respond(receipt)]).bytes }
+        if let from = plan.pendingFrom {
+            let pending = StoredAnswer.pending(fromVersion: from).bytes
+            claim?.result = { _ in pending }
+        } else {
+            claim?.result = { receipt in StoredAnswer.success(status: status, data: respond(receipt)).bytes }
+        }
         let afterAppend = plan.afterAppend
         let projections = self.projections
         let snapshots = self.snapshots
@@ -277,7 +301,13 @@ public final class CampaignEngine: Sendable {
         do {
             switch try await store.append(appendRequest) {
             case let .appended(receipt): return (status, respond(receipt))
-            case let .replayed(stored): return (200, CampaignEngine.storedData(stored))
+            case let .replayed(stored):
+                // Another request with the same key committed first (a concurrent retry).
+                guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
+                    throw CampaignError(.resourceConflict, "a request with this idempotency key is still under way; retry it",
+                                        param: "idempotencyKey", pointer: "/idempotencyKey", retryable: true)
+                }
+                return (200, data)
             }
         } catch let EventStoreError.uniqueValueTaken(key, _) {
             let reservation = plan.decision.reservations.first { $0.key == key }
@@ -294,19 +324,29 @@ public final class CampaignEngine: Sendable {
                       pointer: "/expectedVersion", currentVersion: current, expectedVersion: expected)
     }
 
-    static func storedData(_ bytes: [UInt8]) -> JSON {
-        (try? JSON.parse(bytes))?["data"] ?? .null
+    /// The catalogue error for any error an engine, its store or a tool may throw.
+    public static func catalogueError(for error: any Error) -> CampaignError {
+        (error as? CampaignError) ?? map(error)
     }
 
-    /// Storage failures are `SERVICE_UNAVAILABLE` (retryable); anything unexpected is `INTERNAL_ERROR`.
+    /// Storage errors by their class (``EventStoreError``): full or unavailable storage is
+    /// `SERVICE_UNAVAILABLE`, retryable; a store that refuses writes until an operator acts (or
+    /// one opened read-only) is `SERVICE_UNAVAILABLE`, not retryable; damage is `INTERNAL_ERROR`,
+    /// not retryable; anything unexpected is `INTERNAL_ERROR`.
     static func map(_ error: Error) -> CampaignError {
-        if let error = error as? EventStoreError {
-            if error.isStorageUnavailable {
-                return CampaignError(.serviceUnavailable, "storage is unavailable: \(error)", retryable: true)
-            }
+        guard let error = error as? EventStoreError else {
+            return CampaignError(.internalError, "unexpected error: \(error)")
+        }
+        switch error {
+        case .storageFull, .storage, .closed:
+            return CampaignError(.serviceUnavailable, "storage is unavailable: \(error)", retryable: true)
+        case .writesRefused, .readOnly:
+            return CampaignError(.serviceUnavailable, "\(error); an operator must act (see campaign verify)", retryable: false)
+        case .corrupted:
+            return CampaignError(.internalError, "\(error); writes are refused until campaign verify passes", retryable: false)
+        default:
             return CampaignError(.internalError, "storage error: \(error)")
         }
-        return CampaignError(.internalError, "unexpected error: \(error)")
     }
 
     /// Fills in ids the client left out, so the stream id is known before deciding.

@@ -28,8 +28,19 @@ public final class ManualClock: EngineClock, @unchecked Sendable {
     /// The clock's time.
     public func now() -> Date { lock.withLock { current } }
 
-    /// Sets the time (it may move backwards only if the caller wants it to).
+    /// Sets the time (it may move backwards only if the caller wants it to; the engine's tick
+    /// uses ``moveForward(to:)``).
     public func set(_ date: Date) { lock.withLock { current = date } }
+
+    /// Moves the time to `date` unless that is earlier than now; returns the time before.
+    /// - Returns: nil, with the clock unchanged, when `date` is earlier.
+    public func moveForward(to date: Date) -> Date? {
+        lock.withLock {
+            guard date >= current else { return nil }
+            defer { current = date }
+            return current
+        }
+    }
 
     /// Moves the time forward by `seconds`.
     public func advance(by seconds: TimeInterval) { lock.withLock { current += seconds } }

@@ -40,7 +40,9 @@ extension CampaignEngine {
     }
 
     /// Folds a stream without snapshots, stopping after `asOf` (a position or a time).
-    func fold<State>(_ streamId: String, asOf: PointInTime, _ evolve: (State?, EventRecord) -> State?) throws -> State? {
+    static func fold<State>(
+        _ streamId: String, in store: EventStore, asOf: PointInTime, _ evolve: (State?, EventRecord) -> State?
+    ) throws -> State? {
         var state: State?
         try store.forEachEvent(inStream: streamId) { event in
             switch asOf {
@@ -166,11 +168,22 @@ extension CampaignEngine {
         switch command {
         case let .contactUpsert(input):
             let (_, version, _) = try loadContact(principal.tenant, input.contactId)
-            return .object(["contactId": .string(input.contactId), "streamId": .string(CampaignEngine.streamId(principal.tenant, input.contactId)),
-                            "version": .number(Double(version)), "events": .array([]), "changed": .bool(false)])
+            return CampaignEngine.unchangedData(streamId: CampaignEngine.streamId(principal.tenant, input.contactId), version: version,
+                                                ["contactId": .string(input.contactId)])
         default:
             return .object(["events": .array([]), "changed": .bool(false)])
         }
+    }
+
+    /// `{streamId, version, events: [], changed: false}` plus `extra`: the answer of a command
+    /// that wrote nothing, with the stream as it stands.
+    static func unchangedData(streamId: String, version: UInt64, _ extra: [String: JSON]) -> JSON {
+        var members = extra
+        members["streamId"] = .string(streamId)
+        members["version"] = .number(Double(version))
+        members["events"] = .array([])
+        members["changed"] = .bool(false)
+        return .object(members)
     }
 
     private func planCampaign(_ command: Command, tenant: String, now: Date) throws -> Plan {
@@ -181,7 +194,7 @@ extension CampaignEngine {
         switch command {
         case let .campaignCreate(_, _, _, segmentId?, _, _), let .campaignAttachSegment(_, segmentId):
             segmentIds.insert(segmentId)
-        case .campaignSchedule, .campaignTransition(.activate, _):
+        case .campaignSchedule, .campaignTransition(.activate, _), .campaignTransition(.resume, _):
             if let segmentId = state?.segmentId { segmentIds.insert(segmentId) }
         default: break
         }
@@ -194,6 +207,10 @@ extension CampaignEngine {
             preconditions.append(CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
         }
         let decision = try Campaign.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        guard !decision.events.isEmpty else {
+            throw NoChange(status: 200, data: CampaignEngine.unchangedData(
+                streamId: streamId, version: version, ["campaignId": .string(campaignId), "campaign": state?.json ?? .null]))
+        }
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, Campaign.evolve)
         var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,

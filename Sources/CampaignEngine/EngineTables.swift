@@ -6,8 +6,10 @@ import Foundation
 /// The engine's tables that are not read models (those are projections, rebuilt from the log):
 /// - `contact-values` (``PersonalData``): the personal data that events only commit to; written
 ///   with the contact's events, deleted on erasure.
-/// - `publish-rate`: platform ‖ 0 ‖ accountId ‖ 0 ‖ window start (s, u64) → attempts (u64), each
-///   account's publish budget, counted in the transaction that records an attempt.
+/// - `publish-rate`: tenant ‖ 0 ‖ platform ‖ 0 ‖ accountId ‖ 0 ‖ window start (s, u64) → attempts
+///   (u64), each tenant's publish budget for an account, counted in the transaction that records
+///   an attempt. Per tenant, so one tenant can neither spend another's budget nor learn that it
+///   uses the same account id; the platform's own 429 stays the authority on the real shared limit.
 struct EngineTables: Sendable {
     let personalData: Table
     let publishRate: Table
@@ -25,8 +27,8 @@ struct EngineTables: Sendable {
         try PersonalData.write(change, tenant: tenant, table: personalData, in: txn)
     }
 
-    static func rateKey(platform: String, accountId: String, windowStart: UInt64) -> [UInt8] {
-        Key.make([platform, accountId]) + [0] + Key.u64(windowStart)
+    static func rateKey(tenant: String, platform: String, accountId: String, windowStart: UInt64) -> [UInt8] {
+        Key.make([tenant, platform, accountId]) + [0] + Key.u64(windowStart)
     }
 
     func publishCount(_ key: [UInt8], in txn: ReadTransaction) throws -> UInt64 {

@@ -62,7 +62,7 @@ extension CampaignEngine {
             }
             let window = UInt64(rules.publishWindow)
             let windowStart = UInt64(max(0, now.timeIntervalSince1970)) / window * window
-            let rateKey = EngineTables.rateKey(platform: connection.platform, accountId: connection.accountId, windowStart: windowStart)
+            let rateKey = EngineTables.rateKey(tenant: tenant, platform: connection.platform, accountId: connection.accountId, windowStart: windowStart)
             let tables = self.tables
             let limit = UInt64(rules.publishLimit)
             var attempt = 0
@@ -99,7 +99,8 @@ extension CampaignEngine {
     /// on its way; otherwise the first failed target's code (`CONTENT_REJECTED`,
     /// `PUBLISHING_FAILED`, `CONNECTION_EXPIRED`) with every target in `details`, or
     /// `RATE_LIMIT_EXCEEDED` with `retryAfter` when a target waits for a rate limit.
-    func publishAnswer(_ state: PostState, streamId: String) throws -> (Int, JSON) {
+    /// - Parameter since: the post's version before the request, so `events` lists what it wrote.
+    func publishAnswer(_ state: PostState, streamId: String, since: UInt64? = nil) throws -> (Int, JSON) {
         let now = configuration.clock.now()
         let details = state.targets.map {
             FieldProblem(field: $0.connectionId, pointer: "/payload/postId", message: "\($0.status)\($0.message.map { ": \($0)" } ?? "")")
@@ -116,7 +117,16 @@ extension CampaignEngine {
                                 details: details, retryAfter: retryAfter, retryable: true,
                                 rateLimit: RateLimitState(limit: limit, remaining: 0, reset: retryAt, retryAfter: retryAfter))
         }
-        return (201, .object(["postId": .string(state.id), "streamId": .string(streamId), "version": .number(Double(state.version)), "post": state.json]))
+        var events = [JSON]()
+        if let since {
+            try store.forEachEvent(inStream: streamId, from: since + 1) { event in
+                events.append(.object(["type": .string(event.type), "position": .number(Double(event.position)),
+                                       "streamId": .string(event.streamId)]))
+                return true
+            }
+        }
+        return (201, .object(["postId": .string(state.id), "streamId": .string(streamId), "version": .number(Double(state.version)),
+                              "post": state.json, "events": .array(events)]))
     }
 
     static func tenant(ofStream streamId: String) -> String {

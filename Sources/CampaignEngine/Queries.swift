@@ -198,14 +198,22 @@ extension CampaignEngine {
     ///   - id: the resource id; its prefix (`cmp_`, `seg_`, `ctc_`, `con_`, `pst_`, `exp_`) says the kind.
     /// - Returns: nil when the resource did not exist then.
     public func state(tenant: String, id: String, asOf: PointInTime) throws -> JSON? {
+        try CampaignEngine.state(in: store, tenant: tenant, id: id, asOf: asOf)
+    }
+
+    /// ``state(tenant:id:asOf:)`` read straight from a store (one opened read-only will do).
+    public static func state(in store: EventStore, tenant: String, id: String, asOf: PointInTime) throws -> JSON? {
         let streamId = CampaignEngine.streamId(tenant, id)
+        func fold<State>(_ evolve: (State?, EventRecord) -> State?) throws -> State? {
+            try CampaignEngine.fold(streamId, in: store, asOf: asOf, evolve)
+        }
         switch id.prefix(4) {
-        case "cmp_": return try (fold(streamId, asOf: asOf, Campaign.evolve) as CampaignState?)?.json
-        case "seg_": return try (fold(streamId, asOf: asOf, Segment.evolve) as SegmentState?)?.json
-        case "ctc_": return try (fold(streamId, asOf: asOf, Contact.evolve) as ContactState?)?.snapshot
-        case "con_": return try (fold(streamId, asOf: asOf, SocialConnection.evolve) as ConnectionState?)?.snapshot
-        case "pst_": return try (fold(streamId, asOf: asOf, Post.evolve) as PostState?)?.json
-        case "exp_": return try (fold(streamId, asOf: asOf, Experiment.evolve) as ExperimentState?)?.json
+        case "cmp_": return try (fold(Campaign.evolve) as CampaignState?)?.json
+        case "seg_": return try (fold(Segment.evolve) as SegmentState?)?.json
+        case "ctc_": return try (fold(Contact.evolve) as ContactState?)?.snapshot
+        case "con_": return try (fold(SocialConnection.evolve) as ConnectionState?)?.snapshot
+        case "pst_": return try (fold(Post.evolve) as PostState?)?.json
+        case "exp_": return try (fold(Experiment.evolve) as ExperimentState?)?.json
         default: return nil
         }
     }

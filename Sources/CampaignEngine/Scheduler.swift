@@ -27,19 +27,21 @@ public struct TickReport: Sendable, Equatable {
     /// Campaigns activated.
     public var activated: [Item] { items.filter { $0.kind == "campaign" && $0.error == nil } }
 
-    /// The wire data for a tick requested by `tenant`: only that tenant's items are listed.
-    func json(for tenant: String) -> JSON {
-        let mine = items.filter { $0.tenant == tenant }
+    /// The wire data of a tick. For a tenant's tick the items are that tenant's, named by id;
+    /// for the operator's (`tenant` nil) they are every tenant's, named by stream id (`tenant:id`).
+    func json(for tenant: String?, requestId: String) -> JSON {
+        let mine = items.filter { tenant == nil || $0.tenant == tenant }
+        func name(_ item: Item) -> JSON { .string(tenant == nil ? item.tenant + ":" + item.id : item.id) }
         return .object([
             "now": .string(Timestamp.format(now)),
-            "activated": .array(mine.filter { $0.kind == "campaign" && $0.error == nil }.map { .string($0.id) }),
+            "activated": .array(mine.filter { $0.kind == "campaign" && $0.error == nil }.map(name)),
             "posts": .array(mine.filter { $0.kind == "post" }.map { item in
-                var members: [String: JSON] = ["postId": .string(item.id), "status": .string(item.status ?? "")]
-                if let error = item.error { members["error"] = error.body(requestId: "") }
+                var members: [String: JSON] = ["postId": name(item), "status": .string(item.status ?? "")]
+                if let error = item.error { members["error"] = error.body(requestId: requestId) }
                 return .object(members)
             }),
             "failed": .array(mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
-                .object(["campaignId": .string(item.id), "error": item.error!.body(requestId: "")])
+                .object(["campaignId": name(item), "error": item.error!.body(requestId: requestId)])
             }),
         ])
     }
@@ -51,17 +53,35 @@ extension CampaignEngine {
     /// without an outcome. Due work is found through time indexes (`campaign-schedule`,
     /// `post-schedule`), so a tick with nothing due reads one key of each however much waits.
     ///
-    /// With a ``ManualClock``, `now` moves the clock first; with the system clock, `now` is
-    /// ignored (a tick may not run the future early).
-    public func tick(now requested: Date? = nil, requestId: String = "tick") async -> TickReport {
-        if let requested, let manual = configuration.clock as? ManualClock { manual.set(requested) }
+    /// The clock never moves backwards. With a ``ManualClock``, `now` moves it forward first;
+    /// with any other clock `now` may only be the current time (a tick may not run the future early).
+    /// - Parameters:
+    ///   - now: the time to move a manual clock to; nil runs at the current time.
+    ///   - tenant: run only this tenant's due work; nil runs every tenant's.
+    /// - Throws: `INVALID_SCHEDULE` for a `now` before the clock (or a system clock moved), and
+    ///   a storage error when the due work cannot be read: a failed tick says so.
+    public func tick(now requested: Date? = nil, tenant: String? = nil, requestId: String = "tick") async throws -> TickReport {
+        if let requested {
+            let current = configuration.clock.now()
+            let moved = (configuration.clock as? ManualClock)?.moveForward(to: requested) != nil
+            if !moved && requested != current {
+                let problem = requested < current
+                    ? "the clock never moves backwards: now \(Timestamp.format(requested)) is before the engine clock \(Timestamp.format(current))"
+                    : "the engine runs on the system clock, which a tick cannot move; leave out now"
+                throw CampaignError(.invalidSchedule, problem, param: "now", pointer: "/payload/now")
+            }
+        }
         let now = configuration.clock.now()
         var report = TickReport(now: now, items: [])
         let projections = self.projections
-        guard let (campaigns, posts) = try? store.read({ txn in
+        var (campaigns, posts) = try store.read { txn in
             (try projections.read("schedule-index", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) },
              try projections.read("publishing-queue", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) })
-        }) else { return report }
+        }
+        if let tenant {
+            campaigns.removeAll { $0.tenant != tenant }
+            posts.removeAll { $0.tenant != tenant }
+        }
 
         for work in campaigns {
             let system = CampaignEngine.scheduler(work.tenant)
@@ -92,6 +112,22 @@ extension CampaignEngine {
             report.items.append(item)
         }
         return report
+    }
+
+    /// `system.tick` on the wire. The operator (a principal of ``EngineConfiguration/operatorTenant``)
+    /// may move the shared clock and runs every tenant's due work; any other tenant's admin runs
+    /// its own tenant's due work at the current clock, and may not move it: the clock is shared,
+    /// so moving it would activate other tenants' campaigns and expire their tokens.
+    func wireTick(_ requested: Date?, principal: Principal, requestId: String) async throws -> JSON {
+        let isOperator = configuration.operatorTenant == principal.tenant
+        if !isOperator, let requested, requested != configuration.clock.now() {
+            let who = configuration.operatorTenant.map { "the operator (tenant \($0))" } ?? "the host"
+            throw CampaignError(
+                .forbidden, "only \(who) moves the shared clock; a tenant's tick runs at the engine clock, so leave out now",
+                param: "now", pointer: "/payload/now")
+        }
+        let report = try await tick(now: requested, tenant: isOperator ? nil : principal.tenant, requestId: requestId)
+        return report.json(for: isOperator ? nil : principal.tenant, requestId: requestId)
     }
 
     static func scheduler(_ tenant: String) -> Principal {

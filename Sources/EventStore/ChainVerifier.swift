@@ -25,6 +25,9 @@ extension EventStore {
     ///
     /// Pages of `pageSize` records are read in separate read transactions, so memory is bounded
     /// and writers are not held back.
+    ///
+    /// On a writable store the outcome is recorded: a broken chain refuses appends from then on
+    /// (``writesRefused``, kept across restarts), and an intact one lifts an earlier refusal.
     /// - Parameter progress: called after each page with the records checked so far.
     public func verifyChain(pageSize: Int = 8_192, progress: ((UInt64) -> Void)? = nil) throws -> ChainReport {
         var expectedPosition: UInt64 = 1
@@ -61,8 +64,10 @@ extension EventStore {
         }
         let head = try head()
         guard let failure, case let .corruptRecord(position, reason) = failure else {
+            acceptWrites()
             return ChainReport(eventsChecked: checked, headPosition: head.position, headHash: head.hash)
         }
+        refuseWrites("the hash chain is broken at position \(position): \(reason)")
         return ChainReport(
             eventsChecked: checked, headPosition: head.position, headHash: head.hash,
             firstBadPosition: position, problem: reason)

@@ -12,6 +12,9 @@ public struct StoreOptions: Sendable {
     public var maximumBatchSize: Int
     /// LMDB reader slots (concurrent read transactions across all processes).
     public var maximumReaders: Int
+    /// Opens the environment with `MDB_RDONLY`: nothing is created or written, so a read-only
+    /// tool works on a store it may not write (appends throw ``EventStoreError/readOnly``).
+    public var readOnly = false
 
     /// Defaults suited to a host service: a 64 MiB starting map, growing up to 1 TiB.
     public init(
@@ -45,12 +48,28 @@ final class Environment: @unchecked Sendable {
     private static let openPathsLock = NSLock()
     nonisolated(unsafe) private static var openPaths = Set<String>()
 
+    let readOnly: Bool
+
     init(path: String, options: StoreOptions) throws {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         let standardPath = url.path
         self.path = standardPath
         self.maximumMapSize = options.maximumMapSize
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        self.readOnly = options.readOnly
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: standardPath, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw EventStoreError.cannotOpen(path: standardPath, reason: "it is a file, not a directory") }
+            guard options.readOnly || FileManager.default.isWritableFile(atPath: standardPath) else {
+                throw EventStoreError.cannotOpen(path: standardPath, reason: "the directory is not writable")
+            }
+        } else {
+            guard !options.readOnly else { throw EventStoreError.cannotOpen(path: standardPath, reason: "no such directory") }
+            do {
+                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            } catch {
+                throw EventStoreError.cannotOpen(path: standardPath, reason: "the directory cannot be created (\((error as NSError).localizedDescription))")
+            }
+        }
 
         try Environment.openPathsLock.withLock {
             guard !Environment.openPaths.contains(standardPath) else { throw EventStoreError.alreadyOpen(path: standardPath) }
@@ -58,16 +77,17 @@ final class Environment: @unchecked Sendable {
         }
         var created: OpaquePointer?
         do {
-            try LMDB.check(mdb_env_create(&created), "mdb_env_create")
-            try LMDB.check(mdb_env_set_maxdbs(created, 256), "mdb_env_set_maxdbs")
-            try LMDB.check(mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
+            try LMDB.checkOpening(mdb_env_create(&created), "mdb_env_create")
+            try LMDB.checkOpening(mdb_env_set_maxdbs(created, 256), "mdb_env_set_maxdbs")
+            try LMDB.checkOpening(mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
             let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
             let initial = max(options.initialMapSize / pageSize, 16) * pageSize
-            try LMDB.check(mdb_env_set_mapsize(created, initial), "mdb_env_set_mapsize")
+            try LMDB.checkOpening(mdb_env_set_mapsize(created, initial), "mdb_env_set_mapsize")
             // MDB_NOTLS: read transactions are not tied to threads, because Swift tasks hop threads.
-            try LMDB.check(mdb_env_open(created, standardPath, UInt32(MDB_NOTLS), 0o644), "mdb_env_open \(standardPath)")
+            let flags = UInt32(MDB_NOTLS) | (options.readOnly ? UInt32(MDB_RDONLY) : 0)
+            try LMDB.checkOpening(mdb_env_open(created, standardPath, flags, 0o644), "mdb_env_open \(standardPath)")
             var info = MDB_envinfo()
-            try LMDB.check(mdb_env_info(created, &info), "mdb_env_info")
+            try LMDB.checkOpening(mdb_env_info(created, &info), "mdb_env_info")
             mapSize = info.me_mapsize
         } catch {
             if let created { mdb_env_close(created) }
@@ -90,17 +110,45 @@ final class Environment: @unchecked Sendable {
         if env != nil { close() }
     }
 
-    /// Opens (creating if needed) a named database and remembers its handle.
-    func table(named name: String) throws -> MDB_dbi {
+    /// Opens (creating if needed) a named database and remembers its handle. In a read-only
+    /// environment nothing is created: a table that does not exist yet is nil.
+    func table(named name: String) throws -> MDB_dbi? {
         if let dbi = tableLock.withLock({ tables[name] }) { return dbi }
-        // A handle opened in a write transaction becomes usable by all once that transaction commits.
-        let dbi: MDB_dbi = try write { txn in
+        let dbi: MDB_dbi?
+        if readOnly {
+            dbi = try openExistingTable(name)
+        } else {
+            // A handle opened in a write transaction becomes usable by all once that transaction commits.
+            dbi = try write { txn in
+                var dbi = MDB_dbi()
+                try LMDB.check(mdb_dbi_open(txn.pointer, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open \(name)")
+                return dbi
+            }
+        }
+        if let dbi { tableLock.withLock { tables[name] = dbi } }
+        return dbi
+    }
+
+    /// Opens a table that must already exist, in a read transaction that is committed (not
+    /// aborted), which is what keeps the handle open after it.
+    private func openExistingTable(_ name: String) throws -> MDB_dbi? {
+        try gate.withReadLock {
+            guard let env else { throw EventStoreError.closed }
+            var pointer: OpaquePointer?
+            try LMDB.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &pointer), "mdb_txn_begin(read)")
             var dbi = MDB_dbi()
-            try LMDB.check(mdb_dbi_open(txn.pointer, name, UInt32(MDB_CREATE), &dbi), "mdb_dbi_open \(name)")
+            let code = mdb_dbi_open(pointer, name, 0, &dbi)
+            if code == MDB_NOTFOUND {
+                mdb_txn_abort(pointer)
+                return nil
+            }
+            guard code == MDB_SUCCESS else {
+                mdb_txn_abort(pointer)
+                throw LMDB.error(code, "mdb_dbi_open \(name)")
+            }
+            try LMDB.check(mdb_txn_commit(pointer), "mdb_txn_commit(read)")
             return dbi
         }
-        tableLock.withLock { tables[name] = dbi }
-        return dbi
     }
 
     /// Runs `body` in a read-only transaction, aborted when the body returns.
@@ -125,6 +173,7 @@ final class Environment: @unchecked Sendable {
     /// throws. When the map is full the transaction is aborted, the map grows, and `body` runs again,
     /// so `body` must be repeatable (it is: nothing it did survived the abort).
     func write<T>(_ body: (Txn) throws -> T) throws -> T {
+        guard !readOnly else { throw EventStoreError.readOnly }
         while true {
             let attempt: WriteAttempt<T> = try gate.withReadLock {
                 guard let env else { throw EventStoreError.closed }

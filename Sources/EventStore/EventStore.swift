@@ -1,5 +1,7 @@
+internal import CLMDB
 import Foundation
 import Hashing
+import Synchronization
 
 /// The event store of one directory: an append-only, hash-chained log in LMDB with a stream
 /// index, idempotency records, unique-value reservations and checkpoints.
@@ -20,20 +22,41 @@ public final class EventStore: @unchecked Sendable {
     let idempotency: IdempotencyRecords
     let unique: UniqueReservations
     let checkpoints: Checkpoints
+    /// `store`: facts about the store itself (`writes-refused` → the reason, while appends are refused).
+    let storeFacts: MDB_dbi?
+    /// Why appends are refused, if they are (see ``writesRefused``).
+    private let refusal = Mutex<String?>(nil)
     private var committer: GroupCommitter!
 
     /// The directory the store lives in.
     public var path: String { environment.path }
 
+    /// Whether the store was opened read-only.
+    public var isReadOnly: Bool { environment.readOnly }
+
     /// Opens (creating if needed) the store in `path`.
-    /// - Throws: ``EventStoreError/alreadyOpen(path:)`` if this process has it open, or a storage error.
+    ///
+    /// Opening checks the head record cheaply (its hash recomputed, its previous hash against the
+    /// record before): when it does not verify, or an earlier full verify failed and recorded it,
+    /// appends are refused (``writesRefused``) until ``verifyChain(pageSize:progress:)`` passes.
+    /// - Throws: ``EventStoreError/alreadyOpen(path:)`` if this process has it open,
+    ///   ``EventStoreError/cannotOpen(path:reason:)`` for a path that cannot hold a store, or a storage error.
     public init(path: String, options: StoreOptions = StoreOptions()) throws {
         environment = try Environment(path: path, options: options)
         do {
-            log = EventLog(events: try environment.table(named: "events"), streams: try environment.table(named: "streams"))
-            idempotency = IdempotencyRecords(table: try environment.table(named: "idempotency"))
-            unique = UniqueReservations(table: try environment.table(named: "unique"))
-            checkpoints = Checkpoints(table: try environment.table(named: "checkpoints"))
+            let environment = self.environment
+            let core = { (name: String) throws -> MDB_dbi in
+                guard let dbi = try environment.table(named: name) else {
+                    throw EventStoreError.cannotOpen(path: environment.path, reason: "it holds no event store (no \(name) table)")
+                }
+                return dbi
+            }
+            log = EventLog(events: try core("events"), streams: try core("streams"))
+            idempotency = IdempotencyRecords(table: try core("idempotency"))
+            unique = UniqueReservations(table: try core("unique"))
+            checkpoints = Checkpoints(table: try core("checkpoints"))
+            storeFacts = try environment.table(named: "store")
+            try checkHeadOnOpen()
         } catch {
             environment.close()
             throw error
@@ -57,9 +80,71 @@ public final class EventStore: @unchecked Sendable {
     /// Opens (creating if needed) a named table for data kept beside the log. Call it before, not
     /// inside, a transaction.
     public func table(named name: String) throws -> Table {
-        let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints"]
+        let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints", "store"]
         guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
-        return Table(name: name, dbi: try environment.table(named: name))
+        guard let dbi = try environment.table(named: name) else {
+            throw EventStoreError.cannotOpen(path: path, reason: "table \(name) does not exist, and a read-only store creates none")
+        }
+        return Table(name: name, dbi: dbi)
+    }
+
+    // MARK: - Refusing writes on a broken chain
+
+    /// Why appends are refused, or nil when they are accepted: the head record did not verify on
+    /// open, a full verify failed, or LMDB reported damage. Survives a restart (kept in the store).
+    public var writesRefused: String? { refusal.withLock { $0 } }
+
+    private static let refusalKey = Array("writes-refused".utf8)
+
+    private func checkHeadOnOpen() throws {
+        try environment.read { txn in
+            if let storeFacts, let stored = try txn.get(storeFacts, EventStore.refusalKey) {
+                refusal.withLock { $0 = String(decoding: stored, as: UTF8.self) }
+            }
+            let head = try log.head(in: txn)
+            guard head.position > 0 else { return }
+            let previous: [UInt8]
+            if head.position == 1 {
+                previous = RecordCodec.zeroHash
+            } else if let before = try txn.withValue(log.events, .bigEndian(head.position - 1), RecordCodec.storedHash) {
+                previous = before
+            } else {
+                previous = []
+            }
+            let outcome = try txn.withValue(log.events, .bigEndian(head.position)) {
+                RecordCodec.verify($0, position: head.position, expectedPrevious: previous)
+            }
+            if case let .failure(.corruptRecord(position, reason))? = outcome {
+                refusal.withLock { $0 = "the head record (position \(position)) does not verify: \(reason)" }
+            }
+        }
+        if let reason = writesRefused, !environment.readOnly { try? record(refusal: reason) }
+    }
+
+    /// Refuses appends from now on, and records why in the store (when it is writable).
+    func refuseWrites(_ reason: String) {
+        refusal.withLock { $0 = reason }
+        if !environment.readOnly { try? record(refusal: reason) }
+    }
+
+    /// Accepts appends again (a full verify passed).
+    func acceptWrites() {
+        let wasRefused = refusal.withLock { current in
+            defer { current = nil }
+            return current != nil
+        }
+        if wasRefused || !environment.readOnly { try? record(refusal: nil) }
+    }
+
+    private func record(refusal reason: String?) throws {
+        guard let storeFacts, !environment.readOnly else { return }
+        try environment.write { txn in
+            if let reason {
+                try txn.put(storeFacts, EventStore.refusalKey, Array(reason.utf8))
+            } else {
+                try txn.delete(storeFacts, EventStore.refusalKey)
+            }
+        }
     }
 
     /// Runs `body` in a read-only transaction: a consistent snapshot of the store.
@@ -209,6 +294,16 @@ public final class EventStore: @unchecked Sendable {
     // MARK: - Committing
 
     private func commitBatch(_ jobs: [GroupCommitter.Job]) throws -> [Result<AppendOutcome, Error>] {
+        if let reason = writesRefused { return jobs.map { _ in .failure(EventStoreError.writesRefused(reason: reason)) } }
+        do {
+            return try commitBatchTransaction(jobs)
+        } catch let EventStoreError.corrupted(message) {
+            refuseWrites("LMDB reported damage: \(message)")
+            throw EventStoreError.corrupted(message: message)
+        }
+    }
+
+    private func commitBatchTransaction(_ jobs: [GroupCommitter.Job]) throws -> [Result<AppendOutcome, Error>] {
         try environment.write { txn in
             var head = try log.head(in: txn)
             let writer = WriteTransaction(txn: txn, store: self)
@@ -238,7 +333,8 @@ public final class EventStore: @unchecked Sendable {
     /// rejected request leaves the batch's transaction untouched.
     private func check(_ request: AppendRequest, in txn: Txn) throws -> Plan {
         if let claim = request.idempotency,
-           case let .replay(stored) = try idempotency.lookup(claim.key, fingerprint: claim.fingerprint, in: txn) {
+           case let .replay(stored) = try idempotency.lookup(claim.key, fingerprint: claim.fingerprint, in: txn),
+           !claim.replacesStoredResult {
             return .replay(stored)
         }
         var seen = Set<String>()

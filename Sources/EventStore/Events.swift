@@ -134,11 +134,19 @@ public struct IdempotencyClaim: Sendable {
     public var fingerprint: [UInt8]
     /// Builds the bytes stored as the result once positions are known.
     public var result: @Sendable (AppendReceipt) -> [UInt8]
+    /// Replaces the stored result instead of replaying it: a command that takes several
+    /// transactions (a publish) stores a pending marker first and its final answer last. The
+    /// fingerprint must still match.
+    public var replacesStoredResult: Bool
 
     /// Creates an idempotency claim.
-    public init(key: String, fingerprint: [UInt8], result: @escaping @Sendable (AppendReceipt) -> [UInt8]) {
+    public init(
+        key: String, fingerprint: [UInt8], replacesStoredResult: Bool = false,
+        result: @escaping @Sendable (AppendReceipt) -> [UInt8]
+    ) {
         self.key = key
         self.fingerprint = fingerprint
+        self.replacesStoredResult = replacesStoredResult
         self.result = result
     }
 }

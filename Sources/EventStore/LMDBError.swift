@@ -24,6 +24,16 @@ public enum EventStoreError: Error, Equatable, Sendable, CustomStringConvertible
     case alreadyOpen(path: String)
     /// The store was closed.
     case closed
+    /// LMDB found its file damaged (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`, `MDB_INVALID`,
+    /// `MDB_PANIC`, `MDB_VERSION_MISMATCH`). Not retryable: the store refuses appends from then on.
+    case corrupted(message: String)
+    /// The store refuses appends: its hash chain did not verify (on open, the head record; or a
+    /// full `verifyChain`), or LMDB reported damage. Lifted only by a `verifyChain` that passes.
+    case writesRefused(reason: String)
+    /// The store was opened read-only.
+    case readOnly
+    /// The directory cannot be used as a store (it is a file, or may not be created or written).
+    case cannotOpen(path: String, reason: String)
     /// Any other LMDB or system failure, with LMDB's code and message.
     case storage(code: Int32, message: String, operation: String)
 
@@ -39,6 +49,10 @@ public enum EventStoreError: Error, Equatable, Sendable, CustomStringConvertible
         case let .corruptRecord(position, reason): return "corrupt record at position \(position): \(reason)"
         case let .alreadyOpen(path): return "\(path) is already open in this process"
         case .closed: return "the event store is closed"
+        case let .corrupted(message): return "the store is damaged: \(message)"
+        case let .writesRefused(reason): return "the store refuses writes: \(reason)"
+        case .readOnly: return "the store is open read-only"
+        case let .cannotOpen(path, reason): return "cannot open a store at \(path): \(reason)"
         case let .storage(code, message, operation): return "\(operation) failed (\(code)): \(message)"
         }
     }
@@ -52,21 +66,43 @@ public enum EventStoreError: Error, Equatable, Sendable, CustomStringConvertible
     }
 }
 
-/// The one place LMDB return codes are checked (like swift-nio's `syscall(where:)`).
+/// The one place LMDB return codes are classified (like swift-nio's `syscall(where:)`):
+/// - full (`ENOSPC`, `EDQUOT`) → ``EventStoreError/storageFull(message:)``, retryable;
+/// - damage (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`, `MDB_INVALID`, `MDB_PANIC`,
+///   `MDB_VERSION_MISMATCH`) → ``EventStoreError/corrupted(message:)``, not retryable;
+/// - misuse by this code (`MDB_BAD_TXN`, `MDB_BAD_VALSIZE`, `MDB_BAD_DBI`, `MDB_INCOMPATIBLE`, and
+///   `EINVAL` outside of opening) → a trap: a bug must not be reported as trouble to retry;
+/// - anything else (`EIO`, `EACCES`, `ENOMEM`, `MDB_READERS_FULL`, `MDB_TXN_FULL`, …) →
+///   ``EventStoreError/storage(code:message:operation:)``, storage unavailable, retryable.
 enum LMDB {
-    /// Throws for any non-zero return code, keeping the code and LMDB's message.
+    /// Throws for any non-zero return code, classified.
     @inline(__always)
     static func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
         guard code != MDB_SUCCESS else { return }
         throw error(code, operation())
     }
 
-    static func error(_ code: Int32, _ operation: String) -> EventStoreError {
+    /// Like ``check(_:_:)`` while opening an environment, where `EINVAL` means a bad path or file,
+    /// not a bug.
+    static func checkOpening(_ code: Int32, _ operation: @autoclosure () -> String) throws {
+        guard code != MDB_SUCCESS else { return }
+        throw error(code, operation(), opening: true)
+    }
+
+    static func error(_ code: Int32, _ operation: String, opening: Bool = false) -> EventStoreError {
         let message = String(cString: mdb_strerror(code))
-        if code == ENOSPC || code == EDQUOT {
+        switch code {
+        case ENOSPC, EDQUOT:
             return .storageFull(message: "\(operation): \(message)")
+        case MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID, MDB_PANIC, MDB_VERSION_MISMATCH:
+            return .corrupted(message: "\(operation): \(message)")
+        case MDB_BAD_TXN, MDB_BAD_VALSIZE, MDB_BAD_DBI, MDB_INCOMPATIBLE:
+            preconditionFailure("LMDB misuse in \(operation): \(message) (\(code))")
+        case EINVAL where !opening:
+            preconditionFailure("LMDB misuse in \(operation): \(message) (\(code))")
+        default:
+            return .storage(code: code, message: message, operation: operation)
         }
-        return .storage(code: code, message: message, operation: operation)
     }
 
     static var mapFull: Int32 { MDB_MAP_FULL }

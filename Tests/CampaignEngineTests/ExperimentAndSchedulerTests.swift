@@ -42,7 +42,7 @@ import TestSupport
         let one = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":100}]}"#)
         #expect(one.code == "VALIDATION_ERROR")
         #expect(await t.command("experiment.create", #"{"campaignId":"cmp_9","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#).code == "RESOURCE_NOT_FOUND")
-        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50.5},{"key":"b","weight":49.5}]}"#).code == "INVALID_FORMAT")
+        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50.5},{"key":"b","weight":49.5}]}"#).code == "VALIDATION_ERROR")
     }
 
     static let states = ["draft", "running", "stopped", "completed"]
@@ -177,13 +177,13 @@ import TestSupport
         try await scheduled(t, "cmp_moved", at: "2026-11-21T11:15:00Z")
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_moved","sendAt":"2026-11-21T14:00:00Z"}"#)
 
-        func tick(_ at: String) async -> [String] { (await t.engine.tick(now: Timestamp.parse(at)!)).activated.map(\.id) }
-        #expect(await tick("2026-11-21T10:59:59Z") == [])
-        #expect(await tick("2026-11-21T12:00:00Z") == ["cmp_a", "cmp_b"])
-        #expect(await tick("2026-11-21T12:30:00Z") == [])
-        #expect(await tick("2026-11-21T13:59:59Z") == ["cmp_c"])
-        #expect(await tick("2026-11-21T14:00:00Z") == ["cmp_moved"])
-        #expect(await tick("2026-11-22T00:00:00Z") == [])
+        func tick(_ at: String) async throws -> [String] { try await t.engine.tick(now: Timestamp.parse(at)!).activated.map(\.id) }
+        #expect(try await tick("2026-11-21T10:59:59Z") == [])
+        #expect(try await tick("2026-11-21T12:00:00Z") == ["cmp_a", "cmp_b"])
+        #expect(try await tick("2026-11-21T12:30:00Z") == [])
+        #expect(try await tick("2026-11-21T13:59:59Z") == ["cmp_c"])
+        #expect(try await tick("2026-11-21T14:00:00Z") == ["cmp_moved"])
+        #expect(try await tick("2026-11-22T00:00:00Z") == [])
         for id in ["cmp_a", "cmp_b", "cmp_c", "cmp_moved"] {
             #expect(await t.query("campaign.get", #"{"campaignId":"\#(id)"}"#).data?["status"]?.stringValue == "active")
             let activations = try t.engine.eventStore.readStream("acme:\(id)").filter { $0.type == "campaign.activated" }
@@ -192,17 +192,42 @@ import TestSupport
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_gone"}"#).data?["status"]?.stringValue == "draft")
     }
 
-    @Test func aTickOnTheWireMovesTheClockAndReportsOnlyTheCallersTenant() async throws {
-        let t = try TestEngine()
+    @Test func onlyTheOperatorMovesTheSharedClockAndATenantsTickTouchesOnlyItsTenant() async throws {
+        var configuration = EngineConfiguration()
+        configuration.operatorTenant = "ops"
+        let t = try TestEngine(configuration: configuration)
         for tenant in ["acme", "globex"] {
             _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#, as: admin(tenant))
             _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1"}"#, as: admin(tenant))
             _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#, as: admin(tenant))
         }
-        let response = await t.command("system.tick", #"{"now":"2026-11-21T11:00:00Z"}"#)
-        #expect(response.data?["activated"] == .array([.string("cmp_1")]))
+        func status(_ tenant: String) async -> String? {
+            await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#, as: admin(tenant)).data?["status"]?.stringValue
+        }
+        // A tenant's admin may not move the shared clock: it would activate globex's campaign.
+        let moved = await t.command("system.tick", #"{"now":"2029-01-01T00:00:00Z"}"#)
+        #expect(moved.code == "FORBIDDEN" && moved["error"]?["pointer"] == .string("/payload/now"))
+        #expect(t.clock.now() == testStart)
+        #expect(await status("globex") == "scheduled")
+
+        // The operator moves it, forward only, and runs every tenant's due work.
+        let operatorTick = await t.command("system.tick", #"{"now":"2026-11-21T11:00:00Z"}"#, as: admin("ops"))
+        #expect(operatorTick.data?["activated"] == .array([.string("acme:cmp_1"), .string("globex:cmp_1")]))
         #expect(t.clock.now() == Timestamp.parse("2026-11-21T11:00:00Z"))
-        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#, as: admin("globex")).data?["status"]?.stringValue == "active")
+        let backwards = await t.command("system.tick", #"{"now":"2020-01-01T00:00:00Z"}"#, as: admin("ops"))
+        #expect(backwards.code == "INVALID_SCHEDULE" && backwards["error"]?["pointer"] == .string("/payload/now"))
+        #expect(t.clock.now() == Timestamp.parse("2026-11-21T11:00:00Z"))
+        await #expect(throws: CampaignError.self) { try await t.engine.tick(now: Timestamp.parse("2026-11-21T10:00:00Z")!) }
+
+        // A tenant's tick at the current clock runs that tenant's work only.
+        for tenant in ["acme", "globex"] {
+            _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Later","channel":"sms","segmentId":"seg_1"}"#, as: admin(tenant))
+            _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_2","sendAt":"2026-11-21T11:30:00Z"}"#, as: admin(tenant))
+        }
+        t.clock.set(Timestamp.parse("2026-11-21T12:00:00Z")!)
+        let own = await t.command("system.tick", "{}")
+        #expect(own.data?["activated"] == .array([.string("cmp_2")]))
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_2"}"#, as: admin("globex")).data?["status"]?.stringValue == "scheduled")
     }
 
     @Test func aScheduledCampaignKeepsItsSegmentSoTheSchedulerCanActivateIt() async throws {
@@ -211,7 +236,7 @@ import TestSupport
         _ = await t.command("segment.create", #"{"segmentId":"seg_2","name":"Other","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         try await scheduled(t, "cmp_a", at: "2026-11-21T11:00:00Z")
         #expect(await t.command("segment.archive", #"{"segmentId":"seg_1"}"#).code == "RESOURCE_CONFLICT")
-        let report = await t.engine.tick(now: Timestamp.parse("2026-11-21T11:00:00Z")!)
+        let report = try await t.engine.tick(now: Timestamp.parse("2026-11-21T11:00:00Z")!)
         #expect(report.activated.map(\.id) == ["cmp_a"])
     }
 }

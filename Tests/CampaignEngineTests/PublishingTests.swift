@@ -23,7 +23,7 @@ import TestSupport
 
     func get(_ t: TestEngine, _ id: String) async -> JSON? { await t.query("post.get", #"{"postId":"\#(id)"}"#).data }
 
-    func tick(_ t: TestEngine, _ at: Date) async -> TickReport { await t.engine.tick(now: at) }
+    func tick(_ t: TestEngine, _ at: Date) async throws -> TickReport { try await t.engine.tick(now: at) }
 
     @Test func aSuccessfulPublishRecordsThePlatformIdAndUrl() async throws {
         let t = try await connected()
@@ -48,14 +48,14 @@ import TestSupport
         #expect(limited["headers"]?["Retry-After"]?.stringValue == "120")
         #expect(await get(t, "pst_1")?["status"]?.stringValue == "publishing")
 
-        let early = await tick(t, testStart + 119)
+        let early = try await tick(t, testStart + 119)
         #expect(early.items.isEmpty)
         #expect(t.publisher.requests.count == 1)
-        let due = await tick(t, testStart + 120)
+        let due = try await tick(t, testStart + 120)
         #expect(due.items.map(\.id) == ["pst_1"] && due.items.first?.error == nil)
         #expect(await get(t, "pst_1")?["status"]?.stringValue == "published")
         #expect(t.publisher.requests.count == 2)
-        #expect((await tick(t, testStart + 999)).items.isEmpty)
+        #expect((try await tick(t, testStart + 999)).items.isEmpty)
     }
 
     @Test func aRejectionIsContentRejectedAndFailsThePost() async throws {
@@ -73,10 +73,10 @@ import TestSupport
         let first = await t.command("post.publish", #"{"postId":"pst_1"}"#)
         #expect(first.status == 201 && first.data?["post"]?["status"]?.stringValue == "publishing")
         #expect(first.data?["post"]?["targets"]?.arrayValue?.first?["retryAt"]?.stringValue == "2026-11-21T10:00:30Z")
-        #expect((await tick(t, testStart + 29)).items.isEmpty)
-        _ = await tick(t, testStart + 30)
+        #expect((try await tick(t, testStart + 29)).items.isEmpty)
+        _ = try await tick(t, testStart + 30)
         #expect(await get(t, "pst_1")?["targets"]?.arrayValue?.first?["retryAt"]?.stringValue == "2026-11-21T10:01:30Z")
-        _ = await tick(t, testStart + 90)
+        _ = try await tick(t, testStart + 90)
         let done = await get(t, "pst_1")
         #expect(done?["status"]?.stringValue == "published")
         #expect(done?["targets"]?.arrayValue?.first?["attempts"]?.integerValue == 3)
@@ -88,8 +88,8 @@ import TestSupport
         _ = await post(t, "pst_1", text: "Unlucky")
         t.publisher.enqueue(Array(repeating: .transientFailure(reason: "503"), count: 3), forAccount: "acct_con_x")
         _ = await t.command("post.publish", #"{"postId":"pst_1"}"#)
-        _ = await tick(t, testStart + 30)
-        let last = await tick(t, testStart + 90)
+        _ = try await tick(t, testStart + 30)
+        let last = try await tick(t, testStart + 90)
         #expect(last.items.first?.error?.code == .publishingFailed)
         #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
         #expect(t.publisher.requests.count == 3)
@@ -101,7 +101,7 @@ import TestSupport
         let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
         #expect(response.code == "PUBLISHING_FAILED" && response.status == 502)
         #expect(response["error"]?["message"]?.stringValue?.contains("not sent again") == true)
-        _ = await tick(t, testStart + 86_400)
+        _ = try await tick(t, testStart + 86_400)
         #expect(t.publisher.requests.count == 1)
         let failed = try t.engine.eventStore.readStream("acme:pst_1").first { $0.type == "post.targetFailed" }
         let failedPayload = String(decoding: failed?.payload ?? [UInt8](), as: UTF8.self)
@@ -131,8 +131,8 @@ import TestSupport
         while await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue != "attempting" {
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect((await tick(t, testStart + Post.inDoubtAfter - 1)).items.isEmpty)
-        let settled = await tick(t, testStart + Post.inDoubtAfter)
+        #expect((try await tick(t, testStart + Post.inDoubtAfter - 1)).items.isEmpty)
+        let settled = try await tick(t, testStart + Post.inDoubtAfter)
         #expect(settled.items.first?.error?.code == .publishingFailed)
         let after = await get(t, "pst_1")
         #expect(after?["status"]?.stringValue == "failed")
@@ -143,7 +143,7 @@ import TestSupport
         let late = await publishing.value
         #expect(late.code == "PUBLISHING_FAILED")
         #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
-        #expect((await tick(t, testStart + 86_400)).items.isEmpty)
+        #expect((try await tick(t, testStart + 86_400)).items.isEmpty)
         #expect(stalling.count == 1)
     }
 
@@ -182,7 +182,7 @@ import TestSupport
         #expect(over["headers"]?["X-RateLimit-Limit"]?.stringValue == "15")
         #expect(over["headers"]?["X-RateLimit-Reset"]?.stringValue == "1795305600")  // the next UTC day
         #expect(t.publisher.requests.count == 15)
-        _ = await tick(t, Timestamp.parse("2026-11-22T00:00:00Z")!)
+        _ = try await tick(t, Timestamp.parse("2026-11-22T00:00:00Z")!)
         #expect(await get(t, "pst_15")?["status"]?.stringValue == "published")
     }
 
@@ -203,11 +203,11 @@ import TestSupport
         _ = await post(t, "pst_1", text: "Timed")
         #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T10:00:00Z"}"#).code == "INVALID_SCHEDULE")
         #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T12:00:00Z"}"#).status == 201)
-        #expect((await tick(t, testStart + 7_199)).items.isEmpty)
+        #expect((try await tick(t, testStart + 7_199)).items.isEmpty)
         #expect(t.publisher.requests.isEmpty)
-        let due = await tick(t, testStart + 7_200)
+        let due = try await tick(t, testStart + 7_200)
         #expect(due.items.map(\.status) == ["published"])
-        #expect((await tick(t, testStart + 9_999)).items.isEmpty)
+        #expect((try await tick(t, testStart + 9_999)).items.isEmpty)
         #expect(t.publisher.requests.count == 1)
     }
 

@@ -113,7 +113,7 @@ import TestSupport
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-22T09:00:00Z"}"#)  // 3 at 11:00
         t.clock.set(Timestamp.parse("2026-11-21T12:00:00Z")!)
         _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring sale"}"#)  // 4 at 12:00
-        _ = await t.engine.tick(now: Timestamp.parse("2026-11-22T09:00:00Z")!)  // 5 at 09:00 next day
+        _ = try await t.engine.tick(now: Timestamp.parse("2026-11-22T09:00:00Z")!)  // 5 at 09:00 next day
 
         #expect(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(1)) == nil)
         let created = try #require(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(2)))
@@ -152,7 +152,7 @@ import TestSupport
         #expect(state?["status"]?.stringValue == "scheduled" && state?["sendAt"]?.stringValue == "2026-12-01T00:00:00Z")
         // The next command's inline projections catch the raw event up, upcast, and the scheduler fires.
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"New","channel":"email"}"#)
-        let report = await t.engine.tick(now: Timestamp.parse("2026-12-01T00:00:00Z")!)
+        let report = try await t.engine.tick(now: Timestamp.parse("2026-12-01T00:00:00Z")!)
         #expect(report.activated.map(\.id) == ["cmp_1"])
         let current = try t.engine.eventStore.readStream("acme:cmp_2").first
         #expect(current?.schemaVersion == 1)

@@ -345,18 +345,18 @@ if runs(7) {
     let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(clock: clock))
     try engine.projections.rebuild("schedule-index")
     var idle = [Double]()
-    for _ in 0..<51 { idle.append(await secondsAsync { _ = await engine.tick(now: clock.now()) } * 1000) }
+    for _ in 0..<51 { idle.append(try await secondsAsync { _ = try await engine.tick(now: clock.now()) } * 1000) }
     let admin = Principal(tenant: "bench", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
     _ = await engine.execute(.command(.segmentCreate(segmentId: "seg_1", name: "All", rules: try JSON.parse(#"{"all":[{"field":"email","operator":"exists"}]}"#)), as: admin, requestId: "s"))
     _ = await engine.execute(.command(.campaignCreate(campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil), as: admin, requestId: "c"))
     _ = await engine.execute(.command(.campaignSchedule(campaignId: "cmp_due", sendAt: clock.now().addingTimeInterval(60)), as: admin, requestId: "s2"))
     var activated = 0
-    let oneDue = await secondsAsync { activated = await engine.tick(now: clock.now().addingTimeInterval(60)).activated.count } * 1000
+    let oneDue = try await secondsAsync { activated = try await engine.tick(now: clock.now().addingTimeInterval(60)).activated.count } * 1000
     precondition(activated == 1)
     engine.close()
     let small = try CampaignEngine(directory: "\(root)/tick-small", configuration: EngineConfiguration(clock: ManualClock(Date())))
     var smallIdle = [Double]()
-    for _ in 0..<51 { smallIdle.append(await secondsAsync { _ = await small.tick() } * 1000) }
+    for _ in 0..<51 { smallIdle.append(try await secondsAsync { _ = try await small.tick() } * 1000) }
     small.close()
     report("tick, none due", engine: "\(ms(median(idle))) with \(String(scheduled).withCommas) waiting", baseline: "\(ms(median(smallIdle))) with 0 waiting",
            ratio: x(median(idle) / max(median(smallIdle), 1e-6)), ["scheduled": .number(Double(scheduled)), "idleMs": .number(median(idle)), "emptyMs": .number(median(smallIdle))])

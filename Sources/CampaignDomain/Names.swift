@@ -1,0 +1,60 @@
+import Foundation
+
+/// The rules for names people give things (campaigns, segments, experiments): what is accepted,
+/// and when two names count as the same.
+///
+/// Accepted: 3–120 characters after trimming, with no control character (Unicode `Cc`: NUL, BEL,
+/// ESC, DEL, C1 controls) and no bidirectional override or isolate (U+202A–U+202E,
+/// U+2066–U+2069), so a name can neither drive an auditor's terminal nor display reversed.
+///
+/// Compared: NFKC, then Unicode case folding (`ß` → `ss`), then NFKC again, with default-ignorable
+/// characters (zero-width spaces and joiners, soft hyphens, variation selectors, BOM) removed and
+/// white space trimmed and collapsed. So `Café` in NFC and NFD, `Straße` and `STRASSE`, full-width
+/// `ＡＢＣ` and `abc`, and `Host` with a zero-width space inside are each one name.
+public enum Names {
+    /// The problem with a display name, if it has one.
+    /// - Parameters:
+    ///   - field: the field's name for `details` (`name`).
+    ///   - pointer: where the name is in the request.
+    ///   - length: how many characters the trimmed name may have.
+    public static func problem(
+        _ name: String, field: String = "name", pointer: String, length allowed: ClosedRange<Int> = 3...120
+    ) -> FieldProblem? {
+        if let bad = name.unicodeScalars.first(where: isForbidden) {
+            let code = "U+" + String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)
+            return FieldProblem(field: field, pointer: pointer, message: "\(field) must not contain control characters (found \(code))")
+        }
+        let length = name.trimmed.count
+        if !allowed.contains(length) {
+            return FieldProblem(
+                field: field, pointer: pointer,
+                message: "\(field) must be \(allowed.lowerBound)–\(allowed.upperBound) characters, not \(length)")
+        }
+        return nil
+    }
+
+    /// Whether a scalar may never appear in a name: a control character or a bidi override/isolate.
+    static func isForbidden(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control
+            || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
+    }
+
+    /// The form two names are compared in (see the type's summary).
+    public static func comparable(_ name: String) -> String {
+        let folded = name.precomposedStringWithCompatibilityMapping
+            .folding(options: [.caseInsensitive], locale: nil)
+            .precomposedStringWithCompatibilityMapping
+        var visible = String.UnicodeScalarView()
+        visible.append(contentsOf: folded.unicodeScalars.filter { !$0.properties.isDefaultIgnorableCodePoint })
+        return String(visible).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+}
+
+extension String {
+    /// A name in the form names are compared in (``Names/comparable(_:)``).
+    var normalizedName: String { Names.comparable(self) }
+
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
