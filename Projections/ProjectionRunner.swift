@@ -308,7 +308,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     // MARK: Verify
 
     /// Rebuilds a projection into a scratch table and compares it with the live table, entry by
-    /// entry, at the same head. The live table is not touched (a catch-up projection is caught up).
+    /// entry, at the same head. The live table changes only as a catch-up would change it: a
+    /// catch-up projection is caught up, with its checkpoint, before the comparison.
     public func verify(_ name: String, batchSize: Int = 20_000) throws -> VerifyReport {
         let projection = try self.projection(named: name)
         let scratch = slots[name]!.verify
@@ -334,9 +335,15 @@ public final class ProjectionRunner: @unchecked Sendable {
                 return VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
             }
             let live = self.table(name, slot: state.slot)
-            if state.checkpoint < (try txn.headPosition()) && projection.mode == .catchUp {
+            let head = try txn.headPosition()
+            if state.checkpoint < head && projection.mode == .catchUp {
+                // Events appended since the catch-up above: applied to the live table as a catch-up
+                // batch would, checkpoint and all, so the next catch-up does not apply them again.
                 let liveTable = ProjectionTable(txn: txn, table: live, personalData: personalData)
                 for event in try txn.events(from: state.checkpoint + 1, limit: .max) { try projection.apply(ProjectedEvent(event), to: liveTable) }
+                var advanced = state
+                advanced.checkpoint = head
+                try setMeta(advanced, name, in: txn)
             }
             var report = VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
             func note(_ difference: ProjectionDifference) {

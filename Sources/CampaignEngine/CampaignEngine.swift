@@ -80,6 +80,7 @@ public final class CampaignEngine: Sendable {
     let counters = FoldCounters()
     let cache: AggregateCache
     let aggregateLocks = KeyedLock()
+    let cursors: CursorCodec
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -97,6 +98,7 @@ public final class CampaignEngine: Sendable {
             tables = try EngineTables(store: store)
             projections = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
             snapshots = try SnapshotStore(store: store, policy: configuration.snapshotPolicy)
+            cursors = CursorCodec(secret: try store.secret(named: "cursor"))
             try projections.prepare()
         } catch {
             store.close()

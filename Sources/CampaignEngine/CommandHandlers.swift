@@ -150,7 +150,7 @@ extension CampaignEngine {
                         afterAppend: { txn, _ in for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) } },
                         respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)]) })
         case let .contactImport(inputs):
-            return try planImport(inputs, tenant: tenant, now: now)
+            return try planImport(inputs, tenant: tenant, now: now, requestId: request.requestId)
         case .socialConnect, .socialRefresh, .socialDisconnect:
             return try planConnection(command, tenant: tenant, now: now)
         case .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
@@ -259,7 +259,7 @@ extension CampaignEngine {
     /// An import validates each contact on its own: valid ones are written together (one
     /// transaction), invalid ones are reported with their index and pointer, and the answer is
     /// 207 when any failed. A contact listed twice is merged in order.
-    private func planImport(_ inputs: [ContactInput], tenant: String, now: Date) throws -> Plan? {
+    private func planImport(_ inputs: [ContactInput], tenant: String, now: Date, requestId: String) throws -> Plan? {
         guard !inputs.isEmpty else {
             throw CampaignError.validation([FieldProblem(field: "contacts", pointer: "/payload/contacts", message: "an import needs at least one contact")])
         }
@@ -293,11 +293,12 @@ extension CampaignEngine {
                 entry.changes += decision.personalData
                 if let values = decision.personalData.last?.values { entry.values = values }
                 results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
+                                        "streamId": .string(CampaignEngine.streamId(tenant, input.contactId)),
                                         "status": .number(decision.events.isEmpty ? 200 : 201)]))
             } catch {
                 failed += 1
                 results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
-                                        "status": .number(Double(error.httpStatus)), "error": error.body(requestId: "")]))
+                                        "status": .number(Double(error.httpStatus)), "error": error.body(requestId: requestId)]))
             }
             pending[input.contactId] = entry
         }
@@ -310,15 +311,29 @@ extension CampaignEngine {
         let summary: [String: JSON] = [
             "results": .array(results), "failed": .number(Double(failed)), "succeeded": .number(Double(inputs.count - failed)),
         ]
+        // Each succeeded item's stream version: as it stands, or as this import leaves it.
+        let versions = pending.mapValues { $0.version + UInt64($0.events.count) }
+        let versioned = JSON.array(results.map { result in
+            guard case var .object(members) = result, members["error"] == nil, let id = members["contactId"]?.stringValue,
+                  let version = versions[id] else { return result }
+            members["version"] = .number(Double(version))
+            return .object(members)
+        })
         guard !streams.isEmpty else {
-            throw NoChange(status: failed > 0 ? 207 : 200, data: .object(summary.merging(["events": .array([])]) { $1 }))
+            var members = summary
+            members["results"] = versioned
+            members["events"] = .array([])
+            throw NoChange(status: failed > 0 ? 207 : 200, data: .object(members))
         }
         let tables = self.tables
         var plan = Plan(streams: streams, decision: Decision(events: []),
                         afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
                         respond: { receipt in
                             var members = summary
-                            members["events"] = .number(Double(receipt.events.count))
+                            members["results"] = versioned
+                            members["events"] = .array(receipt.events.map {
+                                .object(["type": .string($0.type), "position": .number(Double($0.position)), "streamId": .string($0.streamId)])
+                            })
                             return .object(members)
                         })
         plan.status = status

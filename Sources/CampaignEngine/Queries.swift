@@ -13,35 +13,22 @@ public enum PointInTime: Sendable, Equatable {
 }
 
 extension CampaignEngine {
-    /// Cursors are the last key read, base64url-encoded: opaque to clients, and always read under
-    /// the caller's tenant prefix, so a forged cursor can only end a page early.
-    static func encodeCursor(_ key: [UInt8]) -> String {
-        Data(key).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-    }
-
-    static func decodeCursor(_ cursor: String?) throws(CampaignError) -> [UInt8]? {
-        guard let cursor else { return nil }
-        let base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard let data = Data(base64Encoded: base64), !data.isEmpty else {
-            throw CampaignError(.invalidFormat, "cursor is not one this engine issued", param: "cursor", pointer: "/params/cursor")
-        }
-        return Array(data)
-    }
-
-    /// Reads up to `page.limit` entries under `prefix` after the cursor, keeping those `select`
-    /// turns into an item.
-    static func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page,
-                     _ select: ([UInt8]) throws -> JSON?) throws -> (items: [JSON], next: String?) {
+    /// Reads up to `page.limit` entries under `prefix` after the cursor (or after `start`, a
+    /// key suffix, when there is no cursor), keeping those `select` turns into an item. Cursors
+    /// hold the key after `prefix`, sealed and bound to `context` (``CursorCodec``).
+    func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page, context: [UInt8], start: [UInt8]? = nil,
+              _ select: ([UInt8]) throws -> JSON?) throws -> (items: [JSON], next: String?) {
         var items = [JSON]()
         var last: [UInt8]?
         var more = false
-        try reader.scan(prefix, after: try decodeCursor(page.cursor)) { key, _ in
+        let after = try page.cursor.map { cursor throws(CampaignError) in try cursors.decode(cursor, context: context) } ?? start
+        try reader.scan(prefix, after: after.map { prefix + $0 }) { key, _ in
             if items.count == page.limit { more = true; return false }
             last = key
             if let item = try select(key) { items.append(item) }
             return true
         }
-        return (items, more ? last.map(encodeCursor) : nil)
+        return (items, more ? last.map { cursors.encode(Array($0.dropFirst(prefix.count)), context: context) } : nil)
     }
 
     static func listData(_ items: [JSON], _ next: String?, _ extra: [String: JSON] = [:]) -> JSON {
@@ -98,7 +85,8 @@ extension CampaignEngine {
             }
             return try projections.read("campaign-board") { reader in
                 let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
-                let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                let context = CursorCodec.context(tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     let id = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
                     guard let row = try reader.json(CampaignBoard.row(tenant, id)), let state = CampaignState(snapshot: row) else { return nil }
                     if from != nil || to != nil {
@@ -122,13 +110,11 @@ extension CampaignEngine {
                 let byTime = from != nil || to != nil
                 let prefix = byTime ? Key.prefix(["c", tenant]) : Key.prefix(["r", tenant])
                 let upper = Key.readU64(Key.time(to ?? .distantFuture))
-                var cursorPage = page
-                if byTime, page.cursor == nil, let from {
-                    // Start the calendar scan at `from`: a cursor just before its first key.
-                    cursorPage.cursor = Self.encodeCursor(prefix + Key.u64(max(1, Key.readU64(Key.time(from))) - 1) + [0xff])
-                }
+                // Start the calendar scan at `from`: just before its first key.
+                let start = byTime ? from.map { Key.u64(max(1, Key.readU64(Key.time($0))) - 1) + [0xff] } : nil
                 var passedEnd = false
-                let (items, next) = try Self.page(reader, prefix: prefix, page: cursorPage) { key in
+                let context = CursorCodec.context(tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context, start: start) { key in
                     let rest = Array(key.dropFirst(prefix.count))
                     let id: String
                     if byTime {
@@ -152,7 +138,8 @@ extension CampaignEngine {
             try projections.catchUp("segments")
             return try projections.read("segments") { reader in
                 let prefix = SegmentMembership.members(tenant, segmentId)
-                let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                let context = CursorCodec.context(tenant, query.name, [segmentId])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     .string(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
                 }
                 return .object(["segmentId": .string(segmentId), "count": .number(Double(try reader.count(SegmentMembership.count(tenant, segmentId)))),
@@ -169,7 +156,8 @@ extension CampaignEngine {
                     if let streamId { prefix = Key.prefix(["s", tenant, streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId)]) }
                     else if let actor { prefix = Key.prefix(["a", tenant, actor]) }
                     else { prefix = Key.prefix(["t", tenant]) }
-                    let (items, next) = try Self.page(reader, prefix: prefix, page: page) { key in
+                    let context = CursorCodec.context(tenant, query.name, [streamId, actor, from.map(Timestamp.format), to.map(Timestamp.format)])
+                    let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                         guard let event = try txn.event(at: Key.readU64(key.suffix(8))), event.tenant == tenant else { return nil }
                         let millis = Key.readU64(Key.time(event.occurredAt))
                         guard millis >= fromBound, millis <= toBound, actor == nil || event.actor == actor else { return nil }

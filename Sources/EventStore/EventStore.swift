@@ -121,6 +121,24 @@ public final class EventStore: @unchecked Sendable {
         if let reason = writesRefused, !environment.readOnly { try? record(refusal: reason) }
     }
 
+    /// A secret of this store: 32 random bytes made the first time `name` is asked for and kept in
+    /// the store's own table, never in the log (so no export or replay carries it). Engines use
+    /// one to authenticate list cursors.
+    /// - Throws: ``EventStoreError/readOnly`` when a read-only store has none yet.
+    public func secret(named name: String) throws -> [UInt8] {
+        let key = Array("secret/\(name)".utf8)
+        if let storeFacts, let existing = try environment.read({ try $0.get(storeFacts, key) }) { return existing }
+        guard let storeFacts, !environment.readOnly else { throw EventStoreError.readOnly }
+        var random = SystemRandomNumberGenerator()
+        let fresh = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
+        return try environment.write { txn in
+            // Another process may have made it first: keep theirs.
+            if let existing = try txn.get(storeFacts, key) { return existing }
+            try txn.put(storeFacts, key, fresh)
+            return fresh
+        }
+    }
+
     /// Refuses appends from now on, and records why in the store (when it is writable).
     func refuseWrites(_ reason: String) {
         refusal.withLock { $0 = reason }

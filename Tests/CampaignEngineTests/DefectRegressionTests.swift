@@ -1,0 +1,376 @@
+import CampaignDomain
+import CampaignEngine
+import CampaignProjections
+import EventStore
+import Foundation
+import Testing
+import TestSupport
+
+/// One test per defect of issue 11 that is not covered by a suite of its own; each failed
+/// before its fix. Wire-level ones go through the engine's JSON entry point or the built binary.
+@Suite struct DefectRegressionTests {
+    func connect(_ t: TestEngine, _ id: String, tenant: String, account: String, ref: String = "vault://social/x") async -> JSON {
+        await t.command("social.connect", #"{"connectionId":"\#(id)","platform":"tiktok","accountId":"\#(account)","credentialRef":"\#(ref)","expiresAt":"2027-01-01T00:00:00Z"}"#, as: admin(tenant))
+    }
+
+    func tiktokPost(_ t: TestEngine, _ id: String, tenant: String, text: String = "Clip") async -> JSON {
+        await t.command("post.create", #"{"postId":"\#(id)","connectionIds":["con_t"],"text":"\#(text)","media":[{"kind":"video","url":"https://cdn.example/v.mp4"}]}"#, as: admin(tenant))
+    }
+
+    // 1
+    @Test func aTenantCannotSpendAnotherTenantsPublishBudget() async throws {
+        let t = try TestEngine()
+        #expect(await connect(t, "con_t", tenant: "acme", account: "shared").status == 201)
+        #expect(await connect(t, "con_t", tenant: "globex", account: "shared").status == 201)
+        for n in 0..<15 {
+            _ = await tiktokPost(t, "pst_\(n)", tenant: "globex", text: "Spam #reject")
+            _ = await t.command("post.publish", #"{"postId":"pst_\#(n)"}"#, as: admin("globex"))
+        }
+        _ = await tiktokPost(t, "pst_g", tenant: "globex")
+        #expect(await t.command("post.publish", #"{"postId":"pst_g"}"#, as: admin("globex")).code == "RATE_LIMIT_EXCEEDED")
+        _ = await tiktokPost(t, "pst_a", tenant: "acme")
+        #expect(await t.command("post.publish", #"{"postId":"pst_a"}"#).status == 201)
+    }
+
+    // 3 and 4
+    @Test func aRetriedPublishGetsTheOriginalAnswerAndTheAnswerListsItsEvents() async throws {
+        let t = try TestEngine()
+        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        for (id, text) in [("pst_ok", "Hello"), ("pst_no", "Bad #reject")] {
+            _ = await t.command("post.create", #"{"postId":"\#(id)","connectionIds":["con_x"],"text":"\#(text)"}"#)
+        }
+        let key = #""idempotencyKey":"k-ok","#
+        let first = await t.command("post.publish", #"{"postId":"pst_ok"}"#, extra: key)
+        #expect(first.status == 201 && first.data?["post"]?["status"]?.stringValue == "published")
+        let types = first.data?["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue }
+        #expect(types == ["post.publishingStarted", "post.attemptStarted", "post.targetPublished", "post.published"])
+        let again = await t.command("post.publish", #"{"postId":"pst_ok"}"#, extra: key)
+        #expect(again.status == 200 && again.data == first.data)
+
+        let rejected = await t.command("post.publish", #"{"postId":"pst_no"}"#, extra: #""idempotencyKey":"k-no","#)
+        #expect(rejected.code == "CONTENT_REJECTED")
+        let replayed = await t.command("post.publish", #"{"postId":"pst_no"}"#, extra: #""idempotencyKey":"k-no","#)
+        #expect(replayed.code == "CONTENT_REJECTED" && replayed.status == 422 && replayed["error"]?["details"] == rejected["error"]?["details"])
+        #expect(t.publisher.requests.count == 2)
+    }
+
+    // 4
+    @Test func importAnswersListEventsAndEachContactsStreamAndVersion() async throws {
+        let t = try TestEngine()
+        let response = await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":30}},{"contactId":"ctc_2","attributes":{"age":"old"}}]}"#, requestId: "imp")
+        #expect(response.status == 207)
+        #expect(response.data?["events"]?.arrayValue?.first?["type"]?.stringValue == "contact.upserted")
+        let results = response.data?["results"]?.arrayValue ?? []
+        #expect(results.first?["streamId"]?.stringValue == "acme:ctc_1" && results.first?["version"]?.integerValue == 1)
+        #expect(results.last?["error"]?["requestId"]?.stringValue == "imp")
+    }
+
+    // 5
+    @Test func anUpdateThatChangesNothingWritesNoEvent() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        let same = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        #expect(same.status == 200 && same.data?["changed"] == .bool(false) && same.data?["version"]?.integerValue == 1)
+        #expect(try t.engine.eventStore.streamVersion("acme:cmp_1") == 1)
+    }
+
+    // 6
+    @Test func expectedVersionIsRefusedWhereItCannotBeHonoured() async throws {
+        let t = try TestEngine()
+        for (name, payload) in [("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
+                                ("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
+                                ("system.tick", "{}"), ("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{}}]}"#)] {
+            let response = await t.command(name, payload, extra: #""expectedVersion":3,"#)
+            #expect(response.code == "INVALID_FIELD" && response["error"]?["pointer"] == .string("/expectedVersion"), "\(name)")
+        }
+    }
+
+    // 7
+    @Test func resumingACampaignWhoseSegmentWasArchivedNeedsASegment() async throws {
+        let t = try TestEngine()
+        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+        _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#)
+        _ = await t.command("campaign.activate", #"{"campaignId":"cmp_1"}"#)
+        _ = await t.command("campaign.pause", #"{"campaignId":"cmp_1"}"#)
+        #expect(await t.command("segment.archive", #"{"segmentId":"seg_1"}"#).status == 201)
+        #expect(await t.command("campaign.resume", #"{"campaignId":"cmp_1"}"#).code == "SEGMENT_REQUIRED")
+    }
+
+    // 9 and 10
+    @Test func namesCompareUnderNFKCAndCaseFoldingAndRefuseControlCharacters() async throws {
+        let t = try TestEngine()
+        let pairs = [("Caf\u{E9}", "Cafe\u{301}"), ("Stra\u{DF}e", "STRASSE"), ("\u{FF21}\u{FF22}\u{FF23}", "abc"), ("Host", "Ho\u{200B}st")]
+        for (index, (first, second)) in pairs.enumerated() {
+            #expect(await t.command("campaign.create", #"{"campaignId":"cmp_\#(index)a","name":"\#(first)","channel":"sms"}"#).status == 201)
+            #expect(await t.command("campaign.create", #"{"campaignId":"cmp_\#(index)b","name":"\#(second)","channel":"sms"}"#).code == "DUPLICATE_RESOURCE", "\(second)")
+        }
+        for bad in ["Bell\\u0007", "Esc\\u001b[31m", "Rev\\u202Eerse"] {
+            let response = await t.command("segment.create", #"{"name":"\#(bad)","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+            #expect(response.code == "VALIDATION_ERROR" && response["error"]?["pointer"] == .string("/payload/name"))
+        }
+    }
+
+    // 11
+    @Test(arguments: [
+        ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:social/x-AbCdEf", true),
+        ("projects/acme/secrets/x-token/versions/latest", true), ("vault:secret/social/x", true),
+        ("k8s://marketing/social-tokens/x", true), ("vault://secret/data/social/x", true),
+        ("https://user:s3cret@vault.example/x", false), ("vault://secret/x?token=abc", false),
+        ("vault://secret/ghp_abcdefghijklmnopqrstuvwxyz0123456789", false), ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", false),
+        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY+Zq9Xw3", false), ("vault://x/Zq8RtY2mWp4LkX9sVb7NcQ3e", false), ("token", false),
+    ])
+    func credentialReferencesAreAcceptedBroadlyButNeverCarryASecret(_ reference: String, _ accepted: Bool) {
+        #expect((CredentialReference.problem(reference) == nil) == accepted)
+    }
+
+    // 12
+    @Test func pointersNameValuesThatExistAndEveryWeightProblemIsListed() async throws {
+        let t = try TestEngine()
+        let enumField = await t.command("field.define", #"{"name":"tier","type":"enum"}"#)
+        #expect(enumField.code == "VALIDATION_ERROR" && enumField["error"]?["details"]?.arrayValue?.first?["pointer"] == .string("/payload"))
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        let weights = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":-5},{"key":"a","weight":18446744073709551616},{"key":"c","weight":0}]}"#)
+        #expect(weights.code == "VALIDATION_ERROR")
+        let pointers = weights["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []
+        #expect(pointers == ["/payload/variants/0/weight", "/payload/variants/1/key", "/payload/variants/1/weight", "/payload/variants/2/weight"])
+    }
+
+    // 14
+    @Test func cursorsAreOpaqueAndBoundToTenantQueryAndFilters() async throws {
+        let t = try TestEngine()
+        for tenant in ["acme", "globex"] {
+            for n in 0..<3 { _ = await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms"}"#, as: admin(tenant)) }
+        }
+        let first = await t.query("campaign.list", #"{"limit":1}"#)
+        let cursor = try #require(first.data?["nextCursor"]?.stringValue)
+        let decoded = Data(base64Encoded: cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "==") ?? Data()
+        #expect(!String(decoding: decoded, as: UTF8.self).contains("acme") && !String(decoding: decoded, as: UTF8.self).contains("cmp_"))
+        #expect(await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#).data?["items"]?.arrayValue?.count == 1)
+        var flipped = Array(cursor)
+        flipped[flipped.count / 2] = flipped[flipped.count / 2] == "A" ? "B" : "A"
+        for bad in [String(flipped), String(cursor.dropLast(3)), "cmF3"] {
+            let response = await t.query("campaign.list", #"{"limit":1,"cursor":"\#(bad)"}"#)
+            #expect(response.code == "INVALID_FORMAT" && response["error"]?["param"] == .string("cursor"))
+        }
+        #expect(await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#, as: admin("globex")).code == "INVALID_FORMAT")
+        #expect(await t.query("campaign.list", #"{"limit":1,"status":"draft","cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query("post.list", #"{"limit":1,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+    }
+
+    // 19
+    @Test func aTickThatCannotReadItsWorkSaysSo() async throws {
+        let t = try TestEngine()
+        t.engine.close()
+        await #expect(throws: EventStoreError.self) { try await t.engine.tick() }
+    }
+
+    // 16
+    @Test func illegalTransitionMessagesUseTheRightArticle() async throws {
+        let t = try TestEngine()
+        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command("segment.archive", #"{"segmentId":"seg_1"}"#)
+        let response = await t.command("segment.update", #"{"segmentId":"seg_1","name":"Renamed"}"#)
+        #expect(response["error"]?["message"]?.stringValue?.hasPrefix("Cannot update an archived segment") == true)
+    }
+}
+
+/// A catch-up projection that counts the events it is given: applying one twice shows.
+struct CountingProjection: Projection {
+    var name: String { "counting" }
+    var version: Int { 1 }
+    var mode: ProjectionMode { .catchUp }
+    func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws { try table.add(1, to: Array("n".utf8)) }
+}
+
+@Suite struct StoreDefectTests {
+    func append(_ store: EventStore, _ n: Int) throws {
+        _ = try store.appendAndWait(AppendRequest(streams: [StreamAppend(streamId: "s:\(n)", expectedVersion: .any, events: [
+            NewEvent(type: "x.happened", occurredAt: Date(), tenant: "t", actor: "a", requestId: "r", causationId: "c",
+                     payload: Array(#"{"m":"marker-\#(n)-end"}"#.utf8)),
+        ])]))
+    }
+
+    /// Damages every copy of the record holding `marker-N-end` in the file (copy-on-write leaves stale copies).
+    func damage(_ directory: String, marker n: Int) throws {
+        let file = URL(fileURLWithPath: directory + "/data.mdb")
+        var bytes = try Data(contentsOf: file)
+        let marker = Data("marker-\(n)-end".utf8)
+        var searchStart = bytes.startIndex
+        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
+            bytes[found.lowerBound + 7] ^= 0x01
+            searchStart = found.upperBound
+        }
+        try bytes.write(to: file)
+    }
+
+    // 17
+    @Test func verifyingACatchUpProjectionWhileWritersAppendNeverAppliesAnEventTwice() async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        for n in 0..<200 { try append(store, n) }
+        let runner = try ProjectionRunner(store: store, projections: [CountingProjection()])
+        try runner.prepare()
+        let writer = Task.detached { for n in 200..<400 { try append(store, n) } }
+        for _ in 0..<5 { _ = try runner.verify("counting", batchSize: 1) }
+        try await writer.value
+        try runner.catchUp()
+        let counted = try runner.read("counting") { try $0.count(Array("n".utf8)) }
+        #expect(counted == 400)
+    }
+
+    // 21 and 18
+    @Test func aStoreWhoseHeadDoesNotVerifyRefusesAppendsUntilAVerifyPasses() throws {
+        let directory = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: directory.path)
+            for n in 0..<3 { try append(store, n) }
+            store.close()
+        }
+        try damage(directory.path, marker: 2)
+        let store = try EventStore(path: directory.path)
+        #expect(store.writesRefused?.contains("head record (position 3)") == true)
+        #expect(throws: EventStoreError.self) { try append(store, 9) }
+        #expect(try store.verifyChain().isIntact == false)
+        store.close()
+        // Still refused after a restart: the refusal is kept in the store.
+        let reopened = try EventStore(path: directory.path)
+        #expect(reopened.writesRefused != nil)
+        reopened.close()
+    }
+
+    // 20
+    @Test func readOnlyToolsWorkOnAStoreTheyMayNotWrite() async throws {
+        let directory = TemporaryDirectory()
+        let run = try await campaign(["apply", "--data", directory.path], input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","payload":{"name":"Spring","channel":"sms"}}"# + "\n")
+        #expect(run.status == 0)
+        let before = try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: directory.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: directory.path + "/data.mdb")
+        defer {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
+            try? FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: directory.path + "/data.mdb")
+        }
+        for arguments in [["projections", "status"], ["verify"], ["stats"], ["replay"], ["replay", "--stream", "acme:x", "--as-of", "5"]] {
+            let result = try await campaign(arguments + ["--data", directory.path])
+            #expect(result.status == 0, "\(arguments): \(result.err)")
+        }
+        let after = try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
+        #expect(before == after)
+    }
+}
+
+/// The `campaign` binary as a user drives it (issue 11, items 8, 10, 13, 15, 16).
+@Suite(.serialized) struct CLIDefectTests {
+    func request(_ id: String, name: String) -> [UInt8] {
+        Array(#"{"requestId":"\#(id)","principal":\#(admin()),"command":"campaign.create","payload":{"name":""#.utf8)
+            + Array(name.utf8) + Array(#"","channel":"sms"}}"#.utf8)
+    }
+
+    // 8
+    @Test func invalidUTF8IsRefusedBeforeAnyStringIsMade() async throws {
+        let directory = TemporaryDirectory()
+        var input = [UInt8]()
+        // Invalid bytes, an overlong '/', an encoded surrogate.
+        let sequences: [[UInt8]] = [[0xFF, 0xFE], [0xC0, 0xAF], [0xED, 0xA0, 0x80]]
+        for (index, bad) in sequences.enumerated() {
+            input += request("r\(index)", name: "Host").dropLast(#"","channel":"sms"}}"#.utf8.count)
+            input += bad + Array(#"ile","channel":"sms"}}"#.utf8) + [0x0A]
+        }
+        let raw = try await campaignBytes(["apply", "--data", directory.path], input: input)
+        let codes = raw.split(separator: "\n").map { (try? JSON.parse(String($0)))?.code }
+        #expect(codes == ["INVALID_FORMAT", "INVALID_FORMAT", "INVALID_FORMAT"])
+    }
+
+    // 13
+    @Test func aByteOrderMarkIsIgnoredAndEveryLineIsAnswered() async throws {
+        let directory = TemporaryDirectory()
+        let input = "\u{FEFF}" + String(decoding: request("r1", name: "Spring"), as: UTF8.self) + "\n\n   \n"
+            + String(decoding: request("r2", name: "Summer"), as: UTF8.self) + "\r\n"
+        let run = try await campaign(["apply", "--data", directory.path], input: input)
+        let answers = run.lines.compactMap { try? JSON.parse($0) }
+        #expect(answers.map(\.status) == [201, 400, 400, 201])
+    }
+
+    // 10
+    @Test func controlCharactersInStoredDataAreEscapedInHumanOutput() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: directory.path)
+            _ = try store.appendAndWait(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_1", expectedVersion: .any, events: [
+                NewEvent(type: "campaign.created", occurredAt: Date(), tenant: "acme", actor: "evil\u{1B}[2J\u{07}", requestId: "r",
+                         causationId: "c", payload: Array(#"{"campaignId":"cmp_1","name":"Bad\u001b]0;owned\u0007","channel":"sms"}"#.utf8)),
+            ])]))
+            store.close()
+        }
+        let table = try await campaign(["replay", "--data", directory.path])
+        #expect(!table.out.utf8.contains(0x1B) && !table.out.utf8.contains(0x07) && table.out.contains("evil\\u001b[2J\\u0007"))
+        let state = try await campaign(["replay", "--data", directory.path, "--stream", "acme:cmp_1", "--as-of", "1"])
+        #expect(!state.out.utf8.contains(0x1B) && state.out.contains("Bad\\u001b]0;owned"))
+    }
+
+    // 15
+    @Test func applyAnswersEachLineAsSoonAsItIsComplete() async throws {
+        let directory = TemporaryDirectory()
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("campaign")
+        process.arguments = ["apply", "--data", directory.path]
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        for id in ["first", "second"] {
+            stdin.fileHandleForWriting.write(Data(request(id, name: "Campaign \(id)") + [0x0A]))
+            // The answer must come while stdin is still open.
+            let line = try await blocking { () -> String in
+                var bytes = [UInt8]()
+                while bytes.last != 0x0A {
+                    let chunk = stdout.fileHandleForReading.readData(ofLength: 1)
+                    guard !chunk.isEmpty else { break }
+                    bytes += chunk
+                }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            #expect((try? JSON.parse(line.trimmingCharacters(in: .newlines)))?["requestId"] == .string(id))
+        }
+        try stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+    }
+
+    // 16
+    @Test func roughEdgesGiveCleanErrorsAndTheRightExitCodes() async throws {
+        let directory = TemporaryDirectory()
+        let file = directory.path + "/plain-file"
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let onFile = try await campaign(["apply", "--data", file], input: "")
+        #expect(onFile.status == 1 && onFile.err.contains("not a directory") && !onFile.err.contains("NSError") && !onFile.err.contains("Domain="))
+        let missing = try await campaign(["verify", "--json", "--data", directory.path + "/none"])
+        #expect(missing.status == 1 && (try? JSON.parse(missing.out))?["error"]?["code"] == .string("RESOURCE_NOT_FOUND"))
+        let unknown = try await campaign(["projections", "rebuild", "nosuch", "--data", directory.path])
+        #expect(unknown.status == 64 && unknown.err.contains("no projection named nosuch"))
+        let scope = try await campaign(["apply", "--data", directory.path + "/s"], input: #"{"requestId":"r","principal":{"tenant":"acme","subject":"u","role":"admin","scopes":["nope"],"expiresAt":"2027-01-01T00:00:00Z"},"query":"campaign.list"}"# + "\n")
+        let message = (try? JSON.parse(scope.lines.first ?? ""))?["error"]?["message"]?.stringValue ?? ""
+        #expect(Principal.allScopes.allSatisfy(message.contains))
+    }
+}
+
+/// Runs `campaign` with raw bytes on stdin and returns its standard output.
+func campaignBytes(_ arguments: [String], input: [UInt8]) async throws -> String {
+    try await blocking {
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("campaign")
+        process.arguments = arguments
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input))
+        try stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: out, as: UTF8.self)
+    }
+}
