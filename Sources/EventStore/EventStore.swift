@@ -151,7 +151,8 @@ public final class EventStore: @unchecked Sendable {
             defer { current = nil }
             return current != nil
         }
-        if wasRefused || !environment.readOnly { try? record(refusal: nil) }
+        // The refusal kept in the store was loaded on open, so there is nothing to delete otherwise.
+        if wasRefused { try? record(refusal: nil) }
     }
 
     private func record(refusal reason: String?) throws {
