@@ -1,30 +1,70 @@
 import CampaignDomain
 import Foundation
 
-/// The segment catalog and membership, kept current as contacts and rules change.
+/// The segment catalog and membership, kept current as contacts, rules and time change.
 ///
 /// Keys: `g‖tenant‖segmentId` → the segment's state; `m‖tenant‖segmentId‖contactId` → empty;
 /// `n‖tenant‖segmentId` → member count; `c‖tenant‖contactId` → empty (known contacts);
-/// `f‖tenant` → the tenant's defined fields.
+/// `f‖tenant` → the tenant's defined fields. Memberships that time alone can change (a rule with
+/// `within_last_days` or `not_within_last_days`) are indexed by their next boundary:
+/// `d‖tenant‖` + time (ms, u64) + `segmentId‖contactId` → empty, in time order per tenant;
+/// `b‖tenant‖segmentId‖contactId` → that time (to move the entry); and the tenant's earliest
+/// entry, `w‖` + time + `tenant` → empty with `W‖tenant` → time, which the scheduler reads.
 ///
 /// A catch-up projection: a rule change re-evaluates every contact of the tenant, which belongs
 /// in the runner's batches rather than in the command's transaction. Contacts are evaluated with
-/// their current values (the log holds only commitments) at the time of the triggering event,
-/// so `within_last_days` rules are as of that change.
+/// their current values (the log holds only commitments) at the time of the triggering event.
+/// When a boundary passes, the scheduler appends `segment.membershipsRefreshed` for the tenant
+/// and this projection re-evaluates exactly the memberships due by that event's time, so a rebuild
+/// from the log arrives at the same memberships.
 public struct SegmentMembership: Projection {
     /// Creates the projection.
     public init() {}
     /// `segments`.
     public var name: String { "segments" }
-    /// 1.
-    public var version: Int { 1 }
+    /// 2: relative-date memberships are indexed by their next boundary.
+    public var version: Int { 2 }
     /// Catch-up.
     public var mode: ProjectionMode { .catchUp }
+
+    /// The event the scheduler appends when a tenant's relative-date memberships are due.
+    public static let refreshedType = "segment.membershipsRefreshed"
+    /// The stream (`tenant:` + this) that holds a tenant's refresh events.
+    public static let refreshStream = "segment-memberships"
 
     /// The members prefix of a segment.
     public static func members(_ tenant: String, _ segmentId: String) -> [UInt8] { Key.prefix(["m", tenant, segmentId]) }
     /// The member-count key of a segment.
     public static func count(_ tenant: String, _ segmentId: String) -> [UInt8] { Key.make(["n", tenant, segmentId]) }
+
+    static let earliestPrefix: [UInt8] = [UInt8(ascii: "w"), 0]
+    static func duePrefix(_ tenant: String) -> [UInt8] { Key.prefix(["d", tenant]) }
+    static func boundaryKey(_ tenant: String, _ segmentId: String, _ contactId: String) -> [UInt8] { Key.make(["b", tenant, segmentId, contactId]) }
+    static func earliestKey(_ tenant: String) -> [UInt8] { Key.make(["W", tenant]) }
+
+    /// The tenants with memberships due by `now`, earliest first (the scheduler's work list).
+    public static func tenantsDue(_ reader: ProjectionReader, at now: Date) throws -> [String] {
+        let bound = Key.readU64(Key.time(now))
+        var tenants = [String]()
+        try reader.scan(earliestPrefix) { key, _ in
+            guard key.count > 10, Key.readU64(key[2..<10]) <= bound else { return false }
+            tenants.append(String(decoding: key[10...], as: UTF8.self))
+            return true
+        }
+        return tenants
+    }
+
+    /// How many of a tenant's memberships are due by `now`.
+    public static func dueCount(_ reader: ProjectionReader, tenant: String, at now: Date) throws -> Int {
+        let prefix = duePrefix(tenant), bound = Key.readU64(Key.time(now))
+        var count = 0
+        try reader.scan(prefix) { key, _ in
+            guard Key.readU64(key[prefix.count...]) <= bound else { return false }
+            count += 1
+            return true
+        }
+        return count
+    }
 
     func schema(_ tenant: String, _ table: ProjectionTable) throws -> ContactSchema {
         var schema = ContactSchema()
@@ -55,7 +95,45 @@ public struct SegmentMembership: Projection {
         }
     }
 
-    /// Folds a segment, contact or field event.
+    /// Decides a contact's membership of a segment at `now` (false without a rule: the segment is
+    /// archived or the contact erased) and indexes the next time the answer can change by itself.
+    func evaluate(_ rule: SegmentRule?, _ values: [String: JSON], schema: ContactSchema, now: Date,
+                  _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable) throws {
+        try setMember(rule?.matches(values, schema: schema, now: now) ?? false, tenant, segmentId, contactId, table)
+        let boundary = Self.boundaryKey(tenant, segmentId, contactId)
+        let old = try table.get(boundary)
+        let new = rule?.nextChange(values, after: now).map(Key.time)
+        guard old != new else { return }
+        let entry = Key.make([segmentId, contactId])
+        if let old { try table.delete(Self.duePrefix(tenant) + old + entry) }
+        if let new {
+            try table.put(Self.duePrefix(tenant) + new + entry)
+            try table.put(boundary, new)
+        } else {
+            try table.delete(boundary)
+        }
+    }
+
+    /// Keeps the tenant's earliest-due entry (`w`, `W`) equal to the first of its `d` entries.
+    func updateEarliest(_ tenant: String, _ table: ProjectionTable) throws {
+        let prefix = Self.duePrefix(tenant)
+        var first: [UInt8]?
+        try table.scan(prefix) { key, _ in
+            first = Array(key[prefix.count..<(prefix.count + 8)])
+            return false
+        }
+        let old = try table.get(Self.earliestKey(tenant))
+        guard old != first else { return }
+        if let old { try table.delete(Self.earliestPrefix + old + Array(tenant.utf8)) }
+        if let first {
+            try table.put(Self.earliestPrefix + first + Array(tenant.utf8))
+            try table.put(Self.earliestKey(tenant), first)
+        } else {
+            try table.delete(Self.earliestKey(tenant))
+        }
+    }
+
+    /// Folds a segment, contact or field event, and the scheduler's refreshes.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         let tenant = event.envelope.tenant
         let now = event.envelope.occurredAt
@@ -65,6 +143,7 @@ public struct SegmentMembership: Projection {
             var fields = try table.json(Key.make(["f", tenant]))?.objectValue ?? [:]
             fields[name] = event.payload
             try table.put(Key.make(["f", tenant]), json: .object(fields))
+            return
         case "segment.created", "segment.updated", "segment.archived":
             guard let id = event.payload["segmentId"]?.stringValue else { return }
             let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
@@ -79,8 +158,8 @@ public struct SegmentMembership: Projection {
                 return true
             }
             for contactId in contacts {
-                let matches = try rule.map { try $0.matches(table.contactValues(tenant: tenant, contactId: contactId), schema: schema, now: now) } ?? false
-                try setMember(matches, tenant, id, contactId, table)
+                let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
+                try evaluate(rule, values, schema: schema, now: now, tenant, id, contactId, table)
             }
         case "contact.upserted", "contact.erased":
             guard let contactId = event.payload["contactId"]?.stringValue else { return }
@@ -89,11 +168,39 @@ public struct SegmentMembership: Projection {
             let schema = try schema(tenant, table)
             let values = erased ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
             for segment in try segments(tenant, table) {
-                let rule = try? SegmentRule.parse(segment.rules, schema: schema, at: "")
-                try setMember(!erased && (rule?.matches(values, schema: schema, now: now) ?? false), tenant, segment.id, contactId, table)
+                let rule = erased ? nil : try? SegmentRule.parse(segment.rules, schema: schema, at: "")
+                try evaluate(rule, values, schema: schema, now: now, tenant, segment.id, contactId, table)
             }
+        case Self.refreshedType:
+            try refresh(tenant, at: now, table)
         default:
             return
+        }
+        try updateEarliest(tenant, table)
+    }
+
+    /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`.
+    func refresh(_ tenant: String, at now: Date, _ table: ProjectionTable) throws {
+        let prefix = Self.duePrefix(tenant), bound = Key.readU64(Key.time(now))
+        var due = [(segmentId: String, contactId: String)]()
+        try table.scan(prefix) { key, _ in
+            guard Key.readU64(key[prefix.count...]) <= bound else { return false }
+            let parts = Key.split(Array(key[(prefix.count + 8)...]))
+            if parts.count == 2 { due.append((parts[0], parts[1])) }
+            return true
+        }
+        guard !due.isEmpty else { return }
+        let schema = try schema(tenant, table)
+        var rules = [String: SegmentRule?]()
+        for (segmentId, contactId) in due {
+            if rules[segmentId] == nil {
+                let state = try table.json(Key.make(["g", tenant, segmentId])).flatMap(SegmentState.init(snapshot:))
+                rules[segmentId] = state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
+            }
+            let known = try table.get(Key.make(["c", tenant, contactId])) != nil
+            let rule = known ? rules[segmentId] ?? nil : nil
+            let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
+            try evaluate(rule, values, schema: schema, now: now, tenant, segmentId, contactId, table)
         }
     }
 }

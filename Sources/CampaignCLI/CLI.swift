@@ -38,11 +38,11 @@ public enum CLI {
     /// Runs a command line (without the program name) and returns the exit code.
     public static func run(_ words: [String], console: any Console = StandardConsole()) async -> Int32 {
         guard let command = words.first else {
-            console.err(overview)
+            console.err(lines: overview)
             return Exit.usage.rawValue
         }
         if command == "--help" || command == "-h" || command == "help" {
-            console.out(overview)
+            console.out(lines: overview)
             return Exit.ok.rawValue
         }
         let rest = Array(words.dropFirst())
@@ -60,7 +60,7 @@ public enum CLI {
             return Exit.usage.rawValue
         }
         if rest.contains("--help") || rest.contains("-h") {
-            console.out(help)
+            console.out(lines: help)
             return Exit.ok.rawValue
         }
         do {

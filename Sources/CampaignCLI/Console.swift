@@ -106,6 +106,14 @@ public struct StandardConsole: Console {
     public var errorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 }
 
+extension Console {
+    /// Writes the CLI's own multi-line text (help, usage) to standard output a line at a time, so
+    /// its line breaks stay line breaks while each line is still escaped like any other.
+    public func out(lines text: String) { for line in text.split(separator: "\n", omittingEmptySubsequences: false) { out(String(line)) } }
+    /// Writes the CLI's own multi-line text to standard error a line at a time.
+    public func err(lines text: String) { for line in text.split(separator: "\n", omittingEmptySubsequences: false) { err(String(line)) } }
+}
+
 /// Text helpers for tables, numbers and progress bars.
 public enum Format {
     /// The line with every control character (C0, DEL, C1) and every bidirectional control

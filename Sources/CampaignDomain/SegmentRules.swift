@@ -185,6 +185,28 @@ public indirect enum SegmentRule: Sendable, Equatable {
         }
     }
 
+    /// The first instant after `now` at which a relative-date condition (`within_last_days`,
+    /// `not_within_last_days`) over `attributes` changes its truth value, or nil when none can.
+    ///
+    /// A `within_last_days N` condition on date `d` holds from `d` through `d + N days`: it turns
+    /// true at `d` (a date in the future) and false one millisecond after `d + N days`. Every other
+    /// operator compares with fixed values, so only these conditions make a membership expire. The
+    /// answer is whole milliseconds (the resolution of event times), never earlier than the change.
+    public func nextChange(_ attributes: [String: JSON], after now: Date) -> Date? {
+        switch self {
+        case let .all(children), let .any(children):
+            return children.compactMap { $0.nextChange(attributes, after: now) }.min()
+        case let .condition(field, op, value):
+            guard op == "within_last_days" || op == "not_within_last_days", let days = value?.integerValue,
+                  let date = attributes[field]?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return nil }
+            let start = (date.timeIntervalSince1970 * 1000).rounded(.up)
+            let end = (date.timeIntervalSince1970 * 1000 + Double(days) * 86_400_000).rounded(.down) + 1
+            let nowMillis = now.timeIntervalSince1970 * 1000
+            guard let next = [start, end].first(where: { $0 > nowMillis }) else { return nil }
+            return Date(timeIntervalSince1970: next / 1000)
+        }
+    }
+
     private static let negativeOperators: Set = ["neq", "not_in", "not_contains", "excludes", "not_within_last_days"]
 
     private static func evaluate(_ actual: JSON?, _ op: String, _ expected: JSON?, type: FieldType, now: Date) -> Bool {

@@ -7,22 +7,28 @@ import Foundation
 public struct TickReport: Sendable, Equatable {
     /// One piece of due work and how it ended.
     public struct Item: Sendable, Equatable {
-        /// `campaign` (activation) or `post` (publish, retry, or an in-doubt attempt settled).
+        /// `campaign` (activation), `post` (publish, retry, or an in-doubt attempt settled) or
+        /// `memberships` (a tenant's relative-date segment memberships re-evaluated).
         public var kind: String
         /// The tenant.
         public var tenant: String
-        /// The campaign or post.
+        /// The campaign or post; for `memberships`, the refresh event's stream.
         public var id: String
         /// The post's state afterwards (for posts).
         public var status: String?
         /// Nil when it succeeded (or is still on its way).
         public var error: CampaignError?
+        /// For `memberships`: how many were due and re-evaluated.
+        public var count = 0
     }
 
     /// The time the tick ran at.
     public var now: Date
     /// Every due item handled, campaigns first, each kind in time order.
     public var items: [Item]
+
+    /// Relative-date segment memberships re-evaluated, over all tenants in the report.
+    public var membershipsRefreshed: Int { items.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count } }
 
     /// Campaigns activated.
     public var activated: [Item] { items.filter { $0.kind == "campaign" && $0.error == nil } }
@@ -43,15 +49,18 @@ public struct TickReport: Sendable, Equatable {
             "failed": .array(mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
                 .object(["campaignId": name(item), "error": item.error!.body(requestId: requestId)])
             }),
+            "memberships": .number(Double(mine.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count })),
         ])
     }
 }
 
 extension CampaignEngine {
-    /// Runs the scheduler: activates scheduled campaigns whose send time has come, publishes
-    /// posts whose publish time has come, retries what is due, and settles attempts left
-    /// without an outcome. Due work is found through time indexes (`campaign-schedule`,
-    /// `post-schedule`), so a tick with nothing due reads one key of each however much waits.
+    /// Runs the scheduler: re-evaluates segment memberships whose relative-date rule
+    /// (`within_last_days`) crossed a boundary, activates scheduled campaigns whose send time has
+    /// come, publishes posts whose publish time has come, retries what is due, and settles
+    /// attempts left without an outcome. Due work is found through time indexes (the `segments`
+    /// projection's boundaries, `schedule-index`, `publishing-queue`), so a tick with nothing due
+    /// reads one key of each however much waits.
     ///
     /// The clock never moves backwards. With a ``ManualClock``, `now` moves it forward first;
     /// with any other clock `now` may only be the current time (a tick may not run the future early).
@@ -74,6 +83,7 @@ extension CampaignEngine {
         let now = configuration.clock.now()
         var report = TickReport(now: now, items: [])
         let projections = self.projections
+        report.items += try await refreshMemberships(at: now, tenant: tenant, requestId: requestId)
         var (campaigns, posts) = try store.read { txn in
             (try projections.read("schedule-index", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) },
              try projections.read("publishing-queue", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) })
@@ -112,6 +122,41 @@ extension CampaignEngine {
             report.items.append(item)
         }
         return report
+    }
+
+    /// Appends `segment.membershipsRefreshed` for each tenant (or only `tenant`) with relative-date
+    /// memberships due by `now`; the `segments` projection re-evaluates exactly those when it
+    /// folds the event, at the event's time. Catching the projection up first makes the due list
+    /// current, and catching up after makes queries that follow the tick see the new memberships.
+    func refreshMemberships(at now: Date, tenant only: String?, requestId: String) async throws -> [TickReport.Item] {
+        let projections = self.projections
+        try projections.catchUp("segments")
+        let due = try projections.read("segments") { reader in
+            try SegmentMembership.tenantsDue(reader, at: now).filter { only == nil || $0 == only }.map { tenant in
+                (tenant, try SegmentMembership.dueCount(reader, tenant: tenant, at: now))
+            }
+        }
+        var items = [TickReport.Item]()
+        for (tenant, count) in due {
+            let system = CampaignEngine.scheduler(tenant)
+            let streamId = CampaignEngine.streamId(tenant, SegmentMembership.refreshStream)
+            let event = DomainEvent(SegmentMembership.refreshedType, ["through": .string(Timestamp.format(now)), "due": .number(Double(count))])
+            var plan = Plan(streams: [(streamId, 0, [event])], decision: Decision(events: [event])) { receipt in
+                CampaignEngine.receiptData(receipt, streamId: streamId, [:])
+            }
+            plan.unversioned = true
+            var item = TickReport.Item(kind: "memberships", tenant: tenant, id: SegmentMembership.refreshStream)
+            do {
+                _ = try await commit(plan, request: .command(.systemTick(now: nil), as: system, requestId: requestId),
+                                     principal: system, now: now, idempotency: nil)
+                item.count = count
+            } catch {
+                item.error = CampaignEngine.campaignError(error)
+            }
+            items.append(item)
+        }
+        if !due.isEmpty { try projections.catchUp("segments") }
+        return items
     }
 
     /// `system.tick` on the wire. The operator (a principal of ``EngineConfiguration/operatorTenant``)

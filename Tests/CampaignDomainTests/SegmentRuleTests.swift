@@ -169,4 +169,29 @@ let operatorCases: [OperatorCase] = [
         let hundred = #"{"any":["# + (0..<100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
         #expect(try SegmentRule.parse(try JSON.parse(hundred), schema: schema, at: "").conditionCount == 100)
     }
+
+    @Test func nextChangeIsTheFirstMillisecondARelativeDateConditionFlips() throws {
+        let within = try rule("last_seen_at", "within_last_days", .number(7))
+        let future = ["last_seen_at": JSON.string("2026-11-29T00:00:00Z")]
+        let past = ["last_seen_at": JSON.string("2026-11-20T12:00:00Z")]
+        // A date still ahead turns true when it arrives; one in the window turns false 1 ms after it closes.
+        #expect(within.nextChange(future, after: now) == Timestamp.parse("2026-11-29T00:00:00Z"))
+        #expect(within.nextChange(past, after: now) == Timestamp.parse("2026-11-27T12:00:00.001Z"))
+        for (values, at) in [(future, "2026-11-29T00:00:00Z"), (past, "2026-11-27T12:00:00.001Z")] {
+            let boundary = Timestamp.parse(at)!
+            #expect(within.matches(values, schema: schema, now: boundary.addingTimeInterval(-0.001))
+                    != within.matches(values, schema: schema, now: boundary))
+        }
+        // Once the window has closed, and without the field, time changes nothing.
+        #expect(within.nextChange(past, after: Timestamp.parse("2026-11-28T00:00:00Z")!) == nil)
+        #expect(within.nextChange([:], after: now) == nil)
+        #expect(try rule("last_seen_at", "after", .string("2026-11-25")).nextChange(future, after: now) == nil)
+        // In a tree, the earliest of its conditions' boundaries.
+        let tree = try SegmentRule.parse(try JSON.parse(#"""
+            {"any": [{"field": "last_seen_at", "operator": "not_within_last_days", "value": 7},
+                     {"field": "signed_up_at", "operator": "within_last_days", "value": 1}]}
+            """#), schema: schema, at: "")
+        let both = ["last_seen_at": JSON.string("2026-11-20T12:00:00Z"), "signed_up_at": .string("2026-11-21")]
+        #expect(tree.nextChange(both, after: now) == Timestamp.parse("2026-11-22T00:00:00.001Z"))
+    }
 }

@@ -293,6 +293,17 @@ struct CountingProjection: Projection {
         #expect(answers.map(\.status) == [201, 400, 400, 201])
     }
 
+    // 10 (a regression of its fix): the CLI's own help keeps its line breaks.
+    @Test func helpTextKeepsItsLineBreaks() async throws {
+        for words in [["--help"], ["replay", "--help"], ["apply", "--help"]] {
+            let run = try await campaign(words)
+            #expect(run.status == 0 && run.lines.count > 3, "\(words)")
+            #expect(!run.lines.contains { $0.contains("\\u000a") }, "\(words)")
+        }
+        let bare = try await campaign([])
+        #expect(bare.status == 64 && bare.err.split(separator: "\n").count > 3)
+    }
+
     // 10
     @Test func controlCharactersInStoredDataAreEscapedInHumanOutput() async throws {
         let directory = TemporaryDirectory()
