@@ -55,7 +55,8 @@ let package = Package(
         .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "TestSupport", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
         .testTarget(
-            name: "CampaignEngineTests", dependencies: ["CampaignEngine", "CampaignCLI", "TestSupport", "campaign", "campaign-harness"],
+            name: "CampaignEngineTests",
+            dependencies: ["CampaignEngine", "CampaignCLI", "TestSupport", "campaign", "campaign-harness"],
             exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

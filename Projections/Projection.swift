@@ -32,7 +32,8 @@ public final class ProjectedEvent {
 
     /// The event as an aggregate folds it.
     public var record: EventRecord {
-        EventRecord(type: envelope.type, payload: payload, occurredAt: envelope.occurredAt, version: envelope.streamVersion)
+        EventRecord(
+            type: envelope.type, payload: payload, occurredAt: envelope.occurredAt, version: envelope.streamVersion)
     }
 }
 
@@ -69,7 +70,9 @@ public enum Key {
     public static func prefix(_ parts: [String]) -> [UInt8] { make(parts) + [0] }
 
     /// A big-endian UInt64.
-    public static func u64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - $0 * 8)) } }
+    public static func u64(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - $0 * 8)) }
+    }
 
     /// Reads a big-endian UInt64 from 8 bytes.
     public static func readU64<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
@@ -77,7 +80,9 @@ public enum Key {
     }
 
     /// Milliseconds since 1970 as a big-endian UInt64 (0 for earlier times).
-    public static func time(_ date: Date) -> [UInt8] { u64(UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded()))) }
+    public static func time(_ date: Date) -> [UInt8] {
+        u64(UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded())))
+    }
 
     /// The parts of a key made with ``make(_:)``.
     public static func split(_ key: [UInt8]) -> [String] {
@@ -144,7 +149,9 @@ public struct ProjectionReader {
 
     /// Visits the keys that start with `prefix`, in order, after `after` (exclusive) when given,
     /// while `body` returns true.
-    public func scan(_ prefix: [UInt8], after: [UInt8]? = nil, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
+    public func scan(
+        _ prefix: [UInt8], after: [UInt8]? = nil, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool
+    ) throws {
         try txn.forEach(in: table, from: after.map { $0 + [0] } ?? prefix) { key, value in
             guard key.starts(with: prefix) else { return false }
             return try body(key, value)
@@ -162,17 +169,24 @@ public enum PersonalData {
     public static func key(tenant: String, contactId: String) -> [UInt8] { Key.make([tenant, contactId]) }
 
     /// A contact's values, or an empty set.
-    public static func values(tenant: String, contactId: String, table: Table, in txn: ReadTransaction) throws -> [String: JSON] {
+    public static func values(
+        tenant: String, contactId: String, table: Table, in txn: ReadTransaction
+    ) throws -> [String: JSON] {
         guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table),
-              let stored = try? JSON.parse(bytes) else { return [:] }
+            let stored = try? JSON.parse(bytes)
+        else { return [:] }
         return stored["values"]?.objectValue ?? [:]
     }
 
     /// Stores or erases a contact's values.
-    public static func write(_ change: PersonalDataChange, tenant: String, table: Table, in txn: WriteTransaction) throws {
+    public static func write(
+        _ change: PersonalDataChange, tenant: String, table: Table, in txn: WriteTransaction
+    ) throws {
         let key = key(tenant: tenant, contactId: change.contactId)
         if let values = change.values {
-            try txn.put(JSON.object(["salt": .string(change.salt ?? ""), "values": .object(values)]).bytes, forKey: key, in: table)
+            try txn.put(
+                JSON.object(["salt": .string(change.salt ?? ""), "values": .object(values)]).bytes, forKey: key,
+                in: table)
         } else {
             try txn.delete(key: key, in: table)
         }

@@ -102,10 +102,14 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
 
         var json: JSON {
-            var members: [String: JSON] = ["version": .number(Double(version)), "slot": .string(slot), "checkpoint": .number(Double(checkpoint))]
+            var members: [String: JSON] = [
+                "version": .number(Double(version)), "slot": .string(slot), "checkpoint": .number(Double(checkpoint)),
+            ]
             if let rebuild {
-                members["rebuild"] = .object(["slot": .string(rebuild.slot), "checkpoint": .number(Double(rebuild.checkpoint)),
-                                              "version": .number(Double(rebuild.version))])
+                members["rebuild"] = .object([
+                    "slot": .string(rebuild.slot), "checkpoint": .number(Double(rebuild.checkpoint)),
+                    "version": .number(Double(rebuild.version)),
+                ])
             }
             return .object(members)
         }
@@ -119,8 +123,10 @@ public final class ProjectionRunner: @unchecked Sendable {
         personalData = try store.table(named: PersonalData.tableName)
         var slots = [String: (Table, Table, Table)]()
         for projection in projections {
-            slots[projection.name] = (try store.table(named: "p:\(projection.name):a"), try store.table(named: "p:\(projection.name):b"),
-                                      try store.table(named: "p:\(projection.name):v"))
+            slots[projection.name] = (
+                try store.table(named: "p:\(projection.name):a"), try store.table(named: "p:\(projection.name):b"),
+                try store.table(named: "p:\(projection.name):v")
+            )
         }
         self.slots = slots
     }
@@ -129,7 +135,9 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// - Throws: `RESOURCE_NOT_FOUND` naming the projections there are.
     public func projection(named name: String) throws -> any Projection {
         guard let projection = projections.first(where: { $0.name == name }) else {
-            throw CampaignError(.resourceNotFound, "no projection named \(name); projections are \(projections.map(\.name).joined(separator: ", "))")
+            throw CampaignError(
+                .resourceNotFound,
+                "no projection named \(name); projections are \(projections.map(\.name).joined(separator: ", "))")
         }
         return projection
     }
@@ -155,7 +163,9 @@ public final class ProjectionRunner: @unchecked Sendable {
             let current = try store.read { try meta(projection.name, in: $0) }
             if current == nil, try store.head().position == 0 {
                 try store.write { txn in
-                    if try meta(projection.name, in: txn) == nil { try setMeta(Meta(version: projection.version), projection.name, in: txn) }
+                    if try meta(projection.name, in: txn) == nil {
+                        try setMeta(Meta(version: projection.version), projection.name, in: txn)
+                    }
                 }
                 continue
             }
@@ -187,10 +197,13 @@ public final class ProjectionRunner: @unchecked Sendable {
         let projected = events.map(ProjectedEvent.init)
         for projection in projections where projection.mode == .inline {
             guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
-            let table = ProjectionTable(txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+            let table = ProjectionTable(
+                txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
-                    if let missing = try txn.event(at: position) { try projection.apply(ProjectedEvent(missing), to: table) }
+                    if let missing = try txn.event(at: position) {
+                        try projection.apply(ProjectedEvent(missing), to: table)
+                    }
                 }
             }
             for event in projected where event.envelope.position > state.checkpoint {
@@ -207,14 +220,20 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// transaction, each with its checkpoint. Safe to call from several tasks and processes.
     /// - Returns: the number of events applied.
     @discardableResult
-    public func catchUp(_ name: String? = nil, batchSize: Int = 5_000, onBatch: ((String, UInt64) -> Void)? = nil) throws -> UInt64 {
+    public func catchUp(
+        _ name: String? = nil, batchSize: Int = 5_000, onBatch: ((String, UInt64) -> Void)? = nil
+    ) throws -> UInt64 {
         try catchUpLock.withLock {
             var applied: UInt64 = 0
-            for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name) {
+            for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name)
+            {
                 while true {
                     let (count, checkpoint): (UInt64, UInt64) = try store.write { txn in
-                        guard var state = try meta(projection.name, in: txn), state.version == projection.version else { return (0, 0) }
-                        let table = ProjectionTable(txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+                        guard var state = try meta(projection.name, in: txn), state.version == projection.version else {
+                            return (0, 0)
+                        }
+                        let table = ProjectionTable(
+                            txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
                         let events = try txn.events(from: state.checkpoint + 1, limit: batchSize)
                         for event in events { try projection.apply(ProjectedEvent(event), to: table) }
                         guard let last = events.last else { return (0, state.checkpoint) }
@@ -247,7 +266,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Rebuilds several projections in one pass over the log: each event is read and decoded
     /// once and applied to every projection's scratch slot; each projection switches in the
     /// transaction where its scratch slot reaches the head.
-    public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
+    public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws
+    {
         let selected = try names.map(projection(named:))
         let label = names.count == 1 ? names[0] : "all"
         let started = Date()
@@ -272,7 +292,12 @@ public final class ProjectionRunner: @unchecked Sendable {
                 var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
                 for projection in selected {
                     guard let state = try meta(projection.name, in: txn), let rebuild = state.rebuild else { continue }
-                    states.append((projection, state, ProjectionTable(txn: txn, table: table(projection.name, slot: rebuild.slot), personalData: personalData)))
+                    states.append(
+                        (
+                            projection, state,
+                            ProjectionTable(
+                                txn: txn, table: table(projection.name, slot: rebuild.slot), personalData: personalData)
+                        ))
                 }
                 guard let from = states.map({ $0.state.rebuild!.checkpoint }).min() else { return (total, true) }
                 let events = try txn.events(from: from + 1, limit: batchSize)
@@ -300,7 +325,10 @@ public final class ProjectionRunner: @unchecked Sendable {
                 return (reached, !remaining)
             }
             let seconds = max(Date().timeIntervalSince(started), 1e-6)
-            progress?(RebuildProgress(name: label, done: done, total: max(total, done), eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
+            progress?(
+                RebuildProgress(
+                    name: label, done: done, total: max(total, done),
+                    eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
             if finished { return }
         }
     }
@@ -330,7 +358,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         return try store.write { txn in
             // Catch both up to the same head inside one transaction, then compare.
             let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
-            for event in try txn.events(from: checkpoint + 1, limit: .max) { try projection.apply(ProjectedEvent(event), to: table) }
+            for event in try txn.events(from: checkpoint + 1, limit: .max) {
+                try projection.apply(ProjectedEvent(event), to: table)
+            }
             guard let state = try meta(name, in: txn) else {
                 return VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
             }
@@ -340,7 +370,9 @@ public final class ProjectionRunner: @unchecked Sendable {
                 // Events appended since the catch-up above: applied to the live table as a catch-up
                 // batch would, checkpoint and all, so the next catch-up does not apply them again.
                 let liveTable = ProjectionTable(txn: txn, table: live, personalData: personalData)
-                for event in try txn.events(from: state.checkpoint + 1, limit: .max) { try projection.apply(ProjectedEvent(event), to: liveTable) }
+                for event in try txn.events(from: state.checkpoint + 1, limit: .max) {
+                    try projection.apply(ProjectedEvent(event), to: liveTable)
+                }
                 var advanced = state
                 advanced.checkpoint = head
                 try setMeta(advanced, name, in: txn)
@@ -376,8 +408,10 @@ public final class ProjectionRunner: @unchecked Sendable {
             let head = try txn.headPosition()
             return try projections.map { projection in
                 let state = try meta(projection.name, in: txn) ?? Meta()
-                return ProjectionStatus(name: projection.name, mode: projection.mode, version: projection.version, builtVersion: state.version,
-                                        checkpoint: state.checkpoint, head: head, rebuildCheckpoint: state.rebuild?.checkpoint)
+                return ProjectionStatus(
+                    name: projection.name, mode: projection.mode, version: projection.version,
+                    builtVersion: state.version,
+                    checkpoint: state.checkpoint, head: head, rebuildCheckpoint: state.rebuild?.checkpoint)
             }
         }
     }

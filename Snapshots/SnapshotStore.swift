@@ -38,7 +38,10 @@ public struct SnapshotCodec<State>: Sendable {
     public var decode: @Sendable (JSON) -> State?
 
     /// Creates a codec.
-    public init(kind: String, schemaVersion: Int, encode: @escaping @Sendable (State) -> JSON, decode: @escaping @Sendable (JSON) -> State?) {
+    public init(
+        kind: String, schemaVersion: Int, encode: @escaping @Sendable (State) -> JSON,
+        decode: @escaping @Sendable (JSON) -> State?
+    ) {
         self.kind = kind
         self.schemaVersion = schemaVersion
         self.encode = encode
@@ -49,17 +52,23 @@ public struct SnapshotCodec<State>: Sendable {
 /// The codecs of the engine's aggregates.
 public enum SnapshotCodecs {
     /// Campaigns.
-    public static let campaign = SnapshotCodec<CampaignState>(kind: "campaign", schemaVersion: 1, encode: { $0.snapshot }, decode: CampaignState.init(snapshot:))
+    public static let campaign = SnapshotCodec<CampaignState>(
+        kind: "campaign", schemaVersion: 1, encode: { $0.snapshot }, decode: CampaignState.init(snapshot:))
     /// Segments.
-    public static let segment = SnapshotCodec<SegmentState>(kind: "segment", schemaVersion: 1, encode: { $0.snapshot }, decode: SegmentState.init(snapshot:))
+    public static let segment = SnapshotCodec<SegmentState>(
+        kind: "segment", schemaVersion: 1, encode: { $0.snapshot }, decode: SegmentState.init(snapshot:))
     /// Contacts.
-    public static let contact = SnapshotCodec<ContactState>(kind: "contact", schemaVersion: 1, encode: { $0.snapshot }, decode: ContactState.init(snapshot:))
+    public static let contact = SnapshotCodec<ContactState>(
+        kind: "contact", schemaVersion: 1, encode: { $0.snapshot }, decode: ContactState.init(snapshot:))
     /// Social connections.
-    public static let connection = SnapshotCodec<ConnectionState>(kind: "connection", schemaVersion: 1, encode: { $0.snapshot }, decode: ConnectionState.init(snapshot:))
+    public static let connection = SnapshotCodec<ConnectionState>(
+        kind: "connection", schemaVersion: 1, encode: { $0.snapshot }, decode: ConnectionState.init(snapshot:))
     /// Posts.
-    public static let post = SnapshotCodec<PostState>(kind: "post", schemaVersion: 1, encode: { $0.snapshot }, decode: PostState.init(snapshot:))
+    public static let post = SnapshotCodec<PostState>(
+        kind: "post", schemaVersion: 1, encode: { $0.snapshot }, decode: PostState.init(snapshot:))
     /// Experiments.
-    public static let experiment = SnapshotCodec<ExperimentState>(kind: "experiment", schemaVersion: 1, encode: { $0.snapshot }, decode: ExperimentState.init(snapshot:))
+    public static let experiment = SnapshotCodec<ExperimentState>(
+        kind: "experiment", schemaVersion: 1, encode: { $0.snapshot }, decode: ExperimentState.init(snapshot:))
 }
 
 /// A decoded snapshot.
@@ -92,23 +101,34 @@ public final class SnapshotStore: Sendable {
     }
 
     /// The latest usable snapshot, read in `txn`.
-    public func load<State>(_ streamId: String, codec: SnapshotCodec<State>, in txn: ReadTransaction) throws -> Snapshot<State>? {
+    public func load<State>(
+        _ streamId: String, codec: SnapshotCodec<State>, in txn: ReadTransaction
+    ) throws -> Snapshot<State>? {
         guard let bytes = try txn.value(forKey: Array(streamId.utf8), in: table), let json = try? JSON.parse(bytes),
-              json["kind"]?.stringValue == codec.kind, json["schemaVersion"]?.integerValue == codec.schemaVersion,
-              let version = json["version"]?.integerValue, version > 0,
-              let stateJSON = json["state"], let state = codec.decode(stateJSON) else { return nil }
+            json["kind"]?.stringValue == codec.kind, json["schemaVersion"]?.integerValue == codec.schemaVersion,
+            let version = json["version"]?.integerValue, version > 0,
+            let stateJSON = json["state"], let state = codec.decode(stateJSON)
+        else { return nil }
         return Snapshot(state: state, version: UInt64(version))
     }
 
     /// Stores a snapshot in `txn`.
-    public func save<State>(_ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64, in txn: WriteTransaction) throws {
-        try save(streamId, kind: codec.kind, schemaVersion: codec.schemaVersion, state: codec.encode(state), version: version, in: txn)
+    public func save<State>(
+        _ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64, in txn: WriteTransaction
+    ) throws {
+        try save(
+            streamId, kind: codec.kind, schemaVersion: codec.schemaVersion, state: codec.encode(state),
+            version: version, in: txn)
     }
 
     /// Stores an already encoded snapshot in `txn`.
-    public func save(_ streamId: String, kind: String, schemaVersion: Int, state: JSON, version: UInt64, in txn: WriteTransaction) throws {
-        let record = JSON.object(["kind": .string(kind), "schemaVersion": .number(Double(schemaVersion)),
-                                  "version": .number(Double(version)), "state": state])
+    public func save(
+        _ streamId: String, kind: String, schemaVersion: Int, state: JSON, version: UInt64, in txn: WriteTransaction
+    ) throws {
+        let record = JSON.object([
+            "kind": .string(kind), "schemaVersion": .number(Double(schemaVersion)),
+            "version": .number(Double(version)), "state": state,
+        ])
         try txn.put(record.bytes, forKey: Array(streamId.utf8), in: table)
     }
 

@@ -20,7 +20,9 @@ public struct CampaignBoard: Projection {
 
     /// Folds a campaign event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("campaign."), let id = event.payload["campaignId"]?.stringValue else { return }
+        guard event.envelope.type.hasPrefix("campaign."), let id = event.payload["campaignId"]?.stringValue else {
+            return
+        }
         let tenant = event.envelope.tenant
         let before = try table.json(Self.row(tenant, id)).flatMap(CampaignState.init(snapshot:))
         let after = Campaign.evolve(before, event.record)

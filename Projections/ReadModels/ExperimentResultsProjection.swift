@@ -19,7 +19,9 @@ public struct ExperimentResultsProjection: Projection {
     /// The key of an experiment's state.
     public static func row(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["e", tenant, id]) }
     /// The key of a contact's exposure.
-    public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] { Key.make(["x", tenant, id, contactId]) }
+    public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] {
+        Key.make(["x", tenant, id, contactId])
+    }
 
     /// An experiment's state.
     public static func experiment(_ reader: ProjectionReader, tenant: String, id: String) throws -> ExperimentState? {
@@ -27,7 +29,9 @@ public struct ExperimentResultsProjection: Projection {
     }
 
     /// The variant a contact was exposed to, and whether it converted.
-    public static func exposure(_ reader: ProjectionReader, tenant: String, id: String, contactId: String) throws -> (variant: String, converted: Bool)? {
+    public static func exposure(
+        _ reader: ProjectionReader, tenant: String, id: String, contactId: String
+    ) throws -> (variant: String, converted: Bool)? {
         guard let bytes = try reader.get(contact(tenant, id, contactId)) else { return nil }
         let parts = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
         return (String(parts.first ?? ""), parts.count > 1)
@@ -35,11 +39,16 @@ public struct ExperimentResultsProjection: Projection {
 
     /// Folds an experiment event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("experiment."), let id = event.payload["experimentId"]?.stringValue else { return }
+        guard event.envelope.type.hasPrefix("experiment."), let id = event.payload["experimentId"]?.stringValue else {
+            return
+        }
         let tenant = event.envelope.tenant
         let before = try table.json(Self.row(tenant, id)).flatMap(ExperimentState.init(snapshot:))
-        if let after = Experiment.evolve(before, event.record) { try table.put(Self.row(tenant, id), json: after.snapshot) }
-        if let contactId = event.payload["contactId"]?.stringValue, let variant = event.payload["variant"]?.stringValue {
+        if let after = Experiment.evolve(before, event.record) {
+            try table.put(Self.row(tenant, id), json: after.snapshot)
+        }
+        if let contactId = event.payload["contactId"]?.stringValue, let variant = event.payload["variant"]?.stringValue
+        {
             let converted = event.envelope.type == "experiment.converted"
             try table.put(Self.contact(tenant, id, contactId), Array((converted ? variant + "\n1" : variant).utf8))
         }

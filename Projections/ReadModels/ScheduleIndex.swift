@@ -24,7 +24,9 @@ public struct ScheduleIndex: Projection {
     }
 
     /// Reads a time index (`d‖time‖tenant‖id`) up to `now`, earliest first.
-    public static func due(_ reader: ProjectionReader, at now: Date, limit: Int) throws -> [(tenant: String, id: String)] {
+    public static func due(
+        _ reader: ProjectionReader, at now: Date, limit: Int
+    ) throws -> [(tenant: String, id: String)] {
         let bound = Key.readU64(Key.time(now))
         var due = [(String, String)]()
         try reader.scan(duePrefix) { key, _ in
@@ -37,7 +39,8 @@ public struct ScheduleIndex: Projection {
     }
 
     /// Campaigns in scheduled or active state that use a segment.
-    public static func campaignsUsing(_ reader: ProjectionReader, tenant: String, segmentId: String) throws -> [String] {
+    public static func campaignsUsing(_ reader: ProjectionReader, tenant: String, segmentId: String) throws -> [String]
+    {
         var campaigns = [String]()
         let prefix = Key.prefix(["u", tenant, segmentId])
         try reader.scan(prefix) { key, _ in
@@ -51,7 +54,8 @@ public struct ScheduleIndex: Projection {
     /// so `campaign.updated` is skipped (the row keeps the fields the keys are made of).
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         let type = event.envelope.type
-        guard type.hasPrefix("campaign."), type != "campaign.updated", let id = event.payload["campaignId"]?.stringValue else { return }
+        guard type.hasPrefix("campaign."), type != "campaign.updated", let id = event.payload["campaignId"]?.stringValue
+        else { return }
         let tenant = event.envelope.tenant
         let row = Key.make(["r", tenant, id])
         let before = try table.json(row).flatMap(CampaignState.init(snapshot:))
@@ -60,11 +64,17 @@ public struct ScheduleIndex: Projection {
             guard let state else { return [] }
             var keys = [[UInt8]]()
             if state.status == .scheduled, let sendAt = state.sendAt { keys.append(Self.dueKey(sendAt, tenant, id)) }
-            if state.status == .scheduled || state.status == .active, let segment = state.segmentId { keys.append(Key.make(["u", tenant, segment, id])) }
+            if state.status == .scheduled || state.status == .active, let segment = state.segmentId {
+                keys.append(Key.make(["u", tenant, segment, id]))
+            }
             return keys
         }
         for key in keys(before) { try table.delete(key) }
         for key in keys(after) { try table.put(key) }
-        if let after, after.status != .deleted { try table.put(row, json: after.snapshot) } else { try table.delete(row) }
+        if let after, after.status != .deleted {
+            try table.put(row, json: after.snapshot)
+        } else {
+            try table.delete(row)
+        }
     }
 }

@@ -33,13 +33,17 @@ public struct SegmentMembership: Projection {
     public static let refreshStream = "segment-memberships"
 
     /// The members prefix of a segment.
-    public static func members(_ tenant: String, _ segmentId: String) -> [UInt8] { Key.prefix(["m", tenant, segmentId]) }
+    public static func members(_ tenant: String, _ segmentId: String) -> [UInt8] {
+        Key.prefix(["m", tenant, segmentId])
+    }
     /// The member-count key of a segment.
     public static func count(_ tenant: String, _ segmentId: String) -> [UInt8] { Key.make(["n", tenant, segmentId]) }
 
     static let earliestPrefix: [UInt8] = [UInt8(ascii: "w"), 0]
     static func duePrefix(_ tenant: String) -> [UInt8] { Key.prefix(["d", tenant]) }
-    static func boundaryKey(_ tenant: String, _ segmentId: String, _ contactId: String) -> [UInt8] { Key.make(["b", tenant, segmentId, contactId]) }
+    static func boundaryKey(_ tenant: String, _ segmentId: String, _ contactId: String) -> [UInt8] {
+        Key.make(["b", tenant, segmentId, contactId])
+    }
     static func earliestKey(_ tenant: String) -> [UInt8] { Key.make(["W", tenant]) }
 
     /// The tenants with memberships due by `now`, earliest first (the scheduler's work list).
@@ -56,7 +60,8 @@ public struct SegmentMembership: Projection {
 
     /// How many of a tenant's memberships are due by `now`.
     public static func dueCount(_ reader: ProjectionReader, tenant: String, at now: Date) throws -> Int {
-        let prefix = duePrefix(tenant), bound = Key.readU64(Key.time(now))
+        let prefix = duePrefix(tenant)
+        let bound = Key.readU64(Key.time(now))
         var count = 0
         try reader.scan(prefix) { key, _ in
             guard Key.readU64(key[prefix.count...]) <= bound else { return false }
@@ -69,7 +74,11 @@ public struct SegmentMembership: Projection {
     func schema(_ tenant: String, _ table: ProjectionTable) throws -> ContactSchema {
         var schema = ContactSchema()
         for (name, definition) in try table.json(Key.make(["f", tenant]))?.objectValue ?? [:] {
-            schema = TenantSchema.evolve(schema, EventRecord(type: "field.defined", payload: definition.merging(name: name), occurredAt: .distantPast, version: 0))
+            schema = TenantSchema.evolve(
+                schema,
+                EventRecord(
+                    type: "field.defined", payload: definition.merging(name: name), occurredAt: .distantPast, version: 0
+                ))
         }
         return schema
     }
@@ -77,13 +86,17 @@ public struct SegmentMembership: Projection {
     func segments(_ tenant: String, _ table: ProjectionTable) throws -> [SegmentState] {
         var segments = [SegmentState]()
         try table.scan(Key.prefix(["g", tenant])) { _, value in
-            if let state = (try? JSON.parse(value)).flatMap(SegmentState.init(snapshot:)), state.status == .active { segments.append(state) }
+            if let state = (try? JSON.parse(value)).flatMap(SegmentState.init(snapshot:)), state.status == .active {
+                segments.append(state)
+            }
             return true
         }
         return segments
     }
 
-    func setMember(_ member: Bool, _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable) throws {
+    func setMember(
+        _ member: Bool, _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable
+    ) throws {
         let key = Self.members(tenant, segmentId) + Array(contactId.utf8)
         let present = try table.get(key) != nil
         if member && !present {
@@ -97,8 +110,10 @@ public struct SegmentMembership: Projection {
 
     /// Decides a contact's membership of a segment at `now` (false without a rule: the segment is
     /// archived or the contact erased) and indexes the next time the answer can change by itself.
-    func evaluate(_ rule: SegmentRule?, _ values: [String: JSON], schema: ContactSchema, now: Date,
-                  _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable) throws {
+    func evaluate(
+        _ rule: SegmentRule?, _ values: [String: JSON], schema: ContactSchema, now: Date,
+        _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable
+    ) throws {
         try setMember(rule?.matches(values, schema: schema, now: now) ?? false, tenant, segmentId, contactId, table)
         let boundary = Self.boundaryKey(tenant, segmentId, contactId)
         let old = try table.get(boundary)
@@ -164,7 +179,11 @@ public struct SegmentMembership: Projection {
         case "contact.upserted", "contact.erased":
             guard let contactId = event.payload["contactId"]?.stringValue else { return }
             let erased = event.envelope.type == "contact.erased"
-            if erased { try table.delete(Key.make(["c", tenant, contactId])) } else { try table.put(Key.make(["c", tenant, contactId])) }
+            if erased {
+                try table.delete(Key.make(["c", tenant, contactId]))
+            } else {
+                try table.put(Key.make(["c", tenant, contactId]))
+            }
             let schema = try schema(tenant, table)
             let values = erased ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
             for segment in try segments(tenant, table) {
@@ -181,7 +200,8 @@ public struct SegmentMembership: Projection {
 
     /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`.
     func refresh(_ tenant: String, at now: Date, _ table: ProjectionTable) throws {
-        let prefix = Self.duePrefix(tenant), bound = Key.readU64(Key.time(now))
+        let prefix = Self.duePrefix(tenant)
+        let bound = Key.readU64(Key.time(now))
         var due = [(segmentId: String, contactId: String)]()
         try table.scan(prefix) { key, _ in
             guard Key.readU64(key[prefix.count...]) <= bound else { return false }
@@ -195,7 +215,8 @@ public struct SegmentMembership: Projection {
         for (segmentId, contactId) in due {
             if rules[segmentId] == nil {
                 let state = try table.json(Key.make(["g", tenant, segmentId])).flatMap(SegmentState.init(snapshot:))
-                rules[segmentId] = state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
+                rules[segmentId] =
+                    state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
             }
             let known = try table.get(Key.make(["c", tenant, contactId])) != nil
             let rule = known ? rules[segmentId] ?? nil : nil

@@ -18,7 +18,9 @@ public struct Arguments: Equatable, Sendable {
     }
 
     /// Parses `words` accepting only the given options (which take a value) and flags.
-    public static func parse(_ words: [String], options: Set<String>, flags: Set<String>) throws(UsageError) -> Arguments {
+    public static func parse(
+        _ words: [String], options: Set<String>, flags: Set<String>
+    ) throws(UsageError) -> Arguments {
         var parsed = Arguments()
         var index = 0
         while index < words.count {
@@ -43,11 +45,15 @@ public struct Arguments: Equatable, Sendable {
                 if let inlineValue {
                     value = inlineValue
                 } else {
-                    guard index < words.count, !words[index].hasPrefix("--") else { throw UsageError(message: "--\(name) needs a value") }
+                    guard index < words.count, !words[index].hasPrefix("--") else {
+                        throw UsageError(message: "--\(name) needs a value")
+                    }
                     value = words[index]
                     index += 1
                 }
-                guard parsed.options.updateValue(value, forKey: name) == nil else { throw UsageError(message: "--\(name) is given twice") }
+                guard parsed.options.updateValue(value, forKey: name) == nil else {
+                    throw UsageError(message: "--\(name) is given twice")
+                }
             } else {
                 throw UsageError(message: "unknown option --\(name)")
             }

@@ -49,7 +49,10 @@ public enum CLI {
         let handlers: [String: (String, Set<String>, Set<String>, (Arguments, any Console) async throws -> Exit)] = [
             "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
             "apply": (ApplyCommand.help, ["data", "now", "rate-limit", "operator-tenant"], [], ApplyCommand.run),
-            "replay": (ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"], ["json"], ReplayCommand.run),
+            "replay": (
+                ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"],
+                ["json"], ReplayCommand.run
+            ),
             "verify": (VerifyCommand.help, ["data"], ["json", "record"], VerifyCommand.run),
             "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
@@ -92,7 +95,9 @@ public enum CLI {
         return try EventStore(path: path, options: options)
     }
 
-    static func openEngine(_ arguments: Arguments, configuration: EngineConfiguration = EngineConfiguration()) throws -> CampaignEngine {
+    static func openEngine(
+        _ arguments: Arguments, configuration: EngineConfiguration = EngineConfiguration()
+    ) throws -> CampaignEngine {
         let path = dataDirectory(arguments)
         guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
             throw CampaignError(.resourceNotFound, "no store at \(path) (no data.mdb)")
@@ -137,12 +142,16 @@ enum ApplyCommand {
         guard arguments.positionals.isEmpty else { throw CLI.usage("apply takes no arguments") }
         var configuration = EngineConfiguration()
         if let now = arguments.options["now"] {
-            guard let date = Timestamp.parse(now) else { throw CLI.usage("--now takes an ISO 8601 time such as 2026-12-01T09:00:00Z") }
+            guard let date = Timestamp.parse(now) else {
+                throw CLI.usage("--now takes an ISO 8601 time such as 2026-12-01T09:00:00Z")
+            }
             configuration.clock = ManualClock(date)
         }
         configuration.operatorTenant = arguments.options["operator-tenant"] ?? "system"
         if let limit = arguments.options["rate-limit"] {
-            guard let value = Int(limit), value > 0 else { throw CLI.usage("--rate-limit takes a positive whole number") }
+            guard let value = Int(limit), value > 0 else {
+                throw CLI.usage("--rate-limit takes a positive whole number")
+            }
             configuration.rateLimit = value
         }
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
@@ -155,17 +164,24 @@ enum ApplyCommand {
                 break loop
             case let .tooLong(length):
                 // Refused without ever holding the line in memory.
-                console.out(EngineResponse.failure(
-                    CampaignError(.invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit", pointer: ""),
-                    requestId: WireFormat.fallbackRequestId).line)
+                console.out(
+                    EngineResponse.failure(
+                        CampaignError(
+                            .invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit",
+                            pointer: ""),
+                        requestId: WireFormat.fallbackRequestId
+                    ).line)
             case var .line(line):
                 if isFirstLine, line.starts(with: [0xEF, 0xBB, 0xBF]) { line.removeFirst(3) }
                 if line.last == 0x0D { line.removeLast() }
                 if line.allSatisfy({ [0x20, 0x09].contains($0) }) {
                     // Every line gets one answer, so a co-process never waits for one that will not come.
-                    console.out(EngineResponse.failure(
-                        CampaignError(.invalidFormat, "empty line: each line must hold one JSON request", pointer: ""),
-                        requestId: WireFormat.fallbackRequestId).line)
+                    console.out(
+                        EngineResponse.failure(
+                            CampaignError(
+                                .invalidFormat, "empty line: each line must hold one JSON request", pointer: ""),
+                            requestId: WireFormat.fallbackRequestId
+                        ).line)
                 } else {
                     console.out(await engine.handle(line).line)
                 }
@@ -197,7 +213,10 @@ enum VerifyCommand {
         let started = Date()
         let report = try store.verifyChain { checked in
             if console.errorIsTerminal {
-                console.progress(Format.progressBar(done: checked, total: total, rate: Double(checked) / max(Date().timeIntervalSince(started), 1e-6)))
+                console.progress(
+                    Format.progressBar(
+                        done: checked, total: total,
+                        rate: Double(checked) / max(Date().timeIntervalSince(started), 1e-6)))
             }
         }
         if console.errorIsTerminal { console.progress("") }
@@ -207,10 +226,15 @@ enum VerifyCommand {
                 "intact": .bool(report.isIntact), "eventsChecked": .number(Double(report.eventsChecked)),
                 "headPosition": .number(Double(report.headPosition)), "headHash": .string(report.headHash.hexString),
             ]
-            if let bad = report.firstBadPosition { members["firstBadPosition"] = .number(Double(bad)); members["problem"] = .string(report.problem ?? "") }
+            if let bad = report.firstBadPosition {
+                members["firstBadPosition"] = .number(Double(bad))
+                members["problem"] = .string(report.problem ?? "")
+            }
             console.out(JSON.object(members).text)
         } else if report.isIntact {
-            console.out("chain intact: \(Format.count(report.eventsChecked)) events checked in \(String(format: "%.2f", seconds)) s")
+            console.out(
+                "chain intact: \(Format.count(report.eventsChecked)) events checked in \(String(format: "%.2f", seconds)) s"
+            )
             console.out("head position: \(report.headPosition)")
             console.out("head hash:     \(report.headHash.hexString)")
         } else {
@@ -241,10 +265,11 @@ enum ProjectionsCommand {
         guard arguments.positionals.count <= 2, action != "status" || arguments.positionals.count == 1 else {
             throw CLI.usage("too many arguments")
         }
-        let batch = try arguments.options["batch"].map { text throws(Arguments.UsageError) -> Int in
-            guard let value = Int(text), value > 0 else { throw CLI.usage("--batch takes a positive whole number") }
-            return value
-        } ?? 20_000
+        let batch =
+            try arguments.options["batch"].map { text throws(Arguments.UsageError) -> Int in
+                guard let value = Int(text), value > 0 else { throw CLI.usage("--batch takes a positive whole number") }
+                return value
+            } ?? 20_000
         let known = CampaignEngine.standardProjections().map(\.name)
         let names = arguments.positionals.count == 2 ? [arguments.positionals[1]] : known
         for name in names where !known.contains(name) {
@@ -255,7 +280,8 @@ enum ProjectionsCommand {
             // Read-only: status never writes, so it works on a store it may not write.
             let store = try CLI.openStore(arguments)
             defer { store.close() }
-            let statuses = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections()).status()
+            let statuses = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+                .status()
             return status(statuses, json: json, console: console)
         }
         let engine = try CLI.openEngine(arguments)
@@ -270,13 +296,18 @@ enum ProjectionsCommand {
                 try runner.rebuild(name, batchSize: batch) { progress in
                     last = progress
                     if console.errorIsTerminal {
-                        console.progress("\(name) " + Format.progressBar(done: progress.done, total: progress.total, rate: progress.eventsPerSecond))
+                        console.progress(
+                            "\(name) "
+                                + Format.progressBar(
+                                    done: progress.done, total: progress.total, rate: progress.eventsPerSecond))
                     }
                 }
                 if console.errorIsTerminal { console.progress("") }
                 let seconds = Date().timeIntervalSince(started)
                 let done = last?.done ?? 0
-                console.out("rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)")
+                console.out(
+                    "rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)"
+                )
             }
             return .ok
 
@@ -286,17 +317,22 @@ enum ProjectionsCommand {
                 let report = try runner.verify(name, batchSize: batch)
                 failed = failed || !report.matches
                 if json {
-                    console.out(JSON.object([
-                        "name": .string(name), "matches": .bool(report.matches), "entries": .number(Double(report.entries)),
-                        "differences": .number(Double(report.differenceCount)),
-                        "keys": .array(report.differences.map { .string(describe($0.key)) }),
-                    ]).text)
+                    console.out(
+                        JSON.object([
+                            "name": .string(name), "matches": .bool(report.matches),
+                            "entries": .number(Double(report.entries)),
+                            "differences": .number(Double(report.differenceCount)),
+                            "keys": .array(report.differences.map { .string(describe($0.key)) }),
+                        ]).text)
                 } else if report.matches {
                     console.out("\(name): ok (\(Format.count(report.entries)) entries match a fresh rebuild)")
                 } else {
-                    console.out("\(name): DIFFERS in \(report.differenceCount) of \(Format.count(report.entries)) entries")
+                    console.out(
+                        "\(name): DIFFERS in \(report.differenceCount) of \(Format.count(report.entries)) entries")
                     for difference in report.differences {
-                        console.out("  \(describe(difference.key)): live \(preview(difference.live)) ≠ rebuilt \(preview(difference.rebuilt))")
+                        console.out(
+                            "  \(describe(difference.key)): live \(preview(difference.live)) ≠ rebuilt \(preview(difference.rebuilt))"
+                        )
                     }
                 }
             }
@@ -309,19 +345,27 @@ enum ProjectionsCommand {
         if json {
             for status in statuses {
                 var members: [String: JSON] = [
-                    "name": .string(status.name), "mode": .string(status.mode.rawValue), "version": .number(Double(status.version)),
-                    "builtVersion": .number(Double(status.builtVersion)), "checkpoint": .number(Double(status.checkpoint)),
+                    "name": .string(status.name), "mode": .string(status.mode.rawValue),
+                    "version": .number(Double(status.version)),
+                    "builtVersion": .number(Double(status.builtVersion)),
+                    "checkpoint": .number(Double(status.checkpoint)),
                     "head": .number(Double(status.head)), "lag": .number(Double(status.lag)),
                 ]
-                if let rebuilding = status.rebuildCheckpoint { members["rebuildCheckpoint"] = .number(Double(rebuilding)) }
+                if let rebuilding = status.rebuildCheckpoint {
+                    members["rebuildCheckpoint"] = .number(Double(rebuilding))
+                }
                 console.out(JSON.object(members).text)
             }
         } else {
             let rows = statuses.map { s in
-                [s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint), Format.count(s.lag),
-                 s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-"]
+                [
+                    s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint),
+                    Format.count(s.lag),
+                    s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-",
+                ]
             }
-            Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(console.out)
+            Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(
+                console.out)
         }
         return .ok
     }
@@ -369,19 +413,31 @@ enum StatsCommand {
         let usage = try store.usage()
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: store.path + "/data.mdb")[.size] as? Int) ?? 0
         if arguments.flags.contains("json") {
-            console.out(JSON.object([
-                "events": .number(Double(head.position)), "streams": .number(Double(streams)), "tenants": .number(Double(tenants.count)),
-                "headHash": .string(head.hash.hexString), "fileBytes": .number(Double(fileSize)), "usedBytes": .number(Double(usage.usedBytes)),
-                "mapBytes": .number(Double(usage.mapSize)), "pageSize": .number(Double(usage.pageSize)),
-                "eventsByType": .object(types.mapValues { .number(Double($0)) }),
-            ]).text)
+            console.out(
+                JSON.object([
+                    "events": .number(Double(head.position)), "streams": .number(Double(streams)),
+                    "tenants": .number(Double(tenants.count)),
+                    "headHash": .string(head.hash.hexString), "fileBytes": .number(Double(fileSize)),
+                    "usedBytes": .number(Double(usage.usedBytes)),
+                    "mapBytes": .number(Double(usage.mapSize)), "pageSize": .number(Double(usage.pageSize)),
+                    "eventsByType": .object(types.mapValues { .number(Double($0)) }),
+                ]).text)
         } else {
             console.out("store:    \(store.path)")
-            console.out("events:   \(Format.count(head.position))   streams: \(Format.count(streams))   tenants: \(tenants.count) (\(tenants.sorted().joined(separator: ", ")))")
+            console.out(
+                "events:   \(Format.count(head.position))   streams: \(Format.count(streams))   tenants: \(tenants.count) (\(tenants.sorted().joined(separator: ", ")))"
+            )
             console.out("head:     \(head.hash.hexString)")
-            console.out("file:     \(Format.bytes(fileSize)) on disk; \(Format.bytes(usage.usedBytes)) used of a \(Format.bytes(usage.mapSize)) map (\(usage.mapSize > 0 ? usage.usedBytes * 100 / usage.mapSize : 0)%), \(usage.pageSize)-byte pages")
+            console.out(
+                "file:     \(Format.bytes(fileSize)) on disk; \(Format.bytes(usage.usedBytes)) used of a \(Format.bytes(usage.mapSize)) map (\(usage.mapSize > 0 ? usage.usedBytes * 100 / usage.mapSize : 0)%), \(usage.pageSize)-byte pages"
+            )
             console.out("")
-            Format.table(["EVENT TYPE", "COUNT"], types.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map { [$0.key, Format.count($0.value)] }).forEach(console.out)
+            Format.table(
+                ["EVENT TYPE", "COUNT"],
+                types.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map {
+                    [$0.key, Format.count($0.value)]
+                }
+            ).forEach(console.out)
         }
         return .ok
     }

@@ -99,7 +99,9 @@ public struct StandardConsole: Console {
     /// Writes to standard error, escaped like ``out(_:)``.
     public func err(_ line: String) { FileHandle.standardError.write(Data((Format.printable(line) + "\n").utf8)) }
     /// Overwrites the line on standard error.
-    public func progress(_ line: String) { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + Format.printable(line)).utf8)) }
+    public func progress(_ line: String) {
+        FileHandle.standardError.write(Data(("\r\u{1B}[2K" + Format.printable(line)).utf8))
+    }
     /// `isatty(1)`.
     public var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     /// `isatty(2)`.
@@ -109,9 +111,13 @@ public struct StandardConsole: Console {
 extension Console {
     /// Writes the CLI's own multi-line text (help, usage) to standard output a line at a time, so
     /// its line breaks stay line breaks while each line is still escaped like any other.
-    public func out(lines text: String) { for line in text.split(separator: "\n", omittingEmptySubsequences: false) { out(String(line)) } }
+    public func out(lines text: String) {
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) { out(String(line)) }
+    }
     /// Writes the CLI's own multi-line text to standard error a line at a time.
-    public func err(lines text: String) { for line in text.split(separator: "\n", omittingEmptySubsequences: false) { err(String(line)) } }
+    public func err(lines text: String) {
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) { err(String(line)) }
+    }
 }
 
 /// Text helpers for tables, numbers and progress bars.
@@ -124,7 +130,8 @@ public enum Format {
     public static func printable(_ line: String) -> String {
         func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
             let value = scalar.value
-            return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x061C || value == 0x200E || value == 0x200F
+            return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x061C || value == 0x200E
+                || value == 0x200F
                 || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
         }
         guard line.unicodeScalars.contains(where: isUnsafe) else { return line }
@@ -143,7 +150,11 @@ public enum Format {
     /// Left-aligned columns under a header, two spaces apart.
     public static func table(_ header: [String], _ rows: [[String]]) -> [String] {
         var widths = header.map(\.count)
-        for row in rows { for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) } }
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { index, cell in
                 index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)

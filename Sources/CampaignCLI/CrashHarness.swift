@@ -33,16 +33,25 @@ public enum CrashHarness {
     /// The child: applies a mixed workload (campaigns, segments, contacts, posts, exposures) from
     /// eight concurrent clients, so kills land inside group commits, and prints
     /// `ack <requestId> <events>` for each acknowledged command, until killed or `limit` is reached.
-    public static func workload(data: String, round: Int, limit: Int, emit: @escaping @Sendable (String) -> Void) async throws {
+    public static func workload(
+        data: String, round: Int, limit: Int, emit: @escaping @Sendable (String) -> Void
+    ) async throws {
         let engine = try CampaignEngine(directory: data, configuration: EngineConfiguration(rateLimit: 100_000_000))
-        let admin = Principal(tenant: "crash", subject: "writer", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let admin = Principal(
+            tenant: "crash", subject: "writer", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
         let prefix = "r\(round)"
         let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":30}]}"#)
         let setup: [Command] = [
             .segmentCreate(segmentId: "seg_\(prefix)", name: "Segment \(prefix)", rules: rules),
-            .socialConnect(connectionId: "con_\(prefix)", platform: "mastodon", accountId: "acct-\(prefix)", credentialRef: "vault://m/\(prefix)", expiresAt: .distantFuture),
-            .campaignCreate(campaignId: "cmp_\(prefix)_base", name: "Base \(prefix)", channel: "email", segmentId: "seg_\(prefix)", content: nil, sendAt: nil),
-            .experimentCreate(experimentId: "exp_\(prefix)", campaignId: "cmp_\(prefix)_base", name: "E \(prefix)", variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
+            .socialConnect(
+                connectionId: "con_\(prefix)", platform: "mastodon", accountId: "acct-\(prefix)",
+                credentialRef: "vault://m/\(prefix)", expiresAt: .distantFuture),
+            .campaignCreate(
+                campaignId: "cmp_\(prefix)_base", name: "Base \(prefix)", channel: "email", segmentId: "seg_\(prefix)",
+                content: nil, sendAt: nil),
+            .experimentCreate(
+                experimentId: "exp_\(prefix)", campaignId: "cmp_\(prefix)_base", name: "E \(prefix)",
+                variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
             .experimentStart(experimentId: "exp_\(prefix)"),
         ]
         func send(_ command: Command, _ id: String) async {
@@ -58,12 +67,28 @@ public enum CrashHarness {
                         let id = "\(prefix)-\(n)"
                         let command: Command
                         switch n % 6 {
-                        case 0: command = .campaignCreate(campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms", segmentId: "seg_\(prefix)", content: nil, sendAt: nil)
-                        case 1: command = .campaignUpdate(campaignId: "cmp_\(prefix)_base", name: nil, channel: nil, content: Content(body: "body \(n)"))
-                        case 2: command = .contactUpsert(ContactInput(contactId: "ctc_\(prefix)_\(n % 40)", attributes: ["age": .number(Double(n % 70))]))
-                        case 3: command = .postCreate(postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)", media: [], link: nil, campaignId: nil)
-                        case 4: command = .experimentRecordExposure(experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)")
-                        default: command = .campaignSchedule(campaignId: "cmp_\(prefix)_\(n - 5)", sendAt: Date().addingTimeInterval(3_600))
+                        case 0:
+                            command = .campaignCreate(
+                                campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms",
+                                segmentId: "seg_\(prefix)", content: nil, sendAt: nil)
+                        case 1:
+                            command = .campaignUpdate(
+                                campaignId: "cmp_\(prefix)_base", name: nil, channel: nil,
+                                content: Content(body: "body \(n)"))
+                        case 2:
+                            command = .contactUpsert(
+                                ContactInput(
+                                    contactId: "ctc_\(prefix)_\(n % 40)", attributes: ["age": .number(Double(n % 70))]))
+                        case 3:
+                            command = .postCreate(
+                                postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)",
+                                media: [], link: nil, campaignId: nil)
+                        case 4:
+                            command = .experimentRecordExposure(
+                                experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)")
+                        default:
+                            command = .campaignSchedule(
+                                campaignId: "cmp_\(prefix)_\(n - 5)", sendAt: Date().addingTimeInterval(3_600))
                         }
                         await send(command, id)
                         n += 8
@@ -77,7 +102,9 @@ public enum CrashHarness {
     /// The parent: runs `kills` rounds of start-the-child, wait a random moment, SIGKILL, check.
     /// - Parameters:
     ///   - executable: the `campaign-harness` binary (whose `workload` mode is the child).
-    public static func run(data: String, kills: Int, seed: UInt64, executable: URL, log: (String) -> Void = { _ in }) async throws -> Summary {
+    public static func run(
+        data: String, kills: Int, seed: UInt64, executable: URL, log: (String) -> Void = { _ in }
+    ) async throws -> Summary {
         var random = SeededRandom(seed: seed)
         var acknowledged = [String: Int]()
         var summary = Summary()
@@ -94,7 +121,9 @@ public enum CrashHarness {
             // Wait for some acknowledgements, then kill at a random moment.
             let wanted = random.int(1..<60)
             let deadline = Date().addingTimeInterval(10)
-            while lines.count < wanted && process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            while lines.count < wanted && process.isRunning && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
             try await Task.sleep(for: .milliseconds(random.int(0..<40)))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -102,11 +131,15 @@ public enum CrashHarness {
             lines.append(output.fileHandleForReading.readDataToEndOfFile())
             for line in lines.all {
                 let parts = line.split(separator: " ")
-                if parts.count == 3, parts[0] == "ack", let events = Int(parts[2]) { acknowledged[String(parts[1])] = events }
+                if parts.count == 3, parts[0] == "ack", let events = Int(parts[2]) {
+                    acknowledged[String(parts[1])] = events
+                }
             }
             try check(data: data, acknowledged: acknowledged, into: &summary)
             summary.kills += process.terminationReason == .uncaughtSignal ? 1 : 0
-            log("round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in all, \(summary.events) events")
+            log(
+                "round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in all, \(summary.events) events"
+            )
         }
         return summary
     }
@@ -125,10 +158,14 @@ public enum CrashHarness {
         summary.duplicated = acknowledged.filter { counts[$0.key, default: 0] > $0.value }.count
         let chain = try engine.eventStore.verifyChain()
         summary.events = chain.headPosition
-        if !chain.isIntact { summary.problems.append("chain broken at \(chain.firstBadPosition ?? 0): \(chain.problem ?? "")") }
+        if !chain.isIntact {
+            summary.problems.append("chain broken at \(chain.firstBadPosition ?? 0): \(chain.problem ?? "")")
+        }
         for projection in engine.projections.projections {
             let report = try engine.projections.verify(projection.name)
-            if !report.matches { summary.problems.append("projection \(projection.name) differs in \(report.differenceCount) entries") }
+            if !report.matches {
+                summary.problems.append("projection \(projection.name) differs in \(report.differenceCount) entries")
+            }
         }
     }
 }

@@ -29,15 +29,20 @@ enum DemoCommand {
         let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60)
         let clock = ManualClock(start)
         let publisher = SimulatedPublisher()
-        let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(clock: clock, rateLimit: 1_000_000, publisher: publisher))
+        let engine = try CampaignEngine(
+            directory: path,
+            configuration: EngineConfiguration(clock: clock, rateLimit: 1_000_000, publisher: publisher))
         defer { engine.close() }
         var random = SystemRandomNumberGenerator()
         let tag = String((0..<4).map { _ in "abcdefghjkmnpqrstvwxyz23456789".randomElement(using: &random)! })
-        let demo = Demo(engine: engine, clock: clock, tag: tag, console: console, quiet: arguments.flags.contains("json"))
+        let demo = Demo(
+            engine: engine, clock: clock, tag: tag, console: console, quiet: arguments.flags.contains("json"))
         let began = Date()
         let tenants = Array(["acme", "globex", "initech"].prefix(tenantCount))
 
-        demo.section("Run \(tag) on \(path): \(tenants.count) tenants, \(contactCount) contacts each; simulated clock from \(Timestamp.format(start))")
+        demo.section(
+            "Run \(tag) on \(path): \(tenants.count) tenants, \(contactCount) contacts each; simulated clock from \(Timestamp.format(start))"
+        )
         for tenant in tenants { try await demo.setUp(tenant: tenant, contacts: contactCount) }
         demo.section("Illegal moves get catalogue errors")
         try await demo.illegalMoves(tenant: tenants[0], other: tenants.count > 1 ? tenants[1] : "globex")
@@ -57,9 +62,13 @@ enum DemoCommand {
         return report.isIntact ? .ok : .failure
     }
 
-    static func number(_ arguments: Arguments, _ name: String, default value: Int, range: ClosedRange<Int>) throws(Arguments.UsageError) -> Int {
+    static func number(
+        _ arguments: Arguments, _ name: String, default value: Int, range: ClosedRange<Int>
+    ) throws(Arguments.UsageError) -> Int {
         guard let text = arguments.options[name] else { return value }
-        guard let number = Int(text), range.contains(number) else { throw CLI.usage("--\(name) takes a whole number from \(range.lowerBound) to \(range.upperBound)") }
+        guard let number = Int(text), range.contains(number) else {
+            throw CLI.usage("--\(name) takes a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
         return number
     }
 }
@@ -92,9 +101,12 @@ final class Demo: @unchecked Sendable {
         say(console.outputIsTerminal ? "\u{1B}[1m== \(title)\u{1B}[0m" : "== \(title)")
     }
 
-    func principal(_ tenant: String, _ role: Role, scopes: Set<String> = Principal.allScopes, expiresAt: Date? = nil) -> Principal {
-        Principal(tenant: tenant, subject: "\(role.rawValue)@\(tenant)", role: role, scopes: scopes,
-                  expiresAt: expiresAt ?? clock.now().addingTimeInterval(86_400 * 30))
+    func principal(
+        _ tenant: String, _ role: Role, scopes: Set<String> = Principal.allScopes, expiresAt: Date? = nil
+    ) -> Principal {
+        Principal(
+            tenant: tenant, subject: "\(role.rawValue)@\(tenant)", role: role, scopes: scopes,
+            expiresAt: expiresAt ?? clock.now().addingTimeInterval(86_400 * 30))
     }
 
     /// Every request of the demo goes through here, so the summary counts them all.
@@ -106,7 +118,8 @@ final class Demo: @unchecked Sendable {
     /// Sends a command that should succeed; a failure is reported (the demo goes on).
     @discardableResult
     func send(_ command: Command, _ tenant: String, role: Role = .editor, note: String? = nil) async -> EngineResponse {
-        let response = await execute(.command(command, as: principal(tenant, role), requestId: "demo-\(tag)-\(requests)"))
+        let response = await execute(
+            .command(command, as: principal(tenant, role), requestId: "demo-\(tag)-\(requests)"))
         if let error = response.error, error.code != .duplicateResource || command.name != "field.define" {
             say("  ! \(command.name) in \(tenant): \(error.code.rawValue) \(error.message)")
         } else if let note {
@@ -115,7 +128,12 @@ final class Demo: @unchecked Sendable {
         return response
     }
 
-    func count() -> Int { lock.withLock { requests += 1; return requests } }
+    func count() -> Int {
+        lock.withLock {
+            requests += 1
+            return requests
+        }
+    }
 
     /// Sends a request that must be refused, and shows the code it gets.
     func expect(_ code: ErrorCode, _ what: String, _ response: EngineResponse) {
@@ -129,8 +147,12 @@ final class Demo: @unchecked Sendable {
 
     func setUp(tenant: String, contacts: Int) async throws {
         section("Tenant \(tenant)")
-        await send(.fieldDefine(name: "loyalty_tier", type: "enum", values: ["bronze", "silver", "gold"]), tenant, role: .admin)
-        let countries = ["FR", "DE", "US", "GB", "ES"], plans = ["free", "starter", "pro", "enterprise"], tiers = ["bronze", "silver", "gold"]
+        await send(
+            .fieldDefine(name: "loyalty_tier", type: "enum", values: ["bronze", "silver", "gold"]), tenant, role: .admin
+        )
+        let countries = ["FR", "DE", "US", "GB", "ES"]
+        let plans = ["free", "starter", "pro", "enterprise"]
+        let tiers = ["bronze", "silver", "gold"]
         let now = clock.now()
         var inputs = [ContactInput]()
         for n in 0..<contacts {
@@ -147,29 +169,52 @@ final class Demo: @unchecked Sendable {
             inputs.append(ContactInput(contactId: "ctc_\(tag)_\(n)", attributes: attributes))
         }
         await send(.contactImport(inputs), tenant, note: "imported \(contacts) contacts")
-        await send(.contactUpsert(ContactInput(contactId: "ctc_\(tag)_0", attributes: ["city": .string("Lyon")])), tenant, note: "upserted a contact")
-        await send(.contactErase(contactId: "ctc_\(tag)_1"), tenant, role: .admin, note: "erased a contact (its values are deleted; the chain still verifies)")
+        await send(
+            .contactUpsert(ContactInput(contactId: "ctc_\(tag)_0", attributes: ["city": .string("Lyon")])), tenant,
+            note: "upserted a contact")
+        await send(
+            .contactErase(contactId: "ctc_\(tag)_1"), tenant, role: .admin,
+            note: "erased a contact (its values are deleted; the chain still verifies)")
 
-        let adults = try JSON.parse(#"{"all":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"age","operator":"gte","value":21},{"field":"subscribed","operator":"eq","value":true}]}"#)
-        let gold = try JSON.parse(#"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","operator":"includes","value":"vip"}]}"#)
+        let adults = try JSON.parse(
+            #"{"all":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"age","operator":"gte","value":21},{"field":"subscribed","operator":"eq","value":true}]}"#
+        )
+        let gold = try JSON.parse(
+            #"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","operator":"includes","value":"vip"}]}"#
+        )
         await send(.segmentCreate(segmentId: "seg_\(tag)_eu", name: "EU subscribers \(tag)", rules: adults), tenant)
         await send(.segmentCreate(segmentId: "seg_\(tag)_vip", name: "VIP \(tag)", rules: gold), tenant)
-        await send(.segmentUpdate(segmentId: "seg_\(tag)_vip", name: "VIP and gold \(tag)", rules: nil), tenant, note: "created 2 segments, renamed one")
+        await send(
+            .segmentUpdate(segmentId: "seg_\(tag)_vip", name: "VIP and gold \(tag)", rules: nil), tenant,
+            note: "created 2 segments, renamed one")
 
         let content = Content(subject: "Spring is here", body: "Hello {{first_name}}, our spring collection is live.")
-        for (id, name, minutes) in [("launch", "Spring launch", 60), ("followup", "Spring follow-up", 120), ("flash", "Flash sale", 30)] {
-            await send(.campaignCreate(campaignId: "cmp_\(tag)_\(id)", name: "\(name) \(tag)", channel: "email", segmentId: "seg_\(tag)_eu", content: content, sendAt: nil), tenant)
+        for (id, name, minutes) in [
+            ("launch", "Spring launch", 60), ("followup", "Spring follow-up", 120), ("flash", "Flash sale", 30),
+        ] {
+            await send(
+                .campaignCreate(
+                    campaignId: "cmp_\(tag)_\(id)", name: "\(name) \(tag)", channel: "email",
+                    segmentId: "seg_\(tag)_eu", content: content, sendAt: nil), tenant)
             await send(.campaignSchedule(campaignId: "cmp_\(tag)_\(id)", sendAt: now + Double(minutes * 60)), tenant)
         }
-        await send(.campaignCreate(campaignId: "cmp_\(tag)_draft", name: "Abandoned idea \(tag)", channel: "sms", segmentId: nil, content: nil, sendAt: nil), tenant)
+        await send(
+            .campaignCreate(
+                campaignId: "cmp_\(tag)_draft", name: "Abandoned idea \(tag)", channel: "sms", segmentId: nil,
+                content: nil, sendAt: nil), tenant)
         await send(.campaignTransition(.delete, campaignId: "cmp_\(tag)_draft"), tenant)
-        await send(.campaignCreate(campaignId: "cmp_\(tag)_autumn", name: "Autumn teaser \(tag)", channel: "push", segmentId: "seg_\(tag)_vip", content: nil, sendAt: nil), tenant,
-                   note: "created 5 campaigns: 3 scheduled, 1 draft deleted, 1 draft kept")
+        await send(
+            .campaignCreate(
+                campaignId: "cmp_\(tag)_autumn", name: "Autumn teaser \(tag)", channel: "push",
+                segmentId: "seg_\(tag)_vip", content: nil, sendAt: nil), tenant,
+            note: "created 5 campaigns: 3 scheduled, 1 draft deleted, 1 draft kept")
 
         let expiry = now + 86_400 * 60
         for (id, platform) in [("x", "x"), ("ig", "instagram"), ("md", "mastodon")] {
-            await send(.socialConnect(connectionId: "con_\(tag)_\(id)", platform: platform, accountId: "\(tenant)-\(platform)-\(tag)",
-                                      credentialRef: "vault://social/\(tenant)/\(platform)", expiresAt: expiry), tenant)
+            await send(
+                .socialConnect(
+                    connectionId: "con_\(tag)_\(id)", platform: platform, accountId: "\(tenant)-\(platform)-\(tag)",
+                    credentialRef: "vault://social/\(tenant)/\(platform)", expiresAt: expiry), tenant)
         }
         let photo = [Media(kind: "image", url: "https://cdn.\(tenant).example/spring.jpg")]
         let posts: [(String, [String], String, [Media])] = [
@@ -182,13 +227,21 @@ final class Demo: @unchecked Sendable {
             ("later", ["x", "ig"], "See you tomorrow", photo),
         ]
         for (id, connections, text, media) in posts {
-            await send(.postCreate(postId: "pst_\(tag)_\(id)", connectionIds: connections.map { "con_\(tag)_\($0)" }, text: text, media: media, link: nil, campaignId: "cmp_\(tag)_launch"), tenant)
+            await send(
+                .postCreate(
+                    postId: "pst_\(tag)_\(id)", connectionIds: connections.map { "con_\(tag)_\($0)" }, text: text,
+                    media: media, link: nil, campaignId: "cmp_\(tag)_launch"), tenant)
         }
         await send(.postSchedule(postId: "pst_\(tag)_later", publishAt: now + 3_600), tenant)
         var outcomes = [String]()
         for id in ["hello", "photo", "busy", "flaky", "slow", "bad"] {
-            let response = await execute(.command(.postPublish(postId: "pst_\(tag)_\(id)"), as: principal(tenant, .editor), requestId: "demo-\(tag)-\(requests)"))
-            outcomes.append("\(id): \(response.error.map { "\($0.code.rawValue)\($0.retryAfter.map { " (retry in \($0) s)" } ?? "")" } ?? response.data?["post"]?["status"]?.stringValue ?? "?")")
+            let response = await execute(
+                .command(
+                    .postPublish(postId: "pst_\(tag)_\(id)"), as: principal(tenant, .editor),
+                    requestId: "demo-\(tag)-\(requests)"))
+            outcomes.append(
+                "\(id): \(response.error.map { "\($0.code.rawValue)\($0.retryAfter.map { " (retry in \($0) s)" } ?? "")" } ?? response.data?["post"]?["status"]?.stringValue ?? "?")"
+            )
         }
         say("  published 6 posts: " + outcomes.joined(separator: ", "))
     }
@@ -200,41 +253,103 @@ final class Demo: @unchecked Sendable {
             await execute(.command(command, as: who ?? editor, requestId: "demo-\(tag)-\(requests)"))
         }
         await send(.campaignTransition(.activate, campaignId: launch), tenant)
-        expect(.resourceConflict, "delete an active campaign", await command(.campaignTransition(.delete, campaignId: launch)))
-        expect(.campaignAlreadyActive, "rename an active campaign", await command(.campaignUpdate(campaignId: launch, name: "Renamed", channel: nil, content: nil)))
-        expect(.campaignNotScheduled, "activate a draft", await command(.campaignTransition(.activate, campaignId: "cmp_\(tag)_autumn")))
-        expect(.segmentRequired, "schedule a campaign without a segment",
-               await { _ = await command(.campaignCreate(campaignId: "cmp_\(tag)_bare", name: "Bare \(tag)", channel: "sms", segmentId: nil, content: nil, sendAt: nil))
-                   return await command(.campaignSchedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600)) }())
-        expect(.invalidSchedule, "schedule in the past", await command(.campaignSchedule(campaignId: "cmp_\(tag)_autumn", sendAt: clock.now() - 60)))
-        expect(.duplicateResource, "reuse a campaign name (case-insensitive)",
-               await command(.campaignCreate(campaignId: nil, name: "SPRING LAUNCH \(tag.uppercased())", channel: "email", segmentId: nil, content: nil, sendAt: nil)))
-        expect(.resourceConflict, "archive a segment a scheduled campaign uses", await command(.segmentArchive(segmentId: "seg_\(tag)_eu")))
-        expect(.invalidOperator, "segment rule: gt on a boolean", await command(.segmentCreate(segmentId: nil, name: "Broken \(tag)",
-               rules: try JSON.parse(#"{"all":[{"field":"subscribed","operator":"gt","value":1}]}"#))))
-        expect(.unknownField, "segment rule on an undefined field", await command(.segmentCreate(segmentId: nil, name: "Broken \(tag)",
-               rules: try JSON.parse(#"{"all":[{"field":"shoe_size","operator":"gt","value":40}]}"#))))
-        expect(.forbidden, "a viewer creates a campaign", await command(.campaignCreate(campaignId: nil, name: "Nope", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
-                                                                        as: principal(tenant, .viewer)))
+        expect(
+            .resourceConflict, "delete an active campaign",
+            await command(.campaignTransition(.delete, campaignId: launch)))
+        expect(
+            .campaignAlreadyActive, "rename an active campaign",
+            await command(.campaignUpdate(campaignId: launch, name: "Renamed", channel: nil, content: nil)))
+        expect(
+            .campaignNotScheduled, "activate a draft",
+            await command(.campaignTransition(.activate, campaignId: "cmp_\(tag)_autumn")))
+        expect(
+            .segmentRequired, "schedule a campaign without a segment",
+            await {
+                _ = await command(
+                    .campaignCreate(
+                        campaignId: "cmp_\(tag)_bare", name: "Bare \(tag)", channel: "sms", segmentId: nil,
+                        content: nil, sendAt: nil))
+                return await command(.campaignSchedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600))
+            }())
+        expect(
+            .invalidSchedule, "schedule in the past",
+            await command(.campaignSchedule(campaignId: "cmp_\(tag)_autumn", sendAt: clock.now() - 60)))
+        expect(
+            .duplicateResource, "reuse a campaign name (case-insensitive)",
+            await command(
+                .campaignCreate(
+                    campaignId: nil, name: "SPRING LAUNCH \(tag.uppercased())", channel: "email", segmentId: nil,
+                    content: nil, sendAt: nil)))
+        expect(
+            .resourceConflict, "archive a segment a scheduled campaign uses",
+            await command(.segmentArchive(segmentId: "seg_\(tag)_eu")))
+        expect(
+            .invalidOperator, "segment rule: gt on a boolean",
+            await command(
+                .segmentCreate(
+                    segmentId: nil, name: "Broken \(tag)",
+                    rules: try JSON.parse(#"{"all":[{"field":"subscribed","operator":"gt","value":1}]}"#))))
+        expect(
+            .unknownField, "segment rule on an undefined field",
+            await command(
+                .segmentCreate(
+                    segmentId: nil, name: "Broken \(tag)",
+                    rules: try JSON.parse(#"{"all":[{"field":"shoe_size","operator":"gt","value":40}]}"#))))
+        expect(
+            .forbidden, "a viewer creates a campaign",
+            await command(
+                .campaignCreate(
+                    campaignId: nil, name: "Nope", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                as: principal(tenant, .viewer)))
         expect(.forbidden, "an editor erases a contact", await command(.contactErase(contactId: "ctc_\(tag)_2")))
-        expect(.invalidScope, "no campaigns:write scope", await command(.campaignTransition(.pause, campaignId: launch),
-                                                                           as: principal(tenant, .admin, scopes: ["campaigns:read"])))
-        expect(.tokenExpired, "an expired token", await command(.campaignTransition(.pause, campaignId: launch), as: principal(tenant, .admin, expiresAt: clock.now())))
-        expect(.unauthorized, "no principal", await execute(.command(.campaignTransition(.pause, campaignId: launch), as: nil, requestId: "anon")))
+        expect(
+            .invalidScope, "no campaigns:write scope",
+            await command(
+                .campaignTransition(.pause, campaignId: launch),
+                as: principal(tenant, .admin, scopes: ["campaigns:read"])))
+        expect(
+            .tokenExpired, "an expired token",
+            await command(
+                .campaignTransition(.pause, campaignId: launch), as: principal(tenant, .admin, expiresAt: clock.now())))
+        expect(
+            .unauthorized, "no principal",
+            await execute(.command(.campaignTransition(.pause, campaignId: launch), as: nil, requestId: "anon")))
         // cmp_…_bare exists only in this tenant: another tenant's admin must not learn that it does.
-        expect(.resourceNotFound, "\(other) reads \(tenant)'s campaign", await execute(.query(.campaignGet(campaignId: "cmp_\(tag)_bare"), as: principal(other, .admin), requestId: "x")))
-        expect(.validationError, "a 400-character post for x",
-               await command(.postCreate(postId: nil, connectionIds: ["con_\(tag)_x"], text: String(repeating: "a", count: 400), media: [], link: nil, campaignId: nil)))
-        expect(.validationError, "an instagram post without media",
-               await command(.postCreate(postId: nil, connectionIds: ["con_\(tag)_ig"], text: "caption", media: [], link: nil, campaignId: nil)))
-        expect(.validationError, "a token where a credential reference belongs",
-               await command(.socialConnect(connectionId: nil, platform: "x", accountId: "other", credentialRef: "EAAGm0PX4ZCpsBAKZC", expiresAt: clock.now() + 3_600)))
+        expect(
+            .resourceNotFound, "\(other) reads \(tenant)'s campaign",
+            await execute(
+                .query(.campaignGet(campaignId: "cmp_\(tag)_bare"), as: principal(other, .admin), requestId: "x")))
+        expect(
+            .validationError, "a 400-character post for x",
+            await command(
+                .postCreate(
+                    postId: nil, connectionIds: ["con_\(tag)_x"], text: String(repeating: "a", count: 400), media: [],
+                    link: nil, campaignId: nil)))
+        expect(
+            .validationError, "an instagram post without media",
+            await command(
+                .postCreate(
+                    postId: nil, connectionIds: ["con_\(tag)_ig"], text: "caption", media: [], link: nil,
+                    campaignId: nil)))
+        expect(
+            .validationError, "a token where a credential reference belongs",
+            await command(
+                .socialConnect(
+                    connectionId: nil, platform: "x", accountId: "other", credentialRef: "EAAGm0PX4ZCpsBAKZC",
+                    expiresAt: clock.now() + 3_600)))
         let wire: [(ErrorCode, String, String)] = [
-            (.invalidFormat, "malformed JSON", #"{"requestId":"bad","command":"campaign.create","payload":{"name":"x",}}"#),
-            (.invalidField, "an access token smuggled into a payload",
-             #"{"requestId":"tok","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.pause","payload":{"campaignId":"\#(launch)","accessToken":"secret-123"}}"#),
-            (.missingField, "a campaign without a name",
-             #"{"requestId":"mf","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.create","payload":{"channel":"sms"}}"#),
+            (
+                .invalidFormat, "malformed JSON",
+                #"{"requestId":"bad","command":"campaign.create","payload":{"name":"x",}}"#
+            ),
+            (
+                .invalidField, "an access token smuggled into a payload",
+                #"{"requestId":"tok","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.pause","payload":{"campaignId":"\#(launch)","accessToken":"secret-123"}}"#
+            ),
+            (
+                .missingField, "a campaign without a name",
+                #"{"requestId":"mf","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.create","payload":{"channel":"sms"}}"#
+            ),
         ]
         for (code, what, line) in wire {
             _ = count()
@@ -245,12 +360,18 @@ final class Demo: @unchecked Sendable {
     func tick(at time: Date) async throws {
         let report = try await engine.tick(now: time)
         let campaigns = report.items.filter { $0.kind == "campaign" && $0.error == nil }.count
-        let posts = report.items.filter { $0.kind == "post" }.map { "\($0.tenant)/\($0.id.split(separator: "_").last ?? "")→\($0.status ?? "?")" }
-        say("  tick \(Timestamp.format(time)): \(campaigns) campaign(s) activated\(posts.isEmpty ? "" : "; posts " + posts.joined(separator: ", "))")
+        let posts = report.items.filter { $0.kind == "post" }.map {
+            "\($0.tenant)/\($0.id.split(separator: "_").last ?? "")→\($0.status ?? "?")"
+        }
+        say(
+            "  tick \(Timestamp.format(time)): \(campaigns) campaign(s) activated\(posts.isEmpty ? "" : "; posts " + posts.joined(separator: ", "))"
+        )
     }
 
     func finishLifecycle(tenant: String) async throws {
-        let launch = "cmp_\(tag)_launch", flash = "cmp_\(tag)_flash", followup = "cmp_\(tag)_followup"
+        let launch = "cmp_\(tag)_launch"
+        let flash = "cmp_\(tag)_flash"
+        let followup = "cmp_\(tag)_followup"
         await send(.campaignTransition(.pause, campaignId: launch), tenant)
         await send(.campaignTransition(.resume, campaignId: launch), tenant)
         await send(.campaignTransition(.complete, campaignId: flash), tenant)
@@ -261,36 +382,54 @@ final class Demo: @unchecked Sendable {
 
     func experiment(tenant: String, contacts: Int) async throws {
         let id = "exp_\(tag)_subject"
-        await send(.experimentCreate(experimentId: id, campaignId: "cmp_\(tag)_launch", name: "Subject line \(tag)", variants: [
-            Variant(key: "control", weight: 50, content: Content(subject: "Spring is here", body: "…")),
-            Variant(key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
-        ]), tenant)
+        await send(
+            .experimentCreate(
+                experimentId: id, campaignId: "cmp_\(tag)_launch", name: "Subject line \(tag)",
+                variants: [
+                    Variant(key: "control", weight: 50, content: Content(subject: "Spring is here", body: "…")),
+                    Variant(key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
+                ]), tenant)
         await send(.experimentStart(experimentId: id), tenant)
         let variants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]
         let who = principal(tenant, .editor)
         for n in 0..<20 {
-            _ = await execute(.command(.experimentRecordExposure(experimentId: id, contactId: "ctc_\(tag)_\(n)"), as: who, requestId: "exp-\(n)"))
+            _ = await execute(
+                .command(
+                    .experimentRecordExposure(experimentId: id, contactId: "ctc_\(tag)_\(n)"), as: who,
+                    requestId: "exp-\(n)"))
         }
-        expect(.experimentInsufficientData, "declare a winner after 20 exposures",
-               await execute(.command(.experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), as: who, requestId: "early")))
+        expect(
+            .experimentInsufficientData, "declare a winner after 20 exposures",
+            await execute(
+                .command(
+                    .experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), as: who,
+                    requestId: "early")))
         // Exposures and conversions arrive concurrently, as from many sending workers.
         await withTaskGroup(of: Void.self) { group in
             for worker in 0..<16 {
                 group.addTask {
                     for n in stride(from: worker, to: contacts, by: 16) {
                         let contactId = "ctc_\(self.tag)_\(n)"
-                        _ = await self.execute(.command(.experimentRecordExposure(experimentId: id, contactId: contactId), as: who, requestId: "exp-\(n)"))
+                        _ = await self.execute(
+                            .command(
+                                .experimentRecordExposure(experimentId: id, contactId: contactId), as: who,
+                                requestId: "exp-\(n)"))
                         let variant = Experiment.assign(experimentId: id, contactId: contactId, variants: variants)
                         // The emoji subject converts at about 30%, the control at about 10%.
                         if n % 10 < (variant == "emoji" ? 3 : 1) {
-                            _ = await self.execute(.command(.experimentRecordConversion(experimentId: id, contactId: contactId), as: who, requestId: "conv-\(n)"))
+                            _ = await self.execute(
+                                .command(
+                                    .experimentRecordConversion(experimentId: id, contactId: contactId), as: who,
+                                    requestId: "conv-\(n)"))
                         }
                     }
                 }
             }
         }
         let declared = await send(.experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), tenant)
-        say("  \(contacts) contacts exposed; winner declared: \(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")")
+        say(
+            "  \(contacts) contacts exposed; winner declared: \(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")"
+        )
     }
 
     // MARK: Dashboard
@@ -304,8 +443,11 @@ final class Demo: @unchecked Sendable {
         for tenant in tenants {
             let campaigns = await read(.campaignList(status: nil, from: nil, to: nil, page: .init(limit: 500)), tenant)
             let posts = await read(.postList(status: nil, from: nil, to: nil, page: .init(limit: 500)), tenant)
-            let counts = { (json: JSON) in (json["counts"]?.objectValue ?? [:]).filter { ($0.value.integerValue ?? 0) > 0 }
-                .sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.integerValue ?? 0)" }.joined(separator: ", ") }
+            let counts = { (json: JSON) in
+                (json["counts"]?.objectValue ?? [:]).filter { ($0.value.integerValue ?? 0) > 0 }
+                    .sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.integerValue ?? 0)" }.joined(
+                        separator: ", ")
+            }
             say("\(tenant)")
             say("  campaigns: \(counts(campaigns))")
             say("  posts:     \(counts(posts))")
@@ -313,39 +455,57 @@ final class Demo: @unchecked Sendable {
                 let members = await read(.segmentMembers(segmentId: segment, page: .init(limit: 1)), tenant)
                 say("  segment \(segment): \(members["count"]?.integerValue ?? 0) members")
             }
-            let audit = await read(.auditHistory(streamId: "cmp_\(tag)_launch", actor: nil, from: nil, to: nil, page: .init(limit: 20)), tenant)
-            let trail = (audit["items"]?.arrayValue ?? []).map { "\($0["type"]?.stringValue ?? "")[\($0["actor"]?.stringValue ?? "")]" }
+            let audit = await read(
+                .auditHistory(streamId: "cmp_\(tag)_launch", actor: nil, from: nil, to: nil, page: .init(limit: 20)),
+                tenant)
+            let trail = (audit["items"]?.arrayValue ?? []).map {
+                "\($0["type"]?.stringValue ?? "")[\($0["actor"]?.stringValue ?? "")]"
+            }
             say("  audit of cmp_\(tag)_launch: " + trail.joined(separator: " → "))
         }
         let results = await read(.experimentResults(experimentId: "exp_\(tag)_subject"), tenants[0])
         say("")
-        say("experiment exp_\(tag)_subject in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), winner \(results["winner"]?.stringValue ?? "none"), SRM p = \(String(format: "%.3f", results["srmPValue"]?.numberValue ?? 0)))")
+        say(
+            "experiment exp_\(tag)_subject in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), winner \(results["winner"]?.stringValue ?? "none"), SRM p = \(String(format: "%.3f", results["srmPValue"]?.numberValue ?? 0)))"
+        )
         let rows = (results["variants"]?.arrayValue ?? []).map { row -> [String] in
             let interval = row["interval95"]?.arrayValue?.compactMap(\.numberValue) ?? []
-            return [row["key"]?.stringValue ?? "", Format.count(row["exposures"]?.integerValue ?? 0), Format.count(row["conversions"]?.integerValue ?? 0),
-                    String(format: "%.1f%%", (row["rate"]?.numberValue ?? 0) * 100),
-                    interval.count == 2 ? String(format: "%.1f–%.1f%%", interval[0] * 100, interval[1] * 100) : "-",
-                    row["lift"]?.numberValue.map { String(format: "%+.0f%%", $0 * 100) } ?? "-",
-                    row["pValue"]?.numberValue.map { $0 < 0.0001 ? "<0.0001" : String(format: "%.4f", $0) } ?? "-"]
+            return [
+                row["key"]?.stringValue ?? "", Format.count(row["exposures"]?.integerValue ?? 0),
+                Format.count(row["conversions"]?.integerValue ?? 0),
+                String(format: "%.1f%%", (row["rate"]?.numberValue ?? 0) * 100),
+                interval.count == 2 ? String(format: "%.1f–%.1f%%", interval[0] * 100, interval[1] * 100) : "-",
+                row["lift"]?.numberValue.map { String(format: "%+.0f%%", $0 * 100) } ?? "-",
+                row["pValue"]?.numberValue.map { $0 < 0.0001 ? "<0.0001" : String(format: "%.4f", $0) } ?? "-",
+            ]
         }
-        Format.table(["VARIANT", "EXPOSED", "CONVERTED", "RATE", "95% CI", "LIFT", "P"], rows).forEach { say("  " + $0) }
+        for line in Format.table(["VARIANT", "EXPOSED", "CONVERTED", "RATE", "95% CI", "LIFT", "P"], rows) {
+            say("  " + line)
+        }
         let usage = try engine.eventStore.usage()
         say("")
-        say("store: \(Format.count(chain.headPosition)) events; \(Format.bytes(usage.usedBytes)) used; chain \(chain.isIntact ? "verified" : "BROKEN at \(chain.firstBadPosition ?? 0)"); head \(chain.headHash.hexString.prefix(16))…")
-        say("run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, \(String(format: "%.1f", seconds)) s")
+        say(
+            "store: \(Format.count(chain.headPosition)) events; \(Format.bytes(usage.usedBytes)) used; chain \(chain.isIntact ? "verified" : "BROKEN at \(chain.firstBadPosition ?? 0)"); head \(chain.headHash.hexString.prefix(16))…"
+        )
+        say(
+            "run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, \(String(format: "%.1f", seconds)) s"
+        )
     }
 
     func dashboardJSON(tenants: [String], chain: ChainReport, seconds: Double) async throws -> JSON {
         var perTenant = [String: JSON]()
         for tenant in tenants {
             perTenant[tenant] = .object([
-                "campaigns": await read(.campaignList(status: nil, from: nil, to: nil, page: .init(limit: 1)), tenant)["counts"] ?? .null,
-                "posts": await read(.postList(status: nil, from: nil, to: nil, page: .init(limit: 1)), tenant)["counts"] ?? .null,
+                "campaigns": await read(.campaignList(status: nil, from: nil, to: nil, page: .init(limit: 1)), tenant)[
+                    "counts"] ?? .null,
+                "posts": await read(.postList(status: nil, from: nil, to: nil, page: .init(limit: 1)), tenant)["counts"]
+                    ?? .null,
             ])
         }
         return .object([
             "run": .string(tag), "requests": .number(Double(requests)), "refusalsShown": .number(Double(errorsShown)),
-            "seconds": .number(seconds), "events": .number(Double(chain.headPosition)), "chainIntact": .bool(chain.isIntact),
+            "seconds": .number(seconds), "events": .number(Double(chain.headPosition)),
+            "chainIntact": .bool(chain.isIntact),
             "headHash": .string(chain.headHash.hexString), "tenants": .object(perTenant),
             "experiment": await read(.experimentResults(experimentId: "exp_\(tag)_subject"), tenants[0]),
         ])

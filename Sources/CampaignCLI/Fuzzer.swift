@@ -61,13 +61,17 @@ public struct Fuzzer {
         case .truncate:
             return Array(bytes.prefix(random.int(0..<bytes.count)))
         case .invalidUTF8:
-            let junk: [[UInt8]] = [[0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xe2, 0x82]]
+            let junk: [[UInt8]] = [
+                [0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xe2, 0x82],
+            ]
             let at = insertionPointInsideString(bytes)
             bytes.insert(contentsOf: junk[random.int(0..<junk.count)], at: at)
             return bytes
         case .controlCharacter:
             let at = insertionPointInsideString(bytes)
-            let options: [[UInt8]] = [[0x00], [0x07], [0x1b], Array("\\u0000".utf8), Array("\\ud800".utf8), Array("\\u001b[2J".utf8)]
+            let options: [[UInt8]] = [
+                [0x00], [0x07], [0x1b], Array("\\u0000".utf8), Array("\\ud800".utf8), Array("\\u001b[2J".utf8),
+            ]
             bytes.insert(contentsOf: options[random.int(0..<options.count)], at: at)
             return bytes
         case .duplicateKey:
@@ -80,11 +84,14 @@ public struct Fuzzer {
             guard var json = try? JSON.parse(bytes) else { return bytes }
             var nested = Array(repeating: open, count: depth)
             if open == UInt8(ascii: "{") { nested = Array((0..<depth).map { _ in Array(#"{"a":"#.utf8) }.joined()) }
-            let close: [UInt8] = open == UInt8(ascii: "[") ? Array(repeating: UInt8(ascii: "]"), count: depth) : Array(repeating: UInt8(ascii: "}"), count: depth)
+            let close: [UInt8] =
+                open == UInt8(ascii: "[")
+                ? Array(repeating: UInt8(ascii: "]"), count: depth) : Array(repeating: UInt8(ascii: "}"), count: depth)
             json = replaceRandomLeaf(in: json) { _ in .string("@@NEST@@") }
             let text = json.bytes
             guard let marker = text.firstRange(of: Array(#""@@NEST@@""#.utf8)) else { return text }
-            return Array(text[..<marker.lowerBound]) + nested + Array("1".utf8) + close + Array(text[marker.upperBound...])
+            return Array(text[..<marker.lowerBound]) + nested + Array("1".utf8) + close
+                + Array(text[marker.upperBound...])
         default:
             guard let json = try? JSON.parse(bytes) else { return bytes }
             return mutateStructure(json, mutation).bytes
@@ -119,19 +126,28 @@ public struct Fuzzer {
             return replaceRandomLeaf(in: json) { _ in .string(text) }
         case .hugeArray:
             let count = random.int(100..<max(101, hugeSize / 4))
-            let element: JSON = [.number(1), .string("ctc_1"), .object(["contactId": .string("ctc_1"), "attributes": .object([:])])][random.int(0..<3)]
+            let element: JSON = [
+                .number(1), .string("ctc_1"), .object(["contactId": .string("ctc_1"), "attributes": .object([:])]),
+            ][random.int(0..<3)]
             return replaceRandomLeaf(in: json) { _ in .array(Array(repeating: element, count: count)) }
         case .extremeNumber:
-            let numbers: [Double] = [1e308, -1e308, 9_007_199_254_740_992, -0.0, 1e-300, 4_294_967_296, -1, 0.5, Double(Int64.max)]
+            let numbers: [Double] = [
+                1e308, -1e308, 9_007_199_254_740_992, -0.0, 1e-300, 4_294_967_296, -1, 0.5, Double(Int64.max),
+            ]
             let number = numbers[random.int(0..<numbers.count)]
             return replaceRandomLeaf(in: json) { _ in .number(number) }
         case .extremeDate:
-            let dates = ["0000-00-00T00:00:00Z", "9999-12-31T23:59:59Z", "2026-02-30T00:00:00Z", "+275760-09-13T00:00:00Z",
-                         "1969-12-31T23:59:59Z", "2026-12-01T25:61:61Z", "2026-12-01T00:00:00+99:99", "2026-12-01T00:00:00.0000000001Z", ""]
+            let dates = [
+                "0000-00-00T00:00:00Z", "9999-12-31T23:59:59Z", "2026-02-30T00:00:00Z", "+275760-09-13T00:00:00Z",
+                "1969-12-31T23:59:59Z", "2026-12-01T25:61:61Z", "2026-12-01T00:00:00+99:99",
+                "2026-12-01T00:00:00.0000000001Z", "",
+            ]
             let date = dates[random.int(0..<dates.count)]
             return replaceRandomLeaf(in: json) { _ in .string(date) }
         case .unknownField:
-            return addToRandomObject(in: json, key: ["accessToken", "token", "__proto__", "extra", "é", ""][random.int(0..<6)], value: .string("secret-\(random.next())"))
+            return addToRandomObject(
+                in: json, key: ["accessToken", "token", "__proto__", "extra", "é", ""][random.int(0..<6)],
+                value: .string("secret-\(random.next())"))
         case .missingField:
             return removeFromRandomObject(in: json)
         default:
@@ -214,7 +230,8 @@ public struct Fuzzer {
 
     /// Valid requests of many kinds for tenant `acme`, to mutate (ids exist after ``prepare(_:)``).
     public static func seedRequests() -> [String] {
-        let p = #""principal":{"tenant":"acme","subject":"fuzz","role":"admin","scopes":["campaigns:read","campaigns:write","segments:read","segments:write","contacts:read","contacts:write","social:read","social:write","experiments:read","experiments:write","audit:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+        let p =
+            #""principal":{"tenant":"acme","subject":"fuzz","role":"admin","scopes":["campaigns:read","campaigns:write","segments:read","segments:write","contacts:read","contacts:write","social:read","social:write","experiments:read","experiments:write","audit:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
         return [
             #"{"requestId":"f1",\#(p),"command":"campaign.create","payload":{"name":"Fuzzed campaign","channel":"email","segmentId":"seg_1","content":{"subject":"Hi","body":"Hello"}}}"#,
             #"{"requestId":"f2","idempotencyKey":"fk","expectedVersion":1,\#(p),"command":"campaign.update","payload":{"campaignId":"cmp_1","name":"Updated name","content":{"body":"New"}}}"#,
@@ -237,14 +254,22 @@ public struct Fuzzer {
 
     /// Creates what the seed requests refer to (seg_1, cmp_1, con_1, pst_1, exp_1).
     public static func prepare(_ engine: CampaignEngine) async {
-        let admin = Principal(tenant: "acme", subject: "fuzz", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let admin = Principal(
+            tenant: "acme", subject: "fuzz", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
         let rules = (try? JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":18}]}"#)) ?? .null
         let commands: [Command] = [
             .segmentCreate(segmentId: "seg_1", name: "Adults", rules: rules),
-            .campaignCreate(campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1", content: nil, sendAt: nil),
-            .socialConnect(connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz", expiresAt: .distantFuture),
-            .postCreate(postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: nil),
-            .experimentCreate(experimentId: "exp_1", campaignId: "cmp_1", name: "E", variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
+            .campaignCreate(
+                campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1", content: nil,
+                sendAt: nil),
+            .socialConnect(
+                connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz",
+                expiresAt: .distantFuture),
+            .postCreate(
+                postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: nil),
+            .experimentCreate(
+                experimentId: "exp_1", campaignId: "cmp_1", name: "E",
+                variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
             .experimentStart(experimentId: "exp_1"),
         ]
         for command in commands { _ = await engine.execute(.command(command, as: admin, requestId: "prepare")) }
@@ -282,7 +307,9 @@ public struct Fuzzer {
                 continue
             }
             if let code = response.error?.code {
-                if code == .internalError || code.httpStatus != status || parsed["error"]?["code"]?.stringValue != code.rawValue {
+                if code == .internalError || code.httpStatus != status
+                    || parsed["error"]?["code"]?.stringValue != code.rawValue
+                {
                     report.problems.append("case \(index) (\(mutation)): \(response.line.prefix(300))")
                 } else {
                     report.refused += 1

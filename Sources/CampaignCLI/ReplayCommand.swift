@@ -31,7 +31,11 @@ enum ReplayCommand {
             if let stream, event.streamId != stream { return false }
             if let actor, event.actor != actor { return false }
             if let type {
-                if type.hasSuffix("*") { if !event.type.hasPrefix(type.dropLast()) { return false } } else if event.type != type { return false }
+                if type.hasSuffix("*") {
+                    if !event.type.hasPrefix(type.dropLast()) { return false }
+                } else if event.type != type {
+                    return false
+                }
             }
             switch from {
             case let .position(p)?: if event.position < p { return false }
@@ -61,7 +65,9 @@ enum ReplayCommand {
         let options = arguments.options
         var stream = options["stream"]
         if let given = stream, !given.contains(":") {
-            guard let tenant = options["tenant"] else { throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))") }
+            guard let tenant = options["tenant"] else {
+                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
+            }
             stream = tenant + ":" + given
         }
         let json = arguments.flags.contains("json")
@@ -72,27 +78,39 @@ enum ReplayCommand {
             defer { store.close() }
             let parts = stream.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw CLI.usage("--stream must be tenant:id for --as-of") }
-            let point: PointInTime = switch bound { case let .time(t): .time(t); case let .position(p): .position(p) }
+            let point: PointInTime =
+                switch bound {
+                case let .time(t): .time(t)
+                case let .position(p): .position(p)
+                }
             guard let state = try CampaignEngine.state(in: store, tenant: parts[0], id: parts[1], asOf: point) else {
                 console.out(json ? "null" : "\(stream) did not exist as of \(asOf)")
                 return .ok
             }
-            if json { console.out(state.text) } else {
+            if json {
+                console.out(state.text)
+            } else {
                 console.out("\(stream) as of \(asOf):")
                 for (key, value) in (state.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
-                    console.out("  \(key.padding(toLength: 12, withPad: " ", startingAt: 0)) \(value.stringValue ?? value.text)")
+                    console.out(
+                        "  \(key.padding(toLength: 12, withPad: " ", startingAt: 0)) \(value.stringValue ?? value.text)"
+                    )
                 }
             }
             return .ok
         }
 
         var filter = Filter(tenant: options["tenant"], stream: stream, actor: options["actor"], type: options["type"])
-        filter.from = try options["from"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "from") }
-        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to") }
-        let limit = try options["limit"].map { text throws(Arguments.UsageError) -> Int in
-            guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
-            return value
-        } ?? Int.max
+        filter.from = try options["from"].map { text throws(Arguments.UsageError) in
+            try CLI.Bound.parse(text, option: "from")
+        }
+        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to")
+        }
+        let limit =
+            try options["limit"].map { text throws(Arguments.UsageError) -> Int in
+                guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
+                return value
+            } ?? Int.max
 
         let store = try CLI.openStore(arguments)
         defer { store.close() }
@@ -111,8 +129,10 @@ enum ReplayCommand {
             if json {
                 console.out(CampaignEngine.auditJSON(event).text)
             } else {
-                pending.append(["\(event.position)", Timestamp.format(event.occurredAt), event.tenant, event.actor,
-                                "\(event.streamId)@\(event.streamVersion)", event.type, event.requestId, event.causationId])
+                pending.append([
+                    "\(event.position)", Timestamp.format(event.occurredAt), event.tenant, event.actor,
+                    "\(event.streamId)@\(event.streamVersion)", event.type, event.requestId, event.causationId,
+                ])
                 if pending.count == 1_000 { flush() }
             }
             return shown < limit

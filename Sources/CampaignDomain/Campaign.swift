@@ -47,7 +47,8 @@ public struct CampaignState: Sendable, Equatable {
     /// The read model returned by `campaign.get`.
     public var json: JSON {
         var members: [String: JSON] = [
-            "campaignId": .string(id), "name": .string(name), "channel": .string(channel), "status": .string(status.rawValue),
+            "campaignId": .string(id), "name": .string(name), "channel": .string(channel),
+            "status": .string(status.rawValue),
             "createdAt": .string(Timestamp.format(createdAt)), "updatedAt": .string(Timestamp.format(updatedAt)),
             "version": .number(Double(version)),
         ]
@@ -75,7 +76,9 @@ public enum Campaign {
     }
 
     /// Commands that answer `CAMPAIGN_ALREADY_ACTIVE` on an active campaign.
-    static let alreadyActiveCommands: Set = ["update", "attachSegment", "schedule", "unschedule", "activate", "resume", "archive"]
+    static let alreadyActiveCommands: Set = [
+        "update", "attachSegment", "schedule", "unschedule", "activate", "resume", "archive",
+    ]
 
     /// The unique key of a campaign name in a tenant (hashed, so any name fits LMDB's key size).
     public static func nameKey(tenant: String, name: String) -> String {
@@ -87,22 +90,32 @@ public enum Campaign {
     ///   - command: a `campaign.*` command; ids must already be filled in by the engine.
     ///   - state: the current state, nil when the stream does not exist.
     /// - Throws: the catalogue error for an illegal transition or invalid input.
-    public static func decide(_ command: Command, state: CampaignState?, context: DecisionContext) throws(CampaignError) -> Decision {
+    public static func decide(
+        _ command: Command, state: CampaignState?, context: DecisionContext
+    ) throws(CampaignError) -> Decision {
         if case let .campaignCreate(campaignId, name, channel, segmentId, content, sendAt) = command {
             guard let campaignId else { preconditionFailure("the engine assigns an id before deciding") }
             guard state == nil else {
-                throw CampaignError(.duplicateResource, "campaign \(campaignId) already exists", param: "campaignId", pointer: "/payload/campaignId")
+                throw CampaignError(
+                    .duplicateResource, "campaign \(campaignId) already exists", param: "campaignId",
+                    pointer: "/payload/campaignId")
             }
             var problems = validateFields(name: name, channel: channel, content: content)
-            if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) { problems.append(problem) }
+            if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) {
+                problems.append(problem)
+            }
             guard problems.isEmpty else { throw .validation(problems) }
             if let segmentId, case .missing? = segmentCheck(segmentId, context: context) {
                 throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
             }
             if let sendAt, sendAt <= context.now {
-                throw CampaignError(.invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt", pointer: "/payload/sendAt")
+                throw CampaignError(
+                    .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
+                    pointer: "/payload/sendAt")
             }
-            var payload: [String: JSON] = ["campaignId": .string(campaignId), "name": .string(name.trimmed), "channel": .string(channel)]
+            var payload: [String: JSON] = [
+                "campaignId": .string(campaignId), "name": .string(name.trimmed), "channel": .string(channel),
+            ]
             if let segmentId { payload["segmentId"] = .string(segmentId) }
             if let content { payload["content"] = content.json }
             if let sendAt { payload["sendAt"] = .string(Timestamp.format(sendAt)) }
@@ -122,7 +135,10 @@ public enum Campaign {
         case let .campaignUpdate(_, name, channel, content):
             var problems = validateFields(name: name, channel: channel, content: content)
             if name == nil && channel == nil && content == nil {
-                problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name, channel or content"))
+                problems.append(
+                    FieldProblem(
+                        field: "payload", pointer: "/payload",
+                        message: "nothing to update: give name, channel or content"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
             // An update that sets every field to what it is already changes nothing: no event.
@@ -149,14 +165,21 @@ public enum Campaign {
             case let .invalid(problem)?: throw .validation([problem])
             case nil: break
             }
-            return Decision(events: [DomainEvent("campaign.segmentAttached", ["campaignId": .string(id), "segmentId": .string(segmentId)])])
+            return Decision(events: [
+                DomainEvent("campaign.segmentAttached", ["campaignId": .string(id), "segmentId": .string(segmentId)])
+            ])
 
         case let .campaignSchedule(_, sendAt):
             try requireSegment(state, context: context)
             guard sendAt > context.now else {
-                throw CampaignError(.invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt", pointer: "/payload/sendAt")
+                throw CampaignError(
+                    .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
+                    pointer: "/payload/sendAt")
             }
-            return Decision(events: [DomainEvent("campaign.scheduled", ["campaignId": .string(id), "sendAt": .string(Timestamp.format(sendAt))])])
+            return Decision(events: [
+                DomainEvent(
+                    "campaign.scheduled", ["campaignId": .string(id), "sendAt": .string(Timestamp.format(sendAt))])
+            ])
 
         case let .campaignTransition(transition, _):
             // Sending again needs an active segment, whether it starts (activate) or restarts (resume).
@@ -188,7 +211,8 @@ public enum Campaign {
         let p = event.payload
         if event.type == "campaign.created" {
             return CampaignState(
-                id: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "", channel: p["channel"]?.stringValue ?? "",
+                id: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "",
+                channel: p["channel"]?.stringValue ?? "",
                 segmentId: p["segmentId"]?.stringValue, content: Content(json: p["content"]),
                 sendAt: p["sendAt"]?.stringValue.flatMap { Timestamp.parse($0) }, status: .draft,
                 createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
@@ -225,19 +249,24 @@ public enum Campaign {
         let current = state.status.rawValue
         let allowedNames = allowed.map(\.rawValue)
         if state.status == .active && alreadyActiveCommands.contains(verb) {
-            throw CampaignError(.campaignAlreadyActive, "campaign \(state.id) is active; cannot \(verb) it",
-                                currentState: current, allowedStates: allowedNames)
+            throw CampaignError(
+                .campaignAlreadyActive, "campaign \(state.id) is active; cannot \(verb) it",
+                currentState: current, allowedStates: allowedNames)
         }
         if (verb == "activate" || verb == "unschedule") && (state.status == .draft || state.status == .paused) {
-            throw CampaignError(.campaignNotScheduled, "campaign \(state.id) is not scheduled (it is \(current))",
-                                currentState: current, allowedStates: allowedNames)
+            throw CampaignError(
+                .campaignNotScheduled, "campaign \(state.id) is not scheduled (it is \(current))",
+                currentState: current, allowedStates: allowedNames)
         }
         if verb == "delete" {
-            throw CampaignError(.resourceConflict, "Cannot delete \(current) campaign; only a draft can be deleted",
-                                currentState: current, allowedStates: allowedNames)
+            throw CampaignError(
+                .resourceConflict, "Cannot delete \(current) campaign; only a draft can be deleted",
+                currentState: current, allowedStates: allowedNames)
         }
-        throw CampaignError(.resourceConflict, "Cannot \(verb) \(current.withArticle) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
-                            currentState: current, allowedStates: allowedNames)
+        throw CampaignError(
+            .resourceConflict,
+            "Cannot \(verb) \(current.withArticle) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
+            currentState: current, allowedStates: allowedNames)
     }
 
     private static func requireSegment(_ state: CampaignState, context: DecisionContext) throws(CampaignError) {
@@ -245,7 +274,9 @@ public enum Campaign {
             throw CampaignError(.segmentRequired, "campaign \(state.id) has no segment; attach one first")
         }
         guard let segment = context.segments[segmentId], segment.status == .active else {
-            throw CampaignError(.segmentRequired, "campaign \(state.id)'s segment \(segmentId) is archived or gone; attach an active segment")
+            throw CampaignError(
+                .segmentRequired,
+                "campaign \(state.id)'s segment \(segmentId) is archived or gone; attach an active segment")
         }
     }
 
@@ -259,7 +290,9 @@ public enum Campaign {
     private static func segmentCheck(_ segmentId: String, context: DecisionContext) -> SegmentCheck? {
         guard let segment = context.segments[segmentId] else { return .missing }
         guard segment.status == .active else {
-            return .invalid(FieldProblem(field: "segmentId", pointer: "/payload/segmentId", message: "segment \(segmentId) is archived"))
+            return .invalid(
+                FieldProblem(
+                    field: "segmentId", pointer: "/payload/segmentId", message: "segment \(segmentId) is archived"))
         }
         return nil
     }
@@ -268,23 +301,32 @@ public enum Campaign {
         var problems = [FieldProblem]()
         if let name, let problem = Names.problem(name, pointer: "/payload/name") { problems.append(problem) }
         if let channel, Channel(rawValue: channel) == nil {
-            problems.append(FieldProblem(field: "channel", pointer: "/payload/channel",
-                                         message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
+            problems.append(
+                FieldProblem(
+                    field: "channel", pointer: "/payload/channel",
+                    message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
         if let content {
             if content.body.trimmed.isEmpty || content.body.count > 100_000 {
-                problems.append(FieldProblem(field: "content.body", pointer: "/payload/content/body", message: "body must be 1–100000 characters"))
+                problems.append(
+                    FieldProblem(
+                        field: "content.body", pointer: "/payload/content/body",
+                        message: "body must be 1–100000 characters"))
             }
             if let subject = content.subject, subject.count > 998 {
-                problems.append(FieldProblem(field: "content.subject", pointer: "/payload/content/subject", message: "subject must be at most 998 characters"))
+                problems.append(
+                    FieldProblem(
+                        field: "content.subject", pointer: "/payload/content/subject",
+                        message: "subject must be at most 998 characters"))
             }
         }
         return problems
     }
 
     private static func nameReservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
-        Reservation(key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
-                    message: "a campaign named \"\(name.trimmed)\" already exists in this tenant")
+        Reservation(
+            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+            message: "a campaign named \"\(name.trimmed)\" already exists in this tenant")
     }
 }
 
@@ -294,7 +336,7 @@ extension Command {
         switch self {
         case let .campaignCreate(id, _, _, _, _, _): return id
         case let .campaignUpdate(id, _, _, _), let .campaignAttachSegment(id, _), let .campaignSchedule(id, _),
-             let .campaignTransition(_, id):
+            let .campaignTransition(_, id):
             return id
         default: return nil
         }

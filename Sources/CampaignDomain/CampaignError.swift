@@ -63,7 +63,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .duplicateResource, .resourceConflict, .campaignAlreadyActive, .campaignNotScheduled, .connectionExpired:
             return 409
         case .validationError, .invalidSegmentRule, .unknownField, .invalidOperator, .segmentRequired, .invalidSchedule,
-             .contentRejected, .experimentInsufficientData:
+            .contentRejected, .experimentInsufficientData:
             return 422
         case .rateLimitExceeded: return 429
         case .internalError: return 500
@@ -182,9 +182,12 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
         if let param { members["param"] = .string(param) }
         if let pointer { members["pointer"] = .string(pointer) }
         if let details {
-            members["details"] = .array(details.map {
-                .object(["field": .string($0.field), "pointer": .string($0.pointer), "message": .string($0.message)])
-            })
+            members["details"] = .array(
+                details.map {
+                    .object([
+                        "field": .string($0.field), "pointer": .string($0.pointer), "message": .string($0.message),
+                    ])
+                })
         }
         if let currentState { members["currentState"] = .string(currentState) }
         if let allowedStates { members["allowedStates"] = .array(allowedStates.map(JSON.string)) }
@@ -213,7 +216,8 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
         _ verb: String, _ kind: String, from state: String, allowed: [String]
     ) -> CampaignError {
         CampaignError(
-            .resourceConflict, "Cannot \(verb) \(state.withArticle) \(kind); allowed from: \(allowed.joined(separator: ", "))",
+            .resourceConflict,
+            "Cannot \(verb) \(state.withArticle) \(kind); allowed from: \(allowed.joined(separator: ", "))",
             currentState: state, allowedStates: allowed)
     }
 }

@@ -81,7 +81,8 @@ public struct ContactInput: Sendable, Equatable {
 /// Every command the engine accepts (SPEC.md §4), decoded and type-checked.
 public enum Command: Sendable, Equatable {
     /// `campaign.create`.
-    case campaignCreate(campaignId: String?, name: String, channel: String, segmentId: String?, content: Content?, sendAt: Date?)
+    case campaignCreate(
+        campaignId: String?, name: String, channel: String, segmentId: String?, content: Content?, sendAt: Date?)
     /// `campaign.update`.
     case campaignUpdate(campaignId: String, name: String?, channel: String?, content: Content?)
     /// `campaign.attachSegment`.
@@ -105,13 +106,15 @@ public enum Command: Sendable, Equatable {
     /// `contact.erase`.
     case contactErase(contactId: String)
     /// `social.connect`.
-    case socialConnect(connectionId: String?, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    case socialConnect(
+        connectionId: String?, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
     /// `social.refresh`.
     case socialRefresh(connectionId: String, credentialRef: String?, expiresAt: Date)
     /// `social.disconnect`.
     case socialDisconnect(connectionId: String)
     /// `post.create`.
-    case postCreate(postId: String?, connectionIds: [String], text: String, media: [Media], link: String?, campaignId: String?)
+    case postCreate(
+        postId: String?, connectionIds: [String], text: String, media: [Media], link: String?, campaignId: String?)
     /// `post.update`.
     case postUpdate(postId: String, text: String?, media: [Media]?, link: String?)
     /// `post.schedule`.
@@ -152,16 +155,17 @@ public enum Command: Sendable, Equatable {
     public static let maximumImportSize = 100_000
 
     /// Every command name, for errors and help.
-    public static let names: [String] = [
-        "campaign.create", "campaign.update", "campaign.attachSegment", "campaign.schedule",
-    ] + CampaignTransition.allCases.map { "campaign.\($0.rawValue)" } + [
-        "segment.create", "segment.update", "segment.archive", "field.define",
-        "contact.upsert", "contact.import", "contact.erase",
-        "social.connect", "social.refresh", "social.disconnect",
-        "post.create", "post.update", "post.schedule", "post.cancel", "post.publish",
-        "experiment.create", "experiment.update", "experiment.start", "experiment.stop",
-        "experiment.recordExposure", "experiment.recordConversion", "experiment.declareWinner", "system.tick",
-    ]
+    public static let names: [String] =
+        [
+            "campaign.create", "campaign.update", "campaign.attachSegment", "campaign.schedule",
+        ] + CampaignTransition.allCases.map { "campaign.\($0.rawValue)" } + [
+            "segment.create", "segment.update", "segment.archive", "field.define",
+            "contact.upsert", "contact.import", "contact.erase",
+            "social.connect", "social.refresh", "social.disconnect",
+            "post.create", "post.update", "post.schedule", "post.cancel", "post.publish",
+            "experiment.create", "experiment.update", "experiment.start", "experiment.stop",
+            "experiment.recordExposure", "experiment.recordConversion", "experiment.declareWinner", "system.tick",
+        ]
 
     /// The wire name.
     public var name: String {
@@ -210,10 +214,11 @@ public enum Command: Sendable, Equatable {
             return Permission(scope: "contacts:write", minimumRole: .editor)
         case .contactErase:
             return Permission(scope: "contacts:write", minimumRole: .admin)
-        case .socialConnect, .socialRefresh, .socialDisconnect, .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
+        case .socialConnect, .socialRefresh, .socialDisconnect, .postCreate, .postUpdate, .postSchedule, .postCancel,
+            .postPublish:
             return Permission(scope: "social:write", minimumRole: .editor)
         case .experimentCreate, .experimentUpdate, .experimentStart, .experimentStop, .experimentRecordExposure,
-             .experimentRecordConversion, .experimentDeclareWinner:
+            .experimentRecordConversion, .experimentDeclareWinner:
             return Permission(scope: "experiments:write", minimumRole: .editor)
         case .systemTick:
             return Permission(scope: "campaigns:write", minimumRole: .admin)
@@ -225,7 +230,9 @@ public enum Command: Sendable, Equatable {
     ///   - name: the `command` member.
     ///   - payload: the `payload` member.
     ///   - pointer: where the payload sits in the request (`/payload`).
-    public static func decode(name: String, payload: JSON, at pointer: String = "/payload") throws(CampaignError) -> Command {
+    public static func decode(
+        name: String, payload: JSON, at pointer: String = "/payload"
+    ) throws(CampaignError) -> Command {
         func reader(_ allowed: Set<String>) throws(CampaignError) -> FieldReader {
             try FieldReader(payload, at: pointer, allowed: allowed)
         }
@@ -235,26 +242,36 @@ public enum Command: Sendable, Equatable {
             return .campaignCreate(
                 campaignId: try r.optionalId("campaignId", prefix: "cmp"), name: try r.string("name"),
                 channel: try r.string("channel"), segmentId: try r.optionalId("segmentId", prefix: "seg"),
-                content: try r.optional("content").map { (json) throws(CampaignError) in try Content.decode(json, at: r.pointer("content")) },
+                content: try r.optional("content").map { (json) throws(CampaignError) in
+                    try Content.decode(json, at: r.pointer("content"))
+                },
                 sendAt: try r.optionalTimestamp("sendAt"))
         case "campaign.update":
             let r = try reader(["campaignId", "name", "channel", "content"])
             return .campaignUpdate(
                 campaignId: try r.id("campaignId", prefix: "cmp"), name: try r.optionalString("name"),
                 channel: try r.optionalString("channel"),
-                content: try r.optional("content").map { (json) throws(CampaignError) in try Content.decode(json, at: r.pointer("content")) })
+                content: try r.optional("content").map { (json) throws(CampaignError) in
+                    try Content.decode(json, at: r.pointer("content"))
+                })
         case "campaign.attachSegment":
             let r = try reader(["campaignId", "segmentId"])
-            return .campaignAttachSegment(campaignId: try r.id("campaignId", prefix: "cmp"), segmentId: try r.id("segmentId", prefix: "seg"))
+            return .campaignAttachSegment(
+                campaignId: try r.id("campaignId", prefix: "cmp"), segmentId: try r.id("segmentId", prefix: "seg"))
         case "campaign.schedule":
             let r = try reader(["campaignId", "sendAt"])
-            return .campaignSchedule(campaignId: try r.id("campaignId", prefix: "cmp"), sendAt: try r.timestamp("sendAt"))
+            return .campaignSchedule(
+                campaignId: try r.id("campaignId", prefix: "cmp"), sendAt: try r.timestamp("sendAt"))
         case "segment.create":
             let r = try reader(["segmentId", "name", "rules"])
-            return .segmentCreate(segmentId: try r.optionalId("segmentId", prefix: "seg"), name: try r.string("name"), rules: try r.required("rules"))
+            return .segmentCreate(
+                segmentId: try r.optionalId("segmentId", prefix: "seg"), name: try r.string("name"),
+                rules: try r.required("rules"))
         case "segment.update":
             let r = try reader(["segmentId", "name", "rules"])
-            return .segmentUpdate(segmentId: try r.id("segmentId", prefix: "seg"), name: try r.optionalString("name"), rules: r.optional("rules"))
+            return .segmentUpdate(
+                segmentId: try r.id("segmentId", prefix: "seg"), name: try r.optionalString("name"),
+                rules: r.optional("rules"))
         case "segment.archive":
             return .segmentArchive(segmentId: try reader(["segmentId"]).id("segmentId", prefix: "seg"))
         case "field.define":
@@ -264,8 +281,9 @@ public enum Command: Sendable, Equatable {
                 values = []
                 for (index, item) in items.enumerated() {
                     guard let text = item.stringValue else {
-                        throw CampaignError(.invalidFormat, "values must be strings", param: "values",
-                                            pointer: FieldReader.pointer(r.pointer("values"), index))
+                        throw CampaignError(
+                            .invalidFormat, "values must be strings", param: "values",
+                            pointer: FieldReader.pointer(r.pointer("values"), index))
                     }
                     values?.append(text)
                 }
@@ -277,9 +295,11 @@ public enum Command: Sendable, Equatable {
             let r = try reader(["contacts"])
             let items = try r.array("contacts")
             guard items.count <= maximumImportSize else {
-                throw CampaignError.validation([FieldProblem(
-                    field: "contacts", pointer: r.pointer("contacts"),
-                    message: "an import holds at most \(maximumImportSize) contacts, this one \(items.count)")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "contacts", pointer: r.pointer("contacts"),
+                        message: "an import holds at most \(maximumImportSize) contacts, this one \(items.count)")
+                ])
             }
             var contacts = [ContactInput]()
             contacts.reserveCapacity(items.count)
@@ -291,12 +311,16 @@ public enum Command: Sendable, Equatable {
             return .contactErase(contactId: try reader(["contactId"]).id("contactId", prefix: "ctc"))
         case "social.connect":
             let r = try reader(["connectionId", "platform", "accountId", "credentialRef", "expiresAt"])
-            return .socialConnect(connectionId: try r.optionalId("connectionId", prefix: "con"), platform: try r.string("platform"),
-                                  accountId: try r.string("accountId"), credentialRef: try r.string("credentialRef"), expiresAt: try r.timestamp("expiresAt"))
+            return .socialConnect(
+                connectionId: try r.optionalId("connectionId", prefix: "con"), platform: try r.string("platform"),
+                accountId: try r.string("accountId"), credentialRef: try r.string("credentialRef"),
+                expiresAt: try r.timestamp("expiresAt"))
         case "social.refresh":
             let r = try reader(["connectionId", "credentialRef", "expiresAt"])
-            return .socialRefresh(connectionId: try r.id("connectionId", prefix: "con"), credentialRef: try r.optionalString("credentialRef"),
-                                  expiresAt: try r.timestamp("expiresAt"))
+            return .socialRefresh(
+                connectionId: try r.id("connectionId", prefix: "con"),
+                credentialRef: try r.optionalString("credentialRef"),
+                expiresAt: try r.timestamp("expiresAt"))
         case "social.disconnect":
             return .socialDisconnect(connectionId: try reader(["connectionId"]).id("connectionId", prefix: "con"))
         case "post.create":
@@ -304,17 +328,23 @@ public enum Command: Sendable, Equatable {
             var connectionIds = [String]()
             for (index, item) in try r.array("connectionIds").enumerated() {
                 guard let id = item.stringValue, Identifier.isValid(id, prefix: "con") else {
-                    throw CampaignError(.invalidFormat, "connectionIds must hold ids like con_…", param: "connectionIds",
-                                        pointer: FieldReader.pointer(r.pointer("connectionIds"), index))
+                    throw CampaignError(
+                        .invalidFormat, "connectionIds must hold ids like con_…", param: "connectionIds",
+                        pointer: FieldReader.pointer(r.pointer("connectionIds"), index))
                 }
                 connectionIds.append(id)
             }
-            return .postCreate(postId: try r.optionalId("postId", prefix: "pst"), connectionIds: connectionIds, text: try r.optionalString("text") ?? "",
-                               media: try decodeMedia(r) ?? [], link: try r.optionalString("link"), campaignId: try r.optionalId("campaignId", prefix: "cmp"))
+            return .postCreate(
+                postId: try r.optionalId("postId", prefix: "pst"), connectionIds: connectionIds,
+                text: try r.optionalString("text") ?? "",
+                media: try decodeMedia(r) ?? [], link: try r.optionalString("link"),
+                campaignId: try r.optionalId("campaignId", prefix: "cmp"))
         case "post.update":
             let r = try reader(["postId", "text", "media", "link"])
-            return .postUpdate(postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"), media: try decodeMedia(r),
-                               link: try r.optionalString("link"))
+            return .postUpdate(
+                postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"),
+                media: try decodeMedia(r),
+                link: try r.optionalString("link"))
         case "post.schedule":
             let r = try reader(["postId", "publishAt"])
             return .postSchedule(postId: try r.id("postId", prefix: "pst"), publishAt: try r.timestamp("publishAt"))
@@ -324,31 +354,42 @@ public enum Command: Sendable, Equatable {
             return .postPublish(postId: try reader(["postId"]).id("postId", prefix: "pst"))
         case "experiment.create":
             let r = try reader(["experimentId", "campaignId", "name", "variants"])
-            return .experimentCreate(experimentId: try r.optionalId("experimentId", prefix: "exp"), campaignId: try r.id("campaignId", prefix: "cmp"),
-                                     name: try r.string("name"), variants: try decodeVariants(r.array("variants"), at: r.pointer("variants")))
+            return .experimentCreate(
+                experimentId: try r.optionalId("experimentId", prefix: "exp"),
+                campaignId: try r.id("campaignId", prefix: "cmp"),
+                name: try r.string("name"), variants: try decodeVariants(r.array("variants"), at: r.pointer("variants"))
+            )
         case "experiment.update":
             let r = try reader(["experimentId", "name", "variants"])
-            return .experimentUpdate(experimentId: try r.id("experimentId", prefix: "exp"), name: try r.optionalString("name"),
-                                     variants: try r.optionalArray("variants").map { (items) throws(CampaignError) in try decodeVariants(items, at: r.pointer("variants")) })
+            return .experimentUpdate(
+                experimentId: try r.id("experimentId", prefix: "exp"), name: try r.optionalString("name"),
+                variants: try r.optionalArray("variants").map { (items) throws(CampaignError) in
+                    try decodeVariants(items, at: r.pointer("variants"))
+                })
         case "experiment.start":
             return .experimentStart(experimentId: try reader(["experimentId"]).id("experimentId", prefix: "exp"))
         case "experiment.stop":
             return .experimentStop(experimentId: try reader(["experimentId"]).id("experimentId", prefix: "exp"))
         case "experiment.recordExposure", "experiment.recordConversion":
             let r = try reader(["experimentId", "contactId"])
-            let experimentId = try r.id("experimentId", prefix: "exp"), contactId = try r.id("contactId", prefix: "ctc")
+            let experimentId = try r.id("experimentId", prefix: "exp")
+            let contactId = try r.id("contactId", prefix: "ctc")
             return name == "experiment.recordExposure"
                 ? .experimentRecordExposure(experimentId: experimentId, contactId: contactId)
                 : .experimentRecordConversion(experimentId: experimentId, contactId: contactId)
         case "experiment.declareWinner":
             let r = try reader(["experimentId", "variant", "force"])
-            return .experimentDeclareWinner(experimentId: try r.id("experimentId", prefix: "exp"), variant: try r.string("variant"),
-                                            force: try r.optionalBool("force") ?? false)
+            return .experimentDeclareWinner(
+                experimentId: try r.id("experimentId", prefix: "exp"), variant: try r.string("variant"),
+                force: try r.optionalBool("force") ?? false)
         case "system.tick":
             return .systemTick(now: try reader(["now"]).optionalTimestamp("now"))
         default:
-            if name.hasPrefix("campaign."), let transition = CampaignTransition(rawValue: String(name.dropFirst("campaign.".count))) {
-                return .campaignTransition(transition, campaignId: try reader(["campaignId"]).id("campaignId", prefix: "cmp"))
+            if name.hasPrefix("campaign."),
+                let transition = CampaignTransition(rawValue: String(name.dropFirst("campaign.".count)))
+            {
+                return .campaignTransition(
+                    transition, campaignId: try reader(["campaignId"]).id("campaignId", prefix: "cmp"))
             }
             throw CampaignError(.invalidFormat, "unknown command \"\(name)\"", param: "command", pointer: "/command")
         }
@@ -367,13 +408,18 @@ public enum Command: Sendable, Equatable {
     private static func decodeVariants(_ items: [JSON], at pointer: String) throws(CampaignError) -> [Variant] {
         var variants = [Variant]()
         for (index, item) in items.enumerated() {
-            let v = try FieldReader(item, at: FieldReader.pointer(pointer, index), allowed: ["key", "weight", "content"])
+            let v = try FieldReader(
+                item, at: FieldReader.pointer(pointer, index), allowed: ["key", "weight", "content"])
             let weight = try v.required("weight")
             guard let number = weight.numberValue else { throw v.wrongType("weight", "a number", weight) }
             // Any number decodes; its range is a validation rule, reported with the other problems.
             let whole = number.rounded() == number && abs(number) <= 1e9 ? Int(number) : Variant.invalidWeight
-            variants.append(Variant(key: try v.string("key"), weight: whole,
-                                    content: try v.optional("content").map { (json) throws(CampaignError) in try Content.decode(json, at: v.pointer("content")) }))
+            variants.append(
+                Variant(
+                    key: try v.string("key"), weight: whole,
+                    content: try v.optional("content").map { (json) throws(CampaignError) in
+                        try Content.decode(json, at: v.pointer("content"))
+                    }))
         }
         return variants
     }
@@ -383,8 +429,9 @@ public enum Command: Sendable, Equatable {
         let contactId = try r.id("contactId", prefix: "ctc")
         let attributes = try r.required("attributes")
         guard let members = attributes.objectValue else {
-            throw CampaignError(.invalidFormat, "attributes must be an object, not \(attributes.typeName)",
-                                param: "attributes", pointer: r.pointer("attributes"))
+            throw CampaignError(
+                .invalidFormat, "attributes must be an object, not \(attributes.typeName)",
+                param: "attributes", pointer: r.pointer("attributes"))
         }
         return ContactInput(contactId: contactId, attributes: members)
     }

@@ -8,27 +8,43 @@ public enum TenantSchema {
         guard case let .fieldDefine(name, type, values) = command else { preconditionFailure("not field.define") }
         var problems = [FieldProblem]()
         if !ContactSchema.isValidFieldName(name) {
-            problems.append(FieldProblem(field: "name", pointer: "/payload/name", message: "name must be 1–64 of a-z, 0-9 and _, starting with a letter"))
+            problems.append(
+                FieldProblem(
+                    field: "name", pointer: "/payload/name",
+                    message: "name must be 1–64 of a-z, 0-9 and _, starting with a letter"))
         }
         let types = ["string", "number", "boolean", "date", "enum", "list"]
         if !types.contains(type) {
-            problems.append(FieldProblem(field: "type", pointer: "/payload/type", message: "type must be one of \(types.joined(separator: ", "))"))
+            problems.append(
+                FieldProblem(
+                    field: "type", pointer: "/payload/type",
+                    message: "type must be one of \(types.joined(separator: ", "))"))
         }
         if type == "enum" {
             if let list = values {
-                if list.isEmpty || list.count > 100 || Set(list).count != list.count || list.contains(where: { $0.isEmpty || $0.count > 100 }) {
-                    problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "an enum needs 1–100 distinct, non-empty values"))
+                if list.isEmpty || list.count > 100 || Set(list).count != list.count
+                    || list.contains(where: { $0.isEmpty || $0.count > 100 })
+                {
+                    problems.append(
+                        FieldProblem(
+                            field: "values", pointer: "/payload/values",
+                            message: "an enum needs 1–100 distinct, non-empty values"))
                 }
             } else {
                 // The pointer names a value that exists: the payload, which lacks `values`.
-                problems.append(FieldProblem(field: "values", pointer: "/payload", message: "values is required for an enum field (1–100 distinct values)"))
+                problems.append(
+                    FieldProblem(
+                        field: "values", pointer: "/payload",
+                        message: "values is required for an enum field (1–100 distinct values)"))
             }
         } else if values != nil {
-            problems.append(FieldProblem(field: "values", pointer: "/payload/values", message: "values is only for enum fields"))
+            problems.append(
+                FieldProblem(field: "values", pointer: "/payload/values", message: "values is only for enum fields"))
         }
         guard problems.isEmpty else { throw .validation(problems) }
         guard schema.fields[name] == nil else {
-            throw CampaignError(.duplicateResource, "field \(name) already exists", param: "name", pointer: "/payload/name")
+            throw CampaignError(
+                .duplicateResource, "field \(name) already exists", param: "name", pointer: "/payload/name")
         }
         var payload: [String: JSON] = ["name": .string(name), "type": .string(type)]
         if let values { payload["values"] = .array(values.map(JSON.string)) }
@@ -38,14 +54,16 @@ public enum TenantSchema {
     /// Folds `field.defined` events into a schema.
     public static func evolve(_ schema: ContactSchema, _ event: EventRecord) -> ContactSchema {
         guard event.type == "field.defined", let name = event.payload["name"]?.stringValue,
-              let type = event.payload["type"]?.stringValue else { return schema }
+            let type = event.payload["type"]?.stringValue
+        else { return schema }
         var schema = schema
         switch type {
         case "string": schema.define(name, .string)
         case "number": schema.define(name, .number)
         case "boolean": schema.define(name, .boolean)
         case "date": schema.define(name, .date)
-        case "enum": schema.define(name, .enumeration((event.payload["values"]?.arrayValue ?? []).compactMap(\.stringValue)))
+        case "enum":
+            schema.define(name, .enumeration((event.payload["values"]?.arrayValue ?? []).compactMap(\.stringValue)))
         case "list": schema.define(name, .list)
         default: break
         }
@@ -92,7 +110,9 @@ public enum Contact {
     public static func problems(in input: ContactInput, schema: ContactSchema, at pointer: String) -> [FieldProblem] {
         input.attributes.keys.sorted().compactMap { field in
             schema.problem(with: input.attributes[field]!, for: field).map {
-                FieldProblem(field: "attributes.\(field)", pointer: FieldReader.pointer(FieldReader.pointer(pointer, "attributes"), field), message: $0)
+                FieldProblem(
+                    field: "attributes.\(field)",
+                    pointer: FieldReader.pointer(FieldReader.pointer(pointer, "attributes"), field), message: $0)
             }
         }
     }
@@ -100,7 +120,8 @@ public enum Contact {
     /// Decides an upsert: merges the attributes into the current values (null removes one).
     /// Returns no events when nothing changes.
     public static func decideUpsert(
-        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext, at pointer: String = "/payload"
+        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext,
+        at pointer: String = "/payload"
     ) throws(CampaignError) -> Decision {
         let problems = problems(in: input, schema: context.schema, at: pointer)
         guard problems.isEmpty else { throw .validation(problems) }
@@ -111,16 +132,22 @@ public enum Contact {
         if let state, state.status == .active, values == currentValues { return Decision(events: []) }
         let commitment = commitment(values: values, salt: context.salt)
         return Decision(
-            events: [DomainEvent("contact.upserted", [
-                "contactId": .string(input.contactId), "commitment": .string(commitment),
-                "fields": .array(values.keys.sorted().map(JSON.string)),
-            ])],
+            events: [
+                DomainEvent(
+                    "contact.upserted",
+                    [
+                        "contactId": .string(input.contactId), "commitment": .string(commitment),
+                        "fields": .array(values.keys.sorted().map(JSON.string)),
+                    ])
+            ],
             personalData: [PersonalDataChange(contactId: input.contactId, values: values, salt: context.salt)])
     }
 
     /// Decides `contact.erase`.
     public static func decideErase(contactId: String, state: ContactState?) throws(CampaignError) -> Decision {
-        guard let state, state.status == .active else { throw CampaignError.notFound("contact", contactId, pointer: "/payload/contactId") }
+        guard let state, state.status == .active else {
+            throw CampaignError.notFound("contact", contactId, pointer: "/payload/contactId")
+        }
         return Decision(
             events: [DomainEvent("contact.erased", ["contactId": .string(contactId)])],
             personalData: [PersonalDataChange(contactId: contactId, values: nil, salt: nil)])
@@ -132,8 +159,10 @@ public enum Contact {
         switch event.type {
         case "contact.upserted":
             return ContactState(
-                id: p["contactId"]?.stringValue ?? state?.id ?? "", status: .active, commitment: p["commitment"]?.stringValue ?? "",
-                fields: (p["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: event.occurredAt, version: event.version)
+                id: p["contactId"]?.stringValue ?? state?.id ?? "", status: .active,
+                commitment: p["commitment"]?.stringValue ?? "",
+                fields: (p["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: event.occurredAt,
+                version: event.version)
         case "contact.erased":
             guard var state else { return nil }
             state.status = .erased

@@ -30,10 +30,17 @@ public enum FieldType: Sendable, Equatable {
     /// The operators a rule may use on a field of this type (SPEC.md §6).
     public var operators: [String] {
         switch self {
-        case .string: return ["eq", "neq", "contains", "not_contains", "starts_with", "ends_with", "in", "not_in", "exists", "not_exists"]
+        case .string:
+            return [
+                "eq", "neq", "contains", "not_contains", "starts_with", "ends_with", "in", "not_in", "exists",
+                "not_exists",
+            ]
         case .number: return ["eq", "neq", "gt", "gte", "lt", "lte", "between", "in", "not_in", "exists", "not_exists"]
         case .boolean: return ["eq", "neq", "exists", "not_exists"]
-        case .date: return ["eq", "before", "after", "between", "within_last_days", "not_within_last_days", "exists", "not_exists"]
+        case .date:
+            return [
+                "eq", "before", "after", "between", "within_last_days", "not_within_last_days", "exists", "not_exists",
+            ]
         case .enumeration: return ["eq", "neq", "in", "not_in", "exists", "not_exists"]
         case .list: return ["includes", "includes_all", "excludes", "exists", "not_exists"]
         }
@@ -79,7 +86,8 @@ public struct ContactSchema: Sendable, Equatable {
             return values.contains(text) ? nil : "\(field) must be one of \(values.joined(separator: ", "))"
         case let (.list, .array(items)):
             guard items.count <= 100 else { return "\(field) holds more than 100 items" }
-            return items.allSatisfy({ ($0.stringValue?.count ?? 1_000) < 1_000 }) ? nil : "\(field) must be a list of strings"
+            return items.allSatisfy({ ($0.stringValue?.count ?? 1_000) < 1_000 })
+                ? nil : "\(field) must be a list of strings"
         default: return "\(field) must be a \(type.name) value, not \(value.typeName)"
         }
     }

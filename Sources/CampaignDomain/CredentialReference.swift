@@ -38,7 +38,8 @@ public enum CredentialReference {
                 rest = rest.dropFirst(2)
                 let authority = rest.prefix { $0 != "/" }
                 if authority.contains("@") {
-                    return "credentialRef must not hold user information (user:password@); name where the secret is kept"
+                    return
+                        "credentialRef must not hold user information (user:password@); name where the secret is kept"
                 }
             }
             guard !rest.isEmpty else { return "credentialRef needs something after its scheme" }
@@ -46,16 +47,20 @@ public enum CredentialReference {
         } else {
             let segments = value.split(separator: "/", omittingEmptySubsequences: false)
             let pathCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@=+-")
-            guard segments.count >= 2, segments.allSatisfy({ !$0.isEmpty && $0.allSatisfy(pathCharacters.contains) }) else {
-                return "credentialRef must be a reference such as vault://path/to/secret or projects/p/secrets/s, never a token"
+            guard segments.count >= 2, segments.allSatisfy({ !$0.isEmpty && $0.allSatisfy(pathCharacters.contains) })
+            else {
+                return
+                    "credentialRef must be a reference such as vault://path/to/secret or projects/p/secrets/s, never a token"
             }
             if looksRandom(value) {
-                return "credentialRef looks like a secret (a random string), not a path; store the secret elsewhere and reference it"
+                return
+                    "credentialRef looks like a secret (a random string), not a path; store the secret elsewhere and reference it"
             }
             body = value[...]
         }
         if let token = body.split(whereSeparator: { "/:=,;@".contains($0) }).first(where: isTokenShaped) {
-            return "credentialRef holds a token-shaped segment (\(token.prefix(4))…); store the secret elsewhere and reference it"
+            return
+                "credentialRef holds a token-shaped segment (\(token.prefix(4))…); store the secret elsewhere and reference it"
         }
         return nil
     }
@@ -65,7 +70,9 @@ public enum CredentialReference {
         guard let colon = value.firstIndex(of: ":") else { return nil }
         let scheme = value[..<colon]
         guard let first = scheme.unicodeScalars.first, ("a"..."z").contains(first), scheme.count <= 32,
-              scheme.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0) })
+            scheme.unicodeScalars.allSatisfy({
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0)
+            })
         else { return nil }
         return scheme
     }
@@ -75,8 +82,10 @@ public enum CredentialReference {
     /// such as an AWS secret access key; resource paths made of words stay well below).
     static func looksRandom(_ value: String) -> Bool {
         let characters = value.filter { $0 != "/" }
-        guard characters.count >= 32, characters.contains(where: \.isUppercase), characters.contains(where: \.isLowercase),
-              characters.contains(where: \.isNumber) else { return false }
+        guard characters.count >= 32, characters.contains(where: \.isUppercase),
+            characters.contains(where: \.isLowercase),
+            characters.contains(where: \.isNumber)
+        else { return false }
         var counts = [Character: Int]()
         for character in characters { counts[character, default: 0] += 1 }
         let total = Double(characters.count)
@@ -87,17 +96,24 @@ public enum CredentialReference {
         return entropy >= 4.5
     }
 
-    static let tokenPrefixes = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-",
-                                "xoxs-", "sk_live_", "sk_test_", "rk_live_", "sk-", "ya29.", "AIza", "eyJ"]
+    static let tokenPrefixes = [
+        "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-",
+        "xoxs-", "sk_live_", "sk_test_", "rk_live_", "sk-", "ya29.", "AIza", "eyJ",
+    ]
 
     /// Whether a segment looks like a credential rather than a name.
     static func isTokenShaped(_ segment: Substring) -> Bool {
         if tokenPrefixes.contains(where: { segment.hasPrefix($0) && segment.count >= $0.count + 8 }) { return true }
         if segment.count == 20, segment.hasPrefix("AKIA") || segment.hasPrefix("ASIA"),
-           segment.allSatisfy({ $0.isUppercase || $0.isNumber }) { return true }
+            segment.allSatisfy({ $0.isUppercase || $0.isNumber })
+        {
+            return true
+        }
         // The longest run of letters and digits, mixing all three classes: random, not a word.
         for run in segment.split(whereSeparator: { !($0.isLetter || $0.isNumber) }) where run.count >= 24 {
-            if run.contains(where: \.isUppercase), run.contains(where: \.isLowercase), run.contains(where: \.isNumber) { return true }
+            if run.contains(where: \.isUppercase), run.contains(where: \.isLowercase), run.contains(where: \.isNumber) {
+                return true
+            }
         }
         return false
     }

@@ -73,11 +73,15 @@ public struct ExperimentState: Sendable, Equatable {
     public var json: JSON {
         var members: [String: JSON] = [
             "experimentId": .string(id), "campaignId": .string(campaignId), "name": .string(name),
-            "variants": .array(variants.map(\.json)), "status": .string(status.rawValue), "version": .number(Double(version)),
+            "variants": .array(variants.map(\.json)), "status": .string(status.rawValue),
+            "version": .number(Double(version)),
             "exposures": .object(exposures.mapValues { .number(Double($0)) }),
             "conversions": .object(conversions.mapValues { .number(Double($0)) }),
         ]
-        if let winner { members["winner"] = .string(winner); members["forced"] = .bool(forced) }
+        if let winner {
+            members["winner"] = .string(winner)
+            members["forced"] = .bool(forced)
+        }
         return .object(members)
     }
 }
@@ -85,8 +89,10 @@ public struct ExperimentState: Sendable, Equatable {
 extension ExperimentState {
     /// Reads back what ``json`` wrote.
     public init?(json: JSON) {
-        guard let id = json["experimentId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(ExperimentStatus.init(rawValue:)),
-              let version = json["version"]?.integerValue else { return nil }
+        guard let id = json["experimentId"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(ExperimentStatus.init(rawValue:)),
+            let version = json["version"]?.integerValue
+        else { return nil }
         self.init(
             id: id, campaignId: json["campaignId"]?.stringValue ?? "", name: json["name"]?.stringValue ?? "",
             variants: (json["variants"]?.arrayValue ?? []).compactMap(Variant.init(json:)), status: status,
@@ -122,25 +128,42 @@ public enum Experiment {
     static func variantProblems(_ variants: [Variant]) -> [FieldProblem] {
         var problems = [FieldProblem]()
         if variants.count < 2 || variants.count > 10 {
-            problems.append(FieldProblem(field: "variants", pointer: "/payload/variants", message: "an experiment needs 2–10 variants"))
+            problems.append(
+                FieldProblem(
+                    field: "variants", pointer: "/payload/variants", message: "an experiment needs 2–10 variants"))
         }
         var keys = Set<String>()
         for (index, variant) in variants.enumerated() {
-            let keyOK = (1...32).contains(variant.key.count) && variant.key.unicodeScalars.allSatisfy {
-                ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
-            }
+            let keyOK =
+                (1...32).contains(variant.key.count)
+                && variant.key.unicodeScalars.allSatisfy {
+                    ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+                }
             if !keyOK {
-                problems.append(FieldProblem(field: "variants.key", pointer: "/payload/variants/\(index)/key", message: "key must be 1–32 of a-z, 0-9, _ and -"))
+                problems.append(
+                    FieldProblem(
+                        field: "variants.key", pointer: "/payload/variants/\(index)/key",
+                        message: "key must be 1–32 of a-z, 0-9, _ and -"))
             } else if !keys.insert(variant.key).inserted {
-                problems.append(FieldProblem(field: "variants.key", pointer: "/payload/variants/\(index)/key", message: "key \(variant.key) is used twice"))
+                problems.append(
+                    FieldProblem(
+                        field: "variants.key", pointer: "/payload/variants/\(index)/key",
+                        message: "key \(variant.key) is used twice"))
             }
             if !(1...99).contains(variant.weight) {
-                problems.append(FieldProblem(field: "variants.weight", pointer: "/payload/variants/\(index)/weight", message: "weight must be a whole number from 1 to 99"))
+                problems.append(
+                    FieldProblem(
+                        field: "variants.weight", pointer: "/payload/variants/\(index)/weight",
+                        message: "weight must be a whole number from 1 to 99"))
             }
         }
         // The sum says something only when every weight is in range.
-        if variants.allSatisfy({ (1...99).contains($0.weight) }), case let total = variants.reduce(0, { $0 + $1.weight }), total != 100 {
-            problems.append(FieldProblem(field: "variants", pointer: "/payload/variants", message: "weights must sum to 100, not \(total)"))
+        if variants.allSatisfy({ (1...99).contains($0.weight) }),
+            case let total = variants.reduce(0, { $0 + $1.weight }), total != 100
+        {
+            problems.append(
+                FieldProblem(
+                    field: "variants", pointer: "/payload/variants", message: "weights must sum to 100, not \(total)"))
         }
         return problems
     }
@@ -164,7 +187,9 @@ public enum Experiment {
         if case let .experimentCreate(experimentId, campaignId, name, variants) = command {
             guard let experimentId else { preconditionFailure("the engine assigns an id before deciding") }
             guard state == nil else {
-                throw CampaignError(.duplicateResource, "experiment \(experimentId) already exists", param: "experimentId", pointer: "/payload/experimentId")
+                throw CampaignError(
+                    .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
+                    pointer: "/payload/experimentId")
             }
             guard let campaign = context.campaigns[campaignId], campaign.status != .deleted else {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
@@ -172,27 +197,41 @@ public enum Experiment {
             var problems = variantProblems(variants)
             if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
-            return Decision(events: [DomainEvent("experiment.created", [
-                "experimentId": .string(experimentId), "campaignId": .string(campaign.id), "name": .string(name.trimmed),
-                "variants": .array(variants.map(\.json)),
-            ])])
+            return Decision(events: [
+                DomainEvent(
+                    "experiment.created",
+                    [
+                        "experimentId": .string(experimentId), "campaignId": .string(campaign.id),
+                        "name": .string(name.trimmed),
+                        "variants": .array(variants.map(\.json)),
+                    ])
+            ])
         }
-        guard let state else { throw CampaignError.notFound("experiment", command.experimentId ?? "?", pointer: "/payload/experimentId") }
+        guard let state else {
+            throw CampaignError.notFound("experiment", command.experimentId ?? "?", pointer: "/payload/experimentId")
+        }
         let verb = String(command.name.dropFirst("experiment.".count))
         guard allowed(verb).contains(state.status) else {
             if verb == "declareWinner" && state.status == .completed {
-                throw CampaignError(.resourceConflict, "a winner (\(state.winner ?? "?")) was already declared", currentState: "completed",
-                                    allowedStates: allowed(verb).map(\.rawValue))
+                throw CampaignError(
+                    .resourceConflict, "a winner (\(state.winner ?? "?")) was already declared",
+                    currentState: "completed",
+                    allowedStates: allowed(verb).map(\.rawValue))
             }
-            throw CampaignError.illegalTransition(verb, "experiment", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
+            throw CampaignError.illegalTransition(
+                verb, "experiment", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
         }
         let id: [String: JSON] = ["experimentId": .string(state.id)]
         switch command {
         case let .experimentUpdate(_, name, variants):
             var problems = variants.map(variantProblems) ?? []
-            if let name, let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
+            if let name, let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) {
+                problems.append(problem)
+            }
             if name == nil && variants == nil {
-                problems.append(FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
+                problems.append(
+                    FieldProblem(
+                        field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
             var payload = id
@@ -206,18 +245,31 @@ public enum Experiment {
         case let .experimentRecordExposure(_, contactId):
             guard !alreadyCounted else { return Decision(events: []) }
             let variant = assign(experimentId: state.id, contactId: contactId, variants: state.variants)
-            return Decision(events: [DomainEvent("experiment.exposed", id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })])
+            return Decision(events: [
+                DomainEvent(
+                    "experiment.exposed",
+                    id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })
+            ])
         case let .experimentRecordConversion(_, contactId):
             guard let variant = exposedVariant else {
-                throw CampaignError(.resourceConflict, "contact \(contactId) was not exposed to experiment \(state.id); record the exposure first",
-                                    pointer: "/payload/contactId")
+                throw CampaignError(
+                    .resourceConflict,
+                    "contact \(contactId) was not exposed to experiment \(state.id); record the exposure first",
+                    pointer: "/payload/contactId")
             }
             guard !alreadyCounted else { return Decision(events: []) }
-            return Decision(events: [DomainEvent("experiment.converted", id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })])
+            return Decision(events: [
+                DomainEvent(
+                    "experiment.converted",
+                    id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })
+            ])
         case let .experimentDeclareWinner(_, variant, force):
             guard state.variants.contains(where: { $0.key == variant }) else {
-                throw CampaignError.validation([FieldProblem(field: "variant", pointer: "/payload/variant",
-                                                             message: "variant must be one of \(state.variants.map(\.key).joined(separator: ", "))")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "variant", pointer: "/payload/variant",
+                        message: "variant must be one of \(state.variants.map(\.key).joined(separator: ", "))")
+                ])
             }
             let results = ExperimentResults(state)
             if !force { try results.checkWinner(variant) }
@@ -235,7 +287,8 @@ public enum Experiment {
         let p = event.payload
         if event.type == "experiment.created" {
             return ExperimentState(
-                id: p["experimentId"]?.stringValue ?? "", campaignId: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "",
+                id: p["experimentId"]?.stringValue ?? "", campaignId: p["campaignId"]?.stringValue ?? "",
+                name: p["name"]?.stringValue ?? "",
                 variants: (p["variants"]?.arrayValue ?? []).compactMap(Variant.init(json:)), status: .draft,
                 exposures: [:], conversions: [:], winner: nil, forced: false, version: event.version)
         }
@@ -286,7 +339,8 @@ public struct ExperimentResults: Sendable, Equatable {
         /// Rows are equal when their numbers are (tuples are not `Equatable`, so this is written out).
         public static func == (a: Row, b: Row) -> Bool {
             a.key == b.key && a.exposures == b.exposures && a.conversions == b.conversions && a.rate == b.rate
-                && a.lift == b.lift && a.pValue == b.pValue && a.interval?.low == b.interval?.low && a.interval?.high == b.interval?.high
+                && a.lift == b.lift && a.pValue == b.pValue && a.interval?.low == b.interval?.low
+                && a.interval?.high == b.interval?.high
         }
     }
 
@@ -298,30 +352,45 @@ public struct ExperimentResults: Sendable, Equatable {
     /// Computes the results of a state.
     public init(_ state: ExperimentState) {
         let control = state.variants.first?.key ?? ""
-        let n0 = state.exposures[control] ?? 0, c0 = state.conversions[control] ?? 0
+        let n0 = state.exposures[control] ?? 0
+        let c0 = state.conversions[control] ?? 0
         let controlRate = n0 > 0 ? Double(c0) / Double(n0) : 0
         variants = state.variants.map { variant in
-            let n = state.exposures[variant.key] ?? 0, c = state.conversions[variant.key] ?? 0
+            let n = state.exposures[variant.key] ?? 0
+            let c = state.conversions[variant.key] ?? 0
             let rate = n > 0 ? Double(c) / Double(n) : 0
             let isControl = variant.key == control
             return Row(
                 key: variant.key, exposures: n, conversions: c, rate: rate,
                 lift: isControl || controlRate == 0 ? nil : (rate - controlRate) / controlRate,
-                pValue: isControl ? nil : Statistics.twoProportionZTest(controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n)?.pValue,
+                pValue: isControl
+                    ? nil
+                    : Statistics.twoProportionZTest(
+                        controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n)?
+                        .pValue,
                 interval: Statistics.wilsonInterval(conversions: c, exposures: n),
-                differenceInterval: isControl ? nil : Statistics.differenceInterval(controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n))
+                differenceInterval: isControl
+                    ? nil
+                    : Statistics.differenceInterval(
+                        controlConversions: c0, controlExposures: n0, treatmentConversions: c, treatmentExposures: n))
         }
-        srmPValue = Statistics.chiSquareGoodnessOfFit(observed: state.variants.map { state.exposures[$0.key] ?? 0 },
-                                                      weights: state.variants.map { Double($0.weight) })?.pValue
+        srmPValue =
+            Statistics.chiSquareGoodnessOfFit(
+                observed: state.variants.map { state.exposures[$0.key] ?? 0 },
+                weights: state.variants.map { Double($0.weight) })?.pValue
     }
 
     /// Throws `EXPERIMENT_INSUFFICIENT_DATA` unless `variant` may be declared the winner: every
     /// variant has the minimum sample, the split matches the weights (SRM p ≥ 0.001), and the
     /// variant beats the control (or, for the control, the best other variant) with p < 0.05.
     public func checkWinner(_ variant: String) throws(CampaignError) {
-        func insufficient(_ message: String) -> CampaignError { CampaignError(.experimentInsufficientData, message, param: "variant") }
+        func insufficient(_ message: String) -> CampaignError {
+            CampaignError(.experimentInsufficientData, message, param: "variant")
+        }
         if let small = variants.first(where: { $0.exposures < Experiment.minimumExposuresPerVariant }) {
-            throw insufficient("variant \(small.key) has \(small.exposures) exposures; each needs \(Experiment.minimumExposuresPerVariant)")
+            throw insufficient(
+                "variant \(small.key) has \(small.exposures) exposures; each needs \(Experiment.minimumExposuresPerVariant)"
+            )
         }
         guard let srm = srmPValue, srm >= Experiment.srmThreshold else {
             throw insufficient("sample ratio mismatch: the split does not match the weights (χ² p = \(srmPValue ?? 0))")
@@ -334,26 +403,35 @@ public struct ExperimentResults: Sendable, Equatable {
         } else {
             (better, worse) = (chosen, control)
         }
-        guard let test = Statistics.twoProportionZTest(controlConversions: worse.conversions, controlExposures: worse.exposures,
-                                                       treatmentConversions: better.conversions, treatmentExposures: better.exposures),
-              test.z > 0, test.pValue < Experiment.significance else {
-            throw insufficient("variant \(variant) is not significantly better than \(better.key == chosen.key ? worse.key : better.key) (p must be < \(Experiment.significance))")
+        guard
+            let test = Statistics.twoProportionZTest(
+                controlConversions: worse.conversions, controlExposures: worse.exposures,
+                treatmentConversions: better.conversions, treatmentExposures: better.exposures),
+            test.z > 0, test.pValue < Experiment.significance
+        else {
+            throw insufficient(
+                "variant \(variant) is not significantly better than \(better.key == chosen.key ? worse.key : better.key) (p must be < \(Experiment.significance))"
+            )
         }
     }
 
     /// The wire form of the results query.
     public var json: JSON {
         func number(_ value: Double?) -> JSON { value.map { .number($0) } ?? .null }
-        func interval(_ value: (low: Double, high: Double)?) -> JSON { value.map { .array([.number($0.low), .number($0.high)]) } ?? .null }
+        func interval(_ value: (low: Double, high: Double)?) -> JSON {
+            value.map { .array([.number($0.low), .number($0.high)]) } ?? .null
+        }
         return .object([
             "srmPValue": number(srmPValue),
-            "variants": .array(variants.map { row in
-                .object([
-                    "key": .string(row.key), "exposures": .number(Double(row.exposures)), "conversions": .number(Double(row.conversions)),
-                    "rate": .number(row.rate), "lift": number(row.lift), "pValue": number(row.pValue),
-                    "interval95": interval(row.interval), "differenceInterval95": interval(row.differenceInterval),
-                ])
-            }),
+            "variants": .array(
+                variants.map { row in
+                    .object([
+                        "key": .string(row.key), "exposures": .number(Double(row.exposures)),
+                        "conversions": .number(Double(row.conversions)),
+                        "rate": .number(row.rate), "lift": number(row.lift), "pValue": number(row.pValue),
+                        "interval95": interval(row.interval), "differenceInterval95": interval(row.differenceInterval),
+                    ])
+                }),
         ])
     }
 }
@@ -364,7 +442,8 @@ extension Command {
         switch self {
         case let .experimentCreate(id, _, _, _): return id
         case let .experimentUpdate(id, _, _), let .experimentStart(id), let .experimentStop(id),
-             let .experimentRecordExposure(id, _), let .experimentRecordConversion(id, _), let .experimentDeclareWinner(id, _, _):
+            let .experimentRecordExposure(id, _), let .experimentRecordConversion(id, _),
+            let .experimentDeclareWinner(id, _, _):
             return id
         default: return nil
         }

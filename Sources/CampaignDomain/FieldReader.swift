@@ -12,7 +12,9 @@ public struct FieldReader {
     /// Checks that `value` is an object with no member outside `allowed`.
     public init(_ value: JSON, at pointer: String, allowed: Set<String>) throws(CampaignError) {
         guard case let .object(members) = value else {
-            throw CampaignError(.invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)", pointer: pointer)
+            throw CampaignError(
+                .invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)",
+                pointer: pointer)
         }
         if let unknown = members.keys.filter({ !allowed.contains($0) }).sorted().first {
             throw CampaignError(
@@ -26,7 +28,9 @@ public struct FieldReader {
     /// `base` extended by one reference token, escaped per RFC 6901.
     public static func pointer(_ base: String, _ token: String) -> String {
         // Most tokens need no escaping; Foundation's string replacement is slow enough to show in profiles.
-        guard token.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return base + "/" + token }
+        guard token.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else {
+            return base + "/" + token
+        }
         return base + "/" + token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
     }
 
@@ -53,7 +57,8 @@ public struct FieldReader {
     }
 
     func wrongType(_ key: String, _ expected: String, _ value: JSON) -> CampaignError {
-        CampaignError(.invalidFormat, "\(key) must be \(expected), not \(value.typeName)", param: key, pointer: pointer(key))
+        CampaignError(
+            .invalidFormat, "\(key) must be \(expected), not \(value.typeName)", param: key, pointer: pointer(key))
     }
 
     /// A required string.
@@ -82,8 +87,9 @@ public struct FieldReader {
         guard let value = optional(key) else { return nil }
         guard let number = value.integerValue else { throw wrongType(key, "an integer", value) }
         guard range.contains(number) else {
-            throw CampaignError(.invalidFormat, "\(key) must be between \(range.lowerBound) and \(range.upperBound)",
-                                param: key, pointer: pointer(key))
+            throw CampaignError(
+                .invalidFormat, "\(key) must be between \(range.lowerBound) and \(range.upperBound)",
+                param: key, pointer: pointer(key))
         }
         return number
     }
@@ -106,8 +112,9 @@ public struct FieldReader {
     public func timestamp(_ key: String) throws(CampaignError) -> Date {
         let text = try string(key)
         guard let date = Timestamp.parse(text) else {
-            throw CampaignError(.invalidFormat, "\(key) must be an ISO 8601 timestamp such as 2026-12-01T09:00:00Z",
-                                param: key, pointer: pointer(key))
+            throw CampaignError(
+                .invalidFormat, "\(key) must be an ISO 8601 timestamp such as 2026-12-01T09:00:00Z",
+                param: key, pointer: pointer(key))
         }
         return date
     }
@@ -122,8 +129,9 @@ public struct FieldReader {
     public func id(_ key: String, prefix: String) throws(CampaignError) -> String {
         let text = try string(key)
         guard Identifier.isValid(text, prefix: prefix) else {
-            throw CampaignError(.invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
-                                param: key, pointer: pointer(key))
+            throw CampaignError(
+                .invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
+                param: key, pointer: pointer(key))
         }
         return text
     }
@@ -173,13 +181,16 @@ public enum Timestamp {
             return value
         }
         guard b.count >= 10, let year = number(0, 4), b[4] == UInt8(ascii: "-"), let month = number(5, 2),
-              b[7] == UInt8(ascii: "-"), let day = number(8, 2), (1970...9999).contains(year), (1...12).contains(month),
-              (1...daysInMonth(year, month)).contains(day) else { return nil }
+            b[7] == UInt8(ascii: "-"), let day = number(8, 2), (1970...9999).contains(year), (1...12).contains(month),
+            (1...daysInMonth(year, month)).contains(day)
+        else { return nil }
         let days = daysFromCivil(year, month, day)
         if b.count == 10 { return allowDateOnly ? Date(timeIntervalSince1970: Double(days) * 86_400) : nil }
         guard b.count >= 20, b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"), let hour = number(11, 2),
-              b[13] == UInt8(ascii: ":"), let minute = number(14, 2), b[16] == UInt8(ascii: ":"), let second = number(17, 2),
-              hour < 24, minute < 60, second < 60 else { return nil }
+            b[13] == UInt8(ascii: ":"), let minute = number(14, 2), b[16] == UInt8(ascii: ":"),
+            let second = number(17, 2),
+            hour < 24, minute < 60, second < 60
+        else { return nil }
         var index = 19
         var fraction = 0.0
         if b[index] == UInt8(ascii: ".") {
@@ -199,7 +210,8 @@ public enum Timestamp {
             index += 1
         } else if b[index] == UInt8(ascii: "+") || b[index] == UInt8(ascii: "-") {
             guard let oh = number(index + 1, 2), b.count > index + 3, b[index + 3] == UInt8(ascii: ":"),
-                  let om = number(index + 4, 2), oh < 24, om < 60 else { return nil }
+                let om = number(index + 4, 2), oh < 24, om < 60
+            else { return nil }
             offsetSeconds = (oh * 3600 + om * 60) * (b[index] == UInt8(ascii: "+") ? 1 : -1)
             index += 6
         } else {
@@ -231,9 +243,21 @@ public enum Timestamp {
                 divisor /= 10
             }
         }
-        digits(year, 4); bytes.append(45); digits(month, 2); bytes.append(45); digits(day, 2)
-        bytes.append(84); digits(secondOfDay / 3600, 2); bytes.append(58); digits(secondOfDay / 60 % 60, 2); bytes.append(58); digits(secondOfDay % 60, 2)
-        if millis != 0 { bytes.append(46); digits(millis, 3) }
+        digits(year, 4)
+        bytes.append(45)
+        digits(month, 2)
+        bytes.append(45)
+        digits(day, 2)
+        bytes.append(84)
+        digits(secondOfDay / 3600, 2)
+        bytes.append(58)
+        digits(secondOfDay / 60 % 60, 2)
+        bytes.append(58)
+        digits(secondOfDay % 60, 2)
+        if millis != 0 {
+            bytes.append(46)
+            digits(millis, 3)
+        }
         bytes.append(90)
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -38,7 +38,9 @@ public enum JSON: Sendable, Equatable {
 
     /// The integer, when this is a number with no fraction within ±2^53.
     public var integerValue: Int? {
-        guard case let .number(value) = self, value.rounded() == value, abs(value) <= 9_007_199_254_740_992 else { return nil }
+        guard case let .number(value) = self, value.rounded() == value, abs(value) <= 9_007_199_254_740_992 else {
+            return nil
+        }
         return Int(value)
     }
 
@@ -172,7 +174,8 @@ extension JSON {
     /// valid UTF-8 only, nothing after the value but white space).
     public static func parse(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) throws(JSONParseError) -> JSON {
         guard bytes.count <= limits.maximumBytes else {
-            throw JSONParseError(offset: limits.maximumBytes, reason: "document is larger than \(limits.maximumBytes) bytes")
+            throw JSONParseError(
+                offset: limits.maximumBytes, reason: "document is larger than \(limits.maximumBytes) bytes")
         }
         var parser = Parser(bytes: bytes, maximumDepth: limits.maximumDepth)
         return try parser.document()
@@ -217,9 +220,15 @@ private struct Parser {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
         default: throw fail("unexpected character")
         }
@@ -258,11 +267,19 @@ private struct Parser {
             index += 1
             skipWhiteSpace()
             let value = try self.value()
-            guard members.updateValue(value, forKey: key) == nil else { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+            guard members.updateValue(value, forKey: key) == nil else {
+                throw fail("duplicate key \"\(key)\"", at: keyOffset)
+            }
             skipWhiteSpace()
             guard index < bytes.count else { throw fail("unexpected end of input in an object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; break }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                break
+            }
             throw fail("expected ',' or '}'")
         }
         depth -= 1
@@ -284,8 +301,14 @@ private struct Parser {
             elements.append(try value())
             skipWhiteSpace()
             guard index < bytes.count else { throw fail("unexpected end of input in an array") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; break }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                break
+            }
             throw fail("expected ',' or ']'")
         }
         depth -= 1
@@ -297,7 +320,9 @@ private struct Parser {
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         func digits(_ parser: inout Parser) -> Int {
             let from = parser.index
-            while parser.index < parser.bytes.count, (48...57).contains(parser.bytes[parser.index]) { parser.index += 1 }
+            while parser.index < parser.bytes.count, (48...57).contains(parser.bytes[parser.index]) {
+                parser.index += 1
+            }
             return parser.index - from
         }
         guard index < bytes.count else { throw fail("truncated number") }
@@ -313,7 +338,9 @@ private struct Parser {
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
             guard digits(&self) > 0 else { throw fail("digits expected in the exponent") }
         }
         guard index - start <= 64 else { throw fail("number literal longer than 64 characters", at: start) }
@@ -379,7 +406,10 @@ private struct Parser {
                 break
             }
             if byte < 0x20 { throw fail("control character in a string") }
-            if byte != UInt8(ascii: "\\") { index += 1; continue }
+            if byte != UInt8(ascii: "\\") {
+                index += 1
+                continue
+            }
             out.append(contentsOf: bytes[runStart..<index])
             index += 1
             guard index < bytes.count else { throw fail("unterminated escape") }
@@ -412,7 +442,9 @@ private struct Parser {
             }
             runStart = index
         }
-        guard let text = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: start) }
+        guard let text = String(validating: out, as: UTF8.self) else {
+            throw fail("string is not valid UTF-8", at: start)
+        }
         return text
     }
 }

@@ -22,7 +22,8 @@ public enum Names {
     ) -> FieldProblem? {
         if let bad = name.unicodeScalars.first(where: isForbidden) {
             let code = "U+" + String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)
-            return FieldProblem(field: field, pointer: pointer, message: "\(field) must not contain control characters (found \(code))")
+            return FieldProblem(
+                field: field, pointer: pointer, message: "\(field) must not contain control characters (found \(code))")
         }
         let length = name.trimmed.count
         if !allowed.contains(length) {

@@ -60,7 +60,9 @@ public struct PostTarget: Sendable, Equatable {
     var isTerminal: Bool { status == "published" || status == "failed" }
 
     var json: JSON {
-        var members: [String: JSON] = ["connectionId": .string(connectionId), "status": .string(status), "attempts": .number(Double(attempts))]
+        var members: [String: JSON] = [
+            "connectionId": .string(connectionId), "status": .string(status), "attempts": .number(Double(attempts)),
+        ]
         if let retryAt { members["retryAt"] = .string(Timestamp.format(retryAt)) }
         if let platformPostId { members["platformPostId"] = .string(platformPostId) }
         if let url { members["url"] = .string(url) }
@@ -101,7 +103,8 @@ public struct PostState: Sendable, Equatable {
     /// The read model returned by `post.get`.
     public var json: JSON {
         var members: [String: JSON] = [
-            "postId": .string(id), "text": .string(text), "media": .array(media.map(\.json)), "status": .string(status.rawValue),
+            "postId": .string(id), "text": .string(text), "media": .array(media.map(\.json)),
+            "status": .string(status.rawValue),
             "targets": .array(targets.map(\.json)), "createdAt": .string(Timestamp.format(createdAt)),
             "updatedAt": .string(Timestamp.format(updatedAt)), "version": .number(Double(version)),
         ]
@@ -132,26 +135,33 @@ public enum Post {
 
     /// Decides `post.create`, `post.update`, `post.schedule`, `post.cancel` and `post.publish`.
     /// `context.connections` and `context.campaigns` hold what the command names.
-    public static func decide(_ command: Command, state: PostState?, context: DecisionContext) throws(CampaignError) -> Decision {
+    public static func decide(
+        _ command: Command, state: PostState?, context: DecisionContext
+    ) throws(CampaignError) -> Decision {
         if case let .postCreate(postId, connectionIds, text, media, link, campaignId) = command {
             guard let postId else { preconditionFailure("the engine assigns an id before deciding") }
             guard state == nil else {
-                throw CampaignError(.duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
+                throw CampaignError(
+                    .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
             }
-            if let campaignId, context.campaigns[campaignId] == nil || context.campaigns[campaignId]?.status == .deleted {
+            if let campaignId, context.campaigns[campaignId] == nil || context.campaigns[campaignId]?.status == .deleted
+            {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
             }
             for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
                 throw CampaignError.notFound("connection", id, pointer: "/payload/connectionIds/\(index)")
             }
             for (index, id) in connectionIds.enumerated() where context.connections[id]?.disconnected == true {
-                throw CampaignError(.connectionExpired, "connection \(id) was disconnected", pointer: "/payload/connectionIds/\(index)")
+                throw CampaignError(
+                    .connectionExpired, "connection \(id) was disconnected", pointer: "/payload/connectionIds/\(index)")
             }
             var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
-            problems += platformProblems(connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media)
+            problems += platformProblems(
+                connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media)
             guard problems.isEmpty else { throw .validation(problems) }
             var payload: [String: JSON] = [
-                "postId": .string(postId), "connectionIds": .array(connectionIds.map(JSON.string)), "text": .string(text),
+                "postId": .string(postId), "connectionIds": .array(connectionIds.map(JSON.string)),
+                "text": .string(text),
                 "media": .array(media.map(\.json)),
             ]
             if let link { payload["link"] = .string(link) }
@@ -159,19 +169,27 @@ public enum Post {
             return Decision(events: [DomainEvent("post.created", payload)])
         }
 
-        guard let state else { throw CampaignError.notFound("post", command.resourceIdForPost ?? "?", pointer: "/payload/postId") }
+        guard let state else {
+            throw CampaignError.notFound("post", command.resourceIdForPost ?? "?", pointer: "/payload/postId")
+        }
         let verb = String(command.name.dropFirst("post.".count))
         guard allowed(verb).contains(state.status) else {
-            throw CampaignError.illegalTransition(verb, "post", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
+            throw CampaignError.illegalTransition(
+                verb, "post", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
         }
         switch command {
         case let .postUpdate(_, text, media, link):
             guard text != nil || media != nil || link != nil else {
-                throw CampaignError.validation([FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give text, media or link")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "payload", pointer: "/payload", message: "nothing to update: give text, media or link")
+                ])
             }
-            let newText = text ?? state.text, newMedia = media ?? state.media
+            let newText = text ?? state.text
+            let newMedia = media ?? state.media
             var problems = shapeProblems(connectionIds: state.connectionIds, text: newText, media: newMedia, link: link)
-            problems += platformProblems(state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
+            problems += platformProblems(
+                state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
             guard problems.isEmpty else { throw .validation(problems) }
             var payload: [String: JSON] = ["postId": .string(state.id)]
             if let text { payload["text"] = .string(text) }
@@ -180,9 +198,14 @@ public enum Post {
             return Decision(events: [DomainEvent("post.updated", payload)])
         case let .postSchedule(_, publishAt):
             guard publishAt > context.now else {
-                throw CampaignError(.invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))", param: "publishAt", pointer: "/payload/publishAt")
+                throw CampaignError(
+                    .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
+                    param: "publishAt", pointer: "/payload/publishAt")
             }
-            return Decision(events: [DomainEvent("post.scheduled", ["postId": .string(state.id), "publishAt": .string(Timestamp.format(publishAt))])])
+            return Decision(events: [
+                DomainEvent(
+                    "post.scheduled", ["postId": .string(state.id), "publishAt": .string(Timestamp.format(publishAt))])
+            ])
         case .postCancel:
             return Decision(events: [DomainEvent("post.cancelled", ["postId": .string(state.id)])])
         case .postPublish:
@@ -195,21 +218,34 @@ public enum Post {
     static func shapeProblems(connectionIds: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
         var problems = [FieldProblem]()
         if connectionIds.isEmpty || connectionIds.count > 10 || Set(connectionIds).count != connectionIds.count {
-            problems.append(FieldProblem(field: "connectionIds", pointer: "/payload/connectionIds", message: "connectionIds must hold 1–10 distinct connections"))
+            problems.append(
+                FieldProblem(
+                    field: "connectionIds", pointer: "/payload/connectionIds",
+                    message: "connectionIds must hold 1–10 distinct connections"))
         }
         if text.trimmed.isEmpty && media.isEmpty {
-            problems.append(FieldProblem(field: "text", pointer: "/payload/text", message: "a post needs text or media"))
+            problems.append(
+                FieldProblem(field: "text", pointer: "/payload/text", message: "a post needs text or media"))
         }
         for (index, item) in media.enumerated() {
             if !["image", "video", "gif"].contains(item.kind) {
-                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind", message: "kind must be image, video or gif"))
+                problems.append(
+                    FieldProblem(
+                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        message: "kind must be image, video or gif"))
             }
             if !isHTTPSURL(item.url) {
-                problems.append(FieldProblem(field: "media.url", pointer: "/payload/media/\(index)/url", message: "url must be an https URL of at most 2048 characters"))
+                problems.append(
+                    FieldProblem(
+                        field: "media.url", pointer: "/payload/media/\(index)/url",
+                        message: "url must be an https URL of at most 2048 characters"))
             }
         }
         if let link, !isHTTPSURL(link) {
-            problems.append(FieldProblem(field: "link", pointer: "/payload/link", message: "link must be an https URL of at most 2048 characters"))
+            problems.append(
+                FieldProblem(
+                    field: "link", pointer: "/payload/link",
+                    message: "link must be an https URL of at most 2048 characters"))
         }
         return problems
     }
@@ -218,11 +254,15 @@ public enum Post {
     /// is reported once per platform, so the client sees which platform refuses what.
     static func platformProblems(_ platforms: [String], text: String, media: [Media]) -> [FieldProblem] {
         var seen = Set<String>()
-        return platforms.filter { seen.insert($0).inserted }.flatMap { PlatformRules.all[$0]?.problems(text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }) ?? [] }
+        return platforms.filter { seen.insert($0).inserted }.flatMap {
+            PlatformRules.all[$0]?.problems(
+                text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }) ?? []
+        }
     }
 
     static func isHTTPSURL(_ text: String) -> Bool {
-        text.hasPrefix("https://") && text.count > 8 && text.count <= 2048 && !text.unicodeScalars.contains { $0.value <= 32 || $0.value == 127 }
+        text.hasPrefix("https://") && text.count > 8 && text.count <= 2048
+            && !text.unicodeScalars.contains { $0.value <= 32 || $0.value == 127 }
     }
 
     // MARK: Publishing policy
@@ -230,7 +270,9 @@ public enum Post {
     /// Targets ready for an attempt at `now`: never attempted, or retrying and due.
     public static func dueTargets(_ state: PostState, at now: Date) -> [PostTarget] {
         guard state.status == .publishing else { return [] }
-        return state.targets.filter { $0.status == "pending" || ($0.status == "retrying" && ($0.retryAt ?? now) <= now) }
+        return state.targets.filter {
+            $0.status == "pending" || ($0.status == "retrying" && ($0.retryAt ?? now) <= now)
+        }
     }
 
     /// Targets whose attempt has had no outcome for ``inDoubtAfter``: the process died mid-call.
@@ -260,24 +302,34 @@ public enum Post {
     /// crash during the call leaves a visible attempt that is failed as unconfirmed, never resent.
     public static func attemptStarted(_ state: PostState, connectionId: String, at now: Date) -> DomainEvent {
         let attempt = (state.targets.first { $0.connectionId == connectionId }?.attempts ?? 0) + 1
-        return DomainEvent("post.attemptStarted", ["postId": .string(state.id), "connectionId": .string(connectionId),
-                                                    "attempt": .number(Double(attempt)), "at": .string(Timestamp.format(now))])
+        return DomainEvent(
+            "post.attemptStarted",
+            [
+                "postId": .string(state.id), "connectionId": .string(connectionId),
+                "attempt": .number(Double(attempt)), "at": .string(Timestamp.format(now)),
+            ])
     }
 
     /// The events recording a platform's answer for one target, plus the post's final event when
     /// every target has finished.
-    public static func record(_ outcome: PublishOutcome, for connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
+    public static func record(
+        _ outcome: PublishOutcome, for connectionId: String, in state: PostState, at now: Date
+    ) -> [DomainEvent] {
         guard let target = state.targets.first(where: { $0.connectionId == connectionId }) else { return [] }
         let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
         let event: DomainEvent
         switch outcome {
         case let .published(platformPostId, url):
-            event = DomainEvent("post.targetPublished", base.merging(["platformPostId": .string(platformPostId), "url": .string(url)]) { $1 })
+            event = DomainEvent(
+                "post.targetPublished",
+                base.merging(["platformPostId": .string(platformPostId), "url": .string(url)]) { $1 })
         case let .rateLimited(retryAfter):
             if target.rateLimits + 1 >= maximumRateLimits {
                 event = failure(base, .rateLimitExceeded, "the platform kept refusing with a rate limit")
             } else {
-                event = retry(base, "rate_limited", now + TimeInterval(max(1, retryAfter)), "the platform asked to retry after \(retryAfter) s")
+                event = retry(
+                    base, "rate_limited", now + TimeInterval(max(1, retryAfter)),
+                    "the platform asked to retry after \(retryAfter) s")
             }
         case let .rejected(reason):
             event = failure(base, .contentRejected, "the platform rejected the content: \(reason)")
@@ -286,47 +338,80 @@ public enum Post {
                 event = failure(base, .publishingFailed, "the platform failed \(maximumAttempts) times: \(reason)")
             } else {
                 let delay = backoffBase * Double(1 << target.transientFailures)
-                event = retry(base, "transient", now + delay, "transient failure (\(reason)); retrying in \(Int(delay)) s")
+                event = retry(
+                    base, "transient", now + delay, "transient failure (\(reason)); retrying in \(Int(delay)) s")
             }
         case .timedOut:
-            event = failure(base, .publishingFailed, "the platform did not answer in time; the outcome is unknown, so the post is not sent again", unconfirmed: true)
+            event = failure(
+                base, .publishingFailed,
+                "the platform did not answer in time; the outcome is unknown, so the post is not sent again",
+                unconfirmed: true)
         }
         return withCompletion([event], state, now)
     }
 
     /// The target's connection is expired or revoked: failed without calling the platform.
     public static func connectionUnusable(_ connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
-        withCompletion([failure(["postId": .string(state.id), "connectionId": .string(connectionId)], .connectionExpired,
-                                "connection \(connectionId) is expired or revoked")], state, now)
+        withCompletion(
+            [
+                failure(
+                    ["postId": .string(state.id), "connectionId": .string(connectionId)], .connectionExpired,
+                    "connection \(connectionId) is expired or revoked")
+            ], state, now)
     }
 
     /// The account's publish budget is spent: retry when the window resets, without calling.
-    public static func accountRateLimited(_ connectionId: String, in state: PostState, until retryAt: Date, at now: Date) -> [DomainEvent] {
+    public static func accountRateLimited(
+        _ connectionId: String, in state: PostState, until retryAt: Date, at now: Date
+    ) -> [DomainEvent] {
         let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
         let rateLimits = state.targets.first { $0.connectionId == connectionId }?.rateLimits ?? 0
         if rateLimits + 1 >= maximumRateLimits {
-            return withCompletion([failure(base, .rateLimitExceeded, "the account's publish limit kept being reached")], state, now)
+            return withCompletion(
+                [failure(base, .rateLimitExceeded, "the account's publish limit kept being reached")], state, now)
         }
-        return withCompletion([retry(base, "rate_limited", retryAt, "the account's publish limit is reached until \(Timestamp.format(retryAt))")], state, now)
+        return withCompletion(
+            [
+                retry(
+                    base, "rate_limited", retryAt,
+                    "the account's publish limit is reached until \(Timestamp.format(retryAt))")
+            ], state, now)
     }
 
     /// An attempt that never recorded an outcome: failed as unconfirmed, never resent.
     public static func unconfirmed(_ connectionId: String, in state: PostState, at now: Date) -> [DomainEvent] {
-        withCompletion([failure(["postId": .string(state.id), "connectionId": .string(connectionId)], .publishingFailed,
-                                "an attempt recorded no outcome; it may be live, so it is not sent again", unconfirmed: true)], state, now)
+        withCompletion(
+            [
+                failure(
+                    ["postId": .string(state.id), "connectionId": .string(connectionId)], .publishingFailed,
+                    "an attempt recorded no outcome; it may be live, so it is not sent again", unconfirmed: true)
+            ], state, now)
     }
 
     private static func retry(_ base: [String: JSON], _ reason: String, _ at: Date, _ message: String) -> DomainEvent {
-        DomainEvent("post.targetRetryScheduled", base.merging(["reason": .string(reason), "retryAt": .string(Timestamp.format(at)), "message": .string(message)]) { $1 })
+        DomainEvent(
+            "post.targetRetryScheduled",
+            base.merging([
+                "reason": .string(reason), "retryAt": .string(Timestamp.format(at)), "message": .string(message),
+            ]) { $1 })
     }
 
-    private static func failure(_ base: [String: JSON], _ code: ErrorCode, _ message: String, unconfirmed: Bool = false) -> DomainEvent {
-        DomainEvent("post.targetFailed", base.merging(["code": .string(code.rawValue), "message": .string(message), "unconfirmed": .bool(unconfirmed)]) { $1 })
+    private static func failure(
+        _ base: [String: JSON], _ code: ErrorCode, _ message: String, unconfirmed: Bool = false
+    ) -> DomainEvent {
+        DomainEvent(
+            "post.targetFailed",
+            base.merging([
+                "code": .string(code.rawValue), "message": .string(message), "unconfirmed": .bool(unconfirmed),
+            ]) { $1 })
     }
 
     private static func withCompletion(_ events: [DomainEvent], _ state: PostState, _ now: Date) -> [DomainEvent] {
         var after: PostState? = state
-        for event in events { after = evolve(after, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: state.version)) }
+        for event in events {
+            after = evolve(
+                after, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: state.version))
+        }
         guard let after, after.targets.allSatisfy(\.isTerminal) else { return events }
         let done = after.targets.allSatisfy { $0.status == "published" }
         return events + [DomainEvent(done ? "post.published" : "post.failed", ["postId": .string(state.id)])]
@@ -349,7 +434,9 @@ public enum Post {
         state.version = event.version
         state.updatedAt = event.occurredAt
         func updateTarget(_ body: (inout PostTarget) -> Void) {
-            guard let id = p["connectionId"]?.stringValue, let index = state.targets.firstIndex(where: { $0.connectionId == id }) else { return }
+            guard let id = p["connectionId"]?.stringValue,
+                let index = state.targets.firstIndex(where: { $0.connectionId == id })
+            else { return }
             body(&state.targets[index])
         }
         switch event.type {
@@ -403,7 +490,8 @@ extension Command {
     var resourceIdForPost: String? {
         switch self {
         case let .postCreate(id, _, _, _, _, _): return id
-        case let .postUpdate(id, _, _, _), let .postSchedule(id, _), let .postCancel(id), let .postPublish(id): return id
+        case let .postUpdate(id, _, _, _), let .postSchedule(id, _), let .postCancel(id), let .postPublish(id):
+            return id
         default: return nil
         }
     }

@@ -53,7 +53,8 @@ public struct Principal: Sendable, Equatable {
     /// Tenant ids: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
     public static func isValidTenant(_ tenant: String) -> Bool {
         let utf8 = Array(tenant.utf8)
-        guard (1...64).contains(utf8.count), let first = utf8.first, (97...122).contains(first) || (48...57).contains(first)
+        guard (1...64).contains(utf8.count), let first = utf8.first,
+            (97...122).contains(first) || (48...57).contains(first)
         else { return false }
         return utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 || $0 == 45 }
     }
@@ -90,14 +91,18 @@ public enum Authorizer {
     ) throws(CampaignError) -> Principal {
         guard let principal else { throw CampaignError(.unauthorized, "a principal is required") }
         guard Principal.isValidTenant(principal.tenant), Principal.isValidSubject(principal.subject),
-              isKnownSubject(principal.tenant, principal.subject) else {
+            isKnownSubject(principal.tenant, principal.subject)
+        else {
             throw CampaignError(.unauthorized, "unknown subject")
         }
         guard principal.expiresAt > now else {
             throw CampaignError(.tokenExpired, "the token expired at \(Timestamp.format(principal.expiresAt))")
         }
         guard principal.role >= permission.minimumRole else {
-            throw CampaignError(.forbidden, "role \(principal.role.rawValue) may not do this; \(permission.minimumRole.rawValue) or higher is required")
+            throw CampaignError(
+                .forbidden,
+                "role \(principal.role.rawValue) may not do this; \(permission.minimumRole.rawValue) or higher is required"
+            )
         }
         guard principal.scopes.contains(permission.scope) else {
             throw CampaignError(.invalidScope, "scope \(permission.scope) is required", param: permission.scope)

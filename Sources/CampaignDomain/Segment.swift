@@ -27,7 +27,9 @@ public struct SegmentState: Sendable, Equatable {
     public var version: UInt64
 
     /// Creates a state (also used by tests and by the engine's lookups).
-    public init(id: String, name: String, rules: JSON, status: SegmentStatus, createdAt: Date, updatedAt: Date, version: UInt64) {
+    public init(
+        id: String, name: String, rules: JSON, status: SegmentStatus, createdAt: Date, updatedAt: Date, version: UInt64
+    ) {
         self.id = id
         self.name = name
         self.rules = rules
@@ -57,27 +59,39 @@ public enum Segment {
     /// Decides `segment.create`, `segment.update` and `segment.archive`.
     /// - Throws: rule errors with pointers, `DUPLICATE_RESOURCE` for a taken id, `RESOURCE_CONFLICT`
     ///   while a scheduled or active campaign uses the segment, `RESOURCE_NOT_FOUND`.
-    public static func decide(_ command: Command, state: SegmentState?, context: DecisionContext) throws(CampaignError) -> Decision {
+    public static func decide(
+        _ command: Command, state: SegmentState?, context: DecisionContext
+    ) throws(CampaignError) -> Decision {
         switch command {
         case let .segmentCreate(segmentId, name, rules):
             guard let segmentId else { preconditionFailure("the engine assigns an id before deciding") }
             guard state == nil else {
-                throw CampaignError(.duplicateResource, "segment \(segmentId) already exists", param: "segmentId", pointer: "/payload/segmentId")
+                throw CampaignError(
+                    .duplicateResource, "segment \(segmentId) already exists", param: "segmentId",
+                    pointer: "/payload/segmentId")
             }
             try validateName(name)
             let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules")
             return Decision(
-                events: [DomainEvent("segment.created", ["segmentId": .string(segmentId), "name": .string(name.trimmed), "rules": parsed.json])],
+                events: [
+                    DomainEvent(
+                        "segment.created",
+                        ["segmentId": .string(segmentId), "name": .string(name.trimmed), "rules": parsed.json])
+                ],
                 reservations: [reservation(context.tenant, name, segmentId)])
 
         case let .segmentUpdate(segmentId, name, rules):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
-                throw CampaignError.illegalTransition("update", "segment", from: state.status.rawValue, allowed: ["active"])
+                throw CampaignError.illegalTransition(
+                    "update", "segment", from: state.status.rawValue, allowed: ["active"])
             }
             try ensureUnused(state, context, "update")
             guard name != nil || rules != nil else {
-                throw CampaignError.validation([FieldProblem(field: "payload", pointer: "/payload", message: "nothing to update: give name or rules")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "payload", pointer: "/payload", message: "nothing to update: give name or rules")
+                ])
             }
             var payload: [String: JSON] = ["segmentId": .string(segmentId)]
             var decision = Decision(events: [])
@@ -89,14 +103,17 @@ public enum Segment {
                     decision.releases = [reservation(context.tenant, state.name, segmentId)]
                 }
             }
-            if let rules { payload["rules"] = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json }
+            if let rules {
+                payload["rules"] = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json
+            }
             decision.events = [DomainEvent("segment.updated", payload)]
             return decision
 
         case let .segmentArchive(segmentId):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
-                throw CampaignError.illegalTransition("archive", "segment", from: state.status.rawValue, allowed: ["active"])
+                throw CampaignError.illegalTransition(
+                    "archive", "segment", from: state.status.rawValue, allowed: ["active"])
             }
             try ensureUnused(state, context, "archive")
             return Decision(
@@ -134,7 +151,9 @@ public enum Segment {
         return state
     }
 
-    private static func ensureUnused(_ state: SegmentState, _ context: DecisionContext, _ verb: String) throws(CampaignError) {
+    private static func ensureUnused(
+        _ state: SegmentState, _ context: DecisionContext, _ verb: String
+    ) throws(CampaignError) {
         guard context.campaignsUsingSegment.isEmpty else {
             throw CampaignError(
                 .resourceConflict,
@@ -148,7 +167,8 @@ public enum Segment {
     }
 
     private static func reservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
-        Reservation(key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
-                    message: "a segment named \"\(name.trimmed)\" already exists in this tenant")
+        Reservation(
+            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+            message: "a segment named \"\(name.trimmed)\" already exists in this tenant")
     }
 }

@@ -21,7 +21,9 @@ public indirect enum SegmentRule: Sendable, Equatable {
     /// Parses and validates a rule tree.
     /// - Throws: `INVALID_SEGMENT_RULE` (shape, value, depth, size), `UNKNOWN_FIELD`, `INVALID_OPERATOR`;
     ///   each with the pointer of the offending node.
-    public static func parse(_ json: JSON, schema: ContactSchema, at pointer: String) throws(CampaignError) -> SegmentRule {
+    public static func parse(
+        _ json: JSON, schema: ContactSchema, at pointer: String
+    ) throws(CampaignError) -> SegmentRule {
         var conditions = 0
         let rule = try parseGroup(json, schema: schema, at: pointer, depth: 1, conditions: &conditions)
         return rule
@@ -35,7 +37,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
         _ json: JSON, schema: ContactSchema, at pointer: String, depth: Int, conditions: inout Int
     ) throws(CampaignError) -> SegmentRule {
         guard case let .object(members) = json, members.count == 1, let (kind, body) = members.first,
-              kind == "all" || kind == "any" else {
+            kind == "all" || kind == "any"
+        else {
             throw invalid("a rule group must be an object with exactly one key, \"all\" or \"any\"", pointer)
         }
         guard depth <= maximumDepth else {
@@ -48,7 +51,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
         for (index, child) in children.enumerated() {
             let childPointer = FieldReader.pointer(groupPointer, index)
             if case let .object(childMembers) = child, childMembers["field"] == nil, childMembers["operator"] == nil {
-                parsed.append(try parseGroup(child, schema: schema, at: childPointer, depth: depth + 1, conditions: &conditions))
+                parsed.append(
+                    try parseGroup(child, schema: schema, at: childPointer, depth: depth + 1, conditions: &conditions))
             } else {
                 conditions += 1
                 guard conditions <= maximumConditions else {
@@ -60,24 +64,32 @@ public indirect enum SegmentRule: Sendable, Equatable {
         return kind == "all" ? .all(parsed) : .any(parsed)
     }
 
-    private static func parseCondition(_ json: JSON, schema: ContactSchema, at pointer: String) throws(CampaignError) -> SegmentRule {
+    private static func parseCondition(
+        _ json: JSON, schema: ContactSchema, at pointer: String
+    ) throws(CampaignError) -> SegmentRule {
         guard case let .object(members) = json else { throw invalid("a condition must be an object", pointer) }
         if let extra = members.keys.filter({ !["field", "operator", "value"].contains($0) }).sorted().first {
             throw invalid("unknown key \"\(extra)\" in a condition", FieldReader.pointer(pointer, extra))
         }
         // A pointer names a value that exists: the member when it is there (of the wrong type),
         // else the condition that lacks it.
-        func memberPointer(_ key: String) -> String { members[key] == nil ? pointer : FieldReader.pointer(pointer, key) }
+        func memberPointer(_ key: String) -> String {
+            members[key] == nil ? pointer : FieldReader.pointer(pointer, key)
+        }
         guard let field = members["field"]?.stringValue else {
-            throw invalid(members["field"] == nil ? "the condition has no \"field\"" : "\"field\" must be a string", memberPointer("field"))
+            throw invalid(
+                members["field"] == nil ? "the condition has no \"field\"" : "\"field\" must be a string",
+                memberPointer("field"))
         }
         guard let op = members["operator"]?.stringValue else {
-            throw invalid(members["operator"] == nil ? "the condition has no \"operator\"" : "\"operator\" must be a string",
-                          memberPointer("operator"))
+            throw invalid(
+                members["operator"] == nil ? "the condition has no \"operator\"" : "\"operator\" must be a string",
+                memberPointer("operator"))
         }
         guard let type = schema.fields[field] else {
-            throw CampaignError(.unknownField, "field \(field) is not in this tenant's contact schema",
-                                param: field, pointer: FieldReader.pointer(pointer, "field"))
+            throw CampaignError(
+                .unknownField, "field \(field) is not in this tenant's contact schema",
+                param: field, pointer: FieldReader.pointer(pointer, "field"))
         }
         guard type.operators.contains(op) else {
             throw CampaignError(
@@ -99,7 +111,9 @@ public indirect enum SegmentRule: Sendable, Equatable {
             return value == nil ? nil : "\(op) takes no value"
         }
         guard let value else { return "the condition has no \"value\"; \(op) needs one" }
-        func isDate(_ json: JSON) -> Bool { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } != nil }
+        func isDate(_ json: JSON) -> Bool {
+            json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } != nil
+        }
         func isScalar(_ json: JSON) -> Bool {
             switch type {
             case .string: return json.stringValue != nil
@@ -123,7 +137,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
                 return "between needs the lower bound first"
             }
             if case .date = type, let low = pair[0].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }),
-               let high = pair[1].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }), low > high {
+                let high = pair[1].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }), low > high
+            {
                 return "between needs the earlier date first"
             }
         case "within_last_days", "not_within_last_days":
@@ -164,7 +179,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
     /// The fields the tree reads.
     public var fields: Set<String> {
         switch self {
-        case let .all(children), let .any(children): return children.reduce(into: Set<String>()) { $0.formUnion($1.fields) }
+        case let .all(children), let .any(children):
+            return children.reduce(into: Set<String>()) { $0.formUnion($1.fields) }
         case let .condition(field, _, _): return [field]
         }
     }
@@ -180,8 +196,9 @@ public indirect enum SegmentRule: Sendable, Equatable {
         case let .all(children): return children.allSatisfy { $0.matches(attributes, schema: schema, now: now) }
         case let .any(children): return children.contains { $0.matches(attributes, schema: schema, now: now) }
         case let .condition(field, op, value):
-            return SegmentRule.evaluate(attributes[field].flatMap { $0 == .null ? nil : $0 }, op, value,
-                                        type: schema.fields[field] ?? .string, now: now)
+            return SegmentRule.evaluate(
+                attributes[field].flatMap { $0 == .null ? nil : $0 }, op, value,
+                type: schema.fields[field] ?? .string, now: now)
         }
     }
 
@@ -198,7 +215,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
             return children.compactMap { $0.nextChange(attributes, after: now) }.min()
         case let .condition(field, op, value):
             guard op == "within_last_days" || op == "not_within_last_days", let days = value?.integerValue,
-                  let date = attributes[field]?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return nil }
+                let date = attributes[field]?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) })
+            else { return nil }
             let start = (date.timeIntervalSince1970 * 1000).rounded(.up)
             let end = (date.timeIntervalSince1970 * 1000 + Double(days) * 86_400_000).rounded(.down) + 1
             let nowMillis = now.timeIntervalSince1970 * 1000
@@ -250,12 +268,15 @@ public indirect enum SegmentRule: Sendable, Equatable {
             guard let flag = actual.boolValue, let wanted = expected.boolValue else { return false }
             return op == "eq" ? flag == wanted : flag != wanted
         case .date:
-            guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return false }
+            guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else {
+                return false
+            }
             func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } }
             switch op {
             case "eq":
                 guard let wanted = parse(expected) else { return false }
-                return Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) == Int((wanted.timeIntervalSince1970 / 86_400).rounded(.down))
+                return Int((date.timeIntervalSince1970 / 86_400).rounded(.down))
+                    == Int((wanted.timeIntervalSince1970 / 86_400).rounded(.down))
             case "before": return parse(expected).map { date < $0 } ?? false
             case "after": return parse(expected).map { date > $0 } ?? false
             case "between":

@@ -31,14 +31,38 @@ public struct PlatformRules: Sendable, Equatable {
     /// The rules table of SPEC.md §6.
     public static let all: [String: PlatformRules] = {
         let rows: [PlatformRules] = [
-            .init(platform: "x", textLimit: 280, countsGraphemes: false, maximumMedia: 4, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200, publishWindow: 900),
-            .init(platform: "linkedin", textLimit: 3_000, countsGraphemes: false, maximumMedia: 9, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150, publishWindow: 86_400),
-            .init(platform: "facebook", textLimit: 63_206, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200, publishWindow: 3_600),
-            .init(platform: "instagram", textLimit: 2_200, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25, publishWindow: 86_400),
-            .init(platform: "threads", textLimit: 500, countsGraphemes: false, maximumMedia: 10, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250, publishWindow: 86_400),
-            .init(platform: "bluesky", textLimit: 300, countsGraphemes: true, maximumMedia: 4, mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666, publishWindow: 3_600),
-            .init(platform: "mastodon", textLimit: 500, countsGraphemes: false, maximumMedia: 4, mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300, publishWindow: 10_800),
-            .init(platform: "tiktok", textLimit: 2_200, countsGraphemes: false, maximumMedia: 35, mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15, publishWindow: 86_400),
+            .init(
+                platform: "x", textLimit: 280, countsGraphemes: false, maximumMedia: 4,
+                mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
+                publishWindow: 900),
+            .init(
+                platform: "linkedin", textLimit: 3_000, countsGraphemes: false, maximumMedia: 9,
+                mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150,
+                publishWindow: 86_400),
+            .init(
+                platform: "facebook", textLimit: 63_206, countsGraphemes: false, maximumMedia: 10,
+                mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
+                publishWindow: 3_600),
+            .init(
+                platform: "instagram", textLimit: 2_200, countsGraphemes: false, maximumMedia: 10,
+                mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25,
+                publishWindow: 86_400),
+            .init(
+                platform: "threads", textLimit: 500, countsGraphemes: false, maximumMedia: 10,
+                mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
+                publishWindow: 86_400),
+            .init(
+                platform: "bluesky", textLimit: 300, countsGraphemes: true, maximumMedia: 4,
+                mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666,
+                publishWindow: 3_600),
+            .init(
+                platform: "mastodon", textLimit: 500, countsGraphemes: false, maximumMedia: 4,
+                mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300,
+                publishWindow: 10_800),
+            .init(
+                platform: "tiktok", textLimit: 2_200, countsGraphemes: false, maximumMedia: 35,
+                mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15,
+                publishWindow: 86_400),
         ]
         return Dictionary(uniqueKeysWithValues: rows.map { ($0.platform, $0) })
     }()
@@ -48,23 +72,36 @@ public struct PlatformRules: Sendable, Equatable {
         var problems = [FieldProblem]()
         let length = length(of: text)
         if length > textLimit {
-            problems.append(FieldProblem(field: "text", pointer: "/payload/text",
-                                         message: "\(platform) allows \(textLimit) \(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"))
+            problems.append(
+                FieldProblem(
+                    field: "text", pointer: "/payload/text",
+                    message:
+                        "\(platform) allows \(textLimit) \(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"
+                ))
         }
         if requiresMedia && media.isEmpty {
-            problems.append(FieldProblem(field: "media", pointer: "/payload/media", message: "\(platform) needs at least one image or video"))
+            problems.append(
+                FieldProblem(
+                    field: "media", pointer: "/payload/media", message: "\(platform) needs at least one image or video")
+            )
         }
         if media.count > maximumMedia {
-            problems.append(FieldProblem(field: "media", pointer: "/payload/media/\(maximumMedia)",
-                                         message: "\(platform) allows at most \(maximumMedia) media items; this post has \(media.count)"))
+            problems.append(
+                FieldProblem(
+                    field: "media", pointer: "/payload/media/\(maximumMedia)",
+                    message: "\(platform) allows at most \(maximumMedia) media items; this post has \(media.count)"))
         }
         for (index, item) in media.enumerated() {
             if !mediaKinds.contains(item.kind) {
-                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind",
-                                             message: "\(platform) does not take \(item.kind) media"))
+                problems.append(
+                    FieldProblem(
+                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        message: "\(platform) does not take \(item.kind) media"))
             } else if videoMustBeAlone && item.kind != "image" && media.count > 1 {
-                problems.append(FieldProblem(field: "media.kind", pointer: "/payload/media/\(index)/kind",
-                                             message: "\(platform) takes a \(item.kind) only as the post's single media item"))
+                problems.append(
+                    FieldProblem(
+                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        message: "\(platform) takes a \(item.kind) only as the post's single media item"))
             }
         }
         return problems
@@ -114,13 +151,17 @@ public struct ConnectionState: Sendable, Equatable {
     public func isUsable(at now: Date) -> Bool { !disconnected && expiresAt > now }
 
     /// `connected`, `expired` or `disconnected` at `now`.
-    public func status(at now: Date) -> String { disconnected ? "disconnected" : (expiresAt > now ? "connected" : "expired") }
+    public func status(at now: Date) -> String {
+        disconnected ? "disconnected" : (expiresAt > now ? "connected" : "expired")
+    }
 
     /// The read model.
     public func json(at now: Date) -> JSON {
-        .object(["connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
-                 "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
-                 "status": .string(status(at: now)), "version": .number(Double(version))])
+        .object([
+            "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
+            "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
+            "status": .string(status(at: now)), "version": .number(Double(version)),
+        ])
     }
 }
 
@@ -132,51 +173,83 @@ public enum SocialConnection {
     }
 
     /// Decides `social.connect`, `social.refresh` and `social.disconnect`.
-    public static func decide(_ command: Command, state: ConnectionState?, context: DecisionContext) throws(CampaignError) -> Decision {
+    public static func decide(
+        _ command: Command, state: ConnectionState?, context: DecisionContext
+    ) throws(CampaignError) -> Decision {
         switch command {
         case let .socialConnect(connectionId, platform, accountId, credentialRef, expiresAt):
             guard let connectionId else { preconditionFailure("the engine assigns an id before deciding") }
             guard state == nil else {
-                throw CampaignError(.duplicateResource, "connection \(connectionId) already exists", param: "connectionId", pointer: "/payload/connectionId")
+                throw CampaignError(
+                    .duplicateResource, "connection \(connectionId) already exists", param: "connectionId",
+                    pointer: "/payload/connectionId")
             }
             var problems = [FieldProblem]()
             if PlatformRules.all[platform] == nil {
-                problems.append(FieldProblem(field: "platform", pointer: "/payload/platform",
-                                             message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))"))
+                problems.append(
+                    FieldProblem(
+                        field: "platform", pointer: "/payload/platform",
+                        message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))"))
             }
             if !(1...200).contains(accountId.count) {
-                problems.append(FieldProblem(field: "accountId", pointer: "/payload/accountId", message: "accountId must be 1–200 characters"))
+                problems.append(
+                    FieldProblem(
+                        field: "accountId", pointer: "/payload/accountId", message: "accountId must be 1–200 characters"
+                    ))
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(
-                events: [DomainEvent("social.connected", [
-                    "connectionId": .string(connectionId), "platform": .string(platform), "accountId": .string(accountId),
-                    "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
-                ])],
-                reservations: [Reservation(key: accountKey(tenant: context.tenant, platform: platform, accountId: accountId), owner: connectionId,
-                                           pointer: "/payload/accountId", message: "\(platform) account \(accountId) is already connected in this tenant")])
+                events: [
+                    DomainEvent(
+                        "social.connected",
+                        [
+                            "connectionId": .string(connectionId), "platform": .string(platform),
+                            "accountId": .string(accountId),
+                            "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
+                        ])
+                ],
+                reservations: [
+                    Reservation(
+                        key: accountKey(tenant: context.tenant, platform: platform, accountId: accountId),
+                        owner: connectionId,
+                        pointer: "/payload/accountId",
+                        message: "\(platform) account \(accountId) is already connected in this tenant")
+                ])
 
         case let .socialRefresh(connectionId, credentialRef, expiresAt):
-            guard let state else { throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId") }
-            guard !state.disconnected else {
-                throw CampaignError(.connectionExpired, "connection \(connectionId) was disconnected; connect it again", currentState: "disconnected")
+            guard let state else {
+                throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
             }
-            let problems = credentialProblems(credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
+            guard !state.disconnected else {
+                throw CampaignError(
+                    .connectionExpired, "connection \(connectionId) was disconnected; connect it again",
+                    currentState: "disconnected")
+            }
+            let problems = credentialProblems(
+                credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }
-            var payload: [String: JSON] = ["connectionId": .string(connectionId), "expiresAt": .string(Timestamp.format(expiresAt))]
+            var payload: [String: JSON] = [
+                "connectionId": .string(connectionId), "expiresAt": .string(Timestamp.format(expiresAt)),
+            ]
             if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
             return Decision(events: [DomainEvent("social.refreshed", payload)])
 
         case let .socialDisconnect(connectionId):
-            guard let state else { throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId") }
+            guard let state else {
+                throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
+            }
             guard !state.disconnected else {
-                throw CampaignError.illegalTransition("disconnect", "connection", from: "disconnected", allowed: ["connected", "expired"])
+                throw CampaignError.illegalTransition(
+                    "disconnect", "connection", from: "disconnected", allowed: ["connected", "expired"])
             }
             return Decision(
                 events: [DomainEvent("social.disconnected", ["connectionId": .string(connectionId)])],
-                releases: [Reservation(key: accountKey(tenant: context.tenant, platform: state.platform, accountId: state.accountId),
-                                       owner: connectionId, pointer: "", message: "")])
+                releases: [
+                    Reservation(
+                        key: accountKey(tenant: context.tenant, platform: state.platform, accountId: state.accountId),
+                        owner: connectionId, pointer: "", message: "")
+                ])
 
         default:
             preconditionFailure("not a social command: \(command.name)")
@@ -189,7 +262,9 @@ public enum SocialConnection {
             problems.append(FieldProblem(field: "credentialRef", pointer: "/payload/credentialRef", message: problem))
         }
         if expiresAt <= now {
-            problems.append(FieldProblem(field: "expiresAt", pointer: "/payload/expiresAt", message: "expiresAt must be in the future"))
+            problems.append(
+                FieldProblem(
+                    field: "expiresAt", pointer: "/payload/expiresAt", message: "expiresAt must be in the future"))
         }
         return problems
     }
@@ -199,8 +274,10 @@ public enum SocialConnection {
         let p = event.payload
         if event.type == "social.connected" {
             return ConnectionState(
-                id: p["connectionId"]?.stringValue ?? "", platform: p["platform"]?.stringValue ?? "", accountId: p["accountId"]?.stringValue ?? "",
-                credentialRef: p["credentialRef"]?.stringValue ?? "", expiresAt: p["expiresAt"]?.stringValue.flatMap { Timestamp.parse($0) } ?? .distantPast,
+                id: p["connectionId"]?.stringValue ?? "", platform: p["platform"]?.stringValue ?? "",
+                accountId: p["accountId"]?.stringValue ?? "",
+                credentialRef: p["credentialRef"]?.stringValue ?? "",
+                expiresAt: p["expiresAt"]?.stringValue.flatMap { Timestamp.parse($0) } ?? .distantPast,
                 disconnected: false, version: event.version)
         }
         guard var state else { return nil }

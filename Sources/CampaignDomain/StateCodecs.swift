@@ -13,11 +13,16 @@ extension CampaignState {
 
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) {
-        guard let id = json["campaignId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(CampaignStatus.init(rawValue:)),
-              let created = date(json["createdAt"]), let updated = date(json["updatedAt"]), let version = storedVersion(json) else { return nil }
-        self.init(id: id, name: json["name"]?.stringValue ?? "", channel: json["channel"]?.stringValue ?? "",
-                  segmentId: json["segmentId"]?.stringValue, content: Content(json: json["content"]), sendAt: date(json["sendAt"]),
-                  status: status, createdAt: created, updatedAt: updated, version: version)
+        guard let id = json["campaignId"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(CampaignStatus.init(rawValue:)),
+            let created = date(json["createdAt"]), let updated = date(json["updatedAt"]),
+            let version = storedVersion(json)
+        else { return nil }
+        self.init(
+            id: id, name: json["name"]?.stringValue ?? "", channel: json["channel"]?.stringValue ?? "",
+            segmentId: json["segmentId"]?.stringValue, content: Content(json: json["content"]),
+            sendAt: date(json["sendAt"]),
+            status: status, createdAt: created, updatedAt: updated, version: version)
     }
 }
 
@@ -27,43 +32,59 @@ extension SegmentState {
 
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) {
-        guard let id = json["segmentId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(SegmentStatus.init(rawValue:)),
-              let created = date(json["createdAt"]), let updated = date(json["updatedAt"]), let version = storedVersion(json) else { return nil }
-        self.init(id: id, name: json["name"]?.stringValue ?? "", rules: json["rules"] ?? .null, status: status,
-                  createdAt: created, updatedAt: updated, version: version)
+        guard let id = json["segmentId"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(SegmentStatus.init(rawValue:)),
+            let created = date(json["createdAt"]), let updated = date(json["updatedAt"]),
+            let version = storedVersion(json)
+        else { return nil }
+        self.init(
+            id: id, name: json["name"]?.stringValue ?? "", rules: json["rules"] ?? .null, status: status,
+            createdAt: created, updatedAt: updated, version: version)
     }
 }
 
 extension ContactState {
     /// The state as JSON (a commitment and field names; never values).
     public var snapshot: JSON {
-        .object(["contactId": .string(id), "status": .string(status.rawValue), "commitment": .string(commitment),
-                 "fields": .array(fields.map(JSON.string)), "updatedAt": string(updatedAt), "version": .number(Double(version))])
+        .object([
+            "contactId": .string(id), "status": .string(status.rawValue), "commitment": .string(commitment),
+            "fields": .array(fields.map(JSON.string)), "updatedAt": string(updatedAt),
+            "version": .number(Double(version)),
+        ])
     }
 
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) {
-        guard let id = json["contactId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(ContactStatus.init(rawValue:)),
-              let updated = date(json["updatedAt"]), let version = storedVersion(json) else { return nil }
-        self.init(id: id, status: status, commitment: json["commitment"]?.stringValue ?? "",
-                  fields: (json["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: updated, version: version)
+        guard let id = json["contactId"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(ContactStatus.init(rawValue:)),
+            let updated = date(json["updatedAt"]), let version = storedVersion(json)
+        else { return nil }
+        self.init(
+            id: id, status: status, commitment: json["commitment"]?.stringValue ?? "",
+            fields: (json["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: updated, version: version)
     }
 }
 
 extension ConnectionState {
     /// The state as JSON.
     public var snapshot: JSON {
-        .object(["connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
-                 "credentialRef": .string(credentialRef), "expiresAt": string(expiresAt), "disconnected": .bool(disconnected),
-                 "version": .number(Double(version))])
+        .object([
+            "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
+            "credentialRef": .string(credentialRef), "expiresAt": string(expiresAt),
+            "disconnected": .bool(disconnected),
+            "version": .number(Double(version)),
+        ])
     }
 
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) {
-        guard let id = json["connectionId"]?.stringValue, let expires = date(json["expiresAt"]), let version = storedVersion(json) else { return nil }
-        self.init(id: id, platform: json["platform"]?.stringValue ?? "", accountId: json["accountId"]?.stringValue ?? "",
-                  credentialRef: json["credentialRef"]?.stringValue ?? "", expiresAt: expires,
-                  disconnected: json["disconnected"]?.boolValue ?? false, version: version)
+        guard let id = json["connectionId"]?.stringValue, let expires = date(json["expiresAt"]),
+            let version = storedVersion(json)
+        else { return nil }
+        self.init(
+            id: id, platform: json["platform"]?.stringValue ?? "", accountId: json["accountId"]?.stringValue ?? "",
+            credentialRef: json["credentialRef"]?.stringValue ?? "", expiresAt: expires,
+            disconnected: json["disconnected"]?.boolValue ?? false, version: version)
     }
 }
 
@@ -85,11 +106,14 @@ extension PostTarget {
 
     init?(snapshot json: JSON) {
         guard let id = json["connectionId"]?.stringValue, let status = json["status"]?.stringValue else { return nil }
-        self.init(connectionId: id, status: status, attempts: json["attempts"]?.integerValue ?? 0,
-                  transientFailures: json["transientFailures"]?.integerValue ?? 0, rateLimits: json["rateLimits"]?.integerValue ?? 0,
-                  retryAt: date(json["retryAt"]), retryReason: json["retryReason"]?.stringValue, attemptStartedAt: date(json["attemptStartedAt"]),
-                  platformPostId: json["platformPostId"]?.stringValue, url: json["url"]?.stringValue,
-                  failureCode: json["code"]?.stringValue, message: json["message"]?.stringValue)
+        self.init(
+            connectionId: id, status: status, attempts: json["attempts"]?.integerValue ?? 0,
+            transientFailures: json["transientFailures"]?.integerValue ?? 0,
+            rateLimits: json["rateLimits"]?.integerValue ?? 0,
+            retryAt: date(json["retryAt"]), retryReason: json["retryReason"]?.stringValue,
+            attemptStartedAt: date(json["attemptStartedAt"]),
+            platformPostId: json["platformPostId"]?.stringValue, url: json["url"]?.stringValue,
+            failureCode: json["code"]?.stringValue, message: json["message"]?.stringValue)
     }
 }
 
@@ -103,12 +127,17 @@ extension PostState {
 
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) {
-        guard let id = json["postId"]?.stringValue, let status = json["status"]?.stringValue.flatMap(PostStatus.init(rawValue:)),
-              let created = date(json["createdAt"]), let updated = date(json["updatedAt"]), let version = storedVersion(json) else { return nil }
-        self.init(id: id, targets: (json["targets"]?.arrayValue ?? []).compactMap(PostTarget.init(snapshot:)), text: json["text"]?.stringValue ?? "",
-                  media: (json["media"]?.arrayValue ?? []).compactMap(Media.init(json:)), link: json["link"]?.stringValue,
-                  campaignId: json["campaignId"]?.stringValue, status: status, publishAt: date(json["publishAt"]),
-                  createdAt: created, updatedAt: updated, version: version)
+        guard let id = json["postId"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(PostStatus.init(rawValue:)),
+            let created = date(json["createdAt"]), let updated = date(json["updatedAt"]),
+            let version = storedVersion(json)
+        else { return nil }
+        self.init(
+            id: id, targets: (json["targets"]?.arrayValue ?? []).compactMap(PostTarget.init(snapshot:)),
+            text: json["text"]?.stringValue ?? "",
+            media: (json["media"]?.arrayValue ?? []).compactMap(Media.init(json:)), link: json["link"]?.stringValue,
+            campaignId: json["campaignId"]?.stringValue, status: status, publishAt: date(json["publishAt"]),
+            createdAt: created, updatedAt: updated, version: version)
     }
 }
 

@@ -18,7 +18,8 @@ public enum Statistics {
         controlConversions c1: Int, controlExposures n1: Int, treatmentConversions c2: Int, treatmentExposures n2: Int
     ) -> (z: Double, pValue: Double)? {
         guard n1 > 0, n2 > 0 else { return nil }
-        let p1 = Double(c1) / Double(n1), p2 = Double(c2) / Double(n2)
+        let p1 = Double(c1) / Double(n1)
+        let p2 = Double(c2) / Double(n2)
         let pooled = Double(c1 + c2) / Double(n1 + n2)
         let variance = pooled * (1 - pooled) * (1 / Double(n1) + 1 / Double(n2))
         guard variance > 0 else { return nil }
@@ -31,7 +32,8 @@ public enum Statistics {
         controlConversions c1: Int, controlExposures n1: Int, treatmentConversions c2: Int, treatmentExposures n2: Int
     ) -> (low: Double, high: Double)? {
         guard n1 > 0, n2 > 0 else { return nil }
-        let p1 = Double(c1) / Double(n1), p2 = Double(c2) / Double(n2)
+        let p1 = Double(c1) / Double(n1)
+        let p2 = Double(c2) / Double(n2)
         let se = (p1 * (1 - p1) / Double(n1) + p2 * (1 - p2) / Double(n2)).squareRoot()
         return (p2 - p1 - z975 * se, p2 - p1 + z975 * se)
     }
@@ -39,7 +41,9 @@ public enum Statistics {
     /// The 95% Wilson score interval of one rate.
     public static func wilsonInterval(conversions c: Int, exposures n: Int) -> (low: Double, high: Double)? {
         guard n > 0 else { return nil }
-        let p = Double(c) / Double(n), nd = Double(n), z2 = z975 * z975
+        let p = Double(c) / Double(n)
+        let nd = Double(n)
+        let z2 = z975 * z975
         let denominator = 1 + z2 / nd
         let centre = (p + z2 / (2 * nd)) / denominator
         let half = z975 * (p * (1 - p) / nd + z2 / (4 * nd * nd)).squareRoot() / denominator
@@ -49,7 +53,9 @@ public enum Statistics {
 
     /// Pearson's χ² goodness-of-fit test of observed counts against expected weights (the
     /// sample-ratio-mismatch check). Returns χ² and its p-value with k − 1 degrees of freedom.
-    public static func chiSquareGoodnessOfFit(observed: [Int], weights: [Double]) -> (chiSquare: Double, pValue: Double)? {
+    public static func chiSquareGoodnessOfFit(
+        observed: [Int], weights: [Double]
+    ) -> (chiSquare: Double, pValue: Double)? {
         let total = Double(observed.reduce(0, +))
         let weightSum = weights.reduce(0, +)
         guard observed.count == weights.count, observed.count >= 2, total > 0, weightSum > 0 else { return nil }
@@ -72,7 +78,9 @@ public enum Statistics {
     static func regularizedUpperGamma(_ a: Double, _ x: Double) -> Double {
         let logPrefix = a * log(x) - x - lgamma(a)
         if x < a + 1 {
-            var term = 1 / a, sum = term, n = a
+            var term = 1 / a
+            var sum = term
+            var n = a
             for _ in 0..<1_000 {
                 n += 1
                 term *= x / n
@@ -82,7 +90,10 @@ public enum Statistics {
             return max(0, 1 - sum * exp(logPrefix))
         }
         let tiny = 1e-300
-        var b = x + 1 - a, c = 1 / tiny, d = 1 / b, h = d
+        var b = x + 1 - a
+        var c = 1 / tiny
+        var d = 1 / b
+        var h = d
         for i in 1...1_000 {
             let an = -Double(i) * (Double(i) - a)
             b += 2

@@ -13,11 +13,13 @@ public enum Upcasters {
     static let chains: [String: [UInt16: Step]] = [
         "campaign.scheduled": [
             1: { payload in
-                guard case var .object(members) = payload, let seconds = members["sendAt"]?.numberValue else { return payload }
+                guard case var .object(members) = payload, let seconds = members["sendAt"]?.numberValue else {
+                    return payload
+                }
                 members["sendAt"] = .string(Timestamp.format(Date(timeIntervalSince1970: seconds)))
                 return .object(members)
-            },
-        ],
+            }
+        ]
     ]
 
     /// The schema version new events of `type` are written with.

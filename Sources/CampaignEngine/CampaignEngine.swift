@@ -38,8 +38,10 @@ public struct EngineConfiguration: Sendable {
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
         clock: any EngineClock = SystemClock(), rateLimit: Int = 1_000, rateLimitWindow: TimeInterval = 60,
-        storeOptions: StoreOptions = StoreOptions(), isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
-        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16, publisher: any SocialPublisher = SimulatedPublisher(),
+        storeOptions: StoreOptions = StoreOptions(),
+        isKnownSubject: @escaping @Sendable (String, String) -> Bool = { _, _ in true },
+        jsonLimits: JSONLimits = JSONLimits(), maximumRetries: Int = 16,
+        publisher: any SocialPublisher = SimulatedPublisher(),
         snapshotPolicy: SnapshotPolicy = SnapshotPolicy(), aggregateCacheCapacity: Int = 10_000
     ) {
         self.snapshotPolicy = snapshotPolicy
@@ -84,7 +86,10 @@ public final class CampaignEngine: Sendable {
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
-        [CampaignBoard(), ScheduleIndex(), PublishingQueue(), ExperimentResultsProjection(), SegmentMembership(), AuditIndex()]
+        [
+            CampaignBoard(), ScheduleIndex(), PublishingQueue(), ExperimentResultsProjection(), SegmentMembership(),
+            AuditIndex(),
+        ]
     }
 
     /// The engine's clock.
@@ -139,11 +144,13 @@ public final class CampaignEngine: Sendable {
             case let .command(command): permission = command.permission
             case let .query(query): permission = query.permission
             }
-            let principal = try Authorizer.authorize(request.principal, for: permission, now: now, isKnownSubject: configuration.isKnownSubject)
+            let principal = try Authorizer.authorize(
+                request.principal, for: permission, now: now, isKnownSubject: configuration.isKnownSubject)
             try rateLimiter.take(tenant: principal.tenant, now: now)
             switch request.body {
             case let .query(query):
-                return EngineResponse(requestId: request.requestId, status: 200, data: try answer(query, principal: principal))
+                return EngineResponse(
+                    requestId: request.requestId, status: 200, data: try answer(query, principal: principal))
             case let .command(command):
                 let (status, data) = try await perform(command, request: request, principal: principal)
                 return EngineResponse(requestId: request.requestId, status: status, data: data)
@@ -183,23 +190,29 @@ public final class CampaignEngine: Sendable {
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
         if request.expectedVersion != nil, !command.acceptsExpectedVersion {
             throw CampaignError(
-                .invalidField, "expectedVersion does not apply to \(command.name), which spans many streams or commutes; leave it out",
+                .invalidField,
+                "expectedVersion does not apply to \(command.name), which spans many streams or commutes; leave it out",
                 param: "expectedVersion", pointer: "/expectedVersion")
         }
         var idempotency: IdempotencyClaim?
         if let key = request.idempotencyKey {
             let scoped = principal.tenant + "\u{0}" + key
-            let fingerprint = SHA256.hash(JSON.object([
-                "command": .string(command.name), "payload": command.payload, "subject": .string(principal.subject),
-                "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
-            ]).bytes)
+            let fingerprint = SHA256.hash(
+                JSON.object([
+                    "command": .string(command.name), "payload": command.payload, "subject": .string(principal.subject),
+                    "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
+                ]).bytes)
             let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
             do {
                 if let stored = try store.idempotentResult(key: scoped, fingerprint: fingerprint) {
-                    return try await replay(StoredAnswer(bytes: stored), command: command, request: request, principal: principal, claim: claim)
+                    return try await replay(
+                        StoredAnswer(bytes: stored), command: command, request: request, principal: principal,
+                        claim: claim)
                 }
             } catch EventStoreError.idempotencyKeyReused {
-                throw CampaignError(.resourceConflict, "idempotency key \(key) was used with a different request", param: "idempotencyKey", pointer: "/idempotencyKey")
+                throw CampaignError(
+                    .resourceConflict, "idempotency key \(key) was used with a different request",
+                    param: "idempotencyKey", pointer: "/idempotencyKey")
             }
             idempotency = claim
         }
@@ -227,24 +240,32 @@ public final class CampaignEngine: Sendable {
                 return (200, try noChangeData(command, principal: principal))
             }
             if case .postPublish = command { plan.pendingFrom = plan.streams.first?.loadedVersion }
-            if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned, first.loadedVersion != expected {
+            if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
+                first.loadedVersion != expected
+            {
                 throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
             }
             do {
-                let result = try await commit(plan, request: request, principal: principal, now: now, idempotency: idempotency)
+                let result = try await commit(
+                    plan, request: request, principal: principal, now: now, idempotency: idempotency)
                 if case let .postPublish(postId) = command, result.0 == 201, let from = plan.pendingFrom {
                     // The attempts run after the command committed, outside its transaction; the
                     // idempotency record holds a pending marker until the outcome replaces it.
-                    return try await finishPublish(postId, fromVersion: from, request: request, principal: principal, idempotency: idempotency)
+                    return try await finishPublish(
+                        postId, fromVersion: from, request: request, principal: principal, idempotency: idempotency)
                 }
                 return result
             } catch let answer as NoChange {
                 return (answer.status, answer.data)
             } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
                 if streamId == plan.streams.first?.streamId {
-                    if let expected = request.expectedVersion { throw CampaignEngine.versionConflict(current: current, expected: expected) }
+                    if let expected = request.expectedVersion {
+                        throw CampaignEngine.versionConflict(current: current, expected: expected)
+                    }
                     if plan.conflictIsDuplicate {
-                        throw CampaignError(.duplicateResource, "\(command.resourceId ?? streamId) already exists", pointer: command.idPointer)
+                        throw CampaignError(
+                            .duplicateResource, "\(command.resourceId ?? streamId) already exists",
+                            pointer: command.idPointer)
                     }
                 }
                 guard attempt < configuration.maximumRetries else {
@@ -264,12 +285,16 @@ public final class CampaignEngine: Sendable {
         let streams = plan.streams.enumerated().map { index, stream in
             StreamAppend(
                 streamId: stream.streamId,
-                expectedVersion: plan.unversioned ? .any
-                    : index == 0 && request.expectedVersion != nil ? CampaignEngine.expectation(request.expectedVersion!)
-                    : CampaignEngine.expectation(stream.loadedVersion),
+                expectedVersion: plan.unversioned
+                    ? .any
+                    : index == 0 && request.expectedVersion != nil
+                        ? CampaignEngine.expectation(request.expectedVersion!)
+                        : CampaignEngine.expectation(stream.loadedVersion),
                 events: stream.events.map {
-                    NewEvent(type: $0.type, schemaVersion: $0.schemaVersion, occurredAt: now, tenant: principal.tenant, actor: actor,
-                             requestId: request.requestId, causationId: causation, payload: $0.payload.bytes)
+                    NewEvent(
+                        type: $0.type, schemaVersion: $0.schemaVersion, occurredAt: now, tenant: principal.tenant,
+                        actor: actor,
+                        requestId: request.requestId, causationId: causation, payload: $0.payload.bytes)
                 })
         }
         var claim = idempotency
@@ -295,8 +320,12 @@ public final class CampaignEngine: Sendable {
                 try projections.applyInline(receipt.events, in: txn)
                 if let snapshot, let new = receipt.streamVersions[snapshot.streamId] {
                     let old = new - UInt64(receipt.events.filter { $0.streamId == snapshot.streamId }.count)
-                    if snapshots.policy.isDue(kind: snapshot.kind, from: old, to: new), let state = try snapshot.state(txn) {
-                        try snapshots.save(snapshot.streamId, kind: snapshot.kind, schemaVersion: snapshot.schemaVersion, state: state, version: new, in: txn)
+                    if snapshots.policy.isDue(kind: snapshot.kind, from: old, to: new),
+                        let state = try snapshot.state(txn)
+                    {
+                        try snapshots.save(
+                            snapshot.streamId, kind: snapshot.kind, schemaVersion: snapshot.schemaVersion, state: state,
+                            version: new, in: txn)
                     }
                 }
             })
@@ -306,24 +335,29 @@ public final class CampaignEngine: Sendable {
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
-                    throw CampaignError(.resourceConflict, "a request with this idempotency key is still under way; retry it",
-                                        param: "idempotencyKey", pointer: "/idempotencyKey", retryable: true)
+                    throw CampaignError(
+                        .resourceConflict, "a request with this idempotency key is still under way; retry it",
+                        param: "idempotencyKey", pointer: "/idempotencyKey", retryable: true)
                 }
                 return (200, data)
             }
         } catch let EventStoreError.uniqueValueTaken(key, _) {
             let reservation = plan.decision.reservations.first { $0.key == key }
-            throw CampaignError(.duplicateResource, reservation?.message ?? "the value is taken", pointer: reservation?.pointer)
+            throw CampaignError(
+                .duplicateResource, reservation?.message ?? "the value is taken", pointer: reservation?.pointer)
         } catch EventStoreError.idempotencyKeyReused {
-            throw CampaignError(.resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey", pointer: "/idempotencyKey")
+            throw CampaignError(
+                .resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey",
+                pointer: "/idempotencyKey")
         }
     }
 
     static func expectation(_ version: UInt64) -> ExpectedVersion { version == 0 ? .noStream : .exact(version) }
 
     static func versionConflict(current: UInt64, expected: UInt64) -> CampaignError {
-        CampaignError(.resourceConflict, "expected version \(expected) but the resource is at version \(current)",
-                      pointer: "/expectedVersion", currentVersion: current, expectedVersion: expected)
+        CampaignError(
+            .resourceConflict, "expected version \(expected) but the resource is at version \(current)",
+            pointer: "/expectedVersion", currentVersion: current, expectedVersion: expected)
     }
 
     /// The catalogue error for any error an engine, its store or a tool may throw.
@@ -343,9 +377,11 @@ public final class CampaignEngine: Sendable {
         case .storageFull, .storage, .closed:
             return CampaignError(.serviceUnavailable, "storage is unavailable: \(error)", retryable: true)
         case .writesRefused, .readOnly:
-            return CampaignError(.serviceUnavailable, "\(error); an operator must act (see campaign verify)", retryable: false)
+            return CampaignError(
+                .serviceUnavailable, "\(error); an operator must act (see campaign verify)", retryable: false)
         case .corrupted:
-            return CampaignError(.internalError, "\(error); writes are refused until campaign verify passes", retryable: false)
+            return CampaignError(
+                .internalError, "\(error); writes are refused until campaign verify passes", retryable: false)
         default:
             return CampaignError(.internalError, "storage error: \(error)")
         }
@@ -356,18 +392,24 @@ public final class CampaignEngine: Sendable {
         var random = SystemRandomNumberGenerator()
         switch command {
         case let .campaignCreate(nil, name, channel, segmentId, content, sendAt):
-            return .campaignCreate(campaignId: Identifier.make(prefix: "cmp", using: &random), name: name, channel: channel,
-                                   segmentId: segmentId, content: content, sendAt: sendAt)
+            return .campaignCreate(
+                campaignId: Identifier.make(prefix: "cmp", using: &random), name: name, channel: channel,
+                segmentId: segmentId, content: content, sendAt: sendAt)
         case let .segmentCreate(nil, name, rules):
             return .segmentCreate(segmentId: Identifier.make(prefix: "seg", using: &random), name: name, rules: rules)
         case let .socialConnect(nil, platform, accountId, credentialRef, expiresAt):
-            return .socialConnect(connectionId: Identifier.make(prefix: "con", using: &random), platform: platform, accountId: accountId,
-                                  credentialRef: credentialRef, expiresAt: expiresAt)
+            return .socialConnect(
+                connectionId: Identifier.make(prefix: "con", using: &random), platform: platform, accountId: accountId,
+                credentialRef: credentialRef, expiresAt: expiresAt)
         case let .postCreate(nil, connectionIds, text, media, link, campaignId):
-            return .postCreate(postId: Identifier.make(prefix: "pst", using: &random), connectionIds: connectionIds, text: text, media: media,
-                               link: link, campaignId: campaignId)
+            return .postCreate(
+                postId: Identifier.make(prefix: "pst", using: &random), connectionIds: connectionIds, text: text,
+                media: media,
+                link: link, campaignId: campaignId)
         case let .experimentCreate(nil, campaignId, name, variants):
-            return .experimentCreate(experimentId: Identifier.make(prefix: "exp", using: &random), campaignId: campaignId, name: name, variants: variants)
+            return .experimentCreate(
+                experimentId: Identifier.make(prefix: "exp", using: &random), campaignId: campaignId, name: name,
+                variants: variants)
         default:
             return command
         }
@@ -395,7 +437,10 @@ struct SnapshotPlan: Sendable {
         state = { _ in encoded }
     }
 
-    init(streamId: String, kind: String, schemaVersion: Int, state: @escaping @Sendable (WriteTransaction) throws -> JSON?) {
+    init(
+        streamId: String, kind: String, schemaVersion: Int,
+        state: @escaping @Sendable (WriteTransaction) throws -> JSON?
+    ) {
         self.streamId = streamId
         self.kind = kind
         self.schemaVersion = schemaVersion
@@ -426,7 +471,9 @@ final class AggregateCache: @unchecked Sendable {
     func put(_ streamId: String, _ state: any Sendable, version: UInt64) {
         guard capacity > 0 else { return }
         lock.withLock {
-            if entries.count >= capacity, entries[streamId] == nil, let victim = entries.keys.first { entries[victim] = nil }
+            if entries.count >= capacity, entries[streamId] == nil, let victim = entries.keys.first {
+                entries[victim] = nil
+            }
             if let existing = entries[streamId], existing.version > version { return }
             entries[streamId] = (state, version)
         }

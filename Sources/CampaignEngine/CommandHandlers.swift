@@ -14,7 +14,9 @@ extension CampaignEngine {
     /// Folds a stream into a state from its latest snapshot; returns the state and the version.
     /// When the tail read is longer than the snapshot policy's interval, a fresh snapshot is
     /// stored, so the next load reads a short tail again.
-    func fold<State: Sendable>(_ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?) throws -> (State?, UInt64) {
+    func fold<State: Sendable>(
+        _ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?
+    ) throws -> (State?, UInt64) {
         var state: State?
         var version: UInt64 = 0
         if let (cached, cachedVersion) = cache.get(streamId, as: State.self) {
@@ -85,7 +87,8 @@ extension CampaignEngine {
         { txn in
             let current = try txn.streamVersion(streamId)
             guard current == version else {
-                throw EventStoreError.wrongExpectedVersion(streamId: streamId, expected: expectation(version), current: current)
+                throw EventStoreError.wrongExpectedVersion(
+                    streamId: streamId, expected: expectation(version), current: current)
             }
         }
     }
@@ -95,18 +98,27 @@ extension CampaignEngine {
         var members = extra
         members["streamId"] = .string(streamId)
         members["version"] = .number(Double(receipt.streamVersions[streamId] ?? 0))
-        members["events"] = .array(receipt.events.map {
-            .object(["type": .string($0.type), "position": .number(Double($0.position)), "streamId": .string($0.streamId)])
-        })
+        members["events"] = .array(
+            receipt.events.map {
+                .object([
+                    "type": .string($0.type), "position": .number(Double($0.position)),
+                    "streamId": .string($0.streamId),
+                ])
+            })
         return .object(members)
     }
 
     /// Applies a decision's events to a state, as the store will number them.
-    static func project<State>(_ state: State?, _ events: [DomainEvent], from version: UInt64, at now: Date,
-                               _ evolve: (State?, EventRecord) -> State?) -> State? {
+    static func project<State>(
+        _ state: State?, _ events: [DomainEvent], from version: UInt64, at now: Date,
+        _ evolve: (State?, EventRecord) -> State?
+    ) -> State? {
         var state = state
         for (offset, event) in events.enumerated() {
-            state = evolve(state, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: version + UInt64(offset) + 1))
+            state = evolve(
+                state,
+                EventRecord(
+                    type: event.type, payload: event.payload, occurredAt: now, version: version + UInt64(offset) + 1))
         }
         return state
     }
@@ -131,24 +143,35 @@ extension CampaignEngine {
         case let .contactUpsert(input):
             let streamId = CampaignEngine.streamId(tenant, input.contactId)
             let (state, version, values) = try loadContact(tenant, input.contactId)
-            let context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
+            let context = DecisionContext(
+                now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
             let decision = try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
             guard !decision.events.isEmpty else { return nil }
             let tables = self.tables
             let fields = decision.events[0].payload["fields"] ?? .array([])
-            return Plan(streams: [(streamId, version, decision.events)], decision: decision,
-                        afterAppend: { txn, _ in for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) } },
-                        respond: { receipt in
-                            CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(input.contactId), "fields": fields])
-                        })
+            return Plan(
+                streams: [(streamId, version, decision.events)], decision: decision,
+                afterAppend: { txn, _ in
+                    for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
+                },
+                respond: { receipt in
+                    CampaignEngine.receiptData(
+                        receipt, streamId: streamId, ["contactId": .string(input.contactId), "fields": fields])
+                })
         case let .contactErase(contactId):
             let streamId = CampaignEngine.streamId(tenant, contactId)
             let (state, version, _) = try loadContact(tenant, contactId)
             let decision = try Contact.decideErase(contactId: contactId, state: state)
             let tables = self.tables
-            return Plan(streams: [(streamId, version, decision.events)], decision: decision,
-                        afterAppend: { txn, _ in for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) } },
-                        respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)]) })
+            return Plan(
+                streams: [(streamId, version, decision.events)], decision: decision,
+                afterAppend: { txn, _ in
+                    for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
+                },
+                respond: { receipt in
+                    CampaignEngine.receiptData(
+                        receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)])
+                })
         case let .contactImport(inputs):
             return try planImport(inputs, tenant: tenant, now: now, requestId: request.requestId)
         case .socialConnect, .socialRefresh, .socialDisconnect:
@@ -156,7 +179,7 @@ extension CampaignEngine {
         case .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
             return try planPost(command, tenant: tenant, now: now)
         case .experimentCreate, .experimentUpdate, .experimentStart, .experimentStop, .experimentRecordExposure,
-             .experimentRecordConversion, .experimentDeclareWinner:
+            .experimentRecordConversion, .experimentDeclareWinner:
             return try planExperiment(command, tenant: tenant, now: now)
         case let .systemTick(now):
             throw CampaignError(.internalError, "system.tick at \(now) is handled by tick(now:)")
@@ -168,8 +191,9 @@ extension CampaignEngine {
         switch command {
         case let .contactUpsert(input):
             let (_, version, _) = try loadContact(principal.tenant, input.contactId)
-            return CampaignEngine.unchangedData(streamId: CampaignEngine.streamId(principal.tenant, input.contactId), version: version,
-                                                ["contactId": .string(input.contactId)])
+            return CampaignEngine.unchangedData(
+                streamId: CampaignEngine.streamId(principal.tenant, input.contactId), version: version,
+                ["contactId": .string(input.contactId)])
         default:
             return .object(["events": .array([]), "changed": .bool(false)])
         }
@@ -204,12 +228,17 @@ extension CampaignEngine {
             let (segment, segmentVersion) = try loadSegment(tenant, segmentId)
             segments[segmentId] = segment
             // Deciding read the segment: it must not change (be archived) before this commits.
-            preconditions.append(CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
+            preconditions.append(
+                CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
         }
-        let decision = try Campaign.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        let decision = try Campaign.decide(
+            command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
         guard !decision.events.isEmpty else {
-            throw NoChange(status: 200, data: CampaignEngine.unchangedData(
-                streamId: streamId, version: version, ["campaignId": .string(campaignId), "campaign": state?.json ?? .null]))
+            throw NoChange(
+                status: 200,
+                data: CampaignEngine.unchangedData(
+                    streamId: streamId, version: version,
+                    ["campaignId": .string(campaignId), "campaign": state?.json ?? .null]))
         }
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, Campaign.evolve)
         var plan = Plan(
@@ -230,23 +259,30 @@ extension CampaignEngine {
         let (state, version) = try loadSegment(tenant, segmentId)
         var context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0)
         var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
-        if case .segmentCreate = command {} else {
+        if case .segmentCreate = command {
+        } else {
             let projections = self.projections
             context.campaignsUsingSegment = try projections.read("schedule-index") {
                 try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId)
             }
             // A campaign scheduled between this read and the commit must still block the change.
             preconditions.append { txn in
-                let users = try projections.read("schedule-index", in: txn) { try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId) }
+                let users = try projections.read("schedule-index", in: txn) {
+                    try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId)
+                }
                 guard users.isEmpty else {
-                    throw CampaignError(.resourceConflict, "segment \(segmentId) is used by scheduled or active campaigns: \(users.joined(separator: ", "))",
-                                        currentState: "in_use")
+                    throw CampaignError(
+                        .resourceConflict,
+                        "segment \(segmentId) is used by scheduled or active campaigns: \(users.joined(separator: ", "))",
+                        currentState: "in_use")
                 }
             }
         }
         let decision = try Segment.decide(command, state: state, context: context)
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, Segment.evolve)
-        var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions) { receipt in
+        var plan = Plan(
+            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions
+        ) { receipt in
             var extra: [String: JSON] = ["segmentId": .string(segmentId)]
             if let after { extra["segment"] = after.json }
             return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
@@ -261,7 +297,10 @@ extension CampaignEngine {
     /// 207 when any failed. A contact listed twice is merged in order.
     private func planImport(_ inputs: [ContactInput], tenant: String, now: Date, requestId: String) throws -> Plan? {
         guard !inputs.isEmpty else {
-            throw CampaignError.validation([FieldProblem(field: "contacts", pointer: "/payload/contacts", message: "an import needs at least one contact")])
+            throw CampaignError.validation([
+                FieldProblem(
+                    field: "contacts", pointer: "/payload/contacts", message: "an import needs at least one contact")
+            ])
         }
         let schema = try loadSchema(tenant).0
         struct Pending {
@@ -287,18 +326,27 @@ extension CampaignEngine {
             }
             do {
                 let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: CampaignEngine.salt())
-                let decision = try Contact.decideUpsert(input, state: entry.state, currentValues: entry.values, context: context, at: pointer)
-                entry.state = CampaignEngine.project(entry.state, decision.events, from: entry.version + UInt64(entry.events.count), at: now, Contact.evolve)
+                let decision = try Contact.decideUpsert(
+                    input, state: entry.state, currentValues: entry.values, context: context, at: pointer)
+                entry.state = CampaignEngine.project(
+                    entry.state, decision.events, from: entry.version + UInt64(entry.events.count), at: now,
+                    Contact.evolve)
                 entry.events += decision.events
                 entry.changes += decision.personalData
                 if let values = decision.personalData.last?.values { entry.values = values }
-                results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
-                                        "streamId": .string(CampaignEngine.streamId(tenant, input.contactId)),
-                                        "status": .number(decision.events.isEmpty ? 200 : 201)]))
+                results.append(
+                    .object([
+                        "index": .number(Double(index)), "contactId": .string(input.contactId),
+                        "streamId": .string(CampaignEngine.streamId(tenant, input.contactId)),
+                        "status": .number(decision.events.isEmpty ? 200 : 201),
+                    ]))
             } catch {
                 failed += 1
-                results.append(.object(["index": .number(Double(index)), "contactId": .string(input.contactId),
-                                        "status": .number(Double(error.httpStatus)), "error": error.body(requestId: requestId)]))
+                results.append(
+                    .object([
+                        "index": .number(Double(index)), "contactId": .string(input.contactId),
+                        "status": .number(Double(error.httpStatus)), "error": error.body(requestId: requestId),
+                    ]))
             }
             pending[input.contactId] = entry
         }
@@ -309,16 +357,20 @@ extension CampaignEngine {
         let changes = order.flatMap { pending[$0]?.changes ?? [] }
         let status = failed > 0 ? 207 : 201
         let summary: [String: JSON] = [
-            "results": .array(results), "failed": .number(Double(failed)), "succeeded": .number(Double(inputs.count - failed)),
+            "results": .array(results), "failed": .number(Double(failed)),
+            "succeeded": .number(Double(inputs.count - failed)),
         ]
         // Each succeeded item's stream version: as it stands, or as this import leaves it.
         let versions = pending.mapValues { $0.version + UInt64($0.events.count) }
-        let versioned = JSON.array(results.map { result in
-            guard case var .object(members) = result, members["error"] == nil, let id = members["contactId"]?.stringValue,
-                  let version = versions[id] else { return result }
-            members["version"] = .number(Double(version))
-            return .object(members)
-        })
+        let versioned = JSON.array(
+            results.map { result in
+                guard case var .object(members) = result, members["error"] == nil,
+                    let id = members["contactId"]?.stringValue,
+                    let version = versions[id]
+                else { return result }
+                members["version"] = .number(Double(version))
+                return .object(members)
+            })
         guard !streams.isEmpty else {
             var members = summary
             members["results"] = versioned
@@ -326,16 +378,21 @@ extension CampaignEngine {
             throw NoChange(status: failed > 0 ? 207 : 200, data: .object(members))
         }
         let tables = self.tables
-        var plan = Plan(streams: streams, decision: Decision(events: []),
-                        afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
-                        respond: { receipt in
-                            var members = summary
-                            members["results"] = versioned
-                            members["events"] = .array(receipt.events.map {
-                                .object(["type": .string($0.type), "position": .number(Double($0.position)), "streamId": .string($0.streamId)])
-                            })
-                            return .object(members)
-                        })
+        var plan = Plan(
+            streams: streams, decision: Decision(events: []),
+            afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
+            respond: { receipt in
+                var members = summary
+                members["results"] = versioned
+                members["events"] = .array(
+                    receipt.events.map {
+                        .object([
+                            "type": .string($0.type), "position": .number(Double($0.position)),
+                            "streamId": .string($0.streamId),
+                        ])
+                    })
+                return .object(members)
+            })
         plan.status = status
         return plan
     }

@@ -31,14 +31,16 @@ struct CursorCodec: Sendable {
         let tag = Array(HMACSHA256.authenticate(context + [0] + position, key: macKey).prefix(CursorCodec.tagSize))
         let sealed = [CursorCodec.version] + tag + xor(position, tag: tag)
         return Data(sealed).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+                of: "=", with: "")
     }
 
     func decode(_ cursor: String, context: [UInt8]) throws(CampaignError) -> [UInt8] {
         var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard cursor.utf8.count <= 2_048, let data = Data(base64Encoded: base64), data.count > 1 + CursorCodec.tagSize,
-              data.first == CursorCodec.version else { throw CursorCodec.invalid }
+            data.first == CursorCodec.version
+        else { throw CursorCodec.invalid }
         let bytes = Array(data)
         let tag = Array(bytes[1...CursorCodec.tagSize])
         let position = xor(Array(bytes[(1 + CursorCodec.tagSize)...]), tag: tag)
@@ -53,7 +55,8 @@ struct CursorCodec: Sendable {
         out.reserveCapacity(bytes.count)
         var counter: UInt32 = 0
         while out.count < bytes.count {
-            let block = HMACSHA256.authenticate(tag + withUnsafeBytes(of: counter.bigEndian, Array.init), key: encryptionKey)
+            let block = HMACSHA256.authenticate(
+                tag + withUnsafeBytes(of: counter.bigEndian, Array.init), key: encryptionKey)
             for byte in block where out.count < bytes.count { out.append(bytes[out.count] ^ byte) }
             counter += 1
         }

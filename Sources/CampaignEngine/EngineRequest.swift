@@ -39,8 +39,10 @@ public enum Query: Sendable, Equatable {
     }
 
     /// Every query name.
-    public static let names = ["campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
-                               "campaign.list", "post.list", "segment.members", "audit.history"]
+    public static let names = [
+        "campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
+        "campaign.list", "post.list", "segment.members", "audit.history",
+    ]
 
     /// The wire name.
     public var name: String {
@@ -73,31 +75,44 @@ public enum Query: Sendable, Equatable {
     }
 
     /// Decodes a query's params strictly.
-    public static func decode(name: String, params: JSON, at pointer: String = "/params") throws(CampaignError) -> Query {
+    public static func decode(name: String, params: JSON, at pointer: String = "/params") throws(CampaignError) -> Query
+    {
         switch name {
         case "campaign.get":
-            return .campaignGet(campaignId: try FieldReader(params, at: pointer, allowed: ["campaignId"]).id("campaignId", prefix: "cmp"))
+            return .campaignGet(
+                campaignId: try FieldReader(params, at: pointer, allowed: ["campaignId"]).id(
+                    "campaignId", prefix: "cmp"))
         case "segment.get":
-            return .segmentGet(segmentId: try FieldReader(params, at: pointer, allowed: ["segmentId"]).id("segmentId", prefix: "seg"))
+            return .segmentGet(
+                segmentId: try FieldReader(params, at: pointer, allowed: ["segmentId"]).id("segmentId", prefix: "seg"))
         case "post.get":
-            return .postGet(postId: try FieldReader(params, at: pointer, allowed: ["postId"]).id("postId", prefix: "pst"))
+            return .postGet(
+                postId: try FieldReader(params, at: pointer, allowed: ["postId"]).id("postId", prefix: "pst"))
         case "connection.get":
-            return .connectionGet(connectionId: try FieldReader(params, at: pointer, allowed: ["connectionId"]).id("connectionId", prefix: "con"))
+            return .connectionGet(
+                connectionId: try FieldReader(params, at: pointer, allowed: ["connectionId"]).id(
+                    "connectionId", prefix: "con"))
         case "experiment.get", "experiment.results":
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)
         case "campaign.list", "post.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "from", "to", "limit", "cursor"])
-            let status = try r.optionalString("status"), from = try r.optionalTimestamp("from"), to = try r.optionalTimestamp("to")
+            let status = try r.optionalString("status")
+            let from = try r.optionalTimestamp("from")
+            let to = try r.optionalTimestamp("to")
             let page = try decodePage(r)
-            return name == "campaign.list" ? .campaignList(status: status, from: from, to: to, page: page) : .postList(status: status, from: from, to: to, page: page)
+            return name == "campaign.list"
+                ? .campaignList(status: status, from: from, to: to, page: page)
+                : .postList(status: status, from: from, to: to, page: page)
         case "segment.members":
             let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
             return .segmentMembers(segmentId: try r.id("segmentId", prefix: "seg"), page: try decodePage(r))
         case "audit.history":
-            let r = try FieldReader(params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
-            return .auditHistory(streamId: try r.optionalString("streamId"), actor: try r.optionalString("actor"),
-                                 from: try r.optionalTimestamp("from"), to: try r.optionalTimestamp("to"), page: try decodePage(r))
+            let r = try FieldReader(
+                params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
+            return .auditHistory(
+                streamId: try r.optionalString("streamId"), actor: try r.optionalString("actor"),
+                from: try r.optionalTimestamp("from"), to: try r.optionalTimestamp("to"), page: try decodePage(r))
         default:
             throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
         }
@@ -132,7 +147,10 @@ public struct EngineRequest: Sendable {
     public var body: Body
 
     /// Creates a request.
-    public init(requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil, principal: Principal?, body: Body) {
+    public init(
+        requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil, principal: Principal?,
+        body: Body
+    ) {
         self.requestId = requestId
         self.idempotencyKey = idempotencyKey
         self.expectedVersion = expectedVersion
@@ -142,9 +160,12 @@ public struct EngineRequest: Sendable {
 
     /// A command request.
     public static func command(
-        _ command: Command, as principal: Principal?, requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil
+        _ command: Command, as principal: Principal?, requestId: String, idempotencyKey: String? = nil,
+        expectedVersion: UInt64? = nil
     ) -> EngineRequest {
-        EngineRequest(requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion, principal: principal, body: .command(command))
+        EngineRequest(
+            requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion,
+            principal: principal, body: .command(command))
     }
 
     /// A query request.

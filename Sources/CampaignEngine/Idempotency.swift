@@ -32,7 +32,9 @@ enum StoredAnswer: Equatable {
         case let .success(status, data):
             return JSON.object(["status": .number(Double(status)), "data": data]).bytes
         case let .failure(error):
-            var members: [String: JSON] = ["status": .number(Double(error.httpStatus)), "error": error.body(requestId: "")]
+            var members: [String: JSON] = [
+                "status": .number(Double(error.httpStatus)), "error": error.body(requestId: ""),
+            ]
             if let limit = error.rateLimit {
                 members["rateLimit"] = .object([
                     "limit": .number(Double(limit.limit)), "remaining": .number(Double(limit.remaining)),
@@ -52,8 +54,9 @@ enum StoredAnswer: Equatable {
         error.param = body["param"]?.stringValue
         error.pointer = body["pointer"]?.stringValue
         error.details = body["details"]?.arrayValue?.map {
-            FieldProblem(field: $0["field"]?.stringValue ?? "", pointer: $0["pointer"]?.stringValue ?? "",
-                         message: $0["message"]?.stringValue ?? "")
+            FieldProblem(
+                field: $0["field"]?.stringValue ?? "", pointer: $0["pointer"]?.stringValue ?? "",
+                message: $0["message"]?.stringValue ?? "")
         }
         error.currentState = body["currentState"]?.stringValue
         error.allowedStates = body["allowedStates"]?.arrayValue?.compactMap(\.stringValue)
@@ -91,7 +94,8 @@ extension CampaignEngine {
             guard case let .postPublish(postId) = command else {
                 throw CampaignError(.internalError, "a pending idempotency record for \(command.name)")
             }
-            return try await finishPublish(postId, fromVersion: fromVersion, request: request, principal: principal, idempotency: claim)
+            return try await finishPublish(
+                postId, fromVersion: fromVersion, request: request, principal: principal, idempotency: claim)
         }
     }
 
@@ -99,20 +103,24 @@ extension CampaignEngine {
     /// transactions (or none of its own, like a tick).
     func recordFinal(_ answer: StoredAnswer, for claim: IdempotencyClaim) async throws {
         let bytes = answer.bytes
-        let final = IdempotencyClaim(key: claim.key, fingerprint: claim.fingerprint, replacesStoredResult: true) { _ in bytes }
+        let final = IdempotencyClaim(key: claim.key, fingerprint: claim.fingerprint, replacesStoredResult: true) { _ in
+            bytes
+        }
         _ = try await store.append(AppendRequest(streams: [], idempotency: final))
     }
 
     /// Runs a committed `post.publish` to its outcome and records that outcome as the request's
     /// idempotent answer. A storage failure leaves the record pending, so a retry resumes.
     func finishPublish(
-        _ postId: String, fromVersion: UInt64, request: EngineRequest, principal: Principal, idempotency: IdempotencyClaim?
+        _ postId: String, fromVersion: UInt64, request: EngineRequest, principal: Principal,
+        idempotency: IdempotencyClaim?
     ) async throws -> (Int, JSON) {
         let tenant = principal.tenant
         let streamId = CampaignEngine.streamId(tenant, postId)
         let outcome: StoredAnswer
         do {
-            guard let state = try await publishDue(tenant: tenant, postId: postId, as: principal, request: request) else {
+            guard let state = try await publishDue(tenant: tenant, postId: postId, as: principal, request: request)
+            else {
                 throw CampaignError.notFound("post", postId, pointer: "/payload/postId")
             }
             let (status, data) = try publishAnswer(state, streamId: streamId, since: fromVersion)

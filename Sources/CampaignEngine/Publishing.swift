@@ -19,7 +19,9 @@ extension CampaignEngine {
             guard let state = try loadPost(tenant, postId).0 else { return false }
             let version = state.version
             guard let events = build(state, now), !events.isEmpty else { return false }
-            let plan = postPlan(tenant, state, version, Decision(events: events), now: now, preconditions: preconditions, extraWrite: extraWrite)
+            let plan = postPlan(
+                tenant, state, version, Decision(events: events), now: now, preconditions: preconditions,
+                extraWrite: extraWrite)
             do {
                 _ = try await commit(plan, request: request, principal: principal, now: now, idempotency: nil)
                 return true
@@ -36,59 +38,81 @@ extension CampaignEngine {
     /// and its answer is recorded. Attempts left without an answer for ``Post/inDoubtAfter`` are
     /// failed as unconfirmed and never sent again.
     /// - Returns: the post's state afterwards.
-    func publishDue(tenant: String, postId: String, as principal: Principal, request: EngineRequest) async throws -> PostState? {
+    func publishDue(
+        tenant: String, postId: String, as principal: Principal, request: EngineRequest
+    ) async throws -> PostState? {
         var handled = Set<String>()
         while true {
             let now = configuration.clock.now()
-            guard let state = try loadPost(tenant, postId).0, state.status == .publishing else { return try loadPost(tenant, postId).0 }
+            guard let state = try loadPost(tenant, postId).0, state.status == .publishing else {
+                return try loadPost(tenant, postId).0
+            }
             if let doubtful = Post.inDoubtTargets(state, at: now).first {
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) { fresh, at in
+                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                    fresh, at in
                     Post.inDoubtTargets(fresh, at: at).contains { $0.connectionId == doubtful.connectionId }
                         ? Post.unconfirmed(doubtful.connectionId, in: fresh, at: at) : nil
                 }
                 continue
             }
-            guard let target = Post.dueTargets(state, at: now).first(where: { !handled.contains($0.connectionId) }) else { return state }
+            guard let target = Post.dueTargets(state, at: now).first(where: { !handled.contains($0.connectionId) })
+            else { return state }
             handled.insert(target.connectionId)
             let connectionId = target.connectionId
-            func stillDue(_ fresh: PostState, _ at: Date) -> Bool { Post.dueTargets(fresh, at: at).contains { $0.connectionId == connectionId } }
+            func stillDue(_ fresh: PostState, _ at: Date) -> Bool {
+                Post.dueTargets(fresh, at: at).contains { $0.connectionId == connectionId }
+            }
 
             guard let connection = try loadConnection(tenant, connectionId).0, connection.isUsable(at: now),
-                  let rules = PlatformRules.all[connection.platform] else {
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) { fresh, at in
+                let rules = PlatformRules.all[connection.platform]
+            else {
+                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                    fresh, at in
                     stillDue(fresh, at) ? Post.connectionUnusable(connectionId, in: fresh, at: at) : nil
                 }
                 continue
             }
             let window = UInt64(rules.publishWindow)
             let windowStart = UInt64(max(0, now.timeIntervalSince1970)) / window * window
-            let rateKey = EngineTables.rateKey(tenant: tenant, platform: connection.platform, accountId: connection.accountId, windowStart: windowStart)
+            let rateKey = EngineTables.rateKey(
+                tenant: tenant, platform: connection.platform, accountId: connection.accountId, windowStart: windowStart
+            )
             let tables = self.tables
             let limit = UInt64(rules.publishLimit)
             var attempt = 0
             do {
                 let started = try await appendPostEvents(
                     tenant: tenant, postId: postId, as: principal, request: request,
-                    preconditions: [{ txn in if try tables.publishCount(rateKey, in: txn) >= limit { throw AccountBudgetSpent() } }],
-                    extraWrite: { txn in try tables.setPublishCount(rateKey, try tables.publishCount(rateKey, in: txn) + 1, in: txn) }
-                ) { fresh, at in
-                    guard stillDue(fresh, at) else { return nil }
-                    attempt = (fresh.targets.first { $0.connectionId == connectionId }?.attempts ?? 0) + 1
-                    return [Post.attemptStarted(fresh, connectionId: connectionId, at: at)]
-                }
+                    preconditions: [
+                        { txn in if try tables.publishCount(rateKey, in: txn) >= limit { throw AccountBudgetSpent() } }
+                    ],
+                    extraWrite: { txn in
+                        try tables.setPublishCount(rateKey, try tables.publishCount(rateKey, in: txn) + 1, in: txn)
+                    },
+                    build: { fresh, at in
+                        guard stillDue(fresh, at) else { return nil }
+                        attempt = (fresh.targets.first { $0.connectionId == connectionId }?.attempts ?? 0) + 1
+                        return [Post.attemptStarted(fresh, connectionId: connectionId, at: at)]
+                    }
+                )
                 guard started else { continue }
             } catch is AccountBudgetSpent {
                 let reset = Date(timeIntervalSince1970: Double(windowStart + window))
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) { fresh, at in
+                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                    fresh, at in
                     stillDue(fresh, at) ? Post.accountRateLimited(connectionId, in: fresh, until: reset, at: at) : nil
                 }
                 continue
             }
-            let outcome = await configuration.publisher.publish(PublishRequest(
-                tenant: tenant, postId: postId, connectionId: connectionId, platform: connection.platform, accountId: connection.accountId,
-                credentialRef: connection.credentialRef, text: state.text, media: state.media, link: state.link, attempt: attempt,
-                idempotencyKey: "\(tenant):\(postId):\(connectionId)"))
-            _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) { fresh, at in
+            let outcome = await configuration.publisher.publish(
+                PublishRequest(
+                    tenant: tenant, postId: postId, connectionId: connectionId, platform: connection.platform,
+                    accountId: connection.accountId,
+                    credentialRef: connection.credentialRef, text: state.text, media: state.media, link: state.link,
+                    attempt: attempt,
+                    idempotencyKey: "\(tenant):\(postId):\(connectionId)"))
+            _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                fresh, at in
                 fresh.targets.first { $0.connectionId == connectionId }?.status == "attempting"
                     ? Post.record(outcome, for: connectionId, in: fresh, at: at) : nil
             }
@@ -103,30 +127,48 @@ extension CampaignEngine {
     func publishAnswer(_ state: PostState, streamId: String, since: UInt64? = nil) throws -> (Int, JSON) {
         let now = configuration.clock.now()
         let details = state.targets.map {
-            FieldProblem(field: $0.connectionId, pointer: "/payload/postId", message: "\($0.status)\($0.message.map { ": \($0)" } ?? "")")
+            FieldProblem(
+                field: $0.connectionId, pointer: "/payload/postId",
+                message: "\($0.status)\($0.message.map { ": \($0)" } ?? "")")
         }
         if let failed = state.targets.first(where: { $0.status == "failed" }) {
             let code = failed.failureCode.flatMap(ErrorCode.init(rawValue:)) ?? .publishingFailed
-            throw CampaignError(code, "\(failed.connectionId): \(failed.message ?? "failed")", details: details, currentState: state.status.rawValue)
+            throw CampaignError(
+                code, "\(failed.connectionId): \(failed.message ?? "failed")", details: details,
+                currentState: state.status.rawValue)
         }
-        if let waiting = state.targets.first(where: { $0.status == "retrying" && $0.retryReason == "rate_limited" }), let retryAt = waiting.retryAt {
+        if let waiting = state.targets.first(where: { $0.status == "retrying" && $0.retryReason == "rate_limited" }),
+            let retryAt = waiting.retryAt
+        {
             let retryAfter = max(1, Int(retryAt.timeIntervalSince(now).rounded(.up)))
-            let platform = (try? loadConnection(CampaignEngine.tenant(ofStream: streamId), waiting.connectionId).0?.platform) ?? nil
+            let platform =
+                (try? loadConnection(CampaignEngine.tenant(ofStream: streamId), waiting.connectionId).0?.platform)
+                ?? nil
             let limit = platform.flatMap { PlatformRules.all[$0]?.publishLimit } ?? 0
-            throw CampaignError(.rateLimitExceeded, "\(waiting.connectionId): \(waiting.message ?? "rate limited"); retried at \(Timestamp.format(retryAt))",
-                                details: details, retryAfter: retryAfter, retryable: true,
-                                rateLimit: RateLimitState(limit: limit, remaining: 0, reset: retryAt, retryAfter: retryAfter))
+            throw CampaignError(
+                .rateLimitExceeded,
+                "\(waiting.connectionId): \(waiting.message ?? "rate limited"); retried at \(Timestamp.format(retryAt))",
+                details: details, retryAfter: retryAfter, retryable: true,
+                rateLimit: RateLimitState(limit: limit, remaining: 0, reset: retryAt, retryAfter: retryAfter))
         }
         var events = [JSON]()
         if let since {
             try store.forEachEvent(inStream: streamId, from: since + 1) { event in
-                events.append(.object(["type": .string(event.type), "position": .number(Double(event.position)),
-                                       "streamId": .string(event.streamId)]))
+                events.append(
+                    .object([
+                        "type": .string(event.type), "position": .number(Double(event.position)),
+                        "streamId": .string(event.streamId),
+                    ]))
                 return true
             }
         }
-        return (201, .object(["postId": .string(state.id), "streamId": .string(streamId), "version": .number(Double(state.version)),
-                              "post": state.json, "events": .array(events)]))
+        return (
+            201,
+            .object([
+                "postId": .string(state.id), "streamId": .string(streamId), "version": .number(Double(state.version)),
+                "post": state.json, "events": .array(events),
+            ])
+        )
     }
 
     static func tenant(ofStream streamId: String) -> String {

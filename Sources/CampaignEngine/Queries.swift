@@ -16,14 +16,21 @@ extension CampaignEngine {
     /// Reads up to `page.limit` entries under `prefix` after the cursor (or after `start`, a
     /// key suffix, when there is no cursor), keeping those `select` turns into an item. Cursors
     /// hold the key after `prefix`, sealed and bound to `context` (``CursorCodec``).
-    func page(_ reader: ProjectionReader, prefix: [UInt8], page: Query.Page, context: [UInt8], start: [UInt8]? = nil,
-              _ select: ([UInt8]) throws -> JSON?) throws -> (items: [JSON], next: String?) {
+    func page(
+        _ reader: ProjectionReader, prefix: [UInt8], page: Query.Page, context: [UInt8], start: [UInt8]? = nil,
+        _ select: ([UInt8]) throws -> JSON?
+    ) throws -> (items: [JSON], next: String?) {
         var items = [JSON]()
         var last: [UInt8]?
         var more = false
-        let after = try page.cursor.map { cursor throws(CampaignError) in try cursors.decode(cursor, context: context) } ?? start
+        let after =
+            try page.cursor.map { cursor throws(CampaignError) in try cursors.decode(cursor, context: context) }
+            ?? start
         try reader.scan(prefix, after: after.map { prefix + $0 }) { key, _ in
-            if items.count == page.limit { more = true; return false }
+            if items.count == page.limit {
+                more = true
+                return false
+            }
             last = key
             if let item = try select(key) { items.append(item) }
             return true
@@ -58,7 +65,9 @@ extension CampaignEngine {
             return .object(members)
 
         case let .postGet(postId):
-            guard let state = try loadPost(tenant, postId).0 else { throw CampaignError.notFound("post", postId, pointer: "/params/postId") }
+            guard let state = try loadPost(tenant, postId).0 else {
+                throw CampaignError.notFound("post", postId, pointer: "/params/postId")
+            }
             return state.json
 
         case let .connectionGet(connectionId):
@@ -68,7 +77,11 @@ extension CampaignEngine {
             return state.json(at: configuration.clock.now())
 
         case let .experimentGet(experimentId), let .experimentResults(experimentId):
-            guard let state = try projections.read("experiment-results", { try ExperimentResultsProjection.experiment($0, tenant: tenant, id: experimentId) }) else {
+            guard
+                let state = try projections.read(
+                    "experiment-results",
+                    { try ExperimentResultsProjection.experiment($0, tenant: tenant, id: experimentId) })
+            else {
                 throw CampaignError.notFound("experiment", experimentId, pointer: "/params/experimentId")
             }
             if case .experimentGet = query { return state.json }
@@ -80,31 +93,44 @@ extension CampaignEngine {
 
         case let .campaignList(status, from, to, page):
             if let status, CampaignStatus(rawValue: status) == nil || status == "deleted" {
-                throw CampaignError.validation([FieldProblem(field: "status", pointer: "/params/status",
-                                                             message: "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "status", pointer: "/params/status",
+                        message:
+                            "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")
+                ])
             }
             return try projections.read("campaign-board") { reader in
                 let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
-                let context = CursorCodec.context(tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                let context = CursorCodec.context(
+                    tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     let id = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
-                    guard let row = try reader.json(CampaignBoard.row(tenant, id)), let state = CampaignState(snapshot: row) else { return nil }
+                    guard let row = try reader.json(CampaignBoard.row(tenant, id)),
+                        let state = CampaignState(snapshot: row)
+                    else { return nil }
                     if from != nil || to != nil {
-                        guard let sendAt = state.sendAt, sendAt >= (from ?? .distantPast), sendAt <= (to ?? .distantFuture) else { return nil }
+                        guard let sendAt = state.sendAt, sendAt >= (from ?? .distantPast),
+                            sendAt <= (to ?? .distantFuture)
+                        else { return nil }
                     }
                     return state.json
                 }
                 var counts = [String: JSON]()
                 for status in CampaignStatus.allCases where status != .deleted {
-                    counts[status.rawValue] = .number(Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))
+                    counts[status.rawValue] = .number(
+                        Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))
                 }
                 return Self.listData(items, next, ["counts": .object(counts)])
             }
 
         case let .postList(status, from, to, page):
             if let status, PostStatus(rawValue: status) == nil {
-                throw CampaignError.validation([FieldProblem(field: "status", pointer: "/params/status",
-                                                             message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")])
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "status", pointer: "/params/status",
+                        message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+                ])
             }
             return try projections.read("publishing-queue") { reader in
                 let byTime = from != nil || to != nil
@@ -113,28 +139,40 @@ extension CampaignEngine {
                 // Start the calendar scan at `from`: just before its first key.
                 let start = byTime ? from.map { Key.u64(max(1, Key.readU64(Key.time($0))) - 1) + [0xff] } : nil
                 var passedEnd = false
-                let context = CursorCodec.context(tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
-                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context, start: start) { key in
+                let context = CursorCodec.context(
+                    tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context, start: start) {
+                    key in
                     let rest = Array(key.dropFirst(prefix.count))
                     let id: String
                     if byTime {
                         guard rest.count > 8 else { return nil }
-                        if Key.readU64(rest.prefix(8)) > upper { passedEnd = true; return nil }
+                        if Key.readU64(rest.prefix(8)) > upper {
+                            passedEnd = true
+                            return nil
+                        }
                         id = String(decoding: rest.dropFirst(8), as: UTF8.self)
                     } else {
                         id = String(decoding: rest, as: UTF8.self)
                     }
-                    guard !passedEnd, let row = try reader.json(PublishingQueue.row(tenant, id)), let state = PostState(snapshot: row) else { return nil }
+                    guard !passedEnd, let row = try reader.json(PublishingQueue.row(tenant, id)),
+                        let state = PostState(snapshot: row)
+                    else { return nil }
                     if let status, state.status.rawValue != status { return nil }
                     return state.json
                 }
                 var counts = [String: JSON]()
-                for status in PostStatus.allCases { counts[status.rawValue] = .number(Double(try reader.count(Key.make(["n", tenant, status.rawValue])))) }
+                for status in PostStatus.allCases {
+                    counts[status.rawValue] = .number(
+                        Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))
+                }
                 return Self.listData(items, passedEnd ? nil : next, ["counts": .object(counts)])
             }
 
         case let .segmentMembers(segmentId, page):
-            guard try loadSegment(tenant, segmentId).0 != nil else { throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId") }
+            guard try loadSegment(tenant, segmentId).0 != nil else {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+            }
             try projections.catchUp("segments")
             return try projections.read("segments") { reader in
                 let prefix = SegmentMembership.members(tenant, segmentId)
@@ -142,8 +180,11 @@ extension CampaignEngine {
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     .string(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
                 }
-                return .object(["segmentId": .string(segmentId), "count": .number(Double(try reader.count(SegmentMembership.count(tenant, segmentId)))),
-                                "contactIds": .array(items), "nextCursor": next.map(JSON.string) ?? .null])
+                return .object([
+                    "segmentId": .string(segmentId),
+                    "count": .number(Double(try reader.count(SegmentMembership.count(tenant, segmentId)))),
+                    "contactIds": .array(items), "nextCursor": next.map(JSON.string) ?? .null,
+                ])
             }
 
         case let .auditHistory(streamId, actor, from, to, page):
@@ -153,14 +194,25 @@ extension CampaignEngine {
             return try store.read { txn in
                 try projections.read("audit", in: txn) { reader in
                     let prefix: [UInt8]
-                    if let streamId { prefix = Key.prefix(["s", tenant, streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId)]) }
-                    else if let actor { prefix = Key.prefix(["a", tenant, actor]) }
-                    else { prefix = Key.prefix(["t", tenant]) }
-                    let context = CursorCodec.context(tenant, query.name, [streamId, actor, from.map(Timestamp.format), to.map(Timestamp.format)])
+                    if let streamId {
+                        prefix = Key.prefix([
+                            "s", tenant, streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId),
+                        ])
+                    } else if let actor {
+                        prefix = Key.prefix(["a", tenant, actor])
+                    } else {
+                        prefix = Key.prefix(["t", tenant])
+                    }
+                    let context = CursorCodec.context(
+                        tenant, query.name, [streamId, actor, from.map(Timestamp.format), to.map(Timestamp.format)])
                     let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
-                        guard let event = try txn.event(at: Key.readU64(key.suffix(8))), event.tenant == tenant else { return nil }
+                        guard let event = try txn.event(at: Key.readU64(key.suffix(8))), event.tenant == tenant else {
+                            return nil
+                        }
                         let millis = Key.readU64(Key.time(event.occurredAt))
-                        guard millis >= fromBound, millis <= toBound, actor == nil || event.actor == actor else { return nil }
+                        guard millis >= fromBound, millis <= toBound, actor == nil || event.actor == actor else {
+                            return nil
+                        }
                         return CampaignEngine.auditJSON(event)
                     }
                     return Self.listData(items, next)
@@ -172,11 +224,14 @@ extension CampaignEngine {
     /// An event as the audit trail shows it.
     public static func auditJSON(_ event: RecordedEvent) -> JSON {
         .object([
-            "position": .number(Double(event.position)), "streamId": .string(event.streamId), "version": .number(Double(event.streamVersion)),
+            "position": .number(Double(event.position)), "streamId": .string(event.streamId),
+            "version": .number(Double(event.streamVersion)),
             "type": .string(event.type), "schemaVersion": .number(Double(event.schemaVersion)),
-            "occurredAt": .string(Timestamp.format(event.occurredAt)), "tenant": .string(event.tenant), "actor": .string(event.actor),
+            "occurredAt": .string(Timestamp.format(event.occurredAt)), "tenant": .string(event.tenant),
+            "actor": .string(event.actor),
             "requestId": .string(event.requestId), "causationId": .string(event.causationId),
-            "payload": (try? JSON.parse(event.payload)) ?? .null, "hash": .string(event.hash.map { String(format: "%02x", $0) }.joined()),
+            "payload": (try? JSON.parse(event.payload)) ?? .null,
+            "hash": .string(event.hash.map { String(format: "%02x", $0) }.joined()),
         ])
     }
 

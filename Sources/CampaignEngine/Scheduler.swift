@@ -28,7 +28,9 @@ public struct TickReport: Sendable, Equatable {
     public var items: [Item]
 
     /// Relative-date segment memberships re-evaluated, over all tenants in the report.
-    public var membershipsRefreshed: Int { items.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count } }
+    public var membershipsRefreshed: Int {
+        items.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count }
+    }
 
     /// Campaigns activated.
     public var activated: [Item] { items.filter { $0.kind == "campaign" && $0.error == nil } }
@@ -41,15 +43,18 @@ public struct TickReport: Sendable, Equatable {
         return .object([
             "now": .string(Timestamp.format(now)),
             "activated": .array(mine.filter { $0.kind == "campaign" && $0.error == nil }.map(name)),
-            "posts": .array(mine.filter { $0.kind == "post" }.map { item in
-                var members: [String: JSON] = ["postId": name(item), "status": .string(item.status ?? "")]
-                if let error = item.error { members["error"] = error.body(requestId: requestId) }
-                return .object(members)
-            }),
-            "failed": .array(mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
-                .object(["campaignId": name(item), "error": item.error!.body(requestId: requestId)])
-            }),
-            "memberships": .number(Double(mine.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count })),
+            "posts": .array(
+                mine.filter { $0.kind == "post" }.map { item in
+                    var members: [String: JSON] = ["postId": name(item), "status": .string(item.status ?? "")]
+                    if let error = item.error { members["error"] = error.body(requestId: requestId) }
+                    return .object(members)
+                }),
+            "failed": .array(
+                mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
+                    .object(["campaignId": name(item), "error": item.error!.body(requestId: requestId)])
+                }),
+            "memberships": .number(
+                Double(mine.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count })),
         ])
     }
 }
@@ -69,12 +74,15 @@ extension CampaignEngine {
     ///   - tenant: run only this tenant's due work; nil runs every tenant's.
     /// - Throws: `INVALID_SCHEDULE` for a `now` before the clock (or a system clock moved), and
     ///   a storage error when the due work cannot be read: a failed tick says so.
-    public func tick(now requested: Date? = nil, tenant: String? = nil, requestId: String = "tick") async throws -> TickReport {
+    public func tick(
+        now requested: Date? = nil, tenant: String? = nil, requestId: String = "tick"
+    ) async throws -> TickReport {
         if let requested {
             let current = configuration.clock.now()
             let moved = (configuration.clock as? ManualClock)?.moveForward(to: requested) != nil
             if !moved && requested != current {
-                let problem = requested < current
+                let problem =
+                    requested < current
                     ? "the clock never moves backwards: now \(Timestamp.format(requested)) is before the engine clock \(Timestamp.format(current))"
                     : "the engine runs on the system clock, which a tick cannot move; leave out now"
                 throw CampaignError(.invalidSchedule, problem, param: "now", pointer: "/payload/now")
@@ -85,8 +93,10 @@ extension CampaignEngine {
         let projections = self.projections
         report.items += try await refreshMemberships(at: now, tenant: tenant, requestId: requestId)
         var (campaigns, posts) = try store.read { txn in
-            (try projections.read("schedule-index", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) },
-             try projections.read("publishing-queue", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) })
+            (
+                try projections.read("schedule-index", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) },
+                try projections.read("publishing-queue", in: txn) { try ScheduleIndex.due($0, at: now, limit: 100_000) }
+            )
         }
         if let tenant {
             campaigns.removeAll { $0.tenant != tenant }
@@ -97,10 +107,13 @@ extension CampaignEngine {
             let system = CampaignEngine.scheduler(work.tenant)
             let command = Command.campaignTransition(.activate, campaignId: work.id)
             do {
-                _ = try await perform(command, request: .command(command, as: system, requestId: requestId), principal: system)
+                _ = try await perform(
+                    command, request: .command(command, as: system, requestId: requestId), principal: system)
                 report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.id))
             } catch {
-                report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.id, error: CampaignEngine.campaignError(error)))
+                report.items.append(
+                    .init(
+                        kind: "campaign", tenant: work.tenant, id: work.id, error: CampaignEngine.campaignError(error)))
             }
         }
         for work in posts {
@@ -112,7 +125,9 @@ extension CampaignEngine {
                 let state = try loadPost(work.tenant, work.id).0
                 if state?.status == .scheduled {
                     _ = try await perform(command, request: request, principal: system)
-                } else if let after = try await publishDue(tenant: work.tenant, postId: work.id, as: system, request: request) {
+                } else if let after = try await publishDue(
+                    tenant: work.tenant, postId: work.id, as: system, request: request)
+                {
                     _ = try publishAnswer(after, streamId: CampaignEngine.streamId(work.tenant, work.id))
                 }
             } catch {
@@ -140,15 +155,18 @@ extension CampaignEngine {
         for (tenant, count) in due {
             let system = CampaignEngine.scheduler(tenant)
             let streamId = CampaignEngine.streamId(tenant, SegmentMembership.refreshStream)
-            let event = DomainEvent(SegmentMembership.refreshedType, ["through": .string(Timestamp.format(now)), "due": .number(Double(count))])
+            let event = DomainEvent(
+                SegmentMembership.refreshedType,
+                ["through": .string(Timestamp.format(now)), "due": .number(Double(count))])
             var plan = Plan(streams: [(streamId, 0, [event])], decision: Decision(events: [event])) { receipt in
                 CampaignEngine.receiptData(receipt, streamId: streamId, [:])
             }
             plan.unversioned = true
             var item = TickReport.Item(kind: "memberships", tenant: tenant, id: SegmentMembership.refreshStream)
             do {
-                _ = try await commit(plan, request: .command(.systemTick(now: nil), as: system, requestId: requestId),
-                                     principal: system, now: now, idempotency: nil)
+                _ = try await commit(
+                    plan, request: .command(.systemTick(now: nil), as: system, requestId: requestId),
+                    principal: system, now: now, idempotency: nil)
                 item.count = count
             } catch {
                 item.error = CampaignEngine.campaignError(error)
@@ -168,7 +186,8 @@ extension CampaignEngine {
         if !isOperator, let requested, requested != configuration.clock.now() {
             let who = configuration.operatorTenant.map { "the operator (tenant \($0))" } ?? "the host"
             throw CampaignError(
-                .forbidden, "only \(who) moves the shared clock; a tenant's tick runs at the engine clock, so leave out now",
+                .forbidden,
+                "only \(who) moves the shared clock; a tenant's tick runs at the engine clock, so leave out now",
                 param: "now", pointer: "/payload/now")
         }
         let report = try await tick(now: requested, tenant: isOperator ? nil : principal.tenant, requestId: requestId)
@@ -176,7 +195,8 @@ extension CampaignEngine {
     }
 
     static func scheduler(_ tenant: String) -> Principal {
-        Principal(tenant: tenant, subject: "scheduler", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        Principal(
+            tenant: tenant, subject: "scheduler", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
     }
 
     static func campaignError(_ error: Error) -> CampaignError {

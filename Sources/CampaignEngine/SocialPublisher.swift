@@ -76,7 +76,9 @@ public final class SimulatedPublisher: SocialPublisher, @unchecked Sendable {
         if text.contains("#timeout") { return .timedOut }
         if text.contains("#flaky") && request.attempt <= 2 { return .transientFailure(reason: "simulated 503") }
         if text.contains("#busy") && request.attempt == 1 { return .rateLimited(retryAfter: 60) }
-        let id = SHA256.hash(Array("\(request.tenant)/\(request.postId)/\(request.connectionId)".utf8)).prefix(8).hexString
-        return .published(platformPostId: "sim-\(id)", url: "https://\(request.platform).example/\(request.accountId)/\(id)")
+        let id = SHA256.hash(Array("\(request.tenant)/\(request.postId)/\(request.connectionId)".utf8)).prefix(8)
+            .hexString
+        return .published(
+            platformPostId: "sim-\(id)", url: "https://\(request.platform).example/\(request.accountId)/\(id)")
     }
 }

@@ -8,7 +8,9 @@ import Foundation
 /// command's payload. The `requestId` is read first, so even a rejected request is answered with
 /// its own id when it has a readable one.
 public enum WireFormat {
-    static let envelopeFields: Set = ["requestId", "idempotencyKey", "expectedVersion", "principal", "command", "payload", "query", "params"]
+    static let envelopeFields: Set = [
+        "requestId", "idempotencyKey", "expectedVersion", "principal", "command", "payload", "query", "params",
+    ]
 
     /// The outcome of decoding a request.
     public enum Decoded: Sendable {
@@ -24,11 +26,14 @@ public enum WireFormat {
         do {
             document = try JSON.parse(bytes, limits: limits)
         } catch {
-            return .rejected(.failure(
-                CampaignError(.invalidFormat, "malformed JSON at byte \(error.offset): \(error.reason)", pointer: ""),
-                requestId: fallbackRequestId))
+            return .rejected(
+                .failure(
+                    CampaignError(
+                        .invalidFormat, "malformed JSON at byte \(error.offset): \(error.reason)", pointer: ""),
+                    requestId: fallbackRequestId))
         }
-        let requestId = (document["requestId"]?.stringValue).flatMap { isValidRequestId($0) ? $0 : nil } ?? fallbackRequestId
+        let requestId =
+            (document["requestId"]?.stringValue).flatMap { isValidRequestId($0) ? $0 : nil } ?? fallbackRequestId
         do {
             return .request(try decode(document, requestId: requestId))
         } catch {
@@ -47,12 +52,16 @@ public enum WireFormat {
     private static func decode(_ document: JSON, requestId: String) throws(CampaignError) -> EngineRequest {
         let r = try FieldReader(document, at: "", allowed: envelopeFields)
         if let given = try r.optionalString("requestId"), !isValidRequestId(given) {
-            throw CampaignError(.invalidFormat, "requestId must be 1–128 printable ASCII characters", param: "requestId", pointer: "/requestId")
+            throw CampaignError(
+                .invalidFormat, "requestId must be 1–128 printable ASCII characters", param: "requestId",
+                pointer: "/requestId")
         }
         var idempotencyKey: String?
         if let key = try r.optionalString("idempotencyKey") {
             guard (1...200).contains(key.utf8.count), !key.utf8.contains(0) else {
-                throw CampaignError(.invalidFormat, "idempotencyKey must be 1–200 bytes", param: "idempotencyKey", pointer: "/idempotencyKey")
+                throw CampaignError(
+                    .invalidFormat, "idempotencyKey must be 1–200 bytes", param: "idempotencyKey",
+                    pointer: "/idempotencyKey")
             }
             idempotencyKey = key
         }
@@ -65,24 +74,34 @@ public enum WireFormat {
         switch (command, query) {
         case let (name?, nil):
             if r.members["params"] != nil {
-                throw CampaignError(.invalidField, "params belongs to queries; a command takes payload", param: "params", pointer: "/params")
+                throw CampaignError(
+                    .invalidField, "params belongs to queries; a command takes payload", param: "params",
+                    pointer: "/params")
             }
             body = .command(try Command.decode(name: name, payload: r.optional("payload") ?? .object([:])))
         case let (nil, name?):
             if r.members["payload"] != nil {
-                throw CampaignError(.invalidField, "payload belongs to commands; a query takes params", param: "payload", pointer: "/payload")
+                throw CampaignError(
+                    .invalidField, "payload belongs to commands; a query takes params", param: "payload",
+                    pointer: "/payload")
             }
             if idempotencyKey != nil || expectedVersion != nil {
                 let field = idempotencyKey != nil ? "idempotencyKey" : "expectedVersion"
-                throw CampaignError(.invalidField, "\(field) applies to commands only", param: field, pointer: "/\(field)")
+                throw CampaignError(
+                    .invalidField, "\(field) applies to commands only", param: field, pointer: "/\(field)")
             }
             body = .query(try Query.decode(name: name, params: r.optional("params") ?? .object([:])))
         case (nil, nil):
-            throw CampaignError(.missingField, "a request needs command (with payload) or query (with params)", param: "command", pointer: "/command")
+            throw CampaignError(
+                .missingField, "a request needs command (with payload) or query (with params)", param: "command",
+                pointer: "/command")
         case (_?, _?):
-            throw CampaignError(.invalidField, "a request has either command or query, not both", param: "query", pointer: "/query")
+            throw CampaignError(
+                .invalidField, "a request has either command or query, not both", param: "query", pointer: "/query")
         }
-        return EngineRequest(requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion, principal: principal, body: body)
+        return EngineRequest(
+            requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion,
+            principal: principal, body: body)
     }
 
     /// A principal: unknown members are refused (so a token smuggled in one never goes further);
@@ -94,16 +113,19 @@ public enum WireFormat {
         }
         let roleName = try r.string("role")
         guard let role = Role(rawValue: roleName) else {
-            throw CampaignError(.invalidFormat, "role must be viewer, editor or admin", param: "role", pointer: "/principal/role")
+            throw CampaignError(
+                .invalidFormat, "role must be viewer, editor or admin", param: "role", pointer: "/principal/role")
         }
         var scopes = Set<String>()
         for (index, item) in try r.array("scopes").enumerated() {
             guard let scope = item.stringValue, Principal.allScopes.contains(scope) else {
-                throw CampaignError(.invalidFormat, "unknown scope; scopes are \(Principal.allScopes.sorted().joined(separator: ", "))",
-                                    param: "scopes", pointer: "/principal/scopes/\(index)")
+                throw CampaignError(
+                    .invalidFormat, "unknown scope; scopes are \(Principal.allScopes.sorted().joined(separator: ", "))",
+                    param: "scopes", pointer: "/principal/scopes/\(index)")
             }
             scopes.insert(scope)
         }
-        return Principal(tenant: tenant, subject: subject, role: role, scopes: scopes, expiresAt: try r.timestamp("expiresAt"))
+        return Principal(
+            tenant: tenant, subject: subject, role: role, scopes: scopes, expiresAt: try r.timestamp("expiresAt"))
     }
 }

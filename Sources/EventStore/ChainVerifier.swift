@@ -44,7 +44,8 @@ extension EventStore {
                         let position = current.key.count == 8 ? current.key.bigEndianUInt64() : 0
                         checked += 1
                         guard position == expectedPosition else {
-                            failure = .corruptRecord(position: expectedPosition, reason: "record missing (next key is \(position))")
+                            failure = .corruptRecord(
+                                position: expectedPosition, reason: "record missing (next key is \(position))")
                             return
                         }
                         switch RecordCodec.verify(current.value, position: position, expectedPrevious: previousHash) {

@@ -58,28 +58,37 @@ final class Environment: @unchecked Sendable {
         self.readOnly = options.readOnly
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: standardPath, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw EventStoreError.cannotOpen(path: standardPath, reason: "it is a file, not a directory") }
+            guard isDirectory.boolValue else {
+                throw EventStoreError.cannotOpen(path: standardPath, reason: "it is a file, not a directory")
+            }
             guard options.readOnly || FileManager.default.isWritableFile(atPath: standardPath) else {
                 throw EventStoreError.cannotOpen(path: standardPath, reason: "the directory is not writable")
             }
         } else {
-            guard !options.readOnly else { throw EventStoreError.cannotOpen(path: standardPath, reason: "no such directory") }
+            guard !options.readOnly else {
+                throw EventStoreError.cannotOpen(path: standardPath, reason: "no such directory")
+            }
             do {
                 try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
             } catch {
-                throw EventStoreError.cannotOpen(path: standardPath, reason: "the directory cannot be created (\((error as NSError).localizedDescription))")
+                throw EventStoreError.cannotOpen(
+                    path: standardPath,
+                    reason: "the directory cannot be created (\((error as NSError).localizedDescription))")
             }
         }
 
         try Environment.openPathsLock.withLock {
-            guard !Environment.openPaths.contains(standardPath) else { throw EventStoreError.alreadyOpen(path: standardPath) }
+            guard !Environment.openPaths.contains(standardPath) else {
+                throw EventStoreError.alreadyOpen(path: standardPath)
+            }
             Environment.openPaths.insert(standardPath)
         }
         var created: OpaquePointer?
         do {
             try LMDB.checkOpening(mdb_env_create(&created), "mdb_env_create")
             try LMDB.checkOpening(mdb_env_set_maxdbs(created, 256), "mdb_env_set_maxdbs")
-            try LMDB.checkOpening(mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
+            try LMDB.checkOpening(
+                mdb_env_set_maxreaders(created, UInt32(options.maximumReaders)), "mdb_env_set_maxreaders")
             let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
             let initial = max(options.initialMapSize / pageSize, 16) * pageSize
             try LMDB.checkOpening(mdb_env_set_mapsize(created, initial), "mdb_env_set_mapsize")

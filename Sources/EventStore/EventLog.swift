@@ -51,7 +51,8 @@ struct EventLog: Sendable {
         return try txn.withCursor(streams) { cursor in
             let candidate = try cursor.seek(atLeast: upper) != nil ? try cursor.previous() : try cursor.last()
             guard let entry = candidate, entry.key.count == prefix.count + 8,
-                  entry.key.starts(with: prefix) else { return 0 }
+                entry.key.starts(with: prefix)
+            else { return 0 }
             return entry.key.bigEndianUInt64(at: prefix.count)
         }
     }
@@ -72,16 +73,23 @@ struct EventLog: Sendable {
             guard try txn.put(events, .bigEndian(position), bytes, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
                 throw EventStoreError.corruptRecord(position: position, reason: "position already taken")
             }
-            guard try txn.put(streams, EventLog.indexKey(streamId, version), .bigEndian(position),
-                              flags: UInt32(MDB_NOOVERWRITE)) else {
-                throw EventStoreError.wrongExpectedVersion(streamId: streamId, expected: .exact(current), current: version)
+            guard
+                try txn.put(
+                    streams, EventLog.indexKey(streamId, version), .bigEndian(position),
+                    flags: UInt32(MDB_NOOVERWRITE))
+            else {
+                throw EventStoreError.wrongExpectedVersion(
+                    streamId: streamId, expected: .exact(current), current: version)
             }
-            recorded.append(RecordedEvent(
-                position: position, streamId: streamId, streamVersion: version, type: event.type,
-                schemaVersion: event.schemaVersion,
-                occurredAt: Date(timeIntervalSince1970: (event.occurredAt.timeIntervalSince1970 * 1000).rounded() / 1000),
-                tenant: event.tenant, actor: event.actor, requestId: event.requestId, causationId: event.causationId,
-                payload: event.payload, previousHash: head.hash, hash: hash))
+            recorded.append(
+                RecordedEvent(
+                    position: position, streamId: streamId, streamVersion: version, type: event.type,
+                    schemaVersion: event.schemaVersion,
+                    occurredAt: Date(
+                        timeIntervalSince1970: (event.occurredAt.timeIntervalSince1970 * 1000).rounded() / 1000),
+                    tenant: event.tenant, actor: event.actor, requestId: event.requestId,
+                    causationId: event.causationId,
+                    payload: event.payload, previousHash: head.hash, hash: hash))
             head = Head(position: position, hash: hash)
         }
         return recorded
@@ -116,7 +124,8 @@ struct EventLog: Sendable {
             let start = EventLog.indexKey(streamId, version)
             var entry = backward ? try cursor.seek(atMost: start) : try cursor.seek(atLeast: start)
             while let current = entry, out.count < limit,
-                  current.key.count == prefix.count + 8, current.key.starts(with: prefix) {
+                current.key.count == prefix.count + 8, current.key.starts(with: prefix)
+            {
                 let position = current.value.bigEndianUInt64()
                 guard let event = try self.event(at: position, in: txn) else {
                     throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")

@@ -47,7 +47,8 @@ public final class EventStore: @unchecked Sendable {
             let environment = self.environment
             let core = { (name: String) throws -> MDB_dbi in
                 guard let dbi = try environment.table(named: name) else {
-                    throw EventStoreError.cannotOpen(path: environment.path, reason: "it holds no event store (no \(name) table)")
+                    throw EventStoreError.cannotOpen(
+                        path: environment.path, reason: "it holds no event store (no \(name) table)")
                 }
                 return dbi
             }
@@ -83,7 +84,8 @@ public final class EventStore: @unchecked Sendable {
         let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints", "store"]
         guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
         guard let dbi = try environment.table(named: name) else {
-            throw EventStoreError.cannotOpen(path: path, reason: "table \(name) does not exist, and a read-only store creates none")
+            throw EventStoreError.cannotOpen(
+                path: path, reason: "table \(name) does not exist, and a read-only store creates none")
         }
         return Table(name: name, dbi: dbi)
     }
@@ -106,7 +108,8 @@ public final class EventStore: @unchecked Sendable {
             let previous: [UInt8]
             if head.position == 1 {
                 previous = RecordCodec.zeroHash
-            } else if let before = try txn.withValue(log.events, .bigEndian(head.position - 1), RecordCodec.storedHash) {
+            } else if let before = try txn.withValue(log.events, .bigEndian(head.position - 1), RecordCodec.storedHash)
+            {
                 previous = before
             } else {
                 previous = []
@@ -253,7 +256,10 @@ public final class EventStore: @unchecked Sendable {
                 var current: (id: [UInt8], version: UInt64)?
                 var entry = try cursor.first()
                 while let (key, _) = entry {
-                    guard key.count > 9 else { entry = try cursor.next(); continue }
+                    guard key.count > 9 else {
+                        entry = try cursor.next()
+                        continue
+                    }
                     let id = Array(key.prefix(key.count - 9))
                     let version = key.bigEndianUInt64(at: key.count - 8)
                     if let previous = current, previous.id != id {
@@ -284,7 +290,9 @@ public final class EventStore: @unchecked Sendable {
     /// - Throws: ``EventStoreError/idempotencyKeyReused(key:)`` when the fingerprint differs.
     public func idempotentResult(key: String, fingerprint: [UInt8]) throws -> [UInt8]? {
         try environment.read { txn in
-            if case let .replay(result) = try idempotency.lookup(key, fingerprint: fingerprint, in: txn) { return result }
+            if case let .replay(result) = try idempotency.lookup(key, fingerprint: fingerprint, in: txn) {
+                return result
+            }
             return nil
         }
     }
@@ -313,7 +321,9 @@ public final class EventStore: @unchecked Sendable {
     // MARK: - Committing
 
     private func commitBatch(_ jobs: [GroupCommitter.Job]) throws -> [Result<AppendOutcome, Error>] {
-        if let reason = writesRefused { return jobs.map { _ in .failure(EventStoreError.writesRefused(reason: reason)) } }
+        if let reason = writesRefused {
+            return jobs.map { _ in .failure(EventStoreError.writesRefused(reason: reason)) }
+        }
         do {
             return try commitBatchTransaction(jobs)
         } catch let EventStoreError.corrupted(message) {
@@ -352,8 +362,9 @@ public final class EventStore: @unchecked Sendable {
     /// rejected request leaves the batch's transaction untouched.
     private func check(_ request: AppendRequest, in txn: Txn) throws -> Plan {
         if let claim = request.idempotency,
-           case let .replay(stored) = try idempotency.lookup(claim.key, fingerprint: claim.fingerprint, in: txn),
-           !claim.replacesStoredResult {
+            case let .replay(stored) = try idempotency.lookup(claim.key, fingerprint: claim.fingerprint, in: txn),
+            !claim.replacesStoredResult
+        {
             return .replay(stored)
         }
         var seen = Set<String>()
@@ -387,14 +398,16 @@ public final class EventStore: @unchecked Sendable {
         }
         var receipt = AppendReceipt(events: [], streamVersions: [:])
         for (stream, current) in zip(request.streams, currentVersions) {
-            let recorded = try log.append(stream.events, to: stream.streamId, fromVersion: current, head: &head, in: writer.txn)
+            let recorded = try log.append(
+                stream.events, to: stream.streamId, fromVersion: current, head: &head, in: writer.txn)
             receipt.events.append(contentsOf: recorded)
             receipt.streamVersions[stream.streamId] = current + UInt64(stream.events.count)
         }
         for release in request.releases { try unique.release(release, in: writer.txn) }
         for claim in request.claims { try unique.take(claim, in: writer.txn) }
         if let claim = request.idempotency {
-            try idempotency.record(claim.key, fingerprint: claim.fingerprint, result: claim.result(receipt), in: writer.txn)
+            try idempotency.record(
+                claim.key, fingerprint: claim.fingerprint, result: claim.result(receipt), in: writer.txn)
         }
         try request.afterAppend?(writer, receipt)
         return .appended(receipt)

@@ -26,9 +26,10 @@ enum RecordCodec {
         _ event: NewEvent, position: UInt64, streamId: String, streamVersion: UInt64, previousHash: [UInt8]
     ) throws -> (bytes: [UInt8], hash: [UInt8]) {
         var out = [UInt8]()
-        out.reserveCapacity(27 + 6 * 2 + streamId.utf8.count + event.type.utf8.count + event.tenant.utf8.count
-            + event.actor.utf8.count + event.requestId.utf8.count + event.causationId.utf8.count
-            + 4 + event.payload.count + 64)
+        out.reserveCapacity(
+            27 + 6 * 2 + streamId.utf8.count + event.type.utf8.count + event.tenant.utf8.count
+                + event.actor.utf8.count + event.requestId.utf8.count + event.causationId.utf8.count
+                + 4 + event.payload.count + 64)
         out.append(formatVersion)
         out.appendBigEndian(position)
         out.appendBigEndian(streamVersion)
@@ -36,7 +37,9 @@ enum RecordCodec {
         out.appendBigEndian(event.schemaVersion)
         for field in [streamId, event.type, event.tenant, event.actor, event.requestId, event.causationId] {
             let utf8 = Array(field.utf8)
-            guard utf8.count <= Int(UInt16.max) else { throw EventStoreError.invalidKey("field longer than 65535 bytes") }
+            guard utf8.count <= Int(UInt16.max) else {
+                throw EventStoreError.invalidKey("field longer than 65535 bytes")
+            }
             out.appendBigEndian(UInt16(utf8.count))
             out.append(contentsOf: utf8)
         }
@@ -58,7 +61,8 @@ enum RecordCodec {
         func fail(_ reason: String) -> EventStoreError { .corruptRecord(position: position, reason: reason) }
         guard let format = reader.u8(), format == formatVersion else { throw fail("unknown record format") }
         guard let storedPosition = reader.u64(), let version = reader.u64(), let millis = reader.u64(),
-              let schema = reader.u16() else { throw fail("truncated header") }
+            let schema = reader.u16()
+        else { throw fail("truncated header") }
         var strings = [String]()
         for _ in 0..<6 {
             guard let length = reader.u16(), let raw = reader.bytes(Int(length)) else { throw fail("truncated field") }
@@ -66,7 +70,7 @@ enum RecordCodec {
             strings.append(text)
         }
         guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
-              let previous = reader.bytes(hashSize), let hash = reader.bytes(hashSize), reader.isAtEnd
+            let previous = reader.bytes(hashSize), let hash = reader.bytes(hashSize), reader.isAtEnd
         else { throw fail("truncated payload or hashes") }
         return RecordedEvent(
             position: storedPosition, streamId: strings[0], streamVersion: version, type: strings[1],
@@ -79,8 +83,12 @@ enum RecordCodec {
     /// Checks one stored record against the chain: the hash it stores must be SHA-256 of the
     /// previous hash it stores and its canonical bytes, and its previous hash must be `expectedPrevious`.
     /// Returns the record's hash, or a reason it is bad.
-    static func verify(_ bytes: UnsafeRawBufferPointer, position: UInt64, expectedPrevious: [UInt8]) -> Result<[UInt8], EventStoreError> {
-        func bad(_ reason: String) -> Result<[UInt8], EventStoreError> { .failure(.corruptRecord(position: position, reason: reason)) }
+    static func verify(
+        _ bytes: UnsafeRawBufferPointer, position: UInt64, expectedPrevious: [UInt8]
+    ) -> Result<[UInt8], EventStoreError> {
+        func bad(_ reason: String) -> Result<[UInt8], EventStoreError> {
+            .failure(.corruptRecord(position: position, reason: reason))
+        }
         guard bytes.count >= 27 + 12 + 4 + 2 * hashSize else { return bad("record too short") }
         guard bytes[0] == formatVersion else { return bad("unknown record format") }
         var reader = ByteReader(bytes)
@@ -89,7 +97,9 @@ enum RecordCodec {
         let canonicalCount = bytes.count - 2 * hashSize
         let previous = UnsafeRawBufferPointer(rebasing: bytes[canonicalCount..<(canonicalCount + hashSize)])
         let stored = UnsafeRawBufferPointer(rebasing: bytes[(canonicalCount + hashSize)...])
-        guard previous.elementsEqual(expectedPrevious) else { return bad("previous hash does not match the record before") }
+        guard previous.elementsEqual(expectedPrevious) else {
+            return bad("previous hash does not match the record before")
+        }
         var hasher = SHA256()
         hasher.update(previous)
         hasher.update(UnsafeRawBufferPointer(rebasing: bytes[0..<canonicalCount]))

@@ -107,8 +107,10 @@ struct Cursor {
         }
         if code == MDB_NOTFOUND { return nil }
         try LMDB.check(code, "mdb_cursor_get")
-        return (UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
-                UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        return (
+            UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size),
+            UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+        )
     }
 
     func first() throws -> Entry? { try move(MDB_FIRST) }

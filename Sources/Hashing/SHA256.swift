@@ -72,7 +72,9 @@ public struct SHA256: Sendable {
         tail.withUnsafeMutableBufferPointer { buffer in
             for index in 0..<count { buffer[index] = pending[index] }
             buffer[count] = 0x80
-            for index in 0..<8 { buffer[buffer.count - 1 - index] = UInt8(truncatingIfNeeded: bitLength >> UInt64(index * 8)) }
+            for index in 0..<8 {
+                buffer[buffer.count - 1 - index] = UInt8(truncatingIfNeeded: bitLength >> UInt64(index * 8))
+            }
         }
         tail.withUnsafeBytes { buffer in
             for block in 0..<blocks { compress(buffer.baseAddress! + block * 64) }
@@ -97,7 +99,14 @@ public struct SHA256: Sendable {
     /// project's 2-core machine, which bounds `verify` (see README, benchmarks).
     private mutating func compress(_ block: UnsafeRawPointer) {
         let k = SHA256.constants
-        var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
+        var a = h0
+        var b = h1
+        var c = h2
+        var d = h3
+        var e = h4
+        var f = h5
+        var g = h6
+        var h = h7
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 16) { w in
             for i in 0..<16 { w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)) }
             for i in 0..<64 {
@@ -105,7 +114,8 @@ public struct SHA256: Sendable {
                 if i < 16 {
                     word = w[i]
                 } else {
-                    let x = w[(i - 15) & 15], y = w[(i - 2) & 15]
+                    let x = w[(i - 15) & 15]
+                    let y = w[(i - 2) & 15]
                     let s0 = Self.rotr(x, 7) ^ Self.rotr(x, 18) ^ (x >> 3)
                     let s1 = Self.rotr(y, 17) ^ Self.rotr(y, 19) ^ (y >> 10)
                     word = w[i & 15] &+ s0 &+ w[(i - 7) & 15] &+ s1
@@ -114,12 +124,24 @@ public struct SHA256: Sendable {
                 let s1 = Self.rotr(e, 6) ^ Self.rotr(e, 11) ^ Self.rotr(e, 25)
                 let t1 = h &+ s1 &+ ((e & f) ^ (~e & g)) &+ k[i] &+ word
                 let t2 = (Self.rotr(a, 2) ^ Self.rotr(a, 13) ^ Self.rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
-                h = g; g = f; f = e; e = d &+ t1
-                d = c; c = b; b = a; a = t1 &+ t2
+                h = g
+                g = f
+                f = e
+                e = d &+ t1
+                d = c
+                c = b
+                b = a
+                a = t1 &+ t2
             }
         }
-        h0 &+= a; h1 &+= b; h2 &+= c; h3 &+= d
-        h4 &+= e; h5 &+= f; h6 &+= g; h7 &+= h
+        h0 &+= a
+        h1 &+= b
+        h2 &+= c
+        h3 &+= d
+        h4 &+= e
+        h5 &+= f
+        h6 &+= g
+        h7 &+= h
     }
 
     /// The round constants in a buffer that lives as long as the process (read-only, so sharing

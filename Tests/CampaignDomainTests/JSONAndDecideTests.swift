@@ -57,7 +57,10 @@ import Testing
         #expect(Timestamp.parse("2026-12-01T00:00:00.250Z") == Date(timeIntervalSince1970: 1_796_083_200.25))
         #expect(Timestamp.parse("2026-12-01", allowDateOnly: true) == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01") == nil)
-        for bad in ["2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01 00:00:00Z", "2026-12-01T00:00:00", "tomorrow"] {
+        for bad in [
+            "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01 00:00:00Z",
+            "2026-12-01T00:00:00", "tomorrow",
+        ] {
             #expect(Timestamp.parse(bad) == nil, "\(bad)")
         }
     }
@@ -73,29 +76,38 @@ import Testing
 @Suite struct CampaignDecideTests {
     let now = Timestamp.parse("2026-11-21T10:00:00Z")!
     var segment: SegmentState {
-        SegmentState(id: "seg_1", name: "All", rules: .null, status: .active, createdAt: now, updatedAt: now, version: 1)
+        SegmentState(
+            id: "seg_1", name: "All", rules: .null, status: .active, createdAt: now, updatedAt: now, version: 1)
     }
 
     func state(_ events: [(String, [String: JSON])]) -> CampaignState? {
         var state: CampaignState?
         for (index, (type, payload)) in events.enumerated() {
-            state = Campaign.evolve(state, EventRecord(type: type, payload: .object(payload), occurredAt: now, version: UInt64(index + 1)))
+            state = Campaign.evolve(
+                state, EventRecord(type: type, payload: .object(payload), occurredAt: now, version: UInt64(index + 1)))
         }
         return state
     }
 
     var draftWithSegment: CampaignState? {
-        state([("campaign.created", ["campaignId": .string("cmp_1"), "name": .string("Spring"), "channel": .string("email")]),
-               ("campaign.segmentAttached", ["campaignId": .string("cmp_1"), "segmentId": .string("seg_1")])])
+        state([
+            (
+                "campaign.created",
+                ["campaignId": .string("cmp_1"), "name": .string("Spring"), "channel": .string("email")]
+            ),
+            ("campaign.segmentAttached", ["campaignId": .string("cmp_1"), "segmentId": .string("seg_1")]),
+        ])
     }
 
     @Test func schedulingInThePastIsInvalidSchedule() {
         let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment])
         #expect(throws: CampaignError.self) {
-            try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+            try Campaign.decide(
+                .campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
         }
         do {
-            _ = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+            _ = try Campaign.decide(
+                .campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
         } catch { #expect(error.code == .invalidSchedule && error.pointer == "/payload/sendAt") }
     }
 
@@ -103,37 +115,47 @@ import Testing
         var archived = segment
         archived.status = .archived
         do {
-            _ = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now + 60), state: draftWithSegment,
-                                    context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": archived]))
+            _ = try Campaign.decide(
+                .campaignSchedule(campaignId: "cmp_1", sendAt: now + 60), state: draftWithSegment,
+                context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": archived]))
             Issue.record("expected SEGMENT_REQUIRED")
         } catch { #expect(error.code == .segmentRequired) }
     }
 
     @Test func schedulingEmitsOneEventAndEvolvesToScheduled() throws {
-        let decision = try Campaign.decide(.campaignSchedule(campaignId: "cmp_1", sendAt: now + 3600), state: draftWithSegment,
-                                           context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment]))
+        let decision = try Campaign.decide(
+            .campaignSchedule(campaignId: "cmp_1", sendAt: now + 3600), state: draftWithSegment,
+            context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment]))
         #expect(decision.events.map(\.type) == ["campaign.scheduled"])
-        let after = Campaign.evolve(draftWithSegment, EventRecord(type: "campaign.scheduled", payload: decision.events[0].payload, occurredAt: now, version: 3))
+        let after = Campaign.evolve(
+            draftWithSegment,
+            EventRecord(type: "campaign.scheduled", payload: decision.events[0].payload, occurredAt: now, version: 3))
         #expect(after?.status == .scheduled && after?.sendAt == now + 3600 && after?.version == 3)
     }
 
     @Test func archivingReleasesTheNameAndRenamingMovesIt() throws {
         let context = DecisionContext(now: now, tenant: "acme")
-        let archive = try Campaign.decide(.campaignTransition(.archive, campaignId: "cmp_1"), state: draftWithSegment, context: context)
+        let archive = try Campaign.decide(
+            .campaignTransition(.archive, campaignId: "cmp_1"), state: draftWithSegment, context: context)
         #expect(archive.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "Spring")])
-        let rename = try Campaign.decide(.campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil), state: draftWithSegment, context: context)
+        let rename = try Campaign.decide(
+            .campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil), state: draftWithSegment,
+            context: context)
         #expect(rename.reservations.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "summer")])
         #expect(rename.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "SPRING")])
     }
 
     @Test func contactEventsCarryACommitmentAndNoPersonalValues() throws {
-        let input = ContactInput(contactId: "ctc_1", attributes: ["email": .string("ann@example.com"), "age": .number(41)])
-        let decision = try Contact.decideUpsert(input, state: nil, currentValues: [:],
-                                                context: DecisionContext(now: now, tenant: "acme", salt: "00112233445566778899aabbccddeeff"))
+        let input = ContactInput(
+            contactId: "ctc_1", attributes: ["email": .string("ann@example.com"), "age": .number(41)])
+        let decision = try Contact.decideUpsert(
+            input, state: nil, currentValues: [:],
+            context: DecisionContext(now: now, tenant: "acme", salt: "00112233445566778899aabbccddeeff"))
         let text = decision.events[0].payload.text
         #expect(!text.contains("ann@example.com") && !text.contains("41"))
-        #expect(decision.events[0].payload["commitment"]?.stringValue
-            == Contact.commitment(values: input.attributes, salt: "00112233445566778899aabbccddeeff"))
+        #expect(
+            decision.events[0].payload["commitment"]?.stringValue
+                == Contact.commitment(values: input.attributes, salt: "00112233445566778899aabbccddeeff"))
         #expect(decision.personalData.first?.values == input.attributes)
     }
 }

@@ -25,7 +25,9 @@ import Testing
     }
 
     @Test func blueskyCountsGraphemeClustersSoFlagsAndFamiliesCountOnce() {
-        let flag = "🇫🇷", family = "👨‍👩‍👧", accented = "e\u{301}"
+        let flag = "🇫🇷"
+        let family = "👨‍👩‍👧"
+        let accented = "e\u{301}"
         for cluster in [flag, family, accented] {
             #expect(problems("bluesky", String(repeating: cluster, count: 300)).isEmpty, "\(cluster) × 300")
             #expect(problems("bluesky", String(repeating: cluster, count: 301)).count == 1, "\(cluster) × 301")
@@ -34,7 +36,9 @@ import Testing
 
     @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {
         #expect(problems("x", String(repeating: "🇫🇷", count: 140)).isEmpty)
-        #expect(problems("x", String(repeating: "🇫🇷", count: 141)).first?.message == "x allows 280 characters; this text has 282")
+        #expect(
+            problems("x", String(repeating: "🇫🇷", count: 141)).first?.message
+                == "x allows 280 characters; this text has 282")
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 100)).isEmpty)
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
     }
@@ -50,10 +54,16 @@ import Testing
     }
 
     @Test func mediaCountsAtTheLimitPassAndOneOverFails() {
-        let limits = ["x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 10, "bluesky": 4, "mastodon": 4, "tiktok": 35]
+        let limits = [
+            "x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 10, "bluesky": 4, "mastodon": 4,
+            "tiktok": 35,
+        ]
         for (platform, limit) in limits {
             #expect(problems(platform, "t", Array(repeating: image, count: limit)).isEmpty, "\(platform) at \(limit)")
-            #expect(problems(platform, "t", Array(repeating: image, count: limit + 1)).map(\.pointer) == ["/payload/media/\(limit)"], "\(platform)")
+            #expect(
+                problems(platform, "t", Array(repeating: image, count: limit + 1)).map(\.pointer) == [
+                    "/payload/media/\(limit)"
+                ], "\(platform)")
         }
     }
 
@@ -76,7 +86,11 @@ import Testing
 
     @Test func aHundredThousandContactsSplitWithinOnePercentOfTheWeights() {
         var counts = [String: Int]()
-        for n in 0..<100_000 { counts[Experiment.assign(experimentId: "exp_split", contactId: "ctc_\(n)", variants: variants), default: 0] += 1 }
+        for n in 0..<100_000 {
+            counts[
+                Experiment.assign(experimentId: "exp_split", contactId: "ctc_\(n)", variants: variants), default: 0] +=
+                1
+        }
         for variant in variants {
             let share = Double(counts[variant.key] ?? 0) / 100_000
             #expect(abs(share - Double(variant.weight) / 100) < 0.01, "\(variant.key): \(share)")
@@ -93,7 +107,9 @@ import Testing
     /// Pinned values: the assignment is a pure function of the ids (SHA-256), so it is the same in
     /// every process, on every machine and after every restart. These must never change.
     @Test func assignmentIsStableAcrossProcesses() {
-        let pinned = (0..<8).map { Experiment.assign(experimentId: "exp_pinned", contactId: "ctc_\($0)", variants: variants) }
+        let pinned = (0..<8).map {
+            Experiment.assign(experimentId: "exp_pinned", contactId: "ctc_\($0)", variants: variants)
+        }
         // Computed independently: Python, int.from_bytes(sha256(b"exp_pinned:ctc_N").digest()[:8], "big") % 10000.
         #expect(pinned == ["control", "control", "control", "control", "control", "b", "control", "b"])
     }

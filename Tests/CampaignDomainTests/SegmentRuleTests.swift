@@ -31,14 +31,28 @@ private let n = JSON.number
 
 let operatorCases: [OperatorCase] = [
     // string
-    .init(field: "country", op: "eq", value: s("FR"), matching: ["country": s("fr")], notMatching: ["country": s("DE")]),
-    .init(field: "country", op: "neq", value: s("FR"), matching: ["country": s("DE")], notMatching: ["country": s("FR")]),
-    .init(field: "email", op: "contains", value: s("@acme"), matching: ["email": s("a@ACME.com")], notMatching: ["email": s("a@b.com")]),
-    .init(field: "email", op: "not_contains", value: s("@acme"), matching: ["email": s("a@b.com")], notMatching: ["email": s("x@acme.io")]),
-    .init(field: "first_name", op: "starts_with", value: s("an"), matching: ["first_name": s("Anna")], notMatching: ["first_name": s("Joan")]),
-    .init(field: "email", op: "ends_with", value: s(".fr"), matching: ["email": s("a@b.FR")], notMatching: ["email": s("a@b.de")]),
-    .init(field: "city", op: "in", value: .array([s("Paris"), s("Lyon")]), matching: ["city": s("lyon")], notMatching: ["city": s("Nice")]),
-    .init(field: "city", op: "not_in", value: .array([s("Paris")]), matching: ["city": s("Nice")], notMatching: ["city": s("Paris")]),
+    .init(
+        field: "country", op: "eq", value: s("FR"), matching: ["country": s("fr")], notMatching: ["country": s("DE")]),
+    .init(
+        field: "country", op: "neq", value: s("FR"), matching: ["country": s("DE")], notMatching: ["country": s("FR")]),
+    .init(
+        field: "email", op: "contains", value: s("@acme"), matching: ["email": s("a@ACME.com")],
+        notMatching: ["email": s("a@b.com")]),
+    .init(
+        field: "email", op: "not_contains", value: s("@acme"), matching: ["email": s("a@b.com")],
+        notMatching: ["email": s("x@acme.io")]),
+    .init(
+        field: "first_name", op: "starts_with", value: s("an"), matching: ["first_name": s("Anna")],
+        notMatching: ["first_name": s("Joan")]),
+    .init(
+        field: "email", op: "ends_with", value: s(".fr"), matching: ["email": s("a@b.FR")],
+        notMatching: ["email": s("a@b.de")]),
+    .init(
+        field: "city", op: "in", value: .array([s("Paris"), s("Lyon")]), matching: ["city": s("lyon")],
+        notMatching: ["city": s("Nice")]),
+    .init(
+        field: "city", op: "not_in", value: .array([s("Paris")]), matching: ["city": s("Nice")],
+        notMatching: ["city": s("Paris")]),
     .init(field: "city", op: "exists", value: nil, matching: ["city": s("Nice")], notMatching: [:]),
     .init(field: "city", op: "not_exists", value: nil, matching: [:], notMatching: ["city": s("Nice")]),
     // number
@@ -48,36 +62,68 @@ let operatorCases: [OperatorCase] = [
     .init(field: "age", op: "gte", value: n(30), matching: ["age": n(30)], notMatching: ["age": n(29)]),
     .init(field: "age", op: "lt", value: n(30), matching: ["age": n(29)], notMatching: ["age": n(30)]),
     .init(field: "age", op: "lte", value: n(30), matching: ["age": n(30)], notMatching: ["age": n(31)]),
-    .init(field: "lifetime_value", op: "between", value: .array([n(10), n(20)]), matching: ["lifetime_value": n(20)], notMatching: ["lifetime_value": n(20.5)]),
-    .init(field: "age", op: "in", value: .array([n(18), n(21)]), matching: ["age": n(21)], notMatching: ["age": n(19)]),
+    .init(
+        field: "lifetime_value", op: "between", value: .array([n(10), n(20)]), matching: ["lifetime_value": n(20)],
+        notMatching: ["lifetime_value": n(20.5)]),
+    .init(
+        field: "age", op: "in", value: .array([n(18), n(21)]), matching: ["age": n(21)], notMatching: ["age": n(19)]),
     .init(field: "age", op: "not_in", value: .array([n(18)]), matching: ["age": n(19)], notMatching: ["age": n(18)]),
     .init(field: "age", op: "exists", value: nil, matching: ["age": n(1)], notMatching: ["age": .null]),
     .init(field: "age", op: "not_exists", value: nil, matching: ["email": s("x")], notMatching: ["age": n(1)]),
     // boolean
-    .init(field: "subscribed", op: "eq", value: .bool(true), matching: ["subscribed": .bool(true)], notMatching: ["subscribed": .bool(false)]),
-    .init(field: "subscribed", op: "neq", value: .bool(true), matching: ["subscribed": .bool(false)], notMatching: ["subscribed": .bool(true)]),
+    .init(
+        field: "subscribed", op: "eq", value: .bool(true), matching: ["subscribed": .bool(true)],
+        notMatching: ["subscribed": .bool(false)]),
+    .init(
+        field: "subscribed", op: "neq", value: .bool(true), matching: ["subscribed": .bool(false)],
+        notMatching: ["subscribed": .bool(true)]),
     .init(field: "subscribed", op: "exists", value: nil, matching: ["subscribed": .bool(false)], notMatching: [:]),
     .init(field: "subscribed", op: "not_exists", value: nil, matching: [:], notMatching: ["subscribed": .bool(false)]),
     // date
-    .init(field: "signed_up_at", op: "eq", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-03-01T23:59:00Z")], notMatching: ["signed_up_at": s("2026-03-02T00:00:00Z")]),
-    .init(field: "signed_up_at", op: "before", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-02-28")], notMatching: ["signed_up_at": s("2026-03-01")]),
-    .init(field: "signed_up_at", op: "after", value: s("2026-03-01T00:00:00Z"), matching: ["signed_up_at": s("2026-03-01T00:00:01Z")], notMatching: ["signed_up_at": s("2026-03-01")]),
-    .init(field: "signed_up_at", op: "between", value: .array([s("2026-01-01"), s("2026-01-31")]), matching: ["signed_up_at": s("2026-01-31")], notMatching: ["signed_up_at": s("2026-02-01")]),
-    .init(field: "last_seen_at", op: "within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-15T12:00:00Z")], notMatching: ["last_seen_at": s("2026-11-14T11:59:59Z")]),
-    .init(field: "last_seen_at", op: "not_within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-01")], notMatching: ["last_seen_at": s("2026-11-20")]),
-    .init(field: "last_seen_at", op: "exists", value: nil, matching: ["last_seen_at": s("2026-11-01")], notMatching: [:]),
-    .init(field: "last_seen_at", op: "not_exists", value: nil, matching: [:], notMatching: ["last_seen_at": s("2026-11-01")]),
+    .init(
+        field: "signed_up_at", op: "eq", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-03-01T23:59:00Z")],
+        notMatching: ["signed_up_at": s("2026-03-02T00:00:00Z")]),
+    .init(
+        field: "signed_up_at", op: "before", value: s("2026-03-01"), matching: ["signed_up_at": s("2026-02-28")],
+        notMatching: ["signed_up_at": s("2026-03-01")]),
+    .init(
+        field: "signed_up_at", op: "after", value: s("2026-03-01T00:00:00Z"),
+        matching: ["signed_up_at": s("2026-03-01T00:00:01Z")], notMatching: ["signed_up_at": s("2026-03-01")]),
+    .init(
+        field: "signed_up_at", op: "between", value: .array([s("2026-01-01"), s("2026-01-31")]),
+        matching: ["signed_up_at": s("2026-01-31")], notMatching: ["signed_up_at": s("2026-02-01")]),
+    .init(
+        field: "last_seen_at", op: "within_last_days", value: n(7),
+        matching: ["last_seen_at": s("2026-11-15T12:00:00Z")], notMatching: ["last_seen_at": s("2026-11-14T11:59:59Z")]),
+    .init(
+        field: "last_seen_at", op: "not_within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-01")],
+        notMatching: ["last_seen_at": s("2026-11-20")]),
+    .init(
+        field: "last_seen_at", op: "exists", value: nil, matching: ["last_seen_at": s("2026-11-01")], notMatching: [:]),
+    .init(
+        field: "last_seen_at", op: "not_exists", value: nil, matching: [:],
+        notMatching: ["last_seen_at": s("2026-11-01")]),
     // enum
     .init(field: "plan", op: "eq", value: s("pro"), matching: ["plan": s("pro")], notMatching: ["plan": s("free")]),
     .init(field: "plan", op: "neq", value: s("pro"), matching: ["plan": s("free")], notMatching: ["plan": s("pro")]),
-    .init(field: "tier", op: "in", value: .array([s("gold")]), matching: ["tier": s("gold")], notMatching: ["tier": s("silver")]),
-    .init(field: "tier", op: "not_in", value: .array([s("gold")]), matching: ["tier": s("silver")], notMatching: ["tier": s("gold")]),
+    .init(
+        field: "tier", op: "in", value: .array([s("gold")]), matching: ["tier": s("gold")],
+        notMatching: ["tier": s("silver")]),
+    .init(
+        field: "tier", op: "not_in", value: .array([s("gold")]), matching: ["tier": s("silver")],
+        notMatching: ["tier": s("gold")]),
     .init(field: "plan", op: "exists", value: nil, matching: ["plan": s("free")], notMatching: [:]),
     .init(field: "plan", op: "not_exists", value: nil, matching: [:], notMatching: ["plan": s("free")]),
     // list
-    .init(field: "tags", op: "includes", value: s("vip"), matching: ["tags": .array([s("VIP"), s("b")])], notMatching: ["tags": .array([s("b")])]),
-    .init(field: "tags", op: "includes_all", value: .array([s("a"), s("b")]), matching: ["tags": .array([s("a"), s("b"), s("c")])], notMatching: ["tags": .array([s("a")])]),
-    .init(field: "tags", op: "excludes", value: s("vip"), matching: ["tags": .array([s("a")])], notMatching: ["tags": .array([s("vip")])]),
+    .init(
+        field: "tags", op: "includes", value: s("vip"), matching: ["tags": .array([s("VIP"), s("b")])],
+        notMatching: ["tags": .array([s("b")])]),
+    .init(
+        field: "tags", op: "includes_all", value: .array([s("a"), s("b")]),
+        matching: ["tags": .array([s("a"), s("b"), s("c")])], notMatching: ["tags": .array([s("a")])]),
+    .init(
+        field: "tags", op: "excludes", value: s("vip"), matching: ["tags": .array([s("a")])],
+        notMatching: ["tags": .array([s("vip")])]),
     .init(field: "tags", op: "exists", value: nil, matching: ["tags": .array([])], notMatching: [:]),
     .init(field: "tags", op: "not_exists", value: nil, matching: [:], notMatching: ["tags": .array([s("a")])]),
 ]
@@ -87,7 +133,9 @@ let operatorCases: [OperatorCase] = [
         var covered = Set<String>()
         for item in operatorCases { covered.insert("\(schema.fields[item.field]!.name).\(item.op)") }
         for type in [FieldType.string, .number, .boolean, .date, .enumeration(["x"]), .list] {
-            for op in type.operators { #expect(covered.contains("\(type.name).\(op)"), "no case for \(type.name) \(op)") }
+            for op in type.operators {
+                #expect(covered.contains("\(type.name).\(op)"), "no case for \(type.name) \(op)")
+            }
         }
     }
 
@@ -105,10 +153,12 @@ let operatorCases: [OperatorCase] = [
     }
 
     @Test func groupsCombineWithAllAndAny() throws {
-        let tree = try SegmentRule.parse(try JSON.parse(#"""
-            {"all":[{"field":"subscribed","operator":"eq","value":true},
-                    {"any":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"gte","value":65}]}]}
-            """#), schema: schema, at: "/rules")
+        let tree = try SegmentRule.parse(
+            try JSON.parse(
+                #"""
+                {"all":[{"field":"subscribed","operator":"eq","value":true},
+                        {"any":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"gte","value":65}]}]}
+                """#), schema: schema, at: "/rules")
         #expect(tree.matches(["subscribed": .bool(true), "country": s("FR")], schema: schema, now: now))
         #expect(tree.matches(["subscribed": .bool(true), "age": n(70)], schema: schema, now: now))
         #expect(!tree.matches(["subscribed": .bool(true), "age": n(30)], schema: schema, now: now))
@@ -126,7 +176,8 @@ let operatorCases: [OperatorCase] = [
     }
 
     static let deep = #"{"all":[{"any":[{"all":[{"any":[{"field":"age","operator":"exists"}]}]}]}]}"#
-    static let tooMany = #"{"any":["# + (0...100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
+    static let tooMany =
+        #"{"any":["# + (0...100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
 
     static let ruleErrors: [RuleErrorCase] = [
         .init(name: "not an object", rules: "[1]", code: .invalidSegmentRule, pointer: "/rules"),
@@ -136,20 +187,50 @@ let operatorCases: [OperatorCase] = [
         .init(name: "empty group", rules: #"{"any":[]}"#, code: .invalidSegmentRule, pointer: "/rules/any"),
         .init(name: "depth over 3", rules: deep, code: .invalidSegmentRule, pointer: "/rules/all/0/any/0/all/0"),
         .init(name: "over 100 conditions", rules: tooMany, code: .invalidSegmentRule, pointer: "/rules/any/100"),
-        .init(name: "condition without operator", rules: #"{"all":[{"field":"age","value":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0"),
-        .init(name: "extra key in condition", rules: #"{"all":[{"field":"age","operator":"eq","value":1,"x":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/x"),
-        .init(name: "unknown field", rules: #"{"all":[{"field":"shoe_size","operator":"eq","value":1}]}"#, code: .unknownField, pointer: "/rules/all/0/field"),
-        .init(name: "operator for another type", rules: #"{"all":[{"field":"tags","operator":"gt","value":1}]}"#, code: .invalidOperator, pointer: "/rules/all/0/operator"),
-        .init(name: "unknown operator", rules: #"{"all":[{"field":"age","operator":"approx","value":1}]}"#, code: .invalidOperator, pointer: "/rules/all/0/operator"),
-        .init(name: "string for a number", rules: #"{"all":[{"field":"age","operator":"gt","value":"30"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "missing value", rules: #"{"all":[{"field":"age","operator":"gt"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0"),
-        .init(name: "value on exists", rules: #"{"all":[{"field":"age","operator":"exists","value":1}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "between with one bound", rules: #"{"all":[{"field":"age","operator":"between","value":[1]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "between reversed", rules: #"{"all":[{"field":"age","operator":"between","value":[9,1]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "empty in list", rules: #"{"all":[{"field":"city","operator":"in","value":[]}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "bad date", rules: #"{"all":[{"field":"signed_up_at","operator":"before","value":"yesterday"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "fractional days", rules: #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":1.5}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
-        .init(name: "enum value outside the list", rules: #"{"all":[{"field":"plan","operator":"eq","value":"platinum"}]}"#, code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "condition without operator", rules: #"{"all":[{"field":"age","value":1}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0"),
+        .init(
+            name: "extra key in condition", rules: #"{"all":[{"field":"age","operator":"eq","value":1,"x":1}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/x"),
+        .init(
+            name: "unknown field", rules: #"{"all":[{"field":"shoe_size","operator":"eq","value":1}]}"#,
+            code: .unknownField, pointer: "/rules/all/0/field"),
+        .init(
+            name: "operator for another type", rules: #"{"all":[{"field":"tags","operator":"gt","value":1}]}"#,
+            code: .invalidOperator, pointer: "/rules/all/0/operator"),
+        .init(
+            name: "unknown operator", rules: #"{"all":[{"field":"age","operator":"approx","value":1}]}"#,
+            code: .invalidOperator, pointer: "/rules/all/0/operator"),
+        .init(
+            name: "string for a number", rules: #"{"all":[{"field":"age","operator":"gt","value":"30"}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "missing value", rules: #"{"all":[{"field":"age","operator":"gt"}]}"#, code: .invalidSegmentRule,
+            pointer: "/rules/all/0"),
+        .init(
+            name: "value on exists", rules: #"{"all":[{"field":"age","operator":"exists","value":1}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "between with one bound", rules: #"{"all":[{"field":"age","operator":"between","value":[1]}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "between reversed", rules: #"{"all":[{"field":"age","operator":"between","value":[9,1]}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "empty in list", rules: #"{"all":[{"field":"city","operator":"in","value":[]}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "bad date", rules: #"{"all":[{"field":"signed_up_at","operator":"before","value":"yesterday"}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "fractional days",
+            rules: #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":1.5}]}"#,
+            code: .invalidSegmentRule, pointer: "/rules/all/0/value"),
+        .init(
+            name: "enum value outside the list",
+            rules: #"{"all":[{"field":"plan","operator":"eq","value":"platinum"}]}"#, code: .invalidSegmentRule,
+            pointer: "/rules/all/0/value"),
     ]
 
     @Test(arguments: ruleErrors)
@@ -166,7 +247,8 @@ let operatorCases: [OperatorCase] = [
     @Test func threeLevelsAndAHundredConditionsAreAllowed() throws {
         let atDepth = #"{"all":[{"any":[{"all":[{"field":"age","operator":"exists"}]}]}]}"#
         #expect(try SegmentRule.parse(try JSON.parse(atDepth), schema: schema, at: "").conditionCount == 1)
-        let hundred = #"{"any":["# + (0..<100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
+        let hundred =
+            #"{"any":["# + (0..<100).map { _ in #"{"field":"age","operator":"exists"}"# }.joined(separator: ",") + "]}"
         #expect(try SegmentRule.parse(try JSON.parse(hundred), schema: schema, at: "").conditionCount == 100)
     }
 
@@ -179,7 +261,8 @@ let operatorCases: [OperatorCase] = [
         #expect(within.nextChange(past, after: now) == Timestamp.parse("2026-11-27T12:00:00.001Z"))
         for (values, at) in [(future, "2026-11-29T00:00:00Z"), (past, "2026-11-27T12:00:00.001Z")] {
             let boundary = Timestamp.parse(at)!
-            #expect(within.matches(values, schema: schema, now: boundary.addingTimeInterval(-0.001))
+            #expect(
+                within.matches(values, schema: schema, now: boundary.addingTimeInterval(-0.001))
                     != within.matches(values, schema: schema, now: boundary))
         }
         // Once the window has closed, and without the field, time changes nothing.
@@ -187,10 +270,12 @@ let operatorCases: [OperatorCase] = [
         #expect(within.nextChange([:], after: now) == nil)
         #expect(try rule("last_seen_at", "after", .string("2026-11-25")).nextChange(future, after: now) == nil)
         // In a tree, the earliest of its conditions' boundaries.
-        let tree = try SegmentRule.parse(try JSON.parse(#"""
-            {"any": [{"field": "last_seen_at", "operator": "not_within_last_days", "value": 7},
-                     {"field": "signed_up_at", "operator": "within_last_days", "value": 1}]}
-            """#), schema: schema, at: "")
+        let tree = try SegmentRule.parse(
+            try JSON.parse(
+                #"""
+                {"any": [{"field": "last_seen_at", "operator": "not_within_last_days", "value": 7},
+                         {"field": "signed_up_at", "operator": "within_last_days", "value": 1}]}
+                """#), schema: schema, at: "")
         let both = ["last_seen_at": JSON.string("2026-11-20T12:00:00Z"), "signed_up_at": .string("2026-11-21")]
         #expect(tree.nextChange(both, after: now) == Timestamp.parse("2026-11-22T00:00:00.001Z"))
     }

@@ -1,8 +1,8 @@
 import CampaignDomain
 import CampaignEngine
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Every command and query: without its scope, as a viewer, (for admin commands) as an editor,
 /// with an expired token, and from another tenant. Each must give exactly the expected code and
@@ -20,15 +20,24 @@ import TestSupport
     }
 
     static let entries: [Entry] = {
-        func command(_ name: String, _ payload: String, _ scope: String, admin: Bool = false, cross: String? = "RESOURCE_NOT_FOUND") -> Entry {
-            Entry(name: name, body: #""command":"\#(name)","payload":\#(payload)"#, scope: scope, admin: admin, isQuery: false, crossTenantCode: cross)
+        func command(
+            _ name: String, _ payload: String, _ scope: String, admin: Bool = false,
+            cross: String? = "RESOURCE_NOT_FOUND"
+        ) -> Entry {
+            Entry(
+                name: name, body: #""command":"\#(name)","payload":\#(payload)"#, scope: scope, admin: admin,
+                isQuery: false, crossTenantCode: cross)
         }
         func query(_ name: String, _ params: String, _ scope: String, cross: String? = "RESOURCE_NOT_FOUND") -> Entry {
-            Entry(name: name, body: #""query":"\#(name)","params":\#(params)"#, scope: scope, admin: false, isQuery: true, crossTenantCode: cross)
+            Entry(
+                name: name, body: #""query":"\#(name)","params":\#(params)"#, scope: scope, admin: false, isQuery: true,
+                crossTenantCode: cross)
         }
         let cmp = #"{"campaignId":"cmp_1"}"#
         var list: [Entry] = [
-            command("campaign.create", #"{"campaignId":"cmp_new","name":"New one","channel":"sms"}"#, "campaigns:write", cross: nil),
+            command(
+                "campaign.create", #"{"campaignId":"cmp_new","name":"New one","channel":"sms"}"#, "campaigns:write",
+                cross: nil),
             command("campaign.update", #"{"campaignId":"cmp_1","name":"Renamed"}"#, "campaigns:write"),
             command("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#, "campaigns:write"),
             command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#, "campaigns:write"),
@@ -37,15 +46,24 @@ import TestSupport
             list.append(command("campaign.\(verb)", cmp, "campaigns:write"))
         }
         list += [
-            command("segment.create", #"{"segmentId":"seg_new","name":"New","rules":{"all":[{"field":"age","operator":"exists"}]}}"#, "segments:write", cross: nil),
+            command(
+                "segment.create",
+                #"{"segmentId":"seg_new","name":"New","rules":{"all":[{"field":"age","operator":"exists"}]}}"#,
+                "segments:write", cross: nil),
             command("segment.update", #"{"segmentId":"seg_1","name":"Renamed"}"#, "segments:write"),
             command("segment.archive", #"{"segmentId":"seg_1"}"#, "segments:write"),
-            command("field.define", #"{"name":"shoe_size","type":"number"}"#, "contacts:write", admin: true, cross: nil),
+            command(
+                "field.define", #"{"name":"shoe_size","type":"number"}"#, "contacts:write", admin: true, cross: nil),
             command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":40}}"#, "contacts:write", cross: nil),
-            command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":41}}]}"#, "contacts:write", cross: nil),
+            command(
+                "contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":41}}]}"#, "contacts:write",
+                cross: nil),
             command("contact.erase", #"{"contactId":"ctc_1"}"#, "contacts:write", admin: true),
             command("system.tick", "{}", "campaigns:write", admin: true, cross: nil),
-            command("social.connect", #"{"connectionId":"con_new","platform":"x","accountId":"other","credentialRef":"vault://x/other","expiresAt":"2027-01-01T00:00:00Z"}"#, "social:write", cross: nil),
+            command(
+                "social.connect",
+                #"{"connectionId":"con_new","platform":"x","accountId":"other","credentialRef":"vault://x/other","expiresAt":"2027-01-01T00:00:00Z"}"#,
+                "social:write", cross: nil),
             command("social.refresh", #"{"connectionId":"con_1","expiresAt":"2027-06-01T00:00:00Z"}"#, "social:write"),
             command("social.disconnect", #"{"connectionId":"con_1"}"#, "social:write"),
             command("post.create", #"{"postId":"pst_new","connectionIds":["con_1"],"text":"Hi"}"#, "social:write"),
@@ -53,12 +71,16 @@ import TestSupport
             command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-12-01T00:00:00Z"}"#, "social:write"),
             command("post.cancel", #"{"postId":"pst_1"}"#, "social:write"),
             command("post.publish", #"{"postId":"pst_1"}"#, "social:write"),
-            command("experiment.create", #"{"experimentId":"exp_new","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#, "experiments:write"),
+            command(
+                "experiment.create",
+                #"{"experimentId":"exp_new","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#,
+                "experiments:write"),
             command("experiment.update", #"{"experimentId":"exp_1","name":"Renamed"}"#, "experiments:write"),
             command("experiment.start", #"{"experimentId":"exp_1"}"#, "experiments:write"),
             command("experiment.stop", #"{"experimentId":"exp_1"}"#, "experiments:write"),
             command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#, "experiments:write"),
-            command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#, "experiments:write"),
+            command(
+                "experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#, "experiments:write"),
             command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"a"}"#, "experiments:write"),
             query("campaign.get", cmp, "campaigns:read"),
             query("segment.get", #"{"segmentId":"seg_1"}"#, "segments:read"),
@@ -77,12 +99,29 @@ import TestSupport
     /// Tenant acme with seg_1, cmp_1 (draft, segment attached) and contact ctc_1.
     func seeded() async throws -> TestEngine {
         let t = try TestEngine()
-        #expect(await t.command("segment.create", #"{"segmentId":"seg_1","name":"Adults","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#).status == 201)
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#).status == 201)
+        #expect(
+            await t.command(
+                "segment.create",
+                #"{"segmentId":"seg_1","name":"Adults","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#
+            ).status == 201)
+        #expect(
+            await t.command(
+                "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#
+            ).status == 201)
         #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":30}}"#).status == 201)
-        #expect(await t.command("social.connect", #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","expiresAt":"2027-01-01T00:00:00Z"}"#).status == 201)
-        #expect(await t.command("post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hello"}"#).status == 201)
-        #expect(await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#).status == 201)
+        #expect(
+            await t.command(
+                "social.connect",
+                #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","expiresAt":"2027-01-01T00:00:00Z"}"#
+            ).status == 201)
+        #expect(
+            await t.command("post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hello"}"#).status
+                == 201)
+        #expect(
+            await t.command(
+                "experiment.create",
+                #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+            ).status == 201)
         return t
     }
 
@@ -137,7 +176,8 @@ import TestSupport
         }
 
         let allowed = await send(t, entry, as: admin())
-        #expect(!["UNAUTHORIZED", "TOKEN_EXPIRED", "FORBIDDEN", "INVALID_SCOPE"].contains(allowed.code ?? ""), "\(allowed)")
+        #expect(
+            !["UNAUTHORIZED", "TOKEN_EXPIRED", "FORBIDDEN", "INVALID_SCOPE"].contains(allowed.code ?? ""), "\(allowed)")
     }
 
     @Test func theMatrixCoversEveryCommandAndQuery() {

@@ -3,15 +3,17 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The result of running the built `campaign` binary.
 struct Run {
     var status: Int32
     var out: String
     var err: String
-    var lines: [String] { out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+    var lines: [String] {
+        out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }
+    }
 }
 
 /// Runs `campaign` with `arguments`, feeding `input` on stdin.
@@ -20,7 +22,9 @@ func campaign(_ arguments: [String], input: String = "") async throws -> Run {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("campaign")
         process.arguments = arguments
-        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = stderr
@@ -33,32 +37,44 @@ func campaign(_ arguments: [String], input: String = "") async throws -> Run {
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, out: String(decoding: out, as: UTF8.self), err: String(decoding: err, as: UTF8.self))
+        return Run(
+            status: process.terminationStatus, out: String(decoding: out, as: UTF8.self),
+            err: String(decoding: err, as: UTF8.self))
     }
 }
 
 func fixture(_ name: String) throws -> String {
-    try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)"), encoding: .utf8)
+    try String(
+        contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "Fixtures/\(name)"), encoding: .utf8)
 }
 
 @Suite(.serialized) struct CLITests {
     /// A store holding the scripted session of Fixtures/apply-session.jsonl.
     func sessionStore() async throws -> TemporaryDirectory {
         let directory = TemporaryDirectory()
-        let run = try await campaign(["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"], input: try fixture("apply-session.jsonl"))
+        let run = try await campaign(
+            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
+            input: try fixture("apply-session.jsonl"))
         try #require(run.status == 0, "\(run.err)")
         return directory
     }
 
     @Test func applyAnswersAScriptedSessionLineForLine() async throws {
         let directory = TemporaryDirectory()
-        let run = try await campaign(["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"], input: try fixture("apply-session.jsonl"))
+        let run = try await campaign(
+            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
+            input: try fixture("apply-session.jsonl"))
         #expect(run.status == 0)
         let expected = try fixture("apply-session.expected").split(separator: "\n").map(String.init)
         #expect(run.lines.count == expected.count)
         for (got, want) in zip(run.lines, expected) { #expect(got == want) }
         let codes = run.lines.compactMap { (try? JSON.parse($0))?["error"]?["code"]?.stringValue }
-        #expect(codes == ["RESOURCE_CONFLICT", "INVALID_SCHEDULE", "INVALID_FORMAT", "CAMPAIGN_ALREADY_ACTIVE", "DUPLICATE_RESOURCE", "INVALID_FIELD"])
+        #expect(
+            codes == [
+                "RESOURCE_CONFLICT", "INVALID_SCHEDULE", "INVALID_FORMAT", "CAMPAIGN_ALREADY_ACTIVE",
+                "DUPLICATE_RESOURCE", "INVALID_FIELD",
+            ])
     }
 
     @Test func demoRunsOnAnEmptyDirectoryAndAgainOnTheSameStore() async throws {
@@ -75,7 +91,10 @@ func fixture(_ name: String) throws -> String {
         #expect(second.status == 0)
         let summary = try JSON.parse(second.out)
         #expect(summary["chainIntact"] == .bool(true))
-        let firstEvents = try #require(first.lines.last { $0.hasPrefix("store: ") }.flatMap { Int($0.dropFirst(7).prefix { $0 != " " }.filter(\.isNumber)) })
+        let firstEvents = try #require(
+            first.lines.last { $0.hasPrefix("store: ") }.flatMap {
+                Int($0.dropFirst(7).prefix { $0 != " " }.filter(\.isNumber))
+            })
         #expect((summary["events"]?.integerValue ?? 0) > firstEvents)
         let fresh = try await campaign(["demo", "--data", path, "--contacts", "400", "--fresh", "--json"])
         #expect((try JSON.parse(fresh.out))["events"]?.integerValue ?? 0 < summary["events"]?.integerValue ?? 0)
@@ -99,16 +118,24 @@ func fixture(_ name: String) throws -> String {
         #expect(try await positions(["--tenant", "globex"]) == [])
         let table = try await campaign(["replay", "--data", directory.path, "--actor", "scheduler"])
         #expect(table.lines.first?.hasPrefix("POSITION") == true)
-        #expect(table.lines.contains { $0.contains("acme:cmp_1@3") && $0.contains("campaign.activated") && $0.contains("r7#campaign.activate") })
+        #expect(
+            table.lines.contains {
+                $0.contains("acme:cmp_1@3") && $0.contains("campaign.activated") && $0.contains("r7#campaign.activate")
+            })
         #expect(table.lines.last == "1 event")
     }
 
     @Test func replayAsOfPrintsTheAggregateThen() async throws {
         let directory = try await sessionStore()
-        let atPosition = try await campaign(["replay", "--data", directory.path, "--as-of", "3", "--stream", "acme:cmp_1", "--json"])
+        let atPosition = try await campaign([
+            "replay", "--data", directory.path, "--as-of", "3", "--stream", "acme:cmp_1", "--json",
+        ])
         let scheduled = try JSON.parse(atPosition.out)
         #expect(scheduled["status"]?.stringValue == "scheduled" && scheduled["version"]?.integerValue == 2)
-        let atTime = try await campaign(["replay", "--data", directory.path, "--as-of", "2026-12-01T09:00:00Z", "--stream", "cmp_1", "--tenant", "acme", "--json"])
+        let atTime = try await campaign([
+            "replay", "--data", directory.path, "--as-of", "2026-12-01T09:00:00Z", "--stream", "cmp_1", "--tenant",
+            "acme", "--json",
+        ])
         #expect((try JSON.parse(atTime.out))["status"]?.stringValue == "paused")
         let before = try await campaign(["replay", "--data", directory.path, "--as-of", "1", "--stream", "acme:cmp_1"])
         #expect(before.status == 0 && before.out.contains("did not exist"))
@@ -142,7 +169,8 @@ func fixture(_ name: String) throws -> String {
         let status = try await campaign(["projections", "status", "--data", directory.path, "--json"])
         #expect(status.status == 0 && status.lines.count == 6)
         let rebuild = try await campaign(["projections", "rebuild", "--data", directory.path])
-        #expect(rebuild.status == 0 && rebuild.lines.count == 6 && rebuild.lines.allSatisfy { $0.hasPrefix("rebuilt ") })
+        #expect(
+            rebuild.status == 0 && rebuild.lines.count == 6 && rebuild.lines.allSatisfy { $0.hasPrefix("rebuilt ") })
         #expect(rebuild.err.isEmpty, "no progress bar when stderr is not a terminal")
         let one = try await campaign(["projections", "rebuild", "campaign-board", "--data", directory.path])
         #expect(one.lines.count == 1 && one.out.hasPrefix("rebuilt campaign-board: 5 events"))
@@ -165,23 +193,31 @@ func fixture(_ name: String) throws -> String {
         let differs = try await campaign(["projections", "verify", "campaign-board", "--data", directory.path])
         #expect(differs.status == 1)
         #expect(differs.lines.first == "campaign-board: DIFFERS in 1 of 3 entries")
-        #expect(differs.lines.dropFirst().first?.hasPrefix("  r/acme/cmp_1: live {\"campaignId\":\"cmp_1\",\"status\":\"draft\"} ≠ rebuilt") == true)
+        #expect(
+            differs.lines.dropFirst().first?.hasPrefix(
+                "  r/acme/cmp_1: live {\"campaignId\":\"cmp_1\",\"status\":\"draft\"} ≠ rebuilt") == true)
     }
 
     @Test func statsReportsCountsAndSizes() async throws {
         let directory = try await sessionStore()
         let run = try await campaign(["stats", "--data", directory.path, "--json"])
         let stats = try JSON.parse(run.out)
-        #expect(stats["events"]?.integerValue == 5 && stats["streams"]?.integerValue == 2 && stats["tenants"]?.integerValue == 1)
+        #expect(
+            stats["events"]?.integerValue == 5 && stats["streams"]?.integerValue == 2
+                && stats["tenants"]?.integerValue == 1)
         #expect(stats["eventsByType"]?["campaign.created"]?.integerValue == 1)
-        #expect((stats["usedBytes"]?.integerValue ?? 0) > 0 && (stats["mapBytes"]?.integerValue ?? 0) >= (stats["usedBytes"]?.integerValue ?? 0))
+        #expect(
+            (stats["usedBytes"]?.integerValue ?? 0) > 0
+                && (stats["mapBytes"]?.integerValue ?? 0) >= (stats["usedBytes"]?.integerValue ?? 0))
         let text = try await campaign(["stats", "--data", directory.path])
         #expect(text.lines.contains { $0.hasPrefix("events:   5   streams: 2   tenants: 1 (acme)") })
     }
 
     @Test(arguments: [
-        [], ["frobnicate"], ["apply", "extra"], ["replay", "--bogus"], ["replay", "--stream", "cmp_1"], ["verify", "--data"],
-        ["projections"], ["projections", "frob"], ["demo", "--tenants", "9"], ["apply", "--now", "tomorrow"], ["compact"],
+        [], ["frobnicate"], ["apply", "extra"], ["replay", "--bogus"], ["replay", "--stream", "cmp_1"],
+        ["verify", "--data"],
+        ["projections"], ["projections", "frob"], ["demo", "--tenants", "9"], ["apply", "--now", "tomorrow"],
+        ["compact"],
         ["replay", "--from", "yesterday"], ["stats", "--json=1"], ["demo", "--contacts", "200"],
     ])
     func usageErrorsExit64WithOneClearLine(_ arguments: [String]) async throws {
@@ -251,28 +287,35 @@ final class Locked: @unchecked Sendable {
 @Suite(.serialized) struct ApplyLimitTests {
     @Test func aLineOverTheLimitIsRefusedAndTheRunGoesOn() async throws {
         let directory = TemporaryDirectory()
-        let huge = #"{"requestId":"big","command":"campaign.create","payload":{"name":""# + String(repeating: "x", count: 64 << 20) + #""}}"#
+        let huge =
+            #"{"requestId":"big","command":"campaign.create","payload":{"name":""#
+            + String(repeating: "x", count: 64 << 20) + #""}}"#
         let next = #"{"requestId":"after","principal":\#(admin()),"query":"campaign.list","params":{}}"#
         let run = try await campaign(["apply", "--data", directory.path], input: huge + "\n" + next + "\n")
         #expect(run.status == 0)
         #expect(run.lines.count == 2)
         let refused = try JSON.parse(run.lines[0])
-        #expect(refused.code == "INVALID_FORMAT" && refused["error"]?["message"]?.stringValue?.contains("longer than the 67108864-byte limit") == true)
+        #expect(
+            refused.code == "INVALID_FORMAT"
+                && refused["error"]?["message"]?.stringValue?.contains("longer than the 67108864-byte limit") == true)
         #expect(try JSON.parse(run.lines[1])["requestId"]?.stringValue == "after")
     }
 }
 
 @Suite struct ArgumentAndFormatTests {
     @Test func optionsFlagsAndPositionalsParse() throws {
-        let parsed = try Arguments.parse(["rebuild", "--data", "/d", "audit", "--json", "--batch=50"], options: ["data", "batch"], flags: ["json"])
+        let parsed = try Arguments.parse(
+            ["rebuild", "--data", "/d", "audit", "--json", "--batch=50"], options: ["data", "batch"], flags: ["json"])
         #expect(parsed.positionals == ["rebuild", "audit"])
         #expect(parsed.options == ["data": "/d", "batch": "50"])
         #expect(parsed.flags == ["json"])
     }
 
     @Test(arguments: [
-        (["--nope"], "unknown option --nope"), (["--data"], "--data needs a value"), (["--data", "--json"], "--data needs a value"),
-        (["--json=1"], "--json takes no value"), (["--data", "a", "--data", "b"], "--data is given twice"), (["-x"], "unknown option -x"),
+        (["--nope"], "unknown option --nope"), (["--data"], "--data needs a value"),
+        (["--data", "--json"], "--data needs a value"),
+        (["--json=1"], "--json takes no value"), (["--data", "a", "--data", "b"], "--data is given twice"),
+        (["-x"], "unknown option -x"),
     ])
     func badCommandLinesSayWhatIsWrong(_ words: [String], _ message: String) {
         #expect { try Arguments.parse(words, options: ["data"], flags: ["json"]) } throws: { error in
@@ -281,8 +324,12 @@ final class Locked: @unchecked Sendable {
     }
 
     @Test func progressBarsShowFractionRateAndETA() {
-        #expect(Format.progressBar(done: 250, total: 1_000, rate: 125, width: 8) == "[##------] 25%  250/1,000 events  125 ev/s  ETA 6s")
-        #expect(Format.progressBar(done: 1_000, total: 1_000, rate: 2_000_000, width: 4) == "[####] 100%  1,000/1,000 events  2,000,000 ev/s")
+        #expect(
+            Format.progressBar(done: 250, total: 1_000, rate: 125, width: 8)
+                == "[##------] 25%  250/1,000 events  125 ev/s  ETA 6s")
+        #expect(
+            Format.progressBar(done: 1_000, total: 1_000, rate: 2_000_000, width: 4)
+                == "[####] 100%  1,000/1,000 events  2,000,000 ev/s")
         #expect(Format.progressBar(done: 0, total: 0, rate: 0, width: 2) == "[##] 100%  0/0 events  0 ev/s")
     }
 

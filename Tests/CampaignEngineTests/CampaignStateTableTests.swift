@@ -1,26 +1,53 @@
 import CampaignDomain
 import CampaignEngine
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Every (campaign state × campaign command) pair, through the wire format, against a table
 /// written out by hand from SPEC.md §6 (not derived from the code under test).
 @Suite struct CampaignStateTableTests {
     static let states = ["draft", "scheduled", "active", "paused", "completed", "cancelled", "archived", "deleted"]
-    static let commands = ["update", "attachSegment", "schedule", "unschedule", "activate", "pause", "resume", "complete", "cancel", "archive", "delete"]
+    static let commands = [
+        "update", "attachSegment", "schedule", "unschedule", "activate", "pause", "resume", "complete", "cancel",
+        "archive", "delete",
+    ]
 
     /// `→state` for a success, else the error code.
     static let expected: [String: [String]] = [
         //            update            attachSegment     schedule          unschedule        activate          pause             resume            complete          cancel            archive           delete
-        "draft":     ["→draft",         "→draft",         "→scheduled",     "NOT_SCHEDULED",  "NOT_SCHEDULED",  "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "→archived",      "→deleted"],
-        "scheduled": ["→scheduled",     "→scheduled",     "→scheduled",     "→draft",         "→active",        "CONFLICT",       "CONFLICT",       "CONFLICT",       "→cancelled",     "CONFLICT",       "CONFLICT"],
-        "active":    ["ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "→paused",        "ALREADY_ACTIVE", "→completed",     "→cancelled",     "ALREADY_ACTIVE", "CONFLICT"],
-        "paused":    ["→paused",        "→paused",        "→scheduled",     "NOT_SCHEDULED",  "NOT_SCHEDULED",  "CONFLICT",       "→active",        "CONFLICT",       "→cancelled",     "CONFLICT",       "CONFLICT"],
-        "completed": ["CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "→archived",      "CONFLICT"],
-        "cancelled": ["CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "→archived",      "CONFLICT"],
-        "archived":  ["CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT",       "CONFLICT"],
-        "deleted":   ["NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND",      "NOT_FOUND"],
+        "draft": [
+            "→draft", "→draft", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "CONFLICT", "CONFLICT",
+            "CONFLICT", "→archived", "→deleted",
+        ],
+        "scheduled": [
+            "→scheduled", "→scheduled", "→scheduled", "→draft", "→active", "CONFLICT", "CONFLICT", "CONFLICT",
+            "→cancelled", "CONFLICT", "CONFLICT",
+        ],
+        "active": [
+            "ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "ALREADY_ACTIVE", "→paused",
+            "ALREADY_ACTIVE", "→completed", "→cancelled", "ALREADY_ACTIVE", "CONFLICT",
+        ],
+        "paused": [
+            "→paused", "→paused", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "→active", "CONFLICT",
+            "→cancelled", "CONFLICT", "CONFLICT",
+        ],
+        "completed": [
+            "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT",
+            "→archived", "CONFLICT",
+        ],
+        "cancelled": [
+            "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT",
+            "→archived", "CONFLICT",
+        ],
+        "archived": [
+            "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT",
+            "CONFLICT", "CONFLICT",
+        ],
+        "deleted": [
+            "NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND",
+            "NOT_FOUND", "NOT_FOUND", "NOT_FOUND",
+        ],
     ]
 
     /// The states each command is allowed from, per SPEC.md §6.
@@ -62,14 +89,19 @@ import TestSupport
     @Test func everyStateAndCommandPairGivesTheSpecifiedOutcome() async throws {
         let t = try TestEngine()
         for segment in ["seg_1", "seg_2"] {
-            let created = await t.command("segment.create", #"{"segmentId":"\#(segment)","name":"\#(segment)","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#)
+            let created = await t.command(
+                "segment.create",
+                #"{"segmentId":"\#(segment)","name":"\#(segment)","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#
+            )
             #expect(created.status == 201)
         }
         var checked = 0
         for state in Self.states {
             for (column, command) in Self.commands.enumerated() {
                 let id = "cmp_\(state)_\(command)"
-                let create = await t.command("campaign.create", #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email","segmentId":"seg_1"}"#)
+                let create = await t.command(
+                    "campaign.create",
+                    #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email","segmentId":"seg_1"}"#)
                 try #require(create.status == 201, "\(create)")
                 for step in Self.path(to: state) {
                     let moved = await t.command("campaign.\(step)", Self.payload(step, id))
@@ -80,18 +112,23 @@ import TestSupport
                 let label = "\(state) × \(command)"
                 if outcome.hasPrefix("→") {
                     #expect(response.status == 201, "\(label): \(response)")
-                    #expect(response.data?["campaign"]?["status"]?.stringValue == String(outcome.dropFirst()), "\(label)")
+                    #expect(
+                        response.data?["campaign"]?["status"]?.stringValue == String(outcome.dropFirst()), "\(label)")
                 } else {
                     let (code, status) = Self.codes[outcome]!
                     #expect(response.code == code, "\(label): \(response)")
                     #expect(response.status == status, "\(label)")
                     if outcome != "NOT_FOUND" {
                         #expect(response["error"]?["currentState"]?.stringValue == state, "\(label)")
-                        #expect(response["error"]?["allowedStates"] == .array(Self.allowed[command]!.map(JSON.string)), "\(label)")
+                        #expect(
+                            response["error"]?["allowedStates"] == .array(Self.allowed[command]!.map(JSON.string)),
+                            "\(label)")
                     }
                     let after = await t.query("campaign.get", #"{"campaignId":"\#(id)"}"#)
                     let stillThere = after.data?["status"]?.stringValue
-                    #expect(stillThere == (state == "deleted" ? nil : state), "\(label): a refused command changed the state")
+                    #expect(
+                        stillThere == (state == "deleted" ? nil : state),
+                        "\(label): a refused command changed the state")
                 }
                 checked += 1
             }
@@ -104,24 +141,32 @@ import TestSupport
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_a","name":"Launch","channel":"sms"}"#)
         #expect(await t.command("campaign.delete", #"{"campaignId":"cmp_a"}"#).status == 201)
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_a"}"#).code == "RESOURCE_NOT_FOUND")
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"launch","channel":"sms"}"#).status == 201)
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_a","name":"Other","channel":"sms"}"#).code == "DUPLICATE_RESOURCE")
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"launch","channel":"sms"}"#).status == 201
+        )
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_a","name":"Other","channel":"sms"}"#).code
+                == "DUPLICATE_RESOURCE")
     }
 
     @Test func archivingFreesTheNameButNotBefore() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_a","name":"Black Friday","channel":"email"}"#)
-        let clash = await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"  black   FRIDAY ","channel":"email"}"#)
+        let clash = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_b","name":"  black   FRIDAY ","channel":"email"}"#)
         #expect(clash.code == "DUPLICATE_RESOURCE" && clash["error"]?["pointer"]?.stringValue == "/payload/name")
         #expect(await t.command("campaign.archive", #"{"campaignId":"cmp_a"}"#).status == 201)
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"Black Friday","channel":"email"}"#).status == 201)
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"Black Friday","channel":"email"}"#)
+                .status == 201)
     }
 
     @Test func renamingMovesTheReservation() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_a","name":"Alpha","channel":"email"}"#)
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_b","name":"Beta","channel":"email"}"#)
-        #expect(await t.command("campaign.update", #"{"campaignId":"cmp_b","name":"Alpha"}"#).code == "DUPLICATE_RESOURCE")
+        #expect(
+            await t.command("campaign.update", #"{"campaignId":"cmp_b","name":"Alpha"}"#).code == "DUPLICATE_RESOURCE")
         #expect(await t.command("campaign.update", #"{"campaignId":"cmp_a","name":"Gamma"}"#).status == 201)
         #expect(await t.command("campaign.update", #"{"campaignId":"cmp_b","name":"Alpha"}"#).status == 201)
     }

@@ -2,18 +2,21 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct CommandConcurrencyTests {
     @Test func racersExpectingTheSameVersionHaveExactlyOneWinner() async throws {
         let t = try TestEngine()
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Race","channel":"email"}"#).status == 201)
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Race","channel":"email"}"#).status == 201
+        )
         let responses = await withTaskGroup(of: JSON.self) { group in
             for n in 0..<40 {
                 group.addTask {
-                    await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#,
-                                    requestId: "r\(n)", extra: #""expectedVersion":1,"#)
+                    await t.command(
+                        "campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#,
+                        requestId: "r\(n)", extra: #""expectedVersion":1,"#)
                 }
             }
             return await group.reduce(into: [JSON]()) { $0.append($1) }
@@ -23,16 +26,25 @@ import TestSupport
         #expect(losers.count == 39)
         for loser in losers {
             #expect(loser.code == "RESOURCE_CONFLICT")
-            #expect(loser["error"]?["currentVersion"]?.integerValue == 2 && loser["error"]?["expectedVersion"]?.integerValue == 1)
+            #expect(
+                loser["error"]?["currentVersion"]?.integerValue == 2
+                    && loser["error"]?["expectedVersion"]?.integerValue == 1)
         }
     }
 
     @Test func writersWithoutAnExpectationAllLandAndNoneIsLost() async throws {
         let t = try TestEngine()
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Race","channel":"email"}"#).status == 201)
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Race","channel":"email"}"#).status == 201
+        )
         let statuses = await withTaskGroup(of: Int?.self) { group in
             for n in 0..<40 {
-                group.addTask { await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#, requestId: "r\(n)").status }
+                group.addTask {
+                    await t.command(
+                        "campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#,
+                        requestId: "r\(n)"
+                    ).status
+                }
             }
             return await group.reduce(into: [Int?]()) { $0.append($1) }
         }
@@ -46,7 +58,9 @@ import TestSupport
         let t = try TestEngine()
         let responses = await withTaskGroup(of: JSON.self) { group in
             for n in 0..<20 {
-                group.addTask { await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Only One","channel":"sms"}"#) }
+                group.addTask {
+                    await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Only One","channel":"sms"}"#)
+                }
             }
             return await group.reduce(into: [JSON]()) { $0.append($1) }
         }
@@ -58,9 +72,13 @@ import TestSupport
     @Test func segmentArchivedWhileACampaignSchedulesNeverLeavesAScheduledCampaignOnAnArchivedSegment() async throws {
         for round in 0..<5 {
             let t = try TestEngine()
-            _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"S","rules":{"all":[{"field":"age","operator":"exists"}]}}"#)
-            _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"C","channel":"sms","segmentId":"seg_1"}"#)
-            async let schedule = t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#)
+            _ = await t.command(
+                "segment.create",
+                #"{"segmentId":"seg_1","name":"S","rules":{"all":[{"field":"age","operator":"exists"}]}}"#)
+            _ = await t.command(
+                "campaign.create", #"{"campaignId":"cmp_1","name":"C","channel":"sms","segmentId":"seg_1"}"#)
+            async let schedule = t.command(
+                "campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#)
             async let archive = t.command("segment.archive", #"{"segmentId":"seg_1"}"#)
             let (scheduled, archived) = await (schedule, archive)
             #expect((scheduled.status == 201) != (archived.status == 201), "round \(round): \(scheduled) \(archived)")
@@ -71,7 +89,10 @@ import TestSupport
 @Suite struct ContactTests {
     @Test func upsertMergesAttributesNullRemovesAndNoChangeIsA200() async throws {
         let t = try TestEngine()
-        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"ann@example.com","age":30}}"#).status == 201)
+        #expect(
+            await t.command(
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"ann@example.com","age":30}}"#
+            ).status == 201)
         let merged = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":31,"country":"FR"}}"#)
         #expect(merged.data?["fields"] == .array([.string("age"), .string("country"), .string("email")]))
         let removed = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":null}}"#)
@@ -82,29 +103,53 @@ import TestSupport
 
     @Test func attributesAreCheckedAgainstTheSchemaWithPointers() async throws {
         let t = try TestEngine()
-        let response = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":"old","plan":"gold","shoe":1,"signed_up_at":"someday"}}"#)
+        let response = await t.command(
+            "contact.upsert",
+            #"{"contactId":"ctc_1","attributes":{"age":"old","plan":"gold","shoe":1,"signed_up_at":"someday"}}"#)
         #expect(response.code == "VALIDATION_ERROR")
-        #expect((response["error"]?["details"]?.arrayValue ?? []).compactMap { $0["pointer"]?.stringValue }
-            == ["/payload/attributes/age", "/payload/attributes/plan", "/payload/attributes/shoe", "/payload/attributes/signed_up_at"])
+        #expect(
+            (response["error"]?["details"]?.arrayValue ?? []).compactMap { $0["pointer"]?.stringValue }
+                == [
+                    "/payload/attributes/age", "/payload/attributes/plan", "/payload/attributes/shoe",
+                    "/payload/attributes/signed_up_at",
+                ])
     }
 
     @Test func definedFieldsExtendTheSchemaOnce() async throws {
         let t = try TestEngine()
-        #expect(await t.command("field.define", #"{"name":"loyalty","type":"enum","values":["gold","silver"]}"#).status == 201)
+        #expect(
+            await t.command("field.define", #"{"name":"loyalty","type":"enum","values":["gold","silver"]}"#).status
+                == 201)
         #expect(await t.command("field.define", #"{"name":"loyalty","type":"string"}"#).code == "DUPLICATE_RESOURCE")
         #expect(await t.command("field.define", #"{"name":"email","type":"string"}"#).code == "DUPLICATE_RESOURCE")
-        #expect(await t.command("field.define", #"{"name":"Bad Name","type":"color"}"#)["error"]?["details"]?.arrayValue?.count == 2)
+        #expect(
+            await t.command("field.define", #"{"name":"Bad Name","type":"color"}"#)["error"]?["details"]?.arrayValue?
+                .count == 2)
         #expect(await t.command("field.define", #"{"name":"tier","type":"enum"}"#).code == "VALIDATION_ERROR")
-        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"loyalty":"gold"}}"#).status == 201)
-        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"loyalty":"bronze"}}"#).code == "VALIDATION_ERROR")
-        #expect(await t.command("segment.create", #"{"name":"Gold","rules":{"all":[{"field":"loyalty","operator":"eq","value":"gold"}]}}"#).status == 201)
+        #expect(
+            await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"loyalty":"gold"}}"#).status == 201)
+        #expect(
+            await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"loyalty":"bronze"}}"#).code
+                == "VALIDATION_ERROR")
+        #expect(
+            await t.command(
+                "segment.create",
+                #"{"name":"Gold","rules":{"all":[{"field":"loyalty","operator":"eq","value":"gold"}]}}"#
+            ).status == 201)
         // Another tenant does not see acme's field.
-        #expect(await t.command("segment.create", #"{"name":"Gold","rules":{"all":[{"field":"loyalty","operator":"eq","value":"gold"}]}}"#, as: admin("globex")).code == "UNKNOWN_FIELD")
+        #expect(
+            await t.command(
+                "segment.create",
+                #"{"name":"Gold","rules":{"all":[{"field":"loyalty","operator":"eq","value":"gold"}]}}"#,
+                as: admin("globex")
+            ).code == "UNKNOWN_FIELD")
     }
 
     @Test func importReportsEachItemAndAnswers207WhenSomeFail() async throws {
         let t = try TestEngine()
-        let response = await t.command("contact.import", #"""
+        let response = await t.command(
+            "contact.import",
+            #"""
             {"contacts":[
               {"contactId":"ctc_a","attributes":{"email":"a@example.com","age":20}},
               {"contactId":"ctc_b","attributes":{"age":"twenty"}},
@@ -115,8 +160,10 @@ import TestSupport
         #expect(response.status == 207)
         let results = response.data?["results"]?.arrayValue ?? []
         #expect(results.compactMap { $0["status"]?.integerValue } == [201, 422, 201, 201])
-        #expect(results[1]["error"]?["details"]?[ "0"] == nil)
-        #expect(results[1]["error"]?["details"]?.arrayValue?.first?["pointer"]?.stringValue == "/payload/contacts/1/attributes/age")
+        #expect(results[1]["error"]?["details"]?["0"] == nil)
+        #expect(
+            results[1]["error"]?["details"]?.arrayValue?.first?["pointer"]?.stringValue
+                == "/payload/contacts/1/attributes/age")
         #expect(response.data?["failed"]?.integerValue == 1 && response.data?["succeeded"]?.integerValue == 3)
         #expect(try t.engine.eventStore.streamVersion("acme:ctc_a") == 2)
         #expect(try t.engine.eventStore.streamVersion("acme:ctc_b") == 0)
@@ -126,17 +173,25 @@ import TestSupport
 
     @Test func importOverTheLimitIsRefusedWhole() async throws {
         let t = try TestEngine()
-        let items = Array(repeating: #"{"contactId":"ctc_x","attributes":{}}"#, count: Command.maximumImportSize + 1).joined(separator: ",")
+        let items = Array(repeating: #"{"contactId":"ctc_x","attributes":{}}"#, count: Command.maximumImportSize + 1)
+            .joined(separator: ",")
         let response = await t.command("contact.import", #"{"contacts":[\#(items)]}"#)
-        #expect(response.code == "VALIDATION_ERROR" && response["error"]?["pointer"]?.stringValue == "/payload/contacts")
+        #expect(
+            response.code == "VALIDATION_ERROR" && response["error"]?["pointer"]?.stringValue == "/payload/contacts")
         #expect(try t.engine.eventStore.head().position == 0)
     }
 
     @Test func personalValuesNeverEnterTheLogAndErasureRemovesThem() async throws {
         let t = try TestEngine()
         let secret = "ann.secret-7f3a@example.com"
-        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"\#(secret)","first_name":"Annabelle"}}"#).status == 201)
-        #expect(await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_2","attributes":{"email":"\#(secret)"}}]}"#).status == 201)
+        #expect(
+            await t.command(
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"\#(secret)","first_name":"Annabelle"}}"#
+            ).status == 201)
+        #expect(
+            await t.command(
+                "contact.import", #"{"contacts":[{"contactId":"ctc_2","attributes":{"email":"\#(secret)"}}]}"#
+            ).status == 201)
         let events = try t.engine.eventStore.readAll()
         #expect(events.count == 2)
         for event in events {
@@ -144,14 +199,18 @@ import TestSupport
             #expect(!text.contains(secret) && !text.contains("Annabelle"))
             #expect(JSON.parse(text: text)?["commitment"]?.stringValue?.count == 64)
         }
-        #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#, as: principal(role: "editor")).code == "FORBIDDEN")
+        #expect(
+            await t.command("contact.erase", #"{"contactId":"ctc_1"}"#, as: principal(role: "editor")).code
+                == "FORBIDDEN")
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).status == 201)
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).code == "RESOURCE_NOT_FOUND")
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_9"}"#).code == "RESOURCE_NOT_FOUND")
         let table = try t.engine.eventStore.table(named: "contact-values")
         let (erased, kept) = try t.engine.eventStore.read { txn in
-            (try txn.value(forKey: Array("acme".utf8) + [0] + Array("ctc_1".utf8), in: table),
-             try txn.value(forKey: Array("acme".utf8) + [0] + Array("ctc_2".utf8), in: table))
+            (
+                try txn.value(forKey: Array("acme".utf8) + [0] + Array("ctc_1".utf8), in: table),
+                try txn.value(forKey: Array("acme".utf8) + [0] + Array("ctc_2".utf8), in: table)
+            )
         }
         #expect(erased == nil && kept != nil)
         #expect(try t.engine.eventStore.verifyChain().isIntact)

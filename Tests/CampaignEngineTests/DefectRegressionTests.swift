@@ -3,18 +3,26 @@ import CampaignEngine
 import CampaignProjections
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// One test per defect of issue 11 that is not covered by a suite of its own; each failed
 /// before its fix. Wire-level ones go through the engine's JSON entry point or the built binary.
 @Suite struct DefectRegressionTests {
-    func connect(_ t: TestEngine, _ id: String, tenant: String, account: String, ref: String = "vault://social/x") async -> JSON {
-        await t.command("social.connect", #"{"connectionId":"\#(id)","platform":"tiktok","accountId":"\#(account)","credentialRef":"\#(ref)","expiresAt":"2027-01-01T00:00:00Z"}"#, as: admin(tenant))
+    func connect(
+        _ t: TestEngine, _ id: String, tenant: String, account: String, ref: String = "vault://social/x"
+    ) async -> JSON {
+        await t.command(
+            "social.connect",
+            #"{"connectionId":"\#(id)","platform":"tiktok","accountId":"\#(account)","credentialRef":"\#(ref)","expiresAt":"2027-01-01T00:00:00Z"}"#,
+            as: admin(tenant))
     }
 
     func tiktokPost(_ t: TestEngine, _ id: String, tenant: String, text: String = "Clip") async -> JSON {
-        await t.command("post.create", #"{"postId":"\#(id)","connectionIds":["con_t"],"text":"\#(text)","media":[{"kind":"video","url":"https://cdn.example/v.mp4"}]}"#, as: admin(tenant))
+        await t.command(
+            "post.create",
+            #"{"postId":"\#(id)","connectionIds":["con_t"],"text":"\#(text)","media":[{"kind":"video","url":"https://cdn.example/v.mp4"}]}"#,
+            as: admin(tenant))
     }
 
     // 1
@@ -27,7 +35,8 @@ import TestSupport
             _ = await t.command("post.publish", #"{"postId":"pst_\#(n)"}"#, as: admin("globex"))
         }
         _ = await tiktokPost(t, "pst_g", tenant: "globex")
-        #expect(await t.command("post.publish", #"{"postId":"pst_g"}"#, as: admin("globex")).code == "RATE_LIMIT_EXCEEDED")
+        #expect(
+            await t.command("post.publish", #"{"postId":"pst_g"}"#, as: admin("globex")).code == "RATE_LIMIT_EXCEEDED")
         _ = await tiktokPost(t, "pst_a", tenant: "acme")
         #expect(await t.command("post.publish", #"{"postId":"pst_a"}"#).status == 201)
     }
@@ -35,7 +44,10 @@ import TestSupport
     // 3 and 4
     @Test func aRetriedPublishGetsTheOriginalAnswerAndTheAnswerListsItsEvents() async throws {
         let t = try TestEngine()
-        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
         for (id, text) in [("pst_ok", "Hello"), ("pst_no", "Bad #reject")] {
             _ = await t.command("post.create", #"{"postId":"\#(id)","connectionIds":["con_x"],"text":"\#(text)"}"#)
         }
@@ -50,14 +62,19 @@ import TestSupport
         let rejected = await t.command("post.publish", #"{"postId":"pst_no"}"#, extra: #""idempotencyKey":"k-no","#)
         #expect(rejected.code == "CONTENT_REJECTED")
         let replayed = await t.command("post.publish", #"{"postId":"pst_no"}"#, extra: #""idempotencyKey":"k-no","#)
-        #expect(replayed.code == "CONTENT_REJECTED" && replayed.status == 422 && replayed["error"]?["details"] == rejected["error"]?["details"])
+        #expect(
+            replayed.code == "CONTENT_REJECTED" && replayed.status == 422
+                && replayed["error"]?["details"] == rejected["error"]?["details"])
         #expect(t.publisher.requests.count == 2)
     }
 
     // 4
     @Test func importAnswersListEventsAndEachContactsStreamAndVersion() async throws {
         let t = try TestEngine()
-        let response = await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":30}},{"contactId":"ctc_2","attributes":{"age":"old"}}]}"#, requestId: "imp")
+        let response = await t.command(
+            "contact.import",
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":30}},{"contactId":"ctc_2","attributes":{"age":"old"}}]}"#,
+            requestId: "imp")
         #expect(response.status == 207)
         #expect(response.data?["events"]?.arrayValue?.first?["type"]?.stringValue == "contact.upserted")
         let results = response.data?["results"]?.arrayValue ?? []
@@ -77,19 +94,26 @@ import TestSupport
     // 6
     @Test func expectedVersionIsRefusedWhereItCannotBeHonoured() async throws {
         let t = try TestEngine()
-        for (name, payload) in [("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
-                                ("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
-                                ("system.tick", "{}"), ("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{}}]}"#)] {
+        for (name, payload) in [
+            ("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
+            ("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#),
+            ("system.tick", "{}"), ("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{}}]}"#),
+        ] {
             let response = await t.command(name, payload, extra: #""expectedVersion":3,"#)
-            #expect(response.code == "INVALID_FIELD" && response["error"]?["pointer"] == .string("/expectedVersion"), "\(name)")
+            #expect(
+                response.code == "INVALID_FIELD" && response["error"]?["pointer"] == .string("/expectedVersion"),
+                "\(name)")
         }
     }
 
     // 7
     @Test func resumingACampaignWhoseSegmentWasArchivedNeedsASegment() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#)
         _ = await t.command("campaign.activate", #"{"campaignId":"cmp_1"}"#)
         _ = await t.command("campaign.pause", #"{"campaignId":"cmp_1"}"#)
@@ -100,13 +124,23 @@ import TestSupport
     // 9 and 10
     @Test func namesCompareUnderNFKCAndCaseFoldingAndRefuseControlCharacters() async throws {
         let t = try TestEngine()
-        let pairs = [("Caf\u{E9}", "Cafe\u{301}"), ("Stra\u{DF}e", "STRASSE"), ("\u{FF21}\u{FF22}\u{FF23}", "abc"), ("Host", "Ho\u{200B}st")]
+        let pairs = [
+            ("Caf\u{E9}", "Cafe\u{301}"), ("Stra\u{DF}e", "STRASSE"), ("\u{FF21}\u{FF22}\u{FF23}", "abc"),
+            ("Host", "Ho\u{200B}st"),
+        ]
         for (index, (first, second)) in pairs.enumerated() {
-            #expect(await t.command("campaign.create", #"{"campaignId":"cmp_\#(index)a","name":"\#(first)","channel":"sms"}"#).status == 201)
-            #expect(await t.command("campaign.create", #"{"campaignId":"cmp_\#(index)b","name":"\#(second)","channel":"sms"}"#).code == "DUPLICATE_RESOURCE", "\(second)")
+            #expect(
+                await t.command(
+                    "campaign.create", #"{"campaignId":"cmp_\#(index)a","name":"\#(first)","channel":"sms"}"#
+                ).status == 201)
+            #expect(
+                await t.command(
+                    "campaign.create", #"{"campaignId":"cmp_\#(index)b","name":"\#(second)","channel":"sms"}"#
+                ).code == "DUPLICATE_RESOURCE", "\(second)")
         }
         for bad in ["Bell\\u0007", "Esc\\u001b[31m", "Rev\\u202Eerse"] {
-            let response = await t.command("segment.create", #"{"name":"\#(bad)","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+            let response = await t.command(
+                "segment.create", #"{"name":"\#(bad)","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
             #expect(response.code == "VALIDATION_ERROR" && response["error"]?["pointer"] == .string("/payload/name"))
         }
     }
@@ -117,8 +151,10 @@ import TestSupport
         ("projects/acme/secrets/x-token/versions/latest", true), ("vault:secret/social/x", true),
         ("k8s://marketing/social-tokens/x", true), ("vault://secret/data/social/x", true),
         ("https://user:s3cret@vault.example/x", false), ("vault://secret/x?token=abc", false),
-        ("vault://secret/ghp_abcdefghijklmnopqrstuvwxyz0123456789", false), ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", false),
-        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY+Zq9Xw3", false), ("vault://x/Zq8RtY2mWp4LkX9sVb7NcQ3e", false), ("token", false),
+        ("vault://secret/ghp_abcdefghijklmnopqrstuvwxyz0123456789", false),
+        ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", false),
+        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY+Zq9Xw3", false), ("vault://x/Zq8RtY2mWp4LkX9sVb7NcQ3e", false),
+        ("token", false),
     ])
     func credentialReferencesAreAcceptedBroadlyButNeverCarryASecret(_ reference: String, _ accepted: Bool) {
         #expect((CredentialReference.problem(reference) == nil) == accepted)
@@ -128,33 +164,57 @@ import TestSupport
     @Test func pointersNameValuesThatExistAndEveryWeightProblemIsListed() async throws {
         let t = try TestEngine()
         let enumField = await t.command("field.define", #"{"name":"tier","type":"enum"}"#)
-        #expect(enumField.code == "VALIDATION_ERROR" && enumField["error"]?["details"]?.arrayValue?.first?["pointer"] == .string("/payload"))
+        #expect(
+            enumField.code == "VALIDATION_ERROR"
+                && enumField["error"]?["details"]?.arrayValue?.first?["pointer"] == .string("/payload"))
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
-        let weights = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":-5},{"key":"a","weight":18446744073709551616},{"key":"c","weight":0}]}"#)
+        let weights = await t.command(
+            "experiment.create",
+            #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":-5},{"key":"a","weight":18446744073709551616},{"key":"c","weight":0}]}"#
+        )
         #expect(weights.code == "VALIDATION_ERROR")
         let pointers = weights["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []
-        #expect(pointers == ["/payload/variants/0/weight", "/payload/variants/1/key", "/payload/variants/1/weight", "/payload/variants/2/weight"])
+        #expect(
+            pointers == [
+                "/payload/variants/0/weight", "/payload/variants/1/key", "/payload/variants/1/weight",
+                "/payload/variants/2/weight",
+            ])
     }
 
     // 14
     @Test func cursorsAreOpaqueAndBoundToTenantQueryAndFilters() async throws {
         let t = try TestEngine()
         for tenant in ["acme", "globex"] {
-            for n in 0..<3 { _ = await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms"}"#, as: admin(tenant)) }
+            for n in 0..<3 {
+                _ = await t.command(
+                    "campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms"}"#,
+                    as: admin(tenant))
+            }
         }
         let first = await t.query("campaign.list", #"{"limit":1}"#)
         let cursor = try #require(first.data?["nextCursor"]?.stringValue)
-        let decoded = Data(base64Encoded: cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "==") ?? Data()
-        #expect(!String(decoding: decoded, as: UTF8.self).contains("acme") && !String(decoding: decoded, as: UTF8.self).contains("cmp_"))
-        #expect(await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#).data?["items"]?.arrayValue?.count == 1)
+        let decoded =
+            Data(
+                base64Encoded: cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                    + "==") ?? Data()
+        #expect(
+            !String(decoding: decoded, as: UTF8.self).contains("acme")
+                && !String(decoding: decoded, as: UTF8.self).contains("cmp_"))
+        #expect(
+            await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#).data?["items"]?.arrayValue?.count == 1
+        )
         var flipped = Array(cursor)
         flipped[flipped.count / 2] = flipped[flipped.count / 2] == "A" ? "B" : "A"
         for bad in [String(flipped), String(cursor.dropLast(3)), "cmF3"] {
             let response = await t.query("campaign.list", #"{"limit":1,"cursor":"\#(bad)"}"#)
             #expect(response.code == "INVALID_FORMAT" && response["error"]?["param"] == .string("cursor"))
         }
-        #expect(await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#, as: admin("globex")).code == "INVALID_FORMAT")
-        #expect(await t.query("campaign.list", #"{"limit":1,"status":"draft","cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        #expect(
+            await t.query("campaign.list", #"{"limit":1,"cursor":"\#(cursor)"}"#, as: admin("globex")).code
+                == "INVALID_FORMAT")
+        #expect(
+            await t.query("campaign.list", #"{"limit":1,"status":"draft","cursor":"\#(cursor)"}"#).code
+                == "INVALID_FORMAT")
         #expect(await t.query("post.list", #"{"limit":1,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
     }
 
@@ -168,7 +228,9 @@ import TestSupport
     // 16
     @Test func illegalTransitionMessagesUseTheRightArticle() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         _ = await t.command("segment.archive", #"{"segmentId":"seg_1"}"#)
         let response = await t.command("segment.update", #"{"segmentId":"seg_1","name":"Renamed"}"#)
         #expect(response["error"]?["message"]?.stringValue?.hasPrefix("Cannot update an archived segment") == true)
@@ -185,10 +247,17 @@ struct CountingProjection: Projection {
 
 @Suite struct StoreDefectTests {
     func append(_ store: EventStore, _ n: Int) throws {
-        _ = try store.appendAndWait(AppendRequest(streams: [StreamAppend(streamId: "s:\(n)", expectedVersion: .any, events: [
-            NewEvent(type: "x.happened", occurredAt: Date(), tenant: "t", actor: "a", requestId: "r", causationId: "c",
-                     payload: Array(#"{"m":"marker-\#(n)-end"}"#.utf8)),
-        ])]))
+        _ = try store.appendAndWait(
+            AppendRequest(streams: [
+                StreamAppend(
+                    streamId: "s:\(n)", expectedVersion: .any,
+                    events: [
+                        NewEvent(
+                            type: "x.happened", occurredAt: Date(), tenant: "t", actor: "a", requestId: "r",
+                            causationId: "c",
+                            payload: Array(#"{"m":"marker-\#(n)-end"}"#.utf8))
+                    ])
+            ]))
     }
 
     /// Damages every copy of the record holding `marker-N-end` in the file (copy-on-write leaves stale copies).
@@ -243,20 +312,30 @@ struct CountingProjection: Projection {
     // 20
     @Test func readOnlyToolsWorkOnAStoreTheyMayNotWrite() async throws {
         let directory = TemporaryDirectory()
-        let run = try await campaign(["apply", "--data", directory.path], input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","payload":{"name":"Spring","channel":"sms"}}"# + "\n")
+        let run = try await campaign(
+            ["apply", "--data", directory.path],
+            input:
+                #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","payload":{"name":"Spring","channel":"sms"}}"#
+                + "\n")
         #expect(run.status == 0)
-        let before = try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
+        let before =
+            try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
         try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: directory.path)
         try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: directory.path + "/data.mdb")
         defer {
             try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
-            try? FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: directory.path + "/data.mdb")
+            try? FileManager.default.setAttributes(
+                [.posixPermissions: 0o644], ofItemAtPath: directory.path + "/data.mdb")
         }
-        for arguments in [["projections", "status"], ["verify"], ["stats"], ["replay"], ["replay", "--stream", "acme:x", "--as-of", "5"]] {
+        for arguments in [
+            ["projections", "status"], ["verify"], ["stats"], ["replay"],
+            ["replay", "--stream", "acme:x", "--as-of", "5"],
+        ] {
             let result = try await campaign(arguments + ["--data", directory.path])
             #expect(result.status == 0, "\(arguments): \(result.err)")
         }
-        let after = try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
+        let after =
+            try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
         #expect(before == after)
     }
 }
@@ -286,7 +365,8 @@ struct CountingProjection: Projection {
     // 13
     @Test func aByteOrderMarkIsIgnoredAndEveryLineIsAnswered() async throws {
         let directory = TemporaryDirectory()
-        let input = "\u{FEFF}" + String(decoding: request("r1", name: "Spring"), as: UTF8.self) + "\n\n   \n"
+        let input =
+            "\u{FEFF}" + String(decoding: request("r1", name: "Spring"), as: UTF8.self) + "\n\n   \n"
             + String(decoding: request("r2", name: "Summer"), as: UTF8.self) + "\r\n"
         let run = try await campaign(["apply", "--data", directory.path], input: input)
         let answers = run.lines.compactMap { try? JSON.parse($0) }
@@ -309,14 +389,25 @@ struct CountingProjection: Projection {
         let directory = TemporaryDirectory()
         do {
             let store = try EventStore(path: directory.path)
-            _ = try store.appendAndWait(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_1", expectedVersion: .any, events: [
-                NewEvent(type: "campaign.created", occurredAt: Date(), tenant: "acme", actor: "evil\u{1B}[2J\u{07}", requestId: "r",
-                         causationId: "c", payload: Array(#"{"campaignId":"cmp_1","name":"Bad\u001b]0;owned\u0007","channel":"sms"}"#.utf8)),
-            ])]))
+            _ = try store.appendAndWait(
+                AppendRequest(streams: [
+                    StreamAppend(
+                        streamId: "acme:cmp_1", expectedVersion: .any,
+                        events: [
+                            NewEvent(
+                                type: "campaign.created", occurredAt: Date(), tenant: "acme",
+                                actor: "evil\u{1B}[2J\u{07}", requestId: "r",
+                                causationId: "c",
+                                payload: Array(
+                                    #"{"campaignId":"cmp_1","name":"Bad\u001b]0;owned\u0007","channel":"sms"}"#.utf8))
+                        ])
+                ]))
             store.close()
         }
         let table = try await campaign(["replay", "--data", directory.path])
-        #expect(!table.out.utf8.contains(0x1B) && !table.out.utf8.contains(0x07) && table.out.contains("evil\\u001b[2J\\u0007"))
+        #expect(
+            !table.out.utf8.contains(0x1B) && !table.out.utf8.contains(0x07)
+                && table.out.contains("evil\\u001b[2J\\u0007"))
         let state = try await campaign(["replay", "--data", directory.path, "--stream", "acme:cmp_1", "--as-of", "1"])
         #expect(!state.out.utf8.contains(0x1B) && state.out.contains("Bad\\u001b]0;owned"))
     }
@@ -327,7 +418,8 @@ struct CountingProjection: Projection {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("campaign")
         process.arguments = ["apply", "--data", directory.path]
-        let stdin = Pipe(), stdout = Pipe()
+        let stdin = Pipe()
+        let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()
@@ -357,12 +449,19 @@ struct CountingProjection: Projection {
         let file = directory.path + "/plain-file"
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
         let onFile = try await campaign(["apply", "--data", file], input: "")
-        #expect(onFile.status == 1 && onFile.err.contains("not a directory") && !onFile.err.contains("NSError") && !onFile.err.contains("Domain="))
+        #expect(
+            onFile.status == 1 && onFile.err.contains("not a directory") && !onFile.err.contains("NSError")
+                && !onFile.err.contains("Domain="))
         let missing = try await campaign(["verify", "--json", "--data", directory.path + "/none"])
-        #expect(missing.status == 1 && (try? JSON.parse(missing.out))?["error"]?["code"] == .string("RESOURCE_NOT_FOUND"))
+        #expect(
+            missing.status == 1 && (try? JSON.parse(missing.out))?["error"]?["code"] == .string("RESOURCE_NOT_FOUND"))
         let unknown = try await campaign(["projections", "rebuild", "nosuch", "--data", directory.path])
         #expect(unknown.status == 64 && unknown.err.contains("no projection named nosuch"))
-        let scope = try await campaign(["apply", "--data", directory.path + "/s"], input: #"{"requestId":"r","principal":{"tenant":"acme","subject":"u","role":"admin","scopes":["nope"],"expiresAt":"2027-01-01T00:00:00Z"},"query":"campaign.list"}"# + "\n")
+        let scope = try await campaign(
+            ["apply", "--data", directory.path + "/s"],
+            input:
+                #"{"requestId":"r","principal":{"tenant":"acme","subject":"u","role":"admin","scopes":["nope"],"expiresAt":"2027-01-01T00:00:00Z"},"query":"campaign.list"}"#
+                + "\n")
         let message = (try? JSON.parse(scope.lines.first ?? ""))?["error"]?["message"]?.stringValue ?? ""
         #expect(Principal.allScopes.allSatisfy(message.contains))
     }
@@ -374,7 +473,8 @@ func campaignBytes(_ arguments: [String], input: [UInt8]) async throws -> String
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("campaign")
         process.arguments = arguments
-        let stdin = Pipe(), stdout = Pipe()
+        let stdin = Pipe()
+        let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()

@@ -2,8 +2,8 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Each code this issue can raise, once through the wire format and once through the typed API.
 @Suite struct ErrorCatalogueTests {
@@ -12,10 +12,20 @@ import TestSupport
     /// A store with one campaign cmp_1 (draft, with segment seg_1) and one active cmp_live.
     func seeded() async throws -> TestEngine {
         let t = try TestEngine()
-        #expect(await t.command("segment.create", #"{"segmentId":"seg_1","name":"Adults","rules":\#(Self.rules)}"#).status == 201)
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#).status == 201)
-        #expect(await t.command("campaign.create", #"{"campaignId":"cmp_live","name":"Live","channel":"email","segmentId":"seg_1"}"#).status == 201)
-        #expect(await t.command("campaign.schedule", #"{"campaignId":"cmp_live","sendAt":"2026-11-22T00:00:00Z"}"#).status == 201)
+        #expect(
+            await t.command("segment.create", #"{"segmentId":"seg_1","name":"Adults","rules":\#(Self.rules)}"#).status
+                == 201)
+        #expect(
+            await t.command(
+                "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#
+            ).status == 201)
+        #expect(
+            await t.command(
+                "campaign.create", #"{"campaignId":"cmp_live","name":"Live","channel":"email","segmentId":"seg_1"}"#
+            ).status == 201)
+        #expect(
+            await t.command("campaign.schedule", #"{"campaignId":"cmp_live","sendAt":"2026-11-22T00:00:00Z"}"#).status
+                == 201)
         #expect(await t.command("campaign.activate", #"{"campaignId":"cmp_live"}"#).status == 201)
         return t
     }
@@ -30,24 +40,83 @@ import TestSupport
 
     static let p = admin()
     static let wireCases: [WireCase] = [
-        .init(code: "UNAUTHORIZED", status: 401, line: #"{"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "TOKEN_EXPIRED", status: 401, line: #"{"principal":\#(principal(expiresAt: "2026-11-21T10:00:00Z")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "FORBIDDEN", status: 403, line: #"{"principal":\#(principal(role: "viewer")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "INVALID_SCOPE", status: 403, line: #"{"principal":\#(principal(scopes: ["campaigns:read"])),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "RESOURCE_NOT_FOUND", status: 404, line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_nope"}}"#, pointer: "/payload/campaignId"),
-        .init(code: "DUPLICATE_RESOURCE", status: 409, line: #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Other","channel":"sms"}}"#, pointer: "/payload/campaignId"),
-        .init(code: "RESOURCE_CONFLICT", status: 409, line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "VALIDATION_ERROR", status: 422, line: #"{"principal":\#(p),"command":"campaign.create","payload":{"name":"ab","channel":"pigeon"}}"#, pointer: "/payload/name"),
-        .init(code: "INVALID_FIELD", status: 400, line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_1","force":true}}"#, pointer: "/payload/force"),
-        .init(code: "MISSING_FIELD", status: 400, line: #"{"principal":\#(p),"command":"campaign.create","payload":{"channel":"sms"}}"#, pointer: "/payload/name"),
-        .init(code: "INVALID_FORMAT", status: 400, line: #"{"principal":\#(p),"command":"campaign.create","payload":{"name":42,"channel":"sms"}}"#, pointer: "/payload/name"),
-        .init(code: "INVALID_SEGMENT_RULE", status: 422, line: #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[]}}}"#, pointer: "/payload/rules/all"),
-        .init(code: "UNKNOWN_FIELD", status: 422, line: #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"shoe","operator":"exists"}]}}}"#, pointer: "/payload/rules/all/0/field"),
-        .init(code: "INVALID_OPERATOR", status: 422, line: #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"subscribed","operator":"gt","value":1}]}}}"#, pointer: "/payload/rules/all/0/operator"),
-        .init(code: "CAMPAIGN_ALREADY_ACTIVE", status: 409, line: #"{"principal":\#(p),"command":"campaign.update","payload":{"campaignId":"cmp_live","name":"Renamed"}}"#),
-        .init(code: "CAMPAIGN_NOT_SCHEDULED", status: 409, line: #"{"principal":\#(p),"command":"campaign.activate","payload":{"campaignId":"cmp_1"}}"#),
-        .init(code: "SEGMENT_REQUIRED", status: 422, line: #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_bare","name":"Bare","channel":"sms"}}"#),
-        .init(code: "INVALID_SCHEDULE", status: 422, line: #"{"principal":\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2026-11-21T09:59:59Z"}}"#, pointer: "/payload/sendAt"),
+        .init(
+            code: "UNAUTHORIZED", status: 401, line: #"{"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
+        .init(
+            code: "TOKEN_EXPIRED", status: 401,
+            line:
+                #"{"principal":\#(principal(expiresAt: "2026-11-21T10:00:00Z")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+        ),
+        .init(
+            code: "FORBIDDEN", status: 403,
+            line:
+                #"{"principal":\#(principal(role: "viewer")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+        ),
+        .init(
+            code: "INVALID_SCOPE", status: 403,
+            line:
+                #"{"principal":\#(principal(scopes: ["campaigns:read"])),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+        ),
+        .init(
+            code: "RESOURCE_NOT_FOUND", status: 404,
+            line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_nope"}}"#,
+            pointer: "/payload/campaignId"),
+        .init(
+            code: "DUPLICATE_RESOURCE", status: 409,
+            line:
+                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Other","channel":"sms"}}"#,
+            pointer: "/payload/campaignId"),
+        .init(
+            code: "RESOURCE_CONFLICT", status: 409,
+            line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#),
+        .init(
+            code: "VALIDATION_ERROR", status: 422,
+            line: #"{"principal":\#(p),"command":"campaign.create","payload":{"name":"ab","channel":"pigeon"}}"#,
+            pointer: "/payload/name"),
+        .init(
+            code: "INVALID_FIELD", status: 400,
+            line: #"{"principal":\#(p),"command":"campaign.pause","payload":{"campaignId":"cmp_1","force":true}}"#,
+            pointer: "/payload/force"),
+        .init(
+            code: "MISSING_FIELD", status: 400,
+            line: #"{"principal":\#(p),"command":"campaign.create","payload":{"channel":"sms"}}"#,
+            pointer: "/payload/name"),
+        .init(
+            code: "INVALID_FORMAT", status: 400,
+            line: #"{"principal":\#(p),"command":"campaign.create","payload":{"name":42,"channel":"sms"}}"#,
+            pointer: "/payload/name"),
+        .init(
+            code: "INVALID_SEGMENT_RULE", status: 422,
+            line: #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[]}}}"#,
+            pointer: "/payload/rules/all"),
+        .init(
+            code: "UNKNOWN_FIELD", status: 422,
+            line:
+                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"shoe","operator":"exists"}]}}}"#,
+            pointer: "/payload/rules/all/0/field"),
+        .init(
+            code: "INVALID_OPERATOR", status: 422,
+            line:
+                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"subscribed","operator":"gt","value":1}]}}}"#,
+            pointer: "/payload/rules/all/0/operator"),
+        .init(
+            code: "CAMPAIGN_ALREADY_ACTIVE", status: 409,
+            line:
+                #"{"principal":\#(p),"command":"campaign.update","payload":{"campaignId":"cmp_live","name":"Renamed"}}"#
+        ),
+        .init(
+            code: "CAMPAIGN_NOT_SCHEDULED", status: 409,
+            line: #"{"principal":\#(p),"command":"campaign.activate","payload":{"campaignId":"cmp_1"}}"#),
+        .init(
+            code: "SEGMENT_REQUIRED", status: 422,
+            line:
+                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_bare","name":"Bare","channel":"sms"}}"#
+        ),
+        .init(
+            code: "INVALID_SCHEDULE", status: 422,
+            line:
+                #"{"principal":\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2026-11-21T09:59:59Z"}}"#,
+            pointer: "/payload/sendAt"),
     ]
 
     @Test(arguments: wireCases)
@@ -57,7 +126,8 @@ import TestSupport
         if item.code == "SEGMENT_REQUIRED" {
             // A campaign without a segment, then schedule it.
             #expect(await t.send(line).status == 201)
-            line = #"{"principal":\#(Self.p),"command":"campaign.schedule","payload":{"campaignId":"cmp_bare","sendAt":"2026-12-01T00:00:00Z"}}"#
+            line =
+                #"{"principal":\#(Self.p),"command":"campaign.schedule","payload":{"campaignId":"cmp_bare","sendAt":"2026-12-01T00:00:00Z"}}"#
         }
         let response = await t.send(line)
         #expect(response.code == item.code, "\(response)")
@@ -70,23 +140,32 @@ import TestSupport
         let t = try await seeded()
         let response = await t.command("campaign.create", #"{"name":"ab","channel":"pigeon","content":{"body":""}}"#)
         let details = response["error"]?["details"]?.arrayValue ?? []
-        #expect(details.compactMap { $0["pointer"]?.stringValue } == ["/payload/name", "/payload/channel", "/payload/content/body"])
+        #expect(
+            details.compactMap { $0["pointer"]?.stringValue } == [
+                "/payload/name", "/payload/channel", "/payload/content/body",
+            ])
     }
 
     @Test func expectedVersionMismatchCarriesBothVersions() async throws {
         let t = try await seeded()
-        let response = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Renamed"}"#, extra: #""expectedVersion":7,"#)
+        let response = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","name":"Renamed"}"#, extra: #""expectedVersion":7,"#)
         #expect(response.code == "RESOURCE_CONFLICT")
-        #expect(response["error"]?["currentVersion"]?.integerValue == 1 && response["error"]?["expectedVersion"]?.integerValue == 7)
+        #expect(
+            response["error"]?["currentVersion"]?.integerValue == 1
+                && response["error"]?["expectedVersion"]?.integerValue == 7)
     }
 
     @Test func idempotencyKeyReusedWithADifferentRequestIsAConflict() async throws {
         let t = try await seeded()
-        let first = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"One"}"#, extra: #""idempotencyKey":"k","#)
+        let first = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","name":"One"}"#, extra: #""idempotencyKey":"k","#)
         #expect(first.status == 201)
-        let replay = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"One"}"#, extra: #""idempotencyKey":"k","#)
+        let replay = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","name":"One"}"#, extra: #""idempotencyKey":"k","#)
         #expect(replay.status == 200 && replay.data == first.data)
-        let other = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Two"}"#, extra: #""idempotencyKey":"k","#)
+        let other = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","name":"Two"}"#, extra: #""idempotencyKey":"k","#)
         #expect(other.code == "RESOURCE_CONFLICT" && other["error"]?["pointer"]?.stringValue == "/idempotencyKey")
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data?["version"]?.integerValue == 2)
     }
@@ -94,16 +173,21 @@ import TestSupport
     @Test func rateLimitIsPerTenantWithHeadersAndRetryAfter() async throws {
         let t = try TestEngine(rateLimit: 3)
         t.clock.set(testStart + 40)  // 40 s into a 60 s window that resets at 10:01:00
-        for _ in 0..<3 { #expect(await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#).code == "RESOURCE_NOT_FOUND") }
+        for _ in 0..<3 {
+            #expect(await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#).code == "RESOURCE_NOT_FOUND")
+        }
         let limited = await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#)
         #expect(limited.code == "RATE_LIMIT_EXCEEDED" && limited.status == 429)
         #expect(limited["error"]?["retryAfter"]?.integerValue == 20)
         #expect(limited["error"]?["retryable"] == .bool(true))
-        #expect(limited["headers"] == .object([
-            "X-RateLimit-Limit": .string("3"), "X-RateLimit-Remaining": .string("0"),
-            "X-RateLimit-Reset": .string("1795255260"), "Retry-After": .string("20"),
-        ]))
-        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#, as: admin("other")).code == "RESOURCE_NOT_FOUND")
+        #expect(
+            limited["headers"]
+                == .object([
+                    "X-RateLimit-Limit": .string("3"), "X-RateLimit-Remaining": .string("0"),
+                    "X-RateLimit-Reset": .string("1795255260"), "Retry-After": .string("20"),
+                ]))
+        #expect(
+            await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#, as: admin("other")).code == "RESOURCE_NOT_FOUND")
         t.clock.advance(by: 20)
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_x"}"#).code == "RESOURCE_NOT_FOUND")
     }
@@ -115,7 +199,9 @@ import TestSupport
         let body = String(repeating: "x", count: 5_000)
         var last = JSON.null
         for n in 0..<200 {
-            last = await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"email","content":{"body":"\#(body)"}}"#)
+            last = await t.command(
+                "campaign.create",
+                #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"email","content":{"body":"\#(body)"}}"#)
             if last.status != 201 { break }
         }
         #expect(last.code == "SERVICE_UNAVAILABLE" && last.status == 503)
@@ -131,21 +217,27 @@ import TestSupport
         let wrongRoot = await t.send("[1,2]")
         #expect(wrongRoot.code == "INVALID_FORMAT")
         let unknownTop = await t.send(#"{"requestId":"r2","command":"campaign.create","payload":{},"token":"secret"}"#)
-        #expect(unknownTop.code == "INVALID_FIELD" && unknownTop["requestId"]?.stringValue == "r2" && unknownTop["error"]?["pointer"]?.stringValue == "/token")
+        #expect(
+            unknownTop.code == "INVALID_FIELD" && unknownTop["requestId"]?.stringValue == "r2"
+                && unknownTop["error"]?["pointer"]?.stringValue == "/token")
     }
 
     // MARK: Through the typed API
 
-    func typed(_ t: TestEngine, _ command: Command, as who: Principal? = Principal(
-        tenant: "acme", subject: "u_1", role: .admin, scopes: Principal.allScopes, expiresAt: testStart + 86_400)
+    func typed(
+        _ t: TestEngine, _ command: Command,
+        as who: Principal? = Principal(
+            tenant: "acme", subject: "u_1", role: .admin, scopes: Principal.allScopes, expiresAt: testStart + 86_400)
     ) async -> EngineResponse {
         await t.engine.execute(.command(command, as: who, requestId: "typed"))
     }
 
     @Test func typedRequestsGetTheSameCodes() async throws {
         let t = try await seeded()
-        let viewer = Principal(tenant: "acme", subject: "u_2", role: .viewer, scopes: Principal.allScopes, expiresAt: testStart + 60)
-        let expired = Principal(tenant: "acme", subject: "u_2", role: .admin, scopes: Principal.allScopes, expiresAt: testStart)
+        let viewer = Principal(
+            tenant: "acme", subject: "u_2", role: .viewer, scopes: Principal.allScopes, expiresAt: testStart + 60)
+        let expired = Principal(
+            tenant: "acme", subject: "u_2", role: .admin, scopes: Principal.allScopes, expiresAt: testStart)
         let noScope = Principal(tenant: "acme", subject: "u_2", role: .admin, scopes: [], expiresAt: testStart + 60)
         let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":18}]}"#)
         let cases: [(Command, Principal?, ErrorCode)] = [
@@ -154,19 +246,47 @@ import TestSupport
             (.campaignTransition(.pause, campaignId: "cmp_1"), viewer, .forbidden),
             (.campaignTransition(.pause, campaignId: "cmp_1"), noScope, .invalidScope),
             (.campaignTransition(.pause, campaignId: "cmp_zz"), nil, .unauthorized),
-            (.campaignTransition(.pause, campaignId: "cmp_zz"), .some(Principal(tenant: "acme", subject: "u_1", role: .admin, scopes: Principal.allScopes, expiresAt: testStart + 60)), .resourceNotFound),
-            (.campaignCreate(campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil), nil, .unauthorized),
+            (
+                .campaignTransition(.pause, campaignId: "cmp_zz"),
+                .some(
+                    Principal(
+                        tenant: "acme", subject: "u_1", role: .admin, scopes: Principal.allScopes,
+                        expiresAt: testStart + 60)), .resourceNotFound
+            ),
+            (
+                .campaignCreate(
+                    campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil), nil,
+                .unauthorized
+            ),
         ]
         for (command, who, code) in cases {
-            #expect(await typed(t, command, as: who).error?.code == code, "\(command.name) as \(String(describing: who?.role))")
+            #expect(
+                await typed(t, command, as: who).error?.code == code,
+                "\(command.name) as \(String(describing: who?.role))")
         }
         let more: [(Command, ErrorCode)] = [
-            (.campaignCreate(campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil), .duplicateResource),
+            (
+                .campaignCreate(
+                    campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .duplicateResource
+            ),
             (.campaignTransition(.pause, campaignId: "cmp_1"), .resourceConflict),
-            (.campaignCreate(campaignId: "cmp_v", name: "x", channel: "sms", segmentId: nil, content: nil, sendAt: nil), .validationError),
+            (
+                .campaignCreate(
+                    campaignId: "cmp_v", name: "x", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .validationError
+            ),
             (.segmentCreate(segmentId: nil, name: "S", rules: .object(["any": .array([])])), .invalidSegmentRule),
-            (.segmentCreate(segmentId: nil, name: "S", rules: try JSON.parse(#"{"all":[{"field":"shoe","operator":"exists"}]}"#)), .unknownField),
-            (.segmentCreate(segmentId: nil, name: "S", rules: try JSON.parse(#"{"all":[{"field":"tags","operator":"eq","value":"a"}]}"#)), .invalidOperator),
+            (
+                .segmentCreate(
+                    segmentId: nil, name: "S", rules: try JSON.parse(#"{"all":[{"field":"shoe","operator":"exists"}]}"#)
+                ), .unknownField
+            ),
+            (
+                .segmentCreate(
+                    segmentId: nil, name: "S",
+                    rules: try JSON.parse(#"{"all":[{"field":"tags","operator":"eq","value":"a"}]}"#)), .invalidOperator
+            ),
             (.segmentUpdate(segmentId: "seg_1", name: nil, rules: rules), .resourceConflict),
             (.campaignUpdate(campaignId: "cmp_live", name: "New", channel: nil, content: nil), .campaignAlreadyActive),
             (.campaignTransition(.unschedule, campaignId: "cmp_1"), .campaignNotScheduled),
@@ -181,7 +301,10 @@ import TestSupport
 
     @Test func decodingErrorsComeFromThePublicDecoder() throws {
         func code(_ name: String, _ payload: String) -> ErrorCode? {
-            do { _ = try Command.decode(name: name, payload: try JSON.parse(payload)); return nil } catch { return (error as? CampaignError)?.code }
+            do {
+                _ = try Command.decode(name: name, payload: try JSON.parse(payload))
+                return nil
+            } catch { return (error as? CampaignError)?.code }
         }
         #expect(code("campaign.pause", #"{"campaignId":"cmp_1","x":1}"#) == .invalidField)
         #expect(code("campaign.pause", "{}") == .missingField)
@@ -194,10 +317,14 @@ import TestSupport
     @Test func everyCodeHasItsSpecifiedStatus() {
         let statuses: [ErrorCode: Int] = [
             .unauthorized: 401, .tokenExpired: 401, .forbidden: 403, .invalidScope: 403, .resourceNotFound: 404,
-            .duplicateResource: 409, .resourceConflict: 409, .validationError: 422, .invalidField: 400, .missingField: 400,
-            .invalidFormat: 400, .invalidSegmentRule: 422, .unknownField: 422, .invalidOperator: 422, .campaignAlreadyActive: 409,
-            .campaignNotScheduled: 409, .segmentRequired: 422, .invalidSchedule: 422, .connectionExpired: 409, .publishingFailed: 502,
-            .rateLimitExceeded: 429, .contentRejected: 422, .experimentInsufficientData: 422, .internalError: 500, .serviceUnavailable: 503,
+            .duplicateResource: 409, .resourceConflict: 409, .validationError: 422, .invalidField: 400,
+            .missingField: 400,
+            .invalidFormat: 400, .invalidSegmentRule: 422, .unknownField: 422, .invalidOperator: 422,
+            .campaignAlreadyActive: 409,
+            .campaignNotScheduled: 409, .segmentRequired: 422, .invalidSchedule: 422, .connectionExpired: 409,
+            .publishingFailed: 502,
+            .rateLimitExceeded: 429, .contentRejected: 422, .experimentInsufficientData: 422, .internalError: 500,
+            .serviceUnavailable: 503,
         ]
         #expect(statuses.count == ErrorCode.allCases.count)
         for code in ErrorCode.allCases { #expect(code.httpStatus == statuses[code], "\(code)") }
@@ -212,6 +339,8 @@ import TestSupport
         #expect(await t.query("campaign.list", "{}", as: principal(subject: "u_1")).status == 200)
         let stranger = await t.query("campaign.list", "{}", as: principal(subject: "mallory"))
         #expect(stranger.code == "UNAUTHORIZED" && stranger.status == 401)
-        #expect(await t.query("campaign.list", "{}", as: principal(tenant: "globex", subject: "u_1")).code == "UNAUTHORIZED")
+        #expect(
+            await t.query("campaign.list", "{}", as: principal(tenant: "globex", subject: "u_1")).code == "UNAUTHORIZED"
+        )
     }
 }

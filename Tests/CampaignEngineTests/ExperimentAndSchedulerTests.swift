@@ -1,15 +1,20 @@
 import CampaignDomain
 import CampaignEngine
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ExperimentTests {
     static let variants = [Variant(key: "control", weight: 50), Variant(key: "b", weight: 50)]
 
     func experiment(_ t: TestEngine, start: Bool = true) async throws {
-        try #require(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#).status == 201)
-        let created = await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","weight":50},{"key":"b","weight":50,"content":{"subject":"New!","body":"Hi"}}]}"#)
+        try #require(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#).status
+                == 201)
+        let created = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","weight":50},{"key":"b","weight":50,"content":{"subject":"New!","body":"Hi"}}]}"#
+        )
         try #require(created.status == 201, "\(created)")
         if start { try #require(await t.command("experiment.start", #"{"experimentId":"exp_1"}"#).status == 201) }
     }
@@ -20,7 +25,9 @@ import TestSupport
         var n = start
         while found.count < count {
             let id = "ctc_\(n)"
-            if Experiment.assign(experimentId: "exp_1", contactId: id, variants: Self.variants) == variant { found.append(id) }
+            if Experiment.assign(experimentId: "exp_1", contactId: id, variants: Self.variants) == variant {
+                found.append(id)
+            }
             n += 1
         }
         return found
@@ -29,20 +36,36 @@ import TestSupport
     func expose(_ t: TestEngine, _ ids: [String], convert: Int) async {
         for (index, id) in ids.enumerated() {
             _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"\#(id)"}"#)
-            if index < convert { _ = await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"\#(id)"}"#) }
+            if index < convert {
+                _ = await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"\#(id)"}"#)
+            }
         }
     }
 
     @Test func creationChecksVariantsWithPointers() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
-        let bad = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":60},{"key":"a","weight":30}]}"#)
+        let bad = await t.command(
+            "experiment.create",
+            #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":60},{"key":"a","weight":30}]}"#)
         #expect(bad.code == "VALIDATION_ERROR")
-        #expect(bad["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } == ["/payload/variants/1/key", "/payload/variants"])
-        let one = await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":100}]}"#)
+        #expect(
+            bad["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } == [
+                "/payload/variants/1/key", "/payload/variants",
+            ])
+        let one = await t.command(
+            "experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":100}]}"#)
         #expect(one.code == "VALIDATION_ERROR")
-        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_9","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#).code == "RESOURCE_NOT_FOUND")
-        #expect(await t.command("experiment.create", #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50.5},{"key":"b","weight":49.5}]}"#).code == "VALIDATION_ERROR")
+        #expect(
+            await t.command(
+                "experiment.create",
+                #"{"campaignId":"cmp_9","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+            ).code == "RESOURCE_NOT_FOUND")
+        #expect(
+            await t.command(
+                "experiment.create",
+                #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50.5},{"key":"b","weight":49.5}]}"#
+            ).code == "VALIDATION_ERROR")
     }
 
     static let states = ["draft", "running", "stopped", "completed"]
@@ -61,10 +84,16 @@ import TestSupport
                 let t = try TestEngine()
                 try await experiment(t, start: state != "draft")
                 // ctc_0 is exposed while running, so a conversion is allowed where the state is.
-                if state != "draft" { _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_0"}"#) }
+                if state != "draft" {
+                    _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_0"}"#)
+                }
                 if state == "stopped" { _ = await t.command("experiment.stop", #"{"experimentId":"exp_1"}"#) }
-                if state == "completed" { _ = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#) }
-                try #require(await t.query("experiment.get", #"{"experimentId":"exp_1"}"#).data?["status"]?.stringValue == state)
+                if state == "completed" {
+                    _ = await t.command(
+                        "experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#)
+                }
+                try #require(
+                    await t.query("experiment.get", #"{"experimentId":"exp_1"}"#).data?["status"]?.stringValue == state)
                 let payload: String
                 switch command {
                 case "update": payload = #"{"experimentId":"exp_1","name":"Renamed"}"#
@@ -92,14 +121,24 @@ import TestSupport
         let t = try TestEngine()
         try await experiment(t)
         let responses = await withTaskGroup(of: JSON.self) { group in
-            for _ in 0..<30 { group.addTask { await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#) } }
+            for _ in 0..<30 {
+                group.addTask {
+                    await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#)
+                }
+            }
             return await group.reduce(into: [JSON]()) { $0.append($1) }
         }
         #expect(responses.filter { $0.data?["counted"] == .bool(true) }.count == 1)
         #expect(Set(responses.compactMap { $0.data?["variant"]?.stringValue }).count == 1)
-        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_8"}"#).code == "RESOURCE_CONFLICT")
-        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?["counted"] == .bool(true))
-        #expect(await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?["counted"] == .bool(false))
+        #expect(
+            await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_8"}"#).code
+                == "RESOURCE_CONFLICT")
+        #expect(
+            await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?[
+                "counted"] == .bool(true))
+        #expect(
+            await t.command("experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_7"}"#).data?[
+                "counted"] == .bool(false))
         let results = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#).data
         let total = (results?["variants"]?.arrayValue ?? []).reduce(0) { $0 + ($1["exposures"]?.integerValue ?? 0) }
         #expect(total == 1)
@@ -116,12 +155,15 @@ import TestSupport
         #expect(rows.compactMap { $0["conversions"]?.integerValue } == [20, 50])
         #expect(rows[1]["rate"]?.numberValue == 0.25)
         #expect(abs((rows[1]["lift"]?.numberValue ?? 0) - 1.5) < 1e-12)
-        let expected = Statistics.twoProportionZTest(controlConversions: 20, controlExposures: 200, treatmentConversions: 50, treatmentExposures: 200)!
+        let expected = Statistics.twoProportionZTest(
+            controlConversions: 20, controlExposures: 200, treatmentConversions: 50, treatmentExposures: 200)!
         #expect(rows[1]["pValue"]?.numberValue == expected.pValue)
         #expect(results["srmPValue"]?.numberValue == 1)
         #expect(rows[0]["interval95"]?.arrayValue?.count == 2)
 
-        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"control"}"#).code == "EXPERIMENT_INSUFFICIENT_DATA")
+        #expect(
+            await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"control"}"#).code
+                == "EXPERIMENT_INSUFFICIENT_DATA")
         let declared = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
         #expect(declared.status == 201 && declared.data?["experiment"]?["winner"]?.stringValue == "b")
         let again = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
@@ -136,7 +178,8 @@ import TestSupport
         let refused = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#)
         #expect(refused.code == "EXPERIMENT_INSUFFICIENT_DATA" && refused.status == 422)
         #expect(refused["error"]?["message"]?.stringValue?.contains("control has 149 exposures") == true)
-        let forced = await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#)
+        let forced = await t.command(
+            "experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#)
         #expect(forced.status == 201 && forced.data?["experiment"]?["forced"] == .bool(true))
     }
 
@@ -155,20 +198,31 @@ import TestSupport
         try await experiment(t)
         await expose(t, contacts(for: "control", count: 160), convert: 30)
         await expose(t, contacts(for: "b", count: 160), convert: 33)
-        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#).code == "EXPERIMENT_INSUFFICIENT_DATA")
-        #expect(await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"z"}"#).code == "VALIDATION_ERROR")
+        #expect(
+            await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b"}"#).code
+                == "EXPERIMENT_INSUFFICIENT_DATA")
+        #expect(
+            await t.command("experiment.declareWinner", #"{"experimentId":"exp_1","variant":"z"}"#).code
+                == "VALIDATION_ERROR")
     }
 }
 
 @Suite struct SchedulerTests {
     func scheduled(_ t: TestEngine, _ id: String, at sendAt: String) async throws {
-        try #require(await t.command("campaign.create", #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"sms","segmentId":"seg_1"}"#).status == 201)
-        try #require(await t.command("campaign.schedule", #"{"campaignId":"\#(id)","sendAt":"\#(sendAt)"}"#).status == 201)
+        try #require(
+            await t.command(
+                "campaign.create",
+                #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"sms","segmentId":"seg_1"}"#
+            ).status == 201)
+        try #require(
+            await t.command("campaign.schedule", #"{"campaignId":"\#(id)","sendAt":"\#(sendAt)"}"#).status == 201)
     }
 
     @Test func nothingFiresEarlyAndEverythingDueFiresOnce() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         try await scheduled(t, "cmp_a", at: "2026-11-21T11:00:00Z")
         try await scheduled(t, "cmp_b", at: "2026-11-21T12:00:00Z")
         try await scheduled(t, "cmp_c", at: "2026-11-21T13:00:00Z")
@@ -177,7 +231,9 @@ import TestSupport
         try await scheduled(t, "cmp_moved", at: "2026-11-21T11:15:00Z")
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_moved","sendAt":"2026-11-21T14:00:00Z"}"#)
 
-        func tick(_ at: String) async throws -> [String] { try await t.engine.tick(now: Timestamp.parse(at)!).activated.map(\.id) }
+        func tick(_ at: String) async throws -> [String] {
+            try await t.engine.tick(now: Timestamp.parse(at)!).activated.map(\.id)
+        }
         #expect(try await tick("2026-11-21T10:59:59Z") == [])
         #expect(try await tick("2026-11-21T12:00:00Z") == ["cmp_a", "cmp_b"])
         #expect(try await tick("2026-11-21T12:30:00Z") == [])
@@ -186,7 +242,9 @@ import TestSupport
         #expect(try await tick("2026-11-22T00:00:00Z") == [])
         for id in ["cmp_a", "cmp_b", "cmp_c", "cmp_moved"] {
             #expect(await t.query("campaign.get", #"{"campaignId":"\#(id)"}"#).data?["status"]?.stringValue == "active")
-            let activations = try t.engine.eventStore.readStream("acme:\(id)").filter { $0.type == "campaign.activated" }
+            let activations = try t.engine.eventStore.readStream("acme:\(id)").filter {
+                $0.type == "campaign.activated"
+            }
             #expect(activations.count == 1 && activations.first?.actor == "scheduler")
         }
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_gone"}"#).data?["status"]?.stringValue == "draft")
@@ -197,9 +255,15 @@ import TestSupport
         configuration.operatorTenant = "ops"
         let t = try TestEngine(configuration: configuration)
         for tenant in ["acme", "globex"] {
-            _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#, as: admin(tenant))
-            _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1"}"#, as: admin(tenant))
-            _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#, as: admin(tenant))
+            _ = await t.command(
+                "segment.create",
+                #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#,
+                as: admin(tenant))
+            _ = await t.command(
+                "campaign.create", #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1"}"#,
+                as: admin(tenant))
+            _ = await t.command(
+                "campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#, as: admin(tenant))
         }
         func status(_ tenant: String) async -> String? {
             await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#, as: admin(tenant)).data?["status"]?.stringValue
@@ -217,23 +281,34 @@ import TestSupport
         let backwards = await t.command("system.tick", #"{"now":"2020-01-01T00:00:00Z"}"#, as: admin("ops"))
         #expect(backwards.code == "INVALID_SCHEDULE" && backwards["error"]?["pointer"] == .string("/payload/now"))
         #expect(t.clock.now() == Timestamp.parse("2026-11-21T11:00:00Z"))
-        await #expect(throws: CampaignError.self) { try await t.engine.tick(now: Timestamp.parse("2026-11-21T10:00:00Z")!) }
+        await #expect(throws: CampaignError.self) {
+            try await t.engine.tick(now: Timestamp.parse("2026-11-21T10:00:00Z")!)
+        }
 
         // A tenant's tick at the current clock runs that tenant's work only.
         for tenant in ["acme", "globex"] {
-            _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Later","channel":"sms","segmentId":"seg_1"}"#, as: admin(tenant))
-            _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_2","sendAt":"2026-11-21T11:30:00Z"}"#, as: admin(tenant))
+            _ = await t.command(
+                "campaign.create", #"{"campaignId":"cmp_2","name":"Later","channel":"sms","segmentId":"seg_1"}"#,
+                as: admin(tenant))
+            _ = await t.command(
+                "campaign.schedule", #"{"campaignId":"cmp_2","sendAt":"2026-11-21T11:30:00Z"}"#, as: admin(tenant))
         }
         t.clock.set(Timestamp.parse("2026-11-21T12:00:00Z")!)
         let own = await t.command("system.tick", "{}")
         #expect(own.data?["activated"] == .array([.string("cmp_2")]))
-        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_2"}"#, as: admin("globex")).data?["status"]?.stringValue == "scheduled")
+        #expect(
+            await t.query("campaign.get", #"{"campaignId":"cmp_2"}"#, as: admin("globex")).data?["status"]?.stringValue
+                == "scheduled")
     }
 
     @Test func aScheduledCampaignKeepsItsSegmentSoTheSchedulerCanActivateIt() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
-        _ = await t.command("segment.create", #"{"segmentId":"seg_2","name":"Other","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_2","name":"Other","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         try await scheduled(t, "cmp_a", at: "2026-11-21T11:00:00Z")
         #expect(await t.command("segment.archive", #"{"segmentId":"seg_1"}"#).code == "RESOURCE_CONFLICT")
         let report = try await t.engine.tick(now: Timestamp.parse("2026-11-21T11:00:00Z")!)

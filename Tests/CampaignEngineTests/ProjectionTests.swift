@@ -3,8 +3,8 @@ import CampaignEngine
 import CampaignProjections
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ReadModelTests {
     @Test func aListRightAfterACommandShowsItsEffect() async throws {
@@ -21,21 +21,35 @@ import TestSupport
 
     @Test func campaignListsFilterByStatusAndTimeAndPageWithACursor() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         for n in 1...5 {
-            _ = await t.command("campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms","segmentId":"seg_1"}"#)
-            if n <= 3 { _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_\#(n)","sendAt":"2026-12-0\#(n)T00:00:00Z"}"#) }
+            _ = await t.command(
+                "campaign.create",
+                #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms","segmentId":"seg_1"}"#)
+            if n <= 3 {
+                _ = await t.command(
+                    "campaign.schedule", #"{"campaignId":"cmp_\#(n)","sendAt":"2026-12-0\#(n)T00:00:00Z"}"#)
+            }
         }
         let first = await t.query("campaign.list", #"{"limit":2}"#)
         let cursor = try #require(first.data?["nextCursor"]?.stringValue)
         let second = await t.query("campaign.list", #"{"limit":2,"cursor":"\#(cursor)"}"#)
-        let third = await t.query("campaign.list", #"{"limit":2,"cursor":"\#(second.data?["nextCursor"]?.stringValue ?? "")"}"#)
-        let ids = [first, second, third].flatMap { $0.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } ?? [] }
+        let third = await t.query(
+            "campaign.list", #"{"limit":2,"cursor":"\#(second.data?["nextCursor"]?.stringValue ?? "")"}"#)
+        let ids = [first, second, third].flatMap {
+            $0.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } ?? []
+        }
         #expect(ids == ["cmp_1", "cmp_2", "cmp_3", "cmp_4", "cmp_5"])
         #expect(third.data?["nextCursor"] == .null)
-        let scheduled = await t.query("campaign.list", #"{"status":"scheduled","from":"2026-12-02T00:00:00Z","to":"2026-12-03T00:00:00Z"}"#)
-        #expect(scheduled.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } == ["cmp_2", "cmp_3"])
-        #expect(scheduled.data?["counts"]?["scheduled"]?.integerValue == 3 && scheduled.data?["counts"]?["draft"]?.integerValue == 2)
+        let scheduled = await t.query(
+            "campaign.list", #"{"status":"scheduled","from":"2026-12-02T00:00:00Z","to":"2026-12-03T00:00:00Z"}"#)
+        #expect(
+            scheduled.data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue } == ["cmp_2", "cmp_3"])
+        #expect(
+            scheduled.data?["counts"]?["scheduled"]?.integerValue == 3
+                && scheduled.data?["counts"]?["draft"]?.integerValue == 2)
         #expect(await t.query("campaign.list", #"{"status":"bogus"}"#).code == "VALIDATION_ERROR")
         #expect(await t.query("campaign.list", #"{"cursor":"%%%"}"#).code == "INVALID_FORMAT")
         #expect(await t.query("campaign.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
@@ -43,7 +57,10 @@ import TestSupport
 
     @Test func postListsUseTheCalendar() async throws {
         let t = try TestEngine()
-        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
         for (n, day) in [(1, "05"), (2, "01"), (3, "10")] {
             _ = await t.command("post.create", #"{"postId":"pst_\#(n)","connectionIds":["con_x"],"text":"Post \#(n)"}"#)
             _ = await t.command("post.schedule", #"{"postId":"pst_\#(n)","publishAt":"2026-12-\#(day)T09:00:00Z"}"#)
@@ -58,15 +75,25 @@ import TestSupport
 
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
-        _ = await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}},{"contactId":"ctc_3","attributes":{"age":70,"country":"FR"}}]}"#)
-        _ = await t.command("segment.create", #"{"segmentId":"seg_fr","name":"France","rules":{"all":[{"field":"country","operator":"eq","value":"FR"}]}}"#)
+        _ = await t.command(
+            "contact.import",
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}},{"contactId":"ctc_3","attributes":{"age":70,"country":"FR"}}]}"#
+        )
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_fr","name":"France","rules":{"all":[{"field":"country","operator":"eq","value":"FR"}]}}"#
+        )
         func members() async -> [String] {
-            await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["contactIds"]?.arrayValue?.compactMap(
+                \.stringValue) ?? []
         }
         #expect(await members() == ["ctc_1", "ctc_3"])
         _ = await t.command("contact.upsert", #"{"contactId":"ctc_2","attributes":{"country":"fr"}}"#)
         #expect(await members() == ["ctc_1", "ctc_2", "ctc_3"])
-        _ = await t.command("segment.update", #"{"segmentId":"seg_fr","rules":{"all":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"lt","value":50}]}}"#)
+        _ = await t.command(
+            "segment.update",
+            #"{"segmentId":"seg_fr","rules":{"all":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"lt","value":50}]}}"#
+        )
         #expect(await members() == ["ctc_1", "ctc_2"])
         _ = await t.command("contact.erase", #"{"contactId":"ctc_1"}"#)
         #expect(await members() == ["ctc_2"])
@@ -77,13 +104,22 @@ import TestSupport
 
     @Test func auditHistoryFiltersByStreamActorAndTimeWithinTheTenant() async throws {
         let t = try TestEngine()
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#, as: principal(subject: "alice"))
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#,
+            as: principal(subject: "alice"))
         t.clock.advance(by: 3_600)
-        _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Beta"}"#, as: principal(subject: "bob"), requestId: "req_bob")
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Gamma","channel":"email"}"#, as: principal(subject: "alice"))
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Secret","channel":"email"}"#, as: admin("globex"))
+        _ = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","name":"Beta"}"#, as: principal(subject: "bob"),
+            requestId: "req_bob")
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_2","name":"Gamma","channel":"email"}"#,
+            as: principal(subject: "alice"))
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Secret","channel":"email"}"#, as: admin("globex"))
         func positions(_ params: String, tenant: String = "acme") async -> [Int] {
-            await t.query("audit.history", params, as: admin(tenant)).data?["items"]?.arrayValue?.compactMap { $0["position"]?.integerValue } ?? []
+            await t.query("audit.history", params, as: admin(tenant)).data?["items"]?.arrayValue?.compactMap {
+                $0["position"]?.integerValue
+            } ?? []
         }
         #expect(await positions(#"{"streamId":"cmp_1"}"#) == [1, 2])
         #expect(await positions(#"{"actor":"alice"}"#) == [1, 3])
@@ -101,9 +137,17 @@ import TestSupport
         let directory = TemporaryDirectory()
         do {
             let engine = try CampaignEngine(directory: directory.path)
-            let admin = Principal(tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
-            let contacts = (0..<3_000).map { ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))]) }
-            _ = await engine.execute(.command(.segmentCreate(segmentId: "seg_old", name: "Old", rules: try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)), as: admin, requestId: "r1"))
+            let admin = Principal(
+                tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+            let contacts = (0..<3_000).map {
+                ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))])
+            }
+            _ = await engine.execute(
+                .command(
+                    .segmentCreate(
+                        segmentId: "seg_old", name: "Old",
+                        rules: try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)), as: admin,
+                    requestId: "r1"))
             _ = await engine.execute(.command(.contactImport(contacts), as: admin, requestId: "r2"))
             engine.close()
         }
@@ -121,7 +165,9 @@ import TestSupport
         let store = try EventStore(path: directory.path)
         let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
         let midway = try runner.status().first { $0.name == "segments" }!
-        #expect(midway.checkpoint > 0 && midway.checkpoint < midway.head, "killed at \(midway.checkpoint) of \(midway.head)")
+        #expect(
+            midway.checkpoint > 0 && midway.checkpoint < midway.head, "killed at \(midway.checkpoint) of \(midway.head)"
+        )
         try runner.catchUp()
         for name in ["audit", "segments"] {
             let status = try runner.status().first { $0.name == name }!
@@ -153,8 +199,11 @@ import TestSupport
         let directory = TemporaryDirectory()
         let store = try EventStore(path: directory.path)
         for n in 0..<count {
-            let event = NewEvent(type: n % 2 == 0 ? "even" : "odd", occurredAt: testStart, tenant: "t", actor: "a", requestId: "r", causationId: "c", payload: Array("{}".utf8))
-            _ = try await store.append(AppendRequest(streams: [StreamAppend(streamId: "s\(n % 3)", expectedVersion: .any, events: [event])]))
+            let event = NewEvent(
+                type: n % 2 == 0 ? "even" : "odd", occurredAt: testStart, tenant: "t", actor: "a", requestId: "r",
+                causationId: "c", payload: Array("{}".utf8))
+            _ = try await store.append(
+                AppendRequest(streams: [StreamAppend(streamId: "s\(n % 3)", expectedVersion: .any, events: [event])]))
         }
         return (directory, store)
     }
@@ -216,11 +265,16 @@ import TestSupport
     @Test func inlineProjectionsCatchUpEventsAppendedBehindTheirBack() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)
-        let raw = NewEvent(type: "campaign.created", occurredAt: testStart, tenant: "acme", actor: "raw", requestId: "raw", causationId: "raw",
-                           payload: Array(#"{"campaignId":"cmp_raw","name":"Raw","channel":"sms"}"#.utf8))
-        _ = try await t.engine.eventStore.append(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_raw", expectedVersion: .noStream, events: [raw])]))
+        let raw = NewEvent(
+            type: "campaign.created", occurredAt: testStart, tenant: "acme", actor: "raw", requestId: "raw",
+            causationId: "raw",
+            payload: Array(#"{"campaignId":"cmp_raw","name":"Raw","channel":"sms"}"#.utf8))
+        _ = try await t.engine.eventStore.append(
+            AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_raw", expectedVersion: .noStream, events: [raw])]))
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_3","name":"Gamma","channel":"email"}"#)
-        let ids = await t.query("campaign.list", "{}").data?["items"]?.arrayValue?.compactMap { $0["campaignId"]?.stringValue }
+        let ids = await t.query("campaign.list", "{}").data?["items"]?.arrayValue?.compactMap {
+            $0["campaignId"]?.stringValue
+        }
         #expect(ids == ["cmp_1", "cmp_3", "cmp_raw"])
         #expect(try t.engine.projections.verify("campaign-board").matches)
     }

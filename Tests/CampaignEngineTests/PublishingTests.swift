@@ -2,23 +2,31 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Social publishing through the engine with the simulated publisher and a manual clock.
 @Suite struct PublishingTests {
-    func connected(_ platforms: [(String, String)] = [("con_x", "x")], expiresAt: String = "2027-01-01T00:00:00Z") async throws -> TestEngine {
+    func connected(
+        _ platforms: [(String, String)] = [("con_x", "x")], expiresAt: String = "2027-01-01T00:00:00Z"
+    ) async throws -> TestEngine {
         let t = try TestEngine()
         for (id, platform) in platforms {
-            let response = await t.command("social.connect", #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","credentialRef":"vault://social/\#(id)","expiresAt":"\#(expiresAt)"}"#)
+            let response = await t.command(
+                "social.connect",
+                #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","credentialRef":"vault://social/\#(id)","expiresAt":"\#(expiresAt)"}"#
+            )
             try #require(response.status == 201, "\(response)")
         }
         return t
     }
 
-    func post(_ t: TestEngine, _ id: String, text: String, on connections: [String] = ["con_x"], media: String = "[]") async -> JSON {
+    func post(
+        _ t: TestEngine, _ id: String, text: String, on connections: [String] = ["con_x"], media: String = "[]"
+    ) async -> JSON {
         let ids = connections.map { "\"\($0)\"" }.joined(separator: ",")
-        return await t.command("post.create", #"{"postId":"\#(id)","connectionIds":[\#(ids)],"text":"\#(text)","media":\#(media)}"#)
+        return await t.command(
+            "post.create", #"{"postId":"\#(id)","connectionIds":[\#(ids)],"text":"\#(text)","media":\#(media)}"#)
     }
 
     func get(_ t: TestEngine, _ id: String) async -> JSON? { await t.query("post.get", #"{"postId":"\#(id)"}"#).data }
@@ -32,9 +40,15 @@ import TestSupport
         #expect(response.status == 201)
         let target = response.data?["post"]?["targets"]?.arrayValue?.first
         #expect(response.data?["post"]?["status"]?.stringValue == "published")
-        #expect(target?["platformPostId"]?.stringValue?.hasPrefix("sim-") == true && target?["url"]?.stringValue?.hasPrefix("https://x.example/") == true)
+        #expect(
+            target?["platformPostId"]?.stringValue?.hasPrefix("sim-") == true
+                && target?["url"]?.stringValue?.hasPrefix("https://x.example/") == true)
         let types = try t.engine.eventStore.readStream("acme:pst_1").map(\.type)
-        #expect(types == ["post.created", "post.publishingStarted", "post.attemptStarted", "post.targetPublished", "post.published"])
+        #expect(
+            types == [
+                "post.created", "post.publishingStarted", "post.attemptStarted", "post.targetPublished",
+                "post.published",
+            ])
         #expect(t.publisher.requests.count == 1 && t.publisher.requests[0].credentialRef == "vault://social/con_x")
     }
 
@@ -68,7 +82,8 @@ import TestSupport
 
     @Test func transientFailuresRetryWithBackoffThenPublish() async throws {
         let t = try await connected()
-        t.publisher.enqueue([.transientFailure(reason: "503"), .transientFailure(reason: "502")], forAccount: "acct_con_x")
+        t.publisher.enqueue(
+            [.transientFailure(reason: "503"), .transientFailure(reason: "502")], forAccount: "acct_con_x")
         _ = await post(t, "pst_1", text: "Try again")
         let first = await t.command("post.publish", #"{"postId":"pst_1"}"#)
         #expect(first.status == 201 && first.data?["post"]?["status"]?.stringValue == "publishing")
@@ -125,7 +140,10 @@ import TestSupport
     @Test func anAttemptWithoutAnOutcomeIsSettledAsUnconfirmedAndNeverResent() async throws {
         let stalling = StallingPublisher()
         let t = try TestEngine(publishVia: stalling)
-        _ = await t.command("social.connect", #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
         _ = await post(t, "pst_1", text: "Hanging")
         let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
         while await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue != "attempting" {
@@ -158,7 +176,9 @@ import TestSupport
         #expect(await t.command("social.disconnect", #"{"connectionId":"con_m"}"#).status == 201)
         #expect(await t.command("post.publish", #"{"postId":"pst_2"}"#).code == "CONNECTION_EXPIRED")
         #expect(await post(t, "pst_3", text: "x", on: ["con_m"]).code == "CONNECTION_EXPIRED")
-        #expect(await t.command("social.refresh", #"{"connectionId":"con_m","expiresAt":"2027-01-01T00:00:00Z"}"#).code == "CONNECTION_EXPIRED")
+        #expect(
+            await t.command("social.refresh", #"{"connectionId":"con_m","expiresAt":"2027-01-01T00:00:00Z"}"#).code
+                == "CONNECTION_EXPIRED")
         #expect(t.publisher.requests.isEmpty)
     }
 
@@ -166,7 +186,11 @@ import TestSupport
         let t = try await connected(expiresAt: "2026-11-21T11:00:00Z")
         t.clock.set(testStart + 7_200)
         #expect(await t.query("connection.get", #"{"connectionId":"con_x"}"#).data?["status"]?.stringValue == "expired")
-        #expect(await t.command("social.refresh", #"{"connectionId":"con_x","credentialRef":"vault://social/con_x/v2","expiresAt":"2027-01-01T00:00:00Z"}"#).status == 201)
+        #expect(
+            await t.command(
+                "social.refresh",
+                #"{"connectionId":"con_x","credentialRef":"vault://social/con_x/v2","expiresAt":"2027-01-01T00:00:00Z"}"#
+            ).status == 201)
         _ = await post(t, "pst_1", text: "Back")
         #expect(await t.command("post.publish", #"{"postId":"pst_1"}"#).status == 201)
         #expect(t.publisher.requests.first?.credentialRef == "vault://social/con_x/v2")
@@ -175,7 +199,9 @@ import TestSupport
     @Test func anAccountsPublishBudgetIsEnforcedPerWindow() async throws {
         let t = try await connected([("con_t", "tiktok")])
         let media = #"[{"kind":"video","url":"https://cdn.example/v.mp4"}]"#
-        for n in 0..<16 { #expect(await post(t, "pst_\(n)", text: "Clip \(n)", on: ["con_t"], media: media).status == 201) }
+        for n in 0..<16 {
+            #expect(await post(t, "pst_\(n)", text: "Clip \(n)", on: ["con_t"], media: media).status == 201)
+        }
         for n in 0..<15 { #expect(await t.command("post.publish", #"{"postId":"pst_\#(n)"}"#).status == 201) }
         let over = await t.command("post.publish", #"{"postId":"pst_15"}"#)
         #expect(over.code == "RATE_LIMIT_EXCEEDED")
@@ -192,7 +218,8 @@ import TestSupport
         _ = await post(t, "pst_1", text: "Two places", on: ["con_x", "con_l"])
         let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
         #expect(response.code == "CONTENT_REJECTED")
-        #expect(response["error"]?["details"]?.arrayValue?.compactMap { $0["field"]?.stringValue } == ["con_x", "con_l"])
+        #expect(
+            response["error"]?["details"]?.arrayValue?.compactMap { $0["field"]?.stringValue } == ["con_x", "con_l"])
         let targets = await get(t, "pst_1")?["targets"]?.arrayValue ?? []
         #expect(targets.compactMap { $0["status"]?.stringValue } == ["published", "failed"])
         #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
@@ -201,8 +228,11 @@ import TestSupport
     @Test func aScheduledPostPublishesOnceWhenDueAndNotBefore() async throws {
         let t = try await connected()
         _ = await post(t, "pst_1", text: "Timed")
-        #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T10:00:00Z"}"#).code == "INVALID_SCHEDULE")
-        #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T12:00:00Z"}"#).status == 201)
+        #expect(
+            await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T10:00:00Z"}"#).code
+                == "INVALID_SCHEDULE")
+        #expect(
+            await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-11-21T12:00:00Z"}"#).status == 201)
         #expect((try await tick(t, testStart + 7_199)).items.isEmpty)
         #expect(t.publisher.requests.isEmpty)
         let due = try await tick(t, testStart + 7_200)
@@ -216,11 +246,15 @@ import TestSupport
         let long = String(repeating: "a", count: 281)
         let response = await post(t, "pst_1", text: long, on: ["con_x", "con_i"])
         #expect(response.code == "VALIDATION_ERROR")
-        #expect(response["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue }
-            == ["x allows 280 characters; this text has 281", "instagram needs at least one image or video"])
+        #expect(
+            response["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue }
+                == ["x allows 280 characters; this text has 281", "instagram needs at least one image or video"])
         #expect(await post(t, "pst_2", text: "hi", on: ["con_nope"]).code == "RESOURCE_NOT_FOUND")
         #expect(await post(t, "pst_3", text: "hi", on: ["con_x", "con_x"]).code == "VALIDATION_ERROR")
-        #expect(await t.command("post.create", #"{"postId":"pst_4","connectionIds":["con_x"],"text":"hi","link":"http://insecure"}"#).code == "VALIDATION_ERROR")
+        #expect(
+            await t.command(
+                "post.create", #"{"postId":"pst_4","connectionIds":["con_x"],"text":"hi","link":"http://insecure"}"#
+            ).code == "VALIDATION_ERROR")
     }
 
     // MARK: The post state table
@@ -245,7 +279,8 @@ import TestSupport
                 let text = state == "publishing" ? "Wobbly #flaky" : state == "failed" ? "Nope #reject" : "Fine"
                 try #require(await post(t, id, text: text).status == 201)
                 switch state {
-                case "scheduled": _ = await t.command("post.schedule", #"{"postId":"\#(id)","publishAt":"2026-12-01T00:00:00Z"}"#)
+                case "scheduled":
+                    _ = await t.command("post.schedule", #"{"postId":"\#(id)","publishAt":"2026-12-01T00:00:00Z"}"#)
                 case "publishing", "published", "failed": _ = await t.command("post.publish", #"{"postId":"\#(id)"}"#)
                 case "cancelled": _ = await t.command("post.cancel", #"{"postId":"\#(id)"}"#)
                 default: break
@@ -261,9 +296,13 @@ import TestSupport
                 let expected = Self.postExpected[state]![column]
                 if expected.hasPrefix("→") {
                     #expect(response.status == 201, "\(state) × \(command): \(response)")
-                    #expect(await get(t, id)?["status"]?.stringValue == String(expected.dropFirst()), "\(state) × \(command)")
+                    #expect(
+                        await get(t, id)?["status"]?.stringValue == String(expected.dropFirst()),
+                        "\(state) × \(command)")
                 } else {
-                    #expect(response.code == "RESOURCE_CONFLICT" && response.status == 409, "\(state) × \(command): \(response)")
+                    #expect(
+                        response.code == "RESOURCE_CONFLICT" && response.status == 409,
+                        "\(state) × \(command): \(response)")
                     #expect(response["error"]?["currentState"]?.stringValue == state)
                     #expect(response["error"]?["allowedStates"] == .array([.string("draft"), .string("scheduled")]))
                 }

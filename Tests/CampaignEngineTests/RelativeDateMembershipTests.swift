@@ -15,7 +15,8 @@ import Testing
     let rules: [String: String] = [
         "seg_recent": #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":7}]}"#,
         "seg_lapsed": #"{"all":[{"field":"last_seen_at","operator":"not_within_last_days","value":7}]}"#,
-        "seg_mixed": #"{"any":[{"field":"age","operator":"gte","value":65},{"all":[{"field":"signed_up_at","operator":"within_last_days","value":30},{"field":"last_seen_at","operator":"within_last_days","value":2}]}]}"#,
+        "seg_mixed":
+            #"{"any":[{"field":"age","operator":"gte","value":65},{"all":[{"field":"signed_up_at","operator":"within_last_days","value":30},{"field":"last_seen_at","operator":"within_last_days","value":2}]}]}"#,
     ]
 
     let contacts: [String: String] = [
@@ -27,10 +28,14 @@ import Testing
 
     func setUp(_ t: TestEngine, as who: String) async {
         for (id, rule) in rules.sorted(by: { $0.key < $1.key }) {
-            #expect(await t.command("segment.create", #"{"segmentId":"\#(id)","name":"\#(id)","rules":\#(rule)}"#, as: who).status == 201)
+            #expect(
+                await t.command("segment.create", #"{"segmentId":"\#(id)","name":"\#(id)","rules":\#(rule)}"#, as: who)
+                    .status == 201)
         }
         for (id, attributes) in contacts.sorted(by: { $0.key < $1.key }) {
-            #expect(await t.command("contact.upsert", #"{"contactId":"\#(id)","attributes":\#(attributes)}"#, as: who).status == 201)
+            #expect(
+                await t.command("contact.upsert", #"{"contactId":"\#(id)","attributes":\#(attributes)}"#, as: who)
+                    .status == 201)
         }
     }
 
@@ -40,9 +45,12 @@ import Testing
         var expected = [String: Set<String>]()
         for (id, rule) in rules {
             let parsed = try SegmentRule.parse(try JSON.parse(Array(rule.utf8)), schema: ContactSchema(), at: "")
-            expected[id] = Set(try contacts.compactMap { contactId, attributes in
-                parsed.matches(try JSON.parse(Array(attributes.utf8)).objectValue ?? [:], schema: ContactSchema(), now: now) ? contactId : nil
-            })
+            expected[id] = Set(
+                try contacts.compactMap { contactId, attributes in
+                    parsed.matches(
+                        try JSON.parse(Array(attributes.utf8)).objectValue ?? [:], schema: ContactSchema(), now: now)
+                        ? contactId : nil
+                })
         }
         return expected
     }
@@ -54,7 +62,8 @@ import Testing
             let members = await t.query("segment.members", #"{"segmentId":"\#(id)"}"#, as: who)
             let ids = Set(members.data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) ?? [])
             served[id] = ids
-            let count = await t.query("segment.get", #"{"segmentId":"\#(id)"}"#, as: who).data?["memberCount"]?.integerValue
+            let count = await t.query("segment.get", #"{"segmentId":"\#(id)"}"#, as: who).data?["memberCount"]?
+                .integerValue
             #expect(count == ids.count, "segment.get and segment.members disagree on \(id)")
         }
         return served
@@ -70,8 +79,13 @@ import Testing
 
         // Each step crosses at least one boundary: ctc_senior's 2-day window, ctc_recent's 7-day
         // window, ctc_future's first sighting, then every window.
-        for step in ["2026-11-23T09:00:00.001Z", "2026-11-27T12:00:01Z", "2026-11-29T00:00:00Z", "2026-12-06T00:00:00.001Z", "2027-03-01T00:00:00Z"] {
-            let tick = await t.command("system.tick", #"{"now":"\#(step)"}"#, as: principal(tenant: "system", expiresAt: "2030-01-01T00:00:00Z"))
+        for step in [
+            "2026-11-23T09:00:00.001Z", "2026-11-27T12:00:01Z", "2026-11-29T00:00:00Z", "2026-12-06T00:00:00.001Z",
+            "2027-03-01T00:00:00Z",
+        ] {
+            let tick = await t.command(
+                "system.tick", #"{"now":"\#(step)"}"#,
+                as: principal(tenant: "system", expiresAt: "2030-01-01T00:00:00Z"))
             #expect(tick.status == 200, "\(tick)")
             #expect((tick.data?["memberships"]?.integerValue ?? 0) > 0, "the tick at \(step) re-evaluated what was due")
             #expect(await served(t, as: acme) == (try fresh(t)), "at \(step)")
@@ -114,12 +128,18 @@ import Testing
         await setUp(t, as: acme)
         _ = try await t.engine.tick(now: Timestamp.parse("2026-11-29T00:00:00Z")!)
         // A contact change and a rule change after the refresh re-index their boundaries.
-        _ = await t.command("contact.upsert", #"{"contactId":"ctc_never","attributes":{"last_seen_at":"2026-11-28T00:00:00Z"}}"#, as: acme)
-        _ = await t.command("segment.update", #"{"segmentId":"seg_recent","rules":{"all":[{"field":"last_seen_at","operator":"within_last_days","value":3}]}}"#, as: acme)
+        _ = await t.command(
+            "contact.upsert", #"{"contactId":"ctc_never","attributes":{"last_seen_at":"2026-11-28T00:00:00Z"}}"#,
+            as: acme)
+        _ = await t.command(
+            "segment.update",
+            #"{"segmentId":"seg_recent","rules":{"all":[{"field":"last_seen_at","operator":"within_last_days","value":3}]}}"#,
+            as: acme)
         let report = try await t.engine.tick(now: Timestamp.parse("2026-12-02T00:00:00.001Z")!)
         #expect(report.membershipsRefreshed > 0)
         let live = await served(t, as: acme)
-        #expect(live["seg_recent"] == [], "ctc_future (seen 11-29) and ctc_never (seen 11-28) are now older than 3 days")
+        #expect(
+            live["seg_recent"] == [], "ctc_future (seen 11-29) and ctc_never (seen 11-28) are now older than 3 days")
         try t.engine.projections.rebuild("segments")
         #expect(await served(t, as: acme) == live)
         #expect(try t.engine.projections.verify("segments").matches)

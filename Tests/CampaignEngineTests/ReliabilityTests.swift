@@ -3,14 +3,15 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.serialized) struct ReliabilityTests {
     @Test func writersKilledAtRandomMomentsLoseAndDuplicateNothing() async throws {
         let directory = TemporaryDirectory()
-        let summary = try await CrashHarness.run(data: directory.path + "/store", kills: 5, seed: 20_261_121,
-                                                 executable: productsDirectory.appendingPathComponent("campaign-harness"))
+        let summary = try await CrashHarness.run(
+            data: directory.path + "/store", kills: 5, seed: 20_261_121,
+            executable: productsDirectory.appendingPathComponent("campaign-harness"))
         #expect(summary.kills == 5)
         #expect(summary.acknowledged > 20, "\(summary.line)")
         #expect(summary.lost == 0 && summary.duplicated == 0, "\(summary.line)")
@@ -19,37 +20,52 @@ import TestSupport
 
     @Test func competingApplyProcessesKeepNamesUniqueAndLoseNoUpdate() async throws {
         let directory = TemporaryDirectory()
-        let principal = #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+        let principal =
+            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
         do {
             let engine = try CampaignEngine(directory: directory.path)
             for s in 0..<10 {
-                _ = await engine.handle(line: #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_s\#(s)","name":"Shared \#(s)","channel":"sms"}}"#)
+                _ = await engine.handle(
+                    line:
+                        #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_s\#(s)","name":"Shared \#(s)","channel":"sms"}}"#
+                )
             }
             engine.close()
         }
         func script(_ process: Int) -> String {
             var lines = [String]()
             for i in 0..<30 {
-                lines.append(#"{"requestId":"p\#(process)-name-\#(i)","principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_p\#(process)_\#(i)","name":"Contested \#(i)","channel":"email"}}"#)
+                lines.append(
+                    #"{"requestId":"p\#(process)-name-\#(i)","principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_p\#(process)_\#(i)","name":"Contested \#(i)","channel":"email"}}"#
+                )
             }
             for s in 0..<10 {
-                lines.append(#"{"requestId":"p\#(process)-exact-\#(s)","expectedVersion":1,"principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"first by p\#(process)"}}}"#)
+                lines.append(
+                    #"{"requestId":"p\#(process)-exact-\#(s)","expectedVersion":1,"principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"first by p\#(process)"}}}"#
+                )
                 for k in 0..<3 {
-                    lines.append(#"{"requestId":"p\#(process)-any-\#(s)-\#(k)","principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"p\#(process) k\#(k)"}}}"#)
+                    lines.append(
+                        #"{"requestId":"p\#(process)-any-\#(s)-\#(k)","principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"p\#(process) k\#(k)"}}}"#
+                    )
                 }
             }
             return lines.joined(separator: "\n") + "\n"
         }
         let runs = try await withThrowingTaskGroup(of: Run.self) { group in
             for process in 0..<3 {
-                group.addTask { try await campaign(["apply", "--data", directory.path, "--rate-limit", "1000000"], input: script(process)) }
+                group.addTask {
+                    try await campaign(
+                        ["apply", "--data", directory.path, "--rate-limit", "1000000"], input: script(process))
+                }
             }
             return try await group.reduce(into: [Run]()) { $0.append($1) }
         }
         var responses = [String: JSON]()
         for run in runs {
             #expect(run.status == 0, "\(run.err)")
-            for line in run.lines { if let json = try? JSON.parse(line), let id = json["requestId"]?.stringValue { responses[id] = json } }
+            for line in run.lines {
+                if let json = try? JSON.parse(line), let id = json["requestId"]?.stringValue { responses[id] = json }
+            }
         }
         #expect(responses.count == 3 * (30 + 40))
         for i in 0..<30 {
@@ -60,7 +76,8 @@ import TestSupport
         for s in 0..<10 {
             let exact = (0..<3).compactMap { responses["p\($0)-exact-\(s)"] }
             #expect(exact.filter { $0.status == 201 }.count <= 1, "campaign \(s)")
-            #expect(exact.filter { $0.code == "RESOURCE_CONFLICT" }.count == 3 - exact.filter { $0.status == 201 }.count)
+            #expect(
+                exact.filter { $0.code == "RESOURCE_CONFLICT" }.count == 3 - exact.filter { $0.status == 201 }.count)
             let blind = (0..<3).flatMap { p in (0..<3).compactMap { responses["p\(p)-any-\(s)-\($0)"] } }
             #expect(blind.allSatisfy { $0.status == 201 }, "an update without an expectation was lost or refused")
         }
@@ -77,22 +94,39 @@ import TestSupport
         let directory = TemporaryDirectory()
         let engine = try CampaignEngine(directory: directory.path)
         defer { engine.close() }
-        let principal = #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","campaigns:read","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
-        _ = await engine.handle(line: #"{"principal":\#(principal),"command":"segment.create","payload":{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}}"#)
-        _ = await engine.handle(line: #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Cached","channel":"sms","segmentId":"seg_1"}}"#)
+        let principal =
+            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","campaigns:read","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+        _ = await engine.handle(
+            line:
+                #"{"principal":\#(principal),"command":"segment.create","payload":{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}}"#
+        )
+        _ = await engine.handle(
+            line:
+                #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Cached","channel":"sms","segmentId":"seg_1"}}"#
+        )
         // The engine now holds cmp_1 as a draft in its cache. Another process schedules it.
-        let other = try await campaign(["apply", "--data", directory.path],
-                                       input: #"{"requestId":"other","principal":\#(principal),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2099-01-01T00:00:00Z"}}"# + "\n")
+        let other = try await campaign(
+            ["apply", "--data", directory.path],
+            input:
+                #"{"requestId":"other","principal":\#(principal),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2099-01-01T00:00:00Z"}}"#
+                + "\n")
         #expect(other.lines.first?.contains("\"status\":201") == true, "\(other.out)\(other.err)")
-        let delete = try JSON.parse(await engine.handle(line: #"{"requestId":"d","principal":\#(principal),"command":"campaign.delete","payload":{"campaignId":"cmp_1"}}"#))
+        let delete = try JSON.parse(
+            await engine.handle(
+                line:
+                    #"{"requestId":"d","principal":\#(principal),"command":"campaign.delete","payload":{"campaignId":"cmp_1"}}"#
+            ))
         #expect(delete.code == "RESOURCE_CONFLICT" && delete["error"]?["currentState"]?.stringValue == "scheduled")
-        let get = try JSON.parse(await engine.handle(line: #"{"principal":\#(principal),"query":"campaign.get","params":{"campaignId":"cmp_1"}}"#))
+        let get = try JSON.parse(
+            await engine.handle(
+                line: #"{"principal":\#(principal),"query":"campaign.get","params":{"campaignId":"cmp_1"}}"#))
         #expect(get.data?["status"]?.stringValue == "scheduled")
     }
 
     @Test func tenThousandHostileRequestsGetCatalogueAnswersAndLeaveTheStoreIntact() async throws {
         let directory = TemporaryDirectory()
-        let engine = try CampaignEngine(directory: directory.path, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        let engine = try CampaignEngine(
+            directory: directory.path, configuration: EngineConfiguration(rateLimit: 100_000_000))
         defer { engine.close() }
         await Fuzzer.prepare(engine)
         let report = await Fuzzer.run(engine: engine, cases: 10_000, seed: 7, hugeSize: 20_000)
@@ -110,14 +144,22 @@ import TestSupport
     @Test func hardLimitsAreClearErrors() async throws {
         let t = try TestEngine()
         let deep = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
-        let nested = await t.send(#"{"requestId":"n","principal":\#(admin()),"command":"campaign.create","payload":\#(deep)}"#)
-        #expect(nested.code == "INVALID_FORMAT" && nested["error"]?["message"]?.stringValue?.contains("nesting deeper than 32") == true)
-        _ = await t.command("social.connect", #"{"connectionId":"con_1","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2099-01-01T00:00:00Z"}"#)
+        let nested = await t.send(
+            #"{"requestId":"n","principal":\#(admin()),"command":"campaign.create","payload":\#(deep)}"#)
+        #expect(
+            nested.code == "INVALID_FORMAT"
+                && nested["error"]?["message"]?.stringValue?.contains("nesting deeper than 32") == true)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_1","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2099-01-01T00:00:00Z"}"#
+        )
         let many = Array(repeating: #""con_1""#, count: 11).joined(separator: ",")
         let tooMany = await t.command("post.create", #"{"connectionIds":[\#(many)],"text":"x"}"#)
-        #expect(tooMany.code == "VALIDATION_ERROR" && tooMany["error"]?["pointer"]?.stringValue == "/payload/connectionIds")
+        #expect(
+            tooMany.code == "VALIDATION_ERROR" && tooMany["error"]?["pointer"]?.stringValue == "/payload/connectionIds")
         let longName = String(repeating: "n", count: 100_000)
-        #expect(await t.command("campaign.create", #"{"name":"\#(longName)","channel":"sms"}"#).code == "VALIDATION_ERROR")
+        #expect(
+            await t.command("campaign.create", #"{"name":"\#(longName)","channel":"sms"}"#).code == "VALIDATION_ERROR")
         let response = await t.engine.handle(Array(repeating: UInt8(ascii: " "), count: 65 << 20))
         #expect(response.error?.code == .invalidFormat && response.error?.message.contains("larger than") == true)
     }
@@ -128,7 +170,8 @@ import TestSupport
     static func mount(_ path: String, size: String, remount: Bool = false) -> Bool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/mount")
-        process.arguments = remount ? ["-o", "remount,size=\(size)", path] : ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path]
+        process.arguments =
+            remount ? ["-o", "remount,size=\(size)", path] : ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path]
         process.standardError = FileHandle.nullDevice
         guard (try? process.run()) != nil else { return false }
         process.waitUntilExit()
@@ -145,7 +188,8 @@ import TestSupport
 
     static let canMount: Bool = {
         guard getuid() == 0 else { return false }
-        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("tmpfs-probe-\(UUID().uuidString)").path
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("tmpfs-probe-\(UUID().uuidString)")
+            .path
         try? FileManager.default.createDirectory(atPath: probe, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: probe) }
         guard mount(probe, size: "1m") else { return false }
@@ -163,28 +207,43 @@ import TestSupport
         var configuration = EngineConfiguration(rateLimit: 100_000_000)
         configuration.storeOptions = StoreOptions(initialMapSize: 256 << 10)
         let engine = try CampaignEngine(directory: mountPoint + "/store", configuration: configuration)
-        let admin = Principal(tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let admin = Principal(
+            tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
         var acknowledged = [String]()
         var full: EngineResponse?
         for n in 0..<10_000 {
-            let response = await engine.execute(.command(.campaignCreate(campaignId: "cmp_\(n)", name: "Campaign \(n)", channel: "email", segmentId: nil,
-                                                                        content: Content(body: String(repeating: "x", count: 2_000)), sendAt: nil),
-                                                         as: admin, requestId: "req-\(n)"))
-            if response.status == 201 { acknowledged.append("req-\(n)") } else { full = response; break }
+            let response = await engine.execute(
+                .command(
+                    .campaignCreate(
+                        campaignId: "cmp_\(n)", name: "Campaign \(n)", channel: "email", segmentId: nil,
+                        content: Content(body: String(repeating: "x", count: 2_000)), sendAt: nil),
+                    as: admin, requestId: "req-\(n)"))
+            if response.status == 201 {
+                acknowledged.append("req-\(n)")
+            } else {
+                full = response
+                break
+            }
         }
         let refusal = try #require(full, "2 MiB should fill up")
         #expect(refusal.error?.code == .serviceUnavailable && refusal.status == 503 && refusal.error?.retryable == true)
         #expect(acknowledged.count > 10)
         // Nothing acknowledged is missing, nothing half-written: the chain and projections check out.
         var seen = Set<String>()
-        try engine.eventStore.forEachEvent { seen.insert($0.requestId); return true }
+        try engine.eventStore.forEachEvent {
+            seen.insert($0.requestId)
+            return true
+        }
         #expect(Set(acknowledged).isSubset(of: seen))
         #expect(try engine.eventStore.head().position == UInt64(acknowledged.count))
         #expect(try engine.eventStore.verifyChain().isIntact)
         // Free space: writes succeed again, in the same open engine.
         try #require(Self.mount(mountPoint, size: "64m", remount: true))
-        let again = await engine.execute(.command(.campaignCreate(campaignId: "cmp_after", name: "After", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
-                                                  as: admin, requestId: "after"))
+        let again = await engine.execute(
+            .command(
+                .campaignCreate(
+                    campaignId: "cmp_after", name: "After", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                as: admin, requestId: "after"))
         #expect(again.status == 201, "\(again.line)")
         for projection in engine.projections.projections {
             #expect(try engine.projections.verify(projection.name).matches, "\(projection.name)")
@@ -220,7 +279,9 @@ import TestSupport
             #expect(response.code == "INVALID_FIELD", "\(response)")
         }
         // A token where a reference belongs is refused by validation, also never stored.
-        let asReference = await t.command("social.connect", #"{"platform":"x","accountId":"a","credentialRef":"\#(secret)","expiresAt":"2099-01-01T00:00:00Z"}"#)
+        let asReference = await t.command(
+            "social.connect",
+            #"{"platform":"x","accountId":"a","credentialRef":"\#(secret)","expiresAt":"2099-01-01T00:00:00Z"}"#)
         #expect(asReference.code == "VALIDATION_ERROR")
         t.engine.close()
         #expect(try !fileContains(t.directory.path, secret))
@@ -231,7 +292,8 @@ import TestSupport
     @Test func anErasedContactsValuesAreGoneFromACompactedCopy() async throws {
         let t = try TestEngine()
         let email = "zoe.unique-4c1d@example.org"
-        _ = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"\#(email)","first_name":"Zoëtrope"}}"#)
+        _ = await t.command(
+            "contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"\#(email)","first_name":"Zoëtrope"}}"#)
         _ = await t.command("contact.upsert", #"{"contactId":"ctc_2","attributes":{"email":"keep.me-99@example.org"}}"#)
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).status == 201)
         let copy = TemporaryDirectory()

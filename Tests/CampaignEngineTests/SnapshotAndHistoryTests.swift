@@ -3,23 +3,33 @@ import CampaignEngine
 import CampaignSnapshots
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct SnapshotTests {
     /// cmp_1 created through the engine, then `updates` raw `campaign.updated` events appended
     /// straight to the store in large batches (as a long history would be).
     func longCampaign(_ t: TestEngine, updates: Int) async throws {
-        try #require(await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Long","channel":"email"}"#).status == 201)
+        try #require(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Long","channel":"email"}"#).status == 201
+        )
         var version: UInt64 = 1
         var remaining = updates
         while remaining > 0 {
             let batch = min(1_000, remaining)
             let events = (0..<batch).map { n in
-                NewEvent(type: "campaign.updated", occurredAt: testStart, tenant: "acme", actor: "bulk", requestId: "bulk", causationId: "bulk",
-                         payload: JSON.object(["campaignId": .string("cmp_1"), "content": .object(["body": .string("body \(Int(version) + n + 1)")])]).bytes)
+                NewEvent(
+                    type: "campaign.updated", occurredAt: testStart, tenant: "acme", actor: "bulk", requestId: "bulk",
+                    causationId: "bulk",
+                    payload: JSON.object([
+                        "campaignId": .string("cmp_1"),
+                        "content": .object(["body": .string("body \(Int(version) + n + 1)")]),
+                    ]).bytes)
             }
-            _ = try await t.engine.eventStore.append(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_1", expectedVersion: .exact(version), events: events)]))
+            _ = try await t.engine.eventStore.append(
+                AppendRequest(streams: [
+                    StreamAppend(streamId: "acme:cmp_1", expectedVersion: .exact(version), events: events)
+                ]))
             version += UInt64(batch)
             remaining -= batch
         }
@@ -47,7 +57,9 @@ import TestSupport
         let second = await folded(t) { answer = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#) }
         #expect(second <= 100)
         for n in 0..<150 {
-            let update = await folded(t) { _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"live \#(n)"}}"#) }
+            let update = await folded(t) {
+                _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"live \#(n)"}}"#)
+            }
             #expect(update <= 100, "update \(n) folded \(update) events")
         }
         let later = await folded(t) { answer = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#) }
@@ -55,7 +67,9 @@ import TestSupport
         // The result equals a full fold of the log.
         let full = try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(.max))
         #expect(answer.data == full)
-        #expect(answer.data?["content"]?["body"]?.stringValue == "live 149" && answer.data?["version"]?.integerValue == 20_150)
+        #expect(
+            answer.data?["content"]?["body"]?.stringValue == "live 149"
+                && answer.data?["version"]?.integerValue == 20_150)
     }
 
     @Test func aCorruptOrOutdatedSnapshotIsIgnoredAndReplaced() async throws {
@@ -67,9 +81,17 @@ import TestSupport
         _ = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#)
         let table = try t.engine.eventStore.table(named: "snapshots")
         let expected = try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(.max))
-        for damage in [Array("{not json".utf8),
-                       JSON.object(["kind": .string("campaign"), "schemaVersion": .number(0), "version": .number(500), "state": .object([:])]).bytes,
-                       JSON.object(["kind": .string("campaign"), "schemaVersion": .number(1), "version": .number(500), "state": .string("?")]).bytes] {
+        for damage in [
+            Array("{not json".utf8),
+            JSON.object([
+                "kind": .string("campaign"), "schemaVersion": .number(0), "version": .number(500),
+                "state": .object([:]),
+            ]).bytes,
+            JSON.object([
+                "kind": .string("campaign"), "schemaVersion": .number(1), "version": .number(500),
+                "state": .string("?"),
+            ]).bytes,
+        ] {
             try t.engine.eventStore.write { try $0.put(damage, forKey: Array("acme:cmp_1".utf8), in: table) }
             var answer = JSON.null
             let ignored = await folded(t) { answer = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#) }
@@ -95,9 +117,14 @@ import TestSupport
         configuration.aggregateCacheCapacity = 0
         let t = try TestEngine(configuration: configuration)
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
-        _ = await t.command("experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#)
+        _ = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+        )
         _ = await t.command("experiment.start", #"{"experimentId":"exp_1"}"#)
-        for n in 0..<45 { _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_\#(n)"}"#) }
+        for n in 0..<45 {
+            _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_\#(n)"}"#)
+        }
         let stop = await folded(t) { _ = await t.command("experiment.stop", #"{"experimentId":"exp_1"}"#) }
         #expect(stop <= 20)
         #expect(await t.query("experiment.get", #"{"experimentId":"exp_1"}"#).data?["status"]?.stringValue == "stopped")
@@ -107,21 +134,32 @@ import TestSupport
 @Suite struct PointInTimeTests {
     @Test func aggregatesAsOfAPositionOrATimeMatchHandComputedStates() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)  // 1
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#)  // 2 at 10:00
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)  // 1
+        // 2 at 10:00
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#)
         t.clock.set(Timestamp.parse("2026-11-21T11:00:00Z")!)
-        _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-22T09:00:00Z"}"#)  // 3 at 11:00
+        // 3 at 11:00
+        _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-22T09:00:00Z"}"#)
         t.clock.set(Timestamp.parse("2026-11-21T12:00:00Z")!)
         _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring sale"}"#)  // 4 at 12:00
         _ = try await t.engine.tick(now: Timestamp.parse("2026-11-22T09:00:00Z")!)  // 5 at 09:00 next day
 
         #expect(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(1)) == nil)
         let created = try #require(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(2)))
-        #expect(created["status"]?.stringValue == "draft" && created["name"]?.stringValue == "Spring" && created["version"]?.integerValue == 1)
+        #expect(
+            created["status"]?.stringValue == "draft" && created["name"]?.stringValue == "Spring"
+                && created["version"]?.integerValue == 1)
         #expect(created["sendAt"] == nil)
-        let scheduled = try #require(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .time(Timestamp.parse("2026-11-21T11:30:00Z")!)))
-        #expect(scheduled["status"]?.stringValue == "scheduled" && scheduled["sendAt"]?.stringValue == "2026-11-22T09:00:00Z")
-        #expect(scheduled["name"]?.stringValue == "Spring" && scheduled["updatedAt"]?.stringValue == "2026-11-21T11:00:00Z")
+        let scheduled = try #require(
+            try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .time(Timestamp.parse("2026-11-21T11:30:00Z")!)))
+        #expect(
+            scheduled["status"]?.stringValue == "scheduled"
+                && scheduled["sendAt"]?.stringValue == "2026-11-22T09:00:00Z")
+        #expect(
+            scheduled["name"]?.stringValue == "Spring" && scheduled["updatedAt"]?.stringValue == "2026-11-21T11:00:00Z")
         let renamed = try #require(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(4)))
         #expect(renamed["name"]?.stringValue == "Spring sale" && renamed["status"]?.stringValue == "scheduled")
         let now = try #require(try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .time(.distantFuture)))
@@ -133,7 +171,9 @@ import TestSupport
 @Suite struct UpcasterTests {
     @Test func aVersionOneScheduledEventIsReadInTheCurrentShape() {
         let v1 = JSON.object(["campaignId": .string("cmp_1"), "sendAt": .number(1_796_083_200)])
-        #expect(Upcasters.upcast(type: "campaign.scheduled", schemaVersion: 1, payload: v1)["sendAt"]?.stringValue == "2026-12-01T00:00:00Z")
+        #expect(
+            Upcasters.upcast(type: "campaign.scheduled", schemaVersion: 1, payload: v1)["sendAt"]?.stringValue
+                == "2026-12-01T00:00:00Z")
         let v2 = JSON.object(["campaignId": .string("cmp_1"), "sendAt": .string("2026-12-01T00:00:00Z")])
         #expect(Upcasters.upcast(type: "campaign.scheduled", schemaVersion: 2, payload: v2) == v2)
         #expect(Upcasters.currentVersion(of: "campaign.scheduled") == 2)
@@ -142,12 +182,17 @@ import TestSupport
 
     @Test func storedVersionOneEventsLoadAndProjectCorrectly() async throws {
         let t = try TestEngine()
-        _ = await t.command("segment.create", #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Old","channel":"email","segmentId":"seg_1"}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Old","channel":"email","segmentId":"seg_1"}"#)
         // An event written by an older release: schema version 1, sendAt in Unix seconds.
-        let old = NewEvent(type: "campaign.scheduled", schemaVersion: 1, occurredAt: testStart, tenant: "acme", actor: "old-release",
-                           requestId: "old", causationId: "old", payload: Array(#"{"campaignId":"cmp_1","sendAt":1796083200}"#.utf8))
-        _ = try await t.engine.eventStore.append(AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_1", expectedVersion: .exact(1), events: [old])]))
+        let old = NewEvent(
+            type: "campaign.scheduled", schemaVersion: 1, occurredAt: testStart, tenant: "acme", actor: "old-release",
+            requestId: "old", causationId: "old", payload: Array(#"{"campaignId":"cmp_1","sendAt":1796083200}"#.utf8))
+        _ = try await t.engine.eventStore.append(
+            AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_1", expectedVersion: .exact(1), events: [old])]))
         let state = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data
         #expect(state?["status"]?.stringValue == "scheduled" && state?["sendAt"]?.stringValue == "2026-12-01T00:00:00Z")
         // The next command's inline projections catch the raw event up, upcast, and the scheduler fires.

@@ -13,7 +13,10 @@ final class TestEngine: @unchecked Sendable {
 
     let publisher: SimulatedPublisher
 
-    init(rateLimit: Int = 1_000_000, configuration base: EngineConfiguration? = nil, publishVia custom: (any SocialPublisher)? = nil) throws {
+    init(
+        rateLimit: Int = 1_000_000, configuration base: EngineConfiguration? = nil,
+        publishVia custom: (any SocialPublisher)? = nil
+    ) throws {
         var configuration = base ?? EngineConfiguration()
         publisher = SimulatedPublisher()
         configuration.publisher = custom ?? publisher
@@ -31,9 +34,13 @@ final class TestEngine: @unchecked Sendable {
     }
 
     /// Sends a command as `principal` and returns the response.
-    func command(_ name: String, _ payload: String, as principal: String = admin(), requestId: String = "req",
-                 extra: String = "") async -> JSON {
-        await send(#"{"requestId":"\#(requestId)",\#(extra)"principal":\#(principal),"command":"\#(name)","payload":\#(payload)}"#)
+    func command(
+        _ name: String, _ payload: String, as principal: String = admin(), requestId: String = "req",
+        extra: String = ""
+    ) async -> JSON {
+        await send(
+            #"{"requestId":"\#(requestId)",\#(extra)"principal":\#(principal),"command":"\#(name)","payload":\#(payload)}"#
+        )
     }
 
     /// Sends a query as `principal`.
@@ -45,10 +52,13 @@ final class TestEngine: @unchecked Sendable {
 let allScopes = Principal.allScopes.sorted()
 
 /// A principal as wire JSON.
-func principal(tenant: String = "acme", subject: String = "u_1", role: String = "admin", scopes: [String] = allScopes,
-               expiresAt: String = "2027-01-01T00:00:00Z") -> String {
+func principal(
+    tenant: String = "acme", subject: String = "u_1", role: String = "admin", scopes: [String] = allScopes,
+    expiresAt: String = "2027-01-01T00:00:00Z"
+) -> String {
     let list = scopes.map { "\"\($0)\"" }.joined(separator: ",")
-    return #"{"tenant":"\#(tenant)","subject":"\#(subject)","role":"\#(role)","scopes":[\#(list)],"expiresAt":"\#(expiresAt)"}"#
+    return
+        #"{"tenant":"\#(tenant)","subject":"\#(subject)","role":"\#(role)","scopes":[\#(list)],"expiresAt":"\#(expiresAt)"}"#
 }
 
 func admin(_ tenant: String = "acme") -> String { principal(tenant: tenant) }

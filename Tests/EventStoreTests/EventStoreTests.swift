@@ -1,8 +1,8 @@
 import EventStore
 import Foundation
 import Hashing
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct AppendAndReadTests {
     @Test func appendsGetDensePositionsFromOneAndStreamVersionsFromOne() async throws {
@@ -66,13 +66,22 @@ import TestSupport
         defer { store.close() }
         for n in 1...25 { _ = try await store.append(appendRequest("s", events: [event(request: "r\(n)")])) }
         var positions = [UInt64]()
-        try store.forEachEvent(from: 3, pageSize: 4) { positions.append($0.position); return true }
+        try store.forEachEvent(from: 3, pageSize: 4) {
+            positions.append($0.position)
+            return true
+        }
         #expect(positions == Array(3...25))
         var backward = [UInt64]()
-        try store.forEachEvent(inStream: "s", from: .max, backward: true, pageSize: 3) { backward.append($0.streamVersion); return true }
+        try store.forEachEvent(inStream: "s", from: .max, backward: true, pageSize: 3) {
+            backward.append($0.streamVersion)
+            return true
+        }
         #expect(backward == Array((1...25).reversed()))
         var seen = 0
-        try store.forEachEvent(pageSize: 4) { _ in seen += 1; return seen < 6 }
+        try store.forEachEvent(pageSize: 4) { _ in
+            seen += 1
+            return seen < 6
+        }
         #expect(seen == 6)
     }
 
@@ -159,7 +168,9 @@ import TestSupport
         defer { store.close() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for n in 0..<400 {
-                group.addTask { _ = try await store.append(appendRequest("s\(n % 20)", events: [event(request: "r\(n)")])) }
+                group.addTask {
+                    _ = try await store.append(appendRequest("s\(n % 20)", events: [event(request: "r\(n)")]))
+                }
             }
             try await group.waitForAll()
         }
@@ -177,7 +188,10 @@ import TestSupport
         _ = try await store.append(appendRequest("race", .noStream))
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for n in 0..<50 {
-                group.addTask { (try? await store.append(appendRequest("race", .exact(1), events: [event(request: "r\(n)")]))) != nil }
+                group.addTask {
+                    (try? await store.append(appendRequest("race", .exact(1), events: [event(request: "r\(n)")])))
+                        != nil
+                }
             }
             return await group.reduce(into: [Bool]()) { $0.append($1) }
         }
@@ -204,7 +218,9 @@ import TestSupport
         let appends = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for n in 0..<count {
-                    group.addTask { _ = try await store.append(appendRequest("g\(n % 7)", events: [event(request: "r\(n)")])) }
+                    group.addTask {
+                        _ = try await store.append(appendRequest("g\(n % 7)", events: [event(request: "r\(n)")]))
+                    }
                 }
                 try await group.waitForAll()
             }
@@ -267,8 +283,9 @@ import TestSupport
         let again = try await store.append(request)
         #expect(again == .replayed(storedResult: Array("positions:[1, 2]".utf8)))
         #expect(try store.head().position == 2)
-        #expect(try store.idempotentResult(key: "acme/k1", fingerprint: SHA256.hash(Array("create s".utf8)))
-            == Array("positions:[1, 2]".utf8))
+        #expect(
+            try store.idempotentResult(key: "acme/k1", fingerprint: SHA256.hash(Array("create s".utf8)))
+                == Array("positions:[1, 2]".utf8))
     }
 
     @Test func theSameKeyWithADifferentRequestIsAConflict() async throws {
@@ -356,10 +373,16 @@ import TestSupport
             #expect(try txn.checkpoint("board") == 42)
             #expect(try txn.checkpoint("other") == 0)
             var keys = [String]()
-            try txn.forEach(in: table, from: Array("k1".utf8)) { key, _ in keys.append(String(decoding: key, as: UTF8.self)); return true }
+            try txn.forEach(in: table, from: Array("k1".utf8)) { key, _ in
+                keys.append(String(decoding: key, as: UTF8.self))
+                return true
+            }
             #expect(keys == ["k1", "k2", "k3", "k4"])
             var backward = [String]()
-            try txn.forEach(in: table, from: Array("k2z".utf8), reverse: true) { key, _ in backward.append(String(decoding: key, as: UTF8.self)); return true }
+            try txn.forEach(in: table, from: Array("k2z".utf8), reverse: true) { key, _ in
+                backward.append(String(decoding: key, as: UTF8.self))
+                return true
+            }
             #expect(backward == ["k2", "k1", "k0"])
             #expect(try txn.count(of: table) == 5)
         }
@@ -385,7 +408,8 @@ import TestSupport
 
     @Test func aMapLimitIsAClearStorageFullErrorAndTheStoreStaysUsable() async throws {
         let dir = TemporaryDirectory()
-        let store = try EventStore(path: dir.path, options: StoreOptions(initialMapSize: 64 << 10, maximumMapSize: 256 << 10))
+        let store = try EventStore(
+            path: dir.path, options: StoreOptions(initialMapSize: 64 << 10, maximumMapSize: 256 << 10))
         defer { store.close() }
         let payload = "{\"blob\":\"" + String(repeating: "x", count: 4_000) + "\"}"
         var acknowledged = 0
@@ -397,7 +421,10 @@ import TestSupport
             Issue.record("a 256 KiB map should not hold 4 MB")
         } catch let error as EventStoreError {
             #expect(error.isStorageUnavailable)
-            guard case .storageFull = error else { Issue.record("expected storageFull, got \(error)"); return }
+            guard case .storageFull = error else {
+                Issue.record("expected storageFull, got \(error)")
+                return
+            }
         }
         #expect(try store.head().position == UInt64(acknowledged))
         #expect(try store.verifyChain().isIntact)
@@ -414,9 +441,11 @@ import TestSupport
         let table = try store.table(named: "locks")
         try store.write { try $0.put([1], forKey: Array("seg_1".utf8), in: table) }
         var guarded = appendRequest("seg_1-update")
-        guarded.preconditions = [{ txn in
-            if try txn.value(forKey: Array("seg_1".utf8), in: table) != nil { throw Refused() }
-        }]
+        guarded.preconditions = [
+            { txn in
+                if try txn.value(forKey: Array("seg_1".utf8), in: table) != nil { throw Refused() }
+            }
+        ]
         await #expect(throws: Refused.self) { try await store.append(guarded) }
         #expect(try store.streamVersion("seg_1-update") == 0)
         try store.write { _ = try $0.delete(key: Array("seg_1".utf8), in: table) }

@@ -1,7 +1,7 @@
 import EventStore
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A `campaign-harness append-writer` child and the appends it acknowledged.
 final class WriterProcess: @unchecked Sendable {
@@ -30,7 +30,8 @@ final class WriterProcess: @unchecked Sendable {
     @Test func aSecondProcessAppendingAtTheSameTimeNeverCausesALostOrDuplicateVersion() async throws {
         let dir = TemporaryDirectory()
         let child = try WriterProcess(arguments: [
-            "append-writer", "--data", dir.path, "--streams", "5", "--count", "300", "--mode", "exact", "--tag", "child",
+            "append-writer", "--data", dir.path, "--streams", "5", "--count", "300", "--mode", "exact", "--tag",
+            "child",
         ])
         // Give the child time to open the store so the two really overlap.
         try await Task.sleep(for: .milliseconds(200))
@@ -40,7 +41,8 @@ final class WriterProcess: @unchecked Sendable {
         while mine < 300 {
             let stream = "stream-\(mine % 5)"
             let current = try store.streamVersion(stream)
-            let request = appendRequest(stream, current == 0 ? .noStream : .exact(current), events: [event(request: "parent-\(mine)")])
+            let request = appendRequest(
+                stream, current == 0 ? .noStream : .exact(current), events: [event(request: "parent-\(mine)")])
             do {
                 _ = try await store.append(request)
                 mine += 1
@@ -98,7 +100,8 @@ final class WriterProcess: @unchecked Sendable {
             let store = try EventStore(path: dir.path)
             for n in 1...40 {
                 let marker = String(format: "marker-%03d-end", n)
-                _ = try await store.append(appendRequest("s\(n % 3)", events: [event(payload: "{\"m\":\"\(marker)\"}", request: "r\(n)")]))
+                _ = try await store.append(
+                    appendRequest("s\(n % 3)", events: [event(payload: "{\"m\":\"\(marker)\"}", request: "r\(n)")]))
             }
             let clean = try store.verifyChain()
             #expect(clean.isIntact && clean.eventsChecked == 40 && clean.headPosition == 40)
@@ -161,7 +164,9 @@ let pythonLMDBAvailable: Bool = {
         do {
             let store = try EventStore(path: dir.path)
             for n in 0..<30 {
-                _ = try await store.append(appendRequest("s\(n % 4)", events: [event(payload: "{\"n\":\(n),\"text\":\"héllo ☀️\"}", request: "r\(n)")]))
+                _ = try await store.append(
+                    appendRequest(
+                        "s\(n % 4)", events: [event(payload: "{\"n\":\(n),\"text\":\"héllo ☀️\"}", request: "r\(n)")]))
             }
             head = try store.verifyChain().headHash.map { String(format: "%02x", $0) }.joined()
             store.close()

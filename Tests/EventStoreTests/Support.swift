@@ -8,7 +8,9 @@ func event(_ type: String = "test.happened", payload: String = "{}", request: St
         requestId: request, causationId: request, payload: Array(payload.utf8))
 }
 
-func appendRequest(_ stream: String, _ expected: ExpectedVersion = .any, events: [NewEvent] = [event()]) -> AppendRequest {
+func appendRequest(
+    _ stream: String, _ expected: ExpectedVersion = .any, events: [NewEvent] = [event()]
+) -> AppendRequest {
     AppendRequest(streams: [StreamAppend(streamId: stream, expectedVersion: expected, events: events)])
 }
 

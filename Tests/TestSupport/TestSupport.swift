@@ -16,7 +16,8 @@ public final class TemporaryDirectory: @unchecked Sendable {
 }
 
 /// The folder holding the built products (the test bundle's own folder).
-public let productsDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+public let productsDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    .deletingLastPathComponent()
 
 /// Runs blocking work off the cooperative thread pool.
 public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -53,7 +54,8 @@ public final class ChildProcess: @unchecked Sendable {
             self.lock.withLock {
                 self.buffer.append(data)
                 while let newline = self.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    self.collected.append(String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
+                    self.collected.append(
+                        String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
                     self.buffer.removeSubrange(self.buffer.startIndex...newline)
                 }
             }

@@ -90,7 +90,8 @@ final class RawLMDB {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(txn, log, &cursor))
         defer { mdb_cursor_close(cursor) }
-        var k = MDB_val(), v = MDB_val()
+        var k = MDB_val()
+        var v = MDB_val()
         var count = 0
         var checksum = 0
         let started = DispatchTime.now().uptimeNanoseconds

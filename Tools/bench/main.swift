@@ -27,7 +27,8 @@ if arguments.contains("--help") {
     exit(0)
 }
 #if DEBUG
-FileHandle.standardError.write(Data("campaign-bench: this is a debug build; measure with swift run -c release campaign-bench\n".utf8))
+FileHandle.standardError.write(
+    Data("campaign-bench: this is a debug build; measure with swift run -c release campaign-bench\n".utf8))
 #endif
 
 let root = option("--dir") ?? "./.bench-data"
@@ -62,6 +63,14 @@ func secondsAsync(_ body: () async throws -> Void) async rethrows -> Double {
     return Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
 }
 
+/// CPU time this process has used so far, user plus system, in seconds (`getrusage`).
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return 0 }
@@ -70,7 +79,9 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
 
 func median(_ values: [Double]) -> Double { percentile(values, 0.5) }
 func rate(_ count: Int, _ seconds: Double) -> Double { Double(count) / max(seconds, 1e-9) }
-func f(_ value: Double) -> String { value >= 100 ? String(Int(value.rounded())).withCommas : String(format: "%.2f", value) }
+func f(_ value: Double) -> String {
+    value >= 100 ? String(Int(value.rounded())).withCommas : String(format: "%.2f", value)
+}
 func ms(_ value: Double) -> String { String(format: "%.3f ms", value) }
 func x(_ value: Double) -> String { String(format: "%.2f×", value) }
 
@@ -88,7 +99,8 @@ extension String {
 /// Peak resident memory since the last reset, in bytes (Linux `VmHWM`).
 func peakMemory() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
     return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
 }
 
@@ -98,7 +110,8 @@ func resetPeakMemory() { try? "5".write(toFile: "/proc/self/clear_refs", atomica
 /// memory-mapped log, which count in `VmHWM` but belong to the page cache.
 func anonymousMemory() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }) else { return 0 }
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") })
+    else { return 0 }
     return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
 }
 
@@ -107,10 +120,14 @@ func updatePayload(_ id: String) -> [UInt8] {
     JSON.object(["campaignId": .string(id), "content": .object(["body": .string(payload300)])]).bytes
 }
 func newEvent(_ type: String, _ payload: [UInt8], tenant: String = "bench") -> NewEvent {
-    NewEvent(type: type, occurredAt: Date(), tenant: tenant, actor: "bench", requestId: "bench", causationId: "bench", payload: payload)
+    NewEvent(
+        type: type, occurredAt: Date(), tenant: tenant, actor: "bench", requestId: "bench", causationId: "bench",
+        payload: payload)
 }
 
-print("campaign-bench \(quick ? "(quick)" : "") — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, data in \(root)")
+print(
+    "campaign-bench \(quick ? "(quick)" : "") — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, data in \(root)"
+)
 
 // MARK: 1 & 2. Appends: raw LMDB against EventStore, same batch shapes.
 
@@ -123,16 +140,22 @@ for (batch, count) in !runs(1) ? [] : [(1, n(2_000)), (100, n(200_000)), (1_000,
         if indexed {
             let store = try EventStore(path: "\(root)/store-\(batch)", options: StoreOptions(initialMapSize: 1 << 30))
             var generator = SystemRandomNumberGenerator()
-            let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)  // the envelope brings the record to ~300 bytes
+            // The envelope brings the record to ~300 bytes.
+            let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)
             let elapsed = try await secondsAsync {
                 var written = 0
                 while written < count {
                     var streams = [String: [NewEvent]]()
                     for _ in 0..<min(batch, count - written) {
-                        streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(newEvent("campaign.updated", payload))
+                        streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
+                            newEvent("campaign.updated", payload))
                         written += 1
                     }
-                    _ = try await store.append(AppendRequest(streams: streams.map { StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value) }))
+                    _ = try await store.append(
+                        AppendRequest(
+                            streams: streams.map {
+                                StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value)
+                            }))
                 }
             }
             engineRate = rate(count, elapsed)
@@ -140,11 +163,17 @@ for (batch, count) in !runs(1) ? [] : [(1, n(2_000)), (100, n(200_000)), (1_000,
         }
         let name = "append batch \(batch)\(indexed ? " + index" : "")"
         if indexed {
-            report(name, engine: "EventStore \(f(engineRate)) ev/s", baseline: "raw \(f(rawRate)) ev/s", ratio: x(engineRate / rawRate),
-                   ["batch": .number(Double(batch)), "events": .number(Double(count)), "eventStorePerSecond": .number(engineRate), "rawPerSecond": .number(rawRate)])
+            report(
+                name, engine: "EventStore \(f(engineRate)) ev/s", baseline: "raw \(f(rawRate)) ev/s",
+                ratio: x(engineRate / rawRate),
+                [
+                    "batch": .number(Double(batch)), "events": .number(Double(count)),
+                    "eventStorePerSecond": .number(engineRate), "rawPerSecond": .number(rawRate),
+                ])
         } else {
-            report(name, engine: "-", baseline: "raw \(f(rawRate)) ev/s", ratio: "-",
-                   ["batch": .number(Double(batch)), "events": .number(Double(count)), "rawPerSecond": .number(rawRate)])
+            report(
+                name, engine: "-", baseline: "raw \(f(rawRate)) ev/s", ratio: "-",
+                ["batch": .number(Double(batch)), "events": .number(Double(count)), "rawPerSecond": .number(rawRate)])
         }
     }
 }
@@ -153,10 +182,15 @@ for (batch, count) in !runs(1) ? [] : [(1, n(2_000)), (100, n(200_000)), (1_000,
 
 print("\n[3] engine commands end to end (wire decode, auth, load, decide, append, inline projections), durable")
 if runs(3) {
-    let engine = try CampaignEngine(directory: "\(root)/engine", configuration: EngineConfiguration(rateLimit: 100_000_000))
-    let principal = #"{"tenant":"bench","subject":"u","role":"admin","scopes":["campaigns:write","campaigns:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+    let engine = try CampaignEngine(
+        directory: "\(root)/engine", configuration: EngineConfiguration(rateLimit: 100_000_000))
+    let principal =
+        #"{"tenant":"bench","subject":"u","role":"admin","scopes":["campaigns:write","campaigns:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
     for client in 0..<64 {
-        _ = await engine.handle(line: #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_\#(client)","name":"Campaign \#(client)","channel":"email"}}"#)
+        _ = await engine.handle(
+            line:
+                #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_\#(client)","name":"Campaign \#(client)","channel":"email"}}"#
+        )
     }
     func update(_ client: Int, _ n: Int) -> String {
         #"{"requestId":"r\#(client)-\#(n)","principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_\#(client)","content":{"body":"update \#(n) \#(payload300.prefix(200))"}}}"#
@@ -172,15 +206,19 @@ if runs(3) {
     }
     let raw = try RawLMDB(path: "\(root)/raw-latency")
     let rawLatencies = try raw.singleTransactionLatencies(samples: n(1_000), valueSize: 300)
-    report("one client, sequential", engine: "p50 \(ms(median(latencies))) p99 \(ms(percentile(latencies, 0.99)))",
-           baseline: "raw txn p50 \(ms(median(rawLatencies))) p99 \(ms(percentile(rawLatencies, 0.99)))",
-           ratio: "p50 \(x(median(latencies) / median(rawLatencies)))",
-           ["p50Ms": .number(median(latencies)), "p99Ms": .number(percentile(latencies, 0.99)),
-            "rawP50Ms": .number(median(rawLatencies)), "rawP99Ms": .number(percentile(rawLatencies, 0.99))])
+    report(
+        "one client, sequential", engine: "p50 \(ms(median(latencies))) p99 \(ms(percentile(latencies, 0.99)))",
+        baseline: "raw txn p50 \(ms(median(rawLatencies))) p99 \(ms(percentile(rawLatencies, 0.99)))",
+        ratio: "p50 \(x(median(latencies) / median(rawLatencies)))",
+        [
+            "p50Ms": .number(median(latencies)), "p99Ms": .number(percentile(latencies, 0.99)),
+            "rawP50Ms": .number(median(rawLatencies)), "rawP99Ms": .number(percentile(rawLatencies, 0.99)),
+        ])
 
     let perClient = n(20_000) / 64
     let collected = Locked<[Double]>([])
     let before = engine.eventStore.statistics
+    let cpuBefore = processCPUSeconds()
     let elapsed = await secondsAsync {
         await withTaskGroup(of: Void.self) { group in
             for client in 0..<64 {
@@ -198,14 +236,24 @@ if runs(3) {
             }
         }
     }
+    let cpuMicros = (processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1))
     let after = engine.eventStore.statistics
     let all = collected.value
     let transactions = after.groupCommitTransactions - before.groupCommitTransactions
-    report("64 concurrent clients", engine: "\(f(rate(all.count, elapsed))) cmd/s p50 \(ms(median(all))) p99 \(ms(percentile(all, 0.99)))",
-           baseline: "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
-           ratio: "\(x(rate(all.count, elapsed) / (1000 / median(rawLatencies)))) of raw single txns",
-           ["commandsPerSecond": .number(rate(all.count, elapsed)), "p50Ms": .number(median(all)), "p99Ms": .number(percentile(all, 0.99)),
-            "transactions": .number(Double(transactions)), "commands": .number(Double(all.count))])
+    let rawSingleRate = 1000 / median(rawLatencies)
+    report(
+        "64 concurrent clients",
+        engine:
+            "\(f(rate(all.count, elapsed))) cmd/s p50 \(ms(median(all))) p99 \(ms(percentile(all, 0.99))), \(f(cpuMicros)) µs CPU/cmd",
+        baseline:
+            "raw single durable txns \(f(rawSingleRate))/s; \(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
+        ratio: "\(x(rate(all.count, elapsed) / rawSingleRate)) of raw single txns",
+        [
+            "commandsPerSecond": .number(rate(all.count, elapsed)), "p50Ms": .number(median(all)),
+            "p99Ms": .number(percentile(all, 0.99)),
+            "transactions": .number(Double(transactions)), "commands": .number(Double(all.count)),
+            "cpuMicrosPerCommand": .number(cpuMicros), "rawSingleTransactionsPerSecond": .number(rawSingleRate),
+        ])
     engine.close()
 }
 
@@ -219,23 +267,36 @@ if runs(4) {
         let store = try EventStore(path: path, options: StoreOptions(initialMapSize: 1 << 30))
         for size in loadSizes {
             let id = "cmp_\(size)"
-            var events = [newEvent("campaign.created", JSON.object(["campaignId": .string(id), "name": .string("Load \(size)"), "channel": .string("email")]).bytes)]
+            var events = [
+                newEvent(
+                    "campaign.created",
+                    JSON.object([
+                        "campaignId": .string(id), "name": .string("Load \(size)"), "channel": .string("email"),
+                    ]).bytes)
+            ]
             var version: UInt64 = 0
             for _ in 1..<size { events.append(newEvent("campaign.updated", updatePayload(id))) }
             for chunk in stride(from: 0, to: events.count, by: 1_000) {
                 let part = Array(events[chunk..<min(chunk + 1_000, events.count)])
-                _ = try await store.append(AppendRequest(streams: [StreamAppend(streamId: "bench:\(id)", expectedVersion: version == 0 ? .noStream : .exact(version), events: part)]))
+                _ = try await store.append(
+                    AppendRequest(streams: [
+                        StreamAppend(
+                            streamId: "bench:\(id)", expectedVersion: version == 0 ? .noStream : .exact(version),
+                            events: part)
+                    ]))
                 version += UInt64(part.count)
             }
         }
         store.close()
     }
-    let viewer = Principal(tenant: "bench", subject: "u", role: .viewer, scopes: ["campaigns:read"], expiresAt: .distantFuture)
+    let viewer = Principal(
+        tenant: "bench", subject: "u", role: .viewer, scopes: ["campaigns:read"], expiresAt: .distantFuture)
     func measure(_ engine: CampaignEngine, _ size: Int, runs: Int) async -> Double {
         var samples = [Double]()
         for _ in 0..<runs {
             let started = DispatchTime.now().uptimeNanoseconds
-            let response = await engine.execute(.query(.campaignGet(campaignId: "cmp_\(size)"), as: viewer, requestId: "load"))
+            let response = await engine.execute(
+                .query(.campaignGet(campaignId: "cmp_\(size)"), as: viewer, requestId: "load"))
             samples.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
             precondition(response.status == 200)
         }
@@ -244,16 +305,27 @@ if runs(4) {
     var without = [Int: Double]()
     do {
         // The aggregate cache is off in this case: it measures loads from storage.
-        let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(snapshotPolicy: SnapshotPolicy(defaultEvery: Int.max / 2), aggregateCacheCapacity: 0))
+        let engine = try CampaignEngine(
+            directory: path,
+            configuration: EngineConfiguration(
+                snapshotPolicy: SnapshotPolicy(defaultEvery: Int.max / 2), aggregateCacheCapacity: 0))
         for size in loadSizes { without[size] = await measure(engine, size, runs: size >= 100_000 ? 3 : 7) }
         engine.close()
     }
-    let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(snapshotPolicy: SnapshotPolicy(defaultEvery: 100), aggregateCacheCapacity: 0))
+    let engine = try CampaignEngine(
+        directory: path,
+        configuration: EngineConfiguration(snapshotPolicy: SnapshotPolicy(defaultEvery: 100), aggregateCacheCapacity: 0)
+    )
     for size in loadSizes {
         _ = await measure(engine, size, runs: 1)  // the first load leaves a snapshot
         let with = await measure(engine, size, runs: 51)
-        report("load \(size) events", engine: "snapshot \(ms(with))", baseline: "no snapshot \(ms(without[size]!))", ratio: x(without[size]! / with),
-               ["events": .number(Double(size)), "withSnapshotMs": .number(with), "withoutSnapshotMs": .number(without[size]!)])
+        report(
+            "load \(size) events", engine: "snapshot \(ms(with))", baseline: "no snapshot \(ms(without[size]!))",
+            ratio: x(without[size]! / with),
+            [
+                "events": .number(Double(size)), "withSnapshotMs": .number(with),
+                "withoutSnapshotMs": .number(without[size]!),
+            ])
     }
     engine.close()
 }
@@ -274,17 +346,24 @@ if runs(5) || runs(6) || withPeer {
                 let c = written % 10_000
                 let id = "cmp_\(c)"
                 let created = versions[c] == 0 && streams["bench:\(id)"] == nil
-                let event = created
-                    ? newEvent("campaign.created", JSON.object(["campaignId": .string(id), "name": .string("Campaign \(c)"), "channel": .string("email")]).bytes)
+                let event =
+                    created
+                    ? newEvent(
+                        "campaign.created",
+                        JSON.object([
+                            "campaignId": .string(id), "name": .string("Campaign \(c)"), "channel": .string("email"),
+                        ]).bytes)
                     : newEvent("campaign.updated", updatePayload(id))
                 streams["bench:\(id)", default: []].append(event)
                 written += 1
             }
-            _ = try await store.append(AppendRequest(streams: streams.map { key, events in
-                let c = Int(key.dropFirst("bench:cmp_".count))!
-                defer { versions[c] += UInt64(events.count) }
-                return StreamAppend(streamId: key, expectedVersion: .any, events: events)
-            }))
+            _ = try await store.append(
+                AppendRequest(
+                    streams: streams.map { key, events in
+                        let c = Int(key.dropFirst("bench:cmp_".count))!
+                        defer { versions[c] += UInt64(events.count) }
+                        return StreamAppend(streamId: key, expectedVersion: .any, events: events)
+                    }))
         }
         store.close()
     }
@@ -293,7 +372,9 @@ if runs(5) || runs(6) || withPeer {
     resetPeakMemory()
     let baseline = peakMemory()
     var peakAnonymous = anonymousMemory()
-    let rebuildSeconds = try seconds { try runner.rebuildAll { _ in peakAnonymous = max(peakAnonymous, anonymousMemory()) } }
+    let rebuildSeconds = try seconds {
+        try runner.rebuildAll { _ in peakAnonymous = max(peakAnonymous, anonymousMemory()) }
+    }
     let peak = peakMemory()
     let rebuildRate = rate(logSize, rebuildSeconds)
     var intact = false
@@ -303,18 +384,30 @@ if runs(5) || runs(6) || withPeer {
     let raw = try RawLMDB(path: "\(root)/raw-scan")
     _ = try raw.append(count: logSize, batch: 10_000, valueSize: 300, indexed: false)
     let scanRate = try raw.scan()
-    report("rebuild all 6 projections", engine: "\(f(rebuildRate)) ev/s, peak heap \(peakAnonymous >> 20) MiB, peak RSS with the mapped log \(peak >> 20) MiB (\(baseline >> 20) before)",
-           baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
-           ["events": .number(Double(logSize)), "eventsPerSecond": .number(rebuildRate), "peakBytes": .number(Double(peak)),
-            "peakAnonymousBytes": .number(Double(peakAnonymous)), "rawScanPerSecond": .number(scanRate)])
+    report(
+        "rebuild all 6 projections",
+        engine:
+            "\(f(rebuildRate)) ev/s, peak heap \(peakAnonymous >> 20) MiB, peak RSS with the mapped log \(peak >> 20) MiB (\(baseline >> 20) before)",
+        baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
+        [
+            "events": .number(Double(logSize)), "eventsPerSecond": .number(rebuildRate),
+            "peakBytes": .number(Double(peak)),
+            "peakAnonymousBytes": .number(Double(peakAnonymous)), "rawScanPerSecond": .number(scanRate),
+        ])
     // What bounds verify: SHA-256 over records of the same size, alone.
     let record = [UInt8](repeating: 0x61, count: 420)
     var digest = [UInt8]()
     let shaCount = n(1_000_000)
     let shaSeconds = seconds { for _ in 0..<shaCount { digest = SHA256.hash(record) } }
     precondition(digest.count == 32)
-    report("verify chain", engine: "\(f(rate(logSize, verifySeconds))) ev/s", baseline: "SHA-256 alone \(f(rate(shaCount, shaSeconds))) records/s; raw scan \(f(scanRate)) ev/s",
-           ratio: x(rate(logSize, verifySeconds) / scanRate), ["eventsPerSecond": .number(rate(logSize, verifySeconds)), "sha256RecordsPerSecond": .number(rate(shaCount, shaSeconds))])
+    report(
+        "verify chain", engine: "\(f(rate(logSize, verifySeconds))) ev/s",
+        baseline: "SHA-256 alone \(f(rate(shaCount, shaSeconds))) records/s; raw scan \(f(scanRate)) ev/s",
+        ratio: x(rate(logSize, verifySeconds) / scanRate),
+        [
+            "eventsPerSecond": .number(rate(logSize, verifySeconds)),
+            "sha256RecordsPerSecond": .number(rate(shaCount, shaSeconds)),
+        ])
 }
 
 // MARK: 7. Scheduler tick.
@@ -331,10 +424,23 @@ if runs(7) {
             var streams = [StreamAppend]()
             for c in written..<min(written + 1_000, scheduled) {
                 let id = "cmp_\(c)"
-                streams.append(StreamAppend(streamId: "bench:\(id)", expectedVersion: .noStream, events: [
-                    newEvent("campaign.created", JSON.object(["campaignId": .string(id), "name": .string("C \(c)"), "channel": .string("sms"), "segmentId": .string("seg_1")]).bytes),
-                    newEvent("campaign.scheduled", JSON.object(["campaignId": .string(id), "sendAt": .string(Timestamp.format(far.addingTimeInterval(Double(c))))]).bytes),
-                ]))
+                streams.append(
+                    StreamAppend(
+                        streamId: "bench:\(id)", expectedVersion: .noStream,
+                        events: [
+                            newEvent(
+                                "campaign.created",
+                                JSON.object([
+                                    "campaignId": .string(id), "name": .string("C \(c)"), "channel": .string("sms"),
+                                    "segmentId": .string("seg_1"),
+                                ]).bytes),
+                            newEvent(
+                                "campaign.scheduled",
+                                JSON.object([
+                                    "campaignId": .string(id),
+                                    "sendAt": .string(Timestamp.format(far.addingTimeInterval(Double(c)))),
+                                ]).bytes),
+                        ]))
             }
             _ = try await store.append(AppendRequest(streams: streams))
             written += streams.count
@@ -346,20 +452,42 @@ if runs(7) {
     try engine.projections.rebuild("schedule-index")
     var idle = [Double]()
     for _ in 0..<51 { idle.append(try await secondsAsync { _ = try await engine.tick(now: clock.now()) } * 1000) }
-    let admin = Principal(tenant: "bench", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
-    _ = await engine.execute(.command(.segmentCreate(segmentId: "seg_1", name: "All", rules: try JSON.parse(#"{"all":[{"field":"email","operator":"exists"}]}"#)), as: admin, requestId: "s"))
-    _ = await engine.execute(.command(.campaignCreate(campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil), as: admin, requestId: "c"))
-    _ = await engine.execute(.command(.campaignSchedule(campaignId: "cmp_due", sendAt: clock.now().addingTimeInterval(60)), as: admin, requestId: "s2"))
+    let admin = Principal(
+        tenant: "bench", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+    _ = await engine.execute(
+        .command(
+            .segmentCreate(
+                segmentId: "seg_1", name: "All",
+                rules: try JSON.parse(#"{"all":[{"field":"email","operator":"exists"}]}"#)), as: admin, requestId: "s"))
+    _ = await engine.execute(
+        .command(
+            .campaignCreate(
+                campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil),
+            as: admin, requestId: "c"))
+    _ = await engine.execute(
+        .command(
+            .campaignSchedule(campaignId: "cmp_due", sendAt: clock.now().addingTimeInterval(60)), as: admin,
+            requestId: "s2"))
     var activated = 0
-    let oneDue = try await secondsAsync { activated = try await engine.tick(now: clock.now().addingTimeInterval(60)).activated.count } * 1000
+    let oneDue =
+        try await secondsAsync {
+            activated = try await engine.tick(now: clock.now().addingTimeInterval(60)).activated.count
+        } * 1000
     precondition(activated == 1)
     engine.close()
-    let small = try CampaignEngine(directory: "\(root)/tick-small", configuration: EngineConfiguration(clock: ManualClock(Date())))
+    let small = try CampaignEngine(
+        directory: "\(root)/tick-small", configuration: EngineConfiguration(clock: ManualClock(Date())))
     var smallIdle = [Double]()
     for _ in 0..<51 { smallIdle.append(try await secondsAsync { _ = try await small.tick() } * 1000) }
     small.close()
-    report("tick, none due", engine: "\(ms(median(idle))) with \(String(scheduled).withCommas) waiting", baseline: "\(ms(median(smallIdle))) with 0 waiting",
-           ratio: x(median(idle) / max(median(smallIdle), 1e-6)), ["scheduled": .number(Double(scheduled)), "idleMs": .number(median(idle)), "emptyMs": .number(median(smallIdle))])
+    report(
+        "tick, none due", engine: "\(ms(median(idle))) with \(String(scheduled).withCommas) waiting",
+        baseline: "\(ms(median(smallIdle))) with 0 waiting",
+        ratio: x(median(idle) / max(median(smallIdle), 1e-6)),
+        [
+            "scheduled": .number(Double(scheduled)), "idleMs": .number(median(idle)),
+            "emptyMs": .number(median(smallIdle)),
+        ])
     report("tick, one due", engine: ms(oneDue), baseline: "-", ratio: "-", ["oneDueMs": .number(oneDue)])
 }
 
@@ -382,21 +510,33 @@ if withPeer && only == nil {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peer.py").path
-    if shell("test -x \(venv)/bin/python || python3 -m venv \(venv)").0 == 0, shell("\(venv)/bin/python -c 'import eventsourcing' || \(venv)/bin/pip install -q eventsourcing").0 == 0 {
+    if shell("test -x \(venv)/bin/python || python3 -m venv \(venv)").0 == 0,
+        shell("\(venv)/bin/python -c 'import eventsourcing' || \(venv)/bin/pip install -q eventsourcing").0 == 0
+    {
         let (status, output) = shell("\(venv)/bin/python \(script) \(root)/peer \(quick ? 1 : 0)")
-        if status == 0, let parsed = try? JSON.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)) { peer = parsed }
+        if status == 0, let parsed = try? JSON.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            peer = parsed
+        }
     }
     if peer == .null {
         print("  peer unavailable (python3 venv or pip install eventsourcing failed); peer columns omitted")
     } else {
         func p(_ key: String) -> Double { peer[key]?.numberValue ?? .nan }
-        func engineValue(_ name: String, _ key: String) -> Double { rows.first { $0.name == name }?.json[key]?.numberValue ?? .nan }
-        report("peer append batch 1", engine: "EventStore \(f(engineValue("append batch 1 + index", "eventStorePerSecond"))) ev/s", baseline: "peer \(f(p("append_batch_1"))) ev/s",
-               ratio: x(engineValue("append batch 1 + index", "eventStorePerSecond") / p("append_batch_1")), ["peer": .number(p("append_batch_1"))])
+        func engineValue(_ name: String, _ key: String) -> Double {
+            rows.first { $0.name == name }?.json[key]?.numberValue ?? .nan
+        }
+        report(
+            "peer append batch 1",
+            engine: "EventStore \(f(engineValue("append batch 1 + index", "eventStorePerSecond"))) ev/s",
+            baseline: "peer \(f(p("append_batch_1"))) ev/s",
+            ratio: x(engineValue("append batch 1 + index", "eventStorePerSecond") / p("append_batch_1")),
+            ["peer": .number(p("append_batch_1"))])
         for batch in [100, 1_000] {
             let mine = engineValue("append batch \(batch) + index", "eventStorePerSecond")
-            report("peer append batch \(batch)", engine: "EventStore \(f(mine)) ev/s", baseline: "peer \(f(p("append_batch_\(batch)"))) ev/s",
-                   ratio: x(mine / p("append_batch_\(batch)")), ["peer": .number(p("append_batch_\(batch)"))])
+            report(
+                "peer append batch \(batch)", engine: "EventStore \(f(mine)) ev/s",
+                baseline: "peer \(f(p("append_batch_\(batch)"))) ev/s",
+                ratio: x(mine / p("append_batch_\(batch)")), ["peer": .number(p("append_batch_\(batch)"))])
         }
         let store = try EventStore(path: "\(root)/big")
         var decoded = 0
@@ -407,11 +547,18 @@ if withPeer && only == nil {
             }
         }
         store.close()
-        report("peer read and decode", engine: "\(f(rate(decoded, readSeconds))) ev/s", baseline: "peer \(f(p("read_decode"))) ev/s",
-               ratio: x(rate(decoded, readSeconds) / p("read_decode")), ["enginePerSecond": .number(rate(decoded, readSeconds)), "peer": .number(p("read_decode"))])
-        let without = engineValue("load 10000 events", "withoutSnapshotMs"), with = engineValue("load 10000 events", "withSnapshotMs")
-        report("peer load 10,000", engine: "\(ms(without)) / snapshot \(ms(with))", baseline: "peer \(ms(p("load_10k_ms"))) / snapshot \(ms(p("load_10k_snapshot_ms")))",
-               ratio: "\(x(p("load_10k_ms") / without)) / \(x(p("load_10k_snapshot_ms") / with))", ["peerMs": .number(p("load_10k_ms")), "peerSnapshotMs": .number(p("load_10k_snapshot_ms"))])
+        report(
+            "peer read and decode", engine: "\(f(rate(decoded, readSeconds))) ev/s",
+            baseline: "peer \(f(p("read_decode"))) ev/s",
+            ratio: x(rate(decoded, readSeconds) / p("read_decode")),
+            ["enginePerSecond": .number(rate(decoded, readSeconds)), "peer": .number(p("read_decode"))])
+        let without = engineValue("load 10000 events", "withoutSnapshotMs")
+        let with = engineValue("load 10000 events", "withSnapshotMs")
+        report(
+            "peer load 10,000", engine: "\(ms(without)) / snapshot \(ms(with))",
+            baseline: "peer \(ms(p("load_10k_ms"))) / snapshot \(ms(p("load_10k_snapshot_ms")))",
+            ratio: "\(x(p("load_10k_ms") / without)) / \(x(p("load_10k_snapshot_ms") / with))",
+            ["peerMs": .number(p("load_10k_ms")), "peerSnapshotMs": .number(p("load_10k_snapshot_ms"))])
     }
 }
 
@@ -419,9 +566,11 @@ if withPeer && only == nil {
 
 print("\n| case | engine | baseline | ratio |\n|---|---|---|---|")
 for row in rows { print("| \(row.name) | \(row.engine) | \(row.baseline) | \(row.ratio) |") }
-try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path, withIntermediateDirectories: true)
+try FileManager.default.createDirectory(
+    atPath: URL(fileURLWithPath: jsonPath).deletingLastPathComponent().path, withIntermediateDirectories: true)
 let document = JSON.object([
-    "date": .string(Timestamp.format(Date())), "quick": .bool(quick), "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+    "date": .string(Timestamp.format(Date())), "quick": .bool(quick),
+    "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
     "cases": .array(rows.map { .object($0.json.merging(["name": .string($0.name)]) { $1 }) }), "peer": peer,
 ])
 try Data(document.bytes).write(to: URL(fileURLWithPath: jsonPath))

@@ -35,7 +35,9 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-guard let mode = arguments.first, ["append-writer", "catch-up", "crash", "fuzz", "workload"].contains(mode) else { fail(usage, code: 64) }
+guard let mode = arguments.first, ["append-writer", "catch-up", "crash", "fuzz", "workload"].contains(mode) else {
+    fail(usage, code: 64)
+}
 arguments.removeFirst()
 var options: [String: String] = [:]
 while let flag = arguments.first {
@@ -49,7 +51,8 @@ func emit(_ line: String) {
 }
 
 if mode == "workload" {
-    guard let data = options["data"], let round = Int(options["round"] ?? ""), let limit = Int(options["limit"] ?? "") else { fail(usage, code: 64) }
+    guard let data = options["data"], let round = Int(options["round"] ?? ""), let limit = Int(options["limit"] ?? "")
+    else { fail(usage, code: 64) }
     do {
         try await CrashHarness.workload(data: data, round: round, limit: limit, emit: emit)
         exit(0)
@@ -76,19 +79,24 @@ if mode == "crash" {
 }
 
 if mode == "fuzz" {
-    let data = options["data"] ?? FileManager.default.temporaryDirectory.appendingPathComponent("campaign-fuzz-\(UUID().uuidString)").path
+    let data =
+        options["data"]
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("campaign-fuzz-\(UUID().uuidString)").path
     let cases = Int(options["cases"] ?? "100000") ?? 100_000
     let seed = UInt64(options["seed"] ?? "") ?? UInt64(Date().timeIntervalSince1970)
     do {
         let engine = try CampaignEngine(directory: data, configuration: EngineConfiguration(rateLimit: 100_000_000))
         await Fuzzer.prepare(engine)
-        let report = await Fuzzer.run(engine: engine, cases: cases, seed: seed, hugeSize: Int(options["huge"] ?? "1000000") ?? 1_000_000)
+        let report = await Fuzzer.run(
+            engine: engine, cases: cases, seed: seed, hugeSize: Int(options["huge"] ?? "1000000") ?? 1_000_000)
         let chain = try engine.eventStore.verifyChain()
-        let differing = try engine.projections.projections.filter { !(try engine.projections.verify($0.name).matches) }.map(\.name)
+        let differing = try engine.projections.projections.filter { !(try engine.projections.verify($0.name).matches) }
+            .map(\.name)
         engine.close()
-        emit("fuzz: \(report.cases) cases (seed \(seed)), \(report.accepted) accepted, \(report.refused) refused with catalogue codes, "
-             + "\(report.problems.count) problems, slowest \(String(format: "%.3f", report.slowest)) s, chain \(chain.isIntact ? "intact" : "BROKEN"), "
-             + "projections \(differing.isEmpty ? "match" : "differ: " + differing.joined(separator: ", "))")
+        emit(
+            "fuzz: \(report.cases) cases (seed \(seed)), \(report.accepted) accepted, \(report.refused) refused with catalogue codes, "
+                + "\(report.problems.count) problems, slowest \(String(format: "%.3f", report.slowest)) s, chain \(chain.isIntact ? "intact" : "BROKEN"), "
+                + "projections \(differing.isEmpty ? "match" : "differ: " + differing.joined(separator: ", "))")
         for problem in report.problems.prefix(20) { emit("  " + problem) }
         exit(report.problems.isEmpty && chain.isIntact && differing.isEmpty ? 0 : 1)
     } catch {
@@ -110,7 +118,8 @@ if mode == "catch-up" {
 }
 
 guard let data = options["data"], let streams = Int(options["streams"] ?? "1"), streams > 0,
-      let count = Int(options["count"] ?? ""), count >= 0 else { fail(usage, code: 64) }
+    let count = Int(options["count"] ?? ""), count >= 0
+else { fail(usage, code: 64) }
 let exact = options["mode"] == "exact"
 let tag = options["tag"] ?? "w"
 
@@ -130,8 +139,9 @@ do {
                 expected = .any
             }
             do {
-                let outcome = try store.appendAndWait(AppendRequest(
-                    streams: [StreamAppend(streamId: streamId, expectedVersion: expected, events: [event])]))
+                let outcome = try store.appendAndWait(
+                    AppendRequest(
+                        streams: [StreamAppend(streamId: streamId, expectedVersion: expected, events: [event])]))
                 if case let .appended(receipt) = outcome, let recorded = receipt.events.first {
                     emit("ack \(recorded.position) \(streamId) \(recorded.streamVersion) \(tag)-\(n)")
                 }
