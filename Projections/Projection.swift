@@ -19,21 +19,54 @@ public final class ProjectedEvent {
     /// The stored envelope.
     public let envelope: RecordedEvent
 
-    /// The payload, upcast.
+    private let knownPayload: JSON?
+
+    /// The payload, upcast: the writer's own value when it just appended the event, else parsed
+    /// from the stored bytes on first use.
     public private(set) lazy var payload: JSON = {
+        if let knownPayload { return knownPayload }
         let parsed = (try? JSON.parse(envelope.payload)) ?? .null
         return Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
     }()
 
+    /// The aggregate's state after this event, when the writer folded it already (the last event
+    /// of the command's own stream); nil in rebuilds and catch-up, where a projection folds itself.
+    public let stateAfter: (any Sendable)?
+
     /// Wraps a stored event.
     public init(_ envelope: RecordedEvent) {
         self.envelope = envelope
+        knownPayload = nil
+        stateAfter = nil
+    }
+
+    /// Wraps an event this process just appended, with what it already knows about it.
+    public init(_ envelope: RecordedEvent, known: KnownEvent) {
+        self.envelope = envelope
+        knownPayload = known.payload
+        stateAfter = known.stateAfter
     }
 
     /// The event as an aggregate folds it.
     public var record: EventRecord {
         EventRecord(
             type: envelope.type, payload: payload, occurredAt: envelope.occurredAt, version: envelope.streamVersion)
+    }
+}
+
+/// What a writer knows about an event it has just appended, so inline projections neither parse
+/// the payload it encoded nor fold the state it folded (STYLE.md 10: never re-parse what this
+/// process just wrote).
+public struct KnownEvent {
+    /// The payload, at its type's current schema version (so no upcaster applies).
+    public var payload: JSON
+    /// The aggregate's state after the event, if the writer folded it.
+    public var stateAfter: (any Sendable)?
+
+    /// Describes an appended event.
+    public init(payload: JSON, stateAfter: (any Sendable)? = nil) {
+        self.payload = payload
+        self.stateAfter = stateAfter
     }
 }
 

@@ -92,26 +92,41 @@ public final class ProjectionRunner: @unchecked Sendable {
             self.checkpoint = checkpoint
         }
 
-        init(_ json: JSON) {
-            version = json["version"]?.integerValue ?? 0
-            slot = json["slot"]?.stringValue ?? "a"
-            checkpoint = UInt64(json["checkpoint"]?.integerValue ?? 0)
-            if let r = json["rebuild"], let slot = r["slot"]?.stringValue {
-                rebuild = (slot, UInt64(r["checkpoint"]?.integerValue ?? 0), r["version"]?.integerValue ?? 0)
+        /// Reads a stored meta: the binary form below, or the JSON object earlier versions wrote.
+        init?(bytes: [UInt8]) {
+            if bytes.first == UInt8(ascii: "{") {
+                guard let json = try? JSON.parse(bytes) else { return nil }
+                version = json["version"]?.integerValue ?? 0
+                slot = json["slot"]?.stringValue ?? "a"
+                checkpoint = UInt64(json["checkpoint"]?.integerValue ?? 0)
+                if let r = json["rebuild"], let slot = r["slot"]?.stringValue {
+                    rebuild = (slot, UInt64(r["checkpoint"]?.integerValue ?? 0), r["version"]?.integerValue ?? 0)
+                }
+                return
+            }
+            guard bytes.count >= 19, bytes[0] == Self.format else { return nil }
+            version = Int(Key.readU64(bytes[1..<9]))
+            slot = String(UnicodeScalar(bytes[9]))
+            checkpoint = Key.readU64(bytes[10..<18])
+            if bytes.count >= 36, bytes[18] == 1 {
+                rebuild = (String(UnicodeScalar(bytes[19])), Key.readU64(bytes[20..<28]), Int(Key.readU64(bytes[28..<36])))
             }
         }
 
-        var json: JSON {
-            var members: [String: JSON] = [
-                "version": .number(Double(version)), "slot": .string(slot), "checkpoint": .number(Double(checkpoint)),
-            ]
+        static let format: UInt8 = 0x01
+
+        /// `0x01` ‖ version u64 ‖ live slot (`a`/`b`, 1 byte) ‖ checkpoint u64 ‖ `0x00`, or `0x01`
+        /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64. Fixed offsets, so
+        /// the per-append bookkeeping of inline projections costs no parsing.
+        var bytes: [UInt8] {
+            var out = [Self.format] + Key.u64(UInt64(version)) + [slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(checkpoint)
             if let rebuild {
-                members["rebuild"] = .object([
-                    "slot": .string(rebuild.slot), "checkpoint": .number(Double(rebuild.checkpoint)),
-                    "version": .number(Double(rebuild.version)),
-                ])
+                out += [1, rebuild.slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(rebuild.checkpoint)
+                    + Key.u64(UInt64(rebuild.version))
+            } else {
+                out.append(0)
             }
-            return .object(members)
+            return out
         }
     }
 
@@ -143,11 +158,11 @@ public final class ProjectionRunner: @unchecked Sendable {
     }
 
     func meta(_ name: String, in txn: ReadTransaction) throws -> Meta? {
-        try txn.value(forKey: Array(name.utf8), in: meta).flatMap { try? JSON.parse($0) }.map(Meta.init)
+        try txn.value(forKey: Array(name.utf8), in: meta).flatMap(Meta.init(bytes:))
     }
 
     func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) throws {
-        try txn.put(value.json.bytes, forKey: Array(name.utf8), in: meta)
+        try txn.put(value.bytes, forKey: Array(name.utf8), in: meta)
     }
 
     func table(_ name: String, slot: String) -> Table {
@@ -192,9 +207,14 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Applies committed-in-this-transaction events to every inline projection. If a projection's
     /// checkpoint is behind the first event (events appended by code that does not project), the
     /// gap is applied first, from the log, in this same transaction.
-    public func applyInline(_ events: [RecordedEvent], in txn: WriteTransaction) throws {
+    /// - Parameter known: what the writer knows about each event, by position (see ``KnownEvent``).
+    public func applyInline(
+        _ events: [RecordedEvent], known: [UInt64: KnownEvent] = [:], in txn: WriteTransaction
+    ) throws {
         guard let first = events.first, let last = events.last else { return }
-        let projected = events.map(ProjectedEvent.init)
+        let projected = events.map { event in
+            known[event.position].map { ProjectedEvent(event, known: $0) } ?? ProjectedEvent(event)
+        }
         for projection in projections where projection.mode == .inline {
             guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
             let table = ProjectionTable(

@@ -3,37 +3,52 @@ import Foundation
 
 /// The campaign board: every live campaign of a tenant by status, with counts.
 ///
-/// Keys: `r‖tenant‖campaignId` → the campaign's state; `s‖tenant‖status‖campaignId` → empty;
-/// `n‖tenant‖status` → count. Deleted campaigns leave the board.
+/// Keys: `r‖tenant‖campaignId` → the campaign's status ‖ `0x00` ‖ its state (snapshot JSON);
+/// `s‖tenant‖status‖campaignId` → empty; `n‖tenant‖status` → count. Deleted campaigns leave the
+/// board. The status leads the row so an event whose state the engine already folded moves the
+/// campaign between statuses without parsing the stored state.
 public struct CampaignBoard: Projection {
     /// Creates the projection.
     public init() {}
     /// `campaign-board`.
     public var name: String { "campaign-board" }
-    /// 1.
-    public var version: Int { 1 }
+    /// 2: rows lead with the status.
+    public var version: Int { 2 }
     /// Inline: a list right after a command shows it.
     public var mode: ProjectionMode { .inline }
 
     /// The key of a campaign's row.
     public static func row(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["r", tenant, id]) }
 
-    /// Folds a campaign event.
+    /// A campaign's state from its row, or nil.
+    public static func state(_ row: [UInt8]) -> CampaignState? {
+        guard let separator = row.firstIndex(of: 0) else { return nil }
+        return (try? JSON.parse(Array(row[(separator + 1)...]))).flatMap(CampaignState.init(snapshot:))
+    }
+
+    /// Folds a campaign event: with the state the writer folded when it has one, else by folding
+    /// the stored row.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("campaign."), let id = event.payload["campaignId"]?.stringValue else {
-            return
-        }
+        guard event.envelope.type.hasPrefix("campaign.") else { return }
         let tenant = event.envelope.tenant
-        let before = try table.json(Self.row(tenant, id)).flatMap(CampaignState.init(snapshot:))
-        let after = Campaign.evolve(before, event.record)
-        if let before {
-            try table.delete(Key.make(["s", tenant, before.status.rawValue, id]))
-            try table.add(-1, to: Key.make(["n", tenant, before.status.rawValue]))
+        let known = event.stateAfter as? CampaignState
+        guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
+        let row = try table.get(Self.row(tenant, id))
+        let beforeStatus = row.flatMap { row in row.firstIndex(of: 0).map { String(decoding: row[..<$0], as: UTF8.self) } }
+        let after = known ?? Campaign.evolve(row.flatMap(Self.state), event.record)
+        let afterStatus = after.flatMap { $0.status == .deleted ? nil : $0.status.rawValue }
+        if beforeStatus != afterStatus {
+            if let beforeStatus {
+                try table.delete(Key.make(["s", tenant, beforeStatus, id]))
+                try table.add(-1, to: Key.make(["n", tenant, beforeStatus]))
+            }
+            if let afterStatus {
+                try table.put(Key.make(["s", tenant, afterStatus, id]))
+                try table.add(1, to: Key.make(["n", tenant, afterStatus]))
+            }
         }
-        if let after, after.status != .deleted {
-            try table.put(Self.row(tenant, id), json: after.snapshot)
-            try table.put(Key.make(["s", tenant, after.status.rawValue, id]))
-            try table.add(1, to: Key.make(["n", tenant, after.status.rawValue]))
+        if let after, let afterStatus {
+            try table.put(Self.row(tenant, id), Array(afterStatus.utf8) + [0] + after.snapshot.bytes)
         } else {
             try table.delete(Self.row(tenant, id))
         }

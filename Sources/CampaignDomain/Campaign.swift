@@ -307,7 +307,9 @@ public enum Campaign {
                     message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
         if let content {
-            if content.body.trimmed.isEmpty || content.body.count > 100_000 {
+            // Counting characters walks grapheme clusters; only a body of more than 100,000 bytes can
+            // have more than 100,000 of them.
+            if content.body.isBlank || (content.body.utf8.count > 100_000 && content.body.count > 100_000) {
                 problems.append(
                     FieldProblem(
                         field: "content.body", pointer: "/payload/content/body",
@@ -355,5 +357,16 @@ extension Command {
 }
 
 extension String {
-    var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
+    /// The string without leading and trailing white space (Unicode `White_Space`, which covers
+    /// Foundation's `whitespacesAndNewlines`), without a round trip through `NSString`.
+    var trimmed: String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        if first == scalars.startIndex && last == scalars.index(before: scalars.endIndex) { return self }
+        return String(scalars[first...last])
+    }
+
+    /// Whether the string is empty or only white space.
+    var isBlank: Bool { unicodeScalars.allSatisfy(\.properties.isWhitespace) }
 }

@@ -95,6 +95,12 @@ public final class CampaignEngine: Sendable {
     /// The engine's clock.
     public var clock: any EngineClock { configuration.clock }
 
+    /// The clock's time rounded to the millisecond, the resolution of stored event times, so a
+    /// state the engine folds while deciding equals the state folded later from the log.
+    var currentTime: Date {
+        Date(timeIntervalSince1970: (configuration.clock.now().timeIntervalSince1970 * 1000).rounded() / 1000)
+    }
+
     /// Opens (creating if needed) an engine directory.
     /// - Throws: a storage error when the directory cannot be opened.
     public init(directory: String, configuration: EngineConfiguration = EngineConfiguration()) throws {
@@ -138,7 +144,7 @@ public final class CampaignEngine: Sendable {
     /// Executes a typed request. Never throws: every failure is a response with a catalogue code.
     public func execute(_ request: EngineRequest) async -> EngineResponse {
         do {
-            let now = configuration.clock.now()
+            let now = currentTime
             let permission: Permission
             switch request.body {
             case let .command(command): permission = command.permission
@@ -181,6 +187,9 @@ public final class CampaignEngine: Sendable {
         var unversioned = false
         /// The snapshot to store when the first stream crosses the policy's interval.
         var snapshot: SnapshotPlan?
+        /// The first stream's aggregate state after the command, as folded while planning; inline
+        /// projections that keep aggregate state take it instead of folding again.
+        var stateAfter: (any Sendable)?
         /// Set for a command that goes on after this commit (a publish): the idempotency record
         /// stores a pending marker with this version (the stream's before the command), not the
         /// response, and the final answer replaces it.
@@ -229,7 +238,7 @@ public final class CampaignEngine: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let now = configuration.clock.now()
+            let now = currentTime
             let planned: Plan?
             do {
                 planned = try plan(command, principal: principal, request: request, now: now)
@@ -310,6 +319,8 @@ public final class CampaignEngine: Sendable {
         let projections = self.projections
         let snapshots = self.snapshots
         let snapshot = plan.snapshot
+        let planned = plan.streams.map { (streamId: $0.streamId, payloads: $0.events.map(\.payload)) }
+        let stateAfter = plan.stateAfter
         let appendRequest = AppendRequest(
             streams: streams,
             claims: plan.decision.reservations.map { UniqueClaim(key: $0.key, owner: $0.owner) },
@@ -317,7 +328,8 @@ public final class CampaignEngine: Sendable {
             idempotency: claim, preconditions: plan.preconditions,
             afterAppend: { txn, receipt in
                 try afterAppend?(txn, receipt)
-                try projections.applyInline(receipt.events, in: txn)
+                try projections.applyInline(
+                    receipt.events, known: CampaignEngine.known(receipt, planned, stateAfter: stateAfter), in: txn)
                 if let snapshot, let new = receipt.streamVersions[snapshot.streamId] {
                     let old = new - UInt64(receipt.events.filter { $0.streamId == snapshot.streamId }.count)
                     if snapshots.policy.isDue(kind: snapshot.kind, from: old, to: new),
@@ -350,6 +362,26 @@ public final class CampaignEngine: Sendable {
                 .resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey",
                 pointer: "/idempotencyKey")
         }
+    }
+
+    /// What the engine knows about the events it just appended, by position: each payload as a
+    /// value, and the first stream's state after its last event.
+    static func known(
+        _ receipt: AppendReceipt, _ planned: [(streamId: String, payloads: [JSON])], stateAfter: (any Sendable)?
+    ) -> [UInt64: KnownEvent] {
+        var known = [UInt64: KnownEvent]()
+        known.reserveCapacity(receipt.events.count)
+        var next = [String: Int]()
+        for event in receipt.events {
+            guard let stream = planned.firstIndex(where: { $0.streamId == event.streamId }) else { continue }
+            let index = next[event.streamId, default: 0]
+            next[event.streamId] = index + 1
+            let payloads = planned[stream].payloads
+            guard index < payloads.count else { continue }
+            let last = stream == 0 && index == payloads.count - 1
+            known[event.position] = KnownEvent(payload: payloads[index], stateAfter: last ? stateAfter : nil)
+        }
+        return known
     }
 
     static func expectation(_ version: UInt64) -> ExpectedVersion { version == 0 ? .noStream : .exact(version) }
@@ -426,15 +458,16 @@ struct SnapshotPlan: Sendable {
     var streamId: String
     var kind: String
     var schemaVersion: Int
-    /// The state after the append, encoded; read inside the write transaction.
+    /// The state after the append, encoded when called: only when a snapshot is due.
     var state: @Sendable (WriteTransaction) throws -> JSON?
 
     init<State>(_ streamId: String, _ codec: SnapshotCodec<State>, _ after: State?) where State: Sendable {
         self.streamId = streamId
         kind = codec.kind
         schemaVersion = codec.schemaVersion
-        let encoded = after.map(codec.encode)
-        state = { _ in encoded }
+        // Encoded only when a snapshot is due (every Nth version), not on every command.
+        let encode = codec.encode
+        state = { _ in after.map(encode) }
     }
 
     init(

@@ -249,6 +249,7 @@ extension CampaignEngine {
                 return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
             })
         plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.campaign, after)
+        plan.stateAfter = after
         if case .campaignCreate = command { plan.conflictIsDuplicate = true }
         return plan
     }

@@ -85,7 +85,7 @@ extension CampaignEngine {
             return (200, data)
         case var .failure(error):
             if var limit = error.rateLimit {
-                limit.retryAfter = max(1, Int(limit.reset.timeIntervalSince(configuration.clock.now()).rounded(.up)))
+                limit.retryAfter = max(1, Int(limit.reset.timeIntervalSince(currentTime).rounded(.up)))
                 error.rateLimit = limit
                 error.retryAfter = limit.retryAfter
             }

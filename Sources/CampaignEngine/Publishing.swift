@@ -15,7 +15,7 @@ extension CampaignEngine {
         build: (PostState, Date) -> [DomainEvent]?
     ) async throws -> Bool {
         for _ in 0..<configuration.maximumRetries {
-            let now = configuration.clock.now()
+            let now = currentTime
             guard let state = try loadPost(tenant, postId).0 else { return false }
             let version = state.version
             guard let events = build(state, now), !events.isEmpty else { return false }
@@ -43,7 +43,7 @@ extension CampaignEngine {
     ) async throws -> PostState? {
         var handled = Set<String>()
         while true {
-            let now = configuration.clock.now()
+            let now = currentTime
             guard let state = try loadPost(tenant, postId).0, state.status == .publishing else {
                 return try loadPost(tenant, postId).0
             }
@@ -125,7 +125,7 @@ extension CampaignEngine {
     /// `RATE_LIMIT_EXCEEDED` with `retryAfter` when a target waits for a rate limit.
     /// - Parameter since: the post's version before the request, so `events` lists what it wrote.
     func publishAnswer(_ state: PostState, streamId: String, since: UInt64? = nil) throws -> (Int, JSON) {
-        let now = configuration.clock.now()
+        let now = currentTime
         let details = state.targets.map {
             FieldProblem(
                 field: $0.connectionId, pointer: "/payload/postId",

@@ -74,7 +74,7 @@ extension CampaignEngine {
             guard let state = try loadConnection(tenant, connectionId).0 else {
                 throw CampaignError.notFound("connection", connectionId, pointer: "/params/connectionId")
             }
-            return state.json(at: configuration.clock.now())
+            return state.json(at: currentTime)
 
         case let .experimentGet(experimentId), let .experimentResults(experimentId):
             guard
@@ -106,8 +106,7 @@ extension CampaignEngine {
                     tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     let id = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
-                    guard let row = try reader.json(CampaignBoard.row(tenant, id)),
-                        let state = CampaignState(snapshot: row)
+                    guard let row = try reader.get(CampaignBoard.row(tenant, id)), let state = CampaignBoard.state(row)
                     else { return nil }
                     if from != nil || to != nil {
                         guard let sendAt = state.sendAt, sendAt >= (from ?? .distantPast),

@@ -78,7 +78,7 @@ extension CampaignEngine {
         now requested: Date? = nil, tenant: String? = nil, requestId: String = "tick"
     ) async throws -> TickReport {
         if let requested {
-            let current = configuration.clock.now()
+            let current = currentTime
             let moved = (configuration.clock as? ManualClock)?.moveForward(to: requested) != nil
             if !moved && requested != current {
                 let problem =
@@ -88,7 +88,7 @@ extension CampaignEngine {
                 throw CampaignError(.invalidSchedule, problem, param: "now", pointer: "/payload/now")
             }
         }
-        let now = configuration.clock.now()
+        let now = currentTime
         var report = TickReport(now: now, items: [])
         let projections = self.projections
         report.items += try await refreshMemberships(at: now, tenant: tenant, requestId: requestId)
@@ -183,7 +183,7 @@ extension CampaignEngine {
     /// so moving it would activate other tenants' campaigns and expire their tokens.
     func wireTick(_ requested: Date?, principal: Principal, requestId: String) async throws -> JSON {
         let isOperator = configuration.operatorTenant == principal.tenant
-        if !isOperator, let requested, requested != configuration.clock.now() {
+        if !isOperator, let requested, requested != currentTime {
             let who = configuration.operatorTenant.map { "the operator (tenant \($0))" } ?? "the host"
             throw CampaignError(
                 .forbidden,
