@@ -109,7 +109,9 @@ public final class ProjectionRunner: @unchecked Sendable {
             slot = String(UnicodeScalar(bytes[9]))
             checkpoint = Key.readU64(bytes[10..<18])
             if bytes.count >= 36, bytes[18] == 1 {
-                rebuild = (String(UnicodeScalar(bytes[19])), Key.readU64(bytes[20..<28]), Int(Key.readU64(bytes[28..<36])))
+                rebuild = (
+                    String(UnicodeScalar(bytes[19])), Key.readU64(bytes[20..<28]), Int(Key.readU64(bytes[28..<36]))
+                )
             }
         }
 
@@ -119,9 +121,11 @@ public final class ProjectionRunner: @unchecked Sendable {
         /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64. Fixed offsets, so
         /// the per-append bookkeeping of inline projections costs no parsing.
         var bytes: [UInt8] {
-            var out = [Self.format] + Key.u64(UInt64(version)) + [slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(checkpoint)
+            var out =
+                [Self.format] + Key.u64(UInt64(version)) + [slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(checkpoint)
             if let rebuild {
-                out += [1, rebuild.slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(rebuild.checkpoint)
+                out +=
+                    [1, rebuild.slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(rebuild.checkpoint)
                     + Key.u64(UInt64(rebuild.version))
             } else {
                 out.append(0)

@@ -34,7 +34,9 @@ public struct CampaignBoard: Projection {
         let known = event.stateAfter as? CampaignState
         guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
         let row = try table.get(Self.row(tenant, id))
-        let beforeStatus = row.flatMap { row in row.firstIndex(of: 0).map { String(decoding: row[..<$0], as: UTF8.self) } }
+        let beforeStatus = row.flatMap { row in
+            row.firstIndex(of: 0).map { String(decoding: row[..<$0], as: UTF8.self) }
+        }
         let after = known ?? Campaign.evolve(row.flatMap(Self.state), event.record)
         let afterStatus = after.flatMap { $0.status == .deleted ? nil : $0.status.rawValue }
         if beforeStatus != afterStatus {
