@@ -252,18 +252,8 @@ public final class ProjectionRunner: @unchecked Sendable {
             for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name)
             {
                 while true {
-                    let (count, checkpoint): (UInt64, UInt64) = try store.write { txn in
-                        guard var state = try meta(projection.name, in: txn), state.version == projection.version else {
-                            return (0, 0)
-                        }
-                        let table = ProjectionTable(
-                            txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
-                        let events = try txn.events(from: state.checkpoint + 1, limit: batchSize)
-                        for event in events { try projection.apply(ProjectedEvent(event), to: table) }
-                        guard let last = events.last else { return (0, state.checkpoint) }
-                        state.checkpoint = last.position
-                        try setMeta(state, projection.name, in: txn)
-                        return (UInt64(events.count), state.checkpoint)
+                    let (count, checkpoint) = try store.write { txn in
+                        try catchUpBatch(projection, batchSize: batchSize, in: txn)
                     }
                     if count == 0 { break }
                     applied += count
@@ -272,6 +262,44 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             return applied
         }
+    }
+
+    /// Catches up like ``catchUp(_:batchSize:onBatch:)``, with each batch a job of the store's
+    /// writer thread (``EventStore/perform(_:)``): a query waiting for its read model never blocks
+    /// a thread of Swift's cooperative pool on LMDB's writer lock, and batches of 1,000 events keep
+    /// appends flowing between them. Jobs run one at a time, and each reads its checkpoint inside
+    /// its transaction, so concurrent callers never apply an event twice.
+    /// - Returns: the number of events applied.
+    @discardableResult
+    public func catchUpOnWriter(_ name: String? = nil, batchSize: Int = 1_000) async throws -> UInt64 {
+        var applied: UInt64 = 0
+        for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name) {
+            while true {
+                let (count, _) = try await store.perform { txn in
+                    try self.catchUpBatch(projection, batchSize: batchSize, in: txn)
+                }
+                if count == 0 { break }
+                applied += count
+            }
+        }
+        return applied
+    }
+
+    /// Applies up to `batchSize` events after the projection's checkpoint and advances it.
+    /// - Returns: the events applied and the checkpoint after them.
+    func catchUpBatch(_ projection: any Projection, batchSize: Int, in txn: WriteTransaction) throws -> (UInt64, UInt64)
+    {
+        guard var state = try meta(projection.name, in: txn), state.version == projection.version else {
+            return (0, 0)
+        }
+        let table = ProjectionTable(
+            txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+        let events = try txn.events(from: state.checkpoint + 1, limit: batchSize)
+        for event in events { try projection.apply(ProjectedEvent(event), to: table) }
+        guard let last = events.last else { return (0, state.checkpoint) }
+        state.checkpoint = last.position
+        try setMeta(state, projection.name, in: txn)
+        return (UInt64(events.count), state.checkpoint)
     }
 
     // MARK: Rebuild

@@ -132,8 +132,16 @@ public final class SnapshotStore: Sendable {
         try txn.put(record.bytes, forKey: Array(streamId.utf8), in: table)
     }
 
-    /// Stores a snapshot in a transaction of its own (a snapshot found due while loading).
-    public func save<State>(_ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64) throws {
-        try store.write { txn in try save(streamId, codec: codec, state: state, version: version, in: txn) }
+    /// Queues a snapshot found due while loading for the store's writer thread and returns at once:
+    /// a load never waits for LMDB's writer lock on Swift's cooperative pool. The snapshot is
+    /// skipped if one at this version or later was stored meanwhile; losing it costs only a
+    /// longer fold next time.
+    public func saveLater<State: Sendable>(
+        _ streamId: String, codec: SnapshotCodec<State>, state: State, version: UInt64
+    ) {
+        store.enqueueWrite { txn in
+            if let stored = try? self.load(streamId, codec: codec, in: txn), stored.version >= version { return }
+            try self.save(streamId, codec: codec, state: state, version: version, in: txn)
+        }
     }
 }

@@ -156,7 +156,7 @@ public final class CampaignEngine: Sendable {
             switch request.body {
             case let .query(query):
                 return EngineResponse(
-                    requestId: request.requestId, status: 200, data: try answer(query, principal: principal))
+                    requestId: request.requestId, status: 200, data: try await answer(query, principal: principal))
             case let .command(command):
                 let (status, data) = try await perform(command, request: request, principal: principal)
                 return EngineResponse(requestId: request.requestId, status: status, data: data)

@@ -35,7 +35,7 @@ extension CampaignEngine {
         if let state {
             cache.put(streamId, state, version: version)
             if read >= UInt64(snapshots.policy.interval(for: codec.kind)) {
-                try snapshots.save(streamId, codec: codec, state: state, version: version)
+                snapshots.saveLater(streamId, codec: codec, state: state, version: version)
             }
         }
         return (state, version)

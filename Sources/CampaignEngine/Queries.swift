@@ -45,7 +45,7 @@ extension CampaignEngine {
         return .object(members)
     }
 
-    func answer(_ query: Query, principal: Principal) throws -> JSON {
+    func answer(_ query: Query, principal: Principal) async throws -> JSON {
         let tenant = principal.tenant
         switch query {
         case let .campaignGet(campaignId):
@@ -58,7 +58,7 @@ extension CampaignEngine {
             guard let state = try loadSegment(tenant, segmentId).0 else {
                 throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
             }
-            try projections.catchUp("segments")
+            try await projections.catchUpOnWriter("segments")
             let count = try projections.read("segments") { try $0.count(SegmentMembership.count(tenant, segmentId)) }
             guard case var .object(members) = state.json else { return state.json }
             members["memberCount"] = .number(Double(count))
@@ -172,7 +172,7 @@ extension CampaignEngine {
             guard try loadSegment(tenant, segmentId).0 != nil else {
                 throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
             }
-            try projections.catchUp("segments")
+            try await projections.catchUpOnWriter("segments")
             return try projections.read("segments") { reader in
                 let prefix = SegmentMembership.members(tenant, segmentId)
                 let context = CursorCodec.context(tenant, query.name, [segmentId])
@@ -187,7 +187,7 @@ extension CampaignEngine {
             }
 
         case let .auditHistory(streamId, actor, from, to, page):
-            try projections.catchUp("audit")
+            try await projections.catchUpOnWriter("audit")
             let fromBound = Key.readU64(Key.time(from ?? Date(timeIntervalSince1970: 0)))
             let toBound = Key.readU64(Key.time(to ?? .distantFuture))
             return try store.read { txn in

@@ -145,7 +145,7 @@ extension CampaignEngine {
     /// current, and catching up after makes queries that follow the tick see the new memberships.
     func refreshMemberships(at now: Date, tenant only: String?, requestId: String) async throws -> [TickReport.Item] {
         let projections = self.projections
-        try projections.catchUp("segments")
+        try await projections.catchUpOnWriter("segments")
         let due = try projections.read("segments") { reader in
             try SegmentMembership.tenantsDue(reader, at: now).filter { only == nil || $0 == only }.map { tenant in
                 (tenant, try SegmentMembership.dueCount(reader, tenant: tenant, at: now))
@@ -173,7 +173,7 @@ extension CampaignEngine {
             }
             items.append(item)
         }
-        if !due.isEmpty { try projections.catchUp("segments") }
+        if !due.isEmpty { try await projections.catchUpOnWriter("segments") }
         return items
     }
 

@@ -181,6 +181,26 @@ public final class EventStore: @unchecked Sendable {
         try environment.write { try body(WriteTransaction(txn: $0, store: self)) }
     }
 
+    /// Runs `body` in a write transaction of its own on the writer thread, between batches of
+    /// appends, and returns its result: the way to write from Swift concurrency without blocking a
+    /// thread of the cooperative pool on LMDB's writer lock. Keep each body short (≤ ~50 ms), since
+    /// appends wait behind it; like ``write(_:)`` it may run more than once if the map grows.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable (WriteTransaction) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let queued = committer.submitWrite { [unowned self] in
+                continuation.resume(with: Result { try self.write(body) })
+            }
+            if !queued { continuation.resume(throwing: EventStoreError.closed) }
+        }
+    }
+
+    /// Queues `body` to run in a write transaction of its own on the writer thread and returns at
+    /// once, for writes nobody waits for (a snapshot): a failure is dropped, and nothing runs
+    /// once the store is closed.
+    public func enqueueWrite(_ body: @escaping @Sendable (WriteTransaction) throws -> Void) {
+        _ = committer.submitWrite { [unowned self] in _ = try? self.write(body) }
+    }
+
     /// Appends a request through the group committer and returns once it is durably committed.
     /// - Throws: ``EventStoreError/wrongExpectedVersion(streamId:expected:current:)``,
     ///   ``EventStoreError/uniqueValueTaken(key:owner:)``, ``EventStoreError/idempotencyKeyReused(key:)``,

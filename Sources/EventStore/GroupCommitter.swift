@@ -16,6 +16,9 @@ final class GroupCommitter: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var pending: [Job] = []
+    /// Other writes (snapshots, projection batches), each run in a transaction of its own on the
+    /// writer thread, before the next batch of appends.
+    private var pendingWrites: [@Sendable () -> Void] = []
     private var stopped = false
     private var finished = false
     private var inFlight = 0
@@ -60,6 +63,16 @@ final class GroupCommitter: @unchecked Sendable {
         condition.signal()
     }
 
+    /// Queues `work` to run on the writer thread; false, without running it, once stopped.
+    func submitWrite(_ work: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopped else { return false }
+        pendingWrites.append(work)
+        condition.signal()
+        return true
+    }
+
     /// Stops taking requests, commits what is queued, and waits for the thread to end.
     func stop() {
         condition.lock()
@@ -82,12 +95,19 @@ final class GroupCommitter: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while pending.isEmpty && !stopped { condition.wait() }
-            if pending.isEmpty && stopped {
+            while pending.isEmpty && pendingWrites.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && pendingWrites.isEmpty && stopped {
                 finished = true
                 condition.broadcast()
                 condition.unlock()
                 return
+            }
+            let writes = pendingWrites
+            pendingWrites.removeAll()
+            if !writes.isEmpty {
+                condition.unlock()
+                for write in writes { write() }
+                continue
             }
             let batch = Array(pending.prefix(maximumBatchSize))
             pending.removeFirst(batch.count)

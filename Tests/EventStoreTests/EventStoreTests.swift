@@ -471,3 +471,41 @@ import Testing
         #expect(results.compactMap { $0 }.count == 1)
     }
 }
+
+/// Writes other than appends go through the one writer thread too (STYLE.md 5).
+@Suite struct WriterJobTests {
+    @Test func writerJobsInterleaveWithAppendsRunInOrderAndReportTheirErrors() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "jobs")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<50 {
+                group.addTask { _ = try await store.append(appendRequest("acme:s\(n % 5)")) }
+                group.addTask {
+                    try await store.perform { txn in
+                        let count = try txn.value(forKey: Array("n".utf8), in: table).map { Int($0[0]) } ?? 0
+                        try txn.put([UInt8(count + 1)], forKey: Array("n".utf8), in: table)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try store.read { try $0.value(forKey: Array("n".utf8), in: table) } == [50])
+        #expect(try store.head().position == 50)
+
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) { try await store.perform { _ in throw Refused() } }
+        // A queued write nobody waits for runs before a later job.
+        store.enqueueWrite { txn in try txn.put([7], forKey: Array("later".utf8), in: table) }
+        let seen = try await store.perform { txn in try txn.value(forKey: Array("later".utf8), in: table) }
+        #expect(seen == [7])
+    }
+
+    @Test func aJobAfterCloseIsRefused() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        store.close()
+        await #expect(throws: EventStoreError.self) { try await store.perform { _ in 1 } }
+    }
+}
