@@ -35,28 +35,38 @@ let package = Package(
         ),
         .target(
             name: "CampaignEngine",
-            dependencies: ["EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots"]
+            dependencies: ["EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "Hashing"]
         ),
-        .target(name: "CampaignCLI", dependencies: ["CampaignEngine", "CampaignProjections", "EventStore"]),
+        .target(
+            name: "CampaignCLI",
+            dependencies: ["CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing"]),
         .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",
-            dependencies: ["CampaignEngine", "EventStore", "CLMDB", "Hashing"],
+            dependencies: [
+                "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore", "CLMDB",
+                "Hashing",
+            ],
             path: "Tools/bench",
             exclude: ["peer.py"]
         ),
         .executableTarget(
             name: "campaign-harness",
-            dependencies: ["CampaignEngine", "CampaignCLI", "EventStore"],
+            dependencies: ["CampaignEngine", "CampaignCLI", "CampaignProjections", "EventStore"],
             path: "Tools/harness"
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "EventStoreTests", dependencies: ["EventStore", "TestSupport", "campaign-harness"]),
+        .testTarget(
+            name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
         .testTarget(
             name: "CampaignEngineTests",
-            dependencies: ["CampaignEngine", "CampaignCLI", "TestSupport", "campaign", "campaign-harness"],
+            dependencies: [
+                "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore",
+                "CampaignCLI",
+                "TestSupport", "campaign", "campaign-harness",
+            ],
             exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
