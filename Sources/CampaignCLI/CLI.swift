@@ -233,7 +233,8 @@ enum VerifyCommand {
             console.out(JSON.object(members).text)
         } else if report.isIntact {
             console.out(
-                "chain intact: \(Format.count(report.eventsChecked)) events checked in \(String(format: "%.2f", seconds)) s"
+                "chain intact: \(Format.count(report.eventsChecked)) events checked in "
+                    + "\(String(format: "%.2f", seconds)) s"
             )
             console.out("head position: \(report.headPosition)")
             console.out("head hash:     \(report.headHash.hexString)")
@@ -306,7 +307,8 @@ enum ProjectionsCommand {
                 let seconds = Date().timeIntervalSince(started)
                 let done = last?.done ?? 0
                 console.out(
-                    "rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)"
+                    "rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) "
+                        + "s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)"
                 )
             }
             return .ok
@@ -331,7 +333,8 @@ enum ProjectionsCommand {
                         "\(name): DIFFERS in \(report.differenceCount) of \(Format.count(report.entries)) entries")
                     for difference in report.differences {
                         console.out(
-                            "  \(describe(difference.key)): live \(preview(difference.live)) ≠ rebuilt \(preview(difference.rebuilt))"
+                            "  \(describe(difference.key)): live \(preview(difference.live)) ≠ rebuilt "
+                                + "\(preview(difference.rebuilt))"
                         )
                     }
                 }
@@ -381,7 +384,8 @@ enum ProjectionsCommand {
     static func preview(_ value: [UInt8]?) -> String {
         guard let value else { return "(missing)" }
         let text = String(decoding: value.prefix(80), as: UTF8.self)
-        return value.allSatisfy({ $0 >= 32 }) ? text + (value.count > 80 ? "…" : "") : "0x" + value.prefix(16).hexString
+        guard value.allSatisfy({ $0 >= 32 }) else { return "0x" + value.prefix(16).hexString }
+        return text + (value.count > 80 ? "…" : "")
     }
 }
 
@@ -425,11 +429,15 @@ enum StatsCommand {
         } else {
             console.out("store:    \(store.path)")
             console.out(
-                "events:   \(Format.count(head.position))   streams: \(Format.count(streams))   tenants: \(tenants.count) (\(tenants.sorted().joined(separator: ", ")))"
+                "events:   \(Format.count(head.position))   streams: \(Format.count(streams))   tenants: "
+                    + "\(tenants.count) (\(tenants.sorted().joined(separator: ", ")))"
             )
             console.out("head:     \(head.hash.hexString)")
             console.out(
-                "file:     \(Format.bytes(fileSize)) on disk; \(Format.bytes(usage.usedBytes)) used of a \(Format.bytes(usage.mapSize)) map (\(usage.mapSize > 0 ? usage.usedBytes * 100 / usage.mapSize : 0)%), \(usage.pageSize)-byte pages"
+                "file:     \(Format.bytes(fileSize)) on disk; \(Format.bytes(usage.usedBytes)) used of a "
+                    + "\(Format.bytes(usage.mapSize)) map "
+                    + "(\(usage.mapSize > 0 ? usage.usedBytes * 100 / usage.mapSize : 0)%), "
+                    + "\(usage.pageSize)-byte pages"
             )
             console.out("")
             Format.table(

@@ -24,7 +24,8 @@ public enum CrashHarness {
 
         /// The one-line summary.
         public var line: String {
-            "crash harness: \(kills) kills survived, \(acknowledged) acknowledged requests checked, \(lost) lost, \(duplicated) duplicated, "
+            "crash harness: \(kills) kills survived, \(acknowledged) acknowledged requests checked, "
+                + "\(lost) lost, \(duplicated) duplicated, "
                 + "\(events) events, chain \(problems.contains { $0.hasPrefix("chain") } ? "BROKEN" : "intact"), "
                 + "projections \(problems.contains { $0.hasPrefix("projection") } ? "DIFFER" : "match")"
         }
@@ -138,7 +139,8 @@ public enum CrashHarness {
             try check(data: data, acknowledged: acknowledged, into: &summary)
             summary.kills += process.terminationReason == .uncaughtSignal ? 1 : 0
             log(
-                "round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in all, \(summary.events) events"
+                "round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in "
+                    + "all, \(summary.events) events"
             )
         }
         return summary

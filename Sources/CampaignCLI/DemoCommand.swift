@@ -41,7 +41,8 @@ enum DemoCommand {
         let tenants = Array(["acme", "globex", "initech"].prefix(tenantCount))
 
         demo.section(
-            "Run \(tag) on \(path): \(tenants.count) tenants, \(contactCount) contacts each; simulated clock from \(Timestamp.format(start))"
+            "Run \(tag) on \(path): \(tenants.count) tenants, \(contactCount) contacts each; simulated "
+                + "clock from \(Timestamp.format(start))"
         )
         for tenant in tenants { try await demo.setUp(tenant: tenant, contacts: contactCount) }
         demo.section("Illegal moves get catalogue errors")
@@ -177,10 +178,12 @@ final class Demo: @unchecked Sendable {
             note: "erased a contact (its values are deleted; the chain still verifies)")
 
         let adults = try JSON.parse(
-            #"{"all":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"age","operator":"gte","value":21},{"field":"subscribed","operator":"eq","value":true}]}"#
+            #"{"all":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"age","#
+                + #""operator":"gte","value":21},{"field":"subscribed","operator":"eq","value":true}]}"#
         )
         let gold = try JSON.parse(
-            #"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","operator":"includes","value":"vip"}]}"#
+            #"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","#
+                + #""operator":"includes","value":"vip"}]}"#
         )
         await send(.segmentCreate(segmentId: "seg_\(tag)_eu", name: "EU subscribers \(tag)", rules: adults), tenant)
         await send(.segmentCreate(segmentId: "seg_\(tag)_vip", name: "VIP \(tag)", rules: gold), tenant)
@@ -239,9 +242,11 @@ final class Demo: @unchecked Sendable {
                 .command(
                     .postPublish(postId: "pst_\(tag)_\(id)"), as: principal(tenant, .editor),
                     requestId: "demo-\(tag)-\(requests)"))
-            outcomes.append(
-                "\(id): \(response.error.map { "\($0.code.rawValue)\($0.retryAfter.map { " (retry in \($0) s)" } ?? "")" } ?? response.data?["post"]?["status"]?.stringValue ?? "?")"
-            )
+            let status = response.data?["post"]?["status"]?.stringValue ?? "?"
+            let failure = response.error.map { error in
+                error.code.rawValue + (error.retryAfter.map { " (retry in \($0) s)" } ?? "")
+            }
+            outcomes.append("\(id): \(failure ?? status)")
         }
         say("  published 6 posts: " + outcomes.joined(separator: ", "))
     }
@@ -344,11 +349,16 @@ final class Demo: @unchecked Sendable {
             ),
             (
                 .invalidField, "an access token smuggled into a payload",
-                #"{"requestId":"tok","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.pause","payload":{"campaignId":"\#(launch)","accessToken":"secret-123"}}"#
+                #"{"requestId":"tok","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","#
+                    + #""role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"#
+                    + #""command":"campaign.pause","payload":{"campaignId":"\#(launch)","#
+                    + #""accessToken":"secret-123"}}"#
             ),
             (
                 .missingField, "a campaign without a name",
-                #"{"requestId":"mf","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"command":"campaign.create","payload":{"channel":"sms"}}"#
+                #"{"requestId":"mf","principal":{"tenant":"\#(tenant)","subject":"editor@\#(tenant)","#
+                    + #""role":"editor","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z"},"#
+                    + #""command":"campaign.create","payload":{"channel":"sms"}}"#
             ),
         ]
         for (code, what, line) in wire {
@@ -364,7 +374,8 @@ final class Demo: @unchecked Sendable {
             "\($0.tenant)/\($0.id.split(separator: "_").last ?? "")→\($0.status ?? "?")"
         }
         say(
-            "  tick \(Timestamp.format(time)): \(campaigns) campaign(s) activated\(posts.isEmpty ? "" : "; posts " + posts.joined(separator: ", "))"
+            "  tick \(Timestamp.format(time)): \(campaigns) campaign(s) "
+                + "activated\(posts.isEmpty ? "" : "; posts " + posts.joined(separator: ", "))"
         )
     }
 
@@ -428,7 +439,8 @@ final class Demo: @unchecked Sendable {
         }
         let declared = await send(.experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), tenant)
         say(
-            "  \(contacts) contacts exposed; winner declared: \(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")"
+            "  \(contacts) contacts exposed; winner declared: "
+                + "\(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")"
         )
     }
 
@@ -466,7 +478,9 @@ final class Demo: @unchecked Sendable {
         let results = await read(.experimentResults(experimentId: "exp_\(tag)_subject"), tenants[0])
         say("")
         say(
-            "experiment exp_\(tag)_subject in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), winner \(results["winner"]?.stringValue ?? "none"), SRM p = \(String(format: "%.3f", results["srmPValue"]?.numberValue ?? 0)))"
+            "experiment exp_\(tag)_subject in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), "
+                + "winner \(results["winner"]?.stringValue ?? "none"), SRM p = "
+                + "\(String(format: "%.3f", results["srmPValue"]?.numberValue ?? 0)))"
         )
         let rows = (results["variants"]?.arrayValue ?? []).map { row -> [String] in
             let interval = row["interval95"]?.arrayValue?.compactMap(\.numberValue) ?? []
@@ -485,10 +499,13 @@ final class Demo: @unchecked Sendable {
         let usage = try engine.eventStore.usage()
         say("")
         say(
-            "store: \(Format.count(chain.headPosition)) events; \(Format.bytes(usage.usedBytes)) used; chain \(chain.isIntact ? "verified" : "BROKEN at \(chain.firstBadPosition ?? 0)"); head \(chain.headHash.hexString.prefix(16))…"
+            "store: \(Format.count(chain.headPosition)) events; \(Format.bytes(usage.usedBytes)) used; "
+                + "chain \(chain.isIntact ? "verified" : "BROKEN at \(chain.firstBadPosition ?? 0)"); head "
+                + "\(chain.headHash.hexString.prefix(16))…"
         )
         say(
-            "run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, \(String(format: "%.1f", seconds)) s"
+            "run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, "
+                + "\(String(format: "%.1f", seconds)) s"
         )
     }
 

@@ -231,22 +231,45 @@ public struct Fuzzer {
     /// Valid requests of many kinds for tenant `acme`, to mutate (ids exist after ``prepare(_:)``).
     public static func seedRequests() -> [String] {
         let p =
-            #""principal":{"tenant":"acme","subject":"fuzz","role":"admin","scopes":["campaigns:read","campaigns:write","segments:read","segments:write","contacts:read","contacts:write","social:read","social:write","experiments:read","experiments:write","audit:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+            #""principal":{"tenant":"acme","subject":"fuzz","role":"admin","scopes":["campaigns:read","#
+            + #""campaigns:write","segments:read","segments:write","contacts:read","contacts:write","#
+            + #""social:read","social:write","experiments:read","experiments:write","audit:read"],"#
+            + #""expiresAt":"2099-01-01T00:00:00Z"}"#
         return [
-            #"{"requestId":"f1",\#(p),"command":"campaign.create","payload":{"name":"Fuzzed campaign","channel":"email","segmentId":"seg_1","content":{"subject":"Hi","body":"Hello"}}}"#,
-            #"{"requestId":"f2","idempotencyKey":"fk","expectedVersion":1,\#(p),"command":"campaign.update","payload":{"campaignId":"cmp_1","name":"Updated name","content":{"body":"New"}}}"#,
-            #"{"requestId":"f3",\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2030-01-01T00:00:00Z"}}"#,
-            #"{"requestId":"f4",\#(p),"command":"segment.create","payload":{"name":"Fuzz segment","rules":{"all":[{"field":"age","operator":"between","value":[18,65]},{"any":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"tags","operator":"includes","value":"vip"}]}]}}}"#,
-            #"{"requestId":"f5",\#(p),"command":"contact.upsert","payload":{"contactId":"ctc_1","attributes":{"email":"a@b.example","age":30,"subscribed":true,"signed_up_at":"2025-01-01","tags":["vip"],"plan":"pro"}}}"#,
-            #"{"requestId":"f6",\#(p),"command":"contact.import","payload":{"contacts":[{"contactId":"ctc_2","attributes":{"age":20}},{"contactId":"ctc_3","attributes":{"country":"FR"}}]}}"#,
-            #"{"requestId":"f7",\#(p),"command":"field.define","payload":{"name":"tier","type":"enum","values":["a","b"]}}"#,
-            #"{"requestId":"f8",\#(p),"command":"social.connect","payload":{"platform":"x","accountId":"acct","credentialRef":"vault://x/acct","expiresAt":"2030-01-01T00:00:00Z"}}"#,
-            #"{"requestId":"f9",\#(p),"command":"post.create","payload":{"connectionIds":["con_1"],"text":"Hello 🇫🇷","media":[{"kind":"image","url":"https://cdn.example/a.jpg"}],"link":"https://example.com"}}"#,
-            #"{"requestId":"f10",\#(p),"command":"post.schedule","payload":{"postId":"pst_1","publishAt":"2030-01-01T00:00:00Z"}}"#,
-            #"{"requestId":"f11",\#(p),"command":"experiment.create","payload":{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50,"content":{"body":"B"}}]}}"#,
-            #"{"requestId":"f12",\#(p),"command":"experiment.recordExposure","payload":{"experimentId":"exp_1","contactId":"ctc_9"}}"#,
+            #"{"requestId":"f1",\#(p),"command":"campaign.create","payload":{"name":"Fuzzed campaign","#
+                + #""channel":"email","segmentId":"seg_1","content":{"subject":"Hi","body":"Hello"}}}"#,
+            #"{"requestId":"f2","idempotencyKey":"fk","expectedVersion":1,\#(p),"#
+                + #""command":"campaign.update","payload":{"campaignId":"cmp_1","name":"Updated name","#
+                + #""content":{"body":"New"}}}"#,
+            #"{"requestId":"f3",\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","#
+                + #""sendAt":"2030-01-01T00:00:00Z"}}"#,
+            #"{"requestId":"f4",\#(p),"command":"segment.create","payload":{"name":"Fuzz segment","#
+                + #""rules":{"all":[{"field":"age","operator":"between","value":[18,65]},"#
+                + #"{"any":[{"field":"country","operator":"in","value":["FR","DE"]},{"field":"tags","#
+                + #""operator":"includes","value":"vip"}]}]}}}"#,
+            #"{"requestId":"f5",\#(p),"command":"contact.upsert","payload":{"contactId":"ctc_1","#
+                + #""attributes":{"email":"a@b.example","age":30,"subscribed":true,"signed_up_at":"2025-01-01","#
+                + #""tags":["vip"],"plan":"pro"}}}"#,
+            #"{"requestId":"f6",\#(p),"command":"contact.import","#
+                + #""payload":{"contacts":[{"contactId":"ctc_2","attributes":{"age":20}},{"contactId":"ctc_3","#
+                + #""attributes":{"country":"FR"}}]}}"#,
+            #"{"requestId":"f7",\#(p),"command":"field.define","payload":{"name":"tier","type":"enum","#
+                + #""values":["a","b"]}}"#,
+            #"{"requestId":"f8",\#(p),"command":"social.connect","payload":{"platform":"x","#
+                + #""accountId":"acct","credentialRef":"vault://x/acct","expiresAt":"2030-01-01T00:00:00Z"}}"#,
+            #"{"requestId":"f9",\#(p),"command":"post.create","payload":{"connectionIds":["con_1"],"#
+                + #""text":"Hello 🇫🇷","media":[{"kind":"image","url":"https://cdn.example/a.jpg"}],"#
+                + #""link":"https://example.com"}}"#,
+            #"{"requestId":"f10",\#(p),"command":"post.schedule","payload":{"postId":"pst_1","#
+                + #""publishAt":"2030-01-01T00:00:00Z"}}"#,
+            #"{"requestId":"f11",\#(p),"command":"experiment.create","payload":{"campaignId":"cmp_1","#
+                + #""name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50,"#
+                + #""content":{"body":"B"}}]}}"#,
+            #"{"requestId":"f12",\#(p),"command":"experiment.recordExposure","#
+                + #""payload":{"experimentId":"exp_1","contactId":"ctc_9"}}"#,
             #"{"requestId":"f13",\#(p),"query":"campaign.list","params":{"status":"draft","limit":10}}"#,
-            #"{"requestId":"f14",\#(p),"query":"audit.history","params":{"streamId":"cmp_1","from":"2020-01-01T00:00:00Z","limit":5}}"#,
+            #"{"requestId":"f14",\#(p),"query":"audit.history","params":{"streamId":"cmp_1","#
+                + #""from":"2020-01-01T00:00:00Z","limit":5}}"#,
             #"{"requestId":"f15",\#(p),"query":"segment.members","params":{"segmentId":"seg_1","limit":5}}"#,
             #"{"requestId":"f16",\#(p),"command":"system.tick","payload":{"now":"2026-11-22T00:00:00Z"}}"#,
         ]

@@ -50,17 +50,20 @@ public enum CredentialReference {
             guard segments.count >= 2, segments.allSatisfy({ !$0.isEmpty && $0.allSatisfy(pathCharacters.contains) })
             else {
                 return
-                    "credentialRef must be a reference such as vault://path/to/secret or projects/p/secrets/s, never a token"
+                    "credentialRef must be a reference such as vault://path/to/secret or "
+                    + "projects/p/secrets/s, never a token"
             }
             if looksRandom(value) {
                 return
-                    "credentialRef looks like a secret (a random string), not a path; store the secret elsewhere and reference it"
+                    "credentialRef looks like a secret (a random string), not a path; store the secret "
+                    + "elsewhere and reference it"
             }
             body = value[...]
         }
         if let token = body.split(whereSeparator: { "/:=,;@".contains($0) }).first(where: isTokenShaped) {
             return
-                "credentialRef holds a token-shaped segment (\(token.prefix(4))…); store the secret elsewhere and reference it"
+                "credentialRef holds a token-shaped segment (\(token.prefix(4))…); store the secret "
+                + "elsewhere and reference it"
         }
         return nil
     }

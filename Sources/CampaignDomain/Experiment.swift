@@ -389,11 +389,13 @@ public struct ExperimentResults: Sendable, Equatable {
         }
         if let small = variants.first(where: { $0.exposures < Experiment.minimumExposuresPerVariant }) {
             throw insufficient(
-                "variant \(small.key) has \(small.exposures) exposures; each needs \(Experiment.minimumExposuresPerVariant)"
+                "variant \(small.key) has \(small.exposures) exposures; each needs "
+                    + "\(Experiment.minimumExposuresPerVariant)"
             )
         }
         guard let srm = srmPValue, srm >= Experiment.srmThreshold else {
-            throw insufficient("sample ratio mismatch: the split does not match the weights (χ² p = \(srmPValue ?? 0))")
+            throw insufficient(
+                "sample ratio mismatch: the split does not match the weights (χ² p = \(srmPValue ?? 0))")
         }
         guard let control = variants.first, let chosen = variants.first(where: { $0.key == variant }) else { return }
         let (better, worse): (Row, Row)
@@ -410,7 +412,9 @@ public struct ExperimentResults: Sendable, Equatable {
             test.z > 0, test.pValue < Experiment.significance
         else {
             throw insufficient(
-                "variant \(variant) is not significantly better than \(better.key == chosen.key ? worse.key : better.key) (p must be < \(Experiment.significance))"
+                "variant \(variant) is not significantly better than "
+                    + "\(better.key == chosen.key ? worse.key : better.key) (p must be < "
+                    + "\(Experiment.significance))"
             )
         }
     }

@@ -101,7 +101,8 @@ public enum Authorizer {
         guard principal.role >= permission.minimumRole else {
             throw CampaignError(
                 .forbidden,
-                "role \(principal.role.rawValue) may not do this; \(permission.minimumRole.rawValue) or higher is required"
+                "role \(principal.role.rawValue) may not do this; \(permission.minimumRole.rawValue) or "
+                    + "higher is required"
             )
         }
         guard principal.scopes.contains(permission.scope) else {

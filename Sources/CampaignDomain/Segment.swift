@@ -157,7 +157,8 @@ public enum Segment {
         guard context.campaignsUsingSegment.isEmpty else {
             throw CampaignError(
                 .resourceConflict,
-                "Cannot \(verb) segment \(state.id) while scheduled or active campaigns use it: \(context.campaignsUsingSegment.sorted().joined(separator: ", "))",
+                "Cannot \(verb) segment \(state.id) while scheduled or active campaigns use it: "
+                    + "\(context.campaignsUsingSegment.sorted().joined(separator: ", "))",
                 currentState: "in_use")
         }
     }

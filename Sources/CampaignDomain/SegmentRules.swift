@@ -94,7 +94,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
         guard type.operators.contains(op) else {
             throw CampaignError(
                 .invalidOperator,
-                "operator \(op) is not allowed for \(type.name) field \(field); allowed: \(type.operators.joined(separator: ", "))",
+                "operator \(op) is not allowed for \(type.name) field \(field); allowed: "
+                    + "\(type.operators.joined(separator: ", "))",
                 param: op, pointer: FieldReader.pointer(pointer, "operator"))
         }
         let value = members["value"]

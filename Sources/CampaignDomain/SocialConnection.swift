@@ -76,7 +76,8 @@ public struct PlatformRules: Sendable, Equatable {
                 FieldProblem(
                     field: "text", pointer: "/payload/text",
                     message:
-                        "\(platform) allows \(textLimit) \(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"
+                        "\(platform) allows \(textLimit) "
+                        + "\(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"
                 ))
         }
         if requiresMedia && media.isEmpty {
@@ -194,8 +195,8 @@ public enum SocialConnection {
             if !(1...200).contains(accountId.count) {
                 problems.append(
                     FieldProblem(
-                        field: "accountId", pointer: "/payload/accountId", message: "accountId must be 1–200 characters"
-                    ))
+                        field: "accountId", pointer: "/payload/accountId",
+                        message: "accountId must be 1–200 characters"))
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }

@@ -98,14 +98,19 @@ extension CampaignEngine {
         var members = extra
         members["streamId"] = .string(streamId)
         members["version"] = .number(Double(receipt.streamVersions[streamId] ?? 0))
-        members["events"] = .array(
+        members["events"] = eventList(receipt)
+        return .object(members)
+    }
+
+    /// `[{type, position, streamId}]`: every event an append wrote, as answers list them.
+    static func eventList(_ receipt: AppendReceipt) -> JSON {
+        .array(
             receipt.events.map {
                 .object([
                     "type": .string($0.type), "position": .number(Double($0.position)),
                     "streamId": .string($0.streamId),
                 ])
             })
-        return .object(members)
     }
 
     /// Applies a decision's events to a state, as the store will number them.
@@ -274,7 +279,8 @@ extension CampaignEngine {
                 guard users.isEmpty else {
                     throw CampaignError(
                         .resourceConflict,
-                        "segment \(segmentId) is used by scheduled or active campaigns: \(users.joined(separator: ", "))",
+                        "segment \(segmentId) is used by scheduled or active campaigns: "
+                            + "\(users.joined(separator: ", "))",
                         currentState: "in_use")
                 }
             }
@@ -385,13 +391,7 @@ extension CampaignEngine {
             respond: { receipt in
                 var members = summary
                 members["results"] = versioned
-                members["events"] = .array(
-                    receipt.events.map {
-                        .object([
-                            "type": .string($0.type), "position": .number(Double($0.position)),
-                            "streamId": .string($0.streamId),
-                        ])
-                    })
+                members["events"] = CampaignEngine.eventList(receipt)
                 return .object(members)
             })
         plan.status = status

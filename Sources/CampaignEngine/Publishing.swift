@@ -147,7 +147,8 @@ extension CampaignEngine {
             let limit = platform.flatMap { PlatformRules.all[$0]?.publishLimit } ?? 0
             throw CampaignError(
                 .rateLimitExceeded,
-                "\(waiting.connectionId): \(waiting.message ?? "rate limited"); retried at \(Timestamp.format(retryAt))",
+                "\(waiting.connectionId): \(waiting.message ?? "rate limited"); retried at "
+                    + "\(Timestamp.format(retryAt))",
                 details: details, retryAfter: retryAfter, retryable: true,
                 rateLimit: RateLimitState(limit: limit, remaining: 0, reset: retryAt, retryAfter: retryAfter))
         }

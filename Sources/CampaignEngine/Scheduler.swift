@@ -28,7 +28,9 @@ public struct TickReport: Sendable, Equatable {
     public var items: [Item]
 
     /// Relative-date segment memberships re-evaluated, over all tenants in the report.
-    public var membershipsRefreshed: Int {
+    public var membershipsRefreshed: Int { Self.refreshed(items) }
+
+    static func refreshed(_ items: [Item]) -> Int {
         items.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count }
     }
 
@@ -53,8 +55,7 @@ public struct TickReport: Sendable, Equatable {
                 mine.filter { $0.kind == "campaign" && $0.error != nil }.map { item in
                     .object(["campaignId": name(item), "error": item.error!.body(requestId: requestId)])
                 }),
-            "memberships": .number(
-                Double(mine.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count })),
+            "memberships": .number(Double(Self.refreshed(mine))),
         ])
     }
 }
@@ -83,7 +84,8 @@ extension CampaignEngine {
             if !moved && requested != current {
                 let problem =
                     requested < current
-                    ? "the clock never moves backwards: now \(Timestamp.format(requested)) is before the engine clock \(Timestamp.format(current))"
+                    ? "the clock never moves backwards: now \(Timestamp.format(requested)) is before the "
+                        + "engine clock \(Timestamp.format(current))"
                     : "the engine runs on the system clock, which a tick cannot move; leave out now"
                 throw CampaignError(.invalidSchedule, problem, param: "now", pointer: "/payload/now")
             }

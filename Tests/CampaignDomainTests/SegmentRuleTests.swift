@@ -94,7 +94,8 @@ let operatorCases: [OperatorCase] = [
         matching: ["signed_up_at": s("2026-01-31")], notMatching: ["signed_up_at": s("2026-02-01")]),
     .init(
         field: "last_seen_at", op: "within_last_days", value: n(7),
-        matching: ["last_seen_at": s("2026-11-15T12:00:00Z")], notMatching: ["last_seen_at": s("2026-11-14T11:59:59Z")]),
+        matching: ["last_seen_at": s("2026-11-15T12:00:00Z")],
+        notMatching: ["last_seen_at": s("2026-11-14T11:59:59Z")]),
     .init(
         field: "last_seen_at", op: "not_within_last_days", value: n(7), matching: ["last_seen_at": s("2026-11-01")],
         notMatching: ["last_seen_at": s("2026-11-20")]),
@@ -157,7 +158,8 @@ let operatorCases: [OperatorCase] = [
             try JSON.parse(
                 #"""
                 {"all":[{"field":"subscribed","operator":"eq","value":true},
-                        {"any":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"gte","value":65}]}]}
+                        {"any":[{"field":"country","operator":"eq","value":"FR"},
+                                {"field":"age","operator":"gte","value":65}]}]}
                 """#), schema: schema, at: "/rules")
         #expect(tree.matches(["subscribed": .bool(true), "country": s("FR")], schema: schema, now: now))
         #expect(tree.matches(["subscribed": .bool(true), "age": n(70)], schema: schema, now: now))

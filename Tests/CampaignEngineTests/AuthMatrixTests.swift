@@ -62,7 +62,8 @@ import Testing
             command("system.tick", "{}", "campaigns:write", admin: true, cross: nil),
             command(
                 "social.connect",
-                #"{"connectionId":"con_new","platform":"x","accountId":"other","credentialRef":"vault://x/other","expiresAt":"2027-01-01T00:00:00Z"}"#,
+                #"{"connectionId":"con_new","platform":"x","accountId":"other","#
+                    + #""credentialRef":"vault://x/other","expiresAt":"2027-01-01T00:00:00Z"}"#,
                 "social:write", cross: nil),
             command("social.refresh", #"{"connectionId":"con_1","expiresAt":"2027-06-01T00:00:00Z"}"#, "social:write"),
             command("social.disconnect", #"{"connectionId":"con_1"}"#, "social:write"),
@@ -73,7 +74,8 @@ import Testing
             command("post.publish", #"{"postId":"pst_1"}"#, "social:write"),
             command(
                 "experiment.create",
-                #"{"experimentId":"exp_new","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#,
+                #"{"experimentId":"exp_new","campaignId":"cmp_1","name":"E","variants":[{"key":"a","#
+                    + #""weight":50},{"key":"b","weight":50}]}"#,
                 "experiments:write"),
             command("experiment.update", #"{"experimentId":"exp_1","name":"Renamed"}"#, "experiments:write"),
             command("experiment.start", #"{"experimentId":"exp_1"}"#, "experiments:write"),
@@ -112,7 +114,8 @@ import Testing
         #expect(
             await t.command(
                 "social.connect",
-                #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","expiresAt":"2027-01-01T00:00:00Z"}"#
+                #"{"connectionId":"con_1","platform":"x","accountId":"acme","#
+                    + #""credentialRef":"vault://x/acme","expiresAt":"2027-01-01T00:00:00Z"}"#
             ).status == 201)
         #expect(
             await t.command("post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hello"}"#).status
@@ -120,7 +123,8 @@ import Testing
         #expect(
             await t.command(
                 "experiment.create",
-                #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+                #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","#
+                    + #""weight":50},{"key":"b","weight":50}]}"#
             ).status == 201)
         return t
     }

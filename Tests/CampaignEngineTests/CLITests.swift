@@ -18,6 +18,11 @@ struct Run {
 
 /// Runs `campaign` with `arguments`, feeding `input` on stdin.
 func campaign(_ arguments: [String], input: String = "") async throws -> Run {
+    try await campaign(arguments, bytes: Array(input.utf8))
+}
+
+/// Runs `campaign` with `arguments`, feeding raw bytes (which need not be UTF-8) on stdin.
+func campaign(_ arguments: [String], bytes input: [UInt8]) async throws -> Run {
     try await blocking {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("campaign")
@@ -29,7 +34,7 @@ func campaign(_ arguments: [String], input: String = "") async throws -> Run {
         process.standardOutput = stdout
         process.standardError = stderr
         try process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
+        stdin.fileHandleForWriting.write(Data(input))
         try stdin.fileHandleForWriting.close()
         let group = DispatchGroup()
         nonisolated(unsafe) var err = Data()

@@ -15,7 +15,8 @@ import Testing
 
     /// `→state` for a success, else the error code.
     static let expected: [String: [String]] = [
-        //            update            attachSegment     schedule          unschedule        activate          pause             resume            complete          cancel            archive           delete
+        // Columns: update, attachSegment, schedule, unschedule, activate, pause, resume, complete, cancel,
+        // archive, delete.
         "draft": [
             "→draft", "→draft", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "CONFLICT", "CONFLICT",
             "CONFLICT", "→archived", "→deleted",
@@ -91,7 +92,8 @@ import Testing
         for segment in ["seg_1", "seg_2"] {
             let created = await t.command(
                 "segment.create",
-                #"{"segmentId":"\#(segment)","name":"\#(segment)","rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#
+                #"{"segmentId":"\#(segment)","name":"\#(segment)","rules":{"all":[{"field":"age","#
+                    + #""operator":"gte","value":18}]}}"#
             )
             #expect(created.status == 201)
         }

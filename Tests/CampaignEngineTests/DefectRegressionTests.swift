@@ -14,14 +14,16 @@ import Testing
     ) async -> JSON {
         await t.command(
             "social.connect",
-            #"{"connectionId":"\#(id)","platform":"tiktok","accountId":"\#(account)","credentialRef":"\#(ref)","expiresAt":"2027-01-01T00:00:00Z"}"#,
+            #"{"connectionId":"\#(id)","platform":"tiktok","accountId":"\#(account)","#
+                + #""credentialRef":"\#(ref)","expiresAt":"2027-01-01T00:00:00Z"}"#,
             as: admin(tenant))
     }
 
     func tiktokPost(_ t: TestEngine, _ id: String, tenant: String, text: String = "Clip") async -> JSON {
         await t.command(
             "post.create",
-            #"{"postId":"\#(id)","connectionIds":["con_t"],"text":"\#(text)","media":[{"kind":"video","url":"https://cdn.example/v.mp4"}]}"#,
+            #"{"postId":"\#(id)","connectionIds":["con_t"],"text":"\#(text)","media":[{"kind":"video","#
+                + #""url":"https://cdn.example/v.mp4"}]}"#,
             as: admin(tenant))
     }
 
@@ -46,7 +48,8 @@ import Testing
         let t = try TestEngine()
         _ = await t.command(
             "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://social/x","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
         )
         for (id, text) in [("pst_ok", "Hello"), ("pst_no", "Bad #reject")] {
             _ = await t.command("post.create", #"{"postId":"\#(id)","connectionIds":["con_x"],"text":"\#(text)"}"#)
@@ -73,7 +76,8 @@ import Testing
         let t = try TestEngine()
         let response = await t.command(
             "contact.import",
-            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":30}},{"contactId":"ctc_2","attributes":{"age":"old"}}]}"#,
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":30}},{"contactId":"ctc_2","#
+                + #""attributes":{"age":"old"}}]}"#,
             requestId: "imp")
         #expect(response.status == 207)
         #expect(response.data?["events"]?.arrayValue?.first?["type"]?.stringValue == "contact.upserted")
@@ -170,7 +174,8 @@ import Testing
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
         let weights = await t.command(
             "experiment.create",
-            #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":-5},{"key":"a","weight":18446744073709551616},{"key":"c","weight":0}]}"#
+            #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":-5},{"key":"a","#
+                + #""weight":18446744073709551616},{"key":"c","weight":0}]}"#
         )
         #expect(weights.code == "VALIDATION_ERROR")
         let pointers = weights["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } ?? []
@@ -315,7 +320,8 @@ struct CountingProjection: Projection {
         let run = try await campaign(
             ["apply", "--data", directory.path],
             input:
-                #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","payload":{"name":"Spring","channel":"sms"}}"#
+                #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"Spring","channel":"sms"}}"#
                 + "\n")
         #expect(run.status == 0)
         let before =
@@ -357,7 +363,7 @@ struct CountingProjection: Projection {
             input += request("r\(index)", name: "Host").dropLast(#"","channel":"sms"}}"#.utf8.count)
             input += bad + Array(#"ile","channel":"sms"}}"#.utf8) + [0x0A]
         }
-        let raw = try await campaignBytes(["apply", "--data", directory.path], input: input)
+        let raw = try await campaign(["apply", "--data", directory.path], bytes: input).out
         let codes = raw.split(separator: "\n").map { (try? JSON.parse(String($0)))?.code }
         #expect(codes == ["INVALID_FORMAT", "INVALID_FORMAT", "INVALID_FORMAT"])
     }
@@ -460,28 +466,10 @@ struct CountingProjection: Projection {
         let scope = try await campaign(
             ["apply", "--data", directory.path + "/s"],
             input:
-                #"{"requestId":"r","principal":{"tenant":"acme","subject":"u","role":"admin","scopes":["nope"],"expiresAt":"2027-01-01T00:00:00Z"},"query":"campaign.list"}"#
+                #"{"requestId":"r","principal":{"tenant":"acme","subject":"u","role":"admin","#
+                + #""scopes":["nope"],"expiresAt":"2027-01-01T00:00:00Z"},"query":"campaign.list"}"#
                 + "\n")
         let message = (try? JSON.parse(scope.lines.first ?? ""))?["error"]?["message"]?.stringValue ?? ""
         #expect(Principal.allScopes.allSatisfy(message.contains))
-    }
-}
-
-/// Runs `campaign` with raw bytes on stdin and returns its standard output.
-func campaignBytes(_ arguments: [String], input: [UInt8]) async throws -> String {
-    try await blocking {
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("campaign")
-        process.arguments = arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input))
-        try stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: out, as: UTF8.self)
     }
 }

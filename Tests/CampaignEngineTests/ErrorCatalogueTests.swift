@@ -45,17 +45,20 @@ import Testing
         .init(
             code: "TOKEN_EXPIRED", status: 401,
             line:
-                #"{"principal":\#(principal(expiresAt: "2026-11-21T10:00:00Z")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+                #"{"principal":\#(principal(expiresAt: "2026-11-21T10:00:00Z")),"#
+                + #""command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
         ),
         .init(
             code: "FORBIDDEN", status: 403,
             line:
-                #"{"principal":\#(principal(role: "viewer")),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+                #"{"principal":\#(principal(role: "viewer")),"command":"campaign.pause","#
+                + #""payload":{"campaignId":"cmp_1"}}"#
         ),
         .init(
             code: "INVALID_SCOPE", status: 403,
             line:
-                #"{"principal":\#(principal(scopes: ["campaigns:read"])),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#
+                #"{"principal":\#(principal(scopes: ["campaigns:read"])),"command":"campaign.pause","#
+                + #""payload":{"campaignId":"cmp_1"}}"#
         ),
         .init(
             code: "RESOURCE_NOT_FOUND", status: 404,
@@ -64,7 +67,8 @@ import Testing
         .init(
             code: "DUPLICATE_RESOURCE", status: 409,
             line:
-                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Other","channel":"sms"}}"#,
+                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_1","#
+                + #""name":"Other","channel":"sms"}}"#,
             pointer: "/payload/campaignId"),
         .init(
             code: "RESOURCE_CONFLICT", status: 409,
@@ -92,12 +96,14 @@ import Testing
         .init(
             code: "UNKNOWN_FIELD", status: 422,
             line:
-                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"shoe","operator":"exists"}]}}}"#,
+                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","#
+                + #""rules":{"all":[{"field":"shoe","operator":"exists"}]}}}"#,
             pointer: "/payload/rules/all/0/field"),
         .init(
             code: "INVALID_OPERATOR", status: 422,
             line:
-                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","rules":{"all":[{"field":"subscribed","operator":"gt","value":1}]}}}"#,
+                #"{"principal":\#(p),"command":"segment.create","payload":{"name":"S","#
+                + #""rules":{"all":[{"field":"subscribed","operator":"gt","value":1}]}}}"#,
             pointer: "/payload/rules/all/0/operator"),
         .init(
             code: "CAMPAIGN_ALREADY_ACTIVE", status: 409,
@@ -110,12 +116,14 @@ import Testing
         .init(
             code: "SEGMENT_REQUIRED", status: 422,
             line:
-                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_bare","name":"Bare","channel":"sms"}}"#
+                #"{"principal":\#(p),"command":"campaign.create","payload":{"campaignId":"cmp_bare","#
+                + #""name":"Bare","channel":"sms"}}"#
         ),
         .init(
             code: "INVALID_SCHEDULE", status: 422,
             line:
-                #"{"principal":\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2026-11-21T09:59:59Z"}}"#,
+                #"{"principal":\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","#
+                + #""sendAt":"2026-11-21T09:59:59Z"}}"#,
             pointer: "/payload/sendAt"),
     ]
 
@@ -127,7 +135,8 @@ import Testing
             // A campaign without a segment, then schedule it.
             #expect(await t.send(line).status == 201)
             line =
-                #"{"principal":\#(Self.p),"command":"campaign.schedule","payload":{"campaignId":"cmp_bare","sendAt":"2026-12-01T00:00:00Z"}}"#
+                #"{"principal":\#(Self.p),"command":"campaign.schedule","#
+                + #""payload":{"campaignId":"cmp_bare","sendAt":"2026-12-01T00:00:00Z"}}"#
         }
         let response = await t.send(line)
         #expect(response.code == item.code, "\(response)")

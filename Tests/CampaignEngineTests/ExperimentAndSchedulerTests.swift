@@ -13,7 +13,8 @@ import Testing
                 == 201)
         let created = await t.command(
             "experiment.create",
-            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","weight":50},{"key":"b","weight":50,"content":{"subject":"New!","body":"Hi"}}]}"#
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","#
+                + #""weight":50},{"key":"b","weight":50,"content":{"subject":"New!","body":"Hi"}}]}"#
         )
         try #require(created.status == 201, "\(created)")
         if start { try #require(await t.command("experiment.start", #"{"experimentId":"exp_1"}"#).status == 201) }

@@ -59,7 +59,8 @@ import Testing
         let t = try TestEngine()
         _ = await t.command(
             "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2027-01-01T00:00:00Z"}"#
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
         )
         for (n, day) in [(1, "05"), (2, "01"), (3, "10")] {
             _ = await t.command("post.create", #"{"postId":"pst_\#(n)","connectionIds":["con_x"],"text":"Post \#(n)"}"#)
@@ -77,11 +78,14 @@ import Testing
         let t = try TestEngine()
         _ = await t.command(
             "contact.import",
-            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}},{"contactId":"ctc_3","attributes":{"age":70,"country":"FR"}}]}"#
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},"#
+                + #"{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}},{"contactId":"ctc_3","#
+                + #""attributes":{"age":70,"country":"FR"}}]}"#
         )
         _ = await t.command(
             "segment.create",
-            #"{"segmentId":"seg_fr","name":"France","rules":{"all":[{"field":"country","operator":"eq","value":"FR"}]}}"#
+            #"{"segmentId":"seg_fr","name":"France","rules":{"all":[{"field":"country","operator":"eq","#
+                + #""value":"FR"}]}}"#
         )
         func members() async -> [String] {
             await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["contactIds"]?.arrayValue?.compactMap(
@@ -92,7 +96,8 @@ import Testing
         #expect(await members() == ["ctc_1", "ctc_2", "ctc_3"])
         _ = await t.command(
             "segment.update",
-            #"{"segmentId":"seg_fr","rules":{"all":[{"field":"country","operator":"eq","value":"FR"},{"field":"age","operator":"lt","value":50}]}}"#
+            #"{"segmentId":"seg_fr","rules":{"all":[{"field":"country","operator":"eq","value":"FR"},"#
+                + #"{"field":"age","operator":"lt","value":50}]}}"#
         )
         #expect(await members() == ["ctc_1", "ctc_2"])
         _ = await t.command("contact.erase", #"{"contactId":"ctc_1"}"#)

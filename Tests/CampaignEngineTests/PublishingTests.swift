@@ -14,7 +14,8 @@ import Testing
         for (id, platform) in platforms {
             let response = await t.command(
                 "social.connect",
-                #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","credentialRef":"vault://social/\#(id)","expiresAt":"\#(expiresAt)"}"#
+                #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","#
+                    + #""credentialRef":"vault://social/\#(id)","expiresAt":"\#(expiresAt)"}"#
             )
             try #require(response.status == 201, "\(response)")
         }
@@ -142,7 +143,8 @@ import Testing
         let t = try TestEngine(publishVia: stalling)
         _ = await t.command(
             "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","expiresAt":"2027-01-01T00:00:00Z"}"#
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
         )
         _ = await post(t, "pst_1", text: "Hanging")
         let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
@@ -189,7 +191,8 @@ import Testing
         #expect(
             await t.command(
                 "social.refresh",
-                #"{"connectionId":"con_x","credentialRef":"vault://social/con_x/v2","expiresAt":"2027-01-01T00:00:00Z"}"#
+                #"{"connectionId":"con_x","credentialRef":"vault://social/con_x/v2","#
+                    + #""expiresAt":"2027-01-01T00:00:00Z"}"#
             ).status == 201)
         _ = await post(t, "pst_1", text: "Back")
         #expect(await t.command("post.publish", #"{"postId":"pst_1"}"#).status == 201)

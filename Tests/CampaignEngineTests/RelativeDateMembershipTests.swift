@@ -16,7 +16,9 @@ import Testing
         "seg_recent": #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":7}]}"#,
         "seg_lapsed": #"{"all":[{"field":"last_seen_at","operator":"not_within_last_days","value":7}]}"#,
         "seg_mixed":
-            #"{"any":[{"field":"age","operator":"gte","value":65},{"all":[{"field":"signed_up_at","operator":"within_last_days","value":30},{"field":"last_seen_at","operator":"within_last_days","value":2}]}]}"#,
+            #"{"any":[{"field":"age","operator":"gte","value":65},{"all":[{"field":"signed_up_at","#
+            + #""operator":"within_last_days","value":30},{"field":"last_seen_at","#
+            + #""operator":"within_last_days","value":2}]}]}"#,
     ]
 
     let contacts: [String: String] = [
@@ -133,7 +135,8 @@ import Testing
             as: acme)
         _ = await t.command(
             "segment.update",
-            #"{"segmentId":"seg_recent","rules":{"all":[{"field":"last_seen_at","operator":"within_last_days","value":3}]}}"#,
+            #"{"segmentId":"seg_recent","rules":{"all":[{"field":"last_seen_at","#
+                + #""operator":"within_last_days","value":3}]}}"#,
             as: acme)
         let report = try await t.engine.tick(now: Timestamp.parse("2026-12-02T00:00:00.001Z")!)
         #expect(report.membershipsRefreshed > 0)

@@ -21,13 +21,15 @@ import Testing
     @Test func competingApplyProcessesKeepNamesUniqueAndLoseNoUpdate() async throws {
         let directory = TemporaryDirectory()
         let principal =
-            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","#
+            + #""segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
         do {
             let engine = try CampaignEngine(directory: directory.path)
             for s in 0..<10 {
                 _ = await engine.handle(
                     line:
-                        #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_s\#(s)","name":"Shared \#(s)","channel":"sms"}}"#
+                        #"{"principal":\#(principal),"command":"campaign.create","#
+                        + #""payload":{"campaignId":"cmp_s\#(s)","name":"Shared \#(s)","channel":"sms"}}"#
                 )
             }
             engine.close()
@@ -36,16 +38,22 @@ import Testing
             var lines = [String]()
             for i in 0..<30 {
                 lines.append(
-                    #"{"requestId":"p\#(process)-name-\#(i)","principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_p\#(process)_\#(i)","name":"Contested \#(i)","channel":"email"}}"#
+                    #"{"requestId":"p\#(process)-name-\#(i)","principal":\#(principal),"#
+                        + #""command":"campaign.create","payload":{"campaignId":"cmp_p\#(process)_\#(i)","#
+                        + #""name":"Contested \#(i)","channel":"email"}}"#
                 )
             }
             for s in 0..<10 {
                 lines.append(
-                    #"{"requestId":"p\#(process)-exact-\#(s)","expectedVersion":1,"principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"first by p\#(process)"}}}"#
+                    #"{"requestId":"p\#(process)-exact-\#(s)","expectedVersion":1,"#
+                        + #""principal":\#(principal),"command":"campaign.update","#
+                        + #""payload":{"campaignId":"cmp_s\#(s)","content":{"body":"first by p\#(process)"}}}"#
                 )
                 for k in 0..<3 {
                     lines.append(
-                        #"{"requestId":"p\#(process)-any-\#(s)-\#(k)","principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","content":{"body":"p\#(process) k\#(k)"}}}"#
+                        #"{"requestId":"p\#(process)-any-\#(s)-\#(k)","principal":\#(principal),"#
+                            + #""command":"campaign.update","payload":{"campaignId":"cmp_s\#(s)","#
+                            + #""content":{"body":"p\#(process) k\#(k)"}}}"#
                     )
                 }
             }
@@ -95,26 +103,31 @@ import Testing
         let engine = try CampaignEngine(directory: directory.path)
         defer { engine.close() }
         let principal =
-            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","campaigns:read","segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+            #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","campaigns:read","#
+            + #""segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
         _ = await engine.handle(
             line:
-                #"{"principal":\#(principal),"command":"segment.create","payload":{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}}"#
+                #"{"principal":\#(principal),"command":"segment.create","payload":{"segmentId":"seg_1","#
+                + #""name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}}"#
         )
         _ = await engine.handle(
             line:
-                #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Cached","channel":"sms","segmentId":"seg_1"}}"#
+                #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_1","#
+                + #""name":"Cached","channel":"sms","segmentId":"seg_1"}}"#
         )
         // The engine now holds cmp_1 as a draft in its cache. Another process schedules it.
         let other = try await campaign(
             ["apply", "--data", directory.path],
             input:
-                #"{"requestId":"other","principal":\#(principal),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","sendAt":"2099-01-01T00:00:00Z"}}"#
+                #"{"requestId":"other","principal":\#(principal),"command":"campaign.schedule","#
+                + #""payload":{"campaignId":"cmp_1","sendAt":"2099-01-01T00:00:00Z"}}"#
                 + "\n")
         #expect(other.lines.first?.contains("\"status\":201") == true, "\(other.out)\(other.err)")
         let delete = try JSON.parse(
             await engine.handle(
                 line:
-                    #"{"requestId":"d","principal":\#(principal),"command":"campaign.delete","payload":{"campaignId":"cmp_1"}}"#
+                    #"{"requestId":"d","principal":\#(principal),"command":"campaign.delete","#
+                    + #""payload":{"campaignId":"cmp_1"}}"#
             ))
         #expect(delete.code == "RESOURCE_CONFLICT" && delete["error"]?["currentState"]?.stringValue == "scheduled")
         let get = try JSON.parse(
@@ -151,7 +164,8 @@ import Testing
                 && nested["error"]?["message"]?.stringValue?.contains("nesting deeper than 32") == true)
         _ = await t.command(
             "social.connect",
-            #"{"connectionId":"con_1","platform":"x","accountId":"a","credentialRef":"vault://a","expiresAt":"2099-01-01T00:00:00Z"}"#
+            #"{"connectionId":"con_1","platform":"x","accountId":"a","credentialRef":"vault://a","#
+                + #""expiresAt":"2099-01-01T00:00:00Z"}"#
         )
         let many = Array(repeating: #""con_1""#, count: 11).joined(separator: ",")
         let tooMany = await t.command("post.create", #"{"connectionIds":[\#(many)],"text":"x"}"#)
@@ -266,13 +280,23 @@ import Testing
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Base","channel":"sms"}"#)
         let secret = "sk_live_7Hq2ZpX9SECRET"
         let smuggled = [
-            #"{"requestId":"s1","accessToken":"\#(secret)","principal":\#(admin()),"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#,
-            #"{"requestId":"s2","principal":{"tenant":"acme","subject":"u","role":"admin","scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z","token":"\#(secret)"},"command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#,
-            #"{"requestId":"s3","principal":\#(admin()),"command":"campaign.update","payload":{"campaignId":"cmp_1","token":"\#(secret)"}}"#,
-            #"{"requestId":"s4","principal":\#(admin()),"command":"campaign.update","payload":{"campaignId":"cmp_1","content":{"body":"x","apiKey":"\#(secret)"}}}"#,
-            #"{"requestId":"s5","principal":\#(admin()),"command":"social.connect","payload":{"platform":"x","accountId":"a","credentialRef":"vault://x","expiresAt":"2099-01-01T00:00:00Z","accessToken":"\#(secret)"}}"#,
-            #"{"requestId":"s6","principal":\#(admin()),"command":"post.create","payload":{"connectionIds":["con_1"],"text":"x","media":[{"kind":"image","url":"https://a.example/x.jpg","token":"\#(secret)"}]}}"#,
-            #"{"requestId":"s7","principal":\#(admin()),"command":"contact.import","payload":{"contacts":[{"contactId":"ctc_1","attributes":{},"password":"\#(secret)"}]}}"#,
+            #"{"requestId":"s1","accessToken":"\#(secret)","principal":\#(admin()),"#
+                + #""command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#,
+            #"{"requestId":"s2","principal":{"tenant":"acme","subject":"u","role":"admin","#
+                + #""scopes":["campaigns:write"],"expiresAt":"2099-01-01T00:00:00Z","token":"\#(secret)"},"#
+                + #""command":"campaign.pause","payload":{"campaignId":"cmp_1"}}"#,
+            #"{"requestId":"s3","principal":\#(admin()),"command":"campaign.update","#
+                + #""payload":{"campaignId":"cmp_1","token":"\#(secret)"}}"#,
+            #"{"requestId":"s4","principal":\#(admin()),"command":"campaign.update","#
+                + #""payload":{"campaignId":"cmp_1","content":{"body":"x","apiKey":"\#(secret)"}}}"#,
+            #"{"requestId":"s5","principal":\#(admin()),"command":"social.connect","#
+                + #""payload":{"platform":"x","accountId":"a","credentialRef":"vault://x","#
+                + #""expiresAt":"2099-01-01T00:00:00Z","accessToken":"\#(secret)"}}"#,
+            #"{"requestId":"s6","principal":\#(admin()),"command":"post.create","#
+                + #""payload":{"connectionIds":["con_1"],"text":"x","media":[{"kind":"image","#
+                + #""url":"https://a.example/x.jpg","token":"\#(secret)"}]}}"#,
+            #"{"requestId":"s7","principal":\#(admin()),"command":"contact.import","#
+                + #""payload":{"contacts":[{"contactId":"ctc_1","attributes":{},"password":"\#(secret)"}]}}"#,
         ]
         for line in smuggled {
             let response = await t.send(line)

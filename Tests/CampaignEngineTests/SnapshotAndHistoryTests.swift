@@ -121,7 +121,8 @@ import Testing
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
         _ = await t.command(
             "experiment.create",
-            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},"#
+                + #"{"key":"b","weight":50}]}"#
         )
         _ = await t.command("experiment.start", #"{"experimentId":"exp_1"}"#)
         for n in 0..<45 {

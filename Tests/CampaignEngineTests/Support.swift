@@ -39,7 +39,8 @@ final class TestEngine: @unchecked Sendable {
         extra: String = ""
     ) async -> JSON {
         await send(
-            #"{"requestId":"\#(requestId)",\#(extra)"principal":\#(principal),"command":"\#(name)","payload":\#(payload)}"#
+            #"{"requestId":"\#(requestId)",\#(extra)"principal":\#(principal),"command":"\#(name)","#
+                + #""payload":\#(payload)}"#
         )
     }
 
@@ -58,7 +59,8 @@ func principal(
 ) -> String {
     let list = scopes.map { "\"\($0)\"" }.joined(separator: ",")
     return
-        #"{"tenant":"\#(tenant)","subject":"\#(subject)","role":"\#(role)","scopes":[\#(list)],"expiresAt":"\#(expiresAt)"}"#
+        #"{"tenant":"\#(tenant)","subject":"\#(subject)","role":"\#(role)","scopes":[\#(list)],"#
+        + #""expiresAt":"\#(expiresAt)"}"#
 }
 
 func admin(_ tenant: String = "acme") -> String { principal(tenant: tenant) }

@@ -166,7 +166,8 @@ let pythonLMDBAvailable: Bool = {
             for n in 0..<30 {
                 _ = try await store.append(
                     appendRequest(
-                        "s\(n % 4)", events: [event(payload: "{\"n\":\(n),\"text\":\"héllo ☀️\"}", request: "r\(n)")]))
+                        "s\(n % 4)",
+                        events: [event(payload: "{\"n\":\(n),\"text\":\"héllo ☀️\"}", request: "r\(n)")]))
             }
             head = try store.verifyChain().headHash.map { String(format: "%02x", $0) }.joined()
             store.close()

@@ -25,7 +25,8 @@ import Testing
 
     @Test func fourHundredFortyEightBitMessageMatchesNIST() {
         let message =
-            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmno"
+            + "pqrsmnopqrstnopqrstu"
         #expect(
             SHA256.hash(Array(message.utf8)).hexString
                 == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")

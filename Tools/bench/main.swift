@@ -126,7 +126,8 @@ func newEvent(_ type: String, _ payload: [UInt8], tenant: String = "bench") -> N
 }
 
 print(
-    "campaign-bench \(quick ? "(quick)" : "") — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, data in \(root)"
+    "campaign-bench \(quick ? "(quick)" : "") — \(ProcessInfo.processInfo.activeProcessorCount) cores, "
+        + "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB, data in \(root)"
 )
 
 // MARK: 1 & 2. Appends: raw LMDB against EventStore, same batch shapes.
@@ -185,15 +186,20 @@ if runs(3) {
     let engine = try CampaignEngine(
         directory: "\(root)/engine", configuration: EngineConfiguration(rateLimit: 100_000_000))
     let principal =
-        #"{"tenant":"bench","subject":"u","role":"admin","scopes":["campaigns:write","campaigns:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+        #"{"tenant":"bench","subject":"u","role":"admin","scopes":["campaigns:write","campaigns:read"],"#
+        + #""expiresAt":"2099-01-01T00:00:00Z"}"#
     for client in 0..<64 {
         _ = await engine.handle(
             line:
-                #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_\#(client)","name":"Campaign \#(client)","channel":"email"}}"#
+                #"{"principal":\#(principal),"command":"campaign.create","#
+                + #""payload":{"campaignId":"cmp_\#(client)","name":"Campaign \#(client)","#
+                + #""channel":"email"}}"#
         )
     }
     func update(_ client: Int, _ n: Int) -> String {
-        #"{"requestId":"r\#(client)-\#(n)","principal":\#(principal),"command":"campaign.update","payload":{"campaignId":"cmp_\#(client)","content":{"body":"update \#(n) \#(payload300.prefix(200))"}}}"#
+        #"{"requestId":"r\#(client)-\#(n)","principal":\#(principal),"command":"campaign.update","#
+            + #""payload":{"campaignId":"cmp_\#(client)","content":{"body":"update \#(n) "#
+            + #"\#(payload300.prefix(200))"}}}"#
     }
     var latencies = [Double]()
     for i in 0..<n(1_000) {
@@ -244,9 +250,11 @@ if runs(3) {
     report(
         "64 concurrent clients",
         engine:
-            "\(f(rate(all.count, elapsed))) cmd/s p50 \(ms(median(all))) p99 \(ms(percentile(all, 0.99))), \(f(cpuMicros)) µs CPU/cmd",
+            "\(f(rate(all.count, elapsed))) cmd/s p50 \(ms(median(all))) p99 "
+            + "\(ms(percentile(all, 0.99))), \(f(cpuMicros)) µs CPU/cmd",
         baseline:
-            "raw single durable txns \(f(rawSingleRate))/s; \(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
+            "raw single durable txns \(f(rawSingleRate))/s; "
+            + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
         ratio: "\(x(rate(all.count, elapsed) / rawSingleRate)) of raw single txns",
         [
             "commandsPerSecond": .number(rate(all.count, elapsed)), "p50Ms": .number(median(all)),
@@ -387,7 +395,8 @@ if runs(5) || runs(6) || withPeer {
     report(
         "rebuild all 6 projections",
         engine:
-            "\(f(rebuildRate)) ev/s, peak heap \(peakAnonymous >> 20) MiB, peak RSS with the mapped log \(peak >> 20) MiB (\(baseline >> 20) before)",
+            "\(f(rebuildRate)) ev/s, peak heap \(peakAnonymous >> 20) MiB, peak RSS with the mapped log "
+            + "\(peak >> 20) MiB (\(baseline >> 20) before)",
         baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
         [
             "events": .number(Double(logSize)), "eventsPerSecond": .number(rebuildRate),

@@ -94,8 +94,10 @@ if mode == "fuzz" {
             .map(\.name)
         engine.close()
         emit(
-            "fuzz: \(report.cases) cases (seed \(seed)), \(report.accepted) accepted, \(report.refused) refused with catalogue codes, "
-                + "\(report.problems.count) problems, slowest \(String(format: "%.3f", report.slowest)) s, chain \(chain.isIntact ? "intact" : "BROKEN"), "
+            "fuzz: \(report.cases) cases (seed \(seed)), \(report.accepted) accepted, \(report.refused) "
+                + "refused with catalogue codes, "
+                + "\(report.problems.count) problems, slowest \(String(format: "%.3f", report.slowest)) s, "
+                + "chain \(chain.isIntact ? "intact" : "BROKEN"), "
                 + "projections \(differing.isEmpty ? "match" : "differ: " + differing.joined(separator: ", "))")
         for problem in report.problems.prefix(20) { emit("  " + problem) }
         exit(report.problems.isEmpty && chain.isIntact && differing.isEmpty ? 0 : 1)
