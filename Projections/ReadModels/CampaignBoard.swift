@@ -29,7 +29,7 @@ public struct CampaignBoard: Projection {
     /// Folds a campaign event: with the state the writer folded when it has one, else by folding
     /// the stored row.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("campaign.") else { return }
+        guard CampaignEvent.Kind(rawValue: event.envelope.type) != nil else { return }
         let tenant = event.envelope.tenant
         let known = event.stateAfter as? CampaignState
         guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }

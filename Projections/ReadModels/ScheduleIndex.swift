@@ -53,8 +53,8 @@ public struct ScheduleIndex: Projection {
     /// Folds a campaign event. Name and content changes cannot move a campaign in the schedule,
     /// so `campaign.updated` is skipped (the row keeps the fields the keys are made of).
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        let type = event.envelope.type
-        guard type.hasPrefix("campaign."), type != "campaign.updated", let id = event.payload["campaignId"]?.stringValue
+        guard let kind = CampaignEvent.Kind(rawValue: event.envelope.type), kind != .updated,
+            let id = event.payload["campaignId"]?.stringValue
         else { return }
         let tenant = event.envelope.tenant
         let row = Key.make(["r", tenant, id])

@@ -11,7 +11,7 @@ public enum Upcasters {
     typealias Step = @Sendable (JSON) -> JSON
 
     static let chains: [String: [UInt16: Step]] = [
-        "campaign.scheduled": [
+        CampaignEvent.Kind.scheduled.rawValue: [
             1: { payload in
                 guard case var .object(members) = payload, let seconds = members["sendAt"]?.numberValue else {
                     return payload

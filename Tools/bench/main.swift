@@ -149,7 +149,7 @@ for (batch, count) in !runs(1) ? [] : [(1, n(2_000)), (100, n(200_000)), (1_000,
                     var streams = [String: [NewEvent]]()
                     for _ in 0..<min(batch, count - written) {
                         streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
-                            newEvent("campaign.updated", payload))
+                            newEvent(CampaignEvent.Kind.updated.rawValue, payload))
                         written += 1
                     }
                     _ = try await store.append(
@@ -277,13 +277,13 @@ if runs(4) {
             let id = "cmp_\(size)"
             var events = [
                 newEvent(
-                    "campaign.created",
+                    CampaignEvent.Kind.created.rawValue,
                     JSON.object([
                         "campaignId": .string(id), "name": .string("Load \(size)"), "channel": .string("email"),
                     ]).bytes)
             ]
             var version: UInt64 = 0
-            for _ in 1..<size { events.append(newEvent("campaign.updated", updatePayload(id))) }
+            for _ in 1..<size { events.append(newEvent(CampaignEvent.Kind.updated.rawValue, updatePayload(id))) }
             for chunk in stride(from: 0, to: events.count, by: 1_000) {
                 let part = Array(events[chunk..<min(chunk + 1_000, events.count)])
                 _ = try await store.append(
@@ -357,11 +357,11 @@ if runs(5) || runs(6) || withPeer {
                 let event =
                     created
                     ? newEvent(
-                        "campaign.created",
+                        CampaignEvent.Kind.created.rawValue,
                         JSON.object([
                             "campaignId": .string(id), "name": .string("Campaign \(c)"), "channel": .string("email"),
                         ]).bytes)
-                    : newEvent("campaign.updated", updatePayload(id))
+                    : newEvent(CampaignEvent.Kind.updated.rawValue, updatePayload(id))
                 streams["bench:\(id)", default: []].append(event)
                 written += 1
             }
@@ -438,13 +438,13 @@ if runs(7) {
                         streamId: "bench:\(id)", expectedVersion: .noStream,
                         events: [
                             newEvent(
-                                "campaign.created",
+                                CampaignEvent.Kind.created.rawValue,
                                 JSON.object([
                                     "campaignId": .string(id), "name": .string("C \(c)"), "channel": .string("sms"),
                                     "segmentId": .string("seg_1"),
                                 ]).bytes),
                             newEvent(
-                                "campaign.scheduled",
+                                CampaignEvent.Kind.scheduled.rawValue,
                                 JSON.object([
                                     "campaignId": .string(id),
                                     "sendAt": .string(Timestamp.format(far.addingTimeInterval(Double(c)))),

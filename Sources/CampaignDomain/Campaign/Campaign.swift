@@ -113,15 +113,11 @@ public enum Campaign {
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
                     pointer: "/payload/sendAt")
             }
-            var payload: [String: JSON] = [
-                "campaignId": .string(campaignId), "name": .string(name.trimmed), "channel": .string(channel),
-            ]
-            if let segmentId { payload["segmentId"] = .string(segmentId) }
-            if let content { payload["content"] = content.json }
-            if let sendAt { payload["sendAt"] = .string(Timestamp.format(sendAt)) }
+            let created = CampaignEvent.created(
+                campaignId: campaignId, name: name.trimmed, channel: channel, segmentId: segmentId, content: content,
+                sendAt: sendAt)
             return Decision(
-                events: [DomainEvent("campaign.created", payload)],
-                reservations: [nameReservation(context.tenant, name, campaignId)])
+                events: [created.domainEvent], reservations: [nameReservation(context.tenant, name, campaignId)])
         }
 
         guard let state, state.status != .deleted else {
@@ -145,18 +141,14 @@ public enum Campaign {
             let sameName = name.map { $0.trimmed == state.name } ?? true
             let sameContent = content.map { $0.json == state.content?.json } ?? true
             if sameName && sameContent && (channel ?? state.channel) == state.channel { return Decision(events: []) }
-            var payload: [String: JSON] = ["campaignId": .string(id)]
-            var decision = Decision(events: [])
-            if let name {
-                payload["name"] = .string(name.trimmed)
-                if name.normalizedName != state.name.normalizedName {
-                    decision.reservations.append(nameReservation(context.tenant, name, id))
-                    decision.releases.append(nameReservation(context.tenant, state.name, id))
-                }
+            var decision = Decision(events: [
+                CampaignEvent.updated(campaignId: id, name: name?.trimmed, channel: channel, content: content)
+                    .domainEvent
+            ])
+            if let name, name.normalizedName != state.name.normalizedName {
+                decision.reservations.append(nameReservation(context.tenant, name, id))
+                decision.releases.append(nameReservation(context.tenant, state.name, id))
             }
-            if let channel { payload["channel"] = .string(channel) }
-            if let content { payload["content"] = content.json }
-            decision.events = [DomainEvent("campaign.updated", payload)]
             return decision
 
         case let .campaignAttachSegment(_, segmentId):
@@ -165,9 +157,7 @@ public enum Campaign {
             case let .invalid(problem)?: throw .validation([problem])
             case nil: break
             }
-            return Decision(events: [
-                DomainEvent("campaign.segmentAttached", ["campaignId": .string(id), "segmentId": .string(segmentId)])
-            ])
+            return Decision(events: [CampaignEvent.segmentAttached(campaignId: id, segmentId: segmentId).domainEvent])
 
         case let .campaignSchedule(_, sendAt):
             try requireSegment(state, context: context)
@@ -176,26 +166,14 @@ public enum Campaign {
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
                     pointer: "/payload/sendAt")
             }
-            return Decision(events: [
-                DomainEvent(
-                    "campaign.scheduled", ["campaignId": .string(id), "sendAt": .string(Timestamp.format(sendAt))])
-            ])
+            return Decision(events: [CampaignEvent.scheduled(campaignId: id, sendAt: sendAt).domainEvent])
 
         case let .campaignTransition(transition, _):
             // Sending again needs an active segment, whether it starts (activate) or restarts (resume).
             if transition == .activate || transition == .resume { try requireSegment(state, context: context) }
-            let type: String
-            switch transition {
-            case .unschedule: type = "campaign.unscheduled"
-            case .activate: type = "campaign.activated"
-            case .pause: type = "campaign.paused"
-            case .resume: type = "campaign.resumed"
-            case .complete: type = "campaign.completed"
-            case .cancel: type = "campaign.cancelled"
-            case .archive: type = "campaign.archived"
-            case .delete: type = "campaign.deleted"
-            }
-            var decision = Decision(events: [DomainEvent(type, ["campaignId": .string(id)])])
+            var decision = Decision(events: [
+                CampaignEvent.transitioned(CampaignEvent.Kind(transition), campaignId: id).domainEvent
+            ])
             if transition == .archive || transition == .delete {
                 decision.releases = [nameReservation(context.tenant, state.name, id)]
             }
@@ -206,37 +184,44 @@ public enum Campaign {
         }
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: CampaignState?, _ event: EventRecord) -> CampaignState? {
-        let p = event.payload
-        if event.type == "campaign.created" {
+        guard let typed = CampaignEvent(event) else {
+            // A campaign type whose payload lacks its fields still advances the version, as before.
+            guard var state, CampaignEvent.Kind(rawValue: event.type) != nil else { return state }
+            state.version = event.version
+            state.updatedAt = event.occurredAt
+            return state
+        }
+        return evolve(state, typed, at: event.occurredAt, version: event.version)
+    }
+
+    /// Folds one event, which happened at `time` and made the stream's version `version`.
+    public static func evolve(
+        _ state: CampaignState?, _ event: CampaignEvent, at time: Date, version: UInt64
+    )
+        -> CampaignState?
+    {
+        if case let .created(id, name, channel, segmentId, content, sendAt) = event {
             return CampaignState(
-                id: p["campaignId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "",
-                channel: p["channel"]?.stringValue ?? "",
-                segmentId: p["segmentId"]?.stringValue, content: Content(json: p["content"]),
-                sendAt: p["sendAt"]?.stringValue.flatMap { Timestamp.parse($0) }, status: .draft,
-                createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+                id: id, name: name, channel: channel, segmentId: segmentId, content: content, sendAt: sendAt,
+                status: .draft, createdAt: time, updatedAt: time, version: version)
         }
         guard var state else { return nil }
-        state.version = event.version
-        state.updatedAt = event.occurredAt
-        switch event.type {
-        case "campaign.updated":
-            if let name = p["name"]?.stringValue { state.name = name }
-            if let channel = p["channel"]?.stringValue { state.channel = channel }
-            if let content = Content(json: p["content"]) { state.content = content }
-        case "campaign.segmentAttached": state.segmentId = p["segmentId"]?.stringValue
-        case "campaign.scheduled":
+        state.version = version
+        state.updatedAt = time
+        switch event {
+        case .created: break
+        case let .updated(_, name, channel, content):
+            if let name { state.name = name }
+            if let channel { state.channel = channel }
+            if let content { state.content = content }
+        case let .segmentAttached(_, segmentId): state.segmentId = segmentId
+        case let .scheduled(_, sendAt):
             state.status = .scheduled
-            state.sendAt = p["sendAt"]?.stringValue.flatMap { Timestamp.parse($0) }
-        case "campaign.unscheduled": state.status = .draft
-        case "campaign.activated", "campaign.resumed": state.status = .active
-        case "campaign.paused": state.status = .paused
-        case "campaign.completed": state.status = .completed
-        case "campaign.cancelled": state.status = .cancelled
-        case "campaign.archived": state.status = .archived
-        case "campaign.deleted": state.status = .deleted
-        default: break
+            state.sendAt = sendAt
+        case let .transitioned(kind, _):
+            if let status = kind.status { state.status = status }
         }
         return state
     }

@@ -1,0 +1,104 @@
+import CampaignDomain
+import Foundation
+import Testing
+
+private let now = Timestamp.parse("2026-11-21T12:00:00Z")!
+private let later = Timestamp.parse("2026-11-22T09:00:00Z")!
+private let segment = SegmentState(
+    id: "seg_1", name: "All", rules: .object([:]), status: .active, createdAt: now, updatedAt: now, version: 1)
+private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment])
+
+/// What a command decided: its events, or the error it was refused with.
+enum Then: Equatable {
+    case events([CampaignEvent])
+    case error(ErrorCode)
+}
+
+/// The campaign aggregate as given events → when command → then events or error, with no store
+/// (Commanded's `aggregate_case`): `decide` and `evolve` are pure.
+@Suite struct CampaignAggregateTests {
+    let created = CampaignEvent.created(
+        campaignId: "cmp_1", name: "Spring", channel: "email", segmentId: "seg_1",
+        content: Content(subject: "Hi", body: "Hello"), sendAt: nil)
+
+    /// The state the events fold to.
+    func given(_ events: [CampaignEvent]) -> CampaignState? {
+        var state: CampaignState?
+        for (index, event) in events.enumerated() {
+            state = Campaign.evolve(state, event, at: now, version: UInt64(index + 1))
+        }
+        return state
+    }
+
+    /// The events `command` decides on that state, read back as typed events, or its error code.
+    func when(_ command: Command, given events: [CampaignEvent]) -> Then {
+        do {
+            let decision = try Campaign.decide(command, state: given(events), context: context)
+            return .events(
+                decision.events.compactMap {
+                    CampaignEvent(EventRecord(type: $0.type, payload: $0.payload, occurredAt: now, version: 0))
+                })
+        } catch {
+            return .error(error.code)
+        }
+    }
+
+    @Test func createRecordsTheTrimmedNameAndTheFieldsGiven() {
+        let command = Command.campaignCreate(
+            campaignId: "cmp_1", name: "  Spring ", channel: "email", segmentId: "seg_1",
+            content: Content(subject: "Hi", body: "Hello"), sendAt: nil)
+        #expect(when(command, given: []) == .events([created]))
+        #expect(when(command, given: [created]) == .error(.duplicateResource))
+    }
+
+    @Test func scheduleActivatePauseResumeFollowTheStateTable() {
+        let scheduled = CampaignEvent.scheduled(campaignId: "cmp_1", sendAt: later)
+        #expect(when(.campaignSchedule(campaignId: "cmp_1", sendAt: later), given: [created]) == .events([scheduled]))
+        #expect(when(.campaignSchedule(campaignId: "cmp_1", sendAt: now), given: [created]) == .error(.invalidSchedule))
+        #expect(
+            when(.campaignTransition(.activate, campaignId: "cmp_1"), given: [created])
+                == .error(.campaignNotScheduled))
+        let active = [created, scheduled, .transitioned(.activated, campaignId: "cmp_1")]
+        #expect(given(active)?.status == .active)
+        #expect(
+            when(.campaignTransition(.pause, campaignId: "cmp_1"), given: active)
+                == .events([.transitioned(.paused, campaignId: "cmp_1")]))
+        #expect(
+            when(.campaignUpdate(campaignId: "cmp_1", name: "New", channel: nil, content: nil), given: active)
+                == .error(.campaignAlreadyActive))
+        #expect(
+            when(.campaignTransition(.delete, campaignId: "cmp_1"), given: active) == .error(.resourceConflict))
+    }
+
+    @Test func anUpdateThatChangesNothingDecidesNoEvent() {
+        let same = Command.campaignUpdate(campaignId: "cmp_1", name: "Spring", channel: "email", content: nil)
+        #expect(when(same, given: [created]) == .events([]))
+        let renamed = Command.campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil)
+        #expect(
+            when(renamed, given: [created])
+                == .events([.updated(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil)]))
+    }
+
+    @Test func aDeletedCampaignIsNotFound() {
+        let deleted = [created, .transitioned(.deleted, campaignId: "cmp_1")]
+        #expect(given(deleted)?.status == .deleted)
+        #expect(when(.campaignTransition(.archive, campaignId: "cmp_1"), given: deleted) == .error(.resourceNotFound))
+    }
+
+    @Test(arguments: CampaignEvent.Kind.allCases)
+    func everyEventReadsBackFromItsStoredForm(kind: CampaignEvent.Kind) {
+        let event: CampaignEvent
+        switch kind {
+        case .created: event = created
+        case .updated:
+            event = .updated(campaignId: "cmp_1", name: "N", channel: "sms", content: Content(body: "B"))
+        case .segmentAttached: event = .segmentAttached(campaignId: "cmp_1", segmentId: "seg_2")
+        case .scheduled: event = .scheduled(campaignId: "cmp_1", sendAt: later)
+        default: event = .transitioned(kind, campaignId: "cmp_1")
+        }
+        let stored = event.domainEvent
+        #expect(stored.type == kind.rawValue)
+        let payload = (try? JSON.parse(stored.payload.bytes)) ?? .null
+        #expect(CampaignEvent(EventRecord(type: stored.type, payload: payload, occurredAt: now, version: 1)) == event)
+    }
+}
