@@ -74,11 +74,9 @@ public struct SegmentMembership: Projection {
     func schema(_ tenant: String, _ table: ProjectionTable) throws -> ContactSchema {
         var schema = ContactSchema()
         for (name, definition) in try table.json(Key.make(["f", tenant]))?.objectValue ?? [:] {
-            schema = TenantSchema.evolve(
-                schema,
-                EventRecord(
-                    type: "field.defined", payload: definition.merging(name: name), occurredAt: .distantPast, version: 0
-                ))
+            let type = definition["type"]?.stringValue ?? ""
+            let values = definition["values"]?.arrayValue?.compactMap(\.stringValue)
+            schema = TenantSchema.evolve(schema, .fieldDefined(name: name, type: type, values: values))
         }
         return schema
     }
@@ -153,13 +151,14 @@ public struct SegmentMembership: Projection {
         let tenant = event.envelope.tenant
         let now = event.envelope.occurredAt
         switch event.envelope.type {
-        case "field.defined":
+        case SchemaEvent.Kind.fieldDefined.rawValue:
             guard let name = event.payload["name"]?.stringValue else { return }
             var fields = try table.json(Key.make(["f", tenant]))?.objectValue ?? [:]
             fields[name] = event.payload
             try table.put(Key.make(["f", tenant]), json: .object(fields))
             return
-        case "segment.created", "segment.updated", "segment.archived":
+        case SegmentEvent.Kind.created.rawValue, SegmentEvent.Kind.updated.rawValue,
+            SegmentEvent.Kind.archived.rawValue:
             guard let id = event.payload["segmentId"]?.stringValue else { return }
             let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
             guard let after = Segment.evolve(before, event.record) else { return }
@@ -176,9 +175,9 @@ public struct SegmentMembership: Projection {
                 let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
                 try evaluate(rule, values, schema: schema, now: now, tenant, id, contactId, table)
             }
-        case "contact.upserted", "contact.erased":
+        case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
             guard let contactId = event.payload["contactId"]?.stringValue else { return }
-            let erased = event.envelope.type == "contact.erased"
+            let erased = event.envelope.type == ContactEvent.Kind.erased.rawValue
             if erased {
                 try table.delete(Key.make(["c", tenant, contactId]))
             } else {
@@ -223,13 +222,5 @@ public struct SegmentMembership: Projection {
             let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
             try evaluate(rule, values, schema: schema, now: now, tenant, segmentId, contactId, table)
         }
-    }
-}
-
-private extension JSON {
-    func merging(name: String) -> JSON {
-        guard case var .object(members) = self else { return self }
-        members["name"] = .string(name)
-        return .object(members)
     }
 }

@@ -46,16 +46,17 @@ public enum TenantSchema {
             throw CampaignError(
                 .duplicateResource, "field \(name) already exists", param: "name", pointer: "/payload/name")
         }
-        var payload: [String: JSON] = ["name": .string(name), "type": .string(type)]
-        if let values { payload["values"] = .array(values.map(JSON.string)) }
-        return Decision(events: [DomainEvent("field.defined", payload)])
+        return Decision(events: [SchemaEvent.fieldDefined(name: name, type: type, values: values).domainEvent])
     }
 
     /// Folds `field.defined` events into a schema.
     public static func evolve(_ schema: ContactSchema, _ event: EventRecord) -> ContactSchema {
-        guard event.type == "field.defined", let name = event.payload["name"]?.stringValue,
-            let type = event.payload["type"]?.stringValue
-        else { return schema }
+        SchemaEvent(event).map { evolve(schema, $0) } ?? schema
+    }
+
+    /// Folds one schema event.
+    public static func evolve(_ schema: ContactSchema, _ event: SchemaEvent) -> ContactSchema {
+        guard case let .fieldDefined(name, type, values) = event else { return schema }
         var schema = schema
         switch type {
         case "string": schema.define(name, .string)
@@ -63,7 +64,7 @@ public enum TenantSchema {
         case "boolean": schema.define(name, .boolean)
         case "date": schema.define(name, .date)
         case "enum":
-            schema.define(name, .enumeration((event.payload["values"]?.arrayValue ?? []).compactMap(\.stringValue)))
+            schema.define(name, .enumeration(values ?? []))
         case "list": schema.define(name, .list)
         default: break
         }
@@ -133,12 +134,8 @@ public enum Contact {
         let commitment = commitment(values: values, salt: context.salt)
         return Decision(
             events: [
-                DomainEvent(
-                    "contact.upserted",
-                    [
-                        "contactId": .string(input.contactId), "commitment": .string(commitment),
-                        "fields": .array(values.keys.sorted().map(JSON.string)),
-                    ])
+                ContactEvent.upserted(contactId: input.contactId, commitment: commitment, fields: values.keys.sorted())
+                    .domainEvent
             ],
             personalData: [PersonalDataChange(contactId: input.contactId, values: values, salt: context.salt)])
     }
@@ -149,29 +146,34 @@ public enum Contact {
             throw CampaignError.notFound("contact", contactId, pointer: "/payload/contactId")
         }
         return Decision(
-            events: [DomainEvent("contact.erased", ["contactId": .string(contactId)])],
+            events: [ContactEvent.erased(contactId: contactId).domainEvent],
             personalData: [PersonalDataChange(contactId: contactId, values: nil, salt: nil)])
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: ContactState?, _ event: EventRecord) -> ContactState? {
-        let p = event.payload
-        switch event.type {
-        case "contact.upserted":
+        guard let typed = ContactEvent(event) else { return state }
+        return evolve(state, typed, at: event.occurredAt, version: event.version)
+    }
+
+    /// Folds one event, which happened at `time` and made the stream's version `version`.
+    public static func evolve(
+        _ state: ContactState?, _ event: ContactEvent, at time: Date, version: UInt64
+    )
+        -> ContactState?
+    {
+        switch event {
+        case let .upserted(contactId, commitment, fields):
             return ContactState(
-                id: p["contactId"]?.stringValue ?? state?.id ?? "", status: .active,
-                commitment: p["commitment"]?.stringValue ?? "",
-                fields: (p["fields"]?.arrayValue ?? []).compactMap(\.stringValue), updatedAt: event.occurredAt,
-                version: event.version)
-        case "contact.erased":
+                id: contactId.isEmpty ? state?.id ?? "" : contactId, status: .active, commitment: commitment,
+                fields: fields, updatedAt: time, version: version)
+        case .erased:
             guard var state else { return nil }
             state.status = .erased
             state.commitment = ""
             state.fields = []
-            state.updatedAt = event.occurredAt
-            state.version = event.version
-            return state
-        default:
+            state.updatedAt = time
+            state.version = version
             return state
         }
     }

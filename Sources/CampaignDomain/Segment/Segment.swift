@@ -74,9 +74,7 @@ public enum Segment {
             let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules")
             return Decision(
                 events: [
-                    DomainEvent(
-                        "segment.created",
-                        ["segmentId": .string(segmentId), "name": .string(name.trimmed), "rules": parsed.json])
+                    SegmentEvent.created(segmentId: segmentId, name: name.trimmed, rules: parsed.json).domainEvent
                 ],
                 reservations: [reservation(context.tenant, name, segmentId)])
 
@@ -93,20 +91,20 @@ public enum Segment {
                         field: "payload", pointer: "/payload", message: "nothing to update: give name or rules")
                 ])
             }
-            var payload: [String: JSON] = ["segmentId": .string(segmentId)]
             var decision = Decision(events: [])
             if let name {
                 try validateName(name)
-                payload["name"] = .string(name.trimmed)
                 if name.normalizedName != state.name.normalizedName {
                     decision.reservations = [reservation(context.tenant, name, segmentId)]
                     decision.releases = [reservation(context.tenant, state.name, segmentId)]
                 }
             }
-            if let rules {
-                payload["rules"] = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json
+            let parsed = try rules.map { rules throws(CampaignError) in
+                try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json
             }
-            decision.events = [DomainEvent("segment.updated", payload)]
+            decision.events = [
+                SegmentEvent.updated(segmentId: segmentId, name: name?.trimmed, rules: parsed).domainEvent
+            ]
             return decision
 
         case let .segmentArchive(segmentId):
@@ -117,7 +115,7 @@ public enum Segment {
             }
             try ensureUnused(state, context, "archive")
             return Decision(
-                events: [DomainEvent("segment.archived", ["segmentId": .string(segmentId)])],
+                events: [SegmentEvent.archived(segmentId: segmentId).domainEvent],
                 releases: [reservation(context.tenant, state.name, segmentId)])
 
         default:
@@ -125,23 +123,31 @@ public enum Segment {
         }
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: SegmentState?, _ event: EventRecord) -> SegmentState? {
-        let p = event.payload
-        if event.type == "segment.created" {
+        guard let typed = SegmentEvent(event) else { return state }
+        return evolve(state, typed, at: event.occurredAt, version: event.version)
+    }
+
+    /// Folds one event, which happened at `time` and made the stream's version `version`.
+    public static func evolve(
+        _ state: SegmentState?, _ event: SegmentEvent, at time: Date, version: UInt64
+    )
+        -> SegmentState?
+    {
+        if case let .created(id, name, rules) = event {
             return SegmentState(
-                id: p["segmentId"]?.stringValue ?? "", name: p["name"]?.stringValue ?? "", rules: p["rules"] ?? .null,
-                status: .active, createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+                id: id, name: name, rules: rules, status: .active, createdAt: time, updatedAt: time, version: version)
         }
         guard var state else { return nil }
-        state.version = event.version
-        state.updatedAt = event.occurredAt
-        switch event.type {
-        case "segment.updated":
-            if let name = p["name"]?.stringValue { state.name = name }
-            if let rules = p["rules"] { state.rules = rules }
-        case "segment.archived": state.status = .archived
-        default: break
+        state.version = version
+        state.updatedAt = time
+        switch event {
+        case .created: break
+        case let .updated(_, name, rules):
+            if let name { state.name = name }
+            if let rules { state.rules = rules }
+        case .archived: state.status = .archived
         }
         return state
     }
