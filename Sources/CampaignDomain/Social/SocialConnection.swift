@@ -202,13 +202,10 @@ public enum SocialConnection {
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(
                 events: [
-                    DomainEvent(
-                        "social.connected",
-                        [
-                            "connectionId": .string(connectionId), "platform": .string(platform),
-                            "accountId": .string(accountId),
-                            "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
-                        ])
+                    SocialEvent.connected(
+                        connectionId: connectionId, platform: platform, accountId: accountId,
+                        credentialRef: credentialRef, expiresAt: expiresAt
+                    ).domainEvent
                 ],
                 reservations: [
                     Reservation(
@@ -230,11 +227,10 @@ public enum SocialConnection {
             let problems = credentialProblems(
                 credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }
-            var payload: [String: JSON] = [
-                "connectionId": .string(connectionId), "expiresAt": .string(Timestamp.format(expiresAt)),
-            ]
-            if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
-            return Decision(events: [DomainEvent("social.refreshed", payload)])
+            return Decision(events: [
+                SocialEvent.refreshed(connectionId: connectionId, credentialRef: credentialRef, expiresAt: expiresAt)
+                    .domainEvent
+            ])
 
         case let .socialDisconnect(connectionId):
             guard let state else {
@@ -245,7 +241,7 @@ public enum SocialConnection {
                     "disconnect", "connection", from: "disconnected", allowed: ["connected", "expired"])
             }
             return Decision(
-                events: [DomainEvent("social.disconnected", ["connectionId": .string(connectionId)])],
+                events: [SocialEvent.disconnected(connectionId: connectionId).domainEvent],
                 releases: [
                     Reservation(
                         key: accountKey(tenant: context.tenant, platform: state.platform, accountId: state.accountId),
@@ -270,25 +266,27 @@ public enum SocialConnection {
         return problems
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: ConnectionState?, _ event: EventRecord) -> ConnectionState? {
-        let p = event.payload
-        if event.type == "social.connected" {
+        guard let typed = SocialEvent(event) else { return state }
+        return evolve(state, typed, version: event.version)
+    }
+
+    /// Folds one event, which made the stream's version `version`.
+    public static func evolve(_ state: ConnectionState?, _ event: SocialEvent, version: UInt64) -> ConnectionState? {
+        if case let .connected(id, platform, accountId, credentialRef, expiresAt) = event {
             return ConnectionState(
-                id: p["connectionId"]?.stringValue ?? "", platform: p["platform"]?.stringValue ?? "",
-                accountId: p["accountId"]?.stringValue ?? "",
-                credentialRef: p["credentialRef"]?.stringValue ?? "",
-                expiresAt: p["expiresAt"]?.stringValue.flatMap { Timestamp.parse($0) } ?? .distantPast,
-                disconnected: false, version: event.version)
+                id: id, platform: platform, accountId: accountId, credentialRef: credentialRef, expiresAt: expiresAt,
+                disconnected: false, version: version)
         }
         guard var state else { return nil }
-        state.version = event.version
-        switch event.type {
-        case "social.refreshed":
-            if let ref = p["credentialRef"]?.stringValue { state.credentialRef = ref }
-            if let expiry = p["expiresAt"]?.stringValue.flatMap({ Timestamp.parse($0) }) { state.expiresAt = expiry }
-        case "social.disconnected": state.disconnected = true
-        default: break
+        state.version = version
+        switch event {
+        case .connected: break
+        case let .refreshed(_, credentialRef, expiresAt):
+            if let credentialRef { state.credentialRef = credentialRef }
+            if let expiresAt { state.expiresAt = expiresAt }
+        case .disconnected: state.disconnected = true
         }
         return state
     }

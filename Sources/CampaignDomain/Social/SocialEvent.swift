@@ -1,0 +1,69 @@
+import Foundation
+
+/// What happened to a social connection. It holds a credential reference, never a token.
+public enum SocialEvent: Sendable, Equatable {
+    /// An account was connected, with where the host keeps its token and when that expires.
+    case connected(connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    /// The token was renewed (and perhaps moved to a new reference).
+    case refreshed(connectionId: String, credentialRef: String?, expiresAt: Date?)
+    /// Disconnected for good; the account may be connected again under a new connection.
+    case disconnected(connectionId: String)
+
+    /// The stored event types of a connection.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// `social.connected`.
+        case connected = "social.connected"
+        /// `social.refreshed`.
+        case refreshed = "social.refreshed"
+        /// `social.disconnected`.
+        case disconnected = "social.disconnected"
+    }
+
+    /// The event's type.
+    public var kind: Kind {
+        switch self {
+        case .connected: return .connected
+        case .refreshed: return .refreshed
+        case .disconnected: return .disconnected
+        }
+    }
+
+    /// The stored payload.
+    public var payload: [String: JSON] {
+        switch self {
+        case let .connected(connectionId, platform, accountId, credentialRef, expiresAt):
+            return [
+                "connectionId": .string(connectionId), "platform": .string(platform), "accountId": .string(accountId),
+                "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
+            ]
+        case let .refreshed(connectionId, credentialRef, expiresAt):
+            var payload: [String: JSON] = ["connectionId": .string(connectionId)]
+            if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
+            if let expiresAt { payload["expiresAt"] = .string(Timestamp.format(expiresAt)) }
+            return payload
+        case let .disconnected(connectionId): return ["connectionId": .string(connectionId)]
+        }
+    }
+
+    /// The event as the engine appends it.
+    public var domainEvent: DomainEvent { DomainEvent(kind.rawValue, payload) }
+
+    /// Reads a stored connection event; nil for another aggregate's type. Missing fields read as
+    /// empty (an unreadable expiry as long past), as the fold always has.
+    public init?(_ record: EventRecord) {
+        guard let kind = Kind(rawValue: record.type) else { return nil }
+        let p = record.payload
+        let id = p["connectionId"]?.stringValue ?? ""
+        let expiresAt = p["expiresAt"]?.stringValue.flatMap { Timestamp.parse($0) }
+        switch kind {
+        case .connected:
+            self = .connected(
+                connectionId: id, platform: p["platform"]?.stringValue ?? "",
+                accountId: p["accountId"]?.stringValue ?? "", credentialRef: p["credentialRef"]?.stringValue ?? "",
+                expiresAt: expiresAt ?? .distantPast)
+        case .refreshed:
+            self = .refreshed(connectionId: id, credentialRef: p["credentialRef"]?.stringValue, expiresAt: expiresAt)
+        case .disconnected: self = .disconnected(connectionId: id)
+        }
+    }
+}
