@@ -39,9 +39,9 @@ public struct ExperimentResultsProjection: Projection {
 
     /// Folds an experiment event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("experiment."), let id = event.payload["experimentId"]?.stringValue else {
-            return
-        }
+        guard let kind = ExperimentEvent.Kind(rawValue: event.envelope.type),
+            let id = event.payload["experimentId"]?.stringValue
+        else { return }
         let tenant = event.envelope.tenant
         let before = try table.json(Self.row(tenant, id)).flatMap(ExperimentState.init(snapshot:))
         if let after = Experiment.evolve(before, event.record) {
@@ -49,7 +49,7 @@ public struct ExperimentResultsProjection: Projection {
         }
         if let contactId = event.payload["contactId"]?.stringValue, let variant = event.payload["variant"]?.stringValue
         {
-            let converted = event.envelope.type == "experiment.converted"
+            let converted = kind == .converted
             try table.put(Self.contact(tenant, id, contactId), Array((converted ? variant + "\n1" : variant).utf8))
         }
     }

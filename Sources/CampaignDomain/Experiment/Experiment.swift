@@ -198,13 +198,9 @@ public enum Experiment {
             if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
-                DomainEvent(
-                    "experiment.created",
-                    [
-                        "experimentId": .string(experimentId), "campaignId": .string(campaign.id),
-                        "name": .string(name.trimmed),
-                        "variants": .array(variants.map(\.json)),
-                    ])
+                ExperimentEvent.created(
+                    experimentId: experimentId, campaignId: campaign.id, name: name.trimmed, variants: variants
+                ).domainEvent
             ])
         }
         guard let state else {
@@ -221,7 +217,7 @@ public enum Experiment {
             throw CampaignError.illegalTransition(
                 verb, "experiment", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
         }
-        let id: [String: JSON] = ["experimentId": .string(state.id)]
+        let id = state.id
         switch command {
         case let .experimentUpdate(_, name, variants):
             var problems = variants.map(variantProblems) ?? []
@@ -234,21 +230,18 @@ public enum Experiment {
                         field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
-            var payload = id
-            if let name { payload["name"] = .string(name.trimmed) }
-            if let variants { payload["variants"] = .array(variants.map(\.json)) }
-            return Decision(events: [DomainEvent("experiment.updated", payload)])
+            return Decision(events: [
+                ExperimentEvent.updated(experimentId: id, name: name?.trimmed, variants: variants).domainEvent
+            ])
         case .experimentStart:
-            return Decision(events: [DomainEvent("experiment.started", id)])
+            return Decision(events: [ExperimentEvent.started(experimentId: id).domainEvent])
         case .experimentStop:
-            return Decision(events: [DomainEvent("experiment.stopped", id)])
+            return Decision(events: [ExperimentEvent.stopped(experimentId: id).domainEvent])
         case let .experimentRecordExposure(_, contactId):
             guard !alreadyCounted else { return Decision(events: []) }
             let variant = assign(experimentId: state.id, contactId: contactId, variants: state.variants)
             return Decision(events: [
-                DomainEvent(
-                    "experiment.exposed",
-                    id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })
+                ExperimentEvent.exposed(experimentId: id, contactId: contactId, variant: variant).domainEvent
             ])
         case let .experimentRecordConversion(_, contactId):
             guard let variant = exposedVariant else {
@@ -259,9 +252,7 @@ public enum Experiment {
             }
             guard !alreadyCounted else { return Decision(events: []) }
             return Decision(events: [
-                DomainEvent(
-                    "experiment.converted",
-                    id.merging(["contactId": .string(contactId), "variant": .string(variant)]) { $1 })
+                ExperimentEvent.converted(experimentId: id, contactId: contactId, variant: variant).domainEvent
             ])
         case let .experimentDeclareWinner(_, variant, force):
             guard state.variants.contains(where: { $0.key == variant }) else {
@@ -273,42 +264,51 @@ public enum Experiment {
             }
             let results = ExperimentResults(state)
             if !force { try results.checkWinner(variant) }
-            var payload = id.merging(["variant": .string(variant), "forced": .bool(force)]) { $1 }
-            if let p = results.variants.first(where: { $0.key == variant })?.pValue { payload["pValue"] = .number(p) }
-            if let srm = results.srmPValue { payload["srmPValue"] = .number(srm) }
-            return Decision(events: [DomainEvent("experiment.winnerDeclared", payload)])
+            let pValue = results.variants.first(where: { $0.key == variant })?.pValue
+            return Decision(events: [
+                ExperimentEvent.winnerDeclared(
+                    experimentId: id, variant: variant, forced: force, pValue: pValue, srmPValue: results.srmPValue
+                ).domainEvent
+            ])
         default:
             preconditionFailure("not an experiment command: \(command.name)")
         }
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: ExperimentState?, _ event: EventRecord) -> ExperimentState? {
-        let p = event.payload
-        if event.type == "experiment.created" {
+        guard let typed = ExperimentEvent(event) else {
+            // An experiment type whose payload lacks its variant still advances the version, as before.
+            guard var state, ExperimentEvent.Kind(rawValue: event.type) != nil else { return state }
+            state.version = event.version
+            return state
+        }
+        return evolve(state, typed, version: event.version)
+    }
+
+    /// Folds one event, which made the stream's version `version`.
+    public static func evolve(_ state: ExperimentState?, _ event: ExperimentEvent, version: UInt64) -> ExperimentState?
+    {
+        if case let .created(id, campaignId, name, variants) = event {
             return ExperimentState(
-                id: p["experimentId"]?.stringValue ?? "", campaignId: p["campaignId"]?.stringValue ?? "",
-                name: p["name"]?.stringValue ?? "",
-                variants: (p["variants"]?.arrayValue ?? []).compactMap(Variant.init(json:)), status: .draft,
-                exposures: [:], conversions: [:], winner: nil, forced: false, version: event.version)
+                id: id, campaignId: campaignId, name: name, variants: variants, status: .draft, exposures: [:],
+                conversions: [:], winner: nil, forced: false, version: version)
         }
         guard var state else { return nil }
-        state.version = event.version
-        switch event.type {
-        case "experiment.updated":
-            if let name = p["name"]?.stringValue { state.name = name }
-            if let variants = p["variants"]?.arrayValue { state.variants = variants.compactMap(Variant.init(json:)) }
-        case "experiment.started": state.status = .running
-        case "experiment.stopped": state.status = .stopped
-        case "experiment.exposed":
-            if let variant = p["variant"]?.stringValue { state.exposures[variant, default: 0] += 1 }
-        case "experiment.converted":
-            if let variant = p["variant"]?.stringValue { state.conversions[variant, default: 0] += 1 }
-        case "experiment.winnerDeclared":
+        state.version = version
+        switch event {
+        case .created: break
+        case let .updated(_, name, variants):
+            if let name { state.name = name }
+            if let variants { state.variants = variants }
+        case .started: state.status = .running
+        case .stopped: state.status = .stopped
+        case let .exposed(_, _, variant): state.exposures[variant, default: 0] += 1
+        case let .converted(_, _, variant): state.conversions[variant, default: 0] += 1
+        case let .winnerDeclared(_, variant, forced, _, _):
             state.status = .completed
-            state.winner = p["variant"]?.stringValue
-            state.forced = p["forced"]?.boolValue ?? false
-        default: break
+            state.winner = variant
+            state.forced = forced
         }
         return state
     }
