@@ -37,7 +37,9 @@ public struct PublishingQueue: Projection {
 
     /// Folds a post event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard event.envelope.type.hasPrefix("post."), let id = event.payload["postId"]?.stringValue else { return }
+        guard PostEvent.Kind(rawValue: event.envelope.type) != nil, let id = event.payload["postId"]?.stringValue else {
+            return
+        }
         let tenant = event.envelope.tenant
         let before = try table.json(Self.row(tenant, id)).flatMap(PostState.init(snapshot:))
         guard let after = Post.evolve(before, event.record) else { return }

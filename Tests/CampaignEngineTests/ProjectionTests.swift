@@ -156,9 +156,9 @@ import Testing
             _ = await engine.execute(.command(.contactImport(contacts), as: admin, requestId: "r2"))
             engine.close()
         }
-        // `segments` catches up first and is the slow one (each contact is evaluated): kill it
-        // right after its first committed batch.
-        let child = try ChildProcess("campaign-harness", ["catch-up", "--data", directory.path, "--batch", "20"])
+        // `segments` catches up first: kill it right after its first committed batch, where it holds.
+        let child = try ChildProcess(
+            "campaign-harness", ["catch-up", "--data", directory.path, "--batch", "20", "--hold-after", "1"])
         while !child.lines.contains(where: { $0.hasPrefix("batch segments") }) {
             try await Task.sleep(for: .milliseconds(1))
             guard child.process.isRunning else { break }

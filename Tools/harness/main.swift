@@ -12,8 +12,10 @@ import Foundation
 /// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
 /// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
 ///
-/// `catch-up --data DIR --batch N` advances the catch-up projections `N` events per transaction,
-/// printing `batch <projection> <checkpoint>` after each commit, so a test can kill it mid-way.
+/// `catch-up --data DIR --batch N [--hold-after K]` advances the catch-up projections `N` events
+/// per transaction, printing `batch <projection> <checkpoint>` after each commit, so a test can kill
+/// it mid-way; with `--hold-after K` it stops after the K-th commit and waits to be killed, so the
+/// kill lands mid-way however fast the machine is.
 ///
 /// `crash --data DIR [--kills 100] [--seed S]` runs the crash harness: a `workload` child killed
 /// with SIGKILL at random moments, everything checked after each kill; prints one summary line.
@@ -23,7 +25,7 @@ import Foundation
 
 let usage = """
     usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
-           campaign-harness catch-up --data DIR --batch N
+           campaign-harness catch-up --data DIR --batch N [--hold-after K]
            campaign-harness crash --data DIR [--kills N] [--seed S]
            campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
            campaign-harness workload --data DIR --round N --limit N
@@ -111,7 +113,13 @@ if mode == "catch-up" {
     do {
         let store = try EventStore(path: data)
         let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
-        try runner.catchUp(batchSize: batch) { name, checkpoint in emit("batch \(name) \(checkpoint)") }
+        let hold = Int(options["hold-after"] ?? "") ?? .max
+        var committed = 0
+        try runner.catchUp(batchSize: batch) { name, checkpoint in
+            emit("batch \(name) \(checkpoint)")
+            committed += 1
+            while committed >= hold { sleep(60) }
+        }
         store.close()
         exit(0)
     } catch {

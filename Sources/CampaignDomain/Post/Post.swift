@@ -159,14 +159,12 @@ public enum Post {
             problems += platformProblems(
                 connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media)
             guard problems.isEmpty else { throw .validation(problems) }
-            var payload: [String: JSON] = [
-                "postId": .string(postId), "connectionIds": .array(connectionIds.map(JSON.string)),
-                "text": .string(text),
-                "media": .array(media.map(\.json)),
-            ]
-            if let link { payload["link"] = .string(link) }
-            if let campaignId { payload["campaignId"] = .string(campaignId) }
-            return Decision(events: [DomainEvent("post.created", payload)])
+            return Decision(events: [
+                PostEvent.created(
+                    postId: postId, connectionIds: connectionIds, text: text, media: media, link: link,
+                    campaignId: campaignId
+                ).domainEvent
+            ])
         }
 
         guard let state else {
@@ -191,25 +189,20 @@ public enum Post {
             problems += platformProblems(
                 state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
             guard problems.isEmpty else { throw .validation(problems) }
-            var payload: [String: JSON] = ["postId": .string(state.id)]
-            if let text { payload["text"] = .string(text) }
-            if let media { payload["media"] = .array(media.map(\.json)) }
-            if let link { payload["link"] = .string(link) }
-            return Decision(events: [DomainEvent("post.updated", payload)])
+            return Decision(events: [
+                PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
+            ])
         case let .postSchedule(_, publishAt):
             guard publishAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
                     param: "publishAt", pointer: "/payload/publishAt")
             }
-            return Decision(events: [
-                DomainEvent(
-                    "post.scheduled", ["postId": .string(state.id), "publishAt": .string(Timestamp.format(publishAt))])
-            ])
+            return Decision(events: [PostEvent.scheduled(postId: state.id, publishAt: publishAt).domainEvent])
         case .postCancel:
-            return Decision(events: [DomainEvent("post.cancelled", ["postId": .string(state.id)])])
+            return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])
         case .postPublish:
-            return Decision(events: [DomainEvent("post.publishingStarted", ["postId": .string(state.id)])])
+            return Decision(events: [PostEvent.lifecycle(.publishingStarted, postId: state.id).domainEvent])
         default:
             preconditionFailure("not a post command: \(command.name)")
         }
@@ -302,12 +295,8 @@ public enum Post {
     /// crash during the call leaves a visible attempt that is failed as unconfirmed, never resent.
     public static func attemptStarted(_ state: PostState, connectionId: String, at now: Date) -> DomainEvent {
         let attempt = (state.targets.first { $0.connectionId == connectionId }?.attempts ?? 0) + 1
-        return DomainEvent(
-            "post.attemptStarted",
-            [
-                "postId": .string(state.id), "connectionId": .string(connectionId),
-                "attempt": .number(Double(attempt)), "at": .string(Timestamp.format(now)),
-            ])
+        return PostEvent.attemptStarted(postId: state.id, connectionId: connectionId, attempt: attempt, at: now)
+            .domainEvent
     }
 
     /// The events recording a platform's answer for one target, plus the post's final event when
@@ -316,13 +305,12 @@ public enum Post {
         _ outcome: PublishOutcome, for connectionId: String, in state: PostState, at now: Date
     ) -> [DomainEvent] {
         guard let target = state.targets.first(where: { $0.connectionId == connectionId }) else { return [] }
-        let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
-        let event: DomainEvent
+        let base = (postId: state.id, connectionId: connectionId)
+        let event: PostEvent
         switch outcome {
         case let .published(platformPostId, url):
-            event = DomainEvent(
-                "post.targetPublished",
-                base.merging(["platformPostId": .string(platformPostId), "url": .string(url)]) { $1 })
+            event = .targetPublished(
+                postId: state.id, connectionId: connectionId, platformPostId: platformPostId, url: url)
         case let .rateLimited(retryAfter):
             if target.rateLimits + 1 >= maximumRateLimits {
                 event = failure(base, .rateLimitExceeded, "the platform kept refusing with a rate limit")
@@ -355,8 +343,7 @@ public enum Post {
         withCompletion(
             [
                 failure(
-                    ["postId": .string(state.id), "connectionId": .string(connectionId)], .connectionExpired,
-                    "connection \(connectionId) is expired or revoked")
+                    (state.id, connectionId), .connectionExpired, "connection \(connectionId) is expired or revoked")
             ], state, now)
     }
 
@@ -364,7 +351,7 @@ public enum Post {
     public static func accountRateLimited(
         _ connectionId: String, in state: PostState, until retryAt: Date, at now: Date
     ) -> [DomainEvent] {
-        let base: [String: JSON] = ["postId": .string(state.id), "connectionId": .string(connectionId)]
+        let base = (postId: state.id, connectionId: connectionId)
         let rateLimits = state.targets.first { $0.connectionId == connectionId }?.rateLimits ?? 0
         if rateLimits + 1 >= maximumRateLimits {
             return withCompletion(
@@ -383,104 +370,107 @@ public enum Post {
         withCompletion(
             [
                 failure(
-                    ["postId": .string(state.id), "connectionId": .string(connectionId)], .publishingFailed,
+                    (state.id, connectionId), .publishingFailed,
                     "an attempt recorded no outcome; it may be live, so it is not sent again", unconfirmed: true)
             ], state, now)
     }
 
-    private static func retry(_ base: [String: JSON], _ reason: String, _ at: Date, _ message: String) -> DomainEvent {
-        DomainEvent(
-            "post.targetRetryScheduled",
-            base.merging([
-                "reason": .string(reason), "retryAt": .string(Timestamp.format(at)), "message": .string(message),
-            ]) { $1 })
+    /// A post and one of its targets.
+    private typealias Target = (postId: String, connectionId: String)
+
+    private static func retry(_ target: Target, _ reason: String, _ at: Date, _ message: String) -> PostEvent {
+        .targetRetryScheduled(
+            postId: target.postId, connectionId: target.connectionId, reason: reason, retryAt: at, message: message)
     }
 
     private static func failure(
-        _ base: [String: JSON], _ code: ErrorCode, _ message: String, unconfirmed: Bool = false
-    ) -> DomainEvent {
-        DomainEvent(
-            "post.targetFailed",
-            base.merging([
-                "code": .string(code.rawValue), "message": .string(message), "unconfirmed": .bool(unconfirmed),
-            ]) { $1 })
+        _ target: Target, _ code: ErrorCode, _ message: String, unconfirmed: Bool = false
+    ) -> PostEvent {
+        .targetFailed(
+            postId: target.postId, connectionId: target.connectionId, code: code.rawValue, message: message,
+            unconfirmed: unconfirmed)
     }
 
-    private static func withCompletion(_ events: [DomainEvent], _ state: PostState, _ now: Date) -> [DomainEvent] {
+    /// The events, plus `post.published` or `post.failed` when they leave every target finished.
+    private static func withCompletion(_ events: [PostEvent], _ state: PostState, _ now: Date) -> [DomainEvent] {
         var after: PostState? = state
-        for event in events {
-            after = evolve(
-                after, EventRecord(type: event.type, payload: event.payload, occurredAt: now, version: state.version))
-        }
-        guard let after, after.targets.allSatisfy(\.isTerminal) else { return events }
+        for event in events { after = evolve(after, event, at: now, version: state.version) }
+        let domainEvents = events.map(\.domainEvent)
+        guard let after, after.targets.allSatisfy(\.isTerminal) else { return domainEvents }
         let done = after.targets.allSatisfy { $0.status == "published" }
-        return events + [DomainEvent(done ? "post.published" : "post.failed", ["postId": .string(state.id)])]
+        return domainEvents + [PostEvent.lifecycle(done ? .published : .failed, postId: state.id).domainEvent]
     }
 
-    /// Folds one event into the state.
+    /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: PostState?, _ event: EventRecord) -> PostState? {
-        let p = event.payload
-        if event.type == "post.created" {
-            let targets = (p["connectionIds"]?.arrayValue ?? []).compactMap(\.stringValue).map {
+        guard let typed = PostEvent(event) else {
+            // A post type without the fields it always carries still advances the version, as before.
+            guard var state, PostEvent.Kind(rawValue: event.type) != nil else { return state }
+            state.version = event.version
+            state.updatedAt = event.occurredAt
+            return state
+        }
+        return evolve(state, typed, at: event.occurredAt, version: event.version)
+    }
+
+    /// Folds one event, which happened at `time` and made the stream's version `version`.
+    public static func evolve(_ state: PostState?, _ event: PostEvent, at time: Date, version: UInt64) -> PostState? {
+        if case let .created(id, connectionIds, text, media, link, campaignId) = event {
+            let targets = connectionIds.map {
                 PostTarget(connectionId: $0, status: "pending", attempts: 0, transientFailures: 0, rateLimits: 0)
             }
             return PostState(
-                id: p["postId"]?.stringValue ?? "", targets: targets, text: p["text"]?.stringValue ?? "",
-                media: (p["media"]?.arrayValue ?? []).compactMap(Media.init(json:)), link: p["link"]?.stringValue,
-                campaignId: p["campaignId"]?.stringValue, status: .draft, publishAt: nil,
-                createdAt: event.occurredAt, updatedAt: event.occurredAt, version: event.version)
+                id: id, targets: targets, text: text, media: media, link: link, campaignId: campaignId, status: .draft,
+                publishAt: nil, createdAt: time, updatedAt: time, version: version)
         }
         guard var state else { return nil }
-        state.version = event.version
-        state.updatedAt = event.occurredAt
+        state.version = version
+        state.updatedAt = time
         func updateTarget(_ body: (inout PostTarget) -> Void) {
-            guard let id = p["connectionId"]?.stringValue,
-                let index = state.targets.firstIndex(where: { $0.connectionId == id })
+            guard let id = event.connectionId, let index = state.targets.firstIndex(where: { $0.connectionId == id })
             else { return }
             body(&state.targets[index])
         }
-        switch event.type {
-        case "post.updated":
-            if let text = p["text"]?.stringValue { state.text = text }
-            if let media = p["media"]?.arrayValue { state.media = media.compactMap(Media.init(json:)) }
-            if let link = p["link"]?.stringValue { state.link = link }
-        case "post.scheduled":
+        switch event {
+        case .created: break
+        case let .updated(_, text, media, link):
+            if let text { state.text = text }
+            if let media { state.media = media }
+            if let link { state.link = link }
+        case let .scheduled(_, publishAt):
             state.status = .scheduled
-            state.publishAt = p["publishAt"]?.stringValue.flatMap { Timestamp.parse($0) }
-        case "post.cancelled": state.status = .cancelled
-        case "post.publishingStarted": state.status = .publishing
-        case "post.attemptStarted":
+            state.publishAt = publishAt
+        case let .lifecycle(kind, _):
+            if let status = kind.status { state.status = status }
+        case let .attemptStarted(_, _, attempt, at):
             updateTarget {
                 $0.status = "attempting"
-                $0.attempts = p["attempt"]?.integerValue ?? $0.attempts + 1
-                $0.attemptStartedAt = p["at"]?.stringValue.flatMap { Timestamp.parse($0) } ?? event.occurredAt
+                $0.attempts = attempt
+                $0.attemptStartedAt = at
                 $0.retryAt = nil
             }
-        case "post.targetPublished":
+        case let .targetPublished(_, _, platformPostId, url):
             updateTarget {
                 $0.status = "published"
-                $0.platformPostId = p["platformPostId"]?.stringValue
-                $0.url = p["url"]?.stringValue
+                $0.platformPostId = platformPostId
+                $0.url = url
                 $0.message = nil
             }
-        case "post.targetRetryScheduled":
+        case let .targetRetryScheduled(_, _, reason, retryAt, message):
             updateTarget {
                 $0.status = "retrying"
-                $0.retryAt = p["retryAt"]?.stringValue.flatMap { Timestamp.parse($0) }
-                $0.retryReason = p["reason"]?.stringValue
-                $0.message = p["message"]?.stringValue
-                if p["reason"]?.stringValue == "transient" { $0.transientFailures += 1 } else { $0.rateLimits += 1 }
+                $0.retryAt = retryAt
+                $0.retryReason = reason
+                $0.message = message
+                if reason == "transient" { $0.transientFailures += 1 } else { $0.rateLimits += 1 }
             }
-        case "post.targetFailed":
+        case let .targetFailed(_, _, code, message, _):
             updateTarget {
                 $0.status = "failed"
-                $0.failureCode = p["code"]?.stringValue
-                $0.message = p["message"]?.stringValue
+                $0.failureCode = code
+                $0.message = message
                 $0.retryAt = nil
             }
-        case "post.published": state.status = .published
-        case "post.failed": state.status = .failed
-        default: break
         }
         return state
     }
