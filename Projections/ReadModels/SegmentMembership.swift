@@ -27,8 +27,6 @@ public struct SegmentMembership: Projection {
     /// Catch-up.
     public var mode: ProjectionMode { .catchUp }
 
-    /// The event the scheduler appends when a tenant's relative-date memberships are due.
-    public static let refreshedType = "segment.membershipsRefreshed"
     /// The stream (`tenant:` + this) that holds a tenant's refresh events.
     public static let refreshStream = "segment-memberships"
 
@@ -189,7 +187,7 @@ public struct SegmentMembership: Projection {
                 let rule = erased ? nil : try? SegmentRule.parse(segment.rules, schema: schema, at: "")
                 try evaluate(rule, values, schema: schema, now: now, tenant, segment.id, contactId, table)
             }
-        case Self.refreshedType:
+        case MembershipEvent.Kind.refreshed.rawValue:
             try refresh(tenant, at: now, table)
         default:
             return

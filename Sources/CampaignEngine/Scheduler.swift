@@ -157,9 +157,7 @@ extension CampaignEngine {
         for (tenant, count) in due {
             let system = CampaignEngine.scheduler(tenant)
             let streamId = CampaignEngine.streamId(tenant, SegmentMembership.refreshStream)
-            let event = DomainEvent(
-                SegmentMembership.refreshedType,
-                ["through": .string(Timestamp.format(now)), "due": .number(Double(count))])
+            let event = MembershipEvent.refreshed(through: now, due: count).domainEvent
             var plan = Plan(streams: [(streamId, 0, [event])], decision: Decision(events: [event])) { receipt in
                 CampaignEngine.receiptData(receipt, streamId: streamId, [:])
             }

@@ -115,7 +115,7 @@ import Testing
         let own = await t.command("system.tick", "{}", as: acme)
         #expect((own.data?["memberships"]?.integerValue ?? 0) > 0)
         let refreshes = try t.engine.eventStore.readStream("acme:" + SegmentMembership.refreshStream)
-        #expect(refreshes.map(\.type) == [SegmentMembership.refreshedType])
+        #expect(refreshes.map(\.type) == [MembershipEvent.Kind.refreshed.rawValue])
         #expect(try t.engine.eventStore.readStream("globex:" + SegmentMembership.refreshStream).isEmpty)
         #expect(await served(t, as: acme) == (try fresh(t)))
         #expect(await served(t, as: globex) != (try fresh(t)), "globex's memberships wait for its own tick")
