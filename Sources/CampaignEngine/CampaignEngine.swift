@@ -371,11 +371,15 @@ public final class CampaignEngine: Sendable {
     ) -> [UInt64: KnownEvent] {
         var known = [UInt64: KnownEvent]()
         known.reserveCapacity(receipt.events.count)
-        var next = [String: Int]()
+        // Stream → (its place in the plan, the next of its events): one lookup per event, so an
+        // import of 100,000 contacts stays linear.
+        var cursor = [String: (stream: Int, next: Int)](minimumCapacity: planned.count)
+        for (stream, entry) in planned.enumerated() where cursor[entry.streamId] == nil {
+            cursor[entry.streamId] = (stream, 0)
+        }
         for event in receipt.events {
-            guard let stream = planned.firstIndex(where: { $0.streamId == event.streamId }) else { continue }
-            let index = next[event.streamId, default: 0]
-            next[event.streamId] = index + 1
+            guard let (stream, index) = cursor[event.streamId] else { continue }
+            cursor[event.streamId] = (stream, index + 1)
             let payloads = planned[stream].payloads
             guard index < payloads.count else { continue }
             let last = stream == 0 && index == payloads.count - 1
