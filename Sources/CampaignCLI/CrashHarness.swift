@@ -43,17 +43,21 @@ public enum CrashHarness {
         let prefix = "r\(round)"
         let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":30}]}"#)
         let setup: [Command] = [
-            .segmentCreate(segmentId: "seg_\(prefix)", name: "Segment \(prefix)", rules: rules),
-            .socialConnect(
-                connectionId: "con_\(prefix)", platform: "mastodon", accountId: "acct-\(prefix)",
-                credentialRef: "vault://m/\(prefix)", expiresAt: .distantFuture),
-            .campaignCreate(
-                campaignId: "cmp_\(prefix)_base", name: "Base \(prefix)", channel: "email", segmentId: "seg_\(prefix)",
-                content: nil, sendAt: nil),
-            .experimentCreate(
-                experimentId: "exp_\(prefix)", campaignId: "cmp_\(prefix)_base", name: "E \(prefix)",
-                variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
-            .experimentStart(experimentId: "exp_\(prefix)"),
+            .segment(.create(segmentId: "seg_\(prefix)", name: "Segment \(prefix)", rules: rules)),
+            .social(
+                .connect(
+                    connectionId: "con_\(prefix)", platform: "mastodon", accountId: "acct-\(prefix)",
+                    credentialRef: "vault://m/\(prefix)", expiresAt: .distantFuture)),
+            .campaign(
+                .create(
+                    campaignId: "cmp_\(prefix)_base", name: "Base \(prefix)", channel: "email",
+                    segmentId: "seg_\(prefix)",
+                    content: nil, sendAt: nil)),
+            .experiment(
+                .create(
+                    experimentId: "exp_\(prefix)", campaignId: "cmp_\(prefix)_base", name: "E \(prefix)",
+                    variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)])),
+            .experiment(.start(experimentId: "exp_\(prefix)")),
         ]
         func send(_ command: Command, _ id: String) async {
             let response = await engine.execute(.command(command, as: admin, requestId: id))
@@ -69,27 +73,34 @@ public enum CrashHarness {
                         let command: Command
                         switch n % 6 {
                         case 0:
-                            command = .campaignCreate(
-                                campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms",
-                                segmentId: "seg_\(prefix)", content: nil, sendAt: nil)
+                            command = .campaign(
+                                .create(
+                                    campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms",
+                                    segmentId: "seg_\(prefix)", content: nil, sendAt: nil))
                         case 1:
-                            command = .campaignUpdate(
-                                campaignId: "cmp_\(prefix)_base", name: nil, channel: nil,
-                                content: Content(body: "body \(n)"))
+                            command = .campaign(
+                                .update(
+                                    campaignId: "cmp_\(prefix)_base", name: nil, channel: nil,
+                                    content: Content(body: "body \(n)")))
                         case 2:
-                            command = .contactUpsert(
-                                ContactInput(
-                                    contactId: "ctc_\(prefix)_\(n % 40)", attributes: ["age": .number(Double(n % 70))]))
+                            command = .contact(
+                                .upsert(
+                                    ContactInput(
+                                        contactId: "ctc_\(prefix)_\(n % 40)",
+                                        attributes: ["age": .number(Double(n % 70))])))
                         case 3:
-                            command = .postCreate(
-                                postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)",
-                                media: [], link: nil, campaignId: nil)
+                            command = .post(
+                                .create(
+                                    postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)",
+                                    media: [], link: nil, campaignId: nil))
                         case 4:
-                            command = .experimentRecordExposure(
-                                experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)")
+                            command = .experiment(
+                                .recordExposure(
+                                    experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)"))
                         default:
-                            command = .campaignSchedule(
-                                campaignId: "cmp_\(prefix)_\(n - 5)", sendAt: Date().addingTimeInterval(3_600))
+                            command = .campaign(
+                                .schedule(
+                                    campaignId: "cmp_\(prefix)_\(n - 5)", sendAt: Date().addingTimeInterval(3_600)))
                         }
                         await send(command, id)
                         n += 8

@@ -149,7 +149,8 @@ final class Demo: @unchecked Sendable {
     func setUp(tenant: String, contacts: Int) async throws {
         section("Tenant \(tenant)")
         await send(
-            .fieldDefine(name: "loyalty_tier", type: "enum", values: ["bronze", "silver", "gold"]), tenant, role: .admin
+            .schema(.defineField(name: "loyalty_tier", type: "enum", values: ["bronze", "silver", "gold"])), tenant,
+            role: .admin
         )
         let countries = ["FR", "DE", "US", "GB", "ES"]
         let plans = ["free", "starter", "pro", "enterprise"]
@@ -169,12 +170,12 @@ final class Demo: @unchecked Sendable {
             attributes["signed_up_at"] = .string(Timestamp.format(now.addingTimeInterval(-Double(n % 400) * 86_400)))
             inputs.append(ContactInput(contactId: "ctc_\(tag)_\(n)", attributes: attributes))
         }
-        await send(.contactImport(inputs), tenant, note: "imported \(contacts) contacts")
+        await send(.contact(.import(inputs)), tenant, note: "imported \(contacts) contacts")
         await send(
-            .contactUpsert(ContactInput(contactId: "ctc_\(tag)_0", attributes: ["city": .string("Lyon")])), tenant,
+            .contact(.upsert(ContactInput(contactId: "ctc_\(tag)_0", attributes: ["city": .string("Lyon")]))), tenant,
             note: "upserted a contact")
         await send(
-            .contactErase(contactId: "ctc_\(tag)_1"), tenant, role: .admin,
+            .contact(.erase(contactId: "ctc_\(tag)_1")), tenant, role: .admin,
             note: "erased a contact (its values are deleted; the chain still verifies)")
 
         let adults = try JSON.parse(
@@ -185,10 +186,10 @@ final class Demo: @unchecked Sendable {
             #"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","#
                 + #""operator":"includes","value":"vip"}]}"#
         )
-        await send(.segmentCreate(segmentId: "seg_\(tag)_eu", name: "EU subscribers \(tag)", rules: adults), tenant)
-        await send(.segmentCreate(segmentId: "seg_\(tag)_vip", name: "VIP \(tag)", rules: gold), tenant)
+        await send(.segment(.create(segmentId: "seg_\(tag)_eu", name: "EU subscribers \(tag)", rules: adults)), tenant)
+        await send(.segment(.create(segmentId: "seg_\(tag)_vip", name: "VIP \(tag)", rules: gold)), tenant)
         await send(
-            .segmentUpdate(segmentId: "seg_\(tag)_vip", name: "VIP and gold \(tag)", rules: nil), tenant,
+            .segment(.update(segmentId: "seg_\(tag)_vip", name: "VIP and gold \(tag)", rules: nil)), tenant,
             note: "created 2 segments, renamed one")
 
         let content = Content(subject: "Spring is here", body: "Hello {{first_name}}, our spring collection is live.")
@@ -196,28 +197,32 @@ final class Demo: @unchecked Sendable {
             ("launch", "Spring launch", 60), ("followup", "Spring follow-up", 120), ("flash", "Flash sale", 30),
         ] {
             await send(
-                .campaignCreate(
-                    campaignId: "cmp_\(tag)_\(id)", name: "\(name) \(tag)", channel: "email",
-                    segmentId: "seg_\(tag)_eu", content: content, sendAt: nil), tenant)
-            await send(.campaignSchedule(campaignId: "cmp_\(tag)_\(id)", sendAt: now + Double(minutes * 60)), tenant)
+                .campaign(
+                    .create(
+                        campaignId: "cmp_\(tag)_\(id)", name: "\(name) \(tag)", channel: "email",
+                        segmentId: "seg_\(tag)_eu", content: content, sendAt: nil)), tenant)
+            await send(.campaign(.schedule(campaignId: "cmp_\(tag)_\(id)", sendAt: now + Double(minutes * 60))), tenant)
         }
         await send(
-            .campaignCreate(
-                campaignId: "cmp_\(tag)_draft", name: "Abandoned idea \(tag)", channel: "sms", segmentId: nil,
-                content: nil, sendAt: nil), tenant)
-        await send(.campaignTransition(.delete, campaignId: "cmp_\(tag)_draft"), tenant)
+            .campaign(
+                .create(
+                    campaignId: "cmp_\(tag)_draft", name: "Abandoned idea \(tag)", channel: "sms", segmentId: nil,
+                    content: nil, sendAt: nil)), tenant)
+        await send(.campaign(.transition(.delete, campaignId: "cmp_\(tag)_draft")), tenant)
         await send(
-            .campaignCreate(
-                campaignId: "cmp_\(tag)_autumn", name: "Autumn teaser \(tag)", channel: "push",
-                segmentId: "seg_\(tag)_vip", content: nil, sendAt: nil), tenant,
+            .campaign(
+                .create(
+                    campaignId: "cmp_\(tag)_autumn", name: "Autumn teaser \(tag)", channel: "push",
+                    segmentId: "seg_\(tag)_vip", content: nil, sendAt: nil)), tenant,
             note: "created 5 campaigns: 3 scheduled, 1 draft deleted, 1 draft kept")
 
         let expiry = now + 86_400 * 60
         for (id, platform) in [("x", "x"), ("ig", "instagram"), ("md", "mastodon")] {
             await send(
-                .socialConnect(
-                    connectionId: "con_\(tag)_\(id)", platform: platform, accountId: "\(tenant)-\(platform)-\(tag)",
-                    credentialRef: "vault://social/\(tenant)/\(platform)", expiresAt: expiry), tenant)
+                .social(
+                    .connect(
+                        connectionId: "con_\(tag)_\(id)", platform: platform, accountId: "\(tenant)-\(platform)-\(tag)",
+                        credentialRef: "vault://social/\(tenant)/\(platform)", expiresAt: expiry)), tenant)
         }
         let photo = [Media(kind: "image", url: "https://cdn.\(tenant).example/spring.jpg")]
         let posts: [(String, [String], String, [Media])] = [
@@ -231,16 +236,17 @@ final class Demo: @unchecked Sendable {
         ]
         for (id, connections, text, media) in posts {
             await send(
-                .postCreate(
-                    postId: "pst_\(tag)_\(id)", connectionIds: connections.map { "con_\(tag)_\($0)" }, text: text,
-                    media: media, link: nil, campaignId: "cmp_\(tag)_launch"), tenant)
+                .post(
+                    .create(
+                        postId: "pst_\(tag)_\(id)", connectionIds: connections.map { "con_\(tag)_\($0)" }, text: text,
+                        media: media, link: nil, campaignId: "cmp_\(tag)_launch")), tenant)
         }
-        await send(.postSchedule(postId: "pst_\(tag)_later", publishAt: now + 3_600), tenant)
+        await send(.post(.schedule(postId: "pst_\(tag)_later", publishAt: now + 3_600)), tenant)
         var outcomes = [String]()
         for id in ["hello", "photo", "busy", "flaky", "slow", "bad"] {
             let response = await execute(
                 .command(
-                    .postPublish(postId: "pst_\(tag)_\(id)"), as: principal(tenant, .editor),
+                    .post(.publish(postId: "pst_\(tag)_\(id)")), as: principal(tenant, .editor),
                     requestId: "demo-\(tag)-\(requests)"))
             let status = response.data?["post"]?["status"]?.stringValue ?? "?"
             let failure = response.error.map { error in
@@ -257,68 +263,76 @@ final class Demo: @unchecked Sendable {
         func command(_ command: Command, as who: Principal? = nil) async -> EngineResponse {
             await execute(.command(command, as: who ?? editor, requestId: "demo-\(tag)-\(requests)"))
         }
-        await send(.campaignTransition(.activate, campaignId: launch), tenant)
+        await send(.campaign(.transition(.activate, campaignId: launch)), tenant)
         expect(
             .resourceConflict, "delete an active campaign",
-            await command(.campaignTransition(.delete, campaignId: launch)))
+            await command(.campaign(.transition(.delete, campaignId: launch))))
         expect(
             .campaignAlreadyActive, "rename an active campaign",
-            await command(.campaignUpdate(campaignId: launch, name: "Renamed", channel: nil, content: nil)))
+            await command(.campaign(.update(campaignId: launch, name: "Renamed", channel: nil, content: nil))))
         expect(
             .campaignNotScheduled, "activate a draft",
-            await command(.campaignTransition(.activate, campaignId: "cmp_\(tag)_autumn")))
+            await command(.campaign(.transition(.activate, campaignId: "cmp_\(tag)_autumn"))))
         expect(
             .segmentRequired, "schedule a campaign without a segment",
             await {
                 _ = await command(
-                    .campaignCreate(
-                        campaignId: "cmp_\(tag)_bare", name: "Bare \(tag)", channel: "sms", segmentId: nil,
-                        content: nil, sendAt: nil))
-                return await command(.campaignSchedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600))
+                    .campaign(
+                        .create(
+                            campaignId: "cmp_\(tag)_bare", name: "Bare \(tag)", channel: "sms", segmentId: nil,
+                            content: nil, sendAt: nil)))
+                return await command(.campaign(.schedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600)))
             }())
         expect(
             .invalidSchedule, "schedule in the past",
-            await command(.campaignSchedule(campaignId: "cmp_\(tag)_autumn", sendAt: clock.now() - 60)))
+            await command(.campaign(.schedule(campaignId: "cmp_\(tag)_autumn", sendAt: clock.now() - 60))))
         expect(
             .duplicateResource, "reuse a campaign name (case-insensitive)",
             await command(
-                .campaignCreate(
-                    campaignId: nil, name: "SPRING LAUNCH \(tag.uppercased())", channel: "email", segmentId: nil,
-                    content: nil, sendAt: nil)))
+                .campaign(
+                    .create(
+                        campaignId: Identifier.make(prefix: "cmp"), name: "SPRING LAUNCH \(tag.uppercased())",
+                        channel: "email", segmentId: nil,
+                        content: nil, sendAt: nil))))
         expect(
             .resourceConflict, "archive a segment a scheduled campaign uses",
-            await command(.segmentArchive(segmentId: "seg_\(tag)_eu")))
+            await command(.segment(.archive(segmentId: "seg_\(tag)_eu"))))
         expect(
             .invalidOperator, "segment rule: gt on a boolean",
             await command(
-                .segmentCreate(
-                    segmentId: nil, name: "Broken \(tag)",
-                    rules: try JSON.parse(#"{"all":[{"field":"subscribed","operator":"gt","value":1}]}"#))))
+                .segment(
+                    .create(
+                        segmentId: Identifier.make(prefix: "seg"), name: "Broken \(tag)",
+                        rules: try JSON.parse(#"{"all":[{"field":"subscribed","operator":"gt","value":1}]}"#)))))
         expect(
             .unknownField, "segment rule on an undefined field",
             await command(
-                .segmentCreate(
-                    segmentId: nil, name: "Broken \(tag)",
-                    rules: try JSON.parse(#"{"all":[{"field":"shoe_size","operator":"gt","value":40}]}"#))))
+                .segment(
+                    .create(
+                        segmentId: Identifier.make(prefix: "seg"), name: "Broken \(tag)",
+                        rules: try JSON.parse(#"{"all":[{"field":"shoe_size","operator":"gt","value":40}]}"#)))))
         expect(
             .forbidden, "a viewer creates a campaign",
             await command(
-                .campaignCreate(
-                    campaignId: nil, name: "Nope", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .campaign(
+                    .create(
+                        campaignId: Identifier.make(prefix: "cmp"), name: "Nope", channel: "sms", segmentId: nil,
+                        content: nil, sendAt: nil)),
                 as: principal(tenant, .viewer)))
-        expect(.forbidden, "an editor erases a contact", await command(.contactErase(contactId: "ctc_\(tag)_2")))
+        expect(.forbidden, "an editor erases a contact", await command(.contact(.erase(contactId: "ctc_\(tag)_2"))))
         expect(
             .invalidScope, "no campaigns:write scope",
             await command(
-                .campaignTransition(.pause, campaignId: launch),
+                .campaign(.transition(.pause, campaignId: launch)),
                 as: principal(tenant, .admin, scopes: ["campaigns:read"])))
         expect(
             .tokenExpired, "an expired token",
             await command(
-                .campaignTransition(.pause, campaignId: launch), as: principal(tenant, .admin, expiresAt: clock.now())))
+                .campaign(.transition(.pause, campaignId: launch)),
+                as: principal(tenant, .admin, expiresAt: clock.now())))
         expect(
             .unauthorized, "no principal",
-            await execute(.command(.campaignTransition(.pause, campaignId: launch), as: nil, requestId: "anon")))
+            await execute(.command(.campaign(.transition(.pause, campaignId: launch)), as: nil, requestId: "anon")))
         // cmp_…_bare exists only in this tenant: another tenant's admin must not learn that it does.
         expect(
             .resourceNotFound, "\(other) reads \(tenant)'s campaign",
@@ -327,21 +341,27 @@ final class Demo: @unchecked Sendable {
         expect(
             .validationError, "a 400-character post for x",
             await command(
-                .postCreate(
-                    postId: nil, connectionIds: ["con_\(tag)_x"], text: String(repeating: "a", count: 400), media: [],
-                    link: nil, campaignId: nil)))
+                .post(
+                    .create(
+                        postId: Identifier.make(prefix: "pst"), connectionIds: ["con_\(tag)_x"],
+                        text: String(repeating: "a", count: 400), media: [],
+                        link: nil, campaignId: nil))))
         expect(
             .validationError, "an instagram post without media",
             await command(
-                .postCreate(
-                    postId: nil, connectionIds: ["con_\(tag)_ig"], text: "caption", media: [], link: nil,
-                    campaignId: nil)))
+                .post(
+                    .create(
+                        postId: Identifier.make(prefix: "pst"), connectionIds: ["con_\(tag)_ig"], text: "caption",
+                        media: [], link: nil,
+                        campaignId: nil))))
         expect(
             .validationError, "a token where a credential reference belongs",
             await command(
-                .socialConnect(
-                    connectionId: nil, platform: "x", accountId: "other", credentialRef: "EAAGm0PX4ZCpsBAKZC",
-                    expiresAt: clock.now() + 3_600)))
+                .social(
+                    .connect(
+                        connectionId: Identifier.make(prefix: "con"), platform: "x", accountId: "other",
+                        credentialRef: "EAAGm0PX4ZCpsBAKZC",
+                        expiresAt: clock.now() + 3_600))))
         let wire: [(ErrorCode, String, String)] = [
             (
                 .invalidFormat, "malformed JSON",
@@ -383,37 +403,38 @@ final class Demo: @unchecked Sendable {
         let launch = "cmp_\(tag)_launch"
         let flash = "cmp_\(tag)_flash"
         let followup = "cmp_\(tag)_followup"
-        await send(.campaignTransition(.pause, campaignId: launch), tenant)
-        await send(.campaignTransition(.resume, campaignId: launch), tenant)
-        await send(.campaignTransition(.complete, campaignId: flash), tenant)
-        await send(.campaignTransition(.archive, campaignId: flash), tenant)
-        await send(.campaignTransition(.cancel, campaignId: followup), tenant)
+        await send(.campaign(.transition(.pause, campaignId: launch)), tenant)
+        await send(.campaign(.transition(.resume, campaignId: launch)), tenant)
+        await send(.campaign(.transition(.complete, campaignId: flash)), tenant)
+        await send(.campaign(.transition(.archive, campaignId: flash)), tenant)
+        await send(.campaign(.transition(.cancel, campaignId: followup)), tenant)
         say("  \(tenant): launch paused and resumed; flash sale completed and archived; follow-up cancelled")
     }
 
     func experiment(tenant: String, contacts: Int) async throws {
         let id = "exp_\(tag)_subject"
         await send(
-            .experimentCreate(
-                experimentId: id, campaignId: "cmp_\(tag)_launch", name: "Subject line \(tag)",
-                variants: [
-                    Variant(key: "control", weight: 50, content: Content(subject: "Spring is here", body: "…")),
-                    Variant(key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
-                ]), tenant)
-        await send(.experimentStart(experimentId: id), tenant)
+            .experiment(
+                .create(
+                    experimentId: id, campaignId: "cmp_\(tag)_launch", name: "Subject line \(tag)",
+                    variants: [
+                        Variant(key: "control", weight: 50, content: Content(subject: "Spring is here", body: "…")),
+                        Variant(key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
+                    ])), tenant)
+        await send(.experiment(.start(experimentId: id)), tenant)
         let variants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]
         let who = principal(tenant, .editor)
         for n in 0..<20 {
             _ = await execute(
                 .command(
-                    .experimentRecordExposure(experimentId: id, contactId: "ctc_\(tag)_\(n)"), as: who,
+                    .experiment(.recordExposure(experimentId: id, contactId: "ctc_\(tag)_\(n)")), as: who,
                     requestId: "exp-\(n)"))
         }
         expect(
             .experimentInsufficientData, "declare a winner after 20 exposures",
             await execute(
                 .command(
-                    .experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), as: who,
+                    .experiment(.declareWinner(experimentId: id, variant: "emoji", force: false)), as: who,
                     requestId: "early")))
         // Exposures and conversions arrive concurrently, as from many sending workers.
         await withTaskGroup(of: Void.self) { group in
@@ -423,21 +444,21 @@ final class Demo: @unchecked Sendable {
                         let contactId = "ctc_\(self.tag)_\(n)"
                         _ = await self.execute(
                             .command(
-                                .experimentRecordExposure(experimentId: id, contactId: contactId), as: who,
+                                .experiment(.recordExposure(experimentId: id, contactId: contactId)), as: who,
                                 requestId: "exp-\(n)"))
                         let variant = Experiment.assign(experimentId: id, contactId: contactId, variants: variants)
                         // The emoji subject converts at about 30%, the control at about 10%.
                         if n % 10 < (variant == "emoji" ? 3 : 1) {
                             _ = await self.execute(
                                 .command(
-                                    .experimentRecordConversion(experimentId: id, contactId: contactId), as: who,
+                                    .experiment(.recordConversion(experimentId: id, contactId: contactId)), as: who,
                                     requestId: "conv-\(n)"))
                         }
                     }
                 }
             }
         }
-        let declared = await send(.experimentDeclareWinner(experimentId: id, variant: "emoji", force: false), tenant)
+        let declared = await send(.experiment(.declareWinner(experimentId: id, variant: "emoji", force: false)), tenant)
         say(
             "  \(contacts) contacts exposed; winner declared: "
                 + "\(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")"

@@ -281,19 +281,23 @@ public struct Fuzzer {
             tenant: "acme", subject: "fuzz", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
         let rules = (try? JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":18}]}"#)) ?? .null
         let commands: [Command] = [
-            .segmentCreate(segmentId: "seg_1", name: "Adults", rules: rules),
-            .campaignCreate(
-                campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1", content: nil,
-                sendAt: nil),
-            .socialConnect(
-                connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz",
-                expiresAt: .distantFuture),
-            .postCreate(
-                postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: nil),
-            .experimentCreate(
-                experimentId: "exp_1", campaignId: "cmp_1", name: "E",
-                variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]),
-            .experimentStart(experimentId: "exp_1"),
+            .segment(.create(segmentId: "seg_1", name: "Adults", rules: rules)),
+            .campaign(
+                .create(
+                    campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1", content: nil,
+                    sendAt: nil)),
+            .social(
+                .connect(
+                    connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz",
+                    expiresAt: .distantFuture)),
+            .post(
+                .create(
+                    postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: nil)),
+            .experiment(
+                .create(
+                    experimentId: "exp_1", campaignId: "cmp_1", name: "E",
+                    variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)])),
+            .experiment(.start(experimentId: "exp_1")),
         ]
         for command in commands { _ = await engine.execute(.command(command, as: admin, requestId: "prepare")) }
     }

@@ -117,6 +117,10 @@ public struct DecisionContext: Sendable {
     public var connections: [String: ConnectionState] = [:]
     /// Campaigns the command refers to, by id.
     public var campaigns: [String: CampaignState] = [:]
+    /// For an exposure or a conversion: whether this contact's exposure (or conversion) is counted already.
+    public var alreadyCounted = false
+    /// For a conversion: the variant the contact was exposed to, if it was.
+    public var exposedVariant: String?
 
     /// Creates a context.
     public init(
@@ -130,4 +134,23 @@ public struct DecisionContext: Sendable {
         self.campaignsUsingSegment = campaignsUsingSegment
         self.salt = salt
     }
+}
+
+/// An aggregate: the consistency boundary one stream holds. `decide` checks a command against
+/// the state folded so far and returns the events to append; `evolve` folds one event. Both are
+/// pure: the engine loads the state and the ``DecisionContext``, and appends the decision.
+public protocol Aggregate {
+    /// The state folded from the aggregate's events (nil before its first event).
+    associatedtype State: Sendable
+    /// The commands the aggregate decides.
+    associatedtype Command: Sendable
+    /// The events it folds.
+    associatedtype Event: Sendable
+
+    /// Decides a command against the current state.
+    /// - Throws: the catalogue error for an illegal transition or invalid input.
+    static func decide(_ command: Command, state: State?, context: DecisionContext) throws(CampaignError) -> Decision
+
+    /// Folds one event, which happened at `time` and made the stream's version `version`.
+    static func evolve(_ state: State?, _ event: Event, at time: Date, version: UInt64) -> State?
 }

@@ -61,7 +61,7 @@ public struct EngineConfiguration: Sendable {
 ///
 /// ```swift
 /// let engine = try CampaignEngine(directory: "./campaign-data")
-/// let response = await engine.execute(.command(.campaignCreate(...), as: principal, requestId: "req_1"))
+/// let response = await engine.execute(.command(.campaign(.create(...)), as: principal, requestId: "req_1"))
 /// // or, for a host speaking JSON: let line = await engine.handle(line: requestJSON)
 /// ```
 ///
@@ -197,7 +197,8 @@ public final class CampaignEngine: Sendable {
     }
 
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
-        if request.expectedVersion != nil, !command.acceptsExpectedVersion {
+        let route = command.route
+        if request.expectedVersion != nil, route == nil || route?.expects == .commutes {
             throw CampaignError(
                 .invalidField,
                 "expectedVersion does not apply to \(command.name), which spans many streams or commutes; leave it out",
@@ -206,9 +207,13 @@ public final class CampaignEngine: Sendable {
         var idempotency: IdempotencyClaim?
         if let key = request.idempotencyKey {
             let scoped = principal.tenant + "\u{0}" + key
+            // The payload as the client sent it (canonical bytes), so a retry that left the id out
+            // matches the first try, whose id the decoder made up; a request built in Swift carries
+            // its ids and is fingerprinted from its encoding.
             let fingerprint = SHA256.hash(
                 JSON.object([
-                    "command": .string(command.name), "payload": command.payload, "subject": .string(principal.subject),
+                    "command": .string(command.name), "payload": request.wirePayload ?? command.payload,
+                    "subject": .string(principal.subject),
                     "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
                 ]).bytes)
             let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
@@ -225,14 +230,13 @@ public final class CampaignEngine: Sendable {
             }
             idempotency = claim
         }
-        if case let .systemTick(requested) = command {
+        if case let .tick(requested) = command {
             let data = try await wireTick(requested, principal: principal, requestId: request.requestId)
             if let idempotency { try await recordFinal(.success(status: 200, data: data), for: idempotency) }
             return (200, data)
         }
-        let command = assignIds(command)
-        // Commands on one aggregate take turns in this process (see KeyedLock).
-        let lockKey = command.aggregateKey.map { principal.tenant + ":" + $0 }
+        // Commands on one aggregate take turns in this process (see KeyedLock); commuting ones need not.
+        let lockKey = route.flatMap { $0.expects == .commutes ? nil : $0.streamId(tenant: principal.tenant) }
         if let lockKey { await aggregateLocks.acquire(lockKey) }
         defer { if let lockKey { aggregateLocks.release(lockKey) } }
         var attempt = 0
@@ -248,7 +252,6 @@ public final class CampaignEngine: Sendable {
             guard var plan = planned else {
                 return (200, try noChangeData(command, principal: principal))
             }
-            if case .postPublish = command { plan.pendingFrom = plan.streams.first?.loadedVersion }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
                 first.loadedVersion != expected
             {
@@ -257,7 +260,7 @@ public final class CampaignEngine: Sendable {
             do {
                 let result = try await commit(
                     plan, request: request, principal: principal, now: now, idempotency: idempotency)
-                if case let .postPublish(postId) = command, result.0 == 201, let from = plan.pendingFrom {
+                if case let .post(.publish(postId)) = command, result.0 == 201, let from = plan.pendingFrom {
                     // The attempts run after the command committed, outside its transaction; the
                     // idempotency record holds a pending marker until the outcome replaces it.
                     return try await finishPublish(
@@ -271,10 +274,10 @@ public final class CampaignEngine: Sendable {
                     if let expected = request.expectedVersion {
                         throw CampaignEngine.versionConflict(current: current, expected: expected)
                     }
-                    if plan.conflictIsDuplicate {
+                    if plan.conflictIsDuplicate, let route {
                         throw CampaignError(
-                            .duplicateResource, "\(command.resourceId ?? streamId) already exists",
-                            pointer: command.idPointer)
+                            .duplicateResource, "\(route.aggregate.rawValue) \(route.id) already exists",
+                            param: route.aggregate.idField, pointer: route.idPointer)
                     }
                 }
                 guard attempt < configuration.maximumRetries else {
@@ -423,34 +426,6 @@ public final class CampaignEngine: Sendable {
         }
     }
 
-    /// Fills in ids the client left out, so the stream id is known before deciding.
-    private func assignIds(_ command: Command) -> Command {
-        var random = SystemRandomNumberGenerator()
-        switch command {
-        case let .campaignCreate(nil, name, channel, segmentId, content, sendAt):
-            return .campaignCreate(
-                campaignId: Identifier.make(prefix: "cmp", using: &random), name: name, channel: channel,
-                segmentId: segmentId, content: content, sendAt: sendAt)
-        case let .segmentCreate(nil, name, rules):
-            return .segmentCreate(segmentId: Identifier.make(prefix: "seg", using: &random), name: name, rules: rules)
-        case let .socialConnect(nil, platform, accountId, credentialRef, expiresAt):
-            return .socialConnect(
-                connectionId: Identifier.make(prefix: "con", using: &random), platform: platform, accountId: accountId,
-                credentialRef: credentialRef, expiresAt: expiresAt)
-        case let .postCreate(nil, connectionIds, text, media, link, campaignId):
-            return .postCreate(
-                postId: Identifier.make(prefix: "pst", using: &random), connectionIds: connectionIds, text: text,
-                media: media,
-                link: link, campaignId: campaignId)
-        case let .experimentCreate(nil, campaignId, name, variants):
-            return .experimentCreate(
-                experimentId: Identifier.make(prefix: "exp", using: &random), campaignId: campaignId, name: name,
-                variants: variants)
-        default:
-            return command
-        }
-    }
-
     static func salt() -> String {
         var random = SystemRandomNumberGenerator()
         return (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }.hexString
@@ -537,42 +512,5 @@ extension EngineRequest.Body {
     var commandName: String? {
         if case let .command(command) = self { return command.name }
         return nil
-    }
-}
-
-extension Command {
-    /// The aggregate a command decides on, for the per-aggregate lock: nil for commands that
-    /// touch many (an import) or commute (exposures, conversions), and for the tick.
-    var aggregateKey: String? {
-        switch self {
-        case .contactImport, .experimentRecordExposure, .experimentRecordConversion, .systemTick: return nil
-        case .fieldDefine: return "schema"
-        default: return resourceId ?? connectionId ?? resourceIdForPostCommand ?? experimentId
-        }
-    }
-
-    /// The id of the resource a command creates or targets.
-    var resourceId: String? {
-        switch self {
-        case let .segmentCreate(id, _, _): return id
-        case let .segmentUpdate(id, _, _), let .segmentArchive(id): return id
-        case let .contactUpsert(input): return input.contactId
-        case let .contactErase(id): return id
-        case let .socialConnect(id, _, _, _, _): return id
-        case let .postCreate(id, _, _, _, _, _): return id
-        case let .experimentCreate(id, _, _, _): return id
-        default: return campaignId
-        }
-    }
-
-    var idPointer: String {
-        switch self {
-        case .segmentCreate, .segmentUpdate, .segmentArchive: return "/payload/segmentId"
-        case .contactUpsert, .contactErase: return "/payload/contactId"
-        case .socialConnect: return "/payload/connectionId"
-        case .postCreate: return "/payload/postId"
-        case .experimentCreate: return "/payload/experimentId"
-        default: return "/payload/campaignId"
-        }
     }
 }

@@ -130,71 +130,66 @@ extension CampaignEngine {
 
     // MARK: Planning
 
-    /// What a command will write, or nil when it changes nothing.
+    /// What a command will write, or nil when it changes nothing. Each command goes to the handler
+    /// of its aggregate with its own typed command; the route says which stream.
     func plan(_ command: Command, principal: Principal, request: EngineRequest, now: Date) throws -> Plan? {
         let tenant = principal.tenant
+        guard let route = command.route else {
+            switch command {
+            case let .contact(.import(inputs)):
+                return try planImport(inputs, tenant: tenant, now: now, requestId: request.requestId)
+            default:
+                throw CampaignError(.internalError, "\(command.name) is handled by its own entry point")
+            }
+        }
         switch command {
-        case .campaignCreate, .campaignUpdate, .campaignAttachSegment, .campaignSchedule, .campaignTransition:
-            return try planCampaign(command, tenant: tenant, now: now)
-        case .segmentCreate, .segmentUpdate, .segmentArchive:
-            return try planSegment(command, tenant: tenant, now: now)
-        case .fieldDefine:
-            let streamId = CampaignEngine.streamId(tenant, "schema")
+        case let .campaign(command): return try planCampaign(command, route, tenant: tenant, now: now)
+        case let .segment(command): return try planSegment(command, route, tenant: tenant, now: now)
+        case let .schema(command):
+            let streamId = route.streamId(tenant: tenant)
             let (schema, version) = try loadSchema(tenant)
-            let decision = try TenantSchema.decide(command, schema: schema)
+            let decision = try TenantSchema.decide(
+                command, state: schema, context: DecisionContext(now: now, tenant: tenant))
             return Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
                 CampaignEngine.receiptData(receipt, streamId: streamId, ["field": decision.events[0].payload])
             }
-        case let .contactUpsert(input):
-            let streamId = CampaignEngine.streamId(tenant, input.contactId)
-            let (state, version, values) = try loadContact(tenant, input.contactId)
-            let context = DecisionContext(
-                now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
-            let decision = try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
-            guard !decision.events.isEmpty else { return nil }
-            let tables = self.tables
-            let fields = decision.events[0].payload["fields"] ?? .array([])
-            return Plan(
-                streams: [(streamId, version, decision.events)], decision: decision,
-                afterAppend: { txn, _ in
-                    for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
-                },
-                respond: { receipt in
-                    CampaignEngine.receiptData(
-                        receipt, streamId: streamId, ["contactId": .string(input.contactId), "fields": fields])
-                })
-        case let .contactErase(contactId):
-            let streamId = CampaignEngine.streamId(tenant, contactId)
-            let (state, version, _) = try loadContact(tenant, contactId)
-            let decision = try Contact.decideErase(contactId: contactId, state: state)
-            let tables = self.tables
-            return Plan(
-                streams: [(streamId, version, decision.events)], decision: decision,
-                afterAppend: { txn, _ in
-                    for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
-                },
-                respond: { receipt in
-                    CampaignEngine.receiptData(
-                        receipt, streamId: streamId, ["contactId": .string(contactId), "erased": .bool(true)])
-                })
-        case let .contactImport(inputs):
-            return try planImport(inputs, tenant: tenant, now: now, requestId: request.requestId)
-        case .socialConnect, .socialRefresh, .socialDisconnect:
-            return try planConnection(command, tenant: tenant, now: now)
-        case .postCreate, .postUpdate, .postSchedule, .postCancel, .postPublish:
-            return try planPost(command, tenant: tenant, now: now)
-        case .experimentCreate, .experimentUpdate, .experimentStart, .experimentStop, .experimentRecordExposure,
-            .experimentRecordConversion, .experimentDeclareWinner:
-            return try planExperiment(command, tenant: tenant, now: now)
-        case let .systemTick(now):
-            throw CampaignError(.internalError, "system.tick at \(now) is handled by tick(now:)")
+        case let .contact(command): return try planContact(command, route, tenant: tenant, now: now)
+        case let .social(command): return try planConnection(command, route, tenant: tenant, now: now)
+        case let .post(command): return try planPost(command, route, tenant: tenant, now: now)
+        case let .experiment(command): return try planExperiment(command, route, tenant: tenant, now: now)
+        case .tick: throw CampaignError(.internalError, "system.tick is handled by tick(now:)")
         }
+    }
+
+    /// A plan for a command one aggregate decided on its own stream. The state after the command,
+    /// folded once here, answers the request (`{<aggregate>Id, <aggregate>}`), goes to the inline
+    /// projections that keep aggregate state, and to the snapshot when one is due.
+    func decided<State: Sendable>(
+        _ route: Route, tenant: String, state: State?, version: UInt64, decision: Decision, now: Date,
+        codec: SnapshotCodec<State>, evolve: (State?, EventRecord) -> State?,
+        answer: @escaping @Sendable (State) -> JSON,
+        preconditions: [@Sendable (ReadTransaction) throws -> Void] = []
+    ) -> Plan {
+        let streamId = route.streamId(tenant: tenant)
+        let after = CampaignEngine.project(state, decision.events, from: version, at: now, evolve)
+        let (id, idField, stateField) = (route.id, route.aggregate.idField, route.aggregate.rawValue)
+        var plan = Plan(
+            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions
+        ) { receipt in
+            var extra: [String: JSON] = [idField: .string(id)]
+            if let after { extra[stateField] = answer(after) }
+            return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
+        }
+        plan.snapshot = SnapshotPlan(streamId, codec, after)
+        plan.stateAfter = after
+        plan.conflictIsDuplicate = route.expects == .new
+        return plan
     }
 
     /// The data of a command that changed nothing (answered 200).
     func noChangeData(_ command: Command, principal: Principal) throws -> JSON {
         switch command {
-        case let .contactUpsert(input):
+        case let .contact(.upsert(input)):
             let (_, version, _) = try loadContact(principal.tenant, input.contactId)
             return CampaignEngine.unchangedData(
                 streamId: CampaignEngine.streamId(principal.tenant, input.contactId), version: version,
@@ -215,15 +210,13 @@ extension CampaignEngine {
         return .object(members)
     }
 
-    private func planCampaign(_ command: Command, tenant: String, now: Date) throws -> Plan {
-        guard let campaignId = command.campaignId else { preconditionFailure("campaign command without id") }
-        let streamId = CampaignEngine.streamId(tenant, campaignId)
-        let (state, version) = try loadCampaign(tenant, campaignId)
+    private func planCampaign(_ command: CampaignCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
+        let (state, version) = try loadCampaign(tenant, route.id)
         var segmentIds = Set<String>()
         switch command {
-        case let .campaignCreate(_, _, _, segmentId?, _, _), let .campaignAttachSegment(_, segmentId):
+        case let .create(_, _, _, segmentId?, _, _), let .attachSegment(_, segmentId):
             segmentIds.insert(segmentId)
-        case .campaignSchedule, .campaignTransition(.activate, _), .campaignTransition(.resume, _):
+        case .schedule, .transition(.activate, _), .transition(.resume, _):
             if let segmentId = state?.segmentId { segmentIds.insert(segmentId) }
         default: break
         }
@@ -242,31 +235,20 @@ extension CampaignEngine {
             throw NoChange(
                 status: 200,
                 data: CampaignEngine.unchangedData(
-                    streamId: streamId, version: version,
-                    ["campaignId": .string(campaignId), "campaign": state?.json ?? .null]))
+                    streamId: route.streamId(tenant: tenant), version: version,
+                    ["campaignId": .string(route.id), "campaign": state?.json ?? .null]))
         }
-        let after = CampaignEngine.project(state, decision.events, from: version, at: now, Campaign.evolve)
-        var plan = Plan(
-            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,
-            respond: { receipt in
-                var extra: [String: JSON] = ["campaignId": .string(campaignId)]
-                if let after { extra["campaign"] = after.json }
-                return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
-            })
-        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.campaign, after)
-        plan.stateAfter = after
-        if case .campaignCreate = command { plan.conflictIsDuplicate = true }
-        return plan
+        return decided(
+            route, tenant: tenant, state: state, version: version, decision: decision, now: now,
+            codec: SnapshotCodecs.campaign, evolve: Campaign.evolve, answer: \.json, preconditions: preconditions)
     }
 
-    private func planSegment(_ command: Command, tenant: String, now: Date) throws -> Plan {
-        guard let segmentId = command.resourceId else { preconditionFailure("segment command without id") }
-        let streamId = CampaignEngine.streamId(tenant, segmentId)
+    private func planSegment(_ command: SegmentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
+        let segmentId = route.id
         let (state, version) = try loadSegment(tenant, segmentId)
         var context = DecisionContext(now: now, tenant: tenant, schema: try loadSchema(tenant).0)
         var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
-        if case .segmentCreate = command {
-        } else {
+        if route.expects != .new {
             let projections = self.projections
             context.campaignsUsingSegment = try projections.read("schedule-index") {
                 try ScheduleIndex.campaignsUsing($0, tenant: tenant, segmentId: segmentId)
@@ -286,17 +268,36 @@ extension CampaignEngine {
             }
         }
         let decision = try Segment.decide(command, state: state, context: context)
-        let after = CampaignEngine.project(state, decision.events, from: version, at: now, Segment.evolve)
-        var plan = Plan(
-            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions
-        ) { receipt in
-            var extra: [String: JSON] = ["segmentId": .string(segmentId)]
-            if let after { extra["segment"] = after.json }
-            return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
+        return decided(
+            route, tenant: tenant, state: state, version: version, decision: decision, now: now,
+            codec: SnapshotCodecs.segment, evolve: Segment.evolve, answer: \.json, preconditions: preconditions)
+    }
+
+    private func planContact(_ command: ContactCommand, _ route: Route, tenant: String, now: Date) throws -> Plan? {
+        let streamId = route.streamId(tenant: tenant)
+        let (state, version, values) = try loadContact(tenant, route.id)
+        let decision: Decision
+        let extra: [String: JSON]
+        switch command {
+        case let .upsert(input):
+            let context = DecisionContext(
+                now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
+            decision = try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
+            guard !decision.events.isEmpty else { return nil }
+            extra = ["contactId": .string(route.id), "fields": decision.events[0].payload["fields"] ?? .array([])]
+        case let .erase(contactId):
+            decision = try Contact.decideErase(contactId: contactId, state: state)
+            extra = ["contactId": .string(contactId), "erased": .bool(true)]
+        case .import:
+            throw CampaignError(.internalError, "contact.import spans many streams; it has its own handler")
         }
-        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.segment, after)
-        if case .segmentCreate = command { plan.conflictIsDuplicate = true }
-        return plan
+        let tables = self.tables
+        return Plan(
+            streams: [(streamId, version, decision.events)], decision: decision,
+            afterAppend: { txn, _ in
+                for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
+            },
+            respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, extra) })
     }
 
     /// An import validates each contact on its own: valid ones are written together (one

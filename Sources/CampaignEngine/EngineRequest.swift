@@ -145,6 +145,9 @@ public struct EngineRequest: Sendable {
     public var principal: Principal?
     /// The command or query.
     public var body: Body
+    /// A command's payload as the wire carried it (nil for a request built in Swift): idempotency
+    /// fingerprints hash its canonical bytes, not the decoded command, whose made-up ids differ per try.
+    var wirePayload: JSON?
 
     /// Creates a request.
     public init(

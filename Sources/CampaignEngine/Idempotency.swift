@@ -91,7 +91,7 @@ extension CampaignEngine {
             }
             throw error
         case let .pending(fromVersion):
-            guard case let .postPublish(postId) = command else {
+            guard case let .post(.publish(postId)) = command else {
                 throw CampaignError(.internalError, "a pending idempotency record for \(command.name)")
             }
             return try await finishPublish(

@@ -20,8 +20,8 @@ extension CampaignEngine {
             let version = state.version
             guard let events = build(state, now), !events.isEmpty else { return false }
             let plan = postPlan(
-                tenant, state, version, Decision(events: events), now: now, preconditions: preconditions,
-                extraWrite: extraWrite)
+                Route(.post, postId, .existing), tenant: tenant, state, version, Decision(events: events), now: now,
+                preconditions: preconditions, extraWrite: extraWrite)
             do {
                 _ = try await commit(plan, request: request, principal: principal, now: now, idempotency: nil)
                 return true

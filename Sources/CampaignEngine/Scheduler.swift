@@ -107,7 +107,7 @@ extension CampaignEngine {
 
         for work in campaigns {
             let system = CampaignEngine.scheduler(work.tenant)
-            let command = Command.campaignTransition(.activate, campaignId: work.id)
+            let command = Command.campaign(.transition(.activate, campaignId: work.id))
             do {
                 _ = try await perform(
                     command, request: .command(command, as: system, requestId: requestId), principal: system)
@@ -120,7 +120,7 @@ extension CampaignEngine {
         }
         for work in posts {
             let system = CampaignEngine.scheduler(work.tenant)
-            let command = Command.postPublish(postId: work.id)
+            let command = Command.post(.publish(postId: work.id))
             let request = EngineRequest.command(command, as: system, requestId: requestId)
             var item = TickReport.Item(kind: "post", tenant: work.tenant, id: work.id)
             do {
@@ -165,7 +165,7 @@ extension CampaignEngine {
             var item = TickReport.Item(kind: "memberships", tenant: tenant, id: SegmentMembership.refreshStream)
             do {
                 _ = try await commit(
-                    plan, request: .command(.systemTick(now: nil), as: system, requestId: requestId),
+                    plan, request: .command(.tick(now: nil), as: system, requestId: requestId),
                     principal: system, now: now, idempotency: nil)
                 item.count = count
             } catch {

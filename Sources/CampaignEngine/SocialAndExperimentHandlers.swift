@@ -17,52 +17,33 @@ extension CampaignEngine {
         try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.experiment, Experiment.evolve)
     }
 
-    func planConnection(_ command: Command, tenant: String, now: Date) throws -> Plan {
-        guard let connectionId = command.connectionId else { preconditionFailure("social command without id") }
-        let streamId = CampaignEngine.streamId(tenant, connectionId)
-        let (state, version) = try loadConnection(tenant, connectionId)
+    func planConnection(_ command: SocialCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
+        let (state, version) = try loadConnection(tenant, route.id)
         let decision = try SocialConnection.decide(
             command, state: state, context: DecisionContext(now: now, tenant: tenant))
-        let after = CampaignEngine.project(state, decision.events, from: version, at: now, SocialConnection.evolve)
-        var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
-            var extra: [String: JSON] = ["connectionId": .string(connectionId)]
-            if let after { extra["connection"] = after.json(at: now) }
-            return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
-        }
-        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.connection, after)
-        if case .socialConnect = command { plan.conflictIsDuplicate = true }
-        return plan
+        return decided(
+            route, tenant: tenant, state: state, version: version, decision: decision, now: now,
+            codec: SnapshotCodecs.connection, evolve: SocialConnection.evolve, answer: { $0.json(at: now) })
     }
 
     /// A plan that appends post events (the publishing-queue projection keeps the time index current).
     func postPlan(
-        _ tenant: String, _ state: PostState?, _ version: UInt64, _ decision: Decision, now: Date,
+        _ route: Route, tenant: String, _ state: PostState?, _ version: UInt64, _ decision: Decision, now: Date,
         preconditions: [@Sendable (ReadTransaction) throws -> Void] = [],
         extraWrite: (@Sendable (WriteTransaction) throws -> Void)? = nil
     ) -> Plan {
-        let postId = state?.id ?? decision.events.first?.payload["postId"]?.stringValue ?? ""
-        let streamId = CampaignEngine.streamId(tenant, postId)
-        let after = CampaignEngine.project(state, decision.events, from: version, at: now, Post.evolve)
-        var afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)?
-        if let extraWrite { afterAppend = { txn, _ in try extraWrite(txn) } }
-        var plan = Plan(
-            streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions,
-            afterAppend: afterAppend,
-            respond: { receipt in
-                var extra: [String: JSON] = ["postId": .string(postId)]
-                if let after { extra["post"] = after.json }
-                return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
-            })
-        plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.post, after)
+        var plan = decided(
+            route, tenant: tenant, state: state, version: version, decision: decision, now: now,
+            codec: SnapshotCodecs.post, evolve: Post.evolve, answer: \.json, preconditions: preconditions)
+        if let extraWrite { plan.afterAppend = { txn, _ in try extraWrite(txn) } }
         return plan
     }
 
-    func planPost(_ command: Command, tenant: String, now: Date) throws -> Plan {
-        guard let postId = command.resourceIdForPostCommand else { preconditionFailure("post command without id") }
-        let (state, version) = try loadPost(tenant, postId)
+    func planPost(_ command: PostCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
+        let (state, version) = try loadPost(tenant, route.id)
         var context = DecisionContext(now: now, tenant: tenant)
         var connectionIds = state?.connectionIds ?? []
-        if case let .postCreate(_, ids, _, _, _, campaignId) = command {
+        if case let .create(_, ids, _, _, _, campaignId) = command {
             connectionIds = ids
             if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
@@ -72,21 +53,21 @@ extension CampaignEngine {
             if let connection = try loadConnection(tenant, id).0 { context.connections[id] = connection }
         }
         let decision = try Post.decide(command, state: state, context: context)
-        var plan = postPlan(tenant, state, version, decision, now: now)
-        if case .postCreate = command { plan.conflictIsDuplicate = true }
+        var plan = postPlan(route, tenant: tenant, state, version, decision, now: now)
+        if case .publish = command { plan.pendingFrom = version }
         return plan
     }
 
-    func planExperiment(_ command: Command, tenant: String, now: Date) throws -> Plan? {
-        guard let experimentId = command.experimentId else { preconditionFailure("experiment command without id") }
-        let streamId = CampaignEngine.streamId(tenant, experimentId)
+    func planExperiment(_ command: ExperimentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan? {
+        let experimentId = route.id
+        let streamId = route.streamId(tenant: tenant)
         let projections = self.projections
         switch command {
-        case let .experimentRecordExposure(_, contactId), let .experimentRecordConversion(_, contactId):
+        case let .recordExposure(_, contactId), let .recordConversion(_, contactId):
             // Exposures and conversions commute, so they append without a version check; the
             // rules that matter (running, counted once) are checked inside the write transaction
             // against the experiment-results projection, which every earlier append updated.
-            let isExposure = if case .experimentRecordExposure = command { true } else { false }
+            let isExposure = if case .recordExposure = command { true } else { false }
             let (state, seen) = try projections.read("experiment-results") { reader in
                 (
                     try ExperimentResultsProjection.experiment(reader, tenant: tenant, id: experimentId),
@@ -94,10 +75,10 @@ extension CampaignEngine {
                         reader, tenant: tenant, id: experimentId, contactId: contactId)
                 )
             }
-            let decision = try Experiment.decide(
-                command, state: state, context: DecisionContext(now: now, tenant: tenant),
-                alreadyCounted: isExposure ? seen != nil : seen?.converted == true,
-                exposedVariant: seen?.variant)
+            var context = DecisionContext(now: now, tenant: tenant)
+            context.alreadyCounted = isExposure ? seen != nil : seen?.converted == true
+            context.exposedVariant = seen?.variant
+            let decision = try Experiment.decide(command, state: state, context: context)
             guard let event = decision.events.first, let variant = event.payload["variant"]?.stringValue else {
                 throw NoChange(
                     status: 200,
@@ -152,43 +133,16 @@ extension CampaignEngine {
                 }
             }
             return plan
-        default:
+        case .create, .update, .start, .stop, .declareWinner:
             let (state, version) = try loadExperiment(tenant, experimentId)
             var context = DecisionContext(now: now, tenant: tenant)
-            if case let .experimentCreate(_, campaignId, _, _) = command,
-                let campaign = try loadCampaign(tenant, campaignId).0
-            {
+            if case let .create(_, campaignId, _, _) = command, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
             }
             let decision = try Experiment.decide(command, state: state, context: context)
-            let after = CampaignEngine.project(state, decision.events, from: version, at: now, Experiment.evolve)
-            var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
-                var extra: [String: JSON] = ["experimentId": .string(experimentId)]
-                if let after { extra["experiment"] = after.json }
-                return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
-            }
-            plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.experiment, after)
-            if case .experimentCreate = command { plan.conflictIsDuplicate = true }
-            return plan
-        }
-    }
-}
-
-extension Command {
-    var connectionId: String? {
-        switch self {
-        case let .socialConnect(id, _, _, _, _): return id
-        case let .socialRefresh(id, _, _), let .socialDisconnect(id): return id
-        default: return nil
-        }
-    }
-
-    var resourceIdForPostCommand: String? {
-        switch self {
-        case let .postCreate(id, _, _, _, _, _): return id
-        case let .postUpdate(id, _, _, _), let .postSchedule(id, _), let .postCancel(id), let .postPublish(id):
-            return id
-        default: return nil
+            return decided(
+                route, tenant: tenant, state: state, version: version, decision: decision, now: now,
+                codec: SnapshotCodecs.experiment, evolve: Experiment.evolve, answer: \.json)
         }
     }
 }

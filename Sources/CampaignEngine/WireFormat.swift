@@ -71,6 +71,7 @@ public enum WireFormat {
         let command = try r.optionalString("command")
         let query = try r.optionalString("query")
         let body: EngineRequest.Body
+        var wirePayload: JSON?
         switch (command, query) {
         case let (name?, nil):
             if r.members["params"] != nil {
@@ -78,7 +79,8 @@ public enum WireFormat {
                     .invalidField, "params belongs to queries; a command takes payload", param: "params",
                     pointer: "/params")
             }
-            body = .command(try Command.decode(name: name, payload: r.optional("payload") ?? .object([:])))
+            wirePayload = r.optional("payload") ?? .object([:])
+            body = .command(try CommandWire.decode(name: name, payload: wirePayload ?? .object([:])))
         case let (nil, name?):
             if r.members["payload"] != nil {
                 throw CampaignError(
@@ -99,9 +101,11 @@ public enum WireFormat {
             throw CampaignError(
                 .invalidField, "a request has either command or query, not both", param: "query", pointer: "/query")
         }
-        return EngineRequest(
+        var request = EngineRequest(
             requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion,
             principal: principal, body: body)
+        request.wirePayload = wirePayload
+        return request
     }
 
     /// A principal: unknown members are refused (so a token smuggled in one never goes further);

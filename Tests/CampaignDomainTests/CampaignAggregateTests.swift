@@ -31,7 +31,7 @@ enum Then: Equatable {
     }
 
     /// The events `command` decides on that state, read back as typed events, or its error code.
-    func when(_ command: Command, given events: [CampaignEvent]) -> Then {
+    func when(_ command: CampaignCommand, given events: [CampaignEvent]) -> Then {
         do {
             let decision = try Campaign.decide(command, state: given(events), context: context)
             return .events(
@@ -44,7 +44,7 @@ enum Then: Equatable {
     }
 
     @Test func createRecordsTheTrimmedNameAndTheFieldsGiven() {
-        let command = Command.campaignCreate(
+        let command = CampaignCommand.create(
             campaignId: "cmp_1", name: "  Spring ", channel: "email", segmentId: "seg_1",
             content: Content(subject: "Hi", body: "Hello"), sendAt: nil)
         #expect(when(command, given: []) == .events([created]))
@@ -53,27 +53,27 @@ enum Then: Equatable {
 
     @Test func scheduleActivatePauseResumeFollowTheStateTable() {
         let scheduled = CampaignEvent.scheduled(campaignId: "cmp_1", sendAt: later)
-        #expect(when(.campaignSchedule(campaignId: "cmp_1", sendAt: later), given: [created]) == .events([scheduled]))
-        #expect(when(.campaignSchedule(campaignId: "cmp_1", sendAt: now), given: [created]) == .error(.invalidSchedule))
+        #expect(when(.schedule(campaignId: "cmp_1", sendAt: later), given: [created]) == .events([scheduled]))
+        #expect(when(.schedule(campaignId: "cmp_1", sendAt: now), given: [created]) == .error(.invalidSchedule))
         #expect(
-            when(.campaignTransition(.activate, campaignId: "cmp_1"), given: [created])
+            when(.transition(.activate, campaignId: "cmp_1"), given: [created])
                 == .error(.campaignNotScheduled))
         let active = [created, scheduled, .transitioned(.activated, campaignId: "cmp_1")]
         #expect(given(active)?.status == .active)
         #expect(
-            when(.campaignTransition(.pause, campaignId: "cmp_1"), given: active)
+            when(.transition(.pause, campaignId: "cmp_1"), given: active)
                 == .events([.transitioned(.paused, campaignId: "cmp_1")]))
         #expect(
-            when(.campaignUpdate(campaignId: "cmp_1", name: "New", channel: nil, content: nil), given: active)
+            when(.update(campaignId: "cmp_1", name: "New", channel: nil, content: nil), given: active)
                 == .error(.campaignAlreadyActive))
         #expect(
-            when(.campaignTransition(.delete, campaignId: "cmp_1"), given: active) == .error(.resourceConflict))
+            when(.transition(.delete, campaignId: "cmp_1"), given: active) == .error(.resourceConflict))
     }
 
     @Test func anUpdateThatChangesNothingDecidesNoEvent() {
-        let same = Command.campaignUpdate(campaignId: "cmp_1", name: "Spring", channel: "email", content: nil)
+        let same = CampaignCommand.update(campaignId: "cmp_1", name: "Spring", channel: "email", content: nil)
         #expect(when(same, given: [created]) == .events([]))
-        let renamed = Command.campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil)
+        let renamed = CampaignCommand.update(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil)
         #expect(
             when(renamed, given: [created])
                 == .events([.updated(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil)]))
@@ -82,7 +82,7 @@ enum Then: Equatable {
     @Test func aDeletedCampaignIsNotFound() {
         let deleted = [created, .transitioned(.deleted, campaignId: "cmp_1")]
         #expect(given(deleted)?.status == .deleted)
-        #expect(when(.campaignTransition(.archive, campaignId: "cmp_1"), given: deleted) == .error(.resourceNotFound))
+        #expect(when(.transition(.archive, campaignId: "cmp_1"), given: deleted) == .error(.resourceNotFound))
     }
 
     @Test(arguments: CampaignEvent.Kind.allCases)

@@ -103,11 +103,11 @@ import Testing
         let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment])
         #expect(throws: CampaignError.self) {
             try Campaign.decide(
-                .campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+                .schedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
         }
         do {
             _ = try Campaign.decide(
-                .campaignSchedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
+                .schedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
         } catch { #expect(error.code == .invalidSchedule && error.pointer == "/payload/sendAt") }
     }
 
@@ -116,7 +116,7 @@ import Testing
         archived.status = .archived
         do {
             _ = try Campaign.decide(
-                .campaignSchedule(campaignId: "cmp_1", sendAt: now + 60), state: draftWithSegment,
+                .schedule(campaignId: "cmp_1", sendAt: now + 60), state: draftWithSegment,
                 context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": archived]))
             Issue.record("expected SEGMENT_REQUIRED")
         } catch { #expect(error.code == .segmentRequired) }
@@ -124,7 +124,7 @@ import Testing
 
     @Test func schedulingEmitsOneEventAndEvolvesToScheduled() throws {
         let decision = try Campaign.decide(
-            .campaignSchedule(campaignId: "cmp_1", sendAt: now + 3600), state: draftWithSegment,
+            .schedule(campaignId: "cmp_1", sendAt: now + 3600), state: draftWithSegment,
             context: DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment]))
         #expect(decision.events.map(\.type) == ["campaign.scheduled"])
         let after = Campaign.evolve(
@@ -136,10 +136,10 @@ import Testing
     @Test func archivingReleasesTheNameAndRenamingMovesIt() throws {
         let context = DecisionContext(now: now, tenant: "acme")
         let archive = try Campaign.decide(
-            .campaignTransition(.archive, campaignId: "cmp_1"), state: draftWithSegment, context: context)
+            .transition(.archive, campaignId: "cmp_1"), state: draftWithSegment, context: context)
         #expect(archive.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "Spring")])
         let rename = try Campaign.decide(
-            .campaignUpdate(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil), state: draftWithSegment,
+            .update(campaignId: "cmp_1", name: "Summer", channel: nil, content: nil), state: draftWithSegment,
             context: context)
         #expect(rename.reservations.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "summer")])
         #expect(rename.releases.map(\.key) == [Campaign.nameKey(tenant: "acme", name: "SPRING")])

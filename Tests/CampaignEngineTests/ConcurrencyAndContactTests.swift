@@ -173,8 +173,10 @@ import Testing
 
     @Test func importOverTheLimitIsRefusedWhole() async throws {
         let t = try TestEngine()
-        let items = Array(repeating: #"{"contactId":"ctc_x","attributes":{}}"#, count: Command.maximumImportSize + 1)
-            .joined(separator: ",")
+        let items = Array(
+            repeating: #"{"contactId":"ctc_x","attributes":{}}"#, count: ContactCommand.maximumImportSize + 1
+        )
+        .joined(separator: ",")
         let response = await t.command("contact.import", #"{"contacts":[\#(items)]}"#)
         #expect(
             response.code == "VALIDATION_ERROR" && response["error"]?["pointer"]?.stringValue == "/payload/contacts")

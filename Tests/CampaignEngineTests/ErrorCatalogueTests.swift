@@ -250,21 +250,23 @@ import Testing
         let noScope = Principal(tenant: "acme", subject: "u_2", role: .admin, scopes: [], expiresAt: testStart + 60)
         let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":18}]}"#)
         let cases: [(Command, Principal?, ErrorCode)] = [
-            (.campaignTransition(.pause, campaignId: "cmp_1"), nil, .unauthorized),
-            (.campaignTransition(.pause, campaignId: "cmp_1"), expired, .tokenExpired),
-            (.campaignTransition(.pause, campaignId: "cmp_1"), viewer, .forbidden),
-            (.campaignTransition(.pause, campaignId: "cmp_1"), noScope, .invalidScope),
-            (.campaignTransition(.pause, campaignId: "cmp_zz"), nil, .unauthorized),
+            (.campaign(.transition(.pause, campaignId: "cmp_1")), nil, .unauthorized),
+            (.campaign(.transition(.pause, campaignId: "cmp_1")), expired, .tokenExpired),
+            (.campaign(.transition(.pause, campaignId: "cmp_1")), viewer, .forbidden),
+            (.campaign(.transition(.pause, campaignId: "cmp_1")), noScope, .invalidScope),
+            (.campaign(.transition(.pause, campaignId: "cmp_zz")), nil, .unauthorized),
             (
-                .campaignTransition(.pause, campaignId: "cmp_zz"),
+                .campaign(.transition(.pause, campaignId: "cmp_zz")),
                 .some(
                     Principal(
                         tenant: "acme", subject: "u_1", role: .admin, scopes: Principal.allScopes,
                         expiresAt: testStart + 60)), .resourceNotFound
             ),
             (
-                .campaignCreate(
-                    campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil), nil,
+                .campaign(
+                    .create(
+                        campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil)),
+                nil,
                 .unauthorized
             ),
         ]
@@ -275,31 +277,44 @@ import Testing
         }
         let more: [(Command, ErrorCode)] = [
             (
-                .campaignCreate(
-                    campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .campaign(
+                    .create(
+                        campaignId: "cmp_1", name: "Other", channel: "sms", segmentId: nil, content: nil, sendAt: nil)),
                 .duplicateResource
             ),
-            (.campaignTransition(.pause, campaignId: "cmp_1"), .resourceConflict),
+            (.campaign(.transition(.pause, campaignId: "cmp_1")), .resourceConflict),
             (
-                .campaignCreate(
-                    campaignId: "cmp_v", name: "x", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .campaign(
+                    .create(
+                        campaignId: "cmp_v", name: "x", channel: "sms", segmentId: nil, content: nil, sendAt: nil)),
                 .validationError
             ),
-            (.segmentCreate(segmentId: nil, name: "S", rules: .object(["any": .array([])])), .invalidSegmentRule),
             (
-                .segmentCreate(
-                    segmentId: nil, name: "S", rules: try JSON.parse(#"{"all":[{"field":"shoe","operator":"exists"}]}"#)
-                ), .unknownField
+                .segment(
+                    .create(segmentId: Identifier.make(prefix: "seg"), name: "S", rules: .object(["any": .array([])]))),
+                .invalidSegmentRule
             ),
             (
-                .segmentCreate(
-                    segmentId: nil, name: "S",
-                    rules: try JSON.parse(#"{"all":[{"field":"tags","operator":"eq","value":"a"}]}"#)), .invalidOperator
+                .segment(
+                    .create(
+                        segmentId: Identifier.make(prefix: "seg"), name: "S",
+                        rules: try JSON.parse(#"{"all":[{"field":"shoe","operator":"exists"}]}"#)
+                    )), .unknownField
             ),
-            (.segmentUpdate(segmentId: "seg_1", name: nil, rules: rules), .resourceConflict),
-            (.campaignUpdate(campaignId: "cmp_live", name: "New", channel: nil, content: nil), .campaignAlreadyActive),
-            (.campaignTransition(.unschedule, campaignId: "cmp_1"), .campaignNotScheduled),
-            (.campaignSchedule(campaignId: "cmp_1", sendAt: testStart - 1), .invalidSchedule),
+            (
+                .segment(
+                    .create(
+                        segmentId: Identifier.make(prefix: "seg"), name: "S",
+                        rules: try JSON.parse(#"{"all":[{"field":"tags","operator":"eq","value":"a"}]}"#))),
+                .invalidOperator
+            ),
+            (.segment(.update(segmentId: "seg_1", name: nil, rules: rules)), .resourceConflict),
+            (
+                .campaign(.update(campaignId: "cmp_live", name: "New", channel: nil, content: nil)),
+                .campaignAlreadyActive
+            ),
+            (.campaign(.transition(.unschedule, campaignId: "cmp_1")), .campaignNotScheduled),
+            (.campaign(.schedule(campaignId: "cmp_1", sendAt: testStart - 1)), .invalidSchedule),
         ]
         for (command, code) in more {
             let response = await typed(t, command)
@@ -311,7 +326,7 @@ import Testing
     @Test func decodingErrorsComeFromThePublicDecoder() throws {
         func code(_ name: String, _ payload: String) -> ErrorCode? {
             do {
-                _ = try Command.decode(name: name, payload: try JSON.parse(payload))
+                _ = try CommandWire.decode(name: name, payload: try JSON.parse(payload))
                 return nil
             } catch { return (error as? CampaignError)?.code }
         }

@@ -149,11 +149,13 @@ import Testing
             }
             _ = await engine.execute(
                 .command(
-                    .segmentCreate(
-                        segmentId: "seg_old", name: "Old",
-                        rules: try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)), as: admin,
+                    .segment(
+                        .create(
+                            segmentId: "seg_old", name: "Old",
+                            rules: try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#))),
+                    as: admin,
                     requestId: "r1"))
-            _ = await engine.execute(.command(.contactImport(contacts), as: admin, requestId: "r2"))
+            _ = await engine.execute(.command(.contact(.import(contacts)), as: admin, requestId: "r2"))
             engine.close()
         }
         // `segments` catches up first: kill it right after its first committed batch, where it holds.

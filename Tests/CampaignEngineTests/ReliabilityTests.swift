@@ -228,9 +228,10 @@ import Testing
         for n in 0..<10_000 {
             let response = await engine.execute(
                 .command(
-                    .campaignCreate(
-                        campaignId: "cmp_\(n)", name: "Campaign \(n)", channel: "email", segmentId: nil,
-                        content: Content(body: String(repeating: "x", count: 2_000)), sendAt: nil),
+                    .campaign(
+                        .create(
+                            campaignId: "cmp_\(n)", name: "Campaign \(n)", channel: "email", segmentId: nil,
+                            content: Content(body: String(repeating: "x", count: 2_000)), sendAt: nil)),
                     as: admin, requestId: "req-\(n)"))
             if response.status == 201 {
                 acknowledged.append("req-\(n)")
@@ -255,8 +256,10 @@ import Testing
         try #require(Self.mount(mountPoint, size: "64m", remount: true))
         let again = await engine.execute(
             .command(
-                .campaignCreate(
-                    campaignId: "cmp_after", name: "After", channel: "sms", segmentId: nil, content: nil, sendAt: nil),
+                .campaign(
+                    .create(
+                        campaignId: "cmp_after", name: "After", channel: "sms", segmentId: nil, content: nil,
+                        sendAt: nil)),
                 as: admin, requestId: "after"))
         #expect(again.status == 201, "\(again.line)")
         for projection in engine.projections.projections {

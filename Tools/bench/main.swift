@@ -465,17 +465,20 @@ if runs(7) {
         tenant: "bench", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
     _ = await engine.execute(
         .command(
-            .segmentCreate(
-                segmentId: "seg_1", name: "All",
-                rules: try JSON.parse(#"{"all":[{"field":"email","operator":"exists"}]}"#)), as: admin, requestId: "s"))
+            .segment(
+                .create(
+                    segmentId: "seg_1", name: "All",
+                    rules: try JSON.parse(#"{"all":[{"field":"email","operator":"exists"}]}"#))), as: admin,
+            requestId: "s"))
     _ = await engine.execute(
         .command(
-            .campaignCreate(
-                campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil),
+            .campaign(
+                .create(
+                    campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil)),
             as: admin, requestId: "c"))
     _ = await engine.execute(
         .command(
-            .campaignSchedule(campaignId: "cmp_due", sendAt: clock.now().addingTimeInterval(60)), as: admin,
+            .campaign(.schedule(campaignId: "cmp_due", sendAt: clock.now().addingTimeInterval(60))), as: admin,
             requestId: "s2"))
     var activated = 0
     let oneDue =

@@ -60,7 +60,14 @@ public struct CampaignState: Sendable, Equatable {
 }
 
 /// The campaign aggregate: `decide` checks a command against the state table; `evolve` folds events.
-public enum Campaign {
+public enum Campaign: Aggregate {
+    /// A campaign's state.
+    public typealias State = CampaignState
+    /// `campaign.*` commands.
+    public typealias Command = CampaignCommand
+    /// `campaign.*` events.
+    public typealias Event = CampaignEvent
+
     /// The states each command is allowed from.
     public static func allowedStates(for command: String) -> [CampaignStatus] {
         switch command {
@@ -87,14 +94,14 @@ public enum Campaign {
 
     /// Decides a campaign command.
     /// - Parameters:
-    ///   - command: a `campaign.*` command; ids must already be filled in by the engine.
+    ///   - command: a `campaign.*` command.
     ///   - state: the current state, nil when the stream does not exist.
     /// - Throws: the catalogue error for an illegal transition or invalid input.
     public static func decide(
-        _ command: Command, state: CampaignState?, context: DecisionContext
+        _ command: CampaignCommand, state: CampaignState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
-        if case let .campaignCreate(campaignId, name, channel, segmentId, content, sendAt) = command {
-            guard let campaignId else { preconditionFailure("the engine assigns an id before deciding") }
+        switch command {
+        case let .create(campaignId, name, channel, segmentId, content, sendAt):
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "campaign \(campaignId) already exists", param: "campaignId",
@@ -118,17 +125,10 @@ public enum Campaign {
                 sendAt: sendAt)
             return Decision(
                 events: [created.domainEvent], reservations: [nameReservation(context.tenant, name, campaignId)])
-        }
 
-        guard let state, state.status != .deleted else {
-            throw CampaignError.notFound("campaign", command.campaignId ?? "?", pointer: "/payload/campaignId")
-        }
-        let verb = command.campaignVerb
-        try checkTransition(verb, state)
-        let id = state.id
-
-        switch command {
-        case let .campaignUpdate(_, name, channel, content):
+        case let .update(_, name, channel, content):
+            let state = try current(state, allowing: command)
+            let id = state.id
             var problems = validateFields(name: name, channel: channel, content: content)
             if name == nil && channel == nil && content == nil {
                 problems.append(
@@ -151,37 +151,51 @@ public enum Campaign {
             }
             return decision
 
-        case let .campaignAttachSegment(_, segmentId):
+        case let .attachSegment(_, segmentId):
+            let state = try current(state, allowing: command)
             switch segmentCheck(segmentId, context: context) {
             case .missing?: throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
             case let .invalid(problem)?: throw .validation([problem])
             case nil: break
             }
-            return Decision(events: [CampaignEvent.segmentAttached(campaignId: id, segmentId: segmentId).domainEvent])
+            return Decision(events: [
+                CampaignEvent.segmentAttached(campaignId: state.id, segmentId: segmentId).domainEvent
+            ])
 
-        case let .campaignSchedule(_, sendAt):
+        case let .schedule(_, sendAt):
+            let state = try current(state, allowing: command)
             try requireSegment(state, context: context)
             guard sendAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
                     pointer: "/payload/sendAt")
             }
-            return Decision(events: [CampaignEvent.scheduled(campaignId: id, sendAt: sendAt).domainEvent])
+            return Decision(events: [CampaignEvent.scheduled(campaignId: state.id, sendAt: sendAt).domainEvent])
 
-        case let .campaignTransition(transition, _):
+        case let .transition(transition, _):
+            let state = try current(state, allowing: command)
             // Sending again needs an active segment, whether it starts (activate) or restarts (resume).
             if transition == .activate || transition == .resume { try requireSegment(state, context: context) }
             var decision = Decision(events: [
-                CampaignEvent.transitioned(CampaignEvent.Kind(transition), campaignId: id).domainEvent
+                CampaignEvent.transitioned(CampaignEvent.Kind(transition), campaignId: state.id).domainEvent
             ])
             if transition == .archive || transition == .delete {
-                decision.releases = [nameReservation(context.tenant, state.name, id)]
+                decision.releases = [nameReservation(context.tenant, state.name, state.id)]
             }
             return decision
-
-        default:
-            preconditionFailure("not a campaign command: \(command.name)")
         }
+    }
+
+    /// The state a command on an existing campaign starts from: `RESOURCE_NOT_FOUND` when there is
+    /// none (or it was deleted), the state table's error when the command is not allowed from it.
+    private static func current(
+        _ state: CampaignState?, allowing command: CampaignCommand
+    ) throws(CampaignError) -> CampaignState {
+        guard let state, state.status != .deleted else {
+            throw CampaignError.notFound("campaign", command.campaignId, pointer: "/payload/campaignId")
+        }
+        try checkTransition(command.verb, state)
+        return state
     }
 
     /// Folds one stored event into the state (events of other aggregates leave it as it is).
@@ -314,30 +328,6 @@ public enum Campaign {
         Reservation(
             key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
             message: "a campaign named \"\(name.trimmed)\" already exists in this tenant")
-    }
-}
-
-extension Command {
-    /// The campaign id a campaign command is about.
-    public var campaignId: String? {
-        switch self {
-        case let .campaignCreate(id, _, _, _, _, _): return id
-        case let .campaignUpdate(id, _, _, _), let .campaignAttachSegment(id, _), let .campaignSchedule(id, _),
-            let .campaignTransition(_, id):
-            return id
-        default: return nil
-        }
-    }
-
-    /// `update`, `attachSegment`, `schedule`, or the transition's name.
-    var campaignVerb: String {
-        switch self {
-        case .campaignUpdate: return "update"
-        case .campaignAttachSegment: return "attachSegment"
-        case .campaignSchedule: return "schedule"
-        case let .campaignTransition(transition, _): return transition.rawValue
-        default: return name
-        }
     }
 }
 

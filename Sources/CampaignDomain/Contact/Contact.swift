@@ -2,10 +2,27 @@ import Foundation
 import Hashing
 
 /// A tenant's contact schema as an aggregate (`field.define` appends to it).
-public enum TenantSchema {
-    /// Decides `field.define`.
-    public static func decide(_ command: Command, schema: ContactSchema) throws(CampaignError) -> Decision {
-        guard case let .fieldDefine(name, type, values) = command else { preconditionFailure("not field.define") }
+public enum TenantSchema: Aggregate {
+    /// The tenant's fields (nil before the first is defined).
+    public typealias State = ContactSchema
+    /// `field.define`.
+    public typealias Command = SchemaCommand
+    /// `field.defined`.
+    public typealias Event = SchemaEvent
+
+    /// Decides `field.define` against the tenant's schema (nil: no field yet).
+    public static func decide(
+        _ command: SchemaCommand, state: ContactSchema?, context: DecisionContext
+    ) throws(CampaignError) -> Decision {
+        switch command {
+        case let .defineField(name, type, values):
+            return try defineField(name, type: type, values: values, in: state ?? ContactSchema())
+        }
+    }
+
+    private static func defineField(
+        _ name: String, type: String, values: [String]?, in schema: ContactSchema
+    ) throws(CampaignError) -> Decision {
         var problems = [FieldProblem]()
         if !ContactSchema.isValidFieldName(name) {
             problems.append(
@@ -52,6 +69,15 @@ public enum TenantSchema {
     /// Folds `field.defined` events into a schema.
     public static func evolve(_ schema: ContactSchema, _ event: EventRecord) -> ContactSchema {
         SchemaEvent(event).map { evolve(schema, $0) } ?? schema
+    }
+
+    /// Folds one schema event (the schema carries no version or time of its own).
+    public static func evolve(
+        _ state: ContactSchema?, _ event: SchemaEvent, at _: Date, version _: UInt64
+    )
+        -> ContactSchema?
+    {
+        evolve(state ?? ContactSchema(), event)
     }
 
     /// Folds one schema event.
@@ -113,7 +139,7 @@ public enum Contact {
             schema.problem(with: input.attributes[field]!, for: field).map {
                 FieldProblem(
                     field: "attributes.\(field)",
-                    pointer: FieldReader.pointer(FieldReader.pointer(pointer, "attributes"), field), message: $0)
+                    pointer: JSONPointer.appending(JSONPointer.appending(pointer, "attributes"), field), message: $0)
             }
         }
     }

@@ -21,7 +21,8 @@ public struct Variant: Sendable, Equatable {
         self.content = content
     }
 
-    var json: JSON {
+    /// The variant as stored and answered: `{"key", "weight", "content"?}`.
+    public var json: JSON {
         var members: [String: JSON] = ["key": .string(key), "weight": .number(Double(weight))]
         if let content { members["content"] = content.json }
         return .object(members)
@@ -103,7 +104,14 @@ extension ExperimentState {
 }
 
 /// The experiment aggregate, sticky assignment, and the winner rules.
-public enum Experiment {
+public enum Experiment: Aggregate {
+    /// An experiment's state.
+    public typealias State = ExperimentState
+    /// `experiment.*` commands.
+    public typealias Command = ExperimentCommand
+    /// `experiment.*` events.
+    public typealias Event = ExperimentEvent
+
     /// Exposures each variant needs before a winner may be declared.
     public static let minimumExposuresPerVariant = 150
     /// Below this SRM p-value the split is broken and no winner may be declared.
@@ -177,15 +185,13 @@ public enum Experiment {
         }
     }
 
-    /// Decides every `experiment.*` command. For exposures and conversions, `alreadyCounted`
-    /// says whether this contact's exposure (or conversion) was recorded before, and `exposedVariant`
-    /// the variant it was exposed to.
+    /// Decides every `experiment.*` command. For exposures and conversions, `context.alreadyCounted`
+    /// says whether this contact's exposure (or conversion) was recorded before, and
+    /// `context.exposedVariant` the variant it was exposed to.
     public static func decide(
-        _ command: Command, state: ExperimentState?, context: DecisionContext,
-        alreadyCounted: Bool = false, exposedVariant: String? = nil
+        _ command: ExperimentCommand, state: ExperimentState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
-        if case let .experimentCreate(experimentId, campaignId, name, variants) = command {
-            guard let experimentId else { preconditionFailure("the engine assigns an id before deciding") }
+        if case let .create(experimentId, campaignId, name, variants) = command {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
@@ -204,9 +210,9 @@ public enum Experiment {
             ])
         }
         guard let state else {
-            throw CampaignError.notFound("experiment", command.experimentId ?? "?", pointer: "/payload/experimentId")
+            throw CampaignError.notFound("experiment", command.experimentId, pointer: "/payload/experimentId")
         }
-        let verb = String(command.name.dropFirst("experiment.".count))
+        let verb = command.verb
         guard allowed(verb).contains(state.status) else {
             if verb == "declareWinner" && state.status == .completed {
                 throw CampaignError(
@@ -219,7 +225,12 @@ public enum Experiment {
         }
         let id = state.id
         switch command {
-        case let .experimentUpdate(_, name, variants):
+        case let .create(experimentId, _, _, _):
+            // Answered above while there was no state; a create on an existing stream is a clash.
+            throw CampaignError(
+                .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
+                pointer: "/payload/experimentId")
+        case let .update(_, name, variants):
             var problems = variants.map(variantProblems) ?? []
             if let name, let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) {
                 problems.append(problem)
@@ -233,28 +244,28 @@ public enum Experiment {
             return Decision(events: [
                 ExperimentEvent.updated(experimentId: id, name: name?.trimmed, variants: variants).domainEvent
             ])
-        case .experimentStart:
+        case .start:
             return Decision(events: [ExperimentEvent.started(experimentId: id).domainEvent])
-        case .experimentStop:
+        case .stop:
             return Decision(events: [ExperimentEvent.stopped(experimentId: id).domainEvent])
-        case let .experimentRecordExposure(_, contactId):
-            guard !alreadyCounted else { return Decision(events: []) }
+        case let .recordExposure(_, contactId):
+            guard !context.alreadyCounted else { return Decision(events: []) }
             let variant = assign(experimentId: state.id, contactId: contactId, variants: state.variants)
             return Decision(events: [
                 ExperimentEvent.exposed(experimentId: id, contactId: contactId, variant: variant).domainEvent
             ])
-        case let .experimentRecordConversion(_, contactId):
-            guard let variant = exposedVariant else {
+        case let .recordConversion(_, contactId):
+            guard let variant = context.exposedVariant else {
                 throw CampaignError(
                     .resourceConflict,
                     "contact \(contactId) was not exposed to experiment \(state.id); record the exposure first",
                     pointer: "/payload/contactId")
             }
-            guard !alreadyCounted else { return Decision(events: []) }
+            guard !context.alreadyCounted else { return Decision(events: []) }
             return Decision(events: [
                 ExperimentEvent.converted(experimentId: id, contactId: contactId, variant: variant).domainEvent
             ])
-        case let .experimentDeclareWinner(_, variant, force):
+        case let .declareWinner(_, variant, force):
             guard state.variants.contains(where: { $0.key == variant }) else {
                 throw CampaignError.validation([
                     FieldProblem(
@@ -270,8 +281,6 @@ public enum Experiment {
                     experimentId: id, variant: variant, forced: force, pValue: pValue, srmPValue: results.srmPValue
                 ).domainEvent
             ])
-        default:
-            preconditionFailure("not an experiment command: \(command.name)")
         }
     }
 
@@ -284,6 +293,13 @@ public enum Experiment {
             return state
         }
         return evolve(state, typed, version: event.version)
+    }
+
+    /// Folds one event; its state keeps no time of its own, so `time` is not used.
+    public static func evolve(
+        _ state: ExperimentState?, _ event: ExperimentEvent, at _: Date, version: UInt64
+    ) -> ExperimentState? {
+        evolve(state, event, version: version)
     }
 
     /// Folds one event, which made the stream's version `version`.
@@ -437,19 +453,5 @@ public struct ExperimentResults: Sendable, Equatable {
                     ])
                 }),
         ])
-    }
-}
-
-extension Command {
-    /// The experiment an `experiment.*` command is about.
-    public var experimentId: String? {
-        switch self {
-        case let .experimentCreate(id, _, _, _): return id
-        case let .experimentUpdate(id, _, _), let .experimentStart(id), let .experimentStop(id),
-            let .experimentRecordExposure(id, _), let .experimentRecordConversion(id, _),
-            let .experimentDeclareWinner(id, _, _):
-            return id
-        default: return nil
-        }
     }
 }

@@ -116,7 +116,14 @@ public struct PostState: Sendable, Equatable {
 }
 
 /// The post aggregate and its publishing policy.
-public enum Post {
+public enum Post: Aggregate {
+    /// A post's state.
+    public typealias State = PostState
+    /// `post.*` commands.
+    public typealias Command = PostCommand
+    /// `post.*` events.
+    public typealias Event = PostEvent
+
     /// How long an attempt may go without an outcome before it is failed as unconfirmed.
     public static let inDoubtAfter: TimeInterval = 300
     /// Attempts per target for transient failures (then `PUBLISHING_FAILED`).
@@ -136,10 +143,9 @@ public enum Post {
     /// Decides `post.create`, `post.update`, `post.schedule`, `post.cancel` and `post.publish`.
     /// `context.connections` and `context.campaigns` hold what the command names.
     public static func decide(
-        _ command: Command, state: PostState?, context: DecisionContext
+        _ command: PostCommand, state: PostState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
-        if case let .postCreate(postId, connectionIds, text, media, link, campaignId) = command {
-            guard let postId else { preconditionFailure("the engine assigns an id before deciding") }
+        if case let .create(postId, connectionIds, text, media, link, campaignId) = command {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
@@ -168,15 +174,19 @@ public enum Post {
         }
 
         guard let state else {
-            throw CampaignError.notFound("post", command.resourceIdForPost ?? "?", pointer: "/payload/postId")
+            throw CampaignError.notFound("post", command.postId, pointer: "/payload/postId")
         }
-        let verb = String(command.name.dropFirst("post.".count))
+        let verb = command.verb
         guard allowed(verb).contains(state.status) else {
             throw CampaignError.illegalTransition(
                 verb, "post", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
         }
         switch command {
-        case let .postUpdate(_, text, media, link):
+        case let .create(postId, _, _, _, _, _):
+            // Answered above while there was no state; a create on an existing stream is a clash.
+            throw CampaignError(
+                .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
+        case let .update(_, text, media, link):
             guard text != nil || media != nil || link != nil else {
                 throw CampaignError.validation([
                     FieldProblem(
@@ -192,19 +202,17 @@ public enum Post {
             return Decision(events: [
                 PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
             ])
-        case let .postSchedule(_, publishAt):
+        case let .schedule(_, publishAt):
             guard publishAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
                     param: "publishAt", pointer: "/payload/publishAt")
             }
             return Decision(events: [PostEvent.scheduled(postId: state.id, publishAt: publishAt).domainEvent])
-        case .postCancel:
+        case .cancel:
             return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])
-        case .postPublish:
+        case .publish:
             return Decision(events: [PostEvent.lifecycle(.publishingStarted, postId: state.id).domainEvent])
-        default:
-            preconditionFailure("not a post command: \(command.name)")
         }
     }
 
@@ -473,16 +481,5 @@ public enum Post {
             }
         }
         return state
-    }
-}
-
-extension Command {
-    var resourceIdForPost: String? {
-        switch self {
-        case let .postCreate(id, _, _, _, _, _): return id
-        case let .postUpdate(id, _, _, _), let .postSchedule(id, _), let .postCancel(id), let .postPublish(id):
-            return id
-        default: return nil
-        }
     }
 }

@@ -50,7 +50,14 @@ public struct SegmentState: Sendable, Equatable {
 }
 
 /// The segment aggregate.
-public enum Segment {
+public enum Segment: Aggregate {
+    /// A segment's state.
+    public typealias State = SegmentState
+    /// `segment.*` commands.
+    public typealias Command = SegmentCommand
+    /// `segment.*` events.
+    public typealias Event = SegmentEvent
+
     /// The unique key of a segment name in a tenant.
     public static func nameKey(tenant: String, name: String) -> String {
         "segment-name/\(tenant)/\(SHA256.hash(Array(name.normalizedName.utf8)).hexString)"
@@ -60,11 +67,10 @@ public enum Segment {
     /// - Throws: rule errors with pointers, `DUPLICATE_RESOURCE` for a taken id, `RESOURCE_CONFLICT`
     ///   while a scheduled or active campaign uses the segment, `RESOURCE_NOT_FOUND`.
     public static func decide(
-        _ command: Command, state: SegmentState?, context: DecisionContext
+        _ command: SegmentCommand, state: SegmentState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
         switch command {
-        case let .segmentCreate(segmentId, name, rules):
-            guard let segmentId else { preconditionFailure("the engine assigns an id before deciding") }
+        case let .create(segmentId, name, rules):
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "segment \(segmentId) already exists", param: "segmentId",
@@ -78,7 +84,7 @@ public enum Segment {
                 ],
                 reservations: [reservation(context.tenant, name, segmentId)])
 
-        case let .segmentUpdate(segmentId, name, rules):
+        case let .update(segmentId, name, rules):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
                 throw CampaignError.illegalTransition(
@@ -107,7 +113,7 @@ public enum Segment {
             ]
             return decision
 
-        case let .segmentArchive(segmentId):
+        case let .archive(segmentId):
             let state = try existing(state, segmentId)
             guard state.status == .active else {
                 throw CampaignError.illegalTransition(
@@ -117,9 +123,6 @@ public enum Segment {
             return Decision(
                 events: [SegmentEvent.archived(segmentId: segmentId).domainEvent],
                 releases: [reservation(context.tenant, state.name, segmentId)])
-
-        default:
-            preconditionFailure("not a segment command: \(command.name)")
         }
     }
 

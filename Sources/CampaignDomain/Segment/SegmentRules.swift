@@ -44,12 +44,12 @@ public indirect enum SegmentRule: Sendable, Equatable {
         guard depth <= maximumDepth else {
             throw invalid("rule groups are nested deeper than \(maximumDepth) levels", pointer)
         }
-        let groupPointer = FieldReader.pointer(pointer, kind)
+        let groupPointer = JSONPointer.appending(pointer, kind)
         guard case let .array(children) = body else { throw invalid("\"\(kind)\" must be an array", groupPointer) }
         guard !children.isEmpty else { throw invalid("\"\(kind)\" must not be empty", groupPointer) }
         var parsed = [SegmentRule]()
         for (index, child) in children.enumerated() {
-            let childPointer = FieldReader.pointer(groupPointer, index)
+            let childPointer = JSONPointer.appending(groupPointer, index)
             if case let .object(childMembers) = child, childMembers["field"] == nil, childMembers["operator"] == nil {
                 parsed.append(
                     try parseGroup(child, schema: schema, at: childPointer, depth: depth + 1, conditions: &conditions))
@@ -69,12 +69,12 @@ public indirect enum SegmentRule: Sendable, Equatable {
     ) throws(CampaignError) -> SegmentRule {
         guard case let .object(members) = json else { throw invalid("a condition must be an object", pointer) }
         if let extra = members.keys.filter({ !["field", "operator", "value"].contains($0) }).sorted().first {
-            throw invalid("unknown key \"\(extra)\" in a condition", FieldReader.pointer(pointer, extra))
+            throw invalid("unknown key \"\(extra)\" in a condition", JSONPointer.appending(pointer, extra))
         }
         // A pointer names a value that exists: the member when it is there (of the wrong type),
         // else the condition that lacks it.
         func memberPointer(_ key: String) -> String {
-            members[key] == nil ? pointer : FieldReader.pointer(pointer, key)
+            members[key] == nil ? pointer : JSONPointer.appending(pointer, key)
         }
         guard let field = members["field"]?.stringValue else {
             throw invalid(
@@ -89,14 +89,14 @@ public indirect enum SegmentRule: Sendable, Equatable {
         guard let type = schema.fields[field] else {
             throw CampaignError(
                 .unknownField, "field \(field) is not in this tenant's contact schema",
-                param: field, pointer: FieldReader.pointer(pointer, "field"))
+                param: field, pointer: JSONPointer.appending(pointer, "field"))
         }
         guard type.operators.contains(op) else {
             throw CampaignError(
                 .invalidOperator,
                 "operator \(op) is not allowed for \(type.name) field \(field); allowed: "
                     + "\(type.operators.joined(separator: ", "))",
-                param: op, pointer: FieldReader.pointer(pointer, "operator"))
+                param: op, pointer: JSONPointer.appending(pointer, "operator"))
         }
         let value = members["value"]
         let valuePointer = memberPointer("value")

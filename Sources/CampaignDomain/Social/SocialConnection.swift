@@ -122,7 +122,8 @@ public struct Media: Sendable, Equatable {
         self.url = url
     }
 
-    var json: JSON { .object(["kind": .string(kind), "url": .string(url)]) }
+    /// The attachment as stored and sent: `{"kind", "url"}`.
+    public var json: JSON { .object(["kind": .string(kind), "url": .string(url)]) }
 
     init?(json: JSON) {
         guard let kind = json["kind"]?.stringValue, let url = json["url"]?.stringValue else { return nil }
@@ -167,7 +168,14 @@ public struct ConnectionState: Sendable, Equatable {
 }
 
 /// The social connection aggregate.
-public enum SocialConnection {
+public enum SocialConnection: Aggregate {
+    /// A connection's state.
+    public typealias State = ConnectionState
+    /// `social.*` commands.
+    public typealias Command = SocialCommand
+    /// `social.*` events.
+    public typealias Event = SocialEvent
+
     /// The unique key of an account in a tenant.
     public static func accountKey(tenant: String, platform: String, accountId: String) -> String {
         "social-account/\(tenant)/\(platform)/\(SHA256.hash(Array(accountId.utf8)).hexString)"
@@ -175,11 +183,10 @@ public enum SocialConnection {
 
     /// Decides `social.connect`, `social.refresh` and `social.disconnect`.
     public static func decide(
-        _ command: Command, state: ConnectionState?, context: DecisionContext
+        _ command: SocialCommand, state: ConnectionState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
         switch command {
-        case let .socialConnect(connectionId, platform, accountId, credentialRef, expiresAt):
-            guard let connectionId else { preconditionFailure("the engine assigns an id before deciding") }
+        case let .connect(connectionId, platform, accountId, credentialRef, expiresAt):
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "connection \(connectionId) already exists", param: "connectionId",
@@ -215,7 +222,7 @@ public enum SocialConnection {
                         message: "\(platform) account \(accountId) is already connected in this tenant")
                 ])
 
-        case let .socialRefresh(connectionId, credentialRef, expiresAt):
+        case let .refresh(connectionId, credentialRef, expiresAt):
             guard let state else {
                 throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
             }
@@ -232,7 +239,7 @@ public enum SocialConnection {
                     .domainEvent
             ])
 
-        case let .socialDisconnect(connectionId):
+        case let .disconnect(connectionId):
             guard let state else {
                 throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
             }
@@ -247,9 +254,6 @@ public enum SocialConnection {
                         key: accountKey(tenant: context.tenant, platform: state.platform, accountId: state.accountId),
                         owner: connectionId, pointer: "", message: "")
                 ])
-
-        default:
-            preconditionFailure("not a social command: \(command.name)")
         }
     }
 
@@ -270,6 +274,13 @@ public enum SocialConnection {
     public static func evolve(_ state: ConnectionState?, _ event: EventRecord) -> ConnectionState? {
         guard let typed = SocialEvent(event) else { return state }
         return evolve(state, typed, version: event.version)
+    }
+
+    /// Folds one event; its state keeps no time of its own, so `time` is not used.
+    public static func evolve(
+        _ state: ConnectionState?, _ event: SocialEvent, at _: Date, version: UInt64
+    ) -> ConnectionState? {
+        evolve(state, event, version: version)
     }
 
     /// Folds one event, which made the stream's version `version`.

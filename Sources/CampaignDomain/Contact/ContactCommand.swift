@@ -1,0 +1,44 @@
+import Foundation
+
+/// What the contact aggregate decides (`contact.import` spans many contacts' streams; the engine
+/// decides it contact by contact).
+public enum ContactCommand: Sendable, Equatable {
+    /// `contact.upsert`.
+    case upsert(ContactInput)
+    /// `contact.import`: up to ``maximumImportSize`` contacts.
+    case `import`([ContactInput])
+    /// `contact.erase`.
+    case erase(contactId: String)
+
+    /// The most contacts one import may carry.
+    public static let maximumImportSize = 100_000
+
+    /// The part of the wire name after `contact.`.
+    public var verb: String {
+        switch self {
+        case .upsert: return "upsert"
+        case .import: return "import"
+        case .erase: return "erase"
+        }
+    }
+}
+
+/// What a tenant's contact schema decides.
+public enum SchemaCommand: Sendable, Equatable {
+    /// `field.define`: a new contact field (`values` for an enum).
+    case defineField(name: String, type: String, values: [String]? = nil)
+}
+
+/// A contact's attributes in an upsert or import.
+public struct ContactInput: Sendable, Equatable {
+    /// The contact's id (`ctc_…`).
+    public var contactId: String
+    /// Attribute values; null removes an attribute.
+    public var attributes: [String: JSON]
+
+    /// Creates an input.
+    public init(contactId: String, attributes: [String: JSON]) {
+        self.contactId = contactId
+        self.attributes = attributes
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// What the post aggregate decides.
+public enum PostCommand: Sendable, Equatable {
+    /// `post.create`.
+    case create(
+        postId: String, connectionIds: [String], text: String = "", media: [Media] = [], link: String? = nil,
+        campaignId: String? = nil)
+    /// `post.update`: the fields given change.
+    case update(postId: String, text: String? = nil, media: [Media]? = nil, link: String? = nil)
+    /// `post.schedule`.
+    case schedule(postId: String, publishAt: Date)
+    /// `post.cancel`.
+    case cancel(postId: String)
+    /// `post.publish`: starts publishing now; the engine runs the attempts after the commit.
+    case publish(postId: String)
+
+    /// The post the command is about.
+    public var postId: String {
+        switch self {
+        case let .create(id, _, _, _, _, _), let .update(id, _, _, _), let .schedule(id, _), let .cancel(id),
+            let .publish(id):
+            return id
+        }
+    }
+
+    /// The part of the wire name after `post.`.
+    public var verb: String {
+        switch self {
+        case .create: return "create"
+        case .update: return "update"
+        case .schedule: return "schedule"
+        case .cancel: return "cancel"
+        case .publish: return "publish"
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Foundation
+
+/// What the social-connection aggregate decides.
+public enum SocialCommand: Sendable, Equatable {
+    /// `social.connect`: `credentialRef` names a secret in the host's vault, never the secret.
+    case connect(connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    /// `social.refresh`.
+    case refresh(connectionId: String, credentialRef: String? = nil, expiresAt: Date)
+    /// `social.disconnect`.
+    case disconnect(connectionId: String)
+
+    /// The connection the command is about.
+    public var connectionId: String {
+        switch self {
+        case let .connect(id, _, _, _, _), let .refresh(id, _, _), let .disconnect(id): return id
+        }
+    }
+
+    /// The part of the wire name after `social.`.
+    public var verb: String {
+        switch self {
+        case .connect: return "connect"
+        case .refresh: return "refresh"
+        case .disconnect: return "disconnect"
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import CampaignDomain
+import Foundation
+
+/// Reads one JSON object strictly: any member not in `allowed` is `INVALID_FIELD`, a required
+/// member that is absent (or null) is `MISSING_FIELD`, a member of the wrong JSON type or a bad
+/// date or id is `INVALID_FORMAT`; each error carries the RFC 6901 pointer of the member.
+public struct FieldReader {
+    /// The object's members.
+    public let members: [String: JSON]
+    /// The pointer of the object itself.
+    public let pointer: String
+
+    /// Checks that `value` is an object with no member outside `allowed`.
+    public init(_ value: JSON, at pointer: String, allowed: Set<String>) throws(CampaignError) {
+        guard case let .object(members) = value else {
+            throw CampaignError(
+                .invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)",
+                pointer: pointer)
+        }
+        if let unknown = members.keys.filter({ !allowed.contains($0) }).sorted().first {
+            throw CampaignError(
+                .invalidField, "unknown field \"\(unknown)\" in \(FieldReader.describe(pointer))",
+                param: unknown, pointer: FieldReader.pointer(pointer, unknown))
+        }
+        self.members = members
+        self.pointer = pointer
+    }
+
+    /// `base` extended by one reference token, escaped per RFC 6901.
+    public static func pointer(_ base: String, _ token: String) -> String { JSONPointer.appending(base, token) }
+
+    /// `base` extended by an array index.
+    public static func pointer(_ base: String, _ index: Int) -> String { JSONPointer.appending(base, index) }
+
+    static func describe(_ pointer: String) -> String { pointer.isEmpty ? "the request" : pointer }
+
+    /// The pointer of member `key`.
+    public func pointer(_ key: String) -> String { FieldReader.pointer(pointer, key) }
+
+    /// The member's value, or nil when absent or null.
+    public func optional(_ key: String) -> JSON? {
+        guard let value = members[key], value != .null else { return nil }
+        return value
+    }
+
+    /// The member's value; `MISSING_FIELD` when absent or null.
+    public func required(_ key: String) throws(CampaignError) -> JSON {
+        guard let value = optional(key) else {
+            throw CampaignError(.missingField, "\(key) is required", param: key, pointer: pointer(key))
+        }
+        return value
+    }
+
+    func wrongType(_ key: String, _ expected: String, _ value: JSON) -> CampaignError {
+        CampaignError(
+            .invalidFormat, "\(key) must be \(expected), not \(value.typeName)", param: key, pointer: pointer(key))
+    }
+
+    /// A required string.
+    public func string(_ key: String) throws(CampaignError) -> String {
+        let value = try required(key)
+        guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
+        return text
+    }
+
+    /// An optional string.
+    public func optionalString(_ key: String) throws(CampaignError) -> String? {
+        guard let value = optional(key) else { return nil }
+        guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
+        return text
+    }
+
+    /// An optional boolean.
+    public func optionalBool(_ key: String) throws(CampaignError) -> Bool? {
+        guard let value = optional(key) else { return nil }
+        guard let flag = value.boolValue else { throw wrongType(key, "a boolean", value) }
+        return flag
+    }
+
+    /// An optional integer within `range`.
+    public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(CampaignError) -> Int? {
+        guard let value = optional(key) else { return nil }
+        guard let number = value.integerValue else { throw wrongType(key, "an integer", value) }
+        guard range.contains(number) else {
+            throw CampaignError(
+                .invalidFormat, "\(key) must be between \(range.lowerBound) and \(range.upperBound)",
+                param: key, pointer: pointer(key))
+        }
+        return number
+    }
+
+    /// A required array.
+    public func array(_ key: String) throws(CampaignError) -> [JSON] {
+        let value = try required(key)
+        guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }
+        return elements
+    }
+
+    /// An optional array.
+    public func optionalArray(_ key: String) throws(CampaignError) -> [JSON]? {
+        guard let value = optional(key) else { return nil }
+        guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }
+        return elements
+    }
+
+    /// A required ISO 8601 timestamp (`2026-12-01T09:00:00Z`, optional fraction, `Z` or offset).
+    public func timestamp(_ key: String) throws(CampaignError) -> Date {
+        let text = try string(key)
+        guard let date = Timestamp.parse(text) else {
+            throw CampaignError(
+                .invalidFormat, "\(key) must be an ISO 8601 timestamp such as 2026-12-01T09:00:00Z",
+                param: key, pointer: pointer(key))
+        }
+        return date
+    }
+
+    /// An optional ISO 8601 timestamp.
+    public func optionalTimestamp(_ key: String) throws(CampaignError) -> Date? {
+        guard optional(key) != nil else { return nil }
+        return try timestamp(key)
+    }
+
+    /// A required id with the given prefix (`cmp`, `seg`, …).
+    public func id(_ key: String, prefix: String) throws(CampaignError) -> String {
+        let text = try string(key)
+        guard Identifier.isValid(text, prefix: prefix) else {
+            throw CampaignError(
+                .invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
+                param: key, pointer: pointer(key))
+        }
+        return text
+    }
+
+    /// An optional id with the given prefix.
+    public func optionalId(_ key: String, prefix: String) throws(CampaignError) -> String? {
+        guard optional(key) != nil else { return nil }
+        return try id(key, prefix: prefix)
+    }
+}
