@@ -90,7 +90,7 @@ public struct FieldProblem: Sendable, Equatable {
     }
 }
 
-/// A rate limit's state, rendered as the 429 headers.
+/// A rate limit's state (the engine renders it as the 429 headers).
 public struct RateLimitState: Sendable, Equatable {
     /// Requests allowed per window.
     public var limit: Int
@@ -108,16 +108,6 @@ public struct RateLimitState: Sendable, Equatable {
         self.reset = reset
         self.retryAfter = retryAfter
     }
-
-    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds) and `Retry-After`.
-    public var headers: [String: String] {
-        [
-            "X-RateLimit-Limit": String(limit),
-            "X-RateLimit-Remaining": String(remaining),
-            "X-RateLimit-Reset": String(Int(reset.timeIntervalSince1970.rounded(.up))),
-            "Retry-After": String(retryAfter),
-        ]
-    }
 }
 
 /// The engine's one error type: a catalogue code, a message, and the optional fields of SPEC.md §4.
@@ -128,7 +118,8 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
     public var message: String
     /// The parameter concerned (for example the missing scope).
     public var param: String?
-    /// RFC 6901 pointer into the request.
+    /// RFC 6901 pointer to the field concerned. The domain points into the command's payload
+    /// (`/sendAt`); the engine places it in the request (`/payload/sendAt`).
     public var pointer: String?
     /// Each problem, for `VALIDATION_ERROR`.
     public var details: [FieldProblem]?
@@ -173,30 +164,6 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
 
     /// `CODE: message`.
     public var description: String { "\(code.rawValue): \(message)" }
-
-    /// The `error` object of the wire format, with only the fields that apply.
-    public func body(requestId: String) -> JSON {
-        var members: [String: JSON] = [
-            "code": .string(code.rawValue), "message": .string(message), "requestId": .string(requestId),
-        ]
-        if let param { members["param"] = .string(param) }
-        if let pointer { members["pointer"] = .string(pointer) }
-        if let details {
-            members["details"] = .array(
-                details.map {
-                    .object([
-                        "field": .string($0.field), "pointer": .string($0.pointer), "message": .string($0.message),
-                    ])
-                })
-        }
-        if let currentState { members["currentState"] = .string(currentState) }
-        if let allowedStates { members["allowedStates"] = .array(allowedStates.map(JSON.string)) }
-        if let currentVersion { members["currentVersion"] = .number(Double(currentVersion)) }
-        if let expectedVersion { members["expectedVersion"] = .number(Double(expectedVersion)) }
-        if let retryAfter { members["retryAfter"] = .number(Double(retryAfter)) }
-        if let retryable { members["retryable"] = .bool(retryable) }
-        return .object(members)
-    }
 
     // MARK: Common shapes
 

@@ -359,7 +359,8 @@ public final class CampaignEngine: Sendable {
         } catch let EventStoreError.uniqueValueTaken(key, _) {
             let reservation = plan.decision.reservations.first { $0.key == key }
             throw CampaignError(
-                .duplicateResource, reservation?.message ?? "the value is taken", pointer: reservation?.pointer)
+                .duplicateResource, reservation?.message ?? "the value is taken",
+                pointer: reservation.map { "/payload" + $0.pointer })
         } catch EventStoreError.idempotencyKeyReused {
             throw CampaignError(
                 .resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey",

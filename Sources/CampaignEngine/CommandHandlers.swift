@@ -148,8 +148,9 @@ extension CampaignEngine {
         case let .schema(command):
             let streamId = route.streamId(tenant: tenant)
             let (schema, version) = try loadSchema(tenant)
-            let decision = try TenantSchema.decide(
-                command, state: schema, context: DecisionContext(now: now, tenant: tenant))
+            let decision = try CampaignEngine.onWire {
+                try TenantSchema.decide(command, state: schema, context: DecisionContext(now: now, tenant: tenant))
+            }
             return Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
                 CampaignEngine.receiptData(receipt, streamId: streamId, ["field": decision.events[0].payload])
             }
@@ -229,8 +230,10 @@ extension CampaignEngine {
             preconditions.append(
                 CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
         }
-        let decision = try Campaign.decide(
-            command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        let decision = try CampaignEngine.onWire {
+            try Campaign.decide(
+                command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        }
         guard !decision.events.isEmpty else {
             throw NoChange(
                 status: 200,
@@ -267,7 +270,7 @@ extension CampaignEngine {
                 }
             }
         }
-        let decision = try Segment.decide(command, state: state, context: context)
+        let decision = try CampaignEngine.onWire { try Segment.decide(command, state: state, context: context) }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
             codec: SnapshotCodecs.segment, evolve: Segment.evolve, answer: \.json, preconditions: preconditions)
@@ -282,11 +285,13 @@ extension CampaignEngine {
         case let .upsert(input):
             let context = DecisionContext(
                 now: now, tenant: tenant, schema: try loadSchema(tenant).0, salt: CampaignEngine.salt())
-            decision = try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
+            decision = try CampaignEngine.onWire {
+                try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
+            }
             guard !decision.events.isEmpty else { return nil }
             extra = ["contactId": .string(route.id), "fields": decision.events[0].payload["fields"] ?? .array([])]
         case let .erase(contactId):
-            decision = try Contact.decideErase(contactId: contactId, state: state)
+            decision = try CampaignEngine.onWire { try Contact.decideErase(contactId: contactId, state: state) }
             extra = ["contactId": .string(contactId), "erased": .bool(true)]
         case .import:
             throw CampaignError(.internalError, "contact.import spans many streams; it has its own handler")
@@ -334,8 +339,9 @@ extension CampaignEngine {
             }
             do {
                 let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: CampaignEngine.salt())
-                let decision = try Contact.decideUpsert(
-                    input, state: entry.state, currentValues: entry.values, context: context, at: pointer)
+                let decision = try CampaignEngine.onWire(under: pointer) {
+                    try Contact.decideUpsert(input, state: entry.state, currentValues: entry.values, context: context)
+                }
                 entry.state = CampaignEngine.project(
                     entry.state, decision.events, from: entry.version + UInt64(entry.events.count), at: now,
                     Contact.evolve)

@@ -19,8 +19,9 @@ extension CampaignEngine {
 
     func planConnection(_ command: SocialCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
         let (state, version) = try loadConnection(tenant, route.id)
-        let decision = try SocialConnection.decide(
-            command, state: state, context: DecisionContext(now: now, tenant: tenant))
+        let decision = try CampaignEngine.onWire {
+            try SocialConnection.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant))
+        }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
             codec: SnapshotCodecs.connection, evolve: SocialConnection.evolve, answer: { $0.json(at: now) })
@@ -52,7 +53,7 @@ extension CampaignEngine {
         for id in Set(connectionIds) {
             if let connection = try loadConnection(tenant, id).0 { context.connections[id] = connection }
         }
-        let decision = try Post.decide(command, state: state, context: context)
+        let decision = try CampaignEngine.onWire { try Post.decide(command, state: state, context: context) }
         var plan = postPlan(route, tenant: tenant, state, version, decision, now: now)
         if case .publish = command { plan.pendingFrom = version }
         return plan
@@ -78,7 +79,7 @@ extension CampaignEngine {
             var context = DecisionContext(now: now, tenant: tenant)
             context.alreadyCounted = isExposure ? seen != nil : seen?.converted == true
             context.exposedVariant = seen?.variant
-            let decision = try Experiment.decide(command, state: state, context: context)
+            let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }
             guard let event = decision.events.first, let variant = event.payload["variant"]?.stringValue else {
                 throw NoChange(
                     status: 200,
@@ -139,7 +140,7 @@ extension CampaignEngine {
             if case let .create(_, campaignId, _, _) = command, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
             }
-            let decision = try Experiment.decide(command, state: state, context: context)
+            let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }
             return decided(
                 route, tenant: tenant, state: state, version: version, decision: decision, now: now,
                 codec: SnapshotCodecs.experiment, evolve: Experiment.evolve, answer: \.json)

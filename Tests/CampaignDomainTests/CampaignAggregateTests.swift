@@ -8,39 +8,17 @@ private let segment = SegmentState(
     id: "seg_1", name: "All", rules: .object([:]), status: .active, createdAt: now, updatedAt: now, version: 1)
 private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_1": segment])
 
-/// What a command decided: its events, or the error it was refused with.
-enum Then: Equatable {
-    case events([CampaignEvent])
-    case error(ErrorCode)
-}
-
-/// The campaign aggregate as given events → when command → then events or error, with no store
-/// (Commanded's `aggregate_case`): `decide` and `evolve` are pure.
+/// The campaign aggregate, given events → when command → then events or error.
 @Suite struct CampaignAggregateTests {
     let created = CampaignEvent.created(
         campaignId: "cmp_1", name: "Spring", channel: "email", segmentId: "seg_1",
         content: Content(subject: "Hi", body: "Hello"), sendAt: nil)
+    let aggregate = AggregateCase<Campaign>(context: context)
 
-    /// The state the events fold to.
-    func given(_ events: [CampaignEvent]) -> CampaignState? {
-        var state: CampaignState?
-        for (index, event) in events.enumerated() {
-            state = Campaign.evolve(state, event, at: now, version: UInt64(index + 1))
-        }
-        return state
-    }
+    func given(_ events: [CampaignEvent]) -> CampaignState? { aggregate.given(events) }
 
-    /// The events `command` decides on that state, read back as typed events, or its error code.
-    func when(_ command: CampaignCommand, given events: [CampaignEvent]) -> Then {
-        do {
-            let decision = try Campaign.decide(command, state: given(events), context: context)
-            return .events(
-                decision.events.compactMap {
-                    CampaignEvent(EventRecord(type: $0.type, payload: $0.payload, occurredAt: now, version: 0))
-                })
-        } catch {
-            return .error(error.code)
-        }
+    func when(_ command: CampaignCommand, given events: [CampaignEvent]) -> Then<CampaignEvent> {
+        aggregate.when(command, given: events)
     }
 
     @Test func createRecordsTheTrimmedNameAndTheFieldsGiven() {

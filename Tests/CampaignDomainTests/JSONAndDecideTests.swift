@@ -108,7 +108,7 @@ import Testing
         do {
             _ = try Campaign.decide(
                 .schedule(campaignId: "cmp_1", sendAt: now), state: draftWithSegment, context: context)
-        } catch { #expect(error.code == .invalidSchedule && error.pointer == "/payload/sendAt") }
+        } catch { #expect(error.code == .invalidSchedule && error.pointer == "/sendAt") }
     }
 
     @Test func schedulingWithAnArchivedSegmentNeedsASegment() {

@@ -20,7 +20,7 @@ import Testing
     func textAtTheLimitPassesAndOneOverFails(_ platform: String, _ limit: Int) {
         #expect(problems(platform, String(repeating: "a", count: limit)).isEmpty)
         let over = problems(platform, String(repeating: "a", count: limit + 1))
-        #expect(over.map(\.pointer) == ["/payload/text"])
+        #expect(over.map(\.pointer) == ["/text"])
         #expect(over.first?.message.contains(platform) == true)
     }
 
@@ -45,7 +45,7 @@ import Testing
 
     @Test func instagramAndTikTokNeedMedia() {
         for platform in ["instagram", "tiktok"] {
-            #expect(problems(platform, "caption", []).map(\.pointer) == ["/payload/media"])
+            #expect(problems(platform, "caption", []).map(\.pointer) == ["/media"])
             #expect(problems(platform, "caption", [image]).isEmpty)
         }
         for platform in ["x", "linkedin", "facebook", "threads", "bluesky", "mastodon"] {
@@ -62,16 +62,16 @@ import Testing
             #expect(problems(platform, "t", Array(repeating: image, count: limit)).isEmpty, "\(platform) at \(limit)")
             #expect(
                 problems(platform, "t", Array(repeating: image, count: limit + 1)).map(\.pointer) == [
-                    "/payload/media/\(limit)"
+                    "/media/\(limit)"
                 ], "\(platform)")
         }
     }
 
     @Test func mediaKindsFollowEachPlatform() {
         #expect(problems("x", "t", [gif]).isEmpty)
-        #expect(problems("linkedin", "t", [gif]).map(\.pointer) == ["/payload/media/0/kind"])
-        #expect(problems("instagram", "t", [gif]).map(\.pointer) == ["/payload/media/0/kind"])
-        #expect(problems("x", "t", [image, video]).map(\.pointer) == ["/payload/media/1/kind"])
+        #expect(problems("linkedin", "t", [gif]).map(\.pointer) == ["/media/0/kind"])
+        #expect(problems("instagram", "t", [gif]).map(\.pointer) == ["/media/0/kind"])
+        #expect(problems("x", "t", [image, video]).map(\.pointer) == ["/media/1/kind"])
         #expect(problems("instagram", "t", [image, video]).isEmpty)
     }
 

@@ -105,7 +105,7 @@ public enum Campaign: Aggregate {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "campaign \(campaignId) already exists", param: "campaignId",
-                    pointer: "/payload/campaignId")
+                    pointer: "/campaignId")
             }
             var problems = validateFields(name: name, channel: channel, content: content)
             if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) {
@@ -113,12 +113,12 @@ public enum Campaign: Aggregate {
             }
             guard problems.isEmpty else { throw .validation(problems) }
             if let segmentId, case .missing? = segmentCheck(segmentId, context: context) {
-                throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
+                throw CampaignError.notFound("segment", segmentId, pointer: "/segmentId")
             }
             if let sendAt, sendAt <= context.now {
                 throw CampaignError(
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
-                    pointer: "/payload/sendAt")
+                    pointer: "/sendAt")
             }
             let created = CampaignEvent.created(
                 campaignId: campaignId, name: name.trimmed, channel: channel, segmentId: segmentId, content: content,
@@ -133,7 +133,7 @@ public enum Campaign: Aggregate {
             if name == nil && channel == nil && content == nil {
                 problems.append(
                     FieldProblem(
-                        field: "payload", pointer: "/payload",
+                        field: "payload", pointer: "",
                         message: "nothing to update: give name, channel or content"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
@@ -154,7 +154,7 @@ public enum Campaign: Aggregate {
         case let .attachSegment(_, segmentId):
             let state = try current(state, allowing: command)
             switch segmentCheck(segmentId, context: context) {
-            case .missing?: throw CampaignError.notFound("segment", segmentId, pointer: "/payload/segmentId")
+            case .missing?: throw CampaignError.notFound("segment", segmentId, pointer: "/segmentId")
             case let .invalid(problem)?: throw .validation([problem])
             case nil: break
             }
@@ -168,7 +168,7 @@ public enum Campaign: Aggregate {
             guard sendAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
-                    pointer: "/payload/sendAt")
+                    pointer: "/sendAt")
             }
             return Decision(events: [CampaignEvent.scheduled(campaignId: state.id, sendAt: sendAt).domainEvent])
 
@@ -192,7 +192,7 @@ public enum Campaign: Aggregate {
         _ state: CampaignState?, allowing command: CampaignCommand
     ) throws(CampaignError) -> CampaignState {
         guard let state, state.status != .deleted else {
-            throw CampaignError.notFound("campaign", command.campaignId, pointer: "/payload/campaignId")
+            throw CampaignError.notFound("campaign", command.campaignId, pointer: "/campaignId")
         }
         try checkTransition(command.verb, state)
         return state
@@ -291,18 +291,18 @@ public enum Campaign: Aggregate {
         guard segment.status == .active else {
             return .invalid(
                 FieldProblem(
-                    field: "segmentId", pointer: "/payload/segmentId", message: "segment \(segmentId) is archived"))
+                    field: "segmentId", pointer: "/segmentId", message: "segment \(segmentId) is archived"))
         }
         return nil
     }
 
     static func validateFields(name: String?, channel: String?, content: Content?) -> [FieldProblem] {
         var problems = [FieldProblem]()
-        if let name, let problem = Names.problem(name, pointer: "/payload/name") { problems.append(problem) }
+        if let name, let problem = Names.problem(name, pointer: "/name") { problems.append(problem) }
         if let channel, Channel(rawValue: channel) == nil {
             problems.append(
                 FieldProblem(
-                    field: "channel", pointer: "/payload/channel",
+                    field: "channel", pointer: "/channel",
                     message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
         if let content {
@@ -311,13 +311,13 @@ public enum Campaign: Aggregate {
             if content.body.isBlank || (content.body.utf8.count > 100_000 && content.body.count > 100_000) {
                 problems.append(
                     FieldProblem(
-                        field: "content.body", pointer: "/payload/content/body",
+                        field: "content.body", pointer: "/content/body",
                         message: "body must be 1–100000 characters"))
             }
             if let subject = content.subject, subject.count > 998 {
                 problems.append(
                     FieldProblem(
-                        field: "content.subject", pointer: "/payload/content/subject",
+                        field: "content.subject", pointer: "/content/subject",
                         message: "subject must be at most 998 characters"))
             }
         }
@@ -326,7 +326,7 @@ public enum Campaign: Aggregate {
 
     private static func nameReservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
         Reservation(
-            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/name",
             message: "a campaign named \"\(name.trimmed)\" already exists in this tenant")
     }
 }

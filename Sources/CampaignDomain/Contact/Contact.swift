@@ -27,14 +27,14 @@ public enum TenantSchema: Aggregate {
         if !ContactSchema.isValidFieldName(name) {
             problems.append(
                 FieldProblem(
-                    field: "name", pointer: "/payload/name",
+                    field: "name", pointer: "/name",
                     message: "name must be 1–64 of a-z, 0-9 and _, starting with a letter"))
         }
         let types = ["string", "number", "boolean", "date", "enum", "list"]
         if !types.contains(type) {
             problems.append(
                 FieldProblem(
-                    field: "type", pointer: "/payload/type",
+                    field: "type", pointer: "/type",
                     message: "type must be one of \(types.joined(separator: ", "))"))
         }
         if type == "enum" {
@@ -44,24 +44,24 @@ public enum TenantSchema: Aggregate {
                 {
                     problems.append(
                         FieldProblem(
-                            field: "values", pointer: "/payload/values",
+                            field: "values", pointer: "/values",
                             message: "an enum needs 1–100 distinct, non-empty values"))
                 }
             } else {
                 // The pointer names a value that exists: the payload, which lacks `values`.
                 problems.append(
                     FieldProblem(
-                        field: "values", pointer: "/payload",
+                        field: "values", pointer: "",
                         message: "values is required for an enum field (1–100 distinct values)"))
             }
         } else if values != nil {
             problems.append(
-                FieldProblem(field: "values", pointer: "/payload/values", message: "values is only for enum fields"))
+                FieldProblem(field: "values", pointer: "/values", message: "values is only for enum fields"))
         }
         guard problems.isEmpty else { throw .validation(problems) }
         guard schema.fields[name] == nil else {
             throw CampaignError(
-                .duplicateResource, "field \(name) already exists", param: "name", pointer: "/payload/name")
+                .duplicateResource, "field \(name) already exists", param: "name", pointer: "/name")
         }
         return Decision(events: [SchemaEvent.fieldDefined(name: name, type: type, values: values).domainEvent])
     }
@@ -147,10 +147,9 @@ public enum Contact {
     /// Decides an upsert: merges the attributes into the current values (null removes one).
     /// Returns no events when nothing changes.
     public static func decideUpsert(
-        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext,
-        at pointer: String = "/payload"
+        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext
     ) throws(CampaignError) -> Decision {
-        let problems = problems(in: input, schema: context.schema, at: pointer)
+        let problems = problems(in: input, schema: context.schema, at: "")
         guard problems.isEmpty else { throw .validation(problems) }
         var values = state?.status == .active ? currentValues : [:]
         for (field, value) in input.attributes {
@@ -169,7 +168,7 @@ public enum Contact {
     /// Decides `contact.erase`.
     public static func decideErase(contactId: String, state: ContactState?) throws(CampaignError) -> Decision {
         guard let state, state.status == .active else {
-            throw CampaignError.notFound("contact", contactId, pointer: "/payload/contactId")
+            throw CampaignError.notFound("contact", contactId, pointer: "/contactId")
         }
         return Decision(
             events: [ContactEvent.erased(contactId: contactId).domainEvent],

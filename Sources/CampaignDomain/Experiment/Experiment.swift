@@ -138,7 +138,7 @@ public enum Experiment: Aggregate {
         if variants.count < 2 || variants.count > 10 {
             problems.append(
                 FieldProblem(
-                    field: "variants", pointer: "/payload/variants", message: "an experiment needs 2–10 variants"))
+                    field: "variants", pointer: "/variants", message: "an experiment needs 2–10 variants"))
         }
         var keys = Set<String>()
         for (index, variant) in variants.enumerated() {
@@ -150,18 +150,18 @@ public enum Experiment: Aggregate {
             if !keyOK {
                 problems.append(
                     FieldProblem(
-                        field: "variants.key", pointer: "/payload/variants/\(index)/key",
+                        field: "variants.key", pointer: "/variants/\(index)/key",
                         message: "key must be 1–32 of a-z, 0-9, _ and -"))
             } else if !keys.insert(variant.key).inserted {
                 problems.append(
                     FieldProblem(
-                        field: "variants.key", pointer: "/payload/variants/\(index)/key",
+                        field: "variants.key", pointer: "/variants/\(index)/key",
                         message: "key \(variant.key) is used twice"))
             }
             if !(1...99).contains(variant.weight) {
                 problems.append(
                     FieldProblem(
-                        field: "variants.weight", pointer: "/payload/variants/\(index)/weight",
+                        field: "variants.weight", pointer: "/variants/\(index)/weight",
                         message: "weight must be a whole number from 1 to 99"))
             }
         }
@@ -171,7 +171,7 @@ public enum Experiment: Aggregate {
         {
             problems.append(
                 FieldProblem(
-                    field: "variants", pointer: "/payload/variants", message: "weights must sum to 100, not \(total)"))
+                    field: "variants", pointer: "/variants", message: "weights must sum to 100, not \(total)"))
         }
         return problems
     }
@@ -195,13 +195,13 @@ public enum Experiment: Aggregate {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
-                    pointer: "/payload/experimentId")
+                    pointer: "/experimentId")
             }
             guard let campaign = context.campaigns[campaignId], campaign.status != .deleted else {
-                throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/campaignId")
             }
             var problems = variantProblems(variants)
-            if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { problems.append(problem) }
+            if let problem = Names.problem(name, pointer: "/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
                 ExperimentEvent.created(
@@ -210,7 +210,7 @@ public enum Experiment: Aggregate {
             ])
         }
         guard let state else {
-            throw CampaignError.notFound("experiment", command.experimentId, pointer: "/payload/experimentId")
+            throw CampaignError.notFound("experiment", command.experimentId, pointer: "/experimentId")
         }
         let verb = command.verb
         guard allowed(verb).contains(state.status) else {
@@ -229,16 +229,16 @@ public enum Experiment: Aggregate {
             // Answered above while there was no state; a create on an existing stream is a clash.
             throw CampaignError(
                 .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
-                pointer: "/payload/experimentId")
+                pointer: "/experimentId")
         case let .update(_, name, variants):
             var problems = variants.map(variantProblems) ?? []
-            if let name, let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) {
+            if let name, let problem = Names.problem(name, pointer: "/name", length: 1...120) {
                 problems.append(problem)
             }
             if name == nil && variants == nil {
                 problems.append(
                     FieldProblem(
-                        field: "payload", pointer: "/payload", message: "nothing to update: give name or variants"))
+                        field: "payload", pointer: "", message: "nothing to update: give name or variants"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
@@ -259,7 +259,7 @@ public enum Experiment: Aggregate {
                 throw CampaignError(
                     .resourceConflict,
                     "contact \(contactId) was not exposed to experiment \(state.id); record the exposure first",
-                    pointer: "/payload/contactId")
+                    pointer: "/contactId")
             }
             guard !context.alreadyCounted else { return Decision(events: []) }
             return Decision(events: [
@@ -269,7 +269,7 @@ public enum Experiment: Aggregate {
             guard state.variants.contains(where: { $0.key == variant }) else {
                 throw CampaignError.validation([
                     FieldProblem(
-                        field: "variant", pointer: "/payload/variant",
+                        field: "variant", pointer: "/variant",
                         message: "variant must be one of \(state.variants.map(\.key).joined(separator: ", "))")
                 ])
             }

@@ -148,18 +148,18 @@ public enum Post: Aggregate {
         if case let .create(postId, connectionIds, text, media, link, campaignId) = command {
             guard state == nil else {
                 throw CampaignError(
-                    .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
+                    .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/postId")
             }
             if let campaignId, context.campaigns[campaignId] == nil || context.campaigns[campaignId]?.status == .deleted
             {
-                throw CampaignError.notFound("campaign", campaignId, pointer: "/payload/campaignId")
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/campaignId")
             }
             for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
-                throw CampaignError.notFound("connection", id, pointer: "/payload/connectionIds/\(index)")
+                throw CampaignError.notFound("connection", id, pointer: "/connectionIds/\(index)")
             }
             for (index, id) in connectionIds.enumerated() where context.connections[id]?.disconnected == true {
                 throw CampaignError(
-                    .connectionExpired, "connection \(id) was disconnected", pointer: "/payload/connectionIds/\(index)")
+                    .connectionExpired, "connection \(id) was disconnected", pointer: "/connectionIds/\(index)")
             }
             var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
             problems += platformProblems(
@@ -174,7 +174,7 @@ public enum Post: Aggregate {
         }
 
         guard let state else {
-            throw CampaignError.notFound("post", command.postId, pointer: "/payload/postId")
+            throw CampaignError.notFound("post", command.postId, pointer: "/postId")
         }
         let verb = command.verb
         guard allowed(verb).contains(state.status) else {
@@ -185,12 +185,12 @@ public enum Post: Aggregate {
         case let .create(postId, _, _, _, _, _):
             // Answered above while there was no state; a create on an existing stream is a clash.
             throw CampaignError(
-                .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/payload/postId")
+                .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/postId")
         case let .update(_, text, media, link):
             guard text != nil || media != nil || link != nil else {
                 throw CampaignError.validation([
                     FieldProblem(
-                        field: "payload", pointer: "/payload", message: "nothing to update: give text, media or link")
+                        field: "payload", pointer: "", message: "nothing to update: give text, media or link")
                 ])
             }
             let newText = text ?? state.text
@@ -206,7 +206,7 @@ public enum Post: Aggregate {
             guard publishAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
-                    param: "publishAt", pointer: "/payload/publishAt")
+                    param: "publishAt", pointer: "/publishAt")
             }
             return Decision(events: [PostEvent.scheduled(postId: state.id, publishAt: publishAt).domainEvent])
         case .cancel:
@@ -221,31 +221,31 @@ public enum Post: Aggregate {
         if connectionIds.isEmpty || connectionIds.count > 10 || Set(connectionIds).count != connectionIds.count {
             problems.append(
                 FieldProblem(
-                    field: "connectionIds", pointer: "/payload/connectionIds",
+                    field: "connectionIds", pointer: "/connectionIds",
                     message: "connectionIds must hold 1–10 distinct connections"))
         }
         if text.trimmed.isEmpty && media.isEmpty {
             problems.append(
-                FieldProblem(field: "text", pointer: "/payload/text", message: "a post needs text or media"))
+                FieldProblem(field: "text", pointer: "/text", message: "a post needs text or media"))
         }
         for (index, item) in media.enumerated() {
             if !["image", "video", "gif"].contains(item.kind) {
                 problems.append(
                     FieldProblem(
-                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        field: "media.kind", pointer: "/media/\(index)/kind",
                         message: "kind must be image, video or gif"))
             }
             if !isHTTPSURL(item.url) {
                 problems.append(
                     FieldProblem(
-                        field: "media.url", pointer: "/payload/media/\(index)/url",
+                        field: "media.url", pointer: "/media/\(index)/url",
                         message: "url must be an https URL of at most 2048 characters"))
             }
         }
         if let link, !isHTTPSURL(link) {
             problems.append(
                 FieldProblem(
-                    field: "link", pointer: "/payload/link",
+                    field: "link", pointer: "/link",
                     message: "link must be an https URL of at most 2048 characters"))
         }
         return problems

@@ -74,10 +74,10 @@ public enum Segment: Aggregate {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "segment \(segmentId) already exists", param: "segmentId",
-                    pointer: "/payload/segmentId")
+                    pointer: "/segmentId")
             }
             try validateName(name)
-            let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules")
+            let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/rules")
             return Decision(
                 events: [
                     SegmentEvent.created(segmentId: segmentId, name: name.trimmed, rules: parsed.json).domainEvent
@@ -94,7 +94,7 @@ public enum Segment: Aggregate {
             guard name != nil || rules != nil else {
                 throw CampaignError.validation([
                     FieldProblem(
-                        field: "payload", pointer: "/payload", message: "nothing to update: give name or rules")
+                        field: "payload", pointer: "", message: "nothing to update: give name or rules")
                 ])
             }
             var decision = Decision(events: [])
@@ -106,7 +106,7 @@ public enum Segment: Aggregate {
                 }
             }
             let parsed = try rules.map { rules throws(CampaignError) in
-                try SegmentRule.parse(rules, schema: context.schema, at: "/payload/rules").json
+                try SegmentRule.parse(rules, schema: context.schema, at: "/rules").json
             }
             decision.events = [
                 SegmentEvent.updated(segmentId: segmentId, name: name?.trimmed, rules: parsed).domainEvent
@@ -156,7 +156,7 @@ public enum Segment: Aggregate {
     }
 
     private static func existing(_ state: SegmentState?, _ id: String) throws(CampaignError) -> SegmentState {
-        guard let state else { throw CampaignError.notFound("segment", id, pointer: "/payload/segmentId") }
+        guard let state else { throw CampaignError.notFound("segment", id, pointer: "/segmentId") }
         return state
     }
 
@@ -173,12 +173,12 @@ public enum Segment: Aggregate {
     }
 
     private static func validateName(_ name: String) throws(CampaignError) {
-        if let problem = Names.problem(name, pointer: "/payload/name", length: 1...120) { throw .validation([problem]) }
+        if let problem = Names.problem(name, pointer: "/name", length: 1...120) { throw .validation([problem]) }
     }
 
     private static func reservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {
         Reservation(
-            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/payload/name",
+            key: nameKey(tenant: tenant, name: name), owner: owner, pointer: "/name",
             message: "a segment named \"\(name.trimmed)\" already exists in this tenant")
     }
 }

@@ -74,7 +74,7 @@ public struct PlatformRules: Sendable, Equatable {
         if length > textLimit {
             problems.append(
                 FieldProblem(
-                    field: "text", pointer: "/payload/text",
+                    field: "text", pointer: "/text",
                     message:
                         "\(platform) allows \(textLimit) "
                         + "\(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"
@@ -83,25 +83,25 @@ public struct PlatformRules: Sendable, Equatable {
         if requiresMedia && media.isEmpty {
             problems.append(
                 FieldProblem(
-                    field: "media", pointer: "/payload/media", message: "\(platform) needs at least one image or video")
+                    field: "media", pointer: "/media", message: "\(platform) needs at least one image or video")
             )
         }
         if media.count > maximumMedia {
             problems.append(
                 FieldProblem(
-                    field: "media", pointer: "/payload/media/\(maximumMedia)",
+                    field: "media", pointer: "/media/\(maximumMedia)",
                     message: "\(platform) allows at most \(maximumMedia) media items; this post has \(media.count)"))
         }
         for (index, item) in media.enumerated() {
             if !mediaKinds.contains(item.kind) {
                 problems.append(
                     FieldProblem(
-                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        field: "media.kind", pointer: "/media/\(index)/kind",
                         message: "\(platform) does not take \(item.kind) media"))
             } else if videoMustBeAlone && item.kind != "image" && media.count > 1 {
                 problems.append(
                     FieldProblem(
-                        field: "media.kind", pointer: "/payload/media/\(index)/kind",
+                        field: "media.kind", pointer: "/media/\(index)/kind",
                         message: "\(platform) takes a \(item.kind) only as the post's single media item"))
             }
         }
@@ -190,19 +190,19 @@ public enum SocialConnection: Aggregate {
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "connection \(connectionId) already exists", param: "connectionId",
-                    pointer: "/payload/connectionId")
+                    pointer: "/connectionId")
             }
             var problems = [FieldProblem]()
             if PlatformRules.all[platform] == nil {
                 problems.append(
                     FieldProblem(
-                        field: "platform", pointer: "/payload/platform",
+                        field: "platform", pointer: "/platform",
                         message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))"))
             }
             if !(1...200).contains(accountId.count) {
                 problems.append(
                     FieldProblem(
-                        field: "accountId", pointer: "/payload/accountId",
+                        field: "accountId", pointer: "/accountId",
                         message: "accountId must be 1–200 characters"))
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
@@ -218,13 +218,13 @@ public enum SocialConnection: Aggregate {
                     Reservation(
                         key: accountKey(tenant: context.tenant, platform: platform, accountId: accountId),
                         owner: connectionId,
-                        pointer: "/payload/accountId",
+                        pointer: "/accountId",
                         message: "\(platform) account \(accountId) is already connected in this tenant")
                 ])
 
         case let .refresh(connectionId, credentialRef, expiresAt):
             guard let state else {
-                throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
+                throw CampaignError.notFound("connection", connectionId, pointer: "/connectionId")
             }
             guard !state.disconnected else {
                 throw CampaignError(
@@ -241,7 +241,7 @@ public enum SocialConnection: Aggregate {
 
         case let .disconnect(connectionId):
             guard let state else {
-                throw CampaignError.notFound("connection", connectionId, pointer: "/payload/connectionId")
+                throw CampaignError.notFound("connection", connectionId, pointer: "/connectionId")
             }
             guard !state.disconnected else {
                 throw CampaignError.illegalTransition(
@@ -260,12 +260,12 @@ public enum SocialConnection: Aggregate {
     private static func credentialProblems(_ credentialRef: String, expiresAt: Date, now: Date) -> [FieldProblem] {
         var problems = [FieldProblem]()
         if let problem = CredentialReference.problem(credentialRef) {
-            problems.append(FieldProblem(field: "credentialRef", pointer: "/payload/credentialRef", message: problem))
+            problems.append(FieldProblem(field: "credentialRef", pointer: "/credentialRef", message: problem))
         }
         if expiresAt <= now {
             problems.append(
                 FieldProblem(
-                    field: "expiresAt", pointer: "/payload/expiresAt", message: "expiresAt must be in the future"))
+                    field: "expiresAt", pointer: "/expiresAt", message: "expiresAt must be in the future"))
         }
         return problems
     }

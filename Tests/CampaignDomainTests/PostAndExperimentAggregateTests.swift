@@ -1,0 +1,160 @@
+import CampaignDomain
+import Foundation
+import Testing
+
+private let now = Timestamp.parse("2026-11-21T12:00:00Z")!
+private let later = Timestamp.parse("2026-11-22T09:00:00Z")!
+
+/// A connection as its events fold it.
+private func connection(_ id: String, _ platform: String, disconnected: Bool = false) -> ConnectionState {
+    var state = SocialConnection.evolve(
+        nil,
+        .connected(
+            connectionId: id, platform: platform, accountId: "acme", credentialRef: "vault://\(platform)/acme",
+            expiresAt: later),
+        at: now, version: 1)
+    if disconnected { state = SocialConnection.evolve(state, .disconnected(connectionId: id), at: now, version: 2) }
+    return state!
+}
+
+/// The post aggregate, given events → when command → then events or error.
+@Suite struct PostAggregateTests {
+    let aggregate: AggregateCase<Post> = {
+        var context = DecisionContext(now: now, tenant: "acme")
+        context.connections = [
+            "con_x": connection("con_x", "x"), "con_gone": connection("con_gone", "x", disconnected: true),
+        ]
+        return AggregateCase(context: context)
+    }()
+    let created = PostEvent.created(
+        postId: "pst_1", connectionIds: ["con_x"], text: "Launch day", media: [], link: nil, campaignId: nil)
+
+    @Test func createChecksItsConnectionsAndThePlatformRules() {
+        #expect(
+            aggregate.when(.create(postId: "pst_1", connectionIds: ["con_x"], text: "Launch day"), given: [])
+                == .events([created]))
+        #expect(
+            aggregate.when(.create(postId: "pst_1", connectionIds: ["con_x"], text: "Again"), given: [created])
+                == .error(.duplicateResource))
+        #expect(
+            aggregate.when(.create(postId: "pst_2", connectionIds: ["con_none"], text: "Hi"), given: [])
+                == .error(.resourceNotFound))
+        #expect(
+            aggregate.when(.create(postId: "pst_2", connectionIds: ["con_gone"], text: "Hi"), given: [])
+                == .error(.connectionExpired))
+        // X allows 280 characters.
+        #expect(
+            aggregate.when(
+                .create(postId: "pst_2", connectionIds: ["con_x"], text: String(repeating: "a", count: 281)), given: [])
+                == .error(.validationError))
+    }
+
+    @Test func scheduleCancelAndPublishFollowThePostStates() {
+        #expect(
+            aggregate.when(.schedule(postId: "pst_1", publishAt: now), given: [created]) == .error(.invalidSchedule))
+        let scheduled = PostEvent.scheduled(postId: "pst_1", publishAt: later)
+        #expect(aggregate.when(.schedule(postId: "pst_1", publishAt: later), given: [created]) == .events([scheduled]))
+        let cancelled = PostEvent.lifecycle(.cancelled, postId: "pst_1")
+        #expect(aggregate.when(.cancel(postId: "pst_1"), given: [created, scheduled]) == .events([cancelled]))
+        #expect(aggregate.given([created, scheduled, cancelled])?.status == .cancelled)
+        #expect(
+            aggregate.when(.update(postId: "pst_1", text: "New"), given: [created, scheduled, cancelled])
+                == .error(.resourceConflict))
+        #expect(
+            aggregate.when(.publish(postId: "pst_1"), given: [created])
+                == .events([.lifecycle(.publishingStarted, postId: "pst_1")]))
+        #expect(aggregate.when(.publish(postId: "pst_9"), given: []) == .error(.resourceNotFound))
+    }
+
+    @Test func anUpdateNeedsAFieldAndKeepsThePlatformRules() {
+        #expect(aggregate.when(.update(postId: "pst_1"), given: [created]) == .error(.validationError))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", text: "Launch week"), given: [created])
+                == .events([.updated(postId: "pst_1", text: "Launch week", media: nil, link: nil)]))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", text: String(repeating: "b", count: 281)), given: [created])
+                == .error(.validationError))
+    }
+}
+
+/// The experiment aggregate, given events → when command → then events or error.
+@Suite struct ExperimentAggregateTests {
+    static let campaign = Campaign.evolve(
+        nil, .created(campaignId: "cmp_1", name: "Spring", channel: "email", segmentId: nil, content: nil, sendAt: nil),
+        at: now, version: 1)!
+    let variants = [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)]
+    var created: ExperimentEvent {
+        .created(experimentId: "exp_1", campaignId: "cmp_1", name: "Subject test", variants: variants)
+    }
+
+    func aggregate(alreadyCounted: Bool = false, exposedVariant: String? = nil) -> AggregateCase<Experiment> {
+        var context = DecisionContext(now: now, tenant: "acme")
+        context.campaigns = ["cmp_1": Self.campaign]
+        context.alreadyCounted = alreadyCounted
+        context.exposedVariant = exposedVariant
+        return AggregateCase(context: context)
+    }
+
+    @Test func createNeedsItsCampaignAndVariantsThatSumToAHundred() {
+        let create = ExperimentCommand.create(
+            experimentId: "exp_1", campaignId: "cmp_1", name: " Subject test ", variants: variants)
+        #expect(aggregate().when(create, given: []) == .events([created]))
+        #expect(aggregate().when(create, given: [created]) == .error(.duplicateResource))
+        #expect(
+            aggregate().when(
+                .create(experimentId: "exp_2", campaignId: "cmp_9", name: "X", variants: variants), given: [])
+                == .error(.resourceNotFound))
+        #expect(
+            aggregate().when(
+                .create(
+                    experimentId: "exp_2", campaignId: "cmp_1", name: "X",
+                    variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 40)]),
+                given: [])
+                == .error(.validationError))
+    }
+
+    @Test func exposuresAndConversionsCountOncePerContactWhileRunning() {
+        #expect(
+            aggregate().when(.recordExposure(experimentId: "exp_1", contactId: "ctc_1"), given: [created])
+                == .error(.resourceConflict))
+        let running = [created, .started(experimentId: "exp_1")]
+        let variant = Experiment.assign(experimentId: "exp_1", contactId: "ctc_1", variants: variants)
+        #expect(
+            aggregate().when(.recordExposure(experimentId: "exp_1", contactId: "ctc_1"), given: running)
+                == .events([.exposed(experimentId: "exp_1", contactId: "ctc_1", variant: variant)]))
+        #expect(
+            aggregate(alreadyCounted: true).when(
+                .recordExposure(experimentId: "exp_1", contactId: "ctc_1"), given: running) == .events([]))
+        // A conversion needs the exposure first, and counts for the variant the contact saw.
+        #expect(
+            aggregate().when(.recordConversion(experimentId: "exp_1", contactId: "ctc_1"), given: running)
+                == .error(.resourceConflict))
+        #expect(
+            aggregate(exposedVariant: variant).when(
+                .recordConversion(experimentId: "exp_1", contactId: "ctc_1"), given: running)
+                == .events([.converted(experimentId: "exp_1", contactId: "ctc_1", variant: variant)]))
+    }
+
+    @Test func aWinnerNeedsSignificanceUnlessForcedAndIsDeclaredOnce() {
+        let stopped: [ExperimentEvent] = [created, .started(experimentId: "exp_1"), .stopped(experimentId: "exp_1")]
+        #expect(
+            aggregate().when(.declareWinner(experimentId: "exp_1", variant: "a"), given: stopped)
+                == .error(.experimentInsufficientData))
+        #expect(
+            aggregate().when(.declareWinner(experimentId: "exp_1", variant: "z", force: true), given: stopped)
+                == .error(.validationError))
+        guard
+            case let .events(events) = aggregate().when(
+                .declareWinner(experimentId: "exp_1", variant: "a", force: true), given: stopped),
+            case let .winnerDeclared(_, variant, forced, _, _)? = events.first
+        else {
+            Issue.record("a forced winner is declared")
+            return
+        }
+        #expect(variant == "a" && forced)
+        #expect(
+            aggregate().when(.declareWinner(experimentId: "exp_1", variant: "b", force: true), given: stopped + events)
+                == .error(.resourceConflict))
+        #expect(aggregate().when(.start(experimentId: "exp_1"), given: stopped) == .error(.resourceConflict))
+    }
+}
