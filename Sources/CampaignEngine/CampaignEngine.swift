@@ -312,11 +312,18 @@ public final class CampaignEngine: Sendable {
         var claim = idempotency
         let respond = plan.respond
         let status = plan.status
+        // The answer is built once: inside the transaction when the idempotency record stores it,
+        // and that same value is returned.
+        let answered = AnswerBox()
         if let from = plan.pendingFrom {
             let pending = StoredAnswer.pending(fromVersion: from).bytes
             claim?.result = { _ in pending }
         } else {
-            claim?.result = { receipt in StoredAnswer.success(status: status, data: respond(receipt)).bytes }
+            claim?.result = { receipt in
+                let data = respond(receipt)
+                answered.set(data)
+                return StoredAnswer.success(status: status, data: data).bytes
+            }
         }
         let afterAppend = plan.afterAppend
         let projections = self.projections
@@ -346,7 +353,7 @@ public final class CampaignEngine: Sendable {
             })
         do {
             switch try await store.append(appendRequest) {
-            case let .appended(receipt): return (status, respond(receipt))
+            case let .appended(receipt): return (status, answered.value ?? respond(receipt))
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
@@ -431,6 +438,17 @@ public final class CampaignEngine: Sendable {
         var random = SystemRandomNumberGenerator()
         return (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }.hexString
     }
+}
+
+/// The answer a commit built inside its transaction (for the idempotency record), kept for the reply.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `stored` is touched only under `lock`.
+final class AnswerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: JSON?
+
+    func set(_ value: JSON) { lock.withLock { stored = value } }
+    var value: JSON? { lock.withLock { stored } }
 }
 
 /// A snapshot to take with an append when it is due.

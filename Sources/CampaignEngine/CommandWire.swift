@@ -28,7 +28,7 @@ public enum CommandWire {
         name: String, payload: JSON, at pointer: String = "/payload"
     ) throws(CampaignError) -> Command {
         var random = SystemRandomNumberGenerator()
-        func reader(_ allowed: Set<String>) throws(CampaignError) -> FieldReader {
+        func reader(_ allowed: [String]) throws(CampaignError) -> FieldReader {
             try FieldReader(payload, at: pointer, allowed: allowed)
         }
         func newId(_ r: FieldReader, _ key: String, _ prefix: String) throws(CampaignError) -> String {
@@ -71,7 +71,7 @@ public enum CommandWire {
         throw CampaignError(.invalidFormat, "unknown command \"\(name)\"", param: "command", pointer: "/command")
     }
 
-    private typealias Reader = (Set<String>) throws(CampaignError) -> FieldReader
+    private typealias Reader = ([String]) throws(CampaignError) -> FieldReader
     private typealias NewId = (FieldReader, String, String) throws(CampaignError) -> String
 
     private static func decodeCampaign(

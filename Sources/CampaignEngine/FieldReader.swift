@@ -11,7 +11,7 @@ public struct FieldReader {
     public let pointer: String
 
     /// Checks that `value` is an object with no member outside `allowed`.
-    public init(_ value: JSON, at pointer: String, allowed: Set<String>) throws(CampaignError) {
+    public init(_ value: JSON, at pointer: String, allowed: some Collection<String>) throws(CampaignError) {
         guard case let .object(members) = value else {
             throw CampaignError(
                 .invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)",

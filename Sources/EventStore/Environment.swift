@@ -41,6 +41,13 @@ final class Environment: @unchecked Sendable {
     private var env: OpaquePointer?
     private let gate = ReadWriteLock()
     private let tableLock = NSLock()
+    /// Read transactions kept reset between reads (`mdb_txn_reset`) and renewed for the next one
+    /// (`mdb_txn_renew`): a renew reuses the reader slot and the allocation that a begin makes
+    /// afresh. Only touched under `poolLock`; emptied (aborted) whenever `gate` is held for writing,
+    /// before the map changes or the environment closes.
+    private let poolLock = NSLock()
+    private var idleReaders: [OpaquePointer] = []
+    private static let idleReaderLimit = 16
     private var tables: [String: MDB_dbi] = [:]
     private let maximumMapSize: Int
     private(set) var mapSize: Int
@@ -109,6 +116,7 @@ final class Environment: @unchecked Sendable {
     /// Closes the environment: waits for open transactions, then releases LMDB's handle.
     func close() {
         gate.withWriteLock {
+            abortIdleReaders()
             if let env { mdb_env_close(env) }
             env = nil
         }
@@ -165,12 +173,23 @@ final class Environment: @unchecked Sendable {
         while true {
             let outcome: T? = try gate.withReadLock {
                 guard let env else { throw EventStoreError.closed }
-                var pointer: OpaquePointer?
-                let code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &pointer)
-                if code == MDB_MAP_RESIZED { return nil }
-                try LMDB.check(code, "mdb_txn_begin(read)")
+                var pointer = poolLock.withLock { idleReaders.popLast() }
+                if let idle = pointer {
+                    let code = mdb_txn_renew(idle)
+                    if code != MDB_SUCCESS {
+                        mdb_txn_abort(idle)
+                        pointer = nil
+                        if code == MDB_MAP_RESIZED { return nil }
+                        try LMDB.check(code, "mdb_txn_renew")
+                    }
+                }
+                if pointer == nil {
+                    let code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &pointer)
+                    if code == MDB_MAP_RESIZED { return nil }
+                    try LMDB.check(code, "mdb_txn_begin(read)")
+                }
                 let txn = Txn(pointer!, writable: false)
-                defer { mdb_txn_abort(txn.pointer) }
+                defer { release(txn.pointer) }
                 return try body(txn)
             }
             if let outcome { return outcome }
@@ -218,6 +237,7 @@ final class Environment: @unchecked Sendable {
     /// exclusive gate.
     private func growMap() throws {
         try gate.withWriteLock {
+            abortIdleReaders()
             guard let env else { throw EventStoreError.closed }
             var info = MDB_envinfo()
             try LMDB.check(mdb_env_info(env, &info), "mdb_env_info")
@@ -230,9 +250,30 @@ final class Environment: @unchecked Sendable {
         }
     }
 
+    /// Ends a read: reset and kept for the next read while the pool has room, aborted otherwise.
+    private func release(_ reader: OpaquePointer) {
+        mdb_txn_reset(reader)
+        let kept = poolLock.withLock {
+            guard idleReaders.count < Environment.idleReaderLimit else { return false }
+            idleReaders.append(reader)
+            return true
+        }
+        if !kept { mdb_txn_abort(reader) }
+    }
+
+    /// Aborts every idle read transaction (called with `gate` held for writing).
+    private func abortIdleReaders() {
+        let idle = poolLock.withLock {
+            defer { idleReaders.removeAll() }
+            return idleReaders
+        }
+        for reader in idle { mdb_txn_abort(reader) }
+    }
+
     /// Another process grew the map: take its size (`mdb_env_set_mapsize(env, 0)`).
     private func adoptMapSizeOfOtherProcess() throws {
         try gate.withWriteLock {
+            abortIdleReaders()
             guard let env else { throw EventStoreError.closed }
             try LMDB.check(mdb_env_set_mapsize(env, 0), "mdb_env_set_mapsize(0)")
             var info = MDB_envinfo()

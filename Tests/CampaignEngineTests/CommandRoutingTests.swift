@@ -26,12 +26,14 @@ import Testing
             ("contact", "contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":30}}"#),
             (
                 "connection", "social.connect",
-                #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","expiresAt":"2027-06-01T00:00:00Z"}"#
+                #"{"connectionId":"con_1","platform":"x","accountId":"acme","credentialRef":"vault://x/acme","#
+                    + #""expiresAt":"2027-06-01T00:00:00Z"}"#
             ),
             ("post", "post.create", #"{"connectionIds":["con_1"],"text":"Launch"}"#),
             (
                 "experiment", "experiment.create",
-                #"{"campaignId":"cmp_1","name":"Subjects","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+                #"{"campaignId":"cmp_1","name":"Subjects","#
+                    + #""variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}"#
             ),
             // One refusal per aggregate, each pointing at its field inside /payload.
             ("bad-schema", "field.define", #"{"name":"Bad Name","type":"number"}"#),
@@ -43,7 +45,8 @@ import Testing
             ("bad-contact", "contact.upsert", #"{"contactId":"ctc_2","attributes":{"age":"old"}}"#),
             (
                 "bad-connection", "social.connect",
-                #"{"platform":"myspace","accountId":"a","credentialRef":"vault://m/a","expiresAt":"2027-06-01T00:00:00Z"}"#
+                #"{"platform":"myspace","accountId":"a","credentialRef":"vault://m/a","#
+                    + #""expiresAt":"2027-06-01T00:00:00Z"}"#
             ),
             (
                 "bad-post", "post.create",
@@ -55,7 +58,8 @@ import Testing
             ),
             (
                 "bad-import", "contact.import",
-                #"{"contacts":[{"contactId":"ctc_3","attributes":{"age":1}},{"contactId":"ctc_4","attributes":{"age":"x"}}]}"#
+                #"{"contacts":[{"contactId":"ctc_3","attributes":{"age":1}},"#
+                    + #"{"contactId":"ctc_4","attributes":{"age":"x"}}]}"#
             ),
         ]
         let input = requests.map { Self.line($0.0, $0.1, $0.2) }.joined(separator: "\n") + "\n"
