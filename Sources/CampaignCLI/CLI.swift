@@ -48,7 +48,9 @@ public enum CLI {
         let rest = Array(words.dropFirst())
         let handlers: [String: (String, Set<String>, Set<String>, (Arguments, any Console) async throws -> Exit)] = [
             "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
-            "apply": (ApplyCommand.help, ["data", "now", "rate-limit", "operator-tenant"], [], ApplyCommand.run),
+            "apply": (
+                ApplyCommand.help, ["data", "now", "rate-limit", "operator-tenant", "concurrency"], [], ApplyCommand.run
+            ),
             "replay": (
                 ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"],
                 ["json"], ReplayCommand.run
@@ -124,6 +126,7 @@ public enum CLI {
 enum ApplyCommand {
     static let help = """
         usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N] [--operator-tenant NAME]
+                              [--concurrency N]
 
         Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
         on stdout, in order, each as soon as its line is complete (so a host may drive it as a
@@ -135,6 +138,10 @@ enum ApplyCommand {
         only an admin of the operator tenant (--operator-tenant, default "system") may send that
         tick: it runs every tenant's due work. A tenant's admin may tick without "now", for its own
         tenant. --rate-limit sets the per-tenant budget per 60 s window (default 1000).
+        --concurrency N (1–256, default 1) runs up to N requests at once, so their appends share
+        durable commits; answers still come in input order, each as soon as it and every answer
+        before it are ready. Only for independent requests: with N > 1 a request may run before an
+        earlier line's request has committed.
         Exit 0 when every line was processed.
         """
 
@@ -154,41 +161,109 @@ enum ApplyCommand {
             }
             configuration.rateLimit = value
         }
+        var concurrency = 1
+        if let given = arguments.options["concurrency"] {
+            guard let value = Int(given), (1...256).contains(value) else {
+                throw CLI.usage("--concurrency takes a whole number from 1 to 256")
+            }
+            concurrency = value
+        }
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
         let limit = configuration.jsonLimits.maximumBytes
-        var isFirstLine = true
-        loop: while true {
-            switch console.readLine(limit: limit) {
-            case .end:
-                break loop
-            case let .tooLong(length):
-                // Refused without ever holding the line in memory.
-                console.out(
-                    EngineResponse.failure(
-                        CampaignError(
-                            .invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit",
-                            pointer: ""),
-                        requestId: WireFormat.fallbackRequestId
-                    ).line)
-            case var .line(line):
-                if isFirstLine, line.starts(with: [0xEF, 0xBB, 0xBF]) { line.removeFirst(3) }
-                if line.last == 0x0D { line.removeLast() }
-                if line.allSatisfy({ [0x20, 0x09].contains($0) }) {
-                    // Every line gets one answer, so a co-process never waits for one that will not come.
-                    console.out(
-                        EngineResponse.failure(
-                            CampaignError(
-                                .invalidFormat, "empty line: each line must hold one JSON request", pointer: ""),
-                            requestId: WireFormat.fallbackRequestId
-                        ).line)
-                } else {
-                    console.out(await engine.handle(line).line)
+        guard concurrency > 1 else {
+            var isFirstLine = true
+            while let request = nextRequest(console, limit: limit, isFirstLine: isFirstLine) {
+                isFirstLine = false
+                switch request {
+                case let .answer(line): console.out(line)
+                case let .request(bytes): console.out(await engine.handle(bytes).line)
                 }
             }
-            isFirstLine = false
+            return .ok
         }
+        // A reader starts each request as a task (waiting while N are in flight); the writer prints
+        // the answers in input order as each one, and all before it, are done.
+        let slots = Slots(concurrency)
+        let (answers, queue) = AsyncStream.makeStream(of: Task<String, Never>.self)
+        let reader = Task {
+            var isFirstLine = true
+            while let request = nextRequest(console, limit: limit, isFirstLine: isFirstLine) {
+                isFirstLine = false
+                await slots.acquire()
+                switch request {
+                case let .answer(line): queue.yield(Task { line })
+                case let .request(bytes): queue.yield(Task { await engine.handle(bytes).line })
+                }
+            }
+            queue.finish()
+        }
+        for await answer in answers {
+            console.out(await answer.value)
+            await slots.release()
+        }
+        await reader.value
         return .ok
+    }
+
+    /// What a line of input asks for: a request for the engine, or an answer given without it.
+    enum Input {
+        case request([UInt8])
+        case answer(String)
+    }
+
+    /// Reads the next line: nil at the end of the input.
+    static func nextRequest(_ console: any Console, limit: Int, isFirstLine: Bool) -> Input? {
+        switch console.readLine(limit: limit) {
+        case .end:
+            return nil
+        case let .tooLong(length):
+            // Refused without ever holding the line in memory.
+            return .answer(
+                EngineResponse.failure(
+                    CampaignError(
+                        .invalidFormat, "request line of \(length) bytes is longer than the \(limit)-byte limit",
+                        pointer: ""),
+                    requestId: WireFormat.fallbackRequestId
+                ).line)
+        case var .line(line):
+            if isFirstLine, line.starts(with: [0xEF, 0xBB, 0xBF]) { line.removeFirst(3) }
+            if line.last == 0x0D { line.removeLast() }
+            guard !line.allSatisfy({ [0x20, 0x09].contains($0) }) else {
+                // Every line gets one answer, so a co-process never waits for one that will not come.
+                return .answer(
+                    EngineResponse.failure(
+                        CampaignError(.invalidFormat, "empty line: each line must hold one JSON request", pointer: ""),
+                        requestId: WireFormat.fallbackRequestId
+                    ).line)
+            }
+            return .request(line)
+        }
+    }
+
+    /// At most N requests in flight: the reader takes a slot per line, the writer gives it back
+    /// once the answer is out.
+    actor Slots {
+        private var free: Int
+        private var waiting: [CheckedContinuation<Void, Never>] = []
+
+        init(_ count: Int) { free = count }
+
+        func acquire() async {
+            if free > 0 {
+                free -= 1
+                return
+            }
+            await withCheckedContinuation { waiting.append($0) }
+        }
+
+        func release() {
+            if waiting.isEmpty {
+                free += 1
+            } else {
+                waiting.removeFirst().resume()
+            }
+        }
     }
 }
 

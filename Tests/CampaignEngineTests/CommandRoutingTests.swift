@@ -137,3 +137,51 @@ import Testing
         }
     }
 }
+
+/// `campaign apply --concurrency N`: requests run together, answers come in input order.
+@Suite struct ApplyConcurrencyTests {
+    @Test func answersComeInInputOrderAndEveryCreateCommitsOnce() async throws {
+        let directory = TemporaryDirectory()
+        var lines = [String]()
+        for index in 0..<300 {
+            switch index % 50 {
+            case 7: lines.append("")
+            case 13: lines.append(#"{"requestId":"r\#(index)","command":"campaign.create","payload":{"name":}"#)
+            default:
+                lines.append(
+                    CommandRoutingTests.line(
+                        "r\(index)", "campaign.create", #"{"name":"Campaign \#(index)","channel":"email"}"#))
+            }
+        }
+        let run = try await campaign(
+            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z", "--concurrency", "16"],
+            input: lines.joined(separator: "\n") + "\n")
+        #expect(run.status == 0, "\(run.err)")
+        try #require(run.lines.count == 300)
+        var created = Set<String>()
+        for (index, line) in run.lines.enumerated() {
+            let answer = try JSON.parse(line)
+            switch index % 50 {
+            case 7:
+                #expect(answer.code == "INVALID_FORMAT")
+            case 13:
+                #expect(answer.code == "INVALID_FORMAT" && answer["requestId"]?.stringValue == "unknown")
+            default:
+                #expect(answer["requestId"]?.stringValue == "r\(index)" && answer.status == 201, "\(line)")
+                if let id = answer["data"]?["campaignId"]?.stringValue { created.insert(id) }
+            }
+        }
+        #expect(created.count == 288)
+        // The log holds each create once, and the chain verifies.
+        let verify = try await campaign(["verify", "--data", directory.path, "--json"])
+        #expect(verify.status == 0)
+        #expect((try? JSON.parse(verify.out))?["eventsChecked"]?.integerValue == 288)
+    }
+
+    @Test func aConcurrencyOutsideOneTo256IsAUsageError() async throws {
+        for value in ["0", "257", "many"] {
+            let run = try await campaign(["apply", "--concurrency", value], input: "")
+            #expect(run.status == 64 && run.err.contains("--concurrency"), "\(value): \(run.err)")
+        }
+    }
+}
