@@ -45,7 +45,7 @@ let package = Package(
             name: "campaign-bench",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore", "CLMDB",
-                "Hashing",
+                "Hashing", "CampaignCLI",
             ],
             path: "Tools/bench",
             exclude: ["peer.py"]

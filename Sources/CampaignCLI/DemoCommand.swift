@@ -419,7 +419,8 @@ final class Demo: @unchecked Sendable {
                     experimentId: id, campaignId: "cmp_\(tag)_launch", name: "Subject line \(tag)",
                     variants: [
                         Variant(key: "control", weight: 50, content: Content(subject: "Spring is here", body: "…")),
-                        Variant(key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
+                        Variant(
+                            key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
                     ])), tenant)
         await send(.experiment(.start(experimentId: id)), tenant)
         let variants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]

@@ -18,8 +18,8 @@ import Testing
         // Columns: update, attachSegment, schedule, unschedule, activate, pause, resume, complete, cancel,
         // archive, delete.
         "draft": [
-            "→draft", "→draft", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "CONFLICT", "CONFLICT",
-            "CONFLICT", "→archived", "→deleted",
+            "→draft", "→draft", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "CONFLICT",
+            "CONFLICT", "CONFLICT", "→archived", "→deleted",
         ],
         "scheduled": [
             "→scheduled", "→scheduled", "→scheduled", "→draft", "→active", "CONFLICT", "CONFLICT", "CONFLICT",
@@ -30,8 +30,8 @@ import Testing
             "ALREADY_ACTIVE", "→completed", "→cancelled", "ALREADY_ACTIVE", "CONFLICT",
         ],
         "paused": [
-            "→paused", "→paused", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "→active", "CONFLICT",
-            "→cancelled", "CONFLICT", "CONFLICT",
+            "→paused", "→paused", "→scheduled", "NOT_SCHEDULED", "NOT_SCHEDULED", "CONFLICT", "→active",
+            "CONFLICT", "→cancelled", "CONFLICT", "CONFLICT",
         ],
         "completed": [
             "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT",

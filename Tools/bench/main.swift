@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignDomain
 import CampaignEngine
 import CampaignProjections
@@ -20,7 +21,7 @@ func option(_ name: String) -> String? {
     return arguments[index + 1]
 }
 let only = option("--only").map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-/// Whether case `number` (1–7) runs; `--only 3,4` picks cases (for profiling one at a time).
+/// Whether case `number` (1–8) runs; `--only 3,4` picks cases (for profiling one at a time).
 func runs(_ number: Int) -> Bool { only?.contains(number) ?? true }
 if arguments.contains("--help") {
     print("usage: campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer]")
@@ -501,6 +502,39 @@ if runs(7) {
             "emptyMs": .number(median(smallIdle)),
         ])
     report("tick, one due", engine: ms(oneDue), baseline: "-", ratio: "-", ["oneDueMs": .number(oneDue)])
+}
+
+print("\n[8] campaign apply piping \(String(n(20_000)).withCommas) independent creates, durable")
+if runs(8) {
+    let principal =
+        #"{"tenant":"bench","subject":"u","role":"admin","scopes":["campaigns:write"],"#
+        + #""expiresAt":"2099-01-01T00:00:00Z"}"#
+    let lines = (0..<n(20_000)).map { index in
+        Array(
+            (#"{"requestId":"r\#(index)","principal":\#(principal),"command":"campaign.create","#
+                + #""payload":{"name":"Campaign \#(index)","channel":"email","#
+                + #""content":{"body":"\#(payload300.prefix(200))"}}}"#).utf8)
+    }
+    var rates = [Int: Double]()
+    for concurrency in [1, 64] {
+        let console = PipedConsole(lines)
+        let elapsed = await secondsAsync {
+            let status = await CLI.run(
+                [
+                    "apply", "--data", "\(root)/apply-\(concurrency)", "--rate-limit", "100000000",
+                    "--concurrency", String(concurrency),
+                ], console: console)
+            precondition(status == 0 && console.created == lines.count, "apply created \(console.created)")
+        }
+        rates[concurrency] = Double(lines.count) / elapsed
+    }
+    report(
+        "apply, 64 in flight", engine: "\(String(Int(rates[64]!)).withCommas) requests/s",
+        baseline: "one at a time \(String(Int(rates[1]!)).withCommas) requests/s", ratio: x(rates[64]! / rates[1]!),
+        [
+            "requests": .number(Double(lines.count)), "concurrency64PerSecond": .number(rates[64]!),
+            "sequentialPerSecond": .number(rates[1]!),
+        ])
 }
 
 // MARK: The peer.
