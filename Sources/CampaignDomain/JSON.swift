@@ -81,6 +81,7 @@ extension JSON {
     /// Canonical UTF-8 bytes: no white space, object keys sorted by their UTF-8 bytes.
     public var bytes: [UInt8] {
         var out = [UInt8]()
+        out.reserveCapacity(256)
         write(into: &out)
         return out
     }
@@ -123,9 +124,14 @@ extension JSON {
 
     private static func writeString(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        // Fast path: most strings need no escaping and are copied as they are.
-        if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7f }) {
-            out.append(contentsOf: value.utf8)
+        // Fast path: most strings are native and need no escaping; they are scanned and copied
+        // as one buffer.
+        let copied: Bool? = value.utf8.withContiguousStorageIfAvailable { bytes in
+            for byte in bytes where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7f { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true {
             out.append(UInt8(ascii: "\""))
             return
         }

@@ -249,7 +249,7 @@ public final class CampaignEngine: Sendable {
             } catch let answer as NoChange {
                 return (answer.status, answer.data)
             }
-            guard var plan = planned else {
+            guard let plan = planned else {
                 return (200, try noChangeData(command, principal: principal))
             }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
@@ -353,7 +353,9 @@ public final class CampaignEngine: Sendable {
             })
         do {
             switch try await store.append(appendRequest) {
-            case let .appended(receipt): return (status, answered.value ?? respond(receipt))
+            case let .appended(receipt):
+                remember(plan, receipt)
+                return (status, answered.value ?? respond(receipt))
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
@@ -373,6 +375,18 @@ public final class CampaignEngine: Sendable {
                 .resourceConflict, "idempotency key was used with a different request", param: "idempotencyKey",
                 pointer: "/idempotencyKey")
         }
+    }
+
+    /// Keeps the first stream's state after a committed command in the aggregate cache, so the
+    /// next command on it folds nothing. Only for a versioned append: the version check proved the
+    /// stream held exactly the folded events, so state and version agree (a commuting append may
+    /// have interleaved with another and is left to the next load to fold).
+    private func remember(_ plan: Plan, _ receipt: AppendReceipt) {
+        guard !plan.unversioned, let after = plan.stateAfter, let first = plan.streams.first,
+            let version = receipt.streamVersions[first.streamId],
+            version == first.loadedVersion + UInt64(first.events.count)
+        else { return }
+        cache.put(first.streamId, after, version: version)
     }
 
     /// What the engine knows about the events it just appended, by position: each payload as a

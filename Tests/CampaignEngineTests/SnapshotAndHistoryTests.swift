@@ -73,6 +73,43 @@ import Testing
                 && answer.data?["version"]?.integerValue == 20_150)
     }
 
+    @Test func aCommittedCommandLeavesItsStateCachedSoTheNextFoldsNothing() async throws {
+        let t = try TestEngine()
+        try #require(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Warm","channel":"email"}"#).status == 201
+        )
+        let updates = await folded(t) {
+            for n in 0..<20 {
+                _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"warm \#(n)"}}"#)
+            }
+        }
+        #expect(updates == 0)
+        // An append the engine did not make (another process) is still folded before deciding.
+        _ = try await t.engine.eventStore.append(
+            AppendRequest(streams: [
+                StreamAppend(
+                    streamId: "acme:cmp_1", expectedVersion: .exact(21),
+                    events: [
+                        NewEvent(
+                            type: "campaign.updated", occurredAt: testStart, tenant: "acme", actor: "other",
+                            requestId: "other", causationId: "other",
+                            payload: JSON.object([
+                                "campaignId": .string("cmp_1"), "name": .string("Renamed elsewhere"),
+                            ]).bytes)
+                    ])
+            ]))
+        var answer = JSON.null
+        let afterForeign = await folded(t) {
+            answer = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"last"}}"#)
+        }
+        #expect(afterForeign == 1)
+        #expect(answer.data?["campaign"]?["name"]?.stringValue == "Renamed elsewhere")
+        #expect(answer.data?["version"]?.integerValue == 23)
+        // The cached state is the state a full fold of the log gives.
+        let cached = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#)
+        #expect(cached.data == (try t.engine.state(tenant: "acme", id: "cmp_1", asOf: .position(.max))))
+    }
+
     @Test func aCorruptOrOutdatedSnapshotIsIgnoredAndReplaced() async throws {
         var configuration = EngineConfiguration()
         configuration.snapshotPolicy = SnapshotPolicy(defaultEvery: 50)
