@@ -304,6 +304,9 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     // MARK: Rebuild
 
+    /// How long one rebuild batch may hold the writer: appends wait behind it.
+    public static let batchTimeBudget: Duration = .milliseconds(50)
+
     /// Rebuilds one projection from position 1 into its scratch slot, then switches to it
     /// atomically. Resumes an interrupted rebuild of the same version.
     public func rebuild(_ name: String, batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
@@ -315,73 +318,136 @@ public final class ProjectionRunner: @unchecked Sendable {
         try rebuild(projections.map(\.name), batchSize: batchSize, progress: progress)
     }
 
-    /// Rebuilds several projections in one pass over the log: each event is read and decoded
-    /// once and applied to every projection's scratch slot; each projection switches in the
-    /// transaction where its scratch slot reaches the head.
+    /// Rebuilds several projections in one pass over the log, each batch in a write transaction
+    /// of its own on the calling thread: for a store nobody else writes in this process (opening
+    /// one, or a tool). Each event is read and decoded once and applied to every projection's
+    /// scratch slot; each projection switches in the transaction where its scratch slot reaches
+    /// the head. A batch ends after `batchSize` events or ``batchTimeBudget``, whichever is first,
+    /// so a writer in another process waits at most about that long.
     public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws
     {
-        let selected = try names.map(projection(named:))
-        let label = names.count == 1 ? names[0] : "all"
-        let started = Date()
-        let (resumedFrom, total): (UInt64, UInt64) = try store.write { txn in
+        let run = try RebuildRun(self, names)
+        let started = try store.write(run.start)
+        while true {
+            let (done, finished) = try store.write { try run.batch(batchSize: batchSize, in: $0) }
+            progress?(run.progress(done: done, started: started))
+            if finished { return }
+        }
+    }
+
+    /// Rebuilds like ``rebuild(_:batchSize:progress:)-(([String],_,_)``, with each batch a job of
+    /// the store's writer thread (``EventStore/perform(_:)``): for a process that is also serving
+    /// commands. No thread of Swift's cooperative pool blocks on LMDB's writer lock, and appends
+    /// commit between batches, each of which holds the writer for at most ``batchTimeBudget``.
+    /// - Returns: the progress at the end (events applied, the rate).
+    @discardableResult
+    public func rebuildOnWriter(
+        _ names: [String], batchSize: Int = 20_000, progress: (@Sendable (RebuildProgress) -> Void)? = nil
+    ) async throws -> RebuildProgress {
+        let run = try RebuildRun(self, names)
+        let started = try await store.perform(run.start)
+        while true {
+            let (done, finished) = try await store.perform { try run.batch(batchSize: batchSize, in: $0) }
+            let reached = run.progress(done: done, started: started)
+            progress?(reached)
+            if finished { return reached }
+        }
+    }
+
+    /// One rebuild of some projections, as steps that each run in a write transaction.
+    struct RebuildRun: Sendable {
+        /// Where a run stands when it starts: the position it resumes from, the head, the time.
+        struct Start: Sendable {
+            var resumedFrom: UInt64
+            var total: UInt64
+            var time: ContinuousClock.Instant
+        }
+
+        let runner: ProjectionRunner
+        let selected: [any Projection]
+        let label: String
+
+        init(_ runner: ProjectionRunner, _ names: [String]) throws {
+            self.runner = runner
+            selected = try names.map(runner.projection(named:))
+            label = names.count == 1 ? names[0] : "all"
+        }
+
+        /// Clears each projection's scratch slot, unless an interrupted rebuild of the same version
+        /// is under way there (it resumes).
+        @Sendable func start(_ txn: WriteTransaction) throws -> Start {
             var lowest = UInt64.max
             for projection in selected {
-                var state = try meta(projection.name, in: txn) ?? Meta()
+                var state = try runner.meta(projection.name, in: txn) ?? Meta()
                 let scratch = state.slot == "a" ? "b" : "a"
                 if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch {
                     lowest = min(lowest, rebuild.checkpoint)
                     continue
                 }
-                try txn.clear(table(projection.name, slot: scratch))
+                try txn.clear(runner.table(projection.name, slot: scratch))
                 state.rebuild = (scratch, 0, projection.version)
-                try setMeta(state, projection.name, in: txn)
+                try runner.setMeta(state, projection.name, in: txn)
                 lowest = 0
             }
-            return (lowest == .max ? 0 : lowest, try txn.headPosition())
+            return Start(resumedFrom: lowest == .max ? 0 : lowest, total: try txn.headPosition(), time: .now)
         }
-        while true {
-            let (done, finished): (UInt64, Bool) = try store.write { txn in
-                var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
-                for projection in selected {
-                    guard let state = try meta(projection.name, in: txn), let rebuild = state.rebuild else { continue }
-                    states.append(
-                        (
-                            projection, state,
-                            ProjectionTable(
-                                txn: txn, table: table(projection.name, slot: rebuild.slot), personalData: personalData)
-                        ))
+
+        /// Applies the next events (at most `batchSize`, for at most ``batchTimeBudget``) to every
+        /// scratch slot and records each checkpoint; a projection whose slot reaches the head
+        /// switches to it here.
+        /// - Returns: the position reached, and whether every projection has switched.
+        func batch(batchSize: Int, in txn: WriteTransaction) throws -> (UInt64, Bool) {
+            let deadline = ContinuousClock.now + ProjectionRunner.batchTimeBudget
+            var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
+            for projection in selected {
+                guard let state = try runner.meta(projection.name, in: txn), let rebuild = state.rebuild else {
+                    continue
                 }
-                guard let from = states.map({ $0.state.rebuild!.checkpoint }).min() else { return (total, true) }
-                let events = try txn.events(from: from + 1, limit: batchSize)
+                let table = runner.table(projection.name, slot: rebuild.slot)
+                states.append(
+                    (projection, state, ProjectionTable(txn: txn, table: table, personalData: runner.personalData)))
+            }
+            guard let from = states.map({ $0.state.rebuild!.checkpoint }).min() else {
+                return (try txn.headPosition(), true)
+            }
+            var reached = from
+            var applied = 0
+            // Read in chunks, so the time budget is checked without reading a whole batch first.
+            while applied < batchSize, ContinuousClock.now < deadline {
+                let events = try txn.events(from: reached + 1, limit: min(1_000, batchSize - applied))
+                guard let last = events.last else { break }
                 for event in events {
                     let projected = ProjectedEvent(event)
                     for entry in states where event.position > entry.state.rebuild!.checkpoint {
                         try entry.projection.apply(projected, to: entry.scratch)
                     }
                 }
-                let reached = events.last?.position ?? from
-                let head = try txn.headPosition()
-                var remaining = false
-                for var entry in states {
-                    var rebuild = entry.state.rebuild!
-                    rebuild.checkpoint = max(rebuild.checkpoint, reached)
-                    if rebuild.checkpoint >= head {
-                        try txn.clear(table(entry.projection.name, slot: entry.state.slot))
-                        entry.state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
-                    } else {
-                        entry.state.rebuild = rebuild
-                        remaining = true
-                    }
-                    try setMeta(entry.state, entry.projection.name, in: txn)
-                }
-                return (reached, !remaining)
+                reached = last.position
+                applied += events.count
             }
-            let seconds = max(Date().timeIntervalSince(started), 1e-6)
-            progress?(
-                RebuildProgress(
-                    name: label, done: done, total: max(total, done),
-                    eventsPerSecond: Double(done - min(done, resumedFrom)) / seconds))
-            if finished { return }
+            let head = try txn.headPosition()
+            var remaining = false
+            for var entry in states {
+                var rebuild = entry.state.rebuild!
+                rebuild.checkpoint = max(rebuild.checkpoint, reached)
+                if rebuild.checkpoint >= head {
+                    try txn.clear(runner.table(entry.projection.name, slot: entry.state.slot))
+                    entry.state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
+                } else {
+                    entry.state.rebuild = rebuild
+                    remaining = true
+                }
+                try runner.setMeta(entry.state, entry.projection.name, in: txn)
+            }
+            return (reached, !remaining)
+        }
+
+        func progress(done: UInt64, started: Start) -> RebuildProgress {
+            let elapsed = (ContinuousClock.now - started.time).components
+            let seconds = max(Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18, 1e-6)
+            return RebuildProgress(
+                name: label, done: done, total: max(started.total, done),
+                eventsPerSecond: Double(done - min(done, started.resumedFrom)) / seconds)
         }
     }
 

@@ -368,9 +368,9 @@ enum ProjectionsCommand {
         case "rebuild":
             for name in names {
                 let started = Date()
-                var last: RebuildProgress?
-                try runner.rebuild(name, batchSize: batch) { progress in
-                    last = progress
+                // Each batch is a job of the writer thread, so a rebuild in a process that serves
+                // commands (or beside one) holds the writer only briefly at a time.
+                let last = try await runner.rebuildOnWriter([name], batchSize: batch) { progress in
                     if console.errorIsTerminal {
                         console.progress(
                             "\(name) "
@@ -380,7 +380,7 @@ enum ProjectionsCommand {
                 }
                 if console.errorIsTerminal { console.progress("") }
                 let seconds = Date().timeIntervalSince(started)
-                let done = last?.done ?? 0
+                let done = last.done
                 console.out(
                     "rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) "
                         + "s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)"

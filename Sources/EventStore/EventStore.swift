@@ -79,11 +79,17 @@ public final class EventStore: @unchecked Sendable {
     deinit { close() }
 
     /// Opens (creating if needed) a named table for data kept beside the log. Call it before, not
-    /// inside, a transaction.
+    /// inside, a transaction. Creating a table takes a write transaction: it runs on the writer
+    /// thread, like every write, and the caller waits for it.
     public func table(named name: String) throws -> Table {
         let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints", "store"]
         guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
-        guard let dbi = try environment.table(named: name) else {
+        let environment = self.environment
+        let opened =
+            environment.readOnly
+            ? try environment.table(named: name)
+            : try committer.runOnWriter { try environment.table(named: name) }
+        guard let dbi = opened else {
             throw EventStoreError.cannotOpen(
                 path: path, reason: "table \(name) does not exist, and a read-only store creates none")
         }

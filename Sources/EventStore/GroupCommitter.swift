@@ -27,6 +27,8 @@ final class GroupCommitter: @unchecked Sendable {
     private let maximumBatchSize: Int
     private let commit: ([Job]) -> [Result<AppendOutcome, Error>]
     private let commitAlone: (Job) -> Result<AppendOutcome, Error>
+    /// The writer thread, once it runs (set once, before any job; read under `condition`).
+    private var writer: pthread_t?
 
     /// - Parameters:
     ///   - commit: commits a batch in one transaction, or throws if the transaction as a whole failed.
@@ -92,7 +94,23 @@ final class GroupCommitter: @unchecked Sendable {
         condition.withLock { (transactions, requests) }
     }
 
+    /// Whether the caller is the writer thread (a job must not wait for another job).
+    var isWriterThread: Bool {
+        condition.withLock { writer.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+
+    /// Runs `work` on the writer thread between batches of appends and waits for its result,
+    /// for callers that cannot await; on the writer thread itself it simply runs.
+    func runOnWriter<T>(_ work: @escaping @Sendable () throws -> T) throws -> T {
+        if isWriterThread { return try work() }
+        let outcome = Outcome<T>()
+        let queued = submitWrite { outcome.finish(Result { try work() }) }
+        guard queued else { throw EventStoreError.closed }
+        return try outcome.wait().get()
+    }
+
     private func run() {
+        condition.withLock { writer = pthread_self() }
         while true {
             condition.lock()
             while pending.isEmpty && pendingWrites.isEmpty && !stopped { condition.wait() }
@@ -122,6 +140,29 @@ final class GroupCommitter: @unchecked Sendable {
             requests += UInt64(batch.count)
             condition.unlock()
             for (job, result) in zip(batch, results) { job.complete(result) }
+        }
+    }
+}
+
+/// The result of a job some thread waits for.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `result` is written once, under `condition`,
+/// and read only after that, under it.
+private final class Outcome<T>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<T, Error>?
+
+    func finish(_ value: Result<T, Error>) {
+        condition.withLock {
+            result = value
+            condition.broadcast()
+        }
+    }
+
+    func wait() -> Result<T, Error> {
+        condition.withLock {
+            while result == nil { condition.wait() }
+            return result!
         }
     }
 }

@@ -250,6 +250,61 @@ import Testing
         #expect(try resumed.verify("counter").matches)
     }
 
+    @Test func aRebuildOnTheWriterLetsCommandsCommitBetweenItsBatchesAndEndsIdenticalToTheLiveModels() async throws {
+        let t = try TestEngine()
+        for n in 0..<40 {
+            _ = await t.command(
+                "campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"email"}"#)
+        }
+        let runner = t.engine.projections
+        let names = runner.projections.map(\.name)
+        let batches = Positions()
+        // Commands keep committing while the rebuild runs in batches of 7 events on the writer.
+        async let rebuilt = runner.rebuildOnWriter(names, batchSize: 7) { progress in
+            batches.append(progress.done)
+        }
+        var answers = [Int?]()
+        for n in 0..<40 {
+            let body = #"{"campaignId":"cmp_\#(n)","content":{"body":"during the rebuild"}}"#
+            answers.append(await t.command("campaign.update", body).status)
+        }
+        let last = try await rebuilt
+        #expect(answers.allSatisfy { $0 == 201 })
+        let done = batches.all
+        #expect(done.count >= 40 / 7 && last.done == done.last && last.done >= 40)
+        #expect(zip(done, done.dropFirst()).allSatisfy { $1 >= $0 && $1 - $0 <= 7 })
+        for name in names {
+            #expect(try runner.status().first { $0.name == name }?.rebuildCheckpoint == nil)
+            #expect(try runner.verify(name).matches, "\(name) differs from a fresh rebuild")
+        }
+        let listed = await t.query("campaign.list", #"{"limit":100}"#)
+        #expect(listed.data?["items"]?.arrayValue?.count == 40)
+    }
+
+    @Test func tablesOpenOnTheWriterThreadWhileItIsBusy() async throws {
+        let (directory, store) = try await storeWithEvents(1)
+        _ = directory
+        defer { store.close() }
+        // The writer is busy with appends while another thread opens tables: each open is a job
+        // between two batches and returns a usable handle.
+        async let appends: Void = {
+            for n in 0..<50 {
+                let event = NewEvent(
+                    type: "e", occurredAt: testStart, tenant: "t", actor: "a", requestId: "r\(n)", causationId: "c",
+                    payload: Array("{}".utf8))
+                _ = try await store.append(
+                    AppendRequest(streams: [StreamAppend(streamId: "busy", expectedVersion: .any, events: [event])]))
+            }
+        }()
+        for n in 0..<20 {
+            let table = try store.table(named: "extra-\(n)")
+            try await store.perform { txn in try txn.put([UInt8(n)], forKey: [1], in: table) }
+            #expect(try store.read { try $0.value(forKey: [1], in: table) } == [UInt8(n)])
+        }
+        try await appends
+        #expect(try store.streamVersion("busy") == 50)
+    }
+
     @Test func verifyReportsATamperedRow() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)
@@ -285,4 +340,13 @@ import Testing
         #expect(ids == ["cmp_1", "cmp_3", "cmp_raw"])
         #expect(try t.engine.projections.verify("campaign-board").matches)
     }
+}
+
+/// Positions reported from another task. Invariant that makes `@unchecked Sendable` safe:
+/// `positions` is touched only under `lock`.
+final class Positions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var positions: [UInt64] = []
+    func append(_ position: UInt64) { lock.withLock { positions.append(position) } }
+    var all: [UInt64] { lock.withLock { positions } }
 }
