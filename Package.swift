@@ -4,7 +4,8 @@ import PackageDescription
 // Layers (SPEC.md §2): CLMDB ← EventStore ← {CampaignProjections, CampaignSnapshots} ← CampaignEngine ← tools.
 // `Hashing` is an addition to the spec's table: SHA-256 is needed both by `EventStore` (the hash chain)
 // and by the pure `CampaignDomain` (commitments, sticky experiment buckets), and neither layer may
-// depend on the other, so the digest lives in its own dependency-free target.
+// depend on the other, so the digest lives in its own target. `CSHA256` is the project's own C for the
+// CPU's SHA extensions (intrinsics, chosen at run time by CPUID); `Hashing` falls back to Swift without.
 let package = Package(
     name: "CampaignEngine",
     products: [
@@ -20,7 +21,8 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"])]
         ),
-        .target(name: "Hashing"),
+        .target(name: "CSHA256"),
+        .target(name: "Hashing", dependencies: ["CSHA256"]),
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(

@@ -166,7 +166,7 @@ public final class EventStore: @unchecked Sendable {
 
     private func record(refusal reason: String?) throws {
         guard let storeFacts, !environment.readOnly else { return }
-        try environment.write { txn in
+        _ = try environment.write { txn in
             if let reason {
                 try txn.put(storeFacts, EventStore.refusalKey, Array(reason.utf8))
             } else {

@@ -86,26 +86,42 @@ enum RecordCodec {
     static func verify(
         _ bytes: UnsafeRawBufferPointer, position: UInt64, expectedPrevious: [UInt8]
     ) -> Result<[UInt8], EventStoreError> {
-        func bad(_ reason: String) -> Result<[UInt8], EventStoreError> {
-            .failure(.corruptRecord(position: position, reason: reason))
-        }
-        guard bytes.count >= 27 + 12 + 4 + 2 * hashSize else { return bad("record too short") }
-        guard bytes[0] == formatVersion else { return bad("unknown record format") }
+        let problem = expectedPrevious.withUnsafeBytes { check(bytes, position: position, expectedPrevious: $0) }
+        if let problem { return .failure(.corruptRecord(position: position, reason: problem)) }
+        return .success(storedHash(bytes))
+    }
+
+    /// What is wrong with one stored record, or nil when it checks out (see
+    /// ``verify(_:position:expectedPrevious:)``). Allocates nothing and reads only `bytes` and
+    /// `expectedPrevious`, so records can be checked on several threads at once.
+    static func check(
+        _ bytes: UnsafeRawBufferPointer, position: UInt64, expectedPrevious: UnsafeRawBufferPointer
+    ) -> String? {
+        guard bytes.count >= 27 + 12 + 4 + 2 * hashSize else { return "record too short" }
+        guard bytes[0] == formatVersion else { return "unknown record format" }
         var reader = ByteReader(bytes)
         _ = reader.u8()
-        guard reader.u64() == position else { return bad("stored position does not match its key") }
+        guard reader.u64() == position else { return "stored position does not match its key" }
         let canonicalCount = bytes.count - 2 * hashSize
         let previous = UnsafeRawBufferPointer(rebasing: bytes[canonicalCount..<(canonicalCount + hashSize)])
         let stored = UnsafeRawBufferPointer(rebasing: bytes[(canonicalCount + hashSize)...])
-        guard previous.elementsEqual(expectedPrevious) else {
-            return bad("previous hash does not match the record before")
+        guard memcmp(previous.baseAddress!, expectedPrevious.baseAddress!, hashSize) == 0 else {
+            return "previous hash does not match the record before"
         }
         var hasher = SHA256()
         hasher.update(previous)
         hasher.update(UnsafeRawBufferPointer(rebasing: bytes[0..<canonicalCount]))
-        let computed = hasher.finalize()
-        guard stored.elementsEqual(computed) else { return bad("hash does not match the record's bytes") }
-        return .success(computed)
+        return withUnsafeTemporaryAllocation(byteCount: hashSize, alignment: 8) { computed in
+            hasher.finalize(into: computed)
+            return memcmp(stored.baseAddress!, computed.baseAddress!, hashSize) == 0
+                ? nil : "hash does not match the record's bytes"
+        }
+    }
+
+    /// The stored hash of a record as a view of its bytes (the last 32), for records long enough
+    /// to hold one.
+    static func storedHashBytes(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - hashSize)...])
     }
 
     /// The stored hash of a record (its last 32 bytes).

@@ -129,6 +129,52 @@ final class WriterProcess: @unchecked Sendable {
         #expect(report.headPosition == 40)
     }
 
+    @Test func aParallelVerifyFindsTheSameFirstBadRecordAsOneInSequence() async throws {
+        let clean = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: clean.path)
+            for batch in 0..<30 {
+                let events = (1...100).map { index in
+                    let n = batch * 100 + index
+                    return event(payload: "{\"m\":\"\(String(format: "marker-%04d-end", n))\"}", request: "r\(n)")
+                }
+                _ = try await store.append(appendRequest("s\(batch % 7)", events: events))
+            }
+            store.close()
+        }
+        let original = try Data(contentsOf: URL(fileURLWithPath: clean.path + "/data.mdb"))
+        // Damaged records: the first, either side of a page and of a worker's share, the last, and
+        // two at once (the lower is the first bad one).
+        for damaged in [[1], [500], [501], [1000], [1001], [1999, 2500], [2500, 1999], [3000]] {
+            var bytes = original
+            for n in damaged {
+                let marker = Data(String(format: "marker-%04d-end", n).utf8)
+                var searchStart = bytes.startIndex
+                while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
+                    bytes[found.lowerBound + 9] ^= 0x01
+                    searchStart = found.upperBound
+                }
+            }
+            let copy = TemporaryDirectory()
+            try bytes.write(to: URL(fileURLWithPath: copy.path + "/data.mdb"))
+            let store = try EventStore(path: copy.path)
+            defer { store.close() }
+            let sequential = try store.verifyChain(pageSize: 1_000, workers: 1)
+            #expect(sequential.firstBadPosition == UInt64(damaged.min()!))
+            for workers in [2, 3, 8] {
+                for pageSize in [1_000, 8_192] {
+                    let parallel = try store.verifyChain(pageSize: pageSize, workers: workers)
+                    #expect(parallel == sequential, "\(damaged) with \(workers) workers, pages of \(pageSize)")
+                }
+            }
+        }
+        let store = try EventStore(path: clean.path)
+        defer { store.close() }
+        let intact = try store.verifyChain(workers: 2)
+        let inSequence = try store.verifyChain(workers: 1)
+        #expect(intact.isIntact && intact.eventsChecked == 3_000 && intact == inSequence)
+    }
+
     @Test func theHeadHashIsTheLastRecordsHashAndChainsFromZero() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)

@@ -2,38 +2,50 @@ import Hashing
 import Testing
 
 /// Known answers from NIST's "SHA-256 examples" (FIPS 180-4 example values) and the long-message
-/// test from the NIST SHA-2 validation suite.
+/// test from the NIST SHA-2 validation suite, each checked with every implementation this CPU runs
+/// (the portable Swift rounds, and the SHA extensions where present).
 @Suite struct SHA256Tests {
-    @Test func emptyMessageMatchesNIST() {
-        #expect(
-            SHA256.hash([UInt8]()).hexString
-                == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    static let vectors: [(message: [UInt8], digest: String)] = [
+        ([], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        (Array("abc".utf8), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        (
+            Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        ),
+        (
+            Array(
+                ("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmno"
+                    + "pqrsmnopqrstnopqrstu").utf8),
+            "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+        ),
+        // 55, 56 and 64 bytes sit on either side of the length field's boundary.
+        (
+            [UInt8](repeating: 0x61, count: 55), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"
+        ),
+        (
+            [UInt8](repeating: 0x61, count: 56), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a"
+        ),
+        (
+            [UInt8](repeating: 0x61, count: 64), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"
+        ),
+    ]
+
+    static func digest(_ message: [UInt8], _ implementation: SHA256.Implementation) -> [UInt8] {
+        var hasher = SHA256(using: implementation)
+        hasher.update(message)
+        return hasher.finalize()
     }
 
-    @Test func oneBlockMessageMatchesNIST() {
-        #expect(
-            SHA256.hash(Array("abc".utf8)).hexString
-                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    @Test(arguments: SHA256.available)
+    func nistExamplesMatch(_ implementation: SHA256.Implementation) {
+        for (message, digest) in Self.vectors {
+            #expect(Self.digest(message, implementation).hexString == digest, "\(message.count) bytes")
+        }
     }
 
-    @Test func twoBlockMessageMatchesNIST() {
-        let message = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-        #expect(
-            SHA256.hash(Array(message.utf8)).hexString
-                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-    }
-
-    @Test func fourHundredFortyEightBitMessageMatchesNIST() {
-        let message =
-            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmno"
-            + "pqrsmnopqrstnopqrstu"
-        #expect(
-            SHA256.hash(Array(message.utf8)).hexString
-                == "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
-    }
-
-    @Test func millionAsMatchesNIST() {
-        var hasher = SHA256()
+    @Test(arguments: SHA256.available)
+    func millionAsMatchesNIST(_ implementation: SHA256.Implementation) {
+        var hasher = SHA256(using: implementation)
         let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
         for _ in 0..<1000 { hasher.update(chunk) }
         #expect(
@@ -41,11 +53,29 @@ import Testing
                 == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
-    @Test func feedingInOddPiecesGivesTheSameDigestAsOneCall() {
+    @Test func theSHAExtensionsAreUsedWhereTheCPUHasThem() {
+        #expect(SHA256.fastest == SHA256.available.last)
+        #expect(SHA256.available.first == .portable)
+    }
+
+    @Test func theImplementationsAgreeOnRandomInputsOfEveryLengthUpTo1024() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...1024 {
+            let message = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let portable = Self.digest(message, .portable)
+            for implementation in SHA256.available {
+                #expect(Self.digest(message, implementation) == portable, "\(implementation), \(length) bytes")
+            }
+            #expect(SHA256.hash(message) == portable)
+        }
+    }
+
+    @Test(arguments: SHA256.available)
+    func feedingInOddPiecesGivesTheSameDigestAsOneCall(_ implementation: SHA256.Implementation) {
         let message = (0..<1_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let whole = SHA256.hash(message)
+        let whole = Self.digest(message, implementation)
         for pieceSize in [1, 3, 55, 56, 63, 64, 65, 127, 999] {
-            var hasher = SHA256()
+            var hasher = SHA256(using: implementation)
             var index = 0
             while index < message.count {
                 let end = min(index + pieceSize, message.count)
@@ -56,16 +86,11 @@ import Testing
         }
     }
 
-    @Test func paddingBoundariesAreHandled() {
-        // 55, 56 and 64 bytes sit on either side of the length field's boundary.
-        #expect(
-            SHA256.hash([UInt8](repeating: 0x61, count: 55)).hexString
-                == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
-        #expect(
-            SHA256.hash([UInt8](repeating: 0x61, count: 56)).hexString
-                == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
-        #expect(
-            SHA256.hash([UInt8](repeating: 0x61, count: 64)).hexString
-                == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+    @Test func aDigestCanBeWrittenInPlace() {
+        var hasher = SHA256()
+        hasher.update(Array("abc".utf8))
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBytes { hasher.finalize(into: $0) }
+        #expect(out.hexString == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     }
 }
