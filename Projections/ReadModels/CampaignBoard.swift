@@ -3,17 +3,17 @@ import Foundation
 
 /// The campaign board: every live campaign of a tenant by status, with counts.
 ///
-/// Keys: `r‖tenant‖campaignId` → the campaign's status ‖ `0x00` ‖ its state (snapshot JSON);
-/// `s‖tenant‖status‖campaignId` → empty; `n‖tenant‖status` → count. Deleted campaigns leave the
-/// board. The status leads the row so an event whose state the engine already folded moves the
-/// campaign between statuses without parsing the stored state.
+/// Keys: `r‖tenant‖campaignId` → the campaign's status ‖ `0x00` ‖ its state as a typed row
+/// (``encode(_:)``); `s‖tenant‖status‖campaignId` → empty; `n‖tenant‖status` → count. Deleted
+/// campaigns leave the board. The status leads the row so an event whose state the engine already
+/// folded moves the campaign between statuses without reading the stored state.
 public struct CampaignBoard: Projection {
     /// Creates the projection.
     public init() {}
     /// `campaign-board`.
     public var name: String { "campaign-board" }
-    /// 2: rows lead with the status.
-    public var version: Int { 2 }
+    /// 3: typed rows (2: rows led by the status, then snapshot JSON).
+    public var version: Int { 3 }
     /// Inline: a list right after a command shows it.
     public var mode: ProjectionMode { .inline }
 
@@ -22,9 +22,79 @@ public struct CampaignBoard: Projection {
 
     /// A campaign's state from its row, or nil.
     public static func state(_ row: [UInt8]) -> CampaignState? {
-        guard let separator = row.firstIndex(of: 0) else { return nil }
-        return (try? JSON.parse(Array(row[(separator + 1)...]))).flatMap(CampaignState.init(snapshot:))
+        guard let separator = row.firstIndex(of: 0),
+            let status = CampaignStatus(rawValue: String(decoding: row[..<separator], as: UTF8.self))
+        else { return nil }
+        return decode(row[(separator + 1)...], status: status)
     }
+
+    /// The typed form of a campaign's state, after the status and its `0x00`:
+    ///
+    /// ```
+    /// 1   row format (1)
+    /// 8   stream version
+    /// 8   createdAt, 8 updatedAt: signed milliseconds since 1970
+    /// 1   present fields: 1 segmentId, 2 content, 4 content subject, 8 sendAt
+    /// 8   sendAt (when present)
+    /// …   strings (u32 length, UTF-8): id, name, channel, then segmentId, subject, body when present
+    /// ```
+    public static func encode(_ state: CampaignState) -> [UInt8] {
+        var row = RowWriter(
+            capacity: 48 + state.id.utf8.count + state.name.utf8.count + (state.content?.body.utf8.count ?? 0))
+        row.u8(rowFormat)
+        row.u64(state.version)
+        row.time(state.createdAt)
+        row.time(state.updatedAt)
+        var present: UInt8 = 0
+        if state.segmentId != nil { present |= 1 }
+        if state.content != nil { present |= 2 }
+        if state.content?.subject != nil { present |= 4 }
+        if state.sendAt != nil { present |= 8 }
+        row.u8(present)
+        if let sendAt = state.sendAt { row.time(sendAt) }
+        row.string(state.id)
+        row.string(state.name)
+        row.string(state.channel)
+        if let segmentId = state.segmentId { row.string(segmentId) }
+        if let subject = state.content?.subject { row.string(subject) }
+        if let body = state.content?.body { row.string(body) }
+        return row.bytes
+    }
+
+    /// Reads back ``encode(_:)`` with the status the row leads with; nil for anything else.
+    static func decode(_ bytes: ArraySlice<UInt8>, status: CampaignStatus) -> CampaignState? {
+        var row = RowReader(bytes)
+        guard row.u8() == rowFormat, let version = row.u64(), let createdAt = row.time(),
+            let updatedAt = row.time(), let present = row.u8()
+        else { return nil }
+        var sendAt: Date?
+        if present & 8 != 0 {
+            guard let time = row.time() else { return nil }
+            sendAt = time
+        }
+        guard let id = row.string(), let name = row.string(), let channel = row.string() else { return nil }
+        var segmentId: String?
+        var subject: String?
+        var content: Content?
+        if present & 1 != 0 {
+            guard let value = row.string() else { return nil }
+            segmentId = value
+        }
+        if present & 4 != 0 {
+            guard let value = row.string() else { return nil }
+            subject = value
+        }
+        if present & 2 != 0 {
+            guard let body = row.string() else { return nil }
+            content = Content(subject: subject, body: body)
+        }
+        guard row.isAtEnd else { return nil }
+        return CampaignState(
+            id: id, name: name, channel: channel, segmentId: segmentId, content: content, sendAt: sendAt,
+            status: status, createdAt: createdAt, updatedAt: updatedAt, version: version)
+    }
+
+    static let rowFormat: UInt8 = 1
 
     /// Folds a campaign event: with the state the writer folded when it has one, else by folding
     /// the stored row.
@@ -50,7 +120,7 @@ public struct CampaignBoard: Projection {
             }
         }
         if let after, let afterStatus {
-            try table.put(Self.row(tenant, id), Array(afterStatus.utf8) + [0] + after.snapshot.bytes)
+            try table.put(Self.row(tenant, id), Array(afterStatus.utf8) + [0] + Self.encode(after))
         } else {
             try table.delete(Self.row(tenant, id))
         }

@@ -3,16 +3,17 @@ import Foundation
 
 /// The schedule index the scheduler reads, and which segments scheduled or active campaigns use.
 ///
-/// Keys: `r‖tenant‖campaignId` → state; `d‖` + sendAt (ms, u64) + `tenant‖campaignId` → empty,
-/// for scheduled campaigns (read in time order, so a tick stops at the first entry not yet due);
-/// `u‖tenant‖segmentId‖campaignId` → empty, for scheduled and active campaigns.
+/// Keys: `r‖tenant‖campaignId` → what the other keys are made of (``Row``, a few bytes: no names or
+/// content); `d‖` + sendAt (ms, u64) + `tenant‖campaignId` → empty, for scheduled campaigns (read in
+/// time order, so a tick stops at the first entry not yet due); `u‖tenant‖segmentId‖campaignId` →
+/// empty, for scheduled and active campaigns.
 public struct ScheduleIndex: Projection {
     /// Creates the projection.
     public init() {}
     /// `schedule-index`.
     public var name: String { "schedule-index" }
-    /// 1.
-    public var version: Int { 1 }
+    /// 2: compact rows (1: a full JSON copy of every campaign).
+    public var version: Int { 2 }
     /// Inline: the segment-in-use rule reads it inside the write transaction.
     public var mode: ProjectionMode { .inline }
 
@@ -50,31 +51,91 @@ public struct ScheduleIndex: Projection {
         return campaigns
     }
 
-    /// Folds a campaign event. Name and content changes cannot move a campaign in the schedule,
-    /// so `campaign.updated` is skipped (the row keeps the fields the keys are made of).
-    public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard let kind = CampaignEvent.Kind(rawValue: event.envelope.type), kind != .updated,
-            let id = event.payload["campaignId"]?.stringValue
-        else { return }
-        let tenant = event.envelope.tenant
-        let row = Key.make(["r", tenant, id])
-        let before = try table.json(row).flatMap(CampaignState.init(snapshot:))
-        let after = Campaign.evolve(before, event.record)
-        func keys(_ state: CampaignState?) -> [[UInt8]] {
-            guard let state else { return [] }
+    /// What the schedule of one campaign depends on: its status, send time and segment.
+    ///
+    /// Stored as status ‖ `0x00` ‖ format (1) ‖ present fields (1 segmentId, 8 sendAt) ‖ sendAt
+    /// (signed ms, when present) ‖ segmentId (u32 length, UTF-8, when present).
+    struct Row: Equatable {
+        var status: CampaignStatus
+        var sendAt: Date?
+        var segmentId: String?
+
+        init(status: CampaignStatus, sendAt: Date?, segmentId: String?) {
+            self.status = status
+            self.sendAt = sendAt
+            self.segmentId = segmentId
+        }
+
+        init(_ state: CampaignState) {
+            self.init(status: state.status, sendAt: state.sendAt, segmentId: state.segmentId)
+        }
+
+        init?(bytes: [UInt8]) {
+            guard let separator = bytes.firstIndex(of: 0),
+                let status = CampaignStatus(rawValue: String(decoding: bytes[..<separator], as: UTF8.self))
+            else { return nil }
+            var row = RowReader(bytes[(separator + 1)...])
+            guard row.u8() == 1, let present = row.u8() else { return nil }
+            self.status = status
+            if present & 8 != 0 {
+                guard let time = row.time() else { return nil }
+                sendAt = time
+            }
+            if present & 1 != 0 {
+                guard let segment = row.string() else { return nil }
+                segmentId = segment
+            }
+            guard row.isAtEnd else { return nil }
+        }
+
+        var bytes: [UInt8] {
+            var row = RowWriter(capacity: 32)
+            for byte in status.rawValue.utf8 { row.u8(byte) }
+            row.u8(0)
+            row.u8(1)
+            row.u8((segmentId == nil ? 0 : 1) | (sendAt == nil ? 0 : 8))
+            if let sendAt { row.time(sendAt) }
+            if let segmentId { row.string(segmentId) }
+            return row.bytes
+        }
+
+        /// A campaign state holding only these fields, for folding the next event: the fields a
+        /// schedule depends on evolve from themselves and the event alone.
+        func state(id: String) -> CampaignState {
+            CampaignState(
+                id: id, name: "", channel: "", segmentId: segmentId, content: nil, sendAt: sendAt, status: status,
+                createdAt: .distantPast, updatedAt: .distantPast, version: 0)
+        }
+
+        /// The index keys of a campaign in this state.
+        func keys(_ tenant: String, _ id: String) -> [[UInt8]] {
             var keys = [[UInt8]]()
-            if state.status == .scheduled, let sendAt = state.sendAt { keys.append(Self.dueKey(sendAt, tenant, id)) }
-            if state.status == .scheduled || state.status == .active, let segment = state.segmentId {
-                keys.append(Key.make(["u", tenant, segment, id]))
+            if status == .scheduled, let sendAt { keys.append(ScheduleIndex.dueKey(sendAt, tenant, id)) }
+            if status == .scheduled || status == .active, let segmentId {
+                keys.append(Key.make(["u", tenant, segmentId, id]))
             }
             return keys
         }
-        for key in keys(before) { try table.delete(key) }
-        for key in keys(after) { try table.put(key) }
+    }
+
+    /// Folds a campaign event, with the state the writer folded when it has one. Name and content
+    /// changes cannot move a campaign in the schedule, so `campaign.updated` is skipped.
+    public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+        guard let kind = CampaignEvent.Kind(rawValue: event.envelope.type), kind != .updated else { return }
+        let known = event.stateAfter as? CampaignState
+        guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
+        let tenant = event.envelope.tenant
+        let key = Key.make(["r", tenant, id])
+        let before = try table.get(key).flatMap(Row.init(bytes:))
+        let after = (known ?? Campaign.evolve(before?.state(id: id), event.record)).map(Row.init)
+        guard after != before else { return }
+        let (old, new) = (before?.keys(tenant, id) ?? [], after?.keys(tenant, id) ?? [])
+        for stale in old where !new.contains(stale) { try table.delete(stale) }
+        for fresh in new where !old.contains(fresh) { try table.put(fresh) }
         if let after, after.status != .deleted {
-            try table.put(row, json: after.snapshot)
+            try table.put(key, after.bytes)
         } else {
-            try table.delete(row)
+            try table.delete(key)
         }
     }
 }

@@ -305,6 +305,30 @@ import Testing
         #expect(try store.streamVersion("busy") == 50)
     }
 
+    @Test func campaignBoardRowsReadBackEveryFieldAndRefuseDamage() {
+        let base = CampaignState(
+            id: "cmp_1", name: "Ünïcode ✓ name", channel: "email", segmentId: nil, content: nil, sendAt: nil,
+            status: .draft, createdAt: Date(timeIntervalSince1970: 1_790_000_000.123),
+            updatedAt: Date(timeIntervalSince1970: 1_790_000_001.5), version: 7)
+        var full = base
+        full.segmentId = "seg_9"
+        full.content = Content(subject: "Hi", body: String(repeating: "body ", count: 1_000))
+        full.sendAt = Date(timeIntervalSince1970: -86_400.25)
+        full.status = .scheduled
+        var noSubject = full
+        noSubject.content = Content(body: "")
+        for state in [base, full, noSubject] {
+            let row = Array(state.status.rawValue.utf8) + [0] + CampaignBoard.encode(state)
+            #expect(CampaignBoard.state(row) == state)
+            // Cut short anywhere, or with a byte too many, it is no row rather than a wrong one.
+            for cut in stride(from: state.status.rawValue.utf8.count + 1, to: row.count, by: 97) {
+                #expect(CampaignBoard.state(Array(row[..<cut])) == nil)
+            }
+            #expect(CampaignBoard.state(row + [0]) == nil)
+        }
+        #expect(CampaignBoard.state(Array("nonsense".utf8) + [0] + CampaignBoard.encode(base)) == nil)
+    }
+
     @Test func verifyReportsATamperedRow() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Alpha","channel":"email"}"#)

@@ -44,6 +44,23 @@ public struct CampaignState: Sendable, Equatable {
     /// The stream version.
     public var version: UInt64
 
+    /// A state with every field given (read models store and read it back).
+    public init(
+        id: String, name: String, channel: String, segmentId: String?, content: Content?, sendAt: Date?,
+        status: CampaignStatus, createdAt: Date, updatedAt: Date, version: UInt64
+    ) {
+        self.id = id
+        self.name = name
+        self.channel = channel
+        self.segmentId = segmentId
+        self.content = content
+        self.sendAt = sendAt
+        self.status = status
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.version = version
+    }
+
     /// The read model returned by `campaign.get`.
     public var json: JSON {
         var members: [String: JSON] = [
