@@ -216,4 +216,8 @@ public struct EngineResponse: Sendable, Equatable {
 
     /// The wire object as one line of canonical JSON.
     public var line: String { json.text }
+
+    /// The wire object as canonical JSON bytes, for a host that writes them to a socket (no
+    /// `String` made on the way).
+    public var bytes: [UInt8] { json.bytes }
 }
