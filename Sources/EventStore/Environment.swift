@@ -146,6 +146,11 @@ final class Environment: @unchecked Sendable {
         return dbi
     }
 
+    /// The tables opened so far, by name.
+    var openTables: [(name: String, dbi: MDB_dbi)] {
+        tableLock.withLock { tables.map { ($0.key, $0.value) } }.sorted { $0.name < $1.name }
+    }
+
     /// Opens a table that must already exist, in a read transaction that is committed (not
     /// aborted), which is what keeps the handle open after it.
     private func openExistingTable(_ name: String) throws -> MDB_dbi? {

@@ -323,6 +323,17 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// Entries and bytes on disk of every table this store has opened (all of an engine's, once
+    /// it is open), by name. Free pages are not in any table.
+    public func tableUsage() throws -> [TableUsage] {
+        try environment.read { txn in
+            try environment.openTables.map { table in
+                let usage = try txn.usage(table.dbi)
+                return TableUsage(name: table.name, entries: usage.entries, bytes: usage.bytes)
+            }
+        }
+    }
+
     /// Counters for tests, benchmarks and `campaign stats`.
     public var statistics: StoreStatistics {
         let counters = committer.counters
@@ -440,7 +451,17 @@ public final class EventStore: @unchecked Sendable {
     }
 }
 
-/// Counters of the group committer.
+/// What one table holds on disk.
+public struct TableUsage: Sendable, Equatable {
+    /// The table's name (`events`, `p:campaign-board:a`, …).
+    public var name: String
+    /// Its entries.
+    public var entries: Int
+    /// The bytes of its pages (branch, leaf and overflow), as `mdb_stat` counts them.
+    public var bytes: Int
+}
+
+/// Counters of the group committer, for tests and benchmarks.
 public struct StoreStatistics: Sendable, Equatable {
     /// Write transactions the group committer has run.
     public var groupCommitTransactions: UInt64

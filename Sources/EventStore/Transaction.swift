@@ -15,7 +15,9 @@ final class Txn {
 
     /// Calls `body` with the stored value for `key`, or returns nil when there is none.
     func withValue<T>(_ dbi: MDB_dbi, _ key: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
-        try key.withUnsafeBytes { keyBytes in
+        // No stored key is empty or longer than LMDB allows (LMDB calls asking for one misuse).
+        guard Txn.isStorable(key) else { return nil }
+        return try key.withUnsafeBytes { keyBytes in
             var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             var v = MDB_val()
             let code = mdb_get(pointer, dbi, &k, &v)
@@ -24,6 +26,9 @@ final class Txn {
             return try body(UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
         }
     }
+
+    /// Whether LMDB can store `key`: 1 to 511 bytes.
+    static func isStorable(_ key: [UInt8]) -> Bool { !key.isEmpty && key.count <= Cursor.maximumKeySize }
 
     func get(_ dbi: MDB_dbi, _ key: [UInt8]) throws -> [UInt8]? {
         try withValue(dbi, key) { Array($0) }
@@ -40,7 +45,11 @@ final class Txn {
 
     @discardableResult
     func put(_ dbi: MDB_dbi, _ key: [UInt8], _ value: UnsafeRawBufferPointer, flags: UInt32 = 0) throws -> Bool {
-        try key.withUnsafeBytes { keyBytes in
+        guard Txn.isStorable(key) else {
+            throw EventStoreError.invalidKey(
+                "a key must be 1–\(Cursor.maximumKeySize) bytes (this one is \(key.count))")
+        }
+        return try key.withUnsafeBytes { keyBytes in
             var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
             let code = mdb_put(pointer, dbi, &k, &v, flags)
@@ -53,7 +62,8 @@ final class Txn {
 
     @discardableResult
     func delete(_ dbi: MDB_dbi, _ key: [UInt8]) throws -> Bool {
-        try key.withUnsafeBytes { keyBytes in
+        guard Txn.isStorable(key) else { return false }
+        return try key.withUnsafeBytes { keyBytes in
             var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
             let code = mdb_del(pointer, dbi, &k, nil)
             if code == MDB_NOTFOUND { return false }
@@ -68,6 +78,14 @@ final class Txn {
         let code = mdb_drop(pointer, dbi, 0)
         if code == MDB_MAP_FULL { throw MapFullSignal() }
         try LMDB.check(code, "mdb_drop")
+    }
+
+    /// Entries and bytes of pages (branch, leaf and overflow) of a table.
+    func usage(_ dbi: MDB_dbi) throws -> (entries: Int, bytes: Int) {
+        var stat = MDB_stat()
+        try LMDB.check(mdb_stat(pointer, dbi, &stat), "mdb_stat")
+        let pages = stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages
+        return (stat.ms_entries, pages * Int(stat.ms_psize))
     }
 
     func entryCount(_ dbi: MDB_dbi) throws -> Int {
@@ -117,8 +135,19 @@ struct Cursor {
     func last() throws -> Entry? { try move(MDB_LAST) }
     func next() throws -> Entry? { try move(MDB_NEXT) }
     func previous() throws -> Entry? { try move(MDB_PREV) }
-    /// The first entry whose key is greater than or equal to `key`.
-    func seek(atLeast key: [UInt8]) throws -> Entry? { try move(MDB_SET_RANGE, key: key) }
+    /// The first entry whose key is greater than or equal to `key`. Any key may be asked for:
+    /// the empty key is before every key, and a key longer than LMDB's 511 bytes is sought by its
+    /// first 511 (a stored key equal to those is less than it, so it is skipped).
+    func seek(atLeast key: [UInt8]) throws -> Entry? {
+        if key.isEmpty { return try first() }
+        guard key.count > Cursor.maximumKeySize else { return try move(MDB_SET_RANGE, key: key) }
+        let head = Array(key.prefix(Cursor.maximumKeySize))
+        guard let entry = try move(MDB_SET_RANGE, key: head) else { return nil }
+        return entry.key.elementsEqual(head) ? try next() : entry
+    }
+
+    /// LMDB's largest key (its default build).
+    static let maximumKeySize = 511
 
     /// The last entry whose key is less than or equal to `key`.
     func seek(atMost key: [UInt8]) throws -> Entry? {

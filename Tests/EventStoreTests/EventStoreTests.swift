@@ -388,6 +388,40 @@ import Testing
         }
         #expect(throws: EventStoreError.self) { try store.table(named: "events") }
     }
+
+    @Test func emptyAndOverlongKeysAreAnsweredNotTrapped() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "side")
+        let long = [UInt8](repeating: UInt8(ascii: "k"), count: 600)
+        try store.write { txn in
+            for key in ["a", "k", String(repeating: "k", count: 511), "z"] {
+                try txn.put([1], forKey: Array(key.utf8), in: table)
+            }
+            #expect(throws: EventStoreError.self) { try txn.put([1], forKey: [], in: table) }
+            #expect(throws: EventStoreError.self) { try txn.put([1], forKey: long, in: table) }
+            #expect(try txn.delete(key: [], in: table) == false)
+            #expect(try txn.delete(key: long, in: table) == false)
+        }
+        try store.read { (txn) throws -> Void in
+            #expect(try txn.value(forKey: [], in: table) == nil)
+            #expect(try txn.value(forKey: long, in: table) == nil)
+            func keys(from start: [UInt8], reverse: Bool = false) throws -> [Int] {
+                var lengths = [Int]()
+                try txn.forEach(in: table, from: start, reverse: reverse) { key, _ in
+                    lengths.append(key.count)
+                    return true
+                }
+                return lengths
+            }
+            // The empty key is before every key; a 600-byte key sorts after its 511-byte prefix.
+            #expect(try keys(from: []) == [1, 1, 511, 1])
+            #expect(try keys(from: long) == [1])
+            #expect(try keys(from: long, reverse: true) == [511, 1, 1])
+            #expect(try keys(from: [], reverse: true) == [])
+        }
+    }
 }
 
 @Suite struct MapGrowthTests {
