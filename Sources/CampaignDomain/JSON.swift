@@ -184,8 +184,12 @@ extension JSON {
             throw JSONParseError(
                 offset: limits.maximumBytes, reason: "document is larger than \(limits.maximumBytes) bytes")
         }
-        var parser = Parser(bytes: bytes, maximumDepth: limits.maximumDepth)
-        return try parser.document()
+        // The parser reads the bytes through a buffer pointer: no bounds checks or reference
+        // counting per byte (every index is checked against `count` by the parser itself).
+        return try bytes.withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSON in
+            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+            return try parser.document()
+        }
     }
 
     /// Parses a string's UTF-8 bytes.
@@ -195,12 +199,12 @@ extension JSON {
 }
 
 private struct Parser {
-    let bytes: [UInt8]
+    let bytes: UnsafeBufferPointer<UInt8>
     let maximumDepth: Int
     var index = 0
     var depth = 0
 
-    init(bytes: [UInt8], maximumDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
         self.bytes = bytes
         self.maximumDepth = maximumDepth
     }
@@ -218,7 +222,12 @@ private struct Parser {
     }
 
     mutating func skipWhiteSpace() {
-        while index < bytes.count, [0x20, 0x09, 0x0a, 0x0d].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0a, 0x0d: index += 1
+            default: return
+            }
+        }
     }
 
     mutating func value() throws(JSONParseError) -> JSON {
@@ -241,12 +250,12 @@ private struct Parser {
         }
     }
 
-    mutating func literal(_ word: String) throws(JSONParseError) {
-        let utf8 = Array(word.utf8)
-        guard bytes.count - index >= utf8.count, Array(bytes[index..<(index + utf8.count)]) == utf8 else {
-            throw fail("invalid literal")
-        }
-        index += utf8.count
+    mutating func literal(_ word: StaticString) throws(JSONParseError) {
+        let count = word.utf8CodeUnitCount
+        guard bytes.count - index >= count,
+            memcmp(bytes.baseAddress! + index, word.utf8Start, count) == 0
+        else { throw fail("invalid literal") }
+        index += count
     }
 
     mutating func enter() throws(JSONParseError) {
@@ -391,9 +400,7 @@ private struct Parser {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let end = index
-                let text = bytes.withUnsafeBufferPointer { buffer in
-                    String(validating: UnsafeBufferPointer(rebasing: buffer[contentStart..<end]), as: UTF8.self)
-                }
+                let text = String(validating: UnsafeBufferPointer(rebasing: bytes[contentStart..<end]), as: UTF8.self)
                 guard let text else { throw fail("string is not valid UTF-8", at: start) }
                 index += 1
                 return text
