@@ -129,6 +129,15 @@ public struct ProjectionTable {
     let txn: WriteTransaction
     let table: Table
     let personalData: Table
+    /// What a projection derives from its rows once and reuses for the rest of the batch (compiled
+    /// segment rules): it lives as long as this table value, one transaction, and is never stored.
+    public let memo = BatchMemo()
+
+    init(txn: WriteTransaction, table: Table, personalData: Table) {
+        self.txn = txn
+        self.table = table
+        self.personalData = personalData
+    }
 
     /// The value under `key`.
     public func get(_ key: [UInt8]) throws -> [UInt8]? { try txn.value(forKey: key, in: table) }
@@ -223,5 +232,17 @@ public enum PersonalData {
         } else {
             try txn.delete(key: key, in: table)
         }
+    }
+}
+
+/// Values a projection derives once per batch, by key. A projection that changes what a value is
+/// derived from removes it (or replaces it) in the same call.
+public final class BatchMemo {
+    private var values: [String: Any] = [:]
+
+    /// The value under `key`, if any.
+    public subscript(key: String) -> Any? {
+        get { values[key] }
+        set { values[key] = newValue }
     }
 }

@@ -412,18 +412,24 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             var reached = from
             var applied = 0
-            // Read in chunks, so the time budget is checked without reading a whole batch first.
-            while applied < batchSize, ContinuousClock.now < deadline {
-                let events = try txn.events(from: reached + 1, limit: min(1_000, batchSize - applied))
-                guard let last = events.last else { break }
+            // Read in chunks, and check the time budget every few events: one event can be costly
+            // (a segment's rule change re-evaluates the tenant's contacts).
+            var outOfTime = false
+            while applied < batchSize, !outOfTime {
+                let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied))
+                if events.isEmpty { break }
                 for event in events {
                     let projected = ProjectedEvent(event)
                     for entry in states where event.position > entry.state.rebuild!.checkpoint {
                         try entry.projection.apply(projected, to: entry.scratch)
                     }
+                    reached = event.position
+                    applied += 1
+                    if applied % 8 == 0, ContinuousClock.now >= deadline {
+                        outOfTime = true
+                        break
+                    }
                 }
-                reached = last.position
-                applied += events.count
             }
             let head = try txn.headPosition()
             var remaining = false

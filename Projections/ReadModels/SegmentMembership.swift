@@ -79,6 +79,26 @@ public struct SegmentMembership: Projection {
         return schema
     }
 
+    /// A tenant's schema and its active segments with their rules compiled, once per batch.
+    struct TenantRules {
+        var schema: ContactSchema
+        var segments: [(id: String, rule: SegmentRule?)]
+    }
+
+    func rules(_ tenant: String, _ table: ProjectionTable) throws -> TenantRules {
+        let key = "segments/" + tenant
+        if let cached = table.memo[key] as? TenantRules { return cached }
+        let schema = try schema(tenant, table)
+        let rules = TenantRules(
+            schema: schema,
+            segments: try segments(tenant, table).map {
+                ($0.id, try? SegmentRule.parse($0.rules, schema: schema, at: ""))
+            }
+        )
+        table.memo[key] = rules
+        return rules
+    }
+
     func segments(_ tenant: String, _ table: ProjectionTable) throws -> [SegmentState] {
         var segments = [SegmentState]()
         try table.scan(Key.prefix(["g", tenant])) { _, value in
@@ -154,6 +174,7 @@ public struct SegmentMembership: Projection {
             var fields = try table.json(Key.make(["f", tenant]))?.objectValue ?? [:]
             fields[name] = event.payload
             try table.put(Key.make(["f", tenant]), json: .object(fields))
+            table.memo["segments/" + tenant] = nil
             return
         case SegmentEvent.Kind.created.rawValue, SegmentEvent.Kind.updated.rawValue,
             SegmentEvent.Kind.archived.rawValue:
@@ -161,6 +182,7 @@ public struct SegmentMembership: Projection {
             let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
             guard let after = Segment.evolve(before, event.record) else { return }
             try table.put(Key.make(["g", tenant, id]), json: after.snapshot)
+            table.memo["segments/" + tenant] = nil
             let schema = try schema(tenant, table)
             let rule = after.status == .active ? try? SegmentRule.parse(after.rules, schema: schema, at: "") : nil
             var contacts = [String]()
@@ -181,11 +203,11 @@ public struct SegmentMembership: Projection {
             } else {
                 try table.put(Key.make(["c", tenant, contactId]))
             }
-            let schema = try schema(tenant, table)
+            let rules = try rules(tenant, table)
             let values = erased ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
-            for segment in try segments(tenant, table) {
-                let rule = erased ? nil : try? SegmentRule.parse(segment.rules, schema: schema, at: "")
-                try evaluate(rule, values, schema: schema, now: now, tenant, segment.id, contactId, table)
+            for segment in rules.segments {
+                let rule = erased ? nil : segment.rule
+                try evaluate(rule, values, schema: rules.schema, now: now, tenant, segment.id, contactId, table)
             }
         case MembershipEvent.Kind.refreshed.rawValue:
             try refresh(tenant, at: now, table)

@@ -107,6 +107,49 @@ import Testing
         #expect(await t.query("segment.members", #"{"segmentId":"seg_fr"}"#).data?["count"]?.integerValue == 0)
     }
 
+    @Test func rulesCompiledOncePerBatchFollowRuleAndFieldChangesInsideTheBatch() async throws {
+        let t = try TestEngine()
+        // One batch will hold: contacts, a segment, a rule change, more contacts, a new field used
+        // by the next rule, and a contact that only the last rule matches.
+        _ = await t.command(
+            "contact.import",
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":20,"country":"FR"}},"#
+                + #"{"contactId":"ctc_2","attributes":{"age":40,"country":"DE"}}]}"#)
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_a","name":"A","rules":{"all":[{"field":"country","operator":"eq","value":"FR"}]}}"#)
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_3","attributes":{"age":30,"country":"FR"}}"#)
+        _ = await t.command(
+            "segment.update",
+            #"{"segmentId":"seg_a","rules":{"all":[{"field":"age","operator":"gte","value":30}]}}"#)
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_4","attributes":{"age":50,"country":"ES"}}"#)
+        _ = await t.command("field.define", #"{"name":"tier","type":"enum","values":["gold","silver"]}"#)
+        _ = await t.command(
+            "segment.update",
+            #"{"segmentId":"seg_a","rules":{"all":[{"field":"tier","operator":"eq","value":"gold"}]}}"#)
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_5","attributes":{"tier":"gold"}}"#)
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_2","attributes":{"tier":"gold"}}"#)
+        let live = await t.query("segment.members", #"{"segmentId":"seg_a"}"#).data?["contactIds"]
+        #expect(live?.arrayValue?.compactMap(\.stringValue) == ["ctc_2", "ctc_5"])
+
+        func entries() throws -> [[UInt8]: [UInt8]] {
+            try t.engine.projections.read("segments") { reader in
+                var all = [[UInt8]: [UInt8]]()
+                try reader.scan([]) { key, value in
+                    all[key] = value
+                    return true
+                }
+                return all
+            }
+        }
+        // An event per batch (nothing reused) and everything in one batch agree.
+        try t.engine.projections.rebuild("segments", batchSize: 1)
+        let oneByOne = try entries()
+        try t.engine.projections.rebuild("segments", batchSize: 100_000)
+        #expect(try entries() == oneByOne)
+        #expect(try t.engine.projections.verify("segments").matches)
+    }
+
     @Test func auditHistoryFiltersByStreamActorAndTimeWithinTheTenant() async throws {
         let t = try TestEngine()
         _ = await t.command(
