@@ -342,42 +342,37 @@ if runs(4) {
 // MARK: 5 & 6. Rebuild and verify over a large log.
 
 let logSize = n(1_000_000)
-print("\n[5,6] projection rebuild and chain verify over \(String(logSize).withCommas) events")
+print("\n[5,6] projection rebuild and chain verify over \(String(logSize).withCommas) events shaped like the demo's")
 if runs(5) || runs(6) || withPeer {
     let path = "\(root)/big"
+    let demoLog: (events: Int, seconds: Double, refused: Int, types: Int)
     do {
-        let store = try EventStore(path: path, options: StoreOptions(initialMapSize: 4 << 30))
-        var versions = [UInt64](repeating: 0, count: 10_000)
-        var written = 0
-        while written < logSize {
-            var streams = [String: [NewEvent]]()
-            for _ in 0..<min(1_000, logSize - written) {
-                let c = written % 10_000
-                let id = "cmp_\(c)"
-                let created = versions[c] == 0 && streams["bench:\(id)"] == nil
-                let event =
-                    created
-                    ? newEvent(
-                        CampaignEvent.Kind.created.rawValue,
-                        JSON.object([
-                            "campaignId": .string(id), "name": .string("Campaign \(c)"), "channel": .string("email"),
-                        ]).bytes)
-                    : newEvent(CampaignEvent.Kind.updated.rawValue, updatePayload(id))
-                streams["bench:\(id)", default: []].append(event)
-                written += 1
-            }
-            _ = try await store.append(
-                AppendRequest(
-                    streams: streams.map { key, events in
-                        let c = Int(key.dropFirst("bench:cmp_".count))!
-                        defer { versions[c] += UInt64(events.count) }
-                        return StreamAppend(streamId: key, expectedVersion: .any, events: events)
-                    }))
+        let engine = try CampaignEngine(
+            directory: path, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        let log = DemoShapedLog(engine: engine, tenants: 32, clock: Date())
+        let filled = try await secondsAsync { try await log.fill(events: UInt64(logSize)) }
+        var types = Set<String>()
+        try engine.eventStore.forEachEvent(pageSize: 8_192) { event in
+            types.insert(event.type)
+            return true
         }
-        store.close()
+        demoLog = (Int(try engine.eventStore.head().position), filled, log.refused.value, types.count)
+        engine.close()
     }
+    let events = demoLog.events
+    print(
+        "  demo-shaped log: \(String(events).withCommas) events of \(demoLog.types) types from 32 tenants in "
+            + "\(f(demoLog.seconds)) s (\(demoLog.refused) commands refused)")
     let store = try EventStore(path: path)
     let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+    // Each projection alone, then all in one pass.
+    var perProjection = [String: JSON]()
+    var perProjectionText = [String]()
+    for projection in runner.projections {
+        let alone = try seconds { try runner.rebuild(projection.name) }
+        perProjection[projection.name] = .number(rate(events, alone))
+        perProjectionText.append("\(projection.name) \(f(rate(events, alone)))")
+    }
     resetPeakMemory()
     let baseline = peakMemory()
     var peakAnonymous = anonymousMemory()
@@ -385,13 +380,77 @@ if runs(5) || runs(6) || withPeer {
         try runner.rebuildAll { _ in peakAnonymous = max(peakAnonymous, anonymousMemory()) }
     }
     let peak = peakMemory()
-    let rebuildRate = rate(logSize, rebuildSeconds)
+    let rebuildRate = rate(events, rebuildSeconds)
+    // Bytes on disk per event: the log (records and the stream index) and each read model.
+    let usage = try store.tableUsage()
+    func bytes(_ names: (String) -> Bool) -> Double {
+        Double(usage.filter { names($0.name) }.map(\.bytes).reduce(0, +))
+    }
+    let logBytes = bytes { $0 == "events" || $0 == "streams" }
+    var diskJSON: [String: JSON] = ["log": .number(logBytes / Double(events))]
+    var diskText = ["log \(f(logBytes / Double(events)))"]
+    for projection in runner.projections {
+        let modelBytes = bytes { $0.hasPrefix("p:\(projection.name):") }
+        diskJSON[projection.name] = .number(modelBytes / Double(events))
+        diskText.append("\(projection.name) \(f(modelBytes / Double(events)))")
+    }
+    let allModels = bytes { $0.hasPrefix("p:") }
+    report(
+        "demo-shaped log on disk", engine: "bytes per event: " + diskText.joined(separator: ", "),
+        baseline: "the log \(f(logBytes / Double(events))) bytes per event",
+        ratio: "read models \(x(allModels / logBytes)) of the log",
+        [
+            "events": .number(Double(events)), "eventTypes": .number(Double(demoLog.types)),
+            "bytesPerEvent": .object(diskJSON), "readModelsToLog": .number(allModels / logBytes),
+            "refusedCommands": .number(Double(demoLog.refused)),
+        ])
+    report(
+        "rebuild one projection", engine: perProjectionText.joined(separator: ", ") + " ev/s",
+        baseline: "-", ratio: "-", ["eventsPerSecond": .object(perProjection)])
     var intact = false
     let verifySeconds = try seconds { intact = try store.verifyChain().isIntact }
     precondition(intact)
     let sequentialSeconds = try seconds { intact = try store.verifyChain(workers: 1).isIntact }
     precondition(intact)
     store.close()
+    // One client sending commands one at a time, alone and then while every projection rebuilds
+    // in writer jobs beside it.
+    do {
+        let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        let client = DemoShapedLog(engine: engine, tenants: 1, clock: Date())
+        func timedUpdates(while running: () -> Bool) async -> [Double] {
+            var latencies = [Double]()
+            var n = 0
+            while latencies.count < 300 || running() {
+                let started = DispatchTime.now().uptimeNanoseconds
+                await client.send(
+                    .campaign(.update(campaignId: "cmp_0_3", name: "During \(n)")), "t0")
+                latencies.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+                n += 1
+            }
+            return latencies
+        }
+        let alone = await timedUpdates { false }
+        let names = engine.projections.projections.map(\.name)
+        let finished = Counter()
+        let rebuilding = Task {
+            defer { finished.add(1) }
+            try await engine.projections.rebuildOnWriter(names)
+        }
+        let during = await timedUpdates { finished.value == 0 }
+        _ = try await rebuilding.value
+        engine.close()
+        precondition(client.refused.value == 0, "the client's updates were refused")
+        report(
+            "one client during a full rebuild",
+            engine: "p99 \(ms(percentile(during, 0.99))) (p50 \(ms(median(during))), \(during.count) commands)",
+            baseline: "p99 \(ms(percentile(alone, 0.99))) with no rebuild (p50 \(ms(median(alone))))",
+            ratio: "p99 \(x(percentile(during, 0.99) / percentile(alone, 0.99)))",
+            [
+                "p99Ms": .number(percentile(during, 0.99)), "p50Ms": .number(median(during)),
+                "aloneP99Ms": .number(percentile(alone, 0.99)), "aloneP50Ms": .number(median(alone)),
+            ])
+    }
     let raw = try RawLMDB(path: "\(root)/raw-scan")
     _ = try raw.append(count: logSize, batch: 10_000, valueSize: 300, indexed: false)
     let scanRate = try raw.scan()
@@ -402,7 +461,7 @@ if runs(5) || runs(6) || withPeer {
             + "\(peak >> 20) MiB (\(baseline >> 20) before)",
         baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
         [
-            "events": .number(Double(logSize)), "eventsPerSecond": .number(rebuildRate),
+            "events": .number(Double(events)), "eventsPerSecond": .number(rebuildRate),
             "peakBytes": .number(Double(peak)),
             "peakAnonymousBytes": .number(Double(peakAnonymous)), "rawScanPerSecond": .number(scanRate),
         ])
@@ -435,12 +494,12 @@ if runs(5) || runs(6) || withPeer {
     report(
         "verify chain",
         engine:
-            "\(f(rate(logSize, verifySeconds))) ev/s on \(ProcessInfo.processInfo.activeProcessorCount) threads, "
-            + "\(f(rate(logSize, sequentialSeconds))) ev/s on one",
-        baseline: "raw scan \(f(scanRate)) ev/s", ratio: x(rate(logSize, verifySeconds) / scanRate),
+            "\(f(rate(events, verifySeconds))) ev/s on \(ProcessInfo.processInfo.activeProcessorCount) threads, "
+            + "\(f(rate(events, sequentialSeconds))) ev/s on one",
+        baseline: "raw scan \(f(scanRate)) ev/s", ratio: x(rate(events, verifySeconds) / scanRate),
         [
-            "eventsPerSecond": .number(rate(logSize, verifySeconds)),
-            "oneThreadEventsPerSecond": .number(rate(logSize, sequentialSeconds)),
+            "eventsPerSecond": .number(rate(events, verifySeconds)),
+            "oneThreadEventsPerSecond": .number(rate(events, sequentialSeconds)),
             "sha256RecordsPerSecond": .number(fastestRate),
         ])
 }
