@@ -5,8 +5,8 @@ import EventStore
 import Foundation
 import Hashing
 
-/// The `campaign` command line: `demo`, `apply`, `replay`, `verify`, `projections`, `stats`,
-/// `compact`. Exit codes: 0 success, 1 failure (a broken chain, a projection that differs, an
+/// The `campaign` command line: `demo`, `apply`, `replay`, `verify`, `projections`, `export`,
+/// `subscriptions`, `stats`, `compact`. Exit codes: 0 success, 1 failure (a broken chain, a projection that differs, an
 /// error), 64 usage.
 public enum CLI {
     /// Exit codes.
@@ -28,6 +28,8 @@ public enum CLI {
           replay        the audit trail: filter events by tenant, stream, actor, type and time
           verify        walk the hash chain; report the first bad position and the head hash
           projections   status | rebuild [NAME] | verify [NAME] of the read models
+          export        the log as CloudEvents, one JSON object per line (--follow, --consumer NAME)
+          subscriptions consumers of the change feed with their checkpoints and lag
           stats         events, streams, tenants, sizes and map usage
           compact       write a compacted copy of the store (drops freed pages)
 
@@ -58,6 +60,12 @@ public enum CLI {
             "verify": (VerifyCommand.help, ["data"], ["json", "record"], VerifyCommand.run),
             "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
+            "export": (
+                ExportCommand.help,
+                ["data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer"], ["follow"],
+                ExportCommand.run
+            ),
+            "subscriptions": (SubscriptionsCommand.help, ["data"], ["json"], SubscriptionsCommand.run),
             "compact": (CompactCommand.help, ["data", "to"], [], CompactCommand.run),
         ]
         guard let (help, options, flags, handler) = handlers[command] else {

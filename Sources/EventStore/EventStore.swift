@@ -27,6 +27,9 @@ public final class EventStore: @unchecked Sendable {
     /// Why appends are refused, if they are (see ``writesRefused``).
     private let refusal = Mutex<String?>(nil)
     private var committer: GroupCommitter!
+    /// Bumped after each commit of appends; subscriptions wait on it.
+    let appended = AppendSignal()
+    private let closed = Mutex(false)
 
     /// The directory the store lives in.
     public var path: String { environment.path }
@@ -58,13 +61,17 @@ public final class EventStore: @unchecked Sendable {
             checkpoints = Checkpoints(table: try core("checkpoints"))
             storeFacts = try environment.table(named: "store")
             try checkHeadOnOpen()
+            try makeStoreId()
         } catch {
             environment.close()
             throw error
         }
         committer = GroupCommitter(
             maximumBatchSize: options.maximumBatchSize,
-            commit: { [unowned self] jobs in try self.commitBatch(jobs) },
+            commit: { [unowned self] jobs in
+                defer { self.appended.notify() }
+                return try self.commitBatch(jobs)
+            },
             commitAlone: { [unowned self] job in
                 Result { try self.commitBatch([job])[0].get() }
             })
@@ -74,7 +81,12 @@ public final class EventStore: @unchecked Sendable {
     public func close() {
         committer.stop()
         environment.close()
+        closed.withLock { $0 = true }
+        appended.notify()
     }
+
+    /// Whether ``close()`` has run.
+    var isClosed: Bool { closed.withLock { $0 } }
 
     deinit { close() }
 
@@ -128,6 +140,31 @@ public final class EventStore: @unchecked Sendable {
             }
         }
         if let reason = writesRefused, !environment.readOnly { try? record(refusal: reason) }
+    }
+
+    /// This store's id: 16 random bytes as 32 hex digits, made once when the store is first opened
+    /// writable and kept in its own table (not in the log). Exports name events `<storeId>-<position>`.
+    /// - Throws: ``EventStoreError/readOnly`` for a read-only store made before ids existed.
+    public func storeId() throws -> String {
+        guard let storeFacts, let id = try environment.read({ try $0.get(storeFacts, EventStore.storeIdKey) }) else {
+            throw EventStoreError.readOnly
+        }
+        return String(decoding: id, as: UTF8.self)
+    }
+
+    private static let storeIdKey = Array("store-id".utf8)
+
+    private func makeStoreId() throws {
+        guard let storeFacts, !environment.readOnly else { return }
+        if try environment.read({ try $0.get(storeFacts, EventStore.storeIdKey) }) != nil { return }
+        var random = SystemRandomNumberGenerator()
+        let fresh = Array((0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }.hexString.utf8)
+        _ = try environment.write { txn in
+            // Another process may have made it first: keep theirs.
+            if try txn.get(storeFacts, EventStore.storeIdKey) == nil {
+                try txn.put(storeFacts, EventStore.storeIdKey, fresh)
+            }
+        }
     }
 
     /// A secret of this store: 32 random bytes made the first time `name` is asked for and kept in

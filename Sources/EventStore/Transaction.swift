@@ -234,6 +234,18 @@ public class ReadTransaction {
     public func checkpoint(_ name: String) throws -> UInt64 {
         try store.checkpoints.position(of: name, in: txn)
     }
+
+    /// Visits saved checkpoints in name order from the first name ≥ `start`, while `body` returns true.
+    func forEachCheckpoint(from start: [UInt8], _ body: ([UInt8], UInt64) throws -> Bool) throws {
+        try txn.withCursor(store.checkpoints.table) { cursor in
+            var entry = try cursor.seek(atLeast: start)
+            while let current = entry {
+                let position = current.value.count == 8 ? current.value.bigEndianUInt64() : 0
+                guard try body(Array(current.key), position) else { return }
+                entry = try cursor.next()
+            }
+        }
+    }
 }
 
 /// A write transaction for the length of a closure; committed when the closure returns.

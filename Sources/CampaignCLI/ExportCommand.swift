@@ -1,0 +1,140 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+
+/// `campaign export`: the log as CloudEvents, one JSON object per line, for `kcat`, a broker's
+/// CLI or any tool that reads JSON lines.
+enum ExportCommand {
+    static let help = """
+        usage: campaign export [--data DIR] [--format cloudevents] [--tenant T] [--stream ID] [--actor A]
+                               [--type TYPE] [--from TIME|POSITION] [--to TIME|POSITION] [--limit N]
+                               [--consumer NAME] [--follow]
+
+        Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
+        <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
+        data (the payload) and the envelope and chain hashes as extensions (README, "Change feed").
+        Filters are replay's. --follow keeps going with every event committed from then on, until
+        interrupted. --consumer NAME resumes after NAME's checkpoint and stores the position written
+        (at least once: after a crash, events after the last stored position are written again).
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("export takes options only") }
+        let options = arguments.options
+        guard (options["format"] ?? "cloudevents") == "cloudevents" else {
+            throw CLI.usage("--format takes cloudevents (the only format so far)")
+        }
+        var stream = options["stream"]
+        if let given = stream, !given.contains(":") {
+            guard let tenant = options["tenant"] else {
+                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
+            }
+            stream = tenant + ":" + given
+        }
+        var filter = ReplayCommand.Filter(
+            tenant: options["tenant"], stream: stream, actor: options["actor"], type: options["type"])
+        filter.from = try options["from"].map { text throws(Arguments.UsageError) in
+            try CLI.Bound.parse(text, option: "from")
+        }
+        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to")
+        }
+        let limit =
+            try options["limit"].map { text throws(Arguments.UsageError) -> Int in
+                guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
+                return value
+            } ?? Int.max
+        let consumer = options["consumer"]
+        let follow = arguments.flags.contains("follow")
+
+        // Storing a consumer's checkpoint writes, and a store made before store ids gets its id on
+        // the first writable open; anything else reads.
+        var store = try CLI.openStore(arguments, readOnly: consumer == nil)
+        var storeId = try? store.storeId()
+        if storeId == nil {
+            store.close()
+            store = try CLI.openStore(arguments, readOnly: false)
+            storeId = try store.storeId()
+        }
+        defer { store.close() }
+        let id = storeId!
+        var start: UInt64 = 1
+        if case let .position(p)? = filter.from { start = p }
+
+        var written = 0
+        func write(_ event: RecordedEvent) -> Bool {
+            if filter.isPastEnd(event) { return false }
+            guard filter.admits(event) else { return true }
+            console.out(CampaignEngine.cloudEvent(event, storeId: id).text)
+            written += 1
+            return written < limit
+        }
+        guard consumer != nil || follow else {
+            try store.forEachEvent(from: start) { write($0) }
+            return .ok
+        }
+        let subscription = try store.subscribe(
+            consumer: consumer ?? "export", from: consumer == nil ? .position(start) : .checkpoint)
+        var last: UInt64 = 0
+        var acked: UInt64 = 0
+        var head = try store.head().position
+        // Without --follow, a consumer already at the head has nothing to wait for.
+        if !follow, subscription.firstPosition > head { return .ok }
+        for try await event in subscription {
+            let more = write(event)
+            last = event.position
+            // A consumer's checkpoint is stored every 1,000 events, and when it has caught up.
+            if consumer != nil, last - acked >= 1_000 || last >= head {
+                try await subscription.ack(last)
+                acked = last
+            }
+            if !more { break }
+            if !follow, last >= head {
+                head = try store.head().position
+                if last >= head { break }
+            }
+        }
+        if consumer != nil, last > acked { try await subscription.ack(last) }
+        return .ok
+    }
+}
+
+/// `campaign subscriptions`: consumers of the change feed, their checkpoints and how far behind
+/// the head they are.
+enum SubscriptionsCommand {
+    static let help = """
+        usage: campaign subscriptions [--data DIR] [--json]
+
+        Lists each consumer that has stored a checkpoint (campaign export --consumer, or a host's
+        engine.subscribe), with its checkpoint and its lag (events committed after it).
+        """
+
+    static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
+        guard arguments.positionals.isEmpty else { throw CLI.usage("subscriptions takes options only") }
+        let store = try CLI.openStore(arguments)
+        defer { store.close() }
+        let head = try store.head().position
+        let consumers = try store.consumers()
+        if arguments.flags.contains("json") {
+            console.out(
+                JSON.object([
+                    "head": .number(Double(head)),
+                    "consumers": .array(
+                        consumers.map { consumer in
+                            .object([
+                                "name": .string(consumer.name), "checkpoint": .number(Double(consumer.position)),
+                                "lag": .number(Double(head - min(head, consumer.position))),
+                            ])
+                        }),
+                ]).text)
+            return .ok
+        }
+        let rows = consumers.map { consumer in
+            [consumer.name, Format.count(consumer.position), Format.count(head - min(head, consumer.position))]
+        }
+        Format.table(["CONSUMER", "CHECKPOINT", "LAG"], rows).forEach(console.out)
+        console.out(
+            "head \(Format.count(head)); \(Format.count(consumers.count)) consumer\(consumers.count == 1 ? "" : "s")")
+        return .ok
+    }
+}

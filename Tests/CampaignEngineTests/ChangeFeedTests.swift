@@ -1,0 +1,153 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import TestSupport
+import Testing
+
+@Suite struct ChangeFeedTests {
+    func create(_ t: TestEngine, _ n: Int) async {
+        let response = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"email"}"#)
+        #expect(response.status == 201)
+    }
+
+    /// Takes `count` events from a subscription, failing after `seconds`.
+    func take(
+        _ count: Int, from subscription: EventSubscription, within seconds: Double = 10
+    ) async throws
+        -> [RecordedEvent]
+    {
+        try await withThrowingTaskGroup(of: [RecordedEvent]?.self) { group in
+            group.addTask {
+                var taken = [RecordedEvent]()
+                for try await event in subscription {
+                    taken.append(event)
+                    if taken.count == count { break }
+                }
+                return taken
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            guard let first else { throw CancellationError() }
+            return first
+        }
+    }
+
+    @Test func aSubscriptionDeliversTheLogThenEachNewCommitInOrderAndResumesAfterItsAck() async throws {
+        let t = try TestEngine()
+        for n in 0..<5 { await create(t, n) }
+        let subscription = try t.engine.subscribe(consumer: "analytics")
+        #expect(subscription.firstPosition == 1)
+        let backlog = try await take(5, from: subscription)
+        #expect(backlog.map(\.position) == [1, 2, 3, 4, 5])
+        try await subscription.ack(3)
+        try await subscription.ack(2)  // never backwards
+        #expect(try subscription.checkpoint == 3)
+
+        // A live subscription is woken by commits (not by its poll: they come faster than it).
+        let live = try t.engine.subscribe(consumer: "live", from: .head)
+        async let arriving = take(20, from: live)
+        try await Task.sleep(for: .milliseconds(50))
+        let started = ContinuousClock.now
+        for n in 5..<25 { await create(t, n) }
+        let arrived = try await arriving
+        #expect(arrived.map(\.position) == Array(6...25))
+        #expect(ContinuousClock.now - started < .seconds(5))
+
+        // Resuming: after the acknowledged position, whatever was delivered since.
+        let resumed = try t.engine.subscribe(consumer: "analytics")
+        #expect(resumed.firstPosition == 4)
+        #expect(try await take(22, from: resumed).map(\.position) == Array(4...25))
+        #expect(try t.engine.eventStore.consumers() == [ConsumerCheckpoint(name: "analytics", position: 3)])
+
+        await #expect(throws: EventStoreError.self) { try await resumed.ack(99) }
+        #expect(throws: EventStoreError.self) { try t.engine.subscribe(consumer: "") }
+        #expect(throws: EventStoreError.self) { try t.engine.subscribe(consumer: "no spaces") }
+    }
+
+    @Test func aCheckpointSurvivesARestartAndAnotherProcessesAppendsAreSeen() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let engine = try CampaignEngine(directory: directory.path)
+            let subscription = try engine.subscribe(consumer: "relay")
+            _ = await engine.handle(
+                line:
+                    #"{"principal":\#(admin()),"command":"campaign.create","payload":{"name":"One","channel":"email"}}"#
+            )
+            let first = try await take(1, from: subscription)
+            try await subscription.ack(first[0].position)
+            engine.close()
+        }
+        let engine = try CampaignEngine(directory: directory.path)
+        defer { engine.close() }
+        let subscription = try engine.subscribe(consumer: "relay")
+        #expect(subscription.firstPosition == 2)
+        async let seen = take(2, from: subscription, within: 20)
+        // Another process appends while this one has the store open and is waiting (no commit of
+        // its own will wake it: its head check must see them).
+        try await Task.sleep(for: .milliseconds(400))
+        let lines = (1...2).map { n in
+            #"{"requestId":"p\#(n)","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"Other \#(n)","channel":"email"}}"#
+        }
+        let run = try await campaign(["apply", "--data", directory.path], input: lines.joined(separator: "\n") + "\n")
+        #expect(run.status == 0)
+        let events = try await seen
+        #expect(events.map(\.position) == [2, 3] && events.allSatisfy { $0.requestId.hasPrefix("p") })
+    }
+
+    @Test func exportWritesOneCloudEventPerEventThatChainsAndAConsumerResumes() async throws {
+        let t = try TestEngine()
+        for n in 0..<6 { await create(t, n) }
+        #expect(await t.command("campaign.update", #"{"campaignId":"cmp_2","name":"Renamed"}"#).status == 201)
+        let storeId = try t.engine.eventStore.storeId()
+        #expect(storeId.count == 32)
+        let log = try t.engine.eventStore.readAll()
+
+        let run = try await campaign(["export", "--data", t.directory.path])
+        #expect(run.status == 0)
+        let lines = try run.lines.map { try JSON.parse($0) }
+        #expect(lines.count == log.count)
+        func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+        var previous = hex([UInt8](repeating: 0, count: 32))
+        for (line, event) in zip(lines, log) {
+            #expect(line["specversion"]?.stringValue == "1.0")
+            #expect(line["id"]?.stringValue == "\(storeId)-\(event.position)")
+            #expect(line["source"]?.stringValue == "urn:campaign-engine:\(storeId)")
+            #expect(line["type"]?.stringValue == event.type && line["subject"]?.stringValue == event.streamId)
+            #expect(line["sequence"]?.stringValue == String(format: "%020llu", event.position))
+            #expect(line["partitionkey"]?.stringValue == event.streamId)
+            #expect(line["data"] == (try JSON.parse(event.payload)))
+            #expect(line["tenant"]?.stringValue == "acme" && line["correlationid"]?.stringValue == event.requestId)
+            #expect(line["prevhash"]?.stringValue == previous && line["hash"]?.stringValue == hex(event.hash))
+            previous = hex(event.hash)
+        }
+        #expect(
+            lines.map { $0["sequence"]?.stringValue ?? "" } == lines.map { $0["sequence"]?.stringValue ?? "" }.sorted())
+
+        let filtered = try await campaign(["export", "--data", t.directory.path, "--type", "campaign.updated"])
+        #expect(filtered.lines.count == 1)
+        let oneStream = try await campaign([
+            "export", "--data", t.directory.path, "--tenant", "acme", "--stream", "cmp_2",
+        ])
+        #expect(oneStream.lines.count == 2)
+
+        // A consumer takes what is there, stores its checkpoint, and the next run writes only what is new.
+        let firstRun = try await campaign(["export", "--data", t.directory.path, "--consumer", "kcat"])
+        #expect(firstRun.lines.count == log.count)
+        await create(t, 99)
+        let secondRun = try await campaign(["export", "--data", t.directory.path, "--consumer", "kcat"])
+        #expect(secondRun.lines.count == 1)
+        #expect(try secondRun.lines.first.map { try JSON.parse($0)["subject"]?.stringValue } == "acme:cmp_99")
+        let listed = try JSON.parse(try await campaign(["subscriptions", "--data", t.directory.path, "--json"]).out)
+        let consumer = listed["consumers"]?.arrayValue?.first
+        #expect(consumer?["name"]?.stringValue == "kcat" && consumer?["lag"]?.integerValue == 0)
+        let usage = try await campaign(["export", "--data", t.directory.path, "--format", "avro"])
+        #expect(usage.status == 64)
+    }
+}
