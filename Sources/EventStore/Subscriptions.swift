@@ -74,7 +74,8 @@ extension EventStore {
             }
         }
         guard (1...100).contains(name.utf8.count), allowed else {
-            throw EventStoreError.invalidKey("a consumer name is 1–100 characters of A–Z, a–z, 0–9, '.', '_', '-'")
+            throw EventStoreError.invalidKey(
+                "a consumer name is 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
         }
     }
 }
