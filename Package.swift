@@ -24,6 +24,7 @@ let package = Package(
         .target(name: "CSHA256"),
         .target(name: "Hashing", dependencies: ["CSHA256"]),
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
+        .target(name: "NATS"),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(
             name: "CampaignProjections",
@@ -41,7 +42,7 @@ let package = Package(
         ),
         .target(
             name: "CampaignCLI",
-            dependencies: ["CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing"]),
+            dependencies: ["CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing", "NATS"]),
         .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",
@@ -59,6 +60,7 @@ let package = Package(
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "NATSTests", dependencies: ["NATS", "TestSupport"]),
         .testTarget(
             name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
@@ -66,7 +68,7 @@ let package = Package(
             name: "CampaignEngineTests",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore",
-                "CampaignCLI",
+                "CampaignCLI", "NATS",
                 "TestSupport", "campaign", "campaign-harness",
             ],
             exclude: ["Fixtures"]),

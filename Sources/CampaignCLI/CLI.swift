@@ -10,7 +10,7 @@ import Hashing
 /// error), 64 usage.
 public enum CLI {
     /// Exit codes.
-    public enum Exit: Int32 {
+    public enum Exit: Int32, Sendable {
         /// It worked.
         case ok = 0
         /// It ran and found a failure, or could not run.
@@ -28,7 +28,7 @@ public enum CLI {
           replay        the audit trail: filter events by tenant, stream, actor, type and time
           verify        walk the hash chain; report the first bad position and the head hash
           projections   status | rebuild [NAME] | verify [NAME] of the read models
-          export        the log as CloudEvents, one JSON object per line (--follow, --consumer NAME)
+          export        the log as CloudEvents, one JSON object per line, or relayed into NATS JetStream (--to)
           subscriptions consumers of the change feed with their checkpoints and lag
           stats         events, streams, tenants, sizes and map usage
           compact       write a compacted copy of the store (drops freed pages)
@@ -62,7 +62,11 @@ public enum CLI {
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
             "export": (
                 ExportCommand.help,
-                ["data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer"], ["follow"],
+                [
+                    "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
+                    "subject-prefix",
+                ],
+                ["follow"],
                 ExportCommand.run
             ),
             "subscriptions": (SubscriptionsCommand.help, ["data"], ["json"], SubscriptionsCommand.run),

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import NATS
 
 /// `campaign export`: the log as CloudEvents, one JSON object per line, for `kcat`, a broker's
 /// CLI or any tool that reads JSON lines.
@@ -10,6 +11,8 @@ enum ExportCommand {
         usage: campaign export [--data DIR] [--format cloudevents] [--tenant T] [--stream ID] [--actor A]
                                [--type TYPE] [--from TIME|POSITION] [--to TIME|POSITION] [--limit N]
                                [--consumer NAME] [--follow]
+               campaign export --to nats://HOST:PORT --stream NAME [--subject-prefix campaign]
+                               [--consumer NAME] [--follow] [--data DIR]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -17,11 +20,37 @@ enum ExportCommand {
         Filters are replay's. --follow keeps going with every event committed from then on, until
         interrupted. --consumer NAME resumes after NAME's checkpoint and stores the position written
         (at least once: after a crash, events after the last stored position are written again).
+
+        With --to, the relay publishes each event to the JetStream stream NAME (made when missing,
+        subjects <prefix>.<tenant>.<type>) with the header Nats-Msg-Id = the CloudEvent id, so
+        JetStream drops a repeat; up to 256 publishes are in flight, and the consumer's checkpoint
+        (default nats-NAME) advances only past acknowledged events. A broker that goes away is
+        retried with backoff and the relay resumes from its checkpoint; SIGINT or SIGTERM stops it
+        after the acknowledgements under way. Without --follow it stops once the log is relayed.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("export takes options only") }
         let options = arguments.options
+        // --to is replay's upper bound, or, as a nats:// URL, where the relay publishes.
+        if let url = options["to"], url.hasPrefix("nats://") {
+            guard let name = options["stream"], isToken(name) else {
+                throw CLI.usage("--to needs --stream NAME (letters, digits, '-' and '_'), the JetStream stream")
+            }
+            let prefix = options["subject-prefix"] ?? "campaign"
+            guard !prefix.isEmpty, prefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isToken)
+            else { throw CLI.usage("--subject-prefix takes dot-separated tokens of letters, digits, '-' and '_'") }
+            for option in ["tenant", "actor", "type", "from", "limit"] where options[option] != nil {
+                throw CLI.usage("the relay takes the whole log (no --\(option)); filter downstream by subject")
+            }
+            let store = try CLI.openStore(arguments, readOnly: false)
+            defer { store.close() }
+            let relay = Relay(
+                store: store, storeId: try store.storeId(), url: url, stream: name, prefix: prefix,
+                consumer: options["consumer"] ?? "nats-\(name)", follow: arguments.flags.contains("follow"),
+                console: console)
+            return try await relay.run()
+        }
         guard (options["format"] ?? "cloudevents") == "cloudevents" else {
             throw CLI.usage("--format takes cloudevents (the only format so far)")
         }
@@ -46,6 +75,7 @@ enum ExportCommand {
             } ?? Int.max
         let consumer = options["consumer"]
         let follow = arguments.flags.contains("follow")
+        if options["subject-prefix"] != nil { throw CLI.usage("--subject-prefix goes with --to") }
 
         // Storing a consumer's checkpoint writes, and a store made before store ids gets its id on
         // the first writable open; anything else reads.
@@ -137,4 +167,17 @@ enum SubscriptionsCommand {
             "head \(Format.count(head)); \(Format.count(consumers.count)) consumer\(consumers.count == 1 ? "" : "s")")
         return .ok
     }
+}
+
+/// A NATS subject token (or stream name): letters, digits, `-` and `_`.
+func isToken<S: StringProtocol>(_ text: S) -> Bool {
+    !text.isEmpty
+        && text.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                true
+            default: false
+            }
+        }
 }

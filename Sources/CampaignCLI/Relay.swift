@@ -1,0 +1,234 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import NATS
+
+/// `campaign export --to nats://…`: relays the log into a JetStream stream, at least once, in
+/// order, with duplicates dropped by JetStream (`Nats-Msg-Id` = the CloudEvent id).
+///
+/// The consumer's checkpoint moves only past events JetStream acknowledged, and only as far as
+/// every event before them is acknowledged too; after a crash, a lost broker or a stop, the next
+/// run starts after that checkpoint, so nothing is lost, and what is sent again is dropped by
+/// JetStream within its duplicate window (two minutes).
+struct Relay {
+    let store: EventStore
+    let storeId: String
+    let url: String
+    let stream: String
+    let prefix: String
+    let consumer: String
+    let follow: Bool
+    let console: any Console
+
+    /// Publishes in flight at most.
+    static let window = 256
+
+    func run() async throws -> CLI.Exit {
+        let stop = StopSignal()
+        let work = Task { try await relayUntilDone(stop) }
+        let signals = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler {
+                stop.request()
+                work.cancel()
+            }
+            source.resume()
+            return source
+        }
+        defer { for source in signals { source.cancel() } }
+        return try await work.value
+    }
+
+    private func relayUntilDone(_ stop: StopSignal) async throws -> CLI.Exit {
+        var backoff = 0.2
+        while true {
+            do {
+                try await relayOnce(stop)
+                return .ok
+            } catch {
+                if stop.requested { return .ok }
+                console.err("relay: \(error); retrying in \(String(format: "%.1f", backoff)) s")
+                try? await Task.sleep(for: .seconds(backoff))
+                if stop.requested { return .ok }
+                backoff = min(backoff * 2, 5)
+            }
+        }
+    }
+
+    /// One connection's worth: from the checkpoint to the head (and on, with --follow). A lost
+    /// connection or a failed publish ends it at once, even while it waits for new events.
+    private func relayOnce(_ stop: StopSignal) async throws {
+        let connection = try NATSConnection(url: url, name: "campaign-relay-\(consumer)")
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"])
+        let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
+        let acks = AckWindow(first: subscription.firstPosition)
+        let checkpoint = Checkpoint(subscription, acks)
+        let publishing = Task { try await publish(subscription, jetStream, acks, checkpoint, stop) }
+        acks.onFailure = { publishing.cancel() }
+        connection.onFailure = { _ in publishing.cancel() }
+        do {
+            try await withTaskCancellationHandler {
+                try await publishing.value
+            } onCancel: {
+                publishing.cancel()
+            }
+            try await acks.drain()
+            if let failure = connection.error, !stop.requested { throw failure }
+            try await checkpoint.store()
+        } catch {
+            // What JetStream acknowledged stays acknowledged: the next attempt starts after it.
+            try? await checkpoint.store()
+            throw error
+        }
+        if follow && !stop.requested { throw NATSError.connection("the subscription ended") }
+    }
+
+    private func publish(
+        _ subscription: EventSubscription, _ jetStream: JetStream, _ acks: AckWindow, _ checkpoint: Checkpoint,
+        _ stop: StopSignal
+    ) async throws {
+        var head = try store.head().position
+        if !follow, subscription.firstPosition > head { return }
+        for try await event in subscription {
+            try await acks.waitForRoom(Relay.window)
+            let position = event.position
+            let subject = "\(prefix).\(Relay.token(event.tenant)).\(Relay.subjectPart(event.type))"
+            let body = CampaignEngine.cloudEvent(event, storeId: storeId).bytes
+            acks.sent(position)
+            do {
+                try jetStream.publish(subject, id: "\(storeId)-\(position)", payload: body) { result in
+                    acks.finished(position, result.map { _ in () })
+                }
+            } catch {
+                acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
+                throw error
+            }
+            if acks.contiguous - checkpoint.stored >= 1_000 { try await checkpoint.store() }
+            if stop.requested { return }
+            if !follow, position >= head {
+                head = try store.head().position
+                if position >= head { return }
+            }
+        }
+    }
+
+    /// A tenant as one subject token (anything but letters, digits, `-` and `_` becomes `_`).
+    static func token(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.map { isToken(String($0)) ? $0 : "_" }))
+    }
+
+    /// An event type as subject tokens (`campaign.scheduled` stays two tokens).
+    static func subjectPart(_ type: String) -> String {
+        type.split(separator: ".", omittingEmptySubsequences: false).map { token(String($0)) }.joined(separator: ".")
+    }
+}
+
+/// SIGINT or SIGTERM was received. Invariant that makes `@unchecked Sendable` safe: `flag` is
+/// touched only under `lock`.
+final class StopSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func request() { lock.withLock { flag = true } }
+    var requested: Bool { lock.withLock { flag } }
+}
+
+/// Publishes under way and acknowledged: how far the log is acknowledged without a gap.
+///
+/// Invariant that makes `@unchecked Sendable` safe: every field is touched only under `lock`.
+final class AckWindow: @unchecked Sendable {
+    private let lock = NSLock()
+    private var acknowledgedThrough: UInt64
+    private var ahead = Set<UInt64>()
+    private var inFlight = 0
+    private var failure: NATSError?
+    private var failureHandler: (@Sendable () -> Void)?
+
+    init(first: UInt64) { acknowledgedThrough = first - 1 }
+
+    /// Called once, when a publish fails.
+    var onFailure: (@Sendable () -> Void)? {
+        get { lock.withLock { failureHandler } }
+        set { lock.withLock { failureHandler = newValue } }
+    }
+
+    /// The last position such that it and every one before it are acknowledged.
+    var contiguous: UInt64 { lock.withLock { acknowledgedThrough } }
+
+    func sent(_ position: UInt64) { lock.withLock { inFlight += 1 } }
+
+    func finished(_ position: UInt64, _ result: Result<Void, NATSError>) {
+        let failed = lock.withLock { () -> (@Sendable () -> Void)? in
+            inFlight -= 1
+            if case let .failure(error) = result {
+                guard failure == nil else { return nil }
+                failure = error
+                return failureHandler
+            }
+            ahead.insert(position)
+            while ahead.remove(acknowledgedThrough + 1) != nil { acknowledgedThrough += 1 }
+            return nil
+        }
+        failed?()
+    }
+
+    private var state: (inFlight: Int, failure: NATSError?) { lock.withLock { (inFlight, failure) } }
+
+    /// Waits until fewer than `limit` publishes are under way; throws a publish's failure.
+    func waitForRoom(_ limit: Int) async throws {
+        while true {
+            let (count, failure) = state
+            if let failure { throw failure }
+            if count < limit { return }
+            await AckWindow.pause()
+        }
+    }
+
+    /// Waits for every publish under way (10 s at most); throws a publish's failure.
+    func drain() async throws {
+        for _ in 0..<10_000 {
+            let (count, failure) = state
+            if let failure { throw failure }
+            if count == 0 { return }
+            await AckWindow.pause()
+        }
+        throw NATSError.timeout
+    }
+
+    /// A millisecond's wait that a stop (which cancels the relay's task) does not cut short, so
+    /// the acknowledgements under way can still arrive.
+    static func pause() async {
+        await Task.detached { try? await Task.sleep(for: .milliseconds(1)) }.value
+    }
+}
+
+/// The consumer's stored checkpoint, moved up to what is acknowledged without a gap.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `position` is touched only under `lock`; stores
+/// run one at a time (each is a writer job, and only the relay's task calls ``store()``).
+final class Checkpoint: @unchecked Sendable {
+    private let lock = NSLock()
+    private var position: UInt64
+    private let subscription: EventSubscription
+    private let acks: AckWindow
+
+    init(_ subscription: EventSubscription, _ acks: AckWindow) {
+        self.subscription = subscription
+        self.acks = acks
+        position = subscription.firstPosition - 1
+    }
+
+    /// The position stored last.
+    var stored: UInt64 { lock.withLock { position } }
+
+    /// Stores how far the log is acknowledged without a gap, when that is further.
+    func store() async throws {
+        let reached = acks.contiguous
+        guard reached > stored else { return }
+        try await subscription.ack(reached)
+        lock.withLock { position = max(position, reached) }
+    }
+}

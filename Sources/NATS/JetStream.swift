@@ -1,0 +1,116 @@
+import Foundation
+
+/// The JetStream API over a ``NATSConnection``: streams are made and read through requests to
+/// `$JS.API.…`, and a publish to a stream's subject is acknowledged with the sequence it got.
+public struct JetStream: Sendable {
+    /// The connection requests go through.
+    public let connection: NATSConnection
+
+    /// JetStream over `connection`.
+    public init(_ connection: NATSConnection) { self.connection = connection }
+
+    /// What JetStream answered to a publish.
+    public struct PublishAck: Sendable, Equatable {
+        /// The stream that stored it.
+        public var stream: String
+        /// Its sequence in the stream.
+        public var sequence: UInt64
+        /// True when the stream had it already (same `Nats-Msg-Id` within the duplicate window).
+        public var duplicate: Bool
+    }
+
+    /// A stored message read back by sequence.
+    public struct StoredMessage: Sendable {
+        /// Its subject.
+        public var subject: String
+        /// Its sequence in the stream.
+        public var sequence: UInt64
+        /// Its headers.
+        public var headers: [String: String]
+        /// Its payload.
+        public var payload: [UInt8]
+    }
+
+    /// Makes the stream `name` over `subjects` (file storage, a duplicate window of `window`
+    /// seconds), or leaves an existing one as it is.
+    public func ensureStream(_ name: String, subjects: [String], duplicateWindow window: Double = 120) async throws {
+        let config: [String: Any] = [
+            "name": name, "subjects": subjects, "storage": "file", "retention": "limits",
+            "duplicate_window": Int64(window * 1e9), "num_replicas": 1,
+        ]
+        let reply = try await connection.request(
+            "$JS.API.STREAM.CREATE.\(name)", payload: Array(try JSONSerialization.data(withJSONObject: config)))
+        do {
+            _ = try Self.answer(reply)
+        } catch let NATSError.jetStream(code, _) where code == 10058 {
+            // "stream name already in use": it exists; fine when it is the same stream.
+        }
+    }
+
+    /// The number of messages and the last sequence of a stream.
+    public func streamState(_ name: String) async throws -> (messages: UInt64, lastSequence: UInt64) {
+        let reply = try await connection.request("$JS.API.STREAM.INFO.\(name)", payload: [])
+        let body = try Self.answer(reply)
+        let state = body["state"] as? [String: Any] ?? [:]
+        return (Self.integer(state["messages"]), Self.integer(state["last_seq"]))
+    }
+
+    /// Reads the message at `sequence` of stream `name`.
+    public func message(_ name: String, sequence: UInt64) async throws -> StoredMessage {
+        let reply = try await connection.request(
+            "$JS.API.STREAM.MSG.GET.\(name)", payload: Array(#"{"seq":\#(sequence)}"#.utf8))
+        let body = try Self.answer(reply)
+        guard let message = body["message"] as? [String: Any], let subject = message["subject"] as? String else {
+            throw NATSError.jetStream(code: 0, description: "no message in the answer")
+        }
+        let payload = (message["data"] as? String).flatMap { Data(base64Encoded: $0) }.map { Array($0) } ?? []
+        var headers = [String: String]()
+        if let encoded = message["hdrs"] as? String, let block = Data(base64Encoded: encoded) {
+            for line in String(decoding: block, as: UTF8.self).components(separatedBy: "\r\n").dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return StoredMessage(
+            subject: subject, sequence: Self.integer(message["seq"]), headers: headers, payload: payload)
+    }
+
+    /// Publishes `payload` to `subject` with `Nats-Msg-Id: id` (JetStream drops a repeat within
+    /// its duplicate window) and calls `onAck` with JetStream's acknowledgement or the failure.
+    public func publish(
+        _ subject: String, id: String, payload: [UInt8],
+        onAck: @escaping @Sendable (Result<PublishAck, NATSError>) -> Void
+    ) throws {
+        try connection.request(subject, headers: [("Nats-Msg-Id", id)], payload: payload) { reply in
+            onAck(
+                reply.flatMap { message in
+                    do {
+                        let body = try Self.answer(message)
+                        return .success(
+                            PublishAck(
+                                stream: body["stream"] as? String ?? "", sequence: Self.integer(body["seq"]),
+                                duplicate: body["duplicate"] as? Bool ?? false))
+                    } catch {
+                        return .failure(error as? NATSError ?? .connection("\(error)"))
+                    }
+                })
+        }
+    }
+
+    /// The JSON object of a JetStream answer, or its error.
+    static func answer(_ message: NATSMessage) throws -> [String: Any] {
+        guard let body = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any] else {
+            throw NATSError.jetStream(code: 0, description: "not a JSON answer")
+        }
+        if let error = body["error"] as? [String: Any] {
+            throw NATSError.jetStream(
+                code: integer(error["err_code"]) == 0 ? Int(integer(error["code"])) : Int(integer(error["err_code"])),
+                description: error["description"] as? String ?? "unknown")
+        }
+        return body
+    }
+
+    static func integer(_ value: Any?) -> UInt64 {
+        (value as? NSNumber)?.uint64Value ?? 0
+    }
+}

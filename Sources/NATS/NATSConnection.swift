@@ -1,0 +1,381 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a NATS operation failed.
+public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The URL is not `nats://HOST:PORT`.
+    case badURL(String)
+    /// The server could not be reached, or the connection broke.
+    case connection(String)
+    /// The server sent `-ERR`.
+    case server(String)
+    /// No reply came in time.
+    case timeout
+    /// A request went to a subject nobody answers (status 503).
+    case noResponders(String)
+    /// JetStream answered with an error.
+    case jetStream(code: Int, description: String)
+
+    /// A one-line description.
+    public var description: String {
+        switch self {
+        case let .badURL(url): "not a nats://HOST:PORT URL: \(url)"
+        case let .connection(reason): "NATS connection: \(reason)"
+        case let .server(reason): "NATS server error: \(reason)"
+        case .timeout: "NATS: no reply in time"
+        case let .noResponders(subject): "NATS: no responders on \(subject) (is JetStream enabled?)"
+        case let .jetStream(code, description): "JetStream error \(code): \(description)"
+        }
+    }
+}
+
+/// A message received from the server.
+public struct NATSMessage: Sendable {
+    /// The subject it was published to.
+    public var subject: String
+    /// Where to reply, if anywhere.
+    public var replyTo: String?
+    /// Headers (`HMSG`), by name; a status line such as `NATS/1.0 503` gives ``status``.
+    public var headers: [String: String]
+    /// The status code of a header block's first line (503: no responders), if any.
+    public var status: Int?
+    /// The payload.
+    public var payload: [UInt8]
+}
+
+/// A client of the NATS text protocol (INFO, CONNECT, PUB/HPUB, SUB, MSG/HMSG, PING/PONG,
+/// +OK/-ERR), written for this project: one TCP connection, a reader thread that answers the
+/// server's pings and hands messages on, and request/reply through one wildcard inbox.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `socket` writes happen under `writeLock`;
+/// `pending`, `failure` and `nextSid`/`nextReply` are touched only under `state`.
+public final class NATSConnection: @unchecked Sendable {
+    private let fd: Int32
+    private let writeLock = NSLock()
+    private let state = NSLock()
+    private var pending: [String: @Sendable (Result<NATSMessage, NATSError>) -> Void] = [:]
+    private var failure: NATSError?
+    private var failureHandler: (@Sendable (NATSError) -> Void)?
+    private var nextReply: UInt64 = 0
+    private let inbox: String
+    private let pong = DispatchSemaphore(value: 0)
+
+    /// Connects to `url` (`nats://HOST:PORT`), exchanges INFO and CONNECT, and waits for the
+    /// server's PONG.
+    /// - Throws: ``NATSError``.
+    public init(url: String, name: String = "campaign-engine", timeout: Double = 5) throws {
+        guard url.hasPrefix("nats://") else { throw NATSError.badURL(url) }
+        let address = url.dropFirst("nats://".count).split(separator: "/").first.map(String.init) ?? ""
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { throw NATSError.badURL(url) }
+        fd = try NATSConnection.connect(host: String(parts[0]), port: port, timeout: timeout)
+        var random = SystemRandomNumberGenerator()
+        inbox = "_INBOX." + String(UInt64.random(in: 0...UInt64.max, using: &random), radix: 36)
+        let stream = LineReader(fd: fd)
+        guard let info = try? stream.line(), info.hasPrefix("INFO ") else {
+            Glibc.close(fd)
+            throw NATSError.connection("the server did not introduce itself")
+        }
+        let connect =
+            #"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1,"lang":"swift","#
+            + #""version":"1","name":"\#(name)"}"#
+        do {
+            try write(Array("CONNECT \(connect)\r\nSUB \(inbox).* 1\r\nPING\r\n".utf8))
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        // The reader holds the connection until the socket ends (close() shuts it down), then
+        // closes the descriptor.
+        let reader = Thread { [self] in
+            self.read(stream)
+            Glibc.close(self.fd)
+        }
+        reader.name = "NATS reader"
+        reader.start()
+        guard pong.wait(timeout: .now() + timeout) == .success else {
+            close()
+            throw failureOr(.timeout)
+        }
+        if let failure = state.withLock({ failure }) {
+            close()
+            throw failure
+        }
+    }
+
+    /// Closes the connection; requests under way fail.
+    public func close() {
+        fail(.connection("closed"))
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// Called once, when the connection ends (the server went away, `-ERR`, or ``close()``); at
+    /// once when it has already ended.
+    public var onFailure: (@Sendable (NATSError) -> Void)? {
+        get { state.withLock { failureHandler } }
+        set {
+            let ended = state.withLock { () -> NATSError? in
+                failureHandler = newValue
+                return failure
+            }
+            if let ended { newValue?(ended) }
+        }
+    }
+
+    /// The error that ended the connection, if it has ended.
+    public var error: NATSError? { state.withLock { failure } }
+
+    /// Publishes `payload` to `subject`, with headers when given (`HPUB`).
+    public func publish(
+        _ subject: String, headers: [(String, String)] = [], payload: [UInt8], replyTo: String? = nil
+    ) throws {
+        if let failure = error { throw failure }
+        let reply = replyTo.map { " " + $0 } ?? ""
+        var frame: [UInt8]
+        if headers.isEmpty {
+            frame = Array("PUB \(subject)\(reply) \(payload.count)\r\n".utf8)
+        } else {
+            var block = "NATS/1.0\r\n"
+            for (name, value) in headers { block += "\(name): \(value)\r\n" }
+            block += "\r\n"
+            let headerBytes = Array(block.utf8)
+            frame = Array("HPUB \(subject)\(reply) \(headerBytes.count) \(headerBytes.count + payload.count)\r\n".utf8)
+            frame += headerBytes
+        }
+        frame += payload
+        frame += [13, 10]
+        try write(frame)
+    }
+
+    /// Publishes a request and calls `onReply` with the first reply (or the connection's failure).
+    public func request(
+        _ subject: String, headers: [(String, String)] = [], payload: [UInt8],
+        onReply: @escaping @Sendable (Result<NATSMessage, NATSError>) -> Void
+    ) throws {
+        let replyTo = state.withLock {
+            nextReply += 1
+            return "\(inbox).\(nextReply)"
+        }
+        if let failure = state.withLock({ () -> NATSError? in
+            if let failure { return failure }
+            pending[replyTo] = onReply
+            return nil
+        }) {
+            throw failure
+        }
+        do {
+            try publish(subject, headers: headers, payload: payload, replyTo: replyTo)
+        } catch {
+            _ = state.withLock { pending.removeValue(forKey: replyTo) }
+            throw error
+        }
+    }
+
+    /// Publishes a request and waits for its reply, at most `timeout` seconds.
+    public func request(
+        _ subject: String, headers: [(String, String)] = [], payload: [UInt8], timeout: Double = 5
+    ) async throws -> NATSMessage {
+        let reply = Reply()
+        try request(subject, headers: headers, payload: payload) { reply.finish($0) }
+        let timer = Task {
+            try await Task.sleep(for: .seconds(timeout))
+            reply.finish(.failure(.timeout))
+        }
+        defer { timer.cancel() }
+        return try await reply.value.get()
+    }
+
+    // MARK: Reading
+
+    private func read(_ stream: LineReader) {
+        do {
+            while true {
+                let line = try stream.line()
+                if line == "PING" {
+                    try write(Array("PONG\r\n".utf8))
+                } else if line == "PONG" {
+                    pong.signal()
+                } else if line.hasPrefix("MSG ") || line.hasPrefix("HMSG ") {
+                    try deliver(line, stream)
+                } else if line.hasPrefix("-ERR") {
+                    fail(.server(String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces)))
+                    pong.signal()
+                    return
+                }
+                // INFO updates and +OK need no answer.
+            }
+        } catch {
+            fail((error as? NATSError) ?? .connection("\(error)"))
+            pong.signal()
+        }
+    }
+
+    private func deliver(_ line: String, _ stream: LineReader) throws {
+        let fields = line.split(separator: " ").map(String.init)
+        let hasHeaders = fields[0] == "HMSG"
+        // MSG subject sid [reply] size | HMSG subject sid [reply] headerSize totalSize
+        let sizes = hasHeaders ? 2 : 1
+        guard fields.count == 3 + sizes || fields.count == 4 + sizes,
+            let total = Int(fields[fields.count - 1])
+        else { throw NATSError.connection("malformed \(fields[0]): \(line)") }
+        let headerSize = hasHeaders ? Int(fields[fields.count - 2]) ?? 0 : 0
+        let replyTo = fields.count == 4 + sizes ? fields[3] : nil
+        let body = try stream.bytes(total + 2)
+        var message = NATSMessage(
+            subject: fields[1], replyTo: replyTo, headers: [:], status: nil, payload: Array(body[headerSize..<total]))
+        if hasHeaders {
+            let block = String(decoding: body[0..<headerSize], as: UTF8.self)
+            var lines = block.components(separatedBy: "\r\n")
+            let first = lines.removeFirst().split(separator: " ")
+            if first.count > 1 { message.status = Int(first[1]) }
+            for header in lines where !header.isEmpty {
+                guard let colon = header.firstIndex(of: ":") else { continue }
+                message.headers[String(header[..<colon])] = header[header.index(after: colon)...]
+                    .trimmingCharacters(in: .whitespaces)
+            }
+        }
+        let handler = state.withLock { pending.removeValue(forKey: message.subject) }
+        if message.status == 503 {
+            handler?(.failure(.noResponders(message.subject)))
+        } else {
+            handler?(.success(message))
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func fail(_ error: NATSError) {
+        let (handlers, onEnd) = state.withLock {
+            let first = failure == nil
+            if first { failure = error }
+            defer { pending.removeAll() }
+            return (Array(pending.values), first ? failureHandler : nil)
+        }
+        for handler in handlers { handler(.failure(error)) }
+        onEnd?(error)
+    }
+
+    private func failureOr(_ error: NATSError) -> NATSError { state.withLock { failure } ?? error }
+
+    private func write(_ bytes: [UInt8]) throws {
+        try writeLock.withLock {
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes {
+                    send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw NATSError.connection(String(cString: strerror(errno)))
+                }
+                offset += written
+            }
+        }
+    }
+
+    private static func connect(host: String, port: UInt16, timeout: Double) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else {
+            throw NATSError.connection("cannot resolve \(host)")
+        }
+        defer { freeaddrinfo(list) }
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        var reason = "no address"
+        while let address = candidate {
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+            if fd >= 0 {
+                var wait = timeval(tv_sec: Int(timeout), tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+                var on: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+                if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 { return fd }
+                reason = String(cString: strerror(errno))
+                Glibc.close(fd)
+            }
+            candidate = address.pointee.ai_next
+        }
+        throw NATSError.connection("cannot connect to \(host):\(port): \(reason)")
+    }
+}
+
+/// Reads CRLF-terminated lines and exact byte runs from a socket, buffered.
+///
+/// Invariant that makes `@unchecked Sendable` safe: only the connection's reader thread uses it once
+/// the handshake (on the connecting thread) is done.
+final class LineReader: @unchecked Sendable {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    init(fd: Int32) { self.fd = fd }
+
+    private func fill() throws {
+        if start > 65_536 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        if count < 0, errno == EINTR { return }
+        guard count > 0 else {
+            throw NATSError.connection(count == 0 ? "the server closed the connection" : "read failed")
+        }
+        buffer += chunk[0..<count]
+    }
+
+    func line() throws -> String {
+        while true {
+            if let end = buffer[start...].firstIndex(of: 10) {
+                var last = end
+                if last > start, buffer[last - 1] == 13 { last -= 1 }
+                defer { start = end + 1 }
+                return String(decoding: buffer[start..<last], as: UTF8.self)
+            }
+            try fill()
+        }
+    }
+
+    func bytes(_ count: Int) throws -> [UInt8] {
+        while buffer.count - start < count { try fill() }
+        defer { start += count }
+        return Array(buffer[start..<(start + count)])
+    }
+}
+
+/// A reply some task waits for, finished once.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `result` and `waiter` are touched only under `lock`.
+final class Reply: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<NATSMessage, NATSError>?
+    private var waiter: CheckedContinuation<Result<NATSMessage, NATSError>, Never>?
+
+    func finish(_ value: Result<NATSMessage, NATSError>) {
+        let resume = lock.withLock { () -> CheckedContinuation<Result<NATSMessage, NATSError>, Never>? in
+            guard result == nil else { return nil }
+            result = value
+            defer { waiter = nil }
+            return waiter
+        }
+        resume?.resume(returning: value)
+    }
+
+    var value: Result<NATSMessage, NATSError> {
+        get async {
+            await withCheckedContinuation { continuation in
+                let ready = lock.withLock { () -> Result<NATSMessage, NATSError>? in
+                    if let result { return result }
+                    waiter = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        }
+    }
+}

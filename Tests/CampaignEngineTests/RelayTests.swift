@@ -1,0 +1,120 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import NATS
+import TestSupport
+import Testing
+
+/// `campaign export --to nats://…` against a real `nats-server -js`.
+@Suite(.serialized) struct RelayTests {
+    /// A demo store, its log and its id.
+    func demoStore(contacts: Int = 400) async throws -> (TemporaryDirectory, [RecordedEvent], String) {
+        let directory = TemporaryDirectory()
+        let demo = try await campaign(["demo", "--data", directory.path, "--contacts", String(contacts)])
+        try #require(demo.status == 0)
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        var log = [RecordedEvent]()
+        try store.forEachEvent { event in
+            log.append(event)
+            return true
+        }
+        return (directory, log, try store.storeId())
+    }
+
+    /// Checks that stream `name` holds exactly the log, in order, once.
+    func expectStreamHolds(_ log: [RecordedEvent], storeId: String, _ server: NATSServer, _ name: String) async throws {
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        let state = try await jetStream.streamState(name)
+        #expect(state.messages == UInt64(log.count) && state.lastSequence == UInt64(log.count))
+        for event in log {
+            let message = try await jetStream.message(name, sequence: event.position)
+            let cloudEvent = try JSON.parse(message.payload)
+            guard message.headers["Nats-Msg-Id"] == "\(storeId)-\(event.position)",
+                cloudEvent["id"]?.stringValue == "\(storeId)-\(event.position)",
+                cloudEvent["hash"]?.stringValue == event.hash.map({ String(format: "%02x", $0) }).joined(),
+                message.subject == "campaign.\(event.tenant).\(event.type)"
+            else {
+                Issue.record("sequence \(event.position) holds \(message.subject) \(message.headers)")
+                return
+            }
+        }
+    }
+
+    func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try await !condition() {
+            guard Date() < deadline else {
+                Issue.record("timed out")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func messages(_ server: NATSServer, _ name: String) async -> UInt64 {
+        guard let connection = try? NATSConnection(url: server.url) else { return 0 }
+        defer { connection.close() }
+        return (try? await JetStream(connection).streamState(name).messages) ?? 0
+    }
+
+    @Test func aDemoStoreArrivesCompleteInOrderAndOnceAndAGainRunSendsNothing() async throws {
+        let server = try NATSServer()
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore()
+        let relay = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
+        #expect(relay.status == 0, "\(relay.err)")
+        try await expectStreamHolds(log, storeId: storeId, server, "CAMPAIGN")
+        let again = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
+        #expect(again.status == 0)
+        #expect(await messages(server, "CAMPAIGN") == UInt64(log.count))
+        let listed = try await campaign(["subscriptions", "--data", directory.path, "--json"])
+        let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
+        #expect(consumer?["name"]?.stringValue == "nats-CAMPAIGN" && consumer?["lag"]?.integerValue == 0)
+        let usage = try await campaign(["export", "--data", directory.path, "--to", server.url])
+        #expect(usage.status == 64)
+    }
+
+    @Test func aRelayKilledMidStreamAndRestartedLeavesNoGapAndNoDuplicate() async throws {
+        let server = try NATSServer()
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore(contacts: 3_000)
+        let first = try ChildProcess(
+            "campaign", ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--follow"])
+        try await waitUntil(60) { await messages(server, "CAMPAIGN") >= 500 }
+        kill(first.process.processIdentifier, SIGKILL)
+        _ = try await first.waitForExit()
+        #expect(await messages(server, "CAMPAIGN") < UInt64(log.count), "the relay finished before the kill")
+        let second = try await campaign([
+            "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN",
+        ])
+        #expect(second.status == 0, "\(second.err)")
+        try await expectStreamHolds(log, storeId: storeId, server, "CAMPAIGN")
+    }
+
+    @Test func aBrokerThatGoesAwayIsWaitedForAndNothingIsLostOrDoubled() async throws {
+        // The first server owns the JetStream directory the second one reopens.
+        let first = try NATSServer()
+        let (directory, log, storeId) = try await demoStore(contacts: 3_000)
+        let relay = try ChildProcess(
+            "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
+        try await waitUntil(60) { await messages(first, "CAMPAIGN") >= 500 }
+        first.stop()
+        try await Task.sleep(for: .milliseconds(500))
+        let server = try NATSServer(port: first.port, storeDirectory: first.storePath)
+        defer { withExtendedLifetime(first) { server.stop() } }
+        try await waitUntil(60) { await messages(server, "CAMPAIGN") >= UInt64(log.count) }
+        // SIGTERM stops the relay cleanly.
+        relay.process.terminate()
+        #expect(try await relay.waitForExit() == 0)
+        try await expectStreamHolds(log, storeId: storeId, server, "CAMPAIGN")
+        var options = StoreOptions()
+        options.readOnly = true
+        let store = try EventStore(path: directory.path, options: options)
+        defer { store.close() }
+        #expect(try store.consumers().first { $0.name == "nats-CAMPAIGN" }?.position == UInt64(log.count))
+    }
+}

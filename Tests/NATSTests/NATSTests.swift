@@ -1,0 +1,75 @@
+import Foundation
+import NATS
+import TestSupport
+import Testing
+
+/// The project's NATS client against a real `nats-server -js` on a loopback port.
+@Suite(.serialized) struct NATSTests {
+    @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
+        let server = try NATSServer()
+        defer { server.stop() }
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("EVENTS", subjects: ["test.>"])
+        try await jetStream.ensureStream("EVENTS", subjects: ["test.>"])  // already there: fine
+
+        // Pipelined publishes, each acknowledged with its sequence; a repeated id is a duplicate.
+        let acks = AckLog()
+        for n in 1...50 {
+            try jetStream.publish("test.a.b", id: "id-\(n)", payload: Array("event \(n)".utf8)) { acks.add($0) }
+        }
+        try jetStream.publish("test.a.b", id: "id-7", payload: Array("again".utf8)) { acks.add($0) }
+        try await acks.wait(for: 51)
+        let results = try acks.all.map { try $0.get() }
+        #expect(results.filter(\.duplicate).count == 1)
+        #expect(Set(results.filter { !$0.duplicate }.map(\.sequence)) == Set(1...50))
+        #expect(try await jetStream.streamState("EVENTS") == (50, 50))
+
+        let seventh = try await jetStream.message("EVENTS", sequence: 7)
+        #expect(seventh.subject == "test.a.b" && seventh.payload == Array("event 7".utf8))
+        #expect(seventh.headers["Nats-Msg-Id"] == "id-7")
+
+        // A request nobody answers fails at once; a bad URL is refused.
+        do {
+            _ = try await connection.request("nobody.home", payload: [], timeout: 5)
+            Issue.record("a request nobody answers got an answer")
+        } catch let error as NATSError {
+            guard case .noResponders = error else {
+                Issue.record("expected no responders, got \(error)")
+                return
+            }
+        }
+        #expect(throws: NATSError.self) { try NATSConnection(url: "http://localhost:1") }
+    }
+
+    @Test func aServerThatGoesAwayFailsWhatIsUnderWay() async throws {
+        let server = try NATSServer()
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        server.stop()
+        var failed = false
+        for _ in 0..<50 where !failed {
+            failed = connection.error != nil
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(failed)
+        await #expect(throws: NATSError.self) { _ = try await connection.request("x", payload: [], timeout: 1) }
+        #expect(throws: NATSError.self) { try NATSConnection(url: server.url) }
+    }
+}
+
+/// Acknowledgements as they arrive. Invariant that makes `@unchecked Sendable` safe: `results` is
+/// touched only under `lock`.
+final class AckLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<JetStream.PublishAck, NATSError>] = []
+
+    func add(_ result: Result<JetStream.PublishAck, NATSError>) { lock.withLock { results.append(result) } }
+    var all: [Result<JetStream.PublishAck, NATSError>] { lock.withLock { results } }
+
+    func wait(for count: Int) async throws {
+        for _ in 0..<500 where all.count < count { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(all.count == count)
+    }
+}
