@@ -47,6 +47,11 @@ struct Relay {
             do {
                 try await relayOnce(stop)
                 return .ok
+            } catch let refused as StreamRefused {
+                // The stream cannot be made as asked (its subjects overlap another stream's, …):
+                // waiting will not change that.
+                console.err("relay: \(refused.error)")
+                return .failure
             } catch {
                 if stop.requested { return .ok }
                 console.err("relay: \(error); retrying in \(String(format: "%.1f", backoff)) s")
@@ -63,7 +68,12 @@ struct Relay {
         let connection = try NATSConnection(url: url, name: "campaign-relay-\(consumer)")
         defer { connection.close() }
         let jetStream = JetStream(connection)
-        try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"])
+        do {
+            try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"])
+        } catch let error as NATSError {
+            if case .jetStream = error { throw StreamRefused(error: error) }
+            throw error
+        }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
         let acks = AckWindow(first: subscription.firstPosition)
         let checkpoint = Checkpoint(subscription, acks)
@@ -231,4 +241,9 @@ final class Checkpoint: @unchecked Sendable {
         try await subscription.ack(reached)
         lock.withLock { position = max(position, reached) }
     }
+}
+
+/// JetStream refused to make the stream: a configuration to fix, not a failure to retry.
+struct StreamRefused: Error {
+    let error: NATSError
 }
