@@ -77,7 +77,9 @@ import Testing
         let usage = try await campaign(["export", "--data", directory.path, "--to", server.url])
         #expect(usage.status == 64)
         // A stream JetStream refuses to make (its subjects overlap CAMPAIGN's) is an error, not a retry.
-        let overlapping = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "OTHER"])
+        let overlapping = try await campaign([
+            "export", "--data", directory.path, "--to", server.url, "--stream", "OTHER",
+        ])
         #expect(overlapping.status == 1 && overlapping.err.contains("overlap"))
     }
 
