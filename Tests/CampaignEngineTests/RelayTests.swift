@@ -83,6 +83,31 @@ import Testing
         #expect(overlapping.status == 1 && overlapping.err.contains("overlap"))
     }
 
+    @Test(.enabled(if: pythonNATSAvailable, "python3 with nats-py (pip install nats-py) is not installed"))
+    func aConsumerOutsideTheProjectReadsBackExactlyTheLog() async throws {
+        let server = try NATSServer()
+        defer { server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let relay = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
+        #expect(relay.status == 0, "\(relay.err)")
+        let expected = try await campaign(["export", "--data", directory.path])
+        #expect(expected.lines.count == log.count)
+        let file = directory.path + "/expected.jsonl"
+        try expected.out.write(toFile: file, atomically: true, encoding: .utf8)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Tools/nats_readback.py").standardized.path
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, server.url, "CAMPAIGN", file]
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("\(log.count) events read back in order, each once"))
+    }
+
     @Test func aRelayKilledMidStreamAndRestartedLeavesNoGapAndNoDuplicate() async throws {
         let server = try NATSServer()
         defer { server.stop() }
@@ -123,3 +148,15 @@ import Testing
         #expect(try store.consumers().first { $0.name == "nats-CAMPAIGN" }?.position == UInt64(log.count))
     }
 }
+
+/// Whether python3 can import nats-py (the optional consumer outside the project).
+let pythonNATSAvailable: Bool = {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import nats"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}()
