@@ -64,7 +64,7 @@ public enum CLI {
                 ExportCommand.help,
                 [
                     "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
-                    "subject-prefix",
+                    "subject-prefix", "replicas",
                 ],
                 ["follow"],
                 ExportCommand.run

@@ -11,8 +11,8 @@ enum ExportCommand {
         usage: campaign export [--data DIR] [--format cloudevents] [--tenant T] [--stream ID] [--actor A]
                                [--type TYPE] [--from TIME|POSITION] [--to TIME|POSITION] [--limit N]
                                [--consumer NAME] [--follow]
-               campaign export --to nats://HOST:PORT --stream NAME [--subject-prefix campaign]
-                               [--consumer NAME] [--follow] [--data DIR]
+               campaign export --to nats://HOST:PORT[,nats://…] --stream NAME [--subject-prefix campaign]
+                               [--replicas N] [--consumer NAME] [--follow] [--data DIR]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -27,6 +27,8 @@ enum ExportCommand {
         (default nats-NAME) advances only past acknowledged events. A broker that goes away is
         retried with backoff and the relay resumes from its checkpoint; SIGINT or SIGTERM stops it
         after the acknowledgements under way. Without --follow it stops once the log is relayed.
+        Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
+        many copies.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
@@ -43,12 +45,24 @@ enum ExportCommand {
             for option in ["tenant", "actor", "type", "from", "limit"] where options[option] != nil {
                 throw CLI.usage("the relay takes the whole log (no --\(option)); filter downstream by subject")
             }
+            let urls = url.split(separator: ",").map(String.init)
+            guard urls.allSatisfy({ $0.hasPrefix("nats://") }) else {
+                throw CLI.usage("--to takes nats://HOST:PORT, or several separated by commas (a cluster)")
+            }
+            let replicas =
+                try options["replicas"].map { text throws(Arguments.UsageError) -> Int in
+                    guard let value = Int(text), (1...5).contains(value) else {
+                        throw CLI.usage("--replicas takes 1 to 5")
+                    }
+                    return value
+                } ?? 1
             let store = try CLI.openStore(arguments, readOnly: false)
             defer { store.close() }
-            let relay = Relay(
-                store: store, storeId: try store.storeId(), url: url, stream: name, prefix: prefix,
+            var relay = Relay(
+                store: store, storeId: try store.storeId(), urls: urls, stream: name, prefix: prefix,
                 consumer: options["consumer"] ?? "nats-\(name)", follow: arguments.flags.contains("follow"),
                 console: console)
+            relay.replicas = replicas
             return try await relay.run()
         }
         guard (options["format"] ?? "cloudevents") == "cloudevents" else {

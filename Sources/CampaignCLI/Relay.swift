@@ -14,8 +14,11 @@ import NATS
 struct Relay {
     let store: EventStore
     let storeId: String
-    let url: String
+    /// The servers to try, in turn (a cluster's members).
+    let urls: [String]
     let stream: String
+    /// Copies of the stream JetStream keeps (1, or up to the cluster's size).
+    var replicas = 1
     let prefix: String
     let consumer: String
     let follow: Bool
@@ -43,9 +46,12 @@ struct Relay {
 
     private func relayUntilDone(_ stop: StopSignal) async throws -> CLI.Exit {
         var backoff = 0.2
+        var attempt = 0
         while true {
             do {
-                try await relayOnce(stop)
+                // Each attempt starts with the next server: a cluster member that went away is
+                // skipped on the retry.
+                try await relayOnce(stop, url: urls[attempt % urls.count])
                 return .ok
             } catch let refused as StreamRefused {
                 // The stream cannot be made as asked (its subjects overlap another stream's, …):
@@ -53,6 +59,7 @@ struct Relay {
                 console.err("relay: \(refused.error)")
                 return .failure
             } catch {
+                attempt += 1
                 if stop.requested { return .ok }
                 console.err("relay: \(error); retrying in \(String(format: "%.1f", backoff)) s")
                 try? await Task.sleep(for: .seconds(backoff))
@@ -64,14 +71,19 @@ struct Relay {
 
     /// One connection's worth: from the checkpoint to the head (and on, with --follow). A lost
     /// connection or a failed publish ends it at once, even while it waits for new events.
-    private func relayOnce(_ stop: StopSignal) async throws {
+    private func relayOnce(_ stop: StopSignal, url: String) async throws {
         let connection = try NATSConnection(url: url, name: "campaign-relay-\(consumer)")
         defer { connection.close() }
         let jetStream = JetStream(connection)
         do {
-            try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"])
+            try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"], replicas: replicas)
         } catch let error as NATSError {
-            if case .jetStream = error { throw StreamRefused(error: error) }
+            // A stream asked for wrongly (subjects overlapping another stream's, a bad
+            // configuration, more replicas than servers) stays wrong; anything else (a cluster
+            // still electing its leader) is retried.
+            if case let .jetStream(code, _) = error, [10_052, 10_023, 10_065].contains(code) {
+                throw StreamRefused(error: error)
+            }
             throw error
         }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)

@@ -31,12 +31,14 @@ public struct JetStream: Sendable {
         public var payload: [UInt8]
     }
 
-    /// Makes the stream `name` over `subjects` (file storage, a duplicate window of `window`
-    /// seconds), or leaves an existing one as it is.
-    public func ensureStream(_ name: String, subjects: [String], duplicateWindow window: Double = 120) async throws {
+    /// Makes the stream `name` over `subjects` (file storage, `replicas` copies in a cluster, a
+    /// duplicate window of `window` seconds), or leaves an existing one as it is.
+    public func ensureStream(
+        _ name: String, subjects: [String], replicas: Int = 1, duplicateWindow window: Double = 120
+    ) async throws {
         let config: [String: Any] = [
             "name": name, "subjects": subjects, "storage": "file", "retention": "limits",
-            "duplicate_window": Int64(window * 1e9), "num_replicas": 1,
+            "duplicate_window": Int64(window * 1e9), "num_replicas": replicas,
         ]
         let reply = try await connection.request(
             "$JS.API.STREAM.CREATE.\(name)", payload: Array(try JSONSerialization.data(withJSONObject: config)))

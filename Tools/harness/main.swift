@@ -22,6 +22,9 @@ import Foundation
 ///
 /// `fuzz [--data DIR] [--cases 100000] [--seed S]` sends hostile requests through the wire
 /// format and checks every answer; prints one summary line.
+///
+/// `nats-cluster [--data DIR] [--contacts 3000]` relays a demo store into a three-node JetStream
+/// cluster (replicas 3) and kills a node during the relay; prints one summary line.
 
 let usage = """
     usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
@@ -29,6 +32,7 @@ let usage = """
            campaign-harness crash --data DIR [--kills N] [--seed S]
            campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
            campaign-harness workload --data DIR --round N --limit N
+           campaign-harness nats-cluster [--data DIR] [--contacts N]
     """
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -37,7 +41,9 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-guard let mode = arguments.first, ["append-writer", "catch-up", "crash", "fuzz", "workload"].contains(mode) else {
+guard let mode = arguments.first,
+    ["append-writer", "catch-up", "crash", "fuzz", "workload", "nats-cluster"].contains(mode)
+else {
     fail(usage, code: 64)
 }
 arguments.removeFirst()
@@ -103,6 +109,21 @@ if mode == "fuzz" {
                 + "projections \(differing.isEmpty ? "match" : "differ: " + differing.joined(separator: ", "))")
         for problem in report.problems.prefix(20) { emit("  " + problem) }
         exit(report.problems.isEmpty && chain.isIntact && differing.isEmpty ? 0 : 1)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
+}
+
+if mode == "nats-cluster" {
+    let data =
+        options["data"]
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("campaign-nats-\(UUID().uuidString)").path
+    do {
+        let summary = try await NATSClusterHarness.run(
+            directory: data, contacts: Int(options["contacts"] ?? "3000") ?? 3_000
+        ) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        emit(summary.line)
+        exit(summary.lost == 0 && summary.duplicated == 0 && summary.messages == UInt64(summary.events) ? 0 : 1)
     } catch {
         fail("campaign-harness: \(error)", code: 1)
     }

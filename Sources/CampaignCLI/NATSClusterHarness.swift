@@ -1,0 +1,179 @@
+import CampaignDomain
+import EventStore
+import Foundation
+import NATS
+
+/// `campaign-harness nats-cluster`: the relay into a three-node JetStream cluster on loopback ports
+/// (stream replicas 3), one node killed with SIGKILL while the relay runs; then every event of the
+/// log must be in the stream, in order, once. Needs `nats-server`; not part of CI (it takes a while).
+public enum NATSClusterHarness {
+    /// What the run found.
+    public struct Summary: Sendable {
+        /// Events in the log.
+        public var events: Int
+        /// Messages in the stream at the end.
+        public var messages: UInt64
+        /// Events missing from the stream, or stored at another sequence.
+        public var lost: Int
+        /// Events stored more than once.
+        public var duplicated: Int
+        /// Messages relayed when the node was killed.
+        public var killedAfter: UInt64
+        /// The node killed.
+        public var killed: String
+        /// Seconds the relay took.
+        public var seconds: Double
+
+        /// One line for the README.
+        public var line: String {
+            "nats cluster harness: 3 nodes, replicas 3, \(killed) killed after \(killedAfter) of \(events) events; "
+                + "stream holds \(messages) messages, \(lost) lost, \(duplicated) duplicated, "
+                + "relay \(String(format: "%.1f", seconds)) s"
+        }
+    }
+
+    /// Runs the harness in `directory` (a demo store with `contacts` contacts per tenant, and the
+    /// nodes' stores); `log` receives progress lines.
+    public static func run(
+        directory: String, contacts: Int, log: @escaping @Sendable (String) -> Void
+    ) async throws
+        -> Summary
+    {
+        let data = directory + "/store"
+        let silent = SilentConsole()
+        guard await CLI.run(["demo", "--data", data, "--contacts", String(contacts), "--fresh"], console: silent) == 0
+        else { throw NATSError.connection("the demo failed") }
+        let store = try EventStore(path: data)
+        var events = [RecordedEvent]()
+        try store.forEachEvent { event in
+            events.append(event)
+            return true
+        }
+        let storeId = try store.storeId()
+        store.close()
+        log("demo store: \(events.count) events")
+
+        let ports = try (0..<6).map { _ in try freePort() }
+        let clusterURLs = (3..<6).map { "nats://127.0.0.1:\(ports[$0])" }
+        var nodes = [Process]()
+        for node in 0..<3 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: natsServer)
+            process.arguments = [
+                "-js", "-a", "127.0.0.1", "-p", String(ports[node]), "-n", "n\(node + 1)", "--cluster_name", "harness",
+                "-cluster", clusterURLs[node], "-routes",
+                clusterURLs.filter { $0 != clusterURLs[node] }.joined(separator: ","),
+                "-sd", directory + "/n\(node + 1)",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            nodes.append(process)
+        }
+        defer {
+            for node in nodes where node.isRunning {
+                node.terminate()
+                node.waitUntilExit()
+            }
+        }
+        let urls = (0..<3).map { "nats://127.0.0.1:\(ports[$0])" }
+        // Wait for the cluster to elect its JetStream leader.
+        try await waitFor(60) {
+            guard let connection = try? NATSConnection(url: urls[0]) else { return false }
+            defer { connection.close() }
+            let reply = try? await connection.request("$JS.API.INFO", payload: [], timeout: 2)
+            return reply.map { !String(decoding: $0.payload, as: UTF8.self).contains("\"error\"") } ?? false
+        }
+        log("cluster up: \(urls.joined(separator: ", "))")
+
+        let started = Date()
+        let relay = Task {
+            await CLI.run(
+                [
+                    "export", "--data", data, "--to", urls.joined(separator: ","), "--stream", "CAMPAIGN", "--replicas",
+                    "3",
+                ],
+                console: SilentConsole(errors: log))
+        }
+        // Kill the second node once a fifth of the log is in the stream.
+        var killedAfter: UInt64 = 0
+        try await waitFor(120) {
+            let messages = await count(urls[0])
+            killedAfter = messages
+            return messages >= UInt64(events.count / 5)
+        }
+        kill(nodes[1].processIdentifier, SIGKILL)
+        nodes[1].waitUntilExit()
+        log("n2 killed after \(killedAfter) messages")
+        let status = await relay.value
+        let seconds = Date().timeIntervalSince(started)
+        guard status == 0 else { throw NATSError.connection("the relay exited with \(status)") }
+
+        // Read the stream back through a surviving node.
+        let connection = try NATSConnection(url: urls[0])
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        let state = try await jetStream.streamState("CAMPAIGN")
+        var lost = 0
+        var seen = Set<String>()
+        var duplicated = 0
+        for sequence in 1...max(1, state.lastSequence) where state.lastSequence > 0 {
+            let message = try await jetStream.message("CAMPAIGN", sequence: sequence)
+            let id = message.headers["Nats-Msg-Id"] ?? ""
+            if !seen.insert(id).inserted { duplicated += 1 }
+            let index = Int(sequence) - 1
+            if index >= events.count || id != "\(storeId)-\(events[index].position)" { lost += 1 }
+        }
+        lost += max(0, events.count - Int(state.lastSequence))
+        return Summary(
+            events: events.count, messages: state.messages, lost: lost, duplicated: duplicated,
+            killedAfter: killedAfter, killed: "n2", seconds: seconds)
+    }
+
+    static func count(_ url: String) async -> UInt64 {
+        guard let connection = try? NATSConnection(url: url) else { return 0 }
+        defer { connection.close() }
+        return (try? await JetStream(connection).streamState("CAMPAIGN").messages) ?? 0
+    }
+
+    static func waitFor(_ seconds: Double, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try await !condition() {
+            guard Date() < deadline else { throw NATSError.timeout }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    static let natsServer =
+        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        } ?? "/usr/sbin/nats-server"
+
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw NATSError.connection("no free port") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+}
+
+/// A console that keeps nothing but errors, which go to `errors` when given (the harness reports
+/// on its own).
+struct SilentConsole: Console {
+    var errors: (@Sendable (String) -> Void)?
+    func out(_ line: String) {}
+    func err(_ line: String) { errors?(line) }
+    func progress(_ line: String) {}
+    var outputIsTerminal: Bool { false }
+    var errorIsTerminal: Bool { false }
+    func readLine(limit: Int) -> LineRead { .end }
+}
