@@ -68,25 +68,7 @@ enum ExportCommand {
         guard (options["format"] ?? "cloudevents") == "cloudevents" else {
             throw CLI.usage("--format takes cloudevents (the only format so far)")
         }
-        var stream = options["stream"]
-        if let given = stream, !given.contains(":") {
-            guard let tenant = options["tenant"] else {
-                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
-            }
-            stream = tenant + ":" + given
-        }
-        var filter = ReplayCommand.Filter(
-            tenant: options["tenant"], stream: stream, actor: options["actor"], type: options["type"])
-        filter.from = try options["from"].map { text throws(Arguments.UsageError) in
-            try CLI.Bound.parse(text, option: "from")
-        }
-        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to")
-        }
-        let limit =
-            try options["limit"].map { text throws(Arguments.UsageError) -> Int in
-                guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
-                return value
-            } ?? Int.max
+        let (filter, limit) = try ReplayCommand.Filter.parse(options)
         let consumer = options["consumer"]
         let follow = arguments.flags.contains("follow")
         if options["subject-prefix"] != nil { throw CLI.usage("--subject-prefix goes with --to") }

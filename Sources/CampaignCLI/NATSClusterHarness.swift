@@ -53,30 +53,18 @@ public enum NATSClusterHarness {
         store.close()
         log("demo store: \(events.count) events")
 
-        let ports = try (0..<6).map { _ in try freePort() }
+        let ports = try (0..<6).map { _ in try LocalNATSServer.freePort() }
         let clusterURLs = (3..<6).map { "nats://127.0.0.1:\(ports[$0])" }
-        var nodes = [Process]()
-        for node in 0..<3 {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: natsServer)
-            process.arguments = [
-                "-js", "-a", "127.0.0.1", "-p", String(ports[node]), "-n", "n\(node + 1)", "--cluster_name", "harness",
-                "-cluster", clusterURLs[node], "-routes",
-                clusterURLs.filter { $0 != clusterURLs[node] }.joined(separator: ","),
-                "-sd", directory + "/n\(node + 1)",
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            nodes.append(process)
+        let nodes = try (0..<3).map { node in
+            try LocalNATSServer(
+                port: ports[node], storeDirectory: directory + "/n\(node + 1)",
+                arguments: [
+                    "-n", "n\(node + 1)", "--cluster_name", "harness", "-cluster", clusterURLs[node],
+                    "-routes", clusterURLs.filter { $0 != clusterURLs[node] }.joined(separator: ","),
+                ])
         }
-        defer {
-            for node in nodes where node.isRunning {
-                node.terminate()
-                node.waitUntilExit()
-            }
-        }
-        let urls = (0..<3).map { "nats://127.0.0.1:\(ports[$0])" }
+        defer { for node in nodes { node.stop() } }
+        let urls = nodes.map(\.url)
         // Wait for the cluster to elect its JetStream leader.
         try await waitFor(60) {
             guard let connection = try? NATSConnection(url: urls[0]) else { return false }
@@ -102,8 +90,8 @@ public enum NATSClusterHarness {
             killedAfter = messages
             return messages >= UInt64(events.count / 5)
         }
-        kill(nodes[1].processIdentifier, SIGKILL)
-        nodes[1].waitUntilExit()
+        kill(nodes[1].process.processIdentifier, SIGKILL)
+        nodes[1].process.waitUntilExit()
         log("n2 killed after \(killedAfter) messages")
         let status = await relay.value
         let seconds = Date().timeIntervalSince(started)
@@ -142,27 +130,6 @@ public enum NATSClusterHarness {
             guard Date() < deadline else { throw NATSError.timeout }
             try await Task.sleep(for: .milliseconds(100))
         }
-    }
-
-    static let natsServer =
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        } ?? "/usr/sbin/nats-server"
-
-    static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw NATSError.connection("no free port") }
-        return UInt16(bigEndian: address.sin_port)
     }
 }
 

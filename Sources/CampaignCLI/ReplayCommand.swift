@@ -50,6 +50,36 @@ enum ReplayCommand {
             return true
         }
 
+        /// The stream `--stream` names: a stream id (`acme:cmp_1`), or a resource id with `--tenant`.
+        static func streamId(_ options: [String: String]) throws(Arguments.UsageError) -> String? {
+            guard let given = options["stream"], !given.contains(":") else { return options["stream"] }
+            guard let tenant = options["tenant"] else {
+                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
+            }
+            return tenant + ":" + given
+        }
+
+        /// The filter and the `--limit` (unlimited when absent) of replay's options, which export shares.
+        static func parse(_ options: [String: String]) throws(Arguments.UsageError) -> (Filter, Int) {
+            var filter = Filter(
+                tenant: options["tenant"], stream: try streamId(options), actor: options["actor"],
+                type: options["type"])
+            filter.from = try options["from"].map { text throws(Arguments.UsageError) in
+                try CLI.Bound.parse(text, option: "from")
+            }
+            filter.to = try options["to"].map { text throws(Arguments.UsageError) in
+                try CLI.Bound.parse(text, option: "to")
+            }
+            let limit =
+                try options["limit"].map { text throws(Arguments.UsageError) -> Int in
+                    guard let value = Int(text), value > 0 else {
+                        throw CLI.usage("--limit takes a positive whole number")
+                    }
+                    return value
+                } ?? Int.max
+            return (filter, limit)
+        }
+
         /// Past this event nothing later can match (the log is in position and time order).
         func isPastEnd(_ event: RecordedEvent) -> Bool {
             switch to {
@@ -63,13 +93,7 @@ enum ReplayCommand {
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("replay takes options only") }
         let options = arguments.options
-        var stream = options["stream"]
-        if let given = stream, !given.contains(":") {
-            guard let tenant = options["tenant"] else {
-                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
-            }
-            stream = tenant + ":" + given
-        }
+        let stream = try Filter.streamId(options)
         let json = arguments.flags.contains("json")
         if let asOf = options["as-of"] {
             guard let stream else { throw CLI.usage("--as-of needs --stream") }
@@ -100,17 +124,7 @@ enum ReplayCommand {
             return .ok
         }
 
-        var filter = Filter(tenant: options["tenant"], stream: stream, actor: options["actor"], type: options["type"])
-        filter.from = try options["from"].map { text throws(Arguments.UsageError) in
-            try CLI.Bound.parse(text, option: "from")
-        }
-        filter.to = try options["to"].map { text throws(Arguments.UsageError) in try CLI.Bound.parse(text, option: "to")
-        }
-        let limit =
-            try options["limit"].map { text throws(Arguments.UsageError) -> Int in
-                guard let value = Int(text), value > 0 else { throw CLI.usage("--limit takes a positive whole number") }
-                return value
-            } ?? Int.max
+        let (filter, limit) = try Filter.parse(options)
 
         let store = try CLI.openStore(arguments)
         defer { store.close() }

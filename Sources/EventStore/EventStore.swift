@@ -256,9 +256,9 @@ public final class EventStore: @unchecked Sendable {
 
     /// The blocking form of ``append(_:)`` for callers outside Swift concurrency.
     public func appendAndWait(_ request: AppendRequest) throws -> AppendOutcome {
-        let box = ResultBox()
-        committer.submit(.init(request: request) { box.set($0) })
-        return try box.wait().get()
+        let outcome = Outcome<AppendOutcome>()
+        committer.submit(.init(request: request) { outcome.finish($0) })
+        return try outcome.wait().get()
     }
 
     /// The current version of a stream; 0 when it has no events.
@@ -518,25 +518,4 @@ public struct StoreUsage: Sendable, Equatable {
     public var usedBytes: Int
     /// LMDB's page size.
     public var pageSize: Int
-}
-
-/// A one-shot result handed from the writer thread to a blocked caller.
-private final class ResultBox: @unchecked Sendable {
-    // Invariant: `result` is written once under `condition` and read only after that write.
-    private let condition = NSCondition()
-    private var result: Result<AppendOutcome, Error>?
-
-    func set(_ value: Result<AppendOutcome, Error>) {
-        condition.withLock {
-            result = value
-            condition.signal()
-        }
-    }
-
-    func wait() -> Result<AppendOutcome, Error> {
-        condition.withLock {
-            while result == nil { condition.wait() }
-            return result!
-        }
-    }
 }

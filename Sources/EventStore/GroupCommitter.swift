@@ -144,11 +144,11 @@ final class GroupCommitter: @unchecked Sendable {
     }
 }
 
-/// The result of a job some thread waits for.
+/// A one-shot result handed from the writer thread to a caller blocked on it.
 ///
 /// Invariant that makes `@unchecked Sendable` safe: `result` is written once, under `condition`,
 /// and read only after that, under it.
-private final class Outcome<T>: @unchecked Sendable {
+final class Outcome<T>: @unchecked Sendable {
     private let condition = NSCondition()
     private var result: Result<T, Error>?
 

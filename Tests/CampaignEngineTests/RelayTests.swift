@@ -24,7 +24,9 @@ import Testing
     }
 
     /// Checks that stream `name` holds exactly the log, in order, once.
-    func expectStreamHolds(_ log: [RecordedEvent], storeId: String, _ server: NATSServer, _ name: String) async throws {
+    func expectStreamHolds(
+        _ log: [RecordedEvent], storeId: String, _ server: LocalNATSServer, _ name: String
+    ) async throws {
         let connection = try NATSConnection(url: server.url)
         defer { connection.close() }
         let jetStream = JetStream(connection)
@@ -55,14 +57,14 @@ import Testing
         }
     }
 
-    func messages(_ server: NATSServer, _ name: String) async -> UInt64 {
+    func messages(_ server: LocalNATSServer, _ name: String) async -> UInt64 {
         guard let connection = try? NATSConnection(url: server.url) else { return 0 }
         defer { connection.close() }
         return (try? await JetStream(connection).streamState(name).messages) ?? 0
     }
 
     @Test func aDemoStoreArrivesCompleteInOrderAndOnceAndAGainRunSendsNothing() async throws {
-        let server = try NATSServer()
+        let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, storeId) = try await demoStore()
         let relay = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
@@ -85,7 +87,7 @@ import Testing
 
     @Test(.enabled(if: pythonNATSAvailable, "python3 with nats-py (pip install nats-py) is not installed"))
     func aConsumerOutsideTheProjectReadsBackExactlyTheLog() async throws {
-        let server = try NATSServer()
+        let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, _) = try await demoStore()
         let relay = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
@@ -94,22 +96,13 @@ import Testing
         #expect(expected.lines.count == log.count)
         let file = directory.path + "/expected.jsonl"
         try expected.out.write(toFile: file, atomically: true, encoding: .utf8)
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Tools/nats_readback.py").standardized.path
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, server.url, "CAMPAIGN", file]
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runPythonTool("nats_readback.py", [server.url, "CAMPAIGN", file])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("\(log.count) events read back in order, each once"))
     }
 
     @Test func aRelayKilledMidStreamAndRestartedLeavesNoGapAndNoDuplicate() async throws {
-        let server = try NATSServer()
+        let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let first = try ChildProcess(
@@ -127,14 +120,14 @@ import Testing
 
     @Test func aBrokerThatGoesAwayIsWaitedForAndNothingIsLostOrDoubled() async throws {
         // The first server owns the JetStream directory the second one reopens.
-        let first = try NATSServer()
+        let first = try LocalNATSServer()
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let relay = try ChildProcess(
             "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
         try await waitUntil(60) { await messages(first, "CAMPAIGN") >= 500 }
         first.stop()
         try await Task.sleep(for: .milliseconds(500))
-        let server = try NATSServer(port: first.port, storeDirectory: first.storePath)
+        let server = try LocalNATSServer(port: first.port, storeDirectory: first.storePath)
         defer { withExtendedLifetime(first) { server.stop() } }
         try await waitUntil(60) { await messages(server, "CAMPAIGN") >= UInt64(log.count) }
         // SIGTERM stops the relay cleanly.
@@ -150,13 +143,4 @@ import Testing
 }
 
 /// Whether python3 can import nats-py (the optional consumer outside the project).
-let pythonNATSAvailable: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import nats"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
+let pythonNATSAvailable = pythonCanImport("nats")

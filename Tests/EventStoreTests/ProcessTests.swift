@@ -190,15 +190,7 @@ final class WriterProcess: @unchecked Sendable {
 }
 
 /// Whether `python3` with the `lmdb` binding is on this machine.
-let pythonLMDBAvailable: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import lmdb"]
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
+let pythonLMDBAvailable = pythonCanImport("lmdb")
 
 @Suite struct ForeignReaderTests {
     /// README promises that a program in another language can verify the chain with a stock LMDB
@@ -218,17 +210,8 @@ let pythonLMDBAvailable: Bool = {
             head = try store.verifyChain().headHash.map { String(format: "%02x", $0) }.joined()
             store.close()
         }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Tools/verify_chain.py").standardized.path
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, dir.path]
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, text) = try runPythonTool("verify_chain.py", [dir.path])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("30 events verified, head \(head)"))
     }
 }

@@ -6,7 +6,7 @@ import Testing
 /// The project's NATS client against a real `nats-server -js` on a loopback port.
 @Suite(.serialized) struct NATSTests {
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
-        let server = try NATSServer()
+        let server = try LocalNATSServer()
         defer { server.stop() }
         let connection = try NATSConnection(url: server.url)
         defer { connection.close() }
@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func aServerThatGoesAwayFailsWhatIsUnderWay() async throws {
-        let server = try NATSServer()
+        let server = try LocalNATSServer()
         let connection = try NATSConnection(url: server.url)
         defer { connection.close() }
         server.stop()

@@ -74,84 +74,30 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
-/// A real `nats-server` with JetStream, on a free loopback port, its store in a temporary
-/// directory; stopped (SIGTERM) by ``stop()`` or when released. Tests never mock the broker.
-public final class NATSServer: @unchecked Sendable {
-    /// The server process.
-    public let process = Process()
-    /// Its port on 127.0.0.1.
-    public let port: UInt16
-    private let store = TemporaryDirectory()
+/// Runs one of the project's Python tools (`Tools/NAME`) with `python3` and returns its exit
+/// status and standard output.
+public func runPythonTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../Tools/\(name)").standardized.path
+    let process = Process()
+    let output = Pipe()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", script] + arguments
+    process.standardOutput = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
 
-    /// `nats://127.0.0.1:PORT`.
-    public var url: String { "nats://127.0.0.1:\(port)" }
-
-    /// Starts `nats-server -js` on a free port (or on `port`, to restart one) and waits until it
-    /// accepts connections.
-    public init(port: UInt16? = nil, storeDirectory: String? = nil) throws {
-        self.port = try port ?? NATSServer.freePort()
-        process.executableURL = URL(fileURLWithPath: NATSServer.executable)
-        process.arguments = [
-            "-js", "-a", "127.0.0.1", "-p", String(self.port), "-sd", storeDirectory ?? store.path,
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(15)
-        while !NATSServer.accepts(self.port) {
-            guard Date() < deadline, process.isRunning else {
-                throw NSError(domain: "nats-server", code: 1, userInfo: [NSLocalizedDescriptionKey: "did not start"])
-            }
-            usleep(20_000)
-        }
-    }
-
-    /// The JetStream store directory (to restart the same server with ``init(port:storeDirectory:)``).
-    public var storePath: String { store.path }
-
-    /// Stops the server and waits for it to exit.
-    public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-
-    /// Debian installs it in /usr/sbin, which is not always on a test's PATH.
-    static let executable =
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        } ?? "/usr/sbin/nats-server"
-
-    static func accepts(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-
-    static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard bound else { throw NSError(domain: "nats-server", code: 2) }
-        return UInt16(bigEndian: address.sin_port)
-    }
+/// Whether `python3` can import `module` (an optional binding some tests use).
+public func pythonCanImport(_ module: String) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import \(module)"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
 }

@@ -1,0 +1,97 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `nats-server` with JetStream started on a loopback port, its store in a directory of its
+/// own (a temporary one unless given, removed when the value is released); stopped by ``stop()``
+/// or on release. For the tests and the harness, which never mock the broker.
+public final class LocalNATSServer: @unchecked Sendable {
+    // Invariant: every stored property is set once in `init`; `Process` is safe to stop from any thread.
+    /// The server process.
+    public let process = Process()
+    /// Its client port on 127.0.0.1.
+    public let port: UInt16
+    /// The JetStream store directory (give it to a new server to restart this one's store).
+    public let storePath: String
+    private let ownsStore: Bool
+
+    /// `nats://127.0.0.1:PORT`.
+    public var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// Starts `nats-server -js` on `port` (a free one when nil) with `arguments` added (a cluster's
+    /// name and routes), and waits until it accepts connections.
+    public init(port: UInt16? = nil, storeDirectory: String? = nil, arguments: [String] = []) throws {
+        self.port = try port ?? LocalNATSServer.freePort()
+        ownsStore = storeDirectory == nil
+        storePath =
+            storeDirectory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("nats-\(UUID().uuidString)").path
+        process.executableURL = URL(fileURLWithPath: LocalNATSServer.executable)
+        process.arguments = ["-js", "-a", "127.0.0.1", "-p", String(self.port), "-sd", storePath] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(15)
+        while !LocalNATSServer.accepts(self.port) {
+            guard Date() < deadline, process.isRunning else {
+                stop()
+                throw NATSError.connection("nats-server did not start on port \(self.port)")
+            }
+            usleep(20_000)
+        }
+    }
+
+    /// Stops the server (SIGTERM) and waits for it to exit.
+    public func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    deinit {
+        stop()
+        if ownsStore { try? FileManager.default.removeItem(atPath: storePath) }
+    }
+
+    /// Where Debian installs it (/usr/sbin, not always on PATH), or elsewhere.
+    public static let executable =
+        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        } ?? "/usr/sbin/nats-server"
+
+    /// A loopback port nothing listens on now.
+    public static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw NATSError.connection("no free port") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    static func accepts(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    private static func loopback(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+}
