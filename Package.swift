@@ -48,7 +48,7 @@ let package = Package(
             name: "campaign-bench",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore", "CLMDB",
-                "Hashing", "CampaignCLI",
+                "Hashing", "CampaignCLI", "NATS",
             ],
             path: "Tools/bench",
             exclude: ["peer.py"]

@@ -133,14 +133,23 @@ public enum NATSClusterHarness {
     }
 }
 
-/// A console that keeps nothing but errors, which go to `errors` when given (the harness reports
-/// on its own).
-struct SilentConsole: Console {
-    var errors: (@Sendable (String) -> Void)?
-    func out(_ line: String) {}
-    func err(_ line: String) { errors?(line) }
-    func progress(_ line: String) {}
-    var outputIsTerminal: Bool { false }
-    var errorIsTerminal: Bool { false }
-    func readLine(limit: Int) -> LineRead { .end }
+/// A console that keeps nothing but errors, which go to `errors` when given (for the harness and
+/// the benchmark, which report on their own).
+public struct SilentConsole: Console {
+    /// Where error lines go, if anywhere.
+    public var errors: (@Sendable (String) -> Void)?
+    /// A console that drops everything, or passes errors to `errors`.
+    public init(errors: (@Sendable (String) -> Void)? = nil) { self.errors = errors }
+    /// Dropped.
+    public func out(_ line: String) {}
+    /// Passed to ``errors``.
+    public func err(_ line: String) { errors?(line) }
+    /// Dropped.
+    public func progress(_ line: String) {}
+    /// False.
+    public var outputIsTerminal: Bool { false }
+    /// False.
+    public var errorIsTerminal: Bool { false }
+    /// No input: the end at once.
+    public func readLine(limit: Int) -> LineRead { .end }
 }

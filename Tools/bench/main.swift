@@ -6,6 +6,7 @@ import CampaignSnapshots
 import EventStore
 import Foundation
 import Hashing
+import NATS
 
 /// `campaign-bench [--quick] [--dir DIR] [--json FILE] [--no-peer]`
 ///
@@ -619,6 +620,66 @@ if runs(8) {
             "requests": .number(Double(lines.count)), "concurrency64PerSecond": .number(rates[64]!),
             "sequentialPerSecond": .number(rates[1]!),
         ])
+}
+
+// MARK: 9. The relay into NATS JetStream.
+
+print("\n[9] relay of a demo-shaped log into NATS JetStream, broker on this machine")
+if runs(9) {
+    if FileManager.default.isExecutableFile(atPath: LocalNATSServer.executable) {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let path = "\(root)/relay"
+        do {
+            let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(rateLimit: 100_000_000))
+            try await DemoShapedLog(engine: engine, tenants: 8, clock: Date()).fill(events: UInt64(n(100_000)))
+            engine.close()
+        }
+        let store = try EventStore(path: path)
+        let events = Int(try store.head().position)
+        var bytes = 0
+        let storeId = try store.storeId()
+        try store.forEachEvent { event in
+            bytes += CampaignEngine.cloudEvent(event, storeId: storeId).bytes.count
+            return true
+        }
+        store.close()
+        let relaySeconds = await secondsAsync {
+            let status = await CLI.run(
+                ["export", "--data", path, "--to", server.url, "--stream", "RELAY"], console: SilentConsole())
+            precondition(status == 0, "the relay failed")
+        }
+        // The baseline: the same number of messages of the same mean size published by the same
+        // client, 256 in flight, each acknowledged by JetStream, with no log read and no checkpoint.
+        let connection = try NATSConnection(url: server.url)
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("RAW", subjects: ["raw.>"])
+        let payload = [UInt8](repeating: UInt8(ascii: "x"), count: bytes / max(events, 1))
+        let acked = Locked<Int>(0)
+        let rawSeconds = try await secondsAsync {
+            for index in 0..<events {
+                while index - acked.value >= 256 { try await Task.sleep(for: .microseconds(100)) }
+                try jetStream.publish("raw.bench", id: "raw-\(index)", payload: payload) { result in
+                    precondition((try? result.get()) != nil, "a raw publish failed")
+                    acked.mutate { $0 += 1 }
+                }
+            }
+            while acked.value < events { try await Task.sleep(for: .microseconds(100)) }
+        }
+        connection.close()
+        report(
+            "relay into JetStream",
+            engine: "\(f(rate(events, relaySeconds))) ev/s (\(String(events).withCommas) events)",
+            baseline: "raw acknowledged publishes \(f(rate(events, rawSeconds)))/s",
+            ratio: x(rate(events, relaySeconds) / rate(events, rawSeconds)),
+            [
+                "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, relaySeconds)),
+                "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
+                "meanCloudEventBytes": .number(Double(bytes / max(events, 1))),
+            ])
+    } else {
+        print("  skipped: nats-server is not installed (apt-get install nats-server)")
+    }
 }
 
 // MARK: The peer.
