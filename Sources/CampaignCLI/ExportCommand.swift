@@ -109,16 +109,16 @@ enum ExportCommand {
         for try await event in subscription {
             let more = write(event)
             last = event.position
-            // A consumer's checkpoint is stored every 1,000 events, and when it has caught up.
-            if consumer != nil, last - acked >= 1_000 || last >= head {
+            // Caught up with the head as it is now (read again only once the old one is reached).
+            if last >= head { head = try store.head().position }
+            let caughtUp = last >= head
+            // A consumer's checkpoint is stored every 1,000 events and when it has caught up: one
+            // writer transaction per batch, not per event.
+            if consumer != nil, last - acked >= 1_000 || caughtUp {
                 try await subscription.ack(last)
                 acked = last
             }
-            if !more { break }
-            if !follow, last >= head {
-                head = try store.head().position
-                if last >= head { break }
-            }
+            if !more || (!follow && caughtUp) { break }
         }
         if consumer != nil, last > acked { try await subscription.ack(last) }
         return .ok

@@ -131,9 +131,14 @@ struct Relay {
             }
             if acks.contiguous - checkpoint.stored >= 1_000 { try await checkpoint.store() }
             if stop.requested { return }
-            if !follow, position >= head {
-                head = try store.head().position
-                if position >= head { return }
+            if position >= head { head = try store.head().position }
+            if position >= head {
+                // Caught up: store the checkpoint now, not 1,000 events later. A relay that idles
+                // longer than JetStream's duplicate window and then crashes would otherwise send
+                // events again that JetStream no longer recognises.
+                try await acks.drain()
+                try await checkpoint.store()
+                if !follow { return }
             }
         }
     }

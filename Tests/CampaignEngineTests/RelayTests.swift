@@ -130,6 +130,13 @@ import Testing
         let server = try LocalNATSServer(port: first.port, storeDirectory: first.storePath)
         defer { withExtendedLifetime(first) { server.stop() } }
         try await waitUntil(60) { await messages(server, "CAMPAIGN") >= UInt64(log.count) }
+        // Caught up, a following relay stores its checkpoint at once, not at its exit.
+        try await waitUntil(20) {
+            let listed = try await campaign(["subscriptions", "--data", directory.path, "--json"])
+            let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
+            return consumer?["lag"]?.integerValue == 0
+        }
+        #expect(relay.process.isRunning)
         // SIGTERM stops the relay cleanly.
         relay.process.terminate()
         #expect(try await relay.waitForExit() == 0)
