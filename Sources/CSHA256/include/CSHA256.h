@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// SHA-256's 64 round constants (FIPS 180-4), shared with the portable Swift rounds.
+const uint32_t *csha256_round_constants(void);
+
 /// 1 when this CPU has the SHA extensions with SSSE3 and SSE4.1 (what the fast path uses), else 0.
 int csha256_has_extensions(void);
 
