@@ -6,6 +6,8 @@ import PackageDescription
 // and by the pure `CampaignDomain` (commitments, sticky experiment buckets), and neither layer may
 // depend on the other, so the digest lives in its own target. `CSHA256` is the project's own C for the
 // CPU's SHA extensions (intrinsics, chosen at run time by CPUID); `Hashing` falls back to Swift without.
+// `Signing` (Ed25519, signed notes, checkpoints) is another addition: the operator's key signs the log's
+// Merkle tree heads, and the key never enters the store, so only the CLI and the engine link it.
 let package = Package(
     name: "CampaignEngine",
     products: [
@@ -23,6 +25,7 @@ let package = Package(
         ),
         .target(name: "CSHA256"),
         .target(name: "Hashing", dependencies: ["CSHA256"]),
+        .target(name: "Signing", dependencies: ["Hashing"]),
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
         .target(name: "NATS"),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
@@ -60,6 +63,7 @@ let package = Package(
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "SigningTests", dependencies: ["Signing", "Hashing"]),
         .testTarget(name: "NATSTests", dependencies: ["NATS", "TestSupport"]),
         .testTarget(
             name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"]),
