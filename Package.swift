@@ -41,11 +41,15 @@ let package = Package(
         ),
         .target(
             name: "CampaignEngine",
-            dependencies: ["EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "Hashing"]
+            dependencies: [
+                "EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "Hashing", "Signing",
+            ]
         ),
         .target(
             name: "CampaignCLI",
-            dependencies: ["CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing", "NATS"]),
+            dependencies: [
+                "CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing", "NATS", "Signing",
+            ]),
         .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",

@@ -220,6 +220,17 @@ public enum PersonalData {
         return stored["values"]?.objectValue ?? [:]
     }
 
+    /// A contact's kept values and the salt of their commitment, or nil when none are kept.
+    public static func stored(
+        tenant: String, contactId: String, table: Table, in txn: ReadTransaction
+    ) throws -> (salt: String, values: [String: JSON])? {
+        guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
+            return nil
+        }
+        guard let stored = try? JSON.parse(bytes) else { return ("", [:]) }
+        return (stored["salt"]?.stringValue ?? "", stored["values"]?.objectValue ?? [:])
+    }
+
     /// Stores or erases a contact's values.
     public static func write(
         _ change: PersonalDataChange, tenant: String, table: Table, in txn: WriteTransaction

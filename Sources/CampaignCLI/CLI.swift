@@ -26,7 +26,11 @@ public enum CLI {
           demo          run a multi-tenant workload of every command family and print a dashboard
           apply         read JSON requests (one per line) on stdin, write one response per line
           replay        the audit trail: filter events by tenant, stream, actor, type and time
-          verify        walk the hash chain; report the first bad position and the head hash
+          verify        walk the hash chain and the Merkle tree; --checkpoint FILE: prove the log extends
+                        a signed checkpoint; --contacts: check contact values against their commitments
+          keygen        make the operator's Ed25519 key pair for signing checkpoints
+          checkpoint    sign the Merkle tree as it is now (C2SP tlog-checkpoint)
+          prove         an inclusion proof for the event at a position
           projections   status | rebuild [NAME] | verify [NAME] of the read models
           export        the log as CloudEvents, one JSON object per line, or relayed into NATS JetStream (--to)
           subscriptions consumers of the change feed with their checkpoints and lag
@@ -57,7 +61,14 @@ public enum CLI {
                 ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"],
                 ["json"], ReplayCommand.run
             ),
-            "verify": (VerifyCommand.help, ["data"], ["json", "record"], VerifyCommand.run),
+            "verify": (
+                VerifyCommand.help, ["data", "checkpoint", "key"], ["json", "record", "contacts"], VerifyCommand.run
+            ),
+            "keygen": (KeygenCommand.help, ["name", "out"], [], KeygenCommand.run),
+            "checkpoint": (
+                CheckpointCommand.help, ["data", "key", "origin"], ["list", "json"], CheckpointCommand.run
+            ),
+            "prove": (ProveCommand.help, ["data", "checkpoint"], ["json"], ProveCommand.run),
             "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
             "export": (
@@ -283,17 +294,34 @@ enum ApplyCommand {
 enum VerifyCommand {
     static let help = """
         usage: campaign verify [--data DIR] [--json] [--record]
+                               [--checkpoint FILE --key VERIFIER_KEY] [--contacts]
 
         Walks the hash chain from position 1: every position present, every record's previous hash
         equal to the hash before it, every hash equal to SHA-256(previous hash ‖ record). Prints the
         events checked, the head position and the head hash. Exit 1 with the first bad position.
+        Then checks the Merkle tree kept beside the log against the log's records (every node).
         The store is opened read-only. With --record it is opened for writing and the outcome is
         kept: a broken chain makes engines refuse appends; an intact one lifts that refusal (the
         operator's step after restoring or repairing a store).
+
+        --checkpoint FILE --key VERIFIER_KEY: checks the checkpoint's signature with the verifier
+        key (a file from campaign keygen, or the key text), then proves that the log extends the
+        signed tree (an RFC 9162 consistency proof). When it does not, says what happened: the log
+        TRUNCATED to N events, or REWRITTEN from position P (found by walking the store's tree,
+        which must itself still hash to the signed root; when it was rewritten too, the signed
+        checkpoints kept in the store narrow P down).
+
+        --contacts: recomputes every live contact's commitment from its kept values and salt and
+        lists the contacts whose values do not match their last event (and erased contacts that
+        still have values).
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("verify takes no arguments") }
+        let checkpointKey = try arguments.options["key"].map { try readNoteKey($0, option: "key") }
+        if (arguments.options["checkpoint"] == nil) != (checkpointKey == nil) {
+            throw CLI.usage("--checkpoint FILE and --key VERIFIER_KEY go together")
+        }
         let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
         let total = try store.head().position
@@ -308,28 +336,61 @@ enum VerifyCommand {
         }
         if console.errorIsTerminal { console.progress("") }
         let seconds = Date().timeIntervalSince(started)
-        if arguments.flags.contains("json") {
-            var members: [String: JSON] = [
-                "intact": .bool(report.isIntact), "eventsChecked": .number(Double(report.eventsChecked)),
-                "headPosition": .number(Double(report.headPosition)), "headHash": .string(report.headHash.hexString),
-            ]
-            if let bad = report.firstBadPosition {
-                members["firstBadPosition"] = .number(Double(bad))
-                members["problem"] = .string(report.problem ?? "")
-            }
-            console.out(JSON.object(members).text)
-        } else if report.isIntact {
-            console.out(
+        let json = arguments.flags.contains("json")
+        let text: any Console = json ? SilentConsole() : console
+        var members: [String: JSON] = [
+            "intact": .bool(report.isIntact), "eventsChecked": .number(Double(report.eventsChecked)),
+            "headPosition": .number(Double(report.headPosition)), "headHash": .string(report.headHash.hexString),
+        ]
+        var passed = report.isIntact
+        if let bad = report.firstBadPosition {
+            members["firstBadPosition"] = .number(Double(bad))
+            members["problem"] = .string(report.problem ?? "")
+            text.out("chain BROKEN at position \(bad): \(report.problem ?? "")")
+            text.out("events checked: \(Format.count(report.eventsChecked)); head position: \(report.headPosition)")
+        } else {
+            text.out(
                 "chain intact: \(Format.count(report.eventsChecked)) events checked in "
                     + "\(String(format: "%.2f", seconds)) s"
             )
-            console.out("head position: \(report.headPosition)")
-            console.out("head hash:     \(report.headHash.hexString)")
-        } else {
-            console.out("chain BROKEN at position \(report.firstBadPosition!): \(report.problem ?? "")")
-            console.out("events checked: \(Format.count(report.eventsChecked)); head position: \(report.headPosition)")
+            text.out("head position: \(report.headPosition)")
+            text.out("head hash:     \(report.headHash.hexString)")
+            // The tree and the checkpoint are read from records the chain has just proven.
+            passed = try TreeAudit.verifyTree(store, console: text, json: &members) && passed
+            if let path = arguments.options["checkpoint"], let checkpointKey {
+                passed =
+                    try TreeAudit.verifyCheckpoint(store, path: path, key: checkpointKey, console: text, json: &members)
+                    && passed
+            }
         }
-        return report.isIntact ? .ok : .failure
+        if arguments.flags.contains("contacts") {
+            let contacts = try Audit.verifyContacts(store)
+            members["contacts"] = .object([
+                "live": .number(Double(contacts.live)), "erased": .number(Double(contacts.erased)),
+                "mismatched": .array(
+                    contacts.problems.map {
+                        .object([
+                            "tenant": .string($0.tenant), "contactId": .string($0.contactId),
+                            "problem": .string($0.problem),
+                        ])
+                    }),
+            ])
+            if contacts.problems.isEmpty {
+                text.out(
+                    "contacts intact: \(Format.count(contacts.live)) live contacts match their commitments; "
+                        + "\(Format.count(contacts.erased)) erased hold no values")
+            } else {
+                text.out(
+                    "contacts MISMATCHED: \(contacts.problems.count) of \(Format.count(contacts.live + contacts.erased))"
+                )
+                for problem in contacts.problems {
+                    text.out("  \(problem.tenant) \(problem.contactId): \(problem.problem)")
+                }
+            }
+            passed = passed && contacts.problems.isEmpty
+        }
+        if json { console.out(JSON.object(members).text) }
+        return passed ? .ok : .failure
     }
 }
 

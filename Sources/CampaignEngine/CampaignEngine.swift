@@ -34,6 +34,8 @@ public struct EngineConfiguration: Sendable {
     /// ``CampaignEngine/tick(now:tenant:requestId:)``. A tenant's own admin always may tick, at the
     /// current clock, for that tenant only.
     public var operatorTenant: String?
+    /// Signed checkpoints of the log's tree taken by the engine itself; nil (the default): none.
+    public var checkpoints: CheckpointSchedule?
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
@@ -83,6 +85,7 @@ public final class CampaignEngine: Sendable {
     let cache: AggregateCache
     let aggregateLocks = KeyedLock()
     let cursors: CursorCodec
+    let checkpointer: Checkpointer?
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -118,10 +121,15 @@ public final class CampaignEngine: Sendable {
         self.configuration = configuration
         cache = AggregateCache(capacity: configuration.aggregateCacheCapacity)
         rateLimiter = RateLimiter(limit: configuration.rateLimit, window: configuration.rateLimitWindow)
+        let store = self.store
+        checkpointer = configuration.checkpoints.map { Checkpointer(store: store, schedule: $0) }
     }
 
-    /// Finishes queued writes and closes the store.
-    public func close() { store.close() }
+    /// Stops taking checkpoints, finishes queued writes and closes the store.
+    public func close() {
+        checkpointer?.stop()
+        store.close()
+    }
 
     /// The underlying event store, for tools (replay, verify, stats).
     public var eventStore: EventStore { store }

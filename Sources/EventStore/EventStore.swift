@@ -24,6 +24,13 @@ public final class EventStore: @unchecked Sendable {
     let checkpoints: Checkpoints
     /// `store`: facts about the store itself (`writes-refused` → the reason, while appends are refused).
     let storeFacts: MDB_dbi?
+    /// `tree`: the Merkle tree over the log (nil only in a read-only store made before trees).
+    let tree: MerkleLog?
+    /// `signed-checkpoints`: tree size u64 → a signed checkpoint note (nil as for `tree`).
+    let signedCheckpoints: MDB_dbi?
+    /// The tree's peaks after the last commit of this process, so an append need not read them;
+    /// used only while the log's head is still where that commit left it.
+    private let frontierCache = Mutex<MerkleFrontier?>(nil)
     /// Why appends are refused, if they are (see ``writesRefused``).
     private let refusal = Mutex<String?>(nil)
     private var committer: GroupCommitter!
@@ -60,8 +67,11 @@ public final class EventStore: @unchecked Sendable {
             unique = UniqueReservations(table: try core("unique"))
             checkpoints = Checkpoints(table: try core("checkpoints"))
             storeFacts = try environment.table(named: "store")
+            tree = try environment.table(named: "tree").map(MerkleLog.init)
+            signedCheckpoints = try environment.table(named: "signed-checkpoints")
             try checkHeadOnOpen()
             try makeStoreId()
+            try buildTree()
         } catch {
             environment.close()
             throw error
@@ -94,7 +104,9 @@ public final class EventStore: @unchecked Sendable {
     /// inside, a transaction. Creating a table takes a write transaction: it runs on the writer
     /// thread, like every write, and the caller waits for it.
     public func table(named name: String) throws -> Table {
-        let reserved: Set = ["events", "streams", "idempotency", "unique", "checkpoints", "store"]
+        let reserved: Set = [
+            "events", "streams", "idempotency", "unique", "checkpoints", "store", "tree", "signed-checkpoints",
+        ]
         guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
         let environment = self.environment
         let opened =
@@ -407,8 +419,9 @@ public final class EventStore: @unchecked Sendable {
     }
 
     private func commitBatchTransaction(_ jobs: [GroupCommitter.Job]) throws -> [Result<AppendOutcome, Error>] {
-        try environment.write { txn in
+        let (results, frontier) = try environment.write { txn in
             var head = try log.head(in: txn)
+            var frontier = try currentFrontier(head: head.position, in: txn)
             let writer = WriteTransaction(txn: txn, store: self)
             var results = [Result<AppendOutcome, Error>]()
             results.reserveCapacity(jobs.count)
@@ -421,9 +434,40 @@ public final class EventStore: @unchecked Sendable {
                     continue
                 }
                 // From here on a failure throws out of the transaction: it is no longer clean.
-                results.append(.success(try write(job.request, plan, head: &head, writer: writer)))
+                let outcome = try write(job.request, plan, head: &head, writer: writer)
+                if case let .appended(receipt) = outcome, let tree {
+                    for event in receipt.events { try tree.append(recordHash: event.hash, to: &frontier, in: txn) }
+                }
+                results.append(.success(outcome))
             }
-            return results
+            return (results, frontier)
+        }
+        frontierCache.withLock { $0 = frontier }
+        return results
+    }
+
+    /// The tree's peaks at the log's head: the cached ones when this process made the last commit,
+    /// else read from the tree (and brought up to the head if another writer appended without it).
+    private func currentFrontier(head: UInt64, in txn: Txn) throws -> MerkleFrontier {
+        if let cached = frontierCache.withLock({ $0 }), cached.size == head { return cached }
+        guard let tree else { return MerkleFrontier() }
+        var frontier = try tree.frontier(in: txn)
+        try tree.catchUp(&frontier, to: head, log: log, in: txn)
+        return frontier
+    }
+
+    /// Builds the tree of a store made before trees (or finishes one), 100,000 events a transaction.
+    private func buildTree() throws {
+        guard let tree, !environment.readOnly else { return }
+        while true {
+            let done = try environment.write { txn in
+                let head = try log.head(in: txn).position
+                var frontier = try tree.frontier(in: txn)
+                guard frontier.size < head else { return true }
+                try tree.catchUp(&frontier, to: head, limit: 100_000, log: log, in: txn)
+                return false
+            }
+            if done { return }
         }
     }
 

@@ -26,7 +26,7 @@ public enum MerkleTree {
     public static let emptyRoot = SHA256.hash([UInt8]())
 
     /// The largest power of two strictly below `n` (n ≥ 2).
-    static func split(_ n: UInt64) -> UInt64 { 1 << (63 - UInt64((n - 1).leadingZeroBitCount)) }
+    public static func split(_ n: UInt64) -> UInt64 { 1 << (63 - UInt64((n - 1).leadingZeroBitCount)) }
 
     /// MTH(D[lower..<upper]) from the hashes of complete, aligned subtrees: `subtree(level, index)`
     /// is the hash of leaves index·2^level ..< (index+1)·2^level. Asks for O(log n) subtrees.

@@ -1,0 +1,413 @@
+internal import CLMDB
+import Hashing
+
+/// The RFC 9162 Merkle tree over the log, kept in the append transaction (`tree`: node number u64
+/// big-endian → 32-byte hash). Leaf i (position i + 1) hashes the record's own chain hash:
+/// SHA-256(0x00 ‖ hash). Every node, leaves included, is stored under its creation order
+/// (``MerkleFrontier/creationOrder(level:index:)``), which only grows, so each put is an
+/// `MDB_APPEND` and the tree of n events holds exactly 2n − popcount(n) entries. Any subtree hash a
+/// proof needs is one read; the peaks give the root of the current size.
+struct MerkleLog: Sendable {
+    let nodes: MDB_dbi
+
+    /// The leaves the stored tree covers: n such that 2n − popcount(n) nodes are stored.
+    func size(in txn: Txn) throws -> UInt64 {
+        let count = try txn.withCursor(nodes) { cursor in
+            try cursor.last().map { $0.key.bigEndianUInt64() + 1 } ?? 0
+        }
+        var n = count / 2
+        while MerkleFrontier.nodeCount(size: n) < count { n += 1 }
+        guard MerkleFrontier.nodeCount(size: n) == count else {
+            throw EventStoreError.corruptRecord(position: n, reason: "the tree holds \(count) nodes, no tree's count")
+        }
+        return n
+    }
+
+    /// The hash of the complete subtree (`level`, `index`).
+    func subtree(level: Int, index: UInt64, in txn: Txn) throws -> [UInt8] {
+        let order = MerkleFrontier.creationOrder(level: level, index: index)
+        guard let hash = try txn.get(nodes, .bigEndian(order)), hash.count == 32 else {
+            throw EventStoreError.corruptRecord(
+                position: (index << UInt64(level)) + 1, reason: "tree node \(order) is missing or damaged")
+        }
+        return hash
+    }
+
+    /// The stored tree as a frontier (its peaks).
+    func frontier(in txn: Txn) throws -> MerkleFrontier {
+        let size = try size(in: txn)
+        var peaks = [[UInt8]]()
+        var covered: UInt64 = 0
+        for level in stride(from: 63, through: 0, by: -1) where size >> UInt64(level) & 1 == 1 {
+            peaks.append(try subtree(level: level, index: covered >> UInt64(level), in: txn))
+            covered += 1 << UInt64(level)
+        }
+        return MerkleFrontier(size: size, peaks: peaks)
+    }
+
+    /// Adds the leaf of a record with chain hash `recordHash`, storing every node it makes.
+    func append(recordHash: [UInt8], to frontier: inout MerkleFrontier, in txn: Txn) throws {
+        for node in frontier.append(leafHash: MerkleTree.leafHash(recordHash)) {
+            let order = MerkleFrontier.creationOrder(level: node.level, index: node.index)
+            guard try txn.put(nodes, .bigEndian(order), node.hash, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
+                throw EventStoreError.corruptRecord(
+                    position: frontier.size, reason: "tree node \(order) already stored")
+            }
+        }
+    }
+
+    /// Brings the tree up to `position` from the log's records (for a store made before the tree, or
+    /// appended to by an older version), at most `limit` leaves; returns the frontier reached.
+    func catchUp(
+        _ frontier: inout MerkleFrontier, to position: UInt64, limit: UInt64 = .max, log: EventLog, in txn: Txn
+    ) throws {
+        guard frontier.size < position else { return }
+        let end = min(position, frontier.size + limit)
+        var hashes = [[UInt8]]()
+        try txn.withCursor(log.events) { cursor in
+            var entry = try cursor.seek(atLeast: .bigEndian(frontier.size + 1))
+            while let current = entry, current.key.bigEndianUInt64() <= end {
+                hashes.append(RecordCodec.storedHash(current.value))
+                entry = try cursor.next()
+            }
+        }
+        guard UInt64(hashes.count) == end - frontier.size else {
+            throw EventStoreError.corruptRecord(position: frontier.size + 1, reason: "the log has a gap")
+        }
+        for hash in hashes { try append(recordHash: hash, to: &frontier, in: txn) }
+    }
+
+    /// MTH of the first `size` leaves, from stored nodes.
+    func root(size: UInt64, in txn: Txn) throws -> [UInt8] {
+        try MerkleTree.hash(of: 0..<size) { try subtree(level: $0, index: $1, in: txn) }
+    }
+}
+
+/// What the stored tree says about a position or a past tree.
+public struct TreeHead: Sendable, Equatable {
+    /// Events covered.
+    public var size: UInt64
+    /// RFC 9162 root hash of those events.
+    public var rootHash: [UInt8]
+}
+
+/// How the log compares with a checkpoint (a tree size and root that were published).
+public enum TreeComparison: Sendable, Equatable {
+    /// The log extends the checkpoint; the proof goes from its size to the log's current size.
+    case consistent(proof: [[UInt8]], head: TreeHead)
+    /// The log is shorter than the checkpoint, its first `size` events unchanged.
+    case truncated(to: UInt64)
+    /// Event `position` is the first that differs from what the checkpoint covered; `logSize` is the
+    /// log's size now (below the checkpoint's when it was also cut).
+    case rewritten(from: UInt64, logSize: UInt64)
+    /// The log differs from the checkpoint, and the stored tree no longer vouches for the original
+    /// (it was rewritten too), so the first changed event is not known from the tree; `logSize` is
+    /// the log's size now.
+    case differs(logSize: UInt64)
+}
+
+extension EventStore {
+    /// The tree's current size and root.
+    public func treeHead() throws -> TreeHead {
+        try environment.read { txn in
+            let frontier = try requireTree(in: txn).frontier(in: txn)
+            return TreeHead(size: frontier.size, rootHash: frontier.root)
+        }
+    }
+
+    /// The root of the tree as it was at `size` events.
+    /// - Throws: ``EventStoreError/invalidKey(_:)`` for a size beyond the tree.
+    public func treeRoot(size: UInt64) throws -> [UInt8] {
+        try environment.read { txn in
+            let tree = try requireTree(in: txn)
+            try checkSize(size, of: tree, in: txn)
+            return try tree.root(size: size, in: txn)
+        }
+    }
+
+    /// The leaf hash of the event at `position`: SHA-256(0x00 ‖ its record's hash).
+    public func leafHash(position: UInt64) throws -> [UInt8] {
+        try environment.read { txn in
+            let tree = try requireTree(in: txn)
+            try checkSize(position, of: tree, in: txn)
+            guard position > 0 else { throw EventStoreError.invalidKey("positions start at 1") }
+            return try tree.subtree(level: 0, index: position - 1, in: txn)
+        }
+    }
+
+    /// The RFC 9162 inclusion proof of the event at `position` in the tree of `size` events.
+    public func inclusionProof(position: UInt64, size: UInt64) throws -> [[UInt8]] {
+        guard position >= 1, position <= size else {
+            throw EventStoreError.invalidKey("position \(position) is not in a tree of \(size) events")
+        }
+        return try environment.read { txn in
+            let tree = try requireTree(in: txn)
+            try checkSize(size, of: tree, in: txn)
+            return try MerkleTree.inclusionProof(index: position - 1, size: size) {
+                try tree.subtree(level: $0, index: $1, in: txn)
+            }
+        }
+    }
+
+    /// The RFC 9162 consistency proof from the tree of `oldSize` events to that of `newSize`.
+    public func consistencyProof(from oldSize: UInt64, to newSize: UInt64) throws -> [[UInt8]] {
+        guard oldSize <= newSize else {
+            throw EventStoreError.invalidKey("a tree of \(oldSize) cannot precede \(newSize)")
+        }
+        return try environment.read { txn in
+            let tree = try requireTree(in: txn)
+            try checkSize(newSize, of: tree, in: txn)
+            return try MerkleTree.consistencyProof(from: oldSize, to: newSize) {
+                try tree.subtree(level: $0, index: $1, in: txn)
+            }
+        }
+    }
+
+    /// Checks the stored tree against the log: every stored node must be the hash the log's records
+    /// give (leaves from each record's hash), and the tree must cover the log. Returns the first
+    /// position whose leaf, or whose subtree, does not match; nil when the tree is the log's.
+    /// Reads the log and the tree a page at a time.
+    public func verifyTree(pageSize: Int = 65_536) throws -> (position: UInt64, reason: String)? {
+        var frontier = MerkleFrontier()
+        var next: UInt64 = 1
+        while true {
+            let outcome: (position: UInt64, reason: String)?? = try environment.read { txn in
+                let tree = try requireTree(in: txn)
+                var made = [MerkleFrontier.Node]()
+                var count = 0
+                try txn.withCursor(log.events) { cursor in
+                    var entry = try cursor.seek(atLeast: .bigEndian(next))
+                    while let current = entry, count < pageSize {
+                        made += frontier.append(leafHash: MerkleTree.leafHash(RecordCodec.storedHash(current.value)))
+                        count += 1
+                        entry = try cursor.next()
+                    }
+                }
+                let firstPosition = next
+                next += UInt64(count)
+                if count > 0 {
+                    var expected = MerkleFrontier.creationOrder(level: 0, index: firstPosition - 1)
+                    let byOrder = made.map { ($0, MerkleFrontier.creationOrder(level: $0.level, index: $0.index)) }
+                    let mismatch: (position: UInt64, reason: String)? = try txn.withCursor(tree.nodes) { cursor in
+                        var entry = try cursor.seek(atLeast: .bigEndian(expected))
+                        for (node, order) in byOrder {
+                            let position = node.index << UInt64(node.level) + 1
+                            guard let current = entry, current.key.count == 8, current.key.bigEndianUInt64() == order
+                            else {
+                                return (position, "the tree has no node \(order) (level \(node.level))")
+                            }
+                            guard current.value.elementsEqual(node.hash) else {
+                                return (
+                                    position,
+                                    node.level == 0
+                                        ? "its leaf in the tree is not its record's hash"
+                                        : "the tree's node over positions \(position)–"
+                                            + "\(position + (1 << UInt64(node.level)) - 1) does not match the log"
+                                )
+                            }
+                            expected = order + 1
+                            entry = try cursor.next()
+                        }
+                        return nil
+                    }
+                    if let mismatch { return .some(mismatch) }
+                }
+                if count < pageSize {
+                    let stored = try tree.size(in: txn)
+                    if stored != frontier.size {
+                        return .some(
+                            (
+                                min(stored, frontier.size) + 1,
+                                "the tree covers \(stored) events and the log holds \(frontier.size)"
+                            ))
+                    }
+                    return .some(nil)
+                }
+                return nil
+            }
+            if let outcome { return outcome }
+        }
+    }
+
+    /// Compares the log with a published tree head (`size`, `root`), for `verify --checkpoint`.
+    ///
+    /// Leaves are recomputed from the log's records (run ``verifyChain(pageSize:workers:progress:)``
+    /// first: it proves each stored record hash). When the log's first `size` events hash to `root`,
+    /// the answer is the consistency proof to the current tree. When they do not, the stored tree is
+    /// used as a witness of the original only if its own root at `size` is `root` (it then cannot
+    /// have been altered without breaking SHA-256): walking down it to the leftmost subtree whose
+    /// hash differs from the log's names the first changed event, or shows the log was only cut.
+    public func compare(withCheckpointOfSize size: UInt64, root: [UInt8]) throws -> TreeComparison {
+        try environment.read { txn in
+            let tree = try requireTree(in: txn)
+            let logSize = try log.head(in: txn).position
+            let leaves = try leafHashes(upTo: min(size, logSize), in: txn)
+            let logHash = { (range: Range<UInt64>) in
+                MerkleTree.hash(of: range) { level, index in
+                    MerkleEventTree.subtree(leaves, level: level, index: index)
+                }
+            }
+            if logSize >= size, logHash(0..<size) == root {
+                let head = TreeHead(size: logSize, rootHash: try tree.root(size: logSize, in: txn))
+                let proof = try MerkleTree.consistencyProof(from: size, to: logSize) {
+                    try tree.subtree(level: $0, index: $1, in: txn)
+                }
+                return .consistent(proof: proof, head: head)
+            }
+            // The stored tree is a witness only if it reproduces the checkpoint's root.
+            guard try tree.size(in: txn) >= size, (try? tree.root(size: size, in: txn)) == root else {
+                return .differs(logSize: logSize)
+            }
+            var range: Range<UInt64> = 0..<size
+            var authentic = root
+            while range.count > 1 {
+                let k = MerkleTree.split(UInt64(range.count))
+                let middle = range.lowerBound + k
+                let left = try tree.root(range: range.lowerBound..<middle, in: txn)
+                let right = try tree.root(range: middle..<range.upperBound, in: txn)
+                guard MerkleTree.nodeHash(left, right) == authentic else { return .differs(logSize: logSize) }
+                if middle <= logSize, logHash(range.lowerBound..<middle) == left {
+                    range = middle..<range.upperBound
+                    authentic = right
+                } else {
+                    range = range.lowerBound..<middle
+                    authentic = left
+                }
+            }
+            let first = range.lowerBound
+            if first >= logSize { return .truncated(to: logSize) }
+            return .rewritten(from: first + 1, logSize: logSize)
+        }
+    }
+
+    /// The leaf hashes of positions 1…`count`, from the records.
+    private func leafHashes(upTo count: UInt64, in txn: Txn) throws -> [[UInt8]] {
+        var leaves = [[UInt8]]()
+        leaves.reserveCapacity(Int(count))
+        try txn.withCursor(log.events) { cursor in
+            var entry = try cursor.first()
+            while let current = entry, UInt64(leaves.count) < count {
+                leaves.append(MerkleTree.leafHash(RecordCodec.storedHash(current.value)))
+                entry = try cursor.next()
+            }
+        }
+        return leaves
+    }
+
+    func requireTree(in txn: Txn) throws -> MerkleLog {
+        guard let tree else {
+            throw EventStoreError.cannotOpen(
+                path: path, reason: "it has no tree yet: open it writable once to build it")
+        }
+        let size = try tree.size(in: txn)
+        let head = try log.head(in: txn).position
+        guard size >= head else {
+            throw EventStoreError.cannotOpen(
+                path: path, reason: "its tree covers \(size) of \(head) events: open it writable once to finish it")
+        }
+        return tree
+    }
+
+    private func checkSize(_ size: UInt64, of tree: MerkleLog, in txn: Txn) throws {
+        let treeSize = try tree.size(in: txn)
+        guard size <= treeSize else {
+            throw EventStoreError.invalidKey("the tree holds \(treeSize) events, fewer than \(size)")
+        }
+    }
+}
+
+extension MerkleLog {
+    /// MTH of any range of stored leaves.
+    func root(range: Range<UInt64>, in txn: Txn) throws -> [UInt8] {
+        try MerkleTree.hash(of: range) { try subtree(level: $0, index: $1, in: txn) }
+    }
+}
+
+/// Subtree hashes over leaf hashes held in memory, for trees recomputed from the log.
+enum MerkleEventTree {
+    static func subtree(_ leaves: [[UInt8]], level: Int, index: UInt64) -> [UInt8] {
+        let lower = Int(index << UInt64(level))
+        return hash(leaves, lower..<lower + (1 << level))
+    }
+
+    private static func hash(_ leaves: [[UInt8]], _ range: Range<Int>) -> [UInt8] {
+        if range.count == 1 { return leaves[range.lowerBound] }
+        let middle = range.lowerBound + range.count / 2
+        return MerkleTree.nodeHash(hash(leaves, range.lowerBound..<middle), hash(leaves, middle..<range.upperBound))
+    }
+}
+
+/// A signed checkpoint kept in the store (`signed-checkpoints`): the tree size it covers and the
+/// note's text as signed (C2SP signed-note). Kept so the change feed can carry it and an auditor
+/// can narrow down a rewrite; its signature is what makes it worth anything, not where it is kept.
+public struct StoredCheckpoint: Sendable, Equatable {
+    /// The tree size the checkpoint covers.
+    public var size: UInt64
+    /// The signed note, serialised.
+    public var note: String
+
+    /// A checkpoint of `size` events.
+    public init(size: UInt64, note: String) {
+        self.size = size
+        self.note = note
+    }
+}
+
+extension EventStore {
+    /// Keeps a signed checkpoint of `size` events (replacing one kept for that size), on the writer.
+    public func keepCheckpoint(_ checkpoint: StoredCheckpoint) async throws {
+        guard let table = signedCheckpoints else { throw EventStoreError.readOnly }
+        try await perform { writer in
+            try writer.txn.put(table, .bigEndian(checkpoint.size), Array(checkpoint.note.utf8))
+        }
+    }
+
+    /// Kept checkpoints with sizes from `size` on, smallest first, at most `limit`.
+    public func keptCheckpoints(from size: UInt64 = 0, limit: Int = .max) throws -> [StoredCheckpoint] {
+        guard let table = signedCheckpoints else { return [] }
+        return try environment.read { txn in
+            var out = [StoredCheckpoint]()
+            try txn.withCursor(table) { cursor in
+                var entry = try cursor.seek(atLeast: .bigEndian(size))
+                while let current = entry, out.count < limit {
+                    if current.key.count == 8 {
+                        out.append(
+                            StoredCheckpoint(
+                                size: current.key.bigEndianUInt64(),
+                                note: String(decoding: current.value, as: UTF8.self)))
+                    }
+                    entry = try cursor.next()
+                }
+            }
+            return out
+        }
+    }
+
+    /// Roots of the log's own records (recomputed, not read from the tree) at each of `sizes`, for
+    /// comparing kept checkpoints with the log; sizes beyond the log are left out.
+    public func logRoots(at sizes: Set<UInt64>) throws -> [UInt64: [UInt8]] {
+        var roots = [UInt64: [UInt8]]()
+        if sizes.contains(0) { roots[0] = MerkleTree.emptyRoot }
+        guard let largest = sizes.max(), largest > 0 else { return roots }
+        var frontier = MerkleFrontier()
+        var next: UInt64 = 1
+        while frontier.size < largest {
+            let count = try environment.read { txn in
+                var count = 0
+                try txn.withCursor(log.events) { cursor in
+                    var entry = try cursor.seek(atLeast: .bigEndian(next))
+                    while let current = entry, count < 65_536, frontier.size < largest {
+                        frontier.append(leafHash: MerkleTree.leafHash(RecordCodec.storedHash(current.value)))
+                        if sizes.contains(frontier.size) { roots[frontier.size] = frontier.root }
+                        count += 1
+                        entry = try cursor.next()
+                    }
+                }
+                return count
+            }
+            if count == 0 { break }
+            next += UInt64(count)
+        }
+        return roots
+    }
+}
