@@ -247,26 +247,41 @@ enum TreeAudit {
             return false
         case let .differs(logSize):
             report["consistent"] = .bool(false)
-            if logSize < body.size { report["truncatedTo"] = .number(Double(logSize)) }
-            var line =
-                "REWRITTEN: the log's first \(Format.count(min(logSize, body.size))) events do not hash to the "
-                + "signed root, and the store's tree was rewritten too"
-            if let (lower, upper) = try narrow(store, key: key, limit: min(logSize, body.size)) {
-                report["rewrittenAfter"] = .number(Double(lower))
-                report["rewrittenBy"] = .number(Double(upper))
-                line +=
-                    "; by the checkpoints kept in the store, the first changed event is in positions "
-                    + "\(lower + 1)–\(upper)"
+            let limit = min(logSize, body.size)
+            let (matching, mismatch) = try narrow(store, key: key, limit: limit)
+            var parts = [String]()
+            if logSize < body.size {
+                report["truncatedTo"] = .number(Double(logSize))
+                parts.append(
+                    "TRUNCATED to \(Format.count(logSize)) events: the signed checkpoint covers "
+                        + Format.count(body.size))
+            } else {
+                parts.append(
+                    "REWRITTEN: the log's first \(Format.count(body.size)) events do not hash to the signed root")
             }
-            if logSize < body.size { line += "; the log was also cut to \(Format.count(logSize)) events" }
-            console.out(line)
+            parts.append(
+                "the store's tree was changed too, so the events are checked only against the signed checkpoints "
+                    + "kept in the store")
+            report["matchesThrough"] = .number(Double(matching))
+            if let mismatch {
+                report["rewrittenBy"] = .number(Double(mismatch))
+                parts.append("REWRITTEN: the first changed event is in positions \(matching + 1)–\(mismatch)")
+            } else if logSize >= body.size {
+                report["rewrittenBy"] = .number(Double(body.size))
+                parts.append("the first changed event is in positions \(matching + 1)–\(body.size)")
+            } else if matching > 0 {
+                parts.append("the first \(Format.count(matching)) events match the one of that size")
+            } else {
+                parts.append("none covers fewer events, so the first \(Format.count(logSize)) are not proven")
+            }
+            console.out(parts.joined(separator: "; "))
             return false
         }
     }
 
-    /// Between which kept checkpoints (signed by `key`) the log first differs: the largest that still
-    /// matches and the smallest that does not, when there is one that does not.
-    private static func narrow(_ store: EventStore, key: NoteKey, limit: UInt64) throws -> (UInt64, UInt64)? {
+    /// Where the log first differs by the kept checkpoints signed by `key` (sizes up to `limit`): the
+    /// largest size whose root the log still gives, and the smallest whose root it does not (if any).
+    private static func narrow(_ store: EventStore, key: NoteKey, limit: UInt64) throws -> (UInt64, UInt64?) {
         var signed = [UInt64: [UInt8]]()
         for kept in try store.keptCheckpoints() where kept.size <= limit {
             guard let note = try? SignedNote(parsing: kept.note), note.isSigned(by: key),
@@ -275,14 +290,11 @@ enum TreeAudit {
             signed[body.size] = body.rootHash
         }
         let roots = try store.logRoots(at: Set(signed.keys))
-        var lower: UInt64 = 0
+        var matching: UInt64 = 0
         for size in signed.keys.sorted() {
-            if roots[size] == signed[size] {
-                lower = size
-            } else {
-                return (lower, size)
-            }
+            guard roots[size] == signed[size] else { return (matching, size) }
+            matching = size
         }
-        return (lower, limit)
+        return (matching, nil)
     }
 }

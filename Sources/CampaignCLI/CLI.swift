@@ -381,7 +381,8 @@ enum VerifyCommand {
                         + "\(Format.count(contacts.erased)) erased hold no values")
             } else {
                 text.out(
-                    "contacts MISMATCHED: \(contacts.problems.count) of \(Format.count(contacts.live + contacts.erased))"
+                    "contacts MISMATCHED: \(contacts.problems.count) of "
+                        + Format.count(contacts.live + contacts.erased)
                 )
                 for problem in contacts.problems {
                     text.out("  \(problem.tenant) \(problem.contactId): \(problem.problem)")

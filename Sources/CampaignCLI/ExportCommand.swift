@@ -88,15 +88,21 @@ enum ExportCommand {
         if case let .position(p)? = filter.from { start = p }
 
         var written = 0
-        func write(_ event: RecordedEvent) -> Bool {
+        var checkpoints = KeptCheckpoints(store: store, from: start)
+        func write(_ event: RecordedEvent) throws -> Bool {
             if filter.isPastEnd(event) { return false }
-            guard filter.admits(event) else { return true }
-            console.out(CampaignEngine.cloudEvent(event, storeId: id).text)
-            written += 1
+            if filter.admits(event) {
+                console.out(CampaignEngine.cloudEvent(event, storeId: id).text)
+                written += 1
+            }
+            // A signed checkpoint follows the event at its tree size, whatever the filter.
+            for checkpoint in try checkpoints.due(through: event.position) {
+                console.out(Audit.cloudEvent(checkpoint, storeId: id).text)
+            }
             return written < limit
         }
         guard consumer != nil || follow else {
-            try store.forEachEvent(from: start) { write($0) }
+            try store.forEachEvent(from: start) { try write($0) }
             return .ok
         }
         let subscription = try store.subscribe(
@@ -107,7 +113,7 @@ enum ExportCommand {
         // Without --follow, a consumer already at the head has nothing to wait for.
         if !follow, subscription.firstPosition > head { return .ok }
         for try await event in subscription {
-            let more = write(event)
+            let more = try write(event)
             last = event.position
             // Caught up with the head as it is now (read again only once the old one is reached).
             if last >= head { head = try store.head().position }
@@ -176,4 +182,36 @@ func isToken<S: StringProtocol>(_ text: S) -> Bool {
             default: false
             }
         }
+}
+
+/// The signed checkpoints kept in a store, handed out in tree-size order as the change feed passes
+/// their sizes; read in pages, and looked for again only after the last known one is passed.
+struct KeptCheckpoints {
+    let store: EventStore
+    private var pending: [StoredCheckpoint] = []
+    private var next: UInt64
+    private var lookedAt: UInt64 = 0
+    private var exhausted = false
+
+    init(store: EventStore, from position: UInt64) {
+        self.store = store
+        next = position
+    }
+
+    /// The checkpoints with sizes from the last call's position up to `position`.
+    mutating func due(through position: UInt64) throws -> [StoredCheckpoint] {
+        // Read the next page when this one is used up; once none are left, look for new ones at most
+        // every 1,000 events (a checkpoint taken meanwhile follows a later event).
+        if pending.isEmpty, !exhausted || position >= lookedAt {
+            pending = try store.keptCheckpoints(from: next, limit: 64)
+            exhausted = pending.count < 64
+            lookedAt = position + 1_000
+        }
+        var due = [StoredCheckpoint]()
+        while let first = pending.first, first.size <= position {
+            due.append(pending.removeFirst())
+        }
+        if let last = due.last { next = last.size + 1 }
+        return due
+    }
 }

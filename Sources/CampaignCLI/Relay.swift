@@ -115,6 +115,7 @@ struct Relay {
     ) async throws {
         var head = try store.head().position
         if !follow, subscription.firstPosition > head { return }
+        var keptCheckpoints = KeptCheckpoints(store: store, from: subscription.firstPosition)
         for try await event in subscription {
             try await acks.waitForRoom(Relay.window)
             let position = event.position
@@ -128,6 +129,19 @@ struct Relay {
             } catch {
                 acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
                 throw error
+            }
+            // A signed checkpoint follows the event at its tree size, on its own subject.
+            for kept in try keptCheckpoints.due(through: position) {
+                let body = Audit.cloudEvent(kept, storeId: storeId).bytes
+                acks.sent(nil)
+                do {
+                    try jetStream.publish(
+                        "\(prefix).audit.checkpoint", id: "\(storeId)-checkpoint-\(kept.size)", payload: body
+                    ) { result in acks.finished(nil, result.map { _ in () }) }
+                } catch {
+                    acks.finished(nil, .failure(error as? NATSError ?? .connection("\(error)")))
+                    throw error
+                }
             }
             if acks.contiguous - checkpoint.stored >= 1_000 { try await checkpoint.store() }
             if stop.requested { return }
@@ -185,9 +199,12 @@ final class AckWindow: @unchecked Sendable {
     /// The last position such that it and every one before it are acknowledged.
     var contiguous: UInt64 { lock.withLock { acknowledgedThrough } }
 
-    func sent(_ position: UInt64) { lock.withLock { inFlight += 1 } }
+    /// A publish went out: of the event at `position`, or of something else (nil) that must be
+    /// acknowledged too but moves no position.
+    func sent(_ position: UInt64?) { lock.withLock { inFlight += 1 } }
 
-    func finished(_ position: UInt64, _ result: Result<Void, NATSError>) {
+    /// Its acknowledgement arrived (or the publish failed).
+    func finished(_ position: UInt64?, _ result: Result<Void, NATSError>) {
         let failed = lock.withLock { () -> (@Sendable () -> Void)? in
             inFlight -= 1
             if case let .failure(error) = result {
@@ -195,6 +212,7 @@ final class AckWindow: @unchecked Sendable {
                 failure = error
                 return failureHandler
             }
+            guard let position else { return nil }
             ahead.insert(position)
             while ahead.remove(acknowledgedThrough + 1) != nil { acknowledgedThrough += 1 }
             return nil

@@ -15,6 +15,10 @@ public struct StoreOptions: Sendable {
     /// Opens the environment with `MDB_RDONLY`: nothing is created or written, so a read-only
     /// tool works on a store it may not write (appends throw ``EventStoreError/readOnly``).
     public var readOnly = false
+    /// Whether appends keep the Merkle tree (the default). Off only to measure what the tree costs:
+    /// a store appended to without it gets its tree built up to date the next time it is opened
+    /// with it.
+    public var keepsMerkleTree = true
 
     /// Defaults suited to a host service: a 64 MiB starting map, growing up to 1 TiB.
     public init(

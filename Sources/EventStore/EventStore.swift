@@ -67,7 +67,7 @@ public final class EventStore: @unchecked Sendable {
             unique = UniqueReservations(table: try core("unique"))
             checkpoints = Checkpoints(table: try core("checkpoints"))
             storeFacts = try environment.table(named: "store")
-            tree = try environment.table(named: "tree").map(MerkleLog.init)
+            tree = options.keepsMerkleTree ? try environment.table(named: "tree").map(MerkleLog.init) : nil
             signedCheckpoints = try environment.table(named: "signed-checkpoints")
             try checkHeadOnOpen()
             try makeStoreId()

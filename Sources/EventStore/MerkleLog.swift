@@ -89,6 +89,12 @@ public struct TreeHead: Sendable, Equatable {
     public var size: UInt64
     /// RFC 9162 root hash of those events.
     public var rootHash: [UInt8]
+
+    /// A tree head.
+    public init(size: UInt64, rootHash: [UInt8]) {
+        self.size = size
+        self.rootHash = rootHash
+    }
 }
 
 /// How the log compares with a checkpoint (a tree size and root that were published).

@@ -114,7 +114,8 @@ import Testing
         "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
     static let note =
         text
-        + "\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+        + "\n\u{2014} PeterNeumann "
+        + "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 
     @Test func reproducesGosExampleNote() throws {
         let signer = try NoteKey(text: SignedNoteTests.signerKey)

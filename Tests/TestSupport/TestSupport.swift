@@ -77,8 +77,13 @@ public final class ChildProcess: @unchecked Sendable {
 /// Runs one of the project's Python tools (`Tools/NAME`) with `python3` and returns its exit
 /// status and standard output.
 public func runPythonTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../Tools/\(name)").standardized.path
+    try runPythonScript(
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Tools/\(name)")
+            .standardized.path, arguments)
+}
+
+/// Runs a Python script at `script` with `python3`; returns its exit status and standard output.
+public func runPythonScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()
     let output = Pipe()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

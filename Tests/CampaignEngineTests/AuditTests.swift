@@ -1,0 +1,233 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import Hashing
+import Signing
+import TestSupport
+import Testing
+
+let pythonLMDBAvailable = pythonCanImport("lmdb")
+
+/// Signed checkpoints, proofs and the audits of `campaign verify`, end to end through the CLI, with
+/// the stores tampered the way an insider with write access would (Fixtures/tamper_log.py).
+@Suite struct AuditTests {
+    /// A demo store, the operator's keys (files) and a checkpoint of it (file).
+    struct Audited {
+        let directory: TemporaryDirectory
+        let keys: TemporaryDirectory
+        var data: String { directory.path }
+        var signer: String { keys.path + "/ops.key" }
+        var verifier: String { keys.path + "/ops.key.pub" }
+        var checkpoint: String { keys.path + "/checkpoint.txt" }
+    }
+
+    /// One tenant's demo: 951 events.
+    func audited() async throws -> Audited {
+        let setup = Audited(directory: TemporaryDirectory(), keys: TemporaryDirectory())
+        let demo = try await campaign(["demo", "--data", setup.data, "--tenants", "1", "--contacts", "400"])
+        try #require(demo.status == 0, "\(demo.err)")
+        let keygen = try await campaign(["keygen", "--name", "ops.example", "--out", setup.signer])
+        try #require(keygen.status == 0, "\(keygen.err)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: setup.signer)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let checkpoint = try await campaign(["checkpoint", "--data", setup.data, "--key", setup.signer])
+        try #require(checkpoint.status == 0, "\(checkpoint.err)")
+        try checkpoint.out.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        return setup
+    }
+
+    func verify(_ setup: Audited) async throws -> (status: Int32, report: JSON) {
+        let run = try await campaign([
+            "verify", "--data", setup.data, "--checkpoint", setup.checkpoint, "--key", setup.verifier, "--json",
+        ])
+        return (run.status, try JSON.parse(run.out))
+    }
+
+    static func tamper(_ setup: Audited, _ arguments: [String]) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tamper_log.py").path
+        let run = try runPythonScript(script, [setup.data] + arguments)
+        try #require(run.status == 0, "\(run.output)")
+    }
+
+    @Test func aCheckpointIsSignedByTheOperatorAndTheGrownLogProvesItExtendsIt() async throws {
+        let setup = try await audited()
+        let text = try String(contentsOfFile: setup.checkpoint, encoding: .utf8)
+        let note = try SignedNote(parsing: text)
+        let body = try TreeCheckpoint(text: note.text)
+        let key = try NoteKey(text: try String(contentsOfFile: setup.verifier, encoding: .utf8))
+        #expect(note.isSigned(by: key))
+        #expect(!text.contains("PRIVATE"), "the checkpoint carries no secret")
+        #expect(body.origin.hasPrefix("campaign-engine/"))
+        // The store keeps the checkpoint, never the key.
+        let store = try EventStore(path: setup.data, options: readOnly())
+        #expect(try store.keptCheckpoints().map(\.size) == [body.size])
+        #expect(try store.treeHead() == TreeHead(size: body.size, rootHash: body.rootHash))
+        store.close()
+        let secret = try String(contentsOfFile: setup.signer, encoding: .utf8)
+        let seed = try #require(secret.split(separator: "+").last.map { String($0.dropLast()) })
+        let file = try Data(contentsOf: URL(fileURLWithPath: setup.data + "/data.mdb"))
+        #expect(file.range(of: Data(seed.utf8)) == nil)
+
+        let more = try await campaign(["demo", "--data", setup.data, "--tenants", "1", "--contacts", "400"])
+        try #require(more.status == 0)
+        let (status, report) = try await verify(setup)
+        #expect(status == 0)
+        #expect(report["checkpoint"]?["consistent"] == .bool(true))
+        #expect(report["tree"]?["intact"] == .bool(true))
+        #expect((report["checkpoint"]?["logSize"]?.integerValue ?? 0) > Int(body.size))
+
+        // A checkpoint signed by another key is refused.
+        let stranger = try NoteKey.generate(name: "ops.example")
+        let forged = try SignedNote(signing: body.text, with: stranger).serialized
+        try forged.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        let refused = try await verify(setup)
+        #expect(refused.status == 1 && refused.report["checkpoint"]?["signature"] == .bool(false))
+    }
+
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func theIndependentPythonVerifierChecksTheSignatureAndBothProofs() async throws {
+        let setup = try await audited()
+        let more = try await campaign(["demo", "--data", setup.data, "--tenants", "1", "--contacts", "400"])
+        try #require(more.status == 0)
+        let prove = try await campaign([
+            "prove", "17", "--data", setup.data, "--checkpoint", setup.checkpoint, "--json",
+        ])
+        let proof = try JSON.parse(prove.out)
+        #expect(prove.status == 0 && proof["verified"] == .bool(true))
+        try prove.out.write(toFile: setup.keys.path + "/prove.json", atomically: true, encoding: .utf8)
+        let verify = try await campaign([
+            "verify", "--data", setup.data, "--checkpoint", setup.checkpoint, "--key", setup.verifier, "--json",
+        ])
+        #expect(verify.status == 0)
+        try verify.out.write(toFile: setup.keys.path + "/verify.json", atomically: true, encoding: .utf8)
+        let python = try runPythonTool(
+            "verify_tree.py",
+            [
+                setup.data, "--key", setup.verifier, "--checkpoint", setup.checkpoint, "--inclusion",
+                setup.keys.path + "/prove.json", "--consistency", setup.keys.path + "/verify.json",
+            ])
+        #expect(python.status == 0, "\(python.output)")
+        #expect(python.output.contains("checkpoint signature: ok"))
+        #expect(python.output.contains("inclusion of position 17: ok"))
+        #expect(python.output.contains("consistency"))
+        // A proof for another position does not pass for this one.
+        let other = try await campaign([
+            "prove", "18", "--data", setup.data, "--checkpoint", setup.checkpoint, "--json",
+        ])
+        let swapped = other.out.replacingOccurrences(of: "\"position\":18", with: "\"position\":17")
+        try swapped.write(toFile: setup.keys.path + "/prove.json", atomically: true, encoding: .utf8)
+        let rejected = try runPythonTool(
+            "verify_tree.py",
+            [
+                setup.data, "--key", setup.verifier, "--checkpoint", setup.checkpoint, "--inclusion",
+                setup.keys.path + "/prove.json",
+            ])
+        #expect(rejected.status == 1 && rejected.output.contains("inclusion of position 17: FAILED"))
+    }
+
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func aTruncatedLogIsCaughtWithItsLength() async throws {
+        let setup = try await audited()
+        try AuditTests.tamper(setup, ["truncate", "600"])
+        let (status, report) = try await verify(setup)
+        #expect(status == 1)
+        #expect(report["checkpoint"]?["truncatedTo"]?.integerValue == 600)
+        #expect(report["checkpoint"]?["rewrittenFrom"] == nil)
+
+        // Cut the tree as well: the length is still known, the checkpoints kept vouch for the rest.
+        let second = try await audited()
+        try AuditTests.tamper(second, ["truncate", "600", "--tree"])
+        let (status2, report2) = try await verify(second)
+        #expect(status2 == 1 && report2["checkpoint"]?["truncatedTo"]?.integerValue == 600)
+        #expect(report2["tree"]?["intact"] == .bool(true), "the insider kept the tree consistent with the cut log")
+    }
+
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func aLogRewrittenAndReHashedIsCaughtAtThePositionRewritten() async throws {
+        let setup = try await audited()
+        try AuditTests.tamper(setup, ["rewrite", "777"])
+        let chain = try await campaign(["verify", "--data", setup.data, "--json"])
+        let plain = try JSON.parse(chain.out)
+        #expect(plain["intact"] == .bool(true), "the chain was re-hashed, so it verifies on its own")
+        #expect(plain["tree"]?["firstBadPosition"]?.integerValue == 777)
+        let (status, report) = try await verify(setup)
+        #expect(status == 1)
+        #expect(report["checkpoint"]?["rewrittenFrom"]?.integerValue == 777)
+    }
+
+    /// The insider also rebuilds the tree: only signed checkpoints remember the original; those kept
+    /// in the store bound the position.
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func aRewriteThatRebuildsTheTreeIsBoundedByTheKeptCheckpoints() async throws {
+        let setup = try await audited()
+        let first = try TreeCheckpoint(
+            text: try SignedNote(parsing: String(contentsOfFile: setup.checkpoint, encoding: .utf8)).text)
+        let more = try await campaign(["demo", "--data", setup.data, "--tenants", "1", "--contacts", "400"])
+        try #require(more.status == 0)
+        let later = try await campaign(["checkpoint", "--data", setup.data, "--key", setup.signer])
+        try #require(later.status == 0)
+        let second = try TreeCheckpoint(text: try SignedNote(parsing: later.out).text)
+        try later.out.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        let position = first.size + 25
+        try AuditTests.tamper(setup, ["rewrite", String(position), "--tree"])
+        let plain = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--json"]).out)
+        #expect(plain["intact"] == .bool(true) && plain["tree"]?["intact"] == .bool(true))
+        let (status, report) = try await verify(setup)
+        #expect(status == 1)
+        #expect(report["checkpoint"]?["matchesThrough"]?.integerValue == Int(first.size))
+        #expect(report["checkpoint"]?["rewrittenBy"]?.integerValue == Int(second.size))
+    }
+
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func anEditedContactValueIsCaughtByItsCommitment() async throws {
+        let setup = try await audited()
+        let clean = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--contacts", "--json"]).out)
+        #expect(clean["contacts"]?["mismatched"] == .array([]))
+        let live = clean["contacts"]?["live"]?.integerValue ?? 0
+        #expect(live + (clean["contacts"]?["erased"]?.integerValue ?? 0) == 400 && live > 390)
+        try AuditTests.tamper(setup, ["contact", "0"])
+        let run = try await campaign(["verify", "--data", setup.data, "--contacts", "--json"])
+        #expect(run.status == 1)
+        let mismatched = try JSON.parse(run.out)["contacts"]?["mismatched"]?.arrayValue ?? []
+        #expect(mismatched.count == 1)
+        #expect(mismatched.first?["problem"]?.stringValue?.contains("do not match the commitment") == true)
+    }
+
+    @Test func theEngineSignsCheckpointsOnItsScheduleAndExportCarriesThem() async throws {
+        var configuration = EngineConfiguration()
+        let key = try NoteKey.generate(name: "ops.example")
+        configuration.checkpoints = CheckpointSchedule(key: key, events: 5, interval: 0.2)
+        let test = try TestEngine(configuration: configuration)
+        let engine = test.engine
+        let directory = test.directory
+        for n in 0..<12 {
+            let response = await test.command(
+                "campaign.create", #"{"name":"C \#(n)","channel":"email"}"#, requestId: "r\(n)")
+            #expect(response.status == 201, "\(response)")
+        }
+        var kept = [StoredCheckpoint]()
+        for _ in 0..<100 where kept.isEmpty || kept.last!.size < 12 {
+            try await Task.sleep(for: .milliseconds(50))
+            kept = try engine.eventStore.keptCheckpoints()
+        }
+        engine.close()
+        let last = try #require(kept.last)
+        #expect(last.size == 12)
+        let note = try SignedNote(parsing: last.note)
+        #expect(note.isSigned(by: try NoteKey(text: key.verifierKey)))
+        let export = try await campaign(["export", "--data", directory.path])
+        let lines = try export.lines.map { try JSON.parse($0) }
+        let at = try #require(lines.firstIndex { $0["type"]?.stringValue == "audit.checkpoint" })
+        #expect(lines[at - 1]["sequence"]?.stringValue == CampaignEngine.sequence(kept[0].size))
+        #expect(lines[at]["data"]?.stringValue == kept[0].note)
+        #expect(lines.filter { $0["type"]?.stringValue == "audit.checkpoint" }.count == kept.count)
+    }
+
+    func readOnly() -> StoreOptions {
+        var options = StoreOptions()
+        options.readOnly = true
+        return options
+    }
+}
