@@ -76,7 +76,7 @@ let package = Package(
             name: "CampaignEngineTests",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore",
-                "CampaignCLI", "NATS",
+                "CampaignCLI", "NATS", "Hashing", "Signing",
                 "TestSupport", "campaign", "campaign-harness",
             ],
             exclude: ["Fixtures"]),
