@@ -67,7 +67,10 @@ public final class EventStore: @unchecked Sendable {
             unique = UniqueReservations(table: try core("unique"))
             checkpoints = Checkpoints(table: try core("checkpoints"))
             storeFacts = try environment.table(named: "store")
-            tree = options.keepsMerkleTree ? try environment.table(named: "tree").map(MerkleLog.init) : nil
+            let events = log.events
+            tree =
+                options.keepsMerkleTree
+                ? try environment.table(named: "tree").map { MerkleLog(nodes: $0, events: events) } : nil
             signedCheckpoints = try environment.table(named: "signed-checkpoints")
             try checkHeadOnOpen()
             try makeStoreId()
@@ -422,6 +425,7 @@ public final class EventStore: @unchecked Sendable {
         let (results, frontier) = try environment.write { txn in
             var head = try log.head(in: txn)
             var frontier = try currentFrontier(head: head.position, in: txn)
+            let startSize = frontier.size
             let writer = WriteTransaction(txn: txn, store: self)
             var results = [Result<AppendOutcome, Error>]()
             results.reserveCapacity(jobs.count)
@@ -440,6 +444,7 @@ public final class EventStore: @unchecked Sendable {
                 }
                 results.append(.success(outcome))
             }
+            if let tree, frontier.size != startSize { try tree.setSize(of: frontier, in: txn) }
             return (results, frontier)
         }
         frontierCache.withLock { $0 = frontier }

@@ -1,32 +1,71 @@
 internal import CLMDB
 import Hashing
 
-/// The RFC 9162 Merkle tree over the log, kept in the append transaction (`tree`: node number u64
-/// big-endian → 32-byte hash). Leaf i (position i + 1) hashes the record's own chain hash:
-/// SHA-256(0x00 ‖ hash). Every node, leaves included, is stored under its creation order
-/// (``MerkleFrontier/creationOrder(level:index:)``), which only grows, so each put is an
-/// `MDB_APPEND` and the tree of n events holds exactly 2n − popcount(n) entries. Any subtree hash a
-/// proof needs is one read; the peaks give the root of the current size.
+/// The RFC 9162 Merkle tree over the log, kept in the append transaction (`tree`). Leaf i (position
+/// i + 1) hashes the record's own chain hash: SHA-256(0x00 ‖ hash). Leaves have no entries of their
+/// own: a node of level 1 stores its hash followed by its two leaves (96 bytes), so the tree keeps
+/// what the log held even when the log is rewritten; the last leaf of an odd size is kept with the
+/// size. Every interior node is stored under its creation order, a u64
+/// big-endian key that only grows (so each put is an `MDB_APPEND`): node (level l ≥ 1, index i) is
+/// made when leaf j = (i + 1)·2^l − 1 arrives, after the j − popcount(j) interior nodes of the
+/// leaves before it, at order j − popcount(j) + l − 1. The key 0x00 (one byte, before every node
+/// key) holds the tree's size, u64 big-endian, followed for an odd size by its last leaf. A tree of n events holds n − popcount(n) nodes; any
+/// subtree a proof needs is one read (a leaf: one record).
 struct MerkleLog: Sendable {
     let nodes: MDB_dbi
+    /// The log's records, where the leaves come from.
+    let events: MDB_dbi
 
-    /// The leaves the stored tree covers: n such that 2n − popcount(n) nodes are stored.
-    func size(in txn: Txn) throws -> UInt64 {
-        let count = try txn.withCursor(nodes) { cursor in
-            try cursor.last().map { $0.key.bigEndianUInt64() + 1 } ?? 0
-        }
-        var n = count / 2
-        while MerkleFrontier.nodeCount(size: n) < count { n += 1 }
-        guard MerkleFrontier.nodeCount(size: n) == count else {
-            throw EventStoreError.corruptRecord(position: n, reason: "the tree holds \(count) nodes, no tree's count")
-        }
-        return n
+    private static let sizeKey: [UInt8] = [0]
+
+    /// Where interior node (`level` ≥ 1, `index`) is stored.
+    static func order(level: Int, index: UInt64) -> UInt64 {
+        let lastLeaf = (index + 1) << UInt64(level) - 1
+        return lastLeaf - UInt64(lastLeaf.nonzeroBitCount) + UInt64(level) - 1
     }
 
-    /// The hash of the complete subtree (`level`, `index`).
+    /// The leaves the stored tree covers.
+    func size(in txn: Txn) throws -> UInt64 {
+        try txn.withValue(nodes, MerkleLog.sizeKey) { $0.count >= 8 ? $0.bigEndianUInt64() : 0 } ?? 0
+    }
+
+    /// Records the size reached, and for an odd size its last leaf (which no level-1 node holds yet);
+    /// once per transaction that appends.
+    func setSize(of frontier: MerkleFrontier, in txn: Txn) throws {
+        var value = [UInt8].bigEndian(frontier.size)
+        if frontier.size & 1 == 1, let leaf = frontier.peaks.last { value += leaf }
+        try txn.put(nodes, MerkleLog.sizeKey, value)
+    }
+
+    /// The hash of the complete subtree (`level`, `index`) as the tree stored it; a leaf from its
+    /// level-1 node, or from its record when it has no pair yet.
     func subtree(level: Int, index: UInt64, in txn: Txn) throws -> [UInt8] {
-        let order = MerkleFrontier.creationOrder(level: level, index: index)
-        guard let hash = try txn.get(nodes, .bigEndian(order)), hash.count == 32 else {
+        if level == 0 {
+            let pair = MerkleLog.order(level: 1, index: index >> 1)
+            if let leaf = try txn.withValue(
+                nodes, .bigEndian(pair),
+                { value -> [UInt8]? in
+                    guard value.count == 96 else { return nil }
+                    let offset = 32 + Int(index & 1) * 32
+                    return Array(value[offset..<offset + 32])
+                }), let leaf
+            {
+                return leaf
+            }
+            // The last leaf of an odd size is kept with the size.
+            let kept = try txn.withValue(nodes, MerkleLog.sizeKey) { value -> [UInt8]? in
+                guard value.count == 40, value.bigEndianUInt64() == index + 1 else { return nil }
+                return Array(value[8..<40])
+            }
+            if let kept, let leaf = kept { return leaf }
+            guard let hash = try txn.withValue(events, .bigEndian(index + 1), RecordCodec.storedHash) else {
+                throw EventStoreError.corruptRecord(position: index + 1, reason: "the tree's leaf has no record")
+            }
+            return MerkleTree.leafHash(hash)
+        }
+        let order = MerkleLog.order(level: level, index: index)
+        guard let hash = try txn.withValue(nodes, .bigEndian(order), { Array($0.prefix(32)) }), hash.count == 32
+        else {
             throw EventStoreError.corruptRecord(
                 position: (index << UInt64(level)) + 1, reason: "tree node \(order) is missing or damaged")
         }
@@ -45,11 +84,16 @@ struct MerkleLog: Sendable {
         return MerkleFrontier(size: size, peaks: peaks)
     }
 
-    /// Adds the leaf of a record with chain hash `recordHash`, storing every node it makes.
+    /// Adds the leaf of a record with chain hash `recordHash`, storing the interior nodes it makes.
+    /// The caller records the size (``setSize(of:in:)``) once it has added its leaves.
     func append(recordHash: [UInt8], to frontier: inout MerkleFrontier, in txn: Txn) throws {
-        for node in frontier.append(leafHash: MerkleTree.leafHash(recordHash)) {
-            let order = MerkleFrontier.creationOrder(level: node.level, index: node.index)
-            guard try txn.put(nodes, .bigEndian(order), node.hash, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
+        let leaf = MerkleTree.leafHash(recordHash)
+        // An odd size: the last peak is the leaf this one pairs with.
+        let left = frontier.size & 1 == 1 ? frontier.peaks.last : nil
+        for node in frontier.append(leafHash: leaf) where node.level > 0 {
+            let order = MerkleLog.order(level: node.level, index: node.index)
+            let value = node.level == 1 ? node.hash + (left ?? []) + leaf : node.hash
+            guard try txn.put(nodes, .bigEndian(order), value, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
                 throw EventStoreError.corruptRecord(
                     position: frontier.size, reason: "tree node \(order) already stored")
             }
@@ -75,6 +119,7 @@ struct MerkleLog: Sendable {
             throw EventStoreError.corruptRecord(position: frontier.size + 1, reason: "the log has a gap")
         }
         for hash in hashes { try append(recordHash: hash, to: &frontier, in: txn) }
+        try setSize(of: frontier, in: txn)
     }
 
     /// MTH of the first `size` leaves, from stored nodes.
@@ -171,7 +216,7 @@ extension EventStore {
 
     /// Checks the stored tree against the log: every stored node must be the hash the log's records
     /// give (leaves from each record's hash), and the tree must cover the log. Returns the first
-    /// position whose leaf, or whose subtree, does not match; nil when the tree is the log's.
+    /// position whose subtree does not match; nil when the tree is the log's.
     /// Reads the log and the tree a page at a time.
     public func verifyTree(pageSize: Int = 65_536) throws -> (position: UInt64, reason: String)? {
         var frontier = MerkleFrontier()
@@ -180,38 +225,51 @@ extension EventStore {
             let outcome: (position: UInt64, reason: String)?? = try environment.read { txn in
                 let tree = try requireTree(in: txn)
                 var made = [MerkleFrontier.Node]()
+                var leaves = [UInt64: [UInt8]]()
                 var count = 0
                 try txn.withCursor(log.events) { cursor in
                     var entry = try cursor.seek(atLeast: .bigEndian(next))
                     while let current = entry, count < pageSize {
-                        made += frontier.append(leafHash: MerkleTree.leafHash(RecordCodec.storedHash(current.value)))
+                        let leaf = MerkleTree.leafHash(RecordCodec.storedHash(current.value))
+                        if frontier.size & 1 == 1, let left = frontier.peaks.last { leaves[frontier.size - 1] = left }
+                        leaves[frontier.size] = leaf
+                        made += frontier.append(leafHash: leaf)
                         count += 1
                         entry = try cursor.next()
                     }
                 }
-                let firstPosition = next
                 next += UInt64(count)
-                if count > 0 {
-                    var expected = MerkleFrontier.creationOrder(level: 0, index: firstPosition - 1)
-                    let byOrder = made.map { ($0, MerkleFrontier.creationOrder(level: $0.level, index: $0.index)) }
+                let interior = made.filter { $0.level > 0 }
+                if let first = interior.first {
                     let mismatch: (position: UInt64, reason: String)? = try txn.withCursor(tree.nodes) { cursor in
-                        var entry = try cursor.seek(atLeast: .bigEndian(expected))
-                        for (node, order) in byOrder {
+                        var entry = try cursor.seek(
+                            atLeast: .bigEndian(MerkleLog.order(level: first.level, index: first.index)))
+                        for node in interior {
+                            let order = MerkleLog.order(level: node.level, index: node.index)
                             let position = node.index << UInt64(node.level) + 1
                             guard let current = entry, current.key.count == 8, current.key.bigEndianUInt64() == order
                             else {
                                 return (position, "the tree has no node \(order) (level \(node.level))")
                             }
-                            guard current.value.elementsEqual(node.hash) else {
+                            let expected =
+                                node.level == 1
+                                ? node.hash + (leaves[node.index * 2] ?? []) + (leaves[node.index * 2 + 1] ?? [])
+                                : node.hash
+                            guard current.value.elementsEqual(expected) else {
+                                if node.level == 1, current.value.count == 96 {
+                                    // Name the leaf: the left one when it differs, else the right one.
+                                    let leftSame = current.value[32..<64].elementsEqual(expected[32..<64])
+                                    return (
+                                        leftSame ? position + 1 : position,
+                                        "its leaf in the tree is not its record's hash"
+                                    )
+                                }
                                 return (
                                     position,
-                                    node.level == 0
-                                        ? "its leaf in the tree is not its record's hash"
-                                        : "the tree's node over positions \(position)–"
-                                            + "\(position + (1 << UInt64(node.level)) - 1) does not match the log"
+                                    "the tree's node over positions \(position)–"
+                                        + "\(position + (1 << UInt64(node.level)) - 1) does not match the log"
                                 )
                             }
-                            expected = order + 1
                             entry = try cursor.next()
                         }
                         return nil
@@ -226,6 +284,11 @@ extension EventStore {
                                 min(stored, frontier.size) + 1,
                                 "the tree covers \(stored) events and the log holds \(frontier.size)"
                             ))
+                    }
+                    if stored & 1 == 1,
+                        try tree.subtree(level: 0, index: stored - 1, in: txn) != frontier.peaks.last
+                    {
+                        return .some((stored, "its leaf in the tree is not its record's hash"))
                     }
                     return .some(nil)
                 }

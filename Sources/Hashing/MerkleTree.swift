@@ -216,15 +216,4 @@ public struct MerkleFrontier: Sendable, Equatable {
         for peak in peaks.dropLast().reversed() { hash = MerkleTree.nodeHash(peak, hash) }
         return hash
     }
-
-    /// Where the subtree (`level`, `index`) sits when nodes are numbered in the order they are made
-    /// (leaves and merges alike): 2j − popcount(j) + level, j being its last leaf. Dense from 0, so
-    /// nodes can be stored under increasing keys.
-    public static func creationOrder(level: Int, index: UInt64) -> UInt64 {
-        let lastLeaf = (index + 1) << UInt64(level) - 1
-        return 2 * lastLeaf - UInt64(lastLeaf.nonzeroBitCount) + UInt64(level)
-    }
-
-    /// Nodes made by `size` leaves: 2·size − popcount(size).
-    public static func nodeCount(size: UInt64) -> UInt64 { 2 * size - UInt64(size.nonzeroBitCount) }
 }

@@ -154,7 +154,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(plain["tree"]?["firstBadPosition"]?.integerValue == 777)
         let (status, report) = try await verify(setup)
         #expect(status == 1)
-        #expect(report["checkpoint"]?["rewrittenFrom"]?.integerValue == 777)
+        #expect(report["checkpoint"]?["rewrittenFrom"]?.integerValue == 777, "\(report)")
     }
 
     /// The insider also rebuilds the tree: only signed checkpoints remember the original; those kept

@@ -22,7 +22,7 @@ func option(_ name: String) -> String? {
     return arguments[index + 1]
 }
 let only = option("--only").map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-/// Whether case `number` (1–8) runs; `--only 3,4` picks cases (for profiling one at a time).
+/// Whether case `number` (1–10) runs; `--only 3,4` picks cases (for profiling one at a time).
 func runs(_ number: Int) -> Bool { only?.contains(number) ?? true }
 if arguments.contains("--help") {
     print("usage: campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer]")
@@ -679,6 +679,76 @@ if runs(9) {
             ])
     } else {
         print("  skipped: nats-server is not installed (apt-get install nats-server)")
+    }
+}
+
+// MARK: 10. What the Merkle tree costs appends.
+
+print("\n[10] appends keeping the Merkle tree against appends without it, durable commits")
+if runs(10) {
+    /// Appends `count` events of ~300 bytes in requests of `batch` to 1,000 streams; returns the
+    /// seconds taken and the process CPU seconds used.
+    func appendRun(
+        _ path: String, batch: Int, count: Int, tree: Bool
+    ) async throws -> (wall: Double, cpu: Double, treeBytes: Int, logBytes: Int) {
+        var options = StoreOptions(initialMapSize: 1 << 30)
+        options.keepsMerkleTree = tree
+        let store = try EventStore(path: path, options: options)
+        defer { store.close() }
+        let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let cpuBefore = processCPUSeconds()
+        var generator = SystemRandomNumberGenerator()
+        var written = 0
+        while written < count {
+            var streams = [String: [NewEvent]]()
+            for _ in 0..<min(batch, count - written) {
+                streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
+                    newEvent(CampaignEvent.Kind.updated.rawValue, payload))
+                written += 1
+            }
+            _ = try await store.append(
+                AppendRequest(
+                    streams: streams.map { StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value) }))
+        }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let cpu = processCPUSeconds() - cpuBefore
+        let usage = try store.tableUsage()
+        let bytes = { (names: Set<String>) in usage.filter { names.contains($0.name) }.reduce(0) { $0 + $1.bytes } }
+        return (wall, cpu, bytes(["tree"]), bytes(["events", "streams"]))
+    }
+    for (batch, count) in [(1, n(2_000)), (100, n(100_000)), (1_000, n(300_000))] {
+        // Alternate the two, each on a fresh store, three times, and keep each one's best run: the
+        // disk's speed drifts over a run, and alternating spreads the drift over both. CPU time per
+        // event does not move with the disk, so it is reported too.
+        var withTree = (wall: Double.infinity, cpu: Double.infinity)
+        var without = (wall: Double.infinity, cpu: Double.infinity)
+        var bytes = (tree: 0, log: 0)
+        for round in 0..<3 {
+            let off = try await appendRun("\(root)/tree-off-\(batch)-\(round)", batch: batch, count: count, tree: false)
+            without = (min(without.wall, off.wall), min(without.cpu, off.cpu))
+            let on = try await appendRun("\(root)/tree-on-\(batch)-\(round)", batch: batch, count: count, tree: true)
+            withTree = (min(withTree.wall, on.wall), min(withTree.cpu, on.cpu))
+            bytes = (on.treeBytes, on.logBytes)
+        }
+        let micros = { (cpu: Double) in cpu * 1e6 / Double(count) }
+        report(
+            "append batch \(batch) keeping the tree",
+            engine:
+                "with tree \(f(rate(count, withTree.wall))) ev/s, \(String(format: "%.1f", micros(withTree.cpu))) µs CPU",
+            baseline:
+                "without \(f(rate(count, without.wall))) ev/s, \(String(format: "%.1f", micros(without.cpu))) µs CPU",
+            ratio: x(without.wall / withTree.wall)
+                + " (tree \(bytes.tree / count) B/event beside \(bytes.log / count) B/event of log and index)",
+            [
+                "treeBytesPerEvent": .number(Double(bytes.tree / count)),
+                "logBytesPerEvent": .number(Double(bytes.log / count)),
+                "batch": .number(Double(batch)), "events": .number(Double(count)),
+                "withTreePerSecond": .number(rate(count, withTree.wall)),
+                "withoutTreePerSecond": .number(rate(count, without.wall)),
+                "withTreeCPUMicrosPerEvent": .number(micros(withTree.cpu)),
+                "withoutTreeCPUMicrosPerEvent": .number(micros(without.cpu)),
+            ])
     }
 }
 

@@ -17,23 +17,28 @@ import sys
 import lmdb
 
 
-def node_count(size):
-    return 2 * size - bin(size).count("1")
+def interior_count(size):
+    return size - bin(size).count("1")
 
 
 def rebuild_tree(txn, events, tree):
+    """The tree as README lays it out: interior nodes by creation order, level-1 nodes followed by
+    their two leaves, the size (and an odd size's last leaf) under the key 0x00."""
     txn.drop(tree, delete=False)
-    peaks, order = [], 0
+    peaks, order, size = [], 0, 0
     for count, (_, value) in enumerate(txn.cursor(db=events)):
-        h = hashlib.sha256(b"\x00" + value[-32:]).digest()
-        txn.put(struct.pack(">Q", order), h, db=tree)
-        order += 1
+        leaf = hashlib.sha256(b"\x00" + value[-32:]).digest()
+        h, level = leaf, 0
         while count & 1:
-            h = hashlib.sha256(b"\x01" + peaks.pop() + h).digest()
-            txn.put(struct.pack(">Q", order), h, db=tree)
+            left = peaks.pop()
+            h = hashlib.sha256(b"\x01" + left + h).digest()
+            level += 1
+            txn.put(struct.pack(">Q", order), h + (left + leaf if level == 1 else b""), db=tree, append=True)
             order += 1
             count >>= 1
         peaks.append(h)
+        size += 1
+    txn.put(b"\x00", struct.pack(">Q", size) + (peaks[-1] if size & 1 else b""), db=tree)
 
 
 def main(directory, action, number, with_tree):
@@ -65,9 +70,12 @@ def main(directory, action, number, with_tree):
             for key in [k for k, _ in txn.cursor(db=events) if struct.unpack(">Q", k)[0] > number]:
                 txn.delete(key, db=events)
             if with_tree:
-                keep = node_count(number)
-                for key in [k for k, _ in txn.cursor(db=tree) if struct.unpack(">Q", k)[0] >= keep]:
+                keep = interior_count(number)
+                for key in [k for k, _ in txn.cursor(db=tree) if len(k) == 8 and struct.unpack(">Q", k)[0] >= keep]:
                     txn.delete(key, db=tree)
+                last = txn.get(struct.pack(">Q", number), db=events)[-32:]
+                leaf = hashlib.sha256(b"\x00" + last).digest() if number & 1 else b""
+                txn.put(b"\x00", struct.pack(">Q", number) + leaf, db=tree)
     env.close()
 
 
