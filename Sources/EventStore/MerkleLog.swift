@@ -9,8 +9,8 @@ import Hashing
 /// big-endian key that only grows (so each put is an `MDB_APPEND`): node (level l ≥ 1, index i) is
 /// made when leaf j = (i + 1)·2^l − 1 arrives, after the j − popcount(j) interior nodes of the
 /// leaves before it, at order j − popcount(j) + l − 1. The key 0x00 (one byte, before every node
-/// key) holds the tree's size, u64 big-endian, followed for an odd size by its last leaf. A tree of n events holds n − popcount(n) nodes; any
-/// subtree a proof needs is one read (a leaf: one record).
+/// key) holds the tree's size, u64 big-endian, followed for an odd size by its last leaf. A tree of
+/// n events holds n − popcount(n) nodes; any subtree a proof needs is one read.
 struct MerkleLog: Sendable {
     let nodes: MDB_dbi
     /// The log's records, where the leaves come from.
