@@ -413,6 +413,9 @@ if runs(5) || runs(6) || withPeer {
     precondition(intact)
     let sequentialSeconds = try seconds { intact = try store.verifyChain(workers: 1).isIntact }
     precondition(intact)
+    // What `campaign verify` adds after the chain: every stored tree node against the records.
+    let treeSeconds = try seconds { intact = try store.verifyTree() == nil }
+    precondition(intact)
     store.close()
     // One client sending commands one at a time, alone and then while every projection rebuilds
     // in writer jobs beside it.
@@ -503,6 +506,10 @@ if runs(5) || runs(6) || withPeer {
             "oneThreadEventsPerSecond": .number(rate(events, sequentialSeconds)),
             "sha256RecordsPerSecond": .number(fastestRate),
         ])
+    report(
+        "verify the Merkle tree", engine: "\(f(rate(events, treeSeconds))) ev/s on one thread",
+        baseline: "raw scan \(f(scanRate)) ev/s", ratio: x(rate(events, treeSeconds) / scanRate),
+        ["eventsPerSecond": .number(rate(events, treeSeconds))])
 }
 
 // MARK: 7. Scheduler tick.
