@@ -85,6 +85,39 @@ import Testing
         #expect(overlapping.status == 1 && overlapping.err.contains("overlap"))
     }
 
+    /// A signed checkpoint kept in the store follows the event at its size in the stream, on
+    /// `<prefix>.audit.checkpoint`, once however often the relay runs.
+    @Test func aKeptCheckpointIsRelayedAfterTheEventAtItsSize() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore()
+        let keys = TemporaryDirectory()
+        let keygen = try await campaign(["keygen", "--name", "ops.example", "--out", keys.path + "/ops.key"])
+        try #require(keygen.status == 0)
+        let checkpoint = try await campaign(["checkpoint", "--data", directory.path, "--key", keys.path + "/ops.key"])
+        try #require(checkpoint.status == 0)
+        for _ in 0..<2 {
+            let relay = try await campaign([
+                "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN",
+            ])
+            #expect(relay.status == 0, "\(relay.err)")
+        }
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        #expect(try await jetStream.streamState("CAMPAIGN").messages == UInt64(log.count + 1))
+        // Every event keeps its place up to the checkpoint's size; the checkpoint comes right after.
+        let size = UInt64(log.count)
+        let before = try await jetStream.message("CAMPAIGN", sequence: size)
+        #expect(try JSON.parse(before.payload)["id"]?.stringValue == "\(storeId)-\(size)")
+        let message = try await jetStream.message("CAMPAIGN", sequence: size + 1)
+        #expect(message.subject == "campaign.audit.checkpoint")
+        #expect(message.headers["Nats-Msg-Id"] == "\(storeId)-checkpoint-\(size)")
+        let event = try JSON.parse(message.payload)
+        #expect(event["type"]?.stringValue == "audit.checkpoint")
+        #expect(event["data"]?.stringValue == checkpoint.out)
+    }
+
     @Test(.enabled(if: pythonNATSAvailable, "python3 with nats-py (pip install nats-py) is not installed"))
     func aConsumerOutsideTheProjectReadsBackExactlyTheLog() async throws {
         let server = try LocalNATSServer()

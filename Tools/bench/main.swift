@@ -132,6 +132,25 @@ print(
         + "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB, data in \(root)"
 )
 
+/// Appends `count` events of ~300 bytes (the envelope brings the 180-byte payload there) to
+/// `store` in requests of `batch`, each event to one of 1,000 streams at random.
+func appendBenchEvents(_ store: EventStore, batch: Int, count: Int) async throws {
+    let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)
+    var generator = SystemRandomNumberGenerator()
+    var written = 0
+    while written < count {
+        var streams = [String: [NewEvent]]()
+        for _ in 0..<min(batch, count - written) {
+            streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
+                newEvent(CampaignEvent.Kind.updated.rawValue, payload))
+            written += 1
+        }
+        _ = try await store.append(
+            AppendRequest(
+                streams: streams.map { StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value) }))
+    }
+}
+
 // MARK: 1 & 2. Appends: raw LMDB against EventStore, same batch shapes.
 
 print("\n[1,2] appends, 300-byte values, durable commits")
@@ -142,25 +161,7 @@ for (batch, count) in !runs(1) ? [] : [(1, n(2_000)), (100, n(200_000)), (1_000,
         var engineRate = 0.0
         if indexed {
             let store = try EventStore(path: "\(root)/store-\(batch)", options: StoreOptions(initialMapSize: 1 << 30))
-            var generator = SystemRandomNumberGenerator()
-            // The envelope brings the record to ~300 bytes.
-            let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)
-            let elapsed = try await secondsAsync {
-                var written = 0
-                while written < count {
-                    var streams = [String: [NewEvent]]()
-                    for _ in 0..<min(batch, count - written) {
-                        streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
-                            newEvent(CampaignEvent.Kind.updated.rawValue, payload))
-                        written += 1
-                    }
-                    _ = try await store.append(
-                        AppendRequest(
-                            streams: streams.map {
-                                StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value)
-                            }))
-                }
-            }
+            let elapsed = try await secondsAsync { try await appendBenchEvents(store, batch: batch, count: count) }
             engineRate = rate(count, elapsed)
             store.close()
         }
@@ -693,8 +694,8 @@ if runs(9) {
 
 print("\n[10] appends keeping the Merkle tree against appends without it, durable commits")
 if runs(10) {
-    /// Appends `count` events of ~300 bytes in requests of `batch` to 1,000 streams; returns the
-    /// seconds taken and the process CPU seconds used.
+    /// Case 1's appends on a fresh store, with or without the tree; returns the seconds taken, the
+    /// process CPU seconds used and the bytes of the tree and of the log with its index.
     func appendRun(
         _ path: String, batch: Int, count: Int, tree: Bool
     ) async throws -> (wall: Double, cpu: Double, treeBytes: Int, logBytes: Int) {
@@ -702,22 +703,9 @@ if runs(10) {
         options.keepsMerkleTree = tree
         let store = try EventStore(path: path, options: options)
         defer { store.close() }
-        let payload = Array(repeating: UInt8(ascii: "a"), count: 300 - 120)
         let started = DispatchTime.now().uptimeNanoseconds
         let cpuBefore = processCPUSeconds()
-        var generator = SystemRandomNumberGenerator()
-        var written = 0
-        while written < count {
-            var streams = [String: [NewEvent]]()
-            for _ in 0..<min(batch, count - written) {
-                streams["bench:cmp_\(generator.next() % 1_000)", default: []].append(
-                    newEvent(CampaignEvent.Kind.updated.rawValue, payload))
-                written += 1
-            }
-            _ = try await store.append(
-                AppendRequest(
-                    streams: streams.map { StreamAppend(streamId: $0.key, expectedVersion: .any, events: $0.value) }))
-        }
+        try await appendBenchEvents(store, batch: batch, count: count)
         let wall = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let cpu = processCPUSeconds() - cpuBefore
         let usage = try store.tableUsage()
