@@ -3,7 +3,7 @@ import Hashing
 
 /// The RFC 9162 Merkle tree over the log, kept in the append transaction (`tree`). Leaf i (position
 /// i + 1) hashes the record's own chain hash: SHA-256(0x00 ‖ hash). Leaves have no entries of their
-/// own: a node of level 1 stores its hash followed by its two leaves (96 bytes), so the tree keeps
+/// own: a node of level 1 stores its two leaves (64 bytes; its hash is SHA-256(0x01 ‖ them)), so the tree keeps
 /// what the log held even when the log is rewritten; the last leaf of an odd size is kept with the
 /// size. Every interior node is stored under its creation order, a u64
 /// big-endian key that only grows (so each put is an `MDB_APPEND`): node (level l ≥ 1, index i) is
@@ -45,8 +45,8 @@ struct MerkleLog: Sendable {
             if let leaf = try txn.withValue(
                 nodes, .bigEndian(pair),
                 { value -> [UInt8]? in
-                    guard value.count == 96 else { return nil }
-                    let offset = 32 + Int(index & 1) * 32
+                    guard value.count == 64 else { return nil }
+                    let offset = Int(index & 1) * 32
                     return Array(value[offset..<offset + 32])
                 }), let leaf
             {
@@ -64,8 +64,14 @@ struct MerkleLog: Sendable {
             return MerkleTree.leafHash(hash)
         }
         let order = MerkleLog.order(level: level, index: index)
-        guard let hash = try txn.withValue(nodes, .bigEndian(order), { Array($0.prefix(32)) }), hash.count == 32
-        else {
+        let stored = try txn.withValue(nodes, .bigEndian(order)) { value -> [UInt8]? in
+            switch (level, value.count) {
+            case (1, 64): MerkleTree.nodeHash(Array(value[0..<32]), Array(value[32..<64]))
+            case (2..., 32): Array(value)
+            default: nil
+            }
+        }
+        guard let stored, let hash = stored else {
             throw EventStoreError.corruptRecord(
                 position: (index << UInt64(level)) + 1, reason: "tree node \(order) is missing or damaged")
         }
@@ -92,7 +98,7 @@ struct MerkleLog: Sendable {
         let left = frontier.size & 1 == 1 ? frontier.peaks.last : nil
         for node in frontier.append(leafHash: leaf) where node.level > 0 {
             let order = MerkleLog.order(level: node.level, index: node.index)
-            let value = node.level == 1 ? node.hash + (left ?? []) + leaf : node.hash
+            let value = node.level == 1 ? (left ?? []) + leaf : node.hash
             guard try txn.put(nodes, .bigEndian(order), value, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
                 throw EventStoreError.corruptRecord(
                     position: frontier.size, reason: "tree node \(order) already stored")
@@ -253,12 +259,12 @@ extension EventStore {
                             }
                             let expected =
                                 node.level == 1
-                                ? node.hash + (leaves[node.index * 2] ?? []) + (leaves[node.index * 2 + 1] ?? [])
+                                ? (leaves[node.index * 2] ?? []) + (leaves[node.index * 2 + 1] ?? [])
                                 : node.hash
                             guard current.value.elementsEqual(expected) else {
-                                if node.level == 1, current.value.count == 96 {
+                                if node.level == 1, current.value.count == 64 {
                                     // Name the leaf: the left one when it differs, else the right one.
-                                    let leftSame = current.value[32..<64].elementsEqual(expected[32..<64])
+                                    let leftSame = current.value[0..<32].elementsEqual(expected[0..<32])
                                     return (
                                         leftSame ? position + 1 : position,
                                         "its leaf in the tree is not its record's hash"

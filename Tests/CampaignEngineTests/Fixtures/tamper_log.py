@@ -22,8 +22,8 @@ def interior_count(size):
 
 
 def rebuild_tree(txn, events, tree):
-    """The tree as README lays it out: interior nodes by creation order, level-1 nodes followed by
-    their two leaves, the size (and an odd size's last leaf) under the key 0x00."""
+    """The tree as README lays it out: interior nodes by creation order, level-1 nodes as their two
+    leaves, the size (and an odd size's last leaf) under the key 0x00."""
     txn.drop(tree, delete=False)
     peaks, order, size = [], 0, 0
     for count, (_, value) in enumerate(txn.cursor(db=events)):
@@ -33,7 +33,7 @@ def rebuild_tree(txn, events, tree):
             left = peaks.pop()
             h = hashlib.sha256(b"\x01" + left + h).digest()
             level += 1
-            txn.put(struct.pack(">Q", order), h + (left + leaf if level == 1 else b""), db=tree, append=True)
+            txn.put(struct.pack(">Q", order), left + leaf if level == 1 else h, db=tree, append=True)
             order += 1
             count >>= 1
         peaks.append(h)
