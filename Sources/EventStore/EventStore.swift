@@ -444,7 +444,7 @@ public final class EventStore: @unchecked Sendable {
                 }
                 results.append(.success(outcome))
             }
-            if let tree, frontier.size != startSize { try tree.setSize(of: frontier, in: txn) }
+            if let tree, frontier.size != startSize { try tree.setSize(of: frontier, from: startSize, in: txn) }
             return (results, frontier)
         }
         frontierCache.withLock { $0 = frontier }

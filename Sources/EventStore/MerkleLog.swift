@@ -3,14 +3,13 @@ import Hashing
 
 /// The RFC 9162 Merkle tree over the log, kept in the append transaction (`tree`). Leaf i (position
 /// i + 1) hashes the record's own chain hash: SHA-256(0x00 ‖ hash). Leaves have no entries of their
-/// own: a node of level 1 stores its two leaves (64 bytes; its hash is SHA-256(0x01 ‖ them)), so the tree keeps
-/// what the log held even when the log is rewritten; the last leaf of an odd size is kept with the
-/// size. Every interior node is stored under its creation order, a u64
-/// big-endian key that only grows (so each put is an `MDB_APPEND`): node (level l ≥ 1, index i) is
-/// made when leaf j = (i + 1)·2^l − 1 arrives, after the j − popcount(j) interior nodes of the
-/// leaves before it, at order j − popcount(j) + l − 1. The key 0x00 (one byte, before every node
-/// key) holds the tree's size, u64 big-endian, followed for an odd size by its last leaf. A tree of
-/// n events holds n − popcount(n) nodes; any subtree a proof needs is one read.
+/// own: a node of level 1 stores its two leaves (64 bytes; its hash is SHA-256(0x01 ‖ them)), so the
+/// tree keeps what the log held even when the log is rewritten. Every interior node is stored under
+/// its creation order, a u64 big-endian key that only grows (so each put is an `MDB_APPEND`): node
+/// (level l ≥ 1, index i) is made when leaf j = (i + 1)·2^l − 1 arrives, after the j − popcount(j)
+/// interior nodes of the leaves before it, at order j − popcount(j) + l − 1. The tree's size, and an
+/// odd size's last leaf, follow the last node's bytes (``Trailer``). A tree of n events holds
+/// n − popcount(n) nodes; any subtree a proof needs is one read.
 struct MerkleLog: Sendable {
     let nodes: MDB_dbi
     /// The log's records, where the leaves come from.
@@ -24,17 +23,73 @@ struct MerkleLog: Sendable {
         return lastLeaf - UInt64(lastLeaf.nonzeroBitCount) + UInt64(level) - 1
     }
 
-    /// The leaves the stored tree covers.
-    func size(in txn: Txn) throws -> UInt64 {
-        try txn.withValue(nodes, MerkleLog.sizeKey) { $0.count >= 8 ? $0.bigEndianUInt64() : 0 } ?? 0
+    /// The tree's trailer: its size, u64 big-endian, preceded for an odd size by its last leaf (which
+    /// no level-1 node holds yet). It rides on the last node's value (after the node's own bytes), so
+    /// each commit writes only the B-tree page its new nodes go to; a tree with no interior node yet
+    /// (fewer than two events) keeps it under the key 0x00 instead.
+    struct Trailer {
+        var size: UInt64
+        var lastLeaf: [UInt8]?
+
+        var bytes: [UInt8] { (lastLeaf ?? []) + .bigEndian(size) }
+
+        /// Reads the trailer at the end of `value`; nil when it has none.
+        init?(endOf value: UnsafeRawBufferPointer) {
+            guard value.count >= 8 else { return nil }
+            size = value.bigEndianUInt64(at: value.count - 8)
+            guard size & 1 == 1 else {
+                lastLeaf = nil
+                return
+            }
+            guard value.count >= 40 else { return nil }
+            lastLeaf = Array(value[(value.count - 40)..<(value.count - 8)])
+        }
+
+        init(size: UInt64, lastLeaf: [UInt8]?) {
+            self.size = size
+            self.lastLeaf = lastLeaf
+        }
+
     }
 
-    /// Records the size reached, and for an odd size its last leaf (which no level-1 node holds yet);
-    /// once per transaction that appends.
-    func setSize(of frontier: MerkleFrontier, in txn: Txn) throws {
-        var value = [UInt8].bigEndian(frontier.size)
-        if frontier.size & 1 == 1, let leaf = frontier.peaks.last { value += leaf }
-        try txn.put(nodes, MerkleLog.sizeKey, value)
+    /// Interior nodes a tree of `size` leaves has.
+    static func interiorCount(_ size: UInt64) -> UInt64 { size - UInt64(size.nonzeroBitCount) }
+
+    /// The stored trailer (size 0 when the tree is empty).
+    func trailer(in txn: Txn) throws -> Trailer {
+        try txn.withCursor(nodes) { cursor in
+            guard let last = try cursor.last() else { return Trailer(size: 0, lastLeaf: nil) }
+            guard let trailer = Trailer(endOf: last.value) else {
+                throw EventStoreError.corruptRecord(position: 0, reason: "the tree's last entry has no size")
+            }
+            return trailer
+        }
+    }
+
+    /// The leaves the stored tree covers.
+    func size(in txn: Txn) throws -> UInt64 { try trailer(in: txn).size }
+
+    /// Records the size reached (and an odd size's last leaf) on the last node, taking the trailer
+    /// off the node that had it at `previousSize`; once per transaction that appends, after its nodes.
+    func setSize(of frontier: MerkleFrontier, from previousSize: UInt64, in txn: Txn) throws {
+        let trailer = Trailer(size: frontier.size, lastLeaf: frontier.size & 1 == 1 ? frontier.peaks.last : nil)
+        let oldCount = MerkleLog.interiorCount(previousSize)
+        let oldLength = previousSize & 1 == 1 ? 40 : 8
+        let count = MerkleLog.interiorCount(frontier.size)
+        if oldCount > 0, oldCount != count {
+            let key = [UInt8].bigEndian(oldCount - 1)
+            if let value = try txn.get(nodes, key) { try txn.put(nodes, key, Array(value.dropLast(oldLength))) }
+        }
+        guard count > 0 else {
+            try txn.put(nodes, MerkleLog.sizeKey, trailer.bytes)
+            return
+        }
+        let key = [UInt8].bigEndian(count - 1)
+        guard var value = try txn.get(nodes, key) else {
+            throw EventStoreError.corruptRecord(position: frontier.size, reason: "the tree's last node is missing")
+        }
+        if oldCount == count { value.removeLast(oldLength) }
+        try txn.put(nodes, key, value + trailer.bytes)
     }
 
     /// The hash of the complete subtree (`level`, `index`) as the tree stored it; a leaf from its
@@ -52,22 +107,20 @@ struct MerkleLog: Sendable {
             {
                 return leaf
             }
-            // The last leaf of an odd size is kept with the size.
-            let kept = try txn.withValue(nodes, MerkleLog.sizeKey) { value -> [UInt8]? in
-                guard value.count == 40, value.bigEndianUInt64() == index + 1 else { return nil }
-                return Array(value[8..<40])
-            }
-            if let kept, let leaf = kept { return leaf }
+            // The last leaf of an odd size is kept in the trailer.
+            let trailer = try trailer(in: txn)
+            if trailer.size == index + 1, let leaf = trailer.lastLeaf { return leaf }
             guard let hash = try txn.withValue(events, .bigEndian(index + 1), RecordCodec.storedHash) else {
                 throw EventStoreError.corruptRecord(position: index + 1, reason: "the tree's leaf has no record")
             }
             return MerkleTree.leafHash(hash)
         }
         let order = MerkleLog.order(level: level, index: index)
+        // The last node carries the trailer after its own bytes.
         let stored = try txn.withValue(nodes, .bigEndian(order)) { value -> [UInt8]? in
             switch (level, value.count) {
-            case (1, 64): MerkleTree.nodeHash(Array(value[0..<32]), Array(value[32..<64]))
-            case (2..., 32): Array(value)
+            case (1, 64...): MerkleTree.nodeHash(Array(value[0..<32]), Array(value[32..<64]))
+            case (2..., 32...): Array(value[0..<32])
             default: nil
             }
         }
@@ -91,7 +144,7 @@ struct MerkleLog: Sendable {
     }
 
     /// Adds the leaf of a record with chain hash `recordHash`, storing the interior nodes it makes.
-    /// The caller records the size (``setSize(of:in:)``) once it has added its leaves.
+    /// The caller records the size (``setSize(of:from:in:)``) once it has added its leaves.
     func append(recordHash: [UInt8], to frontier: inout MerkleFrontier, in txn: Txn) throws {
         let leaf = MerkleTree.leafHash(recordHash)
         // An odd size: the last peak is the leaf this one pairs with.
@@ -112,6 +165,7 @@ struct MerkleLog: Sendable {
         _ frontier: inout MerkleFrontier, to position: UInt64, limit: UInt64 = .max, log: EventLog, in txn: Txn
     ) throws {
         guard frontier.size < position else { return }
+        let start = frontier.size
         let end = min(position, frontier.size + limit)
         var hashes = [[UInt8]]()
         try txn.withCursor(log.events) { cursor in
@@ -125,7 +179,7 @@ struct MerkleLog: Sendable {
             throw EventStoreError.corruptRecord(position: frontier.size + 1, reason: "the log has a gap")
         }
         for hash in hashes { try append(recordHash: hash, to: &frontier, in: txn) }
-        try setSize(of: frontier, in: txn)
+        try setSize(of: frontier, from: start, in: txn)
     }
 
     /// MTH of the first `size` leaves, from stored nodes.
@@ -261,8 +315,11 @@ extension EventStore {
                                 node.level == 1
                                 ? (leaves[node.index * 2] ?? []) + (leaves[node.index * 2 + 1] ?? [])
                                 : node.hash
-                            guard current.value.elementsEqual(expected) else {
-                                if node.level == 1, current.value.count == 64 {
+                            // The last node has the trailer after its own bytes.
+                            guard current.value.count >= expected.count,
+                                current.value[0..<expected.count].elementsEqual(expected)
+                            else {
+                                if node.level == 1, current.value.count >= 64 {
                                     // Name the leaf: the left one when it differs, else the right one.
                                     let leftSame = current.value[0..<32].elementsEqual(expected[0..<32])
                                     return (

@@ -21,9 +21,21 @@ def interior_count(size):
     return size - bin(size).count("1")
 
 
+def set_trailer(txn, tree, size, last_leaf):
+    """The size (and an odd size's last leaf) after the last node's bytes, or under 0x00 when the
+    tree has no node yet; the node that had it loses it."""
+    trailer = (last_leaf if size & 1 else b"") + struct.pack(">Q", size)
+    count = interior_count(size)
+    if count == 0:
+        txn.put(b"\x00", trailer, db=tree)
+        return
+    key = struct.pack(">Q", count - 1)
+    txn.put(key, txn.get(key, db=tree) + trailer, db=tree)
+
+
 def rebuild_tree(txn, events, tree):
     """The tree as README lays it out: interior nodes by creation order, level-1 nodes as their two
-    leaves, the size (and an odd size's last leaf) under the key 0x00."""
+    leaves, the size (and an odd size's last leaf) after the last node."""
     txn.drop(tree, delete=False)
     peaks, order, size = [], 0, 0
     for count, (_, value) in enumerate(txn.cursor(db=events)):
@@ -38,7 +50,7 @@ def rebuild_tree(txn, events, tree):
             count >>= 1
         peaks.append(h)
         size += 1
-    txn.put(b"\x00", struct.pack(">Q", size) + (peaks[-1] if size & 1 else b""), db=tree)
+    set_trailer(txn, tree, size, peaks[-1])
 
 
 def main(directory, action, number, with_tree):
@@ -74,8 +86,7 @@ def main(directory, action, number, with_tree):
                 for key in [k for k, _ in txn.cursor(db=tree) if len(k) == 8 and struct.unpack(">Q", k)[0] >= keep]:
                     txn.delete(key, db=tree)
                 last = txn.get(struct.pack(">Q", number), db=events)[-32:]
-                leaf = hashlib.sha256(b"\x00" + last).digest() if number & 1 else b""
-                txn.put(b"\x00", struct.pack(">Q", number) + leaf, db=tree)
+                set_trailer(txn, tree, number, hashlib.sha256(b"\x00" + last).digest())
     env.close()
 
 
