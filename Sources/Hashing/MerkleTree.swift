@@ -110,12 +110,7 @@ public enum MerkleTree {
             guard sn != 0 else { return false }
             if fn & 1 == 1 || fn == sn {
                 r = nodeHash(p, r)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
-                }
+                skipRightEdge(&fn, &sn)
             } else {
                 r = nodeHash(r, p)
             }
@@ -123,6 +118,15 @@ public enum MerkleTree {
             sn >>= 1
         }
         return sn == 0 && r == root
+    }
+
+    /// RFC 9162's "if LSB(fn) is not set, right-shift fn and sn equally until either LSB(fn) is set or
+    /// fn is 0": past levels where the path's node is the last of its row and has no sibling.
+    private static func skipRightEdge(_ fn: inout UInt64, _ sn: inout UInt64) {
+        while fn & 1 == 0 && fn != 0 {
+            fn >>= 1
+            sn >>= 1
+        }
     }
 
     /// Whether `proof` shows that the tree of `oldSize` leaves with root `oldRoot` is a prefix of the
@@ -149,12 +153,7 @@ public enum MerkleTree {
             if fn & 1 == 1 || fn == sn {
                 fr = nodeHash(c, fr)
                 sr = nodeHash(c, sr)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
-                }
+                skipRightEdge(&fn, &sn)
             } else {
                 sr = nodeHash(sr, c)
             }

@@ -168,20 +168,15 @@ struct FieldElement: Equatable {
     /// Swaps `a` and `b` when `swap` is 1, leaves them when 0, without branching on it.
     static func conditionalSwap(_ a: inout FieldElement, _ b: inout FieldElement, _ swap: UInt64) {
         let mask = 0 &- swap
-        var t = mask & (a.l0 ^ b.l0)
-        a.l0 ^= t
-        b.l0 ^= t
-        t = mask & (a.l1 ^ b.l1)
-        a.l1 ^= t
-        b.l1 ^= t
-        t = mask & (a.l2 ^ b.l2)
-        a.l2 ^= t
-        b.l2 ^= t
-        t = mask & (a.l3 ^ b.l3)
-        a.l3 ^= t
-        b.l3 ^= t
-        t = mask & (a.l4 ^ b.l4)
-        a.l4 ^= t
-        b.l4 ^= t
+        func swapLimbs(_ x: inout UInt64, _ y: inout UInt64) {
+            let t = mask & (x ^ y)
+            x ^= t
+            y ^= t
+        }
+        swapLimbs(&a.l0, &b.l0)
+        swapLimbs(&a.l1, &b.l1)
+        swapLimbs(&a.l2, &b.l2)
+        swapLimbs(&a.l3, &b.l3)
+        swapLimbs(&a.l4, &b.l4)
     }
 }
