@@ -66,6 +66,14 @@ func readCheckpoint(_ path: String) throws -> (note: SignedNote, body: TreeCheck
     }
 }
 
+/// This store's default origin when `checkpoint` has a default origin of another store (a custom
+/// `--origin` cannot be told apart, and is let through).
+func otherStore(_ checkpoint: TreeCheckpoint, _ store: EventStore) throws -> String? {
+    let this = Audit.defaultOrigin(storeId: try store.storeId())
+    let prefix = Audit.defaultOrigin(storeId: "")
+    return checkpoint.origin.hasPrefix(prefix) && checkpoint.origin != this ? this : nil
+}
+
 /// `campaign checkpoint`: sign the tree as it is now.
 enum CheckpointCommand {
     static let help = """
@@ -135,6 +143,10 @@ enum ProveCommand {
         var root: [UInt8]
         if let path = arguments.options["checkpoint"] {
             let body = try readCheckpoint(path).body
+            if let this = try otherStore(body, store) {
+                throw CampaignError(
+                    .validationError, "\(path) is of another store (origin \(body.origin); this is \(this))")
+            }
             (size, root) = (body.size, body.rootHash)
         } else {
             let head = try store.treeHead()
@@ -215,6 +227,11 @@ enum TreeAudit {
             "signature": .bool(true), "origin": .string(body.origin), "size": .number(Double(body.size)),
         ]
         defer { json["checkpoint"] = .object(report) }
+        if let other = try otherStore(body, store) {
+            report["otherStore"] = .string(other)
+            console.out("checkpoint REJECTED: it is of another store (origin \(body.origin); this one is \(other))")
+            return false
+        }
         switch try store.compare(withCheckpointOfSize: body.size, root: body.rootHash) {
         case let .consistent(proof, head):
             let proven = MerkleTree.verifyConsistency(

@@ -78,6 +78,14 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(report["tree"]?["intact"] == .bool(true))
         #expect((report["checkpoint"]?["logSize"]?.integerValue ?? 0) > Int(body.size))
 
+        // A checkpoint of another store is refused, not taken for a cut or a rewrite.
+        let other = try await audited()
+        let foreign = try await campaign([
+            "verify", "--data", setup.data, "--checkpoint", other.checkpoint, "--key", other.verifier, "--json",
+        ])
+        #expect(foreign.status == 1)
+        #expect(try JSON.parse(foreign.out)["checkpoint"]?["otherStore"] != nil)
+
         // A checkpoint signed by another key is refused.
         let stranger = try NoteKey.generate(name: "ops.example")
         let forged = try SignedNote(signing: body.text, with: stranger).serialized
