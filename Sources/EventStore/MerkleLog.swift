@@ -279,83 +279,89 @@ extension EventStore {
     /// position whose subtree does not match; nil when the tree is the log's.
     /// Reads the log and the tree a page at a time.
     public func verifyTree(pageSize: Int = 65_536) throws -> (position: UInt64, reason: String)? {
-        var frontier = MerkleFrontier()
+        // The tree is recomputed from the records as they come, in flat buffers (no array per hash),
+        // and each node it makes is compared with the next stored node: nodes are stored in the order
+        // they are made.
+        var peaks = [UInt8]()  // 32 bytes a peak, largest first
+        var size: UInt64 = 0
+        var order: UInt64 = 0
+        var leaf = [UInt8](repeating: 0, count: 32)
+        var node = [UInt8](repeating: 0, count: 32)
+        var scratch = [UInt8](repeating: 0, count: 32)
         var next: UInt64 = 1
         while true {
             let outcome: (position: UInt64, reason: String)?? = try environment.read { txn in
                 let tree = try requireTree(in: txn)
-                var made = [MerkleFrontier.Node]()
-                var leaves = [UInt64: [UInt8]]()
                 var count = 0
-                try txn.withCursor(log.events) { cursor in
-                    var entry = try cursor.seek(atLeast: .bigEndian(next))
-                    while let current = entry, count < pageSize {
-                        let leaf = MerkleTree.leafHash(RecordCodec.storedHash(current.value))
-                        if frontier.size & 1 == 1, let left = frontier.peaks.last { leaves[frontier.size - 1] = left }
-                        leaves[frontier.size] = leaf
-                        made += frontier.append(leafHash: leaf)
-                        count += 1
-                        entry = try cursor.next()
-                    }
-                }
-                next += UInt64(count)
-                let interior = made.filter { $0.level > 0 }
-                if let first = interior.first {
-                    let mismatch: (position: UInt64, reason: String)? = try txn.withCursor(tree.nodes) { cursor in
-                        var entry = try cursor.seek(
-                            atLeast: .bigEndian(MerkleLog.order(level: first.level, index: first.index)))
-                        for node in interior {
-                            let order = MerkleLog.order(level: node.level, index: node.index)
-                            let position = node.index << UInt64(node.level) + 1
-                            guard let current = entry, current.key.count == 8, current.key.bigEndianUInt64() == order
-                            else {
-                                return (position, "the tree has no node \(order) (level \(node.level))")
+                let mismatch: (position: UInt64, reason: String)? = try txn.withCursor(log.events) { records in
+                    try txn.withCursor(tree.nodes) { nodes in
+                        var stored = try nodes.seek(atLeast: .bigEndian(order))
+                        var entry = try records.seek(atLeast: .bigEndian(next))
+                        while let current = entry, count < pageSize {
+                            MerkleLog.hash(prefix: 0x00, RecordCodec.storedHashBytes(current.value), into: &leaf)
+                            var index = size
+                            var level = 0
+                            leaf.withUnsafeBytes { source in node.withUnsafeMutableBytes { $0.copyMemory(from: source) }
                             }
-                            let expected =
-                                node.level == 1
-                                ? (leaves[node.index * 2] ?? []) + (leaves[node.index * 2 + 1] ?? [])
-                                : node.hash
-                            // The last node has the trailer after its own bytes.
-                            guard current.value.count >= expected.count,
-                                current.value[0..<expected.count].elementsEqual(expected)
-                            else {
-                                if node.level == 1, current.value.count >= 64 {
-                                    // Name the leaf: the left one when it differs, else the right one.
-                                    let leftSame = current.value[0..<32].elementsEqual(expected[0..<32])
+                            while index & 1 == 1 {
+                                let leftStart = peaks.count - 32
+                                let left = peaks[leftStart...]
+                                level += 1
+                                let position = (index >> 1) << UInt64(level) + 1
+                                guard let value = stored?.value, stored?.key.count == 8,
+                                    stored?.key.bigEndianUInt64() == order
+                                else { return (position, "the tree has no node \(order) (level \(level))") }
+                                if level == 1 {
+                                    guard value.count >= 64, value[0..<32].elementsEqual(left),
+                                        value[32..<64].elementsEqual(leaf)
+                                    else {
+                                        let leftSame = value.count >= 32 && value[0..<32].elementsEqual(left)
+                                        return (
+                                            leftSame ? position + 1 : position,
+                                            "its leaf in the tree is not its record's hash"
+                                        )
+                                    }
+                                }
+                                peaks.withUnsafeBytes { all in
+                                    node.withUnsafeBytes { right in
+                                        MerkleLog.hash(
+                                            prefix: 0x01, UnsafeRawBufferPointer(rebasing: all[leftStart...]), right,
+                                            into: &scratch)
+                                    }
+                                }
+                                swap(&node, &scratch)
+                                if level > 1, value.count < 32 || !value[0..<32].elementsEqual(node) {
                                     return (
-                                        leftSame ? position + 1 : position,
-                                        "its leaf in the tree is not its record's hash"
+                                        position,
+                                        "the tree's node over positions \(position)–"
+                                            + "\(position + (1 << UInt64(level)) - 1) does not match the log"
                                     )
                                 }
-                                return (
-                                    position,
-                                    "the tree's node over positions \(position)–"
-                                        + "\(position + (1 << UInt64(node.level)) - 1) does not match the log"
-                                )
+                                peaks.removeLast(32)
+                                order += 1
+                                stored = try nodes.next()
+                                index >>= 1
                             }
-                            entry = try cursor.next()
+                            peaks += node
+                            size += 1
+                            count += 1
+                            entry = try records.next()
                         }
                         return nil
                     }
-                    if let mismatch { return .some(mismatch) }
                 }
-                if count < pageSize {
-                    let stored = try tree.size(in: txn)
-                    if stored != frontier.size {
-                        return .some(
-                            (
-                                min(stored, frontier.size) + 1,
-                                "the tree covers \(stored) events and the log holds \(frontier.size)"
-                            ))
-                    }
-                    if stored & 1 == 1,
-                        try tree.subtree(level: 0, index: stored - 1, in: txn) != frontier.peaks.last
-                    {
-                        return .some((stored, "its leaf in the tree is not its record's hash"))
-                    }
-                    return .some(nil)
+                next += UInt64(count)
+                if let mismatch { return .some(mismatch) }
+                guard count < pageSize else { return nil }
+                let storedSize = try tree.size(in: txn)
+                if storedSize != size {
+                    return .some(
+                        (min(storedSize, size) + 1, "the tree covers \(storedSize) events and the log holds \(size)"))
                 }
-                return nil
+                if size & 1 == 1, try tree.subtree(level: 0, index: size - 1, in: txn) != Array(peaks.suffix(32)) {
+                    return .some((size, "its leaf in the tree is not its record's hash"))
+                }
+                return .some(nil)
             }
             if let outcome { return outcome }
         }
@@ -489,7 +495,7 @@ extension EventStore {
     /// Keeps a signed checkpoint of `size` events (replacing one kept for that size), on the writer.
     public func keepCheckpoint(_ checkpoint: StoredCheckpoint) async throws {
         guard let table = signedCheckpoints else { throw EventStoreError.readOnly }
-        try await perform { writer in
+        _ = try await perform { writer in
             try writer.txn.put(table, .bigEndian(checkpoint.size), Array(checkpoint.note.utf8))
         }
     }
@@ -541,5 +547,26 @@ extension EventStore {
             next += UInt64(count)
         }
         return roots
+    }
+}
+
+extension MerkleLog {
+    /// SHA-256(prefix ‖ parts…) into `digest` (32 bytes), without allocating.
+    static func hash(prefix: UInt8, _ data: UnsafeRawBufferPointer, into digest: inout [UInt8]) {
+        var hasher = SHA256()
+        withUnsafeBytes(of: prefix) { hasher.update($0) }
+        hasher.update(data)
+        digest.withUnsafeMutableBytes { hasher.finalize(into: $0) }
+    }
+
+    /// SHA-256(prefix ‖ left ‖ right) into `digest` (32 bytes).
+    static func hash(
+        prefix: UInt8, _ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer, into digest: inout [UInt8]
+    ) {
+        var hasher = SHA256()
+        withUnsafeBytes(of: prefix) { hasher.update($0) }
+        hasher.update(left)
+        hasher.update(right)
+        digest.withUnsafeMutableBytes { hasher.finalize(into: $0) }
     }
 }
