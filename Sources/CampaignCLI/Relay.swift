@@ -121,27 +121,17 @@ struct Relay {
             let position = event.position
             let subject = "\(prefix).\(Relay.token(event.tenant)).\(Relay.subjectPart(event.type))"
             let body = CampaignEngine.cloudEvent(event, storeId: storeId).bytes
-            acks.sent(position)
-            do {
-                try jetStream.publish(subject, id: "\(storeId)-\(position)", payload: body) { result in
-                    acks.finished(position, result.map { _ in () })
-                }
-            } catch {
-                acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
-                throw error
-            }
-            // A signed checkpoint follows the event at its tree size, on its own subject.
-            for kept in try keptCheckpoints.due(through: position) {
-                let body = Audit.cloudEvent(kept, storeId: storeId).bytes
-                acks.sent(nil)
-                do {
-                    try jetStream.publish(
-                        "\(prefix).audit.checkpoint", id: "\(storeId)-checkpoint-\(kept.size)", payload: body
-                    ) { result in acks.finished(nil, result.map { _ in () }) }
-                } catch {
-                    acks.finished(nil, .failure(error as? NATSError ?? .connection("\(error)")))
-                    throw error
-                }
+            // A signed checkpoint follows the event at its tree size, on its own subject. Its publish
+            // counts for the event's position, so the relay's checkpoint passes the event only once
+            // both are acknowledged (a failed one is sent again after a restart). Both are counted
+            // before either goes out, so a fast acknowledgement cannot pass the position early.
+            let due = try keptCheckpoints.due(through: position)
+            acks.sent(position, publishes: 1 + due.count)
+            try publish(jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position)
+            for kept in due {
+                try publish(
+                    jetStream, acks, "\(prefix).audit.checkpoint", id: "\(storeId)-checkpoint-\(kept.size)",
+                    Audit.cloudEvent(kept, storeId: storeId).bytes, for: position)
             }
             if acks.contiguous - checkpoint.stored >= 1_000 { try await checkpoint.store() }
             if stop.requested { return }
@@ -154,6 +144,21 @@ struct Relay {
                 try await checkpoint.store()
                 if !follow { return }
             }
+        }
+    }
+
+    /// Publishes one message whose acknowledgement counts for `position`.
+    private func publish(
+        _ jetStream: JetStream, _ acks: AckWindow, _ subject: String, id: String, _ body: [UInt8],
+        for position: UInt64
+    ) throws {
+        do {
+            try jetStream.publish(subject, id: id, payload: body) { result in
+                acks.finished(position, result.map { _ in () })
+            }
+        } catch {
+            acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
+            throw error
         }
     }
 
@@ -184,6 +189,8 @@ final class AckWindow: @unchecked Sendable {
     private let lock = NSLock()
     private var acknowledgedThrough: UInt64
     private var ahead = Set<UInt64>()
+    /// Acknowledgements still awaited, by position.
+    private var outstanding = [UInt64: Int]()
     private var inFlight = 0
     private var failure: NATSError?
     private var failureHandler: (@Sendable () -> Void)?
@@ -199,12 +206,17 @@ final class AckWindow: @unchecked Sendable {
     /// The last position such that it and every one before it are acknowledged.
     var contiguous: UInt64 { lock.withLock { acknowledgedThrough } }
 
-    /// A publish went out: of the event at `position`, or of something else (nil) that must be
-    /// acknowledged too but moves no position.
-    func sent(_ position: UInt64?) { lock.withLock { inFlight += 1 } }
+    /// `publishes` messages for the event at `position` are going out (the event, and a checkpoint
+    /// that follows it); the position counts as acknowledged once all of theirs have arrived.
+    func sent(_ position: UInt64, publishes: Int = 1) {
+        lock.withLock {
+            inFlight += publishes
+            outstanding[position, default: 0] += publishes
+        }
+    }
 
-    /// Its acknowledgement arrived (or the publish failed).
-    func finished(_ position: UInt64?, _ result: Result<Void, NATSError>) {
+    /// One acknowledgement for `position` arrived (or its publish failed).
+    func finished(_ position: UInt64, _ result: Result<Void, NATSError>) {
         let failed = lock.withLock { () -> (@Sendable () -> Void)? in
             inFlight -= 1
             if case let .failure(error) = result {
@@ -212,7 +224,12 @@ final class AckWindow: @unchecked Sendable {
                 failure = error
                 return failureHandler
             }
-            guard let position else { return nil }
+            let left = (outstanding[position] ?? 1) - 1
+            guard left == 0 else {
+                outstanding[position] = left
+                return nil
+            }
+            outstanding[position] = nil
             ahead.insert(position)
             while ahead.remove(acknowledgedThrough + 1) != nil { acknowledgedThrough += 1 }
             return nil
