@@ -53,7 +53,7 @@ public enum Audit {
     /// right after the event at the checkpoint's tree size.
     public static func cloudEvent(_ checkpoint: StoredCheckpoint, storeId: String) -> JSON {
         .object([
-            "specversion": .string("1.0"),
+            "specversion": .string(CampaignEngine.cloudEventsVersion),
             "id": .string("\(storeId)-checkpoint-\(checkpoint.size)"),
             "source": .string("urn:campaign-engine:\(storeId)"),
             "type": .string("audit.checkpoint"),

@@ -84,6 +84,8 @@ struct MerkleLog: Sendable {
             try txn.put(nodes, MerkleLog.sizeKey, trailer.bytes)
             return
         }
+        // The first node takes the trailer over from the key that held it while there was none.
+        if oldCount == 0 { _ = try txn.delete(nodes, MerkleLog.sizeKey) }
         let key = [UInt8].bigEndian(count - 1)
         guard var value = try txn.get(nodes, key) else {
             throw EventStoreError.corruptRecord(position: frontier.size, reason: "the tree's last node is missing")
@@ -461,17 +463,14 @@ extension MerkleLog {
     }
 }
 
-/// Subtree hashes over leaf hashes held in memory, for trees recomputed from the log.
+/// Subtree hashes over leaf hashes held in memory, for trees recomputed from the log: the root of a
+/// frontier fed the subtree's leaves.
 enum MerkleEventTree {
     static func subtree(_ leaves: [[UInt8]], level: Int, index: UInt64) -> [UInt8] {
         let lower = Int(index << UInt64(level))
-        return hash(leaves, lower..<lower + (1 << level))
-    }
-
-    private static func hash(_ leaves: [[UInt8]], _ range: Range<Int>) -> [UInt8] {
-        if range.count == 1 { return leaves[range.lowerBound] }
-        let middle = range.lowerBound + range.count / 2
-        return MerkleTree.nodeHash(hash(leaves, range.lowerBound..<middle), hash(leaves, middle..<range.upperBound))
+        var frontier = MerkleFrontier()
+        for leaf in leaves[lower..<lower + (1 << level)] { frontier.append(leafHash: leaf) }
+        return frontier.root
     }
 }
 
