@@ -328,6 +328,12 @@ public final class ProjectionRunner: @unchecked Sendable {
     {
         let run = try RebuildRun(self, names)
         let started = try store.write(run.start)
+        for folded in try run.fold() {
+            var written = 0
+            repeat {
+                written = try store.write { try run.write(folded, from: written, in: $0) }
+            } while written < folded.rows.count
+        }
         while true {
             let (done, finished) = try store.write { try run.batch(batchSize: batchSize, in: $0) }
             progress?(run.progress(done: done, started: started))
@@ -346,12 +352,60 @@ public final class ProjectionRunner: @unchecked Sendable {
     ) async throws -> RebuildProgress {
         let run = try RebuildRun(self, names)
         let started = try await store.perform(run.start)
+        for folded in try await Self.offPool(run.fold) {
+            var written = 0
+            repeat {
+                let from = written
+                written = try await store.perform { try run.write(folded, from: from, in: $0) }
+            } while written < folded.rows.count
+        }
         while true {
             let (done, finished) = try await store.perform { try run.batch(batchSize: batchSize, in: $0) }
             let reached = run.progress(done: done, started: started)
             progress?(reached)
             if finished { return reached }
         }
+    }
+
+    /// Runs `work` on a thread outside Swift's cooperative pool (a fold keeps a core busy for
+    /// seconds) and returns its result.
+    static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    /// Folds the log from position 1 to the head into each projection's fold, in read transactions
+    /// of 4,096 events, and returns the rows each arrives at and the last position folded.
+    func fold(_ projections: [any FoldedRebuild]) throws -> (rows: [SortedRows], through: UInt64) {
+        guard !projections.isEmpty else { return ([], 0) }
+        let folds = projections.map { $0.makeFold() }
+        let head = try store.read { try $0.headPosition() }
+        var reached: UInt64 = 0
+        while reached < head {
+            let events = try store.read { try $0.events(from: reached + 1, limit: Int(min(4_096, head - reached))) }
+            guard !events.isEmpty else { break }
+            for event in events {
+                let projected = ProjectedEvent(event)
+                for fold in folds { try fold.fold(projected) }
+                reached = event.position
+            }
+        }
+        let rows = try store.read { txn in
+            let reader = PersonalDataReader(txn: txn, table: personalData)
+            return try folds.map { try $0.rows(reader) }
+        }
+        return (rows, reached)
+    }
+
+    /// The rows a folded projection's rebuild arrived at, to write into its scratch slot.
+    struct FoldedRows: Sendable {
+        /// The projection.
+        var name: String
+        /// Its rows, in key order.
+        var rows: SortedRows
+        /// The last position folded into them: the rebuild's checkpoint once they are written.
+        var through: UInt64
     }
 
     /// One rebuild of some projections, as steps that each run in a write transaction.
@@ -380,7 +434,11 @@ public final class ProjectionRunner: @unchecked Sendable {
             for projection in selected {
                 var state = try runner.meta(projection.name, in: txn) ?? Meta()
                 let scratch = state.slot == "a" ? "b" : "a"
-                if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch {
+                // A checkpoint of 0 resumes nothing; a folded projection may have written some of
+                // its rows under it, so its slot is cleared too.
+                if let rebuild = state.rebuild, rebuild.version == projection.version, rebuild.slot == scratch,
+                    rebuild.checkpoint > 0
+                {
                     lowest = min(lowest, rebuild.checkpoint)
                     continue
                 }
@@ -390,6 +448,45 @@ public final class ProjectionRunner: @unchecked Sendable {
                 lowest = 0
             }
             return Start(resumedFrom: lowest == .max ? 0 : lowest, total: try txn.headPosition(), time: .now)
+        }
+
+        /// Folds the log for each ``FoldedRebuild`` projection whose rebuild starts from scratch, in
+        /// read transactions (no writer held): the rows to write, and the position they reach.
+        @Sendable func fold() throws -> [FoldedRows] {
+            let fresh = try runner.store.read { txn in
+                try selected.compactMap { projection -> (any FoldedRebuild)? in
+                    guard let folded = projection as? any FoldedRebuild,
+                        try runner.meta(projection.name, in: txn)?.rebuild?.checkpoint == 0
+                    else { return nil }
+                    return folded
+                }
+            }
+            let (rows, through) = try runner.fold(fresh)
+            guard through > 0 else { return [] }
+            return zip(fresh, rows).map { FoldedRows(name: $0.name, rows: $1, through: through) }
+        }
+
+        /// Appends folded rows from `start` to the projection's scratch slot for at most
+        /// ``batchTimeBudget``; the job that writes the last row also records `through` as the
+        /// rebuild's checkpoint. Nothing is written unless the rebuild is still at checkpoint 0.
+        /// - Returns: the index of the next row to write (the row count when done).
+        func write(_ folded: FoldedRows, from start: Int, in txn: WriteTransaction) throws -> Int {
+            guard var state = try runner.meta(folded.name, in: txn), var rebuild = state.rebuild,
+                rebuild.checkpoint == 0
+            else { return folded.rows.count }
+            let deadline = ContinuousClock.now + ProjectionRunner.batchTimeBudget
+            let table = runner.table(folded.name, slot: rebuild.slot)
+            var index = start
+            while index < folded.rows.count {
+                let row = folded.rows[index]
+                try txn.append(Array(row.value), forKey: Array(row.key), in: table)
+                index += 1
+                if index % 256 == 0, ContinuousClock.now >= deadline { return index }
+            }
+            rebuild.checkpoint = folded.through
+            state.rebuild = rebuild
+            try runner.setMeta(state, folded.name, in: txn)
+            return index
         }
 
         /// Applies the next events (at most `batchSize`, for at most ``batchTimeBudget``) to every
@@ -468,6 +565,22 @@ public final class ProjectionRunner: @unchecked Sendable {
         if projection.mode == .catchUp { try catchUp(name) }
         var checkpoint: UInt64 = 0
         try store.write { try $0.clear(scratch) }
+        if let folded = projection as? any FoldedRebuild {
+            let (rows, through) = try fold([folded])
+            var written = 0
+            while let all = rows.first, written < all.count {
+                written = try store.write { txn in
+                    var index = written
+                    while index < all.count, index - written < 100_000 {
+                        let row = all[index]
+                        try txn.append(Array(row.value), forKey: Array(row.key), in: scratch)
+                        index += 1
+                    }
+                    return index
+                }
+            }
+            checkpoint = through
+        }
         while true {
             let (next, atHead): (UInt64, Bool) = try store.write { txn in
                 let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)

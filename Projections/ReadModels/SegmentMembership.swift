@@ -70,8 +70,13 @@ public struct SegmentMembership: Projection {
     }
 
     func schema(_ tenant: String, _ table: ProjectionTable) throws -> ContactSchema {
+        Self.schema(fields: try table.json(Key.make(["f", tenant]))?.objectValue ?? [:])
+    }
+
+    /// The schema of a tenant whose `field.defined` payloads, by name, are `fields`.
+    static func schema(fields: [String: JSON]) -> ContactSchema {
         var schema = ContactSchema()
-        for (name, definition) in try table.json(Key.make(["f", tenant]))?.objectValue ?? [:] {
+        for (name, definition) in fields {
             let type = definition["type"]?.stringValue ?? ""
             let values = definition["values"]?.arrayValue?.compactMap(\.stringValue)
             schema = TenantSchema.evolve(schema, .fieldDefined(name: name, type: type, values: values))

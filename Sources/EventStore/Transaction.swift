@@ -255,6 +255,16 @@ public final class WriteTransaction: ReadTransaction {
         try txn.put(table.dbi, key, value)
     }
 
+    /// Stores `value` under `key`, which must sort after every key already in `table`: LMDB then
+    /// fills pages in order (`MDB_APPEND`) instead of searching for each key, for bulk loads of rows
+    /// written in key order.
+    /// - Throws: ``EventStoreError/invalidKey(_:)`` when `key` does not sort after the table's last key.
+    public func append(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
+        guard try txn.put(table.dbi, key, value, flags: UInt32(MDB_APPEND)) else {
+            throw EventStoreError.invalidKey("an appended key must sort after the table's last key")
+        }
+    }
+
     /// Removes `key` from `table`; returns whether it was there.
     @discardableResult
     public func delete(key: [UInt8], in table: Table) throws -> Bool {

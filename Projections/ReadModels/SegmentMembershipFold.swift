@@ -1,0 +1,224 @@
+import CampaignDomain
+import Foundation
+
+extension SegmentMembership: FoldedRebuild {
+    /// A fold that evaluates each contact once per segment, however many rule changes the log holds.
+    public func makeFold() -> any RebuildFold { MembershipFold() }
+}
+
+/// The `segments` rebuild in closed form.
+///
+/// Folding event by event evaluates a contact against a segment at every trigger: each rule
+/// change (every contact of the tenant), each event of the contact (every active segment), and
+/// each refresh that finds its boundary due. Contacts are always evaluated with their current
+/// values, so what stays in the table for a pair is the evaluation at its last trigger: the
+/// segment's final rule, parsed with the schema of that moment, matched at that event's time. This
+/// fold therefore only records, per tenant, the schema after each field definition, each segment's
+/// state and last rule event, each contact's last event, and the refreshes; ``rows(_:)`` then
+/// evaluates each live contact once per active segment at the later of the two last events, and
+/// follows the refreshes that would have found its boundary due.
+final class MembershipFold: RebuildFold {
+    /// An event that made the projection evaluate: where it is in the log, and when it happened.
+    struct Trigger {
+        var position: UInt64
+        var time: Date
+    }
+
+    struct SegmentEntry {
+        /// The stored state, as `apply` writes it (and parses it back for the next event).
+        var bytes: [UInt8]
+        var state: SegmentState
+        var lastChange: Trigger
+    }
+
+    struct Tenant {
+        var fields: [String: JSON] = [:]
+        /// The schema in force from each position on (a field definition's), first to last.
+        var schemas: [(from: UInt64, schema: ContactSchema)] = [(0, ContactSchema())]
+        var segments: [String: SegmentEntry] = [:]
+        /// Each contact's last event, and whether it erased the contact.
+        var contacts: [String: (last: Trigger, erased: Bool)] = [:]
+        /// The tenant's `segment.membershipsRefreshed` events, in log order.
+        var refreshes: [Trigger] = []
+
+        /// The index in ``schemas`` of the schema in force at `position`.
+        func schemaIndex(at position: UInt64) -> Int {
+            schemas.lastIndex { $0.from < position } ?? 0
+        }
+    }
+
+    private var tenants: [String: Tenant] = [:]
+
+    func fold(_ event: ProjectedEvent) throws {
+        let envelope = event.envelope
+        let trigger = Trigger(position: envelope.position, time: envelope.occurredAt)
+        switch envelope.type {
+        case SchemaEvent.Kind.fieldDefined.rawValue:
+            guard let name = event.payload["name"]?.stringValue else { return }
+            tenants[envelope.tenant, default: Tenant()].fields[name] = event.payload
+            let fields = tenants[envelope.tenant]!.fields
+            tenants[envelope.tenant]!.schemas.append((envelope.position, SegmentMembership.schema(fields: fields)))
+        case SegmentEvent.Kind.created.rawValue, SegmentEvent.Kind.updated.rawValue,
+            SegmentEvent.Kind.archived.rawValue:
+            guard let id = event.payload["segmentId"]?.stringValue else { return }
+            let before = tenants[envelope.tenant]?.segments[id].flatMap {
+                (try? JSON.parse($0.bytes)).flatMap(SegmentState.init(snapshot:))
+            }
+            guard let after = Segment.evolve(before, event.record) else { return }
+            tenants[envelope.tenant, default: Tenant()].segments[id] = SegmentEntry(
+                bytes: after.snapshot.bytes, state: after, lastChange: trigger)
+        case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
+            guard let contactId = event.payload["contactId"]?.stringValue else { return }
+            tenants[envelope.tenant, default: Tenant()].contacts[contactId] = (
+                trigger, envelope.type == ContactEvent.Kind.erased.rawValue
+            )
+        case MembershipEvent.Kind.refreshed.rawValue:
+            tenants[envelope.tenant, default: Tenant()].refreshes.append(trigger)
+        default:
+            return
+        }
+    }
+
+    /// What a tenant's rows hold once every membership is decided.
+    struct Outcome {
+        var tenant: [UInt8]
+        var contacts: [[UInt8]] = []
+        /// Each segment with its sorted members.
+        var members: [(segment: [UInt8], contacts: [[UInt8]])] = []
+        /// The memberships time alone can change: the next boundary (ms), segment, contact.
+        var boundaries: [(time: UInt64, segment: [UInt8], contact: [UInt8])] = []
+
+        /// The first boundary: the tenant's earliest-due entry.
+        var earliest: UInt64? { boundaries.map(\.time).min() }
+    }
+
+    func rows(_ personalData: PersonalDataReader) throws -> SortedRows {
+        let names = tenants.keys.sorted { Self.precedes(Array($0.utf8), Array($1.utf8)) }
+        let outcomes = try names.map { try outcome($0, personalData) }
+        var rows = SortedRows()
+        /// `tag` 0x00 `tenant`, then each further part after a 0x00.
+        func key(_ tag: Character, _ tenant: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
+            var key: [UInt8] = [tag.asciiValue!, 0]
+            key += tenant
+            for part in parts { key += [0] + part }
+            return key
+        }
+        // Tags in byte order: W < b < c < d < f < g < m < n < w; tenants in byte order within each.
+        for outcome in outcomes {
+            if let first = outcome.earliest { rows.append(key: key("W", outcome.tenant), value: Key.u64(first)) }
+        }
+        for outcome in outcomes {
+            for entry in outcome.boundaries.sorted(by: Self.bySegmentAndContact) {
+                rows.append(key: key("b", outcome.tenant, entry.segment, entry.contact), value: Key.u64(entry.time))
+            }
+        }
+        for outcome in outcomes {
+            for contact in outcome.contacts { rows.append(key: key("c", outcome.tenant, contact)) }
+        }
+        for outcome in outcomes {
+            let due = outcome.boundaries.sorted { a, b in
+                a.time != b.time ? a.time < b.time : Self.bySegmentAndContact(a, b)
+            }
+            for entry in due {
+                var row = key("d", outcome.tenant, Key.u64(entry.time) + entry.segment)
+                row += [0] + entry.contact
+                rows.append(key: row)
+            }
+        }
+        for (outcome, name) in zip(outcomes, names) where !tenants[name]!.fields.isEmpty {
+            rows.append(key: key("f", outcome.tenant), value: JSON.object(tenants[name]!.fields).bytes)
+        }
+        for (outcome, name) in zip(outcomes, names) {
+            let segments: [(id: [UInt8], bytes: [UInt8])] = tenants[name]!.segments.map {
+                (Array($0.key.utf8), $0.value.bytes)
+            }
+            for segment in segments.sorted(by: { Self.precedes($0.id, $1.id) }) {
+                rows.append(key: key("g", outcome.tenant, segment.id), value: segment.bytes)
+            }
+        }
+        for outcome in outcomes {
+            for (segment, contacts) in outcome.members {
+                for contact in contacts { rows.append(key: key("m", outcome.tenant, segment, contact)) }
+            }
+        }
+        for outcome in outcomes {
+            for (segment, contacts) in outcome.members where !contacts.isEmpty {
+                rows.append(key: key("n", outcome.tenant, segment), value: Key.u64(UInt64(contacts.count)))
+            }
+        }
+        var earliest = [(time: UInt64, tenant: [UInt8])]()
+        for outcome in outcomes {
+            if let first = outcome.earliest { earliest.append((first, outcome.tenant)) }
+        }
+        earliest.sort { a, b in a.time != b.time ? a.time < b.time : Self.precedes(a.tenant, b.tenant) }
+        for entry in earliest {
+            rows.append(key: SegmentMembership.earliestPrefix + Key.u64(entry.time) + entry.tenant)
+        }
+        return rows
+    }
+
+    static func bySegmentAndContact(
+        _ a: (time: UInt64, segment: [UInt8], contact: [UInt8]), _ b: (time: UInt64, segment: [UInt8], contact: [UInt8])
+    ) -> Bool {
+        a.segment != b.segment ? precedes(a.segment, b.segment) : precedes(a.contact, b.contact)
+    }
+
+    /// Decides every membership of one tenant.
+    func outcome(_ name: String, _ personalData: PersonalDataReader) throws -> Outcome {
+        let tenant = tenants[name]!
+        var outcome = Outcome(tenant: Array(name.utf8))
+        let live = tenant.contacts.filter { !$0.value.erased }.map { (id: Array($0.key.utf8), last: $0.value.last) }
+            .sorted { Self.precedes($0.id, $1.id) }
+        outcome.contacts = live.map(\.id)
+        let active = tenant.segments.filter { $0.value.state.status == .active }
+            .sorted { Self.precedes(Array($0.key.utf8), Array($1.key.utf8)) }
+        guard !active.isEmpty else { return outcome }
+        // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse).
+        var compiled = [String: [Int: SegmentRule?]]()
+        func rule(_ id: String, _ state: SegmentState, _ schema: Int) -> SegmentRule? {
+            if let known = compiled[id]?[schema] { return known }
+            let parsed = try? SegmentRule.parse(state.rules, schema: tenant.schemas[schema].schema, at: "")
+            compiled[id, default: [:]][schema] = parsed
+            return parsed
+        }
+        var members = [[[UInt8]]](repeating: [], count: active.count)
+        for contact in live {
+            let contactId = String(decoding: contact.id, as: UTF8.self)
+            var values: [String: JSON]?
+            for (index, (segmentId, segment)) in active.enumerated() {
+                var trigger = contact.last.position > segment.lastChange.position ? contact.last : segment.lastChange
+                var schema = tenant.schemaIndex(at: trigger.position)
+                guard var compiledRule = rule(segmentId, segment.state, schema) else { continue }
+                if values == nil { values = try personalData.values(tenant: name, contactId: contactId) }
+                var boundary = compiledRule.nextChange(values!, after: trigger.time)
+                // A refresh after the trigger whose time reaches the boundary re-evaluates the pair.
+                while let due = boundary.map(Self.millis),
+                    let refresh = tenant.refreshes.first(where: {
+                        $0.position > trigger.position && Self.millis($0.time) >= due
+                    })
+                {
+                    trigger = refresh
+                    schema = tenant.schemaIndex(at: trigger.position)
+                    guard let next = rule(segmentId, segment.state, schema) else { break }
+                    compiledRule = next
+                    boundary = compiledRule.nextChange(values!, after: trigger.time)
+                }
+                let current = rule(segmentId, segment.state, schema)
+                if current?.matches(values!, schema: tenant.schemas[schema].schema, now: trigger.time) == true {
+                    members[index].append(contact.id)
+                }
+                if let boundary = boundary, current != nil {
+                    outcome.boundaries.append((Self.millis(boundary), Array(segmentId.utf8), contact.id))
+                }
+            }
+        }
+        outcome.members = zip(active, members).map { (Array($0.key.utf8), $1) }
+        return outcome
+    }
+
+    /// A time as the projection's keys hold it: whole milliseconds since 1970.
+    static func millis(_ date: Date) -> UInt64 { Key.readU64(Key.time(date)) }
+
+    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.lexicographicallyPrecedes(b) }
+
+}
