@@ -307,6 +307,17 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// How long one rebuild batch may hold the writer: appends wait behind it.
     public static let batchTimeBudget: Duration = .milliseconds(50)
 
+    /// How long a rebuild batch works before it ends early because appends are waiting: long enough
+    /// that a rebuild under steady load still moves, short enough that an append waits little.
+    public static let batchTimeWhenAppendsWait: Duration = .milliseconds(1)
+
+    /// Whether a writer job that started at `start` should end now: its budget is spent, or it has
+    /// done its minimum and appends are waiting for the writer.
+    func shouldYield(startedAt start: ContinuousClock.Instant) -> Bool {
+        let elapsed = ContinuousClock.now - start
+        return elapsed >= Self.batchTimeBudget || (elapsed >= Self.batchTimeWhenAppendsWait && store.appendsWaiting)
+    }
+
     /// Rebuilds one projection from position 1 into its scratch slot, then switches to it
     /// atomically. Resumes an interrupted rebuild of the same version.
     public func rebuild(_ name: String, batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
@@ -467,21 +478,21 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
 
         /// Appends folded rows from `start` to the projection's scratch slot for at most
-        /// ``batchTimeBudget``; the job that writes the last row also records `through` as the
+        /// ``batchTimeBudget`` (less when appends wait); the job that writes the last row also records `through` as the
         /// rebuild's checkpoint. Nothing is written unless the rebuild is still at checkpoint 0.
         /// - Returns: the index of the next row to write (the row count when done).
         func write(_ folded: FoldedRows, from start: Int, in txn: WriteTransaction) throws -> Int {
             guard var state = try runner.meta(folded.name, in: txn), var rebuild = state.rebuild,
                 rebuild.checkpoint == 0
             else { return folded.rows.count }
-            let deadline = ContinuousClock.now + ProjectionRunner.batchTimeBudget
+            let began = ContinuousClock.now
             let table = runner.table(folded.name, slot: rebuild.slot)
             var index = start
             while index < folded.rows.count {
                 let row = folded.rows[index]
                 try txn.append(Array(row.value), forKey: Array(row.key), in: table)
                 index += 1
-                if index % 256 == 0, ContinuousClock.now >= deadline { return index }
+                if index % 256 == 0, runner.shouldYield(startedAt: began) { return index }
             }
             rebuild.checkpoint = folded.through
             state.rebuild = rebuild
@@ -489,12 +500,13 @@ public final class ProjectionRunner: @unchecked Sendable {
             return index
         }
 
-        /// Applies the next events (at most `batchSize`, for at most ``batchTimeBudget``) to every
+        /// Applies the next events (at most `batchSize`, for at most ``batchTimeBudget``, less when
+        /// appends wait: ``batchTimeWhenAppendsWait``) to every
         /// scratch slot and records each checkpoint; a projection whose slot reaches the head
         /// switches to it here.
         /// - Returns: the position reached, and whether every projection has switched.
         func batch(batchSize: Int, in txn: WriteTransaction) throws -> (UInt64, Bool) {
-            let deadline = ContinuousClock.now + ProjectionRunner.batchTimeBudget
+            let began = ContinuousClock.now
             var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
             for projection in selected {
                 guard let state = try runner.meta(projection.name, in: txn), let rebuild = state.rebuild else {
@@ -522,7 +534,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                     }
                     reached = event.position
                     applied += 1
-                    if applied % 8 == 0, ContinuousClock.now >= deadline {
+                    if applied % 8 == 0, runner.shouldYield(startedAt: began) {
                         outOfTime = true
                         break
                     }

@@ -252,6 +252,10 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// Whether appends are queued for the writer: a long writer job (a rebuild batch) checks it to
+    /// end early and let them commit.
+    public var appendsWaiting: Bool { committer.load.queued > 0 }
+
     /// Queues `body` to run in a write transaction of its own on the writer thread and returns at
     /// once, for writes nobody waits for (a snapshot): a failure is dropped, and nothing runs
     /// once the store is closed.

@@ -6,8 +6,8 @@ import Foundation
 /// A dedicated thread, not a task, because the commit blocks on the disk flush and must begin and
 /// end on one thread (LMDB's writer mutex belongs to the thread that took it).
 ///
-/// Invariant that makes `@unchecked Sendable` safe: `pending`, `stopped`, `inFlight` and the
-/// counters are read and written only with `condition` locked.
+/// Invariant that makes `@unchecked Sendable` safe: `pending`, `pendingWrites`, `jobsWent`,
+/// `stopped`, `inFlight` and the counters are read and written only with `condition` locked.
 final class GroupCommitter: @unchecked Sendable {
     struct Job {
         let request: AppendRequest
@@ -17,8 +17,10 @@ final class GroupCommitter: @unchecked Sendable {
     private let condition = NSCondition()
     private var pending: [Job] = []
     /// Other writes (snapshots, projection batches), each run in a transaction of its own on the
-    /// writer thread, before the next batch of appends.
+    /// writer thread, taking turns with batches of appends.
     private var pendingWrites: [@Sendable () -> Void] = []
+    /// Whether the writer's last turn ran jobs (the next turn goes to appends if any wait).
+    private var jobsWent = false
     private var stopped = false
     private var finished = false
     private var inFlight = 0
@@ -120,13 +122,18 @@ final class GroupCommitter: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let writes = pendingWrites
-            pendingWrites.removeAll()
-            if !writes.isEmpty {
+            // Writer jobs and append batches take turns when both wait, so a stream of jobs (a
+            // rebuild's batches, each submitted as the last one ends) never holds appends back by
+            // more than one job, and a stream of appends never starves the jobs.
+            if !pendingWrites.isEmpty && (pending.isEmpty || !jobsWent) {
+                let writes = pendingWrites
+                pendingWrites.removeAll()
+                jobsWent = true
                 condition.unlock()
                 for write in writes { write() }
                 continue
             }
+            jobsWent = false
             let batch = Array(pending.prefix(maximumBatchSize))
             pending.removeFirst(batch.count)
             inFlight = batch.count

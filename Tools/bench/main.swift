@@ -8,7 +8,7 @@ import Foundation
 import Hashing
 import NATS
 
-/// `campaign-bench [--quick] [--dir DIR] [--json FILE] [--no-peer]`
+/// `campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer] [--keep]`
 ///
 /// Runs each case beside its baseline in this one process, on the same disk, with the same
 /// payload sizes, prints a table and writes JSON. Release builds only (`swift run -c release
@@ -25,7 +25,8 @@ let only = option("--only").map { Set($0.split(separator: ",").compactMap { Int(
 /// Whether case `number` (1–10) runs; `--only 3,4` picks cases (for profiling one at a time).
 func runs(_ number: Int) -> Bool { only?.contains(number) ?? true }
 if arguments.contains("--help") {
-    print("usage: campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer]")
+    print("usage: campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer] [--keep]")
+    print("  --keep leaves the stores in DIR (to profile a rebuild of DIR/big with campaign, say)")
     exit(0)
 }
 #if DEBUG
@@ -830,7 +831,7 @@ let document = JSON.object([
 ])
 try Data(document.bytes).write(to: URL(fileURLWithPath: jsonPath))
 print("\nwrote \(jsonPath)")
-try? FileManager.default.removeItem(atPath: root)
+if !arguments.contains("--keep") { try? FileManager.default.removeItem(atPath: root) }
 
 /// A value shared between tasks. Invariant that makes `@unchecked Sendable` safe: `stored` is
 /// touched only under `lock`.
