@@ -64,9 +64,10 @@ enum RecordCodec {
             let schema = reader.u16()
         else { throw fail("truncated header") }
         var strings = [String]()
+        strings.reserveCapacity(6)
         for _ in 0..<6 {
-            guard let length = reader.u16(), let raw = reader.bytes(Int(length)) else { throw fail("truncated field") }
-            guard let text = String(validating: raw, as: UTF8.self) else { throw fail("field is not UTF-8") }
+            guard let length = reader.u16(), let raw = reader.span(Int(length)) else { throw fail("truncated field") }
+            guard let text = ByteReader.text(raw) else { throw fail("field is not UTF-8") }
             strings.append(text)
         }
         guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
@@ -143,6 +144,21 @@ struct ByteReader {
         guard count >= 0, bytes.count - offset >= count else { return nil }
         defer { offset += count }
         return Array(bytes[offset..<(offset + count)])
+    }
+
+    /// The next `count` bytes, without copying them (valid as long as the buffer).
+    mutating func span(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0, bytes.count - offset >= count else { return nil }
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
+    }
+
+    /// `bytes` as text, or nil when they are not UTF-8. Envelope fields are ASCII nearly always:
+    /// those are copied straight into a string, the rest validated.
+    static func text(_ bytes: UnsafeRawBufferPointer) -> String? {
+        let utf8 = bytes.bindMemory(to: UInt8.self)
+        if utf8.allSatisfy({ $0 < 0x80 }) { return String(decoding: utf8, as: UTF8.self) }
+        return String(validating: utf8, as: UTF8.self)
     }
 
     private mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {

@@ -29,14 +29,15 @@ import Testing
         defer { store.close() }
         let new = NewEvent(
             type: "campaign.created", schemaVersion: 3, occurredAt: Date(timeIntervalSince1970: 1_790_000_000.123),
-            tenant: "acme", actor: "u_7", requestId: "req_9", causationId: "cmd_9",
+            tenant: "acme", actor: "Zoë Ørsted ☀️", requestId: "req_9", causationId: "cmd_9",
             payload: Array(#"{"name":"Spring ☀️"}"#.utf8))
         _ = try await store.append(appendRequest("cmp_1", .noStream, events: [new]))
         let stored = try #require(try store.readStream("cmp_1").first)
         #expect(stored.type == new.type)
         #expect(stored.schemaVersion == 3)
         #expect(stored.occurredAt == Date(timeIntervalSince1970: 1_790_000_000.123))
-        #expect(stored.tenant == "acme" && stored.actor == "u_7")
+        // ASCII fields are copied straight into strings, others validated as UTF-8: both come back.
+        #expect(stored.tenant == "acme" && stored.actor == "Zoë Ørsted ☀️")
         #expect(stored.requestId == "req_9" && stored.causationId == "cmd_9")
         #expect(stored.payload == new.payload)
         #expect(stored.previousHash == [UInt8](repeating: 0, count: 32))
