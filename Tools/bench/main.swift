@@ -747,71 +747,126 @@ if runs(10) {
     }
 }
 
-// MARK: The peer.
+// MARK: The peers.
+
+/// Runs `command` with `/bin/sh` and returns its exit status and standard output.
+func shell(_ command: String) -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return (127, "") }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A throwaway PostgreSQL cluster: `initdb` in a temporary directory, `pg_ctl` on a free loopback
+/// port, trust authentication, default (durable) settings; Debian's `postgresql` is installed when
+/// missing. Run as the `postgres` user when this process is root (PostgreSQL refuses root).
+struct ThrowawayPostgres {
+    let directory: String
+    let port: UInt16
+    let bin: String
+    let asUser: String
+
+    init?() {
+        if shell("ls /usr/lib/postgresql/*/bin/initdb").0 != 0 {
+            print("  installing postgresql (apt-get)…")
+            _ = shell(
+                "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null")
+        }
+        let (found, path) = shell("ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1")
+        guard found == 0, !path.isEmpty, let port = try? LocalNATSServer.freePort() else { return nil }
+        bin = path.trimmingCharacters(in: .whitespacesAndNewlines)
+        self.port = port
+        asUser = getuid() == 0 ? "runuser -u postgres -- " : ""
+        let (made, temporary) = shell("mktemp -d /tmp/campaign-bench-pg.XXXXXX")
+        guard made == 0 else { return nil }
+        directory = temporary.trimmingCharacters(in: .whitespacesAndNewlines)
+        let owner = getuid() == 0 ? "chown postgres \(directory) && " : ""
+        let started = shell(
+            "chmod 755 \(directory) && \(owner)\(asUser)\(bin)/initdb -D \(directory)/data -A trust -U postgres "
+                + ">/dev/null && \(asUser)\(bin)/pg_ctl -D \(directory)/data -l \(directory)/log -w "
+                + "-o '-p \(port) -k \(directory) -c listen_addresses=127.0.0.1' start >/dev/null")
+        guard started.0 == 0 else {
+            _ = shell("rm -rf \(directory)")
+            return nil
+        }
+    }
+
+    /// The environment the peer reads its connection from.
+    var environment: String {
+        "POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=\(port) POSTGRES_DBNAME=postgres POSTGRES_USER=postgres "
+            + "POSTGRES_PASSWORD=unused"
+    }
+
+    func stop() {
+        _ = shell("\(asUser)\(bin)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null; rm -rf \(directory)")
+    }
+}
 
 var peer: JSON = .null
+var postgresPeer: JSON = .null
 if withPeer && only == nil {
-    print("\n[peer] Python eventsourcing on SQLite")
+    print("\n[peer] Python eventsourcing on SQLite and on PostgreSQL, the same workloads")
     let venv = ".venv-bench"
-    func shell(_ command: String) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return (127, "") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peer.py").path
-    if shell("test -x \(venv)/bin/python || python3 -m venv \(venv)").0 == 0,
-        shell("\(venv)/bin/python -c 'import eventsourcing' || \(venv)/bin/pip install -q eventsourcing").0 == 0
-    {
-        let (status, output) = shell("\(venv)/bin/python \(script) \(root)/peer \(quick ? 1 : 0)")
-        if status == 0, let parsed = try? JSON.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            peer = parsed
+    let ready =
+        shell("test -x \(venv)/bin/python || python3 -m venv \(venv)").0 == 0
+        && shell(
+            "\(venv)/bin/python -c 'import eventsourcing.postgres, psycopg' 2>/dev/null || "
+                + "\(venv)/bin/pip install -q 'eventsourcing[postgres]'"
+        ).0 == 0
+    func runPeer(_ backend: String, environment: String = "") -> JSON {
+        let (status, output) = shell(
+            "\(environment) \(venv)/bin/python \(script) \(root)/peer-\(backend) \(quick ? 1 : 0) \(backend)")
+        guard status == 0 else { return .null }
+        return (try? JSON.parse(output.trimmingCharacters(in: .whitespacesAndNewlines))) ?? .null
+    }
+    if ready {
+        peer = runPeer("sqlite")
+        if let postgres = ThrowawayPostgres() {
+            postgresPeer = runPeer("postgres", environment: postgres.environment)
+            postgres.stop()
         }
     }
-    if peer == .null {
-        print("  peer unavailable (python3 venv or pip install eventsourcing failed); peer columns omitted")
-    } else {
-        func p(_ key: String) -> Double { peer[key]?.numberValue ?? .nan }
-        func engineValue(_ name: String, _ key: String) -> Double {
-            rows.first { $0.name == name }?.json[key]?.numberValue ?? .nan
+    let store = try EventStore(path: "\(root)/big")
+    var decoded = 0
+    let readSeconds = try seconds {
+        try store.forEachEvent(pageSize: 8_192) { event in
+            if (try? JSON.parse(event.payload)) != nil { decoded += 1 }
+            return decoded < (quick ? 30_000 : 300_000)
         }
-        report(
-            "peer append batch 1",
-            engine: "EventStore \(f(engineValue("append batch 1 + index", "eventStorePerSecond"))) ev/s",
-            baseline: "peer \(f(p("append_batch_1"))) ev/s",
-            ratio: x(engineValue("append batch 1 + index", "eventStorePerSecond") / p("append_batch_1")),
-            ["peer": .number(p("append_batch_1"))])
-        for batch in [100, 1_000] {
+    }
+    store.close()
+    func engineValue(_ name: String, _ key: String) -> Double {
+        rows.first { $0.name == name }?.json[key]?.numberValue ?? .nan
+    }
+    for (label, results) in [("SQLite", peer), ("PostgreSQL", postgresPeer)] {
+        guard results != .null else {
+            print("  \(label) peer unavailable (venv, pip install or the cluster failed); its rows are omitted")
+            continue
+        }
+        func p(_ key: String) -> Double { results[key]?.numberValue ?? .nan }
+        for batch in [1, 100, 1_000] {
             let mine = engineValue("append batch \(batch) + index", "eventStorePerSecond")
             report(
-                "peer append batch \(batch)", engine: "EventStore \(f(mine)) ev/s",
-                baseline: "peer \(f(p("append_batch_\(batch)"))) ev/s",
-                ratio: x(mine / p("append_batch_\(batch)")), ["peer": .number(p("append_batch_\(batch)"))])
+                "\(label) peer append batch \(batch)", engine: "EventStore \(f(mine)) ev/s",
+                baseline: "peer \(f(p("append_batch_\(batch)"))) ev/s", ratio: x(mine / p("append_batch_\(batch)")),
+                ["peer": .number(p("append_batch_\(batch)")), "engine": .number(mine)])
         }
-        let store = try EventStore(path: "\(root)/big")
-        var decoded = 0
-        let readSeconds = try seconds {
-            try store.forEachEvent(pageSize: 8_192) { event in
-                if (try? JSON.parse(event.payload)) != nil { decoded += 1 }
-                return decoded < 300_000
-            }
-        }
-        store.close()
         report(
-            "peer read and decode", engine: "\(f(rate(decoded, readSeconds))) ev/s",
-            baseline: "peer \(f(p("read_decode"))) ev/s",
+            "\(label) peer read and decode the log", engine: "\(f(rate(decoded, readSeconds))) ev/s",
+            baseline: "peer \(f(p("read_decode"))) ev/s (\(Int(p("read_decode_events"))) events)",
             ratio: x(rate(decoded, readSeconds) / p("read_decode")),
             ["enginePerSecond": .number(rate(decoded, readSeconds)), "peer": .number(p("read_decode"))])
         let without = engineValue("load 10000 events", "withoutSnapshotMs")
         let with = engineValue("load 10000 events", "withSnapshotMs")
         report(
-            "peer load 10,000", engine: "\(ms(without)) / snapshot \(ms(with))",
+            "\(label) peer load 10,000", engine: "\(ms(without)) / snapshot \(ms(with))",
             baseline: "peer \(ms(p("load_10k_ms"))) / snapshot \(ms(p("load_10k_snapshot_ms")))",
             ratio: "\(x(p("load_10k_ms") / without)) / \(x(p("load_10k_snapshot_ms") / with))",
             ["peerMs": .number(p("load_10k_ms")), "peerSnapshotMs": .number(p("load_10k_snapshot_ms"))])
@@ -828,6 +883,7 @@ let document = JSON.object([
     "date": .string(Timestamp.format(Date())), "quick": .bool(quick),
     "cores": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
     "cases": .array(rows.map { .object($0.json.merging(["name": .string($0.name)]) { $1 }) }), "peer": peer,
+    "postgresPeer": postgresPeer,
 ])
 try Data(document.bytes).write(to: URL(fileURLWithPath: jsonPath))
 print("\nwrote \(jsonPath)")
