@@ -749,18 +749,22 @@ if runs(10) {
 
 // MARK: The peers.
 
-/// Runs `command` with `/bin/sh` and returns its exit status and standard output.
+/// Runs `command` with `/bin/sh` and returns its exit status and standard output. Spawned and
+/// reaped directly (`posix_spawn`, `waitpid`), its output taken through a file: `Foundation.Process`
+/// never saw the end of a command that started a daemon (`pg_ctl start`) here.
 func shell(_ command: String) -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", command]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return (127, "") }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let output = NSTemporaryDirectory() + "campaign-bench-\(UUID().uuidString).out"
+    defer { try? FileManager.default.removeItem(atPath: output) }
+    let arguments = ["/bin/sh", "-c", "(\(command)) >'\(output)' 2>/dev/null </dev/null"]
+    var argv = arguments.map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ) == 0 else { return (127, "") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
+    return ((status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), text)
 }
 
 /// A throwaway PostgreSQL cluster: `initdb` in a temporary directory, `pg_ctl` on a free loopback
