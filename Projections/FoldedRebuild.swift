@@ -58,6 +58,22 @@ public struct SortedRows: Sendable {
         ends.append(bytes.count)
     }
 
+    /// Appends the rows from `start` on to `table` (which must hold only keys before them) until
+    /// they are all written or `stop` says so (asked every 256 rows).
+    /// - Returns: the index of the next row to write (``count`` when done).
+    func append(
+        from start: Int, to table: Table, in txn: WriteTransaction, until stop: () -> Bool
+    ) throws -> Int {
+        var index = start
+        while index < count {
+            let row = self[index]
+            try txn.append(Array(row.value), forKey: Array(row.key), in: table)
+            index += 1
+            if index % 256 == 0, stop() { break }
+        }
+        return index
+    }
+
     /// Row `index`'s key and value.
     public subscript(index: Int) -> (key: ArraySlice<UInt8>, value: ArraySlice<UInt8>) {
         let start = index == 0 ? 0 : ends[2 * index - 1]

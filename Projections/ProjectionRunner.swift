@@ -486,14 +486,11 @@ public final class ProjectionRunner: @unchecked Sendable {
                 rebuild.checkpoint == 0
             else { return folded.rows.count }
             let began = ContinuousClock.now
-            let table = runner.table(folded.name, slot: rebuild.slot)
-            var index = start
-            while index < folded.rows.count {
-                let row = folded.rows[index]
-                try txn.append(Array(row.value), forKey: Array(row.key), in: table)
-                index += 1
-                if index % 256 == 0, runner.shouldYield(startedAt: began) { return index }
+            let index = try folded.rows.append(from: start, to: runner.table(folded.name, slot: rebuild.slot), in: txn)
+            {
+                runner.shouldYield(startedAt: began)
             }
+            guard index == folded.rows.count else { return index }
             rebuild.checkpoint = folded.through
             state.rebuild = rebuild
             try runner.setMeta(state, folded.name, in: txn)
@@ -580,15 +577,10 @@ public final class ProjectionRunner: @unchecked Sendable {
         if let folded = projection as? any FoldedRebuild {
             let (rows, through) = try fold([folded])
             var written = 0
-            while let all = rows.first, written < all.count {
+            while written < rows[0].count {
+                let began = ContinuousClock.now
                 written = try store.write { txn in
-                    var index = written
-                    while index < all.count, index - written < 100_000 {
-                        let row = all[index]
-                        try txn.append(Array(row.value), forKey: Array(row.key), in: scratch)
-                        index += 1
-                    }
-                    return index
+                    try rows[0].append(from: written, to: scratch, in: txn) { shouldYield(startedAt: began) }
                 }
             }
             checkpoint = through

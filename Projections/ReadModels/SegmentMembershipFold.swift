@@ -188,9 +188,11 @@ final class MembershipFold: RebuildFold {
             for (index, (segmentId, segment)) in active.enumerated() {
                 var trigger = contact.last.position > segment.lastChange.position ? contact.last : segment.lastChange
                 var schema = tenant.schemaIndex(at: trigger.position)
-                guard var compiledRule = rule(segmentId, segment.state, schema) else { continue }
+                // Without a rule (it does not parse) the pair is no member and has no boundary.
+                var current = rule(segmentId, segment.state, schema)
+                if current == nil { continue }
                 if values == nil { values = try personalData.values(tenant: name, contactId: contactId) }
-                var boundary = compiledRule.nextChange(values!, after: trigger.time)
+                var boundary = current?.nextChange(values!, after: trigger.time)
                 // A refresh after the trigger whose time reaches the boundary re-evaluates the pair.
                 while let due = boundary.map(Self.millis),
                     let refresh = tenant.refreshes.first(where: {
@@ -199,15 +201,13 @@ final class MembershipFold: RebuildFold {
                 {
                     trigger = refresh
                     schema = tenant.schemaIndex(at: trigger.position)
-                    guard let next = rule(segmentId, segment.state, schema) else { break }
-                    compiledRule = next
-                    boundary = compiledRule.nextChange(values!, after: trigger.time)
+                    current = rule(segmentId, segment.state, schema)
+                    boundary = current?.nextChange(values!, after: trigger.time)
                 }
-                let current = rule(segmentId, segment.state, schema)
                 if current?.matches(values!, schema: tenant.schemas[schema].schema, now: trigger.time) == true {
                     members[index].append(contact.id)
                 }
-                if let boundary = boundary, current != nil {
+                if let boundary {
                     outcome.boundaries.append((Self.millis(boundary), Array(segmentId.utf8), contact.id))
                 }
             }
