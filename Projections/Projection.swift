@@ -104,7 +104,12 @@ public enum Key {
 
     /// A big-endian UInt64.
     public static func u64(_ value: UInt64) -> [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - $0 * 8)) }
+        withUnsafeBytes(of: value.bigEndian) { Array($0) }
+    }
+
+    /// Appends `value` to `bytes` as a big-endian UInt64 (no array of its own).
+    public static func append(_ value: UInt64, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
 
     /// Reads a big-endian UInt64 from 8 bytes.

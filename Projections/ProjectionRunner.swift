@@ -121,12 +121,15 @@ public final class ProjectionRunner: @unchecked Sendable {
         /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64. Fixed offsets, so
         /// the per-append bookkeeping of inline projections costs no parsing.
         var bytes: [UInt8] {
-            var out =
-                [Self.format] + Key.u64(UInt64(version)) + [slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(checkpoint)
+            var out = [Self.format]
+            out.reserveCapacity(36)
+            Key.append(UInt64(version), to: &out)
+            out.append(slot.utf8.first ?? UInt8(ascii: "a"))
+            Key.append(checkpoint, to: &out)
             if let rebuild {
-                out +=
-                    [1, rebuild.slot.utf8.first ?? UInt8(ascii: "a")] + Key.u64(rebuild.checkpoint)
-                    + Key.u64(UInt64(rebuild.version))
+                out += [1, rebuild.slot.utf8.first ?? UInt8(ascii: "a")]
+                Key.append(rebuild.checkpoint, to: &out)
+                Key.append(UInt64(rebuild.version), to: &out)
             } else {
                 out.append(0)
             }

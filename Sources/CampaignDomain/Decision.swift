@@ -125,7 +125,7 @@ public struct DecisionContext: Sendable {
     /// Creates a context.
     public init(
         now: Date, tenant: String, segments: [String: SegmentState] = [:], schema: ContactSchema = ContactSchema(),
-        campaignsUsingSegment: [String] = [], salt: String = String(repeating: "0", count: 32)
+        campaignsUsingSegment: [String] = [], salt: String = "00000000000000000000000000000000"
     ) {
         self.now = now
         self.tenant = tenant

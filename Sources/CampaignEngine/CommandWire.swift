@@ -34,8 +34,10 @@ public enum CommandWire {
         func newId(_ r: FieldReader, _ key: String, _ prefix: String) throws(CampaignError) -> String {
             try r.optionalId(key, prefix: prefix) ?? Identifier.make(prefix: prefix, using: &random)
         }
-        let family = name.prefix { $0 != "." }
-        let verb = String(name.dropFirst(family.count + 1))
+        // Split at the first dot by bytes (`prefix(while:)` on characters breaks graphemes).
+        let dot = name.utf8.firstIndex(of: UInt8(ascii: ".")) ?? name.endIndex
+        let family = name[..<dot]
+        let verb = dot == name.endIndex ? "" : String(name[name.utf8.index(after: dot)...])
         switch family {
         case "campaign": return .campaign(try decodeCampaign(verb, reader, newId))
         case "segment":

@@ -17,7 +17,13 @@ public struct FieldReader {
                 .invalidFormat, "\(FieldReader.describe(pointer)) must be an object, not \(value.typeName)",
                 pointer: pointer)
         }
-        if let unknown = members.keys.filter({ !allowed.contains($0) }).sorted().first {
+        // The first unknown member in sorted order, so the error does not depend on hashing.
+        var unknown: String?
+        for key in members.keys where !allowed.contains(key) {
+            if let first = unknown, first <= key { continue }
+            unknown = key
+        }
+        if let unknown {
             throw CampaignError(
                 .invalidField, "unknown field \"\(unknown)\" in \(FieldReader.describe(pointer))",
                 param: unknown, pointer: FieldReader.pointer(pointer, unknown))

@@ -10,8 +10,15 @@ final class KeyedLock: @unchecked Sendable {
     private let lock = NSLock()
     private var queues: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    /// Waits until `key` is free, then holds it.
+    /// Waits until `key` is free, then holds it. A free key is taken without suspending the task
+    /// (a suspension costs a hop through the executor on every command).
     func acquire(_ key: String) async {
+        let taken: Bool = lock.withLock {
+            guard queues[key] == nil else { return false }
+            queues[key] = []
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             lock.lock()
             if queues[key] == nil {

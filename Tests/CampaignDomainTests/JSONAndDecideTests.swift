@@ -48,6 +48,52 @@ import Testing
         #expect(a.text == #"{"a":"x\ny","b":[1,2.5,true,null],"é":{"y":-0.5,"z":1}}"#)
         #expect(try JSON.parse(a.text) == a)
     }
+
+    /// The writer scans strings eight bytes at a time and orders keys with `memcmp`; both must
+    /// agree with the byte-at-a-time rules on strings of every length around the word size, with
+    /// every escaped byte at every position.
+    @Test func wordAtATimeEscapingAndKeyOrderMatchTheByteRules() throws {
+        let alphabet: [String] = [
+            "a", "Z", "0", " ", "\"", "\\", "\n", "\r", "\t", "\u{01}", "\u{1f}", "\u{7f}", "é", "😀", "~",
+        ]
+        func expected(_ text: String) -> [UInt8] {
+            var out = Array("\"".utf8)
+            for byte in text.utf8 {
+                switch byte {
+                case 0x22: out += Array("\\\"".utf8)
+                case 0x5C: out += Array("\\\\".utf8)
+                case 0x0a: out += Array("\\n".utf8)
+                case 0x0d: out += Array("\\r".utf8)
+                case 0x09: out += Array("\\t".utf8)
+                case 0..<0x20, 0x7f: out += Array(String(format: "\\u%04x", Int(byte)).utf8)
+                default: out.append(byte)
+                }
+            }
+            return out + Array("\"".utf8)
+        }
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...40 {
+            for _ in 0..<40 {
+                let text = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+                let plain = String(repeating: "x", count: length)
+                #expect(JSON.string(text).bytes == expected(text), "\(text.debugDescription)")
+                #expect(try JSON.parse(JSON.string(text).bytes) == .string(text))
+                #expect(JSON.string(plain).text == "\"" + plain + "\"")
+            }
+        }
+        for _ in 0..<200 {
+            let keys = (0..<Int.random(in: 2...9)).map { _ in
+                (0..<Int.random(in: 0...12)).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+            }
+            let object = JSON.object(Dictionary(keys.map { ($0, JSON.null) }, uniquingKeysWith: { a, _ in a }))
+            let order = Array(Set(keys)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            let written =
+                Array("{".utf8)
+                + Array(order.map { expected($0) + Array(":null".utf8) }.joined(separator: Array(",".utf8)))
+                + Array("}".utf8)
+            #expect(object.bytes == written)
+        }
+    }
 }
 
 @Suite struct TimestampTests {
