@@ -129,35 +129,55 @@ public enum Key {
 }
 
 /// The table a projection writes while applying events (the live one, or a scratch one during a
-/// rebuild), plus read access to tables kept beside the log (personal data).
+/// rebuild, or rows in memory during a folded rebuild), plus read access to tables kept beside the
+/// log (personal data).
 public struct ProjectionTable {
-    let txn: WriteTransaction
-    let table: Table
-    let personalData: Table
+    private enum Storage {
+        case stored(WriteTransaction, Table, personalData: Table)
+        case memory(MemoryRows)
+    }
+
+    private let storage: Storage
     /// What a projection derives from its rows once and reuses for the rest of the batch (compiled
     /// segment rules): it lives as long as this table value, one transaction, and is never stored.
     public let memo = BatchMemo()
 
     init(txn: WriteTransaction, table: Table, personalData: Table) {
-        self.txn = txn
-        self.table = table
-        self.personalData = personalData
+        storage = .stored(txn, table, personalData: personalData)
     }
 
+    /// A table whose rows live in `rows` (a folded rebuild's), not in LMDB.
+    init(memory rows: MemoryRows) { storage = .memory(rows) }
+
     /// The value under `key`.
-    public func get(_ key: [UInt8]) throws -> [UInt8]? { try txn.value(forKey: key, in: table) }
+    public func get(_ key: [UInt8]) throws -> [UInt8]? {
+        switch storage {
+        case let .stored(txn, table, _): return try txn.value(forKey: key, in: table)
+        case let .memory(rows): return rows.values[key]
+        }
+    }
 
     /// The value under `key`, parsed as JSON.
     public func json(_ key: [UInt8]) throws -> JSON? { try get(key).flatMap { try? JSON.parse($0) } }
 
     /// Stores `value` under `key`.
-    public func put(_ key: [UInt8], _ value: [UInt8] = []) throws { try txn.put(value, forKey: key, in: table) }
+    public func put(_ key: [UInt8], _ value: [UInt8] = []) throws {
+        switch storage {
+        case let .stored(txn, table, _): try txn.put(value, forKey: key, in: table)
+        case let .memory(rows): rows.values[key] = value
+        }
+    }
 
     /// Stores JSON under `key`.
     public func put(_ key: [UInt8], json: JSON) throws { try put(key, json.bytes) }
 
     /// Removes `key`.
-    public func delete(_ key: [UInt8]) throws { _ = try txn.delete(key: key, in: table) }
+    public func delete(_ key: [UInt8]) throws {
+        switch storage {
+        case let .stored(txn, table, _): _ = try txn.delete(key: key, in: table)
+        case let .memory(rows): rows.values[key] = nil
+        }
+    }
 
     /// Adds `delta` to a counter kept as a big-endian UInt64 (removed when it reaches 0).
     public func add(_ delta: Int, to key: [UInt8]) throws {
@@ -166,18 +186,75 @@ public struct ProjectionTable {
         if next == 0 { try delete(key) } else { try put(key, Key.u64(UInt64(next))) }
     }
 
-    /// Visits the keys that start with `prefix`, in order, while `body` returns true.
+    /// Visits the keys that start with `prefix`, in order, while `body` returns true. In memory this
+    /// sorts the matching keys on every call: projections that scan while applying fold otherwise.
     public func scan(_ prefix: [UInt8], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
-        try txn.forEach(in: table, from: prefix) { key, value in
-            guard key.starts(with: prefix) else { return false }
-            return try body(key, value)
+        switch storage {
+        case let .stored(txn, table, _):
+            try txn.forEach(in: table, from: prefix) { key, value in
+                guard key.starts(with: prefix) else { return false }
+                return try body(key, value)
+            }
+        case let .memory(rows):
+            for key in rows.values.keys.filter({ $0.starts(with: prefix) }).sorted(by: MemoryRows.precedes) {
+                guard try body(key, rows.values[key]!) else { return }
+            }
         }
     }
 
     /// The current personal values of a contact (empty once erased).
+    /// - Throws: ``MemoryRows/PersonalDataUnavailable`` in memory, where a fold has no transaction:
+    ///   a projection that reads personal values while applying implements its own fold.
     public func contactValues(tenant: String, contactId: String) throws -> [String: JSON] {
-        try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
+        switch storage {
+        case let .stored(txn, _, personalData):
+            return try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
+        case .memory: throw MemoryRows.PersonalDataUnavailable()
+        }
     }
+}
+
+/// A projection table's rows held in memory while a folded rebuild applies the log to them.
+///
+/// Invariant that makes `@unchecked Sendable` safe: one fold owns it, on one thread at a time.
+public final class MemoryRows: @unchecked Sendable {
+    /// Thrown when a projection asks an in-memory table for personal values.
+    public struct PersonalDataUnavailable: Error {}
+
+    /// The rows, by key.
+    var values: [[UInt8]: [UInt8]] = [:]
+
+    /// No rows.
+    public init() {}
+
+    /// The rows in key order (bytes compared unsigned, as LMDB orders them).
+    public var sorted: SortedRows {
+        var rows = SortedRows()
+        for key in values.keys.sorted(by: MemoryRows.precedes) { rows.append(key: key, value: values[key]!) }
+        return rows
+    }
+
+    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.lexicographicallyPrecedes(b) }
+}
+
+/// The fold of a projection whose `apply` needs only `get`, `put`, `delete`, `add` and `json`: its
+/// own `apply`, run against rows in memory, so the fold is the live fold by construction.
+public final class InMemoryFold: RebuildFold {
+    private let projection: any Projection
+    private let rows = MemoryRows()
+    private let table: ProjectionTable
+
+    /// A fold of `projection`'s events.
+    public init(_ projection: any Projection) {
+        self.projection = projection
+        table = ProjectionTable(memory: rows)
+    }
+
+    /// Applies the event to the rows in memory.
+    public func fold(_ event: ProjectedEvent) throws { try projection.apply(event, to: table) }
+
+    /// The rows, sorted by key.
+    public func rows(_ personalData: PersonalDataReader) throws -> SortedRows { rows.sorted }
 }
 
 /// A read-only view of one projection's live table.

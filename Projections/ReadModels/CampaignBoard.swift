@@ -126,3 +126,8 @@ public struct CampaignBoard: Projection {
         }
     }
 }
+
+extension CampaignBoard: FoldedRebuild {
+    /// Its own `apply` over rows in memory (it reads and writes nothing else).
+    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+}

@@ -54,3 +54,8 @@ public struct ExperimentResultsProjection: Projection {
         }
     }
 }
+
+extension ExperimentResultsProjection: FoldedRebuild {
+    /// Its own `apply` over rows in memory (it reads and writes nothing else).
+    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+}

@@ -52,3 +52,8 @@ public struct PublishingQueue: Projection {
         try table.put(Self.row(tenant, id), json: after.snapshot)
     }
 }
+
+extension PublishingQueue: FoldedRebuild {
+    /// Its own `apply` over rows in memory (it reads and writes nothing else).
+    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+}

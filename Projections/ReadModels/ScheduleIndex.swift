@@ -139,3 +139,8 @@ public struct ScheduleIndex: Projection {
         }
     }
 }
+
+extension ScheduleIndex: FoldedRebuild {
+    /// Its own `apply` over rows in memory (it reads and writes nothing else).
+    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+}
