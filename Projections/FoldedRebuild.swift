@@ -21,8 +21,9 @@ public protocol FoldedRebuild: Projection {
 public protocol RebuildFold: AnyObject {
     /// Folds the next event of the log (events arrive in position order, each once).
     func fold(_ event: ProjectedEvent) throws
-    /// The rows the projection's table holds after the folded events, in key order. Personal data
-    /// is read as it is now, as ``Projection/apply(_:to:)`` reads it.
+    /// The rows the projection's table holds after the folded events, in key order (asked once, at
+    /// the end: a fold may hand its rows over rather than copy them). Personal data is read as it is
+    /// now, as ``Projection/apply(_:to:)`` reads it.
     func rows(_ personalData: PersonalDataReader) throws -> SortedRows
 }
 
@@ -46,6 +47,12 @@ public struct SortedRows: Sendable {
 
     /// No rows.
     public init() {}
+
+    /// No rows yet, with room for `rows` rows of `bytes` bytes of keys and values in all.
+    public init(reservingBytes bytes: Int, rows: Int) {
+        self.bytes.reserveCapacity(bytes)
+        ends.reserveCapacity(2 * rows)
+    }
 
     /// How many rows there are.
     public var count: Int { ends.count / 2 }

@@ -227,10 +227,14 @@ public final class MemoryRows: @unchecked Sendable {
     /// No rows.
     public init() {}
 
-    /// The rows in key order (bytes compared unsigned, as LMDB orders them).
-    public var sorted: SortedRows {
-        var rows = SortedRows()
-        for key in values.keys.sorted(by: MemoryRows.precedes) { rows.append(key: key, value: values[key]!) }
+    /// Moves the rows out in key order (bytes compared unsigned, as LMDB orders them), leaving none:
+    /// each value is freed as it is copied and the packed buffer is sized once, so the rows are
+    /// never held twice over.
+    public func takeSorted() -> SortedRows {
+        let keys = values.keys.sorted(by: MemoryRows.precedes)
+        var rows = SortedRows(reservingBytes: values.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: keys.count)
+        for key in keys { rows.append(key: key, value: values.removeValue(forKey: key)!) }
+        values = [:]
         return rows
     }
 
@@ -254,7 +258,7 @@ public final class InMemoryFold: RebuildFold {
     public func fold(_ event: ProjectedEvent) throws { try projection.apply(event, to: table) }
 
     /// The rows, sorted by key.
-    public func rows(_ personalData: PersonalDataReader) throws -> SortedRows { rows.sorted }
+    public func rows(_ personalData: PersonalDataReader) throws -> SortedRows { rows.takeSorted() }
 }
 
 /// A read-only view of one projection's live table.

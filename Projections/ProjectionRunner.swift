@@ -393,7 +393,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// of 4,096 events, and returns the rows each arrives at and the last position folded.
     func fold(_ projections: [any FoldedRebuild]) throws -> (rows: [SortedRows], through: UInt64) {
         guard !projections.isEmpty else { return ([], 0) }
-        let folds = projections.map { $0.makeFold() }
+        var folds = projections.map { $0.makeFold() }
         let head = try store.read { try $0.headPosition() }
         var reached: UInt64 = 0
         while reached < head {
@@ -405,9 +405,13 @@ public final class ProjectionRunner: @unchecked Sendable {
                 reached = event.position
             }
         }
+        // Each fold is released as soon as it has handed over its rows, so the next one makes its
+        // rows without the previous fold's state still held.
         let rows = try store.read { txn in
             let reader = PersonalDataReader(txn: txn, table: personalData)
-            return try folds.map { try $0.rows(reader) }
+            var rows = [SortedRows]()
+            while !folds.isEmpty { rows.append(try folds.removeFirst().rows(reader)) }
+            return rows
         }
         return (rows, reached)
     }
