@@ -186,31 +186,23 @@ public struct ProjectionTable {
         if next == 0 { try delete(key) } else { try put(key, Key.u64(UInt64(next))) }
     }
 
-    /// Visits the keys that start with `prefix`, in order, while `body` returns true. In memory this
-    /// sorts the matching keys on every call: projections that scan while applying fold otherwise.
+    /// Visits the keys that start with `prefix`, in order, while `body` returns true.
+    /// - Throws: ``MemoryRows/UnavailableInMemory`` in memory: a projection that scans while
+    ///   applying implements its own fold.
     public func scan(_ prefix: [UInt8], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
-        switch storage {
-        case let .stored(txn, table, _):
-            try txn.forEach(in: table, from: prefix) { key, value in
-                guard key.starts(with: prefix) else { return false }
-                return try body(key, value)
-            }
-        case let .memory(rows):
-            for key in rows.values.keys.filter({ $0.starts(with: prefix) }).sorted(by: MemoryRows.precedes) {
-                guard try body(key, rows.values[key]!) else { return }
-            }
+        guard case let .stored(txn, table, _) = storage else { throw MemoryRows.UnavailableInMemory() }
+        try txn.forEach(in: table, from: prefix) { key, value in
+            guard key.starts(with: prefix) else { return false }
+            return try body(key, value)
         }
     }
 
     /// The current personal values of a contact (empty once erased).
-    /// - Throws: ``MemoryRows/PersonalDataUnavailable`` in memory, where a fold has no transaction:
-    ///   a projection that reads personal values while applying implements its own fold.
+    /// - Throws: ``MemoryRows/UnavailableInMemory`` in memory, where a fold has no transaction: a
+    ///   projection that reads personal values while applying implements its own fold.
     public func contactValues(tenant: String, contactId: String) throws -> [String: JSON] {
-        switch storage {
-        case let .stored(txn, _, personalData):
-            return try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
-        case .memory: throw MemoryRows.PersonalDataUnavailable()
-        }
+        guard case let .stored(txn, _, personalData) = storage else { throw MemoryRows.UnavailableInMemory() }
+        return try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
     }
 }
 
@@ -218,8 +210,8 @@ public struct ProjectionTable {
 ///
 /// Invariant that makes `@unchecked Sendable` safe: one fold owns it, on one thread at a time.
 public final class MemoryRows: @unchecked Sendable {
-    /// Thrown when a projection asks an in-memory table for personal values.
-    public struct PersonalDataUnavailable: Error {}
+    /// Thrown when a projection folded in memory scans its table or reads personal values.
+    public struct UnavailableInMemory: Error {}
 
     /// The rows, by key.
     var values: [[UInt8]: [UInt8]] = [:]
@@ -231,18 +223,17 @@ public final class MemoryRows: @unchecked Sendable {
     /// each value is freed as it is copied and the packed buffer is sized once, so the rows are
     /// never held twice over.
     public func takeSorted() -> SortedRows {
-        let keys = values.keys.sorted(by: MemoryRows.precedes)
+        let keys = values.keys.sorted { $0.lexicographicallyPrecedes($1) }
         var rows = SortedRows(reservingBytes: values.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: keys.count)
         for key in keys { rows.append(key: key, value: values.removeValue(forKey: key)!) }
         values = [:]
         return rows
     }
-
-    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.lexicographicallyPrecedes(b) }
 }
 
-/// The fold of a projection whose `apply` needs only `get`, `put`, `delete`, `add` and `json`: its
-/// own `apply`, run against rows in memory, so the fold is the live fold by construction.
+/// The fold of a projection whose `apply` needs only `get`, `put`, `delete`, `add` and `json` (a
+/// `scan` or a personal-data read throws in memory): its own `apply`, run against rows in memory, so
+/// the fold is the live fold by construction.
 public final class InMemoryFold: RebuildFold {
     private let projection: any Projection
     private let rows = MemoryRows()

@@ -105,7 +105,7 @@ extension JSON {
         case let .object(members):
             out.append(UInt8(ascii: "{"))
             // Sorted pairs, not sorted keys looked up again: no second hash per member.
-            let sorted = members.count < 2 ? Array(members) : members.sorted { JSON.precedes($0.key, $1.key) }
+            let sorted = members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
             for (index, member) in sorted.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.writeString(member.key, into: &out)
@@ -122,57 +122,12 @@ extension JSON {
         return "\(value)"
     }
 
-    /// Whether `a` sorts before `b` by their UTF-8 bytes (the canonical key order), compared with
-    /// `memcmp` on both strings' contiguous bytes.
-    static func precedes(_ a: String, _ b: String) -> Bool {
-        let fast: Bool?? = a.utf8.withContiguousStorageIfAvailable { x in
-            b.utf8.withContiguousStorageIfAvailable { y in
-                let common = min(x.count, y.count)
-                let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
-                return order != 0 ? order < 0 : x.count < y.count
-            }
-        }
-        if let fast, let fast { return fast }
-        return a.utf8.lexicographicallyPrecedes(b.utf8)
-    }
-
-    /// Whether `bytes` hold nothing a JSON string must escape (a control character, `"`, `\` or
-    /// DEL), checked eight bytes at a time.
-    static func needsNoEscape(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        // A byte of `word` is zero exactly when `(word - ones) & ~word & highs` has its high bit.
-        func hasZeroByte(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
-        var index = 0
-        if let base = bytes.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while bytes.count - index >= 8 {
-                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-                // Bytes below 0x20: subtracting 0x20 borrows into the high bit of a byte that was
-                // below it (bytes of 0x80 and up are masked out by `~word`).
-                let control = (word &- ones &* 0x20) & ~word & highs
-                if control != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
-                    || hasZeroByte(word ^ (ones &* 0x7F))
-                {
-                    break
-                }
-                index += 8
-            }
-        }
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7f { return false }
-            index += 1
-        }
-        return true
-    }
-
     private static func writeString(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Fast path: most strings are native and need no escaping; they are scanned and copied
         // as one buffer.
         let copied: Bool? = value.utf8.withContiguousStorageIfAvailable { bytes in
-            guard needsNoEscape(bytes) else { return false }
+            for byte in bytes where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7f { return false }
             out.append(contentsOf: bytes)
             return true
         }
