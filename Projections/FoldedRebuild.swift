@@ -38,12 +38,15 @@ public struct PersonalDataReader {
     }
 }
 
-/// Key-value rows in strictly increasing key order, packed in one buffer (a million small rows
-/// cost their bytes plus 16 bytes each, not two arrays apiece).
+/// Key-value rows in strictly increasing key order: packed in one buffer (a million small rows
+/// cost their bytes plus 16 bytes each, not two arrays apiece), or made one at a time from their
+/// index as they are written, for a fold that can order its rows without holding their bytes.
 public struct SortedRows: Sendable {
     private var bytes: [UInt8] = []
     /// For row `i`: where its key ends (`ends[2i]`) and where its value ends (`ends[2i + 1]`).
     private var ends: [Int] = []
+    /// Rows with empty values whose keys are made on demand: their count and the maker.
+    private var made: (count: Int, key: @Sendable (_ index: Int, _ into: inout [UInt8]) -> Void)?
 
     /// No rows.
     public init() {}
@@ -54,11 +57,19 @@ public struct SortedRows: Sendable {
         ends.reserveCapacity(2 * rows)
     }
 
+    /// `count` rows with empty values, whose keys `key(i, &bytes)` appends to `bytes` when row `i`
+    /// is written; row `i + 1`'s key must sort after row `i`'s.
+    public init(count: Int, key: @escaping @Sendable (_ index: Int, _ into: inout [UInt8]) -> Void) {
+        made = (count, key)
+    }
+
     /// How many rows there are.
-    public var count: Int { ends.count / 2 }
+    public var count: Int { made?.count ?? ends.count / 2 }
 
     /// Adds a row; its key must sort after the previous row's (the writer refuses it otherwise).
+    /// - Precondition: the rows are packed, not made from their index.
     public mutating func append(key: [UInt8], value: [UInt8] = []) {
+        precondition(made == nil, "rows made from their index take no appended rows")
         bytes.append(contentsOf: key)
         ends.append(bytes.count)
         bytes.append(contentsOf: value)
@@ -72,9 +83,17 @@ public struct SortedRows: Sendable {
         from start: Int, to table: Table, in txn: WriteTransaction, until stop: () -> Bool
     ) throws -> Int {
         var index = start
+        var key = [UInt8]()
+        let empty = [UInt8]()
         while index < count {
-            let row = self[index]
-            try txn.append(Array(row.value), forKey: Array(row.key), in: table)
+            if let made {
+                key.removeAll(keepingCapacity: true)
+                made.key(index, &key)
+                try txn.append(empty, forKey: key, in: table)
+            } else {
+                let row = self[index]
+                try txn.append(Array(row.value), forKey: Array(row.key), in: table)
+            }
             index += 1
             if index % 256 == 0, stop() { break }
         }
@@ -83,6 +102,11 @@ public struct SortedRows: Sendable {
 
     /// Row `index`'s key and value.
     public subscript(index: Int) -> (key: ArraySlice<UInt8>, value: ArraySlice<UInt8>) {
+        if let made {
+            var key = [UInt8]()
+            made.key(index, &key)
+            return (key[...], [])
+        }
         let start = index == 0 ? 0 : ends[2 * index - 1]
         return (bytes[start..<ends[2 * index]], bytes[ends[2 * index]..<ends[2 * index + 1]])
     }

@@ -118,8 +118,17 @@ public enum Key {
     }
 
     /// Milliseconds since 1970 as a big-endian UInt64 (0 for earlier times).
-    public static func time(_ date: Date) -> [UInt8] {
-        u64(UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded())))
+    public static func time(_ date: Date) -> [UInt8] { u64(milliseconds(date)) }
+
+    /// Milliseconds since 1970, as ``time(_:)`` writes them (0 for earlier times).
+    public static func milliseconds(_ date: Date) -> UInt64 {
+        UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded()))
+    }
+
+    /// Appends one part and the separator after it, as ``prefix(_:)`` ends each part.
+    public static func appendPart(_ part: String, to key: inout [UInt8]) {
+        key.append(contentsOf: part.utf8)
+        key.append(0)
     }
 
     /// The parts of a key made with ``make(_:)``.

@@ -360,7 +360,9 @@ import Testing
         let runner = t.engine.projections
         let names = runner.projections.map(\.name)
         let batches = Positions()
-        // Commands keep committing while the rebuild runs in batches of 7 events on the writer.
+        // Commands keep committing while the rebuild runs on the writer: every projection folds the
+        // log off the writer and writes its rows in jobs, then applies what was appended since in
+        // batches of at most 7 events.
         async let rebuilt = runner.rebuildOnWriter(names, batchSize: 7) { progress in
             batches.append(progress.done)
         }
@@ -372,7 +374,7 @@ import Testing
         let last = try await rebuilt
         #expect(answers.allSatisfy { $0 == 201 })
         let done = batches.all
-        #expect(done.count >= 40 / 7 && last.done == done.last && last.done >= 40)
+        #expect(!done.isEmpty && last.done == done.last && last.done >= 40)
         #expect(zip(done, done.dropFirst()).allSatisfy { $1 >= $0 && $1 - $0 <= 7 })
         for name in names {
             #expect(try runner.status().first { $0.name == name }?.rebuildCheckpoint == nil)

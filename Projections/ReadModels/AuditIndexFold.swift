@@ -1,0 +1,162 @@
+import CampaignDomain
+import Foundation
+
+extension AuditIndex: FoldedRebuild {
+    /// A fold that keeps about 28 bytes an event and makes each of the event's three keys only as
+    /// it is written (three million keys would not fit the rebuild's memory budget as bytes).
+    public func makeFold() -> any RebuildFold { AuditFold() }
+}
+
+/// The audit index's rebuild: per event, its position, its time and which actor, stream and tenant
+/// prefix it names, by number. The keys' order follows from those alone: a family's prefixes are
+/// ranked once by their bytes, and within one prefix the keys follow position (or time, then
+/// position), because what follows a prefix is big-endian numbers.
+final class AuditFold: RebuildFold {
+    /// Thrown when a log holds more events than the fold numbers (2^32 − 1).
+    struct TooManyEvents: Error {}
+
+    private var positions: [UInt64] = []
+    private var times: [UInt64] = []
+    private var actors = Prefixes()
+    private var streams = Prefixes()
+    private var tenants = Prefixes()
+    private var actorOf: [UInt32] = []
+    private var streamOf: [UInt32] = []
+    private var tenantOf: [UInt32] = []
+    private var scratch: [UInt8] = []
+
+    /// Records one event: no key is made here.
+    func fold(_ event: ProjectedEvent) throws {
+        guard positions.count < Int(UInt32.max) else { throw TooManyEvents() }
+        let e = event.envelope
+        positions.append(e.position)
+        times.append(Key.milliseconds(e.occurredAt))
+        actorOf.append(number(&actors, .actor, e.tenant, e.actor))
+        streamOf.append(number(&streams, .stream, e.tenant, e.streamId))
+        tenantOf.append(number(&tenants, .time, e.tenant, nil))
+    }
+
+    private func number(
+        _ prefixes: inout Prefixes, _ family: AuditIndex.Family, _ tenant: String, _ name: String?
+    )
+        -> UInt32
+    {
+        scratch.removeAll(keepingCapacity: true)
+        AuditIndex.appendPrefix(family, tenant: tenant, name: name, to: &scratch)
+        return prefixes.number(of: scratch)
+    }
+
+    /// The actor keys, then the stream keys, then the time keys, each family in key order.
+    func rows(_: PersonalDataReader) throws -> SortedRows {
+        let keys = Keys(
+            positions: positions, times: times,
+            families: [
+                family(actors, actorOf, byTime: false), family(streams, streamOf, byTime: false),
+                family(tenants, tenantOf, byTime: true),
+            ])
+        positions = []
+        times = []
+        actors = Prefixes()
+        streams = Prefixes()
+        tenants = Prefixes()
+        actorOf = []
+        streamOf = []
+        tenantOf = []
+        return SortedRows(count: 3 * keys.positions.count) { index, key in keys.key(index, into: &key) }
+    }
+
+    /// One family's keys in order: every event's index, sorted by its prefix's rank, then by
+    /// position (the order events arrived in) or, for time keys, by time and then position.
+    private func family(_ prefixes: Prefixes, _ prefixOf: [UInt32], byTime: Bool) -> Keys.Family {
+        let (rank, prefixFree) = prefixes.ranks()
+        var starts = [Int](repeating: 0, count: rank.count + 1)
+        for number in prefixOf { starts[Int(rank[Int(number)]) + 1] += 1 }
+        for index in rank.indices { starts[index + 1] += starts[index] }
+        var order = [UInt32](repeating: 0, count: prefixOf.count)
+        var next = starts
+        for (index, number) in prefixOf.enumerated() {
+            let at = Int(rank[Int(number)])
+            order[next[at]] = UInt32(index)
+            next[at] += 1
+        }
+        let times = self.times
+        if byTime {
+            for group in rank.indices where starts[group + 1] - starts[group] > 1 {
+                let range = starts[group]..<starts[group + 1]
+                let inOrder = zip(order[range], order[range].dropFirst()).allSatisfy {
+                    times[Int($0)] <= times[Int($1)]
+                }
+                if !inOrder { order[range].sort { (times[Int($0)], $0) < (times[Int($1)], $1) } }
+            }
+        }
+        var family = Keys.Family(prefixes: prefixes.bytes, prefixOf: prefixOf, order: order, byTime: byTime)
+        if !prefixFree {
+            // A part holding a 0x00 byte makes one prefix begin another (`t‖a‖b‖` and `t‖a‖`): then
+            // what follows a prefix takes part in the order, so whole keys are compared.
+            let positions = self.positions
+            let made = family
+            func key(_ index: UInt32) -> [UInt8] {
+                var key = [UInt8]()
+                made.key(event: Int(index), positions: positions, times: times, into: &key)
+                return key
+            }
+            family.order.sort { key($0).lexicographicallyPrecedes(key($1)) }
+        }
+        return family
+    }
+
+    /// Distinct key prefixes of one family, numbered in the order they first appear.
+    struct Prefixes {
+        /// Each number's prefix.
+        private(set) var bytes: [[UInt8]] = []
+        private var numbers: [[UInt8]: UInt32] = [:]
+
+        /// The number of `prefix`, given a new one if it is new.
+        mutating func number(of prefix: [UInt8]) -> UInt32 {
+            if let number = numbers[prefix] { return number }
+            let number = UInt32(bytes.count)
+            numbers[prefix] = number
+            bytes.append(prefix)
+            return number
+        }
+
+        /// Each number's rank in byte order, and whether no prefix begins another. In a sorted
+        /// list a prefix that begins others is followed by them, so neighbours are enough to check.
+        func ranks() -> (rank: [UInt32], prefixFree: Bool) {
+            let sorted = bytes.indices.sorted { bytes[$0].lexicographicallyPrecedes(bytes[$1]) }
+            var rank = [UInt32](repeating: 0, count: bytes.count)
+            for (at, number) in sorted.enumerated() { rank[number] = UInt32(at) }
+            let prefixFree = zip(sorted, sorted.dropFirst()).allSatisfy { !bytes[$1].starts(with: bytes[$0]) }
+            return (rank, prefixFree)
+        }
+    }
+
+    /// What makes every key of the rebuild from its row index.
+    struct Keys: Sendable {
+        /// One family's prefixes, which prefix each event names, and the events in key order.
+        struct Family: Sendable {
+            var prefixes: [[UInt8]]
+            var prefixOf: [UInt32]
+            var order: [UInt32]
+            var byTime: Bool
+
+            /// Appends the key of the event at `event` (its index in the fold).
+            func key(event: Int, positions: [UInt64], times: [UInt64], into key: inout [UInt8]) {
+                key.append(contentsOf: prefixes[Int(prefixOf[event])])
+                if byTime { Key.append(times[event], to: &key) }
+                Key.append(positions[event], to: &key)
+            }
+        }
+
+        let positions: [UInt64]
+        let times: [UInt64]
+        let families: [Family]
+
+        /// Appends row `index`'s key: the families follow each other, each `positions.count` rows.
+        func key(_ index: Int, into key: inout [UInt8]) {
+            let family = families[index / positions.count]
+            family.key(
+                event: Int(family.order[index % positions.count]), positions: positions, times: times, into: &key)
+        }
+    }
+}
