@@ -337,12 +337,13 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// one, or a tool). Each event is read and decoded once and applied to every projection's
     /// scratch slot; each projection switches in the transaction where its scratch slot reaches
     /// the head. A batch ends after `batchSize` events or ``batchTimeBudget``, whichever is first,
-    /// so a writer in another process waits at most about that long.
+    /// so a writer in another process waits at most about that long. Folded projections fold on
+    /// every core (``fold(_:lanes:)``).
     public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws
     {
         let run = try RebuildRun(self, names)
         let started = try store.write(run.start)
-        for folded in try run.fold() {
+        for folded in try run.fold(lanes: Self.cores) {
             var written = 0
             repeat {
                 written = try store.write { try run.write(folded, from: written, in: $0) }
@@ -359,14 +360,17 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// the store's writer thread (``EventStore/perform(_:)``): for a process that is also serving
     /// commands. No thread of Swift's cooperative pool blocks on LMDB's writer lock, and appends
     /// commit between batches, each of which holds the writer for at most ``batchTimeBudget``.
+    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``); by default one core
+    ///   fewer than the machine has (at least one), leaving a core to the commands the process serves.
     /// - Returns: the progress at the end (events applied, the rate).
     @discardableResult
     public func rebuildOnWriter(
-        _ names: [String], batchSize: Int = 20_000, progress: (@Sendable (RebuildProgress) -> Void)? = nil
+        _ names: [String], batchSize: Int = 20_000, lanes: Int = max(1, cores - 1),
+        progress: (@Sendable (RebuildProgress) -> Void)? = nil
     ) async throws -> RebuildProgress {
         let run = try RebuildRun(self, names)
         let started = try await store.perform(run.start)
-        for folded in try await Self.offPool(run.fold) {
+        for folded in try await Self.offPool({ try run.fold(lanes: lanes) }) {
             var written = 0
             repeat {
                 let from = written
@@ -389,12 +393,38 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
     }
 
-    /// Folds the log from position 1 to the head into each projection's fold, in read transactions
-    /// of 4,096 events, and returns the rows each arrives at and the last position folded.
-    func fold(_ projections: [any FoldedRebuild]) throws -> (rows: [SortedRows], through: UInt64) {
+    /// The cores this process may run on.
+    public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// Folds the log from position 1 to the head into each projection's fold and returns the rows
+    /// each arrives at and the last position folded.
+    ///
+    /// The folds are dealt round-robin to at most `lanes` threads; each lane reads the log itself, in read
+    /// transactions of 4,096 events, and folds it into its own folds (a ``ProjectedEvent`` parses
+    /// its payload lazily, so lanes never share one). Lanes run at once, so a rebuild of all the
+    /// standard projections takes about as long as its slower half.
+    func fold(_ projections: [any FoldedRebuild], lanes: Int) throws -> (rows: [SortedRows], through: UInt64) {
         guard !projections.isEmpty else { return ([], 0) }
-        var folds = projections.map { $0.makeFold() }
         let head = try store.read { try $0.headPosition() }
+        let lanes = min(projections.count, max(1, lanes))
+        let results = LaneResults(count: projections.count)
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            let mine = Array(stride(from: lane, to: projections.count, by: lanes))
+            do {
+                let (rows, through) = try fold(mine.map { projections[$0] }, through: head)
+                for (index, rows) in zip(mine, rows) { results.set(index, rows, through: through) }
+            } catch {
+                results.fail(error)
+            }
+        }
+        return try results.collect()
+    }
+
+    /// One lane of ``fold(_:lanes:)``: folds the log up to `head` into each projection's fold, then takes
+    /// each fold's rows and releases the fold, so the next one makes its rows without the previous
+    /// fold's state still held.
+    private func fold(_ projections: [any FoldedRebuild], through head: UInt64) throws -> ([SortedRows], UInt64) {
+        var folds = projections.map { $0.makeFold() }
         var reached: UInt64 = 0
         while reached < head {
             let events = try store.read { try $0.events(from: reached + 1, limit: Int(min(4_096, head - reached))) }
@@ -405,8 +435,6 @@ public final class ProjectionRunner: @unchecked Sendable {
                 reached = event.position
             }
         }
-        // Each fold is released as soon as it has handed over its rows, so the next one makes its
-        // rows without the previous fold's state still held.
         let rows = try store.read { txn in
             let reader = PersonalDataReader(txn: txn, table: personalData)
             var rows = [SortedRows]()
@@ -414,6 +442,35 @@ public final class ProjectionRunner: @unchecked Sendable {
             return rows
         }
         return (rows, reached)
+    }
+
+    /// What the lanes of ``fold(_:lanes:)`` arrive at, by projection index.
+    ///
+    /// Invariant that makes `@unchecked Sendable` safe: every property is read and written under `lock`.
+    private final class LaneResults: @unchecked Sendable {
+        private let lock = NSLock()
+        private var rows: [SortedRows?]
+        private var through = UInt64.max
+        private var error: (any Error)?
+
+        init(count: Int) { rows = Array(repeating: nil, count: count) }
+
+        func set(_ index: Int, _ value: SortedRows, through reached: UInt64) {
+            lock.withLock {
+                rows[index] = value
+                through = min(through, reached)
+            }
+        }
+
+        func fail(_ failure: any Error) { lock.withLock { error = error ?? failure } }
+
+        /// Every projection's rows and the position all lanes reached, or the first lane's error.
+        func collect() throws -> ([SortedRows], UInt64) {
+            try lock.withLock {
+                if let error { throw error }
+                return (rows.map { $0 ?? SortedRows() }, through == .max ? 0 : through)
+            }
+        }
     }
 
     /// The rows a folded projection's rebuild arrived at, to write into its scratch slot.
@@ -470,7 +527,7 @@ public final class ProjectionRunner: @unchecked Sendable {
 
         /// Folds the log for each ``FoldedRebuild`` projection whose rebuild starts from scratch, in
         /// read transactions (no writer held): the rows to write, and the position they reach.
-        @Sendable func fold() throws -> [FoldedRows] {
+        @Sendable func fold(lanes: Int) throws -> [FoldedRows] {
             let fresh = try runner.store.read { txn in
                 try selected.compactMap { projection -> (any FoldedRebuild)? in
                     guard let folded = projection as? any FoldedRebuild,
@@ -479,7 +536,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                     return folded
                 }
             }
-            let (rows, through) = try runner.fold(fresh)
+            let (rows, through) = try runner.fold(fresh, lanes: lanes)
             guard through > 0 else { return [] }
             return zip(fresh, rows).map { FoldedRows(name: $0.name, rows: $1, through: through) }
         }
@@ -582,7 +639,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         var checkpoint: UInt64 = 0
         try store.write { try $0.clear(scratch) }
         if let folded = projection as? any FoldedRebuild {
-            let (rows, through) = try fold([folded])
+            let (rows, through) = try fold([folded], lanes: 1)
             var written = 0
             while written < rows[0].count {
                 let began = ContinuousClock.now

@@ -403,8 +403,9 @@ enum ProjectionsCommand {
                campaign projections verify [NAME] [--data DIR] [--json]
 
         status   each projection's mode, version, checkpoint and lag
-        rebuild  rebuild one projection (or all) from position 1 into a scratch table and switch
-                 atomically; resumable; a progress bar with events/s and ETA on a terminal
+        rebuild  rebuild one projection (or all, in one pass over the log) from position 1 into a
+                 scratch table and switch atomically; resumable; a progress bar with events/s and
+                 ETA on a terminal
         verify   rebuild into a scratch table and compare with the live model; exit 1 on a difference
         """
 
@@ -440,26 +441,25 @@ enum ProjectionsCommand {
 
         switch action {
         case "rebuild":
-            for name in names {
-                let started = Date()
-                // Each batch is a job of the writer thread, so a rebuild in a process that serves
-                // commands (or beside one) holds the writer only briefly at a time.
-                let last = try await runner.rebuildOnWriter([name], batchSize: batch) { progress in
-                    if console.errorIsTerminal {
-                        console.progress(
-                            "\(name) "
-                                + Format.progressBar(
-                                    done: progress.done, total: progress.total, rate: progress.eventsPerSecond))
-                    }
+            // One pass for all of them: folded projections fold on every core (this process serves
+            // no commands), and each writer job holds the writer only briefly, so a process serving
+            // commands beside this one keeps committing.
+            let started = Date()
+            let last = try await runner.rebuildOnWriter(names, batchSize: batch, lanes: ProjectionRunner.cores) {
+                progress in
+                if console.errorIsTerminal {
+                    console.progress(
+                        "\(progress.name) "
+                            + Format.progressBar(
+                                done: progress.done, total: progress.total, rate: progress.eventsPerSecond))
                 }
-                if console.errorIsTerminal { console.progress("") }
-                let seconds = Date().timeIntervalSince(started)
-                let done = last.done
-                console.out(
-                    "rebuilt \(name): \(Format.count(done)) events in \(String(format: "%.2f", seconds)) "
-                        + "s (\(Format.count(Int(Double(done) / max(seconds, 1e-6)))) events/s)"
-                )
             }
+            if console.errorIsTerminal { console.progress("") }
+            let seconds = Date().timeIntervalSince(started)
+            let rate = Format.count(Int(Double(last.done) / max(seconds, 1e-6)))
+            console.out(
+                "rebuilt \(names.joined(separator: ", ")): \(Format.count(last.done)) events in "
+                    + "\(String(format: "%.2f", seconds)) s (\(rate) events/s)")
             return .ok
 
         default:
