@@ -56,6 +56,38 @@ public struct ExperimentResultsProjection: Projection {
 }
 
 extension ExperimentResultsProjection: FoldedRebuild {
-    /// Its own `apply` over rows in memory (it reads and writes nothing else).
-    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+    /// Keeps each experiment's state decoded while it folds, and encodes it once at the end.
+    public func makeFold() -> any RebuildFold { Fold() }
+
+    /// The rebuild's fold: the same `evolve` and the same exposure rows as ``apply(_:to:)``, but an
+    /// experiment's state stays a value between events instead of being parsed from its row and
+    /// encoded back on every exposure (a state reads back exactly as it was written, so the rows
+    /// are the same).
+    final class Fold: RebuildFold {
+        private var states: [[UInt8]: ExperimentState] = [:]
+        private let exposures = MemoryRows()
+
+        /// Folds an experiment event.
+        func fold(_ event: ProjectedEvent) throws {
+            guard let kind = ExperimentEvent.Kind(rawValue: event.envelope.type),
+                let id = event.payload["experimentId"]?.stringValue
+            else { return }
+            let tenant = event.envelope.tenant
+            let key = ExperimentResultsProjection.row(tenant, id)
+            if let after = Experiment.evolve(states[key], event.record) { states[key] = after }
+            if let contactId = event.payload["contactId"]?.stringValue,
+                let variant = event.payload["variant"]?.stringValue
+            {
+                let row = kind == .converted ? variant + "\n1" : variant
+                exposures.values[ExperimentResultsProjection.contact(tenant, id, contactId)] = Array(row.utf8)
+            }
+        }
+
+        /// Every experiment's state, encoded once, and every exposure, in key order.
+        func rows(_: PersonalDataReader) throws -> SortedRows {
+            for (key, state) in states { exposures.values[key] = state.snapshot.bytes }
+            states = [:]
+            return exposures.takeSorted()
+        }
+    }
 }

@@ -184,6 +184,26 @@ import Testing
         #expect(forced.status == 201 && forced.data?["experiment"]?["forced"] == .bool(true))
     }
 
+    /// `experiment-results` rebuilds by folding with each experiment's state kept decoded; its rows
+    /// must be those the inline appends wrote, conversions and the winner included.
+    @Test func theExperimentResultsRebuildEqualsTheLiveModel() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        await expose(t, contacts(for: "control", count: 40), convert: 7)
+        await expose(t, contacts(for: "b", count: 30), convert: 12)
+        let forced = await t.command(
+            "experiment.declareWinner", #"{"experimentId":"exp_1","variant":"b","force":true}"#)
+        #expect(forced.status == 201)
+        let report = try t.engine.projections.verify("experiment-results")
+        #expect(report.matches, "\(report.differences.prefix(3))")
+        #expect(report.entries == 71, "70 exposures and the experiment's row")
+        let before = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#)
+        try t.engine.projections.rebuild("experiment-results")
+        let after = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#)
+        #expect(after == before)
+        #expect(after.data?["variants"]?.arrayValue?.compactMap { $0["conversions"]?.integerValue } == [7, 12])
+    }
+
     @Test func aSampleRatioMismatchBlocksAWinner() async throws {
         let t = try TestEngine()
         try await experiment(t)
