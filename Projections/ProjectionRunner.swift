@@ -328,8 +328,10 @@ public final class ProjectionRunner: @unchecked Sendable {
     }
 
     /// Rebuilds every projection, in one pass over the log.
-    public func rebuildAll(batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws {
-        try rebuild(projections.map(\.name), batchSize: batchSize, progress: progress)
+    public func rebuildAll(
+        batchSize: Int = 20_000, lanes: Int = cores, progress: ((RebuildProgress) -> Void)? = nil
+    ) throws {
+        try rebuild(projections.map(\.name), batchSize: batchSize, lanes: lanes, progress: progress)
     }
 
     /// Rebuilds several projections in one pass over the log, each batch in a write transaction
@@ -337,13 +339,15 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// one, or a tool). Each event is read and decoded once and applied to every projection's
     /// scratch slot; each projection switches in the transaction where its scratch slot reaches
     /// the head. A batch ends after `batchSize` events or ``batchTimeBudget``, whichever is first,
-    /// so a writer in another process waits at most about that long. Folded projections fold on
-    /// every core (``fold(_:lanes:)``).
-    public func rebuild(_ names: [String], batchSize: Int = 20_000, progress: ((RebuildProgress) -> Void)? = nil) throws
-    {
+    /// so a writer in another process waits at most about that long.
+    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``), by default every core.
+    ///   Each lane holds its own projections' folds, so one lane needs the least memory.
+    public func rebuild(
+        _ names: [String], batchSize: Int = 20_000, lanes: Int = cores, progress: ((RebuildProgress) -> Void)? = nil
+    ) throws {
         let run = try RebuildRun(self, names)
         let started = try store.write(run.start)
-        for folded in try run.fold(lanes: Self.cores) {
+        for folded in try run.fold(lanes: lanes) {
             var written = 0
             repeat {
                 written = try store.write { try run.write(folded, from: written, in: $0) }
@@ -356,7 +360,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
     }
 
-    /// Rebuilds like ``rebuild(_:batchSize:progress:)-(([String],_,_)``, with each batch a job of
+    /// Rebuilds like ``rebuild(_:batchSize:lanes:progress:)``, with each batch a job of
     /// the store's writer thread (``EventStore/perform(_:)``): for a process that is also serving
     /// commands. No thread of Swift's cooperative pool blocks on LMDB's writer lock, and appends
     /// commit between batches, each of which holds the writer for at most ``batchTimeBudget``.

@@ -69,7 +69,7 @@ public enum CLI {
                 CheckpointCommand.help, ["data", "key", "origin"], ["list", "json"], CheckpointCommand.run
             ),
             "prove": (ProveCommand.help, ["data", "checkpoint"], ["json"], ProveCommand.run),
-            "projections": (ProjectionsCommand.help, ["data", "batch"], ["json"], ProjectionsCommand.run),
+            "projections": (ProjectionsCommand.help, ["data", "batch", "lanes"], ["json"], ProjectionsCommand.run),
             "stats": (StatsCommand.help, ["data"], ["json"], StatsCommand.run),
             "export": (
                 ExportCommand.help,
@@ -399,13 +399,14 @@ enum VerifyCommand {
 enum ProjectionsCommand {
     static let help = """
         usage: campaign projections status [--data DIR] [--json]
-               campaign projections rebuild [NAME] [--data DIR] [--batch N]
+               campaign projections rebuild [NAME] [--data DIR] [--batch N] [--lanes N]
                campaign projections verify [NAME] [--data DIR] [--json]
 
         status   each projection's mode, version, checkpoint and lag
         rebuild  rebuild one projection (or all, in one pass over the log) from position 1 into a
                  scratch table and switch atomically; resumable; a progress bar with events/s and
-                 ETA on a terminal
+                 ETA on a terminal; --lanes N folds on N threads at once (default: every
+                 core); each lane holds its projections' state, so fewer lanes use less memory
         verify   rebuild into a scratch table and compare with the live model; exit 1 on a difference
         """
 
@@ -416,11 +417,16 @@ enum ProjectionsCommand {
         guard arguments.positionals.count <= 2, action != "status" || arguments.positionals.count == 1 else {
             throw CLI.usage("too many arguments")
         }
-        let batch =
-            try arguments.options["batch"].map { text throws(Arguments.UsageError) -> Int in
-                guard let value = Int(text), value > 0 else { throw CLI.usage("--batch takes a positive whole number") }
+        func positive(_ option: String) throws(Arguments.UsageError) -> Int? {
+            try arguments.options[option].map { text throws(Arguments.UsageError) -> Int in
+                guard let value = Int(text), value > 0 else {
+                    throw CLI.usage("--\(option) takes a positive whole number")
+                }
                 return value
-            } ?? 20_000
+            }
+        }
+        let batch = try positive("batch") ?? 20_000
+        let lanes = try positive("lanes") ?? ProjectionRunner.cores
         let known = CampaignEngine.standardProjections().map(\.name)
         let names = arguments.positionals.count == 2 ? [arguments.positionals[1]] : known
         for name in names where !known.contains(name) {
@@ -445,7 +451,7 @@ enum ProjectionsCommand {
             // no commands), and each writer job holds the writer only briefly, so a process serving
             // commands beside this one keeps committing.
             let started = Date()
-            let last = try await runner.rebuildOnWriter(names, batchSize: batch, lanes: ProjectionRunner.cores) {
+            let last = try await runner.rebuildOnWriter(names, batchSize: batch, lanes: lanes) {
                 progress in
                 if console.errorIsTerminal {
                     console.progress(

@@ -180,6 +180,8 @@ func fixture(_ name: String) throws -> String {
                     "rebuilt campaign-board, schedule-index, publishing-queue, experiment-results, segments, audit: ")
         )
         #expect(rebuild.err.isEmpty, "no progress bar when stderr is not a terminal")
+        let oneLane = try await campaign(["projections", "rebuild", "--lanes", "1", "--data", directory.path])
+        #expect(oneLane.status == 0 && oneLane.lines.count == 1)
         let one = try await campaign(["projections", "rebuild", "campaign-board", "--data", directory.path])
         #expect(one.lines.count == 1 && one.out.hasPrefix("rebuilt campaign-board: 5 events"))
         let verify = try await campaign(["projections", "verify", "--data", directory.path])
@@ -227,6 +229,7 @@ func fixture(_ name: String) throws -> String {
         ["projections"], ["projections", "frob"], ["demo", "--tenants", "9"], ["apply", "--now", "tomorrow"],
         ["compact"],
         ["replay", "--from", "yesterday"], ["stats", "--json=1"], ["demo", "--contacts", "200"],
+        ["projections", "rebuild", "--lanes", "0"],
     ])
     func usageErrorsExit64WithOneClearLine(_ arguments: [String]) async throws {
         let run = try await campaign(arguments)

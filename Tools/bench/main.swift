@@ -107,6 +107,35 @@ func peakMemory() -> Int {
     return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
 }
 
+/// The peak of ``anonymousMemory()`` from its creation until ``stop()``, sampled every 5 ms on a
+/// thread of its own (a fold's state peaks before any rebuild progress is reported).
+///
+/// Invariant that makes `@unchecked Sendable` safe: `peak` and `running` change only under `lock`.
+final class HeapSampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak = anonymousMemory()
+    private var running = true
+
+    init() {
+        Thread.detachNewThread { [self] in
+            while lock.withLock({ running }) {
+                let now = anonymousMemory()
+                lock.withLock { peak = max(peak, now) }
+                usleep(5_000)
+            }
+        }
+    }
+
+    /// Stops sampling and returns the peak, in bytes.
+    func stop() -> Int {
+        let now = anonymousMemory()
+        return lock.withLock {
+            running = false
+            return max(peak, now)
+        }
+    }
+}
+
 func resetPeakMemory() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
 
 /// Resident anonymous memory now, in bytes (Linux `RssAnon`): the heap, without the pages of the
@@ -378,12 +407,16 @@ if runs(5) || runs(6) || withPeer {
         perProjection[projection.name] = .number(rate(events, alone))
         perProjectionText.append("\(projection.name) \(f(rate(events, alone)))")
     }
+    // One lane first (the least memory), then every core; the heap is sampled throughout, folds
+    // included, since a fold holds its state before any batch reports progress.
+    let oneLane = HeapSampler()
+    let oneLaneSeconds = try seconds { try runner.rebuildAll(lanes: 1) }
+    let oneLanePeak = oneLane.stop()
     resetPeakMemory()
     let baseline = peakMemory()
-    var peakAnonymous = anonymousMemory()
-    let rebuildSeconds = try seconds {
-        try runner.rebuildAll { _ in peakAnonymous = max(peakAnonymous, anonymousMemory()) }
-    }
+    let sampler = HeapSampler()
+    let rebuildSeconds = try seconds { try runner.rebuildAll() }
+    let peakAnonymous = sampler.stop()
     let peak = peakMemory()
     let rebuildRate = rate(events, rebuildSeconds)
     // Bytes on disk per event: the log (records and the stream index) and each read model.
@@ -465,13 +498,19 @@ if runs(5) || runs(6) || withPeer {
     report(
         "rebuild all 6 projections",
         engine:
-            "\(f(rebuildRate)) ev/s, peak heap \(peakAnonymous >> 20) MiB, peak RSS with the mapped log "
-            + "\(peak >> 20) MiB (\(baseline >> 20) before)",
+            "\(f(rebuildRate)) ev/s on \(ProjectionRunner.cores) lanes, peak heap \(peakAnonymous >> 20) MiB, "
+            + "peak RSS with the mapped log \(peak >> 20) MiB (\(baseline >> 20) before); on one lane "
+            + "\(f(rate(events, oneLaneSeconds))) ev/s, peak heap \(oneLanePeak >> 20) MiB",
         baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
         [
             "events": .number(Double(events)), "eventsPerSecond": .number(rebuildRate),
             "peakBytes": .number(Double(peak)),
             "peakAnonymousBytes": .number(Double(peakAnonymous)), "rawScanPerSecond": .number(scanRate),
+            "lanes": .number(Double(ProjectionRunner.cores)),
+            "oneLane": .object([
+                "eventsPerSecond": .number(rate(events, oneLaneSeconds)),
+                "peakAnonymousBytes": .number(Double(oneLanePeak)),
+            ]),
         ])
     // What bounds verify: SHA-256 over records of the same size, alone, with each implementation.
     let record = [UInt8](repeating: 0x61, count: 420)
