@@ -115,6 +115,8 @@ final class HeapSampler: @unchecked Sendable {
     private let lock = NSLock()
     private var peak = anonymousMemory()
     private var running = true
+    /// The heap when sampling began: what the process held before (the demo log's engine, caches).
+    let start = anonymousMemory()
 
     init() {
         Thread.detachNewThread { [self] in
@@ -499,17 +501,19 @@ if runs(5) || runs(6) || withPeer {
         "rebuild all 6 projections",
         engine:
             "\(f(rebuildRate)) ev/s on \(ProjectionRunner.cores) lanes, peak heap \(peakAnonymous >> 20) MiB, "
-            + "peak RSS with the mapped log \(peak >> 20) MiB (\(baseline >> 20) before); on one lane "
-            + "\(f(rate(events, oneLaneSeconds))) ev/s, peak heap \(oneLanePeak >> 20) MiB",
+            + "\(sampler.start >> 20) MiB before it; peak RSS with the mapped log \(peak >> 20) MiB "
+            + "(\(baseline >> 20) before); on one lane \(f(rate(events, oneLaneSeconds))) ev/s, peak heap "
+            + "\(oneLanePeak >> 20) MiB, \(oneLane.start >> 20) MiB before it",
         baseline: "raw cursor scan \(f(scanRate)) ev/s", ratio: x(rebuildRate / scanRate),
         [
             "events": .number(Double(events)), "eventsPerSecond": .number(rebuildRate),
             "peakBytes": .number(Double(peak)),
             "peakAnonymousBytes": .number(Double(peakAnonymous)), "rawScanPerSecond": .number(scanRate),
-            "lanes": .number(Double(ProjectionRunner.cores)),
+            "anonymousBytesBefore": .number(Double(sampler.start)), "lanes": .number(Double(ProjectionRunner.cores)),
             "oneLane": .object([
                 "eventsPerSecond": .number(rate(events, oneLaneSeconds)),
                 "peakAnonymousBytes": .number(Double(oneLanePeak)),
+                "anonymousBytesBefore": .number(Double(oneLane.start)),
             ]),
         ])
     // What bounds verify: SHA-256 over records of the same size, alone, with each implementation.
