@@ -472,7 +472,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         func collect() throws -> ([SortedRows], UInt64) {
             try lock.withLock {
                 if let error { throw error }
-                return (rows.map { $0 ?? SortedRows() }, through == .max ? 0 : through)
+                // Every lane sets its projections' rows or fails, so none is missing here.
+                return (rows.map { $0! }, through == .max ? 0 : through)
             }
         }
     }

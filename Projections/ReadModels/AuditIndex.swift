@@ -30,19 +30,25 @@ public struct AuditIndex: Projection {
         if let name { Key.appendPart(name, to: &key) }
     }
 
+    /// Appends what follows a key's prefix: for time keys the time (ms), then the position.
+    static func appendSuffix(_ family: Family, time: UInt64, position: UInt64, to key: inout [UInt8]) {
+        if family == .time { Key.append(time, to: &key) }
+        Key.append(position, to: &key)
+    }
+
     /// Indexes one event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         let e = event.envelope
         for family in Family.allCases {
+            let name: String? =
+                switch family {
+                case .actor: e.actor
+                case .stream: e.streamId
+                case .time: nil
+                }
             var key = [UInt8]()
-            switch family {
-            case .actor: Self.appendPrefix(family, tenant: e.tenant, name: e.actor, to: &key)
-            case .stream: Self.appendPrefix(family, tenant: e.tenant, name: e.streamId, to: &key)
-            case .time:
-                Self.appendPrefix(family, tenant: e.tenant, name: nil, to: &key)
-                Key.append(Key.milliseconds(e.occurredAt), to: &key)
-            }
-            Key.append(e.position, to: &key)
+            Self.appendPrefix(family, tenant: e.tenant, name: name, to: &key)
+            Self.appendSuffix(family, time: Key.milliseconds(e.occurredAt), position: e.position, to: &key)
             try table.put(key)
         }
     }

@@ -51,8 +51,8 @@ final class AuditFold: RebuildFold {
         let keys = Keys(
             positions: positions, times: times,
             families: [
-                family(actors, actorOf, byTime: false), family(streams, streamOf, byTime: false),
-                family(tenants, tenantOf, byTime: true),
+                family(.actor, actors, actorOf), family(.stream, streams, streamOf),
+                family(.time, tenants, tenantOf),
             ])
         positions = []
         times = []
@@ -67,7 +67,7 @@ final class AuditFold: RebuildFold {
 
     /// One family's keys in order: every event's index, sorted by its prefix's rank, then by
     /// position (the order events arrived in) or, for time keys, by time and then position.
-    private func family(_ prefixes: Prefixes, _ prefixOf: [UInt32], byTime: Bool) -> Keys.Family {
+    private func family(_ kind: AuditIndex.Family, _ prefixes: Prefixes, _ prefixOf: [UInt32]) -> Keys.Family {
         let (rank, prefixFree) = prefixes.ranks()
         var starts = [Int](repeating: 0, count: rank.count + 1)
         for number in prefixOf { starts[Int(rank[Int(number)]) + 1] += 1 }
@@ -80,7 +80,7 @@ final class AuditFold: RebuildFold {
             next[at] += 1
         }
         let times = self.times
-        if byTime {
+        if kind == .time {
             for group in rank.indices where starts[group + 1] - starts[group] > 1 {
                 let range = starts[group]..<starts[group + 1]
                 let inOrder = zip(order[range], order[range].dropFirst()).allSatisfy {
@@ -89,7 +89,7 @@ final class AuditFold: RebuildFold {
                 if !inOrder { order[range].sort { (times[Int($0)], $0) < (times[Int($1)], $1) } }
             }
         }
-        var family = Keys.Family(prefixes: prefixes.frozen(), prefixOf: prefixOf, order: order, byTime: byTime)
+        var family = Keys.Family(kind: kind, prefixes: prefixes.frozen(), prefixOf: prefixOf, order: order)
         if !prefixFree {
             // A part holding a 0x00 byte makes one prefix begin another (`t‖a‖b‖` and `t‖a‖`): then
             // what follows a prefix takes part in the order, so whole keys are compared.
@@ -182,16 +182,15 @@ final class AuditFold: RebuildFold {
     struct Keys: Sendable {
         /// One family's prefixes, which prefix each event names, and the events in key order.
         struct Family: Sendable {
+            var kind: AuditIndex.Family
             var prefixes: Prefixes
             var prefixOf: [UInt32]
             var order: [UInt32]
-            var byTime: Bool
 
             /// Appends the key of the event at `event` (its index in the fold).
             func key(event: Int, positions: [UInt64], times: [UInt64], into key: inout [UInt8]) {
                 prefixes.append(Int(prefixOf[event]), to: &key)
-                if byTime { Key.append(times[event], to: &key) }
-                Key.append(positions[event], to: &key)
+                AuditIndex.appendSuffix(kind, time: times[event], position: positions[event], to: &key)
             }
         }
 

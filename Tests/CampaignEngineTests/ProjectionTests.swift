@@ -361,9 +361,9 @@ import Testing
         let names = runner.projections.map(\.name)
         let batches = Positions()
         // Commands keep committing while the rebuild runs on the writer: every projection folds the
-        // log off the writer and writes its rows in jobs, then applies what was appended since in
-        // batches of at most 7 events.
-        async let rebuilt = runner.rebuildOnWriter(names, batchSize: 7) { progress in
+        // log off the writer, on two lanes at once whatever the machine, and writes its rows in
+        // jobs, then applies what was appended since in batches of at most 7 events.
+        async let rebuilt = runner.rebuildOnWriter(names, batchSize: 7, lanes: 2) { progress in
             batches.append(progress.done)
         }
         var answers = [Int?]()

@@ -113,12 +113,14 @@ func peakMemory() -> Int {
 /// Invariant that makes `@unchecked Sendable` safe: `peak` and `running` change only under `lock`.
 final class HeapSampler: @unchecked Sendable {
     private let lock = NSLock()
-    private var peak = anonymousMemory()
+    private var peak: Int
     private var running = true
     /// The heap when sampling began: what the process held before (the demo log's engine, caches).
-    let start = anonymousMemory()
+    let start: Int
 
     init() {
+        start = anonymousMemory()
+        peak = start
         Thread.detachNewThread { [self] in
             while lock.withLock({ running }) {
                 let now = anonymousMemory()
