@@ -86,6 +86,23 @@ public protocol Projection: Sendable {
     func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws
 }
 
+/// A projection one of whose events can cost more than a writer job may take (a segment's rule
+/// change re-evaluates every contact of its tenant) and so applies such an event in parts.
+///
+/// The catch-up runner stores the returned resume point with the checkpoint, in the part's
+/// transaction, and passes it back in the next transaction; no other event reaches the projection
+/// in between. ``Projection/apply(_:to:)`` must still apply a whole event at once (rebuilds and
+/// verify use it).
+public protocol PartialApply: Projection {
+    /// Applies `event`, or what is left of it after `resume`, until it is done or `shouldStop`
+    /// returns true; `shouldStop` is asked only after some work, so every call moves.
+    /// - Returns: where to resume (at most 65,535 bytes, opaque to the runner), or nil once the
+    ///   event is wholly applied.
+    func apply(
+        _ event: ProjectedEvent, to table: ProjectionTable, resumingAfter resume: [UInt8]?, shouldStop: () -> Bool
+    ) throws -> [UInt8]?
+}
+
 /// Composite keys: parts joined by a 0x00 byte (parts never contain one), so a key prefix
 /// selects a range; integers are big-endian so byte order is numeric order.
 public enum Key {
@@ -199,8 +216,20 @@ public struct ProjectionTable {
     /// - Throws: ``MemoryRows/UnavailableInMemory`` in memory: a projection that scans while
     ///   applying implements its own fold.
     public func scan(_ prefix: [UInt8], _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool) throws {
+        try scan(prefix, after: nil, body)
+    }
+
+    /// Visits the keys that start with `prefix` and sort after `after` (every one when nil), in
+    /// order, while `body` returns true.
+    /// - Throws: ``MemoryRows/UnavailableInMemory`` in memory, as ``scan(_:_:)``.
+    public func scan(
+        _ prefix: [UInt8], after: [UInt8]?, _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool
+    ) throws {
         guard case let .stored(txn, table, _) = storage else { throw MemoryRows.UnavailableInMemory() }
-        try txn.forEach(in: table, from: prefix) { key, value in
+        // The least key greater than `after` is `after` ‖ 0x00.
+        var start = prefix
+        if let after, prefix.lexicographicallyPrecedes(after + [0]) { start = after + [0] }
+        try txn.forEach(in: table, from: start) { key, value in
             guard key.starts(with: prefix) else { return false }
             return try body(key, value)
         }

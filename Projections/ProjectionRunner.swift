@@ -18,6 +18,9 @@ public struct ProjectionStatus: Sendable, Equatable {
     public var head: UInt64
     /// Where an unfinished rebuild stands, if one is under way.
     public var rebuildCheckpoint: UInt64?
+    /// Whether the event after the checkpoint is part-way applied (a catch-up stopped inside a
+    /// costly one, ``PartialApply``, and the next catch-up resumes it).
+    public var partWay = false
 
     /// Events not yet applied.
     public var lag: UInt64 { head > checkpoint ? head - checkpoint : 0 }
@@ -63,9 +66,9 @@ public struct VerifyReport: Sendable, Equatable {
 /// Keeps projections current and rebuilds them.
 ///
 /// Each projection has two tables, slots `a` and `b`, and a meta record (`projections`: name →
-/// `{version, slot, checkpoint, rebuild?}`). Readers use the slot the meta record names, in the
-/// same read transaction. A rebuild fills the other slot in large transactions, recording its
-/// own checkpoint so an interrupted rebuild resumes, and switches the meta record in the
+/// version, slot, checkpoint, rebuild?, part-way resume point?). Readers use the slot the meta
+/// record names, in the same read transaction. A rebuild fills the other slot in large
+/// transactions, recording its own checkpoint so an interrupted rebuild resumes, and switches the meta record in the
 /// transaction where it reaches the head: readers never see a half-built model, and no event
 /// committed meanwhile is missed. `verify` builds a third table the same way and compares.
 ///
@@ -85,6 +88,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         var slot: String
         var checkpoint: UInt64
         var rebuild: (slot: String, checkpoint: UInt64, version: Int)?
+        /// Where a catch-up stopped inside the event after `checkpoint` (a ``PartialApply``
+        /// projection's resume point), or nil when no event is part-way applied to the live slot.
+        var partial: [UInt8]?
 
         init(version: Int = 0, slot: String = "a", checkpoint: UInt64 = 0) {
             self.version = version
@@ -108,18 +114,26 @@ public final class ProjectionRunner: @unchecked Sendable {
             version = Int(Key.readU64(bytes[1..<9]))
             slot = String(UnicodeScalar(bytes[9]))
             checkpoint = Key.readU64(bytes[10..<18])
+            var end = 19
             if bytes.count >= 36, bytes[18] == 1 {
                 rebuild = (
                     String(UnicodeScalar(bytes[19])), Key.readU64(bytes[20..<28]), Int(Key.readU64(bytes[28..<36]))
                 )
+                end = 36
+            }
+            if bytes.count >= end + 2 {
+                let length = Int(bytes[end]) << 8 | Int(bytes[end + 1])
+                guard bytes.count == end + 2 + length else { return nil }
+                partial = Array(bytes[(end + 2)...])
             }
         }
 
         static let format: UInt8 = 0x01
 
         /// `0x01` ‖ version u64 ‖ live slot (`a`/`b`, 1 byte) ‖ checkpoint u64 ‖ `0x00`, or `0x01`
-        /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64. Fixed offsets, so
-        /// the per-append bookkeeping of inline projections costs no parsing.
+        /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64; then, only while
+        /// an event is part-way applied, the resume point's length (u16) ‖ its bytes. Fixed offsets,
+        /// so the per-append bookkeeping of inline projections costs no parsing.
         var bytes: [UInt8] {
             var out = [Self.format]
             out.reserveCapacity(36)
@@ -133,14 +147,22 @@ public final class ProjectionRunner: @unchecked Sendable {
             } else {
                 out.append(0)
             }
+            if let partial {
+                precondition(partial.count <= Int(UInt16.max), "a resume point is at most 65,535 bytes")
+                out += [UInt8(partial.count >> 8), UInt8(partial.count & 0xff)] + partial
+            }
             return out
         }
     }
 
     /// Opens the projections' tables. Call ``prepare(progress:)`` next to rebuild what changed.
-    public init(store: EventStore, projections: [any Projection]) throws {
+    /// - Parameter jobBudget: how long one batch may hold the writer (tests make it short).
+    public init(
+        store: EventStore, projections: [any Projection], jobBudget: Duration = ProjectionRunner.batchTimeBudget
+    ) throws {
         self.store = store
         self.projections = projections
+        self.jobBudget = jobBudget
         meta = try store.table(named: "projections")
         personalData = try store.table(named: PersonalData.tableName)
         var slots = [String: (Table, Table, Table)]()
@@ -243,8 +265,9 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     // MARK: Catch-up
 
-    /// Applies new events to catch-up projections (all, or one), `batchSize` events per
-    /// transaction, each with its checkpoint. Safe to call from several tasks and processes.
+    /// Applies new events to catch-up projections (all, or one), in transactions of at most
+    /// `batchSize` events and about ``jobBudget`` each, each with its checkpoint. Safe to call
+    /// from several tasks and processes.
     /// - Returns: the number of events applied.
     @discardableResult
     public func catchUp(
@@ -255,12 +278,10 @@ public final class ProjectionRunner: @unchecked Sendable {
             for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name)
             {
                 while true {
-                    let (count, checkpoint) = try store.write { txn in
-                        try catchUpBatch(projection, batchSize: batchSize, in: txn)
-                    }
-                    if count == 0 { break }
-                    applied += count
-                    onBatch?(projection.name, checkpoint)
+                    let step = try store.write { txn in try catchUpBatch(projection, batchSize: batchSize, in: txn) }
+                    applied += step.applied
+                    guard step.moved else { break }
+                    onBatch?(projection.name, step.checkpoint)
                 }
             }
             return applied
@@ -269,48 +290,82 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     /// Catches up like ``catchUp(_:batchSize:onBatch:)``, with each batch a job of the store's
     /// writer thread (``EventStore/perform(_:)``): a query waiting for its read model never blocks
-    /// a thread of Swift's cooperative pool on LMDB's writer lock, and batches of 1,000 events keep
-    /// appends flowing between them. Jobs run one at a time, and each reads its checkpoint inside
-    /// its transaction, so concurrent callers never apply an event twice.
+    /// a thread of Swift's cooperative pool on LMDB's writer lock, and each job holds the writer for
+    /// at most about ``jobBudget`` (less when appends wait), even for one costly event. Jobs
+    /// run one at a time, and each reads its checkpoint inside its transaction, so concurrent
+    /// callers never apply an event twice.
     /// - Returns: the number of events applied.
     @discardableResult
     public func catchUpOnWriter(_ name: String? = nil, batchSize: Int = 1_000) async throws -> UInt64 {
         var applied: UInt64 = 0
         for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name) {
             while true {
-                let (count, _) = try await store.perform { txn in
+                let step = try await store.perform { txn in
                     try self.catchUpBatch(projection, batchSize: batchSize, in: txn)
                 }
-                if count == 0 { break }
-                applied += count
+                applied += step.applied
+                if !step.moved { break }
             }
         }
         return applied
     }
 
-    /// Applies up to `batchSize` events after the projection's checkpoint and advances it.
-    /// - Returns: the events applied and the checkpoint after them.
-    func catchUpBatch(_ projection: any Projection, batchSize: Int, in txn: WriteTransaction) throws -> (UInt64, UInt64)
-    {
+    /// What one catch-up transaction did.
+    struct CatchUpStep {
+        /// Events applied whole (a part-way event is not counted until its last part).
+        var applied: UInt64
+        /// The checkpoint after the transaction.
+        var checkpoint: UInt64
+        /// Whether the transaction applied anything, whole events or part of one: the caller goes on.
+        var moved: Bool
+    }
+
+    /// Applies events after the projection's checkpoint, at most `batchSize` of them, until its time
+    /// is up (``shouldYield(startedAt:)``, checked after each event and, for a ``PartialApply``
+    /// projection, inside a costly one, whose resume point is then stored with the checkpoint).
+    func catchUpBatch(_ projection: any Projection, batchSize: Int, in txn: WriteTransaction) throws -> CatchUpStep {
         guard var state = try meta(projection.name, in: txn), state.version == projection.version else {
-            return (0, 0)
+            return CatchUpStep(applied: 0, checkpoint: 0, moved: false)
         }
+        let began = ContinuousClock.now
+        let stop = { self.shouldYield(startedAt: began) }
         let table = ProjectionTable(
             txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
-        let events = try txn.events(from: state.checkpoint + 1, limit: batchSize)
-        for event in events { try projection.apply(ProjectedEvent(event), to: table) }
-        guard let last = events.last else { return (0, state.checkpoint) }
-        state.checkpoint = last.position
-        try setMeta(state, projection.name, in: txn)
-        return (UInt64(events.count), state.checkpoint)
+        let resumable = projection as? any PartialApply
+        var applied: UInt64 = 0
+        var moved = false
+        reading: while applied < batchSize {
+            let events = try txn.events(from: state.checkpoint + 1, limit: min(256, batchSize - Int(applied)))
+            if events.isEmpty { break }
+            for event in events {
+                let projected = ProjectedEvent(event)
+                moved = true
+                if let resumable {
+                    state.partial = try resumable.apply(
+                        projected, to: table, resumingAfter: state.partial, shouldStop: stop)
+                    if state.partial != nil { break reading }
+                } else {
+                    try projection.apply(projected, to: table)
+                }
+                state.checkpoint = event.position
+                applied += 1
+                if stop() { break reading }
+            }
+        }
+        if moved { try setMeta(state, projection.name, in: txn) }
+        return CatchUpStep(applied: applied, checkpoint: state.checkpoint, moved: moved)
     }
 
     // MARK: Rebuild
 
-    /// How long one rebuild batch may hold the writer: appends wait behind it.
+    /// How long one rebuild or catch-up batch may hold the writer by default: appends wait behind it.
     public static let batchTimeBudget: Duration = .milliseconds(50)
 
-    /// How long a rebuild batch works before it ends early because appends are waiting: long enough
+    /// How long one rebuild or catch-up batch of this runner may hold the writer
+    /// (``batchTimeBudget`` unless the runner was made with another).
+    public let jobBudget: Duration
+
+    /// How long a rebuild or catch-up batch works before it ends early because appends are waiting: long enough
     /// that a rebuild under steady load still moves, short enough that an append waits little.
     public static let batchTimeWhenAppendsWait: Duration = .milliseconds(1)
 
@@ -318,7 +373,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// done its minimum and appends are waiting for the writer.
     func shouldYield(startedAt start: ContinuousClock.Instant) -> Bool {
         let elapsed = ContinuousClock.now - start
-        return elapsed >= Self.batchTimeBudget || (elapsed >= Self.batchTimeWhenAppendsWait && store.appendsWaiting)
+        return elapsed >= jobBudget
+            || (elapsed >= min(jobBudget, Self.batchTimeWhenAppendsWait) && store.appendsWaiting)
     }
 
     /// Rebuilds one projection from position 1 into its scratch slot, then switches to it
@@ -338,7 +394,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// of its own on the calling thread: for a store nobody else writes in this process (opening
     /// one, or a tool). Each event is read and decoded once and applied to every projection's
     /// scratch slot; each projection switches in the transaction where its scratch slot reaches
-    /// the head. A batch ends after `batchSize` events or ``batchTimeBudget``, whichever is first,
+    /// the head. A batch ends after `batchSize` events or ``jobBudget``, whichever is first,
     /// so a writer in another process waits at most about that long.
     /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``), by default every core.
     ///   Each lane holds its own projections' folds, so one lane needs the least memory.
@@ -363,7 +419,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Rebuilds like ``rebuild(_:batchSize:lanes:progress:)``, with each batch a job of
     /// the store's writer thread (``EventStore/perform(_:)``): for a process that is also serving
     /// commands. No thread of Swift's cooperative pool blocks on LMDB's writer lock, and appends
-    /// commit between batches, each of which holds the writer for at most ``batchTimeBudget``.
+    /// commit between batches, each of which holds the writer for at most ``jobBudget``.
     /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``); by default one core
     ///   fewer than the machine has (at least one), leaving a core to the commands the process serves.
     /// - Returns: the progress at the end (events applied, the rate).
@@ -547,7 +603,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
 
         /// Appends folded rows from `start` to the projection's scratch slot for at most
-        /// ``batchTimeBudget`` (less when appends wait); the job that writes the last row also records `through` as the
+        /// ``jobBudget`` (less when appends wait); the job that writes the last row also records `through` as the
         /// rebuild's checkpoint. Nothing is written unless the rebuild is still at checkpoint 0.
         /// - Returns: the index of the next row to write (the row count when done).
         func write(_ folded: FoldedRows, from start: Int, in txn: WriteTransaction) throws -> Int {
@@ -566,7 +622,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             return index
         }
 
-        /// Applies the next events (at most `batchSize`, for at most ``batchTimeBudget``, less when
+        /// Applies the next events (at most `batchSize`, for at most ``jobBudget``, less when
         /// appends wait: ``batchTimeWhenAppendsWait``) to every
         /// scratch slot and records each checkpoint; a projection whose slot reaches the head
         /// switches to it here.
@@ -681,10 +737,19 @@ public final class ProjectionRunner: @unchecked Sendable {
                 // batch would, checkpoint and all, so the next catch-up does not apply them again.
                 let liveTable = ProjectionTable(txn: txn, table: live, personalData: personalData)
                 for event in try txn.events(from: state.checkpoint + 1, limit: .max) {
-                    try projection.apply(ProjectedEvent(event), to: liveTable)
+                    // The first may be part-way applied by another process's catch-up since ours.
+                    if let partial = event.position == state.checkpoint + 1 ? state.partial : nil,
+                        let resumable = projection as? any PartialApply
+                    {
+                        _ = try resumable.apply(
+                            ProjectedEvent(event), to: liveTable, resumingAfter: partial, shouldStop: { false })
+                    } else {
+                        try projection.apply(ProjectedEvent(event), to: liveTable)
+                    }
                 }
                 var advanced = state
                 advanced.checkpoint = head
+                advanced.partial = nil
                 try setMeta(advanced, name, in: txn)
             }
             var report = VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
@@ -721,7 +786,8 @@ public final class ProjectionRunner: @unchecked Sendable {
                 return ProjectionStatus(
                     name: projection.name, mode: projection.mode, version: projection.version,
                     builtVersion: state.version,
-                    checkpoint: state.checkpoint, head: head, rebuildCheckpoint: state.rebuild?.checkpoint)
+                    checkpoint: state.checkpoint, head: head, rebuildCheckpoint: state.rebuild?.checkpoint,
+                    partWay: state.partial != nil)
             }
         }
     }

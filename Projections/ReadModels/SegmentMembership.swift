@@ -12,12 +12,13 @@ import Foundation
 /// entry, `w‖` + time + `tenant` → empty with `W‖tenant` → time, which the scheduler reads.
 ///
 /// A catch-up projection: a rule change re-evaluates every contact of the tenant, which belongs
-/// in the runner's batches rather than in the command's transaction. Contacts are evaluated with
+/// in the runner's batches rather than in the command's transaction, and is applied in parts
+/// (``PartialApply``), so no batch holds the writer for long however many contacts. Contacts are evaluated with
 /// their current values (the log holds only commitments) at the time of the triggering event.
 /// When a boundary passes, the scheduler appends `segment.membershipsRefreshed` for the tenant
 /// and this projection re-evaluates exactly the memberships due by that event's time, so a rebuild
 /// from the log arrives at the same memberships.
-public struct SegmentMembership: Projection {
+public struct SegmentMembership: PartialApply {
     /// Creates the projection.
     public init() {}
     /// `segments`.
@@ -171,37 +172,66 @@ public struct SegmentMembership: Projection {
 
     /// Folds a segment, contact or field event, and the scheduler's refreshes.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+        _ = try apply(event, to: table, resumingAfter: nil, shouldStop: { false })
+    }
+
+    /// Folds an event as ``apply(_:to:)`` does, a rule change in parts: it re-evaluates the
+    /// tenant's contacts in key order and can stop after any of them, returning that contact's id to
+    /// resume after. The segment's new state is stored by the first part; later parts read it back.
+    public func apply(
+        _ event: ProjectedEvent, to table: ProjectionTable, resumingAfter resume: [UInt8]?, shouldStop: () -> Bool
+    ) throws -> [UInt8]? {
         let tenant = event.envelope.tenant
         let now = event.envelope.occurredAt
         switch event.envelope.type {
         case SchemaEvent.Kind.fieldDefined.rawValue:
-            guard let name = event.payload["name"]?.stringValue else { return }
+            guard let name = event.payload["name"]?.stringValue else { return nil }
             var fields = try table.json(Key.make(["f", tenant]))?.objectValue ?? [:]
             fields[name] = event.payload
             try table.put(Key.make(["f", tenant]), json: .object(fields))
             table.memo["segments/" + tenant] = nil
-            return
+            return nil
         case SegmentEvent.Kind.created.rawValue, SegmentEvent.Kind.updated.rawValue,
             SegmentEvent.Kind.archived.rawValue:
-            guard let id = event.payload["segmentId"]?.stringValue else { return }
-            let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
-            guard let after = Segment.evolve(before, event.record) else { return }
-            try table.put(Key.make(["g", tenant, id]), json: after.snapshot)
-            table.memo["segments/" + tenant] = nil
+            guard let id = event.payload["segmentId"]?.stringValue else { return nil }
+            let after: SegmentState
+            if resume == nil {
+                let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
+                guard let evolved = Segment.evolve(before, event.record) else { return nil }
+                try table.put(Key.make(["g", tenant, id]), json: evolved.snapshot)
+                table.memo["segments/" + tenant] = nil
+                after = evolved
+            } else {
+                guard let stored = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
+                else { return nil }
+                after = stored
+            }
             let schema = try schema(tenant, table)
             let rule = after.status == .active ? try? SegmentRule.parse(after.rules, schema: schema, at: "") : nil
-            var contacts = [String]()
+            // Contacts in key order, a chunk at a time (they are read before the chunk's
+            // evaluations write to the table), from the one after `resume`.
             let known = Key.prefix(["c", tenant])
-            try table.scan(known) { key, _ in
-                contacts.append(String(decoding: key.dropFirst(known.count), as: UTF8.self))
-                return true
-            }
-            for contactId in contacts {
-                let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
-                try evaluate(rule, values, schema: schema, now: now, tenant, id, contactId, table)
+            var last = resume
+            while true {
+                var chunk = [[UInt8]]()
+                try table.scan(known, after: last.map { known + $0 }) { key, _ in
+                    chunk.append(Array(key.dropFirst(known.count)))
+                    return chunk.count < 256
+                }
+                if chunk.isEmpty { break }
+                for contact in chunk {
+                    let contactId = String(decoding: contact, as: UTF8.self)
+                    let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
+                    try evaluate(rule, values, schema: schema, now: now, tenant, id, contactId, table)
+                    last = contact
+                    if shouldStop() {
+                        try updateEarliest(tenant, table)
+                        return contact
+                    }
+                }
             }
         case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
-            guard let contactId = event.payload["contactId"]?.stringValue else { return }
+            guard let contactId = event.payload["contactId"]?.stringValue else { return nil }
             let erased = event.envelope.type == ContactEvent.Kind.erased.rawValue
             if erased {
                 try table.delete(Key.make(["c", tenant, contactId]))
@@ -217,9 +247,10 @@ public struct SegmentMembership: Projection {
         case MembershipEvent.Kind.refreshed.rawValue:
             try refresh(tenant, at: now, table)
         default:
-            return
+            return nil
         }
         try updateEarliest(tenant, table)
+        return nil
     }
 
     /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`.

@@ -512,13 +512,14 @@ enum ProjectionsCommand {
                 if let rebuilding = status.rebuildCheckpoint {
                     members["rebuildCheckpoint"] = .number(Double(rebuilding))
                 }
+                if status.partWay { members["partWay"] = .bool(true) }
                 console.out(JSON.object(members).text)
             }
         } else {
             let rows = statuses.map { s in
                 [
-                    s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)", Format.count(s.checkpoint),
-                    Format.count(s.lag),
+                    s.name, s.mode.rawValue, "\(s.version)", "\(s.builtVersion)",
+                    Format.count(s.checkpoint) + (s.partWay ? " (next part-way)" : ""), Format.count(s.lag),
                     s.rebuildCheckpoint.map { "at \(Format.count($0))" } ?? "-",
                 ]
             }

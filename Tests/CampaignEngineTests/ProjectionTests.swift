@@ -231,6 +231,84 @@ import Testing
         store.close()
     }
 
+    /// A store with 3,000 contacts of `acme`, a segment `seg_old` (age ≥ 60) whose members are
+    /// caught up, and then a rule change (age ≥ 30) that `segments` has not applied yet.
+    static func storeWithAPendingRuleChange(_ directory: TemporaryDirectory) async throws {
+        let engine = try CampaignEngine(directory: directory.path)
+        let admin = Principal(
+            tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let rule = { (age: Int) in try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":\#(age)}]}"#) }
+        let contacts = (0..<3_000).map {
+            ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))])
+        }
+        let created = await engine.execute(
+            .command(
+                .segment(.create(segmentId: "seg_old", name: "Old", rules: try rule(60))), as: admin, requestId: "r1"))
+        let imported = await engine.execute(.command(.contact(.import(contacts)), as: admin, requestId: "r2"))
+        try await engine.projections.catchUpOnWriter("segments")
+        let updated = await engine.execute(
+            .command(.segment(.update(segmentId: "seg_old", rules: try rule(30))), as: admin, requestId: "r3"))
+        #expect([created.status, imported.status, updated.status].allSatisfy { $0 < 300 })
+        engine.close()
+    }
+
+    static let membersAfterTheRuleChange = (0..<3_000).filter { $0 % 90 >= 30 }.count
+
+    @Test func aRuleChangeOverManyContactsIsAppliedInShortPartsAndEndsAsOneWholeApplyWould() async throws {
+        let directory = TemporaryDirectory()
+        try await Self.storeWithAPendingRuleChange(directory)
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let runner = try ProjectionRunner(
+            store: store, projections: CampaignEngine.standardProjections(), jobBudget: .milliseconds(2))
+        let before = try runner.status().first { $0.name == "segments" }!
+        #expect(before.lag == 1, "only the rule change is left to apply")
+        var checkpoints = [UInt64]()
+        try runner.catchUp("segments") { _, checkpoint in checkpoints.append(checkpoint) }
+        // Parts leave the checkpoint before the rule change; the last part moves it past.
+        #expect(checkpoints.count >= 3, "the rule change over 3,000 contacts took \(checkpoints.count) transactions")
+        #expect(checkpoints.dropLast().allSatisfy { $0 == before.checkpoint })
+        #expect(checkpoints.last == before.head)
+        let after = try runner.status().first { $0.name == "segments" }!
+        #expect(after.lag == 0 && !after.partWay)
+        let report = try runner.verify("segments")
+        #expect(report.matches, "\(report.differenceCount) differences")
+        let members = try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_old"])) }
+        #expect(members == Self.membersAfterTheRuleChange)
+    }
+
+    @Test func aCatchUpKilledInsideARuleChangeResumesFromItsContactAndEndsIdenticalToARebuild() async throws {
+        let directory = TemporaryDirectory()
+        try await Self.storeWithAPendingRuleChange(directory)
+        // Kill it after its second part, where it holds: the rule change is then half applied.
+        let child = try ChildProcess(
+            "campaign-harness",
+            ["catch-up", "--data", directory.path, "--batch", "1000", "--hold-after", "2", "--budget-us", "2000"])
+        while child.lines.filter({ $0.hasPrefix("batch segments") }).count < 2 {
+            try await Task.sleep(for: .milliseconds(1))
+            guard child.process.isRunning else { break }
+        }
+        kill(child.process.processIdentifier, SIGKILL)
+        _ = try await child.waitForExit()
+        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
+
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+        let midway = try runner.status().first { $0.name == "segments" }!
+        #expect(midway.partWay && midway.lag == 1, "killed at \(midway.checkpoint) of \(midway.head)")
+        let partly = try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_old"])) }
+        #expect((1_000..<Self.membersAfterTheRuleChange).contains(partly), "\(partly) members part-way")
+        try runner.catchUp()
+        #expect(try runner.status().allSatisfy { $0.lag == 0 || $0.mode == .inline })
+        let report = try runner.verify("segments")
+        #expect(report.matches, "\(report.differenceCount) differences")
+        let members = try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_old"])) }
+        #expect(members == Self.membersAfterTheRuleChange)
+        let status = try runner.status().first { $0.name == "segments" }!
+        #expect(!status.partWay)
+    }
+
     /// A projection whose output depends on its version: v1 counts events per type, v2 per stream.
     struct Counter: Projection {
         var version: Int

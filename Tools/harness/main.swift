@@ -12,10 +12,11 @@ import Foundation
 /// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
 /// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
 ///
-/// `catch-up --data DIR --batch N [--hold-after K]` advances the catch-up projections `N` events
-/// per transaction, printing `batch <projection> <checkpoint>` after each commit, so a test can kill
-/// it mid-way; with `--hold-after K` it stops after the K-th commit and waits to be killed, so the
-/// kill lands mid-way however fast the machine is.
+/// `catch-up --data DIR --batch N [--hold-after K] [--budget-us U]` advances the catch-up projections
+/// `N` events per transaction, printing `batch <projection> <checkpoint>` after each commit, so a
+/// test can kill it mid-way; with `--hold-after K` it stops after the K-th commit and waits to be
+/// killed, so the kill lands mid-way however fast the machine is. `--budget-us` shortens how long a
+/// transaction may run (a commit that leaves the checkpoint where it was applied part of an event).
 ///
 /// `crash --data DIR [--kills 100] [--seed S]` runs the crash harness: a `workload` child killed
 /// with SIGKILL at random moments, everything checked after each kill; prints one summary line.
@@ -28,7 +29,7 @@ import Foundation
 
 let usage = """
     usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
-           campaign-harness catch-up --data DIR --batch N [--hold-after K]
+           campaign-harness catch-up --data DIR --batch N [--hold-after K] [--budget-us U]
            campaign-harness crash --data DIR [--kills N] [--seed S]
            campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
            campaign-harness workload --data DIR --round N --limit N
@@ -133,7 +134,10 @@ if mode == "catch-up" {
     guard let data = options["data"], let batch = Int(options["batch"] ?? ""), batch > 0 else { fail(usage, code: 64) }
     do {
         let store = try EventStore(path: data)
-        let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
+        let budget = Int(options["budget-us"] ?? "").map { Duration.microseconds($0) }
+        let runner = try ProjectionRunner(
+            store: store, projections: CampaignEngine.standardProjections(),
+            jobBudget: budget ?? ProjectionRunner.batchTimeBudget)
         let hold = Int(options["hold-after"] ?? "") ?? .max
         var committed = 0
         try runner.catchUp(batchSize: batch) { name, checkpoint in
