@@ -175,9 +175,11 @@ public struct SegmentMembership: PartialApply {
         _ = try apply(event, to: table, resumingAfter: nil, shouldStop: { false })
     }
 
-    /// Folds an event as ``apply(_:to:)`` does, a rule change in parts: it re-evaluates the
-    /// tenant's contacts in key order and can stop after any of them, returning that contact's id to
-    /// resume after. The segment's new state is stored by the first part; later parts read it back.
+    /// Folds an event as ``apply(_:to:)`` does, a rule change or a refresh in parts. A rule change
+    /// re-evaluates the tenant's contacts in key order and can stop after any of them, returning that
+    /// contact's id to resume after; the segment's new state is stored by the first part and later
+    /// parts read it back. A refresh re-evaluates the due entries in key order and can stop after
+    /// any of them, returning that entry's key.
     public func apply(
         _ event: ProjectedEvent, to table: ProjectionTable, resumingAfter resume: [UInt8]?, shouldStop: () -> Bool
     ) throws -> [UInt8]? {
@@ -245,7 +247,10 @@ public struct SegmentMembership: PartialApply {
                 try evaluate(rule, values, schema: rules.schema, now: now, tenant, segment.id, contactId, table)
             }
         case MembershipEvent.Kind.refreshed.rawValue:
-            try refresh(tenant, at: now, table)
+            if let rest = try refresh(tenant, at: now, table, resumingAfter: resume, shouldStop: shouldStop) {
+                try updateEarliest(tenant, table)
+                return rest
+            }
         default:
             return nil
         }
@@ -253,30 +258,45 @@ public struct SegmentMembership: PartialApply {
         return nil
     }
 
-    /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`.
-    func refresh(_ tenant: String, at now: Date, _ table: ProjectionTable) throws {
+    /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`, in key order from
+    /// the due entry after `resume`, until `shouldStop`.
+    /// - Returns: the last due entry re-evaluated when it stopped early, nil when none is left.
+    func refresh(
+        _ tenant: String, at now: Date, _ table: ProjectionTable, resumingAfter resume: [UInt8]?,
+        shouldStop: () -> Bool
+    ) throws -> [UInt8]? {
         let prefix = Self.duePrefix(tenant)
         let bound = Key.readU64(Key.time(now))
-        var due = [(segmentId: String, contactId: String)]()
-        try table.scan(prefix) { key, _ in
-            guard Key.readU64(key[prefix.count...]) <= bound else { return false }
-            let parts = Key.split(Array(key[(prefix.count + 8)...]))
-            if parts.count == 2 { due.append((parts[0], parts[1])) }
-            return true
-        }
-        guard !due.isEmpty else { return }
         let schema = try schema(tenant, table)
         var rules = [String: SegmentRule?]()
-        for (segmentId, contactId) in due {
-            if rules[segmentId] == nil {
-                let state = try table.json(Key.make(["g", tenant, segmentId])).flatMap(SegmentState.init(snapshot:))
-                rules[segmentId] =
-                    state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
+        var last = resume
+        while true {
+            // A chunk of due entries is read before its evaluations move them. An entry moved to a
+            // time still due may come round again in a later chunk; evaluated again at the same
+            // time, it gives the same answer and the same entry.
+            var due = [(key: [UInt8], segmentId: String, contactId: String)]()
+            try table.scan(prefix, after: last) { key, _ in
+                guard Key.readU64(key[prefix.count...]) <= bound else { return false }
+                let parts = Key.split(Array(key[(prefix.count + 8)...]))
+                due.append((key, parts.count == 2 ? parts[0] : "", parts.count == 2 ? parts[1] : ""))
+                return due.count < 256
             }
-            let known = try table.get(Key.make(["c", tenant, contactId])) != nil
-            let rule = known ? rules[segmentId] ?? nil : nil
-            let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
-            try evaluate(rule, values, schema: schema, now: now, tenant, segmentId, contactId, table)
+            if due.isEmpty { return nil }
+            for (key, segmentId, contactId) in due {
+                last = key
+                guard !segmentId.isEmpty else { continue }
+                if rules[segmentId] == nil {
+                    let state = try table.json(Key.make(["g", tenant, segmentId])).flatMap(
+                        SegmentState.init(snapshot:))
+                    rules[segmentId] =
+                        state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
+                }
+                let known = try table.get(Key.make(["c", tenant, contactId])) != nil
+                let rule = known ? rules[segmentId] ?? nil : nil
+                let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
+                try evaluate(rule, values, schema: schema, now: now, tenant, segmentId, contactId, table)
+                if shouldStop() { return key }
+            }
         }
     }
 }

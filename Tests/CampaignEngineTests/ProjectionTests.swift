@@ -309,6 +309,61 @@ import Testing
         #expect(!status.partWay)
     }
 
+    @Test func aRefreshWithManyMembershipsDueIsAppliedInShortPartsAndEndsAsOneWholeApplyWould() async throws {
+        let directory = TemporaryDirectory()
+        let now = Date()
+        do {
+            // 3,000 contacts seen 0–19 days ago; the 1,050 seen within 7 days are members, each with a
+            // boundary when its 7 days run out.
+            let engine = try CampaignEngine(directory: directory.path)
+            let admin = Principal(
+                tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+            let contacts = (0..<3_000).map {
+                ContactInput(
+                    contactId: "ctc_\($0)",
+                    attributes: ["last_seen_at": .string(Timestamp.format(now - Double($0 % 20) * 86_400 - 60))])
+            }
+            let rule = try JSON.parse(#"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":7}]}"#)
+            let created = await engine.execute(
+                .command(
+                    .segment(.create(segmentId: "seg_recent", name: "Recent", rules: rule)), as: admin, requestId: "r1")
+            )
+            let imported = await engine.execute(.command(.contact(.import(contacts)), as: admin, requestId: "r2"))
+            #expect(created.status == 201 && imported.status < 300)
+            try await engine.projections.catchUpOnWriter("segments")
+            engine.close()
+        }
+        // A refresh 30 days on, appended as the scheduler would; every membership is due by then.
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let later = now + 30 * 86_400
+        let refresh = MembershipEvent.refreshed(through: later, due: 1_050).domainEvent
+        _ = try await store.append(
+            AppendRequest(streams: [
+                StreamAppend(
+                    streamId: "acme:" + SegmentMembership.refreshStream, expectedVersion: .any,
+                    events: [
+                        NewEvent(
+                            type: refresh.type, occurredAt: later, tenant: "acme", actor: "scheduler",
+                            requestId: "tick",
+                            causationId: "tick", payload: refresh.payload.bytes)
+                    ])
+            ]))
+        let runner = try ProjectionRunner(
+            store: store, projections: CampaignEngine.standardProjections(), jobBudget: .milliseconds(2))
+        let count = { try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_recent"])) } }
+        #expect(try count() == 1_050)
+        let before = try runner.status().first { $0.name == "segments" }!
+        var checkpoints = [UInt64]()
+        try runner.catchUp("segments") { _, checkpoint in checkpoints.append(checkpoint) }
+        #expect(checkpoints.count >= 3, "1,050 due memberships took \(checkpoints.count) transactions")
+        #expect(checkpoints.dropLast().allSatisfy { $0 == before.checkpoint })
+        #expect(checkpoints.last == before.head)
+        #expect(try count() == 0, "every contact was last seen more than 7 days before the refresh")
+        let report = try runner.verify("segments")
+        #expect(report.matches, "\(report.differenceCount) differences")
+    }
+
     /// A projection whose output depends on its version: v1 counts events per type, v2 per stream.
     struct Counter: Projection {
         var version: Int
