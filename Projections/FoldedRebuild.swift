@@ -76,6 +76,20 @@ public struct SortedRows: Sendable {
         ends.append(bytes.count)
     }
 
+    /// Moves `other`'s rows after these, leaving it empty; its first key must sort after the last
+    /// key here.
+    /// - Precondition: both are packed, not made from their index.
+    public mutating func append(contentsOf other: inout SortedRows) {
+        precondition(made == nil && other.made == nil, "rows made from their index take no appended rows")
+        let base = bytes.count
+        bytes.append(contentsOf: other.bytes)
+        ends.append(contentsOf: other.ends.lazy.map { $0 + base })
+        other = SortedRows()
+    }
+
+    /// The bytes of every key and value.
+    public var byteCount: Int { bytes.count }
+
     /// Appends the rows from `start` on to `table` (which must hold only keys before them) until
     /// they are all written or `stop` says so (asked every 256 rows).
     /// - Returns: the index of the next row to write (``count`` when done).

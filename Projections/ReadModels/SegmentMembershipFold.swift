@@ -92,10 +92,11 @@ final class MembershipFold: RebuildFold {
         var earliest: UInt64? { boundaries.map(\.time).min() }
     }
 
+    /// The rows, tenant by tenant: each tenant's memberships are decided and its rows packed into
+    /// one buffer per key family before the next tenant is looked at (and its fold state dropped),
+    /// so only one tenant's outcome is ever held; the families are then joined in key order.
     func rows(_ personalData: PersonalDataReader) throws -> SortedRows {
         let names = tenants.keys.sorted { Self.precedes(Array($0.utf8), Array($1.utf8)) }
-        let outcomes = try names.map { try outcome($0, personalData) }
-        var rows = SortedRows()
         /// `tag` 0x00 `tenant`, then each further part after a 0x00.
         func key(_ tag: Character, _ tenant: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
             var key: [UInt8] = [tag.asciiValue!, 0]
@@ -103,57 +104,53 @@ final class MembershipFold: RebuildFold {
             for part in parts { key += [0] + part }
             return key
         }
-        // Tags in byte order: W < b < c < d < f < g < m < n < w; tenants in byte order within each.
-        for outcome in outcomes {
-            if let first = outcome.earliest { rows.append(key: key("W", outcome.tenant), value: Key.u64(first)) }
+        // Families in key order (W < b < c < d < f < g < m < n < w); tenants in byte order within each.
+        let tags: [Character] = ["W", "b", "c", "d", "f", "g", "m", "n"]
+        var families = [SortedRows](repeating: SortedRows(), count: tags.count)
+        func add(_ tag: Character, _ key: [UInt8], _ value: [UInt8] = []) {
+            families[tags.firstIndex(of: tag)!].append(key: key, value: value)
         }
-        for outcome in outcomes {
-            for entry in outcome.boundaries.sorted(by: Self.bySegmentAndContact) {
-                rows.append(key: key("b", outcome.tenant, entry.segment, entry.contact), value: Key.u64(entry.time))
+        var earliest = [(time: UInt64, tenant: [UInt8])]()
+        for name in names {
+            let outcome = try outcome(name, personalData)
+            let tenant = tenants.removeValue(forKey: name)!
+            if let first = outcome.earliest {
+                add("W", key("W", outcome.tenant), Key.u64(first))
+                earliest.append((first, outcome.tenant))
             }
-        }
-        for outcome in outcomes {
-            for contact in outcome.contacts { rows.append(key: key("c", outcome.tenant, contact)) }
-        }
-        for outcome in outcomes {
+            for entry in outcome.boundaries.sorted(by: Self.bySegmentAndContact) {
+                add("b", key("b", outcome.tenant, entry.segment, entry.contact), Key.u64(entry.time))
+            }
+            for contact in outcome.contacts { add("c", key("c", outcome.tenant, contact)) }
             let due = outcome.boundaries.sorted { a, b in
                 a.time != b.time ? a.time < b.time : Self.bySegmentAndContact(a, b)
             }
             for entry in due {
                 var row = key("d", outcome.tenant, Key.u64(entry.time) + entry.segment)
                 row += [0] + entry.contact
-                rows.append(key: row)
+                add("d", row)
             }
-        }
-        for (outcome, name) in zip(outcomes, names) where !tenants[name]!.fields.isEmpty {
-            rows.append(key: key("f", outcome.tenant), value: JSON.object(tenants[name]!.fields).bytes)
-        }
-        for (outcome, name) in zip(outcomes, names) {
-            let segments: [(id: [UInt8], bytes: [UInt8])] = tenants[name]!.segments.map {
-                (Array($0.key.utf8), $0.value.bytes)
-            }
+            if !tenant.fields.isEmpty { add("f", key("f", outcome.tenant), JSON.object(tenant.fields).bytes) }
+            let segments: [(id: [UInt8], bytes: [UInt8])] = tenant.segments.map { (Array($0.key.utf8), $0.value.bytes) }
             for segment in segments.sorted(by: { Self.precedes($0.id, $1.id) }) {
-                rows.append(key: key("g", outcome.tenant, segment.id), value: segment.bytes)
+                add("g", key("g", outcome.tenant, segment.id), segment.bytes)
             }
-        }
-        for outcome in outcomes {
             for (segment, contacts) in outcome.members {
-                for contact in contacts { rows.append(key: key("m", outcome.tenant, segment, contact)) }
+                for contact in contacts { add("m", key("m", outcome.tenant, segment, contact)) }
             }
-        }
-        for outcome in outcomes {
             for (segment, contacts) in outcome.members where !contacts.isEmpty {
-                rows.append(key: key("n", outcome.tenant, segment), value: Key.u64(UInt64(contacts.count)))
+                add("n", key("n", outcome.tenant, segment), Key.u64(UInt64(contacts.count)))
             }
-        }
-        var earliest = [(time: UInt64, tenant: [UInt8])]()
-        for outcome in outcomes {
-            if let first = outcome.earliest { earliest.append((first, outcome.tenant)) }
         }
         earliest.sort { a, b in a.time != b.time ? a.time < b.time : Self.precedes(a.tenant, b.tenant) }
+        var last = SortedRows()
         for entry in earliest {
-            rows.append(key: SegmentMembership.earliestPrefix + Key.u64(entry.time) + entry.tenant)
+            last.append(key: SegmentMembership.earliestPrefix + Key.u64(entry.time) + entry.tenant)
         }
+        families.append(last)
+        var rows = SortedRows(
+            reservingBytes: families.reduce(0) { $0 + $1.byteCount }, rows: families.reduce(0) { $0 + $1.count })
+        for index in families.indices { rows.append(contentsOf: &families[index]) }
         return rows
     }
 
