@@ -91,6 +91,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         /// Where a catch-up stopped inside the event after `checkpoint` (a ``PartialApply``
         /// projection's resume point), or nil when no event is part-way applied to the live slot.
         var partial: [UInt8]?
+        /// The same for the rebuild's scratch slot: where a rebuild batch stopped inside the event
+        /// after the rebuild's checkpoint.
+        var rebuildPartial: [UInt8]?
 
         init(version: Int = 0, slot: String = "a", checkpoint: UInt64 = 0) {
             self.version = version
@@ -121,19 +124,26 @@ public final class ProjectionRunner: @unchecked Sendable {
                 )
                 end = 36
             }
-            if bytes.count >= end + 2 {
+            // Then the resume points, each a u16 length and its bytes (0: none), the live slot's first.
+            var resumePoints = [[UInt8]?]()
+            while bytes.count >= end + 2 {
                 let length = Int(bytes[end]) << 8 | Int(bytes[end + 1])
-                guard bytes.count == end + 2 + length else { return nil }
-                partial = Array(bytes[(end + 2)...])
+                guard bytes.count >= end + 2 + length else { return nil }
+                resumePoints.append(length == 0 ? nil : Array(bytes[(end + 2)..<(end + 2 + length)]))
+                end += 2 + length
             }
+            guard end == bytes.count, resumePoints.count <= 2 else { return nil }
+            partial = resumePoints.first ?? nil
+            rebuildPartial = resumePoints.count > 1 ? resumePoints[1] : nil
         }
 
         static let format: UInt8 = 0x01
 
         /// `0x01` ‖ version u64 ‖ live slot (`a`/`b`, 1 byte) ‖ checkpoint u64 ‖ `0x00`, or `0x01`
         /// ‖ rebuild slot (1 byte) ‖ rebuild checkpoint u64 ‖ rebuild version u64; then, only while
-        /// an event is part-way applied, the resume point's length (u16) ‖ its bytes. Fixed offsets,
-        /// so the per-append bookkeeping of inline projections costs no parsing.
+        /// an event is part-way applied, the live slot's resume point and the rebuild's, each a
+        /// length (u16, 0 for none) ‖ its bytes. Fixed offsets, so the per-append bookkeeping of
+        /// inline projections costs no parsing.
         var bytes: [UInt8] {
             var out = [Self.format]
             out.reserveCapacity(36)
@@ -147,9 +157,11 @@ public final class ProjectionRunner: @unchecked Sendable {
             } else {
                 out.append(0)
             }
-            if let partial {
-                precondition(partial.count <= Int(UInt16.max), "a resume point is at most 65,535 bytes")
-                out += [UInt8(partial.count >> 8), UInt8(partial.count & 0xff)] + partial
+            if partial != nil || rebuildPartial != nil {
+                for point in [partial ?? [], rebuildPartial ?? []] {
+                    precondition(point.count <= Int(UInt16.max), "a resume point is at most 65,535 bytes")
+                    out += [UInt8(point.count >> 8), UInt8(point.count & 0xff)] + point
+                }
             }
             return out
         }
@@ -580,6 +592,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 }
                 try txn.clear(runner.table(projection.name, slot: scratch))
                 state.rebuild = (scratch, 0, projection.version)
+                state.rebuildPartial = nil
                 try runner.setMeta(state, projection.name, in: txn)
                 lowest = 0
             }
@@ -629,6 +642,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         /// - Returns: the position reached, and whether every projection has switched.
         func batch(batchSize: Int, in txn: WriteTransaction) throws -> (UInt64, Bool) {
             let began = ContinuousClock.now
+            let stop = { runner.shouldYield(startedAt: began) }
             var states = [(projection: any Projection, state: Meta, scratch: ProjectionTable)]()
             for projection in selected {
                 guard let state = try runner.meta(projection.name, in: txn), let rebuild = state.rebuild else {
@@ -643,20 +657,33 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             var reached = from
             var applied = 0
-            // Read in chunks, and check the time budget every few events: one event can be costly
-            // (a segment's rule change re-evaluates the tenant's contacts).
+            // Read in chunks, and check the time budget after every event: one event can be costly
+            // (a segment's rule change re-evaluates the tenant's contacts), and a ``PartialApply``
+            // projection applies such an event in parts, its checkpoint staying before it meanwhile.
             var outOfTime = false
             while applied < batchSize, !outOfTime {
                 let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied))
                 if events.isEmpty { break }
                 for event in events {
                     let projected = ProjectedEvent(event)
-                    for entry in states where event.position > entry.state.rebuild!.checkpoint {
-                        try entry.projection.apply(projected, to: entry.scratch)
+                    for index in states.indices where event.position > states[index].state.rebuild!.checkpoint {
+                        if let resumable = states[index].projection as? any PartialApply {
+                            let rest = try resumable.apply(
+                                projected, to: states[index].scratch,
+                                resumingAfter: states[index].state.rebuildPartial, shouldStop: stop)
+                            states[index].state.rebuildPartial = rest
+                            if rest != nil {
+                                outOfTime = true
+                                continue
+                            }
+                        } else {
+                            try states[index].projection.apply(projected, to: states[index].scratch)
+                        }
+                        states[index].state.rebuild!.checkpoint = event.position
                     }
                     reached = event.position
                     applied += 1
-                    if applied % 8 == 0, runner.shouldYield(startedAt: began) {
+                    if outOfTime || stop() {
                         outOfTime = true
                         break
                     }
@@ -665,13 +692,11 @@ public final class ProjectionRunner: @unchecked Sendable {
             let head = try txn.headPosition()
             var remaining = false
             for var entry in states {
-                var rebuild = entry.state.rebuild!
-                rebuild.checkpoint = max(rebuild.checkpoint, reached)
+                let rebuild = entry.state.rebuild!
                 if rebuild.checkpoint >= head {
                     try txn.clear(runner.table(entry.projection.name, slot: entry.state.slot))
                     entry.state = Meta(version: rebuild.version, slot: rebuild.slot, checkpoint: rebuild.checkpoint)
                 } else {
-                    entry.state.rebuild = rebuild
                     remaining = true
                 }
                 try runner.setMeta(entry.state, entry.projection.name, in: txn)

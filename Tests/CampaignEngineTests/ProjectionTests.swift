@@ -426,6 +426,102 @@ import Testing
         #expect(try resumed.verify("counter").matches)
     }
 
+    /// A projection that writes 2,000 rows for each `even` event, in parts when asked to stop; it
+    /// can fail at one row of one event, and counts the parts it resumed.
+    struct Spreader: PartialApply {
+        final class Parts: @unchecked Sendable {
+            private let lock = NSLock()
+            private var resumed = 0
+            private var first: Bool?
+            func add(resumed isResumed: Bool) {
+                lock.withLock {
+                    first = first ?? isResumed
+                    if isResumed { resumed += 1 }
+                }
+            }
+            /// Parts that resumed an event.
+            var count: Int { lock.withLock { resumed } }
+            /// Whether the first part this value applied resumed an event.
+            var firstResumed: Bool? { lock.withLock { first } }
+        }
+        var version: Int
+        var failAt: (position: UInt64, row: Int)? = nil
+        let parts = Parts()
+        var name: String { "spreader" }
+        var mode: ProjectionMode { .catchUp }
+        struct Boom: Error {}
+        static let rows = 2_000
+
+        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+            _ = try apply(event, to: table, resumingAfter: nil, shouldStop: { false })
+        }
+
+        func apply(
+            _ event: ProjectedEvent, to table: ProjectionTable, resumingAfter resume: [UInt8]?, shouldStop: () -> Bool
+        ) throws -> [UInt8]? {
+            guard event.envelope.type == "even" else { return nil }
+            let position = event.envelope.position
+            parts.add(resumed: resume != nil)
+            var row = resume.map { Int(Key.readU64($0)) + 1 } ?? 0
+            while row < Self.rows {
+                if let failAt, failAt.position == position, row >= failAt.row { throw Boom() }
+                try table.put(Key.u64(position * 10_000 + UInt64(row)), Key.u64(UInt64(version)))
+                if shouldStop() { return Key.u64(UInt64(row)) }
+                row += 1
+            }
+            return nil
+        }
+    }
+
+    /// Every row of `spreader` holds `version`, and there are 2,000 per `even` event.
+    func expectSpreaderRows(_ runner: ProjectionRunner, events: Int, version: UInt64) throws {
+        var rows = 0
+        var stale = 0
+        try runner.read("spreader") { reader in
+            try reader.scan([]) { _, value in
+                rows += 1
+                if Key.readU64(value) != version { stale += 1 }
+                return true
+            }
+        }
+        #expect(rows == events * Spreader.rows && stale == 0, "\(rows) rows, \(stale) of an older version")
+    }
+
+    @Test func aRebuildAppliesACostlyEventInPartsBesideAProjectionThatAppliesItWhole() async throws {
+        let (directory, store) = try await storeWithEvents(4)
+        _ = directory
+        defer { store.close() }
+        try ProjectionRunner(store: store, projections: [Counter(version: 1), Spreader(version: 1)]).prepare()
+        let spreader = Spreader(version: 2)
+        let runner = try ProjectionRunner(
+            store: store, projections: [Counter(version: 2), spreader], jobBudget: .microseconds(100))
+        try runner.rebuild(["counter", "spreader"], batchSize: 1_000)
+        #expect(spreader.parts.count > 0, "no event was applied in parts")
+        try expectSpreaderRows(runner, events: 2, version: 2)
+        #expect(try runner.read("counter") { try $0.count(Key.make(["s0"])) } == 2)
+        #expect(try runner.status().allSatisfy { $0.builtVersion == 2 && $0.rebuildCheckpoint == nil })
+        #expect(try runner.verify("spreader").matches && runner.verify("counter").matches)
+    }
+
+    @Test func aRebuildInterruptedInsideAnEventResumesFromItsCommittedPart() async throws {
+        let (directory, store) = try await storeWithEvents(4)
+        _ = directory
+        defer { store.close() }
+        try ProjectionRunner(store: store, projections: [Spreader(version: 1)]).prepare()
+        // Position 3 is the second `even` event: its rebuild fails at row 1,500, after parts of it committed.
+        let failing = try ProjectionRunner(
+            store: store, projections: [Spreader(version: 2, failAt: (3, 1_500))], jobBudget: .microseconds(100))
+        #expect(throws: Spreader.Boom.self) { try failing.rebuild("spreader", batchSize: 1_000) }
+        #expect(try failing.status().first?.rebuildCheckpoint == 2, "position 3 is part-way")
+        try expectSpreaderRows(failing, events: 2, version: 1)
+        let resuming = Spreader(version: 2)
+        let resumed = try ProjectionRunner(store: store, projections: [resuming], jobBudget: .microseconds(100))
+        try resumed.rebuild("spreader", batchSize: 1_000)
+        #expect(resuming.parts.firstResumed == true, "the resumed rebuild did not start from the committed part")
+        try expectSpreaderRows(resumed, events: 2, version: 2)
+        #expect(try resumed.verify("spreader").matches)
+    }
+
     /// A folded projection writing 10,000 rows per event, whose fold can be made to emit one row
     /// out of order at the end (a fold's mistake), after enough rows to span several writer jobs.
     struct Numbers: FoldedRebuild {
