@@ -717,7 +717,9 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     /// Rebuilds a projection into a scratch table and compares it with the live table, entry by
     /// entry, at the same head. The live table changes only as a catch-up would change it: a
-    /// catch-up projection is caught up, with its checkpoint, before the comparison.
+    /// catch-up projection is caught up, with its checkpoint, before the comparison. Every write
+    /// is a short transaction (at most ``jobBudget`` of events, then the few events appended since),
+    /// and the comparison runs in a read transaction, so appends from other processes keep flowing.
     public func verify(_ name: String, batchSize: Int = 20_000) throws -> VerifyReport {
         let projection = try self.projection(named: name)
         let scratch = slots[name]!.verify
@@ -735,69 +737,114 @@ public final class ProjectionRunner: @unchecked Sendable {
             }
             checkpoint = through
         }
+        // The scratch table follows the log to its head in short write transactions.
         while true {
+            let began = ContinuousClock.now
             let (next, atHead): (UInt64, Bool) = try store.write { txn in
                 let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
-                let events = try txn.events(from: checkpoint + 1, limit: batchSize)
-                for event in events { try projection.apply(ProjectedEvent(event), to: table) }
-                let reached = events.last?.position ?? checkpoint
+                var reached = checkpoint
+                reading: while true {
+                    let events = try txn.events(from: reached + 1, limit: min(256, batchSize))
+                    if events.isEmpty { break }
+                    for event in events {
+                        try projection.apply(ProjectedEvent(event), to: table)
+                        reached = event.position
+                        if shouldYield(startedAt: began) { break reading }
+                    }
+                }
                 return (reached, reached >= (try txn.headPosition()))
             }
             checkpoint = next
             if atHead { break }
         }
-        return try store.write { txn in
-            // Catch both up to the same head inside one transaction, then compare.
-            let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
-            for event in try txn.events(from: checkpoint + 1, limit: .max) {
-                try projection.apply(ProjectedEvent(event), to: table)
+        // Then both tables are brought to one head in a short write transaction and compared in a
+        // read transaction at that head, so the comparison (every entry of both) holds no writer.
+        // An append landing between the two moves the head: the step is retried, and after a few
+        // misses the comparison runs inside the write transaction instead.
+        for _ in 1...8 {
+            let (head, slot): (UInt64, String?) = try store.write { txn in
+                (
+                    try bringToHead(projection, scratch: scratch, from: checkpoint, in: txn),
+                    try meta(name, in: txn)?.slot
+                )
             }
+            checkpoint = head
+            guard let slot else { return VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0) }
+            let report: VerifyReport? = try store.read { txn in
+                guard try txn.headPosition() == head, try meta(name, in: txn)?.slot == slot else { return nil }
+                return try compare(name, live: table(name, slot: slot), scratch: scratch, in: txn)
+            }
+            if let report {
+                try store.write { try $0.clear(scratch) }
+                return report
+            }
+        }
+        // Appends kept landing in between: compare inside the write transaction instead.
+        return try store.write { txn in
+            _ = try bringToHead(projection, scratch: scratch, from: checkpoint, in: txn)
             guard let state = try meta(name, in: txn) else {
                 return VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
             }
-            let live = self.table(name, slot: state.slot)
-            let head = try txn.headPosition()
-            if state.checkpoint < head && projection.mode == .catchUp {
-                // Events appended since the catch-up above: applied to the live table as a catch-up
-                // batch would, checkpoint and all, so the next catch-up does not apply them again.
-                let liveTable = ProjectionTable(txn: txn, table: live, personalData: personalData)
-                for event in try txn.events(from: state.checkpoint + 1, limit: .max) {
-                    // The first may be part-way applied by another process's catch-up since ours.
-                    if let partial = event.position == state.checkpoint + 1 ? state.partial : nil,
-                        let resumable = projection as? any PartialApply
-                    {
-                        _ = try resumable.apply(
-                            ProjectedEvent(event), to: liveTable, resumingAfter: partial, shouldStop: { false })
-                    } else {
-                        try projection.apply(ProjectedEvent(event), to: liveTable)
-                    }
-                }
-                var advanced = state
-                advanced.checkpoint = head
-                advanced.partial = nil
-                try setMeta(advanced, name, in: txn)
-            }
-            var report = VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
-            func note(_ difference: ProjectionDifference) {
-                report.differenceCount += 1
-                if report.differences.count < 20 { report.differences.append(difference) }
-            }
-            try txn.forEach(in: live) { key, value in
-                report.entries += 1
-                let rebuilt = try txn.value(forKey: key, in: scratch)
-                if rebuilt != value { note(ProjectionDifference(key: key, live: value, rebuilt: rebuilt)) }
-                return true
-            }
-            try txn.forEach(in: scratch) { key, value in
-                if try txn.value(forKey: key, in: live) == nil {
-                    report.entries += 1
-                    note(ProjectionDifference(key: key, live: nil, rebuilt: value))
-                }
-                return true
-            }
+            let report = try compare(name, live: table(name, slot: state.slot), scratch: scratch, in: txn)
             try txn.clear(scratch)
             return report
         }
+    }
+
+    /// Applies the events after `checkpoint` to the scratch table and, for a catch-up projection,
+    /// the events after its checkpoint to the live table as a catch-up batch would (checkpoint and
+    /// all, finishing an event part-way applied), so both stand at the head; returns the head.
+    private func bringToHead(
+        _ projection: any Projection, scratch: Table, from checkpoint: UInt64, in txn: WriteTransaction
+    ) throws -> UInt64 {
+        let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
+        for event in try txn.events(from: checkpoint + 1, limit: .max) {
+            try projection.apply(ProjectedEvent(event), to: table)
+        }
+        let head = try txn.headPosition()
+        guard projection.mode == .catchUp, let state = try meta(projection.name, in: txn), state.checkpoint < head
+        else { return head }
+        let liveTable = ProjectionTable(
+            txn: txn, table: self.table(projection.name, slot: state.slot), personalData: personalData)
+        for event in try txn.events(from: state.checkpoint + 1, limit: .max) {
+            // The first may be part-way applied by another process's catch-up since ours.
+            if let partial = event.position == state.checkpoint + 1 ? state.partial : nil,
+                let resumable = projection as? any PartialApply
+            {
+                _ = try resumable.apply(
+                    ProjectedEvent(event), to: liveTable, resumingAfter: partial, shouldStop: { false })
+            } else {
+                try projection.apply(ProjectedEvent(event), to: liveTable)
+            }
+        }
+        var advanced = state
+        advanced.checkpoint = head
+        advanced.partial = nil
+        try setMeta(advanced, projection.name, in: txn)
+        return head
+    }
+
+    /// Compares a live table with a rebuilt one, entry by entry, in one transaction.
+    private func compare(_ name: String, live: Table, scratch: Table, in txn: ReadTransaction) throws -> VerifyReport {
+        var report = VerifyReport(name: name, entries: 0, differences: [], differenceCount: 0)
+        func note(_ difference: ProjectionDifference) {
+            report.differenceCount += 1
+            if report.differences.count < 20 { report.differences.append(difference) }
+        }
+        try txn.forEach(in: live) { key, value in
+            report.entries += 1
+            let rebuilt = try txn.value(forKey: key, in: scratch)
+            if rebuilt != value { note(ProjectionDifference(key: key, live: value, rebuilt: rebuilt)) }
+            return true
+        }
+        try txn.forEach(in: scratch) { key, value in
+            if try txn.value(forKey: key, in: live) == nil {
+                report.entries += 1
+                note(ProjectionDifference(key: key, live: nil, rebuilt: value))
+            }
+            return true
+        }
+        return report
     }
 
     // MARK: Status
