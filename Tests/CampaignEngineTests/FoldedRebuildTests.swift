@@ -191,4 +191,46 @@ import Testing
         try runner.rebuild("audit")
         #expect(try rows() == live)
     }
+    /// `experiment-results` as a catch-up projection, so events appended straight to the store are
+    /// folded one by one into its live table (an inline one follows only the engine's appends).
+    struct CatchUpExperimentResults: FoldedRebuild {
+        var name: String { "experiment-results" }
+        var version: Int { 1 }
+        var mode: ProjectionMode { .catchUp }
+        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+            try ExperimentResultsProjection().apply(event, to: table)
+        }
+        func makeFold() -> any RebuildFold { ExperimentResultsProjection().makeFold() }
+    }
+
+    /// Exposures and conversions of several experiments across tenants whose ids order differently
+    /// as parts and as keys (`a`, `ab`, `acme`), contacts exposed again and converted, and, with
+    /// `nul`, parts holding a 0x00 byte, which only the store (not the engine) lets through.
+    @Test(arguments: [false, true])
+    func theExperimentResultsFoldEqualsTheEventByEventFold(nul: Bool) async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let runner = try ProjectionRunner(store: store, projections: [CatchUpExperimentResults()])
+        try runner.prepare()
+        var random = SplitMix(state: nul ? 11 : 3)
+        let tenants = nul ? ["a", "a\u{0}", "b"] : ["acme", "a", "ab"]
+        let experiments = nul ? ["exp_1", "exp_1\u{0}", "exp_2"] : ["exp_1", "exp_10", "exp_2"]
+        for n in 0..<600 {
+            let kind = random.next() % 4 == 0 ? "experiment.converted" : "experiment.exposed"
+            let payload = JSON.object([
+                "experimentId": .string(experiments[Int(random.next() % 3)]),
+                "contactId": .string("ctc_\(random.next() % 50)"), "variant": .string(n % 2 == 0 ? "control" : "b"),
+            ])
+            let event = NewEvent(
+                type: kind, occurredAt: testStart, tenant: tenants[Int(random.next() % 3)], actor: "u",
+                requestId: "r", causationId: "c", payload: payload.bytes)
+            _ = try await store.append(
+                AppendRequest(streams: [StreamAppend(streamId: "s\(n % 7)", expectedVersion: .any, events: [event])]))
+        }
+        _ = try runner.catchUp()
+        let report = try runner.verify("experiment-results")
+        #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
+        #expect(report.entries > 200)
+    }
 }
