@@ -15,6 +15,14 @@ import Foundation
 public protocol FoldedRebuild: Projection {
     /// A fold with no events in it.
     func makeFold() -> any RebuildFold
+    /// Whether the fold's state grows large (tens of bytes per event, or per contact): a rebuild
+    /// runs such folds one after another on one lane, never two at once. False by default.
+    var foldIsLarge: Bool { get }
+}
+
+extension FoldedRebuild {
+    /// False: the fold's state is small next to the log.
+    public var foldIsLarge: Bool { false }
 }
 
 /// The in-memory state of a ``FoldedRebuild`` projection's rebuild.

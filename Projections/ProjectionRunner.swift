@@ -408,14 +408,16 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// scratch slot; each projection switches in the transaction where its scratch slot reaches
     /// the head. A batch ends after `batchSize` events or ``jobBudget``, whichever is first,
     /// so a writer in another process waits at most about that long.
-    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``), by default every core.
-    ///   Each lane holds its own projections' folds, so one lane needs the least memory.
+    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:deliver:)``), by default every
+    ///   core. A lane folds its projections one after another and writes each one's rows before the
+    ///   next, so the heap holds one fold per lane at most.
     public func rebuild(
         _ names: [String], batchSize: Int = 20_000, lanes: Int = cores, progress: ((RebuildProgress) -> Void)? = nil
     ) throws {
         let run = try RebuildRun(self, names)
         let started = try store.write(run.start)
-        for folded in try run.fold(lanes: lanes) {
+        let store = self.store
+        try run.fold(lanes: lanes) { folded in
             var written = 0
             repeat {
                 written = try store.write { try run.write(folded, from: written, in: $0) }
@@ -432,7 +434,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// the store's writer thread (``EventStore/perform(_:)``): for a process that is also serving
     /// commands. No thread of Swift's cooperative pool blocks on LMDB's writer lock, and appends
     /// commit between batches, each of which holds the writer for at most ``jobBudget``.
-    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:)``); by default one core
+    /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:deliver:)``); by default one core
     ///   fewer than the machine has (at least one), leaving a core to the commands the process serves.
     /// - Returns: the progress at the end (events applied, the rate).
     @discardableResult
@@ -442,12 +444,16 @@ public final class ProjectionRunner: @unchecked Sendable {
     ) async throws -> RebuildProgress {
         let run = try RebuildRun(self, names)
         let started = try await store.perform(run.start)
-        for folded in try await Self.offPool({ try run.fold(lanes: lanes) }) {
-            var written = 0
-            repeat {
-                let from = written
-                written = try await store.perform { try run.write(folded, from: from, in: $0) }
-            } while written < folded.rows.count
+        let store = self.store
+        try await Self.offPool {
+            // The lanes' threads are not the cooperative pool's: they wait for the writer's jobs.
+            try run.fold(lanes: lanes) { folded in
+                var written = 0
+                repeat {
+                    let from = written
+                    written = try store.performAndWait { try run.write(folded, from: from, in: $0) }
+                } while written < folded.rows.count
+            }
         }
         while true {
             let (done, finished) = try await store.perform { try run.batch(batchSize: batchSize, in: $0) }
@@ -468,82 +474,83 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// The cores this process may run on.
     public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
-    /// Folds the log from position 1 to the head into each projection's fold and returns the rows
-    /// each arrives at and the last position folded.
+    /// Folds the log from position 1 to the head into each projection's fold and hands the rows each
+    /// arrives at, with the last position folded, to `deliver`, on the lane's thread, as soon as
+    /// that fold is done.
     ///
-    /// The folds are dealt round-robin to at most `lanes` threads; each lane reads the log itself, in read
-    /// transactions of 4,096 events, and folds it into its own folds (a ``ProjectedEvent`` parses
-    /// its payload lazily, so lanes never share one). Lanes run at once, so a rebuild of all the
-    /// standard projections takes about as long as its slower half.
-    func fold(_ projections: [any FoldedRebuild], lanes: Int) throws -> (rows: [SortedRows], through: UInt64) {
-        guard !projections.isEmpty else { return ([], 0) }
+    /// The folds go to at most `lanes` threads, which run at once: the large ones
+    /// (``FoldedRebuild/foldIsLarge``) all to the first lane, the others round-robin to the rest.
+    /// Each lane folds its projections one after another, each reading the log itself in read
+    /// transactions of 4,096 events, and delivers a fold's rows before it starts the next. So a lane holds one fold, or one fold's rows, at a time, and no
+    /// two large folds are ever held at once (the folds of one pass over the log for all six held
+    /// 230 MiB at once on the demo-shaped log). Each extra read of the log costs about a second per
+    /// million events.
+    func fold(
+        _ projections: [any FoldedRebuild], lanes: Int,
+        deliver: @escaping @Sendable (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
+    ) throws {
+        guard !projections.isEmpty else { return }
         let head = try store.read { try $0.headPosition() }
         let lanes = min(projections.count, max(1, lanes))
-        let results = LaneResults(count: projections.count)
-        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
-            let mine = Array(stride(from: lane, to: projections.count, by: lanes))
-            do {
-                let (rows, through) = try fold(mine.map { projections[$0] }, through: head)
-                for (index, rows) in zip(mine, rows) { results.set(index, rows, through: through) }
-            } catch {
-                results.fail(error)
+        let failure = LaneFailure()
+        let plan = Self.lanes(projections.map(\.foldIsLarge), count: lanes)
+        DispatchQueue.concurrentPerform(iterations: plan.count) { lane in
+            for index in plan[lane] {
+                do {
+                    let (rows, through) = try fold(projections[index], through: head)
+                    try deliver(index, rows, through)
+                } catch {
+                    failure.record(error)
+                    return
+                }
+                if failure.happened { return }
             }
         }
-        return try results.collect()
+        try failure.rethrow()
     }
 
-    /// One lane of ``fold(_:lanes:)``: folds the log up to `head` into each projection's fold, then takes
-    /// each fold's rows and releases the fold, so the next one makes its rows without the previous
-    /// fold's state still held.
-    private func fold(_ projections: [any FoldedRebuild], through head: UInt64) throws -> ([SortedRows], UInt64) {
-        var folds = projections.map { $0.makeFold() }
+    /// Which projections (by index) each lane folds, in order: the large ones on the first lane,
+    /// the others dealt round-robin to the other lanes (to every lane when none is large).
+    static func lanes(_ large: [Bool], count: Int) -> [[Int]] {
+        let lanes = min(large.count, max(1, count))
+        let big = large.indices.filter { large[$0] }
+        let small = large.indices.filter { !large[$0] }
+        guard lanes > 1, !big.isEmpty else {
+            return (0..<lanes).map { Array(stride(from: $0, to: large.count, by: lanes)) }
+        }
+        var plan = [big] + Array(repeating: [Int](), count: lanes - 1)
+        for (n, index) in small.enumerated() { plan[1 + n % (lanes - 1)].append(index) }
+        return plan.filter { !$0.isEmpty }
+    }
+
+    /// Folds the log up to `head` into one projection's fold, then takes the fold's rows and
+    /// releases it.
+    private func fold(_ projection: any FoldedRebuild, through head: UInt64) throws -> (SortedRows, UInt64) {
+        let fold = projection.makeFold()
         var reached: UInt64 = 0
         while reached < head {
             let events = try store.read { try $0.events(from: reached + 1, limit: Int(min(4_096, head - reached))) }
             guard !events.isEmpty else { break }
             for event in events {
-                let projected = ProjectedEvent(event)
-                for fold in folds { try fold.fold(projected) }
+                try fold.fold(ProjectedEvent(event))
                 reached = event.position
             }
         }
-        let rows = try store.read { txn in
-            let reader = PersonalDataReader(txn: txn, table: personalData)
-            var rows = [SortedRows]()
-            while !folds.isEmpty { rows.append(try folds.removeFirst().rows(reader)) }
-            return rows
-        }
+        let rows = try store.read { txn in try fold.rows(PersonalDataReader(txn: txn, table: personalData)) }
         return (rows, reached)
     }
 
-    /// What the lanes of ``fold(_:lanes:)`` arrive at, by projection index.
+    /// The first error of any lane of ``fold(_:lanes:deliver:)``; the other lanes stop after their
+    /// current fold.
     ///
-    /// Invariant that makes `@unchecked Sendable` safe: every property is read and written under `lock`.
-    private final class LaneResults: @unchecked Sendable {
+    /// Invariant that makes `@unchecked Sendable` safe: `error` is read and written under `lock`.
+    private final class LaneFailure: @unchecked Sendable {
         private let lock = NSLock()
-        private var rows: [SortedRows?]
-        private var through = UInt64.max
         private var error: (any Error)?
 
-        init(count: Int) { rows = Array(repeating: nil, count: count) }
-
-        func set(_ index: Int, _ value: SortedRows, through reached: UInt64) {
-            lock.withLock {
-                rows[index] = value
-                through = min(through, reached)
-            }
-        }
-
-        func fail(_ failure: any Error) { lock.withLock { error = error ?? failure } }
-
-        /// Every projection's rows and the position all lanes reached, or the first lane's error.
-        func collect() throws -> ([SortedRows], UInt64) {
-            try lock.withLock {
-                if let error { throw error }
-                // Every lane sets its projections' rows or fails, so none is missing here.
-                return (rows.map { $0! }, through == .max ? 0 : through)
-            }
-        }
+        func record(_ failure: any Error) { lock.withLock { error = error ?? failure } }
+        var happened: Bool { lock.withLock { error != nil } }
+        func rethrow() throws { if let error = lock.withLock({ error }) { throw error } }
     }
 
     /// The rows a folded projection's rebuild arrived at, to write into its scratch slot.
@@ -600,8 +607,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
 
         /// Folds the log for each ``FoldedRebuild`` projection whose rebuild starts from scratch, in
-        /// read transactions (no writer held): the rows to write, and the position they reach.
-        @Sendable func fold(lanes: Int) throws -> [FoldedRows] {
+        /// read transactions (no writer held), and hands each one's rows, with the position they
+        /// reach, to `write` as soon as they are made (on a lane's thread; see ``fold(_:lanes:deliver:)``).
+        func fold(lanes: Int, write: @escaping @Sendable (FoldedRows) throws -> Void) throws {
             let fresh = try runner.store.read { txn in
                 try selected.compactMap { projection -> (any FoldedRebuild)? in
                     guard let folded = projection as? any FoldedRebuild,
@@ -610,9 +618,10 @@ public final class ProjectionRunner: @unchecked Sendable {
                     return folded
                 }
             }
-            let (rows, through) = try runner.fold(fresh, lanes: lanes)
-            guard through > 0 else { return [] }
-            return zip(fresh, rows).map { FoldedRows(name: $0.name, rows: $1, through: through) }
+            try runner.fold(fresh, lanes: lanes) { index, rows, through in
+                guard through > 0 else { return }
+                try write(FoldedRows(name: fresh[index].name, rows: rows, through: through))
+            }
         }
 
         /// Appends folded rows from `start` to the projection's scratch slot for at most
@@ -727,12 +736,12 @@ public final class ProjectionRunner: @unchecked Sendable {
         var checkpoint: UInt64 = 0
         try store.write { try $0.clear(scratch) }
         if let folded = projection as? any FoldedRebuild {
-            let (rows, through) = try fold([folded], lanes: 1)
+            let (rows, through) = try fold(folded, through: try store.read { try $0.headPosition() })
             var written = 0
-            while written < rows[0].count {
+            while written < rows.count {
                 let began = ContinuousClock.now
                 written = try store.write { txn in
-                    try rows[0].append(from: written, to: scratch, in: txn) { shouldYield(startedAt: began) }
+                    try rows.append(from: written, to: scratch, in: txn) { shouldYield(startedAt: began) }
                 }
             }
             checkpoint = through

@@ -5,6 +5,8 @@ extension AuditIndex: FoldedRebuild {
     /// A fold that keeps about 28 bytes an event and makes each of the event's three keys only as
     /// it is written (three million keys would not fit the rebuild's memory budget as bytes).
     public func makeFold() -> any RebuildFold { AuditFold() }
+    /// True: the fold keeps about 28 bytes an event and every stream's key prefix.
+    public var foldIsLarge: Bool { true }
 }
 
 /// The audit index's rebuild: per event, its position, its time and which actor, stream and tenant

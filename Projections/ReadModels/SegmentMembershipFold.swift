@@ -4,6 +4,8 @@ import Foundation
 extension SegmentMembership: FoldedRebuild {
     /// A fold that evaluates each contact once per segment, however many rule changes the log holds.
     public func makeFold() -> any RebuildFold { MembershipFold() }
+    /// True: the fold keeps every contact of every tenant until its rows are made.
+    public var foldIsLarge: Bool { true }
 }
 
 /// The `segments` rebuild in closed form.

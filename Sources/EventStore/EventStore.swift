@@ -240,6 +240,14 @@ public final class EventStore: @unchecked Sendable {
     }
 
     /// Runs `body` in a write transaction of its own on the writer thread, between batches of
+    /// appends, and blocks the calling thread until it returns: for a thread that is not Swift's
+    /// cooperative pool's (a rebuild's fold lanes), where ``perform(_:)`` cannot be awaited. On the
+    /// writer thread itself it simply runs.
+    public func performAndWait<T: Sendable>(_ body: @escaping @Sendable (WriteTransaction) throws -> T) throws -> T {
+        try committer.runOnWriter { [unowned self] in try self.write(body) }
+    }
+
+    /// Runs `body` in a write transaction of its own on the writer thread, between batches of
     /// appends, and returns its result: the way to write from Swift concurrency without blocking a
     /// thread of the cooperative pool on LMDB's writer lock. Keep each body short (≤ ~50 ms), since
     /// appends wait behind it; like ``write(_:)`` it may run more than once if the map grows.
