@@ -481,10 +481,10 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// The folds go to at most `lanes` threads, which run at once: the large ones
     /// (``FoldedRebuild/foldIsLarge``) all to the first lane, the others round-robin to the rest.
     /// Each lane folds its projections one after another, each reading the log itself in read
-    /// transactions of 4,096 events, and delivers a fold's rows before it starts the next. So a lane holds one fold, or one fold's rows, at a time, and no
-    /// two large folds are ever held at once (the folds of one pass over the log for all six held
-    /// 230 MiB at once on the demo-shaped log). Each extra read of the log costs about a second per
-    /// million events.
+    /// transactions of 4,096 events, and delivers a fold's rows before it starts the next. So a lane
+    /// holds one fold, or one fold's rows, at a time, and no two large folds are ever held at once
+    /// (the folds of one pass over the log for all six held 230 MiB at once on the demo-shaped log).
+    /// Each extra read of the log costs about a second per million events.
     func fold(
         _ projections: [any FoldedRebuild], lanes: Int,
         deliver: @escaping @Sendable (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
