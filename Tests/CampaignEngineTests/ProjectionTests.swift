@@ -202,15 +202,7 @@ import Testing
             engine.close()
         }
         // `segments` catches up first: kill it right after its first committed batch, where it holds.
-        let child = try ChildProcess(
-            "campaign-harness", ["catch-up", "--data", directory.path, "--batch", "20", "--hold-after", "1"])
-        while !child.lines.contains(where: { $0.hasPrefix("batch segments") }) {
-            try await Task.sleep(for: .milliseconds(1))
-            guard child.process.isRunning else { break }
-        }
-        kill(child.process.processIdentifier, SIGKILL)
-        _ = try await child.waitForExit()
-        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
+        try await Self.killCatchUp(directory, afterBatches: 1, ["--batch", "20"])
 
         let store = try EventStore(path: directory.path)
         let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
@@ -229,6 +221,21 @@ import Testing
         let members = try runner.read("segments") { try $0.count(Key.make(["n", "acme", "seg_old"])) }
         #expect(members == (0..<3_000).filter { $0 % 90 >= 60 }.count)
         store.close()
+    }
+
+    /// Runs the harness's catch-up on `directory` with `arguments`, waits for its `afterBatches`-th
+    /// committed `segments` batch (after which it holds), and kills it with SIGKILL.
+    static func killCatchUp(_ directory: TemporaryDirectory, afterBatches: Int, _ arguments: [String]) async throws {
+        let child = try ChildProcess(
+            "campaign-harness",
+            ["catch-up", "--data", directory.path, "--hold-after", String(afterBatches)] + arguments)
+        while child.lines.filter({ $0.hasPrefix("batch segments") }).count < afterBatches {
+            try await Task.sleep(for: .milliseconds(1))
+            guard child.process.isRunning else { break }
+        }
+        kill(child.process.processIdentifier, SIGKILL)
+        _ = try await child.waitForExit()
+        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
     }
 
     /// A store with 3,000 contacts of `acme`, a segment `seg_old` (age ≥ 60) whose members are
@@ -281,16 +288,7 @@ import Testing
         let directory = TemporaryDirectory()
         try await Self.storeWithAPendingRuleChange(directory)
         // Kill it after its second part, where it holds: the rule change is then half applied.
-        let child = try ChildProcess(
-            "campaign-harness",
-            ["catch-up", "--data", directory.path, "--batch", "1000", "--hold-after", "2", "--budget-us", "2000"])
-        while child.lines.filter({ $0.hasPrefix("batch segments") }).count < 2 {
-            try await Task.sleep(for: .milliseconds(1))
-            guard child.process.isRunning else { break }
-        }
-        kill(child.process.processIdentifier, SIGKILL)
-        _ = try await child.waitForExit()
-        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
+        try await Self.killCatchUp(directory, afterBatches: 2, ["--batch", "1000", "--budget-us", "2000"])
 
         let store = try EventStore(path: directory.path)
         defer { store.close() }
