@@ -181,12 +181,15 @@ import Testing
 }
 
 @Suite(.serialized) struct ProjectionRunnerTests {
+    /// An administrator of `acme` whose token never expires.
+    static let acmeAdmin = Principal(
+        tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+
     @Test func aCatchUpKilledMidWayResumesAndEndsIdenticalToAFreshRebuild() async throws {
         let directory = TemporaryDirectory()
         do {
             let engine = try CampaignEngine(directory: directory.path)
-            let admin = Principal(
-                tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+            let admin = Self.acmeAdmin
             let contacts = (0..<3_000).map {
                 ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))])
             }
@@ -242,8 +245,7 @@ import Testing
     /// caught up, and then a rule change (age ≥ 30) that `segments` has not applied yet.
     static func storeWithAPendingRuleChange(_ directory: TemporaryDirectory) async throws {
         let engine = try CampaignEngine(directory: directory.path)
-        let admin = Principal(
-            tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+        let admin = Self.acmeAdmin
         let rule = { (age: Int) in try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":\#(age)}]}"#) }
         let contacts = (0..<3_000).map {
             ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))])
@@ -314,8 +316,7 @@ import Testing
             // 3,000 contacts seen 0–19 days ago; the 1,050 seen within 7 days are members, each with a
             // boundary when its 7 days run out.
             let engine = try CampaignEngine(directory: directory.path)
-            let admin = Principal(
-                tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
+            let admin = Self.acmeAdmin
             let contacts = (0..<3_000).map {
                 ContactInput(
                     contactId: "ctc_\($0)",
