@@ -193,11 +193,10 @@ enum ApplyCommand {
         }
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
-        let limit = configuration.jsonLimits.maximumBytes
+        let inputs = InputFeed(console, limit: configuration.jsonLimits.maximumBytes, ahead: concurrency)
         guard concurrency > 1 else {
-            var isFirstLine = true
-            while let request = nextRequest(console, limit: limit, isFirstLine: isFirstLine) {
-                isFirstLine = false
+            for await request in inputs.stream {
+                inputs.taken()
                 switch request {
                 case let .answer(line): console.out(line)
                 case let .request(bytes): console.out(await engine.handle(bytes).line)
@@ -210,9 +209,8 @@ enum ApplyCommand {
         let slots = Slots(concurrency)
         let (answers, queue) = AsyncStream.makeStream(of: Task<String, Never>.self)
         let reader = Task {
-            var isFirstLine = true
-            while let request = nextRequest(console, limit: limit, isFirstLine: isFirstLine) {
-                isFirstLine = false
+            for await request in inputs.stream {
+                inputs.taken()
                 await slots.acquire()
                 switch request {
                 case let .answer(line): queue.yield(Task { line })
@@ -230,7 +228,7 @@ enum ApplyCommand {
     }
 
     /// What a line of input asks for: a request for the engine, or an answer given without it.
-    enum Input {
+    enum Input: Sendable {
         case request([UInt8])
         case answer(String)
     }
@@ -262,6 +260,43 @@ enum ApplyCommand {
             }
             return .request(line)
         }
+    }
+
+    /// The input's lines, read on a thread of its own: a read of standard input blocks until the
+    /// co-process writes, and must not hold one of the cooperative pool's few threads meanwhile. At
+    /// most `ahead` lines are read before the engine takes them, so a long input is never buffered.
+    ///
+    /// Invariant that makes `@unchecked Sendable` safe: every stored property is immutable, and
+    /// the stream and the semaphore are safe to use from any thread.
+    final class InputFeed: @unchecked Sendable {
+        /// The lines, as requests or ready answers, in input order; it ends with the input.
+        let stream: AsyncStream<Input>
+        private let room: DispatchSemaphore
+
+        init(_ console: any Console, limit: Int, ahead: Int) {
+            let (stream, continuation) = AsyncStream.makeStream(of: Input.self)
+            // Made at 0 and raised to `ahead`: a semaphore disposed of below its initial value traps.
+            let room = DispatchSemaphore(value: 0)
+            for _ in 0..<max(1, ahead) { room.signal() }
+            self.stream = stream
+            self.room = room
+            let reader = Thread {
+                // Named for `ps` and `top` (Foundation does not pass a thread's name to Linux).
+                try? "campaign apply".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+                var isFirstLine = true
+                while true {
+                    room.wait()
+                    guard let input = nextRequest(console, limit: limit, isFirstLine: isFirstLine) else { break }
+                    isFirstLine = false
+                    continuation.yield(input)
+                }
+                continuation.finish()
+            }
+            reader.start()
+        }
+
+        /// Says a line was taken, so the reader may read one more.
+        func taken() { room.signal() }
     }
 
     /// At most N requests in flight: the reader takes a slot per line, the writer gives it back

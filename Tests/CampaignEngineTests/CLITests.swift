@@ -295,6 +295,58 @@ final class Locked: @unchecked Sendable {
     func pop() -> Data? { lock.withLock { items.isEmpty ? nil : items.removeFirst() } }
 }
 
+/// A console that hands out scripted lines and notes the name of each thread that reads one.
+///
+/// Invariant that makes `@unchecked Sendable` safe: every stored property is touched only under `lock`.
+final class ThreadNotingConsole: Console, @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [[UInt8]]
+    private var readers: [String] = []
+    private var written: [String] = []
+
+    init(_ lines: [String]) { self.lines = lines.map { Array($0.utf8) } }
+
+    /// The names of the threads that read, one per read (the last read finds the end).
+    var readingThreads: [String] { lock.withLock { readers } }
+    /// The lines written to standard output.
+    var output: [String] { lock.withLock { written } }
+
+    func out(_ line: String) { lock.withLock { written.append(line) } }
+    func err(_ line: String) {}
+    func progress(_ line: String) {}
+    var outputIsTerminal: Bool { false }
+    var errorIsTerminal: Bool { false }
+
+    func readLine(limit: Int) -> LineRead {
+        // Linux's name of the calling thread (a cooperative pool thread's is `…root.default-qos`).
+        let thread = ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "")
+            .trimmingCharacters(in: .newlines)
+        return lock.withLock {
+            readers.append(thread)
+            return lines.isEmpty ? .end : .line(lines.removeFirst())
+        }
+    }
+}
+
+@Suite struct ApplyInputThreadTests {
+    /// A read of standard input blocks until the co-process writes: it runs on a thread of its own,
+    /// never on one of the cooperative pool's (two on this machine), in both modes.
+    @Test(arguments: [1, 8])
+    func applyReadsItsInputOffTheCooperativePool(concurrency: Int) async throws {
+        let directory = TemporaryDirectory()
+        let lines = (0..<20).map {
+            #"{"requestId":"r\#($0)","principal":\#(admin()),"query":"campaign.list","params":{}}"#
+        }
+        let console = ThreadNotingConsole(lines)
+        let status = await CLI.run(
+            ["apply", "--data", directory.path, "--concurrency", String(concurrency)], console: console)
+        #expect(status == 0)
+        #expect(console.output.count == 20 && console.output.allSatisfy { $0.contains(#""status":200"#) })
+        #expect(console.readingThreads.count == 21)
+        #expect(Set(console.readingThreads) == ["campaign apply"], "\(Set(console.readingThreads))")
+    }
+}
+
 @Suite(.serialized) struct ApplyLimitTests {
     @Test func aLineOverTheLimitIsRefusedAndTheRunGoesOn() async throws {
         let directory = TemporaryDirectory()
