@@ -89,10 +89,10 @@ public protocol Projection: Sendable {
 /// A projection one of whose events can cost more than a writer job may take (a segment's rule
 /// change re-evaluates every contact of its tenant) and so applies such an event in parts.
 ///
-/// The catch-up runner stores the returned resume point with the checkpoint, in the part's
-/// transaction, and passes it back in the next transaction; no other event reaches the projection
-/// in between. ``Projection/apply(_:to:)`` must still apply a whole event at once (rebuilds and
-/// verify use it).
+/// The runner's catch-up and rebuild batches store the returned resume point with the checkpoint
+/// (or the rebuild's), in the part's transaction, and pass it back in the next transaction; no
+/// other event reaches that table in between. ``Projection/apply(_:to:)`` must still apply a whole
+/// event at once (verify and the event-by-event folds use it).
 public protocol PartialApply: Projection {
     /// Applies `event`, or what is left of it after `resume`, until it is done or `shouldStop`
     /// returns true; `shouldStop` is asked only after some work, so every call moves.

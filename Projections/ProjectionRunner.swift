@@ -66,11 +66,11 @@ public struct VerifyReport: Sendable, Equatable {
 /// Keeps projections current and rebuilds them.
 ///
 /// Each projection has two tables, slots `a` and `b`, and a meta record (`projections`: name →
-/// version, slot, checkpoint, rebuild?, part-way resume point?). Readers use the slot the meta
-/// record names, in the same read transaction. A rebuild fills the other slot in large
-/// transactions, recording its own checkpoint so an interrupted rebuild resumes, and switches the meta record in the
-/// transaction where it reaches the head: readers never see a half-built model, and no event
-/// committed meanwhile is missed. `verify` builds a third table the same way and compares.
+/// version, slot, checkpoint, rebuild?, part-way resume points?). Readers use the slot the meta
+/// record names, in the same read transaction. A rebuild fills the other slot in short
+/// transactions, recording its own checkpoint so an interrupted rebuild resumes, and switches the
+/// meta record in the transaction where it reaches the head: readers never see a half-built model,
+/// and no event committed meanwhile is missed. `verify` builds a third table the same way and compares.
 ///
 /// Invariant that makes `@unchecked Sendable` safe: all stored properties are immutable after
 /// `init`; `catchUpLock` serialises this process's catch-up runs (LMDB serialises processes).
@@ -377,8 +377,9 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// (``batchTimeBudget`` unless the runner was made with another).
     public let jobBudget: Duration
 
-    /// How long a rebuild or catch-up batch works before it ends early because appends are waiting: long enough
-    /// that a rebuild under steady load still moves, short enough that an append waits little.
+    /// How long a rebuild or catch-up batch works before it ends early because appends are waiting:
+    /// long enough that a rebuild under steady load still moves, short enough that an append waits
+    /// little.
     public static let batchTimeWhenAppendsWait: Duration = .milliseconds(1)
 
     /// Whether a writer job that started at `start` should end now: its budget is spent, or it has
@@ -752,12 +753,14 @@ public final class ProjectionRunner: @unchecked Sendable {
             let (next, atHead): (UInt64, Bool) = try store.write { txn in
                 let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
                 var reached = checkpoint
-                reading: while true {
-                    let events = try txn.events(from: reached + 1, limit: min(256, batchSize))
+                var applied = 0
+                reading: while applied < batchSize {
+                    let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied))
                     if events.isEmpty { break }
                     for event in events {
                         try projection.apply(ProjectedEvent(event), to: table)
                         reached = event.position
+                        applied += 1
                         if shouldYield(startedAt: began) { break reading }
                     }
                 }

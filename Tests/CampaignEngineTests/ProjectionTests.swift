@@ -484,7 +484,7 @@ import Testing
             return committed
         }
         // Commands land before, during and after each verify's steps; one landing between its last
-        // write and its read is rare (a mutation that drops the head check failed one run in three).
+        // write and its read is rare (a mutation that drops the head check failed one run in six).
         var differences = [Int]()
         for _ in 0..<20 {
             differences.append(
