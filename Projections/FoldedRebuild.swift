@@ -16,7 +16,8 @@ public protocol FoldedRebuild: Projection {
     /// A fold with no events in it.
     func makeFold() -> any RebuildFold
     /// Whether the fold's state grows large (tens of bytes per event, or per contact): a rebuild
-    /// runs such folds one after another on one lane, never two at once. False by default.
+    /// gives such a fold a pass over the log of its own, and a lane holds at most one of them at a
+    /// time. False by default.
     var foldIsLarge: Bool { get }
 }
 

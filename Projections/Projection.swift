@@ -16,7 +16,8 @@ public enum ProjectionMode: String, Sendable {
 /// current schema on first use — a projection that skips an event by its type never pays for
 /// the parse (most projections skip most events).
 public final class ProjectedEvent {
-    /// The stored envelope.
+    /// The stored envelope. Its `previousHash` and `hash` may be empty (the runner reads the log
+    /// without them): a projection folds events, not the chain.
     public let envelope: RecordedEvent
 
     private let knownPayload: JSON?
@@ -82,8 +83,17 @@ public protocol Projection: Sendable {
     var version: Int { get }
     /// Inline or catch-up.
     var mode: ProjectionMode { get }
+    /// The event types `apply` reads, or nil for every type. `apply` must leave the table alone for
+    /// any other type: a rebuild's fold may not hand it those events at all (and so need not decode
+    /// them). Nil by default.
+    var eventTypes: Set<String>? { get }
     /// Folds one event into the table.
     func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws
+}
+
+extension Projection {
+    /// Nil: every event type.
+    public var eventTypes: Set<String>? { nil }
 }
 
 /// A projection one of whose events can cost more than a writer job may take (a segment's rule

@@ -347,7 +347,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         var applied: UInt64 = 0
         var moved = false
         reading: while applied < batchSize {
-            let events = try txn.events(from: state.checkpoint + 1, limit: min(256, batchSize - Int(applied)))
+            let events = try txn.events(
+                from: state.checkpoint + 1, limit: min(256, batchSize - Int(applied)), hashes: false)
             if events.isEmpty { break }
             for event in events {
                 let projected = ProjectedEvent(event)
@@ -479,27 +480,25 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// arrives at, with the last position folded, to `deliver`, on the lane's thread, as soon as
     /// that fold is done.
     ///
-    /// The folds go to at most `lanes` threads, which run at once: the large ones
-    /// (``FoldedRebuild/foldIsLarge``) all to the first lane, the others round-robin to the rest.
-    /// Each lane folds its projections one after another, each reading the log itself in read
-    /// transactions of 4,096 events, and delivers a fold's rows before it starts the next. So a lane
-    /// holds one fold, or one fold's rows, at a time, and no two large folds are ever held at once
-    /// (the folds of one pass over the log for all six held 230 MiB at once on the demo-shaped log).
-    /// Each extra read of the log costs about a second per million events.
+    /// The folds go to at most `lanes` threads, which run at once, in passes over the log
+    /// (``passes(_:count:)``): a large fold (``FoldedRebuild/foldIsLarge``) has a pass of its own,
+    /// and the small folds of a lane share one. A pass reads the log in read transactions of 4,096
+    /// positions, decodes only the events of the types its folds read (``Projection/eventTypes``),
+    /// each once, and hands each to the folds that read its type. A lane delivers a pass's rows
+    /// before it starts the next, so no two large folds are ever held at once (the folds of one
+    /// pass over the log for all six held 230 MiB at once on the demo-shaped log).
     func fold(
         _ projections: [any FoldedRebuild], lanes: Int,
         deliver: @escaping @Sendable (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
     ) throws {
         guard !projections.isEmpty else { return }
         let head = try store.read { try $0.headPosition() }
-        let lanes = min(projections.count, max(1, lanes))
         let failure = LaneFailure()
-        let plan = Self.lanes(projections.map(\.foldIsLarge), count: lanes)
+        let plan = Self.passes(projections.map(\.foldIsLarge), count: lanes)
         DispatchQueue.concurrentPerform(iterations: plan.count) { lane in
-            for index in plan[lane] {
+            for pass in plan[lane] {
                 do {
-                    let (rows, through) = try fold(projections[index], through: head)
-                    try deliver(index, rows, through)
+                    try fold(pass.map { projections[$0] }, through: head) { try deliver(pass[$0], $1, $2) }
                 } catch {
                     failure.record(error)
                     return
@@ -510,35 +509,66 @@ public final class ProjectionRunner: @unchecked Sendable {
         try failure.rethrow()
     }
 
-    /// Which projections (by index) each lane folds, in order: the large ones on the first lane,
-    /// the others dealt round-robin to the other lanes (to every lane when none is large).
-    static func lanes(_ large: [Bool], count: Int) -> [[Int]] {
-        let lanes = min(large.count, max(1, count))
+    /// Each lane's passes over the log, in order, each pass the projections (by index) it folds.
+    /// Large folds are dealt round-robin to the lanes, one pass each; the small ones go to the lanes
+    /// with no large fold, round-robin, one pass per lane; when every lane has a large fold, they
+    /// share a pass on the last lane (the one dealt the fewest or the last large folds).
+    static func passes(_ large: [Bool], count: Int) -> [[[Int]]] {
         let big = large.indices.filter { large[$0] }
         let small = large.indices.filter { !large[$0] }
-        guard lanes > 1, !big.isEmpty else {
-            return (0..<lanes).map { Array(stride(from: $0, to: large.count, by: lanes)) }
+        let lanes = max(1, min(count, big.count + small.count))
+        var plan = Array(repeating: [[Int]](), count: lanes)
+        for (n, index) in big.enumerated() { plan[n % lanes].append([index]) }
+        let free = Array(big.count..<max(big.count, lanes))
+        if free.isEmpty {
+            if !small.isEmpty { plan[lanes - 1].append(small) }
+        } else {
+            var shares = Array(repeating: [Int](), count: free.count)
+            for (n, index) in small.enumerated() { shares[n % free.count].append(index) }
+            for (lane, share) in zip(free, shares) where !share.isEmpty { plan[lane].append(share) }
         }
-        var plan = [big] + Array(repeating: [Int](), count: lanes - 1)
-        for (n, index) in small.enumerated() { plan[1 + n % (lanes - 1)].append(index) }
         return plan.filter { !$0.isEmpty }
     }
 
-    /// Folds the log up to `head` into one projection's fold, then takes the fold's rows and
-    /// releases it.
-    private func fold(_ projection: any FoldedRebuild, through head: UInt64) throws -> (SortedRows, UInt64) {
-        let fold = projection.makeFold()
+    /// Folds the log up to `head` into the folds of some projections in one pass, then hands each
+    /// fold's rows to `deliver` (with its index among them) and releases it.
+    private func fold(
+        _ projections: [any FoldedRebuild], through head: UInt64,
+        deliver: (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
+    ) throws {
+        var folds = projections.map { Optional($0.makeFold()) }
+        let types = projections.map(\.eventTypes)
+        let wanted: Set<String>? = types.contains { $0 == nil } ? nil : types.reduce(into: []) { $0.formUnion($1!) }
+        // Which folds read each type, worked out once per type.
+        var readers: [String: [Int]] = [:]
+        func readersOf(_ type: String) -> [Int] {
+            if let known = readers[type] { return known }
+            let found = types.indices.filter { types[$0]?.contains(type) ?? true }
+            readers[type] = found
+            return found
+        }
         var reached: UInt64 = 0
         while reached < head {
-            let events = try store.read { try $0.events(from: reached + 1, limit: Int(min(4_096, head - reached))) }
-            guard !events.isEmpty else { break }
-            for event in events {
-                try fold.fold(ProjectedEvent(event))
-                reached = event.position
+            let last = min(head, reached + 4_096)
+            let events = try store.read {
+                try $0.events(from: reached + 1, through: last, types: wanted, hashes: false)
             }
+            for event in events {
+                let projected = ProjectedEvent(event)
+                if folds.count == 1 {
+                    try folds[0]!.fold(projected)
+                } else {
+                    for index in readersOf(event.type) { try folds[index]!.fold(projected) }
+                }
+            }
+            reached = last
         }
-        let rows = try store.read { txn in try fold.rows(PersonalDataReader(txn: txn, table: personalData)) }
-        return (rows, reached)
+        for index in folds.indices {
+            let rows = try store.read { txn in try folds[index]!.rows(PersonalDataReader(txn: txn, table: personalData))
+            }
+            folds[index] = nil
+            try deliver(index, rows, reached)
+        }
     }
 
     /// The first error of any lane of ``fold(_:lanes:deliver:)``; the other lanes stop after their
@@ -672,7 +702,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             // projection applies such an event in parts, its checkpoint staying before it meanwhile.
             var outOfTime = false
             while applied < batchSize, !outOfTime {
-                let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied))
+                let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied), hashes: false)
                 if events.isEmpty { break }
                 for event in events {
                     let projected = ProjectedEvent(event)
@@ -736,8 +766,10 @@ public final class ProjectionRunner: @unchecked Sendable {
         if projection.mode == .catchUp { try catchUp(name) }
         var checkpoint: UInt64 = 0
         try store.write { try $0.clear(scratch) }
-        if let folded = projection as? any FoldedRebuild {
-            let (rows, through) = try fold(folded, through: try store.read { try $0.headPosition() })
+        if let projection = projection as? any FoldedRebuild {
+            var folded: (rows: SortedRows, through: UInt64) = (SortedRows(), 0)
+            try fold([projection], through: try store.read { try $0.headPosition() }) { folded = ($1, $2) }
+            let (rows, through) = folded
             var written = 0
             while written < rows.count {
                 let began = ContinuousClock.now
@@ -755,7 +787,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 var reached = checkpoint
                 var applied = 0
                 reading: while applied < batchSize {
-                    let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied))
+                    let events = try txn.events(from: reached + 1, limit: min(256, batchSize - applied), hashes: false)
                     if events.isEmpty { break }
                     for event in events {
                         try projection.apply(ProjectedEvent(event), to: table)
@@ -810,7 +842,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         _ projection: any Projection, scratch: Table, from checkpoint: UInt64, in txn: WriteTransaction
     ) throws -> UInt64 {
         let table = ProjectionTable(txn: txn, table: scratch, personalData: personalData)
-        for event in try txn.events(from: checkpoint + 1, limit: .max) {
+        for event in try txn.events(from: checkpoint + 1, limit: .max, hashes: false) {
             try projection.apply(ProjectedEvent(event), to: table)
         }
         let head = try txn.headPosition()
@@ -818,7 +850,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         else { return head }
         let liveTable = ProjectionTable(
             txn: txn, table: self.table(projection.name, slot: state.slot), personalData: personalData)
-        for event in try txn.events(from: state.checkpoint + 1, limit: .max) {
+        for event in try txn.events(from: state.checkpoint + 1, limit: .max, hashes: false) {
             // The first may be part-way applied by another process's catch-up since ours.
             if let partial = event.position == state.checkpoint + 1 ? state.partial : nil,
                 let resumable = projection as? any PartialApply

@@ -96,6 +96,9 @@ public struct CampaignBoard: Projection {
 
     static let rowFormat: UInt8 = 1
 
+    /// Every campaign event type.
+    public var eventTypes: Set<String>? { Set(CampaignEvent.Kind.allCases.map(\.rawValue)) }
+
     /// Folds a campaign event: with the state the writer folded when it has one, else by folding
     /// the stored row.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {

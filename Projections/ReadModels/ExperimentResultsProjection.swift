@@ -37,6 +37,9 @@ public struct ExperimentResultsProjection: Projection {
         return (String(parts.first ?? ""), parts.count > 1)
     }
 
+    /// Every experiment event type.
+    public var eventTypes: Set<String>? { Set(ExperimentEvent.Kind.allCases.map(\.rawValue)) }
+
     /// Folds an experiment event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         guard let kind = ExperimentEvent.Kind(rawValue: event.envelope.type),

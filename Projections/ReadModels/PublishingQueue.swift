@@ -35,6 +35,9 @@ public struct PublishingQueue: Projection {
         Key.prefix(["c", tenant]) + Key.time(time) + Array(id.utf8)
     }
 
+    /// Every post event type.
+    public var eventTypes: Set<String>? { Set(PostEvent.Kind.allCases.map(\.rawValue)) }
+
     /// Folds a post event.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         guard PostEvent.Kind(rawValue: event.envelope.type) != nil, let id = event.payload["postId"]?.stringValue else {

@@ -118,6 +118,11 @@ public struct ScheduleIndex: Projection {
         }
     }
 
+    /// Every campaign event type but `campaign.updated`.
+    public var eventTypes: Set<String>? {
+        Set(CampaignEvent.Kind.allCases.filter { $0 != .updated }.map(\.rawValue))
+    }
+
     /// Folds a campaign event, with the state the writer folded when it has one. Name and content
     /// changes cannot move a campaign in the schedule, so `campaign.updated` is skipped.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {

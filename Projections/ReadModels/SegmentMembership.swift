@@ -170,6 +170,14 @@ public struct SegmentMembership: PartialApply {
         }
     }
 
+    /// Field definitions, segment and contact events, and the scheduler's refreshes.
+    public var eventTypes: Set<String>? {
+        Set(
+            [SchemaEvent.Kind.fieldDefined.rawValue, MembershipEvent.Kind.refreshed.rawValue]
+                + [SegmentEvent.Kind.created, .updated, .archived].map(\.rawValue)
+                + ContactEvent.Kind.allCases.map(\.rawValue))
+    }
+
     /// Folds a segment, contact or field event, and the scheduler's refreshes.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         _ = try apply(event, to: table, resumingAfter: nil, shouldStop: { false })

@@ -100,12 +100,36 @@ struct EventLog: Sendable {
     }
 
     /// Reads up to `limit` events of the global log from `position` on.
-    func events(from position: UInt64, limit: Int, in txn: Txn) throws -> [RecordedEvent] {
+    func events(from position: UInt64, limit: Int, hashes: Bool = true, in txn: Txn) throws -> [RecordedEvent] {
         var out = [RecordedEvent]()
+        var decoder = RecordDecoder()
+        decoder.hashes = hashes
         try txn.withCursor(events) { cursor in
             var entry = try cursor.seek(atLeast: .bigEndian(position))
             while let current = entry, out.count < limit {
-                out.append(try RecordCodec.decode(current.value, position: current.key.bigEndianUInt64()))
+                out.append(try decoder.decode(current.value, position: current.key.bigEndianUInt64()))
+                entry = try cursor.next()
+            }
+        }
+        return out
+    }
+
+    /// The events at positions `position` through `last` whose type is in `types` (every one when
+    /// nil), decoding no other record past its type.
+    func events(
+        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool, in txn: Txn
+    ) throws -> [RecordedEvent] {
+        var out = [RecordedEvent]()
+        var decoder = RecordDecoder()
+        decoder.hashes = hashes
+        decoder.types = types
+        guard position <= last else { return out }
+        try txn.withCursor(events) { cursor in
+            var entry = try cursor.seek(atLeast: .bigEndian(position))
+            while let current = entry {
+                let at = current.key.bigEndianUInt64()
+                if at > last { break }
+                if decoder.wants(current.value) { out.append(try decoder.decode(current.value, position: at)) }
                 entry = try cursor.next()
             }
         }

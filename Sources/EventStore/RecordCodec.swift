@@ -57,28 +57,8 @@ enum RecordCodec {
 
     /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.
     static func decode(_ bytes: UnsafeRawBufferPointer, position: UInt64) throws -> RecordedEvent {
-        var reader = ByteReader(bytes)
-        func fail(_ reason: String) -> EventStoreError { .corruptRecord(position: position, reason: reason) }
-        guard let format = reader.u8(), format == formatVersion else { throw fail("unknown record format") }
-        guard let storedPosition = reader.u64(), let version = reader.u64(), let millis = reader.u64(),
-            let schema = reader.u16()
-        else { throw fail("truncated header") }
-        var strings = [String]()
-        strings.reserveCapacity(6)
-        for _ in 0..<6 {
-            guard let length = reader.u16(), let raw = reader.span(Int(length)) else { throw fail("truncated field") }
-            guard let text = ByteReader.text(raw) else { throw fail("field is not UTF-8") }
-            strings.append(text)
-        }
-        guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
-            let previous = reader.bytes(hashSize), let hash = reader.bytes(hashSize), reader.isAtEnd
-        else { throw fail("truncated payload or hashes") }
-        return RecordedEvent(
-            position: storedPosition, streamId: strings[0], streamVersion: version, type: strings[1],
-            schemaVersion: schema, occurredAt: Date(timeIntervalSince1970: Double(Int64(bitPattern: millis)) / 1000),
-            tenant: strings[2], actor: strings[3], requestId: strings[4], causationId: strings[5],
-            payload: payload, previousHash: previous, hash: hash
-        )
+        var decoder = RecordDecoder()
+        return try decoder.decode(bytes, position: position)
     }
 
     /// Checks one stored record against the chain: the hash it stores must be SHA-256 of the
@@ -131,6 +111,119 @@ enum RecordCodec {
     }
 }
 
+/// Decodes the records of one read, sharing what consecutive records repeat: an event type,
+/// tenant or actor seen before in the read is the same `String` again (a few hundred distinct ones
+/// at most), and a stream, request or causation id equal to the previous record's is too. A log
+/// read then allocates for its payloads and the ids that change, not for six strings an event.
+///
+/// The previous record's fields are views of LMDB's map, so a decoder lives within one read
+/// transaction.
+struct RecordDecoder {
+    /// Whether records keep their two hashes (a fold that never looks at them saves two arrays).
+    var hashes = true
+    /// The event types wanted, or nil for all (see ``wants(_:)``).
+    var types: Set<String>?
+    private var interned = [Interned?](repeating: nil, count: RecordDecoder.internSlots)
+    private var previous: [(bytes: UnsafeRawBufferPointer, text: String)?] = [nil, nil, nil]
+
+    private struct Interned {
+        var bytes: [UInt8]
+        var text: String
+        /// Whether `types` holds it (computed once).
+        var wanted: Bool
+    }
+
+    /// Whether the record's type is one of ``types``, read from the record's type field alone. A
+    /// record too short to tell is wanted, so that decoding it reports the damage.
+    mutating func wants(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let types else { return true }
+        var reader = ByteReader(bytes)
+        guard reader.skip(27), let streamLength = reader.u16(), reader.skip(Int(streamLength)),
+            let typeLength = reader.u16(), let raw = reader.span(Int(typeLength))
+        else { return true }
+        let slot = RecordDecoder.slot(raw)
+        if let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.wanted }
+        guard intern(raw) != nil, let entry = interned[slot], RecordDecoder.matches(entry, raw) else { return true }
+        return entry.wanted
+    }
+
+    private static let internSlots = 256
+
+    /// Decodes one record (see ``RecordCodec``).
+    mutating func decode(_ bytes: UnsafeRawBufferPointer, position: UInt64) throws -> RecordedEvent {
+        var reader = ByteReader(bytes)
+        func fail(_ reason: String) -> EventStoreError { .corruptRecord(position: position, reason: reason) }
+        guard let format = reader.u8(), format == RecordCodec.formatVersion else { throw fail("unknown record format") }
+        guard let storedPosition = reader.u64(), let version = reader.u64(), let millis = reader.u64(),
+            let schema = reader.u16()
+        else { throw fail("truncated header") }
+        func hash(_ reader: inout ByteReader) -> [UInt8]? {
+            hashes ? reader.bytes(RecordCodec.hashSize) : reader.span(RecordCodec.hashSize).map { _ in [] }
+        }
+        func field(_ reader: inout ByteReader) throws -> UnsafeRawBufferPointer {
+            guard let length = reader.u16(), let raw = reader.span(Int(length)) else { throw fail("truncated field") }
+            return raw
+        }
+        let streamId = try repeated(0, field(&reader))
+        let type = try intern(field(&reader))
+        let tenant = try intern(field(&reader))
+        let actor = try intern(field(&reader))
+        let requestId = try repeated(1, field(&reader))
+        let causationRaw = try field(&reader)
+        let causationId =
+            try RecordDecoder.same(causationRaw, previous[1]?.bytes) ? requestId : repeated(2, causationRaw)
+        guard let streamId, let type, let tenant, let actor, let requestId, let causationId else {
+            throw fail("field is not UTF-8")
+        }
+        guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
+            let previousHash = hash(&reader), let hash = hash(&reader),
+            reader.isAtEnd
+        else { throw fail("truncated payload or hashes") }
+        return RecordedEvent(
+            position: storedPosition, streamId: streamId, streamVersion: version, type: type,
+            schemaVersion: schema, occurredAt: Date(timeIntervalSince1970: Double(Int64(bitPattern: millis)) / 1000),
+            tenant: tenant, actor: actor, requestId: requestId, causationId: causationId,
+            payload: payload, previousHash: previousHash, hash: hash
+        )
+    }
+
+    private static func same(_ raw: UnsafeRawBufferPointer, _ other: UnsafeRawBufferPointer?) -> Bool {
+        guard let other, other.count == raw.count else { return false }
+        return raw.isEmpty || memcmp(raw.baseAddress!, other.baseAddress!, raw.count) == 0
+    }
+
+    /// The text of field `slot` (stream, request, causation): the previous record's string when
+    /// the bytes are the same.
+    private mutating func repeated(_ slot: Int, _ raw: UnsafeRawBufferPointer) -> String? {
+        if let last = previous[slot], RecordDecoder.same(raw, last.bytes) { return last.text }
+        guard let text = ByteReader.text(raw) else { return nil }
+        previous[slot] = (raw, text)
+        return text
+    }
+
+    /// The text of a field whose values recur throughout a log (type, tenant, actor).
+    private mutating func intern(_ raw: UnsafeRawBufferPointer) -> String? {
+        let slot = RecordDecoder.slot(raw)
+        if let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.text }
+        guard let text = ByteReader.text(raw) else { return nil }
+        if raw.count <= 64 {
+            interned[slot] = Interned(bytes: Array(raw), text: text, wanted: types?.contains(text) ?? true)
+        }
+        return text
+    }
+
+    /// The intern slot of some bytes (FNV-1a).
+    private static func slot(_ raw: UnsafeRawBufferPointer) -> Int {
+        var hash: UInt32 = 2_166_136_261
+        for byte in raw { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return Int(hash % UInt32(internSlots))
+    }
+
+    private static func matches(_ entry: Interned, _ raw: UnsafeRawBufferPointer) -> Bool {
+        entry.bytes.count == raw.count && entry.bytes.withUnsafeBytes { same(raw, $0) }
+    }
+}
+
 /// Reads big-endian integers and byte runs from a buffer without trapping on short input.
 struct ByteReader {
     private let bytes: UnsafeRawBufferPointer
@@ -144,6 +237,13 @@ struct ByteReader {
         guard count >= 0, bytes.count - offset >= count else { return nil }
         defer { offset += count }
         return Array(bytes[offset..<(offset + count)])
+    }
+
+    /// Moves past `count` bytes; false (not moving) when fewer are left.
+    mutating func skip(_ count: Int) -> Bool {
+        guard count >= 0, bytes.count - offset >= count else { return false }
+        offset += count
+        return true
     }
 
     /// The next `count` bytes, without copying them (valid as long as the buffer).

@@ -221,8 +221,20 @@ public class ReadTransaction {
     }
 
     /// Up to `limit` events of the global log from `position` on, as this transaction sees them.
-    public func events(from position: UInt64, limit: Int) throws -> [RecordedEvent] {
-        try store.log.events(from: position, limit: limit, in: txn)
+    /// - Parameter hashes: false leaves each event's `previousHash` and `hash` empty, for a reader
+    ///   that never looks at them (a projection's fold): two arrays an event fewer.
+    public func events(from position: UInt64, limit: Int, hashes: Bool = true) throws -> [RecordedEvent] {
+        try store.log.events(from: position, limit: limit, hashes: hashes, in: txn)
+    }
+
+    /// The events at positions `position` through `last` whose type is in `types` (every one when
+    /// nil), as this transaction sees them: a record of another type is read no further than its
+    /// type, so a reader of a few types skips the rest of the log at the speed of the scan.
+    /// - Parameter hashes: as in ``events(from:limit:hashes:)``.
+    public func events(
+        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool = true
+    ) throws -> [RecordedEvent] {
+        try store.log.events(from: position, through: last, types: types, hashes: hashes, in: txn)
     }
 
     /// The last global position (0 for an empty log).

@@ -43,6 +43,41 @@ import Testing
         #expect(stored.previousHash == [UInt8](repeating: 0, count: 32))
     }
 
+    @Test func aLogReadOfSomeTypesDecodesThemAsAFullReadDoesAndSkipsTheRest() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        // Types, tenants and actors recur (the decoder shares their strings), one type is too long
+        // to share, some are not ASCII; requests span several events, causations sometimes differ.
+        let longType = "long." + String(repeating: "x", count: 70)
+        let types = ["a.one", "b.two", "c.trois ☀️", longType, "d.four"]
+        let tenants = ["acme", "Zoë", "globex"]
+        for n in 0..<300 {
+            let request = "req_\(n / 3)"
+            let new = NewEvent(
+                type: types[(n * 7) % types.count], occurredAt: Date(timeIntervalSince1970: 1_790_000_000 + Double(n)),
+                tenant: tenants[n % tenants.count], actor: "u_\(n % 4)", requestId: request,
+                causationId: n % 5 == 0 ? "cmd_\(n)" : request, payload: Array(#"{"n":\#(n)}"#.utf8))
+            _ = try await store.append(appendRequest("s\(n % 11)", events: [new]))
+        }
+        let full = try store.read { try $0.events(from: 1, limit: .max) }
+        #expect(full.count == 300)
+        let all = try store.read { try $0.events(from: 1, through: 300, types: nil) }
+        #expect(all == full)
+        let wanted: Set<String> = ["a.one", "c.trois ☀️", longType]
+        let some = try store.read { try $0.events(from: 40, through: 120, types: wanted, hashes: false) }
+        let expected = full.filter { (40...120).contains($0.position) && wanted.contains($0.type) }.map { event in
+            var bare = event
+            bare.previousHash = []
+            bare.hash = []
+            return bare
+        }
+        #expect(!expected.isEmpty)
+        #expect(some == expected)
+        #expect(try store.read { try $0.events(from: 301, through: 400, types: wanted) }.isEmpty)
+        #expect(try store.read { try $0.events(from: 9, through: 8, types: nil) }.isEmpty)
+    }
+
     @Test func readsStreamsForwardBackwardAndTheGlobalLogFromAPosition() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
