@@ -26,6 +26,12 @@ final class AuditFold: RebuildFold {
     private var streamOf: [UInt32] = []
     private var tenantOf: [UInt32] = []
     private var scratch: [UInt8] = []
+    /// Each family's last prefix, by the strings it was made from: consecutive events of one
+    /// command share their tenant, actor and stream (the log reader hands them the same strings,
+    /// which compare at once).
+    private var lastActor: (tenant: String, name: String, number: UInt32)?
+    private var lastStream: (tenant: String, name: String, number: UInt32)?
+    private var lastTenant: (tenant: String, number: UInt32)?
 
     /// Records one event: no key is made here.
     func fold(_ event: ProjectedEvent) throws {
@@ -33,9 +39,27 @@ final class AuditFold: RebuildFold {
         let e = event.envelope
         positions.append(e.position)
         times.append(Key.milliseconds(e.occurredAt))
-        actorOf.append(number(&actors, .actor, e.tenant, e.actor))
-        streamOf.append(number(&streams, .stream, e.tenant, e.streamId))
-        tenantOf.append(number(&tenants, .time, e.tenant, nil))
+        if let last = lastActor, last.tenant == e.tenant, last.name == e.actor {
+            actorOf.append(last.number)
+        } else {
+            let number = number(&actors, .actor, e.tenant, e.actor)
+            lastActor = (e.tenant, e.actor, number)
+            actorOf.append(number)
+        }
+        if let last = lastStream, last.tenant == e.tenant, last.name == e.streamId {
+            streamOf.append(last.number)
+        } else {
+            let number = number(&streams, .stream, e.tenant, e.streamId)
+            lastStream = (e.tenant, e.streamId, number)
+            streamOf.append(number)
+        }
+        if let last = lastTenant, last.tenant == e.tenant {
+            tenantOf.append(last.number)
+        } else {
+            let number = number(&tenants, .time, e.tenant, nil)
+            lastTenant = (e.tenant, number)
+            tenantOf.append(number)
+        }
     }
 
     private func number(
@@ -136,13 +160,25 @@ final class AuditFold: RebuildFold {
             var slot = prefix.withUnsafeBytes(Self.hash) & mask
             while slots[slot] != 0 {
                 let number = Int(slots[slot]) - 1
-                if bytes[range(number)].elementsEqual(prefix) { return UInt32(number) }
+                if same(number, prefix) { return UInt32(number) }
                 slot = (slot + 1) & mask
             }
             bytes.append(contentsOf: prefix)
             ends.append(bytes.count)
             slots[slot] = UInt32(ends.count)
             return UInt32(ends.count - 1)
+        }
+
+        /// Whether prefix `number` is `prefix`.
+        private func same(_ number: Int, _ prefix: [UInt8]) -> Bool {
+            let range = range(number)
+            guard range.count == prefix.count else { return false }
+            guard !prefix.isEmpty else { return true }
+            return bytes.withUnsafeBytes { stored in
+                prefix.withUnsafeBytes {
+                    memcmp(stored.baseAddress! + range.lowerBound, $0.baseAddress!, range.count) == 0
+                }
+            }
         }
 
         private mutating func grow() {
