@@ -411,8 +411,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// the head. A batch ends after `batchSize` events or ``jobBudget``, whichever is first,
     /// so a writer in another process waits at most about that long.
     /// - Parameter lanes: how many threads fold at once (``fold(_:lanes:deliver:)``), by default every
-    ///   core. A lane folds its projections one after another and writes each one's rows before the
-    ///   next, so the heap holds one fold per lane at most.
+    ///   core. A lane makes its passes over the log one after another and writes a pass's rows
+    ///   before the next, so it holds at most one large fold at a time.
     public func rebuild(
         _ names: [String], batchSize: Int = 20_000, lanes: Int = cores, progress: ((RebuildProgress) -> Void)? = nil
     ) throws {

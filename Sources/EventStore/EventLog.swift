@@ -144,6 +144,7 @@ struct EventLog: Sendable {
         var prefix = Array(streamId.utf8)
         prefix.append(0)
         var out = [RecordedEvent]()
+        var decoder = RecordDecoder()
         try txn.withCursor(streams) { cursor in
             let start = EventLog.indexKey(streamId, version)
             var entry = backward ? try cursor.seek(atMost: start) : try cursor.seek(atLeast: start)
@@ -151,7 +152,10 @@ struct EventLog: Sendable {
                 current.key.count == prefix.count + 8, current.key.starts(with: prefix)
             {
                 let position = current.value.bigEndianUInt64()
-                guard let event = try self.event(at: position, in: txn) else {
+                let record = try txn.withValue(events, .bigEndian(position)) {
+                    try decoder.decode($0, position: position)
+                }
+                guard let event = record else {
                     throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")
                 }
                 out.append(event)

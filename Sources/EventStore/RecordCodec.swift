@@ -58,6 +58,7 @@ enum RecordCodec {
     /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.
     static func decode(_ bytes: UnsafeRawBufferPointer, position: UInt64) throws -> RecordedEvent {
         var decoder = RecordDecoder()
+        decoder.shares = false
         return try decoder.decode(bytes, position: position)
     }
 
@@ -121,10 +122,21 @@ enum RecordCodec {
 struct RecordDecoder {
     /// Whether records keep their two hashes (a fold that never looks at them saves two arrays).
     var hashes = true
+    /// Whether strings recurring across records are shared (false for a decoder of one record,
+    /// which would only pay for the table).
+    var shares = true
     /// The event types wanted, or nil for all (see ``wants(_:)``).
     var types: Set<String>?
-    private var interned = [Interned?](repeating: nil, count: RecordDecoder.internSlots)
-    private var previous: [(bytes: UnsafeRawBufferPointer, text: String)?] = [nil, nil, nil]
+    /// The shared strings by hash, allocated with the first one (a decoder of one record never
+    /// makes the table).
+    private var interned: [Interned?] = []
+    private var previous: (stream: Remembered?, request: Remembered?, causation: Remembered?)
+
+    /// A field of the previous record, as a view of the map, and its text.
+    private struct Remembered {
+        var bytes: UnsafeRawBufferPointer
+        var text: String
+    }
 
     private struct Interned {
         var bytes: [UInt8]
@@ -137,12 +149,13 @@ struct RecordDecoder {
     /// record too short to tell is wanted, so that decoding it reports the damage.
     mutating func wants(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let types else { return true }
+        guard shares else { return true }
         var reader = ByteReader(bytes)
         guard reader.skip(27), let streamLength = reader.u16(), reader.skip(Int(streamLength)),
             let typeLength = reader.u16(), let raw = reader.span(Int(typeLength))
         else { return true }
         let slot = RecordDecoder.slot(raw)
-        if let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.wanted }
+        if !interned.isEmpty, let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.wanted }
         guard intern(raw) != nil, let entry = interned[slot], RecordDecoder.matches(entry, raw) else { return true }
         return entry.wanted
     }
@@ -164,14 +177,15 @@ struct RecordDecoder {
             guard let length = reader.u16(), let raw = reader.span(Int(length)) else { throw fail("truncated field") }
             return raw
         }
-        let streamId = try repeated(0, field(&reader))
+        let streamId = try RecordDecoder.repeated(&previous.stream, field(&reader))
         let type = try intern(field(&reader))
         let tenant = try intern(field(&reader))
         let actor = try intern(field(&reader))
-        let requestId = try repeated(1, field(&reader))
+        let requestId = try RecordDecoder.repeated(&previous.request, field(&reader))
         let causationRaw = try field(&reader)
         let causationId =
-            try RecordDecoder.same(causationRaw, previous[1]?.bytes) ? requestId : repeated(2, causationRaw)
+            RecordDecoder.same(causationRaw, previous.request?.bytes)
+            ? requestId : RecordDecoder.repeated(&previous.causation, causationRaw)
         guard let streamId, let type, let tenant, let actor, let requestId, let causationId else {
             throw fail("field is not UTF-8")
         }
@@ -192,19 +206,24 @@ struct RecordDecoder {
         return raw.isEmpty || memcmp(raw.baseAddress!, other.baseAddress!, raw.count) == 0
     }
 
-    /// The text of field `slot` (stream, request, causation): the previous record's string when
-    /// the bytes are the same.
-    private mutating func repeated(_ slot: Int, _ raw: UnsafeRawBufferPointer) -> String? {
-        if let last = previous[slot], RecordDecoder.same(raw, last.bytes) { return last.text }
+    /// The text of a field that often repeats the previous record's (stream, request, causation):
+    /// the previous record's string when the bytes are the same.
+    private static func repeated(_ last: inout Remembered?, _ raw: UnsafeRawBufferPointer) -> String? {
+        if let last, RecordDecoder.same(raw, last.bytes) { return last.text }
         guard let text = ByteReader.text(raw) else { return nil }
-        previous[slot] = (raw, text)
+        last = Remembered(bytes: raw, text: text)
         return text
     }
 
     /// The text of a field whose values recur throughout a log (type, tenant, actor).
     private mutating func intern(_ raw: UnsafeRawBufferPointer) -> String? {
+        guard shares else { return ByteReader.text(raw) }
         let slot = RecordDecoder.slot(raw)
-        if let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.text }
+        if interned.isEmpty {
+            interned = [Interned?](repeating: nil, count: RecordDecoder.internSlots)
+        } else if let entry = interned[slot], RecordDecoder.matches(entry, raw) {
+            return entry.text
+        }
         guard let text = ByteReader.text(raw) else { return nil }
         if raw.count <= 64 {
             interned[slot] = Interned(bytes: Array(raw), text: text, wanted: types?.contains(text) ?? true)
