@@ -66,9 +66,14 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(try store.treeHead() == TreeHead(size: body.size, rootHash: body.rootHash))
         store.close()
         let secret = try String(contentsOfFile: setup.signer, encoding: .utf8)
-        let seed = try #require(secret.split(separator: "+").last.map { String($0.dropLast()) })
+        // PRIVATE+KEY+<name>+<key id>+<base64(0x01 ‖ seed)>: base64 may itself hold a "+".
+        let encoded = try #require(
+            secret.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "+", maxSplits: 4).last)
+        let signer = try #require(Data(base64Encoded: String(encoded)))
+        try #require(signer.count == 33)
         let file = try Data(contentsOf: URL(fileURLWithPath: setup.data + "/data.mdb"))
-        #expect(file.range(of: Data(seed.utf8)) == nil)
+        #expect(file.range(of: signer.dropFirst()) == nil, "the seed is not stored")
+        #expect(file.range(of: Data(encoded.utf8)) == nil, "nor its text")
 
         let more = try await campaign(["demo", "--data", setup.data, "--tenants", "1", "--contacts", "400"])
         try #require(more.status == 0)
