@@ -268,13 +268,15 @@ public final class MemoryRows: @unchecked Sendable {
     public init() {}
 
     /// Moves the rows out in key order (bytes compared unsigned, as LMDB orders them), leaving none:
-    /// each value is freed as it is copied and the packed buffer is sized once, so the rows are
-    /// never held twice over.
+    /// the rows are sorted last key first and each is freed as it is copied (the packed buffer is
+    /// sized once), so they are never held twice over.
     public func takeSorted() -> SortedRows {
-        let keys = values.keys.sorted { $0.lexicographicallyPrecedes($1) }
-        var rows = SortedRows(reservingBytes: values.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: keys.count)
-        for key in keys { rows.append(key: key, value: values.removeValue(forKey: key)!) }
+        var entries = Array(values)
         values = [:]
+        entries.sort { ByteOrder.precedes($1.key, $0.key) }
+        var rows = SortedRows(
+            reservingBytes: entries.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: entries.count)
+        while let last = entries.popLast() { rows.append(key: last.key, value: last.value) }
         return rows
     }
 }

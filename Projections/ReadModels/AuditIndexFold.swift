@@ -126,7 +126,7 @@ final class AuditFold: RebuildFold {
                 made.key(event: Int(index), positions: positions, times: times, into: &key)
                 return key
             }
-            family.order.sort { key($0).lexicographicallyPrecedes(key($1)) }
+            family.order.sort { ByteOrder.precedes(key($0), key($1)) }
         }
         return family
     }
@@ -206,7 +206,13 @@ final class AuditFold: RebuildFold {
         /// Each number's rank in byte order, and whether no prefix begins another. In a sorted
         /// list a prefix that begins others is followed by them, so neighbours are enough to check.
         func ranks() -> (rank: [UInt32], prefixFree: Bool) {
-            let sorted = ends.indices.sorted { bytes[range($0)].lexicographicallyPrecedes(bytes[range($1)]) }
+            let sorted = bytes.withUnsafeBytes { buffer in
+                ends.indices.sorted {
+                    ByteOrder.precedes(
+                        UnsafeRawBufferPointer(rebasing: buffer[range($0)]),
+                        UnsafeRawBufferPointer(rebasing: buffer[range($1)]))
+                }
+            }
             var rank = [UInt32](repeating: 0, count: ends.count)
             for (at, number) in sorted.enumerated() { rank[number] = UInt32(at) }
             let prefixFree = zip(sorted, sorted.dropFirst()).allSatisfy {

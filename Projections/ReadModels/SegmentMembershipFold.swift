@@ -218,6 +218,6 @@ final class MembershipFold: RebuildFold {
     /// A time as the projection's keys hold it: whole milliseconds since 1970.
     static func millis(_ date: Date) -> UInt64 { Key.readU64(Key.time(date)) }
 
-    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.lexicographicallyPrecedes(b) }
+    static func precedes(_ a: [UInt8], _ b: [UInt8]) -> Bool { ByteOrder.precedes(a, b) }
 
 }

@@ -105,7 +105,7 @@ extension JSON {
         case let .object(members):
             out.append(UInt8(ascii: "{"))
             // Sorted pairs, not sorted keys looked up again: no second hash per member.
-            let sorted = members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            let sorted = members.sorted { ByteOrder.precedes($0.key, $1.key) }
             for (index, member) in sorted.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.writeString(member.key, into: &out)
