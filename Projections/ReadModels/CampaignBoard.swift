@@ -131,6 +131,43 @@ public struct CampaignBoard: Projection {
 }
 
 extension CampaignBoard: FoldedRebuild {
-    /// Its own `apply` over rows in memory (it reads and writes nothing else).
-    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+    /// Keeps each campaign's state decoded while it folds, and makes the rows once at the end.
+    public func makeFold() -> any RebuildFold { Fold() }
+
+    /// The rebuild's fold: the same `evolve` as ``apply(_:to:)``, on a state kept as a value instead
+    /// of decoded from its row and encoded back on every event (a row reads back exactly as it was
+    /// written). A deleted campaign leaves, as its row does, so a later event folds from nothing as
+    /// `apply` would; the status keys and counts follow from the final states.
+    final class Fold: RebuildFold {
+        private var campaigns: [[UInt8]: (tenant: String, id: String, state: CampaignState)] = [:]
+
+        /// Folds a campaign event.
+        func fold(_ event: ProjectedEvent) throws {
+            guard CampaignEvent.Kind(rawValue: event.envelope.type) != nil,
+                let id = event.payload["campaignId"]?.stringValue
+            else { return }
+            let tenant = event.envelope.tenant
+            let key = CampaignBoard.row(tenant, id)
+            if let after = Campaign.evolve(campaigns[key]?.state, event.record), after.status != .deleted {
+                campaigns[key] = (tenant, id, after)
+            } else {
+                campaigns[key] = nil
+            }
+        }
+
+        /// Every live campaign's row and status key, and each status's count, in key order.
+        func rows(_: PersonalDataReader) throws -> SortedRows {
+            let rows = MemoryRows()
+            var counts: [[UInt8]: UInt64] = [:]
+            for (key, campaign) in campaigns {
+                let status = campaign.state.status.rawValue
+                rows.values[key] = Array(status.utf8) + [0] + CampaignBoard.encode(campaign.state)
+                rows.values[Key.make(["s", campaign.tenant, status, campaign.id])] = []
+                counts[Key.make(["n", campaign.tenant, status]), default: 0] += 1
+            }
+            campaigns = [:]
+            for (key, count) in counts { rows.values[key] = Key.u64(count) }
+            return rows.takeSorted()
+        }
+    }
 }
