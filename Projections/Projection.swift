@@ -21,14 +21,26 @@ public final class ProjectedEvent {
     public let envelope: RecordedEvent
 
     private let knownPayload: JSON?
+    private var parsedPayload: JSON?
 
     /// The payload, upcast: the writer's own value when it just appended the event, else parsed
     /// from the stored bytes on first use.
-    public private(set) lazy var payload: JSON = {
-        if let knownPayload { return knownPayload }
+    public var payload: JSON {
+        if let known = knownPayload ?? parsedPayload { return known }
         let parsed = (try? JSON.parse(envelope.payload)) ?? .null
-        return Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
-    }()
+        let upcast = Upcasters.upcast(type: envelope.type, schemaVersion: envelope.schemaVersion, payload: parsed)
+        parsedPayload = upcast
+        return upcast
+    }
+
+    /// The payload's member `name`, as `payload[name]` gives it; read from the stored bytes alone
+    /// (``JSON/member(_:of:)``) when the payload is not parsed yet and no upcaster lifts it, for a
+    /// projection that needs one field of an event it does not otherwise look into.
+    public func payloadMember(_ name: String) -> JSON? {
+        if let known = knownPayload ?? parsedPayload { return known[name] }
+        guard !Upcasters.lifts(type: envelope.type, from: envelope.schemaVersion) else { return payload[name] }
+        return JSON.member(name, of: envelope.payload)
+    }
 
     /// The aggregate's state after this event, when the writer folded it already (the last event
     /// of the command's own stream); nil in rebuilds and catch-up, where a projection folds itself.

@@ -241,7 +241,7 @@ public struct SegmentMembership: PartialApply {
                 }
             }
         case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
-            guard let contactId = event.payload["contactId"]?.stringValue else { return nil }
+            guard let contactId = event.payloadMember("contactId")?.stringValue else { return nil }
             let erased = event.envelope.type == ContactEvent.Kind.erased.rawValue
             if erased {
                 try table.delete(Key.make(["c", tenant, contactId]))

@@ -70,7 +70,7 @@ final class MembershipFold: RebuildFold {
             tenants[envelope.tenant, default: Tenant()].segments[id] = SegmentEntry(
                 bytes: after.snapshot.bytes, state: after, lastChange: trigger)
         case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
-            guard let contactId = event.payload["contactId"]?.stringValue else { return }
+            guard let contactId = event.payloadMember("contactId")?.stringValue else { return }
             tenants[envelope.tenant, default: Tenant()].contacts[contactId] = (
                 trigger, envelope.type == ContactEvent.Kind.erased.rawValue
             )

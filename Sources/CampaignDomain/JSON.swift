@@ -196,6 +196,30 @@ extension JSON {
     public static func parse(_ text: String, limits: JSONLimits = JSONLimits()) throws(JSONParseError) -> JSON {
         try parse(Array(text.utf8), limits: limits)
     }
+
+    /// Member `name` of the object `bytes` holds: exactly what `(try? JSON.parse(bytes))?[name]`
+    /// gives (nil when the document does not parse, is not an object or lacks the member), with
+    /// the other members checked as strictly but not made into values. Where a key holds an escape
+    /// or a byte outside ASCII (whose equality is Unicode's, not the bytes'), it parses the whole
+    /// document instead.
+    public static func member(_ name: String, of bytes: [UInt8]) -> JSON? {
+        let limits = JSONLimits()
+        guard bytes.count <= limits.maximumBytes else { return nil }
+        let key = Array(name.utf8)
+        let outcome = bytes.withUnsafeBufferPointer { buffer -> Result<JSON?, Parser.Skip> in
+            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+            do throws(Parser.Skip) {
+                return .success(try parser.member(named: key))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case let .success(value): return value
+        case .failure(.invalid): return nil
+        case .failure(.unsure): return (try? parse(bytes))?[name]
+        }
+    }
 }
 
 private struct Parser {
@@ -329,6 +353,151 @@ private struct Parser {
         }
         depth -= 1
         return .array(elements)
+    }
+
+    /// Why ``member(named:)`` gave up: the document is not JSON, or it holds a key the scan does not
+    /// compare itself (the caller parses the whole document then).
+    enum Skip: Error {
+        case invalid
+        case unsure
+    }
+
+    /// The value of the top-level member `name` (nil when absent), every other value checked as
+    /// ``value()`` would check it but not made. `name` must be ASCII without escapes to be found.
+    mutating func member(named name: [UInt8]) throws(Skip) -> JSON? {
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw .unsure }
+        var found: JSON?
+        try skipObject(capturing: name, into: &found)
+        skipWhiteSpace()
+        guard index == bytes.count else { throw .invalid }
+        return found
+    }
+
+    /// Whether the bytes in `range` are `other`.
+    func same(_ range: Range<Int>, _ other: UnsafeBufferPointer<UInt8>) -> Bool {
+        range.count == other.count
+            && (other.isEmpty || memcmp(bytes.baseAddress! + range.lowerBound, other.baseAddress!, other.count) == 0)
+    }
+
+    /// Checks an object as ``object()`` does; the value of member `name`, when given, is made.
+    mutating func skipObject(capturing name: [UInt8]?, into found: inout JSON?) throws(Skip) {
+        do { try enter() } catch { throw .invalid }
+        index += 1
+        var keys: [Range<Int>] = []
+        skipWhiteSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            skipWhiteSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw .invalid }
+            index += 1
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\\") || byte >= 0x80 { throw .unsure }
+                if byte < 0x20 { throw .invalid }
+                index += 1
+            }
+            guard index < bytes.count else { throw .invalid }
+            let key = start..<index
+            index += 1
+            let duplicate = keys.contains { other in
+                bytes.baseAddress.map { base in
+                    same(other, UnsafeBufferPointer(start: base + key.lowerBound, count: key.count))
+                } ?? false
+            }
+            if duplicate { throw .invalid }
+            keys.append(key)
+            skipWhiteSpace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw .invalid }
+            index += 1
+            skipWhiteSpace()
+            let wanted = name.map { name in name.withUnsafeBufferPointer { same(key, $0) } } ?? false
+            if wanted {
+                do { found = try value() } catch { throw .invalid }
+            } else {
+                try skipValue()
+            }
+            skipWhiteSpace()
+            guard index < bytes.count else { throw .invalid }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                break
+            }
+            throw .invalid
+        }
+        depth -= 1
+    }
+
+    /// Checks a value as ``value()`` does without making it.
+    mutating func skipValue() throws(Skip) {
+        guard index < bytes.count else { throw .invalid }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            var ignored: JSON?
+            try skipObject(capturing: nil, into: &ignored)
+        case UInt8(ascii: "["): try skipArray()
+        case UInt8(ascii: "\""): try skipString()
+        default:
+            // A literal or a number: nothing to allocate.
+            do { _ = try value() } catch { throw .invalid }
+        }
+    }
+
+    /// Checks a string as ``string()`` does: one of plain ASCII is read past, any other is parsed.
+    mutating func skipString() throws(Skip) {
+        let start = index
+        index += 1
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return
+            }
+            if byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 {
+                index = start
+                do { _ = try string() } catch { throw .invalid }
+                return
+            }
+            index += 1
+        }
+        throw .invalid
+    }
+
+    /// Checks an array as ``array()`` does without making it.
+    mutating func skipArray() throws(Skip) {
+        do { try enter() } catch { throw .invalid }
+        index += 1
+        skipWhiteSpace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            skipWhiteSpace()
+            try skipValue()
+            skipWhiteSpace()
+            guard index < bytes.count else { throw .invalid }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                break
+            }
+            throw .invalid
+        }
+        depth -= 1
     }
 
     mutating func number() throws(JSONParseError) -> Double {

@@ -28,6 +28,12 @@ public enum Upcasters {
         return highest + 1
     }
 
+    /// Whether ``upcast(type:schemaVersion:payload:)`` changes a payload of `type` stored at
+    /// `schemaVersion` (false: it is already in the current shape).
+    public static func lifts(type: String, from schemaVersion: UInt16) -> Bool {
+        chains[type]?[schemaVersion] != nil
+    }
+
     /// The payload lifted from `schemaVersion` to the current version of `type`.
     public static func upcast(type: String, schemaVersion: UInt16, payload: JSON) -> JSON {
         guard let steps = chains[type] else { return payload }

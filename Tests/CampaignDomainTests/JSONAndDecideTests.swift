@@ -96,6 +96,91 @@ import Testing
     }
 }
 
+/// `JSON.member(_:of:)` reads one member without making the others: it must answer exactly as a
+/// full parse followed by a lookup, for documents that parse and for every way one can fail to.
+@Suite struct JSONMemberTests {
+    static let documents: [String] = [
+        #"{"contactId":"ctc_1","commitment":"ab","fields":["age","tier"]}"#,
+        #" { "contactId" : "ctc_1" , "n" : -12.5e3 , "o" : { "a" : [ true , false , null ] } } "#,
+        #"{"contactId":null}"#,
+        #"{"contactId":{"nested":[1,{"contactId":"inner"}]}}"#,
+        #"{"other":"x"}"#,
+        #"{}"#,
+        #"[{"contactId":"x"}]"#,
+        #""contactId""#,
+        #"{"contactId":"a","contactId":"b"}"#,
+        #"{"x":{"k":1,"k":2},"contactId":"a"}"#,
+        #"{"x":{"k":1,"l":2},"contactId":"a"}"#,
+        #"{"contactId":"a"} trailing"#,
+        #"{"contactId":"a",}"#,
+        #"{"contactId":"a""#,
+        #"{"contactId":"é ☀️ \u00e9 \ud83d\ude00"}"#,
+        #"{"conta\u0063tId":"escaped key"}"#,
+        #"{"contactId":"a","é":1,"é":2}"#,
+        #"{"contactId":"a","e\u0301":1,"é":2}"#,
+        #"{"x":"\ud800","contactId":"lone surrogate elsewhere"}"#,
+        #"{"x":01,"contactId":"a"}"#,
+        #"{"x":1.,"contactId":"a"}"#,
+        #"{"x":tru,"contactId":"a"}"#,
+        #"{"x":"tab\#there","contactId":"a"}"#,
+        #"{"x":[1,2,],"contactId":"a"}"#,
+        String(repeating: #"{"a":"#, count: 40) + "1" + String(repeating: "}", count: 40),
+        #"{"contactId":"a","deep":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}",
+        #"{"contactId":"a","deep":"# + String(repeating: "[", count: 31) + String(repeating: "]", count: 31) + "}",
+    ]
+
+    static func fullParse(_ name: String, _ bytes: [UInt8]) -> JSON? { (try? JSON.parse(bytes))?[name] }
+
+    @Test func aMemberIsWhatAFullParseFindsForEveryDocument() {
+        for document in Self.documents {
+            let bytes = Array(document.utf8)
+            for name in ["contactId", "x", "other", "é", "missing"] {
+                #expect(JSON.member(name, of: bytes) == Self.fullParse(name, bytes), "\(name) in \(document)")
+            }
+        }
+        // Invalid UTF-8 in a skipped string, and in a key.
+        let broken: [[UInt8]] = [
+            Array(#"{"x":""#.utf8) + [0xC3, 0x28] + Array(#"","contactId":"a"}"#.utf8),
+            Array(#"{""#.utf8) + [0xFF] + Array(#"":1,"contactId":"a"}"#.utf8),
+        ]
+        for bytes in broken {
+            #expect(JSON.member("contactId", of: bytes) == nil)
+            #expect(Self.fullParse("contactId", bytes) == nil)
+        }
+        #expect(JSON.member("contactId", of: Array(Self.documents[0].utf8)) == .string("ctc_1"))
+    }
+
+    /// Every document above with bytes changed, dropped or doubled at random.
+    @Test func aMemberIsWhatAFullParseFindsForDamagedDocuments() {
+        var state: UInt64 = 7
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        let alphabet = Array(#"{}[]":,\ tfn0123456789.e-+"u"#.utf8) + [0x00, 0x1F, 0x80, 0xC3, 0xE9, 0xFF]
+        var agreed = 0
+        for document in Self.documents {
+            for _ in 0..<400 {
+                var bytes = Array(document.utf8)
+                for _ in 0..<(1 + next() % 3) where !bytes.isEmpty {
+                    let at = next() % bytes.count
+                    switch next() % 3 {
+                    case 0: bytes[at] = alphabet[next() % alphabet.count]
+                    case 1: bytes.remove(at: at)
+                    default: bytes.insert(bytes[at], at: at)
+                    }
+                }
+                for name in ["contactId", "x"] {
+                    let expected = Self.fullParse(name, bytes)
+                    #expect(JSON.member(name, of: bytes) == expected, "\(name) in \(bytes)")
+                    if expected != nil { agreed += 1 }
+                }
+            }
+        }
+        #expect(agreed > 300, "enough damaged documents still parse")
+    }
+}
+
 @Suite struct TimestampTests {
     @Test func parsesOffsetsFractionsAndDates() {
         #expect(Timestamp.parse("2026-12-01T00:00:00Z") == Date(timeIntervalSince1970: 1_796_083_200))

@@ -283,4 +283,38 @@ import Testing
         #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
         #expect(report.entries > 60)
     }
+
+    /// A projection reading one member of a payload gets what `payload[name]` gives: from the
+    /// stored bytes alone when no upcaster lifts them, through the upcaster when one does.
+    @Test func aPayloadMemberIsThePayloadsOwnEvenWhenAnUpcasterLiftsIt() async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let payloads: [(type: String, version: UInt16, json: String)] = [
+            ("campaign.scheduled", 1, #"{"campaignId":"cmp_1","sendAt":1790000000}"#),
+            ("campaign.scheduled", 2, #"{"campaignId":"cmp_1","sendAt":"2026-09-21T12:26:40.000Z"}"#),
+            ("contact.upserted", 1, #"{"commitment":"ab","contactId":"ctc_1","fields":[]}"#),
+            ("contact.upserted", 1, #"{"contactId":"ctc_1","contactId":"twice"}"#),
+        ]
+        for payload in payloads {
+            let event = NewEvent(
+                type: payload.type, schemaVersion: payload.version, occurredAt: testStart, tenant: "acme", actor: "u",
+                requestId: "r", causationId: "c", payload: Array(payload.json.utf8))
+            _ = try await store.append(
+                AppendRequest(streams: [StreamAppend(streamId: "s", expectedVersion: .any, events: [event])]))
+        }
+        #expect(Upcasters.lifts(type: "campaign.scheduled", from: 1))
+        #expect(!Upcasters.lifts(type: "campaign.scheduled", from: 2))
+        #expect(!Upcasters.lifts(type: "contact.upserted", from: 1))
+        for stored in try store.read({ try $0.events(from: 1, limit: .max, hashes: false) }) {
+            for name in ["sendAt", "contactId", "missing"] {
+                let member = ProjectedEvent(stored).payloadMember(name)
+                #expect(member == ProjectedEvent(stored).payload[name], "\(name) of \(stored.position)")
+            }
+        }
+        let lifted = try #require(try store.read { try $0.event(at: 1) })
+        #expect(ProjectedEvent(lifted).payloadMember("sendAt")?.stringValue == "2026-09-21T14:13:20Z")
+        let doubled = try #require(try store.read { try $0.event(at: 4) })
+        #expect(ProjectedEvent(doubled).payloadMember("contactId") == nil)
+    }
 }
