@@ -353,10 +353,11 @@ public enum PersonalData {
     public static func values(
         tenant: String, contactId: String, table: Table, in txn: ReadTransaction
     ) throws -> [String: JSON] {
-        guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table),
-            let stored = try? JSON.parse(bytes)
-        else { return [:] }
-        return stored["values"]?.objectValue ?? [:]
+        guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
+            return [:]
+        }
+        // Only the values are made (the salt is checked, not kept): as a full parse would give them.
+        return JSON.member("values", of: bytes)?.objectValue ?? [:]
     }
 
     /// A contact's kept values and the salt of their commitment, or nil when none are kept.
