@@ -172,12 +172,14 @@ final class MembershipFold: RebuildFold {
         let active = tenant.segments.filter { $0.value.state.status == .active }
             .sorted { Self.precedes(Array($0.key.utf8), Array($1.key.utf8)) }
         guard !active.isEmpty else { return outcome }
-        // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse).
-        var compiled = [String: [Int: SegmentRule?]]()
-        func rule(_ id: String, _ state: SegmentState, _ schema: Int) -> SegmentRule? {
-            if let known = compiled[id]?[schema] { return known }
+        // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse),
+        // by the segment's index among the active ones and the schema's index.
+        var compiled = [[SegmentRule??]](
+            repeating: [SegmentRule??](repeating: nil, count: tenant.schemas.count), count: active.count)
+        func rule(_ index: Int, _ state: SegmentState, _ schema: Int) -> SegmentRule? {
+            if let known = compiled[index][schema] { return known }
             let parsed = try? SegmentRule.parse(state.rules, schema: tenant.schemas[schema].schema, at: "")
-            compiled[id, default: [:]][schema] = parsed
+            compiled[index][schema] = .some(parsed)
             return parsed
         }
         var members = [[[UInt8]]](repeating: [], count: active.count)
@@ -188,7 +190,7 @@ final class MembershipFold: RebuildFold {
                 var trigger = contact.last.position > segment.lastChange.position ? contact.last : segment.lastChange
                 var schema = tenant.schemaIndex(at: trigger.position)
                 // Without a rule (it does not parse) the pair is no member and has no boundary.
-                var current = rule(segmentId, segment.state, schema)
+                var current = rule(index, segment.state, schema)
                 if current == nil { continue }
                 if values == nil { values = try personalData.values(tenant: name, contactId: contactId) }
                 var boundary = current?.nextChange(values!, after: trigger.time)
@@ -200,7 +202,7 @@ final class MembershipFold: RebuildFold {
                 {
                     trigger = refresh
                     schema = tenant.schemaIndex(at: trigger.position)
-                    current = rule(segmentId, segment.state, schema)
+                    current = rule(index, segment.state, schema)
                     boundary = current?.nextChange(values!, after: trigger.time)
                 }
                 if current?.matches(values!, schema: tenant.schemas[schema].schema, now: trigger.time) == true {
