@@ -45,6 +45,12 @@ public struct PersonalDataReader {
     public func values(tenant: String, contactId: String) throws -> [String: JSON] {
         try PersonalData.values(tenant: tenant, contactId: contactId, table: table, in: txn)
     }
+
+    /// The current personal values of a contact named in `fields` (``PersonalData/selection(_:)``;
+    /// the others are not made).
+    public func values(tenant: String, contactId: String, only fields: JSONSelection) throws -> [String: JSON] {
+        try PersonalData.values(tenant: tenant, contactId: contactId, only: fields, table: table, in: txn)
+    }
 }
 
 /// Key-value rows in strictly increasing key order: packed in one buffer (a million small rows

@@ -182,6 +182,14 @@ final class MembershipFold: RebuildFold {
             compiled[index][schema] = .some(parsed)
             return parsed
         }
+        // The fields any rule that can be evaluated reads: only those of a contact's values are made.
+        var fields = Set<String>()
+        for (index, (_, segment)) in active.enumerated() {
+            for schema in tenant.schemas.indices {
+                if let parsed = rule(index, segment.state, schema) { fields.formUnion(parsed.fields) }
+            }
+        }
+        let selection = PersonalData.selection(fields)
         var members = [[[UInt8]]](repeating: [], count: active.count)
         for contact in live {
             let contactId = String(decoding: contact.id, as: UTF8.self)
@@ -192,7 +200,9 @@ final class MembershipFold: RebuildFold {
                 // Without a rule (it does not parse) the pair is no member and has no boundary.
                 var current = rule(index, segment.state, schema)
                 if current == nil { continue }
-                if values == nil { values = try personalData.values(tenant: name, contactId: contactId) }
+                if values == nil {
+                    values = try personalData.values(tenant: name, contactId: contactId, only: selection)
+                }
                 var boundary = current?.nextChange(values!, after: trigger.time)
                 // A refresh after the trigger whose time reaches the boundary re-evaluates the pair.
                 while let due = boundary.map(Self.millis),

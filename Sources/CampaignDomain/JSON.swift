@@ -220,6 +220,51 @@ extension JSON {
         case .failure(.unsure): return (try? parse(bytes))?[name]
         }
     }
+
+    /// The members named `names` of the object that is member `outer` of the object `bytes` holds:
+    /// exactly `(try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]` kept to `names` (empty when the
+    /// document does not parse, or `outer` is absent or not an object), with everything else checked
+    /// as strictly but not made. Falls back to the full parse as ``member(_:of:)`` does.
+    public static func members(_ names: some Collection<String>, of outer: String, in bytes: [UInt8]) -> [String: JSON]
+    {
+        members(JSONSelection(names, of: outer), in: bytes)
+    }
+
+    /// ``members(_:of:in:)`` with the names prepared once, for many documents.
+    public static func members(_ selection: JSONSelection, in bytes: [UInt8]) -> [String: JSON] {
+        let limits = JSONLimits()
+        guard bytes.count <= limits.maximumBytes else { return [:] }
+        let outcome = bytes.withUnsafeBufferPointer { buffer -> Result<[String: JSON], Parser.Skip> in
+            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+            do throws(Parser.Skip) {
+                return .success(try parser.members(selection))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case let .success(found): return found
+        case .failure(.invalid): return [:]
+        case .failure(.unsure):
+            let all = (try? parse(bytes))?[selection.outer]?.objectValue ?? [:]
+            return all.filter { member in selection.names.contains { $0.text == member.key } }
+        }
+    }
+}
+
+/// Member names for ``JSON/members(_:in:)``, with their bytes made once.
+public struct JSONSelection: Sendable {
+    /// The member holding the object whose members are wanted.
+    public let outer: String
+    let outerBytes: [UInt8]
+    let names: [(bytes: [UInt8], text: String)]
+
+    /// Selects the members `names` of the object in member `outer`.
+    public init(_ names: some Collection<String>, of outer: String) {
+        self.outer = outer
+        outerBytes = Array(outer.utf8)
+        self.names = Set(names).map { (Array($0.utf8), $0) }
+    }
 }
 
 private struct Parser {
@@ -355,8 +400,8 @@ private struct Parser {
         return .array(elements)
     }
 
-    /// Why ``member(named:)`` gave up: the document is not JSON, or it holds a key the scan does not
-    /// compare itself (the caller parses the whole document then).
+    /// Why a scan (``member(named:)``, ``members(_:of:)``) gave up: the document is not JSON, or it
+    /// holds a key the scan does not compare itself (the caller parses the whole document then).
     enum Skip: Error {
         case invalid
         case unsure
@@ -365,26 +410,92 @@ private struct Parser {
     /// The value of the top-level member `name` (nil when absent), every other value checked as
     /// ``value()`` would check it but not made. `name` must be ASCII without escapes to be found.
     mutating func member(named name: [UInt8]) throws(Skip) -> JSON? {
-        skipWhiteSpace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw .unsure }
         var found: JSON?
-        try skipObject(capturing: name, into: &found)
-        skipWhiteSpace()
-        guard index == bytes.count else { throw .invalid }
+        try document { parser, key throws(Skip) in
+            if parser.same(key, name) { found = try parser.make() } else { try parser.skipValue() }
+        }
         return found
     }
 
-    /// Whether the bytes in `range` are `other`.
-    func same(_ range: Range<Int>, _ other: UnsafeBufferPointer<UInt8>) -> Bool {
-        range.count == other.count
-            && (other.isEmpty || memcmp(bytes.baseAddress! + range.lowerBound, other.baseAddress!, other.count) == 0)
+    /// The selected members of the object that is the selection's top-level member (none when it
+    /// is absent or not an object), everything else checked but not made.
+    mutating func members(_ selection: JSONSelection) throws(Skip) -> [String: JSON] {
+        var found = [String: JSON](minimumCapacity: selection.names.count)
+        try document { parser, key throws(Skip) in
+            guard parser.same(key, selection.outerBytes), parser.index < parser.bytes.count,
+                parser.bytes[parser.index] == UInt8(ascii: "{")
+            else { return try parser.skipValue() }
+            try parser.skipObject { inner, key throws(Skip) in
+                if let name = selection.names.first(where: { inner.same(key, $0.bytes) }) {
+                    found[name.text] = try inner.make()
+                } else {
+                    try inner.skipValue()
+                }
+            }
+        }
+        return found
     }
 
-    /// Checks an object as ``object()`` does; the value of member `name`, when given, is made.
-    mutating func skipObject(capturing name: [UInt8]?, into found: inout JSON?) throws(Skip) {
+    /// Checks a document that is an object, handing each member to `member` positioned at its
+    /// value (which it must read or skip).
+    mutating func document(_ member: (inout Parser, Range<Int>) throws(Skip) -> Void) throws(Skip) {
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw .unsure }
+        try skipObject(member)
+        skipWhiteSpace()
+        guard index == bytes.count else { throw .invalid }
+    }
+
+    /// ``value()``, its failure as ``Skip/invalid``.
+    mutating func make() throws(Skip) -> JSON {
+        do { return try value() } catch { throw .invalid }
+    }
+
+    /// Whether the bytes in `range` are `other`.
+    func same(_ range: Range<Int>, _ other: [UInt8]) -> Bool {
+        range.count == other.count
+            && other.withUnsafeBytes { other in
+                other.isEmpty || memcmp(bytes.baseAddress! + range.lowerBound, other.baseAddress!, other.count) == 0
+            }
+    }
+
+    /// Checks an object as ``object()`` does, handing each member to `member` positioned at its
+    /// value (which it must read or skip). Keys are compared as bytes, so one with an escape or a
+    /// byte outside ASCII is ``Skip/unsure``; a repeated key is ``Skip/invalid``, as in ``object()``.
+    mutating func skipObject(_ member: (inout Parser, Range<Int>) throws(Skip) -> Void) throws(Skip) {
+        // The keys seen, to refuse a repeated one: the first 16 on the stack, any more on the heap.
+        try withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 16) { (first) throws(Skip) in
+            var keys = Keys(first: first)
+            try skipObject(member, keys: &keys)
+        }
+    }
+
+    /// The keys of one object being checked.
+    struct Keys {
+        let first: UnsafeMutableBufferPointer<Range<Int>>
+        var count = 0
+        var more: [Range<Int>] = []
+
+        /// Adds `key`; false when an equal one is there already.
+        mutating func insert(_ key: Range<Int>, in bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            func same(_ other: Range<Int>) -> Bool {
+                other.count == key.count
+                    && memcmp(bytes.baseAddress! + other.lowerBound, bytes.baseAddress! + key.lowerBound, key.count)
+                        == 0
+            }
+            for index in 0..<min(count, first.count) where same(first[index]) { return false }
+            if more.contains(where: same) { return false }
+            if count < first.count { first[count] = key } else { more.append(key) }
+            count += 1
+            return true
+        }
+    }
+
+    private mutating func skipObject(
+        _ member: (inout Parser, Range<Int>) throws(Skip) -> Void, keys: inout Keys
+    ) throws(Skip) {
         do { try enter() } catch { throw .invalid }
         index += 1
-        var keys: [Range<Int>] = []
         skipWhiteSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -405,23 +516,12 @@ private struct Parser {
             guard index < bytes.count else { throw .invalid }
             let key = start..<index
             index += 1
-            let duplicate = keys.contains { other in
-                bytes.baseAddress.map { base in
-                    same(other, UnsafeBufferPointer(start: base + key.lowerBound, count: key.count))
-                } ?? false
-            }
-            if duplicate { throw .invalid }
-            keys.append(key)
+            guard keys.insert(key, in: bytes) else { throw .invalid }
             skipWhiteSpace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw .invalid }
             index += 1
             skipWhiteSpace()
-            let wanted = name.map { name in name.withUnsafeBufferPointer { same(key, $0) } } ?? false
-            if wanted {
-                do { found = try value() } catch { throw .invalid }
-            } else {
-                try skipValue()
-            }
+            try member(&self, key)
             skipWhiteSpace()
             guard index < bytes.count else { throw .invalid }
             if bytes[index] == UInt8(ascii: ",") {
@@ -441,9 +541,7 @@ private struct Parser {
     mutating func skipValue() throws(Skip) {
         guard index < bytes.count else { throw .invalid }
         switch bytes[index] {
-        case UInt8(ascii: "{"):
-            var ignored: JSON?
-            try skipObject(capturing: nil, into: &ignored)
+        case UInt8(ascii: "{"): try skipObject { parser, _ throws(Skip) in try parser.skipValue() }
         case UInt8(ascii: "["): try skipArray()
         case UInt8(ascii: "\""): try skipString()
         default:

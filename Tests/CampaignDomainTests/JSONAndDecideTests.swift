@@ -127,15 +127,39 @@ import Testing
         String(repeating: #"{"a":"#, count: 40) + "1" + String(repeating: "}", count: 40),
         #"{"contactId":"a","deep":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}",
         #"{"contactId":"a","deep":"# + String(repeating: "[", count: 31) + String(repeating: "]", count: 31) + "}",
+        #"{"salt":"ab","values":{"age":20,"country":"FR","email":"p@x.example","tier":"gold"}}"#,
+        #"{"values":{"age":20,"x":{"age":"inner"},"country":null},"salt":"ab"}"#,
+        #"{"values":[{"age":1}],"salt":"ab"}"#,
+        #"{"values":{"age":1,"age":2},"salt":"ab"}"#,
+        #"{"values":{"é":1,"age":3}}"#,
+        #"{"values":{"a\u0067e":1,"country":"DE"}}"#,
+        #"{"values":{"age":1},"values":{"age":2}}"#,
+        #"{"values":{}}"#,
+        // More keys than the scan keeps on the stack: distinct, then repeating an early and a late one.
+        "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""contactId":"many"}"#,
+        "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""k3":1,"contactId":"many"}"#,
+        "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""k16":1,"contactId":"many"}"#,
+        "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""k15":1,"contactId":"many"}"#,
     ]
 
     static func fullParse(_ name: String, _ bytes: [UInt8]) -> JSON? { (try? JSON.parse(bytes))?[name] }
 
+    static let fields = ["age", "country", "é", "missing"]
+
+    static func fullParse(_ names: [String], of outer: String, _ bytes: [UInt8]) -> [String: JSON] {
+        ((try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]).filter { names.contains($0.key) }
+    }
+
     @Test func aMemberIsWhatAFullParseFindsForEveryDocument() {
         for document in Self.documents {
             let bytes = Array(document.utf8)
-            for name in ["contactId", "x", "other", "é", "missing"] {
+            for name in ["contactId", "x", "other", "é", "missing", "values"] {
                 #expect(JSON.member(name, of: bytes) == Self.fullParse(name, bytes), "\(name) in \(document)")
+            }
+            for outer in ["values", "x", "contactId"] {
+                #expect(
+                    JSON.members(Self.fields, of: outer, in: bytes) == Self.fullParse(Self.fields, of: outer, bytes),
+                    "\(outer) in \(document)")
             }
         }
         // Invalid UTF-8 in a skipped string, and in a key.
@@ -175,6 +199,9 @@ import Testing
                     #expect(JSON.member(name, of: bytes) == expected, "\(name) in \(bytes)")
                     if expected != nil { agreed += 1 }
                 }
+                let expected = Self.fullParse(Self.fields, of: "values", bytes)
+                #expect(JSON.members(Self.fields, of: "values", in: bytes) == expected, "values in \(bytes)")
+                if !expected.isEmpty { agreed += 1 }
             }
         }
         #expect(agreed > 300, "enough damaged documents still parse")
