@@ -29,9 +29,16 @@ final class AuditFold: RebuildFold {
     /// Each family's last prefix, by the strings it was made from: consecutive events of one
     /// command share their tenant, actor and stream (the log reader hands them the same strings,
     /// which compare at once).
-    private var lastActor: (tenant: String, name: String, number: UInt32)?
-    private var lastStream: (tenant: String, name: String, number: UInt32)?
-    private var lastTenant: (tenant: String, number: UInt32)?
+    private var lastActor: Last?
+    private var lastStream: Last?
+    private var lastTenant: Last?
+
+    /// A family's last prefix and the strings it was made from.
+    private struct Last {
+        var tenant: String
+        var name: String?
+        var number: UInt32
+    }
 
     /// Records one event: no key is made here.
     func fold(_ event: ProjectedEvent) throws {
@@ -39,37 +46,22 @@ final class AuditFold: RebuildFold {
         let e = event.envelope
         positions.append(e.position)
         times.append(Key.milliseconds(e.occurredAt))
-        if let last = lastActor, last.tenant == e.tenant, last.name == e.actor {
-            actorOf.append(last.number)
-        } else {
-            let number = number(&actors, .actor, e.tenant, e.actor)
-            lastActor = (e.tenant, e.actor, number)
-            actorOf.append(number)
-        }
-        if let last = lastStream, last.tenant == e.tenant, last.name == e.streamId {
-            streamOf.append(last.number)
-        } else {
-            let number = number(&streams, .stream, e.tenant, e.streamId)
-            lastStream = (e.tenant, e.streamId, number)
-            streamOf.append(number)
-        }
-        if let last = lastTenant, last.tenant == e.tenant {
-            tenantOf.append(last.number)
-        } else {
-            let number = number(&tenants, .time, e.tenant, nil)
-            lastTenant = (e.tenant, number)
-            tenantOf.append(number)
-        }
+        actorOf.append(number(&actors, .actor, e.tenant, e.actor, last: &lastActor))
+        streamOf.append(number(&streams, .stream, e.tenant, e.streamId, last: &lastStream))
+        tenantOf.append(number(&tenants, .time, e.tenant, nil, last: &lastTenant))
     }
 
+    /// The number of a prefix: the last one's when made from the same strings.
     private func number(
-        _ prefixes: inout Prefixes, _ family: AuditIndex.Family, _ tenant: String, _ name: String?
-    )
-        -> UInt32
-    {
+        _ prefixes: inout Prefixes, _ family: AuditIndex.Family, _ tenant: String, _ name: String?,
+        last: inout Last?
+    ) -> UInt32 {
+        if let last, last.tenant == tenant, last.name == name { return last.number }
         scratch.removeAll(keepingCapacity: true)
         AuditIndex.appendPrefix(family, tenant: tenant, name: name, to: &scratch)
-        return prefixes.number(of: scratch)
+        let number = prefixes.number(of: scratch)
+        last = Last(tenant: tenant, name: name, number: number)
+        return number
     }
 
     /// The actor keys, then the stream keys, then the time keys, each family in key order.
@@ -200,8 +192,12 @@ final class AuditFold: RebuildFold {
             return copy
         }
 
-        /// Appends prefix `number` to `key`.
-        func append(_ number: Int, to key: inout [UInt8]) { key.append(contentsOf: bytes[range(number)]) }
+        /// Appends prefix `number` to `key` (through a buffer pointer: a slice would retain the
+        /// buffer for each of millions of keys).
+        func append(_ number: Int, to key: inout [UInt8]) {
+            let range = range(number)
+            bytes.withUnsafeBufferPointer { key.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+        }
 
         /// Each number's rank in byte order, and whether no prefix begins another. In a sorted
         /// list a prefix that begins others is followed by them, so neighbours are enough to check.
@@ -243,10 +239,11 @@ final class AuditFold: RebuildFold {
         let families: [Family]
 
         /// Appends row `index`'s key: the families follow each other, each `positions.count` rows.
+        /// The family is used where it lies, not copied (a copy retains its four arrays per key).
         func key(_ index: Int, into key: inout [UInt8]) {
-            let family = families[index / positions.count]
-            family.key(
-                event: Int(family.order[index % positions.count]), positions: positions, times: times, into: &key)
+            let family = index / positions.count
+            let event = Int(families[family].order[index % positions.count])
+            families[family].key(event: event, positions: positions, times: times, into: &key)
         }
     }
 }

@@ -494,14 +494,7 @@ private struct Parser {
     private mutating func skipObject(
         _ member: (inout Parser, Range<Int>) throws(Skip) -> Void, keys: inout Keys
     ) throws(Skip) {
-        do { try enter() } catch { throw .invalid }
-        index += 1
-        skipWhiteSpace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return
-        }
+        guard try open(closing: UInt8(ascii: "}")) else { return }
         while true {
             skipWhiteSpace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw .invalid }
@@ -522,19 +515,31 @@ private struct Parser {
             index += 1
             skipWhiteSpace()
             try member(&self, key)
-            skipWhiteSpace()
-            guard index < bytes.count else { throw .invalid }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                break
-            }
-            throw .invalid
+            guard try more(closing: UInt8(ascii: "}")) else { break }
         }
         depth -= 1
+    }
+
+    /// Enters the object or array whose opening byte is next: false, and out of it again, when it
+    /// is empty (`close` follows).
+    mutating func open(closing close: UInt8) throws(Skip) -> Bool {
+        do { try enter() } catch { throw .invalid }
+        index += 1
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == close else { return true }
+        index += 1
+        depth -= 1
+        return false
+    }
+
+    /// After a member or an element: true past a `,`, false past `close`.
+    mutating func more(closing close: UInt8) throws(Skip) -> Bool {
+        skipWhiteSpace()
+        guard index < bytes.count else { throw .invalid }
+        let byte = bytes[index]
+        guard byte == UInt8(ascii: ",") || byte == close else { throw .invalid }
+        index += 1
+        return byte == UInt8(ascii: ",")
     }
 
     /// Checks a value as ``value()`` does without making it.
@@ -572,28 +577,11 @@ private struct Parser {
 
     /// Checks an array as ``array()`` does without making it.
     mutating func skipArray() throws(Skip) {
-        do { try enter() } catch { throw .invalid }
-        index += 1
-        skipWhiteSpace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return
-        }
+        guard try open(closing: UInt8(ascii: "]")) else { return }
         while true {
             skipWhiteSpace()
             try skipValue()
-            skipWhiteSpace()
-            guard index < bytes.count else { throw .invalid }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                break
-            }
-            throw .invalid
+            guard try more(closing: UInt8(ascii: "]")) else { break }
         }
         depth -= 1
     }

@@ -191,16 +191,16 @@ import Testing
         try runner.rebuild("audit")
         #expect(try rows() == live)
     }
-    /// `experiment-results` as a catch-up projection, so events appended straight to the store are
+    /// An inline model as a catch-up projection, so events appended straight to the store are
     /// folded one by one into its live table (an inline one follows only the engine's appends).
-    struct CatchUpExperimentResults: FoldedRebuild {
-        var name: String { "experiment-results" }
-        var version: Int { 1 }
+    struct CatchUp<Model: FoldedRebuild>: FoldedRebuild {
+        let model: Model
+        var name: String { model.name }
+        var version: Int { model.version }
         var mode: ProjectionMode { .catchUp }
-        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-            try ExperimentResultsProjection().apply(event, to: table)
-        }
-        func makeFold() -> any RebuildFold { ExperimentResultsProjection().makeFold() }
+        var eventTypes: Set<String>? { model.eventTypes }
+        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws { try model.apply(event, to: table) }
+        func makeFold() -> any RebuildFold { model.makeFold() }
     }
 
     /// Exposures and conversions of several experiments across tenants whose ids order differently
@@ -211,7 +211,7 @@ import Testing
         let directory = TemporaryDirectory()
         let store = try EventStore(path: directory.path)
         defer { store.close() }
-        let runner = try ProjectionRunner(store: store, projections: [CatchUpExperimentResults()])
+        let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: ExperimentResultsProjection())])
         try runner.prepare()
         var random = SplitMix(state: nul ? 11 : 3)
         let tenants = nul ? ["a", "a\u{0}", "b"] : ["acme", "a", "ab"]
@@ -222,28 +222,30 @@ import Testing
                 "experimentId": .string(experiments[Int(random.next() % 3)]),
                 "contactId": .string("ctc_\(random.next() % 50)"), "variant": .string(n % 2 == 0 ? "control" : "b"),
             ])
-            let event = NewEvent(
-                type: kind, occurredAt: testStart, tenant: tenants[Int(random.next() % 3)], actor: "u",
-                requestId: "r", causationId: "c", payload: payload.bytes)
-            _ = try await store.append(
-                AppendRequest(streams: [StreamAppend(streamId: "s\(n % 7)", expectedVersion: .any, events: [event])]))
+            try await Self.appendRaw(
+                store, kind, tenant: tenants[Int(random.next() % 3)], stream: "s\(n % 7)", payload: payload.bytes)
         }
-        _ = try runner.catchUp()
-        let report = try runner.verify("experiment-results")
-        #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
-        #expect(report.entries > 200)
+        try Self.expectFoldMatches(runner, "experiment-results", entries: 200)
     }
 
-    /// `campaign-board` with its own fold, caught up event by event for the live table.
-    struct CatchUpCampaignBoard: FoldedRebuild {
-        var name: String { "campaign-board" }
-        var version: Int { 1 }
-        var mode: ProjectionMode { .catchUp }
-        var eventTypes: Set<String>? { CampaignBoard().eventTypes }
-        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-            try CampaignBoard().apply(event, to: table)
-        }
-        func makeFold() -> any RebuildFold { CampaignBoard().makeFold() }
+    /// Appends one event straight to the store, as a tool or an older engine might.
+    static func appendRaw(
+        _ store: EventStore, _ type: String, tenant: String = "acme", stream: String, payload: [UInt8],
+        at time: Date = testStart, schemaVersion: UInt16 = 1
+    ) async throws {
+        let event = NewEvent(
+            type: type, schemaVersion: schemaVersion, occurredAt: time, tenant: tenant, actor: "u", requestId: "r",
+            causationId: "c", payload: payload)
+        _ = try await store.append(
+            AppendRequest(streams: [StreamAppend(streamId: stream, expectedVersion: .any, events: [event])]))
+    }
+
+    /// Catches the runner up, then checks that a fresh fold of `name` has exactly the live rows.
+    static func expectFoldMatches(_ runner: ProjectionRunner, _ name: String, entries: Int) throws {
+        _ = try runner.catchUp()
+        let report = try runner.verify(name)
+        #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
+        #expect(report.entries > entries)
     }
 
     /// Campaigns of several tenants created, renamed, scheduled, moved through their lifecycle and
@@ -254,7 +256,7 @@ import Testing
         let directory = TemporaryDirectory()
         let store = try EventStore(path: directory.path)
         defer { store.close() }
-        let runner = try ProjectionRunner(store: store, projections: [CatchUpCampaignBoard()])
+        let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: CampaignBoard())])
         try runner.prepare()
         var random = SplitMix(state: 5)
         let tenants = ["acme", "a", "ab"]
@@ -271,17 +273,11 @@ import Testing
             case 2: event = .scheduled(campaignId: id, sendAt: testStart.addingTimeInterval(Double(n) * 60))
             default: event = .transitioned(transitions[Int(random.next() % 6)], campaignId: id)
             }
-            let new = NewEvent(
-                type: event.kind.rawValue, occurredAt: testStart.addingTimeInterval(Double(n)),
-                tenant: tenants[Int(random.next() % 3)], actor: "u", requestId: "r", causationId: "c",
-                payload: JSON.object(event.payload).bytes)
-            _ = try await store.append(
-                AppendRequest(streams: [StreamAppend(streamId: "s\(n % 7)", expectedVersion: .any, events: [new])]))
+            try await Self.appendRaw(
+                store, event.kind.rawValue, tenant: tenants[Int(random.next() % 3)], stream: "s\(n % 7)",
+                payload: JSON.object(event.payload).bytes, at: testStart.addingTimeInterval(Double(n)))
         }
-        _ = try runner.catchUp()
-        let report = try runner.verify("campaign-board")
-        #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
-        #expect(report.entries > 60)
+        try Self.expectFoldMatches(runner, "campaign-board", entries: 60)
     }
 
     /// A projection reading one member of a payload gets what `payload[name]` gives: from the
@@ -297,11 +293,8 @@ import Testing
             ("contact.upserted", 1, #"{"contactId":"ctc_1","contactId":"twice"}"#),
         ]
         for payload in payloads {
-            let event = NewEvent(
-                type: payload.type, schemaVersion: payload.version, occurredAt: testStart, tenant: "acme", actor: "u",
-                requestId: "r", causationId: "c", payload: Array(payload.json.utf8))
-            _ = try await store.append(
-                AppendRequest(streams: [StreamAppend(streamId: "s", expectedVersion: .any, events: [event])]))
+            try await Self.appendRaw(
+                store, payload.type, stream: "s", payload: Array(payload.json.utf8), schemaVersion: payload.version)
         }
         #expect(Upcasters.lifts(type: "campaign.scheduled", from: 1))
         #expect(!Upcasters.lifts(type: "campaign.scheduled", from: 2))
