@@ -485,8 +485,9 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// and the small folds of a lane share one. A pass reads the log in read transactions of 4,096
     /// positions, decodes only the events of the types its folds read (``Projection/eventTypes``),
     /// each once, and hands each to the folds that read its type. A lane delivers a pass's rows
-    /// before it starts the next, so no two large folds are ever held at once (the folds of one
-    /// pass over the log for all six held 230 MiB at once on the demo-shaped log).
+    /// before it starts the next, so it holds at most one large fold at a time (the folds of one
+    /// pass over the log for all six held 230 MiB at once on the demo-shaped log); on two lanes or
+    /// more, two large folds may run at once, one a lane.
     func fold(
         _ projections: [any FoldedRebuild], lanes: Int,
         deliver: @escaping @Sendable (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
@@ -564,7 +565,8 @@ public final class ProjectionRunner: @unchecked Sendable {
             reached = last
         }
         for index in folds.indices {
-            let rows = try store.read { txn in try folds[index]!.rows(PersonalDataReader(txn: txn, table: personalData))
+            let rows = try store.read { txn in
+                try folds[index]!.rows(PersonalDataReader(txn: txn, table: personalData))
             }
             folds[index] = nil
             try deliver(index, rows, reached)

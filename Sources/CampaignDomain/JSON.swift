@@ -203,51 +203,43 @@ extension JSON {
     /// or a byte outside ASCII (whose equality is Unicode's, not the bytes'), it parses the whole
     /// document instead.
     public static func member(_ name: String, of bytes: [UInt8]) -> JSON? {
-        let limits = JSONLimits()
-        guard bytes.count <= limits.maximumBytes else { return nil }
         let key = Array(name.utf8)
-        let outcome = bytes.withUnsafeBufferPointer { buffer -> Result<JSON?, Parser.Skip> in
-            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
-            do throws(Parser.Skip) {
-                return .success(try parser.member(named: key))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch outcome {
+        switch scan(bytes, { (parser) throws(Parser.Skip) in try parser.member(named: key) }) {
         case let .success(value): return value
         case .failure(.invalid): return nil
         case .failure(.unsure): return (try? parse(bytes))?[name]
         }
     }
 
-    /// The members named `names` of the object that is member `outer` of the object `bytes` holds:
-    /// exactly `(try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]` kept to `names` (empty when the
-    /// document does not parse, or `outer` is absent or not an object), with everything else checked
-    /// as strictly but not made. Falls back to the full parse as ``member(_:of:)`` does.
-    public static func members(_ names: some Collection<String>, of outer: String, in bytes: [UInt8]) -> [String: JSON]
-    {
-        members(JSONSelection(names, of: outer), in: bytes)
-    }
-
-    /// ``members(_:of:in:)`` with the names prepared once, for many documents.
+    /// The selected members of the object that is the selection's member of the object `bytes`
+    /// holds: exactly `(try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]` kept to the selected
+    /// names (empty when the document does not parse, or the outer member is absent or not an
+    /// object), with everything else checked as strictly but not made. Falls back to the full parse
+    /// as ``member(_:of:)`` does.
     public static func members(_ selection: JSONSelection, in bytes: [UInt8]) -> [String: JSON] {
-        let limits = JSONLimits()
-        guard bytes.count <= limits.maximumBytes else { return [:] }
-        let outcome = bytes.withUnsafeBufferPointer { buffer -> Result<[String: JSON], Parser.Skip> in
-            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
-            do throws(Parser.Skip) {
-                return .success(try parser.members(selection))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch outcome {
+        switch scan(bytes, { (parser) throws(Parser.Skip) in try parser.members(selection) }) {
         case let .success(found): return found
         case .failure(.invalid): return [:]
         case .failure(.unsure):
             let all = (try? parse(bytes))?[selection.outer]?.objectValue ?? [:]
             return all.filter { member in selection.names.contains { $0.text == member.key } }
+        }
+    }
+
+    /// Runs a scan over `bytes` with the default limits (a document over the size limit is
+    /// ``Parser/Skip/invalid``, as it fails to parse).
+    private static func scan<T>(
+        _ bytes: [UInt8], _ body: (inout Parser) throws(Parser.Skip) -> T
+    ) -> Result<T, Parser.Skip> {
+        let limits = JSONLimits()
+        guard bytes.count <= limits.maximumBytes else { return .failure(.invalid) }
+        return bytes.withUnsafeBufferPointer { buffer in
+            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+            do throws(Parser.Skip) {
+                return .success(try body(&parser))
+            } catch {
+                return .failure(error)
+            }
         }
     }
 }
@@ -400,7 +392,7 @@ private struct Parser {
         return .array(elements)
     }
 
-    /// Why a scan (``member(named:)``, ``members(_:of:)``) gave up: the document is not JSON, or it
+    /// Why a scan (``member(named:)``, ``members(_:)``) gave up: the document is not JSON, or it
     /// holds a key the scan does not compare itself (the caller parses the whole document then).
     enum Skip: Error {
         case invalid

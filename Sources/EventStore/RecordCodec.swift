@@ -154,9 +154,10 @@ struct RecordDecoder {
         guard reader.skip(27), let streamLength = reader.u16(), reader.skip(Int(streamLength)),
             let typeLength = reader.u16(), let raw = reader.span(Int(typeLength))
         else { return true }
-        let slot = RecordDecoder.slot(raw)
-        if !interned.isEmpty, let entry = interned[slot], RecordDecoder.matches(entry, raw) { return entry.wanted }
-        guard intern(raw) != nil, let entry = interned[slot], RecordDecoder.matches(entry, raw) else { return true }
+        // Interning looks the type up (adding it when new), so its entry tells; a type too long to
+        // keep is wanted and decoded, and the folds that do not read it skip it.
+        guard intern(raw) != nil, let entry = interned[RecordDecoder.slot(raw)], RecordDecoder.matches(entry, raw)
+        else { return true }
         return entry.wanted
     }
 

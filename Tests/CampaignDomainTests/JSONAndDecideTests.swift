@@ -158,7 +158,8 @@ import Testing
             }
             for outer in ["values", "x", "contactId"] {
                 #expect(
-                    JSON.members(Self.fields, of: outer, in: bytes) == Self.fullParse(Self.fields, of: outer, bytes),
+                    JSON.members(JSONSelection(Self.fields, of: outer), in: bytes)
+                        == Self.fullParse(Self.fields, of: outer, bytes),
                     "\(outer) in \(document)")
             }
         }
@@ -200,7 +201,8 @@ import Testing
                     if expected != nil { agreed += 1 }
                 }
                 let expected = Self.fullParse(Self.fields, of: "values", bytes)
-                #expect(JSON.members(Self.fields, of: "values", in: bytes) == expected, "values in \(bytes)")
+                #expect(
+                    JSON.members(JSONSelection(Self.fields, of: "values"), in: bytes) == expected, "values in \(bytes)")
                 if !expected.isEmpty { agreed += 1 }
             }
         }
