@@ -198,12 +198,56 @@ public final class ProjectionRunner: @unchecked Sendable {
         return projection
     }
 
+    /// A projection's stored state; in a write transaction, as this transaction last set it.
     func meta(_ name: String, in txn: ReadTransaction) throws -> Meta? {
+        if let writer = txn as? WriteTransaction { return try metas(in: writer).meta(name) }
+        return try storedMeta(name, in: txn)
+    }
+
+    /// Sets a projection's state for the rest of the transaction; it is stored once, just before
+    /// the transaction commits, however often it was set (a group commit sets each inline
+    /// projection's checkpoint once per request).
+    func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) throws {
+        try metas(in: txn).set(value, name)
+    }
+
+    private func storedMeta(_ name: String, in txn: ReadTransaction) throws -> Meta? {
         try txn.value(forKey: Array(name.utf8), in: meta).flatMap(Meta.init(bytes:))
     }
 
-    func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) throws {
-        try txn.put(value.bytes, forKey: Array(name.utf8), in: meta)
+    /// The projections' states one write transaction has read or set (see `WriteTransaction.local`).
+    private final class TransactionMetas {
+        private let read: (String) throws -> Meta?
+        private var known: [String: Meta?] = [:]
+        /// Names set in this transaction, in the order first set.
+        private(set) var changed: [String] = []
+
+        init(read: @escaping (String) throws -> Meta?) { self.read = read }
+
+        func meta(_ name: String) throws -> Meta? {
+            if let value = known[name] { return value }
+            let value = try read(name)
+            known[name] = .some(value)
+            return value
+        }
+
+        func set(_ value: Meta, _ name: String) {
+            if !changed.contains(name) { changed.append(name) }
+            known[name] = .some(value)
+        }
+
+        func value(_ name: String) -> Meta? { known[name] ?? nil }
+    }
+
+    private func metas(in txn: WriteTransaction) -> TransactionMetas {
+        txn.local(
+            ObjectIdentifier(self),
+            make: { TransactionMetas { [unowned self, unowned txn] name in try self.storedMeta(name, in: txn) } },
+            finish: { [meta] metas, txn in
+                for name in metas.changed {
+                    if let value = metas.value(name) { try txn.put(value.bytes, forKey: Array(name.utf8), in: meta) }
+                }
+            })
     }
 
     func table(_ name: String, slot: String) -> Table {
@@ -260,14 +304,17 @@ public final class ProjectionRunner: @unchecked Sendable {
             guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
             let table = ProjectionTable(
                 txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+            // A projection leaves the table alone for a type it does not read (`eventTypes`).
+            let types = projection.eventTypes
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
-                    if let missing = try txn.event(at: position) {
+                    if let missing = try txn.event(at: position), types?.contains(missing.type) ?? true {
                         try projection.apply(ProjectedEvent(missing), to: table)
                     }
                 }
             }
             for event in projected where event.envelope.position > state.checkpoint {
+                if let types, !types.contains(event.envelope.type) { continue }
                 try projection.apply(event, to: table)
             }
             state.checkpoint = max(state.checkpoint, last.position)

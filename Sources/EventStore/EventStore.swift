@@ -236,7 +236,12 @@ public final class EventStore: @unchecked Sendable {
     /// returns. Meant for bulk maintenance such as projection rebuilds. The body may run more than
     /// once if the map has to grow, so it must not have side effects outside the transaction.
     public func write<T>(_ body: (WriteTransaction) throws -> T) throws -> T {
-        try environment.write { try body(WriteTransaction(txn: $0, store: self)) }
+        try environment.write { txn in
+            let writer = WriteTransaction(txn: txn, store: self)
+            let result = try body(writer)
+            try writer.finish()
+            return result
+        }
     }
 
     /// Runs `body` in a write transaction of its own on the writer thread, between batches of
@@ -457,6 +462,7 @@ public final class EventStore: @unchecked Sendable {
                 results.append(.success(outcome))
             }
             if let tree, frontier.size != startSize { try tree.setSize(of: frontier, from: startSize, in: txn) }
+            try writer.finish()
             return (results, frontier)
         }
         frontierCache.withLock { $0 = frontier }

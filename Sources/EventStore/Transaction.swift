@@ -262,6 +262,37 @@ public class ReadTransaction {
 
 /// A write transaction for the length of a closure; committed when the closure returns.
 public final class WriteTransaction: ReadTransaction {
+    /// What writers keep for the rest of this transaction, by key, each with the work that writes
+    /// it back just before the transaction commits (see ``local(_:make:finish:)``).
+    private var locals: [ObjectIdentifier: AnyObject] = [:]
+    private var finishers: [(WriteTransaction) throws -> Void] = []
+
+    /// A value a writer keeps for the rest of this transaction: made by `make` on the first call
+    /// with `key`, the same object on every later call, and handed to `finish` once, just before
+    /// the transaction commits. A group commit runs many requests in one transaction; a row every
+    /// request touches (a projection's checkpoint) is then read and written once, not per request.
+    /// If the transaction fails, the value goes with it, unwritten.
+    public func local<Value: AnyObject>(
+        _ key: ObjectIdentifier, make: () -> Value, finish: @escaping (Value, WriteTransaction) throws -> Void
+    ) -> Value {
+        if let value = locals[key] as? Value { return value }
+        let value = make()
+        locals[key] = value
+        finishers.append { try finish(value, $0) }
+        return value
+    }
+
+    /// Runs the finishers ``local(_:make:finish:)`` registered, in order; the store calls it
+    /// just before committing.
+    func finish() throws {
+        // A finisher may register another; run until none is left.
+        var next = 0
+        while next < finishers.count {
+            try finishers[next](self)
+            next += 1
+        }
+    }
+
     /// Stores `value` under `key` in `table`, replacing any old value.
     public func put(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
         try txn.put(table.dbi, key, value)

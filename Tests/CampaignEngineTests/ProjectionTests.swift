@@ -390,6 +390,86 @@ import Testing
         return (directory, store)
     }
 
+    /// An inline projection that reads only `even` events; it notes every type it is handed.
+    struct EvenOnly: Projection {
+        let handed = TypesHanded()
+        var name: String { "even-only" }
+        var version: Int { 1 }
+        var mode: ProjectionMode { .inline }
+        var eventTypes: Set<String>? { ["even"] }
+
+        func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
+            handed.note(event.envelope.type)
+            guard event.envelope.type == "even" else { return }
+            try table.add(1, to: Key.make(["even"]))
+        }
+    }
+
+    /// Types handed to a projection. Invariant that makes `@unchecked Sendable` safe: `types` is
+    /// touched only under `lock`.
+    final class TypesHanded: @unchecked Sendable {
+        private let lock = NSLock()
+        private var types: Set<String> = []
+        func note(_ type: String) { lock.withLock { _ = types.insert(type) } }
+        var all: Set<String> { lock.withLock { types } }
+    }
+
+    @Test func aGroupCommitAppliesInlineOnlyTheTypesAProjectionReadsAndEndsAtItsLastEvent() async throws {
+        let (directory, store) = try await storeWithEvents(0)
+        _ = directory
+        defer { store.close() }
+        let projection = EvenOnly()
+        let runner = try ProjectionRunner(store: store, projections: [projection])
+        try runner.prepare()
+        // Ten events appended behind the projection's back: the first inline apply catches them up.
+        for n in 0..<10 {
+            _ = try await store.append(
+                AppendRequest(streams: [
+                    StreamAppend(
+                        streamId: "raw", expectedVersion: .any,
+                        events: [
+                            NewEvent(
+                                type: n % 2 == 0 ? "even" : "odd", occurredAt: testStart, tenant: "t", actor: "a",
+                                requestId: "r", causationId: "c", payload: Array("{}".utf8))
+                        ])
+                ]))
+        }
+        // Then 40 requests held until all wait, so they commit in one transaction, each applying
+        // its events inline.
+        let release = DispatchSemaphore(value: 0)
+        store.enqueueWrite { _ in release.wait() }
+        let before = store.statistics.groupCommitTransactions
+        let count = 40
+        let appends = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<count {
+                    group.addTask {
+                        let events = ["even", "odd", "odd"].map {
+                            NewEvent(
+                                type: $0, occurredAt: testStart, tenant: "t", actor: "a", requestId: "r\(n)",
+                                causationId: "c", payload: Array("{}".utf8))
+                        }
+                        var request = AppendRequest(
+                            streams: [StreamAppend(streamId: "s\(n)", expectedVersion: .noStream, events: events)])
+                        request.afterAppend = { txn, receipt in try runner.applyInline(receipt.events, in: txn) }
+                        _ = try await store.append(request)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        while store.statistics.queuedRequests < count { try await Task.sleep(for: .milliseconds(5)) }
+        release.signal()
+        try await appends.value
+        #expect(store.statistics.groupCommitTransactions - before == 1)
+        let head = try store.head().position
+        #expect(head == 10 + 3 * UInt64(count))
+        #expect(try runner.status().first?.checkpoint == head)
+        #expect(projection.handed.all == ["even"], "inline, only the types it reads")
+        #expect(try runner.read("even-only") { try $0.count(Key.make(["even"])) } == 5 + count)
+        #expect(try runner.verify("even-only").matches)
+    }
+
     @Test func aBumpedProjectionVersionRebuildsOnOpen() async throws {
         let (directory, store) = try await storeWithEvents(30)
         _ = directory

@@ -301,6 +301,75 @@ import Testing
     }
 }
 
+/// Counts what one transaction's requests did; written back once, by its finisher.
+final class TransactionTally {
+    var requests = 0
+}
+
+@Suite struct TransactionLocalTests {
+    @Test func aLocalIsOneObjectPerTransactionAndItsFinisherRunsOnceBeforeTheCommit() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "tally")
+        let key = ObjectIdentifier(TransactionTally.self)
+        @Sendable func tally(_ txn: WriteTransaction) -> TransactionTally {
+            txn.local(key, make: TransactionTally.init) { tally, txn in
+                let stored = try txn.value(forKey: Array("requests".utf8), in: table).map { Int($0[0]) } ?? 0
+                let writes = try txn.value(forKey: Array("writes".utf8), in: table).map { Int($0[0]) } ?? 0
+                try txn.put([UInt8(stored + tally.requests)], forKey: Array("requests".utf8), in: table)
+                try txn.put([UInt8(writes + 1)], forKey: Array("writes".utf8), in: table)
+            }
+        }
+        func stored(_ name: String) throws -> Int {
+            try store.read { try $0.value(forKey: Array(name.utf8), in: table).map { Int($0[0]) } ?? 0 }
+        }
+        try store.write { txn in
+            tally(txn).requests += 1
+            #expect(tally(txn) === tally(txn))
+            tally(txn).requests += 2
+            let written = try txn.value(forKey: Array("writes".utf8), in: table)
+            #expect(written == nil, "written only at the end")
+        }
+        #expect(try stored("requests") == 3)
+        #expect(try stored("writes") == 1)
+
+        struct Abandoned: Error {}
+        #expect(throws: Abandoned.self) {
+            try store.write { txn in
+                tally(txn).requests += 50
+                throw Abandoned()
+            }
+        }
+        #expect(try stored("writes") == 1, "a failed transaction writes nothing back")
+
+        // A group commit: each request's hook counts itself; each transaction writes once. The
+        // writer is held until every request waits, so they share one transaction.
+        let release = DispatchSemaphore(value: 0)
+        store.enqueueWrite { _ in release.wait() }
+        let before = store.statistics.groupCommitTransactions
+        let count = 40
+        let appends = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for n in 0..<count {
+                    group.addTask {
+                        var request = appendRequest("s\(n)")
+                        request.afterAppend = { txn, _ in tally(txn).requests += 1 }
+                        _ = try? await store.append(request)
+                    }
+                }
+            }
+        }
+        while store.statistics.queuedRequests < count { try await Task.sleep(for: .milliseconds(5)) }
+        release.signal()
+        await appends.value
+        #expect(store.statistics.groupCommitTransactions - before == 1)
+        #expect(try stored("requests") == 3 + count)
+        #expect(try stored("writes") == 2)
+        #expect(try store.head().position == UInt64(count))
+    }
+}
+
 @Suite struct IdempotencyAndUniquenessTests {
     func claim(_ key: String, _ fingerprint: String) -> IdempotencyClaim {
         IdempotencyClaim(key: key, fingerprint: SHA256.hash(Array(fingerprint.utf8))) { receipt in
