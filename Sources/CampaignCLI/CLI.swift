@@ -347,8 +347,8 @@ enum VerifyCommand {
         checkpoints kept in the store narrow P down).
 
         --contacts: recomputes every live contact's commitment from its kept values and salt and
-        lists the contacts whose values do not match their last event (and erased contacts that
-        still have values).
+        lists the contacts whose values do not match their last event, erased contacts that still
+        have values, and values kept for a contact the log has no events of.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
@@ -402,6 +402,7 @@ enum VerifyCommand {
             let contacts = try Audit.verifyContacts(store)
             members["contacts"] = .object([
                 "live": .number(Double(contacts.live)), "erased": .number(Double(contacts.erased)),
+                "orphaned": .number(Double(contacts.orphaned)),
                 "mismatched": .array(
                     contacts.problems.map {
                         .object([
@@ -413,11 +414,12 @@ enum VerifyCommand {
             if contacts.problems.isEmpty {
                 text.out(
                     "contacts intact: \(Format.count(contacts.live)) live contacts match their commitments; "
-                        + "\(Format.count(contacts.erased)) erased hold no values")
+                        + "\(Format.count(contacts.erased)) erased hold no values; no values without a contact")
             } else {
                 text.out(
-                    "contacts MISMATCHED: \(contacts.problems.count) of "
+                    "contacts MISMATCHED: \(contacts.problems.count - contacts.orphaned) of "
                         + Format.count(contacts.live + contacts.erased)
+                        + ", and \(Format.count(contacts.orphaned)) rows of values without a contact"
                 )
                 for problem in contacts.problems {
                     text.out("  \(problem.tenant) \(problem.contactId): \(problem.problem)")

@@ -80,14 +80,17 @@ public enum Audit {
         public var live = 0
         /// Erased contacts (expected to have no values).
         public var erased = 0
+        /// Rows of kept values that belong to no contact's stream (each is also a problem).
+        public var orphaned = 0
         /// The contacts that do not match, in stream order.
         public var problems: [ContactProblem] = []
     }
 
     /// Recomputes each live contact's commitment, SHA-256(salt ‖ canonical JSON of its values), from
     /// the values and salt kept in `contact-values`, and compares it with the commitment of the
-    /// contact's last event; an erased contact must have no values kept. States are folded from the
-    /// log itself (never from snapshots or caches).
+    /// contact's last event; an erased contact must have no values kept, and no values may be kept
+    /// for a contact the log has no events of (a row under another tenant, or left behind). States
+    /// are folded from the log itself (never from snapshots or caches).
     public static func verifyContacts(_ store: EventStore) throws -> ContactReport {
         let table = try store.table(named: PersonalData.tableName)
         var contacts = [(tenant: String, id: String, streamId: String)]()
@@ -122,7 +125,21 @@ public enum Audit {
                 report.erased += 1
                 if kept != nil { problem("it was erased, but values are still kept") }
             case nil:
-                continue
+                if kept != nil { problem("values are kept, but its stream has no contact events") }
+            }
+        }
+        // Every kept row must belong to a contact stream seen above.
+        let known = Set(contacts.map { PersonalData.key(tenant: $0.tenant, contactId: $0.id) })
+        try store.read { txn in
+            try txn.forEach(in: table) { key, _ in
+                guard !known.contains(key) else { return true }
+                let parts = Key.split(key)
+                report.orphaned += 1
+                report.problems.append(
+                    ContactProblem(
+                        tenant: parts.first ?? "", contactId: parts.count == 2 ? parts[1] : parts.dropFirst().joined(),
+                        problem: "values are kept for a contact the log has no events of"))
+                return true
             }
         }
         return report

@@ -208,6 +208,26 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(mismatched.first?["problem"]?.stringValue?.contains("do not match the commitment") == true)
     }
 
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func valuesKeptForAContactTheLogHasNoEventsOfAreCaught() async throws {
+        let setup = try await audited()
+        try AuditTests.tamper(setup, ["orphan", "3"])
+        let run = try await campaign(["verify", "--data", setup.data, "--contacts", "--json"])
+        #expect(run.status == 1)
+        let contacts = try JSON.parse(run.out)["contacts"]
+        #expect(contacts?["orphaned"]?.integerValue == 2)
+        let problems = contacts?["mismatched"]?.arrayValue ?? []
+        #expect(problems.count == 2)
+        let ids = problems.compactMap { $0["contactId"]?.stringValue }
+        let tenants = problems.compactMap { $0["tenant"]?.stringValue }
+        #expect(ids.contains("ctc_never_created"))
+        #expect(tenants.contains("another-tenant"))
+        #expect(problems.allSatisfy { $0["problem"]?.stringValue?.contains("no events of") == true })
+        let text = try await campaign(["verify", "--data", setup.data, "--contacts"])
+        #expect(
+            text.out.contains("contacts MISMATCHED: 0 of") && text.out.contains("2 rows of values without a contact"))
+    }
+
     @Test func theEngineSignsCheckpointsOnItsScheduleAndExportCarriesThem() async throws {
         var configuration = EngineConfiguration()
         let key = try NoteKey.generate(name: "ops.example")

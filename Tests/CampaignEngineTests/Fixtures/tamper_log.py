@@ -8,6 +8,9 @@
                                                   the tree's nodes beyond SIZE events)
     tamper_log.py DIR contact INDEX               edit a string among the kept values of the
                                                   INDEX-th contact in `contact-values`
+    tamper_log.py DIR orphan INDEX                copy the INDEX-th contact's kept values to a
+                                                  contact id of its tenant that has no events, and
+                                                  to the same id under a tenant that has none
 """
 import json
 import hashlib
@@ -78,6 +81,12 @@ def main(directory, action, number, with_tree):
             field = next(name for name, v in sorted(stored["values"].items()) if isinstance(v, str))
             stored["values"][field] = "x" + stored["values"][field]
             txn.put(key, json.dumps(stored).encode(), db=values)
+        elif action == "orphan":
+            values = env.open_db(b"contact-values", create=False, txn=txn)
+            key, value = list(txn.cursor(db=values))[number]
+            tenant, contact = bytes(key).split(b"\x00", 1)
+            txn.put(tenant + b"\x00ctc_never_created", bytes(value), db=values)
+            txn.put(b"another-tenant\x00" + contact, bytes(value), db=values)
         elif action == "truncate":
             for key in [k for k, _ in txn.cursor(db=events) if struct.unpack(">Q", k)[0] > number]:
                 txn.delete(key, db=events)
