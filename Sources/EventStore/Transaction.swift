@@ -265,7 +265,7 @@ public final class WriteTransaction: ReadTransaction {
     /// What writers keep for the rest of this transaction, by key, each with the work that writes
     /// it back just before the transaction commits (see ``local(_:make:finish:)``).
     private var locals: [ObjectIdentifier: AnyObject] = [:]
-    private var finishers: [(WriteTransaction) throws -> Void] = []
+    private var finishers: [(key: ObjectIdentifier, work: (WriteTransaction) throws -> Void)] = []
 
     /// A value a writer keeps for the rest of this transaction: made by `make` on the first call
     /// with `key`, the same object on every later call, and handed to `finish` once, just before
@@ -278,17 +278,20 @@ public final class WriteTransaction: ReadTransaction {
         if let value = locals[key] as? Value { return value }
         let value = make()
         locals[key] = value
-        finishers.append { try finish(value, $0) }
+        finishers.append((key, { try finish(value, $0) }))
         return value
     }
 
     /// Runs the finishers ``local(_:make:finish:)`` registered, in order; the store calls it
     /// just before committing.
     func finish() throws {
-        // A finisher may register another; run until none is left.
+        // A value is forgotten as its finisher runs, so a later finisher that asks for it again gets
+        // a new one, whose own finisher runs too: nothing set after a write-back is lost.
         var next = 0
         while next < finishers.count {
-            try finishers[next](self)
+            let (key, work) = finishers[next]
+            locals[key] = nil
+            try work(self)
             next += 1
         }
     }

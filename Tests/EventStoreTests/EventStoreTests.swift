@@ -334,6 +334,15 @@ final class TransactionTally {
         #expect(try stored("requests") == 3)
         #expect(try stored("writes") == 1)
 
+        // A finisher that sets the value again after its write-back gets a new one, written too.
+        let other = ObjectIdentifier(WriteTransaction.self)
+        try store.write { txn in
+            tally(txn).requests += 1
+            _ = txn.local(other, make: TransactionTally.init) { _, txn in tally(txn).requests += 10 }
+        }
+        #expect(try stored("requests") == 14)
+        #expect(try stored("writes") == 3)
+
         struct Abandoned: Error {}
         #expect(throws: Abandoned.self) {
             try store.write { txn in
@@ -341,7 +350,7 @@ final class TransactionTally {
                 throw Abandoned()
             }
         }
-        #expect(try stored("writes") == 1, "a failed transaction writes nothing back")
+        #expect(try stored("writes") == 3, "a failed transaction writes nothing back")
 
         // A group commit: each request's hook counts itself; each transaction writes once. The
         // writer is held until every request waits, so they share one transaction.
@@ -364,8 +373,8 @@ final class TransactionTally {
         release.signal()
         await appends.value
         #expect(store.statistics.groupCommitTransactions - before == 1)
-        #expect(try stored("requests") == 3 + count)
-        #expect(try stored("writes") == 2)
+        #expect(try stored("requests") == 14 + count)
+        #expect(try stored("writes") == 4)
         #expect(try store.head().position == UInt64(count))
     }
 }
