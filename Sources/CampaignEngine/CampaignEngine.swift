@@ -166,8 +166,10 @@ public final class CampaignEngine: Sendable {
                 return EngineResponse(
                     requestId: request.requestId, status: 200, data: try await answer(query, principal: principal))
             case let .command(command):
-                let (status, data) = try await perform(command, request: request, principal: principal)
-                return EngineResponse(requestId: request.requestId, status: status, data: data)
+                let answer = try await perform(command, request: request, principal: principal)
+                var response = EngineResponse(requestId: request.requestId, status: answer.status, data: answer.data)
+                response.encodedData = answer.encodedData
+                return response
             }
         } catch let error as CampaignError {
             return .failure(error, requestId: request.requestId)
@@ -204,7 +206,7 @@ public final class CampaignEngine: Sendable {
         var pendingFrom: UInt64?
     }
 
-    func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> (Int, JSON) {
+    func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> Answer {
         let route = command.route
         if request.expectedVersion != nil, route == nil || route?.expects == .commutes {
             throw CampaignError(
@@ -241,7 +243,7 @@ public final class CampaignEngine: Sendable {
         if case let .tick(requested) = command {
             let data = try await wireTick(requested, principal: principal, requestId: request.requestId)
             if let idempotency { try await recordFinal(.success(status: 200, data: data), for: idempotency) }
-            return (200, data)
+            return Answer(200, data)
         }
         // Commands on one aggregate take turns in this process (see KeyedLock); commuting ones need not.
         let lockKey = route.flatMap { $0.expects == .commutes ? nil : $0.streamId(tenant: principal.tenant) }
@@ -255,10 +257,10 @@ public final class CampaignEngine: Sendable {
             do {
                 planned = try plan(command, principal: principal, request: request, now: now)
             } catch let answer as NoChange {
-                return (answer.status, answer.data)
+                return Answer(answer.status, answer.data)
             }
             guard let plan = planned else {
-                return (200, try noChangeData(command, principal: principal))
+                return Answer(200, try noChangeData(command, principal: principal))
             }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
                 first.loadedVersion != expected
@@ -268,7 +270,7 @@ public final class CampaignEngine: Sendable {
             do {
                 let result = try await commit(
                     plan, request: request, principal: principal, now: now, idempotency: idempotency)
-                if case let .post(.publish(postId)) = command, result.0 == 201, let from = plan.pendingFrom {
+                if case let .post(.publish(postId)) = command, result.status == 201, let from = plan.pendingFrom {
                     // The attempts run after the command committed, outside its transaction; the
                     // idempotency record holds a pending marker until the outcome replaces it.
                     return try await finishPublish(
@@ -276,7 +278,7 @@ public final class CampaignEngine: Sendable {
                 }
                 return result
             } catch let answer as NoChange {
-                return (answer.status, answer.data)
+                return Answer(answer.status, answer.data)
             } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
                 if streamId == plan.streams.first?.streamId {
                     if let expected = request.expectedVersion {
@@ -299,7 +301,7 @@ public final class CampaignEngine: Sendable {
 
     func commit(
         _ plan: Plan, request: EngineRequest, principal: Principal, now: Date, idempotency: IdempotencyClaim?
-    ) async throws -> (Int, JSON) {
+    ) async throws -> Answer {
         let actor = principal.subject
         let causation = request.requestId + "#" + (request.body.commandName ?? "")
         let streams = plan.streams.enumerated().map { index, stream in
@@ -328,9 +330,11 @@ public final class CampaignEngine: Sendable {
             claim?.result = { _ in pending }
         } else {
             claim?.result = { receipt in
+                // The data is encoded once: for the record, and for the host's response body.
                 let data = respond(receipt)
-                answered.set(data)
-                return StoredAnswer.success(status: status, data: data).bytes
+                let encoded = data.bytes
+                answered.set(data, encoded: encoded)
+                return StoredAnswer.success(status: status, encodedData: encoded)
             }
         }
         let afterAppend = plan.afterAppend
@@ -363,7 +367,8 @@ public final class CampaignEngine: Sendable {
             switch try await store.append(appendRequest) {
             case let .appended(receipt):
                 remember(plan, receipt)
-                return (status, answered.value ?? respond(receipt))
+                if let (data, encoded) = answered.value { return Answer(status, data, encoded: encoded) }
+                return Answer(status, respond(receipt))
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
@@ -371,7 +376,7 @@ public final class CampaignEngine: Sendable {
                         .resourceConflict, "a request with this idempotency key is still under way; retry it",
                         param: "idempotencyKey", pointer: "/idempotencyKey", retryable: true)
                 }
-                return (200, data)
+                return Answer(200, data)
             }
         } catch let EventStoreError.uniqueValueTaken(key, _) {
             let reservation = plan.decision.reservations.first { $0.key == key }
@@ -467,10 +472,24 @@ public final class CampaignEngine: Sendable {
 /// Invariant that makes `@unchecked Sendable` safe: `stored` is touched only under `lock`.
 final class AnswerBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var stored: JSON?
+    private var stored: (JSON, [UInt8])?
 
-    func set(_ value: JSON) { lock.withLock { stored = value } }
-    var value: JSON? { lock.withLock { stored } }
+    func set(_ value: JSON, encoded: [UInt8]) { lock.withLock { stored = (value, encoded) } }
+    var value: (JSON, [UInt8])? { lock.withLock { stored } }
+}
+
+/// A command's answer: its status, its data, and the data's canonical bytes when they were already
+/// made (for the idempotency record), so the response body does not encode the data again.
+struct Answer: Sendable {
+    var status: Int
+    var data: JSON
+    var encodedData: [UInt8]?
+
+    init(_ status: Int, _ data: JSON, encoded: [UInt8]? = nil) {
+        self.status = status
+        self.data = data
+        self.encodedData = encoded
+    }
 }
 
 /// A snapshot to take with an append when it is due.

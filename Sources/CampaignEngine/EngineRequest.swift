@@ -185,9 +185,17 @@ public struct EngineResponse: Sendable, Equatable {
     /// 200, 201 or 207 on success; the error's status otherwise.
     public var status: Int
     /// The result, on success.
-    public var data: JSON?
+    public var data: JSON? { didSet { encodedData = nil } }
     /// The error, on failure.
     public var error: CampaignError?
+    /// `data`'s canonical bytes when the engine already made them (for the idempotency record), so
+    /// ``bytes`` does not encode the data again; cleared whenever `data` is set.
+    var encodedData: [UInt8]?
+
+    /// Equal when the wire objects are equal (however the data's bytes were made).
+    public static func == (lhs: EngineResponse, rhs: EngineResponse) -> Bool {
+        lhs.requestId == rhs.requestId && lhs.status == rhs.status && lhs.data == rhs.data && lhs.error == rhs.error
+    }
 
     /// Creates a response.
     public init(requestId: String, status: Int, data: JSON? = nil, error: CampaignError? = nil) {
@@ -215,9 +223,28 @@ public struct EngineResponse: Sendable, Equatable {
     }
 
     /// The wire object as one line of canonical JSON.
-    public var line: String { json.text }
+    public var line: String { String(decoding: bytes, as: UTF8.self) }
 
     /// The wire object as canonical JSON bytes, for a host that writes them to a socket (no
-    /// `String` made on the way).
-    public var bytes: [UInt8] { json.bytes }
+    /// `String` made on the way). A success is written straight from its parts, reusing the data's
+    /// bytes when the engine already encoded them; the same bytes as `json.bytes`.
+    public var bytes: [UInt8] {
+        guard error == nil else { return json.bytes }
+        // Canonical key order: "data", "requestId", "status".
+        let encoded = data.map { encodedData ?? $0.bytes }
+        var out = [UInt8]()
+        out.reserveCapacity((encoded?.count ?? 0) + requestId.utf8.count + 40)
+        out.append(UInt8(ascii: "{"))
+        if let encoded {
+            out += #""data":"#.utf8
+            out += encoded
+            out.append(UInt8(ascii: ","))
+        }
+        out += #""requestId":"#.utf8
+        out += JSON.string(requestId).bytes
+        out += #","status":"#.utf8
+        out += JSON.number(Double(status)).bytes
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
 }

@@ -27,6 +27,19 @@ enum StoredAnswer: Equatable {
         }
     }
 
+    /// The record of a success whose data is already encoded (`data.bytes`): the same bytes as
+    /// ``bytes`` gives for `.success(status:data:)`, without encoding the data again.
+    static func success(status: Int, encodedData: [UInt8]) -> [UInt8] {
+        // Canonical key order: "data" before "status".
+        var out = Array(#"{"data":"#.utf8)
+        out.reserveCapacity(encodedData.count + 24)
+        out += encodedData
+        out += Array(#","status":\#(status)}"#.utf8)
+        // Debug builds (the tests) check every record against the encoding from values.
+        assert(out == StoredAnswer.success(status: status, data: (try? JSON.parse(encodedData)) ?? .null).bytes)
+        return out
+    }
+
     var bytes: [UInt8] {
         switch self {
         case let .success(status, data):
@@ -79,10 +92,10 @@ extension CampaignEngine {
     /// is resumed and its final answer recorded.
     func replay(
         _ stored: StoredAnswer, command: Command, request: EngineRequest, principal: Principal, claim: IdempotencyClaim
-    ) async throws -> (Int, JSON) {
+    ) async throws -> Answer {
         switch stored {
         case let .success(_, data):
-            return (200, data)
+            return Answer(200, data)
         case var .failure(error):
             if var limit = error.rateLimit {
                 limit.retryAfter = max(1, Int(limit.reset.timeIntervalSince(currentTime).rounded(.up)))
@@ -114,7 +127,7 @@ extension CampaignEngine {
     func finishPublish(
         _ postId: String, fromVersion: UInt64, request: EngineRequest, principal: Principal,
         idempotency: IdempotencyClaim?
-    ) async throws -> (Int, JSON) {
+    ) async throws -> Answer {
         let tenant = principal.tenant
         let streamId = CampaignEngine.streamId(tenant, postId)
         let outcome: StoredAnswer
@@ -130,7 +143,7 @@ extension CampaignEngine {
         }
         if let idempotency { try await recordFinal(outcome, for: idempotency) }
         switch outcome {
-        case let .success(status, data): return (status, data)
+        case let .success(status, data): return Answer(status, data)
         case let .failure(error): throw error
         case .pending: throw CampaignError(.internalError, "publish ended pending")
         }

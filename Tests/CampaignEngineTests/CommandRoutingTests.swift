@@ -120,6 +120,38 @@ import Testing
         #expect(other.code == "RESOURCE_CONFLICT")
     }
 
+    @Test func aResponseBodyIsTheCanonicalWireObjectWhetherItsDataWasEncodedForTheRecordOrNot() async throws {
+        let engine = try TestEngine()
+        func request(_ id: String, _ key: String?, _ payload: String) -> [UInt8] {
+            let idempotency = key.map { #""idempotencyKey":"\#($0)","# } ?? ""
+            return Array(
+                (#"{"requestId":"\#(id)",\#(idempotency)"principal":\#(admin()),"command":"campaign.create","#
+                    + #""payload":\#(payload)}"#).utf8)
+        }
+        let keyed = await engine.engine.handle(
+            request(#"r-\"1\"\\x"#, "k-body", #"{"name":"Ünïcode \"quoted\"","channel":"email"}"#))
+        let plain = await engine.engine.handle(request("r-2", nil, #"{"name":"Plain","channel":"sms"}"#))
+        let retried = await engine.engine.handle(
+            request(#"r-\"1\"\\x"#, "k-body", #"{"name":"Ünïcode \"quoted\"","channel":"email"}"#))
+        let refused = await engine.engine.handle(request("r-3", nil, #"{"name":"","channel":"email"}"#))
+        #expect(keyed.status == 201, "\(keyed.line)")
+        #expect(plain.status == 201, "\(plain.line)")
+        #expect(retried.status == 200, "\(retried.line)")
+        #expect(refused.status == 422, "\(refused.line)")
+        for response in [keyed, plain, retried, refused] {
+            #expect(response.bytes == response.json.bytes, "\(response.line)")
+        }
+        #expect(retried.data == keyed.data, "the record holds the data the first answer sent")
+        // Data set by a host after the engine answered is what the body carries.
+        var changed = keyed
+        changed.data = .object(["replaced": .bool(true)])
+        #expect(changed.bytes == changed.json.bytes)
+        #expect(changed != keyed)
+        var empty = plain
+        empty.data = nil
+        #expect(empty.bytes == empty.json.bytes)
+    }
+
     @Test func aCreateOnATakenIdIsADuplicateAtItsIdAndAnUnknownCommandIsNamed() async throws {
         let engine = try TestEngine()
         let create = #"{"connectionId":"con_1","platform":"x","accountId":"a","credentialRef":"vault://x/a","#

@@ -361,6 +361,41 @@ if runs(3) {
             "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
             "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
         ])
+
+    // The same load with an idempotency key on every request, as a host that retries would send:
+    // each command also claims its key and stores its answer, inside its transaction.
+    var keyedRates = [Double]()
+    var keyedCPU = [Double]()
+    var keyedLatencies = [Double]()
+    for round in 0..<rounds {
+        let cpuBefore = processCPUSeconds()
+        var latencies = [Double]()
+        let elapsed = await secondsAsync {
+            latencies = await concurrentClients(engine, clients: 64, perClient: perClient) {
+                [principal, payload200] client, i in
+                #"{"requestId":"k\#(round)-\#(client)-\#(i)","idempotencyKey":"k\#(round)-\#(client)-\#(i)","#
+                    + #""principal":\#(principal),"command":"campaign.update","payload":{"#
+                    + #""campaignId":"cmp_\#(client)","content":{"body":"keyed \#(i) \#(payload200)"}}}"#
+            }
+        }
+        keyedCPU.append((processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1)))
+        keyedRates.append(rate(latencies.count, elapsed))
+        keyedLatencies += latencies
+    }
+    report(
+        "64 clients, idempotency keys",
+        engine:
+            "\(f(median(keyedRates))) cmd/s p50 \(ms(median(keyedLatencies))) p99 "
+            + "\(ms(percentile(keyedLatencies, 0.99))), \(f(median(keyedCPU))) µs CPU/cmd (medians of \(rounds) "
+            + "rounds: \(range(keyedRates)) cmd/s, \(range(keyedCPU)) µs)",
+        baseline: "raw single durable txns \(f(rawSingleRate))/s",
+        ratio: "\(x(median(keyedRates) / rawSingleRate)) of raw single txns",
+        [
+            "commandsPerSecond": .number(median(keyedRates)), "p50Ms": .number(median(keyedLatencies)),
+            "p99Ms": .number(percentile(keyedLatencies, 0.99)), "cpuMicrosPerCommand": .number(median(keyedCPU)),
+            "roundCommandsPerSecond": .array(keyedRates.map(JSON.number)),
+            "roundCPUMicrosPerCommand": .array(keyedCPU.map(JSON.number)),
+        ])
     engine.close()
 }
 
