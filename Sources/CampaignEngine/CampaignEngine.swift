@@ -189,6 +189,9 @@ public final class CampaignEngine: Sendable {
         var afterAppend: (@Sendable (WriteTransaction, AppendReceipt) throws -> Void)?
         /// Builds the response data once positions are known.
         var respond: @Sendable (AppendReceipt) -> JSON
+        /// The same answer made from members built while planning, when the handler has them
+        /// (see ``ReceiptAnswer``): then no member is built or encoded inside the transaction.
+        var receiptAnswer: ReceiptAnswer?
         var status = 201
         /// What a version clash on the first stream means when the client set no expectation.
         var conflictIsDuplicate = false
@@ -321,6 +324,7 @@ public final class CampaignEngine: Sendable {
         }
         var claim = idempotency
         let respond = plan.respond
+        let receiptAnswer = plan.receiptAnswer
         let status = plan.status
         // The answer is built once: inside the transaction when the idempotency record stores it,
         // and that same value is returned.
@@ -330,7 +334,14 @@ public final class CampaignEngine: Sendable {
             claim?.result = { _ in pending }
         } else {
             claim?.result = { receipt in
-                // The data is encoded once: for the record, and for the host's response body.
+                // The data is encoded once: for the record, and for the host's response body. With
+                // members made while planning, only the receipt's facts are encoded here, on the
+                // writer, and the data's value is built after the commit.
+                if let receiptAnswer {
+                    let encoded = receiptAnswer.bytes(receipt)
+                    answered.set(nil, encoded: encoded)
+                    return StoredAnswer.success(status: status, encodedData: encoded)
+                }
                 let data = respond(receipt)
                 let encoded = data.bytes
                 answered.set(data, encoded: encoded)
@@ -367,8 +378,11 @@ public final class CampaignEngine: Sendable {
             switch try await store.append(appendRequest) {
             case let .appended(receipt):
                 remember(plan, receipt)
-                if let (data, encoded) = answered.value { return Answer(status, data, encoded: encoded) }
-                return Answer(status, respond(receipt))
+                let (data, encoded) = answered.value
+                if let receiptAnswer {
+                    return Answer(status, receiptAnswer.data(receipt), encoded: encoded ?? receiptAnswer.bytes(receipt))
+                }
+                return Answer(status, data ?? respond(receipt), encoded: data == nil ? nil : encoded)
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
@@ -472,10 +486,53 @@ public final class CampaignEngine: Sendable {
 /// Invariant that makes `@unchecked Sendable` safe: `stored` is touched only under `lock`.
 final class AnswerBox: @unchecked Sendable {
     private let lock = NSLock()
-    private var stored: (JSON, [UInt8])?
+    private var stored: (data: JSON?, encoded: [UInt8]?) = (nil, nil)
 
-    func set(_ value: JSON, encoded: [UInt8]) { lock.withLock { stored = (value, encoded) } }
-    var value: (JSON, [UInt8])? { lock.withLock { stored } }
+    func set(_ data: JSON?, encoded: [UInt8]) { lock.withLock { stored = (data, encoded) } }
+    var value: (data: JSON?, encoded: [UInt8]?) { lock.withLock { stored } }
+}
+
+/// An answer that is the receipt's facts (`streamId`, `version`, `events`) around members made
+/// while planning (the aggregate's id and state), each with its canonical bytes: its canonical
+/// encoding is then spliced from those bytes and the receipt's few, so the state is neither built
+/// nor encoded inside the writer's transaction, and encoded once in all.
+struct ReceiptAnswer: Sendable {
+    var streamId: String
+    var members: [(key: String, value: JSON, bytes: [UInt8])]
+
+    init(streamId: String, members: [(key: String, value: JSON)]) {
+        self.streamId = streamId
+        self.members = members.map { ($0.key, $0.value, $0.value.bytes) }
+    }
+
+    /// The answer as a value: ``CampaignEngine/receiptData(_:streamId:_:)`` around the members.
+    func data(_ receipt: AppendReceipt) -> JSON {
+        CampaignEngine.receiptData(
+            receipt, streamId: streamId, Dictionary(members.map { ($0.key, $0.value) }) { first, _ in first })
+    }
+
+    /// The answer's canonical bytes (those of ``data(_:)``), spliced: keys in byte order, each value
+    /// as the bytes already made.
+    func bytes(_ receipt: AppendReceipt) -> [UInt8] {
+        var entries = members.map { (key: $0.key, bytes: $0.bytes) }
+        entries.append(("events", CampaignEngine.eventList(receipt).bytes))
+        entries.append(("streamId", JSON.string(streamId).bytes))
+        entries.append(("version", JSON.number(Double(receipt.streamVersions[streamId] ?? 0)).bytes))
+        entries.sort { ByteOrder.precedes($0.key, $1.key) }
+        var out = [UInt8]()
+        out.reserveCapacity(entries.reduce(2) { $0 + $1.key.utf8.count + $1.bytes.count + 4 })
+        out.append(UInt8(ascii: "{"))
+        for (index, entry) in entries.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out += JSON.string(entry.key).bytes
+            out.append(UInt8(ascii: ":"))
+            out += entry.bytes
+        }
+        out.append(UInt8(ascii: "}"))
+        // Debug builds (the tests) check every answer against the encoding of its value.
+        assert(out == data(receipt).bytes)
+        return out
+    }
 }
 
 /// A command's answer: its status, its data, and the data's canonical bytes when they were already

@@ -174,13 +174,15 @@ extension CampaignEngine {
         let streamId = route.streamId(tenant: tenant)
         let after = CampaignEngine.project(state, decision.events, from: version, at: now, evolve)
         let (id, idField, stateField) = (route.id, route.aggregate.idField, route.aggregate.rawValue)
+        // The id and the state are answered as planned: built and encoded here, on the caller's
+        // thread, never inside the writer's transaction.
+        var members: [(key: String, value: JSON)] = [(idField, .string(id))]
+        if let after { members.append((stateField, answer(after))) }
+        let receiptAnswer = ReceiptAnswer(streamId: streamId, members: members)
         var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions
-        ) { receipt in
-            var extra: [String: JSON] = [idField: .string(id)]
-            if let after { extra[stateField] = answer(after) }
-            return CampaignEngine.receiptData(receipt, streamId: streamId, extra)
-        }
+        ) { receipt in receiptAnswer.data(receipt) }
+        plan.receiptAnswer = receiptAnswer
         plan.snapshot = SnapshotPlan(streamId, codec, after)
         plan.stateAfter = after
         plan.conflictIsDuplicate = route.expects == .new
