@@ -89,6 +89,24 @@ extension JSON {
     /// The canonical text.
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
+    /// The canonical bytes of an object whose member values are already encoded (each its value's
+    /// ``bytes``): the same bytes as ``bytes`` of the object of those values, without encoding
+    /// them again. Keys must be unique.
+    public static func objectBytes(_ members: [(key: String, bytes: [UInt8])]) -> [UInt8] {
+        let sorted = members.sorted { ByteOrder.precedes($0.key, $1.key) }
+        var out = [UInt8]()
+        out.reserveCapacity(sorted.reduce(2) { $0 + $1.key.utf8.count + $1.bytes.count + 4 })
+        out.append(UInt8(ascii: "{"))
+        for (index, member) in sorted.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(member.key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            out += member.bytes
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     private func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)

@@ -137,7 +137,7 @@ public enum Audit {
                 report.orphaned += 1
                 report.problems.append(
                     ContactProblem(
-                        tenant: parts.first ?? "", contactId: parts.count == 2 ? parts[1] : parts.dropFirst().joined(),
+                        tenant: parts.first ?? "", contactId: parts.dropFirst().joined(),
                         problem: "values are kept for a contact the log has no events of"))
                 return true
             }

@@ -382,7 +382,8 @@ public final class CampaignEngine: Sendable {
                 if let receiptAnswer {
                     return Answer(status, receiptAnswer.data(receipt), encoded: encoded ?? receiptAnswer.bytes(receipt))
                 }
-                return Answer(status, data ?? respond(receipt), encoded: data == nil ? nil : encoded)
+                if let data { return Answer(status, data, encoded: encoded) }
+                return Answer(status, respond(receipt))
             case let .replayed(stored):
                 // Another request with the same key committed first (a concurrent retry).
                 guard case let .success(_, data) = StoredAnswer(bytes: stored) else {
@@ -511,24 +512,14 @@ struct ReceiptAnswer: Sendable {
             receipt, streamId: streamId, Dictionary(members.map { ($0.key, $0.value) }) { first, _ in first })
     }
 
-    /// The answer's canonical bytes (those of ``data(_:)``), spliced: keys in byte order, each value
-    /// as the bytes already made.
+    /// The answer's canonical bytes (those of ``data(_:)``), from the members' bytes already made
+    /// and the receipt's facts.
     func bytes(_ receipt: AppendReceipt) -> [UInt8] {
-        var entries = members.map { (key: $0.key, bytes: $0.bytes) }
-        entries.append(("events", CampaignEngine.eventList(receipt).bytes))
-        entries.append(("streamId", JSON.string(streamId).bytes))
-        entries.append(("version", JSON.number(Double(receipt.streamVersions[streamId] ?? 0)).bytes))
-        entries.sort { ByteOrder.precedes($0.key, $1.key) }
-        var out = [UInt8]()
-        out.reserveCapacity(entries.reduce(2) { $0 + $1.key.utf8.count + $1.bytes.count + 4 })
-        out.append(UInt8(ascii: "{"))
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out += JSON.string(entry.key).bytes
-            out.append(UInt8(ascii: ":"))
-            out += entry.bytes
-        }
-        out.append(UInt8(ascii: "}"))
+        let out = JSON.objectBytes(
+            members.map { (key: $0.key, bytes: $0.bytes) } + [
+                ("events", CampaignEngine.eventList(receipt).bytes), ("streamId", JSON.string(streamId).bytes),
+                ("version", JSON.number(Double(receipt.streamVersions[streamId] ?? 0)).bytes),
+            ])
         // Debug builds (the tests) check every answer against the encoding of its value.
         assert(out == data(receipt).bytes)
         return out

@@ -230,21 +230,10 @@ public struct EngineResponse: Sendable, Equatable {
     /// bytes when the engine already encoded them; the same bytes as `json.bytes`.
     public var bytes: [UInt8] {
         guard error == nil else { return json.bytes }
-        // Canonical key order: "data", "requestId", "status".
-        let encoded = data.map { encodedData ?? $0.bytes }
-        var out = [UInt8]()
-        out.reserveCapacity((encoded?.count ?? 0) + requestId.utf8.count + 40)
-        out.append(UInt8(ascii: "{"))
-        if let encoded {
-            out += #""data":"#.utf8
-            out += encoded
-            out.append(UInt8(ascii: ","))
-        }
-        out += #""requestId":"#.utf8
-        out += JSON.string(requestId).bytes
-        out += #","status":"#.utf8
-        out += JSON.number(Double(status)).bytes
-        out.append(UInt8(ascii: "}"))
-        return out
+        var members = [
+            (key: "requestId", bytes: JSON.string(requestId).bytes), ("status", JSON.number(Double(status)).bytes),
+        ]
+        if let data { members.append(("data", encodedData ?? data.bytes)) }
+        return JSON.objectBytes(members)
     }
 }

@@ -52,6 +52,23 @@ import Testing
     /// Canonical strings and key order, against the rules written out byte by byte, on random
     /// strings of every length 0–40 with every escaped byte at every position; the parser's ASCII
     /// and validating paths read them back.
+    @Test func anObjectSplicedFromEncodedMembersIsTheObjectsCanonicalEncoding() {
+        let values: [String: JSON] = [
+            "status": .number(201), "data": .object(["b": .array([.null, .bool(true)]), "a": .string("x\"y")]),
+            "Zeta": .string("upper before lower"), "é": .number(-1.5), "ö-key": .string("non-ASCII"),
+            "tab\tkey": .null, "": .string("empty key"), "requestId": .string("r-\\\"1\"\n"),
+        ]
+        // Every subset, in the order given and reversed: the splice sorts as the encoder does.
+        let keys = values.keys.sorted()
+        for mask in 0..<(1 << keys.count) {
+            let chosen = keys.indices.filter { mask & (1 << $0) != 0 }.map { keys[$0] }
+            let object = JSON.object(Dictionary(uniqueKeysWithValues: chosen.map { ($0, values[$0]!) }))
+            let members = chosen.map { (key: $0, bytes: values[$0]!.bytes) }
+            #expect(JSON.objectBytes(members) == object.bytes)
+            #expect(JSON.objectBytes(members.reversed()) == object.bytes)
+        }
+    }
+
     @Test func escapingAndKeyOrderFollowTheByteRules() throws {
         let alphabet: [String] = [
             "a", "Z", "0", " ", "\"", "\\", "\n", "\r", "\t", "\u{01}", "\u{1f}", "\u{7f}", "é", "😀", "~",
