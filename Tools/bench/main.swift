@@ -318,84 +318,62 @@ if runs(3) {
     // table shows their range.
     let perClient = n(20_000) / 64
     let rounds = 3
-    var all = [Double]()
-    var roundRates = [Double]()
-    var roundCPU = [Double]()
-    var transactions: UInt64 = 0
-    for round in 0..<rounds {
-        let before = engine.eventStore.statistics
-        let cpuBefore = processCPUSeconds()
-        var latencies = [Double]()
-        let elapsed = await secondsAsync {
-            latencies = await concurrentClients(engine, clients: 64, perClient: perClient) {
-                [principal, payload200] client, i in
-                #"{"requestId":"r\#(round)-\#(client)-\#(i)","principal":\#(principal),"#
-                    + #""command":"campaign.update","payload":{"campaignId":"cmp_\#(client)","#
-                    + #""content":{"body":"update \#(i) \#(payload200)"}}}"#
-            }
-        }
-        roundCPU.append((processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1)))
-        roundRates.append(rate(latencies.count, elapsed))
-        transactions += engine.eventStore.statistics.groupCommitTransactions - before.groupCommitTransactions
-        all += latencies
-    }
-    let cpuMicros = median(roundCPU)
-    let commandRate = median(roundRates)
     let rawSingleRate = 1000 / median(rawLatencies)
     func range(_ values: [Double]) -> String { "\(f(values.min() ?? 0))–\(f(values.max() ?? 0))" }
-    report(
-        "64 concurrent clients",
-        engine:
-            "\(f(commandRate)) cmd/s p50 \(ms(median(all))) p99 "
-            + "\(ms(percentile(all, 0.99))), \(f(cpuMicros)) µs CPU/cmd (medians of \(rounds) rounds: "
-            + "\(range(roundRates)) cmd/s, \(range(roundCPU)) µs)",
-        baseline:
-            "raw single durable txns \(f(rawSingleRate))/s; "
-            + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
-        ratio: "\(x(commandRate / rawSingleRate)) of raw single txns",
-        [
-            "commandsPerSecond": .number(commandRate), "p50Ms": .number(median(all)),
-            "p99Ms": .number(percentile(all, 0.99)),
-            "transactions": .number(Double(transactions)), "commands": .number(Double(all.count)),
-            "cpuMicrosPerCommand": .number(cpuMicros), "rawSingleTransactionsPerSecond": .number(rawSingleRate),
-            "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
-            "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
-        ])
-
+    /// Runs `rounds` rounds of 64 clients sending `request(round, client, i)` and reports them as
+    /// `name`: the median round's rate and CPU per command, each one's range, every round in the JSON.
+    func measureRounds(_ name: String, _ request: @escaping @Sendable (Int, Int, Int) -> String) async {
+        var all = [Double]()
+        var roundRates = [Double]()
+        var roundCPU = [Double]()
+        var transactions: UInt64 = 0
+        for round in 0..<rounds {
+            let before = engine.eventStore.statistics
+            let cpuBefore = processCPUSeconds()
+            let started = DispatchTime.now().uptimeNanoseconds
+            let latencies = await concurrentClients(engine, clients: 64, perClient: perClient) { client, i in
+                request(round, client, i)
+            }
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            roundCPU.append((processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1)))
+            roundRates.append(rate(latencies.count, elapsed))
+            transactions += engine.eventStore.statistics.groupCommitTransactions - before.groupCommitTransactions
+            all += latencies
+        }
+        let commandRate = median(roundRates)
+        report(
+            name,
+            engine:
+                "\(f(commandRate)) cmd/s p50 \(ms(median(all))) p99 "
+                + "\(ms(percentile(all, 0.99))), \(f(median(roundCPU))) µs CPU/cmd (medians of \(rounds) rounds: "
+                + "\(range(roundRates)) cmd/s, \(range(roundCPU)) µs)",
+            baseline:
+                "raw single durable txns \(f(rawSingleRate))/s; "
+                + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
+            ratio: "\(x(commandRate / rawSingleRate)) of raw single txns",
+            [
+                "commandsPerSecond": .number(commandRate), "p50Ms": .number(median(all)),
+                "p99Ms": .number(percentile(all, 0.99)),
+                "transactions": .number(Double(transactions)), "commands": .number(Double(all.count)),
+                "cpuMicrosPerCommand": .number(median(roundCPU)),
+                "rawSingleTransactionsPerSecond": .number(rawSingleRate),
+                "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
+                "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
+            ])
+    }
+    // Three rounds each: this VM's speed drifts 10–20% from one second to the next.
+    await measureRounds("64 concurrent clients") { [principal, payload200] round, client, i in
+        #"{"requestId":"r\#(round)-\#(client)-\#(i)","principal":\#(principal),"#
+            + #""command":"campaign.update","payload":{"campaignId":"cmp_\#(client)","#
+            + #""content":{"body":"update \#(i) \#(payload200)"}}}"#
+    }
     // The same load with an idempotency key on every request, as a host that retries would send:
     // each command also claims its key and stores its answer, inside its transaction.
-    var keyedRates = [Double]()
-    var keyedCPU = [Double]()
-    var keyedLatencies = [Double]()
-    for round in 0..<rounds {
-        let cpuBefore = processCPUSeconds()
-        var latencies = [Double]()
-        let elapsed = await secondsAsync {
-            latencies = await concurrentClients(engine, clients: 64, perClient: perClient) {
-                [principal, payload200] client, i in
-                #"{"requestId":"k\#(round)-\#(client)-\#(i)","idempotencyKey":"k\#(round)-\#(client)-\#(i)","#
-                    + #""principal":\#(principal),"command":"campaign.update","payload":{"#
-                    + #""campaignId":"cmp_\#(client)","content":{"body":"keyed \#(i) \#(payload200)"}}}"#
-            }
-        }
-        keyedCPU.append((processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1)))
-        keyedRates.append(rate(latencies.count, elapsed))
-        keyedLatencies += latencies
+    await measureRounds("64 clients, idempotency keys") { [principal, payload200] round, client, i in
+        #"{"requestId":"k\#(round)-\#(client)-\#(i)","idempotencyKey":"k\#(round)-\#(client)-\#(i)","#
+            + #""principal":\#(principal),"command":"campaign.update","payload":{"#
+            + #""campaignId":"cmp_\#(client)","content":{"body":"keyed \#(i) \#(payload200)"}}}"#
     }
-    report(
-        "64 clients, idempotency keys",
-        engine:
-            "\(f(median(keyedRates))) cmd/s p50 \(ms(median(keyedLatencies))) p99 "
-            + "\(ms(percentile(keyedLatencies, 0.99))), \(f(median(keyedCPU))) µs CPU/cmd (medians of \(rounds) "
-            + "rounds: \(range(keyedRates)) cmd/s, \(range(keyedCPU)) µs)",
-        baseline: "raw single durable txns \(f(rawSingleRate))/s",
-        ratio: "\(x(median(keyedRates) / rawSingleRate)) of raw single txns",
-        [
-            "commandsPerSecond": .number(median(keyedRates)), "p50Ms": .number(median(keyedLatencies)),
-            "p99Ms": .number(percentile(keyedLatencies, 0.99)), "cpuMicrosPerCommand": .number(median(keyedCPU)),
-            "roundCommandsPerSecond": .array(keyedRates.map(JSON.number)),
-            "roundCPUMicrosPerCommand": .array(keyedCPU.map(JSON.number)),
-        ])
     engine.close()
 }
 
