@@ -97,7 +97,7 @@ public protocol Projection: Sendable {
     var mode: ProjectionMode { get }
     /// The event types `apply` reads, or nil for every type. `apply` must leave the table alone for
     /// any other type: a rebuild's fold may not hand it those events at all (and so need not decode
-    /// them). Nil by default.
+    /// them). Nil by default. The runner reads it once, when it is made.
     var eventTypes: Set<String>? { get }
     /// Folds one event into the table.
     func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws

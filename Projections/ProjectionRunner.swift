@@ -78,6 +78,9 @@ public final class ProjectionRunner: @unchecked Sendable {
     let store: EventStore
     /// The projections, in the order they are applied.
     public let projections: [any Projection]
+    /// The inline projections, in order, each with the event types it reads: worked out once,
+    /// since a projection's `eventTypes` builds its set each time it is asked.
+    let inline: [(projection: any Projection, types: Set<String>?)]
     let meta: Table
     let slots: [String: (a: Table, b: Table, verify: Table)]
     let personalData: Table
@@ -174,6 +177,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     ) throws {
         self.store = store
         self.projections = projections
+        inline = projections.filter { $0.mode == .inline }.map { ($0, $0.eventTypes) }
         self.jobBudget = jobBudget
         meta = try store.table(named: "projections")
         personalData = try store.table(named: PersonalData.tableName)
@@ -300,12 +304,11 @@ public final class ProjectionRunner: @unchecked Sendable {
         let projected = events.map { event in
             known[event.position].map { ProjectedEvent(event, known: $0) } ?? ProjectedEvent(event)
         }
-        for projection in projections where projection.mode == .inline {
+        // A projection leaves the table alone for a type it does not read (`eventTypes`).
+        for (projection, types) in inline {
             guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
             let table = ProjectionTable(
                 txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
-            // A projection leaves the table alone for a type it does not read (`eventTypes`).
-            let types = projection.eventTypes
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
                     if let missing = try txn.event(at: position), types?.contains(missing.type) ?? true {
