@@ -42,13 +42,13 @@ public struct PersonalDataReader {
     let table: Table
 
     /// The current personal values of a contact (empty once erased).
-    public func values(tenant: String, contactId: String) throws -> [String: JSON] {
+    public func values(tenant: String, contactId: String) throws -> JSONObject {
         try PersonalData.values(tenant: tenant, contactId: contactId, table: table, in: txn)
     }
 
     /// The current personal values of a contact named in `fields` (``PersonalData/selection(_:)``;
     /// the others are not made).
-    public func values(tenant: String, contactId: String, only fields: JSONSelection) throws -> [String: JSON] {
+    public func values(tenant: String, contactId: String, only fields: JSONSelection) throws -> JSONObject {
         try PersonalData.values(tenant: tenant, contactId: contactId, only: fields, table: table, in: txn)
     }
 }

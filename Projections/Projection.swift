@@ -260,7 +260,7 @@ public struct ProjectionTable {
     /// The current personal values of a contact (empty once erased).
     /// - Throws: ``MemoryRows/UnavailableInMemory`` in memory, where a fold has no transaction: a
     ///   projection that reads personal values while applying implements its own fold.
-    public func contactValues(tenant: String, contactId: String) throws -> [String: JSON] {
+    public func contactValues(tenant: String, contactId: String) throws -> JSONObject {
         guard case let .stored(txn, _, personalData) = storage else { throw MemoryRows.UnavailableInMemory() }
         return try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
     }
@@ -352,7 +352,7 @@ public enum PersonalData {
     /// A contact's values, or an empty set.
     public static func values(
         tenant: String, contactId: String, table: Table, in txn: ReadTransaction
-    ) throws -> [String: JSON] {
+    ) throws -> JSONObject {
         guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
             return [:]
         }
@@ -365,7 +365,7 @@ public enum PersonalData {
     /// but not made.
     public static func values(
         tenant: String, contactId: String, only fields: JSONSelection, table: Table, in txn: ReadTransaction
-    ) throws -> [String: JSON] {
+    ) throws -> JSONObject {
         guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
             return [:]
         }
@@ -380,7 +380,7 @@ public enum PersonalData {
     /// A contact's kept values and the salt of their commitment, or nil when none are kept.
     public static func stored(
         tenant: String, contactId: String, table: Table, in txn: ReadTransaction
-    ) throws -> (salt: String, values: [String: JSON])? {
+    ) throws -> (salt: String, values: JSONObject)? {
         guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
             return nil
         }

@@ -75,7 +75,7 @@ public struct SegmentMembership: PartialApply {
     }
 
     /// The schema of a tenant whose `field.defined` payloads, by name, are `fields`.
-    static func schema(fields: [String: JSON]) -> ContactSchema {
+    static func schema(fields: JSONObject) -> ContactSchema {
         var schema = ContactSchema()
         for (name, definition) in fields {
             let type = definition["type"]?.stringValue ?? ""
@@ -133,7 +133,7 @@ public struct SegmentMembership: PartialApply {
     /// Decides a contact's membership of a segment at `now` (false without a rule: the segment is
     /// archived or the contact erased) and indexes the next time the answer can change by itself.
     func evaluate(
-        _ rule: SegmentRule?, _ values: [String: JSON], schema: ContactSchema, now: Date,
+        _ rule: SegmentRule?, _ values: JSONObject, schema: ContactSchema, now: Date,
         _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable
     ) throws {
         try setMember(rule?.matches(values, schema: schema, now: now) ?? false, tenant, segmentId, contactId, table)

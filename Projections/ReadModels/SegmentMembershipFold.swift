@@ -34,7 +34,7 @@ final class MembershipFold: RebuildFold {
     }
 
     struct Tenant {
-        var fields: [String: JSON] = [:]
+        var fields: JSONObject = [:]
         /// The schema in force from each position on (a field definition's), first to last.
         var schemas: [(from: UInt64, schema: ContactSchema)] = [(0, ContactSchema())]
         var segments: [String: SegmentEntry] = [:]
@@ -193,7 +193,7 @@ final class MembershipFold: RebuildFold {
         var members = [[[UInt8]]](repeating: [], count: active.count)
         for contact in live {
             let contactId = String(decoding: contact.id, as: UTF8.self)
-            var values: [String: JSON]?
+            var values: JSONObject?
             for (index, (segmentId, segment)) in active.enumerated() {
                 var trigger = contact.last.position > segment.lastChange.position ? contact.last : segment.lastChange
                 var schema = tenant.schemaIndex(at: trigger.position)

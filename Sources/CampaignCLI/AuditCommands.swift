@@ -188,7 +188,7 @@ enum ProveCommand {
 /// The tree and checkpoint parts of `campaign verify`.
 enum TreeAudit {
     /// Checks the stored tree against the log; prints a line and returns whether it matches.
-    static func verifyTree(_ store: EventStore, console: any Console, json: inout [String: JSON]) throws -> Bool {
+    static func verifyTree(_ store: EventStore, console: any Console, json: inout JSONObject) throws -> Bool {
         let problem: (position: UInt64, reason: String)?
         do {
             problem = try store.verifyTree()
@@ -215,7 +215,7 @@ enum TreeAudit {
 
     /// `--checkpoint FILE --key KEY`: the log against a signed checkpoint.
     static func verifyCheckpoint(
-        _ store: EventStore, path: String, key: NoteKey, console: any Console, json: inout [String: JSON]
+        _ store: EventStore, path: String, key: NoteKey, console: any Console, json: inout JSONObject
     ) throws -> Bool {
         let (note, body) = try readCheckpoint(path)
         guard note.isSigned(by: key) else {
@@ -223,7 +223,7 @@ enum TreeAudit {
             console.out("checkpoint REJECTED: it carries no valid signature by \(key.name)+\(key.id.hexString)")
             return false
         }
-        var report: [String: JSON] = [
+        var report: JSONObject = [
             "signature": .bool(true), "origin": .string(body.origin), "size": .number(Double(body.size)),
         ]
         defer { json["checkpoint"] = .object(report) }

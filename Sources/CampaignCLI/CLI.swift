@@ -373,7 +373,7 @@ enum VerifyCommand {
         let seconds = Date().timeIntervalSince(started)
         let json = arguments.flags.contains("json")
         let text: any Console = json ? SilentConsole() : console
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "intact": .bool(report.isIntact), "eventsChecked": .number(Double(report.eventsChecked)),
             "headPosition": .number(Double(report.headPosition)), "headHash": .string(report.headHash.hexString),
         ]
@@ -539,7 +539,7 @@ enum ProjectionsCommand {
     static func status(_ statuses: [ProjectionStatus], json: Bool, console: any Console) -> CLI.Exit {
         if json {
             for status in statuses {
-                var members: [String: JSON] = [
+                var members: JSONObject = [
                     "name": .string(status.name), "mode": .string(status.mode.rawValue),
                     "version": .number(Double(status.version)),
                     "builtVersion": .number(Double(status.builtVersion)),
@@ -617,7 +617,7 @@ enum StatsCommand {
                     "headHash": .string(head.hash.hexString), "fileBytes": .number(Double(fileSize)),
                     "usedBytes": .number(Double(usage.usedBytes)),
                     "mapBytes": .number(Double(usage.mapSize)), "pageSize": .number(Double(usage.pageSize)),
-                    "eventsByType": .object(types.mapValues { .number(Double($0)) }),
+                    "eventsByType": .object(JSONObject(types.mapValues { .number(Double($0)) })),
                 ]).text)
         } else {
             console.out("store:    \(store.path)")

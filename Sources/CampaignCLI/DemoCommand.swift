@@ -158,7 +158,7 @@ final class Demo: @unchecked Sendable {
         let now = clock.now()
         var inputs = [ContactInput]()
         for n in 0..<contacts {
-            var attributes = [String: JSON]()
+            var attributes = JSONObject()
             attributes["email"] = .string("person\(n).\(tag)@\(tenant).example")
             attributes["first_name"] = .string("Person \(n)")
             attributes["country"] = .string(countries[n % countries.count])
@@ -532,7 +532,7 @@ final class Demo: @unchecked Sendable {
     }
 
     func dashboardJSON(tenants: [String], chain: ChainReport, seconds: Double) async throws -> JSON {
-        var perTenant = [String: JSON]()
+        var perTenant = JSONObject()
         for tenant in tenants {
             perTenant[tenant] = .object([
                 "campaigns": await read(.campaignList(status: nil, from: nil, to: nil, page: .init(limit: 1)), tenant)[

@@ -168,7 +168,7 @@ public struct Fuzzer {
         func walk(_ value: JSON) -> JSON {
             switch value {
             case let .object(members) where !members.isEmpty:
-                var out = [String: JSON]()
+                var out = JSONObject()
                 for key in members.keys.sorted() { out[key] = walk(members[key]!) }
                 return .object(out)
             case let .array(items) where !items.isEmpty:

@@ -29,7 +29,7 @@ public struct Content: Sendable, Equatable {
 
     /// The content as stored and answered: `{"body", "subject"?}`.
     public var json: JSON {
-        var members: [String: JSON] = ["body": .string(body)]
+        var members: JSONObject = ["body": .string(body)]
         if let subject { members["subject"] = .string(subject) }
         return .object(members)
     }

@@ -10,7 +10,7 @@ public struct DomainEvent: Sendable, Equatable {
     public var schemaVersion: UInt16
 
     /// Creates an event at its type's current schema version.
-    public init(_ type: String, _ payload: [String: JSON], schemaVersion: UInt16? = nil) {
+    public init(_ type: String, _ payload: JSONObject, schemaVersion: UInt16? = nil) {
         self.type = type
         self.payload = .object(payload)
         self.schemaVersion = schemaVersion ?? Upcasters.currentVersion(of: type)
@@ -63,12 +63,12 @@ public struct PersonalDataChange: Sendable, Equatable {
     /// The contact.
     public var contactId: String
     /// The full attribute set after the change; nil erases.
-    public var values: [String: JSON]?
+    public var values: JSONObject?
     /// The salt mixed into the commitment event (16 random bytes, hex).
     public var salt: String?
 
     /// Creates a change.
-    public init(contactId: String, values: [String: JSON]?, salt: String?) {
+    public init(contactId: String, values: JSONObject?, salt: String?) {
         self.contactId = contactId
         self.values = values
         self.salt = salt

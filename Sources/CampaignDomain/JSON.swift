@@ -15,8 +15,8 @@ public enum JSON: Sendable, Equatable {
     case string(String)
     /// An array.
     case array([JSON])
-    /// An object; keys are unique.
-    case object([String: JSON])
+    /// An object: its members sorted by key bytes, keys unique.
+    case object(JSONObject)
 
     /// The value of `key` when this is an object.
     public subscript(key: String) -> JSON? {
@@ -57,7 +57,7 @@ public enum JSON: Sendable, Equatable {
     }
 
     /// The members, when this is an object.
-    public var objectValue: [String: JSON]? {
+    public var objectValue: JSONObject? {
         if case let .object(value) = self { return value }
         return nil
     }
@@ -122,9 +122,8 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case let .object(members):
             out.append(UInt8(ascii: "{"))
-            // Sorted pairs, not sorted keys looked up again: no second hash per member.
-            let sorted = members.sorted { ByteOrder.precedes($0.key, $1.key) }
-            for (index, member) in sorted.enumerated() {
+            // The members are kept in key order: nothing to sort.
+            for (index, member) in members.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
@@ -218,7 +217,7 @@ extension JSON {
     /// Member `name` of the object `bytes` holds: exactly what `(try? JSON.parse(bytes))?[name]`
     /// gives (nil when the document does not parse, is not an object or lacks the member), with
     /// the other members checked as strictly but not made into values. Where a key holds an escape
-    /// or a byte outside ASCII (whose equality is Unicode's, not the bytes'), it parses the whole
+    /// or a byte outside ASCII (which the full parse decodes or validates), it parses the whole
     /// document instead.
     public static func member(_ name: String, of bytes: [UInt8]) -> JSON? {
         let key = Array(name.utf8)
@@ -234,7 +233,7 @@ extension JSON {
     /// names (empty when the document does not parse, or the outer member is absent or not an
     /// object), with everything else checked as strictly but not made. Falls back to the full parse
     /// as ``member(_:of:)`` does.
-    public static func members(_ selection: JSONSelection, in bytes: [UInt8]) -> [String: JSON] {
+    public static func members(_ selection: JSONSelection, in bytes: [UInt8]) -> JSONObject {
         switch scan(bytes, { (parser) throws(Parser.Skip) in try parser.members(selection) }) {
         case let .success(found): return found
         case .failure(.invalid): return [:]
@@ -345,12 +344,13 @@ private struct Parser {
     mutating func object() throws(JSONParseError) -> JSON {
         try enter()
         index += 1
-        var members = [String: JSON](minimumCapacity: 8)
+        var members: [JSONObject.Element] = []
+        var offsets: [Int] = []
         skipWhiteSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
             depth -= 1
-            return .object(members)
+            return .object(JSONObject())
         }
         while true {
             skipWhiteSpace()
@@ -361,10 +361,8 @@ private struct Parser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhiteSpace()
-            let value = try self.value()
-            guard members.updateValue(value, forKey: key) == nil else {
-                throw fail("duplicate key \"\(key)\"", at: keyOffset)
-            }
+            members.append((key, try self.value()))
+            offsets.append(keyOffset)
             skipWhiteSpace()
             guard index < bytes.count else { throw fail("unexpected end of input in an object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -378,7 +376,29 @@ private struct Parser {
             throw fail("expected ',' or '}'")
         }
         depth -= 1
-        return .object(members)
+        return .object(try sortedObject(members, offsets: offsets))
+    }
+
+    /// The object of `members` (in document order, each key at its offset in `offsets`), sorted
+    /// by key bytes; a repeated key fails at its second appearance, the first such in the document.
+    func sortedObject(_ members: [JSONObject.Element], offsets: [Int]) throws(JSONParseError) -> JSONObject {
+        // A canonical document's members already come in order.
+        if JSONObject.isSorted(members) { return JSONObject(sortedUnique: members) }
+        // Sorted by key, then by place in the document: a repeat follows its first appearance.
+        let order = members.indices.sorted { a, b in
+            if ByteOrder.precedes(members[a].key, members[b].key) { return true }
+            if ByteOrder.precedes(members[b].key, members[a].key) { return false }
+            return a < b
+        }
+        var repeated: Int?
+        for (previous, next) in zip(order, order.dropFirst())
+        where !ByteOrder.precedes(members[previous].key, members[next].key) {
+            repeated = min(repeated ?? next, next)
+        }
+        if let repeated {
+            throw fail("duplicate key \"\(members[repeated].key)\"", at: offsets[repeated])
+        }
+        return JSONObject(sortedUnique: order.map { members[$0] })
     }
 
     mutating func array() throws(JSONParseError) -> JSON {
@@ -429,8 +449,8 @@ private struct Parser {
 
     /// The selected members of the object that is the selection's top-level member (none when it
     /// is absent or not an object), everything else checked but not made.
-    mutating func members(_ selection: JSONSelection) throws(Skip) -> [String: JSON] {
-        var found = [String: JSON](minimumCapacity: selection.names.count)
+    mutating func members(_ selection: JSONSelection) throws(Skip) -> JSONObject {
+        var found = JSONObject()
         try document { parser, key throws(Skip) in
             guard parser.same(key, selection.outerBytes), parser.index < parser.bytes.count,
                 parser.bytes[parser.index] == UInt8(ascii: "{")

@@ -90,7 +90,7 @@ extension ConnectionState {
 
 extension PostTarget {
     var snapshot: JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "connectionId": .string(connectionId), "status": .string(status), "attempts": .number(Double(attempts)),
             "transientFailures": .number(Double(transientFailures)), "rateLimits": .number(Double(rateLimits)),
         ]

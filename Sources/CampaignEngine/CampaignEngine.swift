@@ -167,9 +167,9 @@ public final class CampaignEngine: Sendable {
                     requestId: request.requestId, status: 200, data: try await answer(query, principal: principal))
             case let .command(command):
                 let answer = try await perform(command, request: request, principal: principal)
-                var response = EngineResponse(requestId: request.requestId, status: answer.status, data: answer.data)
-                response.encodedData = answer.encodedData
-                return response
+                return EngineResponse(
+                    requestId: request.requestId, status: answer.status, data: answer.data,
+                    encodedData: answer.encodedData)
             }
         } catch let error as CampaignError {
             return .failure(error, requestId: request.requestId)
@@ -380,7 +380,8 @@ public final class CampaignEngine: Sendable {
                 remember(plan, receipt)
                 let (data, encoded) = answered.value
                 if let receiptAnswer {
-                    return Answer(status, receiptAnswer.data(receipt), encoded: encoded ?? receiptAnswer.bytes(receipt))
+                    // The value is left to the host to decode, if it reads it (``EngineResponse/data``).
+                    return Answer(status, nil, encoded: encoded ?? receiptAnswer.bytes(receipt))
                 }
                 if let data { return Answer(status, data, encoded: encoded) }
                 return Answer(status, respond(receipt))
@@ -509,7 +510,7 @@ struct ReceiptAnswer: Sendable {
     /// The answer as a value: ``CampaignEngine/receiptData(_:streamId:_:)`` around the members.
     func data(_ receipt: AppendReceipt) -> JSON {
         CampaignEngine.receiptData(
-            receipt, streamId: streamId, Dictionary(members.map { ($0.key, $0.value) }) { first, _ in first })
+            receipt, streamId: streamId, JSONObject(uniqueKeysWithValues: members.map { ($0.key, $0.value) }))
     }
 
     /// The answer's canonical bytes (those of ``data(_:)``), from the members' bytes already made
@@ -526,14 +527,15 @@ struct ReceiptAnswer: Sendable {
     }
 }
 
-/// A command's answer: its status, its data, and the data's canonical bytes when they were already
-/// made (for the idempotency record), so the response body does not encode the data again.
+/// A command's answer: its status, and its data as a value, as canonical bytes already made (for
+/// the idempotency record), or both; the response body reuses the bytes.
 struct Answer: Sendable {
     var status: Int
-    var data: JSON
+    var data: JSON?
     var encodedData: [UInt8]?
 
-    init(_ status: Int, _ data: JSON, encoded: [UInt8]? = nil) {
+    init(_ status: Int, _ data: JSON?, encoded: [UInt8]? = nil) {
+        precondition(data != nil || encoded != nil, "an answer has data")
         self.status = status
         self.data = data
         self.encodedData = encoded

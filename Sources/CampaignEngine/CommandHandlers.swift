@@ -76,7 +76,7 @@ extension CampaignEngine {
         return (schema, version)
     }
 
-    func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, [String: JSON]) {
+    func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, JSONObject) {
         let (state, version) = try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.contact, Contact.evolve)
         let values = try store.read { try tables.personalValues(tenant: tenant, contactId: id, in: $0) }
         return (state, version, values)
@@ -94,7 +94,7 @@ extension CampaignEngine {
     }
 
     /// `{streamId, version, events: [{type, position}]}` plus `extra`.
-    static func receiptData(_ receipt: AppendReceipt, streamId: String, _ extra: [String: JSON]) -> JSON {
+    static func receiptData(_ receipt: AppendReceipt, streamId: String, _ extra: JSONObject) -> JSON {
         var members = extra
         members["streamId"] = .string(streamId)
         members["version"] = .number(Double(receipt.streamVersions[streamId] ?? 0))
@@ -204,7 +204,7 @@ extension CampaignEngine {
 
     /// `{streamId, version, events: [], changed: false}` plus `extra`: the answer of a command
     /// that wrote nothing, with the stream as it stands.
-    static func unchangedData(streamId: String, version: UInt64, _ extra: [String: JSON]) -> JSON {
+    static func unchangedData(streamId: String, version: UInt64, _ extra: JSONObject) -> JSON {
         var members = extra
         members["streamId"] = .string(streamId)
         members["version"] = .number(Double(version))
@@ -282,7 +282,7 @@ extension CampaignEngine {
         let streamId = route.streamId(tenant: tenant)
         let (state, version, values) = try loadContact(tenant, route.id)
         let decision: Decision
-        let extra: [String: JSON]
+        let extra: JSONObject
         switch command {
         case let .upsert(input):
             let context = DecisionContext(
@@ -321,7 +321,7 @@ extension CampaignEngine {
         struct Pending {
             var state: ContactState?
             var version: UInt64
-            var values: [String: JSON]
+            var values: JSONObject
             var events: [DomainEvent] = []
             var changes: [PersonalDataChange] = []
         }
@@ -372,7 +372,7 @@ extension CampaignEngine {
         }
         let changes = order.flatMap { pending[$0]?.changes ?? [] }
         let status = failed > 0 ? 207 : 201
-        let summary: [String: JSON] = [
+        let summary: JSONObject = [
             "results": .array(results), "failed": .number(Double(failed)),
             "succeeded": .number(Double(inputs.count - failed)),
         ]

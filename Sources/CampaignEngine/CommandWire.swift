@@ -294,7 +294,7 @@ extension Command {
     /// The payload as canonical JSON: what ``CommandWire/decode(name:payload:at:)`` reads back
     /// into an equal command. A request built in Swift is fingerprinted for idempotency from it.
     public var payload: JSON {
-        func object(_ members: [String: JSON?]) -> JSON { .object(members.compactMapValues { $0 }) }
+        func object(_ members: [String: JSON?]) -> JSON { .object(JSONObject(members.compactMapValues { $0 })) }
         func date(_ value: Date?) -> JSON? { value.map { .string(Timestamp.format($0)) } }
         func string(_ value: String?) -> JSON? { value.map(JSON.string) }
         func contact(_ input: ContactInput) -> JSON {

@@ -184,13 +184,23 @@ public struct EngineResponse: Sendable, Equatable {
     public var requestId: String
     /// 200, 201 or 207 on success; the error's status otherwise.
     public var status: Int
-    /// The result, on success.
-    public var data: JSON? { didSet { encodedData = nil } }
+    /// The result, on success. When the engine made only the result's canonical bytes (an aggregate
+    /// command's answer, which goes to the idempotency record and the body as bytes), reading this
+    /// decodes them, each time: a host that sends ``bytes`` never pays for a value it does not read.
+    public var data: JSON? {
+        get { decodedData ?? encodedData.flatMap { try? JSON.parse($0) } }
+        set {
+            decodedData = newValue
+            encodedData = nil
+        }
+    }
     /// The error, on failure.
     public var error: CampaignError?
-    /// `data`'s canonical bytes when the engine already made them (for the idempotency record), so
-    /// ``bytes`` does not encode the data again; cleared whenever `data` is set.
-    var encodedData: [UInt8]?
+    /// The result as a value, when the engine made one.
+    private var decodedData: JSON?
+    /// The result's canonical bytes when the engine already made them (for the idempotency record),
+    /// so ``bytes`` does not encode the data again; cleared whenever `data` is set.
+    private(set) var encodedData: [UInt8]?
 
     /// Equal when the wire objects are equal (however the data's bytes were made).
     public static func == (lhs: EngineResponse, rhs: EngineResponse) -> Bool {
@@ -205,6 +215,16 @@ public struct EngineResponse: Sendable, Equatable {
         self.error = error
     }
 
+    /// A success whose result is a value, its canonical bytes, or both (one is enough).
+    init(requestId: String, status: Int, data: JSON?, encodedData: [UInt8]?) {
+        self.requestId = requestId
+        self.status = status
+        decodedData = data
+        self.encodedData = encodedData
+        error = nil
+        assert(data == nil || encodedData == nil || data!.bytes == encodedData!, "the bytes must be the data's")
+    }
+
     /// A failure response.
     public static func failure(_ error: CampaignError, requestId: String) -> EngineResponse {
         EngineResponse(requestId: requestId, status: error.httpStatus, error: error)
@@ -215,10 +235,10 @@ public struct EngineResponse: Sendable, Equatable {
 
     /// The wire object of SPEC.md §4.
     public var json: JSON {
-        var members: [String: JSON] = ["requestId": .string(requestId), "status": .number(Double(status))]
+        var members: JSONObject = ["requestId": .string(requestId), "status": .number(Double(status))]
         if let data { members["data"] = data }
         if let error { members["error"] = error.body(requestId: requestId) }
-        if !headers.isEmpty { members["headers"] = .object(headers.mapValues(JSON.string)) }
+        if !headers.isEmpty { members["headers"] = .object(JSONObject(headers.mapValues(JSON.string))) }
         return .object(members)
     }
 
@@ -233,7 +253,7 @@ public struct EngineResponse: Sendable, Equatable {
         var members = [
             (key: "requestId", bytes: JSON.string(requestId).bytes), ("status", JSON.number(Double(status)).bytes),
         ]
-        if let data { members.append(("data", encodedData ?? data.bytes)) }
+        if let data = encodedData ?? decodedData?.bytes { members.append(("data", data)) }
         return JSON.objectBytes(members)
     }
 }

@@ -19,7 +19,7 @@ struct EngineTables: Sendable {
         publishRate = try store.table(named: "publish-rate")
     }
 
-    func personalValues(tenant: String, contactId: String, in txn: ReadTransaction) throws -> [String: JSON] {
+    func personalValues(tenant: String, contactId: String, in txn: ReadTransaction) throws -> JSONObject {
         try PersonalData.values(tenant: tenant, contactId: contactId, table: personalData, in: txn)
     }
 

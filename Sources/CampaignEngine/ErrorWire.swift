@@ -16,7 +16,7 @@ extension RateLimitState {
 extension CampaignError {
     /// The `error` object of the wire format, with only the fields that apply.
     public func body(requestId: String) -> JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "code": .string(code.rawValue), "message": .string(message), "requestId": .string(requestId),
         ]
         if let param { members["param"] = .string(param) }

@@ -6,7 +6,7 @@ import Foundation
 /// date or id is `INVALID_FORMAT`; each error carries the RFC 6901 pointer of the member.
 public struct FieldReader {
     /// The object's members.
-    public let members: [String: JSON]
+    public let members: JSONObject
     /// The pointer of the object itself.
     public let pointer: String
 

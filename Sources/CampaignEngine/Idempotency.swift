@@ -38,7 +38,7 @@ enum StoredAnswer: Equatable {
         case let .success(status, data):
             return StoredAnswer.success(status: status, encodedData: data.bytes)
         case let .failure(error):
-            var members: [String: JSON] = [
+            var members: JSONObject = [
                 "status": .number(Double(error.httpStatus)), "error": error.body(requestId: ""),
             ]
             if let limit = error.rateLimit {

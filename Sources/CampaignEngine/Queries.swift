@@ -38,7 +38,7 @@ extension CampaignEngine {
         return (items, more ? last.map { cursors.encode(Array($0.dropFirst(prefix.count)), context: context) } : nil)
     }
 
-    static func listData(_ items: [JSON], _ next: String?, _ extra: [String: JSON] = [:]) -> JSON {
+    static func listData(_ items: [JSON], _ next: String?, _ extra: JSONObject = [:]) -> JSON {
         var members = extra
         members["items"] = .array(items)
         members["nextCursor"] = next.map(JSON.string) ?? .null
@@ -115,7 +115,7 @@ extension CampaignEngine {
                     }
                     return state.json
                 }
-                var counts = [String: JSON]()
+                var counts = JSONObject()
                 for status in CampaignStatus.allCases where status != .deleted {
                     counts[status.rawValue] = .number(
                         Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))
@@ -160,7 +160,7 @@ extension CampaignEngine {
                     if let status, state.status.rawValue != status { return nil }
                     return state.json
                 }
-                var counts = [String: JSON]()
+                var counts = JSONObject()
                 for status in PostStatus.allCases {
                     counts[status.rawValue] = .number(
                         Double(try reader.count(Key.make(["n", tenant, status.rawValue]))))

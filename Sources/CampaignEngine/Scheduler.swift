@@ -47,7 +47,7 @@ public struct TickReport: Sendable, Equatable {
             "activated": .array(mine.filter { $0.kind == "campaign" && $0.error == nil }.map(name)),
             "posts": .array(
                 mine.filter { $0.kind == "post" }.map { item in
-                    var members: [String: JSON] = ["postId": name(item), "status": .string(item.status ?? "")]
+                    var members: JSONObject = ["postId": name(item), "status": .string(item.status ?? "")]
                     if let error = item.error { members["error"] = error.body(requestId: requestId) }
                     return .object(members)
                 }),

@@ -49,11 +49,73 @@ import Testing
         #expect(try JSON.parse(a.text) == a)
     }
 
+    /// An object keeps its members sorted by key bytes whichever way it was made, and tells keys
+    /// apart by their bytes (RFC 8259 §8.3): a canonically equivalent spelling is another key.
+    @Test func anObjectsMembersAreItsKeysInByteOrderToldApartByTheirBytes() throws {
+        let composed = "\u{E9}"
+        let decomposed = "e\u{301}"
+        let parsed = try JSON.parse(#"{"\#(composed)":1,"\#(decomposed)":2,"e":3,"Z":4}"#)
+        guard case let .object(members) = parsed else { return #expect(Bool(false), "not an object") }
+        #expect(members.keys == ["Z", "e", decomposed, composed])
+        #expect(members[composed] == .number(1) && members[decomposed] == .number(2))
+        #expect(parsed.text == #"{"Z":4,"e":3,"\#(decomposed)":2,"\#(composed)":1}"#)
+        // A literal, a dictionary and updates in any order make the same object.
+        var built = JSONObject()
+        for (key, value) in members.reversed() { built[key] = value }
+        #expect(built == members)
+        // (A Swift dictionary could not hold both spellings: its keys compare by canonical equivalence.)
+        let pairs: [(String, JSON)] = [
+            ("e", .number(3)), (composed, .number(1)), ("Z", .number(4)), (decomposed, .number(2)),
+        ]
+        #expect(JSONObject(uniqueKeysWithValues: pairs) == members)
+        #expect(built.removeValue(forKey: "e") == .number(3) && built["e"] == nil && built.count == 3)
+        built["Z"] = .null
+        #expect(built.keys == ["Z", decomposed, composed] && built["Z"] == .null)
+    }
+
+    /// Past the few members that are scanned, lookups halve the object; every key is found in
+    /// place, a missing one is not, and inserts keep the order.
+    @Test func aLargeObjectFindsEveryKeyAndKeepsItsOrderAsItGrows() {
+        var generator = SystemRandomNumberGenerator()
+        var object = JSONObject()
+        var reference = [String: JSON]()
+        for step in 0..<400 {
+            let key = String((0..<Int.random(in: 0...6, using: &generator)).map { _ in "ab\u{E9}c".randomElement()! })
+            let value = JSON.number(Double(step))
+            #expect(object.updateValue(value, forKey: key) == reference.updateValue(value, forKey: key))
+            if step % 7 == 0, let victim = reference.keys.randomElement() {
+                #expect(object.removeValue(forKey: victim) == reference.removeValue(forKey: victim))
+            }
+        }
+        #expect(object.count == reference.count)
+        #expect(object.keys == reference.keys.sorted { ByteOrder.precedes($0, $1) })
+        for (key, value) in reference { #expect(object[key] == value, "\(key)") }
+        #expect(object["missing"] == nil && object["abcabcab"] == nil)
+        #expect(object == JSONObject(reference))
+    }
+
+    /// A repeated key fails at its second appearance, the first such in the document, however the
+    /// members are ordered around it.
+    @Test(arguments: [
+        (#"{"b":1,"a":2,"b":3}"#, 13, "b"),
+        (#"{"b":1,"a":2,"a":3,"b":4}"#, 13, "a"),
+        (#"{"c":1,"c":2,"c":3,"a":1,"a":2}"#, 7, "c"),
+        (#"{"z":{"q":1,"p":2,"q":3}}"#, 18, "q"),
+    ])
+    func aRepeatedKeyFailsAtItsFirstRepeat(_ text: String, _ offset: Int, _ key: String) {
+        do {
+            _ = try JSON.parse(text)
+            Issue.record("\(text) parsed")
+        } catch {
+            #expect(error.offset == offset && error.reason == "duplicate key \"\(key)\"", "\(text): \(error)")
+        }
+    }
+
     /// Canonical strings and key order, against the rules written out byte by byte, on random
     /// strings of every length 0–40 with every escaped byte at every position; the parser's ASCII
     /// and validating paths read them back.
     @Test func anObjectSplicedFromEncodedMembersIsTheObjectsCanonicalEncoding() {
-        let values: [String: JSON] = [
+        let values: JSONObject = [
             "status": .number(201), "data": .object(["b": .array([.null, .bool(true)]), "a": .string("x\"y")]),
             "Zeta": .string("upper before lower"), "é": .number(-1.5), "ö-key": .string("non-ASCII"),
             "tab\tkey": .null, "": .string("empty key"), "requestId": .string("r-\\\"1\"\n"),
@@ -62,7 +124,7 @@ import Testing
         let keys = values.keys.sorted()
         for mask in 0..<(1 << keys.count) {
             let chosen = keys.indices.filter { mask & (1 << $0) != 0 }.map { keys[$0] }
-            let object = JSON.object(Dictionary(uniqueKeysWithValues: chosen.map { ($0, values[$0]!) }))
+            let object = JSON.object(JSONObject(uniqueKeysWithValues: chosen.map { ($0, values[$0]!) }))
             let members = chosen.map { (key: $0, bytes: values[$0]!.bytes) }
             #expect(JSON.objectBytes(members) == object.bytes)
             #expect(JSON.objectBytes(members.reversed()) == object.bytes)
@@ -102,7 +164,8 @@ import Testing
             let keys = (0..<Int.random(in: 2...9)).map { _ in
                 (0..<Int.random(in: 0...12)).map { _ in alphabet.randomElement(using: &generator)! }.joined()
             }
-            let object = JSON.object(Dictionary(keys.map { ($0, JSON.null) }, uniquingKeysWith: { a, _ in a }))
+            let object = JSON.object(
+                JSONObject(Dictionary(keys.map { ($0, JSON.null) }, uniquingKeysWith: { a, _ in a })))
             let order = Array(Set(keys)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             let written =
                 Array("{".utf8)
@@ -163,7 +226,7 @@ import Testing
 
     static let fields = ["age", "country", "é", "missing"]
 
-    static func fullParse(_ names: [String], of outer: String, _ bytes: [UInt8]) -> [String: JSON] {
+    static func fullParse(_ names: [String], of outer: String, _ bytes: [UInt8]) -> JSONObject {
         ((try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]).filter { names.contains($0.key) }
     }
 
@@ -257,7 +320,7 @@ import Testing
             id: "seg_1", name: "All", rules: .null, status: .active, createdAt: now, updatedAt: now, version: 1)
     }
 
-    func state(_ events: [(String, [String: JSON])]) -> CampaignState? {
+    func state(_ events: [(String, JSONObject)]) -> CampaignState? {
         var state: CampaignState?
         for (index, (type, payload)) in events.enumerated() {
             state = Campaign.evolve(

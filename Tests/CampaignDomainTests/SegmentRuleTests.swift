@@ -11,7 +11,7 @@ private let schema: ContactSchema = {
 private let now = Timestamp.parse("2026-11-21T12:00:00Z")!
 
 private func rule(_ field: String, _ op: String, _ value: JSON?) throws -> SegmentRule {
-    var condition: [String: JSON] = ["field": .string(field), "operator": .string(op)]
+    var condition: JSONObject = ["field": .string(field), "operator": .string(op)]
     if let value { condition["value"] = value }
     return try SegmentRule.parse(.object(["all": .array([.object(condition)])]), schema: schema, at: "/rules")
 }
@@ -21,8 +21,8 @@ struct OperatorCase: CustomTestStringConvertible, Sendable {
     let field: String
     let op: String
     let value: JSON?
-    let matching: [String: JSON]
-    let notMatching: [String: JSON]
+    let matching: JSONObject
+    let notMatching: JSONObject
     var testDescription: String { "\(field) \(op)" }
 }
 
@@ -256,8 +256,8 @@ let operatorCases: [OperatorCase] = [
 
     @Test func nextChangeIsTheFirstMillisecondARelativeDateConditionFlips() throws {
         let within = try rule("last_seen_at", "within_last_days", .number(7))
-        let future = ["last_seen_at": JSON.string("2026-11-29T00:00:00Z")]
-        let past = ["last_seen_at": JSON.string("2026-11-20T12:00:00Z")]
+        let future: JSONObject = ["last_seen_at": .string("2026-11-29T00:00:00Z")]
+        let past: JSONObject = ["last_seen_at": .string("2026-11-20T12:00:00Z")]
         // A date still ahead turns true when it arrives; one in the window turns false 1 ms after it closes.
         #expect(within.nextChange(future, after: now) == Timestamp.parse("2026-11-29T00:00:00Z"))
         #expect(within.nextChange(past, after: now) == Timestamp.parse("2026-11-27T12:00:00.001Z"))
@@ -278,7 +278,7 @@ let operatorCases: [OperatorCase] = [
                 {"any": [{"field": "last_seen_at", "operator": "not_within_last_days", "value": 7},
                          {"field": "signed_up_at", "operator": "within_last_days", "value": 1}]}
                 """#), schema: schema, at: "")
-        let both = ["last_seen_at": JSON.string("2026-11-20T12:00:00Z"), "signed_up_at": .string("2026-11-21")]
+        let both: JSONObject = ["last_seen_at": .string("2026-11-20T12:00:00Z"), "signed_up_at": .string("2026-11-21")]
         #expect(tree.nextChange(both, after: now) == Timestamp.parse("2026-11-22T00:00:00.001Z"))
     }
 }

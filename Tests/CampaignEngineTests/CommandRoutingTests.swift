@@ -66,7 +66,7 @@ import Testing
         let run = try await campaign(
             ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"], input: input)
         #expect(run.status == 0, "\(run.err)")
-        var answers = [String: JSON]()
+        var answers = JSONObject()
         for line in run.lines {
             let answer = try JSON.parse(line)
             answers[answer["requestId"]?.stringValue ?? ""] = answer
@@ -142,6 +142,13 @@ import Testing
             #expect(response.bytes == response.json.bytes, "\(response.line)")
         }
         #expect(retried.data == keyed.data, "the record holds the data the first answer sent")
+        // An aggregate command's data is made only as bytes; reading it decodes them, to the same value
+        // as the body's (and the read model's state is there, not just the receipt).
+        for response in [keyed, plain] {
+            let body = try JSON.parse(response.bytes)
+            #expect(response.data != nil && response.data == body["data"], "\(response.line)")
+            #expect(response.data?["campaign"]?["status"] == .string("draft"), "\(response.line)")
+        }
         // Data set by a host after the engine answered is what the body carries.
         var changed = keyed
         changed.data = .object(["replaced": .bool(true)])

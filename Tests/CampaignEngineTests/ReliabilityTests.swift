@@ -68,7 +68,7 @@ import Testing
             }
             return try await group.reduce(into: [Run]()) { $0.append($1) }
         }
-        var responses = [String: JSON]()
+        var responses = JSONObject()
         for run in runs {
             #expect(run.status == 0, "\(run.err)")
             for line in run.lines {

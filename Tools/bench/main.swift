@@ -55,10 +55,10 @@ struct Row {
     var engine: String
     var baseline: String
     var ratio: String
-    var json: [String: JSON]
+    var json: JSONObject
 }
 var rows = [Row]()
-@MainActor func report(_ name: String, engine: String, baseline: String, ratio: String, _ json: [String: JSON]) {
+@MainActor func report(_ name: String, engine: String, baseline: String, ratio: String, _ json: JSONObject) {
     rows.append(Row(name: name, engine: engine, baseline: baseline, ratio: ratio, json: json))
     print("  \(name): \(engine)  |  \(baseline)  |  \(ratio)")
 }
@@ -477,7 +477,7 @@ if runs(5) || runs(6) || withPeer {
     let store = try EventStore(path: path)
     let runner = try ProjectionRunner(store: store, projections: CampaignEngine.standardProjections())
     // Each projection alone, then all in one pass.
-    var perProjection = [String: JSON]()
+    var perProjection = JSONObject()
     var perProjectionText = [String]()
     for projection in runner.projections {
         let alone = try seconds { try runner.rebuild(projection.name) }
@@ -502,7 +502,7 @@ if runs(5) || runs(6) || withPeer {
         Double(usage.filter { names($0.name) }.map(\.bytes).reduce(0, +))
     }
     let logBytes = bytes { $0 == "events" || $0 == "streams" }
-    var diskJSON: [String: JSON] = ["log": .number(logBytes / Double(events))]
+    var diskJSON: JSONObject = ["log": .number(logBytes / Double(events))]
     var diskText = ["log \(f(logBytes / Double(events)))"]
     for projection in runner.projections {
         let modelBytes = bytes { $0.hasPrefix("p:\(projection.name):") }

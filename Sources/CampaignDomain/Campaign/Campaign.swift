@@ -63,7 +63,7 @@ public struct CampaignState: Sendable, Equatable {
 
     /// The read model returned by `campaign.get`.
     public var json: JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "campaignId": .string(id), "name": .string(name), "channel": .string(channel),
             "status": .string(status.rawValue),
             "createdAt": .string(Timestamp.format(createdAt)), "updatedAt": .string(Timestamp.format(updatedAt)),

@@ -94,8 +94,8 @@ public enum CampaignEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
-        var payload: [String: JSON] = ["campaignId": .string(campaignId)]
+    public var payload: JSONObject {
+        var payload: JSONObject = ["campaignId": .string(campaignId)]
         switch self {
         case let .created(_, name, channel, segmentId, content, sendAt):
             payload["name"] = .string(name)

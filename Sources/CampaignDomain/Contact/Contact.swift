@@ -126,7 +126,7 @@ public struct ContactState: Sendable, Equatable {
 /// commitment and the field names; the values go to a separate table that erasure empties.
 public enum Contact {
     /// The commitment to a set of values.
-    public static func commitment(values: [String: JSON], salt: String) -> String {
+    public static func commitment(values: JSONObject, salt: String) -> String {
         var hasher = SHA256()
         hasher.update(Array(salt.utf8))
         hasher.update(JSON.object(values).bytes)
@@ -147,7 +147,7 @@ public enum Contact {
     /// Decides an upsert: merges the attributes into the current values (null removes one).
     /// Returns no events when nothing changes.
     public static func decideUpsert(
-        _ input: ContactInput, state: ContactState?, currentValues: [String: JSON], context: DecisionContext
+        _ input: ContactInput, state: ContactState?, currentValues: JSONObject, context: DecisionContext
     ) throws(CampaignError) -> Decision {
         let problems = problems(in: input, schema: context.schema, at: "")
         guard problems.isEmpty else { throw .validation(problems) }

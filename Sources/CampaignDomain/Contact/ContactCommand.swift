@@ -34,10 +34,10 @@ public struct ContactInput: Sendable, Equatable {
     /// The contact's id (`ctc_…`).
     public var contactId: String
     /// Attribute values; null removes an attribute.
-    public var attributes: [String: JSON]
+    public var attributes: JSONObject
 
     /// Creates an input.
-    public init(contactId: String, attributes: [String: JSON]) {
+    public init(contactId: String, attributes: JSONObject) {
         self.contactId = contactId
         self.attributes = attributes
     }

@@ -25,7 +25,7 @@ public enum ContactEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
+    public var payload: JSONObject {
         switch self {
         case let .upserted(contactId, commitment, fields):
             return [
@@ -69,10 +69,10 @@ public enum SchemaEvent: Sendable, Equatable {
     public var kind: Kind { .fieldDefined }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
+    public var payload: JSONObject {
         switch self {
         case let .fieldDefined(name, type, values):
-            var payload: [String: JSON] = ["name": .string(name), "type": .string(type)]
+            var payload: JSONObject = ["name": .string(name), "type": .string(type)]
             if let values { payload["values"] = .array(values.map(JSON.string)) }
             return payload
         }

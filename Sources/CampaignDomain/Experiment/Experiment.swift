@@ -23,7 +23,7 @@ public struct Variant: Sendable, Equatable {
 
     /// The variant as stored and answered: `{"key", "weight", "content"?}`.
     public var json: JSON {
-        var members: [String: JSON] = ["key": .string(key), "weight": .number(Double(weight))]
+        var members: JSONObject = ["key": .string(key), "weight": .number(Double(weight))]
         if let content { members["content"] = content.json }
         return .object(members)
     }
@@ -72,12 +72,12 @@ public struct ExperimentState: Sendable, Equatable {
 
     /// The read model returned by `experiment.get`.
     public var json: JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "experimentId": .string(id), "campaignId": .string(campaignId), "name": .string(name),
             "variants": .array(variants.map(\.json)), "status": .string(status.rawValue),
             "version": .number(Double(version)),
-            "exposures": .object(exposures.mapValues { .number(Double($0)) }),
-            "conversions": .object(conversions.mapValues { .number(Double($0)) }),
+            "exposures": .object(JSONObject(exposures.mapValues { .number(Double($0)) })),
+            "conversions": .object(JSONObject(conversions.mapValues { .number(Double($0)) })),
         ]
         if let winner {
             members["winner"] = .string(winner)

@@ -58,8 +58,8 @@ public enum ExperimentEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
-        var payload: [String: JSON] = ["experimentId": .string(experimentId)]
+    public var payload: JSONObject {
+        var payload: JSONObject = ["experimentId": .string(experimentId)]
         switch self {
         case let .created(_, campaignId, name, variants):
             payload["campaignId"] = .string(campaignId)

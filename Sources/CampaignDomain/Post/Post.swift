@@ -60,7 +60,7 @@ public struct PostTarget: Sendable, Equatable {
     var isTerminal: Bool { status == "published" || status == "failed" }
 
     var json: JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "connectionId": .string(connectionId), "status": .string(status), "attempts": .number(Double(attempts)),
         ]
         if let retryAt { members["retryAt"] = .string(Timestamp.format(retryAt)) }
@@ -102,7 +102,7 @@ public struct PostState: Sendable, Equatable {
 
     /// The read model returned by `post.get`.
     public var json: JSON {
-        var members: [String: JSON] = [
+        var members: JSONObject = [
             "postId": .string(id), "text": .string(text), "media": .array(media.map(\.json)),
             "status": .string(status.rawValue),
             "targets": .array(targets.map(\.json)), "createdAt": .string(Timestamp.format(createdAt)),

@@ -93,8 +93,8 @@ public enum PostEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
-        var payload: [String: JSON] = ["postId": .string(postId)]
+    public var payload: JSONObject {
+        var payload: JSONObject = ["postId": .string(postId)]
         if let connectionId { payload["connectionId"] = .string(connectionId) }
         switch self {
         case let .created(_, connectionIds, text, media, link, campaignId):

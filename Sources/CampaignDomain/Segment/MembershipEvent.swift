@@ -17,7 +17,7 @@ public enum MembershipEvent: Sendable, Equatable {
     public var kind: Kind { .refreshed }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
+    public var payload: JSONObject {
         switch self {
         case let .refreshed(through, due):
             return ["through": .string(Timestamp.format(through)), "due": .number(Double(due))]

@@ -37,8 +37,8 @@ public enum SegmentEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
-        var payload: [String: JSON] = ["segmentId": .string(segmentId)]
+    public var payload: JSONObject {
+        var payload: JSONObject = ["segmentId": .string(segmentId)]
         switch self {
         case let .created(_, name, rules):
             payload["name"] = .string(name)

@@ -171,7 +171,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
         case let .all(children): return .object(["all": .array(children.map(\.json))])
         case let .any(children): return .object(["any": .array(children.map(\.json))])
         case let .condition(field, op, value):
-            var members: [String: JSON] = ["field": .string(field), "operator": .string(op)]
+            var members: JSONObject = ["field": .string(field), "operator": .string(op)]
             if let value { members["value"] = value }
             return .object(members)
         }
@@ -192,7 +192,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
     ///
     /// String comparisons ignore case. A missing attribute matches only the negative operators
     /// (`neq`, `not_in`, `not_contains`, `excludes`, `not_within_last_days`) and `not_exists`.
-    public func matches(_ attributes: [String: JSON], schema: ContactSchema, now: Date) -> Bool {
+    public func matches(_ attributes: JSONObject, schema: ContactSchema, now: Date) -> Bool {
         switch self {
         case let .all(children): return children.allSatisfy { $0.matches(attributes, schema: schema, now: now) }
         case let .any(children): return children.contains { $0.matches(attributes, schema: schema, now: now) }
@@ -210,7 +210,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
     /// true at `d` (a date in the future) and false one millisecond after `d + N days`. Every other
     /// operator compares with fixed values, so only these conditions make a membership expire. The
     /// answer is whole milliseconds (the resolution of event times), never earlier than the change.
-    public func nextChange(_ attributes: [String: JSON], after now: Date) -> Date? {
+    public func nextChange(_ attributes: JSONObject, after now: Date) -> Date? {
         switch self {
         case let .all(children), let .any(children):
             return children.compactMap { $0.nextChange(attributes, after: now) }.min()

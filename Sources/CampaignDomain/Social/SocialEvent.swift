@@ -29,7 +29,7 @@ public enum SocialEvent: Sendable, Equatable {
     }
 
     /// The stored payload.
-    public var payload: [String: JSON] {
+    public var payload: JSONObject {
         switch self {
         case let .connected(connectionId, platform, accountId, credentialRef, expiresAt):
             return [
@@ -37,7 +37,7 @@ public enum SocialEvent: Sendable, Equatable {
                 "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
             ]
         case let .refreshed(connectionId, credentialRef, expiresAt):
-            var payload: [String: JSON] = ["connectionId": .string(connectionId)]
+            var payload: JSONObject = ["connectionId": .string(connectionId)]
             if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
             if let expiresAt { payload["expiresAt"] = .string(Timestamp.format(expiresAt)) }
             return payload

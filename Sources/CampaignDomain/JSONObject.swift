@@ -1,0 +1,235 @@
+import Foundation
+
+/// The members of a JSON object, kept in the order they are written in: sorted by their keys'
+/// UTF-8 bytes, each key once.
+///
+/// Keys are told apart by their bytes, as RFC 8259 §8.3 advises for interoperable names: `é` and
+/// `e` with a combining accent are two keys. Keeping the members sorted, instead of in a hashed
+/// `Dictionary`, means writing an object never sorts it, and making or reading one never hashes a
+/// key. Objects here are small (a request, an event, a state), so a lookup scans them; a large one
+/// (an import's values) is searched by halves.
+public struct JSONObject: Sendable, Equatable, RandomAccessCollection, ExpressibleByDictionaryLiteral {
+    /// A member: its key and value.
+    public typealias Element = (key: String, value: JSON)
+
+    /// Sorted by key bytes, keys unique.
+    private var members: [Element]
+
+    /// An empty object.
+    public init() { members = [] }
+
+    /// An object of these members, which must have unique keys (as a dictionary literal must).
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        self.init(pairs: elements)
+    }
+
+    /// An object of these members, which must have unique keys; a repeated key is a programming
+    /// error, as it is for `Dictionary(uniqueKeysWithValues:)`.
+    public init(uniqueKeysWithValues elements: some Sequence<(String, JSON)>) {
+        self.init(pairs: Array(elements))
+    }
+
+    /// Inserts each pair where it goes from the end: members given in order (most literals, and
+    /// whatever was written canonically) cost one comparison each.
+    private init(pairs: [(String, JSON)]) {
+        if pairs.count > 32 {
+            // Many members: sorted as a whole, not inserted one by one.
+            var members = pairs.map { Element(key: $0.0, value: $0.1) }
+            if !JSONObject.isSorted(members) {
+                members.sort { JSONObject.compare($0.key, $1.key) < 0 }
+                // Sorted but not strictly ascending: two keys are the same bytes.
+                precondition(JSONObject.isSorted(members), "an object's keys must be unique")
+            }
+            self.members = members
+            return
+        }
+        var members = [Element]()
+        members.reserveCapacity(pairs.count)
+        for (key, value) in pairs {
+            var index = members.count
+            members.append((key, value))
+            while index > 0 {
+                let order = JSONObject.compare(members[index - 1].key, key)
+                precondition(order != 0, "an object's keys must be unique")
+                guard order > 0 else { break }
+                members.swapAt(index - 1, index)
+                index -= 1
+            }
+        }
+        self.members = members
+    }
+
+    /// The object of a dictionary's members.
+    public init(_ dictionary: [String: JSON]) {
+        self.init(uniqueKeysWithValues: dictionary.lazy.map { ($0.key, $0.value) })
+    }
+
+    /// An object of members already sorted by key bytes, keys unique (the parser checks both).
+    init(sortedUnique members: [Element]) { self.members = members }
+
+    /// Whether the members are in strictly ascending key order.
+    static func isSorted(_ members: [Element]) -> Bool {
+        for index in members.indices.dropFirst() where !ByteOrder.precedes(members[index - 1].key, members[index].key) {
+            return false
+        }
+        return true
+    }
+
+    /// The first position.
+    public var startIndex: Int { 0 }
+    /// Past the last position.
+    public var endIndex: Int { members.count }
+
+    /// The member at `position`, in key order.
+    public subscript(position: Int) -> Element { members[position] }
+
+    /// The value of `key`, or nil; setting nil removes the member.
+    public subscript(key: String) -> JSON? {
+        get { index(forKey: key).map { members[$0].value } }
+        set {
+            if let newValue { updateValue(newValue, forKey: key) } else { removeValue(forKey: key) }
+        }
+    }
+
+    /// The keys, in order.
+    public var keys: [String] { members.map(\.key) }
+
+    /// The values, in key order.
+    public var values: [JSON] { members.map(\.value) }
+
+    /// The position of `key`, or nil.
+    public func index(forKey key: String) -> Int? {
+        if members.count <= 8 {
+            // A lookup needs no order: keys of another length are passed over unread.
+            var key = key
+            return key.withUTF8 { wanted in
+                members.indices.first { JSONObject.same(members[$0].key, UnsafeRawBufferPointer(wanted)) }
+            }
+        }
+        switch position(of: key) {
+        case let .found(index): return index
+        case .insert: return nil
+        }
+    }
+
+    /// Sets `key` to `value`, returning the value it replaced.
+    @discardableResult
+    public mutating func updateValue(_ value: JSON, forKey key: String) -> JSON? {
+        switch position(of: key) {
+        case let .found(index):
+            let old = members[index].value
+            members[index].value = value
+            return old
+        case let .insert(index):
+            members.insert((key, value), at: index)
+            return nil
+        }
+    }
+
+    /// Removes `key`'s member, returning its value.
+    @discardableResult
+    public mutating func removeValue(forKey key: String) -> JSON? {
+        guard let index = index(forKey: key) else { return nil }
+        return members.remove(at: index).value
+    }
+
+    /// The members that pass `isIncluded`.
+    public func filter(_ isIncluded: (Element) throws -> Bool) rethrows -> JSONObject {
+        JSONObject(sortedUnique: try members.filter(isIncluded))
+    }
+
+    /// The same keys with transformed values.
+    public func mapValues(_ transform: (JSON) throws -> JSON) rethrows -> JSONObject {
+        JSONObject(sortedUnique: try members.map { ($0.key, try transform($0.value)) })
+    }
+
+    /// The values `transform` makes something of, by key.
+    public func compactMapValues<T>(_ transform: (JSON) throws -> T?) rethrows -> [String: T] {
+        var result = [String: T](minimumCapacity: members.count)
+        for (key, value) in members { result[key] = try transform(value) }
+        return result
+    }
+
+    /// This object with `other`'s members added; where both have a key, `combine` picks the value.
+    public func merging(
+        _ other: JSONObject, uniquingKeysWith combine: (JSON, JSON) throws -> JSON
+    ) rethrows
+        -> JSONObject
+    {
+        var merged = self
+        for (key, value) in other {
+            if let index = merged.index(forKey: key) {
+                merged.members[index].value = try combine(merged.members[index].value, value)
+            } else {
+                merged.updateValue(value, forKey: key)
+            }
+        }
+        return merged
+    }
+
+    /// Two objects are equal when they have the same keys with equal values.
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        lhs.members.count == rhs.members.count
+            && zip(lhs.members, rhs.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    private enum Position {
+        case found(Int)
+        case insert(Int)
+    }
+
+    /// Where `key` is, or where it would go. A small object is scanned, a large one halved.
+    private func position(of key: String) -> Position {
+        var key = key
+        return key.withUTF8 { wanted in
+            let wanted = UnsafeRawBufferPointer(wanted)
+            if members.count <= 8 {
+                for index in members.indices {
+                    switch JSONObject.compare(members[index].key, wanted) {
+                    case 0: return .found(index)
+                    case 1: return .insert(index)
+                    default: continue
+                    }
+                }
+                return .insert(members.count)
+            }
+            var low = 0
+            var high = members.count
+            while low < high {
+                let middle = (low + high) / 2
+                switch JSONObject.compare(members[middle].key, wanted) {
+                case 0: return .found(middle)
+                case 1: high = middle
+                default: low = middle + 1
+                }
+            }
+            return .insert(low)
+        }
+    }
+
+    /// Whether `key`'s bytes are `other`.
+    static func same(_ key: String, _ other: UnsafeRawBufferPointer) -> Bool {
+        guard key.utf8.count == other.count else { return false }
+        return compare(key, other) == 0
+    }
+
+    /// -1, 0 or 1 as `key`'s bytes sort before, equal or after `other`'s.
+    static func compare(_ key: String, _ other: String) -> Int {
+        var other = other
+        return other.withUTF8 { compare(key, UnsafeRawBufferPointer($0)) }
+    }
+
+    /// -1, 0 or 1 as `key`'s bytes sort before, equal or after `other`.
+    static func compare(_ key: String, _ other: UnsafeRawBufferPointer) -> Int {
+        var key = key
+        return key.withUTF8 { bytes in
+            let bytes = UnsafeRawBufferPointer(bytes)
+            if bytes.count == other.count,
+                bytes.isEmpty || memcmp(bytes.baseAddress!, other.baseAddress!, bytes.count) == 0
+            {
+                return 0
+            }
+            return ByteOrder.precedes(bytes, other) ? -1 : 1
+        }
+    }
+}
