@@ -111,6 +111,23 @@ import Testing
         }
     }
 
+    /// Past 32 members the parser sorts the whole object: a repeat is still found at its first
+    /// repeat in the document, and an unrepeated object comes out in byte order.
+    @Test func aLargeObjectsFirstRepeatIsFoundAndItsMembersSorted() throws {
+        let members = (0..<40).reversed().map { #""k\#($0)":\#($0)"# }
+        let unrepeated = "{" + members.joined(separator: ",") + "}"
+        let keys = try JSON.parse(unrepeated).objectValue?.keys ?? []
+        #expect(keys == (0..<40).map { "k\($0)" }.sorted { ByteOrder.precedes($0, $1) })
+        let head = "{" + members.joined(separator: ",") + ","
+        let text = head + #""k7":1,"k5":2,"k7":3}"#
+        do {
+            _ = try JSON.parse(text)
+            Issue.record("a repeated key parsed")
+        } catch {
+            #expect(error.offset == head.utf8.count && error.reason == #"duplicate key "k7""#, "\(error)")
+        }
+    }
+
     /// Canonical strings and key order, against the rules written out byte by byte, on random
     /// strings of every length 0–40 with every escaped byte at every position; the parser's ASCII
     /// and validating paths read them back.

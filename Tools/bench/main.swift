@@ -77,10 +77,16 @@ func secondsAsync(_ body: () async throws -> Void) async rethrows -> Double {
 
 /// CPU time this process has used so far, user plus system, in seconds (`getrusage`).
 func processCPUSeconds() -> Double {
+    let split = processCPUSplit()
+    return split.user + split.system
+}
+
+/// CPU time this process has used so far in its own code and in the kernel for it, in seconds.
+func processCPUSplit() -> (user: Double, system: Double) {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
-    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    return (seconds(usage.ru_utime), seconds(usage.ru_stime))
 }
 
 func percentile(_ values: [Double], _ p: Double) -> Double {
@@ -326,16 +332,22 @@ if runs(3) {
         var all = [Double]()
         var roundRates = [Double]()
         var roundCPU = [Double]()
+        var roundUser = [Double]()
+        var roundSystem = [Double]()
         var transactions: UInt64 = 0
         for round in 0..<rounds {
             let before = engine.eventStore.statistics
-            let cpuBefore = processCPUSeconds()
+            let cpuBefore = processCPUSplit()
             let started = DispatchTime.now().uptimeNanoseconds
             let latencies = await concurrentClients(engine, clients: 64, perClient: perClient) { client, i in
                 request(round, client, i)
             }
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            roundCPU.append((processCPUSeconds() - cpuBefore) * 1e6 / Double(max(perClient * 64, 1)))
+            let cpuAfter = processCPUSplit()
+            let commands = Double(max(perClient * 64, 1))
+            roundUser.append((cpuAfter.user - cpuBefore.user) * 1e6 / commands)
+            roundSystem.append((cpuAfter.system - cpuBefore.system) * 1e6 / commands)
+            roundCPU.append(roundUser.last! + roundSystem.last!)
             roundRates.append(rate(latencies.count, elapsed))
             transactions += engine.eventStore.statistics.groupCommitTransactions - before.groupCommitTransactions
             all += latencies
@@ -345,7 +357,8 @@ if runs(3) {
             name,
             engine:
                 "\(f(commandRate)) cmd/s p50 \(ms(median(all))) p99 "
-                + "\(ms(percentile(all, 0.99))), \(f(median(roundCPU))) µs CPU/cmd (medians of \(rounds) rounds: "
+                + "\(ms(percentile(all, 0.99))), \(f(median(roundCPU))) µs CPU/cmd (user \(f(median(roundUser))), "
+                + "kernel \(f(median(roundSystem)))) (medians of \(rounds) rounds: "
                 + "\(range(roundRates)) cmd/s, \(range(roundCPU)) µs)",
             baseline:
                 "raw single durable txns \(f(rawSingleRate))/s; "
@@ -356,6 +369,8 @@ if runs(3) {
                 "p99Ms": .number(percentile(all, 0.99)),
                 "transactions": .number(Double(transactions)), "commands": .number(Double(all.count)),
                 "cpuMicrosPerCommand": .number(median(roundCPU)),
+                "userCPUMicrosPerCommand": .number(median(roundUser)),
+                "systemCPUMicrosPerCommand": .number(median(roundSystem)),
                 "rawSingleTransactionsPerSecond": .number(rawSingleRate),
                 "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
                 "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
