@@ -139,7 +139,7 @@ public enum Format {
         for scalar in line.unicodeScalars {
             if isUnsafe(scalar) {
                 out.append(contentsOf: "\\u".unicodeScalars)
-                out.append(contentsOf: String(scalar.value, radix: 16).leftPadded(to: 4).unicodeScalars)
+                out.append(contentsOf: String(format: "%04x", scalar.value).unicodeScalars)
             } else {
                 out.append(scalar)
             }
@@ -193,11 +193,5 @@ public enum Format {
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let eta = rate > 0 && total > done ? "  ETA \(Int((Double(total - done) / rate).rounded(.up)))s" : ""
         return "[\(bar)] \(Int(fraction * 100))%  \(count(done))/\(count(total)) events  \(count(Int(rate))) ev/s\(eta)"
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
