@@ -151,20 +151,33 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
     }
 
     /// This object with `other`'s members added; where both have a key, `combine` picks the value.
+    /// One pass over both, as both are in key order.
     public func merging(
         _ other: JSONObject, uniquingKeysWith combine: (JSON, JSON) throws -> JSON
     ) rethrows
         -> JSONObject
     {
-        var merged = self
-        for (key, value) in other {
-            if let index = merged.index(forKey: key) {
-                merged.members[index].value = try combine(merged.members[index].value, value)
+        var merged = [Element]()
+        merged.reserveCapacity(members.count + other.members.count)
+        var mine = members[...]
+        var theirs = other.members[...]
+        while let first = mine.first, let second = theirs.first {
+            let order = JSONObject.compare(first.key, second.key)
+            if order < 0 {
+                merged.append(first)
+                mine = mine.dropFirst()
+            } else if order > 0 {
+                merged.append(second)
+                theirs = theirs.dropFirst()
             } else {
-                merged.updateValue(value, forKey: key)
+                merged.append((first.key, try combine(first.value, second.value)))
+                mine = mine.dropFirst()
+                theirs = theirs.dropFirst()
             }
         }
-        return merged
+        merged += mine
+        merged += theirs
+        return JSONObject(sortedUnique: merged)
     }
 
     /// Two objects are equal when they have the same keys with equal values.

@@ -92,6 +92,19 @@ import Testing
         for (key, value) in reference { #expect(object[key] == value, "\(key)") }
         #expect(object["missing"] == nil && object["abcabcab"] == nil)
         #expect(object == JSONObject(reference))
+        // A merge in one pass gives what a dictionary's merge gives, either way round, with the
+        // newer value or a combination kept where both have a key.
+        var other = [String: JSON]()
+        for step in 0..<300 {
+            let key = String((0..<Int.random(in: 0...6, using: &generator)).map { _ in "abd\u{E9}".randomElement()! })
+            other[key] = .number(Double(-step))
+        }
+        let sum: (JSON, JSON) -> JSON = { .number(($0.numberValue ?? 0) + ($1.numberValue ?? 0)) }
+        #expect(object.merging(JSONObject(other)) { $1 } == JSONObject(reference.merging(other) { $1 }))
+        #expect(
+            JSONObject(other).merging(object, uniquingKeysWith: sum)
+                == JSONObject(other.merging(reference, uniquingKeysWith: sum)))
+        #expect(object.merging([:]) { $1 } == object && JSONObject().merging(object) { $1 } == object)
     }
 
     /// A repeated key fails at its second appearance, the first such in the document, however the
