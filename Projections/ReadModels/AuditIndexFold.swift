@@ -143,6 +143,9 @@ final class AuditFold: RebuildFold {
         private var ends: [Int] = []
         /// Prefix numbers plus one, by hash; 0 is an empty slot. Emptied by ``frozen()``.
         private var slots = [UInt32](repeating: 0, count: 64)
+        /// Each prefix's hash, by number: growing the table re-reads no prefix, and a probe compares
+        /// bytes only where the hashes agree. Emptied by ``frozen()``.
+        private var hashes: [UInt32] = []
 
         /// How many there are.
         var count: Int { ends.count }
@@ -150,24 +153,26 @@ final class AuditFold: RebuildFold {
         /// Where prefix `number` lies in the buffer.
         private func range(_ number: Int) -> Range<Int> { (number == 0 ? 0 : ends[number - 1])..<ends[number] }
 
-        private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
+        private static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
             var hasher = Hasher()
             hasher.combine(bytes: bytes)
-            return hasher.finalize()
+            return UInt32(truncatingIfNeeded: hasher.finalize())
         }
 
         /// The number of `prefix`, given a new one if it is new.
         mutating func number(of prefix: [UInt8]) -> UInt32 {
             if 2 * ends.count >= slots.count { grow() }
             let mask = slots.count - 1
-            var slot = prefix.withUnsafeBytes(Self.hash) & mask
+            let hash = prefix.withUnsafeBytes(Self.hash)
+            var slot = Int(hash) & mask
             while slots[slot] != 0 {
                 let number = Int(slots[slot]) - 1
-                if same(number, prefix) { return UInt32(number) }
+                if hashes[number] == hash, same(number, prefix) { return UInt32(number) }
                 slot = (slot + 1) & mask
             }
             bytes.append(contentsOf: prefix)
             ends.append(bytes.count)
+            hashes.append(hash)
             slots[slot] = UInt32(ends.count)
             return UInt32(ends.count - 1)
         }
@@ -187,12 +192,10 @@ final class AuditFold: RebuildFold {
         private mutating func grow() {
             slots = [UInt32](repeating: 0, count: 2 * slots.count)
             let mask = slots.count - 1
-            bytes.withUnsafeBytes { buffer in
-                for number in ends.indices {
-                    var slot = Self.hash(UnsafeRawBufferPointer(rebasing: buffer[range(number)])) & mask
-                    while slots[slot] != 0 { slot = (slot + 1) & mask }
-                    slots[slot] = UInt32(number + 1)
-                }
+            for (number, hash) in hashes.enumerated() {
+                var slot = Int(hash) & mask
+                while slots[slot] != 0 { slot = (slot + 1) & mask }
+                slots[slot] = UInt32(number + 1)
             }
         }
 
@@ -200,6 +203,7 @@ final class AuditFold: RebuildFold {
         func frozen() -> Prefixes {
             var copy = self
             copy.slots = []
+            copy.hashes = []
             return copy
         }
 
