@@ -112,17 +112,22 @@ public struct SortedRows: Sendable {
         from start: Int, to table: Table, in txn: WriteTransaction, until stop: () -> Bool
     ) throws -> Int {
         var index = start
-        var key = [UInt8]()
-        let empty = [UInt8]()
-        while index < count {
-            if let made {
+        // The maker is taken out once, not once a row (each take retains its closure).
+        if let made {
+            var key = [UInt8]()
+            let empty = [UInt8]()
+            while index < count {
                 key.removeAll(keepingCapacity: true)
                 made.key(index, &key)
                 try txn.append(empty, forKey: key, in: table)
-            } else {
-                let row = self[index]
-                try txn.append(Array(row.value), forKey: Array(row.key), in: table)
+                index += 1
+                if index % 256 == 0, stop() { break }
             }
+            return index
+        }
+        while index < count {
+            let row = self[index]
+            try txn.append(Array(row.value), forKey: Array(row.key), in: table)
             index += 1
             if index % 256 == 0, stop() { break }
         }
