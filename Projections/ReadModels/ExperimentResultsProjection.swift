@@ -68,7 +68,9 @@ extension ExperimentResultsProjection: FoldedRebuild {
     /// are the same).
     final class Fold: RebuildFold {
         private var states: [[UInt8]: ExperimentState] = [:]
-        private let exposures = MemoryRows()
+        /// Each exposure or conversion row as it came, a later one for the same key winning: sorted
+        /// once at the end, where a dictionary hashed each row's key as it came.
+        private var exposures: [(key: [UInt8], value: [UInt8])] = []
 
         /// Folds an experiment event.
         func fold(_ event: ProjectedEvent) throws {
@@ -82,15 +84,27 @@ extension ExperimentResultsProjection: FoldedRebuild {
                 let variant = event.payload["variant"]?.stringValue
             {
                 let row = kind == .converted ? variant + "\n1" : variant
-                exposures.values[ExperimentResultsProjection.contact(tenant, id, contactId)] = Array(row.utf8)
+                exposures.append((ExperimentResultsProjection.contact(tenant, id, contactId), Array(row.utf8)))
             }
         }
 
         /// Every experiment's state, encoded once, and every exposure, in key order.
         func rows(_: PersonalDataReader) throws -> SortedRows {
-            for (key, state) in states { exposures.values[key] = state.snapshot.bytes }
+            var entries = exposures
+            exposures = []
+            for (key, state) in states { entries.append((key, state.snapshot.bytes)) }
             states = [:]
-            return exposures.takeSorted()
+            // In key order, a key's rows in the order they came: the last of each is kept.
+            let order = entries.indices.sorted { a, b in
+                entries[a].key == entries[b].key ? a < b : ByteOrder.precedes(entries[a].key, entries[b].key)
+            }
+            var rows = SortedRows(
+                reservingBytes: entries.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: entries.count)
+            for (at, index) in order.enumerated()
+            where at + 1 == order.count || entries[order[at + 1]].key != entries[index].key {
+                rows.append(key: entries[index].key, value: entries[index].value)
+            }
+            return rows
         }
     }
 }
