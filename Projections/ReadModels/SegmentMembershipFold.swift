@@ -166,7 +166,8 @@ final class MembershipFold: RebuildFold {
     func outcome(_ name: String, _ personalData: PersonalDataReader) throws -> Outcome {
         let tenant = tenants[name]!
         var outcome = Outcome(tenant: Array(name.utf8))
-        let live = tenant.contacts.filter { !$0.value.erased }.map { (id: Array($0.key.utf8), last: $0.value.last) }
+        // One pass over the contacts (a dictionary's `filter` would hash each kept key again).
+        let live = tenant.contacts.compactMap { $0.value.erased ? nil : (id: Array($0.key.utf8), last: $0.value.last) }
             .sorted { Self.precedes($0.id, $1.id) }
         outcome.contacts = live.map(\.id)
         let active = tenant.segments.filter { $0.value.state.status == .active }
