@@ -382,41 +382,11 @@ private struct Parser {
     /// The object of `members` (in document order, each key at its offset in `offsets`), sorted
     /// by key bytes; a repeated key fails at its second appearance, the first such in the document.
     func sortedObject(_ members: [JSONObject.Element], offsets: [Int]) throws(JSONParseError) -> JSONObject {
-        // A canonical document's members already come in order.
-        if JSONObject.isSorted(members) { return JSONObject(sortedUnique: members) }
-        func repeated(_ index: Int) -> JSONParseError {
-            fail("duplicate key \"\(members[index].key)\"", at: offsets[index])
+        switch JSONObject.sorted(members) {
+        case let .success(sorted): return JSONObject(sortedUnique: sorted)
+        case let .failure(repeated):
+            throw fail("duplicate key \"\(repeated.key)\"", at: offsets[repeated.index])
         }
-        if members.count <= 32 {
-            // Each member inserted where it goes, in document order: the first equal key met is the
-            // first repeat in the document.
-            var sorted = [JSONObject.Element]()
-            sorted.reserveCapacity(members.count)
-            for (index, member) in members.enumerated() {
-                var place = sorted.count
-                sorted.append(member)
-                while place > 0 {
-                    let order = JSONObject.compare(sorted[place - 1].key, member.key)
-                    if order == 0 { throw repeated(index) }
-                    if order < 0 { break }
-                    sorted.swapAt(place - 1, place)
-                    place -= 1
-                }
-            }
-            return JSONObject(sortedUnique: sorted)
-        }
-        // Sorted by key, then by place in the document: a repeat follows its first appearance.
-        let order = members.indices.sorted { a, b in
-            let order = JSONObject.compare(members[a].key, members[b].key)
-            return order != 0 ? order < 0 : a < b
-        }
-        var first: Int?
-        for (previous, next) in zip(order, order.dropFirst())
-        where JSONObject.compare(members[previous].key, members[next].key) == 0 {
-            first = min(first ?? next, next)
-        }
-        if let first { throw repeated(first) }
-        return JSONObject(sortedUnique: order.map { members[$0] })
     }
 
     mutating func array() throws(JSONParseError) -> JSON {

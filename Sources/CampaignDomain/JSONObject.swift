@@ -29,34 +29,55 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
         self.init(pairs: Array(elements))
     }
 
-    /// Inserts each pair where it goes from the end: members given in order (most literals, and
-    /// whatever was written canonically) cost one comparison each.
+    /// An object of `pairs`; a repeated key is a programming error.
     private init(pairs: [(String, JSON)]) {
-        if pairs.count > 32 {
-            // Many members: sorted as a whole, not inserted one by one.
-            var members = pairs.map { Element(key: $0.0, value: $0.1) }
-            if !JSONObject.isSorted(members) {
-                members.sort { JSONObject.compare($0.key, $1.key) < 0 }
-                // Sorted but not strictly ascending: two keys are the same bytes.
-                precondition(JSONObject.isSorted(members), "an object's keys must be unique")
-            }
-            self.members = members
-            return
+        switch JSONObject.sorted(pairs.map { Element(key: $0.0, value: $0.1) }) {
+        case let .success(members): self.members = members
+        case let .failure(repeated): preconditionFailure("an object's keys must be unique: \(repeated.key) repeats")
         }
-        var members = [Element]()
-        members.reserveCapacity(pairs.count)
-        for (key, value) in pairs {
-            var index = members.count
-            members.append((key, value))
-            while index > 0 {
-                let order = JSONObject.compare(members[index - 1].key, key)
-                precondition(order != 0, "an object's keys must be unique")
-                guard order > 0 else { break }
-                members.swapAt(index - 1, index)
-                index -= 1
+    }
+
+    /// A key's second appearance: where it is among the members given.
+    struct Repeat: Error {
+        var index: Int
+        var key: String
+    }
+
+    /// `members` (in the order given) sorted by key bytes, or the first repeated key in that order.
+    /// Members already in order (most literals, and whatever was written canonically) cost one
+    /// comparison each; up to 32 are each inserted where they go from the end, and more are sorted
+    /// as a whole.
+    static func sorted(_ members: [Element]) -> Result<[Element], Repeat> {
+        if isSorted(members) { return .success(members) }
+        if members.count <= 32 {
+            // Inserted in the order given: the first equal key met is the first repeat.
+            var sorted = [Element]()
+            sorted.reserveCapacity(members.count)
+            for (index, member) in members.enumerated() {
+                var place = sorted.count
+                sorted.append(member)
+                while place > 0 {
+                    let order = compare(sorted[place - 1].key, member.key)
+                    if order == 0 { return .failure(Repeat(index: index, key: member.key)) }
+                    if order < 0 { break }
+                    sorted.swapAt(place - 1, place)
+                    place -= 1
+                }
             }
+            return .success(sorted)
         }
-        self.members = members
+        // Sorted by key, then by place given: a repeat follows its first appearance.
+        let order = members.indices.sorted { a, b in
+            let order = compare(members[a].key, members[b].key)
+            return order != 0 ? order < 0 : a < b
+        }
+        var first: Int?
+        for (previous, next) in zip(order, order.dropFirst())
+        where compare(members[previous].key, members[next].key) == 0 {
+            first = Swift.min(first ?? next, next)
+        }
+        if let first { return .failure(Repeat(index: first, key: members[first].key)) }
+        return .success(order.map { members[$0] })
     }
 
     /// The object of a dictionary's members.
@@ -68,8 +89,8 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
     init(sortedUnique members: [Element]) { self.members = members }
 
     /// Whether the members are in strictly ascending key order.
-    static func isSorted(_ members: [Element]) -> Bool {
-        for index in members.indices.dropFirst() where !ByteOrder.precedes(members[index - 1].key, members[index].key) {
+    private static func isSorted(_ members: [Element]) -> Bool {
+        for index in members.indices.dropFirst() where compare(members[index - 1].key, members[index].key) >= 0 {
             return false
         }
         return true
@@ -191,21 +212,11 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
         case insert(Int)
     }
 
-    /// Where `key` is, or where it would go. A small object is scanned, a large one halved.
+    /// Where `key` is, or where it would go, found by halving.
     private func position(of key: String) -> Position {
         var key = key
         return key.withUTF8 { wanted in
             let wanted = UnsafeRawBufferPointer(wanted)
-            if members.count <= 8 {
-                for index in members.indices {
-                    switch JSONObject.compare(members[index].key, wanted) {
-                    case 0: return .found(index)
-                    case 1: return .insert(index)
-                    default: continue
-                    }
-                }
-                return .insert(members.count)
-            }
             var low = 0
             var high = members.count
             while low < high {
