@@ -70,7 +70,8 @@ let package = Package(
         .testTarget(name: "SigningTests", dependencies: ["Signing", "Hashing"]),
         .testTarget(name: "NATSTests", dependencies: ["NATS", "TestSupport"]),
         .testTarget(
-            name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"]),
+            name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
         .testTarget(
             name: "CampaignEngineTests",

@@ -1,11 +1,21 @@
 internal import CLMDB
 import Foundation
 
-/// The append-only global log (`events`: position → record) and the stream index
-/// (`streams`: streamId ‖ 0x00 ‖ version → position), written together.
+/// The append-only global log (`events`: position → record) and the index that finds a stream's
+/// events in it, written together.
 struct EventLog: Sendable {
     let events: MDB_dbi
-    let streams: MDB_dbi
+    let index: Index
+
+    /// How the store finds a stream's events.
+    enum Index: Sendable {
+        /// Heads, links and marks: what appends write.
+        case linked(StreamIndex)
+        /// `streams`, one entry a version (streamId ‖ 0x00 ‖ version → position), as stores kept it
+        /// before the linked index. Read only: a store that has it is opened read-only (opened
+        /// writable, it is upgraded first).
+        case everyVersion(MDB_dbi)
+    }
 
     /// The largest stream id, in UTF-8 bytes, leaving room in LMDB's 511-byte key for the version.
     static let maximumStreamIdBytes = 400
@@ -26,14 +36,6 @@ struct EventLog: Sendable {
         guard !utf8.contains(0) else { throw EventStoreError.invalidKey("stream id contains a NUL byte") }
     }
 
-    static func indexKey(_ streamId: String, _ version: UInt64) -> [UInt8] {
-        var key = Array(streamId.utf8)
-        key.reserveCapacity(key.count + 9)
-        key.append(0)
-        key.appendBigEndian(version)
-        return key
-    }
-
     func head(in txn: Txn) throws -> Head {
         try txn.withCursor(events) { cursor in
             guard let last = try cursor.last() else { return Head(position: 0, hash: RecordCodec.zeroHash) }
@@ -41,30 +43,41 @@ struct EventLog: Sendable {
         }
     }
 
-    /// The stream's current version (0 when it has none): the last index key with its prefix.
+    /// The stream's current version (0 when it has none).
     func streamVersion(_ streamId: String, in txn: Txn) throws -> UInt64 {
+        try streamHead(streamId, in: txn).version
+    }
+
+    /// The stream's last event: its version (0 when it has none) and position.
+    func streamHead(_ streamId: String, in txn: Txn) throws -> StreamIndex.Head {
         try EventLog.validate(streamId: streamId)
-        var prefix = Array(streamId.utf8)
-        prefix.append(0)
-        var upper = Array(streamId.utf8)
-        upper.append(1)
-        return try txn.withCursor(streams) { cursor in
-            let candidate = try cursor.seek(atLeast: upper) != nil ? try cursor.previous() : try cursor.last()
-            guard let entry = candidate, entry.key.count == prefix.count + 8,
-                entry.key.starts(with: prefix)
-            else { return 0 }
-            return entry.key.bigEndianUInt64(at: prefix.count)
+        switch index {
+        case let .linked(linked): return try linked.head(of: Array(streamId.utf8), in: txn)
+        case let .everyVersion(streams):
+            let prefix = Array(streamId.utf8) + [0]
+            return try txn.withCursor(streams) { cursor in
+                let candidate =
+                    try cursor.seek(atLeast: Array(streamId.utf8) + [1]) != nil
+                    ? try cursor.previous() : try cursor.last()
+                guard let entry = candidate, entry.key.count == prefix.count + 8, entry.key.starts(with: prefix),
+                    entry.value.count == 8
+                else { return .empty }
+                return StreamIndex.Head(
+                    version: entry.key.bigEndianUInt64(at: prefix.count), position: entry.value.bigEndianUInt64())
+            }
         }
     }
 
-    /// Writes `events` to the end of the log and the stream index. The expected version must have
-    /// been checked by the caller in this same transaction.
+    /// Writes `events` to the end of the log and indexes them after the stream's `current` head,
+    /// which the caller read and checked against the expected version in this same transaction.
     func append(
-        _ newEvents: [NewEvent], to streamId: String, fromVersion current: UInt64, head: inout Head, in txn: Txn
+        _ newEvents: [NewEvent], to streamId: String, after current: StreamIndex.Head, head: inout Head, in txn: Txn
     ) throws -> [RecordedEvent] {
+        guard case let .linked(linked) = index else { throw EventStoreError.readOnly }
         var recorded = [RecordedEvent]()
         recorded.reserveCapacity(newEvents.count)
-        var version = current
+        var version = current.version
+        let firstPosition = head.position + 1
         for event in newEvents {
             version += 1
             let position = head.position + 1
@@ -72,14 +85,6 @@ struct EventLog: Sendable {
                 event, position: position, streamId: streamId, streamVersion: version, previousHash: head.hash)
             guard try txn.put(events, .bigEndian(position), bytes, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
                 throw EventStoreError.corruptRecord(position: position, reason: "position already taken")
-            }
-            guard
-                try txn.put(
-                    streams, EventLog.indexKey(streamId, version), .bigEndian(position),
-                    flags: UInt32(MDB_NOOVERWRITE))
-            else {
-                throw EventStoreError.wrongExpectedVersion(
-                    streamId: streamId, expected: .exact(current), current: version)
             }
             recorded.append(
                 RecordedEvent(
@@ -92,6 +97,8 @@ struct EventLog: Sendable {
                     payload: event.payload, previousHash: head.hash, hash: hash))
             head = Head(position: position, hash: hash)
         }
+        try linked.record(
+            Array(streamId.utf8), after: current, firstPosition: firstPosition, count: newEvents.count, in: txn)
         return recorded
     }
 
@@ -141,27 +148,127 @@ struct EventLog: Sendable {
         _ streamId: String, from version: UInt64, backward: Bool, limit: Int, in txn: Txn
     ) throws -> [RecordedEvent] {
         try EventLog.validate(streamId: streamId)
-        var prefix = Array(streamId.utf8)
-        prefix.append(0)
+        guard limit > 0 else { return [] }
+        let positions: [UInt64]
+        switch index {
+        case let .linked(linked):
+            let key = Array(streamId.utf8)
+            let head = try linked.head(of: key, in: txn)
+            let wanted = UInt64(limit) - 1
+            let versions: ClosedRange<UInt64>
+            if backward {
+                let highest = min(version, head.version)
+                guard highest >= 1 else { return [] }
+                versions = (highest - min(highest - 1, wanted))...highest
+            } else {
+                let lowest = max(version, 1)
+                guard lowest <= head.version else { return [] }
+                versions = lowest...(lowest + min(head.version - lowest, wanted))
+            }
+            let ascending = try linked.positions(of: key, versions: versions, head: head, in: txn)
+            positions = backward ? ascending.reversed() : ascending
+        case let .everyVersion(streams):
+            positions = try EventLog.legacyPositions(
+                streams, streamId, from: version, backward: backward, limit: limit, in: txn)
+        }
         var out = [RecordedEvent]()
+        out.reserveCapacity(positions.count)
         var decoder = RecordDecoder()
+        for position in positions {
+            let record = try txn.withValue(events, .bigEndian(position)) { try decoder.decode($0, position: position) }
+            guard let event = record else {
+                throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")
+            }
+            // The index must lead to this stream's events, one version after another.
+            let step: Int64 = backward ? -1 : 1
+            guard event.streamId == streamId,
+                out.last.map({ Int64(bitPattern: event.streamVersion &- $0.streamVersion) == step }) ?? true
+            else { throw StreamIndex.damaged("the entry that leads to position \(position)") }
+            out.append(event)
+        }
+        return out
+    }
+
+    /// Visits every stream with its version, in stream-id byte order, while `body` returns true.
+    func forEachStream(in txn: Txn, _ body: (_ streamId: String, _ version: UInt64) throws -> Bool) throws {
+        switch index {
+        case let .linked(linked): try linked.forEachStream(in: txn, body)
+        case let .everyVersion(streams):
+            try txn.withCursor(streams) { cursor in
+                var current: (id: [UInt8], version: UInt64)?
+                var entry = try cursor.first()
+                while let (key, _) = entry {
+                    guard key.count > 9 else {
+                        entry = try cursor.next()
+                        continue
+                    }
+                    let id = Array(key.prefix(key.count - 9))
+                    let version = key.bigEndianUInt64(at: key.count - 8)
+                    if let previous = current, previous.id != id {
+                        guard try body(String(decoding: previous.id, as: UTF8.self), previous.version) else { return }
+                    }
+                    current = (id, version)
+                    entry = try cursor.next()
+                }
+                if let last = current { _ = try body(String(decoding: last.id, as: UTF8.self), last.version) }
+            }
+        }
+    }
+
+    /// The positions a read of the `streams` table of an older store finds, in the order read.
+    private static func legacyPositions(
+        _ streams: MDB_dbi, _ streamId: String, from version: UInt64, backward: Bool, limit: Int, in txn: Txn
+    ) throws -> [UInt64] {
+        let prefix = Array(streamId.utf8) + [0]
+        var out = [UInt64]()
         try txn.withCursor(streams) { cursor in
-            let start = EventLog.indexKey(streamId, version)
+            let start = prefix + Array.bigEndian(version)
             var entry = backward ? try cursor.seek(atMost: start) : try cursor.seek(atLeast: start)
             while let current = entry, out.count < limit,
                 current.key.count == prefix.count + 8, current.key.starts(with: prefix)
             {
-                let position = current.value.bigEndianUInt64()
-                let record = try txn.withValue(events, .bigEndian(position)) {
-                    try decoder.decode($0, position: position)
-                }
-                guard let event = record else {
-                    throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")
-                }
-                out.append(event)
+                out.append(current.value.bigEndianUInt64())
                 entry = backward ? try cursor.previous() : try cursor.next()
             }
         }
         return out
+    }
+
+    /// Replaces an older store's `streams` table with the linked index, made from the log itself
+    /// (not from the table it replaces), in the caller's write transaction. The index tables must be
+    /// empty. Throws damage when a record's version does not follow its stream's last.
+    static func upgrade(events: MDB_dbi, legacy streams: MDB_dbi, to index: StreamIndex, in txn: Txn) throws {
+        var heads = [String: StreamIndex.Head]()
+        var decoder = RecordDecoder()
+        decoder.hashes = false
+        try txn.withCursor(events) { cursor in
+            var entry = try cursor.first()
+            while let (key, value) = entry {
+                let position = key.bigEndianUInt64()
+                let event = try decoder.decode(value, position: position)
+                let before = heads[event.streamId] ?? .empty
+                guard event.streamVersion == before.version + 1 else {
+                    throw EventStoreError.corruptRecord(
+                        position: position,
+                        reason: "version \(event.streamVersion) follows version \(before.version) of its stream")
+                }
+                try txn.put(index.links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND))
+                let streamKey = Array(event.streamId.utf8)
+                if event.streamVersion % StreamIndex.markInterval == 0 {
+                    try txn.put(index.marks, StreamIndex.markKey(streamKey, event.streamVersion), .bigEndian(position))
+                }
+                heads[event.streamId] = StreamIndex.Head(version: event.streamVersion, position: position)
+                entry = try cursor.next()
+            }
+        }
+        for (streamId, head) in heads {
+            var value = [UInt8]()
+            value.appendBigEndian(head.version)
+            value.appendBigEndian(head.position)
+            try txn.put(index.heads, Array(streamId.utf8), value)
+        }
+        let code = mdb_drop(txn.pointer, streams, 1)
+        if code == MDB_MAP_FULL { throw MapFullSignal() }
+        try LMDB.check(code, "mdb_drop streams")
     }
 }

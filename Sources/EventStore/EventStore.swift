@@ -62,7 +62,7 @@ public final class EventStore: @unchecked Sendable {
                 }
                 return dbi
             }
-            log = EventLog(events: try core("events"), streams: try core("streams"))
+            log = EventLog(events: try core("events"), index: try EventStore.openStreamIndex(environment, core))
             idempotency = IdempotencyRecords(table: try core("idempotency"))
             unique = UniqueReservations(table: try core("unique"))
             checkpoints = Checkpoints(table: try core("checkpoints"))
@@ -107,9 +107,10 @@ public final class EventStore: @unchecked Sendable {
     /// inside, a transaction. Creating a table takes a write transaction: it runs on the writer
     /// thread, like every write, and the caller waits for it.
     public func table(named name: String) throws -> Table {
-        let reserved: Set = [
-            "events", "streams", "idempotency", "unique", "checkpoints", "store", "tree", "signed-checkpoints",
-        ]
+        let reserved = Set(
+            [
+                "events", "streams", "idempotency", "unique", "checkpoints", "store", "tree", "signed-checkpoints",
+            ] + StreamIndex.tableNames)
         guard !reserved.contains(name) else { throw EventStoreError.invalidKey("table name \(name) is reserved") }
         let environment = self.environment
         let opened =
@@ -346,26 +347,7 @@ public final class EventStore: @unchecked Sendable {
     /// Visits every stream with its current version, in stream-id order, while `body` returns
     /// true. One read transaction; nothing is accumulated.
     public func forEachStream(_ body: (_ streamId: String, _ version: UInt64) throws -> Bool) throws {
-        try environment.read { txn in
-            try txn.withCursor(log.streams) { cursor in
-                var current: (id: [UInt8], version: UInt64)?
-                var entry = try cursor.first()
-                while let (key, _) = entry {
-                    guard key.count > 9 else {
-                        entry = try cursor.next()
-                        continue
-                    }
-                    let id = Array(key.prefix(key.count - 9))
-                    let version = key.bigEndianUInt64(at: key.count - 8)
-                    if let previous = current, previous.id != id {
-                        guard try body(String(decoding: previous.id, as: UTF8.self), previous.version) else { return }
-                    }
-                    current = (id, version)
-                    entry = try cursor.next()
-                }
-                if let last = current { _ = try body(String(decoding: last.id, as: UTF8.self), last.version) }
-            }
-        }
+        try environment.read { try log.forEachStream(in: $0, body) }
     }
 
     /// The last position (0 when empty) and its hash (32 zero bytes when empty).
@@ -494,9 +476,32 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// The stream index: the linked one, made from the log first when an older store opened
+    /// writable still has `streams` (one transaction, so a crash leaves the older layout whole);
+    /// `streams` itself when such a store is opened read-only.
+    private static func openStreamIndex(
+        _ environment: Environment, _ core: (String) throws -> MDB_dbi
+    ) throws -> EventLog.Index {
+        if environment.readOnly, let legacy = try environment.table(named: "streams") { return .everyVersion(legacy) }
+        let names = StreamIndex.tableNames
+        let linked = StreamIndex(heads: try core(names[0]), links: try core(names[1]), marks: try core(names[2]))
+        guard !environment.readOnly else { return .linked(linked) }
+        let events = try core("events")
+        try environment.write { txn in
+            // Looked for inside the writer's transaction: another process may have upgraded it since.
+            var legacy = MDB_dbi()
+            let code = mdb_dbi_open(txn.pointer, "streams", 0, &legacy)
+            guard code != MDB_NOTFOUND else { return }
+            try LMDB.check(code, "mdb_dbi_open streams")
+            try EventLog.upgrade(events: events, legacy: legacy, to: linked, in: txn)
+        }
+        return .linked(linked)
+    }
+
     private enum Plan {
         case replay([UInt8])
-        case append(currentVersions: [UInt64])
+        /// Each stream's head before the append, in the request's order.
+        case append(currentHeads: [StreamIndex.Head])
     }
 
     /// The read-only half of a request: every rule is checked before anything is written, so a
@@ -509,17 +514,18 @@ public final class EventStore: @unchecked Sendable {
             return .replay(stored)
         }
         var seen = Set<String>()
-        var versions = [UInt64]()
+        var heads = [StreamIndex.Head]()
+        heads.reserveCapacity(request.streams.count)
         for stream in request.streams {
             guard seen.insert(stream.streamId).inserted else {
                 throw EventStoreError.invalidKey("stream \(stream.streamId) appears twice in one request")
             }
-            let current = try log.streamVersion(stream.streamId, in: txn)
-            guard stream.expectedVersion.admits(current) else {
+            let current = try log.streamHead(stream.streamId, in: txn)
+            guard stream.expectedVersion.admits(current.version) else {
                 throw EventStoreError.wrongExpectedVersion(
-                    streamId: stream.streamId, expected: stream.expectedVersion, current: current)
+                    streamId: stream.streamId, expected: stream.expectedVersion, current: current.version)
             }
-            versions.append(current)
+            heads.append(current)
         }
         for claim in request.claims { try unique.check(claim, in: txn) }
         for release in request.releases { try UniqueReservations.validate(release.key) }
@@ -527,22 +533,22 @@ public final class EventStore: @unchecked Sendable {
             let reader = ReadTransaction(txn: txn, store: self)
             for precondition in request.preconditions { try precondition(reader) }
         }
-        return .append(currentVersions: versions)
+        return .append(currentHeads: heads)
     }
 
     private func write(
         _ request: AppendRequest, _ plan: Plan, head: inout EventLog.Head, writer: WriteTransaction
     ) throws -> AppendOutcome {
-        guard case let .append(currentVersions) = plan else {
+        guard case let .append(currentHeads) = plan else {
             if case let .replay(stored) = plan { return .replayed(storedResult: stored) }
             fatalError("unreachable")
         }
         var receipt = AppendReceipt(events: [], streamVersions: [:])
-        for (stream, current) in zip(request.streams, currentVersions) {
+        for (stream, current) in zip(request.streams, currentHeads) {
             let recorded = try log.append(
-                stream.events, to: stream.streamId, fromVersion: current, head: &head, in: writer.txn)
+                stream.events, to: stream.streamId, after: current, head: &head, in: writer.txn)
             receipt.events.append(contentsOf: recorded)
-            receipt.streamVersions[stream.streamId] = current + UInt64(stream.events.count)
+            receipt.streamVersions[stream.streamId] = current.version + UInt64(stream.events.count)
         }
         for release in request.releases { try unique.release(release, in: writer.txn) }
         for claim in request.claims { try unique.take(claim, in: writer.txn) }

@@ -1,4 +1,5 @@
 import CLMDB
+import CampaignCLI
 import Foundation
 
 /// The physical limit: plain LMDB, no engine, the same disk and value sizes. Only the benchmark
@@ -6,19 +7,23 @@ import Foundation
 final class RawLMDB {
     private var env: OpaquePointer?
     private var log = MDB_dbi()
-    private var index = MDB_dbi()
+    private var heads = MDB_dbi()
+    private var links = MDB_dbi()
+    private var marks = MDB_dbi()
 
     init(path: String) throws {
         try? FileManager.default.removeItem(atPath: path)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try check(mdb_env_create(&env))
-        try check(mdb_env_set_maxdbs(env, 4))
+        try check(mdb_env_set_maxdbs(env, 8))
         try check(mdb_env_set_mapsize(env, 16 << 30))
         try check(mdb_env_open(env, path, UInt32(MDB_NOTLS), 0o644))
         var txn: OpaquePointer?
         try check(mdb_txn_begin(env, nil, 0, &txn))
         try check(mdb_dbi_open(txn, "log", UInt32(MDB_CREATE), &log))
-        try check(mdb_dbi_open(txn, "index", UInt32(MDB_CREATE), &index))
+        try check(mdb_dbi_open(txn, "heads", UInt32(MDB_CREATE), &heads))
+        try check(mdb_dbi_open(txn, "links", UInt32(MDB_CREATE), &links))
+        try check(mdb_dbi_open(txn, "marks", UInt32(MDB_CREATE), &marks))
         try check(mdb_txn_commit(txn))
     }
 
@@ -29,14 +34,33 @@ final class RawLMDB {
     private func check(_ code: Int32) throws { if code != 0 { throw Failure(code: code) } }
 
     private var position: UInt64 = 0
-    private var versions = [UInt64](repeating: 0, count: 1_000)
+    private var streamHeads = [(version: UInt64, position: UInt64)](repeating: (0, 0), count: 1_000)
+
+    /// Stores `value` under `key` in `dbi`.
+    private func put(
+        _ txn: OpaquePointer?, _ dbi: MDB_dbi, _ key: [UInt8], _ value: [UInt8], _ flags: Int32 = 0
+    )
+        throws
+    {
+        var key = key
+        var value = value
+        try key.withUnsafeMutableBytes { keyBytes in
+            try value.withUnsafeMutableBytes { valueBytes in
+                var k = MDB_val(mv_size: keyBytes.count, mv_data: keyBytes.baseAddress)
+                var v = MDB_val(mv_size: valueBytes.count, mv_data: valueBytes.baseAddress)
+                try check(mdb_put(txn, dbi, &k, &v, UInt32(flags)))
+            }
+        }
+    }
 
     /// Appends `count` values of `valueSize` bytes in transactions of `batch`, each committed
-    /// durably; with `indexed`, also a stream-index entry (stream ‖ 0 ‖ version → position) over
-    /// 1,000 random streams, the layout EventStore uses. Returns the seconds taken.
+    /// durably; with `indexed`, also the stream index EventStore writes, over 1,000 random streams:
+    /// the stream's head (stream → version ‖ position), a link (position → the stream's position
+    /// before) appended, and a mark (stream ‖ 0 ‖ version → position) every 64th version. Returns
+    /// the seconds taken.
     func append(count: Int, batch: Int, valueSize: Int, indexed: Bool) throws -> Double {
         var value = [UInt8](repeating: 0x61, count: valueSize)
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom(seed: UInt64(batch))
         let started = DispatchTime.now().uptimeNanoseconds
         var written = 0
         while written < count {
@@ -54,17 +78,15 @@ final class RawLMDB {
                 }
                 if indexed {
                     let stream = Int(generator.next() % 1_000)
-                    versions[stream] += 1
-                    var indexKey = Array("tenant:cmp_\(stream)".utf8) + [0]
-                    withUnsafeBytes(of: versions[stream].bigEndian) { indexKey.append(contentsOf: $0) }
-                    var target = position.bigEndian
-                    try indexKey.withUnsafeMutableBytes { keyBytes in
-                        try withUnsafeMutableBytes(of: &target) { valueBytes in
-                            var k = MDB_val(mv_size: keyBytes.count, mv_data: keyBytes.baseAddress)
-                            var v = MDB_val(mv_size: 8, mv_data: valueBytes.baseAddress)
-                            try check(mdb_put(txn, index, &k, &v, UInt32(MDB_NOOVERWRITE)))
-                        }
+                    let before = streamHeads[stream]
+                    let version = before.version + 1
+                    let streamKey = Array("tenant:cmp_\(stream)".utf8)
+                    try put(txn, links, .bigEndian(position), .bigEndian(before.position), MDB_APPEND)
+                    if version % 64 == 0 {
+                        try put(txn, marks, streamKey + [0] + .bigEndian(version), .bigEndian(position))
                     }
+                    try put(txn, heads, streamKey, .bigEndian(version) + .bigEndian(position))
+                    streamHeads[stream] = (version, position)
                 }
                 written += 1
             }
@@ -104,4 +126,9 @@ final class RawLMDB {
         precondition(checksum > 0 || count == 0)
         return Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
     }
+}
+
+extension Array where Element == UInt8 {
+    /// An integer's big-endian bytes, so LMDB's byte order is numeric order.
+    static func bigEndian(_ value: UInt64) -> [UInt8] { Swift.withUnsafeBytes(of: value.bigEndian) { Array($0) } }
 }

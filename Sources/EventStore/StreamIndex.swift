@@ -1,0 +1,127 @@
+internal import CLMDB
+import Foundation
+
+/// Where a stream's events are in the log (README, "On-disk format"):
+/// - `stream-heads`: streamId → version u64 ‖ position u64 of the stream's last event;
+/// - `stream-links`: position → the position of the same stream's event before it (0 for its first);
+/// - `stream-marks`: streamId ‖ 0x00 ‖ version → position, for each version that is a multiple of
+///   ``markInterval``.
+///
+/// An append rewrites one head a stream and adds its links in position order, at the end of their
+/// table, so a batch that touches many long streams dirties a few pages. (An entry a version, keyed
+/// by stream, dirtied a page a stream.) A read walks the links back from the nearest mark at or
+/// after the highest version it wants, at most ``markInterval`` − 1 steps past what it returns.
+struct StreamIndex: Sendable {
+    let heads: MDB_dbi
+    let links: MDB_dbi
+    let marks: MDB_dbi
+
+    /// The table names, in the order of the fields.
+    static let tableNames = ["stream-heads", "stream-links", "stream-marks"]
+
+    /// Every how many versions a stream has a mark.
+    static let markInterval: UInt64 = 64
+
+    /// A stream's last event: its version (0 for a stream with none) and its position.
+    struct Head: Equatable {
+        var version: UInt64
+        var position: UInt64
+
+        static let empty = Head(version: 0, position: 0)
+    }
+
+    static func markKey(_ streamKey: [UInt8], _ version: UInt64) -> [UInt8] {
+        var key = streamKey
+        key.reserveCapacity(key.count + 9)
+        key.append(0)
+        key.appendBigEndian(version)
+        return key
+    }
+
+    /// The stream's head, ``Head/empty`` when it has no events.
+    func head(of streamKey: [UInt8], in txn: Txn) throws -> Head {
+        let stored = try txn.withValue(heads, streamKey) { value in
+            guard value.count == 16 else {
+                throw StreamIndex.damaged("the head of \(String(decoding: streamKey, as: UTF8.self))")
+            }
+            return Head(version: value.bigEndianUInt64(at: 0), position: value.bigEndianUInt64(at: 8))
+        }
+        return stored ?? .empty
+    }
+
+    /// Indexes `count` events of one stream just written at `firstPosition…`, after `head`.
+    func record(_ streamKey: [UInt8], after head: Head, firstPosition: UInt64, count: Int, in txn: Txn) throws {
+        var previous = head.position
+        var version = head.version
+        for position in firstPosition..<firstPosition + UInt64(count) {
+            version += 1
+            guard try txn.put(links, .bigEndian(position), .bigEndian(previous), flags: UInt32(MDB_APPEND)) else {
+                throw StreamIndex.damaged("a link at position \(position) or after it")
+            }
+            if version % StreamIndex.markInterval == 0 {
+                try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
+            }
+            previous = position
+        }
+        var value = [UInt8]()
+        value.reserveCapacity(16)
+        value.appendBigEndian(version)
+        value.appendBigEndian(previous)
+        try txn.put(heads, streamKey, value)
+    }
+
+    /// The positions of `versions` (within the head's), lowest version first.
+    func positions(
+        of streamKey: [UInt8], versions: ClosedRange<UInt64>, head: Head, in txn: Txn
+    ) throws -> [UInt64] {
+        precondition(versions.lowerBound >= 1 && versions.upperBound <= head.version)
+        let interval = StreamIndex.markInterval
+        let markVersion = (versions.upperBound + interval - 1) / interval * interval
+        var version = head.version
+        var position = head.position
+        if markVersion < head.version {
+            version = markVersion
+            position = try StreamIndex.position(
+                in: marks, StreamIndex.markKey(streamKey, markVersion),
+                "mark \(markVersion) of \(String(decoding: streamKey, as: UTF8.self))", txn)
+        }
+        var out = [UInt64](repeating: 0, count: Int(versions.upperBound - versions.lowerBound + 1))
+        while true {
+            if version <= versions.upperBound { out[Int(version - versions.lowerBound)] = position }
+            if version == versions.lowerBound { return out }
+            position = try StreamIndex.position(
+                in: links, .bigEndian(position), "the link of position \(position)", txn)
+            guard position > 0 else { throw StreamIndex.damaged("the link of a stream's version \(version)") }
+            version -= 1
+        }
+    }
+
+    /// Visits every stream with its version, in stream-id byte order, while `body` returns true.
+    func forEachStream(in txn: Txn, _ body: (_ streamId: String, _ version: UInt64) throws -> Bool) throws {
+        try txn.withCursor(heads) { cursor in
+            var entry = try cursor.first()
+            while let (key, value) = entry {
+                guard value.count == 16 else {
+                    throw StreamIndex.damaged("the head of \(String(decoding: key, as: UTF8.self))")
+                }
+                guard try body(String(decoding: key, as: UTF8.self), value.bigEndianUInt64(at: 0)) else { return }
+                entry = try cursor.next()
+            }
+        }
+    }
+
+    /// The position stored under `key`; damage when there is none or it is not 8 bytes.
+    private static func position(
+        in table: MDB_dbi, _ key: [UInt8], _ what: @autoclosure () -> String, _ txn: Txn
+    )
+        throws -> UInt64
+    {
+        let stored = try txn.withValue(table, key) { value in value.count == 8 ? value.bigEndianUInt64() : nil }
+        guard let position = stored ?? nil else { throw damaged(what()) }
+        return position
+    }
+
+    static func damaged(_ what: String) -> EventStoreError {
+        .corrupted(message: "the stream index is damaged: \(what) is missing or malformed")
+    }
+}

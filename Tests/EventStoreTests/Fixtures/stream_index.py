@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Rewrites a store's stream index the way the stream index tests need, with the stock LMDB binding
+and no code of the engine's.
+
+Usage: stream_index.py DIR legacy
+    replaces the linked index (stream-heads, stream-links, stream-marks) with the older `streams`
+    table, one entry a version: streamId 0x00 version(u64 BE) -> position(u64 BE), made from the records.
+Usage: stream_index.py DIR relink POSITION TARGET
+    points the link of POSITION at TARGET, as a damaged or tampered index would.
+"""
+import struct
+import sys
+
+import lmdb
+
+directory, action = sys.argv[1], sys.argv[2]
+env = lmdb.open(directory, max_dbs=64, subdir=True)
+with env.begin(write=True) as txn:
+    events = env.open_db(b"events", txn=txn, create=False)
+    if action == "legacy":
+        streams = env.open_db(b"streams", txn=txn, create=True)
+        for key, record in txn.cursor(db=events):
+            position = key
+            version = record[9:17]
+            (length,) = struct.unpack(">H", record[27:29])
+            stream = bytes(record[29 : 29 + length])
+            txn.put(stream + b"\x00" + bytes(version), bytes(position), db=streams)
+        for name in (b"stream-heads", b"stream-links", b"stream-marks"):
+            txn.drop(env.open_db(name, txn=txn, create=False), delete=True)
+    elif action == "relink":
+        links = env.open_db(b"stream-links", txn=txn, create=False)
+        txn.put(struct.pack(">Q", int(sys.argv[3])), struct.pack(">Q", int(sys.argv[4])), db=links)
+    else:
+        sys.exit(f"unknown action {action}")
+env.close()
