@@ -89,6 +89,15 @@ func processCPUSplit() -> (user: Double, system: Double) {
     return (seconds(usage.ru_utime), seconds(usage.ru_stime))
 }
 
+/// Bytes this process has handed to `write`-family system calls so far (`wchar` in /proc/self/io):
+/// for the engine, LMDB's page writes at each commit.
+func processWrittenBytes() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/io", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("wchar:") })
+    else { return 0 }
+    return Double(line.dropFirst("wchar:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+}
+
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return 0 }
@@ -335,10 +344,12 @@ if runs(3) {
         var roundCPU = [Double]()
         var roundUser = [Double]()
         var roundSystem = [Double]()
+        var roundWritten = [Double]()
         var transactions: UInt64 = 0
         for round in 0..<rounds {
             let before = engine.eventStore.statistics
             let cpuBefore = processCPUSplit()
+            let writtenBefore = processWrittenBytes()
             let started = DispatchTime.now().uptimeNanoseconds
             let latencies = await concurrentClients(engine, clients: 64, perClient: perClient) { client, i in
                 request(round, client, i)
@@ -349,6 +360,7 @@ if runs(3) {
             roundUser.append((cpuAfter.user - cpuBefore.user) * 1e6 / commands)
             roundSystem.append((cpuAfter.system - cpuBefore.system) * 1e6 / commands)
             roundCPU.append(roundUser.last! + roundSystem.last!)
+            roundWritten.append((processWrittenBytes() - writtenBefore) / commands)
             roundRates.append(rate(latencies.count, elapsed))
             transactions += engine.eventStore.statistics.groupCommitTransactions - before.groupCommitTransactions
             all += latencies
@@ -363,7 +375,8 @@ if runs(3) {
                 + "\(range(roundRates)) cmd/s, \(range(roundCPU)) µs)",
             baseline:
                 "raw single durable txns \(f(rawSingleRate))/s; "
-                + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction",
+                + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction, "
+                + "\(f(median(roundWritten))) bytes written per command",
             ratio: "\(x(commandRate / rawSingleRate)) of raw single txns",
             [
                 "commandsPerSecond": .number(commandRate), "p50Ms": .number(median(all)),
@@ -372,6 +385,7 @@ if runs(3) {
                 "cpuMicrosPerCommand": .number(median(roundCPU)),
                 "userCPUMicrosPerCommand": .number(median(roundUser)),
                 "systemCPUMicrosPerCommand": .number(median(roundSystem)),
+                "bytesWrittenPerCommand": .number(median(roundWritten)),
                 "rawSingleTransactionsPerSecond": .number(rawSingleRate),
                 "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
                 "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
