@@ -513,13 +513,15 @@ public final class EventStore: @unchecked Sendable {
         {
             return .replay(stored)
         }
-        var seen = Set<String>()
+        if request.streams.count > 1 {
+            var seen = Set<String>(minimumCapacity: request.streams.count)
+            for stream in request.streams where !seen.insert(stream.streamId).inserted {
+                throw EventStoreError.invalidKey("stream \(stream.streamId) appears twice in one request")
+            }
+        }
         var heads = [StreamIndex.Head]()
         heads.reserveCapacity(request.streams.count)
         for stream in request.streams {
-            guard seen.insert(stream.streamId).inserted else {
-                throw EventStoreError.invalidKey("stream \(stream.streamId) appears twice in one request")
-            }
             let current = try log.streamHead(stream.streamId, in: txn)
             guard stream.expectedVersion.admits(current.version) else {
                 throw EventStoreError.wrongExpectedVersion(

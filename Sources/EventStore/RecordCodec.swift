@@ -35,14 +35,12 @@ enum RecordCodec {
         out.appendBigEndian(streamVersion)
         out.appendBigEndian(UInt64(bitPattern: Int64((event.occurredAt.timeIntervalSince1970 * 1000).rounded())))
         out.appendBigEndian(event.schemaVersion)
-        for field in [streamId, event.type, event.tenant, event.actor, event.requestId, event.causationId] {
-            let utf8 = Array(field.utf8)
-            guard utf8.count <= Int(UInt16.max) else {
-                throw EventStoreError.invalidKey("field longer than 65535 bytes")
-            }
-            out.appendBigEndian(UInt16(utf8.count))
-            out.append(contentsOf: utf8)
-        }
+        try appendField(streamId, to: &out)
+        try appendField(event.type, to: &out)
+        try appendField(event.tenant, to: &out)
+        try appendField(event.actor, to: &out)
+        try appendField(event.requestId, to: &out)
+        try appendField(event.causationId, to: &out)
         guard event.payload.count <= Int(UInt32.max) else { throw EventStoreError.invalidKey("payload too large") }
         out.appendBigEndian(UInt32(event.payload.count))
         out.append(contentsOf: event.payload)
@@ -53,6 +51,14 @@ enum RecordCodec {
         out.append(contentsOf: previousHash)
         out.append(contentsOf: hash)
         return (out, hash)
+    }
+
+    /// Appends a u16 length and the UTF-8 bytes of `field`.
+    private static func appendField(_ field: String, to out: inout [UInt8]) throws {
+        let count = field.utf8.count
+        guard count <= Int(UInt16.max) else { throw EventStoreError.invalidKey("field longer than 65535 bytes") }
+        out.appendBigEndian(UInt16(count))
+        out.append(contentsOf: field.utf8)
     }
 
     /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.

@@ -8,7 +8,7 @@ public enum MerkleTree {
     /// SHA-256(0x00 ‖ data): the hash of a leaf.
     public static func leafHash(_ data: [UInt8]) -> [UInt8] {
         var hasher = SHA256()
-        hasher.update([0x00])
+        withUnsafeBytes(of: UInt8(0x00)) { hasher.update($0) }
         hasher.update(data)
         return hasher.finalize()
     }
@@ -16,7 +16,7 @@ public enum MerkleTree {
     /// SHA-256(0x01 ‖ left ‖ right): the hash of an interior node.
     public static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] {
         var hasher = SHA256()
-        hasher.update([0x01])
+        withUnsafeBytes(of: UInt8(0x01)) { hasher.update($0) }
         hasher.update(left)
         hasher.update(right)
         return hasher.finalize()
