@@ -334,10 +334,12 @@ enum VerifyCommand {
         Walks the hash chain from position 1: every position present, every record's previous hash
         equal to the hash before it, every hash equal to SHA-256(previous hash ‖ record). Prints the
         events checked, the head position and the head hash. Exit 1 with the first bad position.
-        Then checks the Merkle tree kept beside the log against the log's records (every node).
+        Then checks the Merkle tree kept beside the log against the log's records (every node), and
+        the stream index (every stream's head, every event's link back, every mark).
         The store is opened read-only. With --record it is opened for writing and the outcome is
         kept: a broken chain makes engines refuse appends; an intact one lifts that refusal (the
-        operator's step after restoring or repairing a store).
+        operator's step after restoring or repairing a store); and a damaged stream index is made
+        again from the log's records (one transaction; appends wait for it).
 
         --checkpoint FILE --key VERIFIER_KEY: checks the checkpoint's signature with the verifier
         key (a file from campaign keygen, or the key text), then proves that the log extends the
@@ -392,6 +394,9 @@ enum VerifyCommand {
             text.out("head hash:     \(report.headHash.hexString)")
             // The tree and the checkpoint are read from records the chain has just proven.
             passed = try TreeAudit.verifyTree(store, console: text, json: &members) && passed
+            passed =
+                try verifyStreamIndex(store, repair: arguments.flags.contains("record"), console: text, json: &members)
+                && passed
             if let path = arguments.options["checkpoint"], let checkpointKey {
                 passed =
                     try TreeAudit.verifyCheckpoint(store, path: path, key: checkpointKey, console: text, json: &members)
@@ -429,6 +434,32 @@ enum VerifyCommand {
         }
         if json { console.out(JSON.object(members).text) }
         return passed ? .ok : .failure
+    }
+}
+
+extension VerifyCommand {
+    /// Checks the stream index against the records; with `repair`, makes a damaged one again.
+    /// Prints a line and returns whether the index is the log's now.
+    static func verifyStreamIndex(
+        _ store: EventStore, repair: Bool, console: any Console, json: inout JSONObject
+    ) throws -> Bool {
+        guard let problem = try store.verifyStreamIndex() else {
+            json["streamIndex"] = .object(["intact": .bool(true)])
+            console.out("stream index intact")
+            return true
+        }
+        guard repair else {
+            json["streamIndex"] = .object(["intact": .bool(false), "problem": .string(problem)])
+            console.out("stream index DAMAGED: \(problem) (campaign verify --record makes it again from the log)")
+            return false
+        }
+        try store.rebuildStreamIndex()
+        let left = try store.verifyStreamIndex()
+        json["streamIndex"] = .object([
+            "intact": .bool(left == nil), "rebuilt": .bool(true), "problem": .string(left ?? problem),
+        ])
+        console.out("stream index was DAMAGED (\(problem)); made again from the log: \(left ?? "intact")")
+        return left == nil
     }
 }
 

@@ -215,6 +215,29 @@ struct EventLog: Sendable {
         }
     }
 
+    /// What is wrong with the stream index, given the log's records; nil when it is theirs exactly.
+    func streamIndexProblem(in txn: Txn) throws -> String? {
+        switch index {
+        case let .linked(linked): return try linked.problem(against: events, in: txn)
+        case let .everyVersion(streams):
+            var problem: String?
+            _ = try StreamIndex.derive(from: events, in: txn) { position, streamKey, version, _ in
+                guard problem == nil else { return }
+                let indexed = try txn.withValue(streams, StreamIndex.markKey(streamKey, version)) {
+                    $0.count == 8 ? $0.bigEndianUInt64() : nil
+                }
+                if indexed != position {
+                    problem = "version \(version) of \(String(decoding: streamKey, as: UTF8.self)) is not indexed"
+                }
+            }
+            if let problem { return problem }
+            guard try txn.entryCount(streams) == (try txn.entryCount(events)) else {
+                return "entries left over for versions the log does not have"
+            }
+            return nil
+        }
+    }
+
     /// The positions a read of the `streams` table of an older store finds, in the order read.
     private static func legacyPositions(
         _ streams: MDB_dbi, _ streamId: String, from version: UInt64, backward: Bool, limit: Int, in txn: Txn
@@ -235,38 +258,9 @@ struct EventLog: Sendable {
     }
 
     /// Replaces an older store's `streams` table with the linked index, made from the log itself
-    /// (not from the table it replaces), in the caller's write transaction. The index tables must be
-    /// empty. Throws damage when a record's version does not follow its stream's last.
+    /// (not from the table it replaces), in the caller's write transaction.
     static func upgrade(events: MDB_dbi, legacy streams: MDB_dbi, to index: StreamIndex, in txn: Txn) throws {
-        var heads = [String: StreamIndex.Head]()
-        var decoder = RecordDecoder()
-        decoder.hashes = false
-        try txn.withCursor(events) { cursor in
-            var entry = try cursor.first()
-            while let (key, value) = entry {
-                let position = key.bigEndianUInt64()
-                let event = try decoder.decode(value, position: position)
-                let before = heads[event.streamId] ?? .empty
-                guard event.streamVersion == before.version + 1 else {
-                    throw EventStoreError.corruptRecord(
-                        position: position,
-                        reason: "version \(event.streamVersion) follows version \(before.version) of its stream")
-                }
-                try txn.put(index.links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND))
-                let streamKey = Array(event.streamId.utf8)
-                if event.streamVersion % StreamIndex.markInterval == 0 {
-                    try txn.put(index.marks, StreamIndex.markKey(streamKey, event.streamVersion), .bigEndian(position))
-                }
-                heads[event.streamId] = StreamIndex.Head(version: event.streamVersion, position: position)
-                entry = try cursor.next()
-            }
-        }
-        for (streamId, head) in heads {
-            var value = [UInt8]()
-            value.appendBigEndian(head.version)
-            value.appendBigEndian(head.position)
-            try txn.put(index.heads, Array(streamId.utf8), value)
-        }
+        try index.rebuild(from: events, in: txn)
         let code = mdb_drop(txn.pointer, streams, 1)
         if code == MDB_MAP_FULL { throw MapFullSignal() }
         try LMDB.check(code, "mdb_drop streams")

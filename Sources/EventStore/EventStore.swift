@@ -350,6 +350,26 @@ public final class EventStore: @unchecked Sendable {
         try environment.read { try log.forEachStream(in: $0, body) }
     }
 
+    /// Checks the stream index against the log's records, in one read transaction: each stream's
+    /// head, each event's link back, each mark, and nothing left over (for a store with the older
+    /// index, opened read-only: an entry for every event). Returns what is wrong first, or nil.
+    public func verifyStreamIndex() throws -> String? {
+        do {
+            return try environment.read { try log.streamIndexProblem(in: $0) }
+        } catch let EventStoreError.corruptRecord(position, reason) {
+            return "the record at position \(position): \(reason)"
+        }
+    }
+
+    /// Makes the stream index again from the log's records, in one job of the writer: the repair
+    /// when ``verifyStreamIndex()`` reports a problem. Throws ``EventStoreError/readOnly`` on a
+    /// store opened read-only.
+    public func rebuildStreamIndex() throws {
+        guard !environment.readOnly, case let .linked(index) = log.index else { throw EventStoreError.readOnly }
+        let (environment, events) = (self.environment, log.events)
+        try committer.runOnWriter { try environment.write { try index.rebuild(from: events, in: $0) } }
+    }
+
     /// The last position (0 when empty) and its hash (32 zero bytes when empty).
     public func head() throws -> (position: UInt64, hash: [UInt8]) {
         try environment.read { txn in

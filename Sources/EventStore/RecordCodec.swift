@@ -116,6 +116,15 @@ enum RecordCodec {
     static func storedHash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
         Array(bytes.suffix(hashSize))
     }
+
+    /// A record's stream id (UTF-8) and stream version, read at their offsets; nil when the record
+    /// is too short to hold them.
+    static func stream(of bytes: UnsafeRawBufferPointer) -> (id: [UInt8], version: UInt64)? {
+        guard bytes.count >= 29 else { return nil }
+        let length = Int(bytes[27]) << 8 | Int(bytes[28])
+        guard bytes.count >= 29 + length else { return nil }
+        return (Array(bytes[29..<29 + length]), bytes.bigEndianUInt64(at: 9))
+    }
 }
 
 /// Decodes the records of one read, sharing what consecutive records repeat: an event type,

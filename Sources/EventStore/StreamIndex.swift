@@ -63,11 +63,7 @@ struct StreamIndex: Sendable {
             }
             previous = position
         }
-        var value = [UInt8]()
-        value.reserveCapacity(16)
-        value.appendBigEndian(version)
-        value.appendBigEndian(previous)
-        try txn.put(heads, streamKey, value)
+        try txn.put(heads, streamKey, StreamIndex.value(of: Head(version: version, position: previous)))
     }
 
     /// The positions of `versions` (within the head's), lowest version first.
@@ -119,6 +115,113 @@ struct StreamIndex: Sendable {
         let stored = try txn.withValue(table, key) { value in value.count == 8 ? value.bigEndianUInt64() : nil }
         guard let position = stored ?? nil else { throw damaged(what()) }
         return position
+    }
+
+    /// Walks the log's records in order, calling `body` with each one's position, stream and
+    /// version and the head its stream had before it. Returns every stream's head after the last.
+    /// Throws a corrupt record where a version does not follow its stream's last.
+    static func derive(
+        from events: MDB_dbi, streams expected: Int = 0, in txn: Txn,
+        _ body: (_ position: UInt64, _ streamKey: [UInt8], _ version: UInt64, _ before: Head) throws -> Void
+    ) throws -> [[UInt8]: Head] {
+        var heads = [[UInt8]: Head](minimumCapacity: expected)
+        try txn.withCursor(events) { cursor in
+            var entry = try cursor.first()
+            while let (key, value) = entry {
+                let position = key.bigEndianUInt64()
+                guard let (streamKey, version) = RecordCodec.stream(of: value) else {
+                    throw EventStoreError.corruptRecord(position: position, reason: "too short to name its stream")
+                }
+                // One lookup a record: the stream's head is read and replaced in place.
+                let before = StreamIndex.replace(
+                    &heads[streamKey, default: .empty], with: Head(version: version, position: position))
+                guard version == before.version + 1 else {
+                    throw EventStoreError.corruptRecord(
+                        position: position, reason: "version \(version) follows version \(before.version) of its stream"
+                    )
+                }
+                try body(position, streamKey, version, before)
+                entry = try cursor.next()
+            }
+        }
+        return heads
+    }
+
+    private static func replace(_ head: inout Head, with new: Head) -> Head {
+        defer { head = new }
+        return head
+    }
+
+    /// Empties the index and makes it again from the log's records, in the caller's write transaction.
+    func rebuild(from events: MDB_dbi, in txn: Txn) throws {
+        for table in [heads, links, marks] { try txn.clear(table) }
+        let derived = try StreamIndex.derive(from: events, in: txn) { position, streamKey, version, before in
+            try txn.put(links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND))
+            if version % StreamIndex.markInterval == 0 {
+                try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
+            }
+        }
+        for (streamKey, head) in derived { try txn.put(heads, streamKey, StreamIndex.value(of: head)) }
+    }
+
+    /// What is wrong with the index, given the log's records (nil when it is theirs exactly): a head,
+    /// link or mark missing, different or left over.
+    func problem(against events: MDB_dbi, in txn: Txn) throws -> String? {
+        var problem: String?
+        var marksExpected = 0
+        let storedHeads = try txn.entryCount(heads)
+        let derived: [[UInt8]: Head] = try txn.withCursor(links) { linkCursor in
+            var link = try linkCursor.first()
+            return try StreamIndex.derive(from: events, streams: storedHeads, in: txn) {
+                position, streamKey, version, before in
+                guard problem == nil else { return }
+                let stored = link.flatMap { $0.key.count == 8 && $0.value.count == 8 ? $0 : nil }
+                guard let stored, stored.key.bigEndianUInt64() == position else {
+                    problem = "position \(position) has no link"
+                    return
+                }
+                guard stored.value.bigEndianUInt64() == before.position else {
+                    problem = "position \(position) links to \(stored.value.bigEndianUInt64()), not \(before.position)"
+                    return
+                }
+                link = try linkCursor.next()
+                if version % StreamIndex.markInterval == 0 {
+                    marksExpected += 1
+                    let marked = try txn.withValue(marks, StreamIndex.markKey(streamKey, version)) {
+                        $0.count == 8 ? $0.bigEndianUInt64() : nil
+                    }
+                    if marked != position {
+                        problem = "version \(version) of \(String(decoding: streamKey, as: UTF8.self)) is not marked"
+                    }
+                }
+            }
+        }
+        if let problem { return problem }
+        if try txn.entryCount(links) != (try txn.entryCount(events)) { return "links left over past the log's head" }
+        if try txn.entryCount(marks) != marksExpected { return "marks left over for versions the log does not have" }
+        guard storedHeads == derived.count else { return "\(storedHeads) heads for the log's \(derived.count) streams" }
+        // As many heads as streams: each stored one must be its stream's.
+        return try txn.withCursor(heads) { cursor in
+            var entry = try cursor.first()
+            while let (key, value) = entry {
+                let streamKey = Array(key)
+                guard let head = derived[streamKey], value.count == 16,
+                    value.bigEndianUInt64(at: 0) == head.version, value.bigEndianUInt64(at: 8) == head.position
+                else {
+                    return "the head of \(String(decoding: streamKey, as: UTF8.self)) is not its stream's last event"
+                }
+                entry = try cursor.next()
+            }
+            return nil
+        }
+    }
+
+    static func value(of head: Head) -> [UInt8] {
+        var value = [UInt8]()
+        value.reserveCapacity(16)
+        value.appendBigEndian(head.version)
+        value.appendBigEndian(head.position)
+        return value
     }
 
     static func damaged(_ what: String) -> EventStoreError {

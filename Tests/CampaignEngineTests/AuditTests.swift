@@ -228,6 +228,27 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             text.out.contains("contacts MISMATCHED: 0 of") && text.out.contains("2 rows of values without a contact"))
     }
 
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func aDeletedStreamLinkIsCaughtAndVerifyRecordMakesTheIndexAgain() async throws {
+        let setup = try await audited()
+        let clean = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--json"]).out)
+        #expect(clean["streamIndex"]?["intact"] == .bool(true))
+        try AuditTests.tamper(setup, ["unlink", "500"])
+        let run = try await campaign(["verify", "--data", setup.data, "--json"])
+        #expect(run.status == 1)
+        let report = try JSON.parse(run.out)
+        #expect(report["intact"] == .bool(true))
+        #expect(report["streamIndex"]?["problem"] == .string("position 500 has no link"))
+        let text = try await campaign(["verify", "--data", setup.data])
+        #expect(text.out.contains("stream index DAMAGED: position 500 has no link"))
+        let record = try await campaign(["verify", "--data", setup.data, "--record", "--json"])
+        #expect(record.status == 0, "\(record.out)")
+        #expect(try JSON.parse(record.out)["streamIndex"]?["rebuilt"] == .bool(true))
+        let after = try await campaign(["verify", "--data", setup.data, "--json"])
+        #expect(after.status == 0)
+        #expect(try JSON.parse(after.out)["streamIndex"]?["intact"] == .bool(true))
+    }
+
     @Test func theEngineSignsCheckpointsOnItsScheduleAndExportCarriesThem() async throws {
         var configuration = EngineConfiguration()
         let key = try NoteKey.generate(name: "ops.example")

@@ -76,6 +76,7 @@ import Testing
         #expect(usage["stream-links"] == Self.lengths.values.reduce(0, +))
         #expect(usage["stream-marks"] == Self.lengths.values.map { $0 / 64 }.reduce(0, +))
         #expect(usage["streams"] == nil)
+        #expect(try store.verifyStreamIndex() == nil)
     }
 
     @Test func anExpectedVersionIsCheckedAgainstTheHeadWrittenEarlierInTheSameBatch() async throws {
@@ -112,6 +113,7 @@ import Testing
             #expect(try Self.expected(store) == before)
             let names = Set(try store.tableUsage().map(\.name))
             #expect(names.contains("streams") && !names.contains("stream-heads"))
+            #expect(try store.verifyStreamIndex() == nil)
             store.close()
         }
         let store = try EventStore(path: dir.path)
@@ -121,6 +123,7 @@ import Testing
         #expect(usage["stream-links"] == Self.lengths.values.reduce(0, +))
         #expect(usage["streams"] == nil)
         #expect(try store.verifyChain().isIntact)
+        #expect(try store.verifyStreamIndex() == nil)
         // Appends go on from the upgraded heads.
         _ = try await store.append(appendRequest("s63", .exact(63)))
         #expect(try store.readStream("s63", from: 63).map(\.streamVersion) == [63, 64])
@@ -146,6 +149,47 @@ import Testing
         #expect(try store.readStream("b").map(\.position) == [2, 4, 6])
         #expect(throws: EventStoreError.self) { try store.readStream("a") }
         #expect(try store.readStream("a", from: 3).map(\.position) == [5])
+        #expect(try store.verifyStreamIndex() == "position 5 links to 4, not 3")
+        try store.rebuildStreamIndex()
+        #expect(try store.verifyStreamIndex() == nil)
+        #expect(try store.readStream("a").map(\.position) == [1, 3, 5])
+    }
+
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func verifyNamesAMissingMarkOrHeadAndARebuildRestoresThem() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: dir.path)
+            try await Self.fill(store)
+            store.close()
+        }
+        try Self.rewrite(dir.path, ["unmark", "s131", "128"])
+        try Self.rewrite(dir.path, ["behead", "s0"])
+        do {
+            let store = try EventStore(path: dir.path, options: Self.readOnly)
+            #expect(try store.verifyStreamIndex() == "version 128 of s131 is not marked")
+            #expect(throws: EventStoreError.self) { try store.rebuildStreamIndex() }
+            store.close()
+        }
+        do {
+            let store = try EventStore(path: dir.path)
+            #expect(try store.verifyStreamIndex() == "version 128 of s131 is not marked")
+            try store.rebuildStreamIndex()
+            #expect(try store.verifyStreamIndex() == nil)
+            try Self.checkReads(store)
+            store.close()
+        }
+        try Self.rewrite(dir.path, ["behead", "s0"])
+        do {
+            let store = try EventStore(path: dir.path, options: Self.readOnly)
+            #expect(try store.verifyStreamIndex() == "6 heads for the log's 7 streams")
+            store.close()
+        }
+        // s0 back, at the right version but another stream's position.
+        try Self.rewrite(dir.path, ["rehead", "s0", "1", "2"])
+        let store = try EventStore(path: dir.path, options: Self.readOnly)
+        defer { store.close() }
+        #expect(try store.verifyStreamIndex() == "the head of s0 is not its stream's last event")
     }
 
     static var readOnly: StoreOptions {

@@ -11,6 +11,7 @@
     tamper_log.py DIR orphan INDEX                copy the INDEX-th contact's kept values to a
                                                   contact id of its tenant that has no events, and
                                                   to the same id under a tenant that has none
+    tamper_log.py DIR unlink POSITION             delete the stream index's link of POSITION
 """
 import json
 import hashlib
@@ -87,6 +88,9 @@ def main(directory, action, number, with_tree):
             tenant, contact = bytes(key).split(b"\x00", 1)
             txn.put(tenant + b"\x00ctc_never_created", bytes(value), db=values)
             txn.put(b"another-tenant\x00" + contact, bytes(value), db=values)
+        elif action == "unlink":
+            links = env.open_db(b"stream-links", create=False, txn=txn)
+            txn.delete(struct.pack(">Q", number), db=links)
         elif action == "truncate":
             for key in [k for k, _ in txn.cursor(db=events) if struct.unpack(">Q", k)[0] > number]:
                 txn.delete(key, db=events)

@@ -7,6 +7,12 @@ Usage: stream_index.py DIR legacy
     table, one entry a version: streamId 0x00 version(u64 BE) -> position(u64 BE), made from the records.
 Usage: stream_index.py DIR relink POSITION TARGET
     points the link of POSITION at TARGET, as a damaged or tampered index would.
+Usage: stream_index.py DIR unmark STREAM VERSION
+    deletes the mark of STREAM's VERSION.
+Usage: stream_index.py DIR behead STREAM
+    deletes STREAM's head.
+Usage: stream_index.py DIR rehead STREAM VERSION POSITION
+    sets STREAM's head to VERSION at POSITION.
 """
 import struct
 import sys
@@ -30,6 +36,18 @@ with env.begin(write=True) as txn:
     elif action == "relink":
         links = env.open_db(b"stream-links", txn=txn, create=False)
         txn.put(struct.pack(">Q", int(sys.argv[3])), struct.pack(">Q", int(sys.argv[4])), db=links)
+    elif action == "unmark":
+        marks = env.open_db(b"stream-marks", txn=txn, create=False)
+        key = sys.argv[3].encode() + b"\x00" + struct.pack(">Q", int(sys.argv[4]))
+        if not txn.delete(key, db=marks):
+            sys.exit("no such mark")
+    elif action == "behead":
+        heads = env.open_db(b"stream-heads", txn=txn, create=False)
+        if not txn.delete(sys.argv[3].encode(), db=heads):
+            sys.exit("no such head")
+    elif action == "rehead":
+        heads = env.open_db(b"stream-heads", txn=txn, create=False)
+        txn.put(sys.argv[3].encode(), struct.pack(">QQ", int(sys.argv[4]), int(sys.argv[5])), db=heads)
     else:
         sys.exit(f"unknown action {action}")
 env.close()
