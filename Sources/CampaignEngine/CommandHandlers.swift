@@ -25,7 +25,7 @@ extension CampaignEngine {
             (state, version) = (snapshot.state, snapshot.version)
         }
         var read: UInt64 = 0
-        try store.forEachEvent(inStream: streamId, from: version + 1) { event in
+        try store.forEachEvent(inStream: streamId, from: version + 1, hashes: false) { event in
             state = evolve(state, ProjectedEvent(event).record)
             version = event.streamVersion
             read += 1

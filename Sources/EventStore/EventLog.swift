@@ -145,7 +145,7 @@ struct EventLog: Sendable {
 
     /// Reads up to `limit` events of one stream starting at `version`, forward or backward.
     func streamEvents(
-        _ streamId: String, from version: UInt64, backward: Bool, limit: Int, in txn: Txn
+        _ streamId: String, from version: UInt64, backward: Bool, limit: Int, hashes: Bool = true, in txn: Txn
     ) throws -> [RecordedEvent] {
         try EventLog.validate(streamId: streamId)
         guard limit > 0 else { return [] }
@@ -174,17 +174,25 @@ struct EventLog: Sendable {
         var out = [RecordedEvent]()
         out.reserveCapacity(positions.count)
         var decoder = RecordDecoder()
-        for position in positions {
-            let record = try txn.withValue(events, .bigEndian(position)) { try decoder.decode($0, position: position) }
-            guard let event = record else {
-                throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")
+        decoder.hashes = hashes
+        // One cursor for the page: a seek near the last one (a stream's events are often close
+        // together) searches only the leaf the cursor is on.
+        try txn.withCursor(events) { cursor in
+            for position in positions {
+                let key = [UInt8].bigEndian(position)
+                guard let entry = try cursor.seek(atLeast: key), entry.key.elementsEqual(key) else {
+                    throw EventStoreError.corruptRecord(position: position, reason: "indexed event is missing")
+                }
+                out.append(try decoder.decode(entry.value, position: position))
             }
+        }
+        for (index, event) in out.enumerated() {
+            let position = event.position
             // The index must lead to this stream's events, one version after another.
             let step: Int64 = backward ? -1 : 1
             guard event.streamId == streamId,
-                out.last.map({ Int64(bitPattern: event.streamVersion &- $0.streamVersion) == step }) ?? true
+                index == 0 || Int64(bitPattern: event.streamVersion &- out[index - 1].streamVersion) == step
             else { throw StreamIndex.damaged("the entry that leads to position \(position)") }
-            out.append(event)
         }
         return out
     }

@@ -300,10 +300,14 @@ public final class EventStore: @unchecked Sendable {
     }
 
     /// Up to `limit` events of a stream from `version` on (or down from it when `backward`).
+    /// With `hashes` false the events' two hashes are left empty (a fold that never reads them
+    /// saves two arrays an event).
     public func readStream(
-        _ streamId: String, from version: UInt64 = 1, backward: Bool = false, limit: Int = 1_000
+        _ streamId: String, from version: UInt64 = 1, backward: Bool = false, limit: Int = 1_000, hashes: Bool = true
     ) throws -> [RecordedEvent] {
-        try environment.read { try log.streamEvents(streamId, from: version, backward: backward, limit: limit, in: $0) }
+        try environment.read {
+            try log.streamEvents(streamId, from: version, backward: backward, limit: limit, hashes: hashes, in: $0)
+        }
     }
 
     /// Up to `limit` events of the global log from `position` on.
@@ -328,11 +332,11 @@ public final class EventStore: @unchecked Sendable {
     /// Visits one stream from `version` on (or down from it when `backward`), a page at a time.
     public func forEachEvent(
         inStream streamId: String, from version: UInt64 = 1, backward: Bool = false, pageSize: Int = 1_024,
-        _ body: (RecordedEvent) throws -> Bool
+        hashes: Bool = true, _ body: (RecordedEvent) throws -> Bool
     ) throws {
         var next = backward && version == 0 ? UInt64.max : version
         while true {
-            let page = try readStream(streamId, from: next, backward: backward, limit: pageSize)
+            let page = try readStream(streamId, from: next, backward: backward, limit: pageSize, hashes: hashes)
             for event in page { guard try body(event) else { return } }
             guard let last = page.last, page.count == pageSize else { return }
             if backward {

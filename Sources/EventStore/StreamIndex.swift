@@ -82,13 +82,21 @@ struct StreamIndex: Sendable {
                 "mark \(markVersion) of \(String(decoding: streamKey, as: UTF8.self))", txn)
         }
         var out = [UInt64](repeating: 0, count: Int(versions.upperBound - versions.lowerBound + 1))
-        while true {
-            if version <= versions.upperBound { out[Int(version - versions.lowerBound)] = position }
-            if version == versions.lowerBound { return out }
-            position = try StreamIndex.position(
-                in: links, .bigEndian(position), "the link of position \(position)", txn)
-            guard position > 0 else { throw StreamIndex.damaged("the link of a stream's version \(version)") }
-            version -= 1
+        // One cursor for the walk: each link's key is below the last, often on the same leaf, and
+        // a seek there searches only that leaf.
+        return try txn.withCursor(links) { cursor in
+            while true {
+                if version <= versions.upperBound { out[Int(version - versions.lowerBound)] = position }
+                if version == versions.lowerBound { return out }
+                let key = [UInt8].bigEndian(position)
+                guard let link = try cursor.seek(atLeast: key), link.key.elementsEqual(key), link.value.count == 8
+                else {
+                    throw StreamIndex.damaged("the link of position \(position)")
+                }
+                position = link.value.bigEndianUInt64()
+                guard position > 0 else { throw StreamIndex.damaged("the link of a stream's version \(version)") }
+                version -= 1
+            }
         }
     }
 

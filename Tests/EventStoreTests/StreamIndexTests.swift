@@ -70,6 +70,12 @@ import Testing
         defer { store.close() }
         try await Self.fill(store)
         try Self.checkReads(store)
+        // A fold's read leaves the hashes out and nothing else.
+        let bare = try store.readStream("s200", from: 60, limit: 70, hashes: false)
+        var full = try store.readStream("s200", from: 60, limit: 70)
+        #expect(bare.allSatisfy { $0.hash.isEmpty && $0.previousHash.isEmpty } && bare.count == 70)
+        for index in full.indices { (full[index].hash, full[index].previousHash) = ([], []) }
+        #expect(bare == full)
         // One table of heads, one link an event, one mark for every 64th version of a stream.
         let usage = Dictionary(uniqueKeysWithValues: try store.tableUsage().map { ($0.name, $0.entries) })
         #expect(usage["stream-heads"] == Self.lengths.count)
