@@ -186,13 +186,12 @@ struct EventLog: Sendable {
                 out.append(try decoder.decode(entry.value, position: position))
             }
         }
-        for (index, event) in out.enumerated() {
-            let position = event.position
-            // The index must lead to this stream's events, one version after another.
-            let step: Int64 = backward ? -1 : 1
+        // The index must lead to this stream's events, one version after another.
+        let step: Int64 = backward ? -1 : 1
+        for (offset, event) in out.enumerated() {
             guard event.streamId == streamId,
-                index == 0 || Int64(bitPattern: event.streamVersion &- out[index - 1].streamVersion) == step
-            else { throw StreamIndex.damaged("the entry that leads to position \(position)") }
+                offset == 0 || Int64(bitPattern: event.streamVersion &- out[offset - 1].streamVersion) == step
+            else { throw StreamIndex.damaged("the entry that leads to position \(event.position)") }
         }
         return out
     }
@@ -231,6 +230,7 @@ struct EventLog: Sendable {
             var problem: String?
             _ = try StreamIndex.derive(from: events, in: txn) { position, streamKey, version, _ in
                 guard problem == nil else { return }
+                // The older index's keys have a mark's shape: stream ‖ 0x00 ‖ version.
                 let indexed = try txn.withValue(streams, StreamIndex.markKey(streamKey, version)) {
                     $0.count == 8 ? $0.bigEndianUInt64() : nil
                 }

@@ -329,7 +329,8 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
-    /// Visits one stream from `version` on (or down from it when `backward`), a page at a time.
+    /// Visits one stream from `version` on (or down from it when `backward`), a page at a time;
+    /// with `hashes` false the events' hashes are left empty (see ``readStream(_:from:backward:limit:hashes:)``).
     public func forEachEvent(
         inStream streamId: String, from version: UInt64 = 1, backward: Bool = false, pageSize: Int = 1_024,
         hashes: Bool = true, _ body: (RecordedEvent) throws -> Bool

@@ -30,6 +30,7 @@ struct StreamIndex: Sendable {
         static let empty = Head(version: 0, position: 0)
     }
 
+    /// A mark's key: stream ‖ 0x00 ‖ version.
     static func markKey(_ streamKey: [UInt8], _ version: UInt64) -> [UInt8] {
         var key = streamKey
         key.reserveCapacity(key.count + 9)
@@ -56,7 +57,8 @@ struct StreamIndex: Sendable {
         for position in firstPosition..<firstPosition + UInt64(count) {
             version += 1
             guard try txn.put(links, .bigEndian(position), .bigEndian(previous), flags: UInt32(MDB_APPEND)) else {
-                throw StreamIndex.damaged("a link at position \(position) or after it")
+                throw EventStoreError.corruptRecord(
+                    position: position, reason: "the stream index already links this position or a later one")
             }
             if version % StreamIndex.markInterval == 0 {
                 try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
@@ -114,14 +116,11 @@ struct StreamIndex: Sendable {
         }
     }
 
-    /// The position stored under `key`; damage when there is none or it is not 8 bytes.
-    private static func position(
-        in table: MDB_dbi, _ key: [UInt8], _ what: @autoclosure () -> String, _ txn: Txn
-    )
-        throws -> UInt64
-    {
+    /// The position stored under `key`; damage (`what` is missing) when there is none or it is
+    /// not 8 bytes.
+    private static func position(in table: MDB_dbi, _ key: [UInt8], _ what: String, _ txn: Txn) throws -> UInt64 {
         let stored = try txn.withValue(table, key) { value in value.count == 8 ? value.bigEndianUInt64() : nil }
-        guard let position = stored ?? nil else { throw damaged(what()) }
+        guard let position = stored ?? nil else { throw damaged(what) }
         return position
     }
 
@@ -224,6 +223,7 @@ struct StreamIndex: Sendable {
         }
     }
 
+    /// A head's stored value: version ‖ position.
     static func value(of head: Head) -> [UInt8] {
         var value = [UInt8]()
         value.reserveCapacity(16)
@@ -232,6 +232,7 @@ struct StreamIndex: Sendable {
         return value
     }
 
+    /// The error for a part of the index that is missing or malformed: damage, like LMDB's own.
     static func damaged(_ what: String) -> EventStoreError {
         .corrupted(message: "the stream index is damaged: \(what) is missing or malformed")
     }
