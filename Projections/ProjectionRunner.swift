@@ -211,8 +211,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Sets a projection's state for the rest of the transaction; it is stored once, just before
     /// the transaction commits, however often it was set (a group commit sets each inline
     /// projection's checkpoint once per request).
-    func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) throws {
-        try metas(in: txn).set(value, name)
+    func setMeta(_ value: Meta, _ name: String, in txn: WriteTransaction) {
+        metas(in: txn).set(value, name)
     }
 
     private func storedMeta(_ name: String, in txn: ReadTransaction) throws -> Meta? {
@@ -268,7 +268,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             if current == nil, try store.head().position == 0 {
                 try store.write { txn in
                     if try meta(projection.name, in: txn) == nil {
-                        try setMeta(Meta(version: projection.version), projection.name, in: txn)
+                        setMeta(Meta(version: projection.version), projection.name, in: txn)
                     }
                 }
                 continue
@@ -321,7 +321,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 try projection.apply(event, to: table)
             }
             state.checkpoint = max(state.checkpoint, last.position)
-            try setMeta(state, projection.name, in: txn)
+            setMeta(state, projection.name, in: txn)
         }
     }
 
@@ -415,7 +415,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 if stop() { break reading }
             }
         }
-        if moved { try setMeta(state, projection.name, in: txn) }
+        if moved { setMeta(state, projection.name, in: txn) }
         return CatchUpStep(applied: applied, checkpoint: state.checkpoint, moved: moved)
     }
 
@@ -683,7 +683,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 try txn.clear(runner.table(projection.name, slot: scratch))
                 state.rebuild = (scratch, 0, projection.version)
                 state.rebuildPartial = nil
-                try runner.setMeta(state, projection.name, in: txn)
+                runner.setMeta(state, projection.name, in: txn)
                 lowest = 0
             }
             return Start(resumedFrom: lowest == .max ? 0 : lowest, total: try txn.headPosition(), time: .now)
@@ -723,7 +723,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             guard index == folded.rows.count else { return index }
             rebuild.checkpoint = folded.through
             state.rebuild = rebuild
-            try runner.setMeta(state, folded.name, in: txn)
+            runner.setMeta(state, folded.name, in: txn)
             return index
         }
 
@@ -791,7 +791,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 } else {
                     remaining = true
                 }
-                try runner.setMeta(entry.state, entry.projection.name, in: txn)
+                runner.setMeta(entry.state, entry.projection.name, in: txn)
             }
             return (reached, !remaining)
         }
@@ -916,7 +916,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         var advanced = state
         advanced.checkpoint = head
         advanced.partial = nil
-        try setMeta(advanced, projection.name, in: txn)
+        setMeta(advanced, projection.name, in: txn)
         return head
     }
 
