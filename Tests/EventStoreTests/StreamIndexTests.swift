@@ -198,6 +198,41 @@ import Testing
         #expect(try store.verifyStreamIndex() == "the head of s0 is not its stream's last event")
     }
 
+    @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
+    func twoProcessesOpeningAnOlderStoreAtOnceUpgradeItOnceAndLoseNoAppend() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: dir.path)
+            try await Self.fill(store)
+            store.close()
+        }
+        try Self.rewrite(dir.path, ["legacy"])
+        // Both open the older store writable at once; one upgrades it, the other finds it done.
+        let writers = try ["a", "b"].map { tag in
+            try WriterProcess(arguments: [
+                "append-writer", "--data", dir.path, "--streams", "5", "--count", "150", "--mode", "exact", "--tag",
+                tag,
+            ])
+        }
+        for writer in writers { #expect(try await writer.waitForExit() == 0) }
+        #expect(writers.map(\.acknowledgements.count) == [150, 150])
+        let store = try EventStore(path: dir.path, options: Self.readOnly)
+        defer { store.close() }
+        #expect(try store.verifyStreamIndex() == nil)
+        #expect(try store.tableUsage().contains { $0.name == "streams" } == false)
+        #expect(try store.head().position == UInt64(Self.lengths.values.reduce(0, +) + 300))
+        for stream in 0..<5 {
+            let events = try store.readStream("stream-\(stream)", limit: 10_000)
+            #expect(events.map(\.streamVersion) == Array(1...UInt64(events.count)))
+        }
+        for writer in writers {
+            for ack in writer.acknowledgements {
+                let stored = try #require(try store.readStream(ack.stream, from: ack.version, limit: 1).first)
+                #expect(stored.position == ack.position && stored.requestId == ack.request)
+            }
+        }
+    }
+
     static var readOnly: StoreOptions {
         var options = StoreOptions()
         options.readOnly = true
