@@ -107,8 +107,8 @@ extension CampaignEngine {
         .array(
             receipt.events.map {
                 .object([
-                    "type": .string($0.type), "position": .number(Double($0.position)),
-                    "streamId": .string($0.streamId),
+                    "position": .number(Double($0.position)), "streamId": .string($0.streamId),
+                    "type": .string($0.type),
                 ])
             })
     }

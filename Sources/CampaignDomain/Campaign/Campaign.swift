@@ -63,16 +63,20 @@ public struct CampaignState: Sendable, Equatable {
 
     /// The read model returned by `campaign.get`.
     public var json: JSON {
-        var members: JSONObject = [
-            "campaignId": .string(id), "name": .string(name), "channel": .string(channel),
-            "status": .string(status.rawValue),
-            "createdAt": .string(Timestamp.format(createdAt)), "updatedAt": .string(Timestamp.format(updatedAt)),
-            "version": .number(Double(version)),
-        ]
-        if let segmentId { members["segmentId"] = .string(segmentId) }
-        if let content { members["content"] = content.json }
-        if let sendAt { members["sendAt"] = .string(Timestamp.format(sendAt)) }
-        return .object(members)
+        // Written in key order, so the object is made without sorting or moving members.
+        var members = [(String, JSON)]()
+        members.reserveCapacity(10)
+        members.append(("campaignId", .string(id)))
+        members.append(("channel", .string(channel)))
+        if let content { members.append(("content", content.json)) }
+        members.append(("createdAt", .string(Timestamp.format(createdAt))))
+        members.append(("name", .string(name)))
+        if let segmentId { members.append(("segmentId", .string(segmentId))) }
+        if let sendAt { members.append(("sendAt", .string(Timestamp.format(sendAt)))) }
+        members.append(("status", .string(status.rawValue)))
+        members.append(("updatedAt", .string(Timestamp.format(updatedAt))))
+        members.append(("version", .number(Double(version))))
+        return .object(JSONObject(uniqueKeysWithValues: members))
     }
 }
 
