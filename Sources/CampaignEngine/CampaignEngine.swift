@@ -225,9 +225,9 @@ public final class CampaignEngine: Sendable {
             // its ids and is fingerprinted from its encoding.
             let fingerprint = SHA256.hash(
                 JSON.object([
-                    "command": .string(command.name), "payload": request.wirePayload ?? command.payload,
-                    "subject": .string(principal.subject),
+                    "command": .string(command.name),
                     "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
+                    "payload": request.wirePayload ?? command.payload, "subject": .string(principal.subject),
                 ]).bytes)
             let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
             do {
