@@ -304,9 +304,11 @@ public final class ProjectionRunner: @unchecked Sendable {
         let projected = events.map { event in
             known[event.position].map { ProjectedEvent(event, known: $0) } ?? ProjectedEvent(event)
         }
+        // The transaction's projection states, found once for all of them.
+        let metas = metas(in: txn)
         // A projection leaves the table alone for a type it does not read (`eventTypes`).
         for (projection, types) in inline {
-            guard var state = try meta(projection.name, in: txn), state.version == projection.version else { continue }
+            guard var state = try metas.meta(projection.name), state.version == projection.version else { continue }
             let table = ProjectionTable(
                 txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
             if state.checkpoint + 1 < first.position {
@@ -321,7 +323,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 try projection.apply(event, to: table)
             }
             state.checkpoint = max(state.checkpoint, last.position)
-            setMeta(state, projection.name, in: txn)
+            metas.set(state, projection.name)
         }
     }
 
