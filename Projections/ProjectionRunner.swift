@@ -80,7 +80,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     public let projections: [any Projection]
     /// The inline projections, in order, each with the event types it reads: worked out once,
     /// since a projection's `eventTypes` builds its set each time it is asked.
-    let inline: [(projection: any Projection, types: Set<String>?)]
+    let inline: [(projection: any Projection, types: Set<String>?, slots: (a: Table, b: Table))]
     let meta: Table
     let slots: [String: (a: Table, b: Table, verify: Table)]
     let personalData: Table
@@ -177,7 +177,6 @@ public final class ProjectionRunner: @unchecked Sendable {
     ) throws {
         self.store = store
         self.projections = projections
-        inline = projections.filter { $0.mode == .inline }.map { ($0, $0.eventTypes) }
         self.jobBudget = jobBudget
         meta = try store.table(named: "projections")
         personalData = try store.table(named: PersonalData.tableName)
@@ -189,6 +188,10 @@ public final class ProjectionRunner: @unchecked Sendable {
             )
         }
         self.slots = slots
+        inline = projections.filter { $0.mode == .inline }.map { projection in
+            let tables = slots[projection.name]!
+            return (projection, projection.eventTypes, (tables.0, tables.1))
+        }
     }
 
     /// The projection with this name.
@@ -307,10 +310,10 @@ public final class ProjectionRunner: @unchecked Sendable {
         // The transaction's projection states, found once for all of them.
         let metas = metas(in: txn)
         // A projection leaves the table alone for a type it does not read (`eventTypes`).
-        for (projection, types) in inline {
+        for (projection, types, slots) in inline {
             guard var state = try metas.meta(projection.name), state.version == projection.version else { continue }
             let table = ProjectionTable(
-                txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
+                txn: txn, table: state.slot == "b" ? slots.b : slots.a, personalData: personalData)
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
                     if let missing = try txn.event(at: position), types?.contains(missing.type) ?? true {

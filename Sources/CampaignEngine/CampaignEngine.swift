@@ -425,6 +425,16 @@ public final class CampaignEngine: Sendable {
     ) -> [UInt64: KnownEvent] {
         var known = [UInt64: KnownEvent]()
         known.reserveCapacity(receipt.events.count)
+        if let only = planned.first, planned.count == 1 {
+            // One stream (most commands): its events in order, no lookup.
+            var index = 0
+            for event in receipt.events where event.streamId == only.streamId && index < only.payloads.count {
+                let last = index == only.payloads.count - 1
+                known[event.position] = KnownEvent(payload: only.payloads[index], stateAfter: last ? stateAfter : nil)
+                index += 1
+            }
+            return known
+        }
         // Stream → (its place in the plan, the next of its events): one lookup per event, so an
         // import of 100,000 contacts stays linear.
         var cursor = [String: (stream: Int, next: Int)](minimumCapacity: planned.count)
