@@ -93,7 +93,9 @@ extension JSON {
     /// ``bytes``): the same bytes as ``bytes`` of the object of those values, without encoding
     /// them again. Keys must be unique.
     public static func objectBytes(_ members: [(key: String, bytes: [UInt8])]) -> [UInt8] {
-        let sorted = members.sorted { ByteOrder.precedes($0.key, $1.key) }
+        // Members given in key order (as the engine's answers are) are written as they are.
+        let inOrder = zip(members, members.dropFirst()).allSatisfy { ByteOrder.precedes($0.key, $1.key) }
+        let sorted = inOrder ? members : members.sorted { ByteOrder.precedes($0.key, $1.key) }
         var out = [UInt8]()
         out.reserveCapacity(sorted.reduce(2) { $0 + $1.key.utf8.count + $1.bytes.count + 4 })
         out.append(UInt8(ascii: "{"))

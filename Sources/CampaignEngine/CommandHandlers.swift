@@ -176,8 +176,9 @@ extension CampaignEngine {
         let (id, idField, stateField) = (route.id, route.aggregate.idField, route.aggregate.rawValue)
         // The id and the state are answered as planned: built and encoded here, on the caller's
         // thread, never inside the writer's transaction.
-        var members: [(key: String, value: JSON)] = [(idField, .string(id))]
-        if let after { members.append((stateField, answer(after))) }
+        // The state's key is a prefix of the id's ("campaign", "campaignId"): in key order, it goes first.
+        var members: [(key: String, value: JSON)] = after.map { [(stateField, answer($0))] } ?? []
+        members.append((idField, .string(id)))
         let receiptAnswer = ReceiptAnswer(streamId: streamId, members: members)
         var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions

@@ -250,10 +250,11 @@ public struct EngineResponse: Sendable, Equatable {
     /// bytes when the engine already encoded them; the same bytes as `json.bytes`.
     public var bytes: [UInt8] {
         guard error == nil else { return json.bytes }
-        var members = [
-            (key: "requestId", bytes: JSON.string(requestId).bytes), ("status", JSON.number(Double(status)).bytes),
-        ]
+        // In key order ("data" first), so nothing is sorted.
+        var members = [(key: String, bytes: [UInt8])]()
         if let data = encodedData ?? decodedData?.bytes { members.append(("data", data)) }
+        members.append(("requestId", JSON.string(requestId).bytes))
+        members.append(("status", JSON.number(Double(status)).bytes))
         return JSON.objectBytes(members)
     }
 }
