@@ -23,6 +23,15 @@ import Testing
         }
     }
 
+    /// A store in a directory of its own holding the streams of ``lengths``, closed.
+    static func filled() async throws -> TemporaryDirectory {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        try await fill(store)
+        return dir
+    }
+
     /// Every stream's versions in order, as the log itself holds them.
     static func expected(_ store: EventStore) throws -> [String: [RecordedEvent]] {
         var byStream = [String: [RecordedEvent]]()
@@ -163,12 +172,7 @@ import Testing
 
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func verifyNamesAMissingMarkOrHeadAndARebuildRestoresThem() async throws {
-        let dir = TemporaryDirectory()
-        do {
-            let store = try EventStore(path: dir.path)
-            try await Self.fill(store)
-            store.close()
-        }
+        let dir = try await Self.filled()
         try Self.rewrite(dir.path, ["unmark", "s131", "128"])
         try Self.rewrite(dir.path, ["behead", "s0"])
         do {
@@ -200,12 +204,7 @@ import Testing
 
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func twoProcessesOpeningAnOlderStoreAtOnceUpgradeItOnceAndLoseNoAppend() async throws {
-        let dir = TemporaryDirectory()
-        do {
-            let store = try EventStore(path: dir.path)
-            try await Self.fill(store)
-            store.close()
-        }
+        let dir = try await Self.filled()
         try Self.rewrite(dir.path, ["legacy"])
         // Both open the older store writable at once; one upgrades it, the other finds it done.
         let writers = try ["a", "b"].map { tag in
