@@ -17,6 +17,10 @@ struct EventLog: Sendable {
         case everyVersion(MDB_dbi)
     }
 
+    /// The main database's record `streams` in a store with the linked index: where the older
+    /// index's table was, so that a binary from before it cannot open one there.
+    static let streamsMoved = Array("the stream index is in stream-heads, stream-links and stream-marks".utf8)
+
     /// The largest stream id, in UTF-8 bytes, leaving room in LMDB's 511-byte key for the version.
     static let maximumStreamIdBytes = 400
 

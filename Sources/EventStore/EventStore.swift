@@ -504,21 +504,37 @@ public final class EventStore: @unchecked Sendable {
     /// The stream index: the linked one, made from the log first when an older store opened
     /// writable still has `streams` (one transaction, so a crash leaves the older layout whole);
     /// `streams` itself when such a store is opened read-only.
+    ///
+    /// Where `streams` was, the main database keeps a plain record of that name
+    /// (``EventLog/streamsMoved``): a binary from before the linked index opens `streams` with
+    /// `MDB_CREATE`, and LMDB refuses to open a record as a table (`MDB_INCOMPATIBLE`), so such a
+    /// binary fails to open the store instead of finding every stream empty and appending version 1
+    /// again.
     private static func openStreamIndex(
         _ environment: Environment, _ core: (String) throws -> MDB_dbi
     ) throws -> EventLog.Index {
-        if environment.readOnly, let legacy = try environment.table(named: "streams") { return .everyVersion(legacy) }
         let names = StreamIndex.tableNames
+        if environment.readOnly {
+            // An upgraded store is never asked for `streams`, which is a record there, not a table.
+            if try environment.table(named: names[0]) == nil, let legacy = try environment.table(named: "streams") {
+                return .everyVersion(legacy)
+            }
+            return .linked(StreamIndex(heads: try core(names[0]), links: try core(names[1]), marks: try core(names[2])))
+        }
         let linked = StreamIndex(heads: try core(names[0]), links: try core(names[1]), marks: try core(names[2]))
-        guard !environment.readOnly else { return .linked(linked) }
         let events = try core("events")
         try environment.write { txn in
             // Looked for inside the writer's transaction: another process may have upgraded it since.
             var legacy = MDB_dbi()
             let code = mdb_dbi_open(txn.pointer, "streams", 0, &legacy)
-            guard code != MDB_NOTFOUND else { return }
-            try LMDB.check(code, "mdb_dbi_open streams")
-            try EventLog.upgrade(events: events, legacy: legacy, to: linked, in: txn)
+            if code == MDB_INCOMPATIBLE { return }  // the record is there: nothing to do
+            if code != MDB_NOTFOUND {
+                try LMDB.check(code, "mdb_dbi_open streams")
+                try EventLog.upgrade(events: events, legacy: legacy, to: linked, in: txn)
+            }
+            var main = MDB_dbi()
+            try LMDB.check(mdb_dbi_open(txn.pointer, nil, 0, &main), "mdb_dbi_open main")
+            try txn.put(main, Array("streams".utf8), EventLog.streamsMoved)
         }
         return .linked(linked)
     }

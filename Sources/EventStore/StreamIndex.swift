@@ -28,6 +28,17 @@ struct StreamIndex: Sendable {
         var position: UInt64
 
         static let empty = Head(version: 0, position: 0)
+
+        init(version: UInt64, position: UInt64) {
+            self.version = version
+            self.position = position
+        }
+
+        /// A stored head (version ‖ position); nil when it is not 16 bytes.
+        init?(stored value: UnsafeRawBufferPointer) {
+            guard value.count == 16 else { return nil }
+            self.init(version: value.bigEndianUInt64(at: 0), position: value.bigEndianUInt64(at: 8))
+        }
     }
 
     /// A mark's key: stream ‖ 0x00 ‖ version.
@@ -42,30 +53,38 @@ struct StreamIndex: Sendable {
     /// The stream's head, ``Head/empty`` when it has no events.
     func head(of streamKey: [UInt8], in txn: Txn) throws -> Head {
         let stored = try txn.withValue(heads, streamKey) { value in
-            guard value.count == 16 else {
+            guard let head = Head(stored: value) else {
                 throw StreamIndex.damaged("the head of \(String(decoding: streamKey, as: UTF8.self))")
             }
-            return Head(version: value.bigEndianUInt64(at: 0), position: value.bigEndianUInt64(at: 8))
+            return head
         }
         return stored ?? .empty
     }
 
     /// Indexes `count` events of one stream just written at `firstPosition…`, after `head`.
     func record(_ streamKey: [UInt8], after head: Head, firstPosition: UInt64, count: Int, in txn: Txn) throws {
-        var previous = head.position
-        var version = head.version
+        var previous = head
         for position in firstPosition..<firstPosition + UInt64(count) {
-            version += 1
-            guard try txn.put(links, .bigEndian(position), .bigEndian(previous), flags: UInt32(MDB_APPEND)) else {
-                throw EventStoreError.corruptRecord(
-                    position: position, reason: "the stream index already links this position or a later one")
-            }
-            if version % StreamIndex.markInterval == 0 {
-                try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
-            }
-            previous = position
+            try link(streamKey, position, version: previous.version + 1, after: previous, in: txn)
+            previous = Head(version: previous.version + 1, position: position)
         }
-        try txn.put(heads, streamKey, StreamIndex.value(of: Head(version: version, position: previous)))
+        try txn.put(heads, streamKey, StreamIndex.value(of: previous))
+    }
+
+    /// Links the event at `position` (its stream's `version`) to the stream's event before it, and
+    /// marks it when its version is a multiple of ``markInterval``. Positions only grow.
+    private func link(
+        _ streamKey: [UInt8], _ position: UInt64, version: UInt64, after before: Head, in txn: Txn
+    )
+        throws
+    {
+        guard try txn.put(links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND)) else {
+            throw EventStoreError.corruptRecord(
+                position: position, reason: "the stream index already links this position or a later one")
+        }
+        if version % StreamIndex.markInterval == 0 {
+            try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
+        }
     }
 
     /// The positions of `versions` (within the head's), lowest version first.
@@ -107,10 +126,10 @@ struct StreamIndex: Sendable {
         try txn.withCursor(heads) { cursor in
             var entry = try cursor.first()
             while let (key, value) = entry {
-                guard value.count == 16 else {
+                guard let head = Head(stored: value) else {
                     throw StreamIndex.damaged("the head of \(String(decoding: key, as: UTF8.self))")
                 }
-                guard try body(String(decoding: key, as: UTF8.self), value.bigEndianUInt64(at: 0)) else { return }
+                guard try body(String(decoding: key, as: UTF8.self), head.version) else { return }
                 entry = try cursor.next()
             }
         }
@@ -163,10 +182,7 @@ struct StreamIndex: Sendable {
     func rebuild(from events: MDB_dbi, in txn: Txn) throws {
         for table in [heads, links, marks] { try txn.clear(table) }
         let derived = try StreamIndex.derive(from: events, in: txn) { position, streamKey, version, before in
-            try txn.put(links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND))
-            if version % StreamIndex.markInterval == 0 {
-                try txn.put(marks, StreamIndex.markKey(streamKey, version), .bigEndian(position))
-            }
+            try link(streamKey, position, version: version, after: before, in: txn)
         }
         for (streamKey, head) in derived { try txn.put(heads, streamKey, StreamIndex.value(of: head)) }
     }
@@ -212,9 +228,7 @@ struct StreamIndex: Sendable {
             var entry = try cursor.first()
             while let (key, value) = entry {
                 let streamKey = Array(key)
-                guard let head = derived[streamKey], value.count == 16,
-                    value.bigEndianUInt64(at: 0) == head.version, value.bigEndianUInt64(at: 8) == head.position
-                else {
+                guard let head = derived[streamKey], Head(stored: value) == head else {
                     return "the head of \(String(decoding: streamKey, as: UTF8.self)) is not its stream's last event"
                 }
                 entry = try cursor.next()

@@ -5,6 +5,9 @@ and no code of the engine's.
 Usage: stream_index.py DIR legacy
     replaces the linked index (stream-heads, stream-links, stream-marks) with the older `streams`
     table, one entry a version: streamId 0x00 version(u64 BE) -> position(u64 BE), made from the records.
+Usage: stream_index.py DIR old-binary
+    opens the table `streams` as a binary from before the linked index does (creating it when
+    missing) and prints "opened" or "refused: <reason>".
 Usage: stream_index.py DIR relink POSITION TARGET
     points the link of POSITION at TARGET, as a damaged or tampered index would.
 Usage: stream_index.py DIR unmark STREAM VERSION
@@ -24,6 +27,7 @@ env = lmdb.open(directory, max_dbs=64, subdir=True)
 with env.begin(write=True) as txn:
     events = env.open_db(b"events", txn=txn, create=False)
     if action == "legacy":
+        txn.delete(b"streams")  # the record an upgraded store keeps where `streams` was
         streams = env.open_db(b"streams", txn=txn, create=True)
         for key, record in txn.cursor(db=events):
             position = key
@@ -33,6 +37,12 @@ with env.begin(write=True) as txn:
             txn.put(stream + b"\x00" + bytes(version), bytes(position), db=streams)
         for name in (b"stream-heads", b"stream-links", b"stream-marks"):
             txn.drop(env.open_db(name, txn=txn, create=False), delete=True)
+    elif action == "old-binary":
+        try:
+            env.open_db(b"streams", txn=txn, create=True)
+            print("opened")
+        except lmdb.Error as error:
+            print(f"refused: {error}")
     elif action == "relink":
         links = env.open_db(b"stream-links", txn=txn, create=False)
         txn.put(struct.pack(">Q", int(sys.argv[3])), struct.pack(">Q", int(sys.argv[4])), db=links)
