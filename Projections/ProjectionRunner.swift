@@ -225,25 +225,33 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// The projections' states one write transaction has read or set (see `WriteTransaction.local`).
     private final class TransactionMetas {
         private let read: (String) throws -> Meta?
-        private var known: [String: Meta?] = [:]
-        /// Names set in this transaction, in the order first set.
-        private(set) var changed: [String] = []
+        /// Each projection's state as read or set, and whether it was set, in the order first met.
+        /// A few projections, named by the same string literals each time: a scan compares
+        /// their bytes (equal storage compares at once) where a dictionary would hash each name.
+        private var entries: [(name: String, meta: Meta?, changed: Bool)] = []
 
         init(read: @escaping (String) throws -> Meta?) { self.read = read }
 
         func meta(_ name: String) throws -> Meta? {
-            if let value = known[name] { return value }
+            if let index = entries.firstIndex(where: { $0.name == name }) { return entries[index].meta }
             let value = try read(name)
-            known[name] = .some(value)
+            entries.append((name, value, false))
             return value
         }
 
         func set(_ value: Meta, _ name: String) {
-            if !changed.contains(name) { changed.append(name) }
-            known[name] = .some(value)
+            if let index = entries.firstIndex(where: { $0.name == name }) {
+                entries[index].meta = value
+                entries[index].changed = true
+            } else {
+                entries.append((name, value, true))
+            }
         }
 
-        func value(_ name: String) -> Meta? { known[name] ?? nil }
+        /// The states set in this transaction, in the order first met.
+        var changed: [(name: String, meta: Meta)] {
+            entries.compactMap { entry in entry.changed ? entry.meta.map { (entry.name, $0) } : nil }
+        }
     }
 
     private func metas(in txn: WriteTransaction) -> TransactionMetas {
@@ -251,9 +259,7 @@ public final class ProjectionRunner: @unchecked Sendable {
             ObjectIdentifier(self),
             make: { TransactionMetas { [unowned self, unowned txn] name in try self.storedMeta(name, in: txn) } },
             finish: { [meta] metas, txn in
-                for name in metas.changed {
-                    if let value = metas.value(name) { try txn.put(value.bytes, forKey: Array(name.utf8), in: meta) }
-                }
+                for (name, value) in metas.changed { try txn.put(value.bytes, forKey: Array(name.utf8), in: meta) }
             })
     }
 
@@ -299,13 +305,16 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// Applies committed-in-this-transaction events to every inline projection. If a projection's
     /// checkpoint is behind the first event (events appended by code that does not project), the
     /// gap is applied first, from the log, in this same transaction.
-    /// - Parameter known: what the writer knows about each event, by position (see ``KnownEvent``).
+    /// - Parameter known: what the writer knows about each event (see ``KnownEvent``): `known[i]`
+    ///   describes `events[i]`; shorter than `events`, or nil at `i`, where it knows nothing.
     public func applyInline(
-        _ events: [RecordedEvent], known: [UInt64: KnownEvent] = [:], in txn: WriteTransaction
+        _ events: [RecordedEvent], known: [KnownEvent?] = [], in txn: WriteTransaction
     ) throws {
         guard let first = events.first, let last = events.last else { return }
-        let projected = events.map { event in
-            known[event.position].map { ProjectedEvent(event, known: $0) } ?? ProjectedEvent(event)
+        let projected = events.indices.map { index in
+            let event = events[index]
+            return (index < known.count ? known[index] : nil).map { ProjectedEvent(event, known: $0) }
+                ?? ProjectedEvent(event)
         }
         // The transaction's projection states, found once for all of them.
         let metas = metas(in: txn)

@@ -418,19 +418,24 @@ public final class CampaignEngine: Sendable {
         cache.put(first.streamId, after, version: version)
     }
 
-    /// What the engine knows about the events it just appended, by position: each payload as a
-    /// value, and the first stream's state after its last event.
+    /// What the engine knows about the events it just appended, in the receipt's order (nil for
+    /// an event it did not plan): each payload as a value, and the first stream's state after its
+    /// last event.
     static func known(
         _ receipt: AppendReceipt, _ planned: [(streamId: String, payloads: [JSON])], stateAfter: (any Sendable)?
-    ) -> [UInt64: KnownEvent] {
-        var known = [UInt64: KnownEvent]()
+    ) -> [KnownEvent?] {
+        var known = [KnownEvent?]()
         known.reserveCapacity(receipt.events.count)
         if let only = planned.first, planned.count == 1 {
             // One stream (most commands): its events in order, no lookup.
             var index = 0
-            for event in receipt.events where event.streamId == only.streamId && index < only.payloads.count {
+            for event in receipt.events {
+                guard event.streamId == only.streamId && index < only.payloads.count else {
+                    known.append(nil)
+                    continue
+                }
                 let last = index == only.payloads.count - 1
-                known[event.position] = KnownEvent(payload: only.payloads[index], stateAfter: last ? stateAfter : nil)
+                known.append(KnownEvent(payload: only.payloads[index], stateAfter: last ? stateAfter : nil))
                 index += 1
             }
             return known
@@ -442,12 +447,18 @@ public final class CampaignEngine: Sendable {
             cursor[entry.streamId] = (stream, 0)
         }
         for event in receipt.events {
-            guard let (stream, index) = cursor[event.streamId] else { continue }
+            guard let (stream, index) = cursor[event.streamId] else {
+                known.append(nil)
+                continue
+            }
             cursor[event.streamId] = (stream, index + 1)
             let payloads = planned[stream].payloads
-            guard index < payloads.count else { continue }
+            guard index < payloads.count else {
+                known.append(nil)
+                continue
+            }
             let last = stream == 0 && index == payloads.count - 1
-            known[event.position] = KnownEvent(payload: payloads[index], stateAfter: last ? stateAfter : nil)
+            known.append(KnownEvent(payload: payloads[index], stateAfter: last ? stateAfter : nil))
         }
         return known
     }
