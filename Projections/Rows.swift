@@ -15,6 +15,10 @@ public struct RowWriter {
     /// Appends one byte.
     public mutating func u8(_ value: UInt8) { bytes.append(value) }
 
+    /// Appends a string's UTF-8 bytes with no length before them, for a part its reader finds by a
+    /// terminator that follows.
+    public mutating func unframed(_ value: String) { bytes.append(contentsOf: value.utf8) }
+
     /// Appends a big-endian UInt64.
     public mutating func u64(_ value: UInt64) {
         withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }

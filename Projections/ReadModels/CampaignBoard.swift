@@ -39,8 +39,25 @@ public struct CampaignBoard: Projection {
     /// …   strings (u32 length, UTF-8): id, name, channel, then segmentId, subject, body when present
     /// ```
     public static func encode(_ state: CampaignState) -> [UInt8] {
-        var row = RowWriter(
-            capacity: 48 + state.id.utf8.count + state.name.utf8.count + (state.content?.body.utf8.count ?? 0))
+        var row = RowWriter(capacity: capacity(state))
+        write(state, into: &row)
+        return row.bytes
+    }
+
+    /// A campaign's stored row: its status, `0x00`, then ``encode(_:)``, made in one buffer.
+    public static func storedRow(_ state: CampaignState, status: String) -> [UInt8] {
+        var row = RowWriter(capacity: status.utf8.count + 1 + capacity(state))
+        row.unframed(status)
+        row.u8(0)
+        write(state, into: &row)
+        return row.bytes
+    }
+
+    private static func capacity(_ state: CampaignState) -> Int {
+        48 + state.id.utf8.count + state.name.utf8.count + (state.content?.body.utf8.count ?? 0)
+    }
+
+    private static func write(_ state: CampaignState, into row: inout RowWriter) {
         row.u8(rowFormat)
         row.u64(state.version)
         row.time(state.createdAt)
@@ -58,7 +75,6 @@ public struct CampaignBoard: Projection {
         if let segmentId = state.segmentId { row.string(segmentId) }
         if let subject = state.content?.subject { row.string(subject) }
         if let body = state.content?.body { row.string(body) }
-        return row.bytes
     }
 
     /// Reads back ``encode(_:)`` with the status the row leads with; nil for anything else.
@@ -106,7 +122,8 @@ public struct CampaignBoard: Projection {
         let tenant = event.envelope.tenant
         let known = event.stateAfter as? CampaignState
         guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
-        let row = try table.get(Self.row(tenant, id))
+        let rowKey = Self.row(tenant, id)
+        let row = try table.get(rowKey)
         let beforeStatus = row.flatMap { row in
             row.firstIndex(of: 0).map { String(decoding: row[..<$0], as: UTF8.self) }
         }
@@ -123,9 +140,9 @@ public struct CampaignBoard: Projection {
             }
         }
         if let after, let afterStatus {
-            try table.put(Self.row(tenant, id), Array(afterStatus.utf8) + [0] + Self.encode(after))
+            try table.put(rowKey, Self.storedRow(after, status: afterStatus))
         } else {
-            try table.delete(Self.row(tenant, id))
+            try table.delete(rowKey)
         }
     }
 }
@@ -161,7 +178,7 @@ extension CampaignBoard: FoldedRebuild {
             var counts: [[UInt8]: UInt64] = [:]
             for (key, campaign) in campaigns {
                 let status = campaign.state.status.rawValue
-                rows.values[key] = Array(status.utf8) + [0] + CampaignBoard.encode(campaign.state)
+                rows.values[key] = CampaignBoard.storedRow(campaign.state, status: status)
                 rows.values[Key.make(["s", campaign.tenant, status, campaign.id])] = []
                 counts[Key.make(["n", campaign.tenant, status]), default: 0] += 1
             }
