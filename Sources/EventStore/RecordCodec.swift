@@ -163,7 +163,7 @@ struct RecordDecoder {
     /// Whether the record's type is one of ``types``, read from the record's type field alone. A
     /// record too short to tell is wanted, so that decoding it reports the damage.
     mutating func wants(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard let types else { return true }
+        guard types != nil else { return true }
         guard shares else { return true }
         var reader = ByteReader(bytes)
         guard reader.skip(27), let streamLength = reader.u16(), reader.skip(Int(streamLength)),
@@ -271,7 +271,12 @@ struct ByteReader {
     mutating func bytes(_ count: Int) -> [UInt8]? {
         guard count >= 0, bytes.count - offset >= count else { return nil }
         defer { offset += count }
-        return Array(bytes[offset..<(offset + count)])
+        // Copied as one block: `Array` of a slice of the buffer went through the generic copy.
+        let source = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
+            initialized = count
+        }
     }
 
     /// Moves past `count` bytes; false (not moving) when fewer are left.
