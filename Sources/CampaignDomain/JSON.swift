@@ -344,27 +344,40 @@ private struct Parser {
     }
 
     mutating func object() throws(JSONParseError) -> JSON {
+        let start = index
         try enter()
         index += 1
-        var members: [JSONObject.Element] = []
-        var offsets: [Int] = []
         skipWhiteSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
             depth -= 1
             return .object(JSONObject())
         }
+        // Room for most objects' members at once: grown from empty, an object of five members
+        // was allocated four times.
+        var members: [JSONObject.Element] = []
+        members.reserveCapacity(8)
+        // Whether the keys so far came in strictly rising byte order with no escapes, compared in
+        // the document itself: then the members are already sorted and unique (as every event's
+        // payload, written canonically, is), and need no comparison of strings.
+        var inOrder = true
+        var previousKey: UnsafeBufferPointer<UInt8>?
         while true {
             skipWhiteSpace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-            let keyOffset = index
+            let keyStart = index + 1
             let key = try string()
+            if inOrder {
+                let raw = UnsafeBufferPointer(rebasing: bytes[keyStart..<(index - 1)])
+                // An escape always takes more bytes than what it stands for.
+                inOrder = raw.count == key.utf8.count && (previousKey.map { Parser.precedes($0, raw) } ?? true)
+                previousKey = raw
+            }
             skipWhiteSpace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhiteSpace()
             members.append((key, try self.value()))
-            offsets.append(keyOffset)
             skipWhiteSpace()
             guard index < bytes.count else { throw fail("unexpected end of input in an object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -378,29 +391,51 @@ private struct Parser {
             throw fail("expected ',' or '}'")
         }
         depth -= 1
-        return .object(try sortedObject(members, offsets: offsets))
+        if inOrder { return .object(JSONObject(sortedUnique: members)) }
+        switch JSONObject.sorted(members) {
+        case let .success(sorted): return .object(JSONObject(sortedUnique: sorted))
+        case let .failure(repeated):
+            throw fail("duplicate key \"\(repeated.key)\"", at: keyOffset(repeated.index, inObjectAt: start))
+        }
     }
 
-    /// The object of `members` (in document order, each key at its offset in `offsets`), sorted
-    /// by key bytes; a repeated key fails at its second appearance, the first such in the document.
-    func sortedObject(_ members: [JSONObject.Element], offsets: [Int]) throws(JSONParseError) -> JSONObject {
-        switch JSONObject.sorted(members) {
-        case let .success(sorted): return JSONObject(sortedUnique: sorted)
-        case let .failure(repeated):
-            throw fail("duplicate key \"\(repeated.key)\"", at: offsets[repeated.index])
+    /// Whether `a` comes strictly before `b` in byte order.
+    static func precedes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let shared = min(a.count, b.count)
+        let order = shared == 0 ? 0 : memcmp(a.baseAddress!, b.baseAddress!, shared)
+        return order != 0 ? order < 0 : a.count < b.count
+    }
+
+    /// Where the key of member `member` of the object at `start` begins (the object already
+    /// parsed once): a repeated key's offset, found again only when there is one to report.
+    func keyOffset(_ member: Int, inObjectAt start: Int) -> Int {
+        var again = Parser(bytes: bytes, maximumDepth: maximumDepth)
+        again.index = start + 1
+        for _ in 0..<member {
+            again.skipWhiteSpace()
+            _ = try? again.string()
+            again.skipWhiteSpace()
+            again.index += 1  // ':'
+            again.skipWhiteSpace()
+            _ = try? again.value()
+            again.skipWhiteSpace()
+            again.index += 1  // ','
         }
+        again.skipWhiteSpace()
+        return again.index
     }
 
     mutating func array() throws(JSONParseError) -> JSON {
         try enter()
         index += 1
-        var elements = [JSON]()
         skipWhiteSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
             depth -= 1
-            return .array(elements)
+            return .array([])
         }
+        var elements = [JSON]()
+        elements.reserveCapacity(4)
         while true {
             skipWhiteSpace()
             elements.append(try value())

@@ -124,6 +124,44 @@ import Testing
         }
     }
 
+    /// Objects and arrays nested in each other, empty or not, come out whole: the parser keeps the
+    /// members and elements of every open value in shared buffers and copies each one out.
+    @Test func nestedObjectsAndArraysComeOutWhole() throws {
+        let text = #"{"z":[1,{"y":[2,[]],"x":{}},[],{"w":[{"v":null}]}],"a":{"c":[true,"s"],"b":{"d":[[3]]}},"m":[]}"#
+        let expected: JSON = .object([
+            "z": .array([
+                .number(1), .object(["y": .array([.number(2), .array([])]), "x": .object([:])]), .array([]),
+                .object(["w": .array([.object(["v": .null])])]),
+            ]),
+            "a": .object([
+                "c": .array([.bool(true), .string("s")]), "b": .object(["d": .array([.array([.number(3)])])]),
+            ]),
+            "m": .array([]),
+        ])
+        #expect(try JSON.parse(text) == expected)
+        #expect(try JSON.parse(expected.bytes) == expected)
+    }
+
+    /// Keys already in byte order skip the sort, judged on the document's own bytes; an escaped
+    /// key never counts as in order (its bytes are not its text), so keys whose escapes sort them
+    /// differently, or repeat a key, are still sorted and caught.
+    @Test func keysInOrderAreJudgedOnTheirTextNotTheirEscapes() throws {
+        let inOrder = try JSON.parse(#"{"a":1,"b":2,"é":3}"#)
+        #expect(inOrder.objectValue?.keys == ["a", "b", "é"])
+        // `\u0063` is "c": after "b" though its escape's bytes come before "a".
+        let escaped = try JSON.parse(#"{"\u0063":1,"a":2,"b":3}"#)
+        #expect(escaped.objectValue?.keys == ["a", "b", "c"])
+        #expect(escaped == (try JSON.parse(#"{"a":2,"b":3,"c":1}"#)))
+        for (text, offset) in [(#"{"a":1,"\u0061":2}"#, 7), (#"{"a":1,"b":2,"b":3}"#, 13)] {
+            do {
+                _ = try JSON.parse(text)
+                Issue.record("\(text) parsed")
+            } catch {
+                #expect(error.offset == offset && error.reason.hasPrefix("duplicate key"), "\(text): \(error)")
+            }
+        }
+    }
+
     /// Past 32 members the parser sorts the whole object: a repeat is still found at its first
     /// repeat in the document, and an unrepeated object comes out in byte order.
     @Test func aLargeObjectsFirstRepeatIsFoundAndItsMembersSorted() throws {
