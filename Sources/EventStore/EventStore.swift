@@ -310,19 +310,21 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
-    /// Up to `limit` events of the global log from `position` on.
-    public func readAll(from position: UInt64 = 1, limit: Int = 1_000) throws -> [RecordedEvent] {
-        try environment.read { try log.events(from: position, limit: limit, in: $0) }
+    /// Up to `limit` events of the global log from `position` on; with `hashes` false the events'
+    /// two hashes are left empty (see ``readStream(_:from:backward:limit:hashes:)``).
+    public func readAll(from position: UInt64 = 1, limit: Int = 1_000, hashes: Bool = true) throws -> [RecordedEvent] {
+        try environment.read { try log.events(from: position, limit: limit, hashes: hashes, in: $0) }
     }
 
     /// Visits the global log from `position` on, a page at a time (one short read transaction a
-    /// page, so memory stays bounded), while `body` returns true.
+    /// page, so memory stays bounded), while `body` returns true; with `hashes` false the events'
+    /// hashes are left empty.
     public func forEachEvent(
-        from position: UInt64 = 1, pageSize: Int = 1_024, _ body: (RecordedEvent) throws -> Bool
+        from position: UInt64 = 1, pageSize: Int = 1_024, hashes: Bool = true, _ body: (RecordedEvent) throws -> Bool
     ) throws {
         var next = max(position, 1)
         while true {
-            let page = try readAll(from: next, limit: pageSize)
+            let page = try readAll(from: next, limit: pageSize, hashes: hashes)
             for event in page { guard try body(event) else { return } }
             guard let last = page.last, page.count == pageSize else { return }
             next = last.position + 1
