@@ -58,7 +58,7 @@ let package = Package(
                 "Hashing", "CampaignCLI", "NATS",
             ],
             path: "Tools/bench",
-            exclude: ["peer.py"]
+            exclude: ["peer.py", "HISTORY.md"]
         ),
         .executableTarget(
             name: "campaign-harness",
