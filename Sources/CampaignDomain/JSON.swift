@@ -216,6 +216,39 @@ extension JSON {
         try parse(Array(text.utf8), limits: limits)
     }
 
+    /// The object `bytes` holds, parsed as ``parse(_:limits:)`` would parse it, except that its
+    /// top-level member `name` is not made into a value: its value is checked as strictly and left
+    /// as the range of bytes it takes (nil when the member is absent). Nil when the document is not
+    /// an object, does not parse, or has a top-level key with an escape or a byte outside ASCII:
+    /// the caller then parses it whole, for the same value or the same error.
+    public static func parse(
+        _ bytes: [UInt8], limits: JSONLimits, keepingRaw name: String
+    ) -> (members: JSONObject, raw: Range<Int>?)? {
+        guard bytes.count <= limits.maximumBytes else { return nil }
+        let key = Array(name.utf8)
+        return bytes.withUnsafeBufferPointer { buffer in
+            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+            var members: [JSONObject.Element] = []
+            var raw: Range<Int>?
+            do throws(Parser.Skip) {
+                try parser.document { parser, keyRange throws(Parser.Skip) in
+                    if parser.same(keyRange, key) {
+                        let start = parser.index
+                        try parser.skipValue()
+                        raw = start..<parser.index
+                    } else {
+                        let text = String(decoding: UnsafeBufferPointer(rebasing: buffer[keyRange]), as: UTF8.self)
+                        members.append((text, try parser.make()))
+                    }
+                }
+            } catch {
+                return nil
+            }
+            // The scan refused repeated keys, so the members are unique.
+            return (JSONObject(uniqueKeysWithValues: members), raw)
+        }
+    }
+
     /// Member `name` of the object `bytes` holds: exactly what `(try? JSON.parse(bytes))?[name]`
     /// gives (nil when the document does not parse, is not an object or lacks the member), with
     /// the other members checked as strictly but not made into values. Where a key holds an escape

@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Synchronization
 
 /// Decodes the wire format of SPEC.md §4 into an ``EngineRequest``, strictly.
 ///
@@ -21,7 +22,33 @@ public enum WireFormat {
     }
 
     /// Decodes one request.
+    ///
+    /// The principal, which a host sends alike on every request of a session, is not made into a
+    /// value: its bytes are checked as a parse checks them and looked up among the principals
+    /// already decoded from the same bytes (``principals``). A request the lookup path cannot take
+    /// as it is (one that does not parse, or a top-level key with an escape) is decoded whole by
+    /// ``decodeParsingWhole(_:limits:)``, so every request gets the same answer either way.
     public static func decode(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) -> Decoded {
+        guard let split = JSON.parse(bytes, limits: limits, keepingRaw: "principal") else {
+            return decodeParsingWhole(bytes, limits: limits)
+        }
+        let document = JSON.object(split.members)
+        let requestId = readableRequestId(document)
+        let raw = split.raw.map { Array(bytes[$0]) }
+        do throws(CampaignError) {
+            let request = try decode(document, requestId: requestId) { () throws(CampaignError) -> Principal? in
+                guard let raw else { return nil }
+                return try principal(raw, limits: limits)
+            }
+            return .request(request)
+        } catch {
+            return .rejected(.failure(error, requestId: requestId))
+        }
+    }
+
+    /// Decodes one request from its whole parse: the path for any request, and the reference the
+    /// tests hold ``decode(_:limits:)`` to.
+    static func decodeParsingWhole(_ bytes: [UInt8], limits: JSONLimits = JSONLimits()) -> Decoded {
         let document: JSON
         do {
             document = try JSON.parse(bytes, limits: limits)
@@ -32,13 +59,42 @@ public enum WireFormat {
                         .invalidFormat, "malformed JSON at byte \(error.offset): \(error.reason)", pointer: ""),
                     requestId: fallbackRequestId))
         }
-        let requestId =
-            (document["requestId"]?.stringValue).flatMap { isValidRequestId($0) ? $0 : nil } ?? fallbackRequestId
-        do {
-            return .request(try decode(document, requestId: requestId))
+        let requestId = readableRequestId(document)
+        do throws(CampaignError) {
+            let request = try decode(document, requestId: requestId) { () throws(CampaignError) -> Principal? in
+                guard let json = document["principal"] else { return nil }
+                return try decodePrincipal(json)
+            }
+            return .request(request)
         } catch {
             return .rejected(.failure(error, requestId: requestId))
         }
+    }
+
+    static func readableRequestId(_ document: JSON) -> String {
+        (document["requestId"]?.stringValue).flatMap { isValidRequestId($0) ? $0 : nil } ?? fallbackRequestId
+    }
+
+    /// Principals decoded from their exact bytes (only ones that decoded). A principal is a pure
+    /// function of its bytes (its expiry is checked against the clock later, on every request),
+    /// so a hit is what decoding would give; the tenant is among the bytes compared. Emptied when
+    /// it reaches ``principalCacheLimit`` entries.
+    static let principals = Mutex<[[UInt8]: Principal]>([:])
+    static let principalCacheLimit = 4_096
+
+    /// The principal in `bytes` (a value the caller's scan has checked as JSON within `limits`).
+    static func principal(_ bytes: [UInt8], limits: JSONLimits) throws(CampaignError) -> Principal {
+        if let known = principals.withLock({ $0[bytes] }) { return known }
+        guard let json = try? JSON.parse(bytes, limits: limits) else {
+            // Unreachable: the scan checked these bytes as strictly as the parse does.
+            throw CampaignError(.invalidFormat, "principal is not JSON", param: "principal", pointer: "/principal")
+        }
+        let principal = try decodePrincipal(json)
+        principals.withLock { cache in
+            if cache.count >= principalCacheLimit { cache.removeAll() }
+            cache[bytes] = principal
+        }
+        return principal
     }
 
     /// The id used when a request carries none we can read.
@@ -49,7 +105,11 @@ public enum WireFormat {
         return (1...128).contains(utf8.count) && utf8.allSatisfy { (33...126).contains($0) }
     }
 
-    private static func decode(_ document: JSON, requestId: String) throws(CampaignError) -> EngineRequest {
+    /// The request in `document`, whose principal the caller decoded (or found absent) between the
+    /// envelope's checks and the command's, where it is checked in the order documented above.
+    private static func decode(
+        _ document: JSON, requestId: String, principal: () throws(CampaignError) -> Principal?
+    ) throws(CampaignError) -> EngineRequest {
         let r = try FieldReader(document, at: "", allowed: envelopeFields)
         if let given = try r.optionalString("requestId"), !isValidRequestId(given) {
             throw CampaignError(
@@ -66,7 +126,7 @@ public enum WireFormat {
             idempotencyKey = key
         }
         let expectedVersion = try r.optionalInteger("expectedVersion", in: 0...Int(Int64.max >> 11)).map { UInt64($0) }
-        let principal = try r.optional("principal").map { (json) throws(CampaignError) in try decodePrincipal(json) }
+        let principal = try principal()
 
         let command = try r.optionalString("command")
         let query = try r.optionalString("query")
