@@ -244,8 +244,9 @@ extension JSON {
             } catch {
                 return nil
             }
-            // The scan refused repeated keys, so the members are unique.
-            return (JSONObject(uniqueKeysWithValues: members), raw)
+            // The scan refused repeated keys, so sorting finds none.
+            guard case let .success(sorted) = JSONObject.sorted(members) else { return nil }
+            return (JSONObject(sortedUnique: sorted), raw)
         }
     }
 

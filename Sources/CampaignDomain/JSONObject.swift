@@ -20,19 +20,18 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
 
     /// An object of these members, which must have unique keys (as a dictionary literal must).
     public init(dictionaryLiteral elements: (String, JSON)...) {
-        self.init(pairs: elements)
+        self.init(uniqueKeysWithValues: elements)
     }
 
     /// An object of these members, which must have unique keys; a repeated key is a programming
-    /// error, as it is for `Dictionary(uniqueKeysWithValues:)`.
+    /// error, as it is for `Dictionary(uniqueKeysWithValues:)`. Members given in key order (as the
+    /// engine writes its answers) are kept as given, in the one array made here.
     public init(uniqueKeysWithValues elements: some Sequence<(String, JSON)>) {
-        self.init(pairs: Array(elements))
-    }
-
-    /// An object of `pairs`; a repeated key is a programming error.
-    private init(pairs: [(String, JSON)]) {
-        switch JSONObject.sorted(pairs.map { Element(key: $0.0, value: $0.1) }) {
-        case let .success(members): self.members = members
+        var members = [Element]()
+        members.reserveCapacity(elements.underestimatedCount)
+        for (key, value) in elements { members.append((key, value)) }
+        switch JSONObject.sorted(members) {
+        case let .success(sorted): self.members = sorted
         case let .failure(repeated): preconditionFailure("an object's keys must be unique: \(repeated.key) repeats")
         }
     }
