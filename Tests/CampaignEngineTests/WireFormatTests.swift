@@ -16,6 +16,8 @@ import Testing
     static let requests: [String] = {
         let p = principal
         let update = #""command":"campaign.update","payload":{"campaignId":"cmp_1","name":"N"}"#
+        let viewer = #""tenant":"a","subject":"s","role":"viewer""#
+        let deep = String(repeating: "[", count: 35) + "1" + String(repeating: "]", count: 35)
         return [
             #"{"requestId":"r1","principal":\#(p),\#(update)}"#,
             #"{"principal":\#(p),"requestId":"r2",\#(update),"idempotencyKey":"k1","expectedVersion":3}"#,
@@ -25,21 +27,21 @@ import Testing
             #"{"requestId":"r5","principal":"acme",\#(update)}"#,
             #"{"requestId":"r6","principal":{"tenant":"acme","role":"editor","scopes":[]},\#(update)}"#,
             #"{"requestId":"r7","principal":{"tenant":"a","subject":"s","role":"boss","scopes":[]},\#(update)}"#,
-            #"{"requestId":"r8","principal":{"tenant":"a","subject":"s","role":"viewer","scopes":["x"]},\#(update)}"#,
-            #"{"requestId":"r9","principal":{"tenant":"a","subject":"s","role":"viewer","scopes":[],"token":"t"},\#(update)}"#,
-            #"{"requestId":"r10","principal":{"tenant":"a","subject":"s","role":"viewer","scopes":[],"expiresAt":"soon"},\#(update)}"#,
+            #"{"requestId":"r8","principal":{\#(viewer),"scopes":["x"]},\#(update)}"#,
+            #"{"requestId":"r9","principal":{\#(viewer),"scopes":[],"token":"t"},\#(update)}"#,
+            #"{"requestId":"r10","principal":{\#(viewer),"scopes":[],"expiresAt":"soon"},\#(update)}"#,
             #"{"requestId":"r11","principal":\#(p),"principal":\#(p),\#(update)}"#,
             #"{"requestId":"r12","principal":\#(p),"requestId":"r12",\#(update)}"#,
             #"{"requestId":"r13","pr\u0069ncipal":\#(p),\#(update)}"#,
             #"{"requestId":"r14","principal":\#(p),"extra":1,\#(update)}"#,
             #"{"requestId":"r15","principal":{"tenant":"a","tenant":"b"},\#(update)}"#,
-            #"{"requestId":"r16","principal":{"tenant":"a\u0000","subject":"s","role":"viewer","scopes":[]},\#(update)}"#,
+            #"{"requestId":"r16","principal":{"tenant":"a\u0000","subject":"s","role":"viewer"},\#(update)}"#,
             #"{"requestId":"r17","principal":\#(p),"query":"campaign.get","params":{"campaignId":"cmp_1"}}"#,
             #"{"requestId":"r18","principal":\#(p),"query":"campaign.get","payload":{}}"#,
             #"{"requestId":"bad id","principal":\#(p),\#(update)}"#,
             #"{"requestId":"r19","principal":\#(p),"command":"campaign.fly","payload":{}}"#,
             #"{"requestId":"r20","principal":{"tenant":"a","subject":"s","role":"viewer","scopes":[],"#,
-            #"{"requestId":"r21","principal":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],\#(update)}"#,
+            #"{"requestId":"r21","principal":\#(deep),\#(update)}"#,
             #"["principal"]"#, "", "null", #"{"principal":\#(p)} x"#, "  {\n\"principal\" : \(p) ,\(update) }\n",
         ]
     }()
