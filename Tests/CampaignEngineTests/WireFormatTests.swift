@@ -1,5 +1,6 @@
 import CampaignCLI
 import CampaignDomain
+import Foundation
 import Testing
 
 @testable import CampaignEngine
@@ -7,14 +8,14 @@ import Testing
 /// `WireFormat.decode` takes a request's principal from a cache keyed by its bytes instead of
 /// parsing it; these tests hold it to the whole parse (`decodeParsingWhole`) on every request.
 @Suite struct WireFormatTests {
-    static let principal =
+    static let sessionPrincipal =
         #"{"tenant":"acme","subject":"u1","role":"editor","scopes":["campaigns:write","campaigns:read"],"#
         + #""expiresAt":"2099-01-01T00:00:00Z"}"#
 
     /// Requests of every shape the envelope checks: valid ones, each kind of bad principal, keys
     /// repeated, escaped or unknown, and documents that are not objects or not JSON.
     static let requests: [String] = {
-        let p = principal
+        let p = sessionPrincipal
         let update = #""command":"campaign.update","payload":{"campaignId":"cmp_1","name":"N"}"#
         let viewer = #""tenant":"a","subject":"s","role":"viewer""#
         let deep = String(repeating: "[", count: 35) + "1" + String(repeating: "]", count: 35)
@@ -99,7 +100,7 @@ import Testing
     /// apart, is decoded for itself, and a principal that failed is never remembered.
     @Test func aPrincipalIsFoundOnlyByItsOwnBytes() throws {
         func principal(_ tenant: String) -> WireFormat.Decoded {
-            let p = Self.principal.replacingOccurrences(of: #""acme""#, with: "\"\(tenant)\"")
+            let p = Self.sessionPrincipal.replacingOccurrences(of: #""acme""#, with: "\"\(tenant)\"")
             return WireFormat.decode(
                 Array(#"{"principal":\#(p),"query":"campaign.get","params":{"campaignId":"cmp_1"}}"#.utf8))
         }
@@ -117,5 +118,17 @@ import Testing
                 return
             }
         }
+    }
+
+    /// A principal found among those already decoded is still held to its expiry on every request:
+    /// the same bytes, accepted a second before, are refused a second after.
+    @Test func aRememberedPrincipalStillExpires() async throws {
+        let t = try TestEngine()
+        let token = principal(expiresAt: "2026-11-21T10:00:01Z")
+        let before = await t.query("campaign.list", "{}", as: token)
+        #expect(before.status == 200, "\(before)")
+        t.clock.set(testStart.addingTimeInterval(2))
+        let after = await t.query("campaign.list", "{}", as: token)
+        #expect(after.code == "TOKEN_EXPIRED" && after.status == 401, "\(after)")
     }
 }
