@@ -75,21 +75,27 @@ public enum WireFormat {
         (document["requestId"]?.stringValue).flatMap { isValidRequestId($0) ? $0 : nil } ?? fallbackRequestId
     }
 
-    /// Principals decoded from their exact bytes (only ones that decoded). A principal is a pure
-    /// function of its bytes (its expiry is checked against the clock later, on every request),
-    /// so a hit is what decoding would give; the tenant is among the bytes compared. Emptied when
-    /// it reaches ``principalCacheLimit`` entries.
+    /// Principals decoded from their exact bytes (only ones that decoded, of at most
+    /// ``principalCacheBytes`` bytes). A principal is a pure function of its bytes (its expiry is
+    /// checked against the clock later, on every request), so a hit is what decoding would give;
+    /// the tenant is among the bytes compared. Emptied when it reaches ``principalCacheLimit``
+    /// entries, so it holds at most about 8 MiB.
     static let principals = Mutex<[[UInt8]: Principal]>([:])
     static let principalCacheLimit = 4_096
+    /// The largest principal kept (a real one is a few hundred bytes; a larger one is decoded
+    /// each time, so no request can make the cache large).
+    static let principalCacheBytes = 1_024
 
     /// The principal in `bytes` (a value the caller's scan has checked as JSON within `limits`).
     static func principal(_ bytes: [UInt8], limits: JSONLimits) throws(CampaignError) -> Principal {
-        if let known = principals.withLock({ $0[bytes] }) { return known }
+        let kept = bytes.count <= principalCacheBytes
+        if kept, let known = principals.withLock({ $0[bytes] }) { return known }
         guard let json = try? JSON.parse(bytes, limits: limits) else {
             // Unreachable: the scan checked these bytes as strictly as the parse does.
             throw CampaignError(.invalidFormat, "principal is not JSON", param: "principal", pointer: "/principal")
         }
         let principal = try decodePrincipal(json)
+        guard kept else { return principal }
         principals.withLock { cache in
             if cache.count >= principalCacheLimit { cache.removeAll() }
             cache[bytes] = principal

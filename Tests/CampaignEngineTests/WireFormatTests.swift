@@ -120,6 +120,24 @@ import Testing
         }
     }
 
+    /// A principal larger than the cache keeps is decoded every time, the same way, and never kept:
+    /// no request can make the cache large.
+    @Test func aLargePrincipalIsDecodedEachTimeAndNeverKept() {
+        let subject = String(repeating: "s", count: 2_000)
+        let large =
+            #"{"tenant":"acme","subject":"\#(subject)","role":"viewer","scopes":["campaigns:read"],"#
+            + #""expiresAt":"2099-01-01T00:00:00Z"}"#
+        let bytes = Array(#"{"principal":\#(large),"query":"campaign.get","params":{"campaignId":"cmp_1"}}"#.utf8)
+        for _ in 0..<2 {
+            guard case let .request(request) = WireFormat.decode(bytes) else {
+                Issue.record("the large principal was refused")
+                return
+            }
+            #expect(request.principal?.subject == subject)
+        }
+        #expect(WireFormat.principals.withLock { $0[Array(large.utf8)] } == nil)
+    }
+
     /// A principal found among those already decoded is still held to its expiry on every request:
     /// the same bytes, accepted a second before, are refused a second after.
     @Test func aRememberedPrincipalStillExpires() async throws {
