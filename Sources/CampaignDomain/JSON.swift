@@ -89,6 +89,17 @@ extension JSON {
     /// The canonical text.
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
+    /// Appends the canonical bytes of the string `value` (quoted and escaped, as ``bytes`` writes
+    /// it) to `out`: for a caller that writes a document around values it already has as bytes.
+    public static func appendString(_ value: String, to out: inout [UInt8]) {
+        writeString(value, into: &out)
+    }
+
+    /// Appends the canonical bytes of the number `value` (as ``bytes`` writes it) to `out`.
+    public static func appendNumber(_ value: Double, to out: inout [UInt8]) {
+        out.append(contentsOf: format(value).utf8)
+    }
+
     /// The canonical bytes of an object whose member values are already encoded (each its value's
     /// ``bytes``): the same bytes as ``bytes`` of the object of those values, without encoding
     /// them again. Keys must be unique.

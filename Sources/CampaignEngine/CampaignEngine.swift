@@ -522,10 +522,44 @@ final class AnswerBox: @unchecked Sendable {
 struct ReceiptAnswer: Sendable {
     var streamId: String
     var members: [(key: String, value: JSON, bytes: [UInt8])]
+    /// The answer's bytes around the two values only the receipt gives, made when the command is
+    /// planned: `head` ‖ events ‖ `middle` ‖ version ‖ `tail`. (`events` sorts before `version`, so
+    /// that is their order whatever the other members are.) Nil if a member took one of the
+    /// receipt's names; the answer is then encoded from its value.
+    private var parts: (head: [UInt8], middle: [UInt8], tail: [UInt8])?
 
     init(streamId: String, members: [(key: String, value: JSON)]) {
         self.streamId = streamId
         self.members = members.map { ($0.key, $0.value, $0.value.bytes) }
+        // Every member in key order; the receipt's two values are left out, to be written between
+        // the parts.
+        enum Slot {
+            case member(Int)
+            case streamId, receipt
+        }
+        var slots = self.members.indices.map { (key: self.members[$0].key, slot: Slot.member($0)) }
+        slots += [("events", .receipt), ("streamId", .streamId), ("version", .receipt)]
+        slots.sort { ByteOrder.precedes($0.key, $1.key) }
+        var parts: [[UInt8]] = []
+        var part: [UInt8] = [UInt8(ascii: "{")]
+        part.reserveCapacity(
+            self.members.reduce(64 + streamId.utf8.count) { $0 + $1.key.utf8.count + $1.bytes.count + 4 })
+        for (index, entry) in slots.enumerated() {
+            if index > 0 { part.append(UInt8(ascii: ",")) }
+            JSON.appendString(entry.key, to: &part)
+            part.append(UInt8(ascii: ":"))
+            switch entry.slot {
+            case let .member(member): part += self.members[member].bytes
+            case .streamId: JSON.appendString(streamId, to: &part)
+            case .receipt:
+                parts.append(part)
+                part = []
+            }
+        }
+        part.append(UInt8(ascii: "}"))
+        parts.append(part)
+        let clash = members.contains { $0.key == "events" || $0.key == "streamId" || $0.key == "version" }
+        self.parts = !clash && parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
     }
 
     /// The answer as a value: ``CampaignEngine/receiptData(_:streamId:_:)`` around the members.
@@ -534,14 +568,29 @@ struct ReceiptAnswer: Sendable {
             receipt, streamId: streamId, JSONObject(uniqueKeysWithValues: members.map { ($0.key, $0.value) }))
     }
 
-    /// The answer's canonical bytes (those of ``data(_:)``), from the members' bytes already made
-    /// and the receipt's facts.
+    /// The answer's canonical bytes (those of ``data(_:)``), from the parts made when planned and
+    /// the receipt's events and version, written straight as bytes.
     func bytes(_ receipt: AppendReceipt) -> [UInt8] {
-        let out = JSON.objectBytes(
-            members.map { (key: $0.key, bytes: $0.bytes) } + [
-                ("events", CampaignEngine.eventList(receipt).bytes), ("streamId", JSON.string(streamId).bytes),
-                ("version", JSON.number(Double(receipt.streamVersions[streamId] ?? 0)).bytes),
-            ])
+        guard let (head, middle, tail) = parts else { return data(receipt).bytes }
+        var out = [UInt8]()
+        out.reserveCapacity(head.count + middle.count + tail.count + 24 + receipt.events.count * 96)
+        out += head
+        // `[{"position":…,"streamId":…,"type":…}]`, as `eventList` makes it.
+        out.append(UInt8(ascii: "["))
+        for (index, event) in receipt.events.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"position":"#.utf8)
+            JSON.appendNumber(Double(event.position), to: &out)
+            out.append(contentsOf: #","streamId":"#.utf8)
+            JSON.appendString(event.streamId, to: &out)
+            out.append(contentsOf: #","type":"#.utf8)
+            JSON.appendString(event.type, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        out += middle
+        JSON.appendNumber(Double(receipt.streamVersions[streamId] ?? 0), to: &out)
+        out += tail
         // Debug builds (the tests) check every answer against the encoding of its value.
         assert(out == data(receipt).bytes)
         return out
