@@ -269,26 +269,28 @@ func onGlobalExecutor<T: Sendable>(_ body: @escaping @Sendable () async throws -
     try await Task.detached(operation: body).value
 }
 
-/// Runs one task a client, each sending its requests (bytes, as a host receives them) one after
-/// another and encoding each answer, and returns every latency in milliseconds. The tasks
-/// run on the global executor, as a host's connection handlers would; closures made in this file's
-/// top-level code would run on the main actor, adding two hops and one serial thread to every command.
+/// Sends `requests` (bytes, as a host receives them) one after another, encoding each answer, and
+/// returns each one's latency in milliseconds.
+func timedRequests(_ engine: CampaignEngine, _ requests: [[UInt8]]) async -> [Double] {
+    var latencies = [Double]()
+    latencies.reserveCapacity(requests.count)
+    for request in requests {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let response = await engine.handle(request)
+        _ = response.bytes  // a host sends the body back: encoding it is part of the cost
+        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+        precondition(response.status == 201, response.line)
+    }
+    return latencies
+}
+
+/// Runs one task a client, each sending its requests through ``timedRequests(_:_:)``, and returns
+/// every latency in milliseconds. The tasks run on the global executor, as a host's connection
+/// handlers would; closures made in this file's top-level code would run on the main actor, adding
+/// two hops and one serial thread to every command.
 func concurrentClients(_ engine: CampaignEngine, requests: [[[UInt8]]]) async -> [Double] {
     await withTaskGroup(of: [Double].self) { group in
-        for mine in requests {
-            group.addTask {
-                var latencies = [Double]()
-                latencies.reserveCapacity(mine.count)
-                for request in mine {
-                    let started = DispatchTime.now().uptimeNanoseconds
-                    let response = await engine.handle(request)
-                    _ = response.bytes  // a host sends the body back: encoding it is part of the cost
-                    latencies.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
-                    precondition(response.status == 201, response.line)
-                }
-                return latencies
-            }
-        }
+        for mine in requests { group.addTask { await timedRequests(engine, mine) } }
         return await group.reduce(into: [Double]()) { $0 += $1 }
     }
 }
@@ -316,17 +318,7 @@ if runs(3) {
             + #"\#(payload200)"}}}"#
     }
     let lines = (0..<n(1_000)).map { Array(update(0, $0).utf8) }
-    let latencies = try await onGlobalExecutor {
-        var latencies = [Double]()
-        for line in lines {
-            let started = DispatchTime.now().uptimeNanoseconds
-            let response = await engine.handle(line)
-            _ = response.bytes  // a host sends the body back: encoding it is part of the cost
-            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
-            precondition(response.status == 201, response.line)
-        }
-        return latencies
-    }
+    let latencies = try await onGlobalExecutor { await timedRequests(engine, lines) }
     let raw = try RawLMDB(path: "\(root)/raw-latency")
     let rawLatencies = try raw.singleTransactionLatencies(samples: n(1_000), valueSize: 300)
     report(
