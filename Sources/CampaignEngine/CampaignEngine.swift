@@ -531,6 +531,10 @@ struct ReceiptAnswer: Sendable {
     init(streamId: String, members: [(key: String, value: JSON)]) {
         self.streamId = streamId
         self.members = members.map { ($0.key, $0.value, $0.value.bytes) }
+        guard !members.contains(where: { $0.key == "events" || $0.key == "streamId" || $0.key == "version" }) else {
+            parts = nil
+            return
+        }
         // Every member in key order; the receipt's two values are left out, to be written between
         // the parts.
         enum Slot {
@@ -558,8 +562,7 @@ struct ReceiptAnswer: Sendable {
         }
         part.append(UInt8(ascii: "}"))
         parts.append(part)
-        let clash = members.contains { $0.key == "events" || $0.key == "streamId" || $0.key == "version" }
-        self.parts = !clash && parts.count == 3 ? (parts[0], parts[1], parts[2]) : nil
+        self.parts = (parts[0], parts[1], parts[2])
     }
 
     /// The answer as a value: ``CampaignEngine/receiptData(_:streamId:_:)`` around the members.
