@@ -88,7 +88,13 @@ public struct SegmentMembership: PartialApply {
     /// A tenant's schema and its active segments with their rules compiled, once per batch.
     struct TenantRules {
         var schema: ContactSchema
-        var segments: [(id: String, rule: SegmentRule?)]
+        var segments: [(id: String, rule: SegmentMatcher?)]
+    }
+
+    /// A segment's rule compiled for `schema`; nil when it does not parse with it (then no contact
+    /// is a member).
+    static func matcher(_ rules: JSON, _ schema: ContactSchema) -> SegmentMatcher? {
+        (try? SegmentRule.parse(rules, schema: schema, at: "")).map { SegmentMatcher($0, schema: schema) }
     }
 
     func rules(_ tenant: String, _ table: ProjectionTable) throws -> TenantRules {
@@ -98,7 +104,7 @@ public struct SegmentMembership: PartialApply {
         let rules = TenantRules(
             schema: schema,
             segments: try segments(tenant, table).map {
-                ($0.id, try? SegmentRule.parse($0.rules, schema: schema, at: ""))
+                ($0.id, Self.matcher($0.rules, schema))
             }
         )
         table.memo[key] = rules
@@ -133,10 +139,10 @@ public struct SegmentMembership: PartialApply {
     /// Decides a contact's membership of a segment at `now` (false without a rule: the segment is
     /// archived or the contact erased) and indexes the next time the answer can change by itself.
     func evaluate(
-        _ rule: SegmentRule?, _ values: JSONObject, schema: ContactSchema, now: Date,
+        _ rule: SegmentMatcher?, _ values: JSONObject, now: Date,
         _ tenant: String, _ segmentId: String, _ contactId: String, _ table: ProjectionTable
     ) throws {
-        try setMember(rule?.matches(values, schema: schema, now: now) ?? false, tenant, segmentId, contactId, table)
+        try setMember(rule?.matches(values, now: now) ?? false, tenant, segmentId, contactId, table)
         let boundary = Self.boundaryKey(tenant, segmentId, contactId)
         let old = try table.get(boundary)
         let new = rule?.nextChange(values, after: now).map(Key.time)
@@ -217,7 +223,7 @@ public struct SegmentMembership: PartialApply {
                 after = stored
             }
             let schema = try schema(tenant, table)
-            let rule = after.status == .active ? try? SegmentRule.parse(after.rules, schema: schema, at: "") : nil
+            let rule = after.status == .active ? Self.matcher(after.rules, schema) : nil
             // Contacts in key order, a chunk at a time (they are read before the chunk's
             // evaluations write to the table), from the one after `resume`.
             let known = Key.prefix(["c", tenant])
@@ -232,7 +238,7 @@ public struct SegmentMembership: PartialApply {
                 for contact in chunk {
                     let contactId = String(decoding: contact, as: UTF8.self)
                     let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
-                    try evaluate(rule, values, schema: schema, now: now, tenant, id, contactId, table)
+                    try evaluate(rule, values, now: now, tenant, id, contactId, table)
                     last = contact
                     if shouldStop() {
                         try updateEarliest(tenant, table)
@@ -252,7 +258,7 @@ public struct SegmentMembership: PartialApply {
             let values = erased ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
             for segment in rules.segments {
                 let rule = erased ? nil : segment.rule
-                try evaluate(rule, values, schema: rules.schema, now: now, tenant, segment.id, contactId, table)
+                try evaluate(rule, values, now: now, tenant, segment.id, contactId, table)
             }
         case MembershipEvent.Kind.refreshed.rawValue:
             if let rest = try refresh(tenant, at: now, table, resumingAfter: resume, shouldStop: shouldStop) {
@@ -276,7 +282,7 @@ public struct SegmentMembership: PartialApply {
         let prefix = Self.duePrefix(tenant)
         let bound = Key.readU64(Key.time(now))
         let schema = try schema(tenant, table)
-        var rules = [String: SegmentRule?]()
+        var rules = [String: SegmentMatcher?]()
         var last = resume
         while true {
             // A chunk of due entries is read before its evaluations move them. An entry moved to a
@@ -297,12 +303,12 @@ public struct SegmentMembership: PartialApply {
                     let state = try table.json(Key.make(["g", tenant, segmentId])).flatMap(
                         SegmentState.init(snapshot:))
                     rules[segmentId] =
-                        state?.status == .active ? try? SegmentRule.parse(state!.rules, schema: schema, at: "") : nil
+                        state?.status == .active ? Self.matcher(state!.rules, schema) : nil
                 }
                 let known = try table.get(Key.make(["c", tenant, contactId])) != nil
                 let rule = known ? rules[segmentId] ?? nil : nil
                 let values = rule == nil ? [:] : try table.contactValues(tenant: tenant, contactId: contactId)
-                try evaluate(rule, values, schema: schema, now: now, tenant, segmentId, contactId, table)
+                try evaluate(rule, values, now: now, tenant, segmentId, contactId, table)
                 if shouldStop() { return key }
             }
         }

@@ -175,11 +175,11 @@ final class MembershipFold: RebuildFold {
         guard !active.isEmpty else { return outcome }
         // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse),
         // by the segment's index among the active ones and the schema's index.
-        var compiled = [[SegmentRule??]](
-            repeating: [SegmentRule??](repeating: nil, count: tenant.schemas.count), count: active.count)
-        func rule(_ index: Int, _ state: SegmentState, _ schema: Int) -> SegmentRule? {
+        var compiled = [[SegmentMatcher??]](
+            repeating: [SegmentMatcher??](repeating: nil, count: tenant.schemas.count), count: active.count)
+        func rule(_ index: Int, _ state: SegmentState, _ schema: Int) -> SegmentMatcher? {
             if let known = compiled[index][schema] { return known }
-            let parsed = try? SegmentRule.parse(state.rules, schema: tenant.schemas[schema].schema, at: "")
+            let parsed = SegmentMembership.matcher(state.rules, tenant.schemas[schema].schema)
             compiled[index][schema] = .some(parsed)
             return parsed
         }
@@ -187,7 +187,7 @@ final class MembershipFold: RebuildFold {
         var fields = Set<String>()
         for (index, (_, segment)) in active.enumerated() {
             for schema in tenant.schemas.indices {
-                if let parsed = rule(index, segment.state, schema) { fields.formUnion(parsed.fields) }
+                if let parsed = rule(index, segment.state, schema) { fields.formUnion(parsed.rule.fields) }
             }
         }
         let selection = PersonalData.selection(fields)
@@ -216,7 +216,7 @@ final class MembershipFold: RebuildFold {
                     current = rule(index, segment.state, schema)
                     boundary = current?.nextChange(values!, after: trigger.time)
                 }
-                if current?.matches(values!, schema: tenant.schemas[schema].schema, now: trigger.time) == true {
+                if current?.matches(values!, now: trigger.time) == true {
                     members[index].append(contact.id)
                 }
                 if let boundary {

@@ -658,21 +658,43 @@ private struct Parser {
     /// Checks a string as ``string()`` does: one of plain ASCII is read past, any other is parsed.
     mutating func skipString() throws(Skip) {
         let start = index
-        index += 1
+        index = plainEnd(from: index + 1)
+        guard index < bytes.count else { throw .invalid }
+        if bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            return
+        }
+        index = start
+        do { _ = try string() } catch { throw .invalid }
+    }
+
+    /// The index of the first byte at or after `start` that ends a run of plain ASCII in a string
+    /// (a quote, a backslash, a control byte or a byte outside ASCII), or the end. Eight bytes are
+    /// looked at at once while none of them is such a byte.
+    func plainEnd(from start: Int) -> Int {
+        var index = start
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                let quotes = word ^ (ones &* 0x22)
+                let backslashes = word ^ (ones &* 0x5C)
+                // Each term sets the high bit of a byte that is such a byte (a quote is a zero byte
+                // of `quotes`); a borrow may set more above it, but no bit is set in a word of none.
+                let found =
+                    (word | (quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes
+                        | (word &- ones &* 0x20) & ~word) & highs
+                if found != 0 { break }
+                index += 8
+            }
+        }
         while index < bytes.count {
             let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                index += 1
-                return
-            }
-            if byte == UInt8(ascii: "\\") || byte >= 0x80 || byte < 0x20 {
-                index = start
-                do { _ = try string() } catch { throw .invalid }
-                return
-            }
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return index }
             index += 1
         }
-        throw .invalid
+        return index
     }
 
     /// Checks an array as ``array()`` does without making it.
@@ -756,6 +778,9 @@ private struct Parser {
         let contentStart = index
         var high: UInt8 = 0
         while index < bytes.count {
+            // Plain ASCII leaves `high` below 0x80: it is passed eight bytes at a time.
+            index = plainEnd(from: index)
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let content = UnsafeBufferPointer(rebasing: bytes[contentStart..<index])

@@ -356,6 +356,36 @@ import Testing
         }
         #expect(agreed > 300, "enough damaged documents still parse")
     }
+
+    /// Strings of every length to 40 with one byte of each kind that ends a plain run (which the
+    /// parser finds eight bytes at a time) at every place: parsed, skipped, or refused as the
+    /// byte requires, checked against the text the string was made from.
+    @Test func everyByteThatEndsAPlainRunIsFoundWhereverItLies() {
+        // What goes in the string, and the text it stands for (nil: the string must be refused).
+        let kinds: [(bytes: [UInt8], text: String?)] = [
+            (Array(#"\""#.utf8), "\""), (Array(#"\\"#.utf8), "\\"), (Array(#"\u0041"#.utf8), "A"),
+            ([0xC3, 0xA9], "é"), ([0x01], nil), ([0x1F], nil), ([0x7F], "\u{7F}"), ([0xFF], nil),
+        ]
+        for length in 0...40 {
+            for place in 0...length {
+                for kind in kinds {
+                    let filler = (0..<length).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+                    let content = Array(filler[..<place]) + kind.bytes + Array(filler[place...])
+                    let text = kind.text.map {
+                        String(decoding: filler[..<place], as: UTF8.self) + $0
+                            + String(decoding: filler[place...], as: UTF8.self)
+                    }
+                    let array = Array(#"[""#.utf8) + content + Array(#""]"#.utf8)
+                    #expect((try? JSON.parse(array)) == text.map { .array([.string($0)]) }, "\(content)")
+                    let object = Array(#"{"k":""#.utf8) + content + Array(#"","z":1}"#.utf8)
+                    #expect(JSON.member("z", of: object) == (text == nil ? nil : .number(1)), "\(content)")
+                }
+                // Unterminated: the closing quote is missing.
+                let open = Array(#"{"z":1,"k":""#.utf8) + (0..<length).map { _ in UInt8(ascii: "b") }
+                #expect(JSON.member("z", of: open) == nil)
+            }
+        }
+    }
 }
 
 @Suite struct TimestampTests {

@@ -153,6 +153,38 @@ let operatorCases: [OperatorCase] = [
         #expect(!(try rule("country", "eq", s("FR")).matches([:], schema: schema, now: now)))
     }
 
+    /// A matcher compiles a rule once for many contacts: values are compared as the rule's
+    /// evaluation always compared them, whatever case, script or type the contact's value has.
+    @Test func aCompiledMatcherComparesValuesAsTheRuleDoes() throws {
+        let city = SegmentMatcher(try rule("city", "in", .array([s("ÉCOLE"), s("Paris")])), schema: schema)
+        #expect(city.matches(["city": s("école")], now: now))
+        #expect(city.matches(["city": s("PARIS")], now: now))
+        #expect(city.matches(["city": s("paris")], now: now))
+        #expect(!city.matches(["city": s("Lyon")], now: now))
+        #expect(!city.matches(["city": n(1)], now: now), "a number is no city")
+        #expect(!city.matches(["city": .null], now: now), "null is as good as missing")
+        let missing = SegmentMatcher(try rule("city", "not_in", .array([s("Paris")])), schema: schema)
+        #expect(missing.matches(["city": .null], now: now))
+        // Conditions `parse` would refuse, made directly: they match nothing but where the
+        // operator is negative and the field is missing.
+        let odd: [(SegmentRule, JSONObject, Bool)] = [
+            (.condition(field: "city", operator: "resembles", value: s("x")), ["city": s("x")], false),
+            (.condition(field: "age", operator: "gt", value: nil), ["age": n(3)], false),
+            (.condition(field: "age", operator: "neq", value: nil), [:], true),
+            (
+                .condition(field: "signed_up_at", operator: "before", value: s("soon")),
+                ["signed_up_at": s("2026-01-01")], false
+            ),
+            (.condition(field: "signed_up_at", operator: "eq", value: n(3)), ["signed_up_at": s("2026-01-01")], false),
+            (.condition(field: "subscribed", operator: "gt", value: .bool(true)), ["subscribed": .bool(false)], true),
+            (.condition(field: "shoe_size", operator: "eq", value: s("XL")), ["shoe_size": s("xl")], true),
+        ]
+        for (condition, contact, expected) in odd {
+            #expect(SegmentMatcher(condition, schema: schema).matches(contact, now: now) == expected, "\(condition)")
+            #expect(condition.matches(contact, schema: schema, now: now) == expected, "\(condition)")
+        }
+    }
+
     @Test func groupsCombineWithAllAndAny() throws {
         let tree = try SegmentRule.parse(
             try JSON.parse(

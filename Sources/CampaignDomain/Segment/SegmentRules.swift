@@ -193,14 +193,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
     /// String comparisons ignore case. A missing attribute matches only the negative operators
     /// (`neq`, `not_in`, `not_contains`, `excludes`, `not_within_last_days`) and `not_exists`.
     public func matches(_ attributes: JSONObject, schema: ContactSchema, now: Date) -> Bool {
-        switch self {
-        case let .all(children): return children.allSatisfy { $0.matches(attributes, schema: schema, now: now) }
-        case let .any(children): return children.contains { $0.matches(attributes, schema: schema, now: now) }
-        case let .condition(field, op, value):
-            return SegmentRule.evaluate(
-                attributes[field].flatMap { $0 == .null ? nil : $0 }, op, value,
-                type: schema.fields[field] ?? .string, now: now)
-        }
+        SegmentMatcher(self, schema: schema).matches(attributes, now: now)
     }
 
     /// The first instant after `now` at which a relative-date condition (`within_last_days`,
@@ -223,82 +216,6 @@ public indirect enum SegmentRule: Sendable, Equatable {
             let nowMillis = now.timeIntervalSince1970 * 1000
             guard let next = [start, end].first(where: { $0 > nowMillis }) else { return nil }
             return Date(timeIntervalSince1970: next / 1000)
-        }
-    }
-
-    private static let negativeOperators: Set = ["neq", "not_in", "not_contains", "excludes", "not_within_last_days"]
-
-    private static func evaluate(_ actual: JSON?, _ op: String, _ expected: JSON?, type: FieldType, now: Date) -> Bool {
-        if op == "exists" { return actual != nil }
-        if op == "not_exists" { return actual == nil }
-        guard let actual else { return negativeOperators.contains(op) }
-        guard let expected else { return false }
-        switch type {
-        case .string, .enumeration:
-            guard let text = actual.stringValue?.lowercased() else { return false }
-            let wanted = expected.stringValue?.lowercased() ?? ""
-            let options = (expected.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() }
-            switch op {
-            case "eq": return text == wanted
-            case "neq": return text != wanted
-            case "contains": return text.contains(wanted)
-            case "not_contains": return !text.contains(wanted)
-            case "starts_with": return text.hasPrefix(wanted)
-            case "ends_with": return text.hasSuffix(wanted)
-            case "in": return options.contains(text)
-            case "not_in": return !options.contains(text)
-            default: return false
-            }
-        case .number:
-            guard let number = actual.numberValue else { return false }
-            let wanted = expected.numberValue ?? .nan
-            let options = (expected.arrayValue ?? []).compactMap(\.numberValue)
-            switch op {
-            case "eq": return number == wanted
-            case "neq": return number != wanted
-            case "gt": return number > wanted
-            case "gte": return number >= wanted
-            case "lt": return number < wanted
-            case "lte": return number <= wanted
-            case "between": return options.count == 2 && options[0] <= number && number <= options[1]
-            case "in": return options.contains(number)
-            case "not_in": return !options.contains(number)
-            default: return false
-            }
-        case .boolean:
-            guard let flag = actual.boolValue, let wanted = expected.boolValue else { return false }
-            return op == "eq" ? flag == wanted : flag != wanted
-        case .date:
-            guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else {
-                return false
-            }
-            func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } }
-            switch op {
-            case "eq":
-                guard let wanted = parse(expected) else { return false }
-                return Int((date.timeIntervalSince1970 / 86_400).rounded(.down))
-                    == Int((wanted.timeIntervalSince1970 / 86_400).rounded(.down))
-            case "before": return parse(expected).map { date < $0 } ?? false
-            case "after": return parse(expected).map { date > $0 } ?? false
-            case "between":
-                let bounds = (expected.arrayValue ?? []).compactMap(parse)
-                return bounds.count == 2 && bounds[0] <= date && date <= bounds[1]
-            case "within_last_days", "not_within_last_days":
-                guard let days = expected.integerValue else { return false }
-                let within = date <= now && date >= now.addingTimeInterval(-Double(days) * 86_400)
-                return op == "within_last_days" ? within : !within
-            default: return false
-            }
-        case .list:
-            let tags = Set((actual.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() })
-            switch op {
-            case "includes": return expected.stringValue.map { tags.contains($0.lowercased()) } ?? false
-            case "includes_all":
-                let wanted = (expected.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() }
-                return wanted.allSatisfy(tags.contains)
-            case "excludes": return expected.stringValue.map { !tags.contains($0.lowercased()) } ?? false
-            default: return false
-            }
         }
     }
 }

@@ -1,0 +1,234 @@
+import Foundation
+
+/// A segment rule compiled against one contact schema, to evaluate many contacts.
+///
+/// Each condition's field type, operator and expected values are resolved once: strings are
+/// lowercased and dates parsed here, not per contact. ``SegmentRule/matches(_:schema:now:)``
+/// evaluates through a matcher, so both give the same answer; a projection that evaluates a
+/// tenant's contacts keeps one matcher per rule and schema.
+public struct SegmentMatcher: Sendable {
+    /// The rule compiled.
+    public let rule: SegmentRule
+    private let root: Node
+
+    /// Compiles `rule` for a tenant whose contact schema is `schema` (a field the schema does not
+    /// name is compared as a string, as the rule's evaluation always has).
+    public init(_ rule: SegmentRule, schema: ContactSchema) {
+        self.rule = rule
+        root = Node(rule, schema: schema)
+    }
+
+    /// Whether a contact with `attributes` matches, at time `now` (for `within_last_days`).
+    public func matches(_ attributes: JSONObject, now: Date) -> Bool {
+        root.matches(attributes, now: now)
+    }
+
+    /// The rule's ``SegmentRule/nextChange(_:after:)``: when the answer for `attributes` next
+    /// changes with time alone, if ever.
+    public func nextChange(_ attributes: JSONObject, after now: Date) -> Date? {
+        rule.nextChange(attributes, after: now)
+    }
+
+    private indirect enum Node: Sendable {
+        case all([Node])
+        case any([Node])
+        case condition(field: String, Condition)
+
+        init(_ rule: SegmentRule, schema: ContactSchema) {
+            switch rule {
+            case let .all(children): self = .all(children.map { Node($0, schema: schema) })
+            case let .any(children): self = .any(children.map { Node($0, schema: schema) })
+            case let .condition(field, op, value):
+                self = .condition(field: field, Condition(op, value, type: schema.fields[field] ?? .string))
+            }
+        }
+
+        func matches(_ attributes: JSONObject, now: Date) -> Bool {
+            switch self {
+            case let .all(children): return children.allSatisfy { $0.matches(attributes, now: now) }
+            case let .any(children): return children.contains { $0.matches(attributes, now: now) }
+            case let .condition(field, condition):
+                guard let actual = attributes[field], actual != .null else { return condition.whenMissing }
+                return condition.test.passes(actual, now: now)
+            }
+        }
+    }
+
+    /// One condition: its answer for a contact without the field, and its test of a value.
+    private struct Condition: Sendable {
+        /// True for `not_exists` and the negative operators (`neq`, `not_in`, `not_contains`,
+        /// `excludes`, `not_within_last_days`).
+        let whenMissing: Bool
+        let test: Test
+
+        private static let negativeOperators: Set = [
+            "neq", "not_in", "not_contains", "excludes", "not_within_last_days",
+        ]
+
+        init(_ op: String, _ expected: JSON?, type: FieldType) {
+            whenMissing = op == "not_exists" || (op != "exists" && Self.negativeOperators.contains(op))
+            if op == "exists" || op == "not_exists" {
+                test = .always(op == "exists")
+            } else if let expected {
+                test = Test(op, expected, type: type)
+            } else {
+                test = .always(false)
+            }
+        }
+    }
+
+    /// A comparison of a present value with the condition's expected one(s), by field type.
+    private enum Test: Sendable {
+        /// The answer whatever the value (`exists`, `not_exists`, a condition without a value, an
+        /// operator the type does not have).
+        case always(Bool)
+        case text(TextOperator, wanted: String, options: [String])
+        case number(NumberOperator, wanted: Double, options: [Double])
+        /// `eq` when `equal`, any other operator `neq`; nil `wanted` when the value is no boolean.
+        case boolean(equal: Bool, wanted: Bool?)
+        case date(DateOperator)
+        case list(ListOperator)
+
+        enum TextOperator: String, Sendable {
+            case eq, neq, contains
+            case notContains = "not_contains"
+            case startsWith = "starts_with"
+            case endsWith = "ends_with"
+            case isIn = "in"
+            case notIn = "not_in"
+        }
+
+        enum NumberOperator: String, Sendable {
+            case eq, neq, gt, gte, lt, lte, between
+            case isIn = "in"
+            case notIn = "not_in"
+        }
+
+        enum DateOperator: Sendable {
+            /// The same day (UTC) as the expected date's, by day number since 1970.
+            case sameDay(Int)
+            case before(Date)
+            case after(Date)
+            /// Both bounds, when both parse.
+            case between(Date, Date)
+            case withinLastDays(Double, negated: Bool)
+        }
+
+        enum ListOperator: Sendable {
+            case includes(String)
+            case includesAll([String])
+            case excludes(String)
+        }
+
+        init(_ op: String, _ expected: JSON, type: FieldType) {
+            let strings = (expected.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() }
+            switch type {
+            case .string, .enumeration:
+                guard let textOperator = TextOperator(rawValue: op) else {
+                    self = .always(false)
+                    return
+                }
+                self = .text(textOperator, wanted: expected.stringValue?.lowercased() ?? "", options: strings)
+            case .number:
+                guard let numberOperator = NumberOperator(rawValue: op) else {
+                    self = .always(false)
+                    return
+                }
+                self = .number(
+                    numberOperator, wanted: expected.numberValue ?? .nan,
+                    options: (expected.arrayValue ?? []).compactMap(\.numberValue))
+            case .boolean:
+                self = .boolean(equal: op == "eq", wanted: expected.boolValue)
+            case .date:
+                self = Self.date(op, expected).map(Test.date) ?? .always(false)
+            case .list:
+                switch op {
+                case "includes": self = expected.stringValue.map { .list(.includes($0.lowercased())) } ?? .always(false)
+                case "includes_all": self = .list(.includesAll(strings))
+                case "excludes": self = expected.stringValue.map { .list(.excludes($0.lowercased())) } ?? .always(false)
+                default: self = .always(false)
+                }
+            }
+        }
+
+        /// A date condition, or nil when it can match nothing (its value does not parse).
+        private static func date(_ op: String, _ expected: JSON) -> DateOperator? {
+            func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } }
+            switch op {
+            case "eq": return parse(expected).map { .sameDay(day($0)) }
+            case "before": return parse(expected).map(DateOperator.before)
+            case "after": return parse(expected).map(DateOperator.after)
+            case "between":
+                let bounds = (expected.arrayValue ?? []).compactMap(parse)
+                return bounds.count == 2 ? .between(bounds[0], bounds[1]) : nil
+            case "within_last_days", "not_within_last_days":
+                return expected.integerValue.map {
+                    .withinLastDays(Double($0) * 86_400, negated: op == "not_within_last_days")
+                }
+            default: return nil
+            }
+        }
+
+        private static func day(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) }
+
+        /// `text` lowercased: itself when it holds no byte `lowercased()` would change.
+        private static func lowercased(_ text: String) -> String {
+            text.utf8.allSatisfy { $0 < 0x80 && !(65...90).contains($0) } ? text : text.lowercased()
+        }
+
+        func passes(_ actual: JSON, now: Date) -> Bool {
+            switch self {
+            case let .always(answer): return answer
+            case let .text(op, wanted, options):
+                guard let raw = actual.stringValue else { return false }
+                let text = Self.lowercased(raw)
+                switch op {
+                case .eq: return text == wanted
+                case .neq: return text != wanted
+                case .contains: return text.contains(wanted)
+                case .notContains: return !text.contains(wanted)
+                case .startsWith: return text.hasPrefix(wanted)
+                case .endsWith: return text.hasSuffix(wanted)
+                case .isIn: return options.contains(text)
+                case .notIn: return !options.contains(text)
+                }
+            case let .number(op, wanted, options):
+                guard let number = actual.numberValue else { return false }
+                switch op {
+                case .eq: return number == wanted
+                case .neq: return number != wanted
+                case .gt: return number > wanted
+                case .gte: return number >= wanted
+                case .lt: return number < wanted
+                case .lte: return number <= wanted
+                case .between: return options.count == 2 && options[0] <= number && number <= options[1]
+                case .isIn: return options.contains(number)
+                case .notIn: return !options.contains(number)
+                }
+            case let .boolean(equal, wanted):
+                guard let flag = actual.boolValue, let wanted else { return false }
+                return equal ? flag == wanted : flag != wanted
+            case let .date(op):
+                guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else {
+                    return false
+                }
+                switch op {
+                case let .sameDay(day): return Self.day(date) == day
+                case let .before(bound): return date < bound
+                case let .after(bound): return date > bound
+                case let .between(low, high): return low <= date && date <= high
+                case let .withinLastDays(seconds, negated):
+                    let within = date <= now && date >= now.addingTimeInterval(-seconds)
+                    return within != negated
+                }
+            case let .list(op):
+                let tags = Set((actual.arrayValue ?? []).compactMap { $0.stringValue?.lowercased() })
+                switch op {
+                case let .includes(tag): return tags.contains(tag)
+                case let .includesAll(wanted): return wanted.allSatisfy(tags.contains)
+                case let .excludes(tag): return !tags.contains(tag)
+                }
+            }
+        }
+    }
+}
