@@ -174,32 +174,27 @@ final class MembershipFold: RebuildFold {
             .sorted { Self.precedes(Array($0.key.utf8), Array($1.key.utf8)) }
         guard !active.isEmpty else { return outcome }
         // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse),
-        // by the segment's index among the active ones and the schema's index.
-        var compiled = [[SegmentMatcher??]](
-            repeating: [SegmentMatcher??](repeating: nil, count: tenant.schemas.count), count: active.count)
-        func rule(_ index: Int, _ state: SegmentState, _ schema: Int) -> SegmentMatcher? {
-            if let known = compiled[index][schema] { return known }
-            let parsed = SegmentMembership.matcher(state.rules, tenant.schemas[schema].schema)
-            compiled[index][schema] = .some(parsed)
-            return parsed
+        // by the segment's index among the active ones and the schema's index; the contact loop
+        // below reads only these arrays (not the segments' entries, each a copy of several values).
+        let matchers = active.map { segment in
+            tenant.schemas.map { SegmentMembership.matcher(segment.value.state.rules, $0.schema) }
         }
+        let ids = active.map { Array($0.key.utf8) }
+        let lastChanges = active.map(\.value.lastChange)
         // The fields any rule that can be evaluated reads: only those of a contact's values are made.
         var fields = Set<String>()
-        for (index, (_, segment)) in active.enumerated() {
-            for schema in tenant.schemas.indices {
-                if let parsed = rule(index, segment.state, schema) { fields.formUnion(parsed.rule.fields) }
-            }
-        }
+        for matcher in matchers.joined() { if let matcher { fields.formUnion(matcher.rule.fields) } }
         let selection = PersonalData.selection(fields)
         var members = [[[UInt8]]](repeating: [], count: active.count)
         for contact in live {
             let contactId = String(decoding: contact.id, as: UTF8.self)
             var values: JSONObject?
-            for (index, (segmentId, segment)) in active.enumerated() {
-                var trigger = contact.last.position > segment.lastChange.position ? contact.last : segment.lastChange
+            for index in active.indices {
+                let lastChange = lastChanges[index]
+                var trigger = contact.last.position > lastChange.position ? contact.last : lastChange
                 var schema = tenant.schemaIndex(at: trigger.position)
                 // Without a rule (it does not parse) the pair is no member and has no boundary.
-                var current = rule(index, segment.state, schema)
+                var current = matchers[index][schema]
                 if current == nil { continue }
                 if values == nil {
                     values = try personalData.values(tenant: name, contactId: contactId, only: selection)
@@ -213,18 +208,18 @@ final class MembershipFold: RebuildFold {
                 {
                     trigger = refresh
                     schema = tenant.schemaIndex(at: trigger.position)
-                    current = rule(index, segment.state, schema)
+                    current = matchers[index][schema]
                     boundary = current?.nextChange(values!, after: trigger.time)
                 }
                 if current?.matches(values!, now: trigger.time) == true {
                     members[index].append(contact.id)
                 }
                 if let boundary {
-                    outcome.boundaries.append((Self.millis(boundary), Array(segmentId.utf8), contact.id))
+                    outcome.boundaries.append((Self.millis(boundary), ids[index], contact.id))
                 }
             }
         }
-        outcome.members = zip(active, members).map { (Array($0.key.utf8), $1) }
+        outcome.members = Array(zip(ids, members))
         return outcome
     }
 
