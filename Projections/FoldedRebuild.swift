@@ -19,11 +19,16 @@ public protocol FoldedRebuild: Projection {
     /// gives such a fold a pass over the log of its own, and a lane holds at most one of them at a
     /// time. False by default.
     var foldIsLarge: Bool { get }
+    /// Whether the fold reads events' payloads: false for a fold of envelopes alone, whose events
+    /// then come with empty payloads when no fold of its pass reads them. True by default.
+    var foldReadsPayloads: Bool { get }
 }
 
 extension FoldedRebuild {
     /// False: the fold's state is small next to the log.
     public var foldIsLarge: Bool { false }
+    /// True: the fold reads payloads.
+    public var foldReadsPayloads: Bool { true }
 }
 
 /// The in-memory state of a ``FoldedRebuild`` projection's rebuild.

@@ -604,6 +604,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         var folds = projections.map { Optional($0.makeFold()) }
         let types = projections.map(\.eventTypes)
         let wanted: Set<String>? = types.contains { $0 == nil } ? nil : types.reduce(into: []) { $0.formUnion($1!) }
+        let payloads = projections.contains(where: \.foldReadsPayloads)
         // Which folds read each type, worked out once per type.
         var readers: [String: [Int]] = [:]
         func readersOf(_ type: String) -> [Int] {
@@ -616,7 +617,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         while reached < head {
             let last = min(head, reached + 4_096)
             let events = try store.read {
-                try $0.events(from: reached + 1, through: last, types: wanted, hashes: false)
+                try $0.events(from: reached + 1, through: last, types: wanted, hashes: false, payloads: payloads)
             }
             for event in events {
                 let projected = ProjectedEvent(event)

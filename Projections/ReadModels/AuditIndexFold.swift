@@ -8,6 +8,8 @@ extension AuditIndex: FoldedRebuild {
     public func makeFold() -> any RebuildFold { AuditFold() }
     /// True: the fold keeps about 28 bytes an event and every stream's key prefix.
     public var foldIsLarge: Bool { true }
+    /// False: the fold reads each event's envelope (position, time, tenant, actor, stream) alone.
+    public var foldReadsPayloads: Bool { false }
 }
 
 /// The audit index's rebuild: per event, its position, its time and which actor, stream and tenant

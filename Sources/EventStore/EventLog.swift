@@ -128,11 +128,13 @@ struct EventLog: Sendable {
     /// The events at positions `position` through `last` whose type is in `types` (every one when
     /// nil), decoding no other record past its type.
     func events(
-        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool, in txn: Txn
+        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool, payloads: Bool = true,
+        in txn: Txn
     ) throws -> [RecordedEvent] {
         var out = [RecordedEvent]()
         var decoder = RecordDecoder()
         decoder.hashes = hashes
+        decoder.payloads = payloads
         decoder.types = types
         guard position <= last else { return out }
         try txn.withCursor(events) { cursor in

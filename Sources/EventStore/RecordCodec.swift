@@ -137,6 +137,9 @@ enum RecordCodec {
 struct RecordDecoder {
     /// Whether records keep their two hashes (a fold that never looks at them saves two arrays).
     var hashes = true
+    /// Whether records keep their payload (a reader of envelopes alone leaves each one empty; the
+    /// payload's length is still checked).
+    var payloads = true
     /// Whether strings recurring across records are shared (false for a decoder of one record,
     /// which would only pay for the table).
     var shares = true
@@ -205,7 +208,9 @@ struct RecordDecoder {
         guard let streamId, let type, let tenant, let actor, let requestId, let causationId else {
             throw fail("field is not UTF-8")
         }
-        guard let payloadLength = reader.u32(), let payload = reader.bytes(Int(payloadLength)),
+        guard let payloadLength = reader.u32(),
+            let payload = payloads
+                ? reader.bytes(Int(payloadLength)) : reader.span(Int(payloadLength)).map({ _ in [] }),
             let previousHash = hash(&reader), let hash = hash(&reader),
             reader.isAtEnd
         else { throw fail("truncated payload or hashes") }

@@ -230,11 +230,15 @@ public class ReadTransaction {
     /// The events at positions `position` through `last` whose type is in `types` (every one when
     /// nil), as this transaction sees them: a record of another type is read no further than its
     /// type, so a reader of a few types skips the rest of the log at the speed of the scan.
-    /// - Parameter hashes: as in ``events(from:limit:hashes:)``.
+    /// - Parameters:
+    ///   - hashes: as in ``events(from:limit:hashes:)``.
+    ///   - payloads: false to leave every event's payload empty, for a reader of envelopes alone (a
+    ///     payload is the largest part of most records, and copying it out of the map the largest
+    ///     cost of decoding one).
     public func events(
-        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool = true
+        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool = true, payloads: Bool = true
     ) throws -> [RecordedEvent] {
-        try store.log.events(from: position, through: last, types: types, hashes: hashes, in: txn)
+        try store.log.events(from: position, through: last, types: types, hashes: hashes, payloads: payloads, in: txn)
     }
 
     /// The last global position (0 for an empty log).

@@ -74,6 +74,17 @@ import Testing
         }
         #expect(!expected.isEmpty)
         #expect(some == expected)
+        // Envelopes alone: the same events with empty payloads.
+        let bare = try store.read {
+            try $0.events(from: 40, through: 120, types: wanted, hashes: false, payloads: false)
+        }
+        #expect(
+            bare
+                == expected.map { event in
+                    var envelope = event
+                    envelope.payload = []
+                    return envelope
+                })
         #expect(try store.read { try $0.events(from: 301, through: 400, types: wanted) }.isEmpty)
         #expect(try store.read { try $0.events(from: 9, through: 8, types: nil) }.isEmpty)
     }
