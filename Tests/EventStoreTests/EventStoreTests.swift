@@ -43,6 +43,28 @@ import Testing
         #expect(stored.previousHash == [UInt8](repeating: 0, count: 32))
     }
 
+    /// More types than the decoder keeps slots for (256), so types share slots and replace each
+    /// other's verdicts: a filtered read still returns exactly the events of the wanted types.
+    @Test func aLogReadOfSomeOfManyTypesFindsEachWantedOne() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let types = (0..<700).map { "t.kind\($0)" }
+        for chunk in stride(from: 0, to: 1_400, by: 100) {
+            let events = (chunk..<chunk + 100).map { n in
+                NewEvent(
+                    type: types[(n * 37) % 700], occurredAt: Date(timeIntervalSince1970: 1_790_000_000),
+                    tenant: "acme", actor: "u", requestId: "r", causationId: "r", payload: Array("{}".utf8))
+            }
+            _ = try await store.append(appendRequest("s\(chunk)", events: events))
+        }
+        let full = try store.read { try $0.events(from: 1, limit: .max) }
+        for wanted in [Set(types.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)), ["t.kind5"], []] {
+            let some = try store.read { try $0.events(from: 1, through: 1_400, types: wanted) }
+            #expect(some == full.filter { wanted.contains($0.type) })
+        }
+    }
+
     @Test func aLogReadOfSomeTypesDecodesThemAsAFullReadDoesAndSkipsTheRest() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
