@@ -85,9 +85,8 @@ public struct SegmentMembership: PartialApply {
         return schema
     }
 
-    /// A tenant's schema and its active segments with their rules compiled, once per batch.
+    /// A tenant's active segments with their rules compiled for its schema, once per batch.
     struct TenantRules {
-        var schema: ContactSchema
         var segments: [(id: String, rule: SegmentMatcher?)]
     }
 
@@ -101,12 +100,7 @@ public struct SegmentMembership: PartialApply {
         let key = "segments/" + tenant
         if let cached = table.memo[key] as? TenantRules { return cached }
         let schema = try schema(tenant, table)
-        let rules = TenantRules(
-            schema: schema,
-            segments: try segments(tenant, table).map {
-                ($0.id, Self.matcher($0.rules, schema))
-            }
-        )
+        let rules = TenantRules(segments: try segments(tenant, table).map { ($0.id, Self.matcher($0.rules, schema)) })
         table.memo[key] = rules
         return rules
     }
