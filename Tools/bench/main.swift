@@ -318,16 +318,29 @@ if runs(3) {
             + #"\#(payload200)"}}}"#
     }
     let lines = (0..<n(1_000)).map { Array(update(0, $0).utf8) }
+    // Bytes handed to `write` calls a command (or a raw transaction): LMDB writes whole pages, so
+    // this counts the pages each commit flushes (plus the meta page's 120 bytes).
+    var written = processWrittenBytes()
     let latencies = try await onGlobalExecutor { await timedRequests(engine, lines) }
+    let writtenPerCommand = (processWrittenBytes() - written) / Double(max(lines.count, 1))
     let raw = try RawLMDB(path: "\(root)/raw-latency")
+    written = processWrittenBytes()
     let rawLatencies = try raw.singleTransactionLatencies(samples: n(1_000), valueSize: 300)
+    let rawWrittenPerTransaction = (processWrittenBytes() - written) / Double(max(rawLatencies.count, 1))
     report(
-        "one client, sequential", engine: "p50 \(ms(median(latencies))) p99 \(ms(percentile(latencies, 0.99)))",
-        baseline: "raw txn p50 \(ms(median(rawLatencies))) p99 \(ms(percentile(rawLatencies, 0.99)))",
+        "one client, sequential",
+        engine:
+            "p50 \(ms(median(latencies))) p99 \(ms(percentile(latencies, 0.99))), "
+            + "\(f(writtenPerCommand)) bytes written a command",
+        baseline:
+            "raw txn p50 \(ms(median(rawLatencies))) p99 \(ms(percentile(rawLatencies, 0.99))), "
+            + "\(f(rawWrittenPerTransaction)) bytes written a transaction",
         ratio: "p50 \(x(median(latencies) / median(rawLatencies)))",
         [
             "p50Ms": .number(median(latencies)), "p99Ms": .number(percentile(latencies, 0.99)),
             "rawP50Ms": .number(median(rawLatencies)), "rawP99Ms": .number(percentile(rawLatencies, 0.99)),
+            "bytesWrittenPerCommand": .number(writtenPerCommand),
+            "rawBytesWrittenPerTransaction": .number(rawWrittenPerTransaction),
         ])
 
     // Three rounds, each of `perClient` commands per client: this VM's speed drifts 10–20% from one
