@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(
             name: "CampaignProjections",
-            dependencies: ["EventStore", "CampaignDomain"],
+            dependencies: ["EventStore", "CampaignDomain", "Hashing"],
             path: "Projections"
         ),
         .target(

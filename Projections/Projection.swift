@@ -1,6 +1,7 @@
 import CampaignDomain
 import EventStore
 import Foundation
+import Hashing
 
 /// How a projection is kept current.
 public enum ProjectionMode: String, Sendable {
@@ -201,7 +202,7 @@ public struct ProjectionTable {
     public func get(_ key: [UInt8]) throws -> [UInt8]? {
         switch storage {
         case let .stored(txn, table, _): return try txn.value(forKey: key, in: table)
-        case let .memory(rows): return rows.values[key]
+        case let .memory(rows): return rows.values[ByteKey(key)]
         }
     }
 
@@ -212,7 +213,7 @@ public struct ProjectionTable {
     public func put(_ key: [UInt8], _ value: [UInt8] = []) throws {
         switch storage {
         case let .stored(txn, table, _): try txn.put(value, forKey: key, in: table)
-        case let .memory(rows): rows.values[key] = value
+        case let .memory(rows): rows.values[ByteKey(key)] = value
         }
     }
 
@@ -223,7 +224,7 @@ public struct ProjectionTable {
     public func delete(_ key: [UInt8]) throws {
         switch storage {
         case let .stored(txn, table, _): _ = try txn.delete(key: key, in: table)
-        case let .memory(rows): rows.values[key] = nil
+        case let .memory(rows): rows.values[ByteKey(key)] = nil
         }
     }
 
@@ -274,7 +275,7 @@ public final class MemoryRows: @unchecked Sendable {
     public struct UnavailableInMemory: Error {}
 
     /// The rows, by key.
-    var values: [[UInt8]: [UInt8]] = [:]
+    var values: [ByteKey: [UInt8]] = [:]
 
     /// No rows.
     public init() {}
@@ -283,7 +284,7 @@ public final class MemoryRows: @unchecked Sendable {
     /// the rows are sorted last key first and each is freed as it is copied (the packed buffer is
     /// sized once), so they are never held twice over.
     public func takeSorted() -> SortedRows {
-        var entries = Array(values)
+        var entries = values.map { (key: $0.key.bytes, value: $0.value) }
         values = [:]
         entries.sort { ByteOrder.precedes($1.key, $0.key) }
         var rows = SortedRows(

@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Hashing
 
 /// The campaign board: every live campaign of a tenant by status, with counts.
 ///
@@ -156,7 +157,7 @@ extension CampaignBoard: FoldedRebuild {
     /// written). A deleted campaign leaves, as its row does, so a later event folds from nothing as
     /// `apply` would; the status keys and counts follow from the final states.
     final class Fold: RebuildFold {
-        private var campaigns: [[UInt8]: (tenant: String, id: String, state: CampaignState)] = [:]
+        private var campaigns: [ByteKey: (tenant: String, id: String, state: CampaignState)] = [:]
 
         /// Folds a campaign event.
         func fold(_ event: ProjectedEvent) throws {
@@ -164,7 +165,7 @@ extension CampaignBoard: FoldedRebuild {
                 let id = event.payload["campaignId"]?.stringValue
             else { return }
             let tenant = event.envelope.tenant
-            let key = CampaignBoard.row(tenant, id)
+            let key = ByteKey(CampaignBoard.row(tenant, id))
             if let after = Campaign.evolve(campaigns[key]?.state, event.record), after.status != .deleted {
                 campaigns[key] = (tenant, id, after)
             } else {
@@ -175,12 +176,12 @@ extension CampaignBoard: FoldedRebuild {
         /// Every live campaign's row and status key, and each status's count, in key order.
         func rows(_: PersonalDataReader) throws -> SortedRows {
             let rows = MemoryRows()
-            var counts: [[UInt8]: UInt64] = [:]
+            var counts: [ByteKey: UInt64] = [:]
             for (key, campaign) in campaigns {
                 let status = campaign.state.status.rawValue
                 rows.values[key] = CampaignBoard.storedRow(campaign.state, status: status)
-                rows.values[Key.make(["s", campaign.tenant, status, campaign.id])] = []
-                counts[Key.make(["n", campaign.tenant, status]), default: 0] += 1
+                rows.values[ByteKey(Key.make(["s", campaign.tenant, status, campaign.id]))] = []
+                counts[ByteKey(Key.make(["n", campaign.tenant, status])), default: 0] += 1
             }
             campaigns = [:]
             for (key, count) in counts { rows.values[key] = Key.u64(count) }

@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Hashing
 
 /// Experiment results: each experiment's definition and counts, and which variant each exposed
 /// contact saw (and whether it converted), so exposures and conversions count once.
@@ -67,7 +68,7 @@ extension ExperimentResultsProjection: FoldedRebuild {
     /// encoded back on every exposure (a state reads back exactly as it was written, so the rows
     /// are the same).
     final class Fold: RebuildFold {
-        private var states: [[UInt8]: ExperimentState] = [:]
+        private var states: [ByteKey: ExperimentState] = [:]
         /// Each exposure or conversion row as it came, a later one for the same key winning: sorted
         /// once at the end, where a dictionary hashed each row's key as it came.
         private var exposures: [(key: [UInt8], value: [UInt8])] = []
@@ -78,7 +79,7 @@ extension ExperimentResultsProjection: FoldedRebuild {
                 let id = event.payload["experimentId"]?.stringValue
             else { return }
             let tenant = event.envelope.tenant
-            let key = ExperimentResultsProjection.row(tenant, id)
+            let key = ByteKey(ExperimentResultsProjection.row(tenant, id))
             if let after = Experiment.evolve(states[key], event.record) { states[key] = after }
             if let contactId = event.payload["contactId"]?.stringValue,
                 let variant = event.payload["variant"]?.stringValue
@@ -92,7 +93,7 @@ extension ExperimentResultsProjection: FoldedRebuild {
         func rows(_: PersonalDataReader) throws -> SortedRows {
             var entries = exposures
             exposures = []
-            for (key, state) in states { entries.append((key, state.snapshot.bytes)) }
+            for (key, state) in states { entries.append((key.bytes, state.snapshot.bytes)) }
             states = [:]
             // In key order, a key's rows in the order they came: the last of each is kept.
             let order = entries.indices.sorted { a, b in

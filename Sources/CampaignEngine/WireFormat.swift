@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Hashing
 import Synchronization
 
 /// Decodes the wire format of SPEC.md §4 into an ``EngineRequest``, strictly.
@@ -80,7 +81,7 @@ public enum WireFormat {
     /// checked against the clock later, on every request), so a hit is what decoding would give;
     /// the tenant is among the bytes compared. Emptied when it reaches ``principalCacheLimit``
     /// entries, so it holds at most about 8 MiB.
-    static let principals = Mutex<[[UInt8]: Principal]>([:])
+    static let principals = Mutex<[ByteKey: Principal]>([:])
     static let principalCacheLimit = 4_096
     /// The largest principal kept (a real one is a few hundred bytes; a larger one is decoded
     /// each time, so no request can make the cache large).
@@ -89,7 +90,7 @@ public enum WireFormat {
     /// The principal in `bytes` (a value the caller's scan has checked as JSON within `limits`).
     static func principal(_ bytes: [UInt8], limits: JSONLimits) throws(CampaignError) -> Principal {
         let kept = bytes.count <= principalCacheBytes
-        if kept, let known = principals.withLock({ $0[bytes] }) { return known }
+        if kept, let known = principals.withLock({ $0[ByteKey(bytes)] }) { return known }
         guard let json = try? JSON.parse(bytes, limits: limits) else {
             // Unreachable: the scan checked these bytes as strictly as the parse does.
             throw CampaignError(.invalidFormat, "principal is not JSON", param: "principal", pointer: "/principal")
@@ -98,7 +99,7 @@ public enum WireFormat {
         guard kept else { return principal }
         principals.withLock { cache in
             if cache.count >= principalCacheLimit { cache.removeAll() }
-            cache[bytes] = principal
+            cache[ByteKey(bytes)] = principal
         }
         return principal
     }

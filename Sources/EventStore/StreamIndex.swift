@@ -1,5 +1,6 @@
 internal import CLMDB
 import Foundation
+import Hashing
 
 /// Where a stream's events are in the log (README, "On-disk format"):
 /// - `stream-heads`: streamId → version u64 ‖ position u64 of the stream's last event;
@@ -149,8 +150,8 @@ struct StreamIndex: Sendable {
     static func derive(
         from events: MDB_dbi, streams expected: Int = 0, in txn: Txn,
         _ body: (_ position: UInt64, _ streamKey: [UInt8], _ version: UInt64, _ before: Head) throws -> Void
-    ) throws -> [[UInt8]: Head] {
-        var heads = [[UInt8]: Head](minimumCapacity: expected)
+    ) throws -> [ByteKey: Head] {
+        var heads = [ByteKey: Head](minimumCapacity: expected)
         try txn.withCursor(events) { cursor in
             var entry = try cursor.first()
             while let (key, value) = entry {
@@ -160,7 +161,7 @@ struct StreamIndex: Sendable {
                 }
                 // One lookup a record: the stream's head is read and replaced in place.
                 let before = StreamIndex.replace(
-                    &heads[streamKey, default: .empty], with: Head(version: version, position: position))
+                    &heads[ByteKey(streamKey), default: .empty], with: Head(version: version, position: position))
                 guard version == before.version + 1 else {
                     throw EventStoreError.corruptRecord(
                         position: position, reason: "version \(version) follows version \(before.version) of its stream"
@@ -184,7 +185,7 @@ struct StreamIndex: Sendable {
         let derived = try StreamIndex.derive(from: events, in: txn) { position, streamKey, version, before in
             try link(streamKey, position, version: version, after: before, in: txn)
         }
-        for (streamKey, head) in derived { try txn.put(heads, streamKey, StreamIndex.value(of: head)) }
+        for (streamKey, head) in derived { try txn.put(heads, streamKey.bytes, StreamIndex.value(of: head)) }
     }
 
     /// What is wrong with the index, given the log's records (nil when it is theirs exactly): a head,
@@ -193,7 +194,7 @@ struct StreamIndex: Sendable {
         var problem: String?
         var marksExpected = 0
         let storedHeads = try txn.entryCount(heads)
-        let derived: [[UInt8]: Head] = try txn.withCursor(links) { linkCursor in
+        let derived: [ByteKey: Head] = try txn.withCursor(links) { linkCursor in
             var link = try linkCursor.first()
             return try StreamIndex.derive(from: events, streams: storedHeads, in: txn) {
                 position, streamKey, version, before in
@@ -228,7 +229,7 @@ struct StreamIndex: Sendable {
             var entry = try cursor.first()
             while let (key, value) = entry {
                 let streamKey = Array(key)
-                guard let head = derived[streamKey], Head(stored: value) == head else {
+                guard let head = derived[ByteKey(streamKey)], Head(stored: value) == head else {
                     return "the head of \(String(decoding: streamKey, as: UTF8.self)) is not its stream's last event"
                 }
                 entry = try cursor.next()

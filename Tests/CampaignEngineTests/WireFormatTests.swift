@@ -1,6 +1,7 @@
 import CampaignCLI
 import CampaignDomain
 import Foundation
+import Hashing
 import Testing
 
 @testable import CampaignEngine
@@ -135,7 +136,7 @@ import Testing
             }
             #expect(request.principal?.subject == subject)
         }
-        #expect(WireFormat.principals.withLock { $0[Array(large.utf8)] } == nil)
+        #expect(WireFormat.principals.withLock { $0[ByteKey(Array(large.utf8))] } == nil)
     }
 
     /// A principal found among those already decoded is still held to its expiry on every request:
