@@ -59,14 +59,18 @@ public struct PersonalDataReader {
 }
 
 /// Key-value rows in strictly increasing key order: packed in one buffer (a million small rows
-/// cost their bytes plus 16 bytes each, not two arrays apiece), or made one at a time from their
-/// index as they are written, for a fold that can order its rows without holding their bytes.
+/// cost their bytes plus 16 bytes each, not two arrays apiece), or made a run at a time from their
+/// indexes as they are written, for a fold that can order its rows without holding their bytes.
 public struct SortedRows: Sendable {
     private var bytes: [UInt8] = []
     /// For row `i`: where its key ends (`ends[2i]`) and where its value ends (`ends[2i + 1]`).
     private var ends: [Int] = []
     /// Rows with empty values whose keys are made on demand: their count and the maker.
-    private var made: (count: Int, key: @Sendable (_ index: Int, _ into: inout [UInt8]) -> Void)?
+    private var made: (count: Int, keys: KeyMaker)?
+
+    /// Appends the keys of the rows in `rows` to `keys` back to back, and after each the offset in
+    /// `keys` where it ends to `ends`.
+    public typealias KeyMaker = @Sendable (_ rows: Range<Int>, _ keys: inout [UInt8], _ ends: inout [Int]) -> Void
 
     /// No rows.
     public init() {}
@@ -77,10 +81,11 @@ public struct SortedRows: Sendable {
         ends.reserveCapacity(2 * rows)
     }
 
-    /// `count` rows with empty values, whose keys `key(i, &bytes)` appends to `bytes` when row `i`
-    /// is written; row `i + 1`'s key must sort after row `i`'s.
-    public init(count: Int, key: @escaping @Sendable (_ index: Int, _ into: inout [UInt8]) -> Void) {
-        made = (count, key)
+    /// `count` rows with empty values, whose keys `keys` makes a few hundred rows at a time as they
+    /// are written (one call a run of rows, so a maker reaches its storage once a run, not once a
+    /// key); row `i + 1`'s key must sort after row `i`'s.
+    public init(count: Int, keys: @escaping KeyMaker) {
+        made = (count, keys)
     }
 
     /// How many rows there are.
@@ -116,34 +121,56 @@ public struct SortedRows: Sendable {
     func append(
         from start: Int, to table: Table, in txn: WriteTransaction, until stop: () -> Bool
     ) throws -> Int {
-        var index = start
-        // The maker is taken out once, not once a row (each take retains its closure).
+        let count = count
+        // The maker is taken out once, not once a row (each take retains its closure); keys and
+        // values reach LMDB as pointers into one buffer, with no array made a row.
         if let made {
-            var key = [UInt8]()
+            var index = start
+            var keys = [UInt8]()
+            var ends = [Int]()
             let empty = [UInt8]()
-            while index < count {
-                key.removeAll(keepingCapacity: true)
-                made.key(index, &key)
-                try txn.append(empty, forKey: key, in: table)
-                index += 1
-                if index % 256 == 0, stop() { break }
+            try empty.withUnsafeBytes { empty in
+                while index < count {
+                    let run = index..<min(count, index + 256)
+                    keys.removeAll(keepingCapacity: true)
+                    ends.removeAll(keepingCapacity: true)
+                    made.keys(run, &keys, &ends)
+                    precondition(ends.count == run.count, "a key maker made \(ends.count) keys for \(run.count) rows")
+                    try keys.withUnsafeBytes { keys in
+                        var from = 0
+                        for end in ends {
+                            try txn.append(empty, forKey: UnsafeRawBufferPointer(rebasing: keys[from..<end]), in: table)
+                            from = end
+                        }
+                    }
+                    index = run.upperBound
+                    if stop() { break }
+                }
             }
             return index
         }
-        while index < count {
-            let row = self[index]
-            try txn.append(Array(row.value), forKey: Array(row.key), in: table)
-            index += 1
-            if index % 256 == 0, stop() { break }
+        return try bytes.withUnsafeBytes { bytes in
+            try ends.withUnsafeBufferPointer { ends in
+                var index = start
+                while index < count {
+                    let keyStart = index == 0 ? 0 : ends[2 * index - 1]
+                    let key = UnsafeRawBufferPointer(rebasing: bytes[keyStart..<ends[2 * index]])
+                    let value = UnsafeRawBufferPointer(rebasing: bytes[ends[2 * index]..<ends[2 * index + 1]])
+                    try txn.append(value, forKey: key, in: table)
+                    index += 1
+                    if index % 256 == 0, stop() { break }
+                }
+                return index
+            }
         }
-        return index
     }
 
     /// Row `index`'s key and value.
     public subscript(index: Int) -> (key: ArraySlice<UInt8>, value: ArraySlice<UInt8>) {
         if let made {
             var key = [UInt8]()
-            made.key(index, &key)
+            var ends = [Int]()
+            made.keys(index..<index + 1, &key, &ends)
             return (key[...], [])
         }
         let start = index == 0 ? 0 : ends[2 * index - 1]

@@ -91,7 +91,9 @@ final class AuditFold: RebuildFold {
                 Self.family(.stream, all.streams, all.streamOf, all),
                 Self.family(.time, all.tenants, all.tenantOf, all),
             ])
-        return SortedRows(count: 3 * keys.positions.count) { index, key in keys.key(index, into: &key) }
+        return SortedRows(count: 3 * keys.positions.count) { rows, bytes, ends in
+            keys.keys(rows, into: &bytes, ends: &ends)
+        }
     }
 
     /// One family's keys in order: every event's index, sorted by its prefix's rank, then by
@@ -216,6 +218,12 @@ final class AuditFold: RebuildFold {
             bytes.withUnsafeBufferPointer { key.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
         }
 
+        /// Calls `body` with the packed prefixes and where each ends, for a run of keys made
+        /// without reaching the arrays once a key.
+        func withStorage<R>(_ body: (_ bytes: UnsafeBufferPointer<UInt8>, _ ends: UnsafeBufferPointer<Int>) -> R) -> R {
+            bytes.withUnsafeBufferPointer { bytes in ends.withUnsafeBufferPointer { body(bytes, $0) } }
+        }
+
         /// Each number's rank in byte order, and whether no prefix begins another. In a sorted
         /// list a prefix that begins others is followed by them, so neighbours are enough to check.
         func ranks() -> (rank: [UInt32], prefixFree: Bool) {
@@ -249,18 +257,55 @@ final class AuditFold: RebuildFold {
                 prefixes.append(Int(prefixOf[event]), to: &key)
                 AuditIndex.appendSuffix(kind, time: times[event], position: positions[event], to: &key)
             }
+
+            /// Appends the keys at `slots` of ``order`` back to back, each one's end after it.
+            func appendKeys(
+                _ slots: Range<Int>, positions: UnsafeBufferPointer<UInt64>, times: UnsafeBufferPointer<UInt64>,
+                into bytes: inout [UInt8], ends: inout [Int]
+            ) {
+                prefixes.withStorage { prefixes, prefixEnds in
+                    prefixOf.withUnsafeBufferPointer { prefixOf in
+                        order.withUnsafeBufferPointer { order in
+                            for slot in slots {
+                                let event = Int(order[slot])
+                                let number = Int(prefixOf[event])
+                                let from = number == 0 ? 0 : prefixEnds[number - 1]
+                                bytes.append(
+                                    contentsOf: UnsafeBufferPointer(rebasing: prefixes[from..<prefixEnds[number]]))
+                                AuditIndex.appendSuffix(
+                                    kind, time: times[event], position: positions[event], to: &bytes)
+                                ends.append(bytes.count)
+                            }
+                        }
+                    }
+                }
+            }
         }
 
         let positions: [UInt64]
         let times: [UInt64]
         let families: [Family]
 
-        /// Appends row `index`'s key: the families follow each other, each `positions.count` rows.
-        /// The family is used where it lies, not copied (a copy retains its four arrays per key).
-        func key(_ index: Int, into key: inout [UInt8]) {
-            let family = index / positions.count
-            let event = Int(families[family].order[index % positions.count])
-            families[family].key(event: event, positions: positions, times: times, into: &key)
+        /// Appends the keys of the rows in `rows` back to back, each one's end after it: the
+        /// families follow each other, each `positions.count` rows. Each array is reached once a
+        /// run, through a buffer pointer (reached once a key, their retains and releases were a
+        /// third of making the keys).
+        func keys(_ rows: Range<Int>, into bytes: inout [UInt8], ends: inout [Int]) {
+            let events = positions.count
+            positions.withUnsafeBufferPointer { positions in
+                times.withUnsafeBufferPointer { times in
+                    var row = rows.lowerBound
+                    while row < rows.upperBound {
+                        let family = row / events
+                        let end = min(rows.upperBound, (family + 1) * events)
+                        let first = family * events
+                        families[family].appendKeys(
+                            (row - first)..<(end - first), positions: positions, times: times, into: &bytes,
+                            ends: &ends)
+                        row = end
+                    }
+                }
+            }
         }
     }
 }

@@ -49,15 +49,22 @@ final class Txn {
             throw EventStoreError.invalidKey(
                 "a key must be 1–\(Cursor.maximumKeySize) bytes (this one is \(key.count))")
         }
-        return try key.withUnsafeBytes { keyBytes in
-            var k = MDB_val(mv_size: keyBytes.count, mv_data: UnsafeMutableRawPointer(mutating: keyBytes.baseAddress))
-            var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
-            let code = mdb_put(pointer, dbi, &k, &v, flags)
-            if code == MDB_KEYEXIST { return false }
-            if code == MDB_MAP_FULL { throw MapFullSignal() }
-            try LMDB.check(code, "mdb_put")
-            return true
-        }
+        return try key.withUnsafeBytes { try put(dbi, $0, value, flags: flags) }
+    }
+
+    /// Stores `value` under `key` (which must be storable), as the array form does, from bytes
+    /// the caller already holds.
+    @discardableResult
+    func put(
+        _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, flags: UInt32 = 0
+    ) throws -> Bool {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        let code = mdb_put(pointer, dbi, &k, &v, flags)
+        if code == MDB_KEYEXIST { return false }
+        if code == MDB_MAP_FULL { throw MapFullSignal() }
+        try LMDB.check(code, "mdb_put")
+        return true
     }
 
     @discardableResult
@@ -310,6 +317,20 @@ public final class WriteTransaction: ReadTransaction {
     /// written in key order.
     /// - Throws: ``EventStoreError/invalidKey(_:)`` when `key` does not sort after the table's last key.
     public func append(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
+        guard try txn.put(table.dbi, key, value, flags: UInt32(MDB_APPEND)) else {
+            throw EventStoreError.invalidKey("an appended key must sort after the table's last key")
+        }
+    }
+
+    /// Stores `value` under `key`, which must sort after every key already in `table`, as the
+    /// array form does, from bytes the caller holds (a bulk load of packed rows makes no array a row).
+    /// - Throws: ``EventStoreError/invalidKey(_:)`` when `key` is empty, longer than LMDB allows, or
+    ///   does not sort after the table's last key.
+    public func append(_ value: UnsafeRawBufferPointer, forKey key: UnsafeRawBufferPointer, in table: Table) throws {
+        guard !key.isEmpty && key.count <= Cursor.maximumKeySize else {
+            throw EventStoreError.invalidKey(
+                "a key must be 1–\(Cursor.maximumKeySize) bytes (this one is \(key.count))")
+        }
         guard try txn.put(table.dbi, key, value, flags: UInt32(MDB_APPEND)) else {
             throw EventStoreError.invalidKey("an appended key must sort after the table's last key")
         }

@@ -569,6 +569,53 @@ final class TransactionTally {
             #expect(try keys(from: [], reverse: true) == [])
         }
     }
+
+    @Test func appendsFromBufferPointersKeepTheArrayFormsRules() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let table = try store.table(named: "side")
+        // Keys and values packed back to back in one buffer, as a rebuild's rows are.
+        let packed = Array("a1b22c333".utf8)
+        try store.write { txn in
+            try packed.withUnsafeBytes { bytes in
+                for (key, value) in [(0..<1, 1..<2), (2..<3, 3..<5), (5..<6, 6..<9)] {
+                    try txn.append(
+                        UnsafeRawBufferPointer(rebasing: bytes[value]),
+                        forKey: UnsafeRawBufferPointer(rebasing: bytes[key]),
+                        in: table)
+                }
+                // Out of order, equal to the last, empty or overlong: refused as the array form refuses them.
+                #expect(throws: EventStoreError.self) {
+                    try txn.append(
+                        UnsafeRawBufferPointer(rebasing: bytes[1..<2]),
+                        forKey: UnsafeRawBufferPointer(rebasing: bytes[2..<3]), in: table)
+                }
+                #expect(throws: EventStoreError.self) {
+                    try txn.append(
+                        UnsafeRawBufferPointer(rebasing: bytes[1..<2]),
+                        forKey: UnsafeRawBufferPointer(rebasing: bytes[5..<6]), in: table)
+                }
+                #expect(throws: EventStoreError.self) {
+                    try txn.append(
+                        UnsafeRawBufferPointer(rebasing: bytes[1..<2]),
+                        forKey: UnsafeRawBufferPointer(rebasing: bytes[9..<9]), in: table)
+                }
+            }
+            let long = [UInt8](repeating: UInt8(ascii: "z"), count: 600)
+            long.withUnsafeBytes { key in
+                _ = #expect(throws: EventStoreError.self) { try txn.append(key, forKey: key, in: table) }
+            }
+        }
+        try store.read { txn in
+            var rows = [String]()
+            try txn.forEach(in: table, from: []) { key, value in
+                rows.append(String(decoding: key, as: UTF8.self) + "=" + String(decoding: value, as: UTF8.self))
+                return true
+            }
+            #expect(rows == ["a=1", "b=22", "c=333"])
+        }
+    }
 }
 
 @Suite struct MapGrowthTests {
