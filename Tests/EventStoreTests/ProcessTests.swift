@@ -129,6 +129,40 @@ final class WriterProcess: @unchecked Sendable {
         #expect(report.headPosition == 40)
     }
 
+    @Test func aRecordThatDoesNotDecodeFailsAPagedVisitAfterThePagesBeforeIt() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try EventStore(path: dir.path)
+            for n in 1...40 {
+                let request = String(format: "request-%03d-end", n)
+                _ = try await store.append(appendRequest("s\(n % 3)", events: [event(request: request)]))
+            }
+            store.close()
+        }
+        // The request id of event 23 made invalid UTF-8 in every copy of its page.
+        let file = dir.path + "/data.mdb"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+        let marker = Data("request-023-end".utf8)
+        var searchStart = bytes.startIndex
+        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
+            bytes[found.lowerBound + 8] = 0xFF
+            searchStart = found.upperBound
+        }
+        try bytes.write(to: URL(fileURLWithPath: file))
+
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        var visited = [UInt64]()
+        #expect(throws: EventStoreError.corruptRecord(position: 23, reason: "field is not UTF-8")) {
+            try store.forEachEvent(pageSize: 4) {
+                visited.append($0.position)
+                return true
+            }
+        }
+        // Pages are decoded whole: the visit stops before the page holding the damage.
+        #expect(visited == Array(1...20))
+    }
+
     @Test func aParallelVerifyFindsTheSameFirstBadRecordAsOneInSequence() async throws {
         let clean = TemporaryDirectory()
         do {
