@@ -109,16 +109,7 @@ final class WriterProcess: @unchecked Sendable {
         }
         let file = dir.path + "/data.mdb"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
-        let marker = Data("marker-017-end".utf8)
-        // Copy-on-write leaves stale copies of a page in the file; damage every copy.
-        var searchStart = bytes.startIndex
-        var flipped = 0
-        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
-            bytes[found.lowerBound + 8] ^= 0x01
-            searchStart = found.upperBound
-            flipped += 1
-        }
-        #expect(flipped >= 1)
+        #expect(bytes.damageEveryCopy(of: "marker-017-end", at: 8) { $0 ^= 0x01 } >= 1)
         try bytes.write(to: URL(fileURLWithPath: file))
 
         let store = try EventStore(path: dir.path)
@@ -142,12 +133,7 @@ final class WriterProcess: @unchecked Sendable {
         // The request id of event 23 made invalid UTF-8 in every copy of its page.
         let file = dir.path + "/data.mdb"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
-        let marker = Data("request-023-end".utf8)
-        var searchStart = bytes.startIndex
-        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
-            bytes[found.lowerBound + 8] = 0xFF
-            searchStart = found.upperBound
-        }
+        #expect(bytes.damageEveryCopy(of: "request-023-end", at: 8) { $0 = 0xFF } >= 1)
         try bytes.write(to: URL(fileURLWithPath: file))
 
         let store = try EventStore(path: dir.path)
@@ -182,12 +168,7 @@ final class WriterProcess: @unchecked Sendable {
         for damaged in [[1], [500], [501], [1000], [1001], [1999, 2500], [2500, 1999], [3000]] {
             var bytes = original
             for n in damaged {
-                let marker = Data(String(format: "marker-%04d-end", n).utf8)
-                var searchStart = bytes.startIndex
-                while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
-                    bytes[found.lowerBound + 9] ^= 0x01
-                    searchStart = found.upperBound
-                }
+                bytes.damageEveryCopy(of: String(format: "marker-%04d-end", n), at: 9) { $0 ^= 0x01 }
             }
             let copy = TemporaryDirectory()
             try bytes.write(to: URL(fileURLWithPath: copy.path + "/data.mdb"))

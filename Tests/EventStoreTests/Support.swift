@@ -20,3 +20,20 @@ extension AppendOutcome {
         return nil
     }
 }
+
+extension Data {
+    /// Changes byte `offset` of every copy of `marker` (copy-on-write leaves stale copies of a page
+    /// in a data file, so damage must reach each); returns how many copies it changed.
+    @discardableResult
+    mutating func damageEveryCopy(of marker: String, at offset: Int, _ change: (inout UInt8) -> Void) -> Int {
+        let needle = Data(marker.utf8)
+        var searchStart = startIndex
+        var changed = 0
+        while let found = range(of: needle, in: searchStart..<endIndex) {
+            change(&self[found.lowerBound + offset])
+            searchStart = found.upperBound
+            changed += 1
+        }
+        return changed
+    }
+}
