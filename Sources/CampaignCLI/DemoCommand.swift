@@ -36,7 +36,8 @@ enum DemoCommand {
         var random = SystemRandomNumberGenerator()
         let tag = String((0..<4).map { _ in "abcdefghjkmnpqrstvwxyz23456789".randomElement(using: &random)! })
         let demo = Demo(
-            engine: engine, clock: clock, tag: tag, console: console, quiet: arguments.flags.contains("json"))
+            engine: engine, clock: clock, tag: tag, contacts: contactCount, console: console,
+            quiet: arguments.flags.contains("json"))
         let began = Date()
         let tenants = Array(["acme", "globex", "initech"].prefix(tenantCount))
 
@@ -81,16 +82,19 @@ final class Demo: @unchecked Sendable {
     let engine: CampaignEngine
     let clock: ManualClock
     let tag: String
+    /// The A/B test's id: its variant split over this run's contacts passes the sample-ratio check.
+    let experimentId: String
     let console: any Console
     let quiet: Bool
     private let lock = NSLock()
     private(set) var requests = 0
     private(set) var errorsShown = 0
 
-    init(engine: CampaignEngine, clock: ManualClock, tag: String, console: any Console, quiet: Bool) {
+    init(engine: CampaignEngine, clock: ManualClock, tag: String, contacts: Int, console: any Console, quiet: Bool) {
         self.engine = engine
         self.clock = clock
         self.tag = tag
+        experimentId = Demo.experimentId(tag: tag, contacts: contacts)
         self.console = console
         self.quiet = quiet
     }
@@ -411,8 +415,31 @@ final class Demo: @unchecked Sendable {
         say("  \(tenant): launch paused and resumed; flash sale completed and archived; follow-up cancelled")
     }
 
+    /// The first of `exp_<tag>_subject`, `exp_<tag>_subject2`, … whose 50/50 split of the run's
+    /// contacts has a sample-ratio p-value of at least 0.05. Assignment hashes the experiment and
+    /// contact ids, so with a random run tag about one run in a thousand would otherwise draw a split
+    /// the engine rightly refuses to crown (p < 0.001); the demo shows a winner on every run.
+    static func experimentId(tag: String, contacts: Int) -> String {
+        var attempt = 1
+        while true {
+            let id = attempt == 1 ? "exp_\(tag)_subject" : "exp_\(tag)_subject\(attempt)"
+            var emoji = 0
+            for n in 0..<contacts
+            where Experiment.assign(experimentId: id, contactId: "ctc_\(tag)_\(n)", variants: splitVariants) == "emoji"
+            {
+                emoji += 1
+            }
+            let fit = Statistics.chiSquareGoodnessOfFit(observed: [contacts - emoji, emoji], weights: [50, 50])
+            if let fit, fit.pValue >= 0.05 { return id }
+            attempt += 1
+        }
+    }
+
+    /// The A/B test's two variants as assignment sees them (keys and weights).
+    static let splitVariants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]
+
     func experiment(tenant: String, contacts: Int) async throws {
-        let id = "exp_\(tag)_subject"
+        let id = experimentId
         await send(
             .experiment(
                 .create(
@@ -423,7 +450,6 @@ final class Demo: @unchecked Sendable {
                             key: "emoji", weight: 50, content: Content(subject: "🌷 Spring is here", body: "…")),
                     ])), tenant)
         await send(.experiment(.start(experimentId: id)), tenant)
-        let variants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]
         let who = principal(tenant, .editor)
         for n in 0..<20 {
             _ = await execute(
@@ -447,7 +473,8 @@ final class Demo: @unchecked Sendable {
                             .command(
                                 .experiment(.recordExposure(experimentId: id, contactId: contactId)), as: who,
                                 requestId: "exp-\(n)"))
-                        let variant = Experiment.assign(experimentId: id, contactId: contactId, variants: variants)
+                        let variant = Experiment.assign(
+                            experimentId: id, contactId: contactId, variants: Demo.splitVariants)
                         // The emoji subject converts at about 30%, the control at about 10%.
                         if n % 10 < (variant == "emoji" ? 3 : 1) {
                             _ = await self.execute(
@@ -497,10 +524,10 @@ final class Demo: @unchecked Sendable {
             }
             say("  audit of cmp_\(tag)_launch: " + trail.joined(separator: " → "))
         }
-        let results = await read(.experimentResults(experimentId: "exp_\(tag)_subject"), tenants[0])
+        let results = await read(.experimentResults(experimentId: experimentId), tenants[0])
         say("")
         say(
-            "experiment exp_\(tag)_subject in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), "
+            "experiment \(experimentId) in \(tenants[0]) (\(results["status"]?.stringValue ?? "?"), "
                 + "winner \(results["winner"]?.stringValue ?? "none"), SRM p = "
                 + "\(String(format: "%.3f", results["srmPValue"]?.numberValue ?? 0)))"
         )
@@ -546,7 +573,7 @@ final class Demo: @unchecked Sendable {
             "seconds": .number(seconds), "events": .number(Double(chain.headPosition)),
             "chainIntact": .bool(chain.isIntact),
             "headHash": .string(chain.headHash.hexString), "tenants": .object(perTenant),
-            "experiment": await read(.experimentResults(experimentId: "exp_\(tag)_subject"), tenants[0]),
+            "experiment": await read(.experimentResults(experimentId: experimentId), tenants[0]),
         ])
     }
 }

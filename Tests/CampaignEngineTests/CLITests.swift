@@ -1,10 +1,11 @@
-import CampaignCLI
 import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
 import TestSupport
 import Testing
+
+@testable import CampaignCLI
 
 /// The result of running the built `campaign` binary.
 struct Run {
@@ -80,6 +81,23 @@ func fixture(_ name: String) throws -> String {
                 "RESOURCE_CONFLICT", "INVALID_SCHEDULE", "INVALID_FORMAT", "CAMPAIGN_ALREADY_ACTIVE",
                 "DUPLICATE_RESOURCE", "INVALID_FIELD",
             ])
+    }
+
+    @Test func theDemosExperimentDrawsASplitTheSampleRatioCheckPassesWhateverTheRunTag() {
+        var moved = 0
+        for n in 0..<400 {
+            let tag = "t\(n)"
+            let id = Demo.experimentId(tag: tag, contacts: 400)
+            let emoji = (0..<400).count {
+                Experiment.assign(experimentId: id, contactId: "ctc_\(tag)_\($0)", variants: Demo.splitVariants)
+                    == "emoji"
+            }
+            let fit = Statistics.chiSquareGoodnessOfFit(observed: [400 - emoji, emoji], weights: [50, 50])
+            #expect((fit?.pValue ?? 0) >= 0.05, "\(id): \(emoji) of 400 emoji")
+            if id != "exp_\(tag)_subject" { moved += 1 }
+        }
+        // About one tag in twenty draws a lopsided first split and moves on to the next candidate.
+        #expect(moved > 0)
     }
 
     @Test func demoRunsOnAnEmptyDirectoryAndAgainOnTheSameStore() async throws {
