@@ -19,8 +19,9 @@ extension CampaignEngine {
     ) throws -> (State?, UInt64) {
         var state: State?
         var version: UInt64 = 0
-        if let (cached, cachedVersion) = cache.get(streamId, as: State.self) {
-            (state, version) = (cached, cachedVersion)
+        var cached = false
+        if let (hit, hitVersion) = cache.get(streamId, as: State.self) {
+            (state, version, cached) = (hit, hitVersion, true)
         } else if let snapshot = try snapshots.load(streamId, codec: codec) {
             (state, version) = (snapshot.state, snapshot.version)
         }
@@ -33,7 +34,8 @@ extension CampaignEngine {
         }
         counters.add(read)
         if let state {
-            cache.put(streamId, state, version: version)
+            // A hit with nothing after it is already cached as it stands: no second copy is boxed.
+            if !cached || read > 0 { cache.put(streamId, state, version: version) }
             if read >= UInt64(snapshots.policy.interval(for: codec.kind)) {
                 snapshots.saveLater(streamId, codec: codec, state: state, version: version)
             }
