@@ -179,6 +179,7 @@ struct RecordDecoder {
         return entry.wanted
     }
 
+    /// Slots of the intern table: ``slot(_:)`` takes a hash's top eight bits.
     private static let internSlots = 256
 
     /// Decodes one record (see ``RecordCodec``).
@@ -252,11 +253,22 @@ struct RecordDecoder {
         return text
     }
 
-    /// The intern slot of some bytes (FNV-1a).
+    /// The intern slot of some bytes: their length and their first and last eight bytes, mixed by
+    /// two multiplications, the slot the product's top eight bits (``internSlots`` is 256). Fields
+    /// that differ only in their middle share a slot and take it from each other, which costs a
+    /// decode, never a wrong string (an entry is used only when its bytes match). A byte-at-a-time
+    /// hash cost 4% of a read of the demo-shaped log.
     private static func slot(_ raw: UnsafeRawBufferPointer) -> Int {
-        var hash: UInt32 = 2_166_136_261
-        for byte in raw { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return Int(hash % UInt32(internSlots))
+        let count = raw.count
+        var hash = UInt64(truncatingIfNeeded: count)
+        if count >= 8 {
+            hash = (hash ^ raw.loadUnaligned(as: UInt64.self)) &* 0x9E37_79B9_7F4A_7C15
+            hash = (hash ^ raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+        } else {
+            for byte in raw { hash = hash << 8 | UInt64(byte) }
+            hash = hash &* 0x9E37_79B9_7F4A_7C15
+        }
+        return Int(truncatingIfNeeded: hash >> 56)
     }
 
     private static func matches(_ entry: Interned, _ raw: UnsafeRawBufferPointer) -> Bool {

@@ -65,6 +65,32 @@ import Testing
         }
     }
 
+    /// Types, tenants and actors that differ only in their middle bytes (same length, same first
+    /// and last eight bytes) share one slot of the decoder's shared strings and take it from each
+    /// other, event after event: each event still reads back its own.
+    @Test func sharedStringsThatDifferOnlyInTheMiddleReadBackAsWritten() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        func middle(_ prefix: String, _ n: Int) -> String { "\(prefix)-prefix.\(n % 7).the-same-suffix" }
+        let events = (0..<300).map { n in
+            NewEvent(
+                type: middle("type", n), occurredAt: Date(timeIntervalSince1970: 1_790_000_000),
+                tenant: middle("tenant", n / 3), actor: middle("actor", n * 5), requestId: "r", causationId: "r",
+                payload: Array("{}".utf8))
+        }
+        _ = try await store.append(appendRequest("s", events: events))
+        for hashes in [false, true] {
+            let read = try store.read { try $0.events(from: 1, limit: .max, hashes: hashes) }
+            #expect(read.map(\.type) == events.map(\.type))
+            #expect(read.map(\.tenant) == events.map(\.tenant))
+            #expect(read.map(\.actor) == events.map(\.actor))
+        }
+        let some = try store.read { try $0.events(from: 1, through: 300, types: [middle("type", 3)]) }
+        let wanted: [UInt64] = (1...300).filter { ($0 - 1) % 7 == 3 }
+        #expect(some.map(\.position) == wanted)
+    }
+
     @Test func aLogReadOfSomeTypesDecodesThemAsAFullReadDoesAndSkipsTheRest() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
