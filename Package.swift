@@ -8,6 +8,8 @@ import PackageDescription
 // CPU's SHA extensions (intrinsics, chosen at run time by CPUID); `Hashing` falls back to Swift without.
 // `Signing` (Ed25519, signed notes, checkpoints) is another addition: the operator's key signs the log's
 // Merkle tree heads, and the key never enters the store, so only the CLI and the engine link it.
+// `CMalloc` exposes glibc's `malloc_trim`, which Swift's Glibc module leaves out: a rebuild hands the
+// memory of each finished fold back to the system (each lane's thread has its own allocator arena).
 let package = Package(
     name: "CampaignEngine",
     products: [
@@ -23,6 +25,7 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"])]
         ),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(name: "CSHA256"),
         .target(name: "Hashing", dependencies: ["CSHA256"]),
         .target(name: "Signing", dependencies: ["Hashing"]),
@@ -31,7 +34,7 @@ let package = Package(
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(
             name: "CampaignProjections",
-            dependencies: ["EventStore", "CampaignDomain", "Hashing"],
+            dependencies: ["EventStore", "CampaignDomain", "Hashing", "CMalloc"],
             path: "Projections"
         ),
         .target(
