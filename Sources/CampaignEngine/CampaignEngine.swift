@@ -364,7 +364,7 @@ public final class CampaignEngine: Sendable {
                 try projections.applyInline(
                     receipt.events, known: CampaignEngine.known(receipt, planned, stateAfter: stateAfter), in: txn)
                 if let snapshot, let new = receipt.streamVersions[snapshot.streamId] {
-                    let old = new - UInt64(receipt.events.filter { $0.streamId == snapshot.streamId }.count)
+                    let old = new - UInt64(receipt.events.count { $0.streamId == snapshot.streamId })
                     if snapshots.policy.isDue(kind: snapshot.kind, from: old, to: new),
                         let state = try snapshot.state(txn)
                     {

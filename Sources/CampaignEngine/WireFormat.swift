@@ -108,8 +108,7 @@ public enum WireFormat {
     public static let fallbackRequestId = "unknown"
 
     static func isValidRequestId(_ id: String) -> Bool {
-        let utf8 = Array(id.utf8)
-        return (1...128).contains(utf8.count) && utf8.allSatisfy { (33...126).contains($0) }
+        (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (33...126).contains($0) }
     }
 
     /// The request in `document`, whose principal the caller decoded (or found absent) between the

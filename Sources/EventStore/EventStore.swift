@@ -592,7 +592,8 @@ public final class EventStore: @unchecked Sendable {
         for (stream, current) in zip(request.streams, currentHeads) {
             let recorded = try log.append(
                 stream.events, to: stream.streamId, after: current, head: &head, in: writer.txn)
-            receipt.events.append(contentsOf: recorded)
+            // One stream (most requests): its events are the receipt's, moved, not copied.
+            if receipt.events.isEmpty { receipt.events = recorded } else { receipt.events += recorded }
             receipt.streamVersions[stream.streamId] = current.version + UInt64(stream.events.count)
         }
         for release in request.releases { try unique.release(release, in: writer.txn) }
