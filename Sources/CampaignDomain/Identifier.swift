@@ -82,41 +82,53 @@ public enum Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` in UTC; milliseconds only when not zero. Written digit by
     /// digit: `String(format:)` is slow enough to dominate projection rebuilds.
     public static func format(_ date: Date) -> String {
-        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(24)
+        append(date, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``format(_:)``'s text to `bytes` (ASCII, nothing a JSON string must escape).
+    public static func append(_ date: Date, to bytes: inout [UInt8]) {
+        // Cut to the millisecond, except that a value within a microsecond (or a few units of
+        // its last place, far from 1970) of a whole millisecond is that millisecond: a date made
+        // from N milliseconds (as stored) is a hair below N as a double about one time in
+        // twenty-five, and cut straight it printed N − 1.
+        let scaled = date.timeIntervalSince1970 * 1_000
+        let nearest = scaled.rounded()
+        let totalMillis = Int64(abs(scaled - nearest) <= max(0.001, 8 * scaled.ulp) ? nearest : scaled.rounded(.down))
         let millis = Int(((totalMillis % 1000) + 1000) % 1000)
         let totalSeconds = (totalMillis - Int64(millis)) / 1000
         let days = Int(totalSeconds >= 0 ? totalSeconds / 86_400 : (totalSeconds - 86_399) / 86_400)
         let secondOfDay = Int(totalSeconds - Int64(days) * 86_400)
         let (year, month, day) = civilFromDays(days)
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(24)
-        func digits(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = max(0, value)
-            for _ in 0..<width {
-                bytes.append(UInt8(48 + rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
+        // The last `width` decimal digits of `value` (0 when negative), each by a constant divisor,
+        // which compiles to a multiplication: a divisor held in a variable divided, twenty times a
+        // timestamp, for most of a campaign answer's encoding.
+        func digit(_ value: Int) { bytes.append(UInt8(48 + value % 10)) }
+        func two(_ value: Int) {
+            digit(max(0, value) / 10)
+            digit(max(0, value))
         }
-        digits(year, 4)
+        digit(max(0, year) / 1000)
+        digit(max(0, year) / 100)
+        two(year)
         bytes.append(45)
-        digits(month, 2)
+        two(month)
         bytes.append(45)
-        digits(day, 2)
+        two(day)
         bytes.append(84)
-        digits(secondOfDay / 3600, 2)
+        two(secondOfDay / 3600)
         bytes.append(58)
-        digits(secondOfDay / 60 % 60, 2)
+        two(secondOfDay / 60 % 60)
         bytes.append(58)
-        digits(secondOfDay % 60, 2)
+        two(secondOfDay % 60)
         if millis != 0 {
             bytes.append(46)
-            digits(millis, 3)
+            digit(millis / 100)
+            two(millis)
         }
         bytes.append(90)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func isLeap(_ year: Int) -> Bool { (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 }

@@ -408,6 +408,30 @@ import Testing
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1_796_083_200.5)) == "2026-12-01T00:00:00.500Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29T00:00:00Z")
     }
+
+    /// Dates from 1860 to about 2400, each with its milliseconds, against Foundation's Gregorian
+    /// calendar in UTC; each one's bytes as appended after other bytes are its text, and its text
+    /// parsed and printed again is itself.
+    @Test func formatsEveryDateAsTheGregorianCalendarReadsIt() throws {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = try #require(TimeZone(identifier: "UTC"))
+        for step in -1_000..<4_000 {
+            let millis = Int64(step) * 3_456_789_123 + Int64(step % 7 == 0 ? 0 : (step * 37) % 1_000)
+            let date = Date(timeIntervalSince1970: Double(millis) / 1_000)
+            let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+            let fraction = ((millis % 1_000) + 1_000) % 1_000
+            let expected =
+                String(
+                    format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.year!, parts.month!, parts.day!, parts.hour!,
+                    parts.minute!, parts.second!) + (fraction == 0 ? "" : String(format: ".%03d", Int(fraction))) + "Z"
+            #expect(Timestamp.format(date) == expected, "\(millis)")
+            // Parsing takes years from 1970: those read back as the same text.
+            if millis >= 0 { #expect(Timestamp.parse(expected).map(Timestamp.format) == expected) }
+            var bytes = Array("x".utf8)
+            Timestamp.append(date, to: &bytes)
+            #expect(bytes == Array(("x" + expected).utf8))
+        }
+    }
 }
 
 /// `decide` and `evolve` need no database: a state is a fold of events, a decision a value.
