@@ -34,6 +34,18 @@ public struct Content: Sendable, Equatable {
         return .object(members)
     }
 
+    /// Appends the canonical bytes of ``json`` to `out`, written from the fields without making
+    /// the value.
+    public func writeJSON(into out: inout [UInt8]) {
+        out.append(contentsOf: #"{"body":"#.utf8)
+        JSON.appendString(body, to: &out)
+        if let subject {
+            out.append(contentsOf: #","subject":"#.utf8)
+            JSON.appendString(subject, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
     init?(json: JSON?) {
         guard let json, let body = json["body"]?.stringValue else { return nil }
         self.init(subject: json["subject"]?.stringValue, body: body)

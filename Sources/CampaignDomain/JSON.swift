@@ -152,12 +152,42 @@ extension JSON {
         return "\(value)"
     }
 
+    /// Whether `bytes` hold no byte a string must escape (a control byte, a quote, a backslash,
+    /// DEL), looked at eight at a time: a byte at a time, the scan was a sixth of a campaign answer's
+    /// encoding.
+    static func escapesNothing(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                let quotes = word ^ (ones &* 0x22)
+                let backslashes = word ^ (ones &* 0x5C)
+                let deletes = word ^ (ones &* 0x7F)
+                // Each term is non-zero exactly when some byte is such a byte (zero in `quotes`,
+                // `backslashes` or `deletes`, or below 0x20 in `word`); bytes outside ASCII set none.
+                let found =
+                    ((quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes | (deletes &- ones) & ~deletes
+                        | (word &- ones &* 0x20) & ~word) & highs
+                if found != 0 { return false }
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7f { return false }
+            index += 1
+        }
+        return true
+    }
+
     private static func writeString(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         // Fast path: most strings are native and need no escaping; they are scanned and copied
         // as one buffer.
         let copied: Bool? = value.utf8.withContiguousStorageIfAvailable { bytes in
-            for byte in bytes where byte < 0x20 || byte == 0x22 || byte == 0x5C || byte == 0x7f { return false }
+            guard escapesNothing(bytes) else { return false }
             out.append(contentsOf: bytes)
             return true
         }

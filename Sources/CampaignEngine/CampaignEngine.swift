@@ -521,7 +521,8 @@ final class AnswerBox: @unchecked Sendable {
 /// nor encoded inside the writer's transaction, and encoded once in all.
 struct ReceiptAnswer: Sendable {
     var streamId: String
-    var members: [(key: String, value: JSON, bytes: [UInt8])]
+    /// Each member's key, value (nil when only its bytes were made) and canonical bytes.
+    var members: [(key: String, value: JSON?, bytes: [UInt8])]
     /// The answer's bytes around the two values only the receipt gives, made when the command is
     /// planned: `head` ‖ events ‖ `middle` ‖ version ‖ `tail`. (`events` sorts before `version`, so
     /// that is their order whatever the other members are.) Nil if a member took one of the
@@ -529,8 +530,14 @@ struct ReceiptAnswer: Sendable {
     private var parts: (head: [UInt8], middle: [UInt8], tail: [UInt8])?
 
     init(streamId: String, members: [(key: String, value: JSON)]) {
+        self.init(streamId: streamId, encoded: members.map { ($0.key, $0.value, $0.value.bytes) })
+    }
+
+    /// An answer of members whose bytes are already made; one without its value is parsed from
+    /// its bytes only if ``data(_:)`` is asked for.
+    init(streamId: String, encoded members: [(key: String, value: JSON?, bytes: [UInt8])]) {
         self.streamId = streamId
-        self.members = members.map { ($0.key, $0.value, $0.value.bytes) }
+        self.members = members
         guard !members.contains(where: { $0.key == "events" || $0.key == "streamId" || $0.key == "version" }) else {
             parts = nil
             return
@@ -568,7 +575,12 @@ struct ReceiptAnswer: Sendable {
     /// The answer as a value: ``CampaignEngine/receiptData(_:streamId:_:)`` around the members.
     func data(_ receipt: AppendReceipt) -> JSON {
         CampaignEngine.receiptData(
-            receipt, streamId: streamId, JSONObject(uniqueKeysWithValues: members.map { ($0.key, $0.value) }))
+            receipt, streamId: streamId,
+            JSONObject(
+                uniqueKeysWithValues: members.map {
+                    // Bytes this engine wrote canonically: they parse.
+                    ($0.key, $0.value ?? (try? JSON.parse($0.bytes)) ?? .null)
+                }))
     }
 
     /// The answer's canonical bytes (those of ``data(_:)``), from the parts made when planned and

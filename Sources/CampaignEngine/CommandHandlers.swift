@@ -171,6 +171,7 @@ extension CampaignEngine {
         _ route: Route, tenant: String, state: State?, version: UInt64, decision: Decision, now: Date,
         codec: SnapshotCodec<State>, evolve: (State?, EventRecord) -> State?,
         answer: @escaping @Sendable (State) -> JSON,
+        answerBytes: ((State, inout [UInt8]) -> Void)? = nil,
         preconditions: [@Sendable (ReadTransaction) throws -> Void] = []
     ) -> Plan {
         let streamId = route.streamId(tenant: tenant)
@@ -179,9 +180,22 @@ extension CampaignEngine {
         // The id and the state are answered as planned: built and encoded here, on the caller's
         // thread, never inside the writer's transaction.
         // The state's key is a prefix of the id's ("campaign", "campaignId"): in key order, it goes first.
-        var members: [(key: String, value: JSON)] = after.map { [(stateField, answer($0))] } ?? []
-        members.append((idField, .string(id)))
-        let receiptAnswer = ReceiptAnswer(streamId: streamId, members: members)
+        var members: [(key: String, value: JSON?, bytes: [UInt8])] = []
+        if let after {
+            if let answerBytes {
+                // Written straight from the state, its value never made (debug builds check them).
+                var bytes = [UInt8]()
+                bytes.reserveCapacity(512)
+                answerBytes(after, &bytes)
+                assert(bytes == answer(after).bytes, "a state's bytes must be its answer's")
+                members.append((stateField, nil, bytes))
+            } else {
+                let value = answer(after)
+                members.append((stateField, value, value.bytes))
+            }
+        }
+        members.append((idField, .string(id), JSON.string(id).bytes))
+        let receiptAnswer = ReceiptAnswer(streamId: streamId, encoded: members)
         var plan = Plan(
             streams: [(streamId, version, decision.events)], decision: decision, preconditions: preconditions
         ) { receipt in receiptAnswer.data(receipt) }
@@ -248,7 +262,8 @@ extension CampaignEngine {
         }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
-            codec: SnapshotCodecs.campaign, evolve: Campaign.evolve, answer: \.json, preconditions: preconditions)
+            codec: SnapshotCodecs.campaign, evolve: Campaign.evolve, answer: \.json,
+            answerBytes: { $0.writeJSON(into: &$1) }, preconditions: preconditions)
     }
 
     private func planSegment(_ command: SegmentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {

@@ -79,4 +79,28 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
         let payload = (try? JSON.parse(stored.payload.bytes)) ?? .null
         #expect(CampaignEvent(EventRecord(type: stored.type, payload: payload, occurredAt: now, version: 1)) == event)
     }
+
+    /// The bytes an answer carries, written from the fields, are the canonical bytes of the state's
+    /// value, whichever optional fields are present and whatever the strings hold.
+    @Test func aStatesBytesAreTheCanonicalBytesOfItsValue() {
+        let odd = "Quote \" slash \\ tab \t nul \u{0} del \u{7f} é ☀️ 🌷"
+        let contents: [Content?] = [
+            nil, Content(body: ""), Content(subject: "Hi", body: "Hello"), Content(subject: odd, body: odd),
+        ]
+        for content in contents {
+            for (segmentId, sendAt) in [(nil, nil), ("seg_1", later), (nil, later), ("seg_\u{1}", nil)]
+                as [(String?, Date?)]
+            {
+                for status in [CampaignStatus.draft, .scheduled, .archived] {
+                    let state = CampaignState(
+                        id: "cmp_\(status.rawValue)", name: content == nil ? "Spring" : odd, channel: "email",
+                        segmentId: segmentId, content: content, sendAt: sendAt, status: status, createdAt: now,
+                        updatedAt: Date(timeIntervalSince1970: 1_790_000_000.123), version: 12_345_678)
+                    var bytes = [UInt8]()
+                    state.writeJSON(into: &bytes)
+                    #expect(bytes == state.json.bytes)
+                }
+            }
+        }
+    }
 }

@@ -357,6 +357,34 @@ import Testing
         #expect(agreed > 300, "enough damaged documents still parse")
     }
 
+    /// Strings of every length to 24 with one byte of each kind at every place, written eight bytes
+    /// at a time where nothing needs escaping: each is escaped as the byte rules say.
+    @Test func everyByteToEscapeIsEscapedWhereverItLies() {
+        func escaped(_ byte: UInt8) -> [UInt8] {
+            switch byte {
+            case 0x22: return Array(#"\""#.utf8)
+            case 0x5C: return Array(#"\\"#.utf8)
+            case 0x0a: return Array(#"\n"#.utf8)
+            case 0x0d: return Array(#"\r"#.utf8)
+            case 0x09: return Array(#"\t"#.utf8)
+            case 0..<0x20, 0x7f: return Array(String(format: "\\u%04x", Int(byte)).utf8)
+            default: return [byte]
+            }
+        }
+        let kinds: [[UInt8]] = (0..<0x20).map { [UInt8($0)] } + [[0x22], [0x5C], [0x7F], [0x20], [0x7E], [0xC3, 0xA9]]
+        for length in 0...24 {
+            for place in 0...length {
+                for kind in kinds {
+                    let filler = (0..<length).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+                    let content = Array(filler[..<place]) + kind + Array(filler[place...])
+                    let text = String(decoding: content, as: UTF8.self)
+                    let expected = [UInt8(ascii: "\"")] + content.flatMap(escaped) + [UInt8(ascii: "\"")]
+                    #expect(JSON.string(text).bytes == expected, "\(content)")
+                }
+            }
+        }
+    }
+
     /// Strings of every length to 40 with one byte of each kind that ends a plain run (which the
     /// parser finds eight bytes at a time) at every place: parsed, skipped, or refused as the
     /// byte requires, checked against the text the string was made from.

@@ -78,6 +78,52 @@ public struct CampaignState: Sendable, Equatable {
         members.append(("version", .number(Double(version))))
         return .object(JSONObject(uniqueKeysWithValues: members))
     }
+
+    /// Appends the canonical bytes of ``json`` to `out`, written from the fields in key order
+    /// without making the value: a command's answer carries them (the value was built, encoded and
+    /// released on every command).
+    public func writeJSON(into out: inout [UInt8]) {
+        func member(_ key: StaticString, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            out.append(contentsOf: "\":".utf8)
+        }
+        // A timestamp's text is ASCII with nothing to escape: written between quotes as it is.
+        func timestamp(_ date: Date) {
+            out.append(UInt8(ascii: "\""))
+            Timestamp.append(date, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "{"))
+        member("campaignId", first: true)
+        JSON.appendString(id, to: &out)
+        member("channel")
+        JSON.appendString(channel, to: &out)
+        if let content {
+            member("content")
+            content.writeJSON(into: &out)
+        }
+        member("createdAt")
+        timestamp(createdAt)
+        member("name")
+        JSON.appendString(name, to: &out)
+        if let segmentId {
+            member("segmentId")
+            JSON.appendString(segmentId, to: &out)
+        }
+        if let sendAt {
+            member("sendAt")
+            timestamp(sendAt)
+        }
+        member("status")
+        JSON.appendString(status.rawValue, to: &out)
+        member("updatedAt")
+        timestamp(updatedAt)
+        member("version")
+        JSON.appendNumber(Double(version), to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
 }
 
 /// The campaign aggregate: `decide` checks a command against the state table; `evolve` folds events.
