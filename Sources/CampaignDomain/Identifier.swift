@@ -4,10 +4,13 @@ import Foundation
 public enum Identifier {
     /// Whether `id` is well-formed for `prefix`.
     public static func isValid(_ id: String, prefix: String) -> Bool {
-        let utf8 = Array(id.utf8)
-        let head = Array((prefix + "_").utf8)
-        guard utf8.count > head.count, utf8.count <= head.count + 64, utf8.starts(with: head) else { return false }
-        return utf8[head.count...].allSatisfy { byte in
+        // Read in place (each request checks several ids): no array or joined string is made.
+        let utf8 = id.utf8
+        let head = prefix.utf8.count + 1
+        guard utf8.count > head, utf8.count <= head + 64, utf8.starts(with: prefix.utf8),
+            utf8.dropFirst(head - 1).first == UInt8(ascii: "_")
+        else { return false }
+        return utf8.dropFirst(head).allSatisfy { byte in
             (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte)
                 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
         }

@@ -19,9 +19,9 @@ public struct FieldReader {
         }
         // The first unknown member in sorted order, so the error does not depend on hashing.
         var unknown: String?
-        for key in members.keys where !allowed.contains(key) {
-            if let first = unknown, first <= key { continue }
-            unknown = key
+        for member in members where !allowed.contains(member.key) {
+            if let first = unknown, first <= member.key { continue }
+            unknown = member.key
         }
         if let unknown {
             throw CampaignError(

@@ -416,6 +416,20 @@ import Testing
     }
 }
 
+@Suite struct IdentifierTests {
+    @Test func anIdIsItsPrefixAnUnderscoreAndOneTo64SafeCharacters() {
+        let valid = ["cmp_a", "cmp_Z9-_", "cmp_" + String(repeating: "x", count: 64), "cmp__"]
+        let invalid = [
+            "", "cmp", "cmp_", "cmpa", "cmpx_a", "cm_a", "CMP_a", "seg_a", "_cmp_a", "cmp_a b", "cmp_é", "cmp_a/b",
+            "cmp_" + String(repeating: "x", count: 65), "cmp_a\u{0}",
+        ]
+        for id in valid { #expect(Identifier.isValid(id, prefix: "cmp"), "\(id)") }
+        for id in invalid { #expect(!Identifier.isValid(id, prefix: "cmp"), "\(id)") }
+        #expect(Identifier.isValid("experiment_x", prefix: "experiment"))
+        #expect(!Identifier.isValid("experiment", prefix: "experiment"))
+    }
+}
+
 @Suite struct TimestampTests {
     @Test func parsesOffsetsFractionsAndDates() {
         #expect(Timestamp.parse("2026-12-01T00:00:00Z") == Date(timeIntervalSince1970: 1_796_083_200))
