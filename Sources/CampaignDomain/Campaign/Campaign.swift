@@ -206,7 +206,7 @@ public enum Campaign: Aggregate {
             guard problems.isEmpty else { throw .validation(problems) }
             // An update that sets every field to what it is already changes nothing: no event.
             let sameName = name.map { $0.trimmed == state.name } ?? true
-            let sameContent = content.map { $0.json == state.content?.json } ?? true
+            let sameContent = content.map { $0 == state.content } ?? true
             if sameName && sameContent && (channel ?? state.channel) == state.channel { return Decision(events: []) }
             var decision = Decision(events: [
                 CampaignEvent.updated(campaignId: id, name: name?.trimmed, channel: channel, content: content)
