@@ -158,18 +158,11 @@ extension JSON {
     static func escapesNothing(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         if let base = bytes.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
             while index + 8 <= bytes.count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let quotes = word ^ (ones &* 0x22)
-                let backslashes = word ^ (ones &* 0x5C)
-                let deletes = word ^ (ones &* 0x7F)
-                // Each term is non-zero exactly when some byte is such a byte (zero in `quotes`,
-                // `backslashes` or `deletes`, or below 0x20 in `word`); bytes outside ASCII set none.
+                let word = EightBytes.load(base, index)
                 let found =
-                    ((quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes | (deletes &- ones) & ~deletes
-                        | (word &- ones &* 0x20) & ~word) & highs
+                    EightBytes.has(0x22, in: word) | EightBytes.has(0x5C, in: word) | EightBytes.has(0x7F, in: word)
+                    | EightBytes.hasBelow(0x20, in: word)
                 if found != 0 { return false }
                 index += 8
             }
@@ -704,17 +697,11 @@ private struct Parser {
     func plainEnd(from start: Int) -> Int {
         var index = start
         if let base = bytes.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
             while index + 8 <= bytes.count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let quotes = word ^ (ones &* 0x22)
-                let backslashes = word ^ (ones &* 0x5C)
-                // Each term sets the high bit of a byte that is such a byte (a quote is a zero byte
-                // of `quotes`); a borrow may set more above it, but no bit is set in a word of none.
+                let word = EightBytes.load(base, index)
                 let found =
-                    (word | (quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes
-                        | (word &- ones &* 0x20) & ~word) & highs
+                    EightBytes.hasHigh(word) | EightBytes.has(0x22, in: word) | EightBytes.has(0x5C, in: word)
+                    | EightBytes.hasBelow(0x20, in: word)
                 if found != 0 { break }
                 index += 8
             }
@@ -877,4 +864,30 @@ private struct Parser {
         }
         return text
     }
+}
+
+/// Tests of eight bytes at once, read as one word: each is non-zero exactly when some byte of the
+/// word passes (a borrow may set bits above the first such byte, but none in a word of none).
+private enum EightBytes {
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// The eight bytes at `offset` from `base`.
+    @inline(__always) static func load(_ base: UnsafePointer<UInt8>, _ offset: Int) -> UInt64 {
+        UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self)
+    }
+
+    /// Non-zero when some byte of `word` is `byte` (a zero byte of their difference).
+    @inline(__always) static func has(_ byte: UInt8, in word: UInt64) -> UInt64 {
+        let difference = word ^ (ones &* UInt64(byte))
+        return (difference &- ones) & ~difference & highs
+    }
+
+    /// Non-zero when some byte of `word` is below `limit` (at most 0x80).
+    @inline(__always) static func hasBelow(_ limit: UInt8, in word: UInt64) -> UInt64 {
+        (word &- ones &* UInt64(limit)) & ~word & highs
+    }
+
+    /// Non-zero when some byte of `word` is outside ASCII.
+    @inline(__always) static func hasHigh(_ word: UInt64) -> UInt64 { word & highs }
 }
