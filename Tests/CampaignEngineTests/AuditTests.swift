@@ -262,7 +262,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             #expect(response.status == 201, "\(response)")
         }
         var kept = [StoredCheckpoint]()
-        for _ in 0..<100 where kept.isEmpty || kept.last!.size < 12 {
+        // Up to 30 s for the schedule's 0.2 s: a bound on a hang, generous for a loaded machine.
+        for _ in 0..<600 where kept.isEmpty || kept.last!.size < 12 {
             try await Task.sleep(for: .milliseconds(50))
             kept = try engine.eventStore.keptCheckpoints()
         }

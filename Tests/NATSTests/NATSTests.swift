@@ -69,7 +69,8 @@ final class AckLog: @unchecked Sendable {
     var all: [Result<JetStream.PublishAck, NATSError>] { lock.withLock { results } }
 
     func wait(for count: Int) async throws {
-        for _ in 0..<500 where all.count < count { try await Task.sleep(for: .milliseconds(10)) }
+        // Up to 30 s: a bound on a hang, generous for a loaded machine (acks take milliseconds).
+        for _ in 0..<3_000 where all.count < count { try await Task.sleep(for: .milliseconds(10)) }
         #expect(all.count == count)
     }
 }
