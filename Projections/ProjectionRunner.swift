@@ -631,15 +631,17 @@ public final class ProjectionRunner: @unchecked Sendable {
         var reached: UInt64 = 0
         while reached < head {
             let last = min(head, reached + 4_096)
-            let events = try store.read {
-                try $0.events(from: reached + 1, through: last, types: wanted, hashes: false, payloads: payloads)
+            // Last first, taken off the end: each event moves into its projected event, not copied.
+            var events = try store.read {
+                try $0.events(
+                    from: reached + 1, through: last, types: wanted, hashes: false, payloads: payloads, lastFirst: true)
             }
-            for event in events {
+            while let event = events.popLast() {
                 let projected = ProjectedEvent(event)
                 if folds.count == 1 {
                     try folds[0]!.fold(projected)
                 } else {
-                    for index in readersOf(event.type) { try folds[index]!.fold(projected) }
+                    for index in readersOf(projected.envelope.type) { try folds[index]!.fold(projected) }
                 }
             }
             reached = last

@@ -127,9 +127,12 @@ struct EventLog: Sendable {
 
     /// The events at positions `position` through `last` whose type is in `types` (every one when
     /// nil), decoding no other record past its type.
+    /// With `lastFirst`, the last event comes first: a visitor takes them off the end with
+    /// `popLast()` in position order, each moved out of the page (iterating a page copies each event,
+    /// a retain and a release of each of its strings and arrays, and so does reversing one).
     func events(
         from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool, payloads: Bool = true,
-        in txn: Txn
+        lastFirst: Bool = false, in txn: Txn
     ) throws -> [RecordedEvent] {
         var out = [RecordedEvent]()
         var decoder = RecordDecoder()
@@ -138,12 +141,13 @@ struct EventLog: Sendable {
         decoder.types = types
         guard position <= last else { return out }
         try txn.withCursor(events) { cursor in
-            var entry = try cursor.seek(atLeast: .bigEndian(position))
+            var entry =
+                try lastFirst ? cursor.seek(atMost: .bigEndian(last)) : cursor.seek(atLeast: .bigEndian(position))
             while let current = entry {
                 let at = current.key.bigEndianUInt64()
-                if at > last { break }
+                if lastFirst ? at < position : at > last { break }
                 if decoder.wants(current.value) { out.append(try decoder.decode(current.value, position: at)) }
-                entry = try cursor.next()
+                entry = try lastFirst ? cursor.previous() : cursor.next()
             }
         }
         return out

@@ -323,11 +323,19 @@ public final class EventStore: @unchecked Sendable {
         from position: UInt64 = 1, pageSize: Int = 1_024, hashes: Bool = true, _ body: (RecordedEvent) throws -> Bool
     ) throws {
         var next = max(position, 1)
+        let size = UInt64(max(1, pageSize))
         while true {
-            let page = try readAll(from: next, limit: pageSize, hashes: hashes)
-            for event in page { guard try body(event) else { return } }
-            guard let last = page.last, page.count == pageSize else { return }
-            next = last.position + 1
+            // Positions are dense: a page is `next` through the lesser of the head and `size` on.
+            var (page, last, head) = try environment.read { txn in
+                let head = try log.head(in: txn).position
+                let last = min(head, next &+ (size - 1) < next ? UInt64.max : next + (size - 1))
+                let page = try log.events(
+                    from: next, through: last, types: nil, hashes: hashes, lastFirst: true, in: txn)
+                return (page, last, head)
+            }
+            while let event = page.popLast() { guard try body(event) else { return } }
+            guard last < head else { return }
+            next = last + 1
         }
     }
 

@@ -242,10 +242,15 @@ public class ReadTransaction {
     ///   - payloads: false to leave every event's payload empty, for a reader of envelopes alone (a
     ///     payload is the largest part of most records, and copying it out of the map the largest
     ///     cost of decoding one).
+    ///   - lastFirst: true to have the last event first, for a reader that takes them off the end
+    ///     with `popLast()` in position order, each moved out rather than copied as iterating does.
     public func events(
-        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool = true, payloads: Bool = true
+        from position: UInt64, through last: UInt64, types: Set<String>?, hashes: Bool = true, payloads: Bool = true,
+        lastFirst: Bool = false
     ) throws -> [RecordedEvent] {
-        try store.log.events(from: position, through: last, types: types, hashes: hashes, payloads: payloads, in: txn)
+        try store.log.events(
+            from: position, through: last, types: types, hashes: hashes, payloads: payloads, lastFirst: lastFirst,
+            in: txn)
     }
 
     /// The last global position (0 for an empty log).

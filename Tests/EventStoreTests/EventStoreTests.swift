@@ -62,6 +62,14 @@ import Testing
         for wanted in [Set(types.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)), ["t.kind5"], []] {
             let some = try store.read { try $0.events(from: 1, through: 1_400, types: wanted) }
             #expect(some == full.filter { wanted.contains($0.type) })
+            // Last first: the same events, the other way round, whatever the bounds.
+            for (from, through) in [(1, 1_400), (37, 1_001), (700, 700), (1_300, 2_000)] as [(UInt64, UInt64)] {
+                let forward = try store.read { try $0.events(from: from, through: through, types: wanted) }
+                let backward = try store.read {
+                    try $0.events(from: from, through: through, types: wanted, lastFirst: true)
+                }
+                #expect(backward == Array(forward.reversed()))
+            }
         }
     }
 
