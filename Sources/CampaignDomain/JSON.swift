@@ -155,7 +155,7 @@ extension JSON {
     /// Whether `bytes` hold no byte a string must escape (a control byte, a quote, a backslash,
     /// DEL), looked at eight at a time: a byte at a time, the scan was a sixth of a campaign answer's
     /// encoding.
-    static func escapesNothing(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    private static func escapesNothing(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0
         if let base = bytes.baseAddress {
             while index + 8 <= bytes.count {

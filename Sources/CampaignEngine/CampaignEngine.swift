@@ -529,10 +529,6 @@ struct ReceiptAnswer: Sendable {
     /// receipt's names; the answer is then encoded from its value.
     private var parts: (head: [UInt8], middle: [UInt8], tail: [UInt8])?
 
-    init(streamId: String, members: [(key: String, value: JSON)]) {
-        self.init(streamId: streamId, encoded: members.map { ($0.key, $0.value, $0.value.bytes) })
-    }
-
     /// An answer of members whose bytes are already made; one without its value is parsed from
     /// its bytes only if ``data(_:)`` is asked for.
     init(streamId: String, encoded members: [(key: String, value: JSON?, bytes: [UInt8])]) {

@@ -328,7 +328,7 @@ public final class EventStore: @unchecked Sendable {
             // Positions are dense: a page is `next` through the lesser of the head and `size` on.
             var (page, last, head) = try environment.read { txn in
                 let head = try log.head(in: txn).position
-                let last = min(head, next &+ (size - 1) < next ? UInt64.max : next + (size - 1))
+                let last = next > head ? head : next + min(size - 1, head - next)
                 let page = try log.events(
                     from: next, through: last, types: nil, hashes: hashes, lastFirst: true, in: txn)
                 return (page, last, head)

@@ -94,18 +94,20 @@ final class WriterProcess: @unchecked Sendable {
 }
 
 @Suite struct TamperTests {
-    @Test func aFlippedByteInAStoredEventIsReportedAtItsPosition() async throws {
+    /// A store of 40 events, `make(n)` the n-th, on three streams; its chain verified intact.
+    static func fortyEvents(_ make: (Int) -> NewEvent) async throws -> TemporaryDirectory {
         let dir = TemporaryDirectory()
-        do {
-            let store = try EventStore(path: dir.path)
-            for n in 1...40 {
-                let marker = String(format: "marker-%03d-end", n)
-                _ = try await store.append(
-                    appendRequest("s\(n % 3)", events: [event(payload: "{\"m\":\"\(marker)\"}", request: "r\(n)")]))
-            }
-            let clean = try store.verifyChain()
-            #expect(clean.isIntact && clean.eventsChecked == 40 && clean.headPosition == 40)
-            store.close()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        for n in 1...40 { _ = try await store.append(appendRequest("s\(n % 3)", events: [make(n)])) }
+        let clean = try store.verifyChain()
+        #expect(clean.isIntact && clean.eventsChecked == 40 && clean.headPosition == 40)
+        return dir
+    }
+
+    @Test func aFlippedByteInAStoredEventIsReportedAtItsPosition() async throws {
+        let dir = try await TamperTests.fortyEvents {
+            event(payload: "{\"m\":\"\(String(format: "marker-%03d-end", $0))\"}", request: "r\($0)")
         }
         let file = dir.path + "/data.mdb"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
@@ -121,15 +123,7 @@ final class WriterProcess: @unchecked Sendable {
     }
 
     @Test func aRecordThatDoesNotDecodeFailsAPagedVisitAfterThePagesBeforeIt() async throws {
-        let dir = TemporaryDirectory()
-        do {
-            let store = try EventStore(path: dir.path)
-            for n in 1...40 {
-                let request = String(format: "request-%03d-end", n)
-                _ = try await store.append(appendRequest("s\(n % 3)", events: [event(request: request)]))
-            }
-            store.close()
-        }
+        let dir = try await TamperTests.fortyEvents { event(request: String(format: "request-%03d-end", $0)) }
         // The request id of event 23 made invalid UTF-8 in every copy of its page.
         let file = dir.path + "/data.mdb"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
