@@ -51,10 +51,21 @@ public struct PersonalDataReader {
         try PersonalData.values(tenant: tenant, contactId: contactId, table: table, in: txn)
     }
 
-    /// The current personal values of a contact named in `fields` (``PersonalData/selection(_:)``;
-    /// the others are not made).
-    public func values(tenant: String, contactId: String, only fields: JSONSelection) throws -> JSONObject {
-        try PersonalData.values(tenant: tenant, contactId: contactId, only: fields, table: table, in: txn)
+    /// Visits the contacts of `tenant` that have stored values, in the byte order of their ids,
+    /// while `body` returns true: each id and its stored document are lent in place (valid only
+    /// during the call), for ``values(stored:only:)``. A walk in key order where a lookup a contact
+    /// would descend the table's tree each time.
+    public func forEachStored(
+        tenant: String, _ body: (_ contactId: UnsafeRawBufferPointer, _ stored: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try txn.forEachEntry(in: table, withPrefix: Key.prefix([tenant]), body)
+    }
+
+    /// The values named in `fields` (``PersonalData/selection(_:)``) of a document
+    /// ``forEachStored(tenant:_:)`` lent: ``values(tenant:contactId:)`` for that contact kept to
+    /// those names, the others checked but not made.
+    public static func values(stored: UnsafeRawBufferPointer, only fields: JSONSelection) -> JSONObject {
+        JSON.members(fields, in: stored)
     }
 }
 
@@ -98,6 +109,19 @@ public struct SortedRows: Sendable {
         bytes.append(contentsOf: key)
         ends.append(bytes.count)
         bytes.append(contentsOf: value)
+        ends.append(bytes.count)
+    }
+
+    /// Adds a row whose key and value `key` and `value` append, in turn, to the bytes they are
+    /// handed (the rows' own buffer, which they must only append to): a key made of parts is
+    /// written in place, never made an array of its own. The key must sort after the previous
+    /// row's.
+    /// - Precondition: the rows are packed, not made from their index.
+    public mutating func append(key: (inout [UInt8]) -> Void, value: (inout [UInt8]) -> Void = { _ in }) {
+        precondition(made == nil, "rows made from their index take no appended rows")
+        key(&bytes)
+        ends.append(bytes.count)
+        value(&bytes)
         ends.append(bytes.count)
     }
 

@@ -361,19 +361,7 @@ public enum PersonalData {
         return JSON.member("values", of: bytes)?.objectValue ?? [:]
     }
 
-    /// A contact's values named in `fields` (``selection(_:)``), as
-    /// ``values(tenant:contactId:table:in:)`` gives them kept to those names; the others are checked
-    /// but not made.
-    public static func values(
-        tenant: String, contactId: String, only fields: JSONSelection, table: Table, in txn: ReadTransaction
-    ) throws -> JSONObject {
-        guard let bytes = try txn.value(forKey: key(tenant: tenant, contactId: contactId), in: table) else {
-            return [:]
-        }
-        return JSON.members(fields, in: bytes)
-    }
-
-    /// The selection of the values named `fields`, for ``values(tenant:contactId:only:table:in:)``.
+    /// The selection of the values named `fields`, for ``PersonalDataReader/values(stored:only:)``.
     public static func selection(_ fields: some Collection<String>) -> JSONSelection {
         JSONSelection(fields, of: "values")
     }

@@ -99,57 +99,105 @@ final class MembershipFold: RebuildFold {
     /// so only one tenant's outcome is ever held; the families are then joined in key order.
     func rows(_ personalData: PersonalDataReader) throws -> SortedRows {
         let names = tenants.keys.sorted { Self.precedes(Array($0.utf8), Array($1.utf8)) }
-        /// `tag` 0x00 `tenant`, then each further part after a 0x00.
-        func key(_ tag: Character, _ tenant: [UInt8], _ parts: [UInt8]...) -> [UInt8] {
-            var key: [UInt8] = [tag.asciiValue!, 0]
-            key += tenant
-            for part in parts { key += [0] + part }
-            return key
+        // Families in key order (W < b < c < d < f < g < m < n < w); tenants in byte order within
+        // each. Each key is written in place: `tag` 0x00 `tenant`, then each further part after a
+        // 0x00 (``Key/make(_:)``'s layout).
+        var w = SortedRows()
+        var b = SortedRows()
+        var c = SortedRows()
+        var d = SortedRows()
+        var f = SortedRows()
+        var g = SortedRows()
+        var m = SortedRows()
+        var n = SortedRows()
+        func start(_ tag: Character, _ tenant: [UInt8], _ key: inout [UInt8]) {
+            key.append(tag.asciiValue!)
+            key.append(0)
+            key.append(contentsOf: tenant)
         }
-        // Families in key order (W < b < c < d < f < g < m < n < w); tenants in byte order within each.
-        let tags: [Character] = ["W", "b", "c", "d", "f", "g", "m", "n"]
-        var families = [SortedRows](repeating: SortedRows(), count: tags.count)
-        func add(_ tag: Character, _ key: [UInt8], _ value: [UInt8] = []) {
-            families[tags.firstIndex(of: tag)!].append(key: key, value: value)
+        func part(_ bytes: [UInt8], _ key: inout [UInt8]) {
+            key.append(0)
+            key.append(contentsOf: bytes)
+        }
+        func u64(_ value: UInt64, _ key: inout [UInt8]) {
+            withUnsafeBytes(of: value.bigEndian) { key.append(contentsOf: $0) }
         }
         var earliest = [(time: UInt64, tenant: [UInt8])]()
         for name in names {
             let outcome = try outcome(name, personalData)
             let tenant = tenants.removeValue(forKey: name)!
+            let id = outcome.tenant
             if let first = outcome.earliest {
-                add("W", key("W", outcome.tenant), Key.u64(first))
-                earliest.append((first, outcome.tenant))
+                w.append(key: { start("W", id, &$0) }, value: { u64(first, &$0) })
+                earliest.append((first, id))
             }
             for entry in outcome.boundaries.sorted(by: Self.bySegmentAndContact) {
-                add("b", key("b", outcome.tenant, entry.segment, entry.contact), Key.u64(entry.time))
+                b.append(
+                    key: { key in
+                        start("b", id, &key)
+                        part(entry.segment, &key)
+                        part(entry.contact, &key)
+                    }, value: { u64(entry.time, &$0) })
             }
-            for contact in outcome.contacts { add("c", key("c", outcome.tenant, contact)) }
+            for contact in outcome.contacts {
+                c.append(key: { key in
+                    start("c", id, &key)
+                    part(contact, &key)
+                })
+            }
             let due = outcome.boundaries.sorted { a, b in
                 a.time != b.time ? a.time < b.time : Self.bySegmentAndContact(a, b)
             }
             for entry in due {
-                var row = key("d", outcome.tenant, Key.u64(entry.time) + entry.segment)
-                row += [0] + entry.contact
-                add("d", row)
+                d.append(key: { key in
+                    start("d", id, &key)
+                    key.append(0)
+                    u64(entry.time, &key)
+                    key.append(contentsOf: entry.segment)
+                    part(entry.contact, &key)
+                })
             }
-            if !tenant.fields.isEmpty { add("f", key("f", outcome.tenant), JSON.object(tenant.fields).bytes) }
+            if !tenant.fields.isEmpty {
+                f.append(
+                    key: { start("f", id, &$0) }, value: { $0.append(contentsOf: JSON.object(tenant.fields).bytes) })
+            }
             let segments: [(id: [UInt8], bytes: [UInt8])] = tenant.segments.map { (Array($0.key.utf8), $0.value.bytes) }
             for segment in segments.sorted(by: { Self.precedes($0.id, $1.id) }) {
-                add("g", key("g", outcome.tenant, segment.id), segment.bytes)
+                g.append(
+                    key: { key in
+                        start("g", id, &key)
+                        part(segment.id, &key)
+                    }, value: { $0.append(contentsOf: segment.bytes) })
             }
             for (segment, contacts) in outcome.members {
-                for contact in contacts { add("m", key("m", outcome.tenant, segment, contact)) }
+                for contact in contacts {
+                    m.append(key: { key in
+                        start("m", id, &key)
+                        part(segment, &key)
+                        part(contact, &key)
+                    })
+                }
             }
             for (segment, contacts) in outcome.members where !contacts.isEmpty {
-                add("n", key("n", outcome.tenant, segment), Key.u64(UInt64(contacts.count)))
+                n.append(
+                    key: { key in
+                        start("n", id, &key)
+                        part(segment, &key)
+                    }, value: { u64(UInt64(contacts.count), &$0) })
             }
         }
         earliest.sort { a, b in a.time != b.time ? a.time < b.time : Self.precedes(a.tenant, b.tenant) }
         var last = SortedRows()
         for entry in earliest {
-            last.append(key: SegmentMembership.earliestPrefix + Key.u64(entry.time) + entry.tenant)
+            last.append(key: { key in
+                key.append(contentsOf: SegmentMembership.earliestPrefix)
+                u64(entry.time, &key)
+                key.append(contentsOf: entry.tenant)
+            })
         }
-        families.append(last)
+        var families = [
+            consume w, consume b, consume c, consume d, consume f, consume g, consume m, consume n, consume last,
+        ]
         var rows = SortedRows(
             reservingBytes: families.reduce(0) { $0 + $1.byteCount }, rows: families.reduce(0) { $0 + $1.count })
         for index in families.indices { rows.append(contentsOf: &families[index]) }
@@ -186,8 +234,8 @@ final class MembershipFold: RebuildFold {
         for matcher in matchers.joined() { if let matcher { fields.formUnion(matcher.rule.fields) } }
         let selection = PersonalData.selection(fields)
         var members = [[[UInt8]]](repeating: [], count: active.count)
-        for contact in live {
-            let contactId = String(decoding: contact.id, as: UTF8.self)
+        /// Decides a contact's memberships, with its stored document (nil: no values are kept).
+        func decide(_ contact: (id: [UInt8], last: Trigger), stored: UnsafeRawBufferPointer?) {
             var values: JSONObject?
             for index in active.indices {
                 let lastChange = lastChanges[index]
@@ -197,7 +245,7 @@ final class MembershipFold: RebuildFold {
                 var current = matchers[index][schema]
                 if current == nil { continue }
                 if values == nil {
-                    values = try personalData.values(tenant: name, contactId: contactId, only: selection)
+                    values = stored.map { PersonalDataReader.values(stored: $0, only: selection) } ?? [:]
                 }
                 var boundary = current?.nextChange(values!, after: trigger.time)
                 // A refresh after the trigger whose time reaches the boundary re-evaluates the pair.
@@ -218,6 +266,24 @@ final class MembershipFold: RebuildFold {
                     outcome.boundaries.append((Self.millis(boundary), ids[index], contact.id))
                 }
             }
+        }
+        // The stored values are walked in id order beside the live contacts (also in id order): a
+        // contact with none stored has no values; stored values of no live contact are passed over.
+        var next = 0
+        try personalData.forEachStored(tenant: name) { id, stored in
+            while next < live.count, live[next].id.withUnsafeBytes({ ByteOrder.precedes($0, id) }) {
+                decide(live[next], stored: nil)
+                next += 1
+            }
+            if next < live.count, live[next].id.withUnsafeBytes({ $0.elementsEqual(id) }) {
+                decide(live[next], stored: stored)
+                next += 1
+            }
+            return next < live.count
+        }
+        while next < live.count {
+            decide(live[next], stored: nil)
+            next += 1
         }
         outcome.members = Array(zip(ids, members))
         return outcome

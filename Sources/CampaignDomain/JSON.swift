@@ -304,11 +304,17 @@ extension JSON {
     /// object), with everything else checked as strictly but not made. Falls back to the full parse
     /// as ``member(_:of:)`` does.
     public static func members(_ selection: JSONSelection, in bytes: [UInt8]) -> JSONObject {
-        switch scan(bytes, { (parser) throws(Parser.Skip) in try parser.members(selection) }) {
+        bytes.withUnsafeBytes { members(selection, in: $0) }
+    }
+
+    /// ``members(_:in:)-([UInt8])`` of bytes the caller lends (a stored value read in place).
+    public static func members(_ selection: JSONSelection, in bytes: UnsafeRawBufferPointer) -> JSONObject {
+        let buffer = bytes.assumingMemoryBound(to: UInt8.self)
+        switch scan(buffer, { (parser) throws(Parser.Skip) in try parser.members(selection) }) {
         case let .success(found): return found
         case .failure(.invalid): return [:]
         case .failure(.unsure):
-            let all = (try? parse(bytes))?[selection.outer]?.objectValue ?? [:]
+            let all = (try? parse(Array(buffer)))?[selection.outer]?.objectValue ?? [:]
             return all.filter { member in selection.names.contains { $0.text == member.key } }
         }
     }
@@ -318,15 +324,20 @@ extension JSON {
     private static func scan<T>(
         _ bytes: [UInt8], _ body: (inout Parser) throws(Parser.Skip) -> T
     ) -> Result<T, Parser.Skip> {
+        bytes.withUnsafeBufferPointer { scan($0, body) }
+    }
+
+    /// Runs a scan over bytes the caller lends, as ``scan(_:_:)-([UInt8],_)`` does.
+    private static func scan<T>(
+        _ buffer: UnsafeBufferPointer<UInt8>, _ body: (inout Parser) throws(Parser.Skip) -> T
+    ) -> Result<T, Parser.Skip> {
         let limits = JSONLimits()
-        guard bytes.count <= limits.maximumBytes else { return .failure(.invalid) }
-        return bytes.withUnsafeBufferPointer { buffer in
-            var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
-            do throws(Parser.Skip) {
-                return .success(try body(&parser))
-            } catch {
-                return .failure(error)
-            }
+        guard buffer.count <= limits.maximumBytes else { return .failure(.invalid) }
+        var parser = Parser(bytes: buffer, maximumDepth: limits.maximumDepth)
+        do throws(Parser.Skip) {
+            return .success(try body(&parser))
+        } catch {
+            return .failure(error)
         }
     }
 }
@@ -543,20 +554,26 @@ private struct Parser {
     /// The selected members of the object that is the selection's top-level member (none when it
     /// is absent or not an object), everything else checked but not made.
     mutating func members(_ selection: JSONSelection) throws(Skip) -> JSONObject {
-        var found = JSONObject()
+        // Collected in document order into room for all of them, then ordered once: an object
+        // filled a member at a time grew and searched itself for each.
+        var found = [JSONObject.Element]()
+        found.reserveCapacity(selection.names.count)
         try document { parser, key throws(Skip) in
             guard parser.same(key, selection.outerBytes), parser.index < parser.bytes.count,
                 parser.bytes[parser.index] == UInt8(ascii: "{")
             else { return try parser.skipValue() }
             try parser.skipObject { inner, key throws(Skip) in
                 if let name = selection.names.first(where: { inner.same(key, $0.bytes) }) {
-                    found[name.text] = try inner.make()
+                    found.append((name.text, try inner.make()))
                 } else {
                     try inner.skipValue()
                 }
             }
         }
-        return found
+        // Each object's key check refuses a repeated key before its value is read (the outer
+        // member's too), so the sort finds no repeat.
+        guard case let .success(sorted) = JSONObject.sorted(found) else { throw .invalid }
+        return JSONObject(sortedUnique: sorted)
     }
 
     /// Checks a document that is an object, handing each member to `member` positioned at its

@@ -212,6 +212,24 @@ public class ReadTransaction {
         }
     }
 
+    /// Visits the entries of `table` whose keys begin with `prefix`, in key order, while `body`
+    /// returns true, lending each key (without the prefix) and value in place: the bytes are valid
+    /// only during the call, and no array is made for them.
+    public func forEachEntry(
+        in table: Table, withPrefix prefix: [UInt8],
+        _ body: (_ rest: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        try txn.withCursor(table.dbi) { cursor in
+            var entry = try cursor.seek(atLeast: prefix)
+            while let current = entry, current.key.starts(with: prefix) {
+                guard try body(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]), current.value) else {
+                    return
+                }
+                entry = try cursor.next()
+            }
+        }
+    }
+
     /// How many entries `table` holds.
     public func count(of table: Table) throws -> Int {
         try txn.entryCount(table.dbi)

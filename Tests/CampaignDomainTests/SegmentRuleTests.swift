@@ -312,5 +312,17 @@ let operatorCases: [OperatorCase] = [
                 """#), schema: schema, at: "")
         let both: JSONObject = ["last_seen_at": .string("2026-11-20T12:00:00Z"), "signed_up_at": .string("2026-11-21")]
         #expect(tree.nextChange(both, after: now) == Timestamp.parse("2026-11-22T00:00:00.001Z"))
+        // The compiled matcher finds the same instants from its list of relative conditions.
+        let after = try rule("last_seen_at", "after", .string("2026-11-25"))
+        for candidate in [within, tree, after] {
+            let matcher = SegmentMatcher(candidate, schema: schema)
+            for values in [future, past, both, [:]] {
+                for instant in [
+                    now, Timestamp.parse("2026-11-28T00:00:00Z")!, Timestamp.parse("2026-12-30T00:00:00Z")!,
+                ] {
+                    #expect(matcher.nextChange(values, after: instant) == candidate.nextChange(values, after: instant))
+                }
+            }
+        }
     }
 }

@@ -124,6 +124,48 @@ import Testing
         #expect(try t.engine.projections.verify("segments").matches)
     }
 
+    /// The fold walks the stored values beside the live contacts: a live contact whose values are
+    /// not kept (a store rebuilt from an exported log holds none) is evaluated without any, and
+    /// the contacts after it still find theirs.
+    @Test func aContactWithoutStoredValuesIsEvaluatedWithNone() async throws {
+        let t = try TestEngine()
+        for (segment, op) in [("seg_fr", "eq"), ("seg_not_fr", "neq")] {
+            let rule = #"{"all":[{"field":"country","operator":"\#(op)","value":"FR"}]}"#
+            let created = await t.command(
+                "segment.create", #"{"segmentId":"\#(segment)","name":"\#(segment)","rules":\#(rule)}"#)
+            #expect(created.status == 201)
+        }
+        for contact in ["ctc_a", "ctc_b", "ctc_c", "ctc_d"] {
+            let upserted = await t.command(
+                "contact.upsert", #"{"contactId":"\#(contact)","attributes":{"country":"FR"}}"#)
+            #expect(upserted.status == 201)
+        }
+        // A tenant whose name begins with this one's sorts right after it: the walk stops at its own.
+        _ = await t.command(
+            "contact.upsert", #"{"contactId":"ctc_b","attributes":{"country":"DE"}}"#, as: admin("acme2"))
+        let store = t.engine.eventStore
+        let personalData = try store.table(named: PersonalData.tableName)
+        for contact in ["ctc_a", "ctc_c"] {
+            let deleted = try store.write { txn in
+                try txn.delete(key: PersonalData.key(tenant: "acme", contactId: contact), in: personalData)
+            }
+            #expect(deleted)
+        }
+        try t.engine.projections.rebuild("segments")
+        func members(_ tenant: String, _ segment: String) throws -> [String] {
+            try t.engine.projections.read("segments") { reader in
+                var found = [String]()
+                try reader.scan(Key.prefix(["m", tenant, segment])) { key, _ in
+                    found.append(String(decoding: key.split(separator: 0).last!, as: UTF8.self))
+                    return true
+                }
+                return found
+            }
+        }
+        #expect(try members("acme", "seg_fr") == ["ctc_b", "ctc_d"])
+        #expect(try members("acme", "seg_not_fr") == ["ctc_a", "ctc_c"])
+    }
+
     @Test func aRebuildOnTheWriterFoldsAndThenAppliesWhatWasAppendedMeanwhile() async throws {
         let t = try TestEngine()
         var random = SplitMix(state: 11)

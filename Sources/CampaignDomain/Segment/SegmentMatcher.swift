@@ -10,12 +10,23 @@ public struct SegmentMatcher: Sendable {
     /// The rule compiled.
     public let rule: SegmentRule
     private let root: Node
+    /// The rule's relative-date conditions, field and days: the only ones whose truth changes
+    /// with time alone.
+    private let timed: [(field: String, days: Int)]
 
     /// Compiles `rule` for a tenant whose contact schema is `schema` (a field the schema does not
     /// name is compared as a string, as the rule's evaluation always has).
     public init(_ rule: SegmentRule, schema: ContactSchema) {
         self.rule = rule
         root = Node(rule, schema: schema)
+        timed = Self.relativeConditions(rule)
+    }
+
+    private static func relativeConditions(_ rule: SegmentRule) -> [(field: String, days: Int)] {
+        switch rule {
+        case let .all(children), let .any(children): return children.flatMap(relativeConditions)
+        case let .condition(field, _, _): return rule.relativeDays.map { [(field, $0)] } ?? []
+        }
     }
 
     /// Whether a contact with `attributes` matches, at time `now` (for `within_last_days`).
@@ -26,7 +37,14 @@ public struct SegmentMatcher: Sendable {
     /// The rule's ``SegmentRule/nextChange(_:after:)``: when the answer for `attributes` next
     /// changes with time alone, if ever.
     public func nextChange(_ attributes: JSONObject, after now: Date) -> Date? {
-        rule.nextChange(attributes, after: now)
+        // The rule's answer is the earliest of its relative conditions' (`all` and `any` alike),
+        // found here from the list compiled once, with no operator compared a contact.
+        var earliest: Date?
+        for (field, days) in timed {
+            guard let next = SegmentRule.nextChange(of: attributes[field], days: days, after: now) else { continue }
+            if earliest.map({ next < $0 }) ?? true { earliest = next }
+        }
+        return earliest
     }
 
     private indirect enum Node: Sendable {

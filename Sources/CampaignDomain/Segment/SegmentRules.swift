@@ -207,15 +207,28 @@ public indirect enum SegmentRule: Sendable, Equatable {
         switch self {
         case let .all(children), let .any(children):
             return children.compactMap { $0.nextChange(attributes, after: now) }.min()
-        case let .condition(field, op, value):
-            guard op == "within_last_days" || op == "not_within_last_days", let days = value?.integerValue,
-                let date = attributes[field]?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) })
-            else { return nil }
-            let start = (date.timeIntervalSince1970 * 1000).rounded(.up)
-            let end = (date.timeIntervalSince1970 * 1000 + Double(days) * 86_400_000).rounded(.down) + 1
-            let nowMillis = now.timeIntervalSince1970 * 1000
-            guard let next = [start, end].first(where: { $0 > nowMillis }) else { return nil }
-            return Date(timeIntervalSince1970: next / 1000)
+        case let .condition(field, _, _):
+            guard let days = relativeDays else { return nil }
+            return Self.nextChange(of: attributes[field], days: days, after: now)
         }
+    }
+
+    /// The days of a relative-date condition (`within_last_days` or `not_within_last_days` with a
+    /// whole number), whose truth alone changes with time; nil for any other rule.
+    var relativeDays: Int? {
+        guard case let .condition(_, op, value) = self, op == "within_last_days" || op == "not_within_last_days"
+        else { return nil }
+        return value?.integerValue
+    }
+
+    /// When a relative-date condition of `days` days over the date in `value` next changes after
+    /// `now` (see ``nextChange(_:after:)``); nil when `value` is no date or both changes are past.
+    static func nextChange(of value: JSON?, days: Int, after now: Date) -> Date? {
+        guard let date = value?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return nil }
+        let start = (date.timeIntervalSince1970 * 1000).rounded(.up)
+        let end = (date.timeIntervalSince1970 * 1000 + Double(days) * 86_400_000).rounded(.down) + 1
+        let nowMillis = now.timeIntervalSince1970 * 1000
+        let next = start > nowMillis ? start : end > nowMillis ? end : nil
+        return next.map { Date(timeIntervalSince1970: $0 / 1000) }
     }
 }
