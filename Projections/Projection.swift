@@ -131,7 +131,9 @@ public protocol PartialApply: Projection {
 public enum Key {
     /// Joins string parts.
     public static func make(_ parts: [String]) -> [UInt8] {
+        // Sized once: appended part by part, the array grew (and was copied) several times a key.
         var key = [UInt8]()
+        key.reserveCapacity(parts.reduce(parts.count) { $0 + $1.utf8.count })
         for (index, part) in parts.enumerated() {
             if index > 0 { key.append(0) }
             key.append(contentsOf: part.utf8)

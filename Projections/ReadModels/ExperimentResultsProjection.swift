@@ -97,7 +97,8 @@ extension ExperimentResultsProjection: FoldedRebuild {
             states = [:]
             // In key order, a key's rows in the order they came: the last of each is kept.
             let order = entries.indices.sorted { a, b in
-                entries[a].key == entries[b].key ? a < b : ByteOrder.precedes(entries[a].key, entries[b].key)
+                let order = ByteOrder.compare(entries[a].key, entries[b].key)
+                return order != 0 ? order < 0 : a < b
             }
             var rows = SortedRows(
                 reservingBytes: entries.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: entries.count)

@@ -49,6 +49,21 @@ import Testing
         #expect(try JSON.parse(a.text) == a)
     }
 
+    /// Byte order compares unsigned bytes, a prefix first; `compare` agrees with `precedes` and `==`.
+    @Test func byteOrderComparesUnsignedBytesAPrefixFirst() {
+        let keys: [[UInt8]] = [
+            [], [0], [0, 0], [1], [1, 0], [0x7F], [0x80], [0xFF], [0xFF, 0xFF], [0x61, 0x62, 0x63],
+        ]
+        for a in keys {
+            for b in keys {
+                let order = ByteOrder.compare(a, b)
+                #expect((order < 0) == ByteOrder.precedes(a, b))
+                #expect((order == 0) == (a == b))
+                #expect((order < 0) == a.lexicographicallyPrecedes(b))
+            }
+        }
+    }
+
     /// An object keeps its members sorted by key bytes whichever way it was made, and tells keys
     /// apart by their bytes (RFC 8259 §8.3): a canonically equivalent spelling is another key.
     @Test func anObjectsMembersAreItsKeysInByteOrderToldApartByTheirBytes() throws {
