@@ -590,9 +590,11 @@ public final class ProjectionRunner: @unchecked Sendable {
     }
 
     /// Each lane's passes over the log, in order, each pass the projections (by index) it folds.
-    /// Large folds are dealt round-robin to the lanes, one pass each; the small ones go to the lanes
-    /// with no large fold, round-robin, one pass per lane; when every lane has a large fold, they
-    /// share a pass on the last lane (the one dealt the fewest or the last large folds).
+    /// Large folds are dealt round-robin to the lanes, one pass each. The small ones are dealt
+    /// round-robin too, one shared pass per lane that gets any: to the lanes with no large fold
+    /// when there are some, else to every lane, the ones dealt fewer large folds first. (On the
+    /// demo-shaped log, two lanes and the two large folds, the four small folds sharing the audit
+    /// lane left the segments lane idle for a fifth of the rebuild.)
     static func passes(_ large: [Bool], count: Int) -> [[[Int]]] {
         let big = large.indices.filter { large[$0] }
         let small = large.indices.filter { !large[$0] }
@@ -600,13 +602,11 @@ public final class ProjectionRunner: @unchecked Sendable {
         var plan = Array(repeating: [[Int]](), count: lanes)
         for (n, index) in big.enumerated() { plan[n % lanes].append([index]) }
         let free = Array(big.count..<max(big.count, lanes))
-        if free.isEmpty {
-            if !small.isEmpty { plan[lanes - 1].append(small) }
-        } else {
-            var shares = Array(repeating: [Int](), count: free.count)
-            for (n, index) in small.enumerated() { shares[n % free.count].append(index) }
-            for (lane, share) in zip(free, shares) where !share.isEmpty { plan[lane].append(share) }
-        }
+        // Without a free lane, dealing starts after the last lane dealt a large fold.
+        let takers = !free.isEmpty ? free : (0..<lanes).map { (big.count + $0) % lanes }
+        var shares = Array(repeating: [Int](), count: takers.count)
+        for (n, index) in small.enumerated() { shares[n % takers.count].append(index) }
+        for (lane, share) in zip(takers, shares) where !share.isEmpty { plan[lane].append(share) }
         return plan.filter { !$0.isEmpty }
     }
 

@@ -1,10 +1,11 @@
 import CampaignDomain
 import CampaignEngine
-import CampaignProjections
 import EventStore
 import Foundation
 import TestSupport
 import Testing
+
+@testable import CampaignProjections
 
 /// Issue 13: `segments` rebuilds by folding the log in memory and evaluating each contact once per
 /// segment, and `audit` by ordering its keys from a few numbers per event. Their rows must be
@@ -164,6 +165,22 @@ import Testing
         }
         #expect(try members("acme", "seg_fr") == ["ctc_b", "ctc_d"])
         #expect(try members("acme", "seg_not_fr") == ["ctc_a", "ctc_c"])
+    }
+
+    /// The lanes' passes: large folds one a pass, round-robin; small ones share a pass per lane,
+    /// on the lanes without a large fold when there are some, else spread over every lane.
+    @Test func theRebuildsPassesSpreadSmallFoldsOverTheLanes() {
+        // The standard six: board, schedule, publishing, experiments small; segments, audit large.
+        let six = [false, false, false, false, true, true]
+        #expect(ProjectionRunner.passes(six, count: 1) == [[[4], [5], [0, 1, 2, 3]]])
+        #expect(ProjectionRunner.passes(six, count: 2) == [[[4], [0, 2]], [[5], [1, 3]]])
+        #expect(ProjectionRunner.passes(six, count: 3) == [[[4]], [[5]], [[0, 1, 2, 3]]])
+        #expect(ProjectionRunner.passes(six, count: 4) == [[[4]], [[5]], [[0, 2]], [[1, 3]]])
+        // Three large folds on two lanes: the second lane, dealt one, takes the first small share.
+        #expect(
+            ProjectionRunner.passes([true, true, true, false, false], count: 2) == [[[0], [2], [4]], [[1], [3]]])
+        #expect(ProjectionRunner.passes([false, false], count: 2) == [[[0]], [[1]]])
+        #expect(ProjectionRunner.passes([true], count: 2) == [[[0]]])
     }
 
     @Test func aRebuildOnTheWriterFoldsAndThenAppliesWhatWasAppendedMeanwhile() async throws {
