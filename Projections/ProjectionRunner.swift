@@ -594,7 +594,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// round-robin too, one shared pass per lane that gets any: to the lanes with no large fold
     /// when there are some, else to every lane, the ones dealt fewer large folds first. (On the
     /// demo-shaped log, two lanes and the two large folds, the four small folds sharing the audit
-    /// lane left the segments lane idle for a fifth of the rebuild.)
+    /// lane left the segments lane idle for about a sixth of the rebuild.)
     static func passes(_ large: [Bool], count: Int) -> [[[Int]]] {
         let big = large.indices.filter { large[$0] }
         let small = large.indices.filter { !large[$0] }

@@ -271,13 +271,14 @@ final class MembershipFold: RebuildFold {
         // contact with none stored has no values; stored values of no live contact are passed over.
         var next = 0
         try personalData.forEachStored(tenant: name) { id, stored in
-            while next < live.count, live[next].id.withUnsafeBytes({ ByteOrder.precedes($0, id) }) {
-                decide(live[next], stored: nil)
+            // The live contacts up to this stored id: those before it have none stored, an equal one
+            // has these values.
+            while next < live.count {
+                let order = live[next].id.withUnsafeBytes { ByteOrder.compare($0, id) }
+                if order > 0 { break }
+                decide(live[next], stored: order == 0 ? stored : nil)
                 next += 1
-            }
-            if next < live.count, live[next].id.withUnsafeBytes({ $0.elementsEqual(id) }) {
-                decide(live[next], stored: stored)
-                next += 1
+                if order == 0 { break }
             }
             return next < live.count
         }
