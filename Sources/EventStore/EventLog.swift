@@ -73,22 +73,28 @@ struct EventLog: Sendable {
     }
 
     /// Writes `events` to the end of the log and indexes them after the stream's `current` head,
-    /// which the caller read and checked against the expected version in this same transaction.
+    /// which the caller read and checked against the expected version in this same transaction;
+    /// adds each one as recorded to `recorded` (a request's receipt gathers its streams' events
+    /// there, each made once rather than copied from a stream's array).
     func append(
-        _ newEvents: [NewEvent], to streamId: String, after current: StreamIndex.Head, head: inout Head, in txn: Txn
-    ) throws -> [RecordedEvent] {
+        _ newEvents: [NewEvent], to streamId: String, after current: StreamIndex.Head, head: inout Head,
+        recorded: inout [RecordedEvent], in txn: Txn
+    ) throws {
         guard case let .linked(linked) = index else { throw EventStoreError.readOnly }
-        var recorded = [RecordedEvent]()
-        recorded.reserveCapacity(newEvents.count)
         var version = current.version
         let firstPosition = head.position + 1
         for event in newEvents {
             version += 1
             let position = head.position + 1
-            let (bytes, hash) = try RecordCodec.encode(
-                event, position: position, streamId: streamId, streamVersion: version, previousHash: head.hash)
-            guard try txn.put(events, .bigEndian(position), bytes, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
-                throw EventStoreError.corruptRecord(position: position, reason: "position already taken")
+            let count = try RecordCodec.count(of: event, streamId: streamId)
+            let previousHash = head.hash
+            let hash = try withUnsafeBytes(of: position.bigEndian) { key in
+                guard
+                    let space = try txn.reserve(events, key, count: count, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE))
+                else { throw EventStoreError.corruptRecord(position: position, reason: "position already taken") }
+                return RecordCodec.write(
+                    event, position: position, streamId: streamId, streamVersion: version, previousHash: previousHash,
+                    into: space)
             }
             recorded.append(
                 RecordedEvent(
@@ -103,7 +109,6 @@ struct EventLog: Sendable {
         }
         try linked.record(
             Array(streamId.utf8), after: current, firstPosition: firstPosition, count: newEvents.count, in: txn)
-        return recorded
     }
 
     func event(at position: UInt64, in txn: Txn) throws -> RecordedEvent? {

@@ -151,12 +151,24 @@ struct MerkleLog: Sendable {
         let leaf = MerkleTree.leafHash(recordHash)
         // An odd size: the last peak is the leaf this one pairs with.
         let left = frontier.size & 1 == 1 ? frontier.peaks.last : nil
-        for node in frontier.append(leafHash: leaf) where node.level > 0 {
-            let order = MerkleLog.order(level: node.level, index: node.index)
-            let value = node.level == 1 ? (left ?? []) + leaf : node.hash
-            guard try txn.put(nodes, .bigEndian(order), value, flags: UInt32(MDB_APPEND | MDB_NOOVERWRITE)) else {
-                throw EventStoreError.corruptRecord(
-                    position: frontier.size, reason: "tree node \(order) already stored")
+        let size = frontier.size
+        try frontier.append(leafHash: leaf) { level, index, hash in
+            let order = MerkleLog.order(level: level, index: index)
+            let flags = UInt32(MDB_APPEND | MDB_NOOVERWRITE)
+            let stored = try withUnsafeBytes(of: order.bigEndian) { key in
+                guard level == 1, let left else {
+                    return try hash.withUnsafeBytes { try txn.put(nodes, key, $0, flags: flags) }
+                }
+                // The pair of leaves, written into the node's place in its page.
+                guard let space = try txn.reserve(nodes, key, count: 64, flags: flags) else { return false }
+                left.withUnsafeBytes { space.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+                leaf.withUnsafeBytes {
+                    space.baseAddress!.advanced(by: 32).copyMemory(from: $0.baseAddress!, byteCount: 32)
+                }
+                return true
+            }
+            guard stored else {
+                throw EventStoreError.corruptRecord(position: size + 1, reason: "tree node \(order) already stored")
             }
         }
     }

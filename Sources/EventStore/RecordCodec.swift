@@ -21,44 +21,55 @@ enum RecordCodec {
     static let hashSize = 32
     static let zeroHash = [UInt8](repeating: 0, count: 32)
 
-    /// Encodes the canonical bytes of a record, then appends the previous hash and the new hash.
-    static func encode(
-        _ event: NewEvent, position: UInt64, streamId: String, streamVersion: UInt64, previousHash: [UInt8]
-    ) throws -> (bytes: [UInt8], hash: [UInt8]) {
-        var out = [UInt8]()
-        out.reserveCapacity(
-            27 + 6 * 2 + streamId.utf8.count + event.type.utf8.count + event.tenant.utf8.count
-                + event.actor.utf8.count + event.requestId.utf8.count + event.causationId.utf8.count
-                + 4 + event.payload.count + 64)
-        out.append(formatVersion)
-        out.appendBigEndian(position)
-        out.appendBigEndian(streamVersion)
-        out.appendBigEndian(UInt64(bitPattern: Int64((event.occurredAt.timeIntervalSince1970 * 1000).rounded())))
-        out.appendBigEndian(event.schemaVersion)
-        try appendField(streamId, to: &out)
-        try appendField(event.type, to: &out)
-        try appendField(event.tenant, to: &out)
-        try appendField(event.actor, to: &out)
-        try appendField(event.requestId, to: &out)
-        try appendField(event.causationId, to: &out)
+    /// The bytes the record of `event` takes (`streamId` being its stream): the canonical bytes and
+    /// the two hashes. Throws for a field longer than its u16 length or a payload over u32.
+    static func count(of event: NewEvent, streamId: String) throws -> Int {
+        func length(_ field: String) throws -> Int {
+            let length = field.utf8.count
+            guard length <= Int(UInt16.max) else { throw EventStoreError.invalidKey("field longer than 65535 bytes") }
+            return 2 + length
+        }
+        // Six fields named one by one: an array of them would be allocated for every record.
+        let count =
+            try 27 + length(streamId) + length(event.type) + length(event.tenant) + length(event.actor)
+            + length(event.requestId) + length(event.causationId) + 4 + event.payload.count + 2 * hashSize
         guard event.payload.count <= Int(UInt32.max) else { throw EventStoreError.invalidKey("payload too large") }
-        out.appendBigEndian(UInt32(event.payload.count))
-        out.append(contentsOf: event.payload)
-        var hasher = SHA256()
-        hasher.update(previousHash)
-        hasher.update(out)
-        let hash = hasher.finalize()
-        out.append(contentsOf: previousHash)
-        out.append(contentsOf: hash)
-        return (out, hash)
+        return count
     }
 
-    /// Appends a u16 length and the UTF-8 bytes of `field`.
-    private static func appendField(_ field: String, to out: inout [UInt8]) throws {
-        let count = field.utf8.count
-        guard count <= Int(UInt16.max) else { throw EventStoreError.invalidKey("field longer than 65535 bytes") }
-        out.appendBigEndian(UInt16(count))
-        out.append(contentsOf: field.utf8)
+    /// Writes the record of `event` into `out`, which holds exactly ``count(of:streamId:)`` bytes
+    /// (a value LMDB reserved in its page, so the record is written once): the canonical bytes,
+    /// the previous hash, then the new hash, which it also returns.
+    static func write(
+        _ event: NewEvent, position: UInt64, streamId: String, streamVersion: UInt64, previousHash: [UInt8],
+        into out: UnsafeMutableRawBufferPointer
+    ) -> [UInt8] {
+        var writer = ByteWriter(out)
+        writer.u8(formatVersion)
+        writer.u64(position)
+        writer.u64(streamVersion)
+        writer.u64(UInt64(bitPattern: Int64((event.occurredAt.timeIntervalSince1970 * 1000).rounded())))
+        writer.u16(event.schemaVersion)
+        writer.field(streamId)
+        writer.field(event.type)
+        writer.field(event.tenant)
+        writer.field(event.actor)
+        writer.field(event.requestId)
+        writer.field(event.causationId)
+        writer.u32(UInt32(event.payload.count))
+        event.payload.withUnsafeBytes { writer.bytes($0) }
+        let canonical = UnsafeRawBufferPointer(rebasing: out[0..<writer.offset])
+        previousHash.withUnsafeBytes { writer.bytes($0) }
+        var hasher = SHA256()
+        hasher.update(UnsafeRawBufferPointer(rebasing: out[writer.offset - hashSize..<writer.offset]))
+        hasher.update(canonical)
+        let hash = [UInt8](unsafeUninitializedCapacity: hashSize) { buffer, initialized in
+            hasher.finalize(into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = hashSize
+        }
+        hash.withUnsafeBytes { writer.bytes($0) }
+        precondition(writer.offset == out.count, "a record fills exactly the bytes counted for it")
+        return hash
     }
 
     /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.
@@ -331,6 +342,41 @@ struct ByteReader {
     mutating func u16() -> UInt16? { integer(UInt16.self) }
     mutating func u32() -> UInt32? { integer(UInt32.self) }
     mutating func u64() -> UInt64? { integer(UInt64.self) }
+}
+
+/// Writes big-endian integers, length-prefixed strings and byte runs into a buffer sized for them
+/// beforehand (``RecordCodec/count(of:streamId:)``).
+struct ByteWriter {
+    private let out: UnsafeMutableRawBufferPointer
+    /// Bytes written so far.
+    private(set) var offset = 0
+
+    init(_ out: UnsafeMutableRawBufferPointer) { self.out = out }
+
+    mutating func u8(_ value: UInt8) { integer(value) }
+    mutating func u16(_ value: UInt16) { integer(value) }
+    mutating func u32(_ value: UInt32) { integer(value) }
+    mutating func u64(_ value: UInt64) { integer(value) }
+
+    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
+        out.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
+        offset += MemoryLayout<T>.size
+    }
+
+    mutating func bytes(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        out.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: bytes.count)
+        offset += bytes.count
+    }
+
+    /// A u16 length, then the UTF-8 bytes of `text` (copied as one block from a native string).
+    mutating func field(_ text: String) {
+        let utf8 = text.utf8
+        u16(UInt16(utf8.count))
+        if utf8.withContiguousStorageIfAvailable({ bytes(UnsafeRawBufferPointer($0)) }) == nil {
+            for byte in utf8 { u8(byte) }
+        }
+    }
 }
 
 extension Array where Element == UInt8 {

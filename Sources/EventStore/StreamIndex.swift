@@ -79,7 +79,7 @@ struct StreamIndex: Sendable {
     )
         throws
     {
-        guard try txn.put(links, .bigEndian(position), .bigEndian(before.position), flags: UInt32(MDB_APPEND)) else {
+        guard try txn.put(links, bigEndian: position, before.position, flags: UInt32(MDB_APPEND)) else {
             throw EventStoreError.corruptRecord(
                 position: position, reason: "the stream index already links this position or a later one")
         }

@@ -67,6 +67,31 @@ final class Txn {
         return true
     }
 
+    /// Stores the u64 `value` under the u64 `key`, both big-endian, from the stack (the array forms
+    /// allocate two arrays a put).
+    @discardableResult
+    func put(_ dbi: MDB_dbi, bigEndian key: UInt64, _ value: UInt64, flags: UInt32 = 0) throws -> Bool {
+        try withUnsafeBytes(of: key.bigEndian) { key in
+            try withUnsafeBytes(of: value.bigEndian) { try put(dbi, key, $0, flags: flags) }
+        }
+    }
+
+    /// Makes room for a value of `count` bytes under `key` (`MDB_RESERVE`) and returns it, to be
+    /// filled before this transaction's next write: the value is written once, in its page, instead
+    /// of built elsewhere and copied in. Returns nil for `MDB_KEYEXIST` under `MDB_NOOVERWRITE`;
+    /// throws ``MapFullSignal`` when the map is full.
+    func reserve(
+        _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, count: Int, flags: UInt32 = 0
+    ) throws -> UnsafeMutableRawBufferPointer? {
+        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var v = MDB_val(mv_size: count, mv_data: nil)
+        let code = mdb_put(pointer, dbi, &k, &v, flags | UInt32(MDB_RESERVE))
+        if code == MDB_KEYEXIST { return nil }
+        if code == MDB_MAP_FULL { throw MapFullSignal() }
+        try LMDB.check(code, "mdb_put")
+        return UnsafeMutableRawBufferPointer(start: v.mv_data, count: count)
+    }
+
     @discardableResult
     func delete(_ dbi: MDB_dbi, _ key: [UInt8]) throws -> Bool {
         guard Txn.isStorable(key) else { return false }

@@ -195,6 +195,16 @@ public struct MerkleFrontier: Sendable, Equatable {
     @discardableResult
     public mutating func append(leafHash: [UInt8]) -> [Node] {
         var made = [Node(level: 0, index: size, hash: leafHash)]
+        append(leafHash: leafHash) { made.append(Node(level: $0, index: $1, hash: $2)) }
+        return made
+    }
+
+    /// Adds a leaf (its leaf hash), handing each merge to `merged` as it is made (its level, from 1,
+    /// its index and its hash), lowest first, without collecting them. When `merged` throws, the
+    /// frontier is left part-way and must be dropped.
+    public mutating func append(
+        leafHash: [UInt8], merged: (_ level: Int, _ index: UInt64, _ hash: [UInt8]) throws -> Void
+    ) rethrows {
         var hash = leafHash
         var level = 0
         var index = size
@@ -202,11 +212,10 @@ public struct MerkleFrontier: Sendable, Equatable {
             hash = MerkleTree.nodeHash(peaks.removeLast(), hash)
             level += 1
             index >>= 1
-            made.append(Node(level: level, index: index, hash: hash))
+            try merged(level, index, hash)
         }
         peaks.append(hash)
         size += 1
-        return made
     }
 
     /// The tree hash of the leaves so far (the empty tree's hash when there are none).
