@@ -63,13 +63,10 @@ enum RecordCodec {
         var hasher = SHA256()
         hasher.update(UnsafeRawBufferPointer(rebasing: out[writer.offset - hashSize..<writer.offset]))
         hasher.update(canonical)
-        let hash = [UInt8](unsafeUninitializedCapacity: hashSize) { buffer, initialized in
-            hasher.finalize(into: UnsafeMutableRawBufferPointer(buffer))
-            initialized = hashSize
-        }
-        hash.withUnsafeBytes { writer.bytes($0) }
-        precondition(writer.offset == out.count, "a record fills exactly the bytes counted for it")
-        return hash
+        let stored = UnsafeMutableRawBufferPointer(rebasing: out[writer.offset...])
+        precondition(stored.count == hashSize, "a record fills exactly the bytes counted for it")
+        hasher.finalize(into: stored)
+        return Array(stored.bindMemory(to: UInt8.self))
     }
 
     /// Decodes a stored record. Throws ``EventStoreError/corruptRecord(position:reason:)``.
@@ -299,12 +296,9 @@ struct ByteReader {
     mutating func bytes(_ count: Int) -> [UInt8]? {
         guard count >= 0, bytes.count - offset >= count else { return nil }
         defer { offset += count }
-        // Copied as one block: `Array` of a slice of the buffer went through the generic copy.
-        let source = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
-        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
-            initialized = count
-        }
+        // From a typed buffer: `Array` of a slice of the buffer went through the generic copy, and
+        // `Array(unsafeUninitializedCapacity:)` looks the array type's metadata up on every call.
+        return Array(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]).bindMemory(to: UInt8.self))
     }
 
     /// Moves past `count` bytes; false (not moving) when fewer are left.

@@ -95,9 +95,12 @@ public struct SHA256: Sendable {
 
     /// Pads the message and returns its 32-byte digest. The hasher should not be used afterwards.
     public mutating func finalize() -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: 32) { buffer, count in
-            finalize(into: UnsafeMutableRawBufferPointer(buffer))
-            count = 32
+        // Made on the stack, then copied: `Array(unsafeUninitializedCapacity:)` looks the array
+        // type's metadata up at run time on every call (about 50 ns, more than hashing a block).
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &digest) { buffer in
+            finalize(into: buffer)
+            return Array(buffer.bindMemory(to: UInt8.self))
         }
     }
 
