@@ -23,6 +23,33 @@ import Testing
         #expect(try store.head().position == 4)
     }
 
+    /// Records are written in place in their pages and a receipt's events are made as they are
+    /// written: what a receipt says must be what is read back, hashes included, for a request over
+    /// several streams, an empty payload and fields of every kind of UTF-8.
+    @Test func aReceiptHoldsTheRecordsAsStoredForARequestOverSeveralStreams() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        _ = try await store.append(appendRequest("a", events: [event(payload: #"{"n":0}"#)]))
+        let odd = NewEvent(
+            type: "test.odd", schemaVersion: 2, occurredAt: Date(timeIntervalSince1970: 1_790_000_000.5),
+            tenant: "t", actor: "Zoë ☀️", requestId: "", causationId: "c", payload: [])
+        let request = AppendRequest(streams: [
+            StreamAppend(streamId: "b ☀️", expectedVersion: .noStream, events: [odd, event(payload: #"{"n":1}"#)]),
+            StreamAppend(streamId: "a", expectedVersion: .exact(1), events: [event(payload: #"{"n":2}"#)]),
+            StreamAppend(streamId: "c", expectedVersion: .any, events: [event(), odd, event()]),
+        ])
+        let receipt = try #require(try await store.append(request).receipt)
+        #expect(receipt.events.map(\.position) == Array(2...7))
+        #expect(receipt.events.map(\.streamId) == ["b ☀️", "b ☀️", "a", "c", "c", "c"])
+        #expect(receipt.streamVersions == ["b ☀️": 2, "a": 2, "c": 3])
+        #expect(try store.readAll(from: 2) == receipt.events)
+        #expect(receipt.events[0].payload.isEmpty && receipt.events[0].actor == "Zoë ☀️")
+        #expect(try store.head().hash == receipt.events.last?.hash)
+        let report = try store.verifyChain()
+        #expect(report.isIntact && report.eventsChecked == 7 && report.headHash == receipt.events.last?.hash)
+    }
+
     @Test func storedEnvelopeRoundTripsEveryField() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
