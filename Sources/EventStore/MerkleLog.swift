@@ -481,7 +481,8 @@ enum MerkleEventTree {
     static func subtree(_ leaves: [[UInt8]], level: Int, index: UInt64) -> [UInt8] {
         let lower = Int(index << UInt64(level))
         var frontier = MerkleFrontier()
-        for leaf in leaves[lower..<lower + (1 << level)] { frontier.append(leafHash: leaf) }
+        // The merges are not wanted here, so none is collected into an array of nodes.
+        for leaf in leaves[lower..<lower + (1 << level)] { frontier.append(leafHash: leaf) { _, _, _ in } }
         return frontier.root
     }
 }
@@ -546,7 +547,8 @@ extension EventStore {
                 try txn.withCursor(log.events) { cursor in
                     var entry = try cursor.seek(atLeast: .bigEndian(next))
                     while let current = entry, count < 65_536, frontier.size < largest {
-                        frontier.append(leafHash: MerkleTree.leafHash(RecordCodec.storedHash(current.value)))
+                        let leaf = MerkleTree.leafHash(RecordCodec.storedHash(current.value))
+                        frontier.append(leafHash: leaf) { _, _, _ in }  // no merge is wanted, none collected
                         if sizes.contains(frontier.size) { roots[frontier.size] = frontier.root }
                         count += 1
                         entry = try cursor.next()
