@@ -81,6 +81,7 @@ public final class EventStore: @unchecked Sendable {
         }
         committer = GroupCommitter(
             maximumBatchSize: options.maximumBatchSize,
+            watch: options.writerWatch,
             commit: { [unowned self] jobs in
                 defer { self.appended.notify() }
                 return try self.commitBatch(jobs)

@@ -791,6 +791,31 @@ final class TransactionTally {
         #expect(seen == [7])
     }
 
+    /// After a transaction of one request the writer watches for the next one instead of sleeping.
+    /// Every submission must end the watch (appends, jobs and the close alike): with a watch of a
+    /// minute, a request it missed would wait that minute.
+    @Test func aWatchingWriterTakesEachNextRequestAndTheCloseAtOnce() async throws {
+        let dir = TemporaryDirectory()
+        var options = StoreOptions()
+        options.writerWatch = .seconds(60)
+        let store = try EventStore(path: dir.path, options: options)
+        let table = try store.table(named: "jobs")
+        let started = ContinuousClock.now
+        for n in 0..<20 {
+            try await store.perform { txn in try txn.put([UInt8(n)], forKey: Array("n".utf8), in: table) }
+            let receipt = try await store.append(appendRequest("acme:s\(n % 3)")).receipt
+            #expect(receipt?.events.map(\.position) == [UInt64(n + 1)])
+        }
+        // The last append left the writer watching: the close must end it.
+        store.close()
+        #expect(ContinuousClock.now - started < .seconds(30))
+        let reopened = try EventStore(path: dir.path)
+        defer { reopened.close() }
+        #expect(try reopened.head().position == 20)
+        let jobs = try reopened.table(named: "jobs")
+        #expect(try reopened.read { try $0.value(forKey: Array("n".utf8), in: jobs) } == [19])
+    }
+
     @Test func aJobAfterCloseIsRefused() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
