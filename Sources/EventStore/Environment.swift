@@ -1,5 +1,6 @@
 internal import CLMDB
 import Foundation
+import Synchronization
 
 /// Options for opening a store directory.
 public struct StoreOptions: Sendable {
@@ -66,6 +67,11 @@ final class Environment: @unchecked Sendable {
     nonisolated(unsafe) private static var openPaths = Set<String>()
 
     let readOnly: Bool
+    /// This environment's number in the process, which every ``Table`` it opens carries: a table
+    /// handle of another store must not be read as one of this store's (its handle number may
+    /// name a different table here).
+    let serial = Environment.opened.add(1, ordering: .relaxed).newValue
+    private static let opened = Atomic<UInt64>(0)
 
     init(path: String, options: StoreOptions) throws {
         let url = URL(fileURLWithPath: path).standardizedFileURL

@@ -122,7 +122,7 @@ public final class EventStore: @unchecked Sendable {
             throw EventStoreError.cannotOpen(
                 path: path, reason: "table \(name) does not exist, and a read-only store creates none")
         }
-        return Table(name: name, dbi: dbi)
+        return Table(name: name, dbi: dbi, store: environment.serial)
     }
 
     // MARK: - Refusing writes on a broken chain
@@ -414,7 +414,8 @@ public final class EventStore: @unchecked Sendable {
     /// it is open), by name. Free pages are not in any table.
     public func tableUsage() throws -> [TableUsage] {
         try environment.read { txn in
-            try environment.openTables.map { table in
+            // A table another thread opened after this read began is left out (LMDB would not read it).
+            try environment.openTables.filter { txn.knows($0.dbi) }.map { table in
                 let usage = try txn.usage(table.dbi)
                 return TableUsage(name: table.name, entries: usage.entries, bytes: usage.bytes)
             }

@@ -32,6 +32,9 @@ public enum EventStoreError: Error, Equatable, Sendable, CustomStringConvertible
     case writesRefused(reason: String)
     /// The store was opened read-only.
     case readOnly
+    /// A ``Table`` cannot be used in this transaction: it belongs to another store, or was opened
+    /// after the transaction began.
+    case tableUnavailable(name: String, reason: String)
     /// The directory cannot be used as a store (it is a file, or may not be created or written).
     case cannotOpen(path: String, reason: String)
     /// Any other LMDB or system failure, with LMDB's code and message.
@@ -52,6 +55,7 @@ public enum EventStoreError: Error, Equatable, Sendable, CustomStringConvertible
         case let .corrupted(message): return "the store is damaged: \(message)"
         case let .writesRefused(reason): return "the store refuses writes: \(reason)"
         case .readOnly: return "the store is open read-only"
+        case let .tableUnavailable(name, reason): return "table \(name) cannot be used here: \(reason)"
         case let .cannotOpen(path, reason): return "cannot open a store at \(path): \(reason)"
         case let .storage(code, message, operation): return "\(operation) failed (\(code)): \(message)"
         }

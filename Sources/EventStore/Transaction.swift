@@ -27,6 +27,13 @@ final class Txn {
         }
     }
 
+    /// Whether `dbi` may be used in this transaction: a table opened after the transaction began
+    /// (by another thread, or inside a read's closure) is not, and LMDB calls that misuse.
+    func knows(_ dbi: MDB_dbi) -> Bool {
+        var flags: UInt32 = 0
+        return mdb_dbi_flags(pointer, dbi, &flags) == MDB_SUCCESS
+    }
+
     /// Whether LMDB can store `key`: 1 to 511 bytes.
     static func isStorable(_ key: [UInt8]) -> Bool { !key.isEmpty && key.count <= Cursor.maximumKeySize }
 
@@ -197,6 +204,8 @@ public struct Table: Hashable, Sendable {
     /// The table's name in the environment.
     public let name: String
     let dbi: UInt32
+    /// The ``Environment/serial`` of the store that opened it.
+    let store: UInt64
 }
 
 /// A read-only view of the store for the length of a closure. Bytes it returns are copies.
@@ -209,9 +218,23 @@ public class ReadTransaction {
         self.store = store
     }
 
+    /// The handle of `table` in this transaction.
+    /// - Throws: ``EventStoreError/tableUnavailable(name:reason:)`` for a table of another store, or
+    ///   one opened after this transaction began (open tables before reading or writing them).
+    func dbi(_ table: Table) throws -> UInt32 {
+        guard table.store == store.environment.serial else {
+            throw EventStoreError.tableUnavailable(name: table.name, reason: "it was opened by another store")
+        }
+        guard txn.knows(table.dbi) else {
+            throw EventStoreError.tableUnavailable(
+                name: table.name, reason: "it was opened after this transaction began (open tables first)")
+        }
+        return table.dbi
+    }
+
     /// The value stored under `key` in `table`, or nil.
     public func value(forKey key: [UInt8], in table: Table) throws -> [UInt8]? {
-        try txn.get(table.dbi, key)
+        try txn.get(try dbi(table), key)
     }
 
     /// Visits the entries of `table` in key order from the first key ≥ `start` (or from the end
@@ -222,7 +245,7 @@ public class ReadTransaction {
         reverse: Bool = false,
         _ body: (_ key: [UInt8], _ value: [UInt8]) throws -> Bool
     ) throws {
-        try txn.withCursor(table.dbi) { cursor in
+        try txn.withCursor(try dbi(table)) { cursor in
             var entry: Cursor.Entry?
             switch (start, reverse) {
             case (nil, false): entry = try cursor.first()
@@ -244,7 +267,7 @@ public class ReadTransaction {
         in table: Table, withPrefix prefix: [UInt8],
         _ body: (_ rest: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        try txn.withCursor(table.dbi) { cursor in
+        try txn.withCursor(try dbi(table)) { cursor in
             var entry = try cursor.seek(atLeast: prefix)
             while let current = entry, current.key.starts(with: prefix) {
                 guard try body(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]), current.value) else {
@@ -257,7 +280,7 @@ public class ReadTransaction {
 
     /// How many entries `table` holds.
     public func count(of table: Table) throws -> Int {
-        try txn.entryCount(table.dbi)
+        try txn.entryCount(try dbi(table))
     }
 
     /// The current version of a stream (0 when it has no events), as this transaction sees it.
@@ -357,7 +380,7 @@ public final class WriteTransaction: ReadTransaction {
 
     /// Stores `value` under `key` in `table`, replacing any old value.
     public func put(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
-        try txn.put(table.dbi, key, value)
+        try txn.put(try dbi(table), key, value)
     }
 
     /// Stores `value` under `key`, which must sort after every key already in `table`: LMDB then
@@ -365,7 +388,7 @@ public final class WriteTransaction: ReadTransaction {
     /// written in key order.
     /// - Throws: ``EventStoreError/invalidKey(_:)`` when `key` does not sort after the table's last key.
     public func append(_ value: [UInt8], forKey key: [UInt8], in table: Table) throws {
-        guard try txn.put(table.dbi, key, value, flags: UInt32(MDB_APPEND)) else {
+        guard try txn.put(try dbi(table), key, value, flags: UInt32(MDB_APPEND)) else {
             throw EventStoreError.invalidKey("an appended key must sort after the table's last key")
         }
     }
@@ -379,7 +402,7 @@ public final class WriteTransaction: ReadTransaction {
             throw EventStoreError.invalidKey(
                 "a key must be 1–\(Cursor.maximumKeySize) bytes (this one is \(key.count))")
         }
-        guard try txn.put(table.dbi, key, value, flags: UInt32(MDB_APPEND)) else {
+        guard try txn.put(try dbi(table), key, value, flags: UInt32(MDB_APPEND)) else {
             throw EventStoreError.invalidKey("an appended key must sort after the table's last key")
         }
     }
@@ -387,12 +410,12 @@ public final class WriteTransaction: ReadTransaction {
     /// Removes `key` from `table`; returns whether it was there.
     @discardableResult
     public func delete(key: [UInt8], in table: Table) throws -> Bool {
-        try txn.delete(table.dbi, key)
+        try txn.delete(try dbi(table), key)
     }
 
     /// Removes every entry of `table`.
     public func clear(_ table: Table) throws {
-        try txn.clear(table.dbi)
+        try txn.clear(try dbi(table))
     }
 
     /// Saves a checkpoint position in this transaction.

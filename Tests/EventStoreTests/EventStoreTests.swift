@@ -597,6 +597,48 @@ final class TransactionTally {
         #expect(throws: EventStoreError.self) { try store.table(named: "events") }
     }
 
+    /// LMDB calls a table handle its transaction does not know misuse (it was a trap here); a
+    /// handle of another store may even name a different table. Both are refused with an error.
+    @Test func aTableOpenedAfterTheTransactionBeganOrByAnotherStoreIsRefusedNotTrapped() throws {
+        let dir = TemporaryDirectory()
+        let other = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        defer { store.close() }
+        let otherStore = try EventStore(path: other.path)
+        defer { otherStore.close() }
+        let known = try store.table(named: "known")
+        try store.write { try $0.put([1], forKey: [1], in: known) }
+        let foreign = try otherStore.table(named: "known")
+        try otherStore.write { try $0.put([2], forKey: [1], in: foreign) }
+        /// The table an error names as unavailable, if it is that error.
+        func unavailable(_ error: EventStoreError?) -> String? {
+            if case let .tableUnavailable(table, _) = error { return table }
+            return nil
+        }
+        try store.read { txn in
+            let late = try store.table(named: "late")
+            #expect(
+                unavailable(#expect(throws: EventStoreError.self) { try txn.value(forKey: [1], in: late) }) == "late")
+            #expect(unavailable(#expect(throws: EventStoreError.self) { try txn.count(of: late) }) == "late")
+            #expect(
+                unavailable(#expect(throws: EventStoreError.self) { try txn.value(forKey: [1], in: foreign) })
+                    == "known")
+            #expect(try txn.value(forKey: [1], in: known) == [1])
+        }
+        #expect(
+            unavailable(
+                #expect(throws: EventStoreError.self) { try store.write { try $0.put([3], forKey: [1], in: foreign) } })
+                == "known")
+        // Opened before it, the late table is usable in the next transaction, and nothing was written.
+        let late = try store.table(named: "late")
+        try store.read { txn throws in
+            #expect(try txn.count(of: late) == 0)
+            #expect(try txn.value(forKey: [1], in: known) == [1])
+        }
+        #expect(try otherStore.read { try $0.value(forKey: [1], in: foreign) } == [2])
+        #expect(try store.tableUsage().contains { $0.name == "late" })
+    }
+
     @Test func emptyAndOverlongKeysAreAnsweredNotTrapped() throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
