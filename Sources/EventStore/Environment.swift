@@ -24,7 +24,9 @@ public struct StoreOptions: Sendable {
     /// transaction of one or two requests, before it sleeps (0: it sleeps at once). A client
     /// sending commands one after another finds the writer awake instead of waking it, which on a
     /// virtual machine costs about 15 µs a wake-up; under concurrent load transactions hold more
-    /// requests and the writer never watches. An idle store costs at most this much CPU once.
+    /// requests and the writer never watches. An idle store costs at most this much CPU once. A
+    /// process allowed only one CPU never watches (the watch would hold the core the next request
+    /// needs).
     public var writerWatch: Duration = .microseconds(250)
 
     /// Defaults suited to a host service: a 64 MiB starting map, growing up to 1 TiB.

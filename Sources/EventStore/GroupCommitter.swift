@@ -52,7 +52,8 @@ final class GroupCommitter: @unchecked Sendable {
         commitAlone: @escaping (Job) -> Result<AppendOutcome, Error>
     ) {
         self.maximumBatchSize = max(1, maximumBatchSize)
-        self.watch = watch
+        // On one core a watching writer would hold the core the next request needs to be made.
+        self.watch = Self.usableCores > 1 ? watch : .zero
         self.commitAlone = commitAlone
         self.commit = { jobs in
             do { return try commit(jobs) } catch {
@@ -124,6 +125,20 @@ final class GroupCommitter: @unchecked Sendable {
         let queued = submitWrite { outcome.finish(Result { try work() }) }
         guard queued else { throw EventStoreError.closed }
         return try outcome.wait().get()
+    }
+
+    /// The cores this process may run on: its affinity mask (`Cpus_allowed` in `/proc/self/status`,
+    /// which `taskset` and container CPU sets narrow; Foundation counts the machine's cores).
+    static var usableCores: Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let mask = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        {
+            let cores = mask.dropFirst("Cpus_allowed:".count).reduce(0) {
+                $0 + ($1.hexDigitValue ?? 0).nonzeroBitCount
+            }
+            if cores > 0 { return cores }
+        }
+        return ProcessInfo.processInfo.activeProcessorCount
     }
 
     /// Waits, awake, up to ``watch`` for a submission, returning at once if one is queued.
