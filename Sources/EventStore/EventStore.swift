@@ -271,6 +271,11 @@ public final class EventStore: @unchecked Sendable {
     /// end early and let them commit.
     public var appendsWaiting: Bool { committer.load.queued > 0 }
 
+    /// How long the writer keeps watching for the next request after a small transaction:
+    /// ``StoreOptions/writerWatch``, or zero when the thread that opened the store (whose CPU
+    /// affinity the writer inherits) may run on one CPU only.
+    public var writerWatch: Duration { committer.watch }
+
     /// Queues `body` to run in a write transaction of its own on the writer thread and returns at
     /// once, for writes nobody waits for (a snapshot): a failure is dropped, and nothing runs
     /// once the store is closed.

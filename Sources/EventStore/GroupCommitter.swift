@@ -33,8 +33,9 @@ final class GroupCommitter: @unchecked Sendable {
     private var transactions: UInt64 = 0
     private var requests: UInt64 = 0
     private let maximumBatchSize: Int
-    /// How long the writer watches for a request after a small transaction (see ``watchForWork()``).
-    private let watch: Duration
+    /// How long the writer watches for a request after a small transaction (see ``watchForWork()``):
+    /// zero when the writer may run on one core only.
+    let watch: Duration
     /// Bumped by every submission and by ``stop()``: what the watching writer reads, without the lock.
     private let submissions = Atomic<UInt64>(0)
     private let commit: ([Job]) -> [Result<AppendOutcome, Error>]
@@ -127,18 +128,28 @@ final class GroupCommitter: @unchecked Sendable {
         return try outcome.wait().get()
     }
 
-    /// The cores this process may run on: its affinity mask (`Cpus_allowed` in `/proc/self/status`,
-    /// which `taskset` and container CPU sets narrow; Foundation counts the machine's cores).
+    /// The cores the writer thread may run on: the affinity mask of the thread creating it, which
+    /// the writer inherits (`Cpus_allowed` in `/proc/thread-self/status`, which `taskset`,
+    /// `sched_setaffinity` and container CPU sets narrow; Foundation counts the machine's cores).
     static var usableCores: Int {
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-            let mask = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
-        {
-            let cores = mask.dropFirst("Cpus_allowed:".count).reduce(0) {
-                $0 + ($1.hexDigitValue ?? 0).nonzeroBitCount
+        for file in ["/proc/thread-self/status", "/proc/self/status"] {
+            if let status = try? String(contentsOfFile: file, encoding: .utf8),
+                let cores = allowedCores(inStatus: status)
+            {
+                return cores
             }
-            if cores > 0 { return cores }
         }
         return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// The number of CPUs the `Cpus_allowed` line of a `/proc/…/status` text allows (a hexadecimal
+    /// mask in comma-separated words of 32 bits), or nil without such a line or with an empty mask.
+    static func allowedCores(inStatus status: String) -> Int? {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) else {
+            return nil
+        }
+        let cores = line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + ($1.hexDigitValue ?? 0).nonzeroBitCount }
+        return cores > 0 ? cores : nil
     }
 
     /// Waits, awake, up to ``watch`` for a submission, returning at once if one is queued.

@@ -1,6 +1,7 @@
 import EventStore
 import Foundation
 import Hashing
+import Synchronization
 import TestSupport
 import Testing
 
@@ -858,10 +859,75 @@ final class TransactionTally {
         #expect(try reopened.read { try $0.value(forKey: Array("n".utf8), in: jobs) } == [19])
     }
 
+    /// A store opened on a thread allowed one CPU keeps no watch: its writer thread inherits that
+    /// affinity, and watching would hold the one core the next request needs. Opened on a thread
+    /// allowed more, it keeps the option's watch.
+    @Test func aStoreOpenedOnAThreadAllowedOneCPUKeepsNoWatch() async throws {
+        let dir = TemporaryDirectory()
+        let options = {
+            var options = StoreOptions()
+            options.writerWatch = .microseconds(300)
+            return options
+        }()
+        let narrowed = try onAThreadAllowedOneCPU { try EventStore(path: dir.path, options: options) }
+        #expect(narrowed.writerWatch == .zero)
+        let receipt = try await narrowed.append(appendRequest("acme:s")).receipt
+        #expect(receipt?.events.map(\.position) == [1])
+        narrowed.close()
+
+        let reopened = try EventStore(path: dir.path, options: options)
+        defer { reopened.close() }
+        #expect(reopened.writerWatch == (cpusAllowedThisThread() > 1 ? .microseconds(300) : .zero))
+    }
+
     @Test func aJobAfterCloseIsRefused() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
         store.close()
         await #expect(throws: EventStoreError.self) { try await store.perform { _ in 1 } }
     }
+}
+
+/// `sched_getaffinity` or `sched_setaffinity`, which Swift's Glibc module leaves out (they need
+/// `_GNU_SOURCE`), looked up in the C library.
+private typealias AffinityCall = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> Int32
+
+/// Calls `name` (`sched_getaffinity` or `sched_setaffinity`) for the calling thread on `set`.
+private func affinity(_ name: String, _ set: inout cpu_set_t) -> Bool {
+    guard let symbol = dlsym(nil, name) else { return false }
+    let call = unsafeBitCast(symbol, to: AffinityCall.self)
+    return withUnsafeMutableBytes(of: &set) { call(0, $0.count, $0.baseAddress!) } == 0
+}
+
+/// The CPUs the calling thread may run on.
+private func cpusAllowedThisThread() -> Int {
+    var set = cpu_set_t()
+    guard affinity("sched_getaffinity", &set) else { return 0 }
+    return withUnsafeBytes(of: set) { bytes in bytes.reduce(0) { $0 + $1.nonzeroBitCount } }
+}
+
+/// Runs `body` on a thread of its own whose affinity is narrowed to the first CPU it was allowed,
+/// and returns what it returns.
+private func onAThreadAllowedOneCPU<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+    let result = Mutex<Result<T, Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        defer { done.signal() }
+        var set = cpu_set_t()
+        let narrowed =
+            affinity("sched_getaffinity", &set)
+            && withUnsafeMutableBytes(of: &set) { bytes in
+                guard let index = bytes.firstIndex(where: { $0 != 0 }) else { return false }
+                let lowest = bytes[index] & (0 &- bytes[index])
+                for other in bytes.indices { bytes[other] = 0 }
+                bytes[index] = lowest
+                return true
+            }
+            && affinity("sched_setaffinity", &set)
+        let outcome = narrowed ? Result { try body() } : .failure(POSIXError(.EINVAL))
+        result.withLock { $0 = outcome }
+    }
+    thread.start()
+    done.wait()
+    return try result.withLock { $0 }!.get()
 }
