@@ -201,3 +201,70 @@ public struct SortedRows: Sendable {
         return (bytes[start..<ends[2 * index]], bytes[ends[2 * index]..<ends[2 * index + 1]])
     }
 }
+
+/// Byte strings packed back to back in one buffer, to be put in byte order at once. Each sorts by
+/// its first 16 bytes read as two big-endian integers (zero-padded, so a string sorts before the
+/// longer ones it begins), its bytes compared only where those agree, equal strings in the order
+/// they came. An array of arrays sorted by their bytes reached two arrays a comparison (retaining
+/// and releasing each): 7% of the `segments` rebuild's CPU.
+struct PackedKeys {
+    private(set) var bytes: [UInt8] = []
+    private var ends: [Int] = []
+    private var heads: [(UInt64, UInt64)] = []
+
+    /// No strings yet, with room for `count` of them.
+    init(reservingCapacity count: Int) {
+        ends.reserveCapacity(count)
+        heads.reserveCapacity(count)
+    }
+
+    /// How many strings there are.
+    var count: Int { ends.count }
+
+    /// Adds a string.
+    mutating func append(_ key: some Collection<UInt8>) {
+        var head: (UInt64, UInt64) = (0, 0)
+        for (at, byte) in key.prefix(16).enumerated() {
+            if at < 8 {
+                head.0 |= UInt64(byte) << UInt64(56 - 8 * at)
+            } else {
+                head.1 |= UInt64(byte) << UInt64(120 - 8 * at)
+            }
+        }
+        bytes.append(contentsOf: key)
+        ends.append(bytes.count)
+        heads.append(head)
+    }
+
+    /// Where string `index` lies in ``bytes``.
+    func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : ends[index - 1])..<ends[index] }
+
+    /// String `index`, as an array of its own.
+    func key(_ index: Int) -> [UInt8] { Array(bytes[range(index)]) }
+
+    /// Whether strings `a` and `b` hold the same bytes.
+    func same(_ a: Int, _ b: Int) -> Bool {
+        heads[a] == heads[b] && bytes[range(a)].elementsEqual(bytes[range(b)])
+    }
+
+    /// The strings' indexes in their byte order, equal strings in the order they were added.
+    func sortedIndices() -> [Int] {
+        var order = Array(ends.indices)
+        bytes.withUnsafeBytes { bytes in
+            ends.withUnsafeBufferPointer { ends in
+                heads.withUnsafeBufferPointer { heads in
+                    func string(_ index: Int) -> UnsafeRawBufferPointer {
+                        UnsafeRawBufferPointer(rebasing: bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]])
+                    }
+                    order.sort { a, b in
+                        let (x, y) = (heads[a], heads[b])
+                        if x != y { return x < y }
+                        let order = ByteOrder.compare(string(a), string(b))
+                        return order != 0 ? order < 0 : a < b
+                    }
+                }
+            }
+        }
+        return order
+    }
+}

@@ -241,7 +241,7 @@ public struct SegmentMembership: PartialApply {
                 }
             }
         case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
-            guard let contactId = event.payloadMember("contactId")?.stringValue else { return nil }
+            guard let contactId = Self.contactId(of: event) else { return nil }
             let erased = event.envelope.type == ContactEvent.Kind.erased.rawValue
             if erased {
                 try table.delete(Key.make(["c", tenant, contactId]))
@@ -264,6 +264,23 @@ public struct SegmentMembership: PartialApply {
         }
         try updateEarliest(tenant, table)
         return nil
+    }
+
+    /// The contact a contact event is about, here and in the rebuild's fold. A contact's stream is
+    /// `tenant:contactId`, so the id is read from the envelope's stream id, which the log reader
+    /// has made already; the payload's `contactId` is read only for a stream named otherwise.
+    /// (Scanning every payload for it was 6.6% of the `segments` rebuild's CPU.)
+    static func contactId(of event: ProjectedEvent) -> String? {
+        let envelope = event.envelope
+        let stream = envelope.streamId.utf8
+        let tenant = envelope.tenant.utf8
+        if stream.count > tenant.count + 1, stream.starts(with: tenant) {
+            let colon = stream.index(stream.startIndex, offsetBy: tenant.count)
+            if stream[colon] == UInt8(ascii: ":") {
+                return String(decoding: stream[stream.index(after: colon)...], as: UTF8.self)
+            }
+        }
+        return event.payloadMember("contactId")?.stringValue
     }
 
     /// Re-evaluates exactly the tenant's memberships due by `now`, each at `now`, in key order from

@@ -70,7 +70,7 @@ final class MembershipFold: RebuildFold {
             tenants[envelope.tenant, default: Tenant()].segments[id] = SegmentEntry(
                 bytes: after.snapshot.bytes, state: after, lastChange: trigger)
         case ContactEvent.Kind.upserted.rawValue, ContactEvent.Kind.erased.rawValue:
-            guard let contactId = event.payloadMember("contactId")?.stringValue else { return }
+            guard let contactId = SegmentMembership.contactId(of: event) else { return }
             tenants[envelope.tenant, default: Tenant()].contacts[contactId] = (
                 trigger, envelope.type == ContactEvent.Kind.erased.rawValue
             )
@@ -214,9 +214,7 @@ final class MembershipFold: RebuildFold {
     func outcome(_ name: String, _ personalData: PersonalDataReader) throws -> Outcome {
         let tenant = tenants[name]!
         var outcome = Outcome(tenant: Array(name.utf8))
-        // One pass over the contacts (a dictionary's `filter` would hash each kept key again).
-        let live = tenant.contacts.compactMap { $0.value.erased ? nil : (id: Array($0.key.utf8), last: $0.value.last) }
-            .sorted { Self.precedes($0.id, $1.id) }
+        let live = Self.live(tenant.contacts)
         outcome.contacts = live.map(\.id)
         let active = tenant.segments.filter { $0.value.state.status == .active }
             .sorted { Self.precedes(Array($0.key.utf8), Array($1.key.utf8)) }
@@ -288,6 +286,19 @@ final class MembershipFold: RebuildFold {
         }
         outcome.members = Array(zip(ids, members))
         return outcome
+    }
+
+    /// The contacts not erased, in id byte order, each with its last event.
+    static func live(_ contacts: [String: (last: Trigger, erased: Bool)]) -> [(id: [UInt8], last: Trigger)] {
+        var ids = PackedKeys(reservingCapacity: contacts.count)
+        var lasts = [Trigger]()
+        lasts.reserveCapacity(contacts.count)
+        // One pass over the contacts (a dictionary's `filter` would hash each kept key again).
+        for (id, entry) in contacts where !entry.erased {
+            ids.append(id.utf8)
+            lasts.append(entry.last)
+        }
+        return ids.sortedIndices().map { (ids.key($0), lasts[$0]) }
     }
 
     /// A time as the projection's keys hold it: whole milliseconds since 1970.

@@ -369,4 +369,65 @@ import Testing
         let doubled = try #require(try store.read { try $0.event(at: 4) })
         #expect(ProjectedEvent(doubled).payloadMember("contactId") == nil)
     }
+
+    /// The rebuild's byte-string sort: by the strings' bytes, a string before the longer ones it
+    /// begins, equal strings in the order they came; over strings up to 40 bytes of an alphabet
+    /// with 0x00 and 0xFF, many sharing their first 16 bytes or more (where it compares the rest).
+    @Test func packedKeysSortAsTheirBytesDoAndKeepEqualOnesInTheirOrder() {
+        var random = SplitMix(state: 13)
+        let alphabet: [UInt8] = [0x00, 0x01, 0x61, 0x62, 0xFF]
+        var strings = [[UInt8]]()
+        for _ in 0..<3_000 {
+            switch random.next() % 4 {
+            case 0 where !strings.isEmpty:
+                strings.append(strings[Int(random.next() % UInt64(strings.count))])
+            case 1 where !strings.isEmpty:
+                let base = strings[Int(random.next() % UInt64(strings.count))]
+                strings.append(base + (0..<random.next() % 4).map { _ in alphabet[Int(random.next() % 5)] })
+            default:
+                strings.append((0..<random.next() % 41).map { _ in alphabet[Int(random.next() % 5)] })
+            }
+        }
+        var keys = PackedKeys(reservingCapacity: strings.count)
+        for string in strings { keys.append(string) }
+        let expected = strings.indices.sorted { a, b in
+            strings[a] != strings[b] ? strings[a].lexicographicallyPrecedes(strings[b]) : a < b
+        }
+        let sorted = keys.sortedIndices()
+        let difference = zip(sorted, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(
+            sorted.count == expected.count && difference == nil,
+            "first out of place at \(String(describing: difference))")
+        #expect(keys.count == strings.count)
+        for index in strings.indices.prefix(200) {
+            #expect(keys.key(index) == strings[index])
+            let other = Int(random.next() % UInt64(strings.count))
+            #expect(keys.same(index, other) == (strings[index] == strings[other]))
+        }
+        #expect(PackedKeys(reservingCapacity: 0).sortedIndices().isEmpty)
+    }
+
+    /// A contact event's contact is its stream's (`tenant:contactId`), for the live projection and
+    /// the rebuild alike; the payload names it only for a stream named otherwise.
+    @Test func aContactEventsContactIsNamedByItsStream() async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let payload = Array(#"{"commitment":"ab","contactId":"from_payload","fields":[]}"#.utf8)
+        let streams: [(tenant: String, stream: String, expected: String)] = [
+            ("acme", "acme:ctc_1", "ctc_1"),
+            ("acme", "acme:ctc:with:colons", "ctc:with:colons"),
+            ("acme", "acme:ctc_ünïcode_longer_than_sixteen", "ctc_ünïcode_longer_than_sixteen"),
+            ("acme", "acme2:ctc_1", "from_payload"),
+            ("acme", "acme:", "from_payload"),
+            ("acme", "acmeXctc_1", "from_payload"),
+            ("ac", "acme:ctc_1", "from_payload"),
+        ]
+        for entry in streams {
+            try await Self.appendRaw(
+                store, "contact.upserted", tenant: entry.tenant, stream: entry.stream, payload: payload)
+        }
+        let stored = try store.read { try $0.events(from: 1, limit: .max, hashes: false) }
+        #expect(stored.map { SegmentMembership.contactId(of: ProjectedEvent($0)) } == streams.map(\.expected))
+    }
 }
