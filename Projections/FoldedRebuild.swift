@@ -208,7 +208,7 @@ public struct SortedRows: Sendable {
 /// they came. An array of arrays sorted by their bytes reached two arrays a comparison (retaining
 /// and releasing each): 7% of the `segments` rebuild's CPU.
 struct PackedKeys {
-    private(set) var bytes: [UInt8] = []
+    private var bytes: [UInt8] = []
     private var ends: [Int] = []
     private var heads: [(UInt64, UInt64)] = []
 
@@ -217,9 +217,6 @@ struct PackedKeys {
         ends.reserveCapacity(count)
         heads.reserveCapacity(count)
     }
-
-    /// How many strings there are.
-    var count: Int { ends.count }
 
     /// Adds a string.
     mutating func append(_ key: some Collection<UInt8>) {
@@ -236,16 +233,8 @@ struct PackedKeys {
         heads.append(head)
     }
 
-    /// Where string `index` lies in ``bytes``.
-    func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : ends[index - 1])..<ends[index] }
-
     /// String `index`, as an array of its own.
-    func key(_ index: Int) -> [UInt8] { Array(bytes[range(index)]) }
-
-    /// Whether strings `a` and `b` hold the same bytes.
-    func same(_ a: Int, _ b: Int) -> Bool {
-        heads[a] == heads[b] && bytes[range(a)].elementsEqual(bytes[range(b)])
-    }
+    func key(_ index: Int) -> [UInt8] { Array(bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]) }
 
     /// The strings' indexes in their byte order, equal strings in the order they were added.
     func sortedIndices() -> [Int] {
