@@ -3,17 +3,17 @@ import EventStore
 import Foundation
 
 extension AuditIndex: FoldedRebuild {
-    /// A fold that keeps about 28 bytes an event and makes each of the event's three keys only as
-    /// it is written (three million keys would not fit the rebuild's memory budget as bytes).
+    /// A fold that keeps about 24 bytes an event and makes each of the event's two keys only as it
+    /// is written (two million keys would not fit the rebuild's memory budget as bytes).
     public func makeFold() -> any RebuildFold { AuditFold() }
-    /// True: the fold keeps about 28 bytes an event and every stream's key prefix.
+    /// True: the fold keeps about 24 bytes an event.
     public var foldIsLarge: Bool { true }
-    /// False: the fold reads each event's envelope (position, time, tenant, actor, stream) alone.
+    /// False: the fold reads each event's envelope (position, time, tenant, actor) alone.
     public var foldReadsPayloads: Bool { false }
 }
 
-/// The audit index's rebuild: per event, its position, its time and which actor, stream and tenant
-/// prefix it names, by number. The keys' order follows from those alone: a family's prefixes are
+/// The audit index's rebuild: per event, its position, its time and which actor and tenant prefix
+/// it names, by number. The keys' order follows from those alone: a family's prefixes are
 /// ranked once by their bytes, and within one prefix the keys follow position (or time, then
 /// position), because what follows a prefix is big-endian numbers.
 final class AuditFold: RebuildFold {
@@ -30,17 +30,14 @@ final class AuditFold: RebuildFold {
         var positions: [UInt64] = []
         var times: [UInt64] = []
         var actors = Prefixes()
-        var streams = Prefixes()
         var tenants = Prefixes()
         var actorOf: [UInt32] = []
-        var streamOf: [UInt32] = []
         var tenantOf: [UInt32] = []
         var scratch: [UInt8] = []
         /// Each family's last prefix, by the strings it was made from: consecutive events of one
-        /// command share their tenant, actor and stream (the log reader hands them the same strings,
-        /// which compare at once).
+        /// command share their tenant and actor (the log reader hands them the same strings, which
+        /// compare at once).
         var lastActor: Last?
-        var lastStream: Last?
         var lastTenant: Last?
 
         /// Records one event: no key is made here.
@@ -49,8 +46,6 @@ final class AuditFold: RebuildFold {
             positions.append(e.position)
             times.append(Key.milliseconds(e.occurredAt))
             actorOf.append(Self.number(&actors, .actor, e.tenant, e.actor, last: &lastActor, scratch: &scratch))
-            streamOf.append(
-                Self.number(&streams, .stream, e.tenant, e.streamId, last: &lastStream, scratch: &scratch))
             tenantOf.append(Self.number(&tenants, .time, e.tenant, nil, last: &lastTenant, scratch: &scratch))
         }
 
@@ -80,7 +75,7 @@ final class AuditFold: RebuildFold {
         try recorded.record(event.envelope)
     }
 
-    /// The actor keys, then the stream keys, then the time keys, each family in key order.
+    /// The actor keys, then the time keys, each family in key order.
     func rows(_: PersonalDataReader) throws -> SortedRows {
         let all = recorded
         recorded = Recorded()
@@ -88,10 +83,9 @@ final class AuditFold: RebuildFold {
             positions: all.positions, times: all.times,
             families: [
                 Self.family(.actor, all.actors, all.actorOf, all),
-                Self.family(.stream, all.streams, all.streamOf, all),
                 Self.family(.time, all.tenants, all.tenantOf, all),
             ])
-        return SortedRows(count: 3 * keys.positions.count) { rows, bytes, ends in
+        return SortedRows(count: 2 * keys.positions.count) { rows, bytes, ends in
             keys.keys(rows, into: &bytes, ends: &ends)
         }
     }
@@ -140,7 +134,7 @@ final class AuditFold: RebuildFold {
 
     /// Distinct key prefixes of one family, numbered in the order they first appear: packed back to
     /// back in one buffer and found through an open-addressing table of numbers, so a prefix costs
-    /// its bytes and about 16 more (a demo-shaped log of a million events names 685,000 streams).
+    /// its bytes and about 16 more (a host may name an actor a user, hundreds of thousands of them).
     struct Prefixes: Sendable {
         private var bytes: [UInt8] = []
         /// Where prefix `n` ends in `bytes`.

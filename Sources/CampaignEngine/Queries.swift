@@ -187,36 +187,73 @@ extension CampaignEngine {
             }
 
         case let .auditHistory(streamId, actor, from, to, page):
-            try await projections.catchUpOnWriter("audit")
             let fromBound = Key.readU64(Key.time(from ?? Date(timeIntervalSince1970: 0)))
             let toBound = Key.readU64(Key.time(to ?? .distantFuture))
+            /// The event as the trail shows it when it is the tenant's and within the filters.
+            func item(_ event: RecordedEvent) -> JSON? {
+                let millis = Key.readU64(Key.time(event.occurredAt))
+                guard event.tenant == tenant, millis >= fromBound, millis <= toBound,
+                    actor == nil || event.actor == actor
+                else { return nil }
+                return CampaignEngine.auditJSON(event)
+            }
+            let context = CursorCodec.context(
+                tenant, query.name, [streamId, actor, from.map(Timestamp.format), to.map(Timestamp.format)])
+            if let streamId {
+                // By stream: the log's own stream index, always current (no catch-up to wait for).
+                let stream = streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId)
+                return try store.read { txn in
+                    let (items, next) = try self.streamPage(txn, stream, of: tenant, page: page, context: context, item)
+                    return Self.listData(items, next)
+                }
+            }
+            try await projections.catchUpOnWriter("audit")
             return try store.read { txn in
                 try projections.read("audit", in: txn) { reader in
-                    let prefix: [UInt8]
-                    if let streamId {
-                        prefix = Key.prefix([
-                            "s", tenant, streamId.contains(":") ? streamId : CampaignEngine.streamId(tenant, streamId),
-                        ])
-                    } else if let actor {
-                        prefix = Key.prefix(["a", tenant, actor])
-                    } else {
-                        prefix = Key.prefix(["t", tenant])
-                    }
-                    let context = CursorCodec.context(
-                        tenant, query.name, [streamId, actor, from.map(Timestamp.format), to.map(Timestamp.format)])
+                    let prefix = actor.map { AuditIndex.actorPrefix(tenant, $0) } ?? AuditIndex.timePrefix(tenant)
                     let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
-                        guard let event = try txn.event(at: Key.readU64(key.suffix(8))), event.tenant == tenant else {
-                            return nil
-                        }
-                        let millis = Key.readU64(Key.time(event.occurredAt))
-                        guard millis >= fromBound, millis <= toBound, actor == nil || event.actor == actor else {
-                            return nil
-                        }
-                        return CampaignEngine.auditJSON(event)
+                        try txn.event(at: Key.readU64(key.suffix(8))).flatMap(item)
                     }
                     return Self.listData(items, next)
                 }
             }
+        }
+    }
+
+    /// Reads up to `page.limit` events of `streamId` after the cursor, keeping those `select` turns
+    /// into an item, through the log's stream index; `tenant` asks. A cursor holds the position of the last event
+    /// looked at (as the audit index's stream keys did before version 2, so a cursor issued then
+    /// still reads on), sealed and bound to `context`.
+    func streamPage(
+        _ txn: ReadTransaction, _ streamId: String, of tenant: String, page: Query.Page, context: [UInt8],
+        _ select: (RecordedEvent) throws -> JSON?
+    ) throws -> (items: [JSON], next: String?) {
+        // A name the log cannot hold has no events; a name in another tenant's namespace
+        // (`other:…`, where the engine writes only that tenant's events) is not read at all.
+        let namespace = streamId.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !streamId.isEmpty, streamId.utf8.count <= 400, !streamId.utf8.contains(0),
+            namespace.count < 2 || namespace[0] == tenant || !Principal.isValidTenant(String(namespace[0]))
+        else { return ([], nil) }
+        var version: UInt64 = 1
+        if let cursor = page.cursor {
+            let after = try cursors.decode(cursor, context: context)
+            guard after.count == 8, let event = try txn.event(at: Key.readU64(after[...])), event.streamId == streamId
+            else { throw CursorCodec.invalid }
+            version = event.streamVersion + 1
+        }
+        var items = [JSON]()
+        var last: UInt64?
+        while true {
+            let events = try txn.streamEvents(streamId, from: version, limit: max(page.limit, 64))
+            for event in events {
+                if items.count == page.limit {
+                    return (items, last.map { cursors.encode(Key.u64($0), context: context) })
+                }
+                last = event.position
+                if let item = try select(event) { items.append(item) }
+            }
+            guard let final = events.last, events.count == max(page.limit, 64) else { return (items, nil) }
+            version = final.streamVersion + 1
         }
     }
 

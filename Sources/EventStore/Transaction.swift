@@ -288,6 +288,12 @@ public class ReadTransaction {
         try store.log.streamVersion(streamId, in: txn)
     }
 
+    /// Up to `limit` events of a stream from `version` on, as this transaction sees them (through
+    /// the stream index, as ``EventStore/readStream(_:from:backward:limit:hashes:)`` reads them).
+    public func streamEvents(_ streamId: String, from version: UInt64, limit: Int) throws -> [RecordedEvent] {
+        try store.log.streamEvents(streamId, from: version, backward: false, limit: limit, in: txn)
+    }
+
     /// The event at a global position, or nil.
     public func event(at position: UInt64) throws -> RecordedEvent? {
         try store.log.event(at: position, in: txn)

@@ -234,7 +234,7 @@ import Testing
         _ = try runner.catchUp()
         let report = try runner.verify("audit")
         #expect(report.matches, "\(report.differenceCount) differences, first: \(report.differences.prefix(3))")
-        #expect(report.entries == 1_800)
+        #expect(report.entries == 1_200)
 
         let rows = {
             try runner.read("audit") { reader in

@@ -178,6 +178,63 @@ import Testing
         #expect(entry?["requestId"]?.stringValue == "req_bob" && entry?["type"]?.stringValue == "campaign.updated")
         #expect(entry?["occurredAt"]?.stringValue == "2026-11-21T11:00:00Z" && entry?["hash"]?.stringValue?.count == 64)
     }
+
+    /// By stream the trail is read through the log's stream index: pages follow each other through
+    /// their cursors to the stream's last event with no event twice, filters keep their meaning, a
+    /// cursor serves only the stream and filters it was issued for, and a stream in another tenant's
+    /// namespace reads as empty.
+    @Test func auditHistoryByStreamPagesThroughTheStreamIndex() async throws {
+        let t = try TestEngine()
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Name","channel":"email"}"#).code == nil)
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"Other","channel":"email"}"#).code == nil)
+        for n in 1...150 {
+            t.clock.advance(by: 60)
+            let answer = await t.command(
+                "campaign.update", #"{"campaignId":"cmp_1","name":"Name \#(n)"}"#,
+                as: principal(subject: n % 3 == 0 ? "carol" : "u_1"), requestId: "r\(n)")
+            #expect(answer.code == nil)
+        }
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Secret","channel":"email"}"#, as: admin("globex"))
+        func page(_ params: String, tenant: String = "acme") async -> (positions: [Int], next: String?, code: String?) {
+            let answer = await t.query("audit.history", params, as: admin(tenant))
+            let items = answer.data?["items"]?.arrayValue ?? []
+            return (
+                items.compactMap { $0["position"]?.integerValue }, answer.data?["nextCursor"]?.stringValue, answer.code
+            )
+        }
+        func all(_ filters: String, limit: Int) async -> [Int] {
+            var positions = [Int]()
+            var cursor: String?
+            repeat {
+                let extra = cursor.map { #","cursor":"\#($0)""# } ?? ""
+                let got = await page(#"{"streamId":"cmp_1","limit":\#(limit)\#(filters)\#(extra)}"#)
+                #expect(got.code == nil && got.positions.count <= limit)
+                positions += got.positions
+                cursor = got.next
+            } while cursor != nil
+            return positions
+        }
+        let stream = [1] + Array(3...152)
+        #expect(await all("", limit: 7) == stream)
+        #expect(await all("", limit: 151) == stream)
+        #expect(await all("", limit: 500) == stream)
+        #expect(await all(#","actor":"carol""#, limit: 4) == stream.filter { $0 >= 3 && ($0 - 2) % 3 == 0 })
+        // Updates n = 50…60 happened at 50…60 minutes after the first.
+        #expect(await all(#","from":"2026-11-21T10:50:00Z","to":"2026-11-21T11:00:00Z""#, limit: 3) == Array(52...62))
+        // The name with its tenant reads the same stream; another tenant's namespace reads empty.
+        #expect(await page(#"{"streamId":"acme:cmp_1","limit":500}"#).positions == stream)
+        #expect(await page(#"{"streamId":"acme:cmp_1"}"#, tenant: "globex").positions.isEmpty)
+        #expect(await page(#"{"streamId":"cmp_1"}"#, tenant: "globex").positions == [153])
+        // A cursor is bound to its stream and filters.
+        let first = await page(#"{"streamId":"cmp_1","limit":2}"#)
+        let cursor = try #require(first.next)
+        #expect(await page(#"{"streamId":"cmp_1","limit":2,"cursor":"\#(cursor)"}"#).positions == [4, 5])
+        #expect(await page(#"{"streamId":"cmp_2","limit":2,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        #expect(await page(#"{"limit":2,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+    }
 }
 
 @Suite(.serialized) struct ProjectionRunnerTests {
