@@ -22,6 +22,10 @@ public protocol FoldedRebuild: Projection {
     /// Whether the fold reads events' payloads: false for a fold of envelopes alone, whose events
     /// then come with empty payloads when no fold of its pass reads them. True by default.
     var foldReadsPayloads: Bool { get }
+    /// How costly the fold is beside the other small folds, roughly (1 by default): on several
+    /// lanes a rebuild starts the costliest small folds first, so that the last pass to finish is
+    /// a short one and the lanes end together.
+    var foldWeight: Int { get }
 }
 
 extension FoldedRebuild {
@@ -29,6 +33,8 @@ extension FoldedRebuild {
     public var foldIsLarge: Bool { false }
     /// True: the fold reads payloads.
     public var foldReadsPayloads: Bool { true }
+    /// 1: as costly as most small folds.
+    public var foldWeight: Int { 1 }
 }
 
 /// The in-memory state of a ``FoldedRebuild`` projection's rebuild.

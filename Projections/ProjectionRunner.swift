@@ -549,33 +549,37 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// that fold is done.
     ///
     /// The folds go to at most `lanes` threads, which run at once, in passes over the log
-    /// (``passes(_:count:)``): a large fold (``FoldedRebuild/foldIsLarge``) has a pass of its own,
-    /// and the small folds of a lane share one. A pass reads the log in read transactions of 4,096
-    /// positions, decodes only the events of the types its folds read (``Projection/eventTypes``),
-    /// each once, and hands each to the folds that read its type. A lane delivers a pass's rows
-    /// before it starts the next, so it holds at most one large fold at a time (the folds of one
-    /// pass over the log for all six held 230 MiB at once on the demo-shaped log); on two lanes or
-    /// more, two large folds may run at once, one a lane.
+    /// (``passes(_:weights:count:)``): a large fold (``FoldedRebuild/foldIsLarge``) has a pass of its own,
+    /// and so has each small fold when there are several lanes (on one lane the small folds share
+    /// a pass). A lane takes the next pass not yet taken, large ones first, whenever it is free, so
+    /// the lane whose large fold finishes first takes the small folds while the other still folds
+    /// (dealt to lanes in advance, a lane could be left idle for the last third of a rebuild). A
+    /// pass reads the log in read transactions of 4,096 positions, decodes only the events of the
+    /// types its folds read (``Projection/eventTypes``), each once, and hands each to the folds that
+    /// read its type. A lane delivers a pass's rows before it takes the next, so it holds at most
+    /// one large fold at a time (the folds of one pass over the log for all six held 230 MiB at
+    /// once on the demo-shaped log); on two lanes or more, two large folds may run at once, one a
+    /// lane.
     func fold(
         _ projections: [any FoldedRebuild], lanes: Int,
         deliver: @escaping @Sendable (_ index: Int, _ rows: SortedRows, _ through: UInt64) throws -> Void
     ) throws {
         guard !projections.isEmpty else { return }
         let head = try store.read { try $0.headPosition() }
-        let failure = LaneFailure()
-        let plan = Self.passes(projections.map(\.foldIsLarge), count: lanes)
-        DispatchQueue.concurrentPerform(iterations: plan.count) { lane in
-            for pass in plan[lane] {
+        let passes = Self.passes(projections.map(\.foldIsLarge), weights: projections.map(\.foldWeight), count: lanes)
+        let queue = PassQueue(count: passes.count)
+        DispatchQueue.concurrentPerform(iterations: min(max(1, lanes), passes.count)) { _ in
+            while let next = queue.take() {
+                let pass = passes[next]
                 do {
                     try fold(pass.map { projections[$0] }, through: head) { try deliver(pass[$0], $1, $2) }
                 } catch {
-                    failure.record(error)
+                    queue.fail(error)
                     return
                 }
-                if failure.happened { return }
             }
         }
-        try failure.rethrow()
+        try queue.rethrow()
     }
 
     /// Hands the allocator's free memory back to the system. glibc keeps a freed block in its
@@ -589,25 +593,16 @@ public final class ProjectionRunner: @unchecked Sendable {
         #endif
     }
 
-    /// Each lane's passes over the log, in order, each pass the projections (by index) it folds.
-    /// Large folds are dealt round-robin to the lanes, one pass each. The small ones are dealt
-    /// round-robin too, one shared pass per lane that gets any: to the lanes with no large fold
-    /// when there are some, else to every lane, the ones dealt fewer large folds first. (On the
-    /// demo-shaped log, two lanes and the two large folds, the four small folds sharing the audit
-    /// lane left the segments lane idle for about a sixth of the rebuild.)
-    static func passes(_ large: [Bool], count: Int) -> [[[Int]]] {
+    /// The passes over the log, in the order lanes take them, each the projections (by index) it
+    /// folds: each large fold alone, in the order given, then each small fold alone, the heaviest
+    /// first (``FoldedRebuild/foldWeight``; equal ones in the order given), or, on one lane, the
+    /// small folds together (one pass reads the log once for all of them).
+    static func passes(_ large: [Bool], weights: [Int], count: Int) -> [[Int]] {
         let big = large.indices.filter { large[$0] }
         let small = large.indices.filter { !large[$0] }
-        let lanes = max(1, min(count, big.count + small.count))
-        var plan = Array(repeating: [[Int]](), count: lanes)
-        for (n, index) in big.enumerated() { plan[n % lanes].append([index]) }
-        let free = Array(big.count..<max(big.count, lanes))
-        // Without a free lane, dealing starts after the last lane dealt a large fold.
-        let takers = !free.isEmpty ? free : (0..<lanes).map { (big.count + $0) % lanes }
-        var shares = Array(repeating: [Int](), count: takers.count)
-        for (n, index) in small.enumerated() { shares[n % takers.count].append(index) }
-        for (lane, share) in zip(takers, shares) where !share.isEmpty { plan[lane].append(share) }
-        return plan.filter { !$0.isEmpty }
+        guard count > 1 else { return big.map { [$0] } + (small.isEmpty ? [] : [small]) }
+        let heaviestFirst = small.sorted { weights[$0] != weights[$1] ? weights[$0] > weights[$1] : $0 < $1 }
+        return (big + heaviestFirst).map { [$0] }
     }
 
     /// Folds the log up to `head` into the folds of some projections in one pass, then hands each
@@ -657,16 +652,26 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
     }
 
-    /// The first error of any lane of ``fold(_:lanes:deliver:)``; the other lanes stop after their
-    /// current fold.
-    ///
-    /// Invariant that makes `@unchecked Sendable` safe: `error` is read and written under `lock`.
-    private final class LaneFailure: @unchecked Sendable {
+    /// The passes of ``fold(_:lanes:deliver:)`` not yet taken, and the first error of any lane:
+    /// after one, no lane takes another pass.
+    private final class PassQueue: @unchecked Sendable {
         private let lock = NSLock()
+        private let count: Int
+        private var taken = 0
         private var error: (any Error)?
 
-        func record(_ failure: any Error) { lock.withLock { error = error ?? failure } }
-        var happened: Bool { lock.withLock { error != nil } }
+        init(count: Int) { self.count = count }
+
+        /// The index of the next pass, or nil when none is left or a lane failed.
+        func take() -> Int? {
+            lock.withLock {
+                guard error == nil, taken < count else { return nil }
+                taken += 1
+                return taken - 1
+            }
+        }
+
+        func fail(_ failure: any Error) { lock.withLock { error = error ?? failure } }
         func rethrow() throws { if let error = lock.withLock({ error }) { throw error } }
     }
 

@@ -167,20 +167,24 @@ import Testing
         #expect(try members("acme", "seg_not_fr") == ["ctc_a", "ctc_c"])
     }
 
-    /// The lanes' passes: large folds one a pass, round-robin; small ones share a pass per lane,
-    /// on the lanes without a large fold when there are some, else spread over every lane.
-    @Test func theRebuildsPassesSpreadSmallFoldsOverTheLanes() {
-        // The standard six: board, schedule, publishing, experiments small; segments, audit large.
+    /// The rebuild's passes, in the order lanes take them: large folds one a pass, in the order
+    /// given; on several lanes each small fold a pass, the heaviest first; on one lane the small
+    /// folds share a pass.
+    @Test func theRebuildsPassesPutLargeFoldsFirstAndTheHeaviestSmallOnesNext() {
+        // The standard six: board, schedule, publishing, experiments (weight 2) small; segments, audit large.
         let six = [false, false, false, false, true, true]
-        #expect(ProjectionRunner.passes(six, count: 1) == [[[4], [5], [0, 1, 2, 3]]])
-        #expect(ProjectionRunner.passes(six, count: 2) == [[[4], [0, 2]], [[5], [1, 3]]])
-        #expect(ProjectionRunner.passes(six, count: 3) == [[[4]], [[5]], [[0, 1, 2, 3]]])
-        #expect(ProjectionRunner.passes(six, count: 4) == [[[4]], [[5]], [[0, 2]], [[1, 3]]])
-        // Three large folds on two lanes: the second lane, dealt one, takes the first small share.
+        let weights = CampaignEngine.standardProjections().compactMap { ($0 as? any FoldedRebuild)?.foldWeight }
+        #expect(weights == [1, 1, 1, 2, 1, 1])
+        #expect(ProjectionRunner.passes(six, weights: weights, count: 1) == [[4], [5], [0, 1, 2, 3]])
+        #expect(ProjectionRunner.passes(six, weights: weights, count: 2) == [[4], [5], [3], [0], [1], [2]])
+        #expect(ProjectionRunner.passes(six, weights: weights, count: 8) == [[4], [5], [3], [0], [1], [2]])
         #expect(
-            ProjectionRunner.passes([true, true, true, false, false], count: 2) == [[[0], [2], [4]], [[1], [3]]])
-        #expect(ProjectionRunner.passes([false, false], count: 2) == [[[0]], [[1]]])
-        #expect(ProjectionRunner.passes([true], count: 2) == [[[0]]])
+            ProjectionRunner.passes([false, true, false, false], weights: [1, 1, 3, 2], count: 2) == [
+                [1], [2], [3], [0],
+            ])
+        #expect(ProjectionRunner.passes([false, false], weights: [1, 1], count: 1) == [[0, 1]])
+        #expect(ProjectionRunner.passes([true], weights: [1], count: 2) == [[0]])
+        #expect(ProjectionRunner.passes([], weights: [], count: 2) == [])
     }
 
     @Test func aRebuildOnTheWriterFoldsAndThenAppliesWhatWasAppendedMeanwhile() async throws {
