@@ -239,8 +239,38 @@ struct PackedKeys {
         heads.append(head)
     }
 
+    /// How many strings there are.
+    var count: Int { ends.count }
+
+    /// Where string `index` lies in the buffer.
+    private func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : ends[index - 1])..<ends[index] }
+
     /// String `index`, as an array of its own.
-    func key(_ index: Int) -> [UInt8] { Array(bytes[(index == 0 ? 0 : ends[index - 1])..<ends[index]]) }
+    func key(_ index: Int) -> [UInt8] { Array(bytes[range(index)]) }
+
+    /// Calls `body` with string `index`, in place.
+    func withKey<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let range = range(index)
+        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
+    /// Appends string `index` to `key`.
+    func appendKey(_ index: Int, to key: inout [UInt8]) {
+        let range = range(index)
+        bytes.withUnsafeBufferPointer { key.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+    }
+
+    /// The strings in the order `order` gives (indexes of these), in one new buffer.
+    func reordered(_ order: [Int]) -> PackedKeys {
+        var out = PackedKeys(reservingCapacity: order.count)
+        out.bytes.reserveCapacity(bytes.count)
+        for index in order {
+            appendKey(index, to: &out.bytes)
+            out.ends.append(out.bytes.count)
+            out.heads.append(heads[index])
+        }
+        return out
+    }
 
     /// The strings' indexes in their byte order, equal strings in the order they were added.
     func sortedIndices() -> [Int] {

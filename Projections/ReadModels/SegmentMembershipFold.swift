@@ -81,14 +81,20 @@ final class MembershipFold: RebuildFold {
         }
     }
 
-    /// What a tenant's rows hold once every membership is decided.
+    /// What a tenant's rows hold once every membership is decided. Contacts and segments are named
+    /// by their index in byte order (of ``contacts`` and ``segments``), so ordering rows compares
+    /// numbers, and no contact id is an array of its own.
     struct Outcome {
         var tenant: [UInt8]
-        var contacts: [[UInt8]] = []
-        /// Each segment with its sorted members.
-        var members: [(segment: [UInt8], contacts: [[UInt8]])] = []
-        /// The memberships time alone can change: the next boundary (ms), segment, contact.
-        var boundaries: [(time: UInt64, segment: [UInt8], contact: [UInt8])] = []
+        /// The live contacts' ids, in byte order.
+        var contacts = PackedKeys(reservingCapacity: 0)
+        /// The active segments' ids, in byte order.
+        var segments: [[UInt8]] = []
+        /// Each active segment's members, by contact index, ascending.
+        var members: [[Int]] = []
+        /// The memberships time alone can change: the next boundary (ms), segment, contact; in
+        /// contact order, and for one contact in segment order.
+        var boundaries: [(time: UInt64, segment: Int, contact: Int)] = []
 
         /// The first boundary: the tenant's earliest-due entry.
         var earliest: UInt64? { boundaries.map(\.time).min() }
@@ -131,30 +137,35 @@ final class MembershipFold: RebuildFold {
                 w.append(key: { start("W", id, &$0) }, value: { u64(first, &$0) })
                 earliest.append((first, id))
             }
-            for entry in outcome.boundaries.sorted(by: Self.bySegmentAndContact) {
+            let contacts = outcome.contacts
+            let segmentIds = outcome.segments
+            for entry in outcome.boundaries.sorted(by: { ($0.segment, $0.contact) < ($1.segment, $1.contact) }) {
                 b.append(
                     key: { key in
                         start("b", id, &key)
-                        part(entry.segment, &key)
-                        part(entry.contact, &key)
+                        part(segmentIds[entry.segment], &key)
+                        key.append(0)
+                        contacts.appendKey(entry.contact, to: &key)
                     }, value: { u64(entry.time, &$0) })
             }
-            for contact in outcome.contacts {
+            for contact in 0..<contacts.count {
                 c.append(key: { key in
                     start("c", id, &key)
-                    part(contact, &key)
+                    key.append(0)
+                    contacts.appendKey(contact, to: &key)
                 })
             }
-            let due = outcome.boundaries.sorted { a, b in
-                a.time != b.time ? a.time < b.time : Self.bySegmentAndContact(a, b)
+            let due = outcome.boundaries.sorted {
+                ($0.time, $0.segment, $0.contact) < ($1.time, $1.segment, $1.contact)
             }
             for entry in due {
                 d.append(key: { key in
                     start("d", id, &key)
                     key.append(0)
                     u64(entry.time, &key)
-                    key.append(contentsOf: entry.segment)
-                    part(entry.contact, &key)
+                    key.append(contentsOf: segmentIds[entry.segment])
+                    key.append(0)
+                    contacts.appendKey(entry.contact, to: &key)
                 })
             }
             if !tenant.fields.isEmpty {
@@ -169,21 +180,22 @@ final class MembershipFold: RebuildFold {
                         part(segment.id, &key)
                     }, value: { $0.append(contentsOf: segment.bytes) })
             }
-            for (segment, contacts) in outcome.members {
-                for contact in contacts {
+            for (segment, members) in zip(segmentIds, outcome.members) {
+                for contact in members {
                     m.append(key: { key in
                         start("m", id, &key)
                         part(segment, &key)
-                        part(contact, &key)
+                        key.append(0)
+                        contacts.appendKey(contact, to: &key)
                     })
                 }
             }
-            for (segment, contacts) in outcome.members where !contacts.isEmpty {
+            for (segment, members) in zip(segmentIds, outcome.members) where !members.isEmpty {
                 n.append(
                     key: { key in
                         start("n", id, &key)
                         part(segment, &key)
-                    }, value: { u64(UInt64(contacts.count), &$0) })
+                    }, value: { u64(UInt64(members.count), &$0) })
             }
         }
         earliest.sort { a, b in a.time != b.time ? a.time < b.time : Self.precedes(a.tenant, b.tenant) }
@@ -204,18 +216,12 @@ final class MembershipFold: RebuildFold {
         return rows
     }
 
-    static func bySegmentAndContact(
-        _ a: (time: UInt64, segment: [UInt8], contact: [UInt8]), _ b: (time: UInt64, segment: [UInt8], contact: [UInt8])
-    ) -> Bool {
-        a.segment != b.segment ? precedes(a.segment, b.segment) : precedes(a.contact, b.contact)
-    }
-
     /// Decides every membership of one tenant.
     func outcome(_ name: String, _ personalData: PersonalDataReader) throws -> Outcome {
         let tenant = tenants[name]!
         var outcome = Outcome(tenant: Array(name.utf8))
-        let live = Self.live(tenant.contacts)
-        outcome.contacts = live.map(\.id)
+        let (contacts, lasts) = Self.live(tenant.contacts)
+        outcome.contacts = contacts
         let active = tenant.segments.filter { $0.value.state.status == .active }
             .sorted { Self.precedes(Array($0.key.utf8), Array($1.key.utf8)) }
         guard !active.isEmpty else { return outcome }
@@ -225,19 +231,21 @@ final class MembershipFold: RebuildFold {
         let matchers = active.map { segment in
             tenant.schemas.map { SegmentMembership.matcher(segment.value.state.rules, $0.schema) }
         }
-        let ids = active.map { Array($0.key.utf8) }
+        outcome.segments = active.map { Array($0.key.utf8) }
         let lastChanges = active.map(\.value.lastChange)
         // The fields any rule that can be evaluated reads: only those of a contact's values are made.
         var fields = Set<String>()
         for matcher in matchers.joined() { if let matcher { fields.formUnion(matcher.rule.fields) } }
         let selection = PersonalData.selection(fields)
-        var members = [[[UInt8]]](repeating: [], count: active.count)
-        /// Decides a contact's memberships, with its stored document (nil: no values are kept).
-        func decide(_ contact: (id: [UInt8], last: Trigger), stored: UnsafeRawBufferPointer?) {
+        var members = [[Int]](repeating: [], count: active.count)
+        /// Decides the memberships of contact `contact` (its index), with its stored document (nil:
+        /// no values are kept).
+        func decide(_ contact: Int, stored: UnsafeRawBufferPointer?) {
             var values: JSONObject?
+            let last = lasts[contact]
             for index in active.indices {
                 let lastChange = lastChanges[index]
-                var trigger = contact.last.position > lastChange.position ? contact.last : lastChange
+                var trigger = last.position > lastChange.position ? last : lastChange
                 var schema = tenant.schemaIndex(at: trigger.position)
                 // Without a rule (it does not parse) the pair is no member and has no boundary.
                 var current = matchers[index][schema]
@@ -258,10 +266,10 @@ final class MembershipFold: RebuildFold {
                     boundary = current?.nextChange(values!, after: trigger.time)
                 }
                 if current?.matches(values!, now: trigger.time) == true {
-                    members[index].append(contact.id)
+                    members[index].append(contact)
                 }
                 if let boundary {
-                    outcome.boundaries.append((Self.millis(boundary), ids[index], contact.id))
+                    outcome.boundaries.append((Self.millis(boundary), index, contact))
                 }
             }
         }
@@ -271,25 +279,25 @@ final class MembershipFold: RebuildFold {
         try personalData.forEachStored(tenant: name) { id, stored in
             // The live contacts up to this stored id: those before it have none stored, an equal one
             // has these values.
-            while next < live.count {
-                let order = live[next].id.withUnsafeBytes { ByteOrder.compare($0, id) }
+            while next < contacts.count {
+                let order = contacts.withKey(next) { ByteOrder.compare($0, id) }
                 if order > 0 { break }
-                decide(live[next], stored: order == 0 ? stored : nil)
+                decide(next, stored: order == 0 ? stored : nil)
                 next += 1
                 if order == 0 { break }
             }
-            return next < live.count
+            return next < contacts.count
         }
-        while next < live.count {
-            decide(live[next], stored: nil)
+        while next < contacts.count {
+            decide(next, stored: nil)
             next += 1
         }
-        outcome.members = Array(zip(ids, members))
+        outcome.members = members
         return outcome
     }
 
-    /// The contacts not erased, in id byte order, each with its last event.
-    static func live(_ contacts: [String: (last: Trigger, erased: Bool)]) -> [(id: [UInt8], last: Trigger)] {
+    /// The contacts not erased, their ids packed in byte order, and each one's last event.
+    static func live(_ contacts: [String: (last: Trigger, erased: Bool)]) -> (ids: PackedKeys, lasts: [Trigger]) {
         var ids = PackedKeys(reservingCapacity: contacts.count)
         var lasts = [Trigger]()
         lasts.reserveCapacity(contacts.count)
@@ -298,7 +306,8 @@ final class MembershipFold: RebuildFold {
             ids.append(id.utf8)
             lasts.append(entry.last)
         }
-        return ids.sortedIndices().map { (ids.key($0), lasts[$0]) }
+        let order = ids.sortedIndices()
+        return (ids.reordered(order), order.map { lasts[$0] })
     }
 
     /// A time as the projection's keys hold it: whole milliseconds since 1970.
