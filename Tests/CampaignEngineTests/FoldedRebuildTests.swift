@@ -402,8 +402,18 @@ import Testing
         #expect(
             sorted.count == expected.count && difference == nil,
             "first out of place at \(String(describing: difference))")
-        #expect(strings.indices.allSatisfy { keys.key($0) == strings[$0] })
+        #expect(keys.count == strings.count && strings.indices.allSatisfy { keys.key($0) == strings[$0] })
+        #expect(strings.indices.allSatisfy { index in keys.withKey(index) { Array($0) } == strings[index] })
+        var appended: [UInt8] = [0x7F]
+        for index in strings.indices { keys.appendKey(index, to: &appended) }
+        #expect(appended == [0x7F] + strings.joined())
+        // Reordered, each string is the one the order names, and the new keys sort as themselves.
+        let reordered = keys.reordered(sorted)
+        #expect(
+            reordered.count == sorted.count && sorted.indices.allSatisfy { reordered.key($0) == strings[sorted[$0]] })
+        #expect(reordered.sortedIndices() == Array(sorted.indices))
         #expect(PackedKeys(reservingCapacity: 0).sortedIndices().isEmpty)
+        #expect(keys.reordered([]).count == 0)
     }
 
     /// A contact event's contact is its stream's (`tenant:contactId`), for the live projection and
