@@ -248,6 +248,13 @@ struct PackedKeys {
     /// String `index`, as an array of its own.
     func key(_ index: Int) -> [UInt8] { Array(bytes[range(index)]) }
 
+    /// Whether strings `a` and `b` are the same.
+    func same(_ a: Int, _ b: Int) -> Bool {
+        guard heads[a] == heads[b] else { return false }
+        let (x, y) = (range(a), range(b))
+        return x.count == y.count && bytes[x].elementsEqual(bytes[y])
+    }
+
     /// Calls `body` with string `index`, in place.
     func withKey<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         let range = range(index)

@@ -416,6 +416,32 @@ import Testing
         #expect(keys.reordered([]).count == 0)
     }
 
+    /// The segments fold's contact events, compacted every few events (a small slack) and never,
+    /// give each contact's last event, live contacts only, in id order, as a dictionary of each
+    /// contact's last event would; the events held stay within about twice the contacts.
+    @Test(arguments: [1, 7, 1_000_000])
+    func contactEventsKeepEachContactsLastEvent(slack: Int) {
+        var random = SplitMix(state: 21)
+        var events = MembershipFold.ContactEvents(slack: slack)
+        var model: [String: (position: UInt64, erased: Bool)] = [:]
+        var most = 0
+        for position in UInt64(1)...5_000 {
+            let id = "ctc_\(random.next() % 700)" + (random.next() % 5 == 0 ? "_with_a_longer_tail" : "")
+            let erased = random.next() % 6 == 0
+            events.record(
+                id.utf8, MembershipFold.Trigger(position: position, time: Date(timeIntervalSince1970: 0)),
+                erased: erased)
+            model[id] = (position, erased)
+            most = max(most, events.count)
+        }
+        let (ids, lasts) = events.live()
+        let expected = model.filter { !$0.value.erased }.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        #expect(ids.count == expected.count && lasts.count == expected.count)
+        #expect(expected.indices.allSatisfy { ids.key($0) == Array(expected[$0].key.utf8) })
+        #expect(expected.indices.allSatisfy { lasts[$0].position == expected[$0].value.position })
+        if slack < 1_000 { #expect(most <= 2 * model.count + slack) }
+    }
+
     /// A contact event's contact is its stream's (`tenant:contactId`), for the live projection and
     /// the rebuild alike; the payload names it only for a stream named otherwise.
     @Test func aContactEventsContactIsNamedByItsStream() async throws {
