@@ -245,9 +245,6 @@ struct PackedKeys {
     /// Where string `index` lies in the buffer.
     private func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : ends[index - 1])..<ends[index] }
 
-    /// String `index`, as an array of its own.
-    func key(_ index: Int) -> [UInt8] { Array(bytes[range(index)]) }
-
     /// Whether strings `a` and `b` are the same.
     func same(_ a: Int, _ b: Int) -> Bool {
         guard heads[a] == heads[b] else { return false }

@@ -228,11 +228,10 @@ extension CampaignEngine {
         _ txn: ReadTransaction, _ streamId: String, of tenant: String, page: Query.Page, context: [UInt8],
         _ select: (RecordedEvent) throws -> JSON?
     ) throws -> (items: [JSON], next: String?) {
-        // A name the log cannot hold has no events; a name in another tenant's namespace
-        // (`other:…`, where the engine writes only that tenant's events) is not read at all.
+        // A name in another tenant's namespace (`other:…`, where the engine writes only that
+        // tenant's events) is not read at all.
         let namespace = streamId.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        guard !streamId.isEmpty, streamId.utf8.count <= 400, !streamId.utf8.contains(0),
-            namespace.count < 2 || namespace[0] == tenant || !Principal.isValidTenant(String(namespace[0]))
+        guard namespace.count < 2 || namespace[0] == tenant || !Principal.isValidTenant(String(namespace[0]))
         else { return ([], nil) }
         var version: UInt64 = 1
         if let cursor = page.cursor {
@@ -244,7 +243,12 @@ extension CampaignEngine {
         var items = [JSON]()
         var last: UInt64?
         while true {
-            let events = try txn.streamEvents(streamId, from: version, limit: max(page.limit, 64))
+            let events: [RecordedEvent]
+            do {
+                events = try txn.streamEvents(streamId, from: version, limit: max(page.limit, 64))
+            } catch EventStoreError.invalidKey {
+                return ([], nil)  // a name the log cannot hold (empty, too long, a NUL) has no events
+            }
             for event in events {
                 if items.count == page.limit {
                     return (items, last.map { cursors.encode(Key.u64($0), context: context) })

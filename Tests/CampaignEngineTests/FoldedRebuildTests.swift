@@ -402,15 +402,16 @@ import Testing
         #expect(
             sorted.count == expected.count && difference == nil,
             "first out of place at \(String(describing: difference))")
-        #expect(keys.count == strings.count && strings.indices.allSatisfy { keys.key($0) == strings[$0] })
-        #expect(strings.indices.allSatisfy { index in keys.withKey(index) { Array($0) } == strings[index] })
+        #expect(
+            keys.count == strings.count && strings.indices.allSatisfy { keys.withKey($0) { Array($0) } == strings[$0] })
         var appended: [UInt8] = [0x7F]
         for index in strings.indices { keys.appendKey(index, to: &appended) }
         #expect(appended == [0x7F] + strings.joined())
         // Reordered, each string is the one the order names, and the new keys sort as themselves.
         let reordered = keys.reordered(sorted)
         #expect(
-            reordered.count == sorted.count && sorted.indices.allSatisfy { reordered.key($0) == strings[sorted[$0]] })
+            reordered.count == sorted.count
+                && sorted.indices.allSatisfy { reordered.withKey($0) { Array($0) } == strings[sorted[$0]] })
         #expect(reordered.sortedIndices() == Array(sorted.indices))
         #expect(PackedKeys(reservingCapacity: 0).sortedIndices().isEmpty)
         #expect(keys.reordered([]).count == 0)
@@ -437,7 +438,7 @@ import Testing
         let (ids, lasts) = events.live()
         let expected = model.filter { !$0.value.erased }.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
         #expect(ids.count == expected.count && lasts.count == expected.count)
-        #expect(expected.indices.allSatisfy { ids.key($0) == Array(expected[$0].key.utf8) })
+        #expect(expected.indices.allSatisfy { ids.withKey($0) { Array($0) } == Array(expected[$0].key.utf8) })
         #expect(expected.indices.allSatisfy { lasts[$0].position == expected[$0].value.position })
         if slack < 1_000 { #expect(most <= 2 * model.count + slack) }
     }

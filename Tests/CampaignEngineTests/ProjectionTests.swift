@@ -1,10 +1,11 @@
 import CampaignDomain
-import CampaignEngine
 import CampaignProjections
 import EventStore
 import Foundation
 import TestSupport
 import Testing
+
+@testable import CampaignEngine
 
 @Suite struct ReadModelTests {
     @Test func aListRightAfterACommandShowsItsEffect() async throws {
@@ -232,6 +233,16 @@ import Testing
         let first = await page(#"{"streamId":"cmp_1","limit":2}"#)
         let cursor = try #require(first.next)
         #expect(await page(#"{"streamId":"cmp_1","limit":2,"cursor":"\#(cursor)"}"#).positions == [4, 5])
+        // A cursor as version 1 of the audit index issued it (the position of the last event looked
+        // at, bound to the filters as given) reads on.
+        let version1 = t.engine.cursors.encode(
+            Key.u64(3), context: CursorCodec.context("acme", "audit.history", ["cmp_1", nil, nil, nil]))
+        #expect(await page(#"{"streamId":"cmp_1","limit":2,"cursor":"\#(version1)"}"#).positions == [4, 5])
+        // Names the log cannot hold have no events.
+        let long = String(repeating: "x", count: 600)
+        for name in ["", #"\u0000"#, long] {
+            #expect(await page(#"{"streamId":"\#(name)"}"#) == ([], nil, nil))
+        }
         #expect(await page(#"{"streamId":"cmp_2","limit":2,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
         #expect(await page(#"{"limit":2,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
     }
