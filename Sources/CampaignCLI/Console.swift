@@ -7,6 +7,10 @@ public protocol Console: Sendable {
     func out(_ line: String)
     /// Writes a line to standard error.
     func err(_ line: String)
+    /// Writes whole lines, each ending in a newline, to standard output at once, escaped as
+    /// ``out(_:)`` escapes a line: for output of many lines (an export), written a chunk at a time
+    /// rather than a call a line.
+    func out(encodedLines bytes: [UInt8])
     /// Overwrites the current line of standard error (progress bars).
     func progress(_ line: String)
     /// Whether standard output is a terminal.
@@ -96,6 +100,22 @@ public struct StandardConsole: Console {
     /// Writes to standard output, unbuffered, so a pipe sees each line at once; stored text can
     /// never drive the terminal (``Format/printable(_:)``).
     public func out(_ line: String) { FileHandle.standardOutput.write(Data((Format.printable(line) + "\n").utf8)) }
+    /// Writes the lines with one `write(2)` (or as few as the pipe takes), escaped like
+    /// ``out(_:)``.
+    public func out(encodedLines bytes: [UInt8]) {
+        let printable = Format.printable(lines: bytes)
+        printable.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Foundation.write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
     /// Writes to standard error, escaped like ``out(_:)``.
     public func err(_ line: String) { FileHandle.standardError.write(Data((Format.printable(line) + "\n").utf8)) }
     /// Overwrites the line on standard error.
@@ -109,6 +129,13 @@ public struct StandardConsole: Console {
 }
 
 extension Console {
+    /// Writes each of the lines with ``out(_:)``: a console that keeps lines (a test's) sees them
+    /// one by one.
+    public func out(encodedLines bytes: [UInt8]) {
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            out(String(decoding: line, as: UTF8.self))
+        }
+    }
     /// Writes the CLI's own multi-line text (help, usage) to standard output a line at a time, so
     /// its line breaks stay line breaks while each line is still escaped like any other.
     public func out(lines text: String) {
@@ -145,6 +172,60 @@ public enum Format {
             }
         }
         return String(out)
+    }
+
+    /// ``printable(_:)`` of each line of `bytes` (UTF-8 lines, each ending in a newline), the
+    /// newlines kept: the bytes themselves when no line has anything to escape, which is found by
+    /// looking at eight bytes at a time.
+    public static func printable(lines bytes: [UInt8]) -> [UInt8] {
+        guard let first = firstUnsafe(in: bytes) else { return bytes }
+        // Lines before the first one to escape are kept as they are.
+        let start = bytes[..<first].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+        var out = Array(bytes[..<start])
+        for line in bytes[start...].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            out += printable(String(decoding: line, as: UTF8.self)).utf8
+            out.append(UInt8(ascii: "\n"))
+        }
+        return out
+    }
+
+    /// Where the first byte sequence ``printable(_:)`` would escape starts in `bytes` (newlines
+    /// aside), or nil: a control byte, DEL, or the UTF-8 of a C1 control or a bidirectional one.
+    static func firstUnsafe(in bytes: [UInt8]) -> Int? {
+        bytes.withUnsafeBufferPointer { buffer -> Int? in
+            let count = buffer.count
+            guard let base = buffer.baseAddress else { return nil }
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            var index = 0
+            while index < count {
+                if index + 8 <= count {
+                    // Plain ASCII text (no byte below 0x20, DEL or above) skips a word at a time.
+                    let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                    let below = (word &- ones &* 0x20) & ~word & highs
+                    let delete = (word ^ (ones &* 0x7F))
+                    let isDelete = (delete &- ones) & ~delete & highs
+                    if (below | isDelete | (word & highs)) == 0 {
+                        index += 8
+                        continue
+                    }
+                }
+                let byte = base[index]
+                func next(_ offset: Int) -> UInt8 { index + offset < count ? base[index + offset] : 0 }
+                switch byte {
+                case UInt8(ascii: "\n"): break
+                case 0..<0x20, 0x7F: return index
+                case 0xC2 where (0x80...0x9F).contains(next(1)): return index  // C1 controls
+                case 0xD8 where next(1) == 0x9C: return index  // U+061C
+                case 0xE2 where next(1) == 0x80 && [0x8E, 0x8F, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE].contains(next(2)):
+                    return index  // U+200E, U+200F, U+202A–U+202E
+                case 0xE2 where next(1) == 0x81 && (0xA6...0xA9).contains(next(2)): return index  // U+2066–U+2069
+                default: break
+                }
+                index += 1
+            }
+            return nil
+        }
     }
 
     /// Left-aligned columns under a header, two spaces apart.

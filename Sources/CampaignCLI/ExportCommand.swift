@@ -89,16 +89,28 @@ enum ExportCommand {
 
         var written = 0
         var checkpoints = KeptCheckpoints(store: store, from: start)
+        // Lines are written 64 KiB at a time, and whenever the export waits or stores a checkpoint.
+        var lines = [UInt8]()
+        lines.reserveCapacity(1 << 17)
+        func flush() {
+            guard !lines.isEmpty else { return }
+            console.out(encodedLines: lines)
+            lines.removeAll(keepingCapacity: true)
+        }
+        defer { flush() }
         func write(_ event: RecordedEvent) throws -> Bool {
             if filter.isPastEnd(event) { return false }
             if filter.admits(event) {
-                console.out(CampaignEngine.cloudEvent(event, storeId: id).text)
+                CampaignEngine.appendCloudEvent(event, storeId: id, to: &lines)
+                lines.append(UInt8(ascii: "\n"))
                 written += 1
             }
             // A signed checkpoint follows the event at its tree size, whatever the filter.
             for checkpoint in try checkpoints.due(through: event.position) {
-                console.out(Audit.cloudEvent(checkpoint, storeId: id).text)
+                Audit.cloudEvent(checkpoint, storeId: id).append(to: &lines)
+                lines.append(UInt8(ascii: "\n"))
             }
+            if lines.count >= 1 << 16 { flush() }
             return written < limit
         }
         guard consumer != nil || follow else {
@@ -118,14 +130,19 @@ enum ExportCommand {
             // Caught up with the head as it is now (read again only once the old one is reached).
             if last >= head { head = try store.head().position }
             let caughtUp = last >= head
+            // What is written is flushed before the export waits for new events and before a
+            // checkpoint passes it (at least once: never stored past a line not yet written).
+            if caughtUp { flush() }
             // A consumer's checkpoint is stored every 1,000 events and when it has caught up: one
             // writer transaction per batch, not per event.
             if consumer != nil, last - acked >= 1_000 || caughtUp {
+                flush()
                 try await subscription.ack(last)
                 acked = last
             }
             if !more || (!follow && caughtUp) { break }
         }
+        flush()
         if consumer != nil, last > acked { try await subscription.ack(last) }
         return .ok
     }

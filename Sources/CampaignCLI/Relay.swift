@@ -116,11 +116,14 @@ struct Relay {
         var head = try store.head().position
         if !follow, subscription.firstPosition > head { return }
         var keptCheckpoints = KeptCheckpoints(store: store, from: subscription.firstPosition)
+        var subjects = SubjectCache(prefix: prefix)
         for try await event in subscription {
             try await acks.waitForRoom(Relay.window)
             let position = event.position
-            let subject = "\(prefix).\(Relay.token(event.tenant)).\(Relay.subjectPart(event.type))"
-            let body = CampaignEngine.cloudEvent(event, storeId: storeId).bytes
+            let subject = subjects.subject(tenant: event.tenant, type: event.type)
+            var body = [UInt8]()
+            body.reserveCapacity(1_024)
+            CampaignEngine.appendCloudEvent(event, storeId: storeId, to: &body)
             // A signed checkpoint follows the event at its tree size, on its own subject. Its publish
             // counts for the event's position, so the relay's checkpoint passes the event only once
             // both are acknowledged (a failed one is sent again after a restart). Both are counted
@@ -170,6 +173,30 @@ struct Relay {
     /// An event type as subject tokens (`campaign.scheduled` stays two tokens).
     static func subjectPart(_ type: String) -> String {
         type.split(separator: ".", omittingEmptySubsequences: false).map { token(String($0)) }.joined(separator: ".")
+    }
+}
+
+/// The relay's subjects (`<prefix>.<tenant>.<type>`) as made before, by tenant and type: a log has
+/// few of each, and making one escapes both a scalar at a time.
+struct SubjectCache {
+    let prefix: String
+    private var made: [String: [String: String]] = [:]
+    private var count = 0
+
+    init(prefix: String) { self.prefix = prefix }
+
+    /// The subject of an event of `type` in `tenant`'s streams.
+    mutating func subject(tenant: String, type: String) -> String {
+        if let known = made[tenant]?[type] { return known }
+        // A log of very many tenants keeps at most 10,000 subjects made.
+        if count >= 10_000 {
+            made.removeAll()
+            count = 0
+        }
+        let subject = "\(prefix).\(Relay.token(tenant)).\(Relay.subjectPart(type))"
+        made[tenant, default: [:]][type] = subject
+        count += 1
+        return subject
     }
 }
 

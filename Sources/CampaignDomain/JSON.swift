@@ -95,6 +95,12 @@ extension JSON {
         writeString(value, into: &out)
     }
 
+    /// Appends the value's canonical bytes (``bytes``) to `out`, for a caller writing a document
+    /// around it.
+    public func append(to out: inout [UInt8]) {
+        write(into: &out)
+    }
+
     /// Appends the canonical bytes of the number `value` (as ``bytes`` writes it) to `out`.
     public static func appendNumber(_ value: Double, to out: inout [UInt8]) {
         out.append(contentsOf: format(value).utf8)

@@ -415,6 +415,41 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
         #expect(Format.progressBar(done: 0, total: 0, rate: 0, width: 2) == "[##] 100%  0/0 events  0 ev/s")
     }
 
+    /// An export writes its lines a chunk at a time: each line must come out as ``Format/printable(_:)``
+    /// makes it a line at a time, whatever it holds and wherever it falls in a word of eight bytes.
+    @Test func linesWrittenAtOnceAreEscapedAsEachLineAlone() {
+        let unsafe = [
+            "\u{0}", "\u{7}", "\u{1B}", "\u{7F}", "\u{80}", "\u{85}", "\u{9F}", "\u{61C}", "\u{200E}", "\u{200F}",
+            "\u{202A}",
+            "\u{202E}", "\u{2066}", "\u{2069}",
+        ]
+        // Neighbours of the unsafe ones in UTF-8 (same lead bytes), left alone.
+        let safe = [
+            "a", "\"", "\u{A0}", "\u{A3}", "\u{E9}", "\u{61B}", "\u{61D}", "\u{200D}", "\u{2010}", "\u{2029}",
+            "\u{202F}",
+            "\u{2065}", "\u{206A}", "\u{20AC}", "\u{1F600}", "0123456789",
+        ]
+        var random = FoldedRebuildTests.SplitMix(state: 13)
+        for round in 0..<400 {
+            let lineCount = Int.random(in: 1...4, using: &random)
+            var lines = [String]()
+            for _ in 0..<lineCount {
+                var line = ""
+                for _ in 0..<Int.random(in: 0...30, using: &random) {
+                    let pool = Int.random(in: 0..<10, using: &random) == 0 ? unsafe : safe
+                    line += pool[Int.random(in: 0..<pool.count, using: &random)]
+                }
+                lines.append(line)
+            }
+            let joined = Array(lines.map { $0 + "\n" }.joined().utf8)
+            let expected = Array(lines.map { Format.printable($0) + "\n" }.joined().utf8)
+            #expect(Format.printable(lines: joined) == expected, "round \(round): \(lines)")
+        }
+        let plain = Array("{\"a\":\"b\"}\n{\"c\":1}\n".utf8)
+        #expect(Format.printable(lines: plain) == plain && Format.firstUnsafe(in: plain) == nil)
+        #expect(Format.firstUnsafe(in: Array("0123456789abcdef\u{202E}".utf8)) == 16)
+    }
+
     @Test func tablesNumbersAndSizesFormat() {
         #expect(Format.table(["A", "BB"], [["xyz", "1"], ["q", "22"]]) == ["A    BB", "xyz  1", "q    22"])
         #expect(Format.count(1_234_567) == "1,234,567" && Format.count(-1_234) == "-1,234" && Format.count(12) == "12")

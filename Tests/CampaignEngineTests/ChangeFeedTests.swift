@@ -112,6 +112,8 @@ import Testing
 
         let run = try await campaign(["export", "--data", t.directory.path])
         #expect(run.status == 0)
+        // Written a chunk at a time, the lines are still each event's CloudEvent, in order.
+        #expect(run.lines == log.map { CampaignEngine.cloudEvent($0, storeId: storeId).text })
         let lines = try run.lines.map { try JSON.parse($0) }
         #expect(lines.count == log.count)
         func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
@@ -150,5 +152,57 @@ import Testing
         #expect(consumer?["name"]?.stringValue == "kcat" && consumer?["lag"]?.integerValue == 0)
         let usage = try await campaign(["export", "--data", t.directory.path, "--format", "avro"])
         #expect(usage.status == 64)
+    }
+
+    /// The export and the relay write CloudEvents member by member; the bytes must be the JSON
+    /// tree's, whatever the envelope's strings, the payload (not JSON, not canonical, deep) or the
+    /// numbers hold.
+    @Test func cloudEventBytesWrittenInPlaceAreTheTreesBytes() async throws {
+        let t = try TestEngine()
+        await create(t, 1)
+        let storeId = try t.engine.eventStore.storeId()
+        let base = try #require(try t.engine.eventStore.readAll().first)
+        var events = [base]
+        var odd = base
+        odd.actor = "quote \" backslash \\ line \n tab \t nul \u{0} del \u{7F} \u{E9} \u{1F600} \u{202E} \u{85}"
+        odd.streamId = "acme:cmp_\u{1}/\u{2028}"
+        odd.type = "campaign.\u{1B}[31m"
+        odd.tenant = "t\"\\"
+        odd.requestId = ""
+        odd.causationId = String(repeating: "\u{7F}x", count: 40)
+        events.append(odd)
+        let payloads = [
+            "not json", "", #"{"b":1,"a":[1.5,-0,1e300,1E-7,"\u0041\/",true,null]}"#, #"  { "a" : true } "#, "[]",
+            "null", "12", #"{"a":1,"a":2}"#, String(repeating: "[", count: 40) + String(repeating: "]", count: 40),
+            "{\"\u{E9}\":\"\u{202E}\\u0000\"}", "\u{FF}\u{FE}",
+        ]
+        for payload in payloads {
+            var event = base
+            event.payload = Array(payload.utf8)
+            events.append(event)
+        }
+        var invalid = base
+        invalid.payload = [0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D]  // {"\xFF":1}
+        events.append(invalid)
+        var extremes = base
+        extremes.position = .max
+        extremes.streamVersion = 1_000_000_000_000_000
+        extremes.schemaVersion = .max
+        extremes.hash = []
+        extremes.previousHash = [0xFF, 0x00, 0xA5]
+        extremes.occurredAt = Date(timeIntervalSince1970: -1.5)
+        events.append(extremes)
+        var almost = extremes
+        almost.streamVersion = 999_999_999_999_999
+        almost.position = 0
+        events.append(almost)
+        for event in events {
+            for id in [storeId, "", "a\"b\\c\u{1}"] {
+                var bytes = Array("prefix".utf8)
+                CampaignEngine.appendCloudEvent(event, storeId: id, to: &bytes)
+                let tree = CampaignEngine.cloudEvent(event, storeId: id).bytes
+                #expect(bytes == Array("prefix".utf8) + tree, "\(event.actor) \(event.payload) \(id)")
+            }
+        }
     }
 }
