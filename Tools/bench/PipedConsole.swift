@@ -32,3 +32,27 @@ final class PipedConsole: Console, @unchecked Sendable {
         }
     }
 }
+
+/// Counts the lines `campaign export` writes, escaping them as the real console does before it
+/// writes them, so the benchmark times the CLI's own loop and escaping without a pipe.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `written` is touched only under `lock`.
+final class CountingConsole: Console, @unchecked Sendable {
+    private let lock = NSLock()
+    private var written = 0
+
+    /// Lines written so far.
+    var lines: Int { lock.withLock { written } }
+
+    func out(_ line: String) { lock.withLock { written += 1 } }
+    func out(encodedLines bytes: [UInt8]) {
+        let printable = Format.printable(lines: bytes)
+        let count = printable.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+        lock.withLock { written += count }
+    }
+    func err(_ line: String) {}
+    func progress(_ line: String) {}
+    var outputIsTerminal: Bool { false }
+    var errorIsTerminal: Bool { false }
+    func readLine(limit: Int) -> LineRead { .end }
+}

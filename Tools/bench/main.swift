@@ -854,26 +854,68 @@ if runs(8) {
 
 // MARK: 9. The relay into NATS JetStream.
 
-print("\n[9] relay of a demo-shaped log into NATS JetStream, broker on this machine")
+print("\n[9] export and relay of a demo-shaped log (CloudEvents), into NATS JetStream with a broker on this machine")
 if runs(9) {
+    let path = "\(root)/relay"
+    do {
+        let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(rateLimit: 100_000_000))
+        try await DemoShapedLog(engine: engine, tenants: 8, clock: Date()).fill(events: UInt64(n(100_000)))
+        engine.close()
+    }
+    // One store open in the process at a time: LMDB allows an environment to be opened once.
+    var events = 0
+    var bytes = 0
+    var readSeconds = [Double]()
+    func readLog(measuring: Bool) throws {
+        let store = try EventStore(path: path)
+        defer { store.close() }
+        events = Int(try store.head().position)
+        let storeId = try store.storeId()
+        var line = [UInt8]()
+        var decoded = 0
+        let elapsed = try seconds {
+            try store.forEachEvent { event in
+                decoded += 1
+                if !measuring {
+                    line.removeAll(keepingCapacity: true)
+                    CampaignEngine.appendCloudEvent(event, storeId: storeId, to: &line)
+                    bytes += line.count
+                }
+                return true
+            }
+        }
+        precondition(decoded == events)
+        if measuring { readSeconds.append(elapsed) }
+    }
+    try readLog(measuring: false)
+    // `campaign export` as a host runs it, its lines escaped for a terminal as the real console
+    // does and then dropped, against reading and decoding the same log alone.
+    var exportSeconds = [Double]()
+    for _ in 0..<3 {
+        let console = CountingConsole()
+        var status: Int32 = 0
+        exportSeconds.append(
+            await secondsAsync {
+                status = await CLI.run(["export", "--data", path], console: console)
+            })
+        precondition(status == 0 && console.lines == events, "the export failed")
+        try readLog(measuring: true)
+    }
+    report(
+        "export as CloudEvent lines",
+        engine:
+            "\(f(rate(events, median(exportSeconds)))) ev/s, "
+            + "\(f(Double(bytes) / median(exportSeconds) / 1e6)) MB/s (\(String(events).withCommas) events)",
+        baseline: "the log read and decoded \(f(rate(events, median(readSeconds)))) ev/s",
+        ratio: x(median(readSeconds) / median(exportSeconds)),
+        [
+            "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, median(exportSeconds))),
+            "decodedPerSecond": .number(rate(events, median(readSeconds))),
+            "meanCloudEventBytes": .number(Double(bytes / max(events, 1))),
+        ])
     if FileManager.default.isExecutableFile(atPath: LocalNATSServer.executable) {
         let server = try LocalNATSServer()
         defer { server.stop() }
-        let path = "\(root)/relay"
-        do {
-            let engine = try CampaignEngine(directory: path, configuration: EngineConfiguration(rateLimit: 100_000_000))
-            try await DemoShapedLog(engine: engine, tenants: 8, clock: Date()).fill(events: UInt64(n(100_000)))
-            engine.close()
-        }
-        let store = try EventStore(path: path)
-        let events = Int(try store.head().position)
-        var bytes = 0
-        let storeId = try store.storeId()
-        try store.forEachEvent { event in
-            bytes += CampaignEngine.cloudEvent(event, storeId: storeId).bytes.count
-            return true
-        }
-        store.close()
         let relaySeconds = await secondsAsync {
             let status = await CLI.run(
                 ["export", "--data", path, "--to", server.url, "--stream", "RELAY"], console: SilentConsole())
