@@ -131,17 +131,28 @@ enum ReplayCommand {
         var shown = 0
         let header = ["POSITION", "OCCURRED AT", "TENANT", "ACTOR", "STREAM@VERSION", "TYPE", "REQUEST", "CAUSATION"]
         var pending = [[String]]()
+        // Lines are written a chunk at a time: JSON lines 64 KiB at a time, table rows 1,000 at a time.
+        var lines = [UInt8]()
         func flush() {
-            guard !pending.isEmpty else { return }
-            Format.table(header, pending).dropFirst(shown == pending.count ? 0 : 1).forEach(console.out)
-            pending.removeAll()
+            if !pending.isEmpty {
+                for line in Format.table(header, pending).dropFirst(shown == pending.count ? 0 : 1) {
+                    lines += line.utf8
+                    lines.append(UInt8(ascii: "\n"))
+                }
+                pending.removeAll()
+            }
+            guard !lines.isEmpty else { return }
+            console.out(encodedLines: lines)
+            lines.removeAll(keepingCapacity: true)
         }
         let visit: (RecordedEvent) -> Bool = { event in
             if filter.isPastEnd(event) { return false }
             guard filter.admits(event) else { return true }
             shown += 1
             if json {
-                console.out(CampaignEngine.auditJSON(event).text)
+                CampaignEngine.appendAuditJSON(event, to: &lines)
+                lines.append(UInt8(ascii: "\n"))
+                if lines.count >= 1 << 16 { flush() }
             } else {
                 pending.append([
                     "\(event.position)", Timestamp.format(event.occurredAt), event.tenant, event.actor,
@@ -151,16 +162,22 @@ enum ReplayCommand {
             }
             return shown < limit
         }
-        if let stream {
-            try store.forEachEvent(inStream: stream) { visit($0) }
-        } else {
-            var start: UInt64 = 1
-            if case let .position(p)? = filter.from { start = p }
-            try store.forEachEvent(from: start) { visit($0) }
+        do {
+            if let stream {
+                try store.forEachEvent(inStream: stream) { visit($0) }
+            } else {
+                var start: UInt64 = 1
+                if case let .position(p)? = filter.from { start = p }
+                try store.forEachEvent(from: start) { visit($0) }
+            }
+        } catch {
+            // What was read before the failure is shown, as it would have been a line at a time.
+            flush()
+            throw error
         }
+        flush()
         if !json {
             if shown == 0 { console.out(Format.table(header, []).joined()) }
-            flush()
             console.out("\(Format.count(shown)) event\(shown == 1 ? "" : "s")")
         }
         return .ok

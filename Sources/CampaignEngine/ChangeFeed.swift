@@ -62,19 +62,13 @@ extension CampaignEngine {
     /// encoded: the export and the relay write every event of the log this way. Only the payload
     /// is parsed, so that `data` is its canonical form (`null` if it is not JSON), as in the tree.
     public static func appendCloudEvent(_ event: RecordedEvent, storeId: String, to out: inout [UInt8]) {
+        typealias Write = EventDocument
+        let keys = cloudEventKeys
         var member = 0
-        /// The next member's key (named at the call, to read; the bytes are made once).
         func key(_ name: StaticString) {
-            assert(cloudEventKeys[member].dropFirst(2).starts(with: name.description.utf8))
-            out.append(contentsOf: cloudEventKeys[member])
+            assert(keys.names(member, name))
+            keys.append(member, to: &out)
             member += 1
-        }
-        /// A string member whose value is `head` followed by `tail` (escaped as one string).
-        func string(_ head: String, _ tail: (inout [UInt8]) -> Void = { _ in }) {
-            JSON.appendString(head, to: &out)
-            out.removeLast()
-            tail(&out)
-            out.append(UInt8(ascii: "\""))
         }
         key("actor")
         JSON.appendString(event.actor, to: &out)
@@ -83,85 +77,46 @@ extension CampaignEngine {
         key("correlationid")
         JSON.appendString(event.requestId, to: &out)
         key("data")
-        ((try? JSON.parse(event.payload)) ?? .null).append(to: &out)
+        Write.appendPayload(event.payload, to: &out)
         key("datacontenttype")
         out.append(contentsOf: #""application/json""#.utf8)
         key("hash")
-        string("") { appendHex(event.hash, to: &$0) }
+        Write.appendString("", to: &out) { Write.appendHex(event.hash, to: &$0) }
         key("id")
-        string(storeId) {
+        Write.appendString(storeId, to: &out) {
             $0.append(UInt8(ascii: "-"))
-            appendDigits(event.position, width: 0, to: &$0)
+            Write.appendDigits(event.position, to: &$0)
         }
         key("partitionkey")
         JSON.appendString(event.streamId, to: &out)
         key("prevhash")
-        string("") { appendHex(event.previousHash, to: &$0) }
+        Write.appendString("", to: &out) { Write.appendHex(event.previousHash, to: &$0) }
         key("schemaversion")
-        appendNumber(UInt64(event.schemaVersion), to: &out)
+        Write.appendNumber(UInt64(event.schemaVersion), to: &out)
         key("sequence")
-        string("") { appendDigits(event.position, width: 20, to: &$0) }
+        Write.appendString("", to: &out) { Write.appendDigits(event.position, width: 20, to: &$0) }
         key("source")
-        string("urn:campaign-engine:" + storeId)
+        JSON.appendString("urn:campaign-engine:" + storeId, to: &out)
         key("specversion")
         JSON.appendString(cloudEventsVersion, to: &out)
         key("streamversion")
-        appendNumber(event.streamVersion, to: &out)
+        Write.appendNumber(event.streamVersion, to: &out)
         key("subject")
         JSON.appendString(event.streamId, to: &out)
         key("tenant")
         JSON.appendString(event.tenant, to: &out)
         key("time")
-        string("") { Timestamp.append(event.occurredAt, to: &$0) }
+        Write.appendString("", to: &out) { Timestamp.append(event.occurredAt, to: &$0) }
         key("type")
         JSON.appendString(event.type, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 
-    /// `{"actor":`, `,"causationid":`, …: each member's key as ``appendCloudEvent(_:storeId:to:)``
-    /// writes them, in key order.
-    private static let cloudEventKeys: [[UInt8]] = [
+    /// The keys ``appendCloudEvent(_:storeId:to:)`` writes, in key order.
+    private static let cloudEventKeys = MemberKeys([
         "actor", "causationid", "correlationid", "data", "datacontenttype", "hash", "id", "partitionkey", "prevhash",
         "schemaversion", "sequence", "source", "specversion", "streamversion", "subject", "tenant", "time", "type",
-    ].enumerated().map { index, name in Array("\(index == 0 ? "{" : ",")\"\(name)\":".utf8) }
-
-    /// `bytes` as lower-case hexadecimal, as `hexString` writes them.
-    private static func appendHex(_ bytes: [UInt8], to out: inout [UInt8]) {
-        let digits: StaticString = "0123456789abcdef"
-        let table = digits.utf8Start
-        for byte in bytes {
-            out.append(table[Int(byte >> 4)])
-            out.append(table[Int(byte & 0x0f)])
-        }
-    }
-
-    /// `value` in decimal, zero-padded to `width` digits.
-    private static func appendDigits(_ value: UInt64, width: Int, to out: inout [UInt8]) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for UInt64's 20 digits
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var rest = value
-            var index = buffer.count
-            repeat {
-                index -= 1
-                buffer[index] = UInt8(48 + rest % 10)
-                rest /= 10
-            } while rest > 0
-            while buffer.count - index < width {
-                index -= 1
-                buffer[index] = 48
-            }
-            out.append(contentsOf: buffer[index...])
-        }
-    }
-
-    /// A whole number as the JSON tree's `.number(Double(value))` encodes it.
-    private static func appendNumber(_ value: UInt64, to out: inout [UInt8]) {
-        if value < 1_000_000_000_000_000 {
-            appendDigits(value, width: 0, to: &out)
-        } else {
-            JSON.appendNumber(Double(value), to: &out)
-        }
-    }
+    ])
 
     /// A position as a CloudEvents `sequence`: 20 digits, zero-padded (UInt64's width).
     public static func sequence(_ position: UInt64) -> String {

@@ -3,6 +3,7 @@ import CampaignProjections
 import CampaignSnapshots
 import EventStore
 import Foundation
+import Hashing
 
 /// A moment in a stream's history: after a global position, or at a time.
 public enum PointInTime: Sendable, Equatable {
@@ -271,9 +272,54 @@ extension CampaignEngine {
             "actor": .string(event.actor),
             "requestId": .string(event.requestId), "causationId": .string(event.causationId),
             "payload": (try? JSON.parse(event.payload)) ?? .null,
-            "hash": .string(event.hash.map { String(format: "%02x", $0) }.joined()),
+            "hash": .string(event.hash.hexString),
         ])
     }
+
+    /// Appends the canonical bytes of ``auditJSON(_:)`` (the same bytes) to `out`, written member
+    /// by member in key order instead of made a JSON tree: `campaign replay --json` writes every
+    /// event it shows this way. Only the payload is parsed, so that it comes out canonical.
+    public static func appendAuditJSON(_ event: RecordedEvent, to out: inout [UInt8]) {
+        typealias Write = EventDocument
+        let keys = auditKeys
+        var member = 0
+        func key(_ name: StaticString) {
+            assert(keys.names(member, name))
+            keys.append(member, to: &out)
+            member += 1
+        }
+        key("actor")
+        JSON.appendString(event.actor, to: &out)
+        key("causationId")
+        JSON.appendString(event.causationId, to: &out)
+        key("hash")
+        Write.appendString("", to: &out) { Write.appendHex(event.hash, to: &$0) }
+        key("occurredAt")
+        Write.appendString("", to: &out) { Timestamp.append(event.occurredAt, to: &$0) }
+        key("payload")
+        Write.appendPayload(event.payload, to: &out)
+        key("position")
+        Write.appendNumber(event.position, to: &out)
+        key("requestId")
+        JSON.appendString(event.requestId, to: &out)
+        key("schemaVersion")
+        Write.appendNumber(UInt64(event.schemaVersion), to: &out)
+        key("streamId")
+        JSON.appendString(event.streamId, to: &out)
+        key("tenant")
+        JSON.appendString(event.tenant, to: &out)
+        key("type")
+        JSON.appendString(event.type, to: &out)
+        key("version")
+        Write.appendNumber(event.streamVersion, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// The keys ``appendAuditJSON(_:to:)`` writes, in key order.
+    private static let auditKeys = MemberKeys([
+        "actor", "causationId", "hash", "occurredAt", "payload", "position", "requestId", "schemaVersion", "streamId",
+        "tenant", "type", "version",
+    ])
 
     /// Any aggregate's read model as of a position or a time, folded from the log (snapshots are
     /// not used: they hold only the latest state).

@@ -154,10 +154,10 @@ import Testing
         #expect(usage.status == 64)
     }
 
-    /// The export and the relay write CloudEvents member by member; the bytes must be the JSON
-    /// tree's, whatever the envelope's strings, the payload (not JSON, not canonical, deep) or the
-    /// numbers hold.
-    @Test func cloudEventBytesWrittenInPlaceAreTheTreesBytes() async throws {
+    /// The export and the relay write CloudEvents member by member, and replay its JSON lines; the
+    /// bytes must be the JSON trees', whatever the envelope's strings, the payload (not JSON, not
+    /// canonical, deep) or the numbers hold.
+    @Test func eventDocumentsWrittenInPlaceAreTheirTreesBytes() async throws {
         let t = try TestEngine()
         await create(t, 1)
         let storeId = try t.engine.eventStore.storeId()
@@ -197,6 +197,9 @@ import Testing
         almost.position = 0
         events.append(almost)
         for event in events {
+            var audit = Array("prefix".utf8)
+            CampaignEngine.appendAuditJSON(event, to: &audit)
+            #expect(audit == Array("prefix".utf8) + CampaignEngine.auditJSON(event).bytes, "\(event.actor)")
             for id in [storeId, "", "a\"b\\c\u{1}"] {
                 var bytes = Array("prefix".utf8)
                 CampaignEngine.appendCloudEvent(event, storeId: id, to: &bytes)
