@@ -86,6 +86,7 @@ public struct JetStream: Sendable {
         try connection.request(subject, headers: [("Nats-Msg-Id", id)], payload: payload) { reply in
             onAck(
                 reply.flatMap { message in
+                    if let ack = Self.plainAck(message.payload) { return .success(ack) }
                     do {
                         let body = try Self.answer(message)
                         return .success(
@@ -97,6 +98,85 @@ public struct JetStream: Sendable {
                     }
                 })
         }
+    }
+
+    /// A publish's acknowledgement read straight from its bytes when it is the flat object JetStream
+    /// sends (`{"stream":"S","seq":N}`, perhaps with `"duplicate":true` or other members whose
+    /// values are plain strings, numbers or booleans); nil for anything else (an error, an escape, a
+    /// nested value), which ``answer(_:)`` reads instead. One of these arrives for every message
+    /// the relay publishes.
+    static func plainAck(_ bytes: [UInt8]) -> PublishAck? {
+        var index = 0
+        func skipSpace() {
+            while index < bytes.count,
+                bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0A
+                    || bytes[index] == 0x0D
+            {
+                index += 1
+            }
+        }
+        func take(_ byte: Character) -> Bool {
+            guard index < bytes.count, bytes[index] == byte.asciiValue else { return false }
+            index += 1
+            return true
+        }
+        /// A string without escapes or control characters.
+        func string() -> ArraySlice<UInt8>? {
+            guard take("\"") else { return nil }
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                guard bytes[index] >= 0x20, bytes[index] != UInt8(ascii: "\\") else { return nil }
+                index += 1
+            }
+            guard index < bytes.count else { return nil }
+            index += 1
+            return bytes[start..<(index - 1)]
+        }
+        var stream: String?
+        var sequence: UInt64?
+        var duplicate = false
+        skipSpace()
+        guard take("{") else { return nil }
+        repeat {
+            skipSpace()
+            guard let key = string() else { return nil }
+            skipSpace()
+            guard take(":") else { return nil }
+            skipSpace()
+            guard index < bytes.count else { return nil }
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                guard let value = string() else { return nil }
+                if key.elementsEqual("stream".utf8) { stream = String(decoding: value, as: UTF8.self) }
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                var value: UInt64 = 0
+                while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+                    let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                    let (sum, carry) = times.addingReportingOverflow(UInt64(bytes[index] - UInt8(ascii: "0")))
+                    guard !overflow, !carry else { return nil }
+                    value = sum
+                    index += 1
+                }
+                // A fraction or an exponent is not a sequence.
+                guard index < bytes.count,
+                    ![UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index])
+                else { return nil }
+                if key.elementsEqual("seq".utf8) { sequence = value }
+            case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                let value = bytes[index] == UInt8(ascii: "t")
+                let word = value ? "true" : "false"
+                guard bytes[index...].starts(with: word.utf8) else { return nil }
+                index += word.utf8.count
+                if key.elementsEqual("duplicate".utf8) { duplicate = value }
+            default:
+                return nil
+            }
+            skipSpace()
+        } while take(",")
+        guard take("}") else { return nil }
+        skipSpace()
+        guard index == bytes.count, let stream, let sequence else { return nil }
+        return PublishAck(stream: stream, sequence: sequence, duplicate: duplicate)
     }
 
     /// The JSON object of a JetStream answer, or its error.

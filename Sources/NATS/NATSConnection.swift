@@ -133,20 +133,39 @@ public final class NATSConnection: @unchecked Sendable {
         _ subject: String, headers: [(String, String)] = [], payload: [UInt8], replyTo: String? = nil
     ) throws {
         if let failure = error { throw failure }
-        let reply = replyTo.map { " " + $0 } ?? ""
-        var frame: [UInt8]
-        if headers.isEmpty {
-            frame = Array("PUB \(subject)\(reply) \(payload.count)\r\n".utf8)
-        } else {
-            var block = "NATS/1.0\r\n"
-            for (name, value) in headers { block += "\(name): \(value)\r\n" }
-            block += "\r\n"
-            let headerBytes = Array(block.utf8)
-            frame = Array("HPUB \(subject)\(reply) \(headerBytes.count) \(headerBytes.count + payload.count)\r\n".utf8)
-            frame += headerBytes
+        let crlf: [UInt8] = [13, 10]
+        var headerBlock = [UInt8]()
+        if !headers.isEmpty {
+            headerBlock += "NATS/1.0".utf8
+            headerBlock += crlf
+            for (name, value) in headers {
+                headerBlock += name.utf8
+                headerBlock += ": ".utf8
+                headerBlock += value.utf8
+                headerBlock += crlf
+            }
+            headerBlock += crlf
         }
+        // The frame is made as bytes in one buffer (PUB subject [reply] size, or HPUB with the
+        // header block's size and the total), then sent with one call.
+        var frame = [UInt8]()
+        frame.reserveCapacity(subject.utf8.count + (replyTo?.utf8.count ?? 0) + headerBlock.count + payload.count + 48)
+        frame += (headers.isEmpty ? "PUB " : "HPUB ").utf8
+        frame += subject.utf8
+        if let replyTo {
+            frame.append(UInt8(ascii: " "))
+            frame += replyTo.utf8
+        }
+        if !headers.isEmpty {
+            frame.append(UInt8(ascii: " "))
+            frame += String(headerBlock.count).utf8
+        }
+        frame.append(UInt8(ascii: " "))
+        frame += String(headerBlock.count + payload.count).utf8
+        frame += crlf
+        frame += headerBlock
         frame += payload
-        frame += [13, 10]
+        frame += crlf
         try write(frame)
     }
 
@@ -214,18 +233,21 @@ public final class NATSConnection: @unchecked Sendable {
     }
 
     private func deliver(_ line: String, _ stream: LineReader) throws {
-        let fields = line.split(separator: " ").map(String.init)
-        let hasHeaders = fields[0] == "HMSG"
+        // Split as bytes, and only the subject and reply made strings: an acknowledgement a
+        // publish, read on this one thread.
+        let fields = line.utf8.split(separator: UInt8(ascii: " "))
+        let hasHeaders = fields[0].elementsEqual("HMSG".utf8)
         // MSG subject sid [reply] size | HMSG subject sid [reply] headerSize totalSize
         let sizes = hasHeaders ? 2 : 1
         guard fields.count == 3 + sizes || fields.count == 4 + sizes,
-            let total = Int(fields[fields.count - 1])
-        else { throw NATSError.connection("malformed \(fields[0]): \(line)") }
-        let headerSize = hasHeaders ? Int(fields[fields.count - 2]) ?? 0 : 0
-        let replyTo = fields.count == 4 + sizes ? fields[3] : nil
+            let total = Self.decimal(fields[fields.count - 1]),
+            let headerSize = hasHeaders ? Self.decimal(fields[fields.count - 2]) : 0, headerSize <= total
+        else { throw NATSError.connection("malformed message line: \(line)") }
+        let replyTo = fields.count == 4 + sizes ? String(Substring(fields[3])) : nil
         let body = try stream.bytes(total + 2)
         var message = NATSMessage(
-            subject: fields[1], replyTo: replyTo, headers: [:], status: nil, payload: Array(body[headerSize..<total]))
+            subject: String(Substring(fields[1])), replyTo: replyTo, headers: [:], status: nil,
+            payload: Array(body[headerSize..<total]))
         if hasHeaders {
             let block = String(decoding: body[0..<headerSize], as: UTF8.self)
             var lines = block.components(separatedBy: "\r\n")
@@ -243,6 +265,17 @@ public final class NATSConnection: @unchecked Sendable {
         } else {
             handler?(.success(message))
         }
+    }
+
+    /// A size field of a message line: decimal digits only (at most 12 of them), else nil.
+    static func decimal(_ digits: Substring.UTF8View) -> Int? {
+        guard !digits.isEmpty, digits.count <= 12 else { return nil }
+        var value = 0
+        for digit in digits {
+            guard (48...57).contains(digit) else { return nil }
+            value = value * 10 + Int(digit - 48)
+        }
+        return value
     }
 
     // MARK: Plumbing

@@ -1,7 +1,8 @@
 import Foundation
-import NATS
 import TestSupport
 import Testing
+
+@testable import NATS
 
 /// The project's NATS client against a real `nats-server -js` on a loopback port.
 @Suite(.serialized) struct NATSTests {
@@ -72,5 +73,41 @@ final class AckLog: @unchecked Sendable {
         // Up to 30 s: a bound on a hang, generous for a loaded machine (acks take milliseconds).
         for _ in 0..<3_000 where all.count < count { try await Task.sleep(for: .milliseconds(10)) }
         #expect(all.count == count)
+    }
+
+    /// Every publish's acknowledgement is read by a small scanner of the flat object JetStream
+    /// sends; whatever it reads must be what the general parse reads, and anything else (an
+    /// error, an escape, a nested or odd value) is left to the general parse.
+    @Test func plainAcknowledgementsReadAsTheGeneralParseReadsThem() throws {
+        func general(_ text: String) -> JetStream.PublishAck? {
+            guard
+                let body = try? JetStream.answer(
+                    NATSMessage(subject: "", replyTo: nil, headers: [:], payload: Array(text.utf8)))
+            else { return nil }
+            return JetStream.PublishAck(
+                stream: body["stream"] as? String ?? "", sequence: JetStream.integer(body["seq"]),
+                duplicate: body["duplicate"] as? Bool ?? false)
+        }
+        let read = [
+            #"{"stream":"RELAY","seq":1}"#, #"{"stream":"RELAY","seq":18446744073709551615,"duplicate":true}"#,
+            #"{"stream":"R","domain":"hub","seq":42,"duplicate":false}"#,
+            " { \"seq\" : 7 ,\n\t\"stream\" : \"S\" } \r\n",
+            #"{"stream":"\#u{E9}t\#u{E9}","seq":0,"extra":12,"flag":true}"#,
+        ]
+        for text in read {
+            let plain = JetStream.plainAck(Array(text.utf8))
+            #expect(plain != nil && plain == general(text), "\(text)")
+        }
+        let left = [
+            #"{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}"#,
+            #"{"stream":"A\"B","seq":1}"#, #"{"stream":"S","seq":1.5}"#, #"{"stream":"S","seq":1e3}"#,
+            #"{"stream":"S","seq":-1}"#, #"{"stream":"S","seq":18446744073709551616}"#, #"{"stream":"S"}"#,
+            #"{"seq":1}"#, #"{"stream":"S","seq":1} x"#, #"{"stream":"S","seq":1,"x":null}"#,
+            #"{"stream":"S","seq":1,"x":[1]}"#, #"{"stream":"S","seq":1,"duplicate":tru}"#, "", "{}", "{", "[]",
+            #"{"stream":"S","seq":1,}"#, #"{"stream":"S\#u{1}","seq":1}"#,
+        ]
+        for text in left { #expect(JetStream.plainAck(Array(text.utf8)) == nil, "\(text)") }
+        #expect(NATSConnection.decimal("1234"[...].utf8) == 1234 && NATSConnection.decimal("0"[...].utf8) == 0)
+        for bad in ["", "-1", "1a", "+5", "1234567890123"] { #expect(NATSConnection.decimal(bad[...].utf8) == nil) }
     }
 }
