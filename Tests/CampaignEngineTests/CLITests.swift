@@ -452,6 +452,10 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
 
     @Test func tablesNumbersAndSizesFormat() {
         #expect(Format.table(["A", "BB"], [["xyz", "1"], ["q", "22"]]) == ["A    BB", "xyz  1", "q    22"])
+        // Columns are as wide as their widest cell in characters; a cell of emoji is never cut.
+        #expect(
+            Format.table(["A", "B"], [["\u{1F600}\u{1F600}\u{1F600}", "x"], ["abcde", "y"], ["e\u{301}", "z"]])
+                == ["A      B", "\u{1F600}\u{1F600}\u{1F600}    x", "abcde  y", "e\u{301}      z"])
         #expect(Format.count(1_234_567) == "1,234,567" && Format.count(-1_234) == "-1,234" && Format.count(12) == "12")
         #expect(Format.bytes(512) == "512 B" && Format.bytes(3 << 20) == "3.0 MiB")
     }
