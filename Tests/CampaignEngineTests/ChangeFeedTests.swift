@@ -208,4 +208,45 @@ import Testing
             }
         }
     }
+
+    /// A following export writes its lines a chunk at a time, yet each event committed while it
+    /// follows (here by another process's engine) comes out as it is committed, and the consumer's
+    /// checkpoint, stored when caught up, never passes a line not yet written.
+    @Test func aFollowingExportWritesEachNewEventAsItIsCommitted() async throws {
+        let t = try TestEngine()
+        for n in 0..<3 { await create(t, n) }
+        let before = try t.engine.eventStore.readAll().count
+        // One follows with a consumer (its checkpoint stored as it goes), one without.
+        let withConsumer = try ChildProcess(
+            "campaign", ["export", "--data", t.directory.path, "--follow", "--consumer", "tail"])
+        let plain = try ChildProcess("campaign", ["export", "--data", t.directory.path, "--follow"])
+        let followers = [withConsumer, plain]
+        // Ended whatever happens: a follower left running would hold the test runner's output open.
+        defer { for follower in followers where follower.process.isRunning { follower.process.terminate() } }
+        /// Waits (a bound on a hang, not a measure of speed) until each follower has printed `count` lines.
+        func waitForLines(_ count: Int) async throws {
+            let deadline = Date().addingTimeInterval(60)
+            while followers.contains(where: { $0.lines.count < count }), Date() < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            for follower in followers { #expect(follower.lines.count == count) }
+        }
+        try await waitForLines(before)
+        for n in 10..<13 {
+            await create(t, n)
+            try await waitForLines(before + n - 9)
+            for follower in followers {
+                #expect((try? JSON.parse(follower.lines.last ?? ""))?["subject"]?.stringValue == "acme:cmp_\(n)")
+            }
+            let position = try t.engine.eventStore.consumers().first { $0.name == "tail" }?.position ?? 0
+            #expect(position <= UInt64(withConsumer.lines.count))
+        }
+        let log = try t.engine.eventStore.readAll()
+        let storeId = try t.engine.eventStore.storeId()
+        for follower in followers {
+            follower.process.terminate()
+            _ = try await follower.waitForExit()
+            #expect(follower.lines == log.map { CampaignEngine.cloudEvent($0, storeId: storeId).text })
+        }
+    }
 }
