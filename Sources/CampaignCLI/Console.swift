@@ -10,7 +10,9 @@ public protocol Console: Sendable {
     /// Writes whole lines, each ending in a newline, to standard output at once, escaped as
     /// ``out(_:)`` escapes a line: for output of many lines (an export), written a chunk at a time
     /// rather than a call a line.
-    func out(encodedLines bytes: [UInt8])
+    /// - Throws: ``OutputError`` when the output cannot take them (a closed pipe, a full disk): an
+    ///   export must not then store a checkpoint past them.
+    func out(encodedLines bytes: [UInt8]) throws
     /// Overwrites the current line of standard error (progress bars).
     func progress(_ line: String)
     /// Whether standard output is a terminal.
@@ -78,6 +80,14 @@ public final class LineReader: @unchecked Sendable {
     }
 }
 
+/// Standard output refused what was written to it.
+public struct OutputError: Error, CustomStringConvertible {
+    /// Why, as the system said it.
+    public var reason: String
+    /// `standard output: <reason>`.
+    public var description: String { "standard output: \(reason)" }
+}
+
 /// The process's standard streams.
 public struct StandardConsole: Console {
     /// `read(2)` returns as soon as any bytes are there, so a host that writes one request and
@@ -101,16 +111,21 @@ public struct StandardConsole: Console {
     /// never drive the terminal (``Format/printable(_:)``).
     public func out(_ line: String) { FileHandle.standardOutput.write(Data((Format.printable(line) + "\n").utf8)) }
     /// Writes the lines with one `write(2)` (or as few as the pipe takes), escaped like
-    /// ``out(_:)``.
-    public func out(encodedLines bytes: [UInt8]) {
+    /// ``out(_:)``; a non-blocking output is waited for.
+    public func out(encodedLines bytes: [UInt8]) throws {
         let printable = Format.printable(lines: bytes)
-        printable.withUnsafeBytes { buffer in
+        try printable.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let written = Foundation.write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    return
+                    if errno == EAGAIN || errno == EWOULDBLOCK {
+                        var ready = pollfd(fd: STDOUT_FILENO, events: Int16(POLLOUT), revents: 0)
+                        _ = poll(&ready, 1, -1)
+                        continue
+                    }
+                    throw OutputError(reason: String(cString: strerror(errno)))
                 }
                 offset += written
             }
@@ -131,7 +146,7 @@ public struct StandardConsole: Console {
 extension Console {
     /// Writes each of the lines with ``out(_:)``: a console that keeps lines (a test's) sees them
     /// one by one.
-    public func out(encodedLines bytes: [UInt8]) {
+    public func out(encodedLines bytes: [UInt8]) throws {
         for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
             out(String(decoding: line, as: UTF8.self))
         }

@@ -92,12 +92,11 @@ enum ExportCommand {
         // Lines are written 64 KiB at a time, and whenever the export waits or stores a checkpoint.
         var lines = [UInt8]()
         lines.reserveCapacity(1 << 17)
-        func flush() {
+        func flush() throws {
             guard !lines.isEmpty else { return }
-            console.out(encodedLines: lines)
+            try console.out(encodedLines: lines)
             lines.removeAll(keepingCapacity: true)
         }
-        defer { flush() }
         func write(_ event: RecordedEvent) throws -> Bool {
             if filter.isPastEnd(event) { return false }
             if filter.admits(event) {
@@ -110,11 +109,18 @@ enum ExportCommand {
                 Audit.cloudEvent(checkpoint, storeId: id).append(to: &lines)
                 lines.append(UInt8(ascii: "\n"))
             }
-            if lines.count >= 1 << 16 { flush() }
+            if lines.count >= 1 << 16 { try flush() }
             return written < limit
         }
         guard consumer != nil || follow else {
-            try store.forEachEvent(from: start) { try write($0) }
+            do {
+                try store.forEachEvent(from: start) { try write($0) }
+            } catch {
+                // What was read before the failure is written, as it was a line at a time.
+                try? flush()
+                throw error
+            }
+            try flush()
             return .ok
         }
         let subscription = try store.subscribe(
@@ -124,25 +130,31 @@ enum ExportCommand {
         var head = try store.head().position
         // Without --follow, a consumer already at the head has nothing to wait for.
         if !follow, subscription.firstPosition > head { return .ok }
-        for try await event in subscription {
-            let more = try write(event)
-            last = event.position
-            // Caught up with the head as it is now (read again only once the old one is reached).
-            if last >= head { head = try store.head().position }
-            let caughtUp = last >= head
-            // What is written is flushed before the export waits for new events and before a
-            // checkpoint passes it (at least once: never stored past a line not yet written).
-            if caughtUp { flush() }
-            // A consumer's checkpoint is stored every 1,000 events and when it has caught up: one
-            // writer transaction per batch, not per event.
-            if consumer != nil, last - acked >= 1_000 || caughtUp {
-                flush()
-                try await subscription.ack(last)
-                acked = last
+        do {
+            for try await event in subscription {
+                let more = try write(event)
+                last = event.position
+                // Caught up with the head as it is now (read again only once the old one is reached).
+                if last >= head { head = try store.head().position }
+                let caughtUp = last >= head
+                // What is written is flushed before the export waits for new events and before a
+                // checkpoint passes it (at least once: never stored past a line not yet written).
+                if caughtUp { try flush() }
+                // A consumer's checkpoint is stored every 1,000 events and when it has caught up: one
+                // writer transaction per batch, not per event.
+                if consumer != nil, last - acked >= 1_000 || caughtUp {
+                    try flush()
+                    try await subscription.ack(last)
+                    acked = last
+                }
+                if !more || (!follow && caughtUp) { break }
             }
-            if !more || (!follow && caughtUp) { break }
+        } catch {
+            // What was read before the failure is written; no checkpoint passes it.
+            try? flush()
+            throw error
         }
-        flush()
+        try flush()
         if consumer != nil, last > acked { try await subscription.ack(last) }
         return .ok
     }

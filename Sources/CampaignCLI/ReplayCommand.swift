@@ -133,7 +133,7 @@ enum ReplayCommand {
         var pending = [[String]]()
         // Lines are written a chunk at a time: JSON lines 64 KiB at a time, table rows 1,000 at a time.
         var lines = [UInt8]()
-        func flush() {
+        func flush() throws {
             if !pending.isEmpty {
                 for line in Format.table(header, pending).dropFirst(shown == pending.count ? 0 : 1) {
                     lines += line.utf8
@@ -142,40 +142,40 @@ enum ReplayCommand {
                 pending.removeAll()
             }
             guard !lines.isEmpty else { return }
-            console.out(encodedLines: lines)
+            try console.out(encodedLines: lines)
             lines.removeAll(keepingCapacity: true)
         }
-        let visit: (RecordedEvent) -> Bool = { event in
+        let visit: (RecordedEvent) throws -> Bool = { event in
             if filter.isPastEnd(event) { return false }
             guard filter.admits(event) else { return true }
             shown += 1
             if json {
                 CampaignEngine.appendAuditJSON(event, to: &lines)
                 lines.append(UInt8(ascii: "\n"))
-                if lines.count >= 1 << 16 { flush() }
+                if lines.count >= 1 << 16 { try flush() }
             } else {
                 pending.append([
                     "\(event.position)", Timestamp.format(event.occurredAt), event.tenant, event.actor,
                     "\(event.streamId)@\(event.streamVersion)", event.type, event.requestId, event.causationId,
                 ])
-                if pending.count == 1_000 { flush() }
+                if pending.count == 1_000 { try flush() }
             }
             return shown < limit
         }
         do {
             if let stream {
-                try store.forEachEvent(inStream: stream) { visit($0) }
+                try store.forEachEvent(inStream: stream) { try visit($0) }
             } else {
                 var start: UInt64 = 1
                 if case let .position(p)? = filter.from { start = p }
-                try store.forEachEvent(from: start) { visit($0) }
+                try store.forEachEvent(from: start) { try visit($0) }
             }
         } catch {
             // What was read before the failure is shown, as it would have been a line at a time.
-            flush()
+            try? flush()
             throw error
         }
-        flush()
+        try flush()
         if !json {
             if shown == 0 { console.out(Format.table(header, []).joined()) }
             console.out("\(Format.count(shown)) event\(shown == 1 ? "" : "s")")

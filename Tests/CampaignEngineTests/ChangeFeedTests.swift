@@ -249,4 +249,31 @@ import Testing
             #expect(follower.lines == log.map { CampaignEngine.cloudEvent($0, storeId: storeId).text })
         }
     }
+
+    /// An export whose output goes away (a closed pipe, with SIGPIPE ignored as some hosts run
+    /// their children) fails, and stores no checkpoint past what it could not write.
+    @Test func anExportWhoseOutputIsClosedFailsAndStoresNoCheckpoint() async throws {
+        let t = try TestEngine()
+        for n in 0..<400 { await create(t, n) }
+        let campaign = productsDirectory.appendingPathComponent("campaign").path
+        let script = """
+            trap '' PIPE
+            '\(campaign)' export --data '\(t.directory.path)' --consumer gone | head -c 100 > /dev/null
+            echo "${PIPESTATUS[0]}"
+            """
+        let status = try await blocking { () -> String in
+            let process = Process()
+            let output = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", script]
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(status == "1")
+        #expect(try t.engine.eventStore.consumers().first { $0.name == "gone" } == nil)
+    }
 }

@@ -45,7 +45,7 @@ final class CountingConsole: Console, @unchecked Sendable {
     var lines: Int { lock.withLock { written } }
 
     func out(_ line: String) { lock.withLock { written += 1 } }
-    func out(encodedLines bytes: [UInt8]) {
+    func out(encodedLines bytes: [UInt8]) throws {
         let printable = Format.printable(lines: bytes)
         let count = printable.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
         lock.withLock { written += count }
