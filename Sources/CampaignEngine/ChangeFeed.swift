@@ -62,54 +62,29 @@ extension CampaignEngine {
     /// encoded: the export and the relay write every event of the log this way. Only the payload
     /// is parsed, so that `data` is its canonical form (`null` if it is not JSON), as in the tree.
     public static func appendCloudEvent(_ event: RecordedEvent, storeId: String, to out: inout [UInt8]) {
-        typealias Write = EventDocument
-        let keys = cloudEventKeys
-        var member = 0
-        func key(_ name: StaticString) {
-            assert(keys.names(member, name))
-            keys.append(member, to: &out)
-            member += 1
+        DocumentWriter.append(cloudEventKeys, to: &out) { document in
+            document.string("actor", event.actor)
+            document.string("causationid", event.causationId)
+            document.string("correlationid", event.requestId)
+            document.payload("data", event.payload)
+            document.string("datacontenttype", "application/json")
+            document.hex("hash", event.hash)
+            document.string("id", storeId) {
+                $0.append(UInt8(ascii: "-"))
+                DocumentWriter.appendDigits(event.position, to: &$0)
+            }
+            document.string("partitionkey", event.streamId)
+            document.hex("prevhash", event.previousHash)
+            document.number("schemaversion", UInt64(event.schemaVersion))
+            document.string("sequence", "") { DocumentWriter.appendDigits(event.position, width: 20, to: &$0) }
+            document.string("source", "urn:campaign-engine:" + storeId)
+            document.string("specversion", cloudEventsVersion)
+            document.number("streamversion", event.streamVersion)
+            document.string("subject", event.streamId)
+            document.string("tenant", event.tenant)
+            document.time("time", event.occurredAt)
+            document.string("type", event.type)
         }
-        key("actor")
-        JSON.appendString(event.actor, to: &out)
-        key("causationid")
-        JSON.appendString(event.causationId, to: &out)
-        key("correlationid")
-        JSON.appendString(event.requestId, to: &out)
-        key("data")
-        Write.appendPayload(event.payload, to: &out)
-        key("datacontenttype")
-        out.append(contentsOf: #""application/json""#.utf8)
-        key("hash")
-        Write.appendString("", to: &out) { Write.appendHex(event.hash, to: &$0) }
-        key("id")
-        Write.appendString(storeId, to: &out) {
-            $0.append(UInt8(ascii: "-"))
-            Write.appendDigits(event.position, to: &$0)
-        }
-        key("partitionkey")
-        JSON.appendString(event.streamId, to: &out)
-        key("prevhash")
-        Write.appendString("", to: &out) { Write.appendHex(event.previousHash, to: &$0) }
-        key("schemaversion")
-        Write.appendNumber(UInt64(event.schemaVersion), to: &out)
-        key("sequence")
-        Write.appendString("", to: &out) { Write.appendDigits(event.position, width: 20, to: &$0) }
-        key("source")
-        JSON.appendString("urn:campaign-engine:" + storeId, to: &out)
-        key("specversion")
-        JSON.appendString(cloudEventsVersion, to: &out)
-        key("streamversion")
-        Write.appendNumber(event.streamVersion, to: &out)
-        key("subject")
-        JSON.appendString(event.streamId, to: &out)
-        key("tenant")
-        JSON.appendString(event.tenant, to: &out)
-        key("time")
-        Write.appendString("", to: &out) { Timestamp.append(event.occurredAt, to: &$0) }
-        key("type")
-        JSON.appendString(event.type, to: &out)
-        out.append(UInt8(ascii: "}"))
     }
 
     /// The keys ``appendCloudEvent(_:storeId:to:)`` writes, in key order.

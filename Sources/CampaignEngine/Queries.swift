@@ -280,39 +280,20 @@ extension CampaignEngine {
     /// by member in key order instead of made a JSON tree: `campaign replay --json` writes every
     /// event it shows this way. Only the payload is parsed, so that it comes out canonical.
     public static func appendAuditJSON(_ event: RecordedEvent, to out: inout [UInt8]) {
-        typealias Write = EventDocument
-        let keys = auditKeys
-        var member = 0
-        func key(_ name: StaticString) {
-            assert(keys.names(member, name))
-            keys.append(member, to: &out)
-            member += 1
+        DocumentWriter.append(auditKeys, to: &out) { document in
+            document.string("actor", event.actor)
+            document.string("causationId", event.causationId)
+            document.hex("hash", event.hash)
+            document.time("occurredAt", event.occurredAt)
+            document.payload("payload", event.payload)
+            document.number("position", event.position)
+            document.string("requestId", event.requestId)
+            document.number("schemaVersion", UInt64(event.schemaVersion))
+            document.string("streamId", event.streamId)
+            document.string("tenant", event.tenant)
+            document.string("type", event.type)
+            document.number("version", event.streamVersion)
         }
-        key("actor")
-        JSON.appendString(event.actor, to: &out)
-        key("causationId")
-        JSON.appendString(event.causationId, to: &out)
-        key("hash")
-        Write.appendString("", to: &out) { Write.appendHex(event.hash, to: &$0) }
-        key("occurredAt")
-        Write.appendString("", to: &out) { Timestamp.append(event.occurredAt, to: &$0) }
-        key("payload")
-        Write.appendPayload(event.payload, to: &out)
-        key("position")
-        Write.appendNumber(event.position, to: &out)
-        key("requestId")
-        JSON.appendString(event.requestId, to: &out)
-        key("schemaVersion")
-        Write.appendNumber(UInt64(event.schemaVersion), to: &out)
-        key("streamId")
-        JSON.appendString(event.streamId, to: &out)
-        key("tenant")
-        JSON.appendString(event.tenant, to: &out)
-        key("type")
-        JSON.appendString(event.type, to: &out)
-        key("version")
-        Write.appendNumber(event.streamVersion, to: &out)
-        out.append(UInt8(ascii: "}"))
     }
 
     /// The keys ``appendAuditJSON(_:to:)`` writes, in key order.
