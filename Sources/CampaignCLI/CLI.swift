@@ -97,6 +97,10 @@ public enum CLI {
         } catch let error as Arguments.UsageError {
             console.err("campaign \(command): \(error.message); run campaign \(command) --help")
             return Exit.usage.rawValue
+        } catch let error as OutputError {
+            // Nothing more can be written there (not even an error body).
+            console.err("campaign \(command): \(error)")
+            return Exit.failure.rawValue
         } catch {
             // Every failure is a catalogue error; with --json it is also written as JSON on stdout.
             let failure = (error as? CampaignError) ?? CampaignEngine.catalogueError(for: error)

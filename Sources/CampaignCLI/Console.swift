@@ -108,20 +108,41 @@ public struct StandardConsole: Console {
     public func readLine(limit: Int) -> LineRead { input.next(limit: limit) }
 
     /// Writes to standard output, unbuffered, so a pipe sees each line at once; stored text can
-    /// never drive the terminal (``Format/printable(_:)``).
-    public func out(_ line: String) { FileHandle.standardOutput.write(Data((Format.printable(line) + "\n").utf8)) }
-    /// Writes the lines with one `write(2)` (or as few as the pipe takes), escaped like
-    /// ``out(_:)``; a non-blocking output is waited for.
+    /// never drive the terminal (``Format/printable(_:)``). Output that is refused (a closed pipe
+    /// with SIGPIPE ignored) ends the process with status 1 and a line on standard error: a host
+    /// that stopped reading `campaign apply`'s answers gets no further commands run for it.
+    public func out(_ line: String) {
+        do {
+            try Self.write(Array((Format.printable(line) + "\n").utf8), to: STDOUT_FILENO)
+        } catch {
+            try? Self.write(Array("campaign: \(error); stopping\n".utf8), to: STDERR_FILENO)
+            exit(1)
+        }
+    }
+    /// Writes the lines with one `write(2)` (or as few as the output takes), escaped like
+    /// ``out(_:)``.
     public func out(encodedLines bytes: [UInt8]) throws {
-        let printable = Format.printable(lines: bytes)
-        try printable.withUnsafeBytes { buffer in
+        try Self.write(Format.printable(lines: bytes), to: STDOUT_FILENO)
+    }
+    /// Writes to standard error, escaped like ``out(_:)`` (dropped if standard error is gone).
+    public func err(_ line: String) { try? Self.write(Array((Format.printable(line) + "\n").utf8), to: STDERR_FILENO) }
+    /// Overwrites the line on standard error.
+    public func progress(_ line: String) {
+        try? Self.write(Array(("\r\u{1B}[2K" + Format.printable(line)).utf8), to: STDERR_FILENO)
+    }
+
+    /// Writes all of `bytes` to `descriptor`, through interruptions and partial writes, waiting on
+    /// a non-blocking one.
+    /// - Throws: ``OutputError`` when the descriptor refuses them.
+    private static func write(_ bytes: [UInt8], to descriptor: Int32) throws {
+        try bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = Foundation.write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Foundation.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     if errno == EAGAIN || errno == EWOULDBLOCK {
-                        var ready = pollfd(fd: STDOUT_FILENO, events: Int16(POLLOUT), revents: 0)
+                        var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
                         _ = poll(&ready, 1, -1)
                         continue
                     }
@@ -130,12 +151,6 @@ public struct StandardConsole: Console {
                 offset += written
             }
         }
-    }
-    /// Writes to standard error, escaped like ``out(_:)``.
-    public func err(_ line: String) { FileHandle.standardError.write(Data((Format.printable(line) + "\n").utf8)) }
-    /// Overwrites the line on standard error.
-    public func progress(_ line: String) {
-        FileHandle.standardError.write(Data(("\r\u{1B}[2K" + Format.printable(line)).utf8))
     }
     /// `isatty(1)`.
     public var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }

@@ -250,30 +250,57 @@ import Testing
         }
     }
 
-    /// An export whose output goes away (a closed pipe, with SIGPIPE ignored as some hosts run
-    /// their children) fails, and stores no checkpoint past what it could not write.
-    @Test func anExportWhoseOutputIsClosedFailsAndStoresNoCheckpoint() async throws {
+    /// A command whose output goes away (a closed pipe, with SIGPIPE ignored as some hosts run
+    /// their children) ends with status 1 and says why, never a trap: an export stores no checkpoint
+    /// past what it could not write, and `apply` runs no more commands once its answers cannot be
+    /// written.
+    @Test func aCommandWhoseOutputIsClosedFailsAndAnExportStoresNoCheckpoint() async throws {
         let t = try TestEngine()
         for n in 0..<400 { await create(t, n) }
         let campaign = productsDirectory.appendingPathComponent("campaign").path
-        let script = """
-            trap '' PIPE
-            '\(campaign)' export --data '\(t.directory.path)' --consumer gone | head -c 100 > /dev/null
-            echo "${PIPESTATUS[0]}"
-            """
-        let status = try await blocking { () -> String in
-            let process = Process()
-            let output = Pipe()
-            process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            process.arguments = ["-c", script]
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let principal =
+            #"{"tenant":"acme","subject":"u","role":"admin","scopes":["campaigns:write"],"#
+            + #""expiresAt":"2099-01-01T00:00:00Z"}"#
+        let requests = (0..<400).map {
+            #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_x\#($0)","#
+                + #""name":"Campaign x\#($0)","channel":"email"}}"#
         }
-        #expect(status == "1")
+        let input = t.directory.path + "/requests.jsonl"
+        try (requests.joined(separator: "\n") + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        /// Runs `command` with SIGPIPE ignored and its output closed after 100 bytes; its status and
+        /// standard error.
+        func closedOutput(_ command: String) async throws -> (status: String, errors: String) {
+            let script = """
+                trap '' PIPE
+                \(command) 2> '\(t.directory.path)/errors' | head -c 100 > /dev/null
+                echo "${PIPESTATUS[0]}"
+                """
+            let status = try await blocking { () -> String in
+                let process = Process()
+                let output = Pipe()
+                process.executableURL = URL(fileURLWithPath: "/bin/bash")
+                process.arguments = ["-c", script]
+                process.standardOutput = output
+                try process.run()
+                let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            return (status, try String(contentsOfFile: t.directory.path + "/errors", encoding: .utf8))
+        }
+        let data = "--data '\(t.directory.path)'"
+        let export = try await closedOutput("'\(campaign)' export \(data) --consumer gone")
+        #expect(export.status == "1" && export.errors.contains("campaign export: standard output:"), "\(export)")
         #expect(try t.engine.eventStore.consumers().first { $0.name == "gone" } == nil)
+        let replay = try await closedOutput("'\(campaign)' replay \(data) --json")
+        #expect(replay.status == "1" && replay.errors.contains("campaign replay: standard output:"), "\(replay)")
+        let before = try t.engine.eventStore.head().position
+        let apply = try await closedOutput("'\(campaign)' apply \(data) < '\(input)'")
+        #expect(apply.status == "1" && apply.errors.contains("standard output:"), "\(apply)")
+        #expect(!apply.errors.contains("Fatal error") && !export.errors.contains("Fatal error"))
+        // It ran commands and stopped once an answer could not be written, not after all 400 (their
+        // answers are more than a pipe holds, so the last ones cannot have been written).
+        let ran = try t.engine.eventStore.head().position - before
+        #expect(ran > 0 && ran < 400, "\(ran)")
     }
 }
