@@ -211,6 +211,160 @@ extension JSON {
     }
 }
 
+// MARK: - Canonical bytes
+
+extension JSON {
+    /// Whether `bytes` are exactly the canonical bytes (``bytes``) of the value they parse to, so
+    /// that a writer may copy them where it would parse them and encode the value again. Decided in
+    /// one scan and conservatively: false for anything it does not decide cheaply (text outside
+    /// ASCII, a key with an escape, a number that is not a whole one below 10^15, nesting deeper than
+    /// 16, more than 1 MiB), which must then be parsed; never true for bytes that do not parse, or
+    /// that parse to a value encoded otherwise.
+    public static func isCanonical(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count <= 1 << 20 else { return false }
+        return bytes.withUnsafeBufferPointer { buffer in
+            var scanner = CanonicalScanner(bytes: buffer)
+            return scanner.value(depth: 0) && scanner.index == buffer.count
+        }
+    }
+}
+
+/// The scan behind ``JSON/isCanonical(_:)``: each rule is the writer's (``JSON/bytes``) read
+/// backwards: no white space; object keys in strictly increasing byte order (so no repeats);
+/// strings of printable ASCII with only the writer's escapes (`\"`, `\\`, `\n`, `\r`, `\t`, and
+/// `\u00xx` in lower case for the other control bytes and DEL); numbers as the writer prints a whole
+/// number below 10^15 (no `-0`, no leading zero).
+private struct CanonicalScanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    private func at(_ offset: Int) -> UInt8? {
+        index + offset < bytes.count ? bytes[index + offset] : nil
+    }
+
+    mutating func value(depth: Int) -> Bool {
+        guard let byte = at(0) else { return false }
+        switch byte {
+        case UInt8(ascii: "{"): return container(depth: depth + 1, object: true)
+        case UInt8(ascii: "["): return container(depth: depth + 1, object: false)
+        case UInt8(ascii: "\""): return string(isKey: false) != nil
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
+        default: return false
+        }
+    }
+
+    /// An object or an array, its opening byte at `index`.
+    private mutating func container(depth: Int, object: Bool) -> Bool {
+        guard depth <= 16 else { return false }
+        let close = object ? UInt8(ascii: "}") : UInt8(ascii: "]")
+        index += 1
+        if at(0) == close {
+            index += 1
+            return true
+        }
+        var previousKey: Range<Int>?
+        while true {
+            if object {
+                guard let key = string(isKey: true) else { return false }
+                if let previousKey {
+                    let ordered = ByteOrder.precedes(
+                        UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[previousKey])),
+                        UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[key])))
+                    guard ordered else { return false }
+                }
+                previousKey = key
+                guard at(0) == UInt8(ascii: ":") else { return false }
+                index += 1
+            }
+            guard value(depth: depth) else { return false }
+            switch at(0) {
+            case UInt8(ascii: ","): index += 1
+            case close:
+                index += 1
+                return true
+            default: return false
+            }
+        }
+    }
+
+    /// A string at `index`: the range of its bytes between the quotes, or nil when it is not as
+    /// the writer writes strings (a key may hold no escape at all: keys are ordered by their
+    /// unescaped bytes).
+    private mutating func string(isKey: Bool) -> Range<Int>? {
+        guard at(0) == UInt8(ascii: "\"") else { return nil }
+        index += 1
+        let start = index
+        while let byte = at(0) {
+            switch byte {
+            case UInt8(ascii: "\""):
+                index += 1
+                return start..<(index - 1)
+            case UInt8(ascii: "\\"):
+                guard !isKey, let escaped = at(1) else { return nil }
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 2
+                case UInt8(ascii: "u"):
+                    // `\u00xx`, lower-case hexadecimal, for a control byte the writer has no short
+                    // escape for, or DEL.
+                    guard at(2) == UInt8(ascii: "0"), at(3) == UInt8(ascii: "0"), let high = at(4).flatMap(Self.hex),
+                        let low = at(5).flatMap(Self.hex)
+                    else { return nil }
+                    let code = high << 4 | low
+                    guard (code < 0x20 && code != 0x09 && code != 0x0A && code != 0x0D) || code == 0x7F else {
+                        return nil
+                    }
+                    index += 6
+                default: return nil
+                }
+            case 0x20...0x7E: index += 1
+            default: return nil  // a control byte, DEL, or a byte outside ASCII
+            }
+        }
+        return nil
+    }
+
+    /// A lower-case hexadecimal digit's value.
+    private static func hex(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
+    /// A whole number as the writer prints one below 10^15: `0`, or an optional `-` and 1–15 digits
+    /// without a leading zero, not followed by a fraction or an exponent.
+    private mutating func number() -> Bool {
+        let negative = at(0) == UInt8(ascii: "-")
+        if negative { index += 1 }
+        var digits = 0
+        let first = at(0)
+        while let byte = at(0), (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
+            digits += 1
+            index += 1
+        }
+        guard digits > 0, digits <= 15, first != UInt8(ascii: "0") || (digits == 1 && !negative) else { return false }
+        switch at(0) {
+        case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return false
+        default: return true
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return false }
+        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] { return false }
+        index += count
+        return true
+    }
+}
+
 // MARK: - Parsing
 
 /// Hard limits on what the parser accepts; inputs beyond them are rejected, never truncated.

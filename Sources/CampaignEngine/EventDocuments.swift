@@ -95,10 +95,15 @@ struct DocumentWriter {
     }
 
     /// A member whose value is a stored payload, as the tree's `(try? JSON.parse(payload)) ?? .null`
-    /// encodes it: parsed, so that it comes out canonical (`null` when it is not JSON).
+    /// encodes it: copied when it is canonical already (as the engine writes payloads), else parsed
+    /// and encoded (`null` when it is not JSON).
     mutating func payload(_ name: StaticString, _ payload: [UInt8]) {
         key(name)
-        ((try? JSON.parse(payload)) ?? .null).append(to: &bytes)
+        if JSON.isCanonical(payload) {
+            bytes.append(contentsOf: payload)
+        } else {
+            ((try? JSON.parse(payload)) ?? .null).append(to: &bytes)
+        }
     }
 
     /// `value` in decimal, zero-padded to `width` digits (at most 24).
