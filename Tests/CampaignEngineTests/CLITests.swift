@@ -429,7 +429,7 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
             "\u{202F}",
             "\u{2065}", "\u{206A}", "\u{20AC}", "\u{1F600}", "0123456789",
         ]
-        var random = FoldedRebuildTests.SplitMix(state: 13)
+        var random = SeededRandom(seed: 13)
         for round in 0..<400 {
             let lineCount = Int.random(in: 1...4, using: &random)
             var lines = [String]()

@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignDomain
 import CampaignEngine
 import EventStore
@@ -11,18 +12,6 @@ import Testing
 /// segment, and `audit` by ordering its keys from a few numbers per event. Their rows must be
 /// exactly those of the event-by-event fold the live table gets from catch-up.
 @Suite struct FoldedRebuildTests {
-    /// A small deterministic generator (SplitMix64), so a failure names a reproducible history.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     let rules = [
         #"{"all":[{"field":"last_seen_at","operator":"within_last_days","value":5}]}"#,
         #"{"all":[{"field":"last_seen_at","operator":"not_within_last_days","value":3}]}"#,
@@ -33,7 +22,7 @@ import Testing
     let tierRule = #"{"all":[{"field":"tier","operator":"in","value":["gold","silver"]}]}"#
 
     /// Random contact attributes, with dates around `now`.
-    func attributes(_ random: inout SplitMix, now: Date) -> String {
+    func attributes(_ random: inout SeededRandom, now: Date) -> String {
         func date() -> String {
             Timestamp.format(now + Double(Int(random.next() % 480) - 360) * 3_600)
         }
@@ -47,7 +36,7 @@ import Testing
     @Test(arguments: [1, 2, 3])
     func theFoldedRebuildEqualsTheEventByEventFold(seed: UInt64) async throws {
         let t = try TestEngine()
-        var random = SplitMix(state: seed)
+        var random = SeededRandom(seed: seed)
         let tenants = ["acme", "globex"]
         var ticks = 0
         var accepted = 0
@@ -189,7 +178,7 @@ import Testing
 
     @Test func aRebuildOnTheWriterFoldsAndThenAppliesWhatWasAppendedMeanwhile() async throws {
         let t = try TestEngine()
-        var random = SplitMix(state: 11)
+        var random = SeededRandom(seed: 11)
         _ = await t.command(
             "segment.create", #"{"segmentId":"seg_fr","name":"FR","rules":\#(rules[2])}"#, as: admin())
         for n in 0..<200 {
@@ -223,7 +212,7 @@ import Testing
         defer { store.close() }
         let runner = try ProjectionRunner(store: store, projections: [AuditIndex()])
         try runner.prepare()
-        var random = SplitMix(state: nul ? 7 : 5)
+        var random = SeededRandom(seed: nul ? 7 : 5)
         let tenants = nul ? ["a", "a\u{0}", "b"] : ["acme", "a", "ab"]
         let actors = nul ? ["u1", "u1\u{0}", "system"] : ["u1", "u2", "system"]
         for n in 0..<600 {
@@ -276,7 +265,7 @@ import Testing
         defer { store.close() }
         let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: ExperimentResultsProjection())])
         try runner.prepare()
-        var random = SplitMix(state: nul ? 11 : 3)
+        var random = SeededRandom(seed: nul ? 11 : 3)
         let tenants = nul ? ["a", "a\u{0}", "b"] : ["acme", "a", "ab"]
         let experiments = nul ? ["exp_1", "exp_1\u{0}", "exp_2"] : ["exp_1", "exp_10", "exp_2"]
         for n in 0..<600 {
@@ -321,7 +310,7 @@ import Testing
         defer { store.close() }
         let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: CampaignBoard())])
         try runner.prepare()
-        var random = SplitMix(state: 5)
+        var random = SeededRandom(seed: 5)
         let tenants = ["acme", "a", "ab"]
         let transitions: [CampaignEvent.Kind] = [.activated, .paused, .resumed, .completed, .cancelled, .deleted]
         for n in 0..<800 {
@@ -378,7 +367,7 @@ import Testing
     /// begins, equal strings in the order they came; over strings up to 40 bytes of an alphabet
     /// with 0x00 and 0xFF, many sharing their first 16 bytes or more (where it compares the rest).
     @Test func packedKeysSortAsTheirBytesDoAndKeepEqualOnesInTheirOrder() {
-        var random = SplitMix(state: 13)
+        var random = SeededRandom(seed: 13)
         let alphabet: [UInt8] = [0x00, 0x01, 0x61, 0x62, 0xFF]
         var strings = [[UInt8]]()
         for _ in 0..<3_000 {
@@ -422,7 +411,7 @@ import Testing
     /// contact's last event would; the events held stay within about twice the contacts.
     @Test(arguments: [1, 7, 1_000_000])
     func contactEventsKeepEachContactsLastEvent(slack: Int) {
-        var random = SplitMix(state: 21)
+        var random = SeededRandom(seed: 21)
         var events = MembershipFold.ContactEvents(slack: slack)
         var model: [String: (position: UInt64, erased: Bool)] = [:]
         var most = 0

@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignDomain
 import Foundation
 import Testing
@@ -5,21 +6,9 @@ import Testing
 /// `JSON.isCanonical` lets the export copy a payload instead of parsing and encoding it again, so
 /// whatever it accepts must be exactly what the writer writes for the value the bytes parse to.
 @Suite struct CanonicalJSONTests {
-    /// SplitMix64, so a failure names a reproducible case.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// A random value within what the scan decides: ASCII text (quotes, backslashes, control
     /// characters, DEL included), whole numbers below 10^15, nesting up to `depth`.
-    func value(_ random: inout SplitMix, depth: Int) -> JSON {
+    func value(_ random: inout SeededRandom, depth: Int) -> JSON {
         func text() -> String {
             let alphabet = Array(" az09_-:\"\\/\u{0}\u{7}\u{8}\u{9}\u{A}\u{C}\u{D}\u{1F}\u{7F}~{}[],")
             return String(
@@ -47,7 +36,7 @@ import Testing
     }
 
     @Test func theWritersBytesAreCanonicalAndWhatItAcceptsIsWhatTheWriterWrites() throws {
-        var random = SplitMix(state: 2026)
+        var random = SeededRandom(seed: 2026)
         let mutations = Array(#" "\{}[],:0123456789-.eEtrufalsn\u/x"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
         var accepted = 0
         for round in 0..<3_000 {
