@@ -112,25 +112,19 @@ enum ExportCommand {
             if lines.count >= 1 << 16 { try flush() }
             return written < limit
         }
-        guard consumer != nil || follow else {
-            do {
-                try store.forEachEvent(from: start) { try write($0) }
-            } catch {
-                // What was read before the failure is written, as it was a line at a time.
-                try? flush()
-                throw error
-            }
-            try flush()
-            return .ok
-        }
-        let subscription = try store.subscribe(
-            consumer: consumer ?? "export", from: consumer == nil ? .position(start) : .checkpoint)
-        var last: UInt64 = 0
-        var acked: UInt64 = 0
-        var head = try store.head().position
-        // Without --follow, a consumer already at the head has nothing to wait for.
-        if !follow, subscription.firstPosition > head { return .ok }
         do {
+            guard consumer != nil || follow else {
+                try store.forEachEvent(from: start) { try write($0) }
+                try flush()
+                return .ok
+            }
+            let subscription = try store.subscribe(
+                consumer: consumer ?? "export", from: consumer == nil ? .position(start) : .checkpoint)
+            var last: UInt64 = 0
+            var acked: UInt64 = 0
+            var head = try store.head().position
+            // Without --follow, a consumer already at the head has nothing to wait for.
+            if !follow, subscription.firstPosition > head { return .ok }
             for try await event in subscription {
                 let more = try write(event)
                 last = event.position
@@ -149,14 +143,15 @@ enum ExportCommand {
                 }
                 if !more || (!follow && caughtUp) { break }
             }
+            try flush()
+            if consumer != nil, last > acked { try await subscription.ack(last) }
+            return .ok
         } catch {
-            // What was read before the failure is written; no checkpoint passes it.
+            // What was read before a failure is still written, as it was a line at a time; no
+            // checkpoint passes it.
             try? flush()
             throw error
         }
-        try flush()
-        if consumer != nil, last > acked { try await subscription.ack(last) }
-        return .ok
     }
 }
 
