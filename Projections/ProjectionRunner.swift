@@ -345,20 +345,28 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     // MARK: Catch-up
 
-    /// Applies new events to catch-up projections (all, or one), in transactions of at most
-    /// `batchSize` events and about ``jobBudget`` each, each with its checkpoint. Safe to call
-    /// from several tasks and processes.
+    /// Applies new events to catch-up projections (all, or one), up to the head as it is when
+    /// called, in transactions of at most `batchSize` events and about ``jobBudget`` each, each with
+    /// its checkpoint. Safe to call from several tasks and processes. (Up to that head, not the
+    /// head as it moves: under appends that never stop, the first projection would chase it and
+    /// the next never start.)
+    /// - Parameter deadline: when given, no batch starts after it (a projection may be left behind,
+    ///   each at a batch's checkpoint).
     /// - Returns: the number of events applied.
     @discardableResult
     public func catchUp(
-        _ name: String? = nil, batchSize: Int = 5_000, onBatch: ((String, UInt64) -> Void)? = nil
+        _ name: String? = nil, batchSize: Int = 5_000, until deadline: ContinuousClock.Instant? = nil,
+        onBatch: ((String, UInt64) -> Void)? = nil
     ) throws -> UInt64 {
         try catchUpLock.withLock {
+            let head = try store.read { try $0.headPosition() }
             var applied: UInt64 = 0
             for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name)
             {
-                while true {
-                    let step = try store.write { txn in try catchUpBatch(projection, batchSize: batchSize, in: txn) }
+                while deadline.map({ ContinuousClock.now < $0 }) ?? true {
+                    let step = try store.write { txn in
+                        try catchUpBatch(projection, batchSize: batchSize, through: head, in: txn)
+                    }
                     applied += step.applied
                     guard step.moved else { break }
                     onBatch?(projection.name, step.checkpoint)
@@ -368,8 +376,9 @@ public final class ProjectionRunner: @unchecked Sendable {
         }
     }
 
-    /// Catches up like ``catchUp(_:batchSize:onBatch:)``, with each batch a job of the store's
-    /// writer thread (``EventStore/perform(_:)``): a query waiting for its read model never blocks
+    /// Catches up like ``catchUp(_:batchSize:until:onBatch:)`` (to the head as it is when called),
+    /// with each batch a job of the store's writer thread (``EventStore/perform(_:)``): a query
+    /// waiting for its read model never blocks
     /// a thread of Swift's cooperative pool on LMDB's writer lock, and each job holds the writer for
     /// at most about ``jobBudget`` (less when appends wait), even for one costly event. Jobs
     /// run one at a time, and each reads its checkpoint inside its transaction, so concurrent
@@ -377,11 +386,12 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// - Returns: the number of events applied.
     @discardableResult
     public func catchUpOnWriter(_ name: String? = nil, batchSize: Int = 1_000) async throws -> UInt64 {
+        let head = try store.read { try $0.headPosition() }
         var applied: UInt64 = 0
         for projection in projections where projection.mode == .catchUp && (name == nil || projection.name == name) {
             while true {
                 let step = try await store.perform { txn in
-                    try self.catchUpBatch(projection, batchSize: batchSize, in: txn)
+                    try self.catchUpBatch(projection, batchSize: batchSize, through: head, in: txn)
                 }
                 applied += step.applied
                 if !step.moved { break }
@@ -400,10 +410,13 @@ public final class ProjectionRunner: @unchecked Sendable {
         var moved: Bool
     }
 
-    /// Applies events after the projection's checkpoint, at most `batchSize` of them, until its time
-    /// is up (``shouldYield(startedAt:)``, checked after each event and, for a ``PartialApply``
-    /// projection, inside a costly one, whose resume point is then stored with the checkpoint).
-    func catchUpBatch(_ projection: any Projection, batchSize: Int, in txn: WriteTransaction) throws -> CatchUpStep {
+    /// Applies events after the projection's checkpoint, at most `batchSize` of them and none after
+    /// position `through`, until its time is up (``shouldYield(startedAt:)``, checked after each
+    /// event and, for a ``PartialApply`` projection, inside a costly one, whose resume point is then
+    /// stored with the checkpoint).
+    func catchUpBatch(
+        _ projection: any Projection, batchSize: Int, through: UInt64, in txn: WriteTransaction
+    ) throws -> CatchUpStep {
         guard var state = try meta(projection.name, in: txn), state.version == projection.version else {
             return CatchUpStep(applied: 0, checkpoint: 0, moved: false)
         }
@@ -414,13 +427,18 @@ public final class ProjectionRunner: @unchecked Sendable {
         let resumable = projection as? any PartialApply
         var applied: UInt64 = 0
         var moved = false
-        reading: while applied < batchSize {
+        // Only the types it declares are decoded (a record of another type is read no further than
+        // its type), and no payloads for a projection that reads none; the positions between are
+        // passed over with the window that holds them.
+        let payloads = (projection as? any FoldedRebuild)?.foldReadsPayloads ?? true
+        reading: while applied < batchSize && state.checkpoint < through {
+            let last = state.checkpoint + UInt64(min(256, batchSize - Int(applied), Int(through - state.checkpoint)))
             let events = try txn.events(
-                from: state.checkpoint + 1, limit: min(256, batchSize - Int(applied)), hashes: false)
-            if events.isEmpty { break }
+                from: state.checkpoint + 1, through: last, types: projection.eventTypes, hashes: false,
+                payloads: payloads)
+            moved = true
             for event in events {
                 let projected = ProjectedEvent(event)
-                moved = true
                 if let resumable {
                     state.partial = try resumable.apply(
                         projected, to: table, resumingAfter: state.partial, shouldStop: stop)
@@ -428,10 +446,13 @@ public final class ProjectionRunner: @unchecked Sendable {
                 } else {
                     try projection.apply(projected, to: table)
                 }
+                applied += event.position - state.checkpoint
                 state.checkpoint = event.position
-                applied += 1
                 if stop() { break reading }
             }
+            applied += last - state.checkpoint
+            state.checkpoint = last
+            if stop() { break }
         }
         if moved { setMeta(state, projection.name, in: txn) }
         return CatchUpStep(applied: applied, checkpoint: state.checkpoint, moved: moved)
