@@ -36,6 +36,9 @@ public struct EngineConfiguration: Sendable {
     public var operatorTenant: String?
     /// Signed checkpoints of the log's tree taken by the engine itself; nil (the default): none.
     public var checkpoints: CheckpointSchedule?
+    /// When the catch-up projections (`segments`, `audit`) are brought to the head in the
+    /// background and at close; nil: only when a query reads them and when an engine opens.
+    public var catchUp: CatchUpSchedule? = CatchUpSchedule()
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
@@ -86,6 +89,7 @@ public final class CampaignEngine: Sendable {
     let aggregateLocks = KeyedLock()
     let cursors: CursorCodec
     let checkpointer: Checkpointer?
+    let catchUpKeeper: CatchUpKeeper?
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -123,11 +127,21 @@ public final class CampaignEngine: Sendable {
         rateLimiter = RateLimiter(limit: configuration.rateLimit, window: configuration.rateLimitWindow)
         let store = self.store
         checkpointer = configuration.checkpoints.map { Checkpointer(store: store, schedule: $0) }
+        let projections = self.projections
+        catchUpKeeper =
+            store.isReadOnly
+            ? nil : configuration.catchUp.map { CatchUpKeeper(store: store, projections: projections, schedule: $0) }
     }
 
-    /// Stops taking checkpoints, finishes queued writes and closes the store.
+    /// Stops taking checkpoints and catching up in the background, catches the catch-up projections
+    /// up for at most ``CatchUpSchedule/atClose``, finishes queued writes and closes the store.
+    /// Blocks until the store is closed: call it from outside Swift concurrency's pool when you can.
     public func close() {
         checkpointer?.stop()
+        catchUpKeeper?.stop()
+        if catchUpKeeper != nil, let budget = configuration.catchUp?.atClose, budget > .zero {
+            _ = try? projections.catchUp(until: .now + budget)
+        }
         store.close()
     }
 

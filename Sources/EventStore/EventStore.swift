@@ -102,6 +102,17 @@ public final class EventStore: @unchecked Sendable {
     /// Whether ``close()`` has run.
     var isClosed: Bool { closed.withLock { $0 } }
 
+    /// A count that moves after every commit of appends made through this store object (a writer
+    /// job's commit does not move it), for ``waitForAppends(after:atMost:)``.
+    public var appendGeneration: UInt64 { appended.generation }
+
+    /// Returns once appends made through this store object have committed since ``appendGeneration``
+    /// read `generation`, or after `limit`, on cancellation, or when the store closes, whichever
+    /// comes first. Appends by another process move the log's head without waking it.
+    public func waitForAppends(after generation: UInt64, atMost limit: Duration) async {
+        await appended.wait(after: generation, atMost: limit)
+    }
+
     deinit { close() }
 
     /// Opens (creating if needed) a named table for data kept beside the log. Call it before, not

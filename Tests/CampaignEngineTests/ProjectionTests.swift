@@ -253,10 +253,18 @@ import Testing
     static let acmeAdmin = Principal(
         tenant: "acme", subject: "u", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
 
+    /// An engine that leaves its catch-up projections behind (no background catch-up, none at
+    /// close), so a test finds the events it appended still to be applied.
+    static let lazyCatchUp: EngineConfiguration = {
+        var configuration = EngineConfiguration()
+        configuration.catchUp = nil
+        return configuration
+    }()
+
     @Test func aCatchUpKilledMidWayResumesAndEndsIdenticalToAFreshRebuild() async throws {
         let directory = TemporaryDirectory()
         do {
-            let engine = try CampaignEngine(directory: directory.path)
+            let engine = try CampaignEngine(directory: directory.path, configuration: Self.lazyCatchUp)
             let admin = Self.acmeAdmin
             let contacts = (0..<3_000).map {
                 ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))])
@@ -312,7 +320,7 @@ import Testing
     /// A store with 3,000 contacts of `acme`, a segment `seg_old` (age ≥ 60) whose members are
     /// caught up, and then a rule change (age ≥ 30) that `segments` has not applied yet.
     static func storeWithAPendingRuleChange(_ directory: TemporaryDirectory) async throws {
-        let engine = try CampaignEngine(directory: directory.path)
+        let engine = try CampaignEngine(directory: directory.path, configuration: Self.lazyCatchUp)
         let admin = Self.acmeAdmin
         let rule = { (age: Int) in try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":\#(age)}]}"#) }
         let contacts = (0..<3_000).map {
@@ -327,6 +335,94 @@ import Testing
             .command(.segment(.update(segmentId: "seg_old", rules: try rule(30))), as: admin, requestId: "r3"))
         #expect([created.status, imported.status, updated.status].allSatisfy { $0 < 300 })
         engine.close()
+    }
+
+    /// An engine configuration with background catch-up on this schedule.
+    static func catchingUp(quiet: Duration, maximumLag: UInt64 = 10_000, atClose: Duration) -> EngineConfiguration {
+        var configuration = EngineConfiguration(rateLimit: 1_000_000)
+        configuration.catchUp = CatchUpSchedule(quiet: quiet, maximumLag: maximumLag, atClose: atClose)
+        return configuration
+    }
+
+    /// The lag of each catch-up projection (`segments`, `audit`), by name.
+    static func catchUpLags(_ runner: ProjectionRunner) throws -> [String: UInt64] {
+        Dictionary(uniqueKeysWithValues: try runner.status().filter { $0.mode == .catchUp }.map { ($0.name, $0.lag) })
+    }
+
+    /// Imports `count` contacts of `acme` (ages 0–89) under request `requestId`.
+    static func importContacts(_ engine: CampaignEngine, _ ids: Range<Int>, requestId: String) async -> Int {
+        let contacts = ids.map { ContactInput(contactId: "ctc_\($0)", attributes: ["age": .number(Double($0 % 90))]) }
+        return await engine.execute(.command(.contact(.import(contacts)), as: acmeAdmin, requestId: requestId)).status
+    }
+
+    @Test func catchUpProjectionsReachTheHeadOnTheirOwnOnceAppendsPause() async throws {
+        let directory = TemporaryDirectory()
+        let engine = try CampaignEngine(
+            directory: directory.path, configuration: Self.catchingUp(quiet: .milliseconds(20), atClose: .zero))
+        defer { engine.close() }
+        let rule = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)
+        let created = await engine.execute(
+            .command(
+                .segment(.create(segmentId: "seg_old", name: "Old", rules: rule)), as: Self.acmeAdmin,
+                requestId: "r1"))
+        let imported = await Self.importContacts(engine, 0..<300, requestId: "r2")
+        #expect(created.status == 201 && imported == 201)
+        // No query reads them: only the engine's own catch-up can move them.
+        let deadline = ContinuousClock.now + .seconds(20)
+        var lags = try Self.catchUpLags(engine.projections)
+        while lags.values.contains(where: { $0 > 0 }) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+            lags = try Self.catchUpLags(engine.projections)
+        }
+        #expect(lags == ["segments": 0, "audit": 0])
+        for name in ["segments", "audit"] {
+            let report = try engine.projections.verify(name)
+            #expect(report.matches && report.entries > 0, "\(name): \(report.differenceCount) differences")
+        }
+    }
+
+    @Test func underAppendsThatNeverPauseACatchUpStartsOnceTheLagPassesItsLimit() async throws {
+        let directory = TemporaryDirectory()
+        // Appends never pause for ten seconds here, so only the lag limit can start a catch-up.
+        let quiet = Duration.seconds(10)
+        let engine = try CampaignEngine(
+            directory: directory.path,
+            configuration: Self.catchingUp(quiet: quiet, maximumLag: 10, atClose: .zero))
+        defer { engine.close() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        var last = ContinuousClock.now
+        var longestPause = Duration.zero
+        var batch = 0
+        var audit: UInt64 = 0
+        while audit == 0 && ContinuousClock.now < deadline {
+            let status = await Self.importContacts(engine, batch * 2..<batch * 2 + 2, requestId: "r\(batch)")
+            #expect(status == 201, "\(status)")
+            batch += 1
+            longestPause = max(longestPause, ContinuousClock.now - last)
+            last = ContinuousClock.now
+            audit = try engine.projections.status().first { $0.name == "audit" }!.checkpoint
+        }
+        #expect(audit > 0, "audit never caught up while appends went on")
+        #expect(longestPause < quiet, "appends paused for \(longestPause): the pause may have started it")
+    }
+
+    @Test func closeCatchesUpWhatIsLeftWithinItsBudgetAndAZeroBudgetLeavesIt() async throws {
+        for budget in [Duration.seconds(30), .zero] {
+            let directory = TemporaryDirectory()
+            // A pause of an hour never comes in this test: nothing catches up in the background.
+            let engine = try CampaignEngine(
+                directory: directory.path, configuration: Self.catchingUp(quiet: .seconds(3_600), atClose: budget))
+            #expect(await Self.importContacts(engine, 0..<50, requestId: "r1") == 201)
+            engine.close()
+            let store = try EventStore(path: directory.path)
+            defer { store.close() }
+            let lags = try Self.catchUpLags(
+                ProjectionRunner(store: store, projections: CampaignEngine.standardProjections()))
+            // Zero: every event of the import is still to be applied.
+            let expected = budget > .zero ? 0 : try store.head().position
+            #expect(budget > .zero || expected >= 50, "each of the 50 contacts is an event")
+            #expect(lags == ["segments": expected, "audit": expected])
+        }
     }
 
     static let membersAfterTheRuleChange = (0..<3_000).filter { $0 % 90 >= 30 }.count
