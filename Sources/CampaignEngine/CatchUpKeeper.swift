@@ -29,51 +29,58 @@ public struct CatchUpSchedule: Sendable {
 ///
 /// It sleeps until this engine's store commits appends, then looks every 50 ms (or every
 /// ``CatchUpSchedule/quiet``, if shorter) for a pause of ``CatchUpSchedule/quiet`` since the last
-/// append or a lag past ``CatchUpSchedule/maximumLag``, and then runs ``ProjectionRunner/catchUpOnWriter(_:batchSize:)``,
-/// whose batches are jobs of the writer thread that end early when appends wait. Appends made by
+/// append or a lag past ``CatchUpSchedule/maximumLag``, and then runs
+/// ``ProjectionRunner/catchUpOnWriter(_:batchSize:)``, whose batches are jobs of the writer thread
+/// that end early when appends wait. Appends made by
 /// another process move the head without waking it; it notices them within a minute, and that
 /// process's own engine catches up after them.
 final class CatchUpKeeper: Sendable {
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     init(store: EventStore, projections: ProjectionRunner, schedule: CatchUpSchedule) {
-        let loop = Task.detached {
-            // The engine caught up as it opened.
-            var caught = (try? store.head().position) ?? 0
+        // The store and the runner are held only while they are used, never across a wait: an
+        // engine dropped without `close()` still closes its store (the store's close wakes the
+        // signal, and the task ends).
+        let signal = store.appended
+        let loop = Task.detached { [weak store, weak projections] in
             let tick = min(schedule.quiet, .milliseconds(50))
+            func head() -> UInt64? { try? store?.head().position }
+            // The engine caught up as it opened.
+            var caught = head() ?? 0
             while !Task.isCancelled {
-                let seen = store.appendGeneration
-                guard let head = try? store.head().position else { return }
-                if head <= caught {
-                    await store.waitForAppends(after: seen, atMost: .seconds(60))
+                let seen = signal.generation
+                guard let now = head() else { return }
+                if now <= caught {
+                    await signal.wait(after: seen, atMost: .seconds(60))
                     continue
                 }
                 // Behind: look every `tick` for a pause of `quiet` since the last append, or the
                 // lag limit, whichever comes first.
-                var generation = store.appendGeneration
+                var generation = signal.generation
                 var lastAppend = ContinuousClock.now
-                var now = head
+                var reached = now
                 while true {
                     do { try await Task.sleep(for: tick) } catch { return }
-                    if store.appendGeneration != generation {
-                        generation = store.appendGeneration
+                    if signal.generation != generation {
+                        generation = signal.generation
                         lastAppend = .now
                     }
-                    guard let reached = try? store.head().position else { return }
-                    now = reached
-                    if now - caught >= schedule.maximumLag || ContinuousClock.now - lastAppend >= schedule.quiet {
+                    guard let position = head() else { return }
+                    reached = position
+                    if reached - caught >= schedule.maximumLag || ContinuousClock.now - lastAppend >= schedule.quiet {
                         break
                     }
                 }
+                guard let runner = projections else { return }
                 do {
-                    try await projections.catchUpOnWriter()
+                    try await runner.catchUpOnWriter()
                 } catch EventStoreError.closed {
                     return
                 } catch {
                     // A projection that fails here fails its queries too, which report it; this
                     // task tries again after the next appends rather than in a loop.
                 }
-                caught = now
+                caught = reached
             }
         }
         task.withLock { $0 = loop }

@@ -34,8 +34,9 @@ public final class EventStore: @unchecked Sendable {
     /// Why appends are refused, if they are (see ``writesRefused``).
     private let refusal = Mutex<String?>(nil)
     private var committer: GroupCommitter!
-    /// Bumped after each commit of appends; subscriptions wait on it.
-    let appended = AppendSignal()
+    /// Bumped after each commit of appends made through this store object (appends by another
+    /// process move the log's head without it): subscriptions, and engines' catch-up, wait on it.
+    public let appended = AppendSignal()
     private let closed = Mutex(false)
 
     /// The directory the store lives in.
@@ -101,17 +102,6 @@ public final class EventStore: @unchecked Sendable {
 
     /// Whether ``close()`` has run.
     var isClosed: Bool { closed.withLock { $0 } }
-
-    /// A count that moves after every commit of appends made through this store object (a writer
-    /// job's commit does not move it), for ``waitForAppends(after:atMost:)``.
-    public var appendGeneration: UInt64 { appended.generation }
-
-    /// Returns once appends made through this store object have committed since ``appendGeneration``
-    /// read `generation`, or after `limit`, on cancellation, or when the store closes, whichever
-    /// comes first. Appends by another process move the log's head without waking it.
-    public func waitForAppends(after generation: UInt64, atMost limit: Duration) async {
-        await appended.wait(after: generation, atMost: limit)
-    }
 
     deinit { close() }
 

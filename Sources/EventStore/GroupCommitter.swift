@@ -93,14 +93,41 @@ final class GroupCommitter: @unchecked Sendable {
         return true
     }
 
-    /// Stops taking requests, commits what is queued, and waits for the thread to end.
+    /// Stops taking requests, commits what is queued, and waits for the thread to end. On the
+    /// writer thread itself (a store whose last reference a finished job held, released there) it
+    /// commits what is queued on this thread and returns, and the thread ends when its turn does:
+    /// waiting for itself would never end.
     func stop() {
+        if isWriterThread {
+            stopOnWriter()
+            return
+        }
         condition.lock()
         stopped = true
         submissions.add(1, ordering: .releasing)
         condition.broadcast()
         while !finished { condition.wait() }
         condition.unlock()
+    }
+
+    /// ``stop()`` on the writer thread: marks the committer stopped and runs what is queued now.
+    private func stopOnWriter() {
+        let (jobs, writes) = condition.withLock {
+            stopped = true
+            submissions.add(1, ordering: .releasing)
+            defer {
+                pending.removeAll()
+                pendingWrites.removeAll()
+            }
+            return (pending, pendingWrites)
+        }
+        for write in writes { write() }
+        var rest = jobs[...]
+        while !rest.isEmpty {
+            let batch = Array(rest.prefix(maximumBatchSize))
+            rest = rest.dropFirst(batch.count)
+            for (job, result) in zip(batch, commit(batch)) { job.complete(result) }
+        }
     }
 
     /// Requests waiting for the writer, and requests in the transaction being committed.

@@ -160,12 +160,14 @@ public final class EventSubscription: AsyncSequence, Sendable {
     }
 }
 
-/// Wakes subscriptions when the writer commits: a generation number, bumped after each commit,
-/// and the tasks waiting for it to move.
+/// Wakes subscriptions, and anything else that follows a store's appends, when its writer commits
+/// appends: a generation number, bumped after each such commit (a writer job's commit does not
+/// move it) and when the store closes, and the tasks waiting for it to move. Holding it does not
+/// hold the store open.
 ///
 /// Invariant that makes `@unchecked Sendable` safe: `count`, `waiters`, `early` and `nextWaiter`
 /// are touched only under `lock`.
-final class AppendSignal: @unchecked Sendable {
+public final class AppendSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var count: UInt64 = 0
     private var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -173,8 +175,8 @@ final class AppendSignal: @unchecked Sendable {
     private var early: Set<UInt64> = []
     private var nextWaiter: UInt64 = 0
 
-    /// Bumped after every commit.
-    var generation: UInt64 { lock.withLock { count } }
+    /// Bumped after every commit of appends, and when the store closes.
+    public var generation: UInt64 { lock.withLock { count } }
 
     /// Wakes every waiter (after a commit, or when the store closes).
     func notify() {
@@ -187,7 +189,7 @@ final class AppendSignal: @unchecked Sendable {
     }
 
     /// Returns once the generation differs from `seen`, after `limit` at the latest, or on cancellation.
-    func wait(after seen: UInt64, atMost limit: Duration) async {
+    public func wait(after seen: UInt64, atMost limit: Duration) async {
         let id = lock.withLock {
             nextWaiter += 1
             return nextWaiter

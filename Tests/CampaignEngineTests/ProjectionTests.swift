@@ -406,6 +406,27 @@ import Testing
         #expect(longestPause < quiet, "appends paused for \(longestPause): the pause may have started it")
     }
 
+    @Test func anEngineDroppedWithoutCloseStillClosesItsStoreThoughItsCatchUpTaskRuns() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let engine = try CampaignEngine(
+                directory: directory.path, configuration: Self.catchingUp(quiet: .seconds(3_600), atClose: .zero))
+            #expect(await Self.importContacts(engine, 0..<5, requestId: "r1") == 201)
+        }
+        // The task holds the store only while it reads, so the store closes with the engine (a
+        // moment later if the task was reading, or on the writer thread if a finished command's
+        // request held it last): the directory opens again in this process.
+        let deadline = ContinuousClock.now + .seconds(5)
+        var reopened: CampaignEngine?
+        var lastError = ""
+        while reopened == nil && ContinuousClock.now < deadline {
+            do { reopened = try CampaignEngine(directory: directory.path) } catch { lastError = "\(error)" }
+            if reopened == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(reopened != nil, "the dropped engine's store stayed open: \(lastError)")
+        reopened?.close()
+    }
+
     @Test func closeCatchesUpWhatIsLeftWithinItsBudgetAndAZeroBudgetLeavesIt() async throws {
         for budget in [Duration.seconds(30), .zero] {
             let directory = TemporaryDirectory()

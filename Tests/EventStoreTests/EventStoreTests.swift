@@ -234,6 +234,27 @@ import Testing
         let reopened = try EventStore(path: dir.path)
         reopened.close()
     }
+
+    @Test func aStoreWhoseLastReferenceEndsOnItsWriterThreadClosesThere() async throws {
+        let dir = TemporaryDirectory()
+        let gate = DispatchSemaphore(value: 0)
+        let queued = try {
+            let store = try EventStore(path: dir.path)
+            // The queued write is then all that holds the store: it lets go on the writer thread,
+            // whose close used to wait for that thread to end, and so for itself.
+            store.enqueueWrite { [store] _ in
+                _ = store.path
+                gate.wait()
+            }
+            return store.appended
+        }()
+        gate.signal()
+        // Closed when the generation moves (a store bumps it as it closes), then open again here.
+        await queued.wait(after: 0, atMost: .seconds(10))
+        #expect(queued.generation > 0, "the store never closed")
+        let reopened = try EventStore(path: dir.path)
+        reopened.close()
+    }
 }
 
 @Suite struct ExpectedVersionTests {
