@@ -258,30 +258,62 @@ public enum Format {
         }
     }
 
-    /// Left-aligned columns under a header, two spaces apart.
+    /// Left-aligned columns under a header, two spaces apart, aligned on a terminal: widths are
+    /// counted in terminal columns (``columns(_:)``), so a cell of CJK text or emoji takes two a
+    /// character and the next column still lines up.
     public static func table(_ header: [String], _ rows: [[String]]) -> [String] {
-        var widths = header.map(\.count)
-        for row in rows {
-            for (index, cell) in row.enumerated() where index < widths.count {
-                widths[index] = max(widths[index], cell.count)
+        let measured = ([header] + rows).map { $0.map(columns) }
+        var widths = measured[0]
+        for row in measured.dropFirst() {
+            for (index, width) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], width)
             }
         }
-        // Padded with spaces to the column's width in characters, as the widths are counted (not
-        // Foundation's `padding(toLength:)`, which counts UTF-16 units and cuts a cell holding an
-        // emoji in half, and was half of `campaign replay`'s time).
-        func line(_ cells: [String]) -> String {
+        // Padded with spaces as the widths are counted (not Foundation's `padding(toLength:)`,
+        // which counts UTF-16 units and cut a cell holding an emoji in half, and was half of
+        // `campaign replay`'s time).
+        func line(_ cells: [String], _ cellWidths: [Int]) -> String {
             var text = ""
             for (index, cell) in cells.enumerated() {
                 if index > 0 { text += "  " }
                 text += cell
                 if index < cells.count - 1, index < widths.count {
-                    text += String(repeating: " ", count: max(0, widths[index] - cell.count))
+                    text += String(repeating: " ", count: max(0, widths[index] - cellWidths[index]))
                 }
             }
             return text
         }
-        return [line(header)] + rows.map(line)
+        return zip([header] + rows, measured).map(line)
     }
+
+    /// The terminal columns `text` takes, as a terminal draws it: two for a character that is
+    /// East Asian wide or fullwidth (CJK ideographs, kana, Hangul, fullwidth forms) or an emoji
+    /// shown as one (emoji presentation, or an emoji with variation selector 16), one for any other
+    /// character, a base letter and its combining marks being one character.
+    public static func columns(_ text: String) -> Int {
+        // Most cells are ASCII: a byte a column, no grapheme breaking.
+        if text.utf8.allSatisfy({ $0 < 0x80 }) { return text.utf8.count }
+        var total = 0
+        for character in text {
+            total += character.unicodeScalars.contains(where: isWide) ? 2 : 1
+        }
+        return total
+    }
+
+    /// Whether a scalar makes its character two columns wide (see ``columns(_:)``).
+    private static func isWide(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        if value < 0x1100 { return false }
+        if scalar.properties.isEmojiPresentation || value == 0xFE0F { return true }
+        return wideRanges.contains { $0.contains(value) }
+    }
+
+    /// The East Asian Wide and Fullwidth blocks (Unicode's EastAsianWidth.txt, by block).
+    private static let wideRanges: [ClosedRange<UInt32>] = [
+        0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+        0xA960...0xA97F, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE10...0xFE19, 0xFE30...0xFE6F, 0xFF00...0xFF60,
+        0xFFE0...0xFFE6, 0x1B000...0x1B2FF, 0x20000...0x2FFFD, 0x30000...0x3FFFD,
+    ]
 
     /// `1,234,567`.
     public static func count<T: BinaryInteger>(_ value: T) -> String {

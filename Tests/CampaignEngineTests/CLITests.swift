@@ -452,10 +452,21 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
 
     @Test func tablesNumbersAndSizesFormat() {
         #expect(Format.table(["A", "BB"], [["xyz", "1"], ["q", "22"]]) == ["A    BB", "xyz  1", "q    22"])
-        // Columns are as wide as their widest cell in characters; a cell of emoji is never cut.
+        // Columns are as wide as their widest cell on a terminal: an emoji or a CJK character takes
+        // two columns, a letter with a combining accent one; a cell of emoji is never cut.
         #expect(
-            Format.table(["A", "B"], [["\u{1F600}\u{1F600}\u{1F600}", "x"], ["abcde", "y"], ["e\u{301}", "z"]])
-                == ["A      B", "\u{1F600}\u{1F600}\u{1F600}    x", "abcde  y", "e\u{301}      z"])
+            Format.table(
+                ["A", "B"],
+                [
+                    ["\u{1F600}\u{1F600}\u{1F600}", "x"], ["abcde", "y"], ["e\u{301}", "z"], ["日本", "w"],
+                    ["\u{2764}\u{FE0F}", "v"],
+                ])
+                == [
+                    "A       B", "\u{1F600}\u{1F600}\u{1F600}  x", "abcde   y", "e\u{301}       z", "日本    w",
+                    "\u{2764}\u{FE0F}      v",
+                ])
+        #expect(Format.columns("Caf\u{E9} \u{65E5}\u{672C}\u{8A9E} \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}") == 14)
+        #expect(Format.columns("ＡＢ") == 4 && Format.columns("\u{2764}") == 1 && Format.columns("") == 0)
         #expect(Format.count(1_234_567) == "1,234,567" && Format.count(-1_234) == "-1,234" && Format.count(12) == "12")
         #expect(Format.bytes(512) == "512 B" && Format.bytes(3 << 20) == "3.0 MiB")
     }
