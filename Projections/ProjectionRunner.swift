@@ -438,6 +438,10 @@ public final class ProjectionRunner: @unchecked Sendable {
                 payloads: payloads)
             moved = true
             for event in events {
+                // The positions before it were of other types: passed over, so a part-way event's
+                // checkpoint stays just before it.
+                applied += event.position - 1 - state.checkpoint
+                state.checkpoint = event.position - 1
                 let projected = ProjectedEvent(event)
                 if let resumable {
                     state.partial = try resumable.apply(
@@ -446,7 +450,7 @@ public final class ProjectionRunner: @unchecked Sendable {
                 } else {
                     try projection.apply(projected, to: table)
                 }
-                applied += event.position - state.checkpoint
+                applied += 1
                 state.checkpoint = event.position
                 if stop() { break reading }
             }

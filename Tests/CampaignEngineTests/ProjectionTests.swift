@@ -331,9 +331,18 @@ import Testing
                 .segment(.create(segmentId: "seg_old", name: "Old", rules: try rule(60))), as: admin, requestId: "r1"))
         let imported = await engine.execute(.command(.contact(.import(contacts)), as: admin, requestId: "r2"))
         try await engine.projections.catchUpOnWriter("segments")
+        // An event `segments` does not read, between its checkpoint and the rule change: the parts
+        // keep the checkpoint just before the rule change, past it.
+        let campaign = await engine.execute(
+            .command(
+                .campaign(
+                    .create(
+                        campaignId: "cmp_1", name: "Spring", channel: "email", segmentId: nil,
+                        content: Content(subject: "Spring", body: "Hello"), sendAt: nil)),
+                as: admin, requestId: "r3"))
         let updated = await engine.execute(
-            .command(.segment(.update(segmentId: "seg_old", rules: try rule(30))), as: admin, requestId: "r3"))
-        #expect([created.status, imported.status, updated.status].allSatisfy { $0 < 300 })
+            .command(.segment(.update(segmentId: "seg_old", rules: try rule(30))), as: admin, requestId: "r4"))
+        #expect([created.status, imported.status, campaign.status, updated.status].allSatisfy { $0 < 300 })
         engine.close()
     }
 
@@ -456,12 +465,13 @@ import Testing
         let runner = try ProjectionRunner(
             store: store, projections: CampaignEngine.standardProjections(), jobBudget: .milliseconds(2))
         let before = try runner.status().first { $0.name == "segments" }!
-        #expect(before.lag == 1, "only the rule change is left to apply")
+        #expect(before.lag == 2, "only the campaign and the rule change are left to apply")
         var checkpoints = [UInt64]()
         try runner.catchUp("segments") { _, checkpoint in checkpoints.append(checkpoint) }
-        // Parts leave the checkpoint before the rule change; the last part moves it past.
+        // Parts leave the checkpoint just before the rule change (past the campaign, which
+        // `segments` does not read); the last part moves it past.
         #expect(checkpoints.count >= 3, "the rule change over 3,000 contacts took \(checkpoints.count) transactions")
-        #expect(checkpoints.dropLast().allSatisfy { $0 == before.checkpoint })
+        #expect(checkpoints.dropLast().allSatisfy { $0 == before.head - 1 }, "\(checkpoints)")
         #expect(checkpoints.last == before.head)
         let after = try runner.status().first { $0.name == "segments" }!
         #expect(after.lag == 0 && !after.partWay)
