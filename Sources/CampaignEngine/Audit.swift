@@ -151,11 +151,14 @@ final class Checkpointer: Sendable {
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     init(store: EventStore, schedule: CheckpointSchedule) {
-        let loop = Task.detached {
-            var lastSize = (try? store.keptCheckpoints().last?.size) ?? 0
+        // The store is held only while a turn uses it, so an engine dropped without `close()` still
+        // closes its store, and the task ends.
+        let loop = Task.detached { [weak store] in
+            var lastSize = (try? store?.keptCheckpoints().last?.size) ?? 0
             var lastTime = Date()
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: 100_000_000)
+                guard let store else { return }
                 guard let head = try? store.head().position, head > lastSize else { continue }
                 guard head - lastSize >= schedule.events || Date().timeIntervalSince(lastTime) >= schedule.interval
                 else { continue }

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignProjections
 import EventStore
 import Foundation
+import Signing
 import TestSupport
 import Testing
 
@@ -415,11 +416,16 @@ import Testing
         #expect(longestPause < quiet, "appends paused for \(longestPause): the pause may have started it")
     }
 
-    @Test func anEngineDroppedWithoutCloseStillClosesItsStoreThoughItsCatchUpTaskRuns() async throws {
+    @Test(arguments: [false, true])
+    func anEngineDroppedWithoutCloseStillClosesItsStoreThoughItsTasksRun(signing: Bool) async throws {
         let directory = TemporaryDirectory()
         do {
-            let engine = try CampaignEngine(
-                directory: directory.path, configuration: Self.catchingUp(quiet: .seconds(3_600), atClose: .zero))
+            var configuration = Self.catchingUp(quiet: .seconds(3_600), atClose: .zero)
+            if signing {
+                configuration.checkpoints = CheckpointSchedule(
+                    key: try NoteKey.generate(name: "ops.example"), events: 1_000_000, interval: 3_600)
+            }
+            let engine = try CampaignEngine(directory: directory.path, configuration: configuration)
             #expect(await Self.importContacts(engine, 0..<5, requestId: "r1") == 201)
         }
         // The task holds the store only while it reads, so the store closes with the engine (a
