@@ -19,10 +19,6 @@ public protocol FoldedRebuild: Projection {
     /// gives such a fold a pass over the log of its own, and a lane holds at most one of them at a
     /// time. False by default.
     var foldIsLarge: Bool { get }
-    /// Whether the fold, and ``Projection/apply(_:to:)``, read events' payloads: false for a
-    /// projection of envelopes alone, whose events then come with empty payloads when no fold of
-    /// its pass reads them, and always in a catch-up. True by default.
-    var foldReadsPayloads: Bool { get }
     /// How costly the fold is beside the other small folds, roughly (1 by default): on several
     /// lanes a rebuild starts the costliest small folds first, so that the last pass to finish is
     /// a short one and the lanes end together.
@@ -32,8 +28,6 @@ public protocol FoldedRebuild: Projection {
 extension FoldedRebuild {
     /// False: the fold's state is small next to the log.
     public var foldIsLarge: Bool { false }
-    /// True: the fold reads payloads.
-    public var foldReadsPayloads: Bool { true }
     /// 1: as costly as most small folds.
     public var foldWeight: Int { 1 }
 }

@@ -100,6 +100,10 @@ public protocol Projection: Sendable {
     /// any other type: a rebuild's fold may not hand it those events at all (and so need not decode
     /// them). Nil by default. The runner reads it once, when it is made.
     var eventTypes: Set<String>? { get }
+    /// Whether `apply` (and a ``FoldedRebuild``'s fold) read events' payloads: false for a
+    /// projection of envelopes alone, whose events then come with empty payloads in a catch-up, and
+    /// in a rebuild's pass when no other fold of the pass reads them. True by default.
+    var readsPayloads: Bool { get }
     /// Folds one event into the table.
     func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws
 }
@@ -107,6 +111,8 @@ public protocol Projection: Sendable {
 extension Projection {
     /// Nil: every event type.
     public var eventTypes: Set<String>? { nil }
+    /// True: `apply` reads payloads.
+    public var readsPayloads: Bool { true }
 }
 
 /// A projection one of whose events can cost more than a writer job may take (a segment's rule

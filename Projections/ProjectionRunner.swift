@@ -402,7 +402,8 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     /// What one catch-up transaction did.
     struct CatchUpStep {
-        /// Events applied whole (a part-way event is not counted until its last part).
+        /// Positions passed whole: events applied, and events of types the projection does not
+        /// read (a part-way event is not counted until its last part).
         var applied: UInt64
         /// The checkpoint after the transaction.
         var checkpoint: UInt64
@@ -430,7 +431,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         // Only the types it declares are decoded (a record of another type is read no further than
         // its type), and no payloads for a projection that reads none; the positions between are
         // passed over with the window that holds them.
-        let payloads = (projection as? any FoldedRebuild)?.foldReadsPayloads ?? true
+        let payloads = projection.readsPayloads
         reading: while applied < batchSize && state.checkpoint < through {
             let last = state.checkpoint + UInt64(min(256, batchSize - Int(applied), Int(through - state.checkpoint)))
             let events = try txn.events(
@@ -639,7 +640,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         var folds = projections.map { Optional($0.makeFold()) }
         let types = projections.map(\.eventTypes)
         let wanted: Set<String>? = types.contains { $0 == nil } ? nil : types.reduce(into: []) { $0.formUnion($1!) }
-        let payloads = projections.contains(where: \.foldReadsPayloads)
+        let payloads = projections.contains(where: \.readsPayloads)
         // Which folds read each type, worked out once per type.
         var readers: [String: [Int]] = [:]
         func readersOf(_ type: String) -> [Int] {

@@ -17,6 +17,9 @@ public struct AuditIndex: Projection {
     public var version: Int { 2 }
     /// Catch-up: auditors read it after the runner catches up.
     public var mode: ProjectionMode { .catchUp }
+    /// False: `apply` and the rebuild's fold read each event's envelope (position, time, tenant,
+    /// actor) alone.
+    public var readsPayloads: Bool { false }
 
     /// The two kinds of key, by their first part; `a` < `t`, so all actor keys sort first.
     enum Family: UInt8, CaseIterable {

@@ -8,8 +8,6 @@ extension AuditIndex: FoldedRebuild {
     public func makeFold() -> any RebuildFold { AuditFold() }
     /// True: the fold keeps about 24 bytes an event.
     public var foldIsLarge: Bool { true }
-    /// False: the fold reads each event's envelope (position, time, tenant, actor) alone.
-    public var foldReadsPayloads: Bool { false }
 }
 
 /// The audit index's rebuild: per event, its position, its time and which actor and tenant prefix
