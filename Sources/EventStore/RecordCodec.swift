@@ -323,11 +323,13 @@ struct ByteReader {
         return String(validating: utf8, as: UTF8.self)
     }
 
+    /// The next big-endian integer, read in one load (a byte-at-a-time loop here was 2.7% of a
+    /// rebuild's CPU, in the type check every pass makes of every record).
+    @inline(__always)
     private mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
         let size = MemoryLayout<T>.size
         guard bytes.count - offset >= size else { return nil }
-        var value: T = 0
-        for index in 0..<size { value = value << 8 | T(bytes[offset + index]) }
+        let value = T(bigEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         offset += size
         return value
     }
