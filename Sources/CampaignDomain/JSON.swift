@@ -216,10 +216,10 @@ extension JSON {
 extension JSON {
     /// Whether `bytes` are exactly the canonical bytes (``bytes``) of the value they parse to, so
     /// that a writer may copy them where it would parse them and encode the value again. Decided in
-    /// one scan and conservatively: false for anything it does not decide cheaply (text outside
-    /// ASCII, a key with an escape, a number that is not a whole one below 10^15, nesting deeper than
-    /// 16, more than 1 MiB), which must then be parsed; never true for bytes that do not parse, or
-    /// that parse to a value encoded otherwise.
+    /// one scan and conservatively: false for anything it does not decide cheaply (a key with an
+    /// escape, a number that is not a whole one below 10^15, nesting deeper than 16, more than
+    /// 1 MiB), which must then be parsed; never true for bytes that do not parse (text that is not
+    /// well-formed UTF-8 included), or that parse to a value encoded otherwise.
     public static func isCanonical(_ bytes: [UInt8]) -> Bool {
         guard bytes.count <= 1 << 20 else { return false }
         return bytes.withUnsafeBufferPointer { buffer in
@@ -231,9 +231,9 @@ extension JSON {
 
 /// The scan behind ``JSON/isCanonical(_:)``: each rule is the writer's (``JSON/bytes``) read
 /// backwards: no white space; object keys in strictly increasing byte order (so no repeats);
-/// strings of printable ASCII with only the writer's escapes (`\"`, `\\`, `\n`, `\r`, `\t`, and
-/// `\u00xx` in lower case for the other control bytes and DEL); numbers as the writer prints a whole
-/// number below 10^15 (no `-0`, no leading zero).
+/// strings of printable ASCII and well-formed UTF-8 beyond it, with only the writer's escapes
+/// (`\"`, `\\`, `\n`, `\r`, `\t`, and `\u00xx` in lower case for the other control bytes and DEL);
+/// numbers as the writer prints a whole number below 10^15 (no `-0`, no leading zero).
 private struct CanonicalScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
@@ -323,10 +323,47 @@ private struct CanonicalScanner {
                 default: return nil
                 }
             case 0x20...0x7E: index += 1
-            default: return nil  // a control byte, DEL, or a byte outside ASCII
+            case 0xC2...0xF4:
+                // Text outside ASCII, which the writer copies as it is: one well-formed UTF-8
+                // sequence (what the parser's validation accepts), in a key as in a value (keys are
+                // ordered by their bytes).
+                guard let length = utf8Sequence() else { return nil }
+                index += length
+            default: return nil  // a control byte, DEL, or a byte that starts no UTF-8 sequence
             }
         }
         return nil
+    }
+
+    /// The length of the well-formed UTF-8 sequence of two to four bytes at `index` (Unicode's
+    /// table 3-7: no overlong form, no surrogate, nothing past U+10FFFF), or nil.
+    private func utf8Sequence() -> Int? {
+        guard let lead = at(0) else { return nil }
+        let length: Int
+        var second: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            second = 0xA0...0xBF
+        case 0xED:
+            length = 3
+            second = 0x80...0x9F
+        case 0xE1...0xEF: length = 3
+        case 0xF0:
+            length = 4
+            second = 0x90...0xBF
+        case 0xF4:
+            length = 4
+            second = 0x80...0x8F
+        case 0xF1...0xF3: length = 4
+        default: return nil
+        }
+        guard let next = at(1), second.contains(next) else { return nil }
+        for offset in 2..<length {
+            guard let byte = at(offset), (0x80...0xBF).contains(byte) else { return nil }
+        }
+        return length
     }
 
     /// A lower-case hexadecimal digit's value.

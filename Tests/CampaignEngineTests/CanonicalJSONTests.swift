@@ -6,11 +6,14 @@ import Testing
 /// `JSON.isCanonical` lets the export copy a payload instead of parsing and encoding it again, so
 /// whatever it accepts must be exactly what the writer writes for the value the bytes parse to.
 @Suite struct CanonicalJSONTests {
-    /// A random value within what the scan decides: ASCII text (quotes, backslashes, control
-    /// characters, DEL included), whole numbers below 10^15, nesting up to `depth`.
+    /// A random value within what the scan decides: text (quotes, backslashes, control characters,
+    /// DEL, and characters of two, three and four UTF-8 bytes included), whole numbers below 10^15,
+    /// nesting up to `depth`.
     func value(_ random: inout SeededRandom, depth: Int) -> JSON {
         func text() -> String {
-            let alphabet = Array(" az09_-:\"\\/\u{0}\u{7}\u{8}\u{9}\u{A}\u{C}\u{D}\u{1F}\u{7F}~{}[],")
+            let alphabet = Array(
+                " az09_-:\"\\/\u{0}\u{7}\u{8}\u{9}\u{A}\u{C}\u{D}\u{1F}\u{7F}~{}[],\u{E9}\u{80}\u{7FF}\u{800}\u{2028}"
+                    + "\u{D7FF}\u{E000}\u{FEFF}\u{FFFD}\u{FFFF}\u{10000}\u{1F600}\u{10FFFF}日本")
             return String(
                 (0..<Int.random(in: 0...8, using: &random)).map { _ in alphabet.randomElement(using: &random)! })
         }
@@ -24,10 +27,11 @@ import Testing
         default:
             var members = [String: JSON]()
             for _ in 0..<Int.random(in: 0...5, using: &random) {
-                // Keys are written without escapes when they need none: letters, digits and `_`.
+                // Keys are written without escapes when they need none: letters, digits, `_` and
+                // text outside ASCII (ordered by its bytes).
                 let key = String(
                     (0..<Int.random(in: 0...6, using: &random)).map { _ in
-                        Array("abAB_09z").randomElement(using: &random)!
+                        Array("abAB_09z\u{E9}\u{FF}\u{20AC}\u{1F600}").randomElement(using: &random)!
                     })
                 members[key] = value(&random, depth: depth - 1)
             }
@@ -37,7 +41,11 @@ import Testing
 
     @Test func theWritersBytesAreCanonicalAndWhatItAcceptsIsWhatTheWriterWrites() throws {
         var random = SeededRandom(seed: 2026)
-        let mutations = Array(#" "\{}[],:0123456789-.eEtrufalsn\u/x"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
+        // Bytes outside ASCII among them: leads and continuations, so that a change makes text that
+        // is not well-formed UTF-8 (a lone or missing continuation, an overlong form, a surrogate).
+        let mutations =
+            Array(#" "\{}[],:0123456789-.eEtrufalsn\u/x"#.utf8)
+            + [0x00, 0x1F, 0x7F, 0x80, 0x9F, 0xA9, 0xBF, 0xC0, 0xC3, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xFF]
         var accepted = 0
         for round in 0..<3_000 {
             let document = value(&random, depth: 4)
@@ -69,7 +77,8 @@ import Testing
     @Test(arguments: [
         "", " 1", "1 ", "{ }", #"{"a":1 }"#, "-0", "01", "1.0", "1e3", "1E3", "1000000000000000", "-1000000000000000",
         #""\/""#, #""\u0041""#, #""\u000a""#, #""\u001F""#, #""\b""#, #""\u0009""#, #"{"b":1,"a":2}"#,
-        #"{"a":1,"a":1}"#, #"{"\n":1}"#, "\"\u{E9}\"", "\"a\u{1}\"", "\"\u{7F}\"", "tru", "nulls", "[1,]", "[,1]",
+        #"{"a":1,"a":1}"#, #"{"\n":1}"#, #"{"\u00e9":1}"#, #""\u00e9""#, "{\"\u{E9}\":1,\"z\":2}", "\"a\u{1}\"",
+        "\"\u{7F}\"", "tru", "nulls", "[1,]", "[,1]",
         "{,}",
         String(repeating: "[", count: 17) + String(repeating: "]", count: 17),
     ])
@@ -80,10 +89,27 @@ import Testing
     @Test(arguments: [
         "0", "-7", "999999999999999", "-999999999999999", "true", "null", "[]", "{}", #""""#,
         #"{"A":1,"_":2,"a":[true,false,null,"x\"y\\z\n\r\t\u0000\u001f\u007f"]}"#,
+        "\"\u{E9}\"", "{\"z\":\"caf\u{E9} \u{2615} \u{1F600}\",\"\u{E9}\":[\"\u{10FFFF}\u{FEFF}\"]}",
         String(repeating: "[", count: 16) + String(repeating: "]", count: 16),
     ])
     func whatTheWriterWritesIsAccepted(_ text: String) throws {
         #expect(JSON.isCanonical(Array(text.utf8)))
         #expect(try JSON.parse(text).text == text)
+    }
+
+    /// Text that is not well-formed UTF-8 does not parse, so it is never canonical: each case is a
+    /// string holding one such sequence (Unicode's table 3-7).
+    @Test(
+        arguments: [
+            [0x80], [0xBF], [0xC0, 0x80], [0xC1, 0xBF], [0xC3], [0xC3, 0x41], [0xE0, 0x80, 0x80], [0xE0, 0x9F, 0xBF],
+            [0xE2, 0x82], [0xED, 0xA0, 0x80], [0xED, 0xBF, 0xBF], [0xF0, 0x80, 0x80, 0x80], [0xF0, 0x8F, 0xBF, 0xBF],
+            [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF], [0xF0, 0x9F, 0x98],
+        ] as [[UInt8]])
+    func textThatIsNotWellFormedUTF8IsRefused(_ sequence: [UInt8]) {
+        let bytes = Array(#"{"a":"x"#.utf8) + sequence + Array(#"y"}"#.utf8)
+        #expect((try? JSON.parse(bytes)) == nil)
+        #expect(!JSON.isCanonical(bytes))
+        // The same sequence in a key.
+        #expect(!JSON.isCanonical([UInt8(ascii: "{"), UInt8(ascii: "\"")] + sequence + Array(#"":1}"#.utf8)))
     }
 }
