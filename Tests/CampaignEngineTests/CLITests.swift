@@ -427,7 +427,8 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
         let safe = [
             "a", "\"", "\u{A0}", "\u{A3}", "\u{E9}", "\u{61B}", "\u{61D}", "\u{200D}", "\u{2010}", "\u{2029}",
             "\u{202F}",
-            "\u{2065}", "\u{206A}", "\u{20AC}", "\u{1F600}", "0123456789",
+            "\u{2065}", "\u{206A}", "\u{20AC}", "\u{1F600}", "0123456789", "\u{2013}", "\u{2615}", "\u{5D0}",
+            "\u{6F0}", "\u{7FF}",
         ]
         var random = SeededRandom(seed: 13)
         for round in 0..<400 {
