@@ -229,6 +229,54 @@ extension JSON {
     }
 }
 
+/// Well-formed UTF-8, checked in place: what `String(validating:as:)` accepts, without making a
+/// string (and without the run-time type lookup that generic initializer makes on every call).
+enum UTF8Sequence {
+    /// The length of the well-formed sequence of two to four bytes at `index` of `bytes`
+    /// (Unicode's table 3-7: no overlong form, no surrogate, nothing past U+10FFFF), or nil.
+    static func length(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+        guard index < bytes.count else { return nil }
+        let length: Int
+        var second: ClosedRange<UInt8> = 0x80...0xBF
+        switch bytes[index] {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            second = 0xA0...0xBF
+        case 0xED:
+            length = 3
+            second = 0x80...0x9F
+        case 0xE1...0xEF: length = 3
+        case 0xF0:
+            length = 4
+            second = 0x90...0xBF
+        case 0xF4:
+            length = 4
+            second = 0x80...0x8F
+        case 0xF1...0xF3: length = 4
+        default: return nil
+        }
+        guard index + length <= bytes.count, second.contains(bytes[index + 1]) else { return nil }
+        for offset in 2..<length where !(0x80...0xBF).contains(bytes[index + offset]) { return nil }
+        return length
+    }
+
+    /// Whether all of `bytes` is well-formed UTF-8.
+    static func isWellFormed(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] < 0x80 {
+                index += 1
+            } else if let length = length(in: bytes, at: index) {
+                index += length
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+}
+
 /// The scan behind ``JSON/isCanonical(_:)``: each rule is the writer's (``JSON/bytes``) read
 /// backwards: no white space; object keys in strictly increasing byte order (so no repeats);
 /// strings of printable ASCII and well-formed UTF-8 beyond it, with only the writer's escapes
@@ -335,36 +383,8 @@ private struct CanonicalScanner {
         return nil
     }
 
-    /// The length of the well-formed UTF-8 sequence of two to four bytes at `index` (Unicode's
-    /// table 3-7: no overlong form, no surrogate, nothing past U+10FFFF), or nil.
-    private func utf8Sequence() -> Int? {
-        guard let lead = at(0) else { return nil }
-        let length: Int
-        var second: ClosedRange<UInt8> = 0x80...0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0:
-            length = 3
-            second = 0xA0...0xBF
-        case 0xED:
-            length = 3
-            second = 0x80...0x9F
-        case 0xE1...0xEF: length = 3
-        case 0xF0:
-            length = 4
-            second = 0x90...0xBF
-        case 0xF4:
-            length = 4
-            second = 0x80...0x8F
-        case 0xF1...0xF3: length = 4
-        default: return nil
-        }
-        guard let next = at(1), second.contains(next) else { return nil }
-        for offset in 2..<length {
-            guard let byte = at(offset), (0x80...0xBF).contains(byte) else { return nil }
-        }
-        return length
-    }
+    /// The length of the well-formed UTF-8 sequence of two to four bytes at `index`, or nil.
+    private func utf8Sequence() -> Int? { UTF8Sequence.length(in: bytes, at: index) }
 
     /// A lower-case hexadecimal digit's value.
     private static func hex(_ byte: UInt8) -> UInt8? {
@@ -895,11 +915,20 @@ private struct Parser {
     /// Checks a string as ``string()`` does: one of plain ASCII is read past, any other is parsed.
     mutating func skipString() throws(Skip) {
         let start = index
-        index = plainEnd(from: index + 1)
-        guard index < bytes.count else { throw .invalid }
-        if bytes[index] == UInt8(ascii: "\"") {
-            index += 1
-            return
+        index += 1
+        while true {
+            index = plainEnd(from: index)
+            guard index < bytes.count else { throw .invalid }
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return
+            }
+            // Text outside ASCII is checked in place (making a string of it to drop it was a sixth
+            // of a `segments` rebuild over contacts with accented names); an escape, a control byte
+            // or a byte that is not UTF-8 goes to the full parse, which decides.
+            guard byte >= 0x80, let length = UTF8Sequence.length(in: bytes, at: index) else { break }
+            index += length
         }
         index = start
         do { _ = try string() } catch { throw .invalid }
@@ -1002,10 +1031,10 @@ private struct Parser {
     mutating func string() throws(JSONParseError) -> String {
         let start = index
         index += 1
-        // Fast path: no escapes, so the string is the bytes between the quotes.
-        // ASCII text (nearly every key and value) is copied into a string without validation:
-        // the generic `String(validating:as:)` looks up type metadata at run time on every call,
-        // which cost more than the rest of the parse.
+        // Fast path: no escapes, so the string is the bytes between the quotes. ASCII text (nearly
+        // every key and value) is copied into a string without validation, other text after
+        // ``UTF8Sequence`` checks it: the generic `String(validating:as:)` looks up type metadata
+        // at run time on every call, which cost more than the rest of the parse.
         let contentStart = index
         var high: UInt8 = 0
         while index < bytes.count {
@@ -1015,9 +1044,10 @@ private struct Parser {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let content = UnsafeBufferPointer(rebasing: bytes[contentStart..<index])
-                let text =
-                    high < 0x80 ? String(decoding: content, as: UTF8.self) : String(validating: content, as: UTF8.self)
-                guard let text else { throw fail("string is not valid UTF-8", at: start) }
+                guard high < 0x80 || UTF8Sequence.isWellFormed(content) else {
+                    throw fail("string is not valid UTF-8", at: start)
+                }
+                let text = String(decoding: content, as: UTF8.self)
                 index += 1
                 return text
             }

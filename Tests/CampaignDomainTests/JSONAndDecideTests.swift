@@ -298,6 +298,9 @@ import Testing
         #"{"values":{"a\u0067e":1,"country":"DE"}}"#,
         #"{"values":{"age":1},"values":{"age":2}}"#,
         #"{"values":{}}"#,
+        // Text outside ASCII in members the scans pass over (accented names, symbols, emoji).
+        #"{"x":"Zoë Ångström – Zürich ☕ 😀","contactId":"a"}"#,
+        #"{"salt":"ab","values":{"note":"Łukasz Żółć, Kraków","age":3,"first_name":"日本"}}"#,
         // More keys than the scan keeps on the stack: distinct, then repeating an early and a late one.
         "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""contactId":"many"}"#,
         "{" + (0..<20).map { #""k\#($0)":\#($0),"# }.joined() + #""k3":1,"contactId":"many"}"#,
@@ -326,11 +329,16 @@ import Testing
                     "\(outer) in \(document)")
             }
         }
-        // Invalid UTF-8 in a skipped string, and in a key.
-        let broken: [[UInt8]] = [
-            Array(#"{"x":""#.utf8) + [0xC3, 0x28] + Array(#"","contactId":"a"}"#.utf8),
-            Array(#"{""#.utf8) + [0xFF] + Array(#"":1,"contactId":"a"}"#.utf8),
+        // Invalid UTF-8 in a skipped string (each kind of ill-formed sequence, after text outside
+        // ASCII that is well-formed), and in a key.
+        let illFormed: [[UInt8]] = [
+            [0xC3, 0x28], [0x80], [0xC0, 0x80], [0xE0, 0x9F, 0xBF], [0xED, 0xA0, 0x80], [0xF0, 0x8F, 0xBF, 0xBF],
+            [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0xF0, 0x9F, 0x98],
         ]
+        let before: [UInt8] = Array(#"{"x":"Zo\#u{EB} "#.utf8)
+        let after: [UInt8] = Array(#"","contactId":"a"}"#.utf8)
+        var broken: [[UInt8]] = illFormed.map { (sequence: [UInt8]) -> [UInt8] in before + sequence + after }
+        broken.append(Array(#"{""#.utf8) + [0xFF] + Array(#"":1,"contactId":"a"}"#.utf8))
         for bytes in broken {
             #expect(JSON.member("contactId", of: bytes) == nil)
             #expect(Self.fullParse("contactId", bytes) == nil)
@@ -345,7 +353,10 @@ import Testing
             state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Int(truncatingIfNeeded: state >> 33)
         }
-        let alphabet = Array(#"{}[]":,\ tfn0123456789.e-+"u"#.utf8) + [0x00, 0x1F, 0x80, 0xC3, 0xE9, 0xFF]
+        let alphabet =
+            Array(#"{}[]":,\ tfn0123456789.e-+"u"#.utf8) + [
+                0x00, 0x1F, 0x80, 0x8F, 0x9F, 0xA0, 0xBF, 0xC0, 0xC3, 0xE0, 0xE2, 0xE9, 0xED, 0xF0, 0xF4, 0xFF,
+            ]
         var agreed = 0
         for document in Self.documents {
             for _ in 0..<400 {
@@ -370,6 +381,32 @@ import Testing
             }
         }
         #expect(agreed > 300, "enough damaged documents still parse")
+    }
+
+    /// A string's text parses exactly when it is well-formed UTF-8 as the standard library decides
+    /// it, for random runs of bytes of every kind outside ASCII (the parser checks such text itself).
+    @Test func textParsesExactlyWhenItIsWellFormedUTF8() {
+        var state: UInt64 = 11
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        let pool: [UInt8] = [
+            0x61, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEF,
+            0xF0, 0xF3, 0xF4, 0xF5, 0xFF,
+        ]
+        var wellFormed = 0
+        for _ in 0..<20_000 {
+            let text = (0..<(next() % 9)).map { _ in pool[next() % pool.count] }
+            let valid = String(validating: text, as: UTF8.self)
+            let parsed = try? JSON.parse([0x22] + text + [0x22])
+            #expect(parsed == valid.map(JSON.string), "\(text)")
+            // Passed over by a scan, it refuses the document exactly when it is not UTF-8.
+            let document = Array(#"{"x":""#.utf8) + text + Array(#"","contactId":"a"}"#.utf8)
+            #expect(JSON.member("contactId", of: document) == (valid == nil ? nil : .string("a")), "\(text)")
+            if valid != nil { wellFormed += 1 }
+        }
+        #expect(wellFormed > 1_000 && wellFormed < 19_000, "both kinds of text were tried")
     }
 
     /// Strings of every length to 24 with one byte of each kind at every place, written eight bytes
