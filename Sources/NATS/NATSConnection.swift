@@ -50,11 +50,27 @@ public struct NATSMessage: Sendable {
 /// +OK/-ERR), written for this project: one TCP connection, a reader thread that answers the
 /// server's pings and hands messages on, and request/reply through one wildcard inbox.
 ///
-/// Invariant that makes `@unchecked Sendable` safe: `socket` writes happen under `writeLock`;
-/// `pending`, `failure` and `nextSid`/`nextReply` are touched only under `state`.
+/// Frames go out in order through one buffer: a publish appends its frame and, when no flush is
+/// queued, queues one, so frames made while the socket is busy leave together in one `send` (the
+/// relay's 256 publishes in flight were one system call, and one wake-up of the server, each).
+///
+/// Invariant that makes `@unchecked Sendable` safe: `outgoing` and `flushQueued` are touched only
+/// under `writeLock`; socket writes and closing the descriptor (`descriptorClosed`) happen only
+/// under `sendLock`; `pending`, `failure` and `nextSid`/`nextReply` are touched only under `state`.
 public final class NATSConnection: @unchecked Sendable {
     private let fd: Int32
     private let writeLock = NSLock()
+    /// Frames not yet handed to the socket, in order, and whether a flush is queued for them.
+    private var outgoing: [UInt8] = []
+    private var flushQueued = false
+    /// Held while a run of frames is sent, so runs leave in the order they were taken.
+    private let sendLock = NSLock()
+    private var descriptorClosed = false
+    /// Where queued flushes run, one at a time.
+    private let flusher = DispatchQueue(label: "NATS flush")
+    /// How many bytes may wait for a flush before a publish sends them itself (and so waits for
+    /// the socket): a publisher faster than the connection is held back here.
+    static let maximumQueuedBytes = 1 << 20
     private let state = NSLock()
     private var pending: [String: @Sendable (Result<NATSMessage, NATSError>) -> Void] = [:]
     private var failure: NATSError?
@@ -92,7 +108,10 @@ public final class NATSConnection: @unchecked Sendable {
         // closes the descriptor.
         let reader = Thread { [self] in
             self.read(stream)
-            Glibc.close(self.fd)
+            self.sendLock.withLock {
+                self.descriptorClosed = true
+                Glibc.close(self.fd)
+            }
         }
         reader.name = "NATS reader"
         reader.start()
@@ -106,10 +125,13 @@ public final class NATSConnection: @unchecked Sendable {
         }
     }
 
-    /// Closes the connection; requests under way fail.
+    /// Closes the connection after sending the frames already published; requests under way fail.
     public func close() {
+        try? flush()
         fail(.connection("closed"))
-        shutdown(fd, Int32(SHUT_RDWR))
+        sendLock.withLock {
+            if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     /// Called once, when the connection ends (the server went away, `-ERR`, or ``close()``); at
@@ -293,19 +315,50 @@ public final class NATSConnection: @unchecked Sendable {
 
     private func failureOr(_ error: NATSError) -> NATSError { state.withLock { failure } ?? error }
 
+    /// Queues `bytes` (whole frames) to be sent after what is queued; a flush is queued when none
+    /// is, and past ``maximumQueuedBytes`` the caller sends them itself. A failure to send ends the
+    /// connection (``onFailure``, and every request under way fails).
     private func write(_ bytes: [UInt8]) throws {
-        try writeLock.withLock {
+        if let failure = error { throw failure }
+        let (queue, full) = writeLock.withLock { () -> (Bool, Bool) in
+            outgoing += bytes
+            defer { flushQueued = true }
+            return (!flushQueued, outgoing.count >= Self.maximumQueuedBytes)
+        }
+        if full {
+            try flush()
+        } else if queue {
+            flusher.async { [self] in try? flush() }
+        }
+    }
+
+    /// Sends every frame queued so far, in order. A failure ends the connection, after the lock
+    /// is let go (a failure handler may close the connection, which flushes).
+    private func flush() throws {
+        let failed = sendLock.withLock { () -> NATSError? in
+            let frames = writeLock.withLock { () -> [UInt8] in
+                flushQueued = false
+                defer { outgoing = [] }
+                return outgoing
+            }
+            guard !frames.isEmpty else { return nil }
+            guard !descriptorClosed else { return error ?? .connection("closed") }
             var offset = 0
-            while offset < bytes.count {
-                let written = bytes.withUnsafeBytes {
-                    send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            while offset < frames.count {
+                let written = frames.withUnsafeBytes {
+                    send(fd, $0.baseAddress! + offset, frames.count - offset, Int32(MSG_NOSIGNAL))
                 }
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw NATSError.connection(String(cString: strerror(errno)))
+                    return .connection(String(cString: strerror(errno)))
                 }
                 offset += written
             }
+            return nil
+        }
+        if let failed {
+            fail(failed)
+            throw failed
         }
     }
 

@@ -44,6 +44,36 @@ import Testing
         #expect(throws: NATSError.self) { try NATSConnection(url: "http://localhost:1") }
     }
 
+    /// Frames published faster than the socket takes them leave together, in order, whatever
+    /// their sizes (past the queue's limit a publisher sends them itself), and a connection closed
+    /// right after its publishes still sends every one.
+    @Test func framesPublishedBackToBackArriveInOrderEvenWhenClosedRightAfter() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let reader = try NATSConnection(url: server.url)
+        defer { reader.close() }
+        let jetStream = JetStream(reader)
+        try await jetStream.ensureStream("BURST", subjects: ["burst.>"])
+        func payload(_ n: Int) -> [UInt8] {
+            // Every 500th is 300 KB, so the queue passes its 1 MiB limit now and then.
+            Array("message \(n) ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: n % 500 == 0 ? 300_000 : n % 97)
+        }
+        let count = 3_000
+        let publisher = try NATSConnection(url: server.url)
+        for n in 1...count { try publisher.publish("burst.n", payload: payload(n)) }
+        publisher.close()
+        var stored = 0
+        for _ in 0..<1_000 where stored < count {
+            stored = Int(try await jetStream.streamState("BURST").messages)
+            if stored < count { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(stored == count)
+        for sequence in [1, 2, 499, 500, 501, 1_000, 1_777, 2_500, 2_999, 3_000] {
+            let message = try await jetStream.message("BURST", sequence: UInt64(sequence))
+            #expect(message.payload == payload(sequence), "message \(sequence)")
+        }
+    }
+
     @Test func aServerThatGoesAwayFailsWhatIsUnderWay() async throws {
         let server = try LocalNATSServer()
         let connection = try NATSConnection(url: server.url)
