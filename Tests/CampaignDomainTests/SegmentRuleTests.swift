@@ -326,3 +326,36 @@ let operatorCases: [OperatorCase] = [
         }
     }
 }
+
+/// Text conditions evaluated through their byte fast paths (ASCII lowercased a byte at a time,
+/// `contains` searched in bytes) answer as Foundation's `lowercased()` and `contains` do, for random
+/// text of ASCII letters of both cases, carriage returns and line feeds, and characters outside
+/// ASCII (a precomposed and a decomposed `é`, `ß`, `İ`, an emoji), which take the general path.
+@Test func textConditionsAnswerAsFoundationsLowercaseAndContainsDo() throws {
+    var state: UInt64 = 5
+    func next() -> Int {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Int(truncatingIfNeeded: state >> 33)
+    }
+    let ascii: [String] = ["a", "b", "A", "B", "z", "Z", "@", " ", "\r", "\n", "1"]
+    let other: [String] = ["\u{E9}", "e\u{301}", "\u{301}", "\u{DF}", "\u{130}", "\u{1F600}", "\u{C9}"]
+    func text(_ length: Int) -> String {
+        (0..<length).map { _ in next() % 8 == 0 ? other[next() % other.count] : ascii[next() % ascii.count] }.joined()
+    }
+    var matched = 0
+    for round in 0..<4_000 {
+        let value = text(next() % 10)
+        let wanted = text(next() % 4)
+        let contact: JSONObject = ["email": .string(value)]
+        let containsRule = try rule("email", "contains", .string(wanted))
+        let expected = value.lowercased().contains(wanted.lowercased())
+        #expect(
+            containsRule.matches(contact, schema: schema, now: now) == expected, "round \(round): \(value), \(wanted)")
+        let notContains = try rule("email", "not_contains", .string(wanted))
+        #expect(notContains.matches(contact, schema: schema, now: now) == !expected, "round \(round)")
+        let equal = try rule("email", "eq", .string(wanted))
+        #expect(equal.matches(contact, schema: schema, now: now) == (value.lowercased() == wanted.lowercased()))
+        if expected { matched += 1 }
+    }
+    #expect(matched > 200, "enough texts contained what was searched for")
+}

@@ -189,9 +189,56 @@ public struct SegmentMatcher: Sendable {
 
         private static func day(_ date: Date) -> Int { Int((date.timeIntervalSince1970 / 86_400).rounded(.down)) }
 
-        /// `text` lowercased: itself when it holds no byte `lowercased()` would change.
-        private static func lowercased(_ text: String) -> String {
-            text.utf8.allSatisfy { $0 < 0x80 && !(65...90).contains($0) } ? text : text.lowercased()
+        /// `text` lowercased: itself when it holds no byte `lowercased()` would change, ASCII text
+        /// mapped a byte at a time (what `lowercased()` gives it, without its Unicode tables).
+        static func lowercased(_ text: String) -> String {
+            var ascii = true
+            var upper = false
+            for byte in text.utf8 {
+                if byte >= 0x80 {
+                    ascii = false
+                    break
+                }
+                if (65...90).contains(byte) { upper = true }
+            }
+            guard ascii else { return text.lowercased() }
+            guard upper else { return text }
+            let count = text.utf8.count
+            return String(unsafeUninitializedCapacity: count) { buffer in
+                for (index, byte) in text.utf8.enumerated() {
+                    buffer[index] = (65...90).contains(byte) ? byte + 32 : byte
+                }
+                return count
+            }
+        }
+
+        /// Whether `text` contains `wanted`, as Foundation's `contains` decides it (a search by
+        /// composed character, with canonical equivalence, never finding the empty string). When
+        /// both are ASCII and `wanted` is not empty, that is a search of their bytes (a carriage
+        /// return and a line feed included: Foundation finds either inside the pair), made here
+        /// without Foundation's conversion to UTF-16 (14% of a `segments` pass whose rules use
+        /// `contains`); text outside ASCII goes to Foundation.
+        static func contains(_ text: String, _ wanted: String) -> Bool {
+            if !wanted.isEmpty,
+                let found = text.utf8.withContiguousStorageIfAvailable({ haystack -> Bool? in
+                    wanted.utf8.withContiguousStorageIfAvailable { needle -> Bool? in
+                        guard haystack.allSatisfy({ $0 < 0x80 }), needle.allSatisfy({ $0 < 0x80 }) else {
+                            return nil
+                        }
+                        guard needle.count <= haystack.count else { return false }
+                        let first = needle[0]
+                        for start in 0...(haystack.count - needle.count) where haystack[start] == first {
+                            if memcmp(haystack.baseAddress! + start, needle.baseAddress!, needle.count) == 0 {
+                                return true
+                            }
+                        }
+                        return false
+                    } ?? nil
+                }) ?? nil
+            {
+                return found
+            }
+            return text.contains(wanted)
         }
 
         func passes(_ actual: JSON, now: Date) -> Bool {
@@ -203,8 +250,8 @@ public struct SegmentMatcher: Sendable {
                 switch op {
                 case .eq: return text == wanted
                 case .neq: return text != wanted
-                case .contains: return text.contains(wanted)
-                case .notContains: return !text.contains(wanted)
+                case .contains: return Self.contains(text, wanted)
+                case .notContains: return !Self.contains(text, wanted)
                 case .startsWith: return text.hasPrefix(wanted)
                 case .endsWith: return text.hasSuffix(wanted)
                 case .isIn: return options.contains(text)
