@@ -196,15 +196,20 @@ public struct ProjectionTable {
 
     private let storage: Storage
     /// What a projection derives from its rows once and reuses for the rest of the batch (compiled
-    /// segment rules): it lives as long as this table value, one transaction, and is never stored.
-    public let memo = BatchMemo()
+    /// segment rules, an experiment's decoded state): it lives for one write transaction (an inline
+    /// projection's, every request a group commit puts in it) and is never stored.
+    public let memo: BatchMemo
 
-    init(txn: WriteTransaction, table: Table, personalData: Table) {
+    init(txn: WriteTransaction, table: Table, personalData: Table, memo: BatchMemo = BatchMemo()) {
         storage = .stored(txn, table, personalData: personalData)
+        self.memo = memo
     }
 
     /// A table whose rows live in `rows` (a folded rebuild's), not in LMDB.
-    init(memory rows: MemoryRows) { storage = .memory(rows) }
+    init(memory rows: MemoryRows) {
+        storage = .memory(rows)
+        memo = BatchMemo()
+    }
 
     /// The value under `key`.
     public func get(_ key: [UInt8]) throws -> [UInt8]? {

@@ -267,6 +267,27 @@ public final class ProjectionRunner: @unchecked Sendable {
             })
     }
 
+    /// Each inline projection's ``BatchMemo`` for one write transaction, shared by the requests a
+    /// group commit puts in it (each applies its own events through a table of its own).
+    private final class TransactionMemos {
+        private var memos: [(name: String, memo: BatchMemo)] = []
+
+        func memo(_ name: String) -> BatchMemo {
+            if let found = memos.first(where: { $0.name == name }) { return found.memo }
+            let memo = BatchMemo()
+            memos.append((name, memo))
+            return memo
+        }
+    }
+
+    /// The key of ``TransactionMemos`` among a transaction's locals.
+    private final class MemosKey {}
+    private let memosKey = MemosKey()
+
+    private func memos(in txn: WriteTransaction) -> TransactionMemos {
+        txn.local(ObjectIdentifier(memosKey), make: { TransactionMemos() }, finish: { _, _ in })
+    }
+
     func table(_ name: String, slot: String) -> Table {
         let tables = slots[name]!
         return slot == "b" ? tables.b : tables.a
@@ -326,7 +347,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         for (projection, types, slots) in inline {
             guard var state = try metas.meta(projection.name), state.version == projection.version else { continue }
             let table = ProjectionTable(
-                txn: txn, table: state.slot == "b" ? slots.b : slots.a, personalData: personalData)
+                txn: txn, table: state.slot == "b" ? slots.b : slots.a, personalData: personalData,
+                memo: memos(in: txn).memo(projection.name))
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
                     if let missing = try txn.event(at: position), types?.contains(missing.type) ?? true {

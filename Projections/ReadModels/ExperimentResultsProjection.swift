@@ -47,9 +47,19 @@ public struct ExperimentResultsProjection: Projection {
             let id = event.payload["experimentId"]?.stringValue
         else { return }
         let tenant = event.envelope.tenant
-        let before = try table.json(Self.row(tenant, id)).flatMap(ExperimentState.init(snapshot:))
+        let row = Self.row(tenant, id)
+        // The state as this transaction last wrote it, kept decoded for its later events: a group
+        // commit of exposures to one experiment parsed the row once an exposure, on the writer
+        // thread. The row, not the command's folded state, is the truth here: exposures commute,
+        // so a command may have folded a state that missed another's exposure.
+        let memoKey = "experiment\u{0}\(tenant)\u{0}\(id)"
+        var before = table.memo[memoKey] as? ExperimentState
+        if before == nil { before = try table.json(row).flatMap(ExperimentState.init(snapshot:)) }
         if let after = Experiment.evolve(before, event.record) {
-            try table.put(Self.row(tenant, id), json: after.snapshot)
+            try table.put(row, json: after.snapshot)
+            table.memo[memoKey] = after
+        } else if let before {
+            table.memo[memoKey] = before
         }
         if let contactId = event.payload["contactId"]?.stringValue, let variant = event.payload["variant"]?.stringValue
         {

@@ -145,6 +145,39 @@ import Testing
         #expect(total == 1)
     }
 
+    /// Exposures and conversions of many contacts sent at once share transactions (group commit),
+    /// where the projection keeps the experiment's state decoded from one request's events to the
+    /// next: every contact is counted, and the live rows are what a rebuild from the log makes.
+    @Test func exposuresOfManyContactsSentTogetherAreEachCountedAndMatchARebuild() async throws {
+        let t = try TestEngine()
+        try await experiment(t)
+        let before = t.engine.eventStore.statistics
+        let counted = await withTaskGroup(of: Int.self) { group in
+            for n in 0..<200 {
+                group.addTask {
+                    let exposed = await t.command(
+                        "experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_\#(n)"}"#)
+                    guard n % 4 == 0 else { return exposed.data?["counted"] == .bool(true) ? 1 : 0 }
+                    let converted = await t.command(
+                        "experiment.recordConversion", #"{"experimentId":"exp_1","contactId":"ctc_\#(n)"}"#)
+                    return (exposed.data?["counted"] == .bool(true) ? 1 : 0)
+                        + (converted.data?["counted"] == .bool(true) ? 1 : 0)
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(counted == 250)
+        let after = t.engine.eventStore.statistics
+        let requests = after.groupCommitRequests - before.groupCommitRequests
+        let transactions = after.groupCommitTransactions - before.groupCommitTransactions
+        #expect(requests > transactions, "some requests shared a transaction (\(requests) in \(transactions))")
+        let rows = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#).data?["variants"]?.arrayValue ?? []
+        #expect(rows.reduce(0) { $0 + ($1["exposures"]?.integerValue ?? 0) } == 200)
+        #expect(rows.reduce(0) { $0 + ($1["conversions"]?.integerValue ?? 0) } == 50)
+        let report = try t.engine.projections.verify("experiment-results")
+        #expect(report.matches && report.entries > 200, "\(report.differenceCount) differences")
+    }
+
     @Test func aClearWinnerIsDeclaredOnceWithResultsMatchingTheStatistics() async throws {
         let t = try TestEngine()
         try await experiment(t)
