@@ -375,16 +375,13 @@ private struct CanonicalScanner {
                 // Text outside ASCII, which the writer copies as it is: one well-formed UTF-8
                 // sequence (what the parser's validation accepts), in a key as in a value (keys are
                 // ordered by their bytes).
-                guard let length = utf8Sequence() else { return nil }
+                guard let length = UTF8Sequence.length(in: bytes, at: index) else { return nil }
                 index += length
             default: return nil  // a control byte, DEL, or a byte that starts no UTF-8 sequence
             }
         }
         return nil
     }
-
-    /// The length of the well-formed UTF-8 sequence of two to four bytes at `index`, or nil.
-    private func utf8Sequence() -> Int? { UTF8Sequence.length(in: bytes, at: index) }
 
     /// A lower-case hexadecimal digit's value.
     private static func hex(_ byte: UInt8) -> UInt8? {
