@@ -90,9 +90,19 @@ public enum Authorizer {
         isKnownSubject: (String, String) -> Bool = { _, _ in true }
     ) throws(CampaignError) -> Principal {
         guard let principal else { throw CampaignError(.unauthorized, "a principal is required") }
-        guard Principal.isValidTenant(principal.tenant), Principal.isValidSubject(principal.subject),
-            isKnownSubject(principal.tenant, principal.subject)
-        else {
+        // A malformed tenant or subject is named, so a host sees which of its values is wrong (the
+        // rules are public); a well-formed subject the host's directory rejects is only "unknown".
+        guard Principal.isValidTenant(principal.tenant) else {
+            throw CampaignError(
+                .unauthorized, "tenant must be 1–64 of a-z, 0-9, _ and -, starting with a letter or digit",
+                pointer: "/principal/tenant")
+        }
+        guard Principal.isValidSubject(principal.subject) else {
+            throw CampaignError(
+                .unauthorized, "subject must be 1–128 printable ASCII characters without spaces",
+                pointer: "/principal/subject")
+        }
+        guard isKnownSubject(principal.tenant, principal.subject) else {
             throw CampaignError(.unauthorized, "unknown subject")
         }
         guard principal.expiresAt > now else {

@@ -366,5 +366,22 @@ import Testing
         #expect(
             await t.query("campaign.list", "{}", as: principal(tenant: "globex", subject: "u_1")).code == "UNAUTHORIZED"
         )
+        #expect(stranger["error"]?["message"]?.stringValue == "unknown subject")
+    }
+
+    @Test func aMalformedTenantOrSubjectIsNamed() async throws {
+        let t = try TestEngine()
+        for tenant in ["ACME", " acme", "", "a:b", String(repeating: "a", count: 65), "-acme", "\\u00e9"] {
+            let response = await t.query("campaign.list", "{}", as: principal(tenant: tenant))
+            #expect(response.code == "UNAUTHORIZED", "\(tenant)")
+            #expect(response["error"]?["pointer"]?.stringValue == "/principal/tenant", "\(tenant)")
+            #expect(response["error"]?["message"]?.stringValue?.hasPrefix("tenant must be") == true, "\(tenant)")
+        }
+        for subject in ["a b", "", String(repeating: "u", count: 129), "\\u00e9"] {
+            let response = await t.query("campaign.list", "{}", as: principal(subject: subject))
+            #expect(response.code == "UNAUTHORIZED", "\(subject)")
+            #expect(response["error"]?["pointer"]?.stringValue == "/principal/subject", "\(subject)")
+        }
+        #expect(await t.query("campaign.list", "{}", as: principal(tenant: "a-1_b", subject: "u@x!")).status == 200)
     }
 }
