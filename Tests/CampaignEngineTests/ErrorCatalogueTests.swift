@@ -165,6 +165,30 @@ import Testing
                 && response["error"]?["expectedVersion"]?.integerValue == 7)
     }
 
+    /// A refused command wrote nothing and records nothing under its key: the retry is decided again
+    /// on the state as it is then, and the key may carry another request; a key is the tenant's own.
+    @Test func aRefusedCommandRecordsNothingUnderItsKey() async throws {
+        let t = try await seeded()
+        let key = #""idempotencyKey":"k-refused","#
+        let missing = await t.command("campaign.pause", #"{"campaignId":"cmp_9"}"#, extra: key)
+        #expect(missing.code == "RESOURCE_NOT_FOUND")
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_9","name":"Ninth","channel":"sms"}"#).status == 201)
+        let again = await t.command("campaign.pause", #"{"campaignId":"cmp_9"}"#, extra: key)
+        #expect(again.code == "RESOURCE_CONFLICT" && again["error"]?["currentState"]?.stringValue == "draft")
+        let other = await t.command("campaign.update", #"{"campaignId":"cmp_9","name":"Ninth one"}"#, extra: key)
+        #expect(other.status == 201)
+        let replay = await t.command("campaign.update", #"{"name":"Ninth one","campaignId":"cmp_9"}"#, extra: key)
+        #expect(replay.status == 200 && replay.data == other.data)
+        let elsewhere = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_9","name":"Ninth","channel":"sms"}"#, as: admin("globex"),
+            extra: key)
+        #expect(elsewhere.status == 201 && elsewhere.data?["streamId"]?.stringValue == "globex:cmp_9")
+        let bob = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_9","name":"Ninth one"}"#, as: principal(subject: "bob"), extra: key)
+        #expect(bob.code == "RESOURCE_CONFLICT" && bob["error"]?["pointer"]?.stringValue == "/idempotencyKey")
+    }
+
     @Test func idempotencyKeyReusedWithADifferentRequestIsAConflict() async throws {
         let t = try await seeded()
         let first = await t.command(
