@@ -26,7 +26,8 @@ extension CampaignEngine {
                 _ = try await commit(plan, request: request, principal: principal, now: now, idempotency: nil)
                 return true
             } catch EventStoreError.wrongExpectedVersion {
-                continue
+                // Another process changed the post: load again once its commit has ended.
+                try await store.awaitOtherWriters()
             }
         }
         throw CampaignError(.resourceConflict, "post \(postId) kept changing; try again", retryable: true)

@@ -268,6 +268,16 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// Returns once the writer thread has held LMDB's writer lock, which every process writing
+    /// this directory shares: a commit another process had under way has ended, so a read made
+    /// after this sees it. For a command that lost a race for its stream's version to another
+    /// process: reloading at once would read while the winner's next commit is still being
+    /// flushed, and lose again the same way. The job writes nothing (LMDB commits an untouched
+    /// transaction without a flush).
+    public func awaitOtherWriters() async throws {
+        try await perform { _ in }
+    }
+
     /// Whether appends are queued for the writer: a long writer job (a rebuild batch) checks it to
     /// end early and let them commit.
     public var appendsWaiting: Bool { committer.load.queued > 0 }
