@@ -27,6 +27,7 @@ enum ExportCommand {
         (default nats-NAME) advances only past acknowledged events. A broker that goes away is
         retried with backoff and the relay resumes from its checkpoint; SIGINT or SIGTERM stops it
         after the acknowledgements under way. Without --follow it stops once the log is relayed.
+        As it ends, it prints how many events the run relayed and where the consumer stands.
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
         """

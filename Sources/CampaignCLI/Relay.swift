@@ -28,6 +28,7 @@ struct Relay {
     static let window = 256
 
     func run() async throws -> CLI.Exit {
+        let from = try acknowledgedThrough()
         let stop = StopSignal()
         let work = Task { try await relayUntilDone(stop) }
         let signals = [SIGINT, SIGTERM].map { number in
@@ -41,7 +42,23 @@ struct Relay {
             return source
         }
         defer { for source in signals { source.cancel() } }
-        return try await work.value
+        let exit = try await work.value
+        if exit == .ok {
+            // What this run added, so an operator sees the relay did its work (stdout is free: the
+            // events went to JetStream).
+            let through = try acknowledgedThrough()
+            let added = through - min(from, through)
+            let range = added == 0 ? "" : " (positions \(Format.count(from + 1))–\(Format.count(through)))"
+            console.out(
+                "relayed \(Format.count(added)) events to JetStream stream \(stream)\(range); consumer "
+                    + "\(consumer) at \(Format.count(through)) of \(Format.count(try store.head().position))")
+        }
+        return exit
+    }
+
+    /// The position the consumer has acknowledged through (0 before its first acknowledgement).
+    private func acknowledgedThrough() throws -> UInt64 {
+        try store.consumers().first { $0.name == consumer }?.position ?? 0
     }
 
     private func relayUntilDone(_ stop: StopSignal) async throws -> CLI.Exit {

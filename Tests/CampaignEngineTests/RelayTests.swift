@@ -1,3 +1,4 @@
+import CampaignCLI
 import CampaignDomain
 import CampaignEngine
 import EventStore
@@ -73,6 +74,13 @@ import Testing
         let again = try await campaign(["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"])
         #expect(again.status == 0)
         #expect(await messages(server, "CAMPAIGN") == UInt64(log.count))
+        // Each run says what it added: the whole log, then nothing.
+        let count = Format.count(log.count)
+        #expect(
+            relay.out
+                == "relayed \(count) events to JetStream stream CAMPAIGN (positions 1–\(count)); consumer "
+                + "nats-CAMPAIGN at \(count) of \(count)\n", "\(relay.out)")
+        #expect(again.out.hasPrefix("relayed 0 events to JetStream stream CAMPAIGN; consumer nats-CAMPAIGN at "))
         let listed = try await campaign(["subscriptions", "--data", directory.path, "--json"])
         let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
         #expect(consumer?["name"]?.stringValue == "nats-CAMPAIGN" && consumer?["lag"]?.integerValue == 0)
