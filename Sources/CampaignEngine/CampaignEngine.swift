@@ -23,8 +23,9 @@ public struct EngineConfiguration: Sendable {
     public var jsonLimits: JSONLimits
     /// How often a command is decided again when another writer changed its aggregate first
     /// (64 by default). Within a process, commands on one aggregate take turns and never race;
-    /// two processes writing one aggregate at full speed do, and with 16 tries about one command
-    /// in 1,000–4,000 ran out of them (a 409 `retryable`); each try waits for the winner's commit.
+    /// two processes writing one aggregate at full speed do: with 16 tries about one command in
+    /// 1,300–4,000 ran out of them (a 409 `retryable`), even with each try waiting for the
+    /// winner's commit (``EventStore/awaitOtherWriters()``); with 64, none in 12,000.
     public var maximumRetries: Int
     /// When to take aggregate snapshots.
     public var snapshotPolicy: SnapshotPolicy
@@ -315,8 +316,9 @@ public final class CampaignEngine: Sendable {
                 }
                 // Another process won the race: back off a little (jittered), then wait until the
                 // writer lock is free, so the next load sees the winner's commit rather than reading
-                // while its next one is flushed (with retries alone, the loser lost that way again
-                // and again: about one command in a thousand ran out of tries).
+                // while its next one is flushed. Two processes updating one campaign: with 16 tries
+                // one command in 300–1,000 ran out of them; this wait made it one in 1,300–4,000,
+                // and the 64 tries of the default left none in 12,000.
                 try? await Task.sleep(for: .microseconds(Int.random(in: 0...(100 * attempt))))
                 try await store.awaitOtherWriters()
             }

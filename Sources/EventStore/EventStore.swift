@@ -271,8 +271,8 @@ public final class EventStore: @unchecked Sendable {
     /// Returns once the writer thread has held LMDB's writer lock, which every process writing
     /// this directory shares: a commit another process had under way has ended, so a read made
     /// after this sees it. For a command that lost a race for its stream's version to another
-    /// process: reloading at once would read while the winner's next commit is still being
-    /// flushed, and lose again the same way. The job writes nothing (LMDB commits an untouched
+    /// process: reloading at once often reads while the winner's next commit is still being
+    /// flushed, and loses again the same way. The job writes nothing (LMDB commits an untouched
     /// transaction without a flush).
     public func awaitOtherWriters() async throws {
         try await perform { _ in }
