@@ -90,6 +90,25 @@ enum ReplayCommand {
         }
     }
 
+    /// Says why a stream had no state at a point: its first event is later. A stream with no events at all is
+    /// `RESOURCE_NOT_FOUND`.
+    static func sayWhyAbsent(
+        _ stream: String, asOf: String, at point: PointInTime, in store: EventStore, json: Bool, console: any Console
+    ) throws {
+        guard let first = try store.readStream(stream, limit: 1, hashes: false).first else {
+            throw CampaignError(.resourceNotFound, "\(stream) has no events in this log")
+        }
+        if json {
+            console.out("null")
+        } else if point.includes(first) {
+            // Every aggregate's fold keeps a state once its first event made one (a deletion is a status).
+            console.out("\(stream) did not exist as of \(asOf)")
+        } else {
+            let place = "position \(first.position) (\(Timestamp.format(first.occurredAt)))"
+            console.out("\(stream) did not exist yet as of \(asOf): its first event is at \(place)")
+        }
+    }
+
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("replay takes options only") }
         let options = arguments.options
@@ -108,7 +127,7 @@ enum ReplayCommand {
                 case let .position(p): .position(p)
                 }
             guard let state = try CampaignEngine.state(in: store, tenant: parts[0], id: parts[1], asOf: point) else {
-                console.out(json ? "null" : "\(stream) did not exist as of \(asOf)")
+                try sayWhyAbsent(stream, asOf: asOf, at: point, in: store, json: json, console: console)
                 return .ok
             }
             if json {

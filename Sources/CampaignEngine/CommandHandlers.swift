@@ -49,10 +49,7 @@ extension CampaignEngine {
     ) throws -> State? {
         var state: State?
         try store.forEachEvent(inStream: streamId) { event in
-            switch asOf {
-            case let .position(position): guard event.position <= position else { return false }
-            case let .time(time): guard event.occurredAt <= time else { return false }
-            }
+            guard asOf.includes(event) else { return false }
             state = evolve(state, ProjectedEvent(event).record)
             return true
         }

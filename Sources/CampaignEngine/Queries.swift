@@ -11,6 +11,14 @@ public enum PointInTime: Sendable, Equatable {
     case position(UInt64)
     /// Every event that occurred at or before this time.
     case time(Date)
+
+    /// Whether an event is at or before this point.
+    public func includes(_ event: RecordedEvent) -> Bool {
+        switch self {
+        case let .position(position): event.position <= position
+        case let .time(time): event.occurredAt <= time
+        }
+    }
 }
 
 extension CampaignEngine {
@@ -306,7 +314,8 @@ extension CampaignEngine {
     /// not used: they hold only the latest state).
     /// - Parameters:
     ///   - id: the resource id; its prefix (`cmp_`, `seg_`, `ctc_`, `con_`, `pst_`, `exp_`) says the kind.
-    /// - Returns: nil when the resource did not exist then.
+    /// - Returns: nil when the resource did not exist then (not yet created, or deleted).
+    /// - Throws: `INVALID_FORMAT` when the id's prefix names no kind of resource.
     public func state(tenant: String, id: String, asOf: PointInTime) throws -> JSON? {
         try CampaignEngine.state(in: store, tenant: tenant, id: id, asOf: asOf)
     }
@@ -324,7 +333,10 @@ extension CampaignEngine {
         case "con_": return try (fold(SocialConnection.evolve) as ConnectionState?)?.snapshot
         case "pst_": return try (fold(Post.evolve) as PostState?)?.json
         case "exp_": return try (fold(Experiment.evolve) as ExperimentState?)?.json
-        default: return nil
+        default:
+            throw CampaignError(
+                .invalidFormat,
+                "id \(id) names no kind of resource: an id starts with cmp_, seg_, ctc_, con_, pst_ or exp_")
         }
     }
 }

@@ -195,9 +195,27 @@ func fixture(_ name: String) throws -> String {
         ])
         #expect((try JSON.parse(atTime.out))["status"]?.stringValue == "paused")
         let before = try await campaign(["replay", "--data", directory.path, "--as-of", "1", "--stream", "acme:cmp_1"])
-        #expect(before.status == 0 && before.out.contains("did not exist"))
+        #expect(
+            before.status == 0 && before.out.contains("did not exist yet as of 1: its first event is at position 2"))
         let text = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "acme:cmp_1"])
         #expect(text.lines.contains { $0.contains("status") && $0.contains("active") })
+    }
+
+    @Test func replayAsOfRefusesAStreamTheLogNeverHad() async throws {
+        let directory = try await sessionStore()
+        let absent = try await campaign([
+            "replay", "--data", directory.path, "--as-of", "4", "--stream", "acme:cmp_9", "--json",
+        ])
+        #expect(absent.status == 1)
+        #expect((try JSON.parse(absent.out))["error"]?["code"]?.stringValue == "RESOURCE_NOT_FOUND")
+        let text = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "beta:cmp_1"])
+        #expect(text.status == 1 && text.err.contains("RESOURCE_NOT_FOUND: beta:cmp_1 has no events in this log"))
+        let noKind = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "acme:xyz_1"])
+        #expect(noKind.status == 1 && noKind.err.contains("INVALID_FORMAT: id xyz_1 names no kind of resource"))
+        let notYet = try await campaign([
+            "replay", "--data", directory.path, "--as-of", "1", "--stream", "acme:cmp_1", "--json",
+        ])
+        #expect(notYet.status == 0 && notYet.out == "null\n")
     }
 
     @Test func verifyPassesACleanStoreAndNamesTheFirstBadPositionOfATamperedOne() async throws {
