@@ -84,7 +84,7 @@ public struct SortedRows: Sendable {
     /// `keys` where it ends to `ends`.
     public typealias KeyMaker = @Sendable (_ rows: Range<Int>, _ keys: inout [UInt8], _ ends: inout [Int]) -> Void
 
-    /// No rows.
+    /// An empty set, which grows as rows are appended in key order.
     public init() {}
 
     /// No rows yet, with room for `rows` rows of `bytes` bytes of keys and values in all.

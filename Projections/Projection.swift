@@ -47,7 +47,8 @@ public final class ProjectedEvent {
     /// of the command's own stream); nil in rebuilds and catch-up, where a projection folds itself.
     public let stateAfter: (any Sendable)?
 
-    /// Wraps a stored event.
+    /// A stored event as rebuilds and catch-up hand it over: the payload is parsed when first read, and no state
+    /// comes with it.
     public init(_ envelope: RecordedEvent) {
         self.envelope = envelope
         knownPayload = nil
@@ -135,7 +136,7 @@ public protocol PartialApply: Projection {
 /// Composite keys: parts joined by a 0x00 byte (parts never contain one), so a key prefix
 /// selects a range; integers are big-endian so byte order is numeric order.
 public enum Key {
-    /// Joins string parts.
+    /// The parts' UTF-8 bytes joined by 0x00, so a key's leading parts select a range of keys.
     public static func make(_ parts: [String]) -> [UInt8] {
         // Sized once: appended part by part, the array grew (and was copied) several times a key.
         var key = [UInt8]()
@@ -150,7 +151,7 @@ public enum Key {
     /// Joins string parts and ends with a separator, to select everything under them.
     public static func prefix(_ parts: [String]) -> [UInt8] { make(parts) + [0] }
 
-    /// A big-endian UInt64.
+    /// `value` as 8 big-endian bytes, so keys order numerically.
     public static func u64(_ value: UInt64) -> [UInt8] {
         withUnsafeBytes(of: value.bigEndian) { Array($0) }
     }
@@ -233,7 +234,7 @@ public struct ProjectionTable {
     /// Stores JSON under `key`.
     public func put(_ key: [UInt8], json: JSON) throws { try put(key, json.bytes) }
 
-    /// Removes `key`.
+    /// Removes the row under `key`, if there is one (no row is not an error).
     public func delete(_ key: [UInt8]) throws {
         switch storage {
         case let .stored(txn, table, _): _ = try txn.delete(key: key, in: table)
@@ -290,7 +291,7 @@ public final class MemoryRows: @unchecked Sendable {
     /// The rows, by key.
     var values: [ByteKey: [UInt8]] = [:]
 
-    /// No rows.
+    /// An empty set of rows, for a fold run without a database.
     public init() {}
 
     /// Moves the rows out in key order (bytes compared unsigned, as LMDB orders them), leaving none:
@@ -357,10 +358,10 @@ public struct ProjectionReader {
 /// Personal contact values kept beside the log (`contact-values`: tenant ‖ 0 ‖ contactId →
 /// `{"salt", "values"}`): written with the contact's events, deleted on erasure, never hashed.
 public enum PersonalData {
-    /// The table's name.
+    /// The LMDB table the values live in, `contact-values`, outside every projection's tables.
     public static let tableName = "contact-values"
 
-    /// The key of a contact.
+    /// A contact's key in the table: tenant ‖ 0x00 ‖ contactId.
     public static func key(tenant: String, contactId: String) -> [UInt8] { Key.make([tenant, contactId]) }
 
     /// A contact's values, or an empty set.

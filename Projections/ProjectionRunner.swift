@@ -8,9 +8,9 @@ import CMalloc
 
 /// A projection's state as the operator sees it.
 public struct ProjectionStatus: Sendable, Equatable {
-    /// The name.
+    /// The projection's name, as `campaign projections` takes it (`campaign-board`, `segments`, …).
     public var name: String
-    /// Inline or catch-up.
+    /// Inline (written in each append's transaction) or catch-up (following the log behind a checkpoint).
     public var mode: ProjectionMode
     /// The version of the code.
     public var version: Int
@@ -32,7 +32,7 @@ public struct ProjectionStatus: Sendable, Equatable {
 
 /// How a rebuild is going.
 public struct RebuildProgress: Sendable {
-    /// The projection.
+    /// The projection being rebuilt.
     public var name: String
     /// Events applied so far.
     public var done: UInt64
@@ -44,7 +44,7 @@ public struct RebuildProgress: Sendable {
 
 /// One entry that differs between a live table and a fresh rebuild.
 public struct ProjectionDifference: Sendable, Equatable {
-    /// The key.
+    /// The row's key, as stored.
     public var key: [UInt8]
     /// The live value (nil when missing from the live table).
     public var live: [UInt8]?
@@ -54,9 +54,9 @@ public struct ProjectionDifference: Sendable, Equatable {
 
 /// The outcome of verifying a projection against a fresh rebuild.
 public struct VerifyReport: Sendable, Equatable {
-    /// The projection.
+    /// The projection verified.
     public var name: String
-    /// Entries compared.
+    /// How many keys were compared: every key of the live table and of the fresh rebuild, each once.
     public var entries: Int
     /// The first differences (at most 20).
     public var differences: [ProjectionDifference]

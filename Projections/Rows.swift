@@ -3,7 +3,7 @@ import Foundation
 /// Writes a typed projection row: fixed-width big-endian integers and length-prefixed strings, in
 /// an order the projection fixes (and versions with itself). No field names, no parsing to read.
 public struct RowWriter {
-    /// The row so far.
+    /// The row's bytes so far, ready to store once the last field is appended.
     public private(set) var bytes: [UInt8]
 
     /// Starts a row, reserving `capacity` bytes.
@@ -12,7 +12,7 @@ public struct RowWriter {
         bytes.reserveCapacity(capacity)
     }
 
-    /// Appends one byte.
+    /// Appends one byte (a tag or a small count).
     public mutating func u8(_ value: UInt8) { bytes.append(value) }
 
     /// Appends a string's UTF-8 bytes with no length before them, for a part its reader finds by a
@@ -54,7 +54,7 @@ public struct RowReader {
     /// Whether every byte has been read.
     public var isAtEnd: Bool { offset == bytes.endIndex }
 
-    /// The next byte.
+    /// The next byte, or nil past the end.
     public mutating func u8() -> UInt8? {
         guard offset < bytes.endIndex else { return nil }
         defer { offset += 1 }
@@ -75,7 +75,7 @@ public struct RowReader {
         u64().map { Date(timeIntervalSince1970: Double(Int64(bitPattern: $0)) / 1000) }
     }
 
-    /// The next string.
+    /// The next string (a big-endian UInt32 byte count, then UTF-8), or nil past the end or on invalid UTF-8.
     public mutating func string() -> String? {
         guard bytes.endIndex - offset >= 4 else { return nil }
         var count = 0

@@ -15,7 +15,7 @@ public struct SnapshotPolicy: Sendable, Equatable {
         self.every = every
     }
 
-    /// N for a kind.
+    /// How many events of a `kind` stream make a snapshot due: its own setting, else the default (at least 1).
     public func interval(for kind: String) -> Int { max(1, every[kind] ?? defaultEvery) }
 
     /// Whether a stream going from version `old` to `new` crossed a multiple of N.
@@ -28,16 +28,16 @@ public struct SnapshotPolicy: Sendable, Equatable {
 /// How one aggregate's state is written into a snapshot and read back. A snapshot whose kind or
 /// schema version differs from the codec's is ignored (and replaced by the next one taken).
 public struct SnapshotCodec<State>: Sendable {
-    /// The aggregate kind.
+    /// The aggregate kind the codec is for (`campaign`, `post`, …); a snapshot of another kind is ignored.
     public var kind: String
     /// The version of the encoded shape; bump it when ``encode`` changes.
     public var schemaVersion: Int
-    /// State → JSON.
+    /// Writes a state as the JSON a snapshot stores.
     public var encode: @Sendable (State) -> JSON
     /// JSON → state, nil when it does not fit.
     public var decode: @Sendable (JSON) -> State?
 
-    /// Creates a codec.
+    /// A codec for `kind` at `schemaVersion`, writing with `encode` and reading with `decode`.
     public init(
         kind: String, schemaVersion: Int, encode: @escaping @Sendable (State) -> JSON,
         decode: @escaping @Sendable (JSON) -> State?
@@ -51,27 +51,27 @@ public struct SnapshotCodec<State>: Sendable {
 
 /// The codecs of the engine's aggregates.
 public enum SnapshotCodecs {
-    /// Campaigns.
+    /// Campaigns (`campaign`, schema 1): the state's full read model.
     public static let campaign = SnapshotCodec<CampaignState>(
         kind: "campaign", schemaVersion: 1, encode: { $0.snapshot }, decode: CampaignState.init(snapshot:))
-    /// Segments.
+    /// Segments (`segment`, schema 1): the state's full read model, rules included.
     public static let segment = SnapshotCodec<SegmentState>(
         kind: "segment", schemaVersion: 1, encode: { $0.snapshot }, decode: SegmentState.init(snapshot:))
-    /// Contacts.
+    /// Contacts (`contact`, schema 1): the commitment and field names, never a personal value.
     public static let contact = SnapshotCodec<ContactState>(
         kind: "contact", schemaVersion: 1, encode: { $0.snapshot }, decode: ContactState.init(snapshot:))
-    /// Social connections.
+    /// Social connections (`connection`, schema 1): the credential reference, never a token.
     public static let connection = SnapshotCodec<ConnectionState>(
         kind: "connection", schemaVersion: 1, encode: { $0.snapshot }, decode: ConnectionState.init(snapshot:))
-    /// Posts.
+    /// Posts (`post`, schema 1): the read model and every target's retry bookkeeping.
     public static let post = SnapshotCodec<PostState>(
         kind: "post", schemaVersion: 1, encode: { $0.snapshot }, decode: PostState.init(snapshot:))
-    /// Experiments.
+    /// Experiments (`experiment`, schema 1): the definition and the counts per variant.
     public static let experiment = SnapshotCodec<ExperimentState>(
         kind: "experiment", schemaVersion: 1, encode: { $0.snapshot }, decode: ExperimentState.init(snapshot:))
 }
 
-/// A decoded snapshot.
+/// A snapshot read back: the state and the stream version it was taken at.
 public struct Snapshot<State> {
     /// The state at ``version``.
     public var state: State

@@ -11,9 +11,9 @@ import Foundation
 public struct AuditIndex: Projection {
     /// Creates the projection.
     public init() {}
-    /// `audit`.
+    /// `audit`, the name its tables and `campaign projections` use.
     public var name: String { "audit" }
-    /// 2: no stream keys.
+    /// 2: actor and time keys only (1 also kept stream keys, which the log's own index serves now).
     public var version: Int { 2 }
     /// Catch-up: auditors read it after the runner catches up.
     public var mode: ProjectionMode { .catchUp }
@@ -55,7 +55,7 @@ public struct AuditIndex: Projection {
         Key.append(position, to: &key)
     }
 
-    /// Indexes one event.
+    /// Indexes one event: an actor key and a time key, both ending in its position, with empty values.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         let e = event.envelope
         for family in Family.allCases {

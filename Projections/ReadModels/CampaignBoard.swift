@@ -11,7 +11,7 @@ import Hashing
 public struct CampaignBoard: Projection {
     /// Creates the projection.
     public init() {}
-    /// `campaign-board`.
+    /// `campaign-board`, the name its tables and `campaign projections` use.
     public var name: String { "campaign-board" }
     /// 3: typed rows (2: rows led by the status, then snapshot JSON).
     public var version: Int { 3 }

@@ -10,9 +10,9 @@ import Hashing
 public struct ExperimentResultsProjection: Projection {
     /// Creates the projection.
     public init() {}
-    /// `experiment-results`.
+    /// `experiment-results`, the name its tables and `campaign projections` use.
     public var name: String { "experiment-results" }
-    /// 1.
+    /// 1: the first shape of its rows (a change rebuilds it).
     public var version: Int { 1 }
     /// Inline: "counted once" is checked against it inside the write transaction.
     public var mode: ProjectionMode { .inline }

@@ -10,11 +10,11 @@ import Foundation
 public struct PublishingQueue: Projection {
     /// Creates the projection.
     public init() {}
-    /// `publishing-queue`.
+    /// `publishing-queue`, the name its tables and `campaign projections` use.
     public var name: String { "publishing-queue" }
-    /// 1.
+    /// 1: the first shape of its rows (a change rebuilds it).
     public var version: Int { 1 }
-    /// Inline.
+    /// Inline: a post's row and calendar entry change in the transaction that changes the post.
     public var mode: ProjectionMode { .inline }
 
     /// The key of a post's row.
@@ -38,7 +38,7 @@ public struct PublishingQueue: Projection {
     /// Every post event type.
     public var eventTypes: Set<String>? { Set(PostEvent.Kind.allCases.map(\.rawValue)) }
 
-    /// Folds a post event.
+    /// Folds a post event: rewrites the post's row and moves its due key, calendar key and status count.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
         guard PostEvent.Kind(rawValue: event.envelope.type) != nil, let id = event.payload["postId"]?.stringValue else {
             return

@@ -10,7 +10,7 @@ import Foundation
 public struct ScheduleIndex: Projection {
     /// Creates the projection.
     public init() {}
-    /// `schedule-index`.
+    /// `schedule-index`, the name its tables and `campaign projections` use.
     public var name: String { "schedule-index" }
     /// 2: compact rows (1: a full JSON copy of every campaign).
     public var version: Int { 2 }

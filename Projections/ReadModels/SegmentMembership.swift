@@ -21,11 +21,11 @@ import Foundation
 public struct SegmentMembership: PartialApply {
     /// Creates the projection.
     public init() {}
-    /// `segments`.
+    /// `segments`, the name its tables and `campaign projections` use.
     public var name: String { "segments" }
     /// 2: relative-date memberships are indexed by their next boundary.
     public var version: Int { 2 }
-    /// Catch-up.
+    /// Catch-up: a rule change re-evaluates every contact of the tenant, too much for an append's transaction.
     public var mode: ProjectionMode { .catchUp }
 
     /// The stream (`tenant:` + this) that holds a tenant's refresh events.

@@ -11,9 +11,9 @@ public struct Arguments: Equatable, Sendable {
 
     /// A wrong command line: exit code 64.
     public struct UsageError: Error, Equatable, CustomStringConvertible {
-        /// What is wrong.
+        /// What is wrong with the command line, in a sentence (the CLI adds `run campaign X --help`).
         public var message: String
-        /// The message.
+        /// The message, as printed.
         public var description: String { message }
     }
 

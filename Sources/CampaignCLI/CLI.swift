@@ -9,7 +9,7 @@ import Hashing
 /// `subscriptions`, `stats`, `compact`. Exit codes: 0 success, 1 failure (a broken chain, a projection that differs, an
 /// error), 64 usage.
 public enum CLI {
-    /// Exit codes.
+    /// The process's exit status: 0 it worked, 1 it found a failure or could not run, 64 the command line is wrong.
     public enum Exit: Int32, Sendable {
         /// It worked.
         case ok = 0

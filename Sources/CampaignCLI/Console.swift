@@ -101,7 +101,7 @@ public struct StandardConsole: Console {
         }
     }
 
-    /// Creates the console.
+    /// The process's standard input, output and error.
     public init() {}
 
     /// Reads a bounded line from standard input, a chunk at a time.
@@ -152,9 +152,9 @@ public struct StandardConsole: Console {
             }
         }
     }
-    /// `isatty(1)`.
+    /// Whether standard output is a terminal (`isatty(1)`): bold headings only then.
     public var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
-    /// `isatty(2)`.
+    /// Whether standard error is a terminal (`isatty(2)`): progress bars only then.
     public var errorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 }
 
@@ -328,7 +328,7 @@ public enum Format {
         0xFFE0...0xFFE6, 0x1B000...0x1B2FF, 0x20000...0x2FFFD, 0x30000...0x3FFFD,
     ]
 
-    /// `1,234,567`.
+    /// A whole number with thousands separated by commas: `1,234,567`.
     public static func count<T: BinaryInteger>(_ value: T) -> String {
         let digits = Array(String(value).reversed())
         var out = ""
@@ -339,7 +339,7 @@ public enum Format {
         return String(out.reversed())
     }
 
-    /// `12.3 MiB`.
+    /// A byte count in binary units, one decimal: `12.3 MiB`.
     public static func bytes(_ value: Int) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var size = Double(value)

@@ -22,7 +22,7 @@ public enum CrashHarness {
         /// Problems found (a broken chain, a projection that differs).
         public var problems: [String] = []
 
-        /// The one-line summary.
+        /// The run in one line, as README quotes it: kills, requests checked, lost, duplicated, chain, projections.
         public var line: String {
             "crash harness: \(kills) kills survived, \(acknowledged) acknowledged requests checked, "
                 + "\(lost) lost, \(duplicated) duplicated, "

@@ -38,7 +38,7 @@ public struct Fuzzer {
     public let hugeSize: Int
     private var random: SeededRandom
 
-    /// Creates a fuzzer.
+    /// A fuzzer mutating the `seeds` requests, its choices fixed by `seed`; huge values are up to `hugeSize` long.
     public init(seeds: [String], seed: UInt64, hugeSize: Int = 200_000) {
         self.seeds = seeds
         self.hugeSize = hugeSize
@@ -304,7 +304,7 @@ public struct Fuzzer {
 
     /// What a fuzz run found.
     public struct Report: Sendable, Equatable {
-        /// Cases sent.
+        /// How many hostile requests were sent.
         public var cases = 0
         /// Cases answered with success.
         public var accepted = 0
@@ -314,7 +314,7 @@ public struct Fuzzer {
         public var problems: [String] = []
         /// The slowest case, in seconds.
         public var slowest = 0.0
-        /// Cases per mutation.
+        /// How many cases each ``Mutation`` made, by its raw name (`byteFlip`, `truncate`, …).
         public var byMutation: [String: Int] = [:]
     }
 

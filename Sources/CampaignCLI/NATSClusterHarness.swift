@@ -9,7 +9,7 @@ import NATS
 public enum NATSClusterHarness {
     /// What the run found.
     public struct Summary: Sendable {
-        /// Events in the log.
+        /// How many events the log held for the relay to carry.
         public var events: Int
         /// Messages in the stream at the end.
         public var messages: UInt64
@@ -19,7 +19,7 @@ public enum NATSClusterHarness {
         public var duplicated: Int
         /// Messages relayed when the node was killed.
         public var killedAfter: UInt64
-        /// The node killed.
+        /// The name of the node killed mid-relay (`n2`, one of the three).
         public var killed: String
         /// Seconds the relay took.
         public var seconds: Double
@@ -140,15 +140,15 @@ public struct SilentConsole: Console {
     public var errors: (@Sendable (String) -> Void)?
     /// A console that drops everything, or passes errors to `errors`.
     public init(errors: (@Sendable (String) -> Void)? = nil) { self.errors = errors }
-    /// Dropped.
+    /// Drops an output line.
     public func out(_ line: String) {}
-    /// Passed to ``errors``.
+    /// Passes an error line to ``errors``, or drops it when there is none.
     public func err(_ line: String) { errors?(line) }
-    /// Dropped.
+    /// Drops a progress line (a silent console draws no progress).
     public func progress(_ line: String) {}
-    /// False.
+    /// False: nothing is written to a terminal, so output stays plain (no colour, no progress bar).
     public var outputIsTerminal: Bool { false }
-    /// False.
+    /// False, as for output.
     public var errorIsTerminal: Bool { false }
     /// No input: the end at once.
     public func readLine(limit: Int) -> LineRead { .end }

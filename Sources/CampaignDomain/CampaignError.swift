@@ -79,10 +79,10 @@ public struct FieldProblem: Sendable, Equatable {
     public var field: String
     /// RFC 6901 pointer into the request.
     public var pointer: String
-    /// What is wrong.
+    /// What is wrong with the field, in a sentence a person can act on (`name must be 3–120 characters`).
     public var message: String
 
-    /// Creates a problem.
+    /// A problem with `field`, at `pointer` in the request, described by `message`.
     public init(field: String, pointer: String, message: String) {
         self.field = field
         self.pointer = pointer
@@ -101,7 +101,7 @@ public struct RateLimitState: Sendable, Equatable {
     /// Seconds until a retry may succeed.
     public var retryAfter: Int
 
-    /// Creates a state.
+    /// A window allowing `limit` requests with `remaining` left, which resets at `reset`; retry after `retryAfter` s.
     public init(limit: Int, remaining: Int, reset: Date, retryAfter: Int) {
         self.limit = limit
         self.remaining = remaining
@@ -112,7 +112,7 @@ public struct RateLimitState: Sendable, Equatable {
 
 /// The engine's one error type: a catalogue code, a message, and the optional fields of SPEC.md §4.
 public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The stable code.
+    /// The stable catalogue code; it decides the HTTP status (``httpStatus``).
     public var code: ErrorCode
     /// A human-readable message.
     public var message: String
@@ -138,7 +138,7 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
     /// For 429: the rate limit behind it.
     public var rateLimit: RateLimitState?
 
-    /// Creates an error.
+    /// An error with `code` and `message`; each optional field is written into the JSON body only when given.
     public init(
         _ code: ErrorCode, _ message: String, param: String? = nil, pointer: String? = nil,
         details: [FieldProblem]? = nil, currentState: String? = nil, allowedStates: [String]? = nil,
@@ -162,7 +162,7 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
     /// The HTTP status of the code.
     public var httpStatus: Int { code.httpStatus }
 
-    /// `CODE: message`.
+    /// `CODE: message`, as the CLI prints an error (`RESOURCE_NOT_FOUND: campaign cmp_1 was not found`).
     public var description: String { "\(code.rawValue): \(message)" }
 
     // MARK: Common shapes

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Campaign channels.
+/// The channels a campaign sends on; the raw values are the wire's `channel` strings.
 public enum Channel: String, Sendable, CaseIterable {
     /// Email.
     case email
@@ -18,10 +18,10 @@ public enum Channel: String, Sendable, CaseIterable {
 public struct Content: Sendable, Equatable {
     /// The subject line (email).
     public var subject: String?
-    /// The body.
+    /// The body, 1–100,000 characters, not blank; the engine stores it as given (it renders nothing).
     public var body: String
 
-    /// Creates content.
+    /// Content with a `body` and, for email, a `subject` (checked when a command carrying it is decided).
     public init(subject: String? = nil, body: String) {
         self.subject = subject
         self.body = body

@@ -4,7 +4,7 @@ import Foundation
 public struct DomainEvent: Sendable, Equatable {
     /// The event type, such as `campaign.created`.
     public var type: String
-    /// The payload.
+    /// What the event says: a JSON object whose members its type defines (stored as the record's payload).
     public var payload: JSON
     /// The payload's schema version.
     public var schemaVersion: UInt16
@@ -19,16 +19,16 @@ public struct DomainEvent: Sendable, Equatable {
 
 /// An event as an aggregate folds it: what it says, when, and the stream version it made.
 public struct EventRecord: Sendable, Equatable {
-    /// The event type.
+    /// The event type, such as `campaign.scheduled`: one raw kind of the aggregate's event enum.
     public var type: String
     /// The payload, already upcast to the current schema.
     public var payload: JSON
-    /// When it happened.
+    /// When it happened: the envelope's `occurredAt`, the engine clock's time when its command was decided.
     public var occurredAt: Date
     /// The stream version after it.
     public var version: UInt64
 
-    /// Creates a record.
+    /// A record of an event of `type` with its upcast `payload`, at `occurredAt`, that made the stream `version`.
     public init(type: String, payload: JSON, occurredAt: Date, version: UInt64) {
         self.type = type
         self.payload = payload
@@ -49,7 +49,7 @@ public struct Reservation: Sendable, Equatable {
     /// The message to report on a clash.
     public var message: String
 
-    /// Creates a reservation.
+    /// A reservation of `key` for `owner`; a clash answers `DUPLICATE_RESOURCE` with `message` at `pointer`.
     public init(key: String, owner: String, pointer: String, message: String) {
         self.key = key
         self.owner = owner
@@ -60,14 +60,14 @@ public struct Reservation: Sendable, Equatable {
 
 /// Personal contact values to store beside the log (not in hashed events), or erase.
 public struct PersonalDataChange: Sendable, Equatable {
-    /// The contact.
+    /// The contact's id (`ctc_…`) in the decision's tenant.
     public var contactId: String
     /// The full attribute set after the change; nil erases.
     public var values: JSONObject?
     /// The salt mixed into the commitment event (16 random bytes, hex).
     public var salt: String?
 
-    /// Creates a change.
+    /// A change to a contact's stored values: `values` nil erases them; `salt` is the commitment's.
     public init(contactId: String, values: JSONObject?, salt: String?) {
         self.contactId = contactId
         self.values = values
@@ -77,16 +77,17 @@ public struct PersonalDataChange: Sendable, Equatable {
 
 /// What `decide` returns: the events to append and what goes with them in the same transaction.
 public struct Decision: Sendable, Equatable {
-    /// The events, in order.
+    /// The events to append to the aggregate's stream, in order; none when the command changes nothing.
     public var events: [DomainEvent]
     /// Unique values to take.
     public var reservations: [Reservation]
     /// Unique values to release.
     public var releases: [Reservation]
-    /// Personal data writes.
+    /// Contact values to write or erase beside the log, in the same transaction (never in a hashed event).
     public var personalData: [PersonalDataChange]
 
-    /// Creates a decision.
+    /// A decision to append `events`, take `reservations`, give back `releases` and write `personalData`, all in
+    /// one transaction.
     public init(
         events: [DomainEvent], reservations: [Reservation] = [], releases: [Reservation] = [],
         personalData: [PersonalDataChange] = []
@@ -122,7 +123,8 @@ public struct DecisionContext: Sendable {
     /// For a conversion: the variant the contact was exposed to, if it was.
     public var exposedVariant: String?
 
-    /// Creates a context.
+    /// A context at `now` for `tenant`; what is not given is empty (no segments loaded, the built-in schema,
+    /// no campaigns using a segment, an all-zero salt).
     public init(
         now: Date, tenant: String, segments: [String: SegmentState] = [:], schema: ContactSchema = ContactSchema(),
         campaignsUsingSegment: [String] = [], salt: String = "00000000000000000000000000000000"

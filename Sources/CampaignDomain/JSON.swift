@@ -86,7 +86,7 @@ extension JSON {
         return out
     }
 
-    /// The canonical text.
+    /// The canonical text: ``bytes`` as a string (no white space, keys sorted by their UTF-8 bytes).
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
     /// Appends the canonical bytes of the string `value` (quoted and escaped, as ``bytes`` writes
@@ -439,7 +439,7 @@ public struct JSONLimits: Sendable {
 public struct JSONParseError: Error, Equatable, Sendable {
     /// The byte offset of the problem.
     public var offset: Int
-    /// What is wrong.
+    /// What is wrong there, such as `invalid literal` or `duplicate key "name"`.
     public var reason: String
 }
 

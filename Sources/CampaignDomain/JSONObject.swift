@@ -15,7 +15,7 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
     /// Sorted by key bytes, keys unique.
     private var members: [Element]
 
-    /// An empty object.
+    /// An object with no members, `{}`.
     public init() { members = [] }
 
     /// An object of these members, which must have unique keys (as a dictionary literal must).
@@ -95,7 +95,7 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
         return true
     }
 
-    /// The first position.
+    /// The first member's position, 0 (members are kept in key order).
     public var startIndex: Int { 0 }
     /// Past the last position.
     public var endIndex: Int { members.count }
@@ -111,7 +111,7 @@ public struct JSONObject: Sendable, Equatable, RandomAccessCollection, Expressib
         }
     }
 
-    /// The keys, in order.
+    /// The keys in byte order of their UTF-8, as the canonical bytes write them.
     public var keys: [String] { members.map(\.key) }
 
     /// The values, in key order.

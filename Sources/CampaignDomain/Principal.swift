@@ -28,14 +28,14 @@ public struct Principal: Sendable, Equatable {
     public var tenant: String
     /// The user or service id.
     public var subject: String
-    /// The role.
+    /// The role, viewer < editor < admin: each command needs at least its permission's ``Permission/minimumRole``.
     public var role: Role
     /// Granted scopes, such as `campaigns:write`.
     public var scopes: Set<String>
     /// When the host's token for this principal expires.
     public var expiresAt: Date
 
-    /// Creates a principal.
+    /// A principal of `tenant` acting as `subject` with `role` and `scopes`, until `expiresAt` (`TOKEN_EXPIRED` after).
     public init(tenant: String, subject: String, role: Role, scopes: Set<String>, expiresAt: Date) {
         self.tenant = tenant
         self.subject = subject
@@ -73,7 +73,7 @@ public struct Permission: Sendable, Equatable {
     /// The lowest role allowed.
     public var minimumRole: Role
 
-    /// Creates a permission.
+    /// A permission that needs `scope` granted and a role of at least `minimumRole`.
     public init(scope: String, minimumRole: Role) {
         self.scope = scope
         self.minimumRole = minimumRole

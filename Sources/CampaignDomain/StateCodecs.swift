@@ -8,7 +8,7 @@ private func string(_ date: Date?) -> JSON { date.map { .string(Timestamp.format
 private func storedVersion(_ json: JSON) -> UInt64? { json["version"]?.integerValue.map(UInt64.init) }
 
 extension CampaignState {
-    /// The state as JSON.
+    /// The state as snapshots store it: its read model, which holds every field; ``init(snapshot:)`` reads it back.
     public var snapshot: JSON { json }
 
     /// Reads back ``snapshot``.
@@ -27,7 +27,7 @@ extension CampaignState {
 }
 
 extension SegmentState {
-    /// The state as JSON.
+    /// The state as snapshots store it: its read model, which holds every field; ``init(snapshot:)`` reads it back.
     public var snapshot: JSON { json }
 
     /// Reads back ``snapshot``.
@@ -66,7 +66,7 @@ extension ContactState {
 }
 
 extension ConnectionState {
-    /// The state as JSON.
+    /// The state as snapshots store it: every field, where the read model has the status at a time instead.
     public var snapshot: JSON {
         .object([
             "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
@@ -142,7 +142,7 @@ extension PostState {
 }
 
 extension ExperimentState {
-    /// The state as JSON.
+    /// The state as snapshots store it: its read model, which holds every field; ``init(snapshot:)`` reads it back.
     public var snapshot: JSON { json }
 
     /// Reads back ``snapshot``.

@@ -66,9 +66,9 @@ public enum Audit {
 
     /// One contact whose stored values do not match what its events committed to.
     public struct ContactProblem: Sendable, Equatable {
-        /// The tenant.
+        /// The tenant the contact belongs to.
         public var tenant: String
-        /// The contact's id.
+        /// The contact's id (`ctc_…`) in that tenant.
         public var contactId: String
         /// What is wrong, in a sentence.
         public var problem: String

@@ -84,7 +84,7 @@ public final class CampaignEngine: Sendable {
     let tables: EngineTables
     let configuration: EngineConfiguration
     let rateLimiter: RateLimiter
-    /// The read models.
+    /// The read models, ``standardProjections()``: their status, rebuilds and verification.
     public let projections: ProjectionRunner
     /// The aggregate snapshots.
     public let snapshots: SnapshotStore

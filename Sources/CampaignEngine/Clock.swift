@@ -8,10 +8,10 @@ public protocol EngineClock: Sendable {
 
 /// The system's wall clock.
 public struct SystemClock: EngineClock {
-    /// Creates the clock.
+    /// The system's wall clock.
     public init() {}
 
-    /// `Date()`.
+    /// The wall clock's time now (`Date()`).
     public func now() -> Date { Date() }
 }
 
@@ -25,7 +25,7 @@ public final class ManualClock: EngineClock, @unchecked Sendable {
     /// Creates a clock at `start`.
     public init(_ start: Date) { current = start }
 
-    /// The clock's time.
+    /// The time it was last set or moved to.
     public func now() -> Date { lock.withLock { current } }
 
     /// Sets the time (it may move backwards only if the caller wants it to; the engine's tick

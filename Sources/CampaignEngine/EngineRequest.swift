@@ -26,25 +26,25 @@ public enum Query: Sendable, Equatable {
 
     /// A page request: at most `limit` items after the opaque `cursor` of the previous page.
     public struct Page: Sendable, Equatable {
-        /// 1–500; 50 by default.
+        /// How many items the page may hold: 1–500, 50 by default (on the wire, out of range is `INVALID_FORMAT`).
         public var limit: Int
         /// The previous page's `nextCursor`.
         public var cursor: String?
 
-        /// Creates a page request.
+        /// A page of at most `limit` items after `cursor` (nil: the first page).
         public init(limit: Int = 50, cursor: String? = nil) {
             self.limit = limit
             self.cursor = cursor
         }
     }
 
-    /// Every query name.
+    /// Every query's wire name, as `apply` accepts it in a request's `query` member.
     public static let names = [
         "campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history",
     ]
 
-    /// The wire name.
+    /// The query's wire name, such as `campaign.get` (one of ``names``).
     public var name: String {
         switch self {
         case .campaignGet: return "campaign.get"
@@ -143,13 +143,13 @@ public struct EngineRequest: Sendable {
     public var expectedVersion: UInt64?
     /// Who asks; nil is `UNAUTHORIZED`.
     public var principal: Principal?
-    /// The command or query.
+    /// What is asked: a command to decide and append, or a query to read.
     public var body: Body
     /// A command's payload as the wire carried it (nil for a request built in Swift): idempotency
     /// fingerprints hash its canonical bytes, not the decoded command, whose made-up ids differ per try.
     var wirePayload: JSON?
 
-    /// Creates a request.
+    /// A request `requestId` from `principal`; `idempotencyKey` and `expectedVersion` apply to commands only.
     public init(
         requestId: String, idempotencyKey: String? = nil, expectedVersion: UInt64? = nil, principal: Principal?,
         body: Body
@@ -161,7 +161,7 @@ public struct EngineRequest: Sendable {
         self.body = body
     }
 
-    /// A command request.
+    /// A command request from `principal`, optionally under an idempotency key and an expected version.
     public static func command(
         _ command: Command, as principal: Principal?, requestId: String, idempotencyKey: String? = nil,
         expectedVersion: UInt64? = nil
@@ -171,7 +171,7 @@ public struct EngineRequest: Sendable {
             principal: principal, body: .command(command))
     }
 
-    /// A query request.
+    /// A query request from `principal`: a query reads and changes nothing, so it has no key or expected version.
     public static func query(_ query: Query, as principal: Principal?, requestId: String) -> EngineRequest {
         EngineRequest(requestId: requestId, principal: principal, body: .query(query))
     }
@@ -207,7 +207,7 @@ public struct EngineResponse: Sendable, Equatable {
         lhs.requestId == rhs.requestId && lhs.status == rhs.status && lhs.data == rhs.data && lhs.error == rhs.error
     }
 
-    /// Creates a response.
+    /// A response with `status` and either `data` (a success) or `error` (a failure).
     public init(requestId: String, status: Int, data: JSON? = nil, error: CampaignError? = nil) {
         self.requestId = requestId
         self.status = status
@@ -225,7 +225,7 @@ public struct EngineResponse: Sendable, Equatable {
         assert(data == nil || encodedData == nil || data!.bytes == encodedData!, "the bytes must be the data's")
     }
 
-    /// A failure response.
+    /// The failure response for `error`: its HTTP status and its catalogue body.
     public static func failure(_ error: CampaignError, requestId: String) -> EngineResponse {
         EngineResponse(requestId: requestId, status: error.httpStatus, error: error)
     }

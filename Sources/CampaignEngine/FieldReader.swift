@@ -5,7 +5,7 @@ import Foundation
 /// member that is absent (or null) is `MISSING_FIELD`, a member of the wrong JSON type or a bad
 /// date or id is `INVALID_FORMAT`; each error carries the RFC 6901 pointer of the member.
 public struct FieldReader {
-    /// The object's members.
+    /// The object's members, checked against `allowed` and not yet against their types (the accessors do that).
     public let members: JSONObject
     /// The pointer of the object itself.
     public let pointer: String
@@ -62,21 +62,21 @@ public struct FieldReader {
             .invalidFormat, "\(key) must be \(expected), not \(value.typeName)", param: key, pointer: pointer(key))
     }
 
-    /// A required string.
+    /// A required string: `MISSING_FIELD` when absent or null, `INVALID_FORMAT` when not a string.
     public func string(_ key: String) throws(CampaignError) -> String {
         let value = try required(key)
         guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
         return text
     }
 
-    /// An optional string.
+    /// An optional string: nil when absent or null, `INVALID_FORMAT` when not a string.
     public func optionalString(_ key: String) throws(CampaignError) -> String? {
         guard let value = optional(key) else { return nil }
         guard let text = value.stringValue else { throw wrongType(key, "a string", value) }
         return text
     }
 
-    /// An optional boolean.
+    /// An optional boolean: nil when absent or null, `INVALID_FORMAT` when not `true` or `false`.
     public func optionalBool(_ key: String) throws(CampaignError) -> Bool? {
         guard let value = optional(key) else { return nil }
         guard let flag = value.boolValue else { throw wrongType(key, "a boolean", value) }
@@ -95,14 +95,14 @@ public struct FieldReader {
         return number
     }
 
-    /// A required array.
+    /// A required array: `MISSING_FIELD` when absent or null, `INVALID_FORMAT` when not an array.
     public func array(_ key: String) throws(CampaignError) -> [JSON] {
         let value = try required(key)
         guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }
         return elements
     }
 
-    /// An optional array.
+    /// An optional array: nil when absent or null, `INVALID_FORMAT` when not an array.
     public func optionalArray(_ key: String) throws(CampaignError) -> [JSON]? {
         guard let value = optional(key) else { return nil }
         guard let elements = value.arrayValue else { throw wrongType(key, "an array", value) }

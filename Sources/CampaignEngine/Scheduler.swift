@@ -10,7 +10,7 @@ public struct TickReport: Sendable, Equatable {
         /// `campaign` (activation), `post` (publish, retry, or an in-doubt attempt settled) or
         /// `memberships` (a tenant's relative-date segment memberships re-evaluated).
         public var kind: String
-        /// The tenant.
+        /// The tenant the work belongs to.
         public var tenant: String
         /// The campaign or post; for `memberships`, the refresh event's stream.
         public var id: String
@@ -34,7 +34,7 @@ public struct TickReport: Sendable, Equatable {
         items.filter { $0.kind == "memberships" && $0.error == nil }.reduce(0) { $0 + $1.count }
     }
 
-    /// Campaigns activated.
+    /// The campaigns this tick activated (their `sendAt` had come), failures left out.
     public var activated: [Item] { items.filter { $0.kind == "campaign" && $0.error == nil } }
 
     /// The wire data of a tick. For a tenant's tick the items are that tenant's, named by id;

@@ -5,23 +5,23 @@ import Hashing
 /// One publish call: everything a platform client needs, including the credential *reference*
 /// (the host resolves it to a token in its own vault; the engine never sees the token).
 public struct PublishRequest: Sendable, Equatable {
-    /// The tenant.
+    /// The tenant whose post it is.
     public var tenant: String
-    /// The post.
+    /// The post being published (`pst_…`).
     public var postId: String
-    /// The connection.
+    /// The connection (`con_…`) of this target, whose credential reference the call carries.
     public var connectionId: String
-    /// The platform.
+    /// The platform to publish to (`x`, `linkedin`, …), as the connection names it.
     public var platform: String
-    /// The platform account.
+    /// The account on the platform to publish as.
     public var accountId: String
     /// Where the host keeps the credential.
     public var credentialRef: String
-    /// The text.
+    /// The post's text, already checked against the platform's rules.
     public var text: String
-    /// The media.
+    /// The post's media, already checked against the platform's count and kinds.
     public var media: [Media]
-    /// A link.
+    /// The post's link, if it has one.
     public var link: String?
     /// 1 for the first attempt at this target, then 2, 3…
     public var attempt: Int

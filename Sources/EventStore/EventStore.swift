@@ -641,7 +641,7 @@ public final class EventStore: @unchecked Sendable {
 public struct TableUsage: Sendable, Equatable {
     /// The table's name (`events`, `p:campaign-board:a`, …).
     public var name: String
-    /// Its entries.
+    /// How many key-value pairs it holds (`mdb_stat`'s `ms_entries`).
     public var entries: Int
     /// The bytes of its pages (branch, leaf and overflow), as `mdb_stat` counts them.
     public var bytes: Int
@@ -665,6 +665,6 @@ public struct StoreUsage: Sendable, Equatable {
     public var mapSize: Int
     /// Bytes of the map in use (last page number × page size).
     public var usedBytes: Int
-    /// LMDB's page size.
+    /// LMDB's page size in bytes (the OS page size, 4,096 here).
     public var pageSize: Int
 }

@@ -72,21 +72,21 @@ public struct RecordedEvent: Sendable, Equatable {
     public var streamId: String
     /// The version of the stream after this event: dense per stream, from 1.
     public var streamVersion: UInt64
-    /// The event type.
+    /// The event type, such as `campaign.created`, as appended.
     public var type: String
     /// The payload's schema version.
     public var schemaVersion: UInt16
     /// When it happened, to the millisecond.
     public var occurredAt: Date
-    /// The tenant.
+    /// The tenant whose data the event is (the stream id's prefix in the engine's streams).
     public var tenant: String
-    /// Who caused it.
+    /// Who caused it: the principal's subject, or the name the engine's own work appends under.
     public var actor: String
-    /// The correlation id.
+    /// The correlation id: the request that caused it (one request's events share it).
     public var requestId: String
-    /// The causation id.
+    /// The causation id: the message that directly caused it (`requestId#command` in the engine).
     public var causationId: String
-    /// The JSON payload.
+    /// The payload, canonical JSON bytes as hashed into the record.
     public var payload: [UInt8]
     /// The hash of the record before this one (32 zero bytes for position 1).
     public var previousHash: [UInt8]
@@ -100,7 +100,7 @@ public struct StreamAppend: Sendable {
     public var streamId: String
     /// The version the stream must be at.
     public var expectedVersion: ExpectedVersion
-    /// The events, in order.
+    /// The events to append to the stream, in order; they take consecutive versions.
     public var events: [NewEvent]
 
     /// Creates a stream append.
@@ -118,7 +118,7 @@ public struct UniqueClaim: Sendable, Equatable {
     /// The owner, usually a stream id.
     public var owner: String
 
-    /// Creates a claim.
+    /// A claim of `key` for `owner`; the append fails with `uniqueValueTaken` when another owner holds it.
     public init(key: String, owner: String) {
         self.key = key
         self.owner = owner

@@ -204,12 +204,12 @@ struct MerkleLog: Sendable {
 
 /// What the stored tree says about a position or a past tree.
 public struct TreeHead: Sendable, Equatable {
-    /// Events covered.
+    /// How many events the tree covers: positions 1 through `size`.
     public var size: UInt64
     /// RFC 9162 root hash of those events.
     public var rootHash: [UInt8]
 
-    /// A tree head.
+    /// A head covering the first `size` events, with `rootHash` their RFC 9162 tree hash.
     public init(size: UInt64, rootHash: [UInt8]) {
         self.size = size
         self.rootHash = rootHash

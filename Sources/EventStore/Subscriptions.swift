@@ -14,7 +14,7 @@ public enum SubscriptionStart: Sendable, Equatable {
 
 /// A consumer and the last position it acknowledged.
 public struct ConsumerCheckpoint: Sendable, Equatable {
-    /// The consumer's name.
+    /// The consumer's name, as given to `subscribe(consumer:from:)` (stored under `consumer/NAME`).
     public var name: String
     /// The last position it acknowledged (0 when none).
     public var position: UInt64

@@ -5,7 +5,7 @@
 /// build, this project's 2-core machine). Two keys are equal when their bytes are, as two arrays
 /// are; the hasher is Swift's seeded SipHash, so keys a client chooses cannot be made to collide.
 public struct ByteKey: Hashable, Sendable {
-    /// The key's bytes.
+    /// The bytes the key hashes and compares by.
     public var bytes: [UInt8]
 
     /// A key of these bytes.

@@ -168,7 +168,7 @@ public enum MerkleTree {
 /// first (one per set bit of `size`). Appending a leaf merges equal peaks; each merge makes a node that
 /// a store may keep for proofs.
 public struct MerkleFrontier: Sendable, Equatable {
-    /// The leaves so far.
+    /// How many leaves the tree has; it has one peak per set bit of it.
     public private(set) var size: UInt64
     /// The peaks' hashes, largest subtree first.
     public private(set) var peaks: [[UInt8]]
@@ -186,7 +186,7 @@ public struct MerkleFrontier: Sendable, Equatable {
         public var level: Int
         /// The subtree's position among those of its level.
         public var index: UInt64
-        /// Its hash.
+        /// The node's RFC 9162 hash: a leaf's SHA-256(0x00 ‖ data), a node's SHA-256(0x01 ‖ left ‖ right).
         public var hash: [UInt8]
     }
 

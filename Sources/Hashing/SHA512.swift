@@ -25,7 +25,7 @@ public struct SHA512: Sendable {
         return hasher.finalize()
     }
 
-    /// Feeds more bytes.
+    /// Feeds more bytes; the digest is the same however the message is split between calls.
     public mutating func update(_ bytes: [UInt8]) {
         totalByteCount &+= UInt64(bytes.count)
         var index = 0

@@ -21,13 +21,13 @@ public struct JetStream: Sendable {
 
     /// A stored message read back by sequence.
     public struct StoredMessage: Sendable {
-        /// Its subject.
+        /// The subject it was published to.
         public var subject: String
         /// Its sequence in the stream.
         public var sequence: UInt64
-        /// Its headers.
+        /// The headers it was published with, by name (`Nats-Msg-Id`, for one).
         public var headers: [String: String]
-        /// Its payload.
+        /// The body it was published with.
         public var payload: [UInt8]
     }
 

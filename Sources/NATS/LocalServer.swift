@@ -9,7 +9,7 @@ import Glibc
 /// or on release. For the tests and the harness, which never mock the broker.
 public final class LocalNATSServer: @unchecked Sendable {
     // Invariant: every stored property is set once in `init`; `Process` is safe to stop from any thread.
-    /// The server process.
+    /// The running `nats-server` process, for a test that must kill it (``stop()`` ends it otherwise).
     public let process = Process()
     /// Its client port on 127.0.0.1.
     public let port: UInt16

@@ -42,7 +42,7 @@ public struct NATSMessage: Sendable {
     public var headers: [String: String]
     /// The status code of a header block's first line (503: no responders), if any.
     public var status: Int?
-    /// The payload.
+    /// The message's body, as sent (NATS does not interpret it).
     public var payload: [UInt8]
 }
 

@@ -66,7 +66,7 @@ public struct Ed25519PrivateKey: Sendable {
 
 /// An Ed25519 public key: 32 bytes, the encoding of a point of the curve.
 public struct Ed25519PublicKey: Sendable, Equatable {
-    /// The encoded point.
+    /// The 32-byte encoding of the point (RFC 8032 §5.1.2): y, little-endian, with the sign of x in the top bit.
     public let bytes: [UInt8]
     private let point: EdwardsPoint
 

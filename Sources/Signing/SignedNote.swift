@@ -12,7 +12,7 @@ import Hashing
 public struct NoteKey: Sendable {
     /// The key's name: no spaces, no `+`, not empty (for example a host name).
     public let name: String
-    /// The public key.
+    /// The Ed25519 public key that checks the key's signatures (derived from ``privateKey`` for a signer key).
     public let publicKey: Ed25519PublicKey
     /// The private key, when this is a signer key.
     public let privateKey: Ed25519PrivateKey?
@@ -30,7 +30,7 @@ public struct NoteKey: Sendable {
         publicKey = privateKey.publicKey
     }
 
-    /// A verifier key.
+    /// A verifier key: `name` and `publicKey`, which check signatures but cannot make them. Throws for a bad name.
     public init(name: String, publicKey: Ed25519PublicKey) throws {
         try NoteKey.check(name: name)
         self.name = name
@@ -60,7 +60,7 @@ public struct NoteKey: Sendable {
         guard self.id == id else { throw SigningError.malformed("the key id \(fields[1]) does not match the key") }
     }
 
-    /// The 4-byte key id.
+    /// The 4-byte key id: the first 4 bytes of SHA-256(name ‖ 0x0A ‖ 0x01 ‖ public key).
     public var id: [UInt8] {
         Array(SHA256.hash(Array(name.utf8) + [0x0a, 0x01] + publicKey.bytes).prefix(4))
     }
@@ -91,7 +91,7 @@ public struct SignedNote: Sendable, Equatable {
     /// The signatures: key name, key id and the signature bytes.
     public let signatures: [Signature]
 
-    /// One signature line.
+    /// One signature line of a note: `— <key name> <base64(key id ‖ signature)>`.
     public struct Signature: Sendable, Equatable {
         /// The signer's key name.
         public let keyName: String
@@ -165,7 +165,7 @@ public struct TreeCheckpoint: Sendable, Equatable {
     /// Extension lines (none by default).
     public var extensions: [String]
 
-    /// A checkpoint body.
+    /// A checkpoint body saying the log named `origin` has `size` events whose Merkle tree hash is `rootHash`.
     public init(origin: String, size: UInt64, rootHash: [UInt8], extensions: [String] = []) {
         self.origin = origin
         self.size = size

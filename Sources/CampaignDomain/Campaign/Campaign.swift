@@ -25,23 +25,23 @@ public enum CampaignStatus: String, Sendable, CaseIterable {
 public struct CampaignState: Sendable, Equatable {
     /// The id (`cmp_…`).
     public var id: String
-    /// The name.
+    /// The name, 3–120 characters, unique in the tenant among campaigns neither archived nor deleted.
     public var name: String
-    /// The channel.
+    /// The channel it sends on, a ``Channel`` raw value (`email`, `sms`, `push`, `whatsapp`, `social`).
     public var channel: String
-    /// The attached segment.
+    /// The segment it sends to (`seg_…`); scheduling needs one (`SEGMENT_REQUIRED`).
     public var segmentId: String?
-    /// The content.
+    /// What it sends; nil until a create or an update gives it.
     public var content: Content?
     /// The send time, once scheduled (or as planned at creation).
     public var sendAt: Date?
-    /// The state.
+    /// Where it is in its lifecycle; SPEC.md §6's table says which commands each status allows.
     public var status: CampaignStatus
     /// When it was created.
     public var createdAt: Date
     /// When it last changed.
     public var updatedAt: Date
-    /// The stream version.
+    /// The stream version this state folds to: the number of the campaign's events so far.
     public var version: UInt64
 
     /// A state with every field given (read models store and read it back).
@@ -128,11 +128,11 @@ public struct CampaignState: Sendable, Equatable {
 
 /// The campaign aggregate: `decide` checks a command against the state table; `evolve` folds events.
 public enum Campaign: Aggregate {
-    /// A campaign's state.
+    /// A campaign's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = CampaignState
     /// `campaign.*` commands.
     public typealias Command = CampaignCommand
-    /// `campaign.*` events.
+    /// The `campaign.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = CampaignEvent
 
     /// The states each command is allowed from.

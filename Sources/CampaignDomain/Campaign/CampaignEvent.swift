@@ -73,7 +73,7 @@ public enum CampaignEvent: Sendable, Equatable {
         }
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .created: return .created
@@ -93,7 +93,7 @@ public enum CampaignEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         var payload: JSONObject = ["campaignId": .string(campaignId)]
         switch self {

@@ -5,9 +5,9 @@ import Hashing
 public enum TenantSchema: Aggregate {
     /// The tenant's fields (nil before the first is defined).
     public typealias State = ContactSchema
-    /// `field.define`.
+    /// `field.define`, the schema's one command.
     public typealias Command = SchemaCommand
-    /// `field.defined`.
+    /// `field.defined`, the schema's one event.
     public typealias Event = SchemaEvent
 
     /// Decides `field.define` against the tenant's schema (nil: no field yet).
@@ -98,7 +98,7 @@ public enum TenantSchema: Aggregate {
     }
 }
 
-/// Contact states.
+/// A contact's states: active while its values are stored, erased once `contact.erase` deleted them.
 public enum ContactStatus: String, Sendable {
     /// Has values.
     case active
@@ -110,7 +110,7 @@ public enum ContactStatus: String, Sendable {
 public struct ContactState: Sendable, Equatable {
     /// The id (`ctc_…`).
     public var id: String
-    /// The state.
+    /// Active, or erased (its values gone; its events and their commitments stay in the log).
     public var status: ContactStatus
     /// SHA-256(salt ‖ canonical JSON of the values), hex; proves what the values were without holding them.
     public var commitment: String
@@ -118,7 +118,7 @@ public struct ContactState: Sendable, Equatable {
     public var fields: [String]
     /// When it last changed.
     public var updatedAt: Date
-    /// The stream version.
+    /// The stream version this state folds to: the number of the contact's events so far.
     public var version: UInt64
 }
 

@@ -16,7 +16,7 @@ public enum ContactEvent: Sendable, Equatable {
         case erased = "contact.erased"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .upserted: return .upserted
@@ -24,7 +24,7 @@ public enum ContactEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         switch self {
         case let .upserted(contactId, commitment, fields):
@@ -65,10 +65,10 @@ public enum SchemaEvent: Sendable, Equatable {
         case fieldDefined = "field.defined"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind { .fieldDefined }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         switch self {
         case let .fieldDefined(name, type, values):

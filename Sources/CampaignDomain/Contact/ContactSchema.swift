@@ -49,7 +49,7 @@ public enum FieldType: Sendable, Equatable {
 
 /// A tenant's contact fields: the built-ins plus those added with `field.define`.
 public struct ContactSchema: Sendable, Equatable {
-    /// Every field by name.
+    /// Every field a rule may name, built-in and defined, with its type (which decides the operators allowed).
     public private(set) var fields: [String: FieldType]
 
     /// The built-in fields every tenant has. `plan` is an enum of free, starter, pro, enterprise.
@@ -62,7 +62,7 @@ public struct ContactSchema: Sendable, Equatable {
     /// The schema of a tenant that defined nothing yet.
     public init() { fields = ContactSchema.builtIn }
 
-    /// Adds a tenant field.
+    /// Adds a tenant field of `type`, as `field.defined` does (the command checks the name and clashes first).
     public mutating func define(_ name: String, _ type: FieldType) { fields[name] = type }
 
     /// Field names: 1–64 of `[a-z0-9_]`, starting with a letter.

@@ -14,7 +14,7 @@ public struct Variant: Sendable, Equatable {
     /// (a fraction, or beyond ±10⁹): out of every valid range, so validation reports it.
     public static let invalidWeight = Int.min
 
-    /// Creates a variant.
+    /// A variant `key` drawing `weight` of every 100 assignments, sending `content` (nil: the campaign's own).
     public init(key: String, weight: Int, content: Content? = nil) {
         self.key = key
         self.weight = weight
@@ -34,7 +34,7 @@ public struct Variant: Sendable, Equatable {
     }
 }
 
-/// Experiment states.
+/// An experiment's states: draft → running → stopped, and completed once a winner is declared.
 public enum ExperimentStatus: String, Sendable, CaseIterable {
     /// Being set up.
     case draft
@@ -53,21 +53,21 @@ public struct ExperimentState: Sendable, Equatable {
     public var id: String
     /// The campaign under test.
     public var campaignId: String
-    /// The name.
+    /// The name, 1–120 characters.
     public var name: String
     /// The variants; the first is the control.
     public var variants: [Variant]
-    /// The state.
+    /// Where it is: only a running experiment counts exposures and conversions.
     public var status: ExperimentStatus
     /// Exposures per variant key.
     public var exposures: [String: Int]
     /// Conversions per variant key.
     public var conversions: [String: Int]
-    /// The declared winner.
+    /// The declared winner's variant key; nil until `experiment.declareWinner`, which sets it once.
     public var winner: String?
     /// Whether the winner was forced past the checks.
     public var forced: Bool
-    /// The stream version.
+    /// The stream version this state folds to: the number of the experiment's events so far.
     public var version: UInt64
 
     /// The read model returned by `experiment.get`.
@@ -105,7 +105,7 @@ extension ExperimentState {
 
 /// The experiment aggregate, sticky assignment, and the winner rules.
 public enum Experiment: Aggregate {
-    /// An experiment's state.
+    /// An experiment's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = ExperimentState
     /// `experiment.*` commands.
     public typealias Command = ExperimentCommand
@@ -335,11 +335,11 @@ public struct ExperimentResults: Sendable, Equatable {
     /// One variant's numbers; the interval is the Wilson 95% interval of its rate, and the
     /// difference interval the 95% interval of (rate − control rate).
     public struct Row: Sendable, Equatable {
-        /// The key.
+        /// The variant's key, as the experiment defines it.
         public var key: String
-        /// Exposures.
+        /// Contacts exposed to the variant (each counted once).
         public var exposures: Int
-        /// Conversions.
+        /// Exposed contacts that converted (each counted once).
         public var conversions: Int
         /// conversions ÷ exposures.
         public var rate: Double

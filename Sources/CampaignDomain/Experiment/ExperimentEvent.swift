@@ -35,7 +35,7 @@ public enum ExperimentEvent: Sendable, Equatable {
         case winnerDeclared = "experiment.winnerDeclared"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .created: return .created
@@ -57,7 +57,7 @@ public enum ExperimentEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         var payload: JSONObject = ["experimentId": .string(experimentId)]
         switch self {

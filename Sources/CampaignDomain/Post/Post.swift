@@ -14,7 +14,7 @@ public enum PublishOutcome: Sendable, Equatable {
     case timedOut
 }
 
-/// Post states.
+/// A post's states: draft → scheduled → publishing → published or failed, or cancelled before publishing.
 public enum PostStatus: String, Sendable, CaseIterable {
     /// Being edited.
     case draft
@@ -32,17 +32,17 @@ public enum PostStatus: String, Sendable, CaseIterable {
 
 /// One target (connection) of a post and how its publishing stands.
 public struct PostTarget: Sendable, Equatable {
-    /// The connection.
+    /// The social connection (`con_…`) this target publishes through.
     public var connectionId: String
     /// `pending`, `attempting`, `retrying`, `published` or `failed`.
     public var status: String
-    /// Attempts started.
+    /// Attempts started on the platform, retries included.
     public var attempts: Int
     /// Transient failures so far (3 attempts in all, then `PUBLISHING_FAILED`).
     public var transientFailures: Int
     /// Rate-limit refusals so far.
     public var rateLimits: Int
-    /// When a retry is due.
+    /// When the next attempt is due, while retrying (``retryReason`` says why).
     public var retryAt: Date?
     /// Why it is retrying: `rate_limited` or `transient`.
     public var retryReason: String?
@@ -78,15 +78,15 @@ public struct PostState: Sendable, Equatable {
     public var id: String
     /// Target connections, in order.
     public var targets: [PostTarget]
-    /// The text.
+    /// The text, checked against each target platform's limit (counted as the rules table says).
     public var text: String
-    /// The media.
+    /// The media, checked against each target platform's count and kinds.
     public var media: [Media]
-    /// A link.
+    /// A link published with the text, if any: an `https` URL of at most 2,048 characters.
     public var link: String?
     /// The campaign it belongs to.
     public var campaignId: String?
-    /// The state.
+    /// Where it is: a post is published when every target is, failed when every target finished and one failed.
     public var status: PostStatus
     /// When it is to be published.
     public var publishAt: Date?
@@ -94,10 +94,10 @@ public struct PostState: Sendable, Equatable {
     public var createdAt: Date
     /// When it last changed.
     public var updatedAt: Date
-    /// The stream version.
+    /// The stream version this state folds to: the number of the post's events so far.
     public var version: UInt64
 
-    /// The connection ids.
+    /// The targets' connection ids, in the order the post names them.
     public var connectionIds: [String] { targets.map(\.connectionId) }
 
     /// The read model returned by `post.get`.
@@ -117,11 +117,11 @@ public struct PostState: Sendable, Equatable {
 
 /// The post aggregate and its publishing policy.
 public enum Post: Aggregate {
-    /// A post's state.
+    /// A post's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = PostState
-    /// `post.*` commands.
+    /// The `post.*` commands: create, update, schedule, cancel and publish.
     public typealias Command = PostCommand
-    /// `post.*` events.
+    /// The `post.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = PostEvent
 
     /// How long an attempt may go without an outcome before it is failed as unconfirmed.

@@ -58,7 +58,7 @@ public enum PostEvent: Sendable, Equatable {
         }
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .created: return .created
@@ -92,7 +92,7 @@ public enum PostEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         var payload: JSONObject = ["postId": .string(postId)]
         if let connectionId { payload["connectionId"] = .string(connectionId) }

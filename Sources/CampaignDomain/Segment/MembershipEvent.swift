@@ -13,10 +13,10 @@ public enum MembershipEvent: Sendable, Equatable {
         case refreshed = "segment.membershipsRefreshed"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind { .refreshed }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         switch self {
         case let .refreshed(through, due):

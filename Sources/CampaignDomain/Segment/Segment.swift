@@ -1,7 +1,7 @@
 import Foundation
 import Hashing
 
-/// Segment states.
+/// A segment's states: active until archived, and archived for good.
 public enum SegmentStatus: String, Sendable {
     /// Usable.
     case active
@@ -13,17 +13,17 @@ public enum SegmentStatus: String, Sendable {
 public struct SegmentState: Sendable, Equatable {
     /// The id (`seg_…`).
     public var id: String
-    /// The name.
+    /// The name, 1–120 characters, unique in the tenant among active segments.
     public var name: String
     /// The rule tree as stored.
     public var rules: JSON
-    /// The state.
+    /// Active or archived; only an active segment has members.
     public var status: SegmentStatus
     /// When it was created.
     public var createdAt: Date
     /// When it last changed.
     public var updatedAt: Date
-    /// The stream version.
+    /// The stream version this state folds to: the number of the segment's events so far.
     public var version: UInt64
 
     /// Creates a state (also used by tests and by the engine's lookups).
@@ -51,11 +51,11 @@ public struct SegmentState: Sendable, Equatable {
 
 /// The segment aggregate.
 public enum Segment: Aggregate {
-    /// A segment's state.
+    /// A segment's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = SegmentState
-    /// `segment.*` commands.
+    /// The `segment.*` commands: create, update and archive.
     public typealias Command = SegmentCommand
-    /// `segment.*` events.
+    /// The `segment.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = SegmentEvent
 
     /// The unique key of a segment name in a tenant.

@@ -20,7 +20,7 @@ public enum SegmentEvent: Sendable, Equatable {
         case archived = "segment.archived"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .created: return .created
@@ -36,7 +36,7 @@ public enum SegmentEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         var payload: JSONObject = ["segmentId": .string(segmentId)]
         switch self {

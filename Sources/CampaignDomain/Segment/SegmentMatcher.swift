@@ -7,7 +7,7 @@ import Foundation
 /// evaluates through a matcher, so both give the same answer; a projection that evaluates a
 /// tenant's contacts keeps one matcher per rule and schema.
 public struct SegmentMatcher: Sendable {
-    /// The rule compiled.
+    /// The rule it was compiled from; its ``SegmentRule/fields`` say which contact values a match reads.
     public let rule: SegmentRule
     private let root: Node
     /// The rule's relative-date conditions, field and days: the only ones whose truth changes

@@ -3,9 +3,9 @@ import Hashing
 
 /// What a platform accepts, and how fast an account may publish to it.
 public struct PlatformRules: Sendable, Equatable {
-    /// The platform's name.
+    /// The platform's wire name (`x`, `linkedin`, `facebook`, `instagram`, `threads`, `bluesky`, `mastodon`, `tiktok`).
     public var platform: String
-    /// The longest text.
+    /// The longest text a post may have there, counted as ``countsGraphemes`` says (x: 280).
     public var textLimit: Int
     /// Whether the limit counts grapheme clusters (what a reader sees as one character) rather
     /// than Unicode scalars.
@@ -113,10 +113,10 @@ public struct PlatformRules: Sendable, Equatable {
 public struct Media: Sendable, Equatable {
     /// `image`, `video` or `gif`.
     public var kind: String
-    /// An `https` URL.
+    /// Where the host's sender fetches the item: an `https` URL of at most 2,048 characters.
     public var url: String
 
-    /// Creates a media item.
+    /// A media item of `kind` at `url` (both checked when a post carrying it is decided).
     public init(kind: String, url: String) {
         self.kind = kind
         self.url = url
@@ -136,9 +136,9 @@ public struct Media: Sendable, Equatable {
 public struct ConnectionState: Sendable, Equatable {
     /// The id (`con_…`).
     public var id: String
-    /// The platform.
+    /// The platform it publishes to, one of ``PlatformRules/platform``'s names.
     public var platform: String
-    /// The platform account.
+    /// The account on the platform, as the host names it; publish rate limits count per account.
     public var accountId: String
     /// Where the host keeps the credential, such as `vault://social/acme/x`.
     public var credentialRef: String
@@ -146,7 +146,7 @@ public struct ConnectionState: Sendable, Equatable {
     public var expiresAt: Date
     /// Whether it was disconnected (revoked).
     public var disconnected: Bool
-    /// The stream version.
+    /// The stream version this state folds to: the number of the connection's events so far.
     public var version: UInt64
 
     /// Usable at `now`: connected and not expired.
@@ -157,7 +157,7 @@ public struct ConnectionState: Sendable, Equatable {
         disconnected ? "disconnected" : (expiresAt > now ? "connected" : "expired")
     }
 
-    /// The read model.
+    /// The read model `connection.get` answers: the stored fields and the ``status(at:)`` at `now`.
     public func json(at now: Date) -> JSON {
         .object([
             "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
@@ -169,11 +169,11 @@ public struct ConnectionState: Sendable, Equatable {
 
 /// The social connection aggregate.
 public enum SocialConnection: Aggregate {
-    /// A connection's state.
+    /// A connection's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = ConnectionState
-    /// `social.*` commands.
+    /// The `social.*` commands: connect, refresh and disconnect.
     public typealias Command = SocialCommand
-    /// `social.*` events.
+    /// The `social.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = SocialEvent
 
     /// The unique key of an account in a tenant.

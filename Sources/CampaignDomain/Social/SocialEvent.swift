@@ -19,7 +19,7 @@ public enum SocialEvent: Sendable, Equatable {
         case disconnected = "social.disconnected"
     }
 
-    /// The event's type.
+    /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
     public var kind: Kind {
         switch self {
         case .connected: return .connected
@@ -28,7 +28,7 @@ public enum SocialEvent: Sendable, Equatable {
         }
     }
 
-    /// The stored payload.
+    /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         switch self {
         case let .connected(connectionId, platform, accountId, credentialRef, expiresAt):
