@@ -45,8 +45,9 @@ final class CatchUpKeeper: Sendable {
         let loop = Task.detached { [weak store, weak projections] in
             let tick = min(schedule.quiet, .milliseconds(50))
             func head() -> UInt64? { try? store?.head().position }
-            // The engine caught up as it opened.
-            var caught = head() ?? 0
+            // Where the projections stand, not the head: the task may start after appends the engine
+            // made since it opened, and counting those as caught up would leave them until the next.
+            var caught = (try? projections?.status().filter { $0.mode == .catchUp }.map(\.checkpoint).min()) ?? 0
             while !Task.isCancelled {
                 let seen = signal.generation
                 guard let now = head() else { return }

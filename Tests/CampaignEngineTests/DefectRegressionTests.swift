@@ -324,6 +324,7 @@ struct CountingProjection: Projection {
                 + #""payload":{"name":"Spring","channel":"sms"}}"#
                 + "\n")
         #expect(run.status == 0)
+        let id = try #require((try JSON.parse(run.out))["data"]?["campaignId"]?.stringValue)
         let before =
             try FileManager.default.attributesOfItem(atPath: directory.path + "/data.mdb")[.modificationDate] as? Date
         try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: directory.path)
@@ -335,7 +336,7 @@ struct CountingProjection: Projection {
         }
         for arguments in [
             ["projections", "status"], ["verify"], ["stats"], ["replay"],
-            ["replay", "--stream", "acme:x", "--as-of", "5"],
+            ["replay", "--stream", "acme:" + id, "--as-of", "5"],
         ] {
             let result = try await campaign(arguments + ["--data", directory.path])
             #expect(result.status == 0, "\(arguments): \(result.err)")
