@@ -32,6 +32,13 @@ enum ExportCommand {
         many copies.
         """
 
+    /// `--consumer`, checked before any store is opened: a malformed name is a usage error.
+    static func consumerName(_ options: [String: String]) throws -> String? {
+        guard let name = options["consumer"] else { return nil }
+        if let problem = EventStore.consumerNameProblem(name) { throw CLI.usage("--consumer: \(problem)") }
+        return name
+    }
+
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("export takes options only") }
         let options = arguments.options
@@ -57,12 +64,15 @@ enum ExportCommand {
                     }
                     return value
                 } ?? 1
+            let consumer = try consumerName(options) ?? "nats-\(name)"
+            if options["consumer"] == nil, EventStore.consumerNameProblem(consumer) != nil {
+                throw CLI.usage("the stream name makes no consumer name (nats-\(name)); give --consumer NAME")
+            }
             let store = try CLI.openStore(arguments, readOnly: false)
             defer { store.close() }
             var relay = Relay(
                 store: store, storeId: try store.storeId(), urls: urls, stream: name, prefix: prefix,
-                consumer: options["consumer"] ?? "nats-\(name)", follow: arguments.flags.contains("follow"),
-                console: console)
+                consumer: consumer, follow: arguments.flags.contains("follow"), console: console)
             relay.replicas = replicas
             return try await relay.run()
         }
@@ -70,7 +80,7 @@ enum ExportCommand {
             throw CLI.usage("--format takes cloudevents (the only format so far)")
         }
         let (filter, limit) = try ReplayCommand.Filter.parse(options)
-        let consumer = options["consumer"]
+        let consumer = try consumerName(options)
         let follow = arguments.flags.contains("follow")
         if options["subject-prefix"] != nil { throw CLI.usage("--subject-prefix goes with --to") }
 

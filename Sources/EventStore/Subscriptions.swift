@@ -64,7 +64,9 @@ extension EventStore {
         }
     }
 
-    static func checkConsumerName(_ name: String) throws {
+    /// What is wrong with a consumer name, or nil when it is one: 1–100 characters of
+    /// `A–Z a–z 0–9 . _ -` (a tool checks its input with this before it opens a store).
+    public static func consumerNameProblem(_ name: String) -> String? {
         let allowed = name.utf8.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
@@ -74,9 +76,13 @@ extension EventStore {
             }
         }
         guard (1...100).contains(name.utf8.count), allowed else {
-            throw EventStoreError.invalidKey(
-                "a consumer name is 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+            return "a consumer name is 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
         }
+        return nil
+    }
+
+    static func checkConsumerName(_ name: String) throws {
+        if let problem = consumerNameProblem(name) { throw EventStoreError.invalidKey(problem) }
     }
 }
 

@@ -152,6 +152,16 @@ import Testing
         #expect(consumer?["name"]?.stringValue == "kcat" && consumer?["lag"]?.integerValue == 0)
         let usage = try await campaign(["export", "--data", t.directory.path, "--format", "avro"])
         #expect(usage.status == 64)
+        // A malformed consumer name is the command line's fault, not the store's (it was INTERNAL_ERROR).
+        for name in ["", "two words", "a/b", String(repeating: "c", count: 101)] {
+            let bad = try await campaign(["export", "--data", t.directory.path, "--consumer", name])
+            #expect(bad.status == 64 && bad.err.contains("--consumer: a consumer name is 1 to 100 characters"))
+        }
+        let longStream = String(repeating: "S", count: 99)
+        let relay = try await campaign([
+            "export", "--data", t.directory.path, "--to", "nats://127.0.0.1:1", "--stream", longStream,
+        ])
+        #expect(relay.status == 64 && relay.err.contains("give --consumer NAME"))
     }
 
     /// The export and the relay write CloudEvents member by member, and replay its JSON lines; the
