@@ -31,10 +31,15 @@ enum KeygenCommand {
             throw CampaignError(.duplicateResource, "\(file) exists; keygen never overwrites a key")
         }
         // The secret is written by a file created with owner-only permissions from the start.
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else { throw CLI.usage("--out \(path): there is no directory \(directory)") }
         guard
             FileManager.default.createFile(
                 atPath: path, contents: Data((key.signerKey! + "\n").utf8), attributes: [.posixPermissions: 0o600])
-        else { throw CampaignError(.internalError, "cannot write \(path)") }
+        else { throw CLI.usage("--out \(path): the file cannot be created there") }
         try Data((key.verifierKey + "\n").utf8).write(to: URL(fileURLWithPath: path + ".pub"))
         console.out(key.verifierKey)
         return .ok
@@ -106,6 +111,9 @@ enum CheckpointCommand {
         let key = try readNoteKey(keyPath, option: "key")
         guard key.privateKey != nil else {
             throw CLI.usage("--key must be a signer key (PRIVATE+KEY+…), not \(keyPath)")
+        }
+        if let origin = arguments.options["origin"], let problem = TreeCheckpoint.originProblem(origin) {
+            throw CLI.usage("--origin: \(problem)")
         }
         let store = try CLI.openStore(arguments, readOnly: false)
         defer { store.close() }

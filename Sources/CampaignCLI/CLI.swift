@@ -691,6 +691,10 @@ enum CompactCommand {
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard let target = arguments.options["to"] else { throw CLI.usage("compact needs --to EMPTY_DIR") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw CLI.usage("--to \(target) is a file, not a directory")
+        }
         if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
             throw CLI.usage("--to \(target) is not empty")
         }

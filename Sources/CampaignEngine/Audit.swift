@@ -25,6 +25,18 @@ public struct CheckpointSchedule: Sendable {
         self.events = max(1, events)
         self.interval = max(0.05, interval)
     }
+
+    /// Throws `VALIDATION_ERROR` unless the schedule can sign: a signer key, and an origin of one line.
+    func check() throws {
+        guard key.privateKey != nil else {
+            throw CampaignError(
+                .validationError,
+                "EngineConfiguration.checkpoints needs a signer key (PRIVATE+KEY+…), not a verifier key")
+        }
+        if let origin, let problem = TreeCheckpoint.originProblem(origin) {
+            throw CampaignError(.validationError, "EngineConfiguration.checkpoints: \(problem)")
+        }
+    }
 }
 
 /// Signed checkpoints of the log's Merkle tree, and the audit of contact commitments.
@@ -38,6 +50,9 @@ public enum Audit {
     public static func checkpoint(_ store: EventStore, key: NoteKey, origin: String? = nil) async throws -> SignedNote {
         guard key.privateKey != nil else {
             throw CampaignError(.validationError, "a checkpoint is signed with a signer key (PRIVATE+KEY+…)")
+        }
+        if let origin, let problem = TreeCheckpoint.originProblem(origin) {
+            throw CampaignError(.validationError, problem)
         }
         let head = try store.treeHead()
         guard head.size > 0 else { throw CampaignError(.validationError, "the log is empty: nothing to checkpoint") }

@@ -113,8 +113,12 @@ public final class CampaignEngine: Sendable {
     }
 
     /// Opens (creating if needed) an engine directory.
-    /// - Throws: a storage error when the directory cannot be opened.
+    /// - Throws: `VALIDATION_ERROR` for a checkpoint schedule that could never sign (a verifier key, or
+    ///   an origin that is not one line); a storage error when the directory cannot be opened.
     public init(directory: String, configuration: EngineConfiguration = EngineConfiguration()) throws {
+        // Checked before anything opens: the schedule's task signs in the background, where a key that
+        // cannot sign would fail every time and say nothing.
+        try configuration.checkpoints?.check()
         store = try EventStore(path: directory, options: configuration.storeOptions)
         do {
             tables = try EngineTables(store: store)

@@ -173,6 +173,12 @@ public struct TreeCheckpoint: Sendable, Equatable {
         self.extensions = extensions
     }
 
+    /// What is wrong with an origin line, or nil when it is one: it is not empty and holds no newline
+    /// (the body is read a line at a time, so a newline would make the size line of its second part).
+    public static func originProblem(_ origin: String) -> String? {
+        origin.isEmpty || origin.contains("\n") ? "a checkpoint's origin is one line of text, not empty" : nil
+    }
+
     /// Reads the body of a note.
     /// - Throws: ``SigningError/malformed(_:)`` when it is not a checkpoint.
     public init(text: String) throws {

@@ -249,6 +249,52 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(try JSON.parse(after.out)["streamIndex"]?["intact"] == .bool(true))
     }
 
+    /// Paths and origins an operator mistypes are usage errors (they were INTERNAL_ERROR, or, for an
+    /// origin with a newline, a kept checkpoint whose body no longer read as one); a schedule that
+    /// could never sign stops the engine from opening instead of failing in the background.
+    @Test func mistypedKeyPathsOriginsAndSchedulesAreRefusedUpFront() async throws {
+        let directory = TemporaryDirectory()
+        let keys = TemporaryDirectory()
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"Spring","channel":"sms"}}"# + "\n")
+        try #require(created.status == 0)
+        let missing = try await campaign(["keygen", "--name", "ops", "--out", keys.path + "/none/ops.key"])
+        #expect(missing.status == 64 && missing.err.contains("there is no directory \(keys.path)/none"))
+        let signer = keys.path + "/ops.key"
+        try #require(try await campaign(["keygen", "--name", "ops", "--out", signer]).status == 0)
+        for origin in ["", "example.com/log\n1"] {
+            let run = try await campaign(["checkpoint", "--data", directory.path, "--key", signer, "--origin", origin])
+            #expect(run.status == 64 && run.err.contains("--origin: a checkpoint's origin is one line"))
+        }
+        let signed = try await campaign([
+            "checkpoint", "--data", directory.path, "--key", signer, "--origin", "example.com/log",
+        ])
+        #expect(signed.status == 0 && signed.out.hasPrefix("example.com/log\n1\n"))
+        let file = keys.path + "/a-file"
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let compact = try await campaign(["compact", "--data", directory.path, "--to", file])
+        #expect(compact.status == 64 && compact.err.contains("is a file, not a directory"))
+
+        let key = try NoteKey.generate(name: "ops")
+        for schedule in [
+            CheckpointSchedule(key: try NoteKey(text: key.verifierKey)),
+            CheckpointSchedule(key: key, origin: "two\nlines"),
+        ] {
+            var configuration = EngineConfiguration()
+            configuration.checkpoints = schedule
+            #expect {
+                _ = try CampaignEngine(directory: TemporaryDirectory().path, configuration: configuration)
+            } throws: { ($0 as? CampaignError)?.code == .validationError }
+        }
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        await #expect {
+            _ = try await Audit.checkpoint(store, key: key, origin: "")
+        } throws: { ($0 as? CampaignError)?.code == .validationError }
+    }
+
     @Test func theEngineSignsCheckpointsOnItsScheduleAndExportCarriesThem() async throws {
         var configuration = EngineConfiguration()
         let key = try NoteKey.generate(name: "ops.example")
