@@ -54,7 +54,7 @@ enum ExportCommand {
                 throw CLI.usage("the relay takes the whole log (no --\(option)); filter downstream by subject")
             }
             let urls = url.split(separator: ",").map(String.init)
-            guard urls.allSatisfy({ $0.hasPrefix("nats://") }) else {
+            guard urls.allSatisfy({ NATSConnection.endpoint(of: $0) != nil }) else {
                 throw CLI.usage("--to takes nats://HOST:PORT, or several separated by commas (a cluster)")
             }
             let replicas =

@@ -79,15 +79,22 @@ public final class NATSConnection: @unchecked Sendable {
     private let inbox: String
     private let pong = DispatchSemaphore(value: 0)
 
+    /// The host and port of a `nats://HOST:PORT` URL (a path after them is ignored), or nil when it is
+    /// not one: no host, or a port that is not a whole number from 1 to 65535.
+    public static func endpoint(of url: String) -> (host: String, port: UInt16)? {
+        guard url.hasPrefix("nats://") else { return nil }
+        let address = url.dropFirst("nats://".count).split(separator: "/").first.map(String.init) ?? ""
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else { return nil }
+        return (String(parts[0]), port)
+    }
+
     /// Connects to `url` (`nats://HOST:PORT`), exchanges INFO and CONNECT, and waits for the
     /// server's PONG.
     /// - Throws: ``NATSError``.
     public init(url: String, name: String = "campaign-engine", timeout: Double = 5) throws {
-        guard url.hasPrefix("nats://") else { throw NATSError.badURL(url) }
-        let address = url.dropFirst("nats://".count).split(separator: "/").first.map(String.init) ?? ""
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw NATSError.badURL(url) }
-        fd = try NATSConnection.connect(host: String(parts[0]), port: port, timeout: timeout)
+        guard let (host, port) = NATSConnection.endpoint(of: url) else { throw NATSError.badURL(url) }
+        fd = try NATSConnection.connect(host: host, port: port, timeout: timeout)
         var random = SystemRandomNumberGenerator()
         inbox = "_INBOX." + String(UInt64.random(in: 0...UInt64.max, using: &random), radix: 36)
         let stream = LineReader(fd: fd)

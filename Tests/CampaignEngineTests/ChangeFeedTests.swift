@@ -162,6 +162,11 @@ import Testing
             "export", "--data", t.directory.path, "--to", "nats://127.0.0.1:1", "--stream", longStream,
         ])
         #expect(relay.status == 64 && relay.err.contains("give --consumer NAME"))
+        // A URL that can never connect is refused at once (it was retried forever).
+        for url in ["nats://host:99999", "nats://:4222", "nats://host", "nats://host:0", "nats://a:1,http://b:2"] {
+            let bad = try await campaign(["export", "--data", t.directory.path, "--to", url, "--stream", "S"])
+            #expect(bad.status == 64 && bad.err.contains("--to takes nats://HOST:PORT"), "\(url)")
+        }
     }
 
     /// The export and the relay write CloudEvents member by member, and replay its JSON lines; the

@@ -6,6 +6,16 @@ import Testing
 
 /// The project's NATS client against a real `nats-server -js` on a loopback port.
 @Suite(.serialized) struct NATSTests {
+    @Test func endpointsAreReadFromNatsURLsAndAnythingElseIsRefused() {
+        #expect(NATSConnection.endpoint(of: "nats://127.0.0.1:4222")! == ("127.0.0.1", 4222))
+        #expect(NATSConnection.endpoint(of: "nats://broker.example:1/ignored")! == ("broker.example", 1))
+        for url in [
+            "nats://h:65536", "nats://h:0", "nats://h:-1", "nats://:4222", "nats://h", "nats://h:1:2", "tcp://h:1",
+        ] {
+            #expect(NATSConnection.endpoint(of: url) == nil, "\(url)")
+        }
+    }
+
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
         let server = try LocalNATSServer()
         defer { server.stop() }
