@@ -365,11 +365,8 @@ import Testing
         return await engine.execute(.command(.contact(.import(contacts)), as: acmeAdmin, requestId: requestId)).status
     }
 
-    @Test func catchUpProjectionsReachTheHeadOnTheirOwnOnceAppendsPause() async throws {
-        let directory = TemporaryDirectory()
-        let engine = try CampaignEngine(
-            directory: directory.path, configuration: Self.catchingUp(quiet: .milliseconds(20), atClose: .zero))
-        defer { engine.close() }
+    /// Appends 301 events for the catch-up projections: a segment and an import of 300 contacts.
+    static func appendSegmentAndContacts(_ engine: CampaignEngine) async throws {
         let rule = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)
         let created = await engine.execute(
             .command(
@@ -377,13 +374,27 @@ import Testing
                 requestId: "r1"))
         let imported = await Self.importContacts(engine, 0..<300, requestId: "r2")
         #expect(created.status == 201 && imported == 201)
-        // No query reads them: only the engine's own catch-up can move them.
+    }
+
+    /// The catch-up lags once both are 0, or after 20 s (a bound on a hang, generous for a loaded machine).
+    static func lagsOnceCaughtUp(_ engine: CampaignEngine) async throws -> [String: UInt64] {
         let deadline = ContinuousClock.now + .seconds(20)
         var lags = try Self.catchUpLags(engine.projections)
         while lags.values.contains(where: { $0 > 0 }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
             lags = try Self.catchUpLags(engine.projections)
         }
+        return lags
+    }
+
+    @Test func catchUpProjectionsReachTheHeadOnTheirOwnOnceAppendsPause() async throws {
+        let directory = TemporaryDirectory()
+        let engine = try CampaignEngine(
+            directory: directory.path, configuration: Self.catchingUp(quiet: .milliseconds(20), atClose: .zero))
+        defer { engine.close() }
+        try await Self.appendSegmentAndContacts(engine)
+        // No query reads them: only the engine's own catch-up can move them.
+        let lags = try await Self.lagsOnceCaughtUp(engine)
         #expect(lags == ["segments": 0, "audit": 0])
         for name in ["segments", "audit"] {
             let report = try engine.projections.verify(name)
@@ -399,25 +410,14 @@ import Testing
         configuration.catchUp = nil
         let engine = try CampaignEngine(directory: directory.path, configuration: configuration)
         defer { engine.close() }
-        let rule = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":60}]}"#)
-        let created = await engine.execute(
-            .command(
-                .segment(.create(segmentId: "seg_old", name: "Old", rules: rule)), as: Self.acmeAdmin,
-                requestId: "r1"))
-        let imported = await Self.importContacts(engine, 0..<300, requestId: "r2")
-        #expect(created.status == 201 && imported == 201)
+        try await Self.appendSegmentAndContacts(engine)
         #expect(try Self.catchUpLags(engine.projections) == ["segments": 301, "audit": 301])
         // The keeper comes to a store whose head is past its projections, as a late-starting task does.
         let keeper = CatchUpKeeper(
             store: engine.store, projections: engine.projections,
             schedule: CatchUpSchedule(quiet: .milliseconds(20), atClose: .zero))
         defer { keeper.stop() }
-        let deadline = ContinuousClock.now + .seconds(20)
-        var lags = try Self.catchUpLags(engine.projections)
-        while lags.values.contains(where: { $0 > 0 }) && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(5))
-            lags = try Self.catchUpLags(engine.projections)
-        }
+        let lags = try await Self.lagsOnceCaughtUp(engine)
         #expect(lags == ["segments": 0, "audit": 0])
     }
 
