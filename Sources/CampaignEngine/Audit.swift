@@ -26,16 +26,10 @@ public struct CheckpointSchedule: Sendable {
         self.interval = max(0.05, interval)
     }
 
-    /// Throws `VALIDATION_ERROR` unless the schedule can sign: a signer key, and an origin of one line.
-    func check() throws {
-        guard key.privateKey != nil else {
-            throw CampaignError(
-                .validationError,
-                "EngineConfiguration.checkpoints needs a signer key (PRIVATE+KEY+…), not a verifier key")
-        }
-        if let origin, let problem = TreeCheckpoint.originProblem(origin) {
-            throw CampaignError(.validationError, "EngineConfiguration.checkpoints: \(problem)")
-        }
+    /// Why the schedule could never sign, or nil: it needs a signer key, and an origin of one line.
+    var problem: String? {
+        guard key.privateKey != nil else { return "a signer key (PRIVATE+KEY+…) is needed, not a verifier key" }
+        return origin.flatMap(TreeCheckpoint.originProblem)
     }
 }
 
@@ -46,7 +40,8 @@ public enum Audit {
 
     /// Signs the tree as it is now with `key`, keeps the checkpoint in the store (so the change feed
     /// carries it) and returns it. An empty log has nothing to vouch for and is refused.
-    /// - Throws: ``CampaignError`` `VALIDATION_ERROR` for an empty log or a verifier-only key.
+    /// - Throws: ``CampaignError`` `VALIDATION_ERROR` for an empty log, a verifier-only key or an origin
+    ///   that is not one line.
     public static func checkpoint(_ store: EventStore, key: NoteKey, origin: String? = nil) async throws -> SignedNote {
         guard key.privateKey != nil else {
             throw CampaignError(.validationError, "a checkpoint is signed with a signer key (PRIVATE+KEY+…)")

@@ -64,6 +64,25 @@ public struct EngineConfiguration: Sendable {
         self.jsonLimits = jsonLimits
         self.maximumRetries = maximumRetries
     }
+
+    /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
+    /// request, a window that is not a positive number of seconds, fewer than one try, store options
+    /// LMDB refuses, or a checkpoint schedule that could never sign (a verifier key, an origin that is
+    /// not one line). An engine checks it before it opens anything: some of these would trap later, and
+    /// the schedule's task signs in the background, where a failure says nothing.
+    public func check() throws {
+        var problems = [String]()
+        if rateLimit < 1 { problems.append("rateLimit must be at least 1 request a window, not \(rateLimit)") }
+        if !(rateLimitWindow.isFinite && rateLimitWindow > 0) {
+            problems.append("rateLimitWindow must be a positive number of seconds, not \(rateLimitWindow)")
+        }
+        if maximumRetries < 1 { problems.append("maximumRetries must be at least 1, not \(maximumRetries)") }
+        if let problem = storeOptions.problem { problems.append("storeOptions: \(problem)") }
+        if let problem = checkpoints?.problem { problems.append("checkpoints: \(problem)") }
+        guard problems.isEmpty else {
+            throw CampaignError(.validationError, "EngineConfiguration: " + problems.joined(separator: "; "))
+        }
+    }
 }
 
 /// The embeddable engine: open it on a directory, hand it requests, return its responses.
@@ -113,12 +132,10 @@ public final class CampaignEngine: Sendable {
     }
 
     /// Opens (creating if needed) an engine directory.
-    /// - Throws: `VALIDATION_ERROR` for a checkpoint schedule that could never sign (a verifier key, or
-    ///   an origin that is not one line); a storage error when the directory cannot be opened.
+    /// - Throws: `VALIDATION_ERROR` for a configuration it cannot run with (``EngineConfiguration/check()``);
+    ///   a storage error when the directory cannot be opened.
     public init(directory: String, configuration: EngineConfiguration = EngineConfiguration()) throws {
-        // Checked before anything opens: the schedule's task signs in the background, where a key that
-        // cannot sign would fail every time and say nothing.
-        try configuration.checkpoints?.check()
+        try configuration.check()
         store = try EventStore(path: directory, options: configuration.storeOptions)
         do {
             tables = try EngineTables(store: store)

@@ -41,6 +41,15 @@ public struct StoreOptions: Sendable {
         self.maximumBatchSize = maximumBatchSize
         self.maximumReaders = maximumReaders
     }
+
+    /// What is wrong with these options, or nil when a store can open with them (LMDB counts reader
+    /// slots in 32 bits and needs at least one).
+    public var problem: String? {
+        guard (1...Int(Int32.max)).contains(maximumReaders) else {
+            return "maximumReaders must be 1 to \(Int32.max), not \(maximumReaders)"
+        }
+        return nil
+    }
 }
 
 /// The LMDB environment of one directory.
@@ -102,6 +111,7 @@ final class Environment: @unchecked Sendable {
             }
         }
 
+        if let problem = options.problem { throw EventStoreError.cannotOpen(path: standardPath, reason: problem) }
         try Environment.openPathsLock.withLock {
             guard !Environment.openPaths.contains(standardPath) else {
                 throw EventStoreError.alreadyOpen(path: standardPath)

@@ -250,9 +250,9 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
     }
 
     /// Paths and origins an operator mistypes are usage errors (they were INTERNAL_ERROR, or, for an
-    /// origin with a newline, a kept checkpoint whose body no longer read as one); a schedule that
-    /// could never sign stops the engine from opening instead of failing in the background.
-    @Test func mistypedKeyPathsOriginsAndSchedulesAreRefusedUpFront() async throws {
+    /// origin with a newline, a kept checkpoint whose body no longer read as one); a configuration an
+    /// engine cannot run with stops it from opening instead of failing in the background or trapping.
+    @Test func mistypedOperatorInputAndUnusableConfigurationsAreRefusedUpFront() async throws {
         let directory = TemporaryDirectory()
         let keys = TemporaryDirectory()
         let created = try await campaign(
@@ -278,16 +278,33 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(compact.status == 64 && compact.err.contains("is a file, not a directory"))
 
         let key = try NoteKey.generate(name: "ops")
-        for schedule in [
-            CheckpointSchedule(key: try NoteKey(text: key.verifierKey)),
-            CheckpointSchedule(key: key, origin: "two\nlines"),
-        ] {
+        let verifier = try NoteKey(text: key.verifierKey)
+        // Each would have signed nothing unseen, 429'd every request, trapped, or been refused by LMDB.
+        let unusable: [(String, (inout EngineConfiguration) -> Void)] = [
+            ("checkpoints: a signer key", { $0.checkpoints = CheckpointSchedule(key: verifier) }),
+            ("checkpoints: a checkpoint's origin", { $0.checkpoints = CheckpointSchedule(key: key, origin: "a\nb") }),
+            ("rateLimit must be at least 1", { $0.rateLimit = 0 }),
+            ("rateLimitWindow must be a positive", { $0.rateLimitWindow = 0 }),
+            ("rateLimitWindow must be a positive", { $0.rateLimitWindow = .nan }),
+            ("maximumRetries must be at least 1", { $0.maximumRetries = -1 }),
+            ("storeOptions: maximumReaders must be 1", { $0.storeOptions.maximumReaders = -1 }),
+        ]
+        for (message, change) in unusable {
             var configuration = EngineConfiguration()
-            configuration.checkpoints = schedule
+            change(&configuration)
+            let engineDirectory = TemporaryDirectory()
             #expect {
-                _ = try CampaignEngine(directory: TemporaryDirectory().path, configuration: configuration)
-            } throws: { ($0 as? CampaignError)?.code == .validationError }
+                _ = try CampaignEngine(directory: engineDirectory.path, configuration: configuration)
+            } throws: { error in
+                let error = error as? CampaignError
+                return error?.code == .validationError && error?.message.contains(message) == true
+            }
+            // Nothing was created: the check comes before the store opens.
+            #expect(!FileManager.default.fileExists(atPath: engineDirectory.path + "/data.mdb"))
         }
+        var readers = StoreOptions()
+        readers.maximumReaders = 0
+        #expect(throws: EventStoreError.self) { _ = try EventStore(path: TemporaryDirectory().path, options: readers) }
         let store = try EventStore(path: directory.path)
         defer { store.close() }
         await #expect {

@@ -17,6 +17,11 @@ import Testing
             directory: directory.path + "/campaign-data",
             configuration: EngineConfiguration(rateLimit: 1_000, rateLimitWindow: 60))
         defer { engine.close() }
+        #expect {
+            _ = try CampaignEngine(
+                directory: directory.path + "/unusable", configuration: EngineConfiguration(rateLimit: 0))
+        } throws: { ($0 as? CampaignError)?.code == .validationError }
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/unusable"))
 
         let editor = Principal(
             tenant: "acme", subject: "u_1", role: .editor,
