@@ -182,6 +182,9 @@ enum ApplyCommand {
             configuration.clock = ManualClock(date)
         }
         configuration.operatorTenant = arguments.options["operator-tenant"] ?? "system"
+        if let tenant = configuration.operatorTenant, !Principal.isValidTenant(tenant) {
+            throw CLI.usage("--operator-tenant takes a tenant: 1–64 of a-z, 0-9, _ and -, a letter or digit first")
+        }
         if let limit = arguments.options["rate-limit"] {
             guard let value = Int(limit), value > 0 else {
                 throw CLI.usage("--rate-limit takes a positive whole number")

@@ -67,9 +67,10 @@ public struct EngineConfiguration: Sendable {
 
     /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
     /// request, a window that is not a positive number of seconds, fewer than one try, store options
-    /// LMDB refuses, or a checkpoint schedule that could never sign (a verifier key, an origin that is
-    /// not one line). An engine checks it before it opens anything: some of these would trap later, and
-    /// the schedule's task signs in the background, where a failure says nothing.
+    /// LMDB refuses, a checkpoint schedule that could never sign (a verifier key, an origin that is
+    /// not one line), or an operator tenant no principal could belong to. An engine checks it before it
+    /// opens anything: some of these would trap later, and the schedule's task signs in the background,
+    /// where a failure says nothing.
     public func check() throws {
         var problems = [String]()
         if rateLimit < 1 { problems.append("rateLimit must be at least 1 request a window, not \(rateLimit)") }
@@ -79,6 +80,10 @@ public struct EngineConfiguration: Sendable {
         if maximumRetries < 1 { problems.append("maximumRetries must be at least 1, not \(maximumRetries)") }
         if let problem = storeOptions.problem { problems.append("storeOptions: \(problem)") }
         if let problem = checkpoints?.problem { problems.append("checkpoints: \(problem)") }
+        if let tenant = operatorTenant, !Principal.isValidTenant(tenant) {
+            problems.append(
+                "operatorTenant \"\(tenant)\" is no tenant: 1–64 of a-z, 0-9, _ and -, a letter or digit first")
+        }
         guard problems.isEmpty else {
             throw CampaignError(.validationError, "EngineConfiguration: " + problems.joined(separator: "; "))
         }

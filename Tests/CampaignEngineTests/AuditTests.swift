@@ -276,6 +276,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
         let compact = try await campaign(["compact", "--data", directory.path, "--to", file])
         #expect(compact.status == 64 && compact.err.contains("is a file, not a directory"))
+        let tick = try await campaign(["apply", "--data", directory.path, "--operator-tenant", "Ops Team"])
+        #expect(tick.status == 64 && tick.err.contains("--operator-tenant takes a tenant"))
 
         let key = try NoteKey.generate(name: "ops")
         let verifier = try NoteKey(text: key.verifierKey)
@@ -288,6 +290,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             ("rateLimitWindow must be a positive", { $0.rateLimitWindow = .nan }),
             ("maximumRetries must be at least 1", { $0.maximumRetries = -1 }),
             ("storeOptions: maximumReaders must be 1", { $0.storeOptions.maximumReaders = -1 }),
+            ("operatorTenant \"Ops Team\" is no tenant", { $0.operatorTenant = "Ops Team" }),
         ]
         for (message, change) in unusable {
             var configuration = EngineConfiguration()
