@@ -368,10 +368,10 @@ public final class ProjectionRunner: @unchecked Sendable {
     // MARK: Catch-up
 
     /// Applies new events to catch-up projections (all, or one), up to the head as it is when
-    /// called, in transactions of at most `batchSize` events and about ``jobBudget`` each, each with
-    /// its checkpoint. Safe to call from several tasks and processes. (Up to that head, not the
-    /// head as it moves: under appends that never stop, the first projection would chase it and
-    /// the next never start.)
+    /// called, in transactions of at most `batchSize` events (below 1 counts as 1) and about
+    /// ``jobBudget`` each, each with its checkpoint. Safe to call from several tasks and processes.
+    /// (Up to that head, not the head as it moves: under appends that never stop, the first
+    /// projection would chase it and the next never start.)
     /// - Parameter deadline: when given, no batch starts after it (a projection may be left behind,
     ///   each at a batch's checkpoint).
     /// - Returns: the number of events applied.
@@ -454,6 +454,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         // its type), and no payloads for a projection that reads none; the positions between are
         // passed over with the window that holds them.
         let payloads = projection.readsPayloads
+        // A batch of none would never move (and a caller would stop, behind, as if caught up).
+        let batchSize = max(1, batchSize)
         reading: while applied < batchSize && state.checkpoint < through {
             let last = state.checkpoint + UInt64(min(256, batchSize - Int(applied), Int(through - state.checkpoint)))
             let events = try txn.events(

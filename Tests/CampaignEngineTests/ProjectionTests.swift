@@ -402,6 +402,19 @@ import Testing
         }
     }
 
+    /// A batch size below one is taken as one: it used to apply nothing and return as if caught up.
+    @Test func aCatchUpWithABatchOfNoneStillReachesTheHead() async throws {
+        let directory = TemporaryDirectory()
+        var configuration = EngineConfiguration(rateLimit: 1_000_000)
+        configuration.catchUp = nil
+        let engine = try CampaignEngine(directory: directory.path, configuration: configuration)
+        defer { engine.close() }
+        try await Self.appendSegmentAndContacts(engine)
+        #expect(try await engine.projections.catchUpOnWriter("audit", batchSize: 0) == 301)
+        #expect(try engine.projections.catchUp("segments", batchSize: -1) == 301)
+        #expect(try Self.catchUpLags(engine.projections) == ["segments": 0, "audit": 0])
+    }
+
     /// A keeper whose task starts after appends (in a busy process, the pool may run it late) still
     /// catches them up: it starts from where the projections stand, not from the head it first reads.
     @Test func aKeeperThatStartsAfterAppendsCatchesThemUp() async throws {
