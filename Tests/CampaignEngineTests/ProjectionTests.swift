@@ -402,14 +402,21 @@ import Testing
         }
     }
 
-    /// A batch size below one is taken as one: it used to apply nothing and return as if caught up.
-    @Test func aCatchUpWithABatchOfNoneStillReachesTheHead() async throws {
+    /// An engine with no background catch-up, and the 301 events of ``appendSegmentAndContacts(_:)``
+    /// that its catch-up projections have not applied (the directory lives as long as it is held).
+    static func engineWithProjectionsBehind() async throws -> (CampaignEngine, TemporaryDirectory) {
         let directory = TemporaryDirectory()
         var configuration = EngineConfiguration(rateLimit: 1_000_000)
         configuration.catchUp = nil
         let engine = try CampaignEngine(directory: directory.path, configuration: configuration)
-        defer { engine.close() }
         try await Self.appendSegmentAndContacts(engine)
+        return (engine, directory)
+    }
+
+    /// A batch size below one is taken as one: it used to apply nothing and return as if caught up.
+    @Test func aCatchUpWithABatchOfNoneStillReachesTheHead() async throws {
+        let (engine, directory) = try await Self.engineWithProjectionsBehind()
+        defer { withExtendedLifetime(directory) { engine.close() } }
         #expect(try await engine.projections.catchUpOnWriter("audit", batchSize: 0) == 301)
         #expect(try engine.projections.catchUp("segments", batchSize: -1) == 301)
         #expect(try Self.catchUpLags(engine.projections) == ["segments": 0, "audit": 0])
@@ -418,12 +425,8 @@ import Testing
     /// A keeper whose task starts after appends (in a busy process, the pool may run it late) still
     /// catches them up: it starts from where the projections stand, not from the head it first reads.
     @Test func aKeeperThatStartsAfterAppendsCatchesThemUp() async throws {
-        let directory = TemporaryDirectory()
-        var configuration = EngineConfiguration(rateLimit: 1_000_000)
-        configuration.catchUp = nil
-        let engine = try CampaignEngine(directory: directory.path, configuration: configuration)
-        defer { engine.close() }
-        try await Self.appendSegmentAndContacts(engine)
+        let (engine, directory) = try await Self.engineWithProjectionsBehind()
+        defer { withExtendedLifetime(directory) { engine.close() } }
         #expect(try Self.catchUpLags(engine.projections) == ["segments": 301, "audit": 301])
         // The keeper comes to a store whose head is past its projections, as a late-starting task does.
         let keeper = CatchUpKeeper(
