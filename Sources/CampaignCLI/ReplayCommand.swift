@@ -70,6 +70,14 @@ enum ReplayCommand {
             filter.to = try options["to"].map { text throws(Arguments.UsageError) in
                 try CLI.Bound.parse(text, option: "to")
             }
+            // Bounds of one kind in the wrong order match nothing: say so rather than print "0 events".
+            let reversed: Bool =
+                switch (filter.from, filter.to) {
+                case let (.position(from)?, .position(to)?): from > to
+                case let (.time(from)?, .time(to)?): from > to
+                default: false
+                }
+            if reversed { throw CLI.usage("--from \(options["from"]!) is after --to \(options["to"]!)") }
             let limit =
                 try options["limit"].map { text throws(Arguments.UsageError) -> Int in
                     guard let value = Int(text), value > 0 else {

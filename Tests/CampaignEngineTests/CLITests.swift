@@ -218,6 +218,18 @@ func fixture(_ name: String) throws -> String {
         #expect(notYet.status == 0 && notYet.out == "null\n")
     }
 
+    @Test func boundsInTheWrongOrderAreAUsageError() async throws {
+        let directory = try await sessionStore()
+        for (from, to) in [("5", "2"), ("2026-12-02T00:00:00Z", "2026-12-01T00:00:00Z")] {
+            for command in ["replay", "export"] {
+                let run = try await campaign([command, "--data", directory.path, "--from", from, "--to", to])
+                #expect(run.status == 64 && run.err.contains("--from \(from) is after --to \(to)"))
+            }
+        }
+        let one = try await campaign(["replay", "--data", directory.path, "--from", "3", "--to", "3"])
+        #expect(one.status == 0 && one.lines.last == "1 event")
+    }
+
     @Test func verifyPassesACleanStoreAndNamesTheFirstBadPositionOfATamperedOne() async throws {
         let directory = try await sessionStore()
         let clean = try await campaign(["verify", "--data", directory.path])
