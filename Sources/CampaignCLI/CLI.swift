@@ -183,7 +183,7 @@ enum ApplyCommand {
         }
         configuration.operatorTenant = arguments.options["operator-tenant"] ?? "system"
         if let tenant = configuration.operatorTenant, !Principal.isValidTenant(tenant) {
-            throw CLI.usage("--operator-tenant takes a tenant: 1–64 of a-z, 0-9, _ and -, a letter or digit first")
+            throw CLI.usage("--operator-tenant takes a tenant: \(Principal.tenantRule)")
         }
         if let limit = arguments.options["rate-limit"] {
             guard let value = Int(limit), value > 0 else {

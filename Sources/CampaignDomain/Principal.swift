@@ -50,6 +50,9 @@ public struct Principal: Sendable, Equatable {
         "social:read", "social:write", "experiments:read", "experiments:write", "audit:read",
     ]
 
+    /// The rule ``isValidTenant(_:)`` checks, as error messages state it.
+    public static let tenantRule = "1–64 of a-z, 0-9, _ and -, starting with a letter or digit"
+
     /// Tenant ids: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
     public static func isValidTenant(_ tenant: String) -> Bool {
         let utf8 = Array(tenant.utf8)
@@ -94,7 +97,7 @@ public enum Authorizer {
         // rules are public); a well-formed subject the host's directory rejects is only "unknown".
         guard Principal.isValidTenant(principal.tenant) else {
             throw CampaignError(
-                .unauthorized, "tenant must be 1–64 of a-z, 0-9, _ and -, starting with a letter or digit",
+                .unauthorized, "tenant must be \(Principal.tenantRule)",
                 pointer: "/principal/tenant")
         }
         guard Principal.isValidSubject(principal.subject) else {

@@ -66,8 +66,8 @@ public struct EngineConfiguration: Sendable {
     }
 
     /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
-    /// request, a window that is not a positive number of seconds, fewer than one try, store options
-    /// LMDB refuses, a checkpoint schedule that could never sign (a verifier key, an origin that is
+    /// request, a window that is not a positive number of seconds, fewer than one try, a reader count
+    /// LMDB cannot take, a checkpoint schedule that could never sign (a verifier key, an origin that is
     /// not one line), or an operator tenant no principal could belong to. An engine checks it before it
     /// opens anything: some of these would trap later, and the schedule's task signs in the background,
     /// where a failure says nothing.
@@ -82,7 +82,7 @@ public struct EngineConfiguration: Sendable {
         if let problem = checkpoints?.problem { problems.append("checkpoints: \(problem)") }
         if let tenant = operatorTenant, !Principal.isValidTenant(tenant) {
             problems.append(
-                "operatorTenant \"\(tenant)\" is no tenant: 1–64 of a-z, 0-9, _ and -, a letter or digit first")
+                "operatorTenant \"\(tenant)\" is no tenant: \(Principal.tenantRule)")
         }
         guard problems.isEmpty else {
             throw CampaignError(.validationError, "EngineConfiguration: " + problems.joined(separator: "; "))
