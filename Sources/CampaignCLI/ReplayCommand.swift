@@ -52,17 +52,27 @@ enum ReplayCommand {
 
         /// The stream `--stream` names: a stream id (`acme:cmp_1`), or a resource id with `--tenant`.
         static func streamId(_ options: [String: String]) throws(Arguments.UsageError) -> String? {
+            let tenant = try tenant(options)
             guard let given = options["stream"], !given.contains(":") else { return options["stream"] }
-            guard let tenant = options["tenant"] else {
+            guard let tenant else {
                 throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
             }
             return tenant + ":" + given
         }
 
+        /// The `--tenant` given, if any: one no principal can have matches nothing, so it is a usage error.
+        static func tenant(_ options: [String: String]) throws(Arguments.UsageError) -> String? {
+            guard let tenant = options["tenant"] else { return nil }
+            guard Principal.isValidTenant(tenant) else {
+                throw CLI.usage("--tenant \"\(tenant)\" is no tenant: \(Principal.tenantRule)")
+            }
+            return tenant
+        }
+
         /// The filter and the `--limit` (unlimited when absent) of replay's options, which export shares.
         static func parse(_ options: [String: String]) throws(Arguments.UsageError) -> (Filter, Int) {
             var filter = Filter(
-                tenant: options["tenant"], stream: try streamId(options), actor: options["actor"],
+                tenant: try tenant(options), stream: try streamId(options), actor: options["actor"],
                 type: options["type"])
             filter.from = try options["from"].map { text throws(Arguments.UsageError) in
                 try CLI.Bound.parse(text, option: "from")

@@ -230,6 +230,18 @@ func fixture(_ name: String) throws -> String {
         #expect(one.status == 0 && one.lines.last == "1 event")
     }
 
+    @Test func aTenantNoPrincipalCanHaveIsAUsageErrorNotAnEmptyList() async throws {
+        let directory = try await sessionStore()
+        for tenant in ["A B", "Acme", ""] {
+            for command in [["replay"], ["export"], ["replay", "--as-of", "1", "--stream", "cmp_1"]] {
+                let run = try await campaign(command + ["--data", directory.path, "--tenant", tenant])
+                #expect(run.status == 64 && run.err.contains("--tenant \"\(tenant)\" is no tenant"))
+            }
+        }
+        let acme = try await campaign(["replay", "--data", directory.path, "--tenant", "acme"])
+        #expect(acme.status == 0 && acme.lines.last == "5 events")
+    }
+
     @Test func verifyPassesACleanStoreAndNamesTheFirstBadPositionOfATamperedOne() async throws {
         let directory = try await sessionStore()
         let clean = try await campaign(["verify", "--data", directory.path])
