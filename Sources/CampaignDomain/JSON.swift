@@ -428,6 +428,10 @@ public struct JSONLimits: Sendable {
     /// The deepest nesting of arrays and objects.
     public var maximumDepth: Int
 
+    /// The smallest limits a request can pass: 1,024 bytes, nesting 3 (a request's principal is an
+    /// object in it, and its scopes an array in that). An engine refuses smaller ones.
+    public static let smallestUsable = JSONLimits(maximumBytes: 1_024, maximumDepth: 3)
+
     /// Defaults: 64 MiB (a 100,000-contact import fits), nesting 32.
     public init(maximumBytes: Int = 64 << 20, maximumDepth: Int = 32) {
         self.maximumBytes = maximumBytes

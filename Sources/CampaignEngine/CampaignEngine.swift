@@ -66,11 +66,12 @@ public struct EngineConfiguration: Sendable {
     }
 
     /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
-    /// request, a window that is not a positive number of seconds, fewer than one try, a reader count
-    /// LMDB cannot take, a checkpoint schedule that could never sign (a verifier key, an origin that is
-    /// not one line), or an operator tenant no principal could belong to. An engine checks it before it
-    /// opens anything: some of these would trap later, and the schedule's task signs in the background,
-    /// where a failure says nothing.
+    /// request, a window that is not a positive number of seconds, fewer than one try, JSON limits below
+    /// ``JSONLimits/smallestUsable`` (no request would pass), a reader count LMDB cannot take, a
+    /// checkpoint schedule that could never sign (a verifier key, an origin that is not one line), or an
+    /// operator tenant no principal could belong to. An engine checks it before it opens anything: some
+    /// of these would trap later, and the schedule's task signs in the background, where a failure says
+    /// nothing.
     public func check() throws {
         var problems = [String]()
         if rateLimit < 1 { problems.append("rateLimit must be at least 1 request a window, not \(rateLimit)") }
@@ -78,6 +79,18 @@ public struct EngineConfiguration: Sendable {
             problems.append("rateLimitWindow must be a positive number of seconds, not \(rateLimitWindow)")
         }
         if maximumRetries < 1 { problems.append("maximumRetries must be at least 1, not \(maximumRetries)") }
+        // Below these no request gets through: its principal's scopes are an array in an object in the
+        // request object, and the smallest request with a principal is a few hundred bytes.
+        if jsonLimits.maximumBytes < JSONLimits.smallestUsable.maximumBytes {
+            problems.append(
+                "jsonLimits.maximumBytes must be at least \(JSONLimits.smallestUsable.maximumBytes), "
+                    + "not \(jsonLimits.maximumBytes)")
+        }
+        if jsonLimits.maximumDepth < JSONLimits.smallestUsable.maximumDepth {
+            problems.append(
+                "jsonLimits.maximumDepth must be at least \(JSONLimits.smallestUsable.maximumDepth), "
+                    + "not \(jsonLimits.maximumDepth)")
+        }
         if let problem = storeOptions.problem { problems.append("storeOptions: \(problem)") }
         if let problem = checkpoints?.problem { problems.append("checkpoints: \(problem)") }
         if let tenant = operatorTenant, !Principal.isValidTenant(tenant) {

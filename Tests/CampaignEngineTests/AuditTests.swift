@@ -289,6 +289,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             ("rateLimitWindow must be a positive", { $0.rateLimitWindow = 0 }),
             ("rateLimitWindow must be a positive", { $0.rateLimitWindow = .nan }),
             ("maximumRetries must be at least 1", { $0.maximumRetries = -1 }),
+            ("jsonLimits.maximumBytes must be at least 1024", { $0.jsonLimits.maximumBytes = 100 }),
+            ("jsonLimits.maximumDepth must be at least 3", { $0.jsonLimits.maximumDepth = 0 }),
             ("storeOptions: maximumReaders must be 1", { $0.storeOptions.maximumReaders = -1 }),
             ("operatorTenant \"Ops Team\" is no tenant", { $0.operatorTenant = "Ops Team" }),
         ]
@@ -305,6 +307,12 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             // Nothing was created: the check comes before the store opens.
             #expect(!FileManager.default.fileExists(atPath: engineDirectory.path + "/data.mdb"))
         }
+        // The smallest limits the check takes still let a request through.
+        var smallest = EngineConfiguration()
+        smallest.jsonLimits = .smallestUsable
+        let small = try TestEngine(configuration: smallest)
+        let accepted = await small.command("campaign.create", #"{"name":"Small","channel":"sms"}"#)
+        #expect(accepted.status == 201, "\(accepted)")
         var readers = StoreOptions()
         readers.maximumReaders = 0
         #expect(throws: EventStoreError.self) { _ = try EventStore(path: TemporaryDirectory().path, options: readers) }
