@@ -3,7 +3,9 @@ import Foundation
 /// The rules for names people give things (campaigns, segments, experiments): what is accepted,
 /// and when two names count as the same.
 ///
-/// Accepted: 3–120 characters after trimming, with no control character (Unicode `Cc`: NUL, BEL,
+/// Accepted: 3–120 visible characters after trimming (a character made only of default-ignorable
+/// scalars, such as a zero-width space, is not counted, so no name displays as blank), with no
+/// control character (Unicode `Cc`: NUL, BEL,
 /// ESC, DEL, C1 controls) and no bidirectional override or isolate (U+202A–U+202E,
 /// U+2066–U+2069), so a name can neither drive an auditor's terminal nor display reversed.
 ///
@@ -25,13 +27,26 @@ public enum Names {
             return FieldProblem(
                 field: field, pointer: pointer, message: "\(field) must not contain control characters (found \(code))")
         }
-        let length = name.trimmed.count
+        let length = visibleLength(name.trimmed)
         if !allowed.contains(length) {
             return FieldProblem(
                 field: field, pointer: pointer,
                 message: "\(field) must be \(allowed.lowerBound)–\(allowed.upperBound) characters, not \(length)")
         }
         return nil
+    }
+
+    /// How many characters of `text` show: those with a scalar that is not default-ignorable (an
+    /// emoji joined by zero-width joiners is one; a zero-width space or a lone variation selector is
+    /// none).
+    static func visibleLength(_ text: String) -> Int {
+        // Most names hold no default-ignorable scalar (none of them is ASCII): count as they are.
+        guard text.unicodeScalars.contains(where: { $0.properties.isDefaultIgnorableCodePoint }) else {
+            return text.count
+        }
+        return text.reduce(0) { count, character in
+            character.unicodeScalars.contains { !$0.properties.isDefaultIgnorableCodePoint } ? count + 1 : count
+        }
     }
 
     /// Whether a scalar may never appear in a name: a control character or a bidi override/isolate.

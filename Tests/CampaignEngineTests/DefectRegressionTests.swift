@@ -149,6 +149,29 @@ import Testing
         }
     }
 
+    /// A name whose characters are all invisible (zero-width spaces, joiners, a byte-order mark)
+    /// displays as blank: only characters that show count toward its length. An emoji joined by
+    /// zero-width joiners is one character that shows.
+    @Test func namesCountOnlyTheCharactersThatShow() async throws {
+        let t = try TestEngine()
+        let blank = await t.command("campaign.create", #"{"name":"\u200B\u200B\u200B","channel":"sms"}"#)
+        #expect(
+            blank.code == "VALIDATION_ERROR"
+                && blank["error"]?["message"]
+                    == .string(
+                        "name must be 3–120 characters, not 0")
+        )
+        let joined = await t.command("campaign.create", #"{"name":"a\u200Db\uFEFF","channel":"sms"}"#)
+        #expect(joined["error"]?["message"] == .string("name must be 3–120 characters, not 2"))
+        let segment = await t.command(
+            "segment.create", #"{"name":"\u2060","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        #expect(segment["error"]?["message"] == .string("name must be 1–120 characters, not 0"))
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}"
+        #expect(Names.problem("\(family)ab", pointer: "/name") == nil)
+        #expect(Names.problem("\(family)a", pointer: "/name")?.message == "name must be 3–120 characters, not 2")
+        #expect(await t.command("campaign.create", #"{"name":"Café\u200B","channel":"sms"}"#).status == 201)
+    }
+
     // 11
     @Test(arguments: [
         ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:social/x-AbCdEf", true),
