@@ -115,6 +115,33 @@ import Testing
                 ])
     }
 
+    /// `email` must read as an address and `age` be whole years, 0–150; the message never quotes the
+    /// value (personal data).
+    @Test func emailAndAgeAreCheckedBeyondTheirTypes() async throws {
+        let t = try TestEngine()
+        let badEmails = [
+            "not-an-email", " g@b.example", "g@b.example ", "a@b", "@b.example", "a@@b.example", "a@b..example",
+            "a@-b.example", "a@b.example.", "a\\u0000@b.example", String(repeating: "x", count: 65) + "@b.example",
+        ]
+        for email in badEmails {
+            let response = await t.command(
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"\#(email)"}}"#)
+            #expect(
+                response["error"]?["message"] == .string("email must be an address like name@example.com")
+                    && response["error"]?["pointer"] == .string("/payload/attributes/email"), "\(email)")
+        }
+        for age in ["-5", "25.5", "151"] {
+            let response = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":\#(age)}}"#)
+            #expect(response["error"]?["message"] == .string("age must be a whole number of years, 0–150"), "\(age)")
+        }
+        #expect(try t.engine.eventStore.head().position == 0)
+        let good = #"{"email":"First.Last+tag@mail.b-c.example","age":0,"lifetime_value":-10.5}"#
+        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":\#(good)}"#).status == 201)
+        #expect(
+            await t.command("contact.upsert", #"{"contactId":"ctc_2","attributes":{"email":"zoë@bücher.example"}}"#)
+                .status == 201)
+    }
+
     @Test func definedFieldsExtendTheSchemaOnce() async throws {
         let t = try TestEngine()
         #expect(

@@ -72,13 +72,22 @@ public struct ContactSchema: Sendable, Equatable {
         return utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 }
     }
 
-    /// Checks one attribute value against its field; returns a message when it does not fit.
+    /// Checks one attribute value against its field; returns a message when it does not fit. Besides its
+    /// type, `email` must read as an address (``emailProblem(_:)``) and `age` be a whole number of
+    /// years, 0–150.
     public func problem(with value: JSON, for field: String) -> String? {
         guard let type = fields[field] else { return "\(field) is not a field of this tenant's contact schema" }
         switch (type, value) {
         case (_, .null): return nil
-        case let (.string, .string(text)): return text.count <= 1_000 ? nil : "\(field) is longer than 1000 characters"
-        case let (.number, .number(number)): return abs(number) <= 1e15 ? nil : "\(field) is out of range"
+        case let (.string, .string(text)):
+            guard text.count <= 1_000 else { return "\(field) is longer than 1000 characters" }
+            return field == "email" ? Self.emailProblem(text) : nil
+        case let (.number, .number(number)):
+            guard abs(number) <= 1e15 else { return "\(field) is out of range" }
+            guard field != "age" || ((0...150).contains(number) && number.rounded() == number) else {
+                return "age must be a whole number of years, 0–150"
+            }
+            return nil
         case (.boolean, .bool): return nil
         case let (.date, .string(text)):
             return Timestamp.parse(text, allowDateOnly: true) != nil ? nil : "\(field) must be an ISO 8601 date"
@@ -90,5 +99,30 @@ public struct ContactSchema: Sendable, Equatable {
                 ? nil : "\(field) must be a list of strings"
         default: return "\(field) must be a \(type.name) value, not \(value.typeName)"
         }
+    }
+
+    /// Why `text` is no email address, or nil: an address is `local@domain`, at most 254 bytes, with a
+    /// local part of 1–64 bytes and a domain of dot-separated labels (two or more, none empty, none
+    /// starting or ending with `-`), and no white space, control character or second `@`. The value
+    /// itself is never quoted back: it is personal data.
+    public static func emailProblem(_ text: String) -> String? {
+        let problem = "email must be an address like name@example.com"
+        let utf8 = Array(text.utf8)
+        guard utf8.count <= 254, let at = utf8.firstIndex(of: UInt8(ascii: "@")) else { return problem }
+        let local = utf8[..<at]
+        let domain = utf8[(at + 1)...]
+        guard (1...64).contains(local.count), !domain.contains(UInt8(ascii: "@")) else { return problem }
+        guard
+            !text.unicodeScalars.contains(where: {
+                $0.properties.isWhitespace || $0.properties.generalCategory == .control
+            })
+        else { return problem }
+        let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { return problem }
+        for label in labels {
+            guard (1...63).contains(label.count), label.first != UInt8(ascii: "-"), label.last != UInt8(ascii: "-")
+            else { return problem }
+        }
+        return nil
     }
 }
