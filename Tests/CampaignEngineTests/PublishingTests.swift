@@ -258,6 +258,11 @@ import Testing
             await t.command(
                 "post.create", #"{"postId":"pst_4","connectionIds":["con_x"],"text":"hi","link":"http://insecure"}"#
             ).code == "VALIDATION_ERROR")
+        // Text that displays as nothing is no text.
+        for blank in ["  ", "\\u200B", "\\u2060\\uFEFF"] {
+            let response = await post(t, "pst_5", text: blank, on: ["con_x"])
+            #expect(response["error"]?["message"] == .string("a post needs text or media"), "\(blank)")
+        }
     }
 
     // MARK: The post state table

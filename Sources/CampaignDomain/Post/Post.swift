@@ -224,7 +224,8 @@ public enum Post: Aggregate {
                     field: "connectionIds", pointer: "/connectionIds",
                     message: "connectionIds must hold 1–10 distinct connections"))
         }
-        if text.trimmed.isEmpty && media.isEmpty {
+        // Text of white space and invisible characters (zero-width spaces, say) displays as nothing.
+        if Names.visibleLength(text.trimmed) == 0 && media.isEmpty {
             problems.append(
                 FieldProblem(field: "text", pointer: "/text", message: "a post needs text or media"))
         }
