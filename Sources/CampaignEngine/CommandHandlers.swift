@@ -365,11 +365,14 @@ extension CampaignEngine {
                 entry.events += decision.events
                 entry.changes += decision.personalData
                 if let values = decision.personalData.last?.values { entry.values = values }
+                // The version this item leaves the stream at, as a lone upsert answers it: a contact
+                // listed twice answers each item with the version its own write made.
                 results.append(
                     .object([
                         "index": .number(Double(index)), "contactId": .string(input.contactId),
                         "streamId": .string(CampaignEngine.streamId(tenant, input.contactId)),
                         "status": .number(decision.events.isEmpty ? 200 : 201),
+                        "version": .number(Double(entry.version + UInt64(entry.events.count))),
                     ]))
             } catch {
                 failed += 1
@@ -391,20 +394,8 @@ extension CampaignEngine {
             "results": .array(results), "failed": .number(Double(failed)),
             "succeeded": .number(Double(inputs.count - failed)),
         ]
-        // Each succeeded item's stream version: as it stands, or as this import leaves it.
-        let versions = pending.mapValues { $0.version + UInt64($0.events.count) }
-        let versioned = JSON.array(
-            results.map { result in
-                guard case var .object(members) = result, members["error"] == nil,
-                    let id = members["contactId"]?.stringValue,
-                    let version = versions[id]
-                else { return result }
-                members["version"] = .number(Double(version))
-                return .object(members)
-            })
         guard !streams.isEmpty else {
             var members = summary
-            members["results"] = versioned
             members["events"] = .array([])
             throw NoChange(status: failed > 0 ? 207 : 200, data: .object(members))
         }
@@ -414,7 +405,6 @@ extension CampaignEngine {
             afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
             respond: { receipt in
                 var members = summary
-                members["results"] = versioned
                 members["events"] = CampaignEngine.eventList(receipt)
                 return .object(members)
             })

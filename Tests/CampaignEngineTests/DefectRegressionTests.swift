@@ -84,6 +84,17 @@ import Testing
         let results = response.data?["results"]?.arrayValue ?? []
         #expect(results.first?["streamId"]?.stringValue == "acme:ctc_1" && results.first?["version"]?.integerValue == 1)
         #expect(results.last?["error"]?["requestId"]?.stringValue == "imp")
+        // A contact listed twice: each item answers the version its own write made, as a lone upsert
+        // would; an unchanged item the version it found.
+        let twice = await t.command(
+            "contact.import",
+            #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":31}},{"contactId":"ctc_1","#
+                + #""attributes":{"age":32}},{"contactId":"ctc_1","attributes":{"age":32}}]}"#)
+        #expect(
+            (twice.data?["results"]?.arrayValue ?? []).map {
+                [$0["status"]?.integerValue, $0["version"]?.integerValue]
+            }
+                == [[201, 2], [201, 3], [200, 3]])
     }
 
     // 5
