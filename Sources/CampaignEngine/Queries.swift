@@ -56,6 +56,17 @@ extension CampaignEngine {
 
     func answer(_ query: Query, principal: Principal) async throws -> JSON {
         let tenant = principal.tenant
+        // A window that ends before it starts matches nothing: say so rather than answer an empty page.
+        switch query {
+        case let .campaignList(_, from?, to?, _) where from > to, let .postList(_, from?, to?, _) where from > to,
+            let .auditHistory(_, _, from?, to?, _) where from > to:
+            throw CampaignError.validation([
+                FieldProblem(
+                    field: "from", pointer: "/params/from",
+                    message: "from (\(Timestamp.format(from))) is after to (\(Timestamp.format(to)))")
+            ])
+        default: break
+        }
         switch query {
         case let .campaignGet(campaignId):
             guard let state = try loadCampaign(tenant, campaignId).0, state.status != .deleted else {

@@ -74,6 +74,16 @@ import Testing
         let drafts = await t.query("post.list", #"{"status":"draft"}"#)
         #expect(drafts.data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue } == ["pst_4"])
         #expect(drafts.data?["counts"]?["scheduled"]?.integerValue == 3)
+        // A window that ends before it starts is refused by every list that takes one; one instant is a window.
+        for name in ["post.list", "campaign.list", "audit.history"] {
+            let reversed = await t.query(name, #"{"from":"2026-12-06T00:00:00Z","to":"2026-12-01T00:00:00Z"}"#)
+            #expect(
+                reversed.code == "VALIDATION_ERROR" && reversed["error"]?["pointer"] == .string("/params/from")
+                    && reversed["error"]?["message"]
+                        == .string("from (2026-12-06T00:00:00Z) is after to (2026-12-01T00:00:00Z)"),
+                "\(name)")
+            #expect(await t.query(name, #"{"from":"2026-12-05T09:00:00Z","to":"2026-12-05T09:00:00Z"}"#).status == 200)
+        }
     }
 
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
