@@ -133,12 +133,29 @@ final class Environment: @unchecked Sendable {
             var info = MDB_envinfo()
             try LMDB.checkOpening(mdb_env_info(created, &info), "mdb_env_info")
             mapSize = info.me_mapsize
+            try Environment.checkLength(created, lastPage: info.me_last_pgno, path: standardPath)
         } catch {
             if let created { mdb_env_close(created) }
             _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(standardPath) }
             throw error
         }
         env = created
+    }
+
+    /// Throws `corrupted` when `data.mdb` ends before the last page its meta page names (a file cut
+    /// short by an interrupted copy, say): LMDB maps the file, and reading a page past its end would
+    /// stop the process with SIGBUS instead of an error. The file only grows while open (the size is
+    /// read after the meta page), so another process's appends cannot make a whole file look short.
+    static func checkLength(_ env: OpaquePointer?, lastPage: Int, path: String) throws {
+        var stat = MDB_stat()
+        try LMDB.checkOpening(mdb_env_stat(env, &stat), "mdb_env_stat")
+        let needed = (lastPage + 1) * Int(stat.ms_psize)
+        let file = path + "/data.mdb"
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int else { return }
+        guard size >= needed else {
+            throw EventStoreError.corrupted(
+                message: "\(file) is \(size) bytes, but its last page ends at byte \(needed): the file was cut short")
+        }
     }
 
     /// Closes the environment: waits for open transactions, then releases LMDB's handle.

@@ -759,6 +759,32 @@ final class TransactionTally {
         #expect(try store.verifyChain().isIntact)
     }
 
+    /// A `data.mdb` cut short (an interrupted copy) is refused as damaged when opened, read-only too;
+    /// reading its missing pages through the map would have stopped the process with SIGBUS.
+    @Test func aFileCutShortIsRefusedAsDamagedNotReadIntoASignal() async throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore(path: dir.path)
+        let payload = "{\"blob\":\"" + String(repeating: "x", count: 2_000) + "\"}"
+        for batch in 0..<10 {
+            let events = (0..<25).map { event(payload: payload, request: "r\(batch)-\($0)") }
+            _ = try await store.append(appendRequest("big\(batch)", .noStream, events: events))
+        }
+        store.close()
+        let file = dir.path + "/data.mdb"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
+        #expect(truncate(file, off_t(size / 2)) == 0)
+        for readOnly in [false, true] {
+            var options = StoreOptions()
+            options.readOnly = readOnly
+            #expect {
+                _ = try EventStore(path: dir.path, options: options)
+            } throws: { error in
+                guard case let .corrupted(message)? = error as? EventStoreError else { return false }
+                return message.contains("is \(size / 2) bytes") && message.contains("the file was cut short")
+            }
+        }
+    }
+
     @Test func aMapLimitIsAClearStorageFullErrorAndTheStoreStaysUsable() async throws {
         let dir = TemporaryDirectory()
         let store = try EventStore(
