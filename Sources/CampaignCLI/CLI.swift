@@ -366,6 +366,24 @@ enum VerifyCommand {
         if (arguments.options["checkpoint"] == nil) != (checkpointKey == nil) {
             throw CLI.usage("--checkpoint FILE and --key VERIFIER_KEY go together")
         }
+        // A page damaged beyond what LMDB checks crashes whatever reads it: read in a child (GuardedRun).
+        if !GuardedRun.runsHere(console) {
+            switch try await GuardedRun.runChild() {
+            case let .exited(status):
+                return CLI.Exit(rawValue: status) ?? .failure
+            case let .signalled(signal):
+                guard let name = GuardedRun.crashes[signal] else { return .failure }
+                let problem =
+                    "reading the store stopped the check with \(name): a page of data.mdb is damaged beyond what "
+                    + "LMDB checks, so no position can be named; restore the directory from a backup"
+                if arguments.flags.contains("json") {
+                    console.out(JSON.object(["intact": .bool(false), "problem": .string(problem)]).text)
+                } else {
+                    console.err("campaign verify: \(problem)")
+                }
+                return .failure
+            }
+        }
         let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
         let total = try store.head().position

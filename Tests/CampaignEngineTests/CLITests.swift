@@ -264,6 +264,35 @@ func fixture(_ name: String) throws -> String {
         #expect(report["intact"] == .bool(false) && report["firstBadPosition"]?.integerValue == 2)
     }
 
+    /// Pages whose insides LMDB does not check (here every leaf's first node claims 4 GiB of data)
+    /// crash whatever reads them: verify reads in a child and says the file is damaged, exit 1.
+    @Test func verifyAnswersForAStoreWhosePagesCrashTheReader() async throws {
+        let directory = try await sessionStore()
+        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
+        var bytes = [UInt8](try Data(contentsOf: file))
+        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
+        let pageSize = 4_096
+        var leaves = 0
+        // Page header: pgno (8), pad (2), flags (2), lower (2), upper (2), then the node offsets.
+        // Pages 0 and 1 are the meta pages; P_LEAF is 0x02, P_LEAF2 (fixed-size duplicates) 0x20.
+        for page in 2..<(bytes.count / pageSize) {
+            let start = page * pageSize
+            let flags = u16(start + 10)
+            guard flags & 0x02 != 0, flags & 0x20 == 0, u16(start + 12) > 16 else { continue }
+            // The first node's data size (lo, hi) becomes 0xFFFF_FFFF.
+            let node = start + u16(start + 16)
+            for offset in 0..<4 { bytes[node + offset] = 0xFF }
+            leaves += 1
+        }
+        #expect(leaves > 0)
+        try Data(bytes).write(to: file)
+        let text = try await campaign(["verify", "--data", directory.path])
+        #expect(text.status == 1 && text.err.contains("damaged beyond what LMDB checks"), "\(text)")
+        let json = try await campaign(["verify", "--data", directory.path, "--json"])
+        #expect(json.status == 1)
+        #expect(try JSON.parse(json.out)["intact"] == .bool(false))
+    }
+
     @Test func projectionsRebuildAndVerifyAndAVerifyNamesATamperedRow() async throws {
         let directory = try await sessionStore()
         let status = try await campaign(["projections", "status", "--data", directory.path, "--json"])

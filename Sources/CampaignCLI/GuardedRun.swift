@@ -1,0 +1,53 @@
+import Foundation
+
+/// Runs a command that reads a store which may be damaged (`campaign verify`) in a child process.
+///
+/// LMDB checks page numbers but not the layout inside a page: a page whose header or node offsets
+/// were overwritten (a disk fault, or bytes changed by hand) makes a cursor read wild memory, and
+/// the process stops with SIGSEGV before any error can be returned. The auditor's tool must still
+/// answer, so the command runs again in a child sharing this process's standard input, output and
+/// error; when the child stops on such a signal, the parent says that the file is damaged beyond
+/// what LMDB checks and exits 1.
+enum GuardedRun {
+    /// Set in the child's environment: the child runs the command itself.
+    static let childVariable = "CAMPAIGN_GUARDED_CHILD"
+
+    /// How a child ended: its exit status, or the signal that stopped it.
+    enum Outcome: Equatable {
+        case exited(Int32)
+        case signalled(Int32)
+    }
+
+    /// Whether this process runs the command itself: it is the child already, or its console is
+    /// not the process's own (a caller of ``CLI/run(_:console:)`` capturing the output in process).
+    static func runsHere(_ console: any Console) -> Bool {
+        !(console is StandardConsole) || ProcessInfo.processInfo.environment[childVariable] != nil
+    }
+
+    /// Runs this executable again with the same arguments, and waits for it.
+    static func runChild() async throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = Array(CommandLine.arguments.dropFirst())
+        var environment = ProcessInfo.processInfo.environment
+        environment[childVariable] = "1"
+        // The parent reports a crash in one line; the runtime's backtrace would only bury it.
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = environment
+        return try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { process in
+                continuation.resume(
+                    returning: process.terminationReason == .uncaughtSignal
+                        ? .signalled(process.terminationStatus) : .exited(process.terminationStatus))
+            }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+    }
+
+    /// The signals that mean the reading itself crashed (rather than the child being interrupted
+    /// or killed from outside), with their names.
+    static let crashes: [Int32: String] = [
+        SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP", SIGABRT: "SIGABRT",
+        SIGFPE: "SIGFPE",
+    ]
+}
