@@ -368,21 +368,7 @@ enum VerifyCommand {
         }
         // A page damaged beyond what LMDB checks crashes whatever reads it: read in a child (GuardedRun).
         if !GuardedRun.runsHere(console) {
-            switch try await GuardedRun.runChild() {
-            case let .exited(status):
-                return CLI.Exit(rawValue: status) ?? .failure
-            case let .signalled(signal):
-                guard let name = GuardedRun.crashes[signal] else { return .failure }
-                let problem =
-                    "reading the store stopped the check with \(name): a page of data.mdb is damaged beyond what "
-                    + "LMDB checks, so no position can be named; restore the directory from a backup"
-                if arguments.flags.contains("json") {
-                    console.out(JSON.object(["intact": .bool(false), "problem": .string(problem)]).text)
-                } else {
-                    console.err("campaign verify: \(problem)")
-                }
-                return .failure
-            }
+            return try await GuardedRun.inChild("verify", json: arguments.flags.contains("json"), console: console)
         }
         let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
@@ -526,6 +512,9 @@ enum ProjectionsCommand {
             throw CLI.usage("no projection named \(name); projections are \(known.joined(separator: ", "))")
         }
         let json = arguments.flags.contains("json")
+        if action == "verify" && !GuardedRun.runsHere(console) {
+            return try await GuardedRun.inChild("projections verify", json: json, console: console)
+        }
         if action == "status" {
             // Read-only: status never writes, so it works on a store it may not write.
             let store = try CLI.openStore(arguments)

@@ -1,6 +1,8 @@
+import CampaignDomain
 import Foundation
 
-/// Runs a command that reads a store which may be damaged (`campaign verify`) in a child process.
+/// Runs the commands that check a store which may be damaged (`campaign verify`, `campaign projections
+/// verify`) in a child process.
 ///
 /// LMDB checks page numbers but not the layout inside a page: a page whose header or node offsets
 /// were overwritten (a disk fault, or bytes changed by hand) makes a cursor read wild memory, and
@@ -41,6 +43,27 @@ enum GuardedRun {
                         ? .signalled(process.terminationStatus) : .exited(process.terminationStatus))
             }
             do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+    }
+
+    /// Runs `command` (`verify`, `projections verify`) again in a child and answers as it did; when
+    /// the child crashed, says the store is damaged beyond what LMDB checks (a line on standard error,
+    /// or with `json` an object with `intact: false` on standard output) and fails.
+    static func inChild(_ command: String, json: Bool, console: any Console) async throws -> CLI.Exit {
+        switch try await runChild() {
+        case let .exited(status):
+            return CLI.Exit(rawValue: status) ?? .failure
+        case let .signalled(signal):
+            guard let name = crashes[signal] else { return .failure }
+            let problem =
+                "reading the store stopped the check with \(name): a page of data.mdb is damaged beyond what "
+                + "LMDB checks, so no position can be named; restore the directory from a backup"
+            if json {
+                console.out(JSON.object(["intact": .bool(false), "problem": .string(problem)]).text)
+            } else {
+                console.err("campaign \(command): \(problem)")
+            }
+            return .failure
         }
     }
 

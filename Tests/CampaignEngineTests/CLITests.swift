@@ -291,6 +291,8 @@ func fixture(_ name: String) throws -> String {
         let json = try await campaign(["verify", "--data", directory.path, "--json"])
         #expect(json.status == 1)
         #expect(try JSON.parse(json.out)["intact"] == .bool(false))
+        let projections = try await campaign(["projections", "verify", "--data", directory.path])
+        #expect(projections.status == 1 && projections.err.contains("campaign projections verify: reading the store"))
     }
 
     @Test func projectionsRebuildAndVerifyAndAVerifyNamesATamperedRow() async throws {
