@@ -19,7 +19,9 @@ enum ExportCommand {
         data (the payload) and the envelope and chain hashes as extensions (README, "Change feed").
         Filters are replay's. --follow keeps going with every event committed from then on, until
         interrupted. --consumer NAME resumes after NAME's checkpoint and stores the position written
-        (at least once: after a crash, events after the last stored position are written again).
+        (at least once: after a crash, events after the last stored position are written again); with
+        --to it is never stored past the first event after --to. A time --to reads the log to its head
+        (a later position can carry an earlier time); with --follow it ends a minute past that time.
 
         With --to, the relay publishes each event to the JetStream stream NAME (made when missing,
         subjects <prefix>.<tenant>.<type>) with the header Nats-Msg-Id = the CloudEvent id, so
@@ -108,8 +110,11 @@ enum ExportCommand {
             try console.out(encodedLines: lines)
             lines.removeAll(keepingCapacity: true)
         }
+        /// Whether the export ends before `event` (see ``ReplayCommand/Filter/isPastEnd(_:settle:)``).
+        func ends(before event: RecordedEvent) -> Bool {
+            filter.isPastEnd(event, settle: follow ? ReplayCommand.Filter.timeSettle : .infinity)
+        }
         func write(_ event: RecordedEvent) throws -> Bool {
-            if filter.isPastEnd(event) { return false }
             if filter.admits(event) {
                 CampaignEngine.appendCloudEvent(event, storeId: id, to: &lines)
                 lines.append(UInt8(ascii: "\n"))
@@ -125,7 +130,7 @@ enum ExportCommand {
         }
         do {
             guard consumer != nil || follow else {
-                try store.forEachEvent(from: start) { try write($0) }
+                try store.forEachEvent(from: start) { try !ends(before: $0) && write($0) }
                 try flush()
                 return .ok
             }
@@ -133,10 +138,16 @@ enum ExportCommand {
                 consumer: consumer ?? "export", from: consumer == nil ? .position(start) : .checkpoint)
             var last: UInt64 = 0
             var acked: UInt64 = 0
+            // The checkpoint never passes the first event after --to: it was not written (nor, with a
+            // time bound, any later one; an earlier-timed event after it is written now and again by
+            // the consumer's next export: at least once).
+            var ackLimit = UInt64.max
             var head = try store.head().position
             // Without --follow, a consumer already at the head has nothing to wait for.
             if !follow, subscription.firstPosition > head { return .ok }
             for try await event in subscription {
+                if ends(before: event) { break }
+                if ackLimit == .max, filter.isPastEnd(event, settle: 0) { ackLimit = event.position - 1 }
                 let more = try write(event)
                 last = event.position
                 // Caught up with the head as it is now (read again only once the old one is reached).
@@ -147,15 +158,16 @@ enum ExportCommand {
                 if caughtUp { try flush() }
                 // A consumer's checkpoint is stored every 1,000 events and when it has caught up: one
                 // writer transaction per batch, not per event.
-                if consumer != nil, last - acked >= 1_000 || caughtUp {
+                let ackable = min(last, ackLimit)
+                if consumer != nil, ackable > acked, ackable - acked >= 1_000 || caughtUp {
                     try flush()
-                    try await subscription.ack(last)
-                    acked = last
+                    try await subscription.ack(ackable)
+                    acked = ackable
                 }
                 if !more || (!follow && caughtUp) { break }
             }
             try flush()
-            if consumer != nil, last > acked { try await subscription.ack(last) }
+            if consumer != nil, min(last, ackLimit) > acked { try await subscription.ack(min(last, ackLimit)) }
             return .ok
         } catch {
             // What was read before a failure is still written, as it was a line at a time; no

@@ -98,11 +98,20 @@ enum ReplayCommand {
             return (filter, limit)
         }
 
-        /// Past this event nothing later can match (the log is in position and time order).
-        func isPastEnd(_ event: RecordedEvent) -> Bool {
+        /// How far past a time `--to` an event must be before a following export stops: event times are
+        /// when each command was decided, and commands decided at once commit in either order, so a
+        /// later position may carry a time a few milliseconds earlier (a clock stepped back, or another
+        /// process's clock, can make that more).
+        static let timeSettle: TimeInterval = 60
+
+        /// Past this event nothing later can match. A position bound ends at the first event past it
+        /// (positions only grow). A time bound never ends a read of the log up to its head (`settle`
+        /// infinite, replay and export without `--follow`): an event at a later position may still be
+        /// earlier than `--to` (``timeSettle``); a follow ends at the first event `settle` seconds past it.
+        func isPastEnd(_ event: RecordedEvent, settle: TimeInterval = .infinity) -> Bool {
             switch to {
             case let .position(p)?: return event.position > p
-            case let .time(t)?: return event.occurredAt > t
+            case let .time(t)?: return event.occurredAt.timeIntervalSince(t) > settle
             case nil: return false
             }
         }

@@ -169,6 +169,44 @@ import Testing
         }
     }
 
+    /// Commands decided at once commit in either order, so a later position can carry an earlier
+    /// time (seen: 113 of 20,000 creates from 64 clients, by up to 3 ms). A time `--to` must not end
+    /// a read at the first later event, and a consumer's checkpoint must not pass it.
+    @Test func aTimeBoundFindsEveryEventAtOrBeforeItWhateverItsPosition() async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        let base = Date(timeIntervalSince1970: 1_800_000_000)
+        // Positions 1–4 at 0, 5, 3 and 9 ms: position 3 is earlier than position 2.
+        for (n, millis) in [0, 5, 3, 9].enumerated() {
+            let event = NewEvent(
+                type: "campaign.updated", occurredAt: base + Double(millis) / 1_000, tenant: "acme", actor: "a",
+                requestId: "r\(n)", causationId: "r\(n)", payload: Array("{}".utf8))
+            _ = try await store.append(
+                AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_\(n)", expectedVersion: .any, events: [event])]
+                ))
+        }
+        store.close()
+        let to = Timestamp.format(base + 0.004)
+        let replay = try await campaign(["replay", "--data", directory.path, "--to", to, "--json"])
+        #expect(try replay.lines.map { try JSON.parse($0)["position"]?.integerValue } == [1, 3])
+        let export = try await campaign(["export", "--data", directory.path, "--to", to])
+        #expect(
+            try export.lines.map { try JSON.parse($0)["sequence"]?.stringValue }
+                == ["1", "3"].map {
+                    String(repeating: "0", count: 19) + $0
+                })
+        // The consumer's checkpoint stays before position 2, the first event after --to, so its next
+        // export writes 2, 3 (again: at least once) and 4; a position bound stops the same way.
+        let bounded = try await campaign(["export", "--data", directory.path, "--to", to, "--consumer", "c"])
+        #expect(bounded.lines.count == 2)
+        let rest = try await campaign(["export", "--data", directory.path, "--consumer", "c"])
+        #expect(try rest.lines.map { try JSON.parse($0)["sequence"]?.stringValue?.suffix(1) } == ["2", "3", "4"])
+        let first = try await campaign(["export", "--data", directory.path, "--to", "1", "--consumer", "p"])
+        #expect(first.lines.count == 1)
+        let after = try await campaign(["export", "--data", directory.path, "--consumer", "p"])
+        #expect(after.lines.count == 3)
+    }
+
     /// The export and the relay write CloudEvents member by member, and replay its JSON lines; the
     /// bytes must be the JSON trees', whatever the envelope's strings, the payload (not JSON, not
     /// canonical, deep) or the numbers hold.
