@@ -167,7 +167,8 @@ enum ExportCommand {
                 if !more || (!follow && caughtUp) { break }
             }
             try flush()
-            if consumer != nil, min(last, ackLimit) > acked { try await subscription.ack(min(last, ackLimit)) }
+            let ackable = min(last, ackLimit)
+            if consumer != nil, ackable > acked { try await subscription.ack(ackable) }
             return .ok
         } catch {
             // What was read before a failure is still written, as it was a line at a time; no

@@ -15,7 +15,7 @@ enum GuardedRun {
     static let childVariable = "CAMPAIGN_GUARDED_CHILD"
 
     /// How a child ended: its exit status, or the signal that stopped it.
-    enum Outcome: Equatable {
+    enum Outcome {
         case exited(Int32)
         case signalled(Int32)
     }

@@ -5,9 +5,9 @@ import Foundation
 ///
 /// Accepted: 3–120 visible characters after trimming (a character made only of default-ignorable
 /// scalars, such as a zero-width space, is not counted, so no name displays as blank), with no
-/// control character (Unicode `Cc`: NUL, BEL,
-/// ESC, DEL, C1 controls) and no bidirectional override or isolate (U+202A–U+202E,
-/// U+2066–U+2069), so a name can neither drive an auditor's terminal nor display reversed.
+/// control character (Unicode `Cc`: NUL, BEL, ESC, DEL, C1 controls) and no bidirectional override
+/// or isolate (U+202A–U+202E, U+2066–U+2069), so a name can neither drive an auditor's terminal nor
+/// display reversed.
 ///
 /// Compared: NFKC, then Unicode case folding (`ß` → `ss`), then NFKC again, with default-ignorable
 /// characters (zero-width spaces and joiners, soft hyphens, variation selectors, BOM) removed and

@@ -5,6 +5,8 @@ import Foundation
 import TestSupport
 import Testing
 
+@testable import CampaignCLI
+
 @Suite struct ChangeFeedTests {
     func create(_ t: TestEngine, _ n: Int) async {
         let response = await t.command(
@@ -205,6 +207,16 @@ import Testing
         #expect(first.lines.count == 1)
         let after = try await campaign(["export", "--data", directory.path, "--consumer", "p"])
         #expect(after.lines.count == 3)
+        // A following export with a time --to ends at the first event a minute (timeSettle) past it.
+        let reopened = try EventStore(path: directory.path)
+        let late = NewEvent(
+            type: "campaign.updated", occurredAt: base + 0.004 + ReplayCommand.Filter.timeSettle + 1, tenant: "acme",
+            actor: "a", requestId: "late", causationId: "late", payload: Array("{}".utf8))
+        _ = try await reopened.append(
+            AppendRequest(streams: [StreamAppend(streamId: "acme:cmp_9", expectedVersion: .any, events: [late])]))
+        reopened.close()
+        let followed = try await campaign(["export", "--data", directory.path, "--to", to, "--follow"])
+        #expect(followed.status == 0 && followed.lines.count == 2)
     }
 
     /// The export and the relay write CloudEvents member by member, and replay its JSON lines; the
