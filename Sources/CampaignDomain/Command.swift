@@ -16,15 +16,42 @@ public enum Channel: String, Sendable, CaseIterable {
 
 /// A message's content: an optional subject and a body.
 public struct Content: Sendable, Equatable {
-    /// The subject line (email).
+    /// The subject line (email): at most 998 characters, one line (no control character).
     public var subject: String?
-    /// The body, 1–100,000 characters, not blank; the engine stores it as given (it renders nothing).
+    /// The body, 1–100,000 characters, showing at least one (``TextRules/showsNothing(_:)``), with no
+    /// control character but tab and line breaks; the engine stores it as given (it renders nothing).
     public var body: String
 
     /// Content with a `body` and, for email, a `subject` (checked when a command carrying it is decided).
     public init(subject: String? = nil, body: String) {
         self.subject = subject
         self.body = body
+    }
+
+    /// What is wrong with the content, each problem pointing below `pointer` (`/content` on a
+    /// campaign, `/variants/N/content` on an experiment's variant) and naming a field below `field`.
+    public func problems(at pointer: String, field: String = "content") -> [FieldProblem] {
+        var problems = [FieldProblem]()
+        // Counting characters walks grapheme clusters; only a body of more than 100,000 bytes can
+        // have more than 100,000 of them.
+        if TextRules.showsNothing(body) || (body.utf8.count > 100_000 && body.count > 100_000) {
+            problems.append(
+                FieldProblem(
+                    field: field + ".body", pointer: pointer + "/body", message: "body must be 1–100000 characters"))
+        } else if let message = TextRules.controlCharacterMessage(body, field: "body", multiline: true) {
+            problems.append(FieldProblem(field: field + ".body", pointer: pointer + "/body", message: message))
+        }
+        if let subject {
+            let message =
+                subject.count > 998
+                ? "subject must be at most 998 characters"
+                : TextRules.controlCharacterMessage(subject, field: "subject", multiline: false)
+            if let message {
+                problems.append(
+                    FieldProblem(field: field + ".subject", pointer: pointer + "/subject", message: message))
+            }
+        }
+        return problems
     }
 
     /// The content as stored and answered: `{"body", "subject"?}`.

@@ -23,9 +23,9 @@ public enum Names {
         _ name: String, field: String = "name", pointer: String, length allowed: ClosedRange<Int> = 3...120
     ) -> FieldProblem? {
         if let bad = name.unicodeScalars.first(where: isForbidden) {
-            let code = "U+" + String(bad.value, radix: 16, uppercase: true).leftPadded(to: 4)
             return FieldProblem(
-                field: field, pointer: pointer, message: "\(field) must not contain control characters (found \(code))")
+                field: field, pointer: pointer,
+                message: "\(field) must not contain control characters (found \(TextRules.codePoint(bad)))")
         }
         let length = visibleLength(name.trimmed)
         if !allowed.contains(length) {
@@ -51,7 +51,7 @@ public enum Names {
 
     /// Whether a scalar may never appear in a name: a control character or a bidi override/isolate.
     static func isForbidden(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.generalCategory == .control
+        TextRules.isControl(scalar)
             || (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
     }
 

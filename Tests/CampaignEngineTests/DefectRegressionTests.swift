@@ -183,6 +183,136 @@ import Testing
         #expect(await t.command("campaign.create", #"{"name":"Café\u200B","channel":"sms"}"#).status == 201)
     }
 
+    /// The error's first detail: its pointer and message.
+    func firstProblem(_ response: JSON) -> (pointer: String?, message: String?) {
+        let detail = response["error"]?["details"]?.arrayValue?.first
+        return (detail?["pointer"]?.stringValue, detail?["message"]?.stringValue)
+    }
+
+    /// Free text holds no control character but tab and line breaks, and one-line text (a subject,
+    /// a tag, an enum value, an account id) none at all: a NUL, an escape sequence or a subject's
+    /// `\r\nBcc:` was stored as given. Content that shows nothing is refused, and an experiment
+    /// variant's content is checked as a campaign's is (it was not checked at all).
+    @Test func freeTextRefusesControlCharactersAndVariantContentIsChecked() async throws {
+        let t = try TestEngine()
+        let refused: [(String, String, String, String)] = [
+            (
+                "campaign.create",
+                #"{"name":"Spring","channel":"email","content":{"subject":"Hi\r\nBcc: all@example.com","body":"x"}}"#,
+                "/payload/content/subject", "subject must not contain control characters (found U+000D)"
+            ),
+            (
+                "campaign.create", #"{"name":"Spring","channel":"email","content":{"body":"Hi\u001b[2J"}}"#,
+                "/payload/content/body", "body must not contain control characters (found U+001B)"
+            ),
+            (
+                "campaign.create", #"{"name":"Spring","channel":"email","content":{"body":"\u200B\n"}}"#,
+                "/payload/content/body", "body must be 1–100000 characters"
+            ),
+            (
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"city":"Oslo\u0000"}}"#,
+                "/payload/attributes/city", "city must not contain control characters (found U+0000)"
+            ),
+            (
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","vip"]}}"#,
+                "/payload/attributes/tags", "tags must not hold an item twice"
+            ),
+            (
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","\u200B"]}}"#,
+                "/payload/attributes/tags", "tags must not hold an empty item"
+            ),
+            (
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip\n"]}}"#,
+                "/payload/attributes/tags", "tags must not contain control characters (found U+000A)"
+            ),
+            (
+                "field.define", #"{"name":"tier","type":"enum","values":["gold","sil\u0000ver"]}"#,
+                "/payload/values/1", "value must not contain control characters (found U+0000)"
+            ),
+        ]
+        for (command, payload, pointer, message) in refused {
+            let response = await t.command(command, payload)
+            #expect(response.code == "VALIDATION_ERROR", "\(payload)")
+            #expect(firstProblem(response) == (pointer, message), "\(payload)")
+        }
+        let multiline = await t.command(
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","content":{"body":"Hi,\r\n\tthere"}}"#)
+        #expect(multiline.status == 201)
+        #expect(
+            await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","VIP"]}}"#).status
+                == 201)
+        let long = String(repeating: "x", count: 100_001)
+        let variants = await t.command(
+            "experiment.create",
+            #"{"campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50,"content":{"body":"\#(long)"}},"#
+                + #"{"key":"b","weight":50,"content":{"body":"ok","subject":"a\nb"}}]}"#)
+        let pointers = variants["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue }
+        #expect(
+            variants.code == "VALIDATION_ERROR"
+                && pointers == ["/payload/variants/0/content/body", "/payload/variants/1/content/subject"])
+    }
+
+    /// A post's text may span lines but holds no other control character; a link or a media URL
+    /// names a host (an `https://` prefix alone passed) and never a user: `https://user:pass@…`
+    /// stored a password in the log.
+    @Test func postTextAndLinksAreChecked() async throws {
+        let t = try TestEngine()
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"@acme","credentialRef":"vault://social/x","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#)
+        func post(_ fields: String) async -> JSON {
+            await t.command("post.create", #"{"connectionIds":["con_x"],"text":"Hi",\#(fields)}"#)
+        }
+        let nul = await t.command("post.create", #"{"connectionIds":["con_x"],"text":"Hi\u0000"}"#)
+        #expect(firstProblem(nul) == ("/payload/text", "text must not contain control characters (found U+0000)"))
+        #expect(
+            await t.command("post.create", #"{"connectionIds":["con_x"],"text":"Hi\nthere\tyou"}"#).status == 201)
+        let message = "link must be an https URL of at most 2048 characters, naming a host and no user"
+        for bad in [
+            "https://user:secret@example.com/x", "https://@example.com/", "https://?q", "https:///path",
+            "https://a..b/", "https://-a.example/", "https://example.com:0/", "https://example.com:65536/",
+            "https://[zz]/", "https://[::1", "http://example.com/", "https://exa mple.com/",
+        ] {
+            #expect(firstProblem(await post(#""link":"\#(bad)""#)) == ("/payload/link", message), "\(bad)")
+        }
+        let media = await post(#""media":[{"kind":"image","url":"https://u@cdn.example/a.png"}]"#)
+        #expect(firstProblem(media).pointer == "/payload/media/0/url")
+        for good in [
+            "https://example.com", "HTTPS://Example.com./a?utm_source=x#top", "https://cdn.example:8443/v.mp4",
+            "https://[2001:db8::1]:443/x", "https://bücher.example/", "https://my_bucket.s3.example/k",
+            "https://example.com/a@b",
+        ] {
+            #expect(await post(#""link":"\#(good)""#).status == 201, "\(good)")
+        }
+    }
+
+    /// An account id is checked as a name is (no control character, not blank) and compared as
+    /// one: `@ACME ` is the account `@acme` already connected.
+    @Test func accountIdsAreCheckedAndComparedAsNamesAre() async throws {
+        let t = try TestEngine()
+        func connect(_ id: String, _ account: String) async -> JSON {
+            await t.command(
+                "social.connect",
+                #"{"connectionId":"\#(id)","platform":"x","accountId":"\#(account)","#
+                    + #""credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        }
+        #expect(await connect("con_1", "@acme").status == 201)
+        let again = await connect("con_2", "@ACME ")
+        #expect(
+            again.code == "DUPLICATE_RESOURCE"
+                && again["error"]?["message"] == .string("x account @ACME is already connected in this tenant"))
+        #expect(
+            firstProblem(await connect("con_3", "\\u200B"))
+                == ("/payload/accountId", "accountId must be 1–200 characters, not 0"))
+        #expect(
+            firstProblem(await connect("con_4", "a\\u001b[2J"))
+                == ("/payload/accountId", "accountId must not contain control characters (found U+001B)"))
+        #expect(await t.command("social.disconnect", #"{"connectionId":"con_1"}"#).status == 201)
+        #expect(await connect("con_5", "@Acme").status == 201)
+    }
+
     // 11
     @Test(arguments: [
         ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:social/x-AbCdEf", true),

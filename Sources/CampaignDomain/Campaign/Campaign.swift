@@ -372,22 +372,7 @@ public enum Campaign: Aggregate {
                     field: "channel", pointer: "/channel",
                     message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
-        if let content {
-            // Counting characters walks grapheme clusters; only a body of more than 100,000 bytes can
-            // have more than 100,000 of them.
-            if content.body.isBlank || (content.body.utf8.count > 100_000 && content.body.count > 100_000) {
-                problems.append(
-                    FieldProblem(
-                        field: "content.body", pointer: "/content/body",
-                        message: "body must be 1–100000 characters"))
-            }
-            if let subject = content.subject, subject.count > 998 {
-                problems.append(
-                    FieldProblem(
-                        field: "content.subject", pointer: "/content/subject",
-                        message: "subject must be at most 998 characters"))
-            }
-        }
+        if let content { problems += content.problems(at: "/content") }
         return problems
     }
 
@@ -408,7 +393,4 @@ extension String {
         if first == scalars.startIndex && last == scalars.index(before: scalars.endIndex) { return self }
         return String(scalars[first...last])
     }
-
-    /// Whether the string is empty or only white space.
-    var isBlank: Bool { unicodeScalars.allSatisfy(\.properties.isWhitespace) }
 }

@@ -40,12 +40,16 @@ public enum TenantSchema: Aggregate {
         if type == "enum" {
             if let list = values {
                 if list.isEmpty || list.count > 100 || Set(list).count != list.count
-                    || list.contains(where: { $0.isEmpty || $0.count > 100 })
+                    || list.contains(where: { TextRules.showsNothing($0) || $0.count > 100 })
                 {
                     problems.append(
                         FieldProblem(
                             field: "values", pointer: "/values",
                             message: "an enum needs 1–100 distinct, non-empty values"))
+                } else if let (index, message) = list.enumerated().lazy.compactMap({ index, value in
+                    TextRules.controlCharacterMessage(value, field: "value", multiline: false).map { (index, $0) }
+                }).first {
+                    problems.append(FieldProblem(field: "values", pointer: "/values/\(index)", message: message))
                 }
             } else {
                 // The pointer names a value that exists: the payload, which lacks `values`.

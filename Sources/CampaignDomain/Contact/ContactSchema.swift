@@ -81,7 +81,8 @@ public struct ContactSchema: Sendable, Equatable {
         case (_, .null): return nil
         case let (.string, .string(text)):
             guard text.count <= 1_000 else { return "\(field) is longer than 1000 characters" }
-            return field == "email" ? Self.emailProblem(text) : nil
+            if field == "email" { return Self.emailProblem(text) }
+            return TextRules.controlCharacterMessage(text, field: field, multiline: true)
         case let (.number, .number(number)):
             guard abs(number) <= 1e15 else { return "\(field) is out of range" }
             guard field != "age" || ((0...150).contains(number) && number.rounded() == number) else {
@@ -95,10 +96,27 @@ public struct ContactSchema: Sendable, Equatable {
             return values.contains(text) ? nil : "\(field) must be one of \(values.joined(separator: ", "))"
         case let (.list, .array(items)):
             guard items.count <= 100 else { return "\(field) holds more than 100 items" }
-            return items.allSatisfy({ ($0.stringValue?.count ?? 1_000) < 1_000 })
-                ? nil : "\(field) must be a list of strings"
+            return Self.listProblem(items, field: field)
         default: return "\(field) must be a \(type.name) value, not \(value.typeName)"
         }
+    }
+
+    /// Why `items` is not a list (tags) value, or nil: strings of 1–1,000 characters, each showing
+    /// at least one and on one line (no control character), none twice. A tag that differs only in
+    /// case is another tag, as rules compare them exactly.
+    static func listProblem(_ items: [JSON], field: String) -> String? {
+        var seen = Set<String>()
+        for item in items {
+            guard let text = item.stringValue, text.count <= 1_000 else {
+                return "\(field) must be a list of strings of at most 1000 characters"
+            }
+            if TextRules.showsNothing(text) { return "\(field) must not hold an empty item" }
+            if let message = TextRules.controlCharacterMessage(text, field: field, multiline: false) {
+                return message
+            }
+            guard seen.insert(text).inserted else { return "\(field) must not hold an item twice" }
+        }
+        return nil
     }
 
     /// Why `text` is no email address, or nil: an address is `local@domain`, at most 254 bytes, with a

@@ -164,6 +164,9 @@ public enum Experiment: Aggregate {
                         field: "variants.weight", pointer: "/variants/\(index)/weight",
                         message: "weight must be a whole number from 1 to 99"))
             }
+            if let content = variant.content {
+                problems += content.problems(at: "/variants/\(index)/content", field: "variants.content")
+            }
         }
         // The sum says something only when every weight is in range.
         if variants.allSatisfy({ (1...99).contains($0.weight) }),

@@ -82,7 +82,7 @@ public struct PostState: Sendable, Equatable {
     public var text: String
     /// The media, checked against each target platform's count and kinds.
     public var media: [Media]
-    /// A link published with the text, if any: an `https` URL of at most 2,048 characters.
+    /// A link published with the text, if any: an `https` URL of at most 2,048 characters naming a host and no user.
     public var link: String?
     /// The campaign it belongs to.
     public var campaignId: String?
@@ -225,9 +225,11 @@ public enum Post: Aggregate {
                     message: "connectionIds must hold 1–10 distinct connections"))
         }
         // Text of white space and invisible characters (zero-width spaces, say) displays as nothing.
-        if Names.visibleLength(text.trimmed) == 0 && media.isEmpty {
+        if TextRules.showsNothing(text) && media.isEmpty {
             problems.append(
                 FieldProblem(field: "text", pointer: "/text", message: "a post needs text or media"))
+        } else if let message = TextRules.controlCharacterMessage(text, field: "text", multiline: true) {
+            problems.append(FieldProblem(field: "text", pointer: "/text", message: message))
         }
         for (index, item) in media.enumerated() {
             if !["image", "video", "gif"].contains(item.kind) {
@@ -240,14 +242,14 @@ public enum Post: Aggregate {
                 problems.append(
                     FieldProblem(
                         field: "media.url", pointer: "/media/\(index)/url",
-                        message: "url must be an https URL of at most 2048 characters"))
+                        message: "url must be an https URL of at most 2048 characters, naming a host and no user"))
             }
         }
         if let link, !isHTTPSURL(link) {
             problems.append(
                 FieldProblem(
                     field: "link", pointer: "/link",
-                    message: "link must be an https URL of at most 2048 characters"))
+                    message: "link must be an https URL of at most 2048 characters, naming a host and no user"))
         }
         return problems
     }
@@ -262,9 +264,52 @@ public enum Post: Aggregate {
         }
     }
 
+    /// Whether `text` is an `https` URL a platform can fetch: at most 2,048 characters, no white
+    /// space or control character, and an authority that names a host (a domain name, IPv4 or
+    /// bracketed IPv6 address, with an optional port of 1–65535) and no user: `https://user:pass@…`
+    /// would store a password in the log, which never holds a secret.
     static func isHTTPSURL(_ text: String) -> Bool {
-        text.hasPrefix("https://") && text.count > 8 && text.count <= 2048
-            && !text.unicodeScalars.contains { $0.value <= 32 || $0.value == 127 }
+        guard text.utf8.count > 8, text.count <= 2048,
+            text.prefix(8).lowercased() == "https://",
+            !text.unicodeScalars.contains(where: { $0.value <= 32 || (0x7F...0x9F).contains($0.value) })
+        else { return false }
+        let rest = text.dropFirst(8)
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        guard !authority.contains("@") else { return false }
+        var host = Substring(authority)
+        if host.hasPrefix("[") {
+            // An IPv6 literal: hexadecimal digits and colons (and dots, for an embedded IPv4) in brackets.
+            guard let close = host.firstIndex(of: "]") else { return false }
+            let inside = host[host.index(after: host.startIndex)..<close]
+            guard inside.contains(":"), inside.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else {
+                return false
+            }
+            host = host[host.index(after: close)...]
+            guard host.isEmpty || host.hasPrefix(":") else { return false }
+            return host.isEmpty || isPort(host.dropFirst())
+        }
+        if let colon = host.lastIndex(of: ":") {
+            guard isPort(host[host.index(after: colon)...]) else { return false }
+            host = host[..<colon]
+        }
+        // Labels of letters (any script, for an internationalised name), digits, hyphens and the
+        // underscores some hosts' names hold.
+        let labels = host.split(separator: ".", omittingEmptySubsequences: false)
+        return !host.isEmpty && host.utf8.count <= 253
+            && labels.enumerated().allSatisfy { index, label in
+                // A fully qualified name may end in a dot: the last label alone may be empty.
+                (label.isEmpty && index == labels.count - 1 && labels.count > 1)
+                    || (!label.isEmpty && label.first != "-" && label.last != "-"
+                        && label.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+            }
+    }
+
+    /// Whether `text` is a port number, 1–65535, in decimal digits.
+    private static func isPort(_ text: Substring) -> Bool {
+        guard (1...5).contains(text.count), text.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(text) else {
+            return false
+        }
+        return (1...65_535).contains(port)
     }
 
     // MARK: Publishing policy

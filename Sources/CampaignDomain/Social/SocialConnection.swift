@@ -176,9 +176,11 @@ public enum SocialConnection: Aggregate {
     /// The `social.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = SocialEvent
 
-    /// The unique key of an account in a tenant.
+    /// The unique key of an account in a tenant. Account ids are compared as names are
+    /// (``Names/comparable(_:)``): every listed platform's handles ignore case, so `@Acme` and
+    /// `@acme` are one account, as are an id with and without a trailing space.
     public static func accountKey(tenant: String, platform: String, accountId: String) -> String {
-        "social-account/\(tenant)/\(platform)/\(SHA256.hash(Array(accountId.utf8)).hexString)"
+        "social-account/\(tenant)/\(platform)/\(SHA256.hash(Array(accountId.normalizedName.utf8)).hexString)"
     }
 
     /// Decides `social.connect`, `social.refresh` and `social.disconnect`.
@@ -199,11 +201,8 @@ public enum SocialConnection: Aggregate {
                         field: "platform", pointer: "/platform",
                         message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))"))
             }
-            if !(1...200).contains(accountId.count) {
-                problems.append(
-                    FieldProblem(
-                        field: "accountId", pointer: "/accountId",
-                        message: "accountId must be 1–200 characters"))
+            if let problem = Names.problem(accountId, field: "accountId", pointer: "/accountId", length: 1...200) {
+                problems.append(problem)
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }
@@ -219,7 +218,7 @@ public enum SocialConnection: Aggregate {
                         key: accountKey(tenant: context.tenant, platform: platform, accountId: accountId),
                         owner: connectionId,
                         pointer: "/accountId",
-                        message: "\(platform) account \(accountId) is already connected in this tenant")
+                        message: "\(platform) account \(accountId.trimmed) is already connected in this tenant")
                 ])
 
         case let .refresh(connectionId, credentialRef, expiresAt):
