@@ -444,7 +444,7 @@ public final class EventStore: @unchecked Sendable {
         let load = committer.load
         return StoreStatistics(
             groupCommitTransactions: counters.transactions, groupCommitRequests: counters.requests,
-            queuedRequests: load.queued, inFlightRequests: load.inFlight)
+            queuedRequests: load.queued, inFlightRequests: load.inFlight, writerWatchesRunOut: counters.watchesRunOut)
     }
 
     /// Map size, bytes in use and page size of the environment.
@@ -657,6 +657,10 @@ public struct StoreStatistics: Sendable, Equatable {
     public var queuedRequests: Int
     /// Requests in the transaction being committed now.
     public var inFlightRequests: Int
+    /// Times the writer watched for a next request (``StoreOptions/writerWatch``) until the watch's
+    /// end and then slept: a request submitted during a watch ends it, so with a long watch this
+    /// stays at zero however slowly requests come.
+    public var writerWatchesRunOut: UInt64
 }
 
 /// Space facts of a store.

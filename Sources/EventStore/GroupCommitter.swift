@@ -32,6 +32,8 @@ final class GroupCommitter: @unchecked Sendable {
     private var inFlight = 0
     private var transactions: UInt64 = 0
     private var requests: UInt64 = 0
+    /// Watches that ran to their end with nothing submitted (the writer then sleeps).
+    private var watchesRunOut: UInt64 = 0
     private let maximumBatchSize: Int
     /// How long the writer watches for a request after a small transaction (see ``watchForWork()``):
     /// zero when the writer may run on one core only.
@@ -136,8 +138,8 @@ final class GroupCommitter: @unchecked Sendable {
     }
 
     /// Write transactions committed (or attempted) by the writer, and requests answered.
-    var counters: (transactions: UInt64, requests: UInt64) {
-        condition.withLock { (transactions, requests) }
+    var counters: (transactions: UInt64, requests: UInt64, watchesRunOut: UInt64) {
+        condition.withLock { (transactions, requests, watchesRunOut) }
     }
 
     /// Whether the caller is the writer thread (a job must not wait for another job).
@@ -190,7 +192,10 @@ final class GroupCommitter: @unchecked Sendable {
         let deadline = ContinuousClock.now.advanced(by: watch)
         while submissions.load(ordering: .acquiring) == seen {
             for _ in 0..<64 where submissions.load(ordering: .relaxed) != seen { return }
-            if ContinuousClock.now >= deadline { return }
+            if ContinuousClock.now >= deadline {
+                condition.withLock { watchesRunOut += 1 }
+                return
+            }
         }
     }
 
