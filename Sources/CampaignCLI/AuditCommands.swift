@@ -31,10 +31,11 @@ enum KeygenCommand {
             throw CampaignError(.duplicateResource, "\(file) exists; keygen never overwrites a key")
         }
         // The secret is written by a file created with owner-only permissions from the start.
-        let directory = (path as NSString).deletingLastPathComponent
+        // The folder is found by hand: Foundation's path and URL methods trap on a one-character
+        // name such as `k`.
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory),
-            isDirectory.boolValue
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
         else { throw CLI.usage("--out \(path): there is no directory \(directory)") }
         guard
             FileManager.default.createFile(

@@ -264,6 +264,10 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(missing.status == 64 && missing.err.contains("there is no directory \(keys.path)/none"))
         let signer = keys.path + "/ops.key"
         try #require(try await campaign(["keygen", "--name", "ops", "--out", signer]).status == 0)
+        // A one-character name in the working directory (Foundation's path methods trap on it).
+        let short = try await campaign(["keygen", "--name", "ops", "--out", "k"], in: keys.path)
+        #expect(short.status == 0, "\(short.err)")
+        #expect(FileManager.default.fileExists(atPath: keys.path + "/k.pub"))
         for origin in ["", "example.com/log\n1"] {
             let run = try await campaign(["checkpoint", "--data", directory.path, "--key", signer, "--origin", origin])
             #expect(run.status == 64 && run.err.contains("--origin: a checkpoint's origin is one line"))

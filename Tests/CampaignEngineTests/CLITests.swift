@@ -17,17 +17,19 @@ struct Run {
     }
 }
 
-/// Runs `campaign` with `arguments`, feeding `input` on stdin.
-func campaign(_ arguments: [String], input: String = "") async throws -> Run {
-    try await campaign(arguments, bytes: Array(input.utf8))
+/// Runs `campaign` with `arguments`, feeding `input` on stdin, in `directory` (else this process's).
+func campaign(_ arguments: [String], input: String = "", in directory: String? = nil) async throws -> Run {
+    try await campaign(arguments, bytes: Array(input.utf8), in: directory)
 }
 
-/// Runs `campaign` with `arguments`, feeding raw bytes (which need not be UTF-8) on stdin.
-func campaign(_ arguments: [String], bytes input: [UInt8]) async throws -> Run {
+/// Runs `campaign` with `arguments`, feeding raw bytes (which need not be UTF-8) on stdin, in
+/// `directory` (else this process's).
+func campaign(_ arguments: [String], bytes input: [UInt8], in directory: String? = nil) async throws -> Run {
     try await blocking {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("campaign")
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory, isDirectory: true) }
         let stdin = Pipe()
         let stdout = Pipe()
         let stderr = Pipe()
