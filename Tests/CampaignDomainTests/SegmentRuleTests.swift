@@ -278,6 +278,44 @@ let operatorCases: [OperatorCase] = [
         }
     }
 
+    /// A new rule may not look for an empty string (`contains ""` matches no value, as Foundation's
+    /// `contains` answers, and `not_contains ""` every one) or hold a control character no contact
+    /// value can; a rule stored by an earlier version still parses and matches as it did, so
+    /// rebuilt memberships do not change.
+    @Test func newRulesRefuseAnEmptyNeedleAndControlCharactersWhileStoredOnesStillMatch() throws {
+        let refused: [(String, String)] = [
+            (#"{"all":[{"field":"email","operator":"contains","value":""}]}"#, "contains needs a non-empty string"),
+            (#"{"all":[{"field":"city","operator":"ends_with","value":""}]}"#, "ends_with needs a non-empty string"),
+            (
+                #"{"all":[{"field":"country","operator":"in","value":["NO","S\u001bE"]}]}"#,
+                "value must not contain control characters (found U+001B)"
+            ),
+            (
+                #"{"any":[{"field":"tags","operator":"includes","value":"vip\n"}]}"#,
+                "value must not contain control characters (found U+000A)"
+            ),
+        ]
+        for (text, message) in refused {
+            let json = try JSON.parse(text)
+            #expect {
+                _ = try SegmentRule.parse(json, schema: schema, at: "/rules", new: true)
+            } throws: { error in
+                let error = error as! CampaignError
+                return error.code == .invalidSegmentRule && error.message == message
+                    && error.pointer?.hasSuffix("/0/value") == true
+            }
+            #expect(throws: Never.self, "\(text)") { _ = try SegmentRule.parse(json, schema: schema, at: "/rules") }
+        }
+        let stored = try rule("email", "not_contains", .string(""))
+        #expect(stored.matches(["email": .string("a@b.co")], schema: schema, now: now))
+        #expect(SegmentMatcher(stored, schema: schema).matches(["email": .string("a@b.co")], now: now))
+        #expect(
+            try SegmentRule.parse(
+                try JSON.parse(#"{"all":[{"field":"city","operator":"contains","value":"Os"}]}"#), schema: schema,
+                at: "/rules", new: true
+            ).matches(["city": .string("Oslo")], schema: schema, now: now))
+    }
+
     @Test func threeLevelsAndAHundredConditionsAreAllowed() throws {
         let atDepth = #"{"all":[{"any":[{"all":[{"field":"age","operator":"exists"}]}]}]}"#
         #expect(try SegmentRule.parse(try JSON.parse(atDepth), schema: schema, at: "").conditionCount == 1)

@@ -77,7 +77,7 @@ public enum Segment: Aggregate {
                     pointer: "/segmentId")
             }
             try validateName(name)
-            let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/rules")
+            let parsed = try SegmentRule.parse(rules, schema: context.schema, at: "/rules", new: true)
             return Decision(
                 events: [
                     SegmentEvent.created(segmentId: segmentId, name: name.trimmed, rules: parsed.json).domainEvent
@@ -106,7 +106,7 @@ public enum Segment: Aggregate {
                 }
             }
             let parsed = try rules.map { rules throws(CampaignError) in
-                try SegmentRule.parse(rules, schema: context.schema, at: "/rules").json
+                try SegmentRule.parse(rules, schema: context.schema, at: "/rules", new: true).json
             }
             decision.events = [
                 SegmentEvent.updated(segmentId: segmentId, name: name?.trimmed, rules: parsed).domainEvent

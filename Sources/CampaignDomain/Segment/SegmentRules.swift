@@ -19,13 +19,16 @@ public indirect enum SegmentRule: Sendable, Equatable {
     // MARK: Parsing and validation
 
     /// Parses and validates a rule tree.
+    /// - Parameter new: a rule a command brings, rather than one read from the log: it may not hold
+    ///   what rules stored by earlier versions may (``newValueProblem(type:operator:value:)``), and
+    ///   which those still match as they did.
     /// - Throws: `INVALID_SEGMENT_RULE` (shape, value, depth, size), `UNKNOWN_FIELD`, `INVALID_OPERATOR`;
     ///   each with the pointer of the offending node.
     public static func parse(
-        _ json: JSON, schema: ContactSchema, at pointer: String
+        _ json: JSON, schema: ContactSchema, at pointer: String, new: Bool = false
     ) throws(CampaignError) -> SegmentRule {
         var conditions = 0
-        let rule = try parseGroup(json, schema: schema, at: pointer, depth: 1, conditions: &conditions)
+        let rule = try parseGroup(json, schema: schema, at: pointer, depth: 1, new: new, conditions: &conditions)
         return rule
     }
 
@@ -34,7 +37,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
     }
 
     private static func parseGroup(
-        _ json: JSON, schema: ContactSchema, at pointer: String, depth: Int, conditions: inout Int
+        _ json: JSON, schema: ContactSchema, at pointer: String, depth: Int, new: Bool, conditions: inout Int
     ) throws(CampaignError) -> SegmentRule {
         guard case let .object(members) = json, members.count == 1, let (kind, body) = members.first,
             kind == "all" || kind == "any"
@@ -52,20 +55,21 @@ public indirect enum SegmentRule: Sendable, Equatable {
             let childPointer = JSONPointer.appending(groupPointer, index)
             if case let .object(childMembers) = child, childMembers["field"] == nil, childMembers["operator"] == nil {
                 parsed.append(
-                    try parseGroup(child, schema: schema, at: childPointer, depth: depth + 1, conditions: &conditions))
+                    try parseGroup(
+                        child, schema: schema, at: childPointer, depth: depth + 1, new: new, conditions: &conditions))
             } else {
                 conditions += 1
                 guard conditions <= maximumConditions else {
                     throw invalid("a segment may hold at most \(maximumConditions) conditions", childPointer)
                 }
-                parsed.append(try parseCondition(child, schema: schema, at: childPointer))
+                parsed.append(try parseCondition(child, schema: schema, at: childPointer, new: new))
             }
         }
         return kind == "all" ? .all(parsed) : .any(parsed)
     }
 
     private static func parseCondition(
-        _ json: JSON, schema: ContactSchema, at pointer: String
+        _ json: JSON, schema: ContactSchema, at pointer: String, new: Bool
     ) throws(CampaignError) -> SegmentRule {
         guard case let .object(members) = json else { throw invalid("a condition must be an object", pointer) }
         if let extra = members.keys.filter({ !["field", "operator", "value"].contains($0) }).sorted().first {
@@ -100,7 +104,9 @@ public indirect enum SegmentRule: Sendable, Equatable {
         }
         let value = members["value"]
         let valuePointer = memberPointer("value")
-        if let message = valueProblem(type: type, operator: op, value: value) {
+        if let message = valueProblem(type: type, operator: op, value: value)
+            ?? (new ? newValueProblem(type: type, operator: op, value: value) : nil)
+        {
             throw invalid(message, valuePointer)
         }
         return .condition(field: field, operator: op, value: value)
@@ -152,6 +158,27 @@ public indirect enum SegmentRule: Sendable, Equatable {
                     return "\(op) needs one of \(values.joined(separator: ", "))"
                 }
                 return "\(op) needs a \(type.name) value"
+            }
+        }
+        return nil
+    }
+
+    /// What a new rule's value may not hold though a stored one may (earlier versions took it): an
+    /// empty string to look for (`contains ""` matches every value) and, in text, a control
+    /// character no contact's value can hold (``TextRules``).
+    static func newValueProblem(type: FieldType, operator op: String, value: JSON?) -> String? {
+        if ["contains", "not_contains", "starts_with", "ends_with"].contains(op), value?.stringValue == "" {
+            return "\(op) needs a non-empty string"
+        }
+        let multiline: Bool
+        switch type {
+        case .string: multiline = true
+        case .list: multiline = false
+        default: return nil
+        }
+        for text in (value?.arrayValue ?? value.map { [$0] } ?? []).compactMap(\.stringValue) {
+            if let message = TextRules.controlCharacterMessage(text, field: "value", multiline: multiline) {
+                return message
             }
         }
         return nil
