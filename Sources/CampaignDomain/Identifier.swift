@@ -28,7 +28,7 @@ public enum Identifier {
 /// ISO 8601 timestamps without Foundation's formatters (which are slow to create and not Sendable).
 public enum Timestamp {
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, or a bare date `YYYY-MM-DD` (midnight UTC)
-    /// when `allowDateOnly`. Years 1970–9999.
+    /// when `allowDateOnly`. Years 1970–9999; a fraction of 1–9 digits, cut to the millisecond.
     public static func parse(_ text: String, allowDateOnly: Bool = false) -> Date? {
         let b = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
@@ -52,14 +52,14 @@ public enum Timestamp {
             hour < 24, minute < 60, second < 60
         else { return nil }
         var index = 19
-        var fraction = 0.0
+        // Milliseconds, the precision every time is stored and answered in: digits past the third
+        // are cut, as ``format(_:)`` cuts, so a time is compared (with now, say) as it is kept.
+        var millis = 0
         if b[index] == UInt8(ascii: ".") {
             index += 1
-            var scale = 0.1
             let start = index
             while index < b.count, (48...57).contains(b[index]) {
-                fraction += Double(b[index] - 48) * scale
-                scale /= 10
+                if index - start < 3 { millis += Int(b[index] - 48) * [100, 10, 1][index - start] }
                 index += 1
             }
             guard index > start, index - start <= 9 else { return nil }
@@ -78,8 +78,8 @@ public enum Timestamp {
             return nil
         }
         guard index == b.count else { return nil }
-        let seconds = Double(days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds) + fraction
-        return Date(timeIntervalSince1970: seconds)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+        return Date(timeIntervalSince1970: Double(seconds * 1_000 + millis) / 1_000)
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` in UTC; milliseconds only when not zero. Written digit by

@@ -487,6 +487,10 @@ import Testing
         #expect(Timestamp.parse("2026-12-01T00:00:00Z") == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01T01:30:00+01:30") == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01T00:00:00.250Z") == Date(timeIntervalSince1970: 1_796_083_200.25))
+        // Cut to the millisecond, as times are kept: what is compared is what is stored.
+        #expect(Timestamp.parse("2026-12-01T00:00:00.0001Z") == Date(timeIntervalSince1970: 1_796_083_200))
+        #expect(Timestamp.parse("2026-12-01T00:00:00.123999999Z") == Timestamp.parse("2026-12-01T00:00:00.123Z"))
+        #expect(Timestamp.format(Timestamp.parse("2026-12-01T00:00:00.9999Z")!) == "2026-12-01T00:00:00.999Z")
         #expect(Timestamp.parse("2026-12-01", allowDateOnly: true) == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01") == nil)
         for bad in [

@@ -183,6 +183,21 @@ import Testing
         #expect(await t.command("campaign.create", #"{"name":"Café\u200B","channel":"sms"}"#).status == 201)
     }
 
+    /// A time is compared as it is kept, to the millisecond: `sendAt` a tenth of a millisecond
+    /// after now was accepted as after now, then stored and answered as now itself.
+    @Test func aTimeWithinAMillisecondOfNowIsNotAfterIt() async throws {
+        let t = try TestEngine()
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+        let now = Timestamp.format(t.clock.now())
+        let sendAt = now.dropLast() + (now.contains(".") ? "0009Z" : ".0009Z")
+        let almost = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"\#(sendAt)"}"#)
+        #expect(almost.code == "INVALID_SCHEDULE", "\(now)")
+    }
+
     /// The error's first detail: its pointer and message.
     func firstProblem(_ response: JSON) -> (pointer: String?, message: String?) {
         let detail = response["error"]?["details"]?.arrayValue?.first
