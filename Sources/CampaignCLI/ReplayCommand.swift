@@ -51,13 +51,33 @@ enum ReplayCommand {
         }
 
         /// The stream `--stream` names: a stream id (`acme:cmp_1`), or a resource id with `--tenant`.
+        /// One no tenant's log can hold (`acme:`, `Acme:cmp_1`, `acme:bad id`) would match nothing,
+        /// so it is a usage error.
         static func streamId(_ options: [String: String]) throws(Arguments.UsageError) -> String? {
             let tenant = try tenant(options)
-            guard let given = options["stream"], !given.contains(":") else { return options["stream"] }
-            guard let tenant else {
-                throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
+            guard let given = options["stream"] else { return nil }
+            guard let colon = given.firstIndex(of: ":") else {
+                guard let tenant else {
+                    throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
+                }
+                try check(given, in: tenant + ":" + given)
+                return tenant + ":" + given
             }
-            return tenant + ":" + given
+            let streamTenant = String(given[..<colon])
+            guard Principal.isValidTenant(streamTenant) else {
+                throw CLI.usage("--stream \(given): \"\(streamTenant)\" is no tenant: \(Principal.tenantRule)")
+            }
+            try check(String(given[given.index(after: colon)...]), in: given)
+            return given
+        }
+
+        /// Refuses a `--stream` whose id part names no stream (``CampaignEngine/isStreamName(_:)``).
+        private static func check(_ id: String, in given: String) throws(Arguments.UsageError) {
+            guard CampaignEngine.isStreamName(id) else {
+                throw CLI.usage(
+                    "--stream \(given): \"\(id)\" names no stream: a resource id (cmp_, seg_, ctc_, con_, pst_ or exp_ "
+                        + "followed by 1–64 letters, digits, _ or -), schema or segment-memberships")
+            }
         }
 
         /// The `--tenant` given, if any: one no principal can have matches nothing, so it is a usage error.
@@ -71,6 +91,9 @@ enum ReplayCommand {
 
         /// The filter and the `--limit` (unlimited when absent) of replay's options, which export shares.
         static func parse(_ options: [String: String]) throws(Arguments.UsageError) -> (Filter, Int) {
+            if let actor = options["actor"], !Principal.isValidSubject(actor) {
+                throw CLI.usage("--actor \"\(actor)\" is no subject: 1–128 printable ASCII characters without spaces")
+            }
             var filter = Filter(
                 tenant: try tenant(options), stream: try streamId(options), actor: options["actor"],
                 type: options["type"])

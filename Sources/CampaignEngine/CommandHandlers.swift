@@ -9,6 +9,14 @@ extension CampaignEngine {
     /// without revealing that it exists elsewhere.
     static func streamId(_ tenant: String, _ id: String) -> String { tenant + ":" + id }
 
+    /// Whether `id` can name one of a tenant's streams (the part of a stream id after `tenant:`): a
+    /// resource id (`cmp_…`, `seg_…`, `ctc_…`, `con_…`, `pst_…`, `exp_…`) or one of the engine's own
+    /// streams, `schema` (field definitions) and `segment-memberships` (the scheduler's refreshes).
+    public static func isStreamName(_ id: String) -> Bool {
+        id == "schema" || id == SegmentMembership.refreshStream
+            || ["cmp", "seg", "ctc", "con", "pst", "exp"].contains { Identifier.isValid(id, prefix: $0) }
+    }
+
     // MARK: Loading
 
     /// Folds a stream into a state from its latest snapshot; returns the state and the version.

@@ -110,9 +110,24 @@ public enum Query: Sendable, Equatable {
         case "audit.history":
             let r = try FieldReader(
                 params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
+            // A stream or an actor no log can hold would page through nothing: the client mistyped it.
+            let streamId = try r.optionalString("streamId")
+            if let streamId, !Self.isStreamReference(streamId) {
+                throw CampaignError(
+                    .invalidFormat,
+                    "streamId must be a resource id (cmp_1), schema, segment-memberships, or one of them after "
+                        + "the tenant and a colon (acme:cmp_1)",
+                    param: "streamId", pointer: pointer + "/streamId")
+            }
+            let actor = try r.optionalString("actor")
+            if let actor, !Principal.isValidSubject(actor) {
+                throw CampaignError(
+                    .invalidFormat, "actor must be a subject: 1–128 printable ASCII characters without spaces",
+                    param: "actor", pointer: pointer + "/actor")
+            }
             return .auditHistory(
-                streamId: try r.optionalString("streamId"), actor: try r.optionalString("actor"),
-                from: try r.optionalTimestamp("from"), to: try r.optionalTimestamp("to"), page: try decodePage(r))
+                streamId: streamId, actor: actor, from: try r.optionalTimestamp("from"),
+                to: try r.optionalTimestamp("to"), page: try decodePage(r))
         default:
             throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
         }
@@ -120,6 +135,14 @@ public enum Query: Sendable, Equatable {
 }
 
 extension Query {
+    /// Whether `text` names a stream as `audit.history` takes one: a stream name
+    /// (``CampaignEngine/isStreamName(_:)``), alone or after a tenant and a colon.
+    static func isStreamReference(_ text: String) -> Bool {
+        guard let colon = text.firstIndex(of: ":") else { return CampaignEngine.isStreamName(text) }
+        return Principal.isValidTenant(String(text[..<colon]))
+            && CampaignEngine.isStreamName(String(text[text.index(after: colon)...]))
+    }
+
     static func decodePage(_ r: FieldReader) throws(CampaignError) -> Page {
         Page(limit: try r.optionalInteger("limit", in: 1...500) ?? 50, cursor: try r.optionalString("cursor"))
     }

@@ -213,7 +213,7 @@ func fixture(_ name: String) throws -> String {
         let text = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "beta:cmp_1"])
         #expect(text.status == 1 && text.err.contains("RESOURCE_NOT_FOUND: beta:cmp_1 has no events in this log"))
         let noKind = try await campaign(["replay", "--data", directory.path, "--as-of", "4", "--stream", "acme:xyz_1"])
-        #expect(noKind.status == 1 && noKind.err.contains("INVALID_FORMAT: id xyz_1 names no kind of resource"))
+        #expect(noKind.status == 64 && noKind.err.contains("--stream acme:xyz_1: \"xyz_1\" names no stream"))
         let notYet = try await campaign([
             "replay", "--data", directory.path, "--as-of", "1", "--stream", "acme:cmp_1", "--json",
         ])
@@ -242,6 +242,27 @@ func fixture(_ name: String) throws -> String {
         }
         let acme = try await campaign(["replay", "--data", directory.path, "--tenant", "acme"])
         #expect(acme.status == 0 && acme.lines.last == "5 events")
+    }
+
+    /// A stream or an actor no log can hold (an empty id, a tenant in capitals, a space) is a
+    /// usage error, not an empty list; a stream with no events yet is an empty list.
+    @Test func aStreamOrActorNoLogCanHoldIsAUsageError() async throws {
+        let directory = try await sessionStore()
+        for (stream, problem) in [
+            ("acme:", "\"\" names no stream"), ("Acme:cmp_1", "\"Acme\" is no tenant"),
+            ("acme:bad id", "\"bad id\" names no stream"), ("acme:cmp_1:x", "\"cmp_1:x\" names no stream"),
+        ] {
+            for command in ["replay", "export"] {
+                let run = try await campaign([command, "--data", directory.path, "--stream", stream])
+                #expect(run.status == 64 && run.err.contains("--stream \(stream): \(problem)"), "\(run.err)")
+            }
+        }
+        let actor = try await campaign(["replay", "--data", directory.path, "--actor", ""])
+        #expect(actor.status == 64 && actor.err.contains("--actor \"\" is no subject"))
+        for stream in ["acme:cmp_none", "acme:schema", "acme:segment-memberships"] {
+            let run = try await campaign(["replay", "--data", directory.path, "--stream", stream])
+            #expect(run.status == 0 && run.lines.last == "0 events", "\(stream)")
+        }
     }
 
     @Test func verifyPassesACleanStoreAndNamesTheFirstBadPositionOfATamperedOne() async throws {

@@ -198,6 +198,29 @@ import Testing
         #expect(almost.code == "INVALID_SCHEDULE", "\(now)")
     }
 
+    /// `audit.history` with a `streamId` or an `actor` no log can hold answers 400 naming the
+    /// parameter, not an empty page; another tenant's stream is still an empty page.
+    @Test func auditHistoryRefusesAStreamOrActorNoLogCanHold() async throws {
+        let t = try TestEngine()
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms"}"#)
+        for (params, param) in [
+            (#"{"streamId":"bad id"}"#, "streamId"), (#"{"streamId":"acme:"}"#, "streamId"),
+            (#"{"streamId":"ACME:cmp_1"}"#, "streamId"), (#"{"actor":""}"#, "actor"),
+            (#"{"actor":"a b"}"#, "actor"),
+        ] {
+            let response = await t.query("audit.history", params)
+            #expect(
+                response.code == "INVALID_FORMAT" && response["error"]?["pointer"] == .string("/params/\(param)"),
+                "\(params)")
+        }
+        for (params, count) in [
+            (#"{"streamId":"cmp_1"}"#, 1), (#"{"streamId":"acme:cmp_1"}"#, 1), (#"{"streamId":"globex:cmp_1"}"#, 0),
+            (#"{"streamId":"schema"}"#, 0),
+        ] {
+            #expect(await t.query("audit.history", params).data?["items"]?.arrayValue?.count == count, "\(params)")
+        }
+    }
+
     /// The error's first detail: its pointer and message.
     func firstProblem(_ response: JSON) -> (pointer: String?, message: String?) {
         let detail = response["error"]?["details"]?.arrayValue?.first
