@@ -16,6 +16,8 @@ enum ReplayCommand {
         (cmp_1) or a stream id (acme:cmp_1); --type ends with * to match a prefix (campaign.*).
         --json prints one JSON object per event. The log is read a page at a time, so memory stays
         bounded whatever its size. --as-of prints the aggregate's state at that time or position.
+        A filter that can match nothing (a tenant, stream, actor or type no event can have) is a
+        usage error, not an empty list.
         """
 
     struct Filter {
@@ -91,6 +93,12 @@ enum ReplayCommand {
 
         /// The filter and the `--limit` (unlimited when absent) of replay's options, which export shares.
         static func parse(_ options: [String: String]) throws(Arguments.UsageError) -> (Filter, Int) {
+            if let type = options["type"], !EventTypes.canMatch(type) {
+                let families = Set(EventTypes.all.map { $0.prefix { $0 != "." } + ".*" }).sorted()
+                throw CLI.usage(
+                    "--type \(type) matches no event type the engine writes: give a type such as campaign.created "
+                        + "or a prefix ending in * (\(families.joined(separator: ", ")))")
+            }
             if let actor = options["actor"], !Principal.isValidSubject(actor) {
                 throw CLI.usage("--actor \"\(actor)\" is no subject: 1–128 printable ASCII characters without spaces")
             }

@@ -157,6 +157,10 @@ func fixture(_ name: String) throws -> String {
         #expect((summary["events"]?.integerValue ?? 0) > firstEvents)
         let fresh = try await campaign(["demo", "--data", path, "--contacts", "400", "--fresh", "--json"])
         #expect((try JSON.parse(fresh.out))["events"]?.integerValue ?? 0 < summary["events"]?.integerValue ?? 0)
+        // Every type the demo writes is one `replay --type` knows.
+        let replay = try await campaign(["replay", "--data", path, "--json"])
+        let types = Set(replay.lines.compactMap { (try? JSON.parse($0))?["type"]?.stringValue })
+        #expect(types.count > 20 && types.isSubset(of: EventTypes.all), "\(types.subtracting(EventTypes.all))")
     }
 
     @Test func replayFiltersByTenantStreamActorTypeAndRange() async throws {
@@ -244,9 +248,10 @@ func fixture(_ name: String) throws -> String {
         #expect(acme.status == 0 && acme.lines.last == "5 events")
     }
 
-    /// A stream or an actor no log can hold (an empty id, a tenant in capitals, a space) is a
-    /// usage error, not an empty list; a stream with no events yet is an empty list.
-    @Test func aStreamOrActorNoLogCanHoldIsAUsageError() async throws {
+    /// A stream or an actor no log can hold (an empty id, a tenant in capitals, a space), or a type
+    /// no event has (a typo), is a usage error, not an empty list; a stream with no events yet is an
+    /// empty list.
+    @Test func aStreamActorOrTypeNoLogCanHoldIsAUsageError() async throws {
         let directory = try await sessionStore()
         for (stream, problem) in [
             ("acme:", "\"\" names no stream"), ("Acme:cmp_1", "\"Acme\" is no tenant"),
@@ -259,6 +264,12 @@ func fixture(_ name: String) throws -> String {
         }
         let actor = try await campaign(["replay", "--data", directory.path, "--actor", ""])
         #expect(actor.status == 64 && actor.err.contains("--actor \"\" is no subject"))
+        for type in ["campaign.creatd", "campaign.", "nothing*"] {
+            for command in ["replay", "export"] {
+                let run = try await campaign([command, "--data", directory.path, "--type", type])
+                #expect(run.status == 64 && run.err.contains("--type \(type) matches no event type"), "\(run.err)")
+            }
+        }
         for stream in ["acme:cmp_none", "acme:schema", "acme:segment-memberships"] {
             let run = try await campaign(["replay", "--data", directory.path, "--stream", stream])
             #expect(run.status == 0 && run.lines.last == "0 events", "\(stream)")
