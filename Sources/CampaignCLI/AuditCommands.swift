@@ -157,6 +157,14 @@ enum ProveCommand {
                     .validationError, "\(path) is of another store (origin \(body.origin); this is \(this))")
             }
             (size, root) = (body.size, body.rootHash)
+            // No proof against a checkpoint can be made from a log shorter than it.
+            let held = try store.treeHead().size
+            guard held >= size else {
+                throw CampaignError(
+                    .resourceConflict,
+                    "TRUNCATED: the log holds \(held) events, fewer than the \(size) the checkpoint in \(path) covers; "
+                        + "campaign verify --checkpoint \(path) --key VERIFIER_KEY says what is left")
+            }
         } else {
             let head = try store.treeHead()
             (size, root) = (head.size, head.rootHash)

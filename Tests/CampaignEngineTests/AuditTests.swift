@@ -155,6 +155,12 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         let (status2, report2) = try await verify(second)
         #expect(status2 == 1 && report2["checkpoint"]?["truncatedTo"]?.integerValue == 600)
         #expect(report2["tree"]?["intact"] == .bool(true), "the insider kept the tree consistent with the cut log")
+        // No proof against the checkpoint can be made from the cut log: prove says so (it answered
+        // INTERNAL_ERROR, "invalid key").
+        let prove = try await campaign(["prove", "17", "--data", second.data, "--checkpoint", second.checkpoint])
+        #expect(
+            prove.status == 1 && prove.err.contains("RESOURCE_CONFLICT: TRUNCATED: the log holds 600 events"),
+            "\(prove.err)")
     }
 
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
