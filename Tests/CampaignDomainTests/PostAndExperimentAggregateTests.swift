@@ -113,6 +113,22 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
                 == .error(.validationError))
     }
 
+    /// A campaign that sends nothing more (completed, cancelled, archived) takes no experiment; one
+    /// that is active or paused still does.
+    @Test func anExperimentNeedsACampaignThatStillSends() {
+        let create = ExperimentCommand.create(
+            experimentId: "exp_1", campaignId: "cmp_1", name: "Subject test", variants: variants)
+        for status in CampaignStatus.allCases where status != .deleted {
+            var campaign = Self.campaign
+            campaign.status = status
+            var context = DecisionContext(now: now, tenant: "acme")
+            context.campaigns = ["cmp_1": campaign]
+            let outcome = AggregateCase<Experiment>(context: context).when(create, given: [])
+            let sends = [.draft, .scheduled, .active, .paused].contains(status)
+            #expect(outcome == (sends ? .events([created]) : .error(.resourceConflict)), "\(status)")
+        }
+    }
+
     @Test func exposuresAndConversionsCountOncePerContactWhileRunning() {
         #expect(
             aggregate().when(.recordExposure(experimentId: "exp_1", contactId: "ctc_1"), given: [created])

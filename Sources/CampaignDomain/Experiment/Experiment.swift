@@ -203,6 +203,15 @@ public enum Experiment: Aggregate {
             guard let campaign = context.campaigns[campaignId], campaign.status != .deleted else {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/campaignId")
             }
+            // A campaign that will send nothing more (completed, cancelled, archived) has nothing to test.
+            let testable: [CampaignStatus] = [.draft, .scheduled, .active, .paused]
+            guard testable.contains(campaign.status) else {
+                var error = CampaignError.illegalTransition(
+                    "create an experiment on", "campaign", from: campaign.status.rawValue,
+                    allowed: testable.map(\.rawValue))
+                error.pointer = "/campaignId"
+                throw error
+            }
             var problems = variantProblems(variants)
             if let problem = Names.problem(name, pointer: "/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
