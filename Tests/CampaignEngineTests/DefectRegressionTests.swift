@@ -230,7 +230,8 @@ import Testing
     /// Free text holds no control character but tab and line breaks, and one-line text (a subject,
     /// a tag, an enum value, an account id) none at all: a NUL, an escape sequence or a subject's
     /// `\r\nBcc:` was stored as given. Content that shows nothing is refused, and an experiment
-    /// variant's content is checked as a campaign's is (it was not checked at all).
+    /// variant's content is checked as a campaign's is (it was not checked at all). Tags and enum
+    /// values are distinct without regard to case, as rules compare them.
     @Test func freeTextRefusesControlCharactersAndVariantContentIsChecked() async throws {
         let t = try TestEngine()
         let refused: [(String, String, String, String)] = [
@@ -253,7 +254,8 @@ import Testing
             ),
             (
                 "contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","vip"]}}"#,
-                "/payload/attributes/tags", "tags must not hold an item twice"
+                "/payload/attributes/tags",
+                "tags must not hold an item twice (rules compare them without regard to case)"
             ),
             (
                 "contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","\u200B"]}}"#,
@@ -277,9 +279,10 @@ import Testing
             "campaign.create",
             #"{"campaignId":"cmp_1","name":"Spring","channel":"email","content":{"body":"Hi,\r\n\tthere"}}"#)
         #expect(multiline.status == 201)
-        #expect(
-            await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","VIP"]}}"#).status
-                == 201)
+        let cased = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","VIP"]}}"#)
+        #expect(cased.code == "VALIDATION_ERROR")
+        let tiers = await t.command("field.define", #"{"name":"tier","type":"enum","values":["Gold","gold"]}"#)
+        #expect(tiers.code == "VALIDATION_ERROR" && firstProblem(tiers).pointer == "/payload/values")
         let long = String(repeating: "x", count: 100_001)
         let variants = await t.command(
             "experiment.create",

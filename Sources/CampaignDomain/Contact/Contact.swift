@@ -39,13 +39,14 @@ public enum TenantSchema: Aggregate {
         }
         if type == "enum" {
             if let list = values {
-                if list.isEmpty || list.count > 100 || Set(list).count != list.count
+                // Rules compare enum values without regard to case: `Gold` and `gold` would be one.
+                if list.isEmpty || list.count > 100 || Set(list.map { $0.lowercased() }).count != list.count
                     || list.contains(where: { TextRules.showsNothing($0) || $0.count > 100 })
                 {
                     problems.append(
                         FieldProblem(
                             field: "values", pointer: "/values",
-                            message: "an enum needs 1–100 distinct, non-empty values"))
+                            message: "an enum needs 1–100 non-empty values, distinct without regard to case"))
                 } else if let (index, message) = list.enumerated().lazy.compactMap({ index, value in
                     TextRules.controlCharacterMessage(value, field: "value", multiline: false).map { (index, $0) }
                 }).first {

@@ -102,8 +102,8 @@ public struct ContactSchema: Sendable, Equatable {
     }
 
     /// Why `items` is not a list (tags) value, or nil: strings of 1–1,000 characters, each showing
-    /// at least one and on one line (no control character), none twice. A tag that differs only in
-    /// case is another tag, as rules compare them exactly.
+    /// at least one and on one line (no control character), none twice. Rules compare tags without
+    /// regard to case, so `vip` and `VIP` are one tag twice.
     static func listProblem(_ items: [JSON], field: String) -> String? {
         var seen = Set<String>()
         for item in items {
@@ -114,7 +114,9 @@ public struct ContactSchema: Sendable, Equatable {
             if let message = TextRules.controlCharacterMessage(text, field: field, multiline: false) {
                 return message
             }
-            guard seen.insert(text).inserted else { return "\(field) must not hold an item twice" }
+            guard seen.insert(text.lowercased()).inserted else {
+                return "\(field) must not hold an item twice (rules compare them without regard to case)"
+            }
         }
         return nil
     }
