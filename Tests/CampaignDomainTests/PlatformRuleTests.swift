@@ -35,12 +35,36 @@ import Testing
     }
 
     @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {
-        #expect(problems("x", String(repeating: "🇫🇷", count: 140)).isEmpty)
+        #expect(problems("threads", String(repeating: "🇫🇷", count: 250)).isEmpty)
         #expect(
-            problems("x", String(repeating: "🇫🇷", count: 141)).first?.message
-                == "x allows 280 characters; this text has 282")
+            problems("threads", String(repeating: "🇫🇷", count: 251)).first?.message
+                == "threads allows 500 characters; this text has 502")
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 100)).isEmpty)
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
+    }
+
+    /// X weighs text as twitter-text 3 does: CJK and every emoji (a flag, a family) 2, Latin and
+    /// general punctuation 1, a link 23 whatever its length, the text in NFC. A 141-character
+    /// Japanese post was accepted and then refused by X at publish time.
+    @Test func xWeighsCJKAndEmojiTwiceAndALinkAs23() {
+        let doubled = [("日", 140), ("🇫🇷", 140), ("👨‍👩‍👧", 140), ("❤️", 140)]
+        let units = doubled + [("é", 280), ("e\u{301}", 280), ("—", 280)]
+        for (unit, fits) in units {
+            #expect(problems("x", String(repeating: unit, count: fits)).isEmpty, "\(unit) × \(fits)")
+            #expect(problems("x", String(repeating: unit, count: fits + 1)).count == 1, "\(unit) × \(fits + 1)")
+        }
+        #expect(
+            problems("x", String(repeating: "日", count: 141)).first?.message
+                == "x allows 280 characters as X weighs them (CJK and emoji 2, a link 23); this text has 282")
+        let link = "https://example.com/" + String(repeating: "p", count: 200)
+        #expect(problems("x", link + " " + String(repeating: "a", count: 256)).isEmpty)
+        #expect(problems("x", link + " " + String(repeating: "a", count: 257)).count == 1)
+        // Not links: a scheme with nothing after it, or a word that starts with http.
+        #expect(TextMeasure.xWeighted.length(of: "https:// httpd http") == 19)
+        #expect(TextMeasure.xWeighted.length(of: "(HTTPS://x.example/a). b") == 28)
+        // Mastodon counts a link as 23 too, and other text in scalars.
+        #expect(problems("mastodon", link + " " + String(repeating: "a", count: 476)).isEmpty)
+        #expect(problems("mastodon", link + " " + String(repeating: "a", count: 477)).count == 1)
     }
 
     @Test func instagramAndTikTokNeedMedia() {

@@ -251,7 +251,10 @@ import Testing
         #expect(response.code == "VALIDATION_ERROR")
         #expect(
             response["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue }
-                == ["x allows 280 characters; this text has 281", "instagram needs at least one image or video"])
+                == [
+                    "x allows 280 characters as X weighs them (CJK and emoji 2, a link 23); this text has 281",
+                    "instagram needs at least one image or video",
+                ])
         #expect(await post(t, "pst_2", text: "hi", on: ["con_nope"]).code == "RESOURCE_NOT_FOUND")
         #expect(await post(t, "pst_3", text: "hi", on: ["con_x", "con_x"]).code == "VALIDATION_ERROR")
         #expect(

@@ -5,11 +5,10 @@ import Hashing
 public struct PlatformRules: Sendable, Equatable {
     /// The platform's wire name (`x`, `linkedin`, `facebook`, `instagram`, `threads`, `bluesky`, `mastodon`, `tiktok`).
     public var platform: String
-    /// The longest text a post may have there, counted as ``countsGraphemes`` says (x: 280).
+    /// The longest text a post may have there, measured as ``measure`` says (x: 280).
     public var textLimit: Int
-    /// Whether the limit counts grapheme clusters (what a reader sees as one character) rather
-    /// than Unicode scalars.
-    public var countsGraphemes: Bool
+    /// How the platform measures a text against ``textLimit``.
+    public var measure: TextMeasure
     /// The most media items per post.
     public var maximumMedia: Int
     /// The media kinds accepted.
@@ -24,43 +23,41 @@ public struct PlatformRules: Sendable, Equatable {
     public var publishWindow: Int
 
     /// The length of `text` as this platform counts it.
-    public func length(of text: String) -> Int {
-        countsGraphemes ? text.count : text.unicodeScalars.count
-    }
+    public func length(of text: String) -> Int { measure.length(of: text) }
 
     /// The rules table of SPEC.md §6.
     public static let all: [String: PlatformRules] = {
         let rows: [PlatformRules] = [
             .init(
-                platform: "x", textLimit: 280, countsGraphemes: false, maximumMedia: 4,
+                platform: "x", textLimit: 280, measure: .xWeighted, maximumMedia: 4,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
                 publishWindow: 900),
             .init(
-                platform: "linkedin", textLimit: 3_000, countsGraphemes: false, maximumMedia: 9,
+                platform: "linkedin", textLimit: 3_000, measure: .scalars, maximumMedia: 9,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150,
                 publishWindow: 86_400),
             .init(
-                platform: "facebook", textLimit: 63_206, countsGraphemes: false, maximumMedia: 10,
+                platform: "facebook", textLimit: 63_206, measure: .scalars, maximumMedia: 10,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
                 publishWindow: 3_600),
             .init(
-                platform: "instagram", textLimit: 2_200, countsGraphemes: false, maximumMedia: 10,
+                platform: "instagram", textLimit: 2_200, measure: .scalars, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25,
                 publishWindow: 86_400),
             .init(
-                platform: "threads", textLimit: 500, countsGraphemes: false, maximumMedia: 10,
+                platform: "threads", textLimit: 500, measure: .scalars, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
                 publishWindow: 86_400),
             .init(
-                platform: "bluesky", textLimit: 300, countsGraphemes: true, maximumMedia: 4,
+                platform: "bluesky", textLimit: 300, measure: .graphemes, maximumMedia: 4,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666,
                 publishWindow: 3_600),
             .init(
-                platform: "mastodon", textLimit: 500, countsGraphemes: false, maximumMedia: 4,
+                platform: "mastodon", textLimit: 500, measure: .linksAs23, maximumMedia: 4,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300,
                 publishWindow: 10_800),
             .init(
-                platform: "tiktok", textLimit: 2_200, countsGraphemes: false, maximumMedia: 35,
+                platform: "tiktok", textLimit: 2_200, measure: .scalars, maximumMedia: 35,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15,
                 publishWindow: 86_400),
         ]
@@ -75,9 +72,7 @@ public struct PlatformRules: Sendable, Equatable {
             problems.append(
                 FieldProblem(
                     field: "text", pointer: "/text",
-                    message:
-                        "\(platform) allows \(textLimit) "
-                        + "\(countsGraphemes ? "graphemes" : "characters"); this text has \(length)"
+                    message: "\(platform) allows \(textLimit) \(measure.unit); this text has \(length)"
                 ))
         }
         if requiresMedia && media.isEmpty {
@@ -106,6 +101,95 @@ public struct PlatformRules: Sendable, Equatable {
             }
         }
         return problems
+    }
+}
+
+/// How a platform measures a post's text against its limit.
+public enum TextMeasure: Sendable, Equatable {
+    /// Unicode scalars (code points).
+    case scalars
+    /// Grapheme clusters, what a reader sees as one character (Bluesky).
+    case graphemes
+    /// Unicode scalars, each link (`http://` or `https://` up to white space, less a closing
+    /// bracket or full stop after it) counting 23 whatever its length, as Mastodon counts.
+    case linksAs23
+    /// X's weighted count (twitter-text 3): the text in NFC; each link 23; each emoji 2; each other
+    /// scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin, Greek,
+    /// Cyrillic, Hebrew, Arabic, …, general punctuation) and 2 elsewhere (CJK, for one).
+    case xWeighted
+
+    /// The unit a limit's message names.
+    var unit: String {
+        switch self {
+        case .scalars, .linksAs23: return "characters"
+        case .graphemes: return "graphemes"
+        case .xWeighted: return "characters as X weighs them (CJK and emoji 2, a link 23)"
+        }
+    }
+
+    /// The length of `text` measured so.
+    public func length(of text: String) -> Int {
+        switch self {
+        case .scalars: return text.unicodeScalars.count
+        case .graphemes: return text.count
+        case .linksAs23:
+            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : $1.text.unicodeScalars.count) }
+        case .xWeighted:
+            let normalized = text.precomposedStringWithCanonicalMapping
+            return Self.splitLinks(normalized).reduce(0) { total, part in
+                total + (part.isLink ? 23 : part.text.reduce(0) { $0 + Self.xWeight(of: $1) })
+            }
+        }
+    }
+
+    /// X's weight of one character: 2 for an emoji, else its scalars' weights summed.
+    private static func xWeight(of character: Character) -> Int {
+        let scalars = character.unicodeScalars
+        let first = scalars.first!
+        let isEmoji =
+            first.properties.isEmojiPresentation || (0x1F1E6...0x1F1FF).contains(first.value)
+            || (first.properties.isEmoji && scalars.contains { $0.value == 0xFE0F || $0.value == 0x200D })
+        if isEmoji { return 2 }
+        return scalars.reduce(0) { total, scalar in
+            let value = scalar.value
+            let light =
+                value <= 0x10FF || (0x2000...0x200D).contains(value) || (0x2010...0x201F).contains(value)
+                || (0x2032...0x2037).contains(value)
+            return total + (light ? 1 : 2)
+        }
+    }
+
+    /// `text` cut into links (`http://` or `https://`, case aside, with something after it, up to
+    /// white space, less the punctuation that ends it) and the text between them. One pass: each
+    /// search starts where the last ended.
+    static func splitLinks(_ text: String) -> [(text: Substring, isLink: Bool)] {
+        var parts = [(text: Substring, isLink: Bool)]()
+        let whole = Substring(text)
+        var segmentStart = whole.startIndex
+        var searchFrom = whole.startIndex
+        while let found = whole[searchFrom...].range(of: "http", options: .caseInsensitive) {
+            var cursor = found.upperBound
+            if cursor < whole.endIndex, whole[cursor] == "s" || whole[cursor] == "S" {
+                cursor = whole.index(after: cursor)
+            }
+            guard whole[cursor...].hasPrefix("://"), case let body = whole.index(cursor, offsetBy: 3),
+                body < whole.endIndex, !whole[body].isWhitespace
+            else {
+                searchFrom = found.upperBound
+                continue
+            }
+            if found.lowerBound > segmentStart { parts.append((whole[segmentStart..<found.lowerBound], false)) }
+            var end = whole[body...].firstIndex(where: \.isWhitespace) ?? whole.endIndex
+            // Punctuation that ends a sentence or closes a bracket after a link is not part of it.
+            while end > body, case let last = whole[whole.index(before: end)], ".,;:!?)]}'\"".contains(last) {
+                end = whole.index(before: end)
+            }
+            parts.append((whole[found.lowerBound..<end], true))
+            segmentStart = end
+            searchFrom = end
+        }
+        if segmentStart < whole.endIndex { parts.append((whole[segmentStart...], false)) }
+        return parts
     }
 }
 
