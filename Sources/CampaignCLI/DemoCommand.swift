@@ -16,15 +16,31 @@ enum DemoCommand {
         through the simulated publisher (including rate limits, retries, a rejection and a timeout),
         an A/B experiment to a declared winner, and scheduler ticks on a simulated clock. Shows the
         error each illegal move gets, then prints a dashboard from the read models and verifies the
-        hash chain. Running it again adds to the same store; --fresh deletes DIR first.
+        hash chain. Running it again adds to the same store; --fresh deletes the store in DIR first
+        (only a directory holding nothing but a store's data.mdb and lock.mdb).
         """
+
+    /// `--fresh`: deletes the store's files (`data.mdb`, `lock.mdb`) in `path`, and only when the
+    /// directory holds nothing else: `--data . --fresh` in a project's folder must not delete it.
+    static func removeStore(at path: String) throws {
+        let storeFiles: Set = ["data.mdb", "lock.mdb"]
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
+        let others = entries.filter { !storeFiles.contains($0) }.sorted()
+        guard others.isEmpty else {
+            let named = others.prefix(3).joined(separator: ", ") + (others.count > 3 ? ", …" : "")
+            throw CLI.usage(
+                "--fresh deletes only a campaign store, and \(path) holds other files too (\(named)); "
+                    + "give --data a directory of its own")
+        }
+        for file in entries { try FileManager.default.removeItem(atPath: path + "/" + file) }
+    }
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("demo takes options only") }
         let path = CLI.dataDirectory(arguments)
         let tenantCount = try number(arguments, "tenants", default: 3, range: 1...3)
         let contactCount = try number(arguments, "contacts", default: 400, range: 400...100_000)
-        if arguments.flags.contains("fresh") { try? FileManager.default.removeItem(atPath: path) }
+        if arguments.flags.contains("fresh") { try removeStore(at: path) }
 
         let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60)
         let clock = ManualClock(start)

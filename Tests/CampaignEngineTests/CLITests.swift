@@ -163,6 +163,19 @@ func fixture(_ name: String) throws -> String {
         #expect(types.count > 20 && types.isSubset(of: EventTypes.all), "\(types.subtracting(EventTypes.all))")
     }
 
+    /// `demo --fresh` deletes a store, never a directory that holds anything else: `--data .
+    /// --fresh` in a project's folder deleted the folder.
+    @Test func demoFreshDeletesOnlyAStore() async throws {
+        let directory = TemporaryDirectory()
+        let notes = directory.path + "/notes.txt"
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: notes))
+        let refused = try await campaign(["demo", "--data", directory.path, "--fresh"])
+        #expect(refused.status == 64 && refused.err.contains("holds other files too (notes.txt)"), "\(refused.err)")
+        #expect(FileManager.default.fileExists(atPath: notes))
+        let empty = try await campaign(["demo", "--data", ".", "--fresh", "--json"], in: directory.path)
+        #expect(empty.status == 64 && FileManager.default.fileExists(atPath: notes))
+    }
+
     @Test func replayFiltersByTenantStreamActorTypeAndRange() async throws {
         let directory = try await sessionStore()
         func positions(_ arguments: [String]) async throws -> [Int] {
