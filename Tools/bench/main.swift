@@ -45,8 +45,22 @@ FileHandle.standardError.write(
 
 let root = option("--dir") ?? "./.bench-data"
 let jsonPath = option("--json") ?? "bench-results/bench-\(Int(Date().timeIntervalSince1970)).json"
+/// The file that marks a directory as this benchmark's, which a run may delete and make again.
+let rootMarker = root + "/.campaign-bench"
+// DIR is deleted before and after a run: only when it is empty or an earlier run's (marked), so
+// `--dir .` in a project's folder is refused rather than deleted.
+if let entries = try? FileManager.default.contentsOfDirectory(atPath: root), !entries.isEmpty,
+    !FileManager.default.fileExists(atPath: rootMarker)
+{
+    FileHandle.standardError.write(
+        Data(
+            ("campaign-bench: --dir \(root) holds files of its own; the benchmark deletes its directory, so give "
+                + "it an empty or new one (or one an earlier run made)\n").utf8))
+    exit(64)
+}
 try? FileManager.default.removeItem(atPath: root)
 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+FileManager.default.createFile(atPath: rootMarker, contents: Data())
 let scale = quick ? 0.1 : 1.0
 func n(_ full: Int) -> Int { max(1, Int(Double(full) * scale)) }
 
