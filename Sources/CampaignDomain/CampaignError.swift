@@ -184,8 +184,20 @@ public struct CampaignError: Error, Sendable, Equatable, CustomStringConvertible
     ) -> CampaignError {
         CampaignError(
             .resourceConflict,
-            "Cannot \(verb) \(state.withArticle) \(kind); allowed from: \(allowed.joined(separator: ", "))",
+            "Cannot \(phrase(verb)) \(state.withArticle) \(kind); allowed from: \(allowed.joined(separator: ", "))",
             currentState: state, allowedStates: allowed)
+    }
+
+    /// A command's verb as a message says it before its object: `attachSegment` is "attach a
+    /// segment to", `recordExposure` "record an exposure in"; a one-word verb is itself.
+    public static func phrase(_ verb: String) -> String {
+        switch verb {
+        case "attachSegment": return "attach a segment to"
+        case "recordExposure": return "record an exposure in"
+        case "recordConversion": return "record a conversion in"
+        case "declareWinner": return "declare a winner of"
+        default: return verb
+        }
     }
 }
 

@@ -444,6 +444,20 @@ import Testing
         _ = await t.command("segment.archive", #"{"segmentId":"seg_1"}"#)
         let response = await t.command("segment.update", #"{"segmentId":"seg_1","name":"Renamed"}"#)
         #expect(response["error"]?["message"]?.stringValue?.hasPrefix("Cannot update an archived segment") == true)
+        // A verb of two words reads as words ("Cannot recordExposure a draft experiment" read badly).
+        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms"}"#)
+        _ = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},"#
+                + #"{"key":"b","weight":50}]}"#)
+        let exposure = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_1"}"#)
+        #expect(
+            exposure["error"]?["message"]
+                == .string("Cannot record an exposure in a draft experiment; allowed from: running"))
+        _ = await t.command("campaign.cancel", #"{"campaignId":"cmp_1"}"#)
+        _ = await t.command("campaign.archive", #"{"campaignId":"cmp_1"}"#)
+        let attach = await t.command("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#)
+        #expect(attach["error"]?["message"]?.stringValue?.hasPrefix("Cannot attach a segment to an archived") == true)
     }
 }
 

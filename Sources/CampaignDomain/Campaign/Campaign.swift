@@ -316,7 +316,10 @@ public enum Campaign: Aggregate {
         let allowedNames = allowed.map(\.rawValue)
         if state.status == .active && alreadyActiveCommands.contains(verb) {
             throw CampaignError(
-                .campaignAlreadyActive, "campaign \(state.id) is active; cannot \(verb) it",
+                .campaignAlreadyActive,
+                verb == "attachSegment"
+                    ? "campaign \(state.id) is active; cannot attach a segment to it"
+                    : "campaign \(state.id) is active; cannot \(verb) it",
                 currentState: current, allowedStates: allowedNames)
         }
         if (verb == "activate" || verb == "unschedule") && (state.status == .draft || state.status == .paused) {
@@ -331,7 +334,8 @@ public enum Campaign: Aggregate {
         }
         throw CampaignError(
             .resourceConflict,
-            "Cannot \(verb) \(current.withArticle) campaign; allowed from: \(allowedNames.joined(separator: ", "))",
+            "Cannot \(CampaignError.phrase(verb)) \(current.withArticle) campaign; allowed from: "
+                + allowedNames.joined(separator: ", "),
             currentState: current, allowedStates: allowedNames)
     }
 
