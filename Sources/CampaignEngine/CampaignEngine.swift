@@ -4,6 +4,7 @@ import CampaignSnapshots
 import EventStore
 import Foundation
 import Hashing
+import Synchronization
 
 /// How an engine is set up.
 public struct EngineConfiguration: Sendable {
@@ -43,6 +44,11 @@ public struct EngineConfiguration: Sendable {
     /// When the catch-up projections (`segments`, `audit`) are brought to the head in the
     /// background and at close; nil: only when a query reads them and when an engine opens.
     public var catchUp: CatchUpSchedule? = CatchUpSchedule()
+    /// How long an idempotency key's answer is kept (seven days by default; nil: forever). A retry
+    /// within it gets the original answer; after it the key is free and the request runs again.
+    /// The scheduler's tick deletes expired records, at most once an hour of the engine's clock,
+    /// in writer jobs that appends run between, so the table does not grow without end.
+    public var idempotencyRetention: TimeInterval? = 7 * 86_400
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
@@ -66,7 +72,8 @@ public struct EngineConfiguration: Sendable {
     }
 
     /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
-    /// request, a window that is not a positive number of seconds, fewer than one try, JSON limits below
+    /// request, a window that is not a positive number of seconds, fewer than one try, an idempotency
+    /// retention under a minute, JSON limits below
     /// ``JSONLimits/smallestUsable`` (no request would pass), a reader count LMDB cannot take, a
     /// checkpoint schedule that could never sign (a verifier key, an origin that is not one line), or an
     /// operator tenant no principal could belong to. An engine checks it before it opens anything: some
@@ -79,6 +86,9 @@ public struct EngineConfiguration: Sendable {
             problems.append("rateLimitWindow must be a positive number of seconds, not \(rateLimitWindow)")
         }
         if maximumRetries < 1 { problems.append("maximumRetries must be at least 1, not \(maximumRetries)") }
+        if let retention = idempotencyRetention, !(retention.isFinite && retention >= 60) {
+            problems.append("idempotencyRetention must be at least 60 seconds (or nil: forever), not \(retention)")
+        }
         // Below these no request gets through: its principal's scopes are an array in an object in the
         // request object, and the smallest request with a principal is a few hundred bytes.
         if jsonLimits.maximumBytes < JSONLimits.smallestUsable.maximumBytes {
@@ -131,6 +141,8 @@ public final class CampaignEngine: Sendable {
     let cursors: CursorCodec
     let checkpointer: Checkpointer?
     let catchUpKeeper: CatchUpKeeper?
+    /// When a tick last deleted expired idempotency records (engine clock), if one has.
+    let idempotencyPruned = Mutex<Date?>(nil)
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -286,7 +298,7 @@ public final class CampaignEngine: Sendable {
                     "expectedVersion": request.expectedVersion.map { .number(Double($0)) } ?? .null,
                     "payload": request.wirePayload ?? command.payload, "subject": .string(principal.subject),
                 ]).bytes)
-            let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint) { _ in [] }
+            let claim = IdempotencyClaim(key: scoped, fingerprint: fingerprint, recordedAt: currentTime) { _ in [] }
             do {
                 if let stored = try store.idempotentResult(key: scoped, fingerprint: fingerprint) {
                     return try await replay(

@@ -109,7 +109,9 @@ extension CampaignEngine {
     /// transactions (or none of its own, like a tick).
     func recordFinal(_ answer: StoredAnswer, for claim: IdempotencyClaim) async throws {
         let bytes = answer.bytes
-        let final = IdempotencyClaim(key: claim.key, fingerprint: claim.fingerprint, replacesStoredResult: true) { _ in
+        let final = IdempotencyClaim(
+            key: claim.key, fingerprint: claim.fingerprint, replacesStoredResult: true, recordedAt: claim.recordedAt
+        ) { _ in
             bytes
         }
         _ = try await store.append(AppendRequest(streams: [], idempotency: final))

@@ -26,6 +26,9 @@ public struct TickReport: Sendable, Equatable {
     public var now: Date
     /// Every due item handled, campaigns first, each kind in time order.
     public var items: [Item]
+    /// Idempotency records this tick deleted, their retention past
+    /// (``EngineConfiguration/idempotencyRetention``; looked for at most once an hour).
+    public var idempotencyRecordsPruned = 0
 
     /// Relative-date segment memberships re-evaluated, over all tenants in the report.
     public var membershipsRefreshed: Int { Self.refreshed(items) }
@@ -138,7 +141,21 @@ extension CampaignEngine {
             item.status = (try? loadPost(work.tenant, work.id).0)?.status.rawValue
             report.items.append(item)
         }
+        report.idempotencyRecordsPruned = try await pruneIdempotency(at: now)
         return report
+    }
+
+    /// Deletes idempotency records past their retention, when an hour (or the retention, if
+    /// shorter) of the engine's clock has passed since the last time; returns how many.
+    func pruneIdempotency(at now: Date) async throws -> Int {
+        guard let retention = configuration.idempotencyRetention else { return 0 }
+        let due = idempotencyPruned.withLock { last in
+            guard last.map({ now.timeIntervalSince($0) >= min(3_600, retention) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return 0 }
+        return try await store.pruneIdempotency(before: now.addingTimeInterval(-retention), now: now).deleted
     }
 
     /// Appends `segment.membershipsRefreshed` for each tenant (or only `tenant`) with relative-date

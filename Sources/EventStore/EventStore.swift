@@ -426,6 +426,29 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
+    /// Deletes the idempotency records made before `cutoff`, in writer jobs of at most `batch`
+    /// records looked at (appends keep flowing between them). A record written before records kept
+    /// their time is stamped with `now` the first time a pass meets it, so it goes a retention
+    /// later, never at once: its request may still be retried.
+    /// - Returns: the records deleted, and the records stamped.
+    @discardableResult
+    public func pruneIdempotency(
+        before cutoff: Date, now: Date, batch: Int = 5_000
+    ) async throws -> (deleted: Int, stamped: Int) {
+        var totals = (deleted: 0, stamped: 0)
+        var start: [UInt8]?
+        repeat {
+            let from = start
+            let step = try await perform { [idempotency] writer in
+                try idempotency.prune(before: cutoff, stamp: now, from: from, limit: max(1, batch), in: writer.txn)
+            }
+            totals.deleted += step.deleted
+            totals.stamped += step.stamped
+            start = step.next
+        } while start != nil
+        return totals
+    }
+
     /// Entries and bytes on disk of every table this store has opened (all of an engine's, once
     /// it is open), by name. Free pages are not in any table.
     public func tableUsage() throws -> [TableUsage] {
@@ -630,7 +653,8 @@ public final class EventStore: @unchecked Sendable {
         for claim in request.claims { try unique.take(claim, in: writer.txn) }
         if let claim = request.idempotency {
             try idempotency.record(
-                claim.key, fingerprint: claim.fingerprint, result: claim.result(receipt), in: writer.txn)
+                claim.key, fingerprint: claim.fingerprint, at: claim.recordedAt, result: claim.result(receipt),
+                in: writer.txn)
         }
         try request.afterAppend?(writer, receipt)
         return .appended(receipt)

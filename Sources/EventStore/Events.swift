@@ -138,15 +138,19 @@ public struct IdempotencyClaim: Sendable {
     /// transactions (a publish) stores a pending marker first and its final answer last. The
     /// fingerprint must still match.
     public var replacesStoredResult: Bool
+    /// When the request was made, stored with the record: ``EventStore/pruneIdempotency(before:now:limit:)``
+    /// deletes records by it.
+    public var recordedAt: Date
 
     /// Creates an idempotency claim.
     public init(
-        key: String, fingerprint: [UInt8], replacesStoredResult: Bool = false,
+        key: String, fingerprint: [UInt8], replacesStoredResult: Bool = false, recordedAt: Date = Date(),
         result: @escaping @Sendable (AppendReceipt) -> [UInt8]
     ) {
         self.key = key
         self.fingerprint = fingerprint
         self.replacesStoredResult = replacesStoredResult
+        self.recordedAt = recordedAt
         self.result = result
     }
 }

@@ -1,7 +1,11 @@
 internal import CLMDB
+import Foundation
 
-/// Idempotency records (`idempotency`: key → 32-byte request fingerprint ‖ stored result),
-/// written in the same transaction as the events they answer for.
+/// Idempotency records (`idempotency`: key → 32-byte request fingerprint ‖ `0xFF` ‖ the time it
+/// was recorded, milliseconds since 1970 as a big-endian u64 ‖ stored result), written in the
+/// same transaction as the events they answer for. Records written before times were kept have
+/// no `0xFF` and time after the fingerprint (a stored result is JSON, which never starts with
+/// that byte); ``prune(before:stamp:from:limit:in:)`` stamps them when it first meets them.
 struct IdempotencyRecords: Sendable {
     let table: MDB_dbi
 
@@ -10,18 +14,83 @@ struct IdempotencyRecords: Sendable {
         case replay([UInt8])
     }
 
+    /// The byte after the fingerprint that says a time follows.
+    static let timed: UInt8 = 0xFF
+    /// Fingerprint, the marker and the time: where a timed record's result starts.
+    static let timedHeader = 32 + 1 + 8
+
     /// The stored result for `key` if the fingerprint matches; throws when it does not.
     func lookup(_ key: String, fingerprint: [UInt8], in txn: Txn) throws -> Lookup {
         let stored: Lookup? = try txn.withValue(table, Array(key.utf8)) { value in
             guard value.count >= 32, value.prefix(32).elementsEqual(fingerprint) else {
                 throw EventStoreError.idempotencyKeyReused(key: key)
             }
-            return .replay(Array(value.dropFirst(32)))
+            return .replay(Array(value.dropFirst(Self.resultStart(value))))
         }
         return stored ?? .unseen
     }
 
-    func record(_ key: String, fingerprint: [UInt8], result: [UInt8], in txn: Txn) throws {
-        try txn.put(table, Array(key.utf8), fingerprint + result)
+    func record(_ key: String, fingerprint: [UInt8], at time: Date, result: [UInt8], in txn: Txn) throws {
+        var value = [UInt8]()
+        value.reserveCapacity(Self.timedHeader + result.count)
+        value += fingerprint
+        value.append(Self.timed)
+        Self.appendMillis(time, to: &value)
+        value += result
+        try txn.put(table, Array(key.utf8), value)
+    }
+
+    /// Where the result starts in a stored value: after the time of a timed record, else right
+    /// after the fingerprint.
+    static func resultStart(_ value: UnsafeRawBufferPointer) -> Int {
+        value.count >= timedHeader && value[32] == timed ? timedHeader : 32
+    }
+
+    /// The time a timed record was recorded; nil for a record of before times were kept.
+    static func recordedAt(_ value: UnsafeRawBufferPointer) -> Date? {
+        guard resultStart(value) == timedHeader else { return nil }
+        let millis = (33..<41).reduce(UInt64(0)) { $0 << 8 | UInt64(value[$1]) }
+        return Date(timeIntervalSince1970: Double(Int64(bitPattern: millis)) / 1_000)
+    }
+
+    static func appendMillis(_ time: Date, to bytes: inout [UInt8]) {
+        let millis = UInt64(bitPattern: Int64((time.timeIntervalSince1970 * 1_000).rounded()))
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: millis >> shift)) }
+    }
+
+    /// Deletes up to `limit` records recorded before `cutoff`, in key order from `start` (nil: from
+    /// the first), and stamps each untimed record it meets with `stamp`, so that it expires a
+    /// retention after that. Returns how many it deleted and stamped, and the key to start from
+    /// next (nil: it reached the end).
+    func prune(
+        before cutoff: Date, stamp: Date, from start: [UInt8]?, limit: Int, in txn: Txn
+    ) throws -> (deleted: Int, stamped: Int, next: [UInt8]?) {
+        var expired = [[UInt8]]()
+        var untimed = [([UInt8], [UInt8])]()
+        var looked = 0
+        var next: [UInt8]?
+        try txn.withCursor(table) { cursor in
+            var entry = try start.map { try cursor.seek(atLeast: $0) } ?? cursor.first()
+            while let (key, value) = entry {
+                if looked == limit {
+                    next = Array(key)
+                    return
+                }
+                looked += 1
+                if let time = Self.recordedAt(value) {
+                    if time < cutoff { expired.append(Array(key)) }
+                } else if value.count >= 32 {
+                    var stamped = Array(value.prefix(32))
+                    stamped.append(Self.timed)
+                    Self.appendMillis(stamp, to: &stamped)
+                    stamped += value.dropFirst(32)
+                    untimed.append((Array(key), stamped))
+                }
+                entry = try cursor.next()
+            }
+        }
+        for key in expired { _ = try txn.delete(table, key) }
+        for (key, value) in untimed { _ = try txn.put(table, key, value) }
+        return (expired.count, untimed.count, next)
     }
 }

@@ -303,6 +303,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             ("jsonLimits.maximumDepth must be at least 3", { $0.jsonLimits.maximumDepth = 0 }),
             ("storeOptions: maximumReaders must be 1", { $0.storeOptions.maximumReaders = -1 }),
             ("operatorTenant \"Ops Team\" is no tenant", { $0.operatorTenant = "Ops Team" }),
+            ("idempotencyRetention must be at least 60 seconds", { $0.idempotencyRetention = 0 }),
+            ("idempotencyRetention must be at least 60 seconds", { $0.idempotencyRetention = .infinity }),
         ]
         for (message, change) in unusable {
             var configuration = EngineConfiguration()

@@ -221,6 +221,32 @@ import Testing
         }
     }
 
+    /// An idempotency key's answer is kept for the retention (seven days by default), then the
+    /// scheduler's tick deletes it and the key is free: records no longer pile up for ever.
+    @Test func idempotencyRecordsExpireAfterTheirRetention() async throws {
+        let t = try TestEngine()
+        let key = #""idempotencyKey":"k-create","#
+        let create = #"{"campaignId":"cmp_1","name":"Spring","channel":"sms"}"#
+        #expect(await t.command("campaign.create", create, extra: key).status == 201)
+        var report = try await t.engine.tick(now: testStart + 6 * 86_400)
+        #expect(report.idempotencyRecordsPruned == 0)
+        #expect(await t.command("campaign.create", create, extra: key).status == 200, "replayed within the week")
+        // Within the hour after a tick's look no other look is made; past the week, the record goes.
+        report = try await t.engine.tick(now: testStart + 6 * 86_400 + 1_800)
+        #expect(report.idempotencyRecordsPruned == 0)
+        report = try await t.engine.tick(now: testStart + 7 * 86_400 + 1)
+        #expect(report.idempotencyRecordsPruned == 1)
+        let again = await t.command("campaign.create", create, extra: key)
+        #expect(again.code == "DUPLICATE_RESOURCE", "decided again, not replayed")
+
+        var forever = EngineConfiguration()
+        forever.idempotencyRetention = nil
+        let kept = try TestEngine(configuration: forever)
+        _ = await kept.command("campaign.create", create, extra: key)
+        #expect(try await kept.engine.tick(now: testStart + 30 * 86_400).idempotencyRecordsPruned == 0)
+        #expect(await kept.command("campaign.create", create, extra: key).status == 200)
+    }
+
     /// The error's first detail: its pointer and message.
     func firstProblem(_ response: JSON) -> (pointer: String?, message: String?) {
         let detail = response["error"]?["details"]?.arrayValue?.first
