@@ -104,6 +104,19 @@ import Testing
         let same = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
         #expect(same.status == 200 && same.data?["changed"] == .bool(false) && same.data?["version"]?.integerValue == 1)
         #expect(try t.engine.eventStore.streamVersion("acme:cmp_1") == 1)
+        // A social.refresh to the reference and expiry the connection has is no change either.
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_1","platform":"x","accountId":"@a","credentialRef":"vault://social/x","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#)
+        let refresh = await t.command(
+            "social.refresh",
+            #"{"connectionId":"con_1","credentialRef":"vault://social/x","expiresAt":"2027-01-01T00:00:00Z"}"#)
+        #expect(refresh.status == 200 && refresh.data?["changed"] == .bool(false))
+        #expect(try t.engine.eventStore.streamVersion("acme:con_1") == 1)
+        let later = await t.command(
+            "social.refresh", #"{"connectionId":"con_1","expiresAt":"2027-02-01T00:00:00Z"}"#)
+        #expect(later.status == 201 && later.data?["version"]?.integerValue == 2)
     }
 
     // 6

@@ -317,6 +317,10 @@ public enum SocialConnection: Aggregate {
             let problems = credentialProblems(
                 credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
             guard problems.isEmpty else { throw .validation(problems) }
+            // The same reference and expiry again changes nothing, and writes nothing.
+            if (credentialRef ?? state.credentialRef) == state.credentialRef && expiresAt == state.expiresAt {
+                return Decision(events: [])
+            }
             return Decision(events: [
                 SocialEvent.refreshed(connectionId: connectionId, credentialRef: credentialRef, expiresAt: expiresAt)
                     .domainEvent
