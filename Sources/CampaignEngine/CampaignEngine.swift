@@ -276,6 +276,21 @@ public final class CampaignEngine: Sendable {
         /// stores a pending marker with this version (the stream's before the command), not the
         /// response, and the final answer replaces it.
         var pendingFrom: UInt64?
+
+        /// The answer of a plan that writes nothing to its one stream and holds nothing else to
+        /// commit: `{streamId, version, events: [], changed: false}` and the aggregate as it is;
+        /// nil for a plan with something to write.
+        var unchangedData: JSON? {
+            guard streams.count == 1, let stream = streams.first, stream.events.isEmpty,
+                decision.reservations.isEmpty, decision.releases.isEmpty, afterAppend == nil, pendingFrom == nil,
+                let receiptAnswer
+            else { return nil }
+            var members = JSONObject()
+            for member in receiptAnswer.members {
+                members[member.key] = member.value ?? (try? JSON.parse(member.bytes)) ?? .null
+            }
+            return CampaignEngine.unchangedData(streamId: stream.streamId, version: stream.loadedVersion, members)
+        }
     }
 
     func perform(_ command: Command, request: EngineRequest, principal: Principal) async throws -> Answer {
@@ -339,6 +354,8 @@ public final class CampaignEngine: Sendable {
             {
                 throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
             }
+            // A decision that writes nothing (an update to the values there already) commits nothing.
+            if let unchanged = plan.unchangedData { return Answer(200, unchanged) }
             do {
                 let result = try await commit(
                     plan, request: request, principal: principal, now: now, idempotency: idempotency)

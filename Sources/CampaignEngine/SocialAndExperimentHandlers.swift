@@ -22,14 +22,6 @@ extension CampaignEngine {
         let decision = try CampaignEngine.onWire {
             try SocialConnection.decide(command, state: state, context: DecisionContext(now: now, tenant: tenant))
         }
-        // A refresh with the reference and expiry the connection already has.
-        if decision.events.isEmpty, let state {
-            throw NoChange(
-                status: 200,
-                data: CampaignEngine.unchangedData(
-                    streamId: route.streamId(tenant: tenant), version: version,
-                    ["connectionId": .string(route.id), "connection": state.json(at: now)]))
-        }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
             codec: SnapshotCodecs.connection, evolve: SocialConnection.evolve, answer: { $0.json(at: now) })

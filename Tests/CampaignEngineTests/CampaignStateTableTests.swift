@@ -109,7 +109,11 @@ import Testing
                     let moved = await t.command("campaign.\(step)", Self.payload(step, id))
                     try #require(moved.status == 201, "setting up \(state) with \(step): \(moved)")
                 }
-                let response = await t.command("campaign.\(command)", Self.payload(command, id))
+                // A schedule under test asks another time than the setup's: the same one changes nothing.
+                let payload =
+                    command == "schedule"
+                    ? #"{"campaignId":"\#(id)","sendAt":"2026-12-01T00:00:00Z"}"# : Self.payload(command, id)
+                let response = await t.command("campaign.\(command)", payload)
                 let outcome = Self.expected[state]![column]
                 let label = "\(state) × \(command)"
                 if outcome.hasPrefix("→") {

@@ -117,6 +117,34 @@ import Testing
         let later = await t.command(
             "social.refresh", #"{"connectionId":"con_1","expiresAt":"2027-02-01T00:00:00Z"}"#)
         #expect(later.status == 201 && later.data?["version"]?.integerValue == 2)
+        // So is every other command given what its aggregate already has: each wrote an event.
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        _ = await t.command("post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hi"}"#)
+        _ = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"a","weight":50},"#
+                + #"{"key":"b","weight":50}]}"#)
+        // Each with the events it writes: the first of a pair changes something, the second nothing.
+        let again: [(String, String, String, UInt64)] = [
+            ("segment.update", #"{"segmentId":"seg_1","name":"All"}"#, "acme:seg_1", 0),
+            ("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#, "acme:cmp_1", 1),
+            ("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#, "acme:cmp_1", 0),
+            ("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#, "acme:cmp_1", 1),
+            ("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-12-01T00:00:00Z"}"#, "acme:cmp_1", 0),
+            ("post.update", #"{"postId":"pst_1","text":"Hi"}"#, "acme:pst_1", 0),
+            ("post.schedule", #"{"postId":"pst_1","publishAt":"2026-12-01T00:00:00Z"}"#, "acme:pst_1", 1),
+            ("post.schedule", #"{"postId":"pst_1","publishAt":"2026-12-01T00:00:00Z"}"#, "acme:pst_1", 0),
+            ("experiment.update", #"{"experimentId":"exp_1","name":"E"}"#, "acme:exp_1", 0),
+        ]
+        for (name, payload, stream, writes) in again {
+            let before = try t.engine.eventStore.streamVersion(stream)
+            let answer = await t.command(name, payload)
+            #expect(answer.status == (writes == 0 ? 200 : 201), "\(name) \(payload)")
+            #expect(try t.engine.eventStore.streamVersion(stream) - before == writes, "\(name) \(payload)")
+            if writes == 0 { #expect(answer.data?["changed"] == .bool(false), "\(name)") }
+        }
     }
 
     // 6

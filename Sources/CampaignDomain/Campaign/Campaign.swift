@@ -225,6 +225,8 @@ public enum Campaign: Aggregate {
             case let .invalid(problem)?: throw .validation([problem])
             case nil: break
             }
+            // Attaching the segment already attached changes nothing.
+            if state.segmentId == segmentId { return Decision(events: []) }
             return Decision(events: [
                 CampaignEvent.segmentAttached(campaignId: state.id, segmentId: segmentId).domainEvent
             ])
@@ -237,6 +239,8 @@ public enum Campaign: Aggregate {
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
                     pointer: "/sendAt")
             }
+            // Scheduling a scheduled campaign for the time it has changes nothing.
+            if state.status == .scheduled && state.sendAt == sendAt { return Decision(events: []) }
             return Decision(events: [CampaignEvent.scheduled(campaignId: state.id, sendAt: sendAt).domainEvent])
 
         case let .transition(transition, _):

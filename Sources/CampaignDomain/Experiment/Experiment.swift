@@ -253,6 +253,10 @@ public enum Experiment: Aggregate {
                         field: "payload", pointer: "", message: "nothing to update: give name or variants"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
+            // The name and variants the experiment has already: nothing changes.
+            if (name == nil || name?.trimmed == state.name) && (variants == nil || variants == state.variants) {
+                return Decision(events: [])
+            }
             return Decision(events: [
                 ExperimentEvent.updated(experimentId: id, name: name?.trimmed, variants: variants).domainEvent
             ])

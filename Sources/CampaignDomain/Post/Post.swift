@@ -199,6 +199,10 @@ public enum Post: Aggregate {
             problems += platformProblems(
                 state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
             guard problems.isEmpty else { throw .validation(problems) }
+            // The text, media and link the post has already: nothing changes.
+            if newText == state.text && newMedia == state.media && (link == nil || link == state.link) {
+                return Decision(events: [])
+            }
             return Decision(events: [
                 PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
             ])
@@ -208,6 +212,8 @@ public enum Post: Aggregate {
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
                     param: "publishAt", pointer: "/publishAt")
             }
+            // Scheduling a scheduled post for the time it has changes nothing.
+            if state.status == .scheduled && state.publishAt == publishAt { return Decision(events: []) }
             return Decision(events: [PostEvent.scheduled(postId: state.id, publishAt: publishAt).domainEvent])
         case .cancel:
             return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])

@@ -108,6 +108,10 @@ public enum Segment: Aggregate {
             let parsed = try rules.map { rules throws(CampaignError) in
                 try SegmentRule.parse(rules, schema: context.schema, at: "/rules", new: true).json
             }
+            // The name and rules the segment has already: nothing changes.
+            if (name == nil || name?.trimmed == state.name) && (parsed == nil || parsed == state.rules) {
+                return Decision(events: [])
+            }
             decision.events = [
                 SegmentEvent.updated(segmentId: segmentId, name: name?.trimmed, rules: parsed).domainEvent
             ]
