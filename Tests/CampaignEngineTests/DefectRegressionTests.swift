@@ -162,14 +162,19 @@ import Testing
         }
     }
 
-    // 7
-    @Test func resumingACampaignWhoseSegmentWasArchivedNeedsASegment() async throws {
-        let t = try TestEngine()
+    /// Segment `seg_1` (every contact with an email) and draft campaign `cmp_1` attached to it.
+    func draftWithSegment(_ t: TestEngine) async {
         _ = await t.command(
             "segment.create",
             #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         _ = await t.command(
             "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+    }
+
+    // 7
+    @Test func resumingACampaignWhoseSegmentWasArchivedNeedsASegment() async throws {
+        let t = try TestEngine()
+        await draftWithSegment(t)
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#)
         _ = await t.command("campaign.activate", #"{"campaignId":"cmp_1"}"#)
         _ = await t.command("campaign.pause", #"{"campaignId":"cmp_1"}"#)
@@ -228,11 +233,7 @@ import Testing
     /// after now was accepted as after now, then stored and answered as now itself.
     @Test func aTimeWithinAMillisecondOfNowIsNotAfterIt() async throws {
         let t = try TestEngine()
-        _ = await t.command(
-            "segment.create",
-            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
-        _ = await t.command(
-            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+        await draftWithSegment(t)
         let now = Timestamp.format(t.clock.now())
         let sendAt = now.dropLast() + (now.contains(".") ? "0009Z" : ".0009Z")
         let almost = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"\#(sendAt)"}"#)
