@@ -58,28 +58,15 @@ enum ReplayCommand {
         static func streamId(_ options: [String: String]) throws(Arguments.UsageError) -> String? {
             let tenant = try tenant(options)
             guard let given = options["stream"] else { return nil }
-            guard let colon = given.firstIndex(of: ":") else {
+            var stream = given
+            if !given.contains(":") {
                 guard let tenant else {
                     throw CLI.usage("--stream \(given) needs --tenant (or give the stream id tenant:\(given))")
                 }
-                try check(given, in: tenant + ":" + given)
-                return tenant + ":" + given
+                stream = tenant + ":" + given
             }
-            let streamTenant = String(given[..<colon])
-            guard Principal.isValidTenant(streamTenant) else {
-                throw CLI.usage("--stream \(given): \"\(streamTenant)\" is no tenant: \(Principal.tenantRule)")
-            }
-            try check(String(given[given.index(after: colon)...]), in: given)
-            return given
-        }
-
-        /// Refuses a `--stream` whose id part names no stream (``CampaignEngine/isStreamName(_:)``).
-        private static func check(_ id: String, in given: String) throws(Arguments.UsageError) {
-            guard CampaignEngine.isStreamName(id) else {
-                throw CLI.usage(
-                    "--stream \(given): \"\(id)\" names no stream: a resource id (cmp_, seg_, ctc_, con_, pst_ or exp_ "
-                        + "followed by 1–64 letters, digits, _ or -), schema or segment-memberships")
-            }
+            if let problem = CampaignEngine.streamProblem(stream) { throw CLI.usage("--stream \(stream): \(problem)") }
+            return stream
         }
 
         /// The `--tenant` given, if any: one no principal can have matches nothing, so it is a usage error.

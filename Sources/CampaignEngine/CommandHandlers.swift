@@ -17,6 +17,22 @@ extension CampaignEngine {
             || ["cmp", "seg", "ctc", "con", "pst", "exp"].contains { Identifier.isValid(id, prefix: $0) }
     }
 
+    /// Why `text` names no stream a log can hold, or nil: it is a stream name (``isStreamName(_:)``),
+    /// alone or after a valid tenant and a colon (`acme:cmp_1`).
+    public static func streamProblem(_ text: String) -> String? {
+        var name = Substring(text)
+        if let colon = text.firstIndex(of: ":") {
+            let tenant = String(text[..<colon])
+            guard Principal.isValidTenant(tenant) else { return "\"\(tenant)\" is no tenant: \(Principal.tenantRule)" }
+            name = text[text.index(after: colon)...]
+        }
+        guard isStreamName(String(name)) else {
+            return "\"\(name)\" names no stream: a resource id (cmp_, seg_, ctc_, con_, pst_ or exp_ followed by "
+                + "1–64 letters, digits, _ or -), schema or segment-memberships"
+        }
+        return nil
+    }
+
     // MARK: Loading
 
     /// Folds a stream into a state from its latest snapshot; returns the state and the version.
@@ -257,13 +273,6 @@ extension CampaignEngine {
         let decision = try CampaignEngine.onWire {
             try Campaign.decide(
                 command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
-        }
-        guard !decision.events.isEmpty else {
-            throw NoChange(
-                status: 200,
-                data: CampaignEngine.unchangedData(
-                    streamId: route.streamId(tenant: tenant), version: version,
-                    ["campaignId": .string(route.id), "campaign": state?.json ?? .null]))
         }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,

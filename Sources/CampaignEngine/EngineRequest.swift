@@ -112,12 +112,10 @@ public enum Query: Sendable, Equatable {
                 params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
             // A stream or an actor no log can hold would page through nothing: the client mistyped it.
             let streamId = try r.optionalString("streamId")
-            if let streamId, !Self.isStreamReference(streamId) {
+            if let streamId, let problem = CampaignEngine.streamProblem(streamId) {
                 throw CampaignError(
-                    .invalidFormat,
-                    "streamId must be a resource id (cmp_1), schema, segment-memberships, or one of them after "
-                        + "the tenant and a colon (acme:cmp_1)",
-                    param: "streamId", pointer: pointer + "/streamId")
+                    .invalidFormat, "streamId \(streamId): \(problem)", param: "streamId",
+                    pointer: pointer + "/streamId")
             }
             let actor = try r.optionalString("actor")
             if let actor, !Principal.isValidSubject(actor) {
@@ -135,14 +133,6 @@ public enum Query: Sendable, Equatable {
 }
 
 extension Query {
-    /// Whether `text` names a stream as `audit.history` takes one: a stream name
-    /// (``CampaignEngine/isStreamName(_:)``), alone or after a tenant and a colon.
-    static func isStreamReference(_ text: String) -> Bool {
-        guard let colon = text.firstIndex(of: ":") else { return CampaignEngine.isStreamName(text) }
-        return Principal.isValidTenant(String(text[..<colon]))
-            && CampaignEngine.isStreamName(String(text[text.index(after: colon)...]))
-    }
-
     static func decodePage(_ r: FieldReader) throws(CampaignError) -> Page {
         Page(limit: try r.optionalInteger("limit", in: 1...500) ?? 50, cursor: try r.optionalString("cursor"))
     }

@@ -320,10 +320,7 @@ public enum Campaign: Aggregate {
         let allowedNames = allowed.map(\.rawValue)
         if state.status == .active && alreadyActiveCommands.contains(verb) {
             throw CampaignError(
-                .campaignAlreadyActive,
-                verb == "attachSegment"
-                    ? "campaign \(state.id) is active; cannot attach a segment to it"
-                    : "campaign \(state.id) is active; cannot \(verb) it",
+                .campaignAlreadyActive, "campaign \(state.id) is active; cannot \(CampaignError.phrase(verb)) it",
                 currentState: current, allowedStates: allowedNames)
         }
         if (verb == "activate" || verb == "unschedule") && (state.status == .draft || state.status == .paused) {

@@ -277,7 +277,7 @@ public enum Post: Aggregate {
     static func isHTTPSURL(_ text: String) -> Bool {
         guard text.utf8.count > 8, text.count <= 2048,
             text.prefix(8).lowercased() == "https://",
-            !text.unicodeScalars.contains(where: { $0.value <= 32 || (0x7F...0x9F).contains($0.value) })
+            !text.unicodeScalars.contains(where: { $0 == " " || TextRules.isControl($0) })
         else { return false }
         let rest = text.dropFirst(8)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
