@@ -327,7 +327,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(accepted.status == 201, "\(accepted)")
         var readers = StoreOptions()
         readers.maximumReaders = 0
-        #expect(throws: EventStoreError.self) { _ = try EventStore(path: TemporaryDirectory().path, options: readers) }
+        let unopened = TemporaryDirectory()
+        #expect(throws: EventStoreError.self) { _ = try EventStore(path: unopened.path, options: readers) }
         let store = try EventStore(path: directory.path)
         defer { store.close() }
         await #expect {

@@ -692,9 +692,8 @@ import Testing
                 ]))
         }
         // Then 40 requests held until all wait, so they commit in one transaction, each applying
-        // its events inline.
-        let release = DispatchSemaphore(value: 0)
-        store.enqueueWrite { _ in release.wait() }
+        // its events inline (sent once the writer holds, see `holdWriter`).
+        let release = try await holdWriter { job in store.enqueueWrite { _ in job() } }
         let before = store.statistics.groupCommitTransactions
         let count = 40
         let appends = Task {

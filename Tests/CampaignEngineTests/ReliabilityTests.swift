@@ -195,7 +195,9 @@ import Testing
     static func unmount(_ path: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/umount")
-        process.arguments = [path]
+        // Lazily: a test that failed part-way may still have the store open (mapped), and the mount
+        // must not outlive the test either way.
+        process.arguments = ["-l", path]
         try? process.run()
         process.waitUntilExit()
     }

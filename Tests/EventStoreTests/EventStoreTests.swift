@@ -469,9 +469,11 @@ final class TransactionTally {
         #expect(try stored("writes") == 3, "a failed transaction writes nothing back")
 
         // A group commit: each request's hook counts itself; each transaction writes once. The
-        // writer is held until every request waits, so they share one transaction.
-        let release = DispatchSemaphore(value: 0)
-        store.enqueueWrite { _ in release.wait() }
+        // writer is held until every request waits, so they share one transaction. The requests
+        // are sent only once the writer is inside the holding job: a writer that last ran a job
+        // (opening the table) gives queued appends the next turn, and would commit those already
+        // waiting before it took the job.
+        let release = try await holdWriter { job in store.enqueueWrite { _ in job() } }
         let before = store.statistics.groupCommitTransactions
         let count = 40
         let appends = Task {

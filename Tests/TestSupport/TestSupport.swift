@@ -26,6 +26,20 @@ public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
     }
 }
 
+/// Holds a store's writer: `enqueue` queues the job it is handed (on the writer thread), and this
+/// returns once that job runs, with the semaphore that releases it. Work queued after this waits
+/// behind the job; work queued before the job ran might have gone first.
+public func holdWriter(_ enqueue: (_ job: @escaping @Sendable () -> Void) -> Void) async throws -> DispatchSemaphore {
+    let entered = DispatchSemaphore(value: 0)
+    let release = DispatchSemaphore(value: 0)
+    enqueue {
+        entered.signal()
+        release.wait()
+    }
+    try await blocking { entered.wait() }
+    return release
+}
+
 /// A built product run as a child process, its standard output collected line by line as it comes.
 public final class ChildProcess: @unchecked Sendable {
     // Invariant: `buffer` and `collected` are touched only under `lock`.
