@@ -10,7 +10,8 @@ import Foundation
 /// each created with a 300-byte body, updated twice and scheduled, then moved through their
 /// lifecycle (activated and completed, paused and resumed, cancelled, unscheduled, or deleted as a
 /// draft); two posts (created on two connections, then scheduled or cancelled); and an experiment
-/// on one of the campaigns, started, with 100 exposures and 20 conversions, then stopped. A round
+/// on one of the campaigns still running (activated, paused and resumed), started, with 100
+/// exposures and 20 conversions, then stopped. A round
 /// is about 700 events; tenants run at once, each with up to 8 commands in flight where they
 /// commute or touch different aggregates.
 struct DemoShapedLog {
@@ -18,8 +19,10 @@ struct DemoShapedLog {
     let tenants: Int
     let clock: Date
 
-    /// Commands answered with an error (a workload mistake, reported by the benchmark).
+    /// Commands answered with an error (a workload mistake: the benchmark stops on one).
     let refused = Counter()
+    /// The first refused command and its error, for the benchmark's message.
+    let firstRefusal = FirstValue<String>()
 
     /// Runs rounds on every tenant until the log holds at least `events` events.
     func fill(events target: UInt64) async throws {
@@ -44,7 +47,10 @@ struct DemoShapedLog {
 
     func send(_ command: Command, _ tenant: String) async {
         let response = await engine.execute(.command(command, as: principal(tenant), requestId: "demo-log"))
-        if response.error != nil { refused.add(1) }
+        if let error = response.error {
+            refused.add(1)
+            firstRefusal.offer("\(command.name): \(error.code.rawValue) \(error.message)")
+        }
     }
 
     /// Sends commands that may run at once, at most 8 in flight.
@@ -149,7 +155,7 @@ struct DemoShapedLog {
         await send(
             .experiment(
                 .create(
-                    experimentId: experiment, campaignId: "cmp_\(tag)_2", name: "Subject test \(tag)",
+                    experimentId: experiment, campaignId: "cmp_\(tag)_1", name: "Subject test \(tag)",
                     variants: [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)])), tenant)
         await send(.experiment(.start(experimentId: experiment)), tenant)
         let contacts = (0..<100).map { "ctc_\(round * 400 + $0)" }
@@ -190,4 +196,15 @@ final class Counter: @unchecked Sendable {
 
     func add(_ amount: Int) { lock.withLock { count += amount } }
     var value: Int { lock.withLock { count } }
+}
+
+/// The first value offered, kept; later ones are dropped.
+///
+/// Invariant that makes `@unchecked Sendable` safe: `first` is touched only under `lock`.
+final class FirstValue<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: T?
+
+    func offer(_ value: T) { lock.withLock { if first == nil { first = value } } }
+    var value: T? { lock.withLock { first } }
 }

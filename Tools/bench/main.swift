@@ -538,6 +538,15 @@ if runs(5) || runs(6) || withPeer {
         }
         demoLog = (Int(try engine.eventStore.head().position), filled, log.refused.value, types.count)
         engine.close()
+        // A refused command means the workload is no longer the demo's (a rule changed under it):
+        // its figures would describe another log.
+        if let first = log.firstRefusal.value {
+            FileHandle.standardError.write(
+                Data(
+                    ("campaign-bench: the demo-shaped log had \(demoLog.refused) commands refused, the first "
+                        + "\(first); fix Tools/bench/DemoLog.swift\n").utf8))
+            exit(70)
+        }
     }
     let events = demoLog.events
     print(
