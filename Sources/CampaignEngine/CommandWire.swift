@@ -183,7 +183,7 @@ public enum CommandWire {
             let r = try reader(["postId", "text", "media", "link"])
             return .update(
                 postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"), media: try media(r),
-                link: try r.optionalString("link"))
+                link: try r.stringUpdate("link"))
         case "schedule":
             let r = try reader(["postId", "publishAt"])
             return .schedule(postId: try r.id("postId", prefix: "pst"), publishAt: try r.timestamp("publishAt"))
@@ -364,7 +364,7 @@ extension Command {
             case let .update(id, text, media, link):
                 return object([
                     "postId": .string(id), "text": string(text), "media": media.map { .array($0.map(\.json)) },
-                    "link": string(link),
+                    "link": link.map { $0.value.map(JSON.string) ?? .null },
                 ])
             case let .schedule(id, publishAt):
                 return object(["postId": .string(id), "publishAt": date(publishAt)])

@@ -76,6 +76,15 @@ public struct FieldReader {
         return text
     }
 
+    /// A change to an optional string field: nil when absent, ``FieldUpdate/remove`` when null,
+    /// `INVALID_FORMAT` when neither null nor a string.
+    public func stringUpdate(_ key: String) throws(CampaignError) -> FieldUpdate<String>? {
+        guard let value = members[key] else { return nil }
+        if value == .null { return .remove }
+        guard let text = value.stringValue else { throw wrongType(key, "a string or null", value) }
+        return .set(text)
+    }
+
     /// An optional boolean: nil when absent or null, `INVALID_FORMAT` when not `true` or `false`.
     public func optionalBool(_ key: String) throws(CampaignError) -> Bool? {
         guard let value = optional(key) else { return nil }

@@ -75,6 +75,25 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
             aggregate.when(.update(postId: "pst_1", text: String(repeating: "b", count: 281)), given: [created])
                 == .error(.validationError))
     }
+
+    @Test func anUpdateSetsOrRemovesTheLink() {
+        let linked = PostEvent.updated(postId: "pst_1", text: nil, media: nil, link: "https://example.com/launch")
+        #expect(
+            aggregate.when(.update(postId: "pst_1", link: "https://example.com/launch"), given: [created])
+                == .events([linked]))
+        #expect(aggregate.given([created, linked])?.link == "https://example.com/launch")
+        // Removed: stored as "link": null, and read back as a removal, not as "unchanged".
+        let removed = PostEvent.updated(postId: "pst_1", text: nil, media: nil, link: .remove)
+        #expect(
+            aggregate.when(.update(postId: "pst_1", link: .remove), given: [created, linked]) == .events([removed]))
+        #expect(removed.payload["link"] == .null)
+        #expect(aggregate.given([created, linked, removed])?.link == nil)
+        // Removing a link the post does not have changes nothing; a bad link is still refused.
+        #expect(aggregate.when(.update(postId: "pst_1", link: .remove), given: [created]) == .events([]))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", link: "http://x.test"), given: [created])
+                == .error(.validationError))
+    }
 }
 
 /// The experiment aggregate, given events → when command → then events or error.

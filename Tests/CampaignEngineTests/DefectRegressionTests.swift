@@ -147,6 +147,28 @@ import Testing
         }
     }
 
+    @Test func aPostsLinkIsRemovedByNull() async throws {
+        let t = try TestEngine()
+        _ = await connect(t, "con_1", tenant: "acme", account: "acme")
+        let created = await t.command(
+            "post.create",
+            #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hi","#
+                + #""media":[{"kind":"video","url":"https://cdn.example/v.mp4"}],"link":"https://example.com/a"}"#)
+        #expect(created.status == 201, "\(created)")
+        // Before, null read as absent: "nothing to update", and the link could never go.
+        let removed = await t.command("post.update", #"{"postId":"pst_1","link":null}"#)
+        #expect(removed.status == 201, "\(removed)")
+        let post = await t.query("post.get", #"{"postId":"pst_1"}"#)
+        #expect(post.data?["link"] == nil && post.data?["text"] == .string("Hi"), "\(post)")
+        let again = await t.command("post.update", #"{"postId":"pst_1","link":null}"#)
+        #expect(again.status == 200 && again.data?["changed"] == .bool(false), "\(again)")
+        let wrong = await t.command("post.update", #"{"postId":"pst_1","link":5}"#)
+        #expect(wrong.code == "INVALID_FORMAT" && wrong["error"]?["pointer"] == .string("/payload/link"), "\(wrong)")
+        // The log holds the removal as "link": null, so a rebuild or replay folds it the same way.
+        let last = try #require(try t.engine.eventStore.readStream("acme:pst_1").last)
+        #expect(try JSON.parse(last.payload)["link"] == .null)
+    }
+
     // 6
     @Test func expectedVersionIsRefusedWhereItCannotBeHonoured() async throws {
         let t = try TestEngine()

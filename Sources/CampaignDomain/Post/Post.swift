@@ -195,12 +195,15 @@ public enum Post: Aggregate {
             }
             let newText = text ?? state.text
             let newMedia = media ?? state.media
-            var problems = shapeProblems(connectionIds: state.connectionIds, text: newText, media: newMedia, link: link)
+            var problems = shapeProblems(
+                connectionIds: state.connectionIds, text: newText, media: newMedia, link: link?.value)
             problems += platformProblems(
                 state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
             guard problems.isEmpty else { throw .validation(problems) }
             // The text, media and link the post has already: nothing changes.
-            if newText == state.text && newMedia == state.media && (link == nil || link == state.link) {
+            if newText == state.text && newMedia == state.media
+                && link.map({ $0.value == state.link }) ?? true
+            {
                 return Decision(events: [])
             }
             return Decision(events: [
@@ -496,7 +499,7 @@ public enum Post: Aggregate {
         case let .updated(_, text, media, link):
             if let text { state.text = text }
             if let media { state.media = media }
-            if let link { state.link = link }
+            if let link { state.link = link.value }
         case let .scheduled(_, publishAt):
             state.status = .scheduled
             state.publishAt = publishAt

@@ -6,8 +6,8 @@ public enum PostCommand: Sendable, Equatable {
     case create(
         postId: String, connectionIds: [String], text: String = "", media: [Media] = [], link: String? = nil,
         campaignId: String? = nil)
-    /// `post.update`: the fields given change.
-    case update(postId: String, text: String? = nil, media: [Media]? = nil, link: String? = nil)
+    /// `post.update`: the fields given change; the link may also be removed.
+    case update(postId: String, text: String? = nil, media: [Media]? = nil, link: FieldUpdate<String>? = nil)
     /// `post.schedule`.
     case schedule(postId: String, publishAt: Date)
     /// `post.cancel`.

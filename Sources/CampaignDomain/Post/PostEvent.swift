@@ -6,8 +6,9 @@ public enum PostEvent: Sendable, Equatable {
     /// Created, as a draft, for the given connections (one target each).
     case created(
         postId: String, connectionIds: [String], text: String, media: [Media], link: String?, campaignId: String?)
-    /// New text, media or link (absent fields are unchanged).
-    case updated(postId: String, text: String?, media: [Media]?, link: String?)
+    /// New text, media or link, or the link removed (absent fields are unchanged; a removed link
+    /// is stored as `"link": null`).
+    case updated(postId: String, text: String?, media: [Media]?, link: FieldUpdate<String>?)
     /// Scheduled to publish at `publishAt`.
     case scheduled(postId: String, publishAt: Date)
     /// A post-wide change that carries only the id: cancelled, publishing started, published, failed.
@@ -106,7 +107,7 @@ public enum PostEvent: Sendable, Equatable {
         case let .updated(_, text, media, link):
             if let text { payload["text"] = .string(text) }
             if let media { payload["media"] = .array(media.map(\.json)) }
-            if let link { payload["link"] = .string(link) }
+            if let link { payload["link"] = link.value.map(JSON.string) ?? .null }
         case let .scheduled(_, publishAt): payload["publishAt"] = .string(Timestamp.format(publishAt))
         case .lifecycle: break
         case let .attemptStarted(_, _, attempt, at):
@@ -146,7 +147,10 @@ public enum PostEvent: Sendable, Equatable {
                 postId: id, connectionIds: (p["connectionIds"]?.arrayValue ?? []).compactMap(\.stringValue),
                 text: text("text") ?? "", media: media(p["media"]) ?? [], link: text("link"),
                 campaignId: text("campaignId"))
-        case .updated: self = .updated(postId: id, text: text("text"), media: media(p["media"]), link: text("link"))
+        case .updated:
+            let link: FieldUpdate<String>? =
+                p["link"] == .null ? .remove : text("link").map(FieldUpdate.set)
+            self = .updated(postId: id, text: text("text"), media: media(p["media"]), link: link)
         case .scheduled:
             guard let publishAt = date("publishAt") else { return nil }
             self = .scheduled(postId: id, publishAt: publishAt)
