@@ -77,6 +77,23 @@ import Testing
         }
     }
 
+    @Test func instagramAllowsThirtyHashtagsAndTwentyMentions() {
+        let tags = (1...30).map { "#tag\($0)" }.joined(separator: " ")
+        #expect(problems("instagram", tags, [image]).isEmpty)
+        #expect(
+            problems("instagram", tags + " #more", [image]).map(\.message) == [
+                "instagram allows at most 30 hashtags; this text has 31"
+            ])
+        let mentions = (1...20).map { "@user.\($0)" }.joined(separator: " ")
+        #expect(problems("instagram", mentions, [image]).isEmpty)
+        #expect(problems("instagram", mentions + ", @more", [image]).count == 1)
+        // Other platforms leave them alone.
+        #expect(problems("threads", tags + " #more " + mentions + " @more", [image]).isEmpty)
+        // What counts: a tag at a word's start with a non-digit in it; a mention of name characters.
+        #expect(TextTags.hashtags(in: "#Spring #sale_2026 #été (#x) #1 a#b ## # #2026x") == 5)
+        #expect(TextTags.mentions(in: "@acme, @acme.shop. me@example.com @ @. (@x)") == 3)
+    }
+
     @Test func mediaCountsAtTheLimitPassAndOneOverFails() {
         let limits = [
             "x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 10, "bluesky": 4, "mastodon": 4,

@@ -21,6 +21,10 @@ public struct PlatformRules: Sendable, Equatable {
     public var publishLimit: Int
     /// The publish window, in seconds.
     public var publishWindow: Int
+    /// The most hashtags a post's text may hold (``TextTags/hashtags(in:)``); nil: no limit.
+    public var maximumHashtags: Int? = nil
+    /// The most mentions a post's text may hold (``TextTags/mentions(in:)``); nil: no limit.
+    public var maximumMentions: Int? = nil
 
     /// The length of `text` as this platform counts it.
     public func length(of text: String) -> Int { measure.length(of: text) }
@@ -43,7 +47,7 @@ public struct PlatformRules: Sendable, Equatable {
             .init(
                 platform: "instagram", textLimit: 2_200, measure: .scalars, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25,
-                publishWindow: 86_400),
+                publishWindow: 86_400, maximumHashtags: 30, maximumMentions: 20),
             .init(
                 platform: "threads", textLimit: 500, measure: .scalars, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
@@ -74,6 +78,17 @@ public struct PlatformRules: Sendable, Equatable {
                     field: "text", pointer: "/text",
                     message: "\(platform) allows \(textLimit) \(measure.unit); this text has \(length)"
                 ))
+        }
+        for (limit, count, what) in [
+            (maximumHashtags, TextTags.hashtags(in: text), "hashtags"),
+            (maximumMentions, TextTags.mentions(in: text), "mentions"),
+        ] {
+            if let limit, count > limit {
+                problems.append(
+                    FieldProblem(
+                        field: "text", pointer: "/text",
+                        message: "\(platform) allows at most \(limit) \(what); this text has \(count)"))
+            }
         }
         if requiresMedia && media.isEmpty {
             problems.append(
