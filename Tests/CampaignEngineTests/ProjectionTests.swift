@@ -694,6 +694,7 @@ import Testing
         // Then 40 requests held until all wait, so they commit in one transaction, each applying
         // its events inline (sent once the writer holds, see `holdWriter`).
         let release = try await holdWriter { job in store.enqueueWrite { _ in job() } }
+        defer { release.signal() }  // also when the wait below throws, so the store can close
         let before = store.statistics.groupCommitTransactions
         let count = 40
         let appends = Task {
@@ -714,7 +715,7 @@ import Testing
                 try await group.waitForAll()
             }
         }
-        while store.statistics.queuedRequests < count { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitUntil("\(count) requests queued") { store.statistics.queuedRequests >= count }
         release.signal()
         try await appends.value
         #expect(store.statistics.groupCommitTransactions - before == 1)

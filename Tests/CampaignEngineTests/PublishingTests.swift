@@ -148,8 +148,8 @@ import Testing
         )
         _ = await post(t, "pst_1", text: "Hanging")
         let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
-        while await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue != "attempting" {
-            try await Task.sleep(for: .milliseconds(5))
+        try await waitUntil("the attempt to start") {
+            await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue == "attempting"
         }
         #expect((try await tick(t, testStart + Post.inDoubtAfter - 1)).items.isEmpty)
         let settled = try await tick(t, testStart + Post.inDoubtAfter)

@@ -358,15 +358,8 @@ import Testing
         let count = 100
         let before = store.statistics.groupCommitTransactions
         // Hold LMDB's writer lock so the requests pile up behind the group committer.
-        let release = DispatchSemaphore(value: 0)
-        let holding = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            try? store.write { _ in
-                holding.signal()
-                release.wait()
-            }
-        }
-        try await blocking { holding.wait() }
+        let release = try await holdWriter { job in DispatchQueue.global().async { try? store.write { _ in job() } } }
+        defer { release.signal() }  // also when the wait below throws, so the store can close
         let appends = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for n in 0..<count {
@@ -377,8 +370,8 @@ import Testing
                 try await group.waitForAll()
             }
         }
-        while store.statistics.queuedRequests + store.statistics.inFlightRequests < count {
-            try await Task.sleep(for: .milliseconds(5))
+        try await waitUntil("\(count) requests queued or in flight") {
+            store.statistics.queuedRequests + store.statistics.inFlightRequests >= count
         }
         release.signal()
         try await appends.value
@@ -474,6 +467,7 @@ final class TransactionTally {
         // (opening the table) gives queued appends the next turn, and would commit those already
         // waiting before it took the job.
         let release = try await holdWriter { job in store.enqueueWrite { _ in job() } }
+        defer { release.signal() }  // also when a wait below throws, so the store can close
         let before = store.statistics.groupCommitTransactions
         let count = 40
         let appends = Task {
@@ -487,7 +481,7 @@ final class TransactionTally {
                 }
             }
         }
-        while store.statistics.queuedRequests < count { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitUntil("\(count) requests queued") { store.statistics.queuedRequests >= count }
         release.signal()
         await appends.value
         #expect(store.statistics.groupCommitTransactions - before == 1)

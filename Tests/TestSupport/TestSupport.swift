@@ -26,6 +26,28 @@ public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) as
     }
 }
 
+/// Thrown by ``waitUntil(_:limit:every:_:)`` when what it waits for did not happen in time.
+public struct TimedOut: Error, CustomStringConvertible {
+    /// What was waited for, and how long.
+    public let description: String
+}
+
+/// Polls `condition` every `interval` until it holds, and throws ``TimedOut`` after `limit`: a
+/// bound on a hang (a test that waits for ever stops CI only at its own time limit, naming
+/// nothing), generous for a loaded machine.
+public func waitUntil(
+    _ what: String, limit: Duration = .seconds(30), every interval: Duration = .milliseconds(5),
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + limit
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else {
+            throw TimedOut(description: "waited \(limit) for \(what)")
+        }
+        try await Task.sleep(for: interval)
+    }
+}
+
 /// Holds a store's writer: `enqueue` queues the job it is handed (on the writer thread), and this
 /// returns once that job runs, with the semaphore that releases it. Work queued after this waits
 /// behind the job; work queued before the job ran might have gone first.
