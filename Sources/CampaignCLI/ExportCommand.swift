@@ -12,7 +12,7 @@ enum ExportCommand {
                                [--type TYPE] [--from TIME|POSITION] [--to TIME|POSITION] [--limit N]
                                [--consumer NAME] [--follow]
                campaign export --to nats://HOST:PORT[,nats://…] --stream NAME [--subject-prefix campaign]
-                               [--replicas N] [--consumer NAME] [--follow] [--data DIR]
+                               [--replicas N] [--consumer NAME] [--follow] [--retry-for SECONDS] [--data DIR]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -29,6 +29,9 @@ enum ExportCommand {
         (default nats-NAME) advances only past acknowledged events. A broker that goes away is
         retried with backoff and the relay resumes from its checkpoint; SIGINT or SIGTERM stops it
         after the acknowledgements under way. Without --follow it stops once the log is relayed.
+        --retry-for SECONDS: when no event has been acknowledged for that long and the last attempt
+        failed, it stops retrying and exits 1 (default: 300 without --follow; with --follow it
+        retries for ever unless given; 0 gives up at the first failure).
         As it ends, it prints how many events the run relayed and where the consumer stands.
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
@@ -66,6 +69,14 @@ enum ExportCommand {
                     }
                     return value
                 } ?? 1
+            let follow = arguments.flags.contains("follow")
+            let retryFor =
+                try options["retry-for"].map { text throws(Arguments.UsageError) -> Duration in
+                    guard let seconds = Int(text), (0...31_536_000).contains(seconds) else {
+                        throw CLI.usage("--retry-for takes a whole number of seconds, 0 to 31536000")
+                    }
+                    return .seconds(seconds)
+                } ?? (follow ? nil : .seconds(300))
             let consumer = try consumerName(options) ?? "nats-\(name)"
             if options["consumer"] == nil, EventStore.consumerNameProblem(consumer) != nil {
                 throw CLI.usage("the stream name makes no consumer name (nats-\(name)); give --consumer NAME")
@@ -74,8 +85,9 @@ enum ExportCommand {
             defer { store.close() }
             var relay = Relay(
                 store: store, storeId: try store.storeId(), urls: urls, stream: name, prefix: prefix,
-                consumer: consumer, follow: arguments.flags.contains("follow"), console: console)
+                consumer: consumer, follow: follow, console: console)
             relay.replicas = replicas
+            relay.retryFor = retryFor
             return try await relay.run()
         }
         guard (options["format"] ?? "cloudevents") == "cloudevents" else {
@@ -84,7 +96,9 @@ enum ExportCommand {
         let (filter, limit) = try ReplayCommand.Filter.parse(options)
         let consumer = try consumerName(options)
         let follow = arguments.flags.contains("follow")
-        if options["subject-prefix"] != nil { throw CLI.usage("--subject-prefix goes with --to") }
+        for option in ["subject-prefix", "replicas", "retry-for"] where options[option] != nil {
+            throw CLI.usage("--\(option) goes with --to nats://…")
+        }
 
         // Storing a consumer's checkpoint writes, and a store made before store ids gets its id on
         // the first writable open; anything else reads.

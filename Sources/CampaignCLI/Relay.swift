@@ -19,6 +19,9 @@ struct Relay {
     let stream: String
     /// Copies of the stream JetStream keeps (1, or up to the cluster's size).
     var replicas = 1
+    /// How long the relay retries while no event is acknowledged before it gives up (exit 1);
+    /// nil: for ever.
+    var retryFor: Duration?
     let prefix: String
     let consumer: String
     let follow: Bool
@@ -64,6 +67,9 @@ struct Relay {
     private func relayUntilDone(_ stop: StopSignal) async throws -> CLI.Exit {
         var backoff = 0.2
         var attempt = 0
+        // The last time the consumer's checkpoint moved (or the relay started).
+        var progressed = ContinuousClock.now
+        var through = try acknowledgedThrough()
         while true {
             do {
                 // Each attempt starts with the next server: a cluster member that went away is
@@ -78,6 +84,16 @@ struct Relay {
             } catch {
                 attempt += 1
                 if stop.requested { return .ok }
+                if let now = try? acknowledgedThrough(), now > through {
+                    through = now
+                    progressed = .now
+                }
+                if let retryFor, ContinuousClock.now - progressed >= retryFor {
+                    console.err(
+                        "relay: \(error); giving up: no event acknowledged for \(retryFor.components.seconds) s "
+                            + "(--retry-for); consumer \(consumer) at \(Format.count(through))")
+                    return .failure
+                }
                 console.err("relay: \(error); retrying in \(String(format: "%.1f", backoff)) s")
                 try? await Task.sleep(for: .seconds(backoff))
                 if stop.requested { return .ok }

@@ -47,17 +47,6 @@ import Testing
         }
     }
 
-    func waitUntil(_ seconds: Double, _ condition: () async throws -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while try await !condition() {
-            guard Date() < deadline else {
-                Issue.record("timed out")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     func messages(_ server: LocalNATSServer, _ name: String) async -> UInt64 {
         guard let connection = try? NATSConnection(url: server.url) else { return 0 }
         defer { connection.close() }
@@ -148,7 +137,7 @@ import Testing
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let first = try ChildProcess(
             "campaign", ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--follow"])
-        try await waitUntil(60) { await messages(server, "CAMPAIGN") >= 500 }
+        try await waitUntil("500 events relayed", limit: .seconds(60)) { await messages(server, "CAMPAIGN") >= 500 }
         kill(first.process.processIdentifier, SIGKILL)
         _ = try await first.waitForExit()
         #expect(await messages(server, "CAMPAIGN") < UInt64(log.count), "the relay finished before the kill")
@@ -165,14 +154,16 @@ import Testing
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let relay = try ChildProcess(
             "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
-        try await waitUntil(60) { await messages(first, "CAMPAIGN") >= 500 }
+        try await waitUntil("500 events relayed", limit: .seconds(60)) { await messages(first, "CAMPAIGN") >= 500 }
         first.stop()
         try await Task.sleep(for: .milliseconds(500))
         let server = try LocalNATSServer(port: first.port, storeDirectory: first.storePath)
         defer { withExtendedLifetime(first) { server.stop() } }
-        try await waitUntil(60) { await messages(server, "CAMPAIGN") >= UInt64(log.count) }
+        try await waitUntil("the whole log relayed", limit: .seconds(60)) {
+            await messages(server, "CAMPAIGN") >= UInt64(log.count)
+        }
         // Caught up, a following relay stores its checkpoint at once, not at its exit.
-        try await waitUntil(20) {
+        try await waitUntil("the consumer caught up", limit: .seconds(20)) {
             let listed = try await campaign(["subscriptions", "--data", directory.path, "--json"])
             let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
             return consumer?["lag"]?.integerValue == 0
@@ -187,6 +178,25 @@ import Testing
         let store = try EventStore(path: directory.path, options: options)
         defer { store.close() }
         #expect(try store.consumers().first { $0.name == "nats-CAMPAIGN" }?.position == UInt64(log.count))
+    }
+
+    @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {
+        let (directory, _, _) = try await demoStore()
+        // A port nothing listens on: a server started and stopped.
+        let gone = try LocalNATSServer()
+        gone.stop()
+        let relayTo = ["export", "--data", directory.path, "--to", gone.url, "--stream", "S"]
+        // Before --retry-for, a relay without --follow retried for ever.
+        let once = try await campaign(relayTo + ["--retry-for", "1"])
+        #expect(once.status == 1, "\(once)")
+        #expect(once.err.contains("giving up: no event acknowledged for 1 s (--retry-for); consumer nats-S at 0"))
+        #expect(once.err.contains("retrying in 0.2 s"))
+        let first = try await campaign(relayTo + ["--retry-for", "0"])
+        #expect(first.status == 1 && !first.err.contains("retrying"), "\(first)")
+        for bad in [["--retry-for", "-1"], ["--retry-for", "1.5"]] {
+            #expect(try await campaign(relayTo + bad).status == 64)
+        }
+        #expect(try await campaign(["export", "--data", directory.path, "--retry-for", "5"]).status == 64)
     }
 }
 
