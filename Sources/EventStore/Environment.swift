@@ -75,7 +75,11 @@ final class Environment: @unchecked Sendable {
     private(set) var mapSize: Int
 
     private static let openPathsLock = NSLock()
+    /// The directories open in this process, by device and inode (``directoryIdentity(_:)``), so a
+    /// path through a symbolic link or a bind mount is the directory it leads to.
     nonisolated(unsafe) private static var openPaths = Set<String>()
+    /// This environment's entry in `openPaths`.
+    private let identity: String
 
     let readOnly: Bool
     /// This environment's number in the process, which every ``Table`` it opens carries: a table
@@ -112,11 +116,13 @@ final class Environment: @unchecked Sendable {
         }
 
         if let problem = options.problem { throw EventStoreError.cannotOpen(path: standardPath, reason: problem) }
+        let identity = Environment.directoryIdentity(standardPath)
+        self.identity = identity
         try Environment.openPathsLock.withLock {
-            guard !Environment.openPaths.contains(standardPath) else {
+            guard !Environment.openPaths.contains(identity) else {
                 throw EventStoreError.alreadyOpen(path: standardPath)
             }
-            Environment.openPaths.insert(standardPath)
+            Environment.openPaths.insert(identity)
         }
         var created: OpaquePointer?
         do {
@@ -136,7 +142,7 @@ final class Environment: @unchecked Sendable {
             try Environment.checkLength(created, lastPage: info.me_last_pgno, path: standardPath)
         } catch {
             if let created { mdb_env_close(created) }
-            _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(standardPath) }
+            _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(identity) }
             throw error
         }
         env = created
@@ -165,7 +171,16 @@ final class Environment: @unchecked Sendable {
             if let env { mdb_env_close(env) }
             env = nil
         }
-        _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(path) }
+        _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(identity) }
+    }
+
+    /// The directory at `path` as the file system knows it: its device and inode, whatever path
+    /// leads there (LMDB must not open one environment twice in a process: closing either would
+    /// drop the other's locks). The path itself when it cannot be read.
+    static func directoryIdentity(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return path }
+        return "\(info.st_dev):\(info.st_ino)"
     }
 
     deinit {

@@ -230,8 +230,16 @@ import Testing
         let dir = TemporaryDirectory()
         let store = try EventStore(path: dir.path)
         #expect(throws: EventStoreError.alreadyOpen(path: store.path)) { try EventStore(path: dir.path) }
+        // Through a symbolic link, and through a relative path: the same directory, so refused too
+        // (the check went by the path's text, and a link opened LMDB's environment a second time).
+        let links = TemporaryDirectory()
+        try FileManager.default.createSymbolicLink(atPath: links.path + "/data", withDestinationPath: dir.path)
+        #expect(throws: EventStoreError.self) { try EventStore(path: links.path + "/data") }
+        #expect(throws: EventStoreError.self) {
+            try EventStore(path: dir.path + "/../" + (dir.path as NSString).lastPathComponent)
+        }
         store.close()
-        let reopened = try EventStore(path: dir.path)
+        let reopened = try EventStore(path: links.path + "/data")
         reopened.close()
     }
 
