@@ -137,7 +137,9 @@ import Testing
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let first = try ChildProcess(
             "campaign", ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--follow"])
-        try await waitUntil("500 events relayed", limit: .seconds(60)) { await messages(server, "CAMPAIGN") >= 500 }
+        try await waitUntil("500 events relayed", limit: .seconds(60), every: .milliseconds(20)) {
+            await messages(server, "CAMPAIGN") >= 500
+        }
         kill(first.process.processIdentifier, SIGKILL)
         _ = try await first.waitForExit()
         #expect(await messages(server, "CAMPAIGN") < UInt64(log.count), "the relay finished before the kill")
@@ -154,16 +156,18 @@ import Testing
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
         let relay = try ChildProcess(
             "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
-        try await waitUntil("500 events relayed", limit: .seconds(60)) { await messages(first, "CAMPAIGN") >= 500 }
+        try await waitUntil("500 events relayed", limit: .seconds(60), every: .milliseconds(20)) {
+            await messages(first, "CAMPAIGN") >= 500
+        }
         first.stop()
         try await Task.sleep(for: .milliseconds(500))
         let server = try LocalNATSServer(port: first.port, storeDirectory: first.storePath)
         defer { withExtendedLifetime(first) { server.stop() } }
-        try await waitUntil("the whole log relayed", limit: .seconds(60)) {
+        try await waitUntil("the whole log relayed", limit: .seconds(60), every: .milliseconds(20)) {
             await messages(server, "CAMPAIGN") >= UInt64(log.count)
         }
         // Caught up, a following relay stores its checkpoint at once, not at its exit.
-        try await waitUntil("the consumer caught up", limit: .seconds(20)) {
+        try await waitUntil("the consumer caught up", limit: .seconds(20), every: .milliseconds(20)) {
             let listed = try await campaign(["subscriptions", "--data", directory.path, "--json"])
             let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
             return consumer?["lag"]?.integerValue == 0
