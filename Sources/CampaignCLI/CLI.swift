@@ -80,7 +80,7 @@ public enum CLI {
                 ["follow"],
                 ExportCommand.run
             ),
-            "subscriptions": (SubscriptionsCommand.help, ["data"], ["json"], SubscriptionsCommand.run),
+            "subscriptions": (SubscriptionsCommand.help, ["data", "remove"], ["json"], SubscriptionsCommand.run),
             "compact": (CompactCommand.help, ["data", "to"], [], CompactCommand.run),
         ]
         guard let (help, options, flags, handler) = handlers[command] else {

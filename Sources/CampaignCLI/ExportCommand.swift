@@ -198,13 +198,28 @@ enum ExportCommand {
 enum SubscriptionsCommand {
     static let help = """
         usage: campaign subscriptions [--data DIR] [--json]
+               campaign subscriptions --remove NAME [--data DIR]
 
         Lists each consumer that has stored a checkpoint (campaign export --consumer, or a host's
         engine.subscribe), with its checkpoint and its lag (events committed after it).
+        --remove NAME forgets a retired consumer: its checkpoint is deleted, so it is no longer
+        listed (one still running stores it again at its next acknowledgement; one that comes back
+        starts from the beginning). A name no consumer has is RESOURCE_NOT_FOUND (exit 1).
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard arguments.positionals.isEmpty else { throw CLI.usage("subscriptions takes options only") }
+        if let name = arguments.options["remove"] {
+            if let problem = EventStore.consumerNameProblem(name) { throw CLI.usage("--remove: \(problem)") }
+            if arguments.flags.contains("json") { throw CLI.usage("--json lists; it does not go with --remove") }
+            let store = try CLI.openStore(arguments, readOnly: false)
+            defer { store.close() }
+            guard let position = try await store.removeConsumer(name) else {
+                throw CampaignError(.resourceNotFound, "no consumer named \(name) has stored a checkpoint")
+            }
+            console.out("removed consumer \(name) (its checkpoint was \(Format.count(position)))")
+            return .ok
+        }
         let store = try CLI.openStore(arguments)
         defer { store.close() }
         let head = try store.head().position

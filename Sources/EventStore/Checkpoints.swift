@@ -11,4 +11,9 @@ struct Checkpoints: Sendable {
     func set(_ name: String, to position: UInt64, in txn: Txn) throws {
         try txn.put(table, Array(name.utf8), .bigEndian(position))
     }
+
+    /// Deletes a checkpoint; false when there was none.
+    func remove(_ name: String, in txn: Txn) throws -> Bool {
+        try txn.delete(table, Array(name.utf8))
+    }
 }

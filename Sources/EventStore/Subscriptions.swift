@@ -64,6 +64,20 @@ extension EventStore {
         }
     }
 
+    /// Forgets a consumer that is retired: its checkpoint is deleted (a job of the writer thread), so
+    /// it is no longer listed or counted as lagging; a later `subscribe` under the name with
+    /// `.checkpoint` starts from the beginning. Returns the position it had acknowledged, or nil
+    /// when no consumer of that name had stored one.
+    /// - Throws: ``EventStoreError/invalidKey(_:)`` for a bad consumer name.
+    public func removeConsumer(_ consumer: String) async throws -> UInt64? {
+        try EventStore.checkConsumerName(consumer)
+        let name = EventStore.consumerPrefix + consumer
+        return try await perform { txn in
+            let position = try txn.checkpoint(name)
+            return try txn.removeCheckpoint(name) ? position : nil
+        }
+    }
+
     /// What is wrong with a consumer name, or nil when it is one: 1–100 characters of
     /// `A–Z a–z 0–9 . _ -` (a tool checks its input with this before it opens a store).
     public static func consumerNameProblem(_ name: String) -> String? {

@@ -428,4 +428,9 @@ public final class WriteTransaction: ReadTransaction {
     public func setCheckpoint(_ name: String, to position: UInt64) throws {
         try store.checkpoints.set(name, to: position, in: txn)
     }
+
+    /// Deletes a checkpoint in this transaction; false when there was none.
+    public func removeCheckpoint(_ name: String) throws -> Bool {
+        try store.checkpoints.remove(name, in: txn)
+    }
 }

@@ -71,6 +71,13 @@ import Testing
         await #expect(throws: EventStoreError.self) { try await resumed.ack(99) }
         #expect(throws: EventStoreError.self) { try t.engine.subscribe(consumer: "") }
         #expect(throws: EventStoreError.self) { try t.engine.subscribe(consumer: "no spaces") }
+
+        // A retired consumer is forgotten: no longer listed, and back under its name it starts over.
+        #expect(try await t.engine.eventStore.removeConsumer("analytics") == 3)
+        #expect(try await t.engine.eventStore.removeConsumer("analytics") == nil)
+        await #expect(throws: EventStoreError.self) { try await t.engine.eventStore.removeConsumer("a/b") }
+        #expect(try t.engine.eventStore.consumers().isEmpty)
+        #expect(try t.engine.subscribe(consumer: "analytics").firstPosition == 1)
     }
 
     @Test func aCheckpointSurvivesARestartAndAnotherProcessesAppendsAreSeen() async throws {
@@ -152,6 +159,13 @@ import Testing
         let listed = try JSON.parse(try await campaign(["subscriptions", "--data", t.directory.path, "--json"]).out)
         let consumer = listed["consumers"]?.arrayValue?.first
         #expect(consumer?["name"]?.stringValue == "kcat" && consumer?["lag"]?.integerValue == 0)
+        // Retired: before --remove, a consumer's lag was listed (and grew) for ever.
+        let remove = ["subscriptions", "--data", t.directory.path, "--remove", "kcat"]
+        let removed = try await campaign(remove)
+        #expect(removed.status == 0 && removed.out.hasPrefix("removed consumer kcat (its checkpoint was "))
+        #expect(try await campaign(remove).status == 1)
+        #expect(try await campaign(["subscriptions", "--data", t.directory.path]).out.contains("0 consumers"))
+        #expect(try await campaign(["subscriptions", "--data", t.directory.path, "--remove", "a b"]).status == 64)
         let usage = try await campaign(["export", "--data", t.directory.path, "--format", "avro"])
         #expect(usage.status == 64)
         // A malformed consumer name is the command line's fault, not the store's (it was INTERNAL_ERROR).
