@@ -632,7 +632,9 @@ enum StatsCommand {
     static let help = """
         usage: campaign stats [--data DIR] [--json]
 
-        Events, streams, tenants, events by type, file and map sizes, and the head.
+        Events, streams, tenants, events by type, file and map sizes, the head, and each table's
+        entries and bytes (the log's, the read models' slots p:NAME:a/b/v, idempotency, …), so the
+        room each takes shows.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
@@ -653,6 +655,7 @@ enum StatsCommand {
             return true
         }
         let usage = try store.usage()
+        let tables = try store.allTableUsage()
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: store.path + "/data.mdb")[.size] as? Int) ?? 0
         if arguments.flags.contains("json") {
             console.out(
@@ -663,6 +666,17 @@ enum StatsCommand {
                     "usedBytes": .number(Double(usage.usedBytes)),
                     "mapBytes": .number(Double(usage.mapSize)), "pageSize": .number(Double(usage.pageSize)),
                     "eventsByType": .object(JSONObject(types.mapValues { .number(Double($0)) })),
+                    "tables": .object(
+                        JSONObject(
+                            uniqueKeysWithValues: tables.map { table in
+                                (
+                                    table.name,
+                                    JSON.object([
+                                        "entries": .number(Double(table.entries)),
+                                        "bytes": .number(Double(table.bytes)),
+                                    ])
+                                )
+                            })),
                 ]).text)
         } else {
             console.out("store:    \(store.path)")
@@ -683,6 +697,11 @@ enum StatsCommand {
                 types.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map {
                     [$0.key, Format.count($0.value)]
                 }
+            ).forEach(console.out)
+            console.out("")
+            Format.table(
+                ["TABLE", "ENTRIES", "SIZE"],
+                tables.map { [$0.name, Format.count($0.entries), Format.bytes($0.bytes)] }
             ).forEach(console.out)
         }
         return .ok

@@ -206,6 +206,15 @@ final class Environment: @unchecked Sendable {
         return dbi
     }
 
+    /// Opens a named database that exists (creating nothing) and remembers its handle; nil when
+    /// there is none, or when the name is a plain key of LMDB's main database rather than a table.
+    func existingTable(named name: String) throws -> MDB_dbi? {
+        if let dbi = tableLock.withLock({ tables[name] }) { return dbi }
+        let dbi = try openExistingTable(name)
+        if let dbi { tableLock.withLock { tables[name] = dbi } }
+        return dbi
+    }
+
     /// The tables opened so far, by name.
     var openTables: [(name: String, dbi: MDB_dbi)] {
         tableLock.withLock { tables.map { ($0.key, $0.value) } }.sorted { $0.name < $1.name }
@@ -220,7 +229,8 @@ final class Environment: @unchecked Sendable {
             try LMDB.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &pointer), "mdb_txn_begin(read)")
             var dbi = MDB_dbi()
             let code = mdb_dbi_open(pointer, name, 0, &dbi)
-            if code == MDB_NOTFOUND {
+            // Incompatible: the name is a plain key of the main database (a marker), not a table.
+            if code == MDB_NOTFOUND || code == MDB_INCOMPATIBLE {
                 mdb_txn_abort(pointer)
                 return nil
             }

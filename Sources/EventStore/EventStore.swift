@@ -449,6 +449,28 @@ public final class EventStore: @unchecked Sendable {
         return totals
     }
 
+    /// Entries and bytes on disk of every table in the file, whether or not this store has opened
+    /// it (a tool's store opens only the log's own): the names LMDB's main database lists, each
+    /// opened as it exists (nothing is created). For `campaign stats`.
+    public func allTableUsage() throws -> [TableUsage] {
+        let names: [String] = try environment.read { txn in
+            var main = MDB_dbi()
+            try LMDB.check(mdb_dbi_open(txn.pointer, nil, 0, &main), "mdb_dbi_open main")
+            return try txn.withCursor(main) { cursor in
+                var names = [String]()
+                var entry = try cursor.first()
+                while let current = entry {
+                    names.append(String(decoding: current.key, as: UTF8.self))
+                    entry = try cursor.next()
+                }
+                return names
+            }
+        }
+        // A name that is no table (a marker the stream index's upgrade keeps there) opens as nil.
+        for name in names { _ = try environment.existingTable(named: name) }
+        return try tableUsage()
+    }
+
     /// Entries and bytes on disk of every table this store has opened (all of an engine's, once
     /// it is open), by name. Free pages are not in any table.
     public func tableUsage() throws -> [TableUsage] {

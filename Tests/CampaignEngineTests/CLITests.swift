@@ -392,8 +392,14 @@ func fixture(_ name: String) throws -> String {
         #expect(
             (stats["usedBytes"]?.integerValue ?? 0) > 0
                 && (stats["mapBytes"]?.integerValue ?? 0) >= (stats["usedBytes"]?.integerValue ?? 0))
+        // Every table of the file, the read models' included (a tool's store opens only the log's).
+        let tables = try #require(stats["tables"]?.objectValue)
+        #expect(tables["events"]?["entries"]?.integerValue == 5)
+        #expect(tables["p:campaign-board:a"]?["entries"]?.integerValue ?? 0 > 0)
+        #expect(tables["streams"] == nil, "a marker key of the main database is no table")
         let text = try await campaign(["stats", "--data", directory.path])
         #expect(text.lines.contains { $0.hasPrefix("events:   5   streams: 2   tenants: 1 (acme)") })
+        #expect(text.lines.contains { $0.hasPrefix("TABLE ") } && text.lines.contains { $0.hasPrefix("events ") })
     }
 
     @Test(arguments: [
