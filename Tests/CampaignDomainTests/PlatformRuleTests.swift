@@ -35,12 +35,27 @@ import Testing
     }
 
     @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {
-        #expect(problems("threads", String(repeating: "🇫🇷", count: 250)).isEmpty)
+        #expect(problems("tiktok", String(repeating: "🇫🇷", count: 1_100), [image]).isEmpty)
         #expect(
-            problems("threads", String(repeating: "🇫🇷", count: 251)).first?.message
-                == "threads allows 500 characters; this text has 502")
+            problems("tiktok", String(repeating: "🇫🇷", count: 1_101), [image]).first?.message
+                == "tiktok allows 2200 characters; this text has 2202")
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 100)).isEmpty)
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
+    }
+
+    /// Threads counts an emoji as the bytes of its UTF-8 form (its API's documented limitation), so
+    /// 126 emoji of 4 bytes are over 500 though they are 126 scalars: counted as scalars, such a
+    /// post passed here and was refused at publish.
+    @Test func threadsCountsAnEmojiAsItsUTF8Bytes() {
+        #expect(TextMeasure.emojiAsUTF8Bytes.length(of: "Hi 😀") == 7)
+        #expect(TextMeasure.emojiAsUTF8Bytes.length(of: "👨‍👩‍👧") == 18)
+        #expect(TextMeasure.emojiAsUTF8Bytes.length(of: "🇫🇷 é 日本") == 8 + 5)
+        #expect(problems("threads", String(repeating: "😀", count: 125)).isEmpty)
+        #expect(
+            problems("threads", String(repeating: "😀", count: 126)).first?.message
+                == "threads allows 500 characters as Threads counts them (an emoji as its UTF-8 bytes); "
+                + "this text has 504")
+        #expect(problems("threads", String(repeating: "日", count: 500)).isEmpty)
     }
 
     /// X weighs text as twitter-text 3 does: CJK and every emoji (a flag, a family) 2, Latin and

@@ -49,7 +49,7 @@ public struct PlatformRules: Sendable, Equatable {
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25,
                 publishWindow: 86_400, maximumHashtags: 30, maximumMentions: 20),
             .init(
-                platform: "threads", textLimit: 500, measure: .scalars, maximumMedia: 10,
+                platform: "threads", textLimit: 500, measure: .emojiAsUTF8Bytes, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
                 publishWindow: 86_400),
             .init(
@@ -132,6 +132,9 @@ public enum TextMeasure: Sendable, Equatable {
     /// scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin, Greek,
     /// Cyrillic, Hebrew, Arabic, …, general punctuation) and 2 elsewhere (CJK, for one).
     case xWeighted
+    /// Threads' count: each emoji as the bytes of its UTF-8 form (😀 4, a family of three joined
+    /// by zero-width joiners 18), every other scalar 1.
+    case emojiAsUTF8Bytes
 
     /// The unit a limit's message names.
     var unit: String {
@@ -139,6 +142,7 @@ public enum TextMeasure: Sendable, Equatable {
         case .scalars, .linksAs23: return "characters"
         case .graphemes: return "graphemes"
         case .xWeighted: return "characters as X weighs them (CJK and emoji 2, a link 23)"
+        case .emojiAsUTF8Bytes: return "characters as Threads counts them (an emoji as its UTF-8 bytes)"
         }
     }
 
@@ -154,18 +158,24 @@ public enum TextMeasure: Sendable, Equatable {
             return Self.splitLinks(normalized).reduce(0) { total, part in
                 total + (part.isLink ? 23 : part.text.reduce(0) { $0 + Self.xWeight(of: $1) })
             }
+        case .emojiAsUTF8Bytes:
+            return text.reduce(0) { $0 + (Self.isEmoji($1) ? $1.utf8.count : $1.unicodeScalars.count) }
         }
+    }
+
+    /// Whether a character shows as an emoji: one that has emoji presentation, a regional
+    /// indicator (half a flag), or an emoji made so by a variation selector or a zero-width joiner.
+    private static func isEmoji(_ character: Character) -> Bool {
+        let scalars = character.unicodeScalars
+        let first = scalars.first!
+        return first.properties.isEmojiPresentation || (0x1F1E6...0x1F1FF).contains(first.value)
+            || (first.properties.isEmoji && scalars.contains { $0.value == 0xFE0F || $0.value == 0x200D })
     }
 
     /// X's weight of one character: 2 for an emoji, else its scalars' weights summed.
     private static func xWeight(of character: Character) -> Int {
-        let scalars = character.unicodeScalars
-        let first = scalars.first!
-        let isEmoji =
-            first.properties.isEmojiPresentation || (0x1F1E6...0x1F1FF).contains(first.value)
-            || (first.properties.isEmoji && scalars.contains { $0.value == 0xFE0F || $0.value == 0x200D })
-        if isEmoji { return 2 }
-        return scalars.reduce(0) { total, scalar in
+        if isEmoji(character) { return 2 }
+        return character.unicodeScalars.reduce(0) { total, scalar in
             let value = scalar.value
             let light =
                 value <= 0x10FF || (0x2000...0x200D).contains(value) || (0x2010...0x201F).contains(value)
