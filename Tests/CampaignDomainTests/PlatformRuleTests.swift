@@ -92,12 +92,13 @@ import Testing
         }
     }
 
-    @Test func instagramAllowsThirtyHashtagsAndTwentyMentions() {
-        let tags = (1...30).map { "#tag\($0)" }.joined(separator: " ")
+    /// Five hashtags since Instagram's cap of December 2025 (thirty before); twenty mentions.
+    @Test func instagramAllowsFiveHashtagsAndTwentyMentions() {
+        let tags = (1...5).map { "#tag\($0)" }.joined(separator: " ")
         #expect(problems("instagram", tags, [image]).isEmpty)
         #expect(
             problems("instagram", tags + " #more", [image]).map(\.message) == [
-                "instagram allows at most 30 hashtags; this text has 31"
+                "instagram allows at most 5 hashtags; this text has 6"
             ])
         let mentions = (1...20).map { "@user.\($0)" }.joined(separator: " ")
         #expect(problems("instagram", mentions, [image]).isEmpty)

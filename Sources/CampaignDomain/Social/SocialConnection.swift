@@ -46,8 +46,8 @@ public struct PlatformRules: Sendable, Equatable {
                 publishWindow: 3_600),
             .init(
                 platform: "instagram", textLimit: 2_200, measure: .scalars, maximumMedia: 10,
-                mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 25,
-                publishWindow: 86_400, maximumHashtags: 30, maximumMentions: 20),
+                mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 50,
+                publishWindow: 86_400, maximumHashtags: 5, maximumMentions: 20),
             .init(
                 platform: "threads", textLimit: 500, measure: .emojiAsUTF8Bytes, maximumMedia: 10,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
