@@ -60,7 +60,11 @@ if let entries = try? FileManager.default.contentsOfDirectory(atPath: root), !en
 }
 try? FileManager.default.removeItem(atPath: root)
 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-FileManager.default.createFile(atPath: rootMarker, contents: Data())
+// The marker lets the next run delete this directory; without it the next run would refuse it.
+if !FileManager.default.createFile(atPath: rootMarker, contents: Data()) {
+    FileHandle.standardError.write(Data("campaign-bench: cannot write \(rootMarker)\n".utf8))
+    exit(73)
+}
 let scale = quick ? 0.1 : 1.0
 func n(_ full: Int) -> Int { max(1, Int(Double(full) * scale)) }
 
