@@ -33,8 +33,8 @@ public enum CLI {
           prove         an inclusion proof for the event at a position
           projections   status | rebuild [NAME] | verify [NAME] of the read models
           export        the log as CloudEvents, one JSON object per line, or relayed into NATS JetStream (--to)
-          subscriptions consumers of the change feed with their checkpoints and lag
-          stats         events, streams, tenants, sizes and map usage
+          subscriptions consumers of the change feed with their checkpoints and lag; --remove NAME
+          stats         events, streams, tenants, sizes, map usage and each table's entries and size
           compact       write a compacted copy of the store (drops freed pages)
 
         Every command takes --data DIR (default ./campaign-data) and --help.
