@@ -138,7 +138,7 @@ public struct IdempotencyClaim: Sendable {
     /// transactions (a publish) stores a pending marker first and its final answer last. The
     /// fingerprint must still match.
     public var replacesStoredResult: Bool
-    /// When the request was made, stored with the record: ``EventStore/pruneIdempotency(before:now:limit:)``
+    /// When the request was made, stored with the record: ``EventStore/pruneIdempotency(before:now:batch:)``
     /// deletes records by it.
     public var recordedAt: Date
 

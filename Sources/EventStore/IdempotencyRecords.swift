@@ -31,13 +31,22 @@ struct IdempotencyRecords: Sendable {
     }
 
     func record(_ key: String, fingerprint: [UInt8], at time: Date, result: [UInt8], in txn: Txn) throws {
+        try txn.put(table, Array(key.utf8), Self.timedValue(fingerprint: fingerprint, at: time, result: result))
+    }
+
+    /// A timed record's stored value: fingerprint ‖ `0xFF` ‖ milliseconds since 1970 ‖ result.
+    static func timedValue(
+        fingerprint: some Collection<UInt8>, at time: Date, result: some Collection<UInt8>
+    )
+        -> [UInt8]
+    {
         var value = [UInt8]()
-        value.reserveCapacity(Self.timedHeader + result.count)
+        value.reserveCapacity(timedHeader + result.count)
         value += fingerprint
-        value.append(Self.timed)
-        Self.appendMillis(time, to: &value)
+        value.append(timed)
+        value.appendBigEndian(Int64((time.timeIntervalSince1970 * 1_000).rounded()))
         value += result
-        try txn.put(table, Array(key.utf8), value)
+        return value
     }
 
     /// Where the result starts in a stored value: after the time of a timed record, else right
@@ -49,13 +58,8 @@ struct IdempotencyRecords: Sendable {
     /// The time a timed record was recorded; nil for a record of before times were kept.
     static func recordedAt(_ value: UnsafeRawBufferPointer) -> Date? {
         guard resultStart(value) == timedHeader else { return nil }
-        let millis = (33..<41).reduce(UInt64(0)) { $0 << 8 | UInt64(value[$1]) }
-        return Date(timeIntervalSince1970: Double(Int64(bitPattern: millis)) / 1_000)
-    }
-
-    static func appendMillis(_ time: Date, to bytes: inout [UInt8]) {
-        let millis = UInt64(bitPattern: Int64((time.timeIntervalSince1970 * 1_000).rounded()))
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: millis >> shift)) }
+        let millis = Int64(bitPattern: value.bigEndianUInt64(at: 33))
+        return Date(timeIntervalSince1970: Double(millis) / 1_000)
     }
 
     /// Deletes up to `limit` records recorded before `cutoff`, in key order from `start` (nil: from
@@ -80,10 +84,7 @@ struct IdempotencyRecords: Sendable {
                 if let time = Self.recordedAt(value) {
                     if time < cutoff { expired.append(Array(key)) }
                 } else if value.count >= 32 {
-                    var stamped = Array(value.prefix(32))
-                    stamped.append(Self.timed)
-                    Self.appendMillis(stamp, to: &stamped)
-                    stamped += value.dropFirst(32)
+                    let stamped = Self.timedValue(fingerprint: value.prefix(32), at: stamp, result: value.dropFirst(32))
                     untimed.append((Array(key), stamped))
                 }
                 entry = try cursor.next()
