@@ -87,7 +87,7 @@ enum ReplayCommand {
                         + "or a prefix ending in * (\(families.joined(separator: ", ")))")
             }
             if let actor = options["actor"], !Principal.isValidSubject(actor) {
-                throw CLI.usage("--actor \"\(actor)\" is no subject: 1–128 printable ASCII characters without spaces")
+                throw CLI.usage("--actor \"\(actor)\" is no subject: \(Principal.subjectRule)")
             }
             var filter = Filter(
                 tenant: try tenant(options), stream: try streamId(options), actor: options["actor"],

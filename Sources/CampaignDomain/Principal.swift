@@ -62,6 +62,9 @@ public struct Principal: Sendable, Equatable {
         return utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 95 || $0 == 45 }
     }
 
+    /// The rule ``isValidSubject(_:)`` checks, as error messages state it.
+    public static let subjectRule = "1–128 printable ASCII characters without spaces"
+
     /// Subjects: 1–128 printable ASCII characters without spaces.
     public static func isValidSubject(_ subject: String) -> Bool {
         let utf8 = Array(subject.utf8)
@@ -102,7 +105,7 @@ public enum Authorizer {
         }
         guard Principal.isValidSubject(principal.subject) else {
             throw CampaignError(
-                .unauthorized, "subject must be 1–128 printable ASCII characters without spaces",
+                .unauthorized, "subject must be \(Principal.subjectRule)",
                 pointer: "/principal/subject")
         }
         guard isKnownSubject(principal.tenant, principal.subject) else {

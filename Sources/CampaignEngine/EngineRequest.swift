@@ -120,7 +120,7 @@ public enum Query: Sendable, Equatable {
             let actor = try r.optionalString("actor")
             if let actor, !Principal.isValidSubject(actor) {
                 throw CampaignError(
-                    .invalidFormat, "actor must be a subject: 1–128 printable ASCII characters without spaces",
+                    .invalidFormat, "actor must be a subject: \(Principal.subjectRule)",
                     param: "actor", pointer: pointer + "/actor")
             }
             return .auditHistory(

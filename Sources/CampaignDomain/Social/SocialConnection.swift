@@ -79,11 +79,13 @@ public struct PlatformRules: Sendable, Equatable {
                     message: "\(platform) allows \(textLimit) \(measure.unit); this text has \(length)"
                 ))
         }
-        for (limit, count, what) in [
-            (maximumHashtags, TextTags.hashtags(in: text), "hashtags"),
-            (maximumMentions, TextTags.mentions(in: text), "mentions"),
-        ] {
-            if let limit, count > limit {
+        // Counted only where a platform limits them (the text may be 63,206 characters).
+        let tagLimits = [
+            (maximumHashtags, TextTags.hashtags, "hashtags"), (maximumMentions, TextTags.mentions, "mentions"),
+        ]
+        for case let (limit?, count, what) in tagLimits {
+            let count = count(text)
+            if count > limit {
                 problems.append(
                     FieldProblem(
                         field: "text", pointer: "/text",

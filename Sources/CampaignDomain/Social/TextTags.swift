@@ -33,15 +33,14 @@ public enum TextTags {
         var index = text.startIndex
         while index < text.endIndex {
             let character = text[index]
-            if character == marker && !(previous.map(isWordCharacter) ?? false) {
-                let start = text.index(after: index)
-                let end = text[start...].firstIndex { !isTagCharacter($0) } ?? text.endIndex
-                if end > start && accepting(text[start..<end]) { count += 1 }
-                if end > start {
-                    previous = text[text.index(before: end)]
-                    index = end
-                    continue
-                }
+            if character == marker && !(previous.map(isWordCharacter) ?? false),
+                case let start = text.index(after: index),
+                case let end = text[start...].firstIndex(where: { !isTagCharacter($0) }) ?? text.endIndex, end > start
+            {
+                if accepting(text[start..<end]) { count += 1 }
+                previous = text[text.index(before: end)]
+                index = end
+                continue
             }
             previous = character
             index = text.index(after: index)
