@@ -10,6 +10,10 @@ import PackageDescription
 // Merkle tree heads, and the key never enters the store, so only the CLI and the engine link it.
 // `CMalloc` exposes glibc's `malloc_trim`, which Swift's Glibc module leaves out: a rebuild hands the
 // memory of each finished fold back to the system (each lane's thread has its own allocator arena).
+// `Spawn` starts child processes with `posix_spawn` and reaps them on threads of its own (`CSpawn` holds
+// the glibc calls Swift does not import): `Foundation.Process` watches children through a libdispatch
+// source that now and then crashed the parent. `campaign verify`'s guarded child, the crash harness,
+// the local `nats-server`, the benchmark and the tests all start their children through it.
 let package = Package(
     name: "CampaignEngine",
     products: [
@@ -30,7 +34,9 @@ let package = Package(
         .target(name: "Hashing", dependencies: ["CSHA256"]),
         .target(name: "Signing", dependencies: ["Hashing"]),
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
-        .target(name: "NATS"),
+        .target(name: "CSpawn"),
+        .target(name: "Spawn", dependencies: ["CSpawn"]),
+        .target(name: "NATS", dependencies: ["Spawn"]),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(
             name: "CampaignProjections",
@@ -52,13 +58,14 @@ let package = Package(
             name: "CampaignCLI",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "EventStore", "Hashing", "NATS", "Signing",
+                "Spawn",
             ]),
         .executableTarget(name: "campaign", dependencies: ["CampaignCLI"], path: "Tools/campaign"),
         .executableTarget(
             name: "campaign-bench",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore", "CLMDB",
-                "Hashing", "CampaignCLI", "NATS",
+                "Hashing", "CampaignCLI", "NATS", "Spawn",
             ],
             path: "Tools/bench",
             exclude: ["peer.py", "HISTORY.md"]
@@ -68,19 +75,21 @@ let package = Package(
             dependencies: ["CampaignEngine", "CampaignCLI", "CampaignProjections", "EventStore"],
             path: "Tools/harness"
         ),
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Spawn"], path: "Tests/TestSupport"),
+        .testTarget(name: "SpawnTests", dependencies: ["Spawn", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "Hashing"]),
         .testTarget(name: "NATSTests", dependencies: ["NATS", "TestSupport"]),
         .testTarget(
-            name: "EventStoreTests", dependencies: ["EventStore", "Hashing", "TestSupport", "campaign-harness"],
+            name: "EventStoreTests",
+            dependencies: ["EventStore", "Hashing", "Spawn", "TestSupport", "campaign-harness"],
             exclude: ["Fixtures"]),
         .testTarget(name: "CampaignDomainTests", dependencies: ["CampaignDomain"]),
         .testTarget(
             name: "CampaignEngineTests",
             dependencies: [
                 "CampaignEngine", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "EventStore",
-                "CampaignCLI", "NATS", "Hashing", "Signing",
+                "CampaignCLI", "NATS", "Hashing", "Signing", "Spawn",
                 "TestSupport", "campaign", "campaign-harness",
             ],
             exclude: ["Fixtures"]),

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Spawn
 
 /// Kills a writer process at random moments and checks, after each kill, that nothing
 /// acknowledged was lost or duplicated, that the chain verifies, and that every projection equals
@@ -121,34 +122,27 @@ public enum CrashHarness {
         var acknowledged = [String: Int]()
         var summary = Summary()
         for round in 0..<kills {
-            let process = Process()
-            let output = Pipe()
-            process.executableURL = executable
-            process.arguments = ["workload", "--data", data, "--round", String(round), "--limit", "100000"]
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            let lines = LineCollector()
-            output.fileHandleForReading.readabilityHandler = { handle in lines.append(handle.availableData) }
-            try process.run()
+            let child = try ChildProcess(
+                executable.path, ["workload", "--data", data, "--round", String(round), "--limit", "100000"],
+                output: .collect, error: .null)
             // Wait for some acknowledgements, then kill at a random moment.
             let wanted = random.int(1..<60)
             let deadline = Date().addingTimeInterval(10)
-            while lines.count < wanted && process.isRunning && Date() < deadline {
+            while child.lines.count < wanted && child.isRunning && Date() < deadline {
                 try await Task.sleep(for: .milliseconds(1))
             }
             try await Task.sleep(for: .milliseconds(random.int(0..<40)))
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            output.fileHandleForReading.readabilityHandler = nil
-            lines.append(output.fileHandleForReading.readDataToEndOfFile())
-            for line in lines.all {
+            child.send(SIGKILL)
+            let termination = await child.waitForExit()
+            let lines = child.lines
+            for line in lines {
                 let parts = line.split(separator: " ")
                 if parts.count == 3, parts[0] == "ack", let events = Int(parts[2]) {
                     acknowledged[String(parts[1])] = events
                 }
             }
             try check(data: data, acknowledged: acknowledged, into: &summary)
-            summary.kills += process.terminationReason == .uncaughtSignal ? 1 : 0
+            summary.kills += termination == .signalled(SIGKILL) ? 1 : 0
             log(
                 "round \(round + 1)/\(kills): \(lines.count) acknowledgements, \(acknowledged.count) in "
                     + "all, \(summary.events) events"
@@ -181,25 +175,4 @@ public enum CrashHarness {
             }
         }
     }
-}
-
-/// Collects a child's output lines. Invariant that makes `@unchecked Sendable` safe: `buffer` and
-/// `lines` are touched only under `lock`.
-final class LineCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var buffer = Data()
-    private var lines = [String]()
-
-    func append(_ data: Data) {
-        lock.withLock {
-            buffer.append(data)
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-                buffer.removeSubrange(buffer.startIndex...newline)
-            }
-        }
-    }
-
-    var count: Int { lock.withLock { lines.count } }
-    var all: [String] { lock.withLock { lines } }
 }

@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Spawn
 
 /// Runs the commands that check a store which may be damaged (`campaign verify`, `campaign projections
 /// verify`) in a child process.
@@ -14,12 +15,6 @@ enum GuardedRun {
     /// Set in the child's environment: the child runs the command itself.
     static let childVariable = "CAMPAIGN_GUARDED_CHILD"
 
-    /// How a child ended: its exit status, or the signal that stopped it.
-    enum Outcome {
-        case exited(Int32)
-        case signalled(Int32)
-    }
-
     /// Whether this process runs the command itself: it is the child already, or its console is
     /// not the process's own (a caller of ``CLI/run(_:console:)`` capturing the output in process).
     static func runsHere(_ console: any Console) -> Bool {
@@ -27,23 +22,15 @@ enum GuardedRun {
     }
 
     /// Runs this executable again with the same arguments, and waits for it.
-    static func runChild() async throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = Array(CommandLine.arguments.dropFirst())
+    static func runChild() async throws -> ChildProcess.Termination {
         var environment = ProcessInfo.processInfo.environment
         environment[childVariable] = "1"
         // The parent reports a crash in one line; the runtime's backtrace would only bury it.
         environment["SWIFT_BACKTRACE"] = "enable=no"
-        process.environment = environment
-        return try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { process in
-                continuation.resume(
-                    returning: process.terminationReason == .uncaughtSignal
-                        ? .signalled(process.terminationStatus) : .exited(process.terminationStatus))
-            }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
+        let child = try ChildProcess(
+            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+            Array(CommandLine.arguments.dropFirst()), environment: environment, input: .inherit)
+        return await child.waitForExit()
     }
 
     /// Runs `command` (`verify`, `projections verify`) again in a child and answers as it did; when

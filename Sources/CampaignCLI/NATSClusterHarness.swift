@@ -90,7 +90,7 @@ public enum NATSClusterHarness {
             killedAfter = messages
             return messages >= UInt64(events.count / 5)
         }
-        kill(nodes[1].process.processIdentifier, SIGKILL)
+        nodes[1].process.send(SIGKILL)
         nodes[1].process.waitUntilExit()
         log("n2 killed after \(killedAfter) messages")
         let status = await relay.value

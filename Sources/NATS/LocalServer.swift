@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 
 #if canImport(Glibc)
 import Glibc
@@ -8,9 +9,9 @@ import Glibc
 /// own (a temporary one unless given, removed when the value is released); stopped by ``stop()``
 /// or on release. For the tests and the harness, which never mock the broker.
 public final class LocalNATSServer: @unchecked Sendable {
-    // Invariant: every stored property is set once in `init`; `Process` is safe to stop from any thread.
+    // Invariant: every stored property is set once in `init`; `ChildProcess` is safe to stop from any thread.
     /// The running `nats-server` process, for a test that must kill it (``stop()`` ends it otherwise).
-    public let process = Process()
+    public let process: ChildProcess
     /// Its client port on 127.0.0.1.
     public let port: UInt16
     /// The JetStream store directory (give it to a new server to restart this one's store).
@@ -28,11 +29,10 @@ public final class LocalNATSServer: @unchecked Sendable {
         storePath =
             storeDirectory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("nats-\(UUID().uuidString)").path
-        process.executableURL = URL(fileURLWithPath: LocalNATSServer.executable)
-        process.arguments = ["-js", "-a", "127.0.0.1", "-p", String(self.port), "-sd", storePath] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess(
+            LocalNATSServer.executable,
+            ["-js", "-a", "127.0.0.1", "-p", String(self.port), "-sd", storePath] + arguments,
+            output: .null, error: .null)
         let deadline = Date().addingTimeInterval(15)
         while !LocalNATSServer.accepts(self.port) {
             guard Date() < deadline, process.isRunning else {

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -25,30 +26,11 @@ func campaign(_ arguments: [String], input: String = "", in directory: String? =
 /// Runs `campaign` with `arguments`, feeding raw bytes (which need not be UTF-8) on stdin, in
 /// `directory` (else this process's).
 func campaign(_ arguments: [String], bytes input: [UInt8], in directory: String? = nil) async throws -> Run {
-    try await blocking {
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("campaign")
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory, isDirectory: true) }
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input))
-        try stdin.fileHandleForWriting.close()
-        let group = DispatchGroup()
-        nonisolated(unsafe) var err = Data()
-        DispatchQueue.global().async(group: group) { err = stderr.fileHandleForReading.readDataToEndOfFile() }
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus, out: String(decoding: out, as: UTF8.self),
-            err: String(decoding: err, as: UTF8.self))
-    }
+    let child = try ChildProcess(
+        product("campaign"), arguments, directory: directory, input: .bytes(input), output: .collect, error: .collect)
+    return Run(
+        status: await child.waitForExit().status, out: String(decoding: child.output, as: UTF8.self),
+        err: String(decoding: child.errorOutput, as: UTF8.self))
 }
 
 func fixture(_ name: String) throws -> String {

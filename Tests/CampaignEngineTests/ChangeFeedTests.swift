@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -296,12 +297,12 @@ import Testing
         for n in 0..<3 { await create(t, n) }
         let before = try t.engine.eventStore.readAll().count
         // One follows with a consumer (its checkpoint stored as it goes), one without.
-        let withConsumer = try ChildProcess(
+        let withConsumer = try startProduct(
             "campaign", ["export", "--data", t.directory.path, "--follow", "--consumer", "tail"])
-        let plain = try ChildProcess("campaign", ["export", "--data", t.directory.path, "--follow"])
+        let plain = try startProduct("campaign", ["export", "--data", t.directory.path, "--follow"])
         let followers = [withConsumer, plain]
         // Ended whatever happens: a follower left running would hold the test runner's output open.
-        defer { for follower in followers where follower.process.isRunning { follower.process.terminate() } }
+        defer { for follower in followers { follower.terminate() } }
         /// Waits (a bound on a hang, not a measure of speed) until each follower has printed `count` lines.
         func waitForLines(_ count: Int) async throws {
             let deadline = Date().addingTimeInterval(60)
@@ -323,8 +324,8 @@ import Testing
         let log = try t.engine.eventStore.readAll()
         let storeId = try t.engine.eventStore.storeId()
         for follower in followers {
-            follower.process.terminate()
-            _ = try await follower.waitForExit()
+            follower.terminate()
+            await follower.waitForExit()
             #expect(follower.lines == log.map { CampaignEngine.cloudEvent($0, storeId: storeId).text })
         }
     }
@@ -354,17 +355,9 @@ import Testing
                 \(command) 2> '\(t.directory.path)/errors' | head -c 100 > /dev/null
                 echo "${PIPESTATUS[0]}"
                 """
-            let status = try await blocking { () -> String in
-                let process = Process()
-                let output = Pipe()
-                process.executableURL = URL(fileURLWithPath: "/bin/bash")
-                process.arguments = ["-c", script]
-                process.standardOutput = output
-                try process.run()
-                let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                return text.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
+            let shell = try ChildProcess("/bin/bash", ["-c", script], output: .collect)
+            await shell.waitForExit()
+            let status = String(decoding: shell.output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             return (status, try String(contentsOfFile: t.directory.path + "/errors", encoding: .utf8))
         }
         let data = "--data '\(t.directory.path)'"

@@ -3,6 +3,7 @@ import CampaignEngine
 import CampaignProjections
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -731,32 +732,17 @@ struct CountingProjection: Projection {
     // 15
     @Test func applyAnswersEachLineAsSoonAsItIsComplete() async throws {
         let directory = TemporaryDirectory()
-        let process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent("campaign")
-        process.arguments = ["apply", "--data", directory.path]
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        for id in ["first", "second"] {
-            stdin.fileHandleForWriting.write(Data(request(id, name: "Campaign \(id)") + [0x0A]))
+        let child = try ChildProcess(
+            product("campaign"), ["apply", "--data", directory.path], input: .pipe, output: .collect)
+        defer { child.terminate() }
+        for (count, id) in ["first", "second"].enumerated() {
+            #expect(child.write(request(id, name: "Campaign \(id)") + [0x0A]))
             // The answer must come while stdin is still open.
-            let line = try await blocking { () -> String in
-                var bytes = [UInt8]()
-                while bytes.last != 0x0A {
-                    let chunk = stdout.fileHandleForReading.readData(ofLength: 1)
-                    guard !chunk.isEmpty else { break }
-                    bytes += chunk
-                }
-                return String(decoding: bytes, as: UTF8.self)
-            }
-            #expect((try? JSON.parse(line.trimmingCharacters(in: .newlines)))?["requestId"] == .string(id))
+            try await waitUntil("the answer to \(id)") { child.lines.count == count + 1 }
+            #expect((try? JSON.parse(child.lines.last ?? ""))?["requestId"] == .string(id))
         }
-        try stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        child.closeInput()
+        #expect(await child.waitForExit() == .exited(0))
     }
 
     // 16

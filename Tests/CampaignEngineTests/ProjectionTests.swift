@@ -3,6 +3,7 @@ import CampaignProjections
 import EventStore
 import Foundation
 import Signing
+import Spawn
 import TestSupport
 import Testing
 
@@ -316,16 +317,15 @@ import Testing
     /// Runs the harness's catch-up on `directory` with `arguments`, waits for its `afterBatches`-th
     /// committed `segments` batch (after which it holds), and kills it with SIGKILL.
     static func killCatchUp(_ directory: TemporaryDirectory, afterBatches: Int, _ arguments: [String]) async throws {
-        let child = try ChildProcess(
+        let child = try startProduct(
             "campaign-harness",
             ["catch-up", "--data", directory.path, "--hold-after", String(afterBatches)] + arguments)
         while child.lines.filter({ $0.hasPrefix("batch segments") }).count < afterBatches {
             try await Task.sleep(for: .milliseconds(1))
-            guard child.process.isRunning else { break }
+            guard child.isRunning else { break }
         }
-        kill(child.process.processIdentifier, SIGKILL)
-        _ = try await child.waitForExit()
-        #expect(child.process.terminationReason == .uncaughtSignal, "the catch-up finished before it could be killed")
+        child.send(SIGKILL)
+        #expect(await child.waitForExit() == .signalled(SIGKILL), "the catch-up finished before it could be killed")
     }
 
     /// A store with 3,000 contacts of `acme`, a segment `seg_old` (age ≥ 60) whose members are

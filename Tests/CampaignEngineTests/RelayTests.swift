@@ -4,6 +4,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import NATS
+import Spawn
 import TestSupport
 import Testing
 
@@ -135,13 +136,13 @@ import Testing
         let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
-        let first = try ChildProcess(
+        let first = try startProduct(
             "campaign", ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--follow"])
         try await waitUntil("500 events relayed", limit: .seconds(60), every: .milliseconds(20)) {
             await messages(server, "CAMPAIGN") >= 500
         }
-        kill(first.process.processIdentifier, SIGKILL)
-        _ = try await first.waitForExit()
+        first.send(SIGKILL)
+        await first.waitForExit()
         #expect(await messages(server, "CAMPAIGN") < UInt64(log.count), "the relay finished before the kill")
         let second = try await campaign([
             "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN",
@@ -154,7 +155,7 @@ import Testing
         // The first server owns the JetStream directory the second one reopens.
         let first = try LocalNATSServer()
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
-        let relay = try ChildProcess(
+        let relay = try startProduct(
             "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
         try await waitUntil("500 events relayed", limit: .seconds(60), every: .milliseconds(20)) {
             await messages(first, "CAMPAIGN") >= 500
@@ -172,10 +173,10 @@ import Testing
             let consumer = try JSON.parse(listed.out)["consumers"]?.arrayValue?.first
             return consumer?["lag"]?.integerValue == 0
         }
-        #expect(relay.process.isRunning)
+        #expect(relay.isRunning)
         // SIGTERM stops the relay cleanly.
-        relay.process.terminate()
-        #expect(try await relay.waitForExit() == 0)
+        relay.terminate()
+        #expect(await relay.waitForExit() == .exited(0))
         try await expectStreamHolds(log, storeId: storeId, server, "CAMPAIGN")
         var options = StoreOptions()
         options.readOnly = true

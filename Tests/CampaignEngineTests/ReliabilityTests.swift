@@ -3,6 +3,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -182,24 +183,16 @@ import Testing
 /// The engine on a filesystem that fills up: a size-limited tmpfs mounted by the test (root only).
 @Suite(.serialized) struct FullDiskTests {
     static func mount(_ path: String, size: String, remount: Bool = false) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/mount")
-        process.arguments =
+        let arguments =
             remount ? ["-o", "remount,size=\(size)", path] : ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path]
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        let child = try? ChildProcess("/bin/mount", arguments, error: .null)
+        return child?.waitUntilExit() == .exited(0)
     }
 
     static func unmount(_ path: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/umount")
         // Lazily: a test that failed part-way may still have the store open (mapped), and the mount
         // must not outlive the test either way.
-        process.arguments = ["-l", path]
-        try? process.run()
-        process.waitUntilExit()
+        (try? ChildProcess("/bin/umount", ["-l", path]))?.waitUntilExit()
     }
 
     static let canMount: Bool = {

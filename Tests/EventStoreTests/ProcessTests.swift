@@ -1,5 +1,6 @@
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -7,10 +8,9 @@ import Testing
 final class WriterProcess: @unchecked Sendable {
     // Invariant: `child` is set once in `init`.
     let child: ChildProcess
-    var process: Process { child.process }
 
     init(arguments: [String]) throws {
-        child = try ChildProcess("campaign-harness", arguments)
+        child = try startProduct("campaign-harness", arguments)
     }
 
     /// Acknowledged appends so far: (position, stream, version, request id).
@@ -23,7 +23,7 @@ final class WriterProcess: @unchecked Sendable {
         }
     }
 
-    func waitForExit() async throws -> Int32 { try await child.waitForExit() }
+    func waitForExit() async -> ChildProcess.Termination { await child.waitForExit() }
 }
 
 @Suite(.serialized) struct ProcessTests {
@@ -50,7 +50,7 @@ final class WriterProcess: @unchecked Sendable {
                 continue
             }
         }
-        #expect(try await child.waitForExit() == 0)
+        #expect(await child.waitForExit() == .exited(0))
         #expect(child.acknowledgements.count == 300)
         for stream in 0..<5 {
             let events = try store.readStream("stream-\(stream)", limit: 10_000)
@@ -71,11 +71,10 @@ final class WriterProcess: @unchecked Sendable {
             let target = 150 + round * 97
             while child.acknowledgements.count < target {
                 try await Task.sleep(for: .milliseconds(2))
-                guard child.process.isRunning else { break }
+                guard child.child.isRunning else { break }
             }
-            kill(child.process.processIdentifier, SIGKILL)
-            let status = try await child.waitForExit()
-            #expect(child.process.terminationReason == .uncaughtSignal && status == SIGKILL)
+            child.child.send(SIGKILL)
+            #expect(await child.waitForExit() == .signalled(SIGKILL))
             let acknowledged = child.acknowledgements
             #expect(acknowledged.count >= target)
 

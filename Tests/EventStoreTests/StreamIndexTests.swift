@@ -232,7 +232,7 @@ import Testing
                 tag,
             ])
         }
-        for writer in writers { #expect(try await writer.waitForExit() == 0) }
+        for writer in writers { #expect(await writer.waitForExit() == .exited(0)) }
         #expect(writers.map(\.acknowledgements.count) == [150, 150])
         let store = try EventStore(path: dir.path, options: Self.readOnly)
         defer { store.close() }

@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 
 /// A directory under the system temporary directory, removed when the value is released.
 public final class TemporaryDirectory: @unchecked Sendable {
@@ -62,52 +63,13 @@ public func holdWriter(_ enqueue: (_ job: @escaping @Sendable () -> Void) -> Voi
     return release
 }
 
-/// A built product run as a child process, its standard output collected line by line as it comes.
-public final class ChildProcess: @unchecked Sendable {
-    // Invariant: `buffer` and `collected` are touched only under `lock`.
-    /// The process.
-    public let process = Process()
-    private let pipe = Pipe()
-    private let lock = NSLock()
-    private var buffer = Data()
-    private var collected: [String] = []
+/// The path of a built product (`campaign`, `campaign-harness`), to start with ``ChildProcess``.
+public func product(_ name: String) -> String { productsDirectory.appendingPathComponent(name).path }
 
-    /// Starts `executable` (a product name) with `arguments`, feeding `input` on stdin when given.
-    public init(_ executable: String, _ arguments: [String], input: String? = nil) throws {
-        process.executableURL = productsDirectory.appendingPathComponent(executable)
-        process.arguments = arguments
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        if let input {
-            let stdin = Pipe()
-            process.standardInput = stdin
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock {
-                self.buffer.append(data)
-                while let newline = self.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    self.collected.append(
-                        String(decoding: self.buffer[self.buffer.startIndex..<newline], as: UTF8.self))
-                    self.buffer.removeSubrange(self.buffer.startIndex...newline)
-                }
-            }
-        }
-        try process.run()
-    }
-
-    /// The complete lines printed so far.
-    public var lines: [String] { lock.withLock { collected } }
-
-    /// Waits for the process to end (off the cooperative pool) and returns its status.
-    public func waitForExit() async throws -> Int32 {
-        try await blocking { self.process.waitUntilExit() }
-        pipe.fileHandleForReading.readabilityHandler = nil
-        return process.terminationStatus
-    }
+/// Starts a built product with `arguments`, its standard output collected (``ChildProcess/lines``)
+/// and its standard error this process's.
+public func startProduct(_ name: String, _ arguments: [String]) throws -> ChildProcess {
+    try ChildProcess(product(name), arguments, output: .collect)
 }
 
 /// Runs one of the project's Python tools (`Tools/NAME`) with `python3` and returns its exit
@@ -120,25 +82,14 @@ public func runPythonTool(_ name: String, _ arguments: [String]) throws -> (stat
 
 /// Runs a Python script at `script` with `python3`; returns its exit status and standard output.
 public func runPythonScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    let output = Pipe()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", script] + arguments
-    process.standardOutput = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+    let child = try ChildProcess("/usr/bin/env", ["python3", script] + arguments, output: .collect)
+    let status = child.waitUntilExit().status
+    return (status, String(decoding: child.output, as: UTF8.self))
 }
 
 /// Whether `python3` can import `module` (an optional binding some tests use).
 public func pythonCanImport(_ module: String) -> Bool {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import \(module)"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
+    let child = try? ChildProcess(
+        "/usr/bin/env", ["python3", "-c", "import \(module)"], output: .null, error: .null)
+    return child?.waitUntilExit() == .exited(0)
 }

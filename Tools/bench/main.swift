@@ -7,6 +7,7 @@ import EventStore
 import Foundation
 import Hashing
 import NATS
+import Spawn
 
 /// `campaign-bench [--quick] [--only 1,2,…] [--dir DIR] [--json FILE] [--no-peer] [--keep]`
 ///
@@ -187,18 +188,16 @@ func resetPeakMemory() { try? "5".write(toFile: "/proc/self/clear_refs", atomica
 /// Runs this benchmark's `--rebuild-child` mode on `directory` in a fresh process, sampling its
 /// resident anonymous memory every 5 ms: the seconds it took and its peak heap, in bytes.
 func rebuildInFreshProcess(_ directory: String, lanes: Int) throws -> (seconds: Double, peak: Int) {
-    let child = Process()
-    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-    child.arguments = ["--rebuild-child", directory, "--lanes", String(lanes)]
     let started = DispatchTime.now().uptimeNanoseconds
-    try child.run()
+    let child = try ChildProcess(
+        URL(fileURLWithPath: CommandLine.arguments[0]).path,
+        ["--rebuild-child", directory, "--lanes", String(lanes)], input: .inherit)
     var peak = 0
     while child.isRunning {
-        peak = max(peak, anonymousMemory(of: "\(child.processIdentifier)"))
+        peak = max(peak, anonymousMemory(of: "\(child.pid)"))
         usleep(5_000)
     }
-    child.waitUntilExit()
-    precondition(child.terminationStatus == 0, "the rebuild child failed")
+    precondition(child.waitUntilExit() == .exited(0), "the rebuild child failed")
     return (Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, peak)
 }
 
@@ -1039,22 +1038,22 @@ if runs(10) {
 
 // MARK: The peers.
 
-/// Runs `command` with `/bin/sh` and returns its exit status and standard output. Spawned and
-/// reaped directly (`posix_spawn`, `waitpid`), its output taken through a file: `Foundation.Process`
-/// never saw the end of a command that started a daemon (`pg_ctl start`) here.
+/// Runs `command` with `/bin/sh` and returns its exit status and standard output. The output goes
+/// through a file, not a pipe: a command that starts a daemon (`pg_ctl start`) leaves the daemon
+/// holding whatever descriptor it was given, and a pipe would not reach end of file until it stops.
 func shell(_ command: String) -> (Int32, String) {
     let output = NSTemporaryDirectory() + "campaign-bench-\(UUID().uuidString).out"
     defer { try? FileManager.default.removeItem(atPath: output) }
-    let arguments = ["/bin/sh", "-c", "(\(command)) >'\(output)' 2>/dev/null </dev/null"]
-    var argv = arguments.map { strdup($0) } + [nil]
-    defer { for pointer in argv { free(pointer) } }
-    var pid: pid_t = 0
-    guard posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ) == 0 else { return (127, "") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-    let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-    // WIFEXITED / WEXITSTATUS by hand (macros are not imported).
-    return ((status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), text)
+    guard
+        let child = try? ChildProcess(
+            "/bin/sh", ["-c", "(\(command)) >'\(output)' 2>/dev/null </dev/null"], output: .null, error: .null)
+    else { return (127, "") }
+    let status: Int32 =
+        switch child.waitUntilExit() {
+        case let .exited(status): status
+        case let .signalled(signal): 128 + signal
+        }
+    return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
 }
 
 /// A throwaway PostgreSQL cluster: `initdb` in a temporary directory, `pg_ctl` on a free loopback

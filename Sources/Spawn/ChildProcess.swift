@@ -1,0 +1,379 @@
+import CSpawn
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with `posix_spawn` and reaped with `waitpid`, on threads of its own.
+///
+/// `Foundation.Process` watches its children through a libdispatch source, and on this toolchain
+/// that source now and then crashes the parent (SIGSEGV in `_dispatch_event_loop_drain`): a test
+/// run, or `campaign verify`'s guarded child, failed for no fault of its own. Here no dispatch
+/// source is involved: one thread blocks in `waitid` for the child, one per collected stream
+/// blocks in `read`, and one writes the bytes given for standard input.
+///
+/// The child gets standard input, output and error as asked and no other descriptor of this
+/// process. Its signal mask is empty and SIGPIPE has its default action, whatever this process set.
+public final class ChildProcess: @unchecked Sendable {
+    // Invariant that makes `@unchecked Sendable` safe: `pid`, `inputDescriptor` and the collectors'
+    // references are set once in `init`; `state` is read and written only under `condition`.
+
+    /// What the child reads on standard input.
+    public enum Input: Sendable {
+        /// This process's standard input.
+        case inherit
+        /// `/dev/null`: end of file at once.
+        case null
+        /// These bytes, then end of file (written by a thread of their own, so any length is fine).
+        case bytes([UInt8])
+        /// A pipe the caller writes with ``write(_:)`` and ends with ``closeInput()``.
+        case pipe
+    }
+
+    /// Where the child's standard output or standard error goes.
+    public enum Output: Sendable {
+        /// This process's own.
+        case inherit
+        /// `/dev/null`.
+        case null
+        /// Collected here as it comes: ``output`` and ``lines`` for standard output, ``errorOutput``
+        /// for standard error.
+        case collect
+    }
+
+    /// How a child ended.
+    public enum Termination: Sendable, Equatable, CustomStringConvertible {
+        /// It exited with this status.
+        case exited(Int32)
+        /// A signal with this number ended it.
+        case signalled(Int32)
+
+        /// The exit status, or the signal's number (what `Foundation.Process.terminationStatus` gives).
+        public var status: Int32 {
+            switch self {
+            case let .exited(status), let .signalled(status): status
+            }
+        }
+
+        /// "exit status N" or "signal N".
+        public var description: String {
+            switch self {
+            case let .exited(status): "exit status \(status)"
+            case let .signalled(signal): "signal \(signal)"
+            }
+        }
+    }
+
+    /// Thrown when the child could not be started.
+    public struct SpawnError: Error, CustomStringConvertible {
+        /// The program that did not start.
+        public let executable: String
+        /// The `errno` value `posix_spawn` or the call before it returned.
+        public let code: Int32
+
+        /// "cannot start PATH: REASON".
+        public var description: String { "cannot start \(executable): \(String(cString: strerror(code)))" }
+    }
+
+    /// The child's process id.
+    public let pid: pid_t
+
+    private let condition = NSCondition()
+    private var state = State()
+    private let inputDescriptor: Int32?
+
+    private struct State {
+        var output = [UInt8]()
+        var pending = [UInt8]()
+        var lines = [String]()
+        var errorOutput = [UInt8]()
+        /// Set once `waitpid` reaped the child (so its pid may be reused: no signal is sent after).
+        var reaped: Termination?
+        /// Set once the child was reaped and every collected stream reached end of file.
+        var termination: Termination?
+        var waiters = [CheckedContinuation<Termination, Never>]()
+        var inputOpen = true
+    }
+
+    /// Starts `executable` (a path; no `PATH` search) with `arguments`.
+    /// - Parameters:
+    ///   - environment: the child's whole environment; this process's when nil.
+    ///   - directory: where the child starts; this process's working directory when nil.
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        directory: String? = nil, input: Input = .null, output: Output = .inherit, error: Output = .inherit
+    ) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        // The parent's ends of the pipes, and the child's ends (closed here once the child has them).
+        var childEnds = [Int32]()
+        defer { for descriptor in childEnds { close(descriptor) } }
+        var parentEnds = [Int32]()
+        func makePipe() throws -> (read: Int32, write: Int32) {
+            var ends: [Int32] = [-1, -1]
+            guard cspawn_pipe_closing_on_exec(&ends) == 0 else {
+                let code = errno
+                for descriptor in parentEnds { close(descriptor) }
+                throw SpawnError(executable: executable, code: code)
+            }
+            return (ends[0], ends[1])
+        }
+
+        var inputEnd: Int32?
+        var bytesToWrite: [UInt8]?
+        switch input {
+        case .inherit: break
+        case .null: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        case let .bytes(bytes):
+            let ends = try makePipe()
+            childEnds.append(ends.read)
+            parentEnds.append(ends.write)
+            posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
+            inputEnd = ends.write
+            bytesToWrite = bytes
+        case .pipe:
+            let ends = try makePipe()
+            childEnds.append(ends.read)
+            parentEnds.append(ends.write)
+            posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
+            inputEnd = ends.write
+        }
+        var collected = [(descriptor: Int32, isError: Bool)]()
+        for (target, choice) in [(Int32(1), output), (Int32(2), error)] {
+            switch choice {
+            case .inherit: break
+            case .null: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+            case .collect:
+                let ends = try makePipe()
+                childEnds.append(ends.write)
+                parentEnds.append(ends.read)
+                posix_spawn_file_actions_adddup2(&actions, ends.write, target)
+                collected.append((ends.read, target == 2))
+            }
+        }
+        cspawn_add_close_from(&actions, 3)
+        if let directory { cspawn_add_change_directory(&actions, directory) }
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        let environmentStrings = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for pointer in environmentStrings ?? [] { free(pointer) } }
+        var pid: pid_t = 0
+        let started = argv.withUnsafeBufferPointer { arguments in
+            if let environmentStrings {
+                environmentStrings.withUnsafeBufferPointer {
+                    posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, $0.baseAddress!)
+                }
+            } else {
+                posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, environ)
+            }
+        }
+        guard started == 0 else {
+            for descriptor in parentEnds { close(descriptor) }
+            throw SpawnError(executable: executable, code: started)
+        }
+        self.pid = pid
+        inputDescriptor = bytesToWrite == nil ? inputEnd : nil
+
+        let readers = collected.map { stream in
+            ChildProcess.onThread { [self] in self.collect(stream.descriptor, isError: stream.isError) }
+        }
+        if let bytesToWrite, let inputEnd {
+            ChildProcess.onThread {
+                _ = ChildProcess.writeIgnoringSIGPIPE(inputEnd, bytesToWrite)
+                close(inputEnd)
+            }
+        }
+        ChildProcess.onThread { [self] in self.reap(after: readers) }
+    }
+
+    deinit {
+        if let inputDescriptor, state.inputOpen { close(inputDescriptor) }
+    }
+
+    // MARK: Reading what it printed
+
+    /// Everything collected from standard output so far (empty unless it was ``Output/collect``).
+    public var output: [UInt8] { condition.withLock { state.output } }
+
+    /// The complete lines (without their `\n`) collected from standard output so far.
+    public var lines: [String] { condition.withLock { state.lines } }
+
+    /// Everything collected from standard error so far (empty unless it was ``Output/collect``).
+    public var errorOutput: [UInt8] { condition.withLock { state.errorOutput } }
+
+    // MARK: Writing to it
+
+    /// Writes `bytes` to the child's standard input (``Input/pipe`` only); false once the child
+    /// closed its end (no SIGPIPE reaches this process) or the input was closed.
+    @discardableResult
+    public func write(_ bytes: [UInt8]) -> Bool {
+        guard let inputDescriptor, condition.withLock({ state.inputOpen }) else { return false }
+        return ChildProcess.writeIgnoringSIGPIPE(inputDescriptor, bytes)
+    }
+
+    /// Ends the child's standard input (``Input/pipe``): it reads end of file.
+    public func closeInput() {
+        guard let inputDescriptor else { return }
+        let wasOpen = condition.withLock {
+            defer { state.inputOpen = false }
+            return state.inputOpen
+        }
+        if wasOpen { close(inputDescriptor) }
+    }
+
+    // MARK: Its end
+
+    /// Whether the child has not ended yet (or its collected output has not reached end of file).
+    public var isRunning: Bool { condition.withLock { state.termination == nil } }
+
+    /// How the child ended, once it has (and its collected output is complete); nil before.
+    public var termination: Termination? { condition.withLock { state.termination } }
+
+    /// Sends `signal` to the child, unless it has already been reaped (its pid may belong to
+    /// another process by then).
+    public func send(_ signal: Int32) {
+        condition.withLock {
+            if state.reaped == nil { _ = kill(pid, signal) }
+        }
+    }
+
+    /// Sends SIGTERM.
+    public func terminate() { send(SIGTERM) }
+
+    /// Blocks the calling thread until the child has ended and its collected output is complete.
+    @discardableResult
+    public func waitUntilExit() -> Termination {
+        condition.withLock {
+            while state.termination == nil { condition.wait() }
+            return state.termination!
+        }
+    }
+
+    /// Suspends until the child has ended and its collected output is complete, without blocking
+    /// a thread of the cooperative pool.
+    @discardableResult
+    public func waitForExit() async -> Termination {
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            if let termination = state.termination {
+                condition.unlock()
+                continuation.resume(returning: termination)
+            } else {
+                state.waiters.append(continuation)
+                condition.unlock()
+            }
+        }
+    }
+
+    // MARK: The threads
+
+    /// Starts `body` on a thread of its own; the returned semaphore is signalled when it returns.
+    @discardableResult
+    private static func onThread(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            body()
+            done.signal()
+        }
+        thread.stackSize = 256 * 1024
+        thread.start()
+        return done
+    }
+
+    /// Reads `descriptor` to end of file into the collected output, then closes it.
+    private func collect(_ descriptor: Int32, isError: Bool) {
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            let chunk = buffer[0..<count]
+            condition.withLock {
+                if isError {
+                    state.errorOutput += chunk
+                    return
+                }
+                state.output += chunk
+                state.pending += chunk
+                guard chunk.contains(UInt8(ascii: "\n")) else { return }
+                var start = state.pending.startIndex
+                while let newline = state.pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    state.lines.append(String(decoding: state.pending[start..<newline], as: UTF8.self))
+                    start = newline + 1
+                }
+                state.pending.removeSubrange(..<start)
+            }
+        }
+    }
+
+    /// Waits for the child to exit without reaping it, reaps it under the lock (so ``send(_:)``
+    /// never signals a reused pid), waits for the readers, then records the end and wakes waiters.
+    private func reap(after readers: [DispatchSemaphore]) {
+        var information = siginfo_t()
+        while waitid(P_PID, id_t(pid), &information, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        let ended: Termination = condition.withLock {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+            // WIFEXITED / WEXITSTATUS / WTERMSIG by hand: Swift does not import the macros.
+            let termination: Termination =
+                status & 0x7F == 0 ? .exited((status >> 8) & 0xFF) : .signalled(status & 0x7F)
+            state.reaped = termination
+            return termination
+        }
+        for reader in readers { reader.wait() }
+        let waiters = condition.withLock {
+            state.termination = ended
+            condition.broadcast()
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: ended) }
+    }
+
+    /// Writes all of `bytes` to `descriptor` with SIGPIPE blocked on this thread (and a SIGPIPE
+    /// this write raised taken back), so a reader that went away is a false return, not the end
+    /// of this process.
+    private static func writeIgnoringSIGPIPE(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        var pendingBefore = sigset_t()
+        sigpending(&pendingBefore)
+        let wasPending = sigismember(&pendingBefore, SIGPIPE) == 1
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes {
+                Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written)
+            }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                if errno == EPIPE && !wasPending {
+                    var now = timespec()
+                    _ = sigtimedwait(&pipeSignal, nil, &now)
+                }
+                return false
+            }
+            written += count
+        }
+        return true
+    }
+}
