@@ -50,6 +50,7 @@ public enum CommandWire {
                         rules: try r.required("rules")))
             case "update":
                 let r = try reader(["segmentId", "name", "rules"])
+                try r.refuseNull("name", "rules")
                 return .segment(
                     .update(
                         segmentId: try r.id("segmentId", prefix: "seg"), name: try r.optionalString("name"),
@@ -88,6 +89,7 @@ public enum CommandWire {
                 content: try content(r), sendAt: try r.optionalTimestamp("sendAt"))
         case "update":
             let r = try reader(["campaignId", "name", "channel", "content"])
+            try r.refuseNull("name", "channel", "content")
             return .update(
                 campaignId: try r.id("campaignId", prefix: "cmp"), name: try r.optionalString("name"),
                 channel: try r.optionalString("channel"), content: try content(r))
@@ -150,6 +152,7 @@ public enum CommandWire {
                 expiresAt: try r.timestamp("expiresAt"))
         case "refresh":
             let r = try reader(["connectionId", "credentialRef", "expiresAt"])
+            try r.refuseNull("credentialRef")
             return .refresh(
                 connectionId: try r.id("connectionId", prefix: "con"),
                 credentialRef: try r.optionalString("credentialRef"), expiresAt: try r.timestamp("expiresAt"))
@@ -181,6 +184,7 @@ public enum CommandWire {
                 campaignId: try r.optionalId("campaignId", prefix: "cmp"))
         case "update":
             let r = try reader(["postId", "text", "media", "link"])
+            try r.refuseNull("text", "media")
             return .update(
                 postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"), media: try media(r),
                 link: try r.stringUpdate("link"))
@@ -207,6 +211,7 @@ public enum CommandWire {
                 name: try r.string("name"), variants: try variants(r.array("variants"), at: r.pointer("variants")))
         case "update":
             let r = try reader(["experimentId", "name", "variants"])
+            try r.refuseNull("name", "variants")
             return .update(
                 experimentId: try r.id("experimentId", prefix: "exp"), name: try r.optionalString("name"),
                 variants: try r.optionalArray("variants").map { (items) throws(CampaignError) in

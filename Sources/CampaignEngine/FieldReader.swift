@@ -85,6 +85,18 @@ public struct FieldReader {
         return .set(text)
     }
 
+    /// Refuses `null` for the members `keys` of an update: in an update (as in JSON Merge Patch) null
+    /// means "remove", and these values can only be replaced or, left out, kept. Each is
+    /// `INVALID_FORMAT` at its pointer when null; before this, null read as left out, so
+    /// `{"name": null}` answered "nothing to update" and a null beside other changes was ignored.
+    public func refuseNull(_ keys: String...) throws(CampaignError) {
+        for key in keys where members[key] == .null {
+            throw CampaignError(
+                .invalidFormat, "\(key) cannot be removed: give a new value, or leave it out to keep it",
+                param: key, pointer: pointer(key))
+        }
+    }
+
     /// An optional boolean: nil when absent or null, `INVALID_FORMAT` when not `true` or `false`.
     public func optionalBool(_ key: String) throws(CampaignError) -> Bool? {
         guard let value = optional(key) else { return nil }

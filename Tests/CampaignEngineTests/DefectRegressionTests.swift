@@ -170,6 +170,42 @@ import Testing
         #expect(try JSON.parse(last.payload)["link"] == .null)
     }
 
+    @Test func anUpdateRefusesNullForAValueItCanOnlyReplace() async throws {
+        let t = try TestEngine()
+        let created = await t.command(
+            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        #expect(created.status == 201, "\(created)")
+        // Before, null read as left out: alone "nothing to update", beside a change silently ignored.
+        let refused: [(String, String, String)] = [
+            ("campaign.update", #"{"campaignId":"cmp_1","name":null}"#, "/payload/name"),
+            ("campaign.update", #"{"campaignId":"cmp_1","name":"Summer","channel":null}"#, "/payload/channel"),
+            ("campaign.update", #"{"campaignId":"cmp_1","content":null}"#, "/payload/content"),
+            ("segment.update", #"{"segmentId":"seg_1","rules":null}"#, "/payload/rules"),
+            ("segment.update", #"{"segmentId":"seg_1","name":null}"#, "/payload/name"),
+            ("post.update", #"{"postId":"pst_1","text":null}"#, "/payload/text"),
+            ("post.update", #"{"postId":"pst_1","link":null,"media":null}"#, "/payload/media"),
+            ("experiment.update", #"{"experimentId":"exp_1","variants":null}"#, "/payload/variants"),
+            ("experiment.update", #"{"experimentId":"exp_1","name":null}"#, "/payload/name"),
+            (
+                "social.refresh",
+                #"{"connectionId":"con_1","credentialRef":null,"expiresAt":"2099-01-01T00:00:00Z"}"#,
+                "/payload/credentialRef"
+            ),
+        ]
+        let head = try t.engine.eventStore.head().position
+        for (name, payload, pointer) in refused {
+            let answer = await t.command(name, payload)
+            #expect(
+                answer.status == 400 && answer.code == "INVALID_FORMAT"
+                    && answer["error"]?["pointer"] == .string(pointer)
+                    && answer["error"]?["message"]?.stringValue?.contains("cannot be removed") == true,
+                "\(name) \(payload): \(answer)")
+        }
+        #expect(try t.engine.eventStore.head().position == head, "a refused update wrote nothing")
+        let campaign = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#)
+        #expect(campaign.data?["name"] == .string("Spring") && campaign.data?["channel"] == .string("email"))
+    }
+
     // 6
     @Test func expectedVersionIsRefusedWhereItCannotBeHonoured() async throws {
         let t = try TestEngine()
