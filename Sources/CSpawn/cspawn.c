@@ -1,6 +1,7 @@
 // See include/CSpawn.h.
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <unistd.h>
 
@@ -16,4 +17,8 @@ int cspawn_add_change_directory(posix_spawn_file_actions_t *actions, const char 
 
 int cspawn_pipe_closing_on_exec(int ends[2]) {
     return pipe2(ends, O_CLOEXEC);
+}
+
+int cspawn_name_this_thread(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

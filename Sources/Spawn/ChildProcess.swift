@@ -11,7 +11,8 @@ import Glibc
 /// that source now and then crashes the parent (SIGSEGV in `_dispatch_event_loop_drain`): a test
 /// run, or `campaign verify`'s guarded child, failed for no fault of its own. Here no dispatch
 /// source is involved: one thread blocks in `waitid` for the child, one per collected stream
-/// blocks in `read`, and one writes the bytes given for standard input.
+/// blocks in `read`, and one writes the bytes given for standard input. They are named after the
+/// child's pid (`reap 4242`, `out 4242`, `err 4242`, `in 4242`) and end with it.
 ///
 /// The child gets standard input, output and error as asked and no other descriptor of this
 /// process. Its signal mask is empty and SIGPIPE has its default action, whatever this process set.
@@ -190,15 +191,17 @@ public final class ChildProcess: @unchecked Sendable {
         inputDescriptor = bytesToWrite == nil ? inputEnd : nil
 
         let readers = collected.map { stream in
-            ChildProcess.onThread { [self] in self.collect(stream.descriptor, isError: stream.isError) }
+            ChildProcess.onThread("\(stream.isError ? "err" : "out") \(pid)") { [self] in
+                self.collect(stream.descriptor, isError: stream.isError)
+            }
         }
         if let bytesToWrite, let inputEnd {
-            ChildProcess.onThread {
+            ChildProcess.onThread("in \(pid)") {
                 _ = ChildProcess.writeIgnoringSIGPIPE(inputEnd, bytesToWrite)
                 close(inputEnd)
             }
         }
-        ChildProcess.onThread { [self] in self.reap(after: readers) }
+        ChildProcess.onThread("reap \(pid)") { [self] in self.reap(after: readers) }
     }
 
     deinit {
@@ -282,11 +285,13 @@ public final class ChildProcess: @unchecked Sendable {
 
     // MARK: The threads
 
-    /// Starts `body` on a thread of its own; the returned semaphore is signalled when it returns.
+    /// Starts `body` on a thread of its own named `name` (what `top -H` and `/proc/…/task/…/comm`
+    /// show: at most 15 bytes); the returned semaphore is signalled when it returns.
     @discardableResult
-    private static func onThread(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
+    private static func onThread(_ name: String, _ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
+            _ = cspawn_name_this_thread(String(decoding: name.utf8.prefix(15), as: UTF8.self))
             body()
             done.signal()
         }

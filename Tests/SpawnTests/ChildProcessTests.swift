@@ -118,6 +118,45 @@ struct ChildProcessTests {
         }
     }
 
+    @Test func aFinishedChildLeavesNoDescriptorOrThreadBehind() async throws {
+        /// The names of this process's threads.
+        func threadNames() -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap {
+                try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
+                    .trimmingCharacters(in: .newlines)
+            }
+        }
+        func descriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        // The threads are there while a child runs, under the names the check below looks for.
+        let running = try ChildProcess("/bin/cat", [], input: .pipe, output: .collect, error: .collect)
+        try await waitUntil("the running child's threads named") {
+            Set(threadNames()).isSuperset(of: ["reap", "out", "err"].map { "\($0) \(running.pid)" })
+        }
+        running.closeInput()
+        await running.waitForExit()
+        let before = descriptors()
+        var pids: Set = [String(running.pid)]
+        for index in 0..<100 {
+            let child = try ChildProcess(
+                "/bin/cat", [], input: index % 2 == 0 ? .bytes(Array("\(index)\n".utf8)) : .pipe,
+                output: .collect, error: .collect)
+            pids.insert(String(child.pid))
+            if index % 2 == 1 {
+                child.write(Array("\(index)\n".utf8))
+                child.closeInput()
+            }
+            #expect(await child.waitForExit() == .exited(0))
+            #expect(child.lines == ["\(index)"])
+        }
+        // Each child had three threads and four descriptors of this process; none may stay.
+        try await waitUntil("the children's threads ended") {
+            !threadNames().contains { pids.contains(String($0.split(separator: " ").last ?? "")) }
+        }
+        // Other tests run at once and hold descriptors for a moment: a leak here would be 200 or more.
+        try await waitUntil("the descriptors closed") { descriptors() < before + 50 }
+    }
+
     @Test func manyWaitersAllHearTheEnd() async throws {
         let child = try ChildProcess("/bin/sleep", ["0.2"])
         async let first = child.waitForExit()
