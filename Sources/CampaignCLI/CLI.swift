@@ -75,7 +75,7 @@ public enum CLI {
                 ExportCommand.help,
                 [
                     "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
-                    "subject-prefix", "replicas", "retry-for",
+                    "subject-prefix", "replicas", "retry-for", "auth-file",
                 ],
                 ["follow"],
                 ExportCommand.run

@@ -11,8 +11,9 @@ enum ExportCommand {
         usage: campaign export [--data DIR] [--format cloudevents] [--tenant T] [--stream ID] [--actor A]
                                [--type TYPE] [--from TIME|POSITION] [--to TIME|POSITION] [--limit N]
                                [--consumer NAME] [--follow]
-               campaign export --to nats://HOST:PORT[,nats://…] --stream NAME [--subject-prefix campaign]
-                               [--replicas N] [--consumer NAME] [--follow] [--retry-for SECONDS] [--data DIR]
+               campaign export --to nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,nats://…] --stream NAME
+                               [--subject-prefix campaign] [--replicas N] [--consumer NAME] [--follow]
+                               [--retry-for SECONDS] [--auth-file FILE] [--data DIR]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -35,7 +36,48 @@ enum ExportCommand {
         As it ends, it prints how many events the run relayed and where the consumer stands.
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
+
+        A server that asks for credentials gets the URL's (USER:PASSWORD@ or TOKEN@, percent-encoded)
+        or --auth-file's: a file readable by its owner only (chmod 600) with the lines user=NAME and
+        password=SECRET, or token=SECRET, for every URL without its own, so no secret is on the command
+        line for other users to read. Credentials missing or refused exit 1 at once; a server that
+        requires TLS is refused (this client does not speak TLS). No message shows a password or token.
         """
+
+    /// Reads `--auth-file`: the lines `user=NAME` and `password=SECRET`, or `token=SECRET` (blank
+    /// lines and lines starting with `#` skipped), from a file no one but its owner may read.
+    /// A file that cannot be read, is open to others, or holds anything else is a usage error
+    /// that names the line, never its secret.
+    static func authFile(_ path: String) throws(Arguments.UsageError) -> NATSEndpoint.Credentials {
+        var status = stat()
+        guard stat(path, &status) == 0, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLI.usage("--auth-file \(path): cannot be read")
+        }
+        guard status.st_mode & 0o077 == 0 else {
+            throw CLI.usage(
+                "--auth-file \(path): others may read it (mode \(String(status.st_mode & 0o777, radix: 8))); "
+                    + "chmod 600 it")
+        }
+        var values = [String: String]()
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = line.hasSuffix("\r") ? line.dropLast() : line
+            if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { continue }
+            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = String(parts[0])
+            guard parts.count == 2, !parts[1].isEmpty, ["user", "password", "token"].contains(key), values[key] == nil
+            else {
+                throw CLI.usage(
+                    "--auth-file \(path): line \(number + 1) is not user=NAME, password=SECRET or token=SECRET "
+                        + "(each once)")
+            }
+            values[key] = String(parts[1])
+        }
+        switch (values["user"], values["password"], values["token"]) {
+        case let (user?, password?, nil): return .user(user, password: password)
+        case let (nil, nil, token?): return .token(token)
+        default: throw CLI.usage("--auth-file \(path): give user= and password=, or token= alone")
+        }
+    }
 
     /// `--consumer`, checked before any store is opened: a malformed name is a usage error.
     static func consumerName(_ options: [String: String]) throws -> String? {
@@ -58,9 +100,18 @@ enum ExportCommand {
             for option in ["tenant", "actor", "type", "from", "limit"] where options[option] != nil {
                 throw CLI.usage("the relay takes the whole log (no --\(option)); filter downstream by subject")
             }
-            let urls = url.split(separator: ",").map(String.init)
-            guard urls.allSatisfy({ NATSConnection.endpoint(of: $0) != nil }) else {
-                throw CLI.usage("--to takes nats://HOST:PORT, or several separated by commas (a cluster)")
+            let parsed = url.split(separator: ",").map { NATSEndpoint(url: String($0)) }
+            var endpoints = parsed.compactMap { $0 }
+            guard endpoints.count == parsed.count else {
+                throw CLI.usage(
+                    "--to takes nats://HOST:PORT, nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT, or "
+                        + "several separated by commas (a cluster)")
+            }
+            if let file = options["auth-file"] {
+                let credentials = try authFile(file)
+                for index in endpoints.indices where endpoints[index].credentials == nil {
+                    endpoints[index].credentials = credentials
+                }
             }
             let replicas =
                 try options["replicas"].map { text throws(Arguments.UsageError) -> Int in
@@ -84,7 +135,7 @@ enum ExportCommand {
             let store = try CLI.openStore(arguments, readOnly: false)
             defer { store.close() }
             var relay = Relay(
-                store: store, storeId: try store.storeId(), urls: urls, stream: name, prefix: prefix,
+                store: store, storeId: try store.storeId(), endpoints: endpoints, stream: name, prefix: prefix,
                 consumer: consumer, follow: follow, console: console)
             relay.replicas = replicas
             relay.retryFor = retryFor
@@ -96,7 +147,7 @@ enum ExportCommand {
         let (filter, limit) = try ReplayCommand.Filter.parse(options)
         let consumer = try consumerName(options)
         let follow = arguments.flags.contains("follow")
-        for option in ["subject-prefix", "replicas", "retry-for"] where options[option] != nil {
+        for option in ["subject-prefix", "replicas", "retry-for", "auth-file"] where options[option] != nil {
             throw CLI.usage("--\(option) goes with --to nats://…")
         }
 

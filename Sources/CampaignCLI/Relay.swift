@@ -14,8 +14,8 @@ import NATS
 struct Relay {
     let store: EventStore
     let storeId: String
-    /// The servers to try, in turn (a cluster's members).
-    let urls: [String]
+    /// The servers to try, in turn (a cluster's members), each with the credentials it takes.
+    let endpoints: [NATSEndpoint]
     let stream: String
     /// Copies of the stream JetStream keeps (1, or up to the cluster's size).
     var replicas = 1
@@ -74,12 +74,16 @@ struct Relay {
             do {
                 // Each attempt starts with the next server: a cluster member that went away is
                 // skipped on the retry.
-                try await relayOnce(stop, url: urls[attempt % urls.count])
+                try await relayOnce(stop, endpoint: endpoints[attempt % endpoints.count])
                 return .ok
             } catch let refused as StreamRefused {
                 // The stream cannot be made as asked (its subjects overlap another stream's, …):
                 // waiting will not change that.
                 console.err("relay: \(refused.error)")
+                return .failure
+            } catch let error as NATSError where error.isAuthorization {
+                // Credentials missing or refused: waiting will not change them either.
+                console.err("relay: \(error); consumer \(consumer) at \(Format.count(through))")
                 return .failure
             } catch {
                 attempt += 1
@@ -104,8 +108,8 @@ struct Relay {
 
     /// One connection's worth: from the checkpoint to the head (and on, with --follow). A lost
     /// connection or a failed publish ends it at once, even while it waits for new events.
-    private func relayOnce(_ stop: StopSignal, url: String) async throws {
-        let connection = try NATSConnection(url: url, name: "campaign-relay-\(consumer)")
+    private func relayOnce(_ stop: StopSignal, endpoint: NATSEndpoint) async throws {
+        let connection = try NATSConnection(endpoint: endpoint, name: "campaign-relay-\(consumer)")
         defer { connection.close() }
         let jetStream = JetStream(connection)
         do {

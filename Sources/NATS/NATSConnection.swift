@@ -6,12 +6,15 @@ import Glibc
 
 /// Why a NATS operation failed.
 public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The URL is not `nats://HOST:PORT`.
+    /// The URL is not a `nats://` URL ``NATSEndpoint`` reads (kept without its user information).
     case badURL(String)
     /// The server could not be reached, or the connection broke.
     case connection(String)
     /// The server sent `-ERR`.
     case server(String)
+    /// The server refused to let this client in: it asks for credentials and none were given, or
+    /// it refused the ones given (`-ERR 'Authorization Violation'`). Retrying will not help.
+    case authorization(String)
     /// No reply came in time.
     case timeout
     /// A request went to a subject nobody answers (status 503).
@@ -19,12 +22,18 @@ public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
     /// JetStream answered with an error.
     case jetStream(code: Int, description: String)
 
+    /// Whether the server refused this client's credentials, or asked for some it lacked.
+    public var isAuthorization: Bool {
+        if case .authorization = self { true } else { false }
+    }
+
     /// A one-line description.
     public var description: String {
         switch self {
-        case let .badURL(url): "not a nats://HOST:PORT URL: \(url)"
+        case let .badURL(url): "not a nats://[USER:PASSWORD@]HOST:PORT URL: \(url)"
         case let .connection(reason): "NATS connection: \(reason)"
         case let .server(reason): "NATS server error: \(reason)"
+        case let .authorization(reason): "NATS authorization: \(reason)"
         case .timeout: "NATS: no reply in time"
         case let .noResponders(subject): "NATS: no responders on \(subject) (is JetStream enabled?)"
         case let .jetStream(code, description): "JetStream error \(code): \(description)"
@@ -79,22 +88,22 @@ public final class NATSConnection: @unchecked Sendable {
     private let inbox: String
     private let pong = DispatchSemaphore(value: 0)
 
-    /// The host and port of a `nats://HOST:PORT` URL (a path after them is ignored), or nil when it is
-    /// not one: no host, or a port that is not a whole number from 1 to 65535.
-    public static func endpoint(of url: String) -> (host: String, port: UInt16)? {
-        guard url.hasPrefix("nats://") else { return nil }
-        let address = url.dropFirst("nats://".count).split(separator: "/").first.map(String.init) ?? ""
-        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, let port = UInt16(parts[1]), port > 0 else { return nil }
-        return (String(parts[0]), port)
+    /// Connects to `url` (see ``NATSEndpoint``), exchanges INFO and CONNECT, and waits for the
+    /// server's PONG.
+    /// - Throws: ``NATSError``; ``NATSError/badURL(_:)`` (without the URL's user information) when
+    ///   `url` is not one ``NATSEndpoint`` reads.
+    public convenience init(url: String, name: String = "campaign-engine", timeout: Double = 5) throws {
+        guard let endpoint = NATSEndpoint(url: url) else { throw NATSError.badURL(NATSEndpoint.withoutUserInfo(url)) }
+        try self.init(endpoint: endpoint, name: name, timeout: timeout)
     }
 
-    /// Connects to `url` (`nats://HOST:PORT`), exchanges INFO and CONNECT, and waits for the
-    /// server's PONG.
-    /// - Throws: ``NATSError``.
-    public init(url: String, name: String = "campaign-engine", timeout: Double = 5) throws {
-        guard let (host, port) = NATSConnection.endpoint(of: url) else { throw NATSError.badURL(url) }
-        fd = try NATSConnection.connect(host: host, port: port, timeout: timeout)
+    /// Connects to `endpoint`, authenticating with its credentials, exchanges INFO and CONNECT, and
+    /// waits for the server's PONG.
+    /// - Throws: ``NATSError``: ``NATSError/authorization(_:)`` when the server asks for credentials
+    ///   that `endpoint` lacks or refuses the ones it has; ``NATSError/connection(_:)`` when it
+    ///   requires TLS, which this client does not speak.
+    public init(endpoint: NATSEndpoint, name: String = "campaign-engine", timeout: Double = 5) throws {
+        fd = try NATSConnection.connect(host: endpoint.host, port: endpoint.port, timeout: timeout)
         var random = SystemRandomNumberGenerator()
         inbox = "_INBOX." + String(UInt64.random(in: 0...UInt64.max, using: &random), radix: 36)
         let stream = LineReader(fd: fd)
@@ -102,9 +111,13 @@ public final class NATSConnection: @unchecked Sendable {
             Glibc.close(fd)
             throw NATSError.connection("the server did not introduce itself")
         }
+        if let refusal = NATSConnection.refusal(info: info, endpoint: endpoint) {
+            Glibc.close(fd)
+            throw refusal
+        }
         let connect =
             #"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1,"lang":"swift","#
-            + #""version":"1","name":"\#(name)"}"#
+            + #""version":"1",\#(endpoint.connectMembers)"name":\#(NATSEndpoint.quoted(name))}"#
         do {
             try write(Array("CONNECT \(connect)\r\nSUB \(inbox).* 1\r\nPING\r\n".utf8))
         } catch {
@@ -249,7 +262,10 @@ public final class NATSConnection: @unchecked Sendable {
                 } else if line.hasPrefix("MSG ") || line.hasPrefix("HMSG ") {
                     try deliver(line, stream)
                 } else if line.hasPrefix("-ERR") {
-                    fail(.server(String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces)))
+                    let reason = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces)
+                    // The server's words for refused credentials (it closes the connection after).
+                    let refused = reason.lowercased().contains("authorization violation")
+                    fail(refused ? .authorization("the server refused the credentials (\(reason))") : .server(reason))
                     pong.signal()
                     return
                 }
@@ -367,6 +383,22 @@ public final class NATSConnection: @unchecked Sendable {
             fail(failed)
             throw failed
         }
+    }
+
+    /// Why the server's `INFO` rules out this connection before `CONNECT`: it requires TLS, or
+    /// credentials `endpoint` does not have; nil when it does not.
+    static func refusal(info: String, endpoint: NATSEndpoint) -> NATSError? {
+        let object =
+            (try? JSONSerialization.jsonObject(with: Data(info.utf8.dropFirst("INFO ".count)))) as? [String: Any]
+        if object?["tls_required"] as? Bool == true {
+            return .connection(
+                "\(endpoint) requires TLS, which this client does not speak; relay through a listener without TLS")
+        }
+        if object?["auth_required"] as? Bool == true, endpoint.credentials == nil {
+            return .authorization(
+                "\(endpoint) requires credentials: give nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT")
+        }
+        return nil
     }
 
     private static func connect(host: String, port: UInt16, timeout: Double) throws -> Int32 {

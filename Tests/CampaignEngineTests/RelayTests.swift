@@ -25,11 +25,12 @@ import Testing
         return (directory, log, try store.storeId())
     }
 
-    /// Checks that stream `name` holds exactly the log, in order, once.
+    /// Checks that stream `name` holds exactly the log, in order, once (reading through `url`, the
+    /// server's own when nil).
     func expectStreamHolds(
-        _ log: [RecordedEvent], storeId: String, _ server: LocalNATSServer, _ name: String
+        _ log: [RecordedEvent], storeId: String, _ server: LocalNATSServer, _ name: String, url: String? = nil
     ) async throws {
-        let connection = try NATSConnection(url: server.url)
+        let connection = try NATSConnection(url: url ?? server.url)
         defer { connection.close() }
         let jetStream = JetStream(connection)
         let state = try await jetStream.streamState(name)
@@ -183,6 +184,61 @@ import Testing
         let store = try EventStore(path: directory.path, options: options)
         defer { store.close() }
         #expect(try store.consumers().first { $0.name == "nats-CAMPAIGN" }?.position == UInt64(log.count))
+    }
+
+    /// A broker that asks for credentials: an `--auth-file` (or the URL) gives them; missing or
+    /// refused ones end the relay at once (retrying cannot fix them), and no message shows a secret.
+    @Test func aRelayAuthenticatesAndStopsAtOnceWhenItsCredentialsAreMissingOrRefused() async throws {
+        let password = "s3cret-pass"
+        let server = try LocalNATSServer(arguments: ["--user", "relay", "--pass", password])
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore()
+        let hostPort = server.url.dropFirst("nats://".count)
+        let relayTo = ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"]
+        let missing = try await campaign(relayTo)
+        #expect(missing.status == 1 && missing.err.contains("requires credentials"), "\(missing)")
+        #expect(!missing.err.contains("retrying"), "credentials that are missing are not retried")
+        let wrong = try await campaign([
+            "export", "--data", directory.path, "--to", "nats://relay:hunter2@\(hostPort)", "--stream", "CAMPAIGN",
+        ])
+        #expect(wrong.status == 1 && wrong.err.contains("refused the credentials"), "\(wrong)")
+        #expect(!wrong.err.contains("retrying") && !(wrong.err + wrong.out).contains("hunter2"))
+
+        // The file's secret is not on the command line; a file others may read is refused first.
+        let file = directory.path + "/nats.auth"
+        try "# the relay's account\nuser=relay\npassword=\(password)\n".write(
+            toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o644)
+        let readable = try await campaign(relayTo + ["--auth-file", file])
+        #expect(readable.status == 64 && readable.err.contains("chmod 600") && !readable.err.contains(password))
+        chmod(file, 0o600)
+        let relayed = try await campaign(relayTo + ["--auth-file", file])
+        #expect(relayed.status == 0, "\(relayed.err)")
+        try await expectStreamHolds(
+            log, storeId: storeId, server, "CAMPAIGN", url: "nats://relay:\(password)@\(hostPort)")
+        // The credentials stay in the relay's process: the store never holds them.
+        let stored = try Data(contentsOf: URL(fileURLWithPath: directory.path + "/data.mdb"))
+        #expect(stored.range(of: Data(password.utf8)) == nil)
+        // A URL's own credentials win over the file's.
+        let own = try await campaign([
+            "export", "--data", directory.path, "--to", "nats://relay:hunter2@\(hostPort)", "--stream", "CAMPAIGN",
+            "--auth-file", file,
+        ])
+        #expect(own.status == 1 && own.err.contains("refused the credentials"))
+
+        for (text, problem) in [
+            ("user=relay\n", "give user= and password=, or token= alone"),
+            ("user=relay\npassword=x\ntoken=y\n", "give user= and password=, or token= alone"),
+            ("relay:\(password)\n", "line 1 is not user=NAME"), ("user=a\nuser=b\n", "line 2 is not"),
+            ("token=\n", "line 1 is not"),
+        ] {
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            chmod(file, 0o600)
+            let refused = try await campaign(relayTo + ["--auth-file", file])
+            #expect(refused.status == 64 && refused.err.contains(problem), "\(text): \(refused.err)")
+            #expect(!refused.err.contains(password))
+        }
+        #expect(try await campaign(["export", "--data", directory.path, "--auth-file", file]).status == 64)
     }
 
     @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {

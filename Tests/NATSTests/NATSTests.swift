@@ -7,13 +7,63 @@ import Testing
 /// The project's NATS client against a real `nats-server -js` on a loopback port.
 @Suite(.serialized) struct NATSTests {
     @Test func endpointsAreReadFromNatsURLsAndAnythingElseIsRefused() {
-        #expect(NATSConnection.endpoint(of: "nats://127.0.0.1:4222")! == ("127.0.0.1", 4222))
-        #expect(NATSConnection.endpoint(of: "nats://broker.example:1/ignored")! == ("broker.example", 1))
+        #expect(NATSEndpoint(url: "nats://127.0.0.1:4222") == NATSEndpoint(host: "127.0.0.1", port: 4222))
+        #expect(NATSEndpoint(url: "nats://broker.example:1/ignored") == NATSEndpoint(host: "broker.example", port: 1))
+        #expect(NATSEndpoint(url: "nats://[::1]:4222") == NATSEndpoint(host: "::1", port: 4222))
+        // User information: USER:PASSWORD or a TOKEN, percent-decoded; the last @ ends it.
+        let user = NATSEndpoint(url: "nats://relay:p%40ss%3Aw0rd@broker.example:4222")
+        #expect(user?.credentials == .user("relay", password: "p@ss:w0rd") && user?.host == "broker.example")
+        #expect(NATSEndpoint(url: "nats://s3cret@h:1")?.credentials == .token("s3cret"))
         for url in [
             "nats://h:65536", "nats://h:0", "nats://h:-1", "nats://:4222", "nats://h", "nats://h:1:2", "tcp://h:1",
+            "nats://@h:1", "nats://u:@h:1", "nats://:p@h:1", "nats://%zz@h:1", "nats://[::1]4222", "nats://h:+1",
         ] {
-            #expect(NATSConnection.endpoint(of: url) == nil, "\(url)")
+            #expect(NATSEndpoint(url: url) == nil, "\(url)")
         }
+        // No description or error shows the secret.
+        #expect(user?.description == "nats://relay:***@broker.example:4222")
+        #expect(NATSEndpoint(url: "nats://s3cret@[::1]:1")?.description == "nats://***@[::1]:1")
+        let bad = NATSError.badURL(NATSEndpoint.withoutUserInfo("nats://relay:hunter2@h:99999"))
+        #expect(!bad.description.contains("hunter2") && bad.description.contains("nats://***@h:99999"))
+    }
+
+    @Test func aServerThatAsksForCredentialsLetsInOnlyTheRightOnes() async throws {
+        let password = "p@ss:w0rd/\"quoted\""
+        let server = try LocalNATSServer(arguments: ["--user", "relay", "--pass", password])
+        defer { server.stop() }
+        let hostPort = server.url.dropFirst("nats://".count)
+        let encoded = password.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let connection = try NATSConnection(url: "nats://relay:\(encoded)@\(hostPort)")
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("AUTH", subjects: ["auth.>"])
+        let acks = AckLog()
+        try jetStream.publish("auth.x", id: "a-1", payload: Array("in".utf8)) { acks.add($0) }
+        try await acks.wait(for: 1)
+        #expect(try acks.all.map { try $0.get().sequence } == [1])
+        /// The error connecting with `url` gives, which must be an authorization error.
+        func refusal(_ url: String) -> NATSError? {
+            do {
+                try NATSConnection(url: url, timeout: 10).close()
+                return nil
+            } catch let error as NATSError {
+                return error.isAuthorization ? error : nil
+            } catch {
+                return nil
+            }
+        }
+        let missing = refusal(server.url)
+        #expect(missing?.description.contains("requires credentials") == true, "\(String(describing: missing))")
+        let wrong = refusal("nats://relay:hunter2@\(hostPort)")
+        #expect(wrong?.description.contains("refused the credentials") == true, "\(String(describing: wrong))")
+        #expect(!(wrong?.description.contains("hunter2") ?? true))
+
+        let tokenServer = try LocalNATSServer(arguments: ["--auth", "t0ken"])
+        defer { tokenServer.stop() }
+        let tokenHostPort = tokenServer.url.dropFirst("nats://".count)
+        try NATSConnection(url: "nats://t0ken@\(tokenHostPort)").close()
+        #expect(refusal("nats://t0kem@\(tokenHostPort)") != nil)
+        #expect(refusal(tokenServer.url) != nil)
     }
 
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
@@ -52,6 +102,9 @@ import Testing
             }
         }
         #expect(throws: NATSError.self) { try NATSConnection(url: "http://localhost:1") }
+        // An open server takes a client that brings credentials it does not ask for.
+        let hostPort = server.url.dropFirst("nats://".count)
+        try NATSConnection(url: "nats://someone:secret@\(hostPort)").close()
     }
 
     /// Frames published faster than the socket takes them leave together, in order, whatever
