@@ -66,6 +66,19 @@ import Testing
         #expect(refusal(tokenServer.url) != nil)
     }
 
+    /// What a server's INFO rules out before CONNECT (a TLS-only server is not started here: the
+    /// client refuses it from its INFO alone, before any TLS could begin).
+    @Test func aServerRequiringTLSOrCredentialsTheEndpointLacksIsRefusedFromItsInfo() {
+        let plain = NATSEndpoint(host: "h", port: 1)
+        let withUser = NATSEndpoint(host: "h", port: 1, credentials: .user("u", password: "p"))
+        let tls = #"INFO {"server_id":"x","tls_required":true,"auth_required":true}"#
+        #expect(NATSConnection.refusal(info: tls, endpoint: withUser)?.description.contains("requires TLS") == true)
+        let auth = #"INFO {"server_id":"x","auth_required":true,"max_payload":1048576}"#
+        #expect(NATSConnection.refusal(info: auth, endpoint: plain)?.isAuthorization == true)
+        #expect(NATSConnection.refusal(info: auth, endpoint: withUser) == nil)
+        #expect(NATSConnection.refusal(info: #"INFO {"server_id":"x","tls_available":true}"#, endpoint: plain) == nil)
+    }
+
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
         let server = try LocalNATSServer()
         defer { server.stop() }
