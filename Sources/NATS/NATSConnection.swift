@@ -13,7 +13,9 @@ public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The server sent `-ERR`.
     case server(String)
     /// The server refused to let this client in: it asks for credentials and none were given, or
-    /// it refused the ones given (`-ERR 'Authorization Violation'`). Retrying will not help.
+    /// it refused the ones given (`-ERR 'Authorization Violation'`); or it does not let this user
+    /// publish or subscribe to a subject it needs (`-ERR 'Permissions Violation …'`). Retrying will
+    /// not help.
     case authorization(String)
     /// No reply came in time.
     case timeout
@@ -263,9 +265,16 @@ public final class NATSConnection: @unchecked Sendable {
                     try deliver(line, stream)
                 } else if line.hasPrefix("-ERR") {
                     let reason = String(line.dropFirst(4)).trimmingCharacters(in: .whitespaces)
-                    // The server's words for refused credentials (it closes the connection after).
-                    let refused = reason.lowercased().contains("authorization violation")
-                    fail(refused ? .authorization("the server refused the credentials (\(reason))") : .server(reason))
+                    // The server's words for refused credentials (it closes the connection after), and
+                    // for a subject this user may not publish or subscribe to: neither passes with time.
+                    let lowered = reason.lowercased()
+                    if lowered.contains("authorization violation") {
+                        fail(.authorization("the server refused the credentials (\(reason))"))
+                    } else if lowered.contains("permissions violation") {
+                        fail(.authorization("the server does not let this user do that (\(reason))"))
+                    } else {
+                        fail(.server(reason))
+                    }
                     pong.signal()
                     return
                 }

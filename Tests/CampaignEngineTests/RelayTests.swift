@@ -190,9 +190,19 @@ import Testing
     /// refused ones end the relay at once (retrying cannot fix them), and no message shows a secret.
     @Test func aRelayAuthenticatesAndStopsAtOnceWhenItsCredentialsAreMissingOrRefused() async throws {
         let password = "s3cret-pass"
-        let server = try LocalNATSServer(arguments: ["--user", "relay", "--pass", password])
-        defer { server.stop() }
         let (directory, log, storeId) = try await demoStore()
+        // Two users: the relay's, and one that may publish events but not call JetStream's API.
+        let configuration = directory.path + "/nats.conf"
+        try """
+        authorization {
+          users = [
+            { user: "relay", password: "\(password)" }
+            { user: "limited", password: "limited-pass", permissions: { publish: "campaign.>", subscribe: "_INBOX.>" } }
+          ]
+        }
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let server = try LocalNATSServer(arguments: ["-c", configuration])
+        defer { server.stop() }
         let hostPort = server.url.dropFirst("nats://".count)
         let relayTo = ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN"]
         let missing = try await campaign(relayTo)
@@ -203,6 +213,14 @@ import Testing
         ])
         #expect(wrong.status == 1 && wrong.err.contains("refused the credentials"), "\(wrong)")
         #expect(!wrong.err.contains("retrying") && !(wrong.err + wrong.out).contains("hunter2"))
+
+        // A user the server does not let call JetStream's API: refused at once as well.
+        let limited = try await campaign([
+            "export", "--data", directory.path, "--to", "nats://limited:limited-pass@\(hostPort)", "--stream",
+            "CAMPAIGN",
+        ])
+        #expect(limited.status == 1 && limited.err.contains("does not let this user"), "\(limited)")
+        #expect(!limited.err.contains("retrying") && !limited.err.contains("limited-pass"))
 
         // The file's secret is not on the command line; a file others may read is refused first.
         let file = directory.path + "/nats.auth"
