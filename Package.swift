@@ -7,7 +7,8 @@ import PackageDescription
 // depend on the other, so the digest lives in its own target. `CSHA256` is the project's own C for the
 // CPU's SHA extensions (intrinsics, chosen at run time by CPUID); `Hashing` falls back to Swift without.
 // `Signing` (Ed25519, signed notes, checkpoints) is another addition: the operator's key signs the log's
-// Merkle tree heads, and the key never enters the store, so only the CLI and the engine link it.
+// Merkle tree heads, and the key never enters the store, so only the CLI and the engine link it (and
+// the NATS client, whose NKEY authentication signs a server's nonce with a user's Ed25519 seed).
 // `CMalloc` exposes glibc's `malloc_trim`, which Swift's Glibc module leaves out: a rebuild hands the
 // memory of each finished fold back to the system (each lane's thread has its own allocator arena).
 // `Spawn` starts child processes with `posix_spawn` and reaps them on threads of its own (`CSpawn` holds
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
         .target(name: "CSpawn"),
         .target(name: "Spawn", dependencies: ["CSpawn"]),
-        .target(name: "NATS", dependencies: ["Spawn"]),
+        .target(name: "NATS", dependencies: ["Signing", "Spawn"]),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
         .target(
             name: "CampaignProjections",

@@ -38,14 +38,17 @@ enum ExportCommand {
         many copies.
 
         A server that asks for credentials gets the URL's (USER:PASSWORD@ or TOKEN@, percent-encoded)
-        or --auth-file's: a file readable by its owner only (chmod 600) with the lines user=NAME and
-        password=SECRET, or token=SECRET, for every URL without its own, so no secret is on the command
-        line for other users to read. Credentials missing or refused exit 1 at once; a server that
-        requires TLS is refused (this client does not speak TLS). No message shows a password or token.
+        or else --auth-file's: a file only its owner may read (chmod 600) holding the lines user=NAME
+        and password=SECRET, or token=SECRET, or nkey=SEED (a user's NKEY seed, SU…, whose public key
+        U… the server lists), so no secret is on the command line for other users to read.
+        Credentials missing or refused, or a user the server does not let publish, exit 1 at once; a
+        server that requires TLS is refused (this client does not speak TLS). No message shows a
+        password, token or seed.
         """
 
-    /// Reads `--auth-file`: the lines `user=NAME` and `password=SECRET`, or `token=SECRET` (blank
-    /// lines and lines starting with `#` skipped), from a file no one but its owner may read.
+    /// Reads `--auth-file`: the lines `user=NAME` and `password=SECRET`, or `token=SECRET`, or
+    /// `nkey=SEED` (a user's NKEY seed, `SU…`), with blank lines and lines starting with `#`
+    /// skipped, from a file no one but its owner may read.
     /// A file that cannot be read, is open to others, or holds anything else is a usage error
     /// that names the line, never its secret.
     static func authFile(_ path: String) throws(Arguments.UsageError) -> NATSEndpoint.Credentials {
@@ -64,18 +67,25 @@ enum ExportCommand {
             if line.allSatisfy(\.isWhitespace) || line.hasPrefix("#") { continue }
             let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = String(parts[0])
-            guard parts.count == 2, !parts[1].isEmpty, ["user", "password", "token"].contains(key), values[key] == nil
+            guard parts.count == 2, !parts[1].isEmpty, ["user", "password", "token", "nkey"].contains(key),
+                values[key] == nil
             else {
                 throw CLI.usage(
-                    "--auth-file \(path): line \(number + 1) is not user=NAME, password=SECRET or token=SECRET "
-                        + "(each once)")
+                    "--auth-file \(path): line \(number + 1) is not user=NAME, password=SECRET, token=SECRET or "
+                        + "nkey=SEED (each once)")
             }
             values[key] = String(parts[1])
         }
-        switch (values["user"], values["password"], values["token"]) {
-        case let (user?, password?, nil): return .user(user, password: password)
-        case let (nil, nil, token?): return .token(token)
-        default: throw CLI.usage("--auth-file \(path): give user= and password=, or token= alone")
+        switch (values["user"], values["password"], values["token"], values["nkey"]) {
+        case let (user?, password?, nil, nil): return .user(user, password: password)
+        case let (nil, nil, token?, nil): return .token(token)
+        case let (nil, nil, nil, seed?):
+            do {
+                return .nkey(try NATSUserKey(seed: seed))
+            } catch {
+                throw CLI.usage("--auth-file \(path): nkey= is \(error)")
+            }
+        default: throw CLI.usage("--auth-file \(path): give user= and password=, or token= alone, or nkey= alone")
         }
     }
 

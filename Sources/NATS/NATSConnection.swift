@@ -113,13 +113,15 @@ public final class NATSConnection: @unchecked Sendable {
             Glibc.close(fd)
             throw NATSError.connection("the server did not introduce itself")
         }
-        if let refusal = NATSConnection.refusal(info: info, endpoint: endpoint) {
+        let introduction = NATSConnection.object(info: info)
+        if let refusal = NATSConnection.refusal(introduction, endpoint: endpoint) {
             Glibc.close(fd)
             throw refusal
         }
+        let authentication = endpoint.connectMembers(nonce: introduction?["nonce"] as? String)
         let connect =
             #"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1,"lang":"swift","#
-            + #""version":"1",\#(endpoint.connectMembers)"name":\#(NATSEndpoint.quoted(name))}"#
+            + #""version":"1",\#(authentication)"name":\#(NATSEndpoint.quoted(name))}"#
         do {
             try write(Array("CONNECT \(connect)\r\nSUB \(inbox).* 1\r\nPING\r\n".utf8))
         } catch {
@@ -394,11 +396,15 @@ public final class NATSConnection: @unchecked Sendable {
         }
     }
 
-    /// Why the server's `INFO` rules out this connection before `CONNECT`: it requires TLS, or
-    /// credentials `endpoint` does not have; nil when it does not.
-    static func refusal(info: String, endpoint: NATSEndpoint) -> NATSError? {
-        let object =
-            (try? JSONSerialization.jsonObject(with: Data(info.utf8.dropFirst("INFO ".count)))) as? [String: Any]
+    /// The JSON object of an `INFO` line, or nil when it holds none.
+    static func object(info: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(info.utf8.dropFirst("INFO ".count)))) as? [String: Any]
+    }
+
+    /// Why the server's `INFO` object rules out this connection before `CONNECT`: it requires TLS,
+    /// or credentials `endpoint` does not have, or sends no nonce for its NKEY to sign; nil when
+    /// it does not.
+    static func refusal(_ object: [String: Any]?, endpoint: NATSEndpoint) -> NATSError? {
         if object?["tls_required"] as? Bool == true {
             return .connection(
                 "\(endpoint) requires TLS, which this client does not speak; relay through a listener without TLS")
@@ -406,6 +412,9 @@ public final class NATSConnection: @unchecked Sendable {
         if object?["auth_required"] as? Bool == true, endpoint.credentials == nil {
             return .authorization(
                 "\(endpoint) requires credentials: give nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT")
+        }
+        if case .nkey = endpoint.credentials, object?["nonce"] as? String == nil {
+            return .authorization("\(endpoint) sent no nonce to sign: it does not take NKEYs")
         }
         return nil
     }

@@ -14,6 +14,8 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
         case user(String, password: String)
         /// `auth_token`.
         case token(String)
+        /// `nkey` (the public key) and `sig` (the server's nonce signed with the seed).
+        case nkey(NATSUserKey)
     }
 
     /// The host name or address (an IPv6 address without its brackets).
@@ -77,17 +79,20 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
         case nil: return "nats://\(shownHost):\(port)"
         case let .user(user, _): return "nats://\(user):***@\(shownHost):\(port)"
         case .token: return "nats://***@\(shownHost):\(port)"
+        case let .nkey(key): return "nats://\(shownHost):\(port) (\(key))"
         }
     }
 
-    /// The members of a `CONNECT` that authenticate: `"user":…,"pass":…` or `"auth_token":…` and a
-    /// trailing comma, or nothing.
-    var connectMembers: String {
+    /// The members of a `CONNECT` that authenticate: `"user":…,"pass":…`, `"auth_token":…` or
+    /// `"nkey":…,"sig":…` (the server's `nonce` signed) and a trailing comma, or nothing.
+    func connectMembers(nonce: String?) -> String {
         switch credentials {
         case nil: return ""
         case let .user(user, password):
             return #""user":\#(Self.quoted(user)),"pass":\#(Self.quoted(password)),"#
         case let .token(token): return #""auth_token":\#(Self.quoted(token)),"#
+        case let .nkey(key):
+            return #""nkey":\#(Self.quoted(key.publicKey)),"sig":\#(Self.quoted(key.signature(nonce: nonce ?? ""))),"#
         }
     }
 

@@ -191,13 +191,15 @@ import Testing
     @Test func aRelayAuthenticatesAndStopsAtOnceWhenItsCredentialsAreMissingOrRefused() async throws {
         let password = "s3cret-pass"
         let (directory, log, storeId) = try await demoStore()
-        // Two users: the relay's, and one that may publish events but not call JetStream's API.
+        // Three users: the relay's, one that may publish events but not call JetStream's API, and an
+        // NKEY's (the key pair published in the NATS clients' tests).
         let configuration = directory.path + "/nats.conf"
         try """
         authorization {
           users = [
             { user: "relay", password: "\(password)" }
             { user: "limited", password: "limited-pass", permissions: { publish: "campaign.>", subscribe: "_INBOX.>" } }
+            { nkey: "UCK5N7N66OBOINFXAYC2ACJQYFSOD4VYNU6APEJTAVFZB2SVHLKGEW7L" }
           ]
         }
         """.write(toFile: configuration, atomically: true, encoding: .utf8)
@@ -244,11 +246,20 @@ import Testing
         ])
         #expect(own.status == 1 && own.err.contains("refused the credentials"))
 
+        // An NKEY seed in the file: the server checks the nonce it signs.
+        let seed = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"
+        try "nkey=\(seed)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        let nkey = try await campaign(relayTo + ["--auth-file", file, "--consumer", "nkey-relay"])
+        #expect(nkey.status == 0 && nkey.out.contains("consumer nkey-relay at"), "\(nkey)")
+        #expect(!(nkey.err + nkey.out).contains(seed))
+
         for (text, problem) in [
             ("user=relay\n", "give user= and password=, or token= alone"),
             ("user=relay\npassword=x\ntoken=y\n", "give user= and password=, or token= alone"),
             ("relay:\(password)\n", "line 1 is not user=NAME"), ("user=a\nuser=b\n", "line 2 is not"),
-            ("token=\n", "line 1 is not"),
+            ("token=\n", "line 1 is not"), ("nkey=\(seed.dropLast())\n", "nkey= is not 58 characters"),
+            ("nkey=\(seed)\ntoken=x\n", "nkey= alone"),
         ] {
             try text.write(toFile: file, atomically: true, encoding: .utf8)
             chmod(file, 0o600)

@@ -72,11 +72,90 @@ import Testing
         let plain = NATSEndpoint(host: "h", port: 1)
         let withUser = NATSEndpoint(host: "h", port: 1, credentials: .user("u", password: "p"))
         let tls = #"INFO {"server_id":"x","tls_required":true,"auth_required":true}"#
-        #expect(NATSConnection.refusal(info: tls, endpoint: withUser)?.description.contains("requires TLS") == true)
+        #expect(
+            NATSConnection.refusal(NATSConnection.object(info: tls), endpoint: withUser)?.description.contains(
+                "requires TLS") == true)
         let auth = #"INFO {"server_id":"x","auth_required":true,"max_payload":1048576}"#
-        #expect(NATSConnection.refusal(info: auth, endpoint: plain)?.isAuthorization == true)
-        #expect(NATSConnection.refusal(info: auth, endpoint: withUser) == nil)
-        #expect(NATSConnection.refusal(info: #"INFO {"server_id":"x","tls_available":true}"#, endpoint: plain) == nil)
+        #expect(NATSConnection.refusal(NATSConnection.object(info: auth), endpoint: plain)?.isAuthorization == true)
+        #expect(NATSConnection.refusal(NATSConnection.object(info: auth), endpoint: withUser) == nil)
+        #expect(
+            NATSConnection.refusal(
+                NATSConnection.object(info: #"INFO {"server_id":"x","tls_available":true}"#), endpoint: plain) == nil)
+    }
+
+    /// The NKEY seed, public key and nonce signature published in the NATS client libraries' tests
+    /// (nkeys.py, the Ruby and Elixir clients).
+    static let publishedSeed = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"
+    static let publishedPublicKey = "UCK5N7N66OBOINFXAYC2ACJQYFSOD4VYNU6APEJTAVFZB2SVHLKGEW7L"
+
+    @Test func aUserNKEYMatchesThePublishedVectors() throws {
+        let key = try NATSUserKey(seed: Self.publishedSeed)
+        #expect(key.publicKey == Self.publishedPublicKey)
+        // Published in standard base64; the CONNECT carries base64url without padding.
+        let published = "ZaAiVDgB5CeYoXoQ7cBCmq+ZllzUnGUoDVb8C7PilWvCs8XKfUchAUhz2P4BYAF++Dg3w05CqyQFRDiGL6LrDw=="
+        let expected = published.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        #expect(key.signature(nonce: "PXoWU7zWAMt75FY") == expected)
+        #expect(key.description == "nkey \(Self.publishedPublicKey)" && !key.description.contains("SUAML"))
+        // A lost first character, a changed one, lower case, and a key that is not a user's seed.
+        var changed = Array(Self.publishedSeed)
+        changed[20] = changed[20] == "A" ? "B" : "A"
+        let refused: [(String, NATSUserKey.SeedProblem)] = [
+            (String(Self.publishedSeed.dropFirst()), .notBase32), (String(changed), .checksum),
+            (Self.publishedSeed.lowercased(), .notBase32), (Self.publishedPublicKey, .notBase32),
+        ]
+        for (text, problem) in refused {
+            #expect(throws: problem) { try NATSUserKey(seed: text) }
+        }
+        // An account's seed (SA…) made with the same encoding: well formed, but not a user's.
+        // The first two bytes: the seed prefix 18 << 3 with the type prefix's top 3 bits, then its
+        // low 5 bits shifted up; an account's type prefix is 0 (a user's 20 << 3).
+        let raw = NATSUserKey.base32Decoded(Self.publishedSeed)!
+        #expect(raw[0] == 18 << 3 | (20 << 3) >> 5 && raw[1] == ((20 << 3) & 31) << 3)
+        let account = [18 << 3, 0] + raw[2..<34]
+        let checksum = NATSUserKey.crc16(account[...])
+        let accountSeed = NATSUserKey.base32Encoded(account + [UInt8(checksum & 0xFF), UInt8(checksum >> 8)])
+        #expect(throws: NATSUserKey.SeedProblem.notAUserSeed) { try NATSUserKey(seed: accountSeed) }
+        #expect(NATSUserKey.base32Encoded(raw) == Self.publishedSeed)
+    }
+
+    @Test func aServerThatListsAnNKEYLetsInTheHolderOfItsSeedOnly() async throws {
+        let directory = TemporaryDirectory()
+        let configuration = directory.path + "/nkey.conf"
+        try """
+        authorization { users = [ { nkey: "\(Self.publishedPublicKey)" } ] }
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let server = try LocalNATSServer(arguments: ["-c", configuration])
+        defer { server.stop() }
+        let endpoint = NATSEndpoint(url: server.url)!
+        var holder = endpoint
+        holder.credentials = .nkey(try NATSUserKey(seed: Self.publishedSeed))
+        let connection = try NATSConnection(endpoint: holder)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("NKEY", subjects: ["nkey.>"])
+        #expect(try await jetStream.streamState("NKEY") == (0, 0))
+        #expect(holder.description.hasSuffix("(nkey \(Self.publishedPublicKey))"))
+        // Another user's key is refused; so is no key.
+        var stranger = endpoint
+        stranger.credentials = .nkey(try NATSUserKey(seed: Self.otherSeed()))
+        for attempt in [stranger, endpoint] {
+            #expect {
+                try NATSConnection(endpoint: attempt, timeout: 10).close()
+            } throws: { error in
+                (error as? NATSError)?.isAuthorization == true
+            }
+        }
+    }
+
+    /// A user seed other than the published one, made with the same encoding.
+    static func otherSeed() -> String {
+        var bytes = NATSUserKey.base32Decoded(publishedSeed)!
+        bytes[2] ^= 0x5A
+        let checksum = NATSUserKey.crc16(bytes[0..<34])
+        bytes[34] = UInt8(checksum & 0xFF)
+        bytes[35] = UInt8(checksum >> 8)
+        return NATSUserKey.base32Encoded(bytes)
     }
 
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {
