@@ -1,5 +1,6 @@
 import CSpawn
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -16,9 +17,9 @@ import Glibc
 ///
 /// The child gets standard input, output and error as asked and no other descriptor of this
 /// process. Its signal mask is empty and SIGPIPE has its default action, whatever this process set.
-public final class ChildProcess: @unchecked Sendable {
-    // Invariant that makes `@unchecked Sendable` safe: `pid`, `inputDescriptor` and the collectors'
-    // references are set once in `init`; `state` is read and written only under `condition`.
+public final class ChildProcess: Sendable {
+    // Sendable as checked: `pid` and `inputDescriptor` are constants, and everything that changes
+    // is in `state`, a `Mutex`.
 
     /// What the child reads on standard input.
     public enum Input: Sendable {
@@ -80,9 +81,13 @@ public final class ChildProcess: @unchecked Sendable {
     /// The child's process id.
     public let pid: pid_t
 
-    private let condition = NSCondition()
-    private var state = State()
+    private let state = Mutex(State())
     private let inputDescriptor: Int32?
+
+    private enum Waiter {
+        case task(CheckedContinuation<Termination, Never>)
+        case thread(DispatchSemaphore)
+    }
 
     private struct State {
         var output = [UInt8]()
@@ -93,7 +98,8 @@ public final class ChildProcess: @unchecked Sendable {
         var reaped: Termination?
         /// Set once the child was reaped and every collected stream reached end of file.
         var termination: Termination?
-        var waiters = [CheckedContinuation<Termination, Never>]()
+        /// Who waits for the end: a task (``waitForExit()``) or a blocked thread (``waitUntilExit()``).
+        var waiters = [Waiter]()
         var inputOpen = true
     }
 
@@ -205,19 +211,19 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        if let inputDescriptor, state.inputOpen { close(inputDescriptor) }
+        if let inputDescriptor, state.withLock({ $0.inputOpen }) { close(inputDescriptor) }
     }
 
     // MARK: Reading what it printed
 
     /// Everything collected from standard output so far (empty unless it was ``Output/collect``).
-    public var output: [UInt8] { condition.withLock { state.output } }
+    public var output: [UInt8] { state.withLock { $0.output } }
 
     /// The complete lines (without their `\n`) collected from standard output so far.
-    public var lines: [String] { condition.withLock { state.lines } }
+    public var lines: [String] { state.withLock { $0.lines } }
 
     /// Everything collected from standard error so far (empty unless it was ``Output/collect``).
-    public var errorOutput: [UInt8] { condition.withLock { state.errorOutput } }
+    public var errorOutput: [UInt8] { state.withLock { $0.errorOutput } }
 
     // MARK: Writing to it
 
@@ -225,14 +231,14 @@ public final class ChildProcess: @unchecked Sendable {
     /// closed its end (no SIGPIPE reaches this process) or the input was closed.
     @discardableResult
     public func write(_ bytes: [UInt8]) -> Bool {
-        guard let inputDescriptor, condition.withLock({ state.inputOpen }) else { return false }
+        guard let inputDescriptor, state.withLock({ $0.inputOpen }) else { return false }
         return ChildProcess.writeIgnoringSIGPIPE(inputDescriptor, bytes)
     }
 
     /// Ends the child's standard input (``Input/pipe``): it reads end of file.
     public func closeInput() {
         guard let inputDescriptor else { return }
-        let wasOpen = condition.withLock {
+        let wasOpen = state.withLock { state in
             defer { state.inputOpen = false }
             return state.inputOpen
         }
@@ -242,16 +248,16 @@ public final class ChildProcess: @unchecked Sendable {
     // MARK: Its end
 
     /// Whether the child has not ended yet (or its collected output has not reached end of file).
-    public var isRunning: Bool { condition.withLock { state.termination == nil } }
+    public var isRunning: Bool { state.withLock { $0.termination == nil } }
 
     /// How the child ended, once it has (and its collected output is complete); nil before.
-    public var termination: Termination? { condition.withLock { state.termination } }
+    public var termination: Termination? { state.withLock { $0.termination } }
 
     /// Sends `signal` to the child, unless it has already been reaped (its pid may belong to
     /// another process by then).
     public func send(_ signal: Int32) {
-        condition.withLock {
-            if state.reaped == nil { _ = kill(pid, signal) }
+        state.withLock {
+            if $0.reaped == nil { _ = kill(pid, signal) }
         }
     }
 
@@ -261,10 +267,14 @@ public final class ChildProcess: @unchecked Sendable {
     /// Blocks the calling thread until the child has ended and its collected output is complete.
     @discardableResult
     public func waitUntilExit() -> Termination {
-        condition.withLock {
-            while state.termination == nil { condition.wait() }
-            return state.termination!
+        let woken = DispatchSemaphore(value: 0)
+        let ended = state.withLock {
+            if $0.termination == nil { $0.waiters.append(.thread(woken)) }
+            return $0.termination
         }
+        if let ended { return ended }
+        woken.wait()
+        return state.withLock { $0.termination! }
     }
 
     /// Suspends until the child has ended and its collected output is complete, without blocking
@@ -272,14 +282,11 @@ public final class ChildProcess: @unchecked Sendable {
     @discardableResult
     public func waitForExit() async -> Termination {
         await withCheckedContinuation { continuation in
-            condition.lock()
-            if let termination = state.termination {
-                condition.unlock()
-                continuation.resume(returning: termination)
-            } else {
-                state.waiters.append(continuation)
-                condition.unlock()
+            let ended = state.withLock {
+                if $0.termination == nil { $0.waiters.append(.task(continuation)) }
+                return $0.termination
             }
+            if let ended { continuation.resume(returning: ended) }
         }
     }
 
@@ -309,7 +316,7 @@ public final class ChildProcess: @unchecked Sendable {
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return }
             let chunk = buffer[0..<count]
-            condition.withLock {
+            state.withLock { state in
                 if isError {
                     state.errorOutput += chunk
                     return
@@ -332,23 +339,27 @@ public final class ChildProcess: @unchecked Sendable {
     private func reap(after readers: [DispatchSemaphore]) {
         var information = siginfo_t()
         while waitid(P_PID, id_t(pid), &information, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
-        let ended: Termination = condition.withLock {
+        let ended: Termination = state.withLock {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
             // WIFEXITED / WEXITSTATUS / WTERMSIG by hand: Swift does not import the macros.
             let termination: Termination =
                 status & 0x7F == 0 ? .exited((status >> 8) & 0xFF) : .signalled(status & 0x7F)
-            state.reaped = termination
+            $0.reaped = termination
             return termination
         }
         for reader in readers { reader.wait() }
-        let waiters = condition.withLock {
+        let waiters = state.withLock { state in
             state.termination = ended
-            condition.broadcast()
             defer { state.waiters = [] }
             return state.waiters
         }
-        for waiter in waiters { waiter.resume(returning: ended) }
+        for waiter in waiters {
+            switch waiter {
+            case let .task(continuation): continuation.resume(returning: ended)
+            case let .thread(semaphore): semaphore.signal()
+            }
+        }
     }
 
     /// Writes all of `bytes` to `descriptor` with SIGPIPE blocked on this thread (and a SIGPIPE
