@@ -76,7 +76,7 @@ let package = Package(
             dependencies: ["CampaignEngine", "CampaignCLI", "CampaignProjections", "EventStore"],
             path: "Tools/harness"
         ),
-        .target(name: "TestSupport", dependencies: ["Spawn"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["NATS", "Signing", "Spawn"], path: "Tests/TestSupport"),
         .testTarget(name: "SpawnTests", dependencies: ["Spawn", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "Hashing"]),

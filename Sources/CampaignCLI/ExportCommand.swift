@@ -38,7 +38,8 @@ enum ExportCommand {
         many copies.
 
         A server that asks for credentials gets the URL's (USER:PASSWORD@ or TOKEN@, percent-encoded)
-        or else --auth-file's: a file only its owner may read (chmod 600) holding the lines user=NAME
+        or else --auth-file's: a file only its owner may read (chmod 600), either a NATS credentials
+        file (NAME.creds: a user's JWT and seed, for a server in operator mode) or the lines user=NAME
         and password=SECRET, or token=SECRET, or nkey=SEED (a user's NKEY seed, SU…, whose public key
         U… the server lists), so no secret is on the command line for other users to read.
         Credentials missing or refused, or a user the server does not let publish, exit 1 at once; a
@@ -46,9 +47,10 @@ enum ExportCommand {
         password, token or seed.
         """
 
-    /// Reads `--auth-file`: the lines `user=NAME` and `password=SECRET`, or `token=SECRET`, or
+    /// Reads `--auth-file`: a NATS credentials file (`NAME.creds`, a user's JWT and seed, as `nsc`
+    /// writes it), or the lines `user=NAME` and `password=SECRET`, or `token=SECRET`, or
     /// `nkey=SEED` (a user's NKEY seed, `SU…`), with blank lines and lines starting with `#`
-    /// skipped, from a file no one but its owner may read.
+    /// skipped; from a file no one but its owner may read.
     /// A file that cannot be read, is open to others, or holds anything else is a usage error
     /// that names the line, never its secret.
     static func authFile(_ path: String) throws(Arguments.UsageError) -> NATSEndpoint.Credentials {
@@ -60,6 +62,11 @@ enum ExportCommand {
             throw CLI.usage(
                 "--auth-file \(path): others may read it (mode \(String(status.st_mode & 0o777, radix: 8))); "
                     + "chmod 600 it")
+        }
+        do {
+            if let credentials = try NATSEndpoint.credentialsFile(text) { return credentials }
+        } catch {
+            throw CLI.usage("--auth-file \(path): a credentials file whose seed is \(error)")
         }
         var values = [String: String]()
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -413,8 +413,12 @@ public final class NATSConnection: @unchecked Sendable {
             return .authorization(
                 "\(endpoint) requires credentials: give nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT")
         }
-        if case .nkey = endpoint.credentials, object?["nonce"] as? String == nil {
-            return .authorization("\(endpoint) sent no nonce to sign: it does not take NKEYs")
+        switch endpoint.credentials {
+        case .nkey, .userJWT:
+            if object?["nonce"] as? String == nil {
+                return .authorization("\(endpoint) sent no nonce to sign: it does not take NKEYs or JWTs")
+            }
+        default: break
         }
         return nil
     }

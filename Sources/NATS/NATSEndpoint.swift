@@ -16,6 +16,9 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
         case token(String)
         /// `nkey` (the public key) and `sig` (the server's nonce signed with the seed).
         case nkey(NATSUserKey)
+        /// `jwt` (a user's JWT, issued by an account in operator mode) and `sig` (the nonce signed
+        /// with the seed of the user the JWT names): what a `.creds` file holds.
+        case userJWT(String, key: NATSUserKey)
     }
 
     /// The host name or address (an IPv6 address without its brackets).
@@ -80,11 +83,13 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
         case let .user(user, _): return "nats://\(user):***@\(shownHost):\(port)"
         case .token: return "nats://***@\(shownHost):\(port)"
         case let .nkey(key): return "nats://\(shownHost):\(port) (\(key))"
+        case let .userJWT(_, key): return "nats://\(shownHost):\(port) (JWT of \(key))"
         }
     }
 
-    /// The members of a `CONNECT` that authenticate: `"user":…,"pass":…`, `"auth_token":…` or
-    /// `"nkey":…,"sig":…` (the server's `nonce` signed) and a trailing comma, or nothing.
+    /// The members of a `CONNECT` that authenticate: `"user":…,"pass":…`, `"auth_token":…`,
+    /// `"nkey":…,"sig":…` or `"jwt":…,"sig":…` (the server's `nonce` signed) and a trailing comma,
+    /// or nothing.
     func connectMembers(nonce: String?) -> String {
         switch credentials {
         case nil: return ""
@@ -93,7 +98,24 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
         case let .token(token): return #""auth_token":\#(Self.quoted(token)),"#
         case let .nkey(key):
             return #""nkey":\#(Self.quoted(key.publicKey)),"sig":\#(Self.quoted(key.signature(nonce: nonce ?? ""))),"#
+        case let .userJWT(jwt, key):
+            return #""jwt":\#(Self.quoted(jwt)),"sig":\#(Self.quoted(key.signature(nonce: nonce ?? ""))),"#
         }
+    }
+
+    /// Reads a NATS credentials file (what `nsc` writes, `NAME.creds`): the user's JWT between
+    /// `-----BEGIN NATS USER JWT-----` and the next line of dashes, and the user's seed between
+    /// `-----BEGIN USER NKEY SEED-----` and the next; nil when `text` holds no such JWT block.
+    /// - Throws: ``NATSUserKey/SeedProblem`` when the seed block is missing or does not read.
+    public static func credentialsFile(_ text: String) throws(NATSUserKey.SeedProblem) -> Credentials? {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        func block(_ name: String) -> String? {
+            guard let start = lines.firstIndex(where: { $0.hasPrefix("-----BEGIN \(name)") }) else { return nil }
+            return lines[(start + 1)...].first { !$0.isEmpty && !$0.hasPrefix("---") }
+        }
+        guard let jwt = block("NATS USER JWT") else { return nil }
+        guard let seed = block("USER NKEY SEED") else { throw .notBase32 }
+        return .userJWT(jwt, key: try NATSUserKey(seed: seed))
     }
 
     /// `url` without the user information before an `@` in its authority (where a password or a

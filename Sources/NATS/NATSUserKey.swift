@@ -31,9 +31,37 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The type prefixes of NATS keys (the first byte of a decoded key, the top 5 bits of a seed's).
+    /// The prefix of a seed (the top 5 bits of its first byte).
     private static let seedPrefix: UInt8 = 18 << 3
-    private static let userPrefix: UInt8 = 20 << 3
+
+    /// The kinds of NATS keys this client writes, by their type prefix (the first byte of a decoded
+    /// public key): what the first letter of a public key (`O`, `A`, `U`) and the second of a seed say.
+    public enum Kind: UInt8, Sendable {
+        /// An operator's key (`O…`), which signs accounts' JWTs.
+        case `operator` = 112
+        /// An account's key (`A…`), which signs its users' JWTs.
+        case account = 0
+        /// A user's key (`U…`).
+        case user = 160
+    }
+
+    /// The text of an Ed25519 public key of `kind`: the type prefix, the 32 bytes and a CRC-16, in
+    /// base32 (`O…`, `A…`, `U…`, 56 characters).
+    public static func publicKeyText(_ publicKey: [UInt8], kind: Kind) -> String {
+        checked([kind.rawValue] + publicKey)
+    }
+
+    /// The text of a 32-byte Ed25519 seed of `kind` (`SO…`, `SA…`, `SU…`, 58 characters): the seed
+    /// prefix and the type prefix packed in two bytes, the seed, and a CRC-16, in base32.
+    public static func seedText(_ seed: [UInt8], kind: Kind) -> String {
+        checked([seedPrefix | kind.rawValue >> 5, (kind.rawValue & 31) << 3] + seed)
+    }
+
+    /// `bytes` and their CRC-16 (little-endian), in base32.
+    private static func checked(_ bytes: [UInt8]) -> String {
+        let checksum = crc16(bytes[...])
+        return base32Encoded(bytes + [UInt8(checksum & 0xFF), UInt8(checksum >> 8)])
+    }
 
     /// Reads a user seed (`SU…`, 58 characters; surrounding white space is ignored).
     public init(seed text: String) throws(SeedProblem) {
@@ -44,12 +72,10 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible {
         guard NATSUserKey.crc16(bytes[0..<34]) == checksum else { throw .checksum }
         // The first two bytes hold the seed prefix (5 bits) and the key's type prefix (8 bits).
         let kind = (bytes[0] & 0x07) << 5 | (bytes[1] & 0xF8) >> 3
-        guard bytes[0] & 0xF8 == NATSUserKey.seedPrefix, kind == NATSUserKey.userPrefix else { throw .notAUserSeed }
+        guard bytes[0] & 0xF8 == NATSUserKey.seedPrefix, kind == Kind.user.rawValue else { throw .notAUserSeed }
         // 32 bytes cannot be the wrong length.
         key = try! Ed25519PrivateKey(seed: Array(bytes[2..<34]))
-        let raw = [NATSUserKey.userPrefix] + key.publicKey.bytes
-        let encodedChecksum = NATSUserKey.crc16(raw[...])
-        publicKey = NATSUserKey.base32Encoded(raw + [UInt8(encodedChecksum & 0xFF), UInt8(encodedChecksum >> 8)])
+        publicKey = NATSUserKey.publicKeyText(key.publicKey.bytes, kind: .user)
     }
 
     /// The signature of the server's `nonce` (its UTF-8 bytes), in base64url without padding: the

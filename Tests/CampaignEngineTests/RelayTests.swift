@@ -270,6 +270,32 @@ import Testing
         #expect(try await campaign(["export", "--data", directory.path, "--auth-file", file]).status == 64)
     }
 
+    /// A server in operator mode: the relay authenticates with the user's `.creds` file as
+    /// `nsc` writes it, given as `--auth-file`.
+    @Test func aRelayAuthenticatesWithACredsFileToAServerInOperatorMode() async throws {
+        let nats = try OperatorModeNATS()
+        defer { nats.server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let file = directory.path + "/relay.creds"
+        try nats.creds.write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        let relayTo = ["export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN"]
+        let relayed = try await campaign(relayTo + ["--auth-file", file])
+        let count = Format.count(log.count)
+        #expect(relayed.status == 0 && relayed.out.contains("nats-CAMPAIGN at \(count) of \(count)"), "\(relayed)")
+        #expect(!(relayed.err + relayed.out).contains("SUA"), "no seed in the output")
+        let missing = try await campaign(relayTo)
+        #expect(missing.status == 1 && missing.err.contains("requires credentials"), "\(missing)")
+        // A credentials file whose seed was damaged is a usage error that names the problem.
+        try nats.creds.replacingOccurrences(
+            of: "-----BEGIN USER NKEY SEED-----\nSU", with: "-----BEGIN USER NKEY SEED-----\nSX"
+        )
+        .write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        let damaged = try await campaign(relayTo + ["--auth-file", file])
+        #expect(damaged.status == 64 && damaged.err.contains("a credentials file whose seed is"), "\(damaged)")
+    }
+
     @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {
         let (directory, _, _) = try await demoStore()
         // A port nothing listens on: a server started and stopped.

@@ -107,16 +107,12 @@ import Testing
         for (text, problem) in refused {
             #expect(throws: problem) { try NATSUserKey(seed: text) }
         }
-        // An account's seed (SA…) made with the same encoding: well formed, but not a user's.
-        // The first two bytes: the seed prefix 18 << 3 with the type prefix's top 3 bits, then its
-        // low 5 bits shifted up; an account's type prefix is 0 (a user's 20 << 3).
+        // An account's seed (SA…) in the same encoding: well formed, but not a user's.
         let raw = NATSUserKey.base32Decoded(Self.publishedSeed)!
-        #expect(raw[0] == 18 << 3 | (20 << 3) >> 5 && raw[1] == ((20 << 3) & 31) << 3)
-        let account = [18 << 3, 0] + raw[2..<34]
-        let checksum = NATSUserKey.crc16(account[...])
-        let accountSeed = NATSUserKey.base32Encoded(account + [UInt8(checksum & 0xFF), UInt8(checksum >> 8)])
+        #expect(NATSUserKey.seedText(Array(raw[2..<34]), kind: .user) == Self.publishedSeed)
+        let accountSeed = NATSUserKey.seedText(Array(raw[2..<34]), kind: .account)
+        #expect(accountSeed.hasPrefix("SA"))
         #expect(throws: NATSUserKey.SeedProblem.notAUserSeed) { try NATSUserKey(seed: accountSeed) }
-        #expect(NATSUserKey.base32Encoded(raw) == Self.publishedSeed)
     }
 
     @Test func aServerThatListsAnNKEYLetsInTheHolderOfItsSeedOnly() async throws {
@@ -148,14 +144,39 @@ import Testing
         }
     }
 
-    /// A user seed other than the published one, made with the same encoding.
+    /// Operator mode, as `nsc` sets it up (``OperatorModeNATS``): the user's `.creds` file (JWT and
+    /// seed) lets its holder in; the JWT with another seed, or nothing, does not.
+    @Test func anOperatorModeServerLetsInTheHolderOfAUsersCredsFile() async throws {
+        let nats = try OperatorModeNATS()
+        defer { nats.server.stop() }
+        var endpoint = NATSEndpoint(url: nats.server.url)!
+        endpoint.credentials = try NATSEndpoint.credentialsFile(nats.creds)
+        #expect(endpoint.description.hasSuffix("(JWT of nkey \(nats.userPublicKey))"))
+        let connection = try NATSConnection(endpoint: endpoint)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("CREDS", subjects: ["creds.>"])
+        #expect(try await jetStream.streamState("CREDS") == (0, 0))
+        var forged = endpoint
+        forged.credentials = .userJWT(nats.userJWT, key: try NATSUserKey(seed: Self.publishedSeed))
+        for attempt in [forged, NATSEndpoint(url: nats.server.url)!] {
+            #expect {
+                try NATSConnection(endpoint: attempt, timeout: 10).close()
+            } throws: { error in
+                (error as? NATSError)?.isAuthorization == true
+            }
+        }
+        // A file without the JWT block is no credentials file; one without its seed is refused.
+        #expect(try NATSEndpoint.credentialsFile("user=relay\npassword=x\n") == nil)
+        let withoutSeed = String(nats.creds.prefix { $0 != "*" })
+        #expect(throws: NATSUserKey.SeedProblem.notBase32) { try NATSEndpoint.credentialsFile(withoutSeed) }
+    }
+
+    /// A user seed other than the published one.
     static func otherSeed() -> String {
-        var bytes = NATSUserKey.base32Decoded(publishedSeed)!
-        bytes[2] ^= 0x5A
-        let checksum = NATSUserKey.crc16(bytes[0..<34])
-        bytes[34] = UInt8(checksum & 0xFF)
-        bytes[35] = UInt8(checksum >> 8)
-        return NATSUserKey.base32Encoded(bytes)
+        var seed = Array(NATSUserKey.base32Decoded(publishedSeed)![2..<34])
+        seed[0] ^= 0x5A
+        return NATSUserKey.seedText(seed, kind: .user)
     }
 
     @Test func requestReplyPublishWithHeadersAndJetStreamDeduplication() async throws {

@@ -1,0 +1,85 @@
+import Foundation
+import NATS
+import Signing
+
+/// A real `nats-server` in operator mode, set up as `nsc` would: an operator signs a system account
+/// and an application account with JetStream, the account signs a user, and ``creds`` is that
+/// user's credentials file (JWT and seed), what a client of the application account holds.
+public final class OperatorModeNATS: Sendable {
+    // Sendable as checked: every stored property is a constant of a Sendable type.
+    /// The running server (no listener without operator-mode credentials).
+    public let server: LocalNATSServer
+    /// The user's `.creds` file text.
+    public let creds: String
+    /// The user's JWT alone.
+    public let userJWT: String
+    /// The user's public key (`U…`).
+    public let userPublicKey: String
+    private let directory: TemporaryDirectory
+
+    /// Makes fresh keys and JWTs and starts the server.
+    public init() throws {
+        let operatorKey = Ed25519PrivateKey.generate()
+        let systemKey = Ed25519PrivateKey.generate()
+        let accountKey = Ed25519PrivateKey.generate()
+        let userKey = Ed25519PrivateKey.generate()
+        let op = NATSUserKey.publicKeyText(operatorKey.publicKey.bytes, kind: .operator)
+        let system = NATSUserKey.publicKeyText(systemKey.publicKey.bytes, kind: .account)
+        let account = NATSUserKey.publicKeyText(accountKey.publicKey.bytes, kind: .account)
+        userPublicKey = NATSUserKey.publicKeyText(userKey.publicKey.bytes, kind: .user)
+        let now = Int(Date().timeIntervalSince1970)
+        let unlimited = #""subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"#
+        let operatorJWT = Self.jwt(
+            #"{"jti":"OPERATOR","iat":\#(now),"iss":"\#(op)","name":"op","sub":"\#(op)","#
+                + #""nats":{"type":"operator","version":2}}"#, signedBy: operatorKey)
+        // JetStream needs a system account to start in operator mode.
+        let systemJWT = Self.jwt(
+            #"{"jti":"SYSTEM","iat":\#(now),"iss":"\#(op)","name":"SYS","sub":"\#(system)","#
+                + #""nats":{"limits":{\#(unlimited)"leaf":-1},"type":"account","version":2}}"#, signedBy: operatorKey)
+        let accountJWT = Self.jwt(
+            #"{"jti":"ACCOUNT","iat":\#(now),"iss":"\#(op)","name":"app","sub":"\#(account)","#
+                + #""nats":{"limits":{\#(unlimited)"leaf":-1,"mem_storage":-1,"disk_storage":-1,"streams":-1,"#
+                + #""consumer":-1},"default_permissions":{"pub":{},"sub":{}},"type":"account","version":2}}"#,
+            signedBy: operatorKey)
+        userJWT = Self.jwt(
+            #"{"jti":"USER","iat":\#(now),"iss":"\#(account)","name":"relay","sub":"\#(userPublicKey)","#
+                + #""nats":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,"type":"user","version":2}}"#,
+            signedBy: accountKey)
+        directory = TemporaryDirectory()
+        let configuration = directory.path + "/operator.conf"
+        try """
+        operator: "\(operatorJWT)"
+        system_account: \(system)
+        resolver: MEMORY
+        resolver_preload: { \(system): "\(systemJWT)", \(account): "\(accountJWT)" }
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        creds = """
+            -----BEGIN NATS USER JWT-----
+            \(userJWT)
+            ------END NATS USER JWT------
+
+            ************************* IMPORTANT *************************
+            NKEY Seed printed below can be used to sign and prove identity.
+            NKEYs are sensitive and should be treated as secrets.
+
+            -----BEGIN USER NKEY SEED-----
+            \(NATSUserKey.seedText(userKey.seed, kind: .user))
+            ------END USER NKEY SEED------
+
+            *************************************************************
+
+            """
+        server = try LocalNATSServer(arguments: ["-c", configuration])
+    }
+
+    /// A JWT as NATS's `jwt` library writes it: header and claims in base64url without padding,
+    /// signed by the issuer's Ed25519 key.
+    static func jwt(_ claims: String, signedBy issuer: Ed25519PrivateKey) -> String {
+        func base64url(_ bytes: [UInt8]) -> String {
+            Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let signed = base64url(Array(#"{"typ":"JWT","alg":"ed25519-nkey"}"#.utf8)) + "." + base64url(Array(claims.utf8))
+        return signed + "." + base64url(issuer.signature(for: Array(signed.utf8)))
+    }
+}
