@@ -81,8 +81,8 @@ struct Relay {
                 // waiting will not change that.
                 console.err("relay: \(refused.error)")
                 return .failure
-            } catch let error as NATSError where error.isAuthorization {
-                // Credentials missing or refused: waiting will not change them either.
+            } catch let error as NATSError where error.isPermanent {
+                // Credentials missing or refused, or TLS required: waiting will not change them either.
                 console.err("relay: \(error); consumer \(consumer) at \(Format.count(through))")
                 return .failure
             } catch {

@@ -17,6 +17,8 @@ public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
     /// publish or subscribe to a subject it needs (`-ERR 'Permissions Violation …'`). Retrying will
     /// not help.
     case authorization(String)
+    /// The server requires what this client does not do (TLS). Retrying will not help.
+    case unsupported(String)
     /// No reply came in time.
     case timeout
     /// A request went to a subject nobody answers (status 503).
@@ -29,6 +31,14 @@ public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
         if case .authorization = self { true } else { false }
     }
 
+    /// Whether trying again cannot help: ``authorization(_:)`` or ``unsupported(_:)``.
+    public var isPermanent: Bool {
+        switch self {
+        case .authorization, .unsupported: true
+        default: false
+        }
+    }
+
     /// A one-line description.
     public var description: String {
         switch self {
@@ -36,6 +46,7 @@ public enum NATSError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .connection(reason): "NATS connection: \(reason)"
         case let .server(reason): "NATS server error: \(reason)"
         case let .authorization(reason): "NATS authorization: \(reason)"
+        case let .unsupported(reason): "NATS: \(reason)"
         case .timeout: "NATS: no reply in time"
         case let .noResponders(subject): "NATS: no responders on \(subject) (is JetStream enabled?)"
         case let .jetStream(code, description): "JetStream error \(code): \(description)"
@@ -102,7 +113,7 @@ public final class NATSConnection: @unchecked Sendable {
     /// Connects to `endpoint`, authenticating with its credentials, exchanges INFO and CONNECT, and
     /// waits for the server's PONG.
     /// - Throws: ``NATSError``: ``NATSError/authorization(_:)`` when the server asks for credentials
-    ///   that `endpoint` lacks or refuses the ones it has; ``NATSError/connection(_:)`` when it
+    ///   that `endpoint` lacks or refuses the ones it has; ``NATSError/unsupported(_:)`` when it
     ///   requires TLS, which this client does not speak.
     public init(endpoint: NATSEndpoint, name: String = "campaign-engine", timeout: Double = 5) throws {
         fd = try NATSConnection.connect(host: endpoint.host, port: endpoint.port, timeout: timeout)
@@ -406,7 +417,7 @@ public final class NATSConnection: @unchecked Sendable {
     /// it does not.
     static func refusal(_ object: [String: Any]?, endpoint: NATSEndpoint) -> NATSError? {
         if object?["tls_required"] as? Bool == true {
-            return .connection(
+            return .unsupported(
                 "\(endpoint) requires TLS, which this client does not speak; relay through a listener without TLS")
         }
         if object?["auth_required"] as? Bool == true, endpoint.credentials == nil {

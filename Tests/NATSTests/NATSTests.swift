@@ -72,9 +72,9 @@ import Testing
         let plain = NATSEndpoint(host: "h", port: 1)
         let withUser = NATSEndpoint(host: "h", port: 1, credentials: .user("u", password: "p"))
         let tls = #"INFO {"server_id":"x","tls_required":true,"auth_required":true}"#
-        #expect(
-            NATSConnection.refusal(NATSConnection.object(info: tls), endpoint: withUser)?.description.contains(
-                "requires TLS") == true)
+        let tlsRefusal = NATSConnection.refusal(NATSConnection.object(info: tls), endpoint: withUser)
+        #expect(tlsRefusal?.description.contains("requires TLS") == true && tlsRefusal?.isPermanent == true)
+        #expect(tlsRefusal?.isAuthorization == false && NATSError.timeout.isPermanent == false)
         let auth = #"INFO {"server_id":"x","auth_required":true,"max_payload":1048576}"#
         #expect(NATSConnection.refusal(NATSConnection.object(info: auth), endpoint: plain)?.isAuthorization == true)
         #expect(NATSConnection.refusal(NATSConnection.object(info: auth), endpoint: withUser) == nil)
