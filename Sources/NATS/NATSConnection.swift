@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -76,28 +77,34 @@ public struct NATSMessage: Sendable {
 /// queued, queues one, so frames made while the socket is busy leave together in one `send` (the
 /// relay's 256 publishes in flight were one system call, and one wake-up of the server, each).
 ///
-/// Invariant that makes `@unchecked Sendable` safe: `outgoing` and `flushQueued` are touched only
-/// under `writeLock`; socket writes and closing the descriptor (`descriptorClosed`) happen only
-/// under `sendLock`; `pending`, `failure` and `nextSid`/`nextReply` are touched only under `state`.
-public final class NATSConnection: @unchecked Sendable {
+/// Sendable as checked: what changes is in three `Mutex`es: `outgoing` (the frames not yet sent),
+/// `sending` (held while a run of frames is sent and while the descriptor is closed) and `state`
+/// (the requests under way and the failure). Nested, `sending` is taken first.
+public final class NATSConnection: Sendable {
     private let fd: Int32
-    private let writeLock = NSLock()
     /// Frames not yet handed to the socket, in order, and whether a flush is queued for them.
-    private var outgoing: [UInt8] = []
-    private var flushQueued = false
-    /// Held while a run of frames is sent, so runs leave in the order they were taken.
-    private let sendLock = NSLock()
-    private var descriptorClosed = false
+    private struct Outgoing {
+        var frames: [UInt8] = []
+        var flushQueued = false
+    }
+    private let outgoing = Mutex(Outgoing())
+    /// Held while a run of frames is sent, so runs leave in the order they were taken; true once
+    /// the descriptor is closed.
+    private let sending = Mutex(false)
     /// Where queued flushes run, one at a time.
     private let flusher = DispatchQueue(label: "NATS flush")
     /// How many bytes may wait for a flush before a publish sends them itself (and so waits for
     /// the socket): a publisher faster than the connection is held back here.
     static let maximumQueuedBytes = 1 << 20
-    private let state = NSLock()
-    private var pending: [String: @Sendable (Result<NATSMessage, NATSError>) -> Void] = [:]
-    private var failure: NATSError?
-    private var failureHandler: (@Sendable (NATSError) -> Void)?
-    private var nextReply: UInt64 = 0
+    /// The requests under way, by reply subject; the error that ended the connection and who is
+    /// told of it; the last reply subject's number.
+    private struct State {
+        var pending: [String: @Sendable (Result<NATSMessage, NATSError>) -> Void] = [:]
+        var failure: NATSError?
+        var failureHandler: (@Sendable (NATSError) -> Void)?
+        var nextReply: UInt64 = 0
+    }
+    private let state = Mutex(State())
     private let inbox: String
     private let pong = DispatchSemaphore(value: 0)
 
@@ -143,8 +150,8 @@ public final class NATSConnection: @unchecked Sendable {
         // closes the descriptor.
         let reader = Thread { [self] in
             self.read(stream)
-            self.sendLock.withLock {
-                self.descriptorClosed = true
+            self.sending.withLock { closed in
+                closed = true
                 Glibc.close(self.fd)
             }
         }
@@ -154,7 +161,7 @@ public final class NATSConnection: @unchecked Sendable {
             close()
             throw failureOr(.timeout)
         }
-        if let failure = state.withLock({ failure }) {
+        if let failure = error {
             close()
             throw failure
         }
@@ -164,26 +171,26 @@ public final class NATSConnection: @unchecked Sendable {
     public func close() {
         try? flush()
         fail(.connection("closed"))
-        sendLock.withLock {
-            if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
+        sending.withLock { closed in
+            if !closed { shutdown(fd, Int32(SHUT_RDWR)) }
         }
     }
 
     /// Called once, when the connection ends (the server went away, `-ERR`, or ``close()``); at
     /// once when it has already ended.
     public var onFailure: (@Sendable (NATSError) -> Void)? {
-        get { state.withLock { failureHandler } }
+        get { state.withLock { $0.failureHandler } }
         set {
-            let ended = state.withLock { () -> NATSError? in
-                failureHandler = newValue
-                return failure
+            let ended = state.withLock { state -> NATSError? in
+                state.failureHandler = newValue
+                return state.failure
             }
             if let ended { newValue?(ended) }
         }
     }
 
     /// The error that ended the connection, if it has ended.
-    public var error: NATSError? { state.withLock { failure } }
+    public var error: NATSError? { state.withLock { $0.failure } }
 
     /// Publishes `payload` to `subject`, with headers when given (`HPUB`).
     public func publish(
@@ -231,21 +238,17 @@ public final class NATSConnection: @unchecked Sendable {
         _ subject: String, headers: [(String, String)] = [], payload: [UInt8],
         onReply: @escaping @Sendable (Result<NATSMessage, NATSError>) -> Void
     ) throws {
-        let replyTo = state.withLock {
-            nextReply += 1
-            return "\(inbox).\(nextReply)"
+        let (replyTo, failure) = state.withLock { state -> (String, NATSError?) in
+            state.nextReply += 1
+            let replyTo = "\(inbox).\(state.nextReply)"
+            if state.failure == nil { state.pending[replyTo] = onReply }
+            return (replyTo, state.failure)
         }
-        if let failure = state.withLock({ () -> NATSError? in
-            if let failure { return failure }
-            pending[replyTo] = onReply
-            return nil
-        }) {
-            throw failure
-        }
+        if let failure { throw failure }
         do {
             try publish(subject, headers: headers, payload: payload, replyTo: replyTo)
         } catch {
-            _ = state.withLock { pending.removeValue(forKey: replyTo) }
+            _ = state.withLock { $0.pending.removeValue(forKey: replyTo) }
             throw error
         }
     }
@@ -326,7 +329,7 @@ public final class NATSConnection: @unchecked Sendable {
                     .trimmingCharacters(in: .whitespaces)
             }
         }
-        let handler = state.withLock { pending.removeValue(forKey: message.subject) }
+        let handler = state.withLock { $0.pending.removeValue(forKey: message.subject) }
         if message.status == 503 {
             handler?(.failure(.noResponders(message.subject)))
         } else {
@@ -348,27 +351,27 @@ public final class NATSConnection: @unchecked Sendable {
     // MARK: Plumbing
 
     private func fail(_ error: NATSError) {
-        let (handlers, onEnd) = state.withLock {
-            let first = failure == nil
-            if first { failure = error }
-            defer { pending.removeAll() }
-            return (Array(pending.values), first ? failureHandler : nil)
+        let (handlers, onEnd) = state.withLock { state in
+            let first = state.failure == nil
+            if first { state.failure = error }
+            defer { state.pending.removeAll() }
+            return (Array(state.pending.values), first ? state.failureHandler : nil)
         }
         for handler in handlers { handler(.failure(error)) }
         onEnd?(error)
     }
 
-    private func failureOr(_ error: NATSError) -> NATSError { state.withLock { failure } ?? error }
+    private func failureOr(_ error: NATSError) -> NATSError { self.error ?? error }
 
     /// Queues `bytes` (whole frames) to be sent after what is queued; a flush is queued when none
     /// is, and past ``maximumQueuedBytes`` the caller sends them itself. A failure to send ends the
     /// connection (``onFailure``, and every request under way fails).
     private func write(_ bytes: [UInt8]) throws {
         if let failure = error { throw failure }
-        let (queue, full) = writeLock.withLock { () -> (Bool, Bool) in
-            outgoing += bytes
-            defer { flushQueued = true }
-            return (!flushQueued, outgoing.count >= Self.maximumQueuedBytes)
+        let (queue, full) = outgoing.withLock { outgoing -> (Bool, Bool) in
+            outgoing.frames += bytes
+            defer { outgoing.flushQueued = true }
+            return (!outgoing.flushQueued, outgoing.frames.count >= Self.maximumQueuedBytes)
         }
         if full {
             try flush()
@@ -380,14 +383,14 @@ public final class NATSConnection: @unchecked Sendable {
     /// Sends every frame queued so far, in order. A failure ends the connection, after the lock
     /// is let go (a failure handler may close the connection, which flushes).
     private func flush() throws {
-        let failed = sendLock.withLock { () -> NATSError? in
-            let frames = writeLock.withLock { () -> [UInt8] in
-                flushQueued = false
-                defer { outgoing = [] }
-                return outgoing
+        let failed = sending.withLock { closed -> NATSError? in
+            let frames = outgoing.withLock { outgoing -> [UInt8] in
+                outgoing.flushQueued = false
+                defer { outgoing.frames = [] }
+                return outgoing.frames
             }
             guard !frames.isEmpty else { return nil }
-            guard !descriptorClosed else { return error ?? .connection("closed") }
+            guard !closed else { return error ?? .connection("closed") }
             var offset = 0
             while offset < frames.count {
                 let written = frames.withUnsafeBytes {
