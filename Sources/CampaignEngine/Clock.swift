@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where the engine gets the time. Inject a ``ManualClock`` for tests and for `campaign apply --now`.
 public protocol EngineClock: Sendable {
@@ -16,26 +17,23 @@ public struct SystemClock: EngineClock {
 }
 
 /// A clock that stands still until moved; `system.tick` moves it.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `current` is read and written only under `lock`.
-public final class ManualClock: EngineClock, @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Date
+public final class ManualClock: EngineClock, Sendable {
+    private let current: Mutex<Date>
 
     /// Creates a clock at `start`.
-    public init(_ start: Date) { current = start }
+    public init(_ start: Date) { current = Mutex(start) }
 
     /// The time it was last set or moved to.
-    public func now() -> Date { lock.withLock { current } }
+    public func now() -> Date { current.withLock { $0 } }
 
     /// Sets the time (it may move backwards only if the caller wants it to; the engine's tick
     /// uses ``moveForward(to:)``).
-    public func set(_ date: Date) { lock.withLock { current = date } }
+    public func set(_ date: Date) { current.withLock { $0 = date } }
 
     /// Moves the time to `date` unless that is earlier than now; returns the time before.
     /// - Returns: nil, with the clock unchanged, when `date` is earlier.
     public func moveForward(to date: Date) -> Date? {
-        lock.withLock {
+        current.withLock { current in
             guard date >= current else { return nil }
             defer { current = date }
             return current
@@ -43,5 +41,5 @@ public final class ManualClock: EngineClock, @unchecked Sendable {
     }
 
     /// Moves the time forward by `seconds`.
-    public func advance(by seconds: TimeInterval) { lock.withLock { current += seconds } }
+    public func advance(by seconds: TimeInterval) { current.withLock { $0 += seconds } }
 }

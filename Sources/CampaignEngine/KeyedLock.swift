@@ -1,48 +1,46 @@
 import Foundation
+import Synchronization
 
 /// One async lock per key: commands on the same aggregate in this process take turns instead of
 /// racing to the append and retrying, while commands on different aggregates run (and are
 /// group-committed) together. Across processes the expected-version check still decides.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `queues` is touched only under `lock`; a key
-/// is present while held, with the continuations waiting for it in order.
-final class KeyedLock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var queues: [String: [CheckedContinuation<Void, Never>]] = [:]
+final class KeyedLock: Sendable {
+    /// The keys held, each with the continuations waiting for it in order.
+    private let queues = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
 
     /// Waits until `key` is free, then holds it. A free key is taken without suspending the task
     /// (a suspension costs a hop through the executor on every command).
     func acquire(_ key: String) async {
-        let taken: Bool = lock.withLock {
+        let taken: Bool = queues.withLock { queues in
             guard queues[key] == nil else { return false }
             queues[key] = []
             return true
         }
         if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if queues[key] == nil {
+            let free = queues.withLock { queues in
+                guard queues[key] == nil else {
+                    queues[key]!.append(continuation)
+                    return false
+                }
                 queues[key] = []
-                lock.unlock()
-                continuation.resume()
-            } else {
-                queues[key]!.append(continuation)
-                lock.unlock()
+                return true
             }
+            if free { continuation.resume() }
         }
     }
 
     /// Hands `key` to the next waiter, or frees it.
     func release(_ key: String) {
-        lock.lock()
-        guard var waiting = queues[key], !waiting.isEmpty else {
-            queues[key] = nil
-            lock.unlock()
-            return
+        let next = queues.withLock { queues -> CheckedContinuation<Void, Never>? in
+            guard var waiting = queues[key], !waiting.isEmpty else {
+                queues[key] = nil
+                return nil
+            }
+            let next = waiting.removeFirst()
+            queues[key] = waiting
+            return next
         }
-        let next = waiting.removeFirst()
-        queues[key] = waiting
-        lock.unlock()
-        next.resume()
+        next?.resume()
     }
 }

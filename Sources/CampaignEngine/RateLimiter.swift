@@ -1,13 +1,13 @@
 import CampaignDomain
 import Foundation
+import Synchronization
 
 /// A per-tenant request budget over fixed windows (default 1000 requests per 60 s).
 ///
 /// The count lives in this process: two engines on one directory each grant the full budget.
-/// Invariant that makes `@unchecked Sendable` safe: `windows` is touched only under `lock`.
-final class RateLimiter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var windows: [String: (start: Date, count: Int)] = [:]
+final class RateLimiter: Sendable {
+    /// Each tenant's current window: when it started and how many requests it granted.
+    private let windows = Mutex<[String: (start: Date, count: Int)]>([:])
     let limit: Int
     let window: TimeInterval
 
@@ -20,7 +20,7 @@ final class RateLimiter: @unchecked Sendable {
     func take(tenant: String, now: Date) throws(CampaignError) {
         let start = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / window).rounded(.down) * window)
         let reset = start.addingTimeInterval(window)
-        let granted: Bool = lock.withLock {
+        let granted: Bool = windows.withLock { windows in
             var entry = windows[tenant] ?? (start, 0)
             if entry.start != start { entry = (start, 0) }
             guard entry.count < limit else { return false }

@@ -1,6 +1,7 @@
 import CampaignDomain
 import Foundation
 import Hashing
+import Synchronization
 
 /// One publish call: everything a platform client needs, including the credential *reference*
 /// (the host resolves it to a token in its own vault; the engine never sees the token).
@@ -43,31 +44,32 @@ public protocol SocialPublisher: Sendable {
 /// when an account has none left, markers in the text decide: `#reject` → rejected, `#timeout`
 /// → timed out, `#flaky` → a transient failure on attempts 1 and 2, `#busy` → rate limited
 /// (60 s) on attempt 1; anything else is published with an id derived from the request.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `script` and `calls` are touched only under `lock`.
-public final class SimulatedPublisher: SocialPublisher, @unchecked Sendable {
-    private let lock = NSLock()
-    private var script: [String: [PublishOutcome]] = [:]
-    private var calls: [PublishRequest] = []
+public final class SimulatedPublisher: SocialPublisher, Sendable {
+    /// The outcomes queued per account, and every call made so far.
+    private struct Record {
+        var script: [String: [PublishOutcome]] = [:]
+        var calls: [PublishRequest] = []
+    }
+    private let record = Mutex(Record())
 
     /// Creates a publisher with no script.
     public init() {}
 
     /// Queues outcomes for an account's next calls.
     public func enqueue(_ outcomes: [PublishOutcome], forAccount accountId: String) {
-        lock.withLock { script[accountId, default: []].append(contentsOf: outcomes) }
+        record.withLock { $0.script[accountId, default: []].append(contentsOf: outcomes) }
     }
 
     /// Every call made so far, in order.
-    public var requests: [PublishRequest] { lock.withLock { calls } }
+    public var requests: [PublishRequest] { record.withLock { $0.calls } }
 
     /// Answers from the script or the text markers.
     public func publish(_ request: PublishRequest) async -> PublishOutcome {
-        let scripted: PublishOutcome? = lock.withLock {
-            calls.append(request)
-            guard var queue = script[request.accountId], !queue.isEmpty else { return nil }
+        let scripted: PublishOutcome? = record.withLock { record in
+            record.calls.append(request)
+            guard var queue = record.script[request.accountId], !queue.isEmpty else { return nil }
             let next = queue.removeFirst()
-            script[request.accountId] = queue
+            record.script[request.accountId] = queue
             return next
         }
         if let scripted { return scripted }
