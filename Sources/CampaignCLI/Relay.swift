@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import NATS
+import Synchronization
 
 /// `campaign export --to nats://…`: relays the log into a JetStream stream, at least once, in
 /// order, with duplicates dropped by JetStream (`Nats-Msg-Id` = the CloudEvent id).
@@ -237,71 +238,69 @@ struct SubjectCache {
     }
 }
 
-/// SIGINT or SIGTERM was received. Invariant that makes `@unchecked Sendable` safe: `flag` is
-/// touched only under `lock`.
-final class StopSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag = false
-    func request() { lock.withLock { flag = true } }
-    var requested: Bool { lock.withLock { flag } }
+/// SIGINT or SIGTERM was received.
+final class StopSignal: Sendable {
+    private let flag = Atomic(false)
+    func request() { flag.store(true, ordering: .releasing) }
+    var requested: Bool { flag.load(ordering: .acquiring) }
 }
 
 /// Publishes under way and acknowledged: how far the log is acknowledged without a gap.
-///
-/// Invariant that makes `@unchecked Sendable` safe: every field is touched only under `lock`.
-final class AckWindow: @unchecked Sendable {
-    private let lock = NSLock()
-    private var acknowledgedThrough: UInt64
-    private var ahead = Set<UInt64>()
-    /// Acknowledgements still awaited, by position.
-    private var outstanding = [UInt64: Int]()
-    private var inFlight = 0
-    private var failure: NATSError?
-    private var failureHandler: (@Sendable () -> Void)?
+final class AckWindow: Sendable {
+    private struct State {
+        var acknowledgedThrough: UInt64
+        var ahead = Set<UInt64>()
+        /// Acknowledgements still awaited, by position.
+        var outstanding = [UInt64: Int]()
+        var inFlight = 0
+        var failure: NATSError?
+        var failureHandler: (@Sendable () -> Void)?
+    }
+    private let window: Mutex<State>
 
-    init(first: UInt64) { acknowledgedThrough = first - 1 }
+    init(first: UInt64) { window = Mutex(State(acknowledgedThrough: first - 1)) }
 
     /// Called once, when a publish fails.
     var onFailure: (@Sendable () -> Void)? {
-        get { lock.withLock { failureHandler } }
-        set { lock.withLock { failureHandler = newValue } }
+        get { window.withLock { $0.failureHandler } }
+        set { window.withLock { $0.failureHandler = newValue } }
     }
 
     /// The last position such that it and every one before it are acknowledged.
-    var contiguous: UInt64 { lock.withLock { acknowledgedThrough } }
+    var contiguous: UInt64 { window.withLock { $0.acknowledgedThrough } }
 
     /// `publishes` messages for the event at `position` are going out (the event, and a checkpoint
     /// that follows it); the position counts as acknowledged once all of theirs have arrived.
     func sent(_ position: UInt64, publishes: Int = 1) {
-        lock.withLock {
-            inFlight += publishes
-            outstanding[position, default: 0] += publishes
+        window.withLock { state in
+            state.inFlight += publishes
+            state.outstanding[position, default: 0] += publishes
         }
     }
 
     /// One acknowledgement for `position` arrived (or its publish failed).
     func finished(_ position: UInt64, _ result: Result<Void, NATSError>) {
-        let failed = lock.withLock { () -> (@Sendable () -> Void)? in
-            inFlight -= 1
+        let failed = window.withLock { state -> (@Sendable () -> Void)? in
+            state.inFlight -= 1
             if case let .failure(error) = result {
-                guard failure == nil else { return nil }
-                failure = error
-                return failureHandler
+                guard state.failure == nil else { return nil }
+                state.failure = error
+                return state.failureHandler
             }
-            let left = (outstanding[position] ?? 1) - 1
+            let left = (state.outstanding[position] ?? 1) - 1
             guard left == 0 else {
-                outstanding[position] = left
+                state.outstanding[position] = left
                 return nil
             }
-            outstanding[position] = nil
-            ahead.insert(position)
-            while ahead.remove(acknowledgedThrough + 1) != nil { acknowledgedThrough += 1 }
+            state.outstanding[position] = nil
+            state.ahead.insert(position)
+            while state.ahead.remove(state.acknowledgedThrough + 1) != nil { state.acknowledgedThrough += 1 }
             return nil
         }
         failed?()
     }
 
-    private var state: (inFlight: Int, failure: NATSError?) { lock.withLock { (inFlight, failure) } }
+    private var state: (inFlight: Int, failure: NATSError?) { window.withLock { ($0.inFlight, $0.failure) } }
 
     /// Waits until fewer than `limit` publishes are under way; throws a publish's failure.
     func waitForRoom(_ limit: Int) async throws {
@@ -333,29 +332,27 @@ final class AckWindow: @unchecked Sendable {
 
 /// The consumer's stored checkpoint, moved up to what is acknowledged without a gap.
 ///
-/// Invariant that makes `@unchecked Sendable` safe: `position` is touched only under `lock`; stores
-/// run one at a time (each is a writer job, and only the relay's task calls ``store()``).
-final class Checkpoint: @unchecked Sendable {
-    private let lock = NSLock()
-    private var position: UInt64
+/// Stores run one at a time (each is a writer job, and only the relay's task calls ``store()``).
+final class Checkpoint: Sendable {
+    private let position: Mutex<UInt64>
     private let subscription: EventSubscription
     private let acks: AckWindow
 
     init(_ subscription: EventSubscription, _ acks: AckWindow) {
         self.subscription = subscription
         self.acks = acks
-        position = subscription.firstPosition - 1
+        position = Mutex(subscription.firstPosition - 1)
     }
 
     /// The position stored last.
-    var stored: UInt64 { lock.withLock { position } }
+    var stored: UInt64 { position.withLock { $0 } }
 
     /// Stores how far the log is acknowledged without a gap, when that is further.
     func store() async throws {
         let reached = acks.contiguous
         guard reached > stored else { return }
         try await subscription.ack(reached)
-        lock.withLock { position = max(position, reached) }
+        position.withLock { $0 = max($0, reached) }
     }
 }
 

@@ -510,19 +510,20 @@ final class LineReader: @unchecked Sendable {
 }
 
 /// A reply some task waits for, finished once.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `result` and `waiter` are touched only under `lock`.
-final class Reply: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<NATSMessage, NATSError>?
-    private var waiter: CheckedContinuation<Result<NATSMessage, NATSError>, Never>?
+final class Reply: Sendable {
+    /// The reply once it came, and the task waiting for it until then.
+    private struct State {
+        var result: Result<NATSMessage, NATSError>?
+        var waiter: CheckedContinuation<Result<NATSMessage, NATSError>, Never>?
+    }
+    private let state = Mutex(State())
 
     func finish(_ value: Result<NATSMessage, NATSError>) {
-        let resume = lock.withLock { () -> CheckedContinuation<Result<NATSMessage, NATSError>, Never>? in
-            guard result == nil else { return nil }
-            result = value
-            defer { waiter = nil }
-            return waiter
+        let resume = state.withLock { state -> CheckedContinuation<Result<NATSMessage, NATSError>, Never>? in
+            guard state.result == nil else { return nil }
+            state.result = value
+            defer { state.waiter = nil }
+            return state.waiter
         }
         resume?.resume(returning: value)
     }
@@ -530,9 +531,9 @@ final class Reply: @unchecked Sendable {
     var value: Result<NATSMessage, NATSError> {
         get async {
             await withCheckedContinuation { continuation in
-                let ready = lock.withLock { () -> Result<NATSMessage, NATSError>? in
-                    if let result { return result }
-                    waiter = continuation
+                let ready = state.withLock { state -> Result<NATSMessage, NATSError>? in
+                    if let result = state.result { return result }
+                    state.waiter = continuation
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }
