@@ -596,14 +596,11 @@ public final class CampaignEngine: Sendable {
 }
 
 /// The answer a commit built inside its transaction (for the idempotency record), kept for the reply.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `stored` is touched only under `lock`.
-final class AnswerBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: (data: JSON?, encoded: [UInt8]?) = (nil, nil)
+final class AnswerBox: Sendable {
+    private let stored = Mutex<(data: JSON?, encoded: [UInt8]?)>((nil, nil))
 
-    func set(_ data: JSON?, encoded: [UInt8]) { lock.withLock { stored = (data, encoded) } }
-    var value: (data: JSON?, encoded: [UInt8]?) { lock.withLock { stored } }
+    func set(_ data: JSON?, encoded: [UInt8]) { stored.withLock { $0 = (data, encoded) } }
+    var value: (data: JSON?, encoded: [UInt8]?) { stored.withLock { $0 } }
 }
 
 /// An answer that is the receipt's facts (`streamId`, `version`, `events`) around members made
@@ -746,17 +743,14 @@ struct SnapshotPlan: Sendable {
 /// from the cached state and still folds every event after its version, inside a read of the
 /// stream, and the append that follows expects exactly the version folded — so an append by
 /// another process is always seen, and a stale entry can never win a write.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `entries` is touched only under `lock`.
-final class AggregateCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [String: (state: any Sendable, version: UInt64)] = [:]
+final class AggregateCache: Sendable {
+    private let entries = Mutex<[String: (state: any Sendable, version: UInt64)]>([:])
     private let capacity: Int
 
     init(capacity: Int) { self.capacity = max(0, capacity) }
 
     func get<State: Sendable>(_ streamId: String, as _: State.Type) -> (State, UInt64)? {
-        lock.withLock {
+        entries.withLock { entries in
             guard let entry = entries[streamId], let state = entry.state as? State else { return nil }
             return (state, entry.version)
         }
@@ -764,7 +758,7 @@ final class AggregateCache: @unchecked Sendable {
 
     func put(_ streamId: String, _ state: any Sendable, version: UInt64) {
         guard capacity > 0 else { return }
-        lock.withLock {
+        entries.withLock { entries in
             if entries.count >= capacity, entries[streamId] == nil, let victim = entries.keys.first {
                 entries[victim] = nil
             }
@@ -775,14 +769,11 @@ final class AggregateCache: @unchecked Sendable {
 }
 
 /// How many events aggregate loads folded (tests check that snapshots keep it flat).
-///
-/// Invariant that makes `@unchecked Sendable` safe: `folded` is touched only under `lock`.
-final class FoldCounters: @unchecked Sendable {
-    private let lock = NSLock()
-    private var folded: UInt64 = 0
+final class FoldCounters: Sendable {
+    private let folded = Atomic<UInt64>(0)
 
-    func add(_ count: UInt64) { lock.withLock { folded += count } }
-    var eventsFolded: UInt64 { lock.withLock { folded } }
+    func add(_ count: UInt64) { folded.add(count, ordering: .relaxed) }
+    var eventsFolded: UInt64 { folded.load(ordering: .relaxed) }
 }
 
 extension CampaignEngine {

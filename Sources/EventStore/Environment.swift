@@ -57,27 +57,28 @@ public struct StoreOptions: Sendable {
 /// Invariant that makes `@unchecked Sendable` safe: the `MDB_env` pointer is set once in `init`
 /// and cleared once in `close()` under `gate`'s exclusive lock; every transaction holds `gate`
 /// shared for its whole life, and map resizes (which LMDB allows only with no transaction open in
-/// the process) hold it exclusively. `tables` is guarded by `tableLock`.
+/// the process) hold it exclusively. The idle readers (pointers, which a `Mutex` would have to take
+/// as sent) are touched only under `poolLock`; the table handles and the set of open directories
+/// are each in a `Mutex`.
 final class Environment: @unchecked Sendable {
     let path: String
     private var env: OpaquePointer?
     private let gate = ReadWriteLock()
-    private let tableLock = NSLock()
     /// Read transactions kept reset between reads (`mdb_txn_reset`) and renewed for the next one
     /// (`mdb_txn_renew`): a renew reuses the reader slot and the allocation that a begin makes
-    /// afresh. Only touched under `poolLock`; emptied (aborted) whenever `gate` is held for writing,
-    /// before the map changes or the environment closes.
+    /// afresh. Emptied (aborted) whenever `gate` is held for writing, before the map changes or the
+    /// environment closes. Only touched under `poolLock`.
     private let poolLock = NSLock()
     private var idleReaders: [OpaquePointer] = []
     private static let idleReaderLimit = 16
-    private var tables: [String: MDB_dbi] = [:]
+    /// The named databases opened so far, by name.
+    private let tables = Mutex<[String: MDB_dbi]>([:])
     private let maximumMapSize: Int
     private(set) var mapSize: Int
 
-    private static let openPathsLock = NSLock()
     /// The directories open in this process, by device and inode (``directoryIdentity(_:)``), so a
     /// path through a symbolic link or a bind mount is the directory it leads to.
-    nonisolated(unsafe) private static var openPaths = Set<String>()
+    private static let openPaths = Mutex(Set<String>())
     /// This environment's entry in `openPaths`.
     private let identity: String
 
@@ -118,12 +119,8 @@ final class Environment: @unchecked Sendable {
         if let problem = options.problem { throw EventStoreError.cannotOpen(path: standardPath, reason: problem) }
         let identity = Environment.directoryIdentity(standardPath)
         self.identity = identity
-        try Environment.openPathsLock.withLock {
-            guard !Environment.openPaths.contains(identity) else {
-                throw EventStoreError.alreadyOpen(path: standardPath)
-            }
-            Environment.openPaths.insert(identity)
-        }
+        let alreadyOpen = Environment.openPaths.withLock { !$0.insert(identity).inserted }
+        if alreadyOpen { throw EventStoreError.alreadyOpen(path: standardPath) }
         var created: OpaquePointer?
         do {
             try LMDB.checkOpening(mdb_env_create(&created), "mdb_env_create")
@@ -142,7 +139,7 @@ final class Environment: @unchecked Sendable {
             try Environment.checkLength(created, lastPage: info.me_last_pgno, path: standardPath)
         } catch {
             if let created { mdb_env_close(created) }
-            _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(identity) }
+            _ = Environment.openPaths.withLock { $0.remove(identity) }
             throw error
         }
         env = created
@@ -171,7 +168,7 @@ final class Environment: @unchecked Sendable {
             if let env { mdb_env_close(env) }
             env = nil
         }
-        _ = Environment.openPathsLock.withLock { Environment.openPaths.remove(identity) }
+        _ = Environment.openPaths.withLock { $0.remove(identity) }
     }
 
     /// The directory at `path` as the file system knows it: its device and inode, whatever path
@@ -190,7 +187,7 @@ final class Environment: @unchecked Sendable {
     /// Opens (creating if needed) a named database and remembers its handle. In a read-only
     /// environment nothing is created: a table that does not exist yet is nil.
     func table(named name: String) throws -> MDB_dbi? {
-        if let dbi = tableLock.withLock({ tables[name] }) { return dbi }
+        if let dbi = tables.withLock({ $0[name] }) { return dbi }
         let dbi: MDB_dbi?
         if readOnly {
             dbi = try openExistingTable(name)
@@ -202,22 +199,22 @@ final class Environment: @unchecked Sendable {
                 return dbi
             }
         }
-        if let dbi { tableLock.withLock { tables[name] = dbi } }
+        if let dbi { tables.withLock { $0[name] = dbi } }
         return dbi
     }
 
     /// Opens a named database that exists (creating nothing) and remembers its handle; nil when
     /// there is none, or when the name is a plain key of LMDB's main database rather than a table.
     func existingTable(named name: String) throws -> MDB_dbi? {
-        if let dbi = tableLock.withLock({ tables[name] }) { return dbi }
+        if let dbi = tables.withLock({ $0[name] }) { return dbi }
         let dbi = try openExistingTable(name)
-        if let dbi { tableLock.withLock { tables[name] = dbi } }
+        if let dbi { tables.withLock { $0[name] = dbi } }
         return dbi
     }
 
     /// The tables opened so far, by name.
     var openTables: [(name: String, dbi: MDB_dbi)] {
-        tableLock.withLock { tables.map { ($0.key, $0.value) } }.sorted { $0.name < $1.name }
+        tables.withLock { $0.map { ($0.key, $0.value) } }.sorted { $0.name < $1.name }
     }
 
     /// Opens a table that must already exist, in a read transaction that is committed (not
