@@ -7,7 +7,9 @@ import Foundation
 ///
 /// Its ``description`` never shows a password or a token, so an error message or a log line that
 /// names the endpoint cannot leak one.
-public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
+public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     /// How the client proves who it is in its `CONNECT` (the server's `authorization` block).
     public enum Credentials: Sendable, Equatable {
         /// `user` and `pass`.
@@ -27,6 +29,12 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible {
     public var port: UInt16
     /// What `CONNECT` sends to authenticate; nil: nothing.
     public var credentials: Credentials?
+
+    /// The same as ``description``: a debugger's or `debugPrint`'s view shows no secret either.
+    public var debugDescription: String { description }
+
+    /// A mirror of ``description`` alone, so `dump` and test failure messages show no secret.
+    public var customMirror: Mirror { Mirror(self, children: ["endpoint": description]) }
 
     /// An endpoint for `host` and `port`.
     public init(host: String, port: UInt16, credentials: Credentials? = nil) {

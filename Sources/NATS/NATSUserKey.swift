@@ -7,7 +7,7 @@ import Signing
 /// nonce in its INFO; the client proves it holds the seed by signing it.
 ///
 /// The seed is the secret: it is kept in memory only, and ``description`` shows the public key.
-public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible {
+public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible, CustomReflectable {
     private let key: Ed25519PrivateKey
     /// The public key, `U` and 55 more base32 characters (what the server's configuration lists).
     public let publicKey: String
@@ -88,6 +88,9 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible {
 
     /// "nkey U…": the public key, never the seed.
     public var description: String { "nkey \(publicKey)" }
+
+    /// A mirror of the public key alone, so `dump` and test failure messages never show the seed.
+    public var customMirror: Mirror { Mirror(self, children: ["publicKey": publicKey]) }
 
     /// Two keys are equal when their public keys are.
     public static func == (lhs: NATSUserKey, rhs: NATSUserKey) -> Bool { lhs.publicKey == rhs.publicKey }

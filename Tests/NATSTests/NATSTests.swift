@@ -23,6 +23,9 @@ import Testing
         // No description or error shows the secret.
         #expect(user?.description == "nats://relay:***@broker.example:4222")
         #expect(NATSEndpoint(url: "nats://s3cret@[::1]:1")?.description == "nats://***@[::1]:1")
+        var dumped = ""
+        dump(user, to: &dumped)
+        #expect(!dumped.contains("p@ss") && !String(reflecting: user).contains("p@ss"), "\(dumped)")
         let bad = NATSError.badURL(NATSEndpoint.withoutUserInfo("nats://relay:hunter2@h:99999"))
         #expect(!bad.description.contains("hunter2") && bad.description.contains("nats://***@h:99999"))
     }
@@ -97,6 +100,9 @@ import Testing
             .replacingOccurrences(of: "=", with: "")
         #expect(key.signature(nonce: "PXoWU7zWAMt75FY") == expected)
         #expect(key.description == "nkey \(Self.publishedPublicKey)" && !key.description.contains("SUAML"))
+        var dumped = ""
+        dump(key, to: &dumped)
+        #expect(dumped.contains(Self.publishedPublicKey) && !dumped.contains("seed"), "\(dumped)")
         // A lost first character, a changed one, lower case, and a key that is not a user's seed.
         var changed = Array(Self.publishedSeed)
         changed[20] = changed[20] == "A" ? "B" : "A"
