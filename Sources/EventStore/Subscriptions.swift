@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where a new subscription starts reading.
 public enum SubscriptionStart: Sendable, Equatable {
@@ -184,35 +185,35 @@ public final class EventSubscription: AsyncSequence, Sendable {
 /// appends: a generation number, bumped after each such commit (a writer job's commit does not
 /// move it) and when the store closes, and the tasks waiting for it to move. Holding it does not
 /// hold the store open.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `count`, `waiters`, `early` and `nextWaiter`
-/// are touched only under `lock`.
-public final class AppendSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count: UInt64 = 0
-    private var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
-    /// Waiters woken (by their timer or cancellation) before they began to wait.
-    private var early: Set<UInt64> = []
-    private var nextWaiter: UInt64 = 0
+public final class AppendSignal: Sendable {
+    /// The generation, the tasks waiting for it to move (by waiter number), and the waiters woken
+    /// (by their timer or cancellation) before they began to wait.
+    private struct State {
+        var count: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var early: Set<UInt64> = []
+        var nextWaiter: UInt64 = 0
+    }
+    private let state = Mutex(State())
 
     /// Bumped after every commit of appends, and when the store closes.
-    public var generation: UInt64 { lock.withLock { count } }
+    public var generation: UInt64 { state.withLock { $0.count } }
 
     /// Wakes every waiter (after a commit, or when the store closes).
     func notify() {
-        let woken = lock.withLock {
-            count += 1
-            defer { waiters.removeAll() }
-            return Array(waiters.values)
+        let woken = state.withLock { state in
+            state.count += 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
         for waiter in woken { waiter.resume() }
     }
 
     /// Returns once the generation differs from `seen`, after `limit` at the latest, or on cancellation.
     public func wait(after seen: UInt64, atMost limit: Duration) async {
-        let id = lock.withLock {
-            nextWaiter += 1
-            return nextWaiter
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
         }
         let timer = Task { [weak self] in
             try? await Task.sleep(for: limit)
@@ -221,9 +222,10 @@ public final class AppendSignal: @unchecked Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 // Registered, or resumed at once: never both, never neither.
-                let now = lock.withLock {
-                    if count != seen || Task.isCancelled || early.remove(id) != nil { return true }
-                    waiters[id] = continuation
+                let cancelled = Task.isCancelled
+                let now = state.withLock { state in
+                    if state.count != seen || cancelled || state.early.remove(id) != nil { return true }
+                    state.waiters[id] = continuation
                     return false
                 }
                 if now { continuation.resume() }
@@ -233,14 +235,14 @@ public final class AppendSignal: @unchecked Sendable {
         }
         timer.cancel()
         // A wake that came after the wait ended leaves nothing behind.
-        lock.withLock { _ = early.remove(id) }
+        state.withLock { _ = $0.early.remove(id) }
     }
 
     private func wake(_ id: UInt64) {
-        let waiter = lock.withLock {
-            guard let waiter = waiters.removeValue(forKey: id) else {
-                early.insert(id)
-                return nil as CheckedContinuation<Void, Never>?
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiters.removeValue(forKey: id) else {
+                state.early.insert(id)
+                return nil
             }
             return waiter
         }
