@@ -43,6 +43,23 @@ import Testing
         #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
     }
 
+    /// Mastodon counts a mention of an account on another server as its `@user` alone (its own
+    /// counter's rule): counted as written, a post that Mastodon takes was refused here.
+    @Test func mastodonCountsARemoteMentionAsItsUserNameAlone() {
+        let measure = TextMeasure.linksAs23
+        #expect(measure.length(of: "hi @alice@mastodon.social!") == "hi @alice!".count)
+        #expect(measure.length(of: "@alice hi") == 9, "a local mention is counted as written")
+        #expect(measure.length(of: "@a.b-c_d@social.example-one.org") == "@a.b-c_d".count)
+        #expect(measure.length(of: "mail bob@example.com") == 20, "an e-mail address is no mention")
+        #expect(measure.length(of: "x=@a@b.c /@a@b.c") == 16, "nor is an @ after = or /")
+        #expect(measure.length(of: "@alice@ @@bob@host. @") == "@alice@ @@bob. @".count)
+        #expect(measure.length(of: "@ünïcode@host @bob@höst.example") == "@ünïcode@host @bob".count)
+        #expect(measure.length(of: "https://a.example/@alice@b.example @carol@c.example") == 23 + " @carol".count)
+        let text = String(repeating: "a", count: 480) + " @alice@a-very-long-server-name.example"
+        #expect(problems("mastodon", text).isEmpty)
+        #expect(problems("mastodon", String(repeating: "a", count: 494) + " @alice").count == 1)
+    }
+
     /// Threads counts an emoji as the bytes of its UTF-8 form (its API's documented limitation), so
     /// 126 emoji of 4 bytes are over 500 though they are 126 scalars: counted as scalars, such a
     /// post passed here and was refused at publish.

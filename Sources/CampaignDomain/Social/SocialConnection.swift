@@ -127,8 +127,9 @@ public enum TextMeasure: Sendable, Equatable {
     case scalars
     /// Grapheme clusters, what a reader sees as one character (Bluesky).
     case graphemes
-    /// Unicode scalars, each link (`http://` or `https://` up to white space, less a closing
-    /// bracket or full stop after it) counting 23 whatever its length, as Mastodon counts.
+    /// Unicode scalars, as Mastodon counts: each link (`http://` or `https://` up to white space,
+    /// less a closing bracket or full stop after it) 23 whatever its length, and a mention of an
+    /// account on another server (`@user@domain`) as its `@user` alone.
     case linksAs23
     /// X's weighted count (twitter-text 3): the text in NFC; each link 23; each emoji 2; each other
     /// scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin, Greek,
@@ -154,7 +155,7 @@ public enum TextMeasure: Sendable, Equatable {
         case .scalars: return text.unicodeScalars.count
         case .graphemes: return text.count
         case .linksAs23:
-            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : $1.text.unicodeScalars.count) }
+            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : Self.mastodonLength(of: $1.text)) }
         case .xWeighted:
             let normalized = text.precomposedStringWithCanonicalMapping
             return Self.splitLinks(normalized).reduce(0) { total, part in
@@ -163,6 +164,54 @@ public enum TextMeasure: Sendable, Equatable {
         case .emojiAsUTF8Bytes:
             return text.reduce(0) { $0 + (Self.isEmoji($1) ? $1.utf8.count : $1.unicodeScalars.count) }
         }
+    }
+
+    /// The scalars of `text` (no link in it), each mention of a remote account counted as `@user`,
+    /// as Mastodon's own counter does: `@` not after a word character, `=` or `/`; a user name of
+    /// ASCII letters, digits and `_`, in runs joined by `.` or `-`; then `@` and a domain of word
+    /// characters in runs joined by `.` or `-` (`@alice@mastodon.social` counts 6; the `@` of
+    /// `bob@example.com` starts no mention).
+    static func mastodonLength(of text: Substring) -> Int {
+        let scalars = Array(text.unicodeScalars)
+        /// Where runs of `isPart` joined by `.` or `-` that begin at `start` end (`start` when none).
+        func joinedRuns(from start: Int, _ isPart: (Unicode.Scalar) -> Bool) -> Int {
+            var end = start
+            var index = start
+            while index < scalars.count {
+                let runStart = index
+                while index < scalars.count, isPart(scalars[index]) { index += 1 }
+                guard index > runStart else { break }
+                end = index
+                while index < scalars.count, scalars[index] == "." || scalars[index] == "-" { index += 1 }
+            }
+            return end
+        }
+        func isWord(_ scalar: Unicode.Scalar) -> Bool {
+            let properties = scalar.properties
+            return scalar == "_" || properties.isAlphabetic || properties.numericType == .decimal
+                || properties.generalCategory == .connectorPunctuation
+        }
+        func isUserName(_ scalar: Unicode.Scalar) -> Bool { scalar.isASCII && isWord(scalar) }
+        var total = 0
+        var index = 0
+        while index < scalars.count {
+            if scalars[index] == "@",
+                index == 0 || !(isWord(scalars[index - 1]) || "=/".unicodeScalars.contains(scalars[index - 1]))
+            {
+                let nameEnd = joinedRuns(from: index + 1, isUserName)
+                if nameEnd > index + 1, nameEnd < scalars.count, scalars[nameEnd] == "@" {
+                    let domainEnd = joinedRuns(from: nameEnd + 1, isWord)
+                    if domainEnd > nameEnd + 1 {
+                        total += nameEnd - index
+                        index = domainEnd
+                        continue
+                    }
+                }
+            }
+            total += 1
+            index += 1
+        }
+        return total
     }
 
     /// Whether a character shows as an emoji: one that has emoji presentation, a regional
