@@ -39,8 +39,15 @@ import Testing
         #expect(
             problems("tiktok", String(repeating: "🇫🇷", count: 1_101), [image]).first?.message
                 == "tiktok allows 2200 characters; this text has 2202")
-        #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 100)).isEmpty)
-        #expect(problems("mastodon", String(repeating: "👨‍👩‍👧", count: 101)).count == 1)
+    }
+
+    /// Mastodon counts grapheme clusters (its `StatusLengthValidator`): a family of three joined by
+    /// zero-width joiners is one. Counted as five scalars, 101 of them were refused here.
+    @Test func mastodonCountsGraphemeClusters() {
+        for cluster in ["👨‍👩‍👧", "🇫🇷", "e\u{301}"] {
+            #expect(problems("mastodon", String(repeating: cluster, count: 500)).isEmpty, "\(cluster) × 500")
+            #expect(problems("mastodon", String(repeating: cluster, count: 501)).count == 1, "\(cluster) × 501")
+        }
     }
 
     /// Mastodon counts a mention of an account on another server as its `@user` alone (its own

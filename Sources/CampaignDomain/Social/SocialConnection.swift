@@ -127,9 +127,9 @@ public enum TextMeasure: Sendable, Equatable {
     case scalars
     /// Grapheme clusters, what a reader sees as one character (Bluesky).
     case graphemes
-    /// Unicode scalars, as Mastodon counts: each link (`http://` or `https://` up to white space,
-    /// less a closing bracket or full stop after it) 23 whatever its length, and a mention of an
-    /// account on another server (`@user@domain`) as its `@user` alone.
+    /// Grapheme clusters, as Mastodon counts (its `StatusLengthValidator`): each link (`http://` or
+    /// `https://` up to white space, less a closing bracket or full stop after it) 23 whatever its
+    /// length, and a mention of an account on another server (`@user@domain`) as its `@user` alone.
     case linksAs23
     /// X's weighted count (twitter-text 3): the text in NFC; each link 23; each emoji 2; each other
     /// scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin, Greek,
@@ -155,7 +155,7 @@ public enum TextMeasure: Sendable, Equatable {
         case .scalars: return text.unicodeScalars.count
         case .graphemes: return text.count
         case .linksAs23:
-            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : Self.mastodonLength(of: $1.text)) }
+            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : Self.mastodonCountable($1.text).count) }
         case .xWeighted:
             let normalized = text.precomposedStringWithCanonicalMapping
             return Self.splitLinks(normalized).reduce(0) { total, part in
@@ -166,12 +166,12 @@ public enum TextMeasure: Sendable, Equatable {
         }
     }
 
-    /// The scalars of `text` (no link in it), each mention of a remote account counted as `@user`,
-    /// as Mastodon's own counter does: `@` not after a word character, `=` or `/`; a user name of
-    /// ASCII letters, digits and `_`, in runs joined by `.` or `-`; then `@` and a domain of word
-    /// characters in runs joined by `.` or `-` (`@alice@mastodon.social` counts 6; the `@` of
-    /// `bob@example.com` starts no mention).
-    static func mastodonLength(of text: Substring) -> Int {
+    /// `text` (no link in it) as Mastodon counts it: each mention of a remote account rewritten as
+    /// `@user`. A mention is `@` not after a word character, `=` or `/`; a user name of ASCII
+    /// letters, digits and `_`, in runs joined by `.` or `-`; then `@` and a domain of word
+    /// characters in runs joined by `.` or `-` (`@alice@mastodon.social` counts as `@alice`; the `@`
+    /// of `bob@example.com` starts no mention).
+    static func mastodonCountable(_ text: Substring) -> String {
         let scalars = Array(text.unicodeScalars)
         /// Where runs of `isPart` joined by `.` or `-` that begin at `start` end (`start` when none).
         func joinedRuns(from start: Int, _ isPart: (Unicode.Scalar) -> Bool) -> Int {
@@ -192,7 +192,7 @@ public enum TextMeasure: Sendable, Equatable {
                 || properties.generalCategory == .connectorPunctuation
         }
         func isUserName(_ scalar: Unicode.Scalar) -> Bool { scalar.isASCII && isWord(scalar) }
-        var total = 0
+        var countable = String.UnicodeScalarView()
         var index = 0
         while index < scalars.count {
             if scalars[index] == "@",
@@ -202,16 +202,16 @@ public enum TextMeasure: Sendable, Equatable {
                 if nameEnd > index + 1, nameEnd < scalars.count, scalars[nameEnd] == "@" {
                     let domainEnd = joinedRuns(from: nameEnd + 1, isWord)
                     if domainEnd > nameEnd + 1 {
-                        total += nameEnd - index
+                        countable.append(contentsOf: scalars[index..<nameEnd])
                         index = domainEnd
                         continue
                     }
                 }
             }
-            total += 1
+            countable.append(scalars[index])
             index += 1
         }
-        return total
+        return String(countable)
     }
 
     /// Whether a character shows as an emoji: one that has emoji presentation, a regional
