@@ -86,9 +86,8 @@ public struct FieldReader {
     }
 
     /// Refuses `null` for the members `keys` of an update: in an update (as in JSON Merge Patch) null
-    /// means "remove", and these values can only be replaced or, left out, kept. Each is
-    /// `INVALID_FORMAT` at its pointer when null; before this, null read as left out, so
-    /// `{"name": null}` answered "nothing to update" and a null beside other changes was ignored.
+    /// means "remove", and these values can only be replaced or, left out, kept. The first that is
+    /// null is `INVALID_FORMAT` at its pointer.
     public func refuseNull(_ keys: String...) throws(CampaignError) {
         for key in keys where members[key] == .null {
             throw CampaignError(

@@ -122,7 +122,7 @@ public struct NATSEndpoint: Sendable, Equatable, CustomStringConvertible, Custom
             return lines[(start + 1)...].first { !$0.isEmpty && !$0.hasPrefix("---") }
         }
         guard let jwt = block("NATS USER JWT") else { return nil }
-        guard let seed = block("USER NKEY SEED") else { throw .notBase32 }
+        guard let seed = block("USER NKEY SEED") else { throw .missing }
         return .userJWT(jwt, key: try NATSUserKey(seed: seed))
     }
 

@@ -20,6 +20,8 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible, CustomR
         case checksum
         /// A seed, but of another kind of key (an operator's, an account's, a server's).
         case notAUserSeed
+        /// No seed where one belongs (a credentials file without its seed block).
+        case missing
 
         /// A one-line description.
         public var description: String {
@@ -27,6 +29,7 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible, CustomR
             case .notBase32: "not 58 characters of base32 (A–Z, 2–7)"
             case .checksum: "its checksum does not match (a character changed or missing)"
             case .notAUserSeed: "not a user's seed (SU…)"
+            case .missing: "missing (no -----BEGIN USER NKEY SEED----- block)"
             }
         }
     }
@@ -80,10 +83,12 @@ public struct NATSUserKey: Sendable, Equatable, CustomStringConvertible, CustomR
 
     /// The signature of the server's `nonce` (its UTF-8 bytes), in base64url without padding: the
     /// `sig` member of `CONNECT`.
-    public func signature(nonce: String) -> String {
-        Data(key.signature(for: Array(nonce.utf8))).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+    public func signature(nonce: String) -> String { NATSUserKey.base64URL(key.signature(for: Array(nonce.utf8))) }
+
+    /// `bytes` in base64url without padding (RFC 4648 §5), as NATS writes signatures and JWT parts.
+    public static func base64URL(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
     /// "nkey U…": the public key, never the seed.

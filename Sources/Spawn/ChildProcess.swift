@@ -145,19 +145,13 @@ public final class ChildProcess: Sendable {
         switch input {
         case .inherit: break
         case .null: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        case let .bytes(bytes):
+        case .bytes, .pipe:
             let ends = try makePipe()
             childEnds.append(ends.read)
             parentEnds.append(ends.write)
             posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
             inputEnd = ends.write
-            bytesToWrite = bytes
-        case .pipe:
-            let ends = try makePipe()
-            childEnds.append(ends.read)
-            parentEnds.append(ends.write)
-            posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
-            inputEnd = ends.write
+            if case let .bytes(bytes) = input { bytesToWrite = bytes }
         }
         var collected = [(descriptor: Int32, isError: Bool)]()
         for (target, choice) in [(Int32(1), output), (Int32(2), error)] {

@@ -96,9 +96,9 @@ import Testing
         #expect(key.publicKey == Self.publishedPublicKey)
         // Published in standard base64; the CONNECT carries base64url without padding.
         let published = "ZaAiVDgB5CeYoXoQ7cBCmq+ZllzUnGUoDVb8C7PilWvCs8XKfUchAUhz2P4BYAF++Dg3w05CqyQFRDiGL6LrDw=="
-        let expected = published.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let expected = NATSUserKey.base64URL(Array(Data(base64Encoded: published)!))
         #expect(key.signature(nonce: "PXoWU7zWAMt75FY") == expected)
+        #expect(NATSUserKey.base64URL([0xFB, 0xFF]) == "-_8", "base64url, without padding")
         #expect(key.description == "nkey \(Self.publishedPublicKey)" && !key.description.contains("SUAML"))
         var dumped = ""
         dump(key, to: &dumped)
@@ -175,7 +175,7 @@ import Testing
         // A file without the JWT block is no credentials file; one without its seed is refused.
         #expect(try NATSEndpoint.credentialsFile("user=relay\npassword=x\n") == nil)
         let withoutSeed = String(nats.creds.prefix { $0 != "*" })
-        #expect(throws: NATSUserKey.SeedProblem.notBase32) { try NATSEndpoint.credentialsFile(withoutSeed) }
+        #expect(throws: NATSUserKey.SeedProblem.missing) { try NATSEndpoint.credentialsFile(withoutSeed) }
     }
 
     /// A user seed other than the published one.

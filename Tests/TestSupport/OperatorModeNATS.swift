@@ -75,11 +75,8 @@ public final class OperatorModeNATS: Sendable {
     /// A JWT as NATS's `jwt` library writes it: header and claims in base64url without padding,
     /// signed by the issuer's Ed25519 key.
     static func jwt(_ claims: String, signedBy issuer: Ed25519PrivateKey) -> String {
-        func base64url(_ bytes: [UInt8]) -> String {
-            Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-        }
-        let signed = base64url(Array(#"{"typ":"JWT","alg":"ed25519-nkey"}"#.utf8)) + "." + base64url(Array(claims.utf8))
-        return signed + "." + base64url(issuer.signature(for: Array(signed.utf8)))
+        let header = NATSUserKey.base64URL(Array(#"{"typ":"JWT","alg":"ed25519-nkey"}"#.utf8))
+        let signed = header + "." + NATSUserKey.base64URL(Array(claims.utf8))
+        return signed + "." + NATSUserKey.base64URL(issuer.signature(for: Array(signed.utf8)))
     }
 }
