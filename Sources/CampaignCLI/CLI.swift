@@ -367,8 +367,10 @@ enum VerifyCommand {
             throw CLI.usage("--checkpoint FILE and --key VERIFIER_KEY go together")
         }
         // A page damaged beyond what LMDB checks crashes whatever reads it: read in a child (GuardedRun).
-        if !GuardedRun.runsHere(console) {
-            return try await GuardedRun.inChild("verify", json: arguments.flags.contains("json"), console: console)
+        if !GuardedRun.runsHere(console),
+            let exit = await GuardedRun.inChild("verify", json: arguments.flags.contains("json"), console: console)
+        {
+            return exit
         }
         let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
@@ -512,8 +514,10 @@ enum ProjectionsCommand {
             throw CLI.usage("no projection named \(name); projections are \(known.joined(separator: ", "))")
         }
         let json = arguments.flags.contains("json")
-        if action == "verify" && !GuardedRun.runsHere(console) {
-            return try await GuardedRun.inChild("projections verify", json: json, console: console)
+        if action == "verify" && !GuardedRun.runsHere(console),
+            let exit = await GuardedRun.inChild("projections verify", json: json, console: console)
+        {
+            return exit
         }
         if action == "status" {
             // Read-only: status never writes, so it works on a store it may not write.

@@ -17,6 +17,10 @@ import Glibc
 ///
 /// The child gets standard input, output and error as asked and no other descriptor of this
 /// process. Its signal mask is empty and SIGPIPE has its default action, whatever this process set.
+///
+/// A child started `forwarding` signals gets each of them this process receives until it ends
+/// (the handlers are installed before it starts and put back when it has ended), so a wrapper
+/// that runs its work in a child stops with it on `kill`, as a shell's job does.
 public final class ChildProcess: Sendable {
     // Sendable as checked: `pid` and `inputDescriptor` are constants, and everything that changes
     // is in `state`, a `Mutex`.
@@ -75,7 +79,17 @@ public final class ChildProcess: Sendable {
         public let code: Int32
 
         /// "cannot start PATH: REASON".
-        public var description: String { "cannot start \(executable): \(String(cString: strerror(code)))" }
+        public var description: String {
+            let reason =
+                switch code {
+                case ECHILD:
+                    "this process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel would reap the child "
+                        + "and its exit status would be lost"
+                case EBUSY: "another child is passing this process's signals on already"
+                default: String(cString: strerror(code))
+                }
+            return "cannot start \(executable): \(reason)"
+        }
     }
 
     /// The child's process id.
@@ -83,6 +97,8 @@ public final class ChildProcess: Sendable {
 
     private let state = Mutex(State())
     private let inputDescriptor: Int32?
+    /// Whether this process's signals are passed on to the child until it ends.
+    private let forwards: Bool
 
     private enum Waiter {
         case task(CheckedContinuation<Termination, Never>)
@@ -107,10 +123,19 @@ public final class ChildProcess: Sendable {
     /// - Parameters:
     ///   - environment: the child's whole environment; this process's when nil.
     ///   - directory: where the child starts; this process's working directory when nil.
+    ///   - signals: signals this process passes on to the child until it ends (one child at a time
+    ///     forwards; ``SpawnError`` with `EBUSY` while another does). A signal that comes after the
+    ///     child ended gets this process's own handling back, so it is not lost.
+    /// - Throws: ``SpawnError``; with `ECHILD` when this process ignores SIGCHLD, since the child's
+    ///   exit status could not be read.
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-        directory: String? = nil, input: Input = .null, output: Output = .inherit, error: Output = .inherit
+        directory: String? = nil, input: Input = .null, output: Output = .inherit, error: Output = .inherit,
+        forwarding signals: [Int32] = []
     ) throws {
+        guard cspawn_children_are_reaped_by_kernel() == 0 else {
+            throw SpawnError(executable: executable, code: ECHILD)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -173,6 +198,14 @@ public final class ChildProcess: Sendable {
         defer { for pointer in argv { free(pointer) } }
         let environmentStrings = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { for pointer in environmentStrings ?? [] { free(pointer) } }
+        forwards = !signals.isEmpty
+        if forwards {
+            let code = signals.withUnsafeBufferPointer { cspawn_forward_begin($0.baseAddress, Int32($0.count)) }
+            guard code == 0 else {
+                for descriptor in parentEnds { close(descriptor) }
+                throw SpawnError(executable: executable, code: code)
+            }
+        }
         var pid: pid_t = 0
         let started = argv.withUnsafeBufferPointer { arguments in
             if let environmentStrings {
@@ -184,9 +217,11 @@ public final class ChildProcess: Sendable {
             }
         }
         guard started == 0 else {
+            if forwards { cspawn_forward_end() }
             for descriptor in parentEnds { close(descriptor) }
             throw SpawnError(executable: executable, code: started)
         }
+        if forwards { cspawn_forward_to(pid) }
         self.pid = pid
         inputDescriptor = bytesToWrite == nil ? inputEnd : nil
 
@@ -258,6 +293,14 @@ public final class ChildProcess: Sendable {
     /// Sends SIGTERM.
     public func terminate() { send(SIGTERM) }
 
+    /// Ends this process on `signal`, as a child ended on it: its default action restored, then
+    /// raised with it unblocked on the calling thread (a thread of Swift's pool blocks most signals).
+    /// Returns only for a signal whose default action is not to end the process.
+    public static func endThisProcess(on signal: Int32) {
+        Glibc.signal(signal, SIG_DFL)
+        cspawn_raise_unblocked(signal)
+    }
+
     /// Blocks the calling thread until the child has ended and its collected output is complete.
     @discardableResult
     public func waitUntilExit() -> Termination {
@@ -328,11 +371,13 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// Waits for the child to exit without reaping it, reaps it under the lock (so ``send(_:)``
-    /// never signals a reused pid), waits for the readers, then records the end and wakes waiters.
+    /// Waits for the child to exit without reaping it, stops forwarding signals to it, reaps it under
+    /// the lock (so neither ``send(_:)`` nor a forwarded signal reaches a reused pid), waits for the
+    /// readers, then records the end and wakes waiters.
     private func reap(after readers: [DispatchSemaphore]) {
         var information = siginfo_t()
         while waitid(P_PID, id_t(pid), &information, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
+        if forwards { cspawn_forward_end() }
         let ended: Termination = state.withLock {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && errno == EINTR {}

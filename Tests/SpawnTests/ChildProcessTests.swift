@@ -110,6 +110,34 @@ struct ChildProcessTests {
         #expect((bits["SigIgn"] ?? .max) & (1 << (UInt64(SIGPIPE) - 1)) == 0, "\(child.lines)")
     }
 
+    /// A signal this process gets while a child forwards it goes to the child (here SIGUSR2, which
+    /// this process ignores and `sleep` dies of); one child at a time forwards; once it ended, the
+    /// handler there was before is back.
+    @Test func signalsArePassedOnToAForwardingChildUntilItEnds() async throws {
+        func handler(_ signalNumber: Int32) -> Int {
+            let current = signal(signalNumber, SIG_IGN)
+            signal(signalNumber, current)
+            return unsafeBitCast(current, to: Int.self)
+        }
+        let previous = signal(SIGUSR2, SIG_IGN)
+        defer { signal(SIGUSR2, previous) }
+        let ignoring = handler(SIGUSR2)
+        let sleeper = try ChildProcess("/bin/sleep", ["30"], forwarding: [SIGUSR2])
+        #expect(handler(SIGUSR2) != ignoring)
+        #expect {
+            try ChildProcess("/bin/sleep", ["30"], forwarding: [SIGUSR1])
+        } throws: { error in
+            (error as? ChildProcess.SpawnError)?.code == EBUSY
+                && "\(error)".contains("another child is passing this process's signals on")
+        }
+        kill(getpid(), SIGUSR2)
+        #expect(await sleeper.waitForExit() == .signalled(SIGUSR2))
+        #expect(handler(SIGUSR2) == ignoring)
+        // The forwarding is free again.
+        let next = try ChildProcess("/bin/true", [], forwarding: [SIGUSR2])
+        #expect(await next.waitForExit() == .exited(0))
+    }
+
     @Test func aProgramThatDoesNotExistIsAnErrorNotAChild() {
         #expect {
             try ChildProcess("/nonexistent/program", [])

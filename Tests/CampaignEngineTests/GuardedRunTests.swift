@@ -1,0 +1,115 @@
+import Foundation
+import Spawn
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `campaign verify` and `projections verify` run their check in a child (``GuardedRun``): the child
+/// stops with its parent, and a parent that cannot start one still answers.
+@Suite(.serialized) struct GuardedRunTests {
+    /// The pids of the processes whose parent is `parent` (from `/proc/PID/stat`: the fourth field,
+    /// after the command name in parentheses).
+    static func children(of parent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && pid_t(fields[1]) == parent ? pid : nil
+        }
+    }
+
+    /// The signals pending for the whole process `pid` (`ShdPnd` in `/proc/PID/status`), or nil
+    /// once it is gone.
+    static func pendingSignals(of pid: pid_t) -> UInt64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("ShdPnd:") })
+        else { return nil }
+        return UInt64(line.dropFirst("ShdPnd:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    }
+
+    /// The state letter of process `pid` (`R`, `S`, `T` for stopped, `Z`…), or nil once it is gone.
+    static func state(of pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
+    }
+
+    /// Polls `condition` every millisecond for up to ten seconds.
+    static func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<10_000 {
+            if condition() { return true }
+            usleep(1_000)
+        }
+        return false
+    }
+
+    /// SIGTERM to `campaign verify` reaches the child doing the check, and the parent then ends on
+    /// SIGTERM too. The child is caught and stopped (SIGSTOP) as soon as it appears, so the SIGTERM
+    /// the parent passes on waits, pending, where this test can see it; without forwarding the
+    /// parent would end at once and the child would go on checking.
+    @Test func aTerminatedVerifyStopsItsChildAndEndsOnTheSameSignal() async throws {
+        let directory = TemporaryDirectory()
+        let seed = try ChildProcess(
+            product("campaign"), ["apply", "--data", directory.path], input: .bytes(Array("".utf8)),
+            output: .null, error: .null)
+        #expect(await seed.waitForExit() == .exited(0))
+        for _ in 0..<20 {
+            let parent = try ChildProcess(
+                product("campaign"), ["verify", "--data", directory.path], output: .null, error: .null)
+            var child: pid_t?
+            // The child counts once it has run `exec` (before, `posix_spawn` holds the parent, and a
+            // signal the parent gets is kept for it): its environment then has the guard's variable.
+            _ = Self.eventually {
+                child = Self.children(of: parent.pid).first {
+                    let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\($0)/environ"))) ?? Data()
+                    return environment.split(separator: 0).contains(Data("CAMPAIGN_GUARDED_CHILD=1".utf8))
+                }
+                return child != nil || !parent.isRunning
+            }
+            // Caught only if it stops (state T): one caught as it was ending exits all the same.
+            guard let child, kill(child, SIGSTOP) == 0,
+                Self.eventually({ [nil, "T", "Z", "X"].contains(Self.state(of: child)) }),
+                Self.state(of: child) == "T"
+            else {
+                // The check finished before it could be caught: try again.
+                if let child { kill(child, SIGCONT) }
+                _ = await parent.waitForExit()
+                continue
+            }
+            parent.send(SIGTERM)
+            let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
+            kill(child, SIGCONT)
+            #expect(passedOn, "the parent did not pass SIGTERM on to its child")
+            let ended = await parent.waitForExit()
+            #expect(ended == .signalled(SIGTERM), "\(ended)")
+            #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
+            return
+        }
+        Issue.record("the guarded child finished before it could be caught, 20 times")
+    }
+
+    /// A process that ignores SIGCHLD (inherited through `exec` from a shell's `trap '' CHLD`) could
+    /// not read its child's exit status: verify says so and checks in its own process.
+    @Test func aVerifyThatCannotWaitForAChildChecksInItsOwnProcess() async throws {
+        let directory = TemporaryDirectory()
+        let seed = try ChildProcess(
+            product("campaign"), ["apply", "--data", directory.path], input: .bytes([]), output: .null,
+            error: .null)
+        #expect(await seed.waitForExit() == .exited(0))
+        let verify = try ChildProcess(
+            "/bin/bash",
+            ["-c", #"trap '' CHLD; exec "$0" verify --data "$1" --json"#, product("campaign"), directory.path],
+            output: .collect, error: .collect)
+        #expect(await verify.waitForExit() == .exited(0))
+        let error = String(decoding: verify.errorOutput, as: UTF8.self)
+        #expect(error.contains("ignores SIGCHLD") && error.contains("checking in this process instead"), "\(error)")
+        #expect(String(decoding: verify.output, as: UTF8.self).contains(#""intact":true"#))
+    }
+}
