@@ -95,6 +95,14 @@ public enum CrashHarness {
                                     postId: "pst_\(prefix)_\(n)", connectionIds: ["con_\(prefix)"], text: "Post \(n)",
                                     media: [], link: nil, campaignId: nil))
                         case 4:
+                            // An exposure needs a contact: this client makes it first.
+                            await send(
+                                .contact(
+                                    .upsert(
+                                        ContactInput(
+                                            contactId: "ctc_\(prefix)_\(n)",
+                                            attributes: ["age": .number(Double(n % 70))]))),
+                                "\(id)-contact")
                             command = .experiment(
                                 .recordExposure(
                                     experimentId: "exp_\(prefix)", contactId: "ctc_\(prefix)_\(n)"))

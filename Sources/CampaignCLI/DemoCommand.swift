@@ -439,13 +439,12 @@ final class Demo: @unchecked Sendable {
         var attempt = 1
         while true {
             let id = attempt == 1 ? "exp_\(tag)_subject" : "exp_\(tag)_subject\(attempt)"
-            var emoji = 0
-            for n in 0..<contacts
-            where Experiment.assign(experimentId: id, contactId: "ctc_\(tag)_\(n)", variants: splitVariants) == "emoji"
-            {
-                emoji += 1
+            let exposed = (0..<contacts).filter { $0 != erasedContact }
+            let emoji = exposed.count {
+                Experiment.assign(experimentId: id, contactId: "ctc_\(tag)_\($0)", variants: splitVariants) == "emoji"
             }
-            let fit = Statistics.chiSquareGoodnessOfFit(observed: [contacts - emoji, emoji], weights: [50, 50])
+            let fit = Statistics.chiSquareGoodnessOfFit(
+                observed: [exposed.count - emoji, emoji], weights: [50, 50])
             if let fit, fit.pValue >= 0.05 { return id }
             attempt += 1
         }
@@ -453,6 +452,9 @@ final class Demo: @unchecked Sendable {
 
     /// The A/B test's two variants as assignment sees them (keys and weights).
     static let splitVariants = [Variant(key: "control", weight: 50), Variant(key: "emoji", weight: 50)]
+
+    /// The contact (`ctc_<tag>_1`) the set-up erases: the experiment is not shown it.
+    static let erasedContact = 1
 
     func experiment(tenant: String, contacts: Int) async throws {
         let id = experimentId
@@ -467,23 +469,29 @@ final class Demo: @unchecked Sendable {
                     ])), tenant)
         await send(.experiment(.start(experimentId: id)), tenant)
         let who = principal(tenant, .editor)
-        for n in 0..<20 {
+        for n in 0..<20 where n != Demo.erasedContact {
             _ = await execute(
                 .command(
                     .experiment(.recordExposure(experimentId: id, contactId: "ctc_\(tag)_\(n)")), as: who,
                     requestId: "exp-\(n)"))
         }
         expect(
-            .experimentInsufficientData, "declare a winner after 20 exposures",
+            .experimentInsufficientData, "declare a winner after 19 exposures",
             await execute(
                 .command(
                     .experiment(.declareWinner(experimentId: id, variant: "emoji", force: false)), as: who,
                     requestId: "early")))
+        expect(
+            .resourceNotFound, "expose the erased contact",
+            await execute(
+                .command(
+                    .experiment(.recordExposure(experimentId: id, contactId: "ctc_\(tag)_\(Demo.erasedContact)")),
+                    as: who, requestId: "exp-erased")))
         // Exposures and conversions arrive concurrently, as from many sending workers.
         await withTaskGroup(of: Void.self) { group in
             for worker in 0..<16 {
                 group.addTask {
-                    for n in stride(from: worker, to: contacts, by: 16) {
+                    for n in stride(from: worker, to: contacts, by: 16) where n != Demo.erasedContact {
                         let contactId = "ctc_\(self.tag)_\(n)"
                         _ = await self.execute(
                             .command(
@@ -504,7 +512,7 @@ final class Demo: @unchecked Sendable {
         }
         let declared = await send(.experiment(.declareWinner(experimentId: id, variant: "emoji", force: false)), tenant)
         say(
-            "  \(contacts) contacts exposed; winner declared: "
+            "  \((0..<contacts).count { $0 != Demo.erasedContact }) contacts exposed; winner declared: "
                 + "\(declared.data?["experiment"]?["winner"]?.stringValue ?? declared.error?.code.rawValue ?? "?")"
         )
     }

@@ -17,6 +17,22 @@ extension CampaignEngine {
         try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.experiment, Experiment.evolve)
     }
 
+    /// Whether `contactId` names a contact of `tenant` that exists and is not erased: an exposure or
+    /// a conversion is recorded only for one (an erased contact's activity is no longer processed).
+    static func isActiveContact(_ contactId: String, tenant: String, in txn: ReadTransaction) throws -> Bool {
+        let streamId = CampaignEngine.streamId(tenant, contactId)
+        let version = try txn.streamVersion(streamId)
+        guard version > 0, let last = try txn.streamEvents(streamId, from: version, limit: 1).first else {
+            return false
+        }
+        return last.type == ContactEvent.Kind.upserted.rawValue
+    }
+
+    /// RESOURCE_NOT_FOUND for the contact an exposure or a conversion names, at `/payload/contactId`.
+    static func contactNotFound(_ contactId: String) -> CampaignError {
+        CampaignError.notFound("contact", contactId, pointer: "/contactId").located(under: "/payload")
+    }
+
     func planConnection(_ command: SocialCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
         let (state, version) = try loadConnection(tenant, route.id)
         let decision = try CampaignEngine.onWire {
@@ -79,6 +95,13 @@ extension CampaignEngine {
             var context = DecisionContext(now: now, tenant: tenant)
             context.alreadyCounted = isExposure ? seen != nil : seen?.converted == true
             context.exposedVariant = seen?.variant
+            // A running experiment checks the contact before deciding: an unknown one is not found
+            // (rather than "not exposed"); any other state answers with the experiment's own conflict.
+            if state?.status == .running,
+                try !store.read({ try CampaignEngine.isActiveContact(contactId, tenant: tenant, in: $0) })
+            {
+                throw CampaignEngine.contactNotFound(contactId)
+            }
             let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }
             guard let event = decision.events.first, let variant = event.payload["variant"]?.stringValue else {
                 throw NoChange(
@@ -100,6 +123,10 @@ extension CampaignEngine {
                                 throw CampaignError(
                                     .resourceConflict, "experiment \(experimentId) is not running",
                                     currentState: "not_running", allowedStates: ["running"])
+                            }
+                            // Checked here, in the transaction, so an erasure committed meanwhile wins.
+                            guard try CampaignEngine.isActiveContact(contactId, tenant: tenant, in: txn) else {
+                                throw CampaignEngine.contactNotFound(contactId)
                             }
                             let current = try ExperimentResultsProjection.exposure(
                                 reader, tenant: tenant, id: experimentId, contactId: contactId)

@@ -7,7 +7,12 @@ import Testing
 @Suite struct ExperimentTests {
     static let variants = [Variant(key: "control", weight: 50), Variant(key: "b", weight: 50)]
 
-    func experiment(_ t: TestEngine, start: Bool = true) async throws {
+    /// Creates `cmp_1` and its experiment `exp_1` (started unless `start` is false), and imports the
+    /// contacts `ctc_0` to `ctc_<contacts - 1>` that the tests expose (an exposure needs a contact).
+    func experiment(_ t: TestEngine, start: Bool = true, contacts count: Int = 1_000) async throws {
+        let contacts = (0..<count).map { #"{"contactId":"ctc_\#($0)","attributes":{"age":\#(20 + $0 % 50)}}"# }
+        let imported = await t.command("contact.import", #"{"contacts":["# + contacts.joined(separator: ",") + "]}")
+        try #require(imported.status == 201, "\(imported)")
         try #require(
             await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#).status
                 == 201)
@@ -83,7 +88,7 @@ import Testing
         for state in Self.states {
             for (column, command) in Self.commands.enumerated() {
                 let t = try TestEngine()
-                try await experiment(t, start: state != "draft")
+                try await experiment(t, start: state != "draft", contacts: 10)
                 // ctc_0 is exposed while running, so a conversion is allowed where the state is.
                 if state != "draft" {
                     _ = await t.command("experiment.recordExposure", #"{"experimentId":"exp_1","contactId":"ctc_0"}"#)
@@ -116,6 +121,39 @@ import Testing
                 #expect(after == (outcome.hasPrefix("→") ? String(outcome.dropFirst()) : state), "\(label)")
             }
         }
+    }
+
+    /// An exposure or a conversion names a contact of the tenant that is not erased: an unknown id,
+    /// another tenant's contact and an erased one are not found (nothing is recorded for them, even
+    /// for an erased contact exposed before); a contact upserted again after its erasure counts.
+    @Test func exposuresAndConversionsNeedAContactOfTheTenantThatIsNotErased() async throws {
+        let t = try TestEngine()
+        try await experiment(t, contacts: 3)
+        let other = await t.command(
+            "contact.upsert", #"{"contactId":"ctc_77","attributes":{"age":40}}"#, as: admin("globex"))
+        try #require(other.status == 201)
+        func record(_ kind: String, _ contactId: String) async -> JSON {
+            await t.command("experiment.record\(kind)", #"{"experimentId":"exp_1","contactId":"\#(contactId)"}"#)
+        }
+        for contactId in ["ctc_77", "ctc_404"] {
+            for kind in ["Exposure", "Conversion"] {
+                let refused = await record(kind, contactId)
+                #expect(
+                    refused.code == "RESOURCE_NOT_FOUND" && refused.status == 404, "\(kind) \(contactId): \(refused)")
+                #expect(refused["error"]?["pointer"]?.stringValue == "/payload/contactId")
+            }
+        }
+        #expect(await record("Exposure", "ctc_1").data?["counted"] == .bool(true))
+        #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).status == 201)
+        #expect(await record("Exposure", "ctc_1").code == "RESOURCE_NOT_FOUND")
+        #expect(await record("Conversion", "ctc_1").code == "RESOURCE_NOT_FOUND")
+        #expect(await record("Exposure", "ctc_2").data?["counted"] == .bool(true))
+        let results = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#).data?["variants"]?.arrayValue
+        #expect(results?.reduce(0) { $0 + ($1["exposures"]?.integerValue ?? 0) } == 2)
+        #expect(results?.reduce(0) { $0 + ($1["conversions"]?.integerValue ?? 0) } == 0)
+        let upserted = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":33}}"#)
+        #expect(upserted.status == 201)
+        #expect(await record("Conversion", "ctc_1").data?["counted"] == .bool(true))
     }
 
     @Test func exposuresAndConversionsCountOnceEvenWhenSentConcurrently() async throws {
