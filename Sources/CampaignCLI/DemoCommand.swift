@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Hashing
+import Synchronization
 
 /// `campaign demo`: a realistic multi-tenant workload through every command family, then a
 /// dashboard from the read models. Each run adds to the store (its resources carry a run tag);
@@ -92,9 +93,7 @@ enum DemoCommand {
 }
 
 /// The demo's workload and output.
-///
-/// Invariant that makes `@unchecked Sendable` safe: `requests` and `errorsShown` change only under `lock`.
-final class Demo: @unchecked Sendable {
+final class Demo: Sendable {
     let engine: CampaignEngine
     let clock: ManualClock
     let tag: String
@@ -102,9 +101,13 @@ final class Demo: @unchecked Sendable {
     let experimentId: String
     let console: any Console
     let quiet: Bool
-    private let lock = NSLock()
-    private(set) var requests = 0
-    private(set) var errorsShown = 0
+    private let requestCount = Atomic(0)
+    private let errorsShownCount = Atomic(0)
+
+    /// The requests sent so far.
+    var requests: Int { requestCount.load(ordering: .relaxed) }
+    /// The refusals shown so far.
+    var errorsShown: Int { errorsShownCount.load(ordering: .relaxed) }
 
     init(engine: CampaignEngine, clock: ManualClock, tag: String, contacts: Int, console: any Console, quiet: Bool) {
         self.engine = engine
@@ -149,16 +152,12 @@ final class Demo: @unchecked Sendable {
         return response
     }
 
-    func count() -> Int {
-        lock.withLock {
-            requests += 1
-            return requests
-        }
-    }
+    /// Counts one request; returns the count with it.
+    func count() -> Int { requestCount.add(1, ordering: .relaxed).newValue }
 
     /// Sends a request that must be refused, and shows the code it gets.
     func expect(_ code: ErrorCode, _ what: String, _ response: EngineResponse) {
-        lock.withLock { errorsShown += 1 }
+        errorsShownCount.add(1, ordering: .relaxed)
         let got = response.error?.code.rawValue ?? "no error (status \(response.status))"
         let mark = response.error?.code == code ? "ok" : "UNEXPECTED"
         say("  \(what.padding(toLength: 58, withPad: " ", startingAt: 0)) → \(got) \(response.status) [\(mark)]")
