@@ -93,6 +93,15 @@ public enum CLI {
         }
         do {
             let arguments = try Arguments.parse(rest, options: options, flags: flags)
+            // A page damaged beyond what LMDB checks crashes whatever reads it: such commands read in
+            // a child (GuardedRun), after their arguments were found well-formed here.
+            if GuardedRun.guards(command, arguments), !GuardedRun.runsHere(console),
+                let exit = await GuardedRun.inChild(
+                    command == "projections" ? "projections verify" : command, json: arguments.flags.contains("json"),
+                    console: console, afterCrash: { CompactCommand.removeCopy(arguments, command: command) })
+            {
+                return exit.rawValue
+            }
             return try await handler(arguments, console).rawValue
         } catch let error as Arguments.UsageError {
             console.err("campaign \(command): \(error.message); run campaign \(command) --help")
@@ -366,12 +375,6 @@ enum VerifyCommand {
         if (arguments.options["checkpoint"] == nil) != (checkpointKey == nil) {
             throw CLI.usage("--checkpoint FILE and --key VERIFIER_KEY go together")
         }
-        // A page damaged beyond what LMDB checks crashes whatever reads it: read in a child (GuardedRun).
-        if !GuardedRun.runsHere(console),
-            let exit = await GuardedRun.inChild("verify", json: arguments.flags.contains("json"), console: console)
-        {
-            return exit
-        }
         let store = try CLI.openStore(arguments, readOnly: !arguments.flags.contains("record"))
         defer { store.close() }
         let total = try store.head().position
@@ -514,11 +517,6 @@ enum ProjectionsCommand {
             throw CLI.usage("no projection named \(name); projections are \(known.joined(separator: ", "))")
         }
         let json = arguments.flags.contains("json")
-        if action == "verify" && !GuardedRun.runsHere(console),
-            let exit = await GuardedRun.inChild("projections verify", json: json, console: console)
-        {
-            return exit
-        }
         if action == "status" {
             // Read-only: status never writes, so it works on a store it may not write.
             let store = try CLI.openStore(arguments)
@@ -721,6 +719,14 @@ enum CompactCommand {
         values deleted by contact.erase do not survive in the copy. Replace the store with the copy
         while no process has it open.
         """
+
+    /// After a compaction that crashed: deletes the half-written copy (the directory was empty when
+    /// it began, so its store files are the copy's) and says so; nil for any other command.
+    static func removeCopy(_ arguments: Arguments, command: String) -> String? {
+        guard command == "compact", let target = arguments.options["to"] else { return nil }
+        for file in ["data.mdb", "lock.mdb"] { try? FileManager.default.removeItem(atPath: target + "/" + file) }
+        return "the unfinished copy in \(target) was deleted"
+    }
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard let target = arguments.options["to"] else { throw CLI.usage("compact needs --to EMPTY_DIR") }

@@ -2,19 +2,22 @@ import CampaignDomain
 import Foundation
 import Spawn
 
-/// Runs the commands that check a store which may be damaged (`campaign verify`, `campaign projections
-/// verify`) in a child process.
+/// Runs the commands that read a store which may be damaged in a child process: `verify` and
+/// `projections verify` (the auditor's and operator's checks), and the commands that read the whole
+/// log or every page (`replay`, `stats`, `prove`, `compact`, and `export` to a file or standard output).
 ///
 /// LMDB checks page numbers but not the layout inside a page: a page whose header or node offsets
 /// were overwritten (a disk fault, or bytes changed by hand) makes a cursor read wild memory, and
-/// the process stops with SIGSEGV before any error can be returned. The auditor's tool must still
-/// answer, so the command runs again in a child sharing this process's standard input, output and
-/// error; when the child stops on such a signal, the parent says that the file is damaged beyond
-/// what LMDB checks and exits 1.
+/// the process stops with SIGSEGV before any error can be returned. The command must still answer,
+/// so it runs again in a child sharing this process's standard input, output and error; when the
+/// child stops on such a signal, the parent says that the file is damaged beyond what LMDB checks
+/// and exits 1.
 ///
-/// The parent passes SIGTERM, SIGINT and SIGHUP on to the child and, when the child ends on one of
-/// them, ends on it too: `kill` of the command stops the check, and its caller sees the signal.
-/// (SIGKILL cannot be passed on: a child whose parent was killed finishes its read-only check.)
+/// The parent passes SIGTERM, SIGINT and SIGHUP on to the child; when the child ends on a signal
+/// that is not a crash (one of those, or SIGPIPE from a reader that went away), the parent ends on
+/// it too, so a shell or supervisor sees what it would without the guard. (SIGKILL cannot be passed
+/// on: a child whose parent was killed finishes its read and exits.) Commands that keep running
+/// (`apply`, `demo`, `export --to`, `export --follow`) and those that write are not guarded.
 enum GuardedRun {
     /// Set in the child's environment: the child runs the command itself.
     static let childVariable = "CAMPAIGN_GUARDED_CHILD"
@@ -23,6 +26,16 @@ enum GuardedRun {
     /// not the process's own (a caller of ``CLI/run(_:console:)`` capturing the output in process).
     static func runsHere(_ console: any Console) -> Bool {
         !(console is StandardConsole) || ProcessInfo.processInfo.environment[childVariable] != nil
+    }
+
+    /// Whether `command` with `arguments` runs in a guarded child.
+    static func guards(_ command: String, _ arguments: Arguments) -> Bool {
+        switch command {
+        case "verify", "replay", "stats", "prove", "compact": true
+        case "projections": arguments.positionals.first == "verify"
+        case "export": arguments.options["to"] == nil && !arguments.flags.contains("follow")
+        default: false
+        }
     }
 
     /// The signals the parent passes on to the child.
@@ -37,38 +50,43 @@ enum GuardedRun {
         let child = try ChildProcess(
             URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
             Array(CommandLine.arguments.dropFirst()), environment: environment, input: .inherit,
-            forwarding: forwarded)
+            inheritsSIGPIPE: true, forwarding: forwarded)
         return await child.waitForExit()
     }
 
-    /// Runs `command` (`verify`, `projections verify`) again in a child and answers as it did; when
-    /// the child crashed, says the store is damaged beyond what LMDB checks (a line on standard error,
-    /// or with `json` an object with `intact: false` on standard output) and fails. Nil when no child
-    /// could be started (this process ignores SIGCHLD, say): a line on standard error says the check
-    /// runs unguarded, and the caller runs it here.
-    static func inChild(_ command: String, json: Bool, console: any Console) async -> CLI.Exit? {
+    /// Runs `command` (its words, `projections verify` say) again in a child and answers as it did.
+    /// When the child crashed, says the store is damaged beyond what LMDB checks (a line on standard
+    /// error; for a check with `json`, an object with `intact: false` on standard output) and fails.
+    /// Nil when no child could be started (this process ignores SIGCHLD, say): a line on standard
+    /// error says the command runs unguarded, and the caller runs it here.
+    /// - Parameter afterCrash: undoes what the crashed child left half done, and says what it did.
+    static func inChild(
+        _ command: String, json: Bool, console: any Console, afterCrash: () -> String? = { nil }
+    ) async -> CLI.Exit? {
         let termination: ChildProcess.Termination
         do {
             termination = try await runChild()
         } catch {
             console.err(
-                "campaign \(command): \(error); checking in this process instead, where a page damaged beyond "
+                "campaign \(command): \(error); running in this process instead, where a page damaged beyond "
                     + "what LMDB checks would stop it without an answer")
             return nil
         }
         switch termination {
         case let .exited(status):
             return CLI.Exit(rawValue: status) ?? .failure
-        case let .signalled(signal) where forwarded.contains(signal):
-            // Stopped from outside: end the same way, so a shell or supervisor sees the signal.
-            ChildProcess.endThisProcess(on: signal)
-            return .failure
         case let .signalled(signal):
-            guard let name = crashes[signal] else { return .failure }
+            guard let name = crashes[signal] else {
+                // Stopped from outside: end the same way, so a shell or supervisor sees the signal.
+                ChildProcess.endThisProcess(on: signal)
+                return .failure
+            }
+            let isCheck = command.hasSuffix("verify")
             let problem =
-                "reading the store stopped the check with \(name): a page of data.mdb is damaged beyond what "
-                + "LMDB checks, so no position can be named; restore the directory from a backup"
-            if json {
+                "reading the store stopped \(isCheck ? "the check" : "it") with \(name): a page of data.mdb is "
+                + "damaged beyond what LMDB checks, so no position can be named; restore the directory from a backup"
+                + (afterCrash().map { " (\($0))" } ?? "")
+            if json && isCheck {
                 console.out(JSON.object(["intact": .bool(false), "problem": .string(problem)]).text)
             } else {
                 console.err("campaign \(command): \(problem)")

@@ -123,6 +123,8 @@ public final class ChildProcess: Sendable {
     /// - Parameters:
     ///   - environment: the child's whole environment; this process's when nil.
     ///   - directory: where the child starts; this process's working directory when nil.
+    ///   - inheritsSIGPIPE: the child keeps this process's SIGPIPE disposition (an ignored one stays
+    ///     ignored across `exec`) instead of the default: for a child that stands in for this process.
     ///   - signals: signals this process passes on to the child until it ends (one child at a time
     ///     forwards; ``SpawnError`` with `EBUSY` while another does). A signal that comes after the
     ///     child ended gets this process's own handling back, so it is not lost.
@@ -131,7 +133,7 @@ public final class ChildProcess: Sendable {
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         directory: String? = nil, input: Input = .null, output: Output = .inherit, error: Output = .inherit,
-        forwarding signals: [Int32] = []
+        inheritsSIGPIPE: Bool = false, forwarding signals: [Int32] = []
     ) throws {
         guard cspawn_children_are_reaped_by_kernel() == 0 else {
             throw SpawnError(executable: executable, code: ECHILD)
@@ -147,7 +149,7 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
+        if !inheritsSIGPIPE { sigaddset(&defaults, SIGPIPE) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 

@@ -50,6 +50,49 @@ import Glibc
         return false
     }
 
+    /// The commands that read the whole log or every page answer a store whose pages crash any
+    /// reader with one line and exit 1, as verify does, where they stopped on SIGBUS with a backtrace;
+    /// a compaction that crashed leaves no half-written copy.
+    @Test func commandsThatReadEveryPageSayTheStoreIsDamagedInsteadOfCrashing() async throws {
+        let directory = TemporaryDirectory()
+        let seeded = try await campaign(
+            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
+            input: try fixture("apply-session.jsonl"))
+        try #require(seeded.status == 0)
+        // In every leaf page whose first key is 8 bytes (the log's positions, among others), every
+        // node offset points 65,520 bytes on: past the end of the file for the last pages, where a
+        // read of the mapped file is SIGBUS. LMDB checks none of it.
+        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
+        var bytes = [UInt8](try Data(contentsOf: file))
+        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
+        var damaged = 0
+        for page in 2..<(bytes.count / 4_096) {
+            let start = page * 4_096
+            let flags = u16(start + 10)
+            let lower = u16(start + 12)
+            guard flags & 0x02 != 0, flags & 0x20 == 0, lower > 16, u16(start + u16(start + 16) + 6) == 8 else {
+                continue
+            }
+            for offset in stride(from: start + 16, to: start + lower, by: 2) {
+                bytes[offset] = 0xF0
+                bytes[offset + 1] = 0xFF
+            }
+            damaged += 1
+        }
+        try #require(damaged > 0)
+        try Data(bytes).write(to: file)
+        let copy = directory.path + "/copy"
+        for command in [["replay"], ["stats"], ["export"], ["prove", "1"], ["compact", "--to", copy], ["verify"]] {
+            let run = try await campaign(command + ["--data", directory.path])
+            #expect(run.status == 1, "\(command): \(run)")
+            #expect(
+                run.err.hasPrefix("campaign \(command[0]): reading the store stopped ")
+                    && run.err.contains("damaged beyond what LMDB checks") && !run.err.contains("Fatal error")
+                    && !run.err.contains("Backtrace"), "\(command): \(run.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: copy + "/data.mdb"))
+    }
+
     /// SIGTERM to `campaign verify` reaches the child doing the check, and the parent then ends on
     /// SIGTERM too. The child is caught and stopped (SIGSTOP) as soon as it appears, so the SIGTERM
     /// the parent passes on waits, pending, where this test can see it; without forwarding the
@@ -109,7 +152,7 @@ import Glibc
             output: .collect, error: .collect)
         #expect(await verify.waitForExit() == .exited(0))
         let error = String(decoding: verify.errorOutput, as: UTF8.self)
-        #expect(error.contains("ignores SIGCHLD") && error.contains("checking in this process instead"), "\(error)")
+        #expect(error.contains("ignores SIGCHLD") && error.contains("running in this process instead"), "\(error)")
         #expect(String(decoding: verify.output, as: UTF8.self).contains(#""intact":true"#))
     }
 }
