@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <unistd.h>
@@ -118,4 +119,10 @@ int cspawn_children_are_reaped_by_kernel(void) {
     struct sigaction current;
     if (sigaction(SIGCHLD, 0, &current) != 0) return 0;
     return current.sa_handler == SIG_IGN || (current.sa_flags & SA_NOCLDWAIT) != 0;
+}
+
+int cspawn_end_with_parent(pid_t parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    // The parent may have ended before the call: then this process was handed to another already.
+    return getppid() == parent ? 0 : -1;
 }

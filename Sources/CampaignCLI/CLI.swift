@@ -95,6 +95,9 @@ public enum CLI {
             let arguments = try Arguments.parse(rest, options: options, flags: flags)
             // A page damaged beyond what LMDB checks crashes whatever reads it: such commands read in
             // a child (GuardedRun), after their arguments were found well-formed here.
+            if GuardedRun.guards(command, arguments), GuardedRun.runsHere(console), !GuardedRun.tieToParent() {
+                return Exit.failure.rawValue
+            }
             if GuardedRun.guards(command, arguments), !GuardedRun.runsHere(console),
                 let exit = await GuardedRun.inChild(
                     command == "projections" ? "projections verify" : command, json: arguments.flags.contains("json"),

@@ -15,8 +15,8 @@ import Spawn
 ///
 /// The parent passes SIGTERM, SIGINT and SIGHUP on to the child; when the child ends on a signal
 /// that is not a crash (one of those, or SIGPIPE from a reader that went away), the parent ends on
-/// it too, so a shell or supervisor sees what it would without the guard. (SIGKILL cannot be passed
-/// on: a child whose parent was killed finishes its read and exits.) Commands that keep running
+/// it too, so a shell or supervisor sees what it would without the guard. SIGKILL cannot be passed
+/// on: the child asks the kernel to kill it when its parent ends (``tieToParent()``). Commands that keep running
 /// (`apply`, `demo`, `export --to`, `export --follow`) and those that write are not guarded.
 enum GuardedRun {
     /// Set in the child's environment: the child runs the command itself.
@@ -26,6 +26,15 @@ enum GuardedRun {
     /// not the process's own (a caller of ``CLI/run(_:console:)`` capturing the output in process).
     static func runsHere(_ console: any Console) -> Bool {
         !(console is StandardConsole) || ProcessInfo.processInfo.environment[childVariable] != nil
+    }
+
+    /// In the child: ties its life to the parent's (named by ``childVariable``), so a parent killed
+    /// with SIGKILL takes the child with it; false when the parent has already gone.
+    static func tieToParent() -> Bool {
+        guard let value = ProcessInfo.processInfo.environment[childVariable], let parent = pid_t(value) else {
+            return true
+        }
+        return ChildProcess.endWithParent(parent)
     }
 
     /// Whether `command` with `arguments` runs in a guarded child.
@@ -44,7 +53,7 @@ enum GuardedRun {
     /// Runs this executable again with the same arguments, and waits for it.
     static func runChild() async throws -> ChildProcess.Termination {
         var environment = ProcessInfo.processInfo.environment
-        environment[childVariable] = "1"
+        environment[childVariable] = String(getpid())
         // The parent reports a crash in one line; the runtime's backtrace would only bury it.
         environment["SWIFT_BACKTRACE"] = "enable=no"
         let child = try ChildProcess(

@@ -138,21 +138,9 @@ public final class ChildProcess: Sendable {
         guard cspawn_children_are_reaped_by_kernel() == 0 else {
             throw SpawnError(executable: executable, code: ECHILD)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        if !inheritsSIGPIPE { sigaddset(&defaults, SIGPIPE) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
+        // What the child's three descriptors become, made into `posix_spawn` file actions by the
+        // thread that starts it.
+        var actions = [SpawnAction]()
         // The parent's ends of the pipes, and the child's ends (closed here once the child has them).
         var childEnds = [Int32]()
         defer { for descriptor in childEnds { close(descriptor) } }
@@ -171,12 +159,12 @@ public final class ChildProcess: Sendable {
         var bytesToWrite: [UInt8]?
         switch input {
         case .inherit: break
-        case .null: posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        case .null: actions.append(.open(0, "/dev/null", O_RDONLY))
         case .bytes, .pipe:
             let ends = try makePipe()
             childEnds.append(ends.read)
             parentEnds.append(ends.write)
-            posix_spawn_file_actions_adddup2(&actions, ends.read, 0)
+            actions.append(.duplicate(ends.read, 0))
             inputEnd = ends.write
             if case let .bytes(bytes) = input { bytesToWrite = bytes }
         }
@@ -184,22 +172,19 @@ public final class ChildProcess: Sendable {
         for (target, choice) in [(Int32(1), output), (Int32(2), error)] {
             switch choice {
             case .inherit: break
-            case .null: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+            case .null: actions.append(.open(target, "/dev/null", O_WRONLY))
             case .collect:
                 let ends = try makePipe()
                 childEnds.append(ends.write)
                 parentEnds.append(ends.read)
-                posix_spawn_file_actions_adddup2(&actions, ends.write, target)
+                actions.append(.duplicate(ends.write, target))
                 collected.append((ends.read, target == 2))
             }
         }
-        cspawn_add_close_from(&actions, 3)
-        if let directory { cspawn_add_change_directory(&actions, directory) }
+        let plan = SpawnPlan(
+            executable: executable, arguments: arguments, environment: environment, directory: directory,
+            actions: actions, inheritsSIGPIPE: inheritsSIGPIPE)
 
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let environmentStrings = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { for pointer in environmentStrings ?? [] { free(pointer) } }
         forwards = !signals.isEmpty
         if forwards {
             let code = signals.withUnsafeBufferPointer { cspawn_forward_begin($0.baseAddress, Int32($0.count)) }
@@ -208,16 +193,19 @@ public final class ChildProcess: Sendable {
                 throw SpawnError(executable: executable, code: code)
             }
         }
-        var pid: pid_t = 0
-        let started = argv.withUnsafeBufferPointer { arguments in
-            if let environmentStrings {
-                environmentStrings.withUnsafeBufferPointer {
-                    posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, $0.baseAddress!)
-                }
-            } else {
-                posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, environ)
-            }
+        // The child is started by the thread that will reap it, which lives as long as the child: a
+        // child that asks to die with its parent (``endWithParent(_:)``) is tied to the thread that
+        // started it, and a thread of Swift's pool may end while the child still runs.
+        let launch = Launch()
+        ChildProcess.onThread("reap") {
+            let (code, pid) = plan.spawn()
+            launch.started(code: code, pid: pid)
+            guard code == 0 else { return }
+            _ = cspawn_name_this_thread("reap \(pid)")
+            let (process, readers) = launch.waitForProcess()
+            process.reap(after: readers)
         }
+        let (started, pid) = launch.waitUntilStarted()
         guard started == 0 else {
             if forwards { cspawn_forward_end() }
             for descriptor in parentEnds { close(descriptor) }
@@ -238,7 +226,7 @@ public final class ChildProcess: Sendable {
                 close(inputEnd)
             }
         }
-        ChildProcess.onThread("reap \(pid)") { [self] in self.reap(after: readers) }
+        launch.hand(self, readers)
     }
 
     deinit {
@@ -294,6 +282,12 @@ public final class ChildProcess: Sendable {
 
     /// Sends SIGTERM.
     public func terminate() { send(SIGTERM) }
+
+    /// Called early by a child that stands in for its parent: the kernel kills it (SIGKILL) when
+    /// the parent's thread that started it ends, which is when the parent ends (a ``ChildProcess``
+    /// is started by the thread that reaps it). False when `parent` has ended already, or the kernel
+    /// refused: the caller should then stop, as nobody waits for its work.
+    public static func endWithParent(_ parent: pid_t) -> Bool { cspawn_end_with_parent(parent) == 0 }
 
     /// Ends this process on `signal`, as a child ended on it: its default action restored, then
     /// raised with it unblocked on the calling thread (a thread of Swift's pool blocks most signals).
@@ -376,7 +370,7 @@ public final class ChildProcess: Sendable {
     /// Waits for the child to exit without reaping it, stops forwarding signals to it, reaps it under
     /// the lock (so neither ``send(_:)`` nor a forwarded signal reaches a reused pid), waits for the
     /// readers, then records the end and wakes waiters.
-    private func reap(after readers: [DispatchSemaphore]) {
+    fileprivate func reap(after readers: [DispatchSemaphore]) {
         var information = siginfo_t()
         while waitid(P_PID, id_t(pid), &information, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
         if forwards { cspawn_forward_end() }
@@ -432,5 +426,100 @@ public final class ChildProcess: Sendable {
             written += count
         }
         return true
+    }
+}
+
+/// One thing `posix_spawn` does to the child's descriptors.
+private enum SpawnAction: Sendable {
+    /// Opens `path` with `flags` as descriptor `target`.
+    case open(Int32, String, Int32)
+    /// Makes descriptor `target` a copy of `source` (`duplicate(source, target)`).
+    case duplicate(Int32, Int32)
+}
+
+/// Everything `posix_spawn` needs, as values a thread can be handed.
+private struct SpawnPlan: Sendable {
+    let executable: String
+    let arguments: [String]
+    let environment: [String: String]?
+    let directory: String?
+    let actions: [SpawnAction]
+    let inheritsSIGPIPE: Bool
+
+    /// Starts the child from the calling thread: `posix_spawn`'s result and the child's pid.
+    func spawn() -> (code: Int32, pid: pid_t) {
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        if !inheritsSIGPIPE { sigaddset(&defaults, SIGPIPE) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        for action in actions {
+            switch action {
+            case let .open(target, path, flags): posix_spawn_file_actions_addopen(&fileActions, target, path, flags, 0)
+            case let .duplicate(source, target): posix_spawn_file_actions_adddup2(&fileActions, source, target)
+            }
+        }
+        cspawn_add_close_from(&fileActions, 3)
+        if let directory { cspawn_add_change_directory(&fileActions, directory) }
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        let environmentStrings = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for pointer in environmentStrings ?? [] { free(pointer) } }
+        var pid: pid_t = 0
+        let code = argv.withUnsafeBufferPointer { arguments in
+            if let environmentStrings {
+                environmentStrings.withUnsafeBufferPointer {
+                    posix_spawn(&pid, executable, &fileActions, &attributes, arguments.baseAddress!, $0.baseAddress!)
+                }
+            } else {
+                posix_spawn(&pid, executable, &fileActions, &attributes, arguments.baseAddress!, environ)
+            }
+        }
+        return (code, pid)
+    }
+}
+
+/// The hand-over between ``ChildProcess/init`` and the thread that starts and reaps the child: the
+/// thread says how the start went, then waits for the finished ``ChildProcess`` to reap it with.
+private final class Launch: Sendable {
+    private let state = Mutex<(code: Int32, pid: pid_t, process: ChildProcess?, readers: [DispatchSemaphore])>(
+        (0, 0, nil, []))
+    private let startedSignal = DispatchSemaphore(value: 0)
+    private let handedSignal = DispatchSemaphore(value: 0)
+
+    func started(code: Int32, pid: pid_t) {
+        state.withLock {
+            $0.code = code
+            $0.pid = pid
+        }
+        startedSignal.signal()
+    }
+
+    func waitUntilStarted() -> (code: Int32, pid: pid_t) {
+        startedSignal.wait()
+        return state.withLock { ($0.code, $0.pid) }
+    }
+
+    func hand(_ process: ChildProcess, _ readers: [DispatchSemaphore]) {
+        state.withLock {
+            $0.process = process
+            $0.readers = readers
+        }
+        handedSignal.signal()
+    }
+
+    func waitForProcess() -> (ChildProcess, [DispatchSemaphore]) {
+        handedSignal.wait()
+        return state.withLock { ($0.process!, $0.readers) }
     }
 }

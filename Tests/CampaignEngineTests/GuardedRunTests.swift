@@ -93,6 +93,53 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: copy + "/data.mdb"))
     }
 
+    /// The guarded child of `parent`, caught and stopped (SIGSTOP) once it reads the store (it has
+    /// `data.mdb` open, so it is past `exec` and past tying itself to its parent); nil when it ended
+    /// before it could be caught (the parent is then waited for).
+    static func stoppedGuardedChild(of parent: ChildProcess) async -> pid_t? {
+        var child: pid_t?
+        _ = eventually {
+            child = children(of: parent.pid).first { pid in
+                let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+                return descriptors.contains {
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)"))?
+                        .hasSuffix("/data.mdb") == true
+                }
+            }
+            return child != nil || !parent.isRunning
+        }
+        // Caught only if it stops (state T): one caught as it was ending exits all the same.
+        guard let child, kill(child, SIGSTOP) == 0, eventually({ [nil, "T", "Z", "X"].contains(state(of: child)) }),
+            state(of: child) == "T"
+        else {
+            if let child { kill(child, SIGCONT) }
+            _ = await parent.waitForExit()
+            return nil
+        }
+        return child
+    }
+
+    /// A guarded child dies with its parent even when the parent is killed with SIGKILL, which
+    /// cannot be passed on: stopped, it would otherwise wait there for ever.
+    @Test func aGuardedChildDiesWithItsParentKilledBySIGKILL() async throws {
+        let directory = TemporaryDirectory()
+        let seed = try ChildProcess(
+            product("campaign"), ["apply", "--data", directory.path], input: .bytes([]), output: .null, error: .null)
+        #expect(await seed.waitForExit() == .exited(0))
+        for _ in 0..<20 {
+            let parent = try ChildProcess(
+                product("campaign"), ["stats", "--data", directory.path], output: .null, error: .null)
+            guard let child = await Self.stoppedGuardedChild(of: parent) else { continue }
+            parent.send(SIGKILL)
+            #expect(await parent.waitForExit() == .signalled(SIGKILL))
+            let died = Self.eventually { [nil, "Z", "X"].contains(Self.state(of: child)) }
+            if !died { kill(child, SIGKILL) }
+            #expect(died, "the child of a parent killed with SIGKILL is still there")
+            return
+        }
+        Issue.record("the guarded child finished before it could be caught, 20 times")
+    }
+
     /// SIGTERM to `campaign verify` reaches the child doing the check, and the parent then ends on
     /// SIGTERM too. The child is caught and stopped (SIGSTOP) as soon as it appears, so the SIGTERM
     /// the parent passes on waits, pending, where this test can see it; without forwarding the
@@ -106,26 +153,7 @@ import Glibc
         for _ in 0..<20 {
             let parent = try ChildProcess(
                 product("campaign"), ["verify", "--data", directory.path], output: .null, error: .null)
-            var child: pid_t?
-            // The child counts once it has run `exec` (before, `posix_spawn` holds the parent, and a
-            // signal the parent gets is kept for it): its environment then has the guard's variable.
-            _ = Self.eventually {
-                child = Self.children(of: parent.pid).first {
-                    let environment = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\($0)/environ"))) ?? Data()
-                    return environment.split(separator: 0).contains(Data("CAMPAIGN_GUARDED_CHILD=1".utf8))
-                }
-                return child != nil || !parent.isRunning
-            }
-            // Caught only if it stops (state T): one caught as it was ending exits all the same.
-            guard let child, kill(child, SIGSTOP) == 0,
-                Self.eventually({ [nil, "T", "Z", "X"].contains(Self.state(of: child)) }),
-                Self.state(of: child) == "T"
-            else {
-                // The check finished before it could be caught: try again.
-                if let child { kill(child, SIGCONT) }
-                _ = await parent.waitForExit()
-                continue
-            }
+            guard let child = await Self.stoppedGuardedChild(of: parent) else { continue }
             parent.send(SIGTERM)
             let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
             kill(child, SIGCONT)

@@ -44,4 +44,9 @@ void cspawn_raise_unblocked(int signal);
 /// `SA_NOCLDWAIT`): their exit status is then lost to `waitpid`.
 int cspawn_children_are_reaped_by_kernel(void);
 
+/// Makes the kernel send this process SIGKILL when the thread that started it ends
+/// (`PR_SET_PDEATHSIG`); -1 when `parent` is no longer its parent (it ended already) or the call
+/// failed.
+int cspawn_end_with_parent(pid_t parent);
+
 #endif
