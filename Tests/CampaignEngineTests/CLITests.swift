@@ -39,17 +39,42 @@ func fixture(_ name: String) throws -> String {
             "Fixtures/\(name)"), encoding: .utf8)
 }
 
-@Suite(.serialized) struct CLITests {
-    /// A store holding the scripted session of Fixtures/apply-session.jsonl.
-    func sessionStore() async throws -> TemporaryDirectory {
-        let directory = TemporaryDirectory()
-        let run = try await campaign(
-            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
-            input: try fixture("apply-session.jsonl"))
-        try #require(run.status == 0, "\(run.err)")
-        return directory
-    }
+/// The bytes of a `data.mdb`, read as LMDB lays out its 4 KiB pages.
+struct StoreFile {
+    var bytes: [UInt8]
+    /// The little-endian 16-bit value at `offset`.
+    func u16(_ offset: Int) -> Int { Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 }
+}
 
+/// Rewrites `directory`'s `data.mdb`, handing `damage` each ordinary leaf page that holds a node (its
+/// start in the file; `damage` says whether it changed it); returns how many it changed. A page's
+/// header: pgno (8), pad (2), flags (2), lower (2), upper (2), then the node offsets. Pages 0 and 1
+/// are the meta pages; P_LEAF is 0x02, P_LEAF2 (fixed-size duplicates) 0x20.
+func damageLeafPages(in directory: String, _ damage: (inout StoreFile, Int) -> Bool) throws -> Int {
+    let url = URL(fileURLWithPath: directory + "/data.mdb")
+    var file = StoreFile(bytes: [UInt8](try Data(contentsOf: url)))
+    var changed = 0
+    for page in 2..<(file.bytes.count / 4_096) {
+        let start = page * 4_096
+        let flags = file.u16(start + 10)
+        guard flags & 0x02 != 0, flags & 0x20 == 0, file.u16(start + 12) > 16 else { continue }
+        if damage(&file, start) { changed += 1 }
+    }
+    try Data(file.bytes).write(to: url)
+    return changed
+}
+
+/// A store holding the scripted session of Fixtures/apply-session.jsonl.
+func sessionStore() async throws -> TemporaryDirectory {
+    let directory = TemporaryDirectory()
+    let run = try await campaign(
+        ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
+        input: try fixture("apply-session.jsonl"))
+    try #require(run.status == 0, "\(run.err)")
+    return directory
+}
+
+@Suite(.serialized) struct CLITests {
     @Test func applyAnswersAScriptedSessionLineForLine() async throws {
         let directory = TemporaryDirectory()
         let run = try await campaign(
@@ -299,24 +324,13 @@ func fixture(_ name: String) throws -> String {
     /// crash whatever reads them: verify reads in a child and says the file is damaged, exit 1.
     @Test func verifyAnswersForAStoreWhosePagesCrashTheReader() async throws {
         let directory = try await sessionStore()
-        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
-        var bytes = [UInt8](try Data(contentsOf: file))
-        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        let pageSize = 4_096
-        var leaves = 0
-        // Page header: pgno (8), pad (2), flags (2), lower (2), upper (2), then the node offsets.
-        // Pages 0 and 1 are the meta pages; P_LEAF is 0x02, P_LEAF2 (fixed-size duplicates) 0x20.
-        for page in 2..<(bytes.count / pageSize) {
-            let start = page * pageSize
-            let flags = u16(start + 10)
-            guard flags & 0x02 != 0, flags & 0x20 == 0, u16(start + 12) > 16 else { continue }
+        let leaves = try damageLeafPages(in: directory.path) { page, start in
             // The first node's data size (lo, hi) becomes 0xFFFF_FFFF.
-            let node = start + u16(start + 16)
-            for offset in 0..<4 { bytes[node + offset] = 0xFF }
-            leaves += 1
+            let node = start + page.u16(start + 16)
+            for offset in 0..<4 { page.bytes[node + offset] = 0xFF }
+            return true
         }
         #expect(leaves > 0)
-        try Data(bytes).write(to: file)
         let text = try await campaign(["verify", "--data", directory.path])
         #expect(text.status == 1 && text.err.contains("damaged beyond what LMDB checks"), "\(text)")
         let json = try await campaign(["verify", "--data", directory.path, "--json"])

@@ -54,33 +54,20 @@ import Glibc
     /// reader with one line and exit 1, as verify does, where they stopped on SIGBUS with a backtrace;
     /// a compaction that crashed leaves no half-written copy.
     @Test func commandsThatReadEveryPageSayTheStoreIsDamagedInsteadOfCrashing() async throws {
-        let directory = TemporaryDirectory()
-        let seeded = try await campaign(
-            ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z"],
-            input: try fixture("apply-session.jsonl"))
-        try #require(seeded.status == 0)
+        let directory = try await sessionStore()
         // In every leaf page whose first key is 8 bytes (the log's positions, among others), every
         // node offset points 65,520 bytes on: past the end of the file for the last pages, where a
         // read of the mapped file is SIGBUS. LMDB checks none of it.
-        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
-        var bytes = [UInt8](try Data(contentsOf: file))
-        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        var damaged = 0
-        for page in 2..<(bytes.count / 4_096) {
-            let start = page * 4_096
-            let flags = u16(start + 10)
-            let lower = u16(start + 12)
-            guard flags & 0x02 != 0, flags & 0x20 == 0, lower > 16, u16(start + u16(start + 16) + 6) == 8 else {
-                continue
-            }
+        let damaged = try damageLeafPages(in: directory.path) { page, start in
+            let lower = page.u16(start + 12)
+            guard page.u16(start + page.u16(start + 16) + 6) == 8 else { return false }
             for offset in stride(from: start + 16, to: start + lower, by: 2) {
-                bytes[offset] = 0xF0
-                bytes[offset + 1] = 0xFF
+                page.bytes[offset] = 0xF0
+                page.bytes[offset + 1] = 0xFF
             }
-            damaged += 1
+            return true
         }
         try #require(damaged > 0)
-        try Data(bytes).write(to: file)
         let copy = directory.path + "/copy"
         for command in [["replay"], ["stats"], ["export"], ["prove", "1"], ["compact", "--to", copy], ["verify"]] {
             let run = try await campaign(command + ["--data", directory.path])
@@ -119,25 +106,39 @@ import Glibc
         return child
     }
 
-    /// A guarded child dies with its parent even when the parent is killed with SIGKILL, which
-    /// cannot be passed on: stopped, it would otherwise wait there for ever.
-    @Test func aGuardedChildDiesWithItsParentKilledBySIGKILL() async throws {
+    /// A `campaign` command (`arguments`, on a new empty store) running with its guarded child
+    /// caught and stopped; tried up to 20 times, since a child can end before it is caught.
+    static func caughtGuardedChild(_ arguments: [String]) async throws -> (ChildProcess, pid_t) {
+        let directory = try await emptyStore()
+        for _ in 0..<20 {
+            let parent = try ChildProcess(
+                product("campaign"), arguments + ["--data", directory.path], output: .null, error: .null)
+            if let child = await stoppedGuardedChild(of: parent) { return (parent, child) }
+        }
+        throw CaughtNoChild()
+    }
+
+    /// Thrown when the guarded child ended before it could be caught, each time.
+    struct CaughtNoChild: Error {}
+
+    /// A store with nothing in it (made by `campaign apply` given no request).
+    static func emptyStore() async throws -> TemporaryDirectory {
         let directory = TemporaryDirectory()
         let seed = try ChildProcess(
             product("campaign"), ["apply", "--data", directory.path], input: .bytes([]), output: .null, error: .null)
-        #expect(await seed.waitForExit() == .exited(0))
-        for _ in 0..<20 {
-            let parent = try ChildProcess(
-                product("campaign"), ["stats", "--data", directory.path], output: .null, error: .null)
-            guard let child = await Self.stoppedGuardedChild(of: parent) else { continue }
-            parent.send(SIGKILL)
-            #expect(await parent.waitForExit() == .signalled(SIGKILL))
-            let died = Self.eventually { [nil, "Z", "X"].contains(Self.state(of: child)) }
-            if !died { kill(child, SIGKILL) }
-            #expect(died, "the child of a parent killed with SIGKILL is still there")
-            return
-        }
-        Issue.record("the guarded child finished before it could be caught, 20 times")
+        try #require(await seed.waitForExit() == .exited(0))
+        return directory
+    }
+
+    /// A guarded child dies with its parent even when the parent is killed with SIGKILL, which
+    /// cannot be passed on: stopped, it would otherwise wait there for ever.
+    @Test func aGuardedChildDiesWithItsParentKilledBySIGKILL() async throws {
+        let (parent, child) = try await Self.caughtGuardedChild(["stats"])
+        parent.send(SIGKILL)
+        #expect(await parent.waitForExit() == .signalled(SIGKILL))
+        let died = Self.eventually { [nil, "Z", "X"].contains(Self.state(of: child)) }
+        if !died { kill(child, SIGKILL) }
+        #expect(died, "the child of a parent killed with SIGKILL is still there")
     }
 
     /// SIGTERM to `campaign verify` reaches the child doing the check, and the parent then ends on
@@ -145,35 +146,20 @@ import Glibc
     /// the parent passes on waits, pending, where this test can see it; without forwarding the
     /// parent would end at once and the child would go on checking.
     @Test func aTerminatedVerifyStopsItsChildAndEndsOnTheSameSignal() async throws {
-        let directory = TemporaryDirectory()
-        let seed = try ChildProcess(
-            product("campaign"), ["apply", "--data", directory.path], input: .bytes(Array("".utf8)),
-            output: .null, error: .null)
-        #expect(await seed.waitForExit() == .exited(0))
-        for _ in 0..<20 {
-            let parent = try ChildProcess(
-                product("campaign"), ["verify", "--data", directory.path], output: .null, error: .null)
-            guard let child = await Self.stoppedGuardedChild(of: parent) else { continue }
-            parent.send(SIGTERM)
-            let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
-            kill(child, SIGCONT)
-            #expect(passedOn, "the parent did not pass SIGTERM on to its child")
-            let ended = await parent.waitForExit()
-            #expect(ended == .signalled(SIGTERM), "\(ended)")
-            #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
-            return
-        }
-        Issue.record("the guarded child finished before it could be caught, 20 times")
+        let (parent, child) = try await Self.caughtGuardedChild(["verify"])
+        parent.send(SIGTERM)
+        let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
+        kill(child, SIGCONT)
+        #expect(passedOn, "the parent did not pass SIGTERM on to its child")
+        let ended = await parent.waitForExit()
+        #expect(ended == .signalled(SIGTERM), "\(ended)")
+        #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
     }
 
     /// A process that ignores SIGCHLD (inherited through `exec` from a shell's `trap '' CHLD`) could
     /// not read its child's exit status: verify says so and checks in its own process.
     @Test func aVerifyThatCannotWaitForAChildChecksInItsOwnProcess() async throws {
-        let directory = TemporaryDirectory()
-        let seed = try ChildProcess(
-            product("campaign"), ["apply", "--data", directory.path], input: .bytes([]), output: .null,
-            error: .null)
-        #expect(await seed.waitForExit() == .exited(0))
+        let directory = try await Self.emptyStore()
         let verify = try ChildProcess(
             "/bin/bash",
             ["-c", #"trap '' CHLD; exec "$0" verify --data "$1" --json"#, product("campaign"), directory.path],
