@@ -38,7 +38,9 @@ public enum CLI {
           compact       write a compacted copy of the store (drops freed pages)
 
         Every command takes --data DIR (default ./campaign-data) and --help.
-        Exit codes: 0 ok, 1 failure, 64 usage.
+        Exit codes: 0 ok, 1 failure, 64 usage. verify, projections verify, replay, prove, stats, compact
+        and export without --to or --follow read in a child process: a store page damaged beyond what
+        LMDB checks is then reported in one line (exit 1) instead of crashing the command.
         """
 
     /// Runs a command line (without the program name) and returns the exit code.
