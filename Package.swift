@@ -73,7 +73,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "campaign-harness",
-            dependencies: ["CampaignEngine", "CampaignCLI", "CampaignProjections", "EventStore"],
+            dependencies: ["CampaignEngine", "CampaignCLI", "CampaignProjections", "EventStore", "Spawn"],
             path: "Tools/harness"
         ),
         .target(name: "TestSupport", dependencies: ["NATS", "Signing", "Spawn"], path: "Tests/TestSupport"),

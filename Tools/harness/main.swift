@@ -3,6 +3,7 @@ import CampaignEngine
 import CampaignProjections
 import EventStore
 import Foundation
+import Spawn
 
 /// `campaign-harness`: child processes for the reliability tests.
 ///
@@ -11,6 +12,8 @@ import Foundation
 /// append, `ack <position> <streamId> <version> <tag>-<n>`, flushed at once, so the parent knows
 /// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
 /// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
+///
+/// `append-writer`, `catch-up` and `workload` die with the process that started them (PR_SET_PDEATHSIG).
 ///
 /// `catch-up --data DIR --batch N [--hold-after K] [--budget-us U]` advances the catch-up projections
 /// `N` events per transaction, printing `batch <projection> <checkpoint>` after each commit, so a
@@ -48,6 +51,11 @@ else {
     fail(usage, code: 64)
 }
 arguments.removeFirst()
+// The modes a parent starts (a test, or `crash`) end with it: a `catch-up --hold-after` child waits
+// to be killed, and after a parent that died (a test run stopped by a timeout) it would wait for ever.
+if ["append-writer", "catch-up", "workload"].contains(mode), !ChildProcess.endWithParent(getppid()) {
+    fail("campaign-harness: the parent that started this \(mode) has gone", code: 1)
+}
 var options: [String: String] = [:]
 while let flag = arguments.first {
     guard flag.hasPrefix("--"), arguments.count >= 2 else { fail(usage, code: 64) }
