@@ -39,8 +39,8 @@ public enum CLI {
 
         Every command takes --data DIR (default ./campaign-data) and --help.
         Exit codes: 0 ok, 1 failure, 64 usage. verify, projections verify, replay, prove, stats, compact
-        and export without --to or --follow read in a child process: a store page damaged beyond what
-        LMDB checks is then reported in one line (exit 1) instead of crashing the command.
+        and export read in a child process: a store page damaged beyond what LMDB checks is then
+        reported in one line (exit 1) instead of crashing the command.
         """
 
     /// Runs a command line (without the program name) and returns the exit code.

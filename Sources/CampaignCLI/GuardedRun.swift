@@ -4,7 +4,7 @@ import Spawn
 
 /// Runs the commands that read a store which may be damaged in a child process: `verify` and
 /// `projections verify` (the auditor's and operator's checks), and the commands that read the whole
-/// log or every page (`replay`, `stats`, `prove`, `compact`, and `export` to a file or standard output).
+/// log or every page (`replay`, `stats`, `prove`, `compact`, and `export`, the relay included).
 ///
 /// LMDB checks page numbers but not the layout inside a page: a page whose header or node offsets
 /// were overwritten (a disk fault, or bytes changed by hand) makes a cursor read wild memory, and
@@ -16,8 +16,8 @@ import Spawn
 /// The parent passes SIGTERM, SIGINT and SIGHUP on to the child; when the child ends on a signal
 /// that is not a crash (one of those, or SIGPIPE from a reader that went away), the parent ends on
 /// it too, so a shell or supervisor sees what it would without the guard. SIGKILL cannot be passed
-/// on: the child asks the kernel to kill it when its parent ends (``tieToParent()``). Commands that keep running
-/// (`apply`, `demo`, `export --to`, `export --follow`) and those that write are not guarded.
+/// on: the child asks the kernel to kill it when its parent ends (``tieToParent()``). `apply` and
+/// `demo`, which a host or a terminal drives, and the commands that write run in their own process.
 enum GuardedRun {
     /// Set in the child's environment: the child runs the command itself.
     static let childVariable = "CAMPAIGN_GUARDED_CHILD"
@@ -42,7 +42,7 @@ enum GuardedRun {
         switch command {
         case "verify", "replay", "stats", "prove", "compact": true
         case "projections": arguments.positionals.first == "verify"
-        case "export": arguments.options["to"] == nil && !arguments.flags.contains("follow")
+        case "export": true
         default: false
         }
     }

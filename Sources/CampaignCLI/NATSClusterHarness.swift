@@ -13,10 +13,12 @@ public enum NATSClusterHarness {
         public var events: Int
         /// Messages in the stream at the end.
         public var messages: UInt64
-        /// Events missing from the stream, or stored at another sequence.
+        /// Events missing from the stream.
         public var lost: Int
         /// Events stored more than once.
         public var duplicated: Int
+        /// Events stored after an event that comes later in the log.
+        public var outOfOrder: Int
         /// Messages relayed when the node was killed.
         public var killedAfter: UInt64
         /// The name of the node killed mid-relay (`n2`, one of the three).
@@ -28,6 +30,7 @@ public enum NATSClusterHarness {
         public var line: String {
             "nats cluster harness: 3 nodes, replicas 3, \(killed) killed after \(killedAfter) of \(events) events; "
                 + "stream holds \(messages) messages, \(lost) lost, \(duplicated) duplicated, "
+                + "\(outOfOrder) out of order, "
                 + "relay \(String(format: "%.1f", seconds)) s"
         }
     }
@@ -102,19 +105,20 @@ public enum NATSClusterHarness {
         defer { connection.close() }
         let jetStream = JetStream(connection)
         let state = try await jetStream.streamState("CAMPAIGN")
-        var lost = 0
         var seen = Set<String>()
         var duplicated = 0
+        var outOfOrder = 0
+        var highest: UInt64 = 0
         for sequence in 1...max(1, state.lastSequence) where state.lastSequence > 0 {
             let message = try await jetStream.message("CAMPAIGN", sequence: sequence)
             let id = message.headers["Nats-Msg-Id"] ?? ""
             if !seen.insert(id).inserted { duplicated += 1 }
-            let index = Int(sequence) - 1
-            if index >= events.count || id != "\(storeId)-\(events[index].position)" { lost += 1 }
+            guard id.hasPrefix(storeId + "-"), let position = UInt64(id.dropFirst(storeId.count + 1)) else { continue }
+            if position < highest { outOfOrder += 1 } else { highest = position }
         }
-        lost += max(0, events.count - Int(state.lastSequence))
+        let lost = events.count { !seen.contains("\(storeId)-\($0.position)") }
         return Summary(
-            events: events.count, messages: state.messages, lost: lost, duplicated: duplicated,
+            events: events.count, messages: state.messages, lost: lost, duplicated: duplicated, outOfOrder: outOfOrder,
             killedAfter: killedAfter, killed: "n2", seconds: seconds)
     }
 

@@ -132,7 +132,8 @@ if mode == "nats-cluster" {
             directory: data, contacts: Int(options["contacts"] ?? "3000") ?? 3_000
         ) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         emit(summary.line)
-        exit(summary.lost == 0 && summary.duplicated == 0 && summary.messages == UInt64(summary.events) ? 0 : 1)
+        let clean = summary.lost == 0 && summary.duplicated == 0 && summary.outOfOrder == 0
+        exit(clean && summary.messages == UInt64(summary.events) ? 0 : 1)
     } catch {
         fail("campaign-harness: \(error)", code: 1)
     }
