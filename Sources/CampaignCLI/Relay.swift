@@ -6,7 +6,9 @@ import NATS
 import Synchronization
 
 /// `campaign export --to nats://…`: relays the log into a JetStream stream, at least once, in
-/// order, with duplicates dropped by JetStream (`Nats-Msg-Id` = the CloudEvent id).
+/// order, with duplicates dropped by JetStream (`Nats-Msg-Id` = the CloudEvent id). A broker that
+/// fails with publishes in flight can drop one of them and store later ones: sent again, it lands
+/// after them (README, the cluster harness).
 ///
 /// The consumer's checkpoint moves only past events JetStream acknowledged, and only as far as
 /// every event before them is acknowledged too; after a crash, a lost broker or a stop, the next
