@@ -40,8 +40,6 @@ static struct sigaction forward_previous[64];
 // Sends every kept signal to `pid`. Each bit is taken once (`atomic_exchange`), so a signal the
 // handler keeps while `cspawn_forward_to` runs reaches the child exactly once, from one side or
 // the other.
-void cspawn_raise_unblocked(int signal);
-
 static void forward_kept_to(pid_t pid) {
     unsigned long long kept = atomic_exchange(&forward_kept, 0);
     for (int signal = 1; signal < 64; signal++) {

@@ -97,15 +97,15 @@ public enum CLI {
             let arguments = try Arguments.parse(rest, options: options, flags: flags)
             // A page damaged beyond what LMDB checks crashes whatever reads it: such commands read in
             // a child (GuardedRun), after their arguments were found well-formed here.
-            if GuardedRun.guards(command, arguments), GuardedRun.runsHere(console), !GuardedRun.tieToParent() {
-                return Exit.failure.rawValue
-            }
-            if GuardedRun.guards(command, arguments), !GuardedRun.runsHere(console),
-                let exit = await GuardedRun.inChild(
+            if GuardedRun.guards(command, arguments) {
+                if GuardedRun.runsHere(console) {
+                    guard GuardedRun.tieToParent() else { return Exit.failure.rawValue }
+                } else if let exit = await GuardedRun.inChild(
                     command == "projections" ? "projections verify" : command, json: arguments.flags.contains("json"),
-                    console: console, afterCrash: { CompactCommand.removeCopy(arguments, command: command) })
-            {
-                return exit.rawValue
+                    console: console)
+                {
+                    return exit.rawValue
+                }
             }
             return try await handler(arguments, console).rawValue
         } catch let error as Arguments.UsageError {
@@ -724,14 +724,6 @@ enum CompactCommand {
         values deleted by contact.erase do not survive in the copy. Replace the store with the copy
         while no process has it open.
         """
-
-    /// After a compaction that crashed: deletes the half-written copy (the directory was empty when
-    /// it began, so its store files are the copy's) and says so; nil for any other command.
-    static func removeCopy(_ arguments: Arguments, command: String) -> String? {
-        guard command == "compact", let target = arguments.options["to"] else { return nil }
-        for file in ["data.mdb", "lock.mdb"] { try? FileManager.default.removeItem(atPath: target + "/" + file) }
-        return "the unfinished copy in \(target) was deleted"
-    }
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
         guard let target = arguments.options["to"] else { throw CLI.usage("compact needs --to EMPTY_DIR") }

@@ -68,10 +68,7 @@ enum GuardedRun {
     /// error; for a check with `json`, an object with `intact: false` on standard output) and fails.
     /// Nil when no child could be started (this process ignores SIGCHLD, say): a line on standard
     /// error says the command runs unguarded, and the caller runs it here.
-    /// - Parameter afterCrash: undoes what the crashed child left half done, and says what it did.
-    static func inChild(
-        _ command: String, json: Bool, console: any Console, afterCrash: () -> String? = { nil }
-    ) async -> CLI.Exit? {
+    static func inChild(_ command: String, json: Bool, console: any Console) async -> CLI.Exit? {
         let termination: ChildProcess.Termination
         do {
             termination = try await runChild()
@@ -94,7 +91,6 @@ enum GuardedRun {
             let problem =
                 "reading the store stopped \(isCheck ? "the check" : "it") with \(name): a page of data.mdb is "
                 + "damaged beyond what LMDB checks, so no position can be named; restore the directory from a backup"
-                + (afterCrash().map { " (\($0))" } ?? "")
             if json && isCheck {
                 console.out(JSON.object(["intact": .bool(false), "problem": .string(problem)]).text)
             } else {

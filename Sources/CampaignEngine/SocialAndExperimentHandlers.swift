@@ -95,9 +95,12 @@ extension CampaignEngine {
             var context = DecisionContext(now: now, tenant: tenant)
             context.alreadyCounted = isExposure ? seen != nil : seen?.converted == true
             context.exposedVariant = seen?.variant
-            // A running experiment checks the contact before deciding: an unknown one is not found
-            // (rather than "not exposed"); any other state answers with the experiment's own conflict.
-            if state?.status == .running,
+            // The write transaction checks the contact of a request that appends. One that will not
+            // (counted already, or a conversion of a contact never exposed) checks it here, so an
+            // unknown or erased contact is not found rather than "counted" or "not exposed"; an
+            // experiment that is not running answers with its own conflict first.
+            let appends = isExposure ? seen == nil : seen?.converted == false
+            if state?.status == .running, !appends,
                 try !store.read({ try CampaignEngine.isActiveContact(contactId, tenant: tenant, in: $0) })
             {
                 throw CampaignEngine.contactNotFound(contactId)
