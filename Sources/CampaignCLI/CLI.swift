@@ -721,8 +721,10 @@ enum CompactCommand {
         usage: campaign compact [--data DIR] --to EMPTY_DIR
 
         Writes a compacted copy of the store (LMDB's MDB_CP_COMPACT): freed pages are not copied, so
-        values deleted by contact.erase do not survive in the copy. Replace the store with the copy
-        while no process has it open.
+        values deleted by contact.erase do not survive in the copy. The copy is written to
+        data.mdb.partial and becomes data.mdb only once it is whole and flushed; a copy cut short
+        leaves the partial file, and compact may be run again into the same directory. Replace the
+        store with the copy while no process has it open.
         """
 
     static func run(_ arguments: Arguments, console: any Console) async throws -> CLI.Exit {
@@ -731,7 +733,9 @@ enum CompactCommand {
         if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw CLI.usage("--to \(target) is a file, not a directory")
         }
-        if let existing = try? FileManager.default.contentsOfDirectory(atPath: target), !existing.isEmpty {
+        // A copy cut short (the process killed or the machine down) leaves only its partial file.
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: target)) ?? []
+        if !existing.allSatisfy({ $0 == EventStore.partialCopyName }) {
             throw CLI.usage("--to \(target) is not empty")
         }
         let store = try CLI.openStore(arguments)

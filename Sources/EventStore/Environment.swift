@@ -367,13 +367,39 @@ final class Environment: @unchecked Sendable {
         }
     }
 
-    /// Writes a compacted copy of the environment (free pages dropped) into `directory`.
+    /// Writes a compacted copy of the environment (free pages dropped) into `directory` as `data.mdb`.
+    ///
+    /// The copy is written to `data.mdb.partial`, flushed, and linked as `data.mdb` (never over an
+    /// existing one), and the directory flushed after it: `data.mdb` is there only once it is whole
+    /// and durable. A crash part-way leaves the partial file, which the next copy writes over.
     func copyCompacted(to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try gate.withReadLock {
-            guard let env else { throw EventStoreError.closed }
-            try LMDB.check(mdb_env_copy2(env, directory, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2 \(directory)")
+        let partial = directory + "/" + EventStore.partialCopyName
+        let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try Environment.systemCall(fd >= 0, "open \(partial)")
+        do {
+            defer { Glibc.close(fd) }
+            try gate.withReadLock {
+                guard let env else { throw EventStoreError.closed }
+                try LMDB.check(mdb_env_copyfd2(env, fd, UInt32(MDB_CP_COMPACT)), "mdb_env_copyfd2 \(partial)")
+            }
+            try Environment.systemCall(fsync(fd) == 0, "fsync \(partial)")
+            try Environment.systemCall(link(partial, directory + "/data.mdb") == 0, "link \(directory)/data.mdb")
+        } catch {
+            unlink(partial)
+            throw error
         }
+        unlink(partial)
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try Environment.systemCall(directoryFD >= 0, "open \(directory)")
+        defer { Glibc.close(directoryFD) }
+        try Environment.systemCall(fsync(directoryFD) == 0, "fsync \(directory)")
+    }
+
+    /// Throws the system error in `errno`, classified like LMDB's, unless `succeeded`.
+    private static func systemCall(_ succeeded: Bool, _ operation: @autoclosure () -> String) throws {
+        guard !succeeded else { return }
+        throw LMDB.error(errno, operation(), opening: true)
     }
 }
 

@@ -498,11 +498,16 @@ public final class EventStore: @unchecked Sendable {
         return StoreUsage(mapSize: usage.mapSize, usedBytes: usage.usedBytes, pageSize: usage.pageSize)
     }
 
-    /// Writes a compacted copy of the store (LMDB's `MDB_CP_COMPACT`) into an empty directory.
-    /// Freed pages are not copied, so erased values do not survive in the copy.
+    /// Writes a compacted copy of the store (LMDB's `MDB_CP_COMPACT`) into a directory without a
+    /// `data.mdb`. Freed pages are not copied, so erased values do not survive in the copy; the copy's
+    /// `data.mdb` appears only once it is whole and flushed (until then it is `data.mdb.partial`,
+    /// which a crash may leave and the next copy writes over).
     public func copyCompacted(to directory: String) throws {
         try environment.copyCompacted(to: directory)
     }
+
+    /// The name ``copyCompacted(to:)`` writes its copy under until the copy is whole.
+    public static let partialCopyName = "data.mdb.partial"
 
     // MARK: - Committing
 

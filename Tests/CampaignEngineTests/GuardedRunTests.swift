@@ -154,6 +154,56 @@ import Glibc
         #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
     }
 
+    /// `campaign compact` killed part-way through its copy leaves no `data.mdb` that a reader could
+    /// take for a whole store, and a second run into the same directory writes the copy. The copy
+    /// goes into a pipe of one page in place of its partial file, which this test does not read:
+    /// once anything has arrived the copier can have written at most that page of a copy several
+    /// pages long, and it is killed (its parent with SIGKILL, the guarded child with it).
+    @Test func aCompactKilledPartWayLeavesNoCopyAndCanBeRunAgain() async throws {
+        let directory = try await sessionStore()
+        let whole = TemporaryDirectory()
+        #expect(try await campaign(["compact", "--data", directory.path, "--to", whole.path]).status == 0)
+        let wholeSize = try #require(
+            try FileManager.default.attributesOfItem(atPath: whole.path + "/data.mdb")[.size] as? Int)
+        let target = TemporaryDirectory()
+        let partial = target.path + "/data.mdb.partial"
+        try #require(mkfifo(partial, 0o600) == 0)
+        let reader = open(partial, O_RDONLY | O_NONBLOCK)
+        try #require(reader >= 0)
+        defer { Glibc.close(reader) }
+        let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ
+        let pipeSize = Int(fcntl(reader, setPipeSize, Int32(getpagesize())))
+        try #require(pipeSize > 0 && pipeSize < wholeSize, "pipe of \(pipeSize) bytes, copy of \(wholeSize)")
+        let parent = try ChildProcess(
+            product("campaign"), ["compact", "--data", directory.path, "--to", target.path], output: .null,
+            error: .null)
+        var ready = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
+        let started = Self.eventually { poll(&ready, 1, 0) == 1 }
+        parent.send(SIGKILL)
+        #expect(await parent.waitForExit() == .signalled(SIGKILL))
+        try #require(started, "the copy never began")
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var received = 0
+        // Read to end of file: every process that had the pipe open for writing is gone.
+        #expect(
+            Self.eventually {
+                let count = read(reader, &buffer, buffer.count)
+                if count > 0 { received += count }
+                return count == 0
+            })
+        #expect(received > 0 && received <= pipeSize)
+        #expect(!FileManager.default.fileExists(atPath: target.path + "/data.mdb"))
+
+        // What a copy cut short leaves on a disk is a file of some of the pages.
+        try FileManager.default.removeItem(atPath: partial)
+        try Data(buffer.prefix(received)).write(to: URL(fileURLWithPath: partial))
+        let again = try await campaign(["compact", "--data", directory.path, "--to", target.path])
+        #expect(again.status == 0 && again.out.contains("compacted copy written"), "\(again)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: target.path) == ["data.mdb"])
+        let verify = try await campaign(["verify", "--data", target.path])
+        #expect(verify.status == 0 && verify.out.contains("5 events checked"), "\(verify)")
+    }
+
     /// A process that ignores SIGCHLD (inherited through `exec` from a shell's `trap '' CHLD`) could
     /// not read its child's exit status: verify says so and checks in its own process.
     @Test func aVerifyThatCannotWaitForAChildChecksInItsOwnProcess() async throws {

@@ -327,4 +327,15 @@ import Testing
         #expect(try copied.verifyChain().isIntact && copied.head().position == 3)
         copied.close()
     }
+
+    @Test func aCompactedCopyNeverReplacesAStoreAlreadyThere() async throws {
+        let t = try TestEngine()
+        _ = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"email":"a@example.org"}}"#)
+        let copy = TemporaryDirectory()
+        let existing = URL(fileURLWithPath: copy.path + "/data.mdb")
+        try Data("not to be replaced".utf8).write(to: existing)
+        #expect(throws: EventStoreError.self) { try t.engine.eventStore.copyCompacted(to: copy.path) }
+        #expect(try String(contentsOf: existing, encoding: .utf8) == "not to be replaced")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: copy.path) == ["data.mdb"])
+    }
 }
