@@ -77,7 +77,7 @@ let package = Package(
             path: "Tools/harness"
         ),
         .target(name: "TestSupport", dependencies: ["NATS", "Signing", "Spawn"], path: "Tests/TestSupport"),
-        .testTarget(name: "SpawnTests", dependencies: ["Spawn", "TestSupport"]),
+        .testTarget(name: "SpawnTests", dependencies: ["Spawn", "TestSupport", "campaign-harness"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "Hashing"]),
         .testTarget(name: "NATSTests", dependencies: ["NATS", "TestSupport"]),

@@ -7,7 +7,9 @@ import Glibc
 
 /// A real `nats-server` with JetStream started on a loopback port, its store in a directory of its
 /// own (a temporary one unless given, removed when the value is released); stopped by ``stop()``
-/// or on release. For the tests and the harness, which never mock the broker.
+/// or on release, and killed by the kernel when this process ends without stopping it (a test run
+/// stopped by a timeout, a benchmark interrupted). For the tests, the harness and the benchmark,
+/// which never mock the broker.
 public final class LocalNATSServer: @unchecked Sendable {
     // Invariant: every stored property is set once in `init`; `ChildProcess` is safe to stop from any thread.
     /// The running `nats-server` process, for a test that must kill it (``stop()`` ends it otherwise).
@@ -32,7 +34,7 @@ public final class LocalNATSServer: @unchecked Sendable {
         process = try ChildProcess(
             LocalNATSServer.executable,
             ["-js", "-a", "127.0.0.1", "-p", String(self.port), "-sd", storePath] + arguments,
-            output: .null, error: .null)
+            output: .null, error: .null, endsWithThisProcess: true)
         let deadline = Date().addingTimeInterval(15)
         while !LocalNATSServer.accepts(self.port) {
             guard Date() < deadline, process.isRunning else {

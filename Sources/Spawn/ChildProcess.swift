@@ -128,16 +128,27 @@ public final class ChildProcess: Sendable {
     ///   - signals: signals this process passes on to the child until it ends (one child at a time
     ///     forwards; ``SpawnError`` with `EBUSY` while another does). A signal that comes after the
     ///     child ended gets this process's own handling back, so it is not lost.
+    ///   - endsWithThisProcess: the kernel kills the child (SIGKILL) when this process ends, however it
+    ///     ends, for a server this process starts and would otherwise leave running after a SIGKILL or a
+    ///     crash. The child is started through util-linux's `setpriv --pdeathsig KILL`, which sets
+    ///     `PR_SET_PDEATHSIG` and then runs `executable` in its place (same pid); where `setpriv` is not
+    ///     installed the child is started as is. Not for a program that starts its server as a daemon
+    ///     (it leaves the process that would be killed).
     /// - Throws: ``SpawnError``; with `ECHILD` when this process ignores SIGCHLD, since the child's
     ///   exit status could not be read.
     public init(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         directory: String? = nil, input: Input = .null, output: Output = .inherit, error: Output = .inherit,
-        inheritsSIGPIPE: Bool = false, forwarding signals: [Int32] = []
+        inheritsSIGPIPE: Bool = false, forwarding signals: [Int32] = [], endsWithThisProcess: Bool = false
     ) throws {
         guard cspawn_children_are_reaped_by_kernel() == 0 else {
             throw SpawnError(executable: executable, code: ECHILD)
         }
+        let wrapped = endsWithThisProcess && access(ChildProcess.setpriv, X_OK) == 0
+        // Through `setpriv` a missing program would be a child that exits at once: refuse it here, as
+        // `posix_spawn` would.
+        let resolved = executable.hasPrefix("/") ? executable : "\(directory ?? ".")/\(executable)"
+        if wrapped, access(resolved, X_OK) != 0 { throw SpawnError(executable: executable, code: errno) }
         // What the child's three descriptors become, made into `posix_spawn` file actions by the
         // thread that starts it.
         var actions = [SpawnAction]()
@@ -182,7 +193,9 @@ public final class ChildProcess: Sendable {
             }
         }
         let plan = SpawnPlan(
-            executable: executable, arguments: arguments, environment: environment, directory: directory,
+            executable: wrapped ? ChildProcess.setpriv : executable,
+            arguments: wrapped ? ["--pdeathsig", "KILL", "--", executable] + arguments : arguments,
+            environment: environment, directory: directory,
             actions: actions, inheritsSIGPIPE: inheritsSIGPIPE)
 
         forwards = !signals.isEmpty
@@ -282,6 +295,9 @@ public final class ChildProcess: Sendable {
 
     /// Sends SIGTERM.
     public func terminate() { send(SIGTERM) }
+
+    /// util-linux's `setpriv`, which starts a child that ends with this process (Debian: essential).
+    public static let setpriv = "/usr/bin/setpriv"
 
     /// Called early by a child that stands in for its parent: the kernel kills it (SIGKILL) when
     /// the parent's thread that started it ends, which is when the parent ends (a ``ChildProcess``

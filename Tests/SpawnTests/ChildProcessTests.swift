@@ -146,6 +146,41 @@ struct ChildProcessTests {
         }
     }
 
+    @Test func aProgramThatDoesNotExistIsAnErrorAlsoForAChildThatEndsWithThisProcess() {
+        #expect {
+            try ChildProcess("/nonexistent/program", [], endsWithThisProcess: true)
+        } throws: { error in
+            (error as? ChildProcess.SpawnError)?.code == ENOENT
+        }
+    }
+
+    @Test func aChildThatEndsWithThisProcessIsKilledWhenThisProcessIsKilled() async throws {
+        /// Whether `pid` runs: its `/proc` entry exists and is not a zombie (one nobody reaps here).
+        func runs(_ pid: pid_t) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let state = stat.split(separator: ")").last?.split(separator: " ").first
+            else { return false }
+            return state != "Z" && state != "X"
+        }
+        // The harness starts `sleep` as this process would start `nats-server`, then is killed.
+        let holder = try startProduct("campaign-harness", ["hold-child", "/bin/sleep", "300"])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while holder.lines.isEmpty, holder.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let words = try #require(holder.lines.first).split(separator: " ")
+        let child = try #require(words.count == 2 && words[0] == "child" ? pid_t(words[1]) : nil)
+        #expect(runs(child))
+        // It is `sleep` itself, not a wrapper waiting for it.
+        let command = try String(contentsOfFile: "/proc/\(child)/comm", encoding: .utf8)
+        #expect(command == "sleep\n")
+        holder.send(SIGKILL)
+        #expect(await holder.waitForExit() == .signalled(SIGKILL))
+        while runs(child), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!runs(child))
+        if runs(child) { kill(child, SIGKILL) }
+    }
+
     @Test func aFinishedChildLeavesNoDescriptorOrThreadBehind() async throws {
         /// The names of this process's threads.
         func threadNames() -> [String] {

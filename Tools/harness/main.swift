@@ -13,7 +13,8 @@ import Spawn
 /// exactly what was acknowledged when it kills the process. In `exact` mode each append reads the
 /// stream's version and expects it exactly, retrying on conflict (as a competing engine would).
 ///
-/// `append-writer`, `catch-up` and `workload` die with the process that started them (PR_SET_PDEATHSIG).
+/// `append-writer`, `catch-up`, `workload` and `hold-child` die with the process that started them
+/// (PR_SET_PDEATHSIG).
 ///
 /// `catch-up --data DIR --batch N [--hold-after K] [--budget-us U]` advances the catch-up projections
 /// `N` events per transaction, printing `batch <projection> <checkpoint>` after each commit, so a
@@ -27,6 +28,10 @@ import Spawn
 /// `fuzz [--data DIR] [--cases 100000] [--seed S]` sends hostile requests through the wire
 /// format and checks every answer; prints one summary line.
 ///
+/// `hold-child PROGRAM [ARGUMENT…]` starts PROGRAM as a child that ends with this process
+/// (`endsWithThisProcess`, as `LocalNATSServer` starts `nats-server`), prints `child <pid>` and waits
+/// to be killed: a test kills it with SIGKILL and checks the child is gone.
+///
 /// `nats-cluster [--data DIR] [--contacts 3000]` relays a demo store into a three-node JetStream
 /// cluster (replicas 3) and kills a node during the relay; prints one summary line.
 
@@ -37,6 +42,7 @@ let usage = """
            campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
            campaign-harness workload --data DIR --round N --limit N
            campaign-harness nats-cluster [--data DIR] [--contacts N]
+           campaign-harness hold-child PROGRAM [ARGUMENT...]
     """
 
 func fail(_ message: String, code: Int32) -> Never {
@@ -46,15 +52,27 @@ func fail(_ message: String, code: Int32) -> Never {
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first,
-    ["append-writer", "catch-up", "crash", "fuzz", "workload", "nats-cluster"].contains(mode)
+    ["append-writer", "catch-up", "crash", "fuzz", "workload", "nats-cluster", "hold-child"].contains(mode)
 else {
     fail(usage, code: 64)
 }
 arguments.removeFirst()
 // The modes a parent starts (a test, or `crash`) end with it: a `catch-up --hold-after` child waits
 // to be killed, and after a parent that died (a test run stopped by a timeout) it would wait for ever.
-if ["append-writer", "catch-up", "workload"].contains(mode), !ChildProcess.endWithParent(getppid()) {
+if ["append-writer", "catch-up", "workload", "hold-child"].contains(mode), !ChildProcess.endWithParent(getppid()) {
     fail("campaign-harness: the parent that started this \(mode) has gone", code: 1)
+}
+if mode == "hold-child" {
+    guard let program = arguments.first else { fail(usage, code: 64) }
+    do {
+        let child = try ChildProcess(
+            program, Array(arguments.dropFirst()), output: .null, error: .null, endsWithThisProcess: true)
+        FileHandle.standardOutput.write(Data("child \(child.pid)\n".utf8))
+        child.waitUntilExit()
+        exit(0)
+    } catch {
+        fail("campaign-harness: \(error)", code: 1)
+    }
 }
 var options: [String: String] = [:]
 while let flag = arguments.first {
