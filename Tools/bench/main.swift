@@ -1038,15 +1038,17 @@ if runs(10) {
 
 // MARK: The peers.
 
-/// Runs `command` with `/bin/sh` and returns its exit status and standard output. The output goes
-/// through a file, not a pipe: a command that starts a daemon (`pg_ctl start`) leaves the daemon
-/// holding whatever descriptor it was given, and a pipe would not reach end of file until it stops.
-func shell(_ command: String) -> (Int32, String) {
+/// Runs `command` with `/bin/sh` and returns its exit status and standard output (through a file,
+/// as the output of a command that leaves something running is not at an end until it stops).
+/// With `endsWithThisProcess` the shell is killed when this process is: give a command that starts
+/// with `exec`, so the program it runs is the shell's process and goes with it.
+func shell(_ command: String, endsWithThisProcess: Bool = false) -> (Int32, String) {
     let output = NSTemporaryDirectory() + "campaign-bench-\(UUID().uuidString).out"
     defer { try? FileManager.default.removeItem(atPath: output) }
     guard
         let child = try? ChildProcess(
-            "/bin/sh", ["-c", "(\(command)) >'\(output)' 2>/dev/null </dev/null"], output: .null, error: .null)
+            "/bin/sh", ["-c", "exec >'\(output)' 2>/dev/null </dev/null; \(command)"], output: .null, error: .null,
+            endsWithThisProcess: endsWithThisProcess)
     else { return (127, "") }
     let status: Int32 =
         switch child.waitUntilExit() {
@@ -1056,14 +1058,16 @@ func shell(_ command: String) -> (Int32, String) {
     return (status, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
 }
 
-/// A throwaway PostgreSQL cluster: `initdb` in a temporary directory, `pg_ctl` on a free loopback
-/// port, trust authentication, default (durable) settings; Debian's `postgresql` is installed when
-/// missing. Run as the `postgres` user when this process is root (PostgreSQL refuses root).
-struct ThrowawayPostgres {
+/// A throwaway PostgreSQL cluster: `initdb` in a temporary directory, then `postgres` itself (not
+/// `pg_ctl`, which leaves a daemon) on a free loopback port as a child that ends with this process,
+/// so an interrupted or killed benchmark leaves no server running. Trust authentication, default
+/// (durable) settings; Debian's `postgresql` is installed when missing. Runs as the `postgres` user
+/// when this process is root (PostgreSQL refuses root), through `setpriv`, which changes the user
+/// before it asks for the parent-death signal (a change of user clears it).
+final class ThrowawayPostgres: Sendable {
     let directory: String
     let port: UInt16
-    let bin: String
-    let asUser: String
+    let server: ChildProcess
 
     init?() {
         if shell("ls /usr/lib/postgresql/*/bin/initdb").0 != 0 {
@@ -1073,20 +1077,39 @@ struct ThrowawayPostgres {
         }
         let (found, path) = shell("ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1")
         guard found == 0, !path.isEmpty, let port = try? LocalNATSServer.freePort() else { return nil }
-        bin = path.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bin = path.trimmingCharacters(in: .whitespacesAndNewlines)
         self.port = port
-        asUser = getuid() == 0 ? "runuser -u postgres -- " : ""
+        let root = getuid() == 0
         let (made, temporary) = shell("mktemp -d /tmp/campaign-bench-pg.XXXXXX")
         guard made == 0 else { return nil }
-        directory = temporary.trimmingCharacters(in: .whitespacesAndNewlines)
-        let owner = getuid() == 0 ? "chown postgres \(directory) && " : ""
-        let started = shell(
-            "chmod 755 \(directory) && \(owner)\(asUser)\(bin)/initdb -D \(directory)/data -A trust -U postgres "
-                + ">/dev/null && \(asUser)\(bin)/pg_ctl -D \(directory)/data -l \(directory)/log -w "
-                + "-o '-p \(port) -k \(directory) -c listen_addresses=127.0.0.1' start >/dev/null")
-        guard started.0 == 0 else {
+        let directory = temporary.trimmingCharacters(in: .whitespacesAndNewlines)
+        self.directory = directory
+        let initialised = shell(
+            "chmod 755 \(directory) && " + (root ? "chown postgres \(directory) && runuser -u postgres -- " : "")
+                + "\(bin)/initdb -D \(directory)/data -A trust -U postgres >/dev/null")
+        let arguments = [
+            "\(bin)/postgres", "-D", "\(directory)/data", "-p", String(port), "-k", directory, "-c",
+            "listen_addresses=127.0.0.1",
+        ]
+        guard initialised.0 == 0,
+            let server = try? ChildProcess(
+                root ? ChildProcess.setpriv : arguments[0],
+                root
+                    ? ["--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig", "KILL", "--"] + arguments
+                    : Array(arguments.dropFirst()),
+                output: .null, error: .null, endsWithThisProcess: !root)
+        else {
             _ = shell("rm -rf \(directory)")
             return nil
+        }
+        self.server = server
+        let deadline = Date().addingTimeInterval(60)
+        while shell("\(bin)/pg_isready -q -h 127.0.0.1 -p \(port)").0 != 0 {
+            guard server.isRunning, Date() < deadline else {
+                stop()
+                return nil
+            }
+            usleep(50_000)
         }
     }
 
@@ -1096,8 +1119,11 @@ struct ThrowawayPostgres {
             + "POSTGRES_PASSWORD=unused"
     }
 
+    /// Stops the server (SIGINT: PostgreSQL's fast shutdown), waits for it and removes the cluster.
     func stop() {
-        _ = shell("\(asUser)\(bin)/pg_ctl -D \(directory)/data -m fast -w stop >/dev/null; rm -rf \(directory)")
+        server.send(SIGINT)
+        server.waitUntilExit()
+        _ = shell("rm -rf \(directory)")
     }
 }
 
@@ -1114,8 +1140,11 @@ if withPeer && only == nil {
                 + "\(venv)/bin/pip install -q 'eventsourcing[postgres]'"
         ).0 == 0
     func runPeer(_ backend: String, environment: String = "") -> JSON {
+        // The peer ends with this process: after an interrupted run it would wait for ever on a
+        // PostgreSQL that went with it.
         let (status, output) = shell(
-            "\(environment) \(venv)/bin/python \(script) \(root)/peer-\(backend) \(quick ? 1 : 0) \(backend)")
+            "exec env \(environment) \(venv)/bin/python \(script) \(root)/peer-\(backend) \(quick ? 1 : 0) \(backend)",
+            endsWithThisProcess: true)
         guard status == 0 else { return .null }
         return (try? JSON.parse(output.trimmingCharacters(in: .whitespacesAndNewlines))) ?? .null
     }
