@@ -45,10 +45,14 @@ public final class LocalNATSServer: @unchecked Sendable {
         }
     }
 
-    /// Stops the server (SIGTERM) and waits for it to exit.
-    public func stop() {
+    /// Stops the server: SIGTERM, then SIGKILL if it has not exited within `grace` seconds (a server
+    /// that stopped answering would otherwise keep its caller waiting for ever), and waits for it.
+    public func stop(grace: Double = 10) {
         guard process.isRunning else { return }
         process.terminate()
+        let deadline = Date().addingTimeInterval(grace)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        if process.isRunning { process.send(SIGKILL) }
         process.waitUntilExit()
     }
 

@@ -256,6 +256,14 @@ import Testing
         }
     }
 
+    @Test func aServerThatNoLongerAnswersIsKilledWhenItDoesNotStopInTime() throws {
+        let server = try LocalNATSServer()
+        // A stopped process leaves SIGTERM pending, as a hung server would leave it unanswered.
+        server.process.send(SIGSTOP)
+        server.stop(grace: 0.5)
+        #expect(server.process.termination == .signalled(SIGKILL))
+    }
+
     @Test func aServerThatGoesAwayFailsWhatIsUnderWay() async throws {
         let server = try LocalNATSServer()
         let connection = try NATSConnection(url: server.url)
