@@ -68,6 +68,11 @@ public struct PersonalDataReader {
     public static func values(stored: UnsafeRawBufferPointer, only fields: JSONSelection) -> JSONObject {
         JSON.members(fields, in: stored)
     }
+
+    /// ``values(stored:only:)`` into `values`, a slot a selected name (``JSON/members(_:in:into:)``).
+    public static func values(stored: UnsafeRawBufferPointer, only fields: JSONSelection, into values: inout [JSON?]) {
+        JSON.members(fields, in: stored, into: &values)
+    }
 }
 
 /// Key-value rows in strictly increasing key order: packed in one buffer (a million small rows

@@ -227,20 +227,23 @@ final class MembershipFold: RebuildFold {
         // Each segment's rule compiled once per schema it is evaluated with (nil: it does not parse),
         // by the segment's index among the active ones and the schema's index; the contact loop
         // below reads only these arrays (not the segments' entries, each a copy of several values).
-        let matchers = active.map { segment in
+        let compiled = active.map { segment in
             tenant.schemas.map { SegmentMembership.matcher(segment.value.state.rules, $0.schema) }
         }
         outcome.segments = active.map { Array($0.key.utf8) }
         let lastChanges = active.map(\.value.lastChange)
-        // The fields any rule that can be evaluated reads: only those of a contact's values are made.
+        // The fields any rule that can be evaluated reads: only those of a contact's values are
+        // made, each into its slot of one array reused for every contact.
         var fields = Set<String>()
-        for matcher in matchers.joined() { if let matcher { fields.formUnion(matcher.rule.fields) } }
+        for matcher in compiled.joined() { if let matcher { fields.formUnion(matcher.rule.fields) } }
         let selection = PersonalData.selection(fields)
+        let matchers = compiled.map { $0.map { $0.map { SelectionMatcher($0, selection: selection) } } }
+        var values = [JSON?](repeating: nil, count: selection.names.count)
         var members = [[Int]](repeating: [], count: active.count)
         /// Decides the memberships of contact `contact` (its index), with its stored document (nil:
         /// no values are kept).
         func decide(_ contact: Int, stored: UnsafeRawBufferPointer?) {
-            var values: JSONObject?
+            var read = false
             let last = lasts[contact]
             for index in active.indices {
                 let lastChange = lastChanges[index]
@@ -249,10 +252,15 @@ final class MembershipFold: RebuildFold {
                 // Without a rule (it does not parse) the pair is no member and has no boundary.
                 var current = matchers[index][schema]
                 if current == nil { continue }
-                if values == nil {
-                    values = stored.map { PersonalDataReader.values(stored: $0, only: selection) } ?? [:]
+                if !read {
+                    if let stored {
+                        PersonalDataReader.values(stored: stored, only: selection, into: &values)
+                    } else {
+                        for slot in values.indices { values[slot] = nil }
+                    }
+                    read = true
                 }
-                var boundary = current?.nextChange(values!, after: trigger.time)
+                var boundary = current?.nextChange(values, after: trigger.time)
                 // A refresh after the trigger whose time reaches the boundary re-evaluates the pair.
                 while let due = boundary.map(Self.millis),
                     let refresh = tenant.refreshes.first(where: {
@@ -262,9 +270,9 @@ final class MembershipFold: RebuildFold {
                     trigger = refresh
                     schema = tenant.schemaIndex(at: trigger.position)
                     current = matchers[index][schema]
-                    boundary = current?.nextChange(values!, after: trigger.time)
+                    boundary = current?.nextChange(values, after: trigger.time)
                 }
-                if current?.matches(values!, now: trigger.time) == true {
+                if current?.matches(values, now: trigger.time) == true {
                     members[index].append(contact)
                 }
                 if let boundary {

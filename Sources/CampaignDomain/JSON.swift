@@ -527,13 +527,32 @@ extension JSON {
 
     /// ``members(_:in:)-([UInt8])`` of bytes the caller lends (a stored value read in place).
     public static func members(_ selection: JSONSelection, in bytes: UnsafeRawBufferPointer) -> JSONObject {
+        var values = [JSON?](repeating: nil, count: selection.names.count)
+        members(selection, in: bytes, into: &values)
+        // The names are in byte order, the order an object keeps its members in.
+        return JSONObject(
+            sortedUnique: zip(selection.names, values).compactMap { name, value in value.map { (name, $0) } })
+    }
+
+    /// ``members(_:in:)-([UInt8])`` into `values`, one slot a selected name (its index in
+    /// ``JSONSelection/names``; nil where the member is absent): no object is made, and a caller
+    /// that reads many documents with one selection reuses one array.
+    public static func members(
+        _ selection: JSONSelection, in bytes: UnsafeRawBufferPointer, into values: inout [JSON?]
+    ) {
+        precondition(values.count == selection.names.count, "one value slot a selected name")
+        for index in values.indices { values[index] = nil }
         let buffer = bytes.assumingMemoryBound(to: UInt8.self)
-        switch scan(buffer, { (parser) throws(Parser.Skip) in try parser.members(selection) }) {
-        case let .success(found): return found
-        case .failure(.invalid): return [:]
+        let outcome = values.withUnsafeMutableBufferPointer { slots in
+            scan(buffer) { (parser) throws(Parser.Skip) in try parser.members(selection, into: slots) }
+        }
+        switch outcome {
+        case .success: return
+        case .failure(.invalid):
+            for index in values.indices { values[index] = nil }
         case .failure(.unsure):
             let all = (try? parse(Array(buffer)))?[selection.outer]?.objectValue ?? [:]
-            return all.filter { member in selection.names.contains { $0.text == member.key } }
+            for (index, name) in selection.names.enumerated() { values[index] = all[name] }
         }
     }
 
@@ -565,13 +584,31 @@ public struct JSONSelection: Sendable {
     /// The member holding the object whose members are wanted.
     public let outer: String
     let outerBytes: [UInt8]
-    let names: [(bytes: [UInt8], text: String)]
+    /// The selected names, each once, in the byte order of their UTF-8: a name's index here is
+    /// its slot in ``JSON/members(_:in:into:)``.
+    public let names: [String]
+    /// The names' UTF-8 back to back, and where each name's bytes end in it.
+    let nameBytes: [UInt8]
+    let nameEnds: [Int]
 
     /// Selects the members `names` of the object in member `outer`.
     public init(_ names: some Collection<String>, of outer: String) {
         self.outer = outer
         outerBytes = Array(outer.utf8)
-        self.names = Set(names).map { (Array($0.utf8), $0) }
+        self.names = Set(names).sorted(by: ByteOrder.precedes)
+        var bytes = [UInt8]()
+        var ends = [Int]()
+        for name in self.names {
+            bytes.append(contentsOf: name.utf8)
+            ends.append(bytes.count)
+        }
+        nameBytes = bytes
+        nameEnds = ends
+    }
+
+    /// The slot of `name`, or nil when it is not selected.
+    public func slot(of name: String) -> Int? {
+        names.firstIndex(of: name)
     }
 }
 
@@ -770,28 +807,61 @@ private struct Parser {
     }
 
     /// The selected members of the object that is the selection's top-level member (none when it
-    /// is absent or not an object), everything else checked but not made.
-    mutating func members(_ selection: JSONSelection) throws(Skip) -> JSONObject {
-        // Collected in document order into room for all of them, then ordered once: an object
-        // filled a member at a time grew and searched itself for each.
-        var found = [JSONObject.Element]()
-        found.reserveCapacity(selection.names.count)
-        try document { parser, key throws(Skip) in
-            guard parser.same(key, selection.outerBytes), parser.index < parser.bytes.count,
-                parser.bytes[parser.index] == UInt8(ascii: "{")
-            else { return try parser.skipValue() }
-            try parser.skipObject { inner, key throws(Skip) in
-                if let name = selection.names.first(where: { inner.same(key, $0.bytes) }) {
-                    found.append((name.text, try inner.make()))
+    /// is absent or not an object) into their slots, everything else checked but not made. Written
+    /// as loops, not through ``skipObject(_:)``'s closure: a `segments` rebuild reads every
+    /// contact's values this way, and the closures, their captures and an object made and sorted
+    /// for each contact were most of the cost.
+    mutating func members(_ selection: JSONSelection, into slots: UnsafeMutableBufferPointer<JSON?>) throws(Skip) {
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw .unsure }
+        try withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 16) { (first) throws(Skip) in
+            var keys = Keys(first: first)
+            guard try open(closing: UInt8(ascii: "}")) else { return }
+            repeat {
+                let key = try memberKey(&keys)
+                if same(key, selection.outerBytes), index < bytes.count, bytes[index] == UInt8(ascii: "{") {
+                    try selected(selection, into: slots)
                 } else {
-                    try inner.skipValue()
+                    try skipValue()
+                }
+            } while try more(closing: UInt8(ascii: "}"))
+            depth -= 1
+        }
+        skipWhiteSpace()
+        guard index == bytes.count else { throw .invalid }
+    }
+
+    /// The inner object of ``members(_:into:)``: each member whose key is a selected name is made
+    /// into its slot, every other one checked.
+    private mutating func selected(
+        _ selection: JSONSelection, into slots: UnsafeMutableBufferPointer<JSON?>
+    ) throws(Skip) {
+        try withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 16) { (first) throws(Skip) in
+            var keys = Keys(first: first)
+            guard try open(closing: UInt8(ascii: "}")) else { return }
+            try selection.nameBytes.withUnsafeBufferPointer { (names) throws(Skip) in
+                try selection.nameEnds.withUnsafeBufferPointer { (ends) throws(Skip) in
+                    repeat {
+                        let key = try memberKey(&keys)
+                        var slot = -1
+                        var start = 0
+                        for (at, end) in ends.enumerated() {
+                            if end - start == key.count,
+                                key.isEmpty
+                                    || memcmp(
+                                        bytes.baseAddress! + key.lowerBound, names.baseAddress! + start, key.count) == 0
+                            {
+                                slot = at
+                                break
+                            }
+                            start = end
+                        }
+                        if slot >= 0 { slots[slot] = try make() } else { try skipValue() }
+                    } while try more(closing: UInt8(ascii: "}"))
                 }
             }
+            depth -= 1
         }
-        // Each object's key check refuses a repeated key before its value is read (the outer
-        // member's too), so the sort finds no repeat.
-        guard case let .success(sorted) = JSONObject.sorted(found) else { throw .invalid }
-        return JSONObject(sortedUnique: sorted)
     }
 
     /// Checks a document that is an object, handing each member to `member` positioned at its
@@ -853,29 +923,37 @@ private struct Parser {
         _ member: (inout Parser, Range<Int>) throws(Skip) -> Void, keys: inout Keys
     ) throws(Skip) {
         guard try open(closing: UInt8(ascii: "}")) else { return }
-        while true {
-            skipWhiteSpace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw .invalid }
-            index += 1
-            let start = index
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\\") || byte >= 0x80 { throw .unsure }
-                if byte < 0x20 { throw .invalid }
-                index += 1
-            }
-            guard index < bytes.count else { throw .invalid }
-            let key = start..<index
-            index += 1
-            guard keys.insert(key, in: bytes) else { throw .invalid }
-            skipWhiteSpace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw .invalid }
-            index += 1
-            skipWhiteSpace()
+        repeat {
+            let key = try memberKey(&keys)
             try member(&self, key)
-            guard try more(closing: UInt8(ascii: "}")) else { break }
-        }
+        } while try more(closing: UInt8(ascii: "}"))
         depth -= 1
+    }
+
+    /// Reads a member's key and the `:` after it, leaving the parser at its value: the key's
+    /// bytes (inside the quotes), refused when `keys` holds it already. A key with an escape or a
+    /// byte outside ASCII is ``Skip/unsure`` (compared as bytes, it might equal another).
+    private mutating func memberKey(_ keys: inout Keys) throws(Skip) -> Range<Int> {
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw .invalid }
+        index += 1
+        let start = index
+        // The plain run ends at the closing quote, or at a byte the key may not hold as it is.
+        index = plainEnd(from: index)
+        guard index < bytes.count else { throw .invalid }
+        switch bytes[index] {
+        case UInt8(ascii: "\""): break
+        case UInt8(ascii: "\\"), 0x80...: throw .unsure
+        default: throw .invalid
+        }
+        let key = start..<index
+        index += 1
+        guard keys.insert(key, in: bytes) else { throw .invalid }
+        skipWhiteSpace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw .invalid }
+        index += 1
+        skipWhiteSpace()
+        return key
     }
 
     /// Enters the object or array whose opening byte is next: false, and out of it again, when it

@@ -312,6 +312,17 @@ import Testing
 
     static let fields = ["age", "country", "é", "missing"]
 
+    /// The selected members read into slots (``JSON/members(_:in:into:)``), each slot first holding
+    /// a value the read must clear, made into an object by the selection's names.
+    static func slots(_ outer: String, _ bytes: [UInt8]) -> JSONObject {
+        let selection = JSONSelection(fields, of: outer)
+        var slots = [JSON?](repeating: .string("left over"), count: selection.names.count)
+        bytes.withUnsafeBytes { JSON.members(selection, in: $0, into: &slots) }
+        var found: JSONObject = [:]
+        for (name, value) in zip(selection.names, slots) { found[name] = value }
+        return found
+    }
+
     static func fullParse(_ names: [String], of outer: String, _ bytes: [UInt8]) -> JSONObject {
         ((try? JSON.parse(bytes))?[outer]?.objectValue ?? [:]).filter { names.contains($0.key) }
     }
@@ -327,6 +338,7 @@ import Testing
                     JSON.members(JSONSelection(Self.fields, of: outer), in: bytes)
                         == Self.fullParse(Self.fields, of: outer, bytes),
                     "\(outer) in \(document)")
+                #expect(Self.slots(outer, bytes) == Self.fullParse(Self.fields, of: outer, bytes))
             }
         }
         // Invalid UTF-8 in a skipped string (each kind of ill-formed sequence, after text outside
@@ -377,6 +389,7 @@ import Testing
                 let expected = Self.fullParse(Self.fields, of: "values", bytes)
                 #expect(
                     JSON.members(JSONSelection(Self.fields, of: "values"), in: bytes) == expected, "values in \(bytes)")
+                #expect(Self.slots("values", bytes) == expected, "slots of values in \(bytes)")
                 if !expected.isEmpty { agreed += 1 }
             }
         }

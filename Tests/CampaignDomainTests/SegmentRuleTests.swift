@@ -363,6 +363,61 @@ let operatorCases: [OperatorCase] = [
             }
         }
     }
+
+    /// A matcher reading a contact's values from the slots of a selection (as the `segments`
+    /// rebuild does) answers as one reading the contact's object: for every operator case, with
+    /// names selected beside the rule's, and with the rule's field left out of the selection (read
+    /// as missing). One array of slots serves every contact, as in the rebuild.
+    @Test(arguments: operatorCases)
+    func aMatcherReadingSlotsAnswersAsOneReadingTheObject(_ item: OperatorCase) throws {
+        let matcher = SegmentMatcher(try rule(item.field, item.op, item.value), schema: schema)
+        let selections = [
+            JSONSelection([item.field, "aaa", "zzz", "age"], of: "values"), JSONSelection(["other"], of: "values"),
+        ]
+        for selection in selections {
+            let reading = SelectionMatcher(matcher, selection: selection)
+            var slots = [JSON?](repeating: .string("left over"), count: selection.names.count)
+            for contact in [item.matching, item.notMatching, [:], ["aaa": .number(1)]] {
+                let document = JSON.object(["salt": .string("ab"), "values": .object(contact)]).bytes
+                document.withUnsafeBytes { JSON.members(selection, in: $0, into: &slots) }
+                let kept = contact.filter { selection.names.contains($0.key) }
+                for instant in [now, now.addingTimeInterval(86_400 * 400)] {
+                    #expect(reading.matches(slots, now: instant) == matcher.matches(kept, now: instant), "\(contact)")
+                    #expect(reading.nextChange(slots, after: instant) == matcher.nextChange(kept, after: instant))
+                }
+            }
+        }
+    }
+
+    /// Groups nested three deep answer as their conditions combined with `&&` and `||`, for every
+    /// combination of the conditions' answers: the compiled walk skips a decided group's remaining
+    /// children and resumes at the right sibling.
+    @Test func nestedGroupsAnswerAsTheirConditionsCombined() throws {
+        let conditions = [
+            #"{"field":"country","operator":"eq","value":"FR"}"#,
+            #"{"field":"age","operator":"gte","value":18}"#,
+            #"{"field":"subscribed","operator":"eq","value":true}"#,
+            #"{"field":"email","operator":"contains","value":"@acme"}"#,
+        ]
+        let inner = #"{"any":[\#(conditions[1]),\#(conditions[2])]}"#
+        let text = #"{"any":[{"all":[\#(conditions[0]),\#(inner)]},\#(conditions[3])]}"#
+        let tree = try SegmentRule.parse(try JSON.parse(text), schema: schema, at: "")
+        let matcher = SegmentMatcher(tree, schema: schema)
+        let yes: [JSONObject] = [
+            ["country": s("FR")], ["age": n(30)], ["subscribed": .bool(true)], ["email": s("x@acme.com")],
+        ]
+        for combination in 0..<16 {
+            var contact: JSONObject = [:]
+            var truth = [Bool]()
+            for (index, values) in yes.enumerated() {
+                truth.append(combination & (1 << index) != 0)
+                if truth[index] { for (key, value) in values { contact[key] = value } }
+            }
+            let expected = (truth[0] && (truth[1] || truth[2])) || truth[3]
+            #expect(matcher.matches(contact, now: now) == expected, "\(truth)")
+            #expect(tree.matches(contact, schema: schema, now: now) == expected, "\(truth)")
+        }
+    }
 }
 
 /// Text conditions evaluated through their byte fast paths (ASCII lowercased a byte at a time,

@@ -9,71 +9,134 @@ import Foundation
 public struct SegmentMatcher: Sendable {
     /// The rule it was compiled from; its ``SegmentRule/fields`` say which contact values a match reads.
     public let rule: SegmentRule
-    private let root: Node
-    /// The rule's relative-date conditions, field and days: the only ones whose truth changes
-    /// with time alone.
-    private let timed: [(field: String, days: Int)]
+    /// The fields the conditions read, each once: a condition names its field by its index here.
+    let fields: [String]
+    /// The rule's tree in preorder, each node with the index just past its subtree: evaluated by
+    /// walking indexes, with no node or child array retained a contact.
+    private let nodes: [Node]
+    /// The conditions, as the nodes name them.
+    private let conditions: [Condition]
+    /// The rule's relative-date conditions, field (by index) and days: the only ones whose truth
+    /// changes with time alone.
+    private let timed: [(field: Int, days: Int)]
+    /// `0..<fields.count`: each field's slot when the values are read field by field.
+    private let identity: [Int]
 
     /// Compiles `rule` for a tenant whose contact schema is `schema` (a field the schema does not
     /// name is compared as a string, as the rule's evaluation always has).
     public init(_ rule: SegmentRule, schema: ContactSchema) {
         self.rule = rule
-        root = Node(rule, schema: schema)
-        timed = Self.relativeConditions(rule)
-    }
-
-    private static func relativeConditions(_ rule: SegmentRule) -> [(field: String, days: Int)] {
-        switch rule {
-        case let .all(children), let .any(children): return children.flatMap(relativeConditions)
-        case let .condition(field, _, _): return rule.relativeDays.map { [(field, $0)] } ?? []
+        var fields = [String]()
+        var nodes = [Node]()
+        var conditions = [Condition]()
+        var timed = [(field: Int, days: Int)]()
+        func field(_ name: String) -> Int {
+            if let index = fields.firstIndex(of: name) { return index }
+            fields.append(name)
+            return fields.count - 1
         }
+        func add(_ rule: SegmentRule) {
+            let at = nodes.count
+            switch rule {
+            case let .all(children), let .any(children):
+                let isAll = if case .all = rule { true } else { false }
+                nodes.append(Node(kind: isAll ? .all : .any, condition: 0, end: 0))
+                children.forEach(add)
+            case let .condition(name, op, value):
+                let index = field(name)
+                nodes.append(Node(kind: .condition, condition: conditions.count, end: 0))
+                conditions.append(Condition(field: index, op, value, type: schema.fields[name] ?? .string))
+                if let days = rule.relativeDays { timed.append((index, days)) }
+            }
+            nodes[at].end = nodes.count
+        }
+        add(rule)
+        self.fields = fields
+        self.nodes = nodes
+        self.conditions = conditions
+        self.timed = timed
+        identity = Array(fields.indices)
     }
 
     /// Whether a contact with `attributes` matches, at time `now` (for `within_last_days`).
     public func matches(_ attributes: JSONObject, now: Date) -> Bool {
-        root.matches(attributes, now: now)
+        // The values on the stack: the engine evaluates a contact's segments as it writes the
+        // contact's event, one matcher at a time.
+        withUnsafeTemporaryAllocation(of: JSON?.self, capacity: fields.count) { values in
+            for (index, field) in fields.enumerated() { values.initializeElement(at: index, to: attributes[field]) }
+            defer { _ = values.deinitialize() }
+            return identity.withUnsafeBufferPointer {
+                matches(now: now, values: UnsafeBufferPointer(values), slots: $0)
+            }
+        }
     }
 
     /// The rule's ``SegmentRule/nextChange(_:after:)``: when the answer for `attributes` next
     /// changes with time alone, if ever.
     public func nextChange(_ attributes: JSONObject, after now: Date) -> Date? {
+        nextChange(after: now) { attributes[fields[$0]] }
+    }
+
+    /// Whether a contact matches at `now`: the value of field `i` (of ``fields``) is in
+    /// `values[slots[i]]` (nil, or no slot when `slots[i]` is negative: the contact has none).
+    /// Pointers, not a closure: the walk then retains nothing.
+    func matches(now: Date, values: UnsafeBufferPointer<JSON?>, slots: UnsafeBufferPointer<Int>) -> Bool {
+        nodes.withUnsafeBufferPointer { nodes in
+            conditions.withUnsafeBufferPointer { conditions in
+                Self.evaluate(0, nodes, conditions, values, slots, now: now)
+            }
+        }
+    }
+
+    private static func evaluate(
+        _ at: Int, _ nodes: UnsafeBufferPointer<Node>, _ conditions: UnsafeBufferPointer<Condition>,
+        _ values: UnsafeBufferPointer<JSON?>, _ slots: UnsafeBufferPointer<Int>, now: Date
+    ) -> Bool {
+        let node = nodes[at]
+        switch node.kind {
+        case .condition:
+            let slot = slots[conditions[node.condition].field]
+            guard slot >= 0, let actual = values[slot], actual != .null else {
+                return conditions[node.condition].whenMissing
+            }
+            return conditions[node.condition].test.passes(actual, now: now)
+        case .all, .any:
+            // `all` stops at the first child that fails, `any` at the first that passes.
+            let stop = node.kind == .any
+            var child = at + 1
+            while child < node.end {
+                if evaluate(child, nodes, conditions, values, slots, now: now) == stop { return stop }
+                child = nodes[child].end
+            }
+            return !stop
+        }
+    }
+
+    /// When the answer next changes with time alone, field `i`'s value being `value(i)`.
+    func nextChange(after now: Date, value: (Int) -> JSON?) -> Date? {
         // The rule's answer is the earliest of its relative conditions' (`all` and `any` alike),
         // found here from the list compiled once, with no operator compared a contact.
         var earliest: Date?
         for (field, days) in timed {
-            guard let next = SegmentRule.nextChange(of: attributes[field], days: days, after: now) else { continue }
+            guard let next = SegmentRule.nextChange(of: value(field), days: days, after: now) else { continue }
             if earliest.map({ next < $0 }) ?? true { earliest = next }
         }
         return earliest
     }
 
-    private indirect enum Node: Sendable {
-        case all([Node])
-        case any([Node])
-        case condition(field: String, Condition)
-
-        init(_ rule: SegmentRule, schema: ContactSchema) {
-            switch rule {
-            case let .all(children): self = .all(children.map { Node($0, schema: schema) })
-            case let .any(children): self = .any(children.map { Node($0, schema: schema) })
-            case let .condition(field, op, value):
-                self = .condition(field: field, Condition(op, value, type: schema.fields[field] ?? .string))
-            }
-        }
-
-        func matches(_ attributes: JSONObject, now: Date) -> Bool {
-            switch self {
-            case let .all(children): return children.allSatisfy { $0.matches(attributes, now: now) }
-            case let .any(children): return children.contains { $0.matches(attributes, now: now) }
-            case let .condition(field, condition):
-                guard let actual = attributes[field], actual != .null else { return condition.whenMissing }
-                return condition.test.passes(actual, now: now)
-            }
-        }
+    /// A node of the tree: a group or a condition (by its index in ``conditions``), and the index
+    /// just past its subtree.
+    private struct Node: Sendable {
+        enum Kind { case all, any, condition }
+        let kind: Kind
+        let condition: Int
+        var end: Int
     }
 
     /// One condition: its answer for a contact without the field, and its test of a value.
     private struct Condition: Sendable {
+        /// The field it reads, by its index in ``SegmentMatcher/fields``.
+        let field: Int
         /// True for `not_exists` and the negative operators (`neq`, `not_in`, `not_contains`,
         /// `excludes`, `not_within_last_days`).
         let whenMissing: Bool
@@ -83,7 +146,8 @@ public struct SegmentMatcher: Sendable {
             "neq", "not_in", "not_contains", "excludes", "not_within_last_days",
         ]
 
-        init(_ op: String, _ expected: JSON?, type: FieldType) {
+        init(field: Int, _ op: String, _ expected: JSON?, type: FieldType) {
+            self.field = field
             whenMissing = op == "not_exists" || (op != "exists" && Self.negativeOperators.contains(op))
             if op == "exists" || op == "not_exists" {
                 test = .always(op == "exists")
@@ -295,5 +359,36 @@ public struct SegmentMatcher: Sendable {
                 }
             }
         }
+    }
+}
+
+/// A ``SegmentMatcher`` that reads a contact's values from the slots ``JSON/members(_:in:into:)``
+/// fills for one selection, rather than from an object: a projection that evaluates many contacts
+/// against the same rules reads each one's values once into one reused array. A class: the contact
+/// loop takes one out of its table for each contact and segment, and a copy of a struct retained
+/// and released each of the matcher's arrays.
+public final class SelectionMatcher: Sendable {
+    /// The matcher it reads for.
+    public let matcher: SegmentMatcher
+    /// For each field the matcher reads, its slot in the selection; -1 for one the selection
+    /// lacks (read as missing).
+    private let slots: [Int]
+
+    /// Reads `matcher`'s fields from the slots of `selection`.
+    public init(_ matcher: SegmentMatcher, selection: JSONSelection) {
+        self.matcher = matcher
+        slots = matcher.fields.map { selection.slot(of: $0) ?? -1 }
+    }
+
+    /// ``SegmentMatcher/matches(_:now:)`` of the contact whose selected values are `values`.
+    public func matches(_ values: [JSON?], now: Date) -> Bool {
+        values.withUnsafeBufferPointer { values in
+            slots.withUnsafeBufferPointer { matcher.matches(now: now, values: values, slots: $0) }
+        }
+    }
+
+    /// ``SegmentMatcher/nextChange(_:after:)`` of the contact whose selected values are `values`.
+    public func nextChange(_ values: [JSON?], after now: Date) -> Date? {
+        matcher.nextChange(after: now) { slots[$0] >= 0 ? values[slots[$0]] : nil }
     }
 }
