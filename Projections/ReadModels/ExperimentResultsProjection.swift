@@ -78,14 +78,17 @@ extension ExperimentResultsProjection: FoldedRebuild {
     public var foldWeight: Int { 2 }
 
     /// The rebuild's fold: the same `evolve` and the same exposure rows as ``apply(_:to:)``, but an
-    /// experiment's state stays a value between events instead of being parsed from its row and
-    /// encoded back on every exposure (a state reads back exactly as it was written, so the rows
-    /// are the same).
+    /// experiment's state stays a value between events, evolved where it is kept, instead of being
+    /// parsed from its row and encoded back on every exposure (a state reads back exactly as it was
+    /// written, so the rows are the same).
     final class Fold: RebuildFold {
         private var states: [ByteKey: ExperimentState] = [:]
-        /// Each exposure or conversion row as it came, a later one for the same key winning: sorted
-        /// once at the end, where a dictionary hashed each row's key as it came.
-        private var exposures: [(key: [UInt8], value: [UInt8])] = []
+        /// Each exposure or conversion row's key and value as they came, packed (two arrays a row
+        /// and an array of arrays sorted were a third of the fold), a later row for a key winning.
+        private var keys = PackedKeys(reservingCapacity: 0)
+        private var values = PackedKeys(reservingCapacity: 0)
+        /// The key being made, its room kept from row to row.
+        private var key: [UInt8] = []
 
         /// Folds an experiment event.
         func fold(_ event: ProjectedEvent) throws {
@@ -93,33 +96,44 @@ extension ExperimentResultsProjection: FoldedRebuild {
                 let id = event.payload["experimentId"]?.stringValue
             else { return }
             let tenant = event.envelope.tenant
-            let key = ByteKey(ExperimentResultsProjection.row(tenant, id))
-            if let after = Experiment.evolve(states[key], event.record) { states[key] = after }
+            Experiment.evolve(&states[ByteKey(ExperimentResultsProjection.row(tenant, id))], event.record)
             if let contactId = event.payload["contactId"]?.stringValue,
                 let variant = event.payload["variant"]?.stringValue
             {
-                let row = kind == .converted ? variant + "\n1" : variant
-                exposures.append((ExperimentResultsProjection.contact(tenant, id, contactId), Array(row.utf8)))
+                // ``ExperimentResultsProjection/contact(_:_:_:)`` and the row's value, made in place.
+                key.removeAll(keepingCapacity: true)
+                key.append(UInt8(ascii: "x"))
+                for part in [tenant, id, contactId] {
+                    key.append(0)
+                    key.append(contentsOf: part.utf8)
+                }
+                keys.append(key)
+                if kind == .converted {
+                    key.removeAll(keepingCapacity: true)
+                    key.append(contentsOf: variant.utf8)
+                    key.append(contentsOf: "\n1".utf8)
+                    values.append(key)
+                } else {
+                    values.append(variant.utf8)
+                }
             }
         }
 
-        /// Every experiment's state, encoded once, and every exposure, in key order.
+        /// Every experiment's state, encoded once, then every exposure, in key order: a state's key
+        /// (`e‖…`) sorts before every exposure's (`x‖…`).
         func rows(_: PersonalDataReader) throws -> SortedRows {
-            var entries = exposures
-            exposures = []
-            for (key, state) in states { entries.append((key.bytes, state.snapshot.bytes)) }
+            var entries = states.map { (key: $0.key.bytes, value: $0.value.snapshot.bytes) }
             states = [:]
+            entries.sort { ByteOrder.precedes($0.key, $1.key) }
             // In key order, a key's rows in the order they came: the last of each is kept.
-            let order = entries.indices.sorted { a, b in
-                let order = ByteOrder.compare(entries[a].key, entries[b].key)
-                return order != 0 ? order < 0 : a < b
+            let order = keys.sortedIndices()
+            var rows = SortedRows()
+            for entry in entries { rows.append(key: entry.key, value: entry.value) }
+            for (at, index) in order.enumerated() where at + 1 == order.count || !keys.same(order[at + 1], index) {
+                rows.append(key: { keys.appendKey(index, to: &$0) }, value: { values.appendKey(index, to: &$0) })
             }
-            var rows = SortedRows(
-                reservingBytes: entries.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: entries.count)
-            for (at, index) in order.enumerated()
-            where at + 1 == order.count || entries[order[at + 1]].key != entries[index].key {
-                rows.append(key: entries[index].key, value: entries[index].value)
-            }
+            keys = PackedKeys(reservingCapacity: 0)
+            values = PackedKeys(reservingCapacity: 0)
             return rows
         }
     }

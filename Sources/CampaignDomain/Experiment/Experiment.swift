@@ -302,13 +302,21 @@ public enum Experiment: Aggregate {
 
     /// Folds one stored event into the state (events of other aggregates leave it as it is).
     public static func evolve(_ state: ExperimentState?, _ event: EventRecord) -> ExperimentState? {
+        var state = state
+        evolve(&state, event)
+        return state
+    }
+
+    /// ``evolve(_:_:)-(ExperimentState?,EventRecord)`` in place: a fold that keeps many states in a
+    /// dictionary counts an exposure into the stored state, where evolving a copy copied its
+    /// counts (a copy-on-write of the dictionary a counted exposure).
+    public static func evolve(_ state: inout ExperimentState?, _ event: EventRecord) {
         guard let typed = ExperimentEvent(event) else {
             // An experiment type whose payload lacks its variant still advances the version, as before.
-            guard var state, ExperimentEvent.Kind(rawValue: event.type) != nil else { return state }
-            state.version = event.version
-            return state
+            if state != nil, ExperimentEvent.Kind(rawValue: event.type) != nil { state!.version = event.version }
+            return
         }
-        return evolve(state, typed, version: event.version)
+        evolve(&state, typed, version: event.version)
     }
 
     /// Folds one event; its state keeps no time of its own, so `time` is not used.
@@ -321,28 +329,35 @@ public enum Experiment: Aggregate {
     /// Folds one event, which made the stream's version `version`.
     public static func evolve(_ state: ExperimentState?, _ event: ExperimentEvent, version: UInt64) -> ExperimentState?
     {
+        var state = state
+        evolve(&state, event, version: version)
+        return state
+    }
+
+    /// Folds one event in place, which made the stream's version `version`.
+    public static func evolve(_ state: inout ExperimentState?, _ event: ExperimentEvent, version: UInt64) {
         if case let .created(id, campaignId, name, variants) = event {
-            return ExperimentState(
+            state = ExperimentState(
                 id: id, campaignId: campaignId, name: name, variants: variants, status: .draft, exposures: [:],
                 conversions: [:], winner: nil, forced: false, version: version)
+            return
         }
-        guard var state else { return nil }
-        state.version = version
+        guard state != nil else { return }
+        state!.version = version
         switch event {
         case .created: break
         case let .updated(_, name, variants):
-            if let name { state.name = name }
-            if let variants { state.variants = variants }
-        case .started: state.status = .running
-        case .stopped: state.status = .stopped
-        case let .exposed(_, _, variant): state.exposures[variant, default: 0] += 1
-        case let .converted(_, _, variant): state.conversions[variant, default: 0] += 1
+            if let name { state!.name = name }
+            if let variants { state!.variants = variants }
+        case .started: state!.status = .running
+        case .stopped: state!.status = .stopped
+        case let .exposed(_, _, variant): state!.exposures[variant, default: 0] += 1
+        case let .converted(_, _, variant): state!.conversions[variant, default: 0] += 1
         case let .winnerDeclared(_, variant, forced, _, _):
-            state.status = .completed
-            state.winner = variant
-            state.forced = forced
+            state!.status = .completed
+            state!.winner = variant
+            state!.forced = forced
         }
-        return state
     }
 }
 
