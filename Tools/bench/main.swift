@@ -1080,7 +1080,8 @@ final class ThrowawayPostgres: Sendable {
         let bin = path.trimmingCharacters(in: .whitespacesAndNewlines)
         self.port = port
         let root = getuid() == 0
-        let (made, temporary) = shell("mktemp -d /tmp/campaign-bench-pg.XXXXXX")
+        Self.removeAbandoned()
+        let (made, temporary) = shell("mktemp -d \(Self.prefix)\(getpid()).XXXXXX")
         guard made == 0 else { return nil }
         let directory = temporary.trimmingCharacters(in: .whitespacesAndNewlines)
         self.directory = directory
@@ -1117,6 +1118,27 @@ final class ThrowawayPostgres: Sendable {
     var environment: String {
         "POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=\(port) POSTGRES_DBNAME=postgres POSTGRES_USER=postgres "
             + "POSTGRES_PASSWORD=unused"
+    }
+
+    /// Where clusters live: this prefix, then the pid of the benchmark that made one, `.` and
+    /// mktemp's six characters.
+    static let prefix = "/tmp/campaign-bench-pg."
+
+    /// Removes the clusters of runs that ended without removing theirs (killed during the peer:
+    /// their server went with them, through its parent-death signal, but the directory stayed).
+    /// A cluster is abandoned when the benchmark whose pid it names no longer runs; one whose name
+    /// holds no pid (made before the names held one) is left alone.
+    static func removeAbandoned() {
+        let directory = URL(fileURLWithPath: prefix).deletingLastPathComponent().path
+        let start = URL(fileURLWithPath: prefix).lastPathComponent
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(start)
+        {
+            let parts = name.dropFirst(start.count).split(separator: ".")
+            guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid(), kill(pid, 0) != 0,
+                errno == ESRCH
+            else { continue }
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
     }
 
     /// Stops the server (SIGINT: PostgreSQL's fast shutdown), waits for it and removes the cluster.
