@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Hashing
 
 /// The schedule index the scheduler reads, and which segments scheduled or active campaigns use.
 ///
@@ -146,6 +147,46 @@ public struct ScheduleIndex: Projection {
 }
 
 extension ScheduleIndex: FoldedRebuild {
-    /// Its own `apply` over rows in memory (it reads and writes nothing else).
-    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+    /// Keeps each campaign's ``Row`` as a value while it folds and makes the index keys once.
+    public func makeFold() -> any RebuildFold { Fold() }
+
+    /// The rebuild's fold: ``apply(_:to:)``'s evolve of each campaign's row, the rows kept as
+    /// values where the event-by-event fold decoded and encoded a row and put and deleted index keys
+    /// at every event. A campaign's index keys follow from its last row alone, so they are made once,
+    /// at the end.
+    final class Fold: RebuildFold {
+        /// Each campaign's row (deleted ones have none), by its row key.
+        private var campaigns: [ByteKey: (tenant: String, id: String, row: Row)] = [:]
+
+        /// Folds a campaign event as ``apply(_:to:)`` does with no state from the writer.
+        func fold(_ event: ProjectedEvent) throws {
+            guard let kind = CampaignEvent.Kind(rawValue: event.envelope.type), kind != .updated,
+                let id = event.payload["campaignId"]?.stringValue
+            else { return }
+            let tenant = event.envelope.tenant
+            let key = ByteKey(Key.make(["r", tenant, id]))
+            let after = Campaign.evolve(campaigns[key]?.row.state(id: id), event.record).map(Row.init)
+            if let after, after.status != .deleted {
+                campaigns[key] = (tenant, id, after)
+            } else {
+                campaigns[key] = nil
+            }
+        }
+
+        /// Every campaign's row and index keys, in key order.
+        func rows(_: PersonalDataReader) throws -> SortedRows {
+            var entries = [(key: [UInt8], value: [UInt8])]()
+            entries.reserveCapacity(2 * campaigns.count)
+            for (key, campaign) in campaigns {
+                entries.append((key.bytes, campaign.row.bytes))
+                for index in campaign.row.keys(campaign.tenant, campaign.id) { entries.append((index, [])) }
+            }
+            campaigns = [:]
+            entries.sort { ByteOrder.precedes($0.key, $1.key) }
+            var rows = SortedRows(
+                reservingBytes: entries.reduce(0) { $0 + $1.key.count + $1.value.count }, rows: entries.count)
+            for entry in entries { rows.append(key: entry.key, value: entry.value) }
+            return rows
+        }
+    }
 }

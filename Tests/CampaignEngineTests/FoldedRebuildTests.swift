@@ -300,15 +300,19 @@ import Testing
         #expect(report.entries > entries)
     }
 
-    /// Campaigns of several tenants created, renamed, scheduled, moved through their lifecycle and
-    /// deleted, with events after a deletion (which fold from nothing, as the row is gone) and
-    /// campaigns created again under a deleted id, written straight to the store (the engine would
-    /// refuse those): the board's fold must arrive at exactly the rows of the event-by-event fold.
-    @Test func theCampaignBoardFoldEqualsTheEventByEventFold() async throws {
+    /// Campaigns of several tenants created, renamed, given segments, scheduled, moved through their
+    /// lifecycle and deleted, with events after a deletion (which fold from nothing, as the row is
+    /// gone) and campaigns created again under a deleted id, written straight to the store (the
+    /// engine would refuse those): the board's and the schedule index's folds must arrive at exactly
+    /// the rows of the event-by-event fold.
+    @Test(arguments: ["campaign-board", "schedule-index"])
+    func theCampaignFoldsEqualTheEventByEventFold(_ name: String) async throws {
         let directory = TemporaryDirectory()
         let store = try EventStore(path: directory.path)
         defer { store.close() }
-        let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: CampaignBoard())])
+        let projection: any Projection =
+            name == "campaign-board" ? CatchUp(model: CampaignBoard()) : CatchUp(model: ScheduleIndex())
+        let runner = try ProjectionRunner(store: store, projections: [projection])
         try runner.prepare()
         var random = SeededRandom(seed: 5)
         let tenants = ["acme", "a", "ab"]
@@ -316,20 +320,24 @@ import Testing
         for n in 0..<800 {
             let id = "cmp_\(random.next() % 40)"
             let event: CampaignEvent
-            switch random.next() % 6 {
+            switch random.next() % 7 {
             case 0:
                 event = .created(
-                    campaignId: id, name: "Campaign \(n)", channel: "email", segmentId: nil,
-                    content: Content(subject: "S", body: "Body \(n)"), sendAt: nil)
+                    campaignId: id, name: "Campaign \(n)", channel: "email",
+                    segmentId: n % 2 == 0 ? nil : "seg_\(n % 3)", content: Content(subject: "S", body: "Body \(n)"),
+                    sendAt: n % 3 == 0 ? testStart.addingTimeInterval(Double(n) * 30) : nil)
             case 1: event = .updated(campaignId: id, name: "Renamed \(n)", channel: nil, content: nil)
             case 2: event = .scheduled(campaignId: id, sendAt: testStart.addingTimeInterval(Double(n) * 60))
-            default: event = .transitioned(transitions[Int(random.next() % 6)], campaignId: id)
+            case 3: event = .segmentAttached(campaignId: id, segmentId: "seg_\(n % 4)")
+            default:
+                let kinds = transitions + [.unscheduled, .archived]
+                event = .transitioned(kinds[Int(random.next() % UInt64(kinds.count))], campaignId: id)
             }
             try await Self.appendRaw(
                 store, event.kind.rawValue, tenant: tenants[Int(random.next() % 3)], stream: "s\(n % 7)",
                 payload: JSON.object(event.payload).bytes, at: testStart.addingTimeInterval(Double(n)))
         }
-        try Self.expectFoldMatches(runner, "campaign-board", entries: 60)
+        try Self.expectFoldMatches(runner, name, entries: name == "campaign-board" ? 60 : 30)
     }
 
     /// A projection reading one member of a payload gets what `payload[name]` gives: from the
