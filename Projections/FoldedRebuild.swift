@@ -54,7 +54,7 @@ public struct PersonalDataReader {
 
     /// Visits the contacts of `tenant` that have stored values, in the byte order of their ids,
     /// while `body` returns true: each id and its stored document are lent in place (valid only
-    /// during the call), for ``values(stored:only:)``. A walk in key order where a lookup a contact
+    /// during the call), for ``values(stored:only:into:)``. A walk in key order where a lookup a contact
     /// would descend the table's tree each time.
     public func forEachStored(
         tenant: String, _ body: (_ contactId: UnsafeRawBufferPointer, _ stored: UnsafeRawBufferPointer) throws -> Bool
@@ -63,13 +63,9 @@ public struct PersonalDataReader {
     }
 
     /// The values named in `fields` (``PersonalData/selection(_:)``) of a document
-    /// ``forEachStored(tenant:_:)`` lent: ``values(tenant:contactId:)`` for that contact kept to
-    /// those names, the others checked but not made.
-    public static func values(stored: UnsafeRawBufferPointer, only fields: JSONSelection) -> JSONObject {
-        JSON.members(fields, in: stored)
-    }
-
-    /// ``values(stored:only:)`` into `values`, a slot a selected name (``JSON/members(_:in:into:)``).
+    /// ``forEachStored(tenant:_:)`` lent, into `values`, a slot a selected name
+    /// (``JSON/members(_:in:into:)``): ``values(tenant:contactId:)`` for that contact kept to those
+    /// names, the others checked but not made.
     public static func values(stored: UnsafeRawBufferPointer, only fields: JSONSelection, into values: inout [JSON?]) {
         JSON.members(fields, in: stored, into: &values)
     }

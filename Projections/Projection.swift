@@ -375,7 +375,7 @@ public enum PersonalData {
         return JSON.member("values", of: bytes)?.objectValue ?? [:]
     }
 
-    /// The selection of the values named `fields`, for ``PersonalDataReader/values(stored:only:)``.
+    /// The selection of the values named `fields`, for ``PersonalDataReader/values(stored:only:into:)``.
     public static func selection(_ fields: some Collection<String>) -> JSONSelection {
         JSONSelection(fields, of: "values")
     }

@@ -87,8 +87,6 @@ extension ExperimentResultsProjection: FoldedRebuild {
         /// and an array of arrays sorted were a third of the fold), a later row for a key winning.
         private var keys = PackedKeys(reservingCapacity: 0)
         private var values = PackedKeys(reservingCapacity: 0)
-        /// The key being made, its room kept from row to row.
-        private var key: [UInt8] = []
 
         /// Folds an experiment event.
         func fold(_ event: ProjectedEvent) throws {
@@ -100,22 +98,8 @@ extension ExperimentResultsProjection: FoldedRebuild {
             if let contactId = event.payload["contactId"]?.stringValue,
                 let variant = event.payload["variant"]?.stringValue
             {
-                // ``ExperimentResultsProjection/contact(_:_:_:)`` and the row's value, made in place.
-                key.removeAll(keepingCapacity: true)
-                key.append(UInt8(ascii: "x"))
-                for part in [tenant, id, contactId] {
-                    key.append(0)
-                    key.append(contentsOf: part.utf8)
-                }
-                keys.append(key)
-                if kind == .converted {
-                    key.removeAll(keepingCapacity: true)
-                    key.append(contentsOf: variant.utf8)
-                    key.append(contentsOf: "\n1".utf8)
-                    values.append(key)
-                } else {
-                    values.append(variant.utf8)
-                }
+                keys.append(ExperimentResultsProjection.contact(tenant, id, contactId))
+                values.append((kind == .converted ? variant + "\n1" : variant).utf8)
             }
         }
 

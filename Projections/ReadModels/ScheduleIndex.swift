@@ -119,6 +119,9 @@ public struct ScheduleIndex: Projection {
         }
     }
 
+    /// The key of a campaign's ``Row``.
+    static func rowKey(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["r", tenant, id]) }
+
     /// Every campaign event type but `campaign.updated`.
     public var eventTypes: Set<String>? {
         Set(CampaignEvent.Kind.allCases.filter { $0 != .updated }.map(\.rawValue))
@@ -131,7 +134,7 @@ public struct ScheduleIndex: Projection {
         let known = event.stateAfter as? CampaignState
         guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
         let tenant = event.envelope.tenant
-        let key = Key.make(["r", tenant, id])
+        let key = ScheduleIndex.rowKey(tenant, id)
         let before = try table.get(key).flatMap(Row.init(bytes:))
         let after = (known ?? Campaign.evolve(before?.state(id: id), event.record)).map(Row.init)
         guard after != before else { return }
@@ -164,7 +167,7 @@ extension ScheduleIndex: FoldedRebuild {
                 let id = event.payload["campaignId"]?.stringValue
             else { return }
             let tenant = event.envelope.tenant
-            let key = ByteKey(Key.make(["r", tenant, id]))
+            let key = ByteKey(ScheduleIndex.rowKey(tenant, id))
             let after = Campaign.evolve(campaigns[key]?.row.state(id: id), event.record).map(Row.init)
             if let after, after.status != .deleted {
                 campaigns[key] = (tenant, id, after)
