@@ -1,3 +1,4 @@
+import CampaignDomain
 import Foundation
 
 /// Where a command writes. The real console writes to the process's standard streams; progress
@@ -185,6 +186,9 @@ public enum Format {
     /// text. In a JSON line those characters only occur inside strings, where `\uXXXX` is the same
     /// character, so machine output stays valid and means the same.
     public static func printable(_ line: String) -> String {
+        // Most lines hold nothing to escape, which their bytes tell a word at a time.
+        var line = line
+        if line.withUTF8({ firstUnsafe(in: $0, newlines: false) }) == nil { return line }
         func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
             let value = scalar.value
             return value < 0x20 || (0x7F...0x9F).contains(value) || value == 0x061C || value == 0x200E
@@ -222,52 +226,44 @@ public enum Format {
     /// Where the first byte sequence ``printable(_:)`` would escape starts in `bytes` (newlines
     /// aside), or nil: a control byte, DEL, or the UTF-8 of a C1 control or a bidirectional one.
     static func firstUnsafe(in bytes: [UInt8]) -> Int? {
-        bytes.withUnsafeBufferPointer { buffer -> Int? in
-            let count = buffer.count
-            guard let base = buffer.baseAddress else { return nil }
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
-            var index = 0
-            while index < count {
-                if index + 8 <= count {
-                    // Plain ASCII text (no byte below 0x20, DEL or above) skips a word at a time.
-                    let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                    let below = (word &- ones &* 0x20) & ~word & highs
-                    let delete = (word ^ (ones &* 0x7F))
-                    let isDelete = (delete &- ones) & ~delete & highs
-                    if (below | isDelete | (word & highs)) == 0 {
-                        index += 8
-                        continue
-                    }
+        bytes.withUnsafeBufferPointer { firstUnsafe(in: $0, newlines: true) }
+    }
+
+    /// ``firstUnsafe(in:)`` of a buffer; a newline is escaped too unless `newlines` allows it.
+    static func firstUnsafe(in buffer: UnsafeBufferPointer<UInt8>, newlines: Bool) -> Int? {
+        let count = buffer.count
+        guard let base = buffer.baseAddress else { return nil }
+        var index = 0
+        while true {
+            // Plain ASCII text (no byte below 0x20, DEL or above) is passed a word at a time.
+            index = TextRules.printableASCIIEnd(buffer, from: index)
+            guard index < count else { return nil }
+            let byte = base[index]
+            func next(_ offset: Int) -> UInt8 { index + offset < count ? base[index + offset] : 0 }
+            switch byte {
+            case UInt8(ascii: "\n") where newlines: break
+            case 0..<0x20, 0x7F: return index
+            case 0xC2 where (0x80...0x9F).contains(next(1)): return index  // C1 controls
+            case 0xD8 where next(1) == 0x9C: return index  // U+061C
+            case 0xE2:
+                // Compared in place: an array literal here was made anew for every E2 byte (a
+                // dash, a quotation mark, a symbol), a quarter of `replay --json`'s time on text
+                // outside ASCII.
+                let (second, third) = (next(1), next(2))
+                if second == 0x80 && (third == 0x8E || third == 0x8F || (0xAA...0xAE).contains(third)) {
+                    return index  // U+200E, U+200F, U+202A–U+202E
                 }
-                let byte = base[index]
-                func next(_ offset: Int) -> UInt8 { index + offset < count ? base[index + offset] : 0 }
-                switch byte {
-                case UInt8(ascii: "\n"): break
-                case 0..<0x20, 0x7F: return index
-                case 0xC2 where (0x80...0x9F).contains(next(1)): return index  // C1 controls
-                case 0xD8 where next(1) == 0x9C: return index  // U+061C
-                case 0xE2:
-                    // Compared in place: an array literal here was made anew for every E2 byte (a
-                    // dash, a quotation mark, a symbol), a quarter of `replay --json`'s time on text
-                    // outside ASCII.
-                    let (second, third) = (next(1), next(2))
-                    if second == 0x80 && (third == 0x8E || third == 0x8F || (0xAA...0xAE).contains(third)) {
-                        return index  // U+200E, U+200F, U+202A–U+202E
-                    }
-                    if second == 0x81 && (0xA6...0xA9).contains(third) { return index }  // U+2066–U+2069
-                    // A whole character is passed; a lead without its continuations only itself.
-                    index += (0x80...0xBF).contains(second) && (0x80...0xBF).contains(third) ? 3 : 1
-                    continue
-                case 0xC3...0xD7, 0xD9...0xDF:
-                    // A two-byte character that is never escaped is passed whole.
-                    index += (0x80...0xBF).contains(next(1)) ? 2 : 1
-                    continue
-                default: break
-                }
-                index += 1
+                if second == 0x81 && (0xA6...0xA9).contains(third) { return index }  // U+2066–U+2069
+                // A whole character is passed; a lead without its continuations only itself.
+                index += (0x80...0xBF).contains(second) && (0x80...0xBF).contains(third) ? 3 : 1
+                continue
+            case 0xC3...0xD7, 0xD9...0xDF:
+                // A two-byte character that is never escaped is passed whole.
+                index += (0x80...0xBF).contains(next(1)) ? 2 : 1
+                continue
+            default: break
             }
-            return nil
+            index += 1
         }
     }
 

@@ -573,6 +573,20 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
         #expect(Format.progressBar(done: 0, total: 0, rate: 0, width: 2) == "[##] 100%  0/0 events  0 ev/s")
     }
 
+    /// ``Format/printable(_:)`` as its summary states it, a scalar at a time: the reference its byte
+    /// checks are compared with.
+    private func printableByScalars(_ line: String) -> String {
+        var out = ""
+        for scalar in line.unicodeScalars {
+            let value = scalar.value
+            let unsafe =
+                value < 0x20 || (0x7F...0x9F).contains(value) || [0x061C, 0x200E, 0x200F].contains(value)
+                || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+            out += unsafe ? "\\u" + String(format: "%04x", value) : String(scalar)
+        }
+        return out
+    }
+
     /// An export writes its lines a chunk at a time: each line must come out as ``Format/printable(_:)``
     /// makes it a line at a time, whatever it holds and wherever it falls in a word of eight bytes.
     @Test func linesWrittenAtOnceAreEscapedAsEachLineAlone() {
@@ -601,8 +615,11 @@ final class ThreadNotingConsole: Console, @unchecked Sendable {
                 lines.append(line)
             }
             let joined = Array(lines.map { $0 + "\n" }.joined().utf8)
-            let expected = Array(lines.map { Format.printable($0) + "\n" }.joined().utf8)
+            let expected = Array(lines.map { printableByScalars($0) + "\n" }.joined().utf8)
             #expect(Format.printable(lines: joined) == expected, "round \(round): \(lines)")
+            // A line with its newline escaped, through the one-line form's byte check.
+            let one = lines.joined(separator: "\n")
+            #expect(Format.printable(one) == printableByScalars(one), "round \(round): \(lines)")
         }
         let plain = Array("{\"a\":\"b\"}\n{\"c\":1}\n".utf8)
         #expect(Format.printable(lines: plain) == plain && Format.firstUnsafe(in: plain) == nil)
