@@ -43,6 +43,10 @@ public final class LineReader: @unchecked Sendable {
     private let lock = NSLock()
     private let read: () -> Data
     private var buffer = [UInt8]()
+    /// Where the unread bytes of `buffer` begin: a line is taken by moving this past it, and the
+    /// bytes before it are dropped only when the next chunk is appended, so a chunk of many lines
+    /// is moved once, not once a line.
+    private var start = 0
     private var exhausted = false
 
     /// Reads from `read`, which returns an empty `Data` at the end of the input.
@@ -53,30 +57,47 @@ public final class LineReader: @unchecked Sendable {
     public func next(limit: Int) -> LineRead {
         lock.withLock {
             var skipped = 0
-            var scanned = 0
+            var scanned = start
             while true {
-                if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
-                    let length = skipped + newline
-                    let line = length > limit || skipped > 0 ? nil : Array(buffer[..<newline])
-                    buffer.removeSubrange(...newline)
+                if let newline = Self.newline(in: buffer, from: scanned) {
+                    let length = skipped + newline - start
+                    let line = length > limit || skipped > 0 ? nil : Array(buffer[start..<newline])
+                    start = newline + 1
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
                 scanned = buffer.count
-                if buffer.count > limit {
-                    skipped += buffer.count
+                if buffer.count - start > limit {
+                    skipped += buffer.count - start
                     buffer.removeAll(keepingCapacity: true)
-                    scanned = 0
+                    (start, scanned) = (0, 0)
                 }
                 if exhausted {
-                    guard !buffer.isEmpty || skipped > 0 else { return .end }
-                    let length = skipped + buffer.count
-                    let line = length > limit || skipped > 0 ? nil : buffer
+                    guard buffer.count > start || skipped > 0 else { return .end }
+                    let length = skipped + buffer.count - start
+                    let line = length > limit || skipped > 0 ? nil : Array(buffer[start...])
                     buffer.removeAll()
+                    start = 0
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
                 let chunk = read()
-                if chunk.isEmpty { exhausted = true } else { buffer.append(contentsOf: chunk) }
+                if chunk.isEmpty {
+                    exhausted = true
+                } else {
+                    buffer.removeSubrange(..<start)
+                    (start, scanned) = (0, scanned - start)
+                    buffer.append(contentsOf: chunk)
+                }
             }
+        }
+    }
+
+    /// The index of the first newline in `bytes` at or after `from`, found by `memchr`.
+    private static func newline(in bytes: [UInt8], from: Int) -> Int? {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress, from < buffer.count,
+                let found = memchr(base + from, Int32(UInt8(ascii: "\n")), buffer.count - from)
+            else { return nil }
+            return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
         }
     }
 }
@@ -94,10 +115,13 @@ public struct StandardConsole: Console {
     /// `read(2)` returns as soon as any bytes are there, so a host that writes one request and
     /// waits for its answer gets it (Foundation's `readData(ofLength:)` waits for the whole length).
     private let input = LineReader {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var chunk = Data(count: 1 << 16)
         while true {
             let count = chunk.withUnsafeMutableBytes { Foundation.read(STDIN_FILENO, $0.baseAddress, $0.count) }
-            if count >= 0 { return Data(chunk[..<count]) }
+            if count >= 0 {
+                chunk.count = count
+                return chunk
+            }
             if errno != EINTR { return Data() }
         }
     }

@@ -461,6 +461,40 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(lines.next(limit: 8) == .tooLong(13))
         #expect(lines.next(limit: 8) == .end)
     }
+
+    /// Lines of every length around the limit, cut into chunks anywhere (several lines to a chunk,
+    /// or a line over several): each comes out whole, or as too long by its length, in order.
+    @Test func randomLinesInRandomChunksComeOutAsWritten() {
+        var random = SeededRandom(seed: 41)
+        for round in 0..<300 {
+            let limit = Int.random(in: 1...12, using: &random)
+            let lines = (0..<Int.random(in: 0...12, using: &random)).map { index in
+                String(
+                    repeating: Character(UnicodeScalar(UInt8(97 + index % 26))),
+                    count: Int.random(in: 0...16, using: &random))
+            }
+            let endsWithNewline = Bool.random(using: &random)
+            var text = Array(lines.joined(separator: "\n").utf8)
+            if endsWithNewline && !lines.isEmpty { text.append(UInt8(ascii: "\n")) }
+            var chunks = [String]()
+            var rest = text[...]
+            while !rest.isEmpty {
+                let size = Int.random(in: 1...20, using: &random)
+                chunks.append(String(decoding: rest.prefix(size), as: UTF8.self))
+                rest = rest.dropFirst(size)
+            }
+            let reader = reader(chunks)
+            // A last line with no newline that is empty is no line at all.
+            let expected = lines.enumerated().compactMap { index, line -> LineRead? in
+                if index == lines.count - 1 && !endsWithNewline && line.isEmpty { return nil }
+                return line.utf8.count > limit ? .tooLong(line.utf8.count) : .line(Array(line.utf8))
+            }
+            for (index, line) in expected.enumerated() {
+                #expect(reader.next(limit: limit) == line, "round \(round), line \(index): \(lines) in \(chunks)")
+            }
+            #expect(reader.next(limit: limit) == .end, "round \(round)")
+        }
+    }
 }
 
 /// A value shared between closures. Invariant that makes `@unchecked Sendable` safe: `items` is
