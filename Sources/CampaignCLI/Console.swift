@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Synchronization
 
 /// Where a command writes. The real console writes to the process's standard streams; progress
 /// and colour appear only when the stream is a terminal.
@@ -36,56 +37,59 @@ public enum LineRead: Equatable, Sendable {
     case end
 }
 
-/// Splits a byte stream into lines of bounded size, reading a chunk at a time.
-///
-/// Invariant that makes `@unchecked Sendable` safe: the buffer is touched only under `lock`.
-public final class LineReader: @unchecked Sendable {
-    private let lock = NSLock()
-    private let read: () -> Data
-    private var buffer = [UInt8]()
-    /// Where the unread bytes of `buffer` begin: a line is taken by moving this past it, and the
-    /// bytes before it are dropped only when the next chunk is appended, so a chunk of many lines
-    /// is moved once, not once a line.
-    private var start = 0
-    private var exhausted = false
+/// Splits a byte stream into lines of bounded size, reading a chunk at a time. The reading
+/// function and the bytes read are one value in a `Mutex`: a reader shared between tasks hands
+/// each line to one of them.
+public final class LineReader: Sendable {
+    private struct State {
+        let read: () -> Data
+        var buffer = [UInt8]()
+        /// Where the unread bytes of `buffer` begin: a line is taken by moving this past it, and
+        /// the bytes before it are dropped only when the next chunk is appended, so a chunk of many
+        /// lines is moved once, not once a line.
+        var start = 0
+        var exhausted = false
+    }
+
+    private let state: Mutex<State>
 
     /// Reads from `read`, which returns an empty `Data` at the end of the input.
-    public init(read: @escaping () -> Data) { self.read = read }
+    public init(read: sending @escaping () -> Data) { state = Mutex(State(read: read)) }
 
     /// The next line, or `.tooLong` (the line is consumed but not kept), or `.end`. Each byte is
     /// scanned for a newline once, so a long line costs linear time.
     public func next(limit: Int) -> LineRead {
-        lock.withLock {
+        state.withLock { state in
             var skipped = 0
-            var scanned = start
+            var scanned = state.start
             while true {
-                if let newline = Self.newline(in: buffer, from: scanned) {
-                    let length = skipped + newline - start
-                    let line = length > limit || skipped > 0 ? nil : Array(buffer[start..<newline])
-                    start = newline + 1
+                if let newline = Self.newline(in: state.buffer, from: scanned) {
+                    let length = skipped + newline - state.start
+                    let line = length > limit || skipped > 0 ? nil : Array(state.buffer[state.start..<newline])
+                    state.start = newline + 1
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
-                scanned = buffer.count
-                if buffer.count - start > limit {
-                    skipped += buffer.count - start
-                    buffer.removeAll(keepingCapacity: true)
-                    (start, scanned) = (0, 0)
+                scanned = state.buffer.count
+                if state.buffer.count - state.start > limit {
+                    skipped += state.buffer.count - state.start
+                    state.buffer.removeAll(keepingCapacity: true)
+                    (state.start, scanned) = (0, 0)
                 }
-                if exhausted {
-                    guard buffer.count > start || skipped > 0 else { return .end }
-                    let length = skipped + buffer.count - start
-                    let line = length > limit || skipped > 0 ? nil : Array(buffer[start...])
-                    buffer.removeAll()
-                    start = 0
+                if state.exhausted {
+                    guard state.buffer.count > state.start || skipped > 0 else { return .end }
+                    let length = skipped + state.buffer.count - state.start
+                    let line = length > limit || skipped > 0 ? nil : Array(state.buffer[state.start...])
+                    state.buffer.removeAll()
+                    state.start = 0
                     return line.map(LineRead.line) ?? .tooLong(length)
                 }
-                let chunk = read()
+                let chunk = state.read()
                 if chunk.isEmpty {
-                    exhausted = true
+                    state.exhausted = true
                 } else {
-                    buffer.removeSubrange(..<start)
-                    (start, scanned) = (0, scanned - start)
-                    buffer.append(contentsOf: chunk)
+                    state.buffer.removeSubrange(..<state.start)
+                    (state.start, scanned) = (0, scanned - state.start)
+                    state.buffer.append(contentsOf: chunk)
                 }
             }
         }
