@@ -1,6 +1,7 @@
 import CampaignDomain
 import EventStore
 import Foundation
+import Synchronization
 
 #if os(Linux)
 import CMalloc
@@ -704,25 +705,24 @@ public final class ProjectionRunner: @unchecked Sendable {
 
     /// The passes of ``fold(_:lanes:deliver:)`` not yet taken, and the first error of any lane:
     /// after one, no lane takes another pass.
-    private final class PassQueue: @unchecked Sendable {
-        private let lock = NSLock()
+    private final class PassQueue: Sendable {
         private let count: Int
-        private var taken = 0
-        private var error: (any Error)?
+        /// Passes taken so far, and the first error.
+        private let state = Mutex<(taken: Int, error: (any Error)?)>((0, nil))
 
         init(count: Int) { self.count = count }
 
         /// The index of the next pass, or nil when none is left or a lane failed.
         func take() -> Int? {
-            lock.withLock {
-                guard error == nil, taken < count else { return nil }
-                taken += 1
-                return taken - 1
+            state.withLock { state in
+                guard state.error == nil, state.taken < count else { return nil }
+                state.taken += 1
+                return state.taken - 1
             }
         }
 
-        func fail(_ failure: any Error) { lock.withLock { error = error ?? failure } }
-        func rethrow() throws { if let error = lock.withLock({ error }) { throw error } }
+        func fail(_ failure: any Error) { state.withLock { $0.error = $0.error ?? failure } }
+        func rethrow() throws { if let error = state.withLock({ $0.error }) { throw error } }
     }
 
     /// The rows a folded projection's rebuild arrived at, to write into its scratch slot.
