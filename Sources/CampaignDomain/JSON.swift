@@ -1191,7 +1191,7 @@ private struct Parser {
 
 /// Tests of eight bytes at once, read as one word: each is non-zero exactly when some byte of the
 /// word passes (a borrow may set bits above the first such byte, but none in a word of none).
-private enum EightBytes {
+enum EightBytes {
     static let ones: UInt64 = 0x0101_0101_0101_0101
     static let highs: UInt64 = 0x8080_8080_8080_8080
 

@@ -45,16 +45,13 @@ public enum TextRules {
     public static func printableASCIIEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
         guard let base = bytes.baseAddress else { return start }
         let count = bytes.count
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
         var index = start
         while index < count {
             if index + 8 <= count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                let below = (word &- ones &* 0x20) & ~word & highs
-                let delete = word ^ (ones &* 0x7F)
-                let isDelete = (delete &- ones) & ~delete & highs
-                if (below | isDelete | (word & highs)) == 0 {
+                let word = EightBytes.load(base, index)
+                let found =
+                    EightBytes.hasBelow(0x20, in: word) | EightBytes.has(0x7F, in: word) | EightBytes.hasHigh(word)
+                if found == 0 {
                     index += 8
                     continue
                 }
