@@ -65,6 +65,21 @@ import Testing
     }
 }
 
+/// The email rule's check for white space and control characters skips the scalar walk for
+/// printable ASCII; these addresses reach the walk.
+@Suite struct EmailRuleTests {
+    @Test func whiteSpaceAndControlsOutsideASCIIAreRefusedAndOtherLettersKept() {
+        for bad in [
+            "a\u{A0}b@c.example", "a\u{85}@c.example", "a@b\u{2003}c.example", "a@b.exa\u{3000}mple", "a b@c.example",
+        ] {
+            #expect(ContactSchema.emailProblem(bad) != nil, "\(bad.unicodeScalars.map(\.value))")
+        }
+        for good in ["jos\u{E9}@b.example", "a@b\u{FC}cher.example", "x+y@b.example", "\u{1F600}@b.example"] {
+            #expect(ContactSchema.emailProblem(good) == nil, "\(good)")
+        }
+    }
+}
+
 extension String {
     fileprivate func leftPadded(_ width: Int) -> String {
         String(repeating: "0", count: max(0, width - count)) + self

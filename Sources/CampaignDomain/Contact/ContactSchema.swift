@@ -132,10 +132,14 @@ public struct ContactSchema: Sendable, Equatable {
         let local = utf8[..<at]
         let domain = utf8[(at + 1)...]
         guard (1...64).contains(local.count), !domain.contains(UInt8(ascii: "@")) else { return problem }
+        // An address in printable ASCII without a space (nearly every one) has no white space or
+        // control character; only one with other bytes has its scalars' properties looked up.
+        let plain = utf8.allSatisfy { (0x21...0x7E).contains($0) }
         guard
-            !text.unicodeScalars.contains(where: {
-                $0.properties.isWhitespace || $0.properties.generalCategory == .control
-            })
+            plain
+                || !text.unicodeScalars.contains(where: {
+                    $0.properties.isWhitespace || $0.properties.generalCategory == .control
+                })
         else { return problem }
         let labels = domain.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard labels.count >= 2 else { return problem }
