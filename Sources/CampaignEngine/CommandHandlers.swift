@@ -361,6 +361,7 @@ extension CampaignEngine {
         var order = [String]()
         var results = [JSON]()
         var failed = 0
+        let salts = CampaignEngine.salts(inputs.count)
         for (index, input) in inputs.enumerated() {
             let pointer = "/payload/contacts/\(index)"
             var entry: Pending
@@ -372,7 +373,7 @@ extension CampaignEngine {
                 order.append(input.contactId)
             }
             do {
-                let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: CampaignEngine.salt())
+                let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: salts[index])
                 let decision = try CampaignEngine.onWire(under: pointer) {
                     try Contact.decideUpsert(input, state: entry.state, currentValues: entry.values, context: context)
                 }
