@@ -23,7 +23,7 @@ func option(_ name: String) -> String? {
     return arguments[index + 1]
 }
 let only = option("--only").map { Set($0.split(separator: ",").compactMap { Int($0) }) }
-/// Whether case `number` (1–10) runs; `--only 3,4` picks cases (for profiling one at a time).
+/// Whether case `number` (1–11) runs; `--only 3,4` picks cases (for profiling one at a time).
 func runs(_ number: Int) -> Bool { only?.contains(number) ?? true }
 // The child mode the rebuild case starts: a fresh process that opens DIR and rebuilds every
 // projection, as `campaign projections rebuild` does, so its peak heap is the rebuild's alone.
@@ -1034,6 +1034,62 @@ if runs(10) {
                 "withoutTreeCPUMicrosPerEvent": .number(microsPerEvent(without.cpu)),
             ])
     }
+}
+
+// MARK: 11. Contact imports.
+
+print("\n[11] contacts: imports of 500 against one contact.upsert a contact from 64 clients, durable")
+if runs(11) {
+    let engine = try CampaignEngine(
+        directory: "\(root)/contacts", configuration: EngineConfiguration(rateLimit: 100_000_000))
+    let principal =
+        #"{"tenant":"bench","subject":"u","role":"admin","scopes":["contacts:write"],"#
+        + #""expiresAt":"2099-01-01T00:00:00Z"}"#
+    let count = n(100_000)
+    /// A contact as a host sends it: an email and three attributes, the id marked by `kind`.
+    func contact(_ kind: String, _ index: Int) -> String {
+        #"{"contactId":"ctc_\#(kind)\#(index)","attributes":{"email":"person.\#(index)@example.com","#
+            + #""first_name":"Name\#(index)","country":"\#(["DE", "FR", "US", "GB"][index % 4])","#
+            + #""city":"City \#(index % 97)"}}"#
+    }
+    let imports = stride(from: 0, to: count, by: 500).map { first in
+        let contacts = (first..<min(first + 500, count)).map { contact("i", $0) }.joined(separator: ",")
+        return Array(
+            (#"{"requestId":"i\#(first)","principal":\#(principal),"command":"contact.import","#
+                + #""payload":{"contacts":[\#(contacts)]}}"#).utf8)
+    }
+    let upserts = (0..<64).map { client in
+        stride(from: client, to: count, by: 64).map { index in
+            Array(
+                (#"{"requestId":"u\#(index)","principal":\#(principal),"command":"contact.upsert","#
+                    + #""payload":\#(contact("u", index))}"#).utf8)
+        }
+    }
+    var cpu = processCPUSeconds()
+    let importSeconds = try await secondsAsync {
+        _ = try await onGlobalExecutor { await timedRequests(engine, imports) }
+    }
+    let importCPU = processCPUSeconds() - cpu
+    cpu = processCPUSeconds()
+    let upsertSeconds = await secondsAsync { _ = await concurrentClients(engine, requests: upserts) }
+    let upsertCPU = processCPUSeconds() - cpu
+    engine.close()
+    let micros = { (seconds: Double) in seconds * 1e6 / Double(count) }
+    report(
+        "contact import",
+        engine:
+            "\(f(rate(count, importSeconds))) contacts/s in imports of 500, "
+            + "\(String(format: "%.1f", micros(importCPU))) µs CPU a contact",
+        baseline:
+            "one upsert a contact, 64 clients: \(f(rate(count, upsertSeconds))) contacts/s, "
+            + "\(String(format: "%.1f", micros(upsertCPU))) µs CPU a contact",
+        ratio: x(upsertSeconds / importSeconds),
+        [
+            "contacts": .number(Double(count)), "importPerSecond": .number(rate(count, importSeconds)),
+            "importCPUMicrosPerContact": .number(micros(importCPU)),
+            "upsertPerSecond": .number(rate(count, upsertSeconds)),
+            "upsertCPUMicrosPerContact": .number(micros(upsertCPU)),
+        ])
 }
 
 // MARK: The peers.
