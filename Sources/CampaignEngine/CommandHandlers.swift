@@ -37,24 +37,37 @@ extension CampaignEngine {
 
     /// Folds a stream into a state from its latest snapshot; returns the state and the version.
     /// When the tail read is longer than the snapshot policy's interval, a fresh snapshot is
-    /// stored, so the next load reads a short tail again.
+    /// stored, so the next load reads a short tail again. `alongside`, when given, reads what else
+    /// the caller needs in the transaction that reads the snapshot and the first page of events.
     func fold<State: Sendable>(
-        _ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?
+        _ streamId: String, _ codec: SnapshotCodec<State>, _ evolve: (State?, EventRecord) -> State?,
+        alongside: (ReadTransaction) throws -> Void = { _ in }
     ) throws -> (State?, UInt64) {
         var state: State?
         var version: UInt64 = 0
         var cached = false
         if let (hit, hitVersion) = cache.get(streamId, as: State.self) {
             (state, version, cached) = (hit, hitVersion, true)
-        } else if let snapshot = try snapshots.load(streamId, codec: codec) {
-            (state, version) = (snapshot.state, snapshot.version)
+        }
+        // The snapshot, the first page of events after it and the caller's own read share one read
+        // transaction (three, one after another, were a tenth of a contact import's loads).
+        let pageSize = 1_024
+        var page = try store.read { txn -> [RecordedEvent] in
+            if !cached, let snapshot = try snapshots.load(streamId, codec: codec, in: txn) {
+                (state, version) = (snapshot.state, snapshot.version)
+            }
+            try alongside(txn)
+            return try txn.streamEvents(streamId, from: version + 1, limit: pageSize, hashes: false)
         }
         var read: UInt64 = 0
-        try store.forEachEvent(inStream: streamId, from: version + 1, hashes: false) { event in
-            state = evolve(state, ProjectedEvent(event).record)
-            version = event.streamVersion
-            read += 1
-            return true
+        while true {
+            for event in page {
+                state = evolve(state, ProjectedEvent(event).record)
+                version = event.streamVersion
+            }
+            read += UInt64(page.count)
+            guard page.count == pageSize else { break }
+            page = try store.readStream(streamId, from: version + 1, limit: pageSize, hashes: false)
         }
         counters.add(read)
         if let state {
@@ -100,8 +113,10 @@ extension CampaignEngine {
     }
 
     func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, JSONObject) {
-        let (state, version) = try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.contact, Contact.evolve)
-        let values = try store.read { try tables.personalValues(tenant: tenant, contactId: id, in: $0) }
+        var values = JSONObject()
+        let (state, version) = try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.contact, Contact.evolve) {
+            values = try tables.personalValues(tenant: tenant, contactId: id, in: $0)
+        }
         return (state, version, values)
     }
 

@@ -289,9 +289,12 @@ public class ReadTransaction {
     }
 
     /// Up to `limit` events of a stream from `version` on, as this transaction sees them (through
-    /// the stream index, as ``EventStore/readStream(_:from:backward:limit:hashes:)`` reads them).
-    public func streamEvents(_ streamId: String, from version: UInt64, limit: Int) throws -> [RecordedEvent] {
-        try store.log.streamEvents(streamId, from: version, backward: false, limit: limit, in: txn)
+    /// the stream index, as ``EventStore/readStream(_:from:backward:limit:hashes:)`` reads them);
+    /// with `hashes` false the events' two hashes are left empty.
+    public func streamEvents(
+        _ streamId: String, from version: UInt64, limit: Int, hashes: Bool = true
+    ) throws -> [RecordedEvent] {
+        try store.log.streamEvents(streamId, from: version, backward: false, limit: limit, hashes: hashes, in: txn)
     }
 
     /// The event at a global position, or nil.
