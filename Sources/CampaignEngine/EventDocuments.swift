@@ -1,6 +1,7 @@
 import CampaignDomain
 import EventStore
 import Foundation
+import Hashing
 
 /// The fixed keys of a JSON object the engine writes once per event of the log (an exported
 /// CloudEvent, a replayed audit line), each made bytes once with what goes before it (`{` or `,`)
@@ -69,14 +70,7 @@ struct DocumentWriter {
 
     /// A string member: `value` as lower-case hexadecimal, as `hexString` writes it.
     mutating func hex(_ name: StaticString, _ value: [UInt8]) {
-        string(name, "") { out in
-            let digits: StaticString = "0123456789abcdef"
-            let table = digits.utf8Start
-            for byte in value {
-                out.append(table[Int(byte >> 4)])
-                out.append(table[Int(byte & 0x0f)])
-            }
-        }
+        string(name, "") { Hex.append(value, to: &$0) }
     }
 
     /// A string member: `date` as ``Timestamp/format(_:)`` writes it.

@@ -202,8 +202,18 @@ extension Sequence<UInt8> {
     }
 }
 
-/// Lower-case hexadecimal of bytes.
-enum Hex {
+/// Lower-case hexadecimal of bytes, as a string (`hexString`) or appended to
+/// bytes being written (``append(_:to:)``).
+public enum Hex {
+    /// Appends `bytes` as lower-case hexadecimal, two digits a byte, to `out`.
+    public static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + 2 * bytes.count)
+        for byte in bytes {
+            out.append(digit(byte >> 4))
+            out.append(digit(byte & 0x0F))
+        }
+    }
+
     /// `bytes` as lower-case hexadecimal, two characters a byte.
     static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         String(unsafeUninitializedCapacity: bytes.count * 2) { out in

@@ -54,8 +54,8 @@ import Testing
                 == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
-    /// Hex of every byte value, of arrays and slices of every length to 40, and of a sequence
-    /// with no contiguous storage, against `%02x` a byte.
+    /// Hex of every byte value, of arrays and slices of every length to 40 (as a string and
+    /// appended to bytes), and of a sequence with no contiguous storage, against `%02x` a byte.
     @Test func hexIsTwoLowerCaseDigitsAByte() {
         func reference(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
         let all = (0...255).map { UInt8($0) }
@@ -66,6 +66,9 @@ import Testing
             let bytes = (0..<length + 3).map { _ in UInt8.random(in: 0...255, using: &generator) }
             #expect(Array(bytes[..<length]).hexString == reference(Array(bytes[..<length])))
             #expect(bytes[3...].hexString == reference(Array(bytes[3...])))
+            var appended = Array("x".utf8)
+            Hex.append(Array(bytes[..<length]), to: &appended)
+            #expect(appended == Array(("x" + reference(Array(bytes[..<length]))).utf8))
         }
     }
 
