@@ -41,6 +41,26 @@ import Glibc
         return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
     }
 
+    /// The state letters of every thread of process `pid` (from `/proc/PID/task/TID/stat`); empty
+    /// once it is gone.
+    static func threadStates(of pid: pid_t) -> [String] {
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return threads.compactMap { thread in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
+        }
+    }
+
+    /// Whether every thread of process `pid` is stopped (state `T`). The main thread alone is not
+    /// enough: a thread that entered `exit_group` as SIGSTOP came ends the process with its status
+    /// all the same, waking the stopped main thread to die, and a signal sent to it then is dropped.
+    static func isStopped(_ pid: pid_t) -> Bool {
+        let states = threadStates(of: pid)
+        return !states.isEmpty && states.allSatisfy { $0 == "T" }
+    }
+
     /// Polls `condition` every millisecond for up to ten seconds.
     static func eventually(_ condition: () -> Bool) -> Bool {
         for _ in 0..<10_000 {
@@ -93,9 +113,11 @@ import Glibc
             }
             return child != nil || !parent.isRunning
         }
-        // Caught only if it stops (state T): one caught as it was ending exits all the same.
-        guard let child, kill(child, SIGSTOP) == 0, eventually({ [nil, "T", "Z", "X"].contains(state(of: child)) }),
-            state(of: child) == "T"
+        // Caught only if every thread stops, and stays stopped a moment later: one caught as it was
+        // ending exits all the same.
+        guard let child, kill(child, SIGSTOP) == 0,
+            eventually({ isStopped(child) || [nil, "Z", "X"].contains(state(of: child)) }), isStopped(child),
+            usleep(20_000) == 0, isStopped(child)
         else {
             if let child { kill(child, SIGCONT) }
             _ = await parent.waitForExit()
