@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Hashing
 
 /// The publishing queue and calendar.
 ///
@@ -57,6 +58,47 @@ public struct PublishingQueue: Projection {
 }
 
 extension PublishingQueue: FoldedRebuild {
-    /// Its own `apply` over rows in memory (it reads and writes nothing else).
-    public func makeFold() -> any RebuildFold { InMemoryFold(self) }
+    /// Keeps each post's state as a value while it folds, and makes the rows once at the end.
+    public func makeFold() -> any RebuildFold { Fold() }
+
+    /// The rebuild's fold: the same `evolve` as ``apply(_:to:)``, on a state kept as a value instead
+    /// of decoded from its row and encoded back on every event (a row reads back exactly as it was
+    /// written: ``PostState/init(snapshot:)``). An event `evolve` refuses leaves the state as it
+    /// was, as it leaves the row. Every other key follows from the final states: a post's due key
+    /// and calendar key are those of its last state (each event moves them from the state before to
+    /// the state after), and a status's count is the number of posts in it (a count that falls to
+    /// zero has no row).
+    final class Fold: RebuildFold {
+        private var posts: [ByteKey: (tenant: String, id: String, state: PostState)] = [:]
+
+        /// Folds a post event.
+        func fold(_ event: ProjectedEvent) throws {
+            guard PostEvent.Kind(rawValue: event.envelope.type) != nil,
+                let id = event.payload["postId"]?.stringValue
+            else { return }
+            let tenant = event.envelope.tenant
+            let key = ByteKey(PublishingQueue.row(tenant, id))
+            guard let after = Post.evolve(posts[key]?.state, event.record) else { return }
+            posts[key] = (tenant, id, after)
+        }
+
+        /// Every post's row, due key and calendar key, and each status's count, in key order.
+        func rows(_: PersonalDataReader) throws -> SortedRows {
+            let rows = MemoryRows()
+            var counts: [ByteKey: UInt64] = [:]
+            for (key, post) in posts {
+                rows.values[key] = post.state.snapshot.bytes
+                if let due = Post.nextDue(post.state) {
+                    rows.values[ByteKey(ScheduleIndex.dueKey(due, post.tenant, post.id))] = []
+                }
+                if let time = PublishingQueue.calendarTime(post.state) {
+                    rows.values[ByteKey(PublishingQueue.calendarKey(post.tenant, time, post.id))] = []
+                }
+                counts[ByteKey(Key.make(["n", post.tenant, post.state.status.rawValue])), default: 0] += 1
+            }
+            posts = [:]
+            for (key, count) in counts { rows.values[key] = Key.u64(count) }
+            return rows.takeSorted()
+        }
+    }
 }

@@ -340,6 +340,57 @@ import Testing
         try Self.expectFoldMatches(runner, name, entries: name == "campaign-board" ? 60 : 30)
     }
 
+    /// Posts of several tenants created (again, under an id in use), edited, scheduled, published
+    /// target by target with attempts, retries and failures, cancelled, and sent events before they
+    /// exist (which `evolve` refuses), written straight to the store at times that fall between
+    /// milliseconds: the publishing queue's fold must arrive at exactly the rows (post, due key,
+    /// calendar key, status counts) of the event-by-event fold.
+    @Test func thePostFoldEqualsTheEventByEventFold() async throws {
+        let directory = TemporaryDirectory()
+        let store = try EventStore(path: directory.path)
+        defer { store.close() }
+        let runner = try ProjectionRunner(store: store, projections: [CatchUp(model: PublishingQueue())])
+        try runner.prepare()
+        var random = SeededRandom(seed: 11)
+        let tenants = ["acme", "a", "ab"]
+        let connections = ["con_x", "con_m", "con_b"]
+        let lifecycle: [PostEvent.Kind] = [.cancelled, .publishingStarted, .published, .failed]
+        for n in 0..<1_000 {
+            let id = "pst_\(random.next() % 30)"
+            let connection = connections[Int(random.next() % 3)]
+            let at = testStart.addingTimeInterval(Double(n) * 61.0003)
+            let event: PostEvent
+            switch random.next() % 10 {
+            case 0:
+                event = .created(
+                    postId: id, connectionIds: Array(connections.prefix(1 + Int(random.next() % 3))), text: "Post \(n)",
+                    media: n % 4 == 0 ? [Media(kind: "image", url: "https://cdn.example/\(n).png")] : [],
+                    link: n % 3 == 0 ? "https://example.com/\(n)" : nil, campaignId: n % 5 == 0 ? "cmp_1" : nil)
+            case 1:
+                event = .updated(
+                    postId: id, text: "Edited \(n)", media: nil, link: n % 2 == 0 ? .remove : .set("https://e.example"))
+            case 2: event = .scheduled(postId: id, publishAt: at.addingTimeInterval(3_600))
+            case 3, 4: event = .lifecycle(lifecycle[Int(random.next() % 4)], postId: id)
+            case 5: event = .attemptStarted(postId: id, connectionId: connection, attempt: 1 + n % 3, at: at)
+            case 6:
+                event = .targetPublished(
+                    postId: id, connectionId: connection, platformPostId: "p\(n)", url: "https://x.example/\(n)")
+            case 7:
+                event = .targetRetryScheduled(
+                    postId: id, connectionId: connection, reason: n % 2 == 0 ? "transient" : "rate_limited",
+                    retryAt: at.addingTimeInterval(30), message: "busy")
+            default:
+                event = .targetFailed(
+                    postId: id, connectionId: connection, code: "CONTENT_REJECTED", message: "no",
+                    unconfirmed: n % 2 == 0)
+            }
+            try await Self.appendRaw(
+                store, event.kind.rawValue, tenant: tenants[Int(random.next() % 3)], stream: "s\(n % 7)",
+                payload: JSON.object(event.payload).bytes, at: at)
+        }
+        try Self.expectFoldMatches(runner, "publishing-queue", entries: 80)
+    }
+
     /// A projection reading one member of a payload gets what `payload[name]` gives: from the
     /// stored bytes alone when no upcaster lifts them, through the upcaster when one does.
     @Test func aPayloadMemberIsThePayloadsOwnEvenWhenAnUpcasterLiftsIt() async throws {
