@@ -108,6 +108,82 @@ func processCPUSplit() -> (user: Double, system: Double) {
     return (seconds(usage.ru_utime), seconds(usage.ru_stime))
 }
 
+/// How often this process's threads have given up their core to wait so far (`ru_nvcsw`, summed
+/// over its threads by `getrusage`): a thread waiting for another's work, or for the disk. Each
+/// wake after such a wait crosses cores, which on a virtual machine costs tens of microseconds.
+func processThreadWaits() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_nvcsw)
+}
+
+/// What waking a thread asleep on another core costs on this machine, in microseconds (nil when
+/// the process may run on one core only): two threads, each held to a core of its own, pass a turn
+/// back and forth `rounds` times through a condition variable, each sleeping until the other wakes
+/// it, and half the mean round trip is one wake. The engine's caller and writer threads hand each
+/// command over this way; beside the waits a command, it says how much of one client's latency is
+/// threads waking each other. (Left free to share a core, the two threads measure a same-core
+/// switch, a third to a quarter of this here.)
+func crossCoreWakeMicros(rounds: Int = 2_000) -> Double? {
+    // The cores this thread may run on: `Cpus_allowed`, a hexadecimal mask in words of 32 bits,
+    // the most significant first.
+    guard let status = try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+    else { return nil }
+    let digits = line.dropFirst("Cpus_allowed:".count).filter(\.isHexDigit).reversed()
+    let cores = digits.enumerated().flatMap { place, digit in
+        (0..<4).filter { (digit.hexDigitValue ?? 0) & (1 << $0) != 0 }.map { place * 4 + $0 }
+    }
+    // `sched_setaffinity` is declared only under `_GNU_SOURCE`, which Swift's Glibc module leaves
+    // out, so it is found by name in the C library.
+    typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
+    guard cores.count >= 2, let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else {
+        return nil
+    }
+    let setAffinity = unsafeBitCast(symbol, to: SetAffinity.self)
+    /// Holds the calling thread to `core` (a mask of 1,024 cores, as glibc's `cpu_set_t`).
+    @Sendable func pin(_ core: Int) {
+        var mask = [UInt8](repeating: 0, count: 128)
+        mask[core / 8] |= UInt8(1 << (core % 8))
+        _ = mask.withUnsafeBytes { setAffinity(0, $0.count, $0.baseAddress!) }
+    }
+    final class Turn: @unchecked Sendable {
+        // Invariant: `next` is read and written only with `condition` locked, which only the two
+        // threads wait on; `micros` is written before `done` is signalled and read after.
+        let condition = NSCondition()
+        var next = 0
+        var micros = 0.0
+        let done = DispatchSemaphore(value: 0)
+    }
+    let turn = Turn()
+    let (first, second) = (cores[0], cores[1])
+    Thread {
+        pin(second)
+        for round in 0..<rounds {
+            turn.condition.lock()
+            while turn.next != 2 * round + 1 { turn.condition.wait() }
+            turn.next += 1
+            turn.condition.signal()
+            turn.condition.unlock()
+        }
+    }.start()
+    Thread {
+        pin(first)
+        let started = DispatchTime.now().uptimeNanoseconds
+        for round in 0..<rounds {
+            turn.condition.lock()
+            turn.next = 2 * round + 1
+            turn.condition.signal()
+            while turn.next != 2 * round + 2 { turn.condition.wait() }
+            turn.condition.unlock()
+        }
+        turn.micros = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e3 / Double(rounds) / 2
+        turn.done.signal()
+    }.start()
+    turn.done.wait()
+    return turn.micros
+}
+
 /// Bytes this process has handed to `write`-family system calls so far (`wchar` in /proc/self/io):
 /// for the engine, LMDB's page writes at each commit.
 func processWrittenBytes() -> Double {
@@ -340,27 +416,37 @@ if runs(3) {
     let lines = (0..<n(1_000)).map { Array(update(0, $0).utf8) }
     // Bytes handed to `write` calls a command (or a raw transaction): LMDB writes whole pages, so
     // this counts the pages each commit flushes (plus the meta page's 120 bytes).
+    // And the waits a command: a thread handing work to another and sleeping until it is woken.
     var written = processWrittenBytes()
+    var waits = processThreadWaits()
     let latencies = try await onGlobalExecutor { await timedRequests(engine, lines) }
     let writtenPerCommand = (processWrittenBytes() - written) / Double(max(lines.count, 1))
+    let waitsPerCommand = (processThreadWaits() - waits) / Double(max(lines.count, 1))
     let raw = try RawLMDB(path: "\(root)/raw-latency")
     written = processWrittenBytes()
+    waits = processThreadWaits()
     let rawLatencies = try raw.singleTransactionLatencies(samples: n(1_000), valueSize: 300)
     let rawWrittenPerTransaction = (processWrittenBytes() - written) / Double(max(rawLatencies.count, 1))
+    let rawWaitsPerTransaction = (processThreadWaits() - waits) / Double(max(rawLatencies.count, 1))
+    let wake = crossCoreWakeMicros()
     report(
         "one client, sequential",
         engine:
             "p50 \(ms(median(latencies))) p99 \(ms(percentile(latencies, 0.99))), "
-            + "\(f(writtenPerCommand)) bytes written a command",
+            + "\(f(writtenPerCommand)) bytes written and \(f(waitsPerCommand)) thread waits a command",
         baseline:
             "raw txn p50 \(ms(median(rawLatencies))) p99 \(ms(percentile(rawLatencies, 0.99))), "
-            + "\(f(rawWrittenPerTransaction)) bytes written a transaction",
+            + "\(f(rawWrittenPerTransaction)) bytes written and \(f(rawWaitsPerTransaction)) thread waits a "
+            + "transaction; a wake across cores \(wake.map { "\(f($0)) µs" } ?? "n/a (one core)")",
         ratio: "p50 \(x(median(latencies) / median(rawLatencies)))",
         [
             "p50Ms": .number(median(latencies)), "p99Ms": .number(percentile(latencies, 0.99)),
             "rawP50Ms": .number(median(rawLatencies)), "rawP99Ms": .number(percentile(rawLatencies, 0.99)),
             "bytesWrittenPerCommand": .number(writtenPerCommand),
             "rawBytesWrittenPerTransaction": .number(rawWrittenPerTransaction),
+            "threadWaitsPerCommand": .number(waitsPerCommand),
+            "rawThreadWaitsPerTransaction": .number(rawWaitsPerTransaction),
+            "crossCoreWakeMicros": wake.map(JSON.number) ?? .null,
         ])
 
     // Three rounds, each of `perClient` commands per client: this VM's speed drifts 10–20% from one
