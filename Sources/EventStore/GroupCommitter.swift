@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// After a transaction of one or two requests (a client sending one command after another) the
 /// writer watches for the next request for a moment before it sleeps, so that request finds it
-/// awake: waking a sleeping thread costs a cross-core interrupt, about 15 µs on a virtual machine.
+/// awake: waking a sleeping thread costs a cross-core interrupt, 15–35 µs on a virtual machine.
 ///
 /// Invariant that makes `@unchecked Sendable` safe: `pending`, `pendingWrites`, `jobsWent`,
 /// `stopped`, `inFlight` and the counters are read and written only with `condition` locked;
