@@ -282,6 +282,21 @@ public final class EventStore: @unchecked Sendable {
     /// end early and let them commit.
     public var appendsWaiting: Bool { committer.load.queued > 0 }
 
+    /// The CPUs the calling thread may run on, ascending: its affinity mask (`Cpus_allowed` in
+    /// `/proc/thread-self/status`, which `taskset`, `sched_setaffinity` and container CPU sets
+    /// narrow); empty where no such file says. A store's writer thread inherits the mask of the
+    /// thread that opens the store, and watches for requests only when it allows two CPUs or more.
+    public static var allowedCores: [Int] {
+        for file in ["/proc/thread-self/status", "/proc/self/status"] {
+            if let status = try? String(contentsOfFile: file, encoding: .utf8),
+                let cores = GroupCommitter.allowedCores(inStatus: status)
+            {
+                return cores
+            }
+        }
+        return []
+    }
+
     /// How long the writer keeps watching for the next request after a small transaction:
     /// ``StoreOptions/writerWatch``, or zero when the thread that opened the store (whose CPU
     /// affinity the writer inherits) may run on one CPU only.

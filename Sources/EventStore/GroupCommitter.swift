@@ -157,28 +157,25 @@ final class GroupCommitter: @unchecked Sendable {
         return try outcome.wait().get()
     }
 
-    /// The cores the writer thread may run on: the affinity mask of the thread creating it, which
-    /// the writer inherits (`Cpus_allowed` in `/proc/thread-self/status`, which `taskset`,
-    /// `sched_setaffinity` and container CPU sets narrow; Foundation counts the machine's cores).
+    /// How many cores the writer thread may run on: ``EventStore/allowedCores`` of the thread
+    /// creating it, whose affinity the writer inherits (Foundation counts the machine's cores).
     static var usableCores: Int {
-        for file in ["/proc/thread-self/status", "/proc/self/status"] {
-            if let status = try? String(contentsOfFile: file, encoding: .utf8),
-                let cores = allowedCores(inStatus: status)
-            {
-                return cores
-            }
-        }
-        return ProcessInfo.processInfo.activeProcessorCount
+        let cores = EventStore.allowedCores.count
+        return cores > 0 ? cores : ProcessInfo.processInfo.activeProcessorCount
     }
 
-    /// The number of CPUs the `Cpus_allowed` line of a `/proc/…/status` text allows (a hexadecimal
-    /// mask in comma-separated words of 32 bits), or nil without such a line or with an empty mask.
-    static func allowedCores(inStatus status: String) -> Int? {
+    /// The CPUs the `Cpus_allowed` line of a `/proc/…/status` text allows, ascending (a hexadecimal
+    /// mask in comma-separated words of 32 bits, the most significant first), or nil without such
+    /// a line or with an empty mask.
+    static func allowedCores(inStatus status: String) -> [Int]? {
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") }) else {
             return nil
         }
-        let cores = line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + ($1.hexDigitValue ?? 0).nonzeroBitCount }
-        return cores > 0 ? cores : nil
+        let digits = line.dropFirst("Cpus_allowed:".count).filter(\.isHexDigit).reversed()
+        let cores = digits.enumerated().flatMap { place, digit in
+            (0..<4).filter { (digit.hexDigitValue ?? 0) & (1 << $0) != 0 }.map { 4 * place + $0 }
+        }
+        return cores.isEmpty ? nil : cores
     }
 
     /// Waits, awake, up to ``watch`` for a submission, returning at once if one is queued.

@@ -194,6 +194,7 @@ public struct SHA256: Sendable {
 /// Hex rendering of digests and other byte strings.
 extension Sequence<UInt8> {
     /// The bytes as lower-case hexadecimal, two characters a byte.
+    ///
     /// Written into the string's own storage from contiguous bytes (an array, a slice), where
     /// appending to an array a digit at a time through the generic iterator, then copying it into
     /// a string, was 4% of a contact import's CPU (two hex strings a contact).

@@ -34,9 +34,12 @@ import Glibc
     }
 
     /// The state letter of process `pid` (`R`, `S`, `T` for stopped, `Z`…), or nil once it is gone.
-    static func state(of pid: pid_t) -> String? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
+    static func state(of pid: pid_t) -> String? { stateLetter(in: "/proc/\(pid)/stat") }
+
+    /// The state letter in a `stat` file of `/proc` (the field after the command name in
+    /// parentheses), or nil when the file is gone.
+    static func stateLetter(in path: String) -> String? {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8), let close = stat.lastIndex(of: ")")
         else { return nil }
         return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
     }
@@ -45,12 +48,7 @@ import Glibc
     /// once it is gone.
     static func threadStates(of pid: pid_t) -> [String] {
         let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return threads.compactMap { thread in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { return nil }
-            return stat[stat.index(after: close)...].split(separator: " ").first.map(String.init)
-        }
+        return threads.compactMap { stateLetter(in: "/proc/\(pid)/task/\($0)/stat") }
     }
 
     /// Whether every thread of process `pid` is stopped (state `T`). The main thread alone is not

@@ -125,15 +125,7 @@ func processThreadWaits() -> Double {
 /// threads waking each other. (Left free to share a core, the two threads measured 5.6–12.6 µs a
 /// wake here, a sixth to a third of this.)
 func crossCoreWakeMicros(rounds: Int = 2_000) -> Double? {
-    // The cores this thread may run on: `Cpus_allowed`, a hexadecimal mask in words of 32 bits,
-    // the most significant first.
-    guard let status = try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
-    else { return nil }
-    let digits = line.dropFirst("Cpus_allowed:".count).filter(\.isHexDigit).reversed()
-    let cores = digits.enumerated().flatMap { place, digit in
-        (0..<4).filter { (digit.hexDigitValue ?? 0) & (1 << $0) != 0 }.map { place * 4 + $0 }
-    }
+    let cores = EventStore.allowedCores
     // `sched_setaffinity` is declared only under `_GNU_SOURCE`, which Swift's Glibc module leaves
     // out, so it is found by name in the C library.
     typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
