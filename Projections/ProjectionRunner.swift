@@ -83,9 +83,14 @@ public final class ProjectionRunner: @unchecked Sendable {
     let store: EventStore
     /// The projections, in the order they are applied.
     public let projections: [any Projection]
-    /// The inline projections, in order, each with the event types it reads: worked out once,
-    /// since a projection's `eventTypes` builds its set each time it is asked.
-    let inline: [(projection: any Projection, types: Set<String>?, slots: (a: Table, b: Table))]
+    /// The inline projections, in order, each with the event types it reads and its two slots:
+    /// worked out once, since a projection's `eventTypes` builds its set each time it is asked.
+    let inline: [InlineProjection]
+    /// For each event type an inline projection names in its `eventTypes`, which inline projections
+    /// read it (bit `i`: `inline[i]`); any other type is read by ``inlineReadersOfEveryType``.
+    let inlineReaders: [String: UInt64]
+    /// The inline projections that read every type (`eventTypes` nil), as bits.
+    let inlineReadersOfEveryType: UInt64
     let meta: Table
     let slots: [String: (a: Table, b: Table, verify: Table)]
     let personalData: Table
@@ -195,7 +200,42 @@ public final class ProjectionRunner: @unchecked Sendable {
         self.slots = slots
         inline = projections.filter { $0.mode == .inline }.map { projection in
             let tables = slots[projection.name]!
-            return (projection, projection.eventTypes, (tables.0, tables.1))
+            return InlineProjection(projection, types: projection.eventTypes, a: tables.0, b: tables.1)
+        }
+        precondition(inline.count <= 64, "at most 64 inline projections")
+        var readers = [String: UInt64]()
+        var everyType: UInt64 = 0
+        for (index, entry) in inline.enumerated() {
+            if let types = entry.types {
+                for type in types { readers[type, default: 0] |= 1 << index }
+            } else {
+                everyType |= 1 << index
+            }
+        }
+        inlineReaders = readers.mapValues { $0 | everyType }
+        inlineReadersOfEveryType = everyType
+    }
+
+    /// An inline projection as the writer applies it, every request of a group commit: a class, so
+    /// the writer's loop takes one reference each, where a tuple of an existential, a set and two
+    /// tables was copied through the runtime's generic witnesses.
+    final class InlineProjection: Sendable {
+        let projection: any Projection
+        let name: String
+        let version: Int
+        /// The event types it reads, or nil for all.
+        let types: Set<String>?
+        /// Its two slots, `a` and `b`.
+        let a: Table
+        let b: Table
+
+        init(_ projection: any Projection, types: Set<String>?, a: Table, b: Table) {
+            self.projection = projection
+            name = projection.name
+            version = projection.version
+            self.types = types
+            self.a = a
+            self.b = b
         }
     }
 
@@ -227,33 +267,78 @@ public final class ProjectionRunner: @unchecked Sendable {
         try txn.value(forKey: Array(name.utf8), in: meta).flatMap(Meta.init(bytes:))
     }
 
-    /// The projections' states one write transaction has read or set (see `WriteTransaction.local`).
+    /// What one write transaction keeps for the projections (see `WriteTransaction.local`): their
+    /// states as read or set, and each inline projection's ``BatchMemo``, shared by the requests a
+    /// group commit puts in it (each applies its own events through a table of its own).
     private final class TransactionMetas {
-        private let read: (String) throws -> Meta?
-        /// Each projection's state as read or set, and whether it was set, in the order first met.
-        /// A few projections, named by the same string literals each time: a scan compares
-        /// their bytes (equal storage compares at once) where a dictionary would hash each name.
-        private var entries: [(name: String, meta: Meta?, changed: Bool)] = []
+        /// A projection's state as read or set, and whether it was set.
+        struct Entry {
+            let name: String
+            var meta: Meta?
+            var loaded: Bool
+            var changed: Bool
+        }
 
-        init(read: @escaping (String) throws -> Meta?) { self.read = read }
+        private let read: (String) throws -> Meta?
+        /// The inline projections' entries first, in ``ProjectionRunner/inline``'s order (found by
+        /// index, read when first asked for), then any other projection's, in the order first met
+        /// (a few, named by the same string literals each time: a scan compares their bytes where
+        /// a dictionary would hash each name).
+        private var entries: [Entry]
+        /// Each inline projection's memo for this transaction, by index, made when first asked for.
+        private var memos: [BatchMemo?]
+
+        init(inline: [String], read: @escaping (String) throws -> Meta?) {
+            self.read = read
+            entries = inline.map { Entry(name: $0, meta: nil, loaded: false, changed: false) }
+            memos = Array(repeating: nil, count: inline.count)
+        }
 
         func meta(_ name: String) throws -> Meta? {
-            if let index = entries.firstIndex(where: { $0.name == name }) { return entries[index].meta }
-            let value = try read(name)
-            entries.append((name, value, false))
-            return value
+            guard let index = entries.firstIndex(where: { $0.name == name }) else {
+                let value = try read(name)
+                entries.append(Entry(name: name, meta: value, loaded: true, changed: false))
+                return value
+            }
+            return try meta(at: index)
+        }
+
+        /// The state of the projection at `index` among the entries (the inline ones come first).
+        func meta(at index: Int) throws -> Meta? {
+            if !entries[index].loaded {
+                entries[index].meta = try read(entries[index].name)
+                entries[index].loaded = true
+            }
+            return entries[index].meta
         }
 
         func set(_ value: Meta, _ name: String) {
             if let index = entries.firstIndex(where: { $0.name == name }) {
                 entries[index].meta = value
+                entries[index].loaded = true
                 entries[index].changed = true
             } else {
-                entries.append((name, value, true))
+                entries.append(Entry(name: name, meta: value, loaded: true, changed: true))
             }
         }
 
-        /// The states set in this transaction, in the order first met.
+        /// Moves the checkpoint of the inline projection at `index`, whose state ``meta(at:)`` read,
+        /// up to `position` (never back), in place.
+        func advance(at index: Int, to position: UInt64) {
+            guard entries[index].meta != nil else { return }
+            entries[index].meta!.checkpoint = max(entries[index].meta!.checkpoint, position)
+            entries[index].changed = true
+        }
+
+        /// The memo of the inline projection at `index`.
+        func memo(at index: Int) -> BatchMemo {
+            if let memo = memos[index] { return memo }
+            let memo = BatchMemo()
+            memos[index] = memo
+            return memo
+        }
+
+        /// The states set in this transaction, in the order of the entries.
         var changed: [(name: String, meta: Meta)] {
             entries.compactMap { entry in entry.changed ? entry.meta.map { (entry.name, $0) } : nil }
         }
@@ -262,31 +347,14 @@ public final class ProjectionRunner: @unchecked Sendable {
     private func metas(in txn: WriteTransaction) -> TransactionMetas {
         txn.local(
             ObjectIdentifier(self),
-            make: { TransactionMetas { [unowned self, unowned txn] name in try self.storedMeta(name, in: txn) } },
+            make: {
+                TransactionMetas(inline: inline.map(\.name)) { [unowned self, unowned txn] name in
+                    try self.storedMeta(name, in: txn)
+                }
+            },
             finish: { [meta] metas, txn in
                 for (name, value) in metas.changed { try txn.put(value.bytes, forKey: Array(name.utf8), in: meta) }
             })
-    }
-
-    /// Each inline projection's ``BatchMemo`` for one write transaction, shared by the requests a
-    /// group commit puts in it (each applies its own events through a table of its own).
-    private final class TransactionMemos {
-        private var memos: [(name: String, memo: BatchMemo)] = []
-
-        func memo(_ name: String) -> BatchMemo {
-            if let found = memos.first(where: { $0.name == name }) { return found.memo }
-            let memo = BatchMemo()
-            memos.append((name, memo))
-            return memo
-        }
-    }
-
-    /// The key of ``TransactionMemos`` among a transaction's locals.
-    private final class MemosKey {}
-    private let memosKey = MemosKey()
-
-    private func memos(in txn: WriteTransaction) -> TransactionMemos {
-        txn.local(ObjectIdentifier(memosKey), make: { TransactionMemos() }, finish: { _, _ in })
     }
 
     func table(_ name: String, slot: String) -> Table {
@@ -342,27 +410,28 @@ public final class ProjectionRunner: @unchecked Sendable {
             return (index < known.count ? known[index] : nil).map { ProjectedEvent(event, known: $0) }
                 ?? ProjectedEvent(event)
         }
-        // The transaction's projection states, found once for all of them.
+        // The transaction's projection states and memos, found once for all of them.
         let metas = metas(in: txn)
-        // A projection leaves the table alone for a type it does not read (`eventTypes`).
-        for (projection, types, slots) in inline {
-            guard var state = try metas.meta(projection.name), state.version == projection.version else { continue }
+        // Which inline projections read each event's type (`eventTypes`; a projection leaves the
+        // table alone for the others): one lookup an event, not one a projection.
+        let readers = projected.map { inlineReaders[$0.envelope.type] ?? inlineReadersOfEveryType }
+        for (index, entry) in inline.enumerated() {
+            guard let state = try metas.meta(at: index), state.version == entry.version else { continue }
             let table = ProjectionTable(
-                txn: txn, table: state.slot == "b" ? slots.b : slots.a, personalData: personalData,
-                memo: memos(in: txn).memo(projection.name))
+                txn: txn, table: state.slot == "b" ? entry.b : entry.a, personalData: personalData,
+                memo: metas.memo(at: index))
             if state.checkpoint + 1 < first.position {
                 for position in (state.checkpoint + 1)..<first.position {
-                    if let missing = try txn.event(at: position), types?.contains(missing.type) ?? true {
-                        try projection.apply(ProjectedEvent(missing), to: table)
+                    if let missing = try txn.event(at: position), entry.types?.contains(missing.type) ?? true {
+                        try entry.projection.apply(ProjectedEvent(missing), to: table)
                     }
                 }
             }
-            for event in projected where event.envelope.position > state.checkpoint {
-                if let types, !types.contains(event.envelope.type) { continue }
-                try projection.apply(event, to: table)
+            for (at, event) in projected.enumerated()
+            where readers[at] & (1 << index) != 0 && event.envelope.position > state.checkpoint {
+                try entry.projection.apply(event, to: table)
             }
-            state.checkpoint = max(state.checkpoint, last.position)
-            metas.set(state, projection.name)
+            metas.advance(at: index, to: last.position)
         }
     }
 

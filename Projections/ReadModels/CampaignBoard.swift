@@ -119,9 +119,10 @@ public struct CampaignBoard: Projection {
     /// Folds a campaign event: with the state the writer folded when it has one, else by folding
     /// the stored row.
     public func apply(_ event: ProjectedEvent, to table: ProjectionTable) throws {
-        guard CampaignEvent.Kind(rawValue: event.envelope.type) != nil else { return }
-        let tenant = event.envelope.tenant
+        // A state the writer folded is a campaign's: only another event's type need be checked.
         let known = event.stateAfter as? CampaignState
+        guard known != nil || CampaignEvent.Kind(rawValue: event.envelope.type) != nil else { return }
+        let tenant = event.envelope.tenant
         guard let id = known?.id ?? event.payload["campaignId"]?.stringValue else { return }
         let rowKey = Self.row(tenant, id)
         let row = try table.get(rowKey)

@@ -1102,6 +1102,34 @@ import Testing
         #expect(ids == ["cmp_1", "cmp_3", "cmp_raw"])
         #expect(try t.engine.projections.verify("campaign-board").matches)
     }
+
+    @Test func everyInlineProjectionsCheckpointReachesTheHeadWithEachCommit() async throws {
+        let t = try TestEngine()
+        // Commands sent together, so a group commit may put several in one transaction; none of
+        // them is an event the publishing queue or the experiment results read.
+        let created = await withTaskGroup(of: JSON.self) { group in
+            for index in 1...8 {
+                group.addTask {
+                    await t.command(
+                        "campaign.create",
+                        #"{"campaignId":"cmp_\#(index)","name":"Campaign \#(index)","channel":"email"}"#)
+                }
+            }
+            return await group.reduce(into: [JSON]()) { $0.append($1) }
+        }
+        #expect(created.allSatisfy { $0["error"] == nil })
+        #expect(await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Renamed"}"#)["error"] == nil)
+        let head = try t.engine.eventStore.read { try $0.headPosition() }
+        #expect(head == 9)
+        let inline = try t.engine.projections.status().filter { $0.mode == .inline }
+        #expect(
+            inline.map(\.name).sorted() == [
+                "campaign-board", "experiment-results", "publishing-queue", "schedule-index",
+            ])
+        for status in inline {
+            #expect(status.checkpoint == head, "\(status.name) at \(status.checkpoint)")
+        }
+    }
 }
 
 /// Positions reported from another task. Invariant that makes `@unchecked Sendable` safe:
