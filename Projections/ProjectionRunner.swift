@@ -216,7 +216,7 @@ public final class ProjectionRunner: @unchecked Sendable {
         inlineReadersOfEveryType = everyType
     }
 
-    /// An inline projection as the writer applies it, every request of a group commit: a class, so
+    /// An inline projection as the writer applies it to each request of a group commit: a class, so
     /// the writer's loop takes one reference each, where a tuple of an existential, a set and two
     /// tables was copied through the runtime's generic witnesses.
     final class InlineProjection: Sendable {
@@ -271,7 +271,7 @@ public final class ProjectionRunner: @unchecked Sendable {
     /// states as read or set, and each inline projection's ``BatchMemo``, shared by the requests a
     /// group commit puts in it (each applies its own events through a table of its own).
     private final class TransactionMetas {
-        /// A projection's state as read or set, and whether it was set.
+        /// A projection's state as read or set, whether it was read yet, and whether it was set.
         struct Entry {
             let name: String
             var meta: Meta?
