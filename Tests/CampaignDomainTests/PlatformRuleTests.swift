@@ -100,7 +100,7 @@ import Testing
         #expect(problems("x", link + " " + String(repeating: "a", count: 257)).count == 1)
         // Not links: a scheme with nothing after it, or a word that starts with http.
         #expect(TextMeasure.xWeighted.length(of: "https:// httpd http") == 19)
-        #expect(TextMeasure.xWeighted.length(of: "(HTTPS://x.example/a). b") == 28)
+        #expect(TextMeasure.xWeighted.length(of: "(HTTPS://x.example.com/a). b") == 28)
         // Mastodon counts a link as 23 too, and other text in scalars.
         #expect(problems("mastodon", link + " " + String(repeating: "a", count: 476)).isEmpty)
         #expect(problems("mastodon", link + " " + String(repeating: "a", count: 477)).count == 1)

@@ -131,9 +131,10 @@ public enum TextMeasure: Sendable, Equatable {
     /// `https://` up to white space, less a closing bracket or full stop after it) 23 whatever its
     /// length, and a mention of an account on another server (`@user@domain`) as its `@user` alone.
     case linksAs23
-    /// X's weighted count (twitter-text 3): the text in NFC; each link 23; each emoji 2; each other
-    /// scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin, Greek,
-    /// Cyrillic, Hebrew, Arabic, …, general punctuation) and 2 elsewhere (CJK, for one).
+    /// X's weighted count (twitter-text 3): the text in NFC; each link 23, found as X finds them
+    /// (``xLinks(in:)``: with or without a scheme, ending in a top-level domain); each emoji 2;
+    /// each other scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin,
+    /// Greek, Cyrillic, Hebrew, Arabic, …, general punctuation) and 2 elsewhere (CJK, for one).
     case xWeighted
     /// Threads' count: each emoji as the bytes of its UTF-8 form (😀 4, a family of three joined
     /// by zero-width joiners 18), every other scalar 1.
@@ -158,7 +159,7 @@ public enum TextMeasure: Sendable, Equatable {
             return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : Self.mastodonCountable($1.text).count) }
         case .xWeighted:
             let normalized = text.precomposedStringWithCanonicalMapping
-            return Self.splitLinks(normalized).reduce(0) { total, part in
+            return Self.splitXLinks(normalized).reduce(0) { total, part in
                 total + (part.isLink ? 23 : part.text.reduce(0) { $0 + Self.xWeight(of: $1) })
             }
         case .emojiAsUTF8Bytes:
@@ -235,9 +236,9 @@ public enum TextMeasure: Sendable, Equatable {
         }
     }
 
-    /// `text` cut into links (`http://` or `https://`, case aside, with something after it, up to
-    /// white space, less the punctuation that ends it) and the text between them. One pass: each
-    /// search starts where the last ended.
+    /// `text` cut into links as Mastodon finds them (`http://` or `https://`, case aside, with
+    /// something after it, up to white space, less the punctuation that ends it) and the text
+    /// between them. One pass: each search starts where the last ended.
     static func splitLinks(_ text: String) -> [(text: Substring, isLink: Bool)] {
         var parts = [(text: Substring, isLink: Bool)]()
         let whole = Substring(text)
