@@ -54,12 +54,13 @@ import Testing
             ["example.com/path/index.html", "example.com/path"]
         ),
         (
-            "twitter.comこれは日本語です。example.com中国語t.co/abcde한국twitter.com example2.comテストtwitter.com/abcde",
+            "twitter.comこれは日本語です。example.com中国語t.co/abcde한국twitter.com "
+                + "example2.comテストtwitter.com/abcde",
             ["twitter.com", "example.com", "t.co/abcde", "twitter.com", "example2.com", "twitter.com/abcde"]
         ),
         (
-            "http://twitter.com/これは日本語です。example.com中国語http://t.co/abcde한국twitter.comテストexample2.comテスト"
-                + "http://twitter.com/abcde",
+            "http://twitter.com/これは日本語です。example.com中国語http://t.co/abcde"
+                + "한국twitter.comテストexample2.comテストhttp://twitter.com/abcde",
             [
                 "http://twitter.com/", "example.com", "http://t.co/abcde", "twitter.com", "example2.com",
                 "http://twitter.com/abcde",
