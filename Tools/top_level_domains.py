@@ -40,7 +40,7 @@ def lines(words, indent):
 
 swift = f'''/// The top-level domains of IANA's root zone, as the ICANN section of the Public Suffix List names
 /// them ({version}, read by `Tools/top_level_domains.py`).
-/// X links a domain only when it ends in one of these (``TextMeasure/xLinks(in:)``).
+/// X links a domain only when it ends in one of these (``TextMeasure/links(in:)``).
 enum TopLevelDomains {{
     /// The ASCII ones, lowercase: {len(ascii_names)} ({sum(1 for n in ascii_names if len(n) == 2)} of two letters, the countries').
     static let ascii: Set<String> = names(

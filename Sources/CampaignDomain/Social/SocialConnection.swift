@@ -127,12 +127,12 @@ public enum TextMeasure: Sendable, Equatable {
     case scalars
     /// Grapheme clusters, what a reader sees as one character (Bluesky).
     case graphemes
-    /// Grapheme clusters, as Mastodon counts (its `StatusLengthValidator`): each link (`http://` or
-    /// `https://` up to white space, less a closing bracket or full stop after it) 23 whatever its
-    /// length, and a mention of an account on another server (`@user@domain`) as its `@user` alone.
+    /// Grapheme clusters, as Mastodon counts (its `StatusLengthValidator`): each link 23 whatever its
+    /// length, found as Mastodon finds them (``links(in:)``: with a scheme, ending in a top-level
+    /// domain), and a mention of an account on another server (`@user@domain`) as its `@user` alone.
     case linksAs23
     /// X's weighted count (twitter-text 3): the text in NFC; each link 23, found as X finds them
-    /// (``xLinks(in:)``: with or without a scheme, ending in a top-level domain); each emoji 2;
+    /// (``links(in:)``: with or without a scheme, ending in a top-level domain); each emoji 2;
     /// each other scalar 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and U+2032–U+2037 (Latin,
     /// Greek, Cyrillic, Hebrew, Arabic, …, general punctuation) and 2 elsewhere (CJK, for one).
     case xWeighted
@@ -156,10 +156,12 @@ public enum TextMeasure: Sendable, Equatable {
         case .scalars: return text.unicodeScalars.count
         case .graphemes: return text.count
         case .linksAs23:
-            return Self.splitLinks(text).reduce(0) { $0 + ($1.isLink ? 23 : Self.mastodonCountable($1.text).count) }
+            return Self.splitLinks(text, .mastodon).reduce(0) {
+                $0 + ($1.isLink ? 23 : Self.mastodonCountable($1.text).count)
+            }
         case .xWeighted:
             let normalized = text.precomposedStringWithCanonicalMapping
-            return Self.splitXLinks(normalized).reduce(0) { total, part in
+            return Self.splitLinks(normalized, .x).reduce(0) { total, part in
                 total + (part.isLink ? 23 : part.text.reduce(0) { $0 + Self.xWeight(of: $1) })
             }
         case .emojiAsUTF8Bytes:
@@ -234,39 +236,6 @@ public enum TextMeasure: Sendable, Equatable {
                 || (0x2032...0x2037).contains(value)
             return total + (light ? 1 : 2)
         }
-    }
-
-    /// `text` cut into links as Mastodon finds them (`http://` or `https://`, case aside, with
-    /// something after it, up to white space, less the punctuation that ends it) and the text
-    /// between them. One pass: each search starts where the last ended.
-    static func splitLinks(_ text: String) -> [(text: Substring, isLink: Bool)] {
-        var parts = [(text: Substring, isLink: Bool)]()
-        let whole = Substring(text)
-        var segmentStart = whole.startIndex
-        var searchFrom = whole.startIndex
-        while let found = whole[searchFrom...].range(of: "http", options: .caseInsensitive) {
-            var cursor = found.upperBound
-            if cursor < whole.endIndex, whole[cursor] == "s" || whole[cursor] == "S" {
-                cursor = whole.index(after: cursor)
-            }
-            guard whole[cursor...].hasPrefix("://"), case let body = whole.index(cursor, offsetBy: 3),
-                body < whole.endIndex, !whole[body].isWhitespace
-            else {
-                searchFrom = found.upperBound
-                continue
-            }
-            if found.lowerBound > segmentStart { parts.append((whole[segmentStart..<found.lowerBound], false)) }
-            var end = whole[body...].firstIndex(where: \.isWhitespace) ?? whole.endIndex
-            // Punctuation that ends a sentence or closes a bracket after a link is not part of it.
-            while end > body, case let last = whole[whole.index(before: end)], ".,;:!?)]}'\"".contains(last) {
-                end = whole.index(before: end)
-            }
-            parts.append((whole[found.lowerBound..<end], true))
-            segmentStart = end
-            searchFrom = end
-        }
-        if segmentStart < whole.endIndex { parts.append((whole[segmentStart...], false)) }
-        return parts
     }
 }
 

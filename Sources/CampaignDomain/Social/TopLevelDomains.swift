@@ -1,6 +1,6 @@
 /// The top-level domains of IANA's root zone, as the ICANN section of the Public Suffix List names
 /// them (Debian's publicsuffix 20230209.2326-1, read by `Tools/top_level_domains.py`).
-/// X links a domain only when it ends in one of these (``TextMeasure/xLinks(in:)``).
+/// X links a domain only when it ends in one of these (``TextMeasure/links(in:)``).
 enum TopLevelDomains {
     /// The ASCII ones, lowercase: 1329 (248 of two letters, the countries').
     static let ascii: Set<String> = names(

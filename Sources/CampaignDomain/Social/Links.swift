@@ -1,17 +1,34 @@
 extension TextMeasure {
-    /// The links X counts as 23 characters in `text`, found as twitter-text 3 (X's own counter)
-    /// finds them: `http://` or `https://` and a domain, or a domain alone (`example.com`,
-    /// `bit.ly/abc`, `foo.jp`), ending in a top-level domain of IANA's root zone; then a port, a path
-    /// and a query of the characters X takes there, less what cannot end one (`.`, `,`, `!`, an
-    /// unbalanced bracket, CJK text). Not after a letter, digit, `@`, `$` or `#` (`#deal.com`,
-    /// `me@example.com`); a domain alone not after `-`, `_`, `.` or `/` either.
-    public static func xLinks(in text: String) -> [Substring] {
-        splitXLinks(text).filter(\.isLink).map(\.text)
+    /// The links this measure counts as 23 characters in `text`, found as the network's own counter
+    /// finds them (twitter-text 3's extraction, which X uses as it is and Mastodon with changes):
+    /// - X (``xWeighted``): `http://` or `https://` and a domain, or a domain alone (`example.com`,
+    ///   `bit.ly/abc`, `foo.jp`); then a port, a path and a query of the characters X takes there,
+    ///   less what cannot end one (`.`, `,`, `!`, an unbalanced bracket, CJK text);
+    /// - Mastodon (``linksAs23``): a scheme always (`https`, `http`, `dat`, `dweb`, `ipfs`, `ipns`,
+    ///   `ssb`, `gopher`, `gemini`), then a path of any characters but white space, `<`, `>` and
+    ///   unbalanced brackets, less what cannot end one (`.`, `,`, `!`, `:`, quotes, …), and a query;
+    /// - the other measures: none.
+    ///
+    /// Each domain ends in a top-level domain of IANA's root zone. No link starts after a letter,
+    /// digit, `@`, `$` or `#` (`#deal.com`, `me@example.com`), nor a domain alone after `-`, `_`, `.`
+    /// or `/`.
+    public func links(in text: String) -> [Substring] {
+        guard let grammar = linkGrammar else { return [] }
+        return Self.splitLinks(text, grammar).filter(\.isLink).map(\.text)
     }
 
-    /// `text` cut into the links of ``xLinks(in:)`` and the text between them.
-    static func splitXLinks(_ text: String) -> [(text: Substring, isLink: Bool)] {
-        let links = XLinkScanner(text).links()
+    /// The grammar of the links this measure counts as 23; nil when it counts none.
+    var linkGrammar: LinkGrammar? {
+        switch self {
+        case .xWeighted: .x
+        case .linksAs23: .mastodon
+        case .scalars, .graphemes, .emojiAsUTF8Bytes: nil
+        }
+    }
+
+    /// `text` cut into the links `grammar` finds and the text between them.
+    static func splitLinks(_ text: String, _ grammar: LinkGrammar) -> [(text: Substring, isLink: Bool)] {
+        let links = LinkScanner(text, grammar).links()
         guard !links.isEmpty else { return text.isEmpty ? [] : [(text[...], false)] }
         var indices = Array(text.unicodeScalars.indices)
         indices.append(text.endIndex)
@@ -27,20 +44,84 @@ extension TextMeasure {
     }
 }
 
-/// twitter-text 3's link extraction (`extractUrlsWithIndices`, links without a scheme included)
-/// as one scan of a text's Unicode scalars, left to right: where a link may start, its domain (the
-/// longest run of labels joined by `.` whose last one begins with a top-level domain), then its
-/// port, path and query. A link's preceding character belongs to its match, so two links are at
-/// least one character apart.
+/// What a network takes as a link: its schemes, whether a domain alone is one, and the characters
+/// of a path and a query and those either may end with (twitter-text 3's, and Mastodon's changes
+/// to them in its `twitter_regex.rb`).
+struct LinkGrammar: Sendable {
+    /// The schemes, lowercase, each followed by `://` in a link.
+    let schemes: [String]
+    /// Whether a domain without a scheme is a link (`example.com`).
+    let bareDomains: Bool
+    let isPath: @Sendable (Unicode.Scalar) -> Bool
+    let isPathEnding: @Sendable (Unicode.Scalar) -> Bool
+    let isQuery: @Sendable (Unicode.Scalar) -> Bool
+    let isQueryEnding: @Sendable (Unicode.Scalar) -> Bool
+
+    /// twitter-text 3, as X counts: paths of ASCII letters and digits, Cyrillic, accented Latin, an
+    /// en dash and ``!*';:=+,.$/%#[]-_~@|&``, ending in a letter or digit of those or `+-=_#/`;
+    /// queries of ASCII letters and digits and ``!?*'@();:&=+$/%#[]-_.,~|``, ending in a letter,
+    /// digit or `-_&=#/`.
+    static let x = LinkGrammar(
+        schemes: ["https", "http"], bareDomains: true,
+        isPath: { scalar in
+            LinkScanner.isASCIIAlphanumeric(scalar) || LinkScanner.isCyrillic(scalar)
+                || LinkScanner.isLatinAccent(scalar) || scalar == "\u{2013}"
+                || "!*';:=+,.$/%#[]-_~@|&".unicodeScalars.contains(scalar)
+        },
+        isPathEnding: { scalar in
+            LinkScanner.isASCIIAlphanumeric(scalar) || LinkScanner.isCyrillic(scalar)
+                || LinkScanner.isLatinAccent(scalar) || "+-=_#/".unicodeScalars.contains(scalar)
+        },
+        isQuery: { LinkScanner.isASCIIAlphanumeric($0) || "!?*'@();:&=+$/%#[]-_.,~|".unicodeScalars.contains($0) },
+        isQueryEnding: { LinkScanner.isASCIIAlphanumeric($0) || "-_&=#/".unicodeScalars.contains($0) })
+
+    /// Mastodon's: eight schemes and no domain alone; paths of any character but white space and
+    /// `<>()?`, ending in none of ``()?!*"'「」<>;:=,.$%[]~&|@`` either; queries of X's characters,
+    /// `^` and most characters outside ASCII, ending in a letter, digit, `_&=#/-` or one of those.
+    static let mastodon = LinkGrammar(
+        schemes: ["https", "http", "dat", "dweb", "ipfs", "ipns", "ssb", "gopher", "gemini"], bareDomains: false,
+        isPath: { !$0.properties.isWhitespace && !"<>()?".unicodeScalars.contains($0) },
+        isPathEnding: { scalar in
+            !scalar.properties.isWhitespace && !"()?!*\"'「」<>;:=,.$%[]~&|@".unicodeScalars.contains(scalar)
+        },
+        isQuery: { scalar in
+            LinkScanner.isASCIIAlphanumeric(scalar) || "!?*'();:&=+$/%#[]-_.,~|@^".unicodeScalars.contains(scalar)
+                || isQueryExtra(scalar)
+        },
+        isQueryEnding: {
+            LinkScanner.isASCIIAlphanumeric($0) || "_&=#/-".unicodeScalars.contains($0) || isQueryExtra($0)
+        })
+
+    /// The characters outside ASCII a Mastodon query takes (RFC 3987's `ucschar` and `iprivate`):
+    /// U+00A0 up, less surrogates, noncharacters, U+FFF0–U+FFFF and U+E0000–U+E0FFF.
+    private static func isQueryExtra(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        switch value {
+        case 0xA0...0xD7FF, 0xE000...0xF8FF, 0xF900...0xFDCF, 0xFDF0...0xFFEF: return true
+        case 0x10000...0x10FFFF: return value & 0xFFFF <= 0xFFFD && !(0xE0000...0xE0FFF).contains(value)
+        default: return false
+        }
+    }
+}
+
+/// twitter-text 3's link extraction (`extractUrlsWithIndices`) in a ``LinkGrammar``, as one scan of
+/// a text's Unicode scalars, left to right: where a link may start, its domain (the longest run of
+/// labels joined by `.` whose last one begins with a top-level domain), then its port, path and
+/// query. A link's preceding character belongs to its match, so two links are at least one
+/// character apart.
 ///
 /// Two simplifications, both about text no post is likely to hold: a domain without a scheme is
 /// read from its ASCII labels, so one preceded by other letters (`/日本example.com`) is judged by
 /// the character just before its ASCII part; and an internationalised label's length (at most 63
 /// once encoded) is judged by the shortest encoding it could have.
-struct XLinkScanner {
+struct LinkScanner {
     private let scalars: [Unicode.Scalar]
+    private let grammar: LinkGrammar
 
-    init(_ text: String) { scalars = Array(text.unicodeScalars) }
+    init(_ text: String, _ grammar: LinkGrammar) {
+        scalars = Array(text.unicodeScalars)
+        self.grammar = grammar
+    }
 
     /// The links, as ranges of scalar offsets, in order.
     func links() -> [Range<Int>] {
@@ -75,13 +156,13 @@ struct XLinkScanner {
     /// A link without a scheme at `start`, the first character of a label: none after `-`, `_`,
     /// `.` or `/`, or inside a label.
     private func bareLink(at start: Int, after before: Unicode.Scalar?) -> Match? {
-        guard Self.isBareLabel(scalars[start]) else { return nil }
+        guard grammar.bareDomains, Self.isBareLabel(scalars[start]) else { return nil }
         if let before, "-_./".unicodeScalars.contains(before) || Self.isBareLabel(before) { return nil }
         return link(at: start, withScheme: false)
     }
 
-    /// A link at `start`: with a scheme, `http://` or `https://` (any case) first; without, a domain
-    /// of ASCII labels (and accented Latin letters).
+    /// A link at `start`: with a scheme, one of the grammar's (any case) and `://` first; without, a
+    /// domain of ASCII labels (and accented Latin letters).
     private func link(at start: Int, withScheme: Bool) -> Match? {
         var at = start
         if withScheme {
@@ -116,19 +197,17 @@ struct XLinkScanner {
         return Match(end: end, isLink: isLink)
     }
 
-    /// Where the text after `http://` or `https://` at `start` begins.
+    /// Where the text after a scheme of the grammar and `://` at `start` begins.
     private func scheme(at start: Int) -> Int? {
-        var at = start
-        for letter in "http".unicodeScalars {
-            guard at < scalars.count, Self.lowercase(scalars[at]) == letter else { return nil }
-            at += 1
+        for scheme in grammar.schemes {
+            var at = start
+            for letter in (scheme + "://").unicodeScalars {
+                guard at < scalars.count, Self.lowercase(scalars[at]) == letter else { break }
+                at += 1
+            }
+            if at - start == scheme.unicodeScalars.count + 3 { return at }
         }
-        if at < scalars.count, Self.lowercase(scalars[at]) == "s" { at += 1 }
-        for mark in "://".unicodeScalars {
-            guard at < scalars.count, scalars[at] == mark else { return nil }
-            at += 1
-        }
-        return at
+        return nil
     }
 
     /// The domain at `start`: its end (just after its top-level domain) and whether X takes it.
@@ -229,9 +308,9 @@ struct XLinkScanner {
                 end = closed
                 continue
             }
-            guard Self.isPath(scalars[at]) else { break }
+            guard grammar.isPath(scalars[at]) else { break }
             at += 1
-            if Self.isPathEnding(scalars[at - 1]) { end = at }
+            if grammar.isPathEnding(scalars[at - 1]) { end = at }
         }
         return end
     }
@@ -241,7 +320,7 @@ struct XLinkScanner {
     private func balancedEnd(from start: Int) -> Int? {
         func pathRun(from at: Int) -> Int {
             var end = at
-            while end < scalars.count, Self.isPath(scalars[end]) { end += 1 }
+            while end < scalars.count, grammar.isPath(scalars[end]) { end += 1 }
             return end
         }
         let inner = pathRun(from: start + 1)
@@ -259,11 +338,9 @@ struct XLinkScanner {
     private func queryEnd(from start: Int) -> Int? {
         var at = start
         var end: Int?
-        while at < scalars.count, Self.isQuery(scalars[at]) {
+        while at < scalars.count, grammar.isQuery(scalars[at]) {
             at += 1
-            if Self.isASCIIAlphanumeric(scalars[at - 1]) || "-_&=#/".unicodeScalars.contains(scalars[at - 1]) {
-                end = at
-            }
+            if grammar.isQueryEnding(scalars[at - 1]) { end = at }
         }
         return end
     }
@@ -298,29 +375,10 @@ struct XLinkScanner {
         isASCIIAlphanumeric(scalar) || isLatinAccent(scalar)
     }
 
-    /// A path character: ASCII letters and digits, Cyrillic, accented Latin, an en dash, and
-    /// ``!*';:=+,.$/%#[]-_~@|&``.
-    private static func isPath(_ scalar: Unicode.Scalar) -> Bool {
-        isASCIIAlphanumeric(scalar) || isCyrillic(scalar) || isLatinAccent(scalar) || scalar == "\u{2013}"
-            || "!*';:=+,.$/%#[]-_~@|&".unicodeScalars.contains(scalar)
-    }
-
-    /// A character a path may end with: a letter or digit of ``isPath(_:)``, `+`, `-`, `=`, `_`,
-    /// `#` or `/`.
-    private static func isPathEnding(_ scalar: Unicode.Scalar) -> Bool {
-        isASCIIAlphanumeric(scalar) || isCyrillic(scalar) || isLatinAccent(scalar)
-            || "+-=_#/".unicodeScalars.contains(scalar)
-    }
-
-    /// A query character: ASCII letters and digits and ``!?*'@();:&=+$/%#[]-_.,~|``.
-    private static func isQuery(_ scalar: Unicode.Scalar) -> Bool {
-        isASCIIAlphanumeric(scalar) || "!?*'@();:&=+$/%#[]-_.,~|".unicodeScalars.contains(scalar)
-    }
-
-    private static func isCyrillic(_ scalar: Unicode.Scalar) -> Bool { (0x400...0x4FF).contains(scalar.value) }
+    static func isCyrillic(_ scalar: Unicode.Scalar) -> Bool { (0x400...0x4FF).contains(scalar.value) }
 
     /// Accented Latin letters and combining marks, as twitter-text lists them.
-    private static func isLatinAccent(_ scalar: Unicode.Scalar) -> Bool {
+    static func isLatinAccent(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
         case 0xC0...0xD6, 0xD8...0xF6, 0xF8...0x24F, 0x253, 0x254, 0x256, 0x257, 0x259, 0x25B, 0x263, 0x268,
             0x26F, 0x272, 0x289, 0x28B, 0x2BB, 0x300...0x36F, 0x1E00...0x1EFF:
@@ -330,17 +388,17 @@ struct XLinkScanner {
         }
     }
 
-    private static func isDigit(_ scalar: Unicode.Scalar) -> Bool { ("0"..."9").contains(scalar) }
+    static func isDigit(_ scalar: Unicode.Scalar) -> Bool { ("0"..."9").contains(scalar) }
 
-    private static func isASCIILetter(_ scalar: Unicode.Scalar) -> Bool {
+    static func isASCIILetter(_ scalar: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
     }
 
-    private static func isASCIIAlphanumeric(_ scalar: Unicode.Scalar) -> Bool {
+    static func isASCIIAlphanumeric(_ scalar: Unicode.Scalar) -> Bool {
         isASCIILetter(scalar) || isDigit(scalar)
     }
 
-    private static func lowercase(_ scalar: Unicode.Scalar) -> Unicode.Scalar {
+    static func lowercase(_ scalar: Unicode.Scalar) -> Unicode.Scalar {
         ("A"..."Z").contains(scalar) ? Unicode.Scalar(scalar.value + 32)! : scalar
     }
 }

@@ -1,10 +1,10 @@
 import CampaignDomain
 import Testing
 
-/// X counts a link as 23 characters, and finds links as twitter-text 3 does: the cases below are
-/// its published conformance cases for URL extraction (`conformance/extract.yml`, `urls`), text and
-/// expected links as published.
-@Suite struct XLinkTests {
+/// X and Mastodon count a link as 23 characters, and find links as twitter-text 3 does (Mastodon
+/// with changes): the cases below are its published conformance cases for URL extraction
+/// (`conformance/extract.yml`, `urls`), text and expected links as published.
+@Suite struct LinkTests {
     static let published: [(text: String, links: [String])] = [
         ("http://example.com", ["http://example.com"]),
         ("http://ああ.com", ["http://ああ.com"]),
@@ -139,7 +139,7 @@ import Testing
 
     @Test func findsTheLinksTwitterTextFinds() {
         for (text, links) in Self.published {
-            #expect(TextMeasure.xLinks(in: text).map(String.init) == links, "\(text)")
+            #expect(TextMeasure.xWeighted.links(in: text).map(String.init) == links, "\(text)")
         }
     }
 
@@ -154,8 +154,6 @@ import Testing
         let text = "See acme.io " + String(repeating: "a", count: 252)
         #expect(measure.length(of: text) == 280)
         #expect(PlatformRules.all["x"]!.length(of: text + "a") == 281)
-        // Mastodon links only with a scheme.
-        #expect(TextMeasure.linksAs23.length(of: "Sale at acme.shop") == "Sale at acme.shop".count)
     }
 
     /// A link's path ends where X's does: text in other scripts after it (common in Japanese posts,
@@ -176,8 +174,32 @@ import Testing
             String(repeating: "a.", count: 50_000), String(repeating: "http://", count: 20_000),
             "http://" + String(repeating: "あ", count: 100_000), String(repeating: "x.co/(", count: 20_000),
         ]
-        for text in runs { _ = TextMeasure.xLinks(in: text) }
-        #expect(TextMeasure.xLinks(in: String(repeating: "a.", count: 2_000) + "com").count == 1)
-        #expect(TextMeasure.xLinks(in: String(repeating: "a.", count: 50_000) + "com").isEmpty)
+        for text in runs { _ = TextMeasure.xWeighted.links(in: text) }
+        #expect(TextMeasure.xWeighted.links(in: String(repeating: "a.", count: 2_000) + "com").count == 1)
+        #expect(TextMeasure.xWeighted.links(in: String(repeating: "a.", count: 50_000) + "com").isEmpty)
+    }
+
+    /// Mastodon finds links as twitter-text does with its own changes: a scheme always (eight of
+    /// them), a domain ending in a top-level domain, a path of any characters but white space and
+    /// `<>()?` that ends in none of the punctuation Mastodon leaves out. Before, a link was anything
+    /// after `http://` or `https://` up to white space.
+    @Test func mastodonFindsLinksItsOwnWay() {
+        let measure = TextMeasure.linksAs23
+        let cases: [(String, [String])] = [
+            ("Sale at acme.shop", []),
+            ("gemini://example.org/page and ipfs://example.com", ["gemini://example.org/page", "ipfs://example.com"]),
+            ("https://example.com/sale詳しくはこちら", ["https://example.com/sale詳しくはこちら"]),
+            ("(see https://example.com/a_(b)).", ["https://example.com/a_(b)"]),
+            ("https://example.com/a, https://example.com/b!", ["https://example.com/a", "https://example.com/b"]),
+            ("https://example.com/<b> https://localhost/x", ["https://example.com/"]),
+            ("https://example.com/?q=日本&x=1.", ["https://example.com/?q=日本&x=1"]),
+            ("#https://example.com xhttps://example.com", []),
+        ]
+        for (text, links) in cases {
+            #expect(measure.links(in: text).map(String.init) == links, "\(text)")
+        }
+        #expect(measure.length(of: "https://localhost/x") == 19)
+        #expect(measure.length(of: "Read https://example.com/sale詳しくはこちら!") == 5 + 23 + 1)
+        #expect(TextMeasure.scalars.links(in: "https://example.com").isEmpty)
     }
 }
