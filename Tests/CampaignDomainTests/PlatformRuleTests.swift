@@ -29,9 +29,27 @@ import Testing
         let family = "👨‍👩‍👧"
         let accented = "e\u{301}"
         for cluster in [flag, family, accented] {
-            #expect(problems("bluesky", String(repeating: cluster, count: 300)).isEmpty, "\(cluster) × 300")
-            #expect(problems("bluesky", String(repeating: cluster, count: 301)).count == 1, "\(cluster) × 301")
+            let fits = min(300, 3_000 / cluster.utf8.count)
+            #expect(problems("bluesky", String(repeating: cluster, count: fits)).isEmpty, "\(cluster) × \(fits)")
+            #expect(problems("bluesky", String(repeating: cluster, count: 301)).count >= 1, "\(cluster) × 301")
         }
+    }
+
+    /// Bluesky's post record takes at most 3,000 bytes of UTF-8 beside its 300 graphemes: 300
+    /// families of three (18 bytes each) passed here and were refused at publish.
+    @Test func blueskyTakesAtMost3000BytesOfUTF8() {
+        let family = "👨‍👩‍👧"
+        #expect(problems("bluesky", String(repeating: family, count: 166)).isEmpty)
+        #expect(
+            problems("bluesky", String(repeating: family, count: 167)).map(\.message) == [
+                "bluesky allows 3000 bytes of UTF-8; this text has 3006"
+            ])
+        #expect(
+            problems("bluesky", String(repeating: family, count: 301)).map(\.message) == [
+                "bluesky allows 300 graphemes; this text has 301",
+                "bluesky allows 3000 bytes of UTF-8; this text has 5418",
+            ])
+        #expect(problems("mastodon", String(repeating: family, count: 500)).isEmpty, "no byte limit elsewhere")
     }
 
     @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {

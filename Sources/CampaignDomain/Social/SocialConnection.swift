@@ -25,6 +25,9 @@ public struct PlatformRules: Sendable, Equatable {
     public var maximumHashtags: Int? = nil
     /// The most mentions a post's text may hold (``TextTags/mentions(in:)``); nil: no limit.
     public var maximumMentions: Int? = nil
+    /// The most bytes the text may take as UTF-8, beside ``textLimit`` (Bluesky's post record:
+    /// 3,000, so 300 graphemes of emoji joined by zero-width joiners are too many); nil: no limit.
+    public var maximumUTF8Bytes: Int? = nil
 
     /// The length of `text` as this platform counts it.
     public func length(of text: String) -> Int { measure.length(of: text) }
@@ -55,7 +58,7 @@ public struct PlatformRules: Sendable, Equatable {
             .init(
                 platform: "bluesky", textLimit: 300, measure: .graphemes, maximumMedia: 4,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666,
-                publishWindow: 3_600),
+                publishWindow: 3_600, maximumUTF8Bytes: 3_000),
             .init(
                 platform: "mastodon", textLimit: 500, measure: .linksAs23, maximumMedia: 4,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300,
@@ -78,6 +81,12 @@ public struct PlatformRules: Sendable, Equatable {
                     field: "text", pointer: "/text",
                     message: "\(platform) allows \(textLimit) \(measure.unit); this text has \(length)"
                 ))
+        }
+        if let maximumUTF8Bytes, case let bytes = text.utf8.count, bytes > maximumUTF8Bytes {
+            problems.append(
+                FieldProblem(
+                    field: "text", pointer: "/text",
+                    message: "\(platform) allows \(maximumUTF8Bytes) bytes of UTF-8; this text has \(bytes)"))
         }
         // Counted only where a platform limits them (the text may be 63,206 characters).
         let tagLimits = [
