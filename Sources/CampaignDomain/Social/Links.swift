@@ -52,9 +52,13 @@ struct LinkGrammar: Sendable {
     let schemes: [String]
     /// Whether a domain without a scheme is a link (`example.com`).
     let bareDomains: Bool
+    /// Whether a character may be in a path (brackets aside: balanced ones always may).
     let isPath: @Sendable (Unicode.Scalar) -> Bool
+    /// Whether a path may end with a character (or with a closing balanced bracket).
     let isPathEnding: @Sendable (Unicode.Scalar) -> Bool
+    /// Whether a character may be in a query, after its `?`.
     let isQuery: @Sendable (Unicode.Scalar) -> Bool
+    /// Whether a query may end with a character.
     let isQueryEnding: @Sendable (Unicode.Scalar) -> Bool
 
     /// twitter-text 3, as X counts: paths of ASCII letters and digits, Cyrillic, accented Latin, an
