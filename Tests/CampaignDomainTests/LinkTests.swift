@@ -202,4 +202,31 @@ import Testing
         #expect(measure.length(of: "Read https://example.com/sale詳しくはこちら!") == 5 + 23 + 1)
         #expect(TextMeasure.scalars.links(in: "https://example.com").isEmpty)
     }
+
+    /// Random text from the characters links are made of and broken by: every scan ends, and its
+    /// links (thousands of them) are in order, apart, and each holds a `.`.
+    @Test func randomTextNeverBreaksTheScan() {
+        let alphabet =
+            Array(
+                "aZ0.-_/:?#@$()[] é日みんなhtpsxnco\u{301}\u{200D}👨\u{FEFF}\u{202E}&='\"!,+~%;*|\n"
+            )
+            .map(String.init) + ["http://", "https://", "xn--", "com", "jp", "t.co/", "gemini://"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        var found = 0
+        for _ in 0..<10_000 {
+            let text = (0..<next(40)).map { _ in alphabet[next(alphabet.count)] }.joined()
+            for measure in [TextMeasure.xWeighted, .linksAs23] {
+                let links = measure.links(in: text)
+                found += links.count
+                #expect(links.allSatisfy { !$0.isEmpty && $0.contains(".") }, "\(text)")
+                #expect(zip(links, links.dropFirst()).allSatisfy { $0.endIndex < $1.startIndex }, "\(text)")
+                #expect(measure.length(of: text) >= 0)
+            }
+        }
+        #expect(found > 1_000)
+    }
 }
