@@ -114,10 +114,12 @@ struct LinkGrammar: Sendable {
 /// query. A link's preceding character belongs to its match, so two links are at least one
 /// character apart.
 ///
-/// Two simplifications, both about text no post is likely to hold: a domain without a scheme is
+/// Three simplifications, all about text no post is likely to hold: a domain without a scheme is
 /// read from its ASCII labels, so one preceded by other letters (`/日本example.com`) is judged by
-/// the character just before its ASCII part; and an internationalised label's length (at most 63
-/// once encoded) is judged by the shortest encoding it could have.
+/// the character just before its ASCII part, and one whose first label holds `_`
+/// (`sub_domain.example.com`) is none, where twitter-text links what follows the `_`; and an
+/// internationalised label's length (at most 63 once encoded) is judged by the shortest encoding
+/// it could have.
 struct LinkScanner {
     private let scalars: [Unicode.Scalar]
     private let grammar: LinkGrammar
