@@ -53,10 +53,10 @@ import Testing
     }
 
     @Test func otherPlatformsCountScalarsSoAFlagCountsTwice() {
-        #expect(problems("tiktok", String(repeating: "🇫🇷", count: 1_100), [image]).isEmpty)
+        #expect(problems("instagram", String(repeating: "🇫🇷", count: 1_100), [image]).isEmpty)
         #expect(
-            problems("tiktok", String(repeating: "🇫🇷", count: 1_101), [image]).first?.message
-                == "tiktok allows 2200 characters; this text has 2202")
+            problems("instagram", String(repeating: "🇫🇷", count: 1_101), [image]).first?.message
+                == "instagram allows 2200 characters; this text has 2202")
     }
 
     /// Mastodon counts grapheme clusters (its `StatusLengthValidator`): a family of three joined by
@@ -98,6 +98,21 @@ import Testing
                 == "threads allows 500 characters as Threads counts them (an emoji as its UTF-8 bytes); "
                 + "this text has 504")
         #expect(problems("threads", String(repeating: "日", count: 500)).isEmpty)
+    }
+
+    /// TikTok counts its caption in UTF-16 code units (its Content Posting API's "UTF-16 runes"): an
+    /// emoji or another scalar beyond U+FFFF is 2. Counted as scalars, 1,101 emoji passed here and
+    /// TikTok refused them at publish.
+    @Test func tiktokCountsUTF16CodeUnits() {
+        #expect(TextMeasure.utf16.length(of: "Hi 😀") == 5)
+        #expect(TextMeasure.utf16.length(of: "👨‍👩‍👧") == 8, "three emoji of 2 and two joiners of 1")
+        #expect(TextMeasure.utf16.length(of: "🇫🇷 é e\u{301} 日本 𝐁") == 4 + 1 + 1 + 1 + 2 + 1 + 2 + 1 + 2)
+        #expect(problems("tiktok", String(repeating: "😀", count: 1_100)).isEmpty)
+        #expect(
+            problems("tiktok", String(repeating: "😀", count: 1_101)).first?.message
+                == "tiktok allows 2200 UTF-16 code units (an emoji 2); this text has 2202")
+        #expect(problems("tiktok", String(repeating: "日", count: 2_200)).isEmpty, "a CJK scalar is 1")
+        #expect(problems("tiktok", String(repeating: "日", count: 2_201)).count == 1)
     }
 
     /// X weighs text as twitter-text 3 does: CJK and every emoji (a flag, a family) 2, Latin and

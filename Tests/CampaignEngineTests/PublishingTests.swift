@@ -268,6 +268,22 @@ import Testing
         }
     }
 
+    /// A TikTok caption is measured in UTF-16 code units through the wire too: 1,100 emoji fit and
+    /// 1,101 are refused with the platform's count, where counting scalars let them through.
+    @Test func aTikTokCaptionIsCountedInUTF16CodeUnits() async throws {
+        let t = try await connected([("con_t", "tiktok")])
+        let media = #"[{"kind":"video","url":"https://cdn.example/v.mp4"}]"#
+        let fits = String(repeating: "😀", count: 1_100)
+        #expect(await post(t, "pst_1", text: fits, on: ["con_t"], media: media).status == 201)
+        let over = await post(t, "pst_2", text: fits + "😀", on: ["con_t"], media: media)
+        #expect(over.code == "VALIDATION_ERROR")
+        let detail = over["error"]?["details"]?.arrayValue?.first
+        #expect(detail?["pointer"]?.stringValue == "/payload/text")
+        #expect(
+            detail?["message"]?.stringValue == "tiktok allows 2200 UTF-16 code units (an emoji 2); this text has 2202")
+        #expect(await get(t, "pst_2") == nil, "nothing is written")
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

@@ -22,7 +22,7 @@ extension TextMeasure {
         switch self {
         case .xWeighted: .x
         case .linksAs23: .mastodon
-        case .scalars, .graphemes, .emojiAsUTF8Bytes: nil
+        case .scalars, .graphemes, .emojiAsUTF8Bytes, .utf16: nil
         }
     }
 

@@ -64,7 +64,7 @@ public struct PlatformRules: Sendable, Equatable {
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300,
                 publishWindow: 10_800),
             .init(
-                platform: "tiktok", textLimit: 2_200, measure: .scalars, maximumMedia: 35,
+                platform: "tiktok", textLimit: 2_200, measure: .utf16, maximumMedia: 35,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15,
                 publishWindow: 86_400),
         ]
@@ -148,6 +148,9 @@ public enum TextMeasure: Sendable, Equatable {
     /// Threads' count: each emoji as the bytes of its UTF-8 form (😀 4, a family of three joined
     /// by zero-width joiners 18), every other scalar 1.
     case emojiAsUTF8Bytes
+    /// UTF-16 code units, as TikTok counts its caption ("UTF-16 runes" in its Content Posting API):
+    /// a scalar beyond U+FFFF (😀, 𝐁) 2, every other 1.
+    case utf16
 
     /// The unit a limit's message names.
     var unit: String {
@@ -156,6 +159,7 @@ public enum TextMeasure: Sendable, Equatable {
         case .graphemes: return "graphemes"
         case .xWeighted: return "characters as X weighs them (CJK and emoji 2, a link 23)"
         case .emojiAsUTF8Bytes: return "characters as Threads counts them (an emoji as its UTF-8 bytes)"
+        case .utf16: return "UTF-16 code units (an emoji 2)"
         }
     }
 
@@ -175,6 +179,7 @@ public enum TextMeasure: Sendable, Equatable {
             }
         case .emojiAsUTF8Bytes:
             return text.reduce(0) { $0 + (Self.isEmoji($1) ? $1.utf8.count : $1.unicodeScalars.count) }
+        case .utf16: return text.utf16.count
         }
     }
 
