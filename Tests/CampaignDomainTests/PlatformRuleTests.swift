@@ -115,6 +115,30 @@ import Testing
         #expect(problems("tiktok", String(repeating: "日", count: 2_201)).count == 1)
     }
 
+    /// Threads refuses a post carrying more than 5 distinct links (since December 2025: the links
+    /// its text holds, and its link attachment when that is none of them). Without the limit here,
+    /// such a post was accepted and refused at publish.
+    @Test func threadsAllowsFiveDistinctLinks() {
+        let rules = PlatformRules.all["threads"]!
+        let five = (1...5).map { "https://acme.com/\($0)" }.joined(separator: " ")
+        #expect(rules.problems(text: five, media: []).isEmpty)
+        #expect(
+            rules.problems(text: five + " www.acme.shop", media: []).map(\.message) == [
+                "threads allows at most 5 distinct links; this post has 6"
+            ], "a bare domain is a link")
+        #expect(rules.problems(text: five + " https://acme.com/1 https://acme.com/5.", media: []).isEmpty)
+        #expect(rules.problems(text: five, media: [], link: "https://acme.com/3").isEmpty, "the link is in the text")
+        #expect(
+            rules.problems(text: "www.acme.shop", media: [], link: "https://www.acme.shop").isEmpty, "without scheme")
+        let sixth = rules.problems(text: five, media: [], link: "https://acme.com/6")
+        #expect(sixth.map(\.pointer) == ["/link"], "the link is the one too many")
+        #expect(rules.problems(text: five + " a.io", media: [], link: "https://b.io").map(\.pointer) == ["/text"])
+        #expect(rules.problems(text: "no links: e.g. node.js", media: [], link: "https://b.io").isEmpty)
+        // Other platforms do not count links.
+        let ten = (1...10).map { "https://acme.com/\($0)" }.joined(separator: " ")
+        #expect(PlatformRules.all["linkedin"]!.problems(text: ten, media: [], link: "https://b.io").isEmpty)
+    }
+
     /// X weighs text as twitter-text 3 does: CJK and every emoji (a flag, a family) 2, Latin and
     /// general punctuation 1, a link 23 whatever its length, the text in NFC. A 141-character
     /// Japanese post was accepted and then refused by X at publish time.
@@ -169,7 +193,7 @@ import Testing
 
     @Test func mediaCountsAtTheLimitPassAndOneOverFails() {
         let limits = [
-            "x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 10, "bluesky": 4, "mastodon": 4,
+            "x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 20, "bluesky": 4, "mastodon": 4,
             "tiktok": 35,
         ]
         for (platform, limit) in limits {

@@ -284,6 +284,31 @@ import Testing
         #expect(await get(t, "pst_2") == nil, "nothing is written")
     }
 
+    /// Threads takes 5 distinct links a post, its link attachment counted when it is none of the
+    /// text's; an update is checked with the link the post keeps. And a carousel of 20 items.
+    @Test func aThreadsPostCarriesAtMostFiveDistinctLinks() async throws {
+        let t = try await connected([("con_th", "threads")])
+        let five = (1...5).map { "https://acme.com/\($0)" }.joined(separator: " ")
+        #expect(await post(t, "pst_1", text: five, on: ["con_th"]).status == 201)
+        let sixth = await t.command("post.update", #"{"postId":"pst_1","link":"https://acme.com/6"}"#)
+        #expect(sixth.code == "VALIDATION_ERROR")
+        #expect(
+            sixth["error"]?["details"]?.arrayValue?.compactMap { $0["pointer"]?.stringValue } == ["/payload/link"])
+        #expect(await t.command("post.update", #"{"postId":"pst_1","link":"https://acme.com/2"}"#).status == 201)
+        // The post keeps its link: a text with five other links is one too many.
+        let others = (6...10).map { "https://acme.com/\($0)" }.joined(separator: " ")
+        let update = await t.command("post.update", #"{"postId":"pst_1","text":"\#(others)"}"#)
+        #expect(
+            update["error"]?["details"]?.arrayValue?.first?["message"]?.stringValue
+                == "threads allows at most 5 distinct links; this post has 6")
+        #expect(await get(t, "pst_1")?["text"]?.stringValue == five, "nothing is written")
+        let image = #"{"kind":"image","url":"https://cdn.example/i.jpg"}"#
+        let twenty = "[" + Array(repeating: image, count: 20).joined(separator: ",") + "]"
+        #expect(await post(t, "pst_2", text: "Album", on: ["con_th"], media: twenty).status == 201)
+        let more = "[" + Array(repeating: image, count: 21).joined(separator: ",") + "]"
+        #expect(await post(t, "pst_3", text: "Album", on: ["con_th"], media: more).code == "VALIDATION_ERROR")
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

@@ -163,7 +163,7 @@ public enum Post: Aggregate {
             }
             var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
             problems += platformProblems(
-                connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media)
+                connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media, link: link)
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
                 PostEvent.created(
@@ -198,7 +198,8 @@ public enum Post: Aggregate {
             var problems = shapeProblems(
                 connectionIds: state.connectionIds, text: newText, media: newMedia, link: link?.value)
             problems += platformProblems(
-                state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia)
+                state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia,
+                link: link.map(\.value) ?? state.link)
             guard problems.isEmpty else { throw .validation(problems) }
             // The text, media and link the post has already: nothing changes.
             if newText == state.text && newMedia == state.media
@@ -265,11 +266,11 @@ public enum Post: Aggregate {
 
     /// Each target platform's problems with the content; a problem shared by several platforms
     /// is reported once per platform, so the client sees which platform refuses what.
-    static func platformProblems(_ platforms: [String], text: String, media: [Media]) -> [FieldProblem] {
+    static func platformProblems(_ platforms: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
         var seen = Set<String>()
         return platforms.filter { seen.insert($0).inserted }.flatMap {
             PlatformRules.all[$0]?.problems(
-                text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }) ?? []
+                text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }, link: link) ?? []
         }
     }
 

@@ -28,9 +28,22 @@ public struct PlatformRules: Sendable, Equatable {
     /// The most bytes the text may take as UTF-8, beside ``textLimit`` (Bluesky's post record:
     /// 3,000, so 300 graphemes of emoji joined by zero-width joiners are too many); nil: no limit.
     public var maximumUTF8Bytes: Int? = nil
+    /// The most distinct links a post may carry: those its text holds (found as X finds them, a bare
+    /// `www.example.com` too) and its `link` when that is none of them (Threads: 5, refused at
+    /// publish since December 2025); nil: no limit.
+    public var maximumLinks: Int? = nil
 
     /// The length of `text` as this platform counts it.
     public func length(of text: String) -> Int { measure.length(of: text) }
+
+    /// A link as the link limit tells links apart: without an `http://` or `https://` scheme, so
+    /// `https://www.example.com` and `www.example.com` are one link.
+    static func linkIdentity(_ link: Substring) -> Substring {
+        for scheme in ["https://", "http://"] where link.utf8.count > scheme.utf8.count {
+            if link.prefix(scheme.count).lowercased() == scheme { return link.dropFirst(scheme.count) }
+        }
+        return link
+    }
 
     /// The rules table of SPEC.md §6.
     public static let all: [String: PlatformRules] = {
@@ -52,9 +65,9 @@ public struct PlatformRules: Sendable, Equatable {
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: false, publishLimit: 50,
                 publishWindow: 86_400, maximumHashtags: 5, maximumMentions: 20),
             .init(
-                platform: "threads", textLimit: 500, measure: .emojiAsUTF8Bytes, maximumMedia: 10,
+                platform: "threads", textLimit: 500, measure: .emojiAsUTF8Bytes, maximumMedia: 20,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: false, publishLimit: 250,
-                publishWindow: 86_400),
+                publishWindow: 86_400, maximumLinks: 5),
             .init(
                 platform: "bluesky", textLimit: 300, measure: .graphemes, maximumMedia: 4,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 1_666,
@@ -71,8 +84,8 @@ public struct PlatformRules: Sendable, Equatable {
         return Dictionary(uniqueKeysWithValues: rows.map { ($0.platform, $0) })
     }()
 
-    /// Every problem a post's text and media have on this platform, with pointers.
-    public func problems(text: String, media: [Media]) -> [FieldProblem] {
+    /// Every problem a post's text, media and link have on this platform, with pointers.
+    public func problems(text: String, media: [Media], link: String? = nil) -> [FieldProblem] {
         var problems = [FieldProblem]()
         let length = length(of: text)
         if length > textLimit {
@@ -87,6 +100,18 @@ public struct PlatformRules: Sendable, Equatable {
                 FieldProblem(
                     field: "text", pointer: "/text",
                     message: "\(platform) allows \(maximumUTF8Bytes) bytes of UTF-8; this text has \(bytes)"))
+        }
+        if let maximumLinks {
+            let inText = Set(TextMeasure.splitLinks(text, .x).filter(\.isLink).map { Self.linkIdentity($0.text) })
+            let count = inText.count + (link.map { inText.contains(Self.linkIdentity($0[...])) ? 0 : 1 } ?? 0)
+            if count > maximumLinks {
+                // The text alone is over, or the link is the one too many.
+                let pointer = inText.count > maximumLinks ? "/text" : "/link"
+                problems.append(
+                    FieldProblem(
+                        field: String(pointer.dropFirst()), pointer: pointer,
+                        message: "\(platform) allows at most \(maximumLinks) distinct links; this post has \(count)"))
+            }
         }
         // Counted only where a platform limits them (the text may be 63,206 characters).
         let tagLimits = [
