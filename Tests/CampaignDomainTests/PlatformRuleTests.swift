@@ -193,7 +193,7 @@ import Testing
 
     @Test func mediaCountsAtTheLimitPassAndOneOverFails() {
         let limits = [
-            "x": 4, "linkedin": 9, "facebook": 10, "instagram": 10, "threads": 20, "bluesky": 4, "mastodon": 4,
+            "x": 4, "linkedin": 20, "facebook": 10, "instagram": 10, "threads": 20, "bluesky": 4, "mastodon": 4,
             "tiktok": 35,
         ]
         for (platform, limit) in limits {

@@ -53,7 +53,7 @@ public struct PlatformRules: Sendable, Equatable {
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
                 publishWindow: 900),
             .init(
-                platform: "linkedin", textLimit: 3_000, measure: .scalars, maximumMedia: 9,
+                platform: "linkedin", textLimit: 3_000, measure: .scalars, maximumMedia: 20,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150,
                 publishWindow: 86_400),
             .init(
