@@ -68,12 +68,14 @@ extension ContactState {
 extension ConnectionState {
     /// The state as snapshots store it: every field, where the read model has the status at a time instead.
     public var snapshot: JSON {
-        .object([
+        var members: JSONObject = [
             "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
             "credentialRef": .string(credentialRef), "expiresAt": string(expiresAt),
             "disconnected": .bool(disconnected),
             "version": .number(Double(version)),
-        ])
+        ]
+        if let textLimit { members["textLimit"] = .number(Double(textLimit)) }
+        return .object(members)
     }
 
     /// Reads back ``snapshot``.
@@ -84,7 +86,8 @@ extension ConnectionState {
         self.init(
             id: id, platform: json["platform"]?.stringValue ?? "", accountId: json["accountId"]?.stringValue ?? "",
             credentialRef: json["credentialRef"]?.stringValue ?? "", expiresAt: expires,
-            disconnected: json["disconnected"]?.boolValue ?? false, version: version)
+            disconnected: json["disconnected"]?.boolValue ?? false, version: version,
+            textLimit: json["textLimit"]?.integerValue)
     }
 }
 

@@ -145,11 +145,11 @@ public enum CommandWire {
     ) throws(CampaignError) -> SocialCommand? {
         switch verb {
         case "connect":
-            let r = try reader(["connectionId", "platform", "accountId", "credentialRef", "expiresAt"])
+            let r = try reader(["connectionId", "platform", "accountId", "credentialRef", "expiresAt", "textLimit"])
             return .connect(
                 connectionId: try newId(r, "connectionId", "con"), platform: try r.string("platform"),
                 accountId: try r.string("accountId"), credentialRef: try r.string("credentialRef"),
-                expiresAt: try r.timestamp("expiresAt"))
+                expiresAt: try r.timestamp("expiresAt"), textLimit: try r.optionalInteger("textLimit", in: 1...100_000))
         case "refresh":
             let r = try reader(["connectionId", "credentialRef", "expiresAt"])
             try r.refuseNull("credentialRef")
@@ -346,10 +346,11 @@ extension Command {
             }
         case let .social(command):
             switch command {
-            case let .connect(id, platform, accountId, credentialRef, expiresAt):
+            case let .connect(id, platform, accountId, credentialRef, expiresAt, textLimit):
                 return object([
                     "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
                     "credentialRef": .string(credentialRef), "expiresAt": date(expiresAt),
+                    "textLimit": textLimit.map { .number(Double($0)) },
                 ])
             case let .refresh(id, credentialRef, expiresAt):
                 return object([

@@ -193,3 +193,38 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         #expect(aggregate().when(.start(experimentId: "exp_1"), given: stopped) == .error(.resourceConflict))
     }
 }
+
+/// The social connection aggregate, given events → when command → then events or error.
+@Suite struct SocialConnectionAggregateTests {
+    let aggregate = AggregateCase<SocialConnection>(context: DecisionContext(now: now, tenant: "acme"))
+
+    func connect(_ platform: String, _ textLimit: Int?) -> SocialCommand {
+        .connect(
+            connectionId: "con_1", platform: platform, accountId: "acme", credentialRef: "vault://social/acme",
+            expiresAt: later, textLimit: textLimit)
+    }
+
+    func connected(_ platform: String, _ textLimit: Int?) -> SocialEvent {
+        .connected(
+            connectionId: "con_1", platform: platform, accountId: "acme", credentialRef: "vault://social/acme",
+            expiresAt: later, textLimit: textLimit)
+    }
+
+    /// An account's own text limit (X Premium's 25,000, a Mastodon server's) is stored with its
+    /// connection, read back from the stored event and from a snapshot, and is the text limit of
+    /// the rules its posts are checked by; without one, the platform's.
+    @Test func anAccountsOwnTextLimitIsKeptAndBecomesItsRule() {
+        #expect(aggregate.when(connect("x", 25_000), given: []) == .events([connected("x", 25_000)]))
+        let premium = aggregate.given([connected("x", 25_000)])
+        #expect(premium?.textLimit == 25_000 && premium?.rules?.textLimit == 25_000)
+        #expect(premium.flatMap { ConnectionState(snapshot: $0.snapshot) } == premium)
+        #expect(premium?.rules?.problems(text: String(repeating: "a", count: 25_000), media: []) == [])
+        let plain = aggregate.given([connected("x", nil)])
+        #expect(plain?.textLimit == nil && plain?.rules == PlatformRules.all["x"])
+        #expect(plain.flatMap { ConnectionState(snapshot: $0.snapshot) } == plain)
+        #expect(aggregate.when(connect("mastodon", 100_000), given: []) == .events([connected("mastodon", 100_000)]))
+        for (platform, limit) in [("x", 279), ("x", 25_001), ("mastodon", 100_001), ("linkedin", 3_000)] {
+            #expect(aggregate.when(connect(platform, limit), given: []) == .error(.validationError), "\(platform)")
+        }
+    }
+}

@@ -309,6 +309,46 @@ import Testing
         #expect(await post(t, "pst_3", text: "Album", on: ["con_th"], media: more).code == "VALIDATION_ERROR")
     }
 
+    /// An X account with Premium takes 25,000 characters and a Mastodon server may set its own
+    /// limit: the connection carries the account's `textLimit`, and its posts are checked by it.
+    /// Before, every X post over 280 was refused here, though the account could publish it.
+    @Test func aConnectionsOwnTextLimitChecksItsPosts() async throws {
+        let t = try await connected([("con_x", "x")])
+        func connect(_ id: String, _ platform: String, _ limit: String) async -> JSON {
+            await t.command(
+                "social.connect",
+                #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acct_\#(id)","#
+                    + #""credentialRef":"vault://social/\#(id)","expiresAt":"2027-01-01T00:00:00Z","#
+                    + #""textLimit":\#(limit)}"#
+            )
+        }
+        #expect(await connect("con_xp", "x", "25000").status == 201)
+        #expect(await t.query("connection.get", #"{"connectionId":"con_xp"}"#).data?["textLimit"] == .number(25_000))
+        #expect(await t.query("connection.get", #"{"connectionId":"con_x"}"#).data?["textLimit"] == nil)
+        #expect(await connect("con_m", "mastodon", "5000").status == 201)
+        let long = String(repeating: "a", count: 1_000)
+        #expect(await post(t, "pst_1", text: long, on: ["con_xp", "con_m"]).status == 201)
+        let both = await post(t, "pst_2", text: long, on: ["con_x", "con_xp"])
+        #expect(
+            both["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue } == [
+                "x allows 280 characters as X weighs them (CJK and emoji 2, a link 23); this text has 1000"
+            ], "only the account without Premium refuses it")
+        let over = await t.command(
+            "post.update", #"{"postId":"pst_1","text":"\#(String(repeating: "b", count: 5_001))"}"#)
+        #expect(
+            over["error"]?["details"]?.arrayValue?.compactMap { $0["message"]?.stringValue } == [
+                "mastodon allows 5000 characters; this text has 5001"
+            ])
+        // Each platform's own range; a platform whose accounts all have one limit takes none.
+        for (platform, limit) in [("x", "25001"), ("x", "279"), ("linkedin", "3000")] {
+            let refused = await connect("con_\(platform)\(limit)", platform, limit)
+            #expect(refused.code == "VALIDATION_ERROR", "\(platform) \(limit)")
+            #expect(refused["error"]?["pointer"]?.stringValue == "/payload/textLimit")
+        }
+        #expect(await connect("con_bad", "x", "\"25000\"").code == "INVALID_FORMAT")
+        #expect(await connect("con_bad", "x", "0").code == "INVALID_FORMAT")
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

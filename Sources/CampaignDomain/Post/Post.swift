@@ -163,7 +163,7 @@ public enum Post: Aggregate {
             }
             var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
             problems += platformProblems(
-                connectionIds.compactMap { context.connections[$0]?.platform }, text: text, media: media, link: link)
+                connectionIds.compactMap { context.connections[$0] }, text: text, media: media, link: link)
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
                 PostEvent.created(
@@ -198,7 +198,7 @@ public enum Post: Aggregate {
             var problems = shapeProblems(
                 connectionIds: state.connectionIds, text: newText, media: newMedia, link: link?.value)
             problems += platformProblems(
-                state.connectionIds.compactMap { context.connections[$0]?.platform }, text: newText, media: newMedia,
+                state.connectionIds.compactMap { context.connections[$0] }, text: newText, media: newMedia,
                 link: link.map(\.value) ?? state.link)
             guard problems.isEmpty else { throw .validation(problems) }
             // The text, media and link the post has already: nothing changes.
@@ -264,13 +264,15 @@ public enum Post: Aggregate {
         return problems
     }
 
-    /// Each target platform's problems with the content; a problem shared by several platforms
-    /// is reported once per platform, so the client sees which platform refuses what.
-    static func platformProblems(_ platforms: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
-        var seen = Set<String>()
-        return platforms.filter { seen.insert($0).inserted }.flatMap {
-            PlatformRules.all[$0]?.problems(
-                text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }, link: link) ?? []
+    /// Each target's problems with the content, by its rules (its platform's, with the account's
+    /// own text limit); a problem shared by several targets of one platform and limit is reported
+    /// once, so the client sees which platform refuses what.
+    static func platformProblems(
+        _ connections: [ConnectionState], text: String, media: [Media], link: String?
+    ) -> [FieldProblem] {
+        var seen = Set<PlatformRules>()
+        return connections.compactMap(\.rules).filter { seen.insert($0).inserted }.flatMap {
+            $0.problems(text: text, media: media.filter { ["image", "video", "gif"].contains($0.kind) }, link: link)
         }
     }
 

@@ -2,8 +2,12 @@ import Foundation
 
 /// What the social-connection aggregate decides.
 public enum SocialCommand: Sendable, Equatable {
-    /// `social.connect`: `credentialRef` names a secret in the host's vault, never the secret.
-    case connect(connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    /// `social.connect`: `credentialRef` names a secret in the host's vault, never the secret;
+    /// `textLimit`, the account's own text limit where its platform lets accounts differ (nil: the
+    /// platform's, ``PlatformRules/accountTextLimits``).
+    case connect(
+        connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date,
+        textLimit: Int? = nil)
     /// `social.refresh`.
     case refresh(connectionId: String, credentialRef: String? = nil, expiresAt: Date)
     /// `social.disconnect`.
@@ -12,7 +16,7 @@ public enum SocialCommand: Sendable, Equatable {
     /// The connection the command is about.
     public var connectionId: String {
         switch self {
-        case let .connect(id, _, _, _, _), let .refresh(id, _, _), let .disconnect(id): return id
+        case let .connect(id, _, _, _, _, _), let .refresh(id, _, _), let .disconnect(id): return id
         }
     }
 

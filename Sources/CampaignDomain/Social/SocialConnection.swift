@@ -2,7 +2,7 @@ import Foundation
 import Hashing
 
 /// What a platform accepts, and how fast an account may publish to it.
-public struct PlatformRules: Sendable, Equatable {
+public struct PlatformRules: Sendable, Hashable {
     /// The platform's wire name (`x`, `linkedin`, `facebook`, `instagram`, `threads`, `bluesky`, `mastodon`, `tiktok`).
     public var platform: String
     /// The longest text a post may have there, measured as ``measure`` says (x: 280).
@@ -35,6 +35,9 @@ public struct PlatformRules: Sendable, Equatable {
     /// The text limit of a post whose media are all images, where it differs from ``textLimit``
     /// (TikTok: a photo post's description takes 4,000, a video's caption 2,200); nil: the same.
     public var photoPostTextLimit: Int? = nil
+    /// The text limits an account may have instead of ``textLimit``, set when it is connected
+    /// (X: 25,000 with Premium; Mastodon: its server's own); nil: every account has ``textLimit``.
+    public var accountTextLimits: ClosedRange<Int>? = nil
 
     /// The length of `text` as this platform counts it.
     public func length(of text: String) -> Int { measure.length(of: text) }
@@ -54,7 +57,7 @@ public struct PlatformRules: Sendable, Equatable {
             .init(
                 platform: "x", textLimit: 280, measure: .xWeighted, maximumMedia: 4,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 200,
-                publishWindow: 900),
+                publishWindow: 900, accountTextLimits: 280...25_000),
             .init(
                 platform: "linkedin", textLimit: 3_000, measure: .scalars, maximumMedia: 20,
                 mediaKinds: ["image", "video"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 150,
@@ -78,7 +81,7 @@ public struct PlatformRules: Sendable, Equatable {
             .init(
                 platform: "mastodon", textLimit: 500, measure: .linksAs23, maximumMedia: 4,
                 mediaKinds: ["image", "video", "gif"], requiresMedia: false, videoMustBeAlone: true, publishLimit: 300,
-                publishWindow: 10_800),
+                publishWindow: 10_800, accountTextLimits: 1...100_000),
             .init(
                 platform: "tiktok", textLimit: 2_200, measure: .utf16, maximumMedia: 35,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15,
@@ -162,7 +165,7 @@ public struct PlatformRules: Sendable, Equatable {
 }
 
 /// How a platform measures a post's text against its limit.
-public enum TextMeasure: Sendable, Equatable {
+public enum TextMeasure: Sendable, Hashable {
     /// Unicode scalars (code points).
     case scalars
     /// Grapheme clusters, what a reader sees as one character (Bluesky).
@@ -323,6 +326,15 @@ public struct ConnectionState: Sendable, Equatable {
     public var disconnected: Bool
     /// The stream version this state folds to: the number of the connection's events so far.
     public var version: UInt64
+    /// The account's own text limit (X Premium's 25,000, a Mastodon server's); nil: the platform's.
+    public var textLimit: Int? = nil
+
+    /// The rules its posts are checked against: its platform's, with the account's text limit.
+    public var rules: PlatformRules? {
+        guard var rules = PlatformRules.all[platform] else { return nil }
+        if let textLimit { rules.textLimit = textLimit }
+        return rules
+    }
 
     /// Usable at `now`: connected and not expired.
     public func isUsable(at now: Date) -> Bool { !disconnected && expiresAt > now }
@@ -334,11 +346,13 @@ public struct ConnectionState: Sendable, Equatable {
 
     /// The read model `connection.get` answers: the stored fields and the ``status(at:)`` at `now`.
     public func json(at now: Date) -> JSON {
-        .object([
+        var members: JSONObject = [
             "connectionId": .string(id), "platform": .string(platform), "accountId": .string(accountId),
             "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
             "status": .string(status(at: now)), "version": .number(Double(version)),
-        ])
+        ]
+        if let textLimit { members["textLimit"] = .number(Double(textLimit)) }
+        return .object(members)
     }
 }
 
@@ -363,7 +377,7 @@ public enum SocialConnection: Aggregate {
         _ command: SocialCommand, state: ConnectionState?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
         switch command {
-        case let .connect(connectionId, platform, accountId, credentialRef, expiresAt):
+        case let .connect(connectionId, platform, accountId, credentialRef, expiresAt, textLimit):
             guard state == nil else {
                 throw CampaignError(
                     .duplicateResource, "connection \(connectionId) already exists", param: "connectionId",
@@ -380,12 +394,25 @@ public enum SocialConnection: Aggregate {
                 problems.append(problem)
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
+            if let textLimit, let rules = PlatformRules.all[platform] {
+                if let range = rules.accountTextLimits {
+                    if !range.contains(textLimit) {
+                        let message = "a \(platform) account's text limit is \(range.lowerBound)–\(range.upperBound)"
+                        problems.append(FieldProblem(field: "textLimit", pointer: "/textLimit", message: message))
+                    }
+                } else {
+                    problems.append(
+                        FieldProblem(
+                            field: "textLimit", pointer: "/textLimit",
+                            message: "every \(platform) account has the text limit \(rules.textLimit)"))
+                }
+            }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(
                 events: [
                     SocialEvent.connected(
                         connectionId: connectionId, platform: platform, accountId: accountId,
-                        credentialRef: credentialRef, expiresAt: expiresAt
+                        credentialRef: credentialRef, expiresAt: expiresAt, textLimit: textLimit
                     ).domainEvent
                 ],
                 reservations: [
@@ -463,10 +490,10 @@ public enum SocialConnection: Aggregate {
 
     /// Folds one event, which made the stream's version `version`.
     public static func evolve(_ state: ConnectionState?, _ event: SocialEvent, version: UInt64) -> ConnectionState? {
-        if case let .connected(id, platform, accountId, credentialRef, expiresAt) = event {
+        if case let .connected(id, platform, accountId, credentialRef, expiresAt, textLimit) = event {
             return ConnectionState(
                 id: id, platform: platform, accountId: accountId, credentialRef: credentialRef, expiresAt: expiresAt,
-                disconnected: false, version: version)
+                disconnected: false, version: version, textLimit: textLimit)
         }
         guard var state else { return nil }
         state.version = version

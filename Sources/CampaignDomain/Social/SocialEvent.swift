@@ -2,8 +2,11 @@ import Foundation
 
 /// What happened to a social connection. It holds a credential reference, never a token.
 public enum SocialEvent: Sendable, Equatable {
-    /// An account was connected, with where the host keeps its token and when that expires.
-    case connected(connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date)
+    /// An account was connected, with where the host keeps its token and when that expires, and
+    /// its own text limit if it has one.
+    case connected(
+        connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date,
+        textLimit: Int? = nil)
     /// The token was renewed (and perhaps moved to a new reference).
     case refreshed(connectionId: String, credentialRef: String?, expiresAt: Date?)
     /// Disconnected for good; the account may be connected again under a new connection.
@@ -31,11 +34,13 @@ public enum SocialEvent: Sendable, Equatable {
     /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
         switch self {
-        case let .connected(connectionId, platform, accountId, credentialRef, expiresAt):
-            return [
+        case let .connected(connectionId, platform, accountId, credentialRef, expiresAt, textLimit):
+            var payload: JSONObject = [
                 "connectionId": .string(connectionId), "platform": .string(platform), "accountId": .string(accountId),
                 "credentialRef": .string(credentialRef), "expiresAt": .string(Timestamp.format(expiresAt)),
             ]
+            if let textLimit { payload["textLimit"] = .number(Double(textLimit)) }
+            return payload
         case let .refreshed(connectionId, credentialRef, expiresAt):
             var payload: JSONObject = ["connectionId": .string(connectionId)]
             if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
@@ -60,7 +65,7 @@ public enum SocialEvent: Sendable, Equatable {
             self = .connected(
                 connectionId: id, platform: p["platform"]?.stringValue ?? "",
                 accountId: p["accountId"]?.stringValue ?? "", credentialRef: p["credentialRef"]?.stringValue ?? "",
-                expiresAt: expiresAt ?? .distantPast)
+                expiresAt: expiresAt ?? .distantPast, textLimit: p["textLimit"]?.integerValue)
         case .refreshed:
             self = .refreshed(connectionId: id, credentialRef: p["credentialRef"]?.stringValue, expiresAt: expiresAt)
         case .disconnected: self = .disconnected(connectionId: id)
