@@ -194,6 +194,69 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
     }
 }
 
+/// Who may be declared an experiment's winner once there are more than two variants.
+@Suite struct WinnerTests {
+    /// The results of a stopped experiment whose variants (the first the control, equal weights)
+    /// had these exposures and conversions.
+    func results(_ counts: [(key: String, exposures: Int, conversions: Int)]) -> ExperimentResults {
+        let weights = counts.indices.map { 100 / counts.count + ($0 < 100 % counts.count ? 1 : 0) }
+        var events: [ExperimentEvent] = [
+            .created(
+                experimentId: "exp_1", campaignId: "cmp_1", name: "Subject test",
+                variants: zip(counts, weights).map { Variant(key: $0.key, weight: $1) }),
+            .started(experimentId: "exp_1"),
+        ]
+        for variant in counts {
+            for n in 0..<variant.exposures {
+                let contact = "ctc_\(variant.key)_\(n)"
+                events.append(.exposed(experimentId: "exp_1", contactId: contact, variant: variant.key))
+                if n < variant.conversions {
+                    events.append(.converted(experimentId: "exp_1", contactId: contact, variant: variant.key))
+                }
+            }
+        }
+        events.append(.stopped(experimentId: "exp_1"))
+        let state = AggregateCase<Experiment>(context: DecisionContext(now: now, tenant: "acme")).given(events)
+        return ExperimentResults(state!)
+    }
+
+    func refusal(_ results: ExperimentResults, _ variant: String) -> String? {
+        do {
+            try results.checkWinner(variant)
+            return nil
+        } catch {
+            return error.code == .experimentInsufficientData ? error.message : "\(error.code)"
+        }
+    }
+
+    /// A variant that beats the control is no winner while another converts better: before, `b`
+    /// (25%) could be declared though `c` converted 50%, since each was tested against the
+    /// control alone.
+    @Test func theWinnerBeatsEveryOtherVariantNotOnlyTheControl() {
+        let three = results([("control", 200, 20), ("b", 200, 50), ("c", 200, 100)])
+        #expect(
+            refusal(three, "b")
+                == "variant b is not significantly better than c (p must be < 0.025 with 3 variants)")
+        #expect(refusal(three, "c") == nil)
+        #expect(refusal(three, "control") != nil)
+    }
+
+    /// With k variants the winner's k − 1 comparisons each need p < 0.05 ÷ (k − 1) (Bonferroni):
+    /// p = 0.041 against each other variant declares a winner of two, not of three.
+    @Test func moreVariantsNeedAStrongerResult() {
+        let test = Statistics.twoProportionZTest(
+            controlConversions: 30, controlExposures: 200, treatmentConversions: 46, treatmentExposures: 200)!
+        #expect(test.pValue > 0.025 && test.pValue < 0.05)
+        #expect(refusal(results([("control", 200, 30), ("b", 200, 46)]), "b") == nil)
+        #expect(
+            refusal(results([("control", 200, 30), ("b", 200, 46), ("c", 200, 30)]), "b")
+                == "variant b is not significantly better than control (p must be < 0.025 with 3 variants)")
+        #expect(
+            refusal(results([("control", 200, 30), ("b", 200, 46)]), "control")
+                == "variant control is not significantly better than b (p must be < 0.05)")
+    }
+}
+
 /// The social connection aggregate, given events → when command → then events or error.
 @Suite struct SocialConnectionAggregateTests {
     let aggregate = AggregateCase<SocialConnection>(context: DecisionContext(now: now, tenant: "acme"))

@@ -429,7 +429,10 @@ public struct ExperimentResults: Sendable, Equatable {
 
     /// Throws `EXPERIMENT_INSUFFICIENT_DATA` unless `variant` may be declared the winner: every
     /// variant has the minimum sample, the split matches the weights (SRM p ≥ 0.001), and the
-    /// variant beats the control (or, for the control, the best other variant) with p < 0.05.
+    /// variant beats every other variant, control or not, in a two-proportion z-test with
+    /// p < 0.05 ÷ (k − 1) for k variants (Bonferroni's correction for its k − 1 comparisons; with
+    /// two variants, p < 0.05). A variant that only beats the control is no winner while another
+    /// converts as well or better.
     public func checkWinner(_ variant: String) throws(CampaignError) {
         func insufficient(_ message: String) -> CampaignError {
             CampaignError(.experimentInsufficientData, message, param: "variant")
@@ -444,27 +447,30 @@ public struct ExperimentResults: Sendable, Equatable {
             throw insufficient(
                 "sample ratio mismatch: the split does not match the weights (χ² p = \(srmPValue ?? 0))")
         }
-        guard let control = variants.first, let chosen = variants.first(where: { $0.key == variant }) else { return }
-        let (better, worse): (Row, Row)
-        if chosen.key == control.key {
-            guard let best = variants.dropFirst().max(by: { $0.rate < $1.rate }) else { return }
-            (better, worse) = (control, best)
-        } else {
-            (better, worse) = (chosen, control)
-        }
-        guard
-            let test = Statistics.twoProportionZTest(
-                controlConversions: worse.conversions, controlExposures: worse.exposures,
-                treatmentConversions: better.conversions, treatmentExposures: better.exposures),
-            test.z > 0, test.pValue < Experiment.significance
-        else {
-            throw insufficient(
-                "variant \(variant) is not significantly better than "
-                    + "\(better.key == chosen.key ? worse.key : better.key) (p must be < "
-                    + "\(Experiment.significance))"
-            )
+        guard let chosen = variants.first(where: { $0.key == variant }) else { return }
+        // The closest rival first (the earlier variant of two as good), so a refusal names it.
+        let others = variants.enumerated().filter { $0.element.key != variant }
+            .sorted { $0.element.rate != $1.element.rate ? $0.element.rate > $1.element.rate : $0.offset < $1.offset }
+            .map(\.element)
+        let threshold = Experiment.significance / Double(max(1, others.count))
+        for other in others {
+            guard
+                let test = Statistics.twoProportionZTest(
+                    controlConversions: other.conversions, controlExposures: other.exposures,
+                    treatmentConversions: chosen.conversions, treatmentExposures: chosen.exposures),
+                test.z > 0, test.pValue < threshold
+            else {
+                let corrected = others.count > 1 ? " with \(others.count + 1) variants" : ""
+                throw insufficient(
+                    "variant \(variant) is not significantly better than \(other.key) (p must be < "
+                        + "\(Self.format(threshold))\(corrected))"
+                )
+            }
         }
     }
+
+    /// A threshold as a refusal names it: 0.05, 0.025, 0.01667.
+    static func format(_ value: Double) -> String { String(format: "%.4g", value) }
 
     /// The wire form of the results query.
     public var json: JSON {
