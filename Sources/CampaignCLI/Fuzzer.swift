@@ -256,7 +256,8 @@ public struct Fuzzer {
             #"{"requestId":"f7",\#(p),"command":"field.define","payload":{"name":"tier","type":"enum","#
                 + #""values":["a","b"]}}"#,
             #"{"requestId":"f8",\#(p),"command":"social.connect","payload":{"platform":"x","#
-                + #""accountId":"acct","credentialRef":"vault://x/acct","expiresAt":"2030-01-01T00:00:00Z"}}"#,
+                + #""accountId":"acct","credentialRef":"vault://x/acct","expiresAt":"2030-01-01T00:00:00Z","#
+                + #""textLimit":25000}}"#,
             #"{"requestId":"f9",\#(p),"command":"post.create","payload":{"connectionIds":["con_1"],"#
                 + #""text":"Hello 🇫🇷","media":[{"kind":"image","url":"https://cdn.example/a.jpg"}],"#
                 + #""link":"https://example.com"}}"#,
