@@ -151,11 +151,15 @@ public enum CommandWire {
                 accountId: try r.string("accountId"), credentialRef: try r.string("credentialRef"),
                 expiresAt: try r.timestamp("expiresAt"), textLimit: try r.optionalInteger("textLimit", in: 1...100_000))
         case "refresh":
-            let r = try reader(["connectionId", "credentialRef", "expiresAt"])
+            let r = try reader(["connectionId", "credentialRef", "expiresAt", "textLimit"])
             try r.refuseNull("credentialRef")
+            let textLimit: FieldUpdate<Int>? =
+                r.members["textLimit"] == .null
+                ? .remove : try r.optionalInteger("textLimit", in: 1...100_000).map { .set($0) }
             return .refresh(
                 connectionId: try r.id("connectionId", prefix: "con"),
-                credentialRef: try r.optionalString("credentialRef"), expiresAt: try r.timestamp("expiresAt"))
+                credentialRef: try r.optionalString("credentialRef"), expiresAt: try r.timestamp("expiresAt"),
+                textLimit: textLimit)
         case "disconnect":
             return .disconnect(connectionId: try reader(["connectionId"]).id("connectionId", prefix: "con"))
         default:
@@ -352,9 +356,10 @@ extension Command {
                     "credentialRef": .string(credentialRef), "expiresAt": date(expiresAt),
                     "textLimit": textLimit.map { .number(Double($0)) },
                 ])
-            case let .refresh(id, credentialRef, expiresAt):
+            case let .refresh(id, credentialRef, expiresAt, textLimit):
                 return object([
                     "connectionId": .string(id), "credentialRef": string(credentialRef), "expiresAt": date(expiresAt),
+                    "textLimit": textLimit.map { $0.value.map { .number(Double($0)) } ?? .null },
                 ])
             case let .disconnect(id):
                 return object(["connectionId": .string(id)])

@@ -290,4 +290,23 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
             #expect(aggregate.when(connect(platform, limit), given: []) == .error(.validationError), "\(platform)")
         }
     }
+
+    /// A refresh sets the account's own text limit or, with ``FieldUpdate/remove``, returns it to
+    /// the platform's; the stored event reads back as it was decided, and the fold follows it.
+    @Test func aRefreshSetsOrRemovesTheAccountsOwnTextLimit() {
+        func refresh(_ limit: FieldUpdate<Int>?) -> SocialCommand {
+            .refresh(connectionId: "con_1", expiresAt: later, textLimit: limit)
+        }
+        let set = SocialEvent.refreshed(
+            connectionId: "con_1", credentialRef: nil, expiresAt: later, textLimit: .set(9_000))
+        #expect(aggregate.when(refresh(.set(9_000)), given: [connected("x", nil)]) == .events([set]))
+        #expect(aggregate.given([connected("x", nil), set])?.textLimit == 9_000)
+        let removed = SocialEvent.refreshed(
+            connectionId: "con_1", credentialRef: nil, expiresAt: later, textLimit: .remove)
+        #expect(aggregate.when(refresh(.remove), given: [connected("x", 9_000)]) == .events([removed]))
+        #expect(aggregate.given([connected("x", 9_000), removed])?.textLimit == nil)
+        #expect(aggregate.when(refresh(.set(9_000)), given: [connected("x", 9_000)]) == .events([]))
+        #expect(aggregate.when(refresh(.remove), given: [connected("x", nil)]) == .events([]))
+        #expect(aggregate.when(refresh(.set(3_000)), given: [connected("linkedin", nil)]) == .error(.validationError))
+    }
 }

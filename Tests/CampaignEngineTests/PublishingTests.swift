@@ -349,6 +349,37 @@ import Testing
         #expect(await connect("con_bad", "x", "0").code == "INVALID_FORMAT")
     }
 
+    /// An account that takes X Premium after it was connected keeps its connection (and the posts
+    /// that name it): `social.refresh` sets its own text limit, and `null` returns it to the
+    /// platform's. The same limit again, with the same expiry, changes nothing.
+    @Test func aRefreshChangesAnAccountsOwnTextLimit() async throws {
+        let t = try await connected([("con_x", "x"), ("con_l", "linkedin")])
+        func refresh(_ id: String, _ limit: String) async -> JSON {
+            await t.command(
+                "social.refresh",
+                #"{"connectionId":"\#(id)","expiresAt":"2027-01-01T00:00:00Z","textLimit":\#(limit)}"#)
+        }
+        func limit() async -> JSON? { await t.query("connection.get", #"{"connectionId":"con_x"}"#).data?["textLimit"] }
+        let long = String(repeating: "a", count: 1_000)
+        #expect(await post(t, "pst_1", text: long).code == "VALIDATION_ERROR")
+        #expect(await refresh("con_x", "25000").status == 201)
+        #expect(await limit() == .number(25_000))
+        #expect(await post(t, "pst_1", text: long).status == 201)
+        let same = await refresh("con_x", "25000")
+        #expect(same.status == 200 && same.data?["changed"] == .bool(false))
+        #expect(await refresh("con_x", "null").status == 201)
+        #expect(await limit() == nil)
+        #expect(
+            await t.command("post.update", #"{"postId":"pst_1","text":"\#(long)b"}"#).code == "VALIDATION_ERROR",
+            "the platform's 280 again")
+        let stored = try t.engine.eventStore.readStream("acme:con_x").map(\.type)
+        #expect(stored == ["social.connected", "social.refreshed", "social.refreshed"])
+        let refused = await refresh("con_l", "3000")
+        #expect(refused.code == "VALIDATION_ERROR" && refused["error"]?["pointer"]?.stringValue == "/payload/textLimit")
+        #expect(await refresh("con_x", "25001").code == "VALIDATION_ERROR")
+        #expect(await refresh("con_x", "\"big\"").code == "INVALID_FORMAT")
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

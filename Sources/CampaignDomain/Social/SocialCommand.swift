@@ -8,15 +8,17 @@ public enum SocialCommand: Sendable, Equatable {
     case connect(
         connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date,
         textLimit: Int? = nil)
-    /// `social.refresh`.
-    case refresh(connectionId: String, credentialRef: String? = nil, expiresAt: Date)
+    /// `social.refresh`: a new expiry, and perhaps a new reference or a new own text limit
+    /// (``FieldUpdate/remove``: back to the platform's).
+    case refresh(
+        connectionId: String, credentialRef: String? = nil, expiresAt: Date, textLimit: FieldUpdate<Int>? = nil)
     /// `social.disconnect`.
     case disconnect(connectionId: String)
 
     /// The connection the command is about.
     public var connectionId: String {
         switch self {
-        case let .connect(id, _, _, _, _, _), let .refresh(id, _, _), let .disconnect(id): return id
+        case let .connect(id, _, _, _, _, _), let .refresh(id, _, _, _), let .disconnect(id): return id
         }
     }
 

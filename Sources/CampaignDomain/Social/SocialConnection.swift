@@ -394,19 +394,7 @@ public enum SocialConnection: Aggregate {
                 problems.append(problem)
             }
             problems += credentialProblems(credentialRef, expiresAt: expiresAt, now: context.now)
-            if let textLimit, let rules = PlatformRules.all[platform] {
-                if let range = rules.accountTextLimits {
-                    if !range.contains(textLimit) {
-                        let message = "a \(platform) account's text limit is \(range.lowerBound)–\(range.upperBound)"
-                        problems.append(FieldProblem(field: "textLimit", pointer: "/textLimit", message: message))
-                    }
-                } else {
-                    problems.append(
-                        FieldProblem(
-                            field: "textLimit", pointer: "/textLimit",
-                            message: "every \(platform) account has the text limit \(rules.textLimit)"))
-                }
-            }
+            if let textLimit, let problem = textLimitProblem(textLimit, platform: platform) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(
                 events: [
@@ -423,7 +411,7 @@ public enum SocialConnection: Aggregate {
                         message: "\(platform) account \(accountId.trimmed) is already connected in this tenant")
                 ])
 
-        case let .refresh(connectionId, credentialRef, expiresAt):
+        case let .refresh(connectionId, credentialRef, expiresAt, textLimit):
             guard let state else {
                 throw CampaignError.notFound("connection", connectionId, pointer: "/connectionId")
             }
@@ -432,16 +420,24 @@ public enum SocialConnection: Aggregate {
                     .connectionExpired, "connection \(connectionId) was disconnected; connect it again",
                     currentState: "disconnected")
             }
-            let problems = credentialProblems(
+            var problems = credentialProblems(
                 credentialRef ?? state.credentialRef, expiresAt: expiresAt, now: context.now)
+            if let limit = textLimit?.value, let problem = textLimitProblem(limit, platform: state.platform) {
+                problems.append(problem)
+            }
             guard problems.isEmpty else { throw .validation(problems) }
-            // The same reference and expiry again changes nothing, and writes nothing.
-            if (credentialRef ?? state.credentialRef) == state.credentialRef && expiresAt == state.expiresAt {
+            // The same reference, expiry and text limit again change nothing, and write nothing.
+            let newTextLimit = textLimit.map(\.value) ?? state.textLimit
+            if (credentialRef ?? state.credentialRef) == state.credentialRef && expiresAt == state.expiresAt
+                && newTextLimit == state.textLimit
+            {
                 return Decision(events: [])
             }
             return Decision(events: [
-                SocialEvent.refreshed(connectionId: connectionId, credentialRef: credentialRef, expiresAt: expiresAt)
-                    .domainEvent
+                SocialEvent.refreshed(
+                    connectionId: connectionId, credentialRef: credentialRef, expiresAt: expiresAt,
+                    textLimit: newTextLimit == state.textLimit ? nil : textLimit
+                ).domainEvent
             ])
 
         case let .disconnect(connectionId):
@@ -460,6 +456,23 @@ public enum SocialConnection: Aggregate {
                         owner: connectionId, pointer: "", message: "")
                 ])
         }
+    }
+
+    /// Why `limit` cannot be a `platform` account's own text limit, if it cannot: out of the
+    /// platform's ``PlatformRules/accountTextLimits``, or the platform has one limit for every account.
+    private static func textLimitProblem(_ limit: Int, platform: String) -> FieldProblem? {
+        guard let rules = PlatformRules.all[platform] else { return nil }
+        guard let range = rules.accountTextLimits else {
+            return FieldProblem(
+                field: "textLimit", pointer: "/textLimit",
+                message: "every \(platform) account has the text limit \(rules.textLimit)")
+        }
+        guard range.contains(limit) else {
+            return FieldProblem(
+                field: "textLimit", pointer: "/textLimit",
+                message: "a \(platform) account's text limit is \(range.lowerBound)–\(range.upperBound)")
+        }
+        return nil
     }
 
     private static func credentialProblems(_ credentialRef: String, expiresAt: Date, now: Date) -> [FieldProblem] {
@@ -499,9 +512,10 @@ public enum SocialConnection: Aggregate {
         state.version = version
         switch event {
         case .connected: break
-        case let .refreshed(_, credentialRef, expiresAt):
+        case let .refreshed(_, credentialRef, expiresAt, textLimit):
             if let credentialRef { state.credentialRef = credentialRef }
             if let expiresAt { state.expiresAt = expiresAt }
+            if let textLimit { state.textLimit = textLimit.value }
         case .disconnected: state.disconnected = true
         }
         return state

@@ -7,8 +7,9 @@ public enum SocialEvent: Sendable, Equatable {
     case connected(
         connectionId: String, platform: String, accountId: String, credentialRef: String, expiresAt: Date,
         textLimit: Int? = nil)
-    /// The token was renewed (and perhaps moved to a new reference).
-    case refreshed(connectionId: String, credentialRef: String?, expiresAt: Date?)
+    /// The token was renewed (and perhaps moved to a new reference), or the account's own text
+    /// limit changed (stored as null when it went back to the platform's).
+    case refreshed(connectionId: String, credentialRef: String?, expiresAt: Date?, textLimit: FieldUpdate<Int>? = nil)
     /// Disconnected for good; the account may be connected again under a new connection.
     case disconnected(connectionId: String)
 
@@ -41,10 +42,11 @@ public enum SocialEvent: Sendable, Equatable {
             ]
             if let textLimit { payload["textLimit"] = .number(Double(textLimit)) }
             return payload
-        case let .refreshed(connectionId, credentialRef, expiresAt):
+        case let .refreshed(connectionId, credentialRef, expiresAt, textLimit):
             var payload: JSONObject = ["connectionId": .string(connectionId)]
             if let credentialRef { payload["credentialRef"] = .string(credentialRef) }
             if let expiresAt { payload["expiresAt"] = .string(Timestamp.format(expiresAt)) }
+            if let textLimit { payload["textLimit"] = textLimit.value.map { .number(Double($0)) } ?? .null }
             return payload
         case let .disconnected(connectionId): return ["connectionId": .string(connectionId)]
         }
@@ -67,7 +69,10 @@ public enum SocialEvent: Sendable, Equatable {
                 accountId: p["accountId"]?.stringValue ?? "", credentialRef: p["credentialRef"]?.stringValue ?? "",
                 expiresAt: expiresAt ?? .distantPast, textLimit: p["textLimit"]?.integerValue)
         case .refreshed:
-            self = .refreshed(connectionId: id, credentialRef: p["credentialRef"]?.stringValue, expiresAt: expiresAt)
+            let textLimit: FieldUpdate<Int>? = p["textLimit"].map { $0 == .null ? .remove : .set($0.integerValue ?? 0) }
+            self = .refreshed(
+                connectionId: id, credentialRef: p["credentialRef"]?.stringValue, expiresAt: expiresAt,
+                textLimit: textLimit)
         case .disconnected: self = .disconnected(connectionId: id)
         }
     }
