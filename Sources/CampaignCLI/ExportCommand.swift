@@ -42,6 +42,8 @@ enum ExportCommand {
         file (NAME.creds: a user's JWT and seed, for a server in operator mode) or the lines user=NAME
         and password=SECRET, or token=SECRET, or nkey=SEED (a user's NKEY seed, SU…, whose public key
         U… the server lists), so no secret is on the command line for other users to read.
+        The file is read again whenever the relay reconnects, so credentials renewed in it (a new
+        .creds before the JWT expires) reach a running --follow relay.
         Credentials missing or refused, or a user the server does not let publish, exit 1 at once; a
         server that requires TLS is refused (this client does not speak TLS). No message shows a
         password, token or seed.
@@ -124,11 +126,10 @@ enum ExportCommand {
                     "--to takes nats://HOST:PORT, nats://USER:PASSWORD@HOST:PORT or nats://TOKEN@HOST:PORT, or "
                         + "several separated by commas (a cluster)")
             }
+            let authFileServers = Set(endpoints.indices.filter { endpoints[$0].credentials == nil })
             if let file = options["auth-file"] {
                 let credentials = try authFile(file)
-                for index in endpoints.indices where endpoints[index].credentials == nil {
-                    endpoints[index].credentials = credentials
-                }
+                for index in authFileServers { endpoints[index].credentials = credentials }
             }
             let replicas =
                 try options["replicas"].map { text throws(Arguments.UsageError) -> Int in
@@ -156,6 +157,8 @@ enum ExportCommand {
                 consumer: consumer, follow: follow, console: console)
             relay.replicas = replicas
             relay.retryFor = retryFor
+            relay.authFile = options["auth-file"]
+            relay.authFileServers = authFileServers
             return try await relay.run()
         }
         guard (options["format"] ?? "cloudevents") == "cloudevents" else {

@@ -25,6 +25,13 @@ struct Relay {
     /// How long the relay retries while no event is acknowledged before it gives up (exit 1);
     /// nil: for ever.
     var retryFor: Duration?
+    /// `--auth-file`, read again before each connection after the first for the servers that take
+    /// their credentials from it (``authFileServers``), so credentials renewed under a running relay
+    /// (a `.creds` whose JWT was about to expire) are those it reconnects with; nil without one.
+    var authFile: String?
+    /// The indexes in ``endpoints`` of the servers whose URL gave no credentials, which take
+    /// ``authFile``'s.
+    var authFileServers: Set<Int> = []
     let prefix: String
     let consumer: String
     let follow: Bool
@@ -77,7 +84,7 @@ struct Relay {
             do {
                 // Each attempt starts with the next server: a cluster member that went away is
                 // skipped on the retry.
-                try await relayOnce(stop, endpoint: endpoints[attempt % endpoints.count])
+                try await relayOnce(stop, endpoint: endpoint(attempt))
                 return .ok
             } catch let refused as StreamRefused {
                 // The stream cannot be made as asked (its subjects overlap another stream's, …):
@@ -107,6 +114,20 @@ struct Relay {
                 backoff = min(backoff * 2, 5)
             }
         }
+    }
+
+    /// The server to try at `attempt`, with its credentials: after the first attempt, those
+    /// ``authFile`` holds now for a server that takes them from it. A file that cannot be read at
+    /// that moment (being replaced, say) leaves the ones read before, and says so.
+    private func endpoint(_ attempt: Int) -> NATSEndpoint {
+        var endpoint = endpoints[attempt % endpoints.count]
+        guard attempt > 0, let authFile, authFileServers.contains(attempt % endpoints.count) else { return endpoint }
+        do {
+            endpoint.credentials = try ExportCommand.authFile(authFile)
+        } catch {
+            console.err("relay: \(error.message); keeping the credentials read before")
+        }
+        return endpoint
     }
 
     /// One connection's worth: from the checkpoint to the head (and on, with --follow). A lost

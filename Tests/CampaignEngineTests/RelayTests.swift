@@ -296,6 +296,55 @@ import Testing
         #expect(damaged.status == 64 && damaged.err.contains("a credentials file whose seed is"), "\(damaged)")
     }
 
+    /// Credentials renewed under a running relay: the `--auth-file` held a `.creds` whose JWT
+    /// expires in a few seconds, and a new one replaced it before then. When the server ends the
+    /// connection at the expiry, the relay reads the file again and goes on with the new user.
+    /// Before, it retried with the JWT it had read at its start, was refused, and exited 1.
+    @Test func aFollowingRelayReconnectsWithCredentialsRenewedInItsAuthFile() async throws {
+        let nats = try OperatorModeNATS()
+        defer { nats.server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let file = directory.path + "/relay.creds"
+        /// Replaces the file at once, already readable by its owner alone, as a rotation would.
+        func install(_ creds: String) throws {
+            let next = file + ".next"
+            try creds.write(toFile: next, atomically: false, encoding: .utf8)
+            chmod(next, 0o600)
+            try #require(rename(next, file) == 0)
+        }
+        let expiry = Date().addingTimeInterval(4)
+        try install(nats.newUserCreds(expires: expiry))
+        let relay = try startProduct(
+            "campaign",
+            [
+                "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
+                "--auth-file", file,
+            ])
+        defer { relay.terminate() }
+        let reader = try NATSConnection(
+            endpoint: NATSEndpoint(
+                host: "127.0.0.1", port: nats.server.port, credentials: try NATSEndpoint.credentialsFile(nats.creds)))
+        defer { reader.close() }
+        func stored() async -> UInt64 { (try? await JetStream(reader).streamState("CAMPAIGN").messages) ?? 0 }
+        try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
+            await stored() == UInt64(log.count)
+        }
+        try install(nats.newUserCreds(expires: nil))
+        // The server ends the first user's connection when its JWT expires.
+        try await Task.sleep(until: .now + .seconds(max(0, expiry.timeIntervalSinceNow) + 1.5))
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"After the renewal","channel":"email"}}"# + "\n")
+        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        try await waitUntil("the new event relayed", limit: .seconds(30), every: .milliseconds(50)) {
+            await stored() == UInt64(log.count + 1)
+        }
+        #expect(relay.isRunning)
+        relay.terminate()
+        #expect(await relay.waitForExit() == .exited(0))
+    }
+
     @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {
         let (directory, _, _) = try await demoStore()
         // A port nothing listens on: a server started and stopped.

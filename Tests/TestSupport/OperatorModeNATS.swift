@@ -16,16 +16,22 @@ public final class OperatorModeNATS: Sendable {
     /// The user's public key (`U…`).
     public let userPublicKey: String
     private let directory: TemporaryDirectory
+    /// The application account's key, which signs its users' JWTs.
+    private let accountKey: Ed25519PrivateKey
+    /// The application account's public key (`A…`), the issuer of its users' JWTs.
+    private let account: String
 
     /// Makes fresh keys and JWTs and starts the server.
     public init() throws {
         let operatorKey = Ed25519PrivateKey.generate()
         let systemKey = Ed25519PrivateKey.generate()
         let accountKey = Ed25519PrivateKey.generate()
+        self.accountKey = accountKey
         let userKey = Ed25519PrivateKey.generate()
         let op = NATSUserKey.publicKeyText(operatorKey.publicKey.bytes, kind: .operator)
         let system = NATSUserKey.publicKeyText(systemKey.publicKey.bytes, kind: .account)
         let account = NATSUserKey.publicKeyText(accountKey.publicKey.bytes, kind: .account)
+        self.account = account
         userPublicKey = NATSUserKey.publicKeyText(userKey.publicKey.bytes, kind: .user)
         let now = Int(Date().timeIntervalSince1970)
         let unlimited = #""subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"#
@@ -41,10 +47,7 @@ public final class OperatorModeNATS: Sendable {
                 + #""nats":{"limits":{\#(unlimited)"leaf":-1,"mem_storage":-1,"disk_storage":-1,"streams":-1,"#
                 + #""consumer":-1},"default_permissions":{"pub":{},"sub":{}},"type":"account","version":2}}"#,
             signedBy: operatorKey)
-        userJWT = Self.jwt(
-            #"{"jti":"USER","iat":\#(now),"iss":"\#(account)","name":"relay","sub":"\#(userPublicKey)","#
-                + #""nats":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,"type":"user","version":2}}"#,
-            signedBy: accountKey)
+        userJWT = Self.userJWT(userPublicKey, issuer: account, signedBy: accountKey, expires: nil)
         directory = TemporaryDirectory()
         let configuration = directory.path + "/operator.conf"
         try """
@@ -53,23 +56,47 @@ public final class OperatorModeNATS: Sendable {
         resolver: MEMORY
         resolver_preload: { \(system): "\(systemJWT)", \(account): "\(accountJWT)" }
         """.write(toFile: configuration, atomically: true, encoding: .utf8)
-        creds = """
-            -----BEGIN NATS USER JWT-----
-            \(userJWT)
-            ------END NATS USER JWT------
-
-            ************************* IMPORTANT *************************
-            NKEY Seed printed below can be used to sign and prove identity.
-            NKEYs are sensitive and should be treated as secrets.
-
-            -----BEGIN USER NKEY SEED-----
-            \(NATSUserKey.seedText(userKey.seed, kind: .user))
-            ------END USER NKEY SEED------
-
-            *************************************************************
-
-            """
+        creds = Self.creds(userJWT, seed: userKey.seed)
         server = try LocalNATSServer(arguments: ["-c", configuration])
+    }
+
+    /// The `.creds` file text of a new user of the application account whose JWT expires at
+    /// `expires` (nil: never), as `nsc add user --expiry` writes it.
+    public func newUserCreds(expires: Date?) -> String {
+        let key = Ed25519PrivateKey.generate()
+        let user = NATSUserKey.publicKeyText(key.publicKey.bytes, kind: .user)
+        return Self.creds(Self.userJWT(user, issuer: account, signedBy: accountKey, expires: expires), seed: key.seed)
+    }
+
+    /// A user's JWT, issued and signed by its account, with an `exp` claim when it expires.
+    static func userJWT(_ user: String, issuer: String, signedBy key: Ed25519PrivateKey, expires: Date?) -> String {
+        let now = Int(Date().timeIntervalSince1970)
+        let exp = expires.map { #""exp":\#(Int($0.timeIntervalSince1970)),"# } ?? ""
+        return jwt(
+            #"{"jti":"USER\#(user.suffix(8))","iat":\#(now),\#(exp)"iss":"\#(issuer)","name":"relay","#
+                + #""sub":"\#(user)","nats":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1,"type":"user","#
+                + #""version":2}}"#,
+            signedBy: key)
+    }
+
+    /// A `.creds` file as `nsc` writes it: the JWT and the user's seed, each between its markers.
+    static func creds(_ jwt: String, seed: [UInt8]) -> String {
+        """
+        -----BEGIN NATS USER JWT-----
+        \(jwt)
+        ------END NATS USER JWT------
+
+        ************************* IMPORTANT *************************
+        NKEY Seed printed below can be used to sign and prove identity.
+        NKEYs are sensitive and should be treated as secrets.
+
+        -----BEGIN USER NKEY SEED-----
+        \(NATSUserKey.seedText(seed, kind: .user))
+        ------END USER NKEY SEED------
+
+        *************************************************************
+
+        """
     }
 
     /// A JWT as NATS's `jwt` library writes it: header and claims in base64url without padding,
