@@ -73,6 +73,16 @@ extension CampaignEngine {
                 }
                 continue
             }
+            // Checked when the post was written, against the rules of that moment: an account's own
+            // text limit may have been lowered since.
+            let problems = connection.rules?.problems(text: state.text, media: state.media, link: state.link) ?? []
+            if !problems.isEmpty {
+                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                    fresh, at in
+                    stillDue(fresh, at) ? Post.contentRefused(connectionId, problems, in: fresh, at: at) : nil
+                }
+                continue
+            }
             let window = UInt64(rules.publishWindow)
             let windowStart = UInt64(max(0, now.timeIntervalSince1970)) / window * window
             let rateKey = EngineTables.rateKey(

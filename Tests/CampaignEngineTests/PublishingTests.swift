@@ -380,6 +380,27 @@ import Testing
         #expect(await refresh("con_x", "\"big\"").code == "INVALID_FORMAT")
     }
 
+    /// A post is checked again when it is published, by its targets' rules as they are then: one
+    /// written for a Premium account whose limit went back to 280 fails that target as content the
+    /// platform would refuse, without a call. Before, it was sent, and X refused it.
+    @Test func aPostThatNoLongerFitsItsTargetFailsWithoutACall() async throws {
+        let t = try await connected([("con_x", "x"), ("con_l", "linkedin")])
+        let expiry = #""expiresAt":"2027-01-01T00:00:00Z""#
+        let premium = #"{"connectionId":"con_x",\#(expiry),"textLimit":25000}"#
+        #expect(await t.command("social.refresh", premium).status == 201)
+        let long = String(repeating: "a", count: 1_000)
+        #expect(await post(t, "pst_1", text: long, on: ["con_x", "con_l"]).status == 201)
+        let plain = #"{"connectionId":"con_x",\#(expiry),"textLimit":null}"#
+        #expect(await t.command("social.refresh", plain).status == 201)
+        let published = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(published.code == "CONTENT_REJECTED", "\(published)")
+        let message = "x allows 280 characters as X weighs them (CJK and emoji 2, a link 23); this text has 1000"
+        #expect(published["error"]?["message"]?.stringValue == "con_x: \(message)")
+        #expect(t.publisher.requests.map(\.connectionId) == ["con_l"], "only LinkedIn was called")
+        let targets = await get(t, "pst_1")?["targets"]?.arrayValue ?? []
+        #expect(targets.compactMap { $0["status"]?.stringValue } == ["failed", "published"])
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

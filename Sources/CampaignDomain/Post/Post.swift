@@ -413,6 +413,17 @@ public enum Post: Aggregate {
             ], state, now)
     }
 
+    /// The post no longer fits the target's rules as they are now (its account's own text limit
+    /// was lowered after the post was written, say): the target fails as content the platform
+    /// would refuse, without a call.
+    public static func contentRefused(
+        _ connectionId: String, _ problems: [FieldProblem], in state: PostState, at now: Date
+    ) -> [DomainEvent] {
+        withCompletion(
+            [failure((state.id, connectionId), .contentRejected, problems.map(\.message).joined(separator: "; "))],
+            state, now)
+    }
+
     /// The account's publish budget is spent: retry when the window resets, without calling.
     public static func accountRateLimited(
         _ connectionId: String, in state: PostState, until retryAt: Date, at now: Date
