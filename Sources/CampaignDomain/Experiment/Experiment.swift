@@ -429,10 +429,9 @@ public struct ExperimentResults: Sendable, Equatable {
 
     /// Throws `EXPERIMENT_INSUFFICIENT_DATA` unless `variant` may be declared the winner: every
     /// variant has the minimum sample, the split matches the weights (SRM p ≥ 0.001), and the
-    /// variant beats every other variant, control or not, in a two-proportion z-test with
-    /// p < 0.05 ÷ (k − 1) for k variants (Bonferroni's correction for its k − 1 comparisons; with
-    /// two variants, p < 0.05). A variant that only beats the control is no winner while another
-    /// converts as well or better.
+    /// variant beats every other variant, control or not, in a two-proportion z-test with p < 0.05
+    /// (SPEC.md's threshold, for each comparison; no correction for their number). A variant that
+    /// only beats the control is no winner while another converts as well or better.
     public func checkWinner(_ variant: String) throws(CampaignError) {
         func insufficient(_ message: String) -> CampaignError {
             CampaignError(.experimentInsufficientData, message, param: "variant")
@@ -452,25 +451,20 @@ public struct ExperimentResults: Sendable, Equatable {
         let others = variants.enumerated().filter { $0.element.key != variant }
             .sorted { $0.element.rate != $1.element.rate ? $0.element.rate > $1.element.rate : $0.offset < $1.offset }
             .map(\.element)
-        let threshold = Experiment.significance / Double(max(1, others.count))
         for other in others {
             guard
                 let test = Statistics.twoProportionZTest(
                     controlConversions: other.conversions, controlExposures: other.exposures,
                     treatmentConversions: chosen.conversions, treatmentExposures: chosen.exposures),
-                test.z > 0, test.pValue < threshold
+                test.z > 0, test.pValue < Experiment.significance
             else {
-                let corrected = others.count > 1 ? " with \(others.count + 1) variants" : ""
                 throw insufficient(
                     "variant \(variant) is not significantly better than \(other.key) (p must be < "
-                        + "\(Self.format(threshold))\(corrected))"
+                        + "\(Experiment.significance))"
                 )
             }
         }
     }
-
-    /// A threshold as a refusal names it: 0.05, 0.025, 0.01667.
-    static func format(_ value: Double) -> String { String(format: "%.4g", value) }
 
     /// The wire form of the results query.
     public var json: JSON {
