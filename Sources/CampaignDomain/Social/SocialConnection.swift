@@ -32,9 +32,6 @@ public struct PlatformRules: Sendable, Hashable {
     /// `www.example.com` too) and its `link` when that is none of them (Threads: 5, refused at
     /// publish since December 2025); nil: no limit.
     public var maximumLinks: Int? = nil
-    /// The text limit of a post whose media are all images, where it differs from ``textLimit``
-    /// (TikTok: a photo post's description takes 4,000, a video's caption 2,200); nil: the same.
-    public var photoPostTextLimit: Int? = nil
     /// The text limits an account may have instead of ``textLimit``, set when it is connected
     /// (X: 25,000 with Premium; Mastodon: its server's own); nil: every account has ``textLimit``.
     public var accountTextLimits: ClosedRange<Int>? = nil
@@ -85,7 +82,7 @@ public struct PlatformRules: Sendable, Hashable {
             .init(
                 platform: "tiktok", textLimit: 2_200, measure: .utf16, maximumMedia: 35,
                 mediaKinds: ["image", "video"], requiresMedia: true, videoMustBeAlone: true, publishLimit: 15,
-                publishWindow: 86_400, photoPostTextLimit: 4_000),
+                publishWindow: 86_400),
         ]
         return Dictionary(uniqueKeysWithValues: rows.map { ($0.platform, $0) })
     }()
@@ -94,14 +91,11 @@ public struct PlatformRules: Sendable, Hashable {
     public func problems(text: String, media: [Media], link: String? = nil) -> [FieldProblem] {
         var problems = [FieldProblem]()
         let length = length(of: text)
-        let isPhotoPost = !media.isEmpty && media.allSatisfy { $0.kind == "image" }
-        let limit = isPhotoPost ? photoPostTextLimit ?? textLimit : textLimit
-        if length > limit {
-            let post = limit == textLimit ? "" : " in a post of images"
+        if length > textLimit {
             problems.append(
                 FieldProblem(
                     field: "text", pointer: "/text",
-                    message: "\(platform) allows \(limit) \(measure.unit)\(post); this text has \(length)"
+                    message: "\(platform) allows \(textLimit) \(measure.unit); this text has \(length)"
                 ))
         }
         if let maximumUTF8Bytes, case let bytes = text.utf8.count, bytes > maximumUTF8Bytes {
