@@ -153,13 +153,10 @@ public enum CommandWire {
         case "refresh":
             let r = try reader(["connectionId", "credentialRef", "expiresAt", "textLimit"])
             try r.refuseNull("credentialRef")
-            let textLimit: FieldUpdate<Int>? =
-                r.members["textLimit"] == .null
-                ? .remove : try r.optionalInteger("textLimit", in: 1...100_000).map { .set($0) }
             return .refresh(
                 connectionId: try r.id("connectionId", prefix: "con"),
                 credentialRef: try r.optionalString("credentialRef"), expiresAt: try r.timestamp("expiresAt"),
-                textLimit: textLimit)
+                textLimit: try r.integerUpdate("textLimit", in: 1...100_000))
         case "disconnect":
             return .disconnect(connectionId: try reader(["connectionId"]).id("connectionId", prefix: "con"))
         default:

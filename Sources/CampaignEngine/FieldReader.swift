@@ -85,6 +85,13 @@ public struct FieldReader {
         return .set(text)
     }
 
+    /// A change to an optional integer field: nil when absent, ``FieldUpdate/remove`` when null,
+    /// `INVALID_FORMAT` when neither null nor an integer within `range`.
+    public func integerUpdate(_ key: String, in range: ClosedRange<Int>) throws(CampaignError) -> FieldUpdate<Int>? {
+        if members[key] == .null { return .remove }
+        return try optionalInteger(key, in: range).map { .set($0) }
+    }
+
     /// Refuses `null` for the members `keys` of an update: in an update (as in JSON Merge Patch) null
     /// means "remove", and these values can only be replaced or, left out, kept. The first that is
     /// null is `INVALID_FORMAT` at its pointer.

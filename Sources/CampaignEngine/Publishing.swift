@@ -65,7 +65,7 @@ extension CampaignEngine {
             }
 
             guard let connection = try loadConnection(tenant, connectionId).0, connection.isUsable(at: now),
-                let rules = PlatformRules.all[connection.platform]
+                let rules = connection.rules
             else {
                 _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
                     fresh, at in
@@ -75,7 +75,7 @@ extension CampaignEngine {
             }
             // Checked when the post was written, against the rules of that moment: an account's own
             // text limit may have been lowered since.
-            let problems = connection.rules?.problems(text: state.text, media: state.media, link: state.link) ?? []
+            let problems = rules.problems(text: state.text, media: state.media, link: state.link)
             if !problems.isEmpty {
                 _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
                     fresh, at in

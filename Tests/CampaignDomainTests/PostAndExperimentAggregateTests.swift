@@ -308,5 +308,11 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         #expect(aggregate.when(refresh(.set(9_000)), given: [connected("x", 9_000)]) == .events([]))
         #expect(aggregate.when(refresh(.remove), given: [connected("x", nil)]) == .events([]))
         #expect(aggregate.when(refresh(.set(3_000)), given: [connected("linkedin", nil)]) == .error(.validationError))
+        // A stored limit that is no integer reads as no change, never as a limit of 0.
+        let record = EventRecord(
+            type: "social.refreshed",
+            payload: .object(["connectionId": .string("con_1"), "textLimit": .string("many")]),
+            occurredAt: now, version: 2)
+        #expect(SocialEvent(record) == .refreshed(connectionId: "con_1", credentialRef: nil, expiresAt: nil))
     }
 }

@@ -345,6 +345,50 @@ import Testing
         #expect(await relay.waitForExit() == .exited(0))
     }
 
+    /// An `--auth-file` that cannot be read when the relay reconnects (here: readable by others, as
+    /// a careless rotation leaves it) keeps the credentials read before: the relay goes on through a
+    /// restarted server instead of stopping.
+    @Test func aRelayKeepsItsCredentialsWhenItsAuthFileCannotBeReadAgain() async throws {
+        let nats = try OperatorModeNATS()
+        defer { nats.server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let file = directory.path + "/relay.creds"
+        try nats.creds.write(toFile: file, atomically: true, encoding: .utf8)
+        chmod(file, 0o600)
+        let relay = try startProduct(
+            "campaign",
+            [
+                "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
+                "--auth-file", file,
+            ])
+        defer { relay.terminate() }
+        let credentials = try NATSEndpoint.credentialsFile(nats.creds)
+        func stored() async -> UInt64 {
+            guard
+                let reader = try? NATSConnection(
+                    endpoint: NATSEndpoint(host: "127.0.0.1", port: nats.server.port, credentials: credentials))
+            else { return 0 }
+            defer { reader.close() }
+            return (try? await JetStream(reader).streamState("CAMPAIGN").messages) ?? 0
+        }
+        try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
+            await stored() == UInt64(log.count)
+        }
+        chmod(file, 0o644)
+        nats.server.stop()
+        let restarted = try nats.restart()
+        defer { restarted.stop() }
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"After the restart","channel":"email"}}"# + "\n")
+        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        try await waitUntil("the new event relayed", limit: .seconds(30), every: .milliseconds(50)) {
+            await stored() == UInt64(log.count + 1)
+        }
+        #expect(relay.isRunning)
+    }
+
     @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {
         let (directory, _, _) = try await demoStore()
         // A port nothing listens on: a server started and stopped.

@@ -60,6 +60,13 @@ public final class OperatorModeNATS: Sendable {
         server = try LocalNATSServer(arguments: ["-c", configuration])
     }
 
+    /// Starts the server again on its port, with its configuration and its JetStream store, once
+    /// ``server`` was stopped; the caller stops the one returned.
+    public func restart() throws -> LocalNATSServer {
+        try LocalNATSServer(
+            port: server.port, storeDirectory: server.storePath, arguments: ["-c", directory.path + "/operator.conf"])
+    }
+
     /// The `.creds` file text of a new user of the application account whose JWT expires at
     /// `expires` (nil: never), as `nsc add user --expiry` writes it.
     public func newUserCreds(expires: Date?) -> String {

@@ -69,7 +69,9 @@ public enum SocialEvent: Sendable, Equatable {
                 accountId: p["accountId"]?.stringValue ?? "", credentialRef: p["credentialRef"]?.stringValue ?? "",
                 expiresAt: expiresAt ?? .distantPast, textLimit: p["textLimit"]?.integerValue)
         case .refreshed:
-            let textLimit: FieldUpdate<Int>? = p["textLimit"].map { $0 == .null ? .remove : .set($0.integerValue ?? 0) }
+            // null: back to the platform's limit; absent (or unreadable): unchanged.
+            let textLimit: FieldUpdate<Int>? =
+                p["textLimit"] == .null ? .remove : p["textLimit"]?.integerValue.map { .set($0) }
             self = .refreshed(
                 connectionId: id, credentialRef: p["credentialRef"]?.stringValue, expiresAt: expiresAt,
                 textLimit: textLimit)
