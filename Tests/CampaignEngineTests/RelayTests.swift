@@ -270,15 +270,22 @@ import Testing
         #expect(try await campaign(["export", "--data", directory.path, "--auth-file", file]).status == 64)
     }
 
-    /// A server in operator mode: the relay authenticates with the user's `.creds` file as
-    /// `nsc` writes it, given as `--auth-file`.
-    @Test func aRelayAuthenticatesWithACredsFileToAServerInOperatorMode() async throws {
+    /// A server in operator mode, a demo store, and the user's `.creds` in a file of the store's
+    /// directory that only its owner may read.
+    func operatorModeStore() async throws -> (OperatorModeNATS, TemporaryDirectory, [RecordedEvent], String) {
         let nats = try OperatorModeNATS()
-        defer { nats.server.stop() }
         let (directory, log, _) = try await demoStore()
         let file = directory.path + "/relay.creds"
         try nats.creds.write(toFile: file, atomically: true, encoding: .utf8)
         chmod(file, 0o600)
+        return (nats, directory, log, file)
+    }
+
+    /// A server in operator mode: the relay authenticates with the user's `.creds` file as
+    /// `nsc` writes it, given as `--auth-file`.
+    @Test func aRelayAuthenticatesWithACredsFileToAServerInOperatorMode() async throws {
+        let (nats, directory, log, file) = try await operatorModeStore()
+        defer { nats.server.stop() }
         let relayTo = ["export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN"]
         let relayed = try await campaign(relayTo + ["--auth-file", file])
         let count = Format.count(log.count)
@@ -296,15 +303,56 @@ import Testing
         #expect(damaged.status == 64 && damaged.err.contains("a credentials file whose seed is"), "\(damaged)")
     }
 
+    /// A following relay of `directory` into stream CAMPAIGN of the server in operator mode, with
+    /// `--auth-file file`.
+    func followingRelay(
+        _ directory: TemporaryDirectory, _ nats: OperatorModeNATS, authFile file: String
+    ) throws
+        -> ChildProcess
+    {
+        try startProduct(
+            "campaign",
+            [
+                "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
+                "--auth-file", file,
+            ])
+    }
+
+    /// The messages stream CAMPAIGN holds, read as the operator-mode server's first user (0 while
+    /// the server cannot be reached).
+    func stored(_ nats: OperatorModeNATS) async -> UInt64 {
+        guard let credentials = try? NATSEndpoint.credentialsFile(nats.creds),
+            let reader = try? NATSConnection(
+                endpoint: NATSEndpoint(host: "127.0.0.1", port: nats.server.port, credentials: credentials))
+        else { return 0 }
+        defer { reader.close() }
+        return (try? await JetStream(reader).streamState("CAMPAIGN").messages) ?? 0
+    }
+
+    /// Creates one campaign in the store in `directory` and waits until a running relay has put its
+    /// event in stream CAMPAIGN after the `count` there before.
+    func expectOneMoreRelayed(
+        _ directory: TemporaryDirectory, _ nats: OperatorModeNATS, after count: Int
+    )
+        async throws
+    {
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"One more","channel":"email"}}"# + "\n")
+        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        try await waitUntil("the new event relayed", limit: .seconds(30), every: .milliseconds(50)) {
+            await stored(nats) == UInt64(count + 1)
+        }
+    }
+
     /// Credentials renewed under a running relay: the `--auth-file` held a `.creds` whose JWT
     /// expires in a few seconds, and a new one replaced it before then. When the server ends the
     /// connection at the expiry, the relay reads the file again and goes on with the new user.
     /// Before, it retried with the JWT it had read at its start, was refused, and exited 1.
     @Test func aFollowingRelayReconnectsWithCredentialsRenewedInItsAuthFile() async throws {
-        let nats = try OperatorModeNATS()
+        let (nats, directory, log, file) = try await operatorModeStore()
         defer { nats.server.stop() }
-        let (directory, log, _) = try await demoStore()
-        let file = directory.path + "/relay.creds"
         /// Replaces the file at once, already readable by its owner alone, as a rotation would.
         func install(_ creds: String) throws {
             let next = file + ".next"
@@ -314,32 +362,15 @@ import Testing
         }
         let expiry = Date().addingTimeInterval(4)
         try install(nats.newUserCreds(expires: expiry))
-        let relay = try startProduct(
-            "campaign",
-            [
-                "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
-                "--auth-file", file,
-            ])
+        let relay = try followingRelay(directory, nats, authFile: file)
         defer { relay.terminate() }
-        let reader = try NATSConnection(
-            endpoint: NATSEndpoint(
-                host: "127.0.0.1", port: nats.server.port, credentials: try NATSEndpoint.credentialsFile(nats.creds)))
-        defer { reader.close() }
-        func stored() async -> UInt64 { (try? await JetStream(reader).streamState("CAMPAIGN").messages) ?? 0 }
         try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
-            await stored() == UInt64(log.count)
+            await stored(nats) == UInt64(log.count)
         }
         try install(nats.newUserCreds(expires: nil))
         // The server ends the first user's connection when its JWT expires.
         try await Task.sleep(until: .now + .seconds(max(0, expiry.timeIntervalSinceNow) + 1.5))
-        let created = try await campaign(
-            ["apply", "--data", directory.path],
-            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
-                + #""payload":{"name":"After the renewal","channel":"email"}}"# + "\n")
-        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
-        try await waitUntil("the new event relayed", limit: .seconds(30), every: .milliseconds(50)) {
-            await stored() == UInt64(log.count + 1)
-        }
+        try await expectOneMoreRelayed(directory, nats, after: log.count)
         #expect(relay.isRunning)
         relay.terminate()
         #expect(await relay.waitForExit() == .exited(0))
@@ -349,43 +380,18 @@ import Testing
     /// a careless rotation leaves it) keeps the credentials read before: the relay goes on through a
     /// restarted server instead of stopping.
     @Test func aRelayKeepsItsCredentialsWhenItsAuthFileCannotBeReadAgain() async throws {
-        let nats = try OperatorModeNATS()
+        let (nats, directory, log, file) = try await operatorModeStore()
         defer { nats.server.stop() }
-        let (directory, log, _) = try await demoStore()
-        let file = directory.path + "/relay.creds"
-        try nats.creds.write(toFile: file, atomically: true, encoding: .utf8)
-        chmod(file, 0o600)
-        let relay = try startProduct(
-            "campaign",
-            [
-                "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
-                "--auth-file", file,
-            ])
+        let relay = try followingRelay(directory, nats, authFile: file)
         defer { relay.terminate() }
-        let credentials = try NATSEndpoint.credentialsFile(nats.creds)
-        func stored() async -> UInt64 {
-            guard
-                let reader = try? NATSConnection(
-                    endpoint: NATSEndpoint(host: "127.0.0.1", port: nats.server.port, credentials: credentials))
-            else { return 0 }
-            defer { reader.close() }
-            return (try? await JetStream(reader).streamState("CAMPAIGN").messages) ?? 0
-        }
         try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
-            await stored() == UInt64(log.count)
+            await stored(nats) == UInt64(log.count)
         }
         chmod(file, 0o644)
         nats.server.stop()
         let restarted = try nats.restart()
         defer { restarted.stop() }
-        let created = try await campaign(
-            ["apply", "--data", directory.path],
-            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
-                + #""payload":{"name":"After the restart","channel":"email"}}"# + "\n")
-        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
-        try await waitUntil("the new event relayed", limit: .seconds(30), every: .milliseconds(50)) {
-            await stored() == UInt64(log.count + 1)
-        }
+        try await expectOneMoreRelayed(directory, nats, after: log.count)
         #expect(relay.isRunning)
     }
 
