@@ -162,16 +162,21 @@ import Glibc
     /// SIGTERM to `campaign verify` reaches the child doing the check, and the parent then ends on
     /// SIGTERM too. The child is caught and stopped (SIGSTOP) as soon as it appears, so the SIGTERM
     /// the parent passes on waits, pending, where this test can see it; without forwarding the
-    /// parent would end at once and the child would go on checking.
+    /// parent would end at once and the child would go on checking. A child caught as it was
+    /// finishing its (empty) check can still exit 0, and the parent then rightly exits 0 as well
+    /// (seen once in a dozen full runs under load): that round is tried again, up to five times.
     @Test func aTerminatedVerifyStopsItsChildAndEndsOnTheSameSignal() async throws {
-        let (parent, child) = try await Self.caughtGuardedChild(["verify"])
-        parent.send(SIGTERM)
-        let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
-        kill(child, SIGCONT)
-        #expect(passedOn, "the parent did not pass SIGTERM on to its child")
-        let ended = await parent.waitForExit()
-        #expect(ended == .signalled(SIGTERM), "\(ended)")
-        #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
+        var ended: ChildProcess.Termination?
+        for _ in 0..<5 where ended == nil || ended == .exited(0) {
+            let (parent, child) = try await Self.caughtGuardedChild(["verify"])
+            parent.send(SIGTERM)
+            let passedOn = Self.eventually { (Self.pendingSignals(of: child) ?? 0) & (1 << (SIGTERM - 1)) != 0 }
+            kill(child, SIGCONT)
+            #expect(passedOn, "the parent did not pass SIGTERM on to its child")
+            ended = await parent.waitForExit()
+            #expect(Self.eventually { Self.pendingSignals(of: child) == nil })
+        }
+        #expect(ended == .signalled(SIGTERM), "\(String(describing: ended))")
     }
 
     /// `campaign compact` killed part-way through its copy leaves no `data.mdb` that a reader could
