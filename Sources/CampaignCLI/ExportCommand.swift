@@ -43,10 +43,12 @@ enum ExportCommand {
         and password=SECRET, or token=SECRET, or nkey=SEED (a user's NKEY seed, SU…, whose public key
         U… the server lists), so no secret is on the command line for other users to read.
         The file is read again whenever the relay reconnects, so credentials renewed in it (a new
-        .creds before the JWT expires) reach a running --follow relay.
-        Credentials missing or refused, or a user the server does not let publish, exit 1 at once; a
-        server that requires TLS is refused (this client does not speak TLS). No message shows a
-        password, token or seed.
+        .creds as the JWT expires) reach a running --follow relay; once the server has taken the
+        file's credentials, a refusal of them (expired, revoked) is retried like a lost connection
+        until the file holds credentials the server takes (or --retry-for runs out).
+        Credentials missing or refused at the start, or a user the server does not let publish, exit
+        1 at once; a server that requires TLS is refused (this client does not speak TLS). No message
+        shows a password, token or seed.
         """
 
     /// Reads `--auth-file`: a NATS credentials file (`NAME.creds`, a user's JWT and seed, as `nsc`

@@ -28,6 +28,8 @@ struct Relay {
     /// `--auth-file`, read again before each connection after the first for the servers that take
     /// their credentials from it (``authFileServers``), so credentials renewed under a running relay
     /// (a `.creds` whose JWT was about to expire) are those it reconnects with; nil without one.
+    /// Once a server has taken the file's credentials, a refusal of them is retried, waiting for
+    /// renewed ones, instead of ending the relay.
     var authFile: String?
     /// The indexes in ``endpoints`` of the servers whose URL gave no credentials, which take
     /// ``authFile``'s.
@@ -80,22 +82,36 @@ struct Relay {
         // The last time the consumer's checkpoint moved (or the relay started).
         var progressed = ContinuousClock.now
         var through = try acknowledgedThrough()
+        // Whether a server took credentials from the auth file in this run: credentials refused
+        // after that expired or were revoked, and renewing the file mends that.
+        var authFileTaken = false
         while true {
+            let fromAuthFile = authFile != nil && authFileServers.contains(attempt % endpoints.count)
+            var connected = false
+            var waitForRenewal = false
             do {
                 // Each attempt starts with the next server: a cluster member that went away is
                 // skipped on the retry.
-                try await relayOnce(stop, endpoint: endpoint(attempt))
+                try await relayOnce(stop, endpoint: endpoint(attempt)) {
+                    connected = true
+                    authFileTaken = authFileTaken || fromAuthFile
+                }
                 return .ok
             } catch let refused as StreamRefused {
                 // The stream cannot be made as asked (its subjects overlap another stream's, …):
                 // waiting will not change that.
                 console.err("relay: \(refused.error)")
                 return .failure
-            } catch let error as NATSError where error.isPermanent {
-                // Credentials missing or refused, or TLS required: waiting will not change them either.
+            } catch let error as NATSError
+                where error.isPermanent && !(error.isAuthorization && fromAuthFile && authFileTaken && !connected)
+            {
+                // Credentials missing or refused from the start, a user not let publish, or TLS
+                // required: waiting will not change them either.
                 console.err("relay: \(error); consumer \(consumer) at \(Format.count(through))")
                 return .failure
             } catch {
+                // Here a refusal is of credentials the auth file held when they were taken before.
+                waitForRenewal = (error as? NATSError)?.isAuthorization ?? false
                 attempt += 1
                 if stop.requested { return .ok }
                 if let now = try? acknowledgedThrough(), now > through {
@@ -108,7 +124,8 @@ struct Relay {
                             + "(--retry-for); consumer \(consumer) at \(Format.count(through))")
                     return .failure
                 }
-                console.err("relay: \(error); retrying in \(String(format: "%.1f", backoff)) s")
+                let renewal = waitForRenewal ? "; waiting for renewed credentials in \(authFile ?? "")" : ""
+                console.err("relay: \(error)\(renewal); retrying in \(String(format: "%.1f", backoff)) s")
                 try? await Task.sleep(for: .seconds(backoff))
                 if stop.requested { return .ok }
                 backoff = min(backoff * 2, 5)
@@ -132,8 +149,12 @@ struct Relay {
 
     /// One connection's worth: from the checkpoint to the head (and on, with --follow). A lost
     /// connection or a failed publish ends it at once, even while it waits for new events.
-    private func relayOnce(_ stop: StopSignal, endpoint: NATSEndpoint) async throws {
+    /// `connected` is called once the server has taken the endpoint's credentials.
+    private func relayOnce(
+        _ stop: StopSignal, endpoint: NATSEndpoint, connected: () -> Void
+    ) async throws {
         let connection = try NATSConnection(endpoint: endpoint, name: "campaign-relay-\(consumer)")
+        connected()
         defer { connection.close() }
         let jetStream = JetStream(connection)
         do {

@@ -305,17 +305,27 @@ import Testing
 
     /// A following relay of `directory` into stream CAMPAIGN of the server in operator mode, with
     /// `--auth-file file`.
+    /// Its standard error is collected (``ChildProcess/errorOutput``) with `errors: .collect`.
     func followingRelay(
-        _ directory: TemporaryDirectory, _ nats: OperatorModeNATS, authFile file: String
+        _ directory: TemporaryDirectory, _ nats: OperatorModeNATS, authFile file: String,
+        errors: ChildProcess.Output = .inherit
     ) throws
         -> ChildProcess
     {
-        try startProduct(
-            "campaign",
+        try ChildProcess(
+            product("campaign"),
             [
                 "export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--follow",
                 "--auth-file", file,
-            ])
+            ], output: .collect, error: errors)
+    }
+
+    /// Replaces `file` with `creds` at once, already readable by its owner alone, as a rotation would.
+    func install(_ creds: String, at file: String) throws {
+        let next = file + ".next"
+        try creds.write(toFile: next, atomically: false, encoding: .utf8)
+        chmod(next, 0o600)
+        try #require(rename(next, file) == 0)
     }
 
     /// The messages stream CAMPAIGN holds, read as the operator-mode server's first user (0 while
@@ -353,23 +363,42 @@ import Testing
     @Test func aFollowingRelayReconnectsWithCredentialsRenewedInItsAuthFile() async throws {
         let (nats, directory, log, file) = try await operatorModeStore()
         defer { nats.server.stop() }
-        /// Replaces the file at once, already readable by its owner alone, as a rotation would.
-        func install(_ creds: String) throws {
-            let next = file + ".next"
-            try creds.write(toFile: next, atomically: false, encoding: .utf8)
-            chmod(next, 0o600)
-            try #require(rename(next, file) == 0)
-        }
         let expiry = Date().addingTimeInterval(4)
-        try install(nats.newUserCreds(expires: expiry))
+        try install(nats.newUserCreds(expires: expiry), at: file)
         let relay = try followingRelay(directory, nats, authFile: file)
         defer { relay.terminate() }
         try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
             await stored(nats) == UInt64(log.count)
         }
-        try install(nats.newUserCreds(expires: nil))
+        try install(nats.newUserCreds(expires: nil), at: file)
         // The server ends the first user's connection when its JWT expires.
         try await Task.sleep(until: .now + .seconds(max(0, expiry.timeIntervalSinceNow) + 1.5))
+        try await expectOneMoreRelayed(directory, nats, after: log.count)
+        #expect(relay.isRunning)
+        relay.terminate()
+        #expect(await relay.waitForExit() == .exited(0))
+    }
+
+    /// Credentials renewed only after they expired: the relay's reconnect with the expired JWT is
+    /// refused, and since the server took the file's credentials before in this run, the relay
+    /// waits, reading the file again on each retry, until it holds credentials the server takes.
+    /// Before, that refusal ended the relay (exit 1). Credentials refused at the start still do.
+    @Test func aFollowingRelayWaitsForCredentialsRenewedAfterTheyExpired() async throws {
+        let (nats, directory, log, file) = try await operatorModeStore()
+        defer { nats.server.stop() }
+        try install(nats.newUserCreds(expires: Date().addingTimeInterval(4)), at: file)
+        let relay = try followingRelay(directory, nats, authFile: file, errors: .collect)
+        defer { relay.terminate() }
+        try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(20)) {
+            await stored(nats) == UInt64(log.count)
+        }
+        let waiting = "NATS authorization: the server refused the credentials"
+        try await waitUntil("the expired credentials refused", limit: .seconds(30), every: .milliseconds(50)) {
+            let errors = String(decoding: relay.errorOutput, as: UTF8.self)
+            return errors.contains(waiting) && errors.contains("waiting for renewed credentials in \(file)")
+        }
+        #expect(relay.isRunning)
+        try install(nats.newUserCreds(expires: nil), at: file)
         try await expectOneMoreRelayed(directory, nats, after: log.count)
         #expect(relay.isRunning)
         relay.terminate()
