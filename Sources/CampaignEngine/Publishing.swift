@@ -64,6 +64,15 @@ extension CampaignEngine {
                 Post.dueTargets(fresh, at: at).contains { $0.connectionId == connectionId }
             }
 
+            // Its campaign may have been called off since the post began publishing (a target waiting
+            // for a retry, say): the target is not sent.
+            if let refusal = try campaignRefusal(of: state, tenant: tenant) {
+                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
+                    fresh, at in
+                    stillDue(fresh, at) ? Post.campaignCalledOff(connectionId, refusal, in: fresh, at: at) : nil
+                }
+                continue
+            }
             guard let connection = try loadConnection(tenant, connectionId).0, connection.isUsable(at: now),
                 let rules = connection.rules
             else {
@@ -128,6 +137,14 @@ extension CampaignEngine {
                     ? Post.record(outcome, for: connectionId, in: fresh, at: at) : nil
             }
         }
+    }
+
+    /// Why `post` may not be published now that its campaign was called off (cancelled, archived
+    /// or deleted): `RESOURCE_CONFLICT` with the campaign's state; nil for a post of no campaign or
+    /// of one that still posts.
+    func campaignRefusal(of post: PostState, tenant: String) throws -> CampaignError? {
+        guard let campaignId = post.campaignId else { return nil }
+        return Post.campaignRefusal("publish", post: post, campaign: try loadCampaign(tenant, campaignId).0)
     }
 
     /// The answer to `post.publish`: 201 with the post when every target is published or still

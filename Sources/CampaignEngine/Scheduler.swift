@@ -128,7 +128,16 @@ extension CampaignEngine {
             var item = TickReport.Item(kind: "post", tenant: work.tenant, id: work.id)
             do {
                 let state = try loadPost(work.tenant, work.id).0
-                if state?.status == .scheduled {
+                if let state, state.status == .scheduled,
+                    let refusal = try campaignRefusal(of: state, tenant: work.tenant)
+                {
+                    // Its campaign was called off after it was scheduled: the scheduler cancels it,
+                    // and the report says why.
+                    let cancel = Command.post(.cancel(postId: work.id))
+                    _ = try await perform(
+                        cancel, request: .command(cancel, as: system, requestId: requestId), principal: system)
+                    item.error = refusal
+                } else if state?.status == .scheduled {
                     _ = try await perform(command, request: request, principal: system)
                 } else if let after = try await publishDue(
                     tenant: work.tenant, postId: work.id, as: system, request: request)

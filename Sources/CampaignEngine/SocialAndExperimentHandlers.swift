@@ -60,11 +60,18 @@ extension CampaignEngine {
         let (state, version) = try loadPost(tenant, route.id)
         var context = DecisionContext(now: now, tenant: tenant)
         var connectionIds = state?.connectionIds ?? []
-        if case let .create(_, ids, _, _, _, campaignId) = command {
+        var campaignId = state?.campaignId
+        if case let .create(_, ids, _, _, _, named) = command {
             connectionIds = ids
+            campaignId = named
+        }
+        // A post is created, scheduled and published only while its campaign is not called off.
+        switch command {
+        case .create, .schedule, .publish:
             if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
             }
+        case .update, .cancel: break
         }
         for id in Set(connectionIds) {
             if let connection = try loadConnection(tenant, id).0 { context.connections[id] = connection }

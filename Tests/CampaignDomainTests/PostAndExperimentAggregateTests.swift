@@ -66,6 +66,45 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         #expect(aggregate.when(.publish(postId: "pst_9"), given: []) == .error(.resourceNotFound))
     }
 
+    /// A post is created, scheduled and published only while its campaign is not called off:
+    /// cancelled, archived or deleted. Updating and cancelling it stay open.
+    @Test func aPostOfACampaignCalledOffIsRefused() {
+        func campaign(_ status: CampaignStatus) -> CampaignState {
+            CampaignState(
+                id: "cmp_1", name: "Launch", channel: "social", segmentId: nil, content: nil, sendAt: nil,
+                status: status, createdAt: now, updatedAt: now, version: 1)
+        }
+        let linked = PostEvent.created(
+            postId: "pst_1", connectionIds: ["con_x"], text: "Launch day", media: [], link: nil, campaignId: "cmp_1")
+        let create = PostCommand.create(
+            postId: "pst_1", connectionIds: ["con_x"], text: "Launch day", campaignId: "cmp_1")
+        for status in [CampaignStatus.draft, .scheduled, .active, .paused, .completed, .cancelled, .archived, .deleted]
+        {
+            var withCampaign = aggregate
+            withCampaign.context.campaigns["cmp_1"] = campaign(status)
+            let posts = ![.cancelled, .archived, .deleted].contains(status)
+            #expect(
+                withCampaign.when(create, given: [])
+                    == (posts ? .events([linked]) : .error(status == .deleted ? .resourceNotFound : .resourceConflict)),
+                "create, \(status)")
+            #expect(
+                withCampaign.when(.publish(postId: "pst_1"), given: [linked])
+                    == (posts ? .events([.lifecycle(.publishingStarted, postId: "pst_1")]) : .error(.resourceConflict)),
+                "publish, \(status)")
+            #expect(
+                withCampaign.when(.schedule(postId: "pst_1", publishAt: later), given: [linked])
+                    == (posts ? .events([.scheduled(postId: "pst_1", publishAt: later)]) : .error(.resourceConflict)),
+                "schedule, \(status)")
+            #expect(
+                withCampaign.when(.cancel(postId: "pst_1"), given: [linked])
+                    == .events([.lifecycle(.cancelled, postId: "pst_1")]), "cancel, \(status)")
+        }
+        let refusal = Post.campaignRefusal(
+            "publish", post: aggregate.given([linked])!, campaign: campaign(.cancelled))
+        #expect(refusal?.currentState == "cancelled" && refusal?.pointer == "/postId")
+        #expect(refusal?.allowedStates == ["draft", "scheduled", "active", "paused", "completed"])
+    }
+
     @Test func anUpdateNeedsAFieldAndKeepsThePlatformRules() {
         #expect(aggregate.when(.update(postId: "pst_1"), given: [created]) == .error(.validationError))
         #expect(

@@ -401,6 +401,103 @@ import Testing
         #expect(targets.compactMap { $0["status"]?.stringValue } == ["failed", "published"])
     }
 
+    /// A post of a campaign that was called off is not sent. Creating one for a cancelled or
+    /// archived campaign, and scheduling or publishing one whose campaign was cancelled, archived
+    /// or deleted, is `RESOURCE_CONFLICT` with the campaign's state; a due scheduled post is
+    /// cancelled by the tick, which says why; a target waiting for a retry fails at it without a
+    /// call. A completed campaign's posts still go out. Before, every one of them was sent.
+    @Test func aPostOfACampaignCalledOffIsNotSent() async throws {
+        let t = try await connected()
+        let segment = #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#
+        try #require(await t.command("segment.create", segment).status == 201)
+        func campaign(_ id: String, _ moves: [String] = []) async throws {
+            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"social","segmentId":"seg_1"}"#
+            try #require(await t.command("campaign.create", create).status == 201)
+            for move in moves {
+                let payload =
+                    move == "schedule"
+                    ? #"{"campaignId":"\#(id)","sendAt":"\#(Timestamp.format(testStart + 3_600))"}"#
+                    : #"{"campaignId":"\#(id)"}"#
+                try #require(await t.command("campaign.\(move)", payload).status == 201, "\(move) \(id)")
+            }
+        }
+        func linkedPost(_ id: String, _ campaignId: String) async -> JSON {
+            await t.command(
+                "post.create",
+                #"{"postId":"\#(id)","connectionIds":["con_x"],"text":"Hello","campaignId":"\#(campaignId)"}"#)
+        }
+        let publishAt = Timestamp.format(testStart + 60)
+        func schedule(_ id: String) async -> JSON {
+            await t.command("post.schedule", #"{"postId":"\#(id)","publishAt":"\#(publishAt)"}"#)
+        }
+
+        // Created for a campaign called off or put away: refused, naming the campaign's state.
+        try await campaign("cmp_off", ["schedule", "cancel"])
+        let refused = await linkedPost("pst_off", "cmp_off")
+        #expect(refused.code == "RESOURCE_CONFLICT" && refused.status == 409, "\(refused)")
+        #expect(refused["error"]?["currentState"]?.stringValue == "cancelled")
+        #expect(refused["error"]?["pointer"]?.stringValue == "/payload/campaignId")
+        #expect(
+            refused["error"]?["message"]?.stringValue
+                == "Cannot create a post for a cancelled campaign; allowed from: draft, scheduled, active, paused, "
+                + "completed")
+
+        // Scheduled while its campaign went on, then the campaign cancelled: the tick cancels it.
+        try await campaign("cmp_a", ["schedule"])
+        #expect(await linkedPost("pst_a", "cmp_a").status == 201)
+        #expect(await schedule("pst_a").status == 201)
+        // A draft post whose draft campaign is deleted, and one whose campaign is archived.
+        try await campaign("cmp_d")
+        #expect(await linkedPost("pst_d", "cmp_d").status == 201)
+        try await campaign("cmp_r")
+        #expect(await linkedPost("pst_r", "cmp_r").status == 201)
+        // A completed campaign's post, scheduled as a follow-up.
+        try await campaign("cmp_done", ["schedule", "activate"])
+        #expect(await linkedPost("pst_done", "cmp_done").status == 201)
+        #expect(await schedule("pst_done").status == 201)
+        #expect(await t.command("campaign.complete", #"{"campaignId":"cmp_done"}"#).status == 201)
+
+        #expect(await t.command("campaign.cancel", #"{"campaignId":"cmp_a"}"#).status == 201)
+        #expect(await t.command("campaign.delete", #"{"campaignId":"cmp_d"}"#).status == 201)
+        #expect(await t.command("campaign.archive", #"{"campaignId":"cmp_r"}"#).status == 201)
+        for (post, state) in [("pst_d", "deleted"), ("pst_r", "archived")] {
+            let published = await t.command("post.publish", #"{"postId":"\#(post)"}"#)
+            #expect(published.code == "RESOURCE_CONFLICT", "\(published)")
+            #expect(published["error"]?["currentState"]?.stringValue == state)
+            #expect(published["error"]?["pointer"]?.stringValue == "/payload/postId")
+            let scheduled = await schedule(post)
+            #expect(
+                scheduled["error"]?["message"]?.stringValue
+                    == "Cannot schedule a post of \(state.withArticle) campaign; allowed from: draft, scheduled, "
+                    + "active, paused, completed")
+            #expect(await get(t, post)?["status"]?.stringValue == "draft")
+        }
+
+        let report = try await tick(t, testStart + 60)
+        let items = Dictionary(report.items.filter { $0.kind == "post" }.map { ($0.id, $0) }) { first, _ in first }
+        #expect(items["pst_a"]?.status == "cancelled" && items["pst_a"]?.error?.code == .resourceConflict)
+        #expect(items["pst_a"]?.error?.currentState == "cancelled")
+        #expect(items["pst_done"]?.status == "published" && items["pst_done"]?.error == nil)
+        #expect(t.publisher.requests.map(\.postId) == ["pst_done"], "only the completed campaign's post was sent")
+        let types = try t.engine.eventStore.readStream("acme:pst_a").map(\.type)
+        #expect(types == ["post.created", "post.scheduled", "post.cancelled"])
+
+        // Publishing, its target waiting for a retry, when the campaign is cancelled: the retry
+        // fails the target without a call.
+        try await campaign("cmp_b", ["schedule"])
+        #expect(await linkedPost("pst_b", "cmp_b").status == 201)
+        t.publisher.enqueue([.rateLimited(retryAfter: 120)], forAccount: "acct_con_x")
+        #expect(await t.command("post.publish", #"{"postId":"pst_b"}"#).code == "RATE_LIMIT_EXCEEDED")
+        #expect(await t.command("campaign.cancel", #"{"campaignId":"cmp_b"}"#).status == 201)
+        let retry = try await tick(t, testStart + 300)
+        #expect(retry.items.first { $0.id == "pst_b" }?.status == "failed")
+        #expect(t.publisher.requests.map(\.postId) == ["pst_done", "pst_b"], "one call, before the cancel")
+        let target = await get(t, "pst_b")?["targets"]?.arrayValue?.first
+        #expect(target?["status"]?.stringValue == "failed")
+        #expect(target?["code"]?.stringValue == "RESOURCE_CONFLICT", "\(String(describing: target))")
+        #expect(target?["message"]?.stringValue?.hasPrefix("Cannot publish a post of a cancelled campaign") == true)
+    }
+
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]

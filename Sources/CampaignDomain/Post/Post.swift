@@ -154,6 +154,10 @@ public enum Post: Aggregate {
             {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/campaignId")
             }
+            if let campaignId, var refusal = campaignRefusal("create a post for", context.campaigns[campaignId]) {
+                refusal.pointer = "/campaignId"
+                throw refusal
+            }
             for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
                 throw CampaignError.notFound("connection", id, pointer: "/connectionIds/\(index)")
             }
@@ -211,6 +215,11 @@ public enum Post: Aggregate {
                 PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
             ])
         case let .schedule(_, publishAt):
+            if let refusal = campaignRefusal(
+                verb, post: state, campaign: state.campaignId.flatMap { context.campaigns[$0] })
+            {
+                throw refusal
+            }
             guard publishAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
@@ -222,8 +231,35 @@ public enum Post: Aggregate {
         case .cancel:
             return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])
         case .publish:
+            if let refusal = campaignRefusal(
+                verb, post: state, campaign: state.campaignId.flatMap { context.campaigns[$0] })
+            {
+                throw refusal
+            }
             return Decision(events: [PostEvent.lifecycle(.publishingStarted, postId: state.id).domainEvent])
         }
+    }
+
+    /// The states of a campaign whose posts may be created, scheduled and published: not once it
+    /// was called off (cancelled), put away (archived) or deleted. A completed campaign's sending
+    /// is done, and a post that follows it up still goes out.
+    public static let campaignStatesThatPost: [CampaignStatus] = [.draft, .scheduled, .active, .paused, .completed]
+
+    /// Why a post of `campaign` may not `verb` (`RESOURCE_CONFLICT`, with the campaign's state as
+    /// `currentState`), or nil when it may; nil for a post of no campaign.
+    public static func campaignRefusal(_ verb: String, _ campaign: CampaignState?) -> CampaignError? {
+        guard let campaign, !campaignStatesThatPost.contains(campaign.status) else { return nil }
+        return CampaignError.illegalTransition(
+            verb, "campaign", from: campaign.status.rawValue, allowed: campaignStatesThatPost.map(\.rawValue))
+    }
+
+    /// Why `post` may not `verb` (`schedule`, `publish`) now that its campaign, `campaign`, was
+    /// called off, or nil; the pointer is the post's id.
+    public static func campaignRefusal(_ verb: String, post: PostState, campaign: CampaignState?) -> CampaignError? {
+        guard post.campaignId != nil else { return nil }
+        var refusal = campaignRefusal("\(verb) a post of", campaign)
+        refusal?.pointer = "/postId"
+        return refusal
     }
 
     static func shapeProblems(connectionIds: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
@@ -422,6 +458,14 @@ public enum Post: Aggregate {
         withCompletion(
             [failure((state.id, connectionId), .contentRejected, problems.map(\.message).joined(separator: "; "))],
             state, now)
+    }
+
+    /// The post's campaign was called off (cancelled, archived or deleted) while the post was
+    /// being published: the target fails with `refusal`'s code and message, without a call.
+    public static func campaignCalledOff(
+        _ connectionId: String, _ refusal: CampaignError, in state: PostState, at now: Date
+    ) -> [DomainEvent] {
+        withCompletion([failure((state.id, connectionId), refusal.code, refusal.message)], state, now)
     }
 
     /// The account's publish budget is spent: retry when the window resets, without calling.
