@@ -174,7 +174,11 @@ extension CampaignEngine {
         case .create, .update, .start, .stop, .declareWinner:
             let (state, version) = try loadExperiment(tenant, experimentId)
             var context = DecisionContext(now: now, tenant: tenant)
-            if case let .create(_, campaignId, _, _) = command, let campaign = try loadCampaign(tenant, campaignId).0 {
+            // Created on, and started in, only a campaign that will still send.
+            var campaignId: String?
+            if case let .create(_, named, _, _) = command { campaignId = named }
+            if case .start = command { campaignId = state?.campaignId }
+            if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
             }
             let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }

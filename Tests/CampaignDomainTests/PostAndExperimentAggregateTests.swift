@@ -172,18 +172,25 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
     }
 
     /// A campaign that sends nothing more (completed, cancelled, archived) takes no experiment; one
-    /// that is active or paused still does.
+    /// that is active or paused still does. The same holds when the experiment starts: its
+    /// campaign may have been completed, cancelled, archived or deleted since it was created.
     @Test func anExperimentNeedsACampaignThatStillSends() {
         let create = ExperimentCommand.create(
             experimentId: "exp_1", campaignId: "cmp_1", name: "Subject test", variants: variants)
-        for status in CampaignStatus.allCases where status != .deleted {
+        for status in CampaignStatus.allCases {
             var campaign = Self.campaign
             campaign.status = status
             var context = DecisionContext(now: now, tenant: "acme")
             context.campaigns = ["cmp_1": campaign]
-            let outcome = AggregateCase<Experiment>(context: context).when(create, given: [])
             let sends = [.draft, .scheduled, .active, .paused].contains(status)
-            #expect(outcome == (sends ? .events([created]) : .error(.resourceConflict)), "\(status)")
+            let outcome = AggregateCase<Experiment>(context: context).when(create, given: [])
+            let refused: ErrorCode = status == .deleted ? .resourceNotFound : .resourceConflict
+            #expect(outcome == (sends ? .events([created]) : .error(refused)), "create, \(status)")
+            let started = AggregateCase<Experiment>(context: context).when(
+                .start(experimentId: "exp_1"), given: [created])
+            #expect(
+                started == (sends ? .events([.started(experimentId: "exp_1")]) : .error(.resourceConflict)),
+                "start, \(status)")
         }
     }
 

@@ -48,6 +48,34 @@ import Testing
         }
     }
 
+    /// An experiment created on a draft campaign does not start once the campaign was archived
+    /// or deleted: `RESOURCE_CONFLICT` with the campaign's state, as at creation. Before, it
+    /// started and took exposures for a campaign that would never send.
+    @Test func anExperimentDoesNotStartOnceItsCampaignSendsNothingMore() async throws {
+        let t = try TestEngine()
+        for (campaign, move) in [("cmp_1", "archive"), ("cmp_2", "delete")] {
+            let create = #"{"campaignId":"\#(campaign)","name":"Spring \#(campaign)","channel":"email"}"#
+            try #require(await t.command("campaign.create", create).status == 201)
+            let experiment = await t.command(
+                "experiment.create",
+                #"{"experimentId":"exp_\#(move)","campaignId":"\#(campaign)","name":"Subject","variants":["#
+                    + #"{"key":"control","weight":50},{"key":"b","weight":50}]}"#)
+            try #require(experiment.status == 201, "\(experiment)")
+            try #require(await t.command("campaign.\(move)", #"{"campaignId":"\#(campaign)"}"#).status == 201)
+            let started = await t.command("experiment.start", #"{"experimentId":"exp_\#(move)"}"#)
+            #expect(started.code == "RESOURCE_CONFLICT" && started.status == 409, "\(started)")
+            let state = move == "archive" ? "archived" : "deleted"
+            #expect(started["error"]?["currentState"]?.stringValue == state)
+            #expect(started["error"]?["pointer"]?.stringValue == "/payload/experimentId")
+            #expect(
+                started["error"]?["message"]?.stringValue
+                    == "Cannot start an experiment of \(state.withArticle) campaign; allowed from: draft, scheduled, "
+                    + "active, paused")
+            let status = await t.query("experiment.get", #"{"experimentId":"exp_\#(move)"}"#).data?["status"]
+            #expect(status?.stringValue == "draft")
+        }
+    }
+
     @Test func creationChecksVariantsWithPointers() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)

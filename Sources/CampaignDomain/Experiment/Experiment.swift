@@ -188,6 +188,18 @@ public enum Experiment: Aggregate {
         }
     }
 
+    /// The states of a campaign that an experiment may be created on and started in: one that
+    /// will send nothing more (completed, cancelled, archived, deleted) has nothing to test.
+    public static let testableCampaignStates: [CampaignStatus] = [.draft, .scheduled, .active, .paused]
+
+    /// Why an experiment may not `verb` (`create an experiment on`, `start an experiment of`)
+    /// `campaign`: `RESOURCE_CONFLICT` with the campaign's state; nil while it is testable.
+    static func campaignRefusal(_ verb: String, _ campaign: CampaignState) -> CampaignError? {
+        guard !testableCampaignStates.contains(campaign.status) else { return nil }
+        return CampaignError.illegalTransition(
+            verb, "campaign", from: campaign.status.rawValue, allowed: testableCampaignStates.map(\.rawValue))
+    }
+
     /// Decides every `experiment.*` command. For exposures and conversions, `context.alreadyCounted`
     /// says whether this contact's exposure (or conversion) was recorded before, and
     /// `context.exposedVariant` the variant it was exposed to.
@@ -203,14 +215,9 @@ public enum Experiment: Aggregate {
             guard let campaign = context.campaigns[campaignId], campaign.status != .deleted else {
                 throw CampaignError.notFound("campaign", campaignId, pointer: "/campaignId")
             }
-            // A campaign that will send nothing more (completed, cancelled, archived) has nothing to test.
-            let testable: [CampaignStatus] = [.draft, .scheduled, .active, .paused]
-            guard testable.contains(campaign.status) else {
-                var error = CampaignError.illegalTransition(
-                    "create an experiment on", "campaign", from: campaign.status.rawValue,
-                    allowed: testable.map(\.rawValue))
-                error.pointer = "/campaignId"
-                throw error
+            if var refusal = campaignRefusal("create an experiment on", campaign) {
+                refusal.pointer = "/campaignId"
+                throw refusal
             }
             var problems = variantProblems(variants)
             if let problem = Names.problem(name, pointer: "/name", length: 1...120) { problems.append(problem) }
@@ -261,6 +268,12 @@ public enum Experiment: Aggregate {
                 ExperimentEvent.updated(experimentId: id, name: name?.trimmed, variants: variants).domainEvent
             ])
         case .start:
+            if let campaign = context.campaigns[state.campaignId],
+                var refusal = campaignRefusal("start an experiment of", campaign)
+            {
+                refusal.pointer = "/experimentId"
+                throw refusal
+            }
             return Decision(events: [ExperimentEvent.started(experimentId: id).domainEvent])
         case .stop:
             return Decision(events: [ExperimentEvent.stopped(experimentId: id).domainEvent])
