@@ -490,6 +490,7 @@ import Testing
         #expect(await t.command("post.publish", #"{"postId":"pst_b"}"#).code == "RATE_LIMIT_EXCEEDED")
         #expect(await t.command("campaign.cancel", #"{"campaignId":"cmp_b"}"#).status == 201)
         let retry = try await tick(t, testStart + 300)
+        #expect(retry.items.filter { $0.kind == "post" }.map(\.id) == ["pst_b"], "the cancelled post is not due again")
         #expect(retry.items.first { $0.id == "pst_b" }?.status == "failed")
         #expect(t.publisher.requests.map(\.postId) == ["pst_done", "pst_b"], "one call, before the cancel")
         let target = await get(t, "pst_b")?["targets"]?.arrayValue?.first
