@@ -149,7 +149,8 @@ extension CampaignEngine {
 
     /// The answer to `post.publish`: 201 with the post when every target is published or still
     /// on its way; otherwise the first failed target's code (`CONTENT_REJECTED`,
-    /// `PUBLISHING_FAILED`, `CONNECTION_EXPIRED`) with every target in `details`, or
+    /// `PUBLISHING_FAILED`, `CONNECTION_EXPIRED`, or `RESOURCE_CONFLICT` when the post's campaign
+    /// was called off before a retry) with every target in `details`, or
     /// `RATE_LIMIT_EXCEEDED` with `retryAfter` when a target waits for a rate limit.
     /// - Parameter since: the post's version before the request, so `events` lists what it wrote.
     func publishAnswer(_ state: PostState, streamId: String, since: UInt64? = nil) throws -> (Int, JSON) {

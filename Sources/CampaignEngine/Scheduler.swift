@@ -136,7 +136,7 @@ extension CampaignEngine {
                     let cancel = Command.post(.cancel(postId: work.id))
                     _ = try await perform(
                         cancel, request: .command(cancel, as: system, requestId: requestId), principal: system)
-                    item.error = refusal
+                    item.error = refusal.located(under: "/payload")
                 } else if state?.status == .scheduled {
                     _ = try await perform(command, request: request, principal: system)
                 } else if let after = try await publishDue(

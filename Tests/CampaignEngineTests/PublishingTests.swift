@@ -477,6 +477,7 @@ import Testing
         let items = Dictionary(report.items.filter { $0.kind == "post" }.map { ($0.id, $0) }) { first, _ in first }
         #expect(items["pst_a"]?.status == "cancelled" && items["pst_a"]?.error?.code == .resourceConflict)
         #expect(items["pst_a"]?.error?.currentState == "cancelled")
+        #expect(items["pst_a"]?.error?.pointer == "/payload/postId", "post.publish's pointer, as README says")
         #expect(items["pst_done"]?.status == "published" && items["pst_done"]?.error == nil)
         #expect(t.publisher.requests.map(\.postId) == ["pst_done"], "only the completed campaign's post was sent")
         let types = try t.engine.eventStore.readStream("acme:pst_a").map(\.type)
