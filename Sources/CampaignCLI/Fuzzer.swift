@@ -260,7 +260,7 @@ public struct Fuzzer {
                 + #""textLimit":25000}}"#,
             #"{"requestId":"f9",\#(p),"command":"post.create","payload":{"connectionIds":["con_1"],"#
                 + #""text":"Hello 🇫🇷","media":[{"kind":"image","url":"https://cdn.example/a.jpg"}],"#
-                + #""link":"https://example.com"}}"#,
+                + #""link":"https://example.com","campaignId":"cmp_1"}}"#,
             #"{"requestId":"f10",\#(p),"command":"post.schedule","payload":{"postId":"pst_1","#
                 + #""publishAt":"2030-01-01T00:00:00Z"}}"#,
             #"{"requestId":"f11",\#(p),"command":"experiment.create","payload":{"campaignId":"cmp_1","#
@@ -273,6 +273,7 @@ public struct Fuzzer {
                 + #""from":"2020-01-01T00:00:00Z","limit":5}}"#,
             #"{"requestId":"f15",\#(p),"query":"segment.members","params":{"segmentId":"seg_1","limit":5}}"#,
             #"{"requestId":"f16",\#(p),"command":"system.tick","payload":{"now":"2026-11-22T00:00:00Z"}}"#,
+            #"{"requestId":"f17",\#(p),"command":"post.publish","payload":{"postId":"pst_1"}}"#,
         ]
     }
 
@@ -293,7 +294,8 @@ public struct Fuzzer {
                     expiresAt: .distantFuture)),
             .post(
                 .create(
-                    postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: nil)),
+                    postId: "pst_1", connectionIds: ["con_1"], text: "Hello", media: [], link: nil, campaignId: "cmp_1")
+            ),
             .experiment(
                 .create(
                     experimentId: "exp_1", campaignId: "cmp_1", name: "E",
