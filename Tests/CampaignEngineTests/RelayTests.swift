@@ -403,6 +403,13 @@ import Testing
         #expect(relay.isRunning)
         relay.terminate()
         #expect(await relay.waitForExit() == .exited(0))
+
+        // A relay that starts with credentials the server refuses still stops at once.
+        try install(nats.newUserCreds(expires: Date().addingTimeInterval(-60)), at: file)
+        let expired = try await campaign(
+            ["export", "--data", directory.path, "--to", nats.server.url, "--stream", "CAMPAIGN", "--auth-file", file])
+        #expect(expired.status == 1 && expired.err.contains("refused the credentials"), "\(expired)")
+        #expect(!expired.err.contains("waiting") && !expired.err.contains("retrying"))
     }
 
     /// An `--auth-file` that cannot be read when the relay reconnects (here: readable by others, as
