@@ -17,8 +17,9 @@ public enum Query: Sendable, Equatable {
     case experimentResults(experimentId: String)
     /// `campaign.list`: by status, and `sendAt` in [from, to].
     case campaignList(status: String?, from: Date?, to: Date?, page: Page)
-    /// `post.list`: by status, and calendar time (publish time, or publication time) in [from, to].
-    case postList(status: String?, from: Date?, to: Date?, page: Page)
+    /// `post.list`: by status, calendar time (publish time, or publication time) in [from, to], and
+    /// the campaign the posts belong to.
+    case postList(status: String?, from: Date?, to: Date?, campaignId: String? = nil, page: Page)
     /// `segment.members`.
     case segmentMembers(segmentId: String, page: Page)
     /// `audit.history`: by stream, actor and time.
@@ -96,14 +97,19 @@ public enum Query: Sendable, Equatable {
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)
         case "campaign.list", "post.list":
-            let r = try FieldReader(params, at: pointer, allowed: ["status", "from", "to", "limit", "cursor"])
+            let posts = name == "post.list"
+            let r = try FieldReader(
+                params, at: pointer,
+                allowed: ["status", "from", "to", "limit", "cursor"] + (posts ? ["campaignId"] : []))
             let status = try r.optionalString("status")
             let from = try r.optionalTimestamp("from")
             let to = try r.optionalTimestamp("to")
             let page = try decodePage(r)
-            return name == "campaign.list"
-                ? .campaignList(status: status, from: from, to: to, page: page)
-                : .postList(status: status, from: from, to: to, page: page)
+            return posts
+                ? .postList(
+                    status: status, from: from, to: to, campaignId: try r.optionalId("campaignId", prefix: "cmp"),
+                    page: page)
+                : .campaignList(status: status, from: from, to: to, page: page)
         case "segment.members":
             let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
             return .segmentMembers(segmentId: try r.id("segmentId", prefix: "seg"), page: try decodePage(r))

@@ -58,7 +58,7 @@ extension CampaignEngine {
         let tenant = principal.tenant
         // A window that ends before it starts matches nothing: say so rather than answer an empty page.
         switch query {
-        case let .campaignList(_, from?, to?, _) where from > to, let .postList(_, from?, to?, _) where from > to,
+        case let .campaignList(_, from?, to?, _) where from > to, let .postList(_, from?, to?, _, _) where from > to,
             let .auditHistory(_, _, from?, to?, _) where from > to:
             throw CampaignError.validation([
                 FieldProblem(
@@ -143,13 +143,16 @@ extension CampaignEngine {
                 return Self.listData(items, next, ["counts": .object(counts)])
             }
 
-        case let .postList(status, from, to, page):
+        case let .postList(status, from, to, campaignId, page):
             if let status, PostStatus(rawValue: status) == nil {
                 throw CampaignError.validation([
                     FieldProblem(
                         field: "status", pointer: "/params/status",
                         message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")
                 ])
+            }
+            if let campaignId, (try loadCampaign(tenant, campaignId).0).map({ $0.status == .deleted }) ?? true {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
             }
             return try projections.read("publishing-queue") { reader in
                 let byTime = from != nil || to != nil
@@ -158,8 +161,10 @@ extension CampaignEngine {
                 // Start the calendar scan at `from`: just before its first key.
                 let start = byTime ? from.map { Key.u64(max(1, Key.readU64(Key.time($0))) - 1) + [0xff] } : nil
                 var passedEnd = false
+                // A cursor issued before the campaign filter was there still reads without one.
                 let context = CursorCodec.context(
-                    tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                    tenant, query.name,
+                    [status, from.map(Timestamp.format), to.map(Timestamp.format)] + (campaignId.map { [$0] } ?? []))
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context, start: start) {
                     key in
                     let rest = Array(key.dropFirst(prefix.count))
@@ -178,6 +183,7 @@ extension CampaignEngine {
                         let state = PostState(snapshot: row)
                     else { return nil }
                     if let status, state.status.rawValue != status { return nil }
+                    if let campaignId, state.campaignId != campaignId { return nil }
                     return state.json
                 }
                 var counts = JSONObject()

@@ -87,6 +87,54 @@ import Testing
         }
     }
 
+    /// `post.list` with `campaignId` lists that campaign's posts (with the other filters, and paged
+    /// by a cursor that carries the filter); a campaign that is unknown, deleted or another
+    /// tenant's is not found.
+    @Test func postListsFilterByCampaign() async throws {
+        let t = try TestEngine()
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
+        for id in ["cmp_a", "cmp_b", "cmp_d"] {
+            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"social"}"#
+            try #require(await t.command("campaign.create", create).status == 201)
+        }
+        for (n, campaign) in [(1, "cmp_a"), (2, "cmp_b"), (3, "cmp_a"), (4, nil), (5, "cmp_a")] {
+            let link = campaign.map { #","campaignId":"\#($0)""# } ?? ""
+            let post = #"{"postId":"pst_\#(n)","connectionIds":["con_x"],"text":"Post \#(n)"\#(link)}"#
+            try #require(await t.command("post.create", post).status == 201)
+        }
+        try #require(
+            await t.command("post.schedule", #"{"postId":"pst_3","publishAt":"2026-12-01T09:00:00Z"}"#).status == 201)
+        func ids(_ params: String) async -> [String]? {
+            await t.query("post.list", params).data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue }
+        }
+        #expect(await ids(#"{"campaignId":"cmp_a"}"#) == ["pst_1", "pst_3", "pst_5"])
+        #expect(await ids(#"{"campaignId":"cmp_b"}"#) == ["pst_2"])
+        #expect(await ids(#"{"campaignId":"cmp_a","status":"scheduled"}"#) == ["pst_3"])
+        #expect(await ids(#"{"campaignId":"cmp_b","from":"2026-11-01T00:00:00Z"}"#) == [])
+        #expect(await ids(#"{"campaignId":"cmp_d"}"#) == [])
+        // Paged: the cursor carries the filter, and is refused without it.
+        let first = await t.query("post.list", #"{"campaignId":"cmp_a","limit":2}"#)
+        let cursor = first.data?["nextCursor"]?.stringValue ?? ""
+        #expect(first.data?["items"]?.arrayValue?.count == 2 && !cursor.isEmpty)
+        #expect(await ids(#"{"campaignId":"cmp_a","limit":2,"cursor":"\#(cursor)"}"#) == ["pst_5"])
+        #expect(await t.query("post.list", #"{"limit":2,"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        // Unknown, deleted, another tenant's, or not a campaign id.
+        #expect(await t.command("campaign.delete", #"{"campaignId":"cmp_d"}"#).status == 201)
+        for id in ["cmp_none", "cmp_d"] {
+            let missing = await t.query("post.list", #"{"campaignId":"\#(id)"}"#)
+            #expect(
+                missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/campaignId"))
+        }
+        let other = await t.query("post.list", #"{"campaignId":"cmp_a"}"#, as: admin("globex"))
+        #expect(other.code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query("post.list", #"{"campaignId":"seg_1"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query("campaign.list", #"{"campaignId":"cmp_a"}"#).code == "INVALID_FIELD")
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(
