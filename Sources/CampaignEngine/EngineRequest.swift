@@ -22,6 +22,12 @@ public enum Query: Sendable, Equatable {
     case postList(status: String?, from: Date?, to: Date?, campaignId: String? = nil, page: Page)
     /// `segment.members`.
     case segmentMembers(segmentId: String, page: Page)
+    /// `segment.list` (an addition: the tenant's segment catalog, by status, each with its member count).
+    case segmentList(status: String?, page: Page)
+    /// `connection.list` (an addition: the tenant's social connections, by status and platform).
+    case connectionList(status: String?, platform: String?, page: Page)
+    /// `experiment.list` (an addition: the tenant's experiments, by status and campaign).
+    case experimentList(status: String?, campaignId: String?, page: Page)
     /// `audit.history`: by stream, actor and time.
     case auditHistory(streamId: String?, actor: String?, from: Date?, to: Date?, page: Page)
 
@@ -42,7 +48,8 @@ public enum Query: Sendable, Equatable {
     /// Every query's wire name, as `apply` accepts it in a request's `query` member.
     public static let names = [
         "campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
-        "campaign.list", "post.list", "segment.members", "audit.history",
+        "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
+        "experiment.list",
     ]
 
     /// The query's wire name, such as `campaign.get` (one of ``names``).
@@ -57,6 +64,9 @@ public enum Query: Sendable, Equatable {
         case .campaignList: return "campaign.list"
         case .postList: return "post.list"
         case .segmentMembers: return "segment.members"
+        case .segmentList: return "segment.list"
+        case .connectionList: return "connection.list"
+        case .experimentList: return "experiment.list"
         case .auditHistory: return "audit.history"
         }
     }
@@ -70,7 +80,9 @@ public enum Query: Sendable, Equatable {
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
-        case .segmentMembers: return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .segmentMembers, .segmentList: return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .connectionList: return Permission(scope: "social:read", minimumRole: .viewer)
+        case .experimentList: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .auditHistory: return Permission(scope: "audit:read", minimumRole: .viewer)
         }
     }
@@ -113,6 +125,19 @@ public enum Query: Sendable, Equatable {
         case "segment.members":
             let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
             return .segmentMembers(segmentId: try r.id("segmentId", prefix: "seg"), page: try decodePage(r))
+        case "segment.list":
+            let r = try FieldReader(params, at: pointer, allowed: ["status", "limit", "cursor"])
+            return .segmentList(status: try r.optionalString("status"), page: try decodePage(r))
+        case "connection.list":
+            let r = try FieldReader(params, at: pointer, allowed: ["status", "platform", "limit", "cursor"])
+            return .connectionList(
+                status: try r.optionalString("status"), platform: try r.optionalString("platform"),
+                page: try decodePage(r))
+        case "experiment.list":
+            let r = try FieldReader(params, at: pointer, allowed: ["status", "campaignId", "limit", "cursor"])
+            return .experimentList(
+                status: try r.optionalString("status"), campaignId: try r.optionalId("campaignId", prefix: "cmp"),
+                page: try decodePage(r))
         case "audit.history":
             let r = try FieldReader(
                 params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])

@@ -47,6 +47,49 @@ extension CampaignEngine {
         return (items, more ? last.map { cursors.encode(Array($0.dropFirst(prefix.count)), context: context) } : nil)
     }
 
+    /// A list's `status` filter that names no status: `VALIDATION_ERROR` listing those it may name.
+    static func statusProblem(_ statuses: [String]) -> CampaignError {
+        CampaignError.validation([
+            FieldProblem(
+                field: "status", pointer: "/params/status",
+                message: "status must be one of \(statuses.joined(separator: ", "))")
+        ])
+    }
+
+    /// A page of the tenant's social connections, in the byte order of their ids, as the stream
+    /// index lists their streams: up to `page.limit` that `select` turns into an item, after the
+    /// cursor. The cursor holds the last id read, sealed and bound to `context`.
+    func connectionPage(
+        _ tenant: String, _ page: Query.Page, context: [UInt8], _ select: (ConnectionState) -> JSON?
+    ) throws -> JSON {
+        let streamPrefix = CampaignEngine.streamId(tenant, "")
+        let prefix = streamPrefix + "con_"
+        var after = try page.cursor.map { cursor throws(CampaignError) in
+            prefix + String(decoding: try cursors.decode(cursor, context: context), as: UTF8.self)
+        }
+        var items = [JSON]()
+        var last: String?
+        var more = false
+        reading: while true {
+            let streams = try store.read { try $0.streamIds(withPrefix: prefix, after: after, limit: 256) }
+            // Each read starts strictly after the last: a store that answered otherwise would loop here.
+            guard let end = streams.last, end != after else { break }
+            for stream in streams {
+                if items.count == page.limit {
+                    more = true
+                    break reading
+                }
+                last = stream
+                let id = String(decoding: stream.utf8.dropFirst(streamPrefix.utf8.count), as: UTF8.self)
+                if let state = try loadConnection(tenant, id).0, let item = select(state) { items.append(item) }
+            }
+            after = end
+        }
+        let next =
+            more ? last.map { cursors.encode(Array($0.utf8.dropFirst(prefix.utf8.count)), context: context) } : nil
+        return Self.listData(items, next)
+    }
+
     static func listData(_ items: [JSON], _ next: String?, _ extra: JSONObject = [:]) -> JSON {
         var members = extra
         members["items"] = .array(items)
@@ -210,6 +253,65 @@ extension CampaignEngine {
                     "count": .number(Double(try reader.count(SegmentMembership.count(tenant, segmentId)))),
                     "contactIds": .array(items), "nextCursor": next.map(JSON.string) ?? .null,
                 ])
+            }
+
+        case let .segmentList(status, page):
+            if let status, SegmentStatus(rawValue: status) == nil {
+                throw Self.statusProblem(["active", "archived"])
+            }
+            try await projections.catchUpOnWriter("segments")
+            return try projections.read("segments") { reader in
+                let prefix = Key.prefix(["g", tenant])
+                let context = CursorCodec.context(tenant, query.name, [status])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
+                    guard let state = try reader.json(key).flatMap(SegmentState.init(snapshot:)),
+                        status.map({ state.status.rawValue == $0 }) ?? true,
+                        case var .object(members) = state.json
+                    else { return nil }
+                    members["memberCount"] = .number(
+                        Double(try reader.count(SegmentMembership.count(tenant, state.id))))
+                    return .object(members)
+                }
+                return Self.listData(items, next)
+            }
+
+        case let .connectionList(status, platform, page):
+            if let status, !["connected", "expired", "disconnected"].contains(status) {
+                throw Self.statusProblem(["connected", "expired", "disconnected"])
+            }
+            if let platform, PlatformRules.all[platform] == nil {
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "platform", pointer: "/params/platform",
+                        message: "platform must be one of \(PlatformRules.all.keys.sorted().joined(separator: ", "))")
+                ])
+            }
+            let now = currentTime
+            return try connectionPage(
+                tenant, page, context: CursorCodec.context(tenant, query.name, [status, platform])
+            ) { state in
+                (status.map { state.status(at: now) == $0 } ?? true) && (platform.map { state.platform == $0 } ?? true)
+                    ? state.json(at: now) : nil
+            }
+
+        case let .experimentList(status, campaignId, page):
+            if let status, ExperimentStatus(rawValue: status) == nil {
+                throw Self.statusProblem(ExperimentStatus.allCases.map(\.rawValue))
+            }
+            if let campaignId, (try loadCampaign(tenant, campaignId).0).map({ $0.status == .deleted }) ?? true {
+                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
+            }
+            return try projections.read("experiment-results") { reader in
+                let prefix = Key.prefix(["e", tenant])
+                let context = CursorCodec.context(tenant, query.name, [status, campaignId])
+                let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
+                    guard let state = try reader.json(key).flatMap(ExperimentState.init(snapshot:)),
+                        status.map({ state.status.rawValue == $0 }) ?? true,
+                        campaignId.map({ state.campaignId == $0 }) ?? true
+                    else { return nil }
+                    return state.json
+                }
+                return Self.listData(items, next)
             }
 
         case let .auditHistory(streamId, actor, from, to, page):

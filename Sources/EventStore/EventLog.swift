@@ -72,6 +72,37 @@ struct EventLog: Sendable {
         }
     }
 
+    /// The ids of the streams (with at least one event) that begin with `prefix`, in byte order,
+    /// after the stream id `after` (nil: from the first), at most `limit` of them.
+    func streamIds(withPrefix prefix: String, after: String?, limit: Int, in txn: Txn) throws -> [String] {
+        let wanted = Array(prefix.utf8)
+        var ids = [String]()
+        switch index {
+        case let .linked(linked):
+            try txn.withCursor(linked.heads) { cursor in
+                // The first key after `after` is `after` with a 0x00 byte added.
+                var entry = try cursor.seek(atLeast: after.map { Array($0.utf8) + [0] } ?? wanted)
+                while let current = entry, ids.count < limit, current.key.starts(with: wanted) {
+                    ids.append(String(decoding: current.key, as: UTF8.self))
+                    entry = try cursor.next()
+                }
+            }
+        case let .everyVersion(streams):
+            // Keys are streamId ‖ 0x00 ‖ version: after a stream's entries comes streamId ‖ 0x01.
+            try txn.withCursor(streams) { cursor in
+                var entry = try cursor.seek(atLeast: after.map { Array($0.utf8) + [1] } ?? wanted)
+                while let current = entry, ids.count < limit, current.key.starts(with: wanted),
+                    let end = current.key.firstIndex(of: 0)
+                {
+                    let id = Array(current.key[..<end])
+                    ids.append(String(decoding: id, as: UTF8.self))
+                    entry = try cursor.seek(atLeast: id + [1])
+                }
+            }
+        }
+        return ids
+    }
+
     /// Writes `events` to the end of the log and indexes them after the stream's `current` head,
     /// which the caller read and checked against the expected version in this same transaction;
     /// adds each one as recorded to `recorded` (a request's receipt gathers its streams' events

@@ -288,6 +288,13 @@ public class ReadTransaction {
         try store.log.streamVersion(streamId, in: txn)
     }
 
+    /// The ids of the streams with events whose ids begin with `prefix` (`acme:con_` for tenant
+    /// acme's social connections), in byte order, after the stream id `after` (nil: from the
+    /// first), at most `limit` of them.
+    public func streamIds(withPrefix prefix: String, after: String? = nil, limit: Int) throws -> [String] {
+        try store.log.streamIds(withPrefix: prefix, after: after, limit: limit, in: txn)
+    }
+
     /// Up to `limit` events of a stream from `version` on, as this transaction sees them (through
     /// the stream index, as ``EventStore/readStream(_:from:backward:limit:hashes:)`` reads them);
     /// with `hashes` false the events' two hashes are left empty.

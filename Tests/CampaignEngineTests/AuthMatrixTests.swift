@@ -94,6 +94,9 @@ import Testing
             query("post.list", "{}", "social:read", cross: nil),
             query("segment.members", #"{"segmentId":"seg_1"}"#, "segments:read"),
             query("audit.history", "{}", "audit:read", cross: nil),
+            query("segment.list", "{}", "segments:read", cross: nil),
+            query("connection.list", "{}", "social:read", cross: nil),
+            query("experiment.list", cmp, "experiments:read"),
         ]
         return list
     }()

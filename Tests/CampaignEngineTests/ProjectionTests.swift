@@ -135,6 +135,82 @@ import Testing
         #expect(await t.query("campaign.list", #"{"campaignId":"cmp_a"}"#).code == "INVALID_FIELD")
     }
 
+    /// The catalogue lists a host needs to show what a tenant has: `segment.list` (with member
+    /// counts), `connection.list` and `experiment.list`, each filtered, paged by a cursor bound to
+    /// its filters, and never showing another tenant's.
+    @Test func catalogueListsShowTheTenantsSegmentsConnectionsAndExperiments() async throws {
+        let t = try TestEngine()
+        func ids(_ name: String, _ params: String = "{}", key: String, as who: String = admin()) async -> [String]? {
+            await t.query(name, params, as: who).data?["items"]?.arrayValue?.compactMap { $0[key]?.stringValue }
+        }
+        for (id, rule) in [("seg_b", "exists"), ("seg_a", "not_exists"), ("seg_c", "exists")] {
+            let segment =
+                #"{"segmentId":"\#(id)","name":"Segment \#(id)","rules":{"all":[{"field":"email","#
+                + #""operator":"\#(rule)"}]}}"#
+            try #require(await t.command("segment.create", segment).status == 201)
+        }
+        try #require(await t.command("segment.archive", #"{"segmentId":"seg_c"}"#).status == 201)
+        let contact = #"{"contactId":"ctc_1","attributes":{"email":"a@b.example"}}"#
+        try #require(await t.command("contact.upsert", contact).status == 201)
+        #expect(await ids("segment.list", key: "segmentId") == ["seg_a", "seg_b", "seg_c"])
+        #expect(await ids("segment.list", #"{"status":"archived"}"#, key: "segmentId") == ["seg_c"])
+        let listed = await t.query("segment.list", #"{"status":"active"}"#).data?["items"]?.arrayValue ?? []
+        #expect(listed.compactMap { $0["memberCount"]?.integerValue } == [0, 1])
+
+        for (id, platform, expires) in [
+            ("con_x", "x", "2027-01-01"), ("con_m", "mastodon", "2026-11-22"), ("con_l", "linkedin", "2027-01-01"),
+        ] {
+            let connect =
+                #"{"connectionId":"\#(id)","platform":"\#(platform)","accountId":"acme","#
+                + #""credentialRef":"vault://\#(id)","expiresAt":"\#(expires)T00:00:00Z"}"#
+            try #require(await t.command("social.connect", connect).status == 201)
+        }
+        try #require(await t.command("social.disconnect", #"{"connectionId":"con_l"}"#).status == 201)
+        let beta =
+            #"{"connectionId":"con_b","platform":"x","accountId":"beta","credentialRef":"vault://b","#
+            + #""expiresAt":"2027-01-01T00:00:00Z"}"#
+        try #require(await t.command("social.connect", beta, as: admin("globex")).status == 201)
+        #expect(await ids("connection.list", key: "connectionId") == ["con_l", "con_m", "con_x"])
+        #expect(await ids("connection.list", #"{"platform":"x"}"#, key: "connectionId") == ["con_x"])
+        #expect(await ids("connection.list", #"{"status":"disconnected"}"#, key: "connectionId") == ["con_l"])
+        #expect(await ids("connection.list", key: "connectionId", as: admin("globex")) == ["con_b"])
+        // Expired as the clock moves: con_m expires at 2026-11-22T00:00:00Z.
+        try await t.engine.tick(now: Timestamp.parse("2026-11-23T00:00:00Z")!)
+        #expect(await ids("connection.list", #"{"status":"expired"}"#, key: "connectionId") == ["con_m"])
+        let first = await t.query("connection.list", #"{"limit":2}"#)
+        let cursor = first.data?["nextCursor"]?.stringValue ?? ""
+        #expect(first.data?["items"]?.arrayValue?.count == 2 && !cursor.isEmpty)
+        #expect(
+            await ids("connection.list", #"{"limit":2,"cursor":"\#(cursor)"}"#, key: "connectionId") == ["con_x"])
+        let wrongFilter = await t.query("connection.list", #"{"platform":"x","cursor":"\#(cursor)"}"#)
+        #expect(wrongFilter.code == "INVALID_FORMAT")
+        #expect(
+            await t.query("connection.list", #"{"cursor":"\#(cursor)"}"#, as: admin("globex")).code == "INVALID_FORMAT")
+        #expect(await t.query("connection.list", #"{"platform":"myspace"}"#).code == "VALIDATION_ERROR")
+
+        for id in ["cmp_1", "cmp_2"] {
+            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email"}"#
+            try #require(await t.command("campaign.create", create).status == 201)
+        }
+        for (id, campaign) in [("exp_1", "cmp_1"), ("exp_2", "cmp_2"), ("exp_3", "cmp_1")] {
+            let create =
+                #"{"experimentId":"\#(id)","campaignId":"\#(campaign)","name":"E","variants":["#
+                + #"{"key":"a","weight":50},{"key":"b","weight":50}]}"#
+            try #require(await t.command("experiment.create", create).status == 201)
+        }
+        try #require(await t.command("experiment.start", #"{"experimentId":"exp_3"}"#).status == 201)
+        #expect(await ids("experiment.list", key: "experimentId") == ["exp_1", "exp_2", "exp_3"])
+        #expect(await ids("experiment.list", #"{"campaignId":"cmp_1"}"#, key: "experimentId") == ["exp_1", "exp_3"])
+        #expect(await ids("experiment.list", #"{"status":"running"}"#, key: "experimentId") == ["exp_3"])
+        #expect(await ids("experiment.list", key: "experimentId", as: admin("globex")) == [])
+        #expect(await t.query("experiment.list", #"{"campaignId":"cmp_9"}"#).code == "RESOURCE_NOT_FOUND")
+        for name in ["segment.list", "connection.list", "experiment.list"] {
+            #expect(await t.query(name, #"{"status":"bogus"}"#).code == "VALIDATION_ERROR", "\(name)")
+            #expect(await t.query(name, #"{"limit":0}"#).code == "INVALID_FORMAT", "\(name)")
+            #expect(await t.query(name, #"{"name":"x"}"#).code == "INVALID_FIELD", "\(name)")
+        }
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(

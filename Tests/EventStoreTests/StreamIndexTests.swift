@@ -71,6 +71,16 @@ import Testing
             return true
         }
         #expect(listed == lengths.mapValues(UInt64.init))
+        // Listed by prefix, in byte order, and paged after a stream id (one or not).
+        func ids(_ prefix: String, after: String? = nil, limit: Int = 100) throws -> [String] {
+            try store.read { try $0.streamIds(withPrefix: prefix, after: after, limit: limit) }
+        }
+        #expect(try ids("s") == ["s0", "s128", "s131", "s200", "s63", "s64", "s65"])
+        #expect(try ids("s1") == ["s128", "s131"])
+        #expect(try ids("s", after: "s131", limit: 2) == ["s200", "s63"])
+        #expect(try ids("s6", after: "s6") == ["s63", "s64", "s65"])
+        #expect(try ids("s6", after: "s65") == [])
+        #expect(try ids("missing") == [])
     }
 
     @Test func readsAroundAndAcrossMarksGiveWhatTheLogHolds() async throws {
