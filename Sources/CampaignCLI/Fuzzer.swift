@@ -274,6 +274,10 @@ public struct Fuzzer {
             #"{"requestId":"f15",\#(p),"query":"segment.members","params":{"segmentId":"seg_1","limit":5}}"#,
             #"{"requestId":"f16",\#(p),"command":"system.tick","payload":{"now":"2026-11-22T00:00:00Z"}}"#,
             #"{"requestId":"f17",\#(p),"command":"post.publish","payload":{"postId":"pst_1"}}"#,
+            #"{"requestId":"f18",\#(p),"query":"segment.list","params":{"status":"active","limit":5}}"#,
+            #"{"requestId":"f19",\#(p),"query":"connection.list","params":{"platform":"x","limit":5}}"#,
+            #"{"requestId":"f20",\#(p),"query":"experiment.list","params":{"campaignId":"cmp_1","limit":5}}"#,
+            #"{"requestId":"f21",\#(p),"query":"post.list","params":{"campaignId":"cmp_1","limit":5}}"#,
         ]
     }
 
