@@ -11,6 +11,9 @@ public enum Query: Sendable, Equatable {
     case postGet(postId: String)
     /// `connection.get` (an addition: a connection's status, expiry and credential reference).
     case connectionGet(connectionId: String)
+    /// `contact.get` (an addition, the query `contacts:read` reads: a contact's current values and
+    /// the active segments it is a member of).
+    case contactGet(contactId: String)
     /// `experiment.get`.
     case experimentGet(experimentId: String)
     /// `experiment.results`.
@@ -47,7 +50,8 @@ public enum Query: Sendable, Equatable {
 
     /// Every query's wire name, as `apply` accepts it in a request's `query` member.
     public static let names = [
-        "campaign.get", "segment.get", "post.get", "connection.get", "experiment.get", "experiment.results",
+        "campaign.get", "segment.get", "post.get", "connection.get", "contact.get", "experiment.get",
+        "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
         "experiment.list",
     ]
@@ -59,6 +63,7 @@ public enum Query: Sendable, Equatable {
         case .segmentGet: return "segment.get"
         case .postGet: return "post.get"
         case .connectionGet: return "connection.get"
+        case .contactGet: return "contact.get"
         case .experimentGet: return "experiment.get"
         case .experimentResults: return "experiment.results"
         case .campaignList: return "campaign.list"
@@ -77,6 +82,7 @@ public enum Query: Sendable, Equatable {
         case .campaignGet: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
         case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
+        case .contactGet: return Permission(scope: "contacts:read", minimumRole: .viewer)
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
@@ -105,6 +111,9 @@ public enum Query: Sendable, Equatable {
             return .connectionGet(
                 connectionId: try FieldReader(params, at: pointer, allowed: ["connectionId"]).id(
                     "connectionId", prefix: "con"))
+        case "contact.get":
+            return .contactGet(
+                contactId: try FieldReader(params, at: pointer, allowed: ["contactId"]).id("contactId", prefix: "ctc"))
         case "experiment.get", "experiment.results":
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)

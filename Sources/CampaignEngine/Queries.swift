@@ -139,6 +139,30 @@ extension CampaignEngine {
             }
             return state.json(at: currentTime)
 
+        case let .contactGet(contactId):
+            let (found, _, values) = try loadContact(tenant, contactId)
+            guard let state = found else {
+                throw CampaignError.notFound("contact", contactId, pointer: "/params/contactId")
+            }
+            // The active segments it is a member of, as the segments projection has them.
+            try await projections.catchUpOnWriter("segments")
+            let segments = try projections.read("segments") { reader in
+                var ids = [JSON]()
+                try reader.scan(Key.prefix(["g", tenant])) { _, value in
+                    guard let segment = SegmentState(snapshot: try JSON.parse(value)), segment.status == .active,
+                        try reader.get(SegmentMembership.members(tenant, segment.id) + Array(contactId.utf8)) != nil
+                    else { return true }
+                    ids.append(.string(segment.id))
+                    return true
+                }
+                return ids
+            }
+            return .object([
+                "contactId": .string(contactId), "status": .string(state.status.rawValue),
+                "attributes": .object(values), "segments": .array(segments),
+                "updatedAt": .string(Timestamp.format(state.updatedAt)), "version": .number(Double(state.version)),
+            ])
+
         case let .experimentGet(experimentId), let .experimentResults(experimentId):
             guard
                 let state = try projections.read(

@@ -211,6 +211,40 @@ import Testing
         }
     }
 
+    /// `contact.get` answers a contact's current values and the active segments it is in; an
+    /// erased contact has neither, and another tenant's is not found.
+    @Test func aContactIsReadWithItsValuesAndSegments() async throws {
+        let t = try TestEngine()
+        for (id, rule) in [
+            ("seg_fr", #""country","operator":"eq","value":"FR""#), ("seg_old", #""age","operator":"gt","value":60"#),
+        ] {
+            let segment = #"{"segmentId":"\#(id)","name":"Segment \#(id)","rules":{"all":[{"field":\#(rule)}]}}"#
+            try #require(await t.command("segment.create", segment).status == 201)
+        }
+        let upsert = #"{"contactId":"ctc_1","attributes":{"country":"FR","age":30,"tags":["vip"]}}"#
+        try #require(await t.command("contact.upsert", upsert).status == 201)
+        let read = await t.query("contact.get", #"{"contactId":"ctc_1"}"#)
+        #expect(read.status == 200, "\(read)")
+        #expect(read.data?["attributes"] == (try JSON.parse(#"{"age":30,"country":"FR","tags":["vip"]}"#)))
+        #expect(read.data?["segments"]?.arrayValue?.compactMap(\.stringValue) == ["seg_fr"])
+        #expect(read.data?["status"]?.stringValue == "active" && read.data?["version"]?.integerValue == 1)
+        try #require(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":70}}"#).status == 201)
+        let older = await t.query("contact.get", #"{"contactId":"ctc_1"}"#).data
+        #expect(older?["segments"]?.arrayValue?.compactMap(\.stringValue) == ["seg_fr", "seg_old"])
+        try #require(await t.command("segment.archive", #"{"segmentId":"seg_fr"}"#).status == 201)
+        #expect(
+            await t.query("contact.get", #"{"contactId":"ctc_1"}"#).data?["segments"]?.arrayValue?.compactMap(
+                \.stringValue) == ["seg_old"], "an archived segment is not listed")
+        #expect(
+            await t.query("contact.get", #"{"contactId":"ctc_1"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query("contact.get", #"{"contactId":"ctc_9"}"#).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query("contact.get", #"{"contactId":"seg_fr"}"#).code == "INVALID_FORMAT")
+        try #require(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).status == 201)
+        let erased = await t.query("contact.get", #"{"contactId":"ctc_1"}"#).data
+        #expect(erased?["status"]?.stringValue == "erased" && erased?["attributes"] == .object([:]))
+        #expect(erased?["segments"]?.arrayValue == [])
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(
