@@ -278,6 +278,7 @@ public struct Fuzzer {
             #"{"requestId":"f19",\#(p),"query":"connection.list","params":{"platform":"x","limit":5}}"#,
             #"{"requestId":"f20",\#(p),"query":"experiment.list","params":{"campaignId":"cmp_1","limit":5}}"#,
             #"{"requestId":"f21",\#(p),"query":"post.list","params":{"campaignId":"cmp_1","limit":5}}"#,
+            #"{"requestId":"f22",\#(p),"query":"contact.get","params":{"contactId":"ctc_1"}}"#,
         ]
     }
 
