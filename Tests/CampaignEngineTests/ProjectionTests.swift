@@ -58,13 +58,20 @@ import Testing
         #expect(await t.query("campaign.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
     }
 
-    @Test func postListsUseTheCalendar() async throws {
+    /// An engine whose tenant acme has the X connection `con_x`, for posts.
+    func engineWithConnection() async throws -> TestEngine {
         let t = try TestEngine()
-        _ = await t.command(
+        let connected = await t.command(
             "social.connect",
             #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","#
                 + #""expiresAt":"2027-01-01T00:00:00Z"}"#
         )
+        try #require(connected.status == 201)
+        return t
+    }
+
+    @Test func postListsUseTheCalendar() async throws {
+        let t = try await engineWithConnection()
         for (n, day) in [(1, "05"), (2, "01"), (3, "10")] {
             _ = await t.command("post.create", #"{"postId":"pst_\#(n)","connectionIds":["con_x"],"text":"Post \#(n)"}"#)
             _ = await t.command("post.schedule", #"{"postId":"pst_\#(n)","publishAt":"2026-12-\#(day)T09:00:00Z"}"#)
@@ -91,12 +98,7 @@ import Testing
     /// by a cursor that carries the filter); a campaign that is unknown, deleted or another
     /// tenant's is not found.
     @Test func postListsFilterByCampaign() async throws {
-        let t = try TestEngine()
-        _ = await t.command(
-            "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://a","#
-                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
-        )
+        let t = try await engineWithConnection()
         for id in ["cmp_a", "cmp_b", "cmp_d"] {
             let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"social"}"#
             try #require(await t.command("campaign.create", create).status == 201)
