@@ -47,6 +47,14 @@ extension CampaignEngine {
         return (items, more ? last.map { cursors.encode(Array($0.dropFirst(prefix.count)), context: context) } : nil)
     }
 
+    /// Throws `RESOURCE_NOT_FOUND` at `/params/campaignId` unless the tenant has the campaign (not
+    /// deleted): a list filtered by a campaign names one that exists.
+    func requireCampaign(_ tenant: String, _ campaignId: String) throws {
+        guard let campaign = try loadCampaign(tenant, campaignId).0, campaign.status != .deleted else {
+            throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
+        }
+    }
+
     /// A list's `status` filter that names no status: `VALIDATION_ERROR` listing those it may name.
     static func statusProblem(_ statuses: [String]) -> CampaignError {
         CampaignError.validation([
@@ -218,9 +226,7 @@ extension CampaignEngine {
                         message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")
                 ])
             }
-            if let campaignId, (try loadCampaign(tenant, campaignId).0).map({ $0.status == .deleted }) ?? true {
-                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
-            }
+            if let campaignId { try requireCampaign(tenant, campaignId) }
             return try projections.read("publishing-queue") { reader in
                 let byTime = from != nil || to != nil
                 let prefix = byTime ? Key.prefix(["c", tenant]) : Key.prefix(["r", tenant])
@@ -300,9 +306,8 @@ extension CampaignEngine {
             }
 
         case let .connectionList(status, platform, page):
-            if let status, !["connected", "expired", "disconnected"].contains(status) {
-                throw Self.statusProblem(["connected", "expired", "disconnected"])
-            }
+            let statuses = ["connected", "expired", "disconnected"]
+            if let status, !statuses.contains(status) { throw Self.statusProblem(statuses) }
             if let platform, PlatformRules.all[platform] == nil {
                 throw CampaignError.validation([
                     FieldProblem(
@@ -322,9 +327,7 @@ extension CampaignEngine {
             if let status, ExperimentStatus(rawValue: status) == nil {
                 throw Self.statusProblem(ExperimentStatus.allCases.map(\.rawValue))
             }
-            if let campaignId, (try loadCampaign(tenant, campaignId).0).map({ $0.status == .deleted }) ?? true {
-                throw CampaignError.notFound("campaign", campaignId, pointer: "/params/campaignId")
-            }
+            if let campaignId { try requireCampaign(tenant, campaignId) }
             return try projections.read("experiment-results") { reader in
                 let prefix = Key.prefix(["e", tenant])
                 let context = CursorCodec.context(tenant, query.name, [status, campaignId])
