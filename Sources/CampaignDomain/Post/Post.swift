@@ -185,6 +185,13 @@ public enum Post: Aggregate {
             throw CampaignError.illegalTransition(
                 verb, "post", from: state.status.rawValue, allowed: allowed(verb).map(\.rawValue))
         }
+        // Scheduled and published only while its campaign is not called off.
+        if verb == "schedule" || verb == "publish",
+            let refusal = campaignRefusal(
+                verb, post: state, campaign: state.campaignId.flatMap { context.campaigns[$0] })
+        {
+            throw refusal
+        }
         switch command {
         case let .create(postId, _, _, _, _, _):
             // Answered above while there was no state; a create on an existing stream is a clash.
@@ -215,11 +222,6 @@ public enum Post: Aggregate {
                 PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
             ])
         case let .schedule(_, publishAt):
-            if let refusal = campaignRefusal(
-                verb, post: state, campaign: state.campaignId.flatMap { context.campaigns[$0] })
-            {
-                throw refusal
-            }
             guard publishAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "publishAt must be after now (\(Timestamp.format(context.now)))",
@@ -231,11 +233,6 @@ public enum Post: Aggregate {
         case .cancel:
             return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])
         case .publish:
-            if let refusal = campaignRefusal(
-                verb, post: state, campaign: state.campaignId.flatMap { context.campaigns[$0] })
-            {
-                throw refusal
-            }
             return Decision(events: [PostEvent.lifecycle(.publishingStarted, postId: state.id).domainEvent])
         }
     }
