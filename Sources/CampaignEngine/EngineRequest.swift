@@ -14,6 +14,9 @@ public enum Query: Sendable, Equatable {
     /// `contact.get` (an addition, the query `contacts:read` reads: a contact's current values and
     /// the active segments it is a member of).
     case contactGet(contactId: String)
+    /// `contact.list` (an addition: the tenant's contacts that are not erased, in id order, each with
+    /// its current values).
+    case contactList(page: Page)
     /// `experiment.get`.
     case experimentGet(experimentId: String)
     /// `experiment.results`.
@@ -53,7 +56,7 @@ public enum Query: Sendable, Equatable {
         "campaign.get", "segment.get", "post.get", "connection.get", "contact.get", "experiment.get",
         "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
-        "experiment.list",
+        "experiment.list", "contact.list",
     ]
 
     /// The query's wire name, such as `campaign.get` (one of ``names``).
@@ -64,6 +67,7 @@ public enum Query: Sendable, Equatable {
         case .postGet: return "post.get"
         case .connectionGet: return "connection.get"
         case .contactGet: return "contact.get"
+        case .contactList: return "contact.list"
         case .experimentGet: return "experiment.get"
         case .experimentResults: return "experiment.results"
         case .campaignList: return "campaign.list"
@@ -82,7 +86,7 @@ public enum Query: Sendable, Equatable {
         case .campaignGet: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
         case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
-        case .contactGet: return Permission(scope: "contacts:read", minimumRole: .viewer)
+        case .contactGet, .contactList: return Permission(scope: "contacts:read", minimumRole: .viewer)
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
@@ -114,6 +118,8 @@ public enum Query: Sendable, Equatable {
         case "contact.get":
             return .contactGet(
                 contactId: try FieldReader(params, at: pointer, allowed: ["contactId"]).id("contactId", prefix: "ctc"))
+        case "contact.list":
+            return .contactList(page: try decodePage(FieldReader(params, at: pointer, allowed: ["limit", "cursor"])))
         case "experiment.get", "experiment.results":
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)

@@ -55,6 +55,20 @@ extension CampaignEngine {
         }
     }
 
+    /// A contact as `contact.get` and `contact.list` show it: its id, status, current values
+    /// (`attributes`), version and last change, plus `extra`.
+    static func contactJSON(
+        _ id: String, _ state: ContactState, _ values: JSONObject, _ extra: JSONObject = [:]
+    ) -> JSON {
+        var members = extra
+        members["contactId"] = .string(id)
+        members["status"] = .string(state.status.rawValue)
+        members["attributes"] = .object(values)
+        members["updatedAt"] = .string(Timestamp.format(state.updatedAt))
+        members["version"] = .number(Double(state.version))
+        return .object(members)
+    }
+
     /// A list's `status` filter that names no status: `VALIDATION_ERROR` listing those it may name.
     static func statusProblem(_ statuses: [String]) -> CampaignError {
         CampaignError.validation([
@@ -165,11 +179,27 @@ extension CampaignEngine {
                 }
                 return ids
             }
-            return .object([
-                "contactId": .string(contactId), "status": .string(state.status.rawValue),
-                "attributes": .object(values), "segments": .array(segments),
-                "updatedAt": .string(Timestamp.format(state.updatedAt)), "version": .number(Double(state.version)),
-            ])
+            return Self.contactJSON(contactId, state, values, ["segments": .array(segments)])
+
+        case let .contactList(page):
+            // The contacts not erased, as the segments projection knows them (`c‖tenant‖contactId`);
+            // each is then read as `contact.get` reads it, outside the projection's transaction.
+            try await projections.catchUpOnWriter("segments")
+            let prefix = Key.prefix(["c", tenant])
+            let context = CursorCodec.context(tenant, query.name, [])
+            let (ids, next) = try projections.read("segments") { reader in
+                try self.page(reader, prefix: prefix, page: page, context: context) {
+                    .string(String(decoding: $0.dropFirst(prefix.count), as: UTF8.self))
+                }
+            }
+            let items = try ids.compactMap { id -> JSON? in
+                guard let contactId = id.stringValue else { return nil }
+                let (found, _, values) = try loadContact(tenant, contactId)
+                // Erased since the page was read: it is no longer listed.
+                guard let state = found, state.status == .active else { return nil }
+                return Self.contactJSON(contactId, state, values)
+            }
+            return Self.listData(items, next)
 
         case let .experimentGet(experimentId), let .experimentResults(experimentId):
             guard

@@ -89,6 +89,7 @@ import Testing
             query("post.get", #"{"postId":"pst_1"}"#, "social:read"),
             query("connection.get", #"{"connectionId":"con_1"}"#, "social:read"),
             query("contact.get", #"{"contactId":"ctc_1"}"#, "contacts:read"),
+            query("contact.list", "{}", "contacts:read", cross: nil),
             query("experiment.get", #"{"experimentId":"exp_1"}"#, "experiments:read"),
             query("experiment.results", #"{"experimentId":"exp_1"}"#, "experiments:read"),
             query("campaign.list", "{}", "campaigns:read", cross: nil),

@@ -247,6 +247,43 @@ import Testing
         #expect(erased?["segments"]?.arrayValue == [])
     }
 
+    /// `contact.list` pages the tenant's contacts that are not erased, in id order, each with its
+    /// current values, imported or upserted, and never another tenant's.
+    @Test func contactsAreListedInIdOrderWithoutTheErased() async throws {
+        let t = try TestEngine()
+        let contacts = (1...5).map { #"{"contactId":"ctc_\#($0)","attributes":{"age":\#(20 + $0)}}"# }
+        let imported = await t.command("contact.import", #"{"contacts":[\#(contacts.joined(separator: ","))]}"#)
+        try #require(imported.status == 201, "\(imported)")
+        try #require(await t.command("contact.upsert", #"{"contactId":"ctc_0","attributes":{"age":19}}"#).status == 201)
+        try #require(await t.command("contact.erase", #"{"contactId":"ctc_3"}"#).status == 201)
+        let other = #"{"contactId":"ctc_9","attributes":{"age":50}}"#
+        try #require(await t.command("contact.upsert", other, as: admin("globex")).status == 201)
+        func page(_ params: String, as principal: String = admin()) async -> (ids: [String], ages: [Int], next: String?)
+        {
+            let data = await t.query("contact.list", params, as: principal).data
+            let items = data?["items"]?.arrayValue ?? []
+            return (
+                items.compactMap { $0["contactId"]?.stringValue },
+                items.compactMap { $0["attributes"]?["age"]?.integerValue }, data?["nextCursor"]?.stringValue
+            )
+        }
+        let all = await page("{}")
+        #expect(all.ids == ["ctc_0", "ctc_1", "ctc_2", "ctc_4", "ctc_5"] && all.next == nil)
+        #expect(all.ages == [19, 21, 22, 24, 25])
+        let first = await page(#"{"limit":2}"#)
+        #expect(first.ids == ["ctc_0", "ctc_1"])
+        let second = await page(#"{"limit":3,"cursor":"\#(first.next ?? "")"}"#)
+        #expect(second.ids == ["ctc_2", "ctc_4", "ctc_5"])
+        #expect(await page("{}", as: admin("globex")).ids == ["ctc_9"])
+        let foreign = await t.query("contact.list", #"{"cursor":"\#(first.next ?? "")"}"#, as: admin("globex"))
+        #expect(foreign.code == "INVALID_FORMAT")
+        let item = await t.query("contact.list", #"{"limit":1}"#).data?["items"]?.arrayValue?.first
+        #expect(item?["status"]?.stringValue == "active" && item?["version"]?.integerValue == 1)
+        #expect(item?["updatedAt"]?.stringValue != nil)
+        #expect(await t.query("contact.list", #"{"status":"active"}"#).code == "INVALID_FIELD")
+        #expect(await t.query("contact.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(
