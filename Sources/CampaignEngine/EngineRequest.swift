@@ -28,6 +28,9 @@ public enum Query: Sendable, Equatable {
     case postList(status: String?, from: Date?, to: Date?, campaignId: String? = nil, page: Page)
     /// `segment.members`.
     case segmentMembers(segmentId: String, page: Page)
+    /// `segment.preview` (an addition: how many of the tenant's contacts a rule tree matches now, and
+    /// the first `limit` of them in id order, without making a segment).
+    case segmentPreview(rules: JSON, limit: Int)
     /// `segment.list` (an addition: the tenant's segment catalog, by status, each with its member count).
     case segmentList(status: String?, page: Page)
     /// `connection.list` (an addition: the tenant's social connections, by status and platform).
@@ -56,7 +59,7 @@ public enum Query: Sendable, Equatable {
         "campaign.get", "segment.get", "post.get", "connection.get", "contact.get", "experiment.get",
         "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
-        "experiment.list", "contact.list",
+        "experiment.list", "contact.list", "segment.preview",
     ]
 
     /// The query's wire name, such as `campaign.get` (one of ``names``).
@@ -74,6 +77,7 @@ public enum Query: Sendable, Equatable {
         case .postList: return "post.list"
         case .segmentMembers: return "segment.members"
         case .segmentList: return "segment.list"
+        case .segmentPreview: return "segment.preview"
         case .connectionList: return "connection.list"
         case .experimentList: return "experiment.list"
         case .auditHistory: return "audit.history"
@@ -90,7 +94,8 @@ public enum Query: Sendable, Equatable {
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
-        case .segmentMembers, .segmentList: return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .segmentMembers, .segmentList, .segmentPreview:
+            return Permission(scope: "segments:read", minimumRole: .viewer)
         case .connectionList: return Permission(scope: "social:read", minimumRole: .viewer)
         case .experimentList: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .auditHistory: return Permission(scope: "audit:read", minimumRole: .viewer)
@@ -143,6 +148,9 @@ public enum Query: Sendable, Equatable {
         case "segment.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "limit", "cursor"])
             return .segmentList(status: try r.optionalString("status"), page: try decodePage(r))
+        case "segment.preview":
+            let r = try FieldReader(params, at: pointer, allowed: ["rules", "limit"])
+            return .segmentPreview(rules: try r.required("rules"), limit: try decodePage(r).limit)
         case "connection.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "platform", "limit", "cursor"])
             return .connectionList(

@@ -69,6 +69,58 @@ extension CampaignEngine {
         return .object(members)
     }
 
+    /// `segment.preview`'s answer: how many of the tenant's contacts (those not erased, as the
+    /// segments projection knows them) `rule` matches at the engine clock's time, and the first
+    /// `limit` of them in id order. Each contact is evaluated as the projection evaluates a member:
+    /// with the stored values its rule reads (none for a contact without stored values).
+    func preview(_ rule: SegmentRule, schema: ContactSchema, tenant: String, limit: Int) async throws -> JSON {
+        let selection = PersonalData.selection(rule.fields)
+        let matcher = SelectionMatcher(SegmentMatcher(rule, schema: schema), selection: selection)
+        let now = currentTime
+        try await projections.catchUpOnWriter("segments")
+        return try store.read { txn in
+            let prefix = Key.prefix(["c", tenant])
+            var known = [[UInt8]]()
+            try projections.read("segments", in: txn) { reader in
+                try reader.scan(prefix) { key, _ in
+                    known.append(Array(key.dropFirst(prefix.count)))
+                    return true
+                }
+            }
+            var values = [JSON?](repeating: nil, count: selection.names.count)
+            var count = 0
+            var sample = [JSON]()
+            func evaluate(_ contact: [UInt8], stored: UnsafeRawBufferPointer?) {
+                if let stored {
+                    JSON.members(selection, in: stored, into: &values)
+                } else {
+                    for slot in values.indices { values[slot] = nil }
+                }
+                guard matcher.matches(values, now: now) else { return }
+                count += 1
+                if sample.count < limit { sample.append(.string(String(decoding: contact, as: UTF8.self))) }
+            }
+            // The stored values in id order beside the known contacts (also in id order), as the
+            // segments rebuild walks them: stored values of no known contact are passed over.
+            var next = 0
+            try txn.forEachEntry(in: tables.personalData, withPrefix: Key.prefix([tenant])) { id, stored in
+                while next < known.count {
+                    let order = known[next].withUnsafeBytes { ByteOrder.compare($0, id) }
+                    if order > 0 { break }
+                    evaluate(known[next], stored: order == 0 ? stored : nil)
+                    next += 1
+                    if order == 0 { break }
+                }
+                return next < known.count
+            }
+            for contact in known[next...] { evaluate(contact, stored: nil) }
+            return .object([
+                "count": .number(Double(count)), "contactIds": .array(sample),
+                "evaluatedAt": .string(Timestamp.format(now)),
+            ])
+        }
+    }
+
     /// A list's `status` filter that names no status: `VALIDATION_ERROR` listing those it may name.
     static func statusProblem(_ statuses: [String]) -> CampaignError {
         CampaignError.validation([
@@ -334,6 +386,11 @@ extension CampaignEngine {
                 }
                 return Self.listData(items, next)
             }
+
+        case let .segmentPreview(rules, limit):
+            let schema = try loadSchema(tenant).0
+            let rule = try SegmentRule.parse(rules, schema: schema, at: "/params/rules", new: true)
+            return try await preview(rule, schema: schema, tenant: tenant, limit: limit)
 
         case let .connectionList(status, platform, page):
             let statuses = ["connected", "expired", "disconnected"]

@@ -95,6 +95,9 @@ import Testing
             query("campaign.list", "{}", "campaigns:read", cross: nil),
             query("post.list", "{}", "social:read", cross: nil),
             query("segment.members", #"{"segmentId":"seg_1"}"#, "segments:read"),
+            query(
+                "segment.preview", #"{"rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#, "segments:read",
+                cross: nil),
             query("audit.history", "{}", "audit:read", cross: nil),
             query("segment.list", "{}", "segments:read", cross: nil),
             query("connection.list", "{}", "social:read", cross: nil),

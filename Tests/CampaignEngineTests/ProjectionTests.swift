@@ -288,6 +288,61 @@ import Testing
         #expect(await t.query("contact.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
     }
 
+    /// `segment.preview` counts the contacts a rule tree matches now, as a segment with that rule
+    /// would have them, without writing anything; the rule is checked as `segment.create` checks it.
+    @Test func aRulePreviewCountsWhatASegmentWouldHold() async throws {
+        let t = try TestEngine()
+        let define = #"{"name":"tier","type":"enum","values":["gold","silver"]}"#
+        try #require(await t.command("field.define", define).status == 201)
+        let people = [
+            ("ctc_1", #"{"country":"FR","tier":"gold","signed_up_at":"2026-11-20T00:00:00Z"}"#),
+            ("ctc_2", #"{"country":"DE","tier":"gold"}"#), ("ctc_3", #"{"country":"FR"}"#),
+            ("ctc_4", #"{"country":"FR","tier":"silver","signed_up_at":"2026-10-01T00:00:00Z"}"#),
+            ("ctc_5", #"{"country":"FR","tier":"gold"}"#),
+        ]
+        let items = people.map { #"{"contactId":"\#($0.0)","attributes":\#($0.1)}"# }.joined(separator: ",")
+        try #require(await t.command("contact.import", #"{"contacts":[\#(items)]}"#).status == 201)
+        try #require(await t.command("contact.erase", #"{"contactId":"ctc_5"}"#).status == 201)
+        let other = #"{"contactId":"ctc_1","attributes":{"country":"FR"}}"#
+        try #require(await t.command("contact.upsert", other, as: admin("globex")).status == 201)
+        let head = try t.engine.eventStore.head().position
+        func preview(_ rules: String, limit: Int? = nil) async -> JSON {
+            await t.query("segment.preview", #"{"rules":\#(rules)\#(limit.map { ",\"limit\":\($0)" } ?? "")}"#)
+        }
+        let french = #"{"all":[{"field":"country","operator":"eq","value":"FR"}]}"#
+        let all = await preview(french)
+        #expect(all.data?["count"]?.integerValue == 3, "\(all)")
+        #expect(all.data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_1", "ctc_3", "ctc_4"])
+        #expect(all.data?["evaluatedAt"]?.stringValue == "2026-11-21T10:00:00Z")
+        let one = await preview(french, limit: 1)
+        #expect(one.data?["count"]?.integerValue == 3 && one.data?["contactIds"]?.arrayValue?.count == 1)
+        let gold =
+            #"{"all":[{"field":"tier","operator":"eq","value":"gold"},"# + #"{"any":["#
+            + #"{"field":"country","operator":"eq","value":"DE"},{"field":"tier","operator":"not_exists"}]}]}"#
+        #expect(await preview(gold).data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_2"])
+        let noTier = #"{"all":[{"field":"tier","operator":"not_exists"}]}"#
+        #expect(await preview(noTier).data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_3"])
+        let recent = #"{"all":[{"field":"signed_up_at","operator":"within_last_days","value":7}]}"#
+        #expect(await preview(recent).data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_1"])
+        #expect(try t.engine.eventStore.head().position == head, "a preview writes nothing")
+        // The same rule made a segment has the members the preview counted.
+        let segment = #"{"segmentId":"seg_fr","name":"France","rules":\#(french)}"#
+        try #require(await t.command("segment.create", segment).status == 201)
+        #expect(await t.query("segment.get", #"{"segmentId":"seg_fr"}"#).data?["memberCount"]?.integerValue == 3)
+        // Refused as segment.create refuses the rule, pointing into the params.
+        let unknown = await preview(#"{"all":[{"field":"shoe_size","operator":"eq","value":42}]}"#)
+        #expect(unknown.code == "UNKNOWN_FIELD" && unknown["error"]?["pointer"] == .string("/params/rules/all/0/field"))
+        let wrongOperator = await preview(#"{"all":[{"field":"country","operator":"gt","value":1}]}"#)
+        #expect(wrongOperator.code == "INVALID_OPERATOR")
+        #expect(await preview(#"{"none":[]}"#).code == "INVALID_SEGMENT_RULE")
+        #expect(await t.query("segment.preview", "{}").code == "MISSING_FIELD")
+        #expect(await preview(french, limit: 0).code == "INVALID_FORMAT")
+        let foreign = await t.query("segment.preview", #"{"rules":\#(french)}"#, as: admin("globex"))
+        #expect(foreign.data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_1"])
+        let empty = await t.query("segment.preview", #"{"rules":\#(french)}"#, as: admin("initech"))
+        #expect(empty.data?["count"]?.integerValue == 0)
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(
