@@ -282,6 +282,7 @@ public struct Fuzzer {
             #"{"requestId":"f23",\#(p),"query":"contact.list","params":{"limit":5}}"#,
             #"{"requestId":"f24",\#(p),"query":"segment.preview","#
                 + #""params":{"rules":{"all":[{"field":"age","operator":"gte","value":18}]},"limit":5}}"#,
+            #"{"requestId":"f25",\#(p),"query":"campaign.list","params":{"segmentId":"seg_1","limit":5}}"#,
         ]
     }
 

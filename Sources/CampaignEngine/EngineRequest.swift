@@ -21,8 +21,8 @@ public enum Query: Sendable, Equatable {
     case experimentGet(experimentId: String)
     /// `experiment.results`.
     case experimentResults(experimentId: String)
-    /// `campaign.list`: by status, and `sendAt` in [from, to].
-    case campaignList(status: String?, from: Date?, to: Date?, page: Page)
+    /// `campaign.list`: by status, `sendAt` in [from, to], and the segment the campaigns target.
+    case campaignList(status: String?, from: Date?, to: Date?, segmentId: String? = nil, page: Page)
     /// `post.list`: by status, calendar time (publish time, or publication time) in [from, to], and
     /// the campaign the posts belong to.
     case postList(status: String?, from: Date?, to: Date?, campaignId: String? = nil, page: Page)
@@ -132,7 +132,7 @@ public enum Query: Sendable, Equatable {
             let posts = name == "post.list"
             let r = try FieldReader(
                 params, at: pointer,
-                allowed: ["status", "from", "to", "limit", "cursor"] + (posts ? ["campaignId"] : []))
+                allowed: ["status", "from", "to", "limit", "cursor", posts ? "campaignId" : "segmentId"])
             let status = try r.optionalString("status")
             let from = try r.optionalTimestamp("from")
             let to = try r.optionalTimestamp("to")
@@ -141,7 +141,9 @@ public enum Query: Sendable, Equatable {
                 ? .postList(
                     status: status, from: from, to: to, campaignId: try r.optionalId("campaignId", prefix: "cmp"),
                     page: page)
-                : .campaignList(status: status, from: from, to: to, page: page)
+                : .campaignList(
+                    status: status, from: from, to: to, segmentId: try r.optionalId("segmentId", prefix: "seg"),
+                    page: page)
         case "segment.members":
             let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
             return .segmentMembers(segmentId: try r.id("segmentId", prefix: "seg"), page: try decodePage(r))

@@ -175,7 +175,7 @@ extension CampaignEngine {
         let tenant = principal.tenant
         // A window that ends before it starts matches nothing: say so rather than answer an empty page.
         switch query {
-        case let .campaignList(_, from?, to?, _) where from > to, let .postList(_, from?, to?, _, _) where from > to,
+        case let .campaignList(_, from?, to?, _, _) where from > to, let .postList(_, from?, to?, _, _) where from > to,
             let .auditHistory(_, _, from?, to?, _) where from > to:
             throw CampaignError.validation([
                 FieldProblem(
@@ -268,7 +268,7 @@ extension CampaignEngine {
             if let winner = state.winner { members["winner"] = .string(winner) }
             return .object(members)
 
-        case let .campaignList(status, from, to, page):
+        case let .campaignList(status, from, to, segmentId, page):
             if let status, CampaignStatus(rawValue: status) == nil || status == "deleted" {
                 throw CampaignError.validation([
                     FieldProblem(
@@ -277,13 +277,19 @@ extension CampaignEngine {
                             "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")
                 ])
             }
+            if let segmentId, try loadSegment(tenant, segmentId).0 == nil {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+            }
             return try projections.read("campaign-board") { reader in
                 let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
+                // A cursor issued before the segment filter was there still reads without one.
                 let context = CursorCodec.context(
-                    tenant, query.name, [status, from.map(Timestamp.format), to.map(Timestamp.format)])
+                    tenant, query.name,
+                    [status, from.map(Timestamp.format), to.map(Timestamp.format)] + (segmentId.map { [$0] } ?? []))
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context) { key in
                     let id = String(decoding: key.dropFirst(prefix.count), as: UTF8.self)
-                    guard let row = try reader.get(CampaignBoard.row(tenant, id)), let state = CampaignBoard.state(row)
+                    guard let row = try reader.get(CampaignBoard.row(tenant, id)), let state = CampaignBoard.state(row),
+                        segmentId == nil || state.segmentId == segmentId
                     else { return nil }
                     if from != nil || to != nil {
                         guard let sendAt = state.sendAt, sendAt >= (from ?? .distantPast),

@@ -141,6 +141,51 @@ import Testing
         #expect(await t.query("campaign.list", #"{"campaignId":"cmp_a"}"#).code == "INVALID_FIELD")
     }
 
+    /// `campaign.list` by the segment the campaigns target, attached at creation or later; paged with
+    /// the filter bound to the cursor, and a cursor issued before the filter was there still reads.
+    @Test func campaignListsFilterBySegment() async throws {
+        let t = try TestEngine()
+        for id in ["seg_a", "seg_b"] {
+            let segment =
+                #"{"segmentId":"\#(id)","name":"Segment \#(id)","rules":{"all":[{"field":"age","#
+                + #""operator":"gte","value":18}]}}"#
+            try #require(await t.command("segment.create", segment).status == 201)
+        }
+        for (id, segment) in [
+            ("cmp_1", "seg_a"), ("cmp_2", "seg_b"), ("cmp_3", nil), ("cmp_4", nil), ("cmp_5", "seg_a"),
+        ] {
+            let link = segment.map { #","segmentId":"\#($0)""# } ?? ""
+            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email"\#(link)}"#
+            try #require(await t.command("campaign.create", create).status == 201)
+        }
+        let attach = #"{"campaignId":"cmp_4","segmentId":"seg_a"}"#
+        try #require(await t.command("campaign.attachSegment", attach).status == 201)
+        let schedule = #"{"campaignId":"cmp_5","sendAt":"2026-12-01T09:00:00Z"}"#
+        try #require(await t.command("campaign.schedule", schedule).status == 201)
+        func ids(_ params: String) async -> [String]? {
+            await t.query("campaign.list", params).data?["items"]?.arrayValue?.compactMap {
+                $0["campaignId"]?.stringValue
+            }
+        }
+        #expect(await ids(#"{"segmentId":"seg_a"}"#) == ["cmp_1", "cmp_4", "cmp_5"])
+        #expect(await ids(#"{"segmentId":"seg_b"}"#) == ["cmp_2"])
+        #expect(await ids(#"{"segmentId":"seg_a","status":"scheduled"}"#) == ["cmp_5"])
+        #expect(await ids(#"{"segmentId":"seg_a","from":"2026-11-30T00:00:00Z"}"#) == ["cmp_5"])
+        let first = await t.query("campaign.list", #"{"segmentId":"seg_a","limit":2}"#)
+        let cursor = first.data?["nextCursor"]?.stringValue ?? ""
+        #expect(first.data?["items"]?.arrayValue?.count == 2 && !cursor.isEmpty)
+        #expect(await ids(#"{"segmentId":"seg_a","limit":2,"cursor":"\#(cursor)"}"#) == ["cmp_5"])
+        #expect(await t.query("campaign.list", #"{"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        let before = t.engine.cursors.encode(Array("cmp_2".utf8), context: Array("acme\0campaign.list\0-\0-\0-".utf8))
+        #expect(await ids(#"{"limit":2,"cursor":"\#(before)"}"#) == ["cmp_3", "cmp_4"])
+        let missing = await t.query("campaign.list", #"{"segmentId":"seg_none"}"#)
+        #expect(missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/segmentId"))
+        #expect(
+            await t.query("campaign.list", #"{"segmentId":"seg_a"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query("campaign.list", #"{"segmentId":"cmp_1"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query("post.list", #"{"segmentId":"seg_a"}"#).code == "INVALID_FIELD")
+    }
+
     /// The catalogue lists a host needs to show what a tenant has: `segment.list` (with member
     /// counts), `connection.list` and `experiment.list`, each filtered, paged by a cursor bound to
     /// its filters, and never showing another tenant's.
