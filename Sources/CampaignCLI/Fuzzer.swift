@@ -279,7 +279,7 @@ public struct Fuzzer {
             #"{"requestId":"f20",\#(p),"query":"experiment.list","params":{"campaignId":"cmp_1","limit":5}}"#,
             #"{"requestId":"f21",\#(p),"query":"post.list","params":{"campaignId":"cmp_1","limit":5}}"#,
             #"{"requestId":"f22",\#(p),"query":"contact.get","params":{"contactId":"ctc_1"}}"#,
-            #"{"requestId":"f23",\#(p),"query":"contact.list","params":{"limit":5}}"#,
+            #"{"requestId":"f23",\#(p),"query":"contact.list","params":{"segmentId":"seg_1","limit":5}}"#,
             #"{"requestId":"f24",\#(p),"query":"segment.preview","#
                 + #""params":{"rules":{"all":[{"field":"age","operator":"gte","value":18}]},"limit":5}}"#,
             #"{"requestId":"f25",\#(p),"query":"campaign.list","params":{"segmentId":"seg_1","limit":5}}"#,

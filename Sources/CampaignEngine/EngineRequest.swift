@@ -14,9 +14,9 @@ public enum Query: Sendable, Equatable {
     /// `contact.get` (an addition, the query `contacts:read` reads: a contact's current values and
     /// the active segments it is a member of).
     case contactGet(contactId: String)
-    /// `contact.list` (an addition: the tenant's contacts that are not erased, in id order, each with
-    /// its current values).
-    case contactList(page: Page)
+    /// `contact.list` (an addition: the tenant's contacts that are not erased, or a segment's members,
+    /// in id order, each with its current values).
+    case contactList(segmentId: String?, page: Page)
     /// `experiment.get`.
     case experimentGet(experimentId: String)
     /// `experiment.results`.
@@ -124,7 +124,8 @@ public enum Query: Sendable, Equatable {
             return .contactGet(
                 contactId: try FieldReader(params, at: pointer, allowed: ["contactId"]).id("contactId", prefix: "ctc"))
         case "contact.list":
-            return .contactList(page: try decodePage(FieldReader(params, at: pointer, allowed: ["limit", "cursor"])))
+            let r = try FieldReader(params, at: pointer, allowed: ["segmentId", "limit", "cursor"])
+            return .contactList(segmentId: try r.optionalId("segmentId", prefix: "seg"), page: try decodePage(r))
         case "experiment.get", "experiment.results":
             let id = try FieldReader(params, at: pointer, allowed: ["experimentId"]).id("experimentId", prefix: "exp")
             return name == "experiment.get" ? .experimentGet(experimentId: id) : .experimentResults(experimentId: id)

@@ -233,12 +233,16 @@ extension CampaignEngine {
             }
             return Self.contactJSON(contactId, state, values, ["segments": .array(segments)])
 
-        case let .contactList(page):
-            // The contacts not erased, as the segments projection knows them (`c‖tenant‖contactId`);
-            // each is then read as `contact.get` reads it, outside the projection's transaction.
+        case let .contactList(segmentId, page):
+            // The contacts not erased (`c‖tenant‖contactId`) or the segment's members, as the segments
+            // projection has them; each is then read as `contact.get` reads it, outside the projection's
+            // transaction.
+            if let segmentId, try loadSegment(tenant, segmentId).0 == nil {
+                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+            }
             try await projections.catchUpOnWriter("segments")
-            let prefix = Key.prefix(["c", tenant])
-            let context = CursorCodec.context(tenant, query.name, [])
+            let prefix = segmentId.map { SegmentMembership.members(tenant, $0) } ?? Key.prefix(["c", tenant])
+            let context = CursorCodec.context(tenant, query.name, [segmentId])
             let (ids, next) = try projections.read("segments") { reader in
                 try self.page(reader, prefix: prefix, page: page, context: context) {
                     .string(String(decoding: $0.dropFirst(prefix.count), as: UTF8.self))

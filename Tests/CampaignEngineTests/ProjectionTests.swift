@@ -296,8 +296,8 @@ import Testing
         #expect(erased?["segments"]?.arrayValue == [])
     }
 
-    /// `contact.list` pages the tenant's contacts that are not erased, in id order, each with its
-    /// current values, imported or upserted, and never another tenant's.
+    /// `contact.list` pages the tenant's contacts that are not erased, or a segment's members, in id
+    /// order, each with its current values, imported or upserted, and never another tenant's.
     @Test func contactsAreListedInIdOrderWithoutTheErased() async throws {
         let t = try TestEngine()
         let contacts = (1...5).map { #"{"contactId":"ctc_\#($0)","attributes":{"age":\#(20 + $0)}}"# }
@@ -329,6 +329,20 @@ import Testing
         let item = await t.query("contact.list", #"{"limit":1}"#).data?["items"]?.arrayValue?.first
         #expect(item?["status"]?.stringValue == "active" && item?["version"]?.integerValue == 1)
         #expect(item?["updatedAt"]?.stringValue != nil)
+        // A segment's members, paged apart from the whole list.
+        let segment =
+            #"{"segmentId":"seg_old","name":"Older","rules":{"all":[{"field":"age","operator":"gt","value":21}]}}"#
+        try #require(await t.command("segment.create", segment).status == 201)
+        #expect(await page(#"{"segmentId":"seg_old"}"#).ids == ["ctc_2", "ctc_4", "ctc_5"])
+        let members = await page(#"{"segmentId":"seg_old","limit":1}"#)
+        #expect(members.ids == ["ctc_2"] && members.ages == [22])
+        #expect(await page(#"{"segmentId":"seg_old","cursor":"\#(members.next ?? "")"}"#).ids == ["ctc_4", "ctc_5"])
+        #expect(await t.query("contact.list", #"{"cursor":"\#(members.next ?? "")"}"#).code == "INVALID_FORMAT")
+        let unknown = await t.query("contact.list", #"{"segmentId":"seg_none"}"#)
+        #expect(unknown.code == "RESOURCE_NOT_FOUND" && unknown["error"]?["pointer"] == .string("/params/segmentId"))
+        #expect(
+            await t.query("contact.list", #"{"segmentId":"seg_old"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND"
+        )
         #expect(await t.query("contact.list", #"{"status":"active"}"#).code == "INVALID_FIELD")
         #expect(await t.query("contact.list", #"{"limit":501}"#).code == "INVALID_FORMAT")
     }
