@@ -55,6 +55,14 @@ extension CampaignEngine {
         }
     }
 
+    /// Throws `RESOURCE_NOT_FOUND` at `/params/segmentId` unless the tenant has the segment (archived
+    /// or not): a query about a segment names one that exists.
+    func requireSegment(_ tenant: String, _ segmentId: String) throws {
+        guard try loadSegment(tenant, segmentId).0 != nil else {
+            throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
+        }
+    }
+
     /// A contact as `contact.get` and `contact.list` show it: its id, status, current values
     /// (`attributes`), version and last change, plus `extra`.
     static func contactJSON(
@@ -237,9 +245,7 @@ extension CampaignEngine {
             // The contacts not erased (`c‖tenant‖contactId`) or the segment's members, as the segments
             // projection has them; each is then read as `contact.get` reads it, outside the projection's
             // transaction.
-            if let segmentId, try loadSegment(tenant, segmentId).0 == nil {
-                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
-            }
+            if let segmentId { try requireSegment(tenant, segmentId) }
             try await projections.catchUpOnWriter("segments")
             let prefix = segmentId.map { SegmentMembership.members(tenant, $0) } ?? Key.prefix(["c", tenant])
             let context = CursorCodec.context(tenant, query.name, [segmentId])
@@ -281,9 +287,7 @@ extension CampaignEngine {
                             "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")
                 ])
             }
-            if let segmentId, try loadSegment(tenant, segmentId).0 == nil {
-                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
-            }
+            if let segmentId { try requireSegment(tenant, segmentId) }
             return try projections.read("campaign-board") { reader in
                 let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
                 // A cursor issued before the segment filter was there still reads without one.
@@ -360,9 +364,7 @@ extension CampaignEngine {
             }
 
         case let .segmentMembers(segmentId, page):
-            guard try loadSegment(tenant, segmentId).0 != nil else {
-                throw CampaignError.notFound("segment", segmentId, pointer: "/params/segmentId")
-            }
+            try requireSegment(tenant, segmentId)
             try await projections.catchUpOnWriter("segments")
             return try projections.read("segments") { reader in
                 let prefix = SegmentMembership.members(tenant, segmentId)
