@@ -153,7 +153,9 @@ public enum Query: Sendable, Equatable {
             return .segmentList(status: try r.optionalString("status"), page: try decodePage(r))
         case "segment.preview":
             let r = try FieldReader(params, at: pointer, allowed: ["rules", "limit"])
-            return .segmentPreview(rules: try r.required("rules"), limit: try decodePage(r).limit)
+            // `limit` 0 asks for the count alone.
+            return .segmentPreview(
+                rules: try r.required("rules"), limit: try r.optionalInteger("limit", in: 0...500) ?? 50)
         case "connection.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "platform", "limit", "cursor"])
             return .connectionList(
