@@ -205,6 +205,9 @@ final class Demo: Sendable {
             #"{"any":[{"field":"loyalty_tier","operator":"eq","value":"gold"},{"field":"tags","#
                 + #""operator":"includes","value":"vip"}]}"#
         )
+        let preview = await execute(
+            .query(.segmentPreview(rules: adults, limit: 0), as: principal(tenant, .viewer), requestId: "preview"))
+        say("  previewed the EU rule: \(preview.data?["count"]?.integerValue ?? 0) contacts match it")
         await send(.segment(.create(segmentId: "seg_\(tag)_eu", name: "EU subscribers \(tag)", rules: adults)), tenant)
         await send(.segment(.create(segmentId: "seg_\(tag)_vip", name: "VIP \(tag)", rules: gold)), tenant)
         await send(
