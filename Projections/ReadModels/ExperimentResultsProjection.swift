@@ -5,20 +5,25 @@ import Hashing
 /// Experiment results: each experiment's definition and counts, and which variant each exposed
 /// contact saw (and whether it converted), so exposures and conversions count once.
 ///
-/// Keys: `e‖tenant‖experimentId` → the experiment's state; `x‖tenant‖experimentId‖contactId` →
+/// Keys: `e‖tenant‖experimentId` → the experiment's state; `n‖tenant‖status` → how many of the
+/// tenant's experiments have that status (u64, absent at 0); `x‖tenant‖experimentId‖contactId` →
 /// the variant key, followed by `\n1` once converted.
 public struct ExperimentResultsProjection: Projection {
     /// Creates the projection.
     public init() {}
     /// `experiment-results`, the name its tables and `campaign projections` use.
     public var name: String { "experiment-results" }
-    /// 1: the first shape of its rows (a change rebuilds it).
-    public var version: Int { 1 }
+    /// 2: the experiments are counted by status (1 was without the counts; a change rebuilds it).
+    public var version: Int { 2 }
     /// Inline: "counted once" is checked against it inside the write transaction.
     public var mode: ProjectionMode { .inline }
 
     /// The key of an experiment's state.
     public static func row(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["e", tenant, id]) }
+    /// The key of the count of a tenant's experiments with `status`.
+    public static func count(_ tenant: String, _ status: ExperimentStatus) -> [UInt8] {
+        Key.make(["n", tenant, status.rawValue])
+    }
     /// The key of a contact's exposure.
     public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] {
         Key.make(["x", tenant, id, contactId])
@@ -58,6 +63,10 @@ public struct ExperimentResultsProjection: Projection {
         if let after = Experiment.evolve(before, event.record) {
             try table.put(row, json: after.snapshot)
             table.memo[memoKey] = after
+            if before?.status != after.status {
+                if let before { try table.add(-1, to: Self.count(tenant, before.status)) }
+                try table.add(1, to: Self.count(tenant, after.status))
+            }
         } else if let before {
             table.memo[memoKey] = before
         }
@@ -103,12 +112,22 @@ extension ExperimentResultsProjection: FoldedRebuild {
             }
         }
 
-        /// Every experiment's state, encoded once, then every exposure, in key order: a state's key
-        /// (`e‖…`) sorts before every exposure's (`x‖…`).
+        /// Every experiment's state, encoded once, then the counts by status, then every exposure,
+        /// in key order: a state's key (`e‖…`) sorts before every count's (`n‖…`), and those before
+        /// every exposure's (`x‖…`).
         func rows(_: PersonalDataReader) throws -> SortedRows {
             var entries = states.map { (key: $0.key.bytes, value: $0.value.snapshot.bytes) }
+            var counts = [ByteKey: UInt64]()
+            for (key, state) in states {
+                // A state's key is `e` 0 tenant 0 id, and a tenant holds no 0 byte.
+                let tenant = String(decoding: key.bytes.split(separator: 0, maxSplits: 2)[1], as: UTF8.self)
+                counts[ByteKey(ExperimentResultsProjection.count(tenant, state.status)), default: 0] += 1
+            }
             states = [:]
             entries.sort { ByteOrder.precedes($0.key, $1.key) }
+            entries += counts.map { (key: $0.key.bytes, value: Key.u64($0.value)) }.sorted {
+                ByteOrder.precedes($0.key, $1.key)
+            }
             // In key order, a key's rows in the order they came: the last of each is kept.
             let order = keys.sortedIndices()
             var rows = SortedRows()

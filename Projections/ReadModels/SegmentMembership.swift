@@ -3,7 +3,8 @@ import Foundation
 
 /// The segment catalog and membership, kept current as contacts, rules and time change.
 ///
-/// Keys: `g‖tenant‖segmentId` → the segment's state; `m‖tenant‖segmentId‖contactId` → empty;
+/// Keys: `g‖tenant‖segmentId` → the segment's state; `s‖tenant‖status` → how many of the tenant's
+/// segments have that status (u64, absent at 0); `m‖tenant‖segmentId‖contactId` → empty;
 /// `n‖tenant‖segmentId` → member count; `c‖tenant‖contactId` → empty (known contacts);
 /// `f‖tenant` → the tenant's defined fields. Memberships that time alone can change (a rule with
 /// `within_last_days` or `not_within_last_days`) are indexed by their next boundary:
@@ -23,8 +24,9 @@ public struct SegmentMembership: PartialApply {
     public init() {}
     /// `segments`, the name its tables and `campaign projections` use.
     public var name: String { "segments" }
-    /// 2: relative-date memberships are indexed by their next boundary.
-    public var version: Int { 2 }
+    /// 3: the segments are counted by status (2 indexed relative-date memberships by their next
+    /// boundary, without the counts).
+    public var version: Int { 3 }
     /// Catch-up: a rule change re-evaluates every contact of the tenant, too much for an append's transaction.
     public var mode: ProjectionMode { .catchUp }
 
@@ -34,6 +36,10 @@ public struct SegmentMembership: PartialApply {
     /// The members prefix of a segment.
     public static func members(_ tenant: String, _ segmentId: String) -> [UInt8] {
         Key.prefix(["m", tenant, segmentId])
+    }
+    /// The key of the count of a tenant's segments with `status`.
+    public static func count(_ tenant: String, _ status: SegmentStatus) -> [UInt8] {
+        Key.make(["s", tenant, status.rawValue])
     }
     /// The member-count key of a segment.
     public static func count(_ tenant: String, _ segmentId: String) -> [UInt8] { Key.make(["n", tenant, segmentId]) }
@@ -209,6 +215,10 @@ public struct SegmentMembership: PartialApply {
                 let before = try table.json(Key.make(["g", tenant, id])).flatMap(SegmentState.init(snapshot:))
                 guard let evolved = Segment.evolve(before, event.record) else { return nil }
                 try table.put(Key.make(["g", tenant, id]), json: evolved.snapshot)
+                if before?.status != evolved.status {
+                    if let before { try table.add(-1, to: Self.count(tenant, before.status)) }
+                    try table.add(1, to: Self.count(tenant, evolved.status))
+                }
                 table.memo["segments/" + tenant] = nil
                 after = evolved
             } else {

@@ -104,7 +104,7 @@ final class MembershipFold: RebuildFold {
     /// so only one tenant's outcome is ever held; the families are then joined in key order.
     func rows(_ personalData: PersonalDataReader) throws -> SortedRows {
         let names = tenants.keys.sorted { Self.precedes(Array($0.utf8), Array($1.utf8)) }
-        // Families in key order (W < b < c < d < f < g < m < n < w); tenants in byte order within
+        // Families in key order (W < b < c < d < f < g < m < n < s < w); tenants in byte order within
         // each. Each key is written in place: `tag` 0x00 `tenant`, then each further part after a
         // 0x00 (``Key/make(_:)``'s layout).
         var w = SortedRows()
@@ -115,6 +115,7 @@ final class MembershipFold: RebuildFold {
         var g = SortedRows()
         var m = SortedRows()
         var n = SortedRows()
+        var s = SortedRows()
         func start(_ tag: Character, _ tenant: [UInt8], _ key: inout [UInt8]) {
             key.append(tag.asciiValue!)
             key.append(0)
@@ -196,6 +197,15 @@ final class MembershipFold: RebuildFold {
                         part(segment, &key)
                     }, value: { u64(UInt64(members.count), &$0) })
             }
+            var statuses = [String: UInt64]()
+            for entry in tenant.segments.values { statuses[entry.state.status.rawValue, default: 0] += 1 }
+            for (status, count) in statuses.sorted(by: { ByteOrder.precedes($0.key, $1.key) }) {
+                s.append(
+                    key: { key in
+                        start("s", id, &key)
+                        part(Array(status.utf8), &key)
+                    }, value: { u64(count, &$0) })
+            }
         }
         earliest.sort { a, b in a.time != b.time ? a.time < b.time : Self.precedes(a.tenant, b.tenant) }
         var last = SortedRows()
@@ -207,7 +217,8 @@ final class MembershipFold: RebuildFold {
             })
         }
         var families = [
-            consume w, consume b, consume c, consume d, consume f, consume g, consume m, consume n, consume last,
+            consume w, consume b, consume c, consume d, consume f, consume g, consume m, consume n, consume s,
+            consume last,
         ]
         var rows = SortedRows(
             reservingBytes: families.reduce(0) { $0 + $1.byteCount }, rows: families.reduce(0) { $0 + $1.count })

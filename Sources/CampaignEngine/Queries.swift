@@ -396,7 +396,11 @@ extension CampaignEngine {
                         Double(try reader.count(SegmentMembership.count(tenant, state.id))))
                     return .object(members)
                 }
-                return Self.listData(items, next)
+                var counts = JSONObject()
+                for status in SegmentStatus.allCases {
+                    counts[status.rawValue] = .number(Double(try reader.count(SegmentMembership.count(tenant, status))))
+                }
+                return Self.listData(items, next, ["counts": .object(counts)])
             }
 
         case let .segmentPreview(rules, limit):
@@ -437,7 +441,12 @@ extension CampaignEngine {
                     else { return nil }
                     return state.json
                 }
-                return Self.listData(items, next)
+                var counts = JSONObject()
+                for status in ExperimentStatus.allCases {
+                    counts[status.rawValue] = .number(
+                        Double(try reader.count(ExperimentResultsProjection.count(tenant, status))))
+                }
+                return Self.listData(items, next, ["counts": .object(counts)])
             }
 
         case let .auditHistory(streamId, actor, from, to, page):

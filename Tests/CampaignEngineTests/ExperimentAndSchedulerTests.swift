@@ -295,7 +295,7 @@ import Testing
         #expect(forced.status == 201)
         let report = try t.engine.projections.verify("experiment-results")
         #expect(report.matches, "\(report.differences.prefix(3))")
-        #expect(report.entries == 71, "70 exposures and the experiment's row")
+        #expect(report.entries == 72, "70 exposures, the experiment's row and the count of its status")
         let before = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#)
         try t.engine.projections.rebuild("experiment-results")
         let after = await t.query("experiment.results", #"{"experimentId":"exp_1"}"#)

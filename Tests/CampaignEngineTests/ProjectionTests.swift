@@ -207,6 +207,9 @@ import Testing
         #expect(await ids("segment.list", #"{"status":"archived"}"#, key: "segmentId") == ["seg_c"])
         let listed = await t.query("segment.list", #"{"status":"active"}"#).data?["items"]?.arrayValue ?? []
         #expect(listed.compactMap { $0["memberCount"]?.integerValue } == [0, 1])
+        let segmentCounts = await t.query("segment.list", #"{"status":"archived"}"#).data?["counts"]
+        #expect(
+            segmentCounts == (try JSON.parse(#"{"active":2,"archived":1}"#)), "\(String(describing: segmentCounts))")
 
         for (id, platform, expires) in [
             ("con_x", "x", "2027-01-01"), ("con_m", "mastodon", "2026-11-22"), ("con_l", "linkedin", "2027-01-01"),
@@ -253,6 +256,13 @@ import Testing
         #expect(await ids("experiment.list", key: "experimentId") == ["exp_1", "exp_2", "exp_3"])
         #expect(await ids("experiment.list", #"{"campaignId":"cmp_1"}"#, key: "experimentId") == ["exp_1", "exp_3"])
         #expect(await ids("experiment.list", #"{"status":"running"}"#, key: "experimentId") == ["exp_3"])
+        // The tenant's experiments by status, whatever the filters.
+        let counts = await t.query("experiment.list", #"{"campaignId":"cmp_2"}"#).data?["counts"]
+        #expect(
+            counts == (try JSON.parse(#"{"completed":0,"draft":2,"running":1,"stopped":0}"#)),
+            "\(String(describing: counts))")
+        #expect(
+            await t.query("experiment.list", "{}", as: admin("globex")).data?["counts"]?["draft"]?.integerValue == 0)
         #expect(await ids("experiment.list", key: "experimentId", as: admin("globex")) == [])
         #expect(await t.query("experiment.list", #"{"campaignId":"cmp_9"}"#).code == "RESOURCE_NOT_FOUND")
         for name in ["segment.list", "connection.list", "experiment.list"] {

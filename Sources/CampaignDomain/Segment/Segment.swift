@@ -2,7 +2,7 @@ import Foundation
 import Hashing
 
 /// A segment's states: active until archived, and archived for good.
-public enum SegmentStatus: String, Sendable {
+public enum SegmentStatus: String, Sendable, CaseIterable {
     /// Usable.
     case active
     /// Put away; its name is free again.
