@@ -90,12 +90,12 @@ public enum Query: Sendable, Equatable {
         case .campaignGet: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .segmentGet: return Permission(scope: "segments:read", minimumRole: .viewer)
         case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
-        case .contactGet, .contactList: return Permission(scope: "contacts:read", minimumRole: .viewer)
+        // A preview matches rules of the caller's choosing against contacts' values: reading them.
+        case .contactGet, .contactList, .segmentPreview: return Permission(scope: "contacts:read", minimumRole: .viewer)
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
-        case .segmentMembers, .segmentList, .segmentPreview:
-            return Permission(scope: "segments:read", minimumRole: .viewer)
+        case .segmentMembers, .segmentList: return Permission(scope: "segments:read", minimumRole: .viewer)
         case .connectionList: return Permission(scope: "social:read", minimumRole: .viewer)
         case .experimentList: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .auditHistory: return Permission(scope: "audit:read", minimumRole: .viewer)

@@ -96,7 +96,7 @@ import Testing
             query("post.list", "{}", "social:read", cross: nil),
             query("segment.members", #"{"segmentId":"seg_1"}"#, "segments:read"),
             query(
-                "segment.preview", #"{"rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#, "segments:read",
+                "segment.preview", #"{"rules":{"all":[{"field":"age","operator":"gte","value":18}]}}"#, "contacts:read",
                 cross: nil),
             query("audit.history", "{}", "audit:read", cross: nil),
             query("segment.list", "{}", "segments:read", cross: nil),

@@ -410,6 +410,10 @@ import Testing
         #expect(countOnly.data?["count"]?.integerValue == 3 && countOnly.data?["contactIds"]?.arrayValue == [])
         let foreign = await t.query("segment.preview", #"{"rules":\#(french)}"#, as: admin("globex"))
         #expect(foreign.data?["contactIds"]?.arrayValue?.compactMap(\.stringValue) == ["ctc_1"])
+        // Rules of the caller's choosing read contacts' values: segments:read alone does not preview.
+        let segmentsOnly = principal(scopes: ["segments:read"])
+        let refused = await t.query("segment.preview", #"{"rules":\#(french)}"#, as: segmentsOnly)
+        #expect(refused.code == "INVALID_SCOPE" && refused["error"]?["param"]?.stringValue == "contacts:read")
         let empty = await t.query("segment.preview", #"{"rules":\#(french)}"#, as: admin("initech"))
         #expect(empty.data?["count"]?.integerValue == 0)
     }
