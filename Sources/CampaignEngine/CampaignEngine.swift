@@ -219,7 +219,19 @@ public final class CampaignEngine: Sendable {
     }
 
     /// Executes a typed request. Never throws: every failure is a response with a catalogue code.
+    /// A request built in Swift is first checked as the wire decoder checks one (its ids of their
+    /// kind, its page sizes, its request id and idempotency key), with the same errors.
     public func execute(_ request: EngineRequest) async -> EngineResponse {
+        if !request.readFromWire {
+            do {
+                try request.checkForm()
+            } catch {
+                // As on the wire, a request id that is not one is not echoed.
+                let echoed =
+                    WireFormat.isValidRequestId(request.requestId) ? request.requestId : WireFormat.fallbackRequestId
+                return .failure(error, requestId: echoed)
+            }
+        }
         do {
             let now = currentTime
             let permission: Permission

@@ -118,14 +118,7 @@ public enum CommandWire {
         case "import":
             let r = try FieldReader(payload, at: pointer, allowed: ["contacts"])
             let items = try r.array("contacts")
-            guard items.count <= ContactCommand.maximumImportSize else {
-                throw CampaignError.validation([
-                    FieldProblem(
-                        field: "contacts", pointer: r.pointer("contacts"),
-                        message: "an import holds at most \(ContactCommand.maximumImportSize) contacts, "
-                            + "this one \(items.count)")
-                ])
-            }
+            try checkImportSize(items.count, at: r.pointer("contacts"))
             var contacts = [ContactInput]()
             contacts.reserveCapacity(items.count)
             for (index, item) in items.enumerated() {
@@ -172,11 +165,8 @@ public enum CommandWire {
             let r = try reader(["postId", "connectionIds", "text", "media", "link", "campaignId"])
             var connectionIds = [String]()
             for (index, item) in try r.array("connectionIds").enumerated() {
-                guard let id = item.stringValue, Identifier.isValid(id, prefix: "con") else {
-                    throw CampaignError(
-                        .invalidFormat, "connectionIds must hold ids like con_…", param: "connectionIds",
-                        pointer: FieldReader.pointer(r.pointer("connectionIds"), index))
-                }
+                let id = item.stringValue ?? ""
+                try checkTarget(id, at: FieldReader.pointer(r.pointer("connectionIds"), index))
                 connectionIds.append(id)
             }
             return .create(
@@ -236,6 +226,27 @@ public enum CommandWire {
                 force: try r.optionalBool("force") ?? false)
         default:
             return nil
+        }
+    }
+
+    /// `VALIDATION_ERROR` at `pointer` (the import's `contacts`) for an import of more than
+    /// ``ContactCommand/maximumImportSize`` contacts.
+    static func checkImportSize(_ count: Int, at pointer: String) throws(CampaignError) {
+        guard count <= ContactCommand.maximumImportSize else {
+            throw CampaignError.validation([
+                FieldProblem(
+                    field: "contacts", pointer: pointer,
+                    message: "an import holds at most \(ContactCommand.maximumImportSize) contacts, this one \(count)")
+            ])
+        }
+    }
+
+    /// `INVALID_FORMAT` at `pointer` (an item of a post's `connectionIds`) unless `id` is a connection's id.
+    static func checkTarget(_ id: String, at pointer: String) throws(CampaignError) {
+        guard Identifier.isValid(id, prefix: "con") else {
+            throw CampaignError(
+                .invalidFormat, "connectionIds must hold ids like con_…", param: "connectionIds",
+                pointer: pointer)
         }
     }
 

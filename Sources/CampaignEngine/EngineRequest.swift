@@ -155,7 +155,7 @@ public enum Query: Sendable, Equatable {
             let r = try FieldReader(params, at: pointer, allowed: ["rules", "limit"])
             // `limit` 0 asks for the count alone.
             return .segmentPreview(
-                rules: try r.required("rules"), limit: try r.optionalInteger("limit", in: 0...500) ?? 50)
+                rules: try r.required("rules"), limit: try r.optionalInteger("limit", in: previewLimits) ?? 50)
         case "connection.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "platform", "limit", "cursor"])
             return .connectionList(
@@ -171,17 +171,8 @@ public enum Query: Sendable, Equatable {
                 params, at: pointer, allowed: ["streamId", "actor", "from", "to", "limit", "cursor"])
             // A stream or an actor no log can hold would page through nothing: the client mistyped it.
             let streamId = try r.optionalString("streamId")
-            if let streamId, let problem = CampaignEngine.streamProblem(streamId) {
-                throw CampaignError(
-                    .invalidFormat, "streamId \(streamId): \(problem)", param: "streamId",
-                    pointer: pointer + "/streamId")
-            }
             let actor = try r.optionalString("actor")
-            if let actor, !Principal.isValidSubject(actor) {
-                throw CampaignError(
-                    .invalidFormat, "actor must be a subject: \(Principal.subjectRule)",
-                    param: "actor", pointer: pointer + "/actor")
-            }
+            try checkHistoryFilters(streamId: streamId, actor: actor, at: pointer)
             return .auditHistory(
                 streamId: streamId, actor: actor, from: try r.optionalTimestamp("from"),
                 to: try r.optionalTimestamp("to"), page: try decodePage(r))
@@ -192,8 +183,27 @@ public enum Query: Sendable, Equatable {
 }
 
 extension Query {
+    /// The sizes a page may have.
+    static let pageLimits = 1...500
+    /// How many ids a preview may list (0: the count alone).
+    static let previewLimits = 0...500
+
     static func decodePage(_ r: FieldReader) throws(CampaignError) -> Page {
-        Page(limit: try r.optionalInteger("limit", in: 1...500) ?? 50, cursor: try r.optionalString("cursor"))
+        Page(limit: try r.optionalInteger("limit", in: pageLimits) ?? 50, cursor: try r.optionalString("cursor"))
+    }
+
+    /// `INVALID_FORMAT` for an `audit.history` filter no log can match: a stream id that names no
+    /// stream (``CampaignEngine/streamProblem(_:)``) or an actor that is no subject. `pointer`: the params.
+    static func checkHistoryFilters(streamId: String?, actor: String?, at pointer: String) throws(CampaignError) {
+        if let streamId, let problem = CampaignEngine.streamProblem(streamId) {
+            throw CampaignError(
+                .invalidFormat, "streamId \(streamId): \(problem)", param: "streamId", pointer: pointer + "/streamId")
+        }
+        if let actor, !Principal.isValidSubject(actor) {
+            throw CampaignError(
+                .invalidFormat, "actor must be a subject: \(Principal.subjectRule)", param: "actor",
+                pointer: pointer + "/actor")
+        }
     }
 }
 
@@ -220,6 +230,9 @@ public struct EngineRequest: Sendable {
     /// A command's payload as the wire carried it (nil for a request built in Swift): idempotency
     /// fingerprints hash its canonical bytes, not the decoded command, whose made-up ids differ per try.
     var wirePayload: JSON?
+    /// Whether the wire decoder made this request, and so checked its form while reading it; a
+    /// request built in Swift is checked by ``checkForm()`` before it is authorised.
+    var readFromWire = false
 
     /// A request `requestId` from `principal`; `idempotencyKey` and `expectedVersion` apply to commands only.
     public init(

@@ -114,12 +114,18 @@ public struct FieldReader {
     public func optionalInteger(_ key: String, in range: ClosedRange<Int>) throws(CampaignError) -> Int? {
         guard let value = optional(key) else { return nil }
         guard let number = value.integerValue else { throw wrongType(key, "an integer", value) }
+        try FieldReader.check(number, key: key, in: range, at: pointer(key))
+        return number
+    }
+
+    /// `INVALID_FORMAT` at `pointer` unless `range` holds `number`.
+    static func check(_ number: Int, key: String, in range: ClosedRange<Int>, at pointer: String) throws(CampaignError)
+    {
         guard range.contains(number) else {
             throw CampaignError(
                 .invalidFormat, "\(key) must be between \(range.lowerBound) and \(range.upperBound)",
-                param: key, pointer: pointer(key))
+                param: key, pointer: pointer)
         }
-        return number
     }
 
     /// A required array: `MISSING_FIELD` when absent or null, `INVALID_FORMAT` when not an array.
@@ -156,12 +162,17 @@ public struct FieldReader {
     /// A required id with the given prefix (`cmp`, `seg`, …).
     public func id(_ key: String, prefix: String) throws(CampaignError) -> String {
         let text = try string(key)
+        try FieldReader.check(id: text, key: key, prefix: prefix, at: pointer(key))
+        return text
+    }
+
+    /// `INVALID_FORMAT` at `pointer` unless `text` is an id with `prefix` (``Identifier/isValid(_:prefix:)``).
+    static func check(id text: String, key: String, prefix: String, at pointer: String) throws(CampaignError) {
         guard Identifier.isValid(text, prefix: prefix) else {
             throw CampaignError(
                 .invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
-                param: key, pointer: pointer(key))
+                param: key, pointer: pointer)
         }
-        return text
     }
 
     /// An optional id with the given prefix.

@@ -111,27 +111,38 @@ public enum WireFormat {
         (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (33...126).contains($0) }
     }
 
+    /// `INVALID_FORMAT` at `/requestId` unless `id` is 1–128 printable ASCII characters.
+    static func check(requestId id: String) throws(CampaignError) {
+        guard isValidRequestId(id) else {
+            throw CampaignError(
+                .invalidFormat, "requestId must be 1–128 printable ASCII characters", param: "requestId",
+                pointer: "/requestId")
+        }
+    }
+
+    /// `INVALID_FORMAT` at `/idempotencyKey` unless `key` is 1–200 bytes without a NUL (it is
+    /// part of an LMDB key).
+    static func check(idempotencyKey key: String) throws(CampaignError) {
+        guard (1...200).contains(key.utf8.count), !key.utf8.contains(0) else {
+            throw CampaignError(
+                .invalidFormat, "idempotencyKey must be 1–200 bytes", param: "idempotencyKey",
+                pointer: "/idempotencyKey")
+        }
+    }
+
+    /// The expected versions a request may name: what the log's positions and versions can reach.
+    static let expectedVersions = 0...Int(Int64.max >> 11)
+
     /// The request in `document`, whose principal the caller decoded (or found absent) between the
     /// envelope's checks and the command's, where it is checked in the order documented above.
     private static func decode(
         _ document: JSON, requestId: String, principal: () throws(CampaignError) -> Principal?
     ) throws(CampaignError) -> EngineRequest {
         let r = try FieldReader(document, at: "", allowed: envelopeFields)
-        if let given = try r.optionalString("requestId"), !isValidRequestId(given) {
-            throw CampaignError(
-                .invalidFormat, "requestId must be 1–128 printable ASCII characters", param: "requestId",
-                pointer: "/requestId")
-        }
-        var idempotencyKey: String?
-        if let key = try r.optionalString("idempotencyKey") {
-            guard (1...200).contains(key.utf8.count), !key.utf8.contains(0) else {
-                throw CampaignError(
-                    .invalidFormat, "idempotencyKey must be 1–200 bytes", param: "idempotencyKey",
-                    pointer: "/idempotencyKey")
-            }
-            idempotencyKey = key
-        }
-        let expectedVersion = try r.optionalInteger("expectedVersion", in: 0...Int(Int64.max >> 11)).map { UInt64($0) }
+        if let given = try r.optionalString("requestId") { try check(requestId: given) }
+        let idempotencyKey = try r.optionalString("idempotencyKey")
+        if let idempotencyKey { try check(idempotencyKey: idempotencyKey) }
+        let expectedVersion = try r.optionalInteger("expectedVersion", in: expectedVersions).map { UInt64($0) }
         let principal = try principal()
 
         let command = try r.optionalString("command")
@@ -171,6 +182,7 @@ public enum WireFormat {
             requestId: requestId, idempotencyKey: idempotencyKey, expectedVersion: expectedVersion,
             principal: principal, body: body)
         request.wirePayload = wirePayload
+        request.readFromWire = true
         return request
     }
 

@@ -1,0 +1,130 @@
+import CampaignDomain
+
+/// The checks of form that the wire decoder makes while it reads a request, made again for a
+/// request built in Swift, which no decoder read: its typed values say what kind each field is but
+/// not that an id is one. Without them a `contact.upsert` of `ContactInput(contactId: "schema", …)`
+/// would append to the tenant's field definitions, a page of `limit: 0` would list everything,
+/// and an idempotency key too long for an LMDB key would fail as `INTERNAL_ERROR`. Each check throws
+/// the error the decoder throws for the same payload: the same code, message and pointer.
+extension EngineRequest {
+    /// Throws what decoding this request from the wire would have refused, in the decoder's order:
+    /// the request id, the idempotency key and expected version, then the command's or query's fields.
+    func checkForm() throws(CampaignError) {
+        try WireFormat.check(requestId: requestId)
+        if let idempotencyKey { try WireFormat.check(idempotencyKey: idempotencyKey) }
+        if let expectedVersion, expectedVersion > UInt64(WireFormat.expectedVersions.upperBound) {
+            throw CampaignError(
+                .invalidFormat,
+                "expectedVersion must be between 0 and \(WireFormat.expectedVersions.upperBound)",
+                param: "expectedVersion", pointer: "/expectedVersion")
+        }
+        switch body {
+        case let .command(command): try command.checkForm()
+        case let .query(query):
+            if idempotencyKey != nil || expectedVersion != nil {
+                let field = idempotencyKey != nil ? "idempotencyKey" : "expectedVersion"
+                throw CampaignError(
+                    .invalidField, "\(field) applies to commands only", param: field, pointer: "/\(field)")
+            }
+            try query.checkForm()
+        }
+    }
+}
+
+extension Command {
+    /// Throws what ``CommandWire/decode(name:payload:at:)`` refuses in this command's payload: an id
+    /// that is not of its kind (its stream's, then the others it names), an import over its size.
+    func checkForm() throws(CampaignError) {
+        func id(_ value: String, _ key: String, _ prefix: String) throws(CampaignError) {
+            try FieldReader.check(id: value, key: key, prefix: prefix, at: "/payload/" + key)
+        }
+        // A post's targets are read before its id.
+        if case let .post(.create(_, connectionIds, _, _, _, _)) = self {
+            for (index, connectionId) in connectionIds.enumerated() {
+                try CommandWire.checkTarget(connectionId, at: "/payload/connectionIds/\(index)")
+            }
+        }
+        if let route, let prefix = route.aggregate.idPrefix {
+            try id(route.id, route.aggregate.idField, prefix)
+        }
+        switch self {
+        case let .campaign(.create(_, _, _, segmentId?, _, _)), let .campaign(.attachSegment(_, segmentId)):
+            try id(segmentId, "segmentId", "seg")
+        case let .contact(.import(inputs)):
+            try CommandWire.checkImportSize(inputs.count, at: "/payload/contacts")
+            for (index, input) in inputs.enumerated() {
+                try FieldReader.check(
+                    id: input.contactId, key: "contactId", prefix: "ctc",
+                    at: "/payload/contacts/\(index)/contactId")
+            }
+        case let .post(.create(_, _, _, _, _, campaignId?)):
+            try id(campaignId, "campaignId", "cmp")
+        case let .experiment(.create(_, campaignId, _, _)):
+            try id(campaignId, "campaignId", "cmp")
+        case let .experiment(.recordExposure(_, contactId)), let .experiment(.recordConversion(_, contactId)):
+            try id(contactId, "contactId", "ctc")
+        default:
+            break
+        }
+    }
+}
+
+extension AggregateKind {
+    /// The prefix of the aggregate's ids; nil for the schema, whose one stream the engine names.
+    var idPrefix: String? {
+        switch self {
+        case .campaign: return "cmp"
+        case .segment: return "seg"
+        case .schema: return nil
+        case .contact: return "ctc"
+        case .connection: return "con"
+        case .post: return "pst"
+        case .experiment: return "exp"
+        }
+    }
+}
+
+extension Query {
+    /// Throws what ``Query/decode(name:params:at:)`` refuses in these params: an id that is not of
+    /// its kind, a page or preview limit out of range, an `audit.history` filter no log can match.
+    func checkForm() throws(CampaignError) {
+        func id(_ value: String?, _ key: String, _ prefix: String) throws(CampaignError) {
+            guard let value else { return }
+            try FieldReader.check(id: value, key: key, prefix: prefix, at: "/params/" + key)
+        }
+        func limit(_ page: Page) throws(CampaignError) {
+            try FieldReader.check(page.limit, key: "limit", in: Query.pageLimits, at: "/params/limit")
+        }
+        switch self {
+        case let .campaignGet(campaignId): try id(campaignId, "campaignId", "cmp")
+        case let .segmentGet(segmentId): try id(segmentId, "segmentId", "seg")
+        case let .postGet(postId): try id(postId, "postId", "pst")
+        case let .connectionGet(connectionId): try id(connectionId, "connectionId", "con")
+        case let .contactGet(contactId): try id(contactId, "contactId", "ctc")
+        case let .experimentGet(experimentId), let .experimentResults(experimentId):
+            try id(experimentId, "experimentId", "exp")
+        case let .contactList(segmentId, page):
+            try id(segmentId, "segmentId", "seg")
+            try limit(page)
+        case let .segmentMembers(segmentId, page):
+            try id(segmentId, "segmentId", "seg")
+            try limit(page)
+        case let .campaignList(_, _, _, segmentId, page):
+            try limit(page)
+            try id(segmentId, "segmentId", "seg")
+        case let .postList(_, _, _, campaignId, page):
+            try limit(page)
+            try id(campaignId, "campaignId", "cmp")
+        case let .experimentList(_, campaignId, page):
+            try id(campaignId, "campaignId", "cmp")
+            try limit(page)
+        case let .segmentList(_, page), let .connectionList(_, _, page):
+            try limit(page)
+        case let .segmentPreview(_, count):
+            try FieldReader.check(count, key: "limit", in: Query.previewLimits, at: "/params/limit")
+        case let .auditHistory(streamId, actor, _, _, page):
+            try Query.checkHistoryFilters(streamId: streamId, actor: actor, at: "/params")
+            try limit(page)
+        }
+    }
+}

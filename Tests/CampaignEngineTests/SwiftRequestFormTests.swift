@@ -1,0 +1,139 @@
+import CampaignDomain
+import CampaignEngine
+import Foundation
+import Testing
+
+/// A request built in Swift meets the checks of form that the wire decoder makes: typed values say
+/// what kind each field is, not that an id is one, that a page has a size, or that a key fits.
+@Suite struct SwiftRequestFormTests {
+    let editor = Principal(
+        tenant: "acme", subject: "u_1", role: .admin, scopes: Set(Principal.allScopes),
+        expiresAt: Timestamp.parse("2027-01-01T00:00:00Z")!)
+
+    /// The typed request and the wire line that says the same thing answer the same bytes.
+    func expectSameAnswer(
+        _ t: TestEngine, _ typed: EngineRequest, _ wire: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let answer = await t.engine.execute(typed)
+        let sent = await t.send(wire)
+        #expect(answer.status == 400, sourceLocation: sourceLocation)
+        #expect(try JSON.parse(answer.bytes) == sent, sourceLocation: sourceLocation)
+    }
+
+    func command(_ command: Command) -> EngineRequest { .command(command, as: editor, requestId: "r") }
+
+    func wire(_ name: String, _ payload: String) -> String {
+        #"{"requestId":"r","principal":\#(admin()),"command":"\#(name)","payload":\#(payload)}"#
+    }
+
+    @Test func aCommandBuiltInSwiftIsRefusedWhereItsWireFormIsAndWritesNothing() async throws {
+        let t = try TestEngine()
+        let email: JSONObject = ["email": .string("a@b.co")]
+        let cases: [(Command, String, String)] = [
+            // The tenant's field definitions are the stream `acme:schema`: no contact may be written there.
+            (
+                .contact(.upsert(ContactInput(contactId: "schema", attributes: email))), "contact.upsert",
+                #"{"contactId":"schema","attributes":{"email":"a@b.co"}}"#
+            ),
+            (
+                .campaign(.create(campaignId: "nope", name: "Spring", channel: "email")), "campaign.create",
+                #"{"campaignId":"nope","name":"Spring","channel":"email"}"#
+            ),
+            (
+                .campaign(.attachSegment(campaignId: "cmp_1", segmentId: "segment-memberships")),
+                "campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"segment-memberships"}"#
+            ),
+            (
+                .contact(
+                    .import([
+                        ContactInput(contactId: "ctc_1", attributes: email),
+                        ContactInput(contactId: "ctc_1:x", attributes: email),
+                    ])), "contact.import",
+                #"{"contacts":[{"contactId":"ctc_1","attributes":{"email":"a@b.co"}},"#
+                    + #"{"contactId":"ctc_1:x","attributes":{"email":"a@b.co"}}]}"#
+            ),
+            (
+                .post(.create(postId: "pst_1", connectionIds: ["con_1", "acme:con_2"], text: "Hi")), "post.create",
+                #"{"postId":"pst_1","connectionIds":["con_1","acme:con_2"],"text":"Hi"}"#
+            ),
+            (
+                .post(.create(postId: "pst_1", connectionIds: ["con_1"], text: "Hi", campaignId: "cmp_1/2")),
+                "post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hi","campaignId":"cmp_1/2"}"#
+            ),
+            (
+                .experiment(.recordExposure(experimentId: "exp_1", contactId: "")), "experiment.recordExposure",
+                #"{"experimentId":"exp_1","contactId":""}"#
+            ),
+            (
+                .segment(.archive(segmentId: "seg_" + String(repeating: "s", count: 65))), "segment.archive",
+                #"{"segmentId":"seg_\#(String(repeating: "s", count: 65))"}"#
+            ),
+            (.social(.disconnect(connectionId: "con_")), "social.disconnect", #"{"connectionId":"con_"}"#),
+        ]
+        for (typed, name, payload) in cases {
+            try await expectSameAnswer(t, command(typed), wire(name, payload))
+        }
+        let tooMany = (0...ContactCommand.maximumImportSize).map {
+            ContactInput(contactId: "ctc_\($0)", attributes: email)
+        }
+        let refused = await t.engine.execute(command(.contact(.import(tooMany))))
+        #expect(refused.status == 422 && refused.error?.pointer == "/payload/contacts")
+        #expect(try t.engine.eventStore.head().position == 0)
+        // The schema's stream holds field definitions only: the next one is its first event.
+        let defined = await t.command("field.define", #"{"name":"score","type":"number"}"#)
+        #expect(defined.status == 201 && defined.data?["version"]?.integerValue == 1)
+    }
+
+    @Test func aRequestBuiltInSwiftHasTheWiresLimitsOnItsIdKeyVersionAndPages() async throws {
+        let t = try TestEngine()
+        let create = Command.campaign(.create(campaignId: "cmp_1", name: "Spring", channel: "email"))
+        let longId = await t.engine.execute(.command(create, as: editor, requestId: String(repeating: "r", count: 129)))
+        #expect(longId.error?.pointer == "/requestId" && longId.requestId == "unknown")
+        // An LMDB key holds 511 bytes: a longer key was a storage failure (500), not the caller's error.
+        try await expectSameAnswer(
+            t, .command(create, as: editor, requestId: "r", idempotencyKey: String(repeating: "k", count: 600)),
+            #"{"requestId":"r","idempotencyKey":"\#(String(repeating: "k", count: 600))","principal":\#(admin()),"#
+                + #""command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Spring","channel":"email"}}"#)
+        let tooFar = await t.engine.execute(.command(create, as: editor, requestId: "r", expectedVersion: .max))
+        #expect(tooFar.status == 400 && tooFar.error?.pointer == "/expectedVersion")
+
+        func query(_ query: Query) -> EngineRequest { .query(query, as: editor, requestId: "q") }
+        func wire(_ name: String, _ params: String) -> String {
+            #"{"requestId":"q","principal":\#(admin()),"query":"\#(name)","params":\#(params)}"#
+        }
+        let queries: [(Query, String, String)] = [
+            (.campaignGet(campaignId: "schema"), "campaign.get", #"{"campaignId":"schema"}"#),
+            // A page of no size was a page of every item.
+            (.contactList(segmentId: nil, page: .init(limit: 0)), "contact.list", #"{"limit":0}"#),
+            (
+                .campaignList(status: nil, from: nil, to: nil, page: .init(limit: 501)), "campaign.list",
+                #"{"limit":501}"#
+            ),
+            (
+                .segmentMembers(segmentId: "seg_1", page: .init(limit: -1)), "segment.members",
+                #"{"segmentId":"seg_1","limit":-1}"#
+            ),
+            (
+                .segmentPreview(rules: .object([:]), limit: 501), "segment.preview",
+                #"{"rules":{},"limit":501}"#
+            ),
+            (
+                .auditHistory(streamId: "acme:cmp_1/..", actor: nil, from: nil, to: nil, page: .init()),
+                "audit.history", #"{"streamId":"acme:cmp_1/.."}"#
+            ),
+            (
+                .experimentList(status: nil, campaignId: "exp_1", page: .init()), "experiment.list",
+                #"{"campaignId":"exp_1"}"#
+            ),
+        ]
+        for (typed, name, params) in queries {
+            try await expectSameAnswer(t, query(typed), wire(name, params))
+        }
+        let keyed = await t.engine.execute(
+            EngineRequest(
+                requestId: "q", idempotencyKey: "k", principal: editor,
+                body: .query(.campaignGet(campaignId: "cmp_1"))))
+        #expect(keyed.error?.code == .invalidField && keyed.error?.pointer == "/idempotencyKey")
+        #expect(try t.engine.eventStore.head().position == 0)
+    }
+}
