@@ -42,7 +42,7 @@ public enum Query: Sendable, Equatable {
 
     /// A page request: at most `limit` items after the opaque `cursor` of the previous page.
     public struct Page: Sendable, Equatable {
-        /// How many items the page may hold: 1–500, 50 by default (on the wire, out of range is `INVALID_FORMAT`).
+        /// How many items the page may hold: 1–500, 50 by default (out of range is `INVALID_FORMAT`).
         public var limit: Int
         /// The previous page's `nextCursor`.
         public var cursor: String?
