@@ -283,6 +283,7 @@ public struct Fuzzer {
             #"{"requestId":"f24",\#(p),"query":"segment.preview","#
                 + #""params":{"rules":{"all":[{"field":"age","operator":"gte","value":18}]},"limit":5}}"#,
             #"{"requestId":"f25",\#(p),"query":"campaign.list","params":{"segmentId":"seg_1","limit":5}}"#,
+            #"{"requestId":"f26",\#(p),"query":"field.list","params":{}}"#,
         ]
     }
 

@@ -31,6 +31,9 @@ public enum Query: Sendable, Equatable {
     /// `segment.preview` (an addition: how many of the tenant's contacts a rule tree matches now, and
     /// the first `limit` of them in id order, without making a segment).
     case segmentPreview(rules: JSON, limit: Int)
+    /// `field.list` (an addition: the tenant's contact fields, built in and defined, each with its
+    /// type, an enum's values and the rule operators the type takes).
+    case fieldList
     /// `segment.list` (an addition: the tenant's segment catalog, by status, each with its member count).
     case segmentList(status: String?, page: Page)
     /// `connection.list` (an addition: the tenant's social connections, by status and platform).
@@ -59,7 +62,7 @@ public enum Query: Sendable, Equatable {
         "campaign.get", "segment.get", "post.get", "connection.get", "contact.get", "experiment.get",
         "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
-        "experiment.list", "contact.list", "segment.preview",
+        "experiment.list", "contact.list", "segment.preview", "field.list",
     ]
 
     /// The query's wire name, such as `campaign.get` (one of ``names``).
@@ -78,6 +81,7 @@ public enum Query: Sendable, Equatable {
         case .segmentMembers: return "segment.members"
         case .segmentList: return "segment.list"
         case .segmentPreview: return "segment.preview"
+        case .fieldList: return "field.list"
         case .connectionList: return "connection.list"
         case .experimentList: return "experiment.list"
         case .auditHistory: return "audit.history"
@@ -92,6 +96,8 @@ public enum Query: Sendable, Equatable {
         case .postGet, .connectionGet: return Permission(scope: "social:read", minimumRole: .viewer)
         // A preview matches rules of the caller's choosing against contacts' values: reading them.
         case .contactGet, .contactList, .segmentPreview: return Permission(scope: "contacts:read", minimumRole: .viewer)
+        // The contact schema, which `field.define` (`contacts:write`) grows.
+        case .fieldList: return Permission(scope: "contacts:read", minimumRole: .viewer)
         case .experimentGet, .experimentResults: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .campaignList: return Permission(scope: "campaigns:read", minimumRole: .viewer)
         case .postList: return Permission(scope: "social:read", minimumRole: .viewer)
@@ -156,6 +162,9 @@ public enum Query: Sendable, Equatable {
             // `limit` 0 asks for the count alone.
             return .segmentPreview(
                 rules: try r.required("rules"), limit: try r.optionalInteger("limit", in: previewLimits) ?? 50)
+        case "field.list":
+            _ = try FieldReader(params, at: pointer, allowed: [])
+            return .fieldList
         case "connection.list":
             let r = try FieldReader(params, at: pointer, allowed: ["status", "platform", "limit", "cursor"])
             return .connectionList(

@@ -408,6 +408,19 @@ extension CampaignEngine {
             let rule = try SegmentRule.parse(rules, schema: schema, at: "/params/rules", new: true)
             return try await preview(rule, schema: schema, tenant: tenant, limit: limit)
 
+        case .fieldList:
+            let (schema, version) = try loadSchema(tenant)
+            let items = schema.fields.sorted { $0.key < $1.key }.map { name, type in
+                var item: JSONObject = [
+                    "name": .string(name), "type": .string(type.name),
+                    "builtIn": .bool(ContactSchema.builtIn[name] != nil),
+                    "operators": .array(type.operators.map(JSON.string)),
+                ]
+                if case let .enumeration(values) = type { item["values"] = .array(values.map(JSON.string)) }
+                return JSON.object(item)
+            }
+            return .object(["items": .array(items), "version": .number(Double(version))])
+
         case let .connectionList(status, platform, page):
             let statuses = ["connected", "expired", "disconnected"]
             if let status, !statuses.contains(status) { throw Self.statusProblem(statuses) }

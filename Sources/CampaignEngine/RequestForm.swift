@@ -120,6 +120,8 @@ extension Query {
             try limit(page)
         case let .segmentList(_, page), let .connectionList(_, _, page):
             try limit(page)
+        case .fieldList:
+            break
         case let .segmentPreview(_, count):
             try FieldReader.check(count, key: "limit", in: Query.previewLimits, at: "/params/limit")
         case let .auditHistory(streamId, actor, _, _, page):

@@ -172,6 +172,44 @@ import Testing
             ).code == "UNKNOWN_FIELD")
     }
 
+    @Test func theFieldListShowsEachFieldWithItsTypeValuesAndOperators() async throws {
+        let t = try TestEngine()
+        let builtIn = try #require(await t.query("field.list", "{}").data)
+        #expect(builtIn["version"] == .number(0))
+        #expect(builtIn["items"]?.arrayValue?.count == ContactSchema.builtIn.count)
+        _ = await t.command("field.define", #"{"name":"tier","type":"enum","values":["gold","silver"]}"#)
+        _ = await t.command("field.define", #"{"name":"score","type":"number"}"#)
+        let list = try #require(await t.query("field.list", "{}").data)
+        #expect(list["version"] == .number(2))
+        let items = try #require(list["items"]?.arrayValue)
+        let names = items.compactMap { $0["name"]?.stringValue }
+        #expect(names == names.sorted() && names.count == ContactSchema.builtIn.count + 2)
+        let tier = try #require(items.first { $0["name"] == .string("tier") })
+        #expect(tier["type"] == .string("enum") && tier["builtIn"] == .bool(false))
+        #expect(tier["values"] == .array([.string("gold"), .string("silver")]))
+        #expect(tier["operators"] == .array(FieldType.enumeration([]).operators.map(JSON.string)))
+        let signedUp = try #require(items.first { $0["name"] == .string("signed_up_at") })
+        #expect(signedUp["builtIn"] == .bool(true) && signedUp["values"] == nil)
+        #expect(signedUp["operators"]?.arrayValue?.contains(.string("within_last_days")) == true)
+        // Each tenant has its own schema, and the list takes no params.
+        let other = await t.query("field.list", "{}", as: admin("globex"))
+        #expect(other.data?["items"]?.arrayValue?.count == ContactSchema.builtIn.count)
+        #expect(await t.query("field.list", #"{"limit":5}"#).code == "INVALID_FIELD")
+    }
+
+    @Test func aTenantDefinesAtMostFiveHundredFieldsOfItsOwn() throws {
+        var schema = ContactSchema()
+        for n in 0..<(ContactSchema.maximumDefinedFields - 1) { schema.define("field_\(n)", .number) }
+        let context = DecisionContext(now: testStart, tenant: "acme")
+        let last = try TenantSchema.decide(.defineField(name: "last", type: "string"), state: schema, context: context)
+        #expect(last.events.count == 1)
+        schema.define("last", .string)
+        let refused = #expect(throws: CampaignError.self) {
+            try TenantSchema.decide(.defineField(name: "one_more", type: "string"), state: schema, context: context)
+        }
+        #expect(refused?.code == .validationError && refused?.details?.first?.pointer == "")
+    }
+
     @Test func importReportsEachItemAndAnswers207WhenSomeFail() async throws {
         let t = try TestEngine()
         let response = await t.command(

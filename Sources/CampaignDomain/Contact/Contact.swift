@@ -68,6 +68,16 @@ public enum TenantSchema: Aggregate {
             throw CampaignError(
                 .duplicateResource, "field \(name) already exists", param: "name", pointer: "/name")
         }
+        // Every contact command reads the schema: its size is bounded like a rule's or an import's.
+        let defined = schema.fields.count - ContactSchema.builtIn.count
+        guard defined < ContactSchema.maximumDefinedFields else {
+            throw .validation([
+                FieldProblem(
+                    field: "name", pointer: "",
+                    message: "a tenant defines at most \(ContactSchema.maximumDefinedFields) fields of its own, "
+                        + "and this one has \(defined)")
+            ])
+        }
         return Decision(events: [SchemaEvent.fieldDefined(name: name, type: type, values: values).domainEvent])
     }
 

@@ -62,6 +62,9 @@ public struct ContactSchema: Sendable, Equatable {
     /// The schema of a tenant that defined nothing yet.
     public init() { fields = ContactSchema.builtIn }
 
+    /// The most fields a tenant may define beside the built-in ones (`field.define` refuses more).
+    public static let maximumDefinedFields = 500
+
     /// Adds a tenant field of `type`, as `field.defined` does (the command checks the name and clashes first).
     public mutating func define(_ name: String, _ type: FieldType) { fields[name] = type }
 
