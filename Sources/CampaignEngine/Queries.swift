@@ -80,54 +80,67 @@ extension CampaignEngine {
     /// `segment.preview`'s answer: how many of the tenant's contacts (those not erased, as the
     /// segments projection knows them) `rule` matches at the engine clock's time, and the first
     /// `limit` of them in id order. Each contact is evaluated as the projection evaluates a member:
-    /// with the stored values its rule reads (none for a contact without stored values).
+    /// with the stored values its rule reads (none for a contact without stored values). The
+    /// contacts are read in slices of ``previewSlice``, each in its own read transaction, and the
+    /// task yields between slices: a tenant's million contacts take a second of CPU, which other
+    /// requests share the pool with instead of waiting behind.
     func preview(_ rule: SegmentRule, schema: ContactSchema, tenant: String, limit: Int) async throws -> JSON {
         let selection = PersonalData.selection(rule.fields)
         let matcher = SelectionMatcher(SegmentMatcher(rule, schema: schema), selection: selection)
         let now = currentTime
         try await projections.catchUpOnWriter("segments")
-        return try store.read { txn in
-            let prefix = Key.prefix(["c", tenant])
-            var known = [[UInt8]]()
-            try projections.read("segments", in: txn) { reader in
-                try reader.scan(prefix) { key, _ in
-                    known.append(Array(key.dropFirst(prefix.count)))
-                    return true
+        let prefix = Key.prefix(["c", tenant])
+        var count = 0
+        var sample = [JSON]()
+        var after: [UInt8]?
+        repeat {
+            if after != nil { await Task.yield() }
+            after = try store.read { txn -> [UInt8]? in
+                var known = [[UInt8]]()
+                try projections.read("segments", in: txn) { reader in
+                    try reader.scan(prefix, after: after.map { prefix + $0 }) { key, _ in
+                        known.append(Array(key.dropFirst(prefix.count)))
+                        return known.count < Self.previewSlice
+                    }
                 }
-            }
-            var values = [JSON?](repeating: nil, count: selection.names.count)
-            var count = 0
-            var sample = [JSON]()
-            func evaluate(_ contact: [UInt8], stored: UnsafeRawBufferPointer?) {
-                if let stored {
-                    JSON.members(selection, in: stored, into: &values)
-                } else {
-                    for slot in values.indices { values[slot] = nil }
+                guard let first = known.first else { return nil }
+                var values = [JSON?](repeating: nil, count: selection.names.count)
+                func evaluate(_ contact: [UInt8], stored: UnsafeRawBufferPointer?) {
+                    if let stored {
+                        JSON.members(selection, in: stored, into: &values)
+                    } else {
+                        for slot in values.indices { values[slot] = nil }
+                    }
+                    guard matcher.matches(values, now: now) else { return }
+                    count += 1
+                    if sample.count < limit { sample.append(.string(String(decoding: contact, as: UTF8.self))) }
                 }
-                guard matcher.matches(values, now: now) else { return }
-                count += 1
-                if sample.count < limit { sample.append(.string(String(decoding: contact, as: UTF8.self))) }
-            }
-            // The stored values in id order beside the known contacts (also in id order), as the
-            // segments rebuild walks them: stored values of no known contact are passed over.
-            var next = 0
-            try txn.forEachEntry(in: tables.personalData, withPrefix: Key.prefix([tenant])) { id, stored in
-                while next < known.count {
-                    let order = known[next].withUnsafeBytes { ByteOrder.compare($0, id) }
-                    if order > 0 { break }
-                    evaluate(known[next], stored: order == 0 ? stored : nil)
-                    next += 1
-                    if order == 0 { break }
+                // The stored values in id order beside the slice's known contacts (also in id order),
+                // as the segments rebuild walks them: stored values of no known contact are passed over.
+                var next = 0
+                try txn.forEachEntry(in: tables.personalData, withPrefix: Key.prefix([tenant]), from: first) {
+                    id, stored in
+                    while next < known.count {
+                        let order = known[next].withUnsafeBytes { ByteOrder.compare($0, id) }
+                        if order > 0 { break }
+                        evaluate(known[next], stored: order == 0 ? stored : nil)
+                        next += 1
+                        if order == 0 { break }
+                    }
+                    return next < known.count
                 }
-                return next < known.count
+                for contact in known[next...] { evaluate(contact, stored: nil) }
+                return known.count < Self.previewSlice ? nil : known.last
             }
-            for contact in known[next...] { evaluate(contact, stored: nil) }
-            return .object([
-                "count": .number(Double(count)), "contactIds": .array(sample),
-                "evaluatedAt": .string(Timestamp.format(now)),
-            ])
-        }
+        } while after != nil
+        return .object([
+            "count": .number(Double(count)), "contactIds": .array(sample),
+            "evaluatedAt": .string(Timestamp.format(now)),
+        ])
     }
+
+    /// How many contacts `segment.preview` reads in one read transaction before it yields.
+    static let previewSlice = 4_096
 
     /// A list's `status` filter that names no status: `VALIDATION_ERROR` listing those it may name.
     static func statusProblem(_ statuses: [String]) -> CampaignError {

@@ -260,15 +260,16 @@ public class ReadTransaction {
         }
     }
 
-    /// Visits the entries of `table` whose keys begin with `prefix`, in key order, while `body`
-    /// returns true, lending each key (without the prefix) and value in place: the bytes are valid
-    /// only during the call, and no array is made for them.
+    /// Visits the entries of `table` whose keys begin with `prefix`, in key order (from the first
+    /// key at or after `prefix ‖ start` when given), while `body` returns true, lending each key
+    /// (without the prefix) and value in place: the bytes are valid only during the call, and no
+    /// array is made for them.
     public func forEachEntry(
-        in table: Table, withPrefix prefix: [UInt8],
+        in table: Table, withPrefix prefix: [UInt8], from start: [UInt8] = [],
         _ body: (_ rest: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         try txn.withCursor(try dbi(table)) { cursor in
-            var entry = try cursor.seek(atLeast: prefix)
+            var entry = try cursor.seek(atLeast: prefix + start)
             while let current = entry, current.key.starts(with: prefix) {
                 guard try body(UnsafeRawBufferPointer(rebasing: current.key[prefix.count...]), current.value) else {
                     return

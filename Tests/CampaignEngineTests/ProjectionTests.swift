@@ -418,6 +418,38 @@ import Testing
         #expect(empty.data?["count"]?.integerValue == 0)
     }
 
+    @Test func aPreviewOfMoreContactsThanASliceCountsEachOnce() async throws {
+        let t = try TestEngine()
+        let total = 9_000  // more than two of the preview's slices of 4,096
+        let items = (0..<total).map { n in
+            let country = n % 3 == 0 ? "FR" : "DE"
+            return #"{"contactId":"ctc_\#(String(format: "%05d", n))","attributes":{"age":\#(n % 100),"#
+                + #""country":"\#(country)"}}"#
+        }
+        try #require(
+            await t.command("contact.import", #"{"contacts":[\#(items.joined(separator: ","))]}"#).status == 201)
+        // Erased on either side of the first slice's end (the 4,096th contact is ctc_04095).
+        let erased = [4_094, 4_095, 4_096, 8_193]
+        for n in erased {
+            let id = String(format: "%05d", n)
+            try #require(await t.command("contact.erase", #"{"contactId":"ctc_\#(id)"}"#).status == 201)
+        }
+        let french = #"{"all":[{"field":"country","operator":"eq","value":"FR"}]}"#
+        let preview = await t.query("segment.preview", #"{"rules":\#(french),"limit":500}"#)
+        let expected = (0..<total).filter { $0 % 3 == 0 && !erased.contains($0) }
+        #expect(preview.data?["count"]?.integerValue == expected.count, "\(preview)")
+        let ids = preview.data?["contactIds"]?.arrayValue?.compactMap(\.stringValue)
+        #expect(ids == expected.prefix(500).map { "ctc_" + String(format: "%05d", $0) })
+        let thirties = #"{"all":[{"field":"age","operator":"between","value":[30,39]}]}"#
+        let counted = await t.query("segment.preview", #"{"rules":\#(thirties),"limit":0}"#)
+        try #require(
+            await t.command("segment.create", #"{"segmentId":"seg_30","name":"30s","rules":\#(thirties)}"#).status
+                == 201)
+        let members = await t.query("segment.get", #"{"segmentId":"seg_30"}"#).data?["memberCount"]?.integerValue
+        let thirtySomethings = (0..<total).filter { (30...39).contains($0 % 100) && !erased.contains($0) }
+        #expect(counted.data?["count"]?.integerValue == members && members == thirtySomethings.count)
+    }
+
     @Test func segmentMembershipFollowsContactsAndRules() async throws {
         let t = try TestEngine()
         _ = await t.command(
