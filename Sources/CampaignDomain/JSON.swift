@@ -73,6 +73,30 @@ public enum JSON: Sendable, Equatable {
         case .object: return "object"
         }
     }
+
+    /// Whether arrays and objects nest more than `levels` deep in this value, the value itself
+    /// being level 1 when it is one. Walked without recursion, and never below level `levels` + 1,
+    /// so a value built deeper than a thread's stack could encode is judged at little cost.
+    public func nests(deeperThan levels: Int) -> Bool {
+        switch self {
+        case .array, .object: break
+        default: return false
+        }
+        var pending: [(value: JSON, level: Int)] = [(self, 1)]
+        while let (value, level) = pending.popLast() {
+            switch value {
+            case let .array(items):
+                guard level <= levels else { return true }
+                pending += items.lazy.map { ($0, level + 1) }
+            case let .object(members):
+                guard level <= levels else { return true }
+                pending += members.lazy.map { ($0.value, level + 1) }
+            default:
+                break
+            }
+        }
+        return false
+    }
 }
 
 // MARK: - Writing

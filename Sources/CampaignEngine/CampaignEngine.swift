@@ -220,11 +220,11 @@ public final class CampaignEngine: Sendable {
 
     /// Executes a typed request. Never throws: every failure is a response with a catalogue code.
     /// A request built in Swift is first checked as the wire decoder checks one (its ids of their
-    /// kind, its page sizes, its request id and idempotency key), with the same errors.
+    /// kind, its page sizes, its request id and idempotency key, the nesting of its JSON values).
     public func execute(_ request: EngineRequest) async -> EngineResponse {
         if !request.readFromWire {
             do {
-                try request.checkForm()
+                try request.checkForm(limits: configuration.jsonLimits)
             } catch {
                 // As on the wire, a request id that is not one is not echoed.
                 let echoed =

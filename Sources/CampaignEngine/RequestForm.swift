@@ -4,12 +4,16 @@ import CampaignDomain
 /// request built in Swift, which no decoder read: its typed values say what kind each field is but
 /// not that an id is one. Without them a `contact.upsert` of `ContactInput(contactId: "schema", …)`
 /// would append to the tenant's field definitions, a page of `limit: 0` would list everything,
-/// and an idempotency key too long for an LMDB key would fail as `INTERNAL_ERROR`. Each check throws
-/// the error the decoder throws for the same payload: the same code, message and pointer.
+/// an idempotency key too long for an LMDB key would fail as `INTERNAL_ERROR`, and a rule tree
+/// nested deeper than a thread's stack can encode would crash the process. Each check throws the
+/// error the decoder throws for the same payload: the same code, message and pointer, except for
+/// nesting, which the parser finds at a byte and a typed value has none: its error names the value.
 extension EngineRequest {
     /// Throws what decoding this request from the wire would have refused, in the decoder's order:
-    /// the request id, the idempotency key and expected version, then the command's or query's fields.
-    func checkForm() throws(CampaignError) {
+    /// the request id, the idempotency key and expected version, then the command's or query's fields
+    /// (`limits`: the engine's, whose nesting depth the JSON values a request carries must keep).
+    func checkForm(limits: JSONLimits) throws(CampaignError) {
+        try checkNesting(limits.maximumDepth)
         try WireFormat.check(requestId: requestId)
         if let idempotencyKey { try WireFormat.check(idempotencyKey: idempotencyKey) }
         if let expectedVersion, expectedVersion > UInt64(WireFormat.expectedVersions.upperBound) {
@@ -27,6 +31,36 @@ extension EngineRequest {
                     .invalidField, "\(field) applies to commands only", param: field, pointer: "/\(field)")
             }
             try query.checkForm()
+        }
+    }
+
+    /// `INVALID_FORMAT` for a JSON value of the request (rules, contact attributes) that nests
+    /// deeper than `levels` counted from the request's document, as the parser counts them.
+    func checkNesting(_ levels: Int) throws(CampaignError) {
+        // `outer`: the levels around the value in a wire request (the document, the payload …).
+        func check(_ value: JSON, outer: Int, at pointer: @autoclosure () -> String) throws(CampaignError) {
+            guard value.nests(deeperThan: levels - outer) else { return }
+            throw CampaignError(
+                .invalidFormat, "\(pointer()) nests deeper than the \(levels) levels a request may have",
+                pointer: pointer())
+        }
+        switch body {
+        case let .command(.segment(.create(_, _, rules))), let .command(.segment(.update(_, _, rules?))):
+            try check(rules, outer: 2, at: "/payload/rules")
+        case let .command(.contact(.upsert(input))):
+            for (key, value) in input.attributes {
+                try check(value, outer: 3, at: JSONPointer.appending("/payload/attributes", key))
+            }
+        case let .command(.contact(.import(inputs))):
+            for (index, input) in inputs.enumerated() {
+                for (key, value) in input.attributes {
+                    try check(value, outer: 5, at: JSONPointer.appending("/payload/contacts/\(index)/attributes", key))
+                }
+            }
+        case let .query(.segmentPreview(rules, _)):
+            try check(rules, outer: 2, at: "/params/rules")
+        default:
+            break
         }
     }
 }

@@ -84,6 +84,44 @@ import Testing
         #expect(defined.status == 201 && defined.data?["version"]?.integerValue == 1)
     }
 
+    @Test func aRuleTreeOrAnAttributeNestsNoDeeperInSwiftThanOnTheWire() async throws {
+        let t = try TestEngine()
+        /// Rules `levels` deep (a group of arrays in arrays …), as a value and as wire text.
+        func rules(_ levels: Int) -> (JSON, String) {
+            var value = JSON.array([])
+            var text = "[]"
+            for _ in 2..<levels {
+                value = .array([value])
+                text = "[\(text)]"
+            }
+            return (.object(["all": value]), #"{"all":\#(text)}"#)
+        }
+        // A request's document and its payload are two of the 32 levels: rules may take 30 (and are
+        // then refused for their groups), not 31.
+        for (levels, code) in [(30, "INVALID_SEGMENT_RULE"), (31, "INVALID_FORMAT")] {
+            let (value, text) = rules(levels)
+            let typed = await t.engine.execute(
+                command(.segment(.create(segmentId: "seg_1", name: "Deep", rules: value))))
+            let sent = await t.send(wire("segment.create", #"{"segmentId":"seg_1","name":"Deep","rules":\#(text)}"#))
+            #expect(typed.error?.code.rawValue == code && sent.code == code, "\(levels)")
+        }
+        // Deeper than a thread of the pool could encode for the idempotency fingerprint: refused before.
+        let (deep, _) = rules(10_000)
+        let keyed = await t.engine.execute(
+            .command(
+                .segment(.create(segmentId: "seg_1", name: "Deep", rules: deep)), as: editor, requestId: "r",
+                idempotencyKey: "k"))
+        #expect(keyed.error?.code == .invalidFormat && keyed.error?.pointer == "/payload/rules")
+        let preview = await t.engine.execute(.query(.segmentPreview(rules: deep, limit: 5), as: editor, requestId: "q"))
+        #expect(preview.error?.pointer == "/params/rules")
+        let attribute = ContactInput(contactId: "ctc_1", attributes: ["tags": deep])
+        let upsert = await t.engine.execute(command(.contact(.upsert(attribute))))
+        #expect(upsert.error?.code == .invalidFormat && upsert.error?.pointer == "/payload/attributes/tags")
+        let imported = await t.engine.execute(command(.contact(.import([attribute]))))
+        #expect(imported.error?.pointer == "/payload/contacts/0/attributes/tags")
+        #expect(try t.engine.eventStore.head().position == 0)
+    }
+
     @Test func aRequestBuiltInSwiftHasTheWiresLimitsOnItsIdKeyVersionAndPages() async throws {
         let t = try TestEngine()
         let create = Command.campaign(.create(campaignId: "cmp_1", name: "Spring", channel: "email"))
