@@ -10,8 +10,9 @@ import CampaignDomain
 /// nesting, which the parser finds at a byte and a typed value has none: its error names the value.
 extension EngineRequest {
     /// Throws what decoding this request from the wire would have refused, in the decoder's order:
-    /// the request id, the idempotency key and expected version, then the command's or query's fields
-    /// (`limits`: the engine's, whose nesting depth the JSON values a request carries must keep).
+    /// the nesting of its JSON values (which the parser meets before anything is decoded), the request
+    /// id, the idempotency key and expected version, then the command's or query's fields (`limits`:
+    /// the engine's, whose nesting depth the JSON values a request carries must keep).
     func checkForm(limits: JSONLimits) throws(CampaignError) {
         try checkNesting(limits.maximumDepth)
         try WireFormat.check(requestId: requestId)
