@@ -355,8 +355,9 @@ extension CampaignEngine {
     }
 
     /// An import validates each contact on its own: valid ones are written together (one
-    /// transaction), invalid ones are reported with their index and pointer, and the answer is
-    /// 207 when any failed. A contact listed twice is merged in order.
+    /// transaction), invalid ones (an item the wire could not read, an id that is none, values the
+    /// checks refuse) are reported with their index and pointer, and the answer is 207 when any
+    /// failed. A contact listed twice is merged in order.
     private func planImport(_ inputs: [ContactInput], tenant: String, now: Date, requestId: String) throws -> Plan? {
         guard !inputs.isEmpty else {
             throw CampaignError.validation([
@@ -379,6 +380,19 @@ extension CampaignEngine {
         let salts = CampaignEngine.salts(inputs.count)
         for (index, input) in inputs.enumerated() {
             let pointer = "/payload/contacts/\(index)"
+            // An item the wire could not read, or one built in Swift whose id is none.
+            if let refusal = input.refusal
+                ?? FieldReader.idError(input.contactId, key: "contactId", prefix: "ctc", at: pointer + "/contactId")
+            {
+                failed += 1
+                var result: JSONObject = [
+                    "index": .number(Double(index)), "status": .number(Double(refusal.httpStatus)),
+                    "error": refusal.body(requestId: requestId),
+                ]
+                if !input.contactId.isEmpty { result["contactId"] = .string(input.contactId) }
+                results.append(.object(result))
+                continue
+            }
             var entry: Pending
             if let existing = pending[input.contactId] {
                 entry = existing

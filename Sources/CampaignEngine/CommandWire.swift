@@ -121,8 +121,14 @@ public enum CommandWire {
             try checkImportSize(items.count, at: r.pointer("contacts"))
             var contacts = [ContactInput]()
             contacts.reserveCapacity(items.count)
+            // An item that cannot be read is reported at its index, like one the checks refuse.
             for (index, item) in items.enumerated() {
-                contacts.append(try contactInput(item, at: FieldReader.pointer(r.pointer("contacts"), index)))
+                do {
+                    contacts.append(try contactInput(item, at: FieldReader.pointer(r.pointer("contacts"), index)))
+                } catch {
+                    contacts.append(
+                        ContactInput(contactId: item["contactId"]?.stringValue ?? "", attributes: [:], refusal: error))
+                }
             }
             return .import(contacts)
         case "erase":

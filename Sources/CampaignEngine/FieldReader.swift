@@ -168,11 +168,17 @@ public struct FieldReader {
 
     /// `INVALID_FORMAT` at `pointer` unless `text` is an id with `prefix` (``Identifier/isValid(_:prefix:)``).
     static func check(id text: String, key: String, prefix: String, at pointer: String) throws(CampaignError) {
+        if let error = idError(text, key: key, prefix: prefix, at: pointer) { throw error }
+    }
+
+    /// The error ``check(id:key:prefix:at:)`` throws for `text`, or nil when it is an id with `prefix`.
+    static func idError(_ text: String, key: String, prefix: String, at pointer: String) -> CampaignError? {
         guard Identifier.isValid(text, prefix: prefix) else {
-            throw CampaignError(
+            return CampaignError(
                 .invalidFormat, "\(key) must look like \(prefix)_ followed by 1–64 letters, digits, _ or -",
                 param: key, pointer: pointer)
         }
+        return nil
     }
 
     /// An optional id with the given prefix.

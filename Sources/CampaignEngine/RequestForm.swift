@@ -86,12 +86,8 @@ extension Command {
         case let .campaign(.create(_, _, _, segmentId?, _, _)), let .campaign(.attachSegment(_, segmentId)):
             try id(segmentId, "segmentId", "seg")
         case let .contact(.import(inputs)):
+            // Each item's id is checked by the import, which reports a bad one at its index.
             try CommandWire.checkImportSize(inputs.count, at: "/payload/contacts")
-            for (index, input) in inputs.enumerated() {
-                try FieldReader.check(
-                    id: input.contactId, key: "contactId", prefix: "ctc",
-                    at: "/payload/contacts/\(index)/contactId")
-            }
         case let .post(.create(_, _, _, _, _, campaignId?)):
             try id(campaignId, "campaignId", "cmp")
         case let .experiment(.create(_, campaignId, _, _)):

@@ -232,6 +232,38 @@ import Testing
         #expect(response.data?["failed"]?.integerValue == 1 && response.data?["succeeded"]?.integerValue == 3)
         #expect(try t.engine.eventStore.streamVersion("acme:ctc_a") == 2)
         #expect(try t.engine.eventStore.streamVersion("acme:ctc_b") == 0)
+        // An item that cannot be read is reported at its index too, with the code a lone upsert
+        // would get, and the readable ones are written.
+        let unreadable = await t.command(
+            "contact.import",
+            #"""
+            {"contacts":[
+              42,
+              {"contactId":"ctc_e f","attributes":{"age":1}},
+              {"attributes":{"age":1}},
+              {"contactId":"ctc_g","attributes":{"age":1},"note":"x"},
+              {"contactId":"ctc_h","attributes":[1]},
+              {"contactId":"ctc_i","attributes":{"age":7}}
+            ]}
+            """#)
+        #expect(unreadable.status == 207)
+        let items = unreadable.data?["results"]?.arrayValue ?? []
+        #expect(items.compactMap { $0["status"]?.integerValue } == [400, 400, 400, 400, 400, 201])
+        #expect(
+            items.compactMap { $0["error"]?["code"]?.stringValue }
+                == ["INVALID_FORMAT", "INVALID_FORMAT", "MISSING_FIELD", "INVALID_FIELD", "INVALID_FORMAT"])
+        #expect(
+            items.compactMap { $0["error"]?["pointer"]?.stringValue }
+                == [
+                    "/payload/contacts/0", "/payload/contacts/1/contactId", "/payload/contacts/2/contactId",
+                    "/payload/contacts/3/note", "/payload/contacts/4/attributes",
+                ])
+        #expect(items[1]["contactId"] == .string("ctc_e f") && items[2]["contactId"] == nil)
+        #expect(unreadable.data?["failed"]?.integerValue == 5 && unreadable.data?["succeeded"]?.integerValue == 1)
+        #expect(try t.engine.eventStore.streamVersion("acme:ctc_i") == 1)
+        #expect(try t.engine.eventStore.streamVersion("acme:ctc_g") == 0)
+        // The import's own form is still refused whole.
+        #expect(await t.command("contact.import", #"{"contacts":[],"note":1}"#).code == "INVALID_FIELD")
         let allGood = await t.command("contact.import", #"{"contacts":[{"contactId":"ctc_d","attributes":{"age":1}}]}"#)
         #expect(allGood.status == 201)
     }

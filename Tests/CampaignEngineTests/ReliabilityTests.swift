@@ -298,7 +298,9 @@ import Testing
         ]
         for line in smuggled {
             let response = await t.send(line)
-            #expect(response.code == "INVALID_FIELD", "\(response)")
+            // An import reports the item with the unknown member at its index and writes nothing of it.
+            let item = response.data?["results"]?.arrayValue?.first?["error"]?["code"]?.stringValue
+            #expect((response.code ?? item) == "INVALID_FIELD", "\(response)")
         }
         // A token where a reference belongs is refused by validation, also never stored.
         let asReference = await t.command(

@@ -35,10 +35,15 @@ public struct ContactInput: Sendable, Equatable {
     public var contactId: String
     /// Attribute values; null removes an attribute.
     public var attributes: JSONObject
+    /// Why an item of an import could not be read (not an object, an id that is none, attributes
+    /// that are not an object …), or nil: an import reports it at the item's index, as it reports an
+    /// item its checks refuse, and goes on with the others.
+    public var refusal: CampaignError?
 
-    /// Creates an input.
-    public init(contactId: String, attributes: JSONObject) {
+    /// Creates an input; `refusal` for an import's item that could not be read.
+    public init(contactId: String, attributes: JSONObject, refusal: CampaignError? = nil) {
         self.contactId = contactId
         self.attributes = attributes
+        self.refusal = refusal
     }
 }
