@@ -157,32 +157,46 @@ extension CampaignEngine {
     func connectionPage(
         _ tenant: String, _ page: Query.Page, context: [UInt8], _ select: (ConnectionState) -> JSON?
     ) throws -> JSON {
-        let streamPrefix = CampaignEngine.streamId(tenant, "")
-        let prefix = streamPrefix + "con_"
-        var after = try page.cursor.map { cursor throws(CampaignError) in
-            prefix + String(decoding: try cursors.decode(cursor, context: context), as: UTF8.self)
-        }
+        let prefix = CampaignEngine.streamId(tenant, "con_")
         var items = [JSON]()
         var last: String?
         var more = false
-        reading: while true {
-            let streams = try store.read { try $0.streamIds(withPrefix: prefix, after: after, limit: 256) }
-            // Each read starts strictly after the last: a store that answered otherwise would loop here.
-            guard let end = streams.last, end != after else { break }
-            for stream in streams {
-                if items.count == page.limit {
-                    more = true
-                    break reading
-                }
-                last = stream
-                let id = String(decoding: stream.utf8.dropFirst(streamPrefix.utf8.count), as: UTF8.self)
-                if let state = try loadConnection(tenant, id).0, let item = select(state) { items.append(item) }
+        let after = try page.cursor.map { cursor throws(CampaignError) in
+            prefix + String(decoding: try cursors.decode(cursor, context: context), as: UTF8.self)
+        }
+        try forEachConnection(tenant, after: after) { stream, state in
+            if items.count == page.limit {
+                more = true
+                return false
             }
-            after = end
+            last = stream
+            if let state, let item = select(state) { items.append(item) }
+            return true
         }
         let next =
             more ? last.map { cursors.encode(Array($0.utf8.dropFirst(prefix.utf8.count)), context: context) } : nil
         return Self.listData(items, next)
+    }
+
+    /// Visits the tenant's social connections in the byte order of their streams, after the stream
+    /// `after` when given, with each one's state (nil for a stream that folds to none), while `body`
+    /// returns true.
+    func forEachConnection(
+        _ tenant: String, after start: String? = nil, _ body: (_ stream: String, ConnectionState?) throws -> Bool
+    ) throws {
+        let streamPrefix = CampaignEngine.streamId(tenant, "")
+        let prefix = streamPrefix + "con_"
+        var after = start
+        while true {
+            let streams = try store.read { try $0.streamIds(withPrefix: prefix, after: after, limit: 256) }
+            // Each read starts strictly after the last: a store that answered otherwise would loop here.
+            guard let end = streams.last, end != after else { return }
+            for stream in streams {
+                let id = String(decoding: stream.utf8.dropFirst(streamPrefix.utf8.count), as: UTF8.self)
+                guard try body(stream, try loadConnection(tenant, id).0) else { return }
+            }
+            after = end
+        }
     }
 
     static func listData(_ items: [JSON], _ next: String?, _ extra: JSONObject = [:]) -> JSON {
@@ -445,12 +459,23 @@ extension CampaignEngine {
                 ])
             }
             let now = currentTime
-            return try connectionPage(
+            let listed = try connectionPage(
                 tenant, page, context: CursorCodec.context(tenant, query.name, [status, platform])
             ) { state in
                 (status.map { state.status(at: now) == $0 } ?? true) && (platform.map { state.platform == $0 } ?? true)
                     ? state.json(at: now) : nil
             }
+            // A connection's status moves with the clock (it expires), so no projection keeps these
+            // counts: they are the tenant's connections read now, whatever the filters.
+            var tally = Dictionary(uniqueKeysWithValues: statuses.map { ($0, 0) })
+            try forEachConnection(tenant) { _, state in
+                if let state { tally[state.status(at: now), default: 0] += 1 }
+                return true
+            }
+            guard case var .object(members) = listed else { return listed }
+            members["counts"] = .object(
+                JSONObject(uniqueKeysWithValues: tally.map { ($0.key, .number(Double($0.value))) }))
+            return .object(members)
 
         case let .experimentList(status, campaignId, page):
             if let status, ExperimentStatus(rawValue: status) == nil {

@@ -228,9 +228,16 @@ import Testing
         #expect(await ids("connection.list", #"{"platform":"x"}"#, key: "connectionId") == ["con_x"])
         #expect(await ids("connection.list", #"{"status":"disconnected"}"#, key: "connectionId") == ["con_l"])
         #expect(await ids("connection.list", key: "connectionId", as: admin("globex")) == ["con_b"])
+        // The tenant's connections by status at the engine clock, whatever the filters.
+        let connectionCounts = await t.query("connection.list", #"{"platform":"x"}"#).data?["counts"]
+        #expect(connectionCounts == (try JSON.parse(#"{"connected":2,"disconnected":1,"expired":0}"#)))
         // Expired as the clock moves: con_m expires at 2026-11-22T00:00:00Z.
         try await t.engine.tick(now: Timestamp.parse("2026-11-23T00:00:00Z")!)
         #expect(await ids("connection.list", #"{"status":"expired"}"#, key: "connectionId") == ["con_m"])
+        let later = await t.query("connection.list", #"{"limit":1}"#).data?["counts"]
+        #expect(later == (try JSON.parse(#"{"connected":1,"disconnected":1,"expired":1}"#)))
+        let globexCounts = await t.query("connection.list", "{}", as: admin("globex")).data?["counts"]
+        #expect(globexCounts == (try JSON.parse(#"{"connected":1,"disconnected":0,"expired":0}"#)))
         let first = await t.query("connection.list", #"{"limit":2}"#)
         let cursor = first.data?["nextCursor"]?.stringValue ?? ""
         #expect(first.data?["items"]?.arrayValue?.count == 2 && !cursor.isEmpty)
