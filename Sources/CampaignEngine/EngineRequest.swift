@@ -240,7 +240,7 @@ public struct EngineRequest: Sendable {
     /// fingerprints hash its canonical bytes, not the decoded command, whose made-up ids differ per try.
     var wirePayload: JSON?
     /// Whether the wire decoder made this request, and so checked its form while reading it; a
-    /// request built in Swift is checked by ``checkForm()`` before it is authorised.
+    /// request built in Swift is checked by ``checkForm(limits:)`` before it is authorised.
     var readFromWire = false
 
     /// A request `requestId` from `principal`; `idempotencyKey` and `expectedVersion` apply to commands only.
