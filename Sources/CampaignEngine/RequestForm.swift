@@ -11,8 +11,9 @@ import CampaignDomain
 extension EngineRequest {
     /// Throws what decoding this request from the wire would have refused, in the decoder's order:
     /// the nesting of its JSON values (which the parser meets before anything is decoded), the request
-    /// id, the idempotency key and expected version, then the command's or query's fields (`limits`:
-    /// the engine's, whose nesting depth the JSON values a request carries must keep).
+    /// id, the idempotency key and expected version, the principal's scopes, then the command's or
+    /// query's fields (`limits`: the engine's, whose nesting depth the JSON values a request carries
+    /// must keep).
     func checkForm(limits: JSONLimits) throws(CampaignError) {
         try checkNesting(limits.maximumDepth)
         try WireFormat.check(requestId: requestId)
@@ -23,6 +24,8 @@ extension EngineRequest {
                 "expectedVersion must be between 0 and \(WireFormat.expectedVersions.upperBound)",
                 param: "expectedVersion", pointer: "/expectedVersion")
         }
+        // A principal's scopes are a set here: the first unknown one in byte order is named.
+        for scope in principal?.scopes.sorted() ?? [] { try WireFormat.check(scope: scope, at: "/principal/scopes") }
         switch body {
         case let .command(command): try command.checkForm()
         case let .query(query):

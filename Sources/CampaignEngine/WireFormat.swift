@@ -130,6 +130,15 @@ public enum WireFormat {
         }
     }
 
+    /// `INVALID_FORMAT` at `pointer` unless `scope` is one of ``Principal/allScopes``.
+    static func check(scope: String, at pointer: String) throws(CampaignError) {
+        guard Principal.allScopes.contains(scope) else {
+            throw CampaignError(
+                .invalidFormat, "unknown scope; scopes are \(Principal.allScopes.sorted().joined(separator: ", "))",
+                param: "scopes", pointer: pointer)
+        }
+    }
+
     /// The expected versions a request may name: what the log's positions and versions can reach.
     static let expectedVersions = 0...Int(Int64.max >> 11)
 
@@ -200,11 +209,8 @@ public enum WireFormat {
         }
         var scopes = Set<String>()
         for (index, item) in try r.array("scopes").enumerated() {
-            guard let scope = item.stringValue, Principal.allScopes.contains(scope) else {
-                throw CampaignError(
-                    .invalidFormat, "unknown scope; scopes are \(Principal.allScopes.sorted().joined(separator: ", "))",
-                    param: "scopes", pointer: "/principal/scopes/\(index)")
-            }
+            let scope = item.stringValue ?? ""
+            try check(scope: scope, at: "/principal/scopes/\(index)")
             scopes.insert(scope)
         }
         return Principal(

@@ -138,6 +138,15 @@ import Testing
                 + #""command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Spring","channel":"email"}}"#)
         let tooFar = await t.engine.execute(.command(create, as: editor, requestId: "r", expectedVersion: .max))
         #expect(tooFar.status == 400 && tooFar.error?.pointer == "/expectedVersion")
+        // A scope no engine grants is a typo on either path, even beside the scope the command needs.
+        var typo = editor
+        typo.scopes.insert("campaign:write")
+        let mistyped = await t.engine.execute(.command(create, as: typo, requestId: "r"))
+        #expect(mistyped.error?.code == .invalidFormat && mistyped.error?.pointer == "/principal/scopes")
+        let sentTypo = await t.send(
+            #"{"requestId":"r","principal":\#(principal(scopes: allScopes + ["campaign:write"])),"#
+                + #""command":"campaign.create","payload":{"campaignId":"cmp_1","name":"Spring","channel":"email"}}"#)
+        #expect(sentTypo.code == "INVALID_FORMAT" && sentTypo["error"]?["message"] == .string(mistyped.error!.message))
 
         func query(_ query: Query) -> EngineRequest { .query(query, as: editor, requestId: "q") }
         func wire(_ name: String, _ params: String) -> String {
