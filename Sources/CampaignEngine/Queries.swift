@@ -153,50 +153,44 @@ extension CampaignEngine {
 
     /// A page of the tenant's social connections, in the byte order of their ids, as the stream
     /// index lists their streams: up to `page.limit` that `select` turns into an item, after the
-    /// cursor. The cursor holds the last id read, sealed and bound to `context`.
+    /// cursor, which holds the last id read, sealed and bound to `context`. Every connection of the
+    /// tenant is read once, before the cursor and after the page too, and handed to `tally`: a
+    /// connection's status moves with the clock (it expires), so no projection could count them.
     func connectionPage(
-        _ tenant: String, _ page: Query.Page, context: [UInt8], _ select: (ConnectionState) -> JSON?
+        _ tenant: String, _ page: Query.Page, context: [UInt8], tally: (ConnectionState) -> Void,
+        select: (ConnectionState) -> JSON?
     ) throws -> JSON {
-        let prefix = CampaignEngine.streamId(tenant, "con_")
-        var items = [JSON]()
-        var last: String?
-        var more = false
+        let streamPrefix = CampaignEngine.streamId(tenant, "")
+        let prefix = streamPrefix + "con_"
         let after = try page.cursor.map { cursor throws(CampaignError) in
             prefix + String(decoding: try cursors.decode(cursor, context: context), as: UTF8.self)
         }
-        try forEachConnection(tenant, after: after) { stream, state in
-            if items.count == page.limit {
-                more = true
-                return false
+        var items = [JSON]()
+        var last: String?
+        var more = false
+        var from: String?
+        while true {
+            let streams = try store.read { try $0.streamIds(withPrefix: prefix, after: from, limit: 256) }
+            // Each read starts strictly after the last: a store that answered otherwise would loop here.
+            guard let end = streams.last, end != from else { break }
+            for stream in streams {
+                let id = String(decoding: stream.utf8.dropFirst(streamPrefix.utf8.count), as: UTF8.self)
+                guard let state = try loadConnection(tenant, id).0 else { continue }
+                tally(state)
+                // Before the cursor, or after a full page: counted only.
+                if more || after.map({ !$0.utf8.lexicographicallyPrecedes(stream.utf8) }) ?? false { continue }
+                if items.count == page.limit {
+                    more = true
+                    continue
+                }
+                last = stream
+                if let item = select(state) { items.append(item) }
             }
-            last = stream
-            if let state, let item = select(state) { items.append(item) }
-            return true
+            from = end
         }
         let next =
             more ? last.map { cursors.encode(Array($0.utf8.dropFirst(prefix.utf8.count)), context: context) } : nil
         return Self.listData(items, next)
-    }
-
-    /// Visits the tenant's social connections in the byte order of their streams, after the stream
-    /// `after` when given, with each one's state (nil for a stream that folds to none), while `body`
-    /// returns true.
-    func forEachConnection(
-        _ tenant: String, after start: String? = nil, _ body: (_ stream: String, ConnectionState?) throws -> Bool
-    ) throws {
-        let streamPrefix = CampaignEngine.streamId(tenant, "")
-        let prefix = streamPrefix + "con_"
-        var after = start
-        while true {
-            let streams = try store.read { try $0.streamIds(withPrefix: prefix, after: after, limit: 256) }
-            // Each read starts strictly after the last: a store that answered otherwise would loop here.
-            guard let end = streams.last, end != after else { return }
-            for stream in streams {
-                let id = String(decoding: stream.utf8.dropFirst(streamPrefix.utf8.count), as: UTF8.self)
-                guard try body(stream, try loadConnection(tenant, id).0) else { return }
-            }
-            after = end
-        }
     }
 
     static func listData(_ items: [JSON], _ next: String?, _ extra: JSONObject = [:]) -> JSON {
@@ -306,14 +300,8 @@ extension CampaignEngine {
             return .object(members)
 
         case let .campaignList(status, from, to, segmentId, page):
-            if let status, CampaignStatus(rawValue: status) == nil || status == "deleted" {
-                throw CampaignError.validation([
-                    FieldProblem(
-                        field: "status", pointer: "/params/status",
-                        message:
-                            "status must be one of draft, scheduled, active, paused, completed, cancelled, archived")
-                ])
-            }
+            let listed = CampaignStatus.allCases.filter { $0 != .deleted }.map(\.rawValue)
+            if let status, !listed.contains(status) { throw Self.statusProblem(listed) }
             if let segmentId { try requireSegment(tenant, segmentId) }
             return try projections.read("campaign-board") { reader in
                 let prefix = status.map { Key.prefix(["s", tenant, $0]) } ?? Key.prefix(["r", tenant])
@@ -343,11 +331,7 @@ extension CampaignEngine {
 
         case let .postList(status, from, to, campaignId, page):
             if let status, PostStatus(rawValue: status) == nil {
-                throw CampaignError.validation([
-                    FieldProblem(
-                        field: "status", pointer: "/params/status",
-                        message: "status must be one of \(PostStatus.allCases.map(\.rawValue).joined(separator: ", "))")
-                ])
+                throw Self.statusProblem(PostStatus.allCases.map(\.rawValue))
             }
             if let campaignId { try requireCampaign(tenant, campaignId) }
             return try projections.read("publishing-queue") { reader in
@@ -459,22 +443,18 @@ extension CampaignEngine {
                 ])
             }
             let now = currentTime
+            // The tenant's connections by status at the engine clock, whatever the filters.
+            var counts = Dictionary(uniqueKeysWithValues: statuses.map { ($0, 0) })
             let listed = try connectionPage(
-                tenant, page, context: CursorCodec.context(tenant, query.name, [status, platform])
-            ) { state in
-                (status.map { state.status(at: now) == $0 } ?? true) && (platform.map { state.platform == $0 } ?? true)
-                    ? state.json(at: now) : nil
-            }
-            // A connection's status moves with the clock (it expires), so no projection keeps these
-            // counts: they are the tenant's connections read now, whatever the filters.
-            var tally = Dictionary(uniqueKeysWithValues: statuses.map { ($0, 0) })
-            try forEachConnection(tenant) { _, state in
-                if let state { tally[state.status(at: now), default: 0] += 1 }
-                return true
-            }
+                tenant, page, context: CursorCodec.context(tenant, query.name, [status, platform]),
+                tally: { counts[$0.status(at: now), default: 0] += 1 },
+                select: { state in
+                    (status.map { state.status(at: now) == $0 } ?? true)
+                        && (platform.map { state.platform == $0 } ?? true) ? state.json(at: now) : nil
+                })
             guard case var .object(members) = listed else { return listed }
             members["counts"] = .object(
-                JSONObject(uniqueKeysWithValues: tally.map { ($0.key, .number(Double($0.value))) }))
+                JSONObject(uniqueKeysWithValues: counts.map { ($0.key, .number(Double($0.value))) }))
             return .object(members)
 
         case let .experimentList(status, campaignId, page):
