@@ -66,6 +66,9 @@ public enum SnapshotCodecs {
     /// Posts (`post`, schema 1): the read model and every target's retry bookkeeping.
     public static let post = SnapshotCodec<PostState>(
         kind: "post", schemaVersion: 1, encode: { $0.snapshot }, decode: PostState.init(snapshot:))
+    /// A tenant's contact schema (`schema`, schema 1): the fields it defined, with their types.
+    public static let schema = SnapshotCodec<ContactSchema>(
+        kind: "schema", schemaVersion: 1, encode: { $0.snapshot }, decode: ContactSchema.init(snapshot:))
     /// Experiments (`experiment`, schema 1): the definition and the counts per variant.
     public static let experiment = SnapshotCodec<ExperimentState>(
         kind: "experiment", schemaVersion: 1, encode: { $0.snapshot }, decode: ExperimentState.init(snapshot:))

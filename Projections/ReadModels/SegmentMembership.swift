@@ -80,7 +80,17 @@ public struct SegmentMembership: PartialApply {
         Self.schema(fields: try table.json(Key.make(["f", tenant]))?.objectValue ?? [:])
     }
 
-    /// The schema of a tenant whose `field.defined` payloads, by name, are `fields`.
+    /// A field's stored definition (a `field.defined` payload) after a schema event: the event's own
+    /// payload for a definition, the stored one with the update's `values` for an update.
+    static func definition(_ stored: JSON?, after event: ProjectedEvent) -> JSON? {
+        guard event.envelope.type == SchemaEvent.Kind.fieldUpdated.rawValue else { return event.payload }
+        guard var definition = stored?.objectValue, let values = event.payload["values"] else { return stored }
+        definition["values"] = values
+        return .object(definition)
+    }
+
+    /// The schema of a tenant whose field definitions (`field.defined` payloads, an update's values
+    /// in place), by name, are `fields`.
     static func schema(fields: JSONObject) -> ContactSchema {
         var schema = ContactSchema()
         for (name, definition) in fields {
@@ -176,10 +186,10 @@ public struct SegmentMembership: PartialApply {
         }
     }
 
-    /// Field definitions, segment and contact events, and the scheduler's refreshes.
+    /// Field definitions and updates, segment and contact events, and the scheduler's refreshes.
     public var eventTypes: Set<String>? {
         Set(
-            [SchemaEvent.Kind.fieldDefined.rawValue, MembershipEvent.Kind.refreshed.rawValue]
+            SchemaEvent.Kind.allCases.map(\.rawValue) + [MembershipEvent.Kind.refreshed.rawValue]
                 + [SegmentEvent.Kind.created, .updated, .archived].map(\.rawValue)
                 + ContactEvent.Kind.allCases.map(\.rawValue))
     }
@@ -200,10 +210,10 @@ public struct SegmentMembership: PartialApply {
         let tenant = event.envelope.tenant
         let now = event.envelope.occurredAt
         switch event.envelope.type {
-        case SchemaEvent.Kind.fieldDefined.rawValue:
+        case SchemaEvent.Kind.fieldDefined.rawValue, SchemaEvent.Kind.fieldUpdated.rawValue:
             guard let name = event.payload["name"]?.stringValue else { return nil }
             var fields = try table.json(Key.make(["f", tenant]))?.objectValue ?? [:]
-            fields[name] = event.payload
+            fields[name] = Self.definition(fields[name], after: event)
             try table.put(Key.make(["f", tenant]), json: .object(fields))
             table.memo["segments/" + tenant] = nil
             return nil

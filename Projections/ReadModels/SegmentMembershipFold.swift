@@ -55,9 +55,11 @@ final class MembershipFold: RebuildFold {
         let envelope = event.envelope
         let trigger = Trigger(position: envelope.position, time: envelope.occurredAt)
         switch envelope.type {
-        case SchemaEvent.Kind.fieldDefined.rawValue:
+        case SchemaEvent.Kind.fieldDefined.rawValue, SchemaEvent.Kind.fieldUpdated.rawValue:
             guard let name = event.payload["name"]?.stringValue else { return }
-            tenants[envelope.tenant, default: Tenant()].fields[name] = event.payload
+            let stored = tenants[envelope.tenant]?.fields[name]
+            tenants[envelope.tenant, default: Tenant()].fields[name] = SegmentMembership.definition(
+                stored, after: event)
             let fields = tenants[envelope.tenant]!.fields
             tenants[envelope.tenant]!.schemas.append((envelope.position, SegmentMembership.schema(fields: fields)))
         case SegmentEvent.Kind.created.rawValue, SegmentEvent.Kind.updated.rawValue,

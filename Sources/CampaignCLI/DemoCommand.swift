@@ -191,8 +191,15 @@ final class Demo: Sendable {
         }
         await send(.contact(.import(inputs)), tenant, note: "imported \(contacts) contacts")
         await send(
-            .contact(.upsert(ContactInput(contactId: "ctc_\(tag)_0", attributes: ["city": .string("Lyon")]))), tenant,
-            note: "upserted a contact")
+            .schema(.updateField(name: "loyalty_tier", values: tiers + ["platinum"])), tenant, role: .admin,
+            note: "the loyalty_tier field takes platinum too (field.update)")
+        await send(
+            .contact(
+                .upsert(
+                    ContactInput(
+                        contactId: "ctc_\(tag)_0",
+                        attributes: ["city": .string("Lyon"), "loyalty_tier": .string("platinum")]))), tenant,
+            note: "upserted a contact (city Lyon, loyalty tier platinum)")
         await send(
             .contact(.erase(contactId: "ctc_\(tag)_1")), tenant, role: .admin,
             note: "erased a contact (its values are deleted; the chain still verifies)")

@@ -284,10 +284,12 @@ public struct Fuzzer {
                 + #""params":{"rules":{"all":[{"field":"age","operator":"gte","value":18}]},"limit":5}}"#,
             #"{"requestId":"f25",\#(p),"query":"campaign.list","params":{"segmentId":"seg_1","limit":5}}"#,
             #"{"requestId":"f26",\#(p),"query":"field.list","params":{}}"#,
+            #"{"requestId":"f27",\#(p),"command":"field.update","payload":{"name":"level","#
+                + #""values":["low","high","top"]}}"#,
         ]
     }
 
-    /// Creates what the seed requests refer to (seg_1, cmp_1, con_1, pst_1, exp_1).
+    /// Creates what the seed requests refer to (seg_1, cmp_1, con_1, pst_1, exp_1, the enum field level).
     public static func prepare(_ engine: CampaignEngine) async {
         let admin = Principal(
             tenant: "acme", subject: "fuzz", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
@@ -311,6 +313,7 @@ public struct Fuzzer {
                     experimentId: "exp_1", campaignId: "cmp_1", name: "E",
                     variants: [Variant(key: "a", weight: 50), Variant(key: "b", weight: 50)])),
             .experiment(.start(experimentId: "exp_1")),
+            .schema(.defineField(name: "level", type: "enum", values: ["low", "high"])),
         ]
         for command in commands { _ = await engine.execute(.command(command, as: admin, requestId: "prepare")) }
     }

@@ -87,7 +87,7 @@ public enum Command: Sendable, Equatable {
     case campaign(CampaignCommand)
     /// `segment.*`.
     case segment(SegmentCommand)
-    /// `field.define`.
+    /// `field.define`, `field.update`.
     case schema(SchemaCommand)
     /// `contact.*`.
     case contact(ContactCommand)
@@ -106,7 +106,7 @@ public enum Command: Sendable, Equatable {
         switch self {
         case let .campaign(command): return "campaign." + command.verb
         case let .segment(command): return "segment." + command.verb
-        case .schema(.defineField): return "field.define"
+        case let .schema(command): return "field." + command.verb
         case let .contact(command): return "contact." + command.verb
         case let .social(command): return "social." + command.verb
         case let .post(command): return "post." + command.verb

@@ -6,7 +6,7 @@ public enum Role: String, Sendable, Comparable, CaseIterable {
     case viewer
     /// Reads and writes.
     case editor
-    /// Also runs admin commands (`field.define`, `contact.erase`).
+    /// Also runs admin commands (`field.define`, `field.update`, `contact.erase`).
     case admin
 
     private var rank: Int {

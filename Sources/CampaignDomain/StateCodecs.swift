@@ -151,3 +151,29 @@ extension ExperimentState {
     /// Reads back ``snapshot``.
     public init?(snapshot json: JSON) { self.init(json: json) }
 }
+
+extension ContactSchema {
+    /// The schema as snapshots store it: `{"fields": {name: {name, type, values?}}}`, the fields the
+    /// tenant defined (the built-in ones are every schema's); ``init(snapshot:)`` reads it back.
+    public var snapshot: JSON {
+        var defined = JSONObject()
+        for name in fields.keys where ContactSchema.builtIn[name] == nil {
+            defined[name] = definition(of: name).map(JSON.object) ?? .null
+        }
+        return .object(["fields": .object(defined)])
+    }
+
+    /// Reads back ``snapshot``.
+    public init?(snapshot json: JSON) {
+        guard let defined = json["fields"]?.objectValue else { return nil }
+        self.init()
+        for (name, definition) in defined {
+            guard ContactSchema.isValidFieldName(name), ContactSchema.builtIn[name] == nil,
+                let type = definition["type"]?.stringValue.flatMap({
+                    FieldType(name: $0, values: definition["values"]?.arrayValue?.compactMap(\.stringValue))
+                })
+            else { return nil }
+            define(name, type)
+        }
+    }
+}

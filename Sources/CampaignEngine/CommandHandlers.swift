@@ -101,15 +101,14 @@ extension CampaignEngine {
         try fold(CampaignEngine.streamId(tenant, id), SnapshotCodecs.segment, Segment.evolve)
     }
 
+    /// The tenant's contact schema and its stream's version, cached and snapshotted as any
+    /// aggregate is: every contact command reads it, and a tenant's fields and their updates may
+    /// run to thousands of events.
     func loadSchema(_ tenant: String) throws -> (ContactSchema, UInt64) {
-        var schema = ContactSchema()
-        var version: UInt64 = 0
-        try store.forEachEvent(inStream: CampaignEngine.streamId(tenant, "schema")) { event in
-            schema = TenantSchema.evolve(schema, ProjectedEvent(event).record)
-            version = event.streamVersion
-            return true
+        let (schema, version) = try fold(CampaignEngine.streamId(tenant, "schema"), SnapshotCodecs.schema) {
+            TenantSchema.evolve($0 ?? ContactSchema(), $1)
         }
-        return (schema, version)
+        return (schema ?? ContactSchema(), version)
     }
 
     func loadContact(_ tenant: String, _ id: String) throws -> (ContactState?, UInt64, JSONObject) {
@@ -189,9 +188,18 @@ extension CampaignEngine {
             let decision = try CampaignEngine.onWire {
                 try TenantSchema.decide(command, state: schema, context: DecisionContext(now: now, tenant: tenant))
             }
-            return Plan(streams: [(streamId, version, decision.events)], decision: decision) { receipt in
-                CampaignEngine.receiptData(receipt, streamId: streamId, ["field": decision.events[0].payload])
-            }
+            // The field as it is after the command (a definition, or an enum with its new values);
+            // an update to the values it has writes nothing and answers it as it stands.
+            let after =
+                CampaignEngine.project(schema, decision.events, from: version, at: now) {
+                    TenantSchema.evolve($0 ?? ContactSchema(), $1)
+                } ?? schema
+            let field = JSON.object(after.definition(of: command.name) ?? [:])
+            let answer = ReceiptAnswer(streamId: streamId, encoded: [("field", field, field.bytes)])
+            var plan = Plan(streams: [(streamId, version, decision.events)], decision: decision) { answer.data($0) }
+            plan.receiptAnswer = answer
+            plan.snapshot = SnapshotPlan(streamId, SnapshotCodecs.schema, after)
+            return plan
         case let .contact(command): return try planContact(command, route, tenant: tenant, now: now)
         case let .social(command): return try planConnection(command, route, tenant: tenant, now: now)
         case let .post(command): return try planPost(command, route, tenant: tenant, now: now)

@@ -11,7 +11,7 @@ public enum CommandWire {
     public static let names: [String] =
         ["campaign.create", "campaign.update", "campaign.attachSegment", "campaign.schedule"]
         + CampaignTransition.allCases.map { "campaign.\($0.rawValue)" } + [
-            "segment.create", "segment.update", "segment.archive", "field.define",
+            "segment.create", "segment.update", "segment.archive", "field.define", "field.update",
             "contact.upsert", "contact.import", "contact.erase",
             "social.connect", "social.refresh", "social.disconnect",
             "post.create", "post.update", "post.schedule", "post.cancel", "post.publish",
@@ -63,6 +63,11 @@ public enum CommandWire {
             let r = try reader(["name", "type", "values"])
             return .schema(
                 .defineField(name: try r.string("name"), type: try r.string("type"), values: try strings(r, "values")))
+        case "field" where verb == "update":
+            let r = try reader(["name", "values"])
+            let name = try r.string("name")
+            _ = try r.array("values")  // required (MISSING_FIELD): the values are all an update changes
+            return .schema(.updateField(name: name, values: try strings(r, "values") ?? []))
         case "contact": if let command = try decodeContact(verb, payload, at: pointer) { return .contact(command) }
         case "social": if let command = try decodeSocial(verb, reader, newId) { return .social(command) }
         case "post": if let command = try decodePost(verb, reader, newId) { return .post(command) }
@@ -356,6 +361,8 @@ extension Command {
             return object([
                 "name": .string(name), "type": .string(type), "values": values.map { .array($0.map(JSON.string)) },
             ])
+        case let .schema(.updateField(name, values)):
+            return object(["name": .string(name), "values": .array(values.map(JSON.string))])
         case let .contact(command):
             switch command {
             case let .upsert(input): return contact(input)

@@ -422,12 +422,9 @@ extension CampaignEngine {
         case .fieldList:
             let (schema, version) = try loadSchema(tenant)
             let items = schema.fields.sorted { $0.key < $1.key }.map { name, type in
-                var item: JSONObject = [
-                    "name": .string(name), "type": .string(type.name),
-                    "builtIn": .bool(ContactSchema.builtIn[name] != nil),
-                    "operators": .array(type.operators.map(JSON.string)),
-                ]
-                if case let .enumeration(values) = type { item["values"] = .array(values.map(JSON.string)) }
+                var item = schema.definition(of: name) ?? [:]
+                item["builtIn"] = .bool(ContactSchema.builtIn[name] != nil)
+                item["operators"] = .array(type.operators.map(JSON.string))
                 return JSON.object(item)
             }
             return .object(["items": .array(items), "version": .number(Double(version))])

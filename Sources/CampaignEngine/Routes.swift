@@ -65,7 +65,7 @@ extension Command {
             case .create: return Route(.segment, command.segmentId, .new)
             case .update, .archive: return Route(.segment, command.segmentId, .existing)
             }
-        case .schema(.defineField): return Route(.schema, "schema", .any)
+        case .schema: return Route(.schema, "schema", .any)
         case let .contact(command):
             switch command {
             case let .upsert(input): return Route(.contact, input.contactId, .any)

@@ -54,6 +54,7 @@ import Testing
             command("segment.archive", #"{"segmentId":"seg_1"}"#, "segments:write"),
             command(
                 "field.define", #"{"name":"shoe_size","type":"number"}"#, "contacts:write", admin: true, cross: nil),
+            command("field.update", #"{"name":"tier","values":["a","b","c"]}"#, "contacts:write", admin: true),
             command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":40}}"#, "contacts:write", cross: nil),
             command(
                 "contact.import", #"{"contacts":[{"contactId":"ctc_1","attributes":{"age":41}}]}"#, "contacts:write",
@@ -107,7 +108,8 @@ import Testing
         return list
     }()
 
-    /// Tenant acme with seg_1, cmp_1 (draft, segment attached), contact ctc_1 and its own field loyalty.
+    /// Tenant acme with seg_1, cmp_1 (draft, segment attached), contact ctc_1 and its own fields
+    /// loyalty and tier (an enum).
     func seeded() async throws -> TestEngine {
         let t = try TestEngine()
         #expect(
@@ -121,6 +123,8 @@ import Testing
             ).status == 201)
         #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":30}}"#).status == 201)
         #expect(await t.command("field.define", #"{"name":"loyalty","type":"number"}"#).status == 201)
+        #expect(
+            await t.command("field.define", #"{"name":"tier","type":"enum","values":["a","b"]}"#).status == 201)
         #expect(
             await t.command(
                 "social.connect",

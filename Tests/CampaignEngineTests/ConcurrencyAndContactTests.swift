@@ -197,6 +197,99 @@ import Testing
         #expect(await t.query("field.list", #"{"limit":5}"#).code == "INVALID_FIELD")
     }
 
+    @Test func anEnumFieldTakesNewValuesAndKeepsEveryValueItHas() throws {
+        let context = DecisionContext(now: testStart, tenant: "acme")
+        var schema = ContactSchema()
+        schema.define("tier", .enumeration(["bronze", "gold"]))
+        schema.define("score", .number)
+        func decide(_ name: String, _ values: [String]) throws -> Decision {
+            try TenantSchema.decide(.updateField(name: name, values: values), state: schema, context: context)
+        }
+        func refusal(_ name: String, _ values: [String]) -> CampaignError? {
+            #expect(throws: CampaignError.self) { try decide(name, values) }
+        }
+
+        // New values join, in the order given; the same list changes nothing.
+        let added = try decide("tier", ["gold", "platinum", "bronze"])
+        #expect(added.events.map(\.type) == ["field.updated"])
+        #expect(
+            added.events.first?.payload
+                == .object(SchemaEvent.fieldUpdated(name: "tier", values: ["gold", "platinum", "bronze"]).payload))
+        #expect(try decide("tier", ["bronze", "gold"]).events.isEmpty)
+        let after = TenantSchema.evolve(schema, .fieldUpdated(name: "tier", values: ["gold", "platinum", "bronze"]))
+        #expect(after.fields["tier"] == .enumeration(["gold", "platinum", "bronze"]))
+        #expect(after.problem(with: .string("platinum"), for: "tier") == nil)
+
+        // Every value stays, as spelled: contacts and rules may hold it.
+        let dropped = refusal("tier", ["gold"])
+        #expect(dropped?.code == .validationError && dropped?.details?.first?.pointer == "/values")
+        #expect(dropped?.message.contains("keep bronze as spelled") == true)
+        #expect(refusal("tier", ["Bronze", "gold", "platinum"])?.details?.first?.pointer == "/values")
+        #expect(refusal("tier", ["bronze", "gold", "BRONZE"])?.code == .validationError)
+        #expect(refusal("tier", [])?.code == .validationError)
+        // Only an enum the tenant defined changes.
+        #expect(refusal("plan", ["free", "starter", "pro", "enterprise", "max"])?.details?.first?.pointer == "/name")
+        #expect(refusal("score", ["a"])?.details?.first?.pointer == "/values")
+        let unknown = refusal("nope", ["a"])
+        #expect(unknown?.code == .resourceNotFound && unknown?.pointer == "/name")
+        // An update of anything but an enum folds to nothing.
+        #expect(TenantSchema.evolve(schema, .fieldUpdated(name: "score", values: ["a"])) == schema)
+        #expect(
+            TenantSchema.evolve(schema, .fieldUpdated(name: "plan", values: ["x"])).fields["plan"]
+                == ContactSchema.builtIn["plan"])
+    }
+
+    @Test func aFieldUpdateLetsContactsAndRulesUseTheNewValue() async throws {
+        let t = try TestEngine()
+        #expect(
+            await t.command("field.define", #"{"name":"tier","type":"enum","values":["bronze","gold"]}"#).status == 201)
+        #expect(
+            await t.command(
+                "segment.create",
+                #"{"segmentId":"seg_1","name":"Top","#
+                    + #""rules":{"all":[{"field":"tier","operator":"in","value":["gold"]}]}}"#
+            ).status == 201)
+        #expect(await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"tier":"gold"}}"#).status == 201)
+        let platinum = #"{"contactId":"ctc_2","attributes":{"tier":"platinum"}}"#
+        #expect(await t.command("contact.upsert", platinum).code == "VALIDATION_ERROR")
+
+        let update = #"{"name":"tier","values":["bronze","gold","platinum"]}"#
+        let updated = await t.command("field.update", update, extra: #""idempotencyKey":"k1","#)
+        #expect(updated.status == 201 && updated.data?["version"] == .number(2))
+        #expect(updated.data?["events"]?.arrayValue?.first?["type"] == .string("field.updated"))
+        #expect(
+            updated.data?["field"]
+                == .object([
+                    "name": .string("tier"), "type": .string("enum"),
+                    "values": .array(["bronze", "gold", "platinum"].map(JSON.string)),
+                ]))
+        // A retry answers the same; the same values sent again change nothing.
+        let retried = await t.command("field.update", update, extra: #""idempotencyKey":"k1","#)
+        #expect(retried.status == 200 && retried.data?["field"] == updated.data?["field"])
+        let again = await t.command("field.update", update)
+        #expect(again.status == 200 && again.data?["changed"] == .bool(false) && again.data?["version"] == .number(2))
+        #expect(
+            await t.command("field.update", #"{"name":"tier","values":["gold","platinum"]}"#).code == "VALIDATION_ERROR"
+        )
+        #expect(await t.command("field.update", #"{"name":"tier"}"#).code == "MISSING_FIELD")
+        #expect(await t.command("field.update", update, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
+
+        // Contacts and rules take the new value, and the segments projection folds it as a rebuild does.
+        #expect(await t.command("contact.upsert", platinum).status == 201)
+        #expect(
+            await t.command(
+                "segment.update",
+                #"{"segmentId":"seg_1","rules":{"all":[{"field":"tier","operator":"in","value":["gold","platinum"]}]}}"#
+            ).status == 201)
+        let members = await t.query("segment.members", #"{"segmentId":"seg_1"}"#)
+        #expect(members.data?["contactIds"] == .array([.string("ctc_1"), .string("ctc_2")]))
+        #expect(try t.engine.projections.verify("segments").matches)
+        let list = try #require(await t.query("field.list", "{}").data)
+        #expect(list["version"] == .number(2))
+        let tier = list["items"]?.arrayValue?.first { $0["name"] == .string("tier") }
+        #expect(tier?["values"] == .array(["bronze", "gold", "platinum"].map(JSON.string)))
+    }
+
     @Test func aTenantDefinesAtMostFiveHundredFieldsOfItsOwn() throws {
         var schema = ContactSchema()
         for n in 0..<(ContactSchema.maximumDefinedFields - 1) { schema.define("field_\(n)", .number) }

@@ -73,6 +73,48 @@ import Testing
                 && answer.data?["version"]?.integerValue == 20_150)
     }
 
+    @Test func aTenantsLongSchemaHistoryLoadsFromASnapshot() async throws {
+        var configuration = EngineConfiguration()
+        configuration.snapshotPolicy = SnapshotPolicy(defaultEvery: 100)
+        configuration.aggregateCacheCapacity = 0  // measure the snapshot path itself
+        let t = try TestEngine(configuration: configuration)
+        // Three enum fields grown a value at a time: 183 events in the tenant's schema stream.
+        for field in 0..<3 {
+            let defined = await t.command("field.define", #"{"name":"f\#(field)","type":"enum","values":["v0"]}"#)
+            try #require(defined.status == 201)
+        }
+        for count in 1...60 {
+            for field in 0..<3 {
+                let values = (0...count).map { "\"v\($0)\"" }.joined(separator: ",")
+                let updated = await t.command("field.update", #"{"name":"f\#(field)","values":[\#(values)]}"#)
+                try #require(updated.status == 201)
+            }
+        }
+        #expect(try t.engine.eventStore.streamVersion("acme:schema") == 183)
+        // The 100th command stored the schema as it stood; a load reads it and the 83 events after.
+        let snapshot = try #require(try t.engine.snapshots.load("acme:schema", codec: SnapshotCodecs.schema))
+        #expect(snapshot.version == 100)
+        var answer = JSON.null
+        let folded = await folded(t) {
+            answer = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"f2":"v60"}}"#)
+        }
+        #expect(answer.status == 201 && folded == 83)
+        // The snapshot reads back as the schema a full fold of the stream gives.
+        var full = ContactSchema()
+        try t.engine.eventStore.forEachEvent(inStream: "acme:schema") { event in
+            guard event.streamVersion <= 100 else { return false }
+            let payload = (try? JSON.parse(event.payload)) ?? .null
+            let record = EventRecord(
+                type: event.type, payload: payload, occurredAt: event.occurredAt, version: event.streamVersion)
+            full = TenantSchema.evolve(full, record)
+            return true
+        }
+        #expect(snapshot.state == full)
+        // Version 100 is f0's 33rd update: v0 to v33, the others one value behind.
+        #expect(full.fields["f0"] == .enumeration((0...33).map { "v\($0)" }))
+        #expect(full.fields["f1"] == .enumeration((0...32).map { "v\($0)" }))
+    }
+
     @Test func aCommittedCommandLeavesItsStateCachedSoTheNextFoldsNothing() async throws {
         let t = try TestEngine()
         try #require(

@@ -5,31 +5,89 @@ import Hashing
 public enum TenantSchema: Aggregate {
     /// The tenant's fields (nil before the first is defined).
     public typealias State = ContactSchema
-    /// `field.define`, the schema's one command.
+    /// `field.define` and `field.update`.
     public typealias Command = SchemaCommand
-    /// `field.defined`, the schema's one event.
+    /// `field.defined` and `field.updated`.
     public typealias Event = SchemaEvent
 
-    /// Decides `field.define` against the tenant's schema (nil: no field yet).
+    /// Decides `field.define` or `field.update` against the tenant's schema (nil: no field yet).
     public static func decide(
         _ command: SchemaCommand, state: ContactSchema?, context: DecisionContext
     ) throws(CampaignError) -> Decision {
         switch command {
         case let .defineField(name, type, values):
             return try defineField(name, type: type, values: values, in: state ?? ContactSchema())
+        case let .updateField(name, values):
+            return try updateField(name, values: values, in: state ?? ContactSchema())
         }
+    }
+
+    /// The problem with a field's name, or nil.
+    private static func nameProblem(_ name: String) -> FieldProblem? {
+        let message = "name must be 1–64 of a-z, 0-9 and _, starting with a letter"
+        return ContactSchema.isValidFieldName(name)
+            ? nil : FieldProblem(field: "name", pointer: "/name", message: message)
+    }
+
+    /// The problem with an enum's values, or nil: 1–100 values, each showing something, at most 100
+    /// characters, on one line, and distinct without regard to case (rules compare them so: `Gold`
+    /// and `gold` would be one).
+    private static func enumValuesProblem(_ list: [String]) -> FieldProblem? {
+        if list.isEmpty || list.count > 100 || Set(list.map { $0.lowercased() }).count != list.count
+            || list.contains(where: { TextRules.showsNothing($0) || $0.count > 100 })
+        {
+            return FieldProblem(
+                field: "values", pointer: "/values",
+                message: "an enum needs 1–100 non-empty values, distinct without regard to case")
+        }
+        return list.enumerated().lazy.compactMap { index, value in
+            TextRules.controlCharacterMessage(value, field: "value", multiline: false).map {
+                FieldProblem(field: "values", pointer: "/values/\(index)", message: $0)
+            }
+        }.first
+    }
+
+    /// `field.update`: an enum field the tenant defined takes new values. Every value it has stays,
+    /// spelled as it is: contacts and segment rules may hold it, and neither is rewritten. The same
+    /// list in the same order changes nothing.
+    private static func updateField(
+        _ name: String, values: [String], in schema: ContactSchema
+    ) throws(CampaignError) -> Decision {
+        let problems = [nameProblem(name), enumValuesProblem(values)].compactMap { $0 }
+        guard problems.isEmpty else { throw .validation(problems) }
+        if ContactSchema.builtIn[name] != nil {
+            throw .validation([
+                FieldProblem(
+                    field: "name", pointer: "/name",
+                    message: "\(name) is built in; only a field the tenant defined can change")
+            ])
+        }
+        guard let type = schema.fields[name] else { throw .notFound("field", name, pointer: "/name") }
+        guard case let .enumeration(current) = type else {
+            throw .validation([
+                FieldProblem(
+                    field: "values", pointer: "/values",
+                    message: "values is only for enum fields; \(name) is a \(type.name) field")
+            ])
+        }
+        let dropped = current.filter { !values.contains($0) }
+        if let last = dropped.last {
+            let listed = dropped.count == 1 ? last : dropped.dropLast().joined(separator: ", ") + " and " + last
+            throw .validation([
+                FieldProblem(
+                    field: "values", pointer: "/values",
+                    message: "values must keep \(listed) as spelled: contacts and segment rules may hold "
+                        + (dropped.count == 1 ? "it" : "them"))
+            ])
+        }
+        guard values != current else { return Decision(events: []) }
+        return Decision(events: [SchemaEvent.fieldUpdated(name: name, values: values).domainEvent])
     }
 
     private static func defineField(
         _ name: String, type: String, values: [String]?, in schema: ContactSchema
     ) throws(CampaignError) -> Decision {
-        var problems = [FieldProblem]()
-        if !ContactSchema.isValidFieldName(name) {
-            problems.append(
-                FieldProblem(
-                    field: "name", pointer: "/name",
-                    message: "name must be 1–64 of a-z, 0-9 and _, starting with a letter"))
-        }
+        var problems = [nameProblem(name)].compactMap { $0 }
         let types = ["string", "number", "boolean", "date", "enum", "list"]
         if !types.contains(type) {
             problems.append(
@@ -39,19 +97,7 @@ public enum TenantSchema: Aggregate {
         }
         if type == "enum" {
             if let list = values {
-                // Rules compare enum values without regard to case: `Gold` and `gold` would be one.
-                if list.isEmpty || list.count > 100 || Set(list.map { $0.lowercased() }).count != list.count
-                    || list.contains(where: { TextRules.showsNothing($0) || $0.count > 100 })
-                {
-                    problems.append(
-                        FieldProblem(
-                            field: "values", pointer: "/values",
-                            message: "an enum needs 1–100 non-empty values, distinct without regard to case"))
-                } else if let (index, message) = list.enumerated().lazy.compactMap({ index, value in
-                    TextRules.controlCharacterMessage(value, field: "value", multiline: false).map { (index, $0) }
-                }).first {
-                    problems.append(FieldProblem(field: "values", pointer: "/values/\(index)", message: message))
-                }
+                if let problem = enumValuesProblem(list) { problems.append(problem) }
             } else {
                 // The pointer names a value that exists: the payload, which lacks `values`.
                 problems.append(
@@ -81,7 +127,7 @@ public enum TenantSchema: Aggregate {
         return Decision(events: [SchemaEvent.fieldDefined(name: name, type: type, values: values).domainEvent])
     }
 
-    /// Folds `field.defined` events into a schema.
+    /// Folds `field.defined` and `field.updated` events into a schema.
     public static func evolve(_ schema: ContactSchema, _ event: EventRecord) -> ContactSchema {
         SchemaEvent(event).map { evolve(schema, $0) } ?? schema
     }
@@ -95,19 +141,17 @@ public enum TenantSchema: Aggregate {
         evolve(state ?? ContactSchema(), event)
     }
 
-    /// Folds one schema event.
+    /// Folds one schema event. An update names an enum field the tenant defined, and only its
+    /// values change.
     public static func evolve(_ schema: ContactSchema, _ event: SchemaEvent) -> ContactSchema {
-        guard case let .fieldDefined(name, type, values) = event else { return schema }
         var schema = schema
-        switch type {
-        case "string": schema.define(name, .string)
-        case "number": schema.define(name, .number)
-        case "boolean": schema.define(name, .boolean)
-        case "date": schema.define(name, .date)
-        case "enum":
-            schema.define(name, .enumeration(values ?? []))
-        case "list": schema.define(name, .list)
-        default: break
+        switch event {
+        case let .fieldDefined(name, type, values):
+            if let type = FieldType(name: type, values: values) { schema.define(name, type) }
+        case let .fieldUpdated(name, values):
+            if case .enumeration = schema.fields[name], ContactSchema.builtIn[name] == nil {
+                schema.define(name, .enumeration(values))
+            }
         }
         return schema
     }

@@ -27,6 +27,24 @@ public enum ContactCommand: Sendable, Equatable {
 public enum SchemaCommand: Sendable, Equatable {
     /// `field.define`: a new contact field (`values` for an enum).
     case defineField(name: String, type: String, values: [String]? = nil)
+    /// `field.update`: the values of an enum field the tenant defined, keeping every value it has
+    /// (contacts and segment rules may hold them), new ones added and the order as given.
+    case updateField(name: String, values: [String])
+
+    /// The part of the wire name after `field.`.
+    public var verb: String {
+        switch self {
+        case .defineField: return "define"
+        case .updateField: return "update"
+        }
+    }
+
+    /// The field the command is about.
+    public var name: String {
+        switch self {
+        case let .defineField(name, _, _), let .updateField(name, _): return name
+        }
+    }
 }
 
 /// A contact's attributes in an upsert or import.

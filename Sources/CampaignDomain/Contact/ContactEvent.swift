@@ -58,15 +58,24 @@ public enum ContactEvent: Sendable, Equatable {
 public enum SchemaEvent: Sendable, Equatable {
     /// A custom field was defined (`values` for an enum).
     case fieldDefined(name: String, type: String, values: [String]?)
+    /// An enum field's values changed: `values` is the whole new list (every earlier value kept).
+    case fieldUpdated(name: String, values: [String])
 
     /// The stored event types of a schema.
     public enum Kind: String, Sendable, CaseIterable {
         /// `field.defined`.
         case fieldDefined = "field.defined"
+        /// `field.updated`.
+        case fieldUpdated = "field.updated"
     }
 
     /// The case's stored type: its ``Kind``, whose raw value is the record's `type`.
-    public var kind: Kind { .fieldDefined }
+    public var kind: Kind {
+        switch self {
+        case .fieldDefined: return .fieldDefined
+        case .fieldUpdated: return .fieldUpdated
+        }
+    }
 
     /// The JSON object the case is stored as: its fields by name, optional ones only when present.
     public var payload: JSONObject {
@@ -75,18 +84,28 @@ public enum SchemaEvent: Sendable, Equatable {
             var payload: JSONObject = ["name": .string(name), "type": .string(type)]
             if let values { payload["values"] = .array(values.map(JSON.string)) }
             return payload
+        case let .fieldUpdated(name, values):
+            return ["name": .string(name), "values": .array(values.map(JSON.string))]
         }
     }
 
     /// The event as the engine appends it.
     public var domainEvent: DomainEvent { DomainEvent(kind.rawValue, payload) }
 
-    /// Reads a stored schema event; nil for another type or one without a name and a type.
+    /// Reads a stored schema event; nil for another type, or one without a name, a definition's
+    /// type or an update's values.
     public init?(_ record: EventRecord) {
-        guard Kind(rawValue: record.type) != nil, let name = record.payload["name"]?.stringValue,
-            let type = record.payload["type"]?.stringValue
-        else { return nil }
-        self = .fieldDefined(
-            name: name, type: type, values: record.payload["values"]?.arrayValue?.compactMap(\.stringValue))
+        guard let kind = Kind(rawValue: record.type), let name = record.payload["name"]?.stringValue else {
+            return nil
+        }
+        let values = record.payload["values"]?.arrayValue?.compactMap(\.stringValue)
+        switch kind {
+        case .fieldDefined:
+            guard let type = record.payload["type"]?.stringValue else { return nil }
+            self = .fieldDefined(name: name, type: type, values: values)
+        case .fieldUpdated:
+            guard let values else { return nil }
+            self = .fieldUpdated(name: name, values: values)
+        }
     }
 }

@@ -27,6 +27,19 @@ public enum FieldType: Sendable, Equatable {
         }
     }
 
+    /// The type a definition names (`enum` with its `values`); nil for a name that is no type.
+    public init?(name: String, values: [String]?) {
+        switch name {
+        case "string": self = .string
+        case "number": self = .number
+        case "boolean": self = .boolean
+        case "date": self = .date
+        case "enum": self = .enumeration(values ?? [])
+        case "list": self = .list
+        default: return nil
+        }
+    }
+
     /// The operators a rule may use on a field of this type (SPEC.md §6).
     public var operators: [String] {
         switch self {
@@ -67,6 +80,15 @@ public struct ContactSchema: Sendable, Equatable {
 
     /// Adds a tenant field of `type`, as `field.defined` does (the command checks the name and clashes first).
     public mutating func define(_ name: String, _ type: FieldType) { fields[name] = type }
+
+    /// A field's definition as `field.define` takes it and `field.list` shows it: `{name, type}`, and
+    /// an enum's `values`; nil for a name that is no field of the schema.
+    public func definition(of name: String) -> JSONObject? {
+        guard let type = fields[name] else { return nil }
+        var definition: JSONObject = ["name": .string(name), "type": .string(type.name)]
+        if case let .enumeration(values) = type { definition["values"] = .array(values.map(JSON.string)) }
+        return definition
+    }
 
     /// Field names: 1–64 of `[a-z0-9_]`, starting with a letter.
     public static func isValidFieldName(_ name: String) -> Bool {
