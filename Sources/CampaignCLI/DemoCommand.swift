@@ -271,6 +271,9 @@ final class Demo: Sendable {
                         media: media, link: nil, campaignId: "cmp_\(tag)_launch")), tenant)
         }
         await send(.post(.schedule(postId: "pst_\(tag)_later", publishAt: now + 3_600)), tenant)
+        await send(
+            .post(.update(postId: "pst_\(tag)_later", connectionIds: ["con_\(tag)_md", "con_\(tag)_ig"])), tenant,
+            note: "moved the scheduled post from x to mastodon (post.update with connectionIds)")
         var outcomes = [String]()
         for id in ["hello", "photo", "busy", "flaky", "slow", "bad"] {
             let response = await execute(

@@ -286,10 +286,13 @@ public struct Fuzzer {
             #"{"requestId":"f26",\#(p),"query":"field.list","params":{}}"#,
             #"{"requestId":"f27",\#(p),"command":"field.update","payload":{"name":"level","#
                 + #""values":["low","high","top"]}}"#,
+            #"{"requestId":"f28",\#(p),"command":"post.update","payload":{"postId":"pst_1","#
+                + #""connectionIds":["con_2","con_1"],"text":"Moved"}}"#,
         ]
     }
 
-    /// Creates what the seed requests refer to (seg_1, cmp_1, con_1, pst_1, exp_1, the enum field level).
+    /// Creates what the seed requests refer to (seg_1, cmp_1, con_1 and con_2, pst_1, exp_1, the enum
+    /// field level).
     public static func prepare(_ engine: CampaignEngine) async {
         let admin = Principal(
             tenant: "acme", subject: "fuzz", role: .admin, scopes: Principal.allScopes, expiresAt: .distantFuture)
@@ -303,6 +306,10 @@ public struct Fuzzer {
             .social(
                 .connect(
                     connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz",
+                    expiresAt: .distantFuture)),
+            .social(
+                .connect(
+                    connectionId: "con_2", platform: "mastodon", accountId: "fuzz", credentialRef: "vault://m/fuzz",
                     expiresAt: .distantFuture)),
             .post(
                 .create(

@@ -185,11 +185,21 @@ public enum CommandWire {
                 text: try r.optionalString("text") ?? "", media: try media(r) ?? [], link: try r.optionalString("link"),
                 campaignId: try r.optionalId("campaignId", prefix: "cmp"))
         case "update":
-            let r = try reader(["postId", "text", "media", "link"])
-            try r.refuseNull("text", "media")
+            let r = try reader(["postId", "text", "media", "link", "connectionIds"])
+            try r.refuseNull("text", "media", "connectionIds")
+            let postId = try r.id("postId", prefix: "pst")
+            var connectionIds: [String]?
+            if let items = try r.optionalArray("connectionIds") {
+                connectionIds = []
+                for (index, item) in items.enumerated() {
+                    let id = item.stringValue ?? ""
+                    try checkTarget(id, at: FieldReader.pointer(r.pointer("connectionIds"), index))
+                    connectionIds?.append(id)
+                }
+            }
             return .update(
-                postId: try r.id("postId", prefix: "pst"), text: try r.optionalString("text"), media: try media(r),
-                link: try r.stringUpdate("link"))
+                postId: postId, text: try r.optionalString("text"), media: try media(r),
+                link: try r.stringUpdate("link"), connectionIds: connectionIds)
         case "schedule":
             let r = try reader(["postId", "publishAt"])
             return .schedule(postId: try r.id("postId", prefix: "pst"), publishAt: try r.timestamp("publishAt"))
@@ -393,10 +403,11 @@ extension Command {
                     "text": .string(text), "media": .array(media.map(\.json)), "link": string(link),
                     "campaignId": string(campaignId),
                 ])
-            case let .update(id, text, media, link):
+            case let .update(id, text, media, link, connectionIds):
                 return object([
                     "postId": .string(id), "text": string(text), "media": media.map { .array($0.map(\.json)) },
                     "link": link.map { $0.value.map(JSON.string) ?? .null },
+                    "connectionIds": connectionIds.map { .array($0.map(JSON.string)) },
                 ])
             case let .schedule(id, publishAt):
                 return object(["postId": .string(id), "publishAt": date(publishAt)])

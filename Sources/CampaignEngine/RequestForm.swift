@@ -91,6 +91,10 @@ extension Command {
         case let .contact(.import(inputs)):
             // Each item's id is checked by the import, which reports a bad one at its index.
             try CommandWire.checkImportSize(inputs.count, at: "/payload/contacts")
+        case let .post(.update(_, _, _, _, connectionIds?)):
+            for (index, connectionId) in connectionIds.enumerated() {
+                try CommandWire.checkTarget(connectionId, at: "/payload/connectionIds/\(index)")
+            }
         case let .post(.create(_, _, _, _, _, campaignId?)):
             try id(campaignId, "campaignId", "cmp")
         case let .experiment(.create(_, campaignId, _, _)):

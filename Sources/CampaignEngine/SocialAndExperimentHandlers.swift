@@ -65,6 +65,8 @@ extension CampaignEngine {
             connectionIds = ids
             campaignId = named
         }
+        // New targets are checked as a created post's are: the tenant's own, still connected.
+        if case let .update(_, _, _, _, ids?) = command { connectionIds = ids }
         // A post is created, scheduled and published only while its campaign is not called off.
         switch command {
         case .create, .schedule, .publish:

@@ -23,6 +23,7 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         var context = DecisionContext(now: now, tenant: "acme")
         context.connections = [
             "con_x": connection("con_x", "x"), "con_gone": connection("con_gone", "x", disconnected: true),
+            "con_li": connection("con_li", "linkedin"), "con_ig": connection("con_ig", "instagram"),
         ]
         return AggregateCase(context: context)
     }()
@@ -113,6 +114,52 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         #expect(
             aggregate.when(.update(postId: "pst_1", text: String(repeating: "b", count: 281)), given: [created])
                 == .error(.validationError))
+    }
+
+    /// A draft or scheduled post may be given other targets: the whole new list, each the tenant's
+    /// own and still connected, the content checked against each new platform's rules.
+    @Test func anUpdateRetargetsThePostWithinThePlatformRules() {
+        let retargeted = PostEvent.updated(
+            postId: "pst_1", text: nil, media: nil, link: nil, connectionIds: ["con_li", "con_x"])
+        #expect(
+            aggregate.when(.update(postId: "pst_1", connectionIds: ["con_li", "con_x"]), given: [created])
+                == .events([retargeted]))
+        let state = aggregate.given([created, retargeted])
+        #expect(state?.connectionIds == ["con_li", "con_x"])
+        #expect(state?.targets.allSatisfy { $0.status == "pending" && $0.attempts == 0 } == true)
+        // A scheduled post keeps its time; the same list in the same order changes nothing.
+        let scheduled = PostEvent.scheduled(postId: "pst_1", publishAt: later)
+        let moved = aggregate.given([created, scheduled, retargeted])
+        #expect(moved?.status == .scheduled && moved?.publishAt == later)
+        #expect(aggregate.when(.update(postId: "pst_1", connectionIds: ["con_x"]), given: [created]) == .events([]))
+        // Text past X's 280 characters may move to LinkedIn alone, with the new text in one update.
+        let long = String(repeating: "c", count: 600)
+        #expect(
+            aggregate.when(.update(postId: "pst_1", text: long, connectionIds: ["con_li"]), given: [created])
+                == .events([.updated(postId: "pst_1", text: long, media: nil, link: nil, connectionIds: ["con_li"])]))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", text: long, connectionIds: ["con_li", "con_x"]), given: [created])
+                == .error(.validationError))
+        // Instagram needs media; a target unknown, disconnected, repeated or none at all is refused.
+        #expect(
+            aggregate.when(.update(postId: "pst_1", connectionIds: ["con_ig"]), given: [created])
+                == .error(.validationError))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", connectionIds: ["con_x", "con_none"]), given: [created])
+                == .error(.resourceNotFound))
+        #expect(
+            aggregate.when(.update(postId: "pst_1", connectionIds: ["con_gone"]), given: [created])
+                == .error(.connectionExpired))
+        for targets in [[], ["con_x", "con_x"]] {
+            #expect(
+                aggregate.when(.update(postId: "pst_1", connectionIds: targets), given: [created])
+                    == .error(.validationError), "\(targets)")
+        }
+        // Once publishing has started, the targets are what was published to.
+        let publishing = PostEvent.lifecycle(.publishingStarted, postId: "pst_1")
+        #expect(
+            aggregate.when(.update(postId: "pst_1", connectionIds: ["con_li"]), given: [created, publishing])
+                == .error(.resourceConflict))
     }
 
     @Test func anUpdateSetsOrRemovesTheLink() {

@@ -184,6 +184,52 @@ import Testing
         #expect(t.publisher.requests.isEmpty)
     }
 
+    /// A post whose account was disconnected is moved to another before it goes out: the update's
+    /// `connectionIds` replaces the targets, checked as a created post's are, and the scheduled
+    /// post publishes to the new ones only.
+    @Test func anUpdateMovesAPostToOtherConnections() async throws {
+        let t = try await connected([("con_x", "x"), ("con_m", "mastodon"), ("con_li", "linkedin")])
+        #expect(await post(t, "pst_1", text: "Launch day", on: ["con_x"]).status == 201)
+        let at = Timestamp.format(testStart + 3_600)
+        #expect(await t.command("post.schedule", #"{"postId":"pst_1","publishAt":"\#(at)"}"#).status == 201)
+        #expect(await t.command("social.disconnect", #"{"connectionId":"con_x"}"#).status == 201)
+        func update(_ payload: String) async -> JSON {
+            await t.command("post.update", #"{"postId":"pst_1",\#(payload)}"#)
+        }
+        func refusal(_ response: JSON) -> String {
+            "\(response.code ?? "-") \(response["error"]?["pointer"]?.stringValue ?? "-")"
+        }
+        // Refused at the item's pointer: not a connection id, unknown, another tenant's, disconnected.
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_o","platform":"x","accountId":"other","credentialRef":"vault://o","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#, as: admin("other"))
+        #expect(refusal(await update(#""connectionIds":["con_m","x_1"]"#)) == "INVALID_FORMAT /payload/connectionIds/1")
+        #expect(
+            refusal(await update(#""connectionIds":["con_m","con_o"]"#))
+                == "RESOURCE_NOT_FOUND /payload/connectionIds/1")
+        #expect(refusal(await update(#""connectionIds":["con_x"]"#)) == "CONNECTION_EXPIRED /payload/connectionIds/0")
+        #expect(refusal(await update(#""connectionIds":null"#)) == "INVALID_FORMAT /payload/connectionIds")
+        let emptyList = await update(#""connectionIds":[]"#)
+        #expect(refusal(emptyList) == "VALIDATION_ERROR /payload/connectionIds", "\(emptyList)")
+        let moved = await update(#""connectionIds":["con_m","con_li"]"#)
+        #expect(moved.status == 201, "\(moved)")
+        let targets = moved.data?["post"]?["targets"]?.arrayValue?.compactMap { $0["connectionId"]?.stringValue }
+        #expect(targets == ["con_m", "con_li"])
+        #expect(moved.data?["post"]?["status"]?.stringValue == "scheduled")
+        let again = await update(#""connectionIds":["con_m","con_li"]"#)
+        #expect(again.status == 200 && again.data?["changed"] == .bool(false), "\(again)")
+        // The log holds the whole new list, so a rebuild folds the same targets.
+        let last = try #require(try t.engine.eventStore.readStream("acme:pst_1").last)
+        #expect(last.type == "post.updated")
+        #expect(try JSON.parse(last.payload)["connectionIds"] == .array([.string("con_m"), .string("con_li")]))
+        let due = try await tick(t, testStart + 3_600)
+        #expect(due.items.map(\.id) == ["pst_1"] && due.items.first?.error == nil, "\(due)")
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "published")
+        #expect(
+            t.publisher.requests.map(\.credentialRef).sorted() == ["vault://social/con_li", "vault://social/con_m"])
+    }
+
     @Test func refreshingAConnectionMakesItUsableAgain() async throws {
         let t = try await connected(expiresAt: "2026-11-21T11:00:00Z")
         t.clock.set(testStart + 7_200)

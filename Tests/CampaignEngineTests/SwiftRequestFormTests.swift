@@ -52,6 +52,10 @@ import Testing
                 "post.create", #"{"postId":"pst_1","connectionIds":["con_1"],"text":"Hi","campaignId":"cmp_1/2"}"#
             ),
             (
+                .post(.update(postId: "pst_1", connectionIds: ["con_1", "con 2"])), "post.update",
+                #"{"postId":"pst_1","connectionIds":["con_1","con 2"]}"#
+            ),
+            (
                 .experiment(.recordExposure(experimentId: "exp_1", contactId: "")), "experiment.recordExposure",
                 #"{"experimentId":"exp_1","contactId":""}"#
             ),

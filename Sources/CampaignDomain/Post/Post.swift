@@ -158,13 +158,7 @@ public enum Post: Aggregate {
                 refusal.pointer = "/campaignId"
                 throw refusal
             }
-            for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
-                throw CampaignError.notFound("connection", id, pointer: "/connectionIds/\(index)")
-            }
-            for (index, id) in connectionIds.enumerated() where context.connections[id]?.disconnected == true {
-                throw CampaignError(
-                    .connectionExpired, "connection \(id) was disconnected", pointer: "/connectionIds/\(index)")
-            }
+            try checkConnections(connectionIds, context)
             var problems = shapeProblems(connectionIds: connectionIds, text: text, media: media, link: link)
             problems += platformProblems(
                 connectionIds.compactMap { context.connections[$0] }, text: text, media: media, link: link)
@@ -197,29 +191,35 @@ public enum Post: Aggregate {
             // Answered above while there was no state; a create on an existing stream is a clash.
             throw CampaignError(
                 .duplicateResource, "post \(postId) already exists", param: "postId", pointer: "/postId")
-        case let .update(_, text, media, link):
-            guard text != nil || media != nil || link != nil else {
+        case let .update(_, text, media, link, connectionIds):
+            guard text != nil || media != nil || link != nil || connectionIds != nil else {
                 throw CampaignError.validation([
                     FieldProblem(
-                        field: "payload", pointer: "", message: "nothing to update: give text, media or link")
+                        field: "payload", pointer: "",
+                        message: "nothing to update: give text, media, link or connectionIds")
                 ])
             }
+            if let connectionIds { try checkConnections(connectionIds, context) }
+            let newTargets = connectionIds ?? state.connectionIds
             let newText = text ?? state.text
             let newMedia = media ?? state.media
             var problems = shapeProblems(
-                connectionIds: state.connectionIds, text: newText, media: newMedia, link: link?.value)
+                connectionIds: newTargets, text: newText, media: newMedia, link: link?.value)
             problems += platformProblems(
-                state.connectionIds.compactMap { context.connections[$0] }, text: newText, media: newMedia,
+                newTargets.compactMap { context.connections[$0] }, text: newText, media: newMedia,
                 link: link.map(\.value) ?? state.link)
             guard problems.isEmpty else { throw .validation(problems) }
-            // The text, media and link the post has already: nothing changes.
-            if newText == state.text && newMedia == state.media
+            // The text, media, link and targets the post has already: nothing changes.
+            if newText == state.text && newMedia == state.media && newTargets == state.connectionIds
                 && link.map({ $0.value == state.link }) ?? true
             {
                 return Decision(events: [])
             }
             return Decision(events: [
-                PostEvent.updated(postId: state.id, text: text, media: media, link: link).domainEvent
+                PostEvent.updated(
+                    postId: state.id, text: text, media: media, link: link,
+                    connectionIds: newTargets == state.connectionIds ? nil : newTargets
+                ).domainEvent
             ])
         case let .schedule(_, publishAt):
             guard publishAt > context.now else {
@@ -257,6 +257,18 @@ public enum Post: Aggregate {
         var refusal = campaignRefusal("\(verb) a post of", campaign)
         refusal?.pointer = "/postId"
         return refusal
+    }
+
+    /// `RESOURCE_NOT_FOUND` for a target the tenant has no connection for, then
+    /// `CONNECTION_EXPIRED` for one that was disconnected, each at its index in `connectionIds`.
+    static func checkConnections(_ connectionIds: [String], _ context: DecisionContext) throws(CampaignError) {
+        for (index, id) in connectionIds.enumerated() where context.connections[id] == nil {
+            throw CampaignError.notFound("connection", id, pointer: "/connectionIds/\(index)")
+        }
+        for (index, id) in connectionIds.enumerated() where context.connections[id]?.disconnected == true {
+            throw CampaignError(
+                .connectionExpired, "connection \(id) was disconnected", pointer: "/connectionIds/\(index)")
+        }
     }
 
     static func shapeProblems(connectionIds: [String], text: String, media: [Media], link: String?) -> [FieldProblem] {
@@ -551,10 +563,20 @@ public enum Post: Aggregate {
         }
         switch event {
         case .created: break
-        case let .updated(_, text, media, link):
+        case let .updated(_, text, media, link, connectionIds):
             if let text { state.text = text }
             if let media { state.media = media }
             if let link { state.link = link.value }
+            if let connectionIds {
+                // A target kept stays as it is; a new one waits, as a created post's targets do.
+                let kept = Dictionary(
+                    state.targets.map { ($0.connectionId, $0) }, uniquingKeysWith: { first, _ in first })
+                state.targets = connectionIds.map {
+                    kept[$0]
+                        ?? PostTarget(
+                            connectionId: $0, status: "pending", attempts: 0, transientFailures: 0, rateLimits: 0)
+                }
+            }
         case let .scheduled(_, publishAt):
             state.status = .scheduled
             state.publishAt = publishAt

@@ -6,8 +6,11 @@ public enum PostCommand: Sendable, Equatable {
     case create(
         postId: String, connectionIds: [String], text: String = "", media: [Media] = [], link: String? = nil,
         campaignId: String? = nil)
-    /// `post.update`: the fields given change; the link may also be removed.
-    case update(postId: String, text: String? = nil, media: [Media]? = nil, link: FieldUpdate<String>? = nil)
+    /// `post.update`: the fields given change; the link may also be removed, and a draft or
+    /// scheduled post may be given other targets (`connectionIds`, the whole new list).
+    case update(
+        postId: String, text: String? = nil, media: [Media]? = nil, link: FieldUpdate<String>? = nil,
+        connectionIds: [String]? = nil)
     /// `post.schedule`.
     case schedule(postId: String, publishAt: Date)
     /// `post.cancel`.
@@ -18,7 +21,7 @@ public enum PostCommand: Sendable, Equatable {
     /// The post the command is about.
     public var postId: String {
         switch self {
-        case let .create(id, _, _, _, _, _), let .update(id, _, _, _), let .schedule(id, _), let .cancel(id),
+        case let .create(id, _, _, _, _, _), let .update(id, _, _, _, _), let .schedule(id, _), let .cancel(id),
             let .publish(id):
             return id
         }

@@ -6,9 +6,10 @@ public enum PostEvent: Sendable, Equatable {
     /// Created, as a draft, for the given connections (one target each).
     case created(
         postId: String, connectionIds: [String], text: String, media: [Media], link: String?, campaignId: String?)
-    /// New text, media or link, or the link removed (absent fields are unchanged; a removed link
-    /// is stored as `"link": null`).
-    case updated(postId: String, text: String?, media: [Media]?, link: FieldUpdate<String>?)
+    /// New text, media, link or targets, or the link removed (absent fields are unchanged; a
+    /// removed link is stored as `"link": null`; `connectionIds` is the whole new list of targets).
+    case updated(
+        postId: String, text: String?, media: [Media]?, link: FieldUpdate<String>?, connectionIds: [String]? = nil)
     /// Scheduled to publish at `publishAt`.
     case scheduled(postId: String, publishAt: Date)
     /// A post-wide change that carries only the id: cancelled, publishing started, published, failed.
@@ -76,7 +77,8 @@ public enum PostEvent: Sendable, Equatable {
     /// The post the event belongs to.
     public var postId: String {
         switch self {
-        case let .created(id, _, _, _, _, _), let .updated(id, _, _, _), let .scheduled(id, _), let .lifecycle(_, id),
+        case let .created(id, _, _, _, _, _), let .updated(id, _, _, _, _), let .scheduled(id, _),
+            let .lifecycle(_, id),
             let .attemptStarted(id, _, _, _), let .targetPublished(id, _, _, _),
             let .targetRetryScheduled(id, _, _, _, _), let .targetFailed(id, _, _, _, _):
             return id
@@ -104,10 +106,11 @@ public enum PostEvent: Sendable, Equatable {
             payload["media"] = .array(media.map(\.json))
             if let link { payload["link"] = .string(link) }
             if let campaignId { payload["campaignId"] = .string(campaignId) }
-        case let .updated(_, text, media, link):
+        case let .updated(_, text, media, link, connectionIds):
             if let text { payload["text"] = .string(text) }
             if let media { payload["media"] = .array(media.map(\.json)) }
             if let link { payload["link"] = link.value.map(JSON.string) ?? .null }
+            if let connectionIds { payload["connectionIds"] = .array(connectionIds.map(JSON.string)) }
         case let .scheduled(_, publishAt): payload["publishAt"] = .string(Timestamp.format(publishAt))
         case .lifecycle: break
         case let .attemptStarted(_, _, attempt, at):
@@ -150,7 +153,9 @@ public enum PostEvent: Sendable, Equatable {
         case .updated:
             let link: FieldUpdate<String>? =
                 p["link"] == .null ? .remove : text("link").map(FieldUpdate.set)
-            self = .updated(postId: id, text: text("text"), media: media(p["media"]), link: link)
+            self = .updated(
+                postId: id, text: text("text"), media: media(p["media"]), link: link,
+                connectionIds: p["connectionIds"]?.arrayValue?.compactMap(\.stringValue))
         case .scheduled:
             guard let publishAt = date("publishAt") else { return nil }
             self = .scheduled(postId: id, publishAt: publishAt)
