@@ -174,12 +174,7 @@ public enum CommandWire {
         switch verb {
         case "create":
             let r = try reader(["postId", "connectionIds", "text", "media", "link", "campaignId"])
-            var connectionIds = [String]()
-            for (index, item) in try r.array("connectionIds").enumerated() {
-                let id = item.stringValue ?? ""
-                try checkTarget(id, at: FieldReader.pointer(r.pointer("connectionIds"), index))
-                connectionIds.append(id)
-            }
+            let connectionIds = try targets(r.array("connectionIds"), at: r.pointer("connectionIds"))
             return .create(
                 postId: try newId(r, "postId", "pst"), connectionIds: connectionIds,
                 text: try r.optionalString("text") ?? "", media: try media(r) ?? [], link: try r.optionalString("link"),
@@ -188,14 +183,8 @@ public enum CommandWire {
             let r = try reader(["postId", "text", "media", "link", "connectionIds"])
             try r.refuseNull("text", "media", "connectionIds")
             let postId = try r.id("postId", prefix: "pst")
-            var connectionIds: [String]?
-            if let items = try r.optionalArray("connectionIds") {
-                connectionIds = []
-                for (index, item) in items.enumerated() {
-                    let id = item.stringValue ?? ""
-                    try checkTarget(id, at: FieldReader.pointer(r.pointer("connectionIds"), index))
-                    connectionIds?.append(id)
-                }
+            let connectionIds = try r.optionalArray("connectionIds").map { (items) throws(CampaignError) in
+                try targets(items, at: r.pointer("connectionIds"))
             }
             return .update(
                 postId: postId, text: try r.optionalString("text"), media: try media(r),
@@ -260,6 +249,17 @@ public enum CommandWire {
                     message: "an import holds at most \(ContactCommand.maximumImportSize) contacts, this one \(count)")
             ])
         }
+    }
+
+    /// A post's targets, each checked by ``checkTarget(_:at:)`` at its index under `pointer`.
+    private static func targets(_ items: [JSON], at pointer: String) throws(CampaignError) -> [String] {
+        var connectionIds = [String]()
+        for (index, item) in items.enumerated() {
+            let id = item.stringValue ?? ""
+            try checkTarget(id, at: FieldReader.pointer(pointer, index))
+            connectionIds.append(id)
+        }
+        return connectionIds
     }
 
     /// `INVALID_FORMAT` at `pointer` (an item of a post's `connectionIds`) unless `id` is a connection's id.

@@ -76,12 +76,13 @@ extension Command {
         func id(_ value: String, _ key: String, _ prefix: String) throws(CampaignError) {
             try FieldReader.check(id: value, key: key, prefix: prefix, at: "/payload/" + key)
         }
-        // A post's targets are read before its id.
-        if case let .post(.create(_, connectionIds, _, _, _, _)) = self {
+        func targets(_ connectionIds: [String]) throws(CampaignError) {
             for (index, connectionId) in connectionIds.enumerated() {
                 try CommandWire.checkTarget(connectionId, at: "/payload/connectionIds/\(index)")
             }
         }
+        // A created post's targets are read before its id.
+        if case let .post(.create(_, connectionIds, _, _, _, _)) = self { try targets(connectionIds) }
         if let route, let prefix = route.aggregate.idPrefix {
             try id(route.id, route.aggregate.idField, prefix)
         }
@@ -92,9 +93,7 @@ extension Command {
             // Each item's id is checked by the import, which reports a bad one at its index.
             try CommandWire.checkImportSize(inputs.count, at: "/payload/contacts")
         case let .post(.update(_, _, _, _, connectionIds?)):
-            for (index, connectionId) in connectionIds.enumerated() {
-                try CommandWire.checkTarget(connectionId, at: "/payload/connectionIds/\(index)")
-            }
+            try targets(connectionIds)
         case let .post(.create(_, _, _, _, _, campaignId?)):
             try id(campaignId, "campaignId", "cmp")
         case let .experiment(.create(_, campaignId, _, _)):
