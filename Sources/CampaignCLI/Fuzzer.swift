@@ -288,6 +288,7 @@ public struct Fuzzer {
                 + #""values":["low","high","top"]}}"#,
             #"{"requestId":"f28",\#(p),"command":"post.update","payload":{"postId":"pst_1","#
                 + #""connectionIds":["con_2","con_1"],"text":"Moved"}}"#,
+            #"{"requestId":"f29",\#(p),"query":"post.list","params":{"connectionId":"con_2","limit":5}}"#,
         ]
     }
 

@@ -23,9 +23,10 @@ public enum Query: Sendable, Equatable {
     case experimentResults(experimentId: String)
     /// `campaign.list`: by status, `sendAt` in [from, to], and the segment the campaigns target.
     case campaignList(status: String?, from: Date?, to: Date?, segmentId: String? = nil, page: Page)
-    /// `post.list`: by status, calendar time (publish time, or publication time) in [from, to], and
-    /// the campaign the posts belong to.
-    case postList(status: String?, from: Date?, to: Date?, campaignId: String? = nil, page: Page)
+    /// `post.list`: by status, calendar time (publish time, or publication time) in [from, to], the
+    /// campaign the posts belong to, and a connection they target.
+    case postList(
+        status: String?, from: Date?, to: Date?, campaignId: String? = nil, connectionId: String? = nil, page: Page)
     /// `segment.members`.
     case segmentMembers(segmentId: String, page: Page)
     /// `segment.preview` (an addition: how many of the tenant's contacts a rule tree matches now, and
@@ -139,7 +140,8 @@ public enum Query: Sendable, Equatable {
             let posts = name == "post.list"
             let r = try FieldReader(
                 params, at: pointer,
-                allowed: ["status", "from", "to", "limit", "cursor", posts ? "campaignId" : "segmentId"])
+                allowed: ["status", "from", "to", "limit", "cursor"]
+                    + (posts ? ["campaignId", "connectionId"] : ["segmentId"]))
             let status = try r.optionalString("status")
             let from = try r.optionalTimestamp("from")
             let to = try r.optionalTimestamp("to")
@@ -147,7 +149,7 @@ public enum Query: Sendable, Equatable {
             return posts
                 ? .postList(
                     status: status, from: from, to: to, campaignId: try r.optionalId("campaignId", prefix: "cmp"),
-                    page: page)
+                    connectionId: try r.optionalId("connectionId", prefix: "con"), page: page)
                 : .campaignList(
                     status: status, from: from, to: to, segmentId: try r.optionalId("segmentId", prefix: "seg"),
                     page: page)

@@ -204,7 +204,8 @@ extension CampaignEngine {
         let tenant = principal.tenant
         // A window that ends before it starts matches nothing: say so rather than answer an empty page.
         switch query {
-        case let .campaignList(_, from?, to?, _, _) where from > to, let .postList(_, from?, to?, _, _) where from > to,
+        case let .campaignList(_, from?, to?, _, _) where from > to,
+            let .postList(_, from?, to?, _, _, _) where from > to,
             let .auditHistory(_, _, from?, to?, _) where from > to:
             throw CampaignError.validation([
                 FieldProblem(
@@ -329,11 +330,15 @@ extension CampaignEngine {
                 return Self.listData(items, next, ["counts": .object(counts)])
             }
 
-        case let .postList(status, from, to, campaignId, page):
+        case let .postList(status, from, to, campaignId, connectionId, page):
             if let status, PostStatus(rawValue: status) == nil {
                 throw Self.statusProblem(PostStatus.allCases.map(\.rawValue))
             }
             if let campaignId { try requireCampaign(tenant, campaignId) }
+            // A disconnected account's posts are listed too: they are the ones to move elsewhere.
+            if let connectionId, try loadConnection(tenant, connectionId).0 == nil {
+                throw CampaignError.notFound("connection", connectionId, pointer: "/params/connectionId")
+            }
             return try projections.read("publishing-queue") { reader in
                 let byTime = from != nil || to != nil
                 let prefix = byTime ? Key.prefix(["c", tenant]) : Key.prefix(["r", tenant])
@@ -341,10 +346,12 @@ extension CampaignEngine {
                 // Start the calendar scan at `from`: just before its first key.
                 let start = byTime ? from.map { Key.u64(max(1, Key.readU64(Key.time($0))) - 1) + [0xff] } : nil
                 var passedEnd = false
-                // A cursor issued before the campaign filter was there still reads without one.
+                // A cursor issued before the campaign and connection filters were there still reads
+                // without them.
                 let context = CursorCodec.context(
                     tenant, query.name,
-                    [status, from.map(Timestamp.format), to.map(Timestamp.format)] + (campaignId.map { [$0] } ?? []))
+                    [status, from.map(Timestamp.format), to.map(Timestamp.format)] + (campaignId.map { [$0] } ?? [])
+                        + (connectionId.map { [$0] } ?? []))
                 let (items, next) = try self.page(reader, prefix: prefix, page: page, context: context, start: start) {
                     key in
                     let rest = Array(key.dropFirst(prefix.count))
@@ -364,6 +371,7 @@ extension CampaignEngine {
                     else { return nil }
                     if let status, state.status.rawValue != status { return nil }
                     if let campaignId, state.campaignId != campaignId { return nil }
+                    if let connectionId, !state.connectionIds.contains(connectionId) { return nil }
                     return state.json
                 }
                 var counts = JSONObject()

@@ -149,9 +149,10 @@ extension Query {
         case let .campaignList(_, _, _, segmentId, page):
             try limit(page)
             try id(segmentId, "segmentId", "seg")
-        case let .postList(_, _, _, campaignId, page):
+        case let .postList(_, _, _, campaignId, connectionId, page):
             try limit(page)
             try id(campaignId, "campaignId", "cmp")
+            try id(connectionId, "connectionId", "con")
         case let .experimentList(_, campaignId, page):
             try id(campaignId, "campaignId", "cmp")
             try limit(page)

@@ -141,6 +141,43 @@ import Testing
         #expect(await t.query("campaign.list", #"{"campaignId":"cmp_a"}"#).code == "INVALID_FIELD")
     }
 
+    /// `post.list` by a connection the posts target: a disconnected account's posts are found, to
+    /// move them, and a moved post is listed under its new targets only.
+    @Test func postListsFilterByConnection() async throws {
+        let t = try await engineWithConnection()
+        let connect = #"{"connectionId":"con_m","platform":"mastodon","accountId":"m","credentialRef":"vault://m","#
+        try #require(await t.command("social.connect", connect + #""expiresAt":"2027-01-01T00:00:00Z"}"#).status == 201)
+        for (n, targets) in [(1, #""con_x""#), (2, #""con_m""#), (3, #""con_x","con_m""#), (4, #""con_x""#)] {
+            let post = #"{"postId":"pst_\#(n)","connectionIds":[\#(targets)],"text":"Post \#(n)"}"#
+            try #require(await t.command("post.create", post).status == 201)
+        }
+        func ids(_ params: String) async -> [String]? {
+            await t.query("post.list", params).data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue }
+        }
+        #expect(await ids(#"{"connectionId":"con_x"}"#) == ["pst_1", "pst_3", "pst_4"])
+        #expect(await ids(#"{"connectionId":"con_m"}"#) == ["pst_2", "pst_3"])
+        #expect(await t.command("social.disconnect", #"{"connectionId":"con_x"}"#).status == 201)
+        #expect(await ids(#"{"connectionId":"con_x","status":"draft"}"#) == ["pst_1", "pst_3", "pst_4"])
+        #expect(await t.command("post.update", #"{"postId":"pst_4","connectionIds":["con_m"]}"#).status == 201)
+        #expect(await ids(#"{"connectionId":"con_x"}"#) == ["pst_1", "pst_3"])
+        #expect(await ids(#"{"connectionId":"con_m"}"#) == ["pst_2", "pst_3", "pst_4"])
+        // Paged: the cursor carries the filter, and is refused with another or none.
+        let first = await t.query("post.list", #"{"connectionId":"con_m","limit":2}"#)
+        let cursor = first.data?["nextCursor"]?.stringValue ?? ""
+        #expect(first.data?["items"]?.arrayValue?.count == 2 && !cursor.isEmpty)
+        #expect(await ids(#"{"connectionId":"con_m","limit":2,"cursor":"\#(cursor)"}"#) == ["pst_4"])
+        for params in [#"{"limit":2"#, #"{"connectionId":"con_x","limit":2"#] {
+            #expect(await t.query("post.list", params + #","cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
+        }
+        // Unknown, another tenant's, or not a connection id.
+        let missing = await t.query("post.list", #"{"connectionId":"con_none"}"#)
+        #expect(missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/connectionId"))
+        #expect(
+            await t.query("post.list", #"{"connectionId":"con_m"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query("post.list", #"{"connectionId":"cmp_1"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query("campaign.list", #"{"connectionId":"con_m"}"#).code == "INVALID_FIELD")
+    }
+
     /// `campaign.list` by the segment the campaigns target, attached at creation or later; paged with
     /// the filter bound to the cursor, and a cursor issued before the filter was there still reads.
     @Test func campaignListsFilterBySegment() async throws {

@@ -180,6 +180,10 @@ import Testing
                 .experimentList(status: nil, campaignId: "exp_1", page: .init()), "experiment.list",
                 #"{"campaignId":"exp_1"}"#
             ),
+            (
+                .postList(status: nil, from: nil, to: nil, connectionId: "acme:con_1", page: .init()), "post.list",
+                #"{"connectionId":"acme:con_1"}"#
+            ),
         ]
         for (typed, name, params) in queries {
             try await expectSameAnswer(t, query(typed), wire(name, params))
