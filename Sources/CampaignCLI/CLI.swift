@@ -614,6 +614,13 @@ enum ProjectionsCommand {
             }
             Format.table(["PROJECTION", "MODE", "VERSION", "BUILT", "CHECKPOINT", "LAG", "REBUILD"], rows).forEach(
                 console.out)
+            // An unfinished rebuild reads the same whether another process runs it or it was
+            // interrupted: say what it means and how to finish it.
+            if let unfinished = statuses.first(where: { $0.rebuildCheckpoint != nil }) {
+                console.out(
+                    "REBUILD: begun and not finished (running in another process, or interrupted); the live table "
+                        + "serves queries meanwhile. `campaign projections rebuild \(unfinished.name)` finishes it.")
+            }
         }
         return .ok
     }

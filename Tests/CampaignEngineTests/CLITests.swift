@@ -7,6 +7,7 @@ import TestSupport
 import Testing
 
 @testable import CampaignCLI
+@testable import CampaignProjections
 
 /// The result of running the built `campaign` binary.
 struct Run {
@@ -377,6 +378,28 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(
             differs.lines.dropFirst().first?.hasPrefix(
                 "  r/acme/cmp_1: live {\"campaignId\":\"cmp_1\",\"status\":\"draft\"} ≠ rebuilt") == true)
+    }
+
+    /// An unfinished rebuild reads the same whether another process runs it or it was interrupted:
+    /// the status says what it means and how to finish it, and says nothing when none is unfinished.
+    @Test func projectionsStatusExplainsAnUnfinishedRebuild() {
+        func status(_ name: String, rebuild: UInt64?) -> ProjectionStatus {
+            ProjectionStatus(
+                name: name, mode: .catchUp, version: 3, builtVersion: 3, checkpoint: 1_898, head: 1_898,
+                rebuildCheckpoint: rebuild)
+        }
+        let console = ThreadNotingConsole([])
+        _ = ProjectionsCommand.status(
+            [status("audit", rebuild: nil), status("segments", rebuild: 40_000)], json: false, console: console)
+        #expect(console.output.count == 4, "\(console.output)")
+        #expect(console.output[2].hasPrefix("segments") && console.output[2].hasSuffix("at 40,000"))
+        #expect(
+            console.output.last
+                == "REBUILD: begun and not finished (running in another process, or interrupted); the live table "
+                + "serves queries meanwhile. `campaign projections rebuild segments` finishes it.")
+        let settled = ThreadNotingConsole([])
+        _ = ProjectionsCommand.status([status("audit", rebuild: nil)], json: false, console: settled)
+        #expect(settled.output.count == 2 && settled.output.allSatisfy { !$0.hasPrefix("REBUILD:") })
     }
 
     @Test func statsReportsCountsAndSizes() async throws {
