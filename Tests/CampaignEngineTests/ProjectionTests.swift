@@ -170,12 +170,21 @@ import Testing
             #expect(await t.query("post.list", params + #","cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
         }
         // Unknown, another tenant's, or not a connection id.
-        let missing = await t.query("post.list", #"{"connectionId":"con_none"}"#)
-        #expect(missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/connectionId"))
-        #expect(
-            await t.query("post.list", #"{"connectionId":"con_m"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
-        #expect(await t.query("post.list", #"{"connectionId":"cmp_1"}"#).code == "INVALID_FORMAT")
-        #expect(await t.query("campaign.list", #"{"connectionId":"con_m"}"#).code == "INVALID_FIELD")
+        await expectFilterRefusals(
+            t, "post.list", "connectionId", unknown: "con_none", known: "con_m", other: "campaign.list")
+    }
+
+    /// A list's filter by a resource refuses one the tenant does not have (unknown, or another
+    /// tenant's: `RESOURCE_NOT_FOUND` at its pointer) and an id of another kind, and `other`, a list
+    /// without that filter, refuses the member.
+    func expectFilterRefusals(
+        _ t: TestEngine, _ query: String, _ key: String, unknown: String, known: String, other: String
+    ) async {
+        let missing = await t.query(query, #"{"\#(key)":"\#(unknown)"}"#)
+        #expect(missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/\(key)"))
+        #expect(await t.query(query, #"{"\#(key)":"\#(known)"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.query(query, #"{"\#(key)":"cmp_1"}"#).code == "INVALID_FORMAT")
+        #expect(await t.query(other, #"{"\#(key)":"\#(known)"}"#).code == "INVALID_FIELD")
     }
 
     /// `campaign.list` by the segment the campaigns target, attached at creation or later; paged with
@@ -220,12 +229,8 @@ import Testing
         #expect(await t.query("campaign.list", #"{"cursor":"\#(cursor)"}"#).code == "INVALID_FORMAT")
         let before = t.engine.cursors.encode(Array("cmp_2".utf8), context: Array("acme\0campaign.list\0-\0-\0-".utf8))
         #expect(await ids(#"{"limit":2,"cursor":"\#(before)"}"#) == ["cmp_3", "cmp_4"])
-        let missing = await t.query("campaign.list", #"{"segmentId":"seg_none"}"#)
-        #expect(missing.code == "RESOURCE_NOT_FOUND" && missing["error"]?["pointer"] == .string("/params/segmentId"))
-        #expect(
-            await t.query("campaign.list", #"{"segmentId":"seg_a"}"#, as: admin("globex")).code == "RESOURCE_NOT_FOUND")
-        #expect(await t.query("campaign.list", #"{"segmentId":"cmp_1"}"#).code == "INVALID_FORMAT")
-        #expect(await t.query("post.list", #"{"segmentId":"seg_a"}"#).code == "INVALID_FIELD")
+        await expectFilterRefusals(
+            t, "campaign.list", "segmentId", unknown: "seg_none", known: "seg_a", other: "post.list")
     }
 
     /// The catalogue lists a host needs to show what a tenant has: `segment.list` (with member
