@@ -15,7 +15,8 @@ enum ReplayCommand {
         correlation (requestId) and causation ids. --stream takes a resource id with --tenant
         (cmp_1) or a stream id (acme:cmp_1); --type ends with * to match a prefix (campaign.*).
         --json prints one JSON object per event. The log is read a page at a time, so memory stays
-        bounded whatever its size. --as-of prints the aggregate's state at that time or position.
+        bounded whatever its size. --as-of prints the aggregate's state at that time or position
+        (--stream acme:schema: the tenant's contact fields as they were then).
         A filter that can match nothing (a tenant, stream, actor or type no event can have) is a
         usage error, not an empty list.
         """

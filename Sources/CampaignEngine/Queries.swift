@@ -603,7 +603,9 @@ extension CampaignEngine {
     /// Any aggregate's read model as of a position or a time, folded from the log (snapshots are
     /// not used: they hold only the latest state).
     /// - Parameters:
-    ///   - id: the resource id; its prefix (`cmp_`, `seg_`, `ctc_`, `con_`, `pst_`, `exp_`) says the kind.
+    ///   - id: the resource id; its prefix (`cmp_`, `seg_`, `ctc_`, `con_`, `pst_`, `exp_`) says the kind,
+    ///     and `schema` names the tenant's contact fields: `{"fields": [{name, type, values?}]}`, the
+    ///     fields the tenant had defined, in name order, each as `field.define` takes it.
     /// - Returns: nil when the resource did not exist then (not yet created, or deleted).
     /// - Throws: `INVALID_FORMAT` when the id's prefix names no kind of resource.
     public func state(tenant: String, id: String, asOf: PointInTime) throws -> JSON? {
@@ -624,9 +626,18 @@ extension CampaignEngine {
         case "pst_": return try (fold(Post.evolve) as PostState?)?.json
         case "exp_": return try (fold(Experiment.evolve) as ExperimentState?)?.json
         default:
-            throw CampaignError(
-                .invalidFormat,
-                "id \(id) names no kind of resource: an id starts with cmp_, seg_, ctc_, con_, pst_ or exp_")
+            guard id == "schema" else {
+                throw CampaignError(
+                    .invalidFormat,
+                    "id \(id) names no kind of resource: an id starts with cmp_, seg_, ctc_, con_, pst_ or exp_, "
+                        + "or is schema")
+            }
+            let schema: ContactSchema? = try fold { state, event in TenantSchema.evolve(state ?? ContactSchema(), event)
+            }
+            return schema.map { schema in
+                let defined = schema.fields.keys.filter { ContactSchema.builtIn[$0] == nil }.sorted()
+                return .object(["fields": .array(defined.compactMap { schema.definition(of: $0).map(JSON.object) })])
+            }
         }
     }
 }

@@ -248,6 +248,29 @@ import Testing
         #expect(now["status"]?.stringValue == "active" && now["version"]?.integerValue == 4)
         #expect(try t.engine.state(tenant: "globex", id: "cmp_1", asOf: .time(.distantFuture)) == nil)
     }
+
+    /// A tenant's contact fields as of a position: an auditor sees which values an enum had then.
+    @Test func theTenantsFieldsAsOfAPositionShowTheValuesTheyHadThen() async throws {
+        let t = try TestEngine()
+        let tier = #"{"name":"tier","type":"enum","values":["gold","silver"]}"#
+        #expect(await t.command("field.define", tier).status == 201)  // 1
+        #expect(await t.command("field.define", #"{"name":"score","type":"number"}"#).status == 201)  // 2
+        let update = #"{"name":"tier","values":["gold","silver","platinum"]}"#
+        #expect(await t.command("field.update", update).status == 201)  // 3
+        func fields(_ position: UInt64) throws -> JSON? {
+            try t.engine.state(tenant: "acme", id: "schema", asOf: .position(position))?["fields"]
+        }
+        #expect(try t.engine.state(tenant: "acme", id: "schema", asOf: .position(0)) == nil)
+        #expect(try fields(1) == (try JSON.parse("[\(tier)]")))
+        let score = #"{"name":"score","type":"number"}"#
+        #expect(try fields(2) == (try JSON.parse("[\(score),\(tier)]")))
+        #expect(
+            try fields(3)
+                == (try JSON.parse(#"[\#(score),{"name":"tier","type":"enum","values":["gold","silver","platinum"]}]"#))
+        )
+        #expect(try t.engine.state(tenant: "globex", id: "schema", asOf: .position(3)) == nil)
+        #expect(throws: CampaignError.self) { try t.engine.state(tenant: "acme", id: "schemas", asOf: .position(3)) }
+    }
 }
 
 @Suite struct UpcasterTests {
