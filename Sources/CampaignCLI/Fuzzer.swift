@@ -289,6 +289,7 @@ public struct Fuzzer {
             #"{"requestId":"f28",\#(p),"command":"post.update","payload":{"postId":"pst_1","#
                 + #""connectionIds":["con_2","con_1"],"text":"Moved"}}"#,
             #"{"requestId":"f29",\#(p),"query":"post.list","params":{"connectionId":"con_2","limit":5}}"#,
+            #"{"requestId":"f30",\#(p),"command":"post.unschedule","payload":{"postId":"pst_1"}}"#,
         ]
     }
 

@@ -14,7 +14,7 @@ public enum CommandWire {
             "segment.create", "segment.update", "segment.archive", "field.define", "field.update",
             "contact.upsert", "contact.import", "contact.erase",
             "social.connect", "social.refresh", "social.disconnect",
-            "post.create", "post.update", "post.schedule", "post.cancel", "post.publish",
+            "post.create", "post.update", "post.schedule", "post.unschedule", "post.cancel", "post.publish",
             "experiment.create", "experiment.update", "experiment.start", "experiment.stop",
             "experiment.recordExposure", "experiment.recordConversion", "experiment.declareWinner", "system.tick",
         ]
@@ -192,6 +192,8 @@ public enum CommandWire {
         case "schedule":
             let r = try reader(["postId", "publishAt"])
             return .schedule(postId: try r.id("postId", prefix: "pst"), publishAt: try r.timestamp("publishAt"))
+        case "unschedule":
+            return .unschedule(postId: try reader(["postId"]).id("postId", prefix: "pst"))
         case "cancel":
             return .cancel(postId: try reader(["postId"]).id("postId", prefix: "pst"))
         case "publish":
@@ -411,7 +413,7 @@ extension Command {
                 ])
             case let .schedule(id, publishAt):
                 return object(["postId": .string(id), "publishAt": date(publishAt)])
-            case let .cancel(id), let .publish(id):
+            case let .unschedule(id), let .cancel(id), let .publish(id):
                 return object(["postId": .string(id)])
             }
         case let .experiment(command):

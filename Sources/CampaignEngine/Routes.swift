@@ -80,7 +80,7 @@ extension Command {
         case let .post(command):
             switch command {
             case .create: return Route(.post, command.postId, .new)
-            case .update, .schedule, .cancel, .publish: return Route(.post, command.postId, .existing)
+            case .update, .schedule, .unschedule, .cancel, .publish: return Route(.post, command.postId, .existing)
             }
         case let .experiment(command):
             switch command {

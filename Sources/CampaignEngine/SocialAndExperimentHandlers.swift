@@ -73,7 +73,7 @@ extension CampaignEngine {
             if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
                 context.campaigns[campaignId] = campaign
             }
-        case .update, .cancel: break
+        case .update, .unschedule, .cancel: break
         }
         for id in Set(connectionIds) {
             if let connection = try loadConnection(tenant, id).0 { context.connections[id] = connection }

@@ -58,6 +58,11 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         let cancelled = PostEvent.lifecycle(.cancelled, postId: "pst_1")
         #expect(aggregate.when(.cancel(postId: "pst_1"), given: [created, scheduled]) == .events([cancelled]))
         #expect(aggregate.given([created, scheduled, cancelled])?.status == .cancelled)
+        let unscheduled = PostEvent.lifecycle(.unscheduled, postId: "pst_1")
+        #expect(aggregate.when(.unschedule(postId: "pst_1"), given: [created, scheduled]) == .events([unscheduled]))
+        let draft = aggregate.given([created, scheduled, unscheduled])
+        #expect(draft?.status == .draft && draft?.publishAt == nil)
+        #expect(aggregate.when(.unschedule(postId: "pst_1"), given: [created]) == .error(.resourceConflict))
         #expect(
             aggregate.when(.update(postId: "pst_1", text: "New"), given: [created, scheduled, cancelled])
                 == .error(.resourceConflict))

@@ -71,6 +71,7 @@ import Testing
             command("post.create", #"{"postId":"pst_new","connectionIds":["con_1"],"text":"Hi"}"#, "social:write"),
             command("post.update", #"{"postId":"pst_1","text":"Changed"}"#, "social:write"),
             command("post.schedule", #"{"postId":"pst_1","publishAt":"2026-12-01T00:00:00Z"}"#, "social:write"),
+            command("post.unschedule", #"{"postId":"pst_1"}"#, "social:write"),
             command("post.cancel", #"{"postId":"pst_1"}"#, "social:write"),
             command("post.publish", #"{"postId":"pst_1"}"#, "social:write"),
             command(

@@ -290,6 +290,35 @@ import Testing
         #expect(t.publisher.requests.count == 1)
     }
 
+    /// A scheduled post taken back to a draft is not published at its old time, leaves the
+    /// calendar, and can be scheduled again.
+    @Test func anUnscheduledPostWaitsAsADraftUntilScheduledAgain() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Timed")
+        let schedule = #"{"postId":"pst_1","publishAt":"2026-11-21T12:00:00Z"}"#
+        #expect(await t.command("post.schedule", schedule).status == 201)
+        func calendar() async -> [String]? {
+            let list = await t.query("post.list", #"{"from":"2026-11-21T00:00:00Z","to":"2026-11-22T00:00:00Z"}"#)
+            return list.data?["items"]?.arrayValue?.compactMap { $0["postId"]?.stringValue }
+        }
+        #expect(await calendar() == ["pst_1"])
+        let unscheduled = await t.command("post.unschedule", #"{"postId":"pst_1"}"#)
+        #expect(unscheduled.status == 201, "\(unscheduled)")
+        #expect(unscheduled.data?["post"]?["status"]?.stringValue == "draft")
+        #expect(unscheduled.data?["post"]?["publishAt"] == nil)
+        #expect(try t.engine.eventStore.readStream("acme:pst_1").last?.type == "post.unscheduled")
+        #expect(await calendar() == [])
+        #expect((try await tick(t, testStart + 7_200)).items.isEmpty)
+        #expect(t.publisher.requests.isEmpty)
+        // A draft is not scheduled: unscheduling it again is a conflict naming its state.
+        let again = await t.command("post.unschedule", #"{"postId":"pst_1"}"#)
+        #expect(again.code == "RESOURCE_CONFLICT" && again["error"]?["currentState"]?.stringValue == "draft")
+        let later = #"{"postId":"pst_1","publishAt":"2026-11-21T13:00:00Z"}"#
+        #expect(await t.command("post.schedule", later).status == 201)
+        #expect((try await tick(t, testStart + 10_800)).items.map(\.status) == ["published"])
+        #expect(t.publisher.requests.count == 1)
+    }
+
     @Test func postCreationChecksEveryTargetPlatformWithPointers() async throws {
         let t = try await connected([("con_x", "x"), ("con_i", "instagram")])
         let long = String(repeating: "a", count: 281)
@@ -549,15 +578,16 @@ import Testing
     // MARK: The post state table
 
     static let postStates = ["draft", "scheduled", "publishing", "published", "failed", "cancelled"]
-    static let postCommands = ["update", "schedule", "cancel", "publish"]
-    /// `→state` for a success, else the error code (written out from SPEC.md §6).
+    static let postCommands = ["update", "schedule", "unschedule", "cancel", "publish"]
+    /// `→state` for a success, else the error code (written out from SPEC.md §6; `unschedule`, beyond
+    /// it, takes a scheduled post back to a draft).
     static let postExpected: [String: [String]] = [
-        "draft": ["→draft", "→scheduled", "→cancelled", "→published"],
-        "scheduled": ["→scheduled", "→scheduled", "→cancelled", "→published"],
-        "publishing": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
-        "published": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
-        "failed": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
-        "cancelled": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "draft": ["→draft", "→scheduled", "CONFLICT", "→cancelled", "→published"],
+        "scheduled": ["→scheduled", "→scheduled", "→draft", "→cancelled", "→published"],
+        "publishing": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "published": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "failed": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
+        "cancelled": ["CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT", "CONFLICT"],
     ]
 
     @Test func everyPostStateAndCommandPairGivesTheSpecifiedOutcome() async throws {
@@ -593,7 +623,8 @@ import Testing
                         response.code == "RESOURCE_CONFLICT" && response.status == 409,
                         "\(state) × \(command): \(response)")
                     #expect(response["error"]?["currentState"]?.stringValue == state)
-                    #expect(response["error"]?["allowedStates"] == .array([.string("draft"), .string("scheduled")]))
+                    let allowed = command == "unschedule" ? ["scheduled"] : ["draft", "scheduled"]
+                    #expect(response["error"]?["allowedStates"] == .array(allowed.map(JSON.string)))
                 }
             }
         }

@@ -119,7 +119,7 @@ public struct PostState: Sendable, Equatable {
 public enum Post: Aggregate {
     /// A post's state, as ``evolve(_:_:)`` folds it from the stream.
     public typealias State = PostState
-    /// The `post.*` commands: create, update, schedule, cancel and publish.
+    /// The `post.*` commands: create, update, schedule, unschedule, cancel and publish.
     public typealias Command = PostCommand
     /// The `post.*` events, one case each; their raw kinds are the stored types.
     public typealias Event = PostEvent
@@ -136,11 +136,13 @@ public enum Post: Aggregate {
     static func allowed(_ verb: String) -> [PostStatus] {
         switch verb {
         case "update", "schedule", "cancel", "publish": return [.draft, .scheduled]
+        case "unschedule": return [.scheduled]
         default: return []
         }
     }
 
-    /// Decides `post.create`, `post.update`, `post.schedule`, `post.cancel` and `post.publish`.
+    /// Decides `post.create`, `post.update`, `post.schedule`, `post.unschedule`, `post.cancel` and
+    /// `post.publish`.
     /// `context.connections` and `context.campaigns` hold what the command names.
     public static func decide(
         _ command: PostCommand, state: PostState?, context: DecisionContext
@@ -230,6 +232,8 @@ public enum Post: Aggregate {
             // Scheduling a scheduled post for the time it has changes nothing.
             if state.status == .scheduled && state.publishAt == publishAt { return Decision(events: []) }
             return Decision(events: [PostEvent.scheduled(postId: state.id, publishAt: publishAt).domainEvent])
+        case .unschedule:
+            return Decision(events: [PostEvent.lifecycle(.unscheduled, postId: state.id).domainEvent])
         case .cancel:
             return Decision(events: [PostEvent.lifecycle(.cancelled, postId: state.id).domainEvent])
         case .publish:
@@ -582,6 +586,7 @@ public enum Post: Aggregate {
             state.publishAt = publishAt
         case let .lifecycle(kind, _):
             if let status = kind.status { state.status = status }
+            if kind == .unscheduled { state.publishAt = nil }
         case let .attemptStarted(_, _, attempt, at):
             updateTarget {
                 $0.status = "attempting"

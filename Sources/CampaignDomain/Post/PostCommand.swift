@@ -13,6 +13,8 @@ public enum PostCommand: Sendable, Equatable {
         connectionIds: [String]? = nil)
     /// `post.schedule`.
     case schedule(postId: String, publishAt: Date)
+    /// `post.unschedule`: a scheduled post goes back to a draft, to be scheduled again later.
+    case unschedule(postId: String)
     /// `post.cancel`.
     case cancel(postId: String)
     /// `post.publish`: starts publishing now; the engine runs the attempts after the commit.
@@ -21,8 +23,8 @@ public enum PostCommand: Sendable, Equatable {
     /// The post the command is about.
     public var postId: String {
         switch self {
-        case let .create(id, _, _, _, _, _), let .update(id, _, _, _, _), let .schedule(id, _), let .cancel(id),
-            let .publish(id):
+        case let .create(id, _, _, _, _, _), let .update(id, _, _, _, _), let .schedule(id, _), let .unschedule(id),
+            let .cancel(id), let .publish(id):
             return id
         }
     }
@@ -33,6 +35,7 @@ public enum PostCommand: Sendable, Equatable {
         case .create: return "create"
         case .update: return "update"
         case .schedule: return "schedule"
+        case .unschedule: return "unschedule"
         case .cancel: return "cancel"
         case .publish: return "publish"
         }

@@ -12,7 +12,8 @@ public enum PostEvent: Sendable, Equatable {
         postId: String, text: String?, media: [Media]?, link: FieldUpdate<String>?, connectionIds: [String]? = nil)
     /// Scheduled to publish at `publishAt`.
     case scheduled(postId: String, publishAt: Date)
-    /// A post-wide change that carries only the id: cancelled, publishing started, published, failed.
+    /// A post-wide change that carries only the id: unscheduled, cancelled, publishing started,
+    /// published, failed.
     case lifecycle(Kind, postId: String)
     /// An attempt on one target began (committed before the platform is called).
     case attemptStarted(postId: String, connectionId: String, attempt: Int, at: Date)
@@ -31,6 +32,8 @@ public enum PostEvent: Sendable, Equatable {
         case updated = "post.updated"
         /// `post.scheduled`.
         case scheduled = "post.scheduled"
+        /// `post.unscheduled`: back to a draft, with no publish time.
+        case unscheduled = "post.unscheduled"
         /// `post.cancelled`.
         case cancelled = "post.cancelled"
         /// `post.publishingStarted`.
@@ -51,6 +54,7 @@ public enum PostEvent: Sendable, Equatable {
         /// The status a lifecycle event leaves the post in (nil for the others).
         var status: PostStatus? {
             switch self {
+            case .unscheduled: return .draft
             case .cancelled: return .cancelled
             case .publishingStarted: return .publishing
             case .published: return .published
@@ -159,7 +163,7 @@ public enum PostEvent: Sendable, Equatable {
         case .scheduled:
             guard let publishAt = date("publishAt") else { return nil }
             self = .scheduled(postId: id, publishAt: publishAt)
-        case .cancelled, .publishingStarted, .published, .failed: self = .lifecycle(kind, postId: id)
+        case .unscheduled, .cancelled, .publishingStarted, .published, .failed: self = .lifecycle(kind, postId: id)
         case .attemptStarted:
             guard let target, let attempt = p["attempt"]?.integerValue, let at = date("at") else { return nil }
             self = .attemptStarted(postId: id, connectionId: target, attempt: attempt, at: at)
