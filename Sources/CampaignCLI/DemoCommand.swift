@@ -262,6 +262,7 @@ final class Demo: Sendable {
             ("slow", ["x"], "Live now #timeout", []),
             ("bad", ["md"], "Too good to be true #reject", []),
             ("later", ["x", "ig"], "See you tomorrow", photo),
+            ("held", ["md"], "Coming soon, once legal signs off", []),
         ]
         for (id, connections, text, media) in posts {
             await send(
@@ -274,6 +275,10 @@ final class Demo: Sendable {
         await send(
             .post(.update(postId: "pst_\(tag)_later", connectionIds: ["con_\(tag)_md", "con_\(tag)_ig"])), tenant,
             note: "moved the scheduled post from x to mastodon (post.update with connectionIds)")
+        await send(.post(.schedule(postId: "pst_\(tag)_held", publishAt: now + 7_200)), tenant)
+        await send(
+            .post(.unschedule(postId: "pst_\(tag)_held")), tenant,
+            note: "held a scheduled post back as a draft (post.unschedule)")
         var outcomes = [String]()
         for id in ["hello", "photo", "busy", "flaky", "slow", "bad"] {
             let response = await execute(
