@@ -125,6 +125,11 @@ extension CampaignEngine {
     ) async throws -> Answer {
         let tenant = principal.tenant
         let streamId = CampaignEngine.streamId(tenant, postId)
+        // The request's expected version was the post's before the command, which committed: the
+        // attempts after it append to the post as it is now. (Before, they appended at that
+        // version, failed, and the publish answered 409 with the post left publishing.)
+        var request = request
+        request.expectedVersion = nil
         let outcome: StoredAnswer
         do {
             guard let state = try await publishDue(tenant: tenant, postId: postId, as: principal, request: request)

@@ -53,6 +53,32 @@ import Testing
         #expect(t.publisher.requests.count == 1 && t.publisher.requests[0].credentialRef == "vault://social/con_x")
     }
 
+    /// A host that sends every command with `expectedVersion` publishes as one that does not: the
+    /// version is the post's before the publish, and the attempts after it append to the post as it
+    /// is then. Before, they appended at the old version and failed: the publish answered 409
+    /// "kept changing" with the post left publishing until a tick.
+    @Test func aPublishWithAnExpectedVersionRunsItsAttempts() async throws {
+        let t = try await connected()
+        #expect(await post(t, "pst_1", text: "Hello").status == 201)
+        let stale = await t.send(
+            #"{"requestId":"p0","expectedVersion":2,"principal":\#(admin()),"command":"post.publish","#
+                + #""payload":{"postId":"pst_1"}}"#)
+        #expect(stale.code == "RESOURCE_CONFLICT" && stale["error"]?["currentVersion"]?.integerValue == 1, "\(stale)")
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "draft")
+        let published = await t.send(
+            #"{"requestId":"p1","expectedVersion":1,"idempotencyKey":"pub-1","principal":\#(admin()),"#
+                + #""command":"post.publish","payload":{"postId":"pst_1"}}"#)
+        #expect(published.status == 201, "\(published)")
+        #expect(published["data"]?["post"]?["status"]?.stringValue == "published")
+        #expect(t.publisher.requests.count == 1)
+        // Its retry answers the same, from the idempotency record, and calls nobody again.
+        let retried = await t.send(
+            #"{"requestId":"p2","expectedVersion":1,"idempotencyKey":"pub-1","principal":\#(admin()),"#
+                + #""command":"post.publish","payload":{"postId":"pst_1"}}"#)
+        #expect(retried.status == 200 && retried["data"] == published["data"], "\(retried)")
+        #expect(t.publisher.requests.count == 1)
+    }
+
     @Test func aRateLimitAnswers429AndATickAfterRetryAfterPublishes() async throws {
         let t = try await connected()
         t.publisher.enqueue([.rateLimited(retryAfter: 120)], forAccount: "acct_con_x")
