@@ -108,12 +108,19 @@ extension CampaignEngine {
             posts.removeAll { $0.tenant != tenant }
         }
 
+        // The due lists were read before each item's turn. An item is acted on only while it is
+        // still scheduled and due, and only at the version read for that check: a reschedule, an
+        // unschedule or a cancel committed meanwhile wins (the next tick sees the item as it is
+        // then), where before the scheduler could activate or publish it early.
         for work in campaigns {
             let system = CampaignEngine.scheduler(work.tenant)
             let command = Command.campaign(.transition(.activate, campaignId: work.id))
             do {
+                guard let version = try dueVersion(campaign: work.id, of: work.tenant, at: now) else { continue }
                 _ = try await perform(
-                    command, request: .command(command, as: system, requestId: requestId), principal: system)
+                    command,
+                    request: .command(command, as: system, requestId: requestId, expectedVersion: version),
+                    principal: system)
                 report.items.append(.init(kind: "campaign", tenant: work.tenant, id: work.id))
             } catch {
                 report.items.append(
@@ -128,17 +135,22 @@ extension CampaignEngine {
             var item = TickReport.Item(kind: "post", tenant: work.tenant, id: work.id)
             do {
                 let state = try loadPost(work.tenant, work.id).0
-                if let state, state.status == .scheduled,
-                    let refusal = try campaignRefusal(of: state, tenant: work.tenant)
-                {
-                    // Its campaign was called off after it was scheduled: the scheduler cancels it,
-                    // and the report says why.
-                    let cancel = Command.post(.cancel(postId: work.id))
-                    _ = try await perform(
-                        cancel, request: .command(cancel, as: system, requestId: requestId), principal: system)
-                    item.error = refusal.located(under: "/payload")
-                } else if state?.status == .scheduled {
-                    _ = try await perform(command, request: request, principal: system)
+                if let state, state.status == .scheduled {
+                    // Rescheduled for later since the due list was read: not due yet.
+                    guard let publishAt = state.publishAt, publishAt <= now else { continue }
+                    if let refusal = try campaignRefusal(of: state, tenant: work.tenant) {
+                        // Its campaign was called off after it was scheduled: the scheduler cancels
+                        // it, and the report says why.
+                        let cancel = Command.post(.cancel(postId: work.id))
+                        let request = EngineRequest.command(
+                            cancel, as: system, requestId: requestId, expectedVersion: state.version)
+                        _ = try await perform(cancel, request: request, principal: system)
+                        item.error = refusal.located(under: "/payload")
+                    } else {
+                        var request = request
+                        request.expectedVersion = state.version
+                        _ = try await perform(command, request: request, principal: system)
+                    }
                 } else if let after = try await publishDue(
                     tenant: work.tenant, postId: work.id, as: system, request: request)
                 {
@@ -152,6 +164,15 @@ extension CampaignEngine {
         }
         report.idempotencyRecordsPruned = try await pruneIdempotency(at: now)
         return report
+    }
+
+    /// The campaign's version when it is still scheduled with its send time at or before `now`;
+    /// nil when it is not (rescheduled for later, unscheduled, cancelled since the due list was read).
+    private func dueVersion(campaign id: String, of tenant: String, at now: Date) throws -> UInt64? {
+        guard let state = try loadCampaign(tenant, id).0, state.status == .scheduled, let sendAt = state.sendAt,
+            sendAt <= now
+        else { return nil }
+        return state.version
     }
 
     /// Deletes idempotency records past their retention, when an hour (or the retention, if

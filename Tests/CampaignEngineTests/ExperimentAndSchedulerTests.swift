@@ -338,6 +338,44 @@ import Testing
             await t.command("campaign.schedule", #"{"campaignId":"\#(id)","sendAt":"\#(sendAt)"}"#).status == 201)
     }
 
+    /// A tick reads what is due, then activates it item by item. A campaign rescheduled for later
+    /// (or unscheduled) after that read is left as it now is: before, the tick activated it anyway,
+    /// ahead of its new send time.
+    @Test func aCampaignRescheduledDuringATickIsNotActivatedEarly() async throws {
+        let t = try TestEngine()
+        _ = await t.command(
+            "segment.create",
+            #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
+        // 300 due at 11:00, and the two under test last (due later, and after the others in the index).
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for n in stride(from: lane, to: 300, by: 8) {
+                        try? await scheduled(t, "cmp_\(1_000 + n)", at: "2026-11-21T11:00:00Z")
+                    }
+                }
+            }
+        }
+        try await scheduled(t, "cmp_later", at: "2026-11-21T11:30:00Z")
+        try await scheduled(t, "cmp_off", at: "2026-11-21T11:30:00Z")
+        func status(_ id: String) async -> String? {
+            await t.query("campaign.get", #"{"campaignId":"\#(id)"}"#).data?["status"]?.stringValue
+        }
+        let tick = Task { try await t.engine.tick(now: Timestamp.parse("2026-11-21T12:00:00Z")!) }
+        // Once the tick is activating (its due list read), move the last two.
+        while await status("cmp_1000") != "active" { try await Task.sleep(for: .milliseconds(1)) }
+        let moved = #"{"campaignId":"cmp_later","sendAt":"2026-11-21T18:00:00Z"}"#
+        #expect(await t.command("campaign.schedule", moved).status == 201)
+        #expect(await t.command("campaign.unschedule", #"{"campaignId":"cmp_off"}"#).status == 201)
+        let report = try await tick.value
+        #expect(await status("cmp_later") == "scheduled")
+        #expect(await status("cmp_off") == "draft")
+        #expect(!report.items.contains { ["cmp_later", "cmp_off"].contains($0.id) })
+        #expect(report.activated.count == 300)
+        let later = try await t.engine.tick(now: Timestamp.parse("2026-11-21T18:00:00Z")!)
+        #expect(later.activated.map(\.id) == ["cmp_later"])
+    }
+
     @Test func nothingFiresEarlyAndEverythingDueFiresOnce() async throws {
         let t = try TestEngine()
         _ = await t.command(

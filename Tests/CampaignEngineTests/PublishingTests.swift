@@ -316,6 +316,41 @@ import Testing
         #expect(t.publisher.requests.count == 1)
     }
 
+    /// A tick reads what is due, then publishes it post by post. A post rescheduled for later or
+    /// unscheduled after that read is left as it now is: before, one rescheduled for later was
+    /// published anyway, ahead of its new time.
+    @Test func aPostMovedDuringATickIsNotPublishedEarly() async throws {
+        let t = try await connected()
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<8 {
+                group.addTask {
+                    for n in stride(from: lane, to: 120, by: 8) {
+                        _ = await post(t, "pst_\(1_000 + n)", text: "Post \(n)")
+                        let at = #"{"postId":"pst_\#(1_000 + n)","publishAt":"2026-11-21T11:00:00Z"}"#
+                        _ = await t.command("post.schedule", at)
+                    }
+                }
+            }
+        }
+        for id in ["pst_later", "pst_off"] {
+            _ = await post(t, id, text: "Moved")
+            _ = await t.command("post.schedule", #"{"postId":"\#(id)","publishAt":"2026-11-21T11:30:00Z"}"#)
+        }
+        let tick = Task { try await self.tick(t, testStart + 7_200) }
+        while await get(t, "pst_1000")?["status"]?.stringValue != "published" {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        #expect(
+            await t.command("post.schedule", #"{"postId":"pst_later","publishAt":"2026-11-21T18:00:00Z"}"#).status
+                == 201)
+        #expect(await t.command("post.unschedule", #"{"postId":"pst_off"}"#).status == 201)
+        let report = try await tick.value
+        #expect(await get(t, "pst_later")?["status"]?.stringValue == "scheduled")
+        #expect(await get(t, "pst_off")?["status"]?.stringValue == "draft")
+        #expect(report.items.filter { $0.status == "published" }.count == 120)
+        #expect(!t.publisher.requests.contains { ["pst_later", "pst_off"].contains($0.postId) })
+    }
+
     /// A scheduled post taken back to a draft is not published at its old time, leaves the
     /// calendar, and can be scheduled again.
     @Test func anUnscheduledPostWaitsAsADraftUntilScheduledAgain() async throws {
