@@ -67,19 +67,32 @@ extension CampaignEngine {
         }
         // New targets are checked as a created post's are: the tenant's own, still connected.
         if case let .update(_, _, _, _, ids?) = command { connectionIds = ids }
+        // What deciding read of other streams must not change before this commits (a campaign
+        // cancelled, a connection disconnected meanwhile): the command is then decided again.
+        var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
         // A post is created, scheduled and published only while its campaign is not called off.
         switch command {
         case .create, .schedule, .publish:
-            if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
-                context.campaigns[campaignId] = campaign
+            if let campaignId {
+                let (campaign, campaignVersion) = try loadCampaign(tenant, campaignId)
+                if let campaign { context.campaigns[campaignId] = campaign }
+                preconditions.append(
+                    CampaignEngine.unchanged(CampaignEngine.streamId(tenant, campaignId), at: campaignVersion))
             }
         case .update, .unschedule, .cancel: break
         }
+        // Created and updated against its targets' rules; a publish checks them at each attempt.
+        let checksTargets = if case .publish = command { false } else { true }
         for id in Set(connectionIds) {
-            if let connection = try loadConnection(tenant, id).0 { context.connections[id] = connection }
+            let (connection, connectionVersion) = try loadConnection(tenant, id)
+            if let connection { context.connections[id] = connection }
+            if checksTargets {
+                preconditions.append(
+                    CampaignEngine.unchanged(CampaignEngine.streamId(tenant, id), at: connectionVersion))
+            }
         }
         let decision = try CampaignEngine.onWire { try Post.decide(command, state: state, context: context) }
-        var plan = postPlan(route, tenant: tenant, state, version, decision, now: now)
+        var plan = postPlan(route, tenant: tenant, state, version, decision, now: now, preconditions: preconditions)
         if case .publish = command { plan.pendingFrom = version }
         return plan
     }
@@ -180,13 +193,19 @@ extension CampaignEngine {
             var campaignId: String?
             if case let .create(_, named, _, _) = command { campaignId = named }
             if case .start = command { campaignId = state?.campaignId }
-            if let campaignId, let campaign = try loadCampaign(tenant, campaignId).0 {
-                context.campaigns[campaignId] = campaign
+            // Deciding read the campaign: it must not change (be cancelled, say) before this commits.
+            var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
+            if let campaignId {
+                let (campaign, campaignVersion) = try loadCampaign(tenant, campaignId)
+                if let campaign { context.campaigns[campaignId] = campaign }
+                preconditions.append(
+                    CampaignEngine.unchanged(CampaignEngine.streamId(tenant, campaignId), at: campaignVersion))
             }
             let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }
             return decided(
                 route, tenant: tenant, state: state, version: version, decision: decision, now: now,
-                codec: SnapshotCodecs.experiment, evolve: Experiment.evolve, answer: \.json)
+                codec: SnapshotCodecs.experiment, evolve: Experiment.evolve, answer: \.json,
+                preconditions: preconditions)
         }
     }
 }

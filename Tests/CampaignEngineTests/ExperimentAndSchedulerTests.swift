@@ -48,6 +48,27 @@ import Testing
         }
     }
 
+    /// An experiment starting while its campaign is archived: the start was decided on the campaign
+    /// as a draft, but the archive commits first, so the start is decided again and refused. Before,
+    /// both committed and the experiment ran on an archived campaign.
+    @Test func anExperimentDecidedBeforeItsCampaignIsArchivedDoesNotStartAfter() async throws {
+        let t = try TestEngine()
+        let create = #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#
+        try #require(await t.command("campaign.create", create).status == 201)
+        let experiment = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"Subject","variants":[{"key":"control","#
+                + #""weight":50},{"key":"b","weight":50}]}"#)
+        try #require(experiment.status == 201, "\(experiment)")
+        let (archived, started) = try await t.decidedTogether(
+            ("campaign.archive", #"{"campaignId":"cmp_1"}"#), then: ("experiment.start", #"{"experimentId":"exp_1"}"#))
+        #expect(archived.status == 201, "\(archived)")
+        #expect(started.code == "RESOURCE_CONFLICT", "\(started)")
+        #expect(started["error"]?["currentState"]?.stringValue == "archived")
+        let state = await t.query("experiment.get", #"{"experimentId":"exp_1"}"#)
+        #expect(state.data?["status"]?.stringValue == "draft")
+    }
+
     /// An experiment created on a draft campaign does not start once the campaign was archived
     /// or deleted: `RESOURCE_CONFLICT` with the campaign's state, as at creation. Before, it
     /// started and took exposures for a campaign that would never send.

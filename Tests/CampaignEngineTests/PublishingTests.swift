@@ -256,6 +256,19 @@ import Testing
             t.publisher.requests.map(\.credentialRef).sorted() == ["vault://social/con_li", "vault://social/con_m"])
     }
 
+    /// A post created for an account while the account is disconnected: decided on the connection
+    /// as connected, but the disconnect commits first, so the create is decided again and refused.
+    /// Before, both committed and the post targeted a disconnected account.
+    @Test func aPostDecidedBeforeItsConnectionIsDisconnectedIsRefusedAfter() async throws {
+        let t = try await connected([("con_m", "mastodon")])
+        let (disconnected, created) = try await t.decidedTogether(
+            ("social.disconnect", #"{"connectionId":"con_m"}"#),
+            then: ("post.create", #"{"postId":"pst_1","connectionIds":["con_m"],"text":"Hi"}"#))
+        #expect(disconnected.status == 201, "\(disconnected)")
+        #expect(created.code == "CONNECTION_EXPIRED", "\(created)")
+        #expect(await get(t, "pst_1") == nil)
+    }
+
     @Test func refreshingAConnectionMakesItUsableAgain() async throws {
         let t = try await connected(expiresAt: "2026-11-21T11:00:00Z")
         t.clock.set(testStart + 7_200)

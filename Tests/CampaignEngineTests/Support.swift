@@ -48,6 +48,20 @@ final class TestEngine: @unchecked Sendable {
     func query(_ name: String, _ params: String, as principal: String = admin()) async -> JSON {
         await send(#"{"requestId":"q","principal":\#(principal),"query":"\#(name)","params":\#(params)}"#)
     }
+
+    /// Sends the command `first`, then `second`, while a job holds the writer thread, so both are
+    /// decided before either commits, and they commit in that order; returns both answers.
+    func decidedTogether(
+        _ first: (name: String, payload: String), then second: (name: String, payload: String)
+    ) async throws -> (JSON, JSON) {
+        let held = Task { try await engine.eventStore.perform { _ in Thread.sleep(forTimeInterval: 0.3) } }
+        try await Task.sleep(for: .milliseconds(40))
+        let earlier = Task { await command(first.name, first.payload, requestId: "first") }
+        try await Task.sleep(for: .milliseconds(40))
+        let later = await command(second.name, second.payload, requestId: "second")
+        try await held.value
+        return (await earlier.value, later)
+    }
 }
 
 let allScopes = Principal.allScopes.sorted()
