@@ -81,8 +81,12 @@ extension CampaignEngine {
             }
         case .update, .unschedule, .cancel: break
         }
-        // Created and updated against its targets' rules; a publish checks them at each attempt.
-        let checksTargets = if case .publish = command { false } else { true }
+        // Created and updated against its targets' rules (a publish checks them at each attempt).
+        let checksTargets =
+            switch command {
+            case .create, .update: true
+            case .schedule, .unschedule, .cancel, .publish: false
+            }
         for id in Set(connectionIds) {
             let (connection, connectionVersion) = try loadConnection(tenant, id)
             if let connection { context.connections[id] = connection }
