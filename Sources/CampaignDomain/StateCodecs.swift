@@ -157,7 +157,7 @@ extension ContactSchema {
     /// tenant defined (the built-in ones are every schema's); ``init(snapshot:)`` reads it back.
     public var snapshot: JSON {
         var defined = JSONObject()
-        for name in fields.keys where ContactSchema.builtIn[name] == nil {
+        for name in definedNames {
             defined[name] = definition(of: name).map(JSON.object) ?? .null
         }
         return .object(["fields": .object(defined)])

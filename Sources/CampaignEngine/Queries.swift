@@ -635,8 +635,9 @@ extension CampaignEngine {
             let schema: ContactSchema? = try fold { state, event in TenantSchema.evolve(state ?? ContactSchema(), event)
             }
             return schema.map { schema in
-                let defined = schema.fields.keys.filter { ContactSchema.builtIn[$0] == nil }.sorted()
-                return .object(["fields": .array(defined.compactMap { schema.definition(of: $0).map(JSON.object) })])
+                .object([
+                    "fields": .array(schema.definedNames.compactMap { schema.definition(of: $0).map(JSON.object) })
+                ])
             }
         }
     }

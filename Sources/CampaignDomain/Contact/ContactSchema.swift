@@ -81,6 +81,9 @@ public struct ContactSchema: Sendable, Equatable {
     /// Adds a tenant field of `type`, as `field.defined` does (the command checks the name and clashes first).
     public mutating func define(_ name: String, _ type: FieldType) { fields[name] = type }
 
+    /// The fields the tenant defined (every schema has the built-in ones too), in name order.
+    public var definedNames: [String] { fields.keys.filter { ContactSchema.builtIn[$0] == nil }.sorted() }
+
     /// A field's definition as `field.define` takes it and `field.list` shows it: `{name, type}`, and
     /// an enum's `values`; nil for a name that is no field of the schema.
     public func definition(of name: String) -> JSONObject? {
