@@ -82,7 +82,7 @@ public enum CrashHarness {
                             command = .campaign(
                                 .update(
                                     campaignId: "cmp_\(prefix)_base", name: nil, channel: nil,
-                                    content: Content(body: "body \(n)")))
+                                    content: Content(subject: "S", body: "body \(n)")))
                         case 2:
                             command = .contact(
                                 .upsert(

@@ -240,7 +240,7 @@ public struct Fuzzer {
                 + #""channel":"email","segmentId":"seg_1","content":{"subject":"Hi","body":"Hello"}}}"#,
             #"{"requestId":"f2","idempotencyKey":"fk","expectedVersion":1,\#(p),"#
                 + #""command":"campaign.update","payload":{"campaignId":"cmp_1","name":"Updated name","#
-                + #""content":{"body":"New"}}}"#,
+                + #""content":{"subject":"S","body":"New"}}}"#,
             #"{"requestId":"f3",\#(p),"command":"campaign.schedule","payload":{"campaignId":"cmp_1","#
                 + #""sendAt":"2030-01-01T00:00:00Z"}}"#,
             #"{"requestId":"f4",\#(p),"command":"segment.create","payload":{"name":"Fuzz segment","#
@@ -265,7 +265,7 @@ public struct Fuzzer {
                 + #""publishAt":"2030-01-01T00:00:00Z"}}"#,
             #"{"requestId":"f11",\#(p),"command":"experiment.create","payload":{"campaignId":"cmp_1","#
                 + #""name":"E","variants":[{"key":"a","weight":50},{"key":"b","weight":50,"#
-                + #""content":{"body":"B"}}]}}"#,
+                + #""content":{"subject":"S","body":"B"}}]}}"#,
             #"{"requestId":"f12",\#(p),"command":"experiment.recordExposure","#
                 + #""payload":{"experimentId":"exp_1","contactId":"ctc_9"}}"#,
             #"{"requestId":"f13",\#(p),"query":"campaign.list","params":{"status":"draft","limit":10}}"#,

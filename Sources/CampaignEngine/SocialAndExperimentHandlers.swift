@@ -193,10 +193,13 @@ extension CampaignEngine {
         case .create, .update, .start, .stop, .declareWinner:
             let (state, version) = try loadExperiment(tenant, experimentId)
             var context = DecisionContext(now: now, tenant: tenant)
-            // Created on, and started in, only a campaign that will still send.
+            // Created on, and started in, only a campaign that will still send; its channel decides
+            // what the variants' content may hold.
             var campaignId: String?
             if case let .create(_, named, _, _) = command { campaignId = named }
             if case .start = command { campaignId = state?.campaignId }
+            // New variants' content is checked against the campaign's channel.
+            if case .update(_, _, _?) = command { campaignId = state?.campaignId }
             // Deciding read the campaign: it must not change (be cancelled, say) before this commits.
             var preconditions = [@Sendable (ReadTransaction) throws -> Void]()
             if let campaignId {

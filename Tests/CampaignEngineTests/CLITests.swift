@@ -108,7 +108,7 @@ func sessionStore() async throws -> TemporaryDirectory {
         func updates(_ tag: String) -> String {
             (0..<400).map {
                 #"{"requestId":"\#(tag)\#($0)","principal":\#(principal),"command":"campaign.update","#
-                    + #""payload":{"campaignId":"cmp_1","content":{"body":"\#(tag) \#($0)"}}}"# + "\n"
+                    + #""payload":{"campaignId":"cmp_1","content":{"subject":"S","body":"\#(tag) \#($0)"}}}"# + "\n"
             }.joined()
         }
         let arguments = ["apply", "--data", directory.path, "--concurrency", "8"]

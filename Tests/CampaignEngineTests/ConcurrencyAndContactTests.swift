@@ -15,7 +15,7 @@ import Testing
             for n in 0..<40 {
                 group.addTask {
                     await t.command(
-                        "campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#,
+                        "campaign.update", #"{"campaignId":"cmp_1","content":{"subject":"S","body":"writer \#(n)"}}"#,
                         requestId: "r\(n)", extra: #""expectedVersion":1,"#)
                 }
             }
@@ -41,7 +41,7 @@ import Testing
             for n in 0..<40 {
                 group.addTask {
                     await t.command(
-                        "campaign.update", #"{"campaignId":"cmp_1","content":{"body":"writer \#(n)"}}"#,
+                        "campaign.update", #"{"campaignId":"cmp_1","content":{"subject":"S","body":"writer \#(n)"}}"#,
                         requestId: "r\(n)"
                     ).status
                 }

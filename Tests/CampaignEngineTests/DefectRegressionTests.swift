@@ -404,7 +404,8 @@ import Testing
         }
         let multiline = await t.command(
             "campaign.create",
-            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","content":{"body":"Hi,\r\n\tthere"}}"#)
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","#
+                + #""content":{"subject":"S","body":"Hi,\r\n\tthere"}}"#)
         #expect(multiline.status == 201)
         let cased = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"tags":["vip","VIP"]}}"#)
         #expect(cased.code == "VALIDATION_ERROR")
@@ -419,6 +420,60 @@ import Testing
         #expect(
             variants.code == "VALIDATION_ERROR"
                 && pointers == ["/payload/variants/0/content/body", "/payload/variants/1/content/subject"])
+    }
+
+    /// A campaign's content fits its channel on the wire: an update of the body alone on an email
+    /// (which would have dropped its subject) is refused at the subject, a move to SMS with a subject
+    /// kept is refused at the channel, and an experiment's variants follow the campaign's channel when
+    /// written, when the campaign moves while they are decided, and when started.
+    @Test func aCampaignsContentFitsItsChannel() async throws {
+        let t = try TestEngine()
+        let created = await t.command(
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","content":{"subject":"Hi","body":"Hello"}}"#)
+        #expect(created.status == 201)
+        let bodyOnly = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"New"}}"#)
+        #expect(bodyOnly.code == "VALIDATION_ERROR")
+        #expect(firstProblem(bodyOnly) == ("/payload/content/subject", "an email needs a subject"))
+        let toSMS = await t.command("campaign.update", #"{"campaignId":"cmp_1","channel":"sms"}"#)
+        #expect(
+            firstProblem(toSMS)
+                == ("/payload/channel", "channel sms cannot carry this campaign's content: an SMS has no subject"))
+        let long = String(repeating: "x", count: 1_601)
+        let tooLong = await t.command(
+            "campaign.update", #"{"campaignId":"cmp_1","channel":"sms","content":{"body":"\#(long)"}}"#)
+        #expect(firstProblem(tooLong).pointer == "/payload/content/body")
+        // Nothing was written by the refusals.
+        #expect(try await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#)["data"]?["version"] == .number(1))
+
+        // Variants with a subject are written while the campaign is an email.
+        let variants =
+            #"[{"key":"a","weight":50},{"key":"b","weight":50,"content":{"subject":"Hey","body":"Hello"}}]"#
+        let experiment = await t.command(
+            "experiment.create", #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":\#(variants)}"#)
+        #expect(experiment.status == 201)
+        // The campaign moves to SMS while new variants with a subject are decided against the email:
+        // the variants are decided again, against SMS, and refused.
+        let (moved, rewritten) = try await t.decidedTogether(
+            ("campaign.update", #"{"campaignId":"cmp_1","channel":"sms","content":{"body":"Hi"}}"#),
+            then: (
+                "experiment.update",
+                #"{"experimentId":"exp_1","variants":[{"key":"a","weight":40},"#
+                    + #"{"key":"b","weight":60,"content":{"subject":"Hey","body":"Hello"}}]}"#
+            ))
+        #expect(moved.status == 201)
+        #expect(rewritten.code == "VALIDATION_ERROR")
+        #expect(firstProblem(rewritten) == ("/payload/variants/1/content/subject", "an SMS has no subject"))
+        // The variants written for the email cannot start on SMS.
+        let start = await t.command("experiment.start", #"{"experimentId":"exp_1"}"#)
+        #expect(start.code == "RESOURCE_CONFLICT")
+        #expect(start["error"]?["message"]?.stringValue?.contains("variant b cannot be sent") == true)
+        let fitting = await t.command(
+            "experiment.update",
+            #"{"experimentId":"exp_1","variants":[{"key":"a","weight":50},"#
+                + #"{"key":"b","weight":50,"content":{"body":"Yo"}}]}"#)
+        #expect(fitting.status == 201)
+        #expect(await t.command("experiment.start", #"{"experimentId":"exp_1"}"#).status == 201)
     }
 
     /// A post's text may span lines but holds no other control character; a link or a media URL

@@ -1422,7 +1422,7 @@ import Testing
         }
         var answers = [Int?]()
         for n in 0..<40 {
-            let body = #"{"campaignId":"cmp_\#(n)","content":{"body":"during the rebuild"}}"#
+            let body = #"{"campaignId":"cmp_\#(n)","content":{"subject":"S","body":"during the rebuild"}}"#
             answers.append(await t.command("campaign.update", body).status)
         }
         let last = try await rebuilt

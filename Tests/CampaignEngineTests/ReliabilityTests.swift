@@ -226,7 +226,7 @@ import Testing
                     .campaign(
                         .create(
                             campaignId: "cmp_\(n)", name: "Campaign \(n)", channel: "email", segmentId: nil,
-                            content: Content(body: String(repeating: "x", count: 2_000)), sendAt: nil)),
+                            content: Content(subject: "S", body: String(repeating: "x", count: 2_000)), sendAt: nil)),
                     as: admin, requestId: "req-\(n)"))
             if response.status == 201 {
                 acknowledged.append("req-\(n)")

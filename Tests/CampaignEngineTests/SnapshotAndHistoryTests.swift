@@ -59,7 +59,8 @@ import Testing
         #expect(second <= 100)
         for n in 0..<150 {
             let update = await folded(t) {
-                _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"live \#(n)"}}"#)
+                _ = await t.command(
+                    "campaign.update", #"{"campaignId":"cmp_1","content":{"subject":"S","body":"live \#(n)"}}"#)
             }
             #expect(update <= 100, "update \(n) folded \(update) events")
         }
@@ -122,7 +123,8 @@ import Testing
         )
         let updates = await folded(t) {
             for n in 0..<20 {
-                _ = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"warm \#(n)"}}"#)
+                _ = await t.command(
+                    "campaign.update", #"{"campaignId":"cmp_1","content":{"subject":"S","body":"warm \#(n)"}}"#)
             }
         }
         #expect(updates == 0)
@@ -142,7 +144,8 @@ import Testing
             ]))
         var answer = JSON.null
         let afterForeign = await folded(t) {
-            answer = await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"last"}}"#)
+            answer = await t.command(
+                "campaign.update", #"{"campaignId":"cmp_1","content":{"subject":"S","body":"last"}}"#)
         }
         #expect(afterForeign == 1)
         #expect(answer.data?["campaign"]?["name"]?.stringValue == "Renamed elsewhere")

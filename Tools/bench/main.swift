@@ -402,7 +402,7 @@ if runs(3) {
     }
     func update(_ client: Int, _ n: Int) -> String {
         #"{"requestId":"r\#(client)-\#(n)","principal":\#(principal),"command":"campaign.update","#
-            + #""payload":{"campaignId":"cmp_\#(client)","content":{"body":"update \#(n) "#
+            + #""payload":{"campaignId":"cmp_\#(client)","content":{"subject":"S","body":"update \#(n) "#
             + #"\#(payload200)"}}}"#
     }
     let lines = (0..<n(1_000)).map { Array(update(0, $0).utf8) }
@@ -510,14 +510,14 @@ if runs(3) {
     await measureRounds("64 concurrent clients") { [principal, payload200] round, client, i in
         #"{"requestId":"r\#(round)-\#(client)-\#(i)","principal":\#(principal),"#
             + #""command":"campaign.update","payload":{"campaignId":"cmp_\#(client)","#
-            + #""content":{"body":"update \#(i) \#(payload200)"}}}"#
+            + #""content":{"subject":"S","body":"update \#(i) \#(payload200)"}}}"#
     }
     // The same load with an idempotency key on every request, as a host that retries would send:
     // each command also claims its key and stores its answer, inside its transaction.
     await measureRounds("64 clients, idempotency keys") { [principal, payload200] round, client, i in
         #"{"requestId":"k\#(round)-\#(client)-\#(i)","idempotencyKey":"k\#(round)-\#(client)-\#(i)","#
             + #""principal":\#(principal),"command":"campaign.update","payload":{"#
-            + #""campaignId":"cmp_\#(client)","content":{"body":"keyed \#(i) \#(payload200)"}}}"#
+            + #""campaignId":"cmp_\#(client)","content":{"subject":"S","body":"keyed \#(i) \#(payload200)"}}}"#
     }
     engine.close()
 }
@@ -932,7 +932,7 @@ if runs(8) {
         Array(
             (#"{"requestId":"r\#(index)","principal":\#(principal),"command":"campaign.create","#
                 + #""payload":{"name":"Campaign \#(index)","channel":"email","#
-                + #""content":{"body":"\#(payload200)"}}}"#).utf8)
+                + #""content":{"subject":"S","body":"\#(payload200)"}}}"#).utf8)
     }
     var rates = [Int: Double]()
     for concurrency in [1, 64] {

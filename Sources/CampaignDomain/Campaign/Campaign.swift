@@ -175,6 +175,7 @@ public enum Campaign: Aggregate {
                     pointer: "/campaignId")
             }
             var problems = validateFields(name: name, channel: channel, content: content)
+            problems += channelProblems(content: content, channel: channel, checked: problems)
             if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) {
                 problems.append(problem)
             }
@@ -197,6 +198,18 @@ public enum Campaign: Aggregate {
             let state = try current(state, allowing: command)
             let id = state.id
             var problems = validateFields(name: name, channel: channel, content: content)
+            if let content {
+                problems += channelProblems(content: content, channel: channel ?? state.channel, checked: problems)
+            } else if let channel, channel != state.channel, let kept = state.content,
+                let target = Channel(rawValue: channel)
+            {
+                // The content stays: the new channel must be able to carry it.
+                problems += target.problems(with: kept, at: "/content").map {
+                    FieldProblem(
+                        field: "channel", pointer: "/channel",
+                        message: "channel \(channel) cannot carry this campaign's content: \($0.message)")
+                }
+            }
             if name == nil && channel == nil && content == nil {
                 problems.append(
                     FieldProblem(
@@ -379,6 +392,16 @@ public enum Campaign: Aggregate {
         }
         if let content { problems += content.problems(at: "/content") }
         return problems
+    }
+
+    /// What keeps `content` from being sent on `channel` (``Channel/problems(with:at:field:)``), when
+    /// both are given and the content passed the checks every channel makes (`checked` holds none at
+    /// `/content`).
+    static func channelProblems(content: Content?, channel: String, checked: [FieldProblem]) -> [FieldProblem] {
+        guard let content, let channel = Channel(rawValue: channel),
+            !checked.contains(where: { $0.pointer.hasPrefix("/content") })
+        else { return [] }
+        return channel.problems(with: content, at: "/content")
     }
 
     private static func nameReservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {

@@ -133,7 +133,9 @@ public enum Experiment: Aggregate {
         return variants.last?.key ?? ""
     }
 
-    static func variantProblems(_ variants: [Variant]) -> [FieldProblem] {
+    /// What is wrong with `variants`; with a `channel` (the campaign's), each variant's content is
+    /// also checked against it (``Channel/problems(with:at:field:)``).
+    static func variantProblems(_ variants: [Variant], channel: Channel? = nil) -> [FieldProblem] {
         var problems = [FieldProblem]()
         if variants.count < 2 || variants.count > 10 {
             problems.append(
@@ -165,7 +167,12 @@ public enum Experiment: Aggregate {
                         message: "weight must be a whole number from 1 to 99"))
             }
             if let content = variant.content {
-                problems += content.problems(at: "/variants/\(index)/content", field: "variants.content")
+                let pointer = "/variants/\(index)/content"
+                let common = content.problems(at: pointer, field: "variants.content")
+                problems += common
+                if common.isEmpty, let channel {
+                    problems += channel.problems(with: content, at: pointer, field: "variants.content")
+                }
             }
         }
         // The sum says something only when every weight is in range.
@@ -219,7 +226,7 @@ public enum Experiment: Aggregate {
                 refusal.pointer = "/campaignId"
                 throw refusal
             }
-            var problems = variantProblems(variants)
+            var problems = variantProblems(variants, channel: Channel(rawValue: campaign.channel))
             if let problem = Names.problem(name, pointer: "/name", length: 1...120) { problems.append(problem) }
             guard problems.isEmpty else { throw .validation(problems) }
             return Decision(events: [
@@ -250,7 +257,8 @@ public enum Experiment: Aggregate {
                 .duplicateResource, "experiment \(experimentId) already exists", param: "experimentId",
                 pointer: "/experimentId")
         case let .update(_, name, variants):
-            var problems = variants.map(variantProblems) ?? []
+            let channel = context.campaigns[state.campaignId].flatMap { Channel(rawValue: $0.channel) }
+            var problems = variants.map { variantProblems($0, channel: channel) } ?? []
             if let name, let problem = Names.problem(name, pointer: "/name", length: 1...120) {
                 problems.append(problem)
             }
@@ -273,6 +281,19 @@ public enum Experiment: Aggregate {
             {
                 refusal.pointer = "/experimentId"
                 throw refusal
+            }
+            // The campaign's channel may have changed since the variants were written.
+            if let campaign = context.campaigns[state.campaignId], let channel = Channel(rawValue: campaign.channel) {
+                for (index, variant) in state.variants.enumerated() {
+                    guard let content = variant.content,
+                        let problem = channel.problems(with: content, at: "/variants/\(index)/content").first
+                    else { continue }
+                    throw CampaignError(
+                        .resourceConflict,
+                        "variant \(variant.key) cannot be sent on campaign \(campaign.id)'s channel "
+                            + "\(channel.rawValue): \(problem.message); update the variants first",
+                        pointer: "/experimentId")
+                }
             }
             return Decision(events: [ExperimentEvent.started(experimentId: id).domainEvent])
         case .stop:
