@@ -13,8 +13,9 @@ public struct ExperimentResultsProjection: Projection {
     public init() {}
     /// `experiment-results`, the name its tables and `campaign projections` use.
     public var name: String { "experiment-results" }
-    /// 2: the experiments are counted by status (1 was without the counts; a change rebuilds it).
-    public var version: Int { 2 }
+    /// 3: the running experiments are indexed by campaign (2 counted the experiments by status, 1 was
+    /// without the counts; a change rebuilds it).
+    public var version: Int { 3 }
     /// Inline: "counted once" is checked against it inside the write transaction.
     public var mode: ProjectionMode { .inline }
 
@@ -23,6 +24,20 @@ public struct ExperimentResultsProjection: Projection {
     /// The key of the count of a tenant's experiments with `status`.
     public static func count(_ tenant: String, _ status: ExperimentStatus) -> [UInt8] {
         Key.make(["n", tenant, status.rawValue])
+    }
+    /// The key marking experiment `id` as running on `campaignId`.
+    public static func running(_ tenant: String, _ campaignId: String, _ id: String) -> [UInt8] {
+        Key.make(["r", tenant, campaignId, id])
+    }
+    /// The experiments running on a campaign, in id order.
+    public static func running(_ reader: ProjectionReader, tenant: String, campaignId: String) throws -> [String] {
+        var ids = [String]()
+        let prefix = Key.prefix(["r", tenant, campaignId])
+        try reader.scan(prefix) { key, _ in
+            ids.append(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
+            return true
+        }
+        return ids
     }
     /// The key of a contact's exposure.
     public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] {
@@ -66,6 +81,10 @@ public struct ExperimentResultsProjection: Projection {
             if before?.status != after.status {
                 if let before { try table.add(-1, to: Self.count(tenant, before.status)) }
                 try table.add(1, to: Self.count(tenant, after.status))
+                if let before, before.status == .running {
+                    try table.delete(Self.running(tenant, before.campaignId, id))
+                }
+                if after.status == .running { try table.put(Self.running(tenant, after.campaignId, id)) }
             }
         } else if let before {
             table.memo[memoKey] = before
@@ -112,22 +131,28 @@ extension ExperimentResultsProjection: FoldedRebuild {
             }
         }
 
-        /// Every experiment's state, encoded once, then the counts by status, then every exposure,
-        /// in key order: a state's key (`e‖…`) sorts before every count's (`n‖…`), and those before
+        /// Every experiment's state, encoded once, then the counts by status, then the running
+        /// experiments by campaign, then every exposure, in key order: a state's key (`e‖…`) sorts
+        /// before every count's (`n‖…`), those before every running mark's (`r‖…`), and those before
         /// every exposure's (`x‖…`).
         func rows(_: PersonalDataReader) throws -> SortedRows {
             var entries = states.map { (key: $0.key.bytes, value: $0.value.snapshot.bytes) }
             var counts = [ByteKey: UInt64]()
+            var running = [[UInt8]]()
             for (key, state) in states {
                 // A state's key is `e` 0 tenant 0 id, and a tenant holds no 0 byte.
                 let tenant = String(decoding: key.bytes.split(separator: 0, maxSplits: 2)[1], as: UTF8.self)
                 counts[ByteKey(ExperimentResultsProjection.count(tenant, state.status)), default: 0] += 1
+                if state.status == .running {
+                    running.append(ExperimentResultsProjection.running(tenant, state.campaignId, state.id))
+                }
             }
             states = [:]
             entries.sort { ByteOrder.precedes($0.key, $1.key) }
             entries += counts.map { (key: $0.key.bytes, value: Key.u64($0.value)) }.sorted {
                 ByteOrder.precedes($0.key, $1.key)
             }
+            entries += running.sorted(by: ByteOrder.precedes).map { (key: $0, value: []) }
             // In key order, a key's rows in the order they came: the last of each is kept.
             let order = keys.sortedIndices()
             var rows = SortedRows()

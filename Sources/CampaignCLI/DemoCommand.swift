@@ -356,6 +356,13 @@ final class Demo: Sendable {
                         campaignId: Identifier.make(prefix: "cmp"), name: "Nope", channel: "sms", segmentId: nil,
                         content: nil, sendAt: nil)),
                 as: principal(tenant, .viewer)))
+        expect(
+            .validationError, "give an SMS a subject",
+            await command(
+                .campaign(
+                    .update(
+                        campaignId: "cmp_\(tag)_bare", name: nil, channel: nil,
+                        content: Content(subject: "Hello", body: "Spring is here")))))
         expect(.forbidden, "an editor erases a contact", await command(.contact(.erase(contactId: "ctc_\(tag)_2"))))
         expect(
             .invalidScope, "no campaigns:write scope",
@@ -504,6 +511,19 @@ final class Demo: Sendable {
                 .command(
                     .experiment(.recordExposure(experimentId: id, contactId: "ctc_\(tag)_\(Demo.erasedContact)")),
                     as: who, requestId: "exp-erased")))
+        expect(
+            .resourceConflict, "start a second experiment on the campaign",
+            await {
+                let second = "\(id)_rival"
+                _ = await execute(
+                    .command(
+                        .experiment(
+                            .create(
+                                experimentId: second, campaignId: "cmp_\(tag)_launch", name: "Rival \(tag)",
+                                variants: Demo.splitVariants)), as: who, requestId: "rival-create"))
+                return await execute(
+                    .command(.experiment(.start(experimentId: second)), as: who, requestId: "rival-start"))
+            }())
         // Exposures and conversions arrive concurrently, as from many sending workers.
         await withTaskGroup(of: Void.self) { group in
             for worker in 0..<16 {

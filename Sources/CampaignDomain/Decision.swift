@@ -122,6 +122,8 @@ public struct DecisionContext: Sendable {
     public var alreadyCounted = false
     /// For a conversion: the variant the contact was exposed to, if it was.
     public var exposedVariant: String?
+    /// For an experiment's start: the experiments running on its campaign now.
+    public var runningExperiments: [String] = []
 
     /// A context at `now` for `tenant`; what is not given is empty (no segments loaded, the built-in schema,
     /// no campaigns using a segment, an all-zero salt).

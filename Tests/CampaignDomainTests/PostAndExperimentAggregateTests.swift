@@ -246,6 +246,19 @@ private func connection(_ id: String, _ platform: String, disconnected: Bool = f
         }
     }
 
+    /// One experiment runs on a campaign at a time: another one running refuses the start; the
+    /// experiment itself in the list (a start decided again) does not.
+    @Test func anotherExperimentRunningOnTheCampaignRefusesTheStart() {
+        var context = aggregate().context
+        context.runningExperiments = ["exp_0"]
+        let start = ExperimentCommand.start(experimentId: "exp_1")
+        #expect(AggregateCase<Experiment>(context: context).when(start, given: [created]) == .error(.resourceConflict))
+        context.runningExperiments = ["exp_1"]
+        #expect(
+            AggregateCase<Experiment>(context: context).when(start, given: [created])
+                == .events([.started(experimentId: "exp_1")]))
+    }
+
     @Test func exposuresAndConversionsCountOncePerContactWhileRunning() {
         #expect(
             aggregate().when(.recordExposure(experimentId: "exp_1", contactId: "ctc_1"), given: [created])

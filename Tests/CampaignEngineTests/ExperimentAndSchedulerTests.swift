@@ -97,6 +97,62 @@ import Testing
         }
     }
 
+    /// One experiment runs on a campaign at a time: a contact exposed to two would be sent which
+    /// one's variant? A second start is `RESOURCE_CONFLICT` naming the running one, also when the two
+    /// starts are decided together; once the first stops or completes, the second starts. Before,
+    /// both ran. The `experiment-results` rows that mark running experiments match a rebuild.
+    @Test func oneExperimentRunsOnACampaignAtATime() async throws {
+        let t = try TestEngine()
+        let campaigns = [("cmp_1", "Spring"), ("cmp_2", "Autumn")]
+        for (id, name) in campaigns {
+            let created = await t.command(
+                "campaign.create", #"{"campaignId":"\#(id)","name":"\#(name)","channel":"email"}"#)
+            try #require(created.status == 201)
+        }
+        for (experiment, campaign) in [("exp_a", "cmp_1"), ("exp_b", "cmp_1"), ("exp_c", "cmp_1"), ("exp_d", "cmp_2")] {
+            let created = await t.command(
+                "experiment.create",
+                #"{"experimentId":"\#(experiment)","campaignId":"\#(campaign)","name":"E","variants":["#
+                    + #"{"key":"control","weight":50},{"key":"b","weight":50}]}"#)
+            try #require(created.status == 201, "\(created)")
+        }
+        // Two starts decided together on cmp_1: the first commits, the second is refused.
+        let (first, second) = try await t.decidedTogether(
+            ("experiment.start", #"{"experimentId":"exp_a"}"#), then: ("experiment.start", #"{"experimentId":"exp_b"}"#)
+        )
+        #expect(first.status == 201, "\(first)")
+        #expect(second.code == "RESOURCE_CONFLICT", "\(second)")
+        #expect(
+            second["error"]?["message"]?.stringValue
+                == "experiment exp_a is already running on campaign cmp_1; stop it first")
+        #expect(second["error"]?["pointer"]?.stringValue == "/payload/experimentId")
+        let draft = await t.query("experiment.get", #"{"experimentId":"exp_b"}"#)
+        #expect(draft.data?["status"]?.stringValue == "draft")
+        // Another campaign's experiment starts beside it.
+        #expect(await t.command("experiment.start", #"{"experimentId":"exp_d"}"#).status == 201)
+        #expect(try t.engine.projections.verify("experiment-results").matches)
+        // Stopped, the first no longer blocks; completed, the second no longer blocks the third.
+        #expect(await t.command("experiment.stop", #"{"experimentId":"exp_a"}"#).status == 201)
+        #expect(await t.command("experiment.start", #"{"experimentId":"exp_b"}"#).status == 201)
+        let third = await t.command("experiment.start", #"{"experimentId":"exp_c"}"#)
+        #expect(third["error"]?["message"]?.stringValue?.hasPrefix("experiment exp_b is already running") == true)
+        let declared = await t.command(
+            "experiment.declareWinner", #"{"experimentId":"exp_b","variant":"b","force":true}"#)
+        #expect(declared.status == 201)
+        #expect(await t.command("experiment.start", #"{"experimentId":"exp_c"}"#).status == 201)
+        let report = try t.engine.projections.verify("experiment-results")
+        #expect(report.matches, "\(report.differences.prefix(3))")
+        // The running marks are rebuilt from the log: after a rebuild exp_c still blocks exp_a's campaign.
+        try t.engine.projections.rebuild("experiment-results")
+        let created = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_e","campaignId":"cmp_1","name":"E","variants":["#
+                + #"{"key":"control","weight":50},{"key":"b","weight":50}]}"#)
+        #expect(created.status == 201)
+        let blocked = await t.command("experiment.start", #"{"experimentId":"exp_e"}"#)
+        #expect(blocked["error"]?["message"]?.stringValue?.hasPrefix("experiment exp_c is already running") == true)
+    }
+
     @Test func creationChecksVariantsWithPointers() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)

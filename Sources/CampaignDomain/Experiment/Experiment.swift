@@ -282,6 +282,14 @@ public enum Experiment: Aggregate {
                 refusal.pointer = "/experimentId"
                 throw refusal
             }
+            // One experiment runs on a campaign at a time: a contact exposed to two would be sent
+            // which one's variant?
+            if let other = context.runningExperiments.filter({ $0 != id }).sorted().first {
+                throw CampaignError(
+                    .resourceConflict,
+                    "experiment \(other) is already running on campaign \(state.campaignId); stop it first",
+                    pointer: "/experimentId", currentState: "running")
+            }
             // The campaign's channel may have changed since the variants were written.
             if let campaign = context.campaigns[state.campaignId], let channel = Channel(rawValue: campaign.channel) {
                 for (index, variant) in state.variants.enumerated() {
