@@ -174,7 +174,8 @@ extension CampaignEngine {
         guard let route = command.route else {
             switch command {
             case let .contact(.import(inputs)):
-                return try planImport(inputs, tenant: tenant, now: now, requestId: request.requestId)
+                return try planImport(
+                    inputs[...], tenant: tenant, now: now, requestId: request.requestId, earlier: ImportTally())
             default:
                 throw CampaignError(.internalError, "\(command.name) is handled by its own entry point")
             }
@@ -362,11 +363,33 @@ extension CampaignEngine {
             respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, extra) })
     }
 
-    /// An import validates each contact on its own: valid ones are written together (one
-    /// transaction), invalid ones (an item the wire could not read, an id that is none, values the
-    /// checks refuse) are reported with their index and pointer, and the answer is 207 when any
-    /// failed. A contact listed twice is merged in order.
-    private func planImport(_ inputs: [ContactInput], tenant: String, now: Date, requestId: String) throws -> Plan? {
+    /// What the slices of an import committed before the one being planned answered
+    /// (``planImport(_:tenant:now:requestId:earlier:)``): the answer of the last slice is the whole
+    /// import's.
+    struct ImportTally: Sendable {
+        /// Each earlier item's result, in input order.
+        var results: [JSON] = []
+        /// How many of them failed.
+        var failed = 0
+        /// The events the earlier slices wrote, as the answer lists them.
+        var events: [JSON] = []
+
+        /// Adds a slice's answer (`results`, `failed` and `events` of its data).
+        mutating func add(_ data: JSON?) {
+            results += data?["results"]?.arrayValue ?? []
+            failed += data?["failed"]?.integerValue ?? 0
+            events += data?["events"]?.arrayValue ?? []
+        }
+    }
+
+    /// Plans one slice of an import (`inputs`, indexed as in the whole request): each contact is
+    /// validated on its own; the valid ones are written together (one transaction), invalid ones
+    /// (an item the wire could not read, an id that is none, values the checks refuse) are reported
+    /// with their index and pointer. The answer holds `earlier`'s results and events before the
+    /// slice's own, and is 207 when any item failed. A contact listed twice is merged in order.
+    func planImport(
+        _ inputs: ArraySlice<ContactInput>, tenant: String, now: Date, requestId: String, earlier: ImportTally
+    ) throws -> Plan? {
         guard !inputs.isEmpty else {
             throw CampaignError.validation([
                 FieldProblem(
@@ -383,10 +406,10 @@ extension CampaignEngine {
         }
         var pending = [String: Pending]()
         var order = [String]()
-        var results = [JSON]()
-        var failed = 0
+        var results = earlier.results
+        var failed = earlier.failed
         let salts = CampaignEngine.salts(inputs.count)
-        for (index, input) in inputs.enumerated() {
+        for (index, input) in zip(inputs.indices, inputs) {
             let pointer = "/payload/contacts/\(index)"
             // An item the wire could not read, or one built in Swift whose id is none.
             if let refusal = input.refusal
@@ -410,7 +433,8 @@ extension CampaignEngine {
                 order.append(input.contactId)
             }
             do {
-                let context = DecisionContext(now: now, tenant: tenant, schema: schema, salt: salts[index])
+                let context = DecisionContext(
+                    now: now, tenant: tenant, schema: schema, salt: salts[index - inputs.startIndex])
                 let decision = try CampaignEngine.onWire(under: pointer) {
                     try Contact.decideUpsert(input, state: entry.state, currentValues: entry.values, context: context)
                 }
@@ -447,12 +471,13 @@ extension CampaignEngine {
         let status = failed > 0 ? 207 : 201
         let summary: JSONObject = [
             "results": .array(results), "failed": .number(Double(failed)),
-            "succeeded": .number(Double(inputs.count - failed)),
+            "succeeded": .number(Double(inputs.endIndex - failed)),
         ]
+        let earlierEvents = earlier.events
         guard !streams.isEmpty else {
             var members = summary
-            members["events"] = .array([])
-            throw NoChange(status: failed > 0 ? 207 : 200, data: .object(members))
+            members["events"] = .array(earlierEvents)
+            throw NoChange(status: failed > 0 ? 207 : earlierEvents.isEmpty ? 200 : 201, data: .object(members))
         }
         let tables = self.tables
         var plan = Plan(
@@ -460,7 +485,8 @@ extension CampaignEngine {
             afterAppend: { txn, _ in for change in changes { try tables.write(change, tenant: tenant, in: txn) } },
             respond: { receipt in
                 var members = summary
-                members["events"] = CampaignEngine.eventList(receipt)
+                let events = CampaignEngine.eventList(receipt)
+                members["events"] = earlierEvents.isEmpty ? events : .array(earlierEvents + (events.arrayValue ?? []))
                 return .object(members)
             })
         plan.status = status

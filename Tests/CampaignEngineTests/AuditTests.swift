@@ -299,6 +299,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             ("rateLimitWindow must be a positive", { $0.rateLimitWindow = 0 }),
             ("rateLimitWindow must be a positive", { $0.rateLimitWindow = .nan }),
             ("maximumRetries must be at least 1", { $0.maximumRetries = -1 }),
+            ("importSlice must be at least 1 contact", { $0.importSlice = 0 }),
             ("jsonLimits.maximumBytes must be at least 1024", { $0.jsonLimits.maximumBytes = 100 }),
             ("jsonLimits.maximumDepth must be at least 3", { $0.jsonLimits.maximumDepth = 0 }),
             ("storeOptions: maximumReaders must be 1", { $0.storeOptions.maximumReaders = -1 }),

@@ -361,6 +361,64 @@ import Testing
         #expect(allGood.status == 201)
     }
 
+    /// An import of more than `importSlice` contacts (5,000 by default; 500 here) is written a slice at a
+    /// time, each its own transaction, so other commands commit between them (one of 100,000 held every
+    /// tenant for 0.65 s), and answers as one: every item at its index in the request, a contact listed in
+    /// two slices merged in order, the totals and the events of all slices; a retry with the key gets that
+    /// answer. When the last slice writes nothing, the answer is still stored for the key.
+    @Test func aLargeImportIsWrittenInSlicesAndAnswersAsOne() async throws {
+        var configuration = EngineConfiguration()
+        configuration.importSlice = 500
+        let t = try TestEngine(configuration: configuration)
+        let count = 2 * configuration.importSlice + 1
+        var items = (0..<count).map { #"{"contactId":"ctc_\#($0)","attributes":{"age":\#($0 % 90)}}"# }
+        items[10] = #"{"contactId":"ctc_twice","attributes":{"city":"Lyon"}}"#
+        items[600] = #"{"contactId":"ctc_twice","attributes":{"age":33}}"#
+        items[777] = #"{"contactId":"ctc_bad","attributes":{"age":"old"}}"#
+        let payload = #"{"contacts":[\#(items.joined(separator: ","))]}"#
+        let before = t.engine.eventStore.statistics.groupCommitTransactions
+        let response = await t.command("contact.import", payload, extra: #""idempotencyKey":"big","#)
+        let transactions = t.engine.eventStore.statistics.groupCommitTransactions - before
+        #expect(transactions == 3, "three slices, three transactions")
+        #expect(response.status == 207)
+        let results = try #require(response.data?["results"]?.arrayValue)
+        #expect(results.count == count)
+        #expect(results.enumerated().allSatisfy { $0.element["index"]?.integerValue == $0.offset })
+        #expect(results[10]["version"] == .number(1) && results[600]["version"] == .number(2))
+        #expect(
+            results[777]["error"]?["details"]?.arrayValue?.first?["pointer"]?.stringValue
+                == "/payload/contacts/777/attributes/age")
+        #expect(response.data?["failed"] == .number(1) && response.data?["succeeded"] == .number(Double(count - 1)))
+        let events = try #require(response.data?["events"]?.arrayValue)
+        #expect(events.count == count - 1)
+        #expect(events.compactMap { $0["position"]?.integerValue } == Array(1...(count - 1)))
+        let twice = await t.query("contact.get", #"{"contactId":"ctc_twice"}"#)
+        #expect(twice.data?["attributes"] == .object(["age": .number(33), "city": .string("Lyon")]))
+        // The retry answers the same bytes and writes nothing.
+        let head = try t.engine.eventStore.head().position
+        let retried = await t.command("contact.import", payload, extra: #""idempotencyKey":"big","#)
+        // A replay answers 200 with the same data (SPEC.md §4).
+        #expect(retried["status"] == .number(200) && retried.data == response.data)
+        #expect(try t.engine.eventStore.head().position == head)
+
+        // The last slice writes nothing (its one item fails): the answer still lists the first
+        // slice's events, and a retry with the key gets it although it would now find them unchanged.
+        var tail = (0..<(configuration.importSlice + 1)).map {
+            #"{"contactId":"ctc_t\#($0)","attributes":{"age":1}}"#
+        }
+        tail[configuration.importSlice] = #"{"contactId":"ctc_t_bad","attributes":{"age":-1}}"#
+        let tailPayload = #"{"contacts":[\#(tail.joined(separator: ","))]}"#
+        let first = await t.command("contact.import", tailPayload, extra: #""idempotencyKey":"tail","#)
+        #expect(first.status == 207)
+        #expect(first.data?["events"]?.arrayValue?.count == configuration.importSlice)
+        let again = await t.command("contact.import", tailPayload, extra: #""idempotencyKey":"tail","#)
+        #expect(again.data == first.data)
+        // Without the key the same import finds every contact as it is.
+        let fresh = await t.command("contact.import", tailPayload)
+        #expect(fresh.data?["events"]?.arrayValue?.isEmpty == true)
+        #expect(fresh.data?["results"]?.arrayValue?.first?["status"] == .number(200))
+    }
+
     @Test func importOverTheLimitIsRefusedWhole() async throws {
         let t = try TestEngine()
         let items = Array(
