@@ -127,6 +127,50 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(try await campaign(["verify", "--data", directory.path]).status == 0)
     }
 
+    /// An import written in slices and killed (SIGKILL) after its first slice committed answered
+    /// nothing; sent again with the same key, it finds the written contacts unchanged and writes the
+    /// rest: every contact once, no event twice, the chain intact.
+    @Test func anImportKilledBetweenItsSlicesIsCompletedBySendingItAgain() async throws {
+        let directory = TemporaryDirectory()
+        let count = 12_000
+        let contacts = (0..<count).map { #"{"contactId":"ctc_\#($0)","attributes":{"age":\#($0 % 90)}}"# }
+        let line =
+            #"{"requestId":"imp","idempotencyKey":"imp","principal":\#(admin()),"command":"contact.import","#
+            + #""payload":{"contacts":[\#(contacts.joined(separator: ","))]}}"# + "\n"
+        let child = try ChildProcess(
+            product("campaign"), ["apply", "--data", directory.path], input: .bytes(Array(line.utf8)),
+            output: .collect, error: .collect)
+        // Kill it once the first slice (5,000 contacts) is in the log and before the last.
+        var head: UInt64 = 0
+        while child.isRunning {
+            if FileManager.default.fileExists(atPath: directory.path + "/data.mdb") {
+                let store = try EventStore(path: directory.path)
+                head = try store.head().position
+                store.close()
+                if head >= 5_000 { break }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        child.send(SIGKILL)
+        _ = await child.waitForExit()
+        try #require(head >= 5_000 && head < UInt64(count), "killed at \(head)")
+        #expect(child.output.isEmpty, "nothing was answered")
+
+        let again = try await campaign(["apply", "--data", directory.path], input: line)
+        let answer = try JSON.parse(again.out)
+        #expect(answer["status"] == .number(201))
+        let results = answer["data"]?["results"]?.arrayValue ?? []
+        #expect(results.count == count)
+        let unchanged = results.count { $0["status"] == .number(200) }
+        #expect(unchanged >= 5_000 && unchanged % 5_000 == 0, "whole slices came back unchanged: \(unchanged)")
+        #expect(answer["data"]?["events"]?.arrayValue?.count == count - unchanged)
+        let store = try EventStore(path: directory.path)
+        #expect(try store.head().position == UInt64(count))
+        #expect(try (0..<count).allSatisfy { try store.streamVersion("acme:ctc_\($0)") == 1 })
+        store.close()
+        #expect(try await campaign(["verify", "--data", directory.path]).status == 0)
+    }
+
     @Test func theDemosExperimentDrawsASplitTheSampleRatioCheckPassesWhateverTheRunTag() {
         var moved = 0
         for n in 0..<400 {
