@@ -290,6 +290,11 @@ public struct Fuzzer {
                 + #""connectionIds":["con_2","con_1"],"text":"Moved"}}"#,
             #"{"requestId":"f29",\#(p),"query":"post.list","params":{"connectionId":"con_2","limit":5}}"#,
             #"{"requestId":"f30",\#(p),"command":"post.unschedule","payload":{"postId":"pst_1"}}"#,
+            #"{"requestId":"f31",\#(p),"command":"campaign.update","payload":{"campaignId":"cmp_1","#
+                + #""channel":"sms","content":{"body":"Short"}}}"#,
+            #"{"requestId":"f32",\#(p),"command":"experiment.create","payload":{"campaignId":"cmp_1","#
+                + #""name":"Second","variants":[{"key":"a","weight":50},{"key":"b","weight":50}]}}"#,
+            #"{"requestId":"f33",\#(p),"command":"experiment.stop","payload":{"experimentId":"exp_1"}}"#,
         ]
     }
 
