@@ -122,7 +122,8 @@ public struct DecisionContext: Sendable {
     public var alreadyCounted = false
     /// For a conversion: the variant the contact was exposed to, if it was.
     public var exposedVariant: String?
-    /// For an experiment's start: the experiments running on its campaign now.
+    /// For an experiment's start, the experiments running on its campaign now; for a campaign's
+    /// move to another channel, those running on the campaign.
     public var runningExperiments: [String] = []
 
     /// A context at `now` for `tenant`; what is not given is empty (no segments loaded, the built-in schema,

@@ -294,10 +294,25 @@ extension CampaignEngine {
             preconditions.append(
                 CampaignEngine.unchanged(CampaignEngine.streamId(tenant, segmentId), at: segmentVersion))
         }
-        let decision = try CampaignEngine.onWire {
-            try Campaign.decide(
-                command, state: state, context: DecisionContext(now: now, tenant: tenant, segments: segments))
+        var context = DecisionContext(now: now, tenant: tenant, segments: segments)
+        if case .update(_, _, let channel?, _) = command, let state, channel != state.channel {
+            // A running experiment's variants were written for the channel the campaign has; one
+            // started by a command decided beside this one must still block the move.
+            let projections = self.projections
+            let campaignId = state.id
+            context.runningExperiments = try projections.read("experiment-results") {
+                try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
+            }
+            let decidedContext = context
+            preconditions.append { txn in
+                var again = decidedContext
+                again.runningExperiments = try projections.read("experiment-results", in: txn) {
+                    try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
+                }
+                _ = try CampaignEngine.onWire { try Campaign.decide(command, state: state, context: again) }
+            }
         }
+        let decision = try CampaignEngine.onWire { try Campaign.decide(command, state: state, context: context) }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
             codec: SnapshotCodecs.campaign, evolve: Campaign.evolve, answer: \.json,

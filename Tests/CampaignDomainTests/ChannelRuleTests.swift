@@ -107,6 +107,18 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: [:])
             .map(\.0) == ["/content/body"])
     }
 
+    @Test func aCampaignKeepsItsChannelWhileAnExperimentRunsOnIt() {
+        let state = Campaign.evolve(nil, created("email", Content(subject: "Hi", body: "Hello")), at: now, version: 1)
+        var running = context
+        running.runningExperiments = ["exp_1"]
+        let move = CampaignCommand.update(campaignId: "cmp_1", name: nil, channel: "sms", content: Content(body: "Hi"))
+        #expect(throws: CampaignError.self) { try Campaign.decide(move, state: state, context: running) }
+        // The channel it has, a name or content: no move, no refusal.
+        let same = CampaignCommand.update(campaignId: "cmp_1", name: "Summer", channel: "email", content: nil)
+        #expect((try? Campaign.decide(same, state: state, context: running))?.events.count == 1)
+        #expect((try? Campaign.decide(move, state: state, context: context))?.events.count == 1)
+    }
+
     @Test func anExperimentsVariantsFitItsCampaignsChannelWhenWrittenAndWhenStarted() throws {
         let sms = Campaign.evolve(nil, created("sms", Content(body: "Hello")), at: now, version: 1)!
         var context = context

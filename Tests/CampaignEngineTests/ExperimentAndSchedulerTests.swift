@@ -153,6 +153,38 @@ import Testing
         #expect(blocked["error"]?["message"]?.stringValue?.hasPrefix("experiment exp_c is already running") == true)
     }
 
+    /// A campaign keeps its channel while an experiment runs on it: the running variants were written
+    /// for that channel (and results across two channels compare nothing). The move is
+    /// `RESOURCE_CONFLICT` at the channel, also when it is decided together with the start; other
+    /// updates go on; once the experiment stops, the campaign moves.
+    @Test func aCampaignKeepsItsChannelWhileAnExperimentRunsOnIt() async throws {
+        let t = try TestEngine()
+        let created = await t.command(
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","content":{"subject":"Hi","body":"Hello"}}"#)
+        try #require(created.status == 201)
+        let experiment = await t.command(
+            "experiment.create",
+            #"{"experimentId":"exp_1","campaignId":"cmp_1","name":"E","variants":[{"key":"control","weight":50},"#
+                + #"{"key":"b","weight":50,"content":{"subject":"Hey","body":"Hello"}}]}"#)
+        try #require(experiment.status == 201)
+        let move = #"{"campaignId":"cmp_1","channel":"sms","content":{"body":"Hello"}}"#
+        let (started, moved) = try await t.decidedTogether(
+            ("experiment.start", #"{"experimentId":"exp_1"}"#), then: ("campaign.update", move))
+        #expect(started.status == 201, "\(started)")
+        #expect(moved.code == "RESOURCE_CONFLICT", "\(moved)")
+        #expect(moved["error"]?["pointer"]?.stringValue == "/payload/channel")
+        #expect(
+            moved["error"]?["message"]?.stringValue
+                == "experiment exp_1 is running on campaign cmp_1 with variants for its channel email; stop it "
+                + "before moving the campaign to sms")
+        let renamed = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring sale"}"#)
+        #expect(renamed.status == 201)
+        #expect(await t.command("campaign.update", move).code == "RESOURCE_CONFLICT")
+        #expect(await t.command("experiment.stop", #"{"experimentId":"exp_1"}"#).status == 201)
+        #expect(await t.command("campaign.update", move).status == 201)
+    }
+
     @Test func creationChecksVariantsWithPointers() async throws {
         let t = try TestEngine()
         _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)

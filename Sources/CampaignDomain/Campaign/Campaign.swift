@@ -217,6 +217,13 @@ public enum Campaign: Aggregate {
                         message: "nothing to update: give name, channel or content"))
             }
             guard problems.isEmpty else { throw .validation(problems) }
+            if let channel, channel != state.channel, let running = context.runningExperiments.sorted().first {
+                throw CampaignError(
+                    .resourceConflict,
+                    "experiment \(running) is running on campaign \(state.id) with variants for its channel "
+                        + "\(state.channel); stop it before moving the campaign to \(channel)",
+                    pointer: "/channel", currentState: "running")
+            }
             // An update that sets every field to what it is already changes nothing: no event.
             let sameName = name.map { $0.trimmed == state.name } ?? true
             let sameContent = content.map { $0 == state.content } ?? true
