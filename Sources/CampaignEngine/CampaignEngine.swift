@@ -365,7 +365,7 @@ public final class CampaignEngine: Sendable {
             do {
                 planned = try plan(command, principal: principal, request: request, now: now)
             } catch let answer as NoChange {
-                return Answer(answer.status, answer.data)
+                return try await answerOnce(answer, idempotency)
             }
             guard let plan = planned else {
                 return Answer(200, try noChangeData(command, principal: principal))
@@ -388,7 +388,7 @@ public final class CampaignEngine: Sendable {
                 }
                 return result
             } catch let answer as NoChange {
-                return Answer(answer.status, answer.data)
+                return try await answerOnce(answer, idempotency)
             } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
                 if streamId == plan.streams.first?.streamId {
                     if let expected = request.expectedVersion {
@@ -403,6 +403,23 @@ public final class CampaignEngine: Sendable {
                 try await waitToRetry(after: attempt)
             }
         }
+    }
+
+    /// The answer of a command that wrote nothing (an import whose items all failed or were
+    /// unchanged, an exposure counted before), stored under its idempotency key unless an answer is
+    /// there already, which is then the one given: a request sent again with the key while the first
+    /// ran may have written what this one found unchanged, and both must be answered alike.
+    private func answerOnce(_ answer: NoChange, _ idempotency: IdempotencyClaim?) async throws -> Answer {
+        guard var claim = idempotency else { return Answer(answer.status, answer.data) }
+        let stored = StoredAnswer.success(status: answer.status, data: answer.data).bytes
+        claim.result = { _ in stored }
+        if case let .replayed(first) = try await store.append(AppendRequest(streams: [], idempotency: claim)),
+            case let .success(_, data) = StoredAnswer(bytes: first)
+        {
+            // Replays answer 200 (SPEC.md §4).
+            return Answer(200, data)
+        }
+        return Answer(answer.status, answer.data)
     }
 
     /// After a version conflict on attempt `attempt`: `RESOURCE_CONFLICT` (retryable) once the
@@ -454,11 +471,8 @@ public final class CampaignEngine: Sendable {
                         earlier.add(answer.data)
                         break
                     }
-                    // Earlier slices wrote: a retry with the key must get this answer, not a fresh one.
-                    if let idempotency, !earlier.events.isEmpty {
-                        try await recordFinal(.success(status: answer.status, data: answer.data), for: idempotency)
-                    }
-                    return Answer(answer.status, answer.data)
+                    // Earlier slices may have written: a retry with the key gets this answer.
+                    return try await answerOnce(answer, idempotency)
                 } catch EventStoreError.wrongExpectedVersion {
                     try await waitToRetry(after: attempt)
                 }

@@ -413,6 +413,16 @@ import Testing
         #expect(first.data?["events"]?.arrayValue?.count == configuration.importSlice)
         let again = await t.command("contact.import", tailPayload, extra: #""idempotencyKey":"tail","#)
         #expect(again.data == first.data)
+        // Two sends of one import with one key at once (a client that retried while the first ran):
+        // whichever finishes first stores its answer, and both are answered with it.
+        let both = (0..<(2 * configuration.importSlice + 1)).map {
+            #"{"contactId":"ctc_r\#($0)","attributes":{"age":2}}"#
+        }
+        let bothPayload = #"{"contacts":[\#(both.joined(separator: ","))]}"#
+        async let one = t.command("contact.import", bothPayload, extra: #""idempotencyKey":"race","#)
+        async let two = t.command("contact.import", bothPayload, extra: #""idempotencyKey":"race","#)
+        let (a, b) = await (one, two)
+        #expect(a.data == b.data && a.data?["events"]?.arrayValue?.isEmpty == false)
         // Without the key the same import finds every contact as it is.
         let fresh = await t.command("contact.import", tailPayload)
         #expect(fresh.data?["events"]?.arrayValue?.isEmpty == true)
