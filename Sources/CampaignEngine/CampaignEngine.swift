@@ -368,7 +368,8 @@ public final class CampaignEngine: Sendable {
                 return try await answerOnce(answer, idempotency)
             }
             guard let plan = planned else {
-                return Answer(200, try noChangeData(command, principal: principal))
+                return try await answerOnce(
+                    NoChange(status: 200, data: try noChangeData(command, principal: principal)), idempotency)
             }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
                 first.loadedVersion != expected
@@ -376,7 +377,9 @@ public final class CampaignEngine: Sendable {
                 throw CampaignEngine.versionConflict(current: first.loadedVersion, expected: expected)
             }
             // A decision that writes nothing (an update to the values there already) commits nothing.
-            if let unchanged = plan.unchangedData { return Answer(200, unchanged) }
+            if let unchanged = plan.unchangedData {
+                return try await answerOnce(NoChange(status: 200, data: unchanged), idempotency)
+            }
             do {
                 let result = try await commit(
                     plan, request: request, principal: principal, now: now, idempotency: idempotency)
@@ -405,10 +408,11 @@ public final class CampaignEngine: Sendable {
         }
     }
 
-    /// The answer of a command that wrote nothing (an import whose items all failed or were
-    /// unchanged, an exposure counted before), stored under its idempotency key unless an answer is
-    /// there already, which is then the one given: a request sent again with the key while the first
-    /// ran may have written what this one found unchanged, and both must be answered alike.
+    /// The answer of a command that wrote nothing (an update to the values there already, an import
+    /// whose items all failed or were unchanged, an exposure counted before), stored under its
+    /// idempotency key unless an answer is there already, which is then the one given: a request sent
+    /// again with the key while the first ran may have written what this one found unchanged, and
+    /// both must be answered alike.
     private func answerOnce(_ answer: NoChange, _ idempotency: IdempotencyClaim?) async throws -> Answer {
         guard var claim = idempotency else { return Answer(answer.status, answer.data) }
         let stored = StoredAnswer.success(status: answer.status, data: answer.data).bytes

@@ -203,6 +203,23 @@ import Testing
         #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data?["version"]?.integerValue == 2)
     }
 
+    /// A request sent twice at once with one key (a client that retried before the first answer
+    /// came): the second may find the first's change already made and change nothing. Both are
+    /// answered with the answer stored first; before, the second answered `changed: false` while
+    /// the first answered 201, for one key.
+    @Test func twoSendsOfOneKeyedRequestAtOnceGetOneAnswer() async throws {
+        let t = try await seeded()
+        for round in 0..<20 {
+            let payload = #"{"campaignId":"cmp_1","name":"Name \#(round)"}"#
+            let key = #""idempotencyKey":"twice-\#(round)","#
+            async let one = t.command("campaign.update", payload, extra: key)
+            async let two = t.command("campaign.update", payload, extra: key)
+            let (a, b) = await (one, two)
+            #expect(a.data == b.data, "round \(round)")
+            #expect([a.status ?? 0, b.status ?? 0].sorted() == [200, 201], "round \(round)")
+        }
+    }
+
     @Test func rateLimitIsPerTenantWithHeadersAndRetryAfter() async throws {
         let t = try TestEngine(rateLimit: 3)
         t.clock.set(testStart + 40)  // 40 s into a 60 s window that resets at 10:01:00
