@@ -220,6 +220,20 @@ import Testing
         }
     }
 
+    /// The same for a create that names no id (each send gets its own while it is decoded): the
+    /// second is not a second campaign, nor a clash with the first's name, but the first's answer.
+    @Test func twoSendsOfOneKeyedCreateWithoutAnIdAtOnceGetOneAnswer() async throws {
+        let t = try await seeded()
+        for round in 0..<20 {
+            let payload = #"{"name":"Launch \#(round)","channel":"sms"}"#
+            let key = #""idempotencyKey":"create-\#(round)","#
+            async let one = t.command("campaign.create", payload, extra: key)
+            async let two = t.command("campaign.create", payload, extra: key)
+            let (a, b) = await (one, two)
+            #expect(a.data == b.data, "round \(round): \(a["error"] ?? .null) \(b["error"] ?? .null)")
+        }
+    }
+
     @Test func rateLimitIsPerTenantWithHeadersAndRetryAfter() async throws {
         let t = try TestEngine(rateLimit: 3)
         t.clock.set(testStart + 40)  // 40 s into a 60 s window that resets at 10:01:00
