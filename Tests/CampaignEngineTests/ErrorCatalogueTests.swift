@@ -217,6 +217,12 @@ import Testing
             let (a, b) = await (one, two)
             #expect(a.data == b.data, "round \(round)")
             #expect([a.status ?? 0, b.status ?? 0].sorted() == [200, 201], "round \(round)")
+            let upsert = #"{"contactId":"ctc_r","attributes":{"age":\#(20 + round)}}"#
+            let upsertKey = #""idempotencyKey":"upsert-\#(round)","#
+            async let three = t.command("contact.upsert", upsert, extra: upsertKey)
+            async let four = t.command("contact.upsert", upsert, extra: upsertKey)
+            let (c, d) = await (three, four)
+            #expect(c.data == d.data, "round \(round)")
         }
     }
 
