@@ -296,27 +296,38 @@ extension CampaignEngine {
         }
         var context = DecisionContext(now: now, tenant: tenant, segments: segments)
         if case .update(_, _, let channel?, _) = command, let state, channel != state.channel {
-            // A running experiment's variants were written for the channel the campaign has; one
-            // started by a command decided beside this one must still block the move.
-            let projections = self.projections
-            let campaignId = state.id
-            context.runningExperiments = try projections.read("experiment-results") {
-                try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
-            }
-            let decidedContext = context
-            preconditions.append { txn in
-                var again = decidedContext
-                again.runningExperiments = try projections.read("experiment-results", in: txn) {
-                    try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
-                }
-                _ = try CampaignEngine.onWire { try Campaign.decide(command, state: state, context: again) }
-            }
+            // A running experiment's variants were written for the channel the campaign has.
+            preconditions.append(
+                try readRunningExperiments(into: &context, tenant: tenant, campaignId: state.id) { again in
+                    _ = try CampaignEngine.onWire { try Campaign.decide(command, state: state, context: again) }
+                })
         }
         let decision = try CampaignEngine.onWire { try Campaign.decide(command, state: state, context: context) }
         return decided(
             route, tenant: tenant, state: state, version: version, decision: decision, now: now,
             codec: SnapshotCodecs.campaign, evolve: Campaign.evolve, answer: \.json,
             answerBytes: { $0.writeJSON(into: &$1) }, preconditions: preconditions)
+    }
+
+    /// Reads the experiments running on a campaign into `context` and returns the precondition that
+    /// reads them again inside the write transaction and hands `decideAgain` the context with them:
+    /// an experiment started by a command decided beside this one must still count.
+    func readRunningExperiments(
+        into context: inout DecisionContext, tenant: String, campaignId: String,
+        decideAgain: @escaping @Sendable (DecisionContext) throws -> Void
+    ) throws -> @Sendable (ReadTransaction) throws -> Void {
+        let projections = self.projections
+        context.runningExperiments = try projections.read("experiment-results") {
+            try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
+        }
+        let decided = context
+        return { txn in
+            var again = decided
+            again.runningExperiments = try projections.read("experiment-results", in: txn) {
+                try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
+            }
+            try decideAgain(again)
+        }
     }
 
     private func planSegment(_ command: SegmentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {

@@ -209,21 +209,11 @@ extension CampaignEngine {
                     CampaignEngine.unchanged(CampaignEngine.streamId(tenant, campaignId), at: campaignVersion))
             }
             if case .start = command, let state {
-                // One experiment runs on a campaign at a time; one started by a command decided
-                // beside this one must still block it.
-                let projections = self.projections
-                let campaignId = state.campaignId
-                context.runningExperiments = try projections.read("experiment-results") {
-                    try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
-                }
-                let decidedContext = context
-                preconditions.append { txn in
-                    var again = decidedContext
-                    again.runningExperiments = try projections.read("experiment-results", in: txn) {
-                        try ExperimentResultsProjection.running($0, tenant: tenant, campaignId: campaignId)
-                    }
-                    _ = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: again) }
-                }
+                // One experiment runs on a campaign at a time.
+                preconditions.append(
+                    try readRunningExperiments(into: &context, tenant: tenant, campaignId: state.campaignId) { again in
+                        _ = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: again) }
+                    })
             }
             let decision = try CampaignEngine.onWire { try Experiment.decide(command, state: state, context: context) }
             return decided(

@@ -20,9 +20,6 @@ extension Channel {
     /// The most characters a WhatsApp body may hold.
     public static let whatsAppBodyLimit = 4_096
 
-    /// Whether a message on this channel has a subject line (email) or title (push, social).
-    public var carriesSubject: Bool { self != .sms && self != .whatsapp }
-
     /// What keeps `content` from being sent on this channel, each problem pointing below `pointer`
     /// and naming a field below `field`; empty when it fits. Checks only what the channel adds to
     /// ``Content/problems(at:field:)``.
