@@ -142,6 +142,38 @@ import Testing
                 .status == 201)
     }
 
+    /// A text value that shows nothing (empty, spaces, a zero-width space) is no value: before, it
+    /// was stored, a rule found the field `exists`, and "Hello {{first_name}}" greeted nobody. It is
+    /// refused at the attribute, in an upsert and an import item alike, built-in or defined; null
+    /// still removes a value.
+    @Test func aTextValueThatShowsNothingIsRefused() async throws {
+        let t = try TestEngine()
+        #expect(
+            await t.command("field.define", #"{"name":"nickname","type":"string"}"#).status == 201)
+        for (field, value) in [("first_name", ""), ("city", "   "), ("nickname", "\\u200B"), ("country", "\\t")] {
+            let response = await t.command(
+                "contact.upsert", #"{"contactId":"ctc_1","attributes":{"\#(field)":"\#(value)"}}"#)
+            #expect(response.code == "VALIDATION_ERROR", "\(field)")
+            #expect(response["error"]?["pointer"] == .string("/payload/attributes/\(field)"), "\(field)")
+            #expect(
+                response["error"]?["message"]
+                    == .string("\(field) must show at least one character; null removes it"), "\(field)")
+        }
+        let imported = await t.command(
+            "contact.import",
+            #"{"contacts":[{"contactId":"ctc_2","attributes":{"last_name":""}},"#
+                + #"{"contactId":"ctc_3","attributes":{"last_name":"Doe"}}]}"#)
+        #expect(imported.status == 207)
+        #expect(
+            imported.data?["results"]?.arrayValue?.first?["error"]?["details"]?.arrayValue?.first?["pointer"]
+                == .string("/payload/contacts/0/attributes/last_name"))
+        #expect(
+            await t.command("contact.upsert", #"{"contactId":"ctc_3","attributes":{"last_name":null}}"#).status
+                == 201)
+        let removed = await t.query("contact.get", #"{"contactId":"ctc_3"}"#)
+        #expect(removed.data?["attributes"] == .object([:]))
+    }
+
     @Test func definedFieldsExtendTheSchemaOnce() async throws {
         let t = try TestEngine()
         #expect(

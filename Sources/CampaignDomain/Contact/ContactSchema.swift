@@ -109,6 +109,8 @@ public struct ContactSchema: Sendable, Equatable {
         case (_, .null): return nil
         case let (.string, .string(text)):
             guard text.count <= 1_000 else { return "\(field) is longer than 1000 characters" }
+            // Blank is no value: a rule would find it `exists` and a message would greet nobody.
+            if TextRules.showsNothing(text) { return "\(field) must show at least one character; null removes it" }
             if field == "email" { return Self.emailProblem(text) }
             return TextRules.controlCharacterMessage(text, field: field, multiline: true)
         case let (.number, .number(number)):
