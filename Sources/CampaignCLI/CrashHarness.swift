@@ -77,7 +77,7 @@ public enum CrashHarness {
                             command = .campaign(
                                 .create(
                                     campaignId: "cmp_\(prefix)_\(n)", name: "Campaign \(prefix) \(n)", channel: "sms",
-                                    segmentId: "seg_\(prefix)", content: nil, sendAt: nil))
+                                    segmentId: "seg_\(prefix)", content: Content(body: "Hello \(n)"), sendAt: nil))
                         case 1:
                             command = .campaign(
                                 .update(

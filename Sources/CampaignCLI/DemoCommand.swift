@@ -242,7 +242,8 @@ final class Demo: Sendable {
             .campaign(
                 .create(
                     campaignId: "cmp_\(tag)_autumn", name: "Autumn teaser \(tag)", channel: "push",
-                    segmentId: "seg_\(tag)_vip", content: nil, sendAt: nil)), tenant,
+                    segmentId: "seg_\(tag)_vip", content: Content(subject: "Autumn", body: "Something is coming"),
+                    sendAt: nil)), tenant,
             note: "created 5 campaigns: 3 scheduled, 1 draft deleted, 1 draft kept")
 
         let expiry = now + 86_400 * 60
@@ -318,6 +319,12 @@ final class Demo: Sendable {
                         .create(
                             campaignId: "cmp_\(tag)_bare", name: "Bare \(tag)", channel: "sms", segmentId: nil,
                             content: nil, sendAt: nil)))
+                return await command(.campaign(.schedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600)))
+            }())
+        expect(
+            .validationError, "schedule a campaign without content",
+            await {
+                _ = await command(.campaign(.attachSegment(campaignId: "cmp_\(tag)_bare", segmentId: "seg_\(tag)_vip")))
                 return await command(.campaign(.schedule(campaignId: "cmp_\(tag)_bare", sendAt: clock.now() + 3_600)))
             }())
         expect(

@@ -308,8 +308,8 @@ public struct Fuzzer {
             .segment(.create(segmentId: "seg_1", name: "Adults", rules: rules)),
             .campaign(
                 .create(
-                    campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1", content: nil,
-                    sendAt: nil)),
+                    campaignId: "cmp_1", name: "Base campaign", channel: "email", segmentId: "seg_1",
+                    content: Content(subject: "Hi", body: "Hello"), sendAt: nil)),
             .social(
                 .connect(
                     connectionId: "con_1", platform: "x", accountId: "fuzz", credentialRef: "vault://x/fuzz",

@@ -566,7 +566,10 @@ import Testing
         state([
             (
                 "campaign.created",
-                ["campaignId": .string("cmp_1"), "name": .string("Spring"), "channel": .string("email")]
+                [
+                    "campaignId": .string("cmp_1"), "name": .string("Spring"), "channel": .string("email"),
+                    "content": .object(["subject": .string("Hi"), "body": .string("Hello")]),
+                ]
             ),
             ("campaign.segmentAttached", ["campaignId": .string("cmp_1"), "segmentId": .string("seg_1")]),
         ])

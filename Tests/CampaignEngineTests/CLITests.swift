@@ -198,7 +198,7 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(first.out.contains("Dashboard (from the read models)") && first.out.contains("chain verified"))
         #expect(first.out.contains("winner declared: emoji"))
         #expect(!first.out.contains("UNEXPECTED") && !first.out.contains("  ! "), "\(first.out)")
-        #expect(first.lines.filter { $0.hasSuffix("[ok]") }.count == 25)
+        #expect(first.lines.filter { $0.hasSuffix("[ok]") }.count == 26)
         for tenant in ["acme", "globex", "initech"] { #expect(first.out.contains("\n\(tenant)\n")) }
         let second = try await campaign(["demo", "--data", path, "--contacts", "400", "--json"])
         #expect(second.status == 0)

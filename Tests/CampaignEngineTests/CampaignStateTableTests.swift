@@ -103,7 +103,8 @@ import Testing
                 let id = "cmp_\(state)_\(command)"
                 let create = await t.command(
                     "campaign.create",
-                    #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email","segmentId":"seg_1"}"#)
+                    #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email","segmentId":"seg_1","#
+                        + #""content":{"subject":"Draft","body":"Draft"}}"#)
                 try #require(create.status == 201, "\(create)")
                 for step in Self.path(to: state) {
                     let moved = await t.command("campaign.\(step)", Self.payload(step, id))

@@ -101,7 +101,10 @@ import Testing
     // 5
     @Test func anUpdateThatChangesNothingWritesNoEvent() async throws {
         let t = try TestEngine()
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
+        _ = await t.command(
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","#
+                + #""content":{"subject":"Hi","body":"Hello"}}"#)
         let same = await t.command("campaign.update", #"{"campaignId":"cmp_1","name":"Spring","channel":"email"}"#)
         #expect(same.status == 200 && same.data?["changed"] == .bool(false) && same.data?["version"]?.integerValue == 1)
         #expect(try t.engine.eventStore.streamVersion("acme:cmp_1") == 1)
@@ -227,7 +230,8 @@ import Testing
             "segment.create",
             #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         _ = await t.command(
-            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1"}"#)
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"sms","segmentId":"seg_1","content":{"body":"Hello"}}"#)
     }
 
     // 7
@@ -420,6 +424,30 @@ import Testing
         #expect(
             variants.code == "VALIDATION_ERROR"
                 && pointers == ["/payload/variants/0/content/body", "/payload/variants/1/content/subject"])
+    }
+
+    /// A campaign without content is a valid draft but is not scheduled: it would send nothing.
+    /// Before, it was scheduled and activated. A missing segment is named first; once the campaign
+    /// has content, it is scheduled.
+    @Test func aCampaignWithoutContentIsNotScheduled() async throws {
+        let t = try TestEngine()
+        let rules = #"{"all":[{"field":"age","operator":"gte","value":18}]}"#
+        #expect(await t.command("segment.create", #"{"segmentId":"seg_1","name":"A","rules":\#(rules)}"#).status == 201)
+        #expect(
+            await t.command("campaign.create", #"{"campaignId":"cmp_1","name":"Bare","channel":"sms"}"#).status == 201)
+        let schedule = #"{"campaignId":"cmp_1","sendAt":"2026-12-01T09:00:00Z"}"#
+        #expect(await t.command("campaign.schedule", schedule).code == "SEGMENT_REQUIRED")
+        #expect(
+            await t.command("campaign.attachSegment", #"{"campaignId":"cmp_1","segmentId":"seg_1"}"#).status == 201)
+        let refused = await t.command("campaign.schedule", schedule)
+        #expect(refused.code == "VALIDATION_ERROR")
+        #expect(
+            firstProblem(refused)
+                == ("/payload/campaignId", "campaign cmp_1 has no content: give it content (campaign.update) first"))
+        #expect(try t.engine.eventStore.streamVersion("acme:cmp_1") == 2)
+        #expect(
+            await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"Hello"}}"#).status == 201)
+        #expect(await t.command("campaign.schedule", schedule).status == 201)
     }
 
     /// A campaign's content fits its channel on the wire: an update of the body alone on an email

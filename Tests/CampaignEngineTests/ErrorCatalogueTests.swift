@@ -17,11 +17,15 @@ import Testing
                 == 201)
         #expect(
             await t.command(
-                "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#
+                "campaign.create",
+                #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1","#
+                    + #""content":{"subject":"Hi","body":"Hello"}}"#
             ).status == 201)
         #expect(
             await t.command(
-                "campaign.create", #"{"campaignId":"cmp_live","name":"Live","channel":"email","segmentId":"seg_1"}"#
+                "campaign.create",
+                #"{"campaignId":"cmp_live","name":"Live","channel":"email","segmentId":"seg_1","#
+                    + #""content":{"subject":"Hi","body":"Hello"}}"#
             ).status == 201)
         #expect(
             await t.command("campaign.schedule", #"{"campaignId":"cmp_live","sendAt":"2026-11-22T00:00:00Z"}"#).status

@@ -441,7 +441,8 @@ import Testing
         try #require(
             await t.command(
                 "campaign.create",
-                #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"sms","segmentId":"seg_1"}"#
+                #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"sms","segmentId":"seg_1","#
+                    + #""content":{"body":"Hello"}}"#
             ).status == 201)
         try #require(
             await t.command("campaign.schedule", #"{"campaignId":"\#(id)","sendAt":"\#(sendAt)"}"#).status == 201)
@@ -527,7 +528,9 @@ import Testing
                 #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#,
                 as: admin(tenant))
             _ = await t.command(
-                "campaign.create", #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1"}"#,
+                "campaign.create",
+                #"{"campaignId":"cmp_1","name":"Same id","channel":"sms","segmentId":"seg_1","#
+                    + #""content":{"body":"Hello"}}"#,
                 as: admin(tenant))
             _ = await t.command(
                 "campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#, as: admin(tenant))
@@ -555,7 +558,9 @@ import Testing
         // A tenant's tick at the current clock runs that tenant's work only.
         for tenant in ["acme", "globex"] {
             _ = await t.command(
-                "campaign.create", #"{"campaignId":"cmp_2","name":"Later","channel":"sms","segmentId":"seg_1"}"#,
+                "campaign.create",
+                #"{"campaignId":"cmp_2","name":"Later","channel":"sms","segmentId":"seg_1","#
+                    + #""content":{"body":"Hello"}}"#,
                 as: admin(tenant))
             _ = await t.command(
                 "campaign.schedule", #"{"campaignId":"cmp_2","sendAt":"2026-11-21T11:30:00Z"}"#, as: admin(tenant))

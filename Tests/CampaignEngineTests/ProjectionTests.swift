@@ -30,7 +30,9 @@ import Testing
         for n in 1...5 {
             _ = await t.command(
                 "campaign.create",
-                #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms","segmentId":"seg_1"}"#)
+                #"{"campaignId":"cmp_\#(n)","name":"Campaign \#(n)","channel":"sms","segmentId":"seg_1","#
+                    + #""content":{"body":"Hello"}}"#
+            )
             if n <= 3 {
                 _ = await t.command(
                     "campaign.schedule", #"{"campaignId":"cmp_\#(n)","sendAt":"2026-12-0\#(n)T00:00:00Z"}"#)
@@ -206,7 +208,9 @@ import Testing
             ("cmp_1", "seg_a"), ("cmp_2", "seg_b"), ("cmp_3", nil), ("cmp_4", nil), ("cmp_5", "seg_a"),
         ] {
             let link = segment.map { #","segmentId":"\#($0)""# } ?? ""
-            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email"\#(link)}"#
+            let create =
+                #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"email","#
+                + #""content":{"subject":"Hi","body":"Hello"}\#(link)}"#
             try #require(await t.command("campaign.create", create).status == 201)
         }
         let attach = #"{"campaignId":"cmp_4","segmentId":"seg_a"}"#

@@ -560,7 +560,9 @@ import Testing
         let segment = #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#
         try #require(await t.command("segment.create", segment).status == 201)
         func campaign(_ id: String, _ moves: [String] = []) async throws {
-            let create = #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"social","segmentId":"seg_1"}"#
+            let create =
+                #"{"campaignId":"\#(id)","name":"Campaign \#(id)","channel":"social","segmentId":"seg_1","#
+                + #""content":{"body":"Hello"}}"#
             try #require(await t.command("campaign.create", create).status == 201)
             for move in moves {
                 let payload =

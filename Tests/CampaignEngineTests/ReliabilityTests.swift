@@ -114,7 +114,7 @@ import Testing
         _ = await engine.handle(
             line:
                 #"{"principal":\#(principal),"command":"campaign.create","payload":{"campaignId":"cmp_1","#
-                + #""name":"Cached","channel":"sms","segmentId":"seg_1"}}"#
+                + #""name":"Cached","channel":"sms","segmentId":"seg_1","content":{"body":"Hello"}}}"#
         )
         // The engine now holds cmp_1 as a draft in its cache. Another process schedules it.
         let other = try await campaign(

@@ -224,7 +224,10 @@ import Testing
             #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)  // 1
         // 2 at 10:00
         _ = await t.command(
-            "campaign.create", #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1"}"#)
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Spring","channel":"email","segmentId":"seg_1","#
+                + #""content":{"subject":"Hi","body":"Hello"}}"#
+        )
         t.clock.set(Timestamp.parse("2026-11-21T11:00:00Z")!)
         // 3 at 11:00
         _ = await t.command("campaign.schedule", #"{"campaignId":"cmp_1","sendAt":"2026-11-22T09:00:00Z"}"#)
@@ -294,7 +297,10 @@ import Testing
             "segment.create",
             #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#)
         _ = await t.command(
-            "campaign.create", #"{"campaignId":"cmp_1","name":"Old","channel":"email","segmentId":"seg_1"}"#)
+            "campaign.create",
+            #"{"campaignId":"cmp_1","name":"Old","channel":"email","segmentId":"seg_1","#
+                + #""content":{"subject":"Hi","body":"Hello"}}"#
+        )
         // An event written by an older release: schema version 1, sendAt in Unix seconds.
         let old = NewEvent(
             type: "campaign.scheduled", schemaVersion: 1, occurredAt: testStart, tenant: "acme", actor: "old-release",
@@ -304,7 +310,9 @@ import Testing
         let state = await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data
         #expect(state?["status"]?.stringValue == "scheduled" && state?["sendAt"]?.stringValue == "2026-12-01T00:00:00Z")
         // The next command's inline projections catch the raw event up, upcast, and the scheduler fires.
-        _ = await t.command("campaign.create", #"{"campaignId":"cmp_2","name":"New","channel":"email"}"#)
+        _ = await t.command(
+            "campaign.create",
+            #"{"campaignId":"cmp_2","name":"New","channel":"email","content":{"subject":"Hi","body":"Hello"}}"#)
         let report = try await t.engine.tick(now: Timestamp.parse("2026-12-01T00:00:00Z")!)
         #expect(report.activated.map(\.id) == ["cmp_1"])
         let current = try t.engine.eventStore.readStream("acme:cmp_2").first

@@ -888,7 +888,8 @@ if runs(7) {
         .command(
             .campaign(
                 .create(
-                    campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil)),
+                    campaignId: "cmp_due", name: "Due", channel: "sms", segmentId: "seg_1",
+                    content: Content(body: "Due now"), sendAt: nil)),
             as: admin, requestId: "c"))
     _ = await engine.execute(
         .command(

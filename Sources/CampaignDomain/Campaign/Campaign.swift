@@ -254,6 +254,14 @@ public enum Campaign: Aggregate {
         case let .schedule(_, sendAt):
             let state = try current(state, allowing: command)
             try requireSegment(state, context: context)
+            // What would it send? (An experiment's variants without content send the campaign's.)
+            guard state.content != nil else {
+                throw CampaignError.validation([
+                    FieldProblem(
+                        field: "content", pointer: "/campaignId",
+                        message: "campaign \(state.id) has no content: give it content (campaign.update) first")
+                ])
+            }
             guard sendAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
