@@ -29,8 +29,10 @@ public struct Content: Sendable, Equatable {
     }
 
     /// What is wrong with the content, each problem pointing below `pointer` (`/content` on a
-    /// campaign, `/variants/N/content` on an experiment's variant) and naming a field below `field`.
-    public func problems(at pointer: String, field: String = "content") -> [FieldProblem] {
+    /// campaign, `/variants/N/content` on an experiment's variant) and naming a field below `field`;
+    /// when it passes the checks every channel makes, also what keeps it from `channel`
+    /// (``Channel/problems(with:at:field:)``).
+    public func problems(at pointer: String, field: String = "content", on channel: Channel? = nil) -> [FieldProblem] {
         var problems = [FieldProblem]()
         // Counting characters walks grapheme clusters; only a body of more than 100,000 bytes can
         // have more than 100,000 of them.
@@ -51,6 +53,7 @@ public struct Content: Sendable, Equatable {
                     FieldProblem(field: field + ".subject", pointer: pointer + "/subject", message: message))
             }
         }
+        if problems.isEmpty, let channel { problems = channel.problems(with: self, at: pointer, field: field) }
         return problems
     }
 

@@ -365,11 +365,10 @@ public final class CampaignEngine: Sendable {
             do {
                 planned = try plan(command, principal: principal, request: request, now: now)
             } catch let answer as NoChange {
-                return try await answerOnce(answer, idempotency)
+                return try await answerOnce(answer.status, answer.data, idempotency)
             }
             guard let plan = planned else {
-                return try await answerOnce(
-                    NoChange(status: 200, data: try noChangeData(command, principal: principal)), idempotency)
+                return try await answerOnce(200, try noChangeData(command, principal: principal), idempotency)
             }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
                 first.loadedVersion != expected
@@ -378,7 +377,7 @@ public final class CampaignEngine: Sendable {
             }
             // A decision that writes nothing (an update to the values there already) commits nothing.
             if let unchanged = plan.unchangedData {
-                return try await answerOnce(NoChange(status: 200, data: unchanged), idempotency)
+                return try await answerOnce(200, unchanged, idempotency)
             }
             do {
                 let result = try await commit(
@@ -391,7 +390,7 @@ public final class CampaignEngine: Sendable {
                 }
                 return result
             } catch let answer as NoChange {
-                return try await answerOnce(answer, idempotency)
+                return try await answerOnce(answer.status, answer.data, idempotency)
             } catch let EventStoreError.wrongExpectedVersion(streamId, _, current) {
                 if streamId == plan.streams.first?.streamId {
                     if let expected = request.expectedVersion {
@@ -413,17 +412,17 @@ public final class CampaignEngine: Sendable {
     /// idempotency key unless an answer is there already, which is then the one given: a request sent
     /// again with the key while the first ran may have written what this one found unchanged, and
     /// both must be answered alike.
-    private func answerOnce(_ answer: NoChange, _ idempotency: IdempotencyClaim?) async throws -> Answer {
-        guard var claim = idempotency else { return Answer(answer.status, answer.data) }
-        let stored = StoredAnswer.success(status: answer.status, data: answer.data).bytes
+    private func answerOnce(_ status: Int, _ data: JSON, _ idempotency: IdempotencyClaim?) async throws -> Answer {
+        guard var claim = idempotency else { return Answer(status, data) }
+        let stored = StoredAnswer.success(status: status, data: data).bytes
         claim.result = { _ in stored }
         if case let .replayed(first) = try await store.append(AppendRequest(streams: [], idempotency: claim)),
-            case let .success(_, data) = StoredAnswer(bytes: first)
+            case let .success(_, firstData) = StoredAnswer(bytes: first)
         {
             // Replays answer 200 (SPEC.md §4).
-            return Answer(200, data)
+            return Answer(200, firstData)
         }
-        return Answer(answer.status, answer.data)
+        return Answer(status, data)
     }
 
     /// After a version conflict on attempt `attempt`: `RESOURCE_CONFLICT` (retryable) once the
@@ -468,7 +467,8 @@ public final class CampaignEngine: Sendable {
                     let answer = try await commit(
                         plan, request: request, principal: principal, now: now, idempotency: last ? idempotency : nil)
                     if last { return answer }
-                    earlier.add(answer.data ?? answer.encodedData.flatMap { try? JSON.parse($0) })
+                    // An import's plan answers with its data's value (it has no receipt answer).
+                    earlier.add(answer.data)
                     break
                 } catch let answer as NoChange {
                     guard last else {
@@ -476,7 +476,7 @@ public final class CampaignEngine: Sendable {
                         break
                     }
                     // Earlier slices may have written: a retry with the key gets this answer.
-                    return try await answerOnce(answer, idempotency)
+                    return try await answerOnce(answer.status, answer.data, idempotency)
                 } catch EventStoreError.wrongExpectedVersion {
                     try await waitToRetry(after: attempt)
                 }

@@ -174,8 +174,7 @@ public enum Campaign: Aggregate {
                     .duplicateResource, "campaign \(campaignId) already exists", param: "campaignId",
                     pointer: "/campaignId")
             }
-            var problems = validateFields(name: name, channel: channel, content: content)
-            problems += channelProblems(content: content, channel: channel, checked: problems)
+            var problems = validateFields(name: name, channel: channel, content: content, sentOn: channel)
             if let segmentId, case let .invalid(problem)? = segmentCheck(segmentId, context: context) {
                 problems.append(problem)
             }
@@ -197,10 +196,9 @@ public enum Campaign: Aggregate {
         case let .update(_, name, channel, content):
             let state = try current(state, allowing: command)
             let id = state.id
-            var problems = validateFields(name: name, channel: channel, content: content)
-            if let content {
-                problems += channelProblems(content: content, channel: channel ?? state.channel, checked: problems)
-            } else if let channel, channel != state.channel, let kept = state.content,
+            var problems = validateFields(
+                name: name, channel: channel, content: content, sentOn: channel ?? state.channel)
+            if content == nil, let channel, channel != state.channel, let kept = state.content,
                 let target = Channel(rawValue: channel)
             {
                 // The content stays: the new channel must be able to carry it.
@@ -396,7 +394,9 @@ public enum Campaign: Aggregate {
         return nil
     }
 
-    static func validateFields(name: String?, channel: String?, content: Content?) -> [FieldProblem] {
+    /// What is wrong with a create's or an update's fields; `content` is also checked against the
+    /// channel it will be sent on (``Content/problems(at:field:on:)``).
+    static func validateFields(name: String?, channel: String?, content: Content?, sentOn: String) -> [FieldProblem] {
         var problems = [FieldProblem]()
         if let name, let problem = Names.problem(name, pointer: "/name") { problems.append(problem) }
         if let channel, Channel(rawValue: channel) == nil {
@@ -405,18 +405,8 @@ public enum Campaign: Aggregate {
                     field: "channel", pointer: "/channel",
                     message: "channel must be one of \(Channel.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
-        if let content { problems += content.problems(at: "/content") }
+        if let content { problems += content.problems(at: "/content", on: Channel(rawValue: sentOn)) }
         return problems
-    }
-
-    /// What keeps `content` from being sent on `channel` (``Channel/problems(with:at:field:)``), when
-    /// both are given and the content passed the checks every channel makes (`checked` holds none at
-    /// `/content`).
-    static func channelProblems(content: Content?, channel: String, checked: [FieldProblem]) -> [FieldProblem] {
-        guard let content, let channel = Channel(rawValue: channel),
-            !checked.contains(where: { $0.pointer.hasPrefix("/content") })
-        else { return [] }
-        return channel.problems(with: content, at: "/content")
     }
 
     private static func nameReservation(_ tenant: String, _ name: String, _ owner: String) -> Reservation {

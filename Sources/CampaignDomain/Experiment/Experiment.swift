@@ -167,12 +167,7 @@ public enum Experiment: Aggregate {
                         message: "weight must be a whole number from 1 to 99"))
             }
             if let content = variant.content {
-                let pointer = "/variants/\(index)/content"
-                let common = content.problems(at: pointer, field: "variants.content")
-                problems += common
-                if common.isEmpty, let channel {
-                    problems += channel.problems(with: content, at: pointer, field: "variants.content")
-                }
+                problems += content.problems(at: "/variants/\(index)/content", field: "variants.content", on: channel)
             }
         }
         // The sum says something only when every weight is in range.
