@@ -157,7 +157,7 @@ public enum CLI {
 
         static func parse(_ text: String, option: String) throws(Arguments.UsageError) -> Bound {
             if let position = UInt64(text) { return .position(position) }
-            if let time = Timestamp.parse(text) ?? Timestamp.parse(text, allowDateOnly: true) { return .time(time) }
+            if let time = Timestamp.parse(text, as: .dateValue) { return .time(time) }
             throw usage("--\(option) takes an ISO 8601 time or a position, not \(text)")
         }
     }

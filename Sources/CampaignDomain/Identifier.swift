@@ -27,9 +27,19 @@ public enum Identifier {
 
 /// ISO 8601 timestamps without Foundation's formatters (which are slow to create and not Sendable).
 public enum Timestamp {
+    /// What a text is read as: a moment the engine acts at, or a date a contact holds.
+    public enum Form: Sendable {
+        /// A moment: a send or publish time, an expiry, a clock. Years 1970–9999, a time of day.
+        case moment
+        /// A contact's date value, or a segment rule's (a birthday, a customer since 1962): a
+        /// bare date `YYYY-MM-DD` (midnight UTC) is one too. Years 0001–9999.
+        case dateValue
+    }
+
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, or a bare date `YYYY-MM-DD` (midnight UTC)
-    /// when `allowDateOnly`. Years 1970–9999; a fraction of 1–9 digits, cut to the millisecond.
-    public static func parse(_ text: String, allowDateOnly: Bool = false) -> Date? {
+    /// as a ``Form/dateValue``. A fraction of 1–9 digits is cut to the millisecond; the years
+    /// allowed are the form's.
+    public static func parse(_ text: String, as form: Form = .moment) -> Date? {
         let b = Array(text.utf8)
         func number(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
@@ -41,11 +51,12 @@ public enum Timestamp {
             return value
         }
         guard b.count >= 10, let year = number(0, 4), b[4] == UInt8(ascii: "-"), let month = number(5, 2),
-            b[7] == UInt8(ascii: "-"), let day = number(8, 2), (1970...9999).contains(year), (1...12).contains(month),
+            b[7] == UInt8(ascii: "-"), let day = number(8, 2), (form == .moment ? 1970 : 1) <= year,
+            (1...12).contains(month),
             (1...daysInMonth(year, month)).contains(day)
         else { return nil }
         let days = daysFromCivil(year, month, day)
-        if b.count == 10 { return allowDateOnly ? Date(timeIntervalSince1970: Double(days) * 86_400) : nil }
+        if b.count == 10 { return form == .dateValue ? Date(timeIntervalSince1970: Double(days) * 86_400) : nil }
         guard b.count >= 20, b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"), let hour = number(11, 2),
             b[13] == UInt8(ascii: ":"), let minute = number(14, 2), b[16] == UInt8(ascii: ":"),
             let second = number(17, 2),

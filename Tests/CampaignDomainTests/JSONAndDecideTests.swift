@@ -504,7 +504,7 @@ import Testing
         #expect(Timestamp.parse("2026-12-01T00:00:00.0001Z") == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01T00:00:00.123999999Z") == Timestamp.parse("2026-12-01T00:00:00.123Z"))
         #expect(Timestamp.format(Timestamp.parse("2026-12-01T00:00:00.9999Z")!) == "2026-12-01T00:00:00.999Z")
-        #expect(Timestamp.parse("2026-12-01", allowDateOnly: true) == Date(timeIntervalSince1970: 1_796_083_200))
+        #expect(Timestamp.parse("2026-12-01", as: .dateValue) == Date(timeIntervalSince1970: 1_796_083_200))
         #expect(Timestamp.parse("2026-12-01") == nil)
         for bad in [
             "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01 00:00:00Z",

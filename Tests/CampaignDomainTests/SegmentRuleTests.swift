@@ -153,6 +153,38 @@ let operatorCases: [OperatorCase] = [
         #expect(!(try rule("country", "eq", s("FR")).matches([:], schema: schema, now: now)))
     }
 
+    /// A contact's dates are dates of people and customers, not moments of the engine: a birthday
+    /// in 1962 is stored and matched, by the rule and by a compiled matcher alike. Instants the
+    /// engine acts at (send times, expiries) still start at 1970.
+    @Test func datesBeforeNineteenSeventyAreContactValues() throws {
+        var schema = schema
+        schema.define("birthday", .date)
+        #expect(schema.problem(with: s("1962-03-04"), for: "birthday") == nil)
+        #expect(schema.problem(with: s("1962-03-04T09:30:00+01:00"), for: "birthday") == nil)
+        #expect(schema.problem(with: s("0001-01-01"), for: "birthday") == nil)
+        for bad in ["0000-01-01", "1962-02-30", "62-03-04"] {
+            #expect(schema.problem(with: s(bad), for: "birthday")?.contains("year 0001–9999") == true, "\(bad)")
+        }
+        func rule(_ op: String, _ value: JSON) throws -> SegmentRule {
+            let condition: JSONObject = ["field": s("birthday"), "operator": s(op), "value": value]
+            return try SegmentRule.parse(.object(["all": .array([.object(condition)])]), schema: schema, at: "/rules")
+        }
+        let sixties = try rule("between", .array([s("1960-01-01"), s("1969-12-31")]))
+        let sameDay = try rule("eq", s("1962-03-04"))
+        let before = try rule("before", s("1900-01-01"))
+        for (condition, contact, expected) in [
+            (sixties, s("1962-03-04"), true), (sixties, s("1970-01-01"), false),
+            (sameDay, s("1962-03-04T23:59:59Z"), true), (sameDay, s("1962-03-05"), false),
+            (before, s("1899-12-31"), true), (before, s("1900-01-01"), false),
+        ] {
+            #expect(condition.matches(["birthday": contact], schema: schema, now: now) == expected, "\(contact)")
+            #expect(SegmentMatcher(condition, schema: schema).matches(["birthday": contact], now: now) == expected)
+        }
+        #expect(Timestamp.parse("1962-03-04T09:30:00Z") == nil, "a moment starts at 1970")
+        #expect(
+            Timestamp.format(Timestamp.parse("1962-03-04T09:30:00.5Z", as: .dateValue)!) == "1962-03-04T09:30:00.500Z")
+    }
+
     /// A matcher compiles a rule once for many contacts: values are compared as the rule's
     /// evaluation always compared them, whatever case, script or type the contact's value has.
     @Test func aCompiledMatcherComparesValuesAsTheRuleDoes() throws {

@@ -174,6 +174,44 @@ import Testing
         #expect(removed.data?["attributes"] == .object([:]))
     }
 
+    /// A tenant's date field holds people's dates: a birthday in 1962 was refused as "not an ISO
+    /// 8601 date", since every time began at 1970. It is stored, segments match it live and after
+    /// a rebuild, and a send time is still a moment (1962 is refused there as a format).
+    @Test func aDateFieldTakesDatesBeforeNineteenSeventy() async throws {
+        let t = try TestEngine()
+        #expect(await t.command("field.define", #"{"name":"birthday","type":"date"}"#).status == 201)
+        for (id, birthday) in [
+            ("ctc_old", "1962-03-04"), ("ctc_new", "1990-07-01"), ("ctc_edge", "1969-12-31T23:59:59Z"),
+        ] {
+            #expect(
+                await t.command("contact.upsert", #"{"contactId":"\#(id)","attributes":{"birthday":"\#(birthday)"}}"#)
+                    .status == 201, "\(id)")
+        }
+        let got = await t.query("contact.get", #"{"contactId":"ctc_old"}"#)
+        #expect(got.data?["attributes"]?["birthday"] == .string("1962-03-04"))
+        let rules = #"{"all":[{"field":"birthday","operator":"before","value":"1970-01-01"}]}"#
+        #expect(
+            await t.command("segment.create", #"{"segmentId":"seg_60s","name":"Sixties","rules":\#(rules)}"#).status
+                == 201)
+        func members() async -> [String] {
+            await t.query("segment.members", #"{"segmentId":"seg_60s"}"#).data?["contactIds"]?.arrayValue?
+                .compactMap(\.stringValue).sorted() ?? []
+        }
+        #expect(await members() == ["ctc_edge", "ctc_old"])
+        try t.engine.projections.rebuild("segments", batchSize: 1)
+        #expect(await members() == ["ctc_edge", "ctc_old"])
+        let bad = await t.command("contact.upsert", #"{"contactId":"ctc_bad","attributes":{"birthday":"0000-01-01"}}"#)
+        #expect(bad.code == "VALIDATION_ERROR")
+        #expect(
+            bad["error"]?["message"]
+                == .string(
+                    "birthday must be an ISO 8601 date of year 0001–9999: 1962-03-04, or a time such as "
+                        + "1962-03-04T09:30:00Z"))
+        let sendAt = await t.command(
+            "campaign.create", #"{"name":"Old","channel":"sms","sendAt":"1962-03-04T09:30:00Z"}"#)
+        #expect(sendAt.status == 400, "a send time is a moment: \(sendAt)")
+    }
+
     @Test func definedFieldsExtendTheSchemaOnce() async throws {
         let t = try TestEngine()
         #expect(

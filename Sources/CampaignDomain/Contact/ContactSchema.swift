@@ -121,7 +121,9 @@ public struct ContactSchema: Sendable, Equatable {
             return nil
         case (.boolean, .bool): return nil
         case let (.date, .string(text)):
-            return Timestamp.parse(text, allowDateOnly: true) != nil ? nil : "\(field) must be an ISO 8601 date"
+            guard Timestamp.parse(text, as: .dateValue) == nil else { return nil }
+            return "\(field) must be an ISO 8601 date of year 0001–9999: 1962-03-04, or a time such as "
+                + "1962-03-04T09:30:00Z"
         case let (.enumeration(values), .string(text)):
             return values.contains(text) ? nil : "\(field) must be one of \(values.joined(separator: ", "))"
         case let (.list, .array(items)):

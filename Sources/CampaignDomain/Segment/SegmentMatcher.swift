@@ -235,7 +235,7 @@ public struct SegmentMatcher: Sendable {
 
         /// A date condition, or nil when it can match nothing (its value does not parse).
         private static func date(_ op: String, _ expected: JSON) -> DateOperator? {
-            func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } }
+            func parse(_ json: JSON) -> Date? { json.stringValue.flatMap { Timestamp.parse($0, as: .dateValue) } }
             switch op {
             case "eq": return parse(expected).map { .sameDay(day($0)) }
             case "before": return parse(expected).map(DateOperator.before)
@@ -338,7 +338,7 @@ public struct SegmentMatcher: Sendable {
                 guard let flag = actual.boolValue, let wanted else { return false }
                 return equal ? flag == wanted : flag != wanted
             case let .date(op):
-                guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else {
+                guard let date = actual.stringValue.flatMap({ Timestamp.parse($0, as: .dateValue) }) else {
                     return false
                 }
                 switch op {

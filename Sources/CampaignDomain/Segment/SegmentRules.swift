@@ -119,7 +119,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
         }
         guard let value else { return "the condition has no \"value\"; \(op) needs one" }
         func isDate(_ json: JSON) -> Bool {
-            json.stringValue.flatMap { Timestamp.parse($0, allowDateOnly: true) } != nil
+            json.stringValue.flatMap { Timestamp.parse($0, as: .dateValue) } != nil
         }
         func isScalar(_ json: JSON) -> Bool {
             switch type {
@@ -143,8 +143,8 @@ public indirect enum SegmentRule: Sendable, Equatable {
             if case .number = type, let low = pair[0].numberValue, let high = pair[1].numberValue, low > high {
                 return "between needs the lower bound first"
             }
-            if case .date = type, let low = pair[0].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }),
-                let high = pair[1].stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }), low > high
+            if case .date = type, let low = pair[0].stringValue.flatMap({ Timestamp.parse($0, as: .dateValue) }),
+                let high = pair[1].stringValue.flatMap({ Timestamp.parse($0, as: .dateValue) }), low > high
             {
                 return "between needs the earlier date first"
             }
@@ -251,7 +251,7 @@ public indirect enum SegmentRule: Sendable, Equatable {
     /// When a relative-date condition of `days` days over the date in `value` next changes after
     /// `now` (see ``nextChange(_:after:)``); nil when `value` is no date or both changes are past.
     static func nextChange(of value: JSON?, days: Int, after now: Date) -> Date? {
-        guard let date = value?.stringValue.flatMap({ Timestamp.parse($0, allowDateOnly: true) }) else { return nil }
+        guard let date = value?.stringValue.flatMap({ Timestamp.parse($0, as: .dateValue) }) else { return nil }
         let start = (date.timeIntervalSince1970 * 1000).rounded(.up)
         let end = (date.timeIntervalSince1970 * 1000 + Double(days) * 86_400_000).rounded(.down) + 1
         let nowMillis = now.timeIntervalSince1970 * 1000
