@@ -48,6 +48,38 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
             when(.transition(.delete, campaignId: "cmp_1"), given: active) == .error(.resourceConflict))
     }
 
+    /// A campaign scheduled without content (a store written before `schedule` checked it) is not
+    /// activated, by a host or the scheduler, nor resumed: it would send nothing. Content given,
+    /// it is.
+    @Test func aCampaignWithoutContentIsNotSent() {
+        let bare = CampaignEvent.created(
+            campaignId: "cmp_1", name: "Bare", channel: "sms", segmentId: "seg_1", content: nil, sendAt: nil)
+        let scheduled = [bare, .scheduled(campaignId: "cmp_1", sendAt: later)]
+        let paused =
+            scheduled + [.transitioned(.activated, campaignId: "cmp_1"), .transitioned(.paused, campaignId: "cmp_1")]
+        #expect(when(.transition(.activate, campaignId: "cmp_1"), given: scheduled) == .error(.validationError))
+        #expect(when(.transition(.resume, campaignId: "cmp_1"), given: paused) == .error(.validationError))
+        do {
+            _ = try Campaign.decide(
+                .transition(.activate, campaignId: "cmp_1"), state: given(scheduled), context: context)
+            Issue.record("activated without content")
+        } catch {
+            #expect(error.details?.map(\.pointer) == ["/campaignId"])
+            #expect(error.message == "campaign cmp_1 has no content: give it content (campaign.update) first")
+        }
+        let content = CampaignEvent.updated(campaignId: "cmp_1", name: nil, channel: nil, content: Content(body: "Hi"))
+        #expect(
+            when(.transition(.activate, campaignId: "cmp_1"), given: scheduled + [content])
+                == .events([.transitioned(.activated, campaignId: "cmp_1")]))
+        #expect(
+            when(.transition(.resume, campaignId: "cmp_1"), given: paused + [content])
+                == .events([.transitioned(.resumed, campaignId: "cmp_1")]))
+        // Cancelling one is not sending it.
+        #expect(
+            when(.transition(.cancel, campaignId: "cmp_1"), given: scheduled)
+                == .events([.transitioned(.cancelled, campaignId: "cmp_1")]))
+    }
+
     @Test func anUpdateThatChangesNothingDecidesNoEvent() {
         let same = CampaignCommand.update(campaignId: "cmp_1", name: "Spring", channel: "email", content: nil)
         #expect(when(same, given: [created]) == .events([]))

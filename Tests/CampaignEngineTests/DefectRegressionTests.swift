@@ -450,6 +450,55 @@ import Testing
         #expect(await t.command("campaign.schedule", schedule).status == 201)
     }
 
+    /// A campaign a store holds scheduled without content (scheduled before `schedule` checked it;
+    /// appended here as that code appended it) was activated by the scheduler and sent nothing.
+    /// The tick now reports it failed, keeps it scheduled and due, and activates it once it has content.
+    @Test func theSchedulerDoesNotActivateACampaignWithoutContent() async throws {
+        let directory = TemporaryDirectory()
+        let sendAt = testStart + 3_600
+        let rules = try JSON.parse(#"{"all":[{"field":"age","operator":"gte","value":18}]}"#)
+        func old(_ streamId: String, _ events: [DomainEvent]) -> StreamAppend {
+            StreamAppend(
+                streamId: streamId, expectedVersion: .noStream,
+                events: events.map {
+                    NewEvent(
+                        type: $0.type, occurredAt: testStart, tenant: "acme", actor: "u_1", requestId: "old",
+                        causationId: "old", payload: $0.payload.bytes)
+                })
+        }
+        do {
+            let store = try EventStore(path: directory.path)
+            defer { store.close() }
+            _ = try await store.append(
+                AppendRequest(streams: [
+                    old("acme:seg_1", [SegmentEvent.created(segmentId: "seg_1", name: "A", rules: rules).domainEvent]),
+                    old(
+                        "acme:cmp_1",
+                        [
+                            CampaignEvent.created(
+                                campaignId: "cmp_1", name: "Bare", channel: "sms", segmentId: "seg_1", content: nil,
+                                sendAt: nil
+                            ).domainEvent,
+                            CampaignEvent.scheduled(campaignId: "cmp_1", sendAt: sendAt).domainEvent,
+                        ]),
+                ]))
+        }
+        // The engine builds its read models from that log on open.
+        let t = try TestEngine(on: directory)
+        let report = try await t.engine.tick(now: sendAt)
+        #expect(report.activated.isEmpty)
+        let failed = report.items.first { $0.kind == "campaign" }
+        #expect(failed?.id == "cmp_1" && failed?.error?.code == .validationError)
+        #expect(failed?.error?.message == "campaign cmp_1 has no content: give it content (campaign.update) first")
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data?["status"] == .string("scheduled"))
+        let activate = await t.command("campaign.activate", #"{"campaignId":"cmp_1"}"#)
+        #expect(activate.code == "VALIDATION_ERROR")
+        #expect(
+            await t.command("campaign.update", #"{"campaignId":"cmp_1","content":{"body":"Hello"}}"#).status == 201)
+        #expect(try await t.engine.tick(now: sendAt + 1).activated.map(\.id) == ["cmp_1"])
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).data?["status"] == .string("active"))
+    }
+
     /// A campaign's content fits its channel on the wire: an update of the body alone on an email
     /// (which would have dropped its subject) is refused at the subject, a move to SMS with a subject
     /// kept is refused at the channel, and an experiment's variants follow the campaign's channel when

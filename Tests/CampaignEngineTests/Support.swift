@@ -7,16 +7,18 @@ let testStart = Timestamp.parse("2026-11-21T10:00:00Z")!
 
 /// An engine on a temporary directory with a manual clock, speaking the wire format.
 final class TestEngine: @unchecked Sendable {
-    let directory = TemporaryDirectory()
+    let directory: TemporaryDirectory
     let clock = ManualClock(testStart)
     let engine: CampaignEngine
 
     let publisher: SimulatedPublisher
 
+    /// An engine on `directory` (a new one unless given: a store written beforehand, say).
     init(
         rateLimit: Int = 1_000_000, configuration base: EngineConfiguration? = nil,
-        publishVia custom: (any SocialPublisher)? = nil
+        publishVia custom: (any SocialPublisher)? = nil, on directory: TemporaryDirectory = TemporaryDirectory()
     ) throws {
+        self.directory = directory
         var configuration = base ?? EngineConfiguration()
         publisher = SimulatedPublisher()
         configuration.publisher = custom ?? publisher

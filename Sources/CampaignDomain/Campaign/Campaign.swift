@@ -252,14 +252,7 @@ public enum Campaign: Aggregate {
         case let .schedule(_, sendAt):
             let state = try current(state, allowing: command)
             try requireSegment(state, context: context)
-            // What would it send? (An experiment's variants without content send the campaign's.)
-            guard state.content != nil else {
-                throw CampaignError.validation([
-                    FieldProblem(
-                        field: "content", pointer: "/campaignId",
-                        message: "campaign \(state.id) has no content: give it content (campaign.update) first")
-                ])
-            }
+            try requireContent(state)
             guard sendAt > context.now else {
                 throw CampaignError(
                     .invalidSchedule, "sendAt must be after now (\(Timestamp.format(context.now)))", param: "sendAt",
@@ -271,8 +264,13 @@ public enum Campaign: Aggregate {
 
         case let .transition(transition, _):
             let state = try current(state, allowing: command)
-            // Sending again needs an active segment, whether it starts (activate) or restarts (resume).
-            if transition == .activate || transition == .resume { try requireSegment(state, context: context) }
+            // Sending, whether it starts (activate) or restarts (resume), needs an active segment
+            // and content: a campaign scheduled without content before schedule checked it (or
+            // sent so since) is not sent empty.
+            if transition == .activate || transition == .resume {
+                try requireSegment(state, context: context)
+                try requireContent(state)
+            }
             var decision = Decision(events: [
                 CampaignEvent.transitioned(CampaignEvent.Kind(transition), campaignId: state.id).domainEvent
             ])
@@ -375,6 +373,17 @@ public enum Campaign: Aggregate {
                 .segmentRequired,
                 "campaign \(state.id)'s segment \(segmentId) is archived or gone; attach an active segment")
         }
+    }
+
+    /// What would it send? `VALIDATION_ERROR` at the campaign's id for a campaign without content
+    /// (an experiment's variants without content send the campaign's, so they do not stand in).
+    private static func requireContent(_ state: CampaignState) throws(CampaignError) {
+        guard state.content == nil else { return }
+        throw CampaignError.validation([
+            FieldProblem(
+                field: "content", pointer: "/campaignId",
+                message: "campaign \(state.id) has no content: give it content (campaign.update) first")
+        ])
     }
 
     private enum SegmentCheck {
