@@ -80,6 +80,33 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
                 == .events([.transitioned(.cancelled, campaignId: "cmp_1")]))
     }
 
+    /// Content written before the channel rules folds as it was (an email without a subject), but
+    /// it is neither scheduled nor sent so: schedule, activate and resume name what it lacks.
+    @Test func contentItsChannelCannotCarryIsNotSent() {
+        let old = CampaignEvent.created(
+            campaignId: "cmp_1", name: "Old", channel: "email", segmentId: "seg_1", content: Content(body: "Hi"),
+            sendAt: nil)
+        #expect(given([old])?.content == Content(body: "Hi"))
+        let scheduled = [old, .scheduled(campaignId: "cmp_1", sendAt: later)]
+        #expect(when(.schedule(campaignId: "cmp_1", sendAt: later), given: [old]) == .error(.validationError))
+        do {
+            _ = try Campaign.decide(
+                .transition(.activate, campaignId: "cmp_1"), state: given(scheduled), context: context)
+            Issue.record("activated an email without a subject")
+        } catch {
+            #expect(error.details?.map(\.pointer) == ["/campaignId"])
+            #expect(
+                error.message
+                    == "campaign cmp_1's content cannot be sent on email: an email needs a subject; give it content "
+                    + "that fits (campaign.update) first")
+        }
+        let fixed = CampaignEvent.updated(
+            campaignId: "cmp_1", name: nil, channel: nil, content: Content(subject: "Hello", body: "Hi"))
+        #expect(
+            when(.transition(.activate, campaignId: "cmp_1"), given: scheduled + [fixed])
+                == .events([.transitioned(.activated, campaignId: "cmp_1")]))
+    }
+
     @Test func anUpdateThatChangesNothingDecidesNoEvent() {
         let same = CampaignCommand.update(campaignId: "cmp_1", name: "Spring", channel: "email", content: nil)
         #expect(when(same, given: [created]) == .events([]))

@@ -376,14 +376,27 @@ public enum Campaign: Aggregate {
     }
 
     /// What would it send? `VALIDATION_ERROR` at the campaign's id for a campaign without content
-    /// (an experiment's variants without content send the campaign's, so they do not stand in).
+    /// (an experiment's variants without content send the campaign's, so they do not stand in), or
+    /// with content its channel cannot carry: content written before the channel rules (an email
+    /// without a subject, say) is kept as it was, but it is not sent so.
     private static func requireContent(_ state: CampaignState) throws(CampaignError) {
-        guard state.content == nil else { return }
-        throw CampaignError.validation([
-            FieldProblem(
-                field: "content", pointer: "/campaignId",
-                message: "campaign \(state.id) has no content: give it content (campaign.update) first")
-        ])
+        guard let content = state.content else {
+            throw CampaignError.validation([
+                FieldProblem(
+                    field: "content", pointer: "/campaignId",
+                    message: "campaign \(state.id) has no content: give it content (campaign.update) first")
+            ])
+        }
+        guard let channel = Channel(rawValue: state.channel) else { return }
+        let problems = channel.problems(with: content, at: "/campaignId")
+        guard !problems.isEmpty else { return }
+        throw CampaignError.validation(
+            problems.map {
+                FieldProblem(
+                    field: $0.field, pointer: "/campaignId",
+                    message: "campaign \(state.id)'s content cannot be sent on \(channel.rawValue): \($0.message); "
+                        + "give it content that fits (campaign.update) first")
+            })
     }
 
     private enum SegmentCheck {
