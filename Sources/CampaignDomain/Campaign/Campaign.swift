@@ -265,8 +265,8 @@ public enum Campaign: Aggregate {
         case let .transition(transition, _):
             let state = try current(state, allowing: command)
             // Sending, whether it starts (activate) or restarts (resume), needs an active segment
-            // and content: a campaign scheduled without content before schedule checked it (or
-            // sent so since) is not sent empty.
+            // and content that fits the channel: a store may hold a campaign scheduled before
+            // schedule checked that.
             if transition == .activate || transition == .resume {
                 try requireSegment(state, context: context)
                 try requireContent(state)
