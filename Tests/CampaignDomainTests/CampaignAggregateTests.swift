@@ -21,6 +21,16 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
         aggregate.when(command, given: events)
     }
 
+    /// The error `command` is refused with, given `events`; nil when it is decided.
+    func refusal(_ command: CampaignCommand, given events: [CampaignEvent]) -> CampaignError? {
+        do {
+            _ = try Campaign.decide(command, state: given(events), context: context)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     @Test func createRecordsTheTrimmedNameAndTheFieldsGiven() {
         let command = CampaignCommand.create(
             campaignId: "cmp_1", name: "  Spring ", channel: "email", segmentId: "seg_1",
@@ -59,14 +69,9 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
             scheduled + [.transitioned(.activated, campaignId: "cmp_1"), .transitioned(.paused, campaignId: "cmp_1")]
         #expect(when(.transition(.activate, campaignId: "cmp_1"), given: scheduled) == .error(.validationError))
         #expect(when(.transition(.resume, campaignId: "cmp_1"), given: paused) == .error(.validationError))
-        do {
-            _ = try Campaign.decide(
-                .transition(.activate, campaignId: "cmp_1"), state: given(scheduled), context: context)
-            Issue.record("activated without content")
-        } catch {
-            #expect(error.details?.map(\.pointer) == ["/campaignId"])
-            #expect(error.message == "campaign cmp_1 has no content: give it content (campaign.update) first")
-        }
+        let refused = refusal(.transition(.activate, campaignId: "cmp_1"), given: scheduled)
+        #expect(refused?.details?.map(\.pointer) == ["/campaignId"])
+        #expect(refused?.message == "campaign cmp_1 has no content: give it content (campaign.update) first")
         let content = CampaignEvent.updated(campaignId: "cmp_1", name: nil, channel: nil, content: Content(body: "Hi"))
         #expect(
             when(.transition(.activate, campaignId: "cmp_1"), given: scheduled + [content])
@@ -89,17 +94,12 @@ private let context = DecisionContext(now: now, tenant: "acme", segments: ["seg_
         #expect(given([old])?.content == Content(body: "Hi"))
         let scheduled = [old, .scheduled(campaignId: "cmp_1", sendAt: later)]
         #expect(when(.schedule(campaignId: "cmp_1", sendAt: later), given: [old]) == .error(.validationError))
-        do {
-            _ = try Campaign.decide(
-                .transition(.activate, campaignId: "cmp_1"), state: given(scheduled), context: context)
-            Issue.record("activated an email without a subject")
-        } catch {
-            #expect(error.details?.map(\.pointer) == ["/campaignId"])
-            #expect(
-                error.message
-                    == "campaign cmp_1's content cannot be sent on email: an email needs a subject; give it content "
-                    + "that fits (campaign.update) first")
-        }
+        let refused = refusal(.transition(.activate, campaignId: "cmp_1"), given: scheduled)
+        #expect(refused?.details?.map(\.pointer) == ["/campaignId"])
+        #expect(
+            refused?.message
+                == "campaign cmp_1's content cannot be sent on email: an email needs a subject; give it content "
+                + "that fits (campaign.update) first")
         let fixed = CampaignEvent.updated(
             campaignId: "cmp_1", name: nil, channel: nil, content: Content(subject: "Hello", body: "Hi"))
         #expect(
