@@ -33,7 +33,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         let checkpoint = try await campaign(["checkpoint", "--data", setup.data, "--key", setup.signer])
         try #require(checkpoint.status == 0, "\(checkpoint.err)")
-        try checkpoint.out.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        try checkpoint.out.write(toFile: setup.checkpoint, atomically: false, encoding: .utf8)
         return setup
     }
 
@@ -94,7 +94,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         // A checkpoint signed by another key is refused.
         let stranger = try NoteKey.generate(name: "ops.example")
         let forged = try SignedNote(signing: body.text, with: stranger).serialized
-        try forged.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        try forged.write(toFile: setup.checkpoint, atomically: false, encoding: .utf8)
         let refused = try await verify(setup)
         #expect(refused.status == 1 && refused.report["checkpoint"]?["signature"] == .bool(false))
     }
@@ -109,12 +109,12 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         ])
         let proof = try JSON.parse(prove.out)
         #expect(prove.status == 0 && proof["verified"] == .bool(true))
-        try prove.out.write(toFile: setup.keys.path + "/prove.json", atomically: true, encoding: .utf8)
+        try prove.out.write(toFile: setup.keys.path + "/prove.json", atomically: false, encoding: .utf8)
         let verify = try await campaign([
             "verify", "--data", setup.data, "--checkpoint", setup.checkpoint, "--key", setup.verifier, "--json",
         ])
         #expect(verify.status == 0)
-        try verify.out.write(toFile: setup.keys.path + "/verify.json", atomically: true, encoding: .utf8)
+        try verify.out.write(toFile: setup.keys.path + "/verify.json", atomically: false, encoding: .utf8)
         let python = try runPythonTool(
             "verify_tree.py",
             [
@@ -130,7 +130,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             "prove", "18", "--data", setup.data, "--checkpoint", setup.checkpoint, "--json",
         ])
         let swapped = other.out.replacingOccurrences(of: "\"position\":18", with: "\"position\":17")
-        try swapped.write(toFile: setup.keys.path + "/prove.json", atomically: true, encoding: .utf8)
+        try swapped.write(toFile: setup.keys.path + "/prove.json", atomically: false, encoding: .utf8)
         let rejected = try runPythonTool(
             "verify_tree.py",
             [
@@ -188,7 +188,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         let later = try await campaign(["checkpoint", "--data", setup.data, "--key", setup.signer])
         try #require(later.status == 0)
         let second = try TreeCheckpoint(text: try SignedNote(parsing: later.out).text)
-        try later.out.write(toFile: setup.checkpoint, atomically: true, encoding: .utf8)
+        try later.out.write(toFile: setup.checkpoint, atomically: false, encoding: .utf8)
         let position = first.size + 25
         try AuditTests.tamper(setup, ["rewrite", String(position), "--tree"])
         let plain = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--json"]).out)

@@ -346,7 +346,7 @@ import Testing
                 + #""name":"Campaign x\#($0)","channel":"email"}}"#
         }
         let input = t.directory.path + "/requests.jsonl"
-        try (requests.joined(separator: "\n") + "\n").write(toFile: input, atomically: true, encoding: .utf8)
+        try (requests.joined(separator: "\n") + "\n").write(toFile: input, atomically: false, encoding: .utf8)
         /// Runs `command` with SIGPIPE ignored and its output closed after 100 bytes; its status and
         /// standard error.
         func closedOutput(_ command: String) async throws -> (status: String, errors: String) {

@@ -80,7 +80,7 @@ import Testing
         // The operator's key, in a file the host names (the tour's `/etc/campaign/ops.key`).
         let keyFile = directory.path + "/ops.key"
         try #require(try NoteKey.generate(name: "ops").signerKey).write(
-            toFile: keyFile, atomically: true, encoding: .utf8)
+            toFile: keyFile, atomically: false, encoding: .utf8)
         let key = try NoteKey(text: String(contentsOfFile: keyFile, encoding: .utf8))
         let note = try await Audit.checkpoint(engine.eventStore, key: key)
         let signed = try TreeCheckpoint(text: note.text)

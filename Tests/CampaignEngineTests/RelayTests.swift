@@ -127,7 +127,7 @@ import Testing
         let expected = try await campaign(["export", "--data", directory.path])
         #expect(expected.lines.count == log.count)
         let file = directory.path + "/expected.jsonl"
-        try expected.out.write(toFile: file, atomically: true, encoding: .utf8)
+        try expected.out.write(toFile: file, atomically: false, encoding: .utf8)
         let (status, text) = try runPythonTool("nats_readback.py", [server.url, "CAMPAIGN", file])
         #expect(status == 0, "\(text)")
         #expect(text.contains("\(log.count) events read back in order, each once"))
@@ -202,7 +202,7 @@ import Testing
             { nkey: "UCK5N7N66OBOINFXAYC2ACJQYFSOD4VYNU6APEJTAVFZB2SVHLKGEW7L" }
           ]
         }
-        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        """.write(toFile: configuration, atomically: false, encoding: .utf8)
         let server = try LocalNATSServer(arguments: ["-c", configuration])
         defer { server.stop() }
         let hostPort = server.url.dropFirst("nats://".count)
@@ -227,7 +227,7 @@ import Testing
         // The file's secret is not on the command line; a file others may read is refused first.
         let file = directory.path + "/nats.auth"
         try "# the relay's account\nuser=relay\npassword=\(password)\n".write(
-            toFile: file, atomically: true, encoding: .utf8)
+            toFile: file, atomically: false, encoding: .utf8)
         chmod(file, 0o644)
         let readable = try await campaign(relayTo + ["--auth-file", file])
         #expect(readable.status == 64 && readable.err.contains("chmod 600") && !readable.err.contains(password))
@@ -248,7 +248,7 @@ import Testing
 
         // An NKEY seed in the file: the server checks the nonce it signs.
         let seed = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"
-        try "nkey=\(seed)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try "nkey=\(seed)\n".write(toFile: file, atomically: false, encoding: .utf8)
         chmod(file, 0o600)
         let nkey = try await campaign(relayTo + ["--auth-file", file, "--consumer", "nkey-relay"])
         #expect(nkey.status == 0 && nkey.out.contains("consumer nkey-relay at"), "\(nkey)")
@@ -261,7 +261,7 @@ import Testing
             ("token=\n", "line 1 is not"), ("nkey=\(seed.dropLast())\n", "nkey= is not 58 characters"),
             ("nkey=\(seed)\ntoken=x\n", "nkey= alone"),
         ] {
-            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            try text.write(toFile: file, atomically: false, encoding: .utf8)
             chmod(file, 0o600)
             let refused = try await campaign(relayTo + ["--auth-file", file])
             #expect(refused.status == 64 && refused.err.contains(problem), "\(text): \(refused.err)")
@@ -276,7 +276,7 @@ import Testing
         let nats = try OperatorModeNATS()
         let (directory, log, _) = try await demoStore()
         let file = directory.path + "/relay.creds"
-        try nats.creds.write(toFile: file, atomically: true, encoding: .utf8)
+        try nats.creds.write(toFile: file, atomically: false, encoding: .utf8)
         chmod(file, 0o600)
         return (nats, directory, log, file)
     }
@@ -297,7 +297,7 @@ import Testing
         try nats.creds.replacingOccurrences(
             of: "-----BEGIN USER NKEY SEED-----\nSU", with: "-----BEGIN USER NKEY SEED-----\nSX"
         )
-        .write(toFile: file, atomically: true, encoding: .utf8)
+        .write(toFile: file, atomically: false, encoding: .utf8)
         chmod(file, 0o600)
         let damaged = try await campaign(relayTo + ["--auth-file", file])
         #expect(damaged.status == 64 && damaged.err.contains("a credentials file whose seed is"), "\(damaged)")

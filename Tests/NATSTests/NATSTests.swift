@@ -126,7 +126,7 @@ import Testing
         let configuration = directory.path + "/nkey.conf"
         try """
         authorization { users = [ { nkey: "\(Self.publishedPublicKey)" } ] }
-        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        """.write(toFile: configuration, atomically: false, encoding: .utf8)
         let server = try LocalNATSServer(arguments: ["-c", configuration])
         defer { server.stop() }
         let endpoint = NATSEndpoint(url: server.url)!

@@ -55,7 +55,7 @@ public final class OperatorModeNATS: Sendable {
         system_account: \(system)
         resolver: MEMORY
         resolver_preload: { \(system): "\(systemJWT)", \(account): "\(accountJWT)" }
-        """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        """.write(toFile: configuration, atomically: false, encoding: .utf8)
         creds = Self.creds(userJWT, seed: userKey.seed)
         server = try LocalNATSServer(arguments: ["-c", configuration])
     }
