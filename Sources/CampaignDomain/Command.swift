@@ -122,6 +122,11 @@ public enum Command: Sendable, Equatable {
     public var permission: Permission {
         switch self {
         case .campaign: return Permission(scope: "campaigns:write", minimumRole: .editor)
+        // Rules are matched against contacts' values and the members listed: writing them reads
+        // those values (a rule `email starts_with "a"` and its members would tell, contact by
+        // contact, what `contacts:read` guards), as `segment.preview` does.
+        case .segment(.create), .segment(.update(_, _, .some)):
+            return Permission(scope: "segments:write", minimumRole: .editor, reads: "contacts:read")
         case .segment: return Permission(scope: "segments:write", minimumRole: .editor)
         case .schema, .contact(.erase): return Permission(scope: "contacts:write", minimumRole: .admin)
         case .contact: return Permission(scope: "contacts:write", minimumRole: .editor)

@@ -72,17 +72,24 @@ public struct Principal: Sendable, Equatable {
     }
 }
 
-/// What a command or query needs: a scope and a minimum role.
+/// What a command or query needs: a scope, a minimum role, and for a request that reads what
+/// another family's scope guards, that scope too.
 public struct Permission: Sendable, Equatable {
-    /// The scope that must be granted.
+    /// The scope that must be granted: the family's (`segments:write` for `segment.create`).
     public var scope: String
     /// The lowest role allowed.
     public var minimumRole: Role
+    /// A second scope that must be granted, checked after ``scope``: a segment's rules are matched
+    /// against contacts' values, and its members can be listed, so writing rules reads those values
+    /// (`contacts:read`), as `segment.preview` does. Nil for most requests.
+    public var reads: String?
 
-    /// A permission that needs `scope` granted and a role of at least `minimumRole`.
-    public init(scope: String, minimumRole: Role) {
+    /// A permission that needs `scope` (and `reads`, when given) granted and a role of at least
+    /// `minimumRole`.
+    public init(scope: String, minimumRole: Role, reads: String? = nil) {
         self.scope = scope
         self.minimumRole = minimumRole
+        self.reads = reads
     }
 }
 
@@ -123,6 +130,11 @@ public enum Authorizer {
         }
         guard principal.scopes.contains(permission.scope) else {
             throw CampaignError(.invalidScope, "scope \(permission.scope) is required", param: permission.scope)
+        }
+        if let reads = permission.reads, !principal.scopes.contains(reads) {
+            throw CampaignError(
+                .invalidScope, "scope \(reads) is required as well: the request reads what that scope guards",
+                param: reads)
         }
         return principal
     }

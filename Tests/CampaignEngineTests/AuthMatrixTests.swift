@@ -201,6 +201,44 @@ import Testing
             !["UNAUTHORIZED", "TOKEN_EXPIRED", "FORBIDDEN", "INVALID_SCOPE"].contains(allowed.code ?? ""), "\(allowed)")
     }
 
+    /// A principal with the segment scopes but not `contacts:read` could learn contacts' values a
+    /// rule at a time: write `email starts_with "a"` and list the members, then "ab", and so on.
+    /// Writing rules now needs `contacts:read` too (as `segment.preview` does); renaming or
+    /// archiving a segment, and reading one, do not.
+    @Test func writingSegmentRulesNeedsContactsReadToo() async throws {
+        let t = try await seeded()
+        let before = try t.engine.eventStore.head().position
+        let noContacts = principal(role: "editor", scopes: allScopes.filter { $0 != "contacts:read" })
+        let rules = #"{"all":[{"field":"email","operator":"starts_with","value":"a"}]}"#
+        for (name, payload) in [
+            ("segment.create", #"{"segmentId":"seg_probe","name":"Probe","rules":\#(rules)}"#),
+            ("segment.update", #"{"segmentId":"seg_1","rules":\#(rules)}"#),
+            ("segment.update", #"{"segmentId":"seg_1","name":"Renamed","rules":\#(rules)}"#),
+        ] {
+            let refused = await t.command(name, payload, as: noContacts)
+            #expect(refused.code == "INVALID_SCOPE" && refused.status == 403, "\(name): \(refused)")
+            #expect(refused["error"]?["param"] == .string("contacts:read"), "\(name)")
+            #expect(
+                refused["error"]?["message"]
+                    == .string("scope contacts:read is required as well: the request reads what that scope guards"))
+            // The family's own scope is named first.
+            let noSegments = await t.command(
+                name, payload, as: principal(role: "editor", scopes: allScopes.filter { $0 != "segments:write" }))
+            #expect(noSegments["error"]?["param"] == .string("segments:write"), "\(name)")
+        }
+        #expect(try t.engine.eventStore.head().position == before, "a refused rule was written")
+        #expect(
+            await t.command("segment.update", #"{"segmentId":"seg_1","name":"Grown-ups"}"#, as: noContacts).status
+                == 201)
+        let viewer = principal(role: "viewer", scopes: ["segments:read"])
+        #expect(await t.query("segment.members", #"{"segmentId":"seg_1"}"#, as: viewer).status == 200)
+        #expect(await t.command("segment.archive", #"{"segmentId":"seg_1"}"#, as: noContacts).status == 201)
+        let allowed = principal(role: "editor", scopes: ["segments:write", "contacts:read"])
+        #expect(
+            await t.command("segment.create", #"{"segmentId":"seg_2","name":"Probe","rules":\#(rules)}"#, as: allowed)
+                .status == 201)
+    }
+
     @Test func theMatrixCoversEveryCommandAndQuery() {
         let covered = Set(Self.entries.map(\.name))
         for name in CommandWire.names + Query.names {

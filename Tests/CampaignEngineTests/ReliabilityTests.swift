@@ -105,7 +105,7 @@ import Testing
         defer { engine.close() }
         let principal =
             #"{"tenant":"acme","subject":"p","role":"editor","scopes":["campaigns:write","campaigns:read","#
-            + #""segments:write"],"expiresAt":"2099-01-01T00:00:00Z"}"#
+            + #""segments:write","contacts:read"],"expiresAt":"2099-01-01T00:00:00Z"}"#
         _ = await engine.handle(
             line:
                 #"{"principal":\#(principal),"command":"segment.create","payload":{"segmentId":"seg_1","#
