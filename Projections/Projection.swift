@@ -353,6 +353,18 @@ public struct ProjectionReader {
             return try body(key, value)
         }
     }
+
+    /// The last component of each key under `Key.prefix(parts)`, in key order: the ids a marker
+    /// row such as `u ‖ tenant ‖ segmentId ‖ campaignId` lists.
+    public func names(under parts: [String]) throws -> [String] {
+        var names = [String]()
+        let prefix = Key.prefix(parts)
+        try scan(prefix) { key, _ in
+            names.append(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
+            return true
+        }
+        return names
+    }
 }
 
 /// Personal contact values kept beside the log (`contact-values`: tenant ‖ 0 ‖ contactId →

@@ -31,13 +31,7 @@ public struct ExperimentResultsProjection: Projection {
     }
     /// The experiments running on a campaign, in id order.
     public static func running(_ reader: ProjectionReader, tenant: String, campaignId: String) throws -> [String] {
-        var ids = [String]()
-        let prefix = Key.prefix(["r", tenant, campaignId])
-        try reader.scan(prefix) { key, _ in
-            ids.append(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
-            return true
-        }
-        return ids
+        try reader.names(under: ["r", tenant, campaignId])
     }
     /// The key of a contact's exposure.
     public static func contact(_ tenant: String, _ id: String, _ contactId: String) -> [UInt8] {

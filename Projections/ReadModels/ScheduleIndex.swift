@@ -43,13 +43,7 @@ public struct ScheduleIndex: Projection {
     /// Campaigns in scheduled or active state that use a segment.
     public static func campaignsUsing(_ reader: ProjectionReader, tenant: String, segmentId: String) throws -> [String]
     {
-        var campaigns = [String]()
-        let prefix = Key.prefix(["u", tenant, segmentId])
-        try reader.scan(prefix) { key, _ in
-            campaigns.append(String(decoding: key.dropFirst(prefix.count), as: UTF8.self))
-            return true
-        }
-        return campaigns
+        try reader.names(under: ["u", tenant, segmentId])
     }
 
     /// What the schedule of one campaign depends on: its status, send time and segment.

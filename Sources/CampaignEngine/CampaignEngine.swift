@@ -459,11 +459,9 @@ public final class CampaignEngine: Sendable {
                 let now = currentTime
                 do {
                     // The last slice answers for them all; the others answer their own items.
-                    guard
-                        let plan = try planImport(
-                            inputs[start..<end], tenant: principal.tenant, now: now, requestId: request.requestId,
-                            earlier: last ? earlier : ImportTally())
-                    else { throw CampaignError(.internalError, "an import slice planned nothing") }
+                    let plan = try planImport(
+                        inputs[start..<end], tenant: principal.tenant, now: now, requestId: request.requestId,
+                        earlier: last ? earlier : ImportTally())
                     let answer = try await commit(
                         plan, request: request, principal: principal, now: now, idempotency: last ? idempotency : nil)
                     if last { return answer }

@@ -415,7 +415,7 @@ extension CampaignEngine {
     /// slice's own, and is 207 when any item failed. A contact listed twice is merged in order.
     func planImport(
         _ inputs: ArraySlice<ContactInput>, tenant: String, now: Date, requestId: String, earlier: ImportTally
-    ) throws -> Plan? {
+    ) throws -> Plan {
         guard !inputs.isEmpty else {
             throw CampaignError.validation([
                 FieldProblem(
