@@ -361,14 +361,11 @@ public final class CampaignEngine: Sendable {
         while true {
             attempt += 1
             let now = currentTime
-            let planned: Plan?
+            let plan: Plan
             do {
-                planned = try plan(command, principal: principal, request: request, now: now)
+                plan = try self.plan(command, principal: principal, request: request, now: now)
             } catch let answer as NoChange {
                 return try await answerOnce(answer.status, answer.data, idempotency)
-            }
-            guard let plan = planned else {
-                return try await answerOnce(200, try noChangeData(command, principal: principal), idempotency)
             }
             if let expected = request.expectedVersion, let first = plan.streams.first, !plan.unversioned,
                 first.loadedVersion != expected

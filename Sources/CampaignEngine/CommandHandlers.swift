@@ -169,7 +169,7 @@ extension CampaignEngine {
 
     /// What a command will write, or nil when it changes nothing. Each command goes to the handler
     /// of its aggregate with its own typed command; the route says which stream.
-    func plan(_ command: Command, principal: Principal, request: EngineRequest, now: Date) throws -> Plan? {
+    func plan(_ command: Command, principal: Principal, request: EngineRequest, now: Date) throws -> Plan {
         let tenant = principal.tenant
         guard let route = command.route else {
             switch command {
@@ -249,19 +249,6 @@ extension CampaignEngine {
         plan.stateAfter = after
         plan.conflictIsDuplicate = route.expects == .new
         return plan
-    }
-
-    /// The data of a command that changed nothing (answered 200).
-    func noChangeData(_ command: Command, principal: Principal) throws -> JSON {
-        switch command {
-        case let .contact(.upsert(input)):
-            let (_, version, _) = try loadContact(principal.tenant, input.contactId)
-            return CampaignEngine.unchangedData(
-                streamId: CampaignEngine.streamId(principal.tenant, input.contactId), version: version,
-                ["contactId": .string(input.contactId)])
-        default:
-            return .object(["events": .array([]), "changed": .bool(false)])
-        }
     }
 
     /// `{streamId, version, events: [], changed: false}` plus `extra`: the answer of a command
@@ -360,11 +347,11 @@ extension CampaignEngine {
             codec: SnapshotCodecs.segment, evolve: Segment.evolve, answer: \.json, preconditions: preconditions)
     }
 
-    private func planContact(_ command: ContactCommand, _ route: Route, tenant: String, now: Date) throws -> Plan? {
+    private func planContact(_ command: ContactCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
         let streamId = route.streamId(tenant: tenant)
         let (state, version, values) = try loadContact(tenant, route.id)
         let decision: Decision
-        let extra: JSONObject
+        var extra: JSONObject = ["contactId": .string(route.id)]
         switch command {
         case let .upsert(input):
             let context = DecisionContext(
@@ -372,21 +359,29 @@ extension CampaignEngine {
             decision = try CampaignEngine.onWire {
                 try Contact.decideUpsert(input, state: state, currentValues: values, context: context)
             }
-            guard !decision.events.isEmpty else { return nil }
-            extra = ["contactId": .string(route.id), "fields": decision.events[0].payload["fields"] ?? .array([])]
+            if let event = decision.events.first { extra["fields"] = event.payload["fields"] ?? .array([]) }
         case let .erase(contactId):
             decision = try CampaignEngine.onWire { try Contact.decideErase(contactId: contactId, state: state) }
-            extra = ["contactId": .string(contactId), "erased": .bool(true)]
+            extra["erased"] = .bool(true)
         case .import:
             throw CampaignError(.internalError, "contact.import spans many streams; it has its own handler")
         }
-        let tables = self.tables
+        guard !decision.events.isEmpty else {
+            // Values as they are, or a contact erased already: answered 200 with `changed: false`
+            // (``Plan/unchangedData``), once the request's expected version has been checked.
+            var plan = Plan(streams: [(streamId, version, [])], decision: decision) { _ in .null }
+            plan.receiptAnswer = ReceiptAnswer(
+                streamId: streamId, encoded: extra.sorted { $0.key < $1.key }.map { ($0.key, $0.value, $0.value.bytes) }
+            )
+            return plan
+        }
+        let (tables, members) = (self.tables, extra)
         return Plan(
             streams: [(streamId, version, decision.events)], decision: decision,
             afterAppend: { txn, _ in
                 for change in decision.personalData { try tables.write(change, tenant: tenant, in: txn) }
             },
-            respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, extra) })
+            respond: { receipt in CampaignEngine.receiptData(receipt, streamId: streamId, members) })
     }
 
     /// What the slices of an import committed before the one being planned answered

@@ -101,7 +101,7 @@ extension CampaignEngine {
         return plan
     }
 
-    func planExperiment(_ command: ExperimentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan? {
+    func planExperiment(_ command: ExperimentCommand, _ route: Route, tenant: String, now: Date) throws -> Plan {
         let experimentId = route.id
         let streamId = route.streamId(tenant: tenant)
         let projections = self.projections

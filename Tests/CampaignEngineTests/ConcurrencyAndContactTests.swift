@@ -99,6 +99,11 @@ import Testing
         #expect(removed.data?["fields"] == .array([.string("age"), .string("country")]))
         let same = await t.command("contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":31}}"#)
         #expect(same.status == 200 && same.data?["changed"] == .bool(false) && same.data?["version"]?.integerValue == 3)
+        #expect(same.data?["contactId"] == .string("ctc_1") && same.data?["streamId"] == .string("acme:ctc_1"))
+        // A stale expected version is a conflict even when nothing would change.
+        let stale = await t.command(
+            "contact.upsert", #"{"contactId":"ctc_1","attributes":{"age":31}}"#, extra: #""expectedVersion":2,"#)
+        #expect(stale.code == "RESOURCE_CONFLICT" && stale["error"]?["currentVersion"] == .number(3))
     }
 
     @Test func attributesAreCheckedAgainstTheSchemaWithPointers() async throws {
@@ -533,7 +538,19 @@ import Testing
             await t.command("contact.erase", #"{"contactId":"ctc_1"}"#, as: principal(role: "editor")).code
                 == "FORBIDDEN")
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).status == 201)
-        #expect(await t.command("contact.erase", #"{"contactId":"ctc_1"}"#).code == "RESOURCE_NOT_FOUND")
+        // A retried erasure is done, not an unknown contact: 200, nothing written, the stream as it is.
+        let again = await t.command("contact.erase", #"{"contactId":"ctc_1"}"#)
+        #expect(again.status == 200)
+        #expect(
+            again.data
+                == .object([
+                    "contactId": .string("ctc_1"), "erased": .bool(true), "streamId": .string("acme:ctc_1"),
+                    "version": .number(2), "events": .array([]), "changed": .bool(false),
+                ]))
+        #expect(
+            await t.command("contact.erase", #"{"contactId":"ctc_1"}"#, extra: #""expectedVersion":1,"#).code
+                == "RESOURCE_CONFLICT")
+        #expect(try t.engine.eventStore.readAll().count == 3)
         #expect(await t.command("contact.erase", #"{"contactId":"ctc_9"}"#).code == "RESOURCE_NOT_FOUND")
         let table = try t.engine.eventStore.table(named: "contact-values")
         let (erased, kept) = try t.engine.eventStore.read { txn in

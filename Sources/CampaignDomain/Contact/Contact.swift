@@ -225,11 +225,11 @@ public enum Contact {
             personalData: [PersonalDataChange(contactId: input.contactId, values: values, salt: context.salt)])
     }
 
-    /// Decides `contact.erase`.
+    /// Decides `contact.erase`: no events for a contact erased already (a retried erasure is
+    /// answered as done, not as an unknown contact), `RESOURCE_NOT_FOUND` for one never written.
     public static func decideErase(contactId: String, state: ContactState?) throws(CampaignError) -> Decision {
-        guard let state, state.status == .active else {
-            throw CampaignError.notFound("contact", contactId, pointer: "/contactId")
-        }
+        guard let state else { throw CampaignError.notFound("contact", contactId, pointer: "/contactId") }
+        guard state.status == .active else { return Decision(events: []) }
         return Decision(
             events: [ContactEvent.erased(contactId: contactId).domainEvent],
             personalData: [PersonalDataChange(contactId: contactId, values: nil, salt: nil)])
