@@ -7,19 +7,32 @@ import Hashing
 /// Keys: `r‖tenant‖postId` → the post's state; `d‖` + due time + `tenant‖postId` → empty, for every
 /// post the scheduler must look at (publish time, retry time, in-doubt deadline);
 /// `c‖tenant‖` + time + postId → empty, the calendar (publish time while scheduled, publication
-/// time once published); `n‖tenant‖status` → count.
+/// time once published); `n‖tenant‖status` → count; `p‖tenant‖campaignId‖postId` → empty, for
+/// every post that names a campaign.
 public struct PublishingQueue: Projection {
     /// Creates the projection.
     public init() {}
     /// `publishing-queue`, the name its tables and `campaign projections` use.
     public var name: String { "publishing-queue" }
-    /// 1: the first shape of its rows (a change rebuilds it).
-    public var version: Int { 1 }
+    /// 2: the rows of version 1 and the `p` keys, which list a campaign's posts (a change rebuilds
+    /// it).
+    public var version: Int { 2 }
     /// Inline: a post's row and calendar entry change in the transaction that changes the post.
     public var mode: ProjectionMode { .inline }
 
     /// The key of a post's row.
     public static func row(_ tenant: String, _ id: String) -> [UInt8] { Key.make(["r", tenant, id]) }
+
+    /// The key that lists post `id` under the campaign it names.
+    static func campaignPostKey(_ tenant: String, _ campaignId: String, _ id: String) -> [UInt8] {
+        Key.make(["p", tenant, campaignId, id])
+    }
+
+    /// The prefix of the keys that list campaign `campaignId`'s posts (of every state): each key
+    /// goes on with a post's id, so they come in id order.
+    public static func campaignPostsPrefix(_ tenant: String, _ campaignId: String) -> [UInt8] {
+        Key.prefix(["p", tenant, campaignId])
+    }
 
     /// The calendar time of a post: its publish time, or when it was published.
     static func calendarTime(_ state: PostState?) -> Date? {
@@ -53,6 +66,11 @@ public struct PublishingQueue: Projection {
         if let time = Self.calendarTime(after) { try table.put(Self.calendarKey(tenant, time, id)) }
         if let before { try table.add(-1, to: Key.make(["n", tenant, before.status.rawValue])) }
         try table.add(1, to: Key.make(["n", tenant, after.status.rawValue]))
+        // A post names its campaign when it is created, and keeps it: the key moves only then.
+        if before?.campaignId != after.campaignId {
+            if let old = before?.campaignId { try table.delete(Self.campaignPostKey(tenant, old, id)) }
+            if let new = after.campaignId { try table.put(Self.campaignPostKey(tenant, new, id)) }
+        }
         try table.put(Self.row(tenant, id), json: after.snapshot)
     }
 }
@@ -66,7 +84,8 @@ extension PublishingQueue: FoldedRebuild {
     /// written: ``PostState/init(snapshot:)``). An event `evolve` refuses leaves the state as it
     /// was, as it leaves the row. Every other key follows from the final states: a post's due key
     /// and calendar key are those of its last state (each event moves them from the state before to
-    /// the state after), and a status's count is the number of posts in it (a count that falls to
+    /// the state after), its campaign key is its last state's (the key moves with the campaign it
+    /// names), and a status's count is the number of posts in it (a count that falls to
     /// zero has no row).
     final class Fold: RebuildFold {
         private var posts: [ByteKey: (tenant: String, id: String, state: PostState)] = [:]
@@ -82,7 +101,7 @@ extension PublishingQueue: FoldedRebuild {
             posts[key] = (tenant, id, after)
         }
 
-        /// Every post's row, due key and calendar key, and each status's count, in key order.
+        /// Every post's row, due key, calendar key and campaign key, and each status's count, in key order.
         func rows(_: PersonalDataReader) throws -> SortedRows {
             let rows = MemoryRows()
             var counts: [ByteKey: UInt64] = [:]
@@ -93,6 +112,9 @@ extension PublishingQueue: FoldedRebuild {
                 }
                 if let time = PublishingQueue.calendarTime(post.state) {
                     rows.values[ByteKey(PublishingQueue.calendarKey(post.tenant, time, post.id))] = []
+                }
+                if let campaignId = post.state.campaignId {
+                    rows.values[ByteKey(PublishingQueue.campaignPostKey(post.tenant, campaignId, post.id))] = []
                 }
                 counts[ByteKey(Key.make(["n", post.tenant, post.state.status.rawValue])), default: 0] += 1
             }

@@ -341,7 +341,12 @@ extension CampaignEngine {
             }
             return try projections.read("publishing-queue") { reader in
                 let byTime = from != nil || to != nil
-                let prefix = byTime ? Key.prefix(["c", tenant]) : Key.prefix(["r", tenant])
+                // By time, the calendar; else one campaign's posts (its `p` keys), or every post. The
+                // last two end in the post's id, so a cursor reads on in either.
+                let prefix =
+                    byTime
+                    ? Key.prefix(["c", tenant])
+                    : campaignId.map { PublishingQueue.campaignPostsPrefix(tenant, $0) } ?? Key.prefix(["r", tenant])
                 let upper = Key.readU64(Key.time(to ?? .distantFuture))
                 // Start the calendar scan at `from`: just before its first key.
                 let start = byTime ? from.map { Key.u64(max(1, Key.readU64(Key.time($0))) - 1) + [0xff] } : nil
