@@ -167,8 +167,9 @@ extension CampaignEngine {
 
     // MARK: Planning
 
-    /// What a command will write, or nil when it changes nothing. Each command goes to the handler
-    /// of its aggregate with its own typed command; the route says which stream.
+    /// What a command will write; a plan that writes nothing is answered as a command that changed
+    /// nothing (``Plan/unchangedData``). Each command goes to the handler of its aggregate with its
+    /// own typed command; the route says which stream.
     func plan(_ command: Command, principal: Principal, request: EngineRequest, now: Date) throws -> Plan {
         let tenant = principal.tenant
         guard let route = command.route else {
