@@ -438,7 +438,8 @@ public final class ProjectionRunner: @unchecked Sendable {
     // MARK: Catch-up
 
     /// Applies new events to catch-up projections (all, or one), up to the head as it is when
-    /// called, in transactions of at most `batchSize` events (below 1 counts as 1) and about
+    /// called, in transactions of at most `batchSize` events of the types each reads (below 1
+    /// counts as 1; positions of other types are passed over whatever their number) and about
     /// ``jobBudget`` each, each with its checkpoint. Safe to call from several tasks and processes.
     /// (Up to that head, not the head as it moves: under appends that never stop, the first
     /// projection would chase it and the next never start.)
@@ -503,10 +504,10 @@ public final class ProjectionRunner: @unchecked Sendable {
         var moved: Bool
     }
 
-    /// Applies events after the projection's checkpoint, at most `batchSize` of them and none after
-    /// position `through`, until its time is up (``shouldYield(startedAt:)``, checked after each
-    /// event and, for a ``PartialApply`` projection, inside a costly one, whose resume point is then
-    /// stored with the checkpoint).
+    /// Applies events after the projection's checkpoint, at most `batchSize` of the types it reads
+    /// (passing over those of other types) and none after position `through`, until its time is up
+    /// (``shouldYield(startedAt:)``, checked after each event and, for a ``PartialApply``
+    /// projection, inside a costly one, whose resume point is then stored with the checkpoint).
     func catchUpBatch(
         _ projection: any Projection, batchSize: Int, through: UInt64, in txn: WriteTransaction
     ) throws -> CatchUpStep {
@@ -519,6 +520,10 @@ public final class ProjectionRunner: @unchecked Sendable {
             txn: txn, table: table(projection.name, slot: state.slot), personalData: personalData)
         let resumable = projection as? any PartialApply
         var applied: UInt64 = 0
+        // Events of the types it reads: they count toward the batch's size, and positions of other
+        // types are passed over almost free (a log of other events once took a transaction, and a
+        // flush, every 1,000 positions to pass).
+        var read = 0
         var moved = false
         // Only the types it declares are decoded (a record of another type is read no further than
         // its type), and no payloads for a projection that reads none; the positions between are
@@ -526,8 +531,8 @@ public final class ProjectionRunner: @unchecked Sendable {
         let payloads = projection.readsPayloads
         // A batch of none would never move (and a caller would stop, behind, as if caught up).
         let batchSize = max(1, batchSize)
-        reading: while applied < batchSize && state.checkpoint < through {
-            let last = state.checkpoint + UInt64(min(256, batchSize - Int(applied), Int(through - state.checkpoint)))
+        reading: while read < batchSize && state.checkpoint < through {
+            let last = state.checkpoint + UInt64(min(256, Int(through - state.checkpoint)))
             let events = try txn.events(
                 from: state.checkpoint + 1, through: last, types: projection.eventTypes, hashes: false,
                 payloads: payloads)
@@ -546,8 +551,9 @@ public final class ProjectionRunner: @unchecked Sendable {
                     try projection.apply(projected, to: table)
                 }
                 applied += 1
+                read += 1
                 state.checkpoint = event.position
-                if stop() { break reading }
+                if stop() || read == batchSize { break reading }
             }
             applied += last - state.checkpoint
             state.checkpoint = last

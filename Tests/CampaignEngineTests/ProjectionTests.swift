@@ -859,6 +859,30 @@ import Testing
         #expect(try Self.catchUpLags(engine.projections) == ["segments": 0, "audit": 0])
     }
 
+    /// Only events a projection reads count toward a catch-up batch: positions of other types are
+    /// passed over in the same transaction. Before, `segments` behind 1,000 events of types it does
+    /// not read took ten batches of 100, each a transaction and a flush, to move its checkpoint.
+    @Test func aCatchUpPassesOverOtherTypesWithoutSpendingItsBatch() async throws {
+        let (engine, directory) = try await Self.engineWithProjectionsBehind()
+        defer { withExtendedLifetime(directory) { engine.close() } }
+        try engine.projections.catchUp()
+        let events = (0..<1_000).map { n in
+            NewEvent(
+                type: "host.noted", occurredAt: testStart, tenant: "acme", actor: "host", requestId: "n\(n)",
+                causationId: "n\(n)", payload: Array("{}".utf8))
+        }
+        _ = try await engine.eventStore.append(
+            AppendRequest(streams: [StreamAppend(streamId: "acme:notes", expectedVersion: .any, events: events)]))
+        var batches = [String: [UInt64]]()
+        let applied = try engine.projections.catchUp(batchSize: 100) { name, checkpoint in
+            batches[name, default: []].append(checkpoint)
+        }
+        #expect(applied == 2_000)
+        #expect(batches["segments"] == [1_301], "one batch passes over every event it does not read")
+        #expect(batches["audit"] == (1...10).map { 301 + 100 * UInt64($0) }, "audit reads them all")
+        #expect(try Self.catchUpLags(engine.projections) == ["segments": 0, "audit": 0])
+    }
+
     /// A keeper whose task starts after appends (in a busy process, the pool may run it late) still
     /// catches them up: it starts from where the projections stand, not from the head it first reads.
     @Test func aKeeperThatStartsAfterAppendsCatchesThemUp() async throws {
