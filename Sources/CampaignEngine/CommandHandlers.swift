@@ -372,8 +372,7 @@ extension CampaignEngine {
             // (``Plan/unchangedData``), once the request's expected version has been checked.
             var plan = Plan(streams: [(streamId, version, [])], decision: decision) { _ in .null }
             plan.receiptAnswer = ReceiptAnswer(
-                streamId: streamId, encoded: extra.sorted { $0.key < $1.key }.map { ($0.key, $0.value, $0.value.bytes) }
-            )
+                streamId: streamId, encoded: extra.map { ($0.key, $0.value, $0.value.bytes) })
             return plan
         }
         let (tables, members) = (self.tables, extra)
