@@ -502,9 +502,11 @@ public final class EventStore: @unchecked Sendable {
     public var statistics: StoreStatistics {
         let counters = committer.counters
         let load = committer.load
+        let timings = committer.timings
         return StoreStatistics(
             groupCommitTransactions: counters.transactions, groupCommitRequests: counters.requests,
-            queuedRequests: load.queued, inFlightRequests: load.inFlight, writerWatchesRunOut: counters.watchesRunOut)
+            queuedRequests: load.queued, inFlightRequests: load.inFlight, writerWatchesRunOut: counters.watchesRunOut,
+            appendTransactionDurations: timings.appends, writerJobDurations: timings.jobs)
     }
 
     /// Map size, bytes in use and page size of the environment.
@@ -713,7 +715,7 @@ public struct TableUsage: Sendable, Equatable {
     public var bytes: Int
 }
 
-/// Counters of the group committer, for tests and benchmarks.
+/// Counters of the group committer, for tests, benchmarks and the engine's metrics.
 public struct StoreStatistics: Sendable, Equatable {
     /// Write transactions the group committer has run.
     public var groupCommitTransactions: UInt64
@@ -727,6 +729,12 @@ public struct StoreStatistics: Sendable, Equatable {
     /// end and then slept: a request submitted during a watch ends it, so with a long watch this
     /// stays at zero however slowly requests come.
     public var writerWatchesRunOut: UInt64
+    /// How long each group commit took, from its transaction's begin to the commit's return (the
+    /// flush included): what an append waits for once the writer takes it.
+    public var appendTransactionDurations: DurationHistogram
+    /// How long each other job of the writer thread took (snapshots, catch-up and rebuild batches,
+    /// table opens): appends wait behind them.
+    public var writerJobDurations: DurationHistogram
 }
 
 /// Space facts of a store.

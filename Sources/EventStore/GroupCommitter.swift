@@ -34,6 +34,9 @@ final class GroupCommitter: @unchecked Sendable {
     private var requests: UInt64 = 0
     /// Watches that ran to their end with nothing submitted (the writer then sleeps).
     private var watchesRunOut: UInt64 = 0
+    /// How long each batch of appends took, from its transaction's begin to its commit's return
+    /// (the flush included), and each other write job.
+    private var durations = (appends: DurationHistogram(), jobs: DurationHistogram())
     private let maximumBatchSize: Int
     /// How long the writer watches for a request after a small transaction (see ``watchForWork()``):
     /// zero when the writer may run on one core only.
@@ -142,6 +145,11 @@ final class GroupCommitter: @unchecked Sendable {
         condition.withLock { (transactions, requests, watchesRunOut) }
     }
 
+    /// How long the batches of appends and the other write jobs have taken.
+    var timings: (appends: DurationHistogram, jobs: DurationHistogram) {
+        condition.withLock { durations }
+    }
+
     /// Whether the caller is the writer thread (a job must not wait for another job).
     var isWriterThread: Bool {
         condition.withLock { writer.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
@@ -219,7 +227,12 @@ final class GroupCommitter: @unchecked Sendable {
                 pendingWrites.removeAll()
                 jobsWent = true
                 condition.unlock()
-                for write in writes { write() }
+                for write in writes {
+                    let started = ContinuousClock.now
+                    write()
+                    let took = ContinuousClock.now - started
+                    condition.withLock { durations.jobs.record(took) }
+                }
                 continue
             }
             jobsWent = false
@@ -228,13 +241,16 @@ final class GroupCommitter: @unchecked Sendable {
             inFlight = batch.count
             condition.unlock()
 
+            let started = ContinuousClock.now
             let results = commit(batch)
+            let took = ContinuousClock.now - started
             lastBatch = batch.count
 
             condition.lock()
             inFlight = 0
             transactions += 1
             requests += UInt64(batch.count)
+            durations.appends.record(took)
             condition.unlock()
             for (job, result) in zip(batch, results) { job.complete(result) }
         }
