@@ -142,6 +142,7 @@ public final class CampaignEngine: Sendable {
     /// The aggregate snapshots.
     public let snapshots: SnapshotStore
     let counters = FoldCounters()
+    let requestMetrics = RequestMetrics()
     let cache: AggregateCache
     let aggregateLocks = KeyedLock()
     let cursors: CursorCodec
@@ -215,7 +216,9 @@ public final class CampaignEngine: Sendable {
     public func handle(_ bytes: [UInt8]) async -> EngineResponse {
         switch WireFormat.decode(bytes, limits: configuration.jsonLimits) {
         case let .request(request): return await execute(request)
-        case let .rejected(response): return response
+        case let .rejected(response):
+            requestMetrics.count(nil, isCommand: false, response, took: nil)
+            return response
         }
     }
 
@@ -228,6 +231,20 @@ public final class CampaignEngine: Sendable {
     /// A request built in Swift is first checked as the wire decoder checks one (its ids of their
     /// kind, its page sizes, its request id and idempotency key, the nesting of its JSON values).
     public func execute(_ request: EngineRequest) async -> EngineResponse {
+        let started = ContinuousClock.now
+        let response = await respond(to: request)
+        let name: String
+        let isCommand: Bool
+        switch request.body {
+        case let .command(command): (name, isCommand) = (command.name, true)
+        case let .query(query): (name, isCommand) = (query.name, false)
+        }
+        requestMetrics.count(name, isCommand: isCommand, response, took: .now - started)
+        return response
+    }
+
+    /// ``execute(_:)`` without its counting.
+    private func respond(to request: EngineRequest) async -> EngineResponse {
         if !request.readFromWire {
             do {
                 try request.checkForm(limits: configuration.jsonLimits)

@@ -60,6 +60,13 @@ import Testing
         let report = try await engine.tick()
         #expect(report.activated.isEmpty)
 
+        let metrics = try engine.metrics()
+        #expect(metrics.count("campaign.create") == 1)
+        #expect(metrics.count("campaign.pause", code: .resourceConflict) == 1)
+        #expect(try #require(metrics.store.appendTransactionDurations.quantileBound(0.99)) > 0)
+        let exposition = metrics.prometheusText()
+        #expect(exposition.contains(#"campaign_requests_total{code="",name="campaign.create",status="201"} 1"#))
+
         // The change feed, from the first event; the tour's loop runs forever, this one stops at one.
         let feed = try engine.subscribe(consumer: "analytics")
         for try await event in feed {

@@ -1,0 +1,240 @@
+import CampaignDomain
+import CampaignProjections
+import EventStore
+import Foundation
+import Synchronization
+
+/// What an engine has done since it opened and how its store and read models stand now: the
+/// figures a host exports to its monitoring (``prometheusText(prefix:)``) and alerts on.
+///
+/// Counters cover this engine (this process) since it opened; the store's and the read models'
+/// figures (head, checkpoints, map use) are read from the store, so they include other processes'
+/// writes. No figure names a tenant, a subject or anything a client sent: a label's values come
+/// from the engine's own lists (command and query names, catalogue codes, projection names).
+public struct EngineMetrics: Sendable, Equatable {
+    /// How many requests were answered with one command or query, status and code.
+    public struct RequestCount: Sendable, Equatable {
+        /// The command's or query's wire name (`campaign.create`, `segment.members`), or
+        /// ``unparsed`` for a request refused before it named one the engine knows.
+        public var name: String
+        /// The HTTP status answered.
+        public var status: Int
+        /// The catalogue code of a refusal; nil for a success.
+        public var code: ErrorCode?
+        /// How many.
+        public var count: UInt64
+
+        /// A count of `count` answers to `name` with `status` and `code`.
+        public init(name: String, status: Int, code: ErrorCode?, count: UInt64) {
+            self.name = name
+            self.status = status
+            self.code = code
+            self.count = count
+        }
+    }
+
+    /// The name counted for a request refused before its command or query was known (not JSON, an
+    /// unknown command, a principal missing): a client's text never becomes a label.
+    public static let unparsed = "unparsed"
+
+    /// Answers by command or query, status and code, ordered by name, then status, then code.
+    public var requests: [RequestCount]
+    /// How long commands took inside the engine, from the request's arrival to its answer (the
+    /// wait for the writer and the flush included; the host's encoding of the answer not).
+    public var commandDurations: DurationHistogram
+    /// How long queries took inside the engine (a catch-up read model's catch-up included).
+    public var queryDurations: DurationHistogram
+    /// The writer's figures: group commits, requests queued and in flight, how long each batch of
+    /// appends and each other write job took.
+    public var store: StoreStatistics
+    /// The log's last position.
+    public var head: UInt64
+    /// Each read model's version, checkpoint and lag (``ProjectionStatus/lag``; a catch-up read
+    /// model falls behind under load and catches up in the background).
+    public var projections: [ProjectionStatus]
+    /// The map's size and the bytes in use: a store that fills its map refuses writes
+    /// (`SERVICE_UNAVAILABLE`) until it grows.
+    public var usage: StoreUsage
+    /// Events folded by aggregate loads since the engine opened (snapshots keep it flat).
+    public var eventsFoldedByLoads: UInt64
+
+    /// Requests answered in all.
+    public var requestsAnswered: UInt64 { requests.reduce(0) { $0 + $1.count } }
+
+    /// Requests answered with `name` (any status), or with `name` and `code` when one is given.
+    public func count(_ name: String, code: ErrorCode? = nil) -> UInt64 {
+        requests.filter { $0.name == name && (code == nil || $0.code == code) }.reduce(0) { $0 + $1.count }
+    }
+
+    /// The metrics in Prometheus's text exposition format (version 0.0.4), each name starting with
+    /// `prefix` and an underscore, ready for a host's `/metrics` endpoint.
+    public func prometheusText(prefix: String = "campaign") -> String {
+        var text = PrometheusText(prefix: prefix)
+        text.family("requests_total", .counter, "Requests answered, by command or query, status and catalogue code.")
+        for request in requests {
+            text.sample(
+                "requests_total",
+                ["name": request.name, "status": String(request.status), "code": request.code?.rawValue ?? ""],
+                Double(request.count))
+        }
+        text.family(
+            "request_duration_seconds", .histogram, "Time from a request's arrival to its answer, inside the engine.")
+        text.histogram("request_duration_seconds", ["kind": "command"], commandDurations)
+        text.histogram("request_duration_seconds", ["kind": "query"], queryDurations)
+        text.family(
+            "append_transaction_duration_seconds", .histogram,
+            "Time of each group commit, from its transaction's begin to the commit's return, the flush included.")
+        text.histogram("append_transaction_duration_seconds", [:], store.appendTransactionDurations)
+        text.family(
+            "writer_job_duration_seconds", .histogram,
+            "Time of each other job of the writer thread (snapshots, catch-up and rebuild batches); appends wait.")
+        text.histogram("writer_job_duration_seconds", [:], store.writerJobDurations)
+        text.family("group_commit_transactions_total", .counter, "Write transactions of appends committed.")
+        text.sample("group_commit_transactions_total", [:], Double(store.groupCommitTransactions))
+        text.family("group_commit_requests_total", .counter, "Append requests answered by the group committer.")
+        text.sample("group_commit_requests_total", [:], Double(store.groupCommitRequests))
+        text.family("writer_queued_requests", .gauge, "Append requests waiting for the writer now.")
+        text.sample("writer_queued_requests", [:], Double(store.queuedRequests))
+        text.family("writer_in_flight_requests", .gauge, "Append requests in the transaction being committed now.")
+        text.sample("writer_in_flight_requests", [:], Double(store.inFlightRequests))
+        text.family("log_head_position", .gauge, "The log's last position.")
+        text.sample("log_head_position", [:], Double(head))
+        text.family("projection_checkpoint_position", .gauge, "The last position applied to each read model.")
+        for projection in projections {
+            text.sample(
+                "projection_checkpoint_position", Self.labels(projection), Double(projection.checkpoint))
+        }
+        text.family("projection_lag_events", .gauge, "Events each read model has not applied yet.")
+        for projection in projections {
+            text.sample("projection_lag_events", Self.labels(projection), Double(projection.lag))
+        }
+        text.family("projection_rebuilding", .gauge, "1 while a rebuild of the read model is under way, else 0.")
+        for projection in projections {
+            text.sample(
+                "projection_rebuilding", Self.labels(projection), projection.rebuildCheckpoint == nil ? 0 : 1)
+        }
+        text.family("store_map_size_bytes", .gauge, "The LMDB map's size.")
+        text.sample("store_map_size_bytes", [:], Double(usage.mapSize))
+        text.family("store_used_bytes", .gauge, "Bytes of the map in use.")
+        text.sample("store_used_bytes", [:], Double(usage.usedBytes))
+        text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
+        text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
+        return text.output
+    }
+
+    private static func labels(_ projection: ProjectionStatus) -> [String: String] {
+        ["projection": projection.name, "mode": projection.mode == .inline ? "inline" : "catch-up"]
+    }
+}
+
+/// Builds Prometheus's text format: a `# HELP` and `# TYPE` line per family, then its samples.
+private struct PrometheusText {
+    enum Kind: String {
+        case counter, gauge, histogram
+    }
+
+    let prefix: String
+    var output = ""
+
+    mutating func family(_ name: String, _ kind: Kind, _ help: String) {
+        output += "# HELP \(prefix)_\(name) \(help)\n# TYPE \(prefix)_\(name) \(kind.rawValue)\n"
+    }
+
+    /// One sample; labels in name order, so the text is the same from one scrape to the next.
+    mutating func sample(_ name: String, _ labels: [String: String], _ value: Double) {
+        output += "\(prefix)_\(name)"
+        if !labels.isEmpty {
+            let pairs = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escaped($0.value))\"" }
+            output += "{" + pairs.joined(separator: ",") + "}"
+        }
+        output += " \(Self.number(value))\n"
+    }
+
+    /// A histogram's `_bucket` samples (cumulative, `le` ascending, then `+Inf`), `_sum` and `_count`.
+    mutating func histogram(_ name: String, _ labels: [String: String], _ histogram: DurationHistogram) {
+        let cumulative = histogram.cumulativeCounts
+        for (index, count) in cumulative.enumerated() {
+            var bucket = labels
+            bucket["le"] = index < histogram.bounds.count ? Self.number(histogram.bounds[index]) : "+Inf"
+            sample(name + "_bucket", bucket, Double(count))
+        }
+        sample(name + "_sum", labels, histogram.sum)
+        sample(name + "_count", labels, Double(histogram.count))
+    }
+
+    /// Whole numbers without a fraction (counts), others to nine significant digits (a nanosecond in
+    /// a sum of seconds; Prometheus parses the exponent `%g` may write).
+    static func number(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(format: "%.9g", value)
+    }
+
+    /// A label value with `\`, `"` and line feeds escaped, as the format requires.
+    static func escaped(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+}
+
+/// The engine's request counters: answers by command or query, status and code, and how long
+/// commands and queries took. One lock a request, taken after the answer is made.
+final class RequestMetrics: Sendable {
+    private struct Key: Hashable {
+        var name: String
+        var status: Int
+        var code: ErrorCode?
+    }
+
+    private struct State {
+        var answered: [Key: UInt64] = [:]
+        var commands = DurationHistogram()
+        var queries = DurationHistogram()
+    }
+
+    private let state = Mutex(State())
+
+    /// Counts one answer to a request that named `name` (nil: refused before it named one the engine
+    /// knows); `took`, when given, goes to the command's or query's histogram.
+    func count(_ name: String?, isCommand: Bool, _ response: EngineResponse, took: Duration?) {
+        let key = Key(name: name ?? EngineMetrics.unparsed, status: response.status, code: response.error?.code)
+        state.withLock { state in
+            state.answered[key, default: 0] += 1
+            guard let took, name != nil else { return }
+            if isCommand { state.commands.record(took) } else { state.queries.record(took) }
+        }
+    }
+
+    /// The counts, ordered by name, status and code, and the two histograms.
+    var snapshot: (requests: [EngineMetrics.RequestCount], commands: DurationHistogram, queries: DurationHistogram) {
+        let state = state.withLock { $0 }
+        let requests = state.answered.map {
+            EngineMetrics.RequestCount(name: $0.key.name, status: $0.key.status, code: $0.key.code, count: $0.value)
+        }
+        .sorted { ($0.name, $0.status, $0.code?.rawValue ?? "") < ($1.name, $1.status, $1.code?.rawValue ?? "") }
+        return (requests, state.commands, state.queries)
+    }
+}
+
+extension CampaignEngine {
+    /// The engine's metrics now: its request counts and durations since it opened, the writer's
+    /// figures, and the log's head, each read model's checkpoint and the map's use as stored.
+    /// A short read transaction; safe to call from any task, as often as a scraper asks.
+    /// - Throws: a storage error when the store cannot be read (closed, damaged).
+    public func metrics() throws -> EngineMetrics {
+        let counted = requestMetrics.snapshot
+        let projections = try self.projections.status()
+        let head = try projections.first?.head ?? store.head().position
+        return EngineMetrics(
+            requests: counted.requests, commandDurations: counted.commands, queryDurations: counted.queries,
+            store: store.statistics, head: head,
+            projections: projections, usage: try store.usage(), eventsFoldedByLoads: eventsFoldedByLoads)
+    }
+}

@@ -1,0 +1,106 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import TestSupport
+import Testing
+
+@Suite struct EngineMetricsTests {
+    /// Sends the same mix to a fresh engine whose rate limit lets five requests through.
+    private func engineAfterAMix() async throws -> TestEngine {
+        let t = try TestEngine(rateLimit: 5)
+        let create = #"{"campaignId":"cmp_1","name":"Counted","channel":"email"}"#
+        #expect(await t.command("campaign.create", create).status == 201)
+        #expect(await t.command("campaign.create", create).code == "DUPLICATE_RESOURCE")
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).status == 200)
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_none"}"#).code == "RESOURCE_NOT_FOUND")
+        #expect(await t.send("not json").code == "INVALID_FORMAT")
+        let viewer = principal(role: "viewer", scopes: ["campaigns:read"])
+        #expect(await t.command("campaign.create", create, as: viewer).code == "FORBIDDEN")
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).status == 200)
+        #expect(await t.query("campaign.get", #"{"campaignId":"cmp_1"}"#).code == "RATE_LIMIT_EXCEEDED")
+        return t
+    }
+
+    @Test func eachAnswerIsCountedByCommandOrQueryStatusAndCode() async throws {
+        let t = try await engineAfterAMix()
+        let metrics = try t.engine.metrics()
+        typealias Count = EngineMetrics.RequestCount
+        #expect(
+            metrics.requests == [
+                Count(name: "campaign.create", status: 201, code: nil, count: 1),
+                Count(name: "campaign.create", status: 403, code: .forbidden, count: 1),
+                Count(name: "campaign.create", status: 409, code: .duplicateResource, count: 1),
+                Count(name: "campaign.get", status: 200, code: nil, count: 2),
+                Count(name: "campaign.get", status: 404, code: .resourceNotFound, count: 1),
+                Count(name: "campaign.get", status: 429, code: .rateLimitExceeded, count: 1),
+                Count(name: EngineMetrics.unparsed, status: 400, code: .invalidFormat, count: 1),
+            ])
+        #expect(metrics.requestsAnswered == 8)
+        #expect(metrics.count("campaign.get") == 4 && metrics.count("campaign.get", code: .resourceNotFound) == 1)
+        // A line that named no command or query is counted, but timed as neither.
+        #expect(metrics.commandDurations.count == 3 && metrics.queryDurations.count == 4)
+        #expect(metrics.commandDurations.sum > 0)
+        // One event written, in one group commit, each timed.
+        #expect(metrics.head == 1)
+        #expect(metrics.store.groupCommitTransactions == 1)
+        #expect(metrics.store.appendTransactionDurations.count == 1)
+        #expect(metrics.projections.map(\.name) == CampaignEngine.standardProjections().map(\.name))
+        #expect(metrics.projections.filter { $0.mode == .inline }.allSatisfy { $0.lag == 0 })
+        #expect(metrics.usage.usedBytes > 0 && metrics.usage.usedBytes <= metrics.usage.mapSize)
+    }
+
+    @Test func aCatchUpReadModelsLagShowsUntilItCatchesUpOnTheWriter() async throws {
+        var configuration = EngineConfiguration()
+        configuration.catchUp = nil
+        let t = try TestEngine(configuration: configuration)
+        for n in 1...3 {
+            let payload = #"{"campaignId":"cmp_\#(n)","name":"Lagging \#(n)","channel":"email"}"#
+            #expect(await t.command("campaign.create", payload).status == 201)
+        }
+        let behind = try t.engine.metrics()
+        #expect(behind.head == 3)
+        #expect(behind.projections.first { $0.name == "audit" }?.lag == 3)
+        let jobsBefore = behind.store.writerJobDurations.count
+        try await t.engine.projections.catchUpOnWriter()
+        let caughtUp = try t.engine.metrics()
+        #expect(caughtUp.projections.allSatisfy { $0.lag == 0 })
+        #expect(caughtUp.store.writerJobDurations.count > jobsBefore, "each catch-up batch is a timed writer job")
+        #expect(
+            caughtUp.prometheusText().contains(#"campaign_projection_lag_events{mode="catch-up",projection="audit"} 0"#)
+        )
+    }
+
+    @Test func thePrometheusTextIsWellFormedAndNamesNoTenant() async throws {
+        let t = try await engineAfterAMix()
+        let metrics = try t.engine.metrics()
+        let text = metrics.prometheusText()
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(text.hasSuffix("\n"))
+        // Each family declares its help and type once, before its samples.
+        let types = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(Set(types).count == types.count)
+        #expect(lines.contains("# TYPE campaign_request_duration_seconds histogram"))
+        #expect(lines.contains("# TYPE campaign_requests_total counter"))
+        let sample = try Regex(#"^campaign_[a-z_]+(\{([a-z_]+="[^"\\\n]*",)*[a-z_]+="[^"\\\n]*"\})? [0-9.e+-]+$"#)
+        for line in lines where !line.hasPrefix("#") {
+            #expect(line.wholeMatch(of: sample) != nil, "not a sample line: \(line)")
+        }
+        #expect(lines.contains(#"campaign_requests_total{code="",name="campaign.create",status="201"} 1"#))
+        #expect(lines.contains(#"campaign_requests_total{code="INVALID_FORMAT",name="unparsed",status="400"} 1"#))
+        #expect(lines.contains(#"campaign_request_duration_seconds_count{kind="query"} 4"#))
+        #expect(lines.contains(#"campaign_request_duration_seconds_bucket{kind="query",le="+Inf"} 4"#))
+        #expect(lines.contains("campaign_log_head_position 1"))
+        #expect(lines.contains("campaign_group_commit_transactions_total 1"))
+        #expect(lines.contains("campaign_append_transaction_duration_seconds_count 1"))
+        // Buckets are cumulative: never fewer under a larger bound.
+        let buckets = lines.filter { $0.hasPrefix(#"campaign_request_duration_seconds_bucket{kind="command""#) }
+        let counts = buckets.compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+        #expect(counts.count == DurationHistogram.standardBounds.count + 1)
+        #expect(zip(counts, counts.dropFirst()).allSatisfy { $0 <= $1 } && counts.last == 3)
+        // Labels come from the engine's lists, never from a request: no tenant, subject or id.
+        for secret in ["acme", "u_1", "cmp_1", "cmp_none", "Counted", "not json"] {
+            #expect(!text.contains(secret), "\(secret) leaked into the metrics")
+        }
+    }
+}
