@@ -57,7 +57,9 @@ public enum CLI {
         let handlers: [String: (String, Set<String>, Set<String>, (Arguments, any Console) async throws -> Exit)] = [
             "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
             "apply": (
-                ApplyCommand.help, ["data", "now", "rate-limit", "operator-tenant", "concurrency"], [], ApplyCommand.run
+                ApplyCommand.help,
+                ["data", "now", "rate-limit", "operator-tenant", "concurrency", "metrics", "metrics-every"], [],
+                ApplyCommand.run
             ),
             "replay": (
                 ReplayCommand.help, ["data", "tenant", "stream", "actor", "type", "from", "to", "as-of", "limit"],
@@ -167,7 +169,7 @@ public enum CLI {
 enum ApplyCommand {
     static let help = """
         usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N] [--operator-tenant NAME]
-                              [--concurrency N]
+                              [--concurrency N] [--metrics FILE [--metrics-every SECONDS]]
 
         Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
         on stdout, in order, each as soon as its line is complete (so a host may drive it as a
@@ -183,6 +185,11 @@ enum ApplyCommand {
         durable commits; answers still come in input order, each as soon as it and every answer
         before it are ready. Only for independent requests: with N > 1 a request may run before an
         earlier line's request has committed.
+        --metrics FILE writes the engine's metrics in Prometheus's text format (README, "Metrics")
+        to FILE when the run starts, every --metrics-every seconds (1–3600, default 10) and as it
+        ends, each time whole (a file beside it renamed over it): name it *.prom in node_exporter's
+        textfile directory. A FILE that cannot be written at the start is a usage error; a later
+        write that fails is tried again at the next interval.
         Exit 0 when every line was processed.
         """
 
@@ -212,8 +219,24 @@ enum ApplyCommand {
             }
             concurrency = value
         }
+        var metricsEvery = Duration.seconds(10)
+        if let given = arguments.options["metrics-every"] {
+            guard arguments.options["metrics"] != nil else {
+                throw CLI.usage("--metrics-every goes with --metrics FILE")
+            }
+            guard let value = Int(given), (1...3600).contains(value) else {
+                throw CLI.usage("--metrics-every takes a whole number of seconds from 1 to 3600")
+            }
+            metricsEvery = .seconds(value)
+        }
+        if let path = arguments.options["metrics"] { try MetricsFile.checkDirectory(of: path) }
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
+        let metrics = try arguments.options["metrics"].map {
+            try MetricsFile(path: $0, engine: engine, every: metricsEvery)
+        }
+        // Before the engine closes (defers run last first): the last write reads the open store.
+        defer { metrics?.stop() }
         let inputs = InputFeed(console, limit: configuration.jsonLimits.maximumBytes, ahead: concurrency)
         guard concurrency > 1 else {
             for await request in inputs.stream {

@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Spawn
 import TestSupport
 import Testing
 
@@ -102,5 +103,49 @@ import Testing
         for secret in ["acme", "u_1", "cmp_1", "cmp_none", "Counted", "not json"] {
             #expect(!text.contains(secret), "\(secret) leaked into the metrics")
         }
+    }
+}
+
+@Suite struct ApplyMetricsFileTests {
+    /// A co-process host cannot call `metrics()`: `apply --metrics FILE` writes them at the start, at
+    /// each interval while the input stays open, and as the run ends, each time whole.
+    @Test func applyWritesTheMetricsFileAtTheStartAtEachIntervalAndAtTheEnd() async throws {
+        let directory = TemporaryDirectory()
+        let file = directory.path + "/campaign.prom"
+        let child = try ChildProcess(
+            product("campaign"),
+            ["apply", "--data", directory.path + "/data", "--metrics", file, "--metrics-every", "1"],
+            input: .pipe, output: .collect)
+        defer { child.terminate() }
+        func text() -> String { (try? String(contentsOfFile: file, encoding: .utf8)) ?? "" }
+        try await waitUntil("the first write") { text().contains("campaign_log_head_position 0\n") }
+        let create =
+            #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+            + #""payload":{"campaignId":"cmp_1","name":"Metered","channel":"email"}}"#
+        #expect(child.write(Array((create + "\n").utf8)))
+        try await waitUntil("the answer") { child.lines.count == 1 }
+        // Written again within the interval, with the input still open.
+        try await waitUntil("a write after the command", limit: .seconds(10)) {
+            text().contains(#"campaign_requests_total{code="",name="campaign.create",status="201"} 1"#)
+        }
+        #expect(child.write(Array("not json\n".utf8)))
+        child.closeInput()
+        #expect(await child.waitForExit() == .exited(0))
+        // The last write, as the run ended, counts the line answered just before it.
+        #expect(text().contains(#"campaign_requests_total{code="INVALID_FORMAT",name="unparsed",status="400"} 1"#))
+        #expect(text().contains("campaign_log_head_position 1\n"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(left.sorted() == ["campaign.prom", "data"], "no temporary file is left behind")
+    }
+
+    @Test(arguments: [
+        ["--metrics-every", "5"], ["--metrics", "m.prom", "--metrics-every", "0"],
+        ["--metrics", "/nonexistent/m.prom"], ["--metrics", "/tmp/"], ["--metrics", "/tmp"],
+    ])
+    func aMetricsFileThatCannotBeWrittenIsAUsageErrorBeforeAnyStoreIsMade(_ options: [String]) async throws {
+        let directory = TemporaryDirectory()
+        let run = try await campaign(["apply", "--data", directory.path + "/data"] + options)
+        #expect(run.status == 64 && run.err.hasPrefix("campaign apply: --metrics"), "\(options): \(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/data"))
     }
 }
