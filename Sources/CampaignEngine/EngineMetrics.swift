@@ -57,6 +57,9 @@ public struct EngineMetrics: Sendable, Equatable {
     public var usage: StoreUsage
     /// Events folded by aggregate loads since the engine opened (snapshots keep it flat).
     public var eventsFoldedByLoads: UInt64
+    /// Why the store refuses appends, or nil while it accepts them: its head record or its chain
+    /// failed to verify (kept across restarts until `campaign verify --record` passes).
+    public var writesRefused: String?
 
     /// Requests answered in all.
     public var requestsAnswered: UInt64 { requests.reduce(0) { $0 + $1.count } }
@@ -97,6 +100,12 @@ public struct EngineMetrics: Sendable, Equatable {
         text.sample("writer_queued_requests", [:], Double(store.queuedRequests))
         text.family("writer_in_flight_requests", .gauge, "Append requests in the transaction being committed now.")
         text.sample("writer_in_flight_requests", [:], Double(store.inFlightRequests))
+        text.family(
+            "writer_busy_seconds", .gauge,
+            "How long the writer has been on its current transaction or job (0 while idle); a hung flush grows it.")
+        text.sample("writer_busy_seconds", [:], Self.seconds(store.writerBusyFor))
+        text.family("store_writes_refused", .gauge, "1 while the store refuses appends (its chain failed to verify).")
+        text.sample("store_writes_refused", [:], writesRefused == nil ? 0 : 1)
         text.family("log_head_position", .gauge, "The log's last position.")
         text.sample("log_head_position", [:], Double(head))
         text.family("projection_checkpoint_position", .gauge, "The last position applied to each read model.")
@@ -120,6 +129,11 @@ public struct EngineMetrics: Sendable, Equatable {
         text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
         text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
         return text.output
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     private static func labels(_ projection: ProjectionStatus) -> [String: String] {
@@ -235,6 +249,7 @@ extension CampaignEngine {
         return EngineMetrics(
             requests: counted.requests, commandDurations: counted.commands, queryDurations: counted.queries,
             store: store.statistics, head: head,
-            projections: projections, usage: try store.usage(), eventsFoldedByLoads: eventsFoldedByLoads)
+            projections: projections, usage: try store.usage(), eventsFoldedByLoads: eventsFoldedByLoads,
+            writesRefused: store.writesRefused)
     }
 }

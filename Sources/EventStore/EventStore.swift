@@ -506,7 +506,7 @@ public final class EventStore: @unchecked Sendable {
         return StoreStatistics(
             groupCommitTransactions: counters.transactions, groupCommitRequests: counters.requests,
             queuedRequests: load.queued, inFlightRequests: load.inFlight, writerWatchesRunOut: counters.watchesRunOut,
-            appendTransactionDurations: timings.appends, writerJobDurations: timings.jobs)
+            appendTransactionDurations: timings.appends, writerJobDurations: timings.jobs, writerBusyFor: timings.busy)
     }
 
     /// Map size, bytes in use and page size of the environment.
@@ -735,6 +735,9 @@ public struct StoreStatistics: Sendable, Equatable {
     /// How long each other job of the writer thread took (snapshots, catch-up and rebuild batches,
     /// table opens): appends wait behind them.
     public var writerJobDurations: DurationHistogram
+    /// How long the writer has been on its current batch of appends or job; zero while it waits
+    /// for work. A flush that hangs completes no sample of the histograms above, but grows this.
+    public var writerBusyFor: Duration
 }
 
 /// Space facts of a store.

@@ -37,6 +37,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// How long each batch of appends took, from its transaction's begin to its commit's return
     /// (the flush included), and each other write job.
     private var durations = (appends: DurationHistogram(), jobs: DurationHistogram())
+    /// When the writer began the batch of appends or the job it is on, nil while it waits for work:
+    /// a flush that hangs never completes a histogram's sample, but shows here.
+    private var busySince: ContinuousClock.Instant?
     private let maximumBatchSize: Int
     /// How long the writer watches for a request after a small transaction (see ``watchForWork()``):
     /// zero when the writer may run on one core only.
@@ -145,9 +148,10 @@ final class GroupCommitter: @unchecked Sendable {
         condition.withLock { (transactions, requests, watchesRunOut) }
     }
 
-    /// How long the batches of appends and the other write jobs have taken.
-    var timings: (appends: DurationHistogram, jobs: DurationHistogram) {
-        condition.withLock { durations }
+    /// How long the batches of appends and the other write jobs have taken, and how long the writer
+    /// has been on the one it is on now (zero while it waits for work).
+    var timings: (appends: DurationHistogram, jobs: DurationHistogram, busy: Duration) {
+        condition.withLock { (durations.appends, durations.jobs, busySince.map { .now - $0 } ?? .zero) }
     }
 
     /// Whether the caller is the writer thread (a job must not wait for another job).
@@ -229,9 +233,13 @@ final class GroupCommitter: @unchecked Sendable {
                 condition.unlock()
                 for write in writes {
                     let started = ContinuousClock.now
+                    condition.withLock { busySince = started }
                     write()
                     let took = ContinuousClock.now - started
-                    condition.withLock { durations.jobs.record(took) }
+                    condition.withLock {
+                        durations.jobs.record(took)
+                        busySince = nil
+                    }
                 }
                 continue
             }
@@ -239,9 +247,10 @@ final class GroupCommitter: @unchecked Sendable {
             let batch = Array(pending.prefix(maximumBatchSize))
             pending.removeFirst(batch.count)
             inFlight = batch.count
+            let started = ContinuousClock.now
+            busySince = started
             condition.unlock()
 
-            let started = ContinuousClock.now
             let results = commit(batch)
             let took = ContinuousClock.now - started
             lastBatch = batch.count
@@ -251,6 +260,7 @@ final class GroupCommitter: @unchecked Sendable {
             transactions += 1
             requests += UInt64(batch.count)
             durations.appends.record(took)
+            busySince = nil
             condition.unlock()
             for (job, result) in zip(batch, results) { job.complete(result) }
         }

@@ -49,6 +49,46 @@ import Testing
         #expect(metrics.projections.map(\.name) == CampaignEngine.standardProjections().map(\.name))
         #expect(metrics.projections.filter { $0.mode == .inline }.allSatisfy { $0.lag == 0 })
         #expect(metrics.usage.usedBytes > 0 && metrics.usage.usedBytes <= metrics.usage.mapSize)
+        #expect(metrics.writesRefused == nil && metrics.store.writerBusyFor == .zero)
+    }
+
+    /// A flush that hangs completes no histogram sample: the writer's time on its current
+    /// transaction or job shows it while it lasts.
+    @Test func aWriterHeldByAJobShowsHowLongItHasBeenBusy() async throws {
+        let t = try TestEngine()
+        let held = Task { try await t.engine.eventStore.perform { _ in Thread.sleep(forTimeInterval: 0.5) } }
+        try await waitUntil("the writer busy for 100 ms") {
+            try t.engine.metrics().store.writerBusyFor >= .milliseconds(100)
+        }
+        #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0.") == true)
+        try await held.value
+        #expect(try t.engine.metrics().store.writerBusyFor == .zero)
+        #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0\n") == true)
+    }
+
+    /// A store whose head record fails to verify refuses appends until a verify passes: an operator
+    /// must learn it from the metrics, not from the first refused command.
+    @Test func aStoreThatRefusesAppendsSaysSoInItsMetrics() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let t = try TestEngine(on: directory)
+            let payload = #"{"campaignId":"cmp_1","name":"Tampered-with name","channel":"email"}"#
+            #expect(await t.command("campaign.create", payload).status == 201)
+            #expect(try t.engine.metrics().prometheusText().contains("campaign_store_writes_refused 0\n"))
+        }
+        // Every copy of the head record (copy-on-write leaves stale ones) loses a bit.
+        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
+        var bytes = try Data(contentsOf: file)
+        var from = bytes.startIndex
+        while let found = bytes.range(of: Data("Tampered-with".utf8), in: from..<bytes.endIndex) {
+            bytes[found.lowerBound] ^= 0x01
+            from = found.upperBound
+        }
+        try bytes.write(to: file)
+        let t = try TestEngine(on: directory)
+        let metrics = try t.engine.metrics()
+        #expect(metrics.writesRefused?.contains("head record (position 1)") == true, "\(metrics.writesRefused ?? "")")
+        #expect(metrics.prometheusText().contains("campaign_store_writes_refused 1\n"))
     }
 
     @Test func aCatchUpReadModelsLagShowsUntilItCatchesUpOnTheWriter() async throws {
