@@ -620,10 +620,32 @@ final class Demo: Sendable {
                 + "chain \(chain.isIntact ? "verified" : "BROKEN at \(chain.firstBadPosition ?? 0)"); head "
                 + "\(chain.headHash.hexString.prefix(16))…"
         )
+        say(try metricsLine())
         say(
             "run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, "
                 + "\(String(format: "%.1f", seconds)) s"
         )
+    }
+
+    /// What the engine's metrics say of the run: answers and refusals by code, group commits and
+    /// how long 99% of them took at most, and which read models are behind (a catch-up one follows
+    /// the log when appends pause, or when a query reads it).
+    func metricsLine() throws -> String {
+        let metrics = try engine.metrics()
+        var refusals = [ErrorCode: UInt64]()
+        for request in metrics.requests { if let code = request.code { refusals[code, default: 0] += request.count } }
+        let codes = refusals.sorted { ($1.value, $0.key.rawValue) < ($0.value, $1.key.rawValue) }
+        let named = codes.prefix(3).map { "\($0.key.rawValue) \($0.value)" } + (codes.count > 3 ? ["…"] : [])
+        let p99 =
+            metrics.store.appendTransactionDurations.quantileBound(0.99)
+            .map { $0.isFinite ? "p99 ≤ " + String(format: "%g ms", $0 * 1000) : "p99 > 10 s" } ?? "none"
+        let behind = metrics.projections.filter { $0.lag > 0 }.map { "\($0.name) \(Format.count($0.lag))" }
+        return "metrics: \(Format.count(metrics.requestsAnswered)) answers, "
+            + "\(Format.count(refusals.values.reduce(0, +))) refused (\(named.joined(separator: ", "))); "
+            + "\(Format.count(metrics.store.groupCommitTransactions)) group commits (\(p99)); "
+            + (behind.isEmpty
+                ? "read models at the head"
+                : "events the catch-up read models have yet to apply: \(behind.joined(separator: ", "))")
     }
 
     func dashboardJSON(tenants: [String], chain: ChainReport, seconds: Double) async throws -> JSON {
@@ -642,6 +664,27 @@ final class Demo: Sendable {
             "chainIntact": .bool(chain.isIntact),
             "headHash": .string(chain.headHash.hexString), "tenants": .object(perTenant),
             "experiment": await read(.experimentResults(experimentId: experimentId), tenants[0]),
+            "metrics": try metricsJSON(),
+        ])
+    }
+
+    /// ``metricsLine()`` as JSON: answers, refusals by code, group commits, the bound of their p99
+    /// in seconds (null past every bucket), and each read model's lag.
+    func metricsJSON() throws -> JSON {
+        let metrics = try engine.metrics()
+        var refused = JSONObject()
+        for request in metrics.requests {
+            guard let code = request.code else { continue }
+            refused[code.rawValue] = .number((refused[code.rawValue]?.numberValue ?? 0) + Double(request.count))
+        }
+        var lag = JSONObject()
+        for projection in metrics.projections { lag[projection.name] = .number(Double(projection.lag)) }
+        let p99 = metrics.store.appendTransactionDurations.quantileBound(0.99)
+        return .object([
+            "answers": .number(Double(metrics.requestsAnswered)), "refused": .object(refused),
+            "groupCommits": .number(Double(metrics.store.groupCommitTransactions)),
+            "commitP99AtMostSeconds": p99.flatMap { $0.isFinite ? .number($0) : nil } ?? .null,
+            "lag": .object(lag),
         ])
     }
 }

@@ -200,10 +200,17 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(!first.out.contains("UNEXPECTED") && !first.out.contains("  ! "), "\(first.out)")
         #expect(first.lines.filter { $0.hasSuffix("[ok]") }.count == 26)
         for tenant in ["acme", "globex", "initech"] { #expect(first.out.contains("\n\(tenant)\n")) }
+        // The engine's metrics: every answer counted, the refusals by code, the group commits timed.
+        let metricsLine = try #require(first.lines.first { $0.hasPrefix("metrics: ") })
+        let answers = Int(metricsLine.dropFirst(9).prefix { $0 != " " }.filter(\.isNumber)) ?? 0
+        #expect(answers >= 600 && metricsLine.contains(" refused (") && metricsLine.contains("group commits (p99 ≤ "))
         let second = try await campaign(["demo", "--data", path, "--contacts", "400", "--json"])
         #expect(second.status == 0)
         let summary = try JSON.parse(second.out)
         #expect(summary["chainIntact"] == .bool(true))
+        #expect((summary["metrics"]?["answers"]?.integerValue ?? 0) >= 600)
+        #expect((summary["metrics"]?["refused"]?["CONTENT_REJECTED"]?.integerValue ?? 0) >= 3)
+        #expect(summary["metrics"]?["lag"]?.objectValue?.count == 6)
         let firstEvents = try #require(
             first.lines.last { $0.hasPrefix("store: ") }.flatMap {
                 Int($0.dropFirst(7).prefix { $0 != " " }.filter(\.isNumber))
