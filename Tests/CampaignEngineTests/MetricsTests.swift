@@ -3,6 +3,7 @@ import CampaignEngine
 import EventStore
 import Foundation
 import Spawn
+import Synchronization
 import TestSupport
 import Testing
 
@@ -53,17 +54,28 @@ import Testing
     }
 
     /// A flush that hangs completes no histogram sample: the writer's time on its current
-    /// transaction or job shows it while it lasts.
+    /// transaction or job shows it while it lasts. The job holds the writer until the test has seen
+    /// that (a busy machine may delay the test's polling by more than any fixed hold).
     @Test func aWriterHeldByAJobShowsHowLongItHasBeenBusy() async throws {
         let t = try TestEngine()
-        let held = Task { try await t.engine.eventStore.perform { _ in Thread.sleep(forTimeInterval: 0.5) } }
+        let released = Atomic(false)
+        let held = Task {
+            try await t.engine.eventStore.perform { _ in
+                let deadline = Date().addingTimeInterval(60)
+                while !released.load(ordering: .acquiring) && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            }
+        }
         try await waitUntil("the writer busy for 100 ms") {
             try t.engine.metrics().store.writerBusyFor >= .milliseconds(100)
         }
-        #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0.") == true)
+        let busyLine = try t.engine.metrics().prometheusText().split(separator: "\n")
+            .first { $0.hasPrefix("campaign_writer_busy_seconds ") }
+        #expect((busyLine?.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 0.1)
+        released.store(true, ordering: .releasing)
         try await held.value
-        #expect(try t.engine.metrics().store.writerBusyFor == .zero)
-        #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0\n") == true)
+        // The job's caller resumes before the writer notes the job's end: wait for that, too.
+        try await waitUntil("the writer idle") { try t.engine.metrics().store.writerBusyFor == .zero }
+        #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0\n"))
     }
 
     /// A store whose head record fails to verify refuses appends until a verify passes: an operator
@@ -165,7 +177,7 @@ import Testing
         #expect(child.write(Array((create + "\n").utf8)))
         try await waitUntil("the answer") { child.lines.count == 1 }
         // Written again within the interval, with the input still open.
-        try await waitUntil("a write after the command", limit: .seconds(10)) {
+        try await waitUntil("a write after the command") {
             text().contains(#"campaign_requests_total{code="",name="campaign.create",status="201"} 1"#)
         }
         #expect(child.write(Array("not json\n".utf8)))
