@@ -11,6 +11,8 @@ import PackageDescription
 // the NATS client, whose NKEY authentication signs a server's nonce with a user's Ed25519 seed).
 // `CMalloc` exposes glibc's `malloc_trim`, which Swift's Glibc module leaves out: a rebuild hands the
 // memory of each finished fold back to the system (each lane's thread has its own allocator arena).
+// `CSharedCounters` holds atomic operations on memory several processes map: the engine's rate-limit
+// windows live in a file beside the store, so processes on one store share each tenant's budget.
 // `Spawn` starts child processes with `posix_spawn` and reaps them on threads of its own (`CSpawn` holds
 // the glibc calls Swift does not import): `Foundation.Process` watches children through a libdispatch
 // source that now and then crashed the parent. `campaign verify`'s guarded child, the crash harness,
@@ -36,6 +38,7 @@ let package = Package(
         .target(name: "Signing", dependencies: ["Hashing"]),
         .target(name: "EventStore", dependencies: ["CLMDB", "Hashing"]),
         .target(name: "CSpawn"),
+        .target(name: "CSharedCounters"),
         .target(name: "Spawn", dependencies: ["CSpawn"]),
         .target(name: "NATS", dependencies: ["Signing", "Spawn"]),
         .target(name: "CampaignDomain", dependencies: ["Hashing"]),
@@ -53,6 +56,7 @@ let package = Package(
             name: "CampaignEngine",
             dependencies: [
                 "EventStore", "CampaignDomain", "CampaignProjections", "CampaignSnapshots", "Hashing", "Signing",
+                "CSharedCounters",
             ]
         ),
         .target(

@@ -18,13 +18,14 @@ enum DemoCommand {
         an A/B experiment to a declared winner, and scheduler ticks on a simulated clock. Shows the
         error each illegal move gets, then prints a dashboard from the read models and verifies the
         hash chain. Running it again adds to the same store; --fresh deletes the store in DIR first
-        (only a directory holding nothing but a store's data.mdb and lock.mdb).
+        (only a directory holding nothing but a store's data.mdb, lock.mdb and rate-windows).
         """
 
-    /// `--fresh`: deletes the store's files (`data.mdb`, `lock.mdb`) in `path`, and only when the
+    /// `--fresh`: deletes the store's files (`data.mdb`, `lock.mdb`, the engine's shared rate-limit
+    /// windows) in `path`, and only when the
     /// directory holds nothing else: `--data . --fresh` in a project's folder must not delete it.
     static func removeStore(at path: String) throws {
-        let storeFiles: Set = ["data.mdb", "lock.mdb"]
+        let storeFiles = Set(CampaignEngine.directoryFiles)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
         let others = entries.filter { !storeFiles.contains($0) }.sorted()
         guard others.isEmpty else {

@@ -186,7 +186,9 @@ public final class CampaignEngine: Sendable {
         }
         self.configuration = configuration
         cache = AggregateCache(capacity: configuration.aggregateCacheCapacity)
-        rateLimiter = RateLimiter(limit: configuration.rateLimit, window: configuration.rateLimitWindow)
+        rateLimiter = RateLimiter(
+            limit: configuration.rateLimit, window: configuration.rateLimitWindow,
+            shared: store.isReadOnly ? nil : SharedRateWindows(directory: directory))
         let store = self.store
         checkpointer = configuration.checkpoints.map { Checkpointer(store: store, schedule: $0) }
         let projections = self.projections

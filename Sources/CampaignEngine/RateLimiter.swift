@@ -1,32 +1,50 @@
+internal import CSharedCounters
 import CampaignDomain
 import Foundation
 import Synchronization
 
 /// A per-tenant request budget over fixed windows (default 1000 requests per 60 s).
 ///
-/// The count lives in this process: two engines on one directory each grant the full budget.
+/// Windows are aligned to the clock (a 60 s window starts on each minute), so every process on a
+/// store counts into the same window, in ``SharedRateWindows`` beside the store: two engines on one
+/// directory share each tenant's budget. Where the file cannot be used (a read-only directory, a
+/// file of another layout) or has no room for a tenant, the count lives in this process.
 final class RateLimiter: Sendable {
-    /// Each tenant's current window: when it started and how many requests it granted.
-    private let windows = Mutex<[String: (start: Date, count: Int)]>([:])
     let limit: Int
     let window: TimeInterval
+    private let shared: SharedRateWindows?
+    /// The counts kept in this process when ``shared`` cannot take a tenant: window number and count.
+    private let local = Mutex<[String: (window: UInt32, count: Int)]>([:])
 
-    init(limit: Int, window: TimeInterval) {
+    init(limit: Int, window: TimeInterval, shared: SharedRateWindows?) {
         self.limit = limit
         self.window = window
+        self.shared = shared
     }
+
+    /// Whether the counts are shared with the other processes on the store.
+    var isShared: Bool { shared != nil }
 
     /// Takes one request from the tenant's budget, or throws `RATE_LIMIT_EXCEEDED` with the headers.
     func take(tenant: String, now: Date) throws(CampaignError) {
-        let start = Date(timeIntervalSince1970: (now.timeIntervalSince1970 / window).rounded(.down) * window)
+        let number = (now.timeIntervalSince1970 / window).rounded(.down)
+        let start = Date(timeIntervalSince1970: number * window)
         let reset = start.addingTimeInterval(window)
-        let granted: Bool = windows.withLock { windows in
-            var entry = windows[tenant] ?? (start, 0)
-            if entry.start != start { entry = (start, 0) }
-            guard entry.count < limit else { return false }
-            entry.count += 1
-            windows[tenant] = entry
-            return true
+        // Window numbers only need to differ from one window to the next: they wrap in 2106 (at 1 s).
+        let index = UInt32(truncatingIfNeeded: Int64(number))
+        let granted: Bool
+        switch shared?.take(tenant, window: index, limit: limit) {
+        case .granted?: granted = true
+        case .refused?: granted = false
+        case .noRoom?, nil:
+            granted = local.withLock { counts in
+                var entry = counts[tenant] ?? (index, 0)
+                if entry.window != index { entry = (index, 0) }
+                guard entry.count < limit else { return false }
+                entry.count += 1
+                counts[tenant] = entry
+                return true
+            }
         }
         guard !granted else { return }
         let retryAfter = max(1, Int(reset.timeIntervalSince(now).rounded(.up)))
@@ -34,5 +52,129 @@ final class RateLimiter: Sendable {
             .rateLimitExceeded, "tenant \(tenant) sent more than \(limit) requests in \(Int(window)) s",
             retryAfter: retryAfter, retryable: true,
             rateLimit: RateLimitState(limit: limit, remaining: 0, reset: reset, retryAfter: retryAfter))
+    }
+}
+
+extension CampaignEngine {
+    /// The files an engine keeps in its directory: LMDB's `data.mdb` and `lock.mdb`, and the shared
+    /// rate-limit windows (`rate-windows`, which nothing needs after the processes end).
+    public static let directoryFiles = ["data.mdb", "lock.mdb", SharedRateWindows.fileName]
+}
+
+/// Each tenant's current rate-limit window in a file beside the store (`rate-windows`), mapped by
+/// every process that opens the store, so they count into one budget.
+///
+/// Layout (native-endian 64-bit words): word 0 the magic `CERW0001`, word 1 the number of slots,
+/// six reserved words, then per slot two words: the tenant's key (FNV-1a 64 of its name; 0 is an
+/// empty slot) and its state, the window's number in the high 32 bits and the requests it granted in
+/// the low 32. A tenant's slot is found by linear probing from its key; every change is a
+/// compare-and-swap on one word, so no lock is shared between processes and a process killed at any
+/// moment leaves every word whole. A slot is never emptied: when a tenant finds no free slot among
+/// its probes, it takes one whose window is over. Where none is, its count stays in its process.
+/// The file holds no tenant's name, only its key, and nothing of it needs to survive a restart
+/// (a store copied without it starts every budget afresh).
+///
+/// Invariant that makes `@unchecked Sendable` safe: the mapping is fixed from `init` to `deinit`,
+/// and every access to its words is one of `CSharedCounters`' atomic operations.
+final class SharedRateWindows: @unchecked Sendable {
+    /// The file's name in the store's directory.
+    static let fileName = "rate-windows"
+    /// `CERW0001` read as a little-endian word.
+    private static let magic = UInt64(littleEndian: 0x3130_3030_5752_4543)
+    private static let headerWords = 8
+
+    let slotCount: Int
+    let probes: Int
+    private let base: UnsafeMutablePointer<UInt64>
+    private let length: Int
+
+    /// Maps (creating it if needed) the file in `directory`; nil when it cannot be used there.
+    init?(directory: String, slotCount: Int = 16_384, probes: Int = 64) {
+        self.slotCount = max(1, slotCount)
+        self.probes = min(max(1, probes), self.slotCount)
+        length = (Self.headerWords + 2 * self.slotCount) * MemoryLayout<UInt64>.size
+        let descriptor = open(directory + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        // Every process asks for the same size, and the bytes a file grows by read as zero: empty slots.
+        if status.st_size < length {
+            guard ftruncate(descriptor, off_t(length)) == 0 else { return nil }
+        } else if status.st_size > length {
+            return nil
+        }
+        let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
+        guard let mapped, mapped != MAP_FAILED else { return nil }
+        base = mapped.bindMemory(to: UInt64.self, capacity: length / MemoryLayout<UInt64>.size)
+        // The first process to map a new file writes its header; every other one checks it.
+        _ = csc_replace_if(base, 0, Self.magic)
+        _ = csc_replace_if(base + 1, 0, UInt64(self.slotCount))
+        guard csc_load(base) == Self.magic, csc_load(base + 1) == UInt64(self.slotCount) else {
+            munmap(mapped, length)
+            return nil
+        }
+    }
+
+    deinit { munmap(base, length) }
+
+    /// What a take found.
+    enum Outcome: Equatable {
+        /// Granted: the window's count, this request included.
+        case granted(count: Int)
+        /// The tenant has spent its budget in this window.
+        case refused
+        /// No slot could take the tenant: count it elsewhere.
+        case noRoom
+    }
+
+    /// Takes one request from `tenant`'s budget of `limit` in window number `window`.
+    func take(_ tenant: String, window: UInt32, limit: Int) -> Outcome {
+        let key = Self.key(tenant)
+        guard let slot = slot(for: key, window: window) else { return .noRoom }
+        let state = base + Self.headerWords + 2 * slot + 1
+        let cap = UInt32(clamping: limit)
+        while true {
+            let current = csc_load(state)
+            let count = UInt32(truncatingIfNeeded: current >> 32) == window ? UInt32(truncatingIfNeeded: current) : 0
+            guard count < cap else { return .refused }
+            if csc_replace_if(state, current, UInt64(window) << 32 | UInt64(count + 1)) {
+                return .granted(count: Int(count + 1))
+            }
+        }
+    }
+
+    /// The tenant's slot: the one holding its key among its probes, else an empty one it claims,
+    /// else one whose window is over; nil when every probed slot is another tenant's, this window.
+    private func slot(for key: UInt64, window: UInt32) -> Int? {
+        let start = Int(key % UInt64(slotCount))
+        var over: (slot: Int, key: UInt64)?
+        for probe in 0..<probes {
+            let slot = (start + probe) % slotCount
+            let word = base + Self.headerWords + 2 * slot
+            var held = csc_load(word)
+            if held == 0 {
+                // Claimed here, or by another process a moment ago (for this tenant or another).
+                _ = csc_replace_if(word, 0, key)
+                held = csc_load(word)
+            }
+            if held == key { return slot }
+            if over == nil, UInt32(truncatingIfNeeded: csc_load(word + 1) >> 32) != window { over = (slot, held) }
+        }
+        guard let over else { return nil }
+        let word = base + Self.headerWords + 2 * over.slot
+        _ = csc_replace_if(word, over.key, key)
+        return csc_load(word) == key ? over.slot : nil
+    }
+
+    /// FNV-1a 64 of the tenant's name (the same in every process, as Swift's `Hasher` is not); 0,
+    /// which marks an empty slot, becomes 1.
+    static func key(_ tenant: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in tenant.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash == 0 ? 1 : hash
     }
 }

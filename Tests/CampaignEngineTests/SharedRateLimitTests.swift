@@ -1,0 +1,94 @@
+import CampaignDomain
+import Foundation
+import TestSupport
+import Testing
+
+@testable import CampaignEngine
+
+/// SPEC.md §6: the rate limit is per tenant. Processes on one store count into one budget.
+@Suite struct SharedRateLimitTests {
+    private func queries(_ count: Int, tenant: String = "acme", tag: String) -> String {
+        (0..<count).map {
+            #"{"requestId":"\#(tag)\#($0)","principal":\#(admin(tenant)),"query":"campaign.list","params":{}}"# + "\n"
+        }.joined()
+    }
+
+    private func statuses(_ run: Run) -> [Int] { run.lines.compactMap { (try? JSON.parse($0))?.status } }
+
+    @Test func processesOneAfterAnotherShareATenantsBudget() async throws {
+        let directory = TemporaryDirectory()
+        let arguments = ["apply", "--data", directory.path, "--now", "2026-11-30T12:00:10Z", "--rate-limit", "10"]
+        let first = try await campaign(arguments, input: queries(6, tag: "a"))
+        #expect(statuses(first) == Array(repeating: 200, count: 6))
+        let second = try await campaign(arguments, input: queries(6, tag: "b"))
+        #expect(statuses(second) == Array(repeating: 200, count: 4) + [429, 429], "\(second.out)")
+        let refused = try JSON.parse(second.lines.last ?? "")
+        #expect(refused["error"]?["retryAfter"]?.integerValue == 50, "the window ends on the minute")
+        // Another tenant's budget is its own.
+        let other = try await campaign(arguments, input: queries(6, tenant: "globex", tag: "c"))
+        #expect(statuses(other) == Array(repeating: 200, count: 6))
+        // The next window starts afresh.
+        var later = arguments
+        later[later.firstIndex(of: "--now")! + 1] = "2026-11-30T12:01:00Z"
+        #expect(statuses(try await campaign(later, input: queries(3, tag: "d"))) == [200, 200, 200])
+    }
+
+    @Test func processesAtOnceGrantExactlyTheBudget() async throws {
+        let directory = TemporaryDirectory()
+        let arguments = [
+            "apply", "--data", directory.path, "--now", "2026-11-30T12:00:00Z", "--rate-limit", "50",
+            "--concurrency", "8",
+        ]
+        // Made first, so the two racing processes find the store there.
+        _ = try await campaign(arguments, input: "")
+        async let first = campaign(arguments, input: queries(40, tag: "a"))
+        async let second = campaign(arguments, input: queries(40, tag: "b"))
+        let all = try await statuses(first) + statuses(second)
+        #expect(all.count == 80)
+        #expect(all.filter { $0 == 200 }.count == 50 && all.filter { $0 == 429 }.count == 30)
+    }
+
+    @Test func aFullTableTakesASlotWhoseWindowIsOverAndCountsInProcessMeanwhile() throws {
+        let directory = TemporaryDirectory()
+        let windows = try #require(SharedRateWindows(directory: directory.path, slotCount: 4, probes: 4))
+        for tenant in ["t1", "t2", "t3", "t4"] {
+            #expect(windows.take(tenant, window: 7, limit: 2) == .granted(count: 1))
+        }
+        #expect(windows.take("t1", window: 7, limit: 2) == .granted(count: 2))
+        #expect(windows.take("t1", window: 7, limit: 2) == .refused)
+        // Every slot is another tenant's in this window: the engine counts t5 in its process.
+        #expect(windows.take("t5", window: 7, limit: 2) == .noRoom)
+        let limiter = RateLimiter(limit: 2, window: 60, shared: windows)
+        let now = Date(timeIntervalSince1970: 7 * 60 + 1)
+        try limiter.take(tenant: "t5", now: now)
+        try limiter.take(tenant: "t5", now: now)
+        #expect(throws: CampaignError.self) { try limiter.take(tenant: "t5", now: now) }
+        // In the next window t5 takes a slot whose window is over, and counts from one.
+        #expect(windows.take("t5", window: 8, limit: 2) == .granted(count: 1))
+        #expect(windows.take("t5", window: 8, limit: 2) == .granted(count: 2))
+    }
+
+    @Test func aProcessMappingTheFileSeesAnotherMappingsCounts() throws {
+        let directory = TemporaryDirectory()
+        let one = try #require(SharedRateWindows(directory: directory.path))
+        let two = try #require(SharedRateWindows(directory: directory.path))
+        #expect(one.take("acme", window: 1, limit: 3) == .granted(count: 1))
+        #expect(two.take("acme", window: 1, limit: 3) == .granted(count: 2))
+        #expect(one.take("acme", window: 1, limit: 3) == .granted(count: 3))
+        #expect(two.take("acme", window: 1, limit: 3) == .refused)
+    }
+
+    @Test func aFileOfAnotherLayoutLeavesTheCountInTheProcess() async throws {
+        let directory = TemporaryDirectory()
+        try Data(repeating: 0xAB, count: 64 + 16 * 16_384).write(
+            to: URL(fileURLWithPath: directory.path + "/" + SharedRateWindows.fileName))
+        #expect(SharedRateWindows(directory: directory.path) == nil)
+        let t = try TestEngine(rateLimit: 2, on: directory)
+        #expect(!t.engine.rateLimiter.isShared)
+        #expect(await t.query("campaign.list", "{}").status == 200)
+        #expect(await t.query("campaign.list", "{}").status == 200)
+        #expect(await t.query("campaign.list", "{}").code == "RATE_LIMIT_EXCEEDED")
+        let fresh = try TestEngine(rateLimit: 2)
+        #expect(fresh.engine.rateLimiter.isShared)
+    }
+}
