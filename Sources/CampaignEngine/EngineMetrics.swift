@@ -52,9 +52,12 @@ public struct EngineMetrics: Sendable, Equatable {
     /// Each read model's version, checkpoint and lag (``ProjectionStatus/lag``; a catch-up read
     /// model falls behind under load and catches up in the background).
     public var projections: [ProjectionStatus]
-    /// The map's size and the bytes in use: a store that fills its map refuses writes
-    /// (`SERVICE_UNAVAILABLE`) until it grows.
+    /// The map's size and the bytes in use. The map doubles when it fills, up to
+    /// ``maximumMapSize``; a store at that size (or on a full disk) refuses writes
+    /// (`SERVICE_UNAVAILABLE`).
     public var usage: StoreUsage
+    /// The size the map may grow to (`StoreOptions.maximumMapSize`).
+    public var maximumMapSize: Int
     /// Events folded by aggregate loads since the engine opened (snapshots keep it flat).
     public var eventsFoldedByLoads: UInt64
     /// Why the store refuses appends, or nil while it accepts them: its head record or its chain
@@ -126,6 +129,9 @@ public struct EngineMetrics: Sendable, Equatable {
         text.sample("store_map_size_bytes", [:], Double(usage.mapSize))
         text.family("store_used_bytes", .gauge, "Bytes of the map in use.")
         text.sample("store_used_bytes", [:], Double(usage.usedBytes))
+        text.family(
+            "store_map_maximum_bytes", .gauge, "The size the map may grow to; past it writes are refused.")
+        text.sample("store_map_maximum_bytes", [:], Double(maximumMapSize))
         text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
         text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
         return text.output
@@ -249,7 +255,8 @@ extension CampaignEngine {
         return EngineMetrics(
             requests: counted.requests, commandDurations: counted.commands, queryDurations: counted.queries,
             store: store.statistics, head: head,
-            projections: projections, usage: try store.usage(), eventsFoldedByLoads: eventsFoldedByLoads,
+            projections: projections, usage: try store.usage(),
+            maximumMapSize: configuration.storeOptions.maximumMapSize, eventsFoldedByLoads: eventsFoldedByLoads,
             writesRefused: store.writesRefused)
     }
 }

@@ -50,6 +50,7 @@ import Testing
         #expect(metrics.projections.map(\.name) == CampaignEngine.standardProjections().map(\.name))
         #expect(metrics.projections.filter { $0.mode == .inline }.allSatisfy { $0.lag == 0 })
         #expect(metrics.usage.usedBytes > 0 && metrics.usage.usedBytes <= metrics.usage.mapSize)
+        #expect(metrics.maximumMapSize == StoreOptions().maximumMapSize)
         #expect(metrics.writesRefused == nil && metrics.store.writerBusyFor == .zero)
     }
 
@@ -144,6 +145,7 @@ import Testing
         #expect(lines.contains(#"campaign_request_duration_seconds_count{kind="query"} 4"#))
         #expect(lines.contains(#"campaign_request_duration_seconds_bucket{kind="query",le="+Inf"} 4"#))
         #expect(lines.contains("campaign_log_head_position 1"))
+        #expect(lines.contains("campaign_store_map_maximum_bytes \(1 << 40)"))
         #expect(lines.contains("campaign_group_commit_transactions_total 1"))
         #expect(lines.contains("campaign_append_transaction_duration_seconds_count 1"))
         // Buckets are cumulative: never fewer under a larger bound.
