@@ -287,7 +287,7 @@ import Testing
         let connectionCounts = await t.query("connection.list", #"{"platform":"x"}"#).data?["counts"]
         #expect(connectionCounts == (try JSON.parse(#"{"connected":2,"disconnected":1,"expired":0}"#)))
         // Expired as the clock moves: con_m expires at 2026-11-22T00:00:00Z.
-        try await t.engine.tick(now: Timestamp.parse("2026-11-23T00:00:00Z")!)
+        _ = try await t.engine.tick(now: Timestamp.parse("2026-11-23T00:00:00Z")!)
         #expect(await ids("connection.list", #"{"status":"expired"}"#, key: "connectionId") == ["con_m"])
         let later = await t.query("connection.list", #"{"limit":1}"#).data?["counts"]
         #expect(later == (try JSON.parse(#"{"connected":1,"disconnected":1,"expired":1}"#)))
