@@ -33,7 +33,7 @@ final class RateLimiter: Sendable {
         // Window numbers only need to differ from one window to the next: they wrap in 2106 (at 1 s).
         let index = UInt32(truncatingIfNeeded: Int64(number))
         let granted: Bool
-        switch shared?.take(tenant, window: index, limit: limit) {
+        switch shared?.take(tenant, window: index, of: window, limit: limit) {
         case .granted?: granted = true
         case .refused?: granted = false
         case .noRoom?, nil:
@@ -65,14 +65,14 @@ extension CampaignEngine {
 /// every process that opens the store, so they count into one budget.
 ///
 /// Layout (native-endian 64-bit words): word 0 the magic `CERW0001`, word 1 the number of slots,
-/// six reserved words, then per slot two words: the tenant's key (FNV-1a 64 of its name; 0 is an
-/// empty slot) and its state, the window's number in the high 32 bits and the requests it granted in
-/// the low 32. A tenant's slot is found by linear probing from its key; every change is a
-/// compare-and-swap on one word, so no lock is shared between processes and a process killed at any
-/// moment leaves every word whole. A slot is never emptied: when a tenant finds no free slot among
-/// its probes, it takes one whose window is over. Where none is, its count stays in its process.
-/// The file holds no tenant's name, only its key, and nothing of it needs to survive a restart
-/// (a store copied without it starts every budget afresh).
+/// six reserved words, then per slot two words: the budget's key (FNV-1a 64 of the tenant's name
+/// and the window's length; 0 is an empty slot) and its state, the window's number in the high 32
+/// bits and the requests it granted in the low 32. A tenant's slot is found by linear probing from
+/// its key; every change is a compare-and-swap on one word, so no lock is shared between processes
+/// and a process killed at any moment leaves every word whole. A slot is never emptied: when a
+/// tenant finds no free slot among its probes, it takes one whose window is over. Where none is,
+/// its count stays in its process. The file holds no tenant's name, only its key, and nothing of
+/// it needs to survive a restart (a store copied without it starts every budget afresh).
 ///
 /// Invariant that makes `@unchecked Sendable` safe: the mapping is fixed from `init` to `deinit`,
 /// and every access to its words is one of `CSharedCounters`' atomic operations.
@@ -128,9 +128,11 @@ final class SharedRateWindows: @unchecked Sendable {
         case noRoom
     }
 
-    /// Takes one request from `tenant`'s budget of `limit` in window number `window`.
-    func take(_ tenant: String, window: UInt32, limit: Int) -> Outcome {
-        let key = Self.key(tenant)
+    /// Takes one request from `tenant`'s budget of `limit` in window number `window` of windows
+    /// `length` seconds long (processes configured with other lengths count in slots of their own,
+    /// rather than resetting each other's windows).
+    func take(_ tenant: String, window: UInt32, of length: TimeInterval = 60, limit: Int) -> Outcome {
+        let key = Self.key(tenant, length: length)
         guard let slot = slot(for: key, window: window) else { return .noRoom }
         let state = base + Self.headerWords + 2 * slot + 1
         let cap = UInt32(clamping: limit)
@@ -167,14 +169,19 @@ final class SharedRateWindows: @unchecked Sendable {
         return csc_load(word) == key ? over.slot : nil
     }
 
-    /// FNV-1a 64 of the tenant's name (the same in every process, as Swift's `Hasher` is not); 0,
-    /// which marks an empty slot, becomes 1.
-    static func key(_ tenant: String) -> UInt64 {
+    /// FNV-1a 64 of the tenant's name, a 0x00 byte and the window's length (the bits of the
+    /// `Double`, little-endian): the same in every process, as Swift's `Hasher` is not. 0, which
+    /// marks an empty slot, becomes 1.
+    static func key(_ tenant: String, length: TimeInterval) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in tenant.utf8 {
+        func add(_ byte: UInt8) {
             hash ^= UInt64(byte)
             hash = hash &* 0x0000_0100_0000_01b3
         }
+        for byte in tenant.utf8 { add(byte) }
+        add(0)
+        let bits = length.bitPattern
+        for shift in stride(from: 0, to: 64, by: 8) { add(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
         return hash == 0 ? 1 : hash
     }
 }

@@ -78,6 +78,18 @@ import Testing
         #expect(two.take("acme", window: 1, limit: 3) == .refused)
     }
 
+    /// A process configured with 10 s windows and one with 60 s windows count apart, instead of
+    /// resetting each other's window at every request.
+    @Test func windowsOfOtherLengthsCountApart() throws {
+        let directory = TemporaryDirectory()
+        let windows = try #require(SharedRateWindows(directory: directory.path))
+        #expect(windows.take("acme", window: 6, of: 10, limit: 2) == .granted(count: 1))
+        #expect(windows.take("acme", window: 1, of: 60, limit: 2) == .granted(count: 1))
+        #expect(windows.take("acme", window: 6, of: 10, limit: 2) == .granted(count: 2))
+        #expect(windows.take("acme", window: 1, of: 60, limit: 2) == .granted(count: 2))
+        #expect(windows.take("acme", window: 6, of: 10, limit: 2) == .refused)
+    }
+
     @Test func aFileOfAnotherLayoutLeavesTheCountInTheProcess() async throws {
         let directory = TemporaryDirectory()
         try Data(repeating: 0xAB, count: 64 + 16 * 16_384).write(
