@@ -14,6 +14,9 @@ final class MetricsFile: Sendable {
     let path: String
     private let engine: CampaignEngine
     private let task = Mutex<Task<Void, Never>?>(nil)
+    /// Held for each write: the interval's write and the last one at ``stop()`` may overlap, and
+    /// both go through the same temporary file.
+    private let writing = Mutex(())
 
     /// Writes FILE once (throwing a usage error when it cannot be written there), then every `every`.
     init(path: String, engine: CampaignEngine, every: Duration) throws {
@@ -53,6 +56,10 @@ final class MetricsFile: Sendable {
 
     /// Writes the metrics as they are now.
     func write() throws {
+        try writing.withLock { _ in try writeNow() }
+    }
+
+    private func writeNow() throws {
         let text = try engine.metrics().prometheusText()
         // Beside FILE, so the rename stays within one file system; named for this process, so two
         // runs given one FILE never write into each other's temporary file.
