@@ -63,6 +63,9 @@ public struct EngineMetrics: Sendable, Equatable {
     /// Why the store refuses appends, or nil while it accepts them: its head record or its chain
     /// failed to verify (kept across restarts until `campaign verify --record` passes).
     public var writesRefused: String?
+    /// Whether the rate-limit counts are shared with the other processes on the store (the file
+    /// `rate-windows` beside it); false where the file cannot be used, and each process counts alone.
+    public var rateLimitShared: Bool
 
     /// Requests answered in all.
     public var requestsAnswered: UInt64 { requests.reduce(0) { $0 + $1.count } }
@@ -109,6 +112,10 @@ public struct EngineMetrics: Sendable, Equatable {
         text.sample("writer_busy_seconds", [:], Self.seconds(store.writerBusyFor))
         text.family("store_writes_refused", .gauge, "1 while the store refuses appends (its chain failed to verify).")
         text.sample("store_writes_refused", [:], writesRefused == nil ? 0 : 1)
+        text.family(
+            "rate_limit_shared", .gauge,
+            "1 while rate-limit counts are shared with the store's other processes, 0 when this one counts alone.")
+        text.sample("rate_limit_shared", [:], rateLimitShared ? 1 : 0)
         text.family("log_head_position", .gauge, "The log's last position.")
         text.sample("log_head_position", [:], Double(head))
         text.family("projection_checkpoint_position", .gauge, "The last position applied to each read model.")
@@ -257,6 +264,6 @@ extension CampaignEngine {
             store: store.statistics, head: head,
             projections: projections, usage: try store.usage(),
             maximumMapSize: configuration.storeOptions.maximumMapSize, eventsFoldedByLoads: eventsFoldedByLoads,
-            writesRefused: store.writesRefused)
+            writesRefused: store.writesRefused, rateLimitShared: rateLimiter.isShared)
     }
 }

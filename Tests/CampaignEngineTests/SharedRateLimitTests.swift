@@ -97,10 +97,12 @@ import Testing
         #expect(SharedRateWindows(directory: directory.path) == nil)
         let t = try TestEngine(rateLimit: 2, on: directory)
         #expect(!t.engine.rateLimiter.isShared)
+        #expect(try t.engine.metrics().prometheusText().contains("campaign_rate_limit_shared 0\n"))
         #expect(await t.query("campaign.list", "{}").status == 200)
         #expect(await t.query("campaign.list", "{}").status == 200)
         #expect(await t.query("campaign.list", "{}").code == "RATE_LIMIT_EXCEEDED")
         let fresh = try TestEngine(rateLimit: 2)
         #expect(fresh.engine.rateLimiter.isShared)
+        #expect(try fresh.engine.metrics().rateLimitShared)
     }
 }
