@@ -198,6 +198,7 @@ func f(_ value: Double) -> String {
 }
 func ms(_ value: Double) -> String { String(format: "%.3f ms", value) }
 func x(_ value: Double) -> String { String(format: "%.2f×", value) }
+func percent(_ share: Double) -> String { String(format: "%.0f%%", share * 100) }
 
 extension String {
     var withCommas: String {
@@ -457,6 +458,10 @@ if runs(3) {
         var roundUser = [Double]()
         var roundSystem = [Double]()
         var roundWritten = [Double]()
+        // The writer's share of the wall time: in group commits, and in its other jobs (the
+        // catch-up projections' batches, snapshots), from the engine's own timings.
+        var roundCommitShare = [Double]()
+        var roundJobShare = [Double]()
         var transactions: UInt64 = 0
         for round in 0..<rounds {
             // The requests arrive as bytes, made before the clock starts: building them is the
@@ -477,7 +482,11 @@ if runs(3) {
             roundCPU.append(roundUser.last! + roundSystem.last!)
             roundWritten.append((processWrittenBytes() - writtenBefore) / commands)
             roundRates.append(rate(latencies.count, elapsed))
-            transactions += engine.eventStore.statistics.groupCommitTransactions - before.groupCommitTransactions
+            let after = engine.eventStore.statistics
+            transactions += after.groupCommitTransactions - before.groupCommitTransactions
+            roundCommitShare.append(
+                (after.appendTransactionDurations.sum - before.appendTransactionDurations.sum) / elapsed)
+            roundJobShare.append((after.writerJobDurations.sum - before.writerJobDurations.sum) / elapsed)
             all += latencies
         }
         let commandRate = median(roundRates)
@@ -491,7 +500,8 @@ if runs(3) {
             baseline:
                 "raw single durable txns \(f(rawSingleRate))/s; "
                 + "\(f(Double(all.count) / Double(max(transactions, 1)))) commands per transaction, "
-                + "\(f(median(roundWritten))) bytes written per command",
+                + "\(f(median(roundWritten))) bytes written per command; the writer in group commits "
+                + "\(percent(median(roundCommitShare))), in other jobs \(percent(median(roundJobShare))) of the time",
             ratio: "\(x(commandRate / rawSingleRate)) of raw single txns",
             [
                 "commandsPerSecond": .number(commandRate), "p50Ms": .number(median(all)),
@@ -504,6 +514,8 @@ if runs(3) {
                 "rawSingleTransactionsPerSecond": .number(rawSingleRate),
                 "roundCommandsPerSecond": .array(roundRates.map(JSON.number)),
                 "roundCPUMicrosPerCommand": .array(roundCPU.map(JSON.number)),
+                "writerShareInGroupCommits": .number(median(roundCommitShare)),
+                "writerShareInOtherJobs": .number(median(roundJobShare)),
             ])
     }
     // Three rounds each: this VM's speed drifts 10–20% from one second to the next.
