@@ -358,14 +358,7 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect(root?.count == 64)
         #expect(clean.lines.last == "stream index intact")
         // "Spring launch" is in the log only in the campaign.created event at position 2.
-        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
-        var bytes = try Data(contentsOf: file)
-        var from = bytes.startIndex
-        while let found = bytes.range(of: Data("Spring launch".utf8), in: from..<bytes.endIndex) {
-            bytes[found.lowerBound] ^= 0x20
-            from = found.upperBound
-        }
-        try bytes.write(to: file)
+        try flipEveryCopy(of: "Spring launch", in: directory.path, mask: 0x20)
         let broken = try await campaign(["verify", "--data", directory.path, "--json"])
         #expect(broken.status == 1)
         let report = try JSON.parse(broken.out)

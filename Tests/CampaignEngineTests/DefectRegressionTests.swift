@@ -745,15 +745,7 @@ struct CountingProjection: Projection {
 
     /// Damages every copy of the record holding `marker-N-end` in the file (copy-on-write leaves stale copies).
     func damage(_ directory: String, marker n: Int) throws {
-        let file = URL(fileURLWithPath: directory + "/data.mdb")
-        var bytes = try Data(contentsOf: file)
-        let marker = Data("marker-\(n)-end".utf8)
-        var searchStart = bytes.startIndex
-        while let found = bytes.range(of: marker, in: searchStart..<bytes.endIndex) {
-            bytes[found.lowerBound + 7] ^= 0x01
-            searchStart = found.upperBound
-        }
-        try bytes.write(to: file)
+        try flipEveryCopy(of: "marker-\(n)-end", in: directory, at: 7)
     }
 
     // 17

@@ -89,15 +89,8 @@ import Testing
             #expect(await t.command("campaign.create", payload).status == 201)
             #expect(try t.engine.metrics().prometheusText().contains("campaign_store_writes_refused 0\n"))
         }
-        // Every copy of the head record (copy-on-write leaves stale ones) loses a bit.
-        let file = URL(fileURLWithPath: directory.path + "/data.mdb")
-        var bytes = try Data(contentsOf: file)
-        var from = bytes.startIndex
-        while let found = bytes.range(of: Data("Tampered-with".utf8), in: from..<bytes.endIndex) {
-            bytes[found.lowerBound] ^= 0x01
-            from = found.upperBound
-        }
-        try bytes.write(to: file)
+        // Every copy of the head record loses a bit.
+        try flipEveryCopy(of: "Tampered-with", in: directory.path)
         let t = try TestEngine(on: directory)
         let metrics = try t.engine.metrics()
         #expect(metrics.writesRefused?.contains("head record (position 1)") == true, "\(metrics.writesRefused ?? "")")

@@ -86,3 +86,16 @@ extension JSON {
     var code: String? { self["error"]?["code"]?.stringValue }
     var data: JSON? { self["data"] }
 }
+
+/// Flips `mask` in the byte at `offset` of every copy of `marker` in `directory`'s `data.mdb`
+/// (copy-on-write leaves stale copies of a record in freed pages): the tamper a test makes.
+func flipEveryCopy(of marker: String, in directory: String, at offset: Int = 0, mask: UInt8 = 0x01) throws {
+    let file = URL(fileURLWithPath: directory + "/data.mdb")
+    var bytes = try Data(contentsOf: file)
+    var from = bytes.startIndex
+    while let found = bytes.range(of: Data(marker.utf8), in: from..<bytes.endIndex) {
+        bytes[found.lowerBound + offset] ^= mask
+        from = found.upperBound
+    }
+    try bytes.write(to: file)
+}
