@@ -22,8 +22,8 @@ enum DemoCommand {
         """
 
     /// `--fresh`: deletes the store's files (`data.mdb`, `lock.mdb`, the engine's shared rate-limit
-    /// windows) in `path`, and only when the
-    /// directory holds nothing else: `--data . --fresh` in a project's folder must not delete it.
+    /// windows) in `path`, and only when the directory holds nothing else: `--data . --fresh` in a
+    /// project's folder must not delete it.
     static func removeStore(at path: String) throws {
         let storeFiles = Set(CampaignEngine.directoryFiles)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: path) else { return }
@@ -633,8 +633,7 @@ final class Demo: Sendable {
     /// the log when appends pause, or when a query reads it).
     func metricsLine() throws -> String {
         let metrics = try engine.metrics()
-        var refusals = [ErrorCode: UInt64]()
-        for request in metrics.requests { if let code = request.code { refusals[code, default: 0] += request.count } }
+        let refusals = metrics.refusals
         let codes = refusals.sorted { ($1.value, $0.key.rawValue) < ($0.value, $1.key.rawValue) }
         let named = codes.prefix(3).map { "\($0.key.rawValue) \($0.value)" } + (codes.count > 3 ? ["…"] : [])
         let p99 =
@@ -674,10 +673,7 @@ final class Demo: Sendable {
     func metricsJSON() throws -> JSON {
         let metrics = try engine.metrics()
         var refused = JSONObject()
-        for request in metrics.requests {
-            guard let code = request.code else { continue }
-            refused[code.rawValue] = .number((refused[code.rawValue]?.numberValue ?? 0) + Double(request.count))
-        }
+        for (code, count) in metrics.refusals { refused[code.rawValue] = .number(Double(count)) }
         var lag = JSONObject()
         for projection in metrics.projections { lag[projection.name] = .number(Double(projection.lag)) }
         let p99 = metrics.store.appendTransactionDurations.quantileBound(0.99)

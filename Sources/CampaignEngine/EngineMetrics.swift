@@ -70,6 +70,13 @@ public struct EngineMetrics: Sendable, Equatable {
     /// Requests answered in all.
     public var requestsAnswered: UInt64 { requests.reduce(0) { $0 + $1.count } }
 
+    /// Refusals by catalogue code, whatever the command or query.
+    public var refusals: [ErrorCode: UInt64] {
+        var refusals = [ErrorCode: UInt64]()
+        for request in requests { if let code = request.code { refusals[code, default: 0] += request.count } }
+        return refusals
+    }
+
     /// Requests answered with `name` (any status), or with `name` and `code` when one is given.
     public func count(_ name: String, code: ErrorCode? = nil) -> UInt64 {
         requests.filter { $0.name == name && (code == nil || $0.code == code) }.reduce(0) { $0 + $1.count }

@@ -39,6 +39,10 @@ import Testing
                 Count(name: EngineMetrics.unparsed, status: 400, code: .invalidFormat, count: 1),
             ])
         #expect(metrics.requestsAnswered == 8)
+        #expect(
+            metrics.refusals == [
+                .duplicateResource: 1, .resourceNotFound: 1, .invalidFormat: 1, .forbidden: 1, .rateLimitExceeded: 1,
+            ])
         #expect(metrics.count("campaign.get") == 4 && metrics.count("campaign.get", code: .resourceNotFound) == 1)
         // A line that named no command or query is counted, but timed as neither.
         #expect(metrics.commandDurations.count == 3 && metrics.queryDurations.count == 4)
