@@ -55,7 +55,8 @@ import Testing
         #expect(metrics.projections.filter { $0.mode == .inline }.allSatisfy { $0.lag == 0 })
         #expect(metrics.usage.usedBytes > 0 && metrics.usage.usedBytes <= metrics.usage.mapSize)
         #expect(metrics.maximumMapSize == StoreOptions().maximumMapSize)
-        #expect(metrics.writesRefused == nil && metrics.store.writerBusyFor == .zero)
+        // (The writer may be on a background catch-up batch now: its busy time has a test of its own.)
+        #expect(metrics.writesRefused == nil)
     }
 
     /// A flush that hangs completes no histogram sample: the writer's time on its current
