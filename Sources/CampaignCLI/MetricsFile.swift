@@ -14,9 +14,10 @@ final class MetricsFile: Sendable {
     let path: String
     private let engine: CampaignEngine
     private let task = Mutex<Task<Void, Never>?>(nil)
-    /// Held for each write: the interval's write and the last one at ``stop()`` may overlap, and
-    /// both go through the same temporary file.
-    private let writing = Mutex(())
+    /// Held for each write, and true once ``stop()`` made the last one: the interval's write and
+    /// the last may overlap, both go through the same temporary file, and no write may start after
+    /// the last (the process may end in the middle of it and leave the temporary file).
+    private let writing = Mutex(false)
 
     /// Writes FILE once (throwing a usage error when it cannot be written there), then every `every`.
     init(path: String, engine: CampaignEngine, every: Duration) throws {
@@ -56,7 +57,10 @@ final class MetricsFile: Sendable {
 
     /// Writes the metrics as they are now.
     func write() throws {
-        try writing.withLock { _ in try writeNow() }
+        try writing.withLock { stopped in
+            guard !stopped else { return }
+            try writeNow()
+        }
     }
 
     private func writeNow() throws {
@@ -74,9 +78,14 @@ final class MetricsFile: Sendable {
         }
     }
 
-    /// Stops the interval's writes and writes the metrics once more, as the run leaves them.
+    /// Stops the interval's writes and writes the metrics once more, as the run leaves them; no
+    /// write starts after it returns.
     func stop() {
         task.withLock { $0?.cancel() }
-        try? write()
+        writing.withLock { stopped in
+            guard !stopped else { return }
+            try? writeNow()
+            stopped = true
+        }
     }
 }
