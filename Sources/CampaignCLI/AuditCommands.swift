@@ -31,12 +31,7 @@ enum KeygenCommand {
             throw CampaignError(.duplicateResource, "\(file) exists; keygen never overwrites a key")
         }
         // The secret is written by a file created with owner-only permissions from the start.
-        // The folder is found by hand: Foundation's path and URL methods trap on a one-character
-        // name such as `k`.
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
-        else { throw CLI.usage("--out \(path): there is no directory \(directory)") }
+        _ = try CLI.folder(of: path, option: "out")
         guard
             FileManager.default.createFile(
                 atPath: path, contents: Data((key.signerKey! + "\n").utf8), attributes: [.posixPermissions: 0o600])

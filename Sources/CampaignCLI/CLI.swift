@@ -128,6 +128,17 @@ public enum CLI {
 
     static func dataDirectory(_ arguments: Arguments) -> String { arguments.options["data"] ?? "./campaign-data" }
 
+    /// The folder a file path names (`.` for a bare name), or a usage error for `--option` when
+    /// there is no such folder. Found by hand: Foundation's path and URL methods trap on a
+    /// one-character name such as `k`.
+    static func folder(of path: String, option: String) throws -> String {
+        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
+        else { throw usage("--\(option) \(path): there is no directory \(directory)") }
+        return directory
+    }
+
     /// Opens an existing store read-only (never creates one: an auditor's typo must not make an
     /// empty store; and a tool that only reads works on a store it may not write).
     static func openStore(_ arguments: Arguments, readOnly: Bool = true) throws -> EventStore {

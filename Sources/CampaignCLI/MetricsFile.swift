@@ -40,14 +40,11 @@ final class MetricsFile: Sendable {
     /// Throws a usage error unless the folder `path` names holds FILE's place: checked before the
     /// engine opens, so a mistyped path creates no store.
     static func checkDirectory(of path: String) throws {
-        // Found by hand: Foundation's path methods trap on a one-character name such as `m`.
         var isDirectory: ObjCBool = false
         guard !path.isEmpty, !path.hasSuffix("/"),
             !(FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
         else { throw CLI.usage("--metrics takes a file to write, not a directory: \(path)") }
-        let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
-        else { throw CLI.usage("--metrics \(path): there is no directory \(directory) to write it in") }
+        _ = try CLI.folder(of: path, option: "metrics")
     }
 
     /// A write that could not be made, and why.

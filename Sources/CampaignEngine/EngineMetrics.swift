@@ -116,7 +116,7 @@ public struct EngineMetrics: Sendable, Equatable {
         text.family(
             "writer_busy_seconds", .gauge,
             "How long the writer has been on its current transaction or job (0 while idle); a hung flush grows it.")
-        text.sample("writer_busy_seconds", [:], Self.seconds(store.writerBusyFor))
+        text.sample("writer_busy_seconds", [:], DurationHistogram.seconds(store.writerBusyFor))
         text.family("store_writes_refused", .gauge, "1 while the store refuses appends (its chain failed to verify).")
         text.sample("store_writes_refused", [:], writesRefused == nil ? 0 : 1)
         text.family(
@@ -149,11 +149,6 @@ public struct EngineMetrics: Sendable, Equatable {
         text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
         text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
         return text.output
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     private static func labels(_ projection: ProjectionStatus) -> [String: String] {

@@ -38,9 +38,12 @@ public struct DurationHistogram: Sendable, Equatable {
     }
 
     /// Counts one duration.
-    public mutating func record(_ duration: Duration) {
+    public mutating func record(_ duration: Duration) { record(seconds: Self.seconds(duration)) }
+
+    /// `duration` in seconds, as the histograms count it.
+    public static func seconds(_ duration: Duration) -> Double {
         let (seconds, attoseconds) = duration.components
-        record(seconds: Double(seconds) + Double(attoseconds) / 1e18)
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     /// Counts one duration given in seconds (a negative one counts as zero).
