@@ -143,6 +143,7 @@ public final class CampaignEngine: Sendable {
     public let snapshots: SnapshotStore
     let counters = FoldCounters()
     let requestMetrics = RequestMetrics()
+    let tickMetrics = TickMetrics()
     let cache: AggregateCache
     let aggregateLocks = KeyedLock()
     let cursors: CursorCodec

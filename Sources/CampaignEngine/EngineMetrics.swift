@@ -66,6 +66,9 @@ public struct EngineMetrics: Sendable, Equatable {
     /// Whether the rate-limit counts are shared with the other processes on the store (the file
     /// `rate-windows` beside it); false where the file cannot be used, and each process counts alone.
     public var rateLimitShared: Bool
+    /// What this engine's scheduler ticks did (``CampaignEngine/tick(now:tenant:requestId:)``, and
+    /// `system.tick` through it).
+    public var scheduler: SchedulerMetrics
 
     /// Requests answered in all.
     public var requestsAnswered: UInt64 { requests.reduce(0) { $0 + $1.count } }
@@ -148,11 +151,112 @@ public struct EngineMetrics: Sendable, Equatable {
         text.sample("store_map_maximum_bytes", [:], Double(maximumMapSize))
         text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
         text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
+        scheduler.write(to: &text)
         return text.output
     }
 
     private static func labels(_ projection: ProjectionStatus) -> [String: String] {
         ["projection": projection.name, "mode": projection.mode == .inline ? "inline" : "catch-up"]
+    }
+}
+
+/// What an engine's scheduler ticks did since it opened: a host that runs
+/// ``CampaignEngine/tick(now:tenant:requestId:)`` from a timer alerts when ticks stop completing
+/// (``lastCompletedAt``), fail, or grow slow.
+public struct SchedulerMetrics: Sendable, Equatable {
+    /// How many pieces of due work ended one way (``TickReport/Item``).
+    public struct ItemCount: Sendable, Equatable {
+        /// `campaign`, `post` or `memberships`, as in ``TickReport/Item/kind``.
+        public var kind: String
+        /// For a campaign `activated` or `failed`; for a post its state afterwards (`published`,
+        /// `failed`, `cancelled`, `scheduled` for a retry that waits, `unknown` where it could not be
+        /// read); for memberships `refreshed` or `failed`.
+        public var outcome: String
+        /// The catalogue code of the item's error; nil when it had none.
+        public var code: ErrorCode?
+        /// How many.
+        public var count: UInt64
+
+        /// A count of `count` items of `kind` that ended with `outcome` and `code`.
+        public init(kind: String, outcome: String, code: ErrorCode?, count: UInt64) {
+            self.kind = kind
+            self.outcome = outcome
+            self.code = code
+            self.count = count
+        }
+    }
+
+    /// Ticks that ran to their end (whatever their items' outcomes).
+    public var ticksCompleted: UInt64 = 0
+    /// Ticks that threw: a `now` before the engine clock, or due work that could not be read.
+    public var ticksFailed: UInt64 = 0
+    /// How long each tick took, completed or not.
+    public var durations = DurationHistogram()
+    /// The engine clock's time of the last completed tick (the tick's `now`); nil before one.
+    public var lastCompletedAt: Date?
+    /// Items by kind, outcome and code, ordered by kind, then outcome, then code.
+    public var items: [ItemCount] = []
+    /// Relative-date segment memberships re-evaluated (``TickReport/membershipsRefreshed``).
+    public var membershipsRefreshed: UInt64 = 0
+    /// Idempotency records deleted past their retention (``TickReport/idempotencyRecordsPruned``).
+    public var idempotencyRecordsPruned: UInt64 = 0
+
+    /// The figures of an engine that has run no tick.
+    public init() {}
+
+    /// Items of `kind` (with `outcome`, when one is given) in all.
+    public func count(_ kind: String, outcome: String? = nil) -> UInt64 {
+        items.filter { $0.kind == kind && (outcome == nil || $0.outcome == outcome) }.reduce(0) { $0 + $1.count }
+    }
+
+    /// Adds one tick's report.
+    mutating func add(_ report: TickReport) {
+        ticksCompleted += 1
+        lastCompletedAt = report.now
+        membershipsRefreshed += UInt64(report.membershipsRefreshed)
+        idempotencyRecordsPruned += UInt64(report.idempotencyRecordsPruned)
+        for item in report.items {
+            let outcome =
+                switch item.kind {
+                case "campaign": item.error == nil ? "activated" : "failed"
+                case "memberships": item.error == nil ? "refreshed" : "failed"
+                default: item.status ?? "unknown"
+                }
+            let code = item.error?.code
+            if let at = items.firstIndex(where: { $0.kind == item.kind && $0.outcome == outcome && $0.code == code }) {
+                items[at].count += 1
+            } else {
+                items.append(ItemCount(kind: item.kind, outcome: outcome, code: code, count: 1))
+            }
+        }
+        items.sort { ($0.kind, $0.outcome, $0.code?.rawValue ?? "") < ($1.kind, $1.outcome, $1.code?.rawValue ?? "") }
+    }
+
+    fileprivate func write(to text: inout PrometheusText) {
+        text.family("scheduler_ticks_total", .counter, "Scheduler ticks, by whether they completed or threw.")
+        text.sample("scheduler_ticks_total", ["outcome": "completed"], Double(ticksCompleted))
+        text.sample("scheduler_ticks_total", ["outcome": "failed"], Double(ticksFailed))
+        text.family("scheduler_tick_duration_seconds", .histogram, "Time of each scheduler tick.")
+        text.histogram("scheduler_tick_duration_seconds", [:], durations)
+        text.family(
+            "scheduler_last_completed_tick_timestamp_seconds", .gauge,
+            "The engine clock at the last completed tick, in seconds since 1970 (0 before one).")
+        text.sample(
+            "scheduler_last_completed_tick_timestamp_seconds", [:], lastCompletedAt?.timeIntervalSince1970 ?? 0)
+        text.family(
+            "scheduler_items_total", .counter, "Due work a tick handled, by kind, outcome and catalogue code.")
+        for item in items {
+            text.sample(
+                "scheduler_items_total",
+                ["kind": item.kind, "outcome": item.outcome, "code": item.code?.rawValue ?? ""],
+                Double(item.count))
+        }
+        text.family(
+            "scheduler_memberships_refreshed_total", .counter, "Relative-date segment memberships re-evaluated.")
+        text.sample("scheduler_memberships_refreshed_total", [:], Double(membershipsRefreshed))
+        text.family(
+            "idempotency_records_pruned_total", .counter, "Idempotency records deleted past their retention.")
+        text.sample("idempotency_records_pruned_total", [:], Double(idempotencyRecordsPruned))
     }
 }
 
@@ -252,6 +356,22 @@ final class RequestMetrics: Sendable {
     }
 }
 
+/// The engine's scheduler counters (``SchedulerMetrics``): one lock a tick.
+final class TickMetrics: Sendable {
+    private let state = Mutex(SchedulerMetrics())
+
+    /// Counts a tick that ended after `took`: its report, or nil when it threw.
+    func count(_ report: TickReport?, took: Duration) {
+        state.withLock { metrics in
+            metrics.durations.record(took)
+            if let report { metrics.add(report) } else { metrics.ticksFailed += 1 }
+        }
+    }
+
+    /// The counts now.
+    var snapshot: SchedulerMetrics { state.withLock { $0 } }
+}
+
 extension CampaignEngine {
     /// The engine's metrics now: its request counts and durations since it opened, the writer's
     /// figures, and the log's head, each read model's checkpoint and the map's use as stored.
@@ -266,6 +386,6 @@ extension CampaignEngine {
             store: store.statistics, head: head,
             projections: projections, usage: try store.usage(),
             maximumMapSize: configuration.storeOptions.maximumMapSize, eventsFoldedByLoads: eventsFoldedByLoads,
-            writesRefused: store.writesRefused, rateLimitShared: rateLimiter.isShared)
+            writesRefused: store.writesRefused, rateLimitShared: rateLimiter.isShared, scheduler: tickMetrics.snapshot)
     }
 }

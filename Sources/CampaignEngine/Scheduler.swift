@@ -81,6 +81,19 @@ extension CampaignEngine {
     public func tick(
         now requested: Date? = nil, tenant: String? = nil, requestId: String = "tick"
     ) async throws -> TickReport {
+        let started = ContinuousClock.now
+        do {
+            let report = try await runTick(now: requested, tenant: tenant, requestId: requestId)
+            tickMetrics.count(report, took: .now - started)
+            return report
+        } catch {
+            tickMetrics.count(nil, took: .now - started)
+            throw error
+        }
+    }
+
+    /// ``tick(now:tenant:requestId:)`` without its counting in the metrics.
+    private func runTick(now requested: Date?, tenant: String?, requestId: String) async throws -> TickReport {
         if let requested {
             let current = currentTime
             let moved = (configuration.clock as? ManualClock)?.moveForward(to: requested) != nil

@@ -156,6 +156,66 @@ import Testing
             #expect(!text.contains(secret), "\(secret) leaked into the metrics")
         }
     }
+
+    /// A host that runs ticks from a timer alerts on them: each tick is counted, completed or
+    /// failed, with its items by kind, outcome and code, and the engine time of the last one.
+    @Test func schedulerTicksAreCountedWithTheirItems() async throws {
+        let t = try TestEngine()
+        let segment = #"{"segmentId":"seg_1","name":"All","rules":{"all":[{"field":"email","operator":"exists"}]}}"#
+        #expect(await t.command("segment.create", segment).status == 201)
+        let campaign =
+            #"{"campaignId":"cmp_1","name":"Ticked","channel":"sms","segmentId":"seg_1","content":{"body":"Hi"}}"#
+        #expect(await t.command("campaign.create", campaign).status == 201)
+        let sendAt = #"{"campaignId":"cmp_1","sendAt":"2026-11-21T11:00:00Z"}"#
+        #expect(await t.command("campaign.schedule", sendAt).status == 201)
+        let connect =
+            #"{"connectionId":"con_x","platform":"x","accountId":"acct_x","credentialRef":"vault://x","#
+            + #""expiresAt":"2027-01-01T00:00:00Z"}"#
+        #expect(await t.command("social.connect", connect).status == 201)
+        t.publisher.enqueue([.published(platformPostId: "p1", url: "https://x.example/p1")], forAccount: "acct_x")
+        t.publisher.enqueue([.rejected(reason: "not allowed")], forAccount: "acct_x")
+        for id in ["pst_1", "pst_2"] {
+            let post = #"{"postId":"\#(id)","connectionIds":["con_x"],"text":"Hello \#(id)"}"#
+            #expect(await t.command("post.create", post).status == 201)
+            let at = #"{"postId":"\#(id)","publishAt":"2026-11-21T11:30:00Z"}"#
+            #expect(await t.command("post.schedule", at).status == 201)
+        }
+        #expect(try t.engine.metrics().scheduler == SchedulerMetrics())
+
+        _ = try await t.engine.tick(now: Timestamp.parse("2026-11-21T10:30:00Z")!)
+        let due = Timestamp.parse("2026-11-21T12:00:00Z")!
+        let report = try await t.engine.tick(now: due)
+        #expect(report.items.count == 3, "\(report.items)")
+        await #expect(throws: CampaignError.self) { try await t.engine.tick(now: testStart) }
+        #expect(await t.command("system.tick", "{}").status == 200)
+
+        let metrics = try t.engine.metrics().scheduler
+        typealias Count = SchedulerMetrics.ItemCount
+        #expect(metrics.ticksCompleted == 3 && metrics.ticksFailed == 1)
+        #expect(metrics.durations.count == 4)
+        #expect(metrics.lastCompletedAt == due)
+        #expect(
+            metrics.items == [
+                Count(kind: "campaign", outcome: "activated", code: nil, count: 1),
+                Count(kind: "post", outcome: "failed", code: .contentRejected, count: 1),
+                Count(kind: "post", outcome: "published", code: nil, count: 1),
+            ])
+        #expect(metrics.count("post") == 2 && metrics.count("post", outcome: "published") == 1)
+        let text = try t.engine.metrics().prometheusText()
+        for line in [
+            #"campaign_scheduler_ticks_total{outcome="completed"} 3"#,
+            #"campaign_scheduler_ticks_total{outcome="failed"} 1"#,
+            #"campaign_scheduler_tick_duration_seconds_count 4"#,
+            "campaign_scheduler_last_completed_tick_timestamp_seconds \(Int(due.timeIntervalSince1970))",
+            #"campaign_scheduler_items_total{code="",kind="campaign",outcome="activated"} 1"#,
+            #"campaign_scheduler_items_total{code="CONTENT_REJECTED",kind="post",outcome="failed"} 1"#,
+            #"campaign_scheduler_items_total{code="",kind="post",outcome="published"} 1"#,
+            "campaign_scheduler_memberships_refreshed_total 0",
+            "campaign_idempotency_records_pruned_total 0",
+        ] {
+            #expect(text.contains(line + "\n"), "\(line)")
+        }
+    }
 }
 
 @Suite struct ApplyMetricsFileTests {
