@@ -79,7 +79,7 @@ public enum CLI {
                 ExportCommand.help,
                 [
                     "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
-                    "subject-prefix", "replicas", "retry-for", "auth-file",
+                    "subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every",
                 ],
                 ["follow"],
                 ExportCommand.run
@@ -230,21 +230,11 @@ enum ApplyCommand {
             }
             concurrency = value
         }
-        var metricsEvery = Duration.seconds(10)
-        if let given = arguments.options["metrics-every"] {
-            guard arguments.options["metrics"] != nil else {
-                throw CLI.usage("--metrics-every goes with --metrics FILE")
-            }
-            guard let value = Int(given), (1...3600).contains(value) else {
-                throw CLI.usage("--metrics-every takes a whole number of seconds from 1 to 3600")
-            }
-            metricsEvery = .seconds(value)
-        }
-        if let path = arguments.options["metrics"] { try MetricsFile.checkDirectory(of: path) }
+        let metricsOptions = try MetricsFile.options(arguments)
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
-        let metrics = try arguments.options["metrics"].map {
-            try MetricsFile(path: $0, engine: engine, every: metricsEvery)
+        let metrics = try metricsOptions.map {
+            try MetricsFile(path: $0.path, every: $0.every) { try engine.metrics().prometheusText() }
         }
         // Before the engine closes (defers run last first): the last write reads the open store.
         defer { metrics?.stop() }

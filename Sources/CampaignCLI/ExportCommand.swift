@@ -14,6 +14,7 @@ enum ExportCommand {
                campaign export --to nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,nats://…] --stream NAME
                                [--subject-prefix campaign] [--replicas N] [--consumer NAME] [--follow]
                                [--retry-for SECONDS] [--auth-file FILE] [--data DIR]
+                               [--metrics FILE [--metrics-every SECONDS]]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -34,6 +35,10 @@ enum ExportCommand {
         failed, it stops retrying and exits 1 (default: 300 without --follow; with --follow it
         retries for ever unless given; 0 gives up at the first failure).
         As it ends, it prints how many events the run relayed and where the consumer stands.
+        --metrics FILE writes the relay's metrics in Prometheus's text format (README, "Metrics":
+        connected, publishes and acknowledgements, their latency, the lag behind the log), labelled
+        with the consumer, when it starts, every --metrics-every seconds (1–3600, default 10) and as
+        it ends, each time whole (a temporary file renamed over FILE).
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
 
@@ -152,11 +157,18 @@ enum ExportCommand {
             if options["consumer"] == nil, EventStore.consumerNameProblem(consumer) != nil {
                 throw CLI.usage("the stream name makes no consumer name (nats-\(name)); give --consumer NAME")
             }
+            let metricsOptions = try MetricsFile.options(arguments)
             let store = try CLI.openStore(arguments, readOnly: false)
             defer { store.close() }
+            let metrics = RelayMetrics(store: store, consumer: consumer)
+            let file = try metricsOptions.map {
+                try MetricsFile(path: $0.path, every: $0.every) { try metrics.prometheusText() }
+            }
+            // Before the store closes (defers run last first): the last write reads the open store.
+            defer { file?.stop() }
             var relay = Relay(
                 store: store, storeId: try store.storeId(), endpoints: endpoints, stream: name, prefix: prefix,
-                consumer: consumer, follow: follow, console: console)
+                consumer: consumer, follow: follow, console: console, metrics: metrics)
             relay.replicas = replicas
             relay.retryFor = retryFor
             relay.authFile = options["auth-file"]
@@ -169,7 +181,8 @@ enum ExportCommand {
         let (filter, limit) = try ReplayCommand.Filter.parse(options)
         let consumer = try consumerName(options)
         let follow = arguments.flags.contains("follow")
-        for option in ["subject-prefix", "replicas", "retry-for", "auth-file"] where options[option] != nil {
+        for option in ["subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every"]
+        where options[option] != nil {
             throw CLI.usage("--\(option) goes with --to nats://…")
         }
 

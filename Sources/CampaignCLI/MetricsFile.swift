@@ -2,27 +2,30 @@ import CampaignEngine
 import Foundation
 import Synchronization
 
-/// `campaign apply --metrics FILE`: the engine's metrics (``EngineMetrics/prometheusText(prefix:)``)
-/// written to FILE at an interval and once more as the run ends, so a host that drives `apply` as a
-/// co-process, and cannot call ``CampaignEngine/metrics()``, still exports them: node_exporter's
-/// textfile collector reads `*.prom` files from a directory, and a sidecar may serve the file.
+/// `--metrics FILE`: metrics in Prometheus's text format written to FILE at an interval and once
+/// more as the run ends. `campaign apply` writes the engine's (``EngineMetrics/prometheusText(prefix:)``),
+/// so a host that drives it as a co-process, and cannot call ``CampaignEngine/metrics()``, still
+/// exports them; the relay (`export --to nats://… --follow`) writes its own (``RelayMetrics``).
+/// node_exporter's textfile collector reads `*.prom` files from a directory, and a sidecar may
+/// serve the file.
 ///
 /// Each write is whole: the text goes to a temporary file beside FILE, which is then renamed over
 /// it, so a reader never sees half a file. A write that fails during the run (a full disk) is tried
 /// again at the next interval; only the first, before any request is read, ends the run.
 final class MetricsFile: Sendable {
     let path: String
-    private let engine: CampaignEngine
+    private let text: @Sendable () throws -> String
     private let task = Mutex<Task<Void, Never>?>(nil)
     /// Held for each write, and true once ``stop()`` made the last one: the interval's write and
     /// the last may overlap, both go through the same temporary file, and no write may start after
     /// the last (the process may end in the middle of it and leave the temporary file).
     private let writing = Mutex(false)
 
-    /// Writes FILE once (throwing a usage error when it cannot be written there), then every `every`.
-    init(path: String, engine: CampaignEngine, every: Duration) throws {
+    /// Writes FILE once (throwing a usage error when it cannot be written there), then every `every`,
+    /// each time with what `text` returns then.
+    init(path: String, every: Duration, text: @escaping @Sendable () throws -> String) throws {
         self.path = path
-        self.engine = engine
+        self.text = text
         do {
             try write()
         } catch {
@@ -37,9 +40,26 @@ final class MetricsFile: Sendable {
         task.withLock { $0 = loop }
     }
 
-    /// Throws a usage error unless the folder `path` names holds FILE's place: checked before the
-    /// engine opens, so a mistyped path creates no store.
-    static func checkDirectory(of path: String) throws {
+    /// `--metrics FILE` and `--metrics-every SECONDS` (1–3600, default 10), checked before any
+    /// store opens, so a mistyped path creates none; nil without `--metrics`.
+    static func options(_ arguments: Arguments) throws -> (path: String, every: Duration)? {
+        var every = Duration.seconds(10)
+        if let given = arguments.options["metrics-every"] {
+            guard arguments.options["metrics"] != nil else {
+                throw CLI.usage("--metrics-every goes with --metrics FILE")
+            }
+            guard let value = Int(given), (1...3600).contains(value) else {
+                throw CLI.usage("--metrics-every takes a whole number of seconds from 1 to 3600")
+            }
+            every = .seconds(value)
+        }
+        guard let path = arguments.options["metrics"] else { return nil }
+        try checkDirectory(of: path)
+        return (path, every)
+    }
+
+    /// Throws a usage error unless the folder `path` names holds FILE's place.
+    private static func checkDirectory(of path: String) throws {
         var isDirectory: ObjCBool = false
         guard !path.isEmpty, !path.hasSuffix("/"),
             !(FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
@@ -61,7 +81,7 @@ final class MetricsFile: Sendable {
     }
 
     private func writeNow() throws {
-        let text = try engine.metrics().prometheusText()
+        let text = try self.text()
         // Beside FILE, so the rename stays within one file system; named for this process, so two
         // runs given one FILE never write into each other's temporary file.
         let temporary = path + ".\(getpid()).tmp"

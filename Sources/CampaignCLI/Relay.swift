@@ -38,6 +38,8 @@ struct Relay {
     let consumer: String
     let follow: Bool
     let console: any Console
+    /// What the relay does, counted for `--metrics` (counted whether or not a file is written).
+    let metrics: RelayMetrics
 
     /// Publishes in flight at most.
     static let window = 256
@@ -92,6 +94,7 @@ struct Relay {
             do {
                 // Each attempt starts with the next server: a cluster member that went away is
                 // skipped on the retry.
+                defer { metrics.disconnected() }
                 try await relayOnce(stop, endpoint: endpoint(attempt)) {
                     connected = true
                     authFileTaken = authFileTaken || fromAuthFile
@@ -124,6 +127,7 @@ struct Relay {
                             + "(--retry-for); consumer \(consumer) at \(Format.count(through))")
                     return .failure
                 }
+                metrics.retried()
                 let renewal = waitForRenewal ? "; waiting for renewed credentials in \(authFile ?? "")" : ""
                 console.err("relay: \(error)\(renewal); retrying in \(String(format: "%.1f", backoff)) s")
                 try? await Task.sleep(for: .seconds(backoff))
@@ -170,6 +174,7 @@ struct Relay {
         }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
         let acks = AckWindow(first: subscription.firstPosition)
+        metrics.connected(acks)
         let checkpoint = Checkpoint(subscription, acks)
         let publishing = Task { try await publish(subscription, jetStream, acks, checkpoint, stop) }
         acks.onFailure = { publishing.cancel() }
@@ -212,6 +217,7 @@ struct Relay {
             // before either goes out, so a fast acknowledgement cannot pass the position early.
             let due = try keptCheckpoints.due(through: position)
             acks.sent(position, publishes: 1 + due.count)
+            metrics.published(checkpoints: due.count)
             try publish(jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position)
             for kept in due {
                 try publish(
@@ -237,11 +243,15 @@ struct Relay {
         _ jetStream: JetStream, _ acks: AckWindow, _ subject: String, id: String, _ body: [UInt8],
         for position: UInt64
     ) throws {
+        let sent = ContinuousClock.now
+        let metrics = self.metrics
         do {
             try jetStream.publish(subject, id: id, payload: body) { result in
+                metrics.answered(acknowledged: (try? result.get()) != nil, took: .now - sent)
                 acks.finished(position, result.map { _ in () })
             }
         } catch {
+            metrics.answered(acknowledged: false, took: .now - sent)
             acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
             throw error
         }

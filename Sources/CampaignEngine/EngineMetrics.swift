@@ -232,7 +232,7 @@ public struct SchedulerMetrics: Sendable, Equatable {
         items.sort { ($0.kind, $0.outcome, $0.code?.rawValue ?? "") < ($1.kind, $1.outcome, $1.code?.rawValue ?? "") }
     }
 
-    fileprivate func write(to text: inout PrometheusText) {
+    func write(to text: inout PrometheusText) {
         text.family("scheduler_ticks_total", .counter, "Scheduler ticks, by whether they completed or threw.")
         text.sample("scheduler_ticks_total", ["outcome": "completed"], Double(ticksCompleted))
         text.sample("scheduler_ticks_total", ["outcome": "failed"], Double(ticksFailed))
@@ -260,21 +260,35 @@ public struct SchedulerMetrics: Sendable, Equatable {
     }
 }
 
-/// Builds Prometheus's text format: a `# HELP` and `# TYPE` line per family, then its samples.
-private struct PrometheusText {
-    enum Kind: String {
-        case counter, gauge, histogram
+/// Builds Prometheus's text format (0.0.4): a `# HELP` and `# TYPE` line per family, then its
+/// samples. ``EngineMetrics/prometheusText(prefix:)`` uses it, and so may a tool that exports
+/// figures of its own (the relay's `--metrics` file).
+public struct PrometheusText: Sendable {
+    /// A family's type.
+    public enum Kind: String, Sendable {
+        /// Only grows (from zero when the process starts).
+        case counter
+        /// Goes up and down.
+        case gauge
+        /// Cumulative buckets, a sum and a count.
+        case histogram
     }
 
-    let prefix: String
-    var output = ""
+    /// What each family's name starts with, before an underscore (`campaign`).
+    public let prefix: String
+    /// The text so far.
+    public private(set) var output = ""
 
-    mutating func family(_ name: String, _ kind: Kind, _ help: String) {
+    /// An empty text whose families' names start with `prefix` and an underscore.
+    public init(prefix: String) { self.prefix = prefix }
+
+    /// Starts a family: its help text (one line) and its type.
+    public mutating func family(_ name: String, _ kind: Kind, _ help: String) {
         output += "# HELP \(prefix)_\(name) \(help)\n# TYPE \(prefix)_\(name) \(kind.rawValue)\n"
     }
 
     /// One sample; labels in name order, so the text is the same from one scrape to the next.
-    mutating func sample(_ name: String, _ labels: [String: String], _ value: Double) {
+    public mutating func sample(_ name: String, _ labels: [String: String], _ value: Double) {
         output += "\(prefix)_\(name)"
         if !labels.isEmpty {
             let pairs = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escaped($0.value))\"" }
@@ -284,7 +298,7 @@ private struct PrometheusText {
     }
 
     /// A histogram's `_bucket` samples (cumulative, `le` ascending, then `+Inf`), `_sum` and `_count`.
-    mutating func histogram(_ name: String, _ labels: [String: String], _ histogram: DurationHistogram) {
+    public mutating func histogram(_ name: String, _ labels: [String: String], _ histogram: DurationHistogram) {
         let cumulative = histogram.cumulativeCounts
         for (index, count) in cumulative.enumerated() {
             var bucket = labels

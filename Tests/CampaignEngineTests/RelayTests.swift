@@ -156,12 +156,22 @@ import Testing
         // The first server owns the JetStream directory the second one reopens.
         let first = try LocalNATSServer()
         let (directory, log, storeId) = try await demoStore(contacts: 3_000)
+        let metricsFile = directory.path + "/relay.prom"
         let relay = try startProduct(
-            "campaign", ["export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow"])
+            "campaign",
+            [
+                "export", "--data", directory.path, "--to", first.url, "--stream", "CAMPAIGN", "--follow",
+                "--metrics", metricsFile, "--metrics-every", "1",
+            ])
         try await waitUntil("500 events relayed", limit: .seconds(60), every: .milliseconds(20)) {
             await messages(first, "CAMPAIGN") >= 500
         }
         first.stop()
+        // The file says the relay lost its server while it is away.
+        try await waitUntil("the metrics show the relay disconnected", limit: .seconds(20)) {
+            let text = (try? String(contentsOfFile: metricsFile, encoding: .utf8)) ?? ""
+            return relayMetric(text, "connected") == 0 && (relayMetric(text, "retries_total") ?? 0) >= 1
+        }
         try await Task.sleep(for: .milliseconds(500))
         let server = try LocalNATSServer(port: first.port, storeDirectory: first.storePath)
         defer { withExtendedLifetime(first) { server.stop() } }
@@ -179,6 +189,21 @@ import Testing
         relay.terminate()
         #expect(await relay.waitForExit() == .exited(0))
         try await expectStreamHolds(log, storeId: storeId, server, "CAMPAIGN")
+        // Its last metrics: two connections, the whole log acknowledged and stored, nothing behind.
+        let text = try String(contentsOfFile: metricsFile, encoding: .utf8)
+        let count = Double(log.count)
+        #expect(relayMetric(text, "connected") == 0)
+        #expect(relayMetric(text, "connections_total") == 2, "\(text)")
+        #expect((relayMetric(text, "retries_total") ?? 0) >= 1)
+        #expect(relayMetric(text, "acknowledged_position") == count)
+        #expect(relayMetric(text, "checkpoint_position") == count)
+        #expect(relayMetric(text, "log_head_position") == count && relayMetric(text, "lag_events") == 0)
+        let acknowledged = relayMetric(text, "messages_acknowledged_total") ?? 0
+        let published = relayMetric(text, "messages_published_total", #",kind="event""#) ?? 0
+        // Publishes in flight when the server went away were sent again after it came back.
+        #expect(acknowledged >= count && published >= acknowledged, "\(text)")
+        #expect(relayMetric(text, "acknowledgement_duration_seconds_count") == acknowledged)
+        #expect((relayMetric(text, "last_acknowledgement_timestamp_seconds") ?? 0) > Date().timeIntervalSince1970 - 120)
         var options = StoreOptions()
         options.readOnly = true
         let store = try EventStore(path: directory.path, options: options)
@@ -432,7 +457,7 @@ import Testing
     }
 
     @Test func aRelayThatCannotReachItsBrokerGivesUpAfterRetryFor() async throws {
-        let (directory, _, _) = try await demoStore()
+        let (directory, log, _) = try await demoStore()
         // A port nothing listens on: a server started and stopped.
         let gone = try LocalNATSServer()
         gone.stop()
@@ -448,7 +473,27 @@ import Testing
             #expect(try await campaign(relayTo + bad).status == 64)
         }
         #expect(try await campaign(["export", "--data", directory.path, "--retry-for", "5"]).status == 64)
+        // Its metrics file says it never connected, and how far behind it is.
+        let metricsFile = directory.path + "/relay.prom"
+        let failed = try await campaign(relayTo + ["--retry-for", "1", "--metrics", metricsFile])
+        #expect(failed.status == 1)
+        let text = try String(contentsOfFile: metricsFile, encoding: .utf8)
+        #expect(relayMetric(text, "connected", consumer: "nats-S") == 0)
+        #expect(relayMetric(text, "connections_total", consumer: "nats-S") == 0)
+        #expect((relayMetric(text, "retries_total", consumer: "nats-S") ?? 0) >= 1)
+        #expect(relayMetric(text, "lag_events", consumer: "nats-S") == Double(log.count))
+        // --metrics goes with the relay (or apply), and --metrics-every with --metrics.
+        #expect(try await campaign(["export", "--data", directory.path, "--metrics", metricsFile]).status == 64)
+        #expect(try await campaign(relayTo + ["--metrics-every", "5"]).status == 64)
+        #expect(try await campaign(relayTo + ["--metrics", directory.path]).status == 64)
     }
+}
+
+/// The value of the relay's family `name` (after `campaign_relay_`) for `consumer` in a metrics
+/// file's text, with `more` labels after the consumer's; nil when it has no such sample.
+func relayMetric(_ text: String, _ name: String, _ more: String = "", consumer: String = "nats-CAMPAIGN") -> Double? {
+    let start = "campaign_relay_\(name){consumer=\"\(consumer)\"\(more)} "
+    return text.split(separator: "\n").first { $0.hasPrefix(start) }.flatMap { Double($0.dropFirst(start.count)) }
 }
 
 /// Whether python3 can import nats-py (the optional consumer outside the project).
