@@ -151,6 +151,9 @@ public final class CampaignEngine: Sendable {
     let catchUpKeeper: CatchUpKeeper?
     /// When a tick last deleted expired idempotency records (engine clock), if one has.
     let idempotencyPruned = Mutex<Date?>(nil)
+    /// The engine clock when the engine opened (``health(_:)``'s scheduler check counts from it
+    /// until a tick completes).
+    let openedAt: Date
 
     /// The read models the engine keeps.
     public static func standardProjections() -> [any Projection] {
@@ -186,6 +189,7 @@ public final class CampaignEngine: Sendable {
             throw error
         }
         self.configuration = configuration
+        openedAt = configuration.clock.now()
         cache = AggregateCache(capacity: configuration.aggregateCacheCapacity)
         rateLimiter = RateLimiter(
             limit: configuration.rateLimit, window: configuration.rateLimitWindow,

@@ -1,0 +1,110 @@
+import CampaignDomain
+import CampaignEngine
+import EventStore
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+/// `engine.health()`: each check past its threshold, and nothing when none is.
+@Suite struct HealthTests {
+    @Test func aFreshEngineIsHealthy() async throws {
+        let t = try TestEngine()
+        #expect(await t.command("campaign.create", #"{"name":"Healthy","channel":"email"}"#).status == 201)
+        let health = t.engine.health()
+        #expect(health.status == .ok && health.problems.isEmpty && health.httpStatus == 200)
+        #expect(health.json == #"{"problems":[],"status":"ok"}"#)
+    }
+
+    @Test func aCatchUpReadModelFarBehindDegradesTheEngine() async throws {
+        var configuration = EngineConfiguration()
+        configuration.catchUp = nil
+        let t = try TestEngine(configuration: configuration)
+        for n in 1...3 {
+            #expect(await t.command("campaign.create", #"{"name":"Behind \#(n)","channel":"email"}"#).status == 201)
+        }
+        #expect(t.engine.health(HealthThresholds(maximumLag: 3)).status == .ok)
+        let health = t.engine.health(HealthThresholds(maximumLag: 2))
+        #expect(health.status == .degraded && health.httpStatus == 200)
+        #expect(
+            health.problems == [
+                .init(check: "projection-lag", status: .degraded, detail: "segments is 3 events behind the log"),
+                .init(check: "projection-lag", status: .degraded, detail: "audit is 3 events behind the log"),
+            ])
+        try await t.engine.projections.catchUpOnWriter()
+        #expect(t.engine.health(HealthThresholds(maximumLag: 2)).status == .ok)
+    }
+
+    @Test func aNearlyFullMapOrDiskDegradesTheEngine() throws {
+        let t = try TestEngine()
+        let map = t.engine.health(HealthThresholds(maximumMapUse: 0))
+        #expect(map.problems.map(\.check) == ["map-use"] && map.status == .degraded)
+        #expect(map.problems.first?.detail.hasSuffix("MiB (0%)") == true, "\(map.problems)")
+        let disk = t.engine.health(HealthThresholds(minimumFreeDisk: .max))
+        #expect(disk.problems.map(\.check) == ["disk-space"] && disk.status == .degraded)
+        #expect(disk.problems.first?.detail.hasSuffix("MiB free on the store's file system") == true)
+    }
+
+    /// A store whose head record fails to verify refuses appends: a load balancer must stop sending
+    /// it writes.
+    @Test func aStoreThatRefusesAppendsIsFailing() async throws {
+        let directory = TemporaryDirectory()
+        do {
+            let t = try TestEngine(on: directory)
+            let payload = #"{"campaignId":"cmp_1","name":"Tampered-with name","channel":"email"}"#
+            #expect(await t.command("campaign.create", payload).status == 201)
+        }
+        try flipEveryCopy(of: "Tampered-with", in: directory.path)
+        let t = try TestEngine(on: directory)
+        let health = t.engine.health()
+        #expect(health.status == .failing && health.httpStatus == 503)
+        #expect(health.problems.map(\.check) == ["writes-refused"])
+        #expect(health.problems.first?.detail.contains("head record (position 1)") == true)
+        #expect(health.json.hasSuffix(#""status":"failing"}"#))
+    }
+
+    /// A flush that hangs holds every append behind it and completes nothing: the writer's time on
+    /// its current job shows it.
+    @Test func aWriterHeldTooLongIsFailing() async throws {
+        let t = try TestEngine()
+        let released = Atomic(false)
+        let held = Task {
+            try await t.engine.eventStore.perform { _ in
+                let deadline = Date().addingTimeInterval(60)
+                while !released.load(ordering: .acquiring) && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            }
+        }
+        let thresholds = HealthThresholds(maximumWriterBusy: .milliseconds(100))
+        try await waitUntil("the writer held past the threshold") { t.engine.health(thresholds).status == .failing }
+        #expect(t.engine.health(thresholds).problems.map(\.check) == ["writer-busy"])
+        released.store(true, ordering: .releasing)
+        try await held.value
+        try await waitUntil("the writer free again") { t.engine.health(thresholds).status == .ok }
+    }
+
+    /// A host that ticks from a timer learns when the timer stopped: the engine clock passing the
+    /// interval without a completed tick, counted from the engine's opening until the first.
+    @Test func ticksThatStopDegradeTheEngineWhenAskedFor() async throws {
+        let t = try TestEngine()
+        let thresholds = HealthThresholds(maximumTickInterval: .seconds(60))
+        #expect(t.engine.health(thresholds).status == .ok)
+        t.clock.advance(by: 61)
+        #expect(
+            t.engine.health(thresholds).problems == [
+                .init(
+                    check: "scheduler-late", status: .degraded,
+                    detail: "no scheduler tick completed for 61 s since the engine opened")
+            ])
+        #expect(t.engine.health().status == .ok, "no interval asked for, no check")
+        _ = try await t.engine.tick()
+        #expect(t.engine.health(thresholds).status == .ok)
+        t.clock.advance(by: 90)
+        #expect(
+            t.engine.health(thresholds).problems.map(\.detail) == [
+                "no scheduler tick completed for 90 s since the last one"
+            ])
+        // A tick that throws does not count as completed.
+        await #expect(throws: CampaignError.self) { try await t.engine.tick(now: testStart) }
+        #expect(t.engine.health(thresholds).status == .degraded)
+    }
+}
