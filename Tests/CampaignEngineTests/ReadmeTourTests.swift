@@ -66,6 +66,9 @@ import Testing
         #expect(try #require(metrics.store.appendTransactionDurations.quantileBound(0.99)) > 0)
         let exposition = metrics.prometheusText()
         #expect(exposition.contains(#"campaign_requests_total{code="",name="campaign.create",status="201"} 1"#))
+        #expect(metrics.scheduler.ticksCompleted == 1)
+        let health = engine.health(HealthThresholds(maximumTickInterval: .seconds(300)))
+        #expect(health.httpStatus == 200 && health.json == #"{"problems":[],"status":"ok"}"#)
 
         // The change feed, from the first event; the tour's loop runs forever, this one stops at one.
         let feed = try engine.subscribe(consumer: "analytics")
