@@ -124,7 +124,9 @@ final class SharedRateWindows: @unchecked Sendable {
         case granted(count: Int)
         /// The tenant has spent its budget in this window.
         case refused
-        /// No slot could take the tenant: count it elsewhere.
+        /// No slot could take the tenant (each probed slot is another tenant's in this window or a
+        /// later one, or the tenant's own slot is in a later window, by the clock of a process ahead
+        /// of this one's): count it elsewhere.
         case noRoom
     }
 
@@ -138,7 +140,13 @@ final class SharedRateWindows: @unchecked Sendable {
         let cap = UInt32(clamping: limit)
         while true {
             let current = csc_load(state)
-            let count = UInt32(truncatingIfNeeded: current >> 32) == window ? UInt32(truncatingIfNeeded: current) : 0
+            let held = UInt32(truncatingIfNeeded: current >> 32)
+            // A slot's window only moves forward: one later than this process's is another process's,
+            // whose clock is ahead (`apply --now` in the past beside a host on the system clock).
+            // Resetting it would reset that process's count at each of this one's requests, and
+            // each of its requests reset this one's: both would grant without a limit.
+            guard held <= window else { return .noRoom }
+            let count = held == window ? UInt32(truncatingIfNeeded: current) : 0
             guard count < cap else { return .refused }
             if csc_replace_if(state, current, UInt64(window) << 32 | UInt64(count + 1)) {
                 return .granted(count: Int(count + 1))
@@ -147,7 +155,8 @@ final class SharedRateWindows: @unchecked Sendable {
     }
 
     /// The tenant's slot: the one holding its key among its probes, else an empty one it claims,
-    /// else one whose window is over; nil when every probed slot is another tenant's, this window.
+    /// else one whose window is over (earlier than `window`); nil when every probed slot is another
+    /// tenant's, in this window or a later one.
     private func slot(for key: UInt64, window: UInt32) -> Int? {
         let start = Int(key % UInt64(slotCount))
         var over: (slot: Int, key: UInt64)?
@@ -161,7 +170,7 @@ final class SharedRateWindows: @unchecked Sendable {
                 held = csc_load(word)
             }
             if held == key { return slot }
-            if over == nil, UInt32(truncatingIfNeeded: csc_load(word + 1) >> 32) != window { over = (slot, held) }
+            if over == nil, UInt32(truncatingIfNeeded: csc_load(word + 1) >> 32) < window { over = (slot, held) }
         }
         guard let over else { return nil }
         let word = base + Self.headerWords + 2 * over.slot

@@ -78,6 +78,37 @@ import Testing
         #expect(two.take("acme", window: 1, limit: 3) == .refused)
     }
 
+    /// Processes whose clocks disagree (`apply --now` in the past beside a host on the system
+    /// clock) each keep a limit, instead of resetting each other's window at every request (both
+    /// granting without one): a slot's window only moves forward, and the process behind counts in
+    /// itself.
+    @Test func aProcessWhoseClockIsBehindLeavesTheLaterWindowAlone() throws {
+        let directory = TemporaryDirectory()
+        let ahead = try #require(SharedRateWindows(directory: directory.path))
+        let behind = try #require(SharedRateWindows(directory: directory.path))
+        #expect(ahead.take("acme", window: 100, limit: 3) == .granted(count: 1))
+        #expect(behind.take("acme", window: 99, limit: 3) == .noRoom)
+        #expect(ahead.take("acme", window: 100, limit: 3) == .granted(count: 2))
+        #expect(behind.take("acme", window: 99, limit: 3) == .noRoom)
+        #expect(ahead.take("acme", window: 100, limit: 3) == .granted(count: 3))
+        #expect(ahead.take("acme", window: 100, limit: 3) == .refused)
+        // Once the process behind reaches a later window, the slot is its.
+        #expect(behind.take("acme", window: 101, limit: 3) == .granted(count: 1))
+        // Nor is another tenant's slot in a later window taken as over.
+        let full = TemporaryDirectory()
+        let one = try #require(SharedRateWindows(directory: full.path, slotCount: 1, probes: 1))
+        #expect(one.take("t1", window: 10, limit: 2) == .granted(count: 1))
+        #expect(one.take("t2", window: 9, limit: 2) == .noRoom)
+        #expect(one.take("t1", window: 10, limit: 2) == .granted(count: 2))
+        #expect(one.take("t2", window: 11, limit: 2) == .granted(count: 1))
+        // The engine behind counts in its process, to the same limit.
+        let limiter = RateLimiter(limit: 2, window: 60, shared: behind)
+        let now = Date(timeIntervalSince1970: 99 * 60 + 1)
+        try limiter.take(tenant: "acme", now: now)
+        try limiter.take(tenant: "acme", now: now)
+        #expect(throws: CampaignError.self) { try limiter.take(tenant: "acme", now: now) }
+    }
+
     /// A process configured with 10 s windows and one with 60 s windows count apart, instead of
     /// resetting each other's window at every request.
     @Test func windowsOfOtherLengthsCountApart() throws {
