@@ -96,6 +96,7 @@ struct Relay {
                 // skipped on the retry.
                 defer { metrics.disconnected() }
                 try await relayOnce(stop, endpoint: endpoint(attempt)) {
+                    metrics.connected()
                     connected = true
                     authFileTaken = authFileTaken || fromAuthFile
                 }
@@ -174,7 +175,7 @@ struct Relay {
         }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
         let acks = AckWindow(first: subscription.firstPosition)
-        metrics.connected(acks)
+        metrics.relaying(acks)
         let checkpoint = Checkpoint(subscription, acks)
         let publishing = Task { try await publish(subscription, jetStream, acks, checkpoint, stop) }
         acks.onFailure = { publishing.cancel() }

@@ -34,14 +34,16 @@ final class RelayMetrics: Sendable {
         self.consumer = consumer
     }
 
-    /// A connection was made; `window` counts its acknowledgements.
-    func connected(_ window: AckWindow) {
+    /// A connection was made (the server took the relay's credentials, if it asked for any).
+    func connected() {
         state.withLock {
             $0.connected = true
             $0.connections += 1
-            $0.window = window
         }
     }
+
+    /// The relay publishes on the connection now, `window` counting its acknowledgements.
+    func relaying(_ window: AckWindow) { state.withLock { $0.window = window } }
 
     /// The connection ended (the run is over, or it failed).
     func disconnected() { state.withLock { $0.connected = false } }
