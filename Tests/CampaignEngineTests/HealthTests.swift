@@ -48,14 +48,7 @@ import Testing
     /// A store whose head record fails to verify refuses appends: a load balancer must stop sending
     /// it writes.
     @Test func aStoreThatRefusesAppendsIsFailing() async throws {
-        let directory = TemporaryDirectory()
-        do {
-            let t = try TestEngine(on: directory)
-            let payload = #"{"campaignId":"cmp_1","name":"Tampered-with name","channel":"email"}"#
-            #expect(await t.command("campaign.create", payload).status == 201)
-        }
-        try flipEveryCopy(of: "Tampered-with", in: directory.path)
-        let t = try TestEngine(on: directory)
+        let t = try TestEngine(on: try await storeRefusingAppends())
         let health = t.engine.health()
         #expect(health.status == .failing && health.httpStatus == 503)
         #expect(health.problems.map(\.check) == ["writes-refused"])
@@ -67,18 +60,11 @@ import Testing
     /// its current job shows it.
     @Test func aWriterHeldTooLongIsFailing() async throws {
         let t = try TestEngine()
-        let released = Atomic(false)
-        let held = Task {
-            try await t.engine.eventStore.perform { _ in
-                let deadline = Date().addingTimeInterval(60)
-                while !released.load(ordering: .acquiring) && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
-            }
-        }
+        let hold = WriterHold(t.engine)
         let thresholds = HealthThresholds(maximumWriterBusy: .milliseconds(100))
         try await waitUntil("the writer held past the threshold") { t.engine.health(thresholds).status == .failing }
         #expect(t.engine.health(thresholds).problems.map(\.check) == ["writer-busy"])
-        released.store(true, ordering: .releasing)
-        try await held.value
+        try await hold.release()
         try await waitUntil("the writer free again") { t.engine.health(thresholds).status == .ok }
     }
 

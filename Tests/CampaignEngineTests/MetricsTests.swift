@@ -57,6 +57,7 @@ import Testing
         #expect(metrics.maximumMapSize == StoreOptions().maximumMapSize)
         // (The writer may be on a background catch-up batch now: its busy time has a test of its own.)
         #expect(metrics.writesRefused == nil)
+        #expect(metrics.prometheusText().contains("campaign_store_writes_refused 0\n"))
     }
 
     /// A flush that hangs completes no histogram sample: the writer's time on its current
@@ -64,21 +65,14 @@ import Testing
     /// that (a busy machine may delay the test's polling by more than any fixed hold).
     @Test func aWriterHeldByAJobShowsHowLongItHasBeenBusy() async throws {
         let t = try TestEngine()
-        let released = Atomic(false)
-        let held = Task {
-            try await t.engine.eventStore.perform { _ in
-                let deadline = Date().addingTimeInterval(60)
-                while !released.load(ordering: .acquiring) && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
-            }
-        }
+        let hold = WriterHold(t.engine)
         try await waitUntil("the writer busy for 100 ms") {
             try t.engine.metrics().store.writerBusyFor >= .milliseconds(100)
         }
         let busyLine = try t.engine.metrics().prometheusText().split(separator: "\n")
             .first { $0.hasPrefix("campaign_writer_busy_seconds ") }
         #expect((busyLine?.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 0.1)
-        released.store(true, ordering: .releasing)
-        try await held.value
+        try await hold.release()
         // The job's caller resumes before the writer notes the job's end: wait for that, too.
         try await waitUntil("the writer idle") { try t.engine.metrics().store.writerBusyFor == .zero }
         #expect(try t.engine.metrics().prometheusText().contains("campaign_writer_busy_seconds 0\n"))
@@ -87,16 +81,7 @@ import Testing
     /// A store whose head record fails to verify refuses appends until a verify passes: an operator
     /// must learn it from the metrics, not from the first refused command.
     @Test func aStoreThatRefusesAppendsSaysSoInItsMetrics() async throws {
-        let directory = TemporaryDirectory()
-        do {
-            let t = try TestEngine(on: directory)
-            let payload = #"{"campaignId":"cmp_1","name":"Tampered-with name","channel":"email"}"#
-            #expect(await t.command("campaign.create", payload).status == 201)
-            #expect(try t.engine.metrics().prometheusText().contains("campaign_store_writes_refused 0\n"))
-        }
-        // Every copy of the head record loses a bit.
-        try flipEveryCopy(of: "Tampered-with", in: directory.path)
-        let t = try TestEngine(on: directory)
+        let t = try TestEngine(on: try await storeRefusingAppends())
         let metrics = try t.engine.metrics()
         #expect(metrics.writesRefused?.contains("head record (position 1)") == true, "\(metrics.writesRefused ?? "")")
         #expect(metrics.prometheusText().contains("campaign_store_writes_refused 1\n"))

@@ -1,6 +1,7 @@
 import CampaignDomain
 import CampaignEngine
 import Foundation
+import Synchronization
 import TestSupport
 
 let testStart = Timestamp.parse("2026-11-21T10:00:00Z")!
@@ -98,4 +99,45 @@ func flipEveryCopy(of marker: String, in directory: String, at offset: Int = 0, 
         from = found.upperBound
     }
     try bytes.write(to: file)
+}
+
+/// A store whose head record fails to verify (a bit flipped in every copy of it), so an engine that
+/// opens it refuses appends.
+func storeRefusingAppends() async throws -> TemporaryDirectory {
+    let directory = TemporaryDirectory()
+    do {
+        let t = try TestEngine(on: directory)
+        let payload = #"{"campaignId":"cmp_1","name":"Tampered-with name","channel":"email"}"#
+        guard await t.command("campaign.create", payload).status == 201 else {
+            throw CampaignError(.internalError, "the campaign to tamper with was not created")
+        }
+    }
+    try flipEveryCopy(of: "Tampered-with", in: directory.path)
+    return directory
+}
+
+/// A job that holds an engine's writer thread until ``release()`` (or for a minute): a flush that
+/// hangs, as the metrics and the health check see it.
+final class WriterHold: Sendable {
+    private let released = Atomic(false)
+    private let job = Mutex<Task<Void, Error>?>(nil)
+
+    /// Starts the job on `engine`'s writer.
+    init(_ engine: CampaignEngine) {
+        let task = Task {
+            try await engine.eventStore.perform { _ in
+                let deadline = Date().addingTimeInterval(60)
+                while !self.released.load(ordering: .acquiring) && Date() < deadline {
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+            }
+        }
+        job.withLock { $0 = task }
+    }
+
+    /// Ends the job and waits for it.
+    func release() async throws {
+        released.store(true, ordering: .releasing)
+        try await job.withLock { $0 }?.value
+    }
 }
