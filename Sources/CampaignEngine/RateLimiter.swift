@@ -30,7 +30,8 @@ final class RateLimiter: Sendable {
         let number = (now.timeIntervalSince1970 / window).rounded(.down)
         let start = Date(timeIntervalSince1970: number * window)
         let reset = start.addingTimeInterval(window)
-        // Window numbers only need to differ from one window to the next: they wrap in 2106 (at 1 s).
+        // Window numbers are the low 32 bits: they wrap (in 2106 at 1 s, sooner for shorter windows),
+        // and the shared slots compare them as serial numbers, so a wrap is a step forward.
         let index = UInt32(truncatingIfNeeded: Int64(number))
         let granted: Bool
         switch shared?.take(tenant, window: index, of: window, limit: limit) {
@@ -141,12 +142,14 @@ final class SharedRateWindows: @unchecked Sendable {
         while true {
             let current = csc_load(state)
             let held = UInt32(truncatingIfNeeded: current >> 32)
+            let used = UInt32(truncatingIfNeeded: current)
             // A slot's window only moves forward: one later than this process's is another process's,
             // whose clock is ahead (`apply --now` in the past beside a host on the system clock).
             // Resetting it would reset that process's count at each of this one's requests, and
-            // each of its requests reset this one's: both would grant without a limit.
-            guard held <= window else { return .noRoom }
-            let count = held == window ? UInt32(truncatingIfNeeded: current) : 0
+            // each of its requests reset this one's: both would grant without a limit. (A slot that
+            // has granted nothing, a new one, has no window yet.)
+            guard used == 0 || !Self.isLater(held, than: window) else { return .noRoom }
+            let count = held == window ? used : 0
             guard count < cap else { return .refused }
             if csc_replace_if(state, current, UInt64(window) << 32 | UInt64(count + 1)) {
                 return .granted(count: Int(count + 1))
@@ -155,8 +158,8 @@ final class SharedRateWindows: @unchecked Sendable {
     }
 
     /// The tenant's slot: the one holding its key among its probes, else an empty one it claims,
-    /// else one whose window is over (earlier than `window`); nil when every probed slot is another
-    /// tenant's, in this window or a later one.
+    /// else one whose window is over (earlier than `window`) or that has granted nothing; nil when
+    /// every probed slot is another tenant's, in this window or a later one.
     private func slot(for key: UInt64, window: UInt32) -> Int? {
         let start = Int(key % UInt64(slotCount))
         var over: (slot: Int, key: UInt64)?
@@ -170,13 +173,24 @@ final class SharedRateWindows: @unchecked Sendable {
                 held = csc_load(word)
             }
             if held == key { return slot }
-            if over == nil, UInt32(truncatingIfNeeded: csc_load(word + 1) >> 32) < window { over = (slot, held) }
+            let state = csc_load(word + 1)
+            if over == nil,
+                UInt32(truncatingIfNeeded: state) == 0
+                    || Self.isLater(window, than: UInt32(truncatingIfNeeded: state >> 32))
+            {
+                over = (slot, held)
+            }
         }
         guard let over else { return nil }
         let word = base + Self.headerWords + 2 * over.slot
         _ = csc_replace_if(word, over.key, key)
         return csc_load(word) == key ? over.slot : nil
     }
+
+    /// Whether window number `a` comes after `b`, as serial numbers (RFC 1982): the one a step of less
+    /// than 2^31 windows ahead of the other is the later, so a number that wrapped past 2^32 − 1 to a
+    /// small one is later than the large ones before it.
+    static func isLater(_ a: UInt32, than b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
 
     /// FNV-1a 64 of the tenant's name, a 0x00 byte and the window's length (the bits of the
     /// `Double`, little-endian): the same in every process, as Swift's `Hasher` is not. 0, which

@@ -101,6 +101,15 @@ import Testing
         #expect(one.take("t2", window: 9, limit: 2) == .noRoom)
         #expect(one.take("t1", window: 10, limit: 2) == .granted(count: 2))
         #expect(one.take("t2", window: 11, limit: 2) == .granted(count: 1))
+        // Window numbers wrap (in 2106 at 1 s, sooner for shorter windows): past the wrap the small
+        // numbers are the later ones, and a slot's window still moves forward.
+        let wrapped = TemporaryDirectory()
+        let wrapping = try #require(SharedRateWindows(directory: wrapped.path, slotCount: 1, probes: 1))
+        #expect(wrapping.take("t3", window: .max, limit: 2) == .granted(count: 1))
+        #expect(wrapping.take("t4", window: 0, limit: 2) == .granted(count: 1), "t3's window is over")
+        #expect(wrapping.take("t3", window: .max, limit: 2) == .noRoom)
+        #expect(wrapping.take("t4", window: 0, limit: 2) == .granted(count: 2))
+        #expect(SharedRateWindows.isLater(3, than: .max - 3) && !SharedRateWindows.isLater(.max - 3, than: 3))
         // The engine behind counts in its process, to the same limit.
         let limiter = RateLimiter(limit: 2, window: 60, shared: behind)
         let now = Date(timeIntervalSince1970: 99 * 60 + 1)
