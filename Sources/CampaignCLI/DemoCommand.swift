@@ -622,6 +622,7 @@ final class Demo: Sendable {
                 + "\(chain.headHash.hexString.prefix(16))…"
         )
         say(try metricsLine())
+        say(healthLine())
         say(
             "run \(tag): \(Format.count(requests)) requests, \(errorsShown) refusals shown, "
                 + "\(String(format: "%.1f", seconds)) s"
@@ -629,8 +630,9 @@ final class Demo: Sendable {
     }
 
     /// What the engine's metrics say of the run: answers and refusals by code, group commits and
-    /// how long 99% of them took at most, and which read models are behind (a catch-up one follows
-    /// the log when appends pause, or when a query reads it).
+    /// how long 99% of them took at most, the scheduler's ticks with the campaigns they activated
+    /// and the posts they handled, and which read models are behind (a catch-up one follows the log
+    /// when appends pause, or when a query reads it).
     func metricsLine() throws -> String {
         let metrics = try engine.metrics()
         let refusals = metrics.refusals
@@ -640,12 +642,23 @@ final class Demo: Sendable {
             metrics.store.appendTransactionDurations.quantileBound(0.99)
             .map { $0.isFinite ? "p99 ≤ " + String(format: "%g ms", $0 * 1000) : "p99 > 10 s" } ?? "none"
         let behind = metrics.projections.filter { $0.lag > 0 }.map { "\($0.name) \(Format.count($0.lag))" }
+        let scheduler = metrics.scheduler
         return "metrics: \(Format.count(metrics.requestsAnswered)) answers, "
             + "\(Format.count(refusals.values.reduce(0, +))) refused (\(named.joined(separator: ", "))); "
             + "\(Format.count(metrics.store.groupCommitTransactions)) group commits (\(p99)); "
+            + "\(Format.count(scheduler.ticksCompleted)) ticks (\(scheduler.count("campaign", outcome: "activated")) "
+            + "activated, \(scheduler.count("post")) posts); "
             + (behind.isEmpty
                 ? "read models at the head"
                 : "events the catch-up read models have yet to apply: \(behind.joined(separator: ", "))")
+    }
+
+    /// What ``CampaignEngine/health(_:)`` says with the default thresholds: `ok`, or the status and
+    /// each problem.
+    func healthLine() -> String {
+        let health = engine.health()
+        let problems = health.problems.map { "\($0.check): \($0.detail)" }
+        return "health: \(health.status.rawValue)" + (problems.isEmpty ? "" : " (\(problems.joined(separator: "; ")))")
     }
 
     func dashboardJSON(tenants: [String], chain: ChainReport, seconds: Double) async throws -> JSON {
@@ -665,11 +678,12 @@ final class Demo: Sendable {
             "headHash": .string(chain.headHash.hexString), "tenants": .object(perTenant),
             "experiment": await read(.experimentResults(experimentId: experimentId), tenants[0]),
             "metrics": try metricsJSON(),
+            "health": try JSON.parse(engine.health().json),
         ])
     }
 
     /// ``metricsLine()`` as JSON: answers, refusals by code, group commits, the bound of their p99
-    /// in seconds (null past every bucket), and each read model's lag.
+    /// in seconds (null past every bucket), each read model's lag, and the scheduler's ticks.
     func metricsJSON() throws -> JSON {
         let metrics = try engine.metrics()
         var refused = JSONObject()
@@ -682,6 +696,12 @@ final class Demo: Sendable {
             "groupCommits": .number(Double(metrics.store.groupCommitTransactions)),
             "commitP99AtMostSeconds": p99.flatMap { $0.isFinite ? .number($0) : nil } ?? .null,
             "lag": .object(lag),
+            "ticks": .object([
+                "completed": .number(Double(metrics.scheduler.ticksCompleted)),
+                "failed": .number(Double(metrics.scheduler.ticksFailed)),
+                "activated": .number(Double(metrics.scheduler.count("campaign", outcome: "activated"))),
+                "posts": .number(Double(metrics.scheduler.count("post"))),
+            ]),
         ])
     }
 }

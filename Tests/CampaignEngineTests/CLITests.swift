@@ -204,6 +204,10 @@ func sessionStore() async throws -> TemporaryDirectory {
         let metricsLine = try #require(first.lines.first { $0.hasPrefix("metrics: ") })
         let answers = Int(metricsLine.dropFirst(9).prefix { $0 != " " }.filter(\.isNumber)) ?? 0
         #expect(answers >= 600 && metricsLine.contains(" refused (") && metricsLine.contains("group commits (p99 ≤ "))
+        #expect(metricsLine.contains("; 6 ticks ("), "\(metricsLine)")
+        // A demo on a nearly full disk says so; otherwise it is healthy.
+        let healthLine = try #require(first.lines.first { $0.hasPrefix("health: ") })
+        #expect(healthLine == "health: ok" || healthLine.hasPrefix("health: degraded (disk-space: "), "\(healthLine)")
         let second = try await campaign(["demo", "--data", path, "--contacts", "400", "--json"])
         #expect(second.status == 0)
         let summary = try JSON.parse(second.out)
@@ -211,6 +215,9 @@ func sessionStore() async throws -> TemporaryDirectory {
         #expect((summary["metrics"]?["answers"]?.integerValue ?? 0) >= 600)
         #expect((summary["metrics"]?["refused"]?["CONTENT_REJECTED"]?.integerValue ?? 0) >= 3)
         #expect(summary["metrics"]?["lag"]?.objectValue?.count == 6)
+        #expect(summary["metrics"]?["ticks"]?["completed"]?.integerValue == 6)
+        #expect((summary["metrics"]?["ticks"]?["activated"]?.integerValue ?? 0) >= 3)
+        #expect(["ok", "degraded"].contains(summary["health"]?["status"]?.stringValue ?? "-"))
         let firstEvents = try #require(
             first.lines.last { $0.hasPrefix("store: ") }.flatMap {
                 Int($0.dropFirst(7).prefix { $0 != " " }.filter(\.isNumber))
