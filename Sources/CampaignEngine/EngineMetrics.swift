@@ -58,6 +58,10 @@ public struct EngineMetrics: Sendable, Equatable {
     public var usage: StoreUsage
     /// The size the map may grow to (`StoreOptions.maximumMapSize`).
     public var maximumMapSize: Int
+    /// Free bytes on the store's file system for an unprivileged writer (nil where they cannot be
+    /// read): LMDB writes pages into `data.mdb` as the map fills, and a full disk refuses appends
+    /// before the map reaches its maximum.
+    public var filesystemFreeBytes: Int?
     /// Events folded by aggregate loads since the engine opened (snapshots keep it flat).
     public var eventsFoldedByLoads: UInt64
     /// Why the store refuses appends, or nil while it accepts them: its head record or its chain
@@ -149,6 +153,12 @@ public struct EngineMetrics: Sendable, Equatable {
         text.family(
             "store_map_maximum_bytes", .gauge, "The size the map may grow to; past it writes are refused.")
         text.sample("store_map_maximum_bytes", [:], Double(maximumMapSize))
+        if let filesystemFreeBytes {
+            text.family(
+                "store_filesystem_free_bytes", .gauge,
+                "Free bytes on the store's file system; a full disk refuses writes.")
+            text.sample("store_filesystem_free_bytes", [:], Double(filesystemFreeBytes))
+        }
         text.family("aggregate_load_events_folded_total", .counter, "Events folded by aggregate loads.")
         text.sample("aggregate_load_events_folded_total", [:], Double(eventsFoldedByLoads))
         scheduler.write(to: &text)
@@ -388,8 +398,9 @@ final class TickMetrics: Sendable {
 
 extension CampaignEngine {
     /// The engine's metrics now: its request counts and durations since it opened, the writer's
-    /// figures, and the log's head, each read model's checkpoint and the map's use as stored.
-    /// A short read transaction; safe to call from any task, as often as a scraper asks.
+    /// figures, the log's head, each read model's checkpoint and the map's use as stored, and the
+    /// file system's free space. A short read transaction and a `statvfs`; safe to call from any
+    /// task, as often as a scraper asks.
     /// - Throws: a storage error when the store cannot be read (closed, damaged).
     public func metrics() throws -> EngineMetrics {
         let counted = requestMetrics.snapshot
@@ -399,7 +410,16 @@ extension CampaignEngine {
             requests: counted.requests, commandDurations: counted.commands, queryDurations: counted.queries,
             store: store.statistics, head: head,
             projections: projections, usage: try store.usage(),
-            maximumMapSize: configuration.storeOptions.maximumMapSize, eventsFoldedByLoads: eventsFoldedByLoads,
+            maximumMapSize: configuration.storeOptions.maximumMapSize,
+            filesystemFreeBytes: Self.freeBytes(at: store.path), eventsFoldedByLoads: eventsFoldedByLoads,
             writesRefused: store.writesRefused, rateLimitShared: rateLimiter.isShared, scheduler: tickMetrics.snapshot)
+    }
+
+    /// Free bytes on the file system holding `path` for an unprivileged writer; nil when it cannot
+    /// be read.
+    static func freeBytes(at path: String) -> Int? {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        return Int(stats.f_bavail) * Int(stats.f_frsize)
     }
 }

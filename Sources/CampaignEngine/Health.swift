@@ -129,7 +129,7 @@ extension CampaignEngine {
                     detail: "\(Self.bytes(metrics.usage.usedBytes)) used of a maximum map of "
                         + "\(Self.bytes(metrics.maximumMapSize)) (\(Int(use * 100))%)"))
         }
-        if let free = Self.freeBytes(at: store.path), free < thresholds.minimumFreeDisk {
+        if let free = metrics.filesystemFreeBytes, free < thresholds.minimumFreeDisk {
             problems.append(
                 .init(
                     check: "disk-space", status: .degraded,
@@ -154,14 +154,6 @@ extension CampaignEngine {
             }
         }
         return EngineHealth(problems: problems)
-    }
-
-    /// Free bytes on the file system holding `path` for an unprivileged writer; nil when it cannot
-    /// be read.
-    static func freeBytes(at path: String) -> Int? {
-        var stats = statvfs()
-        guard statvfs(path, &stats) == 0 else { return nil }
-        return Int(stats.f_bavail) * Int(stats.f_frsize)
     }
 
     /// `count` in MiB, to a tenth.

@@ -55,6 +55,12 @@ import Testing
         #expect(metrics.projections.filter { $0.mode == .inline }.allSatisfy { $0.lag == 0 })
         #expect(metrics.usage.usedBytes > 0 && metrics.usage.usedBytes <= metrics.usage.mapSize)
         #expect(metrics.maximumMapSize == StoreOptions().maximumMapSize)
+        let free = try #require(metrics.filesystemFreeBytes)
+        #expect(free > 0)
+        let freeLine = metrics.prometheusText().split(separator: "\n").first {
+            $0.hasPrefix("campaign_store_filesystem_free_bytes ")
+        }
+        #expect(freeLine == "campaign_store_filesystem_free_bytes \(free)")
         // (The writer may be on a background catch-up batch now: its busy time has a test of its own.)
         #expect(metrics.writesRefused == nil)
         #expect(metrics.prometheusText().contains("campaign_store_writes_refused 0\n"))
