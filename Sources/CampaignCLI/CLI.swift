@@ -236,8 +236,14 @@ enum ApplyCommand {
         let metrics = try metricsOptions.map {
             try MetricsFile(path: $0.path, every: $0.every) { try engine.metrics().prometheusText() }
         }
-        // Before the engine closes (defers run last first): the last write reads the open store.
-        defer { metrics?.stop() }
+        // Before the engine closes (defers run last first): the last write reads the open store, after
+        // the catch-up `close()` makes, so the file shows the read models where the run leaves them.
+        defer {
+            if let metrics {
+                engine.catchUpForClose()
+                metrics.stop()
+            }
+        }
         let inputs = InputFeed(console, limit: configuration.jsonLimits.maximumBytes, ahead: concurrency)
         guard concurrency > 1 else {
             for await request in inputs.stream {

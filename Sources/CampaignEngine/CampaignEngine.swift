@@ -208,10 +208,18 @@ public final class CampaignEngine: Sendable {
     public func close() {
         checkpointer?.stop()
         catchUpKeeper?.stop()
-        if catchUpKeeper != nil, let budget = configuration.catchUp?.atClose, budget > .zero {
-            _ = try? projections.catchUp(until: .now + budget)
-        }
+        catchUpForClose()
         store.close()
+    }
+
+    /// Catches the catch-up projections up as ``close()`` does, for at most
+    /// ``CatchUpSchedule/atClose`` (nothing for an engine without a catch-up schedule, or
+    /// read-only): for a host that reports on the engine once more before it closes it, so the
+    /// report shows the read models where the run leaves them (`campaign apply`'s last `--metrics`
+    /// write, which a collector keeps serving after the run). Blocks, as ``close()`` does.
+    public func catchUpForClose() {
+        guard catchUpKeeper != nil, let budget = configuration.catchUp?.atClose, budget > .zero else { return }
+        _ = try? projections.catchUp(until: .now + budget)
     }
 
     /// The underlying event store, for tools (replay, verify, stats).

@@ -241,6 +241,26 @@ import Testing
         #expect(left.sorted() == ["campaign.prom", "data"], "no temporary file is left behind")
     }
 
+    /// A collector keeps serving the last write after the run: it shows the read models caught up
+    /// as the engine closes, not behind by the run's last commands.
+    @Test func theLastWriteShowsTheReadModelsCaughtUp() async throws {
+        let directory = TemporaryDirectory()
+        let file = directory.path + "/campaign.prom"
+        let creates = (1...50).map {
+            #"{"requestId":"r\#($0)","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"Caught up \#($0)","channel":"email"}}"# + "\n"
+        }
+        let run = try await campaign(
+            ["apply", "--data", directory.path + "/data", "--metrics", file], input: creates.joined())
+        #expect(run.status == 0 && run.lines.count == 50)
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(text.contains("campaign_log_head_position 50\n"))
+        for projection in ["audit", "segments"] {
+            let lag = #"campaign_projection_lag_events{mode="catch-up",projection="\#(projection)"} 0"#
+            #expect(text.contains(lag + "\n"), "\(text)")
+        }
+    }
+
     @Test(arguments: [
         ["--metrics-every", "5"], ["--metrics", "m.prom", "--metrics-every", "0"],
         ["--metrics", "/nonexistent/m.prom"], ["--metrics", "/tmp/"], ["--metrics", "/tmp"],
