@@ -179,7 +179,7 @@ public struct SchedulerMetrics: Sendable, Equatable {
         /// `campaign`, `post` or `memberships`, as in ``TickReport/Item/kind``.
         public var kind: String
         /// For a campaign `activated` or `failed`; for a post its state afterwards (`published`,
-        /// `failed`, `cancelled`, `scheduled` for a retry that waits, `unknown` where it could not be
+        /// `failed`, `cancelled`, `publishing` while a retry waits, `unknown` where it could not be
         /// read); for memberships `refreshed` or `failed`.
         public var outcome: String
         /// The catalogue code of the item's error; nil when it had none.
