@@ -69,11 +69,13 @@ extension CampaignEngine {
 /// six reserved words, then per slot two words: the budget's key (FNV-1a 64 of the tenant's name
 /// and the window's length; 0 is an empty slot) and its state, the window's number in the high 32
 /// bits and the requests it granted in the low 32. A tenant's slot is found by linear probing from
-/// its key; every change is a compare-and-swap on one word, so no lock is shared between processes
-/// and a process killed at any moment leaves every word whole. A slot is never emptied: when a
-/// tenant finds no free slot among its probes, it takes one whose window is over. Where none is,
-/// its count stays in its process. The file holds no tenant's name, only its key, and nothing of
-/// it needs to survive a restart (a store copied without it starts every budget afresh).
+/// its key. Every change to a slot is one compare-and-swap of both its words (`cmpxchg16b` on
+/// x86-64), so a count lands only in the slot its tenant holds, no lock is shared between processes
+/// and a process killed at any moment leaves every slot whole. A slot is never emptied: when a
+/// tenant finds no free slot among its probes, it takes one whose window is over. Where none is, or
+/// the CPU has no such compare-and-swap, its count stays in its process. The file holds no tenant's
+/// name, only its key, and nothing of it needs to survive a restart (a store copied without it
+/// starts every budget afresh).
 ///
 /// Invariant that makes `@unchecked Sendable` safe: the mapping is fixed from `init` to `deinit`,
 /// and every access to its words is one of `CSharedCounters`' atomic operations.
@@ -94,6 +96,8 @@ final class SharedRateWindows: @unchecked Sendable {
         self.slotCount = max(1, slotCount)
         self.probes = min(max(1, probes), self.slotCount)
         length = (Self.headerWords + 2 * self.slotCount) * MemoryLayout<UInt64>.size
+        // Without a lock-free double-width compare-and-swap no slot can change safely.
+        guard csc_pairs_available() else { return nil }
         let descriptor = open(directory + "/" + Self.fileName, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
@@ -134,57 +138,71 @@ final class SharedRateWindows: @unchecked Sendable {
     /// Takes one request from `tenant`'s budget of `limit` in window number `window` of windows
     /// `length` seconds long (processes configured with other lengths count in slots of their own,
     /// rather than resetting each other's windows).
+    ///
+    /// Every change writes a slot's two words in one atomic operation whose expected value includes
+    /// the key, so a count only ever lands in the slot of the tenant that made it: a tenant taking
+    /// over a slot whose window is over cannot receive a request its former holder was counting.
     func take(_ tenant: String, window: UInt32, of length: TimeInterval = 60, limit: Int) -> Outcome {
         let key = Self.key(tenant, length: length)
-        guard let slot = slot(for: key, window: window) else { return .noRoom }
-        let state = base + Self.headerWords + 2 * slot + 1
         let cap = UInt32(clamping: limit)
-        while true {
-            let current = csc_load(state)
-            let held = UInt32(truncatingIfNeeded: current >> 32)
-            let used = UInt32(truncatingIfNeeded: current)
-            // A slot's window only moves forward: one later than this process's is another process's,
-            // whose clock is ahead (`apply --now` in the past beside a host on the system clock).
-            // Resetting it would reset that process's count at each of this one's requests, and
-            // each of its requests reset this one's: both would grant without a limit. (A slot that
-            // has granted nothing, a new one, has no window yet.)
-            guard used == 0 || !Self.isLater(held, than: window) else { return .noRoom }
-            let count = held == window ? used : 0
-            guard count < cap else { return .refused }
-            if csc_replace_if(state, current, UInt64(window) << 32 | UInt64(count + 1)) {
-                return .granted(count: Int(count + 1))
+        guard cap > 0 else { return .refused }
+        let start = Int(key % UInt64(slotCount))
+        // A lost compare-and-swap means another process changed the slot: look again. Each loss is
+        // another's progress, and the bound only keeps a pathological schedule from spinning.
+        attempts: for _ in 0..<64 {
+            var over: (slot: Int, held: Slot)?
+            for probe in 0..<probes {
+                let slot = (start + probe) % slotCount
+                let held = load(slot)
+                if held.key == key {
+                    // A slot's window only moves forward: one later than this process's is another
+                    // process's, whose clock is ahead (`apply --now` in the past beside a host on the
+                    // system clock). Resetting it would reset that process's count at each of this
+                    // one's requests, and each of its requests this one's: neither would limit.
+                    if held.used != 0 && Self.isLater(held.window, than: window) { return .noRoom }
+                    let count = held.window == window ? held.used : 0
+                    guard count < cap else { return .refused }
+                    if replace(slot, held, with: Slot(key: key, window: window, used: count + 1)) {
+                        return .granted(count: Int(count + 1))
+                    }
+                    continue attempts
+                }
+                if held.key == 0 {
+                    // Slots are never emptied, so the tenant's key is not among the later probes.
+                    if replace(slot, held, with: Slot(key: key, window: window, used: 1)) { return .granted(count: 1) }
+                    continue attempts
+                }
+                // Another tenant's slot whose window is over, or that has granted nothing (no window).
+                if over == nil, held.used == 0 || Self.isLater(window, than: held.window) { over = (slot, held) }
+            }
+            guard let over else { return .noRoom }
+            if replace(over.slot, over.held, with: Slot(key: key, window: window, used: 1)) {
+                return .granted(count: 1)
             }
         }
+        return .noRoom
     }
 
-    /// The tenant's slot: the one holding its key among its probes, else an empty one it claims,
-    /// else one whose window is over (earlier than `window`) or that has granted nothing; nil when
-    /// every probed slot is another tenant's, in this window or a later one.
-    private func slot(for key: UInt64, window: UInt32) -> Int? {
-        let start = Int(key % UInt64(slotCount))
-        var over: (slot: Int, key: UInt64)?
-        for probe in 0..<probes {
-            let slot = (start + probe) % slotCount
-            let word = base + Self.headerWords + 2 * slot
-            var held = csc_load(word)
-            if held == 0 {
-                // Claimed here, or by another process a moment ago (for this tenant or another).
-                _ = csc_replace_if(word, 0, key)
-                held = csc_load(word)
-            }
-            if held == key { return slot }
-            let state = csc_load(word + 1)
-            if over == nil,
-                UInt32(truncatingIfNeeded: state) == 0
-                    || Self.isLater(window, than: UInt32(truncatingIfNeeded: state >> 32))
-            {
-                over = (slot, held)
-            }
-        }
-        guard let over else { return nil }
-        let word = base + Self.headerWords + 2 * over.slot
-        _ = csc_replace_if(word, over.key, key)
-        return csc_load(word) == key ? over.slot : nil
+    /// One slot's two words: the budget's key, and its window's number and the requests it granted.
+    private struct Slot {
+        var key: UInt64
+        var window: UInt32
+        var used: UInt32
+
+        var words: csc_words { csc_words(first: key, second: UInt64(window) << 32 | UInt64(used)) }
+    }
+
+    private func pair(_ slot: Int) -> UnsafeMutablePointer<UInt64> { base + Self.headerWords + 2 * slot }
+
+    private func load(_ slot: Int) -> Slot {
+        let words = csc_pair_load(pair(slot))
+        return Slot(
+            key: words.first, window: UInt32(truncatingIfNeeded: words.second >> 32),
+            used: UInt32(truncatingIfNeeded: words.second))
+    }
+
+    private func replace(_ slot: Int, _ expected: Slot, with desired: Slot) -> Bool {
+        csc_pair_replace_if(pair(slot), expected.words, desired.words)
     }
 
     /// Whether window number `a` comes after `b`, as serial numbers (RFC 1982): the one a step of less

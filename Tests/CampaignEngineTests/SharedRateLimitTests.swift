@@ -1,5 +1,6 @@
 import CampaignDomain
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -118,6 +119,41 @@ import Testing
         #expect(throws: CampaignError.self) { try limiter.take(tenant: "acme", now: now) }
     }
 
+    /// Two tenants racing for one slot, each in its own mapping (as two processes), each taking it
+    /// over whenever the other's window is over: no request lands in the other tenant's count. Each
+    /// tenant alone makes its requests, so in each of its windows the counts it is granted are
+    /// exactly 1, 2, 3, …; a request counted into the slot just after the other tenant took it over
+    /// would show as a count the tenant never made.
+    @Test func aRequestNeverLandsInTheSlotAnotherTenantTookOver() async throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path
+        let clock = RaceClock()
+        @Sendable func race(_ tenant: String) throws -> (granted: Int, skipped: [String]) {
+            let windows = try #require(SharedRateWindows(directory: path, slotCount: 1, probes: 1))
+            var last: (window: UInt32, count: Int) = (.max, 0)
+            var granted = 0
+            var skipped: [String] = []
+            for _ in 0..<200_000 {
+                // Both tenants' windows follow one clock, so at each new window the first to ask finds
+                // the other's window over and takes the slot, while the other may be counting.
+                let window = UInt32(clock.ticks.add(1, ordering: .relaxed).newValue / 8)
+                guard case .granted(let count) = windows.take(tenant, window: window, limit: 1_000_000) else {
+                    continue
+                }
+                granted += 1
+                let expected = last.window == window ? last.count + 1 : 1
+                if count != expected, skipped.count < 5 { skipped.append("window \(window): \(count) after \(last)") }
+                last = (window, count)
+            }
+            return (granted, skipped)
+        }
+        async let a = Task.detached { try race("a") }.value
+        async let b = Task.detached { try race("b") }.value
+        let (first, second) = try await (a, b)
+        #expect(first.skipped.isEmpty && second.skipped.isEmpty, "\(first.skipped) \(second.skipped)")
+        #expect(first.granted > 1_000 && second.granted > 1_000, "both tenants held the slot in turn")
+    }
+
     /// A process configured with 10 s windows and one with 60 s windows count apart, instead of
     /// resetting each other's window at every request.
     @Test func windowsOfOtherLengthsCountApart() throws {
@@ -145,4 +181,9 @@ import Testing
         #expect(fresh.engine.rateLimiter.isShared)
         #expect(try fresh.engine.metrics().rateLimitShared)
     }
+}
+
+/// The one clock two racing tenants' windows follow.
+private final class RaceClock: Sendable {
+    let ticks = Atomic<Int>(0)
 }
