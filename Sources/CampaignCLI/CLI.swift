@@ -191,7 +191,8 @@ enum ApplyCommand {
         --now fixes the engine clock; system.tick with a "now" moves it forward, never back, and
         only an admin of the operator tenant (--operator-tenant, default "system") may send that
         tick: it runs every tenant's due work. A tenant's admin may tick without "now", for its own
-        tenant. --rate-limit sets the per-tenant budget per 60 s window (default 1000).
+        tenant. The operator's admins may also ask system.health (README, "Health").
+        --rate-limit sets the per-tenant budget per 60 s window (default 1000).
         --concurrency N (1–256, default 1) runs up to N requests at once, so their appends share
         durable commits; answers still come in input order, each as soon as it and every answer
         before it are ready. Only for independent requests: with N > 1 a request may run before an

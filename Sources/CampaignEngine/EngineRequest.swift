@@ -43,6 +43,11 @@ public enum Query: Sendable, Equatable {
     case experimentList(status: String?, campaignId: String?, page: Page)
     /// `audit.history`: by stream, actor and time.
     case auditHistory(streamId: String?, actor: String?, from: Date?, to: Date?, page: Page)
+    /// `system.health` (an addition: ``CampaignEngine/health(_:)`` on the wire, for a host running
+    /// `campaign apply` as a co-process). Only the operator's admins may ask: the answer is about the
+    /// whole engine, not one tenant. `maximumTickInterval`: seconds of the engine clock without a
+    /// completed scheduler tick before the engine is degraded (nil: no such check).
+    case systemHealth(maximumTickInterval: Int?)
 
     /// A page request: at most `limit` items after the opaque `cursor` of the previous page.
     public struct Page: Sendable, Equatable {
@@ -63,7 +68,7 @@ public enum Query: Sendable, Equatable {
         "campaign.get", "segment.get", "post.get", "connection.get", "contact.get", "experiment.get",
         "experiment.results",
         "campaign.list", "post.list", "segment.members", "audit.history", "segment.list", "connection.list",
-        "experiment.list", "contact.list", "segment.preview", "field.list",
+        "experiment.list", "contact.list", "segment.preview", "field.list", "system.health",
     ]
 
     /// The query's wire name, such as `campaign.get` (one of ``names``).
@@ -86,6 +91,7 @@ public enum Query: Sendable, Equatable {
         case .connectionList: return "connection.list"
         case .experimentList: return "experiment.list"
         case .auditHistory: return "audit.history"
+        case .systemHealth: return "system.health"
         }
     }
 
@@ -106,6 +112,8 @@ public enum Query: Sendable, Equatable {
         case .connectionList: return Permission(scope: "social:read", minimumRole: .viewer)
         case .experimentList: return Permission(scope: "experiments:read", minimumRole: .viewer)
         case .auditHistory: return Permission(scope: "audit:read", minimumRole: .viewer)
+        // The engine's own record of itself, for the operator (whose tenant the engine checks too).
+        case .systemHealth: return Permission(scope: "audit:read", minimumRole: .admin)
         }
     }
 
@@ -187,6 +195,9 @@ public enum Query: Sendable, Equatable {
             return .auditHistory(
                 streamId: streamId, actor: actor, from: try r.optionalTimestamp("from"),
                 to: try r.optionalTimestamp("to"), page: try decodePage(r))
+        case "system.health":
+            let r = try FieldReader(params, at: pointer, allowed: ["maximumTickInterval"])
+            return .systemHealth(maximumTickInterval: try r.optionalInteger("maximumTickInterval", in: tickIntervals))
         default:
             throw CampaignError(.invalidFormat, "unknown query \"\(name)\"", param: "query", pointer: "/query")
         }
@@ -198,6 +209,8 @@ extension Query {
     static let pageLimits = 1...500
     /// How many ids a preview may list (0: the count alone).
     static let previewLimits = 0...500
+    /// The seconds `system.health` may be asked to allow between scheduler ticks: up to a year.
+    static let tickIntervals = 1...31_536_000
 
     static func decodePage(_ r: FieldReader) throws(CampaignError) -> Page {
         Page(limit: try r.optionalInteger("limit", in: pageLimits) ?? 50, cursor: try r.optionalString("cursor"))

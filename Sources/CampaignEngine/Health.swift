@@ -84,7 +84,10 @@ public struct EngineHealth: Sendable, Equatable {
 
     /// The body a health endpoint answers, keys in byte order:
     /// `{"problems":[{"check":…,"detail":…,"status":"degraded"}],"status":"degraded"}`.
-    public var json: String {
+    public var json: String { jsonValue.text }
+
+    /// ``json`` as a value: `system.health`'s `data`.
+    var jsonValue: JSON {
         JSON.object([
             "status": .string(status.rawValue),
             "problems": .array(
@@ -93,7 +96,7 @@ public struct EngineHealth: Sendable, Equatable {
                         "check": .string($0.check), "status": .string($0.status.rawValue), "detail": .string($0.detail),
                     ])
                 }),
-        ]).text
+        ])
     }
 }
 

@@ -521,6 +521,15 @@ extension CampaignEngine {
                     return Self.listData(items, next)
                 }
             }
+
+        case let .systemHealth(interval):
+            // About the whole engine (its disk, its writer, every tenant's catch-up): the operator's.
+            guard let operatorTenant = configuration.operatorTenant, operatorTenant == tenant else {
+                // As for a tick, the operator's tenant is not named.
+                let who = configuration.operatorTenant == nil ? "the host, through engine.health()," : "the operator"
+                throw CampaignError(.forbidden, "only \(who) reads the engine's health")
+            }
+            return health(HealthThresholds(maximumTickInterval: interval.map { .seconds($0) })).jsonValue
         }
     }
 

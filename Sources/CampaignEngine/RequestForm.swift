@@ -165,6 +165,11 @@ extension Query {
         case let .auditHistory(streamId, actor, _, _, page):
             try Query.checkHistoryFilters(streamId: streamId, actor: actor, at: "/params")
             try limit(page)
+        case let .systemHealth(interval?):
+            try FieldReader.check(
+                interval, key: "maximumTickInterval", in: Query.tickIntervals, at: "/params/maximumTickInterval")
+        case .systemHealth(nil):
+            break
         }
     }
 }

@@ -244,7 +244,8 @@ extension CampaignEngine {
     func wireTick(_ requested: Date?, principal: Principal, requestId: String) async throws -> JSON {
         let isOperator = configuration.operatorTenant == principal.tenant
         if !isOperator, let requested, requested != currentTime {
-            let who = configuration.operatorTenant.map { "the operator (tenant \($0))" } ?? "the host"
+            // The operator's tenant is not named: a tenant has no need to learn it.
+            let who = configuration.operatorTenant == nil ? "the host" : "the operator"
             throw CampaignError(
                 .forbidden,
                 "only \(who) moves the shared clock; a tenant's tick runs at the engine clock, so leave out now",

@@ -93,4 +93,45 @@ import Testing
         await #expect(throws: CampaignError.self) { try await t.engine.tick(now: testStart) }
         #expect(t.engine.health(thresholds).status == .degraded)
     }
+
+    /// `system.health` on the wire, for a host running `campaign apply` as a co-process: the same
+    /// answer as `engine.health()`, to the operator's admins alone.
+    @Test func theOperatorReadsTheHealthOnTheWire() async throws {
+        var configuration = EngineConfiguration()
+        configuration.operatorTenant = "ops"
+        let t = try TestEngine(configuration: configuration)
+        let ok = await t.query("system.health", "{}", as: admin("ops"))
+        #expect(ok.status == 200 && ok.data == .object(["status": .string("ok"), "problems": .array([])]), "\(ok)")
+        t.clock.advance(by: 120)
+        let late = await t.query("system.health", #"{"maximumTickInterval":60}"#, as: admin("ops"))
+        #expect(late.data?["status"] == .string("degraded"))
+        #expect(
+            late.data?["problems"]?.arrayValue?.first?["detail"]
+                == .string("no scheduler tick completed for 120 s since the engine opened"))
+        #expect(
+            await t.query("system.health", #"{"maximumTickInterval":180}"#, as: admin("ops")).data?["status"]
+                == .string("ok"))
+        // Another tenant's admin learns nothing of the engine, nor the operator's name.
+        let tenant = await t.query("system.health", "{}", as: admin("acme"))
+        #expect(tenant.code == "FORBIDDEN" && tenant.status == 403)
+        #expect(tenant["error"]?["message"] == .string("only the operator reads the engine's health"))
+        for (params, pointer) in [
+            (#"{"maximumTickInterval":0}"#, "/params/maximumTickInterval"),
+            (#"{"maximumTickInterval":"60"}"#, "/params/maximumTickInterval"),
+            (#"{"thresholds":{}}"#, "/params/thresholds"),
+        ] {
+            let refused = await t.query("system.health", params, as: admin("ops"))
+            #expect(refused.status == 400 && refused["error"]?["pointer"] == .string(pointer), "\(params): \(refused)")
+        }
+        // An engine with no operator answers no one: its host calls `engine.health()`.
+        let hosted = try TestEngine()
+        let none = await hosted.query("system.health", "{}", as: admin("ops"))
+        #expect(none.code == "FORBIDDEN" && none["error"]?["message"]?.stringValue?.contains("engine.health()") == true)
+        // Through `campaign apply`, as a co-process host sends it.
+        let directory = TemporaryDirectory()
+        let run = try await campaign(
+            ["apply", "--data", directory.path, "--operator-tenant", "ops"],
+            input: #"{"requestId":"h","principal":\#(admin("ops")),"query":"system.health","params":{}}"# + "\n")
+        #expect(run.lines == [#"{"data":{"problems":[],"status":"ok"},"requestId":"h","status":200}"#], "\(run.out)")
+    }
 }

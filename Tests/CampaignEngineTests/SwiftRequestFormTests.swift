@@ -184,6 +184,7 @@ import Testing
                 .postList(status: nil, from: nil, to: nil, connectionId: "acme:con_1", page: .init()), "post.list",
                 #"{"connectionId":"acme:con_1"}"#
             ),
+            (.systemHealth(maximumTickInterval: 0), "system.health", #"{"maximumTickInterval":0}"#),
         ]
         for (typed, name, params) in queries {
             try await expectSameAnswer(t, query(typed), wire(name, params))
