@@ -58,7 +58,10 @@ public enum CLI {
             "demo": (DemoCommand.help, ["data", "tenants", "contacts"], ["fresh", "json"], DemoCommand.run),
             "apply": (
                 ApplyCommand.help,
-                ["data", "now", "rate-limit", "operator-tenant", "concurrency", "metrics", "metrics-every"], [],
+                [
+                    "data", "now", "rate-limit", "operator-tenant", "concurrency", "metrics", "metrics-every",
+                    "metrics-label",
+                ], [],
                 ApplyCommand.run
             ),
             "replay": (
@@ -79,7 +82,7 @@ public enum CLI {
                 ExportCommand.help,
                 [
                     "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
-                    "subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every",
+                    "subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every", "metrics-label",
                 ],
                 ["follow"],
                 ExportCommand.run
@@ -180,7 +183,8 @@ public enum CLI {
 enum ApplyCommand {
     static let help = """
         usage: campaign apply [--data DIR] [--now ISO8601] [--rate-limit N] [--operator-tenant NAME]
-                              [--concurrency N] [--metrics FILE [--metrics-every SECONDS]]
+                              [--concurrency N]
+                              [--metrics FILE [--metrics-every SECONDS] [--metrics-label NAME=VALUE]]
 
         Reads one JSON request per line on stdin (SPEC.md §4) and writes one JSON response per line
         on stdout, in order, each as soon as its line is complete (so a host may drive it as a
@@ -201,7 +205,8 @@ enum ApplyCommand {
         to FILE when the run starts, every --metrics-every seconds (1–3600, default 10) and as it
         ends, each time whole (a file beside it renamed over it): name it *.prom in node_exporter's
         textfile directory. A FILE that cannot be written at the start is a usage error; a later
-        write that fails is tried again at the next interval.
+        write that fails is tried again at the next interval. --metrics-label NAME=VALUE adds the
+        label to every sample, so two processes' files in one directory keep their series apart.
         Exit 0 when every line was processed.
         """
 
@@ -235,7 +240,10 @@ enum ApplyCommand {
         let engine = try CampaignEngine(directory: CLI.dataDirectory(arguments), configuration: configuration)
         defer { engine.close() }
         let metrics = try metricsOptions.map {
-            try MetricsFile(path: $0.path, every: $0.every) { try engine.metrics().prometheusText() }
+            let labels = $0.labels
+            return try MetricsFile(path: $0.path, every: $0.every) {
+                try engine.metrics().prometheusText(constantLabels: labels)
+            }
         }
         // Before the engine closes (defers run last first): the last write reads the open store, after
         // the catch-up `close()` makes, so the file shows the read models where the run leaves them.

@@ -14,7 +14,8 @@ enum ExportCommand {
                campaign export --to nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,nats://…] --stream NAME
                                [--subject-prefix campaign] [--replicas N] [--consumer NAME] [--follow]
                                [--retry-for SECONDS] [--auth-file FILE] [--data DIR]
-                               [--metrics FILE [--metrics-every SECONDS]]
+                               [--metrics FILE [--metrics-every SECONDS]
+                               [--metrics-label NAME=VALUE]]
 
         Writes each event as a CloudEvent 1.0 (structured JSON) on its own line, in log order: id
         <storeId>-<position>, type, subject (the stream), time, sequence (the position, zero-padded),
@@ -38,7 +39,8 @@ enum ExportCommand {
         --metrics FILE writes the relay's metrics in Prometheus's text format (README, "Metrics":
         connected, publishes and acknowledgements, their latency, the lag behind the log), labelled
         with the consumer, when it starts, every --metrics-every seconds (1–3600, default 10) and as
-        it ends, each time whole (a temporary file renamed over FILE).
+        it ends, each time whole (a temporary file renamed over FILE); --metrics-label NAME=VALUE
+        adds a label of the operator's to every sample.
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
 
@@ -162,7 +164,10 @@ enum ExportCommand {
             defer { store.close() }
             let metrics = RelayMetrics(store: store, consumer: consumer)
             let file = try metricsOptions.map {
-                try MetricsFile(path: $0.path, every: $0.every) { try metrics.prometheusText() }
+                let labels = $0.labels
+                return try MetricsFile(path: $0.path, every: $0.every) {
+                    try metrics.prometheusText(constantLabels: labels)
+                }
             }
             // Before the store closes (defers run last first): the last write reads the open store.
             defer { file?.stop() }
@@ -181,7 +186,9 @@ enum ExportCommand {
         let (filter, limit) = try ReplayCommand.Filter.parse(options)
         let consumer = try consumerName(options)
         let follow = arguments.flags.contains("follow")
-        for option in ["subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every"]
+        for option in [
+            "subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every", "metrics-label",
+        ]
         where options[option] != nil {
             throw CLI.usage("--\(option) goes with --to nats://…")
         }

@@ -3,8 +3,8 @@ import Foundation
 import Synchronization
 
 /// `--metrics FILE`: metrics in Prometheus's text format written to FILE at an interval and once
-/// more as the run ends. `campaign apply` writes the engine's (``EngineMetrics/prometheusText(prefix:)``),
-/// so a host that drives it as a co-process, and cannot call ``CampaignEngine/metrics()``, still
+/// more as the run ends. `campaign apply` writes the engine's
+/// (``EngineMetrics/prometheusText(prefix:constantLabels:)``), so a host that drives it as a co-process, and cannot call ``CampaignEngine/metrics()``, still
 /// exports them; the relay (`export --to nats://… --follow`) writes its own (``RelayMetrics``).
 /// node_exporter's textfile collector reads `*.prom` files from a directory, and a sidecar may
 /// serve the file.
@@ -40,9 +40,39 @@ final class MetricsFile: Sendable {
         task.withLock { $0 = loop }
     }
 
-    /// `--metrics FILE` and `--metrics-every SECONDS` (1–3600, default 10), checked before any
-    /// store opens, so a mistyped path creates none; nil without `--metrics`.
-    static func options(_ arguments: Arguments) throws -> (path: String, every: Duration)? {
+    /// What `--metrics` and the options beside it ask for.
+    struct Options {
+        /// FILE.
+        var path: String
+        /// How often it is written.
+        var every: Duration
+        /// `--metrics-label NAME=VALUE`: a label every sample carries, so the files of several
+        /// processes collected from one directory keep their series apart.
+        var labels: [String: String]
+    }
+
+    /// `--metrics FILE`, `--metrics-every SECONDS` (1–3600, default 10) and `--metrics-label
+    /// NAME=VALUE`, checked before any store opens, so a mistyped path creates none; nil without
+    /// `--metrics`.
+    static func options(_ arguments: Arguments) throws -> Options? {
+        var labels: [String: String] = [:]
+        if let given = arguments.options["metrics-label"] {
+            guard arguments.options["metrics"] != nil else {
+                throw CLI.usage("--metrics-label goes with --metrics FILE")
+            }
+            guard let equals = given.firstIndex(of: "=") else {
+                throw CLI.usage("--metrics-label takes NAME=VALUE")
+            }
+            let name = String(given[..<equals])
+            let value = String(given[given.index(after: equals)...])
+            if let problem = PrometheusText.constantLabelProblem(name) {
+                throw CLI.usage("--metrics-label \(name): \(problem)")
+            }
+            guard !value.isEmpty, value.utf8.count <= 128 else {
+                throw CLI.usage("--metrics-label takes a value of 1 to 128 bytes")
+            }
+            labels[name] = value
+        }
         var every = Duration.seconds(10)
         if let given = arguments.options["metrics-every"] {
             guard arguments.options["metrics"] != nil else {
@@ -55,7 +85,7 @@ final class MetricsFile: Sendable {
         }
         guard let path = arguments.options["metrics"] else { return nil }
         try checkDirectory(of: path)
-        return (path, every)
+        return Options(path: path, every: every, labels: labels)
     }
 
     /// Throws a usage error unless the folder `path` names holds FILE's place.

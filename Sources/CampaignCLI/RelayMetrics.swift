@@ -74,13 +74,13 @@ final class RelayMetrics: Sendable {
 
     /// The figures in Prometheus's text format, the log's head and the consumer's stored checkpoint
     /// read from the store now.
-    func prometheusText(prefix: String = "campaign") throws -> String {
+    func prometheusText(prefix: String = "campaign", constantLabels: [String: String] = [:]) throws -> String {
         let now = state.withLock { $0 }
         let head = try store.head().position
         let stored = try store.consumers().first { $0.name == consumer }?.position ?? 0
         let acknowledged = max(stored, now.window?.contiguous ?? 0)
         let label = ["consumer": consumer]
-        var text = PrometheusText(prefix: prefix)
+        var text = PrometheusText(prefix: prefix, constantLabels: constantLabels)
         text.family("relay_connected", .gauge, "1 while the relay is connected to a NATS server.")
         text.sample("relay_connected", label, now.connected ? 1 : 0)
         text.family("relay_connections_total", .counter, "Connections made to a NATS server.")

@@ -5,7 +5,7 @@ import Foundation
 import Synchronization
 
 /// What an engine has done since it opened and how its store and read models stand now: the
-/// figures a host exports to its monitoring (``prometheusText(prefix:)``) and alerts on.
+/// figures a host exports to its monitoring (``prometheusText(prefix:constantLabels:)``) and alerts on.
 ///
 /// Counters cover this engine (this process) since it opened; the store's and the read models'
 /// figures (head, checkpoints, map use) are read from the store, so they include other processes'
@@ -90,9 +90,10 @@ public struct EngineMetrics: Sendable, Equatable {
     }
 
     /// The metrics in Prometheus's text exposition format (version 0.0.4), each name starting with
-    /// `prefix` and an underscore, ready for a host's `/metrics` endpoint.
-    public func prometheusText(prefix: String = "campaign") -> String {
-        var text = PrometheusText(prefix: prefix)
+    /// `prefix` and an underscore, ready for a host's `/metrics` endpoint; every sample also carries
+    /// `constantLabels` (see ``PrometheusText/constantLabels``).
+    public func prometheusText(prefix: String = "campaign", constantLabels: [String: String] = [:]) -> String {
+        var text = PrometheusText(prefix: prefix, constantLabels: constantLabels)
         text.family("requests_total", .counter, "Requests answered, by command or query, status and catalogue code.")
         for request in requests {
             text.sample(
@@ -271,7 +272,7 @@ public struct SchedulerMetrics: Sendable, Equatable {
 }
 
 /// Builds Prometheus's text format (0.0.4): a `# HELP` and `# TYPE` line per family, then its
-/// samples. ``EngineMetrics/prometheusText(prefix:)`` uses it, and so may a tool that exports
+/// samples. ``EngineMetrics/prometheusText(prefix:constantLabels:)`` uses it, and so may a tool that exports
 /// figures of its own (the relay's `--metrics` file).
 public struct PrometheusText: Sendable {
     /// A family's type.
@@ -286,11 +287,36 @@ public struct PrometheusText: Sendable {
 
     /// What each family's name starts with, before an underscore (`campaign`).
     public let prefix: String
+    /// Labels every sample carries besides its own (an operator's name for the process, so two
+    /// processes' files collected together keep their series apart); a sample's own label of the
+    /// same name wins.
+    public let constantLabels: [String: String]
     /// The text so far.
     public private(set) var output = ""
 
-    /// An empty text whose families' names start with `prefix` and an underscore.
-    public init(prefix: String) { self.prefix = prefix }
+    /// An empty text whose families' names start with `prefix` and an underscore, and whose samples
+    /// each carry `constantLabels`.
+    public init(prefix: String, constantLabels: [String: String] = [:]) {
+        self.prefix = prefix
+        self.constantLabels = constantLabels
+    }
+
+    /// The label names the engine's and the relay's samples use, which a constant label may not take.
+    public static let sampleLabelNames: Set<String> = [
+        "code", "consumer", "kind", "le", "mode", "name", "outcome", "projection", "quantile", "status",
+    ]
+
+    /// Why `name` cannot be a constant label (Prometheus's label names, less the reserved `__` ones
+    /// and ``sampleLabelNames``); nil when it can.
+    public static func constantLabelProblem(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 0x61 && (b | 0x20) <= 0x7A || b == 0x5F }
+        guard let first = bytes.first, isLetter(first), bytes.allSatisfy({ isLetter($0) || (0x30...0x39).contains($0) })
+        else { return "a label name is a letter or _ followed by letters, digits and _" }
+        if name.hasPrefix("__") { return "label names starting with __ are Prometheus's own" }
+        if sampleLabelNames.contains(name) { return "the samples use the label \(name) themselves" }
+        return nil
+    }
 
     /// Starts a family: its help text (one line) and its type.
     public mutating func family(_ name: String, _ kind: Kind, _ help: String) {
@@ -299,6 +325,7 @@ public struct PrometheusText: Sendable {
 
     /// One sample; labels in name order, so the text is the same from one scrape to the next.
     public mutating func sample(_ name: String, _ labels: [String: String], _ value: Double) {
+        let labels = constantLabels.isEmpty ? labels : labels.merging(constantLabels) { own, _ in own }
         output += "\(prefix)_\(name)"
         if !labels.isEmpty {
             let pairs = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escaped($0.value))\"" }

@@ -261,9 +261,47 @@ import Testing
         }
     }
 
+    /// Two `apply` processes writing into one textfile directory: without a label of their own, their
+    /// series are the same, and a collector refuses series it collected twice.
+    @Test func aLabelOfTheOperatorsKeepsTwoProcessesSeriesApart() async throws {
+        let directory = TemporaryDirectory()
+        var texts: [String] = []
+        for name in ["blue", "green"] {
+            let file = directory.path + "/\(name).prom"
+            let run = try await campaign(
+                [
+                    "apply", "--data", directory.path + "/\(name)", "--metrics", file, "--metrics-label",
+                    "process=\(name)",
+                ],
+                input: #"{"requestId":"r","principal":\#(admin()),"query":"campaign.list","params":{}}"# + "\n")
+            #expect(run.status == 0)
+            texts.append(try String(contentsOfFile: file, encoding: .utf8))
+        }
+        let samples = texts.map { $0.split(separator: "\n").filter { !$0.hasPrefix("#") } }
+        #expect(samples[0].count > 100 && samples[0].count == samples[1].count)
+        #expect(samples[0].contains("campaign_log_head_position{process=\"blue\"} 0"))
+        #expect(
+            samples[1].contains(
+                #"campaign_projection_lag_events{mode="catch-up",process="green",projection="audit"} 0"#))
+        #expect(samples[0].allSatisfy { $0.contains(#"process="blue""#) }, "every sample is labelled")
+        #expect(Set(samples[0]).isDisjoint(with: Set(samples[1])), "no series in both files")
+        // A value is escaped as the format requires.
+        let file = directory.path + "/odd.prom"
+        let odd = try await campaign([
+            "apply", "--data", directory.path + "/odd", "--metrics", file, "--metrics-label", #"site=a "quoted" \ one"#,
+        ])
+        #expect(odd.status == 0)
+        #expect(try String(contentsOfFile: file, encoding: .utf8).contains(#"{site="a \"quoted\" \\ one"} "#))
+    }
+
     @Test(arguments: [
         ["--metrics-every", "5"], ["--metrics", "m.prom", "--metrics-every", "0"],
         ["--metrics", "/nonexistent/m.prom"], ["--metrics", "/tmp/"], ["--metrics", "/tmp"],
+        ["--metrics-label", "process=blue"], ["--metrics", "m.prom", "--metrics-label", "blue"],
+        ["--metrics", "m.prom", "--metrics-label", "projection=blue"],
+        ["--metrics", "m.prom", "--metrics-label", "__name__=blue"],
+        ["--metrics", "m.prom", "--metrics-label", "9lives=blue"],
+        ["--metrics", "m.prom", "--metrics-label", "process="],
     ])
     func aMetricsFileThatCannotBeWrittenIsAUsageErrorBeforeAnyStoreIsMade(_ options: [String]) async throws {
         let directory = TemporaryDirectory()

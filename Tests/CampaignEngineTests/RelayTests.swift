@@ -486,6 +486,16 @@ import Testing
         #expect(try await campaign(["export", "--data", directory.path, "--metrics", metricsFile]).status == 64)
         #expect(try await campaign(relayTo + ["--metrics-every", "5"]).status == 64)
         #expect(try await campaign(relayTo + ["--metrics", directory.path]).status == 64)
+        // A label of the operator's rides on every sample; the relay's own `consumer` is not one to take.
+        let labelled = try await campaign(
+            relayTo + ["--retry-for", "0", "--metrics", metricsFile, "--metrics-label", "region=eu"])
+        #expect(labelled.status == 1)
+        let samples = try String(contentsOfFile: metricsFile, encoding: .utf8).split(separator: "\n")
+            .filter { !$0.hasPrefix("#") }
+        #expect(samples.contains(#"campaign_relay_connected{consumer="nats-S",region="eu"} 0"#), "\(samples)")
+        #expect(samples.allSatisfy { $0.contains(#"region="eu""#) })
+        #expect(try await campaign(relayTo + ["--metrics", metricsFile, "--metrics-label", "consumer=x"]).status == 64)
+        #expect(try await campaign(["export", "--data", directory.path, "--metrics-label", "region=eu"]).status == 64)
     }
 }
 
