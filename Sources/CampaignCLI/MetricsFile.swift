@@ -4,10 +4,10 @@ import Synchronization
 
 /// `--metrics FILE`: metrics in Prometheus's text format written to FILE at an interval and once
 /// more as the run ends. `campaign apply` writes the engine's
-/// (``EngineMetrics/prometheusText(prefix:constantLabels:)``), so a host that drives it as a co-process, and cannot call ``CampaignEngine/metrics()``, still
-/// exports them; the relay (`export --to nats://… --follow`) writes its own (``RelayMetrics``).
-/// node_exporter's textfile collector reads `*.prom` files from a directory, and a sidecar may
-/// serve the file.
+/// (``EngineMetrics/prometheusText(prefix:constantLabels:)``), so a host that drives it as a
+/// co-process, and cannot call ``CampaignEngine/metrics()``, still exports them; the relay
+/// (`export --to nats://… --follow`) writes its own (``RelayMetrics``). node_exporter's textfile
+/// collector reads `*.prom` files from a directory, and a sidecar may serve the file.
 ///
 /// Each write is whole: the text goes to a temporary file beside FILE, which is then renamed over
 /// it, so a reader never sees half a file. A write that fails during the run (a full disk) is tried
