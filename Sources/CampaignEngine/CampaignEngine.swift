@@ -151,6 +151,9 @@ public final class CampaignEngine: Sendable {
     let catchUpKeeper: CatchUpKeeper?
     /// When a tick last deleted expired idempotency records (engine clock), if one has.
     let idempotencyPruned = Mutex<Date?>(nil)
+    /// Run, when set, after a due target passed its checks and before its attempt is recorded: a
+    /// test's way into the moment between them (nothing sets it outside tests).
+    let beforeAttempt = Mutex<(@Sendable (_ connectionId: String) async -> Void)?>(nil)
     /// The engine clock when the engine opened (``health(_:)``'s scheduler check counts from it
     /// until a tick completes).
     let openedAt: Date

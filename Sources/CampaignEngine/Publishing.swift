@@ -5,6 +5,10 @@ import Foundation
 /// Thrown inside the attempt's transaction when the account's publish budget is spent.
 private struct AccountBudgetSpent: Error {}
 
+/// Thrown inside a target's transaction when its connection or the post's campaign changed after
+/// they were checked (a `social.disconnect` committed in between): the target is checked again.
+private struct TargetChanged: Error {}
+
 extension CampaignEngine {
     /// Appends post events built from the post's latest state, deciding again when another
     /// writer changed the post first. `build` returns nil when there is nothing to do any more.
@@ -43,6 +47,7 @@ extension CampaignEngine {
         tenant: String, postId: String, as principal: Principal, request: EngineRequest
     ) async throws -> PostState? {
         var handled = Set<String>()
+        var rechecks = 0
         while true {
             let now = currentTime
             guard let state = try loadPost(tenant, postId).0, state.status == .publishing else {
@@ -63,35 +68,39 @@ extension CampaignEngine {
             func stillDue(_ fresh: PostState, _ at: Date) -> Bool {
                 Post.dueTargets(fresh, at: at).contains { $0.connectionId == connectionId }
             }
-
-            // Its campaign may have been called off since the post began publishing (a target waiting
-            // for a retry, say): the target is not sent.
-            if let refusal = try campaignRefusal(of: state, tenant: tenant) {
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
-                    fresh, at in
-                    stillDue(fresh, at) ? Post.campaignCalledOff(connectionId, refusal, in: fresh, at: at) : nil
+            // What the target is decided on (its connection and the post's campaign) must not change
+            // before the decision commits: each of the target's transactions checks their streams'
+            // versions, read before either is loaded, so a `social.disconnect` committed between the
+            // check and the attempt never lets the post out on the disconnected account.
+            let watched =
+                [CampaignEngine.streamId(tenant, connectionId)]
+                + (state.campaignId.map { [CampaignEngine.streamId(tenant, $0)] } ?? [])
+            let versions = try store.read { txn in try watched.map { try txn.streamVersion($0) } }
+            let unchanged: @Sendable (ReadTransaction) throws -> Void = { txn in
+                for (stream, version) in zip(watched, versions) where try txn.streamVersion(stream) != version {
+                    throw TargetChanged()
                 }
+            }
+            func changed() throws {
+                // Checked again on the next turn; another writer changing them without end gives up.
+                handled.remove(connectionId)
+                rechecks += 1
+                if rechecks > configuration.maximumRetries {
+                    throw CampaignError(
+                        .resourceConflict, "post \(postId)'s connection kept changing; try again", retryable: true)
+                }
+            }
+            let usable: (connection: ConnectionState, rules: PlatformRules)?
+            do {
+                usable = try await usableTarget(
+                    state, connectionId, tenant: tenant, now: now, as: principal, request: request,
+                    unchanged: unchanged,
+                    stillDue: stillDue)
+            } catch is TargetChanged {
+                try changed()
                 continue
             }
-            guard let connection = try loadConnection(tenant, connectionId).0, connection.isUsable(at: now),
-                let rules = connection.rules
-            else {
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
-                    fresh, at in
-                    stillDue(fresh, at) ? Post.connectionUnusable(connectionId, in: fresh, at: at) : nil
-                }
-                continue
-            }
-            // Checked when the post was written, against the rules of that moment: an account's own
-            // text limit may have been lowered since.
-            let problems = rules.problems(text: state.text, media: state.media, link: state.link)
-            if !problems.isEmpty {
-                _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
-                    fresh, at in
-                    stillDue(fresh, at) ? Post.contentRefused(connectionId, problems, in: fresh, at: at) : nil
-                }
-                continue
-            }
+            guard let (connection, rules) = usable else { continue }
             let window = UInt64(rules.publishWindow)
             let windowStart = UInt64(max(0, now.timeIntervalSince1970)) / window * window
             let rateKey = EngineTables.rateKey(
@@ -100,11 +109,13 @@ extension CampaignEngine {
             let tables = self.tables
             let limit = UInt64(rules.publishLimit)
             var attempt = 0
+            if let hook = beforeAttempt.withLock({ $0 }) { await hook(connectionId) }
             do {
                 let started = try await appendPostEvents(
                     tenant: tenant, postId: postId, as: principal, request: request,
                     preconditions: [
-                        { txn in if try tables.publishCount(rateKey, in: txn) >= limit { throw AccountBudgetSpent() } }
+                        unchanged,
+                        { txn in if try tables.publishCount(rateKey, in: txn) >= limit { throw AccountBudgetSpent() } },
                     ],
                     extraWrite: { txn in
                         try tables.setPublishCount(rateKey, try tables.publishCount(rateKey, in: txn) + 1, in: txn)
@@ -116,6 +127,9 @@ extension CampaignEngine {
                     }
                 )
                 guard started else { continue }
+            } catch is TargetChanged {
+                try changed()
+                continue
             } catch is AccountBudgetSpent {
                 let reset = Date(timeIntervalSince1970: Double(windowStart + window))
                 _ = try await appendPostEvents(tenant: tenant, postId: postId, as: principal, request: request) {
@@ -137,6 +151,42 @@ extension CampaignEngine {
                     ? Post.record(outcome, for: connectionId, in: fresh, at: at) : nil
             }
         }
+    }
+
+    /// The connection and rules a due target is published with; nil when it may not be, after
+    /// appending why (its campaign called off, its connection unusable, its content refused by the
+    /// account's rules now). Each append also checks `unchanged`, which throws ``TargetChanged``.
+    private func usableTarget(
+        _ state: PostState, _ connectionId: String, tenant: String, now: Date, as principal: Principal,
+        request: EngineRequest, unchanged: @escaping @Sendable (ReadTransaction) throws -> Void,
+        stillDue: (PostState, Date) -> Bool
+    ) async throws -> (connection: ConnectionState, rules: PlatformRules)? {
+        let postId = state.id
+        func fail(_ events: @escaping (PostState, Date) -> [DomainEvent]) async throws {
+            _ = try await appendPostEvents(
+                tenant: tenant, postId: postId, as: principal, request: request, preconditions: [unchanged]
+            ) { fresh, at in stillDue(fresh, at) ? events(fresh, at) : nil }
+        }
+        // Its campaign may have been called off since the post began publishing (a target waiting
+        // for a retry, say): the target is not sent.
+        if let refusal = try campaignRefusal(of: state, tenant: tenant) {
+            try await fail { Post.campaignCalledOff(connectionId, refusal, in: $0, at: $1) }
+            return nil
+        }
+        guard let connection = try loadConnection(tenant, connectionId).0, connection.isUsable(at: now),
+            let rules = connection.rules
+        else {
+            try await fail { Post.connectionUnusable(connectionId, in: $0, at: $1) }
+            return nil
+        }
+        // Checked when the post was written, against the rules of that moment: an account's own text
+        // limit may have been lowered since.
+        let problems = rules.problems(text: state.text, media: state.media, link: state.link)
+        if !problems.isEmpty {
+            try await fail { Post.contentRefused(connectionId, problems, in: $0, at: $1) }
+            return nil
+        }
+        return (connection, rules)
     }
 
     /// Why `post` may not be published now that its campaign was called off (cancelled, archived

@@ -1,9 +1,11 @@
 import CampaignDomain
-import CampaignEngine
 import EventStore
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
+
+@testable import CampaignEngine
 
 /// Social publishing through the engine with the simulated publisher and a manual clock.
 @Suite struct PublishingTests {
@@ -123,6 +125,59 @@ import Testing
         #expect(done?["status"]?.stringValue == "published")
         #expect(done?["targets"]?.arrayValue?.first?["attempts"]?.integerValue == 3)
         #expect(t.publisher.requests.map(\.attempt) == [1, 2, 3])
+    }
+
+    /// A target's connection is checked, then its attempt is recorded; a `social.disconnect`
+    /// committed in between must keep the post off the account. The attempt's transaction finds the
+    /// connection changed since it was checked, and the target is checked again: `CONNECTION_EXPIRED`,
+    /// and no call to the platform. Before, the attempt started and the platform was called with the
+    /// disconnected account's credential.
+    @Test func aConnectionDisconnectedBetweenItsCheckAndTheAttemptIsNotPublishedTo() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Racing")
+        let disconnected = Mutex(false)
+        t.engine.beforeAttempt.withLock {
+            $0 = { _ in
+                guard !disconnected.withLock({ $0 }) else { return }
+                _ = await t.command("social.disconnect", #"{"connectionId":"con_x"}"#)
+                disconnected.withLock { $0 = true }
+            }
+        }
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(disconnected.withLock { $0 })
+        #expect(response.code == "CONNECTION_EXPIRED", "\(response)")
+        #expect(t.publisher.requests.isEmpty, "the platform was called for a disconnected account")
+        let target = await get(t, "pst_1")?["targets"]?.arrayValue?.first
+        #expect(target?["status"]?.stringValue == "failed" && target?["attempts"]?.integerValue == 0)
+    }
+
+    /// A connection that changes before every attempt (refreshed each time, here) is checked again a
+    /// bounded number of times; then the publish answers a retryable conflict and nothing was sent.
+    @Test func aConnectionThatKeepsChangingIsAConflictToRetry() async throws {
+        let t = try await connected()
+        _ = await post(t, "pst_1", text: "Moving target")
+        let refreshes = Mutex(0)
+        t.engine.beforeAttempt.withLock {
+            $0 = { _ in
+                let count = refreshes.withLock {
+                    $0 += 1
+                    return $0
+                }
+                let expiresAt = Timestamp.format(testStart + 86_400 * Double(100 + count))
+                let refreshed = await t.command(
+                    "social.refresh", #"{"connectionId":"con_x","expiresAt":"\#(expiresAt)"}"#)
+                #expect(refreshed.status == 201)
+            }
+        }
+        let response = await t.command("post.publish", #"{"postId":"pst_1"}"#)
+        #expect(response.code == "RESOURCE_CONFLICT" && response["error"]?["retryable"] == .bool(true), "\(response)")
+        #expect(refreshes.withLock { $0 } == t.engine.configuration.maximumRetries + 1)
+        #expect(t.publisher.requests.isEmpty)
+        // Once the connection holds still, the next tick publishes.
+        t.engine.beforeAttempt.withLock { $0 = nil }
+        _ = try await tick(t, testStart + 1)
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "published")
+        #expect(t.publisher.requests.count == 1)
     }
 
     @Test func threeTransientFailuresArePublishingFailed() async throws {
