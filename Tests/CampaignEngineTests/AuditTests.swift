@@ -44,10 +44,10 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         return (run.status, try JSON.parse(run.out))
     }
 
-    static func tamper(_ setup: Audited, _ arguments: [String]) throws {
+    static func tamper(_ setup: Audited, _ arguments: [String]) async throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Fixtures/tamper_log.py").path
-        let run = try runPythonScript(script, [setup.data] + arguments)
+        let run = try await runPythonScript(script, [setup.data] + arguments)
         try #require(run.status == 0, "\(run.output)")
     }
 
@@ -115,7 +115,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         ])
         #expect(verify.status == 0)
         try verify.out.write(toFile: setup.keys.path + "/verify.json", atomically: false, encoding: .utf8)
-        let python = try runPythonTool(
+        let python = try await runPythonTool(
             "verify_tree.py",
             [
                 setup.data, "--key", setup.verifier, "--checkpoint", setup.checkpoint, "--inclusion",
@@ -131,7 +131,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         ])
         let swapped = other.out.replacingOccurrences(of: "\"position\":18", with: "\"position\":17")
         try swapped.write(toFile: setup.keys.path + "/prove.json", atomically: false, encoding: .utf8)
-        let rejected = try runPythonTool(
+        let rejected = try await runPythonTool(
             "verify_tree.py",
             [
                 setup.data, "--key", setup.verifier, "--checkpoint", setup.checkpoint, "--inclusion",
@@ -143,7 +143,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func aTruncatedLogIsCaughtWithItsLength() async throws {
         let setup = try await audited()
-        try AuditTests.tamper(setup, ["truncate", "600"])
+        try await AuditTests.tamper(setup, ["truncate", "600"])
         let (status, report) = try await verify(setup)
         #expect(status == 1)
         #expect(report["checkpoint"]?["truncatedTo"]?.integerValue == 600)
@@ -151,7 +151,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
 
         // Cut the tree as well: the length is still known, the checkpoints kept vouch for the rest.
         let second = try await audited()
-        try AuditTests.tamper(second, ["truncate", "600", "--tree"])
+        try await AuditTests.tamper(second, ["truncate", "600", "--tree"])
         let (status2, report2) = try await verify(second)
         #expect(status2 == 1 && report2["checkpoint"]?["truncatedTo"]?.integerValue == 600)
         #expect(report2["tree"]?["intact"] == .bool(true), "the insider kept the tree consistent with the cut log")
@@ -166,7 +166,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func aLogRewrittenAndReHashedIsCaughtAtThePositionRewritten() async throws {
         let setup = try await audited()
-        try AuditTests.tamper(setup, ["rewrite", "777"])
+        try await AuditTests.tamper(setup, ["rewrite", "777"])
         let chain = try await campaign(["verify", "--data", setup.data, "--json"])
         let plain = try JSON.parse(chain.out)
         #expect(plain["intact"] == .bool(true), "the chain was re-hashed, so it verifies on its own")
@@ -190,7 +190,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         let second = try TreeCheckpoint(text: try SignedNote(parsing: later.out).text)
         try later.out.write(toFile: setup.checkpoint, atomically: false, encoding: .utf8)
         let position = first.size + 25
-        try AuditTests.tamper(setup, ["rewrite", String(position), "--tree"])
+        try await AuditTests.tamper(setup, ["rewrite", String(position), "--tree"])
         let plain = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--json"]).out)
         #expect(plain["intact"] == .bool(true) && plain["tree"]?["intact"] == .bool(true))
         let (status, report) = try await verify(setup)
@@ -206,7 +206,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         #expect(clean["contacts"]?["mismatched"] == .array([]))
         let live = clean["contacts"]?["live"]?.integerValue ?? 0
         #expect(live + (clean["contacts"]?["erased"]?.integerValue ?? 0) == 400 && live > 390)
-        try AuditTests.tamper(setup, ["contact", "0"])
+        try await AuditTests.tamper(setup, ["contact", "0"])
         let run = try await campaign(["verify", "--data", setup.data, "--contacts", "--json"])
         #expect(run.status == 1)
         let mismatched = try JSON.parse(run.out)["contacts"]?["mismatched"]?.arrayValue ?? []
@@ -217,7 +217,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func valuesKeptForAContactTheLogHasNoEventsOfAreCaught() async throws {
         let setup = try await audited()
-        try AuditTests.tamper(setup, ["orphan", "3"])
+        try await AuditTests.tamper(setup, ["orphan", "3"])
         let run = try await campaign(["verify", "--data", setup.data, "--contacts", "--json"])
         #expect(run.status == 1)
         let contacts = try JSON.parse(run.out)["contacts"]
@@ -239,7 +239,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
         let setup = try await audited()
         let clean = try JSON.parse(try await campaign(["verify", "--data", setup.data, "--json"]).out)
         #expect(clean["streamIndex"]?["intact"] == .bool(true))
-        try AuditTests.tamper(setup, ["unlink", "500"])
+        try await AuditTests.tamper(setup, ["unlink", "500"])
         let run = try await campaign(["verify", "--data", setup.data, "--json"])
         #expect(run.status == 1)
         let report = try JSON.parse(run.out)

@@ -128,7 +128,7 @@ import Testing
         #expect(expected.lines.count == log.count)
         let file = directory.path + "/expected.jsonl"
         try expected.out.write(toFile: file, atomically: false, encoding: .utf8)
-        let (status, text) = try runPythonTool("nats_readback.py", [server.url, "CAMPAIGN", file])
+        let (status, text) = try await runPythonTool("nats_readback.py", [server.url, "CAMPAIGN", file])
         #expect(status == 0, "\(text)")
         #expect(text.contains("\(log.count) events read back in order, each once"))
     }

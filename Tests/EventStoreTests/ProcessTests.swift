@@ -218,7 +218,7 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             head = try store.verifyChain().headHash.map { String(format: "%02x", $0) }.joined()
             store.close()
         }
-        let (status, text) = try runPythonTool("verify_chain.py", [dir.path])
+        let (status, text) = try await runPythonTool("verify_chain.py", [dir.path])
         #expect(status == 0, "\(text)")
         #expect(text.contains("30 events verified, head \(head)"))
     }

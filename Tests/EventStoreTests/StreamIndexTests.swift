@@ -110,11 +110,12 @@ import Testing
         // which LMDB will not open as a table, so an older binary fails instead of misreading.
         let new = try await Self.filled()
         let upgraded = try await Self.filled()
-        try Self.rewrite(upgraded.path, ["legacy"])
-        #expect(try Self.rewrite(upgraded.path, ["old-binary"]) == "opened\n")
+        try await Self.rewrite(upgraded.path, ["legacy"])
+        #expect(try await Self.rewrite(upgraded.path, ["old-binary"]) == "opened\n")
         try EventStore(path: upgraded.path).close()
         for dir in [new, upgraded] {
-            #expect(try Self.rewrite(dir.path, ["old-binary"]).hasPrefix("refused: mdb_dbi_open: MDB_INCOMPATIBLE"))
+            #expect(
+                try await Self.rewrite(dir.path, ["old-binary"]).hasPrefix("refused: mdb_dbi_open: MDB_INCOMPATIBLE"))
             let store = try EventStore(path: dir.path, options: Self.readOnly)
             try Self.checkReads(store)
             store.close()
@@ -150,7 +151,7 @@ import Testing
             before = try Self.expected(store)
             store.close()
         }
-        try Self.rewrite(dir.path, ["legacy"])
+        try await Self.rewrite(dir.path, ["legacy"])
         do {
             let store = try EventStore(path: dir.path, options: Self.readOnly)
             try Self.checkReads(store)
@@ -187,7 +188,7 @@ import Testing
             store.close()
         }
         // a is at positions 1, 3, 5; its version 3 (position 5) now links to b's position 4.
-        try Self.rewrite(dir.path, ["relink", "5", "4"])
+        try await Self.rewrite(dir.path, ["relink", "5", "4"])
         let store = try EventStore(path: dir.path)
         defer { store.close() }
         #expect(try store.readStream("b").map(\.position) == [2, 4, 6])
@@ -202,8 +203,8 @@ import Testing
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func verifyNamesAMissingMarkOrHeadAndARebuildRestoresThem() async throws {
         let dir = try await Self.filled()
-        try Self.rewrite(dir.path, ["unmark", "s131", "128"])
-        try Self.rewrite(dir.path, ["behead", "s0"])
+        try await Self.rewrite(dir.path, ["unmark", "s131", "128"])
+        try await Self.rewrite(dir.path, ["behead", "s0"])
         do {
             let store = try EventStore(path: dir.path, options: Self.readOnly)
             #expect(try store.verifyStreamIndex() == "version 128 of s131 is not marked")
@@ -218,14 +219,14 @@ import Testing
             try Self.checkReads(store)
             store.close()
         }
-        try Self.rewrite(dir.path, ["behead", "s0"])
+        try await Self.rewrite(dir.path, ["behead", "s0"])
         do {
             let store = try EventStore(path: dir.path, options: Self.readOnly)
             #expect(try store.verifyStreamIndex() == "6 heads for the log's 7 streams")
             store.close()
         }
         // s0 back, at the right version but another stream's position.
-        try Self.rewrite(dir.path, ["rehead", "s0", "1", "2"])
+        try await Self.rewrite(dir.path, ["rehead", "s0", "1", "2"])
         let store = try EventStore(path: dir.path, options: Self.readOnly)
         defer { store.close() }
         #expect(try store.verifyStreamIndex() == "the head of s0 is not its stream's last event")
@@ -234,7 +235,7 @@ import Testing
     @Test(.enabled(if: pythonLMDBAvailable, "python3 with the lmdb module (pip install lmdb) is not installed"))
     func twoProcessesOpeningAnOlderStoreAtOnceUpgradeItOnceAndLoseNoAppend() async throws {
         let dir = try await Self.filled()
-        try Self.rewrite(dir.path, ["legacy"])
+        try await Self.rewrite(dir.path, ["legacy"])
         // Both open the older store writable at once; one upgrades it, the other finds it done.
         let writers = try ["a", "b"].map { tag in
             try WriterProcess(arguments: [
@@ -269,10 +270,10 @@ import Testing
 
     /// Runs the fixture on `directory`; returns what it printed.
     @discardableResult
-    static func rewrite(_ directory: String, _ arguments: [String]) throws -> String {
+    static func rewrite(_ directory: String, _ arguments: [String]) async throws -> String {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Fixtures/stream_index.py").path
-        let run = try runPythonScript(script, [directory] + arguments)
+        let run = try await runPythonScript(script, [directory] + arguments)
         try #require(run.status == 0, "\(run.output)")
         return run.output
     }

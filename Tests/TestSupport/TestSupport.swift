@@ -74,16 +74,18 @@ public func startProduct(_ name: String, _ arguments: [String]) throws -> ChildP
 
 /// Runs one of the project's Python tools (`Tools/NAME`) with `python3` and returns its exit
 /// status and standard output.
-public func runPythonTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    try runPythonScript(
+public func runPythonTool(_ name: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+    try await runPythonScript(
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Tools/\(name)")
             .standardized.path, arguments)
 }
 
 /// Runs a Python script at `script` with `python3`; returns its exit status and standard output.
-public func runPythonScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+/// Awaits the script's exit, so the seconds it runs hold none of Swift's pool's threads (two
+/// blocking waits at once held both, and stalled every other test's task).
+public func runPythonScript(_ script: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
     let child = try ChildProcess("/usr/bin/env", ["python3", script] + arguments, output: .collect)
-    let status = child.waitUntilExit().status
+    let status = await child.waitForExit().status
     return (status, String(decoding: child.output, as: UTF8.self))
 }
 
