@@ -285,6 +285,16 @@ import Testing
                 #"campaign_projection_lag_events{mode="catch-up",process="green",projection="audit"} 0"#))
         #expect(samples[0].allSatisfy { $0.contains(#"process="blue""#) }, "every sample is labelled")
         #expect(Set(samples[0]).isDisjoint(with: Set(samples[1])), "no series in both files")
+        // The names a constant label may not take are the ones the samples use: a label added to the
+        // samples without joining that list would silently win over the operator's.
+        let used = Set(
+            samples[0].flatMap { sample -> [String] in
+                guard let open = sample.firstIndex(of: "{"), let close = sample.lastIndex(of: "}") else { return [] }
+                return sample[sample.index(after: open)..<close].split(separator: ",").compactMap {
+                    $0.split(separator: "=").first.map(String.init)
+                }
+            })
+        #expect(used.subtracting(["process"]).isSubset(of: PrometheusText.sampleLabelNames), "\(used)")
         // A value is escaped as the format requires.
         let file = directory.path + "/odd.prom"
         let odd = try await campaign([
