@@ -1,6 +1,7 @@
 internal import CSharedCounters
 import CampaignDomain
 import Foundation
+import Hashing
 import Synchronization
 
 /// A per-tenant request budget over fixed windows (default 1000 requests per 60 s).
@@ -66,12 +67,12 @@ extension CampaignEngine {
 /// every process that opens the store, so they count into one budget.
 ///
 /// Layout (native-endian 64-bit words): word 0 the magic `CERW0001`, word 1 the number of slots,
-/// six reserved words, then per slot two words: the budget's key (FNV-1a 64 of the tenant's name
-/// and the window's length; 0 is an empty slot) and its state, the window's number in the high 32
-/// bits and the requests it granted in the low 32. A tenant's slot is found by linear probing from
-/// its key. Every change to a slot is one compare-and-swap of both its words (`cmpxchg16b` on
-/// x86-64), so a count lands only in the slot its tenant holds, no lock is shared between processes
-/// and a process killed at any moment leaves every slot whole. A slot is never emptied: when a
+/// six reserved words, then per slot two words: the budget's key (``key(_:length:)``, from SHA-256
+/// of the tenant's name and the window's length; 0 is an empty slot) and its state, the window's
+/// number in the high 32 bits and the requests it granted in the low 32. A tenant's slot is found
+/// by linear probing from its key. Every change to a slot is one compare-and-swap of both its words
+/// (`cmpxchg16b` on x86-64), so a count lands only in the slot its tenant holds, no lock is shared
+/// between processes and a process killed at any moment leaves every slot whole. A slot is never emptied: when a
 /// tenant finds no free slot among its probes, it takes one whose window is over. Where none is, or
 /// the CPU has no such compare-and-swap, its count stays in its process. The file holds no tenant's
 /// name, only its key, and nothing of it needs to survive a restart (a store copied without it
@@ -210,19 +211,19 @@ final class SharedRateWindows: @unchecked Sendable {
     /// small one is later than the large ones before it.
     static func isLater(_ a: UInt32, than b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
 
-    /// FNV-1a 64 of the tenant's name, a 0x00 byte and the window's length (the bits of the
-    /// `Double`, little-endian): the same in every process, as Swift's `Hasher` is not. 0, which
-    /// marks an empty slot, becomes 1.
+    /// The first eight bytes, big-endian, of SHA-256 of `campaign-rate-window`, a 0x00 byte, the
+    /// tenant's name, a 0x00 byte and the window's length (the bits of the `Double`, little-endian):
+    /// the same in every process, as Swift's `Hasher` is not, and no tenant can pick a name whose key
+    /// is another tenant's (FNV-1a 64, the key until the forty-ninth session, let one be computed,
+    /// and the two then spent one budget). 0, which marks an empty slot, becomes 1.
     static func key(_ tenant: String, length: TimeInterval) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func add(_ byte: UInt8) {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        for byte in tenant.utf8 { add(byte) }
-        add(0)
+        var bytes = Array("campaign-rate-window".utf8)
+        bytes.append(0)
+        bytes += tenant.utf8
+        bytes.append(0)
         let bits = length.bitPattern
-        for shift in stride(from: 0, to: 64, by: 8) { add(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
-        return hash == 0 ? 1 : hash
+        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        let key = SHA256.hash(bytes).prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return key == 0 ? 1 : key
     }
 }

@@ -169,6 +169,36 @@ import Testing
         #expect(windows.take("acme", window: 6, of: 10, limit: 2) == .refused)
     }
 
+    /// A slot's key is SHA-256 based and fixed by the file's format (README, "On-disk format"):
+    /// every build on a store must compute the same one. Values from Python's `hashlib`.
+    @Test func aBudgetsKeyIsTheFormatsSHA256Prefix() {
+        #expect(SharedRateWindows.key("acme", length: 60) == 0xeaa0_56b2_5a4a_f4c5)
+        #expect(SharedRateWindows.key("acme", length: 10) == 0xcf29_60c3_f2d2_da58)
+    }
+
+    /// Two tenant names whose FNV-1a 64 keys are equal (found by a rho search over 13-character
+    /// names; FNV-1a, the key until 2026-12-07, is not collision-resistant): with that key they
+    /// shared one slot, and one tenant's requests spent the other's budget. A tenant able to pick its
+    /// name could aim at another's. With the SHA-256 key each has a budget of its own.
+    @Test func tenantsWhoseFNVKeysCollideKeepBudgetsOfTheirOwn() throws {
+        let (first, second) = (collidingTenants.0, collidingTenants.1)
+        #expect(fnv1a64(first, length: 60) == fnv1a64(second, length: 60))
+        #expect(SharedRateWindows.key(first, length: 60) != SharedRateWindows.key(second, length: 60))
+        let directory = TemporaryDirectory()
+        let windows = try #require(SharedRateWindows(directory: directory.path))
+        #expect(windows.take(first, window: 3, limit: 2) == .granted(count: 1))
+        #expect(windows.take(first, window: 3, limit: 2) == .granted(count: 2))
+        #expect(windows.take(first, window: 3, limit: 2) == .refused)
+        #expect(windows.take(second, window: 3, limit: 2) == .granted(count: 1))
+        #expect(windows.take(second, window: 3, limit: 2) == .granted(count: 2))
+        // The same through the engine's limiter, as a request meets it.
+        let limiter = RateLimiter(limit: 3, window: 60, shared: windows)
+        let now = Date(timeIntervalSince1970: 4 * 60 + 1)
+        for _ in 0..<3 { try limiter.take(tenant: first, now: now) }
+        #expect(throws: CampaignError.self) { try limiter.take(tenant: first, now: now) }
+        for _ in 0..<3 { try limiter.take(tenant: second, now: now) }
+    }
+
     @Test func aFileOfAnotherLayoutLeavesTheCountInTheProcess() async throws {
         let directory = TemporaryDirectory()
         try Data(repeating: 0xAB, count: 64 + 16 * 16_384).write(
@@ -192,6 +222,24 @@ private final class RaceClock: Sendable {
 }
 
 /// Runs `body` on a thread of its own and returns what it returns, leaving Swift's pool free.
+/// Two valid tenant ids with one FNV-1a 64 key for 60 s windows (``fnv1a64(_:length:)``).
+private let collidingTenants = ("96dpkg07nw6nb", "y00cso3062ddd")
+
+/// The rate windows' key until 2026-12-07: FNV-1a 64 of the tenant's name, a 0x00 byte and the
+/// window's length (the bits of the `Double`, little-endian).
+private func fnv1a64(_ tenant: String, length: TimeInterval) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    func add(_ byte: UInt8) {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01b3
+    }
+    for byte in tenant.utf8 { add(byte) }
+    add(0)
+    let bits = length.bitPattern
+    for shift in stride(from: 0, to: 64, by: 8) { add(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+    return hash == 0 ? 1 : hash
+}
+
 private func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread { continuation.resume(returning: body()) }.start()
