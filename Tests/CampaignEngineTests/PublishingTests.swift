@@ -136,6 +136,9 @@ import Testing
         let t = try await connected()
         _ = await post(t, "pst_1", text: "Racing")
         let disconnected = Mutex(false)
+        // The hook holds `t`, which holds the engine: cleared at the end, or the engine and its
+        // directory would outlive the test.
+        defer { t.engine.beforeAttempt.withLock { $0 = nil } }
         t.engine.beforeAttempt.withLock {
             $0 = { _ in
                 guard !disconnected.withLock({ $0 }) else { return }
@@ -157,6 +160,7 @@ import Testing
         let t = try await connected()
         _ = await post(t, "pst_1", text: "Moving target")
         let refreshes = Mutex(0)
+        defer { t.engine.beforeAttempt.withLock { $0 = nil } }
         t.engine.beforeAttempt.withLock {
             $0 = { _ in
                 let count = refreshes.withLock {
