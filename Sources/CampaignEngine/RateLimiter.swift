@@ -72,9 +72,9 @@ extension CampaignEngine {
 /// number in the high 32 bits and the requests it granted in the low 32. A tenant's slot is found
 /// by linear probing from its key. Every change to a slot is one compare-and-swap of both its words
 /// (`cmpxchg16b` on x86-64), so a count lands only in the slot its tenant holds, no lock is shared
-/// between processes and a process killed at any moment leaves every slot whole. A slot is never emptied: when a
-/// tenant finds no free slot among its probes, it takes one whose window is over. Where none is, or
-/// the CPU has no such compare-and-swap, its count stays in its process. The file holds no tenant's
+/// between processes and a process killed at any moment leaves every slot whole. A slot is never
+/// emptied: when a tenant finds no free slot among its probes, it takes one whose window is over.
+/// Where none is, or the CPU has no such compare-and-swap, its count stays in its process. The file holds no tenant's
 /// name, only its key, and nothing of it needs to survive a restart (a store copied without it
 /// starts every budget afresh).
 ///

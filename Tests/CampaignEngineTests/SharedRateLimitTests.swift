@@ -221,7 +221,6 @@ private final class RaceClock: Sendable {
     let ticks = Atomic<Int>(0)
 }
 
-/// Runs `body` on a thread of its own and returns what it returns, leaving Swift's pool free.
 /// Two valid tenant ids with one FNV-1a 64 key for 60 s windows (``fnv1a64(_:length:)``).
 private let collidingTenants = ("96dpkg07nw6nb", "y00cso3062ddd")
 
@@ -240,6 +239,7 @@ private func fnv1a64(_ tenant: String, length: TimeInterval) -> UInt64 {
     return hash == 0 ? 1 : hash
 }
 
+/// Runs `body` on a thread of its own and returns what it returns, leaving Swift's pool free.
 private func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
         Thread { continuation.resume(returning: body()) }.start()
