@@ -678,7 +678,7 @@ final class Demo: Sendable {
             "headHash": .string(chain.headHash.hexString), "tenants": .object(perTenant),
             "experiment": await read(.experimentResults(experimentId: experimentId), tenants[0]),
             "metrics": try metricsJSON(),
-            "health": try JSON.parse(engine.health().json),
+            "health": engine.health().jsonValue,
         ])
     }
 

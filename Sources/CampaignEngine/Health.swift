@@ -86,8 +86,9 @@ public struct EngineHealth: Sendable, Equatable {
     /// `{"problems":[{"check":…,"detail":…,"status":"degraded"}],"status":"degraded"}`.
     public var json: String { jsonValue.text }
 
-    /// ``json`` as a value: `system.health`'s `data`.
-    var jsonValue: JSON {
+    /// ``json`` as a value: `system.health`'s `data`, and what a tool puts in a JSON report of its
+    /// own (`campaign demo --json`'s `health`).
+    public var jsonValue: JSON {
         JSON.object([
             "status": .string(status.rawValue),
             "problems": .array(

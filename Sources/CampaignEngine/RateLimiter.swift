@@ -74,9 +74,9 @@ extension CampaignEngine {
 /// (`cmpxchg16b` on x86-64), so a count lands only in the slot its tenant holds, no lock is shared
 /// between processes and a process killed at any moment leaves every slot whole. A slot is never
 /// emptied: when a tenant finds no free slot among its probes, it takes one whose window is over.
-/// Where none is, or the CPU has no such compare-and-swap, its count stays in its process. The file holds no tenant's
-/// name, only its key, and nothing of it needs to survive a restart (a store copied without it
-/// starts every budget afresh).
+/// Where none is, or the CPU has no such compare-and-swap, its count stays in its process. The file
+/// holds no tenant's name, only its key, and nothing of it needs to survive a restart (a store
+/// copied without it starts every budget afresh).
 ///
 /// Invariant that makes `@unchecked Sendable` safe: the mapping is fixed from `init` to `deinit`,
 /// and every access to its words is one of `CSharedCounters`' atomic operations.
