@@ -84,7 +84,7 @@ public enum CLI {
                     "data", "format", "tenant", "stream", "actor", "type", "from", "to", "limit", "consumer",
                     "subject-prefix", "replicas", "retry-for", "auth-file", "metrics", "metrics-every", "metrics-label",
                 ],
-                ["follow"],
+                ["follow", "exclusive"],
                 ExportCommand.run
             ),
             "subscriptions": (SubscriptionsCommand.help, ["data", "remove"], ["json"], SubscriptionsCommand.run),

@@ -13,7 +13,7 @@ enum ExportCommand {
                                [--consumer NAME] [--follow]
                campaign export --to nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,nats://…] --stream NAME
                                [--subject-prefix campaign] [--replicas N] [--consumer NAME] [--follow]
-                               [--retry-for SECONDS] [--auth-file FILE] [--data DIR]
+                               [--exclusive] [--retry-for SECONDS] [--auth-file FILE] [--data DIR]
                                [--metrics FILE [--metrics-every SECONDS]
                                [--metrics-label NAME=VALUE]]
 
@@ -43,6 +43,13 @@ enum ExportCommand {
         adds a label of the operator's to every sample.
         Several URLs (a cluster's members) are tried in turn; --replicas makes the stream with that
         many copies.
+        A cluster that loses a stream's leader with publishes in flight can drop one of them and
+        store later ones; sent again, the dropped event lands after them. --exclusive, for a stream
+        this relay alone publishes to, keeps the stream in log order even then: each publish carries
+        Nats-Expected-Last-Msg-Id, the id of the one before it, so JetStream refuses what would land
+        out of order and the retry sends it again in order (the first publish of each connection goes
+        out alone). A message of another publisher in the stream makes it exit 1. Shards sharing one
+        stream cannot use it (README, "Scaling out").
 
         A server that asks for credentials gets the URL's (USER:PASSWORD@ or TOKEN@, percent-encoded)
         or else --auth-file's: a file only its owner may read (chmod 600), either a NATS credentials
@@ -148,6 +155,7 @@ enum ExportCommand {
                     return value
                 } ?? 1
             let follow = arguments.flags.contains("follow")
+            let exclusive = arguments.flags.contains("exclusive")
             let retryFor =
                 try options["retry-for"].map { text throws(Arguments.UsageError) -> Duration in
                     guard let seconds = Int(text), (0...31_536_000).contains(seconds) else {
@@ -175,6 +183,7 @@ enum ExportCommand {
                 store: store, storeId: try store.storeId(), endpoints: endpoints, stream: name, prefix: prefix,
                 consumer: consumer, follow: follow, console: console, metrics: metrics)
             relay.replicas = replicas
+            relay.exclusive = exclusive
             relay.retryFor = retryFor
             relay.authFile = options["auth-file"]
             relay.authFileServers = authFileServers
@@ -192,6 +201,7 @@ enum ExportCommand {
         where options[option] != nil {
             throw CLI.usage("--\(option) goes with --to nats://…")
         }
+        if arguments.flags.contains("exclusive") { throw CLI.usage("--exclusive goes with --to nats://…") }
 
         // Storing a consumer's checkpoint writes, and a store made before store ids gets its id on
         // the first writable open; anything else reads.

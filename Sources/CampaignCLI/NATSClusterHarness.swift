@@ -36,9 +36,9 @@ public enum NATSClusterHarness {
     }
 
     /// Runs the harness in `directory` (a demo store with `contacts` contacts per tenant, and the
-    /// nodes' stores); `log` receives progress lines.
+    /// nodes' stores), the relay `--exclusive` when `exclusive`; `log` receives progress lines.
     public static func run(
-        directory: String, contacts: Int, log: @escaping @Sendable (String) -> Void
+        directory: String, contacts: Int, exclusive: Bool = false, log: @escaping @Sendable (String) -> Void
     ) async throws
         -> Summary
     {
@@ -83,7 +83,7 @@ public enum NATSClusterHarness {
                 [
                     "export", "--data", data, "--to", urls.joined(separator: ","), "--stream", "CAMPAIGN", "--replicas",
                     "3",
-                ],
+                ] + (exclusive ? ["--exclusive"] : []),
                 console: SilentConsole(errors: log))
         }
         // Kill the second node once a fifth of the log is in the stream.

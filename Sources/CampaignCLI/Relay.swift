@@ -8,7 +8,7 @@ import Synchronization
 /// `campaign export --to nats://…`: relays the log into a JetStream stream, at least once, in
 /// order, with duplicates dropped by JetStream (`Nats-Msg-Id` = the CloudEvent id). A broker that
 /// fails with publishes in flight can drop one of them and store later ones: sent again, it lands
-/// after them (README, the cluster harness).
+/// after them (README, the cluster harness), unless the relay is ``exclusive``.
 ///
 /// The consumer's checkpoint moves only past events JetStream acknowledged, and only as far as
 /// every event before them is acknowledged too; after a crash, a lost broker or a stop, the next
@@ -40,6 +40,13 @@ struct Relay {
     let console: any Console
     /// What the relay does, counted for `--metrics` (counted whether or not a file is written).
     let metrics: RelayMetrics
+    /// `--exclusive`: the relay is the stream's only publisher, so each publish names the one
+    /// before it (`Nats-Expected-Last-Msg-Id`) and the stream refuses it unless that one is the
+    /// last it stored. A publish a failing broker drops then makes every later one in flight
+    /// refused, not stored ahead of it, and the retry sends them again in order. The first publish
+    /// of each connection expects nothing (after a broker restart the server may not know its last
+    /// message's id) and goes out alone; the others follow once it is acknowledged.
+    var exclusive = false
 
     /// Publishes in flight at most.
     static let window = 256
@@ -102,9 +109,10 @@ struct Relay {
                 }
                 return .ok
             } catch let refused as StreamRefused {
-                // The stream cannot be made as asked (its subjects overlap another stream's, …):
-                // waiting will not change that.
-                console.err("relay: \(refused.error)")
+                // The stream cannot be made as asked (its subjects overlap another stream's, …), or
+                // another publisher writes to an exclusive relay's stream: waiting will not change that.
+                let reached = (try? acknowledgedThrough()) ?? through
+                console.err("relay: \(refused.reason); consumer \(consumer) at \(Format.count(reached))")
                 return .failure
             } catch let error as NATSError
                 where error.isPermanent && !(error.isAuthorization && fromAuthFile && authFileTaken && !connected)
@@ -169,7 +177,7 @@ struct Relay {
             // configuration, more replicas than servers) stays wrong; anything else (a cluster
             // still electing its leader) is retried.
             if case let .jetStream(code, _) = error, [10_052, 10_023, 10_065].contains(code) {
-                throw StreamRefused(error: error)
+                throw StreamRefused(reason: error.description)
             }
             throw error
         }
@@ -192,6 +200,17 @@ struct Relay {
         } catch {
             // What JetStream acknowledged stays acknowledged: the next attempt starts after it.
             try? await checkpoint.store()
+            // An exclusive relay's publish refused after a message that is not this store's: another
+            // publisher shares the stream, and every retry would be refused the same way. (After
+            // one of this store's own, a publish was dropped; with no id, the server lost it in a
+            // restart: the next connection's first publish, which expects nothing, mends both.)
+            if exclusive, let failure = acks.failure, let last = JetStream.lastId(inRefusal: failure), !last.isEmpty,
+                !last.hasPrefix("\(storeId)-")
+            {
+                throw StreamRefused(
+                    reason: "stream \(stream) holds a message this store did not publish (Nats-Msg-Id \(last)) after "
+                        + "its own: --exclusive needs a stream no other publisher writes to")
+            }
             throw error
         }
         if follow && !stop.requested { throw NATSError.connection("the subscription ended") }
@@ -205,6 +224,8 @@ struct Relay {
         if !follow, subscription.firstPosition > head { return }
         var keptCheckpoints = KeptCheckpoints(store: store, from: subscription.firstPosition)
         var subjects = SubjectCache(prefix: prefix)
+        // An exclusive relay's last publish on this connection, which the next one expects.
+        var lastId: String?
         for try await event in subscription {
             try await acks.waitForRoom(Relay.window)
             let position = event.position
@@ -219,11 +240,14 @@ struct Relay {
             let due = try keptCheckpoints.due(through: position)
             acks.sent(position, publishes: 1 + due.count)
             metrics.published(checkpoints: due.count)
-            try publish(jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position)
+            let first = exclusive && lastId == nil
+            try publish(jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position, lastId: &lastId)
+            // The first publish of a connection goes out alone: those after it expect it stored.
+            if first { try await acks.waitUntil(position, awaits: due.count) }
             for kept in due {
                 try publish(
                     jetStream, acks, "\(prefix).audit.checkpoint", id: "\(storeId)-checkpoint-\(kept.size)",
-                    Audit.cloudEvent(kept, storeId: storeId).bytes, for: position)
+                    Audit.cloudEvent(kept, storeId: storeId).bytes, for: position, lastId: &lastId)
             }
             if acks.contiguous - checkpoint.stored >= 1_000 { try await checkpoint.store() }
             if stop.requested { return }
@@ -239,15 +263,18 @@ struct Relay {
         }
     }
 
-    /// Publishes one message whose acknowledgement counts for `position`.
+    /// Publishes one message whose acknowledgement counts for `position`; an exclusive relay's
+    /// expects `lastId` (nothing when nil) and leaves its own id there for the next.
     private func publish(
         _ jetStream: JetStream, _ acks: AckWindow, _ subject: String, id: String, _ body: [UInt8],
-        for position: UInt64
+        for position: UInt64, lastId: inout String?
     ) throws {
         let sent = ContinuousClock.now
         let metrics = self.metrics
+        let expected = exclusive ? lastId : nil
+        if exclusive { lastId = id }
         do {
-            try jetStream.publish(subject, id: id, payload: body) { result in
+            try jetStream.publish(subject, id: id, payload: body, expectedLastId: expected) { result in
                 metrics.answered(acknowledged: (try? result.get()) != nil, took: .now - sent)
                 acks.finished(position, result.map { _ in () })
             }
@@ -357,6 +384,21 @@ final class AckWindow: Sendable {
 
     private var state: (inFlight: Int, failure: NATSError?) { window.withLock { ($0.inFlight, $0.failure) } }
 
+    /// The first publish that failed, if one did.
+    var failure: NATSError? { window.withLock { $0.failure } }
+
+    /// Waits until at most `left` of the publishes for `position` are awaited (10 s at most);
+    /// throws a publish's failure.
+    func waitUntil(_ position: UInt64, awaits left: Int) async throws {
+        for _ in 0..<10_000 {
+            let (awaited, failure) = window.withLock { ($0.outstanding[position] ?? 0, $0.failure) }
+            if let failure { throw failure }
+            if awaited <= left { return }
+            await AckWindow.pause()
+        }
+        throw NATSError.timeout
+    }
+
     /// Waits until fewer than `limit` publishes are under way; throws a publish's failure.
     func waitForRoom(_ limit: Int) async throws {
         while true {
@@ -411,7 +453,9 @@ final class Checkpoint: Sendable {
     }
 }
 
-/// JetStream refused to make the stream: a configuration to fix, not a failure to retry.
+/// JetStream refused to make the stream, or an exclusive relay found another publisher in it: a
+/// configuration to fix, not a failure to retry.
 struct StreamRefused: Error {
-    let error: NATSError
+    /// What is wrong, for the operator.
+    let reason: String
 }

@@ -79,11 +79,18 @@ public struct JetStream: Sendable {
 
     /// Publishes `payload` to `subject` with `Nats-Msg-Id: id` (JetStream drops a repeat within
     /// its duplicate window) and calls `onAck` with JetStream's acknowledgement or the failure.
+    ///
+    /// With `expectedLastId`, the message also carries `Nats-Expected-Last-Msg-Id`: the stream
+    /// stores it only if the last message it stored has that id, and otherwise refuses it with
+    /// ``wrongLastIdCode`` and the id it holds last (``lastId(inRefusal:)``). A repeat is still
+    /// answered as a duplicate, whatever it expects (nats-server checks the id first).
     public func publish(
-        _ subject: String, id: String, payload: [UInt8],
+        _ subject: String, id: String, payload: [UInt8], expectedLastId: String? = nil,
         onAck: @escaping @Sendable (Result<PublishAck, NATSError>) -> Void
     ) throws {
-        try connection.request(subject, headers: [("Nats-Msg-Id", id)], payload: payload) { reply in
+        var headers = [("Nats-Msg-Id", id)]
+        if let expectedLastId { headers.append(("Nats-Expected-Last-Msg-Id", expectedLastId)) }
+        try connection.request(subject, headers: headers, payload: payload) { reply in
             onAck(
                 reply.flatMap { message in
                     if let ack = Self.plainAck(message.payload) { return .success(ack) }
@@ -98,6 +105,20 @@ public struct JetStream: Sendable {
                     }
                 })
         }
+    }
+
+    /// JetStream's error code for a publish whose `Nats-Expected-Last-Msg-Id` is not the id of the
+    /// stream's last message.
+    public static let wrongLastIdCode = 10_070
+
+    /// The id of the stream's last message, as a refusal with ``wrongLastIdCode`` names it
+    /// (`wrong last msg ID: <id>`; empty when the server does not know it, as after a restart once
+    /// the last message is older than the duplicate window); nil for any other error.
+    public static func lastId(inRefusal error: NATSError) -> String? {
+        guard case let .jetStream(code, description) = error, code == wrongLastIdCode else { return nil }
+        let marker = "wrong last msg ID:"
+        guard let range = description.range(of: marker) else { return "" }
+        return description[range.upperBound...].trimmingCharacters(in: .whitespaces)
     }
 
     /// A publish's acknowledgement read straight from its bytes when it is the flat object JetStream

@@ -497,6 +497,107 @@ import Testing
         #expect(try await campaign(relayTo + ["--metrics", metricsFile, "--metrics-label", "consumer=x"]).status == 64)
         #expect(try await campaign(["export", "--data", directory.path, "--metrics-label", "region=eu"]).status == 64)
     }
+
+    /// The `Nats-Msg-Id` and `Nats-Expected-Last-Msg-Id` of every message stream `name` holds, in
+    /// sequence order.
+    func chain(_ server: LocalNATSServer, _ name: String) async throws -> [(id: String, expects: String?)] {
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        let last = try await jetStream.streamState(name).lastSequence
+        var links = [(id: String, expects: String?)]()
+        for sequence in 1...max(1, last) where last > 0 {
+            let message = try await jetStream.message(name, sequence: sequence)
+            links.append((message.headers["Nats-Msg-Id"] ?? "", message.headers["Nats-Expected-Last-Msg-Id"]))
+        }
+        return links
+    }
+
+    /// `--exclusive`: every publish but the first of a connection names the one before it, kept
+    /// checkpoints included, so the server stores nothing out of order; a later run's first publish
+    /// expects nothing (the server may have lost its last id in a restart) and the chain goes on.
+    @Test func anExclusiveRelayNamesTheMessageBeforeEachPublish() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore()
+        let keys = TemporaryDirectory()
+        try #require(
+            try await campaign(["keygen", "--name", "ops.example", "--out", keys.path + "/ops.key"]).status == 0)
+        try #require(
+            try await campaign(["checkpoint", "--data", directory.path, "--key", keys.path + "/ops.key"]).status == 0)
+        let relayTo = ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--exclusive"]
+        let relay = try await campaign(relayTo)
+        #expect(relay.status == 0, "\(relay.err)")
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"One more","channel":"email"}}"# + "\n")
+        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        let again = try await campaign(relayTo)
+        #expect(again.status == 0, "\(again.err)")
+        let links = try await chain(server, "CAMPAIGN")
+        let size = log.count
+        let expected =
+            (1...size).map { "\(storeId)-\($0)" } + ["\(storeId)-checkpoint-\(size)", "\(storeId)-\(size + 1)"]
+        #expect(links.map(\.id) == expected)
+        // Each connection's first publish expects nothing; every other one, the message before it.
+        let starts: Set<Int> = [0, size + 1]
+        for (index, link) in links.enumerated() {
+            let wanted = starts.contains(index) ? nil : links[index - 1].id
+            guard link.expects == wanted else {
+                Issue.record("message \(index + 1) expects \(link.expects ?? "nothing"), not \(wanted ?? "nothing")")
+                return
+            }
+        }
+        #expect(try await campaign(["export", "--data", directory.path, "--exclusive"]).status == 64)
+    }
+
+    /// Another publisher's message between two of an exclusive relay's makes the stream refuse the
+    /// relay's next publish; the relay says so and exits 1 rather than retrying for ever.
+    @Test func anExclusiveRelayStopsWhenAnotherPublisherWritesToItsStream() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let relay = try ChildProcess(
+            product("campaign"),
+            [
+                "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--follow",
+                "--exclusive",
+            ], output: .collect, error: .collect)
+        defer { if relay.isRunning { relay.send(SIGKILL) } }
+        try await waitUntil("the log relayed", limit: .seconds(30), every: .milliseconds(50)) {
+            await messages(server, "CAMPAIGN") == UInt64(log.count)
+        }
+        let other = try NATSConnection(url: server.url)
+        defer { other.close() }
+        let stored = try await withCheckedThrowingContinuation { continuation in
+            do {
+                try JetStream(other).publish("campaign.elsewhere.thing", id: "elsewhere-1", payload: Array("{}".utf8)) {
+                    continuation.resume(with: $0.mapError { $0 as any Error })
+                }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        #expect(stored.sequence == UInt64(log.count + 1))
+        let created = try await campaign(
+            ["apply", "--data", directory.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"One more","channel":"email"}}"# + "\n")
+        try #require(created.status == 0, "\(created)")
+        try await waitUntil("the relay ended", limit: .seconds(30), every: .milliseconds(50)) { !relay.isRunning }
+        let ended = await relay.waitForExit()
+        #expect(ended == .exited(1))
+        let errors = String(decoding: relay.errorOutput, as: UTF8.self)
+        #expect(
+            errors.contains(
+                "stream CAMPAIGN holds a message this store did not publish (Nats-Msg-Id elsewhere-1) after its own: "
+                    + "--exclusive needs a stream no other publisher writes to; consumer nats-CAMPAIGN at "
+                    + Format.count(log.count)), "\(errors)")
+        // Nothing of the store's landed after the other publisher's message.
+        #expect(try await chain(server, "CAMPAIGN").last?.id == "elsewhere-1")
+        #expect(await messages(server, "CAMPAIGN") == UInt64(log.count + 1))
+    }
 }
 
 /// The value of the relay's family `name` (after `campaign_relay_`) for `consumer` in a metrics

@@ -226,6 +226,40 @@ import Testing
         try NATSConnection(url: "nats://someone:secret@\(hostPort)").close()
     }
 
+    /// What an exclusive relay counts on (`Nats-Expected-Last-Msg-Id`, nats-server 2.9 on): a
+    /// publish whose expected id is not the stream's last message's is refused with 10070, naming
+    /// the id the stream holds last; a repeat is a duplicate whatever it expects, so a retry that
+    /// sends stored messages again is not refused.
+    @Test func aPublishExpectingAnotherLastMessageIsRefusedButARepeatIsADuplicate() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("CHAIN", subjects: ["chain.>"])
+        func publish(_ id: String, expecting last: String?) async throws -> Result<JetStream.PublishAck, NATSError> {
+            let acks = AckLog()
+            try jetStream.publish("chain.x", id: id, payload: Array(id.utf8), expectedLastId: last) { acks.add($0) }
+            try await acks.wait(for: 1)
+            return acks.all[0]
+        }
+        #expect(try await publish("m-1", expecting: nil).get().sequence == 1)
+        #expect(try await publish("m-2", expecting: "m-1").get().sequence == 2)
+        // m-3 dropped on the way: m-4 expecting it is refused, and the refusal names m-2.
+        guard case let .failure(refusal) = try await publish("m-4", expecting: "m-3") else {
+            Issue.record("m-4 was stored after m-2")
+            return
+        }
+        #expect(JetStream.lastId(inRefusal: refusal) == "m-2", "\(refusal)")
+        #expect(JetStream.lastId(inRefusal: .timeout) == nil)
+        // m-2 sent again with its stale expectation is a duplicate, not a refusal.
+        let repeated = try await publish("m-2", expecting: "m-1").get()
+        #expect(repeated.duplicate && repeated.sequence == 2)
+        #expect(try await publish("m-3", expecting: "m-2").get().sequence == 3)
+        #expect(try await publish("m-4", expecting: "m-3").get().sequence == 4)
+        #expect(try await jetStream.message("CHAIN", sequence: 4).headers["Nats-Expected-Last-Msg-Id"] == "m-3")
+    }
+
     /// Frames published faster than the socket takes them leave together, in order, whatever
     /// their sizes (past the queue's limit a publisher sends them itself), and a connection closed
     /// right after its publishes still sends every one.

@@ -32,8 +32,9 @@ import Spawn
 /// (`endsWithThisProcess`, as `LocalNATSServer` starts `nats-server`), prints `child <pid>` and waits
 /// to be killed: a test kills it with SIGKILL and checks the child is gone.
 ///
-/// `nats-cluster [--data DIR] [--contacts 3000]` relays a demo store into a three-node JetStream
-/// cluster (replicas 3) and kills a node during the relay; prints one summary line.
+/// `nats-cluster [--data DIR] [--contacts 3000] [--exclusive]` relays a demo store into a three-node
+/// JetStream cluster (replicas 3) and kills a node during the relay; prints one summary line.
+/// `--exclusive` runs the relay so (each publish expecting the one before it).
 
 let usage = """
     usage: campaign-harness append-writer --data DIR --streams N --count N [--mode any|exact] [--tag T]
@@ -41,7 +42,7 @@ let usage = """
            campaign-harness crash --data DIR [--kills N] [--seed S]
            campaign-harness fuzz [--data DIR] [--cases N] [--seed S]
            campaign-harness workload --data DIR --round N --limit N
-           campaign-harness nats-cluster [--data DIR] [--contacts N]
+           campaign-harness nats-cluster [--data DIR] [--contacts N] [--exclusive]
            campaign-harness hold-child PROGRAM [ARGUMENT...]
     """
 
@@ -76,6 +77,11 @@ if mode == "hold-child" {
 }
 var options: [String: String] = [:]
 while let flag = arguments.first {
+    if flag == "--exclusive" {
+        options["exclusive"] = "yes"
+        arguments.removeFirst()
+        continue
+    }
     guard flag.hasPrefix("--"), arguments.count >= 2 else { fail(usage, code: 64) }
     options[String(flag.dropFirst(2))] = arguments[1]
     arguments.removeFirst(2)
@@ -147,7 +153,8 @@ if mode == "nats-cluster" {
         ?? FileManager.default.temporaryDirectory.appendingPathComponent("campaign-nats-\(UUID().uuidString)").path
     do {
         let summary = try await NATSClusterHarness.run(
-            directory: data, contacts: Int(options["contacts"] ?? "3000") ?? 3_000
+            directory: data, contacts: Int(options["contacts"] ?? "3000") ?? 3_000,
+            exclusive: options["exclusive"] != nil
         ) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
         emit(summary.line)
         let clean = summary.lost == 0 && summary.duplicated == 0 && summary.outOfOrder == 0
