@@ -62,7 +62,8 @@ public enum NATSClusterHarness {
             try LocalNATSServer(
                 port: ports[node], storeDirectory: directory + "/n\(node + 1)",
                 arguments: [
-                    "-n", "n\(node + 1)", "--cluster_name", "harness", "-cluster", clusterURLs[node],
+                    "-n", "n\(node + 1)", "-l", directory + "/n\(node + 1).log", "--cluster_name", "harness",
+                    "-cluster", clusterURLs[node],
                     "-routes", clusterURLs.filter { $0 != clusterURLs[node] }.joined(separator: ","),
                 ])
         }
@@ -106,7 +107,12 @@ public enum NATSClusterHarness {
         do {
             connection = try NATSConnection(url: urls[0])
         } catch {
-            log("reading back through n3: n1 refused (\(error))")
+            // Whether n1 still runs, and the last lines of its log (`DIR/n1.log`), to find out why.
+            let running = nodes[0].process.isRunning ? "running" : "exited"
+            let tail =
+                (try? String(contentsOfFile: directory + "/n1.log", encoding: .utf8))?
+                .split(separator: "\n").suffix(3).joined(separator: " | ") ?? "no log"
+            log("reading back through n3: n1 refused (\(error)); n1 \(running), its log ends: \(tail)")
             connection = try NATSConnection(url: urls[2])
         }
         defer { connection.close() }

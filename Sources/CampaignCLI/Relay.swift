@@ -328,6 +328,11 @@ final class StopSignal: Sendable {
 }
 
 /// Publishes under way and acknowledged: how far the log is acknowledged without a gap.
+///
+/// A publish JetStream never answers (the stream's leader died with it, and the server it was
+/// forwarded through reports nothing) would hold its place in the window for ever: once no answer
+/// has come for ``replyTimeout`` while publishes are under way, every wait here fails with
+/// ``NATSError/timeout``, and the relay retries from its checkpoint.
 final class AckWindow: Sendable {
     private struct State {
         var acknowledgedThrough: UInt64
@@ -337,10 +342,17 @@ final class AckWindow: Sendable {
         var inFlight = 0
         var failure: NATSError?
         var failureHandler: (@Sendable () -> Void)?
+        /// When the last answer came, or the window last went from empty to busy.
+        var lastAnswer = ContinuousClock.now
     }
     private let window: Mutex<State>
+    /// How long publishes may be under way with no answer before the waits fail.
+    let replyTimeout: Duration
 
-    init(first: UInt64) { window = Mutex(State(acknowledgedThrough: first - 1)) }
+    init(first: UInt64, replyTimeout: Duration = .seconds(5)) {
+        window = Mutex(State(acknowledgedThrough: first - 1))
+        self.replyTimeout = replyTimeout
+    }
 
     /// Called once, when a publish fails.
     var onFailure: (@Sendable () -> Void)? {
@@ -355,6 +367,7 @@ final class AckWindow: Sendable {
     /// that follows it); the position counts as acknowledged once all of theirs have arrived.
     func sent(_ position: UInt64, publishes: Int = 1) {
         window.withLock { state in
+            if state.inFlight == 0 { state.lastAnswer = .now }
             state.inFlight += publishes
             state.outstanding[position, default: 0] += publishes
         }
@@ -364,6 +377,7 @@ final class AckWindow: Sendable {
     func finished(_ position: UInt64, _ result: Result<Void, NATSError>) {
         let failed = window.withLock { state -> (@Sendable () -> Void)? in
             state.inFlight -= 1
+            state.lastAnswer = .now
             if case let .failure(error) = result {
                 guard state.failure == nil else { return nil }
                 state.failure = error
@@ -382,42 +396,36 @@ final class AckWindow: Sendable {
         failed?()
     }
 
-    private var state: (inFlight: Int, failure: NATSError?) { window.withLock { ($0.inFlight, $0.failure) } }
-
     /// The first publish that failed, if one did.
     var failure: NATSError? { window.withLock { $0.failure } }
 
-    /// Waits until at most `left` of the publishes for `position` are awaited (10 s at most);
-    /// throws a publish's failure.
-    func waitUntil(_ position: UInt64, awaits left: Int) async throws {
-        for _ in 0..<10_000 {
-            let (awaited, failure) = window.withLock { ($0.outstanding[position] ?? 0, $0.failure) }
-            if let failure { throw failure }
-            if awaited <= left { return }
-            await AckWindow.pause()
-        }
-        throw NATSError.timeout
-    }
-
-    /// Waits until fewer than `limit` publishes are under way; throws a publish's failure.
-    func waitForRoom(_ limit: Int) async throws {
+    /// Waits until `done` holds for the window; throws a publish's failure, or
+    /// ``NATSError/timeout`` once publishes have been under way for ``replyTimeout`` with no answer.
+    private func wait(until done: (borrowing State) -> Bool) async throws {
         while true {
-            let (count, failure) = state
+            let (finished, failure, stalled) = window.withLock { state in
+                (done(state), state.failure, state.inFlight > 0 && .now - state.lastAnswer > replyTimeout)
+            }
             if let failure { throw failure }
-            if count < limit { return }
+            if finished { return }
+            if stalled { throw NATSError.timeout }
             await AckWindow.pause()
         }
     }
 
-    /// Waits for every publish under way (10 s at most); throws a publish's failure.
+    /// Waits until at most `left` of the publishes for `position` are awaited.
+    func waitUntil(_ position: UInt64, awaits left: Int) async throws {
+        try await wait { ($0.outstanding[position] ?? 0) <= left }
+    }
+
+    /// Waits until fewer than `limit` publishes are under way.
+    func waitForRoom(_ limit: Int) async throws {
+        try await wait { $0.inFlight < limit }
+    }
+
+    /// Waits for every publish under way.
     func drain() async throws {
-        for _ in 0..<10_000 {
-            let (count, failure) = state
-            if let failure { throw failure }
-            if count == 0 { return }
-            await AckWindow.pause()
-        }
-        throw NATSError.timeout
+        try await wait { $0.inFlight == 0 }
     }
 
     /// A millisecond's wait that a stop (which cancels the relay's task) does not cut short, so

@@ -498,6 +498,33 @@ import Testing
         #expect(try await campaign(["export", "--data", directory.path, "--metrics-label", "region=eu"]).status == 64)
     }
 
+    /// Publishes JetStream never answers (a stream made with `no_ack`, as publishes go unanswered
+    /// when the stream's leader dies with them): the relay no longer waits for ever with its window
+    /// full; after 5 s without an answer it retries from its checkpoint, and `--retry-for` ends it.
+    @Test func aRelayWhosePublishesGoUnansweredRetriesInsteadOfWaitingForEver() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, _) = try await demoStore()
+        try #require(log.count > 256, "more events than the relay keeps in flight")
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let config = #"{"name":"CAMPAIGN","subjects":["campaign.>"],"storage":"file","no_ack":true}"#
+        let made = try await connection.request("$JS.API.STREAM.CREATE.CAMPAIGN", payload: Array(config.utf8))
+        try #require(!String(decoding: made.payload, as: UTF8.self).contains("\"error\""))
+        let relay = try ChildProcess(
+            product("campaign"),
+            ["export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--retry-for", "1"],
+            output: .collect, error: .collect)
+        defer { if relay.isRunning { relay.send(SIGKILL) } }
+        try await waitUntil("the relay ended", limit: .seconds(30), every: .milliseconds(50)) { !relay.isRunning }
+        #expect(await relay.waitForExit() == .exited(1))
+        let errors = String(decoding: relay.errorOutput, as: UTF8.self)
+        #expect(
+            errors.contains(
+                "relay: NATS: no reply in time; giving up: no event acknowledged for 1 s (--retry-for); consumer "
+                    + "nats-CAMPAIGN at 0"), "\(errors)")
+    }
+
     /// The `Nats-Msg-Id` and `Nats-Expected-Last-Msg-Id` of every message stream `name` holds, in
     /// sequence order.
     func chain(_ server: LocalNATSServer, _ name: String) async throws -> [(id: String, expects: String?)] {
