@@ -102,7 +102,9 @@ public enum NATSClusterHarness {
         guard status == 0 else { throw NATSError.connection("the relay exited with \(status)") }
 
         // Read the stream back through a surviving node: the first, or the third when the first
-        // refuses (in about 2 of 25 runs the first refused connections here, cause not found).
+        // refuses. (In about 2 of 25 runs both refused: the relay had waited for ever on publishes
+        // the dying leader never answered, until `timeout` stopped the nodes with it; since
+        // `4f34925` such a relay retries after 5 s.)
         let connection: NATSConnection
         do {
             connection = try NATSConnection(url: urls[0])
