@@ -1039,8 +1039,21 @@ if runs(9) {
         defer { server.stop() }
         let relaySeconds = await secondsAsync {
             let status = await CLI.run(
-                ["export", "--data", path, "--to", server.url, "--stream", "RELAY"], console: SilentConsole())
+                ["export", "--data", path, "--to", server.url, "--stream", "RELAY"],
+                console: SilentConsole(errors: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }))
             precondition(status == 0, "the relay failed")
+        }
+        // The same relay with each publish expecting the one before it (`--exclusive`), into a
+        // stream of its own, on subjects of its own (its consumer is its own too, so it starts at
+        // the first event).
+        let exclusiveSeconds = await secondsAsync {
+            let status = await CLI.run(
+                [
+                    "export", "--data", path, "--to", server.url, "--stream", "RELAYX", "--subject-prefix",
+                    "exclusive", "--exclusive",
+                ],
+                console: SilentConsole(errors: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }))
+            precondition(status == 0, "the exclusive relay failed")
         }
         // The baseline: the same number of messages of the same mean size published by the same
         // client, 256 in flight, each acknowledged by JetStream, with no log read and no checkpoint.
@@ -1069,6 +1082,15 @@ if runs(9) {
                 "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, relaySeconds)),
                 "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
                 "meanCloudEventBytes": .number(Double(bytes / max(events, 1))),
+            ])
+        report(
+            "relay into JetStream, --exclusive",
+            engine: "\(f(rate(events, exclusiveSeconds))) ev/s (\(String(events).withCommas) events)",
+            baseline: "raw acknowledged publishes \(f(rate(events, rawSeconds)))/s",
+            ratio: x(rate(events, exclusiveSeconds) / rate(events, rawSeconds)),
+            [
+                "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, exclusiveSeconds)),
+                "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
             ])
     } else {
         print("  skipped: nats-server is not installed (apt-get install nats-server)")
