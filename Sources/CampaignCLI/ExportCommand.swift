@@ -29,7 +29,8 @@ enum ExportCommand {
         With --to, the relay publishes each event to the JetStream stream NAME (made when missing,
         subjects <prefix>.<tenant>.<type>) with the header Nats-Msg-Id = the CloudEvent id, so
         JetStream drops a repeat; up to 256 publishes are in flight, and the consumer's checkpoint
-        (default nats-NAME) advances only past acknowledged events. A broker that goes away is
+        (default nats-NAME) advances only past acknowledged events. A broker that goes away, or
+        that leaves publishes unanswered for 5 s (a stream leader that died with them), is
         retried with backoff and the relay resumes from its checkpoint; SIGINT or SIGTERM stops it
         after the acknowledgements under way. Without --follow it stops once the log is relayed.
         --retry-for SECONDS: when no event has been acknowledged for that long and the last attempt
