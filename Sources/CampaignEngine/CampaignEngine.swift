@@ -54,6 +54,12 @@ public struct EngineConfiguration: Sendable {
     /// At about 6.5 µs of the writer's time a contact (release build), 5,000 hold it for about 30 ms;
     /// a 100,000-contact import in one transaction held every tenant's commands for 0.65 s.
     public var importSlice = 5_000
+    /// How long the engine waits for the host's ``SocialPublisher`` to answer one call, in seconds of
+    /// real time whatever the engine's clock (30 by default). A call not answered by then is a
+    /// timeout: the target fails as unconfirmed and is never sent again, and the call is cancelled
+    /// (an answer that comes later is dropped). Without it, a call that never returned held its
+    /// tick, and so every tenant's later ticks behind it.
+    public var publishTimeout: TimeInterval = 30
 
     /// Defaults: the system clock, 1000 requests a 60 s window, every subject known.
     public init(
@@ -78,7 +84,8 @@ public struct EngineConfiguration: Sendable {
 
     /// Throws `VALIDATION_ERROR` naming every setting an engine cannot run with: a rate limit below one
     /// request, a window that is not a positive number of seconds, fewer than one try, an import slice
-    /// of no contact, an idempotency retention under a minute, JSON limits below
+    /// of no contact, an idempotency retention under a minute, a publish timeout that is not a
+    /// positive number of seconds, JSON limits below
     /// ``JSONLimits/smallestUsable`` (no request would pass), a reader count LMDB cannot take, a
     /// checkpoint schedule that could never sign (a verifier key, an origin that is not one line), or an
     /// operator tenant no principal could belong to. An engine checks it before it opens anything: some
@@ -94,6 +101,9 @@ public struct EngineConfiguration: Sendable {
         if importSlice < 1 { problems.append("importSlice must be at least 1 contact, not \(importSlice)") }
         if let retention = idempotencyRetention, !(retention.isFinite && retention >= 60) {
             problems.append("idempotencyRetention must be at least 60 seconds (or nil: forever), not \(retention)")
+        }
+        if !(publishTimeout.isFinite && publishTimeout > 0) {
+            problems.append("publishTimeout must be a positive number of seconds, not \(publishTimeout)")
         }
         // Below these no request gets through: its principal's scopes are an array in an object in the
         // request object, and the smallest request with a principal is a few hundred bytes.

@@ -138,7 +138,8 @@ extension CampaignEngine {
                 }
                 continue
             }
-            let outcome = await configuration.publisher.publish(
+            let outcome = await Self.publish(
+                through: configuration.publisher, within: configuration.publishTimeout,
                 PublishRequest(
                     tenant: tenant, postId: postId, connectionId: connectionId, platform: connection.platform,
                     accountId: connection.accountId,
@@ -253,5 +254,88 @@ extension CampaignEngine {
 
     static func tenant(ofStream streamId: String) -> String {
         String(streamId.prefix { $0 != ":" })
+    }
+
+    /// The host's answer to `request`, or ``PublishOutcome/timedOut`` when it has not come within
+    /// `timeout` seconds; the call is then cancelled, and whatever it returns later is dropped. The
+    /// call runs in a task of its own, so a host that ignores cancellation holds only that task, not
+    /// the caller; cancelling the caller cancels the call, whose answer is then taken as it comes.
+    static func publish(
+        through publisher: any SocialPublisher, within timeout: TimeInterval, _ request: PublishRequest
+    ) async -> PublishOutcome {
+        let race = PublishRace()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                race.start(continuation)
+                race.timing(
+                    Task {
+                        try await Task.sleep(for: .seconds(timeout))
+                        race.finish(.timedOut)
+                    })
+                race.calling(Task { race.finish(await publisher.publish(request)) })
+            }
+        } onCancel: {
+            race.cancelCall()
+        }
+    }
+}
+
+/// One platform call raced against its timeout: the first to finish resumes the caller, once, and
+/// the other is cancelled (a timer that lost, or a call that ran out of time).
+///
+/// Invariant that makes `@unchecked Sendable` safe: every stored property is read and written only
+/// under `lock`.
+private final class PublishRace: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<PublishOutcome, Never>?
+    private var call: Task<Void, Never>?
+    private var timer: Task<Void, any Error>?
+    /// What finished first, once something did.
+    private var outcome: PublishOutcome?
+    /// Whether the caller was cancelled (the call is cancelled as soon as it exists).
+    private var callCancelled = false
+
+    /// The caller waits on `waiting` from now on.
+    func start(_ waiting: CheckedContinuation<PublishOutcome, Never>) { lock.withLock { continuation = waiting } }
+
+    /// The timeout's task: cancelled at once if the call has finished already.
+    func timing(_ task: Task<Void, any Error>) {
+        let late = lock.withLock {
+            timer = task
+            return outcome != nil
+        }
+        if late { task.cancel() }
+    }
+
+    /// The call's task: cancelled at once if time ran out or the caller was cancelled already.
+    func calling(_ task: Task<Void, Never>) {
+        let cancel = lock.withLock {
+            call = task
+            return outcome == .timedOut || callCancelled
+        }
+        if cancel { task.cancel() }
+    }
+
+    /// Cancels the call, now or as soon as it is started.
+    func cancelCall() {
+        let task = lock.withLock {
+            callCancelled = true
+            return call
+        }
+        task?.cancel()
+    }
+
+    /// Resumes the caller with `result` if nothing did before, and cancels the other side.
+    func finish(_ result: PublishOutcome) {
+        let (waiting, lostCall, lostTimer) = lock.withLock {
+            () -> (CheckedContinuation<PublishOutcome, Never>?, Task<Void, Never>?, Task<Void, any Error>?) in
+            guard outcome == nil else { return (nil, nil, nil) }
+            outcome = result
+            defer { continuation = nil }
+            return (continuation, result == .timedOut ? call : nil, result == .timedOut ? nil : timer)
+        }
+        lostCall?.cancel()
+        lostTimer?.cancel()
+        waiting?.resume(returning: result)
     }
 }

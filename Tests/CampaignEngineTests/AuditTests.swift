@@ -306,6 +306,8 @@ let pythonLMDBAvailable = pythonCanImport("lmdb")
             ("operatorTenant \"Ops Team\" is no tenant", { $0.operatorTenant = "Ops Team" }),
             ("idempotencyRetention must be at least 60 seconds", { $0.idempotencyRetention = 0 }),
             ("idempotencyRetention must be at least 60 seconds", { $0.idempotencyRetention = .infinity }),
+            ("publishTimeout must be a positive number of seconds", { $0.publishTimeout = 0 }),
+            ("publishTimeout must be a positive number of seconds", { $0.publishTimeout = .infinity }),
         ]
         for (message, change) in unusable {
             var configuration = EngineConfiguration()

@@ -209,18 +209,55 @@ import Testing
         #expect(failedPayload.contains(#""unconfirmed":true"#))
     }
 
-    /// A platform call that never comes back, as when the process dies during it.
+    /// A platform call that never comes back, as when the process dies during it, or until it is
+    /// cancelled (then it answers anyway, late).
     final class StallingPublisher: SocialPublisher, @unchecked Sendable {
-        // Invariant: `calls` is touched only under `lock`.
+        // Invariant: `calls` and `cancellations` are touched only under `lock`.
         private let lock = NSLock()
         private var calls = 0
+        private var cancellations = 0
         var count: Int { lock.withLock { calls } }
+        /// How many calls were cancelled.
+        var cancelled: Int { lock.withLock { cancellations } }
 
         func publish(_ request: PublishRequest) async -> PublishOutcome {
             lock.withLock { calls += 1 }
             try? await Task.sleep(for: .seconds(3_600))
+            if Task.isCancelled { lock.withLock { cancellations += 1 } }
             return .published(platformPostId: "late", url: "https://x.example/late")
         }
+    }
+
+    /// A host's platform call that does not answer within `publishTimeout` is a timeout: the target
+    /// fails as unconfirmed at once, the call is cancelled, its late answer changes nothing, and the
+    /// post is never sent again. Before, the engine waited for the call for ever, and a tick with it.
+    @Test func aPlatformCallNotAnsweredInTimeIsATimeoutAndIsCancelled() async throws {
+        let stalling = StallingPublisher()
+        var configuration = EngineConfiguration()
+        configuration.publishTimeout = 0.2
+        let t = try TestEngine(configuration: configuration, publishVia: stalling)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
+        _ = await post(t, "pst_1", text: "Hanging")
+        let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
+        // Cancelling the command cancels the call, so a regression fails here rather than hangs.
+        defer { publishing.cancel() }
+        try await waitUntil("the call to time out", limit: .seconds(10)) {
+            await get(t, "pst_1")?["status"]?.stringValue == "failed"
+        }
+        let response = await publishing.value
+        #expect(response.code == "PUBLISHING_FAILED" && response.status == 502, "\(response)")
+        #expect(response["error"]?["message"]?.stringValue?.contains("not sent again") == true)
+        try await waitUntil("the call to be cancelled") { stalling.cancelled == 1 }
+        let failed = try t.engine.eventStore.readStream("acme:pst_1").first { $0.type == "post.targetFailed" }
+        let failedPayload = String(decoding: failed?.payload ?? [UInt8](), as: UTF8.self)
+        #expect(failedPayload.contains(#""unconfirmed":true"#))
+        #expect(await get(t, "pst_1")?["status"]?.stringValue == "failed")
+        #expect((try await tick(t, testStart + 86_400)).items.isEmpty)
+        #expect(stalling.count == 1)
     }
 
     @Test func anAttemptWithoutAnOutcomeIsSettledAsUnconfirmedAndNeverResent() async throws {
