@@ -32,7 +32,11 @@ public struct JetStream: Sendable {
     }
 
     /// Makes the stream `name` over `subjects` (file storage, `replicas` copies in a cluster, a
-    /// duplicate window of `window` seconds), or leaves an existing one as it is.
+    /// duplicate window of `window` seconds), or leaves an existing one as it is when it takes
+    /// every one of `subjects`.
+    /// - Throws: ``NATSError/jetStream(code:description:)`` with 10058 (JetStream's "stream name
+    ///   already in use") when a stream of that name exists whose subjects do not take all of
+    ///   `subjects`: a publish to one of the others would find no stream.
     public func ensureStream(
         _ name: String, subjects: [String], replicas: Int = 1, duplicateWindow window: Double = 120
     ) async throws {
@@ -44,9 +48,39 @@ public struct JetStream: Sendable {
             "$JS.API.STREAM.CREATE.\(name)", payload: Array(try JSONSerialization.data(withJSONObject: config)))
         do {
             _ = try Self.answer(reply)
-        } catch let NATSError.jetStream(code, _) where code == 10058 {
-            // "stream name already in use": it exists; fine when it is the same stream.
+        } catch let NATSError.jetStream(code, _) where code == Self.nameInUseCode {
+            // It exists: fine when it takes the subjects asked for.
+            let info = try Self.answer(
+                try await connection.request("$JS.API.STREAM.INFO.\(name)", payload: []))
+            let held = (info["config"] as? [String: Any])?["subjects"] as? [String] ?? []
+            let missing = subjects.filter { subject in !held.contains { Self.filter($0, takes: subject) } }
+            guard missing.isEmpty else {
+                throw NATSError.jetStream(
+                    code: Self.nameInUseCode,
+                    description: "stream \(name) exists with subjects \(held.joined(separator: ", ")), which do not "
+                        + "take \(missing.joined(separator: ", "))")
+            }
         }
+    }
+
+    /// JetStream's error code for a stream made with a name another stream has.
+    public static let nameInUseCode = 10_058
+
+    /// Whether every subject `subject` matches (a subject or a filter with `*` and `>`) also matches
+    /// the stream subject `filter`: `campaign.>` takes `campaign.>` and `campaign.acme.>`, `>` takes
+    /// everything, `campaign.*` does not take `campaign.>`.
+    public static func filter(_ filter: String, takes subject: String) -> Bool {
+        let held = filter.split(separator: ".", omittingEmptySubsequences: false)
+        let asked = subject.split(separator: ".", omittingEmptySubsequences: false)
+        for (index, token) in held.enumerated() {
+            if token == ">" { return index < asked.count }
+            guard index < asked.count else { return false }
+            let wanted = asked[index]
+            if wanted == ">" { return false }
+            if token == "*" || token == wanted { continue }
+            return false
+        }
+        return held.count == asked.count
     }
 
     /// The number of messages and the last sequence of a stream.

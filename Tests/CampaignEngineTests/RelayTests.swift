@@ -82,6 +82,17 @@ import Testing
             "export", "--data", directory.path, "--to", server.url, "--stream", "OTHER",
         ])
         #expect(overlapping.status == 1 && overlapping.err.contains("overlap"))
+        // So is a stream of the name asked for on other subjects (another --subject-prefix): its
+        // publishes would find no stream, and the relay used to retry them for ever (here only for
+        // the 2 s of --retry-for, so a regression fails rather than hangs).
+        let elsewhere = try await campaign([
+            "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--subject-prefix", "other",
+            "--follow", "--retry-for", "2",
+        ])
+        #expect(elsewhere.status == 1, "\(elsewhere)")
+        #expect(
+            elsewhere.err.contains("stream CAMPAIGN exists with subjects campaign.>, which do not take other.>"),
+            "\(elsewhere.err)")
     }
 
     /// A signed checkpoint kept in the store follows the event at its size in the stream, on

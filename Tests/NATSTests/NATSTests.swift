@@ -226,6 +226,43 @@ import Testing
         try NATSConnection(url: "nats://someone:secret@\(hostPort)").close()
     }
 
+    /// A stream subject takes a subject or filter when every subject the latter matches, it
+    /// matches too.
+    @Test func aStreamSubjectTakesTheSubjectsItsWildcardsMatch() {
+        let cases: [(String, String, Bool)] = [
+            ("campaign.>", "campaign.>", true), ("campaign.>", "campaign.acme.>", true), (">", "campaign.>", true),
+            ("campaign.*", "campaign.>", false), ("campaign.*.>", "campaign.>", false),
+            ("campaign.*.>", "campaign.acme.>", true), ("campaign.acme", "campaign.acme", true),
+            ("campaign.*", "campaign.acme", true), ("campaign.*", "campaign.*", true),
+            ("campaign.acme", "campaign.*", false),
+            ("other.>", "campaign.>", false), ("campaign", "campaign.>", false), ("campaign.>", "campaign", false),
+            ("campaign.acme.x", "campaign.acme", false),
+        ]
+        for (filter, subject, takes) in cases {
+            #expect(JetStream.filter(filter, takes: subject) == takes, "\(filter) takes \(subject)")
+        }
+    }
+
+    /// A stream of the name asked for that exists on other subjects is refused with 10058, naming
+    /// them: a publish to the subjects asked for would find no stream. One that takes them is used.
+    @Test func anExistingStreamOnOtherSubjectsIsRefused() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let connection = try NATSConnection(url: server.url)
+        defer { connection.close() }
+        let jetStream = JetStream(connection)
+        try await jetStream.ensureStream("WIDE", subjects: ["wide.>"])
+        try await jetStream.ensureStream("WIDE", subjects: ["wide.acme.>"])
+        do {
+            try await jetStream.ensureStream("WIDE", subjects: ["narrow.>"])
+            Issue.record("a stream on other subjects was taken")
+        } catch let NATSError.jetStream(code, description) {
+            #expect(code == JetStream.nameInUseCode)
+            #expect(
+                description == "stream WIDE exists with subjects wide.>, which do not take narrow.>", "\(description)")
+        }
+    }
+
     /// What an exclusive relay counts on (`Nats-Expected-Last-Msg-Id`, nats-server 2.9 on): a
     /// publish whose expected id is not the stream's last message's is refused with 10070, naming
     /// the id the stream holds last; a repeat is a duplicate whatever it expects, so a retry that
