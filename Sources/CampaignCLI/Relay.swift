@@ -174,9 +174,12 @@ struct Relay {
             try await jetStream.ensureStream(stream, subjects: ["\(prefix).>"], replicas: replicas)
         } catch let error as NATSError {
             // A stream asked for wrongly (subjects overlapping another stream's, a bad
-            // configuration, more replicas than servers, or a stream of that name on other
-            // subjects) stays wrong; anything else (a cluster still electing its leader) is retried.
-            if case let .jetStream(code, _) = error, [10_052, 10_023, 10_065, JetStream.nameInUseCode].contains(code) {
+            // configuration, more replicas than servers or a server outside any cluster can keep,
+            // or a stream of that name on other subjects) stays wrong; anything else (a cluster
+            // still electing its leader) is retried.
+            if case let .jetStream(code, _) = error,
+                [10_052, 10_023, 10_065, 10_074, JetStream.nameInUseCode].contains(code)
+            {
                 throw StreamRefused(reason: error.description)
             }
             throw error

@@ -93,6 +93,13 @@ import Testing
         #expect(
             elsewhere.err.contains("stream CAMPAIGN exists with subjects campaign.>, which do not take other.>"),
             "\(elsewhere.err)")
+        // Copies a server outside any cluster cannot keep: at once, not after --retry-for.
+        let replicated = try await campaign([
+            "export", "--data", directory.path, "--to", server.url, "--stream", "COPIES", "--subject-prefix", "copies",
+            "--replicas", "3", "--retry-for", "2",
+        ])
+        #expect(replicated.status == 1 && !replicated.err.contains("retrying"), "\(replicated)")
+        #expect(replicated.err.contains("10074: replicas > 1 not supported in non-clustered mode"), "\(replicated.err)")
     }
 
     /// A signed checkpoint kept in the store follows the event at its size in the stream, on
