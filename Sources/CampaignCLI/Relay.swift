@@ -184,6 +184,11 @@ struct Relay {
             }
             throw error
         }
+        // An exclusive relay's stream ends with one of this store's messages, or with none: anything
+        // else came from another publisher, maybe while this relay was not connected.
+        if exclusive, let last = try await jetStream.lastMessageId(stream), !last.hasPrefix("\(storeId)-") {
+            throw StreamRefused(reason: Self.foreign(last, in: stream))
+        }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
         let acks = AckWindow(first: subscription.firstPosition)
         metrics.relaying(acks)
@@ -210,9 +215,7 @@ struct Relay {
             if exclusive, let failure = acks.failure, let last = JetStream.lastId(inRefusal: failure), !last.isEmpty,
                 !last.hasPrefix("\(storeId)-")
             {
-                throw StreamRefused(
-                    reason: "stream \(stream) holds a message this store did not publish (Nats-Msg-Id \(last)) after "
-                        + "its own: --exclusive needs a stream no other publisher writes to")
+                throw StreamRefused(reason: Self.foreign(last, in: stream))
             }
             throw error
         }
@@ -286,6 +289,12 @@ struct Relay {
             acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
             throw error
         }
+    }
+
+    /// Why an exclusive relay stops: the stream's last message, `id`, is another publisher's.
+    static func foreign(_ id: String, in stream: String) -> String {
+        "stream \(stream) holds a message this store did not publish (Nats-Msg-Id \(id.isEmpty ? "none" : id)) after "
+            + "its own: --exclusive needs a stream no other publisher writes to"
     }
 
     /// A tenant as one subject token (anything but letters, digits, `-` and `_` becomes `_`).

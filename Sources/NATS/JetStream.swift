@@ -91,6 +91,21 @@ public struct JetStream: Sendable {
         return (Self.integer(state["messages"]), Self.integer(state["last_seq"]))
     }
 
+    /// The `Nats-Msg-Id` of the last message stream `name` holds: nil when it holds none (or the
+    /// last was deleted), empty when that message has no id.
+    public func lastMessageId(_ name: String) async throws -> String? {
+        let last = try await streamState(name).lastSequence
+        guard last > 0 else { return nil }
+        do {
+            return try await message(name, sequence: last).headers["Nats-Msg-Id"] ?? ""
+        } catch let NATSError.jetStream(code, _) where code == Self.noMessageCode {
+            return nil
+        }
+    }
+
+    /// JetStream's error code for a message asked for by sequence that the stream does not hold.
+    public static let noMessageCode = 10_037
+
     /// Reads the message at `sequence` of stream `name`.
     public func message(_ name: String, sequence: UInt64) async throws -> StoredMessage {
         let reply = try await connection.request(

@@ -685,6 +685,12 @@ import Testing
         // Nothing of the store's landed after the other publisher's message.
         #expect(try await chain(server, "CAMPAIGN").last?.id == "elsewhere-1")
         #expect(await messages(server, "CAMPAIGN") == UInt64(log.count + 1))
+        // A later run finds it at once (its first publish, expecting nothing, would have been taken).
+        let again = try await campaign([
+            "export", "--data", directory.path, "--to", server.url, "--stream", "CAMPAIGN", "--exclusive",
+        ])
+        #expect(again.status == 1 && again.err.contains("(Nats-Msg-Id elsewhere-1)"), "\(again)")
+        #expect(await messages(server, "CAMPAIGN") == UInt64(log.count + 1))
     }
 }
 
