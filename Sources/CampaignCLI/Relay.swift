@@ -185,9 +185,13 @@ struct Relay {
             throw error
         }
         // An exclusive relay's stream ends with one of this store's messages, or with none: anything
-        // else came from another publisher, maybe while this relay was not connected.
-        if exclusive, let last = try await jetStream.lastMessageId(stream), !last.hasPrefix("\(storeId)-") {
-            throw StreamRefused(reason: Self.foreign(last, in: stream))
+        // else came from another publisher, maybe while this relay was not connected; and this
+        // store's last message there must be one of its log (not from a future a restored copy of
+        // the store never had).
+        if exclusive, let last = try await jetStream.lastMessage(stream) {
+            let id = last.headers["Nats-Msg-Id"] ?? ""
+            guard id.hasPrefix("\(storeId)-") else { throw StreamRefused(reason: Self.foreign(id, in: stream)) }
+            if let problem = try divergence(id, last.payload) { throw StreamRefused(reason: problem) }
         }
         let subscription = try store.subscribe(consumer: consumer, from: .checkpoint)
         let acks = AckWindow(first: subscription.firstPosition)
@@ -289,6 +293,29 @@ struct Relay {
             acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
             throw error
         }
+    }
+
+    /// Why the stream's last message, this store's `id` with the CloudEvent `payload`, is not one
+    /// of the log's: an event past the log's head, or at a position where the log holds another
+    /// (its hash differs), or a checkpoint of a larger tree. Nil when it is the log's.
+    private func divergence(_ id: String, _ payload: [UInt8]) throws -> String? {
+        let name = id.dropFirst(storeId.count + 1)
+        let head = try store.head().position
+        let restored = "a copy of the store restored from before it, whose log has gone another way?"
+        if name.hasPrefix("checkpoint-"), let size = UInt64(name.dropFirst("checkpoint-".count)), size > head {
+            return "stream \(stream) holds this store's checkpoint of \(Format.count(size)) events, past the log's "
+                + "head at \(Format.count(head)): \(restored)"
+        }
+        guard let position = UInt64(name) else { return nil }
+        guard position <= head else {
+            return "stream \(stream) holds this store's event \(Format.count(position)), past the log's head at "
+                + "\(Format.count(head)): \(restored)"
+        }
+        let held = (try? JSON.parse(payload))?["hash"]?.stringValue
+        let logged = try store.read { try $0.event(at: position) }?.hash.map { String(format: "%02x", $0) }.joined()
+        guard let held, held != logged else { return nil }
+        return "stream \(stream) holds this store's event \(Format.count(position)) with hash \(held), where the "
+            + "log's has \(logged ?? "none"): \(restored)"
     }
 
     /// Why an exclusive relay stops: the stream's last message, `id`, is another publisher's.

@@ -91,13 +91,12 @@ public struct JetStream: Sendable {
         return (Self.integer(state["messages"]), Self.integer(state["last_seq"]))
     }
 
-    /// The `Nats-Msg-Id` of the last message stream `name` holds: nil when it holds none (or the
-    /// last was deleted), empty when that message has no id.
-    public func lastMessageId(_ name: String) async throws -> String? {
+    /// The last message stream `name` holds: nil when it holds none (or the last was deleted).
+    public func lastMessage(_ name: String) async throws -> StoredMessage? {
         let last = try await streamState(name).lastSequence
         guard last > 0 else { return nil }
         do {
-            return try await message(name, sequence: last).headers["Nats-Msg-Id"] ?? ""
+            return try await message(name, sequence: last)
         } catch let NATSError.jetStream(code, _) where code == Self.noMessageCode {
             return nil
         }

@@ -640,6 +640,47 @@ import Testing
         #expect((1...2).contains(starts), "\(starts) publishes expected nothing")
     }
 
+    /// A copy of the store restored from before its last events, relaying into the stream its
+    /// original filled: the stream's last event of this store is past the copy's head, or, once the
+    /// copy has appended as far, not the copy's event at that position (another hash). The exclusive
+    /// relay refuses either as it connects, where it would have published the copy's events after
+    /// the original's (or had them dropped as repeats of ids the original used).
+    @Test func anExclusiveRelayRefusesAStreamAheadOfARestoredStore() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, _) = try await demoStore()
+        let copy = TemporaryDirectory()
+        for file in ["data.mdb", "lock.mdb"] {
+            try FileManager.default.copyItem(atPath: directory.path + "/" + file, toPath: copy.path + "/" + file)
+        }
+        func create(_ name: String, in store: TemporaryDirectory) async throws {
+            let created = try await campaign(
+                ["apply", "--data", store.path],
+                input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                    + #""payload":{"name":"\#(name)","channel":"email"}}"# + "\n")
+            try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        }
+        try await create("Original one", in: directory)
+        try await create("Original two", in: directory)
+        let relayTo = { (store: TemporaryDirectory) in
+            ["export", "--data", store.path, "--to", server.url, "--stream", "CAMPAIGN", "--exclusive"]
+        }
+        #expect(try await campaign(relayTo(directory)).status == 0)
+        try await create("Restored one", in: copy)
+        let ahead = try await campaign(relayTo(copy))
+        #expect(ahead.status == 1, "\(ahead)")
+        #expect(
+            ahead.err.contains(
+                "holds this store's event \(Format.count(log.count + 2)), past the log's head at "
+                    + Format.count(log.count + 1)), "\(ahead.err)")
+        try await create("Restored two", in: copy)
+        let other = try await campaign(relayTo(copy))
+        #expect(other.status == 1, "\(other)")
+        #expect(
+            other.err.contains("holds this store's event \(Format.count(log.count + 2)) with hash "), "\(other.err)")
+        #expect(await messages(server, "CAMPAIGN") == UInt64(log.count + 2))
+    }
+
     /// Another publisher's message between two of an exclusive relay's makes the stream refuse the
     /// relay's next publish; the relay says so and exits 1 rather than retrying for ever.
     @Test func anExclusiveRelayStopsWhenAnotherPublisherWritesToItsStream() async throws {
