@@ -228,6 +228,21 @@ import Testing
         }
     }
 
+    /// An engine publishing through `publisher` (with `configuration`'s settings), and `post.publish`
+    /// of post `pst_1` on an X connection, under way.
+    func publishingThrough(
+        _ publisher: StallingPublisher, configuration: EngineConfiguration? = nil
+    ) async throws -> (TestEngine, Task<JSON, Never>) {
+        let t = try TestEngine(configuration: configuration, publishVia: publisher)
+        _ = await t.command(
+            "social.connect",
+            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","#
+                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
+        )
+        _ = await post(t, "pst_1", text: "Hanging")
+        return (t, Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) })
+    }
+
     /// A host's platform call that does not answer within `publishTimeout` is a timeout: the target
     /// fails as unconfirmed at once, the call is cancelled, its late answer changes nothing, and the
     /// post is never sent again. Before, the engine waited for the call for ever, and a tick with it.
@@ -235,14 +250,7 @@ import Testing
         let stalling = StallingPublisher()
         var configuration = EngineConfiguration()
         configuration.publishTimeout = 0.2
-        let t = try TestEngine(configuration: configuration, publishVia: stalling)
-        _ = await t.command(
-            "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","#
-                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
-        )
-        _ = await post(t, "pst_1", text: "Hanging")
-        let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
+        let (t, publishing) = try await publishingThrough(stalling, configuration: configuration)
         // Cancelling the command cancels the call, so a regression fails here rather than hangs.
         defer { publishing.cancel() }
         try await waitUntil("the call to time out", limit: .seconds(10)) {
@@ -262,14 +270,7 @@ import Testing
 
     @Test func anAttemptWithoutAnOutcomeIsSettledAsUnconfirmedAndNeverResent() async throws {
         let stalling = StallingPublisher()
-        let t = try TestEngine(publishVia: stalling)
-        _ = await t.command(
-            "social.connect",
-            #"{"connectionId":"con_x","platform":"x","accountId":"a","credentialRef":"vault://x/a","#
-                + #""expiresAt":"2027-01-01T00:00:00Z"}"#
-        )
-        _ = await post(t, "pst_1", text: "Hanging")
-        let publishing = Task { await t.command("post.publish", #"{"postId":"pst_1"}"#) }
+        let (t, publishing) = try await publishingThrough(stalling)
         try await waitUntil("the attempt to start") {
             await get(t, "pst_1")?["targets"]?.arrayValue?.first?["status"]?.stringValue == "attempting"
         }

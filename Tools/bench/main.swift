@@ -1073,25 +1073,20 @@ if runs(9) {
             while acked.value < events { try await Task.sleep(for: .microseconds(100)) }
         }
         connection.close()
-        report(
-            "relay into JetStream",
-            engine: "\(f(rate(events, relaySeconds))) ev/s (\(String(events).withCommas) events)",
-            baseline: "raw acknowledged publishes \(f(rate(events, rawSeconds)))/s",
-            ratio: x(rate(events, relaySeconds) / rate(events, rawSeconds)),
-            [
-                "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, relaySeconds)),
-                "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
-                "meanCloudEventBytes": .number(Double(bytes / max(events, 1))),
-            ])
-        report(
-            "relay into JetStream, --exclusive",
-            engine: "\(f(rate(events, exclusiveSeconds))) ev/s (\(String(events).withCommas) events)",
-            baseline: "raw acknowledged publishes \(f(rate(events, rawSeconds)))/s",
-            ratio: x(rate(events, exclusiveSeconds) / rate(events, rawSeconds)),
-            [
-                "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, exclusiveSeconds)),
-                "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
-            ])
+        for (name, seconds) in [
+            ("relay into JetStream", relaySeconds), ("relay into JetStream, --exclusive", exclusiveSeconds),
+        ] {
+            report(
+                name,
+                engine: "\(f(rate(events, seconds))) ev/s (\(String(events).withCommas) events)",
+                baseline: "raw acknowledged publishes \(f(rate(events, rawSeconds)))/s",
+                ratio: x(rate(events, seconds) / rate(events, rawSeconds)),
+                [
+                    "events": .number(Double(events)), "eventsPerSecond": .number(rate(events, seconds)),
+                    "rawPublishesPerSecond": .number(rate(events, rawSeconds)),
+                    "meanCloudEventBytes": .number(Double(bytes / max(events, 1))),
+                ])
+        }
     } else {
         print("  skipped: nats-server is not installed (apt-get install nats-server)")
     }
