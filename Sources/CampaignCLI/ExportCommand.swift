@@ -49,8 +49,9 @@ enum ExportCommand {
         this relay alone publishes to, keeps the stream in log order even then: each publish carries
         Nats-Expected-Last-Msg-Id, the id of the one before it, so JetStream refuses what would land
         out of order and the retry sends it again in order (the first publish of each connection goes
-        out alone). A message of another publisher in the stream makes it exit 1. Shards sharing one
-        stream cannot use it (README, "Scaling out").
+        out alone). It exits 1 when the stream's last message is another publisher's, or an event
+        this store's log does not hold (a copy of the store restored from an older backup). Shards
+        sharing one stream cannot use it (README, "Scaling out").
 
         A server that asks for credentials gets the URL's (USER:PASSWORD@ or TOKEN@, percent-encoded)
         or else --auth-file's: a file only its owner may read (chmod 600), either a NATS credentials

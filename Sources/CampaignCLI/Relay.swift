@@ -301,7 +301,7 @@ struct Relay {
     private func divergence(_ id: String, _ payload: [UInt8]) throws -> String? {
         let name = id.dropFirst(storeId.count + 1)
         let head = try store.head().position
-        let restored = "a copy of the store restored from before it, whose log has gone another way?"
+        let restored = "is this a copy of the store restored from an older backup, whose log went another way?"
         if name.hasPrefix("checkpoint-"), let size = UInt64(name.dropFirst("checkpoint-".count)), size > head {
             return "stream \(stream) holds this store's checkpoint of \(Format.count(size)) events, past the log's "
                 + "head at \(Format.count(head)): \(restored)"
