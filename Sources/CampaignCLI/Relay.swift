@@ -212,6 +212,7 @@ struct Relay {
         } catch {
             // What JetStream acknowledged stays acknowledged: the next attempt starts after it.
             try? await checkpoint.store()
+            if let refusal = acks.refusal { throw StreamRefused(reason: refusal) }
             // An exclusive relay's publish refused after a message that is not this store's: another
             // publisher shares the stream, and every retry would be refused the same way. (After
             // one of this store's own, a publish was dropped; with no id, the server lost it in a
@@ -251,7 +252,9 @@ struct Relay {
             acks.sent(position, publishes: 1 + due.count)
             metrics.published(checkpoints: due.count)
             let first = exclusive && lastId == nil
-            try publish(jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position, lastId: &lastId)
+            try publish(
+                jetStream, acks, subject, id: "\(storeId)-\(position)", body, for: position, hash: event.hash,
+                lastId: &lastId)
             // The first publish of a connection goes out alone: those after it expect it stored.
             if first { try await acks.waitUntil(position, awaits: due.count) }
             for kept in due {
@@ -274,25 +277,61 @@ struct Relay {
     }
 
     /// Publishes one message whose acknowledgement counts for `position`; an exclusive relay's
-    /// expects `lastId` (nothing when nil) and leaves its own id there for the next.
+    /// expects `lastId` (nothing when nil) and leaves its own id there for the next. An event's
+    /// message (with its chain `hash`) that JetStream calls a repeat counts only once the message
+    /// stored under its id is found to be the same event (``sameEvent(_:_:hash:)``).
     private func publish(
         _ jetStream: JetStream, _ acks: AckWindow, _ subject: String, id: String, _ body: [UInt8],
-        for position: UInt64, lastId: inout String?
+        for position: UInt64, hash: [UInt8]? = nil, lastId: inout String?
     ) throws {
         let sent = ContinuousClock.now
         let metrics = self.metrics
         let expected = exclusive ? lastId : nil
         if exclusive { lastId = id }
+        let stream = self.stream
         do {
             try jetStream.publish(subject, id: id, payload: body, expectedLastId: expected) { result in
                 metrics.answered(acknowledged: (try? result.get()) != nil, took: .now - sent)
-                acks.finished(position, result.map { _ in () })
+                guard case let .success(ack) = result, ack.duplicate, let hash else {
+                    acks.finished(position, result.map { _ in () })
+                    return
+                }
+                Task {
+                    switch await Self.sameEvent(jetStream, stream, ack: ack, hash: hash, id: id) {
+                    case nil: acks.finished(position, .success(()))
+                    case let .failure(error)?: acks.finished(position, .failure(error))
+                    case let .success(reason)?: acks.refuse(position, reason)
+                    }
+                }
             }
         } catch {
             metrics.answered(acknowledged: false, took: .now - sent)
             acks.finished(position, .failure(error as? NATSError ?? .connection("\(error)")))
             throw error
         }
+    }
+
+    /// Whether the message JetStream holds under a repeated event's id (the sequence its duplicate
+    /// acknowledgement names) is that event: nil when its CloudEvent has the event's chain `hash`;
+    /// why not, when it has another (a copy of the store restored from an older backup publishes an
+    /// event of its own under the id of one the original published); the failure, when it could not
+    /// be read (the attempt is retried).
+    static func sameEvent(
+        _ jetStream: JetStream, _ stream: String, ack: JetStream.PublishAck, hash: [UInt8], id: String
+    ) async -> Result<String, NATSError>? {
+        let stored: JetStream.StoredMessage
+        do {
+            stored = try await jetStream.message(stream, sequence: ack.sequence)
+        } catch {
+            return .failure(error as? NATSError ?? .connection("\(error)"))
+        }
+        let held = (try? JSON.parse(stored.payload))?["hash"]?.stringValue
+        let sent = hash.map { String(format: "%02x", $0) }.joined()
+        guard stored.headers["Nats-Msg-Id"] != id || held != sent else { return nil }
+        return .success(
+            "stream \(stream) holds \(id) (sequence \(ack.sequence)) with hash \(held ?? "none"), where this store's "
+                + "event has \(sent): is this a copy of the store restored from an older backup, whose log went "
+                + "another way?")
     }
 
     /// Why the stream's last message, this store's `id` with the CloudEvent `payload`, is not one
@@ -381,6 +420,8 @@ final class AckWindow: Sendable {
         var inFlight = 0
         var failure: NATSError?
         var failureHandler: (@Sendable () -> Void)?
+        /// Why the stream cannot be relayed into, once a repeat was found to be another event.
+        var refusal: String?
         /// When the last answer came, or the window last went from empty to busy.
         var lastAnswer = ContinuousClock.now
     }
@@ -437,6 +478,17 @@ final class AckWindow: Sendable {
 
     /// The first publish that failed, if one did.
     var failure: NATSError? { window.withLock { $0.failure } }
+
+    /// Why the stream cannot be relayed into, if a repeat was found to be another event.
+    var refusal: String? { window.withLock { $0.refusal } }
+
+    /// The publish for `position` was a repeat of another event: the relay stops (``refusal``).
+    func refuse(_ position: UInt64, _ reason: String) {
+        window.withLock { state in
+            if state.refusal == nil { state.refusal = reason }
+        }
+        finished(position, .failure(.jetStream(code: 0, description: reason)))
+    }
 
     /// Waits until `done` holds for the window; throws a publish's failure, or
     /// ``NATSError/timeout`` once publishes have been under way for ``replyTimeout`` with no answer.

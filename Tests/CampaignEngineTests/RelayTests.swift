@@ -681,6 +681,43 @@ import Testing
         #expect(await messages(server, "CAMPAIGN") == UInt64(log.count + 2))
     }
 
+    /// A plain relay of a copy of the store restored from an older backup, into the stream the
+    /// original filled, within JetStream's duplicate window: the original's events come back as
+    /// repeats and are checked to be the same events, and the copy's own event at a position the
+    /// original published, a "repeat" of another event, stops the relay, which does not count it
+    /// relayed. Before, JetStream dropped it and the relay exited 0.
+    @Test func aRelayStopsWhenARepeatIsAnotherEvent() async throws {
+        let server = try LocalNATSServer()
+        defer { server.stop() }
+        let (directory, log, storeId) = try await demoStore()
+        let copy = TemporaryDirectory()
+        for file in ["data.mdb", "lock.mdb"] {
+            try FileManager.default.copyItem(atPath: directory.path + "/" + file, toPath: copy.path + "/" + file)
+        }
+        func create(_ name: String, in store: TemporaryDirectory) async throws {
+            let created = try await campaign(
+                ["apply", "--data", store.path],
+                input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                    + #""payload":{"name":"\#(name)","channel":"email"}}"# + "\n")
+            try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+        }
+        try await create("Original one", in: directory)
+        let relayTo = { (store: TemporaryDirectory) in
+            ["export", "--data", store.path, "--to", server.url, "--stream", "CAMPAIGN"]
+        }
+        #expect(try await campaign(relayTo(directory)).status == 0)
+        try await create("Restored one", in: copy)
+        let restored = try await campaign(relayTo(copy))
+        let position = log.count + 1
+        #expect(restored.status == 1, "\(restored)")
+        #expect(
+            restored.err.contains("stream CAMPAIGN holds \(storeId)-\(position) (sequence \(position)) with hash "),
+            "\(restored.err)")
+        // The original's events, sent again, were checked and counted; the copy's own was not.
+        #expect(restored.err.hasSuffix("consumer nats-CAMPAIGN at \(Format.count(log.count))\n"), "\(restored.err)")
+        #expect(await messages(server, "CAMPAIGN") == UInt64(position))
+    }
+
     /// Another publisher's message between two of an exclusive relay's makes the stream refuse the
     /// relay's next publish; the relay says so and exits 1 rather than retrying for ever.
     @Test func anExclusiveRelayStopsWhenAnotherPublisherWritesToItsStream() async throws {
