@@ -13,7 +13,8 @@ import Synchronization
 /// The consumer's checkpoint moves only past events JetStream acknowledged, and only as far as
 /// every event before them is acknowledged too; after a crash, a lost broker or a stop, the next
 /// run starts after that checkpoint, so nothing is lost, and what is sent again is dropped by
-/// JetStream within its duplicate window (two minutes).
+/// JetStream within its duplicate window (two minutes), once the relay has checked that the message
+/// stored under the repeated id is the same event.
 struct Relay {
     let store: EventStore
     let storeId: String
