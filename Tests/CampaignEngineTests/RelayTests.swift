@@ -640,6 +640,24 @@ import Testing
         #expect((1...2).contains(starts), "\(starts) publishes expected nothing")
     }
 
+    /// A copy of the store in `directory` as it is now, as a backup restored later would be.
+    func restoredCopy(of directory: TemporaryDirectory) throws -> TemporaryDirectory {
+        let copy = TemporaryDirectory()
+        for file in ["data.mdb", "lock.mdb"] {
+            try FileManager.default.copyItem(atPath: directory.path + "/" + file, toPath: copy.path + "/" + file)
+        }
+        return copy
+    }
+
+    /// Creates a campaign named `name` in the store in `store`.
+    func create(_ name: String, in store: TemporaryDirectory) async throws {
+        let created = try await campaign(
+            ["apply", "--data", store.path],
+            input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
+                + #""payload":{"name":"\#(name)","channel":"email"}}"# + "\n")
+        try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
+    }
+
     /// A copy of the store restored from before its last events, relaying into the stream its
     /// original filled: the stream's last event of this store is past the copy's head, or, once the
     /// copy has appended as far, not the copy's event at that position (another hash). The exclusive
@@ -649,17 +667,7 @@ import Testing
         let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, _) = try await demoStore()
-        let copy = TemporaryDirectory()
-        for file in ["data.mdb", "lock.mdb"] {
-            try FileManager.default.copyItem(atPath: directory.path + "/" + file, toPath: copy.path + "/" + file)
-        }
-        func create(_ name: String, in store: TemporaryDirectory) async throws {
-            let created = try await campaign(
-                ["apply", "--data", store.path],
-                input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
-                    + #""payload":{"name":"\#(name)","channel":"email"}}"# + "\n")
-            try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
-        }
+        let copy = try restoredCopy(of: directory)
         try await create("Original one", in: directory)
         try await create("Original two", in: directory)
         let relayTo = { (store: TemporaryDirectory) in
@@ -690,17 +698,7 @@ import Testing
         let server = try LocalNATSServer()
         defer { server.stop() }
         let (directory, log, storeId) = try await demoStore()
-        let copy = TemporaryDirectory()
-        for file in ["data.mdb", "lock.mdb"] {
-            try FileManager.default.copyItem(atPath: directory.path + "/" + file, toPath: copy.path + "/" + file)
-        }
-        func create(_ name: String, in store: TemporaryDirectory) async throws {
-            let created = try await campaign(
-                ["apply", "--data", store.path],
-                input: #"{"requestId":"r","principal":\#(admin()),"command":"campaign.create","#
-                    + #""payload":{"name":"\#(name)","channel":"email"}}"# + "\n")
-            try #require(created.status == 0 && created.out.contains(#""status":201"#), "\(created)")
-        }
+        let copy = try restoredCopy(of: directory)
         try await create("Original one", in: directory)
         let relayTo = { (store: TemporaryDirectory) in
             ["export", "--data", store.path, "--to", server.url, "--stream", "CAMPAIGN"]
