@@ -2,6 +2,7 @@ import CampaignDomain
 import CampaignEngine
 import EventStore
 import Foundation
+import Hashing
 import NATS
 import Synchronization
 
@@ -326,14 +327,21 @@ struct Relay {
         } catch {
             return .failure(error as? NATSError ?? .connection("\(error)"))
         }
-        let held = (try? JSON.parse(stored.payload))?["hash"]?.stringValue
-        let sent = hash.map { String(format: "%02x", $0) }.joined()
+        let held = chainHash(of: stored.payload)
+        let sent = hash.hexString
         guard stored.headers["Nats-Msg-Id"] != id || held != sent else { return nil }
         return .success(
             "stream \(stream) holds \(id) (sequence \(ack.sequence)) with hash \(held ?? "none"), where this store's "
-                + "event has \(sent): is this a copy of the store restored from an older backup, whose log went "
-                + "another way?")
+                + "event has \(sent): \(restoredCopy)")
     }
+
+    /// The chain hash a relayed CloudEvent carries (its `hash`, hexadecimal), if it is one.
+    static func chainHash(of cloudEvent: [UInt8]) -> String? {
+        (try? JSON.parse(cloudEvent))?["hash"]?.stringValue
+    }
+
+    /// What a stream holding another event of this store under one of its ids suggests.
+    static let restoredCopy = "is this a copy of the store restored from an older backup, whose log went another way?"
 
     /// Why the stream's last message, this store's `id` with the CloudEvent `payload`, is not one
     /// of the log's: an event past the log's head, or at a position where the log holds another
@@ -341,7 +349,7 @@ struct Relay {
     private func divergence(_ id: String, _ payload: [UInt8]) throws -> String? {
         let name = id.dropFirst(storeId.count + 1)
         let head = try store.head().position
-        let restored = "is this a copy of the store restored from an older backup, whose log went another way?"
+        let restored = Self.restoredCopy
         if name.hasPrefix("checkpoint-"), let size = UInt64(name.dropFirst("checkpoint-".count)), size > head {
             return "stream \(stream) holds this store's checkpoint of \(Format.count(size)) events, past the log's "
                 + "head at \(Format.count(head)): \(restored)"
@@ -351,8 +359,8 @@ struct Relay {
             return "stream \(stream) holds this store's event \(Format.count(position)), past the log's head at "
                 + "\(Format.count(head)): \(restored)"
         }
-        let held = (try? JSON.parse(payload))?["hash"]?.stringValue
-        let logged = try store.read { try $0.event(at: position) }?.hash.map { String(format: "%02x", $0) }.joined()
+        let held = Self.chainHash(of: payload)
+        let logged = try store.read { try $0.event(at: position) }?.hash.hexString
         guard let held, held != logged else { return nil }
         return "stream \(stream) holds this store's event \(Format.count(position)) with hash \(held), where the "
             + "log's has \(logged ?? "none"): \(restored)"

@@ -661,8 +661,8 @@ import Testing
     /// A copy of the store restored from before its last events, relaying into the stream its
     /// original filled: the stream's last event of this store is past the copy's head, or, once the
     /// copy has appended as far, not the copy's event at that position (another hash). The exclusive
-    /// relay refuses either as it connects, where it would have published the copy's events after
-    /// the original's (or had them dropped as repeats of ids the original used).
+    /// relay refuses either as it connects, before any publish: beyond JetStream's duplicate window,
+    /// where no repeat is reported, it would have published the copy's events after the original's.
     @Test func anExclusiveRelayRefusesAStreamAheadOfARestoredStore() async throws {
         let server = try LocalNATSServer()
         defer { server.stop() }
